@@ -1,0 +1,133 @@
+package caddymodule
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("scim_gateway", parseCaddyfile)
+	// Before respond, so that no `order` line is needed in a site block.
+	httpcaddyfile.RegisterDirectiveOrder("scim_gateway", httpcaddyfile.Before, "respond")
+}
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	g := new(Gateway)
+	err := g.UnmarshalCaddyfile(h.Dispenser)
+	return g, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	scim_gateway [<matcher>] {
+//	    token <name> <value>            # one or more; value usually {env.SCIM_TOKEN}
+//	    base_path <path>                # default /scim/v2
+//	    data_dir <dir>                  # default ./scimgate-data
+//	    max_body_size <size>            # default 4MiB
+//	    max_json_depth <n>              # default 64
+//	    max_results <n>                 # default 200
+//	    members_replace merge|exact     # default merge
+//	    user_patch_response resource|no_content   # default resource
+//	}
+func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for d.NextBlock(0) {
+		opt := d.Val()
+		if opt != "token" {
+			if seen[opt] {
+				return d.Errf("%s is set twice", opt)
+			}
+			seen[opt] = true
+		}
+		switch opt {
+		case "token":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return d.Errf("token takes a name and a value: token <name> {env.SCIM_TOKEN}")
+			}
+			g.Tokens = append(g.Tokens, Token{Name: args[0], Value: args[1]})
+		case "base_path":
+			v, err := oneArg(d)
+			if err != nil {
+				return err
+			}
+			if !strings.HasPrefix(v, "/") {
+				return d.Errf("base_path must start with /, got %q", v)
+			}
+			g.BasePath = v
+		case "data_dir":
+			v, err := oneArg(d)
+			if err != nil {
+				return err
+			}
+			g.DataDir = v
+		case "max_body_size":
+			v, err := oneArg(d)
+			if err != nil {
+				return err
+			}
+			n, err := humanize.ParseBytes(v)
+			if err != nil || n == 0 || n > 1<<40 {
+				return d.Errf("max_body_size: invalid size %q (e.g. 4MiB)", v)
+			}
+			g.MaxBodyBytes = int64(n)
+		case "max_json_depth", "max_results":
+			v, err := oneArg(d)
+			if err != nil {
+				return err
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil || n <= 0 {
+				return d.Errf("%s: want a positive integer, got %q", opt, v)
+			}
+			if opt == "max_json_depth" {
+				g.MaxJSONDepth = n
+			} else {
+				g.MaxResults = n
+			}
+		case "members_replace":
+			v, err := oneArg(d)
+			if err != nil {
+				return err
+			}
+			if v != "merge" && v != "exact" {
+				return d.Errf("members_replace: want merge or exact, got %q", v)
+			}
+			g.MembersReplace = v
+		case "user_patch_response":
+			v, err := oneArg(d)
+			if err != nil {
+				return err
+			}
+			if v != "resource" && v != "no_content" {
+				return d.Errf("user_patch_response: want resource or no_content, got %q", v)
+			}
+			g.UserPatchResponse = v
+		default:
+			return d.Errf("unrecognized scim_gateway option %q", opt)
+		}
+	}
+	return nil
+}
+
+func oneArg(d *caddyfile.Dispenser) (string, error) {
+	if !d.NextArg() {
+		return "", d.ArgErr()
+	}
+	v := d.Val()
+	if d.NextArg() {
+		return "", d.ArgErr()
+	}
+	return v, nil
+}
+
+var _ caddyfile.Unmarshaler = (*Gateway)(nil)

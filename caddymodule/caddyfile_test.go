@@ -1,0 +1,123 @@
+package caddymodule
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddytest"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func TestUnmarshalCaddyfile(t *testing.T) {
+	cases := []struct {
+		name, input, err string
+		check            func(t *testing.T, g *Gateway)
+	}{
+		{
+			name: "full",
+			input: `scim_gateway {
+				token entra {env.SCIM_TOKEN}
+				token entra-next {env.SCIM_TOKEN_NEXT}
+				base_path /scim
+				data_dir /var/lib/scimgate
+				max_body_size 1MiB
+				max_json_depth 32
+				max_results 100
+				members_replace exact
+				user_patch_response no_content
+			}`,
+			check: func(t *testing.T, g *Gateway) {
+				if len(g.Tokens) != 2 || g.Tokens[1].Name != "entra-next" || g.Tokens[0].Value != "{env.SCIM_TOKEN}" {
+					t.Errorf("tokens = %+v", g.Tokens)
+				}
+				if g.BasePath != "/scim" || g.DataDir != "/var/lib/scimgate" || g.MaxBodyBytes != 1<<20 ||
+					g.MaxJSONDepth != 32 || g.MaxResults != 100 || g.MembersReplace != "exact" || g.UserPatchResponse != "no_content" {
+					t.Errorf("got %+v", g)
+				}
+			},
+		},
+		{name: "minimal", input: `scim_gateway {
+				token entra {env.SCIM_TOKEN}
+			}`, check: func(t *testing.T, g *Gateway) {
+			if len(g.Tokens) != 1 || g.BasePath != "" {
+				t.Errorf("got %+v", g)
+			}
+		}},
+		{name: "inline arg", input: `scim_gateway foo`, err: "wrong argument count"},
+		{name: "token without value", input: "scim_gateway {\n token entra\n}", err: "token takes a name and a value"},
+		{name: "duplicate option", input: "scim_gateway {\n data_dir a\n data_dir b\n}", err: "data_dir is set twice"},
+		{name: "unknown option", input: "scim_gateway {\n colour blue\n}", err: `unrecognized scim_gateway option "colour"`},
+		{name: "bad size", input: "scim_gateway {\n max_body_size lots\n}", err: "invalid size"},
+		{name: "bad depth", input: "scim_gateway {\n max_json_depth -1\n}", err: "positive integer"},
+		{name: "bad replace mode", input: "scim_gateway {\n members_replace wipe\n}", err: "merge or exact"},
+		{name: "bad patch response", input: "scim_gateway {\n user_patch_response 202\n}", err: "resource or no_content"},
+		{name: "relative base path", input: "scim_gateway {\n base_path scim\n}", err: "must start with /"},
+		{name: "extra arg", input: "scim_gateway {\n data_dir a b\n}", err: "wrong argument count"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := new(Gateway)
+			err := g.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tc.input))
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("error = %v, want it to contain %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.check(t, g)
+		})
+	}
+}
+
+// TestCaddyfileAdapt checks testdata/caddyfile_adapt/*.caddyfiletest: a Caddyfile, a line of
+// dashes, and the JSON it must adapt to (or an error substring). Run with -update to
+// rewrite the JSON halves after a deliberate change.
+func TestCaddyfileAdapt(t *testing.T) {
+	files, err := filepath.Glob("testdata/caddyfile_adapt/*.caddyfiletest")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no golden files: %v", err)
+	}
+	for _, file := range files {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			parts := strings.SplitN(string(data), "----------", 2)
+			if len(parts) != 2 {
+				t.Fatalf("%s: no ---------- separator", file)
+			}
+			input, expected := strings.TrimSpace(parts[0])+"\n", strings.TrimSpace(parts[1])
+			if strings.HasPrefix(expected, "{") || (*update && expected == "") {
+				if *update {
+					out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(input), nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					pretty := caddyconfigIndent(t, out)
+					if err := os.WriteFile(file, []byte(strings.TrimSpace(parts[0])+"\n----------\n"+pretty+"\n"), 0o644); err != nil {
+						t.Fatal(err)
+					}
+					return
+				}
+				if !caddytest.CompareAdapt(t, file, input, "caddyfile", expected) {
+					t.Errorf("%s does not adapt to the expected JSON", file)
+				}
+				return
+			}
+			_, _, err = caddyconfig.GetAdapter("caddyfile").Adapt([]byte(input), nil)
+			if err == nil || !strings.Contains(err.Error(), expected) {
+				t.Fatalf("adapt error = %v, want it to contain %q", err, expected)
+			}
+		})
+	}
+}

@@ -1,0 +1,229 @@
+package caddymodule
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/scimgate/scimgate/caddymodule/scim"
+	"github.com/scimgate/scimgate/caddymodule/store"
+)
+
+// query is a list or search request: GET /Users?filter=... or POST /Users/.search.
+type query struct {
+	filter     string
+	startIndex int
+	count      int
+	proj       scim.Projection
+}
+
+func (g *Gateway) list(req *request, typ string) {
+	v := req.r.URL.Query()
+	q, err := g.parseQuery(v.Get("filter"), v.Get("startIndex"), v.Get("count"), v.Get("attributes"), v.Get("excludedAttributes"))
+	if err != nil {
+		g.writeError(req, err)
+		return
+	}
+	g.runQuery(req, typ, q)
+}
+
+// search answers POST /.search (RFC 7644 §3.4.3) with the same engine as GET.
+func (g *Gateway) search(req *request, typ string) {
+	body, err := g.readBody(req)
+	if err != nil {
+		g.writeError(req, err)
+		return
+	}
+	str := func(name string) (string, error) {
+		v, ok := scim.Get(body, name)
+		if !ok || v == nil {
+			return "", nil
+		}
+		switch x := v.(type) {
+		case string:
+			return x, nil
+		case []any:
+			parts := make([]string, 0, len(x))
+			for _, e := range x {
+				s, ok := e.(string)
+				if !ok {
+					return "", scim.BadRequest(scim.TypeInvalidValue, "%s must be a list of strings", name)
+				}
+				parts = append(parts, s)
+			}
+			return strings.Join(parts, ","), nil
+		default:
+			if n, ok := v.(interface{ String() string }); ok {
+				return n.String(), nil
+			}
+		}
+		return "", scim.BadRequest(scim.TypeInvalidValue, "%s has the wrong type", name)
+	}
+	var fields [5]string
+	for i, name := range []string{"filter", "startIndex", "count", "attributes", "excludedAttributes"} {
+		if fields[i], err = str(name); err != nil {
+			g.writeError(req, err)
+			return
+		}
+	}
+	q, err := g.parseQuery(fields[0], fields[1], fields[2], fields[3], fields[4])
+	if err != nil {
+		g.writeError(req, err)
+		return
+	}
+	g.runQuery(req, typ, q)
+}
+
+func (g *Gateway) parseQuery(filter, startIndex, count, attrs, excluded string) (*query, error) {
+	q := &query{filter: strings.TrimSpace(filter), startIndex: 1, count: g.MaxResults}
+	if startIndex != "" {
+		n, err := strconv.Atoi(strings.TrimSpace(startIndex))
+		if err != nil {
+			return nil, scim.BadRequest(scim.TypeInvalidValue, "startIndex must be an integer, got %q", startIndex)
+		}
+		if n > 1 {
+			q.startIndex = n
+		}
+	}
+	if count != "" {
+		n, err := strconv.Atoi(strings.TrimSpace(count))
+		if err != nil {
+			return nil, scim.BadRequest(scim.TypeInvalidValue, "count must be an integer, got %q", count)
+		}
+		q.count = max(0, min(n, g.MaxResults))
+	}
+	var err error
+	q.proj, err = scim.ParseProjection(attrs, excluded)
+	return q, err
+}
+
+// indexable maps filter attributes to store indexes, per resource type.
+var indexable = map[string]map[string]string{
+	scim.UserType:  {"username": "userName", "externalid": "externalId", "emails.value": "emails.value"},
+	scim.GroupType: {"displayname": "displayName", "externalid": "externalId"},
+}
+
+// candidates picks the cheapest way to find the resources a filter can match: one id, an
+// index lookup (O(log n)), or nil with scan=true for a full scan.
+func candidates(tx *store.Tx, typ string, f scim.Filter) (ids []string, scan bool, err error) {
+	if f == nil {
+		return nil, true, nil
+	}
+	for _, t := range scim.EqualityTerms(f) {
+		if t.Attr.URN != "" && !strings.EqualFold(t.Attr.URN, scim.ResourceTypeByName(typ).Schema) {
+			continue
+		}
+		value, ok := termString(t.Value)
+		if !ok {
+			continue
+		}
+		name := strings.ToLower(t.Attr.Name)
+		if t.Attr.Sub != "" {
+			name += "." + strings.ToLower(t.Attr.Sub)
+		}
+		if name == "id" {
+			return []string{value}, false, nil
+		}
+		if attr, ok := indexable[typ][name]; ok {
+			ids, err := tx.Lookup(typ, attr, value)
+			return ids, false, err
+		}
+	}
+	return nil, true, nil
+}
+
+func termString(v any) (string, bool) {
+	switch x := v.(type) {
+	case string:
+		return x, true
+	case interface{ String() string }: // json.Number
+		return x.String(), true
+	}
+	return "", false
+}
+
+func (g *Gateway) runQuery(req *request, typ string, q *query) {
+	var f scim.Filter
+	if q.filter != "" {
+		var err error
+		if f, err = scim.ParseFilter(q.filter); err != nil {
+			g.writeError(req, err)
+			return
+		}
+	}
+	// Matching needs members or groups only when the filter mentions them.
+	matchOpts := renderOpts{members: filterMentions(f, "members"), groups: filterMentions(f, "groups")}
+	pageOpts := optsFor(q.proj)
+	var page []any
+	total := 0
+	err := g.store.View(func(tx *store.Tx) error {
+		ids, scan, err := candidates(tx, typ, f)
+		if err != nil {
+			return err
+		}
+		consider := func(rec *store.Record) error {
+			res, err := g.render(tx, req, rec, matchOpts)
+			if err != nil {
+				return err
+			}
+			if f != nil {
+				ok, err := scim.Match(f, typ, res)
+				if err != nil || !ok {
+					return err
+				}
+			}
+			total++
+			if total < q.startIndex || len(page) >= q.count {
+				return nil
+			}
+			if pageOpts != matchOpts {
+				if res, err = g.render(tx, req, rec, pageOpts); err != nil {
+					return err
+				}
+			}
+			page = append(page, q.proj.Apply(typ, res))
+			return nil
+		}
+		if scan {
+			return tx.Scan(typ, func(rec *store.Record) (bool, error) {
+				return true, consider(rec)
+			})
+		}
+		for _, id := range ids {
+			rec, err := tx.Get(typ, id)
+			if errors.Is(err, store.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if err := consider(rec); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		g.writeError(req, err)
+		return
+	}
+	g.writeJSON(req, http.StatusOK, scim.ListResponse(page, total, q.startIndex))
+}
+
+// filterMentions reports whether f refers to the top-level attribute name.
+func filterMentions(f scim.Filter, name string) bool {
+	switch x := f.(type) {
+	case *scim.CompareFilter:
+		return x.Attr.URN == "" && strings.EqualFold(x.Attr.Name, name)
+	case *scim.ValuePathFilter:
+		return x.Attr.URN == "" && strings.EqualFold(x.Attr.Name, name)
+	case *scim.AndFilter:
+		return filterMentions(x.Left, name) || filterMentions(x.Right, name)
+	case *scim.OrFilter:
+		return filterMentions(x.Left, name) || filterMentions(x.Right, name)
+	case *scim.NotFilter:
+		return filterMentions(x.Inner, name)
+	}
+	return false
+}

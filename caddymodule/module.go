@@ -1,0 +1,206 @@
+// Package caddymodule registers scimgate's Caddy HTTP handler, scim_gateway: a SCIM 2.0
+// server hardened for Microsoft Entra ID provisioning, with its directory in an embedded
+// bbolt store. The package is glue: SCIM protocol work lives in ./scim, storage in ./store.
+package caddymodule
+
+import (
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/scimgate/scimgate/caddymodule/scim"
+)
+
+func init() {
+	caddy.RegisterModule(Gateway{})
+}
+
+// Defaults for the Gateway's optional settings.
+const (
+	DefaultBasePath     = "/scim/v2"
+	DefaultMaxBodyBytes = 4 << 20
+	DefaultMaxResults   = 200
+	DefaultDataDir      = "./scimgate-data"
+	storeFileName       = "scimgate.db"
+	MinTokenBytes       = 32
+)
+
+// Gateway is the scim_gateway HTTP handler: it authenticates Entra's provisioning service,
+// answers the SCIM 2.0 protocol at BasePath and keeps the directory in a bbolt store.
+type Gateway struct {
+	// Tokens are the bearer tokens accepted, each with a name that logs and the journal use
+	// instead of the secret. Several tokens allow rotation without downtime. Values may be
+	// placeholders such as {env.SCIM_TOKEN}; each must resolve to at least 32 bytes.
+	Tokens []Token `json:"tokens,omitempty"`
+
+	// BasePath is the URL path under which SCIM is served; Entra's Tenant URL is
+	// scheme://host:port + BasePath. Default: /scim/v2.
+	BasePath string `json:"base_path,omitempty"`
+
+	// DataDir is the directory holding the store file (scimgate.db). Default:
+	// ./scimgate-data. Placeholders are resolved.
+	DataDir string `json:"data_dir,omitempty"`
+
+	// MaxBodyBytes bounds request bodies; larger ones answer 413. Default: 4 MiB.
+	MaxBodyBytes int64 `json:"max_body_bytes,omitempty"`
+
+	// MaxJSONDepth bounds JSON nesting in request bodies, checked before parsing; deeper
+	// bodies answer 400 invalidSyntax. Default: 64.
+	MaxJSONDepth int `json:"max_json_depth,omitempty"`
+
+	// MaxResults is the largest page a list or filter query returns (advertised as
+	// filter.maxResults; larger counts are capped). Default: 200.
+	MaxResults int `json:"max_results,omitempty"`
+
+	// MembersReplace says what PATCH replace on a group's members does: "merge" (default)
+	// adds the listed members and removes none, because Entra has been seen sending partial
+	// lists with replace; "exact" makes the list the new member set (RFC 7644 semantics).
+	MembersReplace string `json:"members_replace,omitempty"`
+
+	// UserPatchResponse is what a successful user PATCH answers: "resource" (default: 200
+	// with the resource, as Microsoft's SCIM Validator expects) or "no_content" (204, as
+	// Microsoft's Postman collection expects). A request's Prefer: return=minimal or
+	// return=representation header overrides it.
+	UserPatchResponse string `json:"user_patch_response,omitempty"`
+
+	storeKey  string
+	store     *storeHandle
+	tokens    *tokenSet
+	patchOpts scim.PatchOptions
+	logger    *zap.Logger
+	now       func() time.Time
+}
+
+// Token is a named bearer token.
+type Token struct {
+	// Name identifies the client in logs and audit records; never the secret.
+	Name string `json:"name"`
+	// Value is the secret, usually a placeholder such as {env.SCIM_TOKEN}.
+	Value string `json:"value"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (Gateway) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.scim_gateway",
+		New: func() caddy.Module { return new(Gateway) },
+	}
+}
+
+// Provision sets defaults, resolves placeholders, checks the tokens and opens (or shares)
+// the store.
+func (g *Gateway) Provision(ctx caddy.Context) error {
+	g.logger = ctx.Logger()
+	g.now = time.Now
+	repl := caddy.NewReplacer()
+
+	if g.BasePath == "" {
+		g.BasePath = DefaultBasePath
+	}
+	g.BasePath = "/" + strings.Trim(g.BasePath, "/")
+	if g.BasePath == "/" {
+		g.BasePath = ""
+	}
+	if g.MaxBodyBytes == 0 {
+		g.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if g.MaxJSONDepth == 0 {
+		g.MaxJSONDepth = scim.DefaultMaxJSONDepth
+	}
+	if g.MaxResults == 0 {
+		g.MaxResults = DefaultMaxResults
+	}
+	switch strings.ToLower(g.MembersReplace) {
+	case "", "merge":
+		g.patchOpts.MembersReplace = scim.MembersReplaceMerge
+	case "exact":
+		g.patchOpts.MembersReplace = scim.MembersReplaceExact
+	default:
+		return fmt.Errorf("members_replace must be merge or exact, not %q", g.MembersReplace)
+	}
+	switch strings.ToLower(g.UserPatchResponse) {
+	case "", "resource", "no_content":
+	default:
+		return fmt.Errorf("user_patch_response must be resource or no_content, not %q", g.UserPatchResponse)
+	}
+
+	tokens, err := newTokenSet(g.Tokens, repl)
+	if err != nil {
+		return err
+	}
+	g.tokens = tokens
+
+	dataDir := g.DataDir
+	if dataDir == "" {
+		dataDir = DefaultDataDir
+	}
+	dataDir = repl.ReplaceAll(dataDir, "")
+	if dataDir == "" {
+		return fmt.Errorf("data_dir resolves to an empty path")
+	}
+	path, err := filepath.Abs(filepath.Join(dataDir, storeFileName))
+	if err != nil {
+		return fmt.Errorf("resolving store path in %s: %w", dataDir, err)
+	}
+	h, err := acquireStore(path)
+	if err != nil {
+		return err
+	}
+	g.storeKey, g.store = path, h
+	g.logger.Info("scim gateway provisioned",
+		zap.String("base_path", g.BasePath),
+		zap.String("store", path),
+		zap.Strings("tokens", g.tokens.names()))
+	return nil
+}
+
+// Validate checks the provisioned configuration.
+func (g *Gateway) Validate() error {
+	if g.tokens == nil || len(g.tokens.tokens) == 0 {
+		return fmt.Errorf("scim_gateway needs at least one token")
+	}
+	if g.MaxBodyBytes < 1024 {
+		return fmt.Errorf("max_body_bytes must be at least 1024, got %d", g.MaxBodyBytes)
+	}
+	if g.MaxJSONDepth < 8 || g.MaxJSONDepth > 1024 {
+		return fmt.Errorf("max_json_depth must be between 8 and 1024, got %d", g.MaxJSONDepth)
+	}
+	if g.MaxResults < 1 || g.MaxResults > 100000 {
+		return fmt.Errorf("max_results must be between 1 and 100000, got %d", g.MaxResults)
+	}
+	return nil
+}
+
+// Cleanup releases this config's reference to the store; the file closes when the last
+// config using it is gone (Caddy provisions a new config before it cleans up the old one).
+func (g *Gateway) Cleanup() error {
+	if g.store == nil {
+		return nil
+	}
+	g.store = nil
+	return releaseStore(g.storeKey)
+}
+
+// ServeHTTP answers SCIM requests under BasePath. Requests outside it go to next.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	rel, ok := g.relativePath(r.URL.Path)
+	if !ok {
+		return next.ServeHTTP(w, r)
+	}
+	g.serveSCIM(w, r, rel)
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Gateway)(nil)
+	_ caddy.Validator             = (*Gateway)(nil)
+	_ caddy.CleanerUpper          = (*Gateway)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Gateway)(nil)
+)

@@ -1,0 +1,276 @@
+package scim
+
+import (
+	"strings"
+)
+
+// Prepared is a POST or PUT body turned into what the gateway stores: the resource's own
+// attributes (without id, meta, a user's groups or a group's members) and, for groups, the
+// member list when the body had one.
+type Prepared struct {
+	Doc        Resource
+	Members    []MemberRef
+	HasMembers bool // the body carried a members attribute (PUT then replaces the set)
+	ID         string
+}
+
+// PrepareResource validates and normalises a POST/PUT body for resourceType. Read-only
+// attributes (id, meta, groups) are dropped as RFC 7643 §2.2 asks, null values are removed
+// (null means unassigned), Entra's string booleans become booleans and the enterprise
+// manager takes its object form. Values are otherwise kept exactly as written.
+func PrepareResource(resourceType string, body map[string]any) (*Prepared, error) {
+	rt := ResourceTypeByName(resourceType)
+	if rt == nil {
+		return nil, NotFound("unknown resource type %q", resourceType)
+	}
+	if err := checkSchemasList(rt, body); err != nil {
+		return nil, err
+	}
+	doc := CloneResource(body)
+	stripNulls(doc)
+	p := &Prepared{Doc: doc}
+	if v, ok := Get(doc, "id"); ok {
+		if s, isStr := v.(string); isStr {
+			p.ID = s
+		}
+		Delete(doc, "id")
+	}
+	Delete(doc, "meta")
+	if resourceType == UserType {
+		Delete(doc, "groups")
+	}
+	if resourceType == GroupType {
+		if v, ok := Get(doc, "members"); ok {
+			members, err := NormalizeMembers(v)
+			if err != nil {
+				return nil, err
+			}
+			p.Members, p.HasMembers = members, true
+			Delete(doc, "members")
+		}
+	}
+	if err := NormalizeBooleans(resourceType, doc); err != nil {
+		return nil, err
+	}
+	if err := normalizeManagerAttr(doc); err != nil {
+		return nil, err
+	}
+	if err := CheckTypes(resourceType, doc); err != nil {
+		return nil, err
+	}
+	if err := CheckRequired(resourceType, doc); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// checkSchemasList accepts a body without schemas (lenient clients) but rejects one whose
+// schemas list is malformed or names the wrong resource type.
+func checkSchemasList(rt *ResourceTypeDef, body map[string]any) error {
+	v, ok := Get(body, "schemas")
+	if !ok || v == nil {
+		return nil
+	}
+	list, ok := v.([]any)
+	if !ok {
+		return BadRequest(TypeInvalidSyntax, "schemas must be an array of schema URNs")
+	}
+	var hasCore, hasOther bool
+	for _, e := range list {
+		s, ok := e.(string)
+		if !ok {
+			return BadRequest(TypeInvalidSyntax, "schemas must be an array of strings")
+		}
+		switch {
+		case strings.EqualFold(s, rt.Schema):
+			hasCore = true
+		case strings.EqualFold(s, UserSchema), strings.EqualFold(s, GroupSchema):
+			hasOther = true
+		}
+	}
+	if hasOther && !hasCore {
+		return BadRequest(TypeInvalidValue, "schemas names another resource type than %s; send %s resources to %s", rt.Name, rt.Name, rt.Endpoint)
+	}
+	return nil
+}
+
+// stripNulls removes null members of objects at every level and null array elements.
+func stripNulls(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			if e == nil {
+				delete(x, k)
+				continue
+			}
+			x[k] = stripNulls(e)
+		}
+	case []any:
+		out := x[:0]
+		for _, e := range x {
+			if e != nil {
+				out = append(out, stripNulls(e))
+			}
+		}
+		return out
+	}
+	return v
+}
+
+// normalizeManagerAttr turns the enterprise manager into {"value": id} (Entra fails on a bare
+// string in responses) and drops an empty one.
+func normalizeManagerAttr(doc Resource) error {
+	extKey, ok := Key(doc, EnterpriseUserSchema)
+	if !ok {
+		return nil
+	}
+	ext, ok := doc[extKey].(map[string]any)
+	if !ok {
+		return BadRequest(TypeInvalidValue, "%s must be an object of enterprise attributes", EnterpriseUserSchema)
+	}
+	mk, ok := Key(ext, "manager")
+	if !ok {
+		return nil
+	}
+	m, err := ManagerValue(ext[mk])
+	if err != nil {
+		return err
+	}
+	if m == nil {
+		delete(ext, mk)
+		return nil
+	}
+	ext[mk] = m
+	return nil
+}
+
+// ManagerValue interprets every manager form Entra sends: a bare id, {"value": id} with an
+// optional "$ref", or an array holding one such object. It returns nil for an empty value,
+// which means "remove the manager".
+func ManagerValue(v any) (map[string]any, error) {
+	switch x := v.(type) {
+	case nil:
+		return nil, nil
+	case string:
+		if strings.TrimSpace(x) == "" {
+			return nil, nil
+		}
+		return map[string]any{"value": x}, nil
+	case []any:
+		switch len(x) {
+		case 0:
+			return nil, nil
+		case 1:
+			return ManagerValue(x[0])
+		}
+		return nil, BadRequest(TypeInvalidValue, "manager takes one value, got %d", len(x))
+	case map[string]any:
+		raw, _ := Get(x, "value")
+		id, ok := raw.(string)
+		if raw != nil && !ok {
+			return nil, BadRequest(TypeInvalidValue, "manager.value must be a string id")
+		}
+		if strings.TrimSpace(id) == "" {
+			return nil, nil
+		}
+		out := map[string]any{"value": id}
+		if ref, ok := Get(x, "$ref"); ok {
+			if s, isStr := ref.(string); isStr && s != "" {
+				out["$ref"] = s
+			}
+		}
+		if dn, ok := Get(x, "displayName"); ok {
+			if s, isStr := dn.(string); isStr && s != "" {
+				out["displayName"] = s
+			}
+		}
+		return out, nil
+	}
+	return nil, BadRequest(TypeInvalidValue, "manager must be an id, an object with a value, or an array of one such object")
+}
+
+// CheckRequired enforces the required attributes: userName for users, displayName for
+// groups, as non-empty strings.
+func CheckRequired(resourceType string, doc Resource) error {
+	name := "userName"
+	if resourceType == GroupType {
+		name = "displayName"
+	}
+	v, _ := Get(doc, name)
+	s, ok := v.(string)
+	if !ok || strings.TrimSpace(s) == "" {
+		return BadRequest(TypeInvalidValue, "%s is required and must be a non-empty string", name)
+	}
+	return nil
+}
+
+// CheckTypes verifies that attributes defined in the schemas have the JSON shape their
+// definition says (strings, booleans, complex objects, arrays for multi-valued ones).
+// Unknown attributes are not checked: they are stored verbatim.
+func CheckTypes(resourceType string, doc Resource) error {
+	rt := ResourceTypeByName(resourceType)
+	for k, v := range doc {
+		if IsURN(k) {
+			s := SchemaByID(k)
+			if s == nil || (!strings.EqualFold(s.ID, rt.Schema) && !containsFold(rt.Extensions, s.ID)) {
+				continue
+			}
+			ext, ok := v.(map[string]any)
+			if !ok {
+				return BadRequest(TypeInvalidValue, "%s must be an object of that schema's attributes", k)
+			}
+			for ek, ev := range ext {
+				if err := checkAttrType(s.Attr(ek), ek, ev); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		a, _ := FindAttr(resourceType, AttrPath{Name: k})
+		if err := checkAttrType(a, k, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkAttrType(a *Attribute, name string, v any) error {
+	if a == nil || v == nil {
+		return nil
+	}
+	if a.MultiValued {
+		list, ok := v.([]any)
+		if !ok {
+			return BadRequest(TypeInvalidValue, "%s is multi-valued: send an array", name)
+		}
+		single := *a
+		single.MultiValued = false
+		for _, e := range list {
+			if err := checkAttrType(&single, name, e); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	switch a.Type {
+	case "string", "reference", "dateTime", "binary":
+		if _, ok := v.(string); !ok {
+			return BadRequest(TypeInvalidValue, "%s must be a string", name)
+		}
+	case "boolean":
+		if _, ok := v.(bool); !ok {
+			return BadRequest(TypeInvalidValue, "%s must be a boolean (true or false)", name)
+		}
+	case "complex":
+		m, ok := v.(map[string]any)
+		if !ok {
+			return BadRequest(TypeInvalidValue, "%s is complex: send an object", name)
+		}
+		for sk, sv := range m {
+			if err := checkAttrType(a.SubAttr(sk), name+"."+sk, sv); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

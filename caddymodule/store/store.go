@@ -1,0 +1,201 @@
+// Package store is the gateway's directory: SCIM resources, their lookup indexes and group
+// membership edges, kept in one bbolt file.
+//
+// The store is storage only. It knows nothing of SCIM semantics: callers decide what a
+// resource's attributes mean and hand the store the index values to maintain. What the store
+// guarantees is the cost model the gateway depends on: a lookup by an indexed value is one
+// cursor seek (O(log n)), and adding or removing one member of a group costs the same for a
+// group of 100,000 members as for an empty one, because every membership edge is its own key.
+//
+// Layout (all keys are byte strings; ids, types and attribute names never contain NUL):
+//
+//	records/<type>  id                                   -> record (header, index entries, doc)
+//	ids             id                                   -> type
+//	index           type \0 attr \0 folded value \0 id   -> flags
+//	members         groupID \0 memberID                  -> member type and display
+//	memberOf        memberID \0 groupID                  -> (empty)
+//	meta            "format"                             -> format version
+//	                "count" \0 type                      -> number of records of type
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/bbolt"
+)
+
+// formatVersion is written into a new file and checked on every Open, so that a binary never
+// misreads a file written with a layout it does not know.
+const formatVersion uint64 = 1
+
+// defaultTimeout bounds how long Open waits for the file lock. A second gateway (or a config
+// reload that failed to release the old store) must fail fast with a clear error, not hang.
+const defaultTimeout = time.Second
+
+var (
+	bucketRecords  = []byte("records")
+	bucketIDs      = []byte("ids")
+	bucketIndex    = []byte("index")
+	bucketMembers  = []byte("members")
+	bucketMemberOf = []byte("memberOf")
+	bucketMeta     = []byte("meta")
+
+	keyFormat = []byte("format")
+)
+
+// topBuckets are created by Open, so read transactions can rely on them existing.
+var topBuckets = [][]byte{bucketRecords, bucketIDs, bucketIndex, bucketMembers, bucketMemberOf, bucketMeta}
+
+// ErrNotFound is returned when a record (or the type holding an id) does not exist.
+var ErrNotFound = errors.New("store: not found")
+
+// ErrInvalidKey is returned (wrapped, with details) for an empty or NUL-containing type, id or
+// attribute name, or a key longer than bbolt accepts. Callers bound client input before it
+// reaches the store; this is the last line of defence, and it never panics.
+var ErrInvalidKey = errors.New("store: invalid key")
+
+// ErrIDInUse is returned (wrapped) when Put is given an id already held by a record of another
+// type. Ids are the gateway's own and unique across types, so that a membership edge (which
+// names only an id) always resolves to one record.
+var ErrIDInUse = errors.New("store: id already used by a record of another type")
+
+// ErrReadOnly is returned by write methods called inside View.
+var ErrReadOnly = errors.New("store: write in a read-only transaction")
+
+// ErrCorrupt is returned (wrapped) when a stored value cannot be decoded.
+var ErrCorrupt = errors.New("store: corrupt value")
+
+// UniqueError reports that Put would give the (Type, Attr, folded Value) of a unique index
+// entry to a second id. OwnerID is the id that already holds it.
+type UniqueError struct {
+	Type, Attr, Value, OwnerID string
+}
+
+func (e *UniqueError) Error() string {
+	return fmt.Sprintf("store: %s %s %q is already used by %s", e.Type, e.Attr, e.Value, e.OwnerID)
+}
+
+// Options tune Open. The zero value is usable.
+type Options struct {
+	// Timeout is how long Open waits for the file lock. Default 1s.
+	Timeout time.Duration
+	// MaxBatchDelay is how long Update waits to gather concurrent writers into one commit
+	// (one fsync). Default: bbolt's (10ms).
+	MaxBatchDelay time.Duration
+}
+
+// Store is an open directory file. It is safe for concurrent use.
+type Store struct {
+	db      *bbolt.DB
+	path    string
+	commits atomic.Uint64
+
+	// hookedTx is the last bbolt write transaction that got the commit counter hook. It is
+	// read and written only inside write transactions, which bbolt serialises with its writer
+	// lock, so it needs no lock of its own. Holding the pointer keeps the old transaction
+	// from being collected, so a new one can never reuse its address.
+	hookedTx *bbolt.Tx
+}
+
+// Open opens the bbolt file at path, creating it (and its directories, 0o700; the file 0o600)
+// if needed, and creates the store's buckets. A bbolt file can be open only once at a time,
+// even within one process: if the lock is not obtained within opts.Timeout, the error says
+// that another process holds the file and wraps bbolt.ErrTimeout.
+func Open(path string, opts Options) (*Store, error) {
+	if opts.Timeout <= 0 {
+		opts.Timeout = defaultTimeout
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("creating directory for store %s: %w", path, err)
+	}
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: opts.Timeout})
+	if errors.Is(err, bbolt.ErrTimeout) {
+		return nil, fmt.Errorf("opening store %s: another process holds the file (waited %s): %w",
+			path, opts.Timeout, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening store %s: %w", path, err)
+	}
+	if opts.MaxBatchDelay > 0 {
+		db.MaxBatchDelay = opts.MaxBatchDelay
+	}
+	if err := db.Update(initBuckets); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("initialising store %s: %w", path, err)
+	}
+	return &Store{db: db, path: path}, nil
+}
+
+// initBuckets creates the top-level buckets and checks (or writes) the format version.
+func initBuckets(tx *bbolt.Tx) error {
+	for _, name := range topBuckets {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return fmt.Errorf("creating bucket %s: %w", name, err)
+		}
+	}
+	meta := tx.Bucket(bucketMeta)
+	v := meta.Get(keyFormat)
+	if v == nil {
+		return meta.Put(keyFormat, encodeUint64(formatVersion))
+	}
+	if len(v) != 8 || binary.BigEndian.Uint64(v) != formatVersion {
+		return fmt.Errorf("unsupported store format %x (this binary reads format %d)", v, formatVersion)
+	}
+	return nil
+}
+
+// Close closes the file. Transactions in flight finish first.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Path is the file the store was opened from.
+func (s *Store) Path() string { return s.path }
+
+// DB is the underlying bbolt database, for packages (the journal) that keep their own buckets
+// in the same file and write them in the same transaction as the directory.
+func (s *Store) DB() *bbolt.DB { return s.db }
+
+// Commits is the number of write transactions Update has committed. Concurrent Updates that
+// bbolt groups into one commit count once, so Commits against the number of Update calls
+// shows how well group commit works.
+func (s *Store) Commits() uint64 { return s.commits.Load() }
+
+// View runs fn in a read-only transaction. Records it returns are copies and stay valid after
+// View returns.
+func (s *Store) View(fn func(*Tx) error) error {
+	return s.db.View(func(btx *bbolt.Tx) error {
+		return fn(&Tx{tx: btx})
+	})
+}
+
+// Update runs fn in a write transaction shared with concurrent callers (bbolt's db.Batch:
+// many requests, one fsync).
+//
+// fn may run more than once: if any function in the shared transaction fails, bbolt rolls the
+// whole transaction back and runs each function again (the failing one alone). Each run
+// starts from the committed state, so fn must be idempotent with respect to anything outside
+// the transaction: compute everything from what it reads in tx, and perform side effects
+// (responses, backend calls, metrics) only after Update returns nil. Put and Delete are safe
+// to rerun: a second Put of the same record replaces it (counters unchanged) and a second
+// Delete returns ErrNotFound.
+func (s *Store) Update(fn func(*Tx) error) error {
+	return s.db.Batch(func(btx *bbolt.Tx) error {
+		s.hookCommit(btx)
+		return fn(&Tx{tx: btx, writable: true})
+	})
+}
+
+// hookCommit registers the commit counter once per bbolt transaction, however many batched
+// functions share it.
+func (s *Store) hookCommit(btx *bbolt.Tx) {
+	if s.hookedTx == btx {
+		return
+	}
+	s.hookedTx = btx
+	btx.OnCommit(func() { s.commits.Add(1) })
+}
