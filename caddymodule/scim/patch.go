@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // PATCH operation names, lower case. Entra's default dialect capitalises them
@@ -18,6 +19,10 @@ const (
 // MaxPatchOps bounds the operations of one PATCH request. Entra sends a handful per
 // request; a thousand leaves room for large membership batches.
 const MaxPatchOps = 1000
+
+// maxPatchCopyBytes bounds the bytes one PATCH may copy when it writes an object value
+// into every matching element, so a small request cannot multiply one large value.
+const maxPatchCopyBytes = 16 << 20
 
 // maxPatchPathLen bounds a path before it reaches the path parser.
 const maxPatchPathLen = 4096
@@ -220,6 +225,7 @@ type patcher struct {
 	doc          Resource
 	opts         PatchOptions
 	members      *memberIntent // non-nil for Groups
+	copied       int           // bytes of values copied into several elements so far
 
 	where string // "Operations[i] op path", prefixed to error details
 }
@@ -404,25 +410,22 @@ func (p *patcher) container(t patchTarget, create bool) (map[string]any, error) 
 	if t.urn == "" {
 		return p.doc, nil
 	}
-	if k, ok := Key(p.doc, t.urn); ok {
+	k, ok := Key(p.doc, t.urn)
+	if ok {
 		if m, isObj := p.doc[k].(map[string]any); isObj {
 			return m, nil
 		}
 		if p.doc[k] != nil {
 			return nil, p.errorf(TypeInvalidValue, "%s is not an object of extension attributes", k)
 		}
-		if !create {
-			return nil, nil
-		}
-		m := map[string]any{}
-		p.doc[k] = m
-		return m, nil
+	} else {
+		k = t.urn
 	}
 	if !create {
 		return nil, nil
 	}
 	m := map[string]any{}
-	p.doc[t.urn] = m
+	p.doc[k] = m
 	if SchemaByID(t.urn) != nil {
 		p.addSchema(t.urn)
 	}
@@ -533,6 +536,8 @@ func (p *patcher) attrOp(op string, t patchTarget, v any) error {
 		return err
 	}
 	switch {
+	case multi && op == PatchAdd && len(asList(nv)) == 0:
+		return nil
 	case multi && op == PatchAdd:
 		Set(c, t.name, appendUnique(asList(cur), asList(nv)))
 	case multi:
@@ -544,11 +549,29 @@ func (p *patcher) attrOp(op string, t patchTarget, v any) error {
 		}
 		if curObj, isObj := cur.(map[string]any); has && isObj {
 			mergeObject(curObj, obj)
+			deleteNullKeys(curObj, v)
 			return nil
 		}
 		Set(c, t.name, obj)
 	default:
 		Set(c, t.name, nv)
+	}
+	return nil
+}
+
+// chargeCopies accounts for writing n deep copies of nv (scalars are not deep-copied).
+func (p *patcher) chargeCopies(nv any, n int) error {
+	switch nv.(type) {
+	case map[string]any, []any:
+	default:
+		return nil
+	}
+	if n <= 1 {
+		return nil
+	}
+	p.copied += len(jsonKey(nv)) * n
+	if p.copied > maxPatchCopyBytes {
+		return p.errorf(TypeInvalidValue, "the operations would copy more than %d MiB of values into matching elements; send smaller values or narrower filters", maxPatchCopyBytes>>20)
 	}
 	return nil
 }
@@ -583,6 +606,17 @@ func mergeObject(dst, src map[string]any) {
 	}
 }
 
+// deleteNullKeys removes from dst the keys that raw (the value as the client sent it)
+// sets to null: null unassigns a sub-attribute (RFC 7643 §2.5).
+func deleteNullKeys(dst map[string]any, raw any) {
+	obj, _ := raw.(map[string]any)
+	for k, e := range obj {
+		if e == nil {
+			Delete(dst, k)
+		}
+	}
+}
+
 // subAttrOp applies an operation to a dotted sub-attribute (name.givenName). On a
 // multi-valued attribute without a filter (emails.value) it applies to every element, and
 // an add or replace on an empty list creates one element.
@@ -602,11 +636,15 @@ func (p *patcher) subAttrOp(op string, t patchTarget, sub string, v any) error {
 	cur, has := Get(c, t.name)
 	var nv any
 	if !remove {
-		if nv, err = p.normalizeAs(sa, t.name+"."+sub, v); err != nil {
+		if nv, err = p.normalizeFor(sa, t.name+"."+sub, v); err != nil {
 			return err
 		}
 	}
-	if list, isList := cur.([]any); isList || (t.attr != nil && t.attr.MultiValued) {
+	if _, isList := cur.([]any); isList || (t.attr != nil && t.attr.MultiValued) {
+		list, err := p.elements(t, cur)
+		if err != nil {
+			return err
+		}
 		return p.subAttrOfEach(c, t, list, sub, nv, remove)
 	}
 	parent, isObj := cur.(map[string]any)
@@ -631,6 +669,9 @@ func (p *patcher) subAttrOp(op string, t patchTarget, sub string, v any) error {
 }
 
 func (p *patcher) subAttrOfEach(c map[string]any, t patchTarget, list []any, sub string, nv any, remove bool) error {
+	if err := p.chargeCopies(nv, len(list)); err != nil {
+		return err
+	}
 	if len(list) == 0 {
 		if !remove {
 			Set(c, t.name, []any{map[string]any{sub: nv}})
@@ -687,7 +728,7 @@ func (p *patcher) valuePathOp(op string, t patchTarget, path Path, v any) error 
 	}
 	var nv any
 	if sub != "" {
-		nv, err = p.normalizeAs(sa, t.name+"."+sub, v)
+		nv, err = p.normalizeFor(sa, t.name+"."+sub, v)
 	} else {
 		nv, err = p.normalizeElement(t, v)
 	}
@@ -701,6 +742,9 @@ func (p *patcher) valuePathOp(op string, t patchTarget, path Path, v any) error 
 		}
 		Set(c, t.name, append(list, elem))
 		return nil
+	}
+	if err := p.chargeCopies(nv, len(matches)); err != nil {
+		return err
 	}
 	for _, i := range matches {
 		elem := list[i].(map[string]any)
@@ -1007,39 +1051,54 @@ func (p *patcher) setManagerRef(t patchTarget, v any) error {
 	return nil
 }
 
-// normalize returns a copy of v fit to store as t (see normalizeAs). A single-valued
-// simple attribute also accepts the legacy Microsoft SCIM library shape
-// [{"$ref": null, "value": x}] (entra-wire.md §9 quirk 14), which stands for x.
+// normalize returns a copy of v fit to store as t (see normalizeFor).
 func (p *patcher) normalize(t patchTarget, v any) (any, error) {
-	if t.attr != nil && !t.attr.MultiValued && t.attr.Type != "complex" {
-		if list, ok := v.([]any); ok {
-			if len(list) != 1 {
-				return nil, p.errorf(TypeInvalidValue, "%s is single-valued: send one value, not an array", t.name)
-			}
-			obj, isObj := list[0].(map[string]any)
-			val, has := Get(obj, "value")
-			if !isObj || !has {
-				return nil, p.errorf(TypeInvalidValue, "%s is single-valued: send one value, not an array", t.name)
-			}
-			v = val
-		}
-	}
-	return p.normalizeAs(t.attr, t.name, v)
+	return p.normalizeFor(t.attr, t.name, v)
 }
 
 // normalizeElement normalises one element of a multi-valued attribute.
 func (p *patcher) normalizeElement(t patchTarget, v any) (any, error) {
 	if t.attr == nil {
-		return normalizeValue(nil, t.name, v)
+		return Clone(v), nil
 	}
 	single := *t.attr
 	single.MultiValued = false
-	return p.normalizeAs(&single, t.name, v)
+	return p.normalizeFor(&single, t.name, v)
 }
 
-func (p *patcher) normalizeAs(a *Attribute, name string, v any) (any, error) {
+// normalizeFor returns a copy of v fit to store as attribute a (see normalizeValue). A
+// single-valued simple attribute also accepts the legacy Microsoft SCIM library shape
+// [{"$ref": null, "value": x}] (entra-wire.md §9 quirk 14), which stands for x; any other
+// array or object there is 400 invalidValue.
+func (p *patcher) normalizeFor(a *Attribute, name string, v any) (any, error) {
+	if a != nil && !a.MultiValued && a.Type != "complex" {
+		if list, ok := v.([]any); ok {
+			v = legacySingleValue(list)
+		}
+		switch v.(type) {
+		case []any:
+			return nil, p.errorf(TypeInvalidValue, "%s is single-valued: send one value, not an array", name)
+		case map[string]any:
+			return nil, p.errorf(TypeInvalidValue, "%s is a simple attribute: send a %s, not an object", name, a.Type)
+		}
+	}
 	nv, err := normalizeValue(a, name, v)
 	return nv, p.wrap(err)
+}
+
+// legacySingleValue unwraps [{"value": x}] to x; any other list is returned as it is.
+func legacySingleValue(list []any) any {
+	if len(list) != 1 {
+		return list
+	}
+	obj, ok := list[0].(map[string]any)
+	if !ok {
+		return list
+	}
+	if val, has := Get(obj, "value"); has {
+		return val
+	}
+	return list
 }
 
 // normalizeValue returns a deep copy of v fit to store as attribute a: booleans as JSON
@@ -1072,13 +1131,13 @@ func normalizeValue(a *Attribute, name string, v any) (any, error) {
 	case a.Type == "boolean":
 		b, ok := Bool(v)
 		if !ok {
-			return nil, BadRequest(TypeInvalidValue, "%s must be a boolean (true or false), got %s", name, jsonKey(v))
+			return nil, BadRequest(TypeInvalidValue, "%s must be a boolean (true or false), got %s", name, valueSnippet(v))
 		}
 		return b, nil
 	case a.Type == "complex":
 		obj, ok := v.(map[string]any)
 		if !ok {
-			return Clone(v), nil
+			return nil, BadRequest(TypeInvalidValue, "%s is complex: send an object of sub-attributes, got %s", name, valueSnippet(v))
 		}
 		return normalizeObject(a, name, obj)
 	}
@@ -1182,9 +1241,23 @@ func fixBooleans(a *Attribute, name string, v any) (any, error) {
 	}
 	b, ok := Bool(v)
 	if !ok {
-		return nil, BadRequest(TypeInvalidValue, "%s must be a boolean (true or false), got %s", name, jsonKey(v))
+		return nil, BadRequest(TypeInvalidValue, "%s must be a boolean (true or false), got %s", name, valueSnippet(v))
 	}
 	return b, nil
+}
+
+// valueSnippet renders a client value for an error detail, cut to a readable length.
+func valueSnippet(v any) string {
+	const maxLen = 60
+	s := jsonKey(v)
+	if len(s) <= maxLen {
+		return s
+	}
+	cut := maxLen
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
 }
 
 func sortedKeys(m map[string]any) []string {

@@ -117,6 +117,7 @@ func checkFixtureError(t *testing.T, err error, want *fixtureError) {
 	if !errors.As(err, &se) {
 		t.Fatalf("got error %v (%T), want a *scim.Error %d %s", err, err, want.Status, want.ScimType)
 	}
+	t.Logf("detail: %s", se.Detail)
 	if se.Status != want.Status || se.ScimType != want.ScimType {
 		t.Errorf("got %d %s (%s), want %d %s", se.Status, se.ScimType, se.Detail, want.Status, want.ScimType)
 	}

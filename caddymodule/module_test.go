@@ -1,0 +1,186 @@
+package caddymodule
+
+import (
+	"bufio"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/scimgate/scimgate/caddymodule/store"
+)
+
+func provision(t *testing.T, g *Gateway) error {
+	t.Helper()
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(cancel)
+	if err := g.Provision(ctx); err != nil {
+		return err
+	}
+	return g.Validate()
+}
+
+func TestTokenConfigErrors(t *testing.T) {
+	t.Setenv("SCIMGATE_TEST_SHORT", "short-token")
+	t.Setenv("SCIMGATE_TEST_GOOD", testToken)
+	cases := []struct {
+		name   string
+		tokens []Token
+		err    string
+	}{
+		{"no token", nil, "needs at least one token"},
+		{"empty value", []Token{{Name: "entra", Value: ""}}, `token "entra" is empty`},
+		{"unset env", []Token{{Name: "entra", Value: "{env.SCIMGATE_TEST_UNSET}"}}, `token "entra" is empty`},
+		{"short", []Token{{Name: "entra", Value: "{env.SCIMGATE_TEST_SHORT}"}}, "at least 32 bytes"},
+		{"31 bytes", []Token{{Name: "entra", Value: strings.Repeat("a", 31)}}, "at least 32 bytes"},
+		{"no name", []Token{{Name: "", Value: testToken}}, "has no name"},
+		{"duplicate name", []Token{{Name: "a", Value: testToken}, {Name: "a", Value: testToken + "x"}}, "used twice"},
+		{"duplicate value", []Token{{Name: "a", Value: testToken}, {Name: "b", Value: "{env.SCIMGATE_TEST_GOOD}"}}, "same value"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := &Gateway{Tokens: tc.tokens, DataDir: t.TempDir()}
+			err := provision(t, g)
+			_ = g.Cleanup()
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Fatalf("error = %v, want it to contain %q", err, tc.err)
+			}
+			if strings.Contains(err.Error(), "short-token") {
+				t.Fatalf("the error reveals the secret: %v", err)
+			}
+		})
+	}
+}
+
+func TestTokensFromEnvAndRotation(t *testing.T) {
+	t.Setenv("SCIMGATE_TEST_OLD", "old-token-0123456789abcdef0123456789")
+	t.Setenv("SCIMGATE_TEST_NEW", "new-token-0123456789abcdef0123456789")
+	g := newTestGateway(t, func(g *Gateway) {
+		g.Tokens = []Token{{Name: "old", Value: "{env.SCIMGATE_TEST_OLD}"}, {Name: "new", Value: "{env.SCIMGATE_TEST_NEW}"}}
+	})
+	for _, tok := range []string{"old-token-0123456789abcdef0123456789", "new-token-0123456789abcdef0123456789"} {
+		w := serve(t, g, "GET", "/scim/v2/Users", nil, "Authorization", "Bearer "+tok)
+		if w.Code != 200 {
+			t.Fatalf("token %s...: status %d", tok[:3], w.Code)
+		}
+	}
+	if w := serve(t, g, "GET", "/scim/v2/Users", nil, "Authorization", "Bearer {env.SCIMGATE_TEST_OLD}"); w.Code != 401 {
+		t.Fatalf("the placeholder text itself was accepted: %d", w.Code)
+	}
+}
+
+// TestReloadSharesStore is what `caddy reload` with the same file does: the new config is
+// provisioned while the old one still holds the store, then the old one is cleaned up.
+func TestReloadSharesStore(t *testing.T) {
+	dir := t.TempDir()
+	mk := func() *Gateway {
+		return &Gateway{Tokens: []Token{{Name: "entra", Value: testToken}}, DataDir: dir}
+	}
+	oldCfg := mk()
+	if err := provision(t, oldCfg); err != nil {
+		t.Fatal(err)
+	}
+	if w := serve(t, oldCfg, "POST", "/scim/v2/Users", map[string]any{"userName": "before-reload"}); w.Code != 201 {
+		t.Fatalf("create before reload: %d %s", w.Code, w.Body)
+	}
+	newCfg := mk()
+	if err := provision(t, newCfg); err != nil {
+		t.Fatalf("provisioning the new config while the old one runs: %v", err)
+	}
+	if err := oldCfg.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	w := serve(t, newCfg, "POST", "/scim/v2/Users", map[string]any{"userName": "after-reload"})
+	if w.Code != 201 {
+		t.Fatalf("the store is not writable after the old config's cleanup: %d %s", w.Code, w.Body)
+	}
+	w = serve(t, newCfg, "GET", "/scim/v2/Users?filter=userName+eq+%22before-reload%22", nil)
+	if got := decodeJSON(t, w)["totalResults"]; got != float64(1) {
+		t.Fatalf("data from before the reload: totalResults = %v", got)
+	}
+	if err := newCfg.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	// With the last user gone the file is closed: it can be opened again.
+	s, err := store.Open(filepath.Join(dir, storeFileName), store.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatalf("store still open after the last cleanup: %v", err)
+	}
+	_ = s.Close()
+}
+
+// TestStoreHeldByAnotherProcess runs a child process that holds the store file, and
+// checks that provisioning fails with an error that says so.
+func TestStoreHeldByAnotherProcess(t *testing.T) {
+	if os.Getenv("SCIMGATE_HOLD_STORE") != "" {
+		return // the child's copy of this test; see TestMain
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, storeFileName)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "SCIMGATE_HOLD_STORE="+path)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = stdin.Close(); _ = cmd.Wait() })
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || strings.TrimSpace(line) != "holding" {
+		t.Fatalf("child did not take the store: %q %v", line, err)
+	}
+	g := &Gateway{Tokens: []Token{{Name: "entra", Value: testToken}}, DataDir: dir}
+	err = provision(t, g)
+	if err == nil {
+		_ = g.Cleanup()
+		t.Fatal("provisioned a store another process holds")
+	}
+	if !strings.Contains(err.Error(), "another process") || !strings.Contains(err.Error(), path) {
+		t.Fatalf("error does not say another process holds %s: %v", path, err)
+	}
+}
+
+func TestMain(m *testing.M) {
+	if path := os.Getenv("SCIMGATE_HOLD_STORE"); path != "" {
+		s, err := store.Open(path, store.Options{})
+		if err != nil {
+			os.Stderr.WriteString(err.Error() + "\n")
+			os.Exit(2)
+		}
+		os.Stdout.WriteString("holding\n")
+		_, _ = bufio.NewReader(os.Stdin).ReadString('\n') // until the parent closes stdin
+		_ = s.Close()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func TestProvisionDefaultsAndValidation(t *testing.T) {
+	g := newTestGateway(t, nil)
+	if g.BasePath != DefaultBasePath || g.MaxBodyBytes != DefaultMaxBodyBytes || g.MaxResults != DefaultMaxResults {
+		t.Fatalf("defaults not set: %+v", g)
+	}
+	bad := &Gateway{Tokens: []Token{{Name: "entra", Value: testToken}}, DataDir: t.TempDir(), MaxJSONDepth: 100000}
+	err := provision(t, bad)
+	_ = bad.Cleanup()
+	if err == nil || !strings.Contains(err.Error(), "max_json_depth") {
+		t.Fatalf("error = %v", err)
+	}
+	bad = &Gateway{Tokens: []Token{{Name: "entra", Value: testToken}}, DataDir: t.TempDir(), MembersReplace: "wipe"}
+	err = provision(t, bad)
+	_ = bad.Cleanup()
+	if err == nil || !strings.Contains(err.Error(), "members_replace") {
+		t.Fatalf("error = %v", err)
+	}
+}
