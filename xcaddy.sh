@@ -15,8 +15,14 @@ if [[ ! -x $xcaddy_bin ]]; then
   go install github.com/caddyserver/xcaddy/cmd/xcaddy@v0.4.5
 fi
 cd "$here"
+# scimgate is built from this checkout (--replace), never fetched: GOPRIVATE keeps the Go
+# command from asking a module proxy or checksum database about it, and GOVCS=off from
+# trying git, so module resolution falls through to the local replacement even where the
+# network or the proxy refuses unknown modules.
+export GOPRIVATE=${GOPRIVATE:+$GOPRIVATE,}github.com/scimgate
+export GOVCS=${GOVCS:+$GOVCS,}github.com/scimgate:off
 # shellcheck disable=SC2086
-XCADDY_SKIP_CLEANUP=0 "$xcaddy_bin" build "$caddy_version" \
+"$xcaddy_bin" build "$caddy_version" \
   --output "$out" \
   --with github.com/scimgate/scimgate/caddymodule \
   --replace github.com/scimgate/scimgate=. \

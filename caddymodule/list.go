@@ -151,6 +151,12 @@ func (g *Gateway) runQuery(req *request, typ string, q *query) {
 			g.writeError(req, err)
 			return
 		}
+		// Misused operators (active gt true) are errors whatever the data, even when the
+		// index finds no candidate to evaluate.
+		if err = scim.ValidateFilter(f, typ); err != nil {
+			g.writeError(req, err)
+			return
+		}
 	}
 	// Matching needs members or groups only when the filter mentions them.
 	matchOpts := renderOpts{members: filterMentions(f, "members"), groups: filterMentions(f, "groups")}

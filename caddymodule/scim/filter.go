@@ -77,7 +77,7 @@ func ParsePath(s string) (Path, error) {
 	}
 	p.skipSpace()
 	if !p.eof() {
-		return Path{}, p.fail(p.pos, "unexpected %s after the path %s", p.tokenAt(p.pos), quoteSnippet(strings.TrimSpace(p.src[:p.pos])))
+		return Path{}, p.fail(p.pos, "unexpected %s after the path %s", p.tokenAt(p.pos), quoteFilterSnippet(strings.TrimSpace(p.src[:p.pos])))
 	}
 	return path, nil
 }
@@ -185,12 +185,12 @@ func (p *filterParser) tokenAt(pos int) string {
 			end++
 		}
 	}
-	return quoteSnippet(p.src[pos:end])
+	return quoteFilterSnippet(p.src[pos:end])
 }
 
-// quoteSnippet quotes client text for an error detail, cut to a readable length.
-func quoteSnippet(s string) string {
-	const maxRunes = 40
+// quoteFilterSnippet quotes client text for an error detail, cut to a readable length.
+func quoteFilterSnippet(s string) string {
+	const maxRunes = 100
 	if utf8.RuneCountInString(s) > maxRunes {
 		runes := []rune(s)
 		s = string(runes[:maxRunes]) + "..."
@@ -327,7 +327,7 @@ func (p *filterParser) unexpectedAfterExpr() *Error {
 
 // schemaOnly rejects a path that names a whole schema where an attribute is needed.
 func (p *filterParser) schemaOnly(pos int, urn string) *Error {
-	return p.fail(pos, "%s names a schema, not an attribute; write %s", quoteSnippet(urn), quoteSnippet(urn+":attributeName"))
+	return p.fail(pos, "%s names a schema, not an attribute; write %s", quoteFilterSnippet(urn), quoteFilterSnippet(urn+":attributeName"))
 }
 
 // parseAttrExpr parses attrPath op value, attrPath pr, attrPath[valFilter] and Entra's
@@ -344,7 +344,7 @@ func (p *filterParser) parseAttrExpr() (Filter, error) {
 	}
 	if p.bracket != "" && (attr.URN != "" || attr.Sub != "") {
 		return nil, p.fail(start, "inside %s[...] name a sub-attribute of %s without a schema URN or \".\", e.g. \"type\"; found %s",
-			p.bracket, quoteSnippet(p.bracket), quoteSnippet(text))
+			p.bracket, quoteFilterSnippet(p.bracket), quoteFilterSnippet(text))
 	}
 	if p.peek() != '[' {
 		return p.parseComparison(attr, text)
@@ -388,10 +388,10 @@ func (p *filterParser) nextWord() string {
 // parseBracket parses "[" valFilter "]" after the attribute attr (written as text).
 func (p *filterParser) parseBracket(attr AttrPath, text string) (Filter, error) {
 	if p.bracket != "" {
-		return nil, p.fail(p.pos, "nested [...] filters are not allowed: %s is already inside %s[...]", quoteSnippet(text), p.bracket)
+		return nil, p.fail(p.pos, "nested [...] filters are not allowed: %s is already inside %s[...]", quoteFilterSnippet(text), p.bracket)
 	}
 	if attr.Sub != "" {
-		return nil, p.fail(p.pos, "a [...] filter must follow an attribute name, not the sub-attribute path %s", quoteSnippet(text))
+		return nil, p.fail(p.pos, "a [...] filter must follow an attribute name, not the sub-attribute path %s", quoteFilterSnippet(text))
 	}
 	p.bracket = text
 	inner, err := p.parseEnclosed(']')
@@ -403,7 +403,7 @@ func (p *filterParser) parseBracket(attr AttrPath, text string) (Filter, error) 
 // text).
 func (p *filterParser) parseComparison(attr AttrPath, text string) (Filter, error) {
 	if p.eof() || !isFilterSpace(p.src[p.pos]) {
-		return nil, p.fail(p.pos, "expected a comparison operator (%s) after %s, found %s", filterOperators, quoteSnippet(text), p.tokenAt(p.pos))
+		return nil, p.fail(p.pos, "expected a comparison operator (%s) after %s, found %s", filterOperators, quoteFilterSnippet(text), p.tokenAt(p.pos))
 	}
 	p.skipSpace()
 	opStart := p.pos
@@ -412,11 +412,11 @@ func (p *filterParser) parseComparison(attr AttrPath, text string) (Filter, erro
 	}
 	opText := p.src[opStart:p.pos]
 	if opText == "" {
-		return nil, p.fail(opStart, "expected a comparison operator (%s) after %s, found %s", filterOperators, quoteSnippet(text), p.tokenAt(opStart))
+		return nil, p.fail(opStart, "expected a comparison operator (%s) after %s, found %s", filterOperators, quoteFilterSnippet(text), p.tokenAt(opStart))
 	}
 	op := strings.ToLower(opText)
 	if !isFilterOperator(op) {
-		return nil, p.fail(opStart, "unknown comparison operator %s after %s; use one of %s", quoteSnippet(opText), quoteSnippet(text), filterOperators)
+		return nil, p.fail(opStart, "unknown comparison operator %s after %s; use one of %s", quoteFilterSnippet(opText), quoteFilterSnippet(text), filterOperators)
 	}
 	if p.terms >= MaxFilterTerms {
 		return nil, p.fail(opStart, "the filter has more than %d comparisons", MaxFilterTerms)
@@ -427,7 +427,7 @@ func (p *filterParser) parseComparison(attr AttrPath, text string) (Filter, erro
 	}
 	if c := p.peek(); c != '"' {
 		if !isFilterSpace(c) {
-			return nil, p.fail(p.pos, "expected a value after %s (a \"quoted string\", a number, true, false or null)", quoteSnippet(text+" "+opText))
+			return nil, p.fail(p.pos, "expected a value after %s (a \"quoted string\", a number, true, false or null)", quoteFilterSnippet(text+" "+opText))
 		}
 		p.skipSpace()
 	}
@@ -451,7 +451,7 @@ func isFilterOperator(op string) bool {
 // number becomes json.Number and true/false/null (any case) keep their JSON meaning.
 func (p *filterParser) parseValue(after string) (any, error) {
 	if p.eof() || p.src[p.pos] == ')' || p.src[p.pos] == ']' {
-		return nil, p.fail(p.pos, "expected a value after %s (a \"quoted string\", a number, true, false or null), found %s", quoteSnippet(after), p.tokenAt(p.pos))
+		return nil, p.fail(p.pos, "expected a value after %s (a \"quoted string\", a number, true, false or null), found %s", quoteFilterSnippet(after), p.tokenAt(p.pos))
 	}
 	if p.src[p.pos] == '"' {
 		s, err := p.parseString()
@@ -467,11 +467,11 @@ func (p *filterParser) parseValue(after string) (any, error) {
 	for !p.eof() && !isFilterSpace(p.src[p.pos]) && p.src[p.pos] != ')' && p.src[p.pos] != ']' {
 		p.pos++
 	}
-	return bareValue(p.src[begin:p.pos]), nil
+	return bareFilterValue(p.src[begin:p.pos]), nil
 }
 
-// bareValue interprets an unquoted value token.
-func bareValue(tok string) any {
+// bareFilterValue interprets an unquoted value token.
+func bareFilterValue(tok string) any {
 	switch strings.ToLower(tok) {
 	case "true":
 		return true
@@ -592,7 +592,7 @@ func (p *filterParser) parseEscape(b *strings.Builder) error {
 		}
 		b.WriteRune(r) // a lone surrogate becomes U+FFFD, as encoding/json does
 	default:
-		return p.fail(at, "invalid escape %s in a string; JSON escapes are \\\" \\\\ \\/ \\b \\f \\n \\r \\t and \\uXXXX", quoteSnippet(p.src[at:at+2]))
+		return p.fail(at, "invalid escape %s in a string; JSON escapes are \\\" \\\\ \\/ \\b \\f \\n \\r \\t and \\uXXXX", quoteFilterSnippet(p.src[at:at+2]))
 	}
 	return nil
 }
@@ -634,7 +634,7 @@ func (p *filterParser) parseAttrPath() (AttrPath, error) {
 	rest := tok
 	if i := strings.LastIndexByte(tok, ':'); i >= 0 {
 		if !IsURN(tok) {
-			return AttrPath{}, p.fail(begin, "%s contains \":\" but does not start with a schema URN (urn:...)", quoteSnippet(tok))
+			return AttrPath{}, p.fail(begin, "%s contains \":\" but does not start with a schema URN (urn:...)", quoteFilterSnippet(tok))
 		}
 		attr.URN, rest = tok[:i], tok[i+1:]
 	}
@@ -645,14 +645,14 @@ func (p *filterParser) parseAttrPath() (AttrPath, error) {
 			name, sub, dotted = n, s, true
 		}
 	}
-	if !isAttrName(name) {
-		return AttrPath{}, p.fail(begin, "%s is not a valid attribute name; names start with a letter and hold letters, digits, \"_\" and \"-\"", quoteSnippet(tok))
+	if !isFilterAttrName(name) {
+		return AttrPath{}, p.fail(begin, "%s is not a valid attribute name; names start with a letter and hold letters, digits, \"_\" and \"-\"", quoteFilterSnippet(tok))
 	}
-	if dotted && !isAttrName(sub) {
+	if dotted && !isFilterAttrName(sub) {
 		if strings.Contains(sub, ".") {
-			return AttrPath{}, p.fail(begin, "%s has more than one \".\"; write attribute or attribute.subAttribute", quoteSnippet(tok))
+			return AttrPath{}, p.fail(begin, "%s has more than one \".\"; write attribute or attribute.subAttribute", quoteFilterSnippet(tok))
 		}
-		return AttrPath{}, p.fail(begin, "%s does not end in a valid sub-attribute name", quoteSnippet(tok))
+		return AttrPath{}, p.fail(begin, "%s does not end in a valid sub-attribute name", quoteFilterSnippet(tok))
 	}
 	attr.Name, attr.Sub = name, sub
 	return attr, nil
@@ -665,15 +665,15 @@ func (p *filterParser) parseSubAttrName() (string, error) {
 		p.pos++
 	}
 	name := p.src[begin:p.pos]
-	if !isAttrName(name) {
+	if !isFilterAttrName(name) {
 		return "", p.fail(begin, "expected a sub-attribute name after \"].\", found %s", p.tokenAt(begin))
 	}
 	return name, nil
 }
 
-// isAttrName checks ATTRNAME of RFC 7644 §3.10 (ALPHA *(nameChar)), also allowing the
+// isFilterAttrName checks ATTRNAME of RFC 7644 §3.10 (ALPHA *(nameChar)), also allowing the
 // "$ref" spelling that RFC 7643 itself uses.
-func isAttrName(s string) bool {
+func isFilterAttrName(s string) bool {
 	s = strings.TrimPrefix(s, "$")
 	if s == "" || !isASCIILetter(s[0]) {
 		return false

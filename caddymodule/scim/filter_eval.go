@@ -26,18 +26,18 @@ const (
 // attribute, such as gt on a boolean) does not depend on which resource is evaluated.
 // Unexpected value shapes in r never panic; they simply do not match.
 func Match(f Filter, resourceType string, r Resource) (bool, error) {
-	m := matcher{rtName: resourceType, rt: ResourceTypeByName(resourceType), r: r}
-	if err := m.check(f, matchScope{}, 0); err != nil {
+	m := filterMatcher{rtName: resourceType, rt: ResourceTypeByName(resourceType), r: r}
+	if err := m.check(f, filterScope{}, 0); err != nil {
 		return false, err
 	}
-	return m.eval(f, matchScope{}, 0), nil
+	return m.eval(f, filterScope{}, 0), nil
 }
 
 // ValidateFilter runs the schema checks of Match without a resource, so a handler can
 // answer 400 for a misused operator even when no candidate resource exists.
 func ValidateFilter(f Filter, resourceType string) error {
-	m := matcher{rtName: resourceType, rt: ResourceTypeByName(resourceType)}
-	return m.check(f, matchScope{}, 0)
+	m := filterMatcher{rtName: resourceType, rt: ResourceTypeByName(resourceType)}
+	return m.check(f, filterScope{}, 0)
 }
 
 // EqualityTerms returns the eq comparisons with string values that f cannot match
@@ -87,25 +87,25 @@ func collectEqualityTerms(f Filter, root *AttrPath, depth int, out *[]*CompareFi
 	}
 }
 
-// matcher evaluates filters against one resource.
-type matcher struct {
+// filterMatcher evaluates filters against one resource.
+type filterMatcher struct {
 	rtName string
 	rt     *ResourceTypeDef // nil for an unknown type: every attribute is then untyped
 	r      Resource
 	nodes  int
 }
 
-// matchScope is where attribute paths are resolved: the resource itself, or one element
+// filterScope is where attribute paths are resolved: the resource itself, or one element
 // of a multi-valued complex attribute inside attr[...].
-type matchScope struct {
-	inElem bool
-	elem   map[string]any
-	parent *Attribute // definition of the attribute whose element this is (may be nil)
-	name   string     // that attribute as written, for error details
+type filterScope struct {
+	inElem     bool
+	elem       map[string]any
+	parent     *Attribute // definition of the attribute whose element this is (may be nil)
+	parentPath AttrPath   // that attribute as written, for error details
 }
 
-// attrRef is what an attribute path resolves to in the schema.
-type attrRef struct {
+// filterAttrRef is what an attribute path resolves to in the schema.
+type filterAttrRef struct {
 	def      *Attribute // definition of the named attribute; nil when unknown
 	eff      *Attribute // definition of the values compared (sub-attribute or "value")
 	urn      string     // extension object holding the attribute; "" for the top level
@@ -115,8 +115,8 @@ type attrRef struct {
 // resolve finds the schema definition of p. An unprefixed name that the core schema does
 // not define but an extension of the resource type does (manager for Users) resolves to
 // that extension, because Entra writes "manager eq <id>".
-func (m *matcher) resolve(p AttrPath, sc matchScope) attrRef {
-	var ref attrRef
+func (m *filterMatcher) resolve(p AttrPath, sc filterScope) filterAttrRef {
+	var ref filterAttrRef
 	switch {
 	case sc.inElem:
 		ref.def = sc.parent.SubAttr(p.Name)
@@ -147,7 +147,7 @@ func (m *matcher) resolve(p AttrPath, sc matchScope) attrRef {
 }
 
 // lookup returns the raw value of the attribute p (its sub-attribute is applied later).
-func (m *matcher) lookup(p AttrPath, ref attrRef, sc matchScope) any {
+func (m *filterMatcher) lookup(p AttrPath, ref filterAttrRef, sc filterScope) any {
 	if sc.inElem {
 		v, _ := Get(sc.elem, p.Name)
 		return v
@@ -170,18 +170,24 @@ func (m *matcher) lookup(p AttrPath, ref attrRef, sc matchScope) any {
 	return nil
 }
 
-// displayName writes p as the client did, for error details.
-func (sc matchScope) displayName(p AttrPath) string {
+// filterAttrName prints an attribute path as the client wrote it, for error details.
+// It is a fmt.Stringer so that the text is only built when an error is.
+type filterAttrName struct {
+	sc   filterScope
+	path AttrPath
+}
+
+func (a filterAttrName) String() string {
 	var b strings.Builder
-	if sc.inElem {
-		b.WriteString(sc.name + "[...].")
+	if a.sc.inElem {
+		b.WriteString(filterAttrName{path: a.sc.parentPath}.String() + "[...].")
 	}
-	if p.URN != "" {
-		b.WriteString(p.URN + ":")
+	if a.path.URN != "" {
+		b.WriteString(a.path.URN + ":")
 	}
-	b.WriteString(p.Name)
-	if p.Sub != "" {
-		b.WriteString("." + p.Sub)
+	b.WriteString(a.path.Name)
+	if a.path.Sub != "" {
+		b.WriteString("." + a.path.Sub)
 	}
 	return b.String()
 }
@@ -192,7 +198,7 @@ func filterError(format string, args ...any) *Error {
 
 // check validates f against the schema: node shapes, operators, and operator/type pairs
 // that can never be meaningful.
-func (m *matcher) check(f Filter, sc matchScope, depth int) error {
+func (m *filterMatcher) check(f Filter, sc filterScope, depth int) error {
 	m.nodes++
 	if depth > maxFilterTreeDepth || m.nodes > maxFilterNodes {
 		return filterError("the filter is too large or nested too deeply")
@@ -228,8 +234,8 @@ func (m *matcher) check(f Filter, sc matchScope, depth int) error {
 	return filterError("the filter has an empty or unsupported expression")
 }
 
-func (m *matcher) checkValuePath(x *ValuePathFilter, sc matchScope, depth int) error {
-	name := sc.displayName(x.Attr)
+func (m *filterMatcher) checkValuePath(x *ValuePathFilter, sc filterScope, depth int) error {
+	name := filterAttrName{sc, x.Attr}
 	switch {
 	case sc.inElem:
 		return filterError("nested [...] filters are not supported (%s)", name)
@@ -242,11 +248,11 @@ func (m *matcher) checkValuePath(x *ValuePathFilter, sc matchScope, depth int) e
 	if ref.def != nil && ref.def.Type != "complex" {
 		return filterError("%s is not a complex attribute, so it cannot take a [...] filter", name)
 	}
-	return m.check(x.Inner, matchScope{inElem: true, parent: ref.def, name: name}, depth+1)
+	return m.check(x.Inner, filterScope{inElem: true, parent: ref.def, parentPath: x.Attr}, depth+1)
 }
 
-func (m *matcher) checkCompare(c *CompareFilter, sc matchScope) error {
-	name := sc.displayName(c.Attr)
+func (m *filterMatcher) checkCompare(c *CompareFilter, sc filterScope) error {
+	name := filterAttrName{sc, c.Attr}
 	if c.Attr.Name == "" {
 		return filterError("a comparison needs an attribute name")
 	}
@@ -260,7 +266,7 @@ func (m *matcher) checkCompare(c *CompareFilter, sc matchScope) error {
 	}
 	ref := m.resolve(c.Attr, sc)
 	if c.Attr.Sub != "" && ref.def != nil && ref.def.Type != "complex" {
-		return filterError("%s has no sub-attributes, so %s cannot be compared", sc.displayName(AttrPath{URN: c.Attr.URN, Name: c.Attr.Name}), name)
+		return filterError("%s has no sub-attributes, so %s cannot be compared", filterAttrName{sc, AttrPath{URN: c.Attr.URN, Name: c.Attr.Name}}, name)
 	}
 	if c.Op == OpPr {
 		return nil
@@ -273,7 +279,7 @@ func (m *matcher) checkCompare(c *CompareFilter, sc matchScope) error {
 	}
 	complexWhole := c.Attr.Sub == "" && ref.def != nil && ref.def.Type == "complex"
 	if complexWhole && ref.eff == nil {
-		return filterError("%s is a complex attribute without a value; compare one of its sub-attributes, e.g. %s.%s", name, name, firstSubAttr(ref.def))
+		return filterError("%s is a complex attribute without a value; compare one of its sub-attributes, e.g. %s.%s", name, name, filterFirstSubAttr(ref.def))
 	}
 	typ := ""
 	if ref.eff != nil {
@@ -296,7 +302,7 @@ func (m *matcher) checkCompare(c *CompareFilter, sc matchScope) error {
 		case complexWhole:
 			return filterError("%s is a complex attribute and cannot be ordered; compare one of its sub-attributes", name)
 		case typ == "dateTime":
-			if _, ok := parseSCIMTime(c.Value); !ok {
+			if _, ok := parseFilterTime(c.Value); !ok {
 				return filterError("%s is a dateTime; compare it with an RFC 3339 time such as \"2024-01-02T03:04:05Z\"", name)
 			}
 		}
@@ -304,7 +310,7 @@ func (m *matcher) checkCompare(c *CompareFilter, sc matchScope) error {
 	return nil
 }
 
-func firstSubAttr(a *Attribute) string {
+func filterFirstSubAttr(a *Attribute) string {
 	if len(a.SubAttributes) == 0 {
 		return "subAttribute"
 	}
@@ -312,7 +318,7 @@ func firstSubAttr(a *Attribute) string {
 }
 
 // eval evaluates a checked filter.
-func (m *matcher) eval(f Filter, sc matchScope, depth int) bool {
+func (m *filterMatcher) eval(f Filter, sc filterScope, depth int) bool {
 	if depth > maxFilterTreeDepth {
 		return false
 	}
@@ -333,9 +339,9 @@ func (m *matcher) eval(f Filter, sc matchScope, depth int) bool {
 
 // evalValuePath is true when some element of the attribute matches the inner filter. A
 // single complex value (manager[value eq "x"]) counts as a one-element list.
-func (m *matcher) evalValuePath(x *ValuePathFilter, sc matchScope, depth int) bool {
+func (m *filterMatcher) evalValuePath(x *ValuePathFilter, sc filterScope, depth int) bool {
 	ref := m.resolve(x.Attr, sc)
-	inner := matchScope{inElem: true, parent: ref.def}
+	inner := filterScope{inElem: true, parent: ref.def}
 	switch v := m.lookup(x.Attr, ref, sc).(type) {
 	case map[string]any:
 		inner.elem = v
@@ -353,44 +359,70 @@ func (m *matcher) evalValuePath(x *ValuePathFilter, sc matchScope, depth int) bo
 	return false
 }
 
-func (m *matcher) evalCompare(c *CompareFilter, sc matchScope) bool {
+func (m *filterMatcher) evalCompare(c *CompareFilter, sc filterScope) bool {
 	ref := m.resolve(c.Attr, sc)
 	raw := m.lookup(c.Attr, ref, sc)
 	sub := c.Attr.Sub
 	switch {
 	case c.Op == OpPr:
 		if sub == "" {
-			return present(raw)
+			return filterPresent(raw)
 		}
-		return anyOperand(raw, sub, presentScalar)
+		return anyFilterOperand(raw, sub, filterOperandTest{kind: operandPresent})
 	case c.Value == nil:
-		has := hasNonNull(raw, sub)
+		has := filterHasNonNull(raw, sub)
 		return has == (c.Op == OpNe)
 	case c.Op == OpNe:
-		return !anyOperand(raw, sub, func(v any) bool { return scalarMatches(OpEq, v, c.Value, ref.eff) })
+		return !anyFilterOperand(raw, sub, filterOperandTest{kind: operandCompare, op: OpEq, want: c.Value, eff: ref.eff})
 	}
-	return anyOperand(raw, sub, func(v any) bool { return scalarMatches(c.Op, v, c.Value, ref.eff) })
+	return anyFilterOperand(raw, sub, filterOperandTest{kind: operandCompare, op: c.Op, want: c.Value, eff: ref.eff})
 }
 
-// anyOperand calls fn on the values a comparison looks at and reports whether any call
-// was true: each element of a multi-valued attribute; of a complex value, its sub
+// filterOperandTest is what anyFilterOperand asks of each value: a comparison, pr or
+// "not null". A value type rather than a closure, so that the per-resource hot path of
+// a list scan does not allocate.
+type filterOperandTest struct {
+	kind int
+	op   string
+	want any
+	eff  *Attribute
+}
+
+const (
+	operandCompare = iota
+	operandPresent
+	operandNonNull
+)
+
+func (t filterOperandTest) holds(v any) bool {
+	switch t.kind {
+	case operandPresent:
+		return filterPresentScalar(v)
+	case operandNonNull:
+		return v != nil
+	}
+	return filterScalarMatches(t.op, v, t.want, t.eff)
+}
+
+// anyFilterOperand applies t to the values a comparison looks at and reports whether any
+// holds: each element of a multi-valued attribute; of a complex value, its sub
 // sub-attribute, or its "value" sub-attribute when sub is empty.
-func anyOperand(raw any, sub string, fn func(any) bool) bool {
+func anyFilterOperand(raw any, sub string, t filterOperandTest) bool {
 	if list, ok := raw.([]any); ok {
 		for _, e := range list {
-			if operandOf(e, sub, fn) {
+			if filterOperandOf(e, sub, t) {
 				return true
 			}
 		}
 		return false
 	}
-	return operandOf(raw, sub, fn)
+	return filterOperandOf(raw, sub, t)
 }
 
-func operandOf(v any, sub string, fn func(any) bool) bool {
+func filterOperandOf(v any, sub string, t filterOperandTest) bool {
 	obj, ok := v.(map[string]any)
 	if !ok {
-		return sub == "" && fn(v)
+		return sub == "" && t.holds(v)
 	}
 	key := sub
 	if key == "" {
@@ -402,29 +434,29 @@ func operandOf(v any, sub string, fn func(any) bool) bool {
 	}
 	if list, ok := sv.([]any); ok {
 		for _, e := range list {
-			if fn(e) {
+			if t.holds(e) {
 				return true
 			}
 		}
 		return false
 	}
-	return fn(sv)
+	return t.holds(sv)
 }
 
-// present implements pr: assigned, and not null, "", [] or {}.
-func present(raw any) bool {
+// filterPresent implements pr: assigned, and not null, "", [] or {}.
+func filterPresent(raw any) bool {
 	if list, ok := raw.([]any); ok {
 		for _, e := range list {
-			if presentScalar(e) {
+			if filterPresentScalar(e) {
 				return true
 			}
 		}
 		return false
 	}
-	return presentScalar(raw)
+	return filterPresentScalar(raw)
 }
 
-func presentScalar(v any) bool {
+func filterPresentScalar(v any) bool {
 	switch x := v.(type) {
 	case nil:
 		return false
@@ -438,11 +470,11 @@ func presentScalar(v any) bool {
 	return true
 }
 
-// hasNonNull is false when the attribute is absent, null or an empty list: what
+// filterHasNonNull is false when the attribute is absent, null or an empty list: what
 // "eq null" matches.
-func hasNonNull(raw any, sub string) bool {
+func filterHasNonNull(raw any, sub string) bool {
 	if sub != "" {
-		return anyOperand(raw, sub, func(v any) bool { return v != nil })
+		return anyFilterOperand(raw, sub, filterOperandTest{kind: operandNonNull})
 	}
 	if list, ok := raw.([]any); ok {
 		for _, e := range list {
@@ -455,10 +487,10 @@ func hasNonNull(raw any, sub string) bool {
 	return raw != nil
 }
 
-// scalarMatches applies op to one stored value and the filter value, as the definition
+// filterScalarMatches applies op to one stored value and the filter value, as the definition
 // eff (nil when unknown: a case-insensitive string) says.
-func scalarMatches(op string, stored, want any, eff *Attribute) bool {
-	stored = normalizeNumber(stored)
+func filterScalarMatches(op string, stored, want any, eff *Attribute) bool {
+	stored = filterNumber(stored)
 	switch stored.(type) {
 	case string, bool, json.Number:
 	default:
@@ -470,11 +502,11 @@ func scalarMatches(op string, stored, want any, eff *Attribute) bool {
 	}
 	switch op {
 	case OpEq:
-		return valuesEqual(stored, want, typ, caseExact)
+		return filterValuesEqual(stored, want, typ, caseExact)
 	case OpCo, OpSw, OpEw:
-		return substringMatches(op, stored, want, caseExact)
+		return filterSubstringMatches(op, stored, want, caseExact)
 	case OpGt, OpGe, OpLt, OpLe:
-		c, ok := valuesOrder(stored, want, typ, caseExact)
+		c, ok := filterValuesOrder(stored, want, typ, caseExact)
 		if !ok {
 			return false
 		}
@@ -492,8 +524,8 @@ func scalarMatches(op string, stored, want any, eff *Attribute) bool {
 	return false
 }
 
-// normalizeNumber turns numbers decoded without UseNumber into json.Number.
-func normalizeNumber(v any) any {
+// filterNumber turns numbers decoded without UseNumber into json.Number.
+func filterNumber(v any) any {
 	switch x := v.(type) {
 	case float64:
 		return json.Number(strconv.FormatFloat(x, 'g', -1, 64))
@@ -505,9 +537,9 @@ func normalizeNumber(v any) any {
 	return v
 }
 
-// valueText is a string, or a number's text: a number compared with a string attribute
+// filterValueText is a string, or a number's text: a number compared with a string attribute
 // compares as written ("externalId eq 12345").
-func valueText(v any) (string, bool) {
+func filterValueText(v any) (string, bool) {
 	switch x := v.(type) {
 	case string:
 		return x, true
@@ -517,7 +549,7 @@ func valueText(v any) (string, bool) {
 	return "", false
 }
 
-func valuesEqual(stored, want any, typ string, caseExact bool) bool {
+func filterValuesEqual(stored, want any, typ string, caseExact bool) bool {
 	_, storedBool := stored.(bool)
 	_, wantBool := want.(bool)
 	if typ == "boolean" || storedBool || wantBool {
@@ -526,7 +558,7 @@ func valuesEqual(stored, want any, typ string, caseExact bool) bool {
 		return ok1 && ok2 && a == b
 	}
 	if typ == "dateTime" {
-		if c, ok := compareTimes(stored, want); ok {
+		if c, ok := compareFilterTimes(stored, want); ok {
 			return c == 0
 		}
 	}
@@ -537,8 +569,8 @@ func valuesEqual(stored, want any, typ string, caseExact bool) bool {
 			}
 		}
 	}
-	a, ok1 := valueText(stored)
-	b, ok2 := valueText(want)
+	a, ok1 := filterValueText(stored)
+	b, ok2 := filterValueText(want)
 	if !ok1 || !ok2 {
 		return false
 	}
@@ -548,9 +580,9 @@ func valuesEqual(stored, want any, typ string, caseExact bool) bool {
 	return strings.EqualFold(a, b)
 }
 
-func substringMatches(op string, stored, want any, caseExact bool) bool {
+func filterSubstringMatches(op string, stored, want any, caseExact bool) bool {
 	s, ok1 := stored.(string)
-	w, ok2 := valueText(want)
+	w, ok2 := filterValueText(want)
 	if !ok1 || !ok2 {
 		return false
 	}
@@ -567,12 +599,12 @@ func substringMatches(op string, stored, want any, caseExact bool) bool {
 	}
 }
 
-// valuesOrder compares for gt/ge/lt/le: dateTimes as instants, numbers numerically,
+// filterValuesOrder compares for gt/ge/lt/le: dateTimes as instants, numbers numerically,
 // strings lexicographically (folded unless caseExact). ok is false when the two cannot be
 // ordered against each other.
-func valuesOrder(stored, want any, typ string, caseExact bool) (int, bool) {
+func filterValuesOrder(stored, want any, typ string, caseExact bool) (int, bool) {
 	if typ == "dateTime" {
-		return compareTimes(stored, want)
+		return compareFilterTimes(stored, want)
 	}
 	if a, ok := stored.(json.Number); ok {
 		b, ok := want.(json.Number)
@@ -582,7 +614,7 @@ func valuesOrder(stored, want any, typ string, caseExact bool) (int, bool) {
 		return compareJSONNumbers(a, b)
 	}
 	a, ok1 := stored.(string)
-	b, ok2 := valueText(want)
+	b, ok2 := filterValueText(want)
 	if !ok1 || !ok2 {
 		return 0, false
 	}
@@ -592,9 +624,9 @@ func valuesOrder(stored, want any, typ string, caseExact bool) (int, bool) {
 	return strings.Compare(a, b), true
 }
 
-// parseSCIMTime parses an xsd:dateTime as SCIM writes it: RFC 3339, or without an offset
+// parseFilterTime parses an xsd:dateTime as SCIM writes it: RFC 3339, or without an offset
 // (read as UTC, as RFC 7643 §2.3.5 allows).
-func parseSCIMTime(v any) (time.Time, bool) {
+func parseFilterTime(v any) (time.Time, bool) {
 	s, ok := v.(string)
 	if !ok {
 		return time.Time{}, false
@@ -608,9 +640,9 @@ func parseSCIMTime(v any) (time.Time, bool) {
 	return time.Time{}, false
 }
 
-func compareTimes(a, b any) (int, bool) {
-	ta, ok1 := parseSCIMTime(a)
-	tb, ok2 := parseSCIMTime(b)
+func compareFilterTimes(a, b any) (int, bool) {
+	ta, ok1 := parseFilterTime(a)
+	tb, ok2 := parseFilterTime(b)
 	if !ok1 || !ok2 {
 		return 0, false
 	}
@@ -625,14 +657,14 @@ func compareJSONNumbers(a, b json.Number) (int, bool) {
 	}
 	x, err1 := strconv.ParseFloat(string(a), 64)
 	y, err2 := strconv.ParseFloat(string(b), 64)
-	if !floatParsed(err1) || !floatParsed(err2) {
+	if !filterFloatParsed(err1) || !filterFloatParsed(err2) {
 		return 0, false
 	}
 	return cmp.Compare(x, y), true
 }
 
-// floatParsed accepts out-of-range numbers, which ParseFloat returns as ±Inf or 0.
-func floatParsed(err error) bool { return err == nil || errors.Is(err, strconv.ErrRange) }
+// filterFloatParsed accepts out-of-range numbers, which ParseFloat returns as ±Inf or 0.
+func filterFloatParsed(err error) bool { return err == nil || errors.Is(err, strconv.ErrRange) }
 
 func isJSONInteger(s string) bool {
 	s = strings.TrimPrefix(s, "-")

@@ -272,9 +272,16 @@ func TestParseFilterLimits(t *testing.T) {
 		"a pr" + fltRepeat(" or a pr", MaxFilterTerms-1),
 		`userName eq "` + fltRepeat("x", MaxFilterLength-14) + `"`,
 	}
+	// The deepest tree the parser admits: a 64-term chain under 16 levels of not.
+	ok = append(ok, fltWrap("not (", "a pr"+fltRepeat(" and a pr", MaxFilterTerms-1), ")", MaxFilterDepth))
 	for _, in := range ok {
-		if _, err := ParseFilter(in); err != nil {
+		f, err := ParseFilter(in)
+		if err != nil {
 			t.Errorf("ParseFilter(%.40q...) = %v, want success", in, err)
+			continue
+		}
+		if _, err := Match(f, UserType, Resource{"a": "x"}); err != nil {
+			t.Errorf("Match(%.40q...) = %v, want success", in, err)
 		}
 	}
 }

@@ -735,6 +735,9 @@ func (p *patcher) valuePathOp(op string, t patchTarget, path Path, v any) error 
 	if err != nil {
 		return err
 	}
+	if _, isObj := nv.(map[string]any); sub == "" && !isObj {
+		return p.errorf(TypeInvalidValue, "the value for an element of %s must be an object", t.name)
+	}
 	if len(matches) == 0 {
 		elem, err := p.newElement(t, path, sub, nv)
 		if err != nil {
@@ -772,7 +775,7 @@ func (p *patcher) elements(t patchTarget, cur any) ([]any, error) {
 	case map[string]any:
 		return []any{x}, nil
 	}
-	return nil, p.errorf(TypeInvalidPath, "%s is not multi-valued, so it cannot take a [filter]", t.name)
+	return nil, p.errorf(TypeInvalidPath, "%s holds a single %s, not a list of values", t.name, valueSnippet(cur))
 }
 
 func (p *patcher) removeMatched(c map[string]any, t patchTarget, list []any, matches []int, sub string) error {
@@ -816,11 +819,7 @@ func (p *patcher) newElement(t patchTarget, path Path, sub string, nv any) (map[
 		Set(elem, sub, nv)
 		return elem, nil
 	}
-	obj, ok := nv.(map[string]any)
-	if !ok {
-		return nil, p.errorf(TypeInvalidValue, "the value for an element of %s must be an object", t.name)
-	}
-	mergeObject(elem, obj)
+	mergeObject(elem, nv.(map[string]any)) // valuePathOp checked that nv is an object
 	return elem, nil
 }
 
@@ -866,13 +865,14 @@ func (p *patcher) removeValues(c map[string]any, t patchTarget, cur, v any) erro
 	if sa := t.attr.SubAttr("value"); sa != nil {
 		caseExact = sa.CaseExact
 	}
-	values, whole := map[string]bool{}, map[string]bool{}
+	values := map[string]bool{}
+	var whole []any // listed elements without a "value": removed when exactly equal
 	for _, e := range asList(v) {
 		if obj, ok := e.(map[string]any); ok {
 			if val, has := Get(obj, "value"); has {
 				values[scalarKey(val, caseExact)] = true
 			} else {
-				whole[jsonKey(e)] = true
+				whole = append(whole, e)
 			}
 			continue
 		}
@@ -893,7 +893,7 @@ func (p *patcher) removeValues(c map[string]any, t patchTarget, cur, v any) erro
 	return nil
 }
 
-func elementListed(e any, values, whole map[string]bool, caseExact bool) bool {
+func elementListed(e any, values map[string]bool, whole []any, caseExact bool) bool {
 	obj, ok := e.(map[string]any)
 	if !ok {
 		return values[scalarKey(e, caseExact)]
@@ -901,7 +901,7 @@ func elementListed(e any, values, whole map[string]bool, caseExact bool) bool {
 	if val, has := Get(obj, "value"); has && values[scalarKey(val, caseExact)] {
 		return true
 	}
-	return len(whole) > 0 && whole[jsonKey(e)]
+	return containsJSON(whole, e)
 }
 
 // scalarKey is a comparison key for a scalar that keeps types apart ("1" is not 1).
@@ -925,7 +925,7 @@ func scalarKey(v any, caseExact bool) string {
 	return "j" + jsonKey(v)
 }
 
-// jsonKey is the canonical JSON of v (object keys sorted), for exact-equality sets.
+// jsonKey is the canonical JSON of v (object keys sorted).
 func jsonKey(v any) string {
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -935,23 +935,57 @@ func jsonKey(v any) string {
 }
 
 // appendUnique appends the elements of add to list, skipping any exactly equal to an
-// element already there (or earlier in add).
+// element already there (or earlier in add). list belongs to the patched copy, so it is
+// extended in place.
 func appendUnique(list, add []any) []any {
-	seen := make(map[string]bool, len(list)+len(add))
-	out := make([]any, 0, len(list)+len(add))
-	for _, e := range list {
-		seen[jsonKey(e)] = true
-		out = append(out, e)
-	}
 	for _, e := range add {
-		k := jsonKey(e)
-		if seen[k] {
-			continue
+		if !containsJSON(list, e) {
+			list = append(list, e)
 		}
-		seen[k] = true
-		out = append(out, e)
 	}
-	return out
+	return list
+}
+
+func containsJSON(list []any, v any) bool {
+	for _, e := range list {
+		if jsonEqual(e, v) {
+			return true
+		}
+	}
+	return false
+}
+
+// jsonEqual reports whether two decoded JSON values are exactly equal. It stops at the
+// first difference, so comparing an element against a long list stays cheap.
+func jsonEqual(a, b any) bool {
+	switch x := a.(type) {
+	case map[string]any:
+		y, ok := b.(map[string]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for k, e := range x {
+			f, has := y[k]
+			if !has || !jsonEqual(e, f) {
+				return false
+			}
+		}
+		return true
+	case []any:
+		y, ok := b.([]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for i := range x {
+			if !jsonEqual(x[i], y[i]) {
+				return false
+			}
+		}
+		return true
+	case nil:
+		return b == nil
+	}
+	return sameScalar(a, b)
 }
 
 // asList returns v as a list: nil is empty, a non-array is one element.
@@ -979,6 +1013,9 @@ func (p *patcher) managerOp(op string, t patchTarget, path Path, v any) error {
 		sub = path.Sub
 	}
 	if op == PatchRemove {
+		if strings.EqualFold(sub, "$ref") {
+			return p.setManagerRef(t, nil, true)
+		}
 		return p.removeManager(t, path)
 	}
 	if path.Filter != nil {
@@ -987,7 +1024,7 @@ func (p *patcher) managerOp(op string, t patchTarget, path Path, v any) error {
 	switch {
 	case sub == "" || strings.EqualFold(sub, "value"):
 	case strings.EqualFold(sub, "$ref"):
-		return p.setManagerRef(t, v)
+		return p.setManagerRef(t, v, false)
 	default:
 		return p.errorf(TypeInvalidPath, "manager has no writable sub-attribute %s; use manager or manager.value", sub)
 	}
@@ -1030,7 +1067,8 @@ func (p *patcher) removeManager(t patchTarget, path Path) error {
 	return nil
 }
 
-func (p *patcher) setManagerRef(t patchTarget, v any) error {
+// setManagerRef sets (or, for a remove or an empty value, deletes) the manager's $ref.
+func (p *patcher) setManagerRef(t patchTarget, v any, remove bool) error {
 	c, err := p.container(t, false)
 	if err != nil {
 		return err
@@ -1040,10 +1078,13 @@ func (p *patcher) setManagerRef(t patchTarget, v any) error {
 		cur, _ := Get(c, t.name)
 		m, _ = cur.(map[string]any)
 	}
-	if m == nil {
+	switch {
+	case m == nil && remove:
+		return nil
+	case m == nil:
 		return p.errorf(TypeNoTarget, "there is no manager to set manager.$ref on; set manager first")
 	}
-	if s, ok := v.(string); ok && s != "" {
+	if s, ok := v.(string); ok && s != "" && !remove {
 		Set(m, "$ref", s)
 		return nil
 	}
@@ -1278,6 +1319,9 @@ func sameScalar(a, b any) bool {
 		return ok && x == y
 	case json.Number:
 		y, ok := b.(json.Number)
+		return ok && x == y
+	case float64:
+		y, ok := b.(float64)
 		return ok && x == y
 	case bool:
 		y, ok := b.(bool)

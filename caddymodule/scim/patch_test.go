@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -453,6 +454,22 @@ func BenchmarkApplyPatch(b *testing.B) {
 			}
 		}
 	})
+	b.Run("max-ops-append", func(b *testing.B) {
+		// The worst case a client controls: MaxPatchOps adds to one growing list.
+		list := make([]any, MaxPatchOps)
+		for i := range list {
+			list[i] = map[string]any{"op": "add", "path": "emails", "value": []any{map[string]any{"type": "work", "value": strconv.Itoa(i) + "@contoso.com"}}}
+		}
+		many, err := ParsePatch(map[string]any{"Operations": list})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for b.Loop() {
+			if _, _, err := ApplyPatch(UserType, r, many, PatchOptions{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	b.Run("parse+apply", func(b *testing.B) {
 		for b.Loop() {
 			ops, _ := ParsePatch(body)
@@ -461,4 +478,85 @@ func BenchmarkApplyPatch(b *testing.B) {
 			}
 		}
 	})
+}
+
+// FuzzApplyPatch feeds arbitrary PATCH bodies, as the handler would after CheckJSON, to
+// ParsePatch and ApplyPatch on a User and a Group: no input may panic, every error must
+// be a 400 *Error, and a Group document must never gain members.
+func FuzzApplyPatch(f *testing.F) {
+	files, _ := filepath.Glob(filepath.Join("testdata", "patch", "*.json"))
+	for _, file := range files {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			f.Fatal(err)
+		}
+		var fx patchFixture
+		if err := json.Unmarshal(data, &fx); err != nil {
+			f.Fatal(err)
+		}
+		f.Add([]byte(fx.Patch))
+	}
+	user, _ := Decode([]byte(`{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"id":"u1","userName":"a","active":true,
+		"emails":[{"type":"work","value":"a@b.c","primary":true},"odd"],"name":{"givenName":"A"},"roles":[{"value":"r"}],"title":"t",
+		"custom":[1,{"value":"x"}],"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User":{"manager":{"value":"m"},"department":"d"}}`))
+	group, _ := Decode([]byte(`{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"id":"g1","displayName":"G","members":[{"value":"u1"}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if CheckJSON(data, DefaultMaxJSONDepth) != nil {
+			return
+		}
+		body, err := Decode(data)
+		if err != nil {
+			return
+		}
+		ops, err := ParsePatch(body)
+		if err != nil {
+			requireBadRequest(t, err)
+			return
+		}
+		for _, mode := range []MembersReplaceMode{MembersReplaceMerge, MembersReplaceExact} {
+			if _, _, err := ApplyPatch(UserType, user.(map[string]any), ops, PatchOptions{MembersReplace: mode}); err != nil {
+				requireBadRequest(t, err)
+			}
+			g, _, err := ApplyPatch(GroupType, group.(map[string]any), ops, PatchOptions{MembersReplace: mode})
+			if err != nil {
+				requireBadRequest(t, err)
+			} else if _, has := Get(g, "members"); has {
+				t.Fatalf("the Group document kept members: %v", g)
+			}
+		}
+	})
+}
+
+func requireBadRequest(t *testing.T, err error) {
+	t.Helper()
+	var se *Error
+	if !errors.As(err, &se) || se.Status != 400 || se.ScimType == "" || se.Detail == "" {
+		t.Fatalf("got %v, want a 400 *scim.Error with scimType and detail", err)
+	}
+}
+
+// TestApplyPatchCopyBudget: one large object written into every matching element must
+// not multiply memory without bound.
+func TestApplyPatchCopyBudget(t *testing.T) {
+	emails := make([]any, 100)
+	for i := range emails {
+		emails[i] = map[string]any{"type": "work", "value": strconv.Itoa(i)}
+	}
+	big := map[string]any{"type": "work", "value": strings.Repeat("x", 200<<10)}
+	ops := []PatchOp{{Op: PatchReplace, RawPath: `emails[type eq "work"]`, Value: big}}
+	p, err := ParsePath(ops[0].RawPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops[0].Path = &p
+	_, _, err = ApplyPatch(UserType, Resource{"emails": emails}, ops, PatchOptions{})
+	var se *Error
+	if !errors.As(err, &se) || se.ScimType != TypeInvalidValue || !strings.Contains(se.Detail, "MiB") {
+		t.Fatalf("got %v, want 400 invalidValue about the copy budget", err)
+	}
+	// The same value into a few elements is fine.
+	got, _, err := ApplyPatch(UserType, Resource{"emails": emails[:3]}, ops, PatchOptions{})
+	if err != nil || len(got["emails"].([]any)) != 3 {
+		t.Fatalf("got %v", err)
+	}
 }

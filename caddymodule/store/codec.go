@@ -252,11 +252,11 @@ func escapeValue(s string) string {
 	return b.String()
 }
 
-// fold lowers the case of s for case-insensitive index keys. Unlike strings.ToLower it keeps
+// fold case-folds s for case-insensitive index keys, agreeing with strings.EqualFold. It keeps
 // invalid UTF-8 bytes as they are, so two different invalid values never fold to the same
 // key (strings.ToLower would turn both into U+FFFD).
 func fold(s string) string {
-	if isLowerASCII(s) {
+	if isFoldedASCII(s) {
 		return s
 	}
 	var b strings.Builder
@@ -266,17 +266,38 @@ func fold(s string) string {
 		if r == utf8.RuneError && size == 1 {
 			b.WriteByte(s[i])
 		} else {
-			b.WriteRune(unicode.ToLower(r))
+			b.WriteRune(foldRune(r))
 		}
 		i += size
 	}
 	return b.String()
 }
 
-func isLowerASCII(s string) bool {
+// foldRune maps r to the smallest rune of its simple case-folding orbit, so two runes get
+// the same key exactly when strings.EqualFold says they are equal ("s", "S" and the long
+// "ſ" share one key; the dotted "İ" keeps its own, as EqualFold does not equate it with
+// "i"). Filters compare with EqualFold, so the index must agree with them.
+func foldRune(r rune) rune {
+	if r < utf8.RuneSelf { // an upper-case ASCII letter is the minimum of its orbit
+		if 'a' <= r && r <= 'z' {
+			return r - 'a' + 'A'
+		}
+		return r
+	}
+	m := r
+	for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+		if f < m {
+			m = f
+		}
+	}
+	return m
+}
+
+// isFoldedASCII reports whether s is ASCII without lower-case letters: already its own fold.
+func isFoldedASCII(s string) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if c >= utf8.RuneSelf || ('A' <= c && c <= 'Z') {
+		if c >= utf8.RuneSelf || ('a' <= c && c <= 'z') {
 			return false
 		}
 	}

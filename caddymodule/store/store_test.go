@@ -801,3 +801,20 @@ func TestDecodeMemberCorrupt(t *testing.T) {
 		}
 	}
 }
+
+// TestFoldAgreesWithEqualFold: the index must equate exactly what filters (strings.EqualFold)
+// equate, or a lookup and a scan could disagree. (Invalid UTF-8, which EqualFold equates
+// byte for byte as U+FFFD, never reaches the store: request bodies are checked first.)
+func TestFoldAgreesWithEqualFold(t *testing.T) {
+	pairs := []struct {
+		a, b string
+	}{
+		{"sam", "SAM"}, {"sam", "ſam"}, {"kelvin", "\u212aelvin"}, {"isa", "İsa"}, {"isa", "ısa"},
+		{"Straße", "STRASSE"}, {"Ωmega", "ωmega"}, {"abc", "abd"}, {"ǅ", "ǆ"},
+	}
+	for _, p := range pairs {
+		if got, want := fold(p.a) == fold(p.b), strings.EqualFold(p.a, p.b); got != want {
+			t.Errorf("fold(%q)==fold(%q) is %v, strings.EqualFold says %v", p.a, p.b, got, want)
+		}
+	}
+}
