@@ -121,3 +121,25 @@ func TestCaddyfileAdapt(t *testing.T) {
 		})
 	}
 }
+
+// TestCaddyfileExample adapts the repository's Caddyfile.example with its environment
+// defaults, so the file users run first can never drift out of date.
+func TestCaddyfileExample(t *testing.T) {
+	data, err := os.ReadFile("../Caddyfile.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt(data, nil)
+	if err != nil {
+		t.Fatalf("Caddyfile.example does not adapt: %v", err)
+	}
+	for _, w := range warnings {
+		t.Errorf("warning: line %d: %s", w.Line, w.Message)
+	}
+	cfg := string(out)
+	for _, want := range []string{`"handler":"scim_gateway"`, `"value":"{env.SCIM_TOKEN}"`, `"data_dir":"./scimgate-data"`, `"listen":[":8080"]`, `"admin":{"listen":"localhost:2019"}`} {
+		if !strings.Contains(cfg, want) {
+			t.Errorf("adapted Caddyfile.example lacks %s:\n%s", want, cfg)
+		}
+	}
+}

@@ -49,7 +49,7 @@ func itStartCaddy(t *testing.T) *itServer {
 	s := &itServer{
 		base:    "http://" + addr + "/scim/v2",
 		dataDir: t.TempDir(),
-		client:  &http.Client{Timeout: 10 * time.Second},
+		client:  &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{}},
 	}
 	t.Setenv("SCIMGATE_IT_ADDR", addr)
 	t.Setenv("SCIMGATE_IT_DATA", s.dataDir)
@@ -774,7 +774,10 @@ func TestIntegrationReload(t *testing.T) {
 		if err := caddy.Load(s.cfgJSON, force); err != nil {
 			t.Fatalf("reload (force=%v): %v", force, err)
 		}
+		// A keep-alive connection to the old server may be closed by its graceful
+		// shutdown after Load returns; what is tested here is the store, so start afresh.
 		s.client.CloseIdleConnections()
+		s.client.Transport = &http.Transport{}
 	}
 
 	afterID, _ := s.create(t, "/Users", `{"userName":"after-reload@contoso.example"}`)
