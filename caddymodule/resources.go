@@ -254,18 +254,22 @@ func notFound(err error, typ, id string) error {
 	return err
 }
 
-func (g *Gateway) create(req *request, typ string) {
+// readResource reads a POST or PUT body and prepares the document to store, encoded.
+func (g *Gateway) readResource(req *request, typ string) (*scim.Prepared, []byte, error) {
 	body, err := g.readBody(req)
 	if err != nil {
-		g.writeError(req, err)
-		return
+		return nil, nil, err
 	}
 	p, err := scim.PrepareResource(typ, body)
 	if err != nil {
-		g.writeError(req, err)
-		return
+		return nil, nil, err
 	}
 	docBytes, err := json.Marshal(p.Doc)
+	return p, docBytes, err
+}
+
+func (g *Gateway) create(req *request, typ string) {
+	p, docBytes, err := g.readResource(req, typ)
 	if err != nil {
 		g.writeError(req, err)
 		return
@@ -281,10 +285,8 @@ func (g *Gateway) create(req *request, typ string) {
 			return err
 		}
 		if typ == scim.GroupType {
-			for _, m := range p.Members {
-				if err := addMember(tx, id, m); err != nil {
-					return err
-				}
+			if err := addMembers(tx, id, p.Members); err != nil {
+				return err
 			}
 		}
 		version = rec.Version
@@ -300,6 +302,15 @@ func (g *Gateway) create(req *request, typ string) {
 	req.w.Header().Set("Location", loc)
 	req.w.Header().Set("ETag", etag(version))
 	g.writeJSON(req, http.StatusCreated, out)
+}
+
+func addMembers(tx *store.Tx, groupID string, members []scim.MemberRef) error {
+	for _, m := range members {
+		if err := addMember(tx, groupID, m); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // addMember adds one member edge, resolving the member's type from the store (Entra sends
@@ -341,23 +352,13 @@ func checkIfMatch(r *http.Request, version uint64) error {
 }
 
 func (g *Gateway) replace(req *request, typ, id string) {
-	body, err := g.readBody(req)
-	if err != nil {
-		g.writeError(req, err)
-		return
-	}
-	p, err := scim.PrepareResource(typ, body)
+	p, docBytes, err := g.readResource(req, typ)
 	if err != nil {
 		g.writeError(req, err)
 		return
 	}
 	if p.ID != "" && p.ID != id {
 		g.writeError(req, scim.BadRequest(scim.TypeMutability, "id %q in the body differs from %q in the URL; id is assigned by the gateway and cannot change", p.ID, id))
-		return
-	}
-	docBytes, err := json.Marshal(p.Doc)
-	if err != nil {
-		g.writeError(req, err)
 		return
 	}
 	now := g.now().UTC()
@@ -381,10 +382,8 @@ func (g *Gateway) replace(req *request, typ, id string) {
 			if _, err := tx.RemoveAllMembers(id); err != nil {
 				return err
 			}
-			for _, m := range p.Members {
-				if err := addMember(tx, id, m); err != nil {
-					return err
-				}
+			if err := addMembers(tx, id, p.Members); err != nil {
+				return err
 			}
 		}
 		version = rec.Version
