@@ -183,10 +183,10 @@ func (g *Gateway) runQuery(req *request, typ string, q *query) {
 			if total < q.startIndex || len(page) >= q.count {
 				return nil
 			}
-			if pageOpts != matchOpts {
-				if res, err = g.render(tx, req, rec, pageOpts); err != nil {
-					return err
-				}
+			// Add what the page wants and matching did not need, without decoding again.
+			more := renderOpts{members: pageOpts.members && !matchOpts.members, groups: pageOpts.groups && !matchOpts.groups}
+			if err := g.addComputed(tx, req, rec, res, more); err != nil {
+				return err
 			}
 			page = append(page, q.proj.Apply(typ, res))
 			return nil

@@ -73,6 +73,15 @@ func optsFor(p scim.Projection) renderOpts {
 // render turns a stored record into the resource Entra reads back: the attributes exactly
 // as written, plus id, schemas, meta, and a group's members or a user's groups.
 func (g *Gateway) render(tx *store.Tx, req *request, rec *store.Record, o renderOpts) (scim.Resource, error) {
+	doc, err := decodeRecord(req, rec)
+	if err != nil {
+		return nil, err
+	}
+	return doc, g.addComputed(tx, req, rec, doc, o)
+}
+
+// decodeRecord is the stored document with id, schemas and meta.
+func decodeRecord(req *request, rec *store.Record) (scim.Resource, error) {
 	v, err := scim.Decode(rec.Doc)
 	if err != nil {
 		return nil, err
@@ -91,6 +100,12 @@ func (g *Gateway) render(tx *store.Tx, req *request, rec *store.Record, o render
 		"location":     req.base + rt.Endpoint + "/" + rec.ID,
 		"version":      etag(rec.Version),
 	}
+	return doc, nil
+}
+
+// addComputed adds the attributes kept outside the document: a group's members (edges)
+// and a user's groups (reverse edges), as o asks.
+func (g *Gateway) addComputed(tx *store.Tx, req *request, rec *store.Record, doc scim.Resource, o renderOpts) error {
 	switch {
 	case rec.Type == scim.GroupType && o.members:
 		members := []any{}
@@ -99,7 +114,7 @@ func (g *Gateway) render(tx *store.Tx, req *request, rec *store.Record, o render
 			return nil
 		})
 		if err != nil {
-			return nil, err
+			return err
 		}
 		doc["members"] = members
 	case rec.Type == scim.UserType && o.groups:
@@ -120,13 +135,13 @@ func (g *Gateway) render(tx *store.Tx, req *request, rec *store.Record, o render
 			return nil
 		})
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if len(groups) > 0 {
 			doc["groups"] = groups
 		}
 	}
-	return doc, nil
+	return nil
 }
 
 func (g *Gateway) memberJSON(req *request, m store.Member) map[string]any {
