@@ -1,6 +1,7 @@
 package scim
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 )
@@ -123,7 +124,7 @@ func CloneResource(r Resource) Resource {
 // bounded and validated the bytes first (see CheckJSON).
 func Decode(data []byte) (any, error) {
 	var v any
-	dec := json.NewDecoder(strings.NewReader(string(data)))
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	if err := dec.Decode(&v); err != nil {
 		return nil, err
