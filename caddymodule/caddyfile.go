@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -33,6 +34,18 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    max_results <n>                 # default 200
 //	    members_replace merge|exact     # default merge
 //	    user_patch_response resource|no_content   # default resource
+//	    journal {
+//	        name <name>                 # default scimgate
+//	        checkpoint_every <n>        # default 1000; -1 off
+//	        checkpoint_interval <dur>   # default 5m; -1 off
+//	        signing_key <key>           # Ed25519 seed, base64 or hex; usually {env.*}
+//	        signing_key_file <path>
+//	        key_id <id>
+//	        redact <path>...            # password is always redacted
+//	        max_age <dur>               # retention by age
+//	        max_records <n>             # retention by count
+//	        reads                       # journal reads too
+//	    }
 //	}
 func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -112,11 +125,92 @@ func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("user_patch_response: want resource or no_content, got %q", v)
 			}
 			g.UserPatchResponse = v
+		case "journal":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			jc, err := parseJournalBlock(d)
+			if err != nil {
+				return err
+			}
+			g.Journal = jc
 		default:
 			return d.Errf("unrecognized scim_gateway option %q", opt)
 		}
 	}
 	return nil
+}
+
+func parseJournalBlock(d *caddyfile.Dispenser) (*JournalConfig, error) {
+	jc := &JournalConfig{}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		if seen[opt] && opt != "redact" {
+			return nil, d.Errf("journal: %s is set twice", opt)
+		}
+		seen[opt] = true
+		if opt == "reads" {
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			jc.Reads = true
+			continue
+		}
+		if opt == "redact" {
+			paths := d.RemainingArgs()
+			if len(paths) == 0 {
+				return nil, d.ArgErr()
+			}
+			jc.Redact = append(jc.Redact, paths...)
+			continue
+		}
+		v, err := oneArg(d)
+		if err != nil {
+			return nil, err
+		}
+		switch opt {
+		case "name":
+			jc.Name = v
+		case "signing_key":
+			jc.SigningKey = v
+		case "signing_key_file":
+			jc.SigningKeyFile = v
+		case "key_id":
+			jc.KeyID = v
+		case "checkpoint_every":
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n == 0 || n < -1 {
+				return nil, d.Errf("journal: checkpoint_every: want a positive integer or -1 (off), got %q", v)
+			}
+			jc.CheckpointEvery = n
+		case "checkpoint_interval", "max_age":
+			var dur caddy.Duration
+			if v == "-1" && opt == "checkpoint_interval" {
+				dur = -1
+			} else {
+				pd, err := caddy.ParseDuration(v)
+				if err != nil || pd <= 0 {
+					return nil, d.Errf("journal: %s: want a positive duration such as 5m, got %q", opt, v)
+				}
+				dur = caddy.Duration(pd)
+			}
+			if opt == "max_age" {
+				jc.MaxAge = dur
+			} else {
+				jc.CheckpointInterval = dur
+			}
+		case "max_records":
+			n, err := strconv.ParseUint(v, 10, 64)
+			if err != nil || n == 0 {
+				return nil, d.Errf("journal: max_records: want a positive integer, got %q", v)
+			}
+			jc.MaxRecords = n
+		default:
+			return nil, d.Errf("unrecognized journal option %q", opt)
+		}
+	}
+	return jc, nil
 }
 
 func oneArg(d *caddyfile.Dispenser) (string, error) {

@@ -20,6 +20,9 @@ type query struct {
 
 func (g *Gateway) list(req *request, typ string) {
 	v := req.r.URL.Query()
+	if g.journalReads() {
+		req.audit = &audit{action: "list", typ: typ, filter: v.Get("filter")}
+	}
 	q, err := g.parseQuery(v.Get("filter"), v.Get("startIndex"), v.Get("count"), v.Get("attributes"), v.Get("excludedAttributes"))
 	if err != nil {
 		g.writeError(req, err)
@@ -30,6 +33,9 @@ func (g *Gateway) list(req *request, typ string) {
 
 // search answers POST /.search (RFC 7644 §3.4.3) with the same engine as GET.
 func (g *Gateway) search(req *request, typ string) {
+	if g.journalReads() {
+		req.audit = &audit{action: "search", typ: typ}
+	}
 	body, err := g.readBody(req)
 	if err != nil {
 		g.writeError(req, err)
@@ -66,6 +72,9 @@ func (g *Gateway) search(req *request, typ string) {
 			g.writeError(req, err)
 			return
 		}
+	}
+	if req.audit != nil {
+		req.audit.filter = fields[0]
 	}
 	q, err := g.parseQuery(fields[0], fields[1], fields[2], fields[3], fields[4])
 	if err != nil {
@@ -210,6 +219,9 @@ func (g *Gateway) runQuery(req *request, typ string, q *query) {
 		}
 		return nil
 	})
+	if err == nil && req.audit != nil {
+		err = g.journalRead(req, http.StatusOK)
+	}
 	if err != nil {
 		g.writeError(req, err)
 		return

@@ -18,6 +18,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/google/uuid"
 
+	"github.com/scimgate/scimgate/caddymodule/journal"
 	"github.com/scimgate/scimgate/caddymodule/scim"
 	"github.com/scimgate/scimgate/caddymodule/store"
 )
@@ -85,7 +86,7 @@ http://%s {
 
 	// Seed the directory through the store Caddy opened (shared through the pool).
 	path, _ := filepath.Abs(filepath.Join(dataDir, storeFileName))
-	h, err := acquireStore(path)
+	h, err := acquireStore(path, journal.Options{Name: DefaultJournalName}, nil) // already open: shared
 	if err != nil {
 		b.Fatal(err)
 	}

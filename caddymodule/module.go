@@ -69,6 +69,10 @@ type Gateway struct {
 	// return=representation header overrides it.
 	UserPatchResponse string `json:"user_patch_response,omitempty"`
 
+	// Journal configures the tamper-evident audit journal kept in the store file. Every
+	// write request is journaled (in the transaction of its change); reads optionally.
+	Journal *JournalConfig `json:"journal,omitempty"`
+
 	storeKey  string
 	store     *storeHandle
 	tokens    *tokenSet
@@ -148,14 +152,27 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("resolving store path in %s: %w", dataDir, err)
 	}
-	h, err := acquireStore(path)
+	if g.Journal == nil {
+		g.Journal = &JournalConfig{}
+	}
+	jopts, jpub, err := g.Journal.journalOptions(repl)
+	if err != nil {
+		return err
+	}
+	h, err := acquireStore(path, jopts, jpub)
 	if err != nil {
 		return err
 	}
 	g.storeKey, g.store = path, h
+	if h.journal.Name() != jopts.Name {
+		g.logger.Warn("the store's journal is already open under another name; the new name applies after a restart",
+			zap.String("journal", h.journal.Name()), zap.String("configured", jopts.Name))
+	}
 	g.logger.Info("scim gateway provisioned",
 		zap.String("base_path", g.BasePath),
 		zap.String("store", path),
+		zap.String("journal", h.journal.Name()),
+		zap.Bool("checkpoints_signed", jpub != nil),
 		zap.Strings("tokens", g.tokens.names()))
 	return nil
 }

@@ -1,30 +1,71 @@
 package caddymodule
 
 import (
+	"crypto/ed25519"
+	"encoding/base64"
 	"fmt"
 
 	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
 
+	"github.com/scimgate/scimgate/caddymodule/journal"
 	"github.com/scimgate/scimgate/caddymodule/store"
 )
 
 // stores holds one open store per file for the whole process: a bbolt file can be opened
 // only once, and Caddy provisions a new config (which needs the store) before it cleans up
-// the old one (which still holds it).
+// the old one (which still holds it). Each store carries its audit journal; the admin API
+// and CLI find journals by ranging over this pool.
 var stores = caddy.NewUsagePool()
 
-type storeHandle struct{ *store.Store }
+type storeHandle struct {
+	*store.Store
+	journal    *journal.Journal
+	journalPub ed25519.PublicKey // verifies checkpoints; nil when they are unsigned
+}
 
-// Destruct closes the store when its last user is gone.
-func (h *storeHandle) Destruct() error { return h.Close() }
+// Destruct closes the journal and the store when their last user is gone.
+func (h *storeHandle) Destruct() error {
+	jerr := h.journal.Close()
+	if err := h.Close(); err != nil {
+		return err
+	}
+	return jerr
+}
 
-func acquireStore(path string) (*storeHandle, error) {
+// acquireStore opens the store at path (or shares the open one) with its journal. The
+// journal settings of the config that opened the store apply until the process restarts.
+func acquireStore(path string, jopts journal.Options, jpub ed25519.PublicKey) (*storeHandle, error) {
 	v, _, err := stores.LoadOrNew(path, func() (caddy.Destructor, error) {
 		s, err := store.Open(path, store.Options{})
 		if err != nil {
 			return nil, err
 		}
-		return &storeHandle{Store: s}, nil
+		logger := caddy.Log().Named("scimgate.journal")
+		jopts.Logger = logger
+		jopts.OnCheckpoint = func(cp journal.Checkpoint) {
+			// A copy of every checkpoint in the Caddy log, so that an external log sink
+			// holds what a tamperer with write access to the file cannot rewrite.
+			logger.Info("journal checkpoint",
+				zap.String("journal", jopts.Name),
+				zap.Uint64("seq", cp.Seq),
+				zap.String("hash", cp.Hash),
+				zap.Time("time", cp.Time),
+				zap.String("key_id", cp.KeyID),
+				zap.String("signature", cp.Signature))
+		}
+		j, err := journal.Open(s.DB(), jopts)
+		if err != nil {
+			_ = s.Close()
+			return nil, fmt.Errorf("opening journal in %s: %w", path, err)
+		}
+		if jpub != nil {
+			logger.Info("journal checkpoints are signed",
+				zap.String("journal", jopts.Name),
+				zap.String("key_id", jopts.KeyID),
+				zap.String("public_key", base64.StdEncoding.EncodeToString(jpub)))
+		}
+		return &storeHandle{Store: s, journal: j, journalPub: jpub}, nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("opening store: %w", err)

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -238,6 +237,9 @@ func indexEntries(typ string, doc scim.Resource) []store.IndexEntry {
 }
 
 func (g *Gateway) get(req *request, typ, id string) {
+	if g.journalReads() {
+		req.audit = &audit{action: "get", typ: typ, id: id}
+	}
 	proj, err := scim.ParseProjection(req.r.URL.Query().Get("attributes"), req.r.URL.Query().Get("excludedAttributes"))
 	if err != nil {
 		g.writeError(req, err)
@@ -254,12 +256,29 @@ func (g *Gateway) get(req *request, typ, id string) {
 		out, err = g.render(tx, req, rec, optsFor(proj))
 		return err
 	})
+	if err == nil && req.audit != nil {
+		req.audit.subject = subjectOf(typ, out)
+		err = g.journalRead(req, http.StatusOK)
+	}
 	if err != nil {
 		g.writeError(req, err)
 		return
 	}
 	req.w.Header().Set("ETag", etag(version))
 	g.writeJSON(req, http.StatusOK, proj.Apply(typ, out))
+}
+
+// journalReads reports whether reads are journaled too.
+func (g *Gateway) journalReads() bool { return g.Journal != nil && g.Journal.Reads }
+
+// journalRead records a successful read (reads are journaled only when configured).
+func (g *Gateway) journalRead(req *request, status int) error {
+	rec := g.newRecord(req, req.audit, "applied", status, "")
+	if err := g.store.Update(func(tx *store.Tx) error { return g.appendRecord(tx, rec) }); err != nil {
+		return err
+	}
+	req.audit = nil
+	return nil
 }
 
 func notFound(err error, typ, id string) error {
@@ -284,6 +303,7 @@ func (g *Gateway) readResource(req *request, typ string) (*scim.Prepared, []byte
 }
 
 func (g *Gateway) create(req *request, typ string) {
+	req.audit = &audit{action: "create", typ: typ}
 	p, docBytes, err := g.readResource(req, typ)
 	if err != nil {
 		g.writeError(req, err)
@@ -292,6 +312,8 @@ func (g *Gateway) create(req *request, typ string) {
 	// The id and timestamps are fixed before the transaction: db.Batch may run it twice.
 	id := uuid.NewString()
 	now := g.now().UTC()
+	a := req.audit
+	a.id, a.subject = id, subjectOf(typ, p.Doc)
 	var out scim.Resource
 	var version uint64
 	err = g.store.Update(func(tx *store.Tx) error {
@@ -299,10 +321,20 @@ func (g *Gateway) create(req *request, typ string) {
 		if err := tx.Put(rec); err != nil {
 			return err
 		}
+		var added []string
 		if typ == scim.GroupType {
-			if err := addMembers(tx, id, p.Members); err != nil {
+			var err error
+			if added, err = addMembers(tx, id, p.Members); err != nil {
 				return err
 			}
+		}
+		a.changes = append(diffChanges(nil, p.Doc), memberChanges(added, nil)...)
+		a.events = semanticEvents(typ, nil, p.Doc, a.changes, len(added), 0)
+		if len(added) > 0 {
+			a.events = append(a.events, "add_members")
+		}
+		if err := g.appendRecord(tx, g.newRecord(req, a, "applied", http.StatusCreated, "")); err != nil {
+			return err
 		}
 		version = rec.Version
 		var err error
@@ -319,13 +351,22 @@ func (g *Gateway) create(req *request, typ string) {
 	g.writeJSON(req, http.StatusCreated, out)
 }
 
-func addMembers(tx *store.Tx, groupID string, members []scim.MemberRef) error {
+// addMembers adds member edges and returns the ids that were not members before.
+func addMembers(tx *store.Tx, groupID string, members []scim.MemberRef) ([]string, error) {
+	var added []string
 	for _, m := range members {
+		had, err := tx.HasMember(groupID, m.Value)
+		if err != nil {
+			return nil, err
+		}
 		if err := addMember(tx, groupID, m); err != nil {
-			return err
+			return nil, err
+		}
+		if !had {
+			added = append(added, m.Value)
 		}
 	}
-	return nil
+	return added, nil
 }
 
 // addMember adds one member edge, resolving the member's type from the store (Entra sends
@@ -367,6 +408,7 @@ func checkIfMatch(r *http.Request, version uint64) error {
 }
 
 func (g *Gateway) replace(req *request, typ, id string) {
+	req.audit = &audit{action: "replace", typ: typ, id: id}
 	p, docBytes, err := g.readResource(req, typ)
 	if err != nil {
 		g.writeError(req, err)
@@ -377,6 +419,8 @@ func (g *Gateway) replace(req *request, typ, id string) {
 		return
 	}
 	now := g.now().UTC()
+	a := req.audit
+	a.subject = subjectOf(typ, p.Doc)
 	var out scim.Resource
 	var version uint64
 	err = g.store.Update(func(tx *store.Tx) error {
@@ -387,19 +431,26 @@ func (g *Gateway) replace(req *request, typ, id string) {
 		if err := checkIfMatch(req.r, cur.Version); err != nil {
 			return err
 		}
+		before, err := decodeDoc(cur)
+		if err != nil {
+			return err
+		}
 		rec := &store.Record{Type: typ, ID: id, Created: cur.Created, LastModified: now, Doc: docBytes, Index: indexEntries(typ, p.Doc)}
 		if err := tx.Put(rec); err != nil {
 			return err
 		}
 		// PUT replaces the member set when the body has one; without a members attribute the
 		// members are left as they are (no implicit wipe).
+		var added, removed []string
 		if typ == scim.GroupType && p.HasMembers {
-			if _, err := tx.RemoveAllMembers(id); err != nil {
+			if added, removed, err = replaceMembers(tx, id, p.Members); err != nil {
 				return err
 			}
-			if err := addMembers(tx, id, p.Members); err != nil {
-				return err
-			}
+		}
+		a.changes = append(diffChanges(before, p.Doc), memberChanges(added, removed)...)
+		a.events = semanticEvents(typ, before, p.Doc, a.changes, len(added), len(removed))
+		if err := g.appendRecord(tx, g.newRecord(req, a, "applied", http.StatusOK, "")); err != nil {
+			return err
 		}
 		version = rec.Version
 		out, err = g.render(tx, req, rec, renderOpts{members: true, groups: true})
@@ -413,7 +464,45 @@ func (g *Gateway) replace(req *request, typ, id string) {
 	g.writeJSON(req, http.StatusOK, out)
 }
 
+// replaceMembers makes members the group's member set, reporting the ids added and removed.
+func replaceMembers(tx *store.Tx, groupID string, members []scim.MemberRef) (added, removed []string, err error) {
+	keep := make(map[string]bool, len(members))
+	for _, m := range members {
+		keep[m.Value] = true
+	}
+	err = tx.Members(groupID, func(m store.Member) error {
+		if !keep[m.ID] {
+			removed = append(removed, m.ID)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, id := range removed {
+		if _, err := tx.RemoveMember(groupID, id); err != nil {
+			return nil, nil, err
+		}
+	}
+	added, err = addMembers(tx, groupID, members)
+	return added, removed, err
+}
+
+// decodeDoc decodes a stored record's attributes.
+func decodeDoc(rec *store.Record) (scim.Resource, error) {
+	v, err := scim.Decode(rec.Doc)
+	if err != nil {
+		return nil, err
+	}
+	doc, _ := v.(map[string]any)
+	if doc == nil {
+		doc = scim.Resource{}
+	}
+	return doc, nil
+}
+
 func (g *Gateway) patch(req *request, typ, id string) {
+	req.audit = &audit{action: "patch", typ: typ, id: id}
 	body, err := g.readBody(req)
 	if err != nil {
 		g.writeError(req, err)
@@ -431,6 +520,7 @@ func (g *Gateway) patch(req *request, typ, id string) {
 	}
 	wantBody := g.patchWantsBody(req.r, typ)
 	now := g.now().UTC()
+	a := req.audit
 	var out scim.Resource
 	var version uint64
 	err = g.store.Update(func(tx *store.Tx) error {
@@ -441,11 +531,11 @@ func (g *Gateway) patch(req *request, typ, id string) {
 		if err := checkIfMatch(req.r, cur.Version); err != nil {
 			return err
 		}
-		v, err := scim.Decode(cur.Doc)
+		before, err := decodeDoc(cur)
 		if err != nil {
 			return err
 		}
-		before, _ := v.(map[string]any)
+		a.subject = subjectOf(typ, before)
 		after, delta, err := scim.ApplyPatch(typ, before, ops, g.patchOpts)
 		if err != nil {
 			return err
@@ -456,12 +546,15 @@ func (g *Gateway) patch(req *request, typ, id string) {
 		if err := scim.CheckRequired(typ, after); err != nil {
 			return err
 		}
-		membersChanged, err := applyDelta(tx, id, delta)
+		added, removed, err := applyDelta(tx, id, delta)
 		if err != nil {
 			return err
 		}
+		a.subject = subjectOf(typ, after)
+		a.changes = append(diffChanges(before, after), memberChanges(added, removed)...)
+		a.events = semanticEvents(typ, before, after, a.changes, len(added), len(removed))
 		rec := cur
-		if membersChanged || !reflect.DeepEqual(before, after) {
+		if len(a.changes) > 0 {
 			docBytes, err := json.Marshal(after)
 			if err != nil {
 				return err
@@ -470,6 +563,13 @@ func (g *Gateway) patch(req *request, typ, id string) {
 			if err := tx.Put(rec); err != nil {
 				return err
 			}
+		}
+		status := http.StatusNoContent
+		if wantBody {
+			status = http.StatusOK
+		}
+		if err := g.appendRecord(tx, g.newRecord(req, a, "applied", status, "")); err != nil {
+			return err
 		}
 		version = rec.Version
 		if wantBody {
@@ -507,40 +607,40 @@ func (g *Gateway) patchWantsBody(r *http.Request, typ string) bool {
 	return typ == scim.UserType && g.UserPatchResponse != "no_content"
 }
 
-// applyDelta applies a group's member changes as edges; it reports whether any changed.
-func applyDelta(tx *store.Tx, groupID string, d *scim.MemberDelta) (bool, error) {
+// applyDelta applies a group's member changes as edges and reports the ids actually added
+// and removed.
+func applyDelta(tx *store.Tx, groupID string, d *scim.MemberDelta) (added, removed []string, err error) {
 	if d == nil {
-		return false, nil
+		return nil, nil, nil
 	}
-	changed := false
 	if d.RemoveAll {
-		n, err := tx.RemoveAllMembers(groupID)
+		err := tx.Members(groupID, func(m store.Member) error {
+			removed = append(removed, m.ID)
+			return nil
+		})
 		if err != nil {
-			return false, err
+			return nil, nil, err
 		}
-		changed = changed || n > 0
+		if _, err := tx.RemoveAllMembers(groupID); err != nil {
+			return nil, nil, err
+		}
 	}
 	for _, id := range d.Remove {
-		removed, err := tx.RemoveMember(groupID, id)
+		ok, err := tx.RemoveMember(groupID, id)
 		if err != nil {
-			return false, err
+			return nil, nil, err
 		}
-		changed = changed || removed
+		if ok {
+			removed = append(removed, id)
+		}
 	}
-	for _, m := range d.Add {
-		had, err := tx.HasMember(groupID, m.Value)
-		if err != nil {
-			return false, err
-		}
-		if err := addMember(tx, groupID, m); err != nil {
-			return false, err
-		}
-		changed = changed || !had
-	}
-	return changed, nil
+	added, err = addMembers(tx, groupID, d.Add)
+	return added, removed, err
 }
 
 func (g *Gateway) remove(req *request, typ, id string) {
+	req.audit = &audit{action: "delete", typ: typ, id: id}
+	a := req.audit
 	err := g.store.Update(func(tx *store.Tx) error {
 		cur, err := tx.Get(typ, id)
 		if err != nil {
@@ -549,7 +649,17 @@ func (g *Gateway) remove(req *request, typ, id string) {
 		if err := checkIfMatch(req.r, cur.Version); err != nil {
 			return err
 		}
-		return tx.Delete(typ, id)
+		before, err := decodeDoc(cur)
+		if err != nil {
+			return err
+		}
+		a.subject = subjectOf(typ, before)
+		a.events = []string{"delete"}
+		a.changes = nil
+		if err := tx.Delete(typ, id); err != nil {
+			return err
+		}
+		return g.appendRecord(tx, g.newRecord(req, a, "applied", http.StatusNoContent, ""))
 	})
 	if err != nil {
 		g.writeError(req, err)

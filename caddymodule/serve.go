@@ -40,6 +40,8 @@ type request struct {
 	r      *http.Request
 	client string // token name
 	base   string // absolute URL of the SCIM root, for meta.location and $ref
+	id     string // request id (Caddy's http.request.uuid), in logs and the journal
+	audit  *audit // set for journaled requests: errors are journaled as they are answered
 }
 
 func (g *Gateway) serveSCIM(w http.ResponseWriter, r *http.Request, rel string) {
@@ -51,6 +53,7 @@ func (g *Gateway) serveSCIM(w http.ResponseWriter, r *http.Request, rel string) 
 		return
 	}
 	req.client = client
+	req.id = requestID(req)
 
 	segs := splitPath(rel)
 	if len(segs) == 0 {
@@ -200,22 +203,9 @@ func marshalJSON(v any) ([]byte, error) {
 // writeError answers with a SCIM Error object. Store errors become the SCIM error they
 // mean; anything unexpected is a 500 (logged with the request, never with its body).
 func (g *Gateway) writeError(req *request, err error) {
-	var se *scim.Error
-	var ue *store.UniqueError
-	switch {
-	case errors.As(err, &se):
-	case errors.As(err, &ue):
-		se = scim.Conflict("%s %q is already used by %s %s; %s values must be unique (case-insensitively)", ue.Attr, ue.Value, ue.Type, ue.OwnerID, ue.Attr)
-	case errors.Is(err, store.ErrNotFound):
-		se = scim.NotFound("resource not found")
-	default:
-		g.logger.Error("scim request failed",
-			zap.String("method", req.r.Method),
-			zap.String("path", req.r.URL.Path),
-			zap.String("client", req.client),
-			zap.Error(err))
-		se = scim.Errorf(http.StatusServiceUnavailable, "", "the gateway could not complete the request (storage error); retry later")
-		req.w.Header().Set("Retry-After", "30")
+	se := g.toSCIMError(req, err)
+	if req.audit != nil {
+		se = g.journalFailure(req, se)
 	}
 	if se.Status >= 500 && se.Status != http.StatusNotImplemented {
 		g.logger.Warn("scim request answered with a server error", zap.Int("status", se.Status), zap.String("detail", se.Detail))
@@ -228,6 +218,53 @@ func (g *Gateway) writeError(req *request, err error) {
 			zap.String("scim_type", se.ScimType))
 	}
 	g.writeJSON(req, se.Status, se.Body())
+}
+
+// toSCIMError maps an error to the SCIM error it means. Store errors become the SCIM error
+// they mean; anything unexpected is a 503 with Retry-After (logged with the request, never
+// with its body): Entra retries those, where a 500 would count toward quarantine.
+func (g *Gateway) toSCIMError(req *request, err error) *scim.Error {
+	var se *scim.Error
+	var ue *store.UniqueError
+	switch {
+	case errors.As(err, &se):
+		return se
+	case errors.As(err, &ue):
+		return scim.Conflict("%s %q is already used by %s %s; %s values must be unique (case-insensitively)", ue.Attr, ue.Value, ue.Type, ue.OwnerID, ue.Attr)
+	case errors.Is(err, store.ErrNotFound):
+		return scim.NotFound("resource not found")
+	}
+	g.logger.Error("scim request failed",
+		zap.String("method", req.r.Method),
+		zap.String("path", req.r.URL.Path),
+		zap.String("client", req.client),
+		zap.String("request_id", req.id),
+		zap.Error(err))
+	req.w.Header().Set("Retry-After", "30")
+	return scim.Errorf(http.StatusServiceUnavailable, "", "the gateway could not complete the request (storage error); retry later")
+}
+
+// journalFailure records a rejected (4xx) or failed (5xx) request in its own transaction:
+// the request's own transaction, if any, was rolled back. A rejection that cannot be
+// recorded is answered 503 instead, so that no outcome goes unrecorded.
+func (g *Gateway) journalFailure(req *request, se *scim.Error) *scim.Error {
+	a := req.audit
+	req.audit = nil
+	outcome := "rejected"
+	if se.Status >= 500 {
+		outcome = "failed"
+	}
+	rec := g.newRecord(req, a, outcome, se.Status, se.Detail)
+	err := g.store.Update(func(tx *store.Tx) error { return g.appendRecord(tx, rec) })
+	if err == nil {
+		return se
+	}
+	g.logger.Error("journaling a rejected request failed", zap.String("request_id", req.id), zap.Error(err))
+	if se.Status >= 500 {
+		return se
+	}
+	req.w.Header().Set("Retry-After", "30")
+	return scim.Errorf(http.StatusServiceUnavailable, "", "the gateway could not record the request in its audit journal; retry later")
 }
 
 // baseURL is the absolute URL of the SCIM root as the client reached it.

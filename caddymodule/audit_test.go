@@ -1,0 +1,229 @@
+package caddymodule
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/scimgate/scimgate/caddymodule/journal"
+)
+
+// auditRecords exports the gateway's journal and returns its records in order.
+func auditRecords(t *testing.T, g *Gateway) []journal.Record {
+	t.Helper()
+	var buf bytes.Buffer
+	if _, err := g.store.journal.Export(context.Background(), &buf, journal.Query{}, journal.FormatJSONL); err != nil {
+		t.Fatal(err)
+	}
+	var out []journal.Record
+	sc := bufio.NewScanner(&buf)
+	sc.Buffer(make([]byte, 1<<20), 1<<24)
+	for sc.Scan() {
+		var line struct {
+			Record *journal.Record `json:"record"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
+			t.Fatalf("export line %q: %v", sc.Text(), err)
+		}
+		if line.Record != nil {
+			out = append(out, *line.Record)
+		}
+	}
+	return out
+}
+
+func auditVerify(t *testing.T, g *Gateway) {
+	t.Helper()
+	rep, err := g.store.journal.Verify(context.Background(), nil)
+	if err != nil || !rep.OK {
+		t.Fatalf("journal does not verify: %+v %v", rep, err)
+	}
+}
+
+func lastRecord(t *testing.T, g *Gateway) journal.Record {
+	t.Helper()
+	recs := auditRecords(t, g)
+	if len(recs) == 0 {
+		t.Fatal("no journal record")
+	}
+	return recs[len(recs)-1]
+}
+
+func changePaths(r journal.Record) []string {
+	var out []string
+	for _, c := range r.Changes {
+		out = append(out, c.Op+" "+c.Path)
+	}
+	return out
+}
+
+func TestJournalRecordsEveryWrite(t *testing.T) {
+	g := newTestGateway(t, nil)
+	w := serve(t, g, "POST", "/scim/v2/Users", map[string]any{
+		"userName": "ada@contoso.example", "active": true, "password": "hunter2-secret",
+		"name": map[string]any{"givenName": "Ada"},
+	})
+	if w.Code != 201 {
+		t.Fatalf("create: %d %s", w.Code, w.Body)
+	}
+	uid := decodeJSON(t, w)["id"].(string)
+	r := lastRecord(t, g)
+	if r.Action != "create" || r.Outcome != "applied" || r.Status != 201 || r.Client != "entra" ||
+		r.ResourceType != "User" || r.SCIMID != uid || r.Subject != "ada@contoso.example" || strings.Join(r.Events, ",") != "create" {
+		t.Fatalf("create record: %+v", r)
+	}
+	if r.RequestID == "" || r.Seq == 0 || r.PrevHash == "" {
+		t.Fatalf("record lacks request id, seq or prev hash: %+v", r)
+	}
+	var sawPassword bool
+	for _, c := range r.Changes {
+		if c.Path == "password" {
+			sawPassword = true
+			if !c.Redacted || len(c.Value) != 0 {
+				t.Fatalf("password not redacted: %+v", c)
+			}
+		}
+	}
+	if !sawPassword {
+		t.Fatalf("password change missing: %v", changePaths(r))
+	}
+	var raw bytes.Buffer
+	_, _ = g.store.journal.Export(context.Background(), &raw, journal.Query{}, journal.FormatJSONL)
+	if strings.Contains(raw.String(), "hunter2-secret") {
+		t.Fatal("the password is in the journal")
+	}
+
+	// Disable with Entra's string boolean: update + deactivate; enable: reactivate.
+	patch := func(path string, value any) {
+		t.Helper()
+		w := serve(t, g, "PATCH", "/scim/v2/Users/"+uid, map[string]any{
+			"schemas":    []any{"urn:ietf:params:scim:api:messages:2.0:PatchOp"},
+			"Operations": []any{map[string]any{"op": "Replace", "path": path, "value": value}},
+		})
+		if w.Code != 200 {
+			t.Fatalf("patch %s: %d %s", path, w.Code, w.Body)
+		}
+	}
+	patch("active", "False")
+	if r := lastRecord(t, g); r.Action != "patch" || strings.Join(r.Events, ",") != "update,deactivate" || strings.Join(changePaths(r), ",") != "replace active" {
+		t.Fatalf("disable record: %+v", r)
+	}
+	patch("active", "True")
+	if r := lastRecord(t, g); strings.Join(r.Events, ",") != "update,reactivate" {
+		t.Fatalf("enable record: %+v", r)
+	}
+	patch("active", true) // Entra's periodic no-op: journaled, with no change
+	if r := lastRecord(t, g); r.Outcome != "applied" || len(r.Changes) != 0 || len(r.Events) != 0 {
+		t.Fatalf("no-op record: %+v", r)
+	}
+
+	// Groups: create, add and remove members, rename.
+	w = serve(t, g, "POST", "/scim/v2/Groups", map[string]any{"displayName": "Sales"})
+	gid := decodeJSON(t, w)["id"].(string)
+	members := func(op string, value any, path string) {
+		t.Helper()
+		w := serve(t, g, "PATCH", "/scim/v2/Groups/"+gid, map[string]any{
+			"schemas":    []any{"urn:ietf:params:scim:api:messages:2.0:PatchOp"},
+			"Operations": []any{map[string]any{"op": op, "path": path, "value": value}},
+		})
+		if w.Code != 204 {
+			t.Fatalf("group patch: %d %s", w.Code, w.Body)
+		}
+	}
+	members("Add", []any{map[string]any{"value": uid}}, "members")
+	if r := lastRecord(t, g); strings.Join(r.Events, ",") != "add_members" || r.Subject != "Sales" || strings.Join(changePaths(r), ",") != "add members" {
+		t.Fatalf("add member record: %+v", r)
+	}
+	members("Remove", []any{map[string]any{"value": uid}}, "members")
+	if r := lastRecord(t, g); strings.Join(r.Events, ",") != "remove_members" {
+		t.Fatalf("remove member record: %+v", r)
+	}
+	members("Replace", "Sales EMEA", "displayName")
+	if r := lastRecord(t, g); strings.Join(r.Events, ",") != "update,rename" || r.Subject != "Sales EMEA" {
+		t.Fatalf("rename record: %+v", r)
+	}
+
+	// Delete.
+	if w := serve(t, g, "DELETE", "/scim/v2/Users/"+uid, nil); w.Code != 204 {
+		t.Fatalf("delete: %d", w.Code)
+	}
+	if r := lastRecord(t, g); r.Action != "delete" || r.Status != 204 || r.Subject != "ada@contoso.example" || strings.Join(r.Events, ",") != "delete" {
+		t.Fatalf("delete record: %+v", r)
+	}
+	auditVerify(t, g)
+}
+
+func TestJournalRecordsRejections(t *testing.T) {
+	g := newTestGateway(t, nil)
+	serve(t, g, "POST", "/scim/v2/Users", map[string]any{"userName": "taken"})
+	n := len(auditRecords(t, g))
+
+	w := serve(t, g, "POST", "/scim/v2/Users", map[string]any{"userName": "TAKEN"})
+	if w.Code != 409 {
+		t.Fatalf("duplicate: %d", w.Code)
+	}
+	r := lastRecord(t, g)
+	if r.Outcome != "rejected" || r.Status != 409 || r.Action != "create" || !strings.Contains(r.Error, "already used") {
+		t.Fatalf("409 record: %+v", r)
+	}
+	if w := serve(t, g, "PATCH", "/scim/v2/Users/no-such-id", `{"Operations":[{"op":"add","path":"title","value":"x"}]}`); w.Code != 404 {
+		t.Fatalf("patch unknown: %d", w.Code)
+	}
+	if r := lastRecord(t, g); r.Outcome != "rejected" || r.Status != 404 || r.SCIMID != "no-such-id" {
+		t.Fatalf("404 record: %+v", r)
+	}
+	if w := serve(t, g, "POST", "/scim/v2/Users", `{"userName": tre}`); w.Code != 400 {
+		t.Fatalf("bad json: %d", w.Code)
+	}
+	if r := lastRecord(t, g); r.Outcome != "rejected" || r.Status != 400 {
+		t.Fatalf("400 record: %+v", r)
+	}
+	// Unauthenticated requests are not journaled (they would let anyone fill the disk).
+	serve(t, g, "POST", "/scim/v2/Users", map[string]any{"userName": "x"}, "Authorization", "Bearer nope")
+	// Reads are not journaled by default.
+	serve(t, g, "GET", "/scim/v2/Users?filter=userName+eq+%22taken%22", nil)
+	if got := len(auditRecords(t, g)); got != n+3 {
+		t.Fatalf("records = %d, want %d", got, n+3)
+	}
+	auditVerify(t, g)
+}
+
+func TestJournalReadsWithHashedFilters(t *testing.T) {
+	g := newTestGateway(t, func(g *Gateway) { g.Journal = &JournalConfig{Reads: true} })
+	w := serve(t, g, "POST", "/scim/v2/Users", map[string]any{"userName": "grace@contoso.example"})
+	uid := decodeJSON(t, w)["id"].(string)
+	serve(t, g, "GET", "/scim/v2/Users?filter=userName+eq+%22grace@contoso.example%22", nil)
+	r := lastRecord(t, g)
+	if r.Action != "list" || r.FilterHash == "" || r.FilterHash != g.store.journal.HashFilter(`userName eq "grace@contoso.example"`) {
+		t.Fatalf("list record: %+v", r)
+	}
+	serve(t, g, "GET", "/scim/v2/Users/"+uid, nil)
+	if r := lastRecord(t, g); r.Action != "get" || r.SCIMID != uid || r.Subject != "grace@contoso.example" {
+		t.Fatalf("get record: %+v", r)
+	}
+	var raw bytes.Buffer
+	_, _ = g.store.journal.Export(context.Background(), &raw, journal.Query{Outcome: "applied"}, journal.FormatJSONL)
+	if strings.Contains(raw.String(), "userName eq") || strings.Contains(strings.ToLower(raw.String()), "filter\":") {
+		t.Fatalf("filter text in the journal:\n%s", raw.String())
+	}
+}
+
+// TestJournalUnavailableFailsClosed: when the journal cannot be written, a write answers
+// 503 and changes nothing: never a 2xx without its record.
+func TestJournalUnavailableFailsClosed(t *testing.T) {
+	g := newTestGateway(t, nil)
+	if err := g.store.journal.Close(); err != nil {
+		t.Fatal(err)
+	}
+	w := serve(t, g, "POST", "/scim/v2/Users", map[string]any{"userName": "nobody"})
+	if w.Code != 503 || w.Header().Get("Retry-After") == "" {
+		t.Fatalf("status %d (Retry-After %q), want 503", w.Code, w.Header().Get("Retry-After"))
+	}
+	w = serve(t, g, "GET", "/scim/v2/Users?filter=userName+eq+%22nobody%22", nil)
+	if got := decodeJSON(t, w)["totalResults"]; got != float64(0) {
+		t.Fatalf("the user was created without its record: totalResults=%v", got)
+	}
+}

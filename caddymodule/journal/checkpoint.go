@@ -1,0 +1,248 @@
+package journal
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"go.etcd.io/bbolt"
+	"go.uber.org/zap"
+)
+
+// Checkpoint commits to the chain up to Seq: Hash is hash_Seq. When the journal has a
+// signing key, Signature is the hex Ed25519 signature of SignedBytes.
+type Checkpoint struct {
+	Seq       uint64    `json:"seq"`
+	Hash      string    `json:"hash"`
+	Time      time.Time `json:"time"`
+	KeyID     string    `json:"key_id,omitempty"`
+	Signature string    `json:"signature,omitempty"`
+}
+
+// checkpointDomain separates checkpoint signatures from any other use of the key.
+const checkpointDomain = "scimgate-journal-checkpoint-v1\n"
+
+// SignedBytes is the byte string a checkpoint of journal name signs:
+//
+//	"scimgate-journal-checkpoint-v1\n"
+//	uint32 BE len(name)  || name
+//	uint64 BE seq
+//	32 bytes             hash (raw, not hex)
+//	int64 BE             time in Unix nanoseconds
+//	uint32 BE len(key id) || key id
+//
+// Every variable-length field is length-prefixed, so no two checkpoints share a byte string.
+func (c Checkpoint) SignedBytes(name string) ([]byte, error) {
+	h, err := decodeHash(c.Hash)
+	if err != nil {
+		return nil, err
+	}
+	b := make([]byte, 0, len(checkpointDomain)+4+len(name)+8+32+8+4+len(c.KeyID))
+	b = append(b, checkpointDomain...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(name)))
+	b = append(b, name...)
+	b = binary.BigEndian.AppendUint64(b, c.Seq)
+	b = append(b, h[:]...)
+	b = binary.BigEndian.AppendUint64(b, uint64(c.Time.UnixNano()))
+	b = binary.BigEndian.AppendUint32(b, uint32(len(c.KeyID)))
+	b = append(b, c.KeyID...)
+	return b, nil
+}
+
+// VerifySignature checks c's signature with pub; an unsigned checkpoint fails.
+func (c Checkpoint) VerifySignature(name string, pub ed25519.PublicKey) error {
+	if c.Signature == "" {
+		return fmt.Errorf("checkpoint %d is unsigned", c.Seq)
+	}
+	sig, err := hex.DecodeString(c.Signature)
+	if err != nil || len(sig) != ed25519.SignatureSize {
+		return fmt.Errorf("checkpoint %d: malformed signature", c.Seq)
+	}
+	if len(pub) != ed25519.PublicKeySize {
+		return fmt.Errorf("public key is %d bytes, want %d", len(pub), ed25519.PublicKeySize)
+	}
+	msg, err := c.SignedBytes(name)
+	if err != nil {
+		return fmt.Errorf("checkpoint %d: %w", c.Seq, err)
+	}
+	if !ed25519.Verify(pub, msg, sig) {
+		return fmt.Errorf("checkpoint %d (key id %q): signature does not verify with the given public key", c.Seq, c.KeyID)
+	}
+	return nil
+}
+
+// decodeHash parses a 64-digit hex hash.
+func decodeHash(s string) (h [32]byte, err error) {
+	if len(s) != 64 {
+		return h, fmt.Errorf("hash %q is not 64 hex digits", truncate(s, 80))
+	}
+	if _, err := hex.Decode(h[:], []byte(s)); err != nil {
+		return h, fmt.Errorf("hash %q is not hex", truncate(s, 80))
+	}
+	return h, nil
+}
+
+// truncate bounds client- or file-supplied strings quoted in errors.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+// Checkpoint writes a checkpoint of the current head (signed when the journal has a key) in
+// its own write transaction and returns it. When the newest checkpoint already covers the
+// head it is returned unchanged. An empty journal returns ErrEmpty.
+func (j *Journal) Checkpoint() (*Checkpoint, error) {
+	if j.closed.Load() {
+		return nil, ErrClosed
+	}
+	var cp Checkpoint
+	var created bool
+	err := j.db.Batch(func(tx *bbolt.Tx) error {
+		var err error
+		cp, created, err = j.checkpointTx(tx, time.Now())
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		j.log.Info("journal checkpoint", zap.Uint64("seq", cp.Seq), zap.String("hash", cp.Hash),
+			zap.Time("time", cp.Time), zap.String("key_id", cp.KeyID), zap.String("signature", cp.Signature))
+		if j.opts.OnCheckpoint != nil {
+			j.opts.OnCheckpoint(cp)
+		}
+	}
+	return &cp, nil
+}
+
+// checkpointTx builds and stores the checkpoint of the head in tx. It is rerun safely by
+// db.Batch: the key is the head's sequence number, so a rerun overwrites its own write.
+func (j *Journal) checkpointTx(tx *bbolt.Tx, now time.Time) (cp Checkpoint, created bool, err error) {
+	b, err := journalBucket(tx, j.name)
+	if err != nil {
+		return cp, false, err
+	}
+	seq, h, err := headOf(b)
+	if err != nil {
+		return cp, false, err
+	}
+	if seq == 0 {
+		return cp, false, ErrEmpty
+	}
+	cb := b.Bucket(bucketCheckpoints)
+	if k, v := cb.Cursor().Last(); k != nil && bytes.Equal(k, u64(seq)) {
+		if err := json.Unmarshal(v, &cp); err != nil {
+			return cp, false, errCorruptSeq(seq)
+		}
+		return cp, false, nil
+	}
+	cp = Checkpoint{Seq: seq, Hash: hex.EncodeToString(h[:]), Time: now.UTC(), KeyID: j.opts.KeyID}
+	if j.opts.SigningKey != nil {
+		msg, err := cp.SignedBytes(j.opts.Name)
+		if err != nil {
+			return cp, false, err
+		}
+		cp.Signature = hex.EncodeToString(ed25519.Sign(j.opts.SigningKey, msg))
+	}
+	v, err := json.Marshal(cp)
+	if err != nil {
+		return cp, false, err
+	}
+	if err := cb.Put(u64(seq), v); err != nil {
+		return cp, false, fmt.Errorf("storing checkpoint %d: %w", seq, err)
+	}
+	return cp, true, nil
+}
+
+// LatestCheckpoint returns the newest checkpoint, or nil when there is none.
+func (j *Journal) LatestCheckpoint() (*Checkpoint, error) {
+	var cp *Checkpoint
+	err := j.db.View(func(tx *bbolt.Tx) error {
+		b, err := journalBucket(tx, j.name)
+		if err != nil {
+			return err
+		}
+		k, v := b.Bucket(bucketCheckpoints).Cursor().Last()
+		if k == nil {
+			return nil
+		}
+		cp = new(Checkpoint)
+		if err := json.Unmarshal(v, cp); err != nil {
+			return fmt.Errorf("%w: checkpoint", ErrCorrupt)
+		}
+		return nil
+	})
+	return cp, err
+}
+
+// maintenanceInterval is how often retention runs when there is no checkpoint timer.
+const maintenanceInterval = 10 * time.Minute
+
+// startBackground starts the publisher and the checkpoint/retention loop.
+func (j *Journal) startBackground() {
+	j.done.Add(2)
+	go func() {
+		defer j.done.Done()
+		j.pub.run(j.stop)
+	}()
+	go func() {
+		defer j.done.Done()
+		j.maintain()
+	}()
+}
+
+// maintain writes checkpoints on demand of Append (every N records) and on the timer, and
+// runs retention on the timer.
+func (j *Journal) maintain() {
+	interval := j.opts.CheckpointInterval
+	retention := j.opts.MaxAge > 0 || j.opts.MaxRecords > 0
+	var tick <-chan time.Time
+	switch {
+	case interval > 0:
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		tick = t.C
+	case retention:
+		t := time.NewTicker(maintenanceInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-j.stop:
+			return
+		case <-j.checkpointReq:
+			j.backgroundCheckpoint()
+		case now := <-tick:
+			if retention {
+				j.backgroundPrune(now)
+			}
+			if interval > 0 {
+				j.backgroundCheckpoint()
+			}
+		}
+	}
+}
+
+func (j *Journal) backgroundCheckpoint() {
+	if _, err := j.Checkpoint(); err != nil && err != ErrEmpty && err != ErrClosed {
+		j.log.Error("writing journal checkpoint", zap.Error(err))
+	}
+}
+
+func (j *Journal) backgroundPrune(now time.Time) {
+	n, err := j.prune(nil, now, false)
+	if err != nil {
+		j.log.Error("pruning journal", zap.Error(err))
+		return
+	}
+	if n > 0 {
+		j.log.Info("journal pruned", zap.Uint64("removed", n))
+	}
+}

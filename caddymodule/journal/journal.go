@@ -1,0 +1,484 @@
+package journal
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/bbolt"
+	"go.uber.org/zap"
+)
+
+// FormatVersion is the version of the record format (Record.Version, "v" on the wire) and of
+// the storage layout. A reader refuses a journal written with a newer layout.
+const FormatVersion = 1
+
+// Outcomes a record can carry.
+const (
+	OutcomeApplied  = "applied"
+	OutcomeRejected = "rejected"
+	OutcomeFailed   = "failed"
+	OutcomeDenied   = "denied"
+	OutcomeSkipped  = "skipped"
+	OutcomePending  = "pending"
+	OutcomeDryRun   = "dry_run"
+)
+
+// ActionPrune is the action of the record Prune appends after removing old records, so that
+// every retention run is itself in the chain.
+const ActionPrune = "prune"
+
+// Record is one journal entry. The JSON tags are the wire format: the stored bytes, the JSONL
+// export and the live stream all carry exactly this object (see doc.go).
+type Record struct {
+	Version      int          `json:"v"`
+	Seq          uint64       `json:"seq"`
+	Time         time.Time    `json:"time"`
+	RequestID    string       `json:"request_id,omitempty"`
+	Client       string       `json:"client,omitempty"`
+	Target       string       `json:"target,omitempty"`
+	Action       string       `json:"action"`
+	ResourceType string       `json:"resource_type,omitempty"`
+	SCIMID       string       `json:"scim_id,omitempty"`
+	NativeID     string       `json:"native_id,omitempty"`
+	Subject      string       `json:"subject,omitempty"`
+	Events       []string     `json:"events,omitempty"`
+	Outcome      string       `json:"outcome"`
+	Status       int          `json:"status,omitempty"`
+	Changes      []Change     `json:"changes,omitempty"`
+	FilterHash   string       `json:"filter_hash,omitempty"`
+	Decision     *Decision    `json:"decision,omitempty"`
+	Backend      *BackendCall `json:"backend,omitempty"`
+	Error        string       `json:"error,omitempty"`
+	PrevHash     string       `json:"prev_hash"`
+}
+
+// Change is one changed attribute. Value is the new value (absent for a removal); a redacted
+// or oversized value is dropped and flagged instead.
+type Change struct {
+	Path     string          `json:"path"`
+	Op       string          `json:"op,omitempty"`
+	Value    json.RawMessage `json:"value,omitempty"`
+	Redacted bool            `json:"redacted,omitempty"`
+	// Truncated is set when the value was dropped because the record would exceed
+	// MaxRecordBytes.
+	Truncated bool `json:"truncated,omitempty"`
+}
+
+// Decision is what the policy decided for the request.
+type Decision struct {
+	Allow             bool     `json:"allow"`
+	Skip              bool     `json:"skip,omitempty"`
+	Reasons           []string `json:"reasons,omitempty"`
+	DroppedAttributes []string `json:"dropped_attributes,omitempty"`
+	DroppedMembers    []string `json:"dropped_members,omitempty"`
+}
+
+// BackendCall is the native call made to the legacy application. URL must carry no secrets.
+type BackendCall struct {
+	Method     string `json:"method"`
+	URL        string `json:"url"`
+	Status     int    `json:"status,omitempty"`
+	DurationMS int64  `json:"duration_ms"`
+	Attempts   int    `json:"attempts,omitempty"`
+}
+
+// Entry is a committed record as stored: Raw is the exact stored record bytes (the bytes the
+// hash covers) and Hash is hash_seq. Entries handed to subscribers are shared: do not modify.
+type Entry struct {
+	Record Record
+	Raw    []byte
+	Hash   [32]byte
+}
+
+// Options configure a Journal.
+type Options struct {
+	// Name identifies the journal inside the bbolt file (listing, export, admin routes).
+	// Required: 1 to 64 of [A-Za-z0-9._-].
+	Name string
+	// Redact lists attribute paths whose values are never stored (case-insensitive, URN
+	// prefix ignored, sub-paths included). "password" is always redacted.
+	Redact []string
+	// CheckpointEvery writes a checkpoint every this many records (0 = off).
+	CheckpointEvery uint64
+	// CheckpointInterval writes a checkpoint this often when records were added since the
+	// last one (0 = off). The same timer runs retention.
+	CheckpointInterval time.Duration
+	// SigningKey signs checkpoints. Nil writes unsigned checkpoints, which only prove that the
+	// chain was intact when they were written to someone who kept a copy (the Caddy log):
+	// anyone with write access to the file can rewrite the chain and its unsigned checkpoints.
+	SigningKey ed25519.PrivateKey
+	// KeyID names SigningKey in each checkpoint, so verifiers can pick the public key.
+	KeyID string
+	// OnCheckpoint is called (outside any transaction) after each new checkpoint commits.
+	OnCheckpoint func(Checkpoint)
+	// MaxAge removes records older than this (0 = keep).
+	MaxAge time.Duration
+	// MaxRecords keeps at most this many records (0 = keep).
+	MaxRecords uint64
+	// Logger receives background errors (checkpoint and retention runs). Nil = no logging.
+	Logger *zap.Logger
+}
+
+// MaxRecordBytes bounds one stored record. A record whose change values would make it larger
+// keeps its change paths but drops the values (Change.Truncated).
+const MaxRecordBytes = 1 << 20
+
+// Errors.
+var (
+	ErrClosed       = errors.New("journal: closed")
+	ErrEmpty        = errors.New("journal: no records")
+	ErrNoJournal    = errors.New("journal: no such journal in the file")
+	ErrCorrupt      = errors.New("journal: corrupt value")
+	ErrBadName      = errors.New("journal: invalid name")
+	ErrReadOnlyTx   = errors.New("journal: Append needs a writable transaction")
+	ErrSlowConsumer = errors.New("journal: subscriber dropped: it did not keep up")
+)
+
+// Storage layout (see doc.go).
+var (
+	bucketRoot        = []byte("journal")
+	bucketRecords     = []byte("records")
+	bucketCheckpoints = []byte("checkpoints")
+	keyFormat         = []byte("format")
+	keySalt           = []byte("salt")
+	keyHead           = []byte("head")
+	keyAnchor         = []byte("anchor")
+)
+
+// Journal is one named, hash-chained journal in a bbolt file. It is safe for concurrent use.
+type Journal struct {
+	db     *bbolt.DB
+	opts   Options
+	name   []byte
+	salt   []byte
+	redact []string
+	log    *zap.Logger
+
+	// pruneMu keeps retention from deleting records under a running Verify or Export
+	// (readers take it shared).
+	pruneMu sync.RWMutex
+
+	pub publisher
+
+	checkpointReq chan struct{}
+	stop          chan struct{}
+	done          sync.WaitGroup
+	closed        atomic.Bool
+}
+
+// Open opens (creating if needed) the journal opts.Name in db: its buckets, its random salt
+// for HashFilter, and its background work (checkpoint timer, retention, live stream).
+func Open(db *bbolt.DB, opts Options) (*Journal, error) {
+	if err := validName(opts.Name); err != nil {
+		return nil, err
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	j := &Journal{
+		db:            db,
+		opts:          opts,
+		name:          []byte(opts.Name),
+		redact:        redactPaths(opts.Redact),
+		log:           opts.Logger.With(zap.String("journal", opts.Name)),
+		checkpointReq: make(chan struct{}, 1),
+		stop:          make(chan struct{}),
+	}
+	var head uint64
+	err := db.Update(func(tx *bbolt.Tx) error {
+		b, err := j.initBuckets(tx)
+		if err != nil {
+			return err
+		}
+		head, _, err = headOf(b)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("opening journal %q: %w", opts.Name, err)
+	}
+	j.pub.init(j, head)
+	j.startBackground()
+	return j, nil
+}
+
+// validName keeps journal names safe in URLs, file names and log lines.
+func validName(name string) error {
+	if len(name) == 0 || len(name) > 64 {
+		return fmt.Errorf("%w %q: need 1 to 64 characters", ErrBadName, name)
+	}
+	for _, c := range []byte(name) {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-'
+		if !ok {
+			return fmt.Errorf("%w %q: only letters, digits, '.', '_' and '-' are allowed", ErrBadName, name)
+		}
+	}
+	return nil
+}
+
+// initBuckets creates the journal's buckets and salt, checks the format version and loads the
+// salt.
+func (j *Journal) initBuckets(tx *bbolt.Tx) (*bbolt.Bucket, error) {
+	root, err := tx.CreateBucketIfNotExists(bucketRoot)
+	if err != nil {
+		return nil, err
+	}
+	b, err := root.CreateBucketIfNotExists(j.name)
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range [][]byte{bucketRecords, bucketCheckpoints} {
+		if _, err := b.CreateBucketIfNotExists(name); err != nil {
+			return nil, err
+		}
+	}
+	if err := checkFormat(b); err != nil {
+		return nil, err
+	}
+	salt := b.Get(keySalt)
+	if salt == nil {
+		salt = make([]byte, 32)
+		if _, err := rand.Read(salt); err != nil {
+			return nil, fmt.Errorf("generating salt: %w", err)
+		}
+		if err := b.Put(keySalt, salt); err != nil {
+			return nil, err
+		}
+	}
+	j.salt = bytes.Clone(salt)
+	return b, nil
+}
+
+// checkFormat writes the layout version into a new journal and refuses a newer one.
+func checkFormat(b *bbolt.Bucket) error {
+	v := b.Get(keyFormat)
+	if v == nil {
+		return b.Put(keyFormat, u64(FormatVersion))
+	}
+	if len(v) != 8 {
+		return fmt.Errorf("%w: format key", ErrCorrupt)
+	}
+	if got := binary.BigEndian.Uint64(v); got > FormatVersion {
+		return fmt.Errorf("journal format %d is newer than this binary's %d", got, FormatVersion)
+	}
+	return nil
+}
+
+// Close stops the background work and ends all subscriptions. It does not close the db.
+func (j *Journal) Close() error {
+	if j.closed.Swap(true) {
+		return nil
+	}
+	close(j.stop)
+	j.done.Wait()
+	j.pub.closeAll()
+	return nil
+}
+
+// Name is the journal's name.
+func (j *Journal) Name() string { return j.opts.Name }
+
+// DB is the bbolt database the journal lives in.
+func (j *Journal) DB() *bbolt.DB { return j.db }
+
+// journalBucket returns the journal's bucket in tx, or ErrNoJournal.
+func journalBucket(tx *bbolt.Tx, name []byte) (*bbolt.Bucket, error) {
+	root := tx.Bucket(bucketRoot)
+	if root == nil {
+		return nil, ErrNoJournal
+	}
+	b := root.Bucket(name)
+	if b == nil || b.Bucket(bucketRecords) == nil || b.Bucket(bucketCheckpoints) == nil {
+		return nil, ErrNoJournal
+	}
+	return b, nil
+}
+
+// Append adds r to the journal inside the caller's write transaction, so the record commits
+// or rolls back with the change it describes.
+//
+// It may run more than once for the same record (db.Batch reruns its functions after a
+// failure): everything it computes comes from tx, and it mutates r only by setting Version,
+// Seq, PrevHash, Time (when zero, and always to UTC) and redacting Changes. The record is
+// marshalled once; the hash covers exactly the stored bytes. Subscribers see the record and a
+// CheckpointEvery checkpoint is triggered only after tx commits.
+func (j *Journal) Append(tx *bbolt.Tx, r *Record) error {
+	if !tx.Writable() {
+		return ErrReadOnlyTx
+	}
+	if j.closed.Load() {
+		return ErrClosed
+	}
+	b, err := journalBucket(tx, j.name)
+	if err != nil {
+		return err
+	}
+	seq, prev, err := headOf(b)
+	if err != nil {
+		return err
+	}
+	seq++
+	r.Version = FormatVersion
+	r.Seq = seq
+	if r.Time.IsZero() {
+		r.Time = time.Now()
+	}
+	r.Time = r.Time.UTC()
+	r.PrevHash = hex.EncodeToString(prev[:])
+	r.Changes = redactChanges(r.Changes, j.redact)
+	raw, err := marshalRecord(r)
+	if err != nil {
+		return fmt.Errorf("journal %s: encoding record %d: %w", j.opts.Name, seq, err)
+	}
+	h := chainHash(prev, seq, raw)
+	val := make([]byte, 0, 32+len(raw))
+	val = append(append(val, h[:]...), raw...)
+	if err := b.Bucket(bucketRecords).Put(u64(seq), val); err != nil {
+		return fmt.Errorf("journal %s: storing record %d: %w", j.opts.Name, seq, err)
+	}
+	if err := b.Put(keyHead, append(u64(seq), h[:]...)); err != nil {
+		return fmt.Errorf("journal %s: storing head: %w", j.opts.Name, err)
+	}
+	tx.OnCommit(func() { j.committed(seq) })
+	return nil
+}
+
+// committed runs after a transaction holding record seq commits.
+func (j *Journal) committed(seq uint64) {
+	j.pub.wake()
+	if n := j.opts.CheckpointEvery; n > 0 && seq%n == 0 {
+		select {
+		case j.checkpointReq <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// marshalRecord encodes r, dropping change values when the record would be too large.
+func marshalRecord(r *Record) ([]byte, error) {
+	raw, err := json.Marshal(r)
+	if err != nil || len(raw) <= MaxRecordBytes {
+		return raw, err
+	}
+	changes := make([]Change, len(r.Changes))
+	for i, c := range r.Changes {
+		if c.Value != nil {
+			c.Value, c.Truncated = nil, true
+		}
+		changes[i] = c
+	}
+	r.Changes = changes
+	raw, err = json.Marshal(r)
+	if err == nil && len(raw) > MaxRecordBytes {
+		err = fmt.Errorf("record is %d bytes, more than %d even without change values", len(raw), MaxRecordBytes)
+	}
+	return raw, err
+}
+
+// chainHash is hash_seq = SHA-256(hash_{seq-1} || seq as 8 bytes big-endian || raw).
+func chainHash(prev [32]byte, seq uint64, raw []byte) [32]byte {
+	var hdr [40]byte
+	copy(hdr[:32], prev[:])
+	binary.BigEndian.PutUint64(hdr[32:], seq)
+	h := sha256.New()
+	h.Write(hdr[:])
+	h.Write(raw)
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
+}
+
+// Head returns the sequence number and hash of the newest record in tx (0 and the zero hash
+// for an empty journal; after pruning everything, the last pruned record's).
+func (j *Journal) Head(tx *bbolt.Tx) (seq uint64, hash [32]byte, err error) {
+	b, err := journalBucket(tx, j.name)
+	if err != nil {
+		return 0, hash, err
+	}
+	return headOf(b)
+}
+
+// headOf reads the head key.
+func headOf(b *bbolt.Bucket) (uint64, [32]byte, error) {
+	seq, h, ok := readHead(b)
+	if !ok {
+		return 0, h, fmt.Errorf("%w: head", ErrCorrupt)
+	}
+	return seq, h, nil
+}
+
+// readHead reads the head key; a missing head is an empty journal, ok is false for a
+// malformed one.
+func readHead(b *bbolt.Bucket) (seq uint64, h [32]byte, ok bool) {
+	return readSeqHash(b.Get(keyHead))
+}
+
+// readAnchor returns the first sequence number the chain starts from and the hash it
+// continues from: (1, zero hash) until retention removes records.
+func readAnchor(b *bbolt.Bucket) (seq uint64, h [32]byte, ok bool) {
+	v := b.Get(keyAnchor)
+	if v == nil {
+		return 1, h, true
+	}
+	return readSeqHash(v)
+}
+
+// readSeqHash decodes an 8-byte sequence number followed by a 32-byte hash; nil is (0, zero).
+func readSeqHash(v []byte) (seq uint64, h [32]byte, ok bool) {
+	if v == nil {
+		return 0, h, true
+	}
+	if len(v) != 40 {
+		return 0, h, false
+	}
+	copy(h[:], v[8:])
+	return binary.BigEndian.Uint64(v[:8]), h, true
+}
+
+// splitValue splits a stored record value into its hash and record bytes.
+func splitValue(v []byte) (h [32]byte, raw []byte, ok bool) {
+	if len(v) < 32 {
+		return h, nil, false
+	}
+	copy(h[:], v[:32])
+	return h, v[32:], true
+}
+
+// HashFilter returns a keyed hash of a SCIM filter: records can show that two requests used
+// the same filter without storing the user names filters carry. The key is random per
+// journal, so hashes are stable within a journal and differ between journals.
+func (j *Journal) HashFilter(filter string) string {
+	return hmacHex(j.salt, filter)
+}
+
+// Backup writes a consistent snapshot of the whole bbolt file (every journal and the
+// directory) to w, without blocking writers.
+func (j *Journal) Backup(w io.Writer) (int64, error) {
+	var n int64
+	err := j.db.View(func(tx *bbolt.Tx) error {
+		var err error
+		n, err = tx.WriteTo(w)
+		return err
+	})
+	if err != nil {
+		return n, fmt.Errorf("backing up %s: %w", j.db.Path(), err)
+	}
+	return n, nil
+}
+
+// u64 encodes a sequence number as an 8-byte big-endian key, so cursors walk in order.
+func u64(v uint64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, v)
+	return b
+}

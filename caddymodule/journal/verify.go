@@ -1,0 +1,412 @@
+package journal
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"sort"
+	"time"
+
+	"github.com/tidwall/gjson"
+	"go.etcd.io/bbolt"
+)
+
+// Problem kinds, in the order verification looks for them.
+const (
+	// KindDeleted: the record with Seq is missing (a gap in the sequence numbers).
+	KindDeleted = "deleted"
+	// KindReordered: the record stored at Seq belongs at another sequence number.
+	KindReordered = "reordered"
+	// KindModified: the record with Seq no longer hashes to what the chain recorded.
+	KindModified = "modified"
+	// KindCheckpointMismatch: the chain recomputed up to the checkpoint at Seq does not
+	// reach the checkpoint's hash: records up to Seq were rewritten (hashes recomputed).
+	KindCheckpointMismatch = "checkpoint_mismatch"
+	// KindBadSignature: the checkpoint at Seq is unsigned or its signature fails.
+	KindBadSignature = "bad_signature"
+	// KindHeadMismatch: the stored head disagrees with the records (records beyond it, or
+	// a different hash).
+	KindHeadMismatch = "head_mismatch"
+	// KindTruncated: records from Seq on are gone: the head or a checkpoint names a sequence
+	// number the records no longer reach (or a JSONL export lost its tail).
+	KindTruncated = "truncated"
+	// KindMalformed: a JSONL export line at or after Seq is not what the format defines.
+	KindMalformed = "malformed"
+)
+
+// Problem is the first thing verification found wrong: Seq is the first bad sequence number.
+type Problem struct {
+	Seq    uint64 `json:"seq"`
+	Kind   string `json:"kind"`
+	Detail string `json:"detail"`
+}
+
+func (p *Problem) String() string { return fmt.Sprintf("seq %d: %s: %s", p.Seq, p.Kind, p.Detail) }
+
+// Report is the result of a verification. Verification stops at the first problem, so
+// Records counts the records verified before it.
+type Report struct {
+	OK          bool     `json:"ok"`
+	Records     uint64   `json:"records"`
+	FirstSeq    uint64   `json:"first_seq,omitempty"`
+	LastSeq     uint64   `json:"last_seq,omitempty"`
+	Checkpoints int      `json:"checkpoints"`
+	FirstBad    *Problem `json:"first_bad,omitempty"`
+	// LastHash is the hex hash of LastSeq.
+	LastHash string `json:"last_hash,omitempty"`
+	// Signed is true when checkpoint signatures were checked (a public key was given).
+	Signed bool `json:"signed"`
+	// Partial is true for a filtered JSONL export: each record was checked against its own
+	// hash, but the links across the records the filter left out could not be.
+	Partial bool `json:"partial,omitempty"`
+}
+
+// verifyPage bounds the records one read transaction verifies, so verification never holds
+// a read transaction (and with it bbolt's page reuse) for long.
+const verifyPage = 10000
+
+// chain recomputes the hash chain record by record and diagnoses the first problem.
+type chain struct {
+	name string
+	pub  ed25519.PublicKey
+	next uint64   // expected sequence number
+	prev [32]byte // hash of next-1
+	rep  Report
+}
+
+func newChain(name string, pub ed25519.PublicKey, anchorSeq uint64, anchorPrev [32]byte) *chain {
+	return &chain{name: name, pub: pub, next: anchorSeq, prev: anchorPrev, rep: Report{Signed: pub != nil}}
+}
+
+func (c *chain) fail(seq uint64, kind, format string, args ...any) *Problem {
+	p := &Problem{Seq: seq, Kind: kind, Detail: fmt.Sprintf(format, args...)}
+	c.rep.FirstBad = p
+	return p
+}
+
+// record checks the record stored at seq with stored hash h. A gap before it is reported by
+// the caller (which knows whether gaps are allowed).
+func (c *chain) record(seq uint64, h [32]byte, raw []byte) *Problem {
+	var prevHex [64]byte
+	hex.Encode(prevHex[:], c.prev[:])
+	fields := gjson.GetManyBytes(raw, "seq", "prev_hash")
+	claimedSeq, claimedPrev := fields[0].Uint(), fields[1].Str
+	got := chainHash(c.prev, seq, raw)
+	if got == h && claimedSeq == seq && claimedPrev == string(prevHex[:]) {
+		c.accept(seq, h)
+		return nil
+	}
+	return c.diagnose(seq, h, raw, claimedSeq, claimedPrev)
+}
+
+// diagnose names what is wrong with a record that failed the chain check. A record that is
+// consistent with its own claims (its hash covers its own seq and prev_hash) was not itself
+// changed: it was moved (reordered), or its predecessor changed.
+func (c *chain) diagnose(seq uint64, h [32]byte, raw []byte, claimedSeq uint64, claimedPrev string) *Problem {
+	cp, err := decodeHash(claimedPrev)
+	selfConsistent := func(s uint64) bool { return err == nil && chainHash(cp, s, raw) == h }
+	switch {
+	case claimedSeq != seq && claimedSeq != 0 && selfConsistent(claimedSeq):
+		return c.fail(seq, KindReordered, "the record stored at %d is record %d", seq, claimedSeq)
+	case claimedSeq == seq && selfConsistent(seq) && c.rep.Records > 0:
+		return c.fail(seq-1, KindModified,
+			"record %d no longer hashes to the prev_hash that record %d holds", seq-1, seq)
+	case claimedSeq == seq && selfConsistent(seq):
+		return c.fail(seq, KindModified, "record %d does not continue from the anchor's hash", seq)
+	default:
+		return c.fail(seq, KindModified, "record %d does not match its hash", seq)
+	}
+}
+
+func (c *chain) accept(seq uint64, h [32]byte) {
+	if c.rep.Records == 0 {
+		c.rep.FirstSeq = seq
+	}
+	c.rep.Records++
+	c.rep.LastSeq = seq
+	c.prev = h
+	c.next = seq + 1
+}
+
+// checkpoint checks cp against the chain, which must have just verified record cp.Seq (or
+// start right after it).
+func (c *chain) checkpoint(cp Checkpoint) *Problem {
+	if c.pub != nil {
+		if err := cp.VerifySignature(c.name, c.pub); err != nil {
+			return c.fail(cp.Seq, KindBadSignature, "%v", err)
+		}
+	}
+	if cp.Seq+1 == c.next && cp.Hash != hex.EncodeToString(c.prev[:]) {
+		return c.fail(cp.Seq, KindCheckpointMismatch,
+			"the chain recomputed up to %d does not reach the checkpoint's hash %s: records up to %d were rewritten",
+			cp.Seq, truncate(cp.Hash, 64), cp.Seq)
+	}
+	c.rep.Checkpoints++
+	return nil
+}
+
+// finish completes the report.
+func (c *chain) finish() *Report {
+	c.rep.OK = c.rep.FirstBad == nil
+	if c.rep.Records > 0 {
+		c.rep.LastHash = hex.EncodeToString(c.prev[:])
+	}
+	return &c.rep
+}
+
+// Verify recomputes the journal's hash chain from its anchor to its head, checks every
+// checkpoint against it (and its signature, when pub is not nil) and names the first bad
+// sequence number. It reads in short transactions; records appended meanwhile are not
+// checked. A problem is reported in the Report, not as an error: errors mean verification
+// could not run.
+func (j *Journal) Verify(ctx context.Context, pub ed25519.PublicKey) (*Report, error) {
+	j.pruneMu.RLock()
+	defer j.pruneMu.RUnlock()
+	return verifyDB(ctx, j.db, j.name, pub)
+}
+
+// snapshot is what verification and export read once, in their first transaction.
+type snapshot struct {
+	anchorSeq  uint64
+	anchorPrev [32]byte
+	head       uint64
+	headHash   [32]byte
+	lastRecord uint64 // newest record key (0: none)
+	lastCP     uint64 // newest checkpoint key (0: none)
+}
+
+func readSnapshot(db *bbolt.DB, name []byte) (s snapshot, err error) {
+	err = db.View(func(tx *bbolt.Tx) error {
+		b, err := journalBucket(tx, name)
+		if err != nil {
+			return err
+		}
+		var ok1, ok2 bool
+		s.anchorSeq, s.anchorPrev, ok1 = readAnchor(b)
+		s.head, s.headHash, ok2 = readHead(b)
+		if !ok1 || !ok2 {
+			return fmt.Errorf("%w: head or anchor", ErrCorrupt)
+		}
+		if k, _ := b.Bucket(bucketRecords).Cursor().Last(); k != nil {
+			s.lastRecord, _ = keySeq(k)
+		}
+		if k, _ := b.Bucket(bucketCheckpoints).Cursor().Last(); k != nil {
+			s.lastCP, _ = keySeq(k)
+		}
+		return nil
+	})
+	return s, err
+}
+
+// verifyDB verifies journal name in db.
+func verifyDB(ctx context.Context, db *bbolt.DB, name []byte, pub ed25519.PublicKey) (*Report, error) {
+	s, err := readSnapshot(db, name)
+	if err != nil {
+		return nil, fmt.Errorf("verifying journal %s: %w", name, err)
+	}
+	c := newChain(string(name), pub, s.anchorSeq, s.anchorPrev)
+	cpFrom := s.anchorSeq - 1
+	for c.rep.FirstBad == nil && c.next <= s.head {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		more, err := verifyDBPage(db, name, c, s.head, cpFrom)
+		if err != nil {
+			return nil, fmt.Errorf("verifying journal %s: %w", name, err)
+		}
+		cpFrom = c.next
+		if !more {
+			break
+		}
+	}
+	if c.rep.FirstBad == nil {
+		checkEnd(c, s)
+	}
+	return c.finish(), nil
+}
+
+// verifyDBPage verifies up to verifyPage records starting at c.next in one read transaction,
+// with the checkpoints from cpFrom up to the last record it reaches. more is false when the
+// records end before head.
+func verifyDBPage(db *bbolt.DB, name []byte, c *chain, head, cpFrom uint64) (more bool, err error) {
+	err = db.View(func(tx *bbolt.Tx) error {
+		b, err := journalBucket(tx, name)
+		if err != nil {
+			return err
+		}
+		cps, err := readCheckpoints(b.Bucket(bucketCheckpoints), cpFrom, min(head, c.next+verifyPage-1))
+		if err != nil {
+			return err
+		}
+		checkCheckpoints(c, &cps)
+		cur := b.Bucket(bucketRecords).Cursor()
+		n := 0
+		k, v := cur.Seek(u64(c.next))
+		for ; k != nil && n < verifyPage && c.rep.FirstBad == nil; k, v = cur.Next() {
+			seq, ok := keySeq(k)
+			if !ok || seq > head {
+				return nil
+			}
+			if seq != c.next {
+				c.fail(c.next, KindDeleted, "records %d to %d are missing", c.next, seq-1)
+				return nil
+			}
+			h, raw, ok := splitValue(v)
+			if !ok {
+				c.fail(seq, KindModified, "the stored value of record %d is too short", seq)
+				return nil
+			}
+			if c.record(seq, h, raw) != nil {
+				return nil
+			}
+			checkCheckpoints(c, &cps)
+			n++
+		}
+		more = k != nil && n == verifyPage
+		return nil
+	})
+	return more, err
+}
+
+// checkCheckpoints checks the checkpoints the chain has reached, consuming them from cps.
+// Checkpoints of sequence numbers the chain skipped (gaps are reported elsewhere) are
+// dropped.
+func checkCheckpoints(c *chain, cps *[]Checkpoint) {
+	for len(*cps) > 0 && c.rep.FirstBad == nil {
+		cp := (*cps)[0]
+		if cp.Seq >= c.next {
+			return
+		}
+		*cps = (*cps)[1:]
+		c.checkpoint(cp)
+	}
+}
+
+// readCheckpoints copies out the checkpoints with from <= seq <= to.
+func readCheckpoints(cb *bbolt.Bucket, from, to uint64) ([]Checkpoint, error) {
+	var out []Checkpoint
+	cur := cb.Cursor()
+	for k, v := cur.Seek(u64(from)); k != nil; k, v = cur.Next() {
+		seq, ok := keySeq(k)
+		if !ok || seq > to {
+			break
+		}
+		var cp Checkpoint
+		if err := json.Unmarshal(v, &cp); err != nil || cp.Seq != seq {
+			return nil, fmt.Errorf("%w: checkpoint %d", ErrCorrupt, seq)
+		}
+		out = append(out, cp)
+	}
+	return out, nil
+}
+
+// checkEnd compares where the records ended with the head and the newest checkpoint.
+func checkEnd(c *chain, s snapshot) {
+	last := c.next - 1
+	switch {
+	case last < s.head:
+		c.fail(last+1, KindTruncated, "the head names record %d but the records end at %d", s.head, last)
+	case c.prev != s.headHash:
+		c.fail(s.head, KindHeadMismatch, "the head's hash does not match record %d", s.head)
+	case s.lastRecord > s.head:
+		c.fail(s.head+1, KindHeadMismatch, "records %d to %d lie beyond the head", s.head+1, s.lastRecord)
+	case s.lastCP > s.head:
+		c.fail(s.head+1, KindTruncated,
+			"the newest checkpoint names record %d but the records end at %d", s.lastCP, s.head)
+	}
+}
+
+// keySeq decodes an 8-byte big-endian key.
+func keySeq(k []byte) (uint64, bool) {
+	if len(k) != 8 {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(k), true
+}
+
+func errCorruptSeq(seq uint64) error { return fmt.Errorf("%w: record %d", ErrCorrupt, seq) }
+
+// openFile opens a bbolt file (a backup) read-only, never waiting long for a lock: the live
+// database is locked by the running gateway and must be read through its admin API instead.
+func openFile(path string) (*bbolt.DB, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, err
+	}
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("opening %s read-only (a running gateway holds its live file: use a backup): %w", path, err)
+	}
+	return db, nil
+}
+
+// Journals lists the journal names in db, sorted.
+func Journals(db *bbolt.DB) ([]string, error) {
+	var names []string
+	err := db.View(func(tx *bbolt.Tx) error {
+		root := tx.Bucket(bucketRoot)
+		if root == nil {
+			return nil
+		}
+		return root.ForEach(func(k, v []byte) error {
+			if v == nil {
+				names = append(names, string(k))
+			}
+			return nil
+		})
+	})
+	sort.Strings(names)
+	return names, err
+}
+
+// fileJournal opens path and picks journal name, or the only journal when name is empty.
+func fileJournal(path, name string) (*bbolt.DB, []byte, error) {
+	db, err := openFile(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	if name == "" {
+		names, err := Journals(db)
+		if err != nil {
+			db.Close()
+			return nil, nil, err
+		}
+		switch len(names) {
+		case 0:
+			db.Close()
+			return nil, nil, fmt.Errorf("%s: %w", path, ErrNoJournal)
+		case 1:
+			name = names[0]
+		default:
+			db.Close()
+			return nil, nil, fmt.Errorf("%s holds journals %q: name one", path, names)
+		}
+	}
+	return db, []byte(name), nil
+}
+
+// VerifyFile verifies the only journal in a bbolt file (a backup), opened read-only.
+func VerifyFile(ctx context.Context, path string, pub ed25519.PublicKey) (*Report, error) {
+	return VerifyFileJournal(ctx, path, "", pub)
+}
+
+// VerifyFileJournal verifies journal name (the only one when empty) in a bbolt file.
+func VerifyFileJournal(ctx context.Context, path, name string, pub ed25519.PublicKey) (*Report, error) {
+	db, jn, err := fileJournal(path, name)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	return verifyDB(ctx, db, jn, pub)
+}
+
+// equalHex compares a hash with its hex form without allocating.
+func equalHex(h [32]byte, s []byte) bool {
+	var buf [64]byte
+	hex.Encode(buf[:], h[:])
+	return bytes.Equal(buf[:], s)
+}
