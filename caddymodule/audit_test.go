@@ -4,7 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -225,5 +230,50 @@ func TestJournalUnavailableFailsClosed(t *testing.T) {
 	w = serve(t, g, "GET", "/scim/v2/Users?filter=userName+eq+%22nobody%22", nil)
 	if got := decodeJSON(t, w)["totalResults"]; got != float64(0) {
 		t.Fatalf("the user was created without its record: totalResults=%v", got)
+	}
+}
+
+func TestJournalSigningKeyConfig(t *testing.T) {
+	seed := bytes.Repeat([]byte{7}, 32)
+	t.Setenv("SCIMGATE_TEST_JKEY", base64.StdEncoding.EncodeToString(seed))
+	keyFile := filepath.Join(t.TempDir(), "key")
+	if err := os.WriteFile(keyFile, []byte(hex.EncodeToString(seed)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	want := ed25519.NewKeyFromSeed(seed).Public().(ed25519.PublicKey)
+	for _, jc := range []*JournalConfig{{SigningKey: "{env.SCIMGATE_TEST_JKEY}"}, {SigningKeyFile: keyFile}} {
+		g := newTestGateway(t, func(g *Gateway) { g.Journal = jc })
+		if !want.Equal(g.store.journalPub) {
+			t.Fatalf("public key %x, want %x", g.store.journalPub, want)
+		}
+		serve(t, g, "POST", "/scim/v2/Users", map[string]any{"userName": "signed"})
+		cp, err := g.store.journal.Checkpoint()
+		if err != nil || cp.Signature == "" || cp.KeyID != hex.EncodeToString(want[:8]) {
+			t.Fatalf("checkpoint %+v %v", cp, err)
+		}
+		rep, err := g.store.journal.Verify(context.Background(), want)
+		if err != nil || !rep.OK {
+			t.Fatalf("verify with the public key: %+v %v", rep, err)
+		}
+	}
+	for _, tc := range []struct {
+		jc  *JournalConfig
+		err string
+	}{
+		{&JournalConfig{SigningKey: "{env.SCIMGATE_TEST_UNSET_KEY}"}, "resolves to an empty value"},
+		{&JournalConfig{SigningKey: "not a key!"}, "neither base64 nor hex"},
+		{&JournalConfig{SigningKey: base64.StdEncoding.EncodeToString([]byte("short"))}, "want a 32-byte Ed25519 seed"},
+		{&JournalConfig{SigningKey: "{env.SCIMGATE_TEST_JKEY}", SigningKeyFile: keyFile}, "not both"},
+		{&JournalConfig{SigningKeyFile: filepath.Join(t.TempDir(), "missing")}, "reading signing_key_file"},
+	} {
+		g := &Gateway{Tokens: []Token{{Name: "entra", Value: testToken}}, DataDir: t.TempDir(), Journal: tc.jc}
+		err := provision(t, g)
+		_ = g.Cleanup()
+		if err == nil || !strings.Contains(err.Error(), tc.err) {
+			t.Fatalf("error = %v, want %q", err, tc.err)
+		}
+		if strings.Contains(err.Error(), base64.StdEncoding.EncodeToString(seed)) {
+			t.Fatal("the error reveals the key")
+		}
 	}
 }

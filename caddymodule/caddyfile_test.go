@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -49,6 +50,37 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				t.Errorf("got %+v", g)
 			}
 		}},
+		{name: "journal", input: `scim_gateway {
+				token entra {env.SCIM_TOKEN}
+				journal {
+					name audit-1
+					checkpoint_every 500
+					checkpoint_interval 1m
+					signing_key {env.SCIMGATE_JOURNAL_KEY}
+					key_id k1
+					redact name.familyName phoneNumbers
+					redact addresses
+					max_age 2160h
+					max_records 1000000
+					reads
+				}
+			}`, check: func(t *testing.T, g *Gateway) {
+			j := g.Journal
+			if j == nil || j.Name != "audit-1" || j.CheckpointEvery != 500 || time.Duration(j.CheckpointInterval) != time.Minute ||
+				j.SigningKey != "{env.SCIMGATE_JOURNAL_KEY}" || j.KeyID != "k1" || len(j.Redact) != 3 ||
+				time.Duration(j.MaxAge) != 2160*time.Hour || j.MaxRecords != 1000000 || !j.Reads {
+				t.Errorf("journal = %+v", j)
+			}
+		}},
+		{name: "journal off switches", input: "scim_gateway {\n journal {\n checkpoint_every -1\n checkpoint_interval -1\n }\n}", check: func(t *testing.T, g *Gateway) {
+			if g.Journal.CheckpointEvery != -1 || g.Journal.CheckpointInterval != -1 {
+				t.Errorf("journal = %+v", g.Journal)
+			}
+		}},
+		{name: "journal unknown", input: "scim_gateway {\n journal {\n colour red\n }\n}", err: `unrecognized journal option "colour"`},
+		{name: "journal twice", input: "scim_gateway {\n journal {\n name a\n name b\n }\n}", err: "name is set twice"},
+		{name: "journal bad count", input: "scim_gateway {\n journal {\n checkpoint_every 0\n }\n}", err: "checkpoint_every"},
+		{name: "journal bad age", input: "scim_gateway {\n journal {\n max_age forever\n }\n}", err: "max_age"},
 		{name: "inline arg", input: `scim_gateway foo`, err: "wrong argument count"},
 		{name: "token without value", input: "scim_gateway {\n token entra\n}", err: "token takes a name and a value"},
 		{name: "duplicate option", input: "scim_gateway {\n data_dir a\n data_dir b\n}", err: "data_dir is set twice"},
