@@ -383,44 +383,51 @@ func writeJSONLine(buf *bytes.Buffer, v any) error {
 var CSVHeader = []string{"seq", "time", "client", "action", "resource_type", "scim_id", "subject",
 	"outcome", "status", "events", "changed_paths", "error", "hash"}
 
-type csvEncoder struct{}
-
-func (csvEncoder) begin(buf *bytes.Buffer, _ *jsonlAnchor) error {
-	return writeCSV(buf, CSVHeader)
+// csvEncoder keeps one csv.Writer on the page buffer (exportDB reuses one buffer).
+type csvEncoder struct {
+	buf *bytes.Buffer
+	w   *csv.Writer
 }
 
-func (csvEncoder) record(buf *bytes.Buffer, seq uint64, h [32]byte, raw []byte) error {
-	var r Record
-	if err := json.Unmarshal(raw, &r); err != nil {
-		return fmt.Errorf("%w: record %d is not a record (run verify)", ErrCorrupt, seq)
+func (e *csvEncoder) writer(buf *bytes.Buffer) *csv.Writer {
+	if e.buf != buf {
+		e.buf, e.w = buf, csv.NewWriter(buf)
 	}
-	paths := make([]string, len(r.Changes))
-	for i, c := range r.Changes {
-		paths[i] = c.Path
+	return e.w
+}
+
+func (e *csvEncoder) begin(buf *bytes.Buffer, _ *jsonlAnchor) error {
+	return e.row(buf, CSVHeader)
+}
+
+func (e *csvEncoder) record(buf *bytes.Buffer, seq uint64, h [32]byte, raw []byte) error {
+	r, err := viewRecord(seq, raw)
+	if err != nil {
+		return err
 	}
 	status := ""
-	if r.Status != 0 {
-		status = strconv.Itoa(r.Status)
+	if r.status != 0 {
+		status = strconv.Itoa(r.status)
 	}
-	return writeCSV(buf, []string{
-		strconv.FormatUint(seq, 10), r.Time.UTC().Format(time.RFC3339Nano), safeCell(r.Client),
-		safeCell(r.Action), safeCell(r.ResourceType), safeCell(r.SCIMID), safeCell(r.Subject),
-		safeCell(r.Outcome), status, safeCell(strings.Join(r.Events, ";")),
-		safeCell(strings.Join(paths, ";")), safeCell(r.Error), hex.EncodeToString(h[:]),
+	return e.row(buf, []string{
+		strconv.FormatUint(seq, 10), r.time, safeCell(r.client),
+		safeCell(r.action), safeCell(r.resourceType), safeCell(r.scimID), safeCell(r.subject),
+		safeCell(r.outcome), status, safeCell(strings.Join(r.events, ";")),
+		safeCell(strings.Join(r.changePaths, ";")), safeCell(r.errorMsg), hex.EncodeToString(h[:]),
 	})
 }
 
-func (csvEncoder) checkpoint(*bytes.Buffer, Checkpoint) error { return nil }
-func (csvEncoder) end(*bytes.Buffer, jsonlEnd) error          { return nil }
-
-func writeCSV(buf *bytes.Buffer, row []string) error {
-	w := csv.NewWriter(buf)
+func (e *csvEncoder) row(buf *bytes.Buffer, row []string) error {
+	w := e.writer(buf)
 	if err := w.Write(row); err != nil {
 		return err
 	}
 	w.Flush()
 	return w.Error()
 }
+
+func (*csvEncoder) checkpoint(*bytes.Buffer, Checkpoint) error { return nil }
+func (*csvEncoder) end(*bytes.Buffer, jsonlEnd) error          { return nil }
 
 // safeCell defuses spreadsheet formula injection: a cell a client controls (a userName, an
 // error text) that starts with a formula character gets a leading apostrophe, which

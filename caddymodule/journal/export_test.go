@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -322,4 +323,30 @@ func TestExportEmpty(t *testing.T) {
 	}
 	rep, err := VerifyJSONL(context.Background(), bytes.NewReader(out), nil)
 	wantOK(t, rep, err)
+}
+
+func TestFileWithSeveralJournals(t *testing.T) {
+	db, path := openDB(t)
+	a := openJournal(t, db, Options{Name: "a"})
+	b := openJournal(t, db, Options{Name: "b"})
+	appendN(t, a, 0, 3)
+	appendN(t, b, 0, 5)
+	a.Close()
+	b.Close()
+	db.Close()
+	if _, err := VerifyFile(context.Background(), path, nil); err == nil || !strings.Contains(err.Error(), "name one") {
+		t.Fatalf("ambiguous file: %v", err)
+	}
+	rep, err := VerifyFileJournal(context.Background(), path, "b", nil)
+	wantOK(t, rep, err)
+	if rep.Records != 5 {
+		t.Fatalf("report %+v", rep)
+	}
+	var buf bytes.Buffer
+	if n, err := ExportFileJournal(context.Background(), path, "a", &buf, Query{}, FormatCSV); err != nil || n != 3 {
+		t.Fatal(n, err)
+	}
+	if _, err := VerifyFileJournal(context.Background(), path, "c", nil); !errors.Is(err, ErrNoJournal) {
+		t.Fatalf("missing journal: %v", err)
+	}
 }

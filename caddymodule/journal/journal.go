@@ -130,6 +130,10 @@ type Options struct {
 	Logger *zap.Logger
 }
 
+// appendFillPercent is how full bbolt fills a records page before splitting it. Records are
+// appended in key order, so the default (half full) would waste half of every page.
+const appendFillPercent = 0.95
+
 // MaxRecordBytes bounds one stored record. A record whose change values would make it larger
 // keeps its change paths but drops the values (Change.Truncated).
 const MaxRecordBytes = 1 << 20
@@ -343,7 +347,10 @@ func (j *Journal) Append(tx *bbolt.Tx, r *Record) error {
 	h := chainHash(prev, seq, raw)
 	val := make([]byte, 0, 32+len(raw))
 	val = append(append(val, h[:]...), raw...)
-	if err := b.Bucket(bucketRecords).Put(u64(seq), val); err != nil {
+	rb := b.Bucket(bucketRecords)
+	// Keys only ever grow, so pages can be filled instead of split in half.
+	rb.FillPercent = appendFillPercent
+	if err := rb.Put(u64(seq), val); err != nil {
 		return fmt.Errorf("journal %s: storing record %d: %w", j.opts.Name, seq, err)
 	}
 	if err := b.Put(keyHead, append(u64(seq), h[:]...)); err != nil {
@@ -481,4 +488,49 @@ func u64(v uint64) []byte {
 	b := make([]byte, 8)
 	binary.BigEndian.PutUint64(b, v)
 	return b
+}
+
+// Info summarises a journal for listings.
+type Info struct {
+	Name string `json:"name"`
+	// FirstSeq is the anchor: the oldest sequence number kept (retention moves it).
+	FirstSeq uint64 `json:"first_seq"`
+	// LastSeq and LastHash are the head (0 and "" for an empty journal).
+	LastSeq  uint64 `json:"last_seq"`
+	LastHash string `json:"last_hash,omitempty"`
+	// Records is how many records are kept.
+	Records uint64 `json:"records"`
+	// LatestCheckpoint is the newest checkpoint, if any.
+	LatestCheckpoint *Checkpoint `json:"latest_checkpoint,omitempty"`
+}
+
+// Info reads the journal's head, anchor and newest checkpoint.
+func (j *Journal) Info() (Info, error) {
+	info := Info{Name: j.opts.Name}
+	err := j.db.View(func(tx *bbolt.Tx) error {
+		b, err := journalBucket(tx, j.name)
+		if err != nil {
+			return err
+		}
+		anchor, _, ok1 := readAnchor(b)
+		head, h, ok2 := readHead(b)
+		if !ok1 || !ok2 {
+			return fmt.Errorf("%w: head or anchor", ErrCorrupt)
+		}
+		info.FirstSeq, info.LastSeq = anchor, head
+		if head >= anchor {
+			info.Records = head - anchor + 1
+		}
+		if head > 0 {
+			info.LastHash = hex.EncodeToString(h[:])
+		}
+		if k, v := b.Bucket(bucketCheckpoints).Cursor().Last(); k != nil {
+			info.LatestCheckpoint = new(Checkpoint)
+			if err := json.Unmarshal(v, info.LatestCheckpoint); err != nil {
+				return fmt.Errorf("%w: checkpoint", ErrCorrupt)
+			}
+		}
+		return nil
+	})
+	return info, err
 }

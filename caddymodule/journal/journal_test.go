@@ -220,3 +220,33 @@ func TestHashFilter(t *testing.T) {
 		t.Error("filter hash changed across reopen")
 	}
 }
+
+func TestVerifyWhileWriting(t *testing.T) {
+	db, _ := openDB(t)
+	j := openJournal(t, db, Options{CheckpointEvery: 7})
+	appendN(t, j, 0, 50)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 50; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			r := sampleRecord(i)
+			if err := db.Batch(func(tx *bbolt.Tx) error { return j.Append(tx, r) }); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	for range 5 {
+		rep, err := j.Verify(context.Background(), nil)
+		wantOK(t, rep, err)
+	}
+	close(stop)
+	wg.Wait()
+}

@@ -2,10 +2,13 @@ package journal
 
 import (
 	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
+	"time"
 )
 
 // OCSF classes and values used by the OCSF export (see doc.go for the full mapping).
@@ -30,25 +33,25 @@ const (
 
 type (
 	ocsfEvent struct {
-		ClassUID     int            `json:"class_uid"`
-		ClassName    string         `json:"class_name"`
-		CategoryUID  int            `json:"category_uid"`
-		CategoryName string         `json:"category_name"`
-		ActivityID   int            `json:"activity_id"`
-		ActivityName string         `json:"activity_name"`
-		TypeUID      int            `json:"type_uid"`
-		Time         int64          `json:"time"`
-		SeverityID   int            `json:"severity_id"`
-		StatusID     int            `json:"status_id"`
-		Status       string         `json:"status,omitempty"`
-		StatusCode   string         `json:"status_code,omitempty"`
-		StatusDetail string         `json:"status_detail,omitempty"`
-		Message      string         `json:"message,omitempty"`
-		Metadata     ocsfMetadata   `json:"metadata"`
-		Actor        *ocsfActor     `json:"actor,omitempty"`
-		User         *ocsfObject    `json:"user,omitempty"`
-		Group        *ocsfObject    `json:"group,omitempty"`
-		Unmapped     map[string]any `json:"unmapped,omitempty"`
+		ClassUID     int          `json:"class_uid"`
+		ClassName    string       `json:"class_name"`
+		CategoryUID  int          `json:"category_uid"`
+		CategoryName string       `json:"category_name"`
+		ActivityID   int          `json:"activity_id"`
+		ActivityName string       `json:"activity_name"`
+		TypeUID      int          `json:"type_uid"`
+		Time         int64        `json:"time"`
+		SeverityID   int          `json:"severity_id"`
+		StatusID     int          `json:"status_id"`
+		Status       string       `json:"status,omitempty"`
+		StatusCode   string       `json:"status_code,omitempty"`
+		StatusDetail string       `json:"status_detail,omitempty"`
+		Message      string       `json:"message,omitempty"`
+		Metadata     ocsfMetadata `json:"metadata"`
+		Actor        *ocsfActor   `json:"actor,omitempty"`
+		User         *ocsfObject  `json:"user,omitempty"`
+		Group        *ocsfObject  `json:"group,omitempty"`
+		Unmapped     ocsfUnmapped `json:"unmapped"`
 	}
 	ocsfMetadata struct {
 		Product       ocsfProduct `json:"product"`
@@ -63,6 +66,18 @@ type (
 			Name string `json:"name"`
 		} `json:"feature"`
 	}
+	// ocsfUnmapped carries the record fields OCSF has no place for.
+	ocsfUnmapped struct {
+		JournalHash string          `json:"journal_hash"`
+		Action      string          `json:"action,omitempty"`
+		Events      []string        `json:"events,omitempty"`
+		Target      string          `json:"target,omitempty"`
+		NativeID    string          `json:"native_id,omitempty"`
+		FilterHash  string          `json:"filter_hash,omitempty"`
+		Changes     json.RawMessage `json:"changes,omitempty"`
+		Decision    json.RawMessage `json:"decision,omitempty"`
+		Backend     json.RawMessage `json:"backend,omitempty"`
+	}
 	ocsfActor struct {
 		User ocsfObject `json:"user"`
 	}
@@ -74,61 +89,66 @@ type (
 
 type ocsfEncoder struct{}
 
-func (ocsfEncoder) begin(*bytes.Buffer, *jsonlAnchor) error   { return nil }
+func (ocsfEncoder) begin(*bytes.Buffer, *jsonlAnchor) error    { return nil }
 func (ocsfEncoder) checkpoint(*bytes.Buffer, Checkpoint) error { return nil }
 func (ocsfEncoder) end(*bytes.Buffer, jsonlEnd) error          { return nil }
 
 func (ocsfEncoder) record(buf *bytes.Buffer, seq uint64, h [32]byte, raw []byte) error {
-	var r Record
-	if err := json.Unmarshal(raw, &r); err != nil {
-		return fmt.Errorf("%w: record %d is not a record (run verify)", ErrCorrupt, seq)
+	r, err := viewRecord(seq, raw)
+	if err != nil {
+		return err
 	}
-	return writeJSONLine(buf, toOCSF(&r, h))
+	return writeJSONLine(buf, toOCSF(r, h))
 }
 
 // toOCSF maps one record to an OCSF event.
-func toOCSF(r *Record, h [32]byte) ocsfEvent {
+func toOCSF(r *recordView, h [32]byte) ocsfEvent {
+	t, _ := time.Parse(time.RFC3339Nano, r.time)
 	e := ocsfEvent{
-		Time:         r.Time.UnixMilli(),
-		StatusID:     ocsfStatus(r.Outcome),
-		Status:       r.Outcome,
-		StatusDetail: r.Error,
-		SeverityID:   ocsfSeverity(r.Outcome),
+		Time:         t.UnixMilli(),
+		StatusID:     ocsfStatus(r.outcome),
+		Status:       r.outcome,
+		StatusDetail: r.errorMsg,
+		SeverityID:   ocsfSeverity(r.outcome),
 		Metadata: ocsfMetadata{
 			Product: ocsfProduct{Name: ocsfProductName, VendorName: ocsfProductVendor},
-			Version: ocsfVersion, UID: strconv.FormatUint(r.Seq, 10), CorrelationID: r.RequestID,
+			Version: ocsfVersion, UID: strconv.FormatUint(r.seq, 10), CorrelationID: r.requestID,
+		},
+		Unmapped: ocsfUnmapped{
+			JournalHash: hex.EncodeToString(h[:]), Action: r.action, Events: r.events,
+			Target: r.target, NativeID: r.nativeID, FilterHash: r.filterHash,
+			Changes: r.changes, Decision: r.decision, Backend: r.backend,
 		},
 	}
 	e.Metadata.Product.Feature.Name = ocsfProductFeatures
-	if r.Status != 0 {
-		e.StatusCode = strconv.Itoa(r.Status)
+	if r.status != 0 {
+		e.StatusCode = strconv.Itoa(r.status)
 	}
-	if r.Client != "" {
-		e.Actor = &ocsfActor{User: ocsfObject{Name: r.Client}}
+	if r.client != "" {
+		e.Actor = &ocsfActor{User: ocsfObject{Name: r.client}}
 	}
-	subject := &ocsfObject{UID: r.SCIMID, Name: r.Subject}
-	switch r.ResourceType {
+	subject := &ocsfObject{UID: r.scimID, Name: r.subject}
+	switch r.resourceType {
 	case "User":
 		e.ClassUID, e.ClassName = ocsfClassAccount, "Account Change"
 		e.CategoryUID, e.CategoryName = ocsfCategoryIAM, "Identity & Access Management"
-		e.ActivityID, e.ActivityName = accountActivity(r.Events)
+		e.ActivityID, e.ActivityName = accountActivity(r.events)
 		e.User = subject
 	case "Group":
 		e.ClassUID, e.ClassName = ocsfClassGroup, "Group Management"
 		e.CategoryUID, e.CategoryName = ocsfCategoryIAM, "Identity & Access Management"
-		e.ActivityID, e.ActivityName = groupActivity(r.Events)
+		e.ActivityID, e.ActivityName = groupActivity(r.events)
 		e.Group = subject
 	default:
 		e.ClassUID, e.ClassName = ocsfClassBase, "Base Event"
 		e.CategoryUID, e.CategoryName = ocsfCategoryNone, "Uncategorized"
 		e.ActivityID, e.ActivityName = ocsfActivityOther, "Other"
 	}
-	if e.ActivityID == ocsfActivityOther && r.Action != "" {
-		e.ActivityName = r.Action
+	if e.ActivityID == ocsfActivityOther && r.action != "" {
+		e.ActivityName = r.action
 	}
 	e.TypeUID = e.ClassUID*100 + e.ActivityID
-	e.Message = fmt.Sprintf("%s %s %s: %s", r.Action, r.ResourceType, r.Subject, r.Outcome)
-	e.Unmapped = unmapped(r, h)
+	e.Message = strings.TrimSpace(fmt.Sprintf("%s %s %s", r.action, r.resourceType, r.subject)) + ": " + r.outcome
 	return e
 }
 
@@ -183,22 +203,4 @@ func ocsfSeverity(outcome string) int {
 		return ocsfSeverityLow
 	}
 	return ocsfSeverityInfo
-}
-
-// unmapped carries the record fields OCSF has no place for.
-func unmapped(r *Record, h [32]byte) map[string]any {
-	u := map[string]any{"journal_hash": fmt.Sprintf("%x", h), "action": r.Action}
-	set := func(k string, v any, ok bool) {
-		if ok {
-			u[k] = v
-		}
-	}
-	set("events", r.Events, len(r.Events) > 0)
-	set("target", r.Target, r.Target != "")
-	set("native_id", r.NativeID, r.NativeID != "")
-	set("changes", r.Changes, len(r.Changes) > 0)
-	set("filter_hash", r.FilterHash, r.FilterHash != "")
-	set("decision", r.Decision, r.Decision != nil)
-	set("backend", r.Backend, r.Backend != nil)
-	return u
 }

@@ -124,11 +124,17 @@ func redactChange(c Change, redact []string) (Change, bool) {
 		c.Value, c.Redacted = nil, true
 		return c, true
 	}
-	changed := redactValue(doc, path, redact)
-	if hasFoldPrefix(c.Path, "urn:") && redactValue(doc, "", redact) {
+	w := redactWalker{redact: redact}
+	changed := w.walk(doc, path, 0)
+	if hasFoldPrefix(c.Path, "urn:") && w.walk(doc, "", 0) {
 		// The path may name a schema extension itself (its members are top-level
 		// attributes) rather than an attribute inside it.
 		changed = true
+	}
+	if w.tooDeep {
+		// Fail closed: what could not be inspected is not stored.
+		c.Value, c.Redacted = nil, true
+		return c, true
 	}
 	if !changed {
 		return c, false
@@ -158,17 +164,21 @@ func mentionsRedacted(v []byte, redact []string) bool {
 // handler has already bounded, so this is only a backstop.
 const maxRedactDepth = 64
 
-// redactValue replaces redacted members of doc in place, reporting whether it replaced any.
-// base is the normalised path of doc; a member under a schema URN key starts again from the
-// top level, as the URN prefix is not part of a normalised path.
-func redactValue(doc any, base string, redact []string) bool {
-	return redactWalk(doc, base, redact, 0)
+// redactWalker replaces redacted members of a decoded value in place.
+type redactWalker struct {
+	redact  []string
+	tooDeep bool // the value nests deeper than maxRedactDepth
 }
 
-func redactWalk(doc any, base string, redact []string, depth int) bool {
+// walk reports whether it replaced any member of doc. base is the normalised path of doc; a
+// member under a schema URN key starts again from the top level, as the URN prefix is not
+// part of a normalised path.
+func (w *redactWalker) walk(doc any, base string, depth int) bool {
 	if depth > maxRedactDepth {
+		w.tooDeep = true
 		return false
 	}
+	redact := w.redact
 	changed := false
 	switch v := doc.(type) {
 	case map[string]any:
@@ -179,13 +189,13 @@ func redactWalk(doc any, base string, redact []string, depth int) bool {
 				changed = true
 				continue
 			}
-			if redactWalk(child, p, redact, depth+1) {
+			if w.walk(child, p, depth+1) {
 				changed = true
 			}
 		}
 	case []any:
 		for _, child := range v {
-			if redactWalk(child, base, redact, depth+1) {
+			if w.walk(child, base, depth+1) {
 				changed = true
 			}
 		}

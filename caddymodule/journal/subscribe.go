@@ -59,7 +59,7 @@ type publisher struct {
 	wakeC  chan struct{}
 	mu     sync.Mutex
 	subs   map[*Subscription]struct{}
-	next   uint64 // next sequence number to publish; guarded by mu
+	next   uint64      // next sequence number to publish; guarded by mu
 	active atomic.Bool // len(subs) > 0, read without mu by commit handlers
 }
 
@@ -215,24 +215,20 @@ func readEntries(rb *bbolt.Bucket, from, to uint64, limit int) ([]Entry, error) 
 		if !ok || seq > to {
 			break
 		}
-		e, err := decodeEntry(seq, v)
-		if err != nil {
-			return out, err
-		}
-		out = append(out, e)
+		out = append(out, decodeEntry(seq, v))
 	}
 	return out, nil
 }
 
-// decodeEntry copies a stored value into an Entry.
-func decodeEntry(seq uint64, v []byte) (Entry, error) {
+// decodeEntry copies a stored value into an Entry. A value that does not decode (only a
+// damaged file has one) still yields an entry, saying so, so that the stream neither stops
+// nor skips silently.
+func decodeEntry(seq uint64, v []byte) Entry {
 	h, raw, ok := splitValue(v)
-	if !ok {
-		return Entry{}, errCorruptSeq(seq)
-	}
 	e := Entry{Raw: bytes.Clone(raw), Hash: h}
-	if err := json.Unmarshal(e.Raw, &e.Record); err != nil {
-		return Entry{}, errCorruptSeq(seq)
+	if !ok || json.Unmarshal(e.Raw, &e.Record) != nil {
+		e.Record = Record{Seq: seq, Error: "the stored record does not decode: run verify"}
 	}
-	return e, nil
+	e.Record.Seq = seq
+	return e
 }

@@ -2,6 +2,7 @@ package journal
 
 import (
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -112,5 +113,45 @@ func TestSubscribeClosedJournal(t *testing.T) {
 	late := j.Subscribe(1)
 	if _, ok := <-late.C; ok || !errors.Is(late.Err(), ErrClosed) {
 		t.Fatalf("late err %v", late.Err())
+	}
+}
+
+// TestSubscribeOrderUnderLoad: commit handlers of consecutive transactions may run in any
+// order; subscribers still see every record once, in sequence order, including records
+// appended through a second Journal value on the same file.
+func TestSubscribeOrderUnderLoad(t *testing.T) {
+	db, _ := openDB(t)
+	j := openJournal(t, db, Options{})
+	other := openJournal(t, db, Options{})
+	s := j.Subscribe(10000)
+	defer s.Close()
+	const writers, each = 16, 20
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			jj := j
+			if w%2 == 1 {
+				jj = other
+			}
+			for i := range each {
+				r := sampleRecord(w*each + i)
+				if err := db.Batch(func(tx *bbolt.Tx) error { return jj.Append(tx, r) }); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for want := uint64(1); want <= writers*each; want++ {
+		if e := recv(t, s); e.Record.Seq != want {
+			t.Fatalf("got %d, want %d", e.Record.Seq, want)
+		}
+	}
+	info, err := j.Info()
+	if err != nil || info.Records != writers*each || info.LastSeq != writers*each || info.FirstSeq != 1 {
+		t.Fatalf("info %+v %v", info, err)
 	}
 }

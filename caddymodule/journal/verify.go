@@ -1,7 +1,6 @@
 package journal
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/binary"
@@ -402,11 +401,4 @@ func VerifyFileJournal(ctx context.Context, path, name string, pub ed25519.Publi
 	}
 	defer db.Close()
 	return verifyDB(ctx, db, jn, pub)
-}
-
-// equalHex compares a hash with its hex form without allocating.
-func equalHex(h [32]byte, s []byte) bool {
-	var buf [64]byte
-	hex.Encode(buf[:], h[:])
-	return bytes.Equal(buf[:], s)
 }

@@ -1,0 +1,197 @@
+package journal
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.etcd.io/bbolt"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	bench1M.cleanup()
+	os.Exit(code)
+}
+
+var concurrencies = []int{1, 8, 32}
+
+// runConcurrent spreads b.N operations over c goroutines and reports records/s.
+func runConcurrent(b *testing.B, c int, op func(i int) error) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, c)
+	b.ResetTimer()
+	for range c {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= b.N {
+					return
+				}
+				if err := op(i); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
+}
+
+// BenchmarkAppend journals one realistic record per db.Batch call, as the handler does.
+// Compare with BenchmarkBareBatch in the same run.
+func BenchmarkAppend(b *testing.B) {
+	for _, c := range concurrencies {
+		b.Run(fmt.Sprintf("concurrency=%d", c), func(b *testing.B) {
+			db, _ := openDB(b)
+			j := openJournal(b, db, Options{})
+			runConcurrent(b, c, func(i int) error {
+				r := sampleRecord(i)
+				return db.Batch(func(tx *bbolt.Tx) error { return j.Append(tx, r) })
+			})
+		})
+	}
+}
+
+// BenchmarkBareBatch is the baseline: db.Batch putting the same bytes under a sequence key,
+// with no journal.
+func BenchmarkBareBatch(b *testing.B) {
+	raw, err := json.Marshal(sampleRecord(2))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range concurrencies {
+		b.Run(fmt.Sprintf("concurrency=%d", c), func(b *testing.B) {
+			db, _ := openDB(b)
+			if err := db.Update(func(tx *bbolt.Tx) error {
+				_, err := tx.CreateBucketIfNotExists([]byte("bare"))
+				return err
+			}); err != nil {
+				b.Fatal(err)
+			}
+			runConcurrent(b, c, func(int) error {
+				return db.Batch(func(tx *bbolt.Tx) error {
+					bk := tx.Bucket([]byte("bare"))
+					seq, err := bk.NextSequence()
+					if err != nil {
+						return err
+					}
+					return bk.Put(u64(seq), raw)
+				})
+			})
+		})
+	}
+}
+
+// seeded is a journal of 1,000,000 records shared by the 1M benchmarks and seeded once per
+// process, so that -benchtime 1x and the default benchtime both work.
+type seeded struct {
+	once sync.Once
+	dir  string
+	db   *bbolt.DB
+	j    *Journal
+	err  error
+}
+
+var bench1M seeded
+
+const million = 1_000_000
+
+func (s *seeded) get(b *testing.B) *Journal {
+	s.once.Do(func() { s.err = s.seed() })
+	if s.err != nil {
+		b.Fatal(s.err)
+	}
+	return s.j
+}
+
+// seed writes the records in transactions of 50,000 (not through Batch: seeding is not what
+// is measured).
+func (s *seeded) seed() error {
+	dir, err := os.MkdirTemp("", "journal-bench-")
+	if err != nil {
+		return err
+	}
+	s.dir = dir
+	s.db, err = bbolt.Open(filepath.Join(dir, "bench.db"), 0o600, &bbolt.Options{Timeout: time.Second})
+	if err != nil {
+		return err
+	}
+	s.j, err = Open(s.db, Options{Name: "bench"})
+	if err != nil {
+		return err
+	}
+	const perTx = 50_000
+	for start := 0; start < million; start += perTx {
+		err := s.db.Update(func(tx *bbolt.Tx) error {
+			for i := start; i < start+perTx; i++ {
+				if err := s.j.Append(tx, sampleRecord(i)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *seeded) cleanup() {
+	if s.j != nil {
+		s.j.Close()
+	}
+	if s.db != nil {
+		s.db.Close()
+	}
+	if s.dir != "" {
+		os.RemoveAll(s.dir)
+	}
+}
+
+// BenchmarkExport1M exports 1,000,000 records per iteration (target: >= 100,000 records/s).
+func BenchmarkExport1M(b *testing.B) {
+	j := bench1M.get(b)
+	for _, f := range []Format{FormatJSONL, FormatCSV, FormatOCSF} {
+		b.Run(string(f), func(b *testing.B) {
+			b.ResetTimer()
+			for range b.N {
+				n, err := j.Export(context.Background(), io.Discard, Query{}, f)
+				if err != nil || n != million {
+					b.Fatal(n, err)
+				}
+			}
+			b.ReportMetric(float64(b.N)*million/b.Elapsed().Seconds(), "records/s")
+		})
+	}
+}
+
+// BenchmarkVerify1M verifies 1,000,000 records per iteration (target: >= 100,000 records/s).
+func BenchmarkVerify1M(b *testing.B) {
+	j := bench1M.get(b)
+	b.ResetTimer()
+	for range b.N {
+		rep, err := j.Verify(context.Background(), nil)
+		if err != nil || !rep.OK || rep.Records != million {
+			b.Fatal(rep, err)
+		}
+	}
+	b.ReportMetric(float64(b.N)*million/b.Elapsed().Seconds(), "records/s")
+}

@@ -1,0 +1,151 @@
+// Package journal is scimgate's tamper-evident audit journal: every action the gateway takes
+// is a record, hash-chained to the one before it, stored in the same bbolt file and the same
+// transaction as the directory change it describes, and verifiable, exportable and
+// watchable live.
+//
+// # Record format (version 1)
+//
+// A record is one JSON object; the stored bytes are exactly what json.Marshal produced for
+// Record when it was appended, and they are never re-encoded: the hash, the JSONL export and
+// the live stream all carry those bytes. Fields (omitted when empty unless noted):
+//
+//	v              format version (always present; 1)
+//	seq            sequence number, from 1, without gaps (always present)
+//	time           UTC, RFC 3339 with nanoseconds (always present)
+//	request_id     the request's id, to correlate with access logs
+//	client         the bearer token's NAME (never the token)
+//	target         the legacy application
+//	action         create | replace | patch | delete | get | list | search | prune (always)
+//	resource_type  User | Group
+//	scim_id        the gateway's SCIM id
+//	native_id      the legacy application's id
+//	subject        userName (users) or displayName (groups)
+//	events         create, update, deactivate, reactivate, delete, add_members,
+//	               remove_members, rename
+//	outcome        applied | rejected | failed | denied | skipped | pending | dry_run (always)
+//	status         the HTTP status answered
+//	changes        [{path, op, value, redacted, truncated}]: changed attributes
+//	filter_hash    HMAC-SHA256 of the SCIM filter under a random per-journal key: equal
+//	               filters give equal hashes within a journal, the filter (it carries user
+//	               names) is never stored
+//	decision       {allow, skip, reasons, dropped_attributes, dropped_members}
+//	backend        {method, url (without secrets), status, duration_ms, attempts}
+//	error          error detail
+//	prev_hash      hex hash of the previous record (64 zeros before the first; always)
+//
+// Redaction: a change whose path is "password" or a configured path (compared
+// case-insensitively, without the schema URN prefix and value filters, sub-paths included:
+// "name" covers "name.givenName") is stored with no value and "redacted": true. Redacted
+// attributes inside an object value (a PATCH without a path, a complex attribute, an
+// extension object, Entra's full-URN keys) are replaced by "[REDACTED]" and the change is
+// flagged. A record larger than MaxRecordBytes keeps its change paths and drops their values
+// ("truncated": true).
+//
+// # Hash chain
+//
+//	hash_n = SHA-256(hash_{n-1} || seq_n as 8 bytes big-endian || stored record bytes)
+//
+// with hash_0 = 32 zero bytes. Append computes it inside the write transaction, over the
+// exact bytes it stores. Records are kept oldest first, so the chain can be recomputed from
+// the anchor in one pass.
+//
+// # Storage layout
+//
+// In the bbolt file, bucket "journal", one sub-bucket per journal name:
+//
+//	records      seq (8 bytes BE) -> hash_seq (32 bytes) || record bytes
+//	checkpoints  seq (8 bytes BE) -> checkpoint JSON
+//	format       layout version (8 bytes BE)
+//	salt         32 random bytes, the HashFilter key
+//	head         seq || hash of the newest record
+//	anchor       first kept seq || the hash it continues from (absent: 1 and zeros)
+//
+// The stored hash next to each record lets verification tell which record changed: a record
+// that no longer matches its stored hash was modified; a record consistent with its own
+// claims but not with its predecessor shows the predecessor was modified; a record whose
+// claims name another sequence number was moved.
+//
+// # Checkpoints
+//
+// A checkpoint {seq, hash, time, key_id, signature} commits to the chain up to seq. It is
+// written every CheckpointEvery records, every CheckpointInterval (when records were added)
+// and on demand (Journal.Checkpoint), and handed to OnCheckpoint, which the Caddy module logs
+// so that an external log sink keeps a copy. With a signing key the signature (hex Ed25519)
+// covers Checkpoint.SignedBytes:
+//
+//	"scimgate-journal-checkpoint-v1\n" || u32 len(name) || name || u64 seq ||
+//	hash (32 raw bytes) || i64 time (Unix ns) || u32 len(key_id) || key_id
+//
+// (all integers big-endian). What checkpoints prove: verification against the newest
+// checkpoint catches a truncated tail and a rewritten history even when the attacker
+// recomputed every hash. Signed checkpoints prove that whoever held the private key saw the
+// chain up to seq at that time; an attacker with write access to the file but not the key
+// cannot forge them, though they can delete the newest ones — compare with the copies in the
+// log. Unsigned checkpoints (no key) prove nothing against someone who can write the file;
+// they only help against accidental damage, or together with an external copy. When a
+// public key is given to verification, every checkpoint must be signed by it.
+//
+// # Verification
+//
+// Journal.Verify, VerifyFile (a backup) and VerifyJSONL (an export) recompute the chain and
+// stop at the first problem, named by its sequence number and kind: deleted (a gap),
+// reordered (a record stored at another record's place), modified, checkpoint_mismatch (a
+// recomputed chain that misses a checkpoint's hash), bad_signature, head_mismatch, truncated
+// (the head or the newest checkpoint names records that are gone; an export without its end
+// line) and malformed (an export line that is not what the format defines).
+//
+// # Export formats
+//
+// JSONL (native, verifiable) — one JSON object per line:
+//
+//	{"format":"scimgate-journal","version":1,"journal":NAME,"exported_at":TIME,
+//	 "filtered":BOOL,"query":{...},"anchor":{"seq":S,"prev_hash":HEX}}     header
+//	{"seq":N,"hash":HEX,"record":<stored record bytes, verbatim>}          per record
+//	{"checkpoint":{"seq":N,"hash":HEX,"time":T,"key_id":K,"signature":S}}  after record N
+//	{"end":{"records":COUNT,"last_seq":N,"last_hash":HEX}}                 last line
+//
+// The anchor is the sequence number the export starts from and the hash it continues from,
+// so VerifyJSONL recomputes the chain without the database. A filtered export (time range,
+// SCIM id, subject, outcome) may skip records; its records are each checked against their
+// hash and the report says Partial.
+//
+// CSV — a header row (CSVHeader) and one row per record: seq, time, client, action,
+// resource_type, scim_id, subject, outcome, status, events (joined by ';'), changed_paths
+// (joined by ';'), error, hash. Cells a client controls that start with = + - @ tab or CR get
+// a leading apostrophe, so spreadsheets do not run them as formulas.
+//
+// OCSF 1.1.0 — one event per line. User records are Account Change (class_uid 3001), Group
+// records Group Management (class_uid 3006), both category_uid 3 (Identity & Access
+// Management); records about no resource (prune) are Base Event (class_uid 0, category 0).
+// type_uid = class_uid*100 + activity_id. activity_id from the events, the most significant
+// first:
+//
+//	3001: delete 6 Delete, create 1 Create, deactivate 5 Disable, reactivate 2 Enable,
+//	      anything else 99 Other (activity_name is the action)
+//	3006: delete 5 Delete, create 6 Create, add_members only 3 Add User,
+//	      remove_members only 4 Remove User, anything else 99 Other
+//
+// status_id 1 Success (applied, skipped, dry_run), 2 Failure (rejected, failed, denied),
+// 0 Unknown (pending); status is the outcome, status_code the HTTP status, status_detail
+// the error. severity_id 1 Informational, 2 Low (rejected), 3 Medium (denied, failed).
+// time is Unix milliseconds. metadata {product {name "scimgate", vendor_name "scimgate",
+// feature {name "journal"}}, version "1.1.0", uid seq, correlation_uid request_id}; user
+// or group {uid scim_id, name subject}; actor {user {name client}}; unmapped {journal_hash,
+// action, events, target, native_id, filter_hash, changes, decision, backend}.
+//
+// Exports and verification read in short transactions (10,000 records each) resuming with
+// a cursor Seek, so they never hold a read transaction long enough to hurt writers.
+//
+// # Retention
+//
+// Prune (also run by the checkpoint timer, or every 10 minutes without one) removes the
+// oldest records by age (MaxAge) and/or count (MaxRecords), in sequence order, and moves the
+// anchor in the same transaction, so the rest still verifies. It appends a "prune" record
+// whose changes say how many records were removed and the new anchor.
+//
+// # Live stream
+//
+// Subscribe delivers records after their transaction commits, in sequence order. A
+// subscriber that falls behind its buffer is dropped (its channel closed, Err
+// ErrSlowConsumer); writers never wait for subscribers.
+package journal
