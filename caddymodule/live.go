@@ -1,0 +1,367 @@
+package caddymodule
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"embed"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/scimgate/scimgate/caddymodule/journal"
+)
+
+// The live stream and its web page. Both are admin routes (admin.go), so they are protected
+// like the rest of Caddy's admin API.
+//
+// Caddy's admin endpoint refuses browser requests that carry Sec-Fetch-Mode without a
+// same-origin Origin or Referer, and every no-cors sub-resource request (script and style
+// tags, images) outright. The page is therefore one self-contained document: its style and
+// script are inlined at start-up and allowed by hash in a strict Content-Security-Policy,
+// and the only request it makes is the same-origin EventSource, which carries a Referer
+// (the page asks for one with Referrer-Policy: same-origin).
+
+// Live stream settings; variables so tests need not wait 15 s for a heartbeat.
+var (
+	// liveHeartbeat is how often an idle stream sends a heartbeat event, so proxies keep
+	// the connection and the page can tell a quiet journal from a dead connection.
+	liveHeartbeat = 15 * time.Second
+
+	// liveBuffer is the subscription's channel size. A client that falls further behind
+	// is dropped by the journal and reconnects with Last-Event-ID, catching up from the
+	// store: slow clients never slow down writers.
+	liveBuffer = 256
+)
+
+const (
+	// liveMaxBacklog bounds how many past records a (re)connecting client is sent; the page
+	// keeps fewer rows than this anyway.
+	liveMaxBacklog = 5000
+
+	// liveRetryMillis is the reconnection delay the stream asks EventSource to use.
+	liveRetryMillis = 2000
+)
+
+// liveParams are the query parameters of the live route: the page's filters, how many past
+// records to send first, and where a reconnecting client left off (EventSource sends
+// Last-Event-ID as a header on its own reconnects; a page that opens a new EventSource
+// passes it as a parameter).
+var liveParams = []string{"resource_type", "user_name", "outcome", "scim_id", "backlog", "last_event_id"}
+
+// liveFilter selects the records a stream sends. Empty fields match everything; resource
+// type and userName compare case-insensitively, as SCIM does.
+type liveFilter struct {
+	resourceType, subject, outcome, scimID string
+}
+
+func (f liveFilter) match(r *journal.Record) bool {
+	return (f.resourceType == "" || strings.EqualFold(f.resourceType, r.ResourceType)) &&
+		(f.subject == "" || strings.EqualFold(f.subject, r.Subject)) &&
+		(f.outcome == "" || f.outcome == r.Outcome) &&
+		(f.scimID == "" || f.scimID == r.SCIMID)
+}
+
+// liveRequest is a parsed live request.
+type liveRequest struct {
+	filter  liveFilter
+	backlog uint64 // past records to send when not resuming
+	after   uint64 // resume after this sequence number (0: not resuming)
+}
+
+func liveParseRequest(r *http.Request) (liveRequest, error) {
+	q := r.URL.Query()
+	var lr liveRequest
+	if err := admCheckParams(q, liveParams...); err != nil {
+		return lr, err
+	}
+	outcome, err := admParseOutcome(q, "outcome")
+	if err != nil {
+		return lr, err
+	}
+	lr.filter = liveFilter{resourceType: q.Get("resource_type"), subject: q.Get("user_name"), outcome: outcome, scimID: q.Get("scim_id")}
+	if v := q.Get("backlog"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil || n > liveMaxBacklog {
+			return lr, admError(http.StatusBadRequest, "backlog", fmt.Errorf("want a number of records from 0 to %d, got %q", liveMaxBacklog, v))
+		}
+		lr.backlog = n
+	}
+	last, param := r.Header.Get("Last-Event-ID"), "Last-Event-ID"
+	if last == "" {
+		last, param = q.Get("last_event_id"), "last_event_id"
+	}
+	if last != "" {
+		n, err := strconv.ParseUint(last, 10, 64)
+		if err != nil {
+			return lr, admError(http.StatusBadRequest, param, fmt.Errorf("want the sequence number of the last record received, got %q", last))
+		}
+		lr.after = n
+	}
+	return lr, nil
+}
+
+// liveEvent is a record as the stream and the page see it: the record's fields with the
+// hash that chains it, hex-encoded.
+type liveEvent struct {
+	journal.Record
+	Hash string `json:"hash"`
+}
+
+// liveServeSSE streams records as they commit, as server-sent events:
+//
+//	id: <seq>
+//	event: record
+//	data: {record fields..., "hash": "<hex>"}
+//
+// and `event: heartbeat` every liveHeartbeat. It subscribes before reading the backlog, so
+// no record falls between the two (duplicates are skipped by sequence number). It ends when
+// the client goes away or when the journal drops the subscription (a client too slow to
+// keep up, or the store closing), after an `event: dropped` that tells the client to
+// reconnect with Last-Event-ID.
+func liveServeSSE(w http.ResponseWriter, r *http.Request, a admJournal) error {
+	lr, err := liveParseRequest(r)
+	if err != nil {
+		return err
+	}
+	sub := a.j.Subscribe(liveBuffer)
+	defer sub.Close()
+
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+
+	s := &liveStream{w: w, rc: http.NewResponseController(w), filter: lr.filter, sent: lr.after}
+	if err := s.write(fmt.Appendf(nil, "retry: %d\n\n", liveRetryMillis)); err != nil {
+		return nil
+	}
+	if err := s.replay(r.Context(), a.j, lr); err != nil {
+		return nil // the client is gone, or the journal closed: either way the stream is over
+	}
+	return s.follow(r.Context(), sub)
+}
+
+// liveStream writes one client's events.
+type liveStream struct {
+	w      http.ResponseWriter
+	rc     *http.ResponseController
+	filter liveFilter
+	sent   uint64 // highest sequence number considered (sent or filtered out)
+	buf    bytes.Buffer
+}
+
+// replay sends the records the client has not seen: those after its Last-Event-ID, or the
+// last backlog records, at most liveMaxBacklog either way.
+func (s *liveStream) replay(ctx context.Context, j *journal.Journal, lr liveRequest) error {
+	if lr.after == 0 && lr.backlog == 0 {
+		return nil
+	}
+	head, err := admHead(j)
+	if err != nil || head <= lr.after {
+		return err
+	}
+	from := lr.after + 1
+	if lr.after == 0 {
+		from = liveFirst(head, lr.backlog)
+	}
+	if head-from >= liveMaxBacklog {
+		from = liveFirst(head, liveMaxBacklog)
+	}
+	return liveReadJSONL(ctx, func(ctx context.Context, w io.Writer) error {
+		_, err := j.Export(ctx, w, journal.Query{FromSeq: from, ToSeq: head}, journal.FormatJSONL)
+		return err
+	}, s.send)
+}
+
+// liveReadJSONL runs export (a JSONL export into w) and hands each record line to fn as an
+// Entry; the header, checkpoint and end lines are skipped.
+func liveReadJSONL(ctx context.Context, export func(context.Context, io.Writer) error, fn func(journal.Entry) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		err := export(ctx, pw)
+		pw.CloseWithError(err)
+		done <- err
+	}()
+	err := liveScanEntries(pr, fn)
+	cancel()
+	pr.CloseWithError(errors.New("stopped reading"))
+	if xerr := <-done; err == nil && xerr != nil {
+		err = xerr
+	}
+	return err
+}
+
+// liveScanEntries decodes the record lines of a JSONL export from r.
+func liveScanEntries(r io.Reader, fn func(journal.Entry) error) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), journal.MaxRecordBytes+4096)
+	for sc.Scan() {
+		e, ok, err := liveParseLine(sc.Bytes())
+		if err != nil {
+			return err
+		}
+		if !ok {
+			continue
+		}
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	return sc.Err()
+}
+
+// liveParseLine decodes one JSONL export line, {"seq":N,"hash":"<hex>","record":{...}}; ok
+// is false for the other lines (header, checkpoint, end).
+func liveParseLine(line []byte) (e journal.Entry, ok bool, err error) {
+	if len(bytes.TrimSpace(line)) == 0 {
+		return e, false, nil
+	}
+	var l struct {
+		Seq    uint64          `json:"seq"`
+		Hash   string          `json:"hash"`
+		Record json.RawMessage `json:"record"`
+	}
+	if err := json.Unmarshal(line, &l); err != nil {
+		return e, false, fmt.Errorf("reading the export: %w", err)
+	}
+	if l.Record == nil {
+		return e, false, nil
+	}
+	h, err := hex.DecodeString(l.Hash)
+	if err != nil || len(h) != len(e.Hash) {
+		return e, false, fmt.Errorf("reading the export: record %d: bad hash", l.Seq)
+	}
+	copy(e.Hash[:], h)
+	e.Raw = bytes.Clone(l.Record)
+	if err := json.Unmarshal(e.Raw, &e.Record); err != nil {
+		return e, false, fmt.Errorf("reading the export: record %d: %w", l.Seq, err)
+	}
+	return e, true, nil
+}
+
+// liveFirst is the first of the last n records up to head.
+func liveFirst(head, n uint64) uint64 {
+	if n >= head {
+		return 1
+	}
+	return head - n + 1
+}
+
+// follow sends committed records until the client leaves or the subscription is dropped.
+func (s *liveStream) follow(ctx context.Context, sub *journal.Subscription) error {
+	tick := time.NewTicker(liveHeartbeat)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-sub.C:
+			if !ok {
+				_ = s.write([]byte("event: dropped\ndata: {\"reconnect\":true}\n\n"))
+				return nil
+			}
+			if err := s.send(e); err != nil {
+				return nil
+			}
+		case now := <-tick.C:
+			if err := s.write(fmt.Appendf(nil, "event: heartbeat\ndata: {\"time\":%q,\"seq\":%d}\n\n", now.UTC().Format(time.RFC3339), s.sent)); err != nil {
+				return nil
+			}
+		}
+	}
+}
+
+// send writes e as a record event unless it was sent before or the filter excludes it.
+func (s *liveStream) send(e journal.Entry) error {
+	if e.Record.Seq <= s.sent {
+		return nil
+	}
+	s.sent = e.Record.Seq
+	if !s.filter.match(&e.Record) {
+		return nil
+	}
+	data, err := json.Marshal(liveEvent{Record: e.Record, Hash: hex.EncodeToString(e.Hash[:])})
+	if err != nil {
+		return fmt.Errorf("encoding record %d: %w", e.Record.Seq, err)
+	}
+	// json.Marshal never emits a raw newline, so the record is one data line.
+	s.buf.Reset()
+	fmt.Fprintf(&s.buf, "id: %d\nevent: record\ndata: ", e.Record.Seq)
+	s.buf.Write(data)
+	s.buf.WriteString("\n\n")
+	return s.write(s.buf.Bytes())
+}
+
+func (s *liveStream) write(p []byte) error {
+	if _, err := s.w.Write(p); err != nil {
+		return err
+	}
+	return s.rc.Flush()
+}
+
+// The page: live/watch.html with live/watch.css and live/watch.js inlined.
+
+//go:embed live
+var liveAssets embed.FS
+
+// livePage is the page served at .../watch, and livePageCSP its Content-Security-Policy.
+var livePage, livePageCSP = liveBuildPage()
+
+// liveBuildPage inlines the style and script into the page and allows exactly them by hash.
+// The assets are compiled in, so a failure here is a build defect.
+func liveBuildPage() ([]byte, string) {
+	read := func(name string) string {
+		b, err := liveAssets.ReadFile("live/" + name)
+		if err != nil {
+			panic(fmt.Sprintf("scimgate: embedded asset %s: %v", name, err))
+		}
+		return string(b)
+	}
+	css, js := read("watch.css"), read("watch.js")
+	page := strings.NewReplacer("/*STYLE*/", css, "/*SCRIPT*/", js).Replace(read("watch.html"))
+	hash := func(s string) string {
+		sum := sha256.Sum256([]byte(s))
+		return "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
+	}
+	csp := "default-src 'none'; script-src " + hash(js) + "; style-src " + hash(css) +
+		"; connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+	return []byte(page), csp
+}
+
+// liveServePage serves the watch page. The page finds its stream from its own URL
+// (.../{name}/watch -> .../{name}/live), so one document serves every journal.
+func liveServePage(w http.ResponseWriter, r *http.Request, _ admJournal) error {
+	if err := admCheckParams(r.URL.Query(), "resource_type", "user_name", "outcome"); err != nil {
+		return err
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Content-Security-Policy", livePageCSP)
+	h.Set("Referrer-Policy", "same-origin")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	_, err := w.Write(livePage)
+	return err
+}
+
+// liveWatchURL is the page's path for a journal.
+func liveWatchURL(name string) string {
+	return admPrefix + "/" + url.PathEscape(name) + "/watch"
+}
