@@ -63,6 +63,9 @@ type JournalConfig struct {
 	// MaxRecords keeps at most this many records (0: keep all).
 	MaxRecords uint64 `json:"max_records,omitempty"`
 
+	// MaxBytes keeps the stored records within this many bytes (0: no limit).
+	MaxBytes uint64 `json:"max_bytes,omitempty"`
+
 	// Reads also journals reads (GET, list, search). Default off.
 	Reads bool `json:"reads,omitempty"`
 }
@@ -92,6 +95,7 @@ func (c *JournalConfig) journalOptions(repl *caddy.Replacer) (journal.Options, e
 		opts.CheckpointInterval = time.Duration(c.CheckpointInterval)
 	}
 	opts.MaxRecords = c.MaxRecords
+	opts.MaxBytes = c.MaxBytes
 
 	keyText := repl.ReplaceAll(c.SigningKey, "")
 	if c.SigningKeyFile != "" {

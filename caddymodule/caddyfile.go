@@ -44,6 +44,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        redact <path>...            # password is always redacted
 //	        max_age <dur>               # retention by age
 //	        max_records <n>             # retention by count
+//	        max_size <size>             # retention by stored size, e.g. 10GiB
 //	        reads                       # journal reads too
 //	    }
 //	}
@@ -200,6 +201,12 @@ func parseJournalBlock(d *caddyfile.Dispenser) (*JournalConfig, error) {
 			} else {
 				jc.CheckpointInterval = dur
 			}
+		case "max_size":
+			n, err := humanize.ParseBytes(v)
+			if err != nil || n == 0 {
+				return nil, d.Errf("journal: max_size: want a size such as 10GiB, got %q", v)
+			}
+			jc.MaxBytes = n
 		case "max_records":
 			n, err := strconv.ParseUint(v, 10, 64)
 			if err != nil || n == 0 {

@@ -62,13 +62,14 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 					redact addresses
 					max_age 2160h
 					max_records 1000000
+					max_size 10GiB
 					reads
 				}
 			}`, check: func(t *testing.T, g *Gateway) {
 			j := g.Journal
 			if j == nil || j.Name != "audit-1" || j.CheckpointEvery != 500 || time.Duration(j.CheckpointInterval) != time.Minute ||
 				j.SigningKey != "{env.SCIMGATE_JOURNAL_KEY}" || j.KeyID != "k1" || len(j.Redact) != 3 ||
-				time.Duration(j.MaxAge) != 2160*time.Hour || j.MaxRecords != 1000000 || !j.Reads {
+				time.Duration(j.MaxAge) != 2160*time.Hour || j.MaxRecords != 1000000 || j.MaxBytes != 10<<30 || !j.Reads {
 				t.Errorf("journal = %+v", j)
 			}
 		}},

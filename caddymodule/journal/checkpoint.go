@@ -201,7 +201,7 @@ func (j *Journal) startBackground() {
 // runs retention on the timer.
 func (j *Journal) maintain() {
 	interval := j.opts.CheckpointInterval
-	retention := j.opts.MaxAge > 0 || j.opts.MaxRecords > 0
+	retention := j.opts.MaxAge > 0 || j.opts.MaxRecords > 0 || j.opts.MaxBytes > 0
 	var tick <-chan time.Time
 	switch {
 	case interval > 0:

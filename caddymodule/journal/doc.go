@@ -59,6 +59,7 @@
 //	salt         32 random bytes, the HashFilter key
 //	head         seq || hash of the newest record
 //	anchor       first kept seq || the hash it continues from (absent: 1 and zeros)
+//	bytes        size of the stored record values (8 bytes BE), for MaxBytes
 //
 // The stored hash next to each record lets verification tell which record changed: a record
 // that no longer matches its stored hash was modified; a record consistent with its own
@@ -139,7 +140,7 @@
 // # Retention
 //
 // Prune (also run by the checkpoint timer, or every 10 minutes without one) removes the
-// oldest records by age (MaxAge) and/or count (MaxRecords), in sequence order, and moves the
+// oldest records by age (MaxAge), count (MaxRecords) and/or stored size (MaxBytes), in sequence order, and moves the
 // anchor in the same transaction, so the rest still verifies. It appends a "prune" record
 // whose changes say how many records were removed and the new anchor.
 //

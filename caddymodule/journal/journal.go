@@ -126,6 +126,9 @@ type Options struct {
 	MaxAge time.Duration
 	// MaxRecords keeps at most this many records (0 = keep).
 	MaxRecords uint64
+	// MaxBytes keeps the stored records (their JSON and hashes) within this many bytes
+	// (0 = keep). The file itself does not shrink: bbolt reuses the freed pages.
+	MaxBytes uint64
 	// Logger receives background errors (checkpoint and retention runs). Nil = no logging.
 	Logger *zap.Logger
 }
@@ -158,6 +161,7 @@ var (
 	keySalt           = []byte("salt")
 	keyHead           = []byte("head")
 	keyAnchor         = []byte("anchor")
+	keyBytes          = []byte("bytes")
 )
 
 // Journal is one named, hash-chained journal in a bbolt file. It is safe for concurrent use.
@@ -249,6 +253,15 @@ func (j *Journal) initBuckets(tx *bbolt.Tx) (*bbolt.Bucket, error) {
 	if err := checkFormat(b); err != nil {
 		return nil, err
 	}
+	if b.Get(keyBytes) == nil { // a journal from before size accounting: count once
+		var total uint64
+		if err := b.Bucket(bucketRecords).ForEach(func(_, v []byte) error { total += uint64(len(v)); return nil }); err != nil {
+			return nil, err
+		}
+		if err := b.Put(keyBytes, u64(total)); err != nil {
+			return nil, err
+		}
+	}
 	salt := b.Get(keySalt)
 	if salt == nil {
 		salt = make([]byte, 32)
@@ -287,6 +300,15 @@ func (j *Journal) Close() error {
 	j.done.Wait()
 	j.pub.closeAll()
 	return nil
+}
+
+// storedBytes is the size of the stored records (hash and JSON), kept by Append and Prune.
+func storedBytes(b *bbolt.Bucket) uint64 {
+	v := b.Get(keyBytes)
+	if len(v) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(v)
 }
 
 // Name is the journal's name.
@@ -355,6 +377,9 @@ func (j *Journal) Append(tx *bbolt.Tx, r *Record) error {
 	}
 	if err := b.Put(keyHead, append(u64(seq), h[:]...)); err != nil {
 		return fmt.Errorf("journal %s: storing head: %w", j.opts.Name, err)
+	}
+	if err := b.Put(keyBytes, u64(storedBytes(b)+uint64(len(val)))); err != nil {
+		return fmt.Errorf("journal %s: storing size: %w", j.opts.Name, err)
 	}
 	tx.OnCommit(func() { j.committed(seq) })
 	return nil

@@ -16,13 +16,13 @@ import (
 // the write lock (and request latency) for long.
 const prunePage = 10000
 
-// Prune applies retention (Options.MaxAge, Options.MaxRecords) as of now: it deletes the
+// Prune applies retention (Options.MaxAge, Options.MaxRecords, Options.MaxBytes) as of now: it deletes the
 // oldest records, in sequence order, stopping at the first record retention keeps, so the
 // remaining records stay contiguous. It moves the anchor (first kept sequence number and the
 // hash it continues from) in the same transactions, so the rest still verifies, drops
 // checkpoints the anchor passed, and appends one "prune" record saying what it removed.
 //
-// MaxRecords is applied with 1% slack (at least one record): retention runs once the journal
+// MaxRecords and MaxBytes are applied with 1% slack (at least one record): retention runs once the journal
 // exceeds it by that much, then cuts it back to MaxRecords. Otherwise the prune record
 // itself would start a new run on every timer tick.
 func (j *Journal) Prune(ctx context.Context, now time.Time) (removed uint64, err error) {
@@ -31,7 +31,7 @@ func (j *Journal) Prune(ctx context.Context, now time.Time) (removed uint64, err
 
 // prune runs retention; with wait false it gives up at once when a Verify or Export runs.
 func (j *Journal) prune(ctx context.Context, now time.Time, wait bool) (removed uint64, err error) {
-	if j.opts.MaxAge <= 0 && j.opts.MaxRecords == 0 {
+	if j.opts.MaxAge <= 0 && j.opts.MaxRecords == 0 && j.opts.MaxBytes == 0 {
 		return 0, nil
 	}
 	if ctx == nil {
@@ -84,6 +84,8 @@ func (j *Journal) prunePageTx(tx *bbolt.Tx, ageCut time.Time, before uint64) (n 
 		return 0, true, fmt.Errorf("%w: anchor", ErrCorrupt)
 	}
 	countCut := j.countCut(anchor, head, before)
+	size := storedBytes(b)
+	overSize := j.overSize(size, before)
 	rb := b.Bucket(bucketRecords)
 	var dead [][]byte
 	var lastHash [32]byte
@@ -93,9 +95,11 @@ func (j *Journal) prunePageTx(tx *bbolt.Tx, ageCut time.Time, before uint64) (n 
 	for ; k != nil && len(dead) < prunePage; k, v = cur.Next() {
 		seq, ok := keySeq(k)
 		h, raw, ok2 := splitValue(v)
-		if !ok || !ok2 || !(seq < countCut || olderThan(raw, ageCut)) {
+		bySize := overSize && size > j.opts.MaxBytes
+		if !ok || !ok2 || !(seq < countCut || olderThan(raw, ageCut) || bySize) {
 			break
 		}
+		size -= uint64(len(v))
 		dead = append(dead, k)
 		lastSeq, lastHash = seq, h
 	}
@@ -109,6 +113,9 @@ func (j *Journal) prunePageTx(tx *bbolt.Tx, ageCut time.Time, before uint64) (n 
 		}
 	}
 	if err := b.Put(keyAnchor, append(u64(lastSeq+1), lastHash[:]...)); err != nil {
+		return 0, true, err
+	}
+	if err := b.Put(keyBytes, u64(size)); err != nil {
 		return 0, true, err
 	}
 	if err := dropCheckpointsBefore(b.Bucket(bucketCheckpoints), lastSeq); err != nil {
@@ -133,6 +140,16 @@ func (j *Journal) countCut(anchor, head, before uint64) uint64 {
 		return 0
 	}
 	return head - keep + 1
+}
+
+// overSize reports whether MaxBytes asks for removals in a journal of size bytes, with the
+// same 1% slack as MaxRecords when a run starts (before is what the run already removed).
+func (j *Journal) overSize(size, before uint64) bool {
+	limit := j.opts.MaxBytes
+	if limit == 0 || size <= limit {
+		return false
+	}
+	return before > 0 || size-limit > max(1, limit/100)
 }
 
 // olderThan reports whether the record's time is before cut (never for a zero cut or an
