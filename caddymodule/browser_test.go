@@ -80,7 +80,7 @@ func liveBrowserStart(t *testing.T) context.Context {
 // liveBrowserOpen navigates to url with a same-origin referrer, as following a link on the admin
 // endpoint does. Caddy's admin endpoint refuses browser requests (they carry Sec-Fetch-Mode)
 // that have neither an allowed Origin nor Referer, which includes a URL typed into the
-// address bar.
+// address bar; `journal watch` is how a person opens it (TestBrowserWatchCommand).
 func liveBrowserOpen(url, referrer string) chromedp.Action[chromedp.Void] {
 	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
 		res, err := cdp.Call(ctx, t, page.Navigate, page.NavigateParams{URL: url, Referrer: referrer})
@@ -236,5 +236,49 @@ func TestBrowserWatchPage(t *testing.T) {
 		if !strings.HasPrefix(s, "alice@example.com/") {
 			t.Errorf("userName ALICE shows %s", s)
 		}
+	}
+}
+
+// TestBrowserWatchCommand opens the URL that `journal watch` prints the way a person does:
+// a plain navigation with no referrer, which the admin endpoint itself refuses. The page
+// must load, connect its stream through watch, and show records as they commit.
+func TestBrowserWatchCommand(t *testing.T) {
+	ctx := liveBrowserStart(t)
+	e := admStart(t)
+	e.createUser(t, "before@example.com")
+	base := cliWatchStart(t, e.admin)
+
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	resp, err := chromedp.Run(wctx, chromedp.NavigateResponse(base))
+	if err != nil {
+		t.Fatalf("opening %s: %v", base, err)
+	}
+	if resp.Status != http.StatusOK {
+		t.Fatalf("opening %s: status %d (%s)", base, resp.Status, resp.URL)
+	}
+	if err := chromedp.Do(wctx, chromedp.WaitVisible(chromedp.CSS(`#status[data-state="connected"]`))); err != nil {
+		t.Fatalf("the page did not connect its stream: %v", err)
+	}
+	loc, err := chromedp.Run(wctx, chromedp.Location())
+	if want := strings.TrimSuffix(base, "/") + liveWatchURL(admJournalName); err != nil || loc != want {
+		t.Errorf("location %q, %v; want %q", loc, err, want)
+	}
+	if title, err := chromedp.Run(wctx, chromedp.Title()); err != nil || title != "scimgate journal "+admJournalName {
+		t.Errorf("title %q, %v", title, err)
+	}
+	liveBrowserWait(t, ctx, "the backlog row", func(rows []liveBrowserRow) bool {
+		return liveBrowserFind(rows, "before@example.com", "applied") != nil
+	})
+
+	e.createUser(t, "alice@example.com")
+	if status, body := e.scimDo(t, http.MethodPost, "/Users", admUserBody("alice@example.com")); status != http.StatusConflict {
+		t.Fatalf("duplicate: %d %s", status, body)
+	}
+	rows := liveBrowserWait(t, ctx, "the new rows", func(rows []liveBrowserRow) bool {
+		return liveBrowserFind(rows, "alice@example.com", "applied") != nil && liveBrowserFind(rows, "alice@example.com", "rejected") != nil
+	})
+	if rows[0].Subject != "alice@example.com" || rows[0].Outcome != "rejected" || rows[0].Status != "409" {
+		t.Errorf("the newest row is %+v, want alice's rejected duplicate", rows[0])
 	}
 }

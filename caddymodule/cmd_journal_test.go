@@ -14,9 +14,15 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -349,5 +355,325 @@ func cliWaitFor(t *testing.T, cond func() bool, what string) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// cliWatchStart runs `journal watch --admin admin --open=false args...` in the background
+// and returns the URL it prints. The command is stopped (its context cancelled) when the
+// test ends, and must then return without error.
+func cliWatchStart(t *testing.T, admin string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errb cliSyncBuffer
+	cmd := cliTestCommand(t)
+	cmd.SetArgs(append([]string{"watch", "--admin", admin, "--open=false"}, args...))
+	cmd.SetOut(&out)
+	cmd.SetErr(&errb)
+	done := make(chan error, 1)
+	go func() { done <- cmd.ExecuteContext(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("watch ended with %v; stderr %s", err, errb.String())
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("watch did not stop when cancelled")
+		}
+	})
+	prefix := "Watching journal " + admJournalName + ": open "
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if line, ok := strings.CutPrefix(out.String(), prefix); ok && strings.HasSuffix(line, "\n") {
+			return strings.TrimSuffix(line, "\n")
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("watch ended before printing its URL: %v; stdout %q, stderr %q", err, out.String(), errb.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("watch printed no URL; stdout %q, stderr %q", out.String(), errb.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// cliWatchDo sends one request and returns the response with its body read. host, when
+// set, replaces the Host header; the client never follows redirects.
+func cliWatchDo(t *testing.T, method, u, host string, headers ...string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if host != "" {
+		req.Host = host
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	client := &http.Client{
+		Timeout:       10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, u, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, body
+}
+
+// cliWatchStream opens a live stream at u with headers and reads its events in the
+// background, as admEnv.live does on the admin endpoint.
+func cliWatchStream(t *testing.T, u string, headers ...string) *admSSE {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := (&http.Client{Transport: &http.Transport{}}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream; charset=utf-8" {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		t.Fatalf("live through watch: status %d, Content-Type %q: %s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	}
+	s := &admSSE{events: make(chan admSSEEvent, 1000), cancel: cancel, done: make(chan error, 1)}
+	go func() {
+		defer resp.Body.Close()
+		s.done <- cliReadSSE(resp.Body, func(event string, data []byte) error {
+			s.events <- admSSEEvent{event, bytes.Clone(data)}
+			return nil
+		})
+		close(s.events)
+	}()
+	return s
+}
+
+// TestCLIWatchProxy runs `journal watch` against a real admin endpoint: a URL typed into a
+// browser gets the page, the page's stream delivers records written through the gateway,
+// and nothing else of the admin API is reachable.
+func TestCLIWatchProxy(t *testing.T) {
+	e := admStart(t)
+	first := e.createUser(t, "before@example.com")
+	base := cliWatchStart(t, e.admin)
+	u, err := url.Parse(base)
+	if err != nil || u.Path != "/" || !strings.HasPrefix(u.Host, "127.0.0.1:") {
+		t.Fatalf("printed URL %q: %v", base, err)
+	}
+	origin := strings.TrimSuffix(base, "/")
+	page := liveWatchURL(admJournalName)
+	live := cliJournalPath(admJournalName, "live")
+	typed := []string{"Sec-Fetch-Mode", "navigate", "Sec-Fetch-Site", "none", "Sec-Fetch-Dest", "document"}
+
+	t.Run("a typed URL gets the page", func(t *testing.T) {
+		// The admin endpoint itself refuses this request: the reason watch exists.
+		if resp, body := e.do(t, http.MethodGet, page, typed...); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("the admin endpoint answered a typed URL with %d, want 403: %s", resp.StatusCode, body)
+		}
+		resp, body := cliWatchDo(t, http.MethodGet, base, "", typed...)
+		if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != page {
+			t.Fatalf("GET /: status %d, Location %q, want 302 to %s", resp.StatusCode, resp.Header.Get("Location"), page)
+		}
+		resp, body = cliWatchDo(t, http.MethodGet, origin+page, "", typed...)
+		admWantStatus(t, resp, body, http.StatusOK)
+		admWantHeader(t, resp, "Content-Type", "text/html; charset=utf-8")
+		admWantHeader(t, resp, "Content-Security-Policy", livePageCSP)
+		if !bytes.Equal(body, livePage) {
+			t.Errorf("the page through watch differs from the admin endpoint's (%d bytes, want %d)", len(body), len(livePage))
+		}
+		resp, body = cliWatchDo(t, http.MethodGet, base+"?outcome=rejected", "", typed...)
+		if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != page+"?outcome=rejected" {
+			t.Errorf("GET /?outcome=rejected: status %d, Location %q", resp.StatusCode, resp.Header.Get("Location"))
+		}
+		resp, body = cliWatchDo(t, http.MethodHead, origin+page, "", typed...)
+		if resp.StatusCode != http.StatusOK || len(body) != 0 {
+			t.Errorf("HEAD of the page: status %d, %d body bytes", resp.StatusCode, len(body))
+		}
+	})
+
+	// The page's own stream request: same-origin, CORS mode, with the page as Referer.
+	fromPage := []string{"Sec-Fetch-Mode", "cors", "Sec-Fetch-Site", "same-origin", "Sec-Fetch-Dest", "empty", "Referer", origin + page, "Accept", "text/event-stream"}
+
+	t.Run("the stream delivers new records", func(t *testing.T) {
+		s := cliWatchStream(t, origin+live+"?backlog=1", fromPage...)
+		if ev := s.nextRecord(t); ev.Subject != "before@example.com" || ev.SCIMID != first {
+			t.Fatalf("backlog record %+v", ev.Record)
+		}
+		e.createUser(t, "carol@example.com")
+		if ev := s.nextRecord(t); ev.Subject != "carol@example.com" || ev.Outcome != "applied" {
+			t.Fatalf("new record %+v", ev.Record)
+		}
+	})
+
+	t.Run("the stream resumes after the last record seen", func(t *testing.T) {
+		head := e.head(t)
+		for _, resume := range []struct{ query, header string }{
+			{"?last_event_id=" + strconv.FormatUint(head-1, 10), ""},
+			{"", strconv.FormatUint(head-1, 10)},
+		} {
+			headers := fromPage
+			if resume.header != "" {
+				headers = append(slices.Clone(fromPage), "Last-Event-ID", resume.header)
+			}
+			s := cliWatchStream(t, origin+live+resume.query, headers...)
+			if ev := s.nextRecord(t); ev.Seq != head || ev.Subject != "carol@example.com" {
+				t.Errorf("resuming with %+v: first record %+v, want seq %d", resume, ev.Record, head)
+			}
+			s.cancel()
+		}
+	})
+
+	t.Run("refused", func(t *testing.T) {
+		port := u.Port()
+		tests := []struct {
+			name, method, path, host string
+			headers                  []string
+			status                   int
+		}{
+			{"admin config", http.MethodGet, "/config/", "", nil, http.StatusNotFound},
+			{"journal list", http.MethodGet, admPrefix, "", nil, http.StatusNotFound},
+			{"backup", http.MethodGet, cliJournalPath(admJournalName, "backup"), "", nil, http.StatusNotFound},
+			{"export", http.MethodGet, cliJournalPath(admJournalName, "export"), "", nil, http.StatusNotFound},
+			{"another journal's page", http.MethodGet, liveWatchURL("other"), "", nil, http.StatusNotFound},
+			{"dot segments", http.MethodGet, page + "/../backup", "", nil, http.StatusNotFound},
+			{"escaped slash", http.MethodGet, admPrefix + "/audit%2Fwatch/live", "", nil, http.StatusNotFound},
+			{"trailing slash", http.MethodGet, page + "/", "", nil, http.StatusNotFound},
+			{"unknown page parameter", http.MethodGet, page + "?format=csv", "", nil, http.StatusBadRequest},
+			{"unknown stream parameter", http.MethodGet, live + "?to_seq=1", "", nil, http.StatusBadRequest},
+			{"POST", http.MethodPost, page, "", nil, http.StatusMethodNotAllowed},
+			{"POST checkpoint", http.MethodPost, cliJournalPath(admJournalName, "checkpoint"), "", nil, http.StatusMethodNotAllowed},
+			{"DELETE", http.MethodDelete, "/config/", "", nil, http.StatusMethodNotAllowed},
+			{"HEAD of the stream", http.MethodHead, live, "", nil, http.StatusMethodNotAllowed},
+			{"rebound host", http.MethodGet, page, "attacker.example:" + port, typed, http.StatusForbidden},
+			{"host without port", http.MethodGet, "/", "127.0.0.1", typed, http.StatusForbidden},
+			{"host of the admin endpoint", http.MethodGet, page, e.admin, typed, http.StatusForbidden},
+			{"another origin", http.MethodGet, live, "", []string{"Origin", "http://attacker.example"}, http.StatusForbidden},
+			{"null origin", http.MethodGet, live, "", []string{"Origin", "null"}, http.StatusForbidden},
+			{"no-cors", http.MethodGet, live, "", []string{"Sec-Fetch-Mode", "no-cors"}, http.StatusForbidden},
+			{"cross-site fetch", http.MethodGet, live, "", []string{"Sec-Fetch-Mode", "cors", "Sec-Fetch-Site", "cross-site"}, http.StatusForbidden},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				resp, body := cliWatchDo(t, tt.method, origin+tt.path, tt.host, tt.headers...)
+				admWantStatus(t, resp, body, tt.status)
+				if tt.status == http.StatusMethodNotAllowed && resp.Header.Get("Allow") == "" {
+					t.Error("405 without an Allow header")
+				}
+			})
+		}
+	})
+
+	t.Run("allowed browser contexts", func(t *testing.T) {
+		for _, headers := range [][]string{
+			{"Origin", origin}, // a same-origin request that names itself
+			{"Sec-Fetch-Mode", "navigate", "Sec-Fetch-Site", "cross-site"}, // a link from elsewhere
+			nil, // curl
+		} {
+			resp, body := cliWatchDo(t, http.MethodGet, origin+page, "", headers...)
+			if resp.StatusCode != http.StatusOK {
+				t.Errorf("headers %q: status %d: %s", headers, resp.StatusCode, body)
+			}
+		}
+		resp, body := cliWatchDo(t, http.MethodGet, origin+page, "localhost:"+u.Port())
+		admWantStatus(t, resp, body, http.StatusOK)
+	})
+}
+
+// TestCLIWatchStopsWithStreamOpen checks that cancelling watch ends it promptly even while a
+// page's stream is open (the cleanup of cliWatchStart fails the test otherwise).
+func TestCLIWatchStopsWithStreamOpen(t *testing.T) {
+	e := admStart(t)
+	base := cliWatchStart(t, e.admin)
+	s := cliWatchStream(t, strings.TrimSuffix(base, "/")+cliJournalPath(admJournalName, "live"))
+	e.createUser(t, "open@example.com")
+	if ev := s.nextRecord(t); ev.Subject != "open@example.com" {
+		t.Fatalf("record %+v", ev.Record)
+	}
+}
+
+func TestCLIWatchBadInput(t *testing.T) {
+	e := admStart(t)
+	tests := []struct {
+		args    []string
+		mention string
+	}{
+		{[]string{"--listen", "0.0.0.0:0"}, "not a loopback address"},
+		{[]string{"--listen", ":0"}, "not a loopback address"},
+		{[]string{"--listen", "[::]:0"}, "not a loopback address"},
+		{[]string{"--listen", "192.0.2.1:8080"}, "not a loopback address"},
+		{[]string{"--listen", "scimgate.example.com:8080"}, "not a loopback address"},
+		{[]string{"--listen", "127.0.0.1"}, "want host:port"},
+		{[]string{"--journal", "nosuch"}, "no journal named"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			err := cliTestErr(t, append([]string{"watch", "--admin", e.admin}, tt.args...)...)
+			if err == nil || cliExitCode(err) != 1 || !strings.Contains(err.Error(), tt.mention) {
+				t.Errorf("err = %v (exit %d); want exit 1 mentioning %q", err, cliExitCode(err), tt.mention)
+			}
+		})
+	}
+	for _, args := range [][]string{
+		{"watch", "--file", "backup.db"},
+		{"watch", "--admin", itFreeLoopbackAddr(t)},
+	} {
+		if err := cliTestErr(t, args...); err == nil {
+			t.Errorf("%q: no error", args)
+		}
+	}
+}
+
+// cliTestErr runs `journal args...` and returns the command's error.
+func cliTestErr(t *testing.T, args ...string) error {
+	t.Helper()
+	cmd := cliTestCommand(t)
+	cmd.SetArgs(args)
+	cmd.SetOut(io.Discard)
+	cmd.SetErr(io.Discard)
+	return cmd.Execute()
+}
+
+func TestCLIWatchHosts(t *testing.T) {
+	tests := []struct {
+		addr net.TCPAddr
+		want []string
+	}{
+		{net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8080}, []string{"127.0.0.1:8080", "localhost:8080"}},
+		{net.TCPAddr{IP: net.IPv6loopback, Port: 8080}, []string{"[::1]:8080", "localhost:8080"}},
+		{net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 80}, []string{"127.0.0.1:80", "localhost:80", "127.0.0.1", "localhost"}},
+		{net.TCPAddr{IP: net.IPv6loopback, Port: 80}, []string{"[::1]:80", "localhost:80", "[::1]", "localhost"}},
+	}
+	for _, tt := range tests {
+		if got := cliWatchHosts(&tt.addr); !slices.Equal(got, tt.want) {
+			t.Errorf("cliWatchHosts(%v) = %q, want %q", &tt.addr, got, tt.want)
+		}
+	}
+}
+
+func TestCLIIsLoopbackHost(t *testing.T) {
+	tests := map[string]bool{
+		"127.0.0.1": true, "127.8.9.10": true, "::1": true, "localhost": true, "LocalHost": true,
+		"": false, "0.0.0.0": false, "::": false, "10.0.0.1": false, "192.0.2.1": false,
+		"localhost.example.com": false, "127.0.0.1.nip.io": false, "::ffff:10.0.0.1": false,
+	}
+	for host, want := range tests {
+		if got := cliIsLoopbackHost(host); got != want {
+			t.Errorf("cliIsLoopbackHost(%q) = %v, want %v", host, got, want)
+		}
 	}
 }
