@@ -277,3 +277,34 @@ func TestJournalSigningKeyConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestPasswordNeverStoredOrReturned: password is write-only: accepted, journaled as a
+// redacted change, never stored in the directory (nor its backups) and never returned.
+func TestPasswordNeverStoredOrReturned(t *testing.T) {
+	g := newTestGateway(t, nil)
+	const secret = "correct-horse-battery-staple"
+	w := serve(t, g, "POST", "/scim/v2/Users", map[string]any{"userName": "pw@contoso.example", "password": secret})
+	if w.Code != 201 || strings.Contains(w.Body.String(), secret) || strings.Contains(w.Body.String(), `"password"`) {
+		t.Fatalf("create answered %d %s", w.Code, w.Body)
+	}
+	uid := decodeJSON(t, w)["id"].(string)
+	w = serve(t, g, "PATCH", "/scim/v2/Users/"+uid, `{"Operations":[{"op":"replace","path":"password","value":"`+secret+`2"}]}`)
+	if w.Code != 200 || strings.Contains(w.Body.String(), secret) {
+		t.Fatalf("patch answered %d %s", w.Code, w.Body)
+	}
+	if r := lastRecord(t, g); len(r.Changes) != 1 || r.Changes[0].Path != "password" || !r.Changes[0].Redacted {
+		t.Fatalf("password change not journaled as redacted: %+v", r.Changes)
+	}
+	for _, target := range []string{"/scim/v2/Users/" + uid, "/scim/v2/Users?filter=userName+eq+%22pw@contoso.example%22"} {
+		if w := serve(t, g, "GET", target, nil); strings.Contains(w.Body.String(), secret) || strings.Contains(w.Body.String(), `"password"`) {
+			t.Fatalf("GET %s returns the password: %s", target, w.Body)
+		}
+	}
+	var backup bytes.Buffer
+	if _, err := g.store.journal.Backup(&backup); err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(backup.Bytes(), []byte(secret)) {
+		t.Fatal("the password is in the store file")
+	}
+}

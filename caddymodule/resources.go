@@ -298,7 +298,9 @@ func (g *Gateway) readResource(req *request, typ string) (*scim.Prepared, []byte
 	if err != nil {
 		return nil, nil, err
 	}
-	docBytes, err := json.Marshal(p.Doc)
+	// p.Doc keeps a password for the journal's (redacted) change list; the store never
+	// holds it.
+	docBytes, err := json.Marshal(scim.WithoutWriteOnly(typ, p.Doc))
 	return p, docBytes, err
 }
 
@@ -554,6 +556,7 @@ func (g *Gateway) patch(req *request, typ, id string) {
 		a.changes = append(diffChanges(before, after), memberChanges(added, removed)...)
 		a.events = semanticEvents(typ, before, after, a.changes, len(added), len(removed))
 		rec := cur
+		after = scim.WithoutWriteOnly(typ, after)
 		if len(a.changes) > 0 {
 			docBytes, err := json.Marshal(after)
 			if err != nil {

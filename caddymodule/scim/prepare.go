@@ -274,3 +274,26 @@ func checkAttrType(a *Attribute, name string, v any) error {
 	}
 	return nil
 }
+
+// WithoutWriteOnly returns r without its write-only attributes (a user's password): the
+// gateway accepts them, never stores them and never returns them (RFC 7643 returned
+// "never"). r itself is not changed.
+func WithoutWriteOnly(resourceType string, r Resource) Resource {
+	var drop []string
+	for k := range r {
+		if a, _ := FindAttr(resourceType, AttrPath{Name: k}); a != nil && a.Mutability == WriteOnly {
+			drop = append(drop, k)
+		}
+	}
+	if len(drop) == 0 {
+		return r
+	}
+	out := make(Resource, len(r))
+	for k, v := range r {
+		out[k] = v
+	}
+	for _, k := range drop {
+		delete(out, k)
+	}
+	return out
+}
