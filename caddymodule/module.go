@@ -164,9 +164,9 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 		return err
 	}
 	g.storeKey, g.store = path, h
-	if h.journal.Name() != jopts.Name {
-		g.logger.Warn("the store's journal is already open under another name; the new name applies after a restart",
-			zap.String("journal", h.journal.Name()), zap.String("configured", jopts.Name))
+	if h.journalFP != journalFingerprint(jopts) {
+		g.logger.Warn("the journal settings changed while its store stayed open; they apply after a restart",
+			zap.String("journal", h.journal.Name()), zap.String("configured_name", jopts.Name))
 	}
 	g.logger.Info("scim gateway provisioned",
 		zap.String("base_path", g.BasePath),

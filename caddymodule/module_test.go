@@ -187,3 +187,41 @@ func TestProvisionDefaultsAndValidation(t *testing.T) {
 		t.Fatalf("error = %v", err)
 	}
 }
+
+// TestReloadWithChangedJournalSettings: the store (and its journal) stay open across a
+// reload; changed journal settings are detected (Provision warns that they apply after a
+// restart) and unchanged ones are not, and the journal keeps working.
+func TestReloadWithChangedJournalSettings(t *testing.T) {
+	dir := t.TempDir()
+	mk := func(every int64) *Gateway {
+		return &Gateway{Tokens: []Token{{Name: "entra", Value: testToken}}, DataDir: dir, Journal: &JournalConfig{CheckpointEvery: every}}
+	}
+	changedSettings := func(g *Gateway) bool {
+		opts, _, err := g.Journal.journalOptions(caddy.NewReplacer())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g.store.journalFP != journalFingerprint(opts)
+	}
+	first := mk(1000)
+	if err := provision(t, first); err != nil {
+		t.Fatal(err)
+	}
+	same, changed := mk(1000), mk(10)
+	for _, g := range []*Gateway{same, changed} {
+		if err := provision(t, g); err != nil {
+			t.Fatal(err)
+		}
+		defer g.Cleanup()
+	}
+	if changedSettings(first) || changedSettings(same) {
+		t.Fatal("unchanged settings reported as changed")
+	}
+	if !changedSettings(changed) {
+		t.Fatal("changed settings not detected")
+	}
+	_ = first.Cleanup()
+	if w := serve(t, changed, "POST", "/scim/v2/Users", map[string]any{"userName": "x"}); w.Code != 201 {
+		t.Fatalf("after the reload: %d", w.Code)
+	}
+}

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
 
@@ -22,6 +23,18 @@ type storeHandle struct {
 	*store.Store
 	journal    *journal.Journal
 	journalPub ed25519.PublicKey // verifies checkpoints; nil when they are unsigned
+	journalFP  [32]byte          // fingerprint of the journal settings it was opened with
+}
+
+// journalFingerprint identifies journal settings, so that a reload that changes them for a
+// store that stays open can say that they apply only after a restart.
+func journalFingerprint(o journal.Options) [32]byte {
+	h := sha256.New()
+	fmt.Fprintf(h, "%q|%q|%d|%d|%q|%d|%d|%d|", o.Name, o.Redact, o.CheckpointEvery, o.CheckpointInterval, o.KeyID, o.MaxAge, o.MaxRecords, o.MaxBytes)
+	h.Write(o.SigningKey)
+	var fp [32]byte
+	copy(fp[:], h.Sum(nil))
+	return fp
 }
 
 // Destruct closes the journal and the store when their last user is gone.
@@ -56,7 +69,7 @@ func acquireStore(path string, jopts journal.Options, jpub ed25519.PublicKey) (*
 				zap.String("key_id", jopts.KeyID),
 				zap.String("public_key", base64.StdEncoding.EncodeToString(jpub)))
 		}
-		return &storeHandle{Store: s, journal: j, journalPub: jpub}, nil
+		return &storeHandle{Store: s, journal: j, journalPub: jpub, journalFP: journalFingerprint(jopts)}, nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("opening store: %w", err)
