@@ -35,7 +35,8 @@ func TestPruneBySize(t *testing.T) {
 		t.Fatalf("size accounting %d, stored %d", total, actual)
 	}
 	perRecord := total / 40
-	j.opts.MaxBytes = perRecord * 10 // about ten records
+	_ = j.Close()
+	j = openJournal(t, db, Options{SigningKey: priv, MaxBytes: perRecord * 10}) // about ten records
 	removed, err := j.Prune(context.Background(), time.Now())
 	if err != nil || removed < 25 || removed > 35 {
 		t.Fatalf("removed %d, %v", removed, err)
