@@ -199,6 +199,19 @@ func (c *cliEnv) source() string { return c.flags.String("file") }
 // admin returns a client of the admin endpoint.
 func (c *cliEnv) admin() (*cliAdmin, error) { return cliNewAdmin(c.flags.String("admin")) }
 
+// adminJournal connects to the admin endpoint and resolves the journal to work on.
+func (c *cliEnv) adminJournal(ctx context.Context) (*cliAdmin, string, error) {
+	a, err := c.admin()
+	if err != nil {
+		return nil, "", err
+	}
+	name, err := a.journalName(ctx, c.flags.String("journal"))
+	if err != nil {
+		return nil, "", err
+	}
+	return a, name, nil
+}
+
 // --- verify ---
 
 func cliVerify(ctx context.Context, c *cliEnv) (int, error) {
@@ -403,11 +416,7 @@ func cliBackup(ctx context.Context, c *cliEnv) (int, error) {
 	if dest == "" {
 		return cliFail("--output is required (a file, or - for stdout)")
 	}
-	a, err := c.admin()
-	if err != nil {
-		return cliFail("%v", err)
-	}
-	name, err := a.journalName(ctx, c.flags.String("journal"))
+	a, name, err := c.adminJournal(ctx)
 	if err != nil {
 		return cliFail("%v", err)
 	}
@@ -450,11 +459,7 @@ func cliTail(ctx context.Context, c *cliEnv) (int, error) {
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	a, err := c.admin()
-	if err != nil {
-		return cliFail("%v", err)
-	}
-	name, err := a.journalName(ctx, c.flags.String("journal"))
+	a, name, err := c.adminJournal(ctx)
 	if err != nil {
 		return cliFail("%v", err)
 	}
@@ -899,11 +904,7 @@ func cliWatch(ctx context.Context, c *cliEnv) (int, error) {
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	a, err := c.admin()
-	if err != nil {
-		return cliFail("%v", err)
-	}
-	name, err := a.journalName(ctx, c.flags.String("journal"))
+	a, name, err := c.adminJournal(ctx)
 	if err != nil {
 		return cliFail("%v", err)
 	}
