@@ -48,12 +48,14 @@ var (
 	bucketMembers  = []byte("members")
 	bucketMemberOf = []byte("memberOf")
 	bucketMeta     = []byte("meta")
+	bucketIDMap    = []byte("idmap")    // target \x00 SCIM id -> native id
+	bucketIDMapRev = []byte("idmapRev") // target \x00 native id -> SCIM id
 
 	keyFormat = []byte("format")
 )
 
 // topBuckets are created by Open, so read transactions can rely on them existing.
-var topBuckets = [][]byte{bucketRecords, bucketIDs, bucketIndex, bucketMembers, bucketMemberOf, bucketMeta}
+var topBuckets = [][]byte{bucketRecords, bucketIDs, bucketIndex, bucketMembers, bucketMemberOf, bucketMeta, bucketIDMap, bucketIDMapRev}
 
 // ErrNotFound is returned when a record (or the type holding an id) does not exist.
 var ErrNotFound = errors.New("store: not found")

@@ -1,0 +1,63 @@
+package store
+
+import (
+	"errors"
+	"path/filepath"
+	"testing"
+)
+
+func TestIDMap(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "s.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(s.Update(func(tx *Tx) error {
+		must(tx.SetNativeID("demo", "u1", "17"))
+		must(tx.SetNativeID("other", "u1", "abc")) // targets are separate
+		must(tx.SetNativeID("demo", "u1", "17"))   // idempotent (db.Batch reruns)
+		if err := tx.SetNativeID("demo", "u2", "17"); !errors.Is(err, ErrIDInUse) {
+			t.Fatalf("native id mapped twice: %v", err)
+		}
+		return nil
+	}))
+	must(s.View(func(tx *Tx) error {
+		if n, err := tx.NativeID("demo", "u1"); err != nil || n != "17" {
+			t.Fatalf("NativeID = %q, %v", n, err)
+		}
+		if id, err := tx.SCIMIDOf("demo", "17"); err != nil || id != "u1" {
+			t.Fatalf("SCIMIDOf = %q, %v", id, err)
+		}
+		if _, err := tx.NativeID("demo", "u2"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("unmapped id: %v", err)
+		}
+		if err := tx.SetNativeID("demo", "u3", "1"); !errors.Is(err, ErrReadOnly) {
+			t.Fatalf("write in View: %v", err)
+		}
+		return nil
+	}))
+	must(s.Update(func(tx *Tx) error {
+		must(tx.SetNativeID("demo", "u1", "18")) // remap drops the old reverse entry
+		if _, err := tx.SCIMIDOf("demo", "17"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("old native id still mapped: %v", err)
+		}
+		must(tx.DeleteNativeID("demo", "u1"))
+		must(tx.DeleteNativeID("demo", "u1"))
+		if _, err := tx.SCIMIDOf("demo", "18"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("reverse entry left after delete: %v", err)
+		}
+		if n, err := tx.NativeID("other", "u1"); err != nil || n != "abc" {
+			t.Fatalf("other target touched: %q %v", n, err)
+		}
+		if err := tx.SetNativeID("demo", "", "1"); !errors.Is(err, ErrInvalidKey) {
+			t.Fatalf("empty SCIM id: %v", err)
+		}
+		return nil
+	}))
+}
