@@ -77,6 +77,7 @@ type Gateway struct {
 	store     *storeHandle
 	tokens    *tokenSet
 	patchOpts scim.PatchOptions
+	metrics   *gatewayMetrics
 	logger    *zap.Logger
 	now       func() time.Time
 }
@@ -133,6 +134,12 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 	default:
 		return fmt.Errorf("user_patch_response must be resource or no_content, not %q", g.UserPatchResponse)
 	}
+
+	metrics, err := newGatewayMetrics(ctx.GetMetricsRegistry())
+	if err != nil {
+		return fmt.Errorf("registering metrics: %w", err)
+	}
+	g.metrics = metrics
 
 	tokens, err := newTokenSet(g.Tokens, repl)
 	if err != nil {
@@ -210,7 +217,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if !ok {
 		return next.ServeHTTP(w, r)
 	}
-	g.serveSCIM(w, r, rel)
+	start := time.Now()
+	sw := &statusWriter{ResponseWriter: w}
+	g.serveSCIM(sw, r, rel)
+	g.metrics.observe(metricsEndpoint(rel), r.Method, sw.status, start)
 	return nil
 }
 

@@ -1,0 +1,103 @@
+package caddymodule
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// gatewayMetrics are the gateway's Prometheus metrics, in Caddy's registry (served by
+// Caddy's metrics handler and admin endpoint). Labels never carry ids or user names.
+type gatewayMetrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+func newGatewayMetrics(reg *prometheus.Registry) (*gatewayMetrics, error) {
+	labels := []string{"endpoint", "method", "code"}
+	requests, err := registerOrReuse(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "scimgate",
+		Name:      "requests_total",
+		Help:      "SCIM requests answered, by endpoint (Users, Groups, discovery, other), method and status code.",
+	}, labels))
+	if err != nil {
+		return nil, err
+	}
+	duration, err := registerOrReuse(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "scimgate",
+		Name:      "request_duration_seconds",
+		Help:      "Time to answer SCIM requests, by endpoint and method.",
+		Buckets:   []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+	}, labels[:2]))
+	if err != nil {
+		return nil, err
+	}
+	return &gatewayMetrics{requests: requests, duration: duration}, nil
+}
+
+// registerOrReuse registers c, or returns the collector an earlier handler of the same
+// config registered under the same name (several scim_gateway handlers share them).
+func registerOrReuse[C prometheus.Collector](reg *prometheus.Registry, c C) (C, error) {
+	if reg == nil {
+		return c, nil
+	}
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing, nil
+			}
+		}
+		return c, err
+	}
+	return c, nil
+}
+
+// metricsEndpoint is the low-cardinality endpoint label of a relative SCIM path.
+func metricsEndpoint(rel string) string {
+	seg := strings.ToLower(strings.SplitN(strings.TrimPrefix(rel, "/"), "/", 2)[0])
+	switch seg {
+	case "users":
+		return "Users"
+	case "groups":
+		return "Groups"
+	case "serviceproviderconfig", "serviceconfiguration", "resourcetypes", "schemas":
+		return "discovery"
+	}
+	return "other"
+}
+
+// statusWriter remembers the status code written through it.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// observe records one answered request.
+func (m *gatewayMetrics) observe(endpoint, method string, status int, start time.Time) {
+	if m == nil {
+		return
+	}
+	m.requests.WithLabelValues(endpoint, method, strconv.Itoa(status)).Inc()
+	m.duration.WithLabelValues(endpoint, method).Observe(time.Since(start).Seconds())
+}
