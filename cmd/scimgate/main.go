@@ -12,6 +12,7 @@ import (
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
 	_ "github.com/scimgate/scimgate/caddymodule"
+	_ "github.com/scimgate/scimgate/demoapp"
 )
 
 func main() {

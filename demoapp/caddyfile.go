@@ -1,0 +1,99 @@
+package demoapp
+
+import (
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("scimgate_demo_app", parseCaddyfile)
+	// Before respond, so that no `order` line is needed and a trailing respond can answer
+	// the paths outside /api/v1.
+	httpcaddyfile.RegisterDirectiveOrder("scimgate_demo_app", httpcaddyfile.Before, "respond")
+}
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	a := new(App)
+	err := a.UnmarshalCaddyfile(h.Dispenser)
+	return a, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	scimgate_demo_app [<matcher>] {
+//	    api_key <key>            # required; usually {env.SCIMGATE_DEMO_KEY}
+//	    name <name>              # state shared by handlers of this name; default "default"
+//	    max_accounts <n>         # default 100000
+//	    max_teams <n>            # default 100000
+//	    max_memberships <n>      # default 1000000
+//	}
+func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for d.NextBlock(0) {
+		opt := d.Val()
+		if seen[opt] {
+			return d.Errf("%s is set twice", opt)
+		}
+		seen[opt] = true
+		switch opt {
+		case "api_key":
+			v, err := oneArg(d)
+			if err != nil {
+				return err
+			}
+			a.APIKey = v
+		case "name":
+			v, err := oneArg(d)
+			if err != nil {
+				return err
+			}
+			a.Name = v
+		case "max_accounts":
+			if err := positiveArg(d, "max_accounts", &a.MaxAccounts); err != nil {
+				return err
+			}
+		case "max_teams":
+			if err := positiveArg(d, "max_teams", &a.MaxTeams); err != nil {
+				return err
+			}
+		case "max_memberships":
+			if err := positiveArg(d, "max_memberships", &a.MaxMemberships); err != nil {
+				return err
+			}
+		default:
+			return d.Errf("unknown option %q (want api_key, name, max_accounts, max_teams or max_memberships)", opt)
+		}
+	}
+	return nil
+}
+
+func oneArg(d *caddyfile.Dispenser) (string, error) {
+	args := d.RemainingArgs()
+	if len(args) != 1 {
+		return "", d.ArgErr()
+	}
+	return args[0], nil
+}
+
+func positiveArg(d *caddyfile.Dispenser, opt string, dst *int) error {
+	v, err := oneArg(d)
+	if err != nil {
+		return err
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return d.Errf("%s must be a positive integer, not %q", opt, v)
+	}
+	*dst = n
+	return nil
+}
+
+// Interface guard.
+var _ caddyfile.Unmarshaler = (*App)(nil)
