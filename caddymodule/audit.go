@@ -154,13 +154,17 @@ func parseSigningKey(s string) (ed25519.PrivateKey, error) {
 
 // audit carries what one request contributes to its journal record.
 type audit struct {
-	action  string
-	typ     string
-	id      string
-	subject string
-	events  []string
-	changes []journal.Change
-	filter  string
+	action   string
+	typ      string
+	id       string
+	subject  string
+	events   []string
+	changes  []journal.Change
+	filter   string
+	target   string
+	nativeID string
+	backend  *journal.BackendCall
+	decision *journal.Decision
 }
 
 // newRecord builds the record of a request with the given outcome and status.
@@ -177,6 +181,10 @@ func (g *Gateway) newRecord(req *request, a *audit, outcome string, status int, 
 		Status:       status,
 		Changes:      a.changes,
 		Error:        detail,
+		Target:       a.target,
+		NativeID:     a.nativeID,
+		Backend:      a.backend,
+		Decision:     a.decision,
 	}
 	if a.filter != "" {
 		rec.FilterHash = g.store.journal.HashFilter(a.filter)
@@ -278,7 +286,7 @@ func diffInto(out *[]journal.Change, prefix string, before, after map[string]any
 		return prefix + "." + k
 	}
 	for k, av := range after {
-		if strings.EqualFold(k, "schemas") && prefix == "" {
+		if prefix == "" && (strings.EqualFold(k, "schemas") || k == "id") {
 			continue
 		}
 		bk, had := scim.Key(before, k)
@@ -298,7 +306,7 @@ func diffInto(out *[]journal.Change, prefix string, before, after map[string]any
 		}
 	}
 	for k, bv := range before {
-		if strings.EqualFold(k, "schemas") && prefix == "" {
+		if prefix == "" && (strings.EqualFold(k, "schemas") || k == "id") {
 			continue
 		}
 		if _, has := scim.Key(after, k); has {

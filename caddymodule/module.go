@@ -73,11 +73,16 @@ type Gateway struct {
 	// write request is journaled (in the transaction of its change); reads optionally.
 	Journal *JournalConfig `json:"journal,omitempty"`
 
+	// Target is the legacy application every change is rewritten for (see TargetConfig).
+	// Without one the gateway is a SCIM server on its own directory.
+	Target *TargetConfig `json:"target,omitempty"`
+
 	storeKey  string
 	store     *storeHandle
 	tokens    *tokenSet
 	patchOpts scim.PatchOptions
 	metrics   *gatewayMetrics
+	target    *target
 	logger    *zap.Logger
 	now       func() time.Time
 }
@@ -158,6 +163,13 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 	path, err := filepath.Abs(filepath.Join(dataDir, storeFileName))
 	if err != nil {
 		return fmt.Errorf("resolving store path in %s: %w", dataDir, err)
+	}
+	if g.Target != nil {
+		t, err := g.Target.provision(ctx, repl)
+		if err != nil {
+			return err
+		}
+		g.target = t
 	}
 	if g.Journal == nil {
 		g.Journal = &JournalConfig{}

@@ -314,36 +314,45 @@ func (g *Gateway) create(req *request, typ string) {
 	// The id and timestamps are fixed before the transaction: db.Batch may run it twice.
 	id := uuid.NewString()
 	now := g.now().UTC()
-	a := req.audit
-	a.id, a.subject = id, subjectOf(typ, p.Doc)
+	req.audit.id, req.audit.subject = id, subjectOf(typ, p.Doc)
 	var out scim.Resource
 	var version uint64
-	err = g.store.Update(func(tx *store.Tx) error {
-		rec := &store.Record{Type: typ, ID: id, Created: now, LastModified: now, Doc: docBytes, Index: indexEntries(typ, p.Doc)}
-		if err := tx.Put(rec); err != nil {
-			return err
-		}
-		var added []string
-		if typ == scim.GroupType {
-			var err error
-			if added, err = addMembers(tx, id, p.Members); err != nil {
+	op := &writeOp{
+		typ:     typ,
+		lockKey: "create:" + typ + ":" + strings.ToLower(subjectOf(typ, p.Doc)),
+		status:  http.StatusCreated,
+		decide: func(tx *store.Tx) (*plan, error) {
+			if err := checkUnique(tx, typ, p.Doc); err != nil {
+				return nil, err
+			}
+			added, _, err := planMembers(tx, id, false, nil, p.Members)
+			if err != nil {
+				return nil, err
+			}
+			events := []string{"create"}
+			if len(added) > 0 {
+				events = append(events, "add_members")
+			}
+			after := withID(p.Doc, id)
+			return &plan{typ: typ, id: id, after: after, events: events, changed: changedPaths(nil, p.Doc), added: added}, nil
+		},
+		apply: func(tx *store.Tx, _ *plan) error {
+			rec := &store.Record{Type: typ, ID: id, Created: now, LastModified: now, Doc: docBytes, Index: indexEntries(typ, p.Doc)}
+			if err := tx.Put(rec); err != nil {
 				return err
 			}
-		}
-		a.changes = append(diffChanges(nil, p.Doc), memberChanges(added, nil)...)
-		a.events = semanticEvents(typ, nil, p.Doc, a.changes, len(added), 0)
-		if len(added) > 0 {
-			a.events = append(a.events, "add_members")
-		}
-		if err := g.appendRecord(tx, g.newRecord(req, a, "applied", http.StatusCreated, "")); err != nil {
+			if typ == scim.GroupType {
+				if _, err := addMembers(tx, id, p.Members); err != nil {
+					return err
+				}
+			}
+			version = rec.Version
+			var err error
+			out, err = g.render(tx, req, rec, renderOpts{members: true, groups: true})
 			return err
-		}
-		version = rec.Version
-		var err error
-		out, err = g.render(tx, req, rec, renderOpts{members: true, groups: true})
-		return err
-	})
-	if err != nil {
+		},
+	}
+	if err := g.runWrite(req, op); err != nil {
 		g.writeError(req, err)
 		return
 	}
@@ -351,6 +360,21 @@ func (g *Gateway) create(req *request, typ string) {
 	req.w.Header().Set("Location", loc)
 	req.w.Header().Set("ETag", etag(version))
 	g.writeJSON(req, http.StatusCreated, out)
+}
+
+// checkUnique refuses a create whose userName (or group displayName) is taken, before any
+// native call is made. The store enforces it again when the record is written.
+func checkUnique(tx *store.Tx, typ string, doc scim.Resource) error {
+	attr := "userName"
+	if typ == scim.GroupType {
+		attr = "displayName"
+	}
+	value := subjectOf(typ, doc)
+	ids, err := tx.Lookup(typ, attr, value)
+	if err != nil || len(ids) == 0 {
+		return err
+	}
+	return &store.UniqueError{Type: typ, Attr: attr, Value: value, OwnerID: ids[0]}
 }
 
 // addMembers adds member edges and returns the ids that were not members before.
@@ -421,44 +445,71 @@ func (g *Gateway) replace(req *request, typ, id string) {
 		return
 	}
 	now := g.now().UTC()
-	a := req.audit
-	a.subject = subjectOf(typ, p.Doc)
 	var out scim.Resource
 	var version uint64
-	err = g.store.Update(func(tx *store.Tx) error {
-		cur, err := tx.Get(typ, id)
-		if err != nil {
-			return notFound(err, typ, id)
-		}
-		if err := checkIfMatch(req.r, cur.Version); err != nil {
-			return err
-		}
-		before, err := decodeDoc(cur)
-		if err != nil {
-			return err
-		}
-		rec := &store.Record{Type: typ, ID: id, Created: cur.Created, LastModified: now, Doc: docBytes, Index: indexEntries(typ, p.Doc)}
-		if err := tx.Put(rec); err != nil {
-			return err
-		}
-		// PUT replaces the member set when the body has one; without a members attribute the
-		// members are left as they are (no implicit wipe).
-		var added, removed []string
-		if typ == scim.GroupType && p.HasMembers {
-			if added, removed, err = replaceMembers(tx, id, p.Members); err != nil {
+	op := &writeOp{
+		typ:     typ,
+		lockKey: typ + ":" + id,
+		status:  http.StatusOK,
+		decide: func(tx *store.Tx) (*plan, error) {
+			cur, err := tx.Get(typ, id)
+			if err != nil {
+				return nil, notFound(err, typ, id)
+			}
+			if err := checkIfMatch(req.r, cur.Version); err != nil {
+				return nil, err
+			}
+			before, err := decodeDoc(cur)
+			if err != nil {
+				return nil, err
+			}
+			var added, removed []string
+			if typ == scim.GroupType && p.HasMembers {
+				keep := map[string]bool{}
+				for _, m := range p.Members {
+					keep[m.Value] = true
+				}
+				var drop []string
+				err := tx.Members(id, func(m store.Member) error {
+					if !keep[m.ID] {
+						drop = append(drop, m.ID)
+					}
+					return nil
+				})
+				if err != nil {
+					return nil, err
+				}
+				if added, removed, err = planMembers(tx, id, false, drop, p.Members); err != nil {
+					return nil, err
+				}
+			}
+			pl := &plan{typ: typ, id: id, before: withID(before, id), after: withID(p.Doc, id), added: added, removed: removed}
+			pl.changed = changedPaths(before, p.Doc)
+			pl.events = semanticEvents(typ, before, p.Doc, diffChanges(before, p.Doc), len(added), len(removed))
+			return pl, nil
+		},
+		apply: func(tx *store.Tx, pl *plan) error {
+			cur, err := tx.Get(typ, id)
+			if err != nil {
+				return notFound(err, typ, id)
+			}
+			rec := &store.Record{Type: typ, ID: id, Created: cur.Created, LastModified: now, Doc: docBytes, Index: indexEntries(typ, p.Doc)}
+			if err := tx.Put(rec); err != nil {
 				return err
 			}
-		}
-		a.changes = append(diffChanges(before, p.Doc), memberChanges(added, removed)...)
-		a.events = semanticEvents(typ, before, p.Doc, a.changes, len(added), len(removed))
-		if err := g.appendRecord(tx, g.newRecord(req, a, "applied", http.StatusOK, "")); err != nil {
+			// PUT replaces the member set when the body has one; without a members
+			// attribute the members are left as they are (no implicit wipe).
+			if typ == scim.GroupType && p.HasMembers {
+				if _, _, err := replaceMembers(tx, id, p.Members); err != nil {
+					return err
+				}
+			}
+			version = rec.Version
+			out, err = g.render(tx, req, rec, renderOpts{members: true, groups: true})
 			return err
-		}
-		version = rec.Version
-		out, err = g.render(tx, req, rec, renderOpts{members: true, groups: true})
-		return err
-	})
-	if err != nil {
+		},
+	}
+	if err := g.runWrite(req, op); err != nil {
 		g.writeError(req, err)
 		return
 	}
@@ -522,65 +573,75 @@ func (g *Gateway) patch(req *request, typ, id string) {
 	}
 	wantBody := g.patchWantsBody(req.r, typ)
 	now := g.now().UTC()
-	a := req.audit
 	var out scim.Resource
 	var version uint64
-	err = g.store.Update(func(tx *store.Tx) error {
-		cur, err := tx.Get(typ, id)
-		if err != nil {
-			return notFound(err, typ, id)
-		}
-		if err := checkIfMatch(req.r, cur.Version); err != nil {
-			return err
-		}
-		before, err := decodeDoc(cur)
-		if err != nil {
-			return err
-		}
-		a.subject = subjectOf(typ, before)
-		after, delta, err := scim.ApplyPatch(typ, before, ops, g.patchOpts)
-		if err != nil {
-			return err
-		}
-		if err := scim.CheckTypes(typ, after); err != nil {
-			return err
-		}
-		if err := scim.CheckRequired(typ, after); err != nil {
-			return err
-		}
-		added, removed, err := applyDelta(tx, id, delta)
-		if err != nil {
-			return err
-		}
-		a.subject = subjectOf(typ, after)
-		a.changes = append(diffChanges(before, after), memberChanges(added, removed)...)
-		a.events = semanticEvents(typ, before, after, a.changes, len(added), len(removed))
-		rec := cur
-		after = scim.WithoutWriteOnly(typ, after)
-		if len(a.changes) > 0 {
-			docBytes, err := json.Marshal(after)
+	var delta *scim.MemberDelta
+	op := &writeOp{
+		typ:     typ,
+		lockKey: typ + ":" + id,
+		status:  answerStatus(wantBody),
+		decide: func(tx *store.Tx) (*plan, error) {
+			cur, err := tx.Get(typ, id)
 			if err != nil {
+				return nil, notFound(err, typ, id)
+			}
+			if err := checkIfMatch(req.r, cur.Version); err != nil {
+				return nil, err
+			}
+			before, err := decodeDoc(cur)
+			if err != nil {
+				return nil, err
+			}
+			after, d, err := scim.ApplyPatch(typ, before, ops, g.patchOpts)
+			if err != nil {
+				return nil, err
+			}
+			if err := scim.CheckTypes(typ, after); err != nil {
+				return nil, err
+			}
+			if err := scim.CheckRequired(typ, after); err != nil {
+				return nil, err
+			}
+			delta = d
+			var added, removed []string
+			if d != nil {
+				if added, removed, err = planMembers(tx, id, d.RemoveAll, d.Remove, d.Add); err != nil {
+					return nil, err
+				}
+			}
+			pl := &plan{typ: typ, id: id, before: withID(before, id), after: withID(after, id), added: added, removed: removed}
+			pl.changed = changedPaths(before, after)
+			pl.events = semanticEvents(typ, before, after, diffChanges(before, after), len(added), len(removed))
+			return pl, nil
+		},
+		apply: func(tx *store.Tx, pl *plan) error {
+			cur, err := tx.Get(typ, id)
+			if err != nil {
+				return notFound(err, typ, id)
+			}
+			if _, _, err := applyDelta(tx, id, delta); err != nil {
 				return err
 			}
-			rec = &store.Record{Type: typ, ID: id, Created: cur.Created, LastModified: now, Doc: docBytes, Index: indexEntries(typ, after)}
-			if err := tx.Put(rec); err != nil {
-				return err
+			rec := cur
+			after := scim.WithoutWriteOnly(typ, withoutID(pl.after))
+			if len(pl.changed) > 0 || len(pl.added)+len(pl.removed) > 0 {
+				docBytes, err := json.Marshal(after)
+				if err != nil {
+					return err
+				}
+				rec = &store.Record{Type: typ, ID: id, Created: cur.Created, LastModified: now, Doc: docBytes, Index: indexEntries(typ, after)}
+				if err := tx.Put(rec); err != nil {
+					return err
+				}
 			}
-		}
-		status := http.StatusNoContent
-		if wantBody {
-			status = http.StatusOK
-		}
-		if err := g.appendRecord(tx, g.newRecord(req, a, "applied", status, "")); err != nil {
+			version = rec.Version
+			if wantBody {
+				out, err = g.render(tx, req, rec, optsFor(proj))
+			}
 			return err
-		}
-		version = rec.Version
-		if wantBody {
-			out, err = g.render(tx, req, rec, optsFor(proj))
-		}
-		return err
-	})
-	if err != nil {
+		},
+	}
+	if err := g.runWrite(req, op); err != nil {
 		g.writeError(req, err)
 		return
 	}
@@ -590,6 +651,17 @@ func (g *Gateway) patch(req *request, typ, id string) {
 		return
 	}
 	g.writeJSON(req, http.StatusOK, proj.Apply(typ, out))
+}
+
+// withoutID drops the id that withID added.
+func withoutID(doc scim.Resource) scim.Resource {
+	out := make(scim.Resource, len(doc))
+	for k, v := range doc {
+		if k != "id" {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // patchWantsBody decides between 200 with the resource and 204: users get the resource
@@ -643,28 +715,27 @@ func applyDelta(tx *store.Tx, groupID string, d *scim.MemberDelta) (added, remov
 
 func (g *Gateway) remove(req *request, typ, id string) {
 	req.audit = &audit{action: "delete", typ: typ, id: id}
-	a := req.audit
-	err := g.store.Update(func(tx *store.Tx) error {
-		cur, err := tx.Get(typ, id)
-		if err != nil {
-			return notFound(err, typ, id)
-		}
-		if err := checkIfMatch(req.r, cur.Version); err != nil {
-			return err
-		}
-		before, err := decodeDoc(cur)
-		if err != nil {
-			return err
-		}
-		a.subject = subjectOf(typ, before)
-		a.events = []string{"delete"}
-		a.changes = nil
-		if err := tx.Delete(typ, id); err != nil {
-			return err
-		}
-		return g.appendRecord(tx, g.newRecord(req, a, "applied", http.StatusNoContent, ""))
-	})
-	if err != nil {
+	op := &writeOp{
+		typ:     typ,
+		lockKey: typ + ":" + id,
+		status:  http.StatusNoContent,
+		decide: func(tx *store.Tx) (*plan, error) {
+			cur, err := tx.Get(typ, id)
+			if err != nil {
+				return nil, notFound(err, typ, id)
+			}
+			if err := checkIfMatch(req.r, cur.Version); err != nil {
+				return nil, err
+			}
+			before, err := decodeDoc(cur)
+			if err != nil {
+				return nil, err
+			}
+			return &plan{typ: typ, id: id, before: withID(before, id), events: []string{"delete"}}, nil
+		},
+		apply: func(tx *store.Tx, _ *plan) error { return tx.Delete(typ, id) },
+	}
+	if err := g.runWrite(req, op); err != nil {
 		g.writeError(req, err)
 		return
 	}

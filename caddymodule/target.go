@@ -1,0 +1,339 @@
+package caddymodule
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+
+	"github.com/scimgate/scimgate/caddymodule/journal"
+	"github.com/scimgate/scimgate/caddymodule/legacy"
+	"github.com/scimgate/scimgate/caddymodule/mapping"
+	"github.com/scimgate/scimgate/caddymodule/scim"
+	"github.com/scimgate/scimgate/caddymodule/store"
+)
+
+// TargetConfig is the legacy application the gateway provisions: every change Entra makes
+// is rewritten, through the mapping file, into the app's own REST calls.
+type TargetConfig struct {
+	// Name identifies the target in the id map, the journal and policies. Default: the
+	// mapping file's base name without extension.
+	Name string `json:"name,omitempty"`
+
+	// URL is the app's base URL; mapping paths are relative to it. Placeholders resolved.
+	URL string `json:"url"`
+
+	// Mapping is the path of the mapping file (see caddymodule/mapping/doc.go).
+	Mapping string `json:"mapping"`
+
+	// DryRun decides, maps and journals every change (outcome dry_run) but sends nothing.
+	DryRun bool `json:"dry_run,omitempty"`
+
+	// Timeout is the time one native call may take, per attempt. Default 10s.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+
+	// MaxConcurrent bounds the calls in flight to the app. Default 16.
+	MaxConcurrent int `json:"max_concurrent,omitempty"`
+
+	// RateLimit bounds the calls per second to the app (0: no limit); RateBurst is the
+	// burst allowed above it.
+	RateLimit float64 `json:"rate_limit,omitempty"`
+	RateBurst int     `json:"rate_burst,omitempty"`
+
+	// MaxRetries is how often a call that is safe to repeat is retried. Default 2.
+	MaxRetries int `json:"max_retries,omitempty"`
+
+	// MaxRetryAfter caps how long the gateway waits on the app's 429/503 Retry-After
+	// before answering Entra 503 itself. Default 5s.
+	MaxRetryAfter caddy.Duration `json:"max_retry_after,omitempty"`
+
+	// MaxResponseBytes bounds the app's responses. Default 4 MiB.
+	MaxResponseBytes int64 `json:"max_response_bytes,omitempty"`
+
+	// Transport holds Caddy's HTTP transport options for the app (timeouts, TLS,
+	// keep-alive), as in reverse_proxy's `transport http` block.
+	Transport *reverseproxy.HTTPTransport `json:"transport,omitempty"`
+}
+
+// target is a provisioned TargetConfig.
+type target struct {
+	name    string
+	dryRun  bool
+	mapping *mapping.Mapping
+	client  *legacy.Client
+	locks   *keyedMutex
+}
+
+var validTargetName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+func (c *TargetConfig) provision(ctx caddy.Context, repl *caddy.Replacer) (*target, error) {
+	if c.Mapping == "" {
+		return nil, fmt.Errorf("target: mapping is required (the path of the mapping file)")
+	}
+	mapPath := repl.ReplaceAll(c.Mapping, "")
+	name := c.Name
+	if name == "" {
+		name = strings.TrimSuffix(filepath.Base(mapPath), filepath.Ext(mapPath))
+	}
+	if !validTargetName.MatchString(name) {
+		return nil, fmt.Errorf("target: name %q must be 1-64 letters, digits, '.', '_' or '-'", name)
+	}
+	base := repl.ReplaceAll(c.URL, "")
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("target %s: url %q must be an absolute http or https URL", name, c.URL)
+	}
+	resolve := func(s string) (string, error) {
+		out, err := repl.ReplaceOrErr(s, true, true)
+		if err != nil {
+			return "", err
+		}
+		return out, nil
+	}
+	m, err := mapping.Load(mapPath, resolve)
+	if err != nil {
+		return nil, fmt.Errorf("target %s: %w", name, err)
+	}
+	var rt http.RoundTripper
+	if c.Transport != nil {
+		if err := c.Transport.Provision(ctx); err != nil {
+			return nil, fmt.Errorf("target %s: transport: %w", name, err)
+		}
+		rt = c.Transport
+	}
+	client, err := legacy.New(legacy.Options{
+		BaseURL:          base,
+		Transport:        rt,
+		Timeout:          time.Duration(c.Timeout),
+		MaxConcurrent:    c.MaxConcurrent,
+		RateLimit:        c.RateLimit,
+		RateBurst:        c.RateBurst,
+		MaxRetries:       c.MaxRetries,
+		MaxRetryAfter:    time.Duration(c.MaxRetryAfter),
+		MaxResponseBytes: c.MaxResponseBytes,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("target %s: %w", name, err)
+	}
+	return &target{name: name, dryRun: c.DryRun, mapping: m, client: client, locks: newKeyedMutex()}, nil
+}
+
+// keyedMutex serialises work per key (a SCIM id, or a userName being created), so that
+// the native calls and the commit of one resource are never interleaved with another
+// request's for the same resource.
+type keyedMutex struct {
+	mu    sync.Mutex
+	locks map[string]*keyedEntry
+}
+
+type keyedEntry struct {
+	mu   sync.Mutex
+	refs int
+}
+
+func newKeyedMutex() *keyedMutex { return &keyedMutex{locks: map[string]*keyedEntry{}} }
+
+// lock locks key and returns its unlock function.
+func (k *keyedMutex) lock(key string) func() {
+	k.mu.Lock()
+	e := k.locks[key]
+	if e == nil {
+		e = &keyedEntry{}
+		k.locks[key] = e
+	}
+	e.refs++
+	k.mu.Unlock()
+	e.mu.Lock()
+	return func() {
+		e.mu.Unlock()
+		k.mu.Lock()
+		if e.refs--; e.refs == 0 {
+			delete(k.locks, key)
+		}
+		k.mu.Unlock()
+	}
+}
+
+// plan is a change decided for one request: what the directory will hold, and which
+// semantic events the target must see.
+type plan struct {
+	typ, id  string
+	before   scim.Resource // nil on create
+	after    scim.Resource // nil on delete
+	events   []string
+	changed  []string
+	added    []string // member SCIM ids added
+	removed  []string // member SCIM ids removed
+	nativeID string   // the resource's native id, known before the calls (empty on create)
+}
+
+// syncResult is what the native calls did.
+type syncResult struct {
+	nativeID string // from the create response
+	backend  *journal.BackendCall
+	skipped  []string // events with no native call mapped
+	dryRun   bool
+}
+
+// nativeEvents are the events the mapping knows, in the order the calls are made.
+func nativeEvents(typ string, events []string) []string {
+	var out []string
+	for _, e := range events {
+		switch e {
+		case "rename":
+			// a rename is an update of the native record
+			if !contains(out, "update") && !contains(events, "update") {
+				out = append(out, "update")
+			}
+		default:
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func contains(list []string, s string) bool {
+	for _, e := range list {
+		if e == s {
+			return true
+		}
+	}
+	return false
+}
+
+// syncNative makes the native calls of p (or, in a dry run, only builds them). It returns
+// a SCIM error for Entra when the app refused or failed; nothing is committed then.
+func (g *Gateway) syncNative(ctx context.Context, p *plan, nativeIDOf func(string) (string, bool)) (*syncResult, error) {
+	t := g.target
+	res := &syncResult{dryRun: t.dryRun}
+	var changedSince []string
+	changedSince = p.changed
+	for _, ev := range nativeEvents(p.typ, p.events) {
+		if !t.mapping.Has(p.typ, ev) {
+			res.skipped = append(res.skipped, ev)
+			continue
+		}
+		in := mapping.Input{
+			ResourceType: p.typ,
+			Event:        ev,
+			Resource:     p.after,
+			Previous:     p.before,
+			Changed:      changedSince,
+			NativeID:     p.nativeID,
+			NativeIDOf:   nativeIDOf,
+		}
+		if ev == "delete" {
+			in.Resource = p.before
+		}
+		if in.NativeID == "" {
+			in.NativeID = res.nativeID
+		}
+		if ev == "add_members" || ev == "remove_members" {
+			ids := p.added
+			if ev == "remove_members" {
+				ids = p.removed
+			}
+			members, err := nativeMembers(ids, nativeIDOf, ev)
+			if err != nil {
+				return nil, err
+			}
+			in.Members = members
+		}
+		if ev != "create" && in.NativeID == "" {
+			// The resource never reached the app (created before the target was
+			// configured, or skipped): nothing to change there.
+			res.skipped = append(res.skipped, ev)
+			continue
+		}
+		reqs, err := t.mapping.Requests(in)
+		if err != nil {
+			return nil, scim.BadRequest(scim.TypeInvalidValue, "mapping the %s of %s %s for %s: %v", ev, p.typ, p.id, t.name, err)
+		}
+		for _, r := range reqs {
+			res.backend = &journal.BackendCall{Method: r.Method, URL: redactURL(r.Path)}
+			if t.dryRun {
+				continue
+			}
+			resp, err := t.client.Do(ctx, legacy.Request{Method: r.Method, Path: r.Path, Header: r.Header, Body: r.Body, Idempotent: r.Idempotent})
+			if resp != nil {
+				res.backend.Status = resp.Status
+				res.backend.DurationMS = resp.Duration.Milliseconds()
+				res.backend.Attempts = resp.Attempts
+			}
+			if err != nil {
+				var le *legacy.Error
+				if errors.As(err, &le) && res.backend.Attempts == 0 {
+					res.backend.Attempts = le.Attempts
+				}
+				se, retryAfter := legacy.ToSCIM(ev, resp, err)
+				if se == nil { // e.g. 404 on delete: already gone
+					continue
+				}
+				return res, &nativeError{scim: se, retryAfter: retryAfter, backend: res.backend, cause: err}
+			}
+			if ev == "create" && r.IDPath != "" {
+				id, err := mapping.ExtractID(resp.Body, r.IDPath)
+				if err != nil {
+					return res, &nativeError{scim: scim.Errorf(http.StatusServiceUnavailable, "", "%s answered the create of %s without a usable id (%v); retry later", t.name, p.id, err), retryAfter: legacy.DefaultOutageRetryAfter, backend: res.backend, cause: err}
+				}
+				res.nativeID = id
+			}
+		}
+	}
+	return res, nil
+}
+
+// nativeError is a failure of the target: the SCIM error Entra gets, and what the journal
+// records.
+type nativeError struct {
+	scim       *scim.Error
+	retryAfter time.Duration
+	backend    *journal.BackendCall
+	cause      error
+}
+
+func (e *nativeError) Error() string { return e.scim.Error() }
+func (e *nativeError) Unwrap() error { return e.scim }
+
+// nativeMembers looks up the members' native ids. A member without one has no account in
+// the app yet (its create failed or was skipped): the whole change is refused with a clear
+// error so that Entra retries it in a later cycle, by which time the account may exist.
+func nativeMembers(ids []string, nativeIDOf func(string) (string, bool), ev string) ([]mapping.Member, error) {
+	out := make([]mapping.Member, 0, len(ids))
+	for _, id := range ids {
+		n, ok := nativeIDOf(id)
+		if !ok {
+			if ev == "remove_members" {
+				continue // never reached the app: nothing to remove there
+			}
+			return nil, scim.BadRequest(scim.TypeInvalidValue, "member %s has no account in the target application yet (its creation failed or was skipped); Entra retries the membership in a later cycle", id)
+		}
+		out = append(out, mapping.Member{SCIMID: id, NativeID: n})
+	}
+	return out, nil
+}
+
+// redactURL drops the query string, where an API key could sit.
+func redactURL(p string) string {
+	if i := strings.IndexByte(p, '?'); i >= 0 {
+		return p[:i] + "?…"
+	}
+	return p
+}
+
+// nativeIDLookup returns a lookup of native ids in tx for the target.
+func (g *Gateway) nativeIDLookup(tx *store.Tx) func(string) (string, bool) {
+	return func(scimID string) (string, bool) {
+		n, err := tx.NativeID(g.target.name, scimID)
+		return n, err == nil
+	}
+}
