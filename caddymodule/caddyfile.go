@@ -8,6 +8,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"github.com/dustin/go-humanize"
 )
 
@@ -34,6 +35,18 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    max_results <n>                 # default 200
 //	    members_replace merge|exact     # default merge
 //	    user_patch_response resource|no_content   # default resource
+//	    target <name> {                 # the legacy app every change is rewritten for
+//	        url <base url>
+//	        mapping <file>              # see caddymodule/mapping/doc.go
+//	        dry_run                     # decide, map and journal; send nothing
+//	        timeout <dur>               # per native call attempt; default 10s
+//	        max_concurrent <n>          # calls in flight; default 16
+//	        rate_limit <per second> [<burst>]
+//	        max_retries <n>             # default 2, only where safe
+//	        max_retry_after <dur>       # default 5s
+//	        max_response_size <size>    # default 4MiB
+//	        transport http { ... }      # Caddy's reverse_proxy HTTP transport options
+//	    }
 //	    journal {
 //	        name <name>                 # default scimgate
 //	        checkpoint_every <n>        # default 1000; -1 off
@@ -126,6 +139,12 @@ func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("user_patch_response: want resource or no_content, got %q", v)
 			}
 			g.UserPatchResponse = v
+		case "target":
+			tc, err := parseTargetBlock(d)
+			if err != nil {
+				return err
+			}
+			g.Target = tc
 		case "journal":
 			if d.NextArg() {
 				return d.ArgErr()
@@ -140,6 +159,108 @@ func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 	}
 	return nil
+}
+
+func parseTargetBlock(d *caddyfile.Dispenser) (*TargetConfig, error) {
+	tc := &TargetConfig{}
+	if !d.NextArg() {
+		return nil, d.Errf("target needs a name: target <name> { url ...; mapping ... }")
+	}
+	tc.Name = d.Val()
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		if seen[opt] {
+			return nil, d.Errf("target: %s is set twice", opt)
+		}
+		seen[opt] = true
+		switch opt {
+		case "dry_run":
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			tc.DryRun = true
+			continue
+		case "transport":
+			if !d.NextArg() || d.Val() != "http" {
+				return nil, d.Errf("target: transport: only the http transport is supported")
+			}
+			unm, err := caddyfile.UnmarshalModule(d, "http.reverse_proxy.transport.http")
+			if err != nil {
+				return nil, err
+			}
+			ht, ok := unm.(*reverseproxy.HTTPTransport)
+			if !ok {
+				return nil, d.Errf("target: transport: unexpected module %T", unm)
+			}
+			tc.Transport = ht
+			continue
+		case "rate_limit":
+			args := d.RemainingArgs()
+			if len(args) < 1 || len(args) > 2 {
+				return nil, d.ArgErr()
+			}
+			rps, err := strconv.ParseFloat(args[0], 64)
+			if err != nil || rps <= 0 {
+				return nil, d.Errf("target: rate_limit: want requests per second > 0, got %q", args[0])
+			}
+			tc.RateLimit = rps
+			if len(args) == 2 {
+				if tc.RateBurst, err = strconv.Atoi(args[1]); err != nil || tc.RateBurst <= 0 {
+					return nil, d.Errf("target: rate_limit: want a positive burst, got %q", args[1])
+				}
+			}
+			continue
+		}
+		v, err := oneArg(d)
+		if err != nil {
+			return nil, err
+		}
+		switch opt {
+		case "url":
+			tc.URL = v
+		case "mapping":
+			tc.Mapping = v
+		case "timeout", "max_retry_after":
+			dur, err := caddy.ParseDuration(v)
+			if err != nil || dur <= 0 {
+				return nil, d.Errf("target: %s: want a positive duration, got %q", opt, v)
+			}
+			if opt == "timeout" {
+				tc.Timeout = caddy.Duration(dur)
+			} else {
+				tc.MaxRetryAfter = caddy.Duration(dur)
+			}
+		case "max_concurrent", "max_retries":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 || (opt == "max_concurrent" && n == 0) {
+				return nil, d.Errf("target: %s: want a non-negative integer, got %q", opt, v)
+			}
+			if opt == "max_concurrent" {
+				tc.MaxConcurrent = n
+			} else {
+				tc.MaxRetries = n
+				if n == 0 {
+					tc.MaxRetries = -1 // zero means "no retries" here, not "the default"
+				}
+			}
+		case "max_response_size":
+			n, err := humanize.ParseBytes(v)
+			if err != nil || n == 0 {
+				return nil, d.Errf("target: max_response_size: want a size such as 4MiB, got %q", v)
+			}
+			tc.MaxResponseBytes = int64(n)
+		default:
+			return nil, d.Errf("unrecognized target option %q", opt)
+		}
+	}
+	if tc.URL == "" || tc.Mapping == "" {
+		return nil, d.Errf("target %s needs url and mapping", tc.Name)
+	}
+	return tc, nil
 }
 
 func parseJournalBlock(d *caddyfile.Dispenser) (*JournalConfig, error) {

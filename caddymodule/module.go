@@ -216,6 +216,9 @@ func (g *Gateway) Validate() error {
 // Cleanup releases this config's reference to the store; the file closes when the last
 // config using it is gone (Caddy provisions a new config before it cleans up the old one).
 func (g *Gateway) Cleanup() error {
+	if g.target != nil {
+		g.target.client.CloseIdleConnections()
+	}
 	if g.store == nil {
 		return nil
 	}

@@ -1,0 +1,374 @@
+package legacy
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptrace"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// Request is one native call. Path is relative to the base URL and may carry a query;
+// the caller has already escaped ids in it.
+type Request struct {
+	Method string
+	Path   string
+	Header http.Header
+	Body   []byte
+	// Idempotent marks a call that may be repeated after it was sent (GET, HEAD, PUT,
+	// DELETE and OPTIONS are idempotent anyway). Mark a POST or PATCH only when the backend
+	// guarantees repeating it has no further effect.
+	Idempotent bool
+}
+
+// Response is a 2xx answer (or, alongside an *Error of KindStatus or KindRateLimited,
+// the non-2xx answer).
+type Response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+	// Attempts is how many times the request was tried.
+	Attempts int
+	// Duration is the time Do took, including waits for limits and retries.
+	Duration time.Duration
+}
+
+// Client calls one legacy backend. It is safe for concurrent use.
+type Client struct {
+	opts     Options
+	base     *url.URL
+	baseStr  string
+	http     *http.Client
+	own      *http.Transport // the default transport, when New built it
+	sem      semaphore
+	limiter  *tokenBucket
+	breaker  *breaker
+	now      func() time.Time
+	jitterFn func(time.Duration) time.Duration
+}
+
+// New validates opts, applies the defaults and builds a Client.
+func New(opts Options) (*Client, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	base, err := parseBaseURL(opts.BaseURL)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{
+		opts:     opts,
+		base:     base,
+		baseStr:  base.String(),
+		sem:      make(semaphore, opts.MaxConcurrent),
+		limiter:  newTokenBucket(opts.RateLimit, opts.RateBurst),
+		breaker:  newBreaker(opts.CircuitFailures, opts.CircuitCooldown),
+		now:      time.Now,
+		jitterFn: jitter,
+	}
+	rt := opts.Transport
+	if rt == nil {
+		c.own = newTransport(opts)
+		rt = c.own
+	}
+	c.http = &http.Client{Transport: rt, CheckRedirect: c.checkRedirect}
+	return c, nil
+}
+
+// BaseURL returns the normalised base URL (without a trailing slash).
+func (c *Client) BaseURL() string { return c.baseStr }
+
+// CloseIdleConnections releases pooled connections, for a Caddy Cleanup. It closes only
+// the transport New built; a transport passed in Options belongs to the caller.
+func (c *Client) CloseIdleConnections() {
+	if c.own != nil {
+		c.own.CloseIdleConnections()
+	}
+}
+
+// Do sends r, retrying where that is safe, and returns the 2xx response. Any other outcome
+// is an *Error; for a non-2xx answer the *Response is returned too, so the caller can
+// inspect the native body. An invalid Request (a bad method or a path that leaves the
+// base URL) is a plain error: it is a configuration bug, not a backend failure.
+func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
+	start := c.now()
+	target, err := c.resolve(r.Path)
+	if err != nil {
+		return nil, err
+	}
+	if r.Method == "" {
+		r.Method = http.MethodGet
+	}
+	if !validMethod(r.Method) {
+		return nil, fmt.Errorf("legacy: invalid HTTP method %q", r.Method)
+	}
+	idempotent := r.Idempotent || idempotentMethod(r.Method)
+	for attempt := 1; ; attempt++ {
+		resp, e := c.attempt(ctx, r, target)
+		if resp != nil {
+			resp.Attempts, resp.Duration = attempt, c.now().Sub(start)
+		}
+		if e == nil {
+			return resp, nil
+		}
+		e.Attempts = attempt
+		wait, retry := c.retryWait(e, idempotent, attempt)
+		if !retry || !fitsDeadline(ctx, wait) || sleep(ctx, wait) != nil {
+			return resp, e
+		}
+	}
+}
+
+// resolve appends a relative path (with an optional query) to the base URL. A path that
+// would leave the base URL's origin is rejected, so a native id cannot redirect a call.
+func (c *Client) resolve(p string) (string, error) {
+	if strings.Contains(p, "://") || strings.HasPrefix(p, "//") || strings.ContainsAny(p, "#\\") {
+		return "", fmt.Errorf("legacy: request path must be relative to the base URL")
+	}
+	for _, r := range p {
+		if r < 0x21 || r == 0x7f {
+			return "", fmt.Errorf("legacy: request path contains a space or control character")
+		}
+	}
+	s := c.baseStr + "/" + strings.TrimPrefix(p, "/")
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme != c.base.Scheme || u.Host != c.base.Host {
+		return "", fmt.Errorf("legacy: request path does not form a URL under the base URL")
+	}
+	return s, nil
+}
+
+// attempt sends the request once, within the breaker, the rate limit, the concurrency
+// limit and the per-attempt timeout.
+func (c *Client) attempt(ctx context.Context, r Request, target string) (*Response, *Error) {
+	isTrial, wait, ok := c.breaker.allow()
+	if !ok {
+		return nil, &Error{Kind: KindCircuitOpen, RetryAfter: wait}
+	}
+	resp, e := c.admitted(ctx, r, target)
+	c.breaker.record(classifyOutcome(e), isTrial)
+	return resp, e
+}
+
+// admitted waits for the rate limit and a concurrency slot, then sends.
+func (c *Client) admitted(ctx context.Context, r Request, target string) (*Response, *Error) {
+	if e := c.limiter.wait(ctx); e != nil {
+		return nil, e
+	}
+	if e := c.sem.acquire(ctx); e != nil {
+		return nil, e
+	}
+	defer c.sem.release()
+	return c.send(ctx, r, target)
+}
+
+// send performs one HTTP exchange and reads the bounded body.
+func (c *Client) send(ctx context.Context, r Request, target string) (*Response, *Error) {
+	actx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+	defer cancel()
+	var sent atomic.Bool
+	trace := &httptrace.ClientTrace{WroteHeaders: func() { sent.Store(true) }}
+	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(actx, trace), r.Method, target, bodyReader(r.Body))
+	if err != nil {
+		return nil, &Error{Kind: KindInvalidResponse, Err: err}
+	}
+	req.Header = requestHeader(r)
+	hresp, err := c.http.Do(req)
+	if err != nil {
+		return nil, transportError(ctx, actx, err, sent.Load())
+	}
+	defer hresp.Body.Close()
+	body, e := c.readBody(hresp)
+	if e != nil {
+		if e.Err != nil {
+			e = transportError(ctx, actx, e.Err, true)
+		}
+		e.Status = hresp.StatusCode
+		return nil, e
+	}
+	resp := &Response{Status: hresp.StatusCode, Header: hresp.Header, Body: body}
+	return resp, c.checkResponse(resp)
+}
+
+// readBody reads at most MaxResponseBytes; more is KindTooLarge (the rest is not read).
+func (c *Client) readBody(hresp *http.Response) ([]byte, *Error) {
+	limit := c.opts.MaxResponseBytes
+	if hresp.ContentLength > limit {
+		return nil, &Error{Kind: KindTooLarge, sent: true}
+	}
+	body, err := io.ReadAll(io.LimitReader(hresp.Body, limit+1))
+	if err != nil {
+		return nil, &Error{Err: err, sent: true}
+	}
+	if int64(len(body)) > limit {
+		return nil, &Error{Kind: KindTooLarge, sent: true}
+	}
+	return body, nil
+}
+
+// checkResponse turns a non-2xx status, or a 2xx body that claims JSON and is not, into
+// an error.
+func (c *Client) checkResponse(resp *Response) *Error {
+	if resp.Status < 200 || resp.Status > 299 {
+		return statusError(resp.Status, resp.Header, resp.Body, c.now())
+	}
+	if jsonRequired(resp.Header.Get("Content-Type"), resp.Body) && !validUTF8JSON(resp.Body) {
+		return &Error{Kind: KindInvalidResponse, Status: resp.Status, Err: errInvalidJSON, sent: true}
+	}
+	return nil
+}
+
+// checkRedirect follows at most maxRedirects redirects, and only within the base URL's
+// origin: a redirect elsewhere could leak the gateway's credentials or act on another
+// system. As in net/http, 307/308 repeat the method and body, and 301/302/303 turn the
+// request into a GET.
+func (c *Client) checkRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) > maxRedirects {
+		return errTooManyRedirects
+	}
+	if !sameOrigin(req.URL, c.base) {
+		return errCrossOriginRedirect
+	}
+	return nil
+}
+
+// retryWait decides whether a failed attempt is repeated, and after how long.
+func (c *Client) retryWait(e *Error, idempotent bool, attempt int) (time.Duration, bool) {
+	if attempt > c.opts.MaxRetries {
+		return 0, false
+	}
+	switch {
+	case e.byCaller:
+		return 0, false // the caller's context is done
+	case !e.sent && (e.Kind == KindRefused || e.Kind == KindTimeout):
+		// Nothing reached the backend: repeating cannot duplicate anything.
+		return c.backoff(attempt), true
+	case !idempotent:
+		return 0, false
+	case e.Kind == KindTimeout:
+		return c.backoff(attempt), true
+	case e.Kind == KindRateLimited && e.Status == http.StatusTooManyRequests,
+		e.Kind == KindStatus && (e.Status == http.StatusBadGateway || e.Status == http.StatusServiceUnavailable || e.Status == http.StatusGatewayTimeout):
+		if e.RetryAfter > c.opts.MaxRetryAfter {
+			return 0, false // give up now and pass the backend's Retry-After on
+		}
+		if e.RetryAfter > 0 {
+			return e.RetryAfter, true
+		}
+		return c.backoff(attempt), true
+	}
+	return 0, false
+}
+
+// backoff is exponential in the attempt number, capped, with jitter so that many callers
+// that failed together do not retry together.
+func (c *Client) backoff(attempt int) time.Duration {
+	d := c.opts.RetryBackoff
+	for i := 1; i < attempt && d < maxBackoff; i++ {
+		d *= 2
+	}
+	return c.jitterFn(min(d, maxBackoff))
+}
+
+// jitter returns a duration uniformly distributed in [d/2, d].
+func jitter(d time.Duration) time.Duration {
+	if d <= 1 {
+		return d
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// fitsDeadline reports whether waiting d still leaves the caller's context alive: a retry
+// that cannot complete is not worth waiting for.
+func fitsDeadline(ctx context.Context, d time.Duration) bool {
+	deadline, ok := ctx.Deadline()
+	return !ok || time.Until(deadline) > d
+}
+
+// classifyOutcome tells the breaker what an attempt says about the backend's health.
+func classifyOutcome(e *Error) outcome {
+	if e == nil {
+		return outcomeHealthy
+	}
+	switch e.Kind {
+	case KindStatus:
+		if e.Status >= 500 || e.Status == http.StatusRequestTimeout {
+			return outcomeFailure
+		}
+		return outcomeHealthy
+	case KindRefused, KindTimeout, KindTooLarge, KindInvalidResponse, KindBadRedirect:
+		if e.byCaller {
+			return outcomeNeutral
+		}
+		return outcomeFailure
+	}
+	return outcomeNeutral
+}
+
+func bodyReader(b []byte) io.Reader {
+	if len(b) == 0 {
+		return nil
+	}
+	return bytes.NewReader(b)
+}
+
+// requestHeader copies the caller's headers and adds the JSON defaults it did not set.
+func requestHeader(r Request) http.Header {
+	h := r.Header.Clone()
+	if h == nil {
+		h = make(http.Header, 2)
+	}
+	if h.Get("Accept") == "" {
+		h.Set("Accept", "application/json")
+	}
+	if len(r.Body) > 0 && h.Get("Content-Type") == "" {
+		h.Set("Content-Type", "application/json")
+	}
+	return h
+}
+
+func idempotentMethod(m string) bool {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPut, http.MethodDelete, http.MethodOptions:
+		return true
+	}
+	return false
+}
+
+// validMethod accepts an RFC 9110 token, as net/http does.
+func validMethod(m string) bool {
+	if m == "" || len(m) > 32 {
+		return false
+	}
+	for i := 0; i < len(m); i++ {
+		ch := m[i]
+		if ch <= ' ' || ch >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, ch) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// sameOrigin compares scheme, host and port, with default ports made explicit.
+func sameOrigin(a, b *url.URL) bool {
+	return strings.EqualFold(a.Scheme, b.Scheme) &&
+		strings.EqualFold(a.Hostname(), b.Hostname()) &&
+		portOf(a) == portOf(b)
+}
+
+func portOf(u *url.URL) string {
+	if p := u.Port(); p != "" {
+		return p
+	}
+	if strings.EqualFold(u.Scheme, "https") {
+		return "443"
+	}
+	return "80"
+}

@@ -1,0 +1,280 @@
+package legacy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/tidwall/gjson"
+)
+
+// Kind says how a call to the backend failed.
+type Kind string
+
+// The kinds of failure. ToSCIM maps every kind except KindStatus to an outage (503).
+const (
+	// KindRefused: the connection could not be made or was dropped before a response.
+	KindRefused Kind = "refused"
+	// KindTimeout: an attempt or the caller's deadline ran out.
+	KindTimeout Kind = "timeout"
+	// KindStatus: the backend answered with a non-2xx status (other than 429).
+	KindStatus Kind = "status"
+	// KindTooLarge: the response body exceeded MaxResponseBytes.
+	KindTooLarge Kind = "too_large"
+	// KindBadRedirect: a redirect to another origin, or more than three redirects.
+	KindBadRedirect Kind = "bad_redirect"
+	// KindCircuitOpen: the circuit breaker is open; nothing was sent.
+	KindCircuitOpen Kind = "circuit_open"
+	// KindRateLimited: the backend answered 429, or the client's own rate limit could not
+	// admit the request before the caller's deadline.
+	KindRateLimited Kind = "rate_limited"
+	// KindCanceled: the caller's context was canceled.
+	KindCanceled Kind = "canceled"
+	// KindInvalidResponse: the backend's answer was not usable HTTP, or a 2xx body that
+	// claims to be JSON is not.
+	KindInvalidResponse Kind = "invalid_response"
+)
+
+// Error is a failed call to the backend. It never holds header values or URLs (which can
+// carry secrets): Message comes only from the response body, and Err is the underlying
+// network error with any URL stripped.
+type Error struct {
+	Kind Kind
+	// Status is the backend's HTTP status, 0 when there was no response.
+	Status int
+	// Message is the native error message extracted from the response body: bounded,
+	// control characters stripped.
+	Message string
+	// RetryAfter is how long the backend (or the circuit breaker, or the rate limiter) asks
+	// the caller to wait; 0 when unknown.
+	RetryAfter time.Duration
+	// Attempts is how many times the request was tried.
+	Attempts int
+	// Err is the underlying cause, if any.
+	Err error
+
+	// sent records whether the request was (possibly) transmitted, which decides whether
+	// repeating a non-idempotent request could duplicate it.
+	sent bool
+	// byCaller records that the caller's context ended the call: it says nothing about the
+	// backend's health and is never retried.
+	byCaller bool
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString("legacy backend: ")
+	b.WriteString(string(e.Kind))
+	if e.Status != 0 {
+		fmt.Fprintf(&b, " (HTTP %d)", e.Status)
+	}
+	if e.Attempts > 1 {
+		fmt.Fprintf(&b, " after %d attempts", e.Attempts)
+	}
+	switch {
+	case e.Message != "":
+		b.WriteString(": ")
+		b.WriteString(e.Message)
+	case e.Err != nil:
+		b.WriteString(": ")
+		b.WriteString(e.Err.Error())
+	}
+	return b.String()
+}
+
+// Unwrap returns the cause, so errors.Is(err, context.Canceled) works on a Do error.
+func (e *Error) Unwrap() error { return e.Err }
+
+// Sentinel causes for redirect failures, returned from CheckRedirect.
+var (
+	errCrossOriginRedirect = errors.New("redirect to another scheme, host or port refused")
+	errTooManyRedirects    = errors.New("more than 3 redirects")
+	errInvalidJSON         = errors.New("response body is not valid JSON")
+)
+
+// transportError classifies an error from http.Client.Do or from reading the body. parent
+// is the caller's context, attempt the per-attempt one derived from it; sent says whether
+// the request headers were written.
+func transportError(parent, attempt context.Context, err error, sent bool) *Error {
+	cause := err
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		cause = ue.Err // url.Error's text holds the URL, which may carry secrets
+	}
+	e := &Error{Err: cause, sent: sent}
+	switch {
+	case errors.Is(cause, errCrossOriginRedirect) || errors.Is(cause, errTooManyRedirects):
+		e.Kind = KindBadRedirect
+	case parent.Err() != nil:
+		e.Kind = KindCanceled
+		if errors.Is(parent.Err(), context.DeadlineExceeded) {
+			e.Kind = KindTimeout
+		}
+		e.Err, e.byCaller = parent.Err(), true
+	case attempt.Err() != nil || isTimeout(cause):
+		e.Kind = KindTimeout
+	case isDial(cause):
+		e.Kind, e.sent = KindRefused, false
+	case !sent || isConnectionDrop(cause):
+		e.Kind = KindRefused
+	default:
+		e.Kind = KindInvalidResponse
+	}
+	return e
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+}
+
+// isDial reports a failure to establish the connection: nothing was sent, so any request
+// may be retried.
+func isDial(err error) bool {
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "dial" {
+		return true
+	}
+	var de *net.DNSError
+	return errors.As(err, &de) || errors.Is(err, syscall.ECONNREFUSED)
+}
+
+// isConnectionDrop reports a connection that died while the request or response was in
+// flight: the backend may have acted on the request.
+func isConnectionDrop(err error) bool {
+	var oe *net.OpError
+	return errors.As(err, &oe) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// statusError builds the error for a non-2xx response.
+func statusError(status int, header http.Header, body []byte, now time.Time) *Error {
+	e := &Error{Kind: KindStatus, Status: status, sent: true, Message: extractMessage(body)}
+	if status == http.StatusTooManyRequests {
+		e.Kind = KindRateLimited
+	}
+	e.RetryAfter, _ = parseRetryAfter(header.Get("Retry-After"), now)
+	return e
+}
+
+// maxRetryAfterHeader bounds a parsed Retry-After so arithmetic on it cannot overflow.
+const maxRetryAfterHeader = 24 * time.Hour
+
+// parseRetryAfter reads a Retry-After header: delay-seconds or an HTTP-date (RFC 9110
+// §10.2.3). A date in the past is 0; ok is false when the header is absent or unreadable.
+func parseRetryAfter(v string, now time.Time) (d time.Duration, ok bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if n, err := strconv.ParseUint(v, 10, 64); err == nil {
+		if n > uint64(maxRetryAfterHeader/time.Second) {
+			return maxRetryAfterHeader, true
+		}
+		return time.Duration(n) * time.Second, true
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return 0, false
+	}
+	return min(max(t.Sub(now), 0), maxRetryAfterHeader), true
+}
+
+// maxMessageRunes bounds a native message: it ends up in a SCIM detail and in logs.
+const maxMessageRunes = 300
+
+// messagePaths are where common REST APIs put a human-readable error, most specific first.
+var messagePaths = []string{
+	"error.message",
+	"message",
+	"error_description",
+	"detail",
+	"errors.0.message",
+	"errors.0.detail",
+	"error",
+	"errors.0",
+	"title",
+	"msg",
+}
+
+// extractMessage finds the native error message in a response body: a string at one of
+// messagePaths, else the compact JSON itself, else plain text. HTML (an error page from a
+// proxy) yields nothing: its markup would be noise in a SCIM detail.
+func extractMessage(body []byte) string {
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 {
+		return ""
+	}
+	// json.Valid is iterative and depth-bounded, so it is safe before gjson on any body.
+	if json.Valid(body) {
+		for _, p := range messagePaths {
+			if v := gjson.GetBytes(body, p); v.Type == gjson.String && strings.TrimSpace(v.Str) != "" {
+				return sanitizeMessage(v.Str)
+			}
+		}
+		var compact bytes.Buffer
+		if len(body) <= 4*maxMessageRunes && json.Compact(&compact, body) == nil {
+			return sanitizeMessage(compact.String())
+		}
+		return sanitizeMessage(string(body[:4*maxMessageRunes]))
+	}
+	if body[0] == '<' {
+		return ""
+	}
+	return sanitizeMessage(string(body[:min(len(body), 4*maxMessageRunes)]))
+}
+
+// sanitizeMessage makes untrusted text safe to show and log: valid UTF-8, no control
+// characters (a newline could forge a log line), runs of space collapsed, bounded length.
+func sanitizeMessage(s string) string {
+	var b strings.Builder
+	runes, space := 0, false
+	for _, r := range strings.ToValidUTF8(s, "\uFFFD") {
+		if unicode.IsSpace(r) || unicode.IsControl(r) {
+			space = b.Len() > 0
+			continue
+		}
+		need := 1
+		if space {
+			need = 2
+		}
+		if runes+need > maxMessageRunes {
+			b.WriteString("…")
+			break
+		}
+		if space {
+			b.WriteByte(' ')
+			space = false
+		}
+		b.WriteRune(r)
+		runes += need
+	}
+	return b.String()
+}
+
+// jsonRequired reports whether a 2xx body must be valid JSON: when it says it is JSON, or
+// says nothing. A text/plain "OK" from a lock endpoint is left to the caller.
+func jsonRequired(contentType string, body []byte) bool {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return false
+	}
+	ct := strings.ToLower(contentType)
+	return ct == "" || strings.Contains(ct, "json")
+}
+
+// validUTF8JSON is the check applied to a 2xx body that must be JSON.
+func validUTF8JSON(body []byte) bool {
+	return utf8.Valid(body) && json.Valid(body)
+}

@@ -1,0 +1,115 @@
+package legacy
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+)
+
+func TestExtractMessage(t *testing.T) {
+	tests := []struct {
+		name, body, want string
+	}{
+		{"nested error.message", `{"error":{"message":"email taken","code":7}}`, "email taken"},
+		{"message", `{"message":"Invalid login"}`, "Invalid login"},
+		{"error string", `{"error":"not_allowed"}`, "not_allowed"},
+		{"oauth description wins over code", `{"error":"invalid_request","error_description":"missing name"}`, "missing name"},
+		{"detail", `{"title":"Bad","detail":"name too long"}`, "name too long"},
+		{"errors array", `{"errors":[{"message":"first"},{"message":"second"}]}`, "first"},
+		{"errors strings", `{"errors":["a is required"]}`, "a is required"},
+		{"unknown shape is compact JSON", "{\n  \"email\": [\"has already been taken\"]\n}", `{"email":["has already been taken"]}`},
+		{"empty message skipped", `{"message":"","detail":"the real one"}`, "the real one"},
+		{"plain text", "User already exists\n", "User already exists"},
+		{"html page dropped", "<html><body>502 Bad Gateway</body></html>", ""},
+		{"empty", "  ", ""},
+		{"control characters", "{\"message\":\"line1\\nline2\\u0000\\u001b[31m\"}", "line1 line2 [31m"},
+		{"invalid utf8", "bad \xff byte", "bad \uFFFD byte"},
+		{"number is not a message", `{"message":42}`, `{"message":42}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := extractMessage([]byte(tt.body)); got != tt.want {
+				t.Errorf("extractMessage(%q) = %q, want %q", tt.body, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestExtractMessageBounded(t *testing.T) {
+	for _, body := range []string{
+		`{"message":"` + strings.Repeat("é", 5000) + `"}`,
+		strings.Repeat("word ", 5000),
+		`{"a":"` + strings.Repeat("x", 5000) + `"}`,
+		strings.Repeat("[", 100000),
+	} {
+		got := extractMessage([]byte(body))
+		if n := utf8.RuneCountInString(got); n > maxMessageRunes+1 {
+			t.Errorf("message has %d runes, want at most %d", n, maxMessageRunes+1)
+		}
+		if !utf8.ValidString(got) {
+			t.Errorf("message is not valid UTF-8")
+		}
+	}
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		in     string
+		want   time.Duration
+		wantOK bool
+	}{
+		{"", 0, false},
+		{"0", 0, true},
+		{" 7 ", 7 * time.Second, true},
+		{"99999999999999999999", 0, false},
+		{"9999999999", maxRetryAfterHeader, true},
+		{"-5", 0, false},
+		{"1.5", 0, false},
+		{now.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second, true},
+		{now.Add(-time.Hour).Format(http.TimeFormat), 0, true},
+		{"soon", 0, false},
+	}
+	for _, tt := range tests {
+		got, ok := parseRetryAfter(tt.in, now)
+		if got != tt.want || ok != tt.wantOK {
+			t.Errorf("parseRetryAfter(%q) = %v, %v; want %v, %v", tt.in, got, ok, tt.want, tt.wantOK)
+		}
+	}
+}
+
+func TestErrorString(t *testing.T) {
+	tests := []struct {
+		e    *Error
+		want string
+	}{
+		{&Error{Kind: KindStatus, Status: 409, Message: "duplicate", Attempts: 1}, "legacy backend: status (HTTP 409): duplicate"},
+		{&Error{Kind: KindTimeout, Attempts: 3, Err: errInvalidJSON}, "legacy backend: timeout after 3 attempts: response body is not valid JSON"},
+		{&Error{Kind: KindCircuitOpen}, "legacy backend: circuit_open"},
+	}
+	for _, tt := range tests {
+		if got := tt.e.Error(); got != tt.want {
+			t.Errorf("Error() = %q, want %q", got, tt.want)
+		}
+	}
+}
+
+func TestJSONRequired(t *testing.T) {
+	tests := []struct {
+		ct, body string
+		want     bool
+	}{
+		{"application/json", `{}`, true},
+		{"application/scim+json; charset=utf-8", `{}`, true},
+		{"", `x`, true},
+		{"text/plain", `OK`, false},
+		{"application/json", "  ", false},
+	}
+	for _, tt := range tests {
+		if got := jsonRequired(tt.ct, []byte(tt.body)); got != tt.want {
+			t.Errorf("jsonRequired(%q, %q) = %v, want %v", tt.ct, tt.body, got, tt.want)
+		}
+	}
+}

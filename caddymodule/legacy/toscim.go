@@ -1,0 +1,125 @@
+package legacy
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/scimgate/scimgate/caddymodule/scim"
+)
+
+// Semantic events a native call implements; ToSCIM needs them because the same native
+// status means different things for different events (404 on delete is success).
+const (
+	EventCreate        = "create"
+	EventUpdate        = "update"
+	EventDeactivate    = "deactivate"
+	EventReactivate    = "reactivate"
+	EventDelete        = "delete"
+	EventAddMembers    = "add_members"
+	EventRemoveMembers = "remove_members"
+	EventRename        = "rename"
+)
+
+// ToSCIM maps the outcome of Do for a semantic event to the SCIM error Entra should get,
+// and the Retry-After to send with it (0 for none). A nil error means the event is done.
+//
+// The mapping protects the provisioning job: Entra quarantines a job that sees 401s or
+// 404s, so a backend outage or a credential problem of the gateway is always 503 with a
+// Retry-After, never passed through. Only answers about the object itself reach Entra as
+// such: 409 uniqueness, 400 invalidValue with the native message, and 404 on update-like
+// events (Entra then re-creates the object). 404 on delete and remove_members is success:
+// what Entra wants gone is gone. resp is accepted so a call site can pass Do's results as
+// they are; everything ToSCIM needs (status, native message, Retry-After) is in the error.
+func ToSCIM(event string, resp *Response, err error) (*scim.Error, time.Duration) {
+	if err == nil {
+		return nil, 0
+	}
+	var e *Error
+	if !errors.As(err, &e) {
+		// Not a backend failure: a bad request built by the gateway itself.
+		return scim.Errorf(http.StatusInternalServerError, "", "the gateway could not build the call to the target application"), 0
+	}
+	if e.Kind != KindStatus {
+		return outage(e, outageDetail(e.Kind))
+	}
+	return statusToSCIM(event, e)
+}
+
+// statusToSCIM maps a native non-2xx status (other than 429).
+func statusToSCIM(event string, e *Error) (*scim.Error, time.Duration) {
+	s := e.Status
+	switch {
+	case s == http.StatusConflict:
+		return scim.Conflict("the target application reports a conflict%s", suffix(e.Message)), 0
+	case s == http.StatusBadRequest || s == http.StatusUnprocessableEntity:
+		return scim.BadRequest(scim.TypeInvalidValue, "the target application rejected the %s%s", eventNoun(event), suffix(e.Message)), 0
+	case s == http.StatusNotFound || s == http.StatusGone:
+		return notFoundToSCIM(event, e)
+	case s == http.StatusUnauthorized || s == http.StatusForbidden || s == http.StatusProxyAuthRequired:
+		return outage(e, fmt.Sprintf("the target application rejected the gateway's credentials (HTTP %d); check the gateway's configuration for this application", s))
+	case s == http.StatusRequestTimeout || s >= 500 || s < 400:
+		return outage(e, fmt.Sprintf("the target application failed with HTTP %d; retry later", s))
+	}
+	return scim.BadRequest(scim.TypeInvalidValue, "the target application rejected the %s with HTTP %d%s", eventNoun(event), s, suffix(e.Message)), 0
+}
+
+// notFoundToSCIM: gone is done for removals; for a create it means the configured endpoint
+// does not exist, which Entra cannot fix, so it is an outage rather than a 404 that would
+// count towards quarantine.
+func notFoundToSCIM(event string, e *Error) (*scim.Error, time.Duration) {
+	switch event {
+	case EventDelete, EventRemoveMembers:
+		return nil, 0
+	case EventCreate:
+		return outage(e, fmt.Sprintf("the target application answered HTTP %d to a create; check the URL in the gateway's mapping", e.Status))
+	}
+	return scim.NotFound("the object does not exist in the target application%s", suffix(e.Message)), 0
+}
+
+// outage is a 503 with the backend's Retry-After when it gave one, else the default,
+// rounded up to whole seconds because the header carries seconds.
+func outage(e *Error, detail string) (*scim.Error, time.Duration) {
+	ra := e.RetryAfter
+	if ra <= 0 {
+		ra = DefaultOutageRetryAfter
+	}
+	ra = (ra + time.Second - 1).Truncate(time.Second)
+	return scim.Errorf(http.StatusServiceUnavailable, "", "%s", detail), ra
+}
+
+func outageDetail(k Kind) string {
+	switch k {
+	case KindRefused:
+		return "the target application is unreachable (connection refused or dropped); retry later"
+	case KindTimeout:
+		return "the target application did not answer in time; retry later"
+	case KindCircuitOpen:
+		return "calls to the target application are paused after repeated failures; retry later"
+	case KindRateLimited:
+		return "the target application is rate limiting the gateway; retry later"
+	case KindTooLarge:
+		return "the target application's response exceeded the gateway's size limit"
+	case KindBadRedirect:
+		return "the target application redirected to another host or too often; the gateway does not follow such redirects"
+	case KindCanceled:
+		return "the call to the target application was canceled; retry later"
+	}
+	return "the target application returned a response the gateway cannot read"
+}
+
+func eventNoun(event string) string {
+	if event == "" {
+		return "request"
+	}
+	return event + " request"
+}
+
+// suffix appends the native message, when there is one, as ": message".
+func suffix(msg string) string {
+	if msg == "" {
+		return ""
+	}
+	return ": " + msg
+}

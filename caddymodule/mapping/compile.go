@@ -1,0 +1,380 @@
+package mapping
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/scimgate/scimgate/caddymodule/scim"
+)
+
+// Bounds on the mapping file.
+const (
+	// MaxFileSize is the largest mapping file accepted.
+	MaxFileSize = 4 << 20
+	// DefaultBatchSize is how many member ids one batch call carries unless the call
+	// sets batch_size.
+	DefaultBatchSize = 100
+	// MaxBatchSize bounds batch_size.
+	MaxBatchSize     = 10000
+	maxFieldsPerCall = 1000
+	maxTransforms    = 32
+	maxGJSONPath     = 512
+)
+
+// Event names.
+const (
+	EventCreate        = "create"
+	EventUpdate        = "update"
+	EventDeactivate    = "deactivate"
+	EventReactivate    = "reactivate"
+	EventDelete        = "delete"
+	EventAddMembers    = "add_members"
+	EventRemoveMembers = "remove_members"
+)
+
+// eventsOf lists the semantic events of each resource type, in documentation order.
+var eventsOf = map[string][]string{
+	scim.UserType:  {EventCreate, EventUpdate, EventDeactivate, EventReactivate, EventDelete},
+	scim.GroupType: {EventCreate, EventUpdate, EventDelete, EventAddMembers, EventRemoveMembers},
+}
+
+// sectionOf is the file's key for each resource type.
+var sectionOf = map[string]string{scim.UserType: "users", scim.GroupType: "groups"}
+
+// LoadError is a mapping file that cannot be used: File is the name given to Load or
+// Parse, Rule says where in the file (users.events.create.body["person.first"]).
+type LoadError struct {
+	File string
+	Rule string
+	Err  error
+}
+
+func (e *LoadError) Error() string {
+	if e.Rule == "" {
+		return e.File + ": " + e.Err.Error()
+	}
+	return e.File + ": " + e.Rule + ": " + e.Err.Error()
+}
+
+func (e *LoadError) Unwrap() error { return e.Err }
+
+// Mapping is a compiled mapping file. It is immutable and safe for concurrent use.
+type Mapping struct {
+	name  string
+	types map[string]*resourceMapping // by scim.UserType / scim.GroupType
+}
+
+// resourceMapping is the compiled section of one resource type.
+type resourceMapping struct {
+	typ    string
+	calls  map[string]*call
+	lookup *call
+}
+
+// Load reads and compiles the mapping file at path. resolve expands placeholders such as
+// {env.DEMO_KEY} in header values, once, here; nil leaves header values as written.
+func Load(path string, resolve func(string) (string, error)) (*Mapping, error) {
+	name := filepath.Base(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, &LoadError{File: name, Err: fmt.Errorf("reading the mapping: %w", err)}
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, &LoadError{File: name, Err: fmt.Errorf("reading the mapping: %w", err)}
+	}
+	return Parse(name, data, resolve)
+}
+
+// Parse compiles a mapping from data; name is used in error messages (the file name).
+func Parse(name string, data []byte, resolve func(string) (string, error)) (*Mapping, error) {
+	if resolve == nil {
+		resolve = func(s string) (string, error) { return s, nil }
+	}
+	c := &compiler{file: name, resolve: resolve}
+	m, err := c.compile(data)
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// compiler carries what every rule needs while the file is compiled.
+type compiler struct {
+	file    string
+	resolve func(string) (string, error)
+	tables  map[string]map[string]any
+	headers http.Header // file-wide headers
+}
+
+func (c *compiler) errf(rule string, format string, args ...any) error {
+	return &LoadError{File: c.file, Rule: rule, Err: fmt.Errorf(format, args...)}
+}
+
+func (c *compiler) wrap(rule string, err error) error {
+	var le *LoadError
+	if errors.As(err, &le) {
+		return err
+	}
+	return &LoadError{File: c.file, Rule: rule, Err: err}
+}
+
+func (c *compiler) compile(data []byte) (*Mapping, error) {
+	if len(data) > MaxFileSize {
+		return nil, c.errf("", "the mapping is larger than %d bytes", MaxFileSize)
+	}
+	var fm fileMapping
+	if err := decodeStrict(data, &fm); err != nil {
+		return nil, c.wrap("", err)
+	}
+	if fm.Version != 1 {
+		return nil, c.errf("version", "unsupported version %d; this gateway reads version 1 (write \"version\": 1)", fm.Version)
+	}
+	c.tables = fm.Tables
+	for name, tbl := range fm.Tables {
+		if tbl == nil {
+			return nil, c.errf(fmt.Sprintf("tables[%q]", name), "a table is an object mapping values to values")
+		}
+	}
+	var err error
+	if c.headers, err = c.compileHeaders("headers", nil, fm.Headers); err != nil {
+		return nil, err
+	}
+	m := &Mapping{name: c.file, types: make(map[string]*resourceMapping, 2)}
+	for _, rt := range []string{scim.UserType, scim.GroupType} {
+		raw := fm.Users
+		if rt == scim.GroupType {
+			raw = fm.Groups
+		}
+		if isNull(raw) {
+			continue
+		}
+		rm, err := c.compileResource(rt, raw)
+		if err != nil {
+			return nil, err
+		}
+		m.types[rt] = rm
+	}
+	if len(m.types) == 0 {
+		return nil, c.errf("", "the mapping has neither \"users\" nor \"groups\"")
+	}
+	if err := c.checkConsistency(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (c *compiler) compileResource(rt string, raw json.RawMessage) (*resourceMapping, error) {
+	section := sectionOf[rt]
+	var fr fileResource
+	if err := decodeStrict(raw, &fr); err != nil {
+		return nil, c.wrap(section, err)
+	}
+	headers, err := c.compileHeaders(section+".headers", c.headers, fr.Headers)
+	if err != nil {
+		return nil, err
+	}
+	rm := &resourceMapping{typ: rt, calls: make(map[string]*call)}
+	for _, ev := range sortedKeys(fr.Events) {
+		rule := section + ".events." + ev
+		if !validEvent(rt, ev) {
+			return nil, c.errf(rule, "unknown event %q; %s have %s%s", ev, section, strings.Join(eventsOf[rt], ", "), eventHint(rt, ev))
+		}
+		if isNull(fr.Events[ev]) {
+			continue
+		}
+		call, err := c.compileCall(rt, ev, rule, fr.Events[ev], headers)
+		if err != nil {
+			return nil, err
+		}
+		rm.calls[ev] = call
+	}
+	if !isNull(fr.Lookup) {
+		if rm.lookup, err = c.compileCall(rt, "lookup", section+".lookup", fr.Lookup, headers); err != nil {
+			return nil, err
+		}
+	}
+	return rm, nil
+}
+
+func eventHint(rt, ev string) string {
+	switch {
+	case rt == scim.GroupType && ev == "rename":
+		return " (a rename is an update of displayName: map it under \"update\")"
+	case rt == scim.UserType && (ev == EventAddMembers || ev == EventRemoveMembers):
+		return " (memberships are events of groups)"
+	case rt == scim.GroupType && (ev == EventDeactivate || ev == EventReactivate):
+		return " (groups have no active attribute)"
+	}
+	return ""
+}
+
+func validEvent(rt, ev string) bool {
+	for _, e := range eventsOf[rt] {
+		if e == ev {
+			return true
+		}
+	}
+	return false
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// compileHeaders validates header names and values and resolves the values' placeholders
+// once. Messages never quote a resolved value: it is usually a secret.
+func (c *compiler) compileHeaders(rule string, base http.Header, in map[string]string) (http.Header, error) {
+	h := base.Clone()
+	if h == nil {
+		h = make(http.Header)
+	}
+	for _, name := range sortedKeys(in) {
+		hr := fmt.Sprintf("%s[%q]", rule, name)
+		if !validHeaderName(name) {
+			return nil, c.errf(hr, "%q is not a valid header name", name)
+		}
+		v, err := c.resolve(in[name])
+		if err != nil {
+			return nil, c.errf(hr, "resolving the value: %v", err)
+		}
+		if !validHeaderValue(v) {
+			return nil, c.errf(hr, "the value (after placeholders were resolved) holds a control character such as a line break")
+		}
+		if v == "" {
+			h.Del(name) // an empty value removes a header set at an outer level
+			continue
+		}
+		h.Set(name, v)
+	}
+	return h, nil
+}
+
+// validHeaderName checks the RFC 9110 token syntax.
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0 {
+			continue
+		}
+		return false
+	}
+	return true
+}
+
+// validHeaderValue rejects control characters other than tab: a line break in a resolved
+// secret would otherwise split the request's headers.
+func validHeaderValue(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// compileGJSONPath checks a response path (where a native id is). gjson paths come from
+// the mapping only, never from a client, so the full syntax (items.0.id, items.#(login=="x").id)
+// is allowed; only shapes that can never match are refused.
+func compileGJSONPath(p string) error {
+	switch {
+	case p == "":
+		return errors.New("the path is empty")
+	case len(p) > maxGJSONPath:
+		return fmt.Errorf("the path is longer than %d bytes", maxGJSONPath)
+	case strings.HasPrefix(p, "."), strings.HasSuffix(p, ".") && !strings.HasSuffix(p, `\.`), strings.Contains(p, ".."):
+		return fmt.Errorf("%q has an empty component", p)
+	case strings.ContainsAny(p, "\x00\n\r\t "):
+		return fmt.Errorf("%q holds white space or control characters", p)
+	}
+	return nil
+}
+
+// compileNativePath turns a native body path as written ("person.first", "a\.b" for a key
+// holding a dot) into an sjson path built per component with gjson.Escape, so that no
+// character of a key acts as a wildcard, modifier or array index.
+func compileNativePath(p string) (string, []string, error) {
+	if p == "" {
+		return "", nil, errors.New("the native path is empty")
+	}
+	if len(p) > maxGJSONPath {
+		return "", nil, fmt.Errorf("the native path is longer than %d bytes", maxGJSONPath)
+	}
+	comps := splitNativePath(p)
+	parts := make([]string, len(comps))
+	for i, comp := range comps {
+		if comp == "" {
+			return "", nil, fmt.Errorf("the native path %q has an empty component", p)
+		}
+		if !validJSONKey(comp) {
+			return "", nil, fmt.Errorf("the native path %q holds a control character", p)
+		}
+		parts[i] = escapeComponent(comp)
+	}
+	return strings.Join(parts, "."), comps, nil
+}
+
+// splitNativePath splits on "." except where written "\.".
+func splitNativePath(p string) []string {
+	var comps []string
+	var cur strings.Builder
+	for i := 0; i < len(p); i++ {
+		switch {
+		case p[i] == '\\' && i+1 < len(p) && p[i+1] == '.':
+			cur.WriteByte('.')
+			i++
+		case p[i] == '.':
+			comps = append(comps, cur.String())
+			cur.Reset()
+		default:
+			cur.WriteByte(p[i])
+		}
+	}
+	return append(comps, cur.String())
+}
+
+// escapeComponent makes one key literal for sjson: gjson.Escape for the special
+// characters, and a ":" prefix for keys that sjson would read as an array index ("0",
+// "-1") or that start with ":".
+func escapeComponent(comp string) string {
+	if isIndexLike(comp) || strings.HasPrefix(comp, ":") {
+		return ":" + gjson.Escape(comp)
+	}
+	return gjson.Escape(comp)
+}
+
+func isIndexLike(s string) bool {
+	if s == "-1" {
+		return true
+	}
+	_, err := strconv.ParseUint(s, 10, 64)
+	return err == nil
+}
+
+func validJSONKey(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < ' ' {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,204 @@
+// Package mapping rewrites SCIM changes into a legacy application's native REST calls,
+// declaratively, from a mapping file. The file is compiled once (Load or Parse, at
+// provision time); every problem in it is a *LoadError naming the file and the rule, for
+// example
+//
+//	demo.json: users.events.create.body["person.first"]: unknown transform "lowr" (known: ...)
+//
+// and the compiled *Mapping builds requests (Requests, LookupRequest) without parsing
+// anything, concurrently. gjson/sjson paths come from the file only; no value from a
+// client ever reaches them as a path.
+//
+// # The mapping file (version 1)
+//
+// A JSON object. Unknown keys are errors everywhere, so a misspelt option fails the load
+// instead of being ignored.
+//
+//	{
+//	  "version": 1,                                   required, must be 1
+//	  "headers": {"X-Api-Key": "{env.DEMO_KEY}"},     optional, sent with every call
+//	  "tables":  {"depts": {"Sales": "S"}},           optional, named tables for lookup
+//	  "users":   {resource section},                  optional (an app without users)
+//	  "groups":  {resource section}                   optional (an app without groups)
+//	}
+//
+// At least one of users and groups must be present.
+//
+// A resource section:
+//
+//	{
+//	  "headers": {...},                  optional, added to (and overriding) the file's
+//	  "lookup":  {call},                 optional, see Lookup below
+//	  "events":  {"create": {call}, ...} the native call of each semantic event
+//	}
+//
+// Events of users: create, update, deactivate, reactivate, delete. Events of groups:
+// create, update (a rename is an update of displayName), delete, add_members,
+// remove_members. Any other name is a load error. An event that is absent (or null) has no
+// native call: the gateway skips it and journals it as skipped, so an app without groups
+// still works for users.
+//
+// # Calls
+//
+//	{
+//	  "method":  "POST",                 GET, POST, PUT, PATCH or DELETE (a lookup: GET)
+//	  "path":    "/api/v1/accounts/{id}",URL template, appended to the target's base URL
+//	  "headers": {"Accept": "..."},      optional, added to (and overriding) outer headers
+//	  "body":    {"native.path": field}, optional; no body when absent
+//	  "id":      "id",                   create and lookup: gjson path of the native id
+//	  "send":    "changed",              update only: "changed" (default) or "all"
+//	  "members": "each",                 member events: "each" (default) or "batch"
+//	  "batch_size": 100,                 "batch" only: ids per call, 1..10000, default 100
+//	  "member_types": ["User"],          member events: which members are sent, default
+//	                                     ["User"]; add "Group" for apps with nested groups
+//	  "idempotent": true                 optional: may the gateway retry the call after a
+//	                                     failure in flight? Default: true for GET, PUT and
+//	                                     DELETE, false for POST and PATCH
+//	}
+//
+// A deactivation maps either to a dedicated call ("deactivate": POST .../lock, no body)
+// or to an update of a field, with a body such as
+// "locked": {"from": "active", "transforms": ["not"]}.
+//
+// # Headers
+//
+// Header names are HTTP tokens; values may hold placeholders such as {env.DEMO_KEY},
+// resolved once at load by the resolve function the caller passes (in Caddy, the
+// replacer). A resolved value with a control character (a line break) is a load error, and
+// load errors never quote resolved values. An empty value removes a header set at an outer
+// level. Content-Type: application/json is added to calls with a body unless set.
+//
+// # URL templates
+//
+// A template starts with "/" and names no scheme or host. Placeholders in braces:
+//
+//	{id}          the resource's native id (not in create or lookup)
+//	{member_id}   the member's native id (member events with "members": "each")
+//	{scim_id}     the resource's SCIM id
+//	{userName}    any SCIM attribute path, e.g. {emails[type eq "work"].value}
+//
+// Note that {id} is the native id; the SCIM id is {scim_id}. Values are path-escaped
+// (url.PathEscape) before the "?" and query-escaped (url.QueryEscape) after it, so a value
+// can never add a path segment or a query parameter. A placeholder that is absent, empty,
+// a list or an object, or "." or ".." in the path, fails the request (400 invalidValue)
+// rather than calling a different URL. "{{" and "}}" are literal braces.
+//
+// # Body fields
+//
+// The body is an object from native paths to fields, sent in the order written. A native
+// path is gjson/sjson dotted syntax over object keys: "person.first" sets
+// {"person": {"first": ...}}; write "\\." (in JSON source) for a dot inside a key. Every
+// other character is literal: the path is compiled per component with gjson.Escape, and
+// numeric components ("0") are object keys, not array indexes. Two paths of which one
+// contains the other ("person" and "person.first") are a load error.
+//
+// A field is a SCIM path (the shorthand "login": "userName") or an object:
+//
+//	{
+//	  "from": "name.givenName",   a SCIM path or a gateway value (below)
+//	  "value": "employee",        or a constant JSON value (any type)
+//	  "transforms": [...],        optional, applied in order
+//	  "required": true            optional: an empty result fails the request (400)
+//	}
+//
+// A field with neither "from" nor "value" must start with a transform that produces a
+// value (constant, default, template, first_non_empty).
+//
+// SCIM paths use full SCIM path syntax, with attribute names in any case:
+//
+//	userName, name.givenName                 core attributes and sub-attributes
+//	emails[type eq "work"].value             the first element the filter matches
+//	emails.value                             the list of every element's value
+//	urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department
+//	department                               enterprise attributes may omit their URN
+//	urn:ietf:params:scim:schemas:extension:MyApp:2.0:User:badge   custom extensions,
+//	                                         which Entra does not list in schemas[]
+//	manager (or its URN path, or manager.value)   the manager's NATIVE id, from the id map
+//
+// Paths are checked against the SCIM schemas at load (a misspelt core or enterprise
+// attribute is an error); custom extension URNs accept any attribute name. A manager
+// whose account does not exist in the app yet fails the request with 400 invalidValue
+// (Entra retries it later) instead of silently dropping the reference.
+//
+// Gateway values, for "from": "$id" (native id), "$scim_id", "$member_id" (each mode) and
+// "$member_ids" (batch mode: the list of the members' native ids, as strings; add
+// "to_int" for an app with integer ids).
+//
+// An absent or null attribute gives no value: the field is left out of the body, except
+// in an update with "send": "changed", where a changed attribute that is now absent is
+// sent as JSON null so the app clears it (use default("") for apps that clear with an
+// empty string). Native ids are handled as text throughout.
+//
+// # Updates: "send"
+//
+// With "send": "changed" (the default), an update sends only the fields whose SCIM sources
+// (including the paths a template or first_non_empty reads) are among Input.Changed, where
+// a change of "name" covers "name.givenName" and the other way round, and an extension URN
+// covers all its attributes. Fields without a SCIM source (constants) are not sent. When no
+// field qualifies, no call is made. With "send": "all" every field is sent (typically with
+// PUT).
+//
+// # Transforms
+//
+// A transform is a name ("lower") or an object with one key, the name, whose value is the
+// argument or the list of arguments ({"join": ", "}, {"bool": ["Y", "N"]}). To pass a list
+// as the single argument of constant or default, wrap it: {"constant": [["a", "b"]]}.
+// String transforms apply to each string of a list. An absent value passes through every
+// transform unchanged except default, constant, first_non_empty and template.
+//
+//	lower, upper, trim         case and white space
+//	default(value)             value when absent, null, "" or an empty list
+//	constant(value)            always value
+//	join(sep)                  list -> string (null elements skipped); scalars -> text
+//	split(sep)                 string -> list of strings ("" -> [])
+//	lookup(table, default?)    table: a name from "tables" or an inline object; keys are
+//	                           matched exactly (add lower first for case-insensitivity);
+//	                           without a default a value not in the table fails the request
+//	bool(true_value, false_value)   SCIM booleans, including Entra's "True"/"False"
+//	not                        boolean negation (active -> locked)
+//	date(layout_out), date(layout_in, layout_out)
+//	                           reformat a date; layout_in defaults to RFC 3339 (SCIM
+//	                           dateTime). Named layouts: rfc3339, date (2006-01-02),
+//	                           datetime (2006-01-02 15:04:05), unix, unix_ms (numbers);
+//	                           anything else is a Go layout such as "02.01.2006". The
+//	                           input's time zone is kept
+//	first_non_empty(paths...)  the value so far if not empty, else the first non-empty of
+//	                           the given SCIM paths
+//	regex_replace(pattern, replacement)   RE2 syntax (linear time), compiled at load;
+//	                           the replacement may use $1 and ${name}
+//	template("{name.givenName} {name.familyName}")
+//	                           a string from SCIM paths (same placeholders as URLs,
+//	                           unescaped); absent values render as nothing, lists as
+//	                           "a, b"; absent when every placeholder is empty
+//	to_int                     number or numeric string -> integer
+//	to_string                  scalar -> text
+//	first                      list -> its first element
+//
+// A value a transform cannot convert fails the request with 400 invalidValue; the detail
+// names the rule and the SCIM source, never the value (it may be personal data).
+//
+// # Members
+//
+// add_members and remove_members receive the members with their native ids already looked
+// up. "each" makes one call per member ({member_id} in the path or "$member_id" in the
+// body); "batch" makes one call per batch_size members with "$member_ids" in the body. A
+// member of a type not in member_types is left out; a selected member without a native id
+// fails the request (the gateway resolves or reports such members first).
+//
+// # Native ids
+//
+// The create call's "id" is the gjson path of the new resource's native id in the create
+// response (Request.IDPath); ExtractID reads it, validating the JSON first. Numbers become
+// their decimal text, so 42 and "42" are the same id. A call that uses {id} needs a way to
+// learn native ids: an "id" on create or a lookup, else the load fails; member calls need
+// the same for the members' resource type.
+//
+// # Lookup
+//
+// "lookup" is a GET that finds the native resource by a natural key, used to reconcile
+// after a crash (adopt an account created just before the gateway could record it):
+//
+//	"lookup": {"method": "GET", "path": "/api/v1/accounts?login={userName}", "id": "items.0.id"}
+//
+// Its "id" is required; a response where it matches nothing means "not found".
+package mapping

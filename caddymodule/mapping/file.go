@@ -1,0 +1,129 @@
+package mapping
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// The mapping file as written, before compilation. Every object is decoded strictly
+// (unknown keys are errors), so a misspelt option fails the load instead of being ignored.
+
+type fileMapping struct {
+	Version int                       `json:"version"`
+	Headers map[string]string         `json:"headers"`
+	Tables  map[string]map[string]any `json:"tables"`
+	Users   json.RawMessage           `json:"users"`
+	Groups  json.RawMessage           `json:"groups"`
+}
+
+type fileResource struct {
+	Headers map[string]string          `json:"headers"`
+	Lookup  json.RawMessage            `json:"lookup"`
+	Events  map[string]json.RawMessage `json:"events"`
+}
+
+type fileCall struct {
+	Method      string            `json:"method"`
+	Path        string            `json:"path"`
+	Headers     map[string]string `json:"headers"`
+	Body        *orderedObject    `json:"body"`
+	Send        string            `json:"send"`
+	ID          string            `json:"id"`
+	Members     string            `json:"members"`
+	BatchSize   int               `json:"batch_size"`
+	MemberTypes []string          `json:"member_types"`
+	Idempotent  *bool             `json:"idempotent"`
+}
+
+type fileField struct {
+	From       string            `json:"from"`
+	Value      json.RawMessage   `json:"value"`
+	Transforms []json.RawMessage `json:"transforms"`
+	Required   bool              `json:"required"`
+}
+
+// orderedObject keeps a JSON object's members in file order, so the native body lists its
+// fields in the order the user wrote them, and rejects a key written twice (encoding/json
+// would silently keep the last one).
+type orderedObject struct {
+	members []objectMember
+}
+
+type objectMember struct {
+	key string
+	raw json.RawMessage
+}
+
+func (o *orderedObject) UnmarshalJSON(data []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return errors.New("must be an object mapping native paths to fields")
+	}
+	seen := make(map[string]bool)
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		key, _ := tok.(string)
+		if seen[key] {
+			return fmt.Errorf("the native path %q is written twice", key)
+		}
+		seen[key] = true
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return err
+		}
+		o.members = append(o.members, objectMember{key: key, raw: raw})
+	}
+	_, err = dec.Token()
+	return err
+}
+
+// decodeStrict decodes one JSON value into v, rejecting unknown keys and trailing data.
+func decodeStrict(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err)
+	}
+	if _, err := dec.Token(); err == nil {
+		return errors.New("unexpected data after the JSON value")
+	}
+	return nil
+}
+
+// jsonError rewords encoding/json errors for people editing a mapping file.
+func jsonError(err error) error {
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return errors.New("invalid JSON: the document ends too early")
+	}
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Errorf("invalid JSON at byte %d: %s", se.Offset, strings.TrimPrefix(se.Error(), "json: "))
+	}
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		where := te.Field
+		if where == "" {
+			return fmt.Errorf("expected %s, got a JSON %s", te.Type, te.Value)
+		}
+		return fmt.Errorf("%q: expected %s, got a JSON %s", where, te.Type, te.Value)
+	}
+	return errors.New(strings.TrimPrefix(err.Error(), "json: "))
+}
+
+// isNull reports whether raw is absent or the JSON literal null.
+func isNull(raw json.RawMessage) bool {
+	t := bytes.TrimSpace(raw)
+	return len(t) == 0 || bytes.Equal(t, []byte("null"))
+}

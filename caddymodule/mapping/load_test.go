@@ -1,0 +1,178 @@
+package mapping
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// userCreate wraps a users.events.create call in a minimal file.
+func userCreate(call string) string {
+	return `{"version": 1, "users": {"events": {"create": ` + call + `}}}`
+}
+
+func TestLoadErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		file string
+		want string // the whole message: file, rule, problem
+	}{
+		{"not JSON", `{"version": 1,`, `demo.json: invalid JSON: the document ends too early`},
+		{"syntax error", `{"version": 1,, }`, `demo.json: invalid JSON at byte 15: invalid character ',' looking for beginning of object key string`},
+		{"unknown top-level key", `{"version": 1, "user": {}}`, `demo.json: unknown field "user"`},
+		{"version", `{"version": 2, "users": {}}`, `demo.json: version: unsupported version 2; this gateway reads version 1 (write "version": 1)`},
+		{"no sections", `{"version": 1}`, `demo.json: the mapping has neither "users" nor "groups"`},
+		{"unknown transform", userCreate(`{"method": "POST", "path": "/a", "body": {"person.first": {"from": "name.givenName", "transforms": ["lowr"]}}}`),
+			`demo.json: users.events.create.body["person.first"]: unknown transform "lowr" (known: bool, constant, date, default, first, first_non_empty, join, lookup, lower, not, regex_replace, split, template, to_int, to_string, trim, upper)`},
+		{"transform with two keys", userCreate(`{"method": "POST", "path": "/a", "body": {"x": {"from": "userName", "transforms": [{"join": ",", "split": ","}]}}}`),
+			`demo.json: users.events.create.body["x"]: a transform with arguments is an object with exactly one key, its name, e.g. {"default": "n/a"}; got 2 keys`},
+		{"bad arity", userCreate(`{"method": "POST", "path": "/a", "body": {"x": {"from": "active", "transforms": [{"bool": ["yes"]}]}}}`),
+			`demo.json: users.events.create.body["x"]: transform "bool": takes two values, for true and for false, got 1 argument(s)`},
+		{"bad regex", userCreate(`{"method": "POST", "path": "/a", "body": {"x": {"from": "userName", "transforms": [{"regex_replace": ["(a", ""]}]}}}`),
+			"demo.json: users.events.create.body[\"x\"]: transform \"regex_replace\": bad pattern: error parsing regexp: missing closing ): `(a`"},
+		{"unknown table", userCreate(`{"method": "POST", "path": "/a", "body": {"x": {"from": "userName", "transforms": [{"lookup": "depts"}]}}}`),
+			`demo.json: users.events.create.body["x"]: transform "lookup": no table "depts" in "tables" (the file defines none)`},
+		{"bad date layout", userCreate(`{"method": "POST", "path": "/a", "body": {"x": {"from": "meta.created", "transforms": [{"date": "yyyy-mm-dd"}]}}}`),
+			`demo.json: users.events.create.body["x"]: transform "date": layout "yyyy-mm-dd" is neither a named layout (rfc3339, date, datetime, unix, unix_ms) nor a Go time layout such as "02.01.2006"`},
+		{"empty split separator", userCreate(`{"method": "POST", "path": "/a", "body": {"x": {"from": "userName", "transforms": [{"split": ""}]}}}`),
+			`demo.json: users.events.create.body["x"]: transform "split": the separator must not be empty`},
+		{"bad SCIM path", userCreate(`{"method": "POST", "path": "/a", "body": {"x": "emails[type eq ].value"}}`),
+			`demo.json: users.events.create.body["x"]: bad SCIM path "emails[type eq ].value": `},
+		{"unknown SCIM attribute", userCreate(`{"method": "POST", "path": "/a", "body": {"x": "name.givenNme"}}`),
+			`demo.json: users.events.create.body["x"]: name has no sub-attribute "givenNme"`},
+		{"unknown core attribute", userCreate(`{"method": "POST", "path": "/a", "body": {"x": "badge"}}`),
+			`demo.json: users.events.create.body["x"]: unknown attribute "badge" of user resources (custom attributes need their extension URN, e.g. urn:ietf:params:scim:schemas:extension:MyApp:2.0:User:badge)`},
+		{"filter on single-valued", userCreate(`{"method": "POST", "path": "/a", "body": {"x": "name[givenName eq \"a\"]"}}`),
+			`demo.json: users.events.create.body["x"]: name is not multi-valued; a [filter] selects elements of a multi-valued attribute`},
+		{"enterprise URN on groups", `{"version": 1, "groups": {"events": {"create": {"method": "POST", "path": "/g", "body": {"x": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department"}}}}}`,
+			`demo.json: groups.events.create.body["x"]: urn:ietf:params:scim:schemas:extension:enterprise:2.0:User is not an extension of group resources`},
+		{"unknown gateway value", userCreate(`{"method": "POST", "path": "/a", "body": {"x": "$native"}}`),
+			`demo.json: users.events.create.body["x"]: unknown gateway value "$native"; use $id, $scim_id, $member_id or $member_ids`},
+		{"bad native path", userCreate(`{"method": "POST", "path": "/a", "body": {"person..first": "userName"}}`),
+			`demo.json: users.events.create.body["person..first"]: the native path "person..first" has an empty component`},
+		{"overlapping native paths", userCreate(`{"method": "POST", "path": "/a", "body": {"person": "displayName", "person.first": "name.givenName"}}`),
+			`demo.json: users.events.create.body["person.first"]: overlaps the field "person": one native path cannot hold both a value and fields inside it`},
+		{"duplicate native path", userCreate(`{"method": "POST", "path": "/a", "body": {"login": "userName", "login": "externalId"}}`),
+			`demo.json: users.events.create: the native path "login" is written twice`},
+		{"field without value", userCreate(`{"method": "POST", "path": "/a", "body": {"x": {"transforms": ["lower"]}}}`),
+			`demo.json: users.events.create.body["x"]: never has a value: give "from" (a SCIM path), "value", or start the transforms with constant, default, template or first_non_empty`},
+		{"from and value", userCreate(`{"method": "POST", "path": "/a", "body": {"x": {"from": "userName", "value": 1}}}`),
+			`demo.json: users.events.create.body["x"]: has both "from" and "value"; a field takes its value from one`},
+		{"unknown field option", userCreate(`{"method": "POST", "path": "/a", "body": {"x": {"form": "userName"}}}`),
+			`demo.json: users.events.create.body["x"]: a field is a SCIM path or an object with "from" or "value" and "transforms": unknown field "form"`},
+		{"unknown event", `{"version": 1, "users": {"events": {"lock": {"method": "POST", "path": "/l"}}}}`,
+			`demo.json: users.events.lock: unknown event "lock"; users have create, update, deactivate, reactivate, delete`},
+		{"rename event", `{"version": 1, "groups": {"events": {"rename": {"method": "PATCH", "path": "/g"}}}}`,
+			`demo.json: groups.events.rename: unknown event "rename"; groups have create, update, delete, add_members, remove_members (a rename is an update of displayName: map it under "update")`},
+		{"misspelt call option", userCreate(`{"metod": "POST", "path": "/a"}`), `demo.json: users.events.create: unknown field "metod"`},
+		{"missing method", userCreate(`{"path": "/a"}`), `demo.json: users.events.create.method: missing: write one of GET, POST, PUT, PATCH, DELETE`},
+		{"bad method", userCreate(`{"method": "FETCH", "path": "/a"}`), `demo.json: users.events.create.method: unsupported method "FETCH"; use one of GET, POST, PUT, PATCH, DELETE`},
+		{"missing path", userCreate(`{"method": "POST"}`), `demo.json: users.events.create.path: missing: every call needs a URL path template`},
+		{"absolute URL", userCreate(`{"method": "POST", "path": "https://evil.example/a"}`),
+			`demo.json: users.events.create.path: must start with a single "/" (it is appended to the target's base URL)`},
+		{"unclosed placeholder", userCreate(`{"method": "POST", "path": "/a/{userName"}`),
+			`demo.json: users.events.create.path: unclosed "{" at byte 3 (write "{{" for a literal brace)`},
+		{"space in URL", userCreate(`{"method": "POST", "path": "/a b"}`),
+			`demo.json: users.events.create.path: literal text holds ' ', which is not allowed in a URL path or query`},
+		{"id on create", userCreate(`{"method": "PUT", "path": "/a/{id}"}`),
+			`demo.json: users.events.create.path: uses the native id ({id} or $id), which does not exist yet in a create`},
+		{"bad id path", userCreate(`{"method": "POST", "path": "/a", "id": "data..id"}`),
+			`demo.json: users.events.create.id: "data..id" has an empty component`},
+		{"id on update", `{"version": 1, "users": {"events": {"update": {"method": "PATCH", "path": "/a", "id": "id"}}}}`,
+			`demo.json: users.events.update.id: only create and lookup responses carry the native id`},
+		{"send on create", userCreate(`{"method": "POST", "path": "/a", "send": "all"}`),
+			`demo.json: users.events.create.send: only an update chooses what to send`},
+		{"bad send", `{"version": 1, "users": {"events": {"update": {"method": "PATCH", "path": "/a", "send": "diff"}}}}`,
+			`demo.json: users.events.update.send: "diff" is neither "changed" nor "all"`},
+		{"update id without source", `{"version": 1, "users": {"events": {"update": {"method": "PATCH", "path": "/a/{id}"}}}}`,
+			`demo.json: users.events.update.path: uses {id}, but neither users.events.create nor users.lookup says where the native id is (add "id")`},
+		{"lookup without id", `{"version": 1, "users": {"lookup": {"method": "GET", "path": "/a?q={userName}"}}}`,
+			`demo.json: users.lookup.id: missing: a lookup needs the gjson path of the native id in its response (e.g. "items.0.id")`},
+		{"lookup not GET", `{"version": 1, "users": {"lookup": {"method": "POST", "path": "/a", "id": "id"}}}`,
+			`demo.json: users.lookup.method: a lookup reads: its method is GET, not POST`},
+		{"members without member id", `{"version": 1, "users": {"events": {"create": {"method": "POST", "path": "/u", "id": "id"}}}, "groups": {"events": {"create": {"method": "POST", "path": "/g", "id": "id"}, "add_members": {"method": "POST", "path": "/g/{id}/members"}}}}`,
+			`demo.json: groups.events.add_members: has no source for the member's native id: put {member_id} in the path or "from": "$member_id" in the body`},
+		{"batch without ids", `{"version": 1, "users": {"events": {"create": {"method": "POST", "path": "/u", "id": "id"}}}, "groups": {"events": {"create": {"method": "POST", "path": "/g", "id": "id"}, "add_members": {"method": "POST", "path": "/g/{id}/members", "members": "batch"}}}}`,
+			`demo.json: groups.events.add_members: has no source for the members' native ids: a batch call needs a body field with "from": "$member_ids"`},
+		{"member ids without users ids", `{"version": 1, "users": {"events": {"create": {"method": "POST", "path": "/u"}}}, "groups": {"events": {"create": {"method": "POST", "path": "/g", "id": "id"}, "add_members": {"method": "PUT", "path": "/g/{id}/m/{member_id}"}}}}`,
+			`demo.json: groups.events.add_members: members are sent by native id, but users have no create "id" or lookup to learn it from`},
+		{"member id outside members", `{"version": 1, "users": {"events": {"create": {"method": "POST", "path": "/u/{member_id}"}}}}`,
+			`demo.json: users.events.create.path: uses a member's native id ({member_id} or $member_id), which exists only in add_members and remove_members with "members": "each"`},
+		{"member options on create", userCreate(`{"method": "POST", "path": "/a", "members": "batch"}`),
+			`demo.json: users.events.create: members, batch_size and member_types apply to add_members and remove_members only`},
+		{"bad members mode", `{"version": 1, "groups": {"events": {"create": {"method": "POST", "path": "/g", "id": "id"}, "remove_members": {"method": "DELETE", "path": "/g/{id}/{member_id}", "members": "all"}}}}`,
+			`demo.json: groups.events.remove_members.members: "all" is neither "each" (one call per member) nor "batch" (one call with the list)`},
+		{"bad member type", `{"version": 1, "groups": {"events": {"create": {"method": "POST", "path": "/g", "id": "id"}, "remove_members": {"method": "DELETE", "path": "/g/{id}/{member_id}", "member_types": ["Device"]}}}}`,
+			`demo.json: groups.events.remove_members.member_types: unknown member type "Device"; use "User" and/or "Group"`},
+		{"bad batch size", `{"version": 1, "users": {"events": {"create": {"method": "POST", "path": "/u", "id": "id"}}}, "groups": {"events": {"create": {"method": "POST", "path": "/g", "id": "id"}, "add_members": {"method": "POST", "path": "/g/{id}", "members": "batch", "batch_size": 0.5, "body": {"ids": "$member_ids"}}}}}`,
+			`demo.json: groups.events.add_members: "batch_size": expected int, got a JSON number 0.5`},
+		{"bad header name", `{"version": 1, "headers": {"X Key": "a"}, "users": {}}`, `demo.json: headers["X Key"]: "X Key" is not a valid header name`},
+		{"header placeholder fails", `{"version": 1, "users": {"headers": {"X-Api-Key": "{env.NOPE}"}}}`,
+			`demo.json: users.headers["X-Api-Key"]: resolving the value: environment variable NOPE is not set`},
+		{"header injection", `{"version": 1, "users": {"events": {"delete": {"method": "DELETE", "path": "/u", "headers": {"X-Api-Key": "{env.CRLF}"}}}}}`,
+			`demo.json: users.events.delete.headers["X-Api-Key"]: the value (after placeholders were resolved) holds a control character such as a line break`},
+		{"template placeholder with $", userCreate(`{"method": "POST", "path": "/a", "body": {"x": {"transforms": [{"template": "{$scim_id}"}]}}}`),
+			`demo.json: users.events.create.body["x"]: transform "template": placeholder {$scim_id}: templates name gateway values without "$" ({id}, {scim_id}, {member_id})`},
+	}
+	resolve := func(s string) (string, error) {
+		if s == "{env.CRLF}" {
+			return "secret\r\nX-Injected: 1", nil
+		}
+		return testResolve(s)
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("demo.json", []byte(tc.file), resolve)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			var le *LoadError
+			if !errors.As(err, &le) || le.File != "demo.json" {
+				t.Fatalf("error %v is not a *LoadError for demo.json", err)
+			}
+			if got := err.Error(); got != tc.want && !(strings.HasSuffix(tc.want, ": ") && strings.HasPrefix(got, tc.want)) {
+				t.Errorf("error:\n got: %s\nwant: %s", got, tc.want)
+			}
+			if strings.Contains(err.Error(), "secret") {
+				t.Errorf("the error leaks a resolved header value: %s", err)
+			}
+		})
+	}
+}
+
+func TestLoadFile(t *testing.T) {
+	if _, err := Load(filepath.Join(t.TempDir(), "missing.json"), nil); err == nil || !strings.HasPrefix(err.Error(), "missing.json: reading the mapping: ") {
+		t.Errorf("missing file: %v", err)
+	}
+	big := filepath.Join(t.TempDir(), "big.json")
+	if err := os.WriteFile(big, []byte(`{"version": 1, "users": {}, "x": "`+strings.Repeat("a", MaxFileSize)+`"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(big, nil); err == nil || !strings.Contains(err.Error(), "big.json: the mapping is larger than") {
+		t.Errorf("oversized file: %v", err)
+	}
+}
+
+// TestDemoMapping checks the mapping shipped for the demo app: it loads, and maps every
+// event of both resource types.
+func TestDemoMapping(t *testing.T) {
+	m, err := Load("testdata/demo-mapping.json", testResolve)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rt, events := range eventsOf {
+		for _, ev := range events {
+			if !m.Has(rt, ev) {
+				t.Errorf("the demo mapping has no call for %s %s", rt, ev)
+			}
+		}
+	}
+	if m.Has("User", "rename") || m.Has("Device", "create") {
+		t.Error("Has reports events that do not exist")
+	}
+	if _, ok, _ := m.LookupRequest("Group", nil); ok {
+		t.Error("groups have no lookup in the demo mapping (the app has no name filter on teams)")
+	}
+}

@@ -1,0 +1,422 @@
+package mapping
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/scimgate/scimgate/caddymodule/scim"
+)
+
+func mustParse(t testing.TB, file string) *Mapping {
+	t.Helper()
+	m, err := Parse("test.json", []byte(file), testResolve)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func resource(t testing.TB, s string) scim.Resource {
+	t.Helper()
+	v, err := scim.Decode([]byte(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v.(map[string]any)
+}
+
+func oneRequest(t *testing.T, m *Mapping, in Input) Request {
+	t.Helper()
+	reqs, err := m.Requests(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(reqs) != 1 {
+		t.Fatalf("got %d requests, want 1", len(reqs))
+	}
+	return reqs[0]
+}
+
+// TestURLEscaping checks that native ids and SCIM attributes cannot change the shape of
+// the URL: path placeholders are path-escaped, query placeholders query-escaped, and
+// values that would climb or empty the path are refused.
+func TestURLEscaping(t *testing.T) {
+	m := mustParse(t, `{"version": 1,
+	  "users": {
+	    "lookup": {"method": "GET", "path": "/u?login={userName}&ext={urn:ietf:params:scim:schemas:extension:Contoso:2.0:User:code}", "id": "id"},
+	    "events": {
+	      "create": {"method": "POST", "path": "/u", "id": "id"},
+	      "update": {"method": "PUT", "path": "/u/{id}/by-name/{userName}", "send": "all"}}}}`)
+	tests := []struct {
+		nativeID, userName string
+		want, wantErr      string
+	}{
+		{"42", "ada", "/u/42/by-name/ada", ""},
+		{"a/b", "x?y#z", "/u/a%2Fb/by-name/x%3Fy%23z", ""},
+		{"a b", "ü%20", "/u/a%20b/by-name/%C3%BC%2520", ""},
+		{"..", "ada", "", "{id} resolves to \"..\""},
+		{"42", ".", "", "{userName} resolves to \".\""},
+		{"", "ada", "", "{id} is empty: the gateway passed no native id"},
+		{"42", "", "", "{userName} is needed in the URL but is empty"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.nativeID+"|"+tc.userName, func(t *testing.T) {
+			doc := scim.Resource{"userName": tc.userName}
+			reqs, err := m.Requests(Input{ResourceType: "User", Event: "update", Resource: doc, NativeID: tc.nativeID})
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error = %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if reqs[0].Path != tc.want {
+				t.Errorf("path = %s, want %s", reqs[0].Path, tc.want)
+			}
+		})
+	}
+	req, ok, err := m.LookupRequest("User", resource(t, `{"userName": "a&b=c+d e", "urn:ietf:params:scim:schemas:extension:Contoso:2.0:User": {"code": "x/y"}}`))
+	if err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	if want := "/u?login=a%26b%3Dc%2Bd+e&ext=x%2Fy"; req.Path != want {
+		t.Errorf("lookup path = %s, want %s", req.Path, want)
+	}
+	_, _, err = m.LookupRequest("User", scim.Resource{})
+	var se *scim.Error
+	if !errors.As(err, &se) || !strings.Contains(se.Detail, "users.lookup.path: {userName} is needed in the URL but is not set") {
+		t.Errorf("lookup without a key: %v", err)
+	}
+}
+
+// TestSecretsInHeaders checks that header placeholders are resolved once at load, that
+// outer headers are inherited and overridden, and that each request gets its own copy.
+func TestSecretsInHeaders(t *testing.T) {
+	calls := 0
+	resolve := func(s string) (string, error) {
+		calls++
+		return strings.ReplaceAll(s, "{env.KEY}", "s3cr3t"), nil
+	}
+	m, err := Parse("h.json", []byte(`{"version": 1,
+	  "headers": {"X-Api-Key": "{env.KEY}", "X-Trace": "on", "Accept": "application/json"},
+	  "users": {"headers": {"X-Trace": ""}, "events": {
+	    "create": {"method": "POST", "path": "/u", "id": "id", "headers": {"Accept": "application/vnd.app+json"}, "body": {"login": "userName"}},
+	    "delete": {"method": "DELETE", "path": "/u/{id}", "headers": {"Authorization": "Key {env.KEY}"}}}}}`), resolve)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loadCalls := calls
+	in := Input{ResourceType: "User", Event: "create", Resource: scim.Resource{"userName": "a"}}
+	r1 := oneRequest(t, m, in)
+	want := http.Header{"X-Api-Key": {"s3cr3t"}, "Accept": {"application/vnd.app+json"}, "Content-Type": {"application/json"}}
+	if !reflect.DeepEqual(r1.Header, want) {
+		t.Errorf("create headers = %v, want %v", r1.Header, want)
+	}
+	r1.Header.Set("X-Api-Key", "changed by the caller")
+	if r2 := oneRequest(t, m, in); r2.Header.Get("X-Api-Key") != "s3cr3t" {
+		t.Error("a caller's change to one request's headers leaked into the next")
+	}
+	del := oneRequest(t, m, Input{ResourceType: "User", Event: "delete", Previous: scim.Resource{}, NativeID: "1"})
+	if del.Header.Get("Authorization") != "Key s3cr3t" || del.Header.Get("Content-Type") != "" || del.Body != nil {
+		t.Errorf("delete request = %+v", del)
+	}
+	if calls != loadCalls {
+		t.Errorf("resolve ran %d times while building requests; it must run only at load", calls-loadCalls)
+	}
+}
+
+const sendMapping = `{"version": 1, "users": {"events": {
+  "create": {"method": "POST", "path": "/u", "id": "id"},
+  "update": {"method": "PATCH", "path": "/u/{id}", "send": %q, "body": {
+    "login": {"from": "userName", "required": true},
+    "first": "name.givenName",
+    "full": {"transforms": [{"template": "{name.givenName} {name.familyName}"}]},
+    "mail": "emails[type eq \"work\"].value",
+    "dept": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department",
+    "kind": {"value": "person"}}}}}}`
+
+// TestSendChangedVsAll checks what an update sends in each mode.
+func TestSendChangedVsAll(t *testing.T) {
+	doc := resource(t, `{"userName": "ada", "name": {"givenName": "Ada", "familyName": "L"}, "emails": [{"type": "work", "value": "a@x"}]}`)
+	tests := []struct {
+		send    string
+		changed []string
+		want    string // body; "" for no request
+	}{
+		{"all", nil, `{"login":"ada","first":"Ada","full":"Ada L","mail":"a@x","kind":"person"}`},
+		{"all", []string{"name.givenName"}, `{"login":"ada","first":"Ada","full":"Ada L","mail":"a@x","kind":"person"}`},
+		{"changed", []string{"name.givenName"}, `{"first":"Ada","full":"Ada L"}`},
+		{"changed", []string{"NAME"}, `{"first":"Ada","full":"Ada L"}`},
+		{"changed", []string{"name.familyName"}, `{"full":"Ada L"}`},
+		{"changed", []string{"emails"}, `{"mail":"a@x"}`},
+		{"changed", []string{"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department"}, `{"dept":null}`},
+		{"changed", []string{"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"}, `{"dept":null}`},
+		{"changed", []string{"department"}, `{"dept":null}`},
+		{"changed", []string{"urn:ietf:params:scim:schemas:core:2.0:User:userName"}, `{"login":"ada"}`},
+		{"changed", []string{"nickName"}, ""},
+		{"changed", nil, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.send+"|"+strings.Join(tc.changed, ","), func(t *testing.T) {
+			m := mustParse(t, fmt.Sprintf(sendMapping, tc.send))
+			reqs, err := m.Requests(Input{ResourceType: "User", Event: "update", Resource: doc, Previous: doc, Changed: tc.changed, NativeID: "1"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case tc.want == "" && reqs != nil:
+				t.Errorf("got %d requests, want none", len(reqs))
+			case tc.want != "" && (len(reqs) != 1 || string(reqs[0].Body) != tc.want):
+				t.Errorf("got %v, want body %s", reqs, tc.want)
+			}
+		})
+	}
+	m := mustParse(t, fmt.Sprintf(sendMapping, "changed"))
+	_, err := m.Requests(Input{ResourceType: "User", Event: "update", Resource: scim.Resource{}, Changed: []string{"userName"}, NativeID: "1"})
+	var se *scim.Error
+	if !errors.As(err, &se) || se.Status != 400 || !strings.Contains(se.Detail, `users.events.update.body["login"] is required by the app, but userName is empty`) {
+		t.Errorf("a cleared required attribute: %v", err)
+	}
+}
+
+// TestEntraAttributes maps a user exactly as Entra writes it: the enterprise extension,
+// a custom extension URN that is not in schemas[], attributes in another case, and the
+// manager as a reference resolved to the manager's native id.
+func TestEntraAttributes(t *testing.T) {
+	m := mustParse(t, `{"version": 1, "users": {"events": {"create": {"method": "POST", "path": "/u", "id": "id", "body": {
+	  "dept": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department",
+	  "dept_bare": "department",
+	  "emp": "URN:IETF:PARAMS:SCIM:SCHEMAS:EXTENSION:ENTERPRISE:2.0:USER:employeeNumber",
+	  "tag": "urn:ietf:params:scim:schemas:extension:CustomExtensionName:2.0:User:tag",
+	  "mgr": {"from": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager", "transforms": ["to_int"]},
+	  "mgr_bare": "manager",
+	  "mgr_value": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value",
+	  "mgr_name": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.displayName",
+	  "core_urn": "urn:ietf:params:scim:schemas:core:2.0:User:userName",
+	  "given": "NAME.GIVENNAME",
+	  "work": "emails[type eq \"work\"].value",
+	  "roles": "roles.value"}}}}}`)
+	doc := resource(t, `{
+	  "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"],
+	  "id": "u-1", "UserName": "ada@contoso.example", "name": {"givenName": "Ada"},
+	  "emails": [{"type": "Work", "value": "ada@contoso.example", "primary": "True"}],
+	  "roles": [{"primary": "True", "type": "WindowsAzureActiveDirectoryRole", "value": "Admin"}],
+	  "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"Department": "R&D", "employeeNumber": "07", "manager": {"value": "m-1", "displayName": "Grace"}},
+	  "urn:ietf:params:scim:schemas:extension:CustomExtensionName:2.0:User": {"tag": "blue"}}`)
+	req := oneRequest(t, m, Input{ResourceType: "User", Event: "create", Resource: doc,
+		NativeIDOf: func(id string) (string, bool) { return map[string]string{"m-1": "9001"}[id], id == "m-1" }})
+	want := `{"dept":"R&D","dept_bare":"R&D","emp":"07","tag":"blue","mgr":9001,"mgr_bare":"9001","mgr_value":"9001","mgr_name":"Grace","core_urn":"ada@contoso.example","given":"Ada","work":"ada@contoso.example","roles":["Admin"]}`
+	var got, exp any
+	if err := json.Unmarshal(req.Body, &got); err != nil {
+		t.Fatal(err)
+	}
+	_ = json.Unmarshal([]byte(want), &exp)
+	if !reflect.DeepEqual(got, exp) {
+		t.Errorf("body:\n got %s\nwant %s", req.Body, want)
+	}
+	_, err := m.Requests(Input{ResourceType: "User", Event: "create", Resource: doc})
+	if !errors.Is(err, errNoIDMap) {
+		t.Errorf("a manager without an id map: %v", err)
+	}
+}
+
+// TestRequestDataErrors checks that data a transform cannot convert fails the request
+// with a 400 that names the rule and the source but not the value.
+func TestRequestDataErrors(t *testing.T) {
+	m := mustParse(t, `{"version": 1, "users": {"events": {"create": {"method": "POST", "path": "/u", "body": {
+	  "emp": {"from": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber", "transforms": ["trim", "to_int"]}}}}}}`)
+	doc := resource(t, `{"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"employeeNumber": "SECRET-7"}}`)
+	_, err := m.Requests(Input{ResourceType: "User", Event: "create", Resource: doc})
+	var se *scim.Error
+	if !errors.As(err, &se) || se.Status != 400 || se.ScimType != scim.TypeInvalidValue {
+		t.Fatalf("error = %v, want a 400 invalidValue", err)
+	}
+	want := `users.events.create.body["emp"] (from urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber): transform to_int: needs an integer`
+	if se.Detail != want {
+		t.Errorf("detail = %s\nwant     %s", se.Detail, want)
+	}
+	if strings.Contains(se.Detail, "SECRET") {
+		t.Error("the error detail quotes the attribute's value")
+	}
+	if _, err := m.Requests(Input{ResourceType: "User", Event: "rename"}); err == nil {
+		t.Error("an event that does not exist was accepted")
+	}
+	if _, err := m.Requests(Input{ResourceType: "Device", Event: "create"}); err == nil {
+		t.Error("a resource type that does not exist was accepted")
+	}
+	if reqs, err := m.Requests(Input{ResourceType: "Group", Event: "create"}); reqs != nil || err != nil {
+		t.Errorf("an unmapped resource type: %v, %v; want a skip", reqs, err)
+	}
+}
+
+// TestMembers checks member selection, batching and members without a native id.
+func TestMembers(t *testing.T) {
+	m, err := Load("testdata/alt-mapping.json", testResolve)
+	if err != nil {
+		t.Fatal(err)
+	}
+	members := func(n int) []Member {
+		var out []Member
+		for i := range n {
+			out = append(out, Member{SCIMID: fmt.Sprint("s", i), NativeID: fmt.Sprint("n", i), Type: "User"})
+		}
+		return out
+	}
+	for n, wantCalls := range map[int]int{0: 0, 1: 1, 2: 1, 3: 2, 5: 3} {
+		reqs, err := m.Requests(Input{ResourceType: "Group", Event: "remove_members", NativeID: "g", Members: members(n)})
+		if err != nil || len(reqs) != wantCalls {
+			t.Errorf("%d members: %d calls (%v), want %d", n, len(reqs), err, wantCalls)
+		}
+	}
+	_, err = m.Requests(Input{ResourceType: "Group", Event: "add_members", NativeID: "g", Members: []Member{{SCIMID: "s1", Type: "User"}}})
+	var se *scim.Error
+	if !errors.As(err, &se) || !strings.Contains(se.Detail, `the member "s1" has no account in the app yet`) {
+		t.Errorf("a member without a native id: %v", err)
+	}
+}
+
+func TestExtractID(t *testing.T) {
+	tests := []struct {
+		body, path, want, wantErr string
+	}{
+		{`{"id": 42}`, "id", "42", ""},
+		{`{"id": "abc"}`, "id", "abc", ""},
+		{`{"id": 12345678901234567890}`, "id", "12345678901234567890", ""},
+		{`{"id": 1e3}`, "id", "1000", ""},
+		{`{"data": {"uuid": "u-1"}}`, "data.uuid", "u-1", ""},
+		{`{"items": [{"id": 7}]}`, "items.0.id", "7", ""},
+		{`{"items": [{"k": "a", "id": 1}, {"k": "b", "id": 2}]}`, `items.#(k=="b").id`, "2", ""},
+		{`{"items": []}`, "items.0.id", "", `no native id at "items.0.id"`},
+		{`{"id": 1.5}`, "id", "", "1.5 is not an integer"},
+		{`{"id": null}`, "id", "", "is null"},
+		{`{"id": {"v": 1}}`, "id", "", "is an object"},
+		{`{"id": true}`, "id", "", "is a boolean"},
+		{`{"id": "  "}`, "id", "", "is empty"},
+		{`{"id": 42`, "id", "", "not valid JSON"},
+		{`<html>`, "id", "", "not valid JSON"},
+		{`{"id": "` + strings.Repeat("x", maxNativeIDLen+1) + `"}`, "id", "", "longer than"},
+	}
+	for _, tc := range tests {
+		got, err := ExtractID([]byte(tc.body), tc.path)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("ExtractID(%.40s, %s) error = %v, want %q", tc.body, tc.path, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("ExtractID(%s, %s) = %q, %v; want %q", tc.body, tc.path, got, err, tc.want)
+		}
+	}
+}
+
+// TestNativePaths checks that keys with gjson/sjson syntax characters stay literal.
+func TestNativePaths(t *testing.T) {
+	m := mustParse(t, `{"version": 1, "users": {"events": {"create": {"method": "POST", "path": "/u", "body": {
+	  "a\\.b": {"value": 1}, "x.0": {"value": 2}, "x.-1": {"value": 3}, "q*?|#@!": {"value": 4}, ":k": {"value": 5},
+	  "urn:x:y": {"value": 6}}}}}}`)
+	req := oneRequest(t, m, Input{ResourceType: "User", Event: "create", Resource: scim.Resource{}})
+	want := `{"a.b":1,"x":{"0":2,"-1":3},"q*?|#@!":4,":k":5,"urn:x:y":6}`
+	if string(req.Body) != want {
+		t.Errorf("body = %s, want %s", req.Body, want)
+	}
+}
+
+// TestStringEscaping checks that values with JSON-significant characters produce valid
+// JSON with the value intact.
+func TestStringEscaping(t *testing.T) {
+	m := mustParse(t, `{"version": 1, "users": {"events": {"create": {"method": "POST", "path": "/u", "body": {"d": "displayName"}}}}}`)
+	for _, s := range []string{`"quoted" \ back`, "line\nbreak\ttab\u0001", "<script>&</script>", "emoji 😀 \u2028"} {
+		req := oneRequest(t, m, Input{ResourceType: "User", Event: "create", Resource: scim.Resource{"displayName": s}})
+		var got struct{ D string }
+		if err := json.Unmarshal(req.Body, &got); err != nil || got.D != s {
+			t.Errorf("%q: body %s (%v)", s, req.Body, err)
+		}
+	}
+}
+
+// TestConcurrentRequests runs one mapping from many goroutines (go test -race) and checks
+// that the stored resource is never modified.
+func TestConcurrentRequests(t *testing.T) {
+	m, err := Load("testdata/demo-mapping.json", testResolve)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := entraUser(t)
+	before := scim.CloneResource(doc)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 50 {
+				if _, err := m.Requests(Input{ResourceType: "User", Event: "create", Resource: doc, NativeIDOf: idMap}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if !reflect.DeepEqual(doc, before) {
+		t.Error("Requests modified the resource")
+	}
+}
+
+func idMap(id string) (string, bool) {
+	if id == "m-1" {
+		return "17", true
+	}
+	return "", false
+}
+
+// entraUser is a user as Entra creates it, manager reference included.
+func entraUser(t testing.TB) scim.Resource {
+	return resource(t, `{
+	  "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"],
+	  "id": "6c5bb468-14b2-4183-baf2-06d523e03bd3", "externalId": "0a21f0f2", "userName": "Test_User_ab6490ee@contoso.example",
+	  "active": "True", "displayName": "Ada Lovelace", "title": "Analyst",
+	  "name": {"formatted": "Ada Lovelace", "familyName": "Lovelace", "givenName": "Ada"},
+	  "emails": [{"primary": true, "type": "work", "value": "Ada.Lovelace@Contoso.example"}],
+	  "phoneNumbers": [{"type": "work", "value": "+44 (20) 7946-0018"}],
+	  "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"employeeNumber": "701984", "department": "R&D", "manager": {"value": "m-1"}}}`)
+}
+
+// BenchmarkRequests maps one Entra user create against the demo mapping, and reports
+// the cost of building the body alone (the baseline: encoding the same values with
+// encoding/json) in the same run.
+func BenchmarkRequests(b *testing.B) {
+	m, err := Load("testdata/demo-mapping.json", testResolve)
+	if err != nil {
+		b.Fatal(err)
+	}
+	doc := entraUser(b)
+	in := Input{ResourceType: "User", Event: "create", Resource: doc, NativeIDOf: idMap}
+	b.Run("mapping", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := m.Requests(in); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("baseline_json_marshal", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			body := map[string]any{"login": doc["userName"], "person": map[string]any{"first": "Ada", "last": "Lovelace", "display": doc["displayName"]},
+				"contact": map[string]any{"mail": "ada.lovelace@contoso.example", "phone": "+442079460018"},
+				"org":     map[string]any{"dept": "R&D", "title": doc["title"], "employee_no": "701984", "manager_id": 17}, "locked": false}
+			if _, err := json.Marshal(body); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -1,0 +1,392 @@
+package mapping
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/tidwall/gjson"
+	"github.com/tidwall/sjson"
+
+	"github.com/scimgate/scimgate/caddymodule/scim"
+)
+
+// maxNativeIDLen bounds a native id read from a response.
+const maxNativeIDLen = 1024
+
+// Member is one member of a membership change, with its native id already looked up in
+// the id map by the gateway.
+type Member struct {
+	SCIMID, NativeID, Type string
+}
+
+// Input is one semantic event of one resource, as the gateway decided it.
+type Input struct {
+	ResourceType string        // "User" | "Group"
+	Event        string        // create, update, deactivate, reactivate, delete, add_members, remove_members
+	Resource     scim.Resource // after (the full stored document, id included); for delete, the document being deleted
+	Previous     scim.Resource // before, nil on create
+	Changed      []string      // changed attribute paths (for send: changed)
+	NativeID     string        // the resource's native id (empty on create)
+	Members      []Member      // for member events
+	NativeIDOf   func(scimID string) (string, bool)
+}
+
+// Request is one native call to make, relative to the target's base URL.
+type Request struct {
+	Method string
+	Path   string // path and query, to append to the target's base URL
+	Header http.Header
+	Body   []byte // nil when the call has no body
+	// Idempotent is true when the call may be retried after a failure in flight: GET, PUT
+	// and DELETE, or a call the mapping declares idempotent.
+	Idempotent bool
+	// IDPath is the gjson path of the native id in the response (create and lookup only).
+	IDPath string
+}
+
+// evalCtx is what sources and transforms read while one request is built.
+type evalCtx struct {
+	in        *Input
+	doc       scim.Resource
+	member    *Member
+	memberIDs []any
+}
+
+func (ev *evalCtx) reserved(name string) (any, bool, error) {
+	switch name {
+	case srcNativeID:
+		return ev.in.NativeID, ev.in.NativeID != "", nil
+	case srcSCIMID:
+		v, ok := scim.Get(ev.doc, "id")
+		s, isStr := v.(string)
+		return s, ok && isStr && s != "", nil
+	case srcMemberID:
+		if ev.member == nil {
+			return nil, false, errors.New("no member in this call")
+		}
+		return ev.member.NativeID, true, nil
+	case srcMemberIDs:
+		return ev.memberIDs, true, nil
+	}
+	return nil, false, fmt.Errorf("unknown gateway value %s", name)
+}
+
+// Has reports whether the mapping has a native call for the event of the resource type.
+// The gateway skips (and journals as skipped) events without one.
+func (m *Mapping) Has(resourceType, event string) bool {
+	rm := m.resource(resourceType)
+	return rm != nil && rm.calls[event] != nil
+}
+
+func (m *Mapping) resource(resourceType string) *resourceMapping {
+	rt := scim.ResourceTypeByName(resourceType)
+	if rt == nil {
+		return nil
+	}
+	return m.types[rt.Name]
+}
+
+// Requests builds the native calls for one event, in the order to make them. It returns
+// nil, nil when the event has no call, when an update in "send": "changed" mode changed no
+// mapped attribute, and when a membership change has no member of the call's member types.
+// Errors about the data (a value a transform cannot convert, a required value that is
+// empty, a manager with no native account yet) are *scim.Error 400 invalidValue, fit to
+// answer to the client; any other error is the gateway's own mistake.
+func (m *Mapping) Requests(in Input) ([]Request, error) {
+	rt := scim.ResourceTypeByName(in.ResourceType)
+	if rt == nil {
+		return nil, fmt.Errorf("mapping %s: unknown resource type %q", m.name, in.ResourceType)
+	}
+	if !validEvent(rt.Name, in.Event) {
+		return nil, fmt.Errorf("mapping %s: %s have no event %q", m.name, sectionOf[rt.Name], in.Event)
+	}
+	rm := m.types[rt.Name]
+	if rm == nil || rm.calls[in.Event] == nil {
+		return nil, nil
+	}
+	cl := rm.calls[in.Event]
+	ev := &evalCtx{in: &in, doc: in.Resource}
+	if ev.doc == nil {
+		ev.doc = in.Previous
+	}
+	var changed []string
+	if cl.send == sendChanged {
+		changed = make([]string, len(in.Changed))
+		for i, p := range in.Changed {
+			changed[i] = changedKey(rt.Name, p)
+		}
+	}
+	switch cl.members {
+	case membersEach:
+		return cl.eachMember(ev)
+	case membersBatch:
+		return cl.batchMembers(ev)
+	}
+	req, ok, err := cl.build(ev, changed)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return []Request{req}, nil
+}
+
+// LookupRequest builds the reconciliation lookup for r (find the native resource by a
+// natural key). ok is false when the resource type has no lookup.
+func (m *Mapping) LookupRequest(resourceType string, r scim.Resource) (*Request, bool, error) {
+	rm := m.resource(resourceType)
+	if rm == nil || rm.lookup == nil {
+		return nil, false, nil
+	}
+	in := &Input{ResourceType: rm.typ, Event: "lookup", Resource: r}
+	req, _, err := rm.lookup.build(&evalCtx{in: in, doc: r}, nil)
+	if err != nil {
+		return nil, true, err
+	}
+	return &req, true, nil
+}
+
+// selectMembers returns the input's members of the call's member types, checking each has a
+// native id.
+func (cl *call) selectMembers(ev *evalCtx) ([]*Member, error) {
+	var out []*Member
+	for i := range ev.in.Members {
+		mb := &ev.in.Members[i]
+		typ := mb.Type
+		if typ == "" {
+			typ = scim.UserType
+		}
+		if !containsFold(cl.memberTypes, typ) {
+			continue
+		}
+		if mb.NativeID == "" {
+			return nil, dataError("the member %q has no account in the app yet", mb.SCIMID)
+		}
+		out = append(out, mb)
+	}
+	return out, nil
+}
+
+func (cl *call) eachMember(ev *evalCtx) ([]Request, error) {
+	members, err := cl.selectMembers(ev)
+	if err != nil || len(members) == 0 {
+		return nil, err
+	}
+	out := make([]Request, 0, len(members))
+	for _, mb := range members {
+		ev.member = mb
+		req, _, err := cl.build(ev, nil)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, req)
+	}
+	return out, nil
+}
+
+func (cl *call) batchMembers(ev *evalCtx) ([]Request, error) {
+	members, err := cl.selectMembers(ev)
+	if err != nil || len(members) == 0 {
+		return nil, err
+	}
+	out := make([]Request, 0, (len(members)+cl.batchSize-1)/cl.batchSize)
+	for start := 0; start < len(members); start += cl.batchSize {
+		chunk := members[start:min(start+cl.batchSize, len(members))]
+		ids := make([]any, len(chunk))
+		for i, mb := range chunk {
+			ids[i] = mb.NativeID
+		}
+		ev.memberIDs = ids
+		req, _, err := cl.build(ev, nil)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, req)
+	}
+	return out, nil
+}
+
+// build makes one request. ok is false when a changed-only update has nothing to send.
+// changed is nil unless the call sends changed attributes only.
+func (cl *call) build(ev *evalCtx, changed []string) (Request, bool, error) {
+	path, err := cl.path.renderURL(ev)
+	if err != nil {
+		return Request{}, false, cl.explain(err, cl.rule+".path")
+	}
+	req := Request{Method: cl.method, Path: path, Idempotent: cl.idempotent, IDPath: cl.idPath}
+	if len(cl.fields) > 0 {
+		body, n, err := cl.buildBody(ev, changed)
+		if err != nil {
+			return Request{}, false, err
+		}
+		if n == 0 && cl.send == sendChanged {
+			return Request{}, false, nil
+		}
+		req.Body = body
+	}
+	req.Header = cl.header.Clone()
+	if req.Body != nil && req.Header.Get("Content-Type") == "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	return req, true, nil
+}
+
+// buildBody sets each field at its native path. With send: changed, only fields whose
+// SCIM sources changed are sent, and one whose value is now absent is sent as null so the
+// app clears it. Otherwise absent values are left out.
+func (cl *call) buildBody(ev *evalCtx, changed []string) ([]byte, int, error) {
+	body := make([]byte, 0, 64*len(cl.fields))
+	body = append(body, '{', '}')
+	n := 0
+	for _, f := range cl.fields {
+		if cl.send == sendChanged && !f.changedIn(changed) {
+			continue
+		}
+		v, ok, err := f.eval(ev)
+		if err != nil {
+			return nil, 0, err
+		}
+		if f.required && isEmpty(v, ok) {
+			return nil, 0, dataError("%s is required by the app, but %s is empty", f.rule, f.describeSource())
+		}
+		if !ok {
+			if cl.send != sendChanged {
+				continue
+			}
+			v = nil
+		}
+		if body, err = sjson.SetBytes(body, f.sjsonPath, v); err != nil {
+			return nil, 0, fmt.Errorf("%s: setting %q: %w", f.rule, f.native, err)
+		}
+		n++
+	}
+	return body, n, nil
+}
+
+// changedIn reports whether any SCIM attribute the field reads is among the changed ones.
+func (f *field) changedIn(changed []string) bool {
+	for _, d := range f.deps {
+		for _, c := range changed {
+			if keysOverlap(d, c) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// eval computes the field's value.
+func (f *field) eval(ev *evalCtx) (any, bool, error) {
+	var v any
+	var ok bool
+	switch {
+	case f.src != nil:
+		var err error
+		if v, ok, err = f.src.resolve(ev); err != nil {
+			return nil, false, f.explain(err)
+		}
+	case f.hasValue:
+		v, ok = f.value, true
+	}
+	for _, t := range f.transforms {
+		var err error
+		if v, ok, err = t.apply(ev, v, ok); err != nil {
+			return nil, false, f.explain(fmt.Errorf("transform %s: %w", t.name, err))
+		}
+	}
+	return v, ok, nil
+}
+
+// explain turns an error into what the gateway reports: scim errors (already meant for
+// the client) and the gateway's own mistakes pass through; a transform that cannot
+// convert the data becomes a 400 naming the rule and the source, never the value (which
+// may be personal data).
+func (f *field) explain(err error) error {
+	var se *scim.Error
+	if errors.As(err, &se) || errors.Is(err, errNoIDMap) {
+		return err
+	}
+	return dataError("%s (from %s): %v", f.rule, f.describeSource(), err)
+}
+
+func (cl *call) explain(err error, rule string) error {
+	var se *scim.Error
+	if errors.As(err, &se) {
+		return scim.BadRequest(se.ScimType, "%s: %s", rule, se.Detail)
+	}
+	return fmt.Errorf("%s: %w", rule, err)
+}
+
+func (f *field) describeSource() string {
+	switch {
+	case f.src != nil:
+		return f.src.text
+	case f.hasValue:
+		return "a constant"
+	}
+	return "its transforms"
+}
+
+// ExtractID reads the native id at path in a response body. The body is validated as
+// JSON first (gjson does not validate); a number is returned as its decimal text, so that
+// 42 and "42" name the same account. Objects, lists, booleans, null, empty strings and
+// non-integral numbers are errors.
+func ExtractID(body []byte, path string) (string, error) {
+	if !gjson.ValidBytes(body) {
+		return "", errors.New("the response is not valid JSON")
+	}
+	res := gjson.GetBytes(body, path)
+	if !res.Exists() {
+		return "", fmt.Errorf("the response has no native id at %q", path)
+	}
+	var id string
+	switch res.Type {
+	case gjson.String:
+		id = res.Str
+	case gjson.Number:
+		var err error
+		if id, err = integerText(res.Raw); err != nil {
+			return "", fmt.Errorf("the native id at %q: %w", path, err)
+		}
+	default:
+		return "", fmt.Errorf("the native id at %q is %s, not a string or a number", path, gjsonTypeName(res))
+	}
+	if strings.TrimSpace(id) == "" {
+		return "", fmt.Errorf("the native id at %q is empty", path)
+	}
+	if len(id) > maxNativeIDLen {
+		return "", fmt.Errorf("the native id at %q is longer than %d bytes", path, maxNativeIDLen)
+	}
+	return id, nil
+}
+
+// integerText renders a JSON number as decimal integer text, keeping the digits of
+// integers exactly (ids beyond 2^53 must not be rounded through float64).
+func integerText(raw string) (string, error) {
+	if _, err := strconv.ParseInt(raw, 10, 64); err == nil {
+		return raw, nil
+	}
+	if _, err := strconv.ParseUint(raw, 10, 64); err == nil {
+		return raw, nil
+	}
+	f, err := strconv.ParseFloat(raw, 64)
+	if err != nil || f != float64(int64(f)) {
+		return "", fmt.Errorf("%s is not an integer", raw)
+	}
+	return strconv.FormatInt(int64(f), 10), nil
+}
+
+func gjsonTypeName(r gjson.Result) string {
+	switch {
+	case r.IsObject():
+		return "an object"
+	case r.IsArray():
+		return "a list"
+	case r.Type == gjson.Null:
+		return "null"
+	case r.IsBool():
+		return "a boolean"
+	}
+	return "not a string or number"
+}
