@@ -38,7 +38,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    target <name> {                 # the legacy app every change is rewritten for
 //	        url <base url>
 //	        mapping <file>              # see caddymodule/mapping/doc.go
-//	        dry_run                     # decide, map and journal; send nothing
+//	        header <name> <value>       # added to every call; value usually {env.*}
+//	        dry_run [true|false]        # decide, map and journal; send nothing
 //	        timeout <dur>               # per native call attempt; default 10s
 //	        max_concurrent <n>          # calls in flight; default 16
 //	        rate_limit <per second> [<burst>]
@@ -179,10 +180,14 @@ func parseTargetBlock(d *caddyfile.Dispenser) (*TargetConfig, error) {
 		seen[opt] = true
 		switch opt {
 		case "dry_run":
-			if d.NextArg() {
-				return nil, d.ArgErr()
-			}
 			tc.DryRun = true
+			if d.NextArg() {
+				v, err := strconv.ParseBool(d.Val())
+				if err != nil || d.NextArg() {
+					return nil, d.Errf("target: dry_run takes no argument, or true or false")
+				}
+				tc.DryRun = v
+			}
 			continue
 		case "transport":
 			if !d.NextArg() || d.Val() != "http" {
@@ -197,6 +202,17 @@ func parseTargetBlock(d *caddyfile.Dispenser) (*TargetConfig, error) {
 				return nil, d.Errf("target: transport: unexpected module %T", unm)
 			}
 			tc.Transport = ht
+			continue
+		case "header":
+			delete(seen, opt) // may repeat
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return nil, d.Errf("target: header takes a name and a value")
+			}
+			if tc.Headers == nil {
+				tc.Headers = map[string]string{}
+			}
+			tc.Headers[args[0]] = args[1]
 			continue
 		case "rate_limit":
 			args := d.RemainingArgs()

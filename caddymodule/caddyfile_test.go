@@ -11,6 +11,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddytest"
+
+	_ "github.com/scimgate/scimgate/demoapp" // Caddyfile.example runs the demo app too
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -170,7 +172,7 @@ func TestCaddyfileExample(t *testing.T) {
 		t.Errorf("warning: line %d: %s", w.Line, w.Message)
 	}
 	cfg := string(out)
-	for _, want := range []string{`"handler":"scim_gateway"`, `"value":"{env.SCIM_TOKEN}"`, `"data_dir":"./scimgate-data"`, `"listen":["0.0.0.0:8080","[::]:8080"]`, `"admin":{"listen":"localhost:2019"}`} {
+	for _, want := range []string{`"handler":"scim_gateway"`, `"value":"{env.SCIM_TOKEN}"`, `"data_dir":"./scimgate-data"`, `"mapping":"mappings/demoapp.json"`, `"handler":"scimgate_demo_app"`, `"listen":["0.0.0.0:8080","[::]:8080"]`, `"admin":{"listen":"localhost:2019"}`} {
 		if !strings.Contains(cfg, want) {
 			t.Errorf("adapted Caddyfile.example lacks %s:\n%s", want, cfg)
 		}

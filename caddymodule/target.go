@@ -19,7 +19,6 @@ import (
 	"github.com/scimgate/scimgate/caddymodule/legacy"
 	"github.com/scimgate/scimgate/caddymodule/mapping"
 	"github.com/scimgate/scimgate/caddymodule/scim"
-	"github.com/scimgate/scimgate/caddymodule/store"
 )
 
 // TargetConfig is the legacy application the gateway provisions: every change Entra makes
@@ -59,6 +58,10 @@ type TargetConfig struct {
 	// MaxResponseBytes bounds the app's responses. Default 4 MiB.
 	MaxResponseBytes int64 `json:"max_response_bytes,omitempty"`
 
+	// Headers are added to every native call (after the mapping file's), usually secrets:
+	// header values may be placeholders such as {env.APP_API_KEY}, resolved at start-up.
+	Headers map[string]string `json:"headers,omitempty"`
+
 	// Transport holds Caddy's HTTP transport options for the app (timeouts, TLS,
 	// keep-alive), as in reverse_proxy's `transport http` block.
 	Transport *reverseproxy.HTTPTransport `json:"transport,omitempty"`
@@ -66,6 +69,7 @@ type TargetConfig struct {
 
 // target is a provisioned TargetConfig.
 type target struct {
+	headers http.Header
 	name    string
 	dryRun  bool
 	mapping *mapping.Mapping
@@ -103,6 +107,14 @@ func (c *TargetConfig) provision(ctx caddy.Context, repl *caddy.Replacer) (*targ
 	if err != nil {
 		return nil, fmt.Errorf("target %s: %w", name, err)
 	}
+	headers := http.Header{}
+	for k, v := range c.Headers {
+		val, err := resolve(v)
+		if err != nil || val == "" {
+			return nil, fmt.Errorf("target %s: header %s: %q resolves to an empty value", name, k, v)
+		}
+		headers.Set(k, val)
+	}
 	var rt http.RoundTripper
 	if c.Transport != nil {
 		if err := c.Transport.Provision(ctx); err != nil {
@@ -124,7 +136,7 @@ func (c *TargetConfig) provision(ctx caddy.Context, repl *caddy.Replacer) (*targ
 	if err != nil {
 		return nil, fmt.Errorf("target %s: %w", name, err)
 	}
-	return &target{name: name, dryRun: c.DryRun, mapping: m, client: client, locks: newKeyedMutex()}, nil
+	return &target{headers: headers, name: name, dryRun: c.DryRun, mapping: m, client: client, locks: newKeyedMutex()}, nil
 }
 
 // keyedMutex serialises work per key (a SCIM id, or a userName being created), so that
@@ -181,6 +193,7 @@ type syncResult struct {
 	nativeID string // from the create response
 	backend  *journal.BackendCall
 	skipped  []string // events with no native call mapped
+	deferred []string // members left out of member calls: no account in the app
 	dryRun   bool
 }
 
@@ -242,9 +255,10 @@ func (g *Gateway) syncNative(ctx context.Context, p *plan, nativeIDOf func(strin
 			if ev == "remove_members" {
 				ids = p.removed
 			}
-			members, err := nativeMembers(ids, nativeIDOf, ev)
-			if err != nil {
-				return nil, err
+			members, missing := nativeMembers(ids, nativeIDOf)
+			res.deferred = append(res.deferred, missing...)
+			if len(members) == 0 {
+				continue // no member has an account in the app yet: nothing to send
 			}
 			in.Members = members
 		}
@@ -263,7 +277,14 @@ func (g *Gateway) syncNative(ctx context.Context, p *plan, nativeIDOf func(strin
 			if t.dryRun {
 				continue
 			}
-			resp, err := t.client.Do(ctx, legacy.Request{Method: r.Method, Path: r.Path, Header: r.Header, Body: r.Body, Idempotent: r.Idempotent})
+			header := r.Header.Clone()
+			if header == nil {
+				header = http.Header{}
+			}
+			for k, v := range t.headers {
+				header[k] = v
+			}
+			resp, err := t.client.Do(ctx, legacy.Request{Method: r.Method, Path: r.Path, Header: header, Body: r.Body, Idempotent: r.Idempotent})
 			if resp != nil {
 				res.backend.Status = resp.Status
 				res.backend.DurationMS = resp.Duration.Milliseconds()
@@ -304,22 +325,19 @@ type nativeError struct {
 func (e *nativeError) Error() string { return e.scim.Error() }
 func (e *nativeError) Unwrap() error { return e.scim }
 
-// nativeMembers looks up the members' native ids. A member without one has no account in
-// the app yet (its create failed or was skipped): the whole change is refused with a clear
-// error so that Entra retries it in a later cycle, by which time the account may exist.
-func nativeMembers(ids []string, nativeIDOf func(string) (string, bool), ev string) ([]mapping.Member, error) {
-	out := make([]mapping.Member, 0, len(ids))
+// nativeMembers looks up the members' native ids. Members without one have no account in
+// the app yet (never created there, or their creation failed): they are left out of the
+// call and returned as missing, and the directory still records the membership.
+func nativeMembers(ids []string, nativeIDOf func(string) (string, bool)) (found []mapping.Member, missing []string) {
 	for _, id := range ids {
 		n, ok := nativeIDOf(id)
 		if !ok {
-			if ev == "remove_members" {
-				continue // never reached the app: nothing to remove there
-			}
-			return nil, scim.BadRequest(scim.TypeInvalidValue, "member %s has no account in the target application yet (its creation failed or was skipped); Entra retries the membership in a later cycle", id)
+			missing = append(missing, id)
+			continue
 		}
-		out = append(out, mapping.Member{SCIMID: id, NativeID: n})
+		found = append(found, mapping.Member{SCIMID: id, NativeID: n})
 	}
-	return out, nil
+	return found, missing
 }
 
 // redactURL drops the query string, where an API key could sit.
@@ -330,10 +348,6 @@ func redactURL(p string) string {
 	return p
 }
 
-// nativeIDLookup returns a lookup of native ids in tx for the target.
-func (g *Gateway) nativeIDLookup(tx *store.Tx) func(string) (string, bool) {
-	return func(scimID string) (string, bool) {
-		n, err := tx.NativeID(g.target.name, scimID)
-		return n, err == nil
-	}
-}
+// mapKey is the id map namespace of a resource type in this target: users and groups have
+// separate native id spaces (account 2 and team 2 are different things).
+func (t *target) mapKey(typ string) string { return t.name + "/" + typ }

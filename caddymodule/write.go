@@ -53,7 +53,7 @@ func (g *Gateway) runWrite(req *request, op *writeOp) error {
 			return err
 		}
 		if p.before != nil {
-			p.nativeID, _ = tx.NativeID(t.name, p.id)
+			p.nativeID, _ = tx.NativeID(t.mapKey(p.typ), p.id)
 		}
 		return nil
 	})
@@ -87,8 +87,15 @@ func (g *Gateway) runWrite(req *request, op *writeOp) error {
 	if res.nativeID != "" {
 		a.nativeID = res.nativeID
 	}
+	var reasons []string
 	if len(res.skipped) > 0 {
-		a.decision = &journal.Decision{Allow: true, Reasons: []string{"no native call for " + strings.Join(res.skipped, ", ") + " (not mapped, or the resource has no account in " + t.name + ")"}}
+		reasons = append(reasons, "no native call for "+strings.Join(res.skipped, ", ")+" (not mapped, or the resource has no account in "+t.name+")")
+	}
+	if len(res.deferred) > 0 {
+		reasons = append(reasons, "members without an account in "+t.name+" left out of the member calls: "+strings.Join(res.deferred, ", "))
+	}
+	if len(reasons) > 0 {
+		a.decision = &journal.Decision{Allow: true, Reasons: reasons}
 	}
 	outcome := "applied"
 	if res.dryRun {
@@ -105,11 +112,11 @@ func (g *Gateway) runWrite(req *request, op *writeOp) error {
 		}
 		switch {
 		case p2.after == nil:
-			if err := tx.DeleteNativeID(t.name, p2.id); err != nil {
+			if err := tx.DeleteNativeID(t.mapKey(p2.typ), p2.id); err != nil {
 				return err
 			}
 		case res.nativeID != "":
-			if err := tx.SetNativeID(t.name, p2.id, res.nativeID); err != nil {
+			if err := tx.SetNativeID(t.mapKey(p2.typ), p2.id, res.nativeID); err != nil {
 				return err
 			}
 		}
@@ -132,8 +139,11 @@ func (g *Gateway) anyMapped(p *plan) bool {
 func (g *Gateway) storedNativeID(scimID string) (string, bool) {
 	var n string
 	err := g.store.View(func(tx *store.Tx) error {
-		var err error
-		n, err = tx.NativeID(g.target.name, scimID)
+		typ, err := tx.TypeOf(scimID)
+		if err != nil {
+			return err
+		}
+		n, err = tx.NativeID(g.target.mapKey(typ), scimID)
 		return err
 	})
 	return n, err == nil

@@ -420,3 +420,22 @@ func BenchmarkRequests(b *testing.B) {
 		}
 	})
 }
+
+// TestUnknownManagerOnCreate: a create whose manager has no native account yet is sent
+// without the link (Entra's reference pass links managers later, by PATCH).
+func TestUnknownManagerOnCreate(t *testing.T) {
+	m, err := Load("testdata/demo-mapping.json", func(s string) (string, error) { return "k", nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	reqs, err := m.Requests(Input{ResourceType: "User", Event: EventCreate, Resource: map[string]any{
+		"id": "u1", "userName": "a@b.c",
+		"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": map[string]any{"manager": map[string]any{"value": "nobody"}},
+	}, NativeIDOf: func(string) (string, bool) { return "", false }})
+	if err != nil || len(reqs) != 1 {
+		t.Fatalf("%d requests, %v", len(reqs), err)
+	}
+	if strings.Contains(string(reqs[0].Body), "manager_id") {
+		t.Fatalf("the unknown manager was sent: %s", reqs[0].Body)
+	}
+}

@@ -240,8 +240,9 @@ func (s *source) resolve(ev *evalCtx) (any, bool, error) {
 	return raw, true, nil
 }
 
-// managerNativeID turns the stored manager reference into the manager's native id. A
-// manager the app does not know yet is an error rather than a silently missing field:
+// managerNativeID turns the stored manager reference into the manager's native id. On a
+// create, a manager the app does not know yet leaves the field out. Otherwise it is an
+// error rather than a silently missing field:
 // Entra would not re-send the reference, so dropping it would lose it for good; failing
 // makes Entra retry once the manager exists.
 func (s *source) managerNativeID(ev *evalCtx, raw any) (any, bool, error) {
@@ -254,6 +255,11 @@ func (s *source) managerNativeID(ev *evalCtx, raw any) (any, bool, error) {
 		return nil, false, errNoIDMap
 	}
 	native, found := ev.in.NativeIDOf(id)
+	if (!found || native == "") && ev.in.Event == EventCreate {
+		// Entra links managers in a later PATCH (its reference pass), which retries
+		// until the manager exists; a create must not fail for a link it cannot make yet.
+		return nil, false, nil
+	}
 	if !found || native == "" {
 		return nil, false, unresolvedError("the manager (SCIM id %q) has no account in the app yet; retry after it is provisioned", id)
 	}
