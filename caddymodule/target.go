@@ -225,7 +225,7 @@ func contains(list []string, s string) bool {
 
 // syncNative makes the native calls of p (or, in a dry run, only builds them). It returns
 // a SCIM error for Entra when the app refused or failed; nothing is committed then.
-func (g *Gateway) syncNative(ctx context.Context, p *plan, nativeIDOf func(string) (string, bool)) (*syncResult, error) {
+func (g *Gateway) syncNative(ctx context.Context, p *plan) (*syncResult, error) {
 	t := g.target
 	res := &syncResult{dryRun: t.dryRun}
 	var changedSince []string
@@ -242,7 +242,7 @@ func (g *Gateway) syncNative(ctx context.Context, p *plan, nativeIDOf func(strin
 			Previous:     p.before,
 			Changed:      changedSince,
 			NativeID:     p.nativeID,
-			NativeIDOf:   nativeIDOf,
+			NativeIDOf:   g.storedNativeID,
 		}
 		if ev == "delete" {
 			in.Resource = p.before
@@ -255,7 +255,7 @@ func (g *Gateway) syncNative(ctx context.Context, p *plan, nativeIDOf func(strin
 			if ev == "remove_members" {
 				ids = p.removed
 			}
-			members, missing := nativeMembers(ids, nativeIDOf)
+			members, missing := nativeMembers(ids, g.storedNative)
 			res.deferred = append(res.deferred, missing...)
 			if len(members) == 0 {
 				continue // no member has an account in the app yet: nothing to send
@@ -328,14 +328,14 @@ func (e *nativeError) Unwrap() error { return e.scim }
 // nativeMembers looks up the members' native ids. Members without one have no account in
 // the app yet (never created there, or their creation failed): they are left out of the
 // call and returned as missing, and the directory still records the membership.
-func nativeMembers(ids []string, nativeIDOf func(string) (string, bool)) (found []mapping.Member, missing []string) {
+func nativeMembers(ids []string, lookup func(string) (string, string, bool)) (found []mapping.Member, missing []string) {
 	for _, id := range ids {
-		n, ok := nativeIDOf(id)
+		n, typ, ok := lookup(id)
 		if !ok {
 			missing = append(missing, id)
 			continue
 		}
-		found = append(found, mapping.Member{SCIMID: id, NativeID: n})
+		found = append(found, mapping.Member{SCIMID: id, NativeID: n, Type: typ})
 	}
 	return found, missing
 }

@@ -71,7 +71,7 @@ func (g *Gateway) runWrite(req *request, op *writeOp) error {
 			return err
 		}
 	}
-	res, err := g.syncNative(req.r.Context(), p, g.storedNativeID)
+	res, err := g.syncNative(req.r.Context(), p)
 	if err != nil {
 		var ne *nativeError
 		if errors.As(err, &ne) {
@@ -134,19 +134,24 @@ func (g *Gateway) anyMapped(p *plan) bool {
 	return false
 }
 
-// storedNativeID looks a native id up in its own read transaction (used while no
-// transaction is open: during the native calls).
-func (g *Gateway) storedNativeID(scimID string) (string, bool) {
-	var n string
+// storedNative looks up the native id and the type of a resource in its own read
+// transaction (used while no transaction is open: during the native calls).
+func (g *Gateway) storedNative(scimID string) (nativeID, typ string, ok bool) {
 	err := g.store.View(func(tx *store.Tx) error {
-		typ, err := tx.TypeOf(scimID)
-		if err != nil {
+		var err error
+		if typ, err = tx.TypeOf(scimID); err != nil {
 			return err
 		}
-		n, err = tx.NativeID(g.target.mapKey(typ), scimID)
+		nativeID, err = tx.NativeID(g.target.mapKey(typ), scimID)
 		return err
 	})
-	return n, err == nil
+	return nativeID, typ, err == nil
+}
+
+// storedNativeID is storedNative for the mapping's NativeIDOf (the manager's native id).
+func (g *Gateway) storedNativeID(scimID string) (string, bool) {
+	n, _, ok := g.storedNative(scimID)
+	return n, ok
 }
 
 // fillAudit copies a plan into the request's audit.
