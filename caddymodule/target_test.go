@@ -1,0 +1,244 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/scimgate/scimgate/caddymodule/store"
+)
+
+// faultMapping maps users onto a small native API at /accounts.
+const faultMapping = `{
+  "version": 1,
+  "users": {
+    "events": {
+      "create": {"method": "POST", "path": "/accounts", "id": "id", "body": {"login": {"from": "userName"}}},
+      "update": {"method": "PATCH", "path": "/accounts/{id}", "send": "all", "body": {"title": {"from": "title", "transforms": [{"default": ""}]}}},
+      "delete": {"method": "DELETE", "path": "/accounts/{id}"}
+    }
+  }
+}`
+
+// faultApp is a native app whose next answers the test chooses.
+type faultApp struct {
+	mode  atomic.Value // string
+	calls atomic.Int64
+	next  atomic.Int64
+}
+
+func (f *faultApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.calls.Add(1)
+	mode, _ := f.mode.Load().(string)
+	switch mode {
+	case "ok":
+		if r.Method == http.MethodPost {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusCreated)
+			fmt.Fprintf(w, `{"id": %d}`, f.next.Add(1))
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	case "timeout":
+		time.Sleep(600 * time.Millisecond)
+		w.WriteHeader(http.StatusCreated)
+	case "500":
+		http.Error(w, `{"error":{"message":"database is down"}}`, http.StatusInternalServerError)
+	case "429":
+		w.Header().Set("Retry-After", "60")
+		w.WriteHeader(http.StatusTooManyRequests)
+	case "409":
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusConflict)
+		fmt.Fprint(w, `{"error":{"code":"DUPLICATE_LOGIN","message":"login is taken"}}`)
+	case "400":
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		fmt.Fprint(w, `{"error":{"code":"VALIDATION_FAILED","message":"login must not contain spaces"}}`)
+	case "404":
+		w.WriteHeader(http.StatusNotFound)
+	case "badjson":
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusCreated)
+		fmt.Fprint(w, `{"id": 1,`)
+	case "huge":
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusCreated)
+		fmt.Fprintf(w, `{"id": 1, "pad": %q}`, strings.Repeat("x", 64<<10))
+	case "redirect":
+		http.Redirect(w, r, "http://127.0.0.2:1/elsewhere", http.StatusTemporaryRedirect)
+	}
+}
+
+func newTargetGateway(t *testing.T, url string, mutate func(*TargetConfig)) *Gateway {
+	t.Helper()
+	mapFile := filepath.Join(t.TempDir(), "app.json")
+	if err := os.WriteFile(mapFile, []byte(faultMapping), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return newTestGateway(t, func(g *Gateway) {
+		g.Target = &TargetConfig{Name: "app", URL: url, Mapping: mapFile,
+			Timeout: caddy.Duration(300 * time.Millisecond), MaxResponseBytes: 8 << 10, MaxRetries: -1}
+		if mutate != nil {
+			mutate(g.Target)
+		}
+	})
+}
+
+func userCount(t *testing.T, g *Gateway) int {
+	t.Helper()
+	var n int
+	if err := g.store.View(func(tx *store.Tx) error {
+		var err error
+		n, err = tx.Count("User")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestTargetFaults: every backend failure answers the SCIM status Entra must see, is
+// journaled with its outcome and backend call, and leaves the directory unchanged.
+func TestTargetFaults(t *testing.T) {
+	app := &faultApp{}
+	srv := httptest.NewServer(app)
+	defer srv.Close()
+	g := newTargetGateway(t, srv.URL, nil)
+	cases := []struct {
+		mode       string
+		status     int
+		scimType   string
+		detail     string
+		retryAfter bool
+	}{
+		{"timeout", 503, "", "retry", true},
+		{"500", 503, "", "", true},
+		{"429", 503, "", "", true},
+		{"409", 409, "uniqueness", "login is taken", false},
+		{"400", 400, "invalidValue", "login must not contain spaces", false},
+		{"badjson", 503, "", "", true},
+		{"huge", 503, "", "", true},
+		{"redirect", 503, "", "", true},
+	}
+	for i, c := range cases {
+		t.Run(c.mode, func(t *testing.T) {
+			app.mode.Store(c.mode)
+			before := userCount(t, g)
+			w := serve(t, g, "POST", "/scim/v2/Users", map[string]any{"userName": fmt.Sprintf("fault-%d@contoso.example", i)})
+			if w.Code != c.status {
+				t.Fatalf("status %d, want %d: %s", w.Code, c.status, w.Body)
+			}
+			e := decodeJSON(t, w)
+			if c.scimType != "" && e["scimType"] != c.scimType {
+				t.Errorf("scimType %v, want %s", e["scimType"], c.scimType)
+			}
+			if d, _ := e["detail"].(string); d == "" || !strings.Contains(d, c.detail) {
+				t.Errorf("detail %q, want it to contain %q", d, c.detail)
+			}
+			if c.retryAfter && w.Header().Get("Retry-After") == "" {
+				t.Error("no Retry-After on an outage")
+			}
+			if c.mode == "429" && w.Header().Get("Retry-After") != "60" {
+				t.Errorf("Retry-After %q, want the app's 60", w.Header().Get("Retry-After"))
+			}
+			if got := userCount(t, g); got != before {
+				t.Fatalf("the directory changed: %d users, was %d", got, before)
+			}
+			recs := auditRecords(t, g)
+			intent, outcome := recs[len(recs)-2], recs[len(recs)-1]
+			wantOutcome := "failed"
+			if c.status < 500 {
+				wantOutcome = "rejected"
+			}
+			if intent.Outcome != "pending" || outcome.Outcome != wantOutcome || outcome.Status != c.status ||
+				outcome.Target != "app" || outcome.Backend == nil || outcome.Backend.Method != "POST" {
+				t.Fatalf("journal: intent %+v, outcome %+v", intent, outcome)
+			}
+		})
+	}
+
+	t.Run("refused", func(t *testing.T) {
+		l, _ := net.Listen("tcp", "127.0.0.1:0")
+		closed := "http://" + l.Addr().String()
+		l.Close()
+		g := newTargetGateway(t, closed, nil)
+		w := serve(t, g, "POST", "/scim/v2/Users", map[string]any{"userName": "refused@contoso.example"})
+		if w.Code != 503 || w.Header().Get("Retry-After") == "" || userCount(t, g) != 0 {
+			t.Fatalf("refused: %d %s", w.Code, w.Body)
+		}
+		if r := lastRecord(t, g); r.Outcome != "failed" {
+			t.Fatalf("refused journaled as %+v", r)
+		}
+	})
+
+	t.Run("success, 404 on update, 404 on delete", func(t *testing.T) {
+		app.mode.Store("ok")
+		w := serve(t, g, "POST", "/scim/v2/Users", map[string]any{"userName": "ok@contoso.example"})
+		if w.Code != 201 {
+			t.Fatalf("create: %d %s", w.Code, w.Body)
+		}
+		id := decodeJSON(t, w)["id"].(string)
+		r := lastRecord(t, g)
+		if r.Outcome != "applied" || r.NativeID == "" || r.Backend == nil || r.Backend.Status != 201 {
+			t.Fatalf("create record %+v", r)
+		}
+		var native string
+		_ = g.store.View(func(tx *store.Tx) error { native, _ = tx.NativeID("app/User", id); return nil })
+		if native != r.NativeID {
+			t.Fatalf("id map %q, journal %q", native, r.NativeID)
+		}
+		app.mode.Store("404")
+		w = serve(t, g, "PATCH", "/scim/v2/Users/"+id, `{"Operations":[{"op":"replace","path":"title","value":"CTO"}]}`)
+		if w.Code != 404 {
+			t.Fatalf("update of an account the app lost: %d (want 404 so Entra re-creates)", w.Code)
+		}
+		w = serve(t, g, "GET", "/scim/v2/Users/"+id, nil)
+		if _, has := decodeJSON(t, w)["title"]; has {
+			t.Fatal("the directory changed although the app refused the update")
+		}
+		w = serve(t, g, "DELETE", "/scim/v2/Users/"+id, nil)
+		if w.Code != 204 {
+			t.Fatalf("delete of an account the app no longer has: %d", w.Code)
+		}
+		_ = g.store.View(func(tx *store.Tx) error {
+			if _, err := tx.NativeID("app/User", id); err == nil {
+				t.Error("the id map still holds the deleted user")
+			}
+			return nil
+		})
+	})
+}
+
+func TestTargetDryRun(t *testing.T) {
+	app := &faultApp{}
+	app.mode.Store("500")
+	srv := httptest.NewServer(app)
+	defer srv.Close()
+	g := newTargetGateway(t, srv.URL, func(tc *TargetConfig) { tc.DryRun = true })
+	w := serve(t, g, "POST", "/scim/v2/Users", map[string]any{"userName": "dry@contoso.example"})
+	if w.Code != 201 {
+		t.Fatalf("dry run create: %d %s", w.Code, w.Body)
+	}
+	if app.calls.Load() != 0 {
+		t.Fatalf("the app got %d calls in a dry run", app.calls.Load())
+	}
+	r := lastRecord(t, g)
+	if r.Outcome != "dry_run" || r.Backend == nil || r.Backend.Method != "POST" || r.Backend.URL != "/accounts" {
+		t.Fatalf("dry run record %+v", r)
+	}
+	data, _ := json.Marshal(r)
+	if strings.Contains(string(data), `"pending"`) {
+		t.Fatal("a dry run wrote an intent")
+	}
+}
