@@ -183,6 +183,11 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 		return err
 	}
 	g.storeKey, g.store = path, h
+	if g.target != nil {
+		if err := g.reconcile(h.journal); err != nil {
+			return err
+		}
+	}
 	if h.journalFP != journalFingerprint(jopts) {
 		g.logger.Warn("the journal settings changed while its store stayed open; they apply after a restart",
 			zap.String("journal", h.journal.Name()), zap.String("configured_name", jopts.Name))

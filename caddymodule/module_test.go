@@ -163,6 +163,9 @@ func TestMain(m *testing.M) {
 		_ = s.Close()
 		os.Exit(0)
 	}
+	if spec := os.Getenv("SCIMGATE_TARGET_CHILD"); spec != "" {
+		os.Exit(crashTargetChild(spec))
+	}
 	if dir := os.Getenv("SCIMGATE_CRASH_CHILD"); dir != "" {
 		os.Exit(crashChild(dir))
 	}

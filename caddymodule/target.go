@@ -69,6 +69,7 @@ type TargetConfig struct {
 
 // target is a provisioned TargetConfig.
 type target struct {
+	adopt   *adoptions
 	headers http.Header
 	name    string
 	dryRun  bool
@@ -194,6 +195,7 @@ type syncResult struct {
 	backend  *journal.BackendCall
 	skipped  []string // events with no native call mapped
 	deferred []string // members left out of member calls: no account in the app
+	adopted  bool     // the create took an account an unfinished earlier attempt left
 	dryRun   bool
 }
 
@@ -261,6 +263,17 @@ func (g *Gateway) syncNative(ctx context.Context, p *plan) (*syncResult, error) 
 				continue // no member has an account in the app yet: nothing to send
 			}
 			in.Members = members
+		}
+		if ev == "create" {
+			adopted, err := g.adoptExisting(ctx, p)
+			if err != nil {
+				return res, err
+			}
+			if adopted != "" {
+				// An earlier attempt of this create reached the app; take that account.
+				res.nativeID, res.adopted = adopted, true
+				continue
+			}
 		}
 		if ev != "create" && in.NativeID == "" {
 			// The resource never reached the app (created before the target was

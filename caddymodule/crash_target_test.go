@@ -1,0 +1,189 @@
+package caddymodule
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/scimgate/scimgate/caddymodule/store"
+)
+
+// crashTargetMapping maps users onto crashApp, with a lookup by login.
+const crashTargetMapping = `{
+  "version": 1,
+  "users": {
+    "lookup": {"method": "GET", "path": "/accounts?login={userName}", "id": "items.0.id"},
+    "events": {
+      "create": {"method": "POST", "path": "/accounts", "id": "id", "body": {"login": {"from": "userName"}}}
+    }
+  }
+}`
+
+// crashApp is a native app that can kill the gateway process in the middle of a create:
+// the account exists in the app, but the gateway dies before it reads the answer, so the
+// directory never commits.
+type crashApp struct {
+	mu       sync.Mutex
+	accounts map[string]int // login -> id
+	killPID  int            // when set, the next create kills this process first
+}
+
+func (a *crashApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	switch r.Method {
+	case http.MethodGet:
+		login := r.URL.Query().Get("login")
+		if id, ok := a.accounts[strings.ToLower(login)]; ok {
+			fmt.Fprintf(w, `{"items":[{"id":%d,"login":%q}]}`, id, login)
+			return
+		}
+		fmt.Fprint(w, `{"items":[]}`)
+	case http.MethodPost:
+		var body struct{ Login string }
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		if _, dup := a.accounts[strings.ToLower(body.Login)]; dup {
+			w.WriteHeader(http.StatusConflict)
+			fmt.Fprint(w, `{"error":{"message":"duplicate login"}}`)
+			return
+		}
+		id := len(a.accounts) + 1
+		a.accounts[strings.ToLower(body.Login)] = id
+		if a.killPID != 0 {
+			p, _ := os.FindProcess(a.killPID)
+			_ = p.Kill() // SIGKILL, after the account was created, before the answer
+			a.killPID = 0
+			time.Sleep(100 * time.Millisecond)
+		}
+		w.WriteHeader(http.StatusCreated)
+		fmt.Fprintf(w, `{"id":%d}`, id)
+	}
+}
+
+// crashTargetChild runs in the child process: a gateway with the target, on a loopback
+// port it prints.
+func crashTargetChild(spec string) int {
+	var cfg struct{ Dir, URL, Mapping string }
+	if err := json.Unmarshal([]byte(spec), &cfg); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	g := &Gateway{Tokens: []Token{{Name: "entra", Value: testToken}}, DataDir: cfg.Dir,
+		Target: &TargetConfig{Name: "app", URL: cfg.URL, Mapping: cfg.Mapping}}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	if err := g.Provision(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "provision:", err)
+		return 2
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 2
+	}
+	fmt.Println(l.Addr().String())
+	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error { return nil })
+	_ = http.Serve(l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _ = g.ServeHTTP(w, r, next) }))
+	return 0
+}
+
+// TestTargetCrashBetweenCallAndCommit kills the gateway after the app created the account
+// and before the directory committed it. After the restart the unfinished intent is
+// reported, and Entra's retry of the create adopts the account instead of creating a
+// second one.
+func TestTargetCrashBetweenCallAndCommit(t *testing.T) {
+	app := &crashApp{accounts: map[string]int{}}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: app}
+	go func() { _ = srv.Serve(l) }()
+	defer srv.Close()
+	mapFile := filepath.Join(t.TempDir(), "app.json")
+	if err := os.WriteFile(mapFile, []byte(crashTargetMapping), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	spec, _ := json.Marshal(map[string]string{"Dir": t.TempDir(), "URL": "http://" + l.Addr().String(), "Mapping": mapFile})
+	start := func() (*exec.Cmd, string) {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), "SCIMGATE_TARGET_CHILD="+string(spec))
+		out, _ := cmd.StdoutPipe()
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		line, err := bufio.NewReader(out).ReadString('\n')
+		if err != nil {
+			_ = cmd.Process.Kill()
+			t.Fatalf("child did not start: %v", err)
+		}
+		return cmd, strings.TrimSpace(line)
+	}
+	client := &http.Client{Timeout: 5 * time.Second}
+	post := func(addr string) (*http.Response, error) {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/scim/v2/Users", strings.NewReader(`{"userName":"ada@contoso.example"}`))
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		req.Header.Set("Content-Type", "application/scim+json")
+		return client.Do(req)
+	}
+
+	cmd, addr := start()
+	app.mu.Lock()
+	app.killPID = cmd.Process.Pid
+	app.mu.Unlock()
+	if resp, err := post(addr); err == nil {
+		resp.Body.Close()
+		t.Fatalf("the gateway answered %d although it was killed mid-request", resp.StatusCode)
+	}
+	_ = cmd.Wait()
+
+	cmd, addr = start() // restart: reconciliation runs at provisioning
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	resp, err := post(addr) // Entra's retry
+	if err != nil {
+		t.Fatal(err)
+	}
+	var created map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&created)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("retry answered %d %v", resp.StatusCode, created)
+	}
+	app.mu.Lock()
+	n := len(app.accounts)
+	app.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("the app has %d accounts after the retry, want 1 (no duplicate)", n)
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+
+	var cfg struct{ Dir string }
+	_ = json.Unmarshal(spec, &cfg)
+	st, err := store.Open(filepath.Join(cfg.Dir, storeFileName), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	_ = st.View(func(tx *store.Tx) error {
+		native, err := tx.NativeID("app/User", created["id"].(string))
+		if err != nil || native != "1" {
+			t.Errorf("id map: %q %v, want the adopted account 1", native, err)
+		}
+		return nil
+	})
+}

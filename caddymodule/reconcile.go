@@ -1,0 +1,169 @@
+package caddymodule
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+
+	"go.uber.org/zap"
+
+	"github.com/scimgate/scimgate/caddymodule/journal"
+	"github.com/scimgate/scimgate/caddymodule/legacy"
+	"github.com/scimgate/scimgate/caddymodule/mapping"
+	"github.com/scimgate/scimgate/caddymodule/store"
+)
+
+// reconcileWindow bounds the start-up scan for intents without an outcome to the newest
+// records: a crash leaves its intents at the head of the journal.
+const reconcileWindow = 100_000
+
+// adoptions are creates that may already have happened in the app without reaching the
+// directory: the gateway stopped between the native call and the commit. When Entra
+// retries such a create, the gateway first looks the account up by its natural key and
+// adopts it instead of creating a second one. Only these creates are matched: a client's
+// value must never select an arbitrary existing account.
+type adoptions struct {
+	mu      sync.Mutex
+	pending map[string]uint64 // type + "\x00" + folded subject -> seq of the intent
+}
+
+func adoptKey(typ, subject string) string { return typ + "\x00" + strings.ToLower(subject) }
+
+func (a *adoptions) has(typ, subject string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	_, ok := a.pending[adoptKey(typ, subject)]
+	return ok
+}
+
+func (a *adoptions) done(typ, subject string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.pending, adoptKey(typ, subject))
+}
+
+// reconcile runs at provisioning: it reports every intent of the target that has no
+// outcome (journaling a reconcile record for each, once) and remembers the creates among
+// them for adoption.
+func (g *Gateway) reconcile(j *journal.Journal) error {
+	t := g.target
+	t.adopt = &adoptions{pending: map[string]uint64{}}
+	info, err := j.Info()
+	if err != nil || info.LastSeq == 0 {
+		return err
+	}
+	q := journal.Query{}
+	if info.LastSeq > reconcileWindow {
+		q.FromSeq = info.LastSeq - reconcileWindow
+	}
+	open, reported, err := scanIntents(j, q, t.name)
+	if err != nil {
+		return fmt.Errorf("scanning the journal for unfinished changes: %w", err)
+	}
+	for _, in := range open {
+		g.logger.Warn("a change reached the target but has no outcome in the journal (the gateway stopped in between)",
+			zap.String("target", t.name), zap.Uint64("seq", in.Seq), zap.String("request_id", in.RequestID),
+			zap.String("action", in.Action), zap.String("resource_type", in.ResourceType), zap.String("scim_id", in.SCIMID))
+		if in.Action == "create" && in.Subject != "" {
+			t.adopt.pending[adoptKey(in.ResourceType, in.Subject)] = in.Seq
+		}
+		if reported[in.RequestID] {
+			continue
+		}
+		rec := &journal.Record{
+			RequestID:    in.RequestID,
+			Action:       "reconcile",
+			ResourceType: in.ResourceType,
+			SCIMID:       in.SCIMID,
+			Subject:      in.Subject,
+			Target:       t.name,
+			Outcome:      journal.OutcomeApplied,
+			Error: fmt.Sprintf("intent %d has no outcome: the gateway stopped between the call to %s and the commit; "+
+				"the directory was not changed, and a retried create is matched to the account by lookup", in.Seq, t.name),
+		}
+		if err := g.store.Update(func(tx *store.Tx) error { return j.Append(tx.Bolt(), rec) }); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// scanIntents returns the target's intents whose request has no outcome record, and the
+// request ids that already have a reconcile record.
+func scanIntents(j *journal.Journal, q journal.Query, target string) ([]journal.Record, map[string]bool, error) {
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := j.Export(context.Background(), pw, q, journal.FormatJSONL)
+		pw.CloseWithError(err)
+	}()
+	defer pr.Close()
+	open := map[string]journal.Record{}
+	reported := map[string]bool{}
+	sc := bufio.NewScanner(pr)
+	sc.Buffer(make([]byte, 64<<10), 2<<20)
+	for sc.Scan() {
+		var line struct {
+			Record *journal.Record `json:"record"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &line); err != nil || line.Record == nil {
+			continue
+		}
+		r := line.Record
+		if r.Target != target || r.RequestID == "" {
+			continue
+		}
+		switch {
+		case r.Outcome == journal.OutcomePending:
+			open[r.RequestID] = *r
+		case r.Action == "reconcile":
+			reported[r.RequestID] = true
+		default:
+			delete(open, r.RequestID)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, nil, err
+	}
+	out := make([]journal.Record, 0, len(open))
+	for _, r := range open {
+		out = append(out, r)
+	}
+	return out, reported, nil
+}
+
+// adoptExisting looks up, by the mapping's lookup call, the account an unfinished create
+// may have left in the app. It returns the account's native id, or "" to create it.
+func (g *Gateway) adoptExisting(ctx context.Context, p *plan) (string, error) {
+	t := g.target
+	if t.adopt == nil || !t.adopt.has(p.typ, subjectOf(p.typ, p.after)) {
+		return "", nil
+	}
+	req, ok, err := t.mapping.LookupRequest(p.typ, p.after)
+	if err != nil || !ok {
+		return "", err
+	}
+	header := req.Header.Clone()
+	if header == nil {
+		header = map[string][]string{}
+	}
+	for k, v := range t.headers {
+		header[k] = v
+	}
+	resp, err := t.client.Do(ctx, legacy.Request{Method: req.Method, Path: req.Path, Header: header, Idempotent: true})
+	if err != nil {
+		se, _ := legacy.ToSCIM("update", resp, err)
+		if se == nil {
+			return "", nil
+		}
+		return "", &nativeError{scim: se, retryAfter: legacy.DefaultOutageRetryAfter, backend: &journal.BackendCall{Method: req.Method, URL: redactURL(req.Path)}, cause: err}
+	}
+	id, err := mapping.ExtractID(resp.Body, req.IDPath)
+	if err != nil || id == "" {
+		return "", nil // not there: the app never applied the create
+	}
+	return id, nil
+}
