@@ -258,9 +258,17 @@ func (g *Gateway) syncNative(ctx context.Context, p *plan) (*syncResult, error) 
 				ids = p.removed
 			}
 			members, missing := nativeMembers(ids, g.storedNative)
+			if len(missing) > 0 && ev == "add_members" && !t.dryRun {
+				// A reference failure: refused as a whole, so the directory does not record
+				// a membership the app lacks; Entra retries it in a later cycle, when the
+				// member's account exists.
+				return res, &nativeError{scim: scim.BadRequest(scim.TypeInvalidValue,
+					"member %s has no account in %s yet (its creation failed or has not happened); Entra retries this membership in a later cycle",
+					strings.Join(missing, ", "), t.name)}
+			}
 			res.deferred = append(res.deferred, missing...)
 			if len(members) == 0 {
-				continue // no member has an account in the app yet: nothing to send
+				continue // nothing to send (a dry run, or members never provisioned)
 			}
 			in.Members = members
 		}
@@ -339,8 +347,7 @@ func (e *nativeError) Error() string { return e.scim.Error() }
 func (e *nativeError) Unwrap() error { return e.scim }
 
 // nativeMembers looks up the members' native ids. Members without one have no account in
-// the app yet (never created there, or their creation failed): they are left out of the
-// call and returned as missing, and the directory still records the membership.
+// the app (never created there, or their creation failed) and are returned as missing.
 func nativeMembers(ids []string, lookup func(string) (string, string, bool)) (found []mapping.Member, missing []string) {
 	for _, id := range ids {
 		n, typ, ok := lookup(id)

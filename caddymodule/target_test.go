@@ -242,3 +242,39 @@ func TestTargetDryRun(t *testing.T) {
 		t.Fatal("a dry run wrote an intent")
 	}
 }
+
+// TestTargetMemberWithoutAccount: adding a member that has no account in the app is a
+// reference failure: refused (400), the directory unchanged, so Entra retries it later.
+func TestTargetMemberWithoutAccount(t *testing.T) {
+	app := &faultApp{}
+	app.mode.Store("ok")
+	srv := httptest.NewServer(app)
+	defer srv.Close()
+	mapFile := filepath.Join(t.TempDir(), "app.json")
+	if err := os.WriteFile(mapFile, []byte(`{"version":1,
+	  "users":{"events":{"create":{"method":"POST","path":"/accounts","id":"id","body":{"login":{"from":"userName"}}}}},
+	  "groups":{"events":{"create":{"method":"POST","path":"/teams","id":"id","body":{"name":{"from":"displayName"}}},
+	    "add_members":{"method":"PUT","path":"/teams/{id}/members/{member_id}","members":"each"}}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g := newTestGateway(t, func(g *Gateway) { g.Target = &TargetConfig{Name: "app", URL: srv.URL, Mapping: mapFile} })
+	gid := decodeJSON(t, serve(t, g, "POST", "/scim/v2/Groups", map[string]any{"displayName": "Team"}))["id"].(string)
+	withAccount := decodeJSON(t, serve(t, g, "POST", "/scim/v2/Users", map[string]any{"userName": "a@contoso.example"}))["id"].(string)
+	// "no-account-id" stands for a member whose account the app does not have.
+	calls := app.calls.Load()
+	patch := `{"Operations":[{"op":"Add","path":"members","value":[{"value":"` + withAccount + `"},{"value":"no-account-id"}]}]}`
+	w := serve(t, g, "PATCH", "/scim/v2/Groups/"+gid, patch)
+	if w.Code != 400 || !strings.Contains(w.Body.String(), "no-account-id") {
+		t.Fatalf("member without an account: %d %s", w.Code, w.Body)
+	}
+	if app.calls.Load() != calls {
+		t.Fatal("a refused membership change reached the app")
+	}
+	if members := decodeJSON(t, serve(t, g, "GET", "/scim/v2/Groups/"+gid, nil))["members"].([]any); len(members) != 0 {
+		t.Fatalf("the directory recorded members of a refused change: %v", members)
+	}
+	w = serve(t, g, "PATCH", "/scim/v2/Groups/"+gid, `{"Operations":[{"op":"Add","path":"members","value":[{"value":"`+withAccount+`"}]}]}`)
+	if w.Code != 204 || app.calls.Load() != calls+1 {
+		t.Fatalf("member with an account: %d, %d calls", w.Code, app.calls.Load()-calls)
+	}
+}
