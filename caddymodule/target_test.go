@@ -278,3 +278,27 @@ func TestTargetMemberWithoutAccount(t *testing.T) {
 		t.Fatalf("member with an account: %d, %d calls", w.Code, app.calls.Load()-calls)
 	}
 }
+
+// TestTargetUnmappedEventIsSkipped: an event without a native call (here deactivate) still
+// changes the directory, and the journal says the app was not called and why.
+func TestTargetUnmappedEventIsSkipped(t *testing.T) {
+	app := &faultApp{}
+	app.mode.Store("ok")
+	srv := httptest.NewServer(app)
+	defer srv.Close()
+	g := newTargetGateway(t, srv.URL, nil)
+	id := decodeJSON(t, serve(t, g, "POST", "/scim/v2/Users", map[string]any{"userName": "skip@contoso.example", "active": true}))["id"].(string)
+	calls := app.calls.Load()
+	w := serve(t, g, "PATCH", "/scim/v2/Users/"+id, `{"Operations":[{"op":"Replace","path":"active","value":"False"}]}`)
+	if w.Code != 200 || decodeJSON(t, w)["active"] != false {
+		t.Fatalf("disable: %d %s", w.Code, w.Body)
+	}
+	// The mapping has update (title) and no deactivate: update runs (send all), deactivate is skipped.
+	r := lastRecord(t, g)
+	if r.Outcome != "applied" || r.Decision == nil || !strings.Contains(strings.Join(r.Decision.Reasons, " "), "no native call for deactivate") {
+		t.Fatalf("record %+v (decision %+v)", r, r.Decision)
+	}
+	if app.calls.Load() != calls+1 {
+		t.Fatalf("%d calls, want the update only", app.calls.Load()-calls)
+	}
+}
