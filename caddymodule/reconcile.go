@@ -40,6 +40,12 @@ func (a *adoptions) has(typ, subject string) bool {
 	return ok
 }
 
+func (a *adoptions) add(typ, subject string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.pending[adoptKey(typ, subject)] = 0
+}
+
 func (a *adoptions) done(typ, subject string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()

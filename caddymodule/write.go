@@ -105,7 +105,7 @@ func (g *Gateway) runWrite(req *request, op *writeOp) error {
 	if res.dryRun {
 		outcome = journal.OutcomeDryRun
 	}
-	return g.store.Update(func(tx *store.Tx) error {
+	err = g.store.Update(func(tx *store.Tx) error {
 		// The resource is locked for this request, so the state is the one decided on.
 		p2, err := op.decide(tx)
 		if err != nil {
@@ -126,6 +126,12 @@ func (g *Gateway) runWrite(req *request, op *writeOp) error {
 		}
 		return g.appendRecord(tx, g.newRecord(req, a, outcome, op.status, ""))
 	})
+	if err != nil && res.nativeID != "" && !res.dryRun && p.before == nil {
+		// The app has the account but the directory could not record it: let Entra's
+		// retry adopt it rather than create a second one.
+		t.adopt.add(p.typ, a.subject)
+	}
+	return err
 }
 
 // anyMapped reports whether the plan makes at least one native call.
