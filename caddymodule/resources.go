@@ -452,14 +452,7 @@ func (g *Gateway) replace(req *request, typ, id string) {
 		lockKey: typ + ":" + id,
 		status:  http.StatusOK,
 		decide: func(tx *store.Tx) (*plan, error) {
-			cur, err := tx.Get(typ, id)
-			if err != nil {
-				return nil, notFound(err, typ, id)
-			}
-			if err := checkIfMatch(req.r, cur.Version); err != nil {
-				return nil, err
-			}
-			before, err := decodeDoc(cur)
+			_, before, err := loadCurrent(tx, req, typ, id)
 			if err != nil {
 				return nil, err
 			}
@@ -541,6 +534,20 @@ func replaceMembers(tx *store.Tx, groupID string, members []scim.MemberRef) (add
 	return added, removed, err
 }
 
+// loadCurrent reads the resource a write changes, checks the request's If-Match against
+// it and decodes its attributes.
+func loadCurrent(tx *store.Tx, req *request, typ, id string) (*store.Record, scim.Resource, error) {
+	cur, err := tx.Get(typ, id)
+	if err != nil {
+		return nil, nil, notFound(err, typ, id)
+	}
+	if err := checkIfMatch(req.r, cur.Version); err != nil {
+		return nil, nil, err
+	}
+	doc, err := decodeDoc(cur)
+	return cur, doc, err
+}
+
 // decodeDoc decodes a stored record's attributes.
 func decodeDoc(rec *store.Record) (scim.Resource, error) {
 	v, err := scim.Decode(rec.Doc)
@@ -581,14 +588,7 @@ func (g *Gateway) patch(req *request, typ, id string) {
 		lockKey: typ + ":" + id,
 		status:  answerStatus(wantBody),
 		decide: func(tx *store.Tx) (*plan, error) {
-			cur, err := tx.Get(typ, id)
-			if err != nil {
-				return nil, notFound(err, typ, id)
-			}
-			if err := checkIfMatch(req.r, cur.Version); err != nil {
-				return nil, err
-			}
-			before, err := decodeDoc(cur)
+			_, before, err := loadCurrent(tx, req, typ, id)
 			if err != nil {
 				return nil, err
 			}
@@ -720,14 +720,7 @@ func (g *Gateway) remove(req *request, typ, id string) {
 		lockKey: typ + ":" + id,
 		status:  http.StatusNoContent,
 		decide: func(tx *store.Tx) (*plan, error) {
-			cur, err := tx.Get(typ, id)
-			if err != nil {
-				return nil, notFound(err, typ, id)
-			}
-			if err := checkIfMatch(req.r, cur.Version); err != nil {
-				return nil, err
-			}
-			before, err := decodeDoc(cur)
+			_, before, err := loadCurrent(tx, req, typ, id)
 			if err != nil {
 				return nil, err
 			}
