@@ -1,0 +1,243 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/scimgate/scimgate/demoapp"
+)
+
+// smallConfig is a run of a few seconds: every cell stops after 5 requests.
+func smallConfig() config {
+	return config{Users: 20, Groups: 3, Concurrency: []int{1, 2}, Duration: 5 * time.Second, Requests: 5, Timeout: time.Minute}
+}
+
+// TestRunSmall runs the command end to end and checks that every cell measured what it
+// was asked to on both sides, with no unexpected response, in both output formats.
+func TestRunSmall(t *testing.T) {
+	for _, asJSON := range []bool{false, true} {
+		cfg := smallConfig()
+		cfg.JSON = asJSON
+		var out bytes.Buffer
+		rep, err := run(context.Background(), cfg, &out)
+		if err != nil {
+			t.Fatalf("run: %v\n%s", err, out.String())
+		}
+		if want := len(cfg.Concurrency) * len(kinds); len(rep.Rows) != want {
+			t.Fatalf("%d rows, want %d", len(rep.Rows), want)
+		}
+		for _, r := range rep.Rows {
+			if r.Gateway.Requests != cfg.Requests || r.Proxy.Requests != cfg.Requests {
+				t.Errorf("c%d %s: gateway %d, proxy %d requests, want %d each", r.Concurrency, r.Kind, r.Gateway.Requests, r.Proxy.Requests, cfg.Requests)
+			}
+			if r.ThroughputRatio <= 0 || r.Gateway.P99Ms < r.Gateway.P50Ms {
+				t.Errorf("c%d %s: ratio %v, gateway p50 %v p99 %v", r.Concurrency, r.Kind, r.ThroughputRatio, r.Gateway.P50Ms, r.Gateway.P99Ms)
+			}
+		}
+		if asJSON {
+			var back Report
+			if err := json.Unmarshal(out.Bytes(), &back); err != nil || len(back.Rows) != len(rep.Rows) {
+				t.Fatalf("-json output does not decode to the report (%v):\n%s", err, out.String())
+			}
+			continue
+		}
+		for _, want := range []string{"gw req/s", "lookup", "member_add", "target: read throughput", "0 unexpected responses"} {
+			if !strings.Contains(out.String(), want) {
+				t.Errorf("output lacks %q:\n%s", want, out.String())
+			}
+		}
+	}
+}
+
+// TestNativeCallsAreEquivalent checks the premise of the comparison: the native calls sent
+// through the proxy leave demo app B in the state the gateway's mapped calls leave demo
+// app A (same accounts field by field, same lock states, same memberships).
+func TestNativeCallsAreEquivalent(t *testing.T) {
+	r, err := startRig("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.stop()
+	rep := measure(context.Background(), r, smallConfig())
+	if rep.Unexpected != 0 {
+		t.Fatalf("%d unexpected responses: %v", rep.Unexpected, rep.UnexpectedSamples)
+	}
+	a, b := snapshot(t, r, r.appA), snapshot(t, r, r.appB)
+	if len(a.Accounts) == 0 || len(a.Memberships) == 0 {
+		t.Fatalf("demo app A is nearly empty: %d accounts, %d memberships", len(a.Accounts), len(a.Memberships))
+	}
+	if ga, gb := comparable(a), comparable(b); !slices.Equal(ga, gb) {
+		t.Errorf("the apps differ:\nvia the gateway: %v\nvia the proxy:   %v", ga, gb)
+	}
+}
+
+// comparable renders a snapshot without ids and timestamps, which the two apps assign
+// independently: accounts by login, then memberships as team name and login.
+func comparable(s demoapp.Snapshot) []string {
+	logins := map[int64]string{}
+	var out []string
+	for _, a := range s.Accounts {
+		logins[a.ID] = a.Login
+		a.ID, a.CreatedAt, a.UpdatedAt = 0, "", ""
+		b, _ := json.Marshal(a)
+		out = append(out, string(b))
+	}
+	teams := map[int64]string{}
+	for _, tm := range s.Teams {
+		teams[tm.ID] = tm.Name
+		out = append(out, "team "+tm.Name+" "+tm.Description)
+	}
+	for _, m := range s.Memberships {
+		out = append(out, "member "+teams[m.TeamID]+" "+logins[m.AccountID])
+	}
+	slices.Sort(out)
+	return out
+}
+
+func snapshot(t *testing.T, r *rig, app string) demoapp.Snapshot {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, app+"/api/v1/_state", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-Api-Key", r.apiKey)
+	resp, err := r.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var s demoapp.Snapshot
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &s) != nil {
+		t.Fatalf("_state: %d %s", resp.StatusCode, body)
+	}
+	return s
+}
+
+func TestParseFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args    []string
+		wantErr string
+		levels  []int
+	}{
+		{args: nil, levels: []int{1, 8, 32}},
+		{args: []string{"-concurrency", "2, 4"}, levels: []int{2, 4}},
+		{args: []string{"-concurrency", "0"}, wantErr: "not a level"},
+		{args: []string{"-concurrency", "1,x"}, wantErr: "not a level"},
+		{args: []string{"-concurrency", "1,2,3,4,5,6,7,8,9"}, wantErr: "at most"},
+		{args: []string{"-users", "0"}, wantErr: "-users"},
+		{args: []string{"-groups", "0"}, wantErr: "-groups"},
+		{args: []string{"-duration", "0s"}, wantErr: "-duration"},
+		{args: []string{"-duration", "2h"}, wantErr: "-duration"},
+		{args: []string{"-requests", "-1"}, wantErr: "-requests"},
+		{args: []string{"extra"}, wantErr: "unexpected arguments"},
+	} {
+		cfg, err := parseFlags(tc.args, io.Discard)
+		switch {
+		case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+			t.Errorf("%v: error %v, want one containing %q", tc.args, err, tc.wantErr)
+		case tc.wantErr == "" && err != nil:
+			t.Errorf("%v: %v", tc.args, err)
+		case tc.wantErr == "" && !slices.Equal(cfg.Concurrency, tc.levels):
+			t.Errorf("%v: levels %v, want %v", tc.args, cfg.Concurrency, tc.levels)
+		}
+	}
+}
+
+// TestEvaluate checks which targets apply to which rows and how they are judged.
+func TestEvaluate(t *testing.T) {
+	cell := func(rps, p99 float64) CellStats {
+		return CellStats{Requests: 100, RequestsPerSecond: rps, P50Ms: p99 / 2, P99Ms: p99}
+	}
+	rep := &Report{Rows: []Row{
+		{Concurrency: 1, Kind: "lookup", Read: true, Gateway: cell(1000, 1), Proxy: cell(900, 1)},
+		{Concurrency: 1, Kind: "create", Gateway: cell(10, 9), Proxy: cell(900, 1)},
+		{Concurrency: 8, Kind: "get", Read: true, Gateway: cell(800, 2), Proxy: cell(900, 1)},
+		{Concurrency: 8, Kind: "update", Gateway: cell(500, 7), Proxy: cell(900, 1)},
+		{Concurrency: 32, Kind: "disable", Gateway: cell(500, 50), Proxy: cell(900, 10)},
+		{Concurrency: 32, Kind: "update", Gateway: cell(0, 0), Proxy: CellStats{}},
+	}}
+	rep.evaluate()
+	type verdicts struct{ throughput, latency string }
+	got := map[string]verdicts{}
+	for _, r := range rep.Rows {
+		got[fmt.Sprintf("%s@%d", r.Kind, r.Concurrency)] = verdicts{verdict(r.Throughput), verdict(r.Latency)}
+	}
+	want := map[string]verdicts{
+		"lookup@1":   {">=1.0x met", ""},
+		"create@1":   {"", ""},
+		"get@8":      {">=1.0x MISSED", "<=5ms met"},
+		"update@8":   {"", "<=5ms MISSED"},
+		"disable@32": {">=0.5x met", ""},
+		"update@32":  {"", ""},
+	}
+	for k, w := range want {
+		if got[k] != w {
+			t.Errorf("%s: %+v, want %+v", k, got[k], w)
+		}
+	}
+	wantTargets := []TargetResult{{Rows: 2, Met: false}, {Rows: 1, Met: true}, {Rows: 2, Met: false}}
+	for i, w := range wantTargets {
+		if g := rep.Targets[i]; g.Rows != w.Rows || g.Met != w.Met {
+			t.Errorf("target %q: %d rows, met %v; want %d, %v", g.Target, g.Rows, g.Met, w.Rows, w.Met)
+		}
+	}
+	none := &Report{}
+	none.evaluate()
+	for _, tg := range none.Targets {
+		if tg.Met || tg.Rows != 0 {
+			t.Errorf("empty report: target %q met %v with %d rows", tg.Target, tg.Met, tg.Rows)
+		}
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	ms := func(n ...int) []time.Duration {
+		out := make([]time.Duration, len(n))
+		for i, v := range n {
+			out[i] = time.Duration(v) * time.Millisecond
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		sorted []time.Duration
+		p      int
+		want   time.Duration
+	}{
+		{nil, 50, 0},
+		{ms(7), 99, 7 * time.Millisecond},
+		{ms(1, 2, 3, 4), 50, 2 * time.Millisecond},
+		{ms(1, 2, 3, 4), 99, 4 * time.Millisecond},
+		{ms(1, 2, 3, 4, 5, 6, 7, 8, 9, 10), 90, 9 * time.Millisecond},
+	} {
+		if got := percentile(tc.sorted, tc.p); got != tc.want {
+			t.Errorf("percentile(%v, %d) = %v, want %v", tc.sorted, tc.p, got, tc.want)
+		}
+	}
+}
+
+func TestIDOf(t *testing.T) {
+	for _, tc := range []struct {
+		body, want string
+		ok         bool
+	}{
+		{`{"id":"0b6c-uuid"}`, "0b6c-uuid", true},
+		{`{"id":17,"login":"x"}`, "17", true},
+		{`{"id":""}`, "", false},
+		{`{"login":"x"}`, "", false},
+		{`not json`, "", false},
+	} {
+		got, err := idOf([]byte(tc.body))
+		if got != tc.want || (err == nil) != tc.ok {
+			t.Errorf("idOf(%s) = %q, %v; want %q, ok %v", tc.body, got, err, tc.want, tc.ok)
+		}
+	}
+}
