@@ -47,6 +47,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -72,6 +73,7 @@ type config struct {
 	Mapping     string
 	JSON        bool
 	Timeout     time.Duration // the whole run
+	CPUProfile  string        // file for a CPU profile of the run, "" for none
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -86,6 +88,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.Mapping, "mapping", "", "the demo app mapping file (default: mappings/demoapp.json in this or a parent directory)")
 	fs.BoolVar(&cfg.JSON, "json", false, "print the results as JSON")
 	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, "stop the whole run after this long")
+	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -150,6 +153,17 @@ func run(ctx context.Context, cfg config, stdout io.Writer) (*Report, error) {
 		return nil, err
 	}
 	defer r.stop()
+	if cfg.CPUProfile != "" {
+		f, err := os.Create(cfg.CPUProfile)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return nil, err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	rep := measure(ctx, r, cfg)
 	if err := rep.write(stdout, cfg.JSON); err != nil {
 		return rep, fmt.Errorf("printing the report: %w", err)
