@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.etcd.io/bbolt"
 	"go.uber.org/zap"
@@ -134,19 +135,30 @@ func (p *publisher) closeAll() {
 	}
 }
 
+// publishPoll is how often the publisher also looks for new records while anyone listens:
+// records another Journal value appended to the same file (two configs during a reload)
+// wake only that value's publisher.
+const publishPoll = 200 * time.Millisecond
+
 // run is the publisher goroutine.
 func (p *publisher) run(stop <-chan struct{}) {
+	poll := time.NewTicker(publishPoll)
+	defer poll.Stop()
 	for {
 		select {
 		case <-stop:
 			return
+		case <-poll.C:
+			if !p.active.Load() {
+				continue
+			}
 		case <-p.wakeC:
-			for p.publishPage() {
-				select {
-				case <-stop:
-					return
-				default:
-				}
+		}
+		for p.publishPage() {
+			select {
+			case <-stop:
+				return
+			default:
 			}
 		}
 	}

@@ -155,3 +155,24 @@ func TestSubscribeOrderUnderLoad(t *testing.T) {
 		t.Fatalf("info %+v %v", info, err)
 	}
 }
+
+// TestSubscribeSeesOtherJournalValue: records appended through another Journal value on the
+// same file (two configs during a reload) reach this value's subscribers too.
+func TestSubscribeSeesOtherJournalValue(t *testing.T) {
+	db, _ := openDB(t)
+	j := openJournal(t, db, Options{})
+	other := openJournal(t, db, Options{})
+	s := j.Subscribe(10)
+	defer s.Close()
+	for i := range 3 {
+		r := sampleRecord(i)
+		if err := db.Update(func(tx *bbolt.Tx) error { return other.Append(tx, r) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for want := uint64(1); want <= 3; want++ {
+		if e := recv(t, s); e.Record.Seq != want {
+			t.Fatalf("got %d, want %d", e.Record.Seq, want)
+		}
+	}
+}
