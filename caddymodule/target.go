@@ -196,6 +196,7 @@ type syncResult struct {
 	skipped  []string // events with no native call mapped
 	deferred []string // members left out of member calls: no account in the app
 	adopted  bool     // the create took an account an unfinished earlier attempt left
+	caughtUp bool     // a change of a resource without an account became its create
 	dryRun   bool
 }
 
@@ -232,16 +233,20 @@ func (g *Gateway) syncNative(ctx context.Context, p *plan) (*syncResult, error) 
 	res := &syncResult{dryRun: t.dryRun}
 	var changedSince []string
 	changedSince = p.changed
-	for _, ev := range nativeEvents(p.typ, p.events) {
+	for _, ev := range g.catchUp(p, res, nativeEvents(p.typ, p.events)) {
 		if !t.mapping.Has(p.typ, ev) {
 			res.skipped = append(res.skipped, ev)
 			continue
+		}
+		previous := p.before
+		if ev == "create" {
+			previous = nil
 		}
 		in := mapping.Input{
 			ResourceType: p.typ,
 			Event:        ev,
 			Resource:     p.after,
-			Previous:     p.before,
+			Previous:     previous,
 			Changed:      changedSince,
 			NativeID:     p.nativeID,
 			NativeIDOf:   g.storedNativeID,
@@ -332,6 +337,30 @@ func (g *Gateway) syncNative(ctx context.Context, p *plan) (*syncResult, error) 
 		}
 	}
 	return res, nil
+}
+
+// catchUp turns the attribute events of a resource that has no account in the app (it
+// existed before the target was configured, or a dry run preceded) into a create, so the
+// app gets the account on the resource's next change instead of never.
+func (g *Gateway) catchUp(p *plan, res *syncResult, events []string) []string {
+	if p.before == nil || p.after == nil || p.nativeID != "" || !g.target.mapping.Has(p.typ, "create") {
+		return events
+	}
+	out := []string{"create"}
+	caught := false
+	for _, ev := range events {
+		switch ev {
+		case "update", "deactivate", "reactivate":
+			caught = true // the create carries the current attributes and state
+		default:
+			out = append(out, ev)
+		}
+	}
+	if !caught {
+		return events
+	}
+	res.caughtUp = true
+	return out
 }
 
 // nativeError is a failure of the target: the SCIM error Entra gets, and what the journal

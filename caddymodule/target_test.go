@@ -302,3 +302,46 @@ func TestTargetUnmappedEventIsSkipped(t *testing.T) {
 		t.Fatalf("%d calls, want the update only", app.calls.Load()-calls)
 	}
 }
+
+// TestTargetCatchUpCreate: a user that existed before the target was configured gets its
+// account in the app on its next change.
+func TestTargetCatchUpCreate(t *testing.T) {
+	app := &faultApp{}
+	app.mode.Store("ok")
+	srv := httptest.NewServer(app)
+	defer srv.Close()
+	dir := t.TempDir()
+	plain := newTestGateway(t, func(g *Gateway) { g.DataDir = dir })
+	id := decodeJSON(t, serve(t, plain, "POST", "/scim/v2/Users", map[string]any{"userName": "early@contoso.example"}))["id"].(string)
+	if app.calls.Load() != 0 {
+		t.Fatal("a gateway without a target called the app")
+	}
+	// The same directory (shared through the store pool), now with a target: a config change.
+	mapFile := filepath.Join(t.TempDir(), "app.json")
+	if err := os.WriteFile(mapFile, []byte(faultMapping), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g := newTestGateway(t, func(g *Gateway) {
+		g.DataDir = dir
+		g.Target = &TargetConfig{Name: "app", URL: srv.URL, Mapping: mapFile}
+	})
+	w := serve(t, g, "PATCH", "/scim/v2/Users/"+id, `{"Operations":[{"op":"replace","path":"title","value":"CTO"}]}`)
+	if w.Code != 200 || app.calls.Load() != 1 {
+		t.Fatalf("catch-up: %d, %d calls", w.Code, app.calls.Load())
+	}
+	r := lastRecord(t, g)
+	if r.NativeID == "" || r.Backend == nil || r.Backend.Method != "POST" || r.Decision == nil || !strings.Contains(strings.Join(r.Decision.Reasons, " "), "had no account there yet") {
+		t.Fatalf("record %+v decision %+v", r, r.Decision)
+	}
+	_ = g.store.View(func(tx *store.Tx) error {
+		if n, err := tx.NativeID("app/User", id); err != nil || n != r.NativeID {
+			t.Errorf("id map %q %v", n, err)
+		}
+		return nil
+	})
+	// The next change is an ordinary update of that account.
+	serve(t, g, "PATCH", "/scim/v2/Users/"+id, `{"Operations":[{"op":"replace","path":"title","value":"CEO"}]}`)
+	if r := lastRecord(t, g); r.Backend == nil || r.Backend.Method != "PATCH" {
+		t.Fatalf("second change: %+v", r.Backend)
+	}
+}

@@ -91,6 +91,9 @@ func (g *Gateway) runWrite(req *request, op *writeOp) error {
 	if len(res.skipped) > 0 {
 		reasons = append(reasons, "no native call for "+strings.Join(res.skipped, ", ")+" (not mapped, or the resource has no account in "+t.name+")")
 	}
+	if res.caughtUp {
+		reasons = append(reasons, "created in "+t.name+" on this change: the resource had no account there yet")
+	}
 	if res.adopted {
 		reasons = append(reasons, "adopted account "+res.nativeID+" that an unfinished earlier attempt of this create left in "+t.name)
 		defer t.adopt.done(p.typ, a.subject)
