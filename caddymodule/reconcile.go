@@ -152,14 +152,7 @@ func (g *Gateway) adoptExisting(ctx context.Context, p *plan) (string, error) {
 	if err != nil || !ok {
 		return "", err
 	}
-	header := req.Header.Clone()
-	if header == nil {
-		header = map[string][]string{}
-	}
-	for k, v := range t.headers {
-		header[k] = v
-	}
-	resp, err := t.client.Do(ctx, legacy.Request{Method: req.Method, Path: req.Path, Header: header, Idempotent: true})
+	resp, err := t.client.Do(ctx, legacy.Request{Method: req.Method, Path: req.Path, Header: t.withHeaders(req.Header), Idempotent: true})
 	if err != nil {
 		se, _ := legacy.ToSCIM("update", resp, err)
 		if se == nil {

@@ -318,7 +318,6 @@ func (g *Gateway) create(req *request, typ string) {
 	var out scim.Resource
 	var version uint64
 	op := &writeOp{
-		typ:     typ,
 		lockKey: "create:" + typ + ":" + strings.ToLower(subjectOf(typ, p.Doc)),
 		status:  http.StatusCreated,
 		decide: func(tx *store.Tx) (*plan, error) {
@@ -448,7 +447,6 @@ func (g *Gateway) replace(req *request, typ, id string) {
 	var out scim.Resource
 	var version uint64
 	op := &writeOp{
-		typ:     typ,
 		lockKey: typ + ":" + id,
 		status:  http.StatusOK,
 		decide: func(tx *store.Tx) (*plan, error) {
@@ -584,7 +582,6 @@ func (g *Gateway) patch(req *request, typ, id string) {
 	var version uint64
 	var delta *scim.MemberDelta
 	op := &writeOp{
-		typ:     typ,
 		lockKey: typ + ":" + id,
 		status:  answerStatus(wantBody),
 		decide: func(tx *store.Tx) (*plan, error) {
@@ -716,7 +713,6 @@ func applyDelta(tx *store.Tx, groupID string, d *scim.MemberDelta) (added, remov
 func (g *Gateway) remove(req *request, typ, id string) {
 	req.audit = &audit{action: "delete", typ: typ, id: id}
 	op := &writeOp{
-		typ:     typ,
 		lockKey: typ + ":" + id,
 		status:  http.StatusNoContent,
 		decide: func(tx *store.Tx) (*plan, error) {

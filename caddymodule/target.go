@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -201,13 +202,13 @@ type syncResult struct {
 }
 
 // nativeEvents are the events the mapping knows, in the order the calls are made.
-func nativeEvents(typ string, events []string) []string {
+func nativeEvents(events []string) []string {
 	var out []string
 	for _, e := range events {
 		switch e {
 		case "rename":
 			// a rename is an update of the native record
-			if !contains(out, "update") && !contains(events, "update") {
+			if !slices.Contains(out, "update") && !slices.Contains(events, "update") {
 				out = append(out, "update")
 			}
 		default:
@@ -217,23 +218,12 @@ func nativeEvents(typ string, events []string) []string {
 	return out
 }
 
-func contains(list []string, s string) bool {
-	for _, e := range list {
-		if e == s {
-			return true
-		}
-	}
-	return false
-}
-
 // syncNative makes the native calls of p (or, in a dry run, only builds them). It returns
 // a SCIM error for Entra when the app refused or failed; nothing is committed then.
 func (g *Gateway) syncNative(ctx context.Context, p *plan) (*syncResult, error) {
 	t := g.target
 	res := &syncResult{dryRun: t.dryRun}
-	var changedSince []string
-	changedSince = p.changed
-	for _, ev := range g.catchUp(p, res, nativeEvents(p.typ, p.events)) {
+	for _, ev := range g.catchUp(p, res, nativeEvents(p.events)) {
 		if !t.mapping.Has(p.typ, ev) {
 			res.skipped = append(res.skipped, ev)
 			continue
@@ -247,7 +237,7 @@ func (g *Gateway) syncNative(ctx context.Context, p *plan) (*syncResult, error) 
 			Event:        ev,
 			Resource:     p.after,
 			Previous:     previous,
-			Changed:      changedSince,
+			Changed:      p.changed,
 			NativeID:     p.nativeID,
 			NativeIDOf:   g.storedNativeID,
 		}
@@ -303,14 +293,7 @@ func (g *Gateway) syncNative(ctx context.Context, p *plan) (*syncResult, error) 
 			if t.dryRun {
 				continue
 			}
-			header := r.Header.Clone()
-			if header == nil {
-				header = http.Header{}
-			}
-			for k, v := range t.headers {
-				header[k] = v
-			}
-			resp, err := t.client.Do(ctx, legacy.Request{Method: r.Method, Path: r.Path, Header: header, Body: r.Body, Idempotent: r.Idempotent})
+			resp, err := t.client.Do(ctx, legacy.Request{Method: r.Method, Path: r.Path, Header: t.withHeaders(r.Header), Body: r.Body, Idempotent: r.Idempotent})
 			if resp != nil {
 				res.backend.Status = resp.Status
 				res.backend.DurationMS = resp.Duration.Milliseconds()
@@ -395,6 +378,19 @@ func redactURL(p string) string {
 		return p[:i] + "?…"
 	}
 	return p
+}
+
+// withHeaders returns a call's headers (from the mapping file) plus the target's own, which
+// win; h is not changed.
+func (t *target) withHeaders(h http.Header) http.Header {
+	out := h.Clone()
+	if out == nil {
+		out = http.Header{}
+	}
+	for k, v := range t.headers {
+		out[k] = v
+	}
+	return out
 }
 
 // mapKey is the id map namespace of a resource type in this target: users and groups have

@@ -17,7 +17,6 @@ import (
 // between the two: decide, journal the intent, call the app, then apply and journal the
 // outcome in one transaction. Without a target both run in one transaction.
 type writeOp struct {
-	typ     string
 	lockKey string
 	status  int // the status a success answers, for the journal
 	decide  func(tx *store.Tx) (*plan, error)
@@ -139,7 +138,7 @@ func (g *Gateway) runWrite(req *request, op *writeOp) error {
 
 // anyMapped reports whether the plan makes at least one native call.
 func (g *Gateway) anyMapped(p *plan) bool {
-	for _, ev := range nativeEvents(p.typ, p.events) {
+	for _, ev := range nativeEvents(p.events) {
 		if g.target.mapping.Has(p.typ, ev) {
 			return true
 		}

@@ -8,14 +8,9 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 
 	"github.com/scimgate/scimgate/demoapp"
 )
@@ -41,21 +36,7 @@ func startGatewayWithDemoApp(t *testing.T) (tenant, app string) {
 	t.Setenv("ENTRASIM_IT_DEMO_ADDR", demo)
 	t.Setenv("ENTRASIM_IT_DEMO_NAME", strings.NewReplacer("/", "-", " ", "-").Replace(t.Name()))
 	t.Setenv("ENTRASIM_IT_DEMO_KEY", demoKey)
-	t.Setenv("ENTRASIM_IT_DATA", t.TempDir())
-	t.Setenv("ENTRASIM_IT_STORAGE", t.TempDir())
-	t.Setenv("ENTRASIM_IT_TOKEN", itToken)
-	src, err := os.ReadFile(filepath.Join("testdata", "Caddyfile.demoapp"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt(src, map[string]any{"filename": "Caddyfile"})
-	if err != nil {
-		t.Fatalf("adapting the Caddyfile: %v", err)
-	}
-	if err := caddy.Load(cfg, true); err != nil {
-		t.Fatalf("starting Caddy: %v", err)
-	}
-	t.Cleanup(func() { _ = caddy.Stop() })
+	runCaddyfile(t, "Caddyfile.demoapp")
 	return "http://" + addr + "/scim/v2", "http://" + demo
 }
 

@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -32,25 +31,26 @@ const itToken = "entrasim-test-token-0123456789abcdef0123456789"
 // the test ends.
 func startGateway(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
+	addr := freeAddr(t)
 	t.Setenv("ENTRASIM_IT_ADDR", addr)
+	runCaddyfile(t, "Caddyfile")
+	return "http://" + addr + "/scim/v2"
+}
+
+// runCaddyfile adapts testdata/<name> (after the caller set its ENTRASIM_IT_* addresses)
+// with a fresh store, Caddy storage and token, and runs it until the test ends.
+func runCaddyfile(t *testing.T, name string) {
+	t.Helper()
 	t.Setenv("ENTRASIM_IT_DATA", t.TempDir())
 	t.Setenv("ENTRASIM_IT_STORAGE", t.TempDir())
 	t.Setenv("ENTRASIM_IT_TOKEN", itToken)
-	src, err := os.ReadFile(filepath.Join("testdata", "Caddyfile"))
+	src, err := os.ReadFile(filepath.Join("testdata", name))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt(src, map[string]any{"filename": "Caddyfile"})
+	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt(src, map[string]any{"filename": name})
 	if err != nil {
-		t.Fatalf("adapting the Caddyfile: %v", err)
+		t.Fatalf("adapting %s: %v", name, err)
 	}
 	if err := caddy.Load(cfg, true); err != nil {
 		t.Fatalf("starting Caddy: %v", err)
@@ -60,7 +60,6 @@ func startGateway(t *testing.T) string {
 			t.Errorf("stopping Caddy: %v", err)
 		}
 	})
-	return "http://" + addr + "/scim/v2"
 }
 
 func testConfig(url string, d dialect, seed int64) config {
