@@ -311,7 +311,7 @@ func (g *Gateway) create(req *request, typ string) {
 		g.writeError(req, err)
 		return
 	}
-	// The id and timestamps are fixed before the transaction: db.Batch may run it twice.
+	// The id and timestamps are fixed before the transaction: group commit may run it twice.
 	id := uuid.NewString()
 	now := g.now().UTC()
 	req.audit.id, req.audit.subject = id, subjectOf(typ, p.Doc)

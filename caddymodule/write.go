@@ -20,7 +20,7 @@ type writeOp struct {
 	lockKey string
 	status  int // the status a success answers, for the journal
 	decide  func(tx *store.Tx) (*plan, error)
-	apply   func(tx *store.Tx, p *plan) error // idempotent: db.Batch may rerun it
+	apply   func(tx *store.Tx, p *plan) error // idempotent: group commit may rerun it
 }
 
 // runWrite carries out op and journals it. Errors are answered by the caller through

@@ -333,7 +333,7 @@ func journalBucket(tx *bbolt.Tx, name []byte) (*bbolt.Bucket, error) {
 // Append adds r to the journal inside the caller's write transaction, so the record commits
 // or rolls back with the change it describes.
 //
-// It may run more than once for the same record (db.Batch reruns its functions after a
+// It may run more than once for the same record (group commit reruns its functions after a
 // failure): everything it computes comes from tx, and it mutates r only by setting Version,
 // Seq, PrevHash, Time (when zero, and always to UTC) and redacting Changes. The record is
 // marshalled once; the hash covers exactly the stored bytes. Subscribers see the record and a

@@ -204,7 +204,7 @@ func prefixError(err error, fallback, format string, args ...any) *Error {
 // the new resource. For Groups it also returns the member delta: members are edges in the
 // store, so the returned Group document never has a "members" key; for other resource
 // types the delta is nil. The ops are not modified either, so a retried computation (a
-// bbolt Batch function may run twice) gives the same result.
+// store write function may run twice) gives the same result.
 func ApplyPatch(resourceType string, r Resource, ops []PatchOp, opts PatchOptions) (Resource, *MemberDelta, error) {
 	p := newPatcher(resourceType, r, opts)
 	for i := range ops {

@@ -36,10 +36,7 @@ const formatVersion uint64 = 1
 
 // defaultTimeout bounds how long Open waits for the file lock. A second gateway (or a config
 // reload that failed to release the old store) must fail fast with a clear error, not hang.
-const (
-	defaultTimeout    = time.Second
-	defaultBatchDelay = time.Millisecond
-)
+const defaultTimeout = time.Second
 
 var (
 	bucketRecords  = []byte("records")
@@ -90,11 +87,6 @@ func (e *UniqueError) Error() string {
 type Options struct {
 	// Timeout is how long Open waits for the file lock. Default 1s.
 	Timeout time.Duration
-	// MaxBatchDelay is how long Update waits to gather concurrent writers into one commit
-	// (one fsync). Default 1ms: bbolt's own 10ms default made a lone writer wait ten times
-	// longer than its commit takes, while writers that arrive during a commit (an fsync)
-	// queue for the next batch anyway, so a short delay loses little grouping.
-	MaxBatchDelay time.Duration
 }
 
 // Store is an open directory file. It is safe for concurrent use.
@@ -102,6 +94,7 @@ type Store struct {
 	db      *bbolt.DB
 	path    string
 	commits atomic.Uint64
+	group   committer
 
 	// hookedTx is the last bbolt write transaction that got the commit counter hook. It is
 	// read and written only inside write transactions, which bbolt serialises with its writer
@@ -129,15 +122,11 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening store %s: %w", path, err)
 	}
-	if opts.MaxBatchDelay <= 0 {
-		opts.MaxBatchDelay = defaultBatchDelay
-	}
-	db.MaxBatchDelay = opts.MaxBatchDelay
 	if err := db.Update(initBuckets); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("initialising store %s: %w", path, err)
 	}
-	return &Store{db: db, path: path}, nil
+	return &Store{db: db, path: path, group: committer{db: db}}, nil
 }
 
 // initBuckets creates the top-level buckets and checks (or writes) the format version.
@@ -181,18 +170,19 @@ func (s *Store) View(fn func(*Tx) error) error {
 	})
 }
 
-// Update runs fn in a write transaction shared with concurrent callers (bbolt's db.Batch:
-// many requests, one fsync).
+// Update runs fn in a write transaction shared with concurrent callers (group commit: many
+// requests, one fsync; see committer).
 //
-// fn may run more than once: if any function in the shared transaction fails, bbolt rolls the
-// whole transaction back and runs each function again (the failing one alone). Each run
+// fn may run more than once: if any function in the shared transaction fails, the whole
+// transaction is rolled back and the functions run again (the failing one alone), exactly as
+// with bbolt's db.Batch. Each run
 // starts from the committed state, so fn must be idempotent with respect to anything outside
 // the transaction: compute everything from what it reads in tx, and perform side effects
 // (responses, backend calls, metrics) only after Update returns nil. Put and Delete are safe
 // to rerun: a second Put of the same record replaces it (counters unchanged) and a second
 // Delete returns ErrNotFound.
 func (s *Store) Update(fn func(*Tx) error) error {
-	return s.db.Batch(func(btx *bbolt.Tx) error {
+	return s.group.update(func(btx *bbolt.Tx) error {
 		s.hookCommit(btx)
 		return fn(&Tx{tx: btx, writable: true})
 	})

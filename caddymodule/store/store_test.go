@@ -18,7 +18,7 @@ import (
 // writes do not each wait bbolt's default 10ms.
 func openTest(t testing.TB) *Store {
 	t.Helper()
-	s, err := Open(filepath.Join(t.TempDir(), "sub", "dir.db"), Options{MaxBatchDelay: time.Millisecond})
+	s, err := Open(filepath.Join(t.TempDir(), "sub", "dir.db"), Options{})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
