@@ -146,6 +146,12 @@ func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			g.Target = tc
+		case "policy":
+			pc, err := parsePolicyBlock(d)
+			if err != nil {
+				return err
+			}
+			g.Policy = pc
 		case "journal":
 			if d.NextArg() {
 				return d.ArgErr()
@@ -355,6 +361,59 @@ func parseJournalBlock(d *caddyfile.Dispenser) (*JournalConfig, error) {
 		}
 	}
 	return jc, nil
+}
+
+// parsePolicyBlock parses
+//
+//	policy <dir> {
+//	    data <file>...
+//	    query <data.path>
+//	    timeout <duration>
+//	}
+func parsePolicyBlock(d *caddyfile.Dispenser) (*PolicyConfig, error) {
+	pc := &PolicyConfig{}
+	if !d.NextArg() {
+		return nil, d.Errf("policy needs the directory of its Rego files: policy <dir> { data ...; timeout ... }")
+	}
+	pc.Dir = d.Val()
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		if seen[opt] && opt != "data" {
+			return nil, d.Errf("policy: %s is set twice", opt)
+		}
+		seen[opt] = true
+		switch opt {
+		case "data":
+			files := d.RemainingArgs()
+			if len(files) == 0 {
+				return nil, d.Errf("policy: data needs at least one file")
+			}
+			pc.Data = append(pc.Data, files...)
+		case "query":
+			v, err := oneArg(d)
+			if err != nil {
+				return nil, err
+			}
+			pc.Query = v
+		case "timeout":
+			v, err := oneArg(d)
+			if err != nil {
+				return nil, err
+			}
+			dur, err := caddy.ParseDuration(v)
+			if err != nil || dur <= 0 {
+				return nil, d.Errf("policy: timeout: want a positive duration, got %q", v)
+			}
+			pc.Timeout = caddy.Duration(dur)
+		default:
+			return nil, d.Errf("unrecognized policy option %q (want data, query or timeout)", opt)
+		}
+	}
+	return pc, nil
 }
 
 func oneArg(d *caddyfile.Dispenser) (string, error) {

@@ -84,6 +84,31 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{name: "journal twice", input: "scim_gateway {\n journal {\n name a\n name b\n }\n}", err: "name is set twice"},
 		{name: "journal bad count", input: "scim_gateway {\n journal {\n checkpoint_every 0\n }\n}", err: "checkpoint_every"},
 		{name: "journal bad age", input: "scim_gateway {\n journal {\n max_age forever\n }\n}", err: "max_age"},
+		{name: "policy", input: `scim_gateway {
+				policy {env.POLICY_DIR} {
+					data policies/site.json policies/targets.yaml
+					data more.json
+					query data.acme.decision
+					timeout 250ms
+				}
+			}`, check: func(t *testing.T, g *Gateway) {
+			p := g.Policy
+			if p == nil || p.Dir != "{env.POLICY_DIR}" || len(p.Data) != 3 || p.Data[2] != "more.json" ||
+				p.Query != "data.acme.decision" || time.Duration(p.Timeout) != 250*time.Millisecond {
+				t.Errorf("policy = %+v", p)
+			}
+		}},
+		{name: "policy dir only", input: "scim_gateway {\n policy policies\n}", check: func(t *testing.T, g *Gateway) {
+			if g.Policy == nil || g.Policy.Dir != "policies" || g.Policy.Data != nil {
+				t.Errorf("policy = %+v", g.Policy)
+			}
+		}},
+		{name: "policy without dir", input: "scim_gateway {\n policy\n}", err: "policy needs the directory"},
+		{name: "policy two dirs", input: "scim_gateway {\n policy a b\n}", err: "wrong argument count"},
+		{name: "policy unknown", input: "scim_gateway {\n policy p {\n colour red\n }\n}", err: `unrecognized policy option "colour"`},
+		{name: "policy empty data", input: "scim_gateway {\n policy p {\n data\n }\n}", err: "data needs at least one file"},
+		{name: "policy bad timeout", input: "scim_gateway {\n policy p {\n timeout 0s\n }\n}", err: "positive duration"},
+		{name: "policy timeout twice", input: "scim_gateway {\n policy p {\n timeout 1s\n timeout 2s\n }\n}", err: "timeout is set twice"},
 		{name: "inline arg", input: `scim_gateway foo`, err: "wrong argument count"},
 		{name: "token without value", input: "scim_gateway {\n token entra\n}", err: "token takes a name and a value"},
 		{name: "duplicate option", input: "scim_gateway {\n data_dir a\n data_dir b\n}", err: "data_dir is set twice"},

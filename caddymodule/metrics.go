@@ -8,13 +8,16 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/scimgate/scimgate/caddymodule/policy"
 )
 
 // gatewayMetrics are the gateway's Prometheus metrics, in Caddy's registry (served by
 // Caddy's metrics handler and admin endpoint). Labels never carry ids or user names.
 type gatewayMetrics struct {
-	requests *prometheus.CounterVec
-	duration *prometheus.HistogramVec
+	requests  *prometheus.CounterVec
+	duration  *prometheus.HistogramVec
+	decisions *prometheus.CounterVec
 }
 
 func newGatewayMetrics(reg *prometheus.Registry) (*gatewayMetrics, error) {
@@ -36,7 +39,29 @@ func newGatewayMetrics(reg *prometheus.Registry) (*gatewayMetrics, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &gatewayMetrics{requests: requests, duration: duration}, nil
+	decisions, err := registerOrReuse(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "scimgate",
+		Name:      "policy_decisions_total",
+		Help:      "Policy decisions on write requests, by result: allow, skip, deny, or error (a policy that could not decide, which denies).",
+	}, []string{"result"}))
+	if err != nil {
+		return nil, err
+	}
+	return &gatewayMetrics{requests: requests, duration: duration, decisions: decisions}, nil
+}
+
+// policyDecision counts one decision.
+func (m *gatewayMetrics) policyDecision(d policy.Decision, err error) {
+	result := "allow"
+	switch {
+	case err != nil:
+		result = "error"
+	case !d.Allow:
+		result = "deny"
+	case d.Skip:
+		result = "skip"
+	}
+	m.decisions.WithLabelValues(result).Inc()
 }
 
 // registerOrReuse registers c, or returns the collector an earlier handler of the same

@@ -14,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/scimgate/scimgate/caddymodule/policy"
 	"github.com/scimgate/scimgate/caddymodule/scim"
 )
 
@@ -77,12 +78,20 @@ type Gateway struct {
 	// Without one the gateway is a SCIM server on its own directory.
 	Target *TargetConfig `json:"target,omitempty"`
 
+	// Policy is the Open Policy Agent policy that decides every write request (see
+	// PolicyConfig). Without one every change is allowed.
+	Policy *PolicyConfig `json:"policy,omitempty"`
+
 	storeKey  string
 	store     *storeHandle
+	released  bool // Cleanup released the store reference (Caddy calls Cleanup once, but be safe)
 	tokens    *tokenSet
 	patchOpts scim.PatchOptions
 	metrics   *gatewayMetrics
 	target    *target
+	policy    *policy.Engine
+	stats     *eventWindow // what the policy's input.stats counts
+	locks     *keyedMutex  // one request at a time per resource, across decide, calls and commit
 	logger    *zap.Logger
 	now       func() time.Time
 }
@@ -164,6 +173,14 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("resolving store path in %s: %w", dataDir, err)
 	}
+	g.stats = &eventWindow{now: g.now}
+	if g.Policy != nil {
+		eng, err := g.Policy.provision(repl, g.logger)
+		if err != nil {
+			return err
+		}
+		g.policy = eng
+	}
 	if g.Target != nil {
 		t, err := g.Target.provision(ctx, repl)
 		if err != nil {
@@ -183,8 +200,14 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 		return err
 	}
 	g.storeKey, g.store = path, h
+	g.locks = h.locks
 	if g.target != nil {
-		if err := g.reconcile(h.journal); err != nil {
+		if err := g.reconcile(h); err != nil {
+			return err
+		}
+	}
+	if g.policy != nil {
+		if err := g.seedStats(h.journal); err != nil {
 			return err
 		}
 	}
@@ -197,6 +220,7 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 		zap.String("store", path),
 		zap.String("journal", h.journal.Name()),
 		zap.Bool("checkpoints_signed", jpub != nil),
+		zap.String("policy_hash", g.policyHash()),
 		zap.Strings("tokens", g.tokens.names()))
 	return nil
 }
@@ -221,13 +245,21 @@ func (g *Gateway) Validate() error {
 // Cleanup releases this config's reference to the store; the file closes when the last
 // config using it is gone (Caddy provisions a new config before it cleans up the old one).
 func (g *Gateway) Cleanup() error {
+	if g.policy != nil {
+		// Requests of this config have finished (Caddy stops its servers first); the
+		// compiled policy stays cached while a newer config shares it.
+		_ = g.policy.Close()
+	}
 	if g.target != nil {
 		g.target.client.CloseIdleConnections()
 	}
-	if g.store == nil {
+	// Caddy cleans up an old config as soon as its servers have begun shutting down, while
+	// their last requests may still run: nothing they use is cleared here. The store stays
+	// open while a newer config uses it.
+	if g.store == nil || g.released {
 		return nil
 	}
-	g.store = nil
+	g.released = true
 	return releaseStore(g.storeKey)
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+	"sync"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
@@ -24,6 +25,31 @@ type storeHandle struct {
 	journal    *journal.Journal
 	journalPub ed25519.PublicKey // verifies checkpoints; nil when they are unsigned
 	journalFP  [32]byte          // fingerprint of the journal settings it was opened with
+	// locks serialise requests per resource across the configs that share the store, so a
+	// reload does not let an old and a new config interleave changes of one resource.
+	locks *keyedMutex
+
+	// adoptMu guards adopt: per target, the creates an unfinished earlier attempt may have
+	// left in the app. The start-up scan fills it once per store and target; configs that
+	// reload on the same open store share it (their in-flight intents are not crashes).
+	adoptMu sync.Mutex
+	adopt   map[string]*adoptions
+}
+
+// adoptionsFor returns the target's adoptions and whether they are new (the journal has
+// not been scanned for this target since the store was opened).
+func (h *storeHandle) adoptionsFor(target string) (*adoptions, bool) {
+	h.adoptMu.Lock()
+	defer h.adoptMu.Unlock()
+	if a, ok := h.adopt[target]; ok {
+		return a, false
+	}
+	if h.adopt == nil {
+		h.adopt = map[string]*adoptions{}
+	}
+	a := &adoptions{pending: map[string]uint64{}}
+	h.adopt[target] = a
+	return a, true
 }
 
 // journalFingerprint identifies journal settings, so that a reload that changes them for a
@@ -69,7 +95,7 @@ func acquireStore(path string, jopts journal.Options, jpub ed25519.PublicKey) (*
 				zap.String("key_id", jopts.KeyID),
 				zap.String("public_key", base64.StdEncoding.EncodeToString(jpub)))
 		}
-		return &storeHandle{Store: s, journal: j, journalPub: jpub, journalFP: journalFingerprint(jopts)}, nil
+		return &storeHandle{Store: s, journal: j, journalPub: jpub, journalFP: journalFingerprint(jopts), locks: newKeyedMutex()}, nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("opening store: %w", err)

@@ -54,10 +54,17 @@ func (a *adoptions) done(typ, subject string) {
 
 // reconcile runs at provisioning: it reports every intent of the target that has no
 // outcome (journaling a reconcile record for each, once) and remembers the creates among
-// them for adoption.
-func (g *Gateway) reconcile(j *journal.Journal) error {
+// them for adoption. It scans once per target after the store is opened: a reload on the
+// open store shares what the first scan found, because the intents still without outcome
+// then belong to requests the previous config is still serving, not to a crash.
+func (g *Gateway) reconcile(h *storeHandle) error {
 	t := g.target
-	t.adopt = &adoptions{pending: map[string]uint64{}}
+	adopt, fresh := h.adoptionsFor(t.name)
+	t.adopt = adopt
+	if !fresh {
+		return nil
+	}
+	j := h.journal
 	info, err := j.Info()
 	if err != nil || info.LastSeq == 0 {
 		return err
@@ -75,7 +82,9 @@ func (g *Gateway) reconcile(j *journal.Journal) error {
 			zap.String("target", t.name), zap.Uint64("seq", in.Seq), zap.String("request_id", in.RequestID),
 			zap.String("action", in.Action), zap.String("resource_type", in.ResourceType), zap.String("scim_id", in.SCIMID))
 		if in.Action == "create" && in.Subject != "" {
+			t.adopt.mu.Lock()
 			t.adopt.pending[adoptKey(in.ResourceType, in.Subject)] = in.Seq
+			t.adopt.mu.Unlock()
 		}
 		if reported[in.RequestID] {
 			continue
@@ -101,26 +110,11 @@ func (g *Gateway) reconcile(j *journal.Journal) error {
 // scanIntents returns the target's intents whose request has no outcome record, and the
 // request ids that already have a reconcile record.
 func scanIntents(j *journal.Journal, q journal.Query, target string) ([]journal.Record, map[string]bool, error) {
-	pr, pw := io.Pipe()
-	go func() {
-		_, err := j.Export(context.Background(), pw, q, journal.FormatJSONL)
-		pw.CloseWithError(err)
-	}()
-	defer pr.Close()
 	open := map[string]journal.Record{}
 	reported := map[string]bool{}
-	sc := bufio.NewScanner(pr)
-	sc.Buffer(make([]byte, 64<<10), 2<<20)
-	for sc.Scan() {
-		var line struct {
-			Record *journal.Record `json:"record"`
-		}
-		if err := json.Unmarshal(sc.Bytes(), &line); err != nil || line.Record == nil {
-			continue
-		}
-		r := line.Record
+	err := scanRecords(j, q, func(r *journal.Record) {
 		if r.Target != target || r.RequestID == "" {
-			continue
+			return
 		}
 		switch {
 		case r.Outcome == journal.OutcomePending:
@@ -130,8 +124,8 @@ func scanIntents(j *journal.Journal, q journal.Query, target string) ([]journal.
 		default:
 			delete(open, r.RequestID)
 		}
-	}
-	if err := sc.Err(); err != nil {
+	})
+	if err != nil {
 		return nil, nil, err
 	}
 	out := make([]journal.Record, 0, len(open))
@@ -139,6 +133,29 @@ func scanIntents(j *journal.Journal, q journal.Query, target string) ([]journal.
 		out = append(out, r)
 	}
 	return out, reported, nil
+}
+
+// scanRecords calls fn with every record q selects, oldest first (through the journal's
+// JSONL export, which reads in short transactions).
+func scanRecords(j *journal.Journal, q journal.Query, fn func(*journal.Record)) error {
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := j.Export(context.Background(), pw, q, journal.FormatJSONL)
+		pw.CloseWithError(err)
+	}()
+	defer pr.Close()
+	sc := bufio.NewScanner(pr)
+	sc.Buffer(make([]byte, 64<<10), 2<<20)
+	for sc.Scan() {
+		var line struct {
+			Record *journal.Record `json:"record"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &line); err != nil || line.Record == nil {
+			continue
+		}
+		fn(line.Record)
+	}
+	return sc.Err()
 }
 
 // adoptExisting looks up, by the mapping's lookup call, the account an unfinished create

@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/scimgate/scimgate/caddymodule/journal"
 	"github.com/scimgate/scimgate/caddymodule/scim"
 	"github.com/scimgate/scimgate/caddymodule/store"
 )
@@ -226,7 +227,10 @@ func (g *Gateway) writeError(req *request, err error) {
 func (g *Gateway) toSCIMError(req *request, err error) *scim.Error {
 	var se *scim.Error
 	var ue *store.UniqueError
+	var pd *policyDenied
 	switch {
+	case errors.As(err, &pd):
+		return pd.scimError()
 	case errors.As(err, &se):
 		return se
 	case errors.As(err, &ue):
@@ -250,9 +254,12 @@ func (g *Gateway) toSCIMError(req *request, err error) *scim.Error {
 func (g *Gateway) journalFailure(req *request, se *scim.Error) *scim.Error {
 	a := req.audit
 	req.audit = nil
-	outcome := "rejected"
-	if se.Status >= 500 {
-		outcome = "failed"
+	outcome := journal.OutcomeRejected
+	switch {
+	case se.Status >= 500:
+		outcome = journal.OutcomeFailed
+	case se.Status == http.StatusForbidden && a.decision != nil && !a.decision.Allow:
+		outcome = journal.OutcomeDenied
 	}
 	rec := g.newRecord(req, a, outcome, se.Status, se.Detail)
 	err := g.store.Update(func(tx *store.Tx) error { return g.appendRecord(tx, rec) })

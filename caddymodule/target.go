@@ -20,6 +20,7 @@ import (
 	"github.com/scimgate/scimgate/caddymodule/legacy"
 	"github.com/scimgate/scimgate/caddymodule/mapping"
 	"github.com/scimgate/scimgate/caddymodule/scim"
+	"github.com/scimgate/scimgate/caddymodule/store"
 )
 
 // TargetConfig is the legacy application the gateway provisions: every change Entra makes
@@ -76,7 +77,6 @@ type target struct {
 	dryRun  bool
 	mapping *mapping.Mapping
 	client  *legacy.Client
-	locks   *keyedMutex
 }
 
 var validTargetName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
@@ -138,7 +138,7 @@ func (c *TargetConfig) provision(ctx caddy.Context, repl *caddy.Replacer) (*targ
 	if err != nil {
 		return nil, fmt.Errorf("target %s: %w", name, err)
 	}
-	return &target{headers: headers, name: name, dryRun: c.DryRun, mapping: m, client: client, locks: newKeyedMutex()}, nil
+	return &target{headers: headers, name: name, dryRun: c.DryRun, mapping: m, client: client}, nil
 }
 
 // keyedMutex serialises work per key (a SCIM id, or a userName being created), so that
@@ -192,13 +192,14 @@ type plan struct {
 
 // syncResult is what the native calls did.
 type syncResult struct {
-	nativeID string // from the create response
-	backend  *journal.BackendCall
-	skipped  []string // events with no native call mapped
-	deferred []string // members left out of member calls: no account in the app
-	adopted  bool     // the create took an account an unfinished earlier attempt left
-	caughtUp bool     // a change of a resource without an account became its create
-	dryRun   bool
+	nativeID   string // from the create response
+	backend    *journal.BackendCall
+	skipped    []string // events with no native call mapped
+	deferred   []string // members left out of member calls: no account in the app
+	outOfScope []string // members left out of member calls: kept out of the app by policy
+	adopted    bool     // the create took an account an unfinished earlier attempt left
+	caughtUp   bool     // a change of a resource without an account became its create
+	dryRun     bool
 }
 
 // nativeEvents are the events the mapping knows, in the order the calls are made.
@@ -253,6 +254,8 @@ func (g *Gateway) syncNative(ctx context.Context, p *plan) (*syncResult, error) 
 				ids = p.removed
 			}
 			members, missing := nativeMembers(ids, g.storedNative)
+			skipped, missing := g.splitSkipped(missing)
+			res.outOfScope = append(res.outOfScope, skipped...)
 			if len(missing) > 0 && ev == "add_members" && !t.dryRun {
 				// A reference failure: refused as a whole, so the directory does not record
 				// a membership the app lacks; Entra retries it in a later cycle, when the
@@ -357,6 +360,29 @@ type nativeError struct {
 
 func (e *nativeError) Error() string { return e.scim.Error() }
 func (e *nativeError) Unwrap() error { return e.scim }
+
+// splitSkipped separates, among members without an account in the app, those the policy
+// kept out of it on purpose (skipped: out of scope) from those whose account is missing.
+func (g *Gateway) splitSkipped(ids []string) (skipped, missing []string) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	err := g.store.View(func(tx *store.Tx) error {
+		for _, id := range ids {
+			typ, err := tx.TypeOf(id)
+			if err == nil && tx.Mark(g.target.mapKey(typ), id) == store.MarkSkipped {
+				skipped = append(skipped, id)
+			} else {
+				missing = append(missing, id)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, ids // unknown: treat them as missing, the safe side
+	}
+	return skipped, missing
+}
 
 // nativeMembers looks up the members' native ids. Members without one have no account in
 // the app (never created there, or their creation failed) and are returned as missing.

@@ -3,11 +3,15 @@ package caddymodule
 import (
 	"errors"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 
+	"go.uber.org/zap"
+
 	"github.com/scimgate/scimgate/caddymodule/journal"
+	"github.com/scimgate/scimgate/caddymodule/policy"
 	"github.com/scimgate/scimgate/caddymodule/scim"
 	"github.com/scimgate/scimgate/caddymodule/store"
 )
@@ -24,10 +28,17 @@ type writeOp struct {
 }
 
 // runWrite carries out op and journals it. Errors are answered by the caller through
-// writeError, which journals them as rejected or failed.
+// writeError, which journals them as rejected, denied or failed.
+//
+// With neither a policy nor a target, the change is decided, applied and journaled in one
+// transaction. Otherwise the resource is locked for the request, the change is decided in
+// a read transaction, the policy decides on it, and then: a deny changes nothing; a skip,
+// or an allow without a target, commits the change with its record; an allow with a
+// target journals the intent, makes the native calls (shaped by the policy's obligations)
+// and commits the change, the id map and the outcome in one transaction.
 func (g *Gateway) runWrite(req *request, op *writeOp) error {
 	a := req.audit
-	if g.target == nil {
+	if g.target == nil && g.policy == nil {
 		return g.store.Update(func(tx *store.Tx) error {
 			p, err := op.decide(tx)
 			if err != nil {
@@ -37,22 +48,29 @@ func (g *Gateway) runWrite(req *request, op *writeOp) error {
 				return err
 			}
 			fillAudit(a, p)
-			return g.appendRecord(tx, g.newRecord(req, a, "applied", op.status, ""))
+			return g.appendRecord(tx, g.newRecord(req, a, journal.OutcomeApplied, op.status, ""))
 		})
 	}
 
-	t := g.target
-	unlock := t.locks.lock(op.lockKey)
+	unlock := g.locks.lock(op.lockKey)
 	defer unlock()
-	a.target = t.name
-	var p *plan
+	t := g.target
+	var (
+		p       *plan
+		mark    string
+		members policy.Members
+	)
 	err := g.store.View(func(tx *store.Tx) error {
 		var err error
 		if p, err = op.decide(tx); err != nil {
 			return err
 		}
-		if p.before != nil {
+		if t != nil && p.before != nil {
 			p.nativeID, _ = tx.NativeID(t.mapKey(p.typ), p.id)
+			mark = tx.Mark(t.mapKey(p.typ), p.id)
+		}
+		if g.policy != nil {
+			members = policy.Members{Add: memberRefs(tx, p.added), Remove: memberRefs(tx, p.removed)}
 		}
 		return nil
 	})
@@ -61,16 +79,113 @@ func (g *Gateway) runWrite(req *request, op *writeOp) error {
 	}
 	fillAudit(a, p)
 	a.nativeID = p.nativeID
+	if t != nil {
+		a.target = t.name
+	}
+
+	v := g.decidePolicy(req, p, members)
+	d := v.decision
+	if g.policy != nil {
+		a.decision = journalDecision(d, nil, nil)
+	}
+	if !d.Allow {
+		return &policyDenied{decision: d}
+	}
+	if d.Skip || t == nil {
+		outcome := journal.OutcomeApplied
+		if d.Skip {
+			outcome = journal.OutcomeSkipped
+		}
+		err := g.store.Update(func(tx *store.Tx) error {
+			p2, err := op.decide(tx)
+			if err != nil {
+				return err
+			}
+			if err := op.apply(tx, p2); err != nil {
+				return err
+			}
+			if t != nil {
+				if err := g.markSkipped(tx, p2, p.nativeID); err != nil {
+					return err
+				}
+			}
+			return g.appendRecord(tx, g.newRecord(req, a, outcome, op.status, ""))
+		})
+		if err != nil {
+			v.release()
+		}
+		return err
+	}
+	if err := g.syncAndCommit(req, op, p, mark, d); err != nil {
+		v.release()
+		return err
+	}
+	return nil
+}
+
+// markSkipped records, in the transaction of a skipped change, that the resource is kept
+// out of the app on purpose (no account: group member calls leave it out instead of
+// failing) or that its account missed this change (so the next change that reaches the
+// app carries every attribute), and forgets the mark when the resource is deleted.
+func (g *Gateway) markSkipped(tx *store.Tx, p *plan, nativeID string) error {
+	key := g.target.mapKey(p.typ)
+	switch {
+	case p.after == nil:
+		return tx.SetMark(key, p.id, store.MarkNone)
+	case nativeID == "":
+		return tx.SetMark(key, p.id, store.MarkSkipped)
+	case tx.Mark(key, p.id) == store.MarkDeactivated:
+		return nil // still deactivated by policy, and the reactivation sends everything
+	default:
+		return tx.SetMark(key, p.id, store.MarkStale)
+	}
+}
+
+// syncAndCommit makes an allowed change's native calls and commits it: the intent is
+// journaled first, then the app is called with the plan shaped by the policy's
+// obligations, then the directory, id map, marks and outcome are committed together.
+func (g *Gateway) syncAndCommit(req *request, op *writeOp, p *plan, mark string, d policy.Decision) error {
+	a := req.audit
+	t := g.target
+	np, droppedAttrs, droppedMembers, err := shapeForApp(p, d)
+	if err != nil {
+		// A policy asking for the impossible (dropping id, an unparsable path) is a policy
+		// error: fail closed.
+		g.logger.Warn("policy obligations could not be applied; the change is denied (fail closed)",
+			zap.String("request_id", req.id), zap.Error(err))
+		denied := policy.Decision{Reasons: []string{"policy error: " + err.Error()}}
+		a.decision = journalDecision(denied, nil, nil)
+		return &policyDenied{decision: denied}
+	}
+	if g.policy != nil {
+		a.decision = journalDecision(d, droppedAttrs, droppedMembers)
+	}
+	policyDeactivates := d.Deactivate && p.typ == scim.UserType && p.after != nil
+	switch {
+	case policyDeactivates && p.nativeID == "":
+		np.events = nil // no account to deactivate
+	case !policyDeactivates && p.nativeID != "" && np.after != nil && (mark == store.MarkDeactivated || mark == store.MarkStale):
+		// The app's account missed changes the policy skipped (the user was out of
+		// scope): this change carries every attribute, and undoes a deactivation the
+		// policy made while the directory's user stayed active.
+		np.changed = attributeNames(np.after)
+		if !slices.Contains(np.events, "update") {
+			np.events = append(slices.Clone(np.events), "update")
+		}
+		if mark == store.MarkDeactivated && activeOf(np.after) && !slices.Contains(np.events, "reactivate") {
+			np.events = append(np.events, "reactivate")
+		}
+	}
 
 	// The intent, durable before the app sees anything: after a crash between the call and
 	// the commit, the journal shows a pending change without an outcome.
-	if !t.dryRun && g.anyMapped(p) {
+	if !t.dryRun && g.anyMapped(np) {
 		intent := g.newRecord(req, a, journal.OutcomePending, 0, "")
 		if err := g.store.Update(func(tx *store.Tx) error { return g.appendRecord(tx, intent) }); err != nil {
 			return err
 		}
 	}
-	res, err := g.syncNative(req.r.Context(), p)
+	res, err := g.syncNative(req.r.Context(), np)
 	if err != nil {
 		var ne *nativeError
 		if errors.As(err, &ne) {
@@ -86,26 +201,25 @@ func (g *Gateway) runWrite(req *request, op *writeOp) error {
 	if res.nativeID != "" {
 		a.nativeID = res.nativeID
 	}
-	var reasons []string
-	if len(res.skipped) > 0 {
-		reasons = append(reasons, "no native call for "+strings.Join(res.skipped, ", ")+" (not mapped, or the resource has no account in "+t.name+")")
-	}
-	if res.caughtUp {
-		reasons = append(reasons, "created in "+t.name+" on this change: the resource had no account there yet")
+	if reasons := syncReasons(t.name, res); len(reasons) > 0 {
+		if a.decision == nil {
+			a.decision = &journal.Decision{Allow: true}
+		}
+		a.decision.Reasons = append(slices.Clone(a.decision.Reasons), reasons...)
 	}
 	if res.adopted {
-		reasons = append(reasons, "adopted account "+res.nativeID+" that an unfinished earlier attempt of this create left in "+t.name)
 		defer t.adopt.done(p.typ, a.subject)
 	}
-	if len(res.deferred) > 0 {
-		reasons = append(reasons, "members without an account in "+t.name+" left out of the member calls: "+strings.Join(res.deferred, ", "))
-	}
-	if len(reasons) > 0 {
-		a.decision = &journal.Decision{Allow: true, Reasons: reasons}
-	}
-	outcome := "applied"
+	outcome := journal.OutcomeApplied
 	if res.dryRun {
 		outcome = journal.OutcomeDryRun
+	}
+	newMark := store.MarkNone
+	if policyDeactivates && p.nativeID != "" {
+		newMark = store.MarkDeactivated
+	}
+	if policyDeactivates && p.nativeID == "" {
+		newMark = store.MarkSkipped
 	}
 	err = g.store.Update(func(tx *store.Tx) error {
 		// The resource is locked for this request, so the state is the one decided on.
@@ -116,13 +230,22 @@ func (g *Gateway) runWrite(req *request, op *writeOp) error {
 		if err := op.apply(tx, p2); err != nil {
 			return err
 		}
+		key := t.mapKey(p2.typ)
 		switch {
 		case p2.after == nil:
-			if err := tx.DeleteNativeID(t.mapKey(p2.typ), p2.id); err != nil {
+			if err := tx.DeleteNativeID(key, p2.id); err != nil {
 				return err
 			}
 		case res.nativeID != "":
-			if err := tx.SetNativeID(t.mapKey(p2.typ), p2.id, res.nativeID); err != nil {
+			if err := tx.SetNativeID(key, p2.id, res.nativeID); err != nil {
+				return err
+			}
+		}
+		if p2.after == nil {
+			newMark = store.MarkNone
+		}
+		if newMark != mark {
+			if err := tx.SetMark(key, p2.id, newMark); err != nil {
 				return err
 			}
 		}
@@ -134,6 +257,39 @@ func (g *Gateway) runWrite(req *request, op *writeOp) error {
 		t.adopt.add(p.typ, a.subject)
 	}
 	return err
+}
+
+// attributeNames lists a resource's top-level attributes (what an update that sends
+// everything changed).
+func attributeNames(doc scim.Resource) []string {
+	out := make([]string, 0, len(doc))
+	for k := range doc {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// syncReasons explains, for the journal, native calls that were not made as the change's
+// events suggest.
+func syncReasons(target string, res *syncResult) []string {
+	var reasons []string
+	if len(res.skipped) > 0 {
+		reasons = append(reasons, "no native call for "+strings.Join(res.skipped, ", ")+" (not mapped, or the resource has no account in "+target+")")
+	}
+	if res.caughtUp {
+		reasons = append(reasons, "created in "+target+" on this change: the resource had no account there yet")
+	}
+	if res.adopted {
+		reasons = append(reasons, "adopted account "+res.nativeID+" that an unfinished earlier attempt of this create left in "+target)
+	}
+	if len(res.outOfScope) > 0 {
+		reasons = append(reasons, "members kept out of "+target+" by policy left out of the member calls: "+strings.Join(res.outOfScope, ", "))
+	}
+	if len(res.deferred) > 0 {
+		reasons = append(reasons, "members without an account in "+target+" left out of the member calls: "+strings.Join(res.deferred, ", "))
+	}
+	return reasons
 }
 
 // anyMapped reports whether the plan makes at least one native call.

@@ -61,3 +61,38 @@ func TestIDMap(t *testing.T) {
 		return nil
 	}))
 }
+
+func TestMarks(t *testing.T) {
+	s := openTest(t)
+	mustUpdate(t, s, func(tx *Tx) error {
+		if got := tx.Mark("demo/User", "u1"); got != MarkNone {
+			t.Errorf("Mark before any = %q", got)
+		}
+		if err := tx.SetMark("demo/User", "u1", MarkSkipped); err != nil {
+			return err
+		}
+		return tx.SetMark("other/User", "u1", MarkDeactivated)
+	})
+	err := s.View(func(tx *Tx) error {
+		if got := tx.Mark("demo/User", "u1"); got != MarkSkipped {
+			t.Errorf("Mark = %q, want %q", got, MarkSkipped)
+		}
+		if got := tx.Mark("other/User", "u1"); got != MarkDeactivated {
+			t.Errorf("other target's Mark = %q, want %q", got, MarkDeactivated)
+		}
+		if err := tx.SetMark("demo/User", "u1", MarkNone); err == nil {
+			t.Error("SetMark in a read transaction succeeded")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustUpdate(t, s, func(tx *Tx) error { return tx.SetMark("demo/User", "u1", MarkNone) })
+	_ = s.View(func(tx *Tx) error {
+		if got := tx.Mark("demo/User", "u1"); got != MarkNone {
+			t.Errorf("Mark after clearing = %q", got)
+		}
+		return nil
+	})
+}

@@ -16,6 +16,9 @@
 //	memberOf        memberID \0 groupID                  -> (empty)
 //	meta            "format"                             -> format version
 //	                "count" \0 type                      -> number of records of type
+//	idmap           target \0 SCIM id                    -> native id
+//	idmapRev        target \0 native id                  -> SCIM id
+//	marks           target \0 SCIM id                    -> what policy did to the app's account
 package store
 
 import (
@@ -47,12 +50,13 @@ var (
 	bucketMeta     = []byte("meta")
 	bucketIDMap    = []byte("idmap")    // target \x00 SCIM id -> native id
 	bucketIDMapRev = []byte("idmapRev") // target \x00 native id -> SCIM id
+	bucketMarks    = []byte("marks")    // target \x00 SCIM id -> what policy did to the app's account
 
 	keyFormat = []byte("format")
 )
 
 // topBuckets are created by Open, so read transactions can rely on them existing.
-var topBuckets = [][]byte{bucketRecords, bucketIDs, bucketIndex, bucketMembers, bucketMemberOf, bucketMeta, bucketIDMap, bucketIDMapRev}
+var topBuckets = [][]byte{bucketRecords, bucketIDs, bucketIndex, bucketMembers, bucketMemberOf, bucketMeta, bucketIDMap, bucketIDMapRev, bucketMarks}
 
 // ErrNotFound is returned when a record (or the type holding an id) does not exist.
 var ErrNotFound = errors.New("store: not found")

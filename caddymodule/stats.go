@@ -1,0 +1,148 @@
+package caddymodule
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/scimgate/scimgate/caddymodule/journal"
+)
+
+// statEvents are the semantic events the policy's stats count, in a fixed order.
+var statEvents = [...]string{"create", "update", "deactivate", "reactivate", "delete", "rename", "add_members", "remove_members"}
+
+// statsWindow is how far back the policy's stats look (input.stats.last_hour).
+const statsWindow = time.Hour
+
+// statsSlots divides the window: counts expire a minute at a time.
+const statsSlots = 60
+
+// eventWindow counts the changes a target let through in the last hour, per event, for
+// policies such as the mass-deprovision brake. Counts are reserved when the policy lets a
+// change through, before the change reaches the app, and released if it then fails, so
+// concurrent requests each see the others: 32 deletions arriving at once cannot all pass a
+// brake of 10 because each saw 0.
+type eventWindow struct {
+	now   func() time.Time
+	mu    sync.Mutex
+	slots [statsSlots]eventSlot
+}
+
+// eventSlot holds the counts of one minute.
+type eventSlot struct {
+	minute int64 // Unix minute the counts belong to
+	counts [len(statEvents)]int64
+}
+
+// eventIndex is the position of ev in statEvents, or -1.
+func eventIndex(ev string) int {
+	for i, e := range statEvents {
+		if e == ev {
+			return i
+		}
+	}
+	return -1
+}
+
+// lastHour sums the counts of the last hour at now.
+func (w *eventWindow) lastHour(now time.Time) map[string]int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.sumLocked(now)
+}
+
+func (w *eventWindow) sumLocked(now time.Time) map[string]int64 {
+	cur := now.Unix() / 60
+	var sum [len(statEvents)]int64
+	for i := range w.slots {
+		s := &w.slots[i]
+		if s.minute > cur-statsSlots && s.minute <= cur {
+			for j, n := range s.counts {
+				sum[j] += n
+			}
+		}
+	}
+	out := make(map[string]int64, len(statEvents))
+	for i, e := range statEvents {
+		out[e] = sum[i]
+	}
+	return out
+}
+
+// add counts events at time at (delta 1 to count, -1 to take a reservation back). Times
+// outside the window are ignored.
+func (w *eventWindow) add(at, now time.Time, events []string, delta int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.addLocked(at, now, events, delta)
+}
+
+func (w *eventWindow) addLocked(at, now time.Time, events []string, delta int64) {
+	m, cur := at.Unix()/60, now.Unix()/60
+	if m <= cur-statsSlots || m > cur {
+		return
+	}
+	s := &w.slots[m%statsSlots]
+	if s.minute != m {
+		if delta < 0 {
+			return // the reservation's minute has already been recycled
+		}
+		*s = eventSlot{minute: m}
+	}
+	for _, ev := range events {
+		if i := eventIndex(ev); i >= 0 {
+			s.counts[i] += delta
+			if s.counts[i] < 0 {
+				s.counts[i] = 0
+			}
+		}
+	}
+}
+
+// reserve returns the counts of the last hour before this change and counts its events;
+// the returned release takes them back (call it when the change is denied, skipped or
+// fails). Reading and counting happen under one lock, so concurrent changes see each other.
+func (w *eventWindow) reserve(events []string) (map[string]int64, func()) {
+	now := w.now()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	before := w.sumLocked(now)
+	w.addLocked(now, now, events, 1)
+	var once sync.Once
+	return before, func() {
+		once.Do(func() { w.add(now, w.now(), events, -1) })
+	}
+}
+
+// statsScanWindow bounds the start-up scan that seeds the stats to the newest records.
+const statsScanWindow = 500_000
+
+// seedStats counts the changes the journal shows were let through to the gateway's target
+// in the last hour, so that a restart or a reload does not reset a brake.
+func (g *Gateway) seedStats(j *journal.Journal) error {
+	info, err := j.Info()
+	if err != nil || info.LastSeq == 0 {
+		return err
+	}
+	now := g.now()
+	q := journal.Query{FromTime: now.Add(-statsWindow)}
+	if info.LastSeq > statsScanWindow {
+		q.FromSeq = info.LastSeq - statsScanWindow
+	}
+	targetName := ""
+	if g.target != nil {
+		targetName = g.target.name
+	}
+	err = scanRecords(j, q, func(r *journal.Record) {
+		if r.Target != targetName || r.Action == "reconcile" {
+			return
+		}
+		if r.Outcome == journal.OutcomeApplied || r.Outcome == journal.OutcomeDryRun {
+			g.stats.add(r.Time, now, r.Events, 1)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("counting the last hour's changes for the policy's stats: %w", err)
+	}
+	return nil
+}
