@@ -1,0 +1,201 @@
+package policy
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
+)
+
+// disabledBuiltins may not be called by scimgate policies: they reach the network or expose
+// the process (opa.runtime returns the environment variables, which hold the gateway's
+// secrets). A decision must depend only on its input and the loaded data, so it is fast,
+// reproducible from the journal and cannot leak credentials.
+var disabledBuiltins = []string{"http.send", "net.lookup_ip_addr", "opa.runtime"}
+
+// capabilities is OPA's builtin set without disabledBuiltins. A policy calling one fails to
+// compile ("undefined function"), so the mistake shows at load time, not per request.
+var capabilities = func() *ast.Capabilities {
+	c := ast.CapabilitiesForThisVersion(ast.CapabilitiesRegoVersion(ast.RegoV1))
+	c.Builtins = slices.DeleteFunc(c.Builtins, func(b *ast.Builtin) bool {
+		return slices.Contains(disabledBuiltins, b.Name)
+	})
+	return c
+}()
+
+// compile parses, type-checks and prepares the policy. It runs once per content hash.
+func compile(query ast.Ref, srcs []source, dir string) (rego.PreparedEvalQuery, error) {
+	var none rego.PreparedEvalQuery
+	modules, err := parseModules(srcs)
+	if err != nil {
+		return none, err
+	}
+	data, err := buildData(srcs)
+	if err != nil {
+		return none, err
+	}
+	dataValue, err := ast.InterfaceToValue(data.root)
+	if err != nil {
+		return none, fmt.Errorf("converting policy data: %w", err)
+	}
+	compiler := ast.NewCompiler().
+		WithCapabilities(capabilities).
+		WithDefaultRegoVersion(ast.RegoV1).
+		WithEnablePrintStatements(true).
+		WithUseTypeCheckAnnotations(true).
+		WithPathConflictsCheck(data.exists)
+	if compiler.Compile(modules); compiler.Failed() {
+		return none, explain(compiler.Errors)
+	}
+	if err := checkQueryDefined(compiler, query, data, dir); err != nil {
+		return none, err
+	}
+	// NewFromASTObject keeps the data as AST values, so reading data.* during evaluation
+	// converts nothing per request.
+	store := inmem.NewFromASTObject(dataValue.(ast.Object))
+	pq, err := rego.New(
+		rego.ParsedQuery(ast.NewBody(ast.NewExpr(ast.NewTerm(query)))),
+		rego.Compiler(compiler),
+		rego.Store(store),
+		rego.Capabilities(capabilities),
+		rego.SetRegoVersion(ast.RegoV1),
+		rego.StrictBuiltinErrors(true),
+		rego.EnablePrintStatements(true),
+		rego.GenerateJSON(keepTerm),
+	).PrepareForEval(context.Background())
+	if err != nil {
+		return none, fmt.Errorf("preparing query %s: %w", query, err)
+	}
+	return pq, nil
+}
+
+// keepTerm hands results back as AST terms: decodeDecision reads them directly instead of
+// having rego build a map[string]any per decision.
+func keepTerm(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil }
+
+// parseModules parses every policy file as Rego v1, collecting the errors of all files so
+// one load reports every broken file.
+func parseModules(srcs []source) (map[string]*ast.Module, error) {
+	modules := map[string]*ast.Module{}
+	var errs ast.Errors
+	popts := ast.ParserOptions{RegoVersion: ast.RegoV1, Capabilities: capabilities, ProcessAnnotation: true}
+	for _, s := range srcs {
+		if s.kind != kindRego {
+			continue
+		}
+		m, err := ast.ParseModuleWithOpts(s.name, string(s.bytes), popts)
+		if err != nil {
+			var astErrs ast.Errors
+			if asErrors(err, &astErrs) {
+				errs = append(errs, astErrs...)
+				continue
+			}
+			return nil, fmt.Errorf("%s: %w", s.name, err)
+		}
+		if m == nil {
+			errs = append(errs, ast.NewError(ast.ParseErr, &ast.Location{File: s.name, Row: 1}, "empty module: the file holds no package; delete it or add a package and rules"))
+			continue
+		}
+		modules[s.name] = m
+	}
+	if len(errs) > 0 {
+		return nil, explain(errs)
+	}
+	return modules, nil
+}
+
+func asErrors(err error, out *ast.Errors) bool {
+	e, ok := err.(ast.Errors)
+	if ok {
+		*out = e
+	}
+	return ok
+}
+
+// buildData merges every data file into one document.
+func buildData(srcs []source) (*dataDoc, error) {
+	d := newDataDoc()
+	for _, s := range srcs {
+		if s.kind == kindRego {
+			continue
+		}
+		obj, err := parseDataFile(s)
+		if err != nil {
+			return nil, err
+		}
+		if err := d.add(s.name, s.mount, obj); err != nil {
+			return nil, err
+		}
+	}
+	return d, nil
+}
+
+// checkQueryDefined rejects a query no rule (or data) defines: every request would be
+// denied as undefined, which is better caught at load time.
+func checkQueryDefined(c *ast.Compiler, query ast.Ref, data *dataDoc, dir string) error {
+	if len(c.GetRules(query)) > 0 {
+		return nil
+	}
+	if path, err := query.Ptr(); err == nil {
+		if ok, _ := data.exists(strings.Split(path, "/")); ok {
+			return nil
+		}
+	}
+	pkg, rule := query[:len(query)-1], query[len(query)-1]
+	var pkgs []string
+	for _, m := range c.Modules {
+		if p := m.Package.Path.String(); !slices.Contains(pkgs, p) {
+			pkgs = append(pkgs, p)
+		}
+	}
+	slices.Sort(pkgs)
+	return fmt.Errorf("no rule defines %s: add a %s rule to package %s in a .rego file under %s (packages loaded: %s)",
+		query, string(rule.Value.(ast.String)), strings.TrimPrefix(pkg.String(), "data."), dir, strings.Join(pkgs, ", "))
+}
+
+// explain turns compiler errors into one error that names file and row of each problem and,
+// for the mistakes people make most, says how to fix it.
+func explain(errs ast.Errors) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d policy error(s):", len(errs))
+	for _, e := range errs {
+		b.WriteString("\n  ")
+		b.WriteString(e.Error())
+		if h := hint(e); h != "" {
+			b.WriteString("\n    fix: ")
+			b.WriteString(h)
+		}
+	}
+	return loadError{msg: b.String(), errs: errs}
+}
+
+func hint(e *ast.Error) string {
+	msg := e.Message
+	for _, name := range disabledBuiltins {
+		if strings.Contains(msg, "undefined function "+name) {
+			return name + " is disabled in scimgate: policies may not make network calls or read the process environment; put the values they need in a data.json next to the policies"
+		}
+	}
+	switch {
+	case strings.Contains(msg, "is unsafe"):
+		return "bind every variable before using it, e.g. `x := input.resource.userName` or `some x in input.changed`"
+	case strings.Contains(msg, "conflicting rule for data path"):
+		return "a data file defines the same path as this rule; rename the rule or the data key"
+	case e.Code == ast.ParseErr && (strings.Contains(msg, "`if` keyword is required") || strings.Contains(msg, "`contains` keyword is required")):
+		return "policies are Rego v1 (OPA 1.x): write `rule if { ... }` and `set contains x if { ... }`"
+	}
+	return ""
+}
+
+// loadError keeps the compiler's structured errors next to the readable message.
+type loadError struct {
+	msg  string
+	errs ast.Errors
+}
+
+func (e loadError) Error() string { return e.msg }
+func (e loadError) Unwrap() error { return e.errs }

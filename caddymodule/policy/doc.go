@@ -1,0 +1,70 @@
+// Package policy embeds OPA to decide, for every write the gateway is about to pass on to
+// a legacy app, whether and how it may go through. It knows nothing about Caddy: the
+// gateway loads an Engine at provision time, calls Decide per request and target, and
+// closes the Engine at cleanup.
+//
+// # Contract
+//
+// The policy is Rego v1 and is queried at data.scimgate.decision (Options.Query). Its input
+// is built from Input:
+//
+//	action         "create" | "replace" | "patch" | "delete"
+//	resource_type  "User" | "Group"
+//	events         ["create" | "update" | "deactivate" | "reactivate" | "delete" | "rename" |
+//	                "add_members" | "remove_members", ...]
+//	client         name of the bearer token that made the request
+//	target         legacy-app target name ("" when none)
+//	native_id      the app's id for the resource ("" when it has none)
+//	resource       the SCIM resource after the change (null on delete)
+//	previous       the SCIM resource before the change (null on create)
+//	changed        changed attribute paths
+//	members        {"add": [{"id", "type", "display"}], "remove": [...]} (empty arrays if none)
+//	stats          {"window": "1h", "last_hour": {<every event above>: count}} — changes let
+//	               through to this target in the last hour, not counting this one
+//
+// The decision must be an object:
+//
+//	allow            boolean, required; false answers 403 with the reasons
+//	skip             with allow: out of scope, Entra gets success, the app nothing
+//	reasons          strings a person can act on (array or set)
+//	drop_attributes  SCIM attribute paths the app must not receive
+//	drop_members     member ids whose add/remove must not reach the app
+//	deactivate       with allow: send the app a deactivation instead of this change
+//
+// Missing optional keys default to false or empty. Unknown keys are an error, so a
+// misspelt obligation cannot silently let data through.
+//
+// # Fail closed
+//
+// Decide never allows by accident. An undefined decision, an evaluation error (builtin
+// errors are strict: a bad regular expression is an error, not an undefined value), a
+// timeout (Options.Timeout, or the caller's context ending) or a malformed decision all
+// yield a deny Decision with one "policy error: ..." reason and an error wrapping
+// ErrUndefined, ErrTimeout, ErrEval or ErrBadDecision (ErrInput when the gateway's input
+// could not be converted).
+//
+// Policies cannot reach the network or the process: http.send, net.lookup_ip_addr and
+// opa.runtime (which exposes environment variables, i.e. the gateway's secrets) are not in
+// the capabilities, so a policy calling them fails to load. print() output goes to
+// Options.Print.
+//
+// # Loading and caching
+//
+// Load reads every *.rego file below Options.Dir except *_test.rego (tests are run by
+// `go test ./policies`, and a broken test must not stop the gateway), plus data.json /
+// data.yaml files mounted at their directory's path as in an OPA bundle, plus
+// Options.DataFiles merged at the data root. Errors name the file and row and say what to
+// fix; Caddy then keeps its previous configuration.
+//
+// Compiled policies are cached by a hash of everything that determines them (Engine.Hash)
+// and reference-counted. Caddy provisions a new configuration before it cleans up the old
+// one, so a reload that leaves the policies unchanged shares the compiled policy instead of
+// recompiling it. Each compiled policy has one prepared query, evaluated concurrently
+// without locks.
+//
+// # Performance
+//
+// The input goes to OPA as a lazily converted AST object (no JSON round trip; a resource
+// attribute is converted only if the policy reads it) and the decision is decoded from the
+// AST directly. See the benchmarks in bench_test.go for the cost against a trivial policy.
+package policy

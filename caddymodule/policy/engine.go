@@ -1,0 +1,211 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/metrics"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/topdown"
+	"github.com/open-policy-agent/opa/v1/topdown/print"
+)
+
+// Defaults for Options.
+const (
+	DefaultQuery   = "data.scimgate.decision"
+	DefaultTimeout = 100 * time.Millisecond
+)
+
+// Options says what to load and how to evaluate it.
+type Options struct {
+	// Dir holds the policies: every *.rego below it except *_test.rego, plus data files
+	// named data.json, data.yaml or data.yml, each mounted at its directory's path
+	// relative to Dir (OPA bundle convention: Dir/scimgate/data.json is data.scimgate).
+	Dir string
+	// DataFiles are extra JSON or YAML files (by extension), each an object merged at the
+	// data root. A key set by two data files is an error.
+	DataFiles []string
+	// Query is the decision document. Default DefaultQuery.
+	Query string
+	// Timeout bounds each decision. Default DefaultTimeout; must be positive.
+	Timeout time.Duration
+	// Print receives the output of Rego print() calls with their "file:row" location. nil
+	// discards it.
+	Print func(location, msg string)
+}
+
+// Engine evaluates decisions against one loaded policy. It is safe for concurrent use.
+type Engine struct {
+	policy  *compiled
+	query   string
+	timeout time.Duration
+	hook    print.Hook // nil when Options.Print is nil
+	closed  atomic.Bool
+}
+
+// Load reads, compiles and prepares the policies Options name. Identical content (same
+// files, bytes, data and query) shares one compiled policy with every other open Engine, so
+// a configuration reload that leaves the policies unchanged does not recompile them.
+// Every Engine must be closed.
+func Load(opts Options) (*Engine, error) {
+	if err := opts.setDefaults(); err != nil {
+		return nil, err
+	}
+	query, err := parseQuery(opts.Query)
+	if err != nil {
+		return nil, err
+	}
+	srcs, err := collectSources(&opts)
+	if err != nil {
+		return nil, err
+	}
+	hash := hashSources(opts.Query, srcs)
+	policy, err := acquire(hash, func() (rego.PreparedEvalQuery, error) {
+		return compile(query, srcs, opts.Dir)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("loading policies from %s: %w", opts.Dir, err)
+	}
+	e := &Engine{policy: policy, query: opts.Query, timeout: opts.Timeout}
+	if opts.Print != nil {
+		e.hook = printHook(opts.Print)
+	}
+	return e, nil
+}
+
+func (o *Options) setDefaults() error {
+	if o.Dir == "" {
+		return errors.New("policy directory not set: name the directory that holds the .rego files")
+	}
+	if o.Query == "" {
+		o.Query = DefaultQuery
+	}
+	if o.Timeout == 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.Timeout < 0 {
+		return fmt.Errorf("policy timeout %v is negative: use a positive duration such as 100ms", o.Timeout)
+	}
+	return nil
+}
+
+// parseQuery accepts only a plain reference into data: the decision is one document, and a
+// free-form query could bind variables or yield several results.
+func parseQuery(q string) (ast.Ref, error) {
+	ref, err := ast.ParseRef(q)
+	if err != nil || !ref.HasPrefix(ast.DefaultRootRef) || len(ref) < 3 || !ref.IsGround() {
+		return nil, fmt.Errorf("policy query %q must be a reference to a rule such as %s", q, DefaultQuery)
+	}
+	for _, t := range ref[1:] {
+		if _, ok := t.Value.(ast.String); !ok {
+			return nil, fmt.Errorf("policy query %q must be a dotted path of names such as %s", q, DefaultQuery)
+		}
+	}
+	return ref, nil
+}
+
+// Hash is the hex SHA-256 of everything that determines the compiled policy: every loaded
+// file's path and bytes, where data files are mounted, and the query. Equal hashes share a
+// compiled policy; the gateway can log it to tell which policy version decided.
+func (e *Engine) Hash() string { return e.policy.hash }
+
+// Close releases this Engine's reference on the shared compiled policy; the policy is freed
+// when no Engine uses it. Decide keeps working after Close (requests still in flight during
+// a reload finish with the policy they started with). Close is idempotent.
+func (e *Engine) Close() error {
+	if e.closed.CompareAndSwap(false, true) {
+		release(e.policy)
+	}
+	return nil
+}
+
+// noMetrics spares every evaluation the allocation of a metrics registry nobody reads.
+var noMetrics = metrics.NoOp()
+
+// Decide evaluates the policy for one request. It fails closed: whenever the policy does not
+// produce a well-formed decision (undefined, evaluation error, timeout, wrong types) it
+// returns a deny Decision whose reason says what went wrong, together with an error wrapping
+// ErrUndefined, ErrTimeout, ErrEval, ErrBadDecision or ErrInput.
+//
+// The input's Resource and Previous maps are read, not copied, while Decide runs: callers
+// must not modify them until it returns (concurrent Decides sharing them are fine).
+func (e *Engine) Decide(ctx context.Context, in *Input) (Decision, error) {
+	if in == nil {
+		return e.deny(fmt.Errorf("%w: no input", ErrInput))
+	}
+	input, err := in.astValue()
+	if err != nil {
+		return e.deny(err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, e.timeout)
+	defer cancel()
+	opts := []rego.EvalOption{rego.EvalParsedInput(input), rego.EvalMetrics(noMetrics)}
+	if e.hook != nil {
+		opts = append(opts, rego.EvalPrintHook(e.hook))
+	}
+	rs, err := e.policy.pq.Eval(ctx, opts...)
+	if err != nil {
+		return e.deny(e.evalError(ctx, err))
+	}
+	switch {
+	case len(rs) == 0 || len(rs[0].Expressions) == 0:
+		return e.deny(fmt.Errorf("%w: %s is undefined for this input; every request must get a decision (add a default rule, e.g. `default decision := {\"allow\": false, \"reasons\": [\"...\"]}`)", ErrUndefined, e.query))
+	case len(rs) > 1:
+		return e.deny(badDecision("%s produced %d results; it must produce exactly one decision", e.query, len(rs)))
+	}
+	term, ok := rs[0].Expressions[0].Value.(*ast.Term)
+	if !ok {
+		return e.deny(badDecision("%s produced an unexpected result type %T", e.query, rs[0].Expressions[0].Value))
+	}
+	d, err := decodeDecision(e.query, term.Value)
+	if err != nil {
+		return e.deny(err)
+	}
+	return d, nil
+}
+
+// evalError classifies an evaluation failure. A cancellation counts as a timeout whether
+// our deadline or the caller's context ended it; the context error is wrapped so callers
+// can still tell context.Canceled from context.DeadlineExceeded.
+func (e *Engine) evalError(ctx context.Context, err error) error {
+	if !topdown.IsCancel(err) && ctx.Err() == nil {
+		return fmt.Errorf("%w: %w", ErrEval, err)
+	}
+	cause := ctx.Err()
+	if cause == nil || errors.Is(cause, context.Canceled) {
+		return fmt.Errorf("%w: evaluation of %s was cancelled before it finished: %w", ErrTimeout, e.query, context.Canceled)
+	}
+	return fmt.Errorf("%w: %s was not decided within %v: %w; make the policy cheaper or raise the timeout", ErrTimeout, e.query, e.timeout, cause)
+}
+
+// deny is the fail-closed answer: Allow false with one reason a person can act on.
+func (e *Engine) deny(err error) (Decision, error) {
+	return Decision{Reasons: []string{"policy error: " + reasonText(err)}}, err
+}
+
+// reasonText drops the sentinel prefix (the caller has the error for that) so the reason
+// reads as a sentence about the policy. ErrInput keeps it: the policy is not at fault.
+func reasonText(err error) string {
+	msg := err.Error()
+	for _, s := range []error{ErrUndefined, ErrTimeout, ErrEval, ErrBadDecision} {
+		if errors.Is(err, s) {
+			if rest, ok := strings.CutPrefix(msg, s.Error()+": "); ok {
+				return rest
+			}
+		}
+	}
+	return msg
+}
+
+// printHook adapts Options.Print to OPA's print.Hook.
+type printHook func(location, msg string)
+
+func (h printHook) Print(pctx print.Context, msg string) error {
+	h(pctx.Location.String(), msg)
+	return nil
+}

@@ -1,0 +1,160 @@
+package policy
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+)
+
+// Input is what the gateway knows about one write request for one target; it becomes the
+// policy's `input` document (field names in the contract are the snake_case JSON names).
+type Input struct {
+	Action       string         // create, replace, patch or delete
+	ResourceType string         // User or Group
+	Events       []string       // semantic events: create, update, deactivate, ...
+	Client       string         // name of the bearer token that made the request
+	Target       string         // legacy-app target name, "" when none is configured
+	NativeID     string         // the app's id for the resource, "" when it has none
+	Resource     map[string]any // the resource after the change, nil on delete
+	Previous     map[string]any // the resource before the change, nil on create
+	Changed      []string       // attribute paths that changed
+	Members      Members        // membership changes, empty when none
+	Stats        Stats          // recent counts of changes let through to the target
+}
+
+// Members lists the membership changes of a group write.
+type Members struct {
+	Add, Remove []Member
+}
+
+// Member is one member being added or removed.
+type Member struct {
+	ID      string // SCIM id
+	Type    string // User, Group or ""
+	Display string // userName of a user, displayName of a group, or ""
+}
+
+// Stats holds recent counts the mass-change guardrails need.
+type Stats struct {
+	// LastHour maps an event name to how many changes with that event the gateway let
+	// through to this target in the last 60 minutes, not counting this request. Missing
+	// events are sent as 0 so policies need no defaulting.
+	LastHour map[string]int64
+}
+
+// statsEvents are the event keys always present in input.stats.last_hour.
+var statsEvents = []string{"create", "update", "deactivate", "reactivate", "delete", "rename", "add_members", "remove_members"}
+
+// astValue converts the input straight to OPA's AST, which is what evaluation works on;
+// going through encoding/json (or rego.EvalInput's generic conversion) would marshal and
+// re-parse the whole resource on every request.
+//
+// The document is lazy (ast.LazyObject): a value is converted only when the policy reads
+// it, so a guardrail looking at three attributes does not pay for the other fifty. Builtins
+// that need the whole document as JSON (json.marshal(input)) get the native map, so it
+// must hold plain Go JSON values only, never ast values.
+func (in *Input) astValue() (ast.Value, error) {
+	resource, err := nativeResource(in.Resource)
+	if err != nil {
+		return nil, fmt.Errorf("%w: resource: %w", ErrInput, err)
+	}
+	previous, err := nativeResource(in.Previous)
+	if err != nil {
+		return nil, fmt.Errorf("%w: previous: %w", ErrInput, err)
+	}
+	return ast.LazyObject(map[string]any{
+		"action":        in.Action,
+		"resource_type": in.ResourceType,
+		"events":        nonNil(in.Events),
+		"client":        in.Client,
+		"target":        in.Target,
+		"native_id":     in.NativeID,
+		"resource":      resource,
+		"previous":      previous,
+		"changed":       nonNil(in.Changed),
+		"members": map[string]any{
+			"add":    memberList(in.Members.Add),
+			"remove": memberList(in.Members.Remove),
+		},
+		"stats": in.Stats.native(),
+	}), nil
+}
+
+// nativeResource prepares a decoded SCIM resource for the lazy input document. Lazy
+// conversion cannot report errors (it panics), so the resource is first checked to hold
+// only values ast.InterfaceToValue accepts; json.Number (the gateway decodes with
+// UseNumber) stays exact, large integers included. Other Go types go through OPA's eager
+// conversion, which reports what it cannot convert, and back to plain JSON values.
+func nativeResource(r map[string]any) (any, error) {
+	if r == nil {
+		return nil, nil
+	}
+	if jsonOnly(r) {
+		return r, nil
+	}
+	v, err := ast.InterfaceToValue(r)
+	if err != nil {
+		return nil, err
+	}
+	return ast.JSON(v)
+}
+
+// jsonOnly reports whether v holds only values ast.InterfaceToValue converts without
+// error. It allocates nothing, so checking costs far less than converting.
+func jsonOnly(v any) bool {
+	switch x := v.(type) {
+	case nil, bool, string, int, int64:
+		return true
+	case json.Number:
+		_, err := ast.NumberChecked(string(x)) // "1e999999999" is valid JSON but no valid Number
+		return err == nil
+	case float64:
+		return !math.IsInf(x, 0) && !math.IsNaN(x)
+	case []any:
+		for _, e := range x {
+			if !jsonOnly(e) {
+				return false
+			}
+		}
+		return true
+	case map[string]any:
+		for _, e := range x {
+			if !jsonOnly(e) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+func (s Stats) native() map[string]any {
+	counts := make(map[string]any, max(len(statsEvents), len(s.LastHour)))
+	for _, k := range statsEvents {
+		counts[k] = s.LastHour[k]
+	}
+	// Counts for events the contract does not (yet) list are passed through too, so a newer
+	// gateway can feed an older engine without losing data.
+	for k, n := range s.LastHour {
+		counts[k] = n
+	}
+	return map[string]any{"window": "1h", "last_hour": counts}
+}
+
+func memberList(ms []Member) []any {
+	list := make([]any, len(ms))
+	for i, m := range ms {
+		list[i] = map[string]string{"id": m.ID, "type": m.Type, "display": m.Display}
+	}
+	return list
+}
+
+// nonNil keeps an absent list an empty array in JSON too (a nil slice marshals as null).
+func nonNil(ss []string) []string {
+	if ss == nil {
+		return []string{}
+	}
+	return ss
+}

@@ -1,0 +1,3 @@
+package scimgate
+
+decision := {"allow": count(net.lookup_ip_addr("example.com")) > 0}

@@ -1,0 +1,3 @@
+package scimgate_test
+
+test_nothing if true

@@ -1,0 +1,3 @@
+package other
+
+decision := {"allow": true}

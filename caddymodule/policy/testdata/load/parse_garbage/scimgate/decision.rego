@@ -1,0 +1,5 @@
+package scimgate
+
+decision := {"allow": true
+
+other := 1

@@ -1,0 +1,3 @@
+package scimgate
+
+decision := {"allow": true}

@@ -1,0 +1,3 @@
+package scimgate
+
+decision := {"allow": count(input.resource.userName, 2) > 0}

@@ -1,0 +1,5 @@
+package scimgate
+
+decision := {"allow": allowed} if {
+	allowed == true
+}
