@@ -1,0 +1,38 @@
+# Attribute allowlist: the app receives only the attributes listed for its resource type;
+# everything else in the resource (and every other attribute the request changes) is
+# dropped from what the app receives — the directory keeps it all. Per target, as each app
+# needs different data.
+#
+#   "attribute_allowlist": {"User": ["userName", "active", "externalId", "displayName",
+#                                    "name.givenName", "name.familyName", "emails.value",
+#                                    "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department",
+#                                    "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value"],
+#                           "Group": ["displayName", "externalId", "members"]}
+#
+# `attr` allows the attribute whole; `attr.sub` allows only that sub-attribute of a complex
+# attribute (the others are dropped as `attr.sub`); an extension's URN alone allows all of
+# it. schemas, id and meta are always allowed. A resource type without a list is not
+# filtered. Names compare case-insensitively.
+package scimgate.guardrails.attribute_allowlist
+
+import data.scimgate.lib.paths
+import data.scimgate.lib.request
+import data.scimgate.lib.settings
+
+_allowed := settings.guardrail("attribute_allowlist")[request.resource_type]
+
+drop_attributes contains p if {
+	is_array(_allowed)
+	some p in (paths.not_allowed(request.resource, _allowed) | _changes)
+}
+
+_changes := paths.not_allowed_changes(request.changed, _allowed) if count(request.changed) > 0
+
+else := set()
+
+# verdict is what the aggregator (data.scimgate.decision) reads: undefined unless this
+# guardrail has something to say about the request.
+verdict := {"drop_attributes": drop_attributes} if {
+	is_array(_allowed)
+	count(drop_attributes) > 0
+}
