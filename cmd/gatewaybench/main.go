@@ -3,6 +3,7 @@
 //
 //	go run ./cmd/gatewaybench                # levels 1, 8, 32: about a minute on 2 cores
 //	go run ./cmd/gatewaybench -users 2000 -concurrency 1,8,32 -duration 3s -json
+//	go run ./cmd/gatewaybench -policy policies  # every gateway write decided by the shipped policies
 //
 // In one run it starts one in-process Caddy (admin off, loopback ports, a temporary data
 // directory) with three sites: (a) the scim_gateway in front of demo app instance A, through
@@ -71,6 +72,7 @@ type config struct {
 	Duration    time.Duration // per cell
 	Requests    int           // per cell; 0 means only Duration bounds a cell
 	Mapping     string
+	Policy      string // policy directory for the gateway, "" for none
 	JSON        bool
 	Timeout     time.Duration // the whole run
 	CPUProfile  string        // file for a CPU profile of the run, "" for none
@@ -86,6 +88,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&cfg.Duration, "duration", 2*time.Second, "time cap of one cell (level, kind, side)")
 	fs.IntVar(&cfg.Requests, "requests", 0, "request cap of one cell (0: only -duration)")
 	fs.StringVar(&cfg.Mapping, "mapping", "", "the demo app mapping file (default: mappings/demoapp.json in this or a parent directory)")
+	fs.StringVar(&cfg.Policy, "policy", "", "decide every gateway write with the Rego policies in this directory (e.g. policies; raise its mass_deprovision brake above the disable cells' count)")
 	fs.BoolVar(&cfg.JSON, "json", false, "print the results as JSON")
 	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, "stop the whole run after this long")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
@@ -148,7 +151,7 @@ func run(ctx context.Context, cfg config, stdout io.Writer) (*Report, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
-	r, err := startRig(cfg.Mapping)
+	r, err := startRig(cfg.Mapping, cfg.Policy)
 	if err != nil {
 		return nil, err
 	}

@@ -60,8 +60,17 @@ func TestRunSmall(t *testing.T) {
 // TestNativeCallsAreEquivalent checks the premise of the comparison: the native calls sent
 // through the proxy leave demo app B in the state the gateway's mapped calls leave demo
 // app A (same accounts field by field, same lock states, same memberships).
+//
+// The second run decides every gateway write with the shipped policies (-policy), whose
+// guardrails let this ordinary traffic through unchanged.
 func TestNativeCallsAreEquivalent(t *testing.T) {
-	r, err := startRig("")
+	for _, policy := range []string{"", "../../policies"} {
+		t.Run("policy="+policy, func(t *testing.T) { testNativeCallsAreEquivalent(t, policy) })
+	}
+}
+
+func testNativeCallsAreEquivalent(t *testing.T, policy string) {
+	r, err := startRig("", policy)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,10 +41,15 @@ type rig struct {
 }
 
 // startRig starts Caddy with a fresh temporary directory and random credentials.
-func startRig(mappingPath string) (*rig, error) {
+func startRig(mappingPath, policyDir string) (*rig, error) {
 	mp, err := findMapping(mappingPath)
 	if err != nil {
 		return nil, err
+	}
+	if policyDir != "" {
+		if policyDir, err = filepath.Abs(policyDir); err != nil {
+			return nil, fmt.Errorf("-policy: %w", err)
+		}
 	}
 	tmp, err := os.MkdirTemp("", "gatewaybench-")
 	if err != nil {
@@ -58,7 +63,7 @@ func startRig(mappingPath string) (*rig, error) {
 	}
 	gw, px, a, b := addrs[0], addrs[1], addrs[2], addrs[3]
 	r.gateway, r.proxy, r.appA, r.appB = "http://"+gw+"/scim/v2", "http://"+px, "http://"+a, "http://"+b
-	src := caddyfileFor(r, mp, gw, px, a, b)
+	src := caddyfileFor(r, mp, policyDir, gw, px, a, b)
 	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(src), map[string]any{"filename": "gatewaybench.Caddyfile"})
 	if err != nil {
 		r.cleanup()
@@ -74,8 +79,13 @@ func startRig(mappingPath string) (*rig, error) {
 
 // caddyfileFor writes the rig's config. The credentials are literals: they are random per
 // run and the config never leaves the process. Both demo apps get the same options, so the
-// only difference between the two paths is the gateway versus reverse_proxy.
-func caddyfileFor(r *rig, mappingPath, gw, px, a, b string) string {
+// only difference between the two paths is the gateway versus reverse_proxy. With a
+// policy directory the gateway decides every write with it.
+func caddyfileFor(r *rig, mappingPath, policyDir, gw, px, a, b string) string {
+	policy := ""
+	if policyDir != "" {
+		policy = fmt.Sprintf("policy %q", policyDir)
+	}
 	return fmt.Sprintf(`{
 	admin off
 	persist_config off
@@ -99,6 +109,7 @@ http://%[2]s {
 		journal {
 			name gatewaybench
 		}
+		%[10]s
 	}
 }
 
@@ -122,7 +133,7 @@ http://%[9]s {
 		name gatewaybench-b
 	}
 }
-`, filepath.Join(r.tmp, "caddy"), gw, r.token, r.dataDir, a, mappingPath, r.apiKey, px, b)
+`, filepath.Join(r.tmp, "caddy"), gw, r.token, r.dataDir, a, mappingPath, r.apiKey, px, b, policy)
 }
 
 // stop stops Caddy and removes the temporary directory.
