@@ -3,7 +3,7 @@
 //
 //	go run ./cmd/gatewaybench                # levels 1, 8, 32: about a minute on 2 cores
 //	go run ./cmd/gatewaybench -users 2000 -concurrency 1,8,32 -duration 3s -json
-//	go run ./cmd/gatewaybench -policy policies  # every gateway write decided by the shipped policies
+//	go run ./cmd/gatewaybench -policy DIR  # every gateway write decided by the policies in DIR
 //
 // In one run it starts one in-process Caddy (admin off, loopback ports, a temporary data
 // directory) with three sites: (a) the scim_gateway in front of demo app instance A, through
