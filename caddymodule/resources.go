@@ -450,7 +450,7 @@ func (g *Gateway) replace(req *request, typ, id string) {
 		lockKey: typ + ":" + id,
 		status:  http.StatusOK,
 		decide: func(tx *store.Tx) (*plan, error) {
-			_, before, err := loadCurrent(tx, req, typ, id)
+			cur, before, err := loadCurrent(tx, req, typ, id)
 			if err != nil {
 				return nil, err
 			}
@@ -474,7 +474,7 @@ func (g *Gateway) replace(req *request, typ, id string) {
 					return nil, err
 				}
 			}
-			pl := &plan{typ: typ, id: id, before: withID(before, id), after: withID(p.Doc, id), added: added, removed: removed}
+			pl := &plan{typ: typ, id: id, version: cur.Version, before: withID(before, id), after: withID(p.Doc, id), added: added, removed: removed}
 			pl.changed = changedPaths(before, p.Doc)
 			pl.events = semanticEvents(typ, before, p.Doc, diffChanges(before, p.Doc), len(added), len(removed))
 			return pl, nil
@@ -585,7 +585,7 @@ func (g *Gateway) patch(req *request, typ, id string) {
 		lockKey: typ + ":" + id,
 		status:  answerStatus(wantBody),
 		decide: func(tx *store.Tx) (*plan, error) {
-			_, before, err := loadCurrent(tx, req, typ, id)
+			cur, before, err := loadCurrent(tx, req, typ, id)
 			if err != nil {
 				return nil, err
 			}
@@ -606,7 +606,7 @@ func (g *Gateway) patch(req *request, typ, id string) {
 					return nil, err
 				}
 			}
-			pl := &plan{typ: typ, id: id, before: withID(before, id), after: withID(after, id), added: added, removed: removed}
+			pl := &plan{typ: typ, id: id, version: cur.Version, before: withID(before, id), after: withID(after, id), added: added, removed: removed}
 			pl.changed = changedPaths(before, after)
 			pl.events = semanticEvents(typ, before, after, diffChanges(before, after), len(added), len(removed))
 			return pl, nil
@@ -716,11 +716,11 @@ func (g *Gateway) remove(req *request, typ, id string) {
 		lockKey: typ + ":" + id,
 		status:  http.StatusNoContent,
 		decide: func(tx *store.Tx) (*plan, error) {
-			_, before, err := loadCurrent(tx, req, typ, id)
+			cur, before, err := loadCurrent(tx, req, typ, id)
 			if err != nil {
 				return nil, err
 			}
-			return &plan{typ: typ, id: id, before: withID(before, id), events: []string{"delete"}}, nil
+			return &plan{typ: typ, id: id, version: cur.Version, before: withID(before, id), events: []string{"delete"}}, nil
 		},
 		apply: func(tx *store.Tx, _ *plan) error { return tx.Delete(typ, id) },
 	}

@@ -181,6 +181,7 @@ func (k *keyedMutex) lock(key string) func() {
 // semantic events the target must see.
 type plan struct {
 	typ, id  string
+	version  uint64        // the stored version the change was decided on (0 on create)
 	before   scim.Resource // nil on create
 	after    scim.Resource // nil on delete
 	events   []string

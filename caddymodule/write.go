@@ -97,7 +97,7 @@ func (g *Gateway) runWrite(req *request, op *writeOp) error {
 			outcome = journal.OutcomeSkipped
 		}
 		err := g.store.Update(func(tx *store.Tx) error {
-			p2, err := op.decide(tx)
+			p2, err := redecide(tx, op, p)
 			if err != nil {
 				return err
 			}
@@ -121,6 +121,21 @@ func (g *Gateway) runWrite(req *request, op *writeOp) error {
 		return err
 	}
 	return nil
+}
+
+// redecide returns the plan to apply in the commit's transaction: p itself when the stored
+// resource is still the version p was decided on (the request holds the resource's lock,
+// so it normally is), else a fresh decision. Deciding again would decode the resource and
+// apply the PATCH once more inside the commit, which every concurrent writer waits for;
+// comparing the version is one read. Creates are decided again (cheap, and the uniqueness
+// check answers a clear 409).
+func redecide(tx *store.Tx, op *writeOp, p *plan) (*plan, error) {
+	if p.before != nil {
+		if cur, err := tx.Get(p.typ, p.id); err == nil && cur.Version == p.version {
+			return p, nil
+		}
+	}
+	return op.decide(tx)
 }
 
 // markSkipped records, in the transaction of a skipped change, that the resource is kept
@@ -222,8 +237,7 @@ func (g *Gateway) syncAndCommit(req *request, op *writeOp, p *plan, mark string,
 		newMark = store.MarkSkipped
 	}
 	err = g.store.Update(func(tx *store.Tx) error {
-		// The resource is locked for this request, so the state is the one decided on.
-		p2, err := op.decide(tx)
+		p2, err := redecide(tx, op, p)
 		if err != nil {
 			return err
 		}
