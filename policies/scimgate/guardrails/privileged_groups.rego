@@ -17,40 +17,65 @@ package scimgate.guardrails.privileged_groups
 import data.scimgate.lib.request
 import data.scimgate.lib.settings
 
-_cfg := settings.guardrail("privileged_groups")
+# Every group change Entra sends (membership syncs above all) goes through this guardrail,
+# so it is written to cost little when the group is not privileged: verdict looks at the
+# group's names once (_hits) and builds reasons only when one is privileged.
 
 _guarded_events := {"create", "update", "rename", "add_members"}
-
-_effect := object.get(_cfg, "effect", "deny")
 
 # _applies: a group change of a guarded kind (checked on the input first: most requests are
 # not, and this keeps them cheap).
 _applies if {
 	input.resource_type == "Group"
+	not "delete" in input.events
 	some e in input.events
 	e in _guarded_events
-	not "delete" in input.events
 }
 
-# One exported rule body per kind, gated: a request this guardrail does not apply to costs
-# one check.
+_cfg := settings.guardrail("privileged_groups")
+
+_skip_effect if _cfg.effect == "skip"
+
+# _hits maps each name the group has, after or before the change, that is privileged to
+# why it is.
+_hits[name] := why if {
+	some name in _names
+	why := _why(name)
+}
+
+# _names: the displayName after and before the change (one name unless renamed).
+_names := {name |
+	some k in ["resource", "previous"]
+	name := input[k].displayName
+	is_string(name)
+	trim_space(name) != ""
+}
+
+_why(name) := "listed in privileged_groups.names" if {
+	lower(trim_space(name)) in _listed
+} else := "matches privileged_groups.patterns" if {
+	some p in _patterns
+	regex.match(p, name)
+}
+
+_listed := {lower(trim_space(x)) | some x in _cfg.names; is_string(x)}
+
+# An invalid pattern cannot tell a privileged group from another: group changes are
+# refused rather than guessed, with a reason that says what to fix.
+_patterns := [p | some p in _cfg.patterns; _valid(p)]
+
+_invalid := [p | some p in _cfg.patterns; not _valid(p)] if count(_patterns) != count(_cfg.patterns)
+
+else := []
+
+_valid(p) if {
+	is_string(p)
+	regex.is_valid(p)
+}
+
 deny contains msg if {
 	_applies
-	some msg in _deny
-}
-
-skip contains msg if {
-	_applies
-	_effect == "skip"
-	some name, why in _hits
-	msg := sprintf(
-		"group %q is privileged on target %q (%s): the change is kept from the app (privileged_groups effect \"skip\").",
-		[name, request.target, why],
-	)
-}
-
-_deny contains msg if {
-	_effect != "skip"
+	not _skip_effect
 	some name, why in _hits
 	msg := sprintf(
 		"group %q is privileged on target %q (%s): scimgate refuses to create it, change it or add members to it. Manage it in the app directly, or change scimgate.config privileged_groups.",
@@ -58,48 +83,25 @@ _deny contains msg if {
 	)
 }
 
-# An invalid pattern cannot tell a privileged group from another: refuse group changes
-# rather than guess, with a reason that says what to fix.
-_deny contains msg if {
-	some p in _cfg.patterns
-	not _valid(p)
+deny contains msg if {
+	_applies
+	some p in _invalid
 	msg := sprintf("privileged_groups pattern %s is not a valid regular expression; group changes are refused until scimgate.config is fixed", [json.marshal(p)])
 }
 
-# _hits maps each privileged name the group has, before or after the change, to why it is
-# privileged.
-_hits[name] := why if {
-	some name in _group_names
-	why := _why(lower(trim_space(name)), name)
-}
-
-_why(lname, name) := "listed in privileged_groups.names" if lname in _listed
-
-else := "matches privileged_groups.patterns" if {
-	some p in _patterns
-	regex.match(p, name)
-}
-
-# _group_names: the displayName after and before the change (one name unless renamed).
-_group_names := {name |
-	some res in [request.resource, request.previous]
-	name := res.displayName
-	is_string(name)
-	trim_space(name) != ""
-}
-
-_listed := {lower(trim_space(x)) | some x in _cfg.names; is_string(x)}
-
-_patterns := [p | some p in _cfg.patterns; _valid(p)]
-
-_valid(p) if {
-	is_string(p)
-	regex.is_valid(p)
+skip contains msg if {
+	_applies
+	_skip_effect
+	some name, why in _hits
+	msg := sprintf(
+		"group %q is privileged on target %q (%s): the change is kept from the app (privileged_groups effect \"skip\").",
+		[name, request.target, why],
+	)
 }
 
 # verdict is what the aggregator (data.scimgate.decision) reads: undefined unless this
 # guardrail has something to say about the request.
 verdict := {"deny": deny, "skip": skip} if {
 	_applies
-	count(deny) + count(skip) > 0
+	count(_hits) + count(_invalid) > 0
 }
