@@ -2,6 +2,8 @@ package caddymodule
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
@@ -44,5 +46,48 @@ func TestMetrics(t *testing.T) {
 	}
 	if n, err := testutil.GatherAndCount(reg, "scimgate_request_duration_seconds"); err != nil || n == 0 {
 		t.Fatalf("duration histogram: %d series, %v", n, err)
+	}
+}
+
+// TestPolicyMetrics: every decision is counted by its result, a policy that cannot decide
+// as "error" (and its request denied).
+func TestPolicyMetrics(t *testing.T) {
+	dir := t.TempDir()
+	rego := `package scimgate
+
+decision := {"allow": false, "reasons": ["no groups here"]} if input.resource_type == "Group"
+
+decision := {"allow": true, "skip": true, "reasons": ["out of scope"]} if {
+	input.resource_type == "User"
+	endswith(input.resource.userName, "@elsewhere.example")
+}
+
+decision := {"allow": true} if {
+	input.resource_type == "User"
+	not endswith(input.resource.userName, "@elsewhere.example")
+	input.action != "delete"
+}
+`
+	if err := os.WriteFile(filepath.Join(dir, "p.rego"), []byte(rego), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g := newTestGateway(t, func(g *Gateway) { g.Policy = &PolicyConfig{Dir: dir} })
+	before := map[string]float64{}
+	for _, r := range []string{"allow", "skip", "deny", "error"} {
+		before[r] = testutil.ToFloat64(g.metrics.decisions.WithLabelValues(r))
+	}
+	w := serve(t, g, "POST", "/scim/v2/Users", map[string]any{"userName": "in@contoso.example"})
+	id, _ := decodeJSON(t, w)["id"].(string)
+	serve(t, g, "POST", "/scim/v2/Users", map[string]any{"userName": "out@elsewhere.example"})
+	if w := serve(t, g, "POST", "/scim/v2/Groups", map[string]any{"displayName": "G"}); w.Code != 403 {
+		t.Errorf("denied group: %d", w.Code)
+	}
+	if w := serve(t, g, "DELETE", "/scim/v2/Users/"+id, nil); w.Code != 403 { // no decision for deletes
+		t.Errorf("undecided delete: %d %s", w.Code, w.Body)
+	}
+	for r, want := range map[string]float64{"allow": 1, "skip": 1, "deny": 1, "error": 1} {
+		if got := testutil.ToFloat64(g.metrics.decisions.WithLabelValues(r)) - before[r]; got != want {
+			t.Errorf("scimgate_policy_decisions_total{result=%q} grew by %v, want %v", r, got, want)
+		}
 	}
 }

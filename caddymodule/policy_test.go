@@ -574,3 +574,43 @@ func TestPolicyReload(t *testing.T) {
 	id, _ := r.create(t, "/Users", policyUser("breakglass-2@contoso.example", ""))
 	r.do(t, http.MethodDelete, "/Users/"+id, "").expect(t, http.StatusForbidden)
 }
+
+// TestPolicyFailClosedModes: through the handler, every way a policy can fail to decide
+// answers 403 with a reason, changes nothing and reaches no app.
+func TestPolicyFailClosedModes(t *testing.T) {
+	cases := []struct {
+		name, rego, detail string
+	}{
+		{"undefined", `decision := {"allow": true} if input.resource_type == "Group"`, "undefined"},
+		{"runtime error", `decision := {"allow": regex.match(input.resource.userName, "x")}`, "policy error"},
+		{"wrong type", `decision := "yes"`, "policy error"},
+		{"allow not a boolean", `decision := {"allow": "true"}`, "policy error"},
+		{"timeout", `decision := {"allow": count([x | some x in numbers.range(1, 100000000)]) > 0}`, "policy error"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "p.rego"), []byte("package scimgate\n\n"+tc.rego+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			g := newTestGateway(t, func(g *Gateway) {
+				g.Policy = &PolicyConfig{Dir: dir, Timeout: caddy.Duration(50 * time.Millisecond)}
+			})
+			start := time.Now()
+			// "(" is not a valid regular expression: the runtime-error policy fails on it.
+			w := serve(t, g, http.MethodPost, "/scim/v2/Users", map[string]any{"userName": "("})
+			if w.Code != http.StatusForbidden {
+				t.Fatalf("status %d %s, want 403", w.Code, w.Body)
+			}
+			if d, _ := decodeJSON(t, w)["detail"].(string); !strings.Contains(d, tc.detail) {
+				t.Errorf("detail %q, want it to contain %q", d, tc.detail)
+			}
+			if took := time.Since(start); took > 5*time.Second {
+				t.Errorf("the request took %s", took)
+			}
+			if n := userCount(t, g); n != 0 {
+				t.Errorf("%d users in the directory after a denied create", n)
+			}
+		})
+	}
+}
