@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"encoding/json"
 	"errors"
+	"maps"
 	"net/http"
 	"strconv"
 	"strings"
@@ -79,6 +80,15 @@ func (g *Gateway) render(tx *store.Tx, req *request, rec *store.Record, o render
 	return doc, g.addComputed(tx, req, rec, doc, o)
 }
 
+// renderWritten is render for a record the request has just written from doc (its
+// attributes as stored, a map of its own at the top level): the answer is built from doc
+// instead of decoding the bytes again, inside the commit every concurrent writer waits for.
+// doc's top level gains id, schemas and meta.
+func (g *Gateway) renderWritten(tx *store.Tx, req *request, rec *store.Record, doc scim.Resource, o renderOpts) (scim.Resource, error) {
+	decorate(req, rec, doc)
+	return doc, g.addComputed(tx, req, rec, doc, o)
+}
+
 // decodeRecord is the stored document with id, schemas and meta.
 func decodeRecord(req *request, rec *store.Record) (scim.Resource, error) {
 	v, err := scim.Decode(rec.Doc)
@@ -89,6 +99,12 @@ func decodeRecord(req *request, rec *store.Record) (scim.Resource, error) {
 	if doc == nil {
 		doc = map[string]any{}
 	}
+	decorate(req, rec, doc)
+	return doc, nil
+}
+
+// decorate adds id, schemas and meta to a record's attributes.
+func decorate(req *request, rec *store.Record, doc scim.Resource) {
 	rt := scim.ResourceTypeByName(rec.Type)
 	doc["id"] = rec.ID
 	setSchemas(doc, rt)
@@ -99,7 +115,6 @@ func decodeRecord(req *request, rec *store.Record) (scim.Resource, error) {
 		"location":     req.base + rt.Endpoint + "/" + rec.ID,
 		"version":      etag(rec.Version),
 	}
-	return doc, nil
 }
 
 // addComputed adds the attributes kept outside the document: a group's members (edges)
@@ -333,7 +348,8 @@ func (g *Gateway) create(req *request, typ string) {
 				events = append(events, "add_members")
 			}
 			after := withID(p.Doc, id)
-			return &plan{typ: typ, id: id, after: after, events: events, changed: changedPaths(nil, p.Doc), added: added}, nil
+			ch := diffChanges(nil, p.Doc)
+			return &plan{typ: typ, id: id, after: after, events: events, changes: ch, changed: changedPathsOf(ch), added: added}, nil
 		},
 		apply: func(tx *store.Tx, _ *plan) error {
 			rec := &store.Record{Type: typ, ID: id, Created: now, LastModified: now, Doc: docBytes, Index: indexEntries(typ, p.Doc)}
@@ -347,7 +363,7 @@ func (g *Gateway) create(req *request, typ string) {
 			}
 			version = rec.Version
 			var err error
-			out, err = g.render(tx, req, rec, renderOpts{members: true, groups: true})
+			out, err = g.renderWritten(tx, req, rec, maps.Clone(scim.WithoutWriteOnly(typ, p.Doc)), renderOpts{members: true, groups: true})
 			return err
 		},
 	}
@@ -475,8 +491,9 @@ func (g *Gateway) replace(req *request, typ, id string) {
 				}
 			}
 			pl := &plan{typ: typ, id: id, version: cur.Version, before: withID(before, id), after: withID(p.Doc, id), added: added, removed: removed}
-			pl.changed = changedPaths(before, p.Doc)
-			pl.events = semanticEvents(typ, before, p.Doc, diffChanges(before, p.Doc), len(added), len(removed))
+			pl.changes = diffChanges(before, p.Doc)
+			pl.changed = changedPathsOf(pl.changes)
+			pl.events = semanticEvents(typ, before, p.Doc, pl.changes, len(added), len(removed))
 			return pl, nil
 		},
 		apply: func(tx *store.Tx, pl *plan) error {
@@ -496,7 +513,7 @@ func (g *Gateway) replace(req *request, typ, id string) {
 				}
 			}
 			version = rec.Version
-			out, err = g.render(tx, req, rec, renderOpts{members: true, groups: true})
+			out, err = g.renderWritten(tx, req, rec, maps.Clone(scim.WithoutWriteOnly(typ, p.Doc)), renderOpts{members: true, groups: true})
 			return err
 		},
 	}
@@ -607,8 +624,9 @@ func (g *Gateway) patch(req *request, typ, id string) {
 				}
 			}
 			pl := &plan{typ: typ, id: id, version: cur.Version, before: withID(before, id), after: withID(after, id), added: added, removed: removed}
-			pl.changed = changedPaths(before, after)
-			pl.events = semanticEvents(typ, before, after, diffChanges(before, after), len(added), len(removed))
+			pl.changes = diffChanges(before, after)
+			pl.changed = changedPathsOf(pl.changes)
+			pl.events = semanticEvents(typ, before, after, pl.changes, len(added), len(removed))
 			return pl, nil
 		},
 		apply: func(tx *store.Tx, pl *plan) error {
@@ -633,7 +651,7 @@ func (g *Gateway) patch(req *request, typ, id string) {
 			}
 			version = rec.Version
 			if wantBody {
-				out, err = g.render(tx, req, rec, optsFor(proj))
+				out, err = g.renderWritten(tx, req, rec, after, optsFor(proj))
 			}
 			return err
 		},
@@ -720,7 +738,7 @@ func (g *Gateway) remove(req *request, typ, id string) {
 			if err != nil {
 				return nil, err
 			}
-			return &plan{typ: typ, id: id, version: cur.Version, before: withID(before, id), events: []string{"delete"}}, nil
+			return &plan{typ: typ, id: id, version: cur.Version, before: withID(before, id), events: []string{"delete"}, changes: diffChanges(before, nil)}, nil
 		},
 		apply: func(tx *store.Tx, _ *plan) error { return tx.Delete(typ, id) },
 	}

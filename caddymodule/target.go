@@ -185,6 +185,7 @@ type plan struct {
 	before   scim.Resource // nil on create
 	after    scim.Resource // nil on delete
 	events   []string
+	changes  []journal.Change // the attribute changes (diffChanges of before and after), computed once
 	changed  []string
 	added    []string // member SCIM ids added
 	removed  []string // member SCIM ids removed

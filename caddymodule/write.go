@@ -344,15 +344,15 @@ func fillAudit(a *audit, p *plan) {
 		doc = p.before
 	}
 	a.subject = subjectOf(p.typ, doc)
-	a.changes = append(diffChanges(p.before, p.after), memberChanges(p.added, p.removed)...)
+	a.changes = slices.Concat(p.changes, memberChanges(p.added, p.removed))
 	a.events = p.events
 }
 
-// changedPaths lists the top-level attributes (extension attributes as URN:attr) whose
-// values differ.
-func changedPaths(before, after scim.Resource) []string {
+// changedPathsOf lists the top-level attributes (extension attributes as URN:attr) that
+// changes touch.
+func changedPathsOf(changes []journal.Change) []string {
 	seen := map[string]bool{}
-	for _, c := range diffChanges(before, after) {
+	for _, c := range changes {
 		top := c.Path
 		if !scim.IsURN(top) {
 			top = strings.SplitN(top, ".", 2)[0]
