@@ -127,13 +127,14 @@ func (g *Gateway) runWrite(req *request, op *writeOp) error {
 // resource is still the version p was decided on (the request holds the resource's lock,
 // so it normally is), else a fresh decision. Deciding again would decode the resource and
 // apply the PATCH once more inside the commit, which every concurrent writer waits for;
-// comparing the version is one read. Creates are decided again (cheap, and the uniqueness
-// check answers a clear 409).
+// comparing the version is one read. A create's plan stands as decided: its id is new, and
+// the store refuses a userName or displayName taken in the meantime (409) when it writes.
 func redecide(tx *store.Tx, op *writeOp, p *plan) (*plan, error) {
-	if p.before != nil {
-		if cur, err := tx.Get(p.typ, p.id); err == nil && cur.Version == p.version {
-			return p, nil
-		}
+	if p.before == nil {
+		return p, nil
+	}
+	if cur, err := tx.Get(p.typ, p.id); err == nil && cur.Version == p.version {
+		return p, nil
 	}
 	return op.decide(tx)
 }
