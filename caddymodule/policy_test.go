@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"encoding/json"
 	"io"
 	"io/fs"
 	"net/http"
@@ -136,17 +135,9 @@ func adaptCaddyfile(t *testing.T, path string) []byte {
 // state is the demo app's whole state.
 func (r *policyRig) state(t *testing.T) demoapp.Snapshot {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, r.app+"/api/v1/_state", nil)
-	req.Header.Set("X-Api-Key", policyDemoKey)
-	resp, err := r.client.Do(req)
+	s, err := demoapp.FetchState(r.client, r.app, policyDemoKey)
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	var s demoapp.Snapshot
-	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &s) != nil {
-		t.Fatalf("_state: %d %s", resp.StatusCode, body)
 	}
 	return s
 }

@@ -139,12 +139,12 @@ func TestGroupCommitIsolatesFailures(t *testing.T) {
 		t.Errorf("panicking function got %v, want a panic error", got["panics"])
 	}
 	for _, id := range []string{"a", "b", "holder"} {
-		if _, err := getRec(s, "User", id); err != nil {
+		if _, err := get(t, s, "User", id); err != nil {
 			t.Errorf("%s not committed: %v", id, err)
 		}
 	}
 	for _, id := range []string{"f", "p"} {
-		if _, err := getRec(s, "User", id); !errors.Is(err, ErrNotFound) {
+		if _, err := get(t, s, "User", id); !errors.Is(err, ErrNotFound) {
 			t.Errorf("%s was committed by a function that failed (err %v)", id, err)
 		}
 	}
@@ -185,15 +185,4 @@ func TestGroupCommitBoundsGroupSize(t *testing.T) {
 	if n := count(t, s, "User"); n != writers+1 {
 		t.Errorf("Count(User) = %d, want %d", n, writers+1)
 	}
-}
-
-// getRec reads one record in its own read transaction.
-func getRec(s *Store, typ, id string) (*Record, error) {
-	var rec *Record
-	err := s.View(func(tx *Tx) error {
-		var err error
-		rec, err = tx.Get(typ, id)
-		return err
-	})
-	return rec, err
 }

@@ -3,9 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"slices"
@@ -42,17 +40,9 @@ func startGatewayWithDemoApp(t *testing.T) (tenant, app string) {
 
 func demoState(t *testing.T, app string) demoapp.Snapshot {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, app+"/api/v1/_state", nil)
-	req.Header.Set("X-Api-Key", demoKey)
-	resp, err := http.DefaultClient.Do(req)
+	s, err := demoapp.FetchState(http.DefaultClient, app, demoKey)
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	var s demoapp.Snapshot
-	if resp.StatusCode != 200 || json.Unmarshal(body, &s) != nil {
-		t.Fatalf("_state: %d %s", resp.StatusCode, body)
 	}
 	return s
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -113,20 +112,9 @@ func comparable(s demoapp.Snapshot) []string {
 
 func snapshot(t *testing.T, r *rig, app string) demoapp.Snapshot {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, app+"/api/v1/_state", nil)
+	s, err := demoapp.FetchState(r.client, app, r.apiKey)
 	if err != nil {
 		t.Fatal(err)
-	}
-	req.Header.Set("X-Api-Key", r.apiKey)
-	resp, err := r.client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	var s demoapp.Snapshot
-	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &s) != nil {
-		t.Fatalf("_state: %d %s", resp.StatusCode, body)
 	}
 	return s
 }
