@@ -133,7 +133,7 @@ func redecide(tx *store.Tx, op *writeOp, p *plan) (*plan, error) {
 	if p.before == nil {
 		return p, nil
 	}
-	if cur, err := tx.Get(p.typ, p.id); err == nil && cur.Version == p.version {
+	if v, err := tx.Version(p.typ, p.id); err == nil && v == p.version {
 		return p, nil
 	}
 	return op.decide(tx)

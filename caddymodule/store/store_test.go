@@ -818,3 +818,29 @@ func TestFoldAgreesWithEqualFold(t *testing.T) {
 		}
 	}
 }
+
+func TestVersion(t *testing.T) {
+	s := openTest(t)
+	put(t, s, user("u1", "ada"))
+	put(t, s, user("u1", "ada.l"))
+	err := s.View(func(tx *Tx) error {
+		rec, err := tx.Get("User", "u1")
+		if err != nil {
+			return err
+		}
+		v, err := tx.Version("User", "u1")
+		if err != nil || v != rec.Version || v != 2 {
+			t.Errorf("Version = %d, %v; Get says %d", v, err, rec.Version)
+		}
+		if _, err := tx.Version("User", "nobody"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("Version of a missing record: %v", err)
+		}
+		if _, err := tx.Version("Group", "u1"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("Version under the wrong type: %v", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -85,6 +85,34 @@ func (tx *Tx) Get(typ, id string) (*Record, error) {
 	return decodeRecord(typ, id, v)
 }
 
+// Version returns the version of a record (what Put last set) without decoding or copying
+// the rest of it, or ErrNotFound: a cheap check that a record is still the one a change
+// was decided on.
+func (tx *Tx) Version(typ, id string) (uint64, error) {
+	if err := checkTypeID(typ, id); err != nil {
+		return 0, err
+	}
+	b := tx.records(typ)
+	if b == nil {
+		return 0, ErrNotFound
+	}
+	v := b.Get([]byte(id))
+	if v == nil {
+		return 0, ErrNotFound
+	}
+	d := decoder{b: v}
+	if enc := d.byte("record encoding"); d.err == nil && enc != recordEncoding {
+		return 0, fmt.Errorf("%w: %s %s has record encoding %d", ErrCorrupt, typ, id, enc)
+	}
+	d.time("created")
+	d.time("lastModified")
+	version := d.uvarint("version")
+	if d.err != nil {
+		return 0, fmt.Errorf("decoding %s %s: %w", typ, id, d.err)
+	}
+	return version, nil
+}
+
 // TypeOf returns the type of the record with id, or ErrNotFound.
 func (tx *Tx) TypeOf(id string) (string, error) {
 	if err := checkName("id", id); err != nil {
