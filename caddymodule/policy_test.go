@@ -373,6 +373,10 @@ func TestPolicyEffects(t *testing.T) {
 		if a == nil || a.Locked {
 			t.Fatalf("coming into scope: account %+v", a)
 		}
+		// ... and joins the teams of the groups it already belongs to.
+		if _, members := r.team(t, "Sales"); !slices.Equal(members, []string{"bob@contoso.example", "carol@contoso.example"}) {
+			t.Errorf("coming into scope: team members = %v, want bob to have joined", members)
+		}
 		// Out of scope again: on_exit deactivate locks the account; the directory keeps
 		// the user active, as Entra wrote it.
 		r.do(t, http.MethodPatch, "/Users/"+id, itPatchBody(`{"op":"Replace","path":"userName","value":"bob@fabrikam.example"}`)).expect(t, http.StatusOK)
@@ -603,5 +607,40 @@ func TestPolicyFailClosedModes(t *testing.T) {
 				t.Errorf("%d users in the directory after a denied create", n)
 			}
 		})
+	}
+}
+
+// TestCatchUpMemberships: a group kept out of the app (skipped) while it gained members
+// gets them all when a later change lets it in and its team is created.
+func TestCatchUpMemberships(t *testing.T) {
+	dir := t.TempDir()
+	rego := `package scimgate
+
+default decision := {"allow": true}
+
+decision := {"allow": true, "skip": true, "reasons": ["held back until renamed"]} if {
+	input.resource_type == "Group"
+	startswith(input.resource.displayName, "later-")
+}
+`
+	if err := os.WriteFile(filepath.Join(dir, "p.rego"), []byte(rego), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := startPolicyRig(t, dir)
+	u1, _ := r.create(t, "/Users", policyUser("u1@contoso.example", ""))
+	u2, _ := r.create(t, "/Users", policyUser("u2@contoso.example", ""))
+	gid, _ := r.create(t, "/Groups", `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"displayName":"later-team"}`)
+	r.do(t, http.MethodPatch, "/Groups/"+gid, itPatchBody(`{"op":"Add","path":"members","value":[{"value":"`+u1+`"},{"value":"`+u2+`"}]}`)).expect(t, http.StatusNoContent)
+	if tm, _ := r.team(t, "later-team"); tm != nil {
+		t.Fatal("a skipped group reached the app")
+	}
+	r.do(t, http.MethodPatch, "/Groups/"+gid, itPatchBody(`{"op":"Replace","path":"displayName","value":"team-now"}`)).expect(t, http.StatusNoContent)
+	tm, members := r.team(t, "team-now")
+	if tm == nil || !slices.Equal(members, []string{"u1@contoso.example", "u2@contoso.example"}) {
+		t.Fatalf("team %+v members %v, want both members it already had", tm, members)
+	}
+	rec := r.lastRecord(t, gid)
+	if rec.Decision == nil || !strings.Contains(strings.Join(rec.Decision.Reasons, " "), "memberships it already had sent") {
+		t.Errorf("journal decision %+v", rec.Decision)
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+	"go.uber.org/zap"
 
 	"github.com/scimgate/scimgate/caddymodule/journal"
 	"github.com/scimgate/scimgate/caddymodule/legacy"
@@ -201,7 +202,12 @@ type syncResult struct {
 	outOfScope []string // members left out of member calls: kept out of the app by policy
 	adopted    bool     // the create took an account an unfinished earlier attempt left
 	caughtUp   bool     // a change of a resource without an account became its create
-	dryRun     bool
+	// memberships the directory already had, sent to the account a catch-up create made:
+	// the groups (or, for a group, the number of members) sent, and the failures
+	caughtUpGroups  []string
+	caughtUpMembers int
+	catchUpFailures []string
+	dryRun          bool
 }
 
 // nativeEvents are the events the mapping knows, in the order the calls are made.
@@ -324,7 +330,108 @@ func (g *Gateway) syncNative(ctx context.Context, p *plan) (*syncResult, error) 
 			}
 		}
 	}
+	if res.caughtUp && res.nativeID != "" && !t.dryRun {
+		g.catchUpMemberships(ctx, p, res)
+	}
 	return res, nil
+}
+
+// catchUpJob is one add_members call of a membership catch-up: a group and the members to
+// send it.
+type catchUpJob struct {
+	groupID, groupNative string
+	group                scim.Resource
+	members              []mapping.Member
+}
+
+// catchUpMemberships sends the memberships the directory already holds to the account a
+// catch-up create just made (a resource that existed before the target was configured, or
+// that the policy kept out of the app until now): a user joins the teams of its groups that
+// have accounts; a group gets its members that have accounts. Without it the app would
+// miss them until Entra changes those memberships, which it has no reason to do.
+//
+// Best effort: the account exists in the app now and must be recorded with the change, so
+// a failed membership call is journaled and logged rather than failing the request (whose
+// retry would create the account a second time); the membership reaches the app with the
+// group's next member change.
+func (g *Gateway) catchUpMemberships(ctx context.Context, p *plan, res *syncResult) {
+	t := g.target
+	if !t.mapping.Has(scim.GroupType, "add_members") {
+		return
+	}
+	jobs, err := g.catchUpJobs(p, res.nativeID)
+	if err != nil {
+		res.catchUpFailures = append(res.catchUpFailures, "reading the memberships: "+err.Error())
+		return
+	}
+	for _, j := range jobs {
+		reqs, err := t.mapping.Requests(mapping.Input{
+			ResourceType: scim.GroupType, Event: "add_members", Resource: j.group,
+			NativeID: j.groupNative, Members: j.members, NativeIDOf: g.storedNativeID,
+		})
+		if err == nil {
+			for _, r := range reqs {
+				if _, err = t.client.Do(ctx, legacy.Request{Method: r.Method, Path: r.Path, Header: t.withHeaders(r.Header), Body: r.Body, Idempotent: r.Idempotent}); err != nil {
+					break
+				}
+			}
+		}
+		if err != nil {
+			g.logger.Warn("sending existing memberships to a new account failed; they reach the app with the group's next member change",
+				zap.String("target", t.name), zap.String("group", j.groupID), zap.Error(err))
+			res.catchUpFailures = append(res.catchUpFailures, j.groupID+": "+err.Error())
+			continue
+		}
+		res.caughtUpGroups = append(res.caughtUpGroups, j.groupID)
+		res.caughtUpMembers += len(j.members)
+	}
+}
+
+// catchUpJobs reads, from the committed directory, the add_members calls a catch-up create
+// of p needs. A group's members this very request adds or removes are left out: the
+// request's own member calls deal with them.
+func (g *Gateway) catchUpJobs(p *plan, nativeID string) ([]catchUpJob, error) {
+	t := g.target
+	var jobs []catchUpJob
+	err := g.store.View(func(tx *store.Tx) error {
+		switch p.typ {
+		case scim.UserType:
+			return tx.GroupsOf(p.id, func(gid string) error {
+				groupNative, err := tx.NativeID(t.mapKey(scim.GroupType), gid)
+				if err != nil {
+					return nil // the group has no account in the app
+				}
+				rec, err := tx.Get(scim.GroupType, gid)
+				if err != nil {
+					return nil
+				}
+				doc, err := decodeDoc(rec)
+				if err != nil {
+					return err
+				}
+				jobs = append(jobs, catchUpJob{groupID: gid, groupNative: groupNative, group: withID(doc, gid),
+					members: []mapping.Member{{SCIMID: p.id, NativeID: nativeID, Type: scim.UserType}}})
+				return nil
+			})
+		case scim.GroupType:
+			var members []mapping.Member
+			err := tx.Members(p.id, func(m store.Member) error {
+				if slices.Contains(p.added, m.ID) || slices.Contains(p.removed, m.ID) || m.Type == "" {
+					return nil
+				}
+				if n, err := tx.NativeID(t.mapKey(m.Type), m.ID); err == nil {
+					members = append(members, mapping.Member{SCIMID: m.ID, NativeID: n, Type: m.Type})
+				}
+				return nil
+			})
+			if err == nil && len(members) > 0 {
+				jobs = append(jobs, catchUpJob{groupID: p.id, groupNative: nativeID, group: p.after, members: members})
+			}
+			return err
+		}
+		return nil
+	})
+	return jobs, err
 }
 
 // catchUp turns the attribute events of a resource that has no account in the app (it

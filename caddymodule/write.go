@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"sort"
@@ -294,6 +295,12 @@ func syncReasons(target string, res *syncResult) []string {
 	}
 	if res.caughtUp {
 		reasons = append(reasons, "created in "+target+" on this change: the resource had no account there yet")
+	}
+	if len(res.caughtUpGroups) > 0 {
+		reasons = append(reasons, fmt.Sprintf("memberships it already had sent to %s: %d member(s) in %d group(s)", target, res.caughtUpMembers, len(res.caughtUpGroups)))
+	}
+	if len(res.catchUpFailures) > 0 {
+		reasons = append(reasons, "memberships it already had not sent to "+target+" (they follow with the group's next member change): "+strings.Join(res.catchUpFailures, "; "))
 	}
 	if res.adopted {
 		reasons = append(reasons, "adopted account "+res.nativeID+" that an unfinished earlier attempt of this create left in "+target)
