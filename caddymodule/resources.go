@@ -627,6 +627,13 @@ func (g *Gateway) patch(req *request, typ, id string) {
 			pl.changes = diffChanges(before, after)
 			pl.changed = changedPathsOf(pl.changes)
 			pl.events = semanticEvents(typ, before, after, pl.changes, len(added), len(removed))
+			// The record to store is built here, so that with a target (decided before the
+			// native calls) the shared commit only writes it.
+			pl.stored = scim.WithoutWriteOnly(typ, after)
+			if pl.doc, err = json.Marshal(pl.stored); err != nil {
+				return nil, err
+			}
+			pl.index = indexEntries(typ, pl.stored)
 			return pl, nil
 		},
 		apply: func(tx *store.Tx, pl *plan) error {
@@ -638,20 +645,15 @@ func (g *Gateway) patch(req *request, typ, id string) {
 				return err
 			}
 			rec := cur
-			after := scim.WithoutWriteOnly(typ, withoutID(pl.after))
 			if len(pl.changed) > 0 || len(pl.added)+len(pl.removed) > 0 {
-				docBytes, err := json.Marshal(after)
-				if err != nil {
-					return err
-				}
-				rec = &store.Record{Type: typ, ID: id, Created: cur.Created, LastModified: now, Doc: docBytes, Index: indexEntries(typ, after)}
+				rec = &store.Record{Type: typ, ID: id, Created: cur.Created, LastModified: now, Doc: pl.doc, Index: pl.index}
 				if err := tx.Put(rec); err != nil {
 					return err
 				}
 			}
 			version = rec.Version
 			if wantBody {
-				out, err = g.renderWritten(tx, req, rec, after, optsFor(proj))
+				out, err = g.renderWritten(tx, req, rec, maps.Clone(pl.stored), optsFor(proj))
 			}
 			return err
 		},

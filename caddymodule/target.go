@@ -191,6 +191,13 @@ type plan struct {
 	added    []string // member SCIM ids added
 	removed  []string // member SCIM ids removed
 	nativeID string   // the resource's native id, known before the calls (empty on create)
+
+	// The record a PATCH stores, prepared by decide outside the shared commit: the
+	// attributes as stored (without write-only ones, without id), their JSON and their
+	// index entries.
+	stored scim.Resource
+	doc    []byte
+	index  []store.IndexEntry
 }
 
 // syncResult is what the native calls did.
