@@ -24,11 +24,9 @@ package scimgate
 _verdicts := [v | some name; v := data.scimgate.guardrails[name].verdict; is_object(v)]
 
 # The common case: no guardrail has anything to say.
-decision := {
+default decision := {
 	"allow": true, "skip": false, "reasons": [],
 	"drop_attributes": [], "drop_members": [], "deactivate": false,
-} if {
-	count(_verdicts) == 0
 }
 
 decision := {

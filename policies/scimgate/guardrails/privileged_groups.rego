@@ -21,15 +21,16 @@ import data.scimgate.lib.settings
 # so it is written to cost little when the group is not privileged: verdict looks at the
 # group's names once (_hits) and builds reasons only when one is privileged.
 
-_guarded_events := {"create", "update", "rename", "add_members"}
+# The events that give or keep rights: a delete (always alone in events) and member
+# removals take them away. An object, so the check below is a lookup, not a builtin.
+_guarded_events := {"create": true, "update": true, "rename": true, "add_members": true}
 
 # _applies: a group change of a guarded kind (checked on the input first: most requests are
 # not, and this keeps them cheap).
 _applies if {
 	input.resource_type == "Group"
-	not "delete" in input.events
 	some e in input.events
-	e in _guarded_events
+	_guarded_events[e]
 }
 
 _cfg := settings.guardrail("privileged_groups")
