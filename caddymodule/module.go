@@ -246,8 +246,8 @@ func (g *Gateway) Validate() error {
 // config using it is gone (Caddy provisions a new config before it cleans up the old one).
 func (g *Gateway) Cleanup() error {
 	if g.policy != nil {
-		// Requests of this config have finished (Caddy stops its servers first); the
-		// compiled policy stays cached while a newer config shares it.
+		// Requests of this config may still be running: Decide keeps working after Close,
+		// which only drops this config's reference to the compiled (shared) policy.
 		_ = g.policy.Close()
 	}
 	if g.target != nil {

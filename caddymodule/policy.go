@@ -111,16 +111,12 @@ func (g *Gateway) decidePolicy(req *request, p *plan, members policy.Members) ve
 	if g.policy == nil {
 		return verdict{decision: policy.Decision{Allow: true}, release: func() {}}
 	}
-	targetName := ""
-	if g.target != nil {
-		targetName = g.target.name
-	}
 	in := &policy.Input{
 		Action:       req.audit.action,
 		ResourceType: p.typ,
 		Events:       p.events,
 		Client:       req.client,
-		Target:       targetName,
+		Target:       g.targetName(),
 		NativeID:     p.nativeID,
 		Resource:     scim.Canonical(p.typ, p.after),
 		Previous:     scim.Canonical(p.typ, p.before),
@@ -254,6 +250,14 @@ func attributesDiffer(before, after scim.Resource) bool {
 		}
 	}
 	return false
+}
+
+// targetName is the name of the gateway's target, "" without one.
+func (g *Gateway) targetName() string {
+	if g.target == nil {
+		return ""
+	}
+	return g.target.name
 }
 
 // policyHash identifies the policy in force in logs ("" without one).

@@ -129,10 +129,7 @@ func (g *Gateway) seedStats(j *journal.Journal) error {
 	if info.LastSeq > statsScanWindow {
 		q.FromSeq = info.LastSeq - statsScanWindow
 	}
-	targetName := ""
-	if g.target != nil {
-		targetName = g.target.name
-	}
+	targetName := g.targetName()
 	err = scanRecords(j, q, func(r *journal.Record) {
 		if r.Target != targetName || r.Action == "reconcile" {
 			return

@@ -268,8 +268,7 @@ func (g *Gateway) syncNative(ctx context.Context, p *plan) (*syncResult, error) 
 			if ev == "remove_members" {
 				ids = p.removed
 			}
-			members, missing := nativeMembers(ids, g.storedNative)
-			skipped, missing := g.splitSkipped(missing)
+			members, skipped, missing := g.nativeMembers(ids)
 			res.outOfScope = append(res.outOfScope, skipped...)
 			if len(missing) > 0 && ev == "add_members" && !t.dryRun {
 				// A reference failure: refused as a whole, so the directory does not record
@@ -311,7 +310,7 @@ func (g *Gateway) syncNative(ctx context.Context, p *plan) (*syncResult, error) 
 			if t.dryRun {
 				continue
 			}
-			resp, err := t.client.Do(ctx, legacy.Request{Method: r.Method, Path: r.Path, Header: t.withHeaders(r.Header), Body: r.Body, Idempotent: r.Idempotent})
+			resp, err := t.call(ctx, r)
 			if resp != nil {
 				res.backend.Status = resp.Status
 				res.backend.DurationMS = resp.Duration.Milliseconds()
@@ -378,7 +377,7 @@ func (g *Gateway) catchUpMemberships(ctx context.Context, p *plan, res *syncResu
 		})
 		if err == nil {
 			for _, r := range reqs {
-				if _, err = t.client.Do(ctx, legacy.Request{Method: r.Method, Path: r.Path, Header: t.withHeaders(r.Header), Body: r.Body, Idempotent: r.Idempotent}); err != nil {
+				if _, err = t.call(ctx, r); err != nil {
 					break
 				}
 			}
@@ -477,41 +476,37 @@ type nativeError struct {
 func (e *nativeError) Error() string { return e.scim.Error() }
 func (e *nativeError) Unwrap() error { return e.scim }
 
-// splitSkipped separates, among members without an account in the app, those the policy
-// kept out of it on purpose (skipped: out of scope) from those whose account is missing.
-func (g *Gateway) splitSkipped(ids []string) (skipped, missing []string) {
+// nativeMembers looks up the members' native ids in one read transaction. A member
+// without one has no account in the app: skipped when the policy kept it out on purpose
+// (out of scope), missing otherwise (never created there, or its creation failed). When the
+// directory cannot be read, every member counts as missing, the safe side.
+func (g *Gateway) nativeMembers(ids []string) (found []mapping.Member, skipped, missing []string) {
 	if len(ids) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	err := g.store.View(func(tx *store.Tx) error {
 		for _, id := range ids {
 			typ, err := tx.TypeOf(id)
-			if err == nil && tx.Mark(g.target.mapKey(typ), id) == store.MarkSkipped {
+			if err != nil {
+				missing = append(missing, id)
+				continue
+			}
+			key := g.target.mapKey(typ)
+			switch n, err := tx.NativeID(key, id); {
+			case err == nil:
+				found = append(found, mapping.Member{SCIMID: id, NativeID: n, Type: typ})
+			case tx.Mark(key, id) == store.MarkSkipped:
 				skipped = append(skipped, id)
-			} else {
+			default:
 				missing = append(missing, id)
 			}
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, ids // unknown: treat them as missing, the safe side
+		return nil, nil, ids
 	}
-	return skipped, missing
-}
-
-// nativeMembers looks up the members' native ids. Members without one have no account in
-// the app (never created there, or their creation failed) and are returned as missing.
-func nativeMembers(ids []string, lookup func(string) (string, string, bool)) (found []mapping.Member, missing []string) {
-	for _, id := range ids {
-		n, typ, ok := lookup(id)
-		if !ok {
-			missing = append(missing, id)
-			continue
-		}
-		found = append(found, mapping.Member{SCIMID: id, NativeID: n, Type: typ})
-	}
-	return found, missing
+	return found, skipped, missing
 }
 
 // redactURL drops the query string, where an API key could sit.
@@ -533,6 +528,11 @@ func (t *target) withHeaders(h http.Header) http.Header {
 		out[k] = v
 	}
 	return out
+}
+
+// call makes one native call the mapping built, with the target's headers.
+func (t *target) call(ctx context.Context, r mapping.Request) (*legacy.Response, error) {
+	return t.client.Do(ctx, legacy.Request{Method: r.Method, Path: r.Path, Header: t.withHeaders(r.Header), Body: r.Body, Idempotent: r.Idempotent})
 }
 
 // mapKey is the id map namespace of a resource type in this target: users and groups have
