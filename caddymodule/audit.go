@@ -346,3 +346,16 @@ func memberChanges(added, removed []string) []journal.Change {
 func (g *Gateway) appendRecord(tx *store.Tx, rec *journal.Record) error {
 	return g.store.journal.Append(tx.Bolt(), rec)
 }
+
+// prepareRecord encodes the record of a request's outcome ahead of the transaction that
+// appends it (appendPrepared): the write transaction is shared by every concurrent writer,
+// so what can be done before it is done before it. A record that cannot be encoded fails
+// the request (never a change without its record).
+func (g *Gateway) prepareRecord(req *request, a *audit, outcome string, status int, detail string) (*journal.Prepared, error) {
+	return g.store.journal.Prepare(g.newRecord(req, a, outcome, status, detail))
+}
+
+// appendPrepared appends a record prepared by prepareRecord in tx.
+func (g *Gateway) appendPrepared(tx *store.Tx, p *journal.Prepared) error {
+	return g.store.journal.AppendPrepared(tx.Bolt(), p)
+}

@@ -261,8 +261,10 @@ func (g *Gateway) journalFailure(req *request, se *scim.Error) *scim.Error {
 	case se.Status == http.StatusForbidden && a.decision != nil && !a.decision.Allow:
 		outcome = journal.OutcomeDenied
 	}
-	rec := g.newRecord(req, a, outcome, se.Status, se.Detail)
-	err := g.store.Update(func(tx *store.Tx) error { return g.appendRecord(tx, rec) })
+	rec, err := g.prepareRecord(req, a, outcome, se.Status, se.Detail)
+	if err == nil {
+		err = g.store.Update(func(tx *store.Tx) error { return g.appendPrepared(tx, rec) })
+	}
 	if err == nil {
 		return se
 	}

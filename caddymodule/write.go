@@ -97,7 +97,12 @@ func (g *Gateway) runWrite(req *request, op *writeOp) error {
 		if d.Skip {
 			outcome = journal.OutcomeSkipped
 		}
-		err := g.store.Update(func(tx *store.Tx) error {
+		rec, err := g.prepareRecord(req, a, outcome, op.status, "")
+		if err != nil {
+			v.release()
+			return err
+		}
+		err = g.store.Update(func(tx *store.Tx) error {
 			p2, err := redecide(tx, op, p)
 			if err != nil {
 				return err
@@ -110,7 +115,7 @@ func (g *Gateway) runWrite(req *request, op *writeOp) error {
 					return err
 				}
 			}
-			return g.appendRecord(tx, g.newRecord(req, a, outcome, op.status, ""))
+			return g.appendPrepared(tx, rec)
 		})
 		if err != nil {
 			v.release()
@@ -197,8 +202,11 @@ func (g *Gateway) syncAndCommit(req *request, op *writeOp, p *plan, mark string,
 	// The intent, durable before the app sees anything: after a crash between the call and
 	// the commit, the journal shows a pending change without an outcome.
 	if !t.dryRun && g.anyMapped(np) {
-		intent := g.newRecord(req, a, journal.OutcomePending, 0, "")
-		if err := g.store.Update(func(tx *store.Tx) error { return g.appendRecord(tx, intent) }); err != nil {
+		intent, err := g.prepareRecord(req, a, journal.OutcomePending, 0, "")
+		if err != nil {
+			return err
+		}
+		if err := g.store.Update(func(tx *store.Tx) error { return g.appendPrepared(tx, intent) }); err != nil {
 			return err
 		}
 	}
@@ -238,6 +246,10 @@ func (g *Gateway) syncAndCommit(req *request, op *writeOp, p *plan, mark string,
 	if policyDeactivates && p.nativeID == "" {
 		newMark = store.MarkSkipped
 	}
+	rec, err := g.prepareRecord(req, a, outcome, op.status, "")
+	if err != nil {
+		return err
+	}
 	err = g.store.Update(func(tx *store.Tx) error {
 		p2, err := redecide(tx, op, p)
 		if err != nil {
@@ -265,7 +277,7 @@ func (g *Gateway) syncAndCommit(req *request, op *writeOp, p *plan, mark string,
 				return err
 			}
 		}
-		return g.appendRecord(tx, g.newRecord(req, a, outcome, op.status, ""))
+		return g.appendPrepared(tx, rec)
 	})
 	if err != nil && res.nativeID != "" && !res.dryRun && p.before == nil {
 		// The app has the account but the directory could not record it: let Entra's

@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -331,40 +333,121 @@ func journalBucket(tx *bbolt.Tx, name []byte) (*bbolt.Bucket, error) {
 }
 
 // Append adds r to the journal inside the caller's write transaction, so the record commits
-// or rolls back with the change it describes.
+// or rolls back with the change it describes. It is Prepare and AppendPrepared in one; r
+// then holds the Version, Seq, PrevHash and Time it was stored with.
+func (j *Journal) Append(tx *bbolt.Tx, r *Record) error {
+	p, err := j.Prepare(r)
+	if err != nil {
+		return err
+	}
+	seq, prev, at, err := j.appendPrepared(tx, p)
+	if err != nil {
+		return err
+	}
+	r.Seq, r.PrevHash = seq, hex.EncodeToString(prev[:])
+	if p.stamp {
+		r.Time = at
+	}
+	return nil
+}
+
+// Prepared is a record encoded ahead of its transaction: everything but its sequence number,
+// previous hash and (when the caller left it zero) time, which only the transaction knows.
+// Encoding is most of a record's cost, and the write transaction is shared by every
+// concurrent writer (group commit), so the gateway encodes outside it. A Prepared is not
+// changed by AppendPrepared and may be appended again when its transaction is rerun.
+type Prepared struct {
+	raw   []byte // as encoded: seq 0, zero prev_hash, zero time when stamp
+	stamp bool   // the time is taken when the record is appended
+}
+
+// Encoded layout of the placeholders Prepare writes and AppendPrepared fills in. Record's
+// field order puts v, seq and time first and prev_hash last; json.Marshal writes fields in
+// that order, uint64 as plain digits and a hex string without escapes.
+var (
+	preparedHead  = []byte(`{"v":` + strconv.Itoa(FormatVersion) + `,"seq":0,"time":`)
+	zeroTimeJSON  = []byte(`"0001-01-01T00:00:00Z"`)
+	zeroPrevHash  = strings.Repeat("0", 2*sha256.Size)
+	preparedTail  = []byte(`"prev_hash":"` + zeroPrevHash + `"}`)
+	seqDigitsAt   = len(`{"v":` + strconv.Itoa(FormatVersion) + `,"seq":`)
+	maxSpliceGrow = 20 + len(`"2006-01-02T15:04:05.999999999-07:00"`) // digits of a uint64, a time
+)
+
+// Prepare encodes r for AppendPrepared: it sets r's Version, makes its time UTC and redacts
+// its Changes, as Append does. r is not used afterwards.
+func (j *Journal) Prepare(r *Record) (*Prepared, error) {
+	r.Version = FormatVersion
+	r.Seq = 0
+	r.PrevHash = zeroPrevHash
+	stamp := r.Time.IsZero()
+	r.Time = r.Time.UTC()
+	r.Changes = redactChanges(r.Changes, j.redact)
+	raw, err := marshalRecord(r, maxSpliceGrow)
+	if err != nil {
+		return nil, fmt.Errorf("journal %s: encoding a record: %w", j.opts.Name, err)
+	}
+	if !bytes.HasPrefix(raw, preparedHead[:seqDigitsAt+1]) || !bytes.HasSuffix(raw, preparedTail) ||
+		(stamp && !bytes.HasPrefix(raw, preparedHead)) || (stamp && !bytes.HasPrefix(raw[len(preparedHead):], zeroTimeJSON)) {
+		return nil, fmt.Errorf("journal %s: a record's encoding does not have the expected layout", j.opts.Name)
+	}
+	return &Prepared{raw: raw, stamp: stamp}, nil
+}
+
+// encode is p's stored bytes for record seq after prev, stamped at now when p takes the
+// append time.
+func (p *Prepared) encode(seq uint64, prev [32]byte, now time.Time) ([]byte, error) {
+	raw := p.raw
+	out := make([]byte, 0, len(raw)+maxSpliceGrow)
+	out = append(out, raw[:seqDigitsAt]...)
+	out = strconv.AppendUint(out, seq, 10)
+	rest := raw[seqDigitsAt+1 : len(raw)-len(preparedTail)]
+	if p.stamp {
+		out = append(out, `,"time":`...)
+		t, err := now.UTC().MarshalJSON()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t...)
+		rest = rest[len(preparedHead)-seqDigitsAt-1+len(zeroTimeJSON):]
+	}
+	out = append(out, rest...)
+	out = append(out, `"prev_hash":"`...)
+	out = hex.AppendEncode(out, prev[:])
+	return append(out, `"}`...), nil
+}
+
+// AppendPrepared adds a prepared record to the journal inside the caller's write
+// transaction, so the record commits or rolls back with the change it describes.
 //
 // It may run more than once for the same record (group commit reruns its functions after a
-// failure): everything it computes comes from tx, and it mutates r only by setting Version,
-// Seq, PrevHash, Time (when zero, and always to UTC) and redacting Changes. The record is
-// marshalled once; the hash covers exactly the stored bytes. Subscribers see the record and a
-// CheckpointEvery checkpoint is triggered only after tx commits.
-func (j *Journal) Append(tx *bbolt.Tx, r *Record) error {
+// failure): everything it computes comes from tx, and p is not changed. The hash covers
+// exactly the stored bytes. Subscribers see the record and a CheckpointEvery checkpoint is
+// triggered only after tx commits.
+func (j *Journal) AppendPrepared(tx *bbolt.Tx, p *Prepared) error {
+	_, _, _, err := j.appendPrepared(tx, p)
+	return err
+}
+
+func (j *Journal) appendPrepared(tx *bbolt.Tx, p *Prepared) (seq uint64, prev [32]byte, at time.Time, err error) {
 	if !tx.Writable() {
-		return ErrReadOnlyTx
+		return 0, prev, at, ErrReadOnlyTx
 	}
 	if j.closed.Load() {
-		return ErrClosed
+		return 0, prev, at, ErrClosed
 	}
 	b, err := journalBucket(tx, j.name)
 	if err != nil {
-		return err
+		return 0, prev, at, err
 	}
-	seq, prev, err := headOf(b)
+	seq, prev, err = headOf(b)
 	if err != nil {
-		return err
+		return 0, prev, at, err
 	}
 	seq++
-	r.Version = FormatVersion
-	r.Seq = seq
-	if r.Time.IsZero() {
-		r.Time = time.Now()
-	}
-	r.Time = r.Time.UTC()
-	r.PrevHash = hex.EncodeToString(prev[:])
-	r.Changes = redactChanges(r.Changes, j.redact)
-	raw, err := marshalRecord(r)
+	at = time.Now().UTC()
+	raw, err := p.encode(seq, prev, at)
 	if err != nil {
-		return fmt.Errorf("journal %s: encoding record %d: %w", j.opts.Name, seq, err)
+		return 0, prev, at, fmt.Errorf("journal %s: encoding record %d: %w", j.opts.Name, seq, err)
 	}
 	h := chainHash(prev, seq, raw)
 	val := make([]byte, 0, 32+len(raw))
@@ -373,16 +456,16 @@ func (j *Journal) Append(tx *bbolt.Tx, r *Record) error {
 	// Keys only ever grow, so pages can be filled instead of split in half.
 	rb.FillPercent = appendFillPercent
 	if err := rb.Put(u64(seq), val); err != nil {
-		return fmt.Errorf("journal %s: storing record %d: %w", j.opts.Name, seq, err)
+		return 0, prev, at, fmt.Errorf("journal %s: storing record %d: %w", j.opts.Name, seq, err)
 	}
 	if err := b.Put(keyHead, append(u64(seq), h[:]...)); err != nil {
-		return fmt.Errorf("journal %s: storing head: %w", j.opts.Name, err)
+		return 0, prev, at, fmt.Errorf("journal %s: storing head: %w", j.opts.Name, err)
 	}
 	if err := b.Put(keyBytes, u64(storedBytes(b)+uint64(len(val)))); err != nil {
-		return fmt.Errorf("journal %s: storing size: %w", j.opts.Name, err)
+		return 0, prev, at, fmt.Errorf("journal %s: storing size: %w", j.opts.Name, err)
 	}
 	tx.OnCommit(func() { j.committed(seq) })
-	return nil
+	return seq, prev, at, nil
 }
 
 // committed runs after a transaction holding record seq commits.
@@ -396,10 +479,11 @@ func (j *Journal) committed(seq uint64) {
 	}
 }
 
-// marshalRecord encodes r, dropping change values when the record would be too large.
-func marshalRecord(r *Record) ([]byte, error) {
+// marshalRecord encodes r, dropping change values when the record, grown by up to grow
+// bytes when it is stored, would be too large.
+func marshalRecord(r *Record, grow int) ([]byte, error) {
 	raw, err := json.Marshal(r)
-	if err != nil || len(raw) <= MaxRecordBytes {
+	if err != nil || len(raw)+grow <= MaxRecordBytes {
 		return raw, err
 	}
 	changes := make([]Change, len(r.Changes))
@@ -411,8 +495,8 @@ func marshalRecord(r *Record) ([]byte, error) {
 	}
 	r.Changes = changes
 	raw, err = json.Marshal(r)
-	if err == nil && len(raw) > MaxRecordBytes {
-		err = fmt.Errorf("record is %d bytes, more than %d even without change values", len(raw), MaxRecordBytes)
+	if err == nil && len(raw)+grow > MaxRecordBytes {
+		err = fmt.Errorf("record is %d bytes, more than %d even without change values", len(raw)+grow, MaxRecordBytes)
 	}
 	return raw, err
 }

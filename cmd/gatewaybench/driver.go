@@ -83,7 +83,7 @@ func measure(ctx context.Context, r *rig, cfg config) *Report {
 		for _, s := range []*side{gw, px} {
 			b.setUp(ctx, s, level)
 		}
-		for _, k := range kinds {
+		for _, k := range cfg.Kinds {
 			row := Row{Concurrency: level, Kind: k.name, Read: k.read}
 			row.Gateway = b.runKind(ctx, gw, k, level)
 			row.Proxy = b.runKind(ctx, px, k, level)
@@ -177,6 +177,7 @@ func (b *bench) cell(ctx context.Context, conc, items int, do func(ctx context.C
 	deadline := time.Now().Add(b.cfg.Duration)
 	var mu sync.Mutex
 	lat := make([]time.Duration, 0, min(limit, 1<<16))
+	cpu0, cpuOK := processCPU()
 	start := time.Now()
 	b.drive(ctx, conc, limit, func(ctx context.Context, i int) bool {
 		if time.Now().After(deadline) {
@@ -189,7 +190,14 @@ func (b *bench) cell(ctx context.Context, conc, items int, do func(ctx context.C
 		}
 		return true
 	})
-	return summarise(lat, time.Since(start))
+	elapsed := time.Since(start)
+	st := summarise(lat, elapsed)
+	if cpu1, ok := processCPU(); cpuOK && ok && len(lat) > 0 && elapsed > 0 {
+		cpu := cpu1 - cpu0
+		st.CPUPerRequestUs = round(float64(cpu)/float64(time.Microsecond)/float64(len(lat)), 1)
+		st.CPUCores = round(cpu.Seconds()/elapsed.Seconds(), 2)
+	}
+	return st
 }
 
 // drive calls fn for 0..n-1 on at most conc goroutines, and stops handing out items when
@@ -274,6 +282,11 @@ type CellStats struct {
 	RequestsPerSecond float64 `json:"requests_per_second"`
 	P50Ms             float64 `json:"p50_ms"`
 	P99Ms             float64 `json:"p99_ms"`
+	// The whole process's CPU time during the cell (load generator, both sides' servers
+	// and the demo apps), per request that succeeded and per second of the cell (cores
+	// busy). Zero where the platform does not say.
+	CPUPerRequestUs float64 `json:"cpu_per_request_us"`
+	CPUCores        float64 `json:"cpu_cores"`
 }
 
 func summarise(lat []time.Duration, elapsed time.Duration) CellStats {

@@ -49,6 +49,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -69,6 +70,7 @@ type config struct {
 	Users       int
 	Groups      int
 	Concurrency []int
+	Kinds       []kind        // the workload's kinds to measure, in its order
 	Duration    time.Duration // per cell
 	Requests    int           // per cell; 0 means only Duration bounds a cell
 	Mapping     string
@@ -89,6 +91,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.Requests, "requests", 0, "request cap of one cell (0: only -duration)")
 	fs.StringVar(&cfg.Mapping, "mapping", "", "the demo app mapping file (default: mappings/demoapp.json in this or a parent directory)")
 	fs.StringVar(&cfg.Policy, "policy", "", "decide every gateway write with the Rego policies in this directory (e.g. policies; raise its mass_deprovision brake above the disable cells' count)")
+	kindList := fs.String("kinds", "", "comma-separated kinds to measure (default: all; create always runs, the others need its users)")
 	fs.BoolVar(&cfg.JSON, "json", false, "print the results as JSON")
 	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, "stop the whole run after this long")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
@@ -100,6 +103,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	var err error
 	if cfg.Concurrency, err = parseLevels(*levels); err != nil {
+		return cfg, err
+	}
+	if cfg.Kinds, err = parseKinds(*kindList); err != nil {
 		return cfg, err
 	}
 	return cfg, cfg.validate()
@@ -122,6 +128,27 @@ func parseLevels(s string) ([]int, error) {
 	return out, nil
 }
 
+// parseKinds reads "update,disable" into the workload's kinds, in the workload's order,
+// with create first. An empty list is the whole workload.
+func parseKinds(s string) ([]kind, error) {
+	if strings.TrimSpace(s) == "" {
+		return kinds, nil
+	}
+	want := map[string]bool{kinds[0].name: true}
+	for p := range strings.SplitSeq(s, ",") {
+		name := strings.TrimSpace(p)
+		if !slices.ContainsFunc(kinds, func(k kind) bool { return k.name == name }) {
+			names := make([]string, len(kinds))
+			for i, k := range kinds {
+				names[i] = k.name
+			}
+			return nil, fmt.Errorf("-kinds: %q is not one of %s", name, strings.Join(names, ", "))
+		}
+		want[name] = true
+	}
+	return slices.DeleteFunc(slices.Clone(kinds), func(k kind) bool { return !want[k.name] }), nil
+}
+
 func (cfg *config) validate() error {
 	switch {
 	case cfg.Users < 1 || cfg.Users > maxUsers:
@@ -130,6 +157,8 @@ func (cfg *config) validate() error {
 		return fmt.Errorf("-groups must be 1..%d", maxGroups)
 	case len(cfg.Concurrency) == 0:
 		return errors.New("-concurrency: no level")
+	case len(cfg.Kinds) == 0:
+		return errors.New("-kinds: no kind")
 	case cfg.Duration <= 0 || cfg.Duration > maxCellTime:
 		return fmt.Errorf("-duration must be in (0, %s]", maxCellTime)
 	case cfg.Requests < 0 || cfg.Requests > maxCellReqs:

@@ -16,7 +16,7 @@ import (
 
 // smallConfig is a run of a few seconds: every cell stops after 5 requests.
 func smallConfig() config {
-	return config{Users: 20, Groups: 3, Concurrency: []int{1, 2}, Duration: 5 * time.Second, Requests: 5, Timeout: time.Minute}
+	return config{Users: 20, Groups: 3, Concurrency: []int{1, 2}, Kinds: kinds, Duration: 5 * time.Second, Requests: 5, Timeout: time.Minute}
 }
 
 // TestRunSmall runs the command end to end and checks that every cell measured what it
@@ -33,6 +33,7 @@ func TestRunSmall(t *testing.T) {
 		if want := len(cfg.Concurrency) * len(kinds); len(rep.Rows) != want {
 			t.Fatalf("%d rows, want %d", len(rep.Rows), want)
 		}
+		cpu := 0.0
 		for _, r := range rep.Rows {
 			if r.Gateway.Requests != cfg.Requests || r.Proxy.Requests != cfg.Requests {
 				t.Errorf("c%d %s: gateway %d, proxy %d requests, want %d each", r.Concurrency, r.Kind, r.Gateway.Requests, r.Proxy.Requests, cfg.Requests)
@@ -40,6 +41,13 @@ func TestRunSmall(t *testing.T) {
 			if r.ThroughputRatio <= 0 || r.Gateway.P99Ms < r.Gateway.P50Ms {
 				t.Errorf("c%d %s: ratio %v, gateway p50 %v p99 %v", r.Concurrency, r.Kind, r.ThroughputRatio, r.Gateway.P50Ms, r.Gateway.P99Ms)
 			}
+			if r.Gateway.CPUPerRequestUs < 0 || r.Proxy.CPUPerRequestUs < 0 || r.Gateway.CPUCores < 0 || r.Proxy.CPUCores < 0 {
+				t.Errorf("c%d %s: CPU per request gateway %v proxy %v, cores %v %v", r.Concurrency, r.Kind, r.Gateway.CPUPerRequestUs, r.Proxy.CPUPerRequestUs, r.Gateway.CPUCores, r.Proxy.CPUCores)
+			}
+			cpu += r.Gateway.CPUPerRequestUs + r.Proxy.CPUPerRequestUs
+		}
+		if _, ok := processCPU(); ok && cpu == 0 {
+			t.Error("no cell measured any CPU time")
 		}
 		if asJSON {
 			var back Report
@@ -48,7 +56,7 @@ func TestRunSmall(t *testing.T) {
 			}
 			continue
 		}
-		for _, want := range []string{"gw req/s", "lookup", "member_add", "target: read throughput", "0 unexpected responses"} {
+		for _, want := range []string{"gw req/s", "gw cpu/req", "lookup", "member_add", "target: read throughput", "0 unexpected responses"} {
 			if !strings.Contains(out.String(), want) {
 				t.Errorf("output lacks %q:\n%s", want, out.String())
 			}
@@ -124,9 +132,14 @@ func TestParseFlags(t *testing.T) {
 		args    []string
 		wantErr string
 		levels  []int
+		kinds   []string // nil: the whole workload
 	}{
 		{args: nil, levels: []int{1, 8, 32}},
 		{args: []string{"-concurrency", "2, 4"}, levels: []int{2, 4}},
+		{args: []string{"-kinds", "disable, update"}, levels: []int{1, 8, 32}, kinds: []string{"create", "update", "disable"}},
+		{args: []string{"-kinds", "create"}, levels: []int{1, 8, 32}, kinds: []string{"create"}},
+		{args: []string{"-kinds", "update,delete"}, wantErr: `"delete" is not one of create, lookup`},
+		{args: []string{"-kinds", ","}, wantErr: `"" is not one of`},
 		{args: []string{"-concurrency", "0"}, wantErr: "not a level"},
 		{args: []string{"-concurrency", "1,x"}, wantErr: "not a level"},
 		{args: []string{"-concurrency", "1,2,3,4,5,6,7,8,9"}, wantErr: "at most"},
@@ -145,6 +158,20 @@ func TestParseFlags(t *testing.T) {
 			t.Errorf("%v: %v", tc.args, err)
 		case tc.wantErr == "" && !slices.Equal(cfg.Concurrency, tc.levels):
 			t.Errorf("%v: levels %v, want %v", tc.args, cfg.Concurrency, tc.levels)
+		case tc.wantErr == "":
+			want := tc.kinds
+			if want == nil {
+				for _, k := range kinds {
+					want = append(want, k.name)
+				}
+			}
+			var got []string
+			for _, k := range cfg.Kinds {
+				got = append(got, k.name)
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("%v: kinds %v, want %v", tc.args, got, want)
+			}
 		}
 	}
 }

@@ -110,11 +110,12 @@ func (rep *Report) writeText(w io.Writer) error {
 	fmt.Fprintf(w, "gatewaybench: %d users and %d groups per level and side; cells capped at %s / %s requests; journal %s\n",
 		rep.Users, rep.Groups, rep.CellDuration, reqCap, rep.Journal)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "conc\tkind\tgw req/s\tproxy req/s\tratio\ttarget\tgw p50\tgw p99\tproxy p50\tproxy p99\t+p99 ms\ttarget\t")
+	fmt.Fprintln(tw, "conc\tkind\tgw req/s\tproxy req/s\tratio\ttarget\tgw p50\tgw p99\tproxy p50\tproxy p99\t+p99 ms\ttarget\tgw cpu/req\tproxy cpu/req\tgw cores\tproxy cores\t")
 	for _, r := range rep.Rows {
-		fmt.Fprintf(tw, "%d\t%s\t%.0f\t%.0f\t%s\t%s\t%.2f\t%.2f\t%.2f\t%.2f\t%s\t%s\t\n",
+		fmt.Fprintf(tw, "%d\t%s\t%.0f\t%.0f\t%s\t%s\t%.2f\t%.2f\t%.2f\t%.2f\t%s\t%s\t%.0f\t%.0f\t%.2f\t%.2f\t\n",
 			r.Concurrency, r.Kind, r.Gateway.RequestsPerSecond, r.Proxy.RequestsPerSecond, ratio(r), verdict(r.Throughput),
-			r.Gateway.P50Ms, r.Gateway.P99Ms, r.Proxy.P50Ms, r.Proxy.P99Ms, added(r), verdict(r.Latency))
+			r.Gateway.P50Ms, r.Gateway.P99Ms, r.Proxy.P50Ms, r.Proxy.P99Ms, added(r), verdict(r.Latency),
+			r.Gateway.CPUPerRequestUs, r.Proxy.CPUPerRequestUs, r.Gateway.CPUCores, r.Proxy.CPUCores)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
