@@ -90,7 +90,7 @@ type Gateway struct {
 	metrics   *gatewayMetrics
 	target    *target
 	policy    *policy.Engine
-	stats     *eventWindow // what the policy's input.stats counts
+	stats     *eventWindow // what the policy's input.stats counts; shared by the configs on a store, nil without a policy
 	locks     *keyedMutex  // one request at a time per resource, across decide, calls and commit
 	logger    *zap.Logger
 	now       func() time.Time
@@ -173,7 +173,6 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("resolving store path in %s: %w", dataDir, err)
 	}
-	g.stats = &eventWindow{now: g.now}
 	if g.Policy != nil {
 		eng, err := g.Policy.provision(repl, g.logger)
 		if err != nil {
@@ -207,9 +206,13 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 		}
 	}
 	if g.policy != nil {
-		if err := g.seedStats(h.journal); err != nil {
+		w, err := h.statsFor(g.targetName(), func() (*eventWindow, error) { return g.seedStats(h.journal) })
+		if err != nil {
 			return err
 		}
+		g.stats = w
+	} else {
+		h.dropStats(g.targetName())
 	}
 	if h.journalFP != journalFingerprint(jopts) {
 		g.logger.Warn("the journal settings changed while its store stayed open; they apply after a restart",

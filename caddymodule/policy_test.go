@@ -1,6 +1,8 @@
 package caddymodule
 
 import (
+	"encoding/json"
+	"fmt"
 	"io"
 	"io/fs"
 	"net/http"
@@ -643,4 +645,109 @@ decision := {"allow": true, "skip": true, "reasons": ["held back until renamed"]
 	if rec.Decision == nil || !strings.Contains(strings.Join(rec.Decision.Reasons, " "), "memberships it already had sent") {
 		t.Errorf("journal decision %+v", rec.Decision)
 	}
+}
+
+// TestBrakeCountsSurviveReloadAndRestart: the brake's counts of the last hour are kept
+// across a reload (shared by the configs on the open store, not re-read), rebuilt from the
+// journal at a restart, and rebuilt again after a config without a policy (which does not
+// count) let changes through.
+func TestBrakeCountsSurviveReloadAndRestart(t *testing.T) {
+	dir := copyShippedPolicies(t, `{"defaults": {"mass_deprovision": {"max_per_hour": 4}}}`)
+	r := startPolicyRig(t, dir)
+	var ids []string
+	for i := range 8 {
+		id, _ := r.create(t, "/Users", policyUser(fmt.Sprintf("brake%d@contoso.example", i), ""))
+		ids = append(ids, id)
+	}
+	del := func(i, want int) {
+		t.Helper()
+		resp := r.do(t, http.MethodDelete, "/Users/"+ids[i], "")
+		if resp.status != want {
+			t.Fatalf("delete %d: status %d, want %d: %s", i, resp.status, want, resp.body)
+		}
+		if want == http.StatusForbidden && !strings.Contains(string(resp.body), "brake") {
+			t.Fatalf("delete %d denied without the brake's reason: %s", i, resp.body)
+		}
+	}
+	// A reload closes the old server's idle connections: start the next request afresh.
+	load := func(cfg []byte, what string) {
+		t.Helper()
+		if err := caddy.Load(cfg, true); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		r.client.CloseIdleConnections()
+	}
+	del(0, http.StatusNoContent)
+	del(1, http.StatusNoContent)
+
+	// A reload keeps the two deletions.
+	load(r.cfgJSON, "reload")
+	del(2, http.StatusNoContent)
+
+	// A restart reads them back from the journal: three of four used.
+	if err := caddy.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	load(r.cfgJSON, "restart")
+	// The demo app restarted empty with Caddy: deleting an account it no longer has is
+	// done (404 on delete), so what is tested here is only the gateway's counting.
+	del(3, http.StatusNoContent)
+	del(4, http.StatusForbidden)
+
+	// Without a policy nothing is counted or braked; the next config with a policy counts
+	// that deletion from the journal too: five used, a limit of 5 refuses the next.
+	noPolicy := withoutPolicy(t, r.cfgJSON)
+	load(noPolicy, "reload without a policy")
+	del(5, http.StatusNoContent)
+	writePolicyConfig(t, dir, `{"defaults": {"mass_deprovision": {"max_per_hour": 5}}}`)
+	load(r.cfgJSON, "reload with the policy")
+	del(6, http.StatusForbidden)
+	var applied int
+	for _, rec := range r.records(t) {
+		if rec.Action == "delete" && rec.Outcome == journal.OutcomeApplied {
+			applied++
+		}
+	}
+	if applied != 5 {
+		t.Errorf("%d deletions applied in the journal, want 5", applied)
+	}
+}
+
+// withoutPolicy is a Caddy JSON config with the policy taken out of every scim_gateway
+// handler.
+func withoutPolicy(t *testing.T, cfg []byte) []byte {
+	t.Helper()
+	var v any
+	if err := json.Unmarshal(cfg, &v); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	var walk func(any)
+	walk = func(x any) {
+		switch x := x.(type) {
+		case map[string]any:
+			if x["handler"] == "scim_gateway" {
+				if _, ok := x["policy"]; ok {
+					delete(x, "policy")
+					found = true
+				}
+			}
+			for _, c := range x {
+				walk(c)
+			}
+		case []any:
+			for _, c := range x {
+				walk(c)
+			}
+		}
+	}
+	walk(v)
+	if !found {
+		t.Fatal("no scim_gateway handler with a policy in the config")
+	}
+	out, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

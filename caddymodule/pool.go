@@ -34,6 +34,40 @@ type storeHandle struct {
 	// reload on the same open store share it (their in-flight intents are not crashes).
 	adoptMu sync.Mutex
 	adopt   map[string]*adoptions
+
+	// statsMu guards stats: per target, the policy's counts of the last hour. The first
+	// config with a policy seeds them from the journal; configs that reload on the same
+	// open store with a policy share them, so a reload neither scans the journal again nor
+	// loses the changes the previous config still has in flight.
+	statsMu sync.Mutex
+	stats   map[string]*eventWindow
+}
+
+// statsFor returns the target's stats window, made by seed when no config with a policy
+// has one on this store yet. A seed that fails leaves nothing behind.
+func (h *storeHandle) statsFor(target string, seed func() (*eventWindow, error)) (*eventWindow, error) {
+	h.statsMu.Lock()
+	defer h.statsMu.Unlock()
+	if w, ok := h.stats[target]; ok {
+		return w, nil
+	}
+	w, err := seed()
+	if err != nil {
+		return nil, err
+	}
+	if h.stats == nil {
+		h.stats = map[string]*eventWindow{}
+	}
+	h.stats[target] = w
+	return w, nil
+}
+
+// dropStats forgets the target's stats window: a config without a policy does not count
+// changes, so the next config with one must seed its counts from the journal again.
+func (h *storeHandle) dropStats(target string) {
+	h.statsMu.Lock()
+	defer h.statsMu.Unlock()
+	delete(h.stats, target)
 }
 
 // adoptionsFor returns the target's adoptions and whether they are new (the journal has

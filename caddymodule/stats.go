@@ -117,12 +117,13 @@ func (w *eventWindow) reserve(events []string) (map[string]int64, func()) {
 // statsScanWindow bounds the start-up scan that seeds the stats to the newest records.
 const statsScanWindow = 500_000
 
-// seedStats counts the changes the journal shows were let through to the gateway's target
-// in the last hour, so that a restart or a reload does not reset a brake.
-func (g *Gateway) seedStats(j *journal.Journal) error {
+// seedStats returns a stats window holding the changes the journal shows were let through
+// to the gateway's target in the last hour, so that a restart does not reset a brake.
+func (g *Gateway) seedStats(j *journal.Journal) (*eventWindow, error) {
+	w := &eventWindow{now: g.now}
 	info, err := j.Info()
 	if err != nil || info.LastSeq == 0 {
-		return err
+		return w, err
 	}
 	now := g.now()
 	q := journal.Query{FromTime: now.Add(-statsWindow)}
@@ -135,11 +136,11 @@ func (g *Gateway) seedStats(j *journal.Journal) error {
 			return
 		}
 		if r.Outcome == journal.OutcomeApplied || r.Outcome == journal.OutcomeDryRun {
-			g.stats.add(r.Time, now, r.Events, 1)
+			w.add(r.Time, now, r.Events, 1)
 		}
 	})
 	if err != nil {
-		return fmt.Errorf("counting the last hour's changes for the policy's stats: %w", err)
+		return nil, fmt.Errorf("counting the last hour's changes for the policy's stats: %w", err)
 	}
-	return nil
+	return w, nil
 }
