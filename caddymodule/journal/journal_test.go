@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -125,33 +126,50 @@ func TestConcurrentBatchChain(t *testing.T) {
 
 // TestBatchRerun: bbolt reruns a Batch function alone after it fails inside a shared
 // transaction; the rolled-back first run must leave no record and no gap.
+// TestBatchRerun: group commit reruns a transaction's functions after a failure; appending
+// the same record (or the same Prepared) again gives one record with the chain intact.
 func TestBatchRerun(t *testing.T) {
-	db, _ := openDB(t)
-	j := openJournal(t, db, Options{})
-	appendN(t, j, 0, 3)
-	var calls atomic.Int32
-	r := sampleRecord(10)
-	err := db.Batch(func(tx *bbolt.Tx) error {
-		if err := j.Append(tx, r); err != nil {
-			return err
-		}
-		if calls.Add(1) == 1 {
-			return errors.New("transient")
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
+	for _, prepared := range []bool{false, true} {
+		t.Run(fmt.Sprintf("prepared=%v", prepared), func(t *testing.T) {
+			db, _ := openDB(t)
+			j := openJournal(t, db, Options{})
+			appendN(t, j, 0, 3)
+			var calls atomic.Int32
+			r := sampleRecord(10)
+			r.Time = time.Time{}
+			p, err := j.Prepare(sampleRecord(10))
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = db.Batch(func(tx *bbolt.Tx) error {
+				var err error
+				if prepared {
+					err = j.AppendPrepared(tx, p)
+				} else {
+					err = j.Append(tx, r)
+				}
+				if err != nil {
+					return err
+				}
+				if calls.Add(1) == 1 {
+					return errors.New("transient")
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if calls.Load() != 2 {
+				t.Fatalf("function ran %d times, want 2", calls.Load())
+			}
+			entries := allEntries(t, db, "main")
+			if len(entries) != 4 || entries[3].Record.RequestID != r.RequestID || entries[3].Record.Seq != 4 {
+				t.Fatalf("got %d records, last %+v", len(entries), entries[len(entries)-1].Record)
+			}
+			rep, err := j.Verify(context.Background(), nil)
+			wantOK(t, rep, err)
+		})
 	}
-	if calls.Load() != 2 {
-		t.Fatalf("function ran %d times, want 2", calls.Load())
-	}
-	entries := allEntries(t, db, "main")
-	if len(entries) != 4 || entries[3].Record.RequestID != r.RequestID || entries[3].Record.Seq != 4 {
-		t.Fatalf("got %d records, last %+v", len(entries), entries[len(entries)-1].Record)
-	}
-	rep, err := j.Verify(context.Background(), nil)
-	wantOK(t, rep, err)
 }
 
 func TestAppendErrors(t *testing.T) {

@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -66,39 +64,6 @@ func TestPreparedEncodingIsTheRecords(t *testing.T) {
 	}
 	if last := entries[len(entries)-1].Record; last.Seq != 124 || last.RequestID != "req-000999" {
 		t.Errorf("last record: seq %d request %s", last.Seq, last.RequestID)
-	}
-	rep, err := j.Verify(context.Background(), nil)
-	wantOK(t, rep, err)
-}
-
-// Group commit reruns a transaction's functions after a failure: appending the same
-// Prepared again gives one record with the chain intact.
-func TestPreparedRerun(t *testing.T) {
-	db, _ := openDB(t)
-	j := openJournal(t, db, Options{})
-	appendN(t, j, 0, 2)
-	r := sampleRecord(7)
-	r.Time = time.Time{}
-	p, err := j.Prepare(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var calls atomic.Int32
-	err = db.Batch(func(tx *bbolt.Tx) error {
-		if err := j.AppendPrepared(tx, p); err != nil {
-			return err
-		}
-		if calls.Add(1) == 1 {
-			return errors.New("transient")
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	entries := allEntries(t, db, "main")
-	if len(entries) != 3 || entries[2].Record.RequestID != r.RequestID || entries[2].Record.Seq != 3 {
-		t.Fatalf("got %d records, last %+v", len(entries), entries[len(entries)-1].Record)
 	}
 	rep, err := j.Verify(context.Background(), nil)
 	wantOK(t, rep, err)
