@@ -120,28 +120,8 @@ func (e *admEnv) do(t *testing.T, method, path string, headers ...string) (*http
 // scimDo sends a SCIM request to the gateway and returns the status and body.
 func (e *admEnv) scimDo(t *testing.T, method, path, body string) (int, []byte) {
 	t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, e.scim+path, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+testToken)
-	if body != "" {
-		req.Header.Set("Content-Type", "application/scim+json; charset=utf-8")
-	}
-	resp, err := e.client.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, data
+	r := sendSCIM(t, e.client, method, e.scim+path, body)
+	return r.status, r.body
 }
 
 // createUser creates a user through the gateway and returns its SCIM id.

@@ -113,11 +113,17 @@ type itResponse struct {
 // headers are name/value pairs; an empty value deletes the header.
 func (s *itServer) do(t *testing.T, method, path, body string, headers ...string) *itResponse {
 	t.Helper()
+	return sendSCIM(t, s.client, method, s.base+path, body, headers...)
+}
+
+// sendSCIM sends one request to url as Entra does (see itServer.do) with client.
+func sendSCIM(t *testing.T, client *http.Client, method, url, body string, headers ...string) *itResponse {
+	t.Helper()
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)
 	}
-	req, err := http.NewRequest(method, s.base+path, rd)
+	req, err := http.NewRequest(method, url, rd)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,14 +138,14 @@ func (s *itServer) do(t *testing.T, method, path, body string, headers ...string
 			req.Header.Set(headers[i], headers[i+1])
 		}
 	}
-	resp, err := s.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
+		t.Fatalf("%s %s: %v", method, url, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatalf("%s %s: reading the response: %v", method, path, err)
+		t.Fatalf("%s %s: reading the response: %v", method, url, err)
 	}
 	return &itResponse{status: resp.StatusCode, header: resp.Header, body: data}
 }

@@ -102,20 +102,11 @@ func (g *Gateway) runWrite(req *request, op *writeOp) error {
 			v.release()
 			return err
 		}
-		err = g.store.Update(func(tx *store.Tx) error {
-			p2, err := redecide(tx, op, p)
-			if err != nil {
-				return err
+		err = g.commitPlan(op, p, rec, func(tx *store.Tx, p2 *plan) error {
+			if t == nil {
+				return nil
 			}
-			if err := op.apply(tx, p2); err != nil {
-				return err
-			}
-			if t != nil {
-				if err := g.markSkipped(tx, p2, p.nativeID); err != nil {
-					return err
-				}
-			}
-			return g.appendPrepared(tx, rec)
+			return g.markSkipped(tx, p2, p.nativeID)
 		})
 		if err != nil {
 			v.release()
@@ -127,6 +118,25 @@ func (g *Gateway) runWrite(req *request, op *writeOp) error {
 		return err
 	}
 	return nil
+}
+
+// commitPlan commits op's plan p in a transaction shared with concurrent writers: p is
+// redecided if the resource changed since (redecide), applied, then also runs with the plan
+// applied, and the prepared record rec is appended last.
+func (g *Gateway) commitPlan(op *writeOp, p *plan, rec *journal.Prepared, also func(*store.Tx, *plan) error) error {
+	return g.store.Update(func(tx *store.Tx) error {
+		p2, err := redecide(tx, op, p)
+		if err != nil {
+			return err
+		}
+		if err := op.apply(tx, p2); err != nil {
+			return err
+		}
+		if err := also(tx, p2); err != nil {
+			return err
+		}
+		return g.appendPrepared(tx, rec)
+	})
 }
 
 // redecide returns the plan to apply in the commit's transaction: p itself when the stored
@@ -250,17 +260,12 @@ func (g *Gateway) syncAndCommit(req *request, op *writeOp, p *plan, mark string,
 	if err != nil {
 		return err
 	}
-	err = g.store.Update(func(tx *store.Tx) error {
-		p2, err := redecide(tx, op, p)
-		if err != nil {
-			return err
-		}
-		if err := op.apply(tx, p2); err != nil {
-			return err
-		}
+	err = g.commitPlan(op, p, rec, func(tx *store.Tx, p2 *plan) error {
 		key := t.mapKey(p2.typ)
+		m := newMark
 		switch {
 		case p2.after == nil:
+			m = store.MarkNone
 			if err := tx.DeleteNativeID(key, p2.id); err != nil {
 				return err
 			}
@@ -269,15 +274,10 @@ func (g *Gateway) syncAndCommit(req *request, op *writeOp, p *plan, mark string,
 				return err
 			}
 		}
-		if p2.after == nil {
-			newMark = store.MarkNone
+		if m == mark {
+			return nil
 		}
-		if newMark != mark {
-			if err := tx.SetMark(key, p2.id, newMark); err != nil {
-				return err
-			}
-		}
-		return g.appendPrepared(tx, rec)
+		return tx.SetMark(key, p2.id, m)
 	})
 	if err != nil && res.nativeID != "" && !res.dryRun && p.before == nil {
 		// The app has the account but the directory could not record it: let Entra's

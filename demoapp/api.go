@@ -155,15 +155,8 @@ func listAccounts(a *App, _ http.ResponseWriter, r *http.Request, _ params) (rep
 }
 
 func createAccount(a *App, w http.ResponseWriter, r *http.Request, _ params) (reply, *apiError) {
-	body, err := readObject(w, r)
+	in, err := decodeFields[accountCreate](w, r, accountReadOnly)
 	if err != nil {
-		return reply{}, err
-	}
-	if err := rejectReadOnly(body, accountReadOnly); err != nil {
-		return reply{}, err
-	}
-	var in accountCreate
-	if err := decodeStrict(body, &in); err != nil {
 		return reply{}, err
 	}
 	acc, err := a.state.createAccount(in, a.limits)
@@ -179,15 +172,8 @@ func getAccount(a *App, _ http.ResponseWriter, _ *http.Request, p params) (reply
 
 // replaceAccount (PUT) sets every writable field; those missing from the body become empty.
 func replaceAccount(a *App, w http.ResponseWriter, r *http.Request, p params) (reply, *apiError) {
-	body, err := readObject(w, r)
+	in, err := decodeFields[accountFields](w, r, accountUpdateReadOnly)
 	if err != nil {
-		return reply{}, err
-	}
-	if err := rejectReadOnly(body, accountUpdateReadOnly); err != nil {
-		return reply{}, err
-	}
-	var in accountFields
-	if err := decodeStrict(body, &in); err != nil {
 		return reply{}, err
 	}
 	return okOrErr(a.state.updateAccount(p.account, func(accountFields) (accountFields, *apiError) { return in, nil }))
@@ -195,11 +181,8 @@ func replaceAccount(a *App, w http.ResponseWriter, r *http.Request, p params) (r
 
 // patchAccount merges a JSON merge patch (RFC 7396) into the account.
 func patchAccount(a *App, w http.ResponseWriter, r *http.Request, p params) (reply, *apiError) {
-	body, err := readObject(w, r)
+	body, err := readFields(w, r, accountUpdateReadOnly)
 	if err != nil {
-		return reply{}, err
-	}
-	if err := rejectReadOnly(body, accountUpdateReadOnly); err != nil {
 		return reply{}, err
 	}
 	return okOrErr(a.state.updateAccount(p.account, func(cur accountFields) (accountFields, *apiError) {
@@ -242,24 +225,9 @@ func listTeams(a *App, _ http.ResponseWriter, r *http.Request, _ params) (reply,
 	return ok(newPage(items, more, "teams", func(x Team) int64 { return x.ID })), nil
 }
 
-func readTeamFields(w http.ResponseWriter, r *http.Request) ([]byte, *apiError) {
-	body, err := readObject(w, r)
-	if err != nil {
-		return nil, err
-	}
-	if err := rejectReadOnly(body, teamReadOnly); err != nil {
-		return nil, err
-	}
-	return body, nil
-}
-
 func createTeam(a *App, w http.ResponseWriter, r *http.Request, _ params) (reply, *apiError) {
-	body, err := readTeamFields(w, r)
+	in, err := decodeFields[teamFields](w, r, teamReadOnly)
 	if err != nil {
-		return reply{}, err
-	}
-	var in teamFields
-	if err := decodeStrict(body, &in); err != nil {
 		return reply{}, err
 	}
 	t, err := a.state.createTeam(in, a.limits)
@@ -274,19 +242,15 @@ func getTeam(a *App, _ http.ResponseWriter, _ *http.Request, p params) (reply, *
 }
 
 func replaceTeam(a *App, w http.ResponseWriter, r *http.Request, p params) (reply, *apiError) {
-	body, err := readTeamFields(w, r)
+	in, err := decodeFields[teamFields](w, r, teamReadOnly)
 	if err != nil {
-		return reply{}, err
-	}
-	var in teamFields
-	if err := decodeStrict(body, &in); err != nil {
 		return reply{}, err
 	}
 	return okOrErr(a.state.updateTeam(p.team, func(teamFields) (teamFields, *apiError) { return in, nil }))
 }
 
 func patchTeam(a *App, w http.ResponseWriter, r *http.Request, p params) (reply, *apiError) {
-	body, err := readTeamFields(w, r)
+	body, err := readFields(w, r, teamReadOnly)
 	if err != nil {
 		return reply{}, err
 	}
@@ -361,12 +325,8 @@ func (b *batchRequest) validate() *apiError {
 }
 
 func batchMembers(a *App, w http.ResponseWriter, r *http.Request, p params) (reply, *apiError) {
-	body, err := readObject(w, r)
+	in, err := decodeFields[batchRequest](w, r, nil)
 	if err != nil {
-		return reply{}, err
-	}
-	var in batchRequest
-	if err := decodeStrict(body, &in); err != nil {
 		return reply{}, err
 	}
 	if err := in.validate(); err != nil {

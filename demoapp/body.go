@@ -49,6 +49,32 @@ func readObject(w http.ResponseWriter, r *http.Request) ([]byte, *apiError) {
 	return trimmed, nil
 }
 
+// readFields reads a JSON object body (readObject) and refuses the read-only fields it sets
+// (rejectReadOnly; none when readOnly is empty).
+func readFields(w http.ResponseWriter, r *http.Request, readOnly map[string]string) ([]byte, *apiError) {
+	body, err := readObject(w, r)
+	if err != nil || len(readOnly) == 0 {
+		return body, err
+	}
+	if err := rejectReadOnly(body, readOnly); err != nil {
+		return nil, err
+	}
+	return body, nil
+}
+
+// decodeFields is readFields decoded strictly (decodeStrict) into a T.
+func decodeFields[T any](w http.ResponseWriter, r *http.Request, readOnly map[string]string) (T, *apiError) {
+	var in T
+	body, err := readFields(w, r, readOnly)
+	if err != nil {
+		return in, err
+	}
+	if err := decodeStrict(body, &in); err != nil {
+		return in, err
+	}
+	return in, nil
+}
+
 // decodeStrict decodes a JSON object (already checked by readObject) into v, refusing
 // unknown fields, and turns decoding errors into messages that name the field.
 func decodeStrict(data []byte, v any) *apiError {
