@@ -18,6 +18,7 @@ import (
 	"go.etcd.io/bbolt"
 	"go.uber.org/zap"
 
+	"github.com/scimgate/scimgate/caddymodule/change"
 	"github.com/scimgate/scimgate/caddymodule/journal"
 )
 
@@ -279,9 +280,11 @@ func admParseQuery(q url.Values) (journal.Query, error) {
 	}
 	jq.SCIMID = q.Get("scim_id")
 	jq.Subject = q.Get("user_name")
-	if jq.Outcome, err = admParseOutcome(q, "outcome"); err != nil {
+	outcome, err := admParseOutcome(q, "outcome")
+	if err != nil {
 		return jq, err
 	}
+	jq.Outcome = change.Outcome(outcome)
 	return jq, nil
 }
 

@@ -32,6 +32,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"go.etcd.io/bbolt"
 
+	"github.com/scimgate/scimgate/caddymodule/change"
 	"github.com/scimgate/scimgate/caddymodule/journal"
 )
 
@@ -285,7 +286,7 @@ func TestAdminJournalRoutes(t *testing.T) {
 		}{
 			{"user_name=bob@example.com", func(r journal.Record) bool { return strings.EqualFold(r.Subject, "bob@example.com") }},
 			{"scim_id=" + ids["alice@example.com"], func(r journal.Record) bool { return r.SCIMID == ids["alice@example.com"] }},
-			{"outcome=rejected", func(r journal.Record) bool { return r.Outcome == journal.OutcomeRejected }},
+			{"outcome=rejected", func(r journal.Record) bool { return r.Outcome == change.Rejected }},
 			{"from_seq=2&to_seq=3", func(r journal.Record) bool { return r.Seq >= 2 && r.Seq <= 3 }},
 			{"from=" + url.QueryEscape(now.Add(-time.Hour).Format(time.RFC3339)) + "&to=" + url.QueryEscape(now.Add(time.Hour).Format(time.RFC3339)), func(journal.Record) bool { return true }},
 			{"from=" + url.QueryEscape(now.Add(time.Hour).Format(time.RFC3339)), func(journal.Record) bool { return false }},
@@ -311,7 +312,7 @@ func TestAdminJournalRoutes(t *testing.T) {
 				}
 			})
 		}
-		if !slices.ContainsFunc(records, func(r journal.Record) bool { return r.Outcome == journal.OutcomeRejected }) {
+		if !slices.ContainsFunc(records, func(r journal.Record) bool { return r.Outcome == change.Rejected }) {
 			t.Error("the duplicate create was not journaled as rejected")
 		}
 	})
@@ -585,7 +586,7 @@ func TestLiveStream(t *testing.T) {
 		e.createUser(t, "bob@example.com")
 
 		ev := all.nextRecord(t)
-		if ev.Subject != "alice@example.com" || ev.SCIMID != id || ev.Outcome != journal.OutcomeApplied || ev.ResourceType != "User" {
+		if ev.Subject != "alice@example.com" || ev.SCIMID != id || ev.Outcome != change.Applied || ev.ResourceType != "User" {
 			t.Errorf("first record = %+v", ev.Record)
 		}
 		if len(ev.Hash) != 64 {

@@ -13,14 +13,21 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/scimgate/scimgate/caddymodule/change"
 	"github.com/scimgate/scimgate/caddymodule/journal"
 )
 
 // auditRecords exports the gateway's journal and returns its records in order.
-func auditRecords(t *testing.T, g *Gateway) []journal.Record {
+func auditRecords(t *testing.T, g *Handler) []journal.Record {
+	t.Helper()
+	return journalRecords(t, g.store.journal)
+}
+
+// journalRecords reads every record of j through its JSONL export.
+func journalRecords(t *testing.T, j *journal.Journal) []journal.Record {
 	t.Helper()
 	var buf bytes.Buffer
-	if _, err := g.store.journal.Export(context.Background(), &buf, journal.Query{}, journal.FormatJSONL); err != nil {
+	if _, err := j.Export(context.Background(), &buf, journal.Query{}, journal.FormatJSONL); err != nil {
 		t.Fatal(err)
 	}
 	var out []journal.Record
@@ -40,7 +47,7 @@ func auditRecords(t *testing.T, g *Gateway) []journal.Record {
 	return out
 }
 
-func auditVerify(t *testing.T, g *Gateway) {
+func auditVerify(t *testing.T, g *Handler) {
 	t.Helper()
 	rep, err := g.store.journal.Verify(context.Background(), nil)
 	if err != nil || !rep.OK {
@@ -48,7 +55,7 @@ func auditVerify(t *testing.T, g *Gateway) {
 	}
 }
 
-func lastRecord(t *testing.T, g *Gateway) journal.Record {
+func lastRecord(t *testing.T, g *Handler) journal.Record {
 	t.Helper()
 	recs := auditRecords(t, g)
 	if len(recs) == 0 {
@@ -77,7 +84,7 @@ func TestJournalRecordsEveryWrite(t *testing.T) {
 	uid := decodeJSON(t, w)["id"].(string)
 	r := lastRecord(t, g)
 	if r.Action != "create" || r.Outcome != "applied" || r.Status != 201 || r.Client != "entra" ||
-		r.ResourceType != "User" || r.SCIMID != uid || r.Subject != "ada@contoso.example" || strings.Join(r.Events, ",") != "create" {
+		r.ResourceType != "User" || r.SCIMID != uid || r.Subject != "ada@contoso.example" || strings.Join(change.Strings(r.Events), ",") != "create" {
 		t.Fatalf("create record: %+v", r)
 	}
 	if r.RequestID == "" || r.Seq == 0 || r.PrevHash == "" {
@@ -113,11 +120,11 @@ func TestJournalRecordsEveryWrite(t *testing.T) {
 		}
 	}
 	patch("active", "False")
-	if r := lastRecord(t, g); r.Action != "patch" || strings.Join(r.Events, ",") != "update,deactivate" || strings.Join(changePaths(r), ",") != "replace active" {
+	if r := lastRecord(t, g); r.Action != "patch" || strings.Join(change.Strings(r.Events), ",") != "update,deactivate" || strings.Join(changePaths(r), ",") != "replace active" {
 		t.Fatalf("disable record: %+v", r)
 	}
 	patch("active", "True")
-	if r := lastRecord(t, g); strings.Join(r.Events, ",") != "update,reactivate" {
+	if r := lastRecord(t, g); strings.Join(change.Strings(r.Events), ",") != "update,reactivate" {
 		t.Fatalf("enable record: %+v", r)
 	}
 	patch("active", true) // Entra's periodic no-op: journaled, with no change
@@ -139,15 +146,15 @@ func TestJournalRecordsEveryWrite(t *testing.T) {
 		}
 	}
 	members("Add", []any{map[string]any{"value": uid}}, "members")
-	if r := lastRecord(t, g); strings.Join(r.Events, ",") != "add_members" || r.Subject != "Sales" || strings.Join(changePaths(r), ",") != "add members" {
+	if r := lastRecord(t, g); strings.Join(change.Strings(r.Events), ",") != "add_members" || r.Subject != "Sales" || strings.Join(changePaths(r), ",") != "add members" {
 		t.Fatalf("add member record: %+v", r)
 	}
 	members("Remove", []any{map[string]any{"value": uid}}, "members")
-	if r := lastRecord(t, g); strings.Join(r.Events, ",") != "remove_members" {
+	if r := lastRecord(t, g); strings.Join(change.Strings(r.Events), ",") != "remove_members" {
 		t.Fatalf("remove member record: %+v", r)
 	}
 	members("Replace", "Sales EMEA", "displayName")
-	if r := lastRecord(t, g); strings.Join(r.Events, ",") != "update,rename" || r.Subject != "Sales EMEA" {
+	if r := lastRecord(t, g); strings.Join(change.Strings(r.Events), ",") != "update,rename" || r.Subject != "Sales EMEA" {
 		t.Fatalf("rename record: %+v", r)
 	}
 
@@ -155,7 +162,7 @@ func TestJournalRecordsEveryWrite(t *testing.T) {
 	if w := serve(t, g, "DELETE", "/scim/v2/Users/"+uid, nil); w.Code != 204 {
 		t.Fatalf("delete: %d", w.Code)
 	}
-	if r := lastRecord(t, g); r.Action != "delete" || r.Status != 204 || r.Subject != "ada@contoso.example" || strings.Join(r.Events, ",") != "delete" {
+	if r := lastRecord(t, g); r.Action != "delete" || r.Status != 204 || r.Subject != "ada@contoso.example" || strings.Join(change.Strings(r.Events), ",") != "delete" {
 		t.Fatalf("delete record: %+v", r)
 	}
 	auditVerify(t, g)
@@ -197,7 +204,7 @@ func TestJournalRecordsRejections(t *testing.T) {
 }
 
 func TestJournalReadsWithHashedFilters(t *testing.T) {
-	g := newTestGateway(t, func(g *Gateway) { g.Journal = &JournalConfig{Reads: true} })
+	g := newTestGateway(t, func(g *Handler) { g.Journal = &JournalConfig{Reads: true} })
 	w := serve(t, g, "POST", "/scim/v2/Users", map[string]any{"userName": "grace@contoso.example"})
 	uid := decodeJSON(t, w)["id"].(string)
 	serve(t, g, "GET", "/scim/v2/Users?filter=userName+eq+%22grace@contoso.example%22", nil)
@@ -242,7 +249,7 @@ func TestJournalSigningKeyConfig(t *testing.T) {
 	}
 	want := ed25519.NewKeyFromSeed(seed).Public().(ed25519.PublicKey)
 	for _, jc := range []*JournalConfig{{SigningKey: "{env.SCIMGATE_TEST_JKEY}"}, {SigningKeyFile: keyFile}} {
-		g := newTestGateway(t, func(g *Gateway) { g.Journal = jc })
+		g := newTestGateway(t, func(g *Handler) { g.Journal = jc })
 		if !want.Equal(g.store.journalPub) {
 			t.Fatalf("public key %x, want %x", g.store.journalPub, want)
 		}
@@ -266,8 +273,8 @@ func TestJournalSigningKeyConfig(t *testing.T) {
 		{&JournalConfig{SigningKey: "{env.SCIMGATE_TEST_JKEY}", SigningKeyFile: keyFile}, "not both"},
 		{&JournalConfig{SigningKeyFile: filepath.Join(t.TempDir(), "missing")}, "reading signing_key_file"},
 	} {
-		g := &Gateway{Tokens: []Token{{Name: "entra", Value: testToken}}, DataDir: t.TempDir(), Journal: tc.jc}
-		err := provision(t, g)
+		g := &Handler{Tokens: []Token{{Name: "entra", Value: testToken}}, DataDir: t.TempDir(), Journal: tc.jc}
+		err := provisionHandler(t, g)
 		_ = g.Cleanup()
 		if err == nil || !strings.Contains(err.Error(), tc.err) {
 			t.Fatalf("error = %v, want %q", err, tc.err)

@@ -38,6 +38,7 @@ import (
 	"github.com/google/uuid"
 	"go.etcd.io/bbolt"
 
+	"github.com/scimgate/scimgate/caddymodule/provision"
 	"github.com/scimgate/scimgate/caddymodule/scim"
 	"github.com/scimgate/scimgate/caddymodule/store"
 )
@@ -75,7 +76,7 @@ func (benchNextHandler) ServeHTTP(w http.ResponseWriter, _ *http.Request) error 
 // benchDo sends one request through the gateway and checks its status. Unlike serve it
 // returns errors instead of failing the test, so it may run on RunParallel's goroutines,
 // which must not call FailNow.
-func benchDo(g *Gateway, method, target string, body []byte, want int) (*httptest.ResponseRecorder, error) {
+func benchDo(g *Handler, method, target string, body []byte, want int) (*httptest.ResponseRecorder, error) {
 	var r io.Reader
 	if body != nil {
 		r = bytes.NewReader(body)
@@ -138,14 +139,14 @@ func benchUserRecord(body []byte, now time.Time) (*store.Record, error) {
 	}
 	return &store.Record{
 		Type: scim.UserType, ID: uuid.NewString(), Created: now, LastModified: now,
-		Doc: doc, Index: indexEntries(scim.UserType, p.Doc),
+		Doc: doc, Index: provision.IndexEntries(scim.UserType, p.Doc),
 	}, nil
 }
 
 // benchSeedUsers writes n users straight into g's store, benchSeedChunk per transaction
 // (100,000 HTTP POSTs would take minutes: each waits for a commit), and returns their ids
 // and userNames by index.
-func benchSeedUsers(tb testing.TB, g *Gateway, tag string, n int) (ids, names []string) {
+func benchSeedUsers(tb testing.TB, g *Handler, tag string, n int) (ids, names []string) {
 	tb.Helper()
 	ids, names = make([]string, n), make([]string, n)
 	now := time.Now().UTC()
@@ -179,7 +180,7 @@ func benchSeedUsers(tb testing.TB, g *Gateway, tag string, n int) (ids, names []
 
 // benchSeedMembers adds n member edges (users that need not exist, as Entra's reference
 // pass may leave) to group groupID, benchSeedChunk per transaction.
-func benchSeedMembers(tb testing.TB, g *Gateway, groupID string, n int) {
+func benchSeedMembers(tb testing.TB, g *Handler, groupID string, n int) {
 	tb.Helper()
 	for start := 0; start < n; start += benchSeedChunk {
 		end := min(start+benchSeedChunk, n)
@@ -202,7 +203,7 @@ func benchSeedMembers(tb testing.TB, g *Gateway, groupID string, n int) {
 }
 
 // benchCreate POSTs body to path and returns the new resource's id.
-func benchCreate(tb testing.TB, g *Gateway, path string, body []byte) string {
+func benchCreate(tb testing.TB, g *Handler, path string, body []byte) string {
 	tb.Helper()
 	w, err := benchDo(g, http.MethodPost, path, body, http.StatusCreated)
 	if err != nil {
@@ -341,7 +342,7 @@ func benchAddMember(b *testing.B, n int) {
 }
 
 // benchCheckMember fails the benchmark unless memberID's membership of groupID is want.
-func benchCheckMember(b *testing.B, g *Gateway, groupID, memberID string, want bool) {
+func benchCheckMember(b *testing.B, g *Handler, groupID, memberID string, want bool) {
 	b.Helper()
 	var has bool
 	err := g.store.View(func(tx *store.Tx) error {
@@ -517,7 +518,7 @@ func BenchmarkPatchUserTarget(b *testing.B) {
 	}
 	for _, conc := range []int{1, benchConcurrency} {
 		b.Run("concurrency="+strconv.Itoa(conc), func(b *testing.B) {
-			g := newTestGateway(b, func(g *Gateway) {
+			g := newTestGateway(b, func(g *Handler) {
 				g.Target = &TargetConfig{Name: "app", URL: srv.URL, Mapping: mapFile, MaxConcurrent: 64}
 			})
 			const n = 200

@@ -19,7 +19,7 @@ func init() {
 }
 
 func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	g := new(Gateway)
+	g := new(Handler)
 	err := g.UnmarshalCaddyfile(h.Dispenser)
 	return g, err
 }
@@ -62,7 +62,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        reads                       # journal reads too
 //	    }
 //	}
-func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+func (g *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
 	if d.NextArg() {
 		return d.ArgErr()
@@ -427,4 +427,4 @@ func oneArg(d *caddyfile.Dispenser) (string, error) {
 	return v, nil
 }
 
-var _ caddyfile.Unmarshaler = (*Gateway)(nil)
+var _ caddyfile.Unmarshaler = (*Handler)(nil)

@@ -20,7 +20,7 @@ var update = flag.Bool("update", false, "rewrite golden files")
 func TestUnmarshalCaddyfile(t *testing.T) {
 	cases := []struct {
 		name, input, err string
-		check            func(t *testing.T, g *Gateway)
+		check            func(t *testing.T, g *Handler)
 	}{
 		{
 			name: "full",
@@ -35,7 +35,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				members_replace exact
 				user_patch_response no_content
 			}`,
-			check: func(t *testing.T, g *Gateway) {
+			check: func(t *testing.T, g *Handler) {
 				if len(g.Tokens) != 2 || g.Tokens[1].Name != "entra-next" || g.Tokens[0].Value != "{env.SCIM_TOKEN}" {
 					t.Errorf("tokens = %+v", g.Tokens)
 				}
@@ -47,7 +47,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		},
 		{name: "minimal", input: `scim_gateway {
 				token entra {env.SCIM_TOKEN}
-			}`, check: func(t *testing.T, g *Gateway) {
+			}`, check: func(t *testing.T, g *Handler) {
 			if len(g.Tokens) != 1 || g.BasePath != "" {
 				t.Errorf("got %+v", g)
 			}
@@ -67,7 +67,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 					max_size 10GiB
 					reads
 				}
-			}`, check: func(t *testing.T, g *Gateway) {
+			}`, check: func(t *testing.T, g *Handler) {
 			j := g.Journal
 			if j == nil || j.Name != "audit-1" || j.CheckpointEvery != 500 || time.Duration(j.CheckpointInterval) != time.Minute ||
 				j.SigningKey != "{env.SCIMGATE_JOURNAL_KEY}" || j.KeyID != "k1" || len(j.Redact) != 3 ||
@@ -75,7 +75,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				t.Errorf("journal = %+v", j)
 			}
 		}},
-		{name: "journal off switches", input: "scim_gateway {\n journal {\n checkpoint_every -1\n checkpoint_interval -1\n }\n}", check: func(t *testing.T, g *Gateway) {
+		{name: "journal off switches", input: "scim_gateway {\n journal {\n checkpoint_every -1\n checkpoint_interval -1\n }\n}", check: func(t *testing.T, g *Handler) {
 			if g.Journal.CheckpointEvery != -1 || g.Journal.CheckpointInterval != -1 {
 				t.Errorf("journal = %+v", g.Journal)
 			}
@@ -91,14 +91,14 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 					query data.acme.decision
 					timeout 250ms
 				}
-			}`, check: func(t *testing.T, g *Gateway) {
+			}`, check: func(t *testing.T, g *Handler) {
 			p := g.Policy
 			if p == nil || p.Dir != "{env.POLICY_DIR}" || len(p.Data) != 3 || p.Data[2] != "more.json" ||
 				p.Query != "data.acme.decision" || time.Duration(p.Timeout) != 250*time.Millisecond {
 				t.Errorf("policy = %+v", p)
 			}
 		}},
-		{name: "policy dir only", input: "scim_gateway {\n policy policies\n}", check: func(t *testing.T, g *Gateway) {
+		{name: "policy dir only", input: "scim_gateway {\n policy policies\n}", check: func(t *testing.T, g *Handler) {
 			if g.Policy == nil || g.Policy.Dir != "policies" || g.Policy.Data != nil {
 				t.Errorf("policy = %+v", g.Policy)
 			}
@@ -122,7 +122,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			g := new(Gateway)
+			g := new(Handler)
 			err := g.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tc.input))
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {

@@ -34,6 +34,7 @@ import (
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
+	"github.com/scimgate/scimgate/caddymodule/change"
 	"github.com/scimgate/scimgate/caddymodule/journal"
 )
 
@@ -519,8 +520,8 @@ func cliPrintEntry(w io.Writer, e journal.Entry, asJSON bool) error {
 		status = strconv.Itoa(r.Status)
 	}
 	_, err := fmt.Fprintf(w, "%s  %6d  %-12s %-8s %-6s %-8s %-3s %-36s %s  %s\n",
-		r.Time.UTC().Format(time.RFC3339), r.Seq, cliCol(r.Client), cliCol(r.Action), cliCol(r.ResourceType),
-		cliCol(r.Outcome), status, cliCol(r.SCIMID), cliCol(r.Subject), strings.Join(r.Events, ","))
+		r.Time.UTC().Format(time.RFC3339), r.Seq, cliCol(r.Client), cliCol(string(r.Action)), cliCol(r.ResourceType),
+		cliCol(string(r.Outcome)), status, cliCol(r.SCIMID), cliCol(r.Subject), strings.Join(change.Strings(r.Events), ","))
 	return err
 }
 

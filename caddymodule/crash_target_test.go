@@ -82,7 +82,7 @@ func crashTargetChild(spec string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	g := &Gateway{Tokens: []Token{{Name: "entra", Value: testToken}}, DataDir: cfg.Dir,
+	g := &Handler{Tokens: []Token{{Name: "entra", Value: testToken}}, DataDir: cfg.Dir,
 		Target: &TargetConfig{Name: "app", URL: cfg.URL, Mapping: cfg.Mapping}}
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	defer cancel()

@@ -29,7 +29,7 @@ import (
 // crashChild runs in a child process of TestJournalSurvivesSIGKILL: a gateway on the data
 // directory dir, served on a loopback port it prints, until it is killed.
 func crashChild(dir string) int {
-	g := &Gateway{Tokens: []Token{{Name: "entra", Value: testToken}}, DataDir: dir,
+	g := &Handler{Tokens: []Token{{Name: "entra", Value: testToken}}, DataDir: dir,
 		Journal: &JournalConfig{CheckpointEvery: 7}}
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	defer cancel()

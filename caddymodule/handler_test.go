@@ -43,13 +43,13 @@ func itWantOK(t testing.TB, w *httptest.ResponseRecorder, status int) map[string
 }
 
 // itPost creates a resource and returns it.
-func itPost(t testing.TB, g *Gateway, endpoint string, body any) map[string]any {
+func itPost(t testing.TB, g *Handler, endpoint string, body any) map[string]any {
 	t.Helper()
 	return itWantOK(t, serve(t, g, http.MethodPost, itBase+endpoint, body), http.StatusCreated)
 }
 
 // itPostID creates a resource and returns its id.
-func itPostID(t testing.TB, g *Gateway, endpoint string, body any) string {
+func itPostID(t testing.TB, g *Handler, endpoint string, body any) string {
 	t.Helper()
 	id, _ := itPost(t, g, endpoint, body)["id"].(string)
 	if id == "" {
@@ -59,7 +59,7 @@ func itPostID(t testing.TB, g *Gateway, endpoint string, body any) string {
 }
 
 // itListIDs runs a GET list query (raw query string) and returns the ids in order.
-func itListIDs(t testing.TB, g *Gateway, endpoint, rawQuery string) ([]string, map[string]any) {
+func itListIDs(t testing.TB, g *Handler, endpoint, rawQuery string) ([]string, map[string]any) {
 	t.Helper()
 	m := itWantOK(t, serve(t, g, http.MethodGet, itBase+endpoint+"?"+rawQuery, nil), http.StatusOK)
 	ids := []string{}
@@ -211,7 +211,7 @@ func TestHandlerFilterErrors(t *testing.T) {
 }
 
 func TestHandlerPaging(t *testing.T) {
-	g := newTestGateway(t, func(g *Gateway) { g.MaxResults = 2 })
+	g := newTestGateway(t, func(g *Handler) { g.MaxResults = 2 })
 	var all []string
 	for _, n := range []string{"page-a", "page-b", "page-c"} {
 		all = append(all, itPostID(t, g, "/Users", map[string]any{"userName": n}))
@@ -758,7 +758,7 @@ func TestHandlerPatchResponses(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			g := newTestGateway(t, func(g *Gateway) { g.UserPatchResponse = tc.mode })
+			g := newTestGateway(t, func(g *Handler) { g.UserPatchResponse = tc.mode })
 			id := itPostID(t, g, "/Users", map[string]any{"userName": "prefer@contoso.example"})
 			w := serve(t, g, http.MethodPatch, itBase+"/Users/"+id, patch, "Prefer", tc.prefer)
 			if w.Code != tc.want {
@@ -802,7 +802,7 @@ func TestHandlerMembersReplaceModes(t *testing.T) {
 		{"exact", func(a, b, c string) []string { return []string{c} }},
 	} {
 		t.Run("members_replace="+tc.mode, func(t *testing.T) {
-			g := newTestGateway(t, func(g *Gateway) { g.MembersReplace = tc.mode })
+			g := newTestGateway(t, func(g *Handler) { g.MembersReplace = tc.mode })
 			var ids []string
 			for _, n := range []string{"m-a", "m-b", "m-c"} {
 				ids = append(ids, itPostID(t, g, "/Users", map[string]any{"userName": n}))

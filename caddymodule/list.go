@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/scimgate/scimgate/caddymodule/change"
+	"github.com/scimgate/scimgate/caddymodule/provision"
 	"github.com/scimgate/scimgate/caddymodule/scim"
 	"github.com/scimgate/scimgate/caddymodule/store"
 )
@@ -18,10 +20,10 @@ type query struct {
 	proj       scim.Projection
 }
 
-func (g *Gateway) list(req *request, typ string) {
+func (g *Handler) list(req *request, typ string) {
 	v := req.r.URL.Query()
-	if g.journalReads() {
-		req.audit = &audit{action: "list", typ: typ, filter: v.Get("filter")}
+	if g.engine.JournalsReads() {
+		req.trail = &provision.Trail{Action: change.ActionList, Type: typ, Filter: v.Get("filter")}
 	}
 	q, err := g.parseQuery(v.Get("filter"), v.Get("startIndex"), v.Get("count"), v.Get("attributes"), v.Get("excludedAttributes"))
 	if err != nil {
@@ -32,9 +34,9 @@ func (g *Gateway) list(req *request, typ string) {
 }
 
 // search answers POST /.search (RFC 7644 §3.4.3) with the same engine as GET.
-func (g *Gateway) search(req *request, typ string) {
-	if g.journalReads() {
-		req.audit = &audit{action: "search", typ: typ}
+func (g *Handler) search(req *request, typ string) {
+	if g.engine.JournalsReads() {
+		req.trail = &provision.Trail{Action: change.ActionSearch, Type: typ}
 	}
 	body, err := g.readBody(req)
 	if err != nil {
@@ -73,8 +75,8 @@ func (g *Gateway) search(req *request, typ string) {
 			return
 		}
 	}
-	if req.audit != nil {
-		req.audit.filter = fields[0]
+	if req.trail != nil {
+		req.trail.Filter = fields[0]
 	}
 	q, err := g.parseQuery(fields[0], fields[1], fields[2], fields[3], fields[4])
 	if err != nil {
@@ -84,7 +86,7 @@ func (g *Gateway) search(req *request, typ string) {
 	g.runQuery(req, typ, q)
 }
 
-func (g *Gateway) parseQuery(filter, startIndex, count, attrs, excluded string) (*query, error) {
+func (g *Handler) parseQuery(filter, startIndex, count, attrs, excluded string) (*query, error) {
 	q := &query{filter: strings.TrimSpace(filter), startIndex: 1, count: g.MaxResults}
 	if startIndex != "" {
 		n, err := strconv.Atoi(strings.TrimSpace(startIndex))
@@ -152,7 +154,7 @@ func termString(v any) (string, bool) {
 	return "", false
 }
 
-func (g *Gateway) runQuery(req *request, typ string, q *query) {
+func (g *Handler) runQuery(req *request, typ string, q *query) {
 	var f scim.Filter
 	if q.filter != "" {
 		var err error
@@ -219,8 +221,8 @@ func (g *Gateway) runQuery(req *request, typ string, q *query) {
 		}
 		return nil
 	})
-	if err == nil && req.audit != nil {
-		err = g.journalRead(req, http.StatusOK)
+	if err == nil && req.trail != nil {
+		err = g.engine.Read(req.engineRequest(), req.trail)
 	}
 	if err != nil {
 		g.writeError(req, err)

@@ -67,7 +67,7 @@ type liveFilter struct {
 func (f liveFilter) match(r *journal.Record) bool {
 	return (f.resourceType == "" || strings.EqualFold(f.resourceType, r.ResourceType)) &&
 		(f.subject == "" || strings.EqualFold(f.subject, r.Subject)) &&
-		(f.outcome == "" || f.outcome == r.Outcome) &&
+		(f.outcome == "" || f.outcome == string(r.Outcome)) &&
 		(f.scimID == "" || f.scimID == r.SCIMID)
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/scimgate/scimgate/caddymodule/journal"
+	"github.com/scimgate/scimgate/caddymodule/provision"
 	"github.com/scimgate/scimgate/caddymodule/scim"
 	"github.com/scimgate/scimgate/caddymodule/store"
 )
@@ -128,7 +129,7 @@ func loadSeedUsers(st *store.Store, n int) error {
 				if err != nil {
 					return err
 				}
-				rec := &store.Record{Type: scim.UserType, ID: uuid.NewString(), Created: now, LastModified: now, Doc: data, Index: indexEntries(scim.UserType, doc)}
+				rec := &store.Record{Type: scim.UserType, ID: uuid.NewString(), Created: now, LastModified: now, Doc: data, Index: provision.IndexEntries(scim.UserType, doc)}
 				if err := tx.Put(rec); err != nil {
 					return err
 				}

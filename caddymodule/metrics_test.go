@@ -17,8 +17,8 @@ func TestMetrics(t *testing.T) {
 	if reg == nil {
 		t.Fatal("no metrics registry in the context")
 	}
-	mk := func() *Gateway {
-		g := &Gateway{Tokens: []Token{{Name: "entra", Value: testToken}}, DataDir: t.TempDir()}
+	mk := func() *Handler {
+		g := &Handler{Tokens: []Token{{Name: "entra", Value: testToken}}, DataDir: t.TempDir()}
 		if err := g.Provision(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -71,7 +71,7 @@ decision := {"allow": true} if {
 	if err := os.WriteFile(filepath.Join(dir, "p.rego"), []byte(rego), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	g := newTestGateway(t, func(g *Gateway) { g.Policy = &PolicyConfig{Dir: dir} })
+	g := newTestGateway(t, func(g *Handler) { g.Policy = &PolicyConfig{Dir: dir} })
 	before := map[string]float64{}
 	for _, r := range []string{"allow", "skip", "deny", "error"} {
 		before[r] = testutil.ToFloat64(g.metrics.decisions.WithLabelValues(r))

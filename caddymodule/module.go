@@ -15,14 +15,15 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/scimgate/scimgate/caddymodule/policy"
+	"github.com/scimgate/scimgate/caddymodule/provision"
 	"github.com/scimgate/scimgate/caddymodule/scim"
 )
 
 func init() {
-	caddy.RegisterModule(Gateway{})
+	caddy.RegisterModule(Handler{})
 }
 
-// Defaults for the Gateway's optional settings.
+// Defaults for the Handler's optional settings.
 const (
 	DefaultBasePath     = "/scim/v2"
 	DefaultMaxBodyBytes = 4 << 20
@@ -32,9 +33,9 @@ const (
 	MinTokenBytes       = 32
 )
 
-// Gateway is the scim_gateway HTTP handler: it authenticates Entra's provisioning service,
+// Handler is the scim_gateway HTTP handler: it authenticates Entra's provisioning service,
 // answers the SCIM 2.0 protocol at BasePath and keeps the directory in a bbolt store.
-type Gateway struct {
+type Handler struct {
 	// Tokens are the bearer tokens accepted, each with a name that logs and the journal use
 	// instead of the secret. Several tokens allow rotation without downtime. Values may be
 	// placeholders such as {env.SCIM_TOKEN}; each must resolve to at least 32 bytes.
@@ -88,12 +89,10 @@ type Gateway struct {
 	tokens    *tokenSet
 	patchOpts scim.PatchOptions
 	metrics   *gatewayMetrics
-	target    *target
-	policy    *policy.Engine
-	stats     *eventWindow // what the policy's input.stats counts; shared by the configs on a store, nil without a policy
-	locks     *keyedMutex  // one request at a time per resource, across decide, calls and commit
+	engine    *provision.Engine
+	target    *provision.Target // nil without one; Cleanup closes its idle connections
+	policy    *policy.Engine    // nil without one; Cleanup drops this config's reference
 	logger    *zap.Logger
-	now       func() time.Time
 }
 
 // Token is a named bearer token.
@@ -105,18 +104,17 @@ type Token struct {
 }
 
 // CaddyModule returns the Caddy module information.
-func (Gateway) CaddyModule() caddy.ModuleInfo {
+func (Handler) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{
 		ID:  "http.handlers.scim_gateway",
-		New: func() caddy.Module { return new(Gateway) },
+		New: func() caddy.Module { return new(Handler) },
 	}
 }
 
 // Provision sets defaults, resolves placeholders, checks the tokens and opens (or shares)
 // the store.
-func (g *Gateway) Provision(ctx caddy.Context) error {
+func (g *Handler) Provision(ctx caddy.Context) error {
 	g.logger = ctx.Logger()
-	g.now = time.Now
 	repl := caddy.NewReplacer()
 
 	if g.BasePath == "" {
@@ -199,21 +197,21 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 		return err
 	}
 	g.storeKey, g.store = path, h
-	g.locks = h.locks
-	if g.target != nil {
-		if err := g.reconcile(h); err != nil {
-			return err
-		}
+	eng, err := provision.New(provision.Config{
+		Store:        h.Store,
+		Journal:      h.journal,
+		Shared:       h.shared,
+		Target:       g.target,
+		Policy:       g.policy,
+		PatchOptions: g.patchOpts,
+		JournalReads: g.Journal.Reads,
+		Logger:       g.logger,
+		OnDecision:   g.metrics.policyDecision,
+	})
+	if err != nil {
+		return err // Caddy cleans up a config that failed to provision: the store is released
 	}
-	if g.policy != nil {
-		w, err := h.statsFor(g.targetName(), func() (*eventWindow, error) { return g.seedStats(h.journal) })
-		if err != nil {
-			return err
-		}
-		g.stats = w
-	} else {
-		h.dropStats(g.targetName())
-	}
+	g.engine = eng
 	if h.journalFP != journalFingerprint(jopts) {
 		g.logger.Warn("the journal settings changed while its store stayed open; they apply after a restart",
 			zap.String("journal", h.journal.Name()), zap.String("configured_name", jopts.Name))
@@ -223,13 +221,13 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 		zap.String("store", path),
 		zap.String("journal", h.journal.Name()),
 		zap.Bool("checkpoints_signed", jpub != nil),
-		zap.String("policy_hash", g.policyHash()),
+		zap.String("policy_hash", eng.PolicyHash()),
 		zap.Strings("tokens", g.tokens.names()))
 	return nil
 }
 
 // Validate checks the provisioned configuration.
-func (g *Gateway) Validate() error {
+func (g *Handler) Validate() error {
 	if g.tokens == nil || len(g.tokens.tokens) == 0 {
 		return fmt.Errorf("scim_gateway needs at least one token")
 	}
@@ -247,14 +245,14 @@ func (g *Gateway) Validate() error {
 
 // Cleanup releases this config's reference to the store; the file closes when the last
 // config using it is gone (Caddy provisions a new config before it cleans up the old one).
-func (g *Gateway) Cleanup() error {
+func (g *Handler) Cleanup() error {
 	if g.policy != nil {
 		// Requests of this config may still be running: Decide keeps working after Close,
 		// which only drops this config's reference to the compiled (shared) policy.
 		_ = g.policy.Close()
 	}
 	if g.target != nil {
-		g.target.client.CloseIdleConnections()
+		g.target.Client.CloseIdleConnections()
 	}
 	// Caddy cleans up an old config as soon as its servers have begun shutting down, while
 	// their last requests may still run: nothing they use is cleared here. The store stays
@@ -267,7 +265,7 @@ func (g *Gateway) Cleanup() error {
 }
 
 // ServeHTTP answers SCIM requests under BasePath. Requests outside it go to next.
-func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+func (g *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	rel, ok := g.relativePath(r.URL.Path)
 	if !ok {
 		return next.ServeHTTP(w, r)
@@ -281,8 +279,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 // Interface guards
 var (
-	_ caddy.Provisioner           = (*Gateway)(nil)
-	_ caddy.Validator             = (*Gateway)(nil)
-	_ caddy.CleanerUpper          = (*Gateway)(nil)
-	_ caddyhttp.MiddlewareHandler = (*Gateway)(nil)
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 )

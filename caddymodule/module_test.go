@@ -15,7 +15,7 @@ import (
 	"github.com/scimgate/scimgate/caddymodule/store"
 )
 
-func provision(t *testing.T, g *Gateway) error {
+func provisionHandler(t *testing.T, g *Handler) error {
 	t.Helper()
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	t.Cleanup(cancel)
@@ -44,8 +44,8 @@ func TestTokenConfigErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			g := &Gateway{Tokens: tc.tokens, DataDir: t.TempDir()}
-			err := provision(t, g)
+			g := &Handler{Tokens: tc.tokens, DataDir: t.TempDir()}
+			err := provisionHandler(t, g)
 			_ = g.Cleanup()
 			if err == nil || !strings.Contains(err.Error(), tc.err) {
 				t.Fatalf("error = %v, want it to contain %q", err, tc.err)
@@ -60,7 +60,7 @@ func TestTokenConfigErrors(t *testing.T) {
 func TestTokensFromEnvAndRotation(t *testing.T) {
 	t.Setenv("SCIMGATE_TEST_OLD", "old-token-0123456789abcdef0123456789")
 	t.Setenv("SCIMGATE_TEST_NEW", "new-token-0123456789abcdef0123456789")
-	g := newTestGateway(t, func(g *Gateway) {
+	g := newTestGateway(t, func(g *Handler) {
 		g.Tokens = []Token{{Name: "old", Value: "{env.SCIMGATE_TEST_OLD}"}, {Name: "new", Value: "{env.SCIMGATE_TEST_NEW}"}}
 	})
 	for _, tok := range []string{"old-token-0123456789abcdef0123456789", "new-token-0123456789abcdef0123456789"} {
@@ -78,18 +78,18 @@ func TestTokensFromEnvAndRotation(t *testing.T) {
 // provisioned while the old one still holds the store, then the old one is cleaned up.
 func TestReloadSharesStore(t *testing.T) {
 	dir := t.TempDir()
-	mk := func() *Gateway {
-		return &Gateway{Tokens: []Token{{Name: "entra", Value: testToken}}, DataDir: dir}
+	mk := func() *Handler {
+		return &Handler{Tokens: []Token{{Name: "entra", Value: testToken}}, DataDir: dir}
 	}
 	oldCfg := mk()
-	if err := provision(t, oldCfg); err != nil {
+	if err := provisionHandler(t, oldCfg); err != nil {
 		t.Fatal(err)
 	}
 	if w := serve(t, oldCfg, "POST", "/scim/v2/Users", map[string]any{"userName": "before-reload"}); w.Code != 201 {
 		t.Fatalf("create before reload: %d %s", w.Code, w.Body)
 	}
 	newCfg := mk()
-	if err := provision(t, newCfg); err != nil {
+	if err := provisionHandler(t, newCfg); err != nil {
 		t.Fatalf("provisioning the new config while the old one runs: %v", err)
 	}
 	if err := oldCfg.Cleanup(); err != nil {
@@ -140,8 +140,8 @@ func TestStoreHeldByAnotherProcess(t *testing.T) {
 	if err != nil || strings.TrimSpace(line) != "holding" {
 		t.Fatalf("child did not take the store: %q %v", line, err)
 	}
-	g := &Gateway{Tokens: []Token{{Name: "entra", Value: testToken}}, DataDir: dir}
-	err = provision(t, g)
+	g := &Handler{Tokens: []Token{{Name: "entra", Value: testToken}}, DataDir: dir}
+	err = provisionHandler(t, g)
 	if err == nil {
 		_ = g.Cleanup()
 		t.Fatal("provisioned a store another process holds")
@@ -177,14 +177,14 @@ func TestProvisionDefaultsAndValidation(t *testing.T) {
 	if g.BasePath != DefaultBasePath || g.MaxBodyBytes != DefaultMaxBodyBytes || g.MaxResults != DefaultMaxResults {
 		t.Fatalf("defaults not set: %+v", g)
 	}
-	bad := &Gateway{Tokens: []Token{{Name: "entra", Value: testToken}}, DataDir: t.TempDir(), MaxJSONDepth: 100000}
-	err := provision(t, bad)
+	bad := &Handler{Tokens: []Token{{Name: "entra", Value: testToken}}, DataDir: t.TempDir(), MaxJSONDepth: 100000}
+	err := provisionHandler(t, bad)
 	_ = bad.Cleanup()
 	if err == nil || !strings.Contains(err.Error(), "max_json_depth") {
 		t.Fatalf("error = %v", err)
 	}
-	bad = &Gateway{Tokens: []Token{{Name: "entra", Value: testToken}}, DataDir: t.TempDir(), MembersReplace: "wipe"}
-	err = provision(t, bad)
+	bad = &Handler{Tokens: []Token{{Name: "entra", Value: testToken}}, DataDir: t.TempDir(), MembersReplace: "wipe"}
+	err = provisionHandler(t, bad)
 	_ = bad.Cleanup()
 	if err == nil || !strings.Contains(err.Error(), "members_replace") {
 		t.Fatalf("error = %v", err)
@@ -196,10 +196,10 @@ func TestProvisionDefaultsAndValidation(t *testing.T) {
 // restart) and unchanged ones are not, and the journal keeps working.
 func TestReloadWithChangedJournalSettings(t *testing.T) {
 	dir := t.TempDir()
-	mk := func(every int64) *Gateway {
-		return &Gateway{Tokens: []Token{{Name: "entra", Value: testToken}}, DataDir: dir, Journal: &JournalConfig{CheckpointEvery: every}}
+	mk := func(every int64) *Handler {
+		return &Handler{Tokens: []Token{{Name: "entra", Value: testToken}}, DataDir: dir, Journal: &JournalConfig{CheckpointEvery: every}}
 	}
-	changedSettings := func(g *Gateway) bool {
+	changedSettings := func(g *Handler) bool {
 		opts, _, err := g.Journal.journalOptions(caddy.NewReplacer())
 		if err != nil {
 			t.Fatal(err)
@@ -207,12 +207,12 @@ func TestReloadWithChangedJournalSettings(t *testing.T) {
 		return g.store.journalFP != journalFingerprint(opts)
 	}
 	first := mk(1000)
-	if err := provision(t, first); err != nil {
+	if err := provisionHandler(t, first); err != nil {
 		t.Fatal(err)
 	}
 	same, changed := mk(1000), mk(10)
-	for _, g := range []*Gateway{same, changed} {
-		if err := provision(t, g); err != nil {
+	for _, g := range []*Handler{same, changed} {
+		if err := provisionHandler(t, g); err != nil {
 			t.Fatal(err)
 		}
 		defer g.Cleanup()

@@ -21,6 +21,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 
+	"github.com/scimgate/scimgate/caddymodule/change"
 	"github.com/scimgate/scimgate/caddymodule/journal"
 	"github.com/scimgate/scimgate/demoapp"
 )
@@ -194,11 +195,7 @@ func (r *policyRig) records(t *testing.T) []journal.Record {
 	if h == nil {
 		t.Fatalf("the store %s is not open", path)
 	}
-	var out []journal.Record
-	if err := scanRecords(h.journal, journal.Query{}, func(rec *journal.Record) { out = append(out, *rec) }); err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return journalRecords(t, h.journal)
 }
 
 func mustAbs(t *testing.T, p string) string {
@@ -277,7 +274,7 @@ func TestPolicyEffects(t *testing.T) {
 			t.Errorf("the directory lost what Entra wrote: title %v phoneNumbers %v", u["title"], u["phoneNumbers"])
 		}
 		rec := r.lastRecord(t, id)
-		if rec.Outcome != journal.OutcomeApplied || rec.Decision == nil || !rec.Decision.Allow ||
+		if rec.Outcome != change.Applied || rec.Decision == nil || !rec.Decision.Allow ||
 			!slices.Contains(rec.Decision.DroppedAttributes, "title") || !slices.Contains(rec.Decision.DroppedAttributes, "phoneNumbers") {
 			t.Errorf("journal: outcome %s decision %+v", rec.Outcome, rec.Decision)
 		}
@@ -306,7 +303,7 @@ func TestPolicyEffects(t *testing.T) {
 			t.Errorf("the directory changed: active = %v", active)
 		}
 		rec := r.lastRecord(t, id)
-		if rec.Outcome != journal.OutcomeDenied || rec.Status != http.StatusForbidden || rec.Decision == nil || rec.Decision.Allow || len(rec.Decision.Reasons) == 0 {
+		if rec.Outcome != change.Denied || rec.Status != http.StatusForbidden || rec.Decision == nil || rec.Decision.Allow || len(rec.Decision.Reasons) == 0 {
 			t.Errorf("journal: %+v decision %+v", rec, rec.Decision)
 		}
 		r.do(t, http.MethodDelete, "/Users/"+id, "").expect(t, http.StatusForbidden)
@@ -350,7 +347,7 @@ func TestPolicyEffects(t *testing.T) {
 			t.Fatal("an out-of-scope user reached the app")
 		}
 		rec := r.lastRecord(t, id)
-		if rec.Outcome != journal.OutcomeSkipped || rec.Status != http.StatusCreated || rec.Decision == nil || !rec.Decision.Skip || len(rec.Decision.Reasons) == 0 {
+		if rec.Outcome != change.Skipped || rec.Status != http.StatusCreated || rec.Decision == nil || !rec.Decision.Skip || len(rec.Decision.Reasons) == 0 {
 			t.Errorf("journal: %+v decision %+v", rec, rec.Decision)
 		}
 		// An out-of-scope member of a group is left out of the app's team, and the
@@ -410,7 +407,7 @@ func TestPolicyEffects(t *testing.T) {
 		// deactivation included: limit 3.
 		used := 0
 		for _, rec := range r.records(t) {
-			if rec.Outcome == journal.OutcomeApplied && (slices.Contains(rec.Events, "deactivate") || slices.Contains(rec.Events, "delete")) {
+			if rec.Outcome == change.Applied && (slices.Contains(rec.Events, "deactivate") || slices.Contains(rec.Events, "delete")) {
 				used++
 			}
 		}
@@ -590,7 +587,7 @@ func TestPolicyFailClosedModes(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(dir, "p.rego"), []byte("package scimgate\n\n"+tc.rego+"\n"), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			g := newTestGateway(t, func(g *Gateway) {
+			g := newTestGateway(t, func(g *Handler) {
 				g.Policy = &PolicyConfig{Dir: dir, Timeout: caddy.Duration(50 * time.Millisecond)}
 			})
 			start := time.Now()
@@ -704,7 +701,7 @@ func TestBrakeCountsSurviveReloadAndRestart(t *testing.T) {
 	del(6, http.StatusForbidden)
 	var applied int
 	for _, rec := range r.records(t) {
-		if rec.Action == "delete" && rec.Outcome == journal.OutcomeApplied {
+		if rec.Action == "delete" && rec.Outcome == change.Applied {
 			applied++
 		}
 	}

@@ -5,12 +5,12 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
-	"sync"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
 	"github.com/scimgate/scimgate/caddymodule/journal"
+	"github.com/scimgate/scimgate/caddymodule/provision"
 	"github.com/scimgate/scimgate/caddymodule/store"
 )
 
@@ -25,65 +25,9 @@ type storeHandle struct {
 	journal    *journal.Journal
 	journalPub ed25519.PublicKey // verifies checkpoints; nil when they are unsigned
 	journalFP  [32]byte          // fingerprint of the journal settings it was opened with
-	// locks serialise requests per resource across the configs that share the store, so a
-	// reload does not let an old and a new config interleave changes of one resource.
-	locks *keyedMutex
-
-	// adoptMu guards adopt: per target, the creates an unfinished earlier attempt may have
-	// left in the app. The start-up scan fills it once per store and target; configs that
-	// reload on the same open store share it (their in-flight intents are not crashes).
-	adoptMu sync.Mutex
-	adopt   map[string]*adoptions
-
-	// statsMu guards stats: per target, the policy's counts of the last hour. The first
-	// config with a policy seeds them from the journal; configs that reload on the same
-	// open store with a policy share them, so a reload neither scans the journal again nor
-	// loses the changes the previous config still has in flight.
-	statsMu sync.Mutex
-	stats   map[string]*eventWindow
-}
-
-// statsFor returns the target's stats window, made by seed when no config with a policy
-// has one on this store yet. A seed that fails leaves nothing behind.
-func (h *storeHandle) statsFor(target string, seed func() (*eventWindow, error)) (*eventWindow, error) {
-	h.statsMu.Lock()
-	defer h.statsMu.Unlock()
-	if w, ok := h.stats[target]; ok {
-		return w, nil
-	}
-	w, err := seed()
-	if err != nil {
-		return nil, err
-	}
-	if h.stats == nil {
-		h.stats = map[string]*eventWindow{}
-	}
-	h.stats[target] = w
-	return w, nil
-}
-
-// dropStats forgets the target's stats window: a config without a policy does not count
-// changes, so the next config with one must seed its counts from the journal again.
-func (h *storeHandle) dropStats(target string) {
-	h.statsMu.Lock()
-	defer h.statsMu.Unlock()
-	delete(h.stats, target)
-}
-
-// adoptionsFor returns the target's adoptions and whether they are new (the journal has
-// not been scanned for this target since the store was opened).
-func (h *storeHandle) adoptionsFor(target string) (*adoptions, bool) {
-	h.adoptMu.Lock()
-	defer h.adoptMu.Unlock()
-	if a, ok := h.adopt[target]; ok {
-		return a, false
-	}
-	if h.adopt == nil {
-		h.adopt = map[string]*adoptions{}
-	}
-	a := &adoptions{pending: map[string]uint64{}}
-	h.adopt[target] = a
-	return a, true
+	// shared is the provisioning engines' state of this store, shared by the configs that
+	// use it (locks per resource, adoptions, the policy's stats): see provision.Shared.
+	shared *provision.Shared
 }
 
 // journalFingerprint identifies journal settings, so that a reload that changes them for a
@@ -129,7 +73,7 @@ func acquireStore(path string, jopts journal.Options, jpub ed25519.PublicKey) (*
 				zap.String("key_id", jopts.KeyID),
 				zap.String("public_key", base64.StdEncoding.EncodeToString(jpub)))
 		}
-		return &storeHandle{Store: s, journal: j, journalPub: jpub, journalFP: journalFingerprint(jopts), locks: newKeyedMutex()}, nil
+		return &storeHandle{Store: s, journal: j, journalPub: jpub, journalFP: journalFingerprint(jopts), shared: provision.NewShared()}, nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("opening store: %w", err)

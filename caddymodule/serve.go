@@ -7,13 +7,14 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
-	"github.com/scimgate/scimgate/caddymodule/journal"
+	"github.com/scimgate/scimgate/caddymodule/provision"
 	"github.com/scimgate/scimgate/caddymodule/scim"
-	"github.com/scimgate/scimgate/caddymodule/store"
 )
 
 // contentType is sent on every response, whatever the request's Accept says: Entra's Test
@@ -21,7 +22,7 @@ import (
 const contentType = "application/scim+json; charset=utf-8"
 
 // relativePath strips BasePath; ok is false for paths outside it.
-func (g *Gateway) relativePath(p string) (string, bool) {
+func (g *Handler) relativePath(p string) (string, bool) {
 	if g.BasePath == "" {
 		return p, true
 	}
@@ -42,10 +43,17 @@ type request struct {
 	client string // token name
 	base   string // absolute URL of the SCIM root, for meta.location and $ref
 	id     string // request id (Caddy's http.request.uuid), in logs and the journal
-	audit  *audit // set for journaled requests: errors are journaled as they are answered
+	// trail names a journaled request (every write; reads when configured): errors are
+	// journaled as they are answered.
+	trail *provision.Trail
 }
 
-func (g *Gateway) serveSCIM(w http.ResponseWriter, r *http.Request, rel string) {
+// engineRequest says who asks, for the engine's journal records and logs.
+func (req *request) engineRequest() provision.Request {
+	return provision.Request{Ctx: req.r.Context(), ID: req.id, Client: req.client}
+}
+
+func (g *Handler) serveSCIM(w http.ResponseWriter, r *http.Request, rel string) {
 	req := &request{w: w, r: r, base: baseURL(r, g.BasePath)}
 	client := g.tokens.authenticate(r)
 	if client == "" {
@@ -105,7 +113,7 @@ func splitPath(rel string) []string {
 	return out
 }
 
-func (g *Gateway) onlyGet(req *request, pathOK bool) bool {
+func (g *Handler) onlyGet(req *request, pathOK bool) bool {
 	if !pathOK {
 		g.writeError(req, scim.NotFound("no SCIM endpoint at %s", req.r.URL.Path))
 		return false
@@ -118,7 +126,7 @@ func (g *Gateway) onlyGet(req *request, pathOK bool) bool {
 	return true
 }
 
-func (g *Gateway) serveResourceTypes(req *request, rest []string) {
+func (g *Handler) serveResourceTypes(req *request, rest []string) {
 	if len(rest) == 1 {
 		rt := scim.ResourceTypeByName(rest[0])
 		if rt == nil {
@@ -135,7 +143,7 @@ func (g *Gateway) serveResourceTypes(req *request, rest []string) {
 	g.writeJSON(req, http.StatusOK, scim.ListResponse(list, len(list), 1))
 }
 
-func (g *Gateway) serveSchemas(req *request, rest []string) {
+func (g *Handler) serveSchemas(req *request, rest []string) {
 	if len(rest) == 1 {
 		s := scim.SchemaByID(rest[0])
 		if s == nil {
@@ -154,7 +162,7 @@ func (g *Gateway) serveSchemas(req *request, rest []string) {
 
 // readBody reads a bounded request body and checks its media type, size, encoding, depth
 // and keys before decoding it into a JSON object.
-func (g *Gateway) readBody(req *request) (map[string]any, error) {
+func (g *Handler) readBody(req *request) (map[string]any, error) {
 	if ct := req.r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || (mt != "application/scim+json" && mt != "application/json") {
@@ -174,7 +182,7 @@ func (g *Gateway) readBody(req *request) (map[string]any, error) {
 }
 
 // writeJSON answers with a SCIM JSON body.
-func (g *Gateway) writeJSON(req *request, status int, v any) {
+func (g *Handler) writeJSON(req *request, status int, v any) {
 	data, err := marshalJSON(v)
 	if err != nil {
 		g.logger.Error("encoding response", zap.Error(err))
@@ -201,12 +209,20 @@ func marshalJSON(v any) ([]byte, error) {
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
-// writeError answers with a SCIM Error object. Store errors become the SCIM error they
-// mean; anything unexpected is a 500 (logged with the request, never with its body).
-func (g *Gateway) writeError(req *request, err error) {
-	se := g.toSCIMError(req, err)
-	if req.audit != nil {
-		se = g.journalFailure(req, se)
+// writeError answers a request that failed before or outside the engine with the SCIM
+// error err means, journaled when the request is (see provision.Engine.Fail).
+func (g *Handler) writeError(req *request, err error) {
+	g.answerError(req, g.engine.Fail(req.engineRequest(), req.trail, err))
+}
+
+// answerError answers a failed request's SCIM error, with Retry-After when the engine gives
+// one (whole seconds, rounded up), and logs it: server errors as warnings (never with the
+// request's body), rejections at debug level.
+func (g *Handler) answerError(req *request, res *provision.Result) {
+	req.trail = nil
+	se := res.Err
+	if res.RetryAfter > 0 {
+		req.w.Header().Set("Retry-After", strconv.FormatInt(int64((res.RetryAfter+time.Second-1)/time.Second), 10))
 	}
 	if se.Status >= 500 && se.Status != http.StatusNotImplemented {
 		g.logger.Warn("scim request answered with a server error", zap.Int("status", se.Status), zap.String("detail", se.Detail))
@@ -219,61 +235,6 @@ func (g *Gateway) writeError(req *request, err error) {
 			zap.String("scim_type", se.ScimType))
 	}
 	g.writeJSON(req, se.Status, se.Body())
-}
-
-// toSCIMError maps an error to the SCIM error it means. Store errors become the SCIM error
-// they mean; anything unexpected is a 503 with Retry-After (logged with the request, never
-// with its body): Entra retries those, where a 500 would count toward quarantine.
-func (g *Gateway) toSCIMError(req *request, err error) *scim.Error {
-	var se *scim.Error
-	var ue *store.UniqueError
-	var pd *policyDenied
-	switch {
-	case errors.As(err, &pd):
-		return pd.scimError()
-	case errors.As(err, &se):
-		return se
-	case errors.As(err, &ue):
-		return scim.Conflict("%s %q is already used by %s %s; %s values must be unique (case-insensitively)", ue.Attr, ue.Value, ue.Type, ue.OwnerID, ue.Attr)
-	case errors.Is(err, store.ErrNotFound):
-		return scim.NotFound("resource not found")
-	}
-	g.logger.Error("scim request failed",
-		zap.String("method", req.r.Method),
-		zap.String("path", req.r.URL.Path),
-		zap.String("client", req.client),
-		zap.String("request_id", req.id),
-		zap.Error(err))
-	req.w.Header().Set("Retry-After", "30")
-	return scim.Errorf(http.StatusServiceUnavailable, "", "the gateway could not complete the request (storage error); retry later")
-}
-
-// journalFailure records a rejected (4xx) or failed (5xx) request in its own transaction:
-// the request's own transaction, if any, was rolled back. A rejection that cannot be
-// recorded is answered 503 instead, so that no outcome goes unrecorded.
-func (g *Gateway) journalFailure(req *request, se *scim.Error) *scim.Error {
-	a := req.audit
-	req.audit = nil
-	outcome := journal.OutcomeRejected
-	switch {
-	case se.Status >= 500:
-		outcome = journal.OutcomeFailed
-	case se.Status == http.StatusForbidden && a.decision != nil && !a.decision.Allow:
-		outcome = journal.OutcomeDenied
-	}
-	rec, err := g.prepareRecord(req, a, outcome, se.Status, se.Detail)
-	if err == nil {
-		err = g.store.Update(func(tx *store.Tx) error { return g.appendPrepared(tx, rec) })
-	}
-	if err == nil {
-		return se
-	}
-	g.logger.Error("journaling a rejected request failed", zap.String("request_id", req.id), zap.Error(err))
-	if se.Status >= 500 {
-		return se
-	}
-	req.w.Header().Set("Retry-After", "30")
-	return scim.Errorf(http.StatusServiceUnavailable, "", "the gateway could not record the request in its audit journal; retry later")
 }
 
 // baseURL is the absolute URL of the SCIM root as the client reached it.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/scimgate/scimgate/caddymodule/change"
 	"github.com/scimgate/scimgate/caddymodule/store"
 )
 
@@ -80,13 +81,13 @@ func (f *faultApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func newTargetGateway(t *testing.T, url string, mutate func(*TargetConfig)) *Gateway {
+func newTargetGateway(t *testing.T, url string, mutate func(*TargetConfig)) *Handler {
 	t.Helper()
 	mapFile := filepath.Join(t.TempDir(), "app.json")
 	if err := os.WriteFile(mapFile, []byte(faultMapping), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return newTestGateway(t, func(g *Gateway) {
+	return newTestGateway(t, func(g *Handler) {
 		g.Target = &TargetConfig{Name: "app", URL: url, Mapping: mapFile,
 			Timeout: caddy.Duration(300 * time.Millisecond), MaxResponseBytes: 8 << 10, MaxRetries: -1}
 		if mutate != nil {
@@ -95,7 +96,7 @@ func newTargetGateway(t *testing.T, url string, mutate func(*TargetConfig)) *Gat
 	})
 }
 
-func userCount(t *testing.T, g *Gateway) int {
+func userCount(t *testing.T, g *Handler) int {
 	t.Helper()
 	var n int
 	if err := g.store.View(func(tx *store.Tx) error {
@@ -157,9 +158,9 @@ func TestTargetFaults(t *testing.T) {
 			}
 			recs := auditRecords(t, g)
 			intent, outcome := recs[len(recs)-2], recs[len(recs)-1]
-			wantOutcome := "failed"
+			wantOutcome := change.Failed
 			if c.status < 500 {
-				wantOutcome = "rejected"
+				wantOutcome = change.Rejected
 			}
 			if intent.Outcome != "pending" || outcome.Outcome != wantOutcome || outcome.Status != c.status ||
 				outcome.Target != "app" || outcome.Backend == nil || outcome.Backend.Method != "POST" {
@@ -257,7 +258,7 @@ func TestTargetMemberWithoutAccount(t *testing.T) {
 	    "add_members":{"method":"PUT","path":"/teams/{id}/members/{member_id}","members":"each"}}}}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	g := newTestGateway(t, func(g *Gateway) { g.Target = &TargetConfig{Name: "app", URL: srv.URL, Mapping: mapFile} })
+	g := newTestGateway(t, func(g *Handler) { g.Target = &TargetConfig{Name: "app", URL: srv.URL, Mapping: mapFile} })
 	gid := decodeJSON(t, serve(t, g, "POST", "/scim/v2/Groups", map[string]any{"displayName": "Team"}))["id"].(string)
 	withAccount := decodeJSON(t, serve(t, g, "POST", "/scim/v2/Users", map[string]any{"userName": "a@contoso.example"}))["id"].(string)
 	// "no-account-id" stands for a member whose account the app does not have.
@@ -311,7 +312,7 @@ func TestTargetCatchUpCreate(t *testing.T) {
 	srv := httptest.NewServer(app)
 	defer srv.Close()
 	dir := t.TempDir()
-	plain := newTestGateway(t, func(g *Gateway) { g.DataDir = dir })
+	plain := newTestGateway(t, func(g *Handler) { g.DataDir = dir })
 	id := decodeJSON(t, serve(t, plain, "POST", "/scim/v2/Users", map[string]any{"userName": "early@contoso.example"}))["id"].(string)
 	if app.calls.Load() != 0 {
 		t.Fatal("a gateway without a target called the app")
@@ -321,7 +322,7 @@ func TestTargetCatchUpCreate(t *testing.T) {
 	if err := os.WriteFile(mapFile, []byte(faultMapping), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	g := newTestGateway(t, func(g *Gateway) {
+	g := newTestGateway(t, func(g *Handler) {
 		g.DataDir = dir
 		g.Target = &TargetConfig{Name: "app", URL: srv.URL, Mapping: mapFile}
 	})

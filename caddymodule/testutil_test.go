@@ -26,12 +26,12 @@ func caddyconfigIndent(t *testing.T, data []byte) string {
 	return buf.String()
 }
 
-// newTestGateway provisions a Gateway (through Caddy's real Provision/Validate) with a
+// newTestGateway provisions a Handler (through Caddy's real Provision/Validate) with a
 // fresh data directory and testToken. mutate may adjust the config before provisioning.
 // The gateway is cleaned up when the test ends.
-func newTestGateway(t testing.TB, mutate func(g *Gateway)) *Gateway {
+func newTestGateway(t testing.TB, mutate func(g *Handler)) *Handler {
 	t.Helper()
-	g := &Gateway{
+	g := &Handler{
 		Tokens:  []Token{{Name: "entra", Value: testToken}},
 		DataDir: t.TempDir(),
 	}
@@ -52,7 +52,7 @@ func newTestGateway(t testing.TB, mutate func(g *Gateway)) *Gateway {
 
 // serve sends one request through the handler and returns the recorded response. body may
 // be nil, a string, []byte, or any value to marshal as JSON.
-func serve(t testing.TB, g *Gateway, method, target string, body any, headers ...string) *httptest.ResponseRecorder {
+func serve(t testing.TB, g *Handler, method, target string, body any, headers ...string) *httptest.ResponseRecorder {
 	t.Helper()
 	var r io.Reader
 	switch b := body.(type) {

@@ -28,7 +28,8 @@
 //	filter_hash    HMAC-SHA256 of the SCIM filter under a random per-journal key: equal
 //	               filters give equal hashes within a journal, the filter (it carries user
 //	               names) is never stored
-//	decision       {allow, skip, reasons, dropped_attributes, dropped_members}
+//	decision       {allow, skip, reasons, dropped_attributes, dropped_members,
+//	               policy_hash: the content hash of the policy that decided}
 //	backend        {method, url (without secrets), status, duration_ms, attempts}
 //	error          error detail
 //	prev_hash      hex hash of the previous record (64 zeros before the first; always)

@@ -14,6 +14,8 @@ import (
 
 	"github.com/tidwall/gjson"
 	"go.etcd.io/bbolt"
+
+	"github.com/scimgate/scimgate/caddymodule/change"
 )
 
 // Query selects records for export. Zero fields do not filter; all set fields must match.
@@ -24,7 +26,8 @@ type Query struct {
 	FromSeq, ToSeq uint64
 	// SCIMID matches exactly; Subject (userName or displayName) case-insensitively;
 	// Outcome exactly.
-	SCIMID, Subject, Outcome string
+	SCIMID, Subject string
+	Outcome         change.Outcome
 }
 
 // filtered reports whether the query can leave gaps in the sequence numbers it selects
@@ -47,7 +50,7 @@ func (q Query) matches(raw []byte) bool {
 	}
 	return (q.SCIMID == "" || f[1].Str == q.SCIMID) &&
 		(q.Subject == "" || strings.EqualFold(f[2].Str, q.Subject)) &&
-		(q.Outcome == "" || f[3].Str == q.Outcome)
+		(q.Outcome == "" || f[3].Str == string(q.Outcome))
 }
 
 // Format is an export format.
@@ -315,7 +318,7 @@ func queryOf(q Query) *jsonlQuery {
 	if q == (Query{}) {
 		return nil
 	}
-	jq := &jsonlQuery{FromSeq: q.FromSeq, ToSeq: q.ToSeq, SCIMID: q.SCIMID, Subject: q.Subject, Outcome: q.Outcome}
+	jq := &jsonlQuery{FromSeq: q.FromSeq, ToSeq: q.ToSeq, SCIMID: q.SCIMID, Subject: q.Subject, Outcome: string(q.Outcome)}
 	if !q.FromTime.IsZero() {
 		t := q.FromTime.UTC()
 		jq.FromTime = &t

@@ -16,6 +16,8 @@ import (
 
 	"github.com/tidwall/gjson"
 	"go.etcd.io/bbolt"
+
+	"github.com/scimgate/scimgate/caddymodule/change"
 )
 
 type bboltTx = bbolt.Tx
@@ -161,11 +163,11 @@ func TestCSVExport(t *testing.T) {
 func TestOCSFExport(t *testing.T) {
 	j := exportJournal(t, 20)
 	extra := []*Record{
-		{Action: "post", ResourceType: "User", Events: []string{"create"}, Outcome: OutcomeApplied, Subject: "a"},
-		{Action: "patch", ResourceType: "User", Events: []string{"deactivate"}, Outcome: OutcomeDenied},
-		{Action: "delete", ResourceType: "Group", Events: []string{"delete"}, Outcome: OutcomeFailed},
-		{Action: "patch", ResourceType: "Group", Events: []string{"remove_members"}, Outcome: OutcomeApplied},
-		{Action: "list", Outcome: OutcomeApplied},
+		{Action: "post", ResourceType: "User", Events: []change.Event{"create"}, Outcome: change.Applied, Subject: "a"},
+		{Action: "patch", ResourceType: "User", Events: []change.Event{"deactivate"}, Outcome: change.Denied},
+		{Action: "delete", ResourceType: "Group", Events: []change.Event{"delete"}, Outcome: change.Failed},
+		{Action: "patch", ResourceType: "Group", Events: []change.Event{"remove_members"}, Outcome: change.Applied},
+		{Action: "list", Outcome: change.Applied},
 	}
 	for _, r := range extra {
 		if err := j.db.Update(func(tx *bboltTx) error { return j.Append(tx, r) }); err != nil {
@@ -221,7 +223,7 @@ func TestQueryFilters(t *testing.T) {
 	pub, _ := testKey()
 	j := exportJournal(t, 30)
 	r := sampleRecord(4)
-	r.Outcome, r.Time = OutcomeDenied, baseTime.Add(time.Hour)
+	r.Outcome, r.Time = change.Denied, baseTime.Add(time.Hour)
 	if err := j.db.Update(func(tx *bboltTx) error { return j.Append(tx, r) }); err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +237,7 @@ func TestQueryFilters(t *testing.T) {
 		{"time range", Query{FromTime: baseTime.Add(2 * time.Minute), ToTime: baseTime.Add(5 * time.Minute)}, []uint64{3, 4, 5}},
 		{"scim id", Query{SCIMID: r.SCIMID}, []uint64{5, 31}},
 		{"subject", Query{Subject: "USER4@contoso.example"}, []uint64{5, 31}},
-		{"outcome", Query{Outcome: OutcomeDenied}, []uint64{31}},
+		{"outcome", Query{Outcome: change.Denied}, []uint64{31}},
 		{"combined", Query{Subject: "user4@contoso.example", ToSeq: 30}, []uint64{5}},
 		{"nothing", Query{SCIMID: "none"}, nil},
 	}

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.etcd.io/bbolt"
+
+	"github.com/scimgate/scimgate/caddymodule/change"
 )
 
 // openDB opens a bbolt file in t.TempDir with the store's batch delay.
@@ -52,7 +54,7 @@ func sampleRecord(i int) *Record {
 		RequestID: fmt.Sprintf("req-%06d", i),
 		Client:    "entra",
 		Action:    "patch",
-		Outcome:   OutcomeApplied,
+		Outcome:   change.Applied,
 		Status:    200,
 		Decision:  &Decision{Allow: true, Reasons: []string{"in scope"}},
 		Backend:   &BackendCall{Method: "PUT", URL: "https://app.example/api/users/42", Status: 200, DurationMS: 12, Attempts: 1},
@@ -62,7 +64,7 @@ func sampleRecord(i int) *Record {
 		r.SCIMID = fmt.Sprintf("0d6b1b7e-5f6c-4a3e-9a51-%012d", i)
 		r.NativeID = fmt.Sprint(1000 + i)
 		r.Subject = fmt.Sprintf("user%d@contoso.example", i)
-		r.Events = []string{"update"}
+		r.Events = []change.Event{"update"}
 		r.Changes = []Change{
 			{Path: "displayName", Op: "replace", Value: json.RawMessage(fmt.Sprintf(`"User %d"`, i))},
 			{Path: `emails[type eq "work"].value`, Op: "replace", Value: json.RawMessage(fmt.Sprintf(`"user%d@contoso.example"`, i))},
@@ -72,7 +74,7 @@ func sampleRecord(i int) *Record {
 		r.ResourceType = "Group"
 		r.SCIMID = fmt.Sprintf("7a1f2c3d-0000-4000-8000-%012d", i)
 		r.Subject = fmt.Sprintf("Group %d", i)
-		r.Events = []string{"add_members"}
+		r.Events = []change.Event{"add_members"}
 		r.Changes = []Change{{Path: "members", Op: "add", Value: json.RawMessage(`[{"value":"0d6b1b7e"}]`)}}
 	}
 	return r

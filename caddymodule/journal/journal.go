@@ -19,50 +19,37 @@ import (
 
 	"go.etcd.io/bbolt"
 	"go.uber.org/zap"
+
+	"github.com/scimgate/scimgate/caddymodule/change"
 )
 
 // FormatVersion is the version of the record format (Record.Version, "v" on the wire) and of
 // the storage layout. A reader refuses a journal written with a newer layout.
 const FormatVersion = 1
 
-// Outcomes a record can carry.
-const (
-	OutcomeApplied  = "applied"
-	OutcomeRejected = "rejected"
-	OutcomeFailed   = "failed"
-	OutcomeDenied   = "denied"
-	OutcomeSkipped  = "skipped"
-	OutcomePending  = "pending"
-	OutcomeDryRun   = "dry_run"
-)
-
-// ActionPrune is the action of the record Prune appends after removing old records, so that
-// every retention run is itself in the chain.
-const ActionPrune = "prune"
-
 // Record is one journal entry. The JSON tags are the wire format: the stored bytes, the JSONL
 // export and the live stream all carry exactly this object (see doc.go).
 type Record struct {
-	Version      int          `json:"v"`
-	Seq          uint64       `json:"seq"`
-	Time         time.Time    `json:"time"`
-	RequestID    string       `json:"request_id,omitempty"`
-	Client       string       `json:"client,omitempty"`
-	Target       string       `json:"target,omitempty"`
-	Action       string       `json:"action"`
-	ResourceType string       `json:"resource_type,omitempty"`
-	SCIMID       string       `json:"scim_id,omitempty"`
-	NativeID     string       `json:"native_id,omitempty"`
-	Subject      string       `json:"subject,omitempty"`
-	Events       []string     `json:"events,omitempty"`
-	Outcome      string       `json:"outcome"`
-	Status       int          `json:"status,omitempty"`
-	Changes      []Change     `json:"changes,omitempty"`
-	FilterHash   string       `json:"filter_hash,omitempty"`
-	Decision     *Decision    `json:"decision,omitempty"`
-	Backend      *BackendCall `json:"backend,omitempty"`
-	Error        string       `json:"error,omitempty"`
-	PrevHash     string       `json:"prev_hash"`
+	Version      int            `json:"v"`
+	Seq          uint64         `json:"seq"`
+	Time         time.Time      `json:"time"`
+	RequestID    string         `json:"request_id,omitempty"`
+	Client       string         `json:"client,omitempty"`
+	Target       string         `json:"target,omitempty"`
+	Action       change.Action  `json:"action"`
+	ResourceType string         `json:"resource_type,omitempty"`
+	SCIMID       string         `json:"scim_id,omitempty"`
+	NativeID     string         `json:"native_id,omitempty"`
+	Subject      string         `json:"subject,omitempty"`
+	Events       []change.Event `json:"events,omitempty"`
+	Outcome      change.Outcome `json:"outcome"`
+	Status       int            `json:"status,omitempty"`
+	Changes      []Change       `json:"changes,omitempty"`
+	FilterHash   string         `json:"filter_hash,omitempty"`
+	Decision     *Decision      `json:"decision,omitempty"`
+	Backend      *BackendCall   `json:"backend,omitempty"`
+	Error        string         `json:"error,omitempty"`
+	PrevHash     string         `json:"prev_hash"`
 }
 
 // Change is one changed attribute. Value is the new value (absent for a removal); a redacted
@@ -84,6 +71,9 @@ type Decision struct {
 	Reasons           []string `json:"reasons,omitempty"`
 	DroppedAttributes []string `json:"dropped_attributes,omitempty"`
 	DroppedMembers    []string `json:"dropped_members,omitempty"`
+	// PolicyHash is the content hash of the policy that decided (its Rego and data), so
+	// that an auditor can tell which policy version decided a change.
+	PolicyHash string `json:"policy_hash,omitempty"`
 }
 
 // BackendCall is the native call made to the legacy application. URL must carry no secrets.

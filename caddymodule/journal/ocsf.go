@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/scimgate/scimgate/caddymodule/change"
 )
 
 // OCSF classes and values used by the OCSF export (see doc.go for the full mapping).
@@ -156,13 +158,13 @@ func toOCSF(r *recordView, h [32]byte) ocsfEvent {
 // several events takes the most significant one.
 func accountActivity(events []string) (int, string) {
 	switch {
-	case slices.Contains(events, "delete"):
+	case slices.Contains(events, string(change.Delete)):
 		return 6, "Delete"
-	case slices.Contains(events, "create"):
+	case slices.Contains(events, string(change.Create)):
 		return 1, "Create"
-	case slices.Contains(events, "deactivate"):
+	case slices.Contains(events, string(change.Deactivate)):
 		return 5, "Disable"
-	case slices.Contains(events, "reactivate"):
+	case slices.Contains(events, string(change.Reactivate)):
 		return 2, "Enable"
 	}
 	return ocsfActivityOther, "Other"
@@ -171,11 +173,11 @@ func accountActivity(events []string) (int, string) {
 // groupActivity maps a Group record's events to a Group Management activity. Adding and
 // removing members in one request is Other (both are listed in unmapped.events).
 func groupActivity(events []string) (int, string) {
-	add, remove := slices.Contains(events, "add_members"), slices.Contains(events, "remove_members")
+	add, remove := slices.Contains(events, string(change.AddMembers)), slices.Contains(events, string(change.RemoveMembers))
 	switch {
-	case slices.Contains(events, "delete"):
+	case slices.Contains(events, string(change.Delete)):
 		return 5, "Delete"
-	case slices.Contains(events, "create"):
+	case slices.Contains(events, string(change.Create)):
 		return 6, "Create"
 	case add && !remove:
 		return 3, "Add User"
@@ -186,20 +188,20 @@ func groupActivity(events []string) (int, string) {
 }
 
 func ocsfStatus(outcome string) int {
-	switch outcome {
-	case OutcomeApplied, OutcomeSkipped, OutcomeDryRun:
+	switch change.Outcome(outcome) {
+	case change.Applied, change.Skipped, change.DryRun:
 		return ocsfStatusSuccess
-	case OutcomeRejected, OutcomeFailed, OutcomeDenied:
+	case change.Rejected, change.Failed, change.Denied:
 		return ocsfStatusFailure
 	}
 	return ocsfStatusUnknown
 }
 
 func ocsfSeverity(outcome string) int {
-	switch outcome {
-	case OutcomeDenied, OutcomeFailed:
+	switch change.Outcome(outcome) {
+	case change.Denied, change.Failed:
 		return ocsfSeverityMedium
-	case OutcomeRejected:
+	case change.Rejected:
 		return ocsfSeverityLow
 	}
 	return ocsfSeverityInfo

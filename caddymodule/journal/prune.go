@@ -10,6 +10,8 @@ import (
 
 	"github.com/tidwall/gjson"
 	"go.etcd.io/bbolt"
+
+	"github.com/scimgate/scimgate/caddymodule/change"
 )
 
 // prunePage bounds the records one retention transaction deletes, so retention never holds
@@ -186,8 +188,8 @@ func pruneRecord(removed, anchorSeq uint64, anchorPrev [32]byte) *Record {
 	num := func(v uint64) json.RawMessage { return json.RawMessage(strconv.FormatUint(v, 10)) }
 	str, _ := json.Marshal(hex.EncodeToString(anchorPrev[:]))
 	return &Record{
-		Action:  ActionPrune,
-		Outcome: OutcomeApplied,
+		Action:  change.ActionPrune,
+		Outcome: change.Applied,
 		Changes: []Change{
 			{Path: "removed_records", Value: num(removed)},
 			{Path: "anchor_seq", Value: num(anchorSeq)},

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"go.etcd.io/bbolt"
+
+	"github.com/scimgate/scimgate/caddymodule/change"
 )
 
 // sizeOf reads the journal's size accounting and recomputes it from the stored records.
@@ -46,7 +48,7 @@ func TestPruneBySize(t *testing.T) {
 		t.Fatalf("size accounting %d after pruning, stored %d", kept, actual)
 	}
 	entries := allEntries(t, db, "main")
-	if last := entries[len(entries)-1].Record; last.Action != ActionPrune {
+	if last := entries[len(entries)-1].Record; last.Action != change.ActionPrune {
 		t.Fatalf("no prune record: %+v", last)
 	}
 	rep, err := j.Verify(context.Background(), pub)

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"go.etcd.io/bbolt"
+
+	"github.com/scimgate/scimgate/caddymodule/change"
 )
 
 func TestPruneByCount(t *testing.T) {
@@ -28,7 +30,7 @@ func TestPruneByCount(t *testing.T) {
 		t.Fatalf("%d records from %d", len(entries), entries[0].Record.Seq)
 	}
 	last := entries[len(entries)-1].Record
-	if last.Action != ActionPrune || string(last.Changes[0].Value) != "20" || string(last.Changes[1].Value) != "21" {
+	if last.Action != change.ActionPrune || string(last.Changes[0].Value) != "20" || string(last.Changes[1].Value) != "21" {
 		t.Fatalf("prune record %+v", last)
 	}
 	rep, err := j.Verify(context.Background(), pub)

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"go.etcd.io/bbolt"
+
+	"github.com/scimgate/scimgate/caddymodule/change"
 )
 
 // buildFile writes a journal of n records with a signed checkpoint at its head and closes it.
@@ -121,7 +123,7 @@ func TestTamperDetection(t *testing.T) {
 			return b.Bucket(bucketRecords).Delete(u64(n))
 		}, KindTruncated, n},
 		{"rewrite history and recompute the chain", func(b *bbolt.Bucket) error {
-			return rewriteFrom(b, 5, func(r *Record) { r.Outcome = OutcomeDenied })
+			return rewriteFrom(b, 5, func(r *Record) { r.Outcome = change.Denied })
 		}, KindCheckpointMismatch, n / 2},
 		{"rewrite the records the last checkpoint covers", func(b *bbolt.Bucket) error {
 			return rewriteFrom(b, n-1, func(r *Record) { r.Subject = "mallory" })

@@ -6,20 +6,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/scimgate/scimgate/caddymodule/change"
 	"github.com/scimgate/scimgate/caddymodule/scim"
-)
-
-// Semantic events a native call implements; ToSCIM needs them because the same native
-// status means different things for different events (404 on delete is success).
-const (
-	EventCreate        = "create"
-	EventUpdate        = "update"
-	EventDeactivate    = "deactivate"
-	EventReactivate    = "reactivate"
-	EventDelete        = "delete"
-	EventAddMembers    = "add_members"
-	EventRemoveMembers = "remove_members"
-	EventRename        = "rename"
 )
 
 // ToSCIM maps the outcome of Do for a semantic event to the SCIM error Entra should get,
@@ -32,7 +20,7 @@ const (
 // events (Entra then re-creates the object). 404 on delete and remove_members is success:
 // what Entra wants gone is gone. resp is accepted so a call site can pass Do's results as
 // they are; everything ToSCIM needs (status, native message, Retry-After) is in the error.
-func ToSCIM(event string, resp *Response, err error) (*scim.Error, time.Duration) {
+func ToSCIM(event change.Event, resp *Response, err error) (*scim.Error, time.Duration) {
 	if err == nil {
 		return nil, 0
 	}
@@ -48,7 +36,7 @@ func ToSCIM(event string, resp *Response, err error) (*scim.Error, time.Duration
 }
 
 // statusToSCIM maps a native non-2xx status (other than 429).
-func statusToSCIM(event string, e *Error) (*scim.Error, time.Duration) {
+func statusToSCIM(event change.Event, e *Error) (*scim.Error, time.Duration) {
 	s := e.Status
 	switch {
 	case s == http.StatusConflict:
@@ -68,11 +56,11 @@ func statusToSCIM(event string, e *Error) (*scim.Error, time.Duration) {
 // notFoundToSCIM: gone is done for removals; for a create it means the configured endpoint
 // does not exist, which Entra cannot fix, so it is an outage rather than a 404 that would
 // count towards quarantine.
-func notFoundToSCIM(event string, e *Error) (*scim.Error, time.Duration) {
+func notFoundToSCIM(event change.Event, e *Error) (*scim.Error, time.Duration) {
 	switch event {
-	case EventDelete, EventRemoveMembers:
+	case change.Delete, change.RemoveMembers:
 		return nil, 0
-	case EventCreate:
+	case change.Create:
 		return outage(e, fmt.Sprintf("the target application answered HTTP %d to a create; check the URL in the gateway's mapping", e.Status))
 	}
 	return scim.NotFound("the object does not exist in the target application%s", suffix(e.Message)), 0
@@ -109,11 +97,11 @@ func outageDetail(k Kind) string {
 	return "the target application returned a response the gateway cannot read"
 }
 
-func eventNoun(event string) string {
+func eventNoun(event change.Event) string {
 	if event == "" {
 		return "request"
 	}
-	return event + " request"
+	return string(event) + " request"
 }
 
 // suffix appends the native message, when there is one, as ": message".

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/scimgate/scimgate/caddymodule/change"
 	"github.com/scimgate/scimgate/caddymodule/scim"
 )
 
@@ -28,7 +29,7 @@ const (
 // call is one compiled native call: an event's, or a resource type's lookup.
 type call struct {
 	rule        string
-	event       string
+	event       change.Event
 	method      string
 	path        *template
 	header      http.Header
@@ -58,7 +59,7 @@ type field struct {
 
 var allowedMethods = []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
 
-func (c *compiler) compileCall(rt, event, rule string, raw json.RawMessage, headers http.Header) (*call, error) {
+func (c *compiler) compileCall(rt string, event change.Event, rule string, raw json.RawMessage, headers http.Header) (*call, error) {
 	var fc fileCall
 	if err := decodeStrict(raw, &fc); err != nil {
 		return nil, c.wrap(rule, err)
@@ -103,7 +104,7 @@ func (c *compiler) compileMethod(cl *call, method string) error {
 	if !ok {
 		return c.errf(cl.rule+".method", "unsupported method %q; use one of %s", method, strings.Join(allowedMethods, ", "))
 	}
-	if cl.event == "lookup" && cl.method != http.MethodGet {
+	if cl.event == lookupCall && cl.method != http.MethodGet {
 		return c.errf(cl.rule+".method", "a lookup reads: its method is GET, not %s", cl.method)
 	}
 	// RFC 9110 §9.2.2; a POST or PATCH can be declared idempotent when the app treats it so.
@@ -116,11 +117,11 @@ func (c *compiler) compileOptions(cl *call, fc *fileCall) error {
 	if fc.Idempotent != nil {
 		cl.idempotent = *fc.Idempotent
 	}
-	isMember := cl.event == EventAddMembers || cl.event == EventRemoveMembers
+	isMember := cl.event == change.AddMembers || cl.event == change.RemoveMembers
 	switch {
-	case fc.Send != "" && cl.event != EventUpdate:
+	case fc.Send != "" && cl.event != change.Update:
 		return c.errf(cl.rule+".send", "only an update chooses what to send")
-	case cl.event == EventUpdate:
+	case cl.event == change.Update:
 		switch fc.Send {
 		case "", "changed":
 			cl.send = sendChanged
@@ -144,11 +145,11 @@ func (c *compiler) compileOptions(cl *call, fc *fileCall) error {
 
 func (c *compiler) compileIDPath(cl *call, id string) error {
 	switch {
-	case id == "" && cl.event == "lookup":
+	case id == "" && cl.event == lookupCall:
 		return c.errf(cl.rule+".id", "missing: a lookup needs the gjson path of the native id in its response (e.g. \"items.0.id\")")
 	case id == "":
 		return nil
-	case cl.event != EventCreate && cl.event != "lookup":
+	case cl.event != change.Create && cl.event != lookupCall:
 		return c.errf(cl.rule+".id", "only create and lookup responses carry the native id")
 	}
 	if err := compileGJSONPath(id); err != nil {
@@ -208,7 +209,7 @@ func (c *compiler) checkGatewayValues(cl *call) error {
 		}
 		return "", false
 	}
-	if where, ok := uses(srcNativeID); ok && (cl.event == EventCreate || cl.event == "lookup") {
+	if where, ok := uses(srcNativeID); ok && (cl.event == change.Create || cl.event == lookupCall) {
 		return c.errf(where, "uses the native id ({id} or $id), which does not exist yet in a %s", cl.event)
 	}
 	if where, ok := uses(srcMemberID); ok && cl.members != membersEach {
@@ -398,7 +399,7 @@ func (m *Mapping) knowsNativeIDs(resourceType string) bool {
 	if rm == nil {
 		return false
 	}
-	if cr := rm.calls[EventCreate]; cr != nil && cr.idPath != "" {
+	if cr := rm.calls[change.Create]; cr != nil && cr.idPath != "" {
 		return true
 	}
 	return rm.lookup != nil

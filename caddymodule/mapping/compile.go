@@ -8,12 +8,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 
 	"github.com/tidwall/gjson"
 
+	"github.com/scimgate/scimgate/caddymodule/change"
 	"github.com/scimgate/scimgate/caddymodule/scim"
 )
 
@@ -31,22 +33,15 @@ const (
 	maxGJSONPath     = 512
 )
 
-// Event names.
-const (
-	EventCreate        = "create"
-	EventUpdate        = "update"
-	EventDeactivate    = "deactivate"
-	EventReactivate    = "reactivate"
-	EventDelete        = "delete"
-	EventAddMembers    = "add_members"
-	EventRemoveMembers = "remove_members"
-)
-
-// eventsOf lists the semantic events of each resource type, in documentation order.
-var eventsOf = map[string][]string{
-	scim.UserType:  {EventCreate, EventUpdate, EventDeactivate, EventReactivate, EventDelete},
-	scim.GroupType: {EventCreate, EventUpdate, EventDelete, EventAddMembers, EventRemoveMembers},
+// eventsOf lists the semantic events each resource type maps, in documentation order.
+var eventsOf = map[string][]change.Event{
+	scim.UserType:  {change.Create, change.Update, change.Deactivate, change.Reactivate, change.Delete},
+	scim.GroupType: {change.Create, change.Update, change.Delete, change.AddMembers, change.RemoveMembers},
 }
+
+// lookupCall names a resource type's lookup call where calls are told apart by event: it
+// is not a semantic event (no change makes it), the gateway makes it to find an account.
+const lookupCall change.Event = "lookup"
 
 // sectionOf is the file's key for each resource type.
 var sectionOf = map[string]string{scim.UserType: "users", scim.GroupType: "groups"}
@@ -77,7 +72,7 @@ type Mapping struct {
 // resourceMapping is the compiled section of one resource type.
 type resourceMapping struct {
 	typ    string
-	calls  map[string]*call
+	calls  map[change.Event]*call
 	lookup *call
 }
 
@@ -185,49 +180,43 @@ func (c *compiler) compileResource(rt string, raw json.RawMessage) (*resourceMap
 	if err != nil {
 		return nil, err
 	}
-	rm := &resourceMapping{typ: rt, calls: make(map[string]*call)}
-	for _, ev := range sortedKeys(fr.Events) {
-		rule := section + ".events." + ev
+	rm := &resourceMapping{typ: rt, calls: make(map[change.Event]*call)}
+	for _, name := range sortedKeys(fr.Events) {
+		rule := section + ".events." + name
+		ev := change.Event(name)
 		if !validEvent(rt, ev) {
-			return nil, c.errf(rule, "unknown event %q; %s have %s%s", ev, section, strings.Join(eventsOf[rt], ", "), eventHint(rt, ev))
+			return nil, c.errf(rule, "unknown event %q; %s have %s%s", name, section, strings.Join(change.Strings(eventsOf[rt]), ", "), eventHint(rt, ev))
 		}
-		if isNull(fr.Events[ev]) {
+		if isNull(fr.Events[name]) {
 			continue
 		}
-		call, err := c.compileCall(rt, ev, rule, fr.Events[ev], headers)
+		call, err := c.compileCall(rt, ev, rule, fr.Events[name], headers)
 		if err != nil {
 			return nil, err
 		}
 		rm.calls[ev] = call
 	}
 	if !isNull(fr.Lookup) {
-		if rm.lookup, err = c.compileCall(rt, "lookup", section+".lookup", fr.Lookup, headers); err != nil {
+		if rm.lookup, err = c.compileCall(rt, lookupCall, section+".lookup", fr.Lookup, headers); err != nil {
 			return nil, err
 		}
 	}
 	return rm, nil
 }
 
-func eventHint(rt, ev string) string {
+func eventHint(rt string, ev change.Event) string {
 	switch {
-	case rt == scim.GroupType && ev == "rename":
+	case rt == scim.GroupType && ev == change.Rename:
 		return " (a rename is an update of displayName: map it under \"update\")"
-	case rt == scim.UserType && (ev == EventAddMembers || ev == EventRemoveMembers):
+	case rt == scim.UserType && (ev == change.AddMembers || ev == change.RemoveMembers):
 		return " (memberships are events of groups)"
-	case rt == scim.GroupType && (ev == EventDeactivate || ev == EventReactivate):
+	case rt == scim.GroupType && (ev == change.Deactivate || ev == change.Reactivate):
 		return " (groups have no active attribute)"
 	}
 	return ""
 }
 
-func validEvent(rt, ev string) bool {
-	for _, e := range eventsOf[rt] {
-		if e == ev {
-			return true
-		}
-	}
-	return false
-}
+func validEvent(rt string, ev change.Event) bool { return slices.Contains(eventsOf[rt], ev) }
 
 func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))

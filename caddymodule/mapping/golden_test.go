@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"testing"
 
+	"github.com/scimgate/scimgate/caddymodule/change"
 	"github.com/scimgate/scimgate/caddymodule/scim"
 )
 
@@ -55,7 +56,7 @@ type goldenInput struct {
 
 type goldenEvent struct {
 	ResourceType string          `json:"resource_type"`
-	Event        string          `json:"event"`
+	Event        change.Event    `json:"event"`
 	Resource     json.RawMessage `json:"resource"`
 	Previous     json.RawMessage `json:"previous"`
 	Changed      []string        `json:"changed"`

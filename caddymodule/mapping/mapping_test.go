@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/scimgate/scimgate/caddymodule/change"
 	"github.com/scimgate/scimgate/caddymodule/scim"
 )
 
@@ -428,7 +429,7 @@ func TestUnknownManagerOnCreate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reqs, err := m.Requests(Input{ResourceType: "User", Event: EventCreate, Resource: map[string]any{
+	reqs, err := m.Requests(Input{ResourceType: "User", Event: change.Create, Resource: map[string]any{
 		"id": "u1", "userName": "a@b.c",
 		"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": map[string]any{"manager": map[string]any{"value": "nobody"}},
 	}, NativeIDOf: func(string) (string, bool) { return "", false }})

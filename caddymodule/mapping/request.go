@@ -10,6 +10,7 @@ import (
 	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
 
+	"github.com/scimgate/scimgate/caddymodule/change"
 	"github.com/scimgate/scimgate/caddymodule/scim"
 )
 
@@ -25,7 +26,7 @@ type Member struct {
 // Input is one semantic event of one resource, as the gateway decided it.
 type Input struct {
 	ResourceType string        // "User" | "Group"
-	Event        string        // create, update, deactivate, reactivate, delete, add_members, remove_members
+	Event        change.Event  // the semantic event whose calls to build
 	Resource     scim.Resource // after (the full stored document, id included); for delete, the document being deleted
 	Previous     scim.Resource // before, nil on create
 	Changed      []string      // changed attribute paths (for send: changed)
@@ -76,7 +77,7 @@ func (ev *evalCtx) reserved(name string) (any, bool, error) {
 
 // Has reports whether the mapping has a native call for the event of the resource type.
 // The gateway skips (and journals as skipped) events without one.
-func (m *Mapping) Has(resourceType, event string) bool {
+func (m *Mapping) Has(resourceType string, event change.Event) bool {
 	rm := m.resource(resourceType)
 	return rm != nil && rm.calls[event] != nil
 }
@@ -139,7 +140,7 @@ func (m *Mapping) LookupRequest(resourceType string, r scim.Resource) (*Request,
 	if rm == nil || rm.lookup == nil {
 		return nil, false, nil
 	}
-	in := &Input{ResourceType: rm.typ, Event: "lookup", Resource: r}
+	in := &Input{ResourceType: rm.typ, Event: lookupCall, Resource: r}
 	req, _, err := rm.lookup.build(&evalCtx{in: in, doc: r}, nil)
 	if err != nil {
 		return nil, true, err

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/scimgate/scimgate/caddymodule/change"
 	"github.com/scimgate/scimgate/caddymodule/scim"
 )
 
@@ -255,7 +256,7 @@ func (s *source) managerNativeID(ev *evalCtx, raw any) (any, bool, error) {
 		return nil, false, errNoIDMap
 	}
 	native, found := ev.in.NativeIDOf(id)
-	if (!found || native == "") && ev.in.Event == EventCreate {
+	if (!found || native == "") && ev.in.Event == change.Create {
 		// Entra links managers in a later PATCH (its reference pass), which retries
 		// until the manager exists; a create must not fail for a link it cannot make yet.
 		return nil, false, nil

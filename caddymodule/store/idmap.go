@@ -3,6 +3,8 @@ package store
 import (
 	"bytes"
 	"fmt"
+
+	"github.com/scimgate/scimgate/caddymodule/change"
 )
 
 // The id map links each resource's SCIM id to its id in a legacy application ("target"),
@@ -90,23 +92,12 @@ func checkIDMapArgs(target, scimID, nativeID string) error {
 	return nil
 }
 
-// Marks remember, per target, what the gateway's policy did to a resource's account in the
-// app, so that later changes can undo or respect it: MarkSkipped (the resource was left
-// out of the app: out of scope, so it has no account there on purpose) and
-// MarkDeactivated (the app's account was deactivated by policy although the directory's
-// resource is active: it left scope). They are written in the transaction of the change
-// that caused them. MarkStale says the app's account exists but missed changes the policy
-// skipped (the user was out of scope and policy left the account alone), so the next
-// change that reaches the app carries every attribute.
-const (
-	MarkNone        = ""
-	MarkSkipped     = "skipped"
-	MarkDeactivated = "deactivated"
-	MarkStale       = "stale"
-)
+// Marks (change.Mark) remember, per target, what the gateway's policy did to a resource's
+// account in the app, so that later changes can undo or respect it. They are written in the
+// transaction of the change that caused them.
 
-// SetMark records mark for scimID in target; MarkNone removes it.
-func (tx *Tx) SetMark(target, scimID, mark string) error {
+// SetMark records mark for scimID in target; change.MarkNone removes it.
+func (tx *Tx) SetMark(target, scimID string, mark change.Mark) error {
 	if err := tx.checkWritable(); err != nil {
 		return err
 	}
@@ -114,16 +105,16 @@ func (tx *Tx) SetMark(target, scimID, mark string) error {
 		return err
 	}
 	key := joinKey(target, scimID)
-	if mark == MarkNone {
+	if mark == change.MarkNone {
 		return tx.bucket(bucketMarks).Delete(key)
 	}
 	return tx.bucket(bucketMarks).Put(key, []byte(mark))
 }
 
-// Mark returns the mark of scimID in target, MarkNone when there is none.
-func (tx *Tx) Mark(target, scimID string) string {
+// Mark returns the mark of scimID in target, change.MarkNone when there is none.
+func (tx *Tx) Mark(target, scimID string) change.Mark {
 	if checkIDMapArgs(target, scimID, "-") != nil {
-		return MarkNone
+		return change.MarkNone
 	}
-	return string(tx.bucket(bucketMarks).Get(joinKey(target, scimID)))
+	return change.Mark(tx.bucket(bucketMarks).Get(joinKey(target, scimID)))
 }

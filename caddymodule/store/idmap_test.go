@@ -4,6 +4,8 @@ import (
 	"errors"
 	"path/filepath"
 	"testing"
+
+	"github.com/scimgate/scimgate/caddymodule/change"
 )
 
 func TestIDMap(t *testing.T) {
@@ -65,22 +67,22 @@ func TestIDMap(t *testing.T) {
 func TestMarks(t *testing.T) {
 	s := openTest(t)
 	mustUpdate(t, s, func(tx *Tx) error {
-		if got := tx.Mark("demo/User", "u1"); got != MarkNone {
+		if got := tx.Mark("demo/User", "u1"); got != change.MarkNone {
 			t.Errorf("Mark before any = %q", got)
 		}
-		if err := tx.SetMark("demo/User", "u1", MarkSkipped); err != nil {
+		if err := tx.SetMark("demo/User", "u1", change.MarkSkipped); err != nil {
 			return err
 		}
-		return tx.SetMark("other/User", "u1", MarkDeactivated)
+		return tx.SetMark("other/User", "u1", change.MarkDeactivated)
 	})
 	err := s.View(func(tx *Tx) error {
-		if got := tx.Mark("demo/User", "u1"); got != MarkSkipped {
-			t.Errorf("Mark = %q, want %q", got, MarkSkipped)
+		if got := tx.Mark("demo/User", "u1"); got != change.MarkSkipped {
+			t.Errorf("Mark = %q, want %q", got, change.MarkSkipped)
 		}
-		if got := tx.Mark("other/User", "u1"); got != MarkDeactivated {
-			t.Errorf("other target's Mark = %q, want %q", got, MarkDeactivated)
+		if got := tx.Mark("other/User", "u1"); got != change.MarkDeactivated {
+			t.Errorf("other target's Mark = %q, want %q", got, change.MarkDeactivated)
 		}
-		if err := tx.SetMark("demo/User", "u1", MarkNone); err == nil {
+		if err := tx.SetMark("demo/User", "u1", change.MarkNone); err == nil {
 			t.Error("SetMark in a read transaction succeeded")
 		}
 		return nil
@@ -88,9 +90,9 @@ func TestMarks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustUpdate(t, s, func(tx *Tx) error { return tx.SetMark("demo/User", "u1", MarkNone) })
+	mustUpdate(t, s, func(tx *Tx) error { return tx.SetMark("demo/User", "u1", change.MarkNone) })
 	_ = s.View(func(tx *Tx) error {
-		if got := tx.Mark("demo/User", "u1"); got != MarkNone {
+		if got := tx.Mark("demo/User", "u1"); got != change.MarkNone {
 			t.Errorf("Mark after clearing = %q", got)
 		}
 		return nil

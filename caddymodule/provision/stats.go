@@ -1,15 +1,13 @@
-package caddymodule
+package provision
 
 import (
 	"fmt"
 	"sync"
 	"time"
 
+	"github.com/scimgate/scimgate/caddymodule/change"
 	"github.com/scimgate/scimgate/caddymodule/journal"
 )
-
-// statEvents are the semantic events the policy's stats count, in a fixed order.
-var statEvents = [...]string{"create", "update", "deactivate", "reactivate", "delete", "rename", "add_members", "remove_members"}
 
 // statsWindow is how far back the policy's stats look (input.stats.last_hour).
 const statsWindow = time.Hour
@@ -28,15 +26,15 @@ type eventWindow struct {
 	slots [statsSlots]eventSlot
 }
 
-// eventSlot holds the counts of one minute.
+// eventSlot holds the counts of one minute, per event in change.Events' order.
 type eventSlot struct {
 	minute int64 // Unix minute the counts belong to
-	counts [len(statEvents)]int64
+	counts [len(change.Events)]int64
 }
 
-// eventIndex is the position of ev in statEvents, or -1.
-func eventIndex(ev string) int {
-	for i, e := range statEvents {
+// eventIndex is the position of ev in change.Events, or -1.
+func eventIndex(ev change.Event) int {
+	for i, e := range change.Events {
 		if e == ev {
 			return i
 		}
@@ -44,16 +42,9 @@ func eventIndex(ev string) int {
 	return -1
 }
 
-// lastHour sums the counts of the last hour at now.
-func (w *eventWindow) lastHour(now time.Time) map[string]int64 {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.sumLocked(now)
-}
-
 func (w *eventWindow) sumLocked(now time.Time) map[string]int64 {
 	cur := now.Unix() / 60
-	var sum [len(statEvents)]int64
+	var sum [len(change.Events)]int64
 	for i := range w.slots {
 		s := &w.slots[i]
 		if s.minute > cur-statsSlots && s.minute <= cur {
@@ -62,22 +53,22 @@ func (w *eventWindow) sumLocked(now time.Time) map[string]int64 {
 			}
 		}
 	}
-	out := make(map[string]int64, len(statEvents))
-	for i, e := range statEvents {
-		out[e] = sum[i]
+	out := make(map[string]int64, len(change.Events))
+	for i, e := range change.Events {
+		out[string(e)] = sum[i]
 	}
 	return out
 }
 
 // add counts events at time at (delta 1 to count, -1 to take a reservation back). Times
 // outside the window are ignored.
-func (w *eventWindow) add(at, now time.Time, events []string, delta int64) {
+func (w *eventWindow) add(at, now time.Time, events []change.Event, delta int64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.addLocked(at, now, events, delta)
 }
 
-func (w *eventWindow) addLocked(at, now time.Time, events []string, delta int64) {
+func (w *eventWindow) addLocked(at, now time.Time, events []change.Event, delta int64) {
 	m, cur := at.Unix()/60, now.Unix()/60
 	if m <= cur-statsSlots || m > cur {
 		return
@@ -102,7 +93,7 @@ func (w *eventWindow) addLocked(at, now time.Time, events []string, delta int64)
 // reserve returns the counts of the last hour before this change and counts its events;
 // the returned release takes them back (call it when the change is denied, skipped or
 // fails). Reading and counting happen under one lock, so concurrent changes see each other.
-func (w *eventWindow) reserve(events []string) (map[string]int64, func()) {
+func (w *eventWindow) reserve(events []change.Event) (map[string]int64, func()) {
 	now := w.now()
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -118,24 +109,24 @@ func (w *eventWindow) reserve(events []string) (map[string]int64, func()) {
 const statsScanWindow = 500_000
 
 // seedStats returns a stats window holding the changes the journal shows were let through
-// to the gateway's target in the last hour, so that a restart does not reset a brake.
-func (g *Gateway) seedStats(j *journal.Journal) (*eventWindow, error) {
-	w := &eventWindow{now: g.now}
-	info, err := j.Info()
+// to the engine's target in the last hour, so that a restart does not reset a brake.
+func (e *Engine) seedStats() (*eventWindow, error) {
+	w := &eventWindow{now: e.now}
+	info, err := e.journal.Info()
 	if err != nil || info.LastSeq == 0 {
 		return w, err
 	}
-	now := g.now()
+	now := e.now()
 	q := journal.Query{FromTime: now.Add(-statsWindow)}
 	if info.LastSeq > statsScanWindow {
 		q.FromSeq = info.LastSeq - statsScanWindow
 	}
-	targetName := g.targetName()
-	err = scanRecords(j, q, func(r *journal.Record) {
-		if r.Target != targetName || r.Action == "reconcile" {
+	targetName := e.targetName()
+	err = scanRecords(e.journal, q, func(r *journal.Record) {
+		if r.Target != targetName || r.Action == change.ActionReconcile {
 			return
 		}
-		if r.Outcome == journal.OutcomeApplied || r.Outcome == journal.OutcomeDryRun {
+		if r.Outcome == change.Applied || r.Outcome == change.DryRun {
 			w.add(r.Time, now, r.Events, 1)
 		}
 	})

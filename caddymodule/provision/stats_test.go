@@ -1,23 +1,25 @@
-package caddymodule
+package provision
 
 import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/scimgate/scimgate/caddymodule/change"
 )
 
 func TestEventWindowCountsTheLastHour(t *testing.T) {
 	now := time.Date(2026, 11, 27, 12, 0, 30, 0, time.UTC)
 	w := &eventWindow{now: func() time.Time { return now }}
-	w.add(now.Add(-59*time.Minute), now, []string{"delete"}, 1)
-	w.add(now.Add(-61*time.Minute), now, []string{"delete"}, 1) // outside the window: ignored
-	w.add(now.Add(-10*time.Minute), now, []string{"deactivate", "update", "no-such-event"}, 1)
+	w.add(now.Add(-59*time.Minute), now, []change.Event{"delete"}, 1)
+	w.add(now.Add(-61*time.Minute), now, []change.Event{"delete"}, 1) // outside the window: ignored
+	w.add(now.Add(-10*time.Minute), now, []change.Event{"deactivate", "update", "no-such-event"}, 1)
 	got := w.lastHour(now)
 	if got["delete"] != 1 || got["deactivate"] != 1 || got["update"] != 1 || got["create"] != 0 {
 		t.Errorf("lastHour = %v", got)
 	}
-	for _, ev := range statEvents {
-		if _, ok := got[ev]; !ok {
+	for _, ev := range change.Events {
+		if _, ok := got[string(ev)]; !ok {
 			t.Errorf("event %s missing from the stats", ev)
 		}
 	}
@@ -34,11 +36,11 @@ func TestEventWindowCountsTheLastHour(t *testing.T) {
 func TestEventWindowReservations(t *testing.T) {
 	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 	w := &eventWindow{now: func() time.Time { return now }}
-	before, release := w.reserve([]string{"delete"})
+	before, release := w.reserve([]change.Event{"delete"})
 	if before["delete"] != 0 {
 		t.Errorf("first reservation saw %v", before)
 	}
-	second, release2 := w.reserve([]string{"delete"})
+	second, release2 := w.reserve([]change.Event{"delete"})
 	if second["delete"] != 1 {
 		t.Errorf("second reservation saw %d deletions, want the first's", second["delete"])
 	}
@@ -65,7 +67,7 @@ func TestEventWindowConcurrentReservations(t *testing.T) {
 	passed := 0
 	for range n {
 		wg.Go(func() {
-			before, release := w.reserve([]string{"deactivate"})
+			before, release := w.reserve([]change.Event{"deactivate"})
 			c := before["deactivate"]
 			mu.Lock()
 			defer mu.Unlock()
@@ -84,4 +86,11 @@ func TestEventWindowConcurrentReservations(t *testing.T) {
 	if passed != limit {
 		t.Errorf("%d passed a brake of %d", passed, limit)
 	}
+}
+
+// lastHour sums the counts of the last hour at now.
+func (w *eventWindow) lastHour(now time.Time) map[string]int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.sumLocked(now)
 }

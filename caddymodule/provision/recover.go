@@ -1,4 +1,4 @@
-package caddymodule
+package provision
 
 import (
 	"bufio"
@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/scimgate/scimgate/caddymodule/change"
 	"github.com/scimgate/scimgate/caddymodule/journal"
 	"github.com/scimgate/scimgate/caddymodule/legacy"
 	"github.com/scimgate/scimgate/caddymodule/mapping"
@@ -22,10 +23,11 @@ import (
 const reconcileWindow = 100_000
 
 // adoptions are creates that may already have happened in the app without reaching the
-// directory: the gateway stopped between the native call and the commit. When Entra
-// retries such a create, the gateway first looks the account up by its natural key and
-// adopts it instead of creating a second one. Only these creates are matched: a client's
-// value must never select an arbitrary existing account.
+// directory: the gateway stopped between the native call and the commit, or the commit
+// failed after the app created the account. When Entra retries such a create, the gateway
+// first looks the account up by its natural key and adopts it instead of creating a second
+// one. Only these creates are matched: a client's value must never select an arbitrary
+// existing account.
 type adoptions struct {
 	mu      sync.Mutex
 	pending map[string]uint64 // type + "\x00" + folded subject -> seq of the intent
@@ -40,10 +42,11 @@ func (a *adoptions) has(typ, subject string) bool {
 	return ok
 }
 
-func (a *adoptions) add(typ, subject string) {
+// add remembers a create to adopt; seq is its intent's sequence number (0: not known).
+func (a *adoptions) add(typ, subject string, seq uint64) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.pending[adoptKey(typ, subject)] = 0
+	a.pending[adoptKey(typ, subject)] = seq
 }
 
 func (a *adoptions) done(typ, subject string) {
@@ -52,19 +55,20 @@ func (a *adoptions) done(typ, subject string) {
 	delete(a.pending, adoptKey(typ, subject))
 }
 
-// reconcile runs at provisioning: it reports every intent of the target that has no
-// outcome (journaling a reconcile record for each, once) and remembers the creates among
-// them for adoption. It scans once per target after the store is opened: a reload on the
-// open store shares what the first scan found, because the intents still without outcome
-// then belong to requests the previous config is still serving, not to a crash.
-func (g *Gateway) reconcile(h *storeHandle) error {
-	t := g.target
-	adopt, fresh := h.adoptionsFor(t.name)
+// recover runs when an engine with a target is built: it reports every intent of the
+// target that has no outcome (journaling a reconcile record for each, once) and remembers
+// the creates among them for adoption. It scans once per target after the store is
+// opened: a reload on the open store shares what the first scan found, because the intents
+// still without outcome then belong to requests the previous config is still serving, not
+// to a crash.
+func (e *Engine) recover(shared *Shared) error {
+	t := e.target
+	adopt, fresh := shared.adoptionsFor(t.Name)
 	t.adopt = adopt
 	if !fresh {
 		return nil
 	}
-	j := h.journal
+	j := e.journal
 	info, err := j.Info()
 	if err != nil || info.LastSeq == 0 {
 		return err
@@ -73,34 +77,32 @@ func (g *Gateway) reconcile(h *storeHandle) error {
 	if info.LastSeq > reconcileWindow {
 		q.FromSeq = info.LastSeq - reconcileWindow
 	}
-	open, reported, err := scanIntents(j, q, t.name)
+	open, reported, err := scanIntents(j, q, t.Name)
 	if err != nil {
 		return fmt.Errorf("scanning the journal for unfinished changes: %w", err)
 	}
 	for _, in := range open {
-		g.logger.Warn("a change reached the target but has no outcome in the journal (the gateway stopped in between)",
-			zap.String("target", t.name), zap.Uint64("seq", in.Seq), zap.String("request_id", in.RequestID),
-			zap.String("action", in.Action), zap.String("resource_type", in.ResourceType), zap.String("scim_id", in.SCIMID))
-		if in.Action == "create" && in.Subject != "" {
-			t.adopt.mu.Lock()
-			t.adopt.pending[adoptKey(in.ResourceType, in.Subject)] = in.Seq
-			t.adopt.mu.Unlock()
+		e.logger.Warn("a change reached the target but has no outcome in the journal (the gateway stopped in between)",
+			zap.String("target", t.Name), zap.Uint64("seq", in.Seq), zap.String("request_id", in.RequestID),
+			zap.String("action", string(in.Action)), zap.String("resource_type", in.ResourceType), zap.String("scim_id", in.SCIMID))
+		if in.Action == change.ActionCreate && in.Subject != "" {
+			t.adopt.add(in.ResourceType, in.Subject, in.Seq)
 		}
 		if reported[in.RequestID] {
 			continue
 		}
 		rec := &journal.Record{
 			RequestID:    in.RequestID,
-			Action:       "reconcile",
+			Action:       change.ActionReconcile,
 			ResourceType: in.ResourceType,
 			SCIMID:       in.SCIMID,
 			Subject:      in.Subject,
-			Target:       t.name,
-			Outcome:      journal.OutcomeApplied,
+			Target:       t.Name,
+			Outcome:      change.Applied,
 			Error: fmt.Sprintf("intent %d has no outcome: the gateway stopped between the call to %s and the commit; "+
-				"the directory was not changed, and a retried create is matched to the account by lookup", in.Seq, t.name),
+				"the directory was not changed, and a retried create is matched to the account by lookup", in.Seq, t.Name),
 		}
-		if err := g.store.Update(func(tx *store.Tx) error { return j.Append(tx.Bolt(), rec) }); err != nil {
+		if err := e.store.Update(func(tx *store.Tx) error { return j.Append(tx.Bolt(), rec) }); err != nil {
 			return err
 		}
 	}
@@ -117,9 +119,9 @@ func scanIntents(j *journal.Journal, q journal.Query, target string) ([]journal.
 			return
 		}
 		switch {
-		case r.Outcome == journal.OutcomePending:
+		case r.Outcome == change.Pending:
 			open[r.RequestID] = *r
-		case r.Action == "reconcile":
+		case r.Action == change.ActionReconcile:
 			reported[r.RequestID] = true
 		default:
 			delete(open, r.RequestID)
@@ -160,18 +162,18 @@ func scanRecords(j *journal.Journal, q journal.Query, fn func(*journal.Record)) 
 
 // adoptExisting looks up, by the mapping's lookup call, the account an unfinished create
 // may have left in the app. It returns the account's native id, or "" to create it.
-func (g *Gateway) adoptExisting(ctx context.Context, p *plan) (string, error) {
-	t := g.target
-	if t.adopt == nil || !t.adopt.has(p.typ, subjectOf(p.typ, p.after)) {
+func (e *Engine) adoptExisting(ctx context.Context, p *plan) (string, error) {
+	t := e.target
+	if t.adopt == nil || !t.adopt.has(p.typ, SubjectOf(p.typ, p.after)) {
 		return "", nil
 	}
-	req, ok, err := t.mapping.LookupRequest(p.typ, p.after)
+	req, ok, err := t.Mapping.LookupRequest(p.typ, p.after)
 	if err != nil || !ok {
 		return "", err
 	}
-	resp, err := t.client.Do(ctx, legacy.Request{Method: req.Method, Path: req.Path, Header: t.withHeaders(req.Header), Idempotent: true})
+	resp, err := t.Client.Do(ctx, legacy.Request{Method: req.Method, Path: req.Path, Header: t.withHeaders(req.Header), Idempotent: true})
 	if err != nil {
-		se, _ := legacy.ToSCIM("update", resp, err)
+		se, _ := legacy.ToSCIM(change.Update, resp, err)
 		if se == nil {
 			return "", nil
 		}

@@ -1,0 +1,158 @@
+package caddymodule
+
+import (
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/google/uuid"
+
+	"github.com/scimgate/scimgate/caddymodule/journal"
+)
+
+// Defaults of the journal settings.
+const (
+	DefaultJournalName        = "scimgate"
+	DefaultCheckpointEvery    = 1000
+	DefaultCheckpointInterval = caddy.Duration(5 * time.Minute)
+)
+
+// JournalConfig configures the audit journal kept in the store file. The journal of a
+// store is opened with the store, once per process: when a reload changes these settings
+// for a store that stays open, the change is logged and takes effect at the next start.
+type JournalConfig struct {
+	// Name identifies the journal in the admin API and CLI. Default: scimgate.
+	Name string `json:"name,omitempty"`
+
+	// CheckpointEvery is the number of records between signed checkpoints. Default 1000;
+	// -1 turns count-based checkpoints off.
+	CheckpointEvery int64 `json:"checkpoint_every,omitempty"`
+
+	// CheckpointInterval is the time between checkpoints. Default 5m; -1 turns them off.
+	CheckpointInterval caddy.Duration `json:"checkpoint_interval,omitempty"`
+
+	// SigningKey is the Ed25519 key that signs checkpoints: a 32-byte seed or a 64-byte
+	// private key, base64 or hex, usually a placeholder such as {env.SCIMGATE_JOURNAL_KEY}.
+	// It is never stored in the database. Without a key checkpoints are unsigned.
+	SigningKey string `json:"signing_key,omitempty"`
+
+	// SigningKeyFile reads the signing key from a file instead (same encodings).
+	SigningKeyFile string `json:"signing_key_file,omitempty"`
+
+	// KeyID names the signing key in checkpoints, so verifiers know which public key to
+	// use. Default: the first 8 bytes of the public key, hex.
+	KeyID string `json:"key_id,omitempty"`
+
+	// Redact lists attribute paths whose values are replaced by a marker in records, in
+	// addition to password (always redacted).
+	Redact []string `json:"redact,omitempty"`
+
+	// MaxAge prunes records older than this (0: keep).
+	MaxAge caddy.Duration `json:"max_age,omitempty"`
+
+	// MaxRecords keeps at most this many records (0: keep all).
+	MaxRecords uint64 `json:"max_records,omitempty"`
+
+	// MaxBytes keeps the stored records within this many bytes (0: no limit).
+	MaxBytes uint64 `json:"max_bytes,omitempty"`
+
+	// Reads also journals reads (GET, list, search). Default off.
+	Reads bool `json:"reads,omitempty"`
+}
+
+// journalOptions resolves the configuration into journal.Options (without logger and
+// callbacks) and the public key that verifies its checkpoints.
+func (c *JournalConfig) journalOptions(repl *caddy.Replacer) (journal.Options, ed25519.PublicKey, error) {
+	opts := journal.Options{
+		Name:   c.Name,
+		Redact: c.Redact,
+		KeyID:  c.KeyID,
+		MaxAge: time.Duration(c.MaxAge),
+	}
+	if opts.Name == "" {
+		opts.Name = DefaultJournalName
+	}
+	switch {
+	case c.CheckpointEvery == 0:
+		opts.CheckpointEvery = DefaultCheckpointEvery
+	case c.CheckpointEvery > 0:
+		opts.CheckpointEvery = uint64(c.CheckpointEvery)
+	}
+	switch {
+	case c.CheckpointInterval == 0:
+		opts.CheckpointInterval = time.Duration(DefaultCheckpointInterval)
+	case c.CheckpointInterval > 0:
+		opts.CheckpointInterval = time.Duration(c.CheckpointInterval)
+	}
+	opts.MaxRecords = c.MaxRecords
+	opts.MaxBytes = c.MaxBytes
+
+	keyText := repl.ReplaceAll(c.SigningKey, "")
+	if c.SigningKeyFile != "" {
+		if keyText != "" {
+			return opts, nil, fmt.Errorf("journal: set signing_key or signing_key_file, not both")
+		}
+		path := repl.ReplaceAll(c.SigningKeyFile, "")
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return opts, nil, fmt.Errorf("journal: reading signing_key_file: %w", err)
+		}
+		keyText = strings.TrimSpace(string(data))
+	}
+	if keyText == "" {
+		if c.SigningKey != "" {
+			return opts, nil, fmt.Errorf("journal: signing_key %q resolves to an empty value", c.SigningKey)
+		}
+		return opts, nil, nil
+	}
+	key, err := parseSigningKey(keyText)
+	if err != nil {
+		return opts, nil, err
+	}
+	opts.SigningKey = key
+	pub := key.Public().(ed25519.PublicKey)
+	if opts.KeyID == "" {
+		opts.KeyID = hex.EncodeToString(pub[:8])
+	}
+	return opts, pub, nil
+}
+
+// parseSigningKey accepts a 32-byte seed or a 64-byte private key, base64 (standard or
+// URL, padded or not) or hex. The error never repeats the key.
+func parseSigningKey(s string) (ed25519.PrivateKey, error) {
+	var raw []byte
+	if b, err := hex.DecodeString(s); err == nil {
+		raw = b
+	} else {
+		for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+			if b, err := enc.DecodeString(s); err == nil {
+				raw = b
+				break
+			}
+		}
+	}
+	switch len(raw) {
+	case ed25519.SeedSize:
+		return ed25519.NewKeyFromSeed(raw), nil
+	case ed25519.PrivateKeySize:
+		return ed25519.PrivateKey(raw), nil
+	case 0:
+		return nil, fmt.Errorf("journal: signing key is neither base64 nor hex")
+	}
+	return nil, fmt.Errorf("journal: signing key has %d bytes; want a 32-byte Ed25519 seed or a 64-byte private key", len(raw))
+}
+
+// requestID is Caddy's request UUID when the request came through Caddy, else a new one.
+func requestID(req *request) string {
+	if repl, ok := req.r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		if id, ok := repl.GetString("http.request.uuid"); ok && id != "" {
+			return id
+		}
+	}
+	return uuid.NewString()
+}

@@ -1,0 +1,398 @@
+package provision
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"go.uber.org/zap"
+
+	"github.com/scimgate/scimgate/caddymodule/change"
+	"github.com/scimgate/scimgate/caddymodule/journal"
+	"github.com/scimgate/scimgate/caddymodule/policy"
+	"github.com/scimgate/scimgate/caddymodule/scim"
+	"github.com/scimgate/scimgate/caddymodule/store"
+)
+
+// Op is one write request as Entra made it, parsed and validated by the HTTP layer.
+type Op struct {
+	// Action is change.ActionCreate, ActionReplace, ActionPatch or ActionDelete.
+	Action change.Action
+	// Type is scim.UserType or scim.GroupType.
+	Type string
+	// ID is the resource's SCIM id; empty on create (the engine assigns one).
+	ID string
+	// Resource is the prepared body of a create or replace.
+	Resource *scim.Prepared
+	// Patch holds a PATCH's operations.
+	Patch []scim.PatchOp
+	// IfMatch is the request's If-Match precondition ("" for none).
+	IfMatch string
+	// Status is what a success answers (201, 200 or 204); the journal records it.
+	Status int
+	// Render, when set, turns the record just written into the answer inside the commit's
+	// transaction (where a group's members and a user's groups are read). doc is the
+	// record's attributes as stored, a map of its own at the top level. It may run more
+	// than once: group commit reruns a transaction's functions.
+	Render func(tx *store.Tx, rec *store.Record, doc scim.Resource) (any, error)
+}
+
+// Request says who asks, for the journal and the logs.
+type Request struct {
+	Ctx    context.Context
+	ID     string // the request id (Caddy's http.request.uuid), in logs and the journal
+	Client string // the name of the token the client authenticated with
+}
+
+func (r Request) ctx() context.Context {
+	if r.Ctx == nil {
+		return context.Background()
+	}
+	return r.Ctx
+}
+
+// Result is what Apply did.
+type Result struct {
+	// ID is the resource's SCIM id (new on create).
+	ID string
+	// Version is the version stored (0 after a delete).
+	Version uint64
+	// Answer is what Op.Render returned.
+	Answer any
+	// Status is the status to answer: Op.Status on success, else Err's.
+	Status int
+	// Err is the SCIM error to answer, nil on success.
+	Err *scim.Error
+	// RetryAfter is how long the client should wait before retrying (0: say nothing).
+	RetryAfter time.Duration
+	// Record is the journal record of the request's outcome (as built; the journal adds
+	// its sequence number, time and hashes).
+	Record *journal.Record
+}
+
+// Apply carries out one write and journals it, top to bottom:
+//
+//  1. decide: load the current resource, compute the new one, its semantic events and
+//     member deltas (a read transaction; one transaction with the commit when there is
+//     neither a policy nor a target);
+//  2. policy: decide on the change (deny: 403, nothing changed, nothing sent; skip: the
+//     directory takes the change, the app gets nothing; allow, with obligations);
+//  3. intent: journal the change as pending, durably, before the app sees anything;
+//  4. native calls: the mapping's calls for the events, shaped by the obligations;
+//  5. commit: the resource, memberships, id map, account mark and outcome record in one
+//     transaction shared with concurrent writers.
+//
+// A failure at any step is answered as the SCIM error it means and journaled as rejected,
+// denied or failed; Result.Err says which.
+func (e *Engine) Apply(req Request, op *Op) *Result {
+	j := e.newJob(req, op)
+	p, err := e.run(j)
+	if err != nil {
+		return e.fail(req, j.trail, err)
+	}
+	res := &Result{ID: p.id, Status: op.Status, Answer: p.answer, Record: p.record}
+	if p.rec != nil {
+		res.Version = p.rec.Version
+	}
+	return res
+}
+
+// run decides, checks and delivers a job's change, and returns the plan that was committed.
+//
+// With neither a policy nor a target the change is decided, applied and journaled in one
+// transaction. Otherwise the resource is locked for the request, the change is decided in
+// a read transaction, the policy decides on it, and then: a deny changes nothing; a skip,
+// or an allow without a target, commits the change with its record; an allow with a
+// target journals the intent, makes the native calls and commits the change, the id map
+// and the outcome in one transaction.
+func (e *Engine) run(j *job) (*plan, error) {
+	if e.target == nil && e.policy == nil {
+		return e.commitAlone(j)
+	}
+	unlock := e.locks.lock(j.lockKey())
+	defer unlock()
+	p, err := e.decideView(j)
+	if err != nil {
+		return nil, err
+	}
+	j.trail.fill(p)
+	if e.target != nil {
+		j.trail.target = e.target.Name
+	}
+
+	v := e.decidePolicy(j, p)
+	d := v.decision
+	if e.policy != nil {
+		j.trail.decision = e.journalDecision(d, nil, nil)
+	}
+	if !d.Allow {
+		return nil, &Denied{Decision: d}
+	}
+	if d.Skip || e.target == nil {
+		outcome := change.Applied
+		if d.Skip {
+			outcome = change.Skipped
+		}
+		p.skipped = d.Skip
+		done, err := e.commit(j, p, outcome, nil)
+		if err != nil {
+			v.release()
+		}
+		return done, err
+	}
+	done, err := e.deliver(j, p, d)
+	if err != nil {
+		v.release()
+	}
+	return done, err
+}
+
+// commitAlone decides, applies and journals a change in one transaction: the path of a
+// gateway with neither a policy nor a target.
+func (e *Engine) commitAlone(j *job) (*plan, error) {
+	var done *plan
+	err := e.store.Update(func(tx *store.Tx) error {
+		p, err := e.decide(tx, j)
+		if err != nil {
+			return err
+		}
+		if err := e.applyPlan(tx, p); err != nil {
+			return err
+		}
+		j.trail.fill(p)
+		p.record = e.record(j.req, j.trail, change.Applied, j.op.Status, "")
+		done = p
+		return e.journal.Append(tx.Bolt(), p.record)
+	})
+	return done, err
+}
+
+// decideView decides the change in a read transaction, with what the policy and the calls
+// need to know of the resource's account in the app.
+func (e *Engine) decideView(j *job) (*plan, error) {
+	var p *plan
+	err := e.store.View(func(tx *store.Tx) error {
+		var err error
+		if p, err = e.decide(tx, j); err != nil {
+			return err
+		}
+		if t := e.target; t != nil && p.before != nil {
+			p.nativeID, _ = tx.NativeID(t.mapKey(p.typ), p.id)
+			p.mark = tx.Mark(t.mapKey(p.typ), p.id)
+		}
+		if e.policy != nil {
+			p.memberRefs = policy.Members{Add: memberRefs(tx, p.added), Remove: memberRefs(tx, p.removed)}
+		}
+		return nil
+	})
+	return p, err
+}
+
+// deliver makes an allowed change's native calls and commits it: the intent is journaled
+// first, then the app is called with the plan shaped by the policy's obligations, then the
+// directory, id map, marks and outcome are committed together.
+func (e *Engine) deliver(j *job, p *plan, d policy.Decision) (*plan, error) {
+	t := e.target
+	tr := j.trail
+	np, droppedAttrs, droppedMembers, err := shapeForApp(p, d)
+	if err != nil {
+		// A policy asking for the impossible (dropping id, an unparsable path) is a policy
+		// error: fail closed.
+		e.logger.Warn("policy obligations could not be applied; the change is denied (fail closed)",
+			zap.String("request_id", j.req.ID), zap.Error(err))
+		denied := policy.Decision{Reasons: []string{"policy error: " + err.Error()}}
+		tr.decision = e.journalDecision(denied, nil, nil)
+		return nil, &Denied{Decision: denied}
+	}
+	if e.policy != nil {
+		tr.decision = e.journalDecision(d, droppedAttrs, droppedMembers)
+	}
+	p.deactivates = d.Deactivate && p.typ == scim.UserType && p.after != nil
+	switch {
+	case p.deactivates && p.nativeID == "":
+		np.events = nil // no account to deactivate
+	case !p.deactivates && p.nativeID != "" && np.after != nil && (p.mark == change.MarkDeactivated || p.mark == change.MarkStale):
+		// The app's account missed changes the policy skipped (the user was out of
+		// scope): this change carries every attribute, and undoes a deactivation the
+		// policy made while the directory's user stayed active.
+		np.changed = attributeNames(np.after)
+		if !change.Has(np.events, change.Update) {
+			np.events = append(slices.Clone(np.events), change.Update)
+		}
+		if p.mark == change.MarkDeactivated && activeOf(np.after) && !change.Has(np.events, change.Reactivate) {
+			np.events = append(np.events, change.Reactivate)
+		}
+	}
+
+	// The intent, durable before the app sees anything: after a crash between the call and
+	// the commit, the journal shows a pending change without an outcome.
+	if !t.DryRun && e.anyMapped(np) {
+		intent, err := e.journal.Prepare(e.record(j.req, tr, change.Pending, 0, ""))
+		if err != nil {
+			return nil, err
+		}
+		if err := e.store.Update(func(tx *store.Tx) error { return e.journal.AppendPrepared(tx.Bolt(), intent) }); err != nil {
+			return nil, err
+		}
+	}
+	res, err := e.syncNative(j.req.ctx(), np)
+	if err != nil {
+		var ne *nativeError
+		if errors.As(err, &ne) {
+			tr.backend = ne.backend
+		}
+		return nil, err
+	}
+	tr.backend = res.backend
+	if res.nativeID != "" {
+		tr.nativeID = res.nativeID
+	}
+	if reasons := syncReasons(t.Name, res); len(reasons) > 0 {
+		if tr.decision == nil {
+			tr.decision = &journal.Decision{Allow: true}
+		}
+		tr.decision.Reasons = append(slices.Clone(tr.decision.Reasons), reasons...)
+	}
+	if res.adopted {
+		defer t.adopt.done(p.typ, tr.Subject)
+	}
+	outcome := change.Applied
+	if res.dryRun {
+		outcome = change.DryRun
+	}
+	p.newNativeID = res.nativeID
+	done, err := e.commit(j, p, outcome, res)
+	if err != nil && res.nativeID != "" && !res.dryRun && p.before == nil {
+		// The app has the account but the directory could not record it: let Entra's
+		// retry adopt it rather than create a second one.
+		t.adopt.add(p.typ, tr.Subject, 0)
+	}
+	return done, err
+}
+
+// commit commits plan p with the outcome record in a transaction shared with concurrent
+// writers: p is decided again if the resource changed since (redecide), applied, the
+// account's id map entry and mark are updated (with a target), and the record, prepared
+// before the transaction, is appended last. It returns the plan that was applied.
+func (e *Engine) commit(j *job, p *plan, outcome change.Outcome, sync *syncResult) (*plan, error) {
+	rec := e.record(j.req, j.trail, outcome, j.op.Status, "")
+	prepared, err := e.journal.Prepare(rec)
+	if err != nil {
+		return nil, err
+	}
+	var done *plan
+	err = e.store.Update(func(tx *store.Tx) error {
+		p2, err := e.redecide(tx, j, p)
+		if err != nil {
+			return err
+		}
+		if err := e.applyPlan(tx, p2); err != nil {
+			return err
+		}
+		if e.target != nil {
+			if err := e.updateAccount(tx, p, p2); err != nil {
+				return err
+			}
+		}
+		done = p2
+		return e.journal.AppendPrepared(tx.Bolt(), prepared)
+	})
+	if err != nil {
+		return nil, err
+	}
+	done.record = rec
+	return done, nil
+}
+
+// redecide returns the plan to apply in the commit's transaction: p itself when the stored
+// resource is still the version p was decided on (the request holds the resource's lock,
+// so it normally is), else a fresh decision. Deciding again would decode the resource and
+// apply the PATCH once more inside the commit, which every concurrent writer waits for;
+// comparing the version is one read. A create's plan stands as decided: its id is new, and
+// the store refuses a userName or displayName taken in the meantime (409) when it writes.
+func (e *Engine) redecide(tx *store.Tx, j *job, p *plan) (*plan, error) {
+	if p.before == nil {
+		return p, nil
+	}
+	if v, err := tx.Version(p.typ, p.id); err == nil && v == p.version {
+		return p, nil
+	}
+	return e.decide(tx, j)
+}
+
+// updateAccount records, in the commit of decided plan p (applied as p2), what the change
+// did to the resource's account in the app: its native id (new on create, gone on delete)
+// and its mark.
+func (e *Engine) updateAccount(tx *store.Tx, p, p2 *plan) error {
+	key := e.target.mapKey(p2.typ)
+	if !p.skipped {
+		switch {
+		case p2.after == nil:
+			if err := tx.DeleteNativeID(key, p2.id); err != nil {
+				return err
+			}
+		case p.newNativeID != "":
+			if err := tx.SetNativeID(key, p2.id, p.newNativeID); err != nil {
+				return err
+			}
+		}
+	}
+	current := tx.Mark(key, p2.id)
+	if next := nextMark(p2.after == nil, p.nativeID != "", current, p.skipped, p.deactivates); next != current {
+		return tx.SetMark(key, p2.id, next)
+	}
+	return nil
+}
+
+// nextMark decides the mark a change leaves on a resource's account in the app (see
+// change.Mark): deleted resources keep none; a change the policy skipped marks a resource
+// without an account as kept out (member calls leave it out), and an account that missed
+// the change as stale (the next change that reaches the app sends everything), unless the
+// policy deactivated it (its reactivation sends everything); a change the policy turned
+// into a deactivation marks the account deactivated, or the resource kept out when it has
+// no account; any other change that reached the app clears the mark.
+func nextMark(deleted, hasAccount bool, current change.Mark, skipped, deactivated bool) change.Mark {
+	switch {
+	case deleted:
+		return change.MarkNone
+	case skipped && !hasAccount:
+		return change.MarkSkipped
+	case skipped && current == change.MarkDeactivated:
+		return change.MarkDeactivated
+	case skipped:
+		return change.MarkStale
+	case deactivated && hasAccount:
+		return change.MarkDeactivated
+	case deactivated:
+		return change.MarkSkipped
+	}
+	return change.MarkNone
+}
+
+// newJob turns an operation into the job the steps work on: the SCIM id (new on create),
+// the time of the change, the record to store when the body alone decides it, and the
+// request's trail for the journal.
+func (e *Engine) newJob(req Request, op *Op) *job {
+	j := &job{req: req, op: op, now: e.now().UTC(), id: op.ID}
+	j.trail = &Trail{Action: op.Action, Type: op.Type, ID: op.ID}
+	if op.Action == change.ActionCreate {
+		// The id is fixed before any transaction: group commit may run one twice.
+		j.id = uuid.NewString()
+		j.trail.ID = j.id
+		if op.Resource != nil {
+			j.trail.Subject = SubjectOf(op.Type, op.Resource.Doc)
+		}
+	}
+	return j
+}
+
+// lockKey is what the job locks: the resource, or the name a create claims.
+func (j *job) lockKey() string {
+	if j.op.Action == change.ActionCreate {
+		return "create:" + j.op.Type + ":" + strings.ToLower(j.trail.Subject)
+	}
+	return j.op.Type + ":" + j.id
+}

@@ -1,0 +1,24 @@
+// Package provision is scimgate's provisioning engine: it applies one SCIM change to the
+// gateway's directory and, through a target's declarative mapping, to a legacy app, and
+// journals what happened. It knows nothing of Caddy or of HTTP servers: the caddymodule
+// package parses Entra's requests into an Op, calls Engine.Apply and renders the Result.
+//
+// A change goes through these steps, each in its own file, top to bottom:
+//
+//	apply.go    Apply: the pipeline; the intent, the commit and the account's mark
+//	plan.go     decide: load the current resource, compute the new one (create, replace,
+//	            patch, delete), the member deltas, the record to store; applyPlan writes it
+//	events.go   the semantic events a change means and the attribute diff
+//	policy.go   the policy's decision on the change and its obligations (shapeForApp)
+//	native.go   the native calls of the events through the mapping and the legacy client,
+//	            catch-up creates and their memberships
+//	recover.go  crash recovery: intents without an outcome, adoption of unfinished creates
+//	stats.go    the policy's counts of the last hour (the brake's input)
+//	trail.go    the journal record of a request and the SCIM error of a failure
+//
+// The rules it keeps (see DESIGN.md): no native call without a durable intent before it
+// and an outcome after it; the resource, its memberships, the id map, the account's mark
+// and the outcome record commit in one transaction, shared with concurrent writers (group
+// commit), whose functions may run more than once; a policy that cannot decide denies;
+// an app's outage is a 503 with Retry-After, never a 2xx and never the app's 4xx passed on.
+package provision

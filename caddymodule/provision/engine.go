@@ -1,0 +1,255 @@
+package provision
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/scimgate/scimgate/caddymodule/journal"
+	"github.com/scimgate/scimgate/caddymodule/legacy"
+	"github.com/scimgate/scimgate/caddymodule/mapping"
+	"github.com/scimgate/scimgate/caddymodule/policy"
+	"github.com/scimgate/scimgate/caddymodule/scim"
+	"github.com/scimgate/scimgate/caddymodule/store"
+)
+
+// Engine applies changes to the directory and, through a target's mapping, to a legacy
+// app. One Engine serves one configuration; configurations that share an open store share
+// its Shared state (locks, adoptions, policy stats), so that a reload neither interleaves
+// two configs' changes of one resource nor forgets what the previous one had in flight.
+type Engine struct {
+	store      *store.Store
+	journal    *journal.Journal
+	target     *Target        // nil: the gateway is a SCIM server on its own directory
+	policy     *policy.Engine // nil: every change is allowed
+	stats      *eventWindow   // the policy's input.stats; nil without a policy
+	locks      *keyedMutex
+	patch      scim.PatchOptions
+	reads      bool
+	logger     *zap.Logger
+	now        func() time.Time
+	onDecision func(policy.Decision, error)
+}
+
+// Config is what an Engine is built from.
+type Config struct {
+	Store   *store.Store
+	Journal *journal.Journal
+	// Shared is the state of the open store, shared by the configurations that use it.
+	Shared *Shared
+	// Target is the app every change is rewritten for; nil for none.
+	Target *Target
+	// Policy decides every write; nil allows every change.
+	Policy *policy.Engine
+	// PatchOptions say how a PATCH of a group's members is read.
+	PatchOptions scim.PatchOptions
+	// JournalReads journals successful reads too (Read).
+	JournalReads bool
+	Logger       *zap.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// OnDecision, when set, is told every policy decision (metrics).
+	OnDecision func(policy.Decision, error)
+}
+
+// Target is a legacy app as the engine calls it: a name (the id map's and the journal's),
+// the compiled mapping, and the HTTP client with the headers every call carries.
+type Target struct {
+	Name    string
+	DryRun  bool
+	Mapping *mapping.Mapping
+	Client  *legacy.Client
+	// Headers are added to every call after the mapping's own (secrets, usually).
+	Headers http.Header
+
+	adopt *adoptions // set by New: creates an unfinished earlier attempt may have left
+}
+
+// New builds the engine of a configuration. With a target it reconciles the journal's
+// unfinished changes once per open store (crash recovery); with a policy it takes the
+// store's stats of the last hour, seeding them from the journal the first time.
+func New(cfg Config) (*Engine, error) {
+	if cfg.Store == nil || cfg.Journal == nil || cfg.Shared == nil {
+		return nil, errors.New("provision: a store, its journal and its shared state are required")
+	}
+	e := &Engine{
+		store:      cfg.Store,
+		journal:    cfg.Journal,
+		target:     cfg.Target,
+		policy:     cfg.Policy,
+		locks:      cfg.Shared.locks,
+		patch:      cfg.PatchOptions,
+		reads:      cfg.JournalReads,
+		logger:     cfg.Logger,
+		now:        cfg.Now,
+		onDecision: cfg.OnDecision,
+	}
+	if e.logger == nil {
+		e.logger = zap.NewNop()
+	}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	if e.target != nil {
+		if err := e.recover(cfg.Shared); err != nil {
+			return nil, err
+		}
+	}
+	if e.policy != nil {
+		w, err := cfg.Shared.statsFor(e.targetName(), e.seedStats)
+		if err != nil {
+			return nil, err
+		}
+		e.stats = w
+	} else {
+		cfg.Shared.dropStats(e.targetName())
+	}
+	return e, nil
+}
+
+// JournalsReads reports whether successful reads are journaled.
+func (e *Engine) JournalsReads() bool { return e.reads }
+
+// PolicyHash identifies the policy in force ("" without one).
+func (e *Engine) PolicyHash() string {
+	if e.policy == nil {
+		return ""
+	}
+	return e.policy.Hash()
+}
+
+// targetName is the name of the engine's target, "" without one.
+func (e *Engine) targetName() string {
+	if e.target == nil {
+		return ""
+	}
+	return e.target.Name
+}
+
+// Shared is the engine state of one open store, shared by every configuration using it.
+type Shared struct {
+	// locks serialise requests per resource across the configs that share the store, so a
+	// reload does not let an old and a new config interleave changes of one resource.
+	locks *keyedMutex
+
+	// adopt holds, per target, the creates an unfinished earlier attempt may have left in
+	// the app. The start-up scan fills it once per store and target; configs that reload on
+	// the same open store share it (their in-flight intents are not crashes).
+	adoptMu sync.Mutex
+	adopt   map[string]*adoptions
+
+	// stats holds, per target, the policy's counts of the last hour. The first config with
+	// a policy seeds them from the journal; configs that reload on the same open store with
+	// a policy share them, so a reload neither scans the journal again nor loses the
+	// changes the previous config still has in flight.
+	statsMu sync.Mutex
+	stats   map[string]*eventWindow
+}
+
+// NewShared returns the engine state for a store that was just opened.
+func NewShared() *Shared { return &Shared{locks: newKeyedMutex()} }
+
+// statsFor returns the target's stats window, made by seed when no config with a policy
+// has one on this store yet. A seed that fails leaves nothing behind.
+func (s *Shared) statsFor(target string, seed func() (*eventWindow, error)) (*eventWindow, error) {
+	s.statsMu.Lock()
+	defer s.statsMu.Unlock()
+	if w, ok := s.stats[target]; ok {
+		return w, nil
+	}
+	w, err := seed()
+	if err != nil {
+		return nil, err
+	}
+	if s.stats == nil {
+		s.stats = map[string]*eventWindow{}
+	}
+	s.stats[target] = w
+	return w, nil
+}
+
+// dropStats forgets the target's stats window: a config without a policy does not count
+// changes, so the next config with one must seed its counts from the journal again.
+func (s *Shared) dropStats(target string) {
+	s.statsMu.Lock()
+	defer s.statsMu.Unlock()
+	delete(s.stats, target)
+}
+
+// adoptionsFor returns the target's adoptions and whether they are new (the journal has
+// not been scanned for this target since the store was opened).
+func (s *Shared) adoptionsFor(target string) (*adoptions, bool) {
+	s.adoptMu.Lock()
+	defer s.adoptMu.Unlock()
+	if a, ok := s.adopt[target]; ok {
+		return a, false
+	}
+	if s.adopt == nil {
+		s.adopt = map[string]*adoptions{}
+	}
+	a := &adoptions{pending: map[string]uint64{}}
+	s.adopt[target] = a
+	return a, true
+}
+
+// keyedMutex serialises work per key (a SCIM id, or a userName being created), so that
+// the native calls and the commit of one resource are never interleaved with another
+// request's for the same resource.
+type keyedMutex struct {
+	mu    sync.Mutex
+	locks map[string]*keyedEntry
+}
+
+type keyedEntry struct {
+	mu   sync.Mutex
+	refs int
+}
+
+func newKeyedMutex() *keyedMutex { return &keyedMutex{locks: map[string]*keyedEntry{}} }
+
+// lock locks key and returns its unlock function.
+func (k *keyedMutex) lock(key string) func() {
+	k.mu.Lock()
+	e := k.locks[key]
+	if e == nil {
+		e = &keyedEntry{}
+		k.locks[key] = e
+	}
+	e.refs++
+	k.mu.Unlock()
+	e.mu.Lock()
+	return func() {
+		e.mu.Unlock()
+		k.mu.Lock()
+		if e.refs--; e.refs == 0 {
+			delete(k.locks, key)
+		}
+		k.mu.Unlock()
+	}
+}
+
+// call makes one native call the mapping built, with the target's headers.
+func (t *Target) call(ctx context.Context, r mapping.Request) (*legacy.Response, error) {
+	return t.Client.Do(ctx, legacy.Request{Method: r.Method, Path: r.Path, Header: t.withHeaders(r.Header), Body: r.Body, Idempotent: r.Idempotent})
+}
+
+// withHeaders returns a call's headers (from the mapping file) plus the target's own, which
+// win; h is not changed.
+func (t *Target) withHeaders(h http.Header) http.Header {
+	out := h.Clone()
+	if out == nil {
+		out = http.Header{}
+	}
+	for k, v := range t.Headers {
+		out[k] = v
+	}
+	return out
+}
+
+// mapKey is the id map namespace of a resource type in this target: users and groups have
+// separate native id spaces (account 2 and team 2 are different things).
+func (t *Target) mapKey(typ string) string { return t.Name + "/" + typ }

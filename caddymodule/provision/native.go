@@ -1,0 +1,386 @@
+package provision
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/scimgate/scimgate/caddymodule/change"
+	"github.com/scimgate/scimgate/caddymodule/journal"
+	"github.com/scimgate/scimgate/caddymodule/legacy"
+	"github.com/scimgate/scimgate/caddymodule/mapping"
+	"github.com/scimgate/scimgate/caddymodule/scim"
+	"github.com/scimgate/scimgate/caddymodule/store"
+)
+
+// syncResult is what the native calls did.
+type syncResult struct {
+	nativeID   string // from the create response
+	backend    *journal.BackendCall
+	skipped    []change.Event // events with no native call mapped
+	deferred   []string       // members left out of member calls: no account in the app
+	outOfScope []string       // members left out of member calls: kept out of the app by policy
+	adopted    bool           // the create took an account an unfinished earlier attempt left
+	caughtUp   bool           // a change of a resource without an account became its create
+	// memberships the directory already had, sent to the account a catch-up create made:
+	// the groups (or, for a group, the number of members) sent, and the failures
+	caughtUpGroups  []string
+	caughtUpMembers int
+	catchUpFailures []string
+	dryRun          bool
+}
+
+// nativeError is a failure of the target: the SCIM error Entra gets, and what the journal
+// records.
+type nativeError struct {
+	scim       *scim.Error
+	retryAfter time.Duration
+	backend    *journal.BackendCall
+	cause      error
+}
+
+func (e *nativeError) Error() string { return e.scim.Error() }
+func (e *nativeError) Unwrap() error { return e.scim }
+
+// anyMapped reports whether the plan makes at least one native call.
+func (e *Engine) anyMapped(p *plan) bool {
+	for _, ev := range nativeEvents(p.events) {
+		if e.target.Mapping.Has(p.typ, ev) {
+			return true
+		}
+	}
+	return false
+}
+
+// syncNative makes the native calls of p (or, in a dry run, only builds them). It returns
+// a SCIM error for Entra when the app refused or failed; nothing is committed then.
+func (e *Engine) syncNative(ctx context.Context, p *plan) (*syncResult, error) {
+	t := e.target
+	res := &syncResult{dryRun: t.DryRun}
+	for _, ev := range e.catchUp(p, res, nativeEvents(p.events)) {
+		if !t.Mapping.Has(p.typ, ev) {
+			res.skipped = append(res.skipped, ev)
+			continue
+		}
+		previous := p.before
+		if ev == change.Create {
+			previous = nil
+		}
+		in := mapping.Input{
+			ResourceType: p.typ,
+			Event:        ev,
+			Resource:     p.after,
+			Previous:     previous,
+			Changed:      p.changed,
+			NativeID:     p.nativeID,
+			NativeIDOf:   e.storedNativeID,
+		}
+		if ev == change.Delete {
+			in.Resource = p.before
+		}
+		if in.NativeID == "" {
+			in.NativeID = res.nativeID
+		}
+		if ev == change.AddMembers || ev == change.RemoveMembers {
+			ids := p.added
+			if ev == change.RemoveMembers {
+				ids = p.removed
+			}
+			members, skipped, missing := e.nativeMembers(ids)
+			res.outOfScope = append(res.outOfScope, skipped...)
+			if len(missing) > 0 && ev == change.AddMembers && !t.DryRun {
+				// A reference failure: refused as a whole, so the directory does not record
+				// a membership the app lacks; Entra retries it in a later cycle, when the
+				// member's account exists.
+				return res, &nativeError{scim: scim.BadRequest(scim.TypeInvalidValue,
+					"member %s has no account in %s yet (its creation failed or has not happened); Entra retries this membership in a later cycle",
+					strings.Join(missing, ", "), t.Name)}
+			}
+			res.deferred = append(res.deferred, missing...)
+			if len(members) == 0 {
+				continue // nothing to send (a dry run, or members never provisioned)
+			}
+			in.Members = members
+		}
+		if ev == change.Create {
+			adopted, err := e.adoptExisting(ctx, p)
+			if err != nil {
+				return res, err
+			}
+			if adopted != "" {
+				// An earlier attempt of this create reached the app; take that account.
+				res.nativeID, res.adopted = adopted, true
+				continue
+			}
+		}
+		if ev != change.Create && in.NativeID == "" {
+			// The resource never reached the app (created before the target was
+			// configured, or skipped): nothing to change there.
+			res.skipped = append(res.skipped, ev)
+			continue
+		}
+		reqs, err := t.Mapping.Requests(in)
+		if err != nil {
+			return nil, scim.BadRequest(scim.TypeInvalidValue, "mapping the %s of %s %s for %s: %v", ev, p.typ, p.id, t.Name, err)
+		}
+		for _, r := range reqs {
+			res.backend = &journal.BackendCall{Method: r.Method, URL: redactURL(r.Path)}
+			if t.DryRun {
+				continue
+			}
+			resp, err := t.call(ctx, r)
+			if resp != nil {
+				res.backend.Status = resp.Status
+				res.backend.DurationMS = resp.Duration.Milliseconds()
+				res.backend.Attempts = resp.Attempts
+			}
+			if err != nil {
+				var le *legacy.Error
+				if errors.As(err, &le) && res.backend.Attempts == 0 {
+					res.backend.Attempts = le.Attempts
+				}
+				se, retryAfter := legacy.ToSCIM(ev, resp, err)
+				if se == nil { // e.g. 404 on delete: already gone
+					continue
+				}
+				return res, &nativeError{scim: se, retryAfter: retryAfter, backend: res.backend, cause: err}
+			}
+			if ev == change.Create && r.IDPath != "" {
+				id, err := mapping.ExtractID(resp.Body, r.IDPath)
+				if err != nil {
+					return res, &nativeError{scim: scim.Errorf(http.StatusServiceUnavailable, "", "%s answered the create of %s without a usable id (%v); retry later", t.Name, p.id, err), retryAfter: legacy.DefaultOutageRetryAfter, backend: res.backend, cause: err}
+				}
+				res.nativeID = id
+			}
+		}
+	}
+	if res.caughtUp && res.nativeID != "" && !t.DryRun {
+		e.catchUpMemberships(ctx, p, res)
+	}
+	return res, nil
+}
+
+// syncReasons explains, for the journal, native calls that were not made as the change's
+// events suggest.
+func syncReasons(target string, res *syncResult) []string {
+	var reasons []string
+	if len(res.skipped) > 0 {
+		reasons = append(reasons, "no native call for "+strings.Join(change.Strings(res.skipped), ", ")+" (not mapped, or the resource has no account in "+target+")")
+	}
+	if res.caughtUp {
+		reasons = append(reasons, "created in "+target+" on this change: the resource had no account there yet")
+	}
+	if len(res.caughtUpGroups) > 0 {
+		reasons = append(reasons, fmt.Sprintf("memberships it already had sent to %s: %d member(s) in %d group(s)", target, res.caughtUpMembers, len(res.caughtUpGroups)))
+	}
+	if len(res.catchUpFailures) > 0 {
+		reasons = append(reasons, "memberships it already had not sent to "+target+" (they follow with the group's next member change): "+strings.Join(res.catchUpFailures, "; "))
+	}
+	if res.adopted {
+		reasons = append(reasons, "adopted account "+res.nativeID+" that an unfinished earlier attempt of this create left in "+target)
+	}
+	if len(res.outOfScope) > 0 {
+		reasons = append(reasons, "members kept out of "+target+" by policy left out of the member calls: "+strings.Join(res.outOfScope, ", "))
+	}
+	if len(res.deferred) > 0 {
+		reasons = append(reasons, "members without an account in "+target+" left out of the member calls: "+strings.Join(res.deferred, ", "))
+	}
+	return reasons
+}
+
+// catchUp turns the attribute events of a resource that has no account in the app (it
+// existed before the target was configured, or a dry run preceded) into a create, so the
+// app gets the account on the resource's next change instead of never.
+func (e *Engine) catchUp(p *plan, res *syncResult, events []change.Event) []change.Event {
+	if p.before == nil || p.after == nil || p.nativeID != "" || !e.target.Mapping.Has(p.typ, change.Create) {
+		return events
+	}
+	out := []change.Event{change.Create}
+	caught := false
+	for _, ev := range events {
+		switch ev {
+		case change.Update, change.Deactivate, change.Reactivate:
+			caught = true // the create carries the current attributes and state
+		default:
+			out = append(out, ev)
+		}
+	}
+	if !caught {
+		return events
+	}
+	res.caughtUp = true
+	return out
+}
+
+// catchUpJob is one add_members call of a membership catch-up: a group and the members to
+// send it.
+type catchUpJob struct {
+	groupID, groupNative string
+	group                scim.Resource
+	members              []mapping.Member
+}
+
+// catchUpMemberships sends the memberships the directory already holds to the account a
+// catch-up create just made (a resource that existed before the target was configured, or
+// that the policy kept out of the app until now): a user joins the teams of its groups that
+// have accounts; a group gets its members that have accounts. Without it the app would
+// miss them until Entra changes those memberships, which it has no reason to do.
+//
+// Best effort: the account exists in the app now and must be recorded with the change, so
+// a failed membership call is journaled and logged rather than failing the request (whose
+// retry would create the account a second time); the membership reaches the app with the
+// group's next member change.
+func (e *Engine) catchUpMemberships(ctx context.Context, p *plan, res *syncResult) {
+	t := e.target
+	if !t.Mapping.Has(scim.GroupType, change.AddMembers) {
+		return
+	}
+	jobs, err := e.catchUpJobs(p, res.nativeID)
+	if err != nil {
+		res.catchUpFailures = append(res.catchUpFailures, "reading the memberships: "+err.Error())
+		return
+	}
+	for _, cj := range jobs {
+		reqs, err := t.Mapping.Requests(mapping.Input{
+			ResourceType: scim.GroupType, Event: change.AddMembers, Resource: cj.group,
+			NativeID: cj.groupNative, Members: cj.members, NativeIDOf: e.storedNativeID,
+		})
+		if err == nil {
+			for _, r := range reqs {
+				if _, err = t.call(ctx, r); err != nil {
+					break
+				}
+			}
+		}
+		if err != nil {
+			e.logger.Warn("sending existing memberships to a new account failed; they reach the app with the group's next member change",
+				zap.String("target", t.Name), zap.String("group", cj.groupID), zap.Error(err))
+			res.catchUpFailures = append(res.catchUpFailures, cj.groupID+": "+err.Error())
+			continue
+		}
+		res.caughtUpGroups = append(res.caughtUpGroups, cj.groupID)
+		res.caughtUpMembers += len(cj.members)
+	}
+}
+
+// catchUpJobs reads, from the committed directory, the add_members calls a catch-up create
+// of p needs. A group's members this very request adds or removes are left out: the
+// request's own member calls deal with them. A group or member without an account in the
+// app is left out; any other failure to read the directory is an error.
+func (e *Engine) catchUpJobs(p *plan, nativeID string) ([]catchUpJob, error) {
+	t := e.target
+	var jobs []catchUpJob
+	err := e.store.View(func(tx *store.Tx) error {
+		switch p.typ {
+		case scim.UserType:
+			return tx.GroupsOf(p.id, func(gid string) error {
+				groupNative, err := tx.NativeID(t.mapKey(scim.GroupType), gid)
+				if errors.Is(err, store.ErrNotFound) {
+					return nil // the group has no account in the app
+				}
+				if err != nil {
+					return err
+				}
+				rec, err := tx.Get(scim.GroupType, gid)
+				if errors.Is(err, store.ErrNotFound) {
+					return nil // the group is gone; only its dangling edge is left
+				}
+				if err != nil {
+					return err
+				}
+				doc, err := DecodeDoc(rec)
+				if err != nil {
+					return err
+				}
+				jobs = append(jobs, catchUpJob{groupID: gid, groupNative: groupNative, group: withID(doc, gid),
+					members: []mapping.Member{{SCIMID: p.id, NativeID: nativeID, Type: scim.UserType}}})
+				return nil
+			})
+		case scim.GroupType:
+			var members []mapping.Member
+			err := tx.Members(p.id, func(m store.Member) error {
+				if slices.Contains(p.added, m.ID) || slices.Contains(p.removed, m.ID) || m.Type == "" {
+					return nil
+				}
+				n, err := tx.NativeID(t.mapKey(m.Type), m.ID)
+				switch {
+				case errors.Is(err, store.ErrNotFound):
+					return nil // the member has no account in the app
+				case err != nil:
+					return err
+				}
+				members = append(members, mapping.Member{SCIMID: m.ID, NativeID: n, Type: m.Type})
+				return nil
+			})
+			if err == nil && len(members) > 0 {
+				jobs = append(jobs, catchUpJob{groupID: p.id, groupNative: nativeID, group: p.after, members: members})
+			}
+			return err
+		}
+		return nil
+	})
+	return jobs, err
+}
+
+// nativeMembers looks up the members' native ids in one read transaction. A member
+// without one has no account in the app: skipped when the policy kept it out on purpose
+// (out of scope), missing otherwise (never created there, or its creation failed). When the
+// directory cannot be read, every member counts as missing, the safe side.
+func (e *Engine) nativeMembers(ids []string) (found []mapping.Member, skipped, missing []string) {
+	if len(ids) == 0 {
+		return nil, nil, nil
+	}
+	err := e.store.View(func(tx *store.Tx) error {
+		for _, id := range ids {
+			typ, err := tx.TypeOf(id)
+			if err != nil {
+				missing = append(missing, id)
+				continue
+			}
+			key := e.target.mapKey(typ)
+			switch n, err := tx.NativeID(key, id); {
+			case err == nil:
+				found = append(found, mapping.Member{SCIMID: id, NativeID: n, Type: typ})
+			case tx.Mark(key, id) == change.MarkSkipped:
+				skipped = append(skipped, id)
+			default:
+				missing = append(missing, id)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, ids
+	}
+	return found, skipped, missing
+}
+
+// storedNativeID looks up the native id of a resource in its own read transaction (used
+// while no transaction is open: during the native calls), for the mapping's NativeIDOf
+// (a manager's native id).
+func (e *Engine) storedNativeID(scimID string) (string, bool) {
+	var nativeID string
+	err := e.store.View(func(tx *store.Tx) error {
+		typ, err := tx.TypeOf(scimID)
+		if err != nil {
+			return err
+		}
+		nativeID, err = tx.NativeID(e.target.mapKey(typ), scimID)
+		return err
+	})
+	return nativeID, err == nil
+}
+
+// redactURL drops the query string, where an API key could sit.
+func redactURL(p string) string {
+	if i := strings.IndexByte(p, '?'); i >= 0 {
+		return p[:i] + "?…"
+	}
+	return p
+}

@@ -1,0 +1,453 @@
+package provision
+
+import (
+	"encoding/json"
+	"errors"
+	"maps"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/scimgate/scimgate/caddymodule/change"
+	"github.com/scimgate/scimgate/caddymodule/journal"
+	"github.com/scimgate/scimgate/caddymodule/policy"
+	"github.com/scimgate/scimgate/caddymodule/scim"
+	"github.com/scimgate/scimgate/caddymodule/store"
+)
+
+// job is one request's change on its way through the engine: what was asked, by whom,
+// when, and what the journal will say about it.
+type job struct {
+	req   Request
+	op    *Op
+	id    string    // the resource's SCIM id (assigned on create)
+	now   time.Time // the change's time: lastModified (and created)
+	trail *Trail
+}
+
+// plan is a change decided for one request against the stored state: what the directory
+// will hold, which semantic events the app must see, and, as the steps go, what they
+// found out. Every step reads and writes the plan; nothing is carried in closures.
+type plan struct {
+	job     *job
+	typ, id string
+	version uint64        // the stored version the change was decided on (0 on create)
+	created time.Time     // the resource's creation time (now on create)
+	before  scim.Resource // nil on create; with its id, as the mapping and policies see it
+	after   scim.Resource // nil on delete; with its id
+
+	events  []change.Event
+	changes []journal.Change // the attribute changes (diff of before and after), computed once
+	changed []string         // the top-level attributes they touch
+
+	// members: the request's change to a group's member edges (applied as asked, so that
+	// a member's display and type follow the request), and the member ids it really adds
+	// and removes (the events and the calls).
+	delta   *scim.MemberDelta
+	added   []string
+	removed []string
+
+	// The record to store, prepared outside the shared commit: the attributes as stored
+	// (without write-only ones, without id), their JSON and their index entries. Nil on
+	// delete.
+	stored scim.Resource
+	doc    []byte
+	index  []store.IndexEntry
+
+	// Filled by the steps before the calls.
+	nativeID   string      // the resource's account in the app ("" without one)
+	mark       change.Mark // the account's mark, as decided on
+	memberRefs policy.Members
+
+	// Filled by the policy and the calls.
+	skipped     bool   // the policy kept the change out of the app
+	deactivates bool   // the policy turned the change into a deactivation in the app
+	newNativeID string // the account the create made (or adopted)
+
+	// Filled by the commit.
+	rec    *store.Record // the record written (nil on delete)
+	answer any           // what Op.Render made of it
+	record *journal.Record
+}
+
+// decide computes the change of j against the state in tx, without writing.
+func (e *Engine) decide(tx *store.Tx, j *job) (*plan, error) {
+	switch j.op.Action {
+	case change.ActionCreate:
+		return e.decideCreate(tx, j)
+	case change.ActionReplace:
+		return e.decideReplace(tx, j)
+	case change.ActionPatch:
+		return e.decidePatch(tx, j)
+	case change.ActionDelete:
+		return e.decideDelete(tx, j)
+	}
+	return nil, scim.Errorf(http.StatusMethodNotAllowed, "", "%s is not a change the gateway makes", j.op.Action)
+}
+
+func (e *Engine) decideCreate(tx *store.Tx, j *job) (*plan, error) {
+	typ, in := j.op.Type, j.op.Resource
+	if err := checkUnique(tx, typ, in.Doc); err != nil {
+		return nil, err
+	}
+	p := &plan{job: j, typ: typ, id: j.id, created: j.now, after: withID(in.Doc, j.id)}
+	if typ == scim.GroupType && len(in.Members) > 0 {
+		p.delta = &scim.MemberDelta{Add: in.Members}
+	}
+	if err := p.planMembers(tx); err != nil {
+		return nil, err
+	}
+	p.events = []change.Event{change.Create}
+	if len(p.added) > 0 {
+		p.events = append(p.events, change.AddMembers)
+	}
+	p.changes = diffChanges(nil, in.Doc)
+	p.changed = changedPathsOf(p.changes)
+	return p, p.prepareRecord(in.Doc)
+}
+
+func (e *Engine) decideReplace(tx *store.Tx, j *job) (*plan, error) {
+	typ, in := j.op.Type, j.op.Resource
+	p, before, err := e.loadCurrent(tx, j)
+	if err != nil {
+		return nil, err
+	}
+	// PUT replaces the member set when the body has one; without a members attribute the
+	// members are left as they are (no implicit wipe).
+	if typ == scim.GroupType && in.HasMembers {
+		keep := make(map[string]bool, len(in.Members))
+		for _, m := range in.Members {
+			keep[m.Value] = true
+		}
+		d := &scim.MemberDelta{Add: in.Members}
+		err := tx.Members(p.id, func(m store.Member) error {
+			if !keep[m.ID] {
+				d.Remove = append(d.Remove, m.ID)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		p.delta = d
+	}
+	if err := p.planMembers(tx); err != nil {
+		return nil, err
+	}
+	p.after = withID(in.Doc, p.id)
+	p.diff(before, in.Doc)
+	return p, p.prepareRecord(in.Doc)
+}
+
+func (e *Engine) decidePatch(tx *store.Tx, j *job) (*plan, error) {
+	typ := j.op.Type
+	p, before, err := e.loadCurrent(tx, j)
+	if err != nil {
+		return nil, err
+	}
+	after, d, err := scim.ApplyPatch(typ, before, j.op.Patch, e.patch)
+	if err != nil {
+		return nil, err
+	}
+	if err := scim.CheckTypes(typ, after); err != nil {
+		return nil, err
+	}
+	if err := scim.CheckRequired(typ, after); err != nil {
+		return nil, err
+	}
+	p.delta = d
+	if err := p.planMembers(tx); err != nil {
+		return nil, err
+	}
+	p.after = withID(after, p.id)
+	p.diff(before, after)
+	return p, p.prepareRecord(after)
+}
+
+func (e *Engine) decideDelete(tx *store.Tx, j *job) (*plan, error) {
+	p, before, err := e.loadCurrent(tx, j)
+	if err != nil {
+		return nil, err
+	}
+	p.events = []change.Event{change.Delete}
+	p.changes = diffChanges(before, nil)
+	return p, nil
+}
+
+// loadCurrent reads the resource a change modifies, checks the request's If-Match against
+// it and decodes its attributes: the plan starts from it.
+func (e *Engine) loadCurrent(tx *store.Tx, j *job) (*plan, scim.Resource, error) {
+	typ, id := j.op.Type, j.id
+	cur, err := tx.Get(typ, id)
+	if err != nil {
+		return nil, nil, notFound(err, typ, id)
+	}
+	if err := checkIfMatch(j.op.IfMatch, cur.Version); err != nil {
+		return nil, nil, err
+	}
+	doc, err := DecodeDoc(cur)
+	if err != nil {
+		return nil, nil, err
+	}
+	p := &plan{job: j, typ: typ, id: id, version: cur.Version, created: cur.Created, before: withID(doc, id)}
+	return p, doc, nil
+}
+
+// diff computes the attribute changes from before to after and the events they mean.
+func (p *plan) diff(before, after scim.Resource) {
+	p.changes = diffChanges(before, after)
+	p.changed = changedPathsOf(p.changes)
+	p.events = semanticEvents(p.typ, before, after, p.changes, len(p.added), len(p.removed))
+}
+
+// prepareRecord builds the record to store from the resource's attributes: what the store
+// keeps (never a write-only attribute such as a password; the journal's change list keeps
+// it, redacted), encoded, and its index entries.
+func (p *plan) prepareRecord(attrs scim.Resource) error {
+	p.stored = scim.WithoutWriteOnly(p.typ, attrs)
+	var err error
+	p.doc, err = json.Marshal(p.stored)
+	p.index = IndexEntries(p.typ, p.stored)
+	return err
+}
+
+// applyPlan writes plan p in tx. It may run more than once (group commit reruns), so it
+// only writes what p says and sets p's results afresh.
+func (e *Engine) applyPlan(tx *store.Tx, p *plan) error {
+	if p.after == nil {
+		p.rec = nil
+		return tx.Delete(p.typ, p.id)
+	}
+	if err := applyMembers(tx, p.id, p.delta); err != nil {
+		return err
+	}
+	if p.before != nil {
+		cur, err := tx.Get(p.typ, p.id)
+		if err != nil {
+			return notFound(err, p.typ, p.id)
+		}
+		p.created = cur.Created
+		if p.job.op.Action == change.ActionPatch && len(p.changed) == 0 && len(p.added)+len(p.removed) == 0 {
+			// A PATCH that changes nothing leaves the record (and its version) as it is.
+			p.rec = cur
+			return p.render(tx)
+		}
+	}
+	rec := &store.Record{Type: p.typ, ID: p.id, Created: p.created, LastModified: p.job.now, Doc: p.doc, Index: p.index}
+	if err := tx.Put(rec); err != nil {
+		return err
+	}
+	p.rec = rec
+	return p.render(tx)
+}
+
+// render makes the answer from the record just written, when the request wants one.
+func (p *plan) render(tx *store.Tx) error {
+	p.answer = nil
+	if p.job.op.Render == nil {
+		return nil
+	}
+	var err error
+	p.answer, err = p.job.op.Render(tx, p.rec, maps.Clone(p.stored))
+	return err
+}
+
+// planMembers works out which of the request's member changes really change the edges:
+// ids added that were not members, ids removed that were. A member removed and added
+// again is no change.
+func (p *plan) planMembers(tx *store.Tx) error {
+	p.added, p.removed = nil, nil
+	d := p.delta
+	if d == nil {
+		return nil
+	}
+	gone := map[string]bool{}
+	if d.RemoveAll {
+		err := tx.Members(p.id, func(m store.Member) error {
+			gone[m.ID] = true
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	for _, id := range d.Remove {
+		has, err := tx.HasMember(p.id, id)
+		if err != nil {
+			return err
+		}
+		if has {
+			gone[id] = true
+		}
+	}
+	seen := map[string]bool{}
+	for _, m := range d.Add {
+		if seen[m.Value] {
+			continue
+		}
+		seen[m.Value] = true
+		if m.Value == p.id {
+			return scim.BadRequest(scim.TypeInvalidValue, "group %s cannot be a member of itself", p.id)
+		}
+		has, err := tx.HasMember(p.id, m.Value)
+		if err != nil {
+			return err
+		}
+		if gone[m.Value] {
+			delete(gone, m.Value) // removed and re-added: no change
+			continue
+		}
+		if !has {
+			p.added = append(p.added, m.Value)
+		}
+	}
+	for id := range gone {
+		p.removed = append(p.removed, id)
+	}
+	sort.Strings(p.removed)
+	return nil
+}
+
+// applyMembers applies a group's member changes as edges: every member first when asked,
+// then the listed ones, then the additions (which also refresh an existing member's display
+// and type).
+func applyMembers(tx *store.Tx, groupID string, d *scim.MemberDelta) error {
+	if d == nil {
+		return nil
+	}
+	if d.RemoveAll {
+		if _, err := tx.RemoveAllMembers(groupID); err != nil {
+			return err
+		}
+	}
+	for _, id := range d.Remove {
+		if _, err := tx.RemoveMember(groupID, id); err != nil {
+			return err
+		}
+	}
+	for _, m := range d.Add {
+		if err := addMember(tx, groupID, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// addMember adds one member edge, resolving the member's type from the store (Entra sends
+// nested groups without a type). A member id that names no resource is kept as given:
+// Entra's reference pass may race with deletes, and failing the whole PATCH would hide the
+// other members' changes.
+func addMember(tx *store.Tx, groupID string, m scim.MemberRef) error {
+	if m.Value == groupID {
+		return scim.BadRequest(scim.TypeInvalidValue, "group %s cannot be a member of itself", groupID)
+	}
+	typ, err := tx.TypeOf(m.Value)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		typ = ""
+		if rt := scim.ResourceTypeByName(m.Type); rt != nil {
+			typ = rt.Name
+		}
+	case err != nil:
+		return err
+	}
+	_, err = tx.AddMember(groupID, store.Member{ID: m.Value, Type: typ, Display: m.Display})
+	return err
+}
+
+// checkUnique refuses a create whose userName (or group displayName) is taken, before any
+// native call is made. The store enforces it again when the record is written.
+func checkUnique(tx *store.Tx, typ string, doc scim.Resource) error {
+	attr := "userName"
+	if typ == scim.GroupType {
+		attr = "displayName"
+	}
+	value := SubjectOf(typ, doc)
+	ids, err := tx.Lookup(typ, attr, value)
+	if err != nil || len(ids) == 0 {
+		return err
+	}
+	return &store.UniqueError{Type: typ, Attr: attr, Value: value, OwnerID: ids[0]}
+}
+
+// checkIfMatch enforces an If-Match precondition against the current version.
+func checkIfMatch(ifMatch string, version uint64) error {
+	if ifMatch == "" {
+		return nil
+	}
+	cur := strconv.FormatUint(version, 10)
+	for _, t := range strings.Split(ifMatch, ",") {
+		t = strings.TrimSpace(t)
+		if t == "*" || strings.Trim(strings.TrimPrefix(t, "W/"), `"`) == cur {
+			return nil
+		}
+	}
+	return scim.Errorf(http.StatusPreconditionFailed, "", "If-Match %s does not match the current version %s; read the resource again", ifMatch, ETag(version))
+}
+
+// ETag is the weak entity tag of a stored version.
+func ETag(version uint64) string { return `W/"` + strconv.FormatUint(version, 10) + `"` }
+
+func notFound(err error, typ, id string) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return scim.NotFound("%s %s not found", typ, id)
+	}
+	return err
+}
+
+// DecodeDoc decodes a stored record's attributes.
+func DecodeDoc(rec *store.Record) (scim.Resource, error) {
+	v, err := scim.Decode(rec.Doc)
+	if err != nil {
+		return nil, err
+	}
+	doc, _ := v.(map[string]any)
+	if doc == nil {
+		doc = scim.Resource{}
+	}
+	return doc, nil
+}
+
+// IndexEntries are the store indexes of a resource: userName (unique), externalId and every
+// emails.value for users; displayName (unique) and externalId for groups.
+func IndexEntries(typ string, doc scim.Resource) []store.IndexEntry {
+	var out []store.IndexEntry
+	str := func(name string) string {
+		v, _ := scim.Get(doc, name)
+		s, _ := v.(string)
+		return s
+	}
+	if typ == scim.UserType {
+		out = append(out, store.IndexEntry{Attr: "userName", Value: str("userName"), Unique: true})
+		if emails, ok := scim.Get(doc, "emails"); ok {
+			list, _ := emails.([]any)
+			for _, e := range list {
+				if em, ok := e.(map[string]any); ok {
+					if v, _ := scim.Get(em, "value"); v != nil {
+						if s, ok := v.(string); ok && s != "" {
+							out = append(out, store.IndexEntry{Attr: "emails.value", Value: s})
+						}
+					}
+				}
+			}
+		}
+	} else {
+		out = append(out, store.IndexEntry{Attr: "displayName", Value: str("displayName"), Unique: true})
+	}
+	if ext := str("externalId"); ext != "" {
+		out = append(out, store.IndexEntry{Attr: "externalId", Value: ext})
+	}
+	return out
+}
+
+// withID returns doc with its id, as the mapping and policies see a resource.
+func withID(doc scim.Resource, id string) scim.Resource {
+	out := make(scim.Resource, len(doc)+1)
+	for k, v := range doc {
+		out[k] = v
+	}
+	out["id"] = id
+	return out
+}

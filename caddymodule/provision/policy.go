@@ -1,0 +1,184 @@
+package provision
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/scimgate/scimgate/caddymodule/change"
+	"github.com/scimgate/scimgate/caddymodule/journal"
+	"github.com/scimgate/scimgate/caddymodule/policy"
+	"github.com/scimgate/scimgate/caddymodule/scim"
+	"github.com/scimgate/scimgate/caddymodule/store"
+)
+
+// maxDenyDetail bounds the reasons a 403 carries (Entra shows them in its provisioning
+// logs; a policy could produce thousands).
+const maxDenyDetail = 2000
+
+// Denied is a change the policy refused: answered 403 with its reasons and journaled as
+// denied, with nothing sent to the app and nothing changed in the directory.
+type Denied struct {
+	Decision policy.Decision
+}
+
+func (e *Denied) Error() string { return "denied by policy: " + e.detail() }
+
+// detail is the 403's detail: the reasons, bounded.
+func (e *Denied) detail() string {
+	reasons := e.Decision.Reasons
+	if len(reasons) == 0 {
+		reasons = []string{"the policy refused this change without giving a reason"}
+	}
+	s := strings.Join(reasons, "; ")
+	if len(s) > maxDenyDetail {
+		s = strings.ToValidUTF8(s[:maxDenyDetail], "") + "…"
+	}
+	return s
+}
+
+// SCIMError is the answer Entra gets. 403 carries no scimType (RFC 7644 defines none for
+// it); the reasons show in Entra's provisioning logs.
+func (e *Denied) SCIMError() *scim.Error {
+	return scim.Errorf(http.StatusForbidden, "", "denied by policy: %s", e.detail())
+}
+
+// verdict is the policy's decision on one change and what it means for the app.
+type verdict struct {
+	decision policy.Decision
+	// release takes back the change's count in the policy's stats; called when the change
+	// does not reach the app after all (skipped, failed).
+	release func()
+}
+
+// decidePolicy evaluates the policy on plan p. Without a policy every change is allowed.
+// A policy that cannot decide (undefined, error, timeout, wrong type) denies, and the
+// failure is logged without the request's payload.
+func (e *Engine) decidePolicy(j *job, p *plan) verdict {
+	if e.policy == nil {
+		return verdict{decision: policy.Decision{Allow: true}, release: func() {}}
+	}
+	in := &policy.Input{
+		Action:       string(j.op.Action),
+		ResourceType: p.typ,
+		Events:       change.Strings(p.events),
+		Client:       j.req.Client,
+		Target:       e.targetName(),
+		NativeID:     p.nativeID,
+		Resource:     scim.Canonical(p.typ, p.after),
+		Previous:     scim.Canonical(p.typ, p.before),
+		Changed:      changedAttrPaths(j.trail.changes),
+		Members:      p.memberRefs,
+	}
+	lastHour, release := e.stats.reserve(p.events)
+	in.Stats = policy.Stats{LastHour: lastHour}
+	d, err := e.policy.Decide(j.req.ctx(), in)
+	if err != nil {
+		e.logger.Warn("policy could not decide; the change is denied (fail closed)",
+			zap.String("request_id", j.req.ID), zap.String("resource_type", p.typ), zap.String("scim_id", p.id), zap.Error(err))
+	}
+	if e.onDecision != nil {
+		e.onDecision(d, err)
+	}
+	if !d.Allow || d.Skip {
+		release()
+	}
+	return verdict{decision: d, release: release}
+}
+
+// changedAttrPaths lists the attribute paths a change touches, as the policy sees them:
+// name.givenName, urn:...:User:department, members.
+func changedAttrPaths(changes []journal.Change) []string {
+	out := make([]string, 0, len(changes))
+	for _, c := range changes {
+		if !slices.Contains(out, c.Path) {
+			out = append(out, c.Path)
+		}
+	}
+	return out
+}
+
+// memberRefs describes member ids for the policy: type and display name (a user's
+// userName, a group's displayName). An id that names no resource keeps an empty type.
+func memberRefs(tx *store.Tx, ids []string) []policy.Member {
+	out := make([]policy.Member, 0, len(ids))
+	for _, id := range ids {
+		m := policy.Member{ID: id}
+		if typ, err := tx.TypeOf(id); err == nil {
+			m.Type = typ
+			if rec, err := tx.Get(typ, id); err == nil {
+				m.Display = displayOf(rec)
+			}
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// displayOf reads a record's userName (users) or displayName (groups) from its index
+// entries, without decoding the document.
+func displayOf(rec *store.Record) string {
+	want := "userName"
+	if rec.Type == scim.GroupType {
+		want = "displayName"
+	}
+	for _, e := range rec.Index {
+		if e.Attr == want {
+			return e.Value
+		}
+	}
+	return ""
+}
+
+// shapeForApp applies an allow decision's obligations to what the app receives: dropped
+// attributes are removed from the resource the mapping sees, dropped members from the
+// member calls, and a deactivate obligation replaces the change with a deactivation. The
+// directory is not affected: it keeps what Entra wrote. It returns the plan for the app and
+// the attributes and members actually dropped (for the journal).
+func shapeForApp(p *plan, d policy.Decision) (*plan, []string, []string, error) {
+	np := *p
+	var droppedAttrs, droppedMembers []string
+	if len(d.DropAttributes) > 0 {
+		after, dropped, err := scim.DropAttributes(p.typ, p.after, d.DropAttributes)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("the policy's drop_attributes: %w", err)
+		}
+		before, _, err := scim.DropAttributes(p.typ, p.before, d.DropAttributes)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("the policy's drop_attributes: %w", err)
+		}
+		np.after, np.before, droppedAttrs = after, before, dropped
+		if np.before != nil && np.after != nil && change.Has(np.events, change.Update) && !attributesDiffer(np.before, np.after) {
+			// Only dropped attributes changed: the app has nothing to update.
+			np.events = slices.DeleteFunc(slices.Clone(np.events), func(e change.Event) bool { return e == change.Update })
+		}
+		np.changed = slices.DeleteFunc(slices.Clone(np.changed), func(c string) bool {
+			return slices.ContainsFunc(dropped, func(d string) bool { return strings.EqualFold(c, d) })
+		})
+	}
+	if len(d.DropMembers) > 0 {
+		keep := func(ids []string) []string {
+			return slices.DeleteFunc(slices.Clone(ids), func(id string) bool {
+				if slices.Contains(d.DropMembers, id) {
+					droppedMembers = append(droppedMembers, id)
+					return true
+				}
+				return false
+			})
+		}
+		np.added, np.removed = keep(p.added), keep(p.removed)
+		np.events = slices.DeleteFunc(slices.Clone(np.events), func(e change.Event) bool {
+			return (e == change.AddMembers && len(np.added) == 0) || (e == change.RemoveMembers && len(np.removed) == 0)
+		})
+	}
+	if d.Deactivate && p.typ == scim.UserType && p.after != nil {
+		after := scim.CloneResource(np.after)
+		scim.Set(after, "active", false)
+		np.after = after
+		np.events = []change.Event{change.Deactivate}
+	}
+	return &np, droppedAttrs, droppedMembers, nil
+}

@@ -1,0 +1,166 @@
+package provision
+
+import (
+	"errors"
+	"net/http"
+	"slices"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/scimgate/scimgate/caddymodule/change"
+	"github.com/scimgate/scimgate/caddymodule/journal"
+	"github.com/scimgate/scimgate/caddymodule/policy"
+	"github.com/scimgate/scimgate/caddymodule/scim"
+	"github.com/scimgate/scimgate/caddymodule/store"
+)
+
+// storageRetryAfter is what a client is told to wait after a storage or journal failure.
+const storageRetryAfter = 30 * time.Second
+
+// Trail is what one request contributes to its journal record. The HTTP layer names the
+// request (action, resource, filter) for reads and for requests rejected before they reach
+// the engine; the engine fills in the rest as a change goes through its steps. Record is
+// the one place a request's record is built.
+type Trail struct {
+	Action  change.Action
+	Type    string
+	ID      string
+	Subject string
+	Filter  string // a list or search filter (the journal keeps its hash)
+
+	events   []change.Event
+	changes  []journal.Change
+	target   string
+	nativeID string
+	backend  *journal.BackendCall
+	decision *journal.Decision
+}
+
+// fill copies a decided plan into the trail.
+func (t *Trail) fill(p *plan) {
+	t.ID = p.id
+	doc := p.after
+	if doc == nil {
+		doc = p.before
+	}
+	t.Subject = SubjectOf(p.typ, doc)
+	t.changes = slices.Concat(p.changes, memberChanges(p.added, p.removed))
+	t.events = p.events
+	t.nativeID = p.nativeID
+}
+
+// record builds the journal record of a request with the given outcome and status.
+func (e *Engine) record(req Request, t *Trail, outcome change.Outcome, status int, detail string) *journal.Record {
+	rec := &journal.Record{
+		RequestID:    req.ID,
+		Client:       req.Client,
+		Action:       t.Action,
+		ResourceType: t.Type,
+		SCIMID:       t.ID,
+		Subject:      t.Subject,
+		Events:       t.events,
+		Outcome:      outcome,
+		Status:       status,
+		Changes:      t.changes,
+		Error:        detail,
+		Target:       t.target,
+		NativeID:     t.nativeID,
+		Backend:      t.backend,
+		Decision:     t.decision,
+	}
+	if t.Filter != "" {
+		rec.FilterHash = e.journal.HashFilter(t.Filter)
+	}
+	return rec
+}
+
+// Read journals a successful read that the trail names (reads are journaled only when the
+// configuration asks; see JournalsReads).
+func (e *Engine) Read(req Request, t *Trail) error {
+	rec := e.record(req, t, change.Applied, http.StatusOK, "")
+	return e.store.Update(func(tx *store.Tx) error { return e.journal.Append(tx.Bolt(), rec) })
+}
+
+// Fail answers a request that failed outside Apply (a body that does not parse, a read the
+// store could not serve): err becomes the SCIM error it means, journaled when t names the
+// request (nil: not journaled, e.g. a read while reads are not journaled).
+func (e *Engine) Fail(req Request, t *Trail, err error) *Result {
+	return e.fail(req, t, err)
+}
+
+// fail maps err to the SCIM error it means and journals the request as rejected, denied or
+// failed. A rejection that cannot be journaled is answered 503 instead, so that no outcome
+// goes unrecorded.
+func (e *Engine) fail(req Request, t *Trail, err error) *Result {
+	se, retryAfter := e.scimError(req, t, err)
+	res := &Result{Status: se.Status, Err: se, RetryAfter: retryAfter}
+	if t == nil {
+		return res
+	}
+	outcome := change.Rejected
+	switch {
+	case se.Status >= 500:
+		outcome = change.Failed
+	case se.Status == http.StatusForbidden && t.decision != nil && !t.decision.Allow:
+		outcome = change.Denied
+	}
+	rec := e.record(req, t, outcome, se.Status, se.Detail)
+	prepared, jerr := e.journal.Prepare(rec)
+	if jerr == nil {
+		jerr = e.store.Update(func(tx *store.Tx) error { return e.journal.AppendPrepared(tx.Bolt(), prepared) })
+	}
+	if jerr == nil {
+		res.Record = rec
+		return res
+	}
+	e.logger.Error("journaling a rejected request failed", zap.String("request_id", req.ID), zap.Error(jerr))
+	if se.Status >= 500 {
+		return res
+	}
+	se = scim.Errorf(http.StatusServiceUnavailable, "", "the gateway could not record the request in its audit journal; retry later")
+	return &Result{Status: se.Status, Err: se, RetryAfter: storageRetryAfter}
+}
+
+// scimError maps an error to the SCIM error it means and the Retry-After to send with it.
+// Anything unexpected is a 503 with Retry-After (logged with the request, never with its
+// body): Entra retries those, where a 500 would count toward quarantine.
+func (e *Engine) scimError(req Request, t *Trail, err error) (*scim.Error, time.Duration) {
+	var (
+		denied *Denied
+		native *nativeError
+		se     *scim.Error
+		ue     *store.UniqueError
+	)
+	switch {
+	case errors.As(err, &denied):
+		return denied.SCIMError(), 0
+	case errors.As(err, &native):
+		return native.scim, native.retryAfter
+	case errors.As(err, &se):
+		return se, 0
+	case errors.As(err, &ue):
+		return scim.Conflict("%s %q is already used by %s %s; %s values must be unique (case-insensitively)", ue.Attr, ue.Value, ue.Type, ue.OwnerID, ue.Attr), 0
+	case errors.Is(err, store.ErrNotFound):
+		return scim.NotFound("resource not found"), 0
+	}
+	fields := []zap.Field{zap.String("request_id", req.ID), zap.String("client", req.Client), zap.Error(err)}
+	if t != nil {
+		fields = append(fields, zap.String("action", string(t.Action)), zap.String("resource_type", t.Type), zap.String("scim_id", t.ID))
+	}
+	e.logger.Error("scim request failed", fields...)
+	return scim.Errorf(http.StatusServiceUnavailable, "", "the gateway could not complete the request (storage error); retry later"), storageRetryAfter
+}
+
+// journalDecision is what the journal records of a decision: the verdict, its reasons,
+// what the obligations dropped, and which policy (its content hash) decided.
+func (e *Engine) journalDecision(d policy.Decision, droppedAttrs, droppedMembers []string) *journal.Decision {
+	return &journal.Decision{
+		Allow:             d.Allow,
+		Skip:              d.Allow && d.Skip,
+		Reasons:           d.Reasons,
+		DroppedAttributes: droppedAttrs,
+		DroppedMembers:    droppedMembers,
+		PolicyHash:        e.PolicyHash(),
+	}
+}
