@@ -1,0 +1,868 @@
+package provision
+
+// Tests of the engine without HTTP: a real bbolt store and journal in a temporary
+// directory, real Rego policies, and, where a target is needed, a real HTTP app on
+// loopback with a shape unlike the demo app's (prefixed string ids, a lookup by login,
+// roles with members added one at a time).
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/scimgate/scimgate/caddymodule/change"
+	"github.com/scimgate/scimgate/caddymodule/journal"
+	"github.com/scimgate/scimgate/caddymodule/legacy"
+	"github.com/scimgate/scimgate/caddymodule/mapping"
+	"github.com/scimgate/scimgate/caddymodule/policy"
+	"github.com/scimgate/scimgate/caddymodule/scim"
+	"github.com/scimgate/scimgate/caddymodule/store"
+)
+
+// rig is an engine on a fresh store, with what a test needs to look behind it.
+type rig struct {
+	t     testing.TB
+	dir   string
+	store *store.Store
+	j     *journal.Journal
+	share *Shared
+	eng   *Engine
+}
+
+type rigOptions struct {
+	target *Target
+	policy *policy.Engine
+	shared *Shared
+}
+
+func newRig(t testing.TB, o rigOptions) *rig {
+	t.Helper()
+	dir := t.TempDir()
+	s, err := store.Open(filepath.Join(dir, "scimgate.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := journal.Open(s.DB(), journal.Options{Name: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = j.Close()
+		_ = s.Close()
+	})
+	r := &rig{t: t, dir: dir, store: s, j: j, share: o.shared}
+	if r.share == nil {
+		r.share = NewShared()
+	}
+	r.eng = r.build(o)
+	return r
+}
+
+// build makes an engine on the rig's store (a new configuration on the open store).
+func (r *rig) build(o rigOptions) *Engine {
+	r.t.Helper()
+	eng, err := New(Config{Store: r.store, Journal: r.j, Shared: r.share, Target: o.target, Policy: o.policy})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return eng
+}
+
+var testReq = Request{ID: "req-1", Client: "entra"}
+
+func prepared(t testing.TB, typ string, body string) *scim.Prepared {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal([]byte(body), &m); err != nil {
+		t.Fatal(err)
+	}
+	p, err := scim.PrepareResource(typ, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func patchOps(t testing.TB, ops string) []scim.PatchOp {
+	t.Helper()
+	var body map[string]any
+	if err := json.Unmarshal([]byte(`{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":`+ops+`}`), &body); err != nil {
+		t.Fatal(err)
+	}
+	out, err := scim.ParsePatch(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func (r *rig) create(typ, body string) *Result {
+	r.t.Helper()
+	return r.eng.Apply(testReq, &Op{Action: change.ActionCreate, Type: typ, Resource: prepared(r.t, typ, body), Status: http.StatusCreated})
+}
+
+func (r *rig) mustCreate(typ, body string) string {
+	r.t.Helper()
+	res := r.create(typ, body)
+	if res.Err != nil {
+		r.t.Fatalf("create %s: %v", typ, res.Err)
+	}
+	return res.ID
+}
+
+func (r *rig) patch(typ, id, ops string) *Result {
+	r.t.Helper()
+	return r.eng.Apply(testReq, &Op{Action: change.ActionPatch, Type: typ, ID: id, Patch: patchOps(r.t, ops), Status: http.StatusNoContent})
+}
+
+func (r *rig) members(groupID string) []string {
+	r.t.Helper()
+	var out []string
+	err := r.store.View(func(tx *store.Tx) error {
+		return tx.Members(groupID, func(m store.Member) error { out = append(out, m.ID); return nil })
+	})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (r *rig) records() []journal.Record {
+	r.t.Helper()
+	var out []journal.Record
+	if err := scanRecords(r.j, journal.Query{}, func(rec *journal.Record) { out = append(out, *rec) }); err != nil {
+		r.t.Fatal(err)
+	}
+	return out
+}
+
+func (r *rig) last() journal.Record {
+	r.t.Helper()
+	recs := r.records()
+	if len(recs) == 0 {
+		r.t.Fatal("the journal is empty")
+	}
+	return recs[len(recs)-1]
+}
+
+func user(name string, extra ...string) string {
+	return `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"` + name + `","active":true` + strings.Join(extra, "") + `}`
+}
+
+// TestApplyWithoutTarget: the four writes of users and groups against the directory alone,
+// each answered and journaled with its events.
+func TestApplyWithoutTarget(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	res := r.create(scim.UserType, user("ada@contoso.example", `,"title":"Engineer"`))
+	if res.Err != nil || res.Status != http.StatusCreated || res.ID == "" || res.Version == 0 {
+		t.Fatalf("create: %+v", res)
+	}
+	uid := res.ID
+	if rec := r.last(); rec.Action != change.ActionCreate || rec.Outcome != change.Applied || !slices.Equal(rec.Events, []change.Event{change.Create}) ||
+		rec.SCIMID != uid || rec.Subject != "ada@contoso.example" || rec.Client != "entra" || rec.RequestID != "req-1" {
+		t.Fatalf("create record: %+v", rec)
+	}
+	if res.Record == nil || res.Record.Outcome != change.Applied {
+		t.Fatalf("result record: %+v", res.Record)
+	}
+
+	res = r.patch(scim.UserType, uid, `[{"op":"replace","path":"active","value":"False"},{"op":"replace","path":"title","value":"Lead"}]`)
+	if res.Err != nil || res.Status != http.StatusNoContent {
+		t.Fatalf("patch: %+v", res)
+	}
+	if rec := r.last(); !slices.Equal(rec.Events, []change.Event{change.Update, change.Deactivate}) {
+		t.Fatalf("patch events: %v", rec.Events)
+	}
+	// A PATCH that changes nothing keeps the version and has no events.
+	before := res.Version
+	res = r.patch(scim.UserType, uid, `[{"op":"replace","path":"title","value":"Lead"}]`)
+	if res.Err != nil || res.Version != before || len(r.last().Events) != 0 {
+		t.Fatalf("no-op patch: %+v, events %v", res, r.last().Events)
+	}
+
+	gid := r.mustCreate(scim.GroupType, `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"displayName":"Sales","members":[{"value":"`+uid+`"}]}`)
+	if rec := r.last(); !slices.Equal(rec.Events, []change.Event{change.Create, change.AddMembers}) {
+		t.Fatalf("group create events: %v", rec.Events)
+	}
+	if got := r.members(gid); !slices.Equal(got, []string{uid}) {
+		t.Fatalf("members after create: %v", got)
+	}
+	// PUT with a member list replaces the set; the rename is an event of its own.
+	vid := r.mustCreate(scim.UserType, user("vera@contoso.example"))
+	res = r.eng.Apply(testReq, &Op{Action: change.ActionReplace, Type: scim.GroupType, ID: gid, Status: http.StatusOK,
+		Resource: prepared(t, scim.GroupType, `{"displayName":"Sales EMEA","members":[{"value":"`+vid+`"}]}`)})
+	if res.Err != nil {
+		t.Fatalf("replace: %v", res.Err)
+	}
+	if got, rec := r.members(gid), r.last(); !slices.Equal(got, []string{vid}) ||
+		!slices.Equal(rec.Events, []change.Event{change.Update, change.Rename, change.AddMembers, change.RemoveMembers}) {
+		t.Fatalf("after replace: members %v, events %v", got, rec.Events)
+	}
+	res = r.eng.Apply(testReq, &Op{Action: change.ActionDelete, Type: scim.UserType, ID: uid, Status: http.StatusNoContent})
+	if res.Err != nil || res.Version != 0 || r.last().Outcome != change.Applied || !slices.Equal(r.last().Events, []change.Event{change.Delete}) {
+		t.Fatalf("delete: %+v, %+v", res, r.last())
+	}
+}
+
+// TestApplyErrors: every failure is answered as the SCIM error it means and journaled.
+func TestApplyErrors(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	uid := r.mustCreate(scim.UserType, user("ada@contoso.example"))
+	gid := r.mustCreate(scim.GroupType, `{"displayName":"Ops"}`)
+	cases := []struct {
+		name     string
+		op       *Op
+		status   int
+		scimType string
+		detail   string
+	}{
+		{"missing user", &Op{Action: change.ActionPatch, Type: scim.UserType, ID: "nope", Patch: patchOps(t, `[{"op":"replace","path":"title","value":"x"}]`)},
+			404, "", "User nope not found"},
+		{"stale If-Match", &Op{Action: change.ActionDelete, Type: scim.UserType, ID: uid, IfMatch: `W/"999"`}, 412, "", "does not match the current version"},
+		{"taken userName", &Op{Action: change.ActionCreate, Type: scim.UserType, Resource: prepared(t, scim.UserType, user("ADA@contoso.example"))},
+			409, scim.TypeUniqueness, "already used"},
+		{"group in itself", &Op{Action: change.ActionPatch, Type: scim.GroupType, ID: gid, Patch: patchOps(t, `[{"op":"add","path":"members","value":[{"value":"`+gid+`"}]}]`)},
+			400, scim.TypeInvalidValue, "member of itself"},
+		{"required attribute removed", &Op{Action: change.ActionPatch, Type: scim.UserType, ID: uid, Patch: patchOps(t, `[{"op":"remove","path":"userName"}]`)},
+			400, "", "userName"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			res := r.eng.Apply(testReq, c.op)
+			if res.Err == nil || res.Status != c.status || res.Err.Status != c.status || !strings.Contains(res.Err.Detail, c.detail) ||
+				(c.scimType != "" && res.Err.ScimType != c.scimType) {
+				t.Fatalf("got %+v (%v), want %d %s %q", res, res.Err, c.status, c.scimType, c.detail)
+			}
+			rec := r.last()
+			if rec.Outcome != change.Rejected || rec.Status != c.status || rec.Action != c.op.Action || rec.Error != res.Err.Detail {
+				t.Fatalf("record: %+v", rec)
+			}
+		})
+	}
+	// A storage failure is a 503 with Retry-After, never a 500: the journal is closed here.
+	if err := r.j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	res := r.patch(scim.UserType, uid, `[{"op":"replace","path":"title","value":"x"}]`)
+	if res.Err == nil || res.Status != http.StatusServiceUnavailable || res.RetryAfter <= 0 {
+		t.Fatalf("with the journal closed: %+v", res)
+	}
+}
+
+// TestFailNamesRequestsOutsideApply: Fail journals what the HTTP layer rejected before the
+// engine when the trail names the request, and only maps the error without one.
+func TestFailNamesRequestsOutsideApply(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	res := r.eng.Fail(testReq, &Trail{Action: change.ActionCreate, Type: scim.UserType}, scim.BadRequest(scim.TypeInvalidSyntax, "not JSON"))
+	if res.Status != 400 || r.last().Outcome != change.Rejected || r.last().Error != "not JSON" {
+		t.Fatalf("journaled rejection: %+v, %+v", res, r.last())
+	}
+	n := len(r.records())
+	res = r.eng.Fail(testReq, nil, fmt.Errorf("disk on fire"))
+	if res.Status != http.StatusServiceUnavailable || res.RetryAfter != storageRetryAfter || len(r.records()) != n {
+		t.Fatalf("unjournaled failure: %+v, records %d -> %d", res, n, len(r.records()))
+	}
+	if err := r.eng.Read(testReq, &Trail{Action: change.ActionList, Type: scim.UserType, Filter: `userName eq "x"`}); err != nil {
+		t.Fatal(err)
+	}
+	if rec := r.last(); rec.Action != change.ActionList || rec.FilterHash == "" || strings.Contains(rec.FilterHash, "userName") {
+		t.Fatalf("read record: %+v", rec)
+	}
+}
+
+// TestRedecide: the commit applies the plan decided before the native calls when the
+// stored resource is still that version, and decides again when it moved.
+func TestRedecide(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	id := r.mustCreate(scim.UserType, user("redecide@contoso.example"))
+	j := r.eng.newJob(testReq, &Op{Action: change.ActionPatch, Type: scim.UserType, ID: id, Patch: patchOps(t, `[{"op":"replace","path":"displayName","value":"A"}]`)})
+	p, err := r.eng.decideView(j)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(wantFresh bool) {
+		t.Helper()
+		err := r.store.View(func(tx *store.Tx) error {
+			got, err := r.eng.redecide(tx, j, p)
+			if err == nil && (got != p) != wantFresh {
+				t.Errorf("redecide made a fresh plan: %v, want %v", got != p, wantFresh)
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	check(false) // unchanged: the plan stands
+	if res := r.patch(scim.UserType, id, `[{"op":"replace","path":"displayName","value":"Moved"}]`); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	check(true) // the resource moved on: decide again
+}
+
+// TestPlanMembers: the member ids a request really adds and removes, from its delta and
+// the stored edges.
+func TestPlanMembers(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	gid := r.mustCreate(scim.GroupType, `{"displayName":"G","members":[{"value":"a"},{"value":"b"}]}`)
+	ref := func(ids ...string) []scim.MemberRef {
+		var out []scim.MemberRef
+		for _, id := range ids {
+			out = append(out, scim.MemberRef{Value: id})
+		}
+		return out
+	}
+	cases := []struct {
+		name           string
+		delta          *scim.MemberDelta
+		added, removed []string
+		err            string
+	}{
+		{"none", nil, nil, nil, ""},
+		{"add new and existing", &scim.MemberDelta{Add: ref("b", "c", "c")}, []string{"c"}, nil, ""},
+		{"remove present and absent", &scim.MemberDelta{Remove: []string{"a", "z"}}, nil, []string{"a"}, ""},
+		{"remove all", &scim.MemberDelta{RemoveAll: true}, nil, []string{"a", "b"}, ""},
+		{"remove all then re-add one", &scim.MemberDelta{RemoveAll: true, Add: ref("a", "d")}, []string{"d"}, []string{"b"}, ""},
+		{"remove and re-add", &scim.MemberDelta{Remove: []string{"a"}, Add: ref("a")}, nil, nil, ""},
+		{"itself", &scim.MemberDelta{Add: ref(gid)}, nil, nil, "member of itself"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := &plan{id: gid, delta: c.delta}
+			err := r.store.View(p.planMembers)
+			if c.err != "" {
+				if err == nil || !strings.Contains(err.Error(), c.err) {
+					t.Fatalf("err = %v, want %q", err, c.err)
+				}
+				return
+			}
+			if err != nil || !slices.Equal(p.added, c.added) || !slices.Equal(p.removed, c.removed) {
+				t.Fatalf("added %v removed %v (err %v), want %v %v", p.added, p.removed, err, c.added, c.removed)
+			}
+		})
+	}
+	// The delta is applied as asked: an existing member's display follows the request.
+	res := r.patch(scim.GroupType, gid, `[{"op":"add","path":"members","value":[{"value":"a","display":"Ada"}]}]`)
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	_ = r.store.View(func(tx *store.Tx) error {
+		return tx.Members(gid, func(m store.Member) error {
+			if m.ID == "a" && m.Display != "Ada" {
+				t.Errorf("member a's display = %q", m.Display)
+			}
+			return nil
+		})
+	})
+}
+
+func TestSemanticEvents(t *testing.T) {
+	u := func(kv ...any) scim.Resource {
+		m := scim.Resource{}
+		for i := 0; i+1 < len(kv); i += 2 {
+			m[kv[i].(string)] = kv[i+1]
+		}
+		return m
+	}
+	cases := []struct {
+		name           string
+		typ            string
+		before, after  scim.Resource
+		added, removed int
+		want           []change.Event
+	}{
+		{"create", scim.UserType, nil, u("userName", "a"), 0, 0, []change.Event{change.Create}},
+		{"delete", scim.UserType, u("userName", "a"), nil, 0, 0, []change.Event{change.Delete}},
+		{"nothing", scim.UserType, u("userName", "a"), u("userName", "a"), 0, 0, nil},
+		{"update", scim.UserType, u("title", "x"), u("title", "y"), 0, 0, []change.Event{change.Update}},
+		{"deactivate", scim.UserType, u("active", true), u("active", false), 0, 0, []change.Event{change.Update, change.Deactivate}},
+		{"reactivate from absent false", scim.UserType, u("active", false), u(), 0, 0, []change.Event{change.Update, change.Reactivate}},
+		{"rename", scim.GroupType, u("displayName", "A"), u("displayName", "B"), 0, 0, []change.Event{change.Update, change.Rename}},
+		{"members only", scim.GroupType, u("displayName", "A"), u("displayName", "A"), 2, 1, []change.Event{change.AddMembers, change.RemoveMembers}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := semanticEvents(c.typ, c.before, c.after, diffChanges(c.before, c.after), c.added, c.removed)
+			if !slices.Equal(got, c.want) {
+				t.Fatalf("events = %v, want %v", got, c.want)
+			}
+		})
+	}
+	if got := nativeEvents([]change.Event{change.Rename, change.AddMembers}); !slices.Equal(got, []change.Event{change.Update, change.AddMembers}) {
+		t.Fatalf("a rename alone is an update: %v", got)
+	}
+	if got := nativeEvents([]change.Event{change.Update, change.Rename}); !slices.Equal(got, []change.Event{change.Update}) {
+		t.Fatalf("a rename with an update is that update: %v", got)
+	}
+}
+
+func TestNextMark(t *testing.T) {
+	cases := []struct {
+		deleted, hasAccount  bool
+		current              change.Mark
+		skipped, deactivated bool
+		want                 change.Mark
+	}{
+		{true, true, change.MarkDeactivated, false, false, change.MarkNone},
+		{true, false, change.MarkSkipped, true, false, change.MarkNone},
+		{false, false, change.MarkNone, true, false, change.MarkSkipped},
+		{false, true, change.MarkNone, true, false, change.MarkStale},
+		{false, true, change.MarkDeactivated, true, false, change.MarkDeactivated},
+		{false, true, change.MarkNone, false, true, change.MarkDeactivated},
+		{false, false, change.MarkNone, false, true, change.MarkSkipped},
+		{false, true, change.MarkStale, false, false, change.MarkNone},
+		{false, true, change.MarkDeactivated, false, false, change.MarkNone},
+	}
+	for _, c := range cases {
+		if got := nextMark(c.deleted, c.hasAccount, c.current, c.skipped, c.deactivated); got != c.want {
+			t.Errorf("nextMark(%+v) = %q, want %q", c, got, c.want)
+		}
+	}
+}
+
+// nativeApp is a legacy app of another shape than the demo app: accounts with prefixed
+// string ids, looked up by login; roles whose members are added one call at a time.
+type nativeApp struct {
+	mu       sync.Mutex
+	next     int
+	accounts map[string]map[string]any
+	roles    map[string]map[string]bool
+	calls    []string
+	fail     map[string]int // method+" "+path prefix -> status to answer instead
+	dropNext bool           // create the account, then answer with a broken connection
+}
+
+func newNativeApp(t testing.TB) (*nativeApp, *httptest.Server) {
+	a := &nativeApp{accounts: map[string]map[string]any{}, roles: map[string]map[string]bool{}, fail: map[string]int{}}
+	srv := httptest.NewServer(a)
+	t.Cleanup(srv.Close)
+	return a, srv
+}
+
+func (a *nativeApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.calls = append(a.calls, r.Method+" "+r.URL.Path)
+	for prefix, status := range a.fail {
+		if strings.HasPrefix(r.Method+" "+r.URL.Path, prefix) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(status)
+			fmt.Fprintf(w, `{"message":"refused with %d"}`, status)
+			return
+		}
+	}
+	body, _ := io.ReadAll(r.Body)
+	var in map[string]any
+	_ = json.Unmarshal(body, &in)
+	answer := func(status int, v any) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		_ = json.NewEncoder(w).Encode(v)
+	}
+	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+	switch {
+	case r.Method == http.MethodPost && r.URL.Path == "/accounts":
+		a.next++
+		id := fmt.Sprintf("acct-%04d", a.next)
+		a.accounts[id] = in
+		if a.dropNext {
+			a.dropNext = false
+			hj, _ := w.(http.Hijacker)
+			conn, _, _ := hj.Hijack()
+			_ = conn.Close()
+			return
+		}
+		answer(http.StatusCreated, map[string]any{"account": map[string]any{"ref": id}})
+	case r.Method == http.MethodGet && r.URL.Path == "/accounts":
+		login := r.URL.Query().Get("login")
+		for id, acc := range a.accounts {
+			if acc["login"] == login {
+				answer(http.StatusOK, map[string]any{"results": []any{map[string]any{"ref": id}}})
+				return
+			}
+		}
+		answer(http.StatusOK, map[string]any{"results": []any{}})
+	case len(parts) == 2 && parts[0] == "accounts" && r.Method == http.MethodPatch:
+		acc := a.accounts[parts[1]]
+		if acc == nil {
+			answer(http.StatusNotFound, map[string]any{"message": "no such account"})
+			return
+		}
+		for k, v := range in {
+			acc[k] = v
+		}
+		w.WriteHeader(http.StatusNoContent)
+	case len(parts) == 2 && parts[0] == "accounts" && r.Method == http.MethodDelete:
+		delete(a.accounts, parts[1])
+		w.WriteHeader(http.StatusNoContent)
+	case r.Method == http.MethodPost && r.URL.Path == "/roles":
+		a.next++
+		id := fmt.Sprintf("role-%04d", a.next)
+		a.roles[id] = map[string]bool{}
+		answer(http.StatusCreated, map[string]any{"account": map[string]any{"ref": id}})
+	case len(parts) == 4 && parts[0] == "roles" && parts[2] == "holders":
+		if a.roles[parts[1]] == nil {
+			answer(http.StatusNotFound, map[string]any{"message": "no such role"})
+			return
+		}
+		if r.Method == http.MethodPut {
+			a.roles[parts[1]][parts[3]] = true
+		} else {
+			delete(a.roles[parts[1]], parts[3])
+		}
+		w.WriteHeader(http.StatusNoContent)
+	default:
+		answer(http.StatusNotFound, map[string]any{"message": "no route"})
+	}
+}
+
+func (a *nativeApp) callLog() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.calls)
+}
+
+const nativeMapping = `{
+  "version": 1,
+  "users": {
+    "lookup": {"method": "GET", "path": "/accounts?login={userName}", "id": "results.0.ref"},
+    "events": {
+      "create": {"method": "POST", "path": "/accounts", "id": "account.ref",
+        "body": {"login": {"from": "userName", "required": true}, "title": "title", "enabled": "active"}},
+      "update": {"method": "PATCH", "path": "/accounts/{id}", "send": "changed", "body": {"title": "title", "login": "userName"}},
+      "deactivate": {"method": "PATCH", "path": "/accounts/{id}", "body": {"enabled": "active"}},
+      "reactivate": {"method": "PATCH", "path": "/accounts/{id}", "body": {"enabled": "active"}},
+      "delete": {"method": "DELETE", "path": "/accounts/{id}"}
+    }
+  },
+  "groups": {
+    "events": {
+      "create": {"method": "POST", "path": "/roles", "id": "account.ref", "body": {"name": "displayName"}},
+      "add_members": {"method": "PUT", "path": "/roles/{id}/holders/{member_id}", "members": "each"},
+      "remove_members": {"method": "DELETE", "path": "/roles/{id}/holders/{member_id}", "members": "each"}
+    }
+  }
+}`
+
+func newTarget(t testing.TB, url string, dryRun bool) *Target {
+	t.Helper()
+	m, err := mapping.Parse("native", []byte(nativeMapping), func(s string) (string, error) { return s, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := legacy.New(legacy.Options{BaseURL: url, Timeout: 2 * time.Second, MaxRetries: -1, CircuitFailures: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.CloseIdleConnections)
+	return &Target{Name: "native", DryRun: dryRun, Mapping: m, Client: c, Headers: http.Header{"X-Api-Key": {"k"}}}
+}
+
+func (r *rig) nativeID(typ, id string) string {
+	r.t.Helper()
+	var n string
+	_ = r.store.View(func(tx *store.Tx) error { n, _ = tx.NativeID("native/"+typ, id); return nil })
+	return n
+}
+
+func (r *rig) mark(typ, id string) change.Mark {
+	r.t.Helper()
+	var m change.Mark
+	_ = r.store.View(func(tx *store.Tx) error { m = tx.Mark("native/"+typ, id); return nil })
+	return m
+}
+
+// TestApplyWithTarget: an intent before the calls, the calls, and the id map, marks and
+// outcome committed together; member calls with native ids.
+func TestApplyWithTarget(t *testing.T) {
+	app, srv := newNativeApp(t)
+	r := newRig(t, rigOptions{target: newTarget(t, srv.URL, false)})
+	uid := r.mustCreate(scim.UserType, user("ada@contoso.example", `,"title":"Engineer"`))
+	recs := r.records()
+	intent, outcome := recs[len(recs)-2], recs[len(recs)-1]
+	if intent.Outcome != change.Pending || outcome.Outcome != change.Applied || outcome.NativeID != "acct-0001" ||
+		outcome.Backend == nil || outcome.Backend.Method != http.MethodPost || outcome.Backend.Status != http.StatusCreated || outcome.Target != "native" {
+		t.Fatalf("intent %+v\noutcome %+v", intent, outcome)
+	}
+	if got := r.nativeID(scim.UserType, uid); got != "acct-0001" {
+		t.Fatalf("id map: %q", got)
+	}
+	gid := r.mustCreate(scim.GroupType, `{"displayName":"Admins","members":[{"value":"`+uid+`"}]}`)
+	if !app.roles["role-0002"]["acct-0001"] {
+		t.Fatalf("role holders: %v; calls %v", app.roles, app.callLog())
+	}
+	res := r.patch(scim.GroupType, gid, `[{"op":"remove","path":"members[value eq \"`+uid+`\"]"}]`)
+	if res.Err != nil || len(app.roles["role-0002"]) != 0 {
+		t.Fatalf("remove member: %v, holders %v", res.Err, app.roles)
+	}
+	res = r.patch(scim.UserType, uid, `[{"op":"replace","path":"active","value":false}]`)
+	if res.Err != nil || app.accounts["acct-0001"]["enabled"] != false {
+		t.Fatalf("deactivate: %v, account %v", res.Err, app.accounts["acct-0001"])
+	}
+	res = r.eng.Apply(testReq, &Op{Action: change.ActionDelete, Type: scim.UserType, ID: uid})
+	if res.Err != nil || len(app.accounts) != 0 || r.nativeID(scim.UserType, uid) != "" {
+		t.Fatalf("delete: %v, accounts %v", res.Err, app.accounts)
+	}
+	for _, c := range app.callLog() {
+		if strings.Contains(c, "acct-") && !strings.Contains(c, "acct-0001") {
+			t.Fatalf("a call named another account: %v", app.callLog())
+		}
+	}
+}
+
+// TestNativeErrorMapping: what the app answers becomes the SCIM error Entra needs, the
+// directory does not change, and the journal has the call.
+func TestNativeErrorMapping(t *testing.T) {
+	app, srv := newNativeApp(t)
+	r := newRig(t, rigOptions{target: newTarget(t, srv.URL, false)})
+	uid := r.mustCreate(scim.UserType, user("ada@contoso.example"))
+	cases := []struct {
+		status   int
+		want     int
+		outcome  change.Outcome
+		retrying bool
+	}{
+		{http.StatusBadRequest, 400, change.Rejected, false},
+		{http.StatusConflict, 409, change.Rejected, false},
+		{http.StatusServiceUnavailable, 503, change.Failed, true},
+		{http.StatusUnauthorized, 503, change.Failed, true},
+	}
+	for _, c := range cases {
+		t.Run(fmt.Sprint(c.status), func(t *testing.T) {
+			app.mu.Lock()
+			app.fail = map[string]int{"PATCH /accounts/": c.status}
+			app.mu.Unlock()
+			res := r.patch(scim.UserType, uid, `[{"op":"replace","path":"title","value":"T`+fmt.Sprint(c.status)+`"}]`)
+			if res.Err == nil || res.Status != c.want || (res.RetryAfter > 0) != c.retrying {
+				t.Fatalf("got %+v (%v)", res, res.Err)
+			}
+			rec := r.last()
+			if rec.Outcome != c.outcome || rec.Backend == nil || rec.Backend.Status != c.status {
+				t.Fatalf("record: %+v", rec)
+			}
+			var title any
+			_ = r.store.View(func(tx *store.Tx) error {
+				cur, _ := tx.Get(scim.UserType, uid)
+				doc, _ := DecodeDoc(cur)
+				title = doc["title"]
+				return nil
+			})
+			if title != nil {
+				t.Fatalf("the directory changed: title %v", title)
+			}
+		})
+	}
+}
+
+// TestDryRun: decided, mapped and journaled, nothing sent, no intent.
+func TestDryRun(t *testing.T) {
+	app, srv := newNativeApp(t)
+	r := newRig(t, rigOptions{target: newTarget(t, srv.URL, true)})
+	r.mustCreate(scim.UserType, user("ada@contoso.example"))
+	recs := r.records()
+	if len(app.callLog()) != 0 || len(recs) != 1 || recs[0].Outcome != change.DryRun || recs[0].Backend == nil || recs[0].Backend.URL != "/accounts" {
+		t.Fatalf("calls %v, records %+v", app.callLog(), recs)
+	}
+}
+
+func writePolicy(t testing.TB, rego string) *policy.Engine {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "decision.rego"), []byte(rego), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	eng, err := policy.Load(policy.Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = eng.Close() })
+	return eng
+}
+
+const obligationsPolicy = `package scimgate
+
+default decision := {"allow": true}
+
+decision := {"allow": false, "reasons": ["break-glass accounts stay"]} if {
+	input.resource.userName == "bg@contoso.example"
+	"deactivate" in input.events
+}
+
+decision := {"allow": true, "skip": true, "reasons": ["out of scope"]} if endswith(input.resource.userName, "@fabrikam.example")
+
+decision := {"allow": true, "drop_attributes": ["title"]} if input.resource.userName == "quiet@contoso.example"
+
+decision := {"allow": true, "deactivate": true} if input.resource.userName == "leaver@contoso.example"
+
+decision := {"allow": true, "drop_members": [m.id | some m in input.members.add; m.display == "skipme@contoso.example"]} if input.resource_type == "Group"
+`
+
+// TestPolicyDecisionsAndObligations: deny, skip and every obligation, decided by a real
+// policy, with what reaches the app, what the directory keeps and what the journal says.
+func TestPolicyDecisionsAndObligations(t *testing.T) {
+	app, srv := newNativeApp(t)
+	pol := writePolicy(t, obligationsPolicy)
+	r := newRig(t, rigOptions{target: newTarget(t, srv.URL, false), policy: pol})
+
+	bg := r.mustCreate(scim.UserType, user("bg@contoso.example"))
+	res := r.patch(scim.UserType, bg, `[{"op":"replace","path":"active","value":false}]`)
+	if res.Err == nil || res.Status != http.StatusForbidden || !strings.Contains(res.Err.Detail, "break-glass accounts stay") {
+		t.Fatalf("deny: %+v", res)
+	}
+	if rec := r.last(); rec.Outcome != change.Denied || rec.Decision == nil || rec.Decision.Allow || rec.Decision.PolicyHash != pol.Hash() || pol.Hash() == "" {
+		t.Fatalf("denied record: %+v", rec)
+	}
+	if app.accounts["acct-0001"]["enabled"] != true {
+		t.Fatalf("a denied change reached the app: %v", app.accounts)
+	}
+
+	out := r.mustCreate(scim.UserType, user("eve@fabrikam.example"))
+	if rec := r.last(); rec.Outcome != change.Skipped || r.mark(scim.UserType, out) != change.MarkSkipped || r.nativeID(scim.UserType, out) != "" {
+		t.Fatalf("skip: record %+v, mark %q", rec, r.mark(scim.UserType, out))
+	}
+
+	quiet := r.mustCreate(scim.UserType, user("quiet@contoso.example", `,"title":"Secret"`))
+	acc := app.accounts[r.nativeID(scim.UserType, quiet)]
+	if _, has := acc["title"]; has || r.last().Decision == nil || !slices.Equal(r.last().Decision.DroppedAttributes, []string{"title"}) {
+		t.Fatalf("drop_attributes: account %v, decision %+v", acc, r.last().Decision)
+	}
+	calls := len(app.callLog())
+	if res := r.patch(scim.UserType, quiet, `[{"op":"replace","path":"title","value":"Other"}]`); res.Err != nil || len(app.callLog()) != calls {
+		t.Fatalf("a change of only dropped attributes reached the app: %v, calls %v", res.Err, app.callLog()[calls:])
+	}
+
+	leaver := r.mustCreate(scim.UserType, user("leaver@contoso.example"))
+	if r.nativeID(scim.UserType, leaver) != "" || r.mark(scim.UserType, leaver) != change.MarkSkipped {
+		t.Fatalf("deactivate without an account: native %q mark %q", r.nativeID(scim.UserType, leaver), r.mark(scim.UserType, leaver))
+	}
+
+	skipme := r.mustCreate(scim.UserType, user("skipme@contoso.example"))
+	keep := r.mustCreate(scim.UserType, user("keep@contoso.example"))
+	gid := r.mustCreate(scim.GroupType, `{"displayName":"Team","members":[{"value":"`+skipme+`"},{"value":"`+keep+`"}]}`)
+	role := r.nativeID(scim.GroupType, gid)
+	if holders := app.roles[role]; len(holders) != 1 || !holders[r.nativeID(scim.UserType, keep)] {
+		t.Fatalf("drop_members: holders %v", holders)
+	}
+	if got := r.members(gid); len(got) != 2 {
+		t.Fatalf("the directory keeps dropped members: %v", got)
+	}
+	if d := r.last().Decision; d == nil || !slices.Equal(d.DroppedMembers, []string{skipme}) {
+		t.Fatalf("dropped members in the journal: %+v", d)
+	}
+}
+
+// TestPolicyStatsShared: the brake's counts are reserved before the calls, taken back when
+// a change fails, and shared by the engines of one store (a reload keeps them).
+func TestPolicyStatsShared(t *testing.T) {
+	app, srv := newNativeApp(t)
+	pol := writePolicy(t, `package scimgate
+
+decision := {"allow": input.stats.last_hour.delete < 2, "reasons": [sprintf("%d deletions", [input.stats.last_hour.delete])]}
+`)
+	target := newTarget(t, srv.URL, false)
+	r := newRig(t, rigOptions{target: target, policy: pol})
+	var ids []string
+	for i := range 4 {
+		ids = append(ids, r.mustCreate(scim.UserType, user(fmt.Sprintf("u%d@contoso.example", i))))
+	}
+	del := func(eng *Engine, id string) *Result {
+		return eng.Apply(testReq, &Op{Action: change.ActionDelete, Type: scim.UserType, ID: id})
+	}
+	app.mu.Lock()
+	app.fail = map[string]int{"DELETE": http.StatusServiceUnavailable}
+	app.mu.Unlock()
+	if res := del(r.eng, ids[0]); res.Status != http.StatusServiceUnavailable {
+		t.Fatalf("failing delete: %+v", res)
+	}
+	app.mu.Lock()
+	app.fail = map[string]int{}
+	app.mu.Unlock()
+	if res := del(r.eng, ids[0]); res.Err != nil {
+		t.Fatalf("the failed delete still counted: %v", res.Err)
+	}
+	reloaded := r.build(rigOptions{target: target, policy: pol})
+	if res := del(reloaded, ids[1]); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if res := del(reloaded, ids[2]); res.Status != http.StatusForbidden || !strings.Contains(res.Err.Detail, "2 deletions") {
+		t.Fatalf("the brake did not hold across the reload: %+v", res)
+	}
+}
+
+// TestCrashRecovery: an intent without an outcome (the gateway stopped between the call
+// and the commit) is reported once when the engine starts, and Entra's retry of that
+// create adopts the account the app made instead of creating a second one.
+func TestCrashRecovery(t *testing.T) {
+	app, srv := newNativeApp(t)
+	target := newTarget(t, srv.URL, false)
+	r := newRig(t, rigOptions{})
+	// The app holds the account; the journal holds only the intent.
+	app.accounts["acct-0042"] = map[string]any{"login": "ada@contoso.example"}
+	intent := &journal.Record{RequestID: "crashed", Client: "entra", Target: "native", Action: change.ActionCreate,
+		ResourceType: scim.UserType, SCIMID: "lost", Subject: "ada@contoso.example", Events: []change.Event{change.Create}, Outcome: change.Pending}
+	if err := r.store.Update(func(tx *store.Tx) error { return r.j.Append(tx.Bolt(), intent) }); err != nil {
+		t.Fatal(err)
+	}
+	eng := r.build(rigOptions{target: target})
+	rec := r.last()
+	if rec.Action != change.ActionReconcile || rec.RequestID != "crashed" || !strings.Contains(rec.Error, "has no outcome") {
+		t.Fatalf("reconcile record: %+v", rec)
+	}
+	n := len(r.records())
+	r.build(rigOptions{target: target}) // a reload does not report it again
+	if len(r.records()) != n {
+		t.Fatal("a reload reported the unfinished change again")
+	}
+	res := eng.Apply(testReq, &Op{Action: change.ActionCreate, Type: scim.UserType, Resource: prepared(t, scim.UserType, user("ada@contoso.example")), Status: 201})
+	if res.Err != nil || r.nativeID(scim.UserType, res.ID) != "acct-0042" || len(app.accounts) != 1 {
+		t.Fatalf("retry: %+v, native %q, accounts %v", res.Err, r.nativeID(scim.UserType, res.ID), app.accounts)
+	}
+	if slices.Contains(app.callLog(), "POST /accounts") {
+		t.Fatalf("the create was sent again: %v", app.callLog())
+	}
+	if d := r.last().Decision; d == nil || !strings.Contains(strings.Join(d.Reasons, " "), "adopted account acct-0042") {
+		t.Fatalf("the adoption is not journaled: %+v", d)
+	}
+	// A create of a name the gateway never tried is not adopted: a client's value must not
+	// select an existing account.
+	app.accounts["acct-0099"] = map[string]any{"login": "mallory@contoso.example"}
+	res = eng.Apply(testReq, &Op{Action: change.ActionCreate, Type: scim.UserType, Resource: prepared(t, scim.UserType, user("mallory@contoso.example")), Status: 201})
+	if res.Err != nil || r.nativeID(scim.UserType, res.ID) == "acct-0099" {
+		t.Fatalf("adopted an account the gateway never created: %v %q", res.Err, r.nativeID(scim.UserType, res.ID))
+	}
+}
+
+// TestDecideOnlyJournalsWhatItRecords: the trail's changes redact nothing themselves (the
+// journal does), and a password never reaches the store.
+func TestPasswordNotStored(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	id := r.mustCreate(scim.UserType, user("ada@contoso.example", `,"password":"Sup3r$ecret!"`))
+	var doc []byte
+	_ = r.store.View(func(tx *store.Tx) error {
+		rec, _ := tx.Get(scim.UserType, id)
+		doc = rec.Doc
+		return nil
+	})
+	if bytes.Contains(doc, []byte("Sup3r")) {
+		t.Fatalf("the store holds the password: %s", doc)
+	}
+	var buf bytes.Buffer
+	if _, err := r.j.Export(context.Background(), &buf, journal.Query{}, journal.FormatJSONL); err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(buf.Bytes(), []byte("Sup3r")) {
+		t.Fatalf("the journal holds the password: %s", buf.String())
+	}
+}
