@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -231,7 +232,7 @@ func (j *Journal) maintain() {
 }
 
 func (j *Journal) backgroundCheckpoint() {
-	if _, err := j.Checkpoint(); err != nil && err != ErrEmpty && err != ErrClosed {
+	if _, err := j.Checkpoint(); err != nil && !errors.Is(err, ErrEmpty) && !errors.Is(err, ErrClosed) {
 		j.log.Error("writing journal checkpoint", zap.Error(err))
 	}
 }
