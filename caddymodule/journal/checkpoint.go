@@ -2,6 +2,7 @@ package journal
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"encoding/binary"
 	"encoding/hex"
@@ -238,7 +239,7 @@ func (j *Journal) backgroundCheckpoint() {
 }
 
 func (j *Journal) backgroundPrune(now time.Time) {
-	n, err := j.prune(nil, now, false)
+	n, err := j.prune(context.Background(), now, false)
 	if err != nil {
 		j.log.Error("pruning journal", zap.Error(err))
 		return
