@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // formatVersion is written into a new file and checked on every Open, so that a binary never
@@ -110,7 +111,7 @@ type Store struct {
 // Open opens the bbolt file at path, creating it (and its directories, 0o700; the file 0o600)
 // if needed, and creates the store's buckets. A bbolt file can be open only once at a time,
 // even within one process: if the lock is not obtained within opts.Timeout, the error says
-// that another process holds the file and wraps bbolt.ErrTimeout.
+// that another process holds the file and wraps go.etcd.io/bbolt/errors.ErrTimeout.
 func Open(path string, opts Options) (*Store, error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = defaultTimeout
@@ -119,7 +120,7 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("creating directory for store %s: %w", path, err)
 	}
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: opts.Timeout})
-	if errors.Is(err, bbolt.ErrTimeout) {
+	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("opening store %s: another process holds the file (waited %s): %w",
 			path, opts.Timeout, err)
 	}
