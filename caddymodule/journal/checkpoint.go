@@ -162,27 +162,6 @@ func (j *Journal) checkpointTx(tx *bbolt.Tx, now time.Time) (cp Checkpoint, crea
 	return cp, true, nil
 }
 
-// LatestCheckpoint returns the newest checkpoint, or nil when there is none.
-func (j *Journal) LatestCheckpoint() (*Checkpoint, error) {
-	var cp *Checkpoint
-	err := j.db.View(func(tx *bbolt.Tx) error {
-		b, err := journalBucket(tx, j.name)
-		if err != nil {
-			return err
-		}
-		k, v := b.Bucket(bucketCheckpoints).Cursor().Last()
-		if k == nil {
-			return nil
-		}
-		cp = new(Checkpoint)
-		if err := json.Unmarshal(v, cp); err != nil {
-			return fmt.Errorf("%w: checkpoint", ErrCorrupt)
-		}
-		return nil
-	})
-	return cp, err
-}
-
 // maintenanceInterval is how often retention runs when there is no checkpoint timer.
 const maintenanceInterval = 10 * time.Minute
 
