@@ -97,7 +97,6 @@ type Options struct {
 // Store is an open directory file. It is safe for concurrent use.
 type Store struct {
 	db      *bbolt.DB
-	path    string
 	commits atomic.Uint64
 	group   committer
 
@@ -131,7 +130,7 @@ func Open(path string, opts Options) (*Store, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("initialising store %s: %w", path, err)
 	}
-	return &Store{db: db, path: path, group: committer{db: db}}, nil
+	return &Store{db: db, group: committer{db: db}}, nil
 }
 
 // initBuckets creates the top-level buckets and checks (or writes) the format version.
@@ -154,9 +153,6 @@ func initBuckets(tx *bbolt.Tx) error {
 
 // Close closes the file. Transactions in flight finish first.
 func (s *Store) Close() error { return s.db.Close() }
-
-// Path is the file the store was opened from.
-func (s *Store) Path() string { return s.path }
 
 // DB is the underlying bbolt database, for packages (the journal) that keep their own buckets
 // in the same file and write them in the same transaction as the directory.
