@@ -760,8 +760,11 @@ func TestIntegrationEntraCycle(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		body, _ := io.ReadAll(resp.Body)
+		body, err := io.ReadAll(resp.Body)
 		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("GET /: reading the response: %v", err)
+		}
 		if resp.StatusCode != http.StatusNotFound || !strings.Contains(string(body), "/scim/v2") {
 			t.Errorf("GET / = %d %q, want the site's 404 respond", resp.StatusCode, body)
 		}

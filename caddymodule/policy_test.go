@@ -501,6 +501,8 @@ func TestPolicyReload(t *testing.T) {
 			return 0, "", err
 		}
 		defer resp.Body.Close()
+		// The status decides; the body only explains a failure. A body cut off by the
+		// reload is not retried: the request was handled, and a retry would conflict.
 		body, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(body), nil
 	}

@@ -2,10 +2,12 @@ package journal
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -160,27 +162,6 @@ func (j *Journal) checkpointTx(tx *bbolt.Tx, now time.Time) (cp Checkpoint, crea
 	return cp, true, nil
 }
 
-// LatestCheckpoint returns the newest checkpoint, or nil when there is none.
-func (j *Journal) LatestCheckpoint() (*Checkpoint, error) {
-	var cp *Checkpoint
-	err := j.db.View(func(tx *bbolt.Tx) error {
-		b, err := journalBucket(tx, j.name)
-		if err != nil {
-			return err
-		}
-		k, v := b.Bucket(bucketCheckpoints).Cursor().Last()
-		if k == nil {
-			return nil
-		}
-		cp = new(Checkpoint)
-		if err := json.Unmarshal(v, cp); err != nil {
-			return fmt.Errorf("%w: checkpoint", ErrCorrupt)
-		}
-		return nil
-	})
-	return cp, err
-}
-
 // maintenanceInterval is how often retention runs when there is no checkpoint timer.
 const maintenanceInterval = 10 * time.Minute
 
@@ -231,13 +212,13 @@ func (j *Journal) maintain() {
 }
 
 func (j *Journal) backgroundCheckpoint() {
-	if _, err := j.Checkpoint(); err != nil && err != ErrEmpty && err != ErrClosed {
+	if _, err := j.Checkpoint(); err != nil && !errors.Is(err, ErrEmpty) && !errors.Is(err, ErrClosed) {
 		j.log.Error("writing journal checkpoint", zap.Error(err))
 	}
 }
 
 func (j *Journal) backgroundPrune(now time.Time) {
-	n, err := j.prune(nil, now, false)
+	n, err := j.prune(context.Background(), now, false)
 	if err != nil {
 		j.log.Error("pruning journal", zap.Error(err))
 		return

@@ -25,7 +25,8 @@ func TestCheckpointsAreLogged(t *testing.T) {
 		t.Fatalf("%d checkpoint log lines, want 1", len(entries))
 	}
 	f := entries[0].ContextMap()
-	cp, err := j.LatestCheckpoint()
+	info, err := j.Info()
+	cp := info.LatestCheckpoint
 	if err != nil || cp == nil {
 		t.Fatalf("latest checkpoint: %v %v", cp, err)
 	}

@@ -108,9 +108,9 @@ func TestCheckpointOnDemand(t *testing.T) {
 		t.Fatal("OnCheckpoint called for an existing checkpoint")
 	default:
 	}
-	latest, err := j.LatestCheckpoint()
-	if err != nil || latest.Hash != cp.Hash {
-		t.Fatalf("latest %+v %v", latest, err)
+	info, err := j.Info()
+	if err != nil || info.LatestCheckpoint == nil || info.LatestCheckpoint.Hash != cp.Hash {
+		t.Fatalf("latest %+v %v", info.LatestCheckpoint, err)
 	}
 
 	rep, err := j.Verify(context.Background(), pub)

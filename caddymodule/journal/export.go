@@ -104,12 +104,8 @@ func (j *Journal) Export(ctx context.Context, w io.Writer, q Query, f Format) (u
 	return exportDB(ctx, j.db, j.name, w, q, f)
 }
 
-// ExportFile exports the only journal of a bbolt file (a backup), opened read-only.
-func ExportFile(ctx context.Context, path string, w io.Writer, q Query, f Format) (uint64, error) {
-	return ExportFileJournal(ctx, path, "", w, q, f)
-}
-
-// ExportFileJournal exports journal name (the only one when empty) of a bbolt file.
+// ExportFileJournal exports journal name (the only one when empty) of a bbolt file (a
+// backup), opened read-only.
 func ExportFileJournal(ctx context.Context, path, name string, w io.Writer, q Query, f Format) (uint64, error) {
 	db, jn, err := fileJournal(path, name)
 	if err != nil {

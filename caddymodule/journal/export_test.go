@@ -283,7 +283,7 @@ func TestBackupVerifyExportFile(t *testing.T) {
 		t.Fatalf("report %+v", rep)
 	}
 	var buf bytes.Buffer
-	if n, err := ExportFile(context.Background(), path, &buf, Query{}, FormatJSONL); err != nil || n != 40 {
+	if n, err := ExportFileJournal(context.Background(), path, "", &buf, Query{}, FormatJSONL); err != nil || n != 40 {
 		t.Fatal(n, err)
 	}
 	live, _ := export(t, j, Query{}, FormatJSONL)

@@ -36,9 +36,6 @@ func (j *Journal) prune(ctx context.Context, now time.Time, wait bool) (removed 
 	if j.opts.MaxAge <= 0 && j.opts.MaxRecords == 0 && j.opts.MaxBytes == 0 {
 		return 0, nil
 	}
-	if ctx == nil {
-		ctx = context.Background()
-	}
 	if wait {
 		j.pruneMu.Lock()
 	} else if !j.pruneMu.TryLock() {

@@ -174,7 +174,6 @@ type lineReader struct {
 	sc      *bufio.Scanner
 	pending []byte
 	hasPend bool
-	err     error
 }
 
 func newLineReader(r io.Reader) *lineReader {

@@ -48,8 +48,12 @@ func BenchmarkDo(b *testing.B) {
 					b.Error(err)
 					return
 				}
-				io.ReadAll(resp.Body)
+				_, err = io.ReadAll(resp.Body)
 				resp.Body.Close()
+				if err != nil {
+					b.Error(err)
+					return
+				}
 			}
 		})
 	})

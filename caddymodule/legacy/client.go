@@ -82,9 +82,6 @@ func New(opts Options) (*Client, error) {
 	return c, nil
 }
 
-// BaseURL returns the normalised base URL (without a trailing slash).
-func (c *Client) BaseURL() string { return c.baseStr }
-
 // CloseIdleConnections releases pooled connections, for a Caddy Cleanup. It closes only
 // the transport New built; a transport passed in Options belongs to the caller.
 func (c *Client) CloseIdleConnections() {

@@ -39,8 +39,8 @@ func TestNewOptions(t *testing.T) {
 				if err != nil {
 					t.Fatalf("New: %v", err)
 				}
-				if strings.HasSuffix(c.BaseURL(), "/") {
-					t.Errorf("BaseURL %q keeps a trailing slash", c.BaseURL())
+				if strings.HasSuffix(c.baseStr, "/") {
+					t.Errorf("base URL %q keeps a trailing slash", c.baseStr)
 				}
 				return
 			}

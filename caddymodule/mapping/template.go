@@ -144,7 +144,7 @@ func (t *template) checkURL() error {
 	}
 	u, err := url.Parse(sample.String())
 	if err != nil {
-		return fmt.Errorf("not a valid URL path: %v", err)
+		return fmt.Errorf("not a valid URL path: %w", err)
 	}
 	if u.Scheme != "" || u.Host != "" {
 		return errors.New("must be a path relative to the target's base URL, without scheme or host")

@@ -512,7 +512,7 @@ func compileRegexReplace(t *transform, spec transformSpec) error {
 	}
 	re, err := regexp.Compile(pat)
 	if err != nil {
-		return fmt.Errorf("bad pattern: %v", err)
+		return fmt.Errorf("bad pattern: %w", err)
 	}
 	t.apply = eachString(func(s string) string { return re.ReplaceAllString(s, repl) })
 	return nil

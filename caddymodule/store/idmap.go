@@ -51,18 +51,6 @@ func (tx *Tx) NativeID(target, scimID string) (string, error) {
 	return string(v), nil
 }
 
-// SCIMIDOf returns the SCIM id mapped to nativeID in target, or ErrNotFound.
-func (tx *Tx) SCIMIDOf(target, nativeID string) (string, error) {
-	if err := checkIDMapArgs(target, "-", nativeID); err != nil {
-		return "", err
-	}
-	v := tx.bucket(bucketIDMapRev).Get(joinKey(target, nativeID))
-	if v == nil {
-		return "", ErrNotFound
-	}
-	return string(v), nil
-}
-
 // DeleteNativeID removes the mapping of scimID in target (no error when there is none).
 func (tx *Tx) DeleteNativeID(target, scimID string) error {
 	if err := tx.checkWritable(); err != nil {

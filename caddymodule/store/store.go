@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // formatVersion is written into a new file and checked on every Open, so that a binary never
@@ -96,7 +97,6 @@ type Options struct {
 // Store is an open directory file. It is safe for concurrent use.
 type Store struct {
 	db      *bbolt.DB
-	path    string
 	commits atomic.Uint64
 	group   committer
 
@@ -110,7 +110,7 @@ type Store struct {
 // Open opens the bbolt file at path, creating it (and its directories, 0o700; the file 0o600)
 // if needed, and creates the store's buckets. A bbolt file can be open only once at a time,
 // even within one process: if the lock is not obtained within opts.Timeout, the error says
-// that another process holds the file and wraps bbolt.ErrTimeout.
+// that another process holds the file and wraps go.etcd.io/bbolt/errors.ErrTimeout.
 func Open(path string, opts Options) (*Store, error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = defaultTimeout
@@ -119,7 +119,7 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("creating directory for store %s: %w", path, err)
 	}
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: opts.Timeout})
-	if errors.Is(err, bbolt.ErrTimeout) {
+	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("opening store %s: another process holds the file (waited %s): %w",
 			path, opts.Timeout, err)
 	}
@@ -130,7 +130,7 @@ func Open(path string, opts Options) (*Store, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("initialising store %s: %w", path, err)
 	}
-	return &Store{db: db, path: path, group: committer{db: db}}, nil
+	return &Store{db: db, group: committer{db: db}}, nil
 }
 
 // initBuckets creates the top-level buckets and checks (or writes) the format version.
@@ -153,9 +153,6 @@ func initBuckets(tx *bbolt.Tx) error {
 
 // Close closes the file. Transactions in flight finish first.
 func (s *Store) Close() error { return s.db.Close() }
-
-// Path is the file the store was opened from.
-func (s *Store) Path() string { return s.path }
 
 // DB is the underlying bbolt database, for packages (the journal) that keep their own buckets
 // in the same file and write them in the same transaction as the directory.
