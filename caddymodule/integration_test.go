@@ -771,6 +771,31 @@ func TestIntegrationEntraCycle(t *testing.T) {
 	})
 }
 
+// itWaitAnswered probes the server with a read until one is answered, for at most 5 s.
+func itWaitAnswered(t *testing.T, s *itServer) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		req, err := http.NewRequest(http.MethodGet, s.base+"/ServiceProviderConfig", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		resp, err := s.client.Do(req)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the server did not answer after the reload: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // TestIntegrationReload reloads the running config in-process, as `caddy reload` does: the
 // new config is provisioned while the old one still holds the store, then the old one is
 // cleaned up. The store must stay open, writable and hold its data.
@@ -788,6 +813,9 @@ func TestIntegrationReload(t *testing.T) {
 		s.client.CloseIdleConnections()
 		s.client.Transport = &http.Transport{}
 	}
+	// A connection the old server accepted while it shut down is closed unanswered (the
+	// request never reaches a handler): wait until a probe is answered by the new one.
+	itWaitAnswered(t, s)
 
 	afterID, _ := s.create(t, "/Users", `{"userName":"after-reload@contoso.example"}`)
 	s.do(t, http.MethodPatch, "/Users/"+beforeID, itPatchBody(`{"op":"Replace","path":"displayName","value":"Written after the reload"}`)).expect(t, http.StatusOK)

@@ -66,8 +66,10 @@ func (f *faultApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusBadRequest)
 		fmt.Fprint(w, `{"error":{"code":"VALIDATION_FAILED","message":"login must not contain spaces"}}`)
-	case "404":
+	case "404": // the app's own "no such account"
+		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusNotFound)
+		fmt.Fprint(w, `{"error":{"code":"NOT_FOUND","message":"no such account"}}`)
 	case "badjson":
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusCreated)

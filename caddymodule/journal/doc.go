@@ -30,7 +30,8 @@
 //	               names) is never stored
 //	decision       {allow, skip, reasons, dropped_attributes, dropped_members,
 //	               policy_hash: the content hash of the policy that decided}
-//	backend        {method, url (without secrets), status, duration_ms, attempts}
+//	backend        {method, url (without secrets), status, duration_ms, attempts, error:
+//	               how the call failed (refused, timeout, status, unproven: what came back)}
 //	error          error detail
 //	prev_hash      hex hash of the previous record (64 zeros before the first; always)
 //

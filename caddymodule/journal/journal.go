@@ -83,6 +83,10 @@ type BackendCall struct {
 	Status     int    `json:"status,omitempty"`
 	DurationMS int64  `json:"duration_ms"`
 	Attempts   int    `json:"attempts,omitempty"`
+	// Error says how the call failed: the class (refused, timeout, status, unproven, ...)
+	// and, for an answer that proved nothing, what came back (its media type and size,
+	// never its content).
+	Error string `json:"error,omitempty"`
 }
 
 // Entry is a committed record as stored: Raw is the exact stored record bytes (the bytes the

@@ -25,6 +25,8 @@ type Request struct {
 	// DELETE and OPTIONS are idempotent anyway). Mark a POST or PATCH only when the backend
 	// guarantees repeating it has no further effect.
 	Idempotent bool
+	// Expect is what the answer must look like to count (nil: the defaults of Expect).
+	Expect *Expect
 }
 
 // Response is a 2xx answer (or, alongside an *Error of KindStatus or KindRateLimited,
@@ -191,7 +193,7 @@ func (c *Client) send(ctx context.Context, r Request, target string) (*Response,
 		return nil, e
 	}
 	resp := &Response{Status: hresp.StatusCode, Header: hresp.Header, Body: body}
-	return resp, c.checkResponse(resp)
+	return resp, checkAnswer(r.Expect, resp, c.now())
 }
 
 // readBody reads at most MaxResponseBytes; more is KindTooLarge (the rest is not read).
@@ -208,18 +210,6 @@ func (c *Client) readBody(hresp *http.Response) ([]byte, *Error) {
 		return nil, &Error{Kind: KindTooLarge, sent: true}
 	}
 	return body, nil
-}
-
-// checkResponse turns a non-2xx status, or a 2xx body that claims JSON and is not, into
-// an error.
-func (c *Client) checkResponse(resp *Response) *Error {
-	if resp.Status < 200 || resp.Status > 299 {
-		return statusError(resp.Status, resp.Header, resp.Body, c.now())
-	}
-	if jsonRequired(resp.Header.Get("Content-Type"), resp.Body) && !validUTF8JSON(resp.Body) {
-		return &Error{Kind: KindInvalidResponse, Status: resp.Status, Err: errInvalidJSON, sent: true}
-	}
-	return nil
 }
 
 // checkRedirect follows at most maxRedirects redirects, and only within the base URL's
@@ -300,7 +290,7 @@ func classifyOutcome(e *Error) outcome {
 			return outcomeFailure
 		}
 		return outcomeHealthy
-	case KindRefused, KindTimeout, KindTooLarge, KindInvalidResponse, KindBadRedirect:
+	case KindRefused, KindTimeout, KindTooLarge, KindInvalidResponse, KindBadRedirect, KindUnproven:
 		if e.byCaller {
 			return outcomeNeutral
 		}

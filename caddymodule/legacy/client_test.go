@@ -159,7 +159,7 @@ func TestKinds(t *testing.T) {
 			time.AfterFunc(50*time.Millisecond, cancel)
 			return ctx, cancel
 		}, want: KindCanceled},
-		{name: "invalid json", handler: status(200, `{"id":`, "Content-Type", "application/json"), req: Request{Path: "/a"}, want: KindInvalidResponse, status: 200},
+		{name: "invalid json", handler: status(200, `{"id":`, "Content-Type", "application/json"), req: Request{Path: "/a"}, want: KindUnproven, status: 200},
 		{name: "garbage http", handler: func(w http.ResponseWriter, r *http.Request) {
 			conn, buf, err := w.(http.Hijacker).Hijack()
 			if err != nil {

@@ -15,7 +15,6 @@ import (
 	"syscall"
 	"time"
 	"unicode"
-	"unicode/utf8"
 
 	"github.com/tidwall/gjson"
 )
@@ -42,9 +41,12 @@ const (
 	KindRateLimited Kind = "rate_limited"
 	// KindCanceled: the caller's context was canceled.
 	KindCanceled Kind = "canceled"
-	// KindInvalidResponse: the backend's answer was not usable HTTP, or a 2xx body that
-	// claims to be JSON is not.
+	// KindInvalidResponse: the backend's answer was not usable HTTP.
 	KindInvalidResponse Kind = "invalid_response"
+	// KindUnproven: an answer that does not prove what it seems to: a success that does not
+	// look like the call's expected answer (an HTML sign-in page with 200, a proxy's {}),
+	// or an error that is not the application's own (a proxy's 404 page, a WAF's 400).
+	KindUnproven Kind = "unproven"
 )
 
 // Error is a failed call to the backend. It never holds header values or URLs (which can
@@ -64,6 +66,9 @@ type Error struct {
 	Attempts int
 	// Err is the underlying cause, if any.
 	Err error
+	// NotFound is set on a 404 or 410 that is the application's own "no such object"
+	// answer (Expect.NotFound): what a delete wants gone is gone.
+	NotFound bool
 
 	// sent records whether the request was (possibly) transmitted, which decides whether
 	// repeating a non-idempotent request could duplicate it.
@@ -101,7 +106,6 @@ func (e *Error) Unwrap() error { return e.Err }
 var (
 	errCrossOriginRedirect = errors.New("redirect to another scheme, host or port refused")
 	errTooManyRedirects    = errors.New("more than 3 redirects")
-	errInvalidJSON         = errors.New("response body is not valid JSON")
 )
 
 // transportError classifies an error from http.Client.Do or from reading the body. parent
@@ -262,19 +266,4 @@ func sanitizeMessage(s string) string {
 		runes += need
 	}
 	return b.String()
-}
-
-// jsonRequired reports whether a 2xx body must be valid JSON: when it says it is JSON, or
-// says nothing. A text/plain "OK" from a lock endpoint is left to the caller.
-func jsonRequired(contentType string, body []byte) bool {
-	if len(bytes.TrimSpace(body)) == 0 {
-		return false
-	}
-	ct := strings.ToLower(contentType)
-	return ct == "" || strings.Contains(ct, "json")
-}
-
-// validUTF8JSON is the check applied to a 2xx body that must be JSON.
-func validUTF8JSON(body []byte) bool {
-	return utf8.Valid(body) && json.Valid(body)
 }

@@ -1,6 +1,7 @@
 package legacy
 
 import (
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -86,30 +87,12 @@ func TestErrorString(t *testing.T) {
 		want string
 	}{
 		{&Error{Kind: KindStatus, Status: 409, Message: "duplicate", Attempts: 1}, "legacy backend: status (HTTP 409): duplicate"},
-		{&Error{Kind: KindTimeout, Attempts: 3, Err: errInvalidJSON}, "legacy backend: timeout after 3 attempts: response body is not valid JSON"},
+		{&Error{Kind: KindTimeout, Attempts: 3, Err: errors.New("i/o timeout")}, "legacy backend: timeout after 3 attempts: i/o timeout"},
 		{&Error{Kind: KindCircuitOpen}, "legacy backend: circuit_open"},
 	}
 	for _, tt := range tests {
 		if got := tt.e.Error(); got != tt.want {
 			t.Errorf("Error() = %q, want %q", got, tt.want)
-		}
-	}
-}
-
-func TestJSONRequired(t *testing.T) {
-	tests := []struct {
-		ct, body string
-		want     bool
-	}{
-		{"application/json", `{}`, true},
-		{"application/scim+json; charset=utf-8", `{}`, true},
-		{"", `x`, true},
-		{"text/plain", `OK`, false},
-		{"application/json", "  ", false},
-	}
-	for _, tt := range tests {
-		if got := jsonRequired(tt.ct, []byte(tt.body)); got != tt.want {
-			t.Errorf("jsonRequired(%q, %q) = %v, want %v", tt.ct, tt.body, got, tt.want)
 		}
 	}
 }

@@ -29,6 +29,9 @@ func ToSCIM(event change.Event, resp *Response, err error) (*scim.Error, time.Du
 		// Not a backend failure: a bad request built by the gateway itself.
 		return scim.Errorf(http.StatusInternalServerError, "", "the gateway could not build the call to the target application"), 0
 	}
+	if e.Kind == KindUnproven {
+		return outage(e, "the answer to the gateway's call did not come from the target application, or does not show that it acted ("+e.Err.Error()+"); nothing was recorded; retry later")
+	}
 	if e.Kind != KindStatus {
 		return outage(e, outageDetail(e.Kind))
 	}
@@ -57,10 +60,14 @@ func statusToSCIM(event change.Event, e *Error) (*scim.Error, time.Duration) {
 // does not exist, which Entra cannot fix, so it is an outage rather than a 404 that would
 // count towards quarantine.
 func notFoundToSCIM(event change.Event, e *Error) (*scim.Error, time.Duration) {
-	switch event {
-	case change.Delete, change.RemoveMembers:
+	switch {
+	case !e.NotFound:
+		// A 404 in the application's error shape that is not its "no such object": a
+		// missing route, a wrong mapping. Nothing says the object is gone.
+		return outage(e, fmt.Sprintf("the target application answered HTTP %d that is not its own \"no such object\" answer; check the mapping's URL and expect.not_found", e.Status))
+	case event == change.Delete || event == change.RemoveMembers:
 		return nil, 0
-	case change.Create:
+	case event == change.Create:
 		return outage(e, fmt.Sprintf("the target application answered HTTP %d to a create; check the URL in the gateway's mapping", e.Status))
 	}
 	return scim.NotFound("the object does not exist in the target application%s", suffix(e.Message)), 0

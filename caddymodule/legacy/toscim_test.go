@@ -13,7 +13,10 @@ import (
 )
 
 func TestToSCIM(t *testing.T) {
-	st := func(code int, msg string) error { return &Error{Kind: KindStatus, Status: code, Message: msg} }
+	st := func(code int, msg string) error {
+		return &Error{Kind: KindStatus, Status: code, Message: msg, NotFound: code == 404 || code == 410}
+	}
+	foreign404 := &Error{Kind: KindStatus, Status: 404, Message: "route not found"}
 	tests := []struct {
 		name       string
 		event      change.Event
@@ -37,6 +40,9 @@ func TestToSCIM(t *testing.T) {
 		{"404 on rename", change.Rename, st(404, ""), 404, "", "does not exist", 0},
 		{"404 on add_members", change.AddMembers, st(404, ""), 404, "", "does not exist", 0},
 		{"404 on create is an outage", change.Create, st(404, ""), 503, "", "mapping", DefaultOutageRetryAfter},
+		{"404 that is not the app's not-found on delete", change.Delete, foreign404, 503, "", "not its own", DefaultOutageRetryAfter},
+		{"404 that is not the app's not-found on update", change.Update, foreign404, 503, "", "not its own", DefaultOutageRetryAfter},
+		{"unproven success", change.Deactivate, &Error{Kind: KindUnproven, Status: 200, Err: errors.New("text/html (120 bytes), an HTML page")}, 503, "", "HTML page", DefaultOutageRetryAfter},
 		{"401 is an outage", change.Update, st(401, "bad key"), 503, "", "credentials", DefaultOutageRetryAfter},
 		{"403 is an outage", change.Delete, st(403, ""), 503, "", "credentials", DefaultOutageRetryAfter},
 		{"500", change.Create, st(500, "stack trace"), 503, "", "HTTP 500", DefaultOutageRetryAfter},

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/scimgate/scimgate/caddymodule/change"
+	"github.com/scimgate/scimgate/caddymodule/legacy"
 	"github.com/scimgate/scimgate/caddymodule/scim"
 )
 
@@ -40,6 +41,7 @@ type call struct {
 	batchSize   int
 	memberTypes []string
 	idempotent  bool
+	expect      *legacy.Expect
 }
 
 // field is one compiled body member: a value from a source (or a constant), through the
@@ -87,6 +89,14 @@ func (c *compiler) compileCall(rt string, event change.Event, rule string, raw j
 		return nil, err
 	}
 	if err := c.checkGatewayValues(cl); err != nil {
+		return nil, err
+	}
+	// A create's answer must carry the new id; a lookup that finds nothing is an answer too.
+	idInAnswer := cl.idPath
+	if cl.event == lookupCall {
+		idInAnswer = ""
+	}
+	if cl.expect, err = c.compileExpect(rule+".expect", c.expect, fc.Expect, idInAnswer); err != nil {
 		return nil, err
 	}
 	return cl, nil

@@ -111,6 +111,7 @@ type compiler struct {
 	resolve func(string) (string, error)
 	tables  map[string]map[string]any
 	headers http.Header // file-wide headers
+	expect  *fileExpect // file-wide expectations of answers
 }
 
 func (c *compiler) errf(rule string, format string, args ...any) error {
@@ -137,6 +138,7 @@ func (c *compiler) compile(data []byte) (*Mapping, error) {
 		return nil, c.errf("version", "unsupported version %d; this gateway reads version 1 (write \"version\": 1)", fm.Version)
 	}
 	c.tables = fm.Tables
+	c.expect = fm.Expect
 	for name, tbl := range fm.Tables {
 		if tbl == nil {
 			return nil, c.errf(fmt.Sprintf("tables[%q]", name), "a table is an object mapping values to values")

@@ -18,6 +18,7 @@ type fileMapping struct {
 	Tables  map[string]map[string]any `json:"tables"`
 	Users   json.RawMessage           `json:"users"`
 	Groups  json.RawMessage           `json:"groups"`
+	Expect  *fileExpect               `json:"expect"`
 }
 
 type fileResource struct {
@@ -37,6 +38,7 @@ type fileCall struct {
 	BatchSize   int               `json:"batch_size"`
 	MemberTypes []string          `json:"member_types"`
 	Idempotent  *bool             `json:"idempotent"`
+	Expect      *fileExpect       `json:"expect"`
 }
 
 type fileField struct {

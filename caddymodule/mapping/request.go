@@ -11,6 +11,7 @@ import (
 	"github.com/tidwall/sjson"
 
 	"github.com/scimgate/scimgate/caddymodule/change"
+	"github.com/scimgate/scimgate/caddymodule/legacy"
 	"github.com/scimgate/scimgate/caddymodule/scim"
 )
 
@@ -46,6 +47,8 @@ type Request struct {
 	Idempotent bool
 	// IDPath is the gjson path of the native id in the response (create and lookup only).
 	IDPath string
+	// Expect is what the answer must look like to prove the call worked.
+	Expect *legacy.Expect
 }
 
 // evalCtx is what sources and transforms read while one request is built.
@@ -215,7 +218,7 @@ func (cl *call) build(ev *evalCtx, changed []string) (Request, bool, error) {
 	if err != nil {
 		return Request{}, false, cl.explain(err, cl.rule+".path")
 	}
-	req := Request{Method: cl.method, Path: path, Idempotent: cl.idempotent, IDPath: cl.idPath}
+	req := Request{Method: cl.method, Path: path, Idempotent: cl.idempotent, IDPath: cl.idPath, Expect: cl.expect}
 	if len(cl.fields) > 0 {
 		body, n, err := cl.buildBody(ev, changed)
 		if err != nil {

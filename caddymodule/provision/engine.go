@@ -234,7 +234,7 @@ func (k *keyedMutex) lock(key string) func() {
 
 // call makes one native call the mapping built, with the target's headers.
 func (t *Target) call(ctx context.Context, r mapping.Request) (*legacy.Response, error) {
-	return t.Client.Do(ctx, legacy.Request{Method: r.Method, Path: r.Path, Header: t.withHeaders(r.Header), Body: r.Body, Idempotent: r.Idempotent})
+	return t.Client.Do(ctx, legacy.Request{Method: r.Method, Path: r.Path, Header: t.withHeaders(r.Header), Body: r.Body, Idempotent: r.Idempotent, Expect: r.Expect})
 }
 
 // withHeaders returns a call's headers (from the mapping file) plus the target's own, which

@@ -142,8 +142,14 @@ func (e *Engine) syncNative(ctx context.Context, p *plan) (*syncResult, error) {
 			}
 			if err != nil {
 				var le *legacy.Error
-				if errors.As(err, &le) && res.backend.Attempts == 0 {
-					res.backend.Attempts = le.Attempts
+				if errors.As(err, &le) {
+					if res.backend.Attempts == 0 {
+						res.backend.Attempts = le.Attempts
+					}
+					if res.backend.Status == 0 {
+						res.backend.Status = le.Status
+					}
+					res.backend.Error = callError(le)
 				}
 				se, retryAfter := legacy.ToSCIM(ev, resp, err)
 				if se == nil { // e.g. 404 on delete: already gone
@@ -375,6 +381,15 @@ func (e *Engine) storedNativeID(scimID string) (string, bool) {
 		return err
 	})
 	return nativeID, err == nil
+}
+
+// callError says, for the journal, how a call failed: the error's class, and for an answer
+// that proved nothing, why (its media type and size, never its content).
+func callError(e *legacy.Error) string {
+	if e.Kind == legacy.KindUnproven && e.Err != nil {
+		return string(e.Kind) + ": " + e.Err.Error()
+	}
+	return string(e.Kind)
 }
 
 // redactURL drops the query string, where an API key could sit.

@@ -171,7 +171,7 @@ func (e *Engine) adoptExisting(ctx context.Context, p *plan) (string, error) {
 	if err != nil || !ok {
 		return "", err
 	}
-	resp, err := t.Client.Do(ctx, legacy.Request{Method: req.Method, Path: req.Path, Header: t.withHeaders(req.Header), Idempotent: true})
+	resp, err := t.Client.Do(ctx, legacy.Request{Method: req.Method, Path: req.Path, Header: t.withHeaders(req.Header), Idempotent: true, Expect: req.Expect})
 	if err != nil {
 		se, _ := legacy.ToSCIM(change.Update, resp, err)
 		if se == nil {
