@@ -267,3 +267,20 @@ func sanitizeMessage(s string) string {
 	}
 	return b.String()
 }
+
+// MayHaveActed reports whether the backend may have carried out the request although the
+// call failed: it was (possibly) sent, and what came back, if anything, does not say that
+// the backend refused it (a timeout, a dropped connection, a 5xx, an answer that proves
+// nothing). A create that failed so may have made the account.
+func (e *Error) MayHaveActed() bool {
+	if !e.sent {
+		return false
+	}
+	switch e.Kind {
+	case KindTimeout, KindRefused, KindInvalidResponse, KindTooLarge, KindUnproven, KindCanceled:
+		return true
+	case KindStatus:
+		return e.Status >= 500
+	}
+	return false
+}

@@ -183,6 +183,10 @@ func (e *Engine) decideView(j *job) (*plan, error) {
 			p.nativeID, _ = tx.NativeID(t.mapKey(p.typ), p.id)
 			p.mark = tx.Mark(t.mapKey(p.typ), p.id)
 		}
+		if t := e.target; t != nil && p.before == nil {
+			_, listed := tx.Adoption(t.Name, p.typ, SubjectOf(p.typ, p.after))
+			p.adopt = listed || e.shared.unrecordedAdoption(e.adoptionKey(p))
+		}
 		if e.policy != nil {
 			p.memberRefs = policy.Members{Add: memberRefs(tx, p.added), Remove: memberRefs(tx, p.removed)}
 		}
@@ -243,6 +247,10 @@ func (e *Engine) deliver(j *job, p *plan, d policy.Decision) (*plan, error) {
 		var ne *nativeError
 		if errors.As(err, &ne) {
 			tr.backend = ne.backend
+			if p.before == nil && ne.mayHaveActed {
+				// The app may have made the account: Entra's retry looks it up first.
+				e.listAdoption(j, p)
+			}
 		}
 		return nil, err
 	}
@@ -256,19 +264,19 @@ func (e *Engine) deliver(j *job, p *plan, d policy.Decision) (*plan, error) {
 		}
 		tr.decision.Reasons = append(slices.Clone(tr.decision.Reasons), reasons...)
 	}
-	if res.adopted {
-		defer t.adopt.done(p.typ, tr.Subject)
-	}
 	outcome := change.Applied
 	if res.dryRun {
 		outcome = change.DryRun
 	}
 	p.newNativeID = res.nativeID
 	done, err := e.commit(j, p, outcome, res)
-	if err != nil && res.nativeID != "" && !res.dryRun && p.before == nil {
+	switch {
+	case err != nil && res.nativeID != "" && !res.dryRun && p.before == nil:
 		// The app has the account but the directory could not record it: let Entra's
 		// retry adopt it rather than create a second one.
-		t.adopt.add(p.typ, tr.Subject, 0)
+		e.listAdoption(j, p)
+	case err == nil && p.adopt:
+		e.shared.holdAdoption(e.adoptionKey(p), false)
 	}
 	return done, err
 }
@@ -328,6 +336,12 @@ func (e *Engine) redecide(tx *store.Tx, j *job, p *plan) (*plan, error) {
 // and its mark.
 func (e *Engine) updateAccount(tx *store.Tx, p, p2 *plan) error {
 	key := e.target.mapKey(p2.typ)
+	if p.adopt && !p.skipped {
+		// The create reached its end: adopted, or made after a lookup found nothing.
+		if err := tx.DeleteAdoption(e.target.Name, p2.typ, SubjectOf(p2.typ, p2.after)); err != nil {
+			return err
+		}
+	}
 	if !p.skipped {
 		switch {
 		case p2.after == nil:

@@ -28,6 +28,7 @@ type Engine struct {
 	policy     *policy.Engine // nil: every change is allowed
 	stats      *eventWindow   // the policy's input.stats; nil without a policy
 	locks      *keyedMutex
+	shared     *Shared
 	patch      scim.PatchOptions
 	reads      bool
 	logger     *zap.Logger
@@ -65,8 +66,6 @@ type Target struct {
 	Client  *legacy.Client
 	// Headers are added to every call after the mapping's own (secrets, usually).
 	Headers http.Header
-
-	adopt *adoptions // set by New: creates an unfinished earlier attempt may have left
 }
 
 // New builds the engine of a configuration. With a target it reconciles the journal's
@@ -82,6 +81,7 @@ func New(cfg Config) (*Engine, error) {
 		target:     cfg.Target,
 		policy:     cfg.Policy,
 		locks:      cfg.Shared.locks,
+		shared:     cfg.Shared,
 		patch:      cfg.PatchOptions,
 		reads:      cfg.JournalReads,
 		logger:     cfg.Logger,
@@ -136,11 +136,14 @@ type Shared struct {
 	// reload does not let an old and a new config interleave changes of one resource.
 	locks *keyedMutex
 
-	// adopt holds, per target, the creates an unfinished earlier attempt may have left in
-	// the app. The start-up scan fills it once per store and target; configs that reload on
-	// the same open store share it (their in-flight intents are not crashes).
-	adoptMu sync.Mutex
-	adopt   map[string]*adoptions
+	// scanned lists the targets whose journal was scanned for unfinished changes since the
+	// store was opened: configs that reload on the same open store do not scan again
+	// (their in-flight intents are not crashes). unrecorded holds the creates to adopt
+	// that could not be listed in the store (its write failed: the disk was full), so
+	// that this process still adopts them.
+	adoptMu    sync.Mutex
+	scanned    map[string]bool
+	unrecorded map[string]bool
 
 	// stats holds, per target, the policy's counts of the last hour. The first config with
 	// a policy seeds them from the journal; configs that reload on the same open store with
@@ -180,20 +183,42 @@ func (s *Shared) dropStats(target string) {
 	delete(s.stats, target)
 }
 
-// adoptionsFor returns the target's adoptions and whether they are new (the journal has
-// not been scanned for this target since the store was opened).
-func (s *Shared) adoptionsFor(target string) (*adoptions, bool) {
+// firstScan reports whether the target's journal is to be scanned for unfinished changes:
+// true the first time it is asked for a target since the store was opened.
+func (s *Shared) firstScan(target string) bool {
 	s.adoptMu.Lock()
 	defer s.adoptMu.Unlock()
-	if a, ok := s.adopt[target]; ok {
-		return a, false
+	if s.scanned[target] {
+		return false
 	}
-	if s.adopt == nil {
-		s.adopt = map[string]*adoptions{}
+	if s.scanned == nil {
+		s.scanned = map[string]bool{}
 	}
-	a := &adoptions{pending: map[string]uint64{}}
-	s.adopt[target] = a
-	return a, true
+	s.scanned[target] = true
+	return true
+}
+
+// unrecordedAdoption tells whether a create to adopt is held in memory only, because the
+// store could not list it.
+func (s *Shared) unrecordedAdoption(key string) bool {
+	s.adoptMu.Lock()
+	defer s.adoptMu.Unlock()
+	return s.unrecorded[key]
+}
+
+// holdAdoption keeps a create to adopt in memory (the store could not list it), or lets it
+// go (held false) once it is resolved.
+func (s *Shared) holdAdoption(key string, held bool) {
+	s.adoptMu.Lock()
+	defer s.adoptMu.Unlock()
+	if !held {
+		delete(s.unrecorded, key)
+		return
+	}
+	if s.unrecorded == nil {
+		s.unrecorded = map[string]bool{}
+	}
+	s.unrecorded[key] = true
 }
 
 // keyedMutex serialises work per key (a SCIM id, or a userName being created), so that

@@ -441,7 +441,11 @@ type nativeApp struct {
 	roles    map[string]map[string]bool
 	calls    []string
 	fail     map[string]int // method+" "+path prefix -> status to answer instead
-	dropNext bool           // create the account, then answer with a broken connection
+	// createThen is what the next account create does after making the account: "drop"
+	// the connection, answer too "slow"ly, answer "500", or answer without the id ("noid").
+	createThen string
+	// beforeCreate, when set, runs (once, without the app's lock) before an account create.
+	beforeCreate func()
 }
 
 func newNativeApp(t testing.TB) (*nativeApp, *httptest.Server) {
@@ -452,6 +456,15 @@ func newNativeApp(t testing.TB) (*nativeApp, *httptest.Server) {
 }
 
 func (a *nativeApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPost && r.URL.Path == "/accounts" {
+		a.mu.Lock()
+		hook := a.beforeCreate
+		a.beforeCreate = nil
+		a.mu.Unlock()
+		if hook != nil {
+			hook()
+		}
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.calls = append(a.calls, r.Method+" "+r.URL.Path)
@@ -477,14 +490,25 @@ func (a *nativeApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.next++
 		id := fmt.Sprintf("acct-%04d", a.next)
 		a.accounts[id] = in
-		if a.dropNext {
-			a.dropNext = false
+		then := a.createThen
+		a.createThen = ""
+		switch then {
+		case "drop":
 			hj, _ := w.(http.Hijacker)
 			conn, _, _ := hj.Hijack()
 			_ = conn.Close()
-			return
+		case "slow":
+			a.mu.Unlock()
+			time.Sleep(700 * time.Millisecond)
+			a.mu.Lock()
+			answer(http.StatusCreated, map[string]any{"account": map[string]any{"ref": id}})
+		case "500":
+			answer(http.StatusInternalServerError, map[string]any{"message": "database write timed out"})
+		case "noid":
+			answer(http.StatusCreated, map[string]any{})
+		default:
+			answer(http.StatusCreated, map[string]any{"account": map[string]any{"ref": id}})
 		}
-		answer(http.StatusCreated, map[string]any{"account": map[string]any{"ref": id}})
 	case r.Method == http.MethodGet && r.URL.Path == "/accounts":
 		login := r.URL.Query().Get("login")
 		for id, acc := range a.accounts {
@@ -562,7 +586,7 @@ func newTarget(t testing.TB, url string, dryRun bool) *Target {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := legacy.New(legacy.Options{BaseURL: url, Timeout: 2 * time.Second, MaxRetries: -1, CircuitFailures: -1})
+	c, err := legacy.New(legacy.Options{BaseURL: url, Timeout: 500 * time.Millisecond, MaxRetries: -1, CircuitFailures: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -865,4 +889,128 @@ func TestPasswordNotStored(t *testing.T) {
 	if bytes.Contains(buf.Bytes(), []byte("Sup3r")) {
 		t.Fatalf("the journal holds the password: %s", buf.String())
 	}
+}
+
+func (a *nativeApp) set(f func(*nativeApp)) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	f(a)
+}
+
+func (a *nativeApp) posts() int {
+	n := 0
+	for _, c := range a.callLog() {
+		if c == "POST /accounts" {
+			n++
+		}
+	}
+	return n
+}
+
+func (a *nativeApp) accountCount() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.accounts)
+}
+
+// TestCreatesConverge: a create whose outcome the gateway never learned (the connection
+// dropped after the app acted, the answer came too late, a 5xx after the write, an answer
+// without the id, a commit that failed after the app made the account) is listed for
+// adoption, and Entra's retry takes the account the app made instead of making a second
+// one or answering 409 forever. A create the app refused, or that never reached it, is
+// not listed. The list survives a restart.
+func TestCreatesConverge(t *testing.T) {
+	app, srv := newNativeApp(t)
+	target := newTarget(t, srv.URL, false)
+	r := newRig(t, rigOptions{target: target})
+	retry := func(eng *Engine, name string) *Result {
+		return eng.Apply(testReq, &Op{Action: change.ActionCreate, Type: scim.UserType, Resource: prepared(t, scim.UserType, user(name)), Status: 201})
+	}
+	for _, then := range []string{"drop", "slow", "500", "noid"} {
+		t.Run(then, func(t *testing.T) {
+			name := "converge-" + then + "@contoso.example"
+			posts, accounts := app.posts(), app.accountCount()
+			app.set(func(a *nativeApp) { a.createThen = then })
+			res := retry(r.eng, name)
+			if res.Status != http.StatusServiceUnavailable || res.RetryAfter <= 0 {
+				t.Fatalf("first attempt: %+v (%v)", res, res.Err)
+			}
+			if app.accountCount() != accounts+1 {
+				t.Fatalf("the app did not make the account: %d", app.accountCount())
+			}
+			var listed bool
+			_ = r.store.View(func(tx *store.Tx) error { _, listed = tx.Adoption("native", scim.UserType, name); return nil })
+			if !listed {
+				t.Fatal("the create was not listed for adoption")
+			}
+			res = retry(r.eng, name)
+			if res.Err != nil {
+				t.Fatalf("retry: %v", res.Err)
+			}
+			if app.posts() != posts+1 || app.accountCount() != accounts+1 {
+				t.Fatalf("the retry made a second account: posts %d -> %d, accounts %d", posts, app.posts(), app.accountCount())
+			}
+			if n := r.nativeID(scim.UserType, res.ID); n == "" || app.accounts[n] == nil {
+				t.Fatalf("the directory does not map the adopted account: %q", n)
+			}
+			_ = r.store.View(func(tx *store.Tx) error { _, listed = tx.Adoption("native", scim.UserType, name); return nil })
+			if listed {
+				t.Fatal("still listed for adoption after the create converged")
+			}
+		})
+	}
+
+	t.Run("refused or never sent: not listed", func(t *testing.T) {
+		for _, status := range []int{http.StatusConflict, http.StatusBadRequest} {
+			name := fmt.Sprintf("refused-%d@contoso.example", status)
+			app.set(func(a *nativeApp) { a.fail = map[string]int{"POST /accounts": status} })
+			if res := retry(r.eng, name); res.Status != status {
+				t.Fatalf("%d: %+v", status, res)
+			}
+			var listed bool
+			_ = r.store.View(func(tx *store.Tx) error { _, listed = tx.Adoption("native", scim.UserType, name); return nil })
+			if listed {
+				t.Fatalf("a create the app refused (%d) was listed for adoption", status)
+			}
+		}
+		app.set(func(a *nativeApp) { a.fail = map[string]int{} })
+		closed := newRig(t, rigOptions{target: newTarget(t, "http://127.0.0.1:1", false)})
+		res := closed.eng.Apply(testReq, &Op{Action: change.ActionCreate, Type: scim.UserType, Resource: prepared(t, scim.UserType, user("nowhere@contoso.example")), Status: 201})
+		var listed bool
+		_ = closed.store.View(func(tx *store.Tx) error {
+			_, listed = tx.Adoption("native", scim.UserType, "nowhere@contoso.example")
+			return nil
+		})
+		if res.Status != http.StatusServiceUnavailable || listed {
+			t.Fatalf("a create that never reached the app: %+v, listed %v", res, listed)
+		}
+	})
+
+	t.Run("commit failed after the app made the account", func(t *testing.T) {
+		// While the app makes the account, another user takes the name in the directory:
+		// the commit refuses it (409) although the app holds the account.
+		other := r.mustCreate(scim.UserType, user("placeholder@contoso.example"))
+		name := "raced@contoso.example"
+		app.set(func(a *nativeApp) {
+			a.fail = map[string]int{}
+			a.beforeCreate = func() {
+				if res := r.patch(scim.UserType, other, `[{"op":"replace","path":"userName","value":"`+name+`"}]`); res.Err != nil {
+					t.Errorf("rename: %v", res.Err)
+				}
+			}
+		})
+		posts := app.posts()
+		if res := retry(r.eng, name); res.Status != http.StatusConflict {
+			t.Fatalf("the raced create: %+v", res)
+		}
+		if res := r.patch(scim.UserType, other, `[{"op":"replace","path":"userName","value":"placeholder@contoso.example"}]`); res.Err != nil {
+			t.Fatal(res.Err)
+		}
+		// A restart in between: the list is in the store.
+		restarted := r.build(rigOptions{target: target})
+		res := retry(restarted, name)
+		if res.Err != nil || app.posts() != posts+1 {
+			t.Fatalf("retry after the race: %v, posts %d -> %d", res.Err, posts, app.posts())
+		}
+	})
 }

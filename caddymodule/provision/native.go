@@ -43,6 +43,9 @@ type nativeError struct {
 	retryAfter time.Duration
 	backend    *journal.BackendCall
 	cause      error
+	// mayHaveActed: the call may have reached the app and nothing says the app refused it
+	// (a timeout, a dropped connection, a 5xx, an answer that proves nothing).
+	mayHaveActed bool
 }
 
 func (e *nativeError) Error() string { return e.scim.Error() }
@@ -155,12 +158,14 @@ func (e *Engine) syncNative(ctx context.Context, p *plan) (*syncResult, error) {
 				if se == nil { // e.g. 404 on delete: already gone
 					continue
 				}
-				return res, &nativeError{scim: se, retryAfter: retryAfter, backend: res.backend, cause: err}
+				return res, &nativeError{scim: se, retryAfter: retryAfter, backend: res.backend, cause: err,
+					mayHaveActed: le != nil && le.MayHaveActed()}
 			}
 			if ev == change.Create && r.IDPath != "" {
 				id, err := mapping.ExtractID(resp.Body, r.IDPath)
 				if err != nil {
-					return res, &nativeError{scim: scim.Errorf(http.StatusServiceUnavailable, "", "%s answered the create of %s without a usable id (%v); retry later", t.Name, p.id, err), retryAfter: legacy.DefaultOutageRetryAfter, backend: res.backend, cause: err}
+					return res, &nativeError{scim: scim.Errorf(http.StatusServiceUnavailable, "", "%s answered the create of %s without a usable id (%v); retry later", t.Name, p.id, err),
+						retryAfter: legacy.DefaultOutageRetryAfter, backend: res.backend, cause: err, mayHaveActed: true}
 				}
 				res.nativeID = id
 			}

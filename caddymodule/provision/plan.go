@@ -58,6 +58,7 @@ type plan struct {
 
 	// Filled by the steps before the calls.
 	nativeID   string      // the resource's account in the app ("" without one)
+	adopt      bool        // a create listed for adoption: look the account up before creating it
 	mark       change.Mark // the account's mark, as decided on
 	memberRefs policy.Members
 

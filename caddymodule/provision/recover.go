@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"sync"
 
 	"go.uber.org/zap"
 
@@ -22,39 +21,6 @@ import (
 // records: a crash leaves its intents at the head of the journal.
 const reconcileWindow = 100_000
 
-// adoptions are creates that may already have happened in the app without reaching the
-// directory: the gateway stopped between the native call and the commit, or the commit
-// failed after the app created the account. When Entra retries such a create, the gateway
-// first looks the account up by its natural key and adopts it instead of creating a second
-// one. Only these creates are matched: a client's value must never select an arbitrary
-// existing account.
-type adoptions struct {
-	mu      sync.Mutex
-	pending map[string]uint64 // type + "\x00" + folded subject -> seq of the intent
-}
-
-func adoptKey(typ, subject string) string { return typ + "\x00" + strings.ToLower(subject) }
-
-func (a *adoptions) has(typ, subject string) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	_, ok := a.pending[adoptKey(typ, subject)]
-	return ok
-}
-
-// add remembers a create to adopt; seq is its intent's sequence number (0: not known).
-func (a *adoptions) add(typ, subject string, seq uint64) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.pending[adoptKey(typ, subject)] = seq
-}
-
-func (a *adoptions) done(typ, subject string) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	delete(a.pending, adoptKey(typ, subject))
-}
-
 // recover runs when an engine with a target is built: it reports every intent of the
 // target that has no outcome (journaling a reconcile record for each, once) and remembers
 // the creates among them for adoption. It scans once per target after the store is
@@ -63,9 +29,7 @@ func (a *adoptions) done(typ, subject string) {
 // to a crash.
 func (e *Engine) recover(shared *Shared) error {
 	t := e.target
-	adopt, fresh := shared.adoptionsFor(t.Name)
-	t.adopt = adopt
-	if !fresh {
+	if !shared.firstScan(t.Name) {
 		return nil
 	}
 	j := e.journal
@@ -85,11 +49,8 @@ func (e *Engine) recover(shared *Shared) error {
 		e.logger.Warn("a change reached the target but has no outcome in the journal (the gateway stopped in between)",
 			zap.String("target", t.Name), zap.Uint64("seq", in.Seq), zap.String("request_id", in.RequestID),
 			zap.String("action", string(in.Action)), zap.String("resource_type", in.ResourceType), zap.String("scim_id", in.SCIMID))
-		if in.Action == change.ActionCreate && in.Subject != "" {
-			t.adopt.add(in.ResourceType, in.Subject, in.Seq)
-		}
 		if reported[in.RequestID] {
-			continue
+			continue // reported, and its create listed for adoption, by an earlier start
 		}
 		rec := &journal.Record{
 			RequestID:    in.RequestID,
@@ -102,7 +63,15 @@ func (e *Engine) recover(shared *Shared) error {
 			Error: fmt.Sprintf("intent %d has no outcome: the gateway stopped between the call to %s and the commit; "+
 				"the directory was not changed, and a retried create is matched to the account by lookup", in.Seq, t.Name),
 		}
-		if err := e.store.Update(func(tx *store.Tx) error { return j.Append(tx.Bolt(), rec) }); err != nil {
+		err := e.store.Update(func(tx *store.Tx) error {
+			if in.Action == change.ActionCreate && in.Subject != "" {
+				if err := tx.SetAdoption(t.Name, in.ResourceType, in.Subject, in.Seq); err != nil {
+					return err
+				}
+			}
+			return j.Append(tx.Bolt(), rec)
+		})
+		if err != nil {
 			return err
 		}
 	}
@@ -164,7 +133,7 @@ func scanRecords(j *journal.Journal, q journal.Query, fn func(*journal.Record)) 
 // may have left in the app. It returns the account's native id, or "" to create it.
 func (e *Engine) adoptExisting(ctx context.Context, p *plan) (string, error) {
 	t := e.target
-	if t.adopt == nil || !t.adopt.has(p.typ, SubjectOf(p.typ, p.after)) {
+	if !p.adopt {
 		return "", nil
 	}
 	req, ok, err := t.Mapping.LookupRequest(p.typ, p.after)
@@ -184,4 +153,22 @@ func (e *Engine) adoptExisting(ctx context.Context, p *plan) (string, error) {
 		return "", nil // not there: the app never applied the create
 	}
 	return id, nil
+}
+
+// adoptionKey names a create to adopt in memory (see Shared.holdAdoption).
+func (e *Engine) adoptionKey(p *plan) string {
+	return e.target.Name + "\x00" + p.typ + "\x00" + strings.ToLower(SubjectOf(p.typ, p.after))
+}
+
+// listAdoption lists a create whose outcome in the app is unknown (the call failed in a way
+// that does not say the app refused it, or the commit failed after the app made the
+// account), so that its retry looks the account up instead of creating a second one.
+func (e *Engine) listAdoption(j *job, p *plan) {
+	name := SubjectOf(p.typ, p.after)
+	err := e.store.Update(func(tx *store.Tx) error { return tx.SetAdoption(e.target.Name, p.typ, name, 0) })
+	if err != nil {
+		e.shared.holdAdoption(e.adoptionKey(p), true)
+		e.logger.Warn("listing a create for adoption failed; this process still adopts it",
+			zap.String("request_id", j.req.ID), zap.String("target", e.target.Name), zap.Error(err))
+	}
 }

@@ -52,12 +52,13 @@ var (
 	bucketIDMap    = []byte("idmap")    // target \x00 SCIM id -> native id
 	bucketIDMapRev = []byte("idmapRev") // target \x00 native id -> SCIM id
 	bucketMarks    = []byte("marks")    // target \x00 SCIM id -> what policy did to the app's account
+	bucketAdopt    = []byte("adopt")    // target \x00 type \x00 folded name -> seq of the create's intent
 
 	keyFormat = []byte("format")
 )
 
 // topBuckets are created by Open, so read transactions can rely on them existing.
-var topBuckets = [][]byte{bucketRecords, bucketIDs, bucketIndex, bucketMembers, bucketMemberOf, bucketMeta, bucketIDMap, bucketIDMapRev, bucketMarks}
+var topBuckets = [][]byte{bucketRecords, bucketIDs, bucketIndex, bucketMembers, bucketMemberOf, bucketMeta, bucketIDMap, bucketIDMapRev, bucketMarks, bucketAdopt}
 
 // ErrNotFound is returned when a record (or the type holding an id) does not exist.
 var ErrNotFound = errors.New("store: not found")

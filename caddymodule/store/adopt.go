@@ -1,0 +1,60 @@
+package store
+
+import (
+	"encoding/binary"
+)
+
+// Adoptions are creates whose outcome in an app the gateway never learned: it sent the
+// create, and then the answer was lost, came too late, proved nothing, or the commit that
+// would have recorded the account failed (or the gateway stopped). The app may hold the
+// account. When the same create comes again, the gateway looks the account up by its name
+// (the mapping's lookup) and takes it instead of creating a second one; only names listed
+// here are looked up, so a client's value never selects an account the gateway did not
+// try to create. Names are folded like the uniqueness indexes (ada@x and ADA@x are one).
+
+// SetAdoption lists the create of name (a userName or a group's displayName) of resource
+// type typ in target; seq is its intent's journal sequence number (0 when not known).
+func (tx *Tx) SetAdoption(target, typ, name string, seq uint64) error {
+	if err := tx.checkWritable(); err != nil {
+		return err
+	}
+	key, err := adoptKey(target, typ, name)
+	if err != nil {
+		return err
+	}
+	return tx.bucket(bucketAdopt).Put(key, binary.BigEndian.AppendUint64(nil, seq))
+}
+
+// Adoption reports whether the create of name is listed, and its intent's sequence number.
+func (tx *Tx) Adoption(target, typ, name string) (seq uint64, ok bool) {
+	key, err := adoptKey(target, typ, name)
+	if err != nil {
+		return 0, false
+	}
+	v := tx.bucket(bucketAdopt).Get(key)
+	if len(v) != 8 {
+		return 0, v != nil
+	}
+	return binary.BigEndian.Uint64(v), true
+}
+
+// DeleteAdoption takes the create of name off the list (no error when it is not listed).
+func (tx *Tx) DeleteAdoption(target, typ, name string) error {
+	if err := tx.checkWritable(); err != nil {
+		return err
+	}
+	key, err := adoptKey(target, typ, name)
+	if err != nil {
+		return err
+	}
+	return tx.bucket(bucketAdopt).Delete(key)
+}
+
+func adoptKey(target, typ, name string) ([]byte, error) {
+	for _, p := range []struct{ what, v string }{{"target", target}, {"resource type", typ}, {"name", name}} {
+		if err := checkName(p.what, p.v); err != nil {
+			return nil, err
+		}
+	}
+	return joinKey(target, typ, fold(name)), nil
+}

@@ -1,0 +1,43 @@
+package store
+
+import "testing"
+
+func TestAdoptions(t *testing.T) {
+	s := openTest(t)
+	err := s.Update(func(tx *Tx) error {
+		if _, ok := tx.Adoption("app", "User", "ada@contoso.example"); ok {
+			t.Error("listed before any SetAdoption")
+		}
+		if err := tx.SetAdoption("app", "User", "Ada@Contoso.example", 42); err != nil {
+			return err
+		}
+		return tx.SetAdoption("other", "User", "bob@contoso.example", 0)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = s.View(func(tx *Tx) error {
+		if seq, ok := tx.Adoption("app", "User", "ADA@contoso.EXAMPLE"); !ok || seq != 42 {
+			t.Errorf("Adoption = %d, %v; want 42 (names fold)", seq, ok)
+		}
+		if _, ok := tx.Adoption("app", "Group", "ada@contoso.example"); ok {
+			t.Error("a user's adoption listed for a group")
+		}
+		if _, ok := tx.Adoption("app", "User", "bob@contoso.example"); ok {
+			t.Error("another target's adoption listed")
+		}
+		return nil
+	})
+	if err := s.Update(func(tx *Tx) error { return tx.DeleteAdoption("app", "User", "ada@contoso.example") }); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.View(func(tx *Tx) error {
+		if _, ok := tx.Adoption("app", "User", "ada@contoso.example"); ok {
+			t.Error("still listed after DeleteAdoption")
+		}
+		return nil
+	})
+	if err := s.Update(func(tx *Tx) error { return tx.SetAdoption("app", "User", "a\x00b", 1) }); err == nil {
+		t.Error("a name with a NUL byte was accepted")
+	}
+}
