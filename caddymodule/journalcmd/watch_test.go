@@ -36,7 +36,7 @@ func TestCLIWatchProxy(t *testing.T) {
 		if resp, body := e.Do(t, http.MethodGet, page, typed...); resp.StatusCode != http.StatusForbidden {
 			t.Errorf("the admin endpoint answered a typed URL with %d, want 403: %s", resp.StatusCode, body)
 		}
-		resp, body := journaltest.WatchDo(t, http.MethodGet, base, "", typed...)
+		resp, _ := journaltest.WatchDo(t, http.MethodGet, base, "", typed...)
 		if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != page {
 			t.Fatalf("GET /: status %d, Location %q, want 302 to %s", resp.StatusCode, resp.Header.Get("Location"), page)
 		}
@@ -47,14 +47,14 @@ func TestCLIWatchProxy(t *testing.T) {
 		if csp == "" {
 			t.Fatal("the admin endpoint serves the page without a Content-Security-Policy")
 		}
-		resp, body = journaltest.WatchDo(t, http.MethodGet, origin+page, "", typed...)
+		resp, body := journaltest.WatchDo(t, http.MethodGet, origin+page, "", typed...)
 		journaltest.WantStatus(t, resp, body, http.StatusOK)
 		journaltest.WantHeader(t, resp, "Content-Type", "text/html; charset=utf-8")
 		journaltest.WantHeader(t, resp, "Content-Security-Policy", csp)
 		if !bytes.Equal(body, adminPage) {
 			t.Errorf("the page through watch differs from the admin endpoint's (%d bytes, want %d)", len(body), len(adminPage))
 		}
-		resp, body = journaltest.WatchDo(t, http.MethodGet, base+"?outcome=rejected", "", typed...)
+		resp, _ = journaltest.WatchDo(t, http.MethodGet, base+"?outcome=rejected", "", typed...)
 		if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != page+"?outcome=rejected" {
 			t.Errorf("GET /?outcome=rejected: status %d, Location %q", resp.StatusCode, resp.Header.Get("Location"))
 		}
