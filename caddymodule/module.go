@@ -17,6 +17,11 @@ import (
 	"github.com/scimgate/scimgate/caddymodule/policy"
 	"github.com/scimgate/scimgate/caddymodule/provision"
 	"github.com/scimgate/scimgate/caddymodule/scim"
+
+	// The journal's admin routes and its command register themselves with Caddy, so that
+	// every build with this package (cmd/scimgate, xcaddy.sh) has them.
+	_ "github.com/scimgate/scimgate/caddymodule/journaladmin"
+	_ "github.com/scimgate/scimgate/caddymodule/journalcmd"
 )
 
 func init() {

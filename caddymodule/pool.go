@@ -10,14 +10,15 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/scimgate/scimgate/caddymodule/journal"
+	"github.com/scimgate/scimgate/caddymodule/journaladmin"
 	"github.com/scimgate/scimgate/caddymodule/provision"
 	"github.com/scimgate/scimgate/caddymodule/store"
 )
 
 // stores holds one open store per file for the whole process: a bbolt file can be opened
 // only once, and Caddy provisions a new config (which needs the store) before it cleans up
-// the old one (which still holds it). Each store carries its audit journal; the admin API
-// and CLI find journals by ranging over this pool.
+// the old one (which still holds it). Each store carries its audit journal, registered
+// with the admin routes (journaladmin) while the store is open.
 var stores = caddy.NewUsagePool()
 
 type storeHandle struct {
@@ -27,7 +28,8 @@ type storeHandle struct {
 	journalFP  [32]byte          // fingerprint of the journal settings it was opened with
 	// shared is the provisioning engines' state of this store, shared by the configs that
 	// use it (locks per resource, adoptions, the policy's stats): see provision.Shared.
-	shared *provision.Shared
+	shared     *provision.Shared
+	unregister func() // takes the journal off the admin routes (journaladmin)
 }
 
 // journalFingerprint identifies journal settings, so that a reload that changes them for a
@@ -43,6 +45,7 @@ func journalFingerprint(o journal.Options) [32]byte {
 
 // Destruct closes the journal and the store when their last user is gone.
 func (h *storeHandle) Destruct() error {
+	h.unregister()
 	jerr := h.journal.Close()
 	if err := h.Close(); err != nil {
 		return err
@@ -73,7 +76,7 @@ func acquireStore(path string, jopts journal.Options, jpub ed25519.PublicKey) (*
 				zap.String("key_id", jopts.KeyID),
 				zap.String("public_key", base64.StdEncoding.EncodeToString(jpub)))
 		}
-		return &storeHandle{Store: s, journal: j, journalPub: jpub, journalFP: journalFingerprint(jopts), shared: provision.NewShared()}, nil
+		return &storeHandle{Store: s, journal: j, journalPub: jpub, journalFP: journalFingerprint(jopts), shared: provision.NewShared(), unregister: journaladmin.Register(j, jpub)}, nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("opening store: %w", err)

@@ -1,7 +1,6 @@
-package caddymodule
+package journaladmin
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -9,11 +8,9 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -44,55 +41,41 @@ var (
 )
 
 const (
-	// liveMaxBacklog bounds how many past records a (re)connecting client is sent; the page
+	// MaxBacklog bounds how many past records a (re)connecting client is sent; the page
 	// keeps fewer rows than this anyway.
-	liveMaxBacklog = 5000
+	MaxBacklog = 5000
 
 	// liveRetryMillis is the reconnection delay the stream asks EventSource to use.
 	liveRetryMillis = 2000
 )
 
-// liveParams are the query parameters of the live route: the page's filters, how many past
-// records to send first, and where a reconnecting client left off (EventSource sends
-// Last-Event-ID as a header on its own reconnects; a page that opens a new EventSource
-// passes it as a parameter).
-var liveParams = []string{"resource_type", "user_name", "outcome", "scim_id", "backlog", "last_event_id"}
-
-// liveFilter selects the records a stream sends. Empty fields match everything; resource
-// type and userName compare case-insensitively, as SCIM does.
-type liveFilter struct {
-	resourceType, subject, outcome, scimID string
-}
-
-func (f liveFilter) match(r *journal.Record) bool {
-	return (f.resourceType == "" || strings.EqualFold(f.resourceType, r.ResourceType)) &&
-		(f.subject == "" || strings.EqualFold(f.subject, r.Subject)) &&
-		(f.outcome == "" || f.outcome == string(r.Outcome)) &&
-		(f.scimID == "" || f.scimID == r.SCIMID)
-}
-
 // liveRequest is a parsed live request.
 type liveRequest struct {
-	filter  liveFilter
+	filter  Filter
 	backlog uint64 // past records to send when not resuming
 	after   uint64 // resume after this sequence number (0: not resuming)
 }
 
-func liveParseRequest(r *http.Request) (liveRequest, error) {
+// parseLiveRequest reads the live route's parameters (liveParams): the page's filters (a
+// Filter's resource_type, user_name, outcome and scim_id), how many past records to send
+// first, and where a reconnecting client left off (EventSource sends Last-Event-ID as a
+// header on its own reconnects; a page that opens a new EventSource passes it as a
+// parameter). A bad one is a *ParamError.
+func parseLiveRequest(r *http.Request) (liveRequest, error) {
 	q := r.URL.Query()
 	var lr liveRequest
-	if err := admCheckParams(q, liveParams...); err != nil {
+	if err := CheckParams(q, liveParams...); err != nil {
 		return lr, err
 	}
-	outcome, err := admParseOutcome(q, "outcome")
+	filter, err := ParseFilter(q)
 	if err != nil {
 		return lr, err
 	}
-	lr.filter = liveFilter{resourceType: q.Get("resource_type"), subject: q.Get("user_name"), outcome: outcome, scimID: q.Get("scim_id")}
+	lr.filter = filter
 	if v := q.Get("backlog"); v != "" {
 		n, err := strconv.ParseUint(v, 10, 64)
-		if err != nil || n > liveMaxBacklog {
-			return lr, admError(http.StatusBadRequest, "backlog", fmt.Errorf("want a number of records from 0 to %d, got %q", liveMaxBacklog, v))
+		if err != nil || n > MaxBacklog {
+			return lr, &ParamError{"backlog", fmt.Errorf("want a number of records from 0 to %d, got %q", MaxBacklog, v)}
 		}
 		lr.backlog = n
 	}
@@ -103,21 +86,21 @@ func liveParseRequest(r *http.Request) (liveRequest, error) {
 	if last != "" {
 		n, err := strconv.ParseUint(last, 10, 64)
 		if err != nil {
-			return lr, admError(http.StatusBadRequest, param, fmt.Errorf("want the sequence number of the last record received, got %q", last))
+			return lr, &ParamError{param, fmt.Errorf("want the sequence number of the last record received, got %q", last)}
 		}
 		lr.after = n
 	}
 	return lr, nil
 }
 
-// liveEvent is a record as the stream and the page see it: the record's fields with the
-// hash that chains it, hex-encoded.
-type liveEvent struct {
+// Event is a record as the stream, the page and `journal tail --json` show it: the
+// record's fields with the hash that chains it, hex-encoded.
+type Event struct {
 	journal.Record
 	Hash string `json:"hash"`
 }
 
-// liveServeSSE streams records as they commit, as server-sent events:
+// serveLive streams records as they commit, as server-sent events:
 //
 //	id: <seq>
 //	event: record
@@ -128,10 +111,10 @@ type liveEvent struct {
 // the client goes away or when the journal drops the subscription (a client too slow to
 // keep up, or the store closing), after an `event: dropped` that tells the client to
 // reconnect with Last-Event-ID.
-func liveServeSSE(w http.ResponseWriter, r *http.Request, a admJournal) error {
-	lr, err := liveParseRequest(r)
+func serveLive(w http.ResponseWriter, r *http.Request, a openJournal) error {
+	lr, err := parseLiveRequest(r)
 	if err != nil {
-		return err
+		return badRequest(err)
 	}
 	sub := a.j.Subscribe(liveBuffer)
 	defer sub.Close()
@@ -157,18 +140,18 @@ func liveServeSSE(w http.ResponseWriter, r *http.Request, a admJournal) error {
 type liveStream struct {
 	w      http.ResponseWriter
 	rc     *http.ResponseController
-	filter liveFilter
+	filter Filter
 	sent   uint64 // highest sequence number considered (sent or filtered out)
 	buf    bytes.Buffer
 }
 
 // replay sends the records the client has not seen: those after its Last-Event-ID, or the
-// last backlog records, at most liveMaxBacklog either way.
+// last backlog records, at most MaxBacklog either way.
 func (s *liveStream) replay(ctx context.Context, j *journal.Journal, lr liveRequest) error {
 	if lr.after == 0 && lr.backlog == 0 {
 		return nil
 	}
-	head, err := admHead(j)
+	head, err := headSeq(j)
 	if err != nil || head <= lr.after {
 		return err
 	}
@@ -176,82 +159,13 @@ func (s *liveStream) replay(ctx context.Context, j *journal.Journal, lr liveRequ
 	if lr.after == 0 {
 		from = liveFirst(head, lr.backlog)
 	}
-	if head-from >= liveMaxBacklog {
-		from = liveFirst(head, liveMaxBacklog)
+	if head-from >= MaxBacklog {
+		from = liveFirst(head, MaxBacklog)
 	}
-	return liveReadJSONL(ctx, func(ctx context.Context, w io.Writer) error {
+	return ReadEntries(ctx, func(ctx context.Context, w io.Writer) error {
 		_, err := j.Export(ctx, w, journal.Query{FromSeq: from, ToSeq: head}, journal.FormatJSONL)
 		return err
 	}, s.send)
-}
-
-// liveReadJSONL runs export (a JSONL export into w) and hands each record line to fn as an
-// Entry; the header, checkpoint and end lines are skipped.
-func liveReadJSONL(ctx context.Context, export func(context.Context, io.Writer) error, fn func(journal.Entry) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		err := export(ctx, pw)
-		pw.CloseWithError(err)
-		done <- err
-	}()
-	err := liveScanEntries(pr, fn)
-	cancel()
-	pr.CloseWithError(errors.New("stopped reading"))
-	if xerr := <-done; err == nil && xerr != nil {
-		err = xerr
-	}
-	return err
-}
-
-// liveScanEntries decodes the record lines of a JSONL export from r.
-func liveScanEntries(r io.Reader, fn func(journal.Entry) error) error {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), journal.MaxRecordBytes+4096)
-	for sc.Scan() {
-		e, ok, err := liveParseLine(sc.Bytes())
-		if err != nil {
-			return err
-		}
-		if !ok {
-			continue
-		}
-		if err := fn(e); err != nil {
-			return err
-		}
-	}
-	return sc.Err()
-}
-
-// liveParseLine decodes one JSONL export line, {"seq":N,"hash":"<hex>","record":{...}}; ok
-// is false for the other lines (header, checkpoint, end).
-func liveParseLine(line []byte) (e journal.Entry, ok bool, err error) {
-	if len(bytes.TrimSpace(line)) == 0 {
-		return e, false, nil
-	}
-	var l struct {
-		Seq    uint64          `json:"seq"`
-		Hash   string          `json:"hash"`
-		Record json.RawMessage `json:"record"`
-	}
-	if err := json.Unmarshal(line, &l); err != nil {
-		return e, false, fmt.Errorf("reading the export: %w", err)
-	}
-	if l.Record == nil {
-		return e, false, nil
-	}
-	h, err := hex.DecodeString(l.Hash)
-	if err != nil || len(h) != len(e.Hash) {
-		return e, false, fmt.Errorf("reading the export: record %d: bad hash", l.Seq)
-	}
-	copy(e.Hash[:], h)
-	e.Raw = bytes.Clone(l.Record)
-	if err := json.Unmarshal(e.Raw, &e.Record); err != nil {
-		return e, false, fmt.Errorf("reading the export: record %d: %w", l.Seq, err)
-	}
-	return e, true, nil
 }
 
 // liveFirst is the first of the last n records up to head.
@@ -292,10 +206,10 @@ func (s *liveStream) send(e journal.Entry) error {
 		return nil
 	}
 	s.sent = e.Record.Seq
-	if !s.filter.match(&e.Record) {
+	if !s.filter.Match(&e.Record) {
 		return nil
 	}
-	data, err := json.Marshal(liveEvent{Record: e.Record, Hash: hex.EncodeToString(e.Hash[:])})
+	data, err := json.Marshal(Event{Record: e.Record, Hash: hex.EncodeToString(e.Hash[:])})
 	if err != nil {
 		return fmt.Errorf("encoding record %d: %w", e.Record.Seq, err)
 	}
@@ -343,11 +257,11 @@ func liveBuildPage() ([]byte, string) {
 	return []byte(page), csp
 }
 
-// liveServePage serves the watch page. The page finds its stream from its own URL
+// servePage serves the watch page. The page finds its stream from its own URL
 // (.../{name}/watch -> .../{name}/live), so one document serves every journal.
-func liveServePage(w http.ResponseWriter, r *http.Request, _ admJournal) error {
-	if err := admCheckParams(r.URL.Query(), "resource_type", "user_name", "outcome"); err != nil {
-		return err
+func servePage(w http.ResponseWriter, r *http.Request, _ openJournal) error {
+	if err := CheckParams(r.URL.Query(), pageParams...); err != nil {
+		return badRequest(err)
 	}
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
@@ -359,9 +273,4 @@ func liveServePage(w http.ResponseWriter, r *http.Request, _ admJournal) error {
 	w.WriteHeader(http.StatusOK)
 	_, err := w.Write(livePage)
 	return err
-}
-
-// liveWatchURL is the page's path for a journal.
-func liveWatchURL(name string) string {
-	return admPrefix + "/" + url.PathEscape(name) + "/watch"
 }

@@ -1,0 +1,31 @@
+package journaladmin
+
+import (
+	"time"
+
+	"go.etcd.io/bbolt"
+)
+
+// What the external tests (package journaladmin_test) need of the package's insides.
+
+// MaxParamBytes is the bound on a query parameter's value.
+const MaxParamBytes = maxParamBytes
+
+// SetLiveHeartbeat sets how often an idle live stream sends a heartbeat, so tests need not
+// wait 15 s for one, and returns the function that restores it.
+func SetLiveHeartbeat(d time.Duration) (restore func()) {
+	old := liveHeartbeat
+	liveHeartbeat = d
+	return func() { liveHeartbeat = old }
+}
+
+// RegisteredDB is the database of the registered journal called name (nil when none), so
+// a test can change what the running instance stored.
+func RegisteredDB(name string) *bbolt.DB {
+	for _, a := range journals() {
+		if a.j.Name() == name {
+			return a.j.DB()
+		}
+	}
+	return nil
+}

@@ -1,0 +1,205 @@
+package journalcmd_test
+
+// Tests of the journal command, run in-process through the cobra command that Caddy
+// registers, against a real admin endpoint and against backup files. Caddy's running
+// configuration is process-global: no t.Parallel here.
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/csv"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/scimgate/scimgate/caddymodule/internal/journaltest"
+	"github.com/scimgate/scimgate/caddymodule/journal"
+	"github.com/scimgate/scimgate/caddymodule/journaladmin"
+	"github.com/scimgate/scimgate/caddymodule/journalcmd"
+)
+
+func TestCLIAgainstAdminAndBackup(t *testing.T) {
+	e := journaltest.Start(t)
+	journaltest.Seed(t, e)
+	head := e.Head(t)
+	pubB64 := base64.StdEncoding.EncodeToString(e.Pub)
+	dir := t.TempDir()
+
+	t.Run("verify --admin", func(t *testing.T) {
+		code, out, _ := journaltest.Run(t, "verify", "--admin", e.Admin)
+		if code != 0 || !strings.HasPrefix(out, "OK: journal audit verifies") {
+			t.Fatalf("exit %d: %q", code, out)
+		}
+		if strings.Count(out, "\n") != 1 {
+			t.Errorf("verify printed more than one line: %q", out)
+		}
+	})
+
+	t.Run("verify --admin --public-key verifies locally", func(t *testing.T) {
+		code, out, _ := journaltest.Run(t, "verify", "--admin", e.Admin, "--public-key", pubB64)
+		if code != 0 || !strings.HasPrefix(out, "OK:") {
+			t.Fatalf("exit %d: %q", code, out)
+		}
+	})
+
+	t.Run("export --admin with filters to a file", func(t *testing.T) {
+		path := filepath.Join(dir, "bob.csv")
+		code, _, stderr := journaltest.Run(t, "export", "--admin", e.Admin, "--format", "csv", "--user-name", "bob@example.com", "--output", path)
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, stderr)
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, err := csv.NewReader(bytes.NewReader(data)).ReadAll()
+		if err != nil || len(rows) != 3 { // header, bob's create, bob's rejected duplicate
+			t.Fatalf("rows %d, err %v:\n%s", len(rows), err, data)
+		}
+		if !strings.Contains(stderr, "exported 2 records") {
+			t.Errorf("stderr = %q", stderr)
+		}
+		if leftovers, _ := filepath.Glob(filepath.Join(dir, ".*.part")); len(leftovers) != 0 {
+			t.Errorf("temporary files left: %v", leftovers)
+		}
+	})
+
+	t.Run("export --admin to stdout", func(t *testing.T) {
+		code, out, _ := journaltest.Run(t, "export", "--admin", e.Admin, "--from-seq", "2", "--to-seq", "3")
+		if code != 0 {
+			t.Fatalf("exit %d", code)
+		}
+		if recs := journaltest.JSONLRecords(t, []byte(out)); len(recs) != 2 || recs[0].Seq != 2 {
+			t.Errorf("records %+v", recs)
+		}
+	})
+
+	backup := filepath.Join(dir, "backup.db")
+	t.Run("backup --admin", func(t *testing.T) {
+		code, _, stderr := journaltest.Run(t, "backup", "--admin", e.Admin, "--output", backup)
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, stderr)
+		}
+		rep, err := journal.VerifyFile(context.Background(), backup, e.Pub)
+		if err != nil || !rep.OK || rep.LastSeq != head {
+			t.Fatalf("VerifyFile = %+v, %v", rep, err)
+		}
+	})
+
+	t.Run("verify --file", func(t *testing.T) {
+		code, out, _ := journaltest.Run(t, "verify", "--file", backup, "--public-key", pubB64)
+		if code != 0 || !strings.HasPrefix(out, "OK: "+backup+" verifies") {
+			t.Fatalf("exit %d: %q", code, out)
+		}
+	})
+
+	t.Run("export --file and verify the JSONL", func(t *testing.T) {
+		path := filepath.Join(dir, "all.jsonl")
+		if code, _, stderr := journaltest.Run(t, "export", "--file", backup, "--output", path); code != 0 {
+			t.Fatalf("exit %d: %s", code, stderr)
+		}
+		code, out, _ := journaltest.Run(t, "verify", "--file", path, "--public-key", pubB64)
+		if code != 0 || !strings.HasPrefix(out, "OK:") {
+			t.Fatalf("verify of the JSONL export: exit %d: %q", code, out)
+		}
+	})
+
+	t.Run("tail --file", func(t *testing.T) {
+		code, out, _ := journaltest.Run(t, "tail", "--file", backup, "-n", "2")
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if code != 0 || len(lines) != 2 {
+			t.Fatalf("exit %d: %q", code, out)
+		}
+		code, out, _ = journaltest.Run(t, "tail", "--file", backup, "-n", "5", "--user-name", "carol@example.com", "--json")
+		var ev journaladmin.Event
+		if err := json.Unmarshal([]byte(out), &ev); code != 0 || err != nil || ev.Subject != "carol@example.com" || len(ev.Hash) != 64 {
+			t.Fatalf("exit %d, err %v: %q", code, err, out)
+		}
+		if strings.Count(out, "\n") != 1 {
+			t.Errorf("want one line: %q", out)
+		}
+	})
+
+	t.Run("tail --admin follows", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		var out, errb journaltest.SyncBuffer
+		cmd := journaltest.Command(t)
+		cmd.SetArgs([]string{"tail", "--admin", e.Admin, "-n", "1"})
+		cmd.SetOut(&out)
+		cmd.SetErr(&errb)
+		done := make(chan error, 1)
+		go func() { done <- cmd.ExecuteContext(ctx) }()
+		journaltest.WaitFor(t, func() bool { return strings.Count(out.String(), "\n") == 1 }, "the backlog line")
+		e.CreateUser(t, "frank@example.com")
+		journaltest.WaitFor(t, func() bool { return strings.Contains(out.String(), "frank@example.com") }, "the new record")
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("tail ended with %v; stderr %s", err, errb.String())
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("tail did not stop when cancelled")
+		}
+	})
+
+	t.Run("bad input", func(t *testing.T) {
+		tests := []struct {
+			args    []string
+			mention string
+		}{
+			{[]string{"export", "--admin", e.Admin, "--from-seq", "x"}, "--from-seq"},
+			{[]string{"export", "--admin", e.Admin, "--format", "xml"}, "--format"},
+			{[]string{"verify", "--admin", e.Admin, "--public-key", "nope"}, "--public-key"},
+			{[]string{"verify", "--admin", e.Admin, "--journal", "nosuch"}, "no journal named"},
+			{[]string{"verify", "--admin", journaltest.FreeLoopbackAddr(t)}, "is scimgate running"},
+			{[]string{"backup", "--file", backup, "--output", "x"}, "copy it"},
+			{[]string{"backup", "--admin", e.Admin}, "--output is required"},
+			{[]string{"tail", "--file", backup, "-n", "-1"}, "-n"},
+			{[]string{"verify", "--admin", e.Admin, "--file", backup}, "none of the others"},
+		}
+		for _, tt := range tests {
+			t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+				var out, errb journaltest.SyncBuffer
+				cmd := journaltest.Command(t)
+				cmd.SetArgs(tt.args)
+				cmd.SetOut(&out)
+				cmd.SetErr(&errb)
+				err := cmd.Execute()
+				if err == nil || journaltest.ExitCode(err) != 1 || !strings.Contains(err.Error(), tt.mention) {
+					t.Errorf("err = %v (exit %d), want exit 1 mentioning %q", err, journaltest.ExitCode(err), tt.mention)
+				}
+			})
+		}
+	})
+}
+
+// TestCLIVerifyTamperedBackup changes a record in a backup: verify --file exits with
+// journalcmd.ExitNotVerified and names the record.
+func TestCLIVerifyTamperedBackup(t *testing.T) {
+	e := journaltest.Start(t)
+	journaltest.Seed(t, e)
+	backup := filepath.Join(t.TempDir(), "backup.db")
+	if code, _, stderr := journaltest.Run(t, "backup", "--admin", e.Admin, "--output", backup); code != 0 {
+		t.Fatalf("backup: exit %d: %s", code, stderr)
+	}
+	db, err := bbolt.Open(backup, 0o600, &bbolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	journaltest.Tamper(t, db, 2)
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ := journaltest.Run(t, "verify", "--file", backup, "--public-key", base64.StdEncoding.EncodeToString(e.Pub))
+	if code != journalcmd.ExitNotVerified || !strings.HasPrefix(out, "FAILED: ") || !strings.Contains(out, "first bad sequence number 2") {
+		t.Fatalf("exit %d: %q", code, out)
+	}
+}

@@ -1,0 +1,170 @@
+package journalcmd
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/scimgate/scimgate/caddymodule/journal"
+)
+
+// ExitNotVerified is the exit status of a verification that ran and failed (sysexits'
+// EX_DATAERR), so scripts can tell a tampered journal from one that could not be checked
+// (status 1).
+const ExitNotVerified = 65
+
+func newVerifyCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "verify [--admin <host:port> | --file <path>] [--public-key <file|base64>]",
+		Short: "Verifies the journal's hash chain and checkpoints",
+		Args:  cobra.NoArgs,
+		RunE:  runE(runVerify),
+	}
+	cmd.Flags().String("public-key", "", "Ed25519 public key that signs the checkpoints: a file (PEM or base64) or base64")
+	return cmd
+}
+
+func runVerify(ctx context.Context, c *env) (int, error) {
+	pub, err := loadPublicKey(c.flags.String("public-key"))
+	if err != nil {
+		return fail("--public-key: %v", err)
+	}
+	var rep *journal.Report
+	var what string
+	if path := c.source(); path != "" {
+		what = path
+		rep, err = verifyFile(ctx, path, c.flags.String("journal"), pub)
+	} else {
+		var a *adminClient
+		if a, err = c.admin(); err != nil {
+			return fail("%v", err)
+		}
+		var name string
+		if name, err = a.journalName(ctx, c.flags.String("journal")); err != nil {
+			return fail("%v", err)
+		}
+		what = "journal " + name
+		if pub != nil {
+			rep, err = a.verifyHere(ctx, name, pub)
+		} else {
+			rep, err = a.verify(ctx, name)
+		}
+	}
+	if err != nil {
+		return fail("verifying %s: %v", what, err)
+	}
+	fmt.Fprintln(c.stdout, summary(what, rep))
+	if !rep.OK {
+		return ExitNotVerified, fmt.Errorf("%s does not verify: %s", what, problem(rep.FirstBad))
+	}
+	return 0, nil
+}
+
+// verifyFile verifies journal name (the only one when empty) of a backup file, or a JSONL
+// export (recognised by its first byte).
+func verifyFile(ctx context.Context, path, name string, pub ed25519.PublicKey) (*journal.Report, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	br := bufio.NewReader(f)
+	first, err := br.Peek(1)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	if len(first) == 1 && first[0] == '{' {
+		return journal.VerifyJSONL(ctx, br, pub)
+	}
+	f.Close()
+	return journal.VerifyFileJournal(ctx, path, name, pub)
+}
+
+// summary is verify's one line.
+func summary(what string, r *journal.Report) string {
+	if r.OK {
+		sig := "signatures checked"
+		if !r.Signed {
+			sig = "signatures not checked: no public key"
+		}
+		partial := ""
+		if r.Partial {
+			partial = "; a filtered export: links across left-out records not checked"
+		}
+		return fmt.Sprintf("OK: %s verifies: %d records (seq %d to %d), %d checkpoints (%s%s)", what, r.Records, r.FirstSeq, r.LastSeq, r.Checkpoints, sig, partial)
+	}
+	return fmt.Sprintf("FAILED: %s does not verify: %s (%d records checked, %d checkpoints)", what, problem(r.FirstBad), r.Records, r.Checkpoints)
+}
+
+func problem(p *journal.Problem) string {
+	if p == nil {
+		return "no detail given"
+	}
+	s := fmt.Sprintf("first bad sequence number %d", p.Seq)
+	if p.Kind != "" {
+		s += " (" + p.Kind + ")"
+	}
+	if p.Detail != "" {
+		s += ": " + p.Detail
+	}
+	return s
+}
+
+// loadPublicKey reads an Ed25519 public key from a file or from the value itself: PEM
+// (PUBLIC KEY), or base64 or hex of the 32-byte key or of its PKIX encoding.
+func loadPublicKey(v string) (ed25519.PublicKey, error) {
+	if v == "" {
+		return nil, nil
+	}
+	text := []byte(v)
+	if st, err := os.Stat(v); err == nil && st.Mode().IsRegular() {
+		if st.Size() > 64<<10 {
+			return nil, fmt.Errorf("%s is too large to be a public key", v)
+		}
+		if text, err = os.ReadFile(v); err != nil {
+			return nil, err
+		}
+	}
+	text = bytes.TrimSpace(text)
+	if block, _ := pem.Decode(text); block != nil {
+		return parseKeyBytes(block.Bytes)
+	}
+	s := string(text)
+	for _, dec := range []func(string) ([]byte, error){
+		base64.StdEncoding.DecodeString, base64.RawStdEncoding.DecodeString,
+		base64.URLEncoding.DecodeString, base64.RawURLEncoding.DecodeString, hex.DecodeString,
+	} {
+		if b, err := dec(s); err == nil {
+			if pub, err := parseKeyBytes(b); err == nil {
+				return pub, nil
+			}
+		}
+	}
+	return nil, errors.New("not an Ed25519 public key (want a file or a value in PEM, base64 or hex)")
+}
+
+func parseKeyBytes(b []byte) (ed25519.PublicKey, error) {
+	if len(b) == ed25519.PublicKeySize {
+		return ed25519.PublicKey(b), nil
+	}
+	k, err := x509.ParsePKIXPublicKey(b)
+	if err != nil {
+		return nil, err
+	}
+	pub, ok := k.(ed25519.PublicKey)
+	if !ok {
+		return nil, fmt.Errorf("a %T, not an Ed25519 key", k)
+	}
+	return pub, nil
+}
