@@ -18,6 +18,7 @@
 //	  "version": 1,                                   required, must be 1
 //	  "headers": {"X-Api-Key": "{env.DEMO_KEY}"},     optional, sent with every call
 //	  "tables":  {"depts": {"Sales": "S"}},           optional, named tables for lookup
+//	  "expect":  {expectation},                       optional, every call's (see Answers)
 //	  "users":   {resource section},                  optional (an app without users)
 //	  "groups":  {resource section}                   optional (an app without groups)
 //	}
@@ -51,9 +52,11 @@
 //	  "batch_size": 100,                 "batch" only: ids per call, 1..10000, default 100
 //	  "member_types": ["User"],          member events: which members are sent, default
 //	                                     ["User"]; add "Group" for apps with nested groups
-//	  "idempotent": true                 optional: may the gateway retry the call after a
+//	  "idempotent": true,                optional: may the gateway retry the call after a
 //	                                     failure in flight? Default: true for GET, PUT and
 //	                                     DELETE, false for POST and PATCH
+//	  "expect": {expectation}            optional: what the answer must look like; each key
+//	                                     given replaces the file's (see Answers)
 //	}
 //
 // A deactivation maps either to a dedicated call ("deactivate": POST .../lock, no body)
@@ -201,4 +204,43 @@
 //	"lookup": {"method": "GET", "path": "/api/v1/accounts?login={userName}", "id": "items.0.id"}
 //
 // Its "id" is required; a response where it matches nothing means "not found".
+//
+// # Answers
+//
+// Only an answer that proves the call worked counts. Whatever a call's expectation says,
+// an HTML page (a sign-in page answered 200, a proxy's or a WAF's error page) is never the
+// app's answer, and a body that says it is JSON must be JSON. An answer that does not
+// prove success is an outage for Entra (503 with Retry-After): the directory keeps its
+// state, the journal records what came back (its media type and size, not its content),
+// and Entra retries. The app's own 4xx errors reach Entra as SCIM errors (409 uniqueness,
+// 400 invalidValue); a 404 or 410 counts as "already gone" for a delete or a member
+// removal (and as 404 for an update, so that Entra re-creates) only when it is the app's
+// own not-found answer. An expectation, file-wide or per call:
+//
+//	{
+//	  "status": [200],                success statuses; default: any 2xx
+//	  "body": "any",                  "any" (default: anything but HTML), "json",
+//	                                  "json_or_empty" or "empty"
+//	  "has": ["user.id"],             gjson paths the answer must hold (an echo, an id)
+//	  "equals": {"user.state": "suspended", "code": ["A", "B"]},
+//	                                  values the answer must hold at paths: a JSON value,
+//	                                  or a list of values any of which will do
+//	  "errors": {"body": ..., "has": [...], "equals": {...}},
+//	                                  the shape of the app's own 4xx errors (default: not
+//	                                  HTML); another 4xx is an outage, not passed on
+//	  "not_found": {"body": ..., "has": [...], "equals": {...}}
+//	                                  the shape of its own "no such object" (default: the
+//	                                  errors' shape with a JSON body)
+//	}
+//
+// A create's "id" path is always expected in its answer, so a create answered without one
+// is an outage (and listed for adoption: the app may have made the account). A proxy that
+// answers {} to everything is caught by "has" or "equals"; give every call that changes
+// access (update, deactivate, member calls, delete) an expectation the app's real answer
+// meets and an impostor's does not, such as the echo of the changed state:
+//
+//	"deactivate": {"method": "POST", "path": "/v2/users/{id}/suspend",
+//	               "expect": {"equals": {"user.state": "suspended"}}},
+//	"delete":     {"method": "DELETE", "path": "/v2/users/{id}",
+//	               "expect": {"status": [204], "body": "empty"}}
 package mapping
