@@ -103,11 +103,11 @@ func (c *compiler) compileShape(rule, body string, has []string, equals *fileEqu
 		}
 	}
 	sh.Has = has
+	if sh.Body == legacy.BodyEmpty && (len(has) > 0 || (equals != nil && len(*equals) > 0)) {
+		return sh, c.errf(rule, "an empty answer cannot hold \"has\" or \"equals\"")
+	}
 	if equals == nil {
 		return sh, nil
-	}
-	if sh.Body == legacy.BodyEmpty && (len(has) > 0 || len(*equals) > 0) {
-		return sh, c.errf(rule, "an empty answer cannot hold \"has\" or \"equals\"")
 	}
 	sh.Equals = make(map[string][]json.RawMessage, len(*equals))
 	for p, raw := range *equals {
