@@ -24,7 +24,9 @@
 //	               remove_members, rename
 //	outcome        applied | rejected | failed | denied | skipped | pending | dry_run (always)
 //	status         the HTTP status answered
-//	changes        [{path, op, value, redacted, truncated}]: changed attributes
+//	changes        [{path, op, value, redacted, truncated}]: changed attributes; a change of
+//	               more than 5,000 members holds {count, sha256 (of the ids sorted and joined
+//	               with newlines), first (the first 100)} instead of the list
 //	filter_hash    HMAC-SHA256 of the SCIM filter under a random per-journal key: equal
 //	               filters give equal hashes within a journal, the filter (it carries user
 //	               names) is never stored

@@ -1,8 +1,12 @@
 package provision
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 
@@ -156,16 +160,55 @@ func changeOf(path, op string, v any) journal.Change {
 	return c
 }
 
+// maxListedMembers is how many member ids a journal record lists in one change; a larger
+// change is summarised (its count, a hash of every id, the first ids) so that its record
+// always fits the journal's size limit.
+const maxListedMembers = 5000
+
 // memberChanges reports member edges added and removed as two changes of path members.
 func memberChanges(added, removed []string) []journal.Change {
 	var out []journal.Change
 	if len(added) > 0 {
-		out = append(out, changeOf("members", "add", added))
+		out = append(out, changeOf("members", "add", memberList(added)))
 	}
 	if len(removed) > 0 {
-		out = append(out, changeOf("members", "remove", removed))
+		out = append(out, changeOf("members", "remove", memberList(removed)))
 	}
 	return out
+}
+
+// memberSummary stands for a list of member ids too long to record whole: how many, the
+// SHA-256 of the ids sorted and joined with newlines (an auditor holding the list can
+// check it), and the first ids in that order.
+type memberSummary struct {
+	Count  int      `json:"count"`
+	SHA256 string   `json:"sha256"`
+	First  []string `json:"first"`
+}
+
+// memberList is ids as a change value: the list itself, or its summary when it is long.
+func memberList(ids []string) any {
+	if len(ids) <= maxListedMembers {
+		return ids
+	}
+	sorted := slices.Clone(ids)
+	slices.Sort(sorted)
+	h := sha256.New()
+	for i, id := range sorted {
+		if i > 0 {
+			h.Write([]byte{'\n'})
+		}
+		h.Write([]byte(id))
+	}
+	return memberSummary{Count: len(ids), SHA256: hex.EncodeToString(h.Sum(nil)), First: sorted[:100]}
+}
+
+// listIDs joins ids for a reason in the journal, naming at most 20 of them.
+func listIDs(ids []string) string {
+	if len(ids) <= 20 {
+		return strings.Join(ids, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(ids[:20], ", "), len(ids)-20)
 }
 
 // changedPathsOf lists the top-level attributes (extension attributes as URN:attr) that

@@ -103,7 +103,7 @@ func (e *Engine) syncNative(ctx context.Context, p *plan) (*syncResult, error) {
 				// member's account exists.
 				return res, &nativeError{scim: scim.BadRequest(scim.TypeInvalidValue,
 					"member %s has no account in %s yet (its creation failed or has not happened); Entra retries this membership in a later cycle",
-					strings.Join(missing, ", "), t.Name)}
+					listIDs(missing), t.Name)}
 			}
 			res.deferred = append(res.deferred, missing...)
 			if len(members) == 0 {
@@ -197,10 +197,10 @@ func syncReasons(target string, res *syncResult) []string {
 		reasons = append(reasons, "adopted account "+res.nativeID+" that an unfinished earlier attempt of this create left in "+target)
 	}
 	if len(res.outOfScope) > 0 {
-		reasons = append(reasons, "members kept out of "+target+" by policy left out of the member calls: "+strings.Join(res.outOfScope, ", "))
+		reasons = append(reasons, "members kept out of "+target+" by policy left out of the member calls: "+listIDs(res.outOfScope))
 	}
 	if len(res.deferred) > 0 {
-		reasons = append(reasons, "members without an account in "+target+" left out of the member calls: "+strings.Join(res.deferred, ", "))
+		reasons = append(reasons, "members without an account in "+target+" left out of the member calls: "+listIDs(res.deferred))
 	}
 	return reasons
 }

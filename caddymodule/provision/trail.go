@@ -2,6 +2,7 @@ package provision
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"time"
@@ -155,10 +156,16 @@ func (e *Engine) scimError(req Request, t *Trail, err error) (*scim.Error, time.
 // journalDecision is what the journal records of a decision: the verdict, its reasons,
 // what the obligations dropped, and which policy (its content hash) decided.
 func (e *Engine) journalDecision(d policy.Decision, droppedAttrs, droppedMembers []string) *journal.Decision {
+	reasons := d.Reasons
+	if len(droppedMembers) > maxListedMembers {
+		// The record must fit the journal: the list is cut, and a reason says so.
+		reasons = append(slices.Clone(reasons), fmt.Sprintf("dropped_members lists %d of the %d members the policy dropped", maxListedMembers, len(droppedMembers)))
+		droppedMembers = droppedMembers[:maxListedMembers]
+	}
 	return &journal.Decision{
 		Allow:             d.Allow,
 		Skip:              d.Allow && d.Skip,
-		Reasons:           d.Reasons,
+		Reasons:           reasons,
 		DroppedAttributes: droppedAttrs,
 		DroppedMembers:    droppedMembers,
 		PolicyHash:        e.PolicyHash(),
