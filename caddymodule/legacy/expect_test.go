@@ -85,3 +85,30 @@ func TestCheckAnswer(t *testing.T) {
 		})
 	}
 }
+
+// FuzzCheckAnswer: any answer, under any of a few expectations, is judged without a panic,
+// and an HTML page is never a success.
+func FuzzCheckAnswer(f *testing.F) {
+	f.Add(200, "application/json", `{"user":{"id":"u1","state":"suspended"}}`)
+	f.Add(404, "application/json", `{"code":"user_not_found"}`)
+	f.Add(200, "text/html", `<html>Sign in</html>`)
+	f.Add(400, "", `  <!DOCTYPE html>`)
+	f.Add(204, "", ``)
+	expects := []*Expect{nil,
+		{Status: []int{200}, Success: Shape{Body: BodyJSON, Has: []string{"user.id"}, Equals: map[string][]json.RawMessage{"user.state": {json.RawMessage(`"suspended"`)}}}},
+		{Success: Shape{Body: BodyEmpty}, Errors: Shape{Has: []string{"code"}}, NotFound: &Shape{Equals: map[string][]json.RawMessage{"code": {json.RawMessage(`"user_not_found"`)}}}},
+	}
+	f.Fuzz(func(t *testing.T, status int, ct, body string) {
+		if status < 100 || status > 599 {
+			return
+		}
+		h := http.Header{}
+		h.Set("Content-Type", ct)
+		for _, x := range expects {
+			e := checkAnswer(x, &Response{Status: status, Header: h, Body: []byte(body)}, time.Now())
+			if e == nil && (mediaType(ct) == "text/html" || strings.HasPrefix(strings.TrimSpace(body), "<") && !strings.Contains(mediaType(ct), "json")) {
+				t.Fatalf("an HTML answer (%d %q %q) counted as a success", status, ct, body)
+			}
+		}
+	})
+}
