@@ -229,12 +229,22 @@ func (g *Handler) answerError(req *request, res *provision.Result) {
 	} else {
 		g.logger.Debug("scim request rejected",
 			zap.String("method", req.r.Method),
-			zap.String("path", req.r.URL.Path),
+			zap.String("path", logPath(req.r.URL.Path)),
 			zap.String("client", req.client),
 			zap.Int("status", se.Status),
 			zap.String("scim_type", se.ScimType))
 	}
 	g.writeJSON(req, se.Status, se.Body())
+}
+
+// logPath is a request path cut for a log line: a client chooses it, and a 15,000-byte id
+// should not become a 15,000-byte line.
+func logPath(p string) string {
+	const limit = 256
+	if len(p) <= limit {
+		return p
+	}
+	return p[:limit] + "…"
 }
 
 // baseURL is the absolute URL of the SCIM root as the client reached it.
