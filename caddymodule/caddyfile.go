@@ -29,6 +29,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	scim_gateway [<matcher>] {
 //	    token <name> <value>            # one or more; value usually {env.SCIM_TOKEN}
 //	    base_path <path>                # default /scim/v2
+//	    public_url <url>                # e.g. https://scim.example.com; default: the Host header
 //	    data_dir <dir>                  # default ./scimgate-data
 //	    max_body_size <size>            # default 4MiB
 //	    max_json_depth <n>              # default 64
@@ -92,6 +93,17 @@ func (g *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("base_path must start with /, got %q", v)
 			}
 			g.BasePath = v
+		case "public_url":
+			v, err := oneArg(d)
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(v, "{") { // placeholders are checked at provisioning
+				if _, err := parsePublicURL(v); err != nil {
+					return d.Err(err.Error())
+				}
+			}
+			g.PublicURL = v
 		case "data_dir":
 			v, err := oneArg(d)
 			if err != nil {

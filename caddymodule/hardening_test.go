@@ -1,10 +1,13 @@
 package caddymodule
 
-// Tests of the request bounds the handler enforces before anything else sees a request:
-// ids no resource can have, numbers no attribute can hold.
+// Tests of the request bounds the handler enforces before anything else sees a request
+// (ids no resource can have, numbers no attribute can hold, the body's deadline), of
+// public_url, and of the log of failed authentications.
 
 import (
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -13,6 +16,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/scimgate/scimgate/caddymodule/change"
 	"github.com/scimgate/scimgate/caddymodule/scim"
@@ -140,4 +145,159 @@ func TestHandlerNumbersOutOfRange(t *testing.T) {
 
 	// Numbers a double holds still pass through the policy.
 	itPost(t, g, "/Users", `{"userName":"carol@contoso.example","x":1.5e300}`)
+}
+
+// serveHost is serve with the request's Host header set to host (httptest.NewRequest takes
+// it from the URL), the way a client that spoofs Host sends it.
+func serveHost(t testing.TB, g *Handler, method, host, target string, body string) *httptest.ResponseRecorder {
+	t.Helper()
+	var r io.Reader
+	if body != "" {
+		r = strings.NewReader(body)
+	}
+	req := httptest.NewRequest(method, "http://"+host+target, r)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/scim+json")
+	}
+	w := httptest.NewRecorder()
+	if err := g.ServeHTTP(w, req, caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })); err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+// TestHandlerPublicURL: with public_url, a spoofed Host header changes nothing the gateway
+// answers: Location, meta.location, members' and groups' $ref and the discovery documents
+// are all built from public_url and base_path.
+func TestHandlerPublicURL(t *testing.T) {
+	t.Setenv("SCIMGATE_TEST_PUBLIC_URL", "https://scim.example.com/")
+	g := newTestGateway(t, func(g *Handler) { g.PublicURL = "{env.SCIMGATE_TEST_PUBLIC_URL}" })
+	const evil = "evil.example"
+	const base = "https://scim.example.com/scim/v2"
+
+	w := serveHost(t, g, http.MethodPost, evil, itBase+"/Users", `{"userName":"ada@contoso.example"}`)
+	user := itWantOK(t, w, http.StatusCreated)
+	uid, _ := user["id"].(string)
+	if got := w.Header().Get("Location"); got != base+"/Users/"+uid {
+		t.Errorf("Location = %q, want %q", got, base+"/Users/"+uid)
+	}
+	w = serveHost(t, g, http.MethodPost, evil, itBase+"/Groups", `{"displayName":"Team","members":[{"value":"`+uid+`"}]}`)
+	group := itWantOK(t, w, http.StatusCreated)
+	gid, _ := group["id"].(string)
+	if got := w.Header().Get("Location"); got != base+"/Groups/"+gid {
+		t.Errorf("Location = %q", got)
+	}
+
+	reads := []string{
+		"/Users/" + uid, "/Groups/" + gid, "/Users", "/Groups?" + itQ(`displayName eq "Team"`),
+		"/ServiceProviderConfig", "/ResourceTypes", "/ResourceTypes/User", "/Schemas",
+		"/Schemas/" + scim.UserSchema,
+	}
+	for _, path := range reads {
+		w := serveHost(t, g, http.MethodGet, evil, itBase+path, "")
+		if w.Code != http.StatusOK {
+			t.Fatalf("GET %s: %d %s", path, w.Code, w.Body)
+		}
+		if strings.Contains(w.Body.String(), evil) {
+			t.Errorf("GET %s reflects the Host header: %s", path, w.Body)
+		}
+		if !strings.Contains(w.Body.String(), `"`+base+"/") {
+			t.Errorf("GET %s has no location under %s: %s", path, base, w.Body)
+		}
+	}
+	got := decodeJSON(t, serveHost(t, g, http.MethodGet, evil, itBase+"/Users/"+uid, ""))
+	if loc := got["meta"].(map[string]any)["location"]; loc != base+"/Users/"+uid {
+		t.Errorf("meta.location = %v", loc)
+	}
+	if ref := got["groups"].([]any)[0].(map[string]any)["$ref"]; ref != base+"/Groups/"+gid {
+		t.Errorf("groups[0].$ref = %v", ref)
+	}
+	got = decodeJSON(t, serveHost(t, g, http.MethodGet, evil, itBase+"/Groups/"+gid, ""))
+	if ref := got["members"].([]any)[0].(map[string]any)["$ref"]; ref != base+"/Users/"+uid {
+		t.Errorf("members[0].$ref = %v", ref)
+	}
+
+	// Without public_url the Host header is reflected, as before: hence the host matcher.
+	plain := newTestGateway(t, nil)
+	w = serveHost(t, plain, http.MethodPost, evil, itBase+"/Users", `{"userName":"ada@contoso.example"}`)
+	if loc := w.Header().Get("Location"); !strings.HasPrefix(loc, "http://"+evil+itBase+"/Users/") {
+		t.Errorf("without public_url, Location = %q", loc)
+	}
+}
+
+func TestParsePublicURL(t *testing.T) {
+	cases := []struct{ in, want, err string }{
+		{"https://scim.example.com", "https://scim.example.com", ""},
+		{"https://scim.example.com/", "https://scim.example.com", ""},
+		{"HTTPS://scim.example.com:8443", "https://scim.example.com:8443", ""},
+		{"http://127.0.0.1:8080", "http://127.0.0.1:8080", ""},
+		{"https://[::1]:8443", "https://[::1]:8443", ""},
+		{"scim.example.com", "", "absolute http or https URL"},
+		{"ftp://scim.example.com", "", "absolute http or https URL"},
+		{"https://", "", "no host"},
+		{"https://:8443", "", "no host"},
+		{"https://user:pw@scim.example.com", "", "user information"},
+		{"https://scim.example.com/scim/v2", "", "has a path"},
+		{"https://scim.example.com?x=1", "", "query or fragment"},
+		{"https://scim.example.com?", "", "query or fragment"},
+		{"https://scim.example.com#top", "", "query or fragment"},
+		{"https://scim.example.com:port", "", "invalid port"},
+	}
+	for _, tc := range cases {
+		got, err := parsePublicURL(tc.in)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("parsePublicURL(%q) = %q, %v; want an error containing %q", tc.in, got, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("parsePublicURL(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+	// A bad value (after its placeholders) stops provisioning.
+	t.Setenv("SCIMGATE_TEST_PUBLIC_URL", "scim.example.com")
+	g := &Handler{Tokens: []Token{{Name: "entra", Value: testToken}}, DataDir: t.TempDir(), PublicURL: "{env.SCIMGATE_TEST_PUBLIC_URL}"}
+	if err := provisionHandler(t, g); err == nil || !strings.Contains(err.Error(), "public_url") {
+		t.Fatalf("provision = %v, want a public_url error", err)
+	}
+}
+
+func TestUnmarshalCaddyfileHardening(t *testing.T) {
+	cases := []struct {
+		name, input, err string
+		check            func(t *testing.T, g *Handler)
+	}{
+		{name: "public_url", input: "scim_gateway {\n public_url https://scim.example.com\n}", check: func(t *testing.T, g *Handler) {
+			if g.PublicURL != "https://scim.example.com" {
+				t.Errorf("public_url = %q", g.PublicURL)
+			}
+		}},
+		{name: "public_url placeholder", input: "scim_gateway {\n public_url {env.SCIMGATE_PUBLIC_URL}\n}", check: func(t *testing.T, g *Handler) {
+			if g.PublicURL != "{env.SCIMGATE_PUBLIC_URL}" {
+				t.Errorf("public_url = %q", g.PublicURL)
+			}
+		}},
+		{name: "public_url with a path", input: "scim_gateway {\n public_url https://scim.example.com/scim/v2\n}", err: "base_path is appended"},
+		{name: "public_url not absolute", input: "scim_gateway {\n public_url scim.example.com\n}", err: "absolute http or https URL"},
+		{name: "public_url twice", input: "scim_gateway {\n public_url https://a.example\n public_url https://b.example\n}", err: "public_url is set twice"},
+		{name: "public_url without value", input: "scim_gateway {\n public_url\n}", err: "wrong argument count"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := new(Handler)
+			err := g.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tc.input))
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("error = %v, want it to contain %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.check(t, g)
+		})
+	}
 }

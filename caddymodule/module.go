@@ -45,6 +45,14 @@ type Handler struct {
 	// scheme://host:port + BasePath. Default: /scim/v2.
 	BasePath string `json:"base_path,omitempty"`
 
+	// PublicURL is the origin clients reach the gateway at, such as
+	// https://scim.example.com: a scheme (http or https), a host and an optional port; no
+	// path, query or fragment. When set, Location headers, meta.location, $ref and the
+	// discovery documents are built from it plus BasePath. Without it they reflect the
+	// request's Host header, which the client chooses: then put the handler behind a host
+	// matcher. Placeholders are resolved. Default: none.
+	PublicURL string `json:"public_url,omitempty"`
+
 	// DataDir is the directory holding the store file (scimgate.db). Default:
 	// ./scimgate-data. Placeholders are resolved.
 	DataDir string `json:"data_dir,omitempty"`
@@ -82,6 +90,8 @@ type Handler struct {
 	// Policy is the Open Policy Agent policy that decides every write request (see
 	// PolicyConfig). Without one every change is allowed.
 	Policy *PolicyConfig `json:"policy,omitempty"`
+
+	publicBase string // PublicURL + BasePath; "" without PublicURL
 
 	storeKey  string
 	store     *storeHandle
@@ -123,6 +133,13 @@ func (g *Handler) Provision(ctx caddy.Context) error {
 	g.BasePath = "/" + strings.Trim(g.BasePath, "/")
 	if g.BasePath == "/" {
 		g.BasePath = ""
+	}
+	if g.PublicURL != "" {
+		origin, err := parsePublicURL(repl.ReplaceAll(g.PublicURL, ""))
+		if err != nil {
+			return err
+		}
+		g.publicBase = origin + g.BasePath
 	}
 	if g.MaxBodyBytes == 0 {
 		g.MaxBodyBytes = DefaultMaxBodyBytes

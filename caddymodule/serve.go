@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -54,7 +56,10 @@ func (req *request) engineRequest() provision.Request {
 }
 
 func (g *Handler) serveSCIM(w http.ResponseWriter, r *http.Request, rel string) {
-	req := &request{w: w, r: r, base: baseURL(r, g.BasePath)}
+	req := &request{w: w, r: r, base: g.publicBase}
+	if req.base == "" {
+		req.base = baseURL(r, g.BasePath)
+	}
 	client := g.tokens.authenticate(r)
 	if client == "" {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="scimgate"`)
@@ -247,7 +252,30 @@ func logPath(p string) string {
 	return p[:limit] + "…"
 }
 
-// baseURL is the absolute URL of the SCIM root as the client reached it.
+// parsePublicURL checks a public_url and returns it as scheme://host[:port], the origin
+// that BasePath is appended to.
+func parsePublicURL(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", fmt.Errorf("public_url %q: %w", raw, err)
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return "", fmt.Errorf("public_url %q: want an absolute http or https URL such as https://scim.example.com", raw)
+	case u.Host == "" || u.Hostname() == "":
+		return "", fmt.Errorf("public_url %q has no host", raw)
+	case u.User != nil:
+		return "", fmt.Errorf("public_url %q must not hold user information", raw)
+	case u.Path != "" && u.Path != "/", u.RawPath != "":
+		return "", fmt.Errorf("public_url %q has a path; give only scheme://host[:port], base_path is appended to it", raw)
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(raw, "#"):
+		return "", fmt.Errorf("public_url %q must not have a query or fragment", raw)
+	}
+	return u.Scheme + "://" + u.Host, nil
+}
+
+// baseURL is the absolute URL of the SCIM root as the client reached it: without
+// public_url, its host is the request's Host header.
 func baseURL(r *http.Request, basePath string) string {
 	scheme := "http"
 	if r.TLS != nil {
