@@ -5,17 +5,21 @@ package caddymodule
 // public_url, and of the log of failed authentications.
 
 import (
+	"bufio"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
@@ -283,6 +287,14 @@ func TestUnmarshalCaddyfileHardening(t *testing.T) {
 		{name: "public_url not absolute", input: "scim_gateway {\n public_url scim.example.com\n}", err: "absolute http or https URL"},
 		{name: "public_url twice", input: "scim_gateway {\n public_url https://a.example\n public_url https://b.example\n}", err: "public_url is set twice"},
 		{name: "public_url without value", input: "scim_gateway {\n public_url\n}", err: "wrong argument count"},
+		{name: "body_timeout", input: "scim_gateway {\n body_timeout 45s\n}", check: func(t *testing.T, g *Handler) {
+			if time.Duration(g.BodyTimeout) != 45*time.Second {
+				t.Errorf("body_timeout = %v", time.Duration(g.BodyTimeout))
+			}
+		}},
+		{name: "body_timeout zero", input: "scim_gateway {\n body_timeout 0s\n}", err: "positive duration"},
+		{name: "body_timeout bad", input: "scim_gateway {\n body_timeout soon\n}", err: "positive duration"},
+		{name: "body_timeout twice", input: "scim_gateway {\n body_timeout 1s\n body_timeout 2s\n}", err: "body_timeout is set twice"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -299,5 +311,246 @@ func TestUnmarshalCaddyfileHardening(t *testing.T) {
 			}
 			tc.check(t, g)
 		})
+	}
+}
+
+// slowRequest sends the head of a request with a body of bodyLen bytes on a new loopback
+// connection to addr, then one byte of the body every interval (until it has sent them all
+// or the server stops reading). It returns the connection; the writer stops when the test
+// ends.
+func slowRequest(t *testing.T, addr, method, path, token string, bodyLen int, interval time.Duration) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	head := method + " " + path + " HTTP/1.1\r\nHost: " + addr + "\r\nContent-Type: application/scim+json\r\n" +
+		"Content-Length: " + strconv.Itoa(bodyLen) + "\r\n"
+	if token != "" {
+		head += "Authorization: Bearer " + token + "\r\n"
+	}
+	if _, err := io.WriteString(conn, head+"\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done) })
+	go func() {
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for range bodyLen {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			if _, err := conn.Write([]byte{' '}); err != nil {
+				return // the server closed the connection
+			}
+		}
+	}()
+	return conn
+}
+
+// expectAnswerAndClose reads the response on conn, which must have status want and come
+// within within of start, and then the end of the connection: the server does not hold it.
+func expectAnswerAndClose(t *testing.T, conn net.Conn, start time.Time, want int, within time.Duration) *http.Response {
+	t.Helper()
+	_ = conn.SetReadDeadline(time.Now().Add(within + 5*time.Second))
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("no response after %v: %v", time.Since(start), err)
+	}
+	elapsed := time.Since(start)
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != want {
+		t.Fatalf("status %d after %v, want %d: %s", resp.StatusCode, elapsed, want, body)
+	}
+	if elapsed > within {
+		t.Errorf("answered after %v, want within %v", elapsed, within)
+	}
+	itCheckErrorBody(t, resp.StatusCode, resp.Header, body, want, "")
+	// The server closes the connection; a held one would time out here instead.
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Errorf("after the answer the connection gave %v, want EOF (closed by the server)", err)
+	}
+	if time.Since(start) > within+time.Second {
+		t.Errorf("the connection was closed %v after the request began", time.Since(start))
+	}
+	return resp
+}
+
+// TestBodyDeadlineSlowClient: on a real loopback connection served by net/http, a client
+// that sends its body one byte every 200ms gets 408 once body_timeout has passed, journaled
+// like any rejection, and its connection is closed; an unauthenticated one gets its 401
+// within the same bound. A body that arrives in time works, and the request goes on past
+// the deadline without its context being cancelled.
+func TestBodyDeadlineSlowClient(t *testing.T) {
+	g := newTestGateway(t, func(g *Handler) { g.BodyTimeout = caddy.Duration(500 * time.Millisecond) })
+	ctxErr := make(chan error, 16)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = g.ServeHTTP(w, r, caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil }))
+		if r.Header.Get("X-Linger") != "" {
+			time.Sleep(time.Second) // past the body's deadline
+			ctxErr <- r.Context().Err()
+		}
+	}))
+	t.Cleanup(srv.Close)
+	addr := srv.Listener.Addr().String()
+
+	t.Run("authenticated", func(t *testing.T) {
+		start := time.Now()
+		conn := slowRequest(t, addr, http.MethodPost, itBase+"/Users", testToken, 100, 200*time.Millisecond)
+		resp := expectAnswerAndClose(t, conn, start, http.StatusRequestTimeout, 1500*time.Millisecond)
+		if !resp.Close {
+			t.Error("the 408 does not say Connection: close")
+		}
+		rec := lastRecord(t, g)
+		if rec.Action != change.ActionCreate || rec.Status != http.StatusRequestTimeout || rec.Outcome != change.Rejected {
+			t.Errorf("journal: action %s status %d outcome %s", rec.Action, rec.Status, rec.Outcome)
+		}
+	})
+	t.Run("PATCH", func(t *testing.T) {
+		start := time.Now()
+		conn := slowRequest(t, addr, http.MethodPatch, itBase+"/Users/2819c223-7f76-453a-919d-413861904646", testToken, 100, 200*time.Millisecond)
+		expectAnswerAndClose(t, conn, start, http.StatusRequestTimeout, 1500*time.Millisecond)
+	})
+	t.Run("unauthenticated", func(t *testing.T) {
+		start := time.Now()
+		conn := slowRequest(t, addr, http.MethodPost, itBase+"/Users", "", 100, 200*time.Millisecond)
+		expectAnswerAndClose(t, conn, start, http.StatusUnauthorized, 1500*time.Millisecond)
+	})
+	t.Run("stalled", func(t *testing.T) {
+		start := time.Now()
+		conn := slowRequest(t, addr, http.MethodPost, itBase+"/Users", testToken, 100, time.Hour)
+		expectAnswerAndClose(t, conn, start, http.StatusRequestTimeout, 1500*time.Millisecond)
+	})
+	t.Run("in time", func(t *testing.T) {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+itBase+"/Users", strings.NewReader(`{"userName":"ada@contoso.example"}`))
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		req.Header.Set("Content-Type", "application/scim+json")
+		req.Header.Set("X-Linger", "1")
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		if err := <-ctxErr; err != nil {
+			t.Errorf("the request's context ended after its body was read: %v", err)
+		}
+	})
+}
+
+// TestBodyDeadlineWithoutConnectionDeadline: where the writer cannot set a read deadline
+// (here a test recorder), the body is checked against its deadline between reads.
+func TestBodyDeadlineWithoutConnectionDeadline(t *testing.T) {
+	g := newTestGateway(t, func(g *Handler) { g.BodyTimeout = caddy.Duration(300 * time.Millisecond) })
+	pr, pw := io.Pipe()
+	go func() {
+		defer pw.Close()
+		for range 20 {
+			time.Sleep(100 * time.Millisecond)
+			if _, err := pw.Write([]byte{' '}); err != nil {
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() { _ = pr.Close() })
+	req := httptest.NewRequest(http.MethodPost, "http://scim.test"+itBase+"/Users", pr)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	start := time.Now()
+	w := httptest.NewRecorder()
+	if err := g.ServeHTTP(w, req, nil); err != nil {
+		t.Fatal(err)
+	}
+	itWantError(t, w, http.StatusRequestTimeout, "")
+	if time.Since(start) > time.Second || w.Header().Get("Connection") != "close" {
+		t.Errorf("answered after %v with Connection %q", time.Since(start), w.Header().Get("Connection"))
+	}
+}
+
+func TestBodyTimeoutDefaults(t *testing.T) {
+	for _, tc := range []struct {
+		maxBody int64
+		want    time.Duration
+	}{{0, 25 * time.Second}, {1024, 10 * time.Second}, {1 << 20, 10 * time.Second}, {1<<20 + 1, 15 * time.Second}, {64 << 20, 325 * time.Second}} {
+		g := newTestGateway(t, func(g *Handler) { g.MaxBodyBytes = tc.maxBody })
+		if got := time.Duration(g.BodyTimeout); got != tc.want {
+			t.Errorf("max_body_bytes %d: body_timeout %v, want %v", tc.maxBody, got, tc.want)
+		}
+	}
+	g := newTestGateway(t, func(g *Handler) { g.BodyTimeout = caddy.Duration(3 * time.Second) })
+	if time.Duration(g.BodyTimeout) != 3*time.Second {
+		t.Errorf("configured body_timeout became %v", time.Duration(g.BodyTimeout))
+	}
+	bad := &Handler{Tokens: []Token{{Name: "entra", Value: testToken}}, DataDir: t.TempDir(), BodyTimeout: -1}
+	if err := provisionHandler(t, bad); err == nil || !strings.Contains(err.Error(), "body_timeout") {
+		t.Errorf("negative body_timeout: %v", err)
+	}
+	_ = bad.Cleanup()
+}
+
+// TestBodyDeadlineThroughCaddy: the same slow client against a real Caddy, where the
+// deadline goes through Caddy's own idle read timeout (on by default): 408 once
+// body_timeout has passed and the connection closed, 401 in the same bound for a client
+// without a token, and a body sent in time still works.
+func TestBodyDeadlineThroughCaddy(t *testing.T) {
+	addr := itFreeLoopbackAddr(t)
+	t.Setenv("SCIMGATE_IT_TOKEN", testToken)
+	caddyfile := `{
+	admin off
+	persist_config off
+	auto_https off
+	storage file_system ` + t.TempDir() + `
+	log {
+		output discard
+	}
+}
+http://` + addr + ` {
+	bind 127.0.0.1
+	scim_gateway {
+		token entra {env.SCIMGATE_IT_TOKEN}
+		data_dir ` + t.TempDir() + `
+		body_timeout 500ms
+		public_url https://scim.example.com
+	}
+}
+`
+	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := caddy.Load(cfg, true); err != nil {
+		t.Fatalf("starting Caddy: %v", err)
+	}
+	t.Cleanup(func() { _ = caddy.Stop() })
+
+	start := time.Now()
+	conn := slowRequest(t, addr, http.MethodPost, itBase+"/Users", testToken, 100, 200*time.Millisecond)
+	if resp := expectAnswerAndClose(t, conn, start, http.StatusRequestTimeout, 1500*time.Millisecond); !resp.Close {
+		t.Error("the 408 does not say Connection: close")
+	}
+	start = time.Now()
+	conn = slowRequest(t, addr, http.MethodPut, itBase+"/Users/2819c223-7f76-453a-919d-413861904646", testToken, 100, 200*time.Millisecond)
+	expectAnswerAndClose(t, conn, start, http.StatusRequestTimeout, 1500*time.Millisecond)
+	start = time.Now()
+	conn = slowRequest(t, addr, http.MethodPost, itBase+"/Users", "", 100, 200*time.Millisecond)
+	expectAnswerAndClose(t, conn, start, http.StatusUnauthorized, 1500*time.Millisecond)
+	// A client that sends nothing after the head: the read in flight fails at the deadline
+	// (Caddy's own idle timeout would wait a minute).
+	start = time.Now()
+	conn = slowRequest(t, addr, http.MethodPatch, itBase+"/Users/2819c223-7f76-453a-919d-413861904646", testToken, 100, time.Hour)
+	expectAnswerAndClose(t, conn, start, http.StatusRequestTimeout, 1500*time.Millisecond)
+
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{}}
+	t.Cleanup(client.CloseIdleConnections)
+	res := sendSCIM(t, client, http.MethodPost, "http://"+addr+itBase+"/Users", `{"userName":"ada@contoso.example"}`)
+	res.expect(t, http.StatusCreated)
+	if loc := res.header.Get("Location"); !strings.HasPrefix(loc, "https://scim.example.com/scim/v2/Users/") {
+		t.Errorf("Location = %q, want it under public_url", loc)
 	}
 }

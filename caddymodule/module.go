@@ -60,6 +60,12 @@ type Handler struct {
 	// MaxBodyBytes bounds request bodies; larger ones answer 413. Default: 4 MiB.
 	MaxBodyBytes int64 `json:"max_body_bytes,omitempty"`
 
+	// BodyTimeout bounds the time a request's body may take to arrive in full, counted
+	// from when the request reaches the handler; a body still incomplete then answers 408
+	// (and the HTTP/1 connection is closed). Default: 5s plus 5s per started MiB of
+	// MaxBodyBytes (25s for 4 MiB).
+	BodyTimeout caddy.Duration `json:"body_timeout,omitempty"`
+
 	// MaxJSONDepth bounds JSON nesting in request bodies, checked before parsing; deeper
 	// bodies answer 400 invalidSyntax. Default: 64.
 	MaxJSONDepth int `json:"max_json_depth,omitempty"`
@@ -143,6 +149,9 @@ func (g *Handler) Provision(ctx caddy.Context) error {
 	}
 	if g.MaxBodyBytes == 0 {
 		g.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if g.BodyTimeout == 0 {
+		g.BodyTimeout = caddy.Duration(defaultBodyTimeout(g.MaxBodyBytes))
 	}
 	if g.MaxJSONDepth == 0 {
 		g.MaxJSONDepth = scim.DefaultMaxJSONDepth
@@ -250,6 +259,9 @@ func (g *Handler) Validate() error {
 	}
 	if g.MaxBodyBytes < 1024 {
 		return fmt.Errorf("max_body_bytes must be at least 1024, got %d", g.MaxBodyBytes)
+	}
+	if g.BodyTimeout <= 0 {
+		return fmt.Errorf("body_timeout must be positive, got %s", time.Duration(g.BodyTimeout))
 	}
 	if g.MaxJSONDepth < 8 || g.MaxJSONDepth > 1024 {
 		return fmt.Errorf("max_json_depth must be between 8 and 1024, got %d", g.MaxJSONDepth)

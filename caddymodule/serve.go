@@ -48,6 +48,9 @@ type request struct {
 	// trail names a journaled request (every write; reads when configured): errors are
 	// journaled as they are answered.
 	trail *provision.Trail
+	// bodyDeadline is when the body must have arrived (zero without a body; see
+	// armBodyDeadline).
+	bodyDeadline time.Time
 }
 
 // engineRequest says who asks, for the engine's journal records and logs.
@@ -60,6 +63,7 @@ func (g *Handler) serveSCIM(w http.ResponseWriter, r *http.Request, rel string) 
 	if req.base == "" {
 		req.base = baseURL(r, g.BasePath)
 	}
+	g.armBodyDeadline(req)
 	client := g.tokens.authenticate(r)
 	if client == "" {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="scimgate"`)
@@ -174,16 +178,32 @@ func (g *Handler) readBody(req *request) (map[string]any, error) {
 			return nil, scim.Errorf(http.StatusUnsupportedMediaType, "", "Content-Type %q is not supported; send application/scim+json or application/json", ct)
 		}
 	}
-	body := http.MaxBytesReader(req.w, req.r.Body, g.MaxBodyBytes)
+	body := http.MaxBytesReader(req.w, &bodyReader{body: req.r.Body, deadline: req.bodyDeadline}, g.MaxBodyBytes)
 	data, err := io.ReadAll(body)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			return nil, scim.Errorf(http.StatusRequestEntityTooLarge, "", "the request body is larger than %d bytes", g.MaxBodyBytes)
 		}
+		if errors.Is(err, errBodyTimeout) {
+			return nil, g.bodyTimedOut(req)
+		}
 		return nil, scim.BadRequest(scim.TypeInvalidSyntax, "reading the request body: %v", err)
 	}
 	return scim.DecodeBody(data, g.MaxJSONDepth)
+}
+
+// bodyTimedOut is the answer to a body that did not arrive in time: 408 Request Timeout,
+// which RFC 9110 §15.5.9 defines for exactly this (SCIM, RFC 7644 §3.12, lists the
+// statuses it gives a meaning to and leaves the others to HTTP), with the HTTP/1
+// connection closed, since the rest of the body may still be on its way. On HTTP/2 and 3
+// only the stream ends; "Connection: close" there would shut down every other stream of
+// the connection.
+func (g *Handler) bodyTimedOut(req *request) error {
+	if req.r.ProtoMajor == 1 {
+		req.w.Header().Set("Connection", "close")
+	}
+	return scim.Errorf(http.StatusRequestTimeout, "", "the request body did not arrive within %s; send it faster or in a smaller request", time.Duration(g.BodyTimeout))
 }
 
 // writeJSON answers with a SCIM JSON body.
