@@ -6,6 +6,7 @@ package caddymodule
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -22,6 +23,9 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/scimgate/scimgate/caddymodule/change"
 	"github.com/scimgate/scimgate/caddymodule/scim"
@@ -552,5 +556,93 @@ http://` + addr + ` {
 	res.expect(t, http.StatusCreated)
 	if loc := res.header.Get("Location"); !strings.HasPrefix(loc, "https://scim.example.com/scim/v2/Users/") {
 		t.Errorf("Location = %q, want it under public_url", loc)
+	}
+}
+
+// TestAuthFailureLog: a failed authentication is logged at info with the client's
+// address, the path and why, never the token; a flood of them is cut to the bucket's
+// burst, and the next line counts the failures left out.
+func TestAuthFailureLog(t *testing.T) {
+	g := newTestGateway(t, nil)
+	core, logs := observer.New(zapcore.InfoLevel)
+	g.logger = zap.New(core)
+	const wrong = "wrong-token-that-must-never-be-logged-0123456789"
+	send := func(authorization string) {
+		t.Helper()
+		w := serve(t, g, http.MethodGet, itBase+"/Users", nil, "Authorization", authorization)
+		itWantError(t, w, http.StatusUnauthorized, "")
+	}
+	send("")
+	send("Basic " + wrong)
+	send("Bearer " + wrong)
+	send("Bearer " + testToken + "x") // one byte more than a real token
+	entries := logs.FilterMessage("authentication failed").All()
+	if len(entries) != 4 {
+		t.Fatalf("%d lines, want 4: %v", len(entries), logs.All())
+	}
+	reasons := []string{authNoHeader, authNotBearer, authUnknownToken, authUnknownToken}
+	for i, e := range entries {
+		f := e.ContextMap()
+		if e.Level != zapcore.InfoLevel || f["reason"] != reasons[i] || f["remote_ip"] != "192.0.2.1" ||
+			f["path"] != itBase+"/Users" || f["method"] != http.MethodGet {
+			t.Errorf("line %d: %s %v", i, e.Level, f)
+		}
+	}
+
+	// A flood: the burst is logged, the rest is counted.
+	for range 3 * authLogBurst {
+		send("Bearer " + wrong)
+	}
+	if n := logs.FilterMessage("authentication failed").Len(); n != authLogBurst {
+		t.Errorf("%d lines after a flood, want the burst of %d", n, authLogBurst)
+	}
+	// A request that authenticates logs nothing of the kind.
+	itWantOK(t, serve(t, g, http.MethodGet, itBase+"/Users", nil), http.StatusOK)
+	if n := logs.FilterMessage("authentication failed").Len(); n != authLogBurst {
+		t.Errorf("%d lines after a good request", n)
+	}
+	for _, e := range logs.All() {
+		line := e.Message + fmt.Sprint(e.ContextMap())
+		if strings.Contains(line, wrong) || strings.Contains(line, testToken) {
+			t.Errorf("a log line holds a token: %s", line)
+		}
+	}
+}
+
+func TestAuthFailureLogBucket(t *testing.T) {
+	var l authFailureLog
+	now := time.Unix(1_700_000_000, 0)
+	for i := range authLogBurst {
+		if ok, n := l.note(now); !ok || n != 0 {
+			t.Fatalf("failure %d: log %v suppressed %d", i, ok, n)
+		}
+	}
+	for range 25 {
+		if ok, _ := l.note(now); ok {
+			t.Fatal("logged past the burst")
+		}
+	}
+	// A token comes back every 60/authLogPerMinute seconds; the line counts what was left out.
+	now = now.Add(time.Minute / authLogPerMinute)
+	if ok, n := l.note(now); !ok || n != 25 {
+		t.Fatalf("after a refill: log %v suppressed %d, want true 25", ok, n)
+	}
+	if ok, _ := l.note(now); ok {
+		t.Fatal("logged twice on one token")
+	}
+	// An hour later the bucket is full again, no fuller.
+	now = now.Add(time.Hour)
+	logged := 0
+	for range 2 * authLogBurst {
+		if ok, _ := l.note(now); ok {
+			logged++
+		}
+	}
+	if logged != authLogBurst {
+		t.Errorf("logged %d after an hour, want %d", logged, authLogBurst)
+	}
+	// A clock that goes backwards refills nothing.
+	if ok, _ := l.note(now.Add(-time.Hour)); ok {
+		t.Error("a clock going backwards refilled the bucket")
 	}
 }

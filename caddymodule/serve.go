@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
 	"github.com/scimgate/scimgate/caddymodule/provision"
@@ -64,8 +66,9 @@ func (g *Handler) serveSCIM(w http.ResponseWriter, r *http.Request, rel string) 
 		req.base = baseURL(r, g.BasePath)
 	}
 	g.armBodyDeadline(req)
-	client := g.tokens.authenticate(r)
+	client, failure := g.tokens.authenticate(r)
 	if client == "" {
+		g.logAuthFailure(r, failure)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="scimgate"`)
 		g.writeError(req, scim.Errorf(http.StatusUnauthorized, "", "missing or invalid bearer token: send Authorization: Bearer <token> with a token configured in the gateway"))
 		return
@@ -108,6 +111,38 @@ func (g *Handler) serveSCIM(w http.ResponseWriter, r *http.Request, rel string) 
 	default:
 		g.writeError(req, scim.NotFound("no SCIM endpoint %q: use /Users, /Groups, /Schemas, /ResourceTypes or /ServiceProviderConfig", segs[0]))
 	}
+}
+
+// logAuthFailure logs a failed authentication at info level, rate-limited (see
+// authFailureLog): who (the client's address as Caddy determined it, trusted proxies
+// considered), what (method and path) and why, never the token presented.
+func (g *Handler) logAuthFailure(r *http.Request, failure string) {
+	log, suppressed := g.tokens.failures.note(time.Now())
+	if !log {
+		return
+	}
+	fields := []zap.Field{
+		zap.String("remote_ip", clientIP(r)),
+		zap.String("method", r.Method),
+		zap.String("path", logPath(r.URL.Path)),
+		zap.String("reason", failure),
+	}
+	if suppressed > 0 {
+		fields = append(fields, zap.Int("not_logged_since_last", suppressed))
+	}
+	g.logger.Info("authentication failed", fields...)
+}
+
+// clientIP is the client's address: Caddy's client_ip (which honours trusted_proxies)
+// when set, else the connection's remote address.
+func clientIP(r *http.Request) string {
+	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
+		return ip
+	}
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return host
+	}
+	return r.RemoteAddr
 }
 
 // splitPath splits a relative path into non-empty segments, tolerating trailing slashes
