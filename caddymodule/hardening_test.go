@@ -258,6 +258,9 @@ func TestParsePublicURL(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.err) {
 				t.Errorf("parsePublicURL(%q) = %q, %v; want an error containing %q", tc.in, got, err, tc.err)
 			}
+			if err != nil && strings.Contains(err.Error(), "pw@") {
+				t.Errorf("the error repeats a password: %v", err)
+			}
 			continue
 		}
 		if err != nil || got != tc.want {

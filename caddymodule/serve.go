@@ -320,7 +320,7 @@ func parsePublicURL(raw string) (string, error) {
 	case u.Host == "" || u.Hostname() == "":
 		return "", fmt.Errorf("public_url %q has no host", raw)
 	case u.User != nil:
-		return "", fmt.Errorf("public_url %q must not hold user information", raw)
+		return "", errors.New("public_url must not hold user information (not quoted here: it may be a password)")
 	case u.Path != "" && u.Path != "/", u.RawPath != "":
 		return "", fmt.Errorf("public_url %q has a path; give only scheme://host[:port], base_path is appended to it", raw)
 	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(raw, "#"):
