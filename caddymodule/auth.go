@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 )
@@ -14,6 +16,8 @@ import (
 // fixed length and runs in constant time whatever the presented token.
 type tokenSet struct {
 	tokens []namedDigest
+	// failures limits the log lines of failed authentications.
+	failures authFailureLog
 }
 
 type namedDigest struct {
@@ -54,14 +58,24 @@ func newTokenSet(tokens []Token, repl *caddy.Replacer) (*tokenSet, error) {
 	return set, nil
 }
 
-// authenticate returns the name of the token the request presents, or "" when it presents
-// none that is accepted. It compares against every token, so timing does not reveal which
-// token (if any) matched.
-func (s *tokenSet) authenticate(r *http.Request) string {
+// Why an authentication failed, for the log (never the token itself).
+const (
+	authNoHeader     = "no Authorization header"
+	authNotBearer    = "the Authorization header is not a bearer token"
+	authUnknownToken = "the bearer token is not one of the configured tokens"
+)
+
+// authenticate returns the name of the token the request presents, or "" and why not when
+// it presents none that is accepted. It compares against every token, so timing does not
+// reveal which token (if any) matched.
+func (s *tokenSet) authenticate(r *http.Request) (name, failure string) {
 	h := r.Header.Get("Authorization")
+	if h == "" {
+		return "", authNoHeader
+	}
 	const prefix = "bearer "
 	if len(h) <= len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
-		return ""
+		return "", authNotBearer
 	}
 	presented := sha256.Sum256([]byte(strings.TrimSpace(h[len(prefix):])))
 	match := ""
@@ -70,7 +84,49 @@ func (s *tokenSet) authenticate(r *http.Request) string {
 			match = t.name
 		}
 	}
-	return match
+	if match == "" {
+		return "", authUnknownToken
+	}
+	return match, ""
+}
+
+// Failed authentications are logged at info level, at most authLogBurst lines at once
+// and authLogPerMinute a minute after that (a token bucket shared by all clients), so a
+// client that floods the gateway with bad tokens cannot flood the log; each line counts
+// the failures left out since the line before it.
+const (
+	authLogBurst     = 10
+	authLogPerMinute = 10
+)
+
+// authFailureLog is the token bucket deciding which failed authentications are logged.
+// The zero value is ready (with a full bucket).
+type authFailureLog struct {
+	mu         sync.Mutex
+	started    bool
+	tokens     float64
+	last       time.Time
+	suppressed int // failures not logged since the last line
+}
+
+// note records one failed authentication at now and reports whether to log it, with how
+// many failures were left out since the previous line.
+func (l *authFailureLog) note(now time.Time) (log bool, suppressed int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.started {
+		l.started, l.tokens, l.last = true, authLogBurst, now
+	} else if elapsed := now.Sub(l.last); elapsed > 0 {
+		l.tokens = min(authLogBurst, l.tokens+elapsed.Minutes()*authLogPerMinute)
+		l.last = now
+	}
+	if l.tokens < 1 {
+		l.suppressed++
+		return false, 0
+	}
+	l.tokens--
+	suppressed, l.suppressed = l.suppressed, 0
+	return true, suppressed
 }
 
 func (s *tokenSet) names() []string {

@@ -29,8 +29,10 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	scim_gateway [<matcher>] {
 //	    token <name> <value>            # one or more; value usually {env.SCIM_TOKEN}
 //	    base_path <path>                # default /scim/v2
+//	    public_url <url>                # e.g. https://scim.example.com; default: the Host header
 //	    data_dir <dir>                  # default ./scimgate-data
 //	    max_body_size <size>            # default 4MiB
+//	    body_timeout <duration>         # default 5s + 5s per MiB of max_body_size
 //	    max_json_depth <n>              # default 64
 //	    max_results <n>                 # default 200
 //	    members_replace merge|exact     # default merge
@@ -92,6 +94,17 @@ func (g *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("base_path must start with /, got %q", v)
 			}
 			g.BasePath = v
+		case "public_url":
+			v, err := oneArg(d)
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(v, "{") { // placeholders are checked at provisioning
+				if _, err := parsePublicURL(v); err != nil {
+					return d.Err(err.Error())
+				}
+			}
+			g.PublicURL = v
 		case "data_dir":
 			v, err := oneArg(d)
 			if err != nil {
@@ -108,6 +121,16 @@ func (g *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("max_body_size: invalid size %q (e.g. 4MiB)", v)
 			}
 			g.MaxBodyBytes = int64(n)
+		case "body_timeout":
+			v, err := oneArg(d)
+			if err != nil {
+				return err
+			}
+			dur, err := caddy.ParseDuration(v)
+			if err != nil || dur <= 0 {
+				return d.Errf("body_timeout: want a positive duration such as 30s, got %q", v)
+			}
+			g.BodyTimeout = caddy.Duration(dur)
 		case "max_json_depth", "max_results":
 			v, err := oneArg(d)
 			if err != nil {

@@ -134,6 +134,9 @@ func candidates(tx *store.Tx, typ string, f scim.Filter) (ids []string, scan boo
 			name += "." + strings.ToLower(t.Attr.Sub)
 		}
 		if name == "id" {
+			if scim.IDProblem(value) != "" {
+				return nil, false, nil // no resource has it; the store would refuse the key
+			}
 			return []string{value}, false, nil
 		}
 		if attr, ok := indexable[typ][name]; ok {

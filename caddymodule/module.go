@@ -50,12 +50,26 @@ type Handler struct {
 	// scheme://host:port + BasePath. Default: /scim/v2.
 	BasePath string `json:"base_path,omitempty"`
 
+	// PublicURL is the origin clients reach the gateway at, such as
+	// https://scim.example.com: a scheme (http or https), a host and an optional port; no
+	// path, query or fragment. When set, Location headers, meta.location, $ref and the
+	// discovery documents are built from it plus BasePath. Without it they reflect the
+	// request's Host header, which the client chooses: then put the handler behind a host
+	// matcher. Placeholders are resolved. Default: none.
+	PublicURL string `json:"public_url,omitempty"`
+
 	// DataDir is the directory holding the store file (scimgate.db). Default:
 	// ./scimgate-data. Placeholders are resolved.
 	DataDir string `json:"data_dir,omitempty"`
 
 	// MaxBodyBytes bounds request bodies; larger ones answer 413. Default: 4 MiB.
 	MaxBodyBytes int64 `json:"max_body_bytes,omitempty"`
+
+	// BodyTimeout bounds the time a request's body may take to arrive in full, counted
+	// from when the request reaches the handler; a body still incomplete then answers 408
+	// (and the HTTP/1 connection is closed). Default: 5s plus 5s per started MiB of
+	// MaxBodyBytes (25s for 4 MiB).
+	BodyTimeout caddy.Duration `json:"body_timeout,omitempty"`
 
 	// MaxJSONDepth bounds JSON nesting in request bodies, checked before parsing; deeper
 	// bodies answer 400 invalidSyntax. Default: 64.
@@ -87,6 +101,8 @@ type Handler struct {
 	// Policy is the Open Policy Agent policy that decides every write request (see
 	// PolicyConfig). Without one every change is allowed.
 	Policy *PolicyConfig `json:"policy,omitempty"`
+
+	publicBase string // PublicURL + BasePath; "" without PublicURL
 
 	storeKey  string
 	store     *storeHandle
@@ -129,8 +145,18 @@ func (g *Handler) Provision(ctx caddy.Context) error {
 	if g.BasePath == "/" {
 		g.BasePath = ""
 	}
+	if g.PublicURL != "" {
+		origin, err := parsePublicURL(repl.ReplaceAll(g.PublicURL, ""))
+		if err != nil {
+			return err
+		}
+		g.publicBase = origin + g.BasePath
+	}
 	if g.MaxBodyBytes == 0 {
 		g.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if g.BodyTimeout == 0 {
+		g.BodyTimeout = caddy.Duration(defaultBodyTimeout(g.MaxBodyBytes))
 	}
 	if g.MaxJSONDepth == 0 {
 		g.MaxJSONDepth = scim.DefaultMaxJSONDepth
@@ -238,6 +264,9 @@ func (g *Handler) Validate() error {
 	}
 	if g.MaxBodyBytes < 1024 {
 		return fmt.Errorf("max_body_bytes must be at least 1024, got %d", g.MaxBodyBytes)
+	}
+	if g.BodyTimeout <= 0 {
+		return fmt.Errorf("body_timeout must be positive, got %s", time.Duration(g.BodyTimeout))
 	}
 	if g.MaxJSONDepth < 8 || g.MaxJSONDepth > 1024 {
 		return fmt.Errorf("max_json_depth must be between 8 and 1024, got %d", g.MaxJSONDepth)

@@ -35,21 +35,45 @@ func (g *Handler) serveResources(req *request, typ string, rest []string) {
 		g.search(req, typ)
 	case len(rest) == 1:
 		id := rest[0]
-		switch m {
-		case http.MethodGet, http.MethodHead:
-			g.get(req, typ, id)
-		case http.MethodPut:
-			g.replace(req, typ, id)
-		case http.MethodPatch:
-			g.patch(req, typ, id)
-		case http.MethodDelete:
-			g.remove(req, typ, id)
-		default:
+		action, ok := idActions[m]
+		if !ok {
 			g.methodNotAllowed(req, "GET, PUT, PATCH, DELETE")
+			return
+		}
+		if problem := scim.IDProblem(id); problem != "" {
+			g.rejectID(req, typ, action, id, problem)
+			return
+		}
+		switch action {
+		case change.ActionGet:
+			g.get(req, typ, id)
+		case change.ActionReplace:
+			g.replace(req, typ, id)
+		case change.ActionPatch:
+			g.patch(req, typ, id)
+		case change.ActionDelete:
+			g.remove(req, typ, id)
 		}
 	default:
 		g.writeError(req, scim.NotFound("no SCIM endpoint at %s", req.r.URL.Path))
 	}
+}
+
+// idActions are the actions on one resource, by method.
+var idActions = map[string]change.Action{
+	http.MethodGet: change.ActionGet, http.MethodHead: change.ActionGet, http.MethodPut: change.ActionReplace,
+	http.MethodPatch: change.ActionPatch, http.MethodDelete: change.ActionDelete,
+}
+
+// rejectID answers 404 for an id no resource can have (see scim.IDProblem) before anything
+// looks it up: the store refuses such keys, which would be a storage error (503), and Entra
+// expects 404 for an id it does not know. The rejection is journaled like any other, with
+// the id quoted and cut (it may be 15,000 bytes or hold a NUL).
+func (g *Handler) rejectID(req *request, typ string, action change.Action, id, problem string) {
+	if action != change.ActionGet || g.engine.JournalsReads() {
+		req.trail = &provision.Trail{Action: action, Type: typ, ID: scim.QuoteForDetail(id)}
+	}
+	g.writeError(req, scim.NotFound("no %s with that id: %s", typ, problem))
 }
 
 func (g *Handler) methodNotAllowed(req *request, allow string) {

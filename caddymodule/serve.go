@@ -4,13 +4,17 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
 	"github.com/scimgate/scimgate/caddymodule/provision"
@@ -46,6 +50,9 @@ type request struct {
 	// trail names a journaled request (every write; reads when configured): errors are
 	// journaled as they are answered.
 	trail *provision.Trail
+	// bodyDeadline is when the body must have arrived (zero without a body; see
+	// armBodyDeadline).
+	bodyDeadline time.Time
 }
 
 // engineRequest says who asks, for the engine's journal records and logs.
@@ -54,9 +61,14 @@ func (req *request) engineRequest() provision.Request {
 }
 
 func (g *Handler) serveSCIM(w http.ResponseWriter, r *http.Request, rel string) {
-	req := &request{w: w, r: r, base: baseURL(r, g.BasePath)}
-	client := g.tokens.authenticate(r)
+	req := &request{w: w, r: r, base: g.publicBase}
+	if req.base == "" {
+		req.base = baseURL(r, g.BasePath)
+	}
+	g.armBodyDeadline(req)
+	client, failure := g.tokens.authenticate(r)
 	if client == "" {
+		g.logAuthFailure(r, failure)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="scimgate"`)
 		g.writeError(req, scim.Errorf(http.StatusUnauthorized, "", "missing or invalid bearer token: send Authorization: Bearer <token> with a token configured in the gateway"))
 		return
@@ -99,6 +111,38 @@ func (g *Handler) serveSCIM(w http.ResponseWriter, r *http.Request, rel string) 
 	default:
 		g.writeError(req, scim.NotFound("no SCIM endpoint %q: use /Users, /Groups, /Schemas, /ResourceTypes or /ServiceProviderConfig", segs[0]))
 	}
+}
+
+// logAuthFailure logs a failed authentication at info level, rate-limited (see
+// authFailureLog): who (the client's address as Caddy determined it, trusted proxies
+// considered), what (method and path) and why, never the token presented.
+func (g *Handler) logAuthFailure(r *http.Request, failure string) {
+	log, suppressed := g.tokens.failures.note(time.Now())
+	if !log {
+		return
+	}
+	fields := []zap.Field{
+		zap.String("remote_ip", clientIP(r)),
+		zap.String("method", r.Method),
+		zap.String("path", logPath(r.URL.Path)),
+		zap.String("reason", failure),
+	}
+	if suppressed > 0 {
+		fields = append(fields, zap.Int("not_logged_since_last", suppressed))
+	}
+	g.logger.Info("authentication failed", fields...)
+}
+
+// clientIP is the client's address: Caddy's client_ip (which honours trusted_proxies)
+// when set, else the connection's remote address.
+func clientIP(r *http.Request) string {
+	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
+		return ip
+	}
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return host
+	}
+	return r.RemoteAddr
 }
 
 // splitPath splits a relative path into non-empty segments, tolerating trailing slashes
@@ -169,16 +213,32 @@ func (g *Handler) readBody(req *request) (map[string]any, error) {
 			return nil, scim.Errorf(http.StatusUnsupportedMediaType, "", "Content-Type %q is not supported; send application/scim+json or application/json", ct)
 		}
 	}
-	body := http.MaxBytesReader(req.w, req.r.Body, g.MaxBodyBytes)
+	body := http.MaxBytesReader(req.w, &bodyReader{body: req.r.Body, deadline: req.bodyDeadline}, g.MaxBodyBytes)
 	data, err := io.ReadAll(body)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			return nil, scim.Errorf(http.StatusRequestEntityTooLarge, "", "the request body is larger than %d bytes", g.MaxBodyBytes)
 		}
+		if errors.Is(err, errBodyTimeout) {
+			return nil, g.bodyTimedOut(req)
+		}
 		return nil, scim.BadRequest(scim.TypeInvalidSyntax, "reading the request body: %v", err)
 	}
 	return scim.DecodeBody(data, g.MaxJSONDepth)
+}
+
+// bodyTimedOut is the answer to a body that did not arrive in time: 408 Request Timeout,
+// which RFC 9110 §15.5.9 defines for exactly this (SCIM, RFC 7644 §3.12, lists the
+// statuses it gives a meaning to and leaves the others to HTTP), with the HTTP/1
+// connection closed, since the rest of the body may still be on its way. On HTTP/2 and 3
+// only the stream ends; "Connection: close" there would shut down every other stream of
+// the connection.
+func (g *Handler) bodyTimedOut(req *request) error {
+	if req.r.ProtoMajor == 1 {
+		req.w.Header().Set("Connection", "close")
+	}
+	return scim.Errorf(http.StatusRequestTimeout, "", "the request body did not arrive within %s; send it faster or in a smaller request", time.Duration(g.BodyTimeout))
 }
 
 // writeJSON answers with a SCIM JSON body.
@@ -229,7 +289,7 @@ func (g *Handler) answerError(req *request, res *provision.Result) {
 	} else {
 		g.logger.Debug("scim request rejected",
 			zap.String("method", req.r.Method),
-			zap.String("path", req.r.URL.Path),
+			zap.String("path", logPath(req.r.URL.Path)),
 			zap.String("client", req.client),
 			zap.Int("status", se.Status),
 			zap.String("scim_type", se.ScimType))
@@ -237,7 +297,40 @@ func (g *Handler) answerError(req *request, res *provision.Result) {
 	g.writeJSON(req, se.Status, se.Body())
 }
 
-// baseURL is the absolute URL of the SCIM root as the client reached it.
+// logPath is a request path cut for a log line: a client chooses it, and a 15,000-byte id
+// should not become a 15,000-byte line.
+func logPath(p string) string {
+	const limit = 256
+	if len(p) <= limit {
+		return p
+	}
+	return p[:limit] + "…"
+}
+
+// parsePublicURL checks a public_url and returns it as scheme://host[:port], the origin
+// that BasePath is appended to.
+func parsePublicURL(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", fmt.Errorf("public_url %q: %w", raw, err)
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return "", fmt.Errorf("public_url %q: want an absolute http or https URL such as https://scim.example.com", raw)
+	case u.Host == "" || u.Hostname() == "":
+		return "", fmt.Errorf("public_url %q has no host", raw)
+	case u.User != nil:
+		return "", errors.New("public_url must not hold user information (not quoted here: it may be a password)")
+	case u.Path != "" && u.Path != "/", u.RawPath != "":
+		return "", fmt.Errorf("public_url %q has a path; give only scheme://host[:port], base_path is appended to it", raw)
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(raw, "#"):
+		return "", fmt.Errorf("public_url %q must not have a query or fragment", raw)
+	}
+	return u.Scheme + "://" + u.Host, nil
+}
+
+// baseURL is the absolute URL of the SCIM root as the client reached it: without
+// public_url, its host is the request's Host header.
 func baseURL(r *http.Request, basePath string) string {
 	scheme := "http"
 	if r.TLS != nil {

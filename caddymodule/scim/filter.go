@@ -467,7 +467,13 @@ func (p *filterParser) parseValue(after string) (any, error) {
 	for !p.eof() && !isFilterSpace(p.src[p.pos]) && p.src[p.pos] != ')' && p.src[p.pos] != ']' {
 		p.pos++
 	}
-	return bareFilterValue(p.src[begin:p.pos]), nil
+	v := bareFilterValue(p.src[begin:p.pos])
+	if n, isNum := v.(json.Number); isNum && !numberFits(string(n)) {
+		// A filtered PATCH path can create an element from its value (Entra's
+		// emails[type eq "work"].value), so this is a value no attribute can hold too.
+		return nil, p.fail(begin, "the number %s is out of range: numbers must fit an IEEE 754 double (magnitude at most about 1.8e308, non-zero ones at least about 4.9e-324)", quoteFilterSnippet(string(n)))
+	}
+	return v, nil
 }
 
 // bareFilterValue interprets an unquoted value token.

@@ -8,6 +8,7 @@ import (
 	"hash/maphash"
 	"io"
 	"strconv"
+	"strings"
 	"sync"
 	"unicode"
 	"unicode/utf16"
@@ -22,6 +23,8 @@ const DefaultMaxJSONDepth = 64
 // and repeat no object key. SCIM attribute names are case-insensitive, so "userName" and
 // "USERNAME" in one object are a duplicate too, as are "a" and "\u0061": keys are compared
 // after unescaping, with the case folding of strings.EqualFold (which scim.Key uses).
+// Every number must fit an IEEE 754 double (see numberFits); one that does not is 400
+// invalidValue naming its attribute.
 //
 // The check is one iterative pass with an explicit stack bounded by maxDepth, so a
 // 500,000-deep array costs one pass and no Go stack. Errors are 400 invalidSyntax with a
@@ -104,8 +107,9 @@ type jsonFrame struct {
 	foldMark int
 }
 
-// jsonKeySpan locates one folded key in the scanner's folded arena.
-type jsonKeySpan struct{ start, end int }
+// jsonKeySpan locates one folded key in the scanner's folded arena, and the key as the
+// client wrote it (quotes included) in the body, to name its attribute in an error.
+type jsonKeySpan struct{ start, end, rawStart, rawEnd int }
 
 // jsonScanner is the state of one CheckJSON pass.
 type jsonScanner struct {
@@ -354,8 +358,11 @@ func (s *jsonScanner) escape(i int) (int, error) {
 }
 
 // number scans a number per RFC 8259 §6: -? (0 | [1-9][0-9]*) (.[0-9]+)? ([eE][+-]?[0-9]+)?
+// and checks that a double can hold it (see numberFits): a number no attribute can hold
+// is 400 invalidValue here, before anything (the policy included) sees it.
 func (s *jsonScanner) number() error {
-	d, i := s.data, s.pos
+	d, start, i := s.data, s.pos, s.pos
+	exponent := false
 	if d[i] == '-' {
 		i++
 	}
@@ -378,6 +385,7 @@ func (s *jsonScanner) number() error {
 		i = skipJSONDigits(d, i)
 	}
 	if i < len(d) && (d[i] == 'e' || d[i] == 'E') {
+		exponent = true
 		i++
 		if i < len(d) && (d[i] == '+' || d[i] == '-') {
 			i++
@@ -388,7 +396,82 @@ func (s *jsonScanner) number() error {
 		i = skipJSONDigits(d, i)
 	}
 	s.pos = i
+	if (exponent || i-start > maxPlainNumberLen) && !numberFits(string(d[start:i])) {
+		return s.numberRangeError(d[start:i], start)
+	}
 	return nil
+}
+
+// maxPlainNumberLen is the longest number without an exponent that numberFits need not
+// check: 300 characters hold neither a magnitude of 1e300 nor a non-zero number below 1e-298,
+// both well inside a double's range. The usual numbers (and Entra sends few) cost nothing.
+const maxPlainNumberLen = 300
+
+// numberFits reports whether the JSON number s is one an IEEE 754 double holds, which is
+// what RFC 8259 §6 says interoperable JSON numbers are: not beyond its range (about
+// ±1.8e308), and not so close to zero (below about 4.9e-324) that it would become 0. The
+// policy engine, the legacy app's JSON parser and most SCIM clients read numbers as
+// doubles: a number that overflows or vanishes there is a value no attribute can hold.
+func numberFits(s string) bool {
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return false // the syntax is checked: only a range error is possible
+	}
+	if f != 0 {
+		return true
+	}
+	for i := 0; i < len(s) && s[i]|0x20 != 'e'; i++ {
+		if '1' <= s[i] && s[i] <= '9' {
+			return false // a non-zero number that underflows to 0
+		}
+	}
+	return true
+}
+
+// numberRangeError is the 400 invalidValue for the number num at byte offset at, naming
+// the attribute it is the value of.
+func (s *jsonScanner) numberRangeError(num []byte, at int) error {
+	where := ""
+	if path := s.attributePath(); path != "" {
+		where = " of the attribute " + quoteCut(path, 256)
+	}
+	shown := string(num)
+	if len(shown) > 32 {
+		shown = shown[:32] + "…"
+	}
+	return BadRequest(TypeInvalidValue, "the number %s%s (at byte %d) is out of range: JSON numbers must fit an IEEE 754 double (magnitude at most about 1.8e308, non-zero ones at least about 4.9e-324)", shown, where, at)
+}
+
+// attributePath names the attribute whose value the scanner is in, the way SCIM writes
+// paths: names joined by dots, an extension's attributes after its URN and a colon, and
+// nothing for array elements (emails.value).
+func (s *jsonScanner) attributePath() string {
+	var b strings.Builder
+	afterURN := false
+	for i, f := range s.stack {
+		if !f.object {
+			continue
+		}
+		end := len(s.keys) // the object's current key is its last one so far
+		if i+1 < len(s.stack) {
+			end = s.stack[i+1].firstKey
+		}
+		if end <= f.firstKey {
+			continue
+		}
+		k := s.keys[end-1]
+		name := unquoteKey(s.data[k.rawStart:k.rawEnd])
+		if b.Len() > 0 {
+			if afterURN {
+				b.WriteByte(':')
+			} else {
+				b.WriteByte('.')
+			}
+		}
+		b.WriteString(name)
+		afterURN = IsURN(name)
+	}
+	return b.String()
 }
 
 // literal scans true, false or null.
@@ -418,7 +501,7 @@ func (s *jsonScanner) addKey(start, end int, escaped bool) error {
 	if s.isDuplicate(top, depth, k) {
 		return duplicateKeyError(s.data[start:end])
 	}
-	s.keys = append(s.keys, jsonKeySpan{mark, len(s.folded)})
+	s.keys = append(s.keys, jsonKeySpan{mark, len(s.folded), start, end})
 	if n := len(s.keys) - top.firstKey; top.hashed {
 		s.hashedKeys = max(s.hashedKeys, n)
 	} else if n > jsonLinearKeys {
@@ -473,19 +556,16 @@ func duplicateKeyError(quoted []byte) error {
 // keyForDetail unescapes the validated JSON string quoted and quotes it again, Go style,
 // cut to a length that keeps an error detail readable.
 func keyForDetail(quoted []byte) string {
-	const limit = 64
+	return QuoteForDetail(unquoteKey(quoted))
+}
+
+// unquoteKey unescapes the validated JSON string quoted.
+func unquoteKey(quoted []byte) string {
 	var name string
 	if err := json.Unmarshal(quoted, &name); err != nil {
 		name = string(quoted)
 	}
-	if len(name) <= limit {
-		return strconv.Quote(name)
-	}
-	cut := limit
-	for cut > 0 && !utf8.RuneStart(name[cut]) {
-		cut--
-	}
-	return strconv.Quote(name[:cut]) + "…"
+	return name
 }
 
 // errorf is a syntax error at byte offset at.

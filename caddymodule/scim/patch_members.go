@@ -49,12 +49,18 @@ func memberRef(e any) (MemberRef, error) {
 		if strings.TrimSpace(x) == "" {
 			return MemberRef{}, BadRequest(TypeInvalidValue, "a member id must not be empty")
 		}
+		if err := checkMemberID(x); err != nil {
+			return MemberRef{}, err
+		}
 		return MemberRef{Value: x}, nil
 	case map[string]any:
 		raw, _ := Get(x, "value")
 		id, ok := raw.(string)
 		if !ok || strings.TrimSpace(id) == "" {
 			return MemberRef{}, BadRequest(TypeInvalidValue, "a member needs \"value\": the member's id as a non-empty string")
+		}
+		if err := checkMemberID(id); err != nil {
+			return MemberRef{}, err
 		}
 		m := MemberRef{Value: id, Type: memberType(optString(x, "type")), Ref: optString(x, "$ref")}
 		if m.Display = optString(x, "display"); m.Display == "" {
@@ -63,6 +69,15 @@ func memberRef(e any) (MemberRef, error) {
 		return m, nil
 	}
 	return MemberRef{}, BadRequest(TypeInvalidValue, "a member must be an object with \"value\" or an id string")
+}
+
+// checkMemberID refuses a member value that cannot be a resource id (see IDProblem): no
+// such member can exist, and the store refuses such keys.
+func checkMemberID(id string) error {
+	if p := IDProblem(id); p != "" {
+		return BadRequest(TypeInvalidValue, "the member id %s cannot be a resource id: %s", QuoteForDetail(id), p)
+	}
+	return nil
 }
 
 // memberType spells the canonical types User and Group canonically; others are kept for
@@ -185,6 +200,11 @@ func (p *patcher) filteredMemberOp(op string, f Filter, v any) error {
 	ids, ok := memberFilterIDs(f, nil)
 	if !ok {
 		return p.errorf(TypeInvalidFilter, "members filters support only value eq \"id\", optionally joined by or")
+	}
+	for _, id := range ids {
+		if err := checkMemberID(id); err != nil {
+			return p.wrap(err)
+		}
 	}
 	if op == PatchRemove {
 		for _, id := range ids {
