@@ -1053,3 +1053,15 @@ func TestLargeMemberChangeIsSummarised(t *testing.T) {
 		t.Fatalf("a short change lists its ids: %+v", c)
 	}
 }
+
+// TestInvalidKeysAreTheClients: an id the store cannot hold is the client's 400, never a
+// storage error, when the engine is called without the HTTP layer's checks.
+func TestInvalidKeysAreTheClients(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	for _, id := range []string{"a\x00b", strings.Repeat("x", 70_000)} {
+		res := r.eng.Apply(testReq, &Op{Action: change.ActionDelete, Type: scim.UserType, ID: id})
+		if res.Err == nil || res.Status != http.StatusBadRequest || res.Err.ScimType != scim.TypeInvalidValue {
+			t.Fatalf("delete of an impossible id: %+v (%v), want 400 invalidValue", res.Status, res.Err)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -144,6 +145,10 @@ func (e *Engine) scimError(req Request, t *Trail, err error) (*scim.Error, time.
 		return scim.Conflict("%s %q is already used by %s %s; %s values must be unique (case-insensitively)", ue.Attr, ue.Value, ue.Type, ue.OwnerID, ue.Attr), 0
 	case errors.Is(err, store.ErrNotFound):
 		return scim.NotFound("resource not found"), 0
+	case errors.Is(err, store.ErrInvalidKey):
+		// An id or name no resource can have (the HTTP layer refuses most before): the
+		// client's data, not the gateway's storage.
+		return scim.BadRequest(scim.TypeInvalidValue, "%s", strings.TrimPrefix(err.Error(), store.ErrInvalidKey.Error()+": ")), 0
 	}
 	fields := []zap.Field{zap.String("request_id", req.ID), zap.String("client", req.Client), zap.Error(err)}
 	if t != nil {
