@@ -63,6 +63,15 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        max_size <size>             # retention by stored size, e.g. 10GiB
 //	        reads                       # journal reads too
 //	    }
+//	    policy <dir> {                  # Rego guardrails deciding every write
+//	        data <file>...              # more data files merged at the root
+//	        query <path>                # default data.scimgate.decision
+//	        timeout <dur>               # default 100ms
+//	    }
+//	    audit {                         # the journal's read routes on this site
+//	        path <path>                 # default /scimgate/audit
+//	        token <name> <value>        # one or more auditors; value usually {env.*}
+//	    }
 //	}
 func (g *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -169,6 +178,12 @@ func (g *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			g.Target = tc
+		case "audit":
+			ac, err := parseAuditBlock(d)
+			if err != nil {
+				return err
+			}
+			g.Audit = ac
 		case "policy":
 			pc, err := parsePolicyBlock(d)
 			if err != nil {
@@ -384,6 +399,50 @@ func parseJournalBlock(d *caddyfile.Dispenser) (*JournalConfig, error) {
 		}
 	}
 	return jc, nil
+}
+
+// parseAuditBlock parses
+//
+//	audit {
+//	    path <path>
+//	    token <name> <value>
+//	}
+func parseAuditBlock(d *caddyfile.Dispenser) (*AuditConfig, error) {
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	ac := &AuditConfig{}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		if seen[opt] && opt != "token" {
+			return nil, d.Errf("audit: %s is set twice", opt)
+		}
+		seen[opt] = true
+		switch opt {
+		case "path":
+			v, err := oneArg(d)
+			if err != nil {
+				return nil, err
+			}
+			if !strings.HasPrefix(v, "/") {
+				return nil, d.Errf("audit: path must start with /, got %q", v)
+			}
+			ac.Path = v
+		case "token":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return nil, d.Errf("audit: token takes a name and a value: token <name> {env.SCIMGATE_AUDIT_TOKEN}")
+			}
+			ac.Tokens = append(ac.Tokens, Token{Name: args[0], Value: args[1]})
+		default:
+			return nil, d.Errf("unrecognized audit option %q (want path or token)", opt)
+		}
+	}
+	if len(ac.Tokens) == 0 {
+		return nil, d.Errf("audit needs at least one token: token <name> {env.SCIMGATE_AUDIT_TOKEN}")
+	}
+	return ac, nil
 }
 
 // parsePolicyBlock parses

@@ -102,7 +102,13 @@ type Handler struct {
 	// PolicyConfig). Without one every change is allowed.
 	Policy *PolicyConfig `json:"policy,omitempty"`
 
+	// Audit serves the journal's read routes on this site to auditors, with credentials of
+	// their own (see AuditConfig), so that Caddy's admin endpoint can stay on a unix socket
+	// or off. Without it the journal is read through the admin endpoint only.
+	Audit *AuditConfig `json:"audit,omitempty"`
+
 	publicBase string // PublicURL + BasePath; "" without PublicURL
+	audit      *audit // nil without Audit
 
 	storeKey  string
 	store     *storeHandle
@@ -189,6 +195,13 @@ func (g *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	g.tokens = tokens
+	if g.Audit != nil {
+		a, err := g.Audit.provision(repl, g.BasePath, tokens)
+		if err != nil {
+			return err
+		}
+		g.audit = a
+	}
 
 	dataDir := g.DataDir
 	if dataDir == "" {
@@ -298,8 +311,15 @@ func (g *Handler) Cleanup() error {
 	return releaseStore(g.storeKey)
 }
 
-// ServeHTTP answers SCIM requests under BasePath. Requests outside it go to next.
+// ServeHTTP answers SCIM requests under BasePath, and the audit routes under their path
+// when configured. Requests outside both go to next.
 func (g *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if g.audit != nil {
+		if route, ok := g.audit.route(r.URL.Path); ok {
+			g.serveAudit(w, r, route)
+			return nil
+		}
+	}
 	rel, ok := g.relativePath(r.URL.Path)
 	if !ok {
 		return next.ServeHTTP(w, r)
