@@ -34,6 +34,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    max_body_size <size>            # default 4MiB
 //	    body_timeout <duration>         # default 5s + 5s per MiB of max_body_size
 //	    max_json_depth <n>              # default 64
+//	    large_body_size <size>          # default 1MiB: from here a body is large
+//	    max_large_bodies <n>            # large requests at once; default 2, -1 no limit
 //	    max_results <n>                 # default 200
 //	    members_replace merge|exact     # default merge
 //	    user_patch_response resource|no_content   # default resource
@@ -140,6 +142,26 @@ func (g *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("body_timeout: want a positive duration such as 30s, got %q", v)
 			}
 			g.BodyTimeout = caddy.Duration(dur)
+		case "large_body_size":
+			v, err := oneArg(d)
+			if err != nil {
+				return err
+			}
+			n, err := humanize.ParseBytes(v)
+			if err != nil || n < 1024 || n > 1<<40 {
+				return d.Errf("large_body_size: want a size from 1KiB, such as 1MiB, got %q", v)
+			}
+			g.LargeBodyBytes = int64(n)
+		case "max_large_bodies":
+			v, err := oneArg(d)
+			if err != nil {
+				return err
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil || (n <= 0 && n != -1) {
+				return d.Errf("max_large_bodies: want a positive integer, or -1 for no limit, got %q", v)
+			}
+			g.MaxLargeBodies = n
 		case "max_json_depth", "max_results":
 			v, err := oneArg(d)
 			if err != nil {

@@ -75,6 +75,16 @@ type Handler struct {
 	// bodies answer 400 invalidSyntax. Default: 64.
 	MaxJSONDepth int `json:"max_json_depth,omitempty"`
 
+	// LargeBodyBytes is the body size from which a request counts as large: at most
+	// MaxLargeBodies large requests are processed at once (their memory is many times their
+	// size); another waits up to 2 s for a turn, then answers 503 with Retry-After.
+	// Default: 1 MiB.
+	LargeBodyBytes int64 `json:"large_body_bytes,omitempty"`
+
+	// MaxLargeBodies is how many large requests are processed at once. Default 2; -1 for
+	// no limit.
+	MaxLargeBodies int `json:"max_large_bodies,omitempty"`
+
 	// MaxResults is the largest page a list or filter query returns (advertised as
 	// filter.maxResults; larger counts are capped). Default: 200.
 	MaxResults int `json:"max_results,omitempty"`
@@ -109,6 +119,8 @@ type Handler struct {
 
 	publicBase string // PublicURL + BasePath; "" without PublicURL
 	audit      *audit // nil without Audit
+	// largeBodies limits the large requests processed at once (nil: no limit).
+	largeBodies largeBodies
 
 	storeKey  string
 	store     *storeHandle
@@ -163,6 +175,15 @@ func (g *Handler) Provision(ctx caddy.Context) error {
 	}
 	if g.BodyTimeout == 0 {
 		g.BodyTimeout = caddy.Duration(defaultBodyTimeout(g.MaxBodyBytes))
+	}
+	if g.LargeBodyBytes == 0 {
+		g.LargeBodyBytes = DefaultLargeBodyBytes
+	}
+	switch {
+	case g.MaxLargeBodies == 0:
+		g.largeBodies = make(largeBodies, DefaultMaxLargeBodies)
+	case g.MaxLargeBodies > 0:
+		g.largeBodies = make(largeBodies, g.MaxLargeBodies)
 	}
 	if g.MaxJSONDepth == 0 {
 		g.MaxJSONDepth = scim.DefaultMaxJSONDepth
@@ -280,6 +301,12 @@ func (g *Handler) Validate() error {
 	}
 	if g.BodyTimeout <= 0 {
 		return fmt.Errorf("body_timeout must be positive, got %s", time.Duration(g.BodyTimeout))
+	}
+	if g.LargeBodyBytes < 1024 {
+		return fmt.Errorf("large_body_bytes must be at least 1024, got %d", g.LargeBodyBytes)
+	}
+	if g.MaxLargeBodies < -1 {
+		return fmt.Errorf("max_large_bodies must be positive, or -1 for no limit; got %d", g.MaxLargeBodies)
 	}
 	if g.MaxJSONDepth < 8 || g.MaxJSONDepth > 1024 {
 		return fmt.Errorf("max_json_depth must be between 8 and 1024, got %d", g.MaxJSONDepth)

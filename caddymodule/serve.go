@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -53,6 +54,10 @@ type request struct {
 	// bodyDeadline is when the body must have arrived (zero without a body; see
 	// armBodyDeadline).
 	bodyDeadline time.Time
+	// release frees what the request holds until it is answered (a large-body slot).
+	release []func()
+	// largeBodyBytes is the size from which a body takes a large-body slot.
+	largeBodyBytes int64
 }
 
 // engineRequest says who asks, for the engine's journal records and logs.
@@ -62,6 +67,11 @@ func (req *request) engineRequest() provision.Request {
 
 func (g *Handler) serveSCIM(w http.ResponseWriter, r *http.Request, rel string) {
 	req := &request{w: w, r: r, base: g.publicBase}
+	defer func() {
+		for _, release := range req.release {
+			release()
+		}
+	}()
 	if req.base == "" {
 		req.base = baseURL(r, g.BasePath)
 	}
@@ -213,9 +223,24 @@ func (g *Handler) readBody(req *request) (map[string]any, error) {
 			return nil, scim.Errorf(http.StatusUnsupportedMediaType, "", "Content-Type %q is not supported; send application/scim+json or application/json", ct)
 		}
 	}
-	body := http.MaxBytesReader(req.w, &bodyReader{body: req.r.Body, deadline: req.bodyDeadline}, g.MaxBodyBytes)
+	var src io.Reader = &bodyReader{body: req.r.Body, deadline: req.bodyDeadline}
+	if g.largeBodies != nil {
+		req.largeBodyBytes = g.LargeBodyBytes
+		ar := &admitReader{r: src, threshold: g.LargeBodyBytes, admit: g.admitLarge(req)}
+		if req.r.ContentLength > g.LargeBodyBytes && req.r.ContentLength <= g.MaxBodyBytes {
+			ar.admitted = true // known large: wait for a slot before reading any of it
+			if err := ar.admit(); err != nil {
+				return nil, g.bodyAdmission(req, err)
+			}
+		}
+		src = ar
+	}
+	body := http.MaxBytesReader(req.w, io.NopCloser(src), g.MaxBodyBytes)
 	data, err := io.ReadAll(body)
 	if err != nil {
+		if errors.Is(err, errLargeBodiesBusy) || errors.Is(err, context.Canceled) {
+			return nil, g.bodyAdmission(req, err)
+		}
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			return nil, scim.Errorf(http.StatusRequestEntityTooLarge, "", "the request body is larger than %d bytes", g.MaxBodyBytes)
@@ -226,6 +251,15 @@ func (g *Handler) readBody(req *request) (map[string]any, error) {
 		return nil, scim.BadRequest(scim.TypeInvalidSyntax, "reading the request body: %v", err)
 	}
 	return scim.DecodeBody(data, g.MaxJSONDepth)
+}
+
+// bodyAdmission is the answer to a large body that found no slot: 503 while others are
+// processed, or nothing useful when the client left.
+func (g *Handler) bodyAdmission(req *request, err error) error {
+	if errors.Is(err, errLargeBodiesBusy) {
+		return largeBodiesBusy(req)
+	}
+	return scim.BadRequest(scim.TypeInvalidSyntax, "reading the request body: %v", err)
 }
 
 // bodyTimedOut is the answer to a body that did not arrive in time: 408 Request Timeout,

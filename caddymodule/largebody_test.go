@@ -1,0 +1,146 @@
+package caddymodule
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+// gatedBody is a request body that holds back its bytes until the gate opens.
+type gatedBody struct {
+	gate <-chan struct{}
+	r    io.Reader
+}
+
+func (g *gatedBody) Read(p []byte) (int, error) {
+	<-g.gate
+	return g.r.Read(p)
+}
+
+func membersPatch(n int) string {
+	var b strings.Builder
+	b.WriteString(`{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"add","path":"members","value":[`)
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"value":"%08d-0000-4000-8000-000000000000"}`, i)
+	}
+	b.WriteString(`]}]}`)
+	return b.String()
+}
+
+// TestLargeBodiesAreLimited: while the large-request slots are taken, another large
+// request waits, then answers 503 with Retry-After (journaled as failed); small requests
+// never wait; a slot frees when its request is answered, with or without a Content-Length.
+func TestLargeBodiesAreLimited(t *testing.T) {
+	g := newTestGateway(t, func(h *Handler) { h.LargeBodyBytes = 4096; h.MaxLargeBodies = 1 })
+	gid := decodeJSON(t, serve(t, g, http.MethodPost, "/scim/v2/Groups", `{"displayName":"Big"}`))["id"].(string)
+	big := membersPatch(500)
+
+	send := func(body io.Reader, length int64) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodPatch, "http://scim.test/scim/v2/Groups/"+gid, body)
+		req.ContentLength = length
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		req.Header.Set("Content-Type", "application/scim+json")
+		w := httptest.NewRecorder()
+		if err := g.ServeHTTP(w, req, caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })); err != nil {
+			t.Error(err)
+		}
+		return w
+	}
+
+	gate := make(chan struct{})
+	var first *httptest.ResponseRecorder
+	var wg sync.WaitGroup
+	wg.Go(func() { first = send(&gatedBody{gate: gate, r: strings.NewReader(big)}, int64(len(big))) })
+	time.Sleep(100 * time.Millisecond) // the first request holds the slot, waiting for its body
+
+	if w := serve(t, g, http.MethodPatch, "/scim/v2/Groups/"+gid, `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","path":"displayName","value":"Small"}]}`); w.Code != http.StatusNoContent {
+		t.Fatalf("a small request waited or failed: %d %s", w.Code, w.Body)
+	}
+	start := time.Now()
+	w := send(strings.NewReader(big), int64(len(big)))
+	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" || !strings.Contains(w.Body.String(), "other large requests") {
+		t.Fatalf("a second large request: %d %v %s", w.Code, w.Header(), w.Body)
+	}
+	if waited := time.Since(start); waited < largeBodyWait {
+		t.Errorf("answered after %v, before the wait for a slot was over", waited)
+	}
+	if r := lastRecord(t, g); r.Outcome != "failed" || r.Status != http.StatusServiceUnavailable {
+		t.Errorf("not journaled as failed: %+v", r)
+	}
+	// Without a Content-Length the slot is taken once the body passes the size.
+	w = send(io.MultiReader(strings.NewReader(big)), -1)
+	if w.Code != http.StatusServiceUnavailable {
+		t.Fatalf("a large chunked request while the slot is taken: %d %s", w.Code, w.Body)
+	}
+
+	close(gate)
+	wg.Wait()
+	if first.Code != http.StatusNoContent {
+		t.Fatalf("the first large request: %d %s", first.Code, first.Body)
+	}
+	if w := send(io.MultiReader(strings.NewReader(strings.Replace(big, `"add"`, `"remove"`, 1))), -1); w.Code != http.StatusNoContent {
+		t.Fatalf("a large request after the slot freed: %d %s", w.Code, w.Body)
+	}
+}
+
+// BenchmarkLargeMemberPatch reports the peak heap of one PATCH that adds n members to a
+// group, against its body's size (issue 11's target: at most 10x).
+func BenchmarkLargeMemberPatch(b *testing.B) {
+	for _, n := range []int{10_000, 100_000} {
+		b.Run(fmt.Sprintf("members=%d", n), func(b *testing.B) {
+			body := membersPatch(n)
+			var worst float64
+			for b.Loop() {
+				b.StopTimer()
+				g := newTestGateway(b, func(h *Handler) { h.MaxBodyBytes = 16 << 20 })
+				gid := decodeJSON(b, serve(b, g, http.MethodPost, "/scim/v2/Groups", `{"displayName":"Big"}`))["id"].(string)
+				runtime.GC()
+				var base runtime.MemStats
+				runtime.ReadMemStats(&base)
+				var peak atomic.Uint64
+				done := make(chan struct{})
+				var sampler sync.WaitGroup
+				sampler.Go(func() {
+					var m runtime.MemStats
+					for {
+						select {
+						case <-done:
+							return
+						case <-time.After(time.Millisecond):
+						}
+						runtime.ReadMemStats(&m)
+						if m.HeapInuse > peak.Load() {
+							peak.Store(m.HeapInuse)
+						}
+					}
+				})
+				b.StartTimer()
+				w := serve(b, g, http.MethodPatch, "/scim/v2/Groups/"+gid, body)
+				b.StopTimer()
+				close(done)
+				sampler.Wait()
+				if w.Code != http.StatusNoContent {
+					b.Fatalf("%d %s", w.Code, w.Body)
+				}
+				if peak.Load() > base.HeapInuse {
+					worst = max(worst, float64(peak.Load()-base.HeapInuse)/float64(len(body)))
+				}
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(len(body)), "body_bytes")
+			b.ReportMetric(worst, "peak_heap/body")
+		})
+	}
+}
