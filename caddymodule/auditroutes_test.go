@@ -120,7 +120,7 @@ func TestAuditRoutesOnTheSite(t *testing.T) {
 	if err := os.WriteFile(backup, body, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if rep, err := journal.VerifyFile(context.Background(), backup, nil); err != nil || !rep.OK {
+	if rep, err := journal.VerifyFileJournal(context.Background(), backup, "", nil); err != nil || !rep.OK {
 		t.Fatalf("the backup does not verify: %v %+v", err, rep)
 	}
 	if resp, body = get("/watch", basic); resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Security-Policy") == "" || !strings.Contains(string(body), "<html") {

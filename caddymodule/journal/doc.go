@@ -92,7 +92,7 @@
 //
 // # Verification
 //
-// Journal.Verify, VerifyFile (a backup) and VerifyJSONL (an export) recompute the chain and
+// Journal.Verify, VerifyFileJournal (a backup) and VerifyJSONL (an export) recompute the chain and
 // stop at the first problem, named by its sequence number and kind: deleted (a gap),
 // reordered (a record stored at another record's place), modified, checkpoint_mismatch (a
 // recomputed chain that misses a checkpoint's hash), bad_signature, head_mismatch, truncated

@@ -277,7 +277,7 @@ func TestBackupVerifyExportFile(t *testing.T) {
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	rep, err := VerifyFile(context.Background(), path, pub)
+	rep, err := VerifyFileJournal(context.Background(), path, "", pub)
 	wantOK(t, rep, err)
 	if rep.Records != 40 || rep.Checkpoints != 4 {
 		t.Fatalf("report %+v", rep)
@@ -290,7 +290,7 @@ func TestBackupVerifyExportFile(t *testing.T) {
 	if stripExportedAt(buf.String()) != stripExportedAt(string(live)) {
 		t.Error("backup export differs from the live export")
 	}
-	if _, err := VerifyFile(context.Background(), filepath.Join(t.TempDir(), "missing.db"), pub); err == nil {
+	if _, err := VerifyFileJournal(context.Background(), filepath.Join(t.TempDir(), "missing.db"), "", pub); err == nil {
 		t.Error("missing file verified")
 	}
 }
@@ -336,7 +336,7 @@ func TestFileWithSeveralJournals(t *testing.T) {
 	a.Close()
 	b.Close()
 	db.Close()
-	if _, err := VerifyFile(context.Background(), path, nil); err == nil || !strings.Contains(err.Error(), "name one") {
+	if _, err := VerifyFileJournal(context.Background(), path, "", nil); err == nil || !strings.Contains(err.Error(), "name one") {
 		t.Fatalf("ambiguous file: %v", err)
 	}
 	rep, err := VerifyFileJournal(context.Background(), path, "b", nil)

@@ -91,7 +91,7 @@ func TestPruneDetectsFrontDeletion(t *testing.T) {
 	mutateFile(t, path, "main", func(b *bbolt.Bucket) error {
 		return b.Bucket(bucketRecords).Delete(u64(16))
 	})
-	rep, err := VerifyFile(context.Background(), path, nil)
+	rep, err := VerifyFileJournal(context.Background(), path, "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -142,11 +142,11 @@ func TestTamperDetection(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			path := buildFile(t, n)
-			if rep, err := VerifyFile(context.Background(), path, pub); err != nil || !rep.OK {
+			if rep, err := VerifyFileJournal(context.Background(), path, "", pub); err != nil || !rep.OK {
 				t.Fatalf("untouched journal: %+v %v", rep, err)
 			}
 			mutateFile(t, path, "main", tt.mutate)
-			rep, err := VerifyFile(context.Background(), path, pub)
+			rep, err := VerifyFileJournal(context.Background(), path, "", pub)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -388,11 +388,6 @@ func fileJournal(path, name string) (*bbolt.DB, []byte, error) {
 	return db, []byte(name), nil
 }
 
-// VerifyFile verifies the only journal in a bbolt file (a backup), opened read-only.
-func VerifyFile(ctx context.Context, path string, pub ed25519.PublicKey) (*Report, error) {
-	return VerifyFileJournal(ctx, path, "", pub)
-}
-
 // VerifyFileJournal verifies journal name (the only one when empty) in a bbolt file.
 func VerifyFileJournal(ctx context.Context, path, name string, pub ed25519.PublicKey) (*Report, error) {
 	db, jn, err := fileJournal(path, name)

@@ -179,9 +179,9 @@ func TestAdminJournalRoutes(t *testing.T) {
 		if err := os.WriteFile(path, body, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		rep, err := journal.VerifyFile(context.Background(), path, e.Pub)
+		rep, err := journal.VerifyFileJournal(context.Background(), path, "", e.Pub)
 		if err != nil || !rep.OK || rep.LastSeq != head {
-			t.Fatalf("VerifyFile(backup) = %+v, %v", rep, err)
+			t.Fatalf("VerifyFileJournal(backup) = %+v, %v", rep, err)
 		}
 	})
 }

@@ -86,9 +86,9 @@ func TestCLIAgainstAdminAndBackup(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("exit %d: %s", code, stderr)
 		}
-		rep, err := journal.VerifyFile(context.Background(), backup, e.Pub)
+		rep, err := journal.VerifyFileJournal(context.Background(), backup, "", e.Pub)
 		if err != nil || !rep.OK || rep.LastSeq != head {
-			t.Fatalf("VerifyFile = %+v, %v", rep, err)
+			t.Fatalf("VerifyFileJournal = %+v, %v", rep, err)
 		}
 	})
 
