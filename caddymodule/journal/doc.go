@@ -33,7 +33,10 @@
 //	decision       {allow, skip, reasons, dropped_attributes, dropped_members,
 //	               policy_hash: the content hash of the policy that decided}
 //	backend        {method, url (without secrets), status, duration_ms, attempts, error:
-//	               how the call failed (refused, timeout, status, unproven: what came back)}
+//	               how the call failed (refused, timeout, status, unproven: what came back)};
+//	               the last native call of the change, the one that decided its outcome
+//	calls          [backend, ...]: every native call of the change, in order (a lookup, the
+//	               event's calls, catch-up memberships)
 //	error          error detail
 //	prev_hash      hex hash of the previous record (64 zeros before the first; always)
 //

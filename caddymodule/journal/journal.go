@@ -48,8 +48,11 @@ type Record struct {
 	FilterHash   string         `json:"filter_hash,omitempty"`
 	Decision     *Decision      `json:"decision,omitempty"`
 	Backend      *BackendCall   `json:"backend,omitempty"`
-	Error        string         `json:"error,omitempty"`
-	PrevHash     string         `json:"prev_hash"`
+	// Calls are every native call the change made, in order (a lookup, the event's calls,
+	// catch-up memberships); Backend is the last of them, the one that decided the outcome.
+	Calls    []BackendCall `json:"calls,omitempty"`
+	Error    string        `json:"error,omitempty"`
+	PrevHash string        `json:"prev_hash"`
 }
 
 // Change is one changed attribute. Value is the new value (absent for a removal); a redacted

@@ -39,7 +39,8 @@ type breaker struct {
 	state     breakerState
 	failures  int
 	openUntil time.Time
-	trial     bool // a half-open trial request is in flight
+	trial     bool   // a half-open trial request is in flight
+	cause     string // what the last outage-type failure was, for the errors of an open circuit
 }
 
 func newBreaker(threshold int, cooldown time.Duration) *breaker {
@@ -100,6 +101,27 @@ func (b *breaker) record(o outcome, isTrial bool) {
 			}
 		}
 	}
+}
+
+// noteCause remembers what an outage-type failure was (its kind and status), so that a
+// request refused while the circuit is open can say why it is open.
+func (b *breaker) noteCause(cause string) {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.cause = cause
+}
+
+// lastCause is what the last outage-type failure was ("" when there was none).
+func (b *breaker) lastCause() string {
+	if b == nil {
+		return ""
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.cause
 }
 
 func (b *breaker) open() {

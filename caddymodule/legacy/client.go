@@ -149,10 +149,18 @@ func (c *Client) resolve(p string) (string, error) {
 func (c *Client) attempt(ctx context.Context, r Request, target string) (*Response, *Error) {
 	isTrial, wait, ok := c.breaker.allow()
 	if !ok {
-		return nil, &Error{Kind: KindCircuitOpen, RetryAfter: wait}
+		e := &Error{Kind: KindCircuitOpen, RetryAfter: wait}
+		if cause := c.breaker.lastCause(); cause != "" {
+			e.Err = fmt.Errorf("the last failure before the pause: %s", cause)
+		}
+		return nil, e
 	}
 	resp, e := c.admitted(ctx, r, target)
-	c.breaker.record(classifyOutcome(e), isTrial)
+	o := classifyOutcome(e)
+	if o == outcomeFailure {
+		c.breaker.noteCause(e.Cause())
+	}
+	c.breaker.record(o, isTrial)
 	return resp, e
 }
 

@@ -284,3 +284,46 @@ func (e *Error) MayHaveActed() bool {
 	}
 	return false
 }
+
+// Cause names the failure for the journal and the logs: its kind, the status, and for an
+// answer that proved nothing or an open circuit, why (never a URL, a header or a body).
+func (e *Error) Cause() string {
+	var b strings.Builder
+	b.WriteString(string(e.Kind))
+	if e.Status != 0 {
+		fmt.Fprintf(&b, " (HTTP %d)", e.Status)
+	}
+	switch {
+	case e.Kind == KindUnproven || e.Kind == KindCircuitOpen:
+		if e.Err != nil {
+			b.WriteString(": " + e.Err.Error())
+		}
+	case e.Err != nil:
+		if what := netCause(e.Err); what != "" {
+			b.WriteString(": " + what)
+		}
+	}
+	return b.String()
+}
+
+// netCause names a network failure without the addresses its text carries.
+func netCause(err error) string {
+	var de *net.DNSError
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.Is(err, syscall.ECONNRESET):
+		return "connection reset"
+	case errors.Is(err, syscall.EPIPE):
+		return "broken pipe"
+	case errors.As(err, &de):
+		return "host name not resolved"
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		return "connection closed before the answer"
+	case isTimeout(err):
+		return "no answer in time"
+	case errors.Is(err, context.Canceled):
+		return "canceled"
+	}
+	return ""
+}

@@ -1,9 +1,13 @@
 package legacy
 
 import (
+	"context"
 	"errors"
+	"io"
+	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -94,5 +98,46 @@ func TestErrorString(t *testing.T) {
 		if got := tt.e.Error(); got != tt.want {
 			t.Errorf("Error() = %q, want %q", got, tt.want)
 		}
+	}
+}
+
+func TestErrorCause(t *testing.T) {
+	tests := []struct {
+		e    *Error
+		want string
+	}{
+		{&Error{Kind: KindRefused, Err: &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}}, "refused: connection refused"},
+		{&Error{Kind: KindRefused, Err: io.ErrUnexpectedEOF}, "refused: connection closed before the answer"},
+		{&Error{Kind: KindTimeout, Err: context.DeadlineExceeded}, "timeout: no answer in time"},
+		{&Error{Kind: KindStatus, Status: 503, Message: "down"}, "status (HTTP 503)"},
+		{&Error{Kind: KindUnproven, Status: 200, Err: errors.New("text/html (12 bytes), an HTML page")}, "unproven (HTTP 200): text/html (12 bytes), an HTML page"},
+		{&Error{Kind: KindCircuitOpen, Err: errors.New("the last failure before the pause: refused: connection refused")}, "circuit_open: the last failure before the pause: refused: connection refused"},
+	}
+	for _, tt := range tests {
+		if got := tt.e.Cause(); got != tt.want {
+			t.Errorf("Cause() = %q, want %q", got, tt.want)
+		}
+		if strings.Contains(tt.e.Cause(), "127.0.0.1") {
+			t.Errorf("Cause() names an address: %q", tt.e.Cause())
+		}
+	}
+}
+
+// TestCircuitNamesItsCause: a request refused by an open circuit says what opened it.
+func TestCircuitNamesItsCause(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "http://" + l.Addr().String()
+	l.Close()
+	c := newTestClient(t, closed, Options{CircuitFailures: 2, CircuitCooldown: time.Hour, MaxRetries: -1})
+	for range 2 {
+		_, _ = c.Do(context.Background(), Request{Path: "/a"})
+	}
+	_, err = c.Do(context.Background(), Request{Path: "/a"})
+	e := asError(t, err)
+	if e.Kind != KindCircuitOpen || !strings.Contains(e.Cause(), "the last failure before the pause: refused: connection refused") {
+		t.Fatalf("cause %q", e.Cause())
 	}
 }

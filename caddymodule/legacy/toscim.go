@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/scimgate/scimgate/caddymodule/change"
@@ -31,6 +32,9 @@ func ToSCIM(event change.Event, resp *Response, err error) (*scim.Error, time.Du
 	}
 	if e.Kind == KindUnproven {
 		return outage(e, "the answer to the gateway's call did not come from the target application, or does not show that it acted ("+e.Err.Error()+"); nothing was recorded; retry later")
+	}
+	if e.Kind == KindCircuitOpen && e.Err != nil {
+		return outage(e, strings.TrimSuffix(outageDetail(e.Kind), "; retry later")+" ("+e.Err.Error()+"); retry later")
 	}
 	if e.Kind != KindStatus {
 		return outage(e, outageDetail(e.Kind))

@@ -246,7 +246,7 @@ func (e *Engine) deliver(j *job, p *plan, d policy.Decision) (*plan, error) {
 	if err != nil {
 		var ne *nativeError
 		if errors.As(err, &ne) {
-			tr.backend = ne.backend
+			tr.noteCalls(ne.calls)
 			if p.before == nil && ne.mayHaveActed {
 				// The app may have made the account: Entra's retry looks it up first.
 				e.listAdoption(j, p)
@@ -254,7 +254,7 @@ func (e *Engine) deliver(j *job, p *plan, d policy.Decision) (*plan, error) {
 		}
 		return nil, err
 	}
-	tr.backend = res.backend
+	tr.noteCalls(res.calls)
 	if res.nativeID != "" {
 		tr.nativeID = res.nativeID
 	}

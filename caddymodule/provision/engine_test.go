@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -1062,6 +1063,55 @@ func TestInvalidKeysAreTheClients(t *testing.T) {
 		res := r.eng.Apply(testReq, &Op{Action: change.ActionDelete, Type: scim.UserType, ID: id})
 		if res.Err == nil || res.Status != http.StatusBadRequest || res.Err.ScimType != scim.TypeInvalidValue {
 			t.Fatalf("delete of an impossible id: %+v (%v), want 400 invalidValue", res.Status, res.Err)
+		}
+	}
+}
+
+// TestEveryCallIsJournaled: a change that makes several native calls records each of them
+// (method, URL, status), the last one as the backend that decided the outcome; when the
+// app is down, each record names the cause, and once the circuit opens, what opened it.
+func TestEveryCallIsJournaled(t *testing.T) {
+	_, srv := newNativeApp(t)
+	r := newRig(t, rigOptions{target: newTarget(t, srv.URL, false)})
+	a := r.mustCreate(scim.UserType, user("a@contoso.example"))
+	b := r.mustCreate(scim.UserType, user("b@contoso.example"))
+	gid := r.mustCreate(scim.GroupType, `{"displayName":"Pair"}`)
+	res := r.patch(scim.GroupType, gid, `[{"op":"add","path":"members","value":[{"value":"`+a+`"},{"value":"`+b+`"}]}]`)
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	rec := r.last()
+	if len(rec.Calls) != 2 || rec.Calls[0].Method != http.MethodPut || rec.Calls[1].Method != http.MethodPut ||
+		rec.Calls[0].URL == rec.Calls[1].URL || rec.Calls[0].Status != http.StatusNoContent ||
+		rec.Backend == nil || *rec.Backend != rec.Calls[1] {
+		t.Fatalf("calls %+v, backend %+v", rec.Calls, rec.Backend)
+	}
+
+	// The app goes away: the record names the cause, then what opened the circuit.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := "http://" + l.Addr().String()
+	l.Close()
+	c, err := legacy.New(legacy.Options{BaseURL: down, Timeout: time.Second, MaxRetries: -1, CircuitFailures: 2, CircuitCooldown: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := newTarget(t, down, false)
+	target.Client = c
+	eng := r.build(rigOptions{target: target})
+	for i, want := range []string{"refused: connection refused", "refused: connection refused", "circuit_open: the last failure before the pause: refused: connection refused"} {
+		res := eng.Apply(testReq, &Op{Action: change.ActionPatch, Type: scim.UserType, ID: a, Patch: patchOps(t, fmt.Sprintf(`[{"op":"replace","path":"title","value":"T%d"}]`, i))})
+		if res.Status != http.StatusServiceUnavailable {
+			t.Fatalf("call %d: %+v", i, res)
+		}
+		rec := r.last()
+		if len(rec.Calls) != 1 || rec.Calls[0].Error != want || rec.Backend == nil || rec.Backend.Error != want {
+			t.Fatalf("call %d: calls %+v, want error %q", i, rec.Calls, want)
+		}
+		if i == 2 && !strings.Contains(res.Err.Detail, "connection refused") {
+			t.Fatalf("the answer does not name the cause: %s", res.Err.Detail)
 		}
 	}
 }

@@ -21,13 +21,13 @@ import (
 
 // syncResult is what the native calls did.
 type syncResult struct {
-	nativeID   string // from the create response
-	backend    *journal.BackendCall
-	skipped    []change.Event // events with no native call mapped
-	deferred   []string       // members left out of member calls: no account in the app
-	outOfScope []string       // members left out of member calls: kept out of the app by policy
-	adopted    bool           // the create took an account an unfinished earlier attempt left
-	caughtUp   bool           // a change of a resource without an account became its create
+	nativeID   string                // from the create response
+	calls      []journal.BackendCall // every call made (or built, in a dry run), in order
+	skipped    []change.Event        // events with no native call mapped
+	deferred   []string              // members left out of member calls: no account in the app
+	outOfScope []string              // members left out of member calls: kept out of the app by policy
+	adopted    bool                  // the create took an account an unfinished earlier attempt left
+	caughtUp   bool                  // a change of a resource without an account became its create
 	// memberships the directory already had, sent to the account a catch-up create made:
 	// the groups (or, for a group, the number of members) sent, and the failures
 	caughtUpGroups  []string
@@ -41,7 +41,7 @@ type syncResult struct {
 type nativeError struct {
 	scim       *scim.Error
 	retryAfter time.Duration
-	backend    *journal.BackendCall
+	calls      []journal.BackendCall // the calls made, the failed one last
 	cause      error
 	// mayHaveActed: the call may have reached the app and nothing says the app refused it
 	// (a timeout, a dropped connection, a 5xx, an answer that proves nothing).
@@ -112,7 +112,7 @@ func (e *Engine) syncNative(ctx context.Context, p *plan) (*syncResult, error) {
 			in.Members = members
 		}
 		if ev == change.Create {
-			adopted, err := e.adoptExisting(ctx, p)
+			adopted, err := e.adoptExisting(ctx, p, res)
 			if err != nil {
 				return res, err
 			}
@@ -133,39 +133,27 @@ func (e *Engine) syncNative(ctx context.Context, p *plan) (*syncResult, error) {
 			return nil, scim.BadRequest(scim.TypeInvalidValue, "mapping the %s of %s %s for %s: %v", ev, p.typ, p.id, t.Name, err)
 		}
 		for _, r := range reqs {
-			res.backend = &journal.BackendCall{Method: r.Method, URL: redactURL(r.Path)}
 			if t.DryRun {
+				res.calls = append(res.calls, journal.BackendCall{Method: r.Method, URL: redactURL(r.Path)})
 				continue
 			}
 			resp, err := t.call(ctx, r)
-			if resp != nil {
-				res.backend.Status = resp.Status
-				res.backend.DurationMS = resp.Duration.Milliseconds()
-				res.backend.Attempts = resp.Attempts
-			}
+			res.noteCall(r.Method, r.Path, resp, err)
 			if err != nil {
 				var le *legacy.Error
-				if errors.As(err, &le) {
-					if res.backend.Attempts == 0 {
-						res.backend.Attempts = le.Attempts
-					}
-					if res.backend.Status == 0 {
-						res.backend.Status = le.Status
-					}
-					res.backend.Error = callError(le)
-				}
+				errors.As(err, &le)
 				se, retryAfter := legacy.ToSCIM(ev, resp, err)
 				if se == nil { // e.g. 404 on delete: already gone
 					continue
 				}
-				return res, &nativeError{scim: se, retryAfter: retryAfter, backend: res.backend, cause: err,
+				return res, &nativeError{scim: se, retryAfter: retryAfter, calls: res.calls, cause: err,
 					mayHaveActed: le != nil && le.MayHaveActed()}
 			}
 			if ev == change.Create && r.IDPath != "" {
 				id, err := mapping.ExtractID(resp.Body, r.IDPath)
 				if err != nil {
 					return res, &nativeError{scim: scim.Errorf(http.StatusServiceUnavailable, "", "%s answered the create of %s without a usable id (%v); retry later", t.Name, p.id, err),
-						retryAfter: legacy.DefaultOutageRetryAfter, backend: res.backend, cause: err, mayHaveActed: true}
+						retryAfter: legacy.DefaultOutageRetryAfter, calls: res.calls, cause: err, mayHaveActed: true}
 				}
 				res.nativeID = id
 			}
@@ -264,7 +252,10 @@ func (e *Engine) catchUpMemberships(ctx context.Context, p *plan, res *syncResul
 		})
 		if err == nil {
 			for _, r := range reqs {
-				if _, err = t.call(ctx, r); err != nil {
+				var resp *legacy.Response
+				resp, err = t.call(ctx, r)
+				res.noteCall(r.Method, r.Path, resp, err)
+				if err != nil {
 					break
 				}
 			}
@@ -388,13 +379,31 @@ func (e *Engine) storedNativeID(scimID string) (string, bool) {
 	return nativeID, err == nil
 }
 
-// callError says, for the journal, how a call failed: the error's class, and for an answer
-// that proved nothing, why (its media type and size, never its content).
-func callError(e *legacy.Error) string {
-	if e.Kind == legacy.KindUnproven && e.Err != nil {
-		return string(e.Kind) + ": " + e.Err.Error()
+// callError says, for the journal, how a call failed: the error's class and status, and
+// why where it says (an answer that proved nothing: its media type and size, never its
+// content; a network failure: which, without addresses; an open circuit: what opened it).
+func callError(e *legacy.Error) string { return e.Cause() }
+
+// noteCall adds a native call to the result (every call goes to the journal), with what
+// the client reports of it: the status, the time and attempts, and how it failed. It
+// returns the call's record.
+func (res *syncResult) noteCall(method, path string, resp *legacy.Response, err error) journal.BackendCall {
+	call := journal.BackendCall{Method: method, URL: redactURL(path)}
+	if resp != nil {
+		call.Status, call.DurationMS, call.Attempts = resp.Status, resp.Duration.Milliseconds(), resp.Attempts
 	}
-	return string(e.Kind)
+	var le *legacy.Error
+	if errors.As(err, &le) {
+		if call.Attempts == 0 {
+			call.Attempts = le.Attempts
+		}
+		if call.Status == 0 {
+			call.Status = le.Status
+		}
+		call.Error = callError(le)
+	}
+	res.calls = append(res.calls, call)
+	return call
 }
 
 // redactURL drops the query string, where an API key could sit.

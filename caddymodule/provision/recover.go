@@ -131,7 +131,7 @@ func scanRecords(j *journal.Journal, q journal.Query, fn func(*journal.Record)) 
 
 // adoptExisting looks up, by the mapping's lookup call, the account an unfinished create
 // may have left in the app. It returns the account's native id, or "" to create it.
-func (e *Engine) adoptExisting(ctx context.Context, p *plan) (string, error) {
+func (e *Engine) adoptExisting(ctx context.Context, p *plan, res *syncResult) (string, error) {
 	t := e.target
 	if !p.adopt {
 		return "", nil
@@ -141,12 +141,13 @@ func (e *Engine) adoptExisting(ctx context.Context, p *plan) (string, error) {
 		return "", err
 	}
 	resp, err := t.Client.Do(ctx, legacy.Request{Method: req.Method, Path: req.Path, Header: t.withHeaders(req.Header), Idempotent: true, Expect: req.Expect})
+	res.noteCall(req.Method, req.Path, resp, err)
 	if err != nil {
 		se, _ := legacy.ToSCIM(change.Update, resp, err)
 		if se == nil {
 			return "", nil
 		}
-		return "", &nativeError{scim: se, retryAfter: legacy.DefaultOutageRetryAfter, backend: &journal.BackendCall{Method: req.Method, URL: redactURL(req.Path)}, cause: err}
+		return "", &nativeError{scim: se, retryAfter: legacy.DefaultOutageRetryAfter, calls: res.calls, cause: err}
 	}
 	id, err := mapping.ExtractID(resp.Body, req.IDPath)
 	if err != nil || id == "" {

@@ -35,8 +35,18 @@ type Trail struct {
 	changes  []journal.Change
 	target   string
 	nativeID string
-	backend  *journal.BackendCall
+	backend  *journal.BackendCall // the last native call, the one that decided the outcome
+	calls    []journal.BackendCall
 	decision *journal.Decision
+}
+
+// noteCalls records the native calls of the change (the last one decided the outcome).
+func (t *Trail) noteCalls(calls []journal.BackendCall) {
+	t.calls, t.backend = calls, nil
+	if len(calls) > 0 {
+		last := calls[len(calls)-1]
+		t.backend = &last
+	}
 }
 
 // fill copies a decided plan into the trail.
@@ -69,6 +79,7 @@ func (e *Engine) record(req Request, t *Trail, outcome change.Outcome, status in
 		Target:       t.target,
 		NativeID:     t.nativeID,
 		Backend:      t.backend,
+		Calls:        t.calls,
 		Decision:     t.decision,
 	}
 	if t.Filter != "" {
