@@ -440,3 +440,29 @@ func TestUnknownManagerOnCreate(t *testing.T) {
 		t.Fatalf("the unknown manager was sent: %s", reqs[0].Body)
 	}
 }
+
+func TestCarries(t *testing.T) {
+	m, err := Parse("c.json", []byte(`{"version": 1, "users": {"events": {
+		"create": {"method": "POST", "path": "/u", "id": "id", "body": {"login": "userName", "status": {"from": "active", "transforms": [{"bool": ["on", "off"]}]}}},
+		"update": {"method": "PATCH", "path": "/u/{id}", "body": {"login": "userName"}},
+		"deactivate": {"method": "POST", "path": "/u/{id}/suspend"}}}}`), func(s string) (string, error) { return s, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		event change.Event
+		attr  string
+		want  bool
+	}{
+		{change.Create, "active", true},
+		{change.Create, "userName", true},
+		{change.Create, "title", false},
+		{change.Update, "active", false},
+		{change.Deactivate, "active", false},
+		{change.Delete, "active", false},
+	} {
+		if got := m.Carries("User", c.event, c.attr); got != c.want {
+			t.Errorf("Carries(User, %s, %s) = %v, want %v", c.event, c.attr, got, c.want)
+		}
+	}
+}

@@ -85,6 +85,22 @@ func (m *Mapping) Has(resourceType string, event change.Event) bool {
 	return rm != nil && rm.calls[event] != nil
 }
 
+// Carries reports whether the event's call sends attr (a SCIM attribute path such as
+// "active") in its body, so that a create that cannot carry a state the resource starts in
+// (an account created disabled) can be followed by the event that sets it.
+func (m *Mapping) Carries(resourceType string, event change.Event, attr string) bool {
+	rm := m.resource(resourceType)
+	if rm == nil || rm.calls[event] == nil {
+		return false
+	}
+	for _, f := range rm.calls[event].fields {
+		if f.changedIn([]string{changedKey(resourceType, attr)}) {
+			return true
+		}
+	}
+	return false
+}
+
 func (m *Mapping) resource(resourceType string) *resourceMapping {
 	rt := scim.ResourceTypeByName(resourceType)
 	if rt == nil {

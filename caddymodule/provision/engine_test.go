@@ -1115,3 +1115,40 @@ func TestEveryCallIsJournaled(t *testing.T) {
 		}
 	}
 }
+
+// TestCreatedInactive: a user created inactive ends up inactive in the app: when the
+// create's body cannot carry active, the create is followed by the deactivation call, in
+// one flow under one intent; when it can, the create alone carries it.
+func TestCreatedInactive(t *testing.T) {
+	app, srv := newNativeApp(t)
+	m, err := mapping.Parse("suspend", []byte(`{"version": 1, "users": {"events": {
+		"create": {"method": "POST", "path": "/accounts", "id": "account.ref", "body": {"login": "userName"}},
+		"deactivate": {"method": "PATCH", "path": "/accounts/{id}", "body": {"enabled": "active"}},
+		"reactivate": {"method": "PATCH", "path": "/accounts/{id}", "body": {"enabled": "active"}}}}}`), func(s string) (string, error) { return s, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := newTarget(t, srv.URL, false)
+	target.Mapping = m
+	r := newRig(t, rigOptions{target: target})
+	for i, active := range []string{`"False"`, `false`} {
+		before := len(r.records())
+		id := r.mustCreate(scim.UserType, fmt.Sprintf(`{"userName":"dormant-%d@contoso.example","active":%s}`, i, active))
+		acc := app.accounts[r.nativeID(scim.UserType, id)]
+		if acc == nil || acc["enabled"] != false {
+			t.Fatalf("active %s: the account is %v, want it disabled", active, acc)
+		}
+		recs := r.records()[before:]
+		if len(recs) != 2 || recs[0].Outcome != change.Pending || recs[1].Outcome != change.Applied ||
+			len(recs[1].Calls) != 2 || recs[1].Calls[0].Method != http.MethodPost || recs[1].Calls[1].Method != http.MethodPatch {
+			t.Fatalf("one intent and an outcome with both calls, got %+v", recs)
+		}
+	}
+	// The shipped shape, where the create sends active: one call.
+	r2 := newRig(t, rigOptions{target: newTarget(t, srv.URL, false)})
+	calls := len(app.callLog())
+	res := r2.create(scim.UserType, `{"userName":"carried-off@contoso.example","active":false}`)
+	if res.Err != nil || len(app.callLog()) != calls+1 || app.accounts[r2.nativeID(scim.UserType, res.ID)]["enabled"] != false {
+		t.Fatalf("a create that carries active: %v, calls %v", res.Err, app.callLog()[calls:])
+	}
+}

@@ -66,7 +66,7 @@ func (e *Engine) anyMapped(p *plan) bool {
 func (e *Engine) syncNative(ctx context.Context, p *plan) (*syncResult, error) {
 	t := e.target
 	res := &syncResult{dryRun: t.DryRun}
-	for _, ev := range e.catchUp(p, res, nativeEvents(p.events)) {
+	for _, ev := range e.startState(p, e.catchUp(p, res, nativeEvents(p.events))) {
 		if !t.Mapping.Has(p.typ, ev) {
 			res.skipped = append(res.skipped, ev)
 			continue
@@ -191,6 +191,26 @@ func syncReasons(target string, res *syncResult) []string {
 		reasons = append(reasons, "members without an account in "+target+" left out of the member calls: "+listIDs(res.deferred))
 	}
 	return reasons
+}
+
+// startState follows a user's create with its deactivation when the user starts inactive
+// and the mapping's create cannot carry that (its body does not send active): otherwise
+// the account would be created active in an app whose deactivation is a call of its own
+// (POST .../suspend). The two calls are one flow, under one intent.
+func (e *Engine) startState(p *plan, events []change.Event) []change.Event {
+	m := e.target.Mapping
+	if p.typ != scim.UserType || p.after == nil || activeOf(p.after) || !change.Has(events, change.Create) ||
+		change.Has(events, change.Deactivate) || m.Carries(p.typ, change.Create, "active") || !m.Has(p.typ, change.Deactivate) {
+		return events
+	}
+	out := make([]change.Event, 0, len(events)+1)
+	for _, ev := range events {
+		out = append(out, ev)
+		if ev == change.Create {
+			out = append(out, change.Deactivate)
+		}
+	}
+	return out
 }
 
 // catchUp turns the attribute events of a resource that has no account in the app (it
