@@ -133,11 +133,19 @@ func (m *Mapping) Requests(in Input) ([]Request, error) {
 		ev.doc = in.Previous
 	}
 	var changed []string
-	if cl.send == sendChanged {
+	if cl.send == sendChanged || (in.Event == change.Update && in.Changed != nil) {
 		changed = make([]string, len(in.Changed))
 		for i, p := range in.Changed {
 			changed[i] = changedKey(rt.Name, p)
 		}
+	}
+	if cl.send == sendAll && in.Event == change.Update && in.Changed != nil && !cl.reads(changed) {
+		// A full update that none of the changed attributes feed would send the app what
+		// it already holds.
+		return nil, nil
+	}
+	if cl.send == sendAll {
+		changed = nil
 	}
 	switch cl.members {
 	case membersEach:
@@ -282,6 +290,16 @@ func (cl *call) buildBody(ev *evalCtx, changed []string) ([]byte, int, error) {
 		n++
 	}
 	return body, n, nil
+}
+
+// reads reports whether any field of the call reads one of the changed attributes.
+func (cl *call) reads(changed []string) bool {
+	for _, f := range cl.fields {
+		if f.changedIn(changed) {
+			return true
+		}
+	}
+	return false
 }
 
 // changedIn reports whether any SCIM attribute the field reads is among the changed ones.

@@ -1152,3 +1152,37 @@ func TestCreatedInactive(t *testing.T) {
 		t.Fatalf("a create that carries active: %v, calls %v", res.Err, app.callLog()[calls:])
 	}
 }
+
+// TestUpdateBodiesFitTheCall: a deactivation that is also an update sends one full PUT,
+// not two identical ones; a full update that no changed attribute feeds sends nothing.
+func TestUpdateBodiesFitTheCall(t *testing.T) {
+	app, srv := newNativeApp(t)
+	m, err := mapping.Parse("put", []byte(`{"version": 1, "users": {"events": {
+		"create": {"method": "POST", "path": "/accounts", "id": "account.ref", "body": {"login": "userName", "enabled": "active"}},
+		"update": {"method": "PATCH", "path": "/accounts/{id}", "send": "all", "body": {"login": "userName", "title": "title", "enabled": "active"}},
+		"deactivate": {"method": "PATCH", "path": "/accounts/{id}", "body": {"login": "userName", "title": "title", "enabled": "active"}}}}}`), func(s string) (string, error) { return s, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := newTarget(t, srv.URL, false)
+	target.Mapping = m
+	r := newRig(t, rigOptions{target: target})
+	id := r.mustCreate(scim.UserType, user("full@contoso.example", `,"title":"Engineer"`))
+	calls := len(app.callLog())
+	if res := r.patch(scim.UserType, id, `[{"op":"replace","path":"title","value":"Lead"},{"op":"replace","path":"active","value":false}]`); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if got := app.callLog()[calls:]; len(got) != 1 {
+		t.Fatalf("an update that is also a deactivation made %d calls: %v", len(got), got)
+	}
+	if rec := r.last(); !slices.Equal(rec.Events, []change.Event{change.Update, change.Deactivate}) || len(rec.Calls) != 1 {
+		t.Fatalf("record: events %v, calls %+v", rec.Events, rec.Calls)
+	}
+	calls = len(app.callLog())
+	if res := r.patch(scim.UserType, id, `[{"op":"replace","path":"nickName","value":"Ada"}]`); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if got := app.callLog()[calls:]; len(got) != 0 {
+		t.Fatalf("a change of an attribute the app does not hold made calls: %v", got)
+	}
+}

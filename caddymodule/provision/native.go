@@ -1,6 +1,7 @@
 package provision
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -66,6 +67,7 @@ func (e *Engine) anyMapped(p *plan) bool {
 func (e *Engine) syncNative(ctx context.Context, p *plan) (*syncResult, error) {
 	t := e.target
 	res := &syncResult{dryRun: t.DryRun}
+	var sent sentCalls
 	for _, ev := range e.startState(p, e.catchUp(p, res, nativeEvents(p.events))) {
 		if !t.Mapping.Has(p.typ, ev) {
 			res.skipped = append(res.skipped, ev)
@@ -133,8 +135,12 @@ func (e *Engine) syncNative(ctx context.Context, p *plan) (*syncResult, error) {
 			return nil, scim.BadRequest(scim.TypeInvalidValue, "mapping the %s of %s %s for %s: %v", ev, p.typ, p.id, t.Name, err)
 		}
 		for _, r := range reqs {
+			if sent.has(r) {
+				continue // the same call was already made for this change (a full PUT for update and deactivate)
+			}
 			if t.DryRun {
 				res.calls = append(res.calls, journal.BackendCall{Method: r.Method, URL: redactURL(r.Path)})
+				sent.add(r)
 				continue
 			}
 			resp, err := t.call(ctx, r)
@@ -149,6 +155,7 @@ func (e *Engine) syncNative(ctx context.Context, p *plan) (*syncResult, error) {
 				return res, &nativeError{scim: se, retryAfter: retryAfter, calls: res.calls, cause: err,
 					mayHaveActed: le != nil && le.MayHaveActed()}
 			}
+			sent.add(r)
 			if ev == change.Create && r.IDPath != "" {
 				id, err := mapping.ExtractID(resp.Body, r.IDPath)
 				if err != nil {
@@ -164,6 +171,20 @@ func (e *Engine) syncNative(ctx context.Context, p *plan) (*syncResult, error) {
 	}
 	return res, nil
 }
+
+// sentCalls are the calls a change made, so that an identical one is not made twice.
+type sentCalls []mapping.Request
+
+func (s sentCalls) has(r mapping.Request) bool {
+	for _, c := range s {
+		if c.Method == r.Method && c.Path == r.Path && bytes.Equal(c.Body, r.Body) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *sentCalls) add(r mapping.Request) { *s = append(*s, r) }
 
 // syncReasons explains, for the journal, native calls that were not made as the change's
 // events suggest.
