@@ -23,7 +23,8 @@ type PolicyConfig struct {
 	Data []string `json:"data,omitempty"`
 	// Query is the decision's path. Default: data.scimgate.decision.
 	Query string `json:"query,omitempty"`
-	// Timeout bounds one decision; a decision that takes longer denies. Default: 100ms.
+	// Timeout bounds one decision; a change not decided in time answers 503 with
+	// Retry-After (journaled as failed, not denied). Default: 100ms.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 }
 

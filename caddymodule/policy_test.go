@@ -576,16 +576,20 @@ func TestPolicyReload(t *testing.T) {
 }
 
 // TestPolicyFailClosedModes: through the handler, every way a policy can fail to decide
-// answers 403 with a reason, changes nothing and reaches no app.
+// changes nothing and reaches no app: a policy that errs answers 403 with a reason (fail
+// closed); a decision not made in time answers 503 with Retry-After and is journaled as
+// failed, not denied (no one said no; Entra retries it).
 func TestPolicyFailClosedModes(t *testing.T) {
 	cases := []struct {
 		name, rego, detail string
+		status             int
+		outcome            change.Outcome
 	}{
-		{"undefined", `decision := {"allow": true} if input.resource_type == "Group"`, "undefined"},
-		{"runtime error", `decision := {"allow": regex.match(input.resource.userName, "x")}`, "policy error"},
-		{"wrong type", `decision := "yes"`, "policy error"},
-		{"allow not a boolean", `decision := {"allow": "true"}`, "policy error"},
-		{"timeout", `decision := {"allow": count([x | some x in numbers.range(1, 100000000)]) > 0}`, "policy error"},
+		{"undefined", `decision := {"allow": true} if input.resource_type == "Group"`, "undefined", 403, change.Denied},
+		{"runtime error", `decision := {"allow": regex.match(input.resource.userName, "x")}`, "policy error", 403, change.Denied},
+		{"wrong type", `decision := "yes"`, "policy error", 403, change.Denied},
+		{"allow not a boolean", `decision := {"allow": "true"}`, "policy error", 403, change.Denied},
+		{"timeout", `decision := {"allow": count([x | some x in numbers.range(1, 100000000)]) > 0}`, "not decided in time", 503, change.Failed},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -599,11 +603,17 @@ func TestPolicyFailClosedModes(t *testing.T) {
 			start := time.Now()
 			// "(" is not a valid regular expression: the runtime-error policy fails on it.
 			w := serve(t, g, http.MethodPost, "/scim/v2/Users", map[string]any{"userName": "("})
-			if w.Code != http.StatusForbidden {
-				t.Fatalf("status %d %s, want 403", w.Code, w.Body)
+			if w.Code != tc.status {
+				t.Fatalf("status %d %s, want %d", w.Code, w.Body, tc.status)
+			}
+			if tc.status == 503 && w.Header().Get("Retry-After") == "" {
+				t.Error("a 503 without Retry-After")
 			}
 			if d, _ := decodeJSON(t, w)["detail"].(string); !strings.Contains(d, tc.detail) {
 				t.Errorf("detail %q, want it to contain %q", d, tc.detail)
+			}
+			if r := lastRecord(t, g); r.Outcome != tc.outcome {
+				t.Errorf("journaled as %s, want %s", r.Outcome, tc.outcome)
 			}
 			if took := time.Since(start); took > 5*time.Second {
 				t.Errorf("the request took %s", took)

@@ -124,6 +124,9 @@ func (e *Engine) run(j *job) (*plan, error) {
 	}
 
 	v := e.decidePolicy(j, p)
+	if v.undecided != nil {
+		return nil, &Undecided{Err: v.undecided}
+	}
 	d := v.decision
 	if e.policy != nil {
 		j.trail.decision = e.journalDecision(d, nil, nil)

@@ -1,10 +1,12 @@
 package provision
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -46,9 +48,30 @@ func (e *Denied) SCIMError() *scim.Error {
 	return scim.Errorf(http.StatusForbidden, "", "denied by policy: %s", e.detail())
 }
 
+// Undecided is a change the policy could not decide in time (the evaluation timed out or
+// was interrupted): no one said no, so it is not a denial. It answers 503 with Retry-After
+// and is journaled as failed; Entra retries it.
+type Undecided struct {
+	Err error
+}
+
+func (e *Undecided) Error() string { return "the policy did not decide: " + e.Err.Error() }
+func (e *Undecided) Unwrap() error { return e.Err }
+
+// undecidedRetryAfter is what a client is told to wait after a decision that timed out.
+const undecidedRetryAfter = 5 * time.Second
+
+// SCIMError is the answer Entra gets.
+func (e *Undecided) SCIMError() *scim.Error {
+	return scim.Errorf(http.StatusServiceUnavailable, "", "the change was not decided in time by the gateway's policy (%v); nothing was changed; retry later", e.Err)
+}
+
 // verdict is the policy's decision on one change and what it means for the app.
 type verdict struct {
 	decision policy.Decision
+	// undecided is set when the policy could not decide (a timeout): the change is neither
+	// allowed nor denied.
+	undecided error
 	// release takes back the change's count in the policy's stats; called when the change
 	// does not reach the app after all (skipped, failed).
 	release func()
@@ -77,7 +100,7 @@ func (e *Engine) decidePolicy(j *job, p *plan) verdict {
 	in.Stats = policy.Stats{LastHour: lastHour}
 	d, err := e.policy.Decide(j.req.ctx(), in)
 	if err != nil {
-		e.logger.Warn("policy could not decide; the change is denied (fail closed)",
+		e.logger.Warn("policy could not decide; the change is refused (fail closed)",
 			zap.String("request_id", j.req.ID), zap.String("resource_type", p.typ), zap.String("scim_id", p.id), zap.Error(err))
 	}
 	if e.onDecision != nil {
@@ -85,6 +108,9 @@ func (e *Engine) decidePolicy(j *job, p *plan) verdict {
 	}
 	if !d.Allow || d.Skip {
 		release()
+	}
+	if errors.Is(err, policy.ErrTimeout) {
+		return verdict{decision: d, undecided: err, release: release}
 	}
 	return verdict{decision: d, release: release}
 }

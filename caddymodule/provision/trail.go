@@ -140,12 +140,15 @@ func (e *Engine) fail(req Request, t *Trail, err error) *Result {
 // body): Entra retries those, where a 500 would count toward quarantine.
 func (e *Engine) scimError(req Request, t *Trail, err error) (*scim.Error, time.Duration) {
 	var (
-		denied *Denied
-		native *nativeError
-		se     *scim.Error
-		ue     *store.UniqueError
+		undecided *Undecided
+		denied    *Denied
+		native    *nativeError
+		se        *scim.Error
+		ue        *store.UniqueError
 	)
 	switch {
+	case errors.As(err, &undecided):
+		return undecided.SCIMError(), undecidedRetryAfter
 	case errors.As(err, &denied):
 		return denied.SCIMError(), 0
 	case errors.As(err, &native):
