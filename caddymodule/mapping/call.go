@@ -74,7 +74,7 @@ func (c *compiler) compileCall(rt string, event change.Event, rule string, raw j
 		return nil, c.errf(rule+".path", "missing: every call needs a URL path template")
 	}
 	var err error
-	if cl.path, err = compileTemplate(rt, fc.Path, true); err != nil {
+	if cl.path, err = compileTemplate(rt, fc.Path, true, c.tables); err != nil {
 		return nil, c.wrap(rule+".path", err)
 	}
 	if cl.header, err = c.compileHeaders(rule+".headers", headers, fc.Headers); err != nil {

@@ -86,6 +86,31 @@
 // a list or an object, or "." or ".." in the path, fails the request (400 invalidValue)
 // rather than calling a different URL. "{{" and "}}" are literal braces.
 //
+// A placeholder may pass its value through transforms (see Transforms), each after a "|":
+// a name, or a name, ":" and its arguments in JSON exactly as the {"name": args} form
+// takes them (one argument, or a list of them):
+//
+//	{userName|trim|lower}
+//	{emails[type eq "work"].value|lower}
+//	{urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:division|lookup:["divisions", "OTHER"]}
+//	{id|upper}          gateway values take transforms too
+//
+// so that a lookup finds an account by the key the create sent (in the file's JSON
+// strings, quotes are escaped):
+//
+//	"create": {"method": "POST", "path": "/accounts", "id": "id",
+//	           "body": {"email": {"from": "emails[type eq \"work\"].value", "transforms": ["lower"]}}},
+//	"lookup": {"method": "GET", "path": "/accounts?email={emails[type eq \"work\"].value|lower}", "id": "items.0.id"}
+//
+// A placeholder ends at the first "}", and its steps are split at each "|", found outside
+// double-quoted strings and outside [...] and {...}, so a filter value or a JSON argument
+// may hold "|", "}" or ":" ({emails[type eq "a|b"].value}, {userName|lookup:{"x": "}"}}:
+// braces inside a placeholder pair up, and its last "}}" is no literal brace). The first
+// ":" of a step ends its name. Transforms run before escaping, and their result must be
+// one non-empty value like any placeholder's. An unknown transform, bad arguments or a
+// table missing from "tables" is a load error naming the rule. The template transform
+// takes the same placeholders, transforms included.
+//
 // # Body fields
 //
 // The body is an object from native paths to fields, sent in the order written. A native
@@ -171,8 +196,9 @@
 //	                           the replacement may use $1 and ${name}
 //	template("{name.givenName} {name.familyName}")
 //	                           a string from SCIM paths (same placeholders as URLs,
-//	                           unescaped); absent values render as nothing, lists as
-//	                           "a, b"; absent when every placeholder is empty
+//	                           transforms included, unescaped); absent values render as
+//	                           nothing, lists as "a, b"; absent when every placeholder is
+//	                           empty
 //	to_int                     number or numeric string -> integer
 //	to_string                  scalar -> text
 //	first                      list -> its first element

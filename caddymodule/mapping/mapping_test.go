@@ -98,6 +98,114 @@ func TestURLEscaping(t *testing.T) {
 	}
 }
 
+// TestPlaceholderTransforms checks placeholders that pass their value through transforms:
+// applied before escaping, with the file's tables, and a result that cannot stand in the
+// URL failing the request with 400 invalidValue without quoting the value.
+func TestPlaceholderTransforms(t *testing.T) {
+	const file = `{"version": 1,
+	  "tables": {"divisions": {"Retail": "RT", "R&D": "r/d", "Void": null}},
+	  "users": {"events": {"create": {"method": "POST", "path": %q, "id": "id"}}}}`
+	const division = "/divisions/{urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:division|lookup:[\"divisions\", \"OTHER\"]}/accounts"
+	withDivision := func(d string) string {
+		return `{"userName": "ada", "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"division": "` + d + `"}}`
+	}
+	tests := []struct {
+		name, path, doc string
+		want, wantErr   string // wantErr: the whole detail after "users.events.create.path: "
+	}{
+		{"table", division, withDivision("Retail"), "/divisions/RT/accounts", ""},
+		{"table value escaped", division, withDivision("R&D"), "/divisions/r%2Fd/accounts", ""},
+		{"table default", division, withDivision("Legal"), "/divisions/OTHER/accounts", ""},
+		{"table, absent key", division, `{"userName": "ada"}`, "",
+			`{urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:division|lookup:["divisions", "OTHER"]} is needed in the URL but is not set`},
+		{"table without default", `/d/{division|lookup:"divisions"}`, withDivision("Legal"), "",
+			`{division|lookup:"divisions"}: transform lookup: the value is not in the table "divisions", which has no default`},
+		{"table gives null", `/d/{division|lookup:"divisions"}`, withDivision("Void"), "", `{division|lookup:"divisions"} is needed in the URL but is not set`},
+		{"pipeline", "/a/{ userName | trim | lower }", `{"userName": "  Ada Lovelace "}`, "/a/ada%20lovelace", ""},
+		{"quoted | in a filter", `/a?m={emails[type eq "home|work"].value|upper}`, `{"emails": [{"type": "home|work", "value": "a+b@x"}]}`, "/a?m=A%2BB%40X", ""},
+		{"default on absent", `/a/{nickName|default:"none"}`, `{}`, "/a/none", ""},
+		{"inline table with braces", `/a/{userName|lookup:{"ada": "}{"}}`, `{"userName": "ada"}`, "/a/%7D%7B", ""},
+		{"result is a list", "/a/{emails.value|lower}", `{"emails": [{"value": "A@x"}, {"value": "B@x"}]}`, "", "{emails.value|lower} is needed in the URL but is not a single value"},
+		{"result is an object", "/a/{name|trim}", `{"name": {"givenName": "Ada"}}`, "", "{name|trim} is needed in the URL but is not a single value"},
+		{"result is empty", `/a/{userName|regex_replace:["^.*$", ""]}`, `{"userName": "ada"}`, "", `{userName|regex_replace:["^.*$", ""]} is needed in the URL but is empty`},
+		{"result climbs", `/a/{userName|lookup:[{}, ".."]}`, `{"userName": "ada"}`, "", `{userName|lookup:[{}, ".."]} resolves to "..", which cannot stand in a URL path`},
+		{"transform fails", "/a/{userName|to_int}", `{"userName": "SECRET"}`, "", "{userName|to_int}: transform to_int: needs an integer"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := mustParse(t, fmt.Sprintf(file, tc.path))
+			reqs, err := m.Requests(Input{ResourceType: "User", Event: "create", Resource: resource(t, tc.doc)})
+			if tc.wantErr != "" {
+				var se *scim.Error
+				if !errors.As(err, &se) || se.Status != 400 || se.ScimType != scim.TypeInvalidValue {
+					t.Fatalf("error = %v, want a 400 invalidValue", err)
+				}
+				if want := "users.events.create.path: " + tc.wantErr; se.Detail != want {
+					t.Errorf("detail = %s\nwant     %s", se.Detail, want)
+				}
+				for _, secret := range []string{"Legal", "SECRET", "A@x"} {
+					if strings.Contains(se.Detail, secret) {
+						t.Errorf("the detail quotes the value %q", secret)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if reqs[0].Path != tc.want {
+				t.Errorf("path = %s, want %s", reqs[0].Path, tc.want)
+			}
+		})
+	}
+}
+
+// TestPlaceholderTransformsElsewhere checks transforms in a lookup's query, on gateway
+// values, and in the template transform, including what send: changed learns from them.
+func TestPlaceholderTransformsElsewhere(t *testing.T) {
+	m := mustParse(t, `{"version": 1,
+	  "tables": {"divisions": {"Retail": "RT"}},
+	  "users": {
+	    "lookup": {"method": "GET", "path": "/accounts?email={emails[type eq \"work\"].value|lower}", "id": "items.0.id"},
+	    "events": {
+	      "create": {"method": "POST", "path": "/accounts", "id": "id", "body": {
+	        "key": {"transforms": [{"template": "{userName|trim|lower}@{division|lookup:[\"divisions\", \"OTHER\"]}"}]}}},
+	      "update": {"method": "PATCH", "path": "/accounts/{id|upper}/{scim_id|upper}", "body": {
+	        "who": {"transforms": [{"template": "{nickName|first_non_empty:\"displayName\"|upper}"}]}}}}}}`)
+	doc := resource(t, `{"id": "5c1e-ab", "userName": " Ada@Contoso.example ", "displayName": "Ada",
+	  "emails": [{"type": "home", "value": "ada@home.example"}, {"type": "work", "value": "Ada.Lovelace+Test@Contoso.example"}],
+	  "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"division": "Retail"}}`)
+
+	req, ok, err := m.LookupRequest("User", doc)
+	if err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	if want := "/accounts?email=ada.lovelace%2Btest%40contoso.example"; req.Path != want {
+		t.Errorf("lookup path = %s, want %s", req.Path, want)
+	}
+
+	create := oneRequest(t, m, Input{ResourceType: "User", Event: "create", Resource: doc})
+	if want := `{"key":"ada@contoso.example@RT"}`; string(create.Body) != want {
+		t.Errorf("create body = %s, want %s", create.Body, want)
+	}
+
+	update := func(changed ...string) []Request {
+		t.Helper()
+		reqs, err := m.Requests(Input{ResourceType: "User", Event: "update", Resource: doc, Previous: doc, Changed: changed, NativeID: "ab-7"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return reqs
+	}
+	reqs := update("displayName")
+	if len(reqs) != 1 || reqs[0].Path != "/accounts/AB-7/5C1E-AB" || string(reqs[0].Body) != `{"who":"ADA"}` {
+		t.Errorf("update of displayName = %+v, want PATCH /accounts/AB-7/5C1E-AB {\"who\":\"ADA\"}", reqs)
+	}
+	if reqs := update("title"); reqs != nil {
+		t.Errorf("an update of an attribute no field reads sent %+v", reqs)
+	}
+}
+
 // TestSecretsInHeaders checks that header placeholders are resolved once at load, that
 // outer headers are inherited and overridden, and that each request gets its own copy.
 func TestSecretsInHeaders(t *testing.T) {

@@ -1,10 +1,13 @@
 package mapping
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
 	"strings"
+
+	"github.com/scimgate/scimgate/caddymodule/scim"
 )
 
 // maxTemplateLen bounds URL and string templates in the mapping file.
@@ -19,12 +22,15 @@ type template struct {
 	nsrc  int // number of placeholders
 }
 
-// tplPart is literal text, or a placeholder when src is set. query marks placeholders
-// after the URL's "?", which are query-escaped rather than path-escaped.
+// tplPart is literal text, or a placeholder when src is set: a source and the transforms
+// its value passes through. query marks placeholders after the URL's "?", which are
+// query-escaped rather than path-escaped.
 type tplPart struct {
-	lit   string
-	src   *source
-	query bool
+	lit        string
+	src        *source
+	transforms []*transform
+	name       string // the placeholder as written between the braces, for messages
+	query      bool
 }
 
 // placeholderSources maps the gateway's template names to their source spelling.
@@ -34,10 +40,11 @@ var placeholderSources = map[string]string{
 	"member_id": srcMemberID,
 }
 
-// compileTemplate parses text. "{{" and "}}" stand for literal braces; a placeholder runs
-// to the first "}" outside double quotes, so SCIM value filters such as
-// {emails[type eq "work"].value} need no escaping.
-func compileTemplate(resourceType, text string, isURL bool) (*template, error) {
+// compileTemplate parses text. "{{" and "}}" stand for literal braces; a placeholder is a
+// SCIM path or gateway value, optionally followed by transforms after "|"
+// ({userName|trim|lower}, {department|lookup:["depts", "OTHER"]}); see scanPlaceholder for
+// where it ends. tables are the file's named tables, for lookup.
+func compileTemplate(resourceType, text string, isURL bool, tables map[string]map[string]any) (*template, error) {
 	if len(text) > maxTemplateLen {
 		return nil, fmt.Errorf("longer than %d bytes", maxTemplateLen)
 	}
@@ -61,11 +68,11 @@ func compileTemplate(resourceType, text string, isURL bool) (*template, error) {
 			i++
 			continue
 		}
-		end, err := placeholderEnd(text, i)
+		end, steps, err := scanPlaceholder(text, i)
 		if err != nil {
 			return nil, err
 		}
-		src, err := compilePlaceholder(resourceType, text[i+1:end])
+		p, err := compilePlaceholder(resourceType, strings.TrimSpace(text[i+1:end]), steps, tables)
 		if err != nil {
 			return nil, err
 		}
@@ -73,7 +80,8 @@ func compileTemplate(resourceType, text string, isURL bool) (*template, error) {
 			t.parts = append(t.parts, tplPart{lit: lit.String()})
 			lit.Reset()
 		}
-		t.parts = append(t.parts, tplPart{src: src, query: inQuery})
+		p.query = inQuery
+		t.parts = append(t.parts, p)
 		t.nsrc++
 		i = end + 1
 	}
@@ -88,38 +96,99 @@ func compileTemplate(resourceType, text string, isURL bool) (*template, error) {
 	return t, nil
 }
 
-// placeholderEnd returns the index of the "}" closing the placeholder opened at start.
-func placeholderEnd(text string, start int) (int, error) {
-	inQuote := false
+// scanPlaceholder reads the placeholder opened by the "{" at start. It returns the index
+// of the "}" that closes it and its steps: the text between the braces split at "|". Only
+// a "}" or "|" outside double-quoted strings (with JSON's backslash escapes) and outside
+// [...] and {...} counts: a SCIM value filter may hold either in a value, quoted or not
+// (emails[value eq "a|b"]), and a transform's JSON arguments hold strings, lists and
+// objects (lookup:[{"a": "b"}]). A SCIM path itself has neither outside its brackets.
+func scanPlaceholder(text string, start int) (int, []string, error) {
+	var steps []string
+	from, depth, inQuote := start+1, 0, false
 	for j := start + 1; j < len(text); j++ {
 		switch c := text[j]; {
 		case inQuote && c == '\\':
 			j++
+		case inQuote:
+			inQuote = c != '"'
 		case c == '"':
-			inQuote = !inQuote
-		case !inQuote && c == '}':
-			return j, nil
+			inQuote = true
+		case c == '[' || c == '{':
+			depth++
+		case depth > 0 && (c == ']' || c == '}'):
+			depth--
+		case depth == 0 && c == '|':
+			steps = append(steps, text[from:j])
+			from = j + 1
+		case depth == 0 && c == '}':
+			return j, append(steps, text[from:j]), nil
 		}
 	}
-	return 0, fmt.Errorf("unclosed \"{\" at byte %d (write \"{{\" for a literal brace)", start)
+	return 0, nil, fmt.Errorf("unclosed \"{\" at byte %d (write \"{{\" for a literal brace)", start)
 }
 
-// compilePlaceholder compiles the name between braces.
-func compilePlaceholder(resourceType, name string) (*source, error) {
-	name = strings.TrimSpace(name)
-	if name == "" {
-		return nil, errors.New("empty placeholder {}")
-	}
-	if strings.HasPrefix(name, "$") {
-		return nil, fmt.Errorf("placeholder {%s}: templates name gateway values without \"$\" ({id}, {scim_id}, {member_id})", name)
-	}
-	if name == "member_ids" {
-		return nil, errors.New("placeholder {member_ids}: a list of ids goes in a body field (\"from\": \"$member_ids\"), not in a template")
+// compilePlaceholder compiles the placeholder written between braces: its source (steps[0])
+// and its transforms.
+func compilePlaceholder(resourceType, written string, steps []string, tables map[string]map[string]any) (tplPart, error) {
+	name := strings.TrimSpace(steps[0])
+	switch {
+	case written == "":
+		return tplPart{}, errors.New("empty placeholder {}")
+	case name == "":
+		return tplPart{}, fmt.Errorf("placeholder {%s}: names no SCIM path or gateway value before the \"|\"", written)
+	case strings.HasPrefix(name, "$"):
+		return tplPart{}, fmt.Errorf("placeholder {%s}: templates name gateway values without \"$\" ({id}, {scim_id}, {member_id})", written)
+	case name == "member_ids":
+		return tplPart{}, fmt.Errorf("placeholder {%s}: a list of ids goes in a body field (\"from\": \"$member_ids\"), not in a template", written)
+	case len(steps)-1 > maxTransforms:
+		return tplPart{}, fmt.Errorf("placeholder {%s}: more than %d transforms", written, maxTransforms)
 	}
 	if reserved, ok := placeholderSources[name]; ok {
-		return compileSource(resourceType, reserved)
+		name = reserved
 	}
-	return compileSource(resourceType, name)
+	src, err := compileSource(resourceType, name)
+	if err != nil {
+		return tplPart{}, err
+	}
+	p := tplPart{src: src, name: written}
+	for _, step := range steps[1:] {
+		t, err := compileStep(resourceType, step, tables)
+		if err != nil {
+			return tplPart{}, fmt.Errorf("placeholder {%s}: %w", written, err)
+		}
+		p.transforms = append(p.transforms, t)
+	}
+	return p, nil
+}
+
+// compileStep compiles one transform of a placeholder, "name" or "name:args" with args in
+// JSON, by building the file's own form ("name" or {"name": args}): every transform and
+// every check of its arguments is then the one bodies get.
+func compileStep(resourceType, step string, tables map[string]map[string]any) (*transform, error) {
+	step = strings.TrimSpace(step)
+	if step == "" {
+		return nil, errors.New("empty transform after \"|\"")
+	}
+	name, args, hasArgs := strings.Cut(step, ":")
+	name = strings.TrimSpace(name)
+	raw, err := json.Marshal(name)
+	if err != nil {
+		return nil, err
+	}
+	if hasArgs {
+		args = strings.TrimSpace(args)
+		// One JSON value, checked alone: the object built below must not gain keys from it.
+		var v any
+		if err := json.Unmarshal([]byte(args), &v); err != nil {
+			return nil, fmt.Errorf("transform %s: the arguments after \":\" are not one JSON value (write them as in {%s: ...}): %s", raw, raw, strings.TrimPrefix(err.Error(), "json: "))
+		}
+		raw = []byte("{" + string(raw) + ":" + args + "}")
+	}
+	spec, err := parseTransformSpec(raw)
+	if err != nil {
+		return nil, err
+	}
+	return compileTransform(resourceType, spec, tables)
 }
 
 // checkURL makes sure the template can only produce a path relative to the target's base
@@ -152,22 +221,27 @@ func (t *template) checkURL() error {
 	return nil
 }
 
-// uses reports whether the template references the gateway value reserved.
+// uses reports whether the template references the gateway value reserved, in a
+// placeholder or in the transforms of one (first_non_empty).
 func (t *template) uses(reserved string) bool {
-	for _, p := range t.parts {
-		if p.src != nil && p.src.reserved == reserved {
+	for _, s := range t.sources() {
+		if s.reserved == reserved {
 			return true
 		}
 	}
 	return false
 }
 
-// sources lists the template's placeholder sources.
+// sources lists the template's placeholder sources and the paths their transforms read.
 func (t *template) sources() []*source {
 	var out []*source
 	for _, p := range t.parts {
-		if p.src != nil {
-			out = append(out, p.src)
+		if p.src == nil {
+			continue
+		}
+		out = append(out, p.src)
+		for _, tr := range p.transforms {
+			out = append(out, tr.sources...)
 		}
 	}
 	return out
@@ -183,7 +257,7 @@ func (t *template) renderURL(ev *evalCtx) (string, error) {
 			b.WriteString(p.lit)
 			continue
 		}
-		s, err := placeholderText(ev, p.src)
+		s, err := p.text(ev)
 		if err != nil {
 			return "", err
 		}
@@ -192,37 +266,63 @@ func (t *template) renderURL(ev *evalCtx) (string, error) {
 			continue
 		}
 		if s == "." || s == ".." {
-			return "", dataError("%s resolves to %q, which cannot stand in a URL path", describePlaceholder(p.src), s)
+			return "", dataError("%s resolves to %q, which cannot stand in a URL path", p.describe(), s)
 		}
 		b.WriteString(url.PathEscape(s))
 	}
 	return b.String(), nil
 }
 
-// placeholderText resolves one URL placeholder to a single non-empty text.
-func placeholderText(ev *evalCtx, src *source) (string, error) {
-	v, ok, err := src.resolve(ev)
+// text resolves one URL placeholder to a single non-empty text, after its transforms and
+// before escaping.
+func (p *tplPart) text(ev *evalCtx) (string, error) {
+	v, ok, err := p.src.resolve(ev)
 	if err != nil {
 		return "", err
 	}
-	if src.reserved != "" && (!ok || v == "") {
-		return "", fmt.Errorf("%s is empty: the gateway passed no native id", describePlaceholder(src))
+	if p.src.reserved != "" && (!ok || v == "") {
+		return "", fmt.Errorf("%s is empty: the gateway passed no native id", p.describe())
 	}
-	if !ok {
-		return "", dataError("%s is needed in the URL but is not set", describePlaceholder(src))
+	if v, ok, err = p.transform(ev, v, ok); err != nil {
+		return "", placeholderError(p.describe(), err)
+	}
+	if !ok || v == nil { // a transform may give null (default: null, a table's value)
+		return "", dataError("%s is needed in the URL but is not set", p.describe())
 	}
 	s, isScalar := scalarText(v)
 	if !isScalar {
-		return "", dataError("%s is needed in the URL but is not a single value", describePlaceholder(src))
+		return "", dataError("%s is needed in the URL but is not a single value", p.describe())
 	}
 	if s == "" {
-		return "", dataError("%s is needed in the URL but is empty", describePlaceholder(src))
+		return "", dataError("%s is needed in the URL but is empty", p.describe())
 	}
 	return s, nil
 }
 
-func describePlaceholder(src *source) string {
-	return "{" + strings.TrimPrefix(src.text, "$") + "}"
+// transform passes the placeholder's value through its transforms, in order.
+func (p *tplPart) transform(ev *evalCtx, v any, ok bool) (any, bool, error) {
+	for _, t := range p.transforms {
+		var err error
+		if v, ok, err = t.apply(ev, v, ok); err != nil {
+			return nil, false, fmt.Errorf("transform %s: %w", t.name, err)
+		}
+	}
+	return v, ok, nil
+}
+
+// placeholderError reports a transform of a placeholder that failed: errors already meant
+// for the client, and the gateway's own, pass as they are; one that could not convert the
+// data becomes a 400 naming the placeholder (where), never the value.
+func placeholderError(where string, err error) error {
+	var se *scim.Error
+	if errors.As(err, &se) || errors.Is(err, errNoIDMap) {
+		return err
+	}
+	return dataError("%s: %v", where, err)
+}
+
+func (p *tplPart) describe() string {
+	return "{" + p.name + "}"
 }
 
 // renderText fills a string template. Absent values render as nothing, lists as their
@@ -240,12 +340,15 @@ func (t *template) renderText(ev *evalCtx) (string, bool, error) {
 		if err != nil {
 			return "", false, err
 		}
+		if v, ok, err = p.transform(ev, v, ok); err != nil {
+			return "", false, placeholderError(fmt.Sprintf("%s in template %q", p.describe(), t.text), err)
+		}
 		if !ok {
 			continue
 		}
 		s, err := valueText(v, ", ")
 		if err != nil {
-			return "", false, dataError("%s in template %q: %v", describePlaceholder(p.src), t.text, err)
+			return "", false, dataError("%s in template %q: %v", p.describe(), t.text, err)
 		}
 		if s != "" {
 			anyValue = true

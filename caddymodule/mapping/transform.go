@@ -81,7 +81,7 @@ func compileTransform(resourceType string, spec transformSpec, tables map[string
 	case "regex_replace":
 		err = compileRegexReplace(t, spec)
 	case "template":
-		err = compileTemplateTransform(t, spec, resourceType)
+		err = compileTemplateTransform(t, spec, resourceType, tables)
 	default:
 		return nil, fmt.Errorf("unknown transform %q (known: %s)", spec.name, strings.Join(transformNames, ", "))
 	}
@@ -518,8 +518,9 @@ func compileRegexReplace(t *transform, spec transformSpec) error {
 	return nil
 }
 
-// compileTemplateTransform builds template("{name.givenName} {name.familyName}").
-func compileTemplateTransform(t *transform, spec transformSpec, resourceType string) error {
+// compileTemplateTransform builds template("{name.givenName} {name.familyName}"). Its
+// placeholders are those of URLs, transforms included ("{userName|lower}").
+func compileTemplateTransform(t *transform, spec transformSpec, resourceType string, tables map[string]map[string]any) error {
 	if err := wantArgs(spec, 1, 1, "one template string"); err != nil {
 		return err
 	}
@@ -527,7 +528,7 @@ func compileTemplateTransform(t *transform, spec transformSpec, resourceType str
 	if err != nil {
 		return err
 	}
-	tpl, err := compileTemplate(resourceType, text, false)
+	tpl, err := compileTemplate(resourceType, text, false, tables)
 	if err != nil {
 		return err
 	}
