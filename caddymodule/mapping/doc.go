@@ -120,8 +120,11 @@
 //
 // Paths are checked against the SCIM schemas at load (a misspelt core or enterprise
 // attribute is an error); custom extension URNs accept any attribute name. A manager
-// whose account does not exist in the app yet fails the request with 400 invalidValue
-// (Entra retries it later) instead of silently dropping the reference.
+// who is in the directory but whose account does not exist in the app yet fails the
+// request with 400 invalidValue (Entra retries it later) instead of silently dropping the
+// reference; a create is sent without the link instead (Entra links managers in a later
+// PATCH). A manager the directory does not have (deleted, or never provisioned) is no
+// manager: the field is absent, as for a user without one.
 //
 // Gateway values, for "from": "$id" (native id), "$scim_id", "$member_id" (each mode) and
 // "$member_ids" (batch mode: the list of the members' native ids, as strings; add
