@@ -98,7 +98,7 @@ func (ev *evalCtx) reserved(name string) (any, bool, error) {
 }
 
 // Has reports whether the mapping has a native call for the event of the resource type.
-// The gateway skips (and journals as skipped) events without one.
+// The gateway skips events without one, and its journal record says so.
 func (m *Mapping) Has(resourceType string, event change.Event) bool {
 	rm := m.resource(resourceType)
 	return rm != nil && rm.calls[event] != nil
