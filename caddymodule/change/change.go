@@ -57,6 +57,9 @@ const (
 	ActionSearch    Action = "search"
 	ActionReconcile Action = "reconcile"
 	ActionPrune     Action = "prune"
+	// ActionCascade is a change the directory made to another resource because of the
+	// request with the same request_id (a deleted manager's reports lose the reference).
+	ActionCascade Action = "cascade"
 )
 
 // Outcome is how a request ended, as its journal record says.
@@ -96,4 +99,9 @@ const (
 	// MarkStale: the app's account exists but missed changes the policy skipped, so the
 	// next change that reaches the app carries every attribute.
 	MarkStale Mark = "stale"
+	// MarkManagerGone: the user's manager was deleted and the directory dropped the
+	// reference without calling the app, whose account still links the manager; the next
+	// change of the user that reaches the app sends its manager (none), even a change
+	// that changes nothing else.
+	MarkManagerGone Mark = "manager_gone"
 )

@@ -15,7 +15,9 @@
 //	request_id     the request's id, to correlate with access logs
 //	client         the bearer token's NAME (never the token)
 //	target         the legacy application
-//	action         create | replace | patch | delete | get | list | search | prune (always)
+//	action         create | replace | patch | delete | get | list | search | reconcile |
+//	               prune | cascade: a directory change the gateway made to another
+//	               resource because of the request with the same request_id (always)
 //	resource_type  User | Group
 //	scim_id        the gateway's SCIM id
 //	native_id      the legacy application's id

@@ -366,7 +366,8 @@ func (f *field) uses(reserved string) bool {
 
 // checkConsistency checks what no single call can: a native id used by one call must be
 // produced by another (create's "id" or the lookup), for the resource itself and for the
-// members of groups.
+// members of groups, and member calls need groups with native ids (the gateway makes them
+// only for a group it knows the account of), whether or not their URL names {id}.
 func (c *compiler) checkConsistency(m *Mapping) error {
 	for _, rt := range []string{scim.UserType, scim.GroupType} {
 		rm := m.types[rt]
@@ -380,6 +381,11 @@ func (c *compiler) checkConsistency(m *Mapping) error {
 			}
 			if where, ok := cl.usesNativeID(); ok && !m.knowsNativeIDs(rt) {
 				return c.errf(where, "uses {id}, but neither %s.events.create nor %s.lookup says where the native id is (add \"id\")", sectionOf[rt], sectionOf[rt])
+			}
+			if cl.members != membersNone && !m.knowsNativeIDs(rt) {
+				// The gateway makes a group's member calls only for a group with an
+				// account in the app, which it knows by its native id.
+				return c.errf(cl.rule, "%s never get native ids (no create with \"id\" and no lookup), so this call can never be made; add one, or remove the member events", sectionOf[rt])
 			}
 			for _, mt := range cl.memberTypes {
 				if !m.knowsNativeIDs(mt) {

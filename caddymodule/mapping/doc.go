@@ -36,8 +36,8 @@
 // Events of users: create, update, deactivate, reactivate, delete. Events of groups:
 // create, update (a rename is an update of displayName), delete, add_members,
 // remove_members. Any other name is a load error. An event that is absent (or null) has no
-// native call: the gateway skips it and journals it as skipped, so an app without groups
-// still works for users.
+// native call: the gateway skips it (the directory takes the change, and the record says
+// which events had no call), so an app without groups still works for users.
 //
 // # Calls
 //
@@ -145,8 +145,11 @@
 //
 // Paths are checked against the SCIM schemas at load (a misspelt core or enterprise
 // attribute is an error); custom extension URNs accept any attribute name. A manager
-// whose account does not exist in the app yet fails the request with 400 invalidValue
-// (Entra retries it later) instead of silently dropping the reference.
+// who is in the directory but whose account does not exist in the app yet fails the
+// request with 400 invalidValue (Entra retries it later) instead of silently dropping the
+// reference; a create is sent without the link instead (Entra links managers in a later
+// PATCH). A manager the directory does not have (deleted, or never provisioned) is no
+// manager: the field is absent, as for a user without one.
 //
 // Gateway values, for "from": "$id" (native id), "$scim_id", "$member_id" (each mode) and
 // "$member_ids" (batch mode: the list of the members' native ids, as strings; add
@@ -220,7 +223,10 @@
 // response (Request.IDPath); ExtractID reads it, validating the JSON first. Numbers become
 // their decimal text, so 42 and "42" are the same id. A call that uses {id} needs a way to
 // learn native ids: an "id" on create or a lookup, else the load fails; member calls need
-// the same for the members' resource type.
+// the same for the members' resource type, and for groups themselves even when their URL
+// does not name {id}: the gateway makes a group's member calls only for a group whose
+// account it knows, so add_members and remove_members without a groups create "id" or
+// lookup would never be made, and fail the load.
 //
 // # Lookup
 //

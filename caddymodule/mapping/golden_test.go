@@ -153,9 +153,11 @@ func runGolden(t *testing.T, dir string) goldenWant {
 		Previous:     decodeResource(t, in.Input.Previous),
 		Changed:      in.Input.Changed,
 		NativeID:     in.Input.NativeID,
-		NativeIDOf: func(id string) (string, bool) {
-			v, ok := in.IDMap[id]
-			return v, ok
+		NativeIDOf: func(id string) (string, RefState) {
+			if v, ok := in.IDMap[id]; ok {
+				return v, RefLinked
+			}
+			return "", RefPending
 		},
 	}
 	for _, mb := range in.Input.Members {

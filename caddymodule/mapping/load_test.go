@@ -110,6 +110,8 @@ func TestLoadErrors(t *testing.T) {
 			`demo.json: groups.events.add_members: has no source for the members' native ids: a batch call needs a body field with "from": "$member_ids"`},
 		{"member ids without users ids", `{"version": 1, "users": {"events": {"create": {"method": "POST", "path": "/u"}}}, "groups": {"events": {"create": {"method": "POST", "path": "/g", "id": "id"}, "add_members": {"method": "PUT", "path": "/g/{id}/m/{member_id}"}}}}`,
 			`demo.json: groups.events.add_members: members are sent by native id, but users have no create "id" or lookup to learn it from`},
+		{"member events without groups ids", `{"version": 1, "users": {"events": {"create": {"method": "POST", "path": "/u", "id": "id"}}}, "groups": {"events": {"create": {"method": "POST", "path": "/g"}, "add_members": {"method": "POST", "path": "/members", "body": {"team": "displayName", "user": "$member_id"}}}}}`,
+			`demo.json: groups.events.add_members: groups never get native ids (no create with "id" and no lookup), so this call can never be made; add one, or remove the member events`},
 		{"member id outside members", `{"version": 1, "users": {"events": {"create": {"method": "POST", "path": "/u/{member_id}"}}}}`,
 			`demo.json: users.events.create.path: uses a member's native id ({member_id} or $member_id), which exists only in add_members and remove_members with "members": "each"`},
 		{"member options on create", userCreate(`{"method": "POST", "path": "/a", "members": "batch"}`),

@@ -321,7 +321,12 @@ func TestEntraAttributes(t *testing.T) {
 	  "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"Department": "R&D", "employeeNumber": "07", "manager": {"value": "m-1", "displayName": "Grace"}},
 	  "urn:ietf:params:scim:schemas:extension:CustomExtensionName:2.0:User": {"tag": "blue"}}`)
 	req := oneRequest(t, m, Input{ResourceType: "User", Event: "create", Resource: doc,
-		NativeIDOf: func(id string) (string, bool) { return map[string]string{"m-1": "9001"}[id], id == "m-1" }})
+		NativeIDOf: func(id string) (string, RefState) {
+			if id == "m-1" {
+				return "9001", RefLinked
+			}
+			return "", RefPending
+		}})
 	want := `{"dept":"R&D","dept_bare":"R&D","emp":"07","tag":"blue","mgr":9001,"mgr_bare":"9001","mgr_value":"9001","mgr_name":"Grace","core_urn":"ada@contoso.example","given":"Ada","work":"ada@contoso.example","roles":["Admin"]}`
 	var got, exp any
 	if err := json.Unmarshal(req.Body, &got); err != nil {
@@ -480,11 +485,11 @@ func TestConcurrentRequests(t *testing.T) {
 	}
 }
 
-func idMap(id string) (string, bool) {
+func idMap(id string) (string, RefState) {
 	if id == "m-1" {
-		return "17", true
+		return "17", RefLinked
 	}
-	return "", false
+	return "", RefPending
 }
 
 // entraUser is a user as Entra creates it, manager reference included.
@@ -540,7 +545,7 @@ func TestUnknownManagerOnCreate(t *testing.T) {
 	reqs, err := m.Requests(Input{ResourceType: "User", Event: change.Create, Resource: map[string]any{
 		"id": "u1", "userName": "a@b.c",
 		"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": map[string]any{"manager": map[string]any{"value": "nobody"}},
-	}, NativeIDOf: func(string) (string, bool) { return "", false }})
+	}, NativeIDOf: func(string) (string, RefState) { return "", RefPending }})
 	if err != nil || len(reqs) != 1 {
 		t.Fatalf("%d requests, %v", len(reqs), err)
 	}
@@ -572,5 +577,53 @@ func TestCarries(t *testing.T) {
 		if got := m.Carries("User", c.event, c.attr); got != c.want {
 			t.Errorf("Carries(User, %s, %s) = %v, want %v", c.event, c.attr, got, c.want)
 		}
+	}
+}
+
+// TestManagerNotInDirectory: a manager the directory does not have (deleted since) is no
+// manager: left out of a create and of a "send": "all" body, null in a "send": "changed"
+// body when the manager changed; a manager in the directory without an account still
+// fails the update.
+func TestManagerNotInDirectory(t *testing.T) {
+	const create = `"create": {"method": "POST", "path": "/u", "id": "id", "body": {"login": "userName", "mgr": "manager"}}`
+	changed := mustParse(t, `{"version": 1, "users": {"events": {`+create+`,
+	  "update": {"method": "PATCH", "path": "/u/{id}", "body": {"login": "userName", "mgr": "manager"}}}}}`)
+	all := mustParse(t, `{"version": 1, "users": {"events": {`+create+`,
+	  "update": {"method": "PUT", "path": "/u/{id}", "send": "all", "body": {"login": "userName", "mgr": "manager", "on": "active"}}}}}`)
+	asked := ""
+	state := func(s RefState) func(string) (string, RefState) {
+		return func(id string) (string, RefState) {
+			asked = id
+			return "", s
+		}
+	}
+	report := scim.Resource{"id": "r-1", "userName": "rita@contoso.example", "active": false,
+		scim.EnterpriseUserSchema: map[string]any{"manager": map[string]any{"value": "m-gone"}}}
+	for _, tc := range []struct {
+		name string
+		m    *Mapping
+		in   Input
+		want string
+	}{
+		{"create", changed, Input{Event: change.Create}, `{"login":"rita@contoso.example"}`},
+		{"update, send changed", changed, Input{Event: change.Update, NativeID: "7", Changed: []string{"manager"}},
+			`{"mgr":null}`},
+		{"update, send all", all, Input{Event: change.Update, NativeID: "7", Changed: []string{"active"}},
+			`{"login":"rita@contoso.example","on":false}`},
+	} {
+		asked = ""
+		tc.in.ResourceType, tc.in.Resource, tc.in.NativeIDOf = scim.UserType, report, state(RefGone)
+		if req := oneRequest(t, tc.m, tc.in); string(req.Body) != tc.want {
+			t.Errorf("%s: body %s, want %s", tc.name, req.Body, tc.want)
+		}
+		if asked != "m-gone" {
+			t.Errorf("%s: NativeIDOf was asked for %q", tc.name, asked)
+		}
+	}
+	_, err := all.Requests(Input{ResourceType: scim.UserType, Event: change.Update, Resource: report, NativeID: "7",
+		Changed: []string{"active"}, NativeIDOf: state(RefPending)})
+	var se *scim.Error
+	if !errors.As(err, &se) || se.Status != http.StatusBadRequest || !strings.Contains(se.Detail, `the manager (SCIM id "m-gone") has no account in the app yet`) {
+		t.Errorf("a manager without an account yet: %v", err)
 	}
 }

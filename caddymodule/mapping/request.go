@@ -33,8 +33,27 @@ type Input struct {
 	Changed      []string      // changed attribute paths (for send: changed)
 	NativeID     string        // the resource's native id (empty on create)
 	Members      []Member      // for member events
-	NativeIDOf   func(scimID string) (string, bool)
+	// NativeIDOf looks up, in the gateway's directory, a resource another one references
+	// (a user's manager): its native id and what the directory knows of it.
+	NativeIDOf func(scimID string) (nativeID string, state RefState)
 }
+
+// RefState is what the directory knows of a referenced resource (Input.NativeIDOf).
+type RefState int
+
+const (
+	// RefPending: the resource is in the directory but has no account in the app yet (or
+	// the directory could not be read). The reference cannot be sent yet: the change fails
+	// with 400 and converges when Entra retries it after the account exists. The zero
+	// value, so that an id map that says nothing more waits rather than drops a link.
+	RefPending RefState = iota
+	// RefLinked: the resource has an account in the app; the native id is its id there.
+	RefLinked
+	// RefGone: the directory has no such resource (it was deleted, or never provisioned
+	// through the gateway). Nothing will ever give it an account, so the reference is
+	// sent as no reference: absent, or null where the mapping clears absent values.
+	RefGone
+)
 
 // Request is one native call to make, relative to the target's base URL.
 type Request struct {
@@ -79,7 +98,7 @@ func (ev *evalCtx) reserved(name string) (any, bool, error) {
 }
 
 // Has reports whether the mapping has a native call for the event of the resource type.
-// The gateway skips (and journals as skipped) events without one.
+// The gateway skips events without one, and its journal record says so.
 func (m *Mapping) Has(resourceType string, event change.Event) bool {
 	rm := m.resource(resourceType)
 	return rm != nil && rm.calls[event] != nil

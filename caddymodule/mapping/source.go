@@ -241,11 +241,14 @@ func (s *source) resolve(ev *evalCtx) (any, bool, error) {
 	return raw, true, nil
 }
 
-// managerNativeID turns the stored manager reference into the manager's native id. On a
-// create, a manager the app does not know yet leaves the field out. Otherwise it is an
-// error rather than a silently missing field:
+// managerNativeID turns the stored manager reference into the manager's native id. A
+// manager the directory no longer has (deleted, or never provisioned) is no manager: the
+// field is absent, as for a user without one, so that the reports' changes (their
+// offboarding) go through instead of waiting for a manager that will never come back. On
+// a create, a manager the app does not know yet leaves the field out too. Otherwise a
+// manager without an account in the app is an error rather than a silently missing field:
 // Entra would not re-send the reference, so dropping it would lose it for good; failing
-// makes Entra retry once the manager exists.
+// makes Entra retry once the manager's account exists.
 func (s *source) managerNativeID(ev *evalCtx, raw any) (any, bool, error) {
 	ref, err := scim.ManagerValue(raw)
 	if err != nil || ref == nil {
@@ -255,16 +258,18 @@ func (s *source) managerNativeID(ev *evalCtx, raw any) (any, bool, error) {
 	if ev.in.NativeIDOf == nil {
 		return nil, false, errNoIDMap
 	}
-	native, found := ev.in.NativeIDOf(id)
-	if (!found || native == "") && ev.in.Event == change.Create {
+	native, state := ev.in.NativeIDOf(id)
+	switch {
+	case state == RefLinked && native != "":
+		return native, true, nil
+	case state == RefGone:
+		return nil, false, nil
+	case ev.in.Event == change.Create:
 		// Entra links managers in a later PATCH (its reference pass), which retries
 		// until the manager exists; a create must not fail for a link it cannot make yet.
 		return nil, false, nil
 	}
-	if !found || native == "" {
-		return nil, false, unresolvedError("the manager (SCIM id %q) has no account in the app yet; retry after it is provisioned", id)
-	}
-	return native, true, nil
+	return nil, false, unresolvedError("the manager (SCIM id %q) has no account in the app yet; retry after it is provisioned", id)
 }
 
 // firstMatch returns the first element of a multi-valued attribute that the value filter

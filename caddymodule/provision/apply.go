@@ -168,9 +168,23 @@ func (e *Engine) commitAlone(j *job) (*plan, error) {
 		j.trail.fill(p)
 		p.record = e.record(j.req, j.trail, change.Applied, j.op.Status, "")
 		done = p
-		return e.journal.Append(tx.Bolt(), p.record)
+		if err := e.journal.Append(tx.Bolt(), p.record); err != nil {
+			return err
+		}
+		return e.appendCascade(tx, p)
 	})
 	return done, err
+}
+
+// appendCascade appends, after a change's own record, the records of the other resources
+// it changed (see unlinkReports).
+func (e *Engine) appendCascade(tx *store.Tx, p *plan) error {
+	for _, c := range p.cascade {
+		if err := e.journal.AppendPrepared(tx.Bolt(), c); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // decideView decides the change in a read transaction, with what the policy and the calls
@@ -218,6 +232,7 @@ func (e *Engine) deliver(j *job, p *plan, d policy.Decision) (*plan, error) {
 		tr.decision = e.journalDecision(d, droppedAttrs, droppedMembers)
 	}
 	p.deactivates = d.Deactivate && p.typ == scim.UserType && p.after != nil
+	clearsManager := false
 	switch {
 	case p.deactivates && p.nativeID == "":
 		np.events = nil // no account to deactivate
@@ -232,6 +247,8 @@ func (e *Engine) deliver(j *job, p *plan, d policy.Decision) (*plan, error) {
 		if p.mark == change.MarkDeactivated && activeOf(np.after) && !change.Has(np.events, change.Reactivate) {
 			np.events = append(np.events, change.Reactivate)
 		}
+	case !p.deactivates && p.nativeID != "" && np.after != nil && p.mark == change.MarkManagerGone:
+		clearsManager = sendManager(np, droppedAttrs)
 	}
 
 	// The intent, durable before the app sees anything: after a crash between the call and
@@ -261,7 +278,11 @@ func (e *Engine) deliver(j *job, p *plan, d policy.Decision) (*plan, error) {
 	if res.nativeID != "" {
 		tr.nativeID = res.nativeID
 	}
-	if reasons := syncReasons(t.Name, res); len(reasons) > 0 {
+	reasons := syncReasons(t.Name, res)
+	if clearsManager {
+		reasons = append(reasons, "the account in "+t.Name+" still linked a manager deleted earlier: this change sends the manager (none)")
+	}
+	if len(reasons) > 0 {
 		if tr.decision == nil {
 			tr.decision = &journal.Decision{Allow: true}
 		}
@@ -287,7 +308,8 @@ func (e *Engine) deliver(j *job, p *plan, d policy.Decision) (*plan, error) {
 // commit commits plan p with the outcome record in a transaction shared with concurrent
 // writers: p is decided again if the resource changed since (redecide), applied, the
 // account's id map entry and mark are updated (with a target), and the record, prepared
-// before the transaction, is appended last. It returns the plan that was applied.
+// before the transaction, is appended, followed by the records of other resources the
+// change changed (a deleted manager's reports). It returns the plan that was applied.
 func (e *Engine) commit(j *job, p *plan, outcome change.Outcome, sync *syncResult) (*plan, error) {
 	rec := e.record(j.req, j.trail, outcome, j.op.Status, "")
 	prepared, err := e.journal.Prepare(rec)
@@ -309,7 +331,10 @@ func (e *Engine) commit(j *job, p *plan, outcome change.Outcome, sync *syncResul
 			}
 		}
 		done = p2
-		return e.journal.AppendPrepared(tx.Bolt(), prepared)
+		if err := e.journal.AppendPrepared(tx.Bolt(), prepared); err != nil {
+			return err
+		}
+		return e.appendCascade(tx, p2)
 	})
 	if err != nil {
 		return nil, err
@@ -358,7 +383,13 @@ func (e *Engine) updateAccount(tx *store.Tx, p, p2 *plan) error {
 		}
 	}
 	current := tx.Mark(key, p2.id)
-	if next := nextMark(p2.after == nil, p.nativeID != "", current, p.skipped, p.deactivates); next != current {
+	next := nextMark(p2.after == nil, p.nativeID != "", current, p.skipped, p.deactivates)
+	if next == change.MarkNone && current == change.MarkManagerGone && p.mark != current {
+		// The manager's delete unlinked the user after this change was decided: its
+		// calls did not clear the manager in the app, so the next change must.
+		next = current
+	}
+	if next != current {
 		return tx.SetMark(key, p2.id, next)
 	}
 	return nil

@@ -406,18 +406,27 @@ func (e *Engine) nativeMembers(ids []string) (found []mapping.Member, skipped, m
 
 // storedNativeID looks up the native id of a resource in its own read transaction (used
 // while no transaction is open: during the native calls), for the mapping's NativeIDOf
-// (a manager's native id).
-func (e *Engine) storedNativeID(scimID string) (string, bool) {
+// (a manager's native id), and says whether the directory has the resource at all. A
+// directory that cannot be read says pending: the change fails and is retried, rather
+// than sent without the reference.
+func (e *Engine) storedNativeID(scimID string) (string, mapping.RefState) {
 	var nativeID string
-	err := e.store.View(func(tx *store.Tx) error {
+	state := mapping.RefPending
+	_ = e.store.View(func(tx *store.Tx) error {
 		typ, err := tx.TypeOf(scimID)
+		if errors.Is(err, store.ErrNotFound) {
+			state = mapping.RefGone
+			return nil
+		}
 		if err != nil {
 			return err
 		}
-		nativeID, err = tx.NativeID(e.target.mapKey(typ), scimID)
+		if nativeID, err = tx.NativeID(e.target.mapKey(typ), scimID); err == nil {
+			state = mapping.RefLinked
+		}
 		return err
 	})
-	return nativeID, err == nil
+	return nativeID, state
 }
 
 // callError says, for the journal, how a call failed: the error's class and status, and

@@ -68,9 +68,10 @@ type plan struct {
 	newNativeID string // the account the create made (or adopted)
 
 	// Filled by the commit.
-	rec    *store.Record // the record written (nil on delete)
-	answer any           // what Op.Render made of it
-	record *journal.Record
+	rec     *store.Record // the record written (nil on delete)
+	answer  any           // what Op.Render made of it
+	record  *journal.Record
+	cascade []*journal.Prepared // the records of other resources the change changed (a deleted manager's reports)
 }
 
 // decide computes the change of j against the state in tx, without writing.
@@ -217,9 +218,13 @@ func (p *plan) prepareRecord(attrs scim.Resource) error {
 // applyPlan writes plan p in tx. It may run more than once (group commit reruns), so it
 // only writes what p says and sets p's results afresh.
 func (e *Engine) applyPlan(tx *store.Tx, p *plan) error {
+	p.cascade = nil
 	if p.after == nil {
 		p.rec = nil
-		return tx.Delete(p.typ, p.id)
+		if err := tx.Delete(p.typ, p.id); err != nil {
+			return err
+		}
+		return e.unlinkReports(tx, p)
 	}
 	if err := applyMembers(tx, p.id, p.delta); err != nil {
 		return err
@@ -411,8 +416,9 @@ func DecodeDoc(rec *store.Record) (scim.Resource, error) {
 	return doc, nil
 }
 
-// IndexEntries are the store indexes of a resource: userName (unique), externalId and every
-// emails.value for users; displayName (unique) and externalId for groups.
+// IndexEntries are the store indexes of a resource: userName (unique), externalId, every
+// emails.value and the manager's id (manager.value) for users; displayName (unique) and
+// externalId for groups.
 func IndexEntries(typ string, doc scim.Resource) []store.IndexEntry {
 	var out []store.IndexEntry
 	str := func(name string) string {
@@ -433,6 +439,9 @@ func IndexEntries(typ string, doc scim.Resource) []store.IndexEntry {
 					}
 				}
 			}
+		}
+		if m := managerRef(doc); m != "" {
+			out = append(out, store.IndexEntry{Attr: managerIndex, Value: m})
 		}
 	} else {
 		out = append(out, store.IndexEntry{Attr: "displayName", Value: str("displayName"), Unique: true})
