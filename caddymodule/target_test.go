@@ -51,7 +51,7 @@ func (f *faultApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		w.WriteHeader(http.StatusNoContent)
 	case "timeout":
-		time.Sleep(600 * time.Millisecond)
+		time.Sleep(2500 * time.Millisecond) // past the target timeout below, on a loaded machine too
 		w.WriteHeader(http.StatusCreated)
 	case "500":
 		http.Error(w, `{"error":{"message":"database is down"}}`, http.StatusInternalServerError)
@@ -91,7 +91,7 @@ func newTargetGateway(t *testing.T, url string, mutate func(*TargetConfig)) *Han
 	}
 	return newTestGateway(t, func(g *Handler) {
 		g.Target = &TargetConfig{Name: "app", URL: url, Mapping: mapFile,
-			Timeout: caddy.Duration(300 * time.Millisecond), MaxResponseBytes: 8 << 10, MaxRetries: -1}
+			Timeout: caddy.Duration(time.Second), MaxResponseBytes: 8 << 10, MaxRetries: -1}
 		if mutate != nil {
 			mutate(g.Target)
 		}
