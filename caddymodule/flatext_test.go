@@ -17,8 +17,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/scimgate/scimgate/caddymodule/provision"
 	"github.com/scimgate/scimgate/caddymodule/scim"
+	"github.com/scimgate/scimgate/caddymodule/store"
 )
 
 const (
@@ -244,6 +247,43 @@ func TestTargetFlatExtensionReachesApp(t *testing.T) {
 			itWantOK(t, w, http.StatusOK)
 			if call := app.last(t); call.method != http.MethodPatch || !reflect.DeepEqual(call.body, map[string]any{"dept": "Ops"}) {
 				t.Fatalf("update (path-less dialect) sent %s %v, want the changed dept only", call.method, call.body)
+			}
+		})
+	}
+}
+
+// TestHandlerFlatExtensionStoredBefore: users stored before flat keys were nested (flat
+// only, or flat next to the nested copy a later PATCH added) read, filter and patch as one
+// nested attribute; the nested value, the later PATCH's, wins.
+func TestHandlerFlatExtensionStoredBefore(t *testing.T) {
+	g := newTestGateway(t, nil)
+	now := time.Now().UTC()
+	legacy := map[string]string{
+		"flat-only": `{"schemas":["` + scim.UserSchema + `"],"userName":"flat-only@contoso.example","` + flatHire + `":"` + flatHireVal + `","` + flatDept + `":"Retail"}`,
+		"both": `{"schemas":["` + scim.UserSchema + `"],"userName":"both@contoso.example","` + flatHire + `":"1999-12-31","` + flatDept + `":"Retail",` +
+			`"` + flatMyApp + `":{"hireDate":"` + flatHireVal + `"}}`,
+	}
+	for id, doc := range legacy {
+		var attrs map[string]any
+		if err := json.Unmarshal([]byte(doc), &attrs); err != nil {
+			t.Fatal(err)
+		}
+		rec := &store.Record{Type: scim.UserType, ID: id, Created: now, LastModified: now, Doc: []byte(doc), Index: provision.IndexEntries(scim.UserType, attrs)}
+		if err := g.store.Update(func(tx *store.Tx) error { return tx.Put(rec) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for id := range legacy {
+		t.Run(id, func(t *testing.T) {
+			flatWantOnce(t, itWantOK(t, serve(t, g, http.MethodGet, itBase+"/Users/"+id, nil), http.StatusOK), flatHireVal, "Retail")
+			ids, _ := itListIDs(t, g, "/Users", itQ(`userName eq "`+id+`@contoso.example" and `+flatHire+` eq "`+flatHireVal+`"`))
+			if !slices.Equal(ids, []string{id}) {
+				t.Errorf("filter matched %v", ids)
+			}
+			w := serve(t, g, http.MethodPatch, itBase+"/Users/"+id, itPatchBody(`{"op":"Replace","path":"`+flatHire+`","value":"2024-04-01"}`))
+			flatWantOnce(t, itWantOK(t, w, http.StatusOK), "2024-04-01", "Retail")
+			if got, want := changePaths(lastRecord(t, g)), []string{"replace " + flatHire}; !slices.Equal(got, want) {
+				t.Errorf("journaled changes %v, want %v", got, want)
 			}
 		})
 	}
