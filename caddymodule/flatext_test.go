@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -72,6 +73,16 @@ func TestHandlerFlatExtensionAttributes(t *testing.T) {
 	t.Run("POST answer", func(t *testing.T) { flatWantOnce(t, created, flatHireVal, "Retail") })
 	t.Run("GET", func(t *testing.T) {
 		flatWantOnce(t, itWantOK(t, serve(t, g, http.MethodGet, itBase+"/Users/"+id, nil), http.StatusOK), flatHireVal, "Retail")
+	})
+	t.Run("projection", func(t *testing.T) {
+		u := itWantOK(t, serve(t, g, http.MethodGet, itBase+"/Users/"+id+"?attributes="+url.QueryEscape(flatHire), nil), http.StatusOK)
+		if got, _ := u[flatMyApp].(map[string]any); !reflect.DeepEqual(got, map[string]any{"hireDate": flatHireVal}) || u["userName"] != nil || u[scim.EnterpriseUserSchema] != nil {
+			t.Errorf("attributes=%s gave %v", flatHire, u)
+		}
+		u = itWantOK(t, serve(t, g, http.MethodGet, itBase+"/Users/"+id+"?excludedAttributes="+url.QueryEscape(flatHire), nil), http.StatusOK)
+		if _, has := u[flatMyApp]; has || u["userName"] == nil {
+			t.Errorf("excludedAttributes=%s gave %v", flatHire, u)
+		}
 	})
 	t.Run("filter", func(t *testing.T) {
 		for _, f := range []string{

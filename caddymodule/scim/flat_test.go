@@ -67,6 +67,11 @@ func TestPrepareResourceFlatExtensions(t *testing.T) {
 			want: `{"` + flatEnt + `":{"department":"Retail"}}`,
 		},
 		{
+			name: "the pre-2018 dot spelling of the enterprise URN",
+			in:   `{"` + flatEnt + `.department":"Retail"}`,
+			want: `{"` + flatEnt + `":{"department":"Retail"}}`,
+		},
+		{
 			name: "enterprise and custom together, merged with a nested enterprise object",
 			in: `{"` + flatEnt + `:department":"Retail","` + flatMyApp + `:hireDate":"2024-03-01",` +
 				`"` + flatEnt + `":{"costCenter":"42"}}`,
