@@ -21,6 +21,8 @@ func FuzzHandler(f *testing.F) {
 		{0, `{"Operations":[{"op":"remove","path":"members[value eq \"x\"]"}]}`},
 		{1, `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"u","emails":[{"value":"e"}]}`},
 		{1, `{"userName":"u","urn:ietf:params:scim:schemas:extension:enterprise:2.0:User":{"manager":[{"value":"m","$ref":"x"}]}}`},
+		{0, `{"Operations":[{"op":"replace","value":{"urn:ietf:params:scim:schemas:extension:MyApp:2.0:User:hireDate":"a","urn:ietf:params:scim:schemas:extension:MyApp:2.0:User":{"hireDate":"b"}}}]}`},
+		{1, `{"userName":"f","urn:ietf:params:scim:schemas:extension:MyApp:2.0:User:badge.level":"2","urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager":"m","urn:ietf:params:scim:schemas:extension:MyApp:2.0:User":{"badge":{"level":"2"}}}`},
 		{2, `userName eq "alice"`},
 		{2, `emails[type eq "work" and value co "@"] or not (active eq false)`},
 		{2, `meta.lastModified gt 2020-01-01T00:00:00Z`},

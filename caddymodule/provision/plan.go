@@ -403,7 +403,9 @@ func notFound(err error, typ, id string) error {
 	return err
 }
 
-// DecodeDoc decodes a stored record's attributes.
+// DecodeDoc decodes a stored record's attributes. Extension attributes a record still
+// holds as flat "URN:attr" keys (stored before they were nested on write) come back
+// nested, so that reads, filters, diffs and patches see one attribute.
 func DecodeDoc(rec *store.Record) (scim.Resource, error) {
 	v, err := scim.Decode(rec.Doc)
 	if err != nil {
@@ -413,6 +415,7 @@ func DecodeDoc(rec *store.Record) (scim.Resource, error) {
 	if doc == nil {
 		doc = scim.Resource{}
 	}
+	scim.NestFlatAttributes(rec.Type, doc)
 	return doc, nil
 }
 

@@ -235,6 +235,9 @@ func newPatcher(resourceType string, r Resource, opts PatchOptions) *patcher {
 	if p.doc == nil {
 		p.doc = Resource{}
 	}
+	// A document stored with flat "URN:attr" keys is patched in its nested form, so that a
+	// PATCH of the same attribute replaces it instead of adding a second, nested copy.
+	_ = nestFlat(p.rt, p.doc, flatLenient)
 	if strings.EqualFold(resourceType, GroupType) {
 		Delete(p.doc, "members")
 		p.members = newMemberIntent()
@@ -286,11 +289,15 @@ func patchWhere(i int, op, path string) string {
 // applyPathless applies an add or replace without a path: every key of the value object
 // is itself a path (Entra's aadOptscim062020 dialect sends "name.givenName" and full-URN
 // keys), or a bare schema URN holding that schema's attributes. A literal dotted key is
-// never stored.
+// never stored. One extension attribute set both as a full-URN key and nested under its
+// URN (or by two keys) with different values is 400 invalidValue.
 func (p *patcher) applyPathless(i int, op string, v any) error {
 	obj, ok := v.(map[string]any)
 	if !ok {
 		return p.errorf(TypeInvalidValue, "%s without a \"path\" needs an object \"value\" of attributes", op)
+	}
+	if err := checkFlatPatchValue(p.rt, obj); err != nil {
+		return p.wrap(err)
 	}
 	for _, k := range sortedKeys(obj) {
 		p.where = patchWhere(i, op, "") + " (value key " + k + ")"

@@ -16,8 +16,10 @@ type Prepared struct {
 
 // PrepareResource validates and normalises a POST/PUT body for resourceType. Read-only
 // attributes (id, meta, groups) are dropped as RFC 7643 §2.2 asks, null values are removed
-// (null means unassigned), Entra's string booleans become booleans and the enterprise
-// manager takes its object form. Values are otherwise kept exactly as written.
+// (null means unassigned), extension attributes sent as flat "URN:attr" keys are nested
+// under their schema URN (RFC 7643 §3.3; one attribute in both forms with different values
+// is 400 invalidValue), Entra's string booleans become booleans and the enterprise manager
+// takes its object form. Values are otherwise kept exactly as written.
 func PrepareResource(resourceType string, body map[string]any) (*Prepared, error) {
 	rt := ResourceTypeByName(resourceType)
 	if rt == nil {
@@ -28,6 +30,9 @@ func PrepareResource(resourceType string, body map[string]any) (*Prepared, error
 	}
 	doc := CloneResource(body)
 	stripNulls(doc)
+	if err := nestFlat(rt, doc, flatStrict); err != nil {
+		return nil, err
+	}
 	p := &Prepared{Doc: doc}
 	if v, ok := Get(doc, "id"); ok {
 		if s, isStr := v.(string); isStr {

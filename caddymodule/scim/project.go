@@ -235,12 +235,15 @@ func removeAttr(resourceType string, r Resource, a AttrPath) {
 	if a.URN == "" && a.Sub == "" && (strings.EqualFold(a.Name, "id") || strings.EqualFold(a.Name, "schemas")) {
 		return // returned always
 	}
-	m, _ := container(resourceType, r, a, false)
+	m, key := container(resourceType, r, a, false)
 	if m == nil {
 		return
 	}
 	if a.Sub == "" {
 		Delete(m, a.Name)
+		if key != "" && len(m) == 0 {
+			delete(r, key) // an extension object without attributes says nothing
+		}
 		return
 	}
 	v, ok := Get(m, a.Name)

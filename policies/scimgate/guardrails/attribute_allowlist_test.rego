@@ -82,3 +82,19 @@ test_unconfigured_or_disabled_does_nothing if {
 	cfg := {"defaults": {"attribute_allowlist": {"enabled": false, "User": []}}}
 	count(al.drop_attributes) == 0 with input as _create(_user) with data.scimgate.config as cfg
 }
+
+# A custom extension's attributes arrive nested under its URN (the gateway nests Entra's
+# flat "urn:...:MyApp:2.0:User:hireDate" keys): each is allowed or dropped by its full path,
+# and the URN alone allows all of them.
+test_custom_extension_attributes if {
+	app := "urn:ietf:params:scim:schemas:extension:MyApp:2.0:User"
+	user := object.union(_user, {app: {"hireDate": "2024-03-01", "badge": "7"}})
+	cfg := {"defaults": {"attribute_allowlist": {"User": ["userName", concat(":", [app, "hireDate"])]}}}
+	drops := al.drop_attributes with input as _create(user) with data.scimgate.config as cfg
+	not concat(":", [app, "hireDate"]) in drops
+	concat(":", [app, "badge"]) in drops
+	whole := {"defaults": {"attribute_allowlist": {"User": ["userName", app]}}}
+	drops_whole := al.drop_attributes with input as _create(user) with data.scimgate.config as whole
+	not concat(":", [app, "badge"]) in drops_whole
+	not concat(":", [app, "hireDate"]) in drops_whole
+}
