@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
 	"fmt"
@@ -115,16 +114,7 @@ func (g *Handler) serveAudit(w http.ResponseWriter, r *http.Request, route strin
 // sends the Basic credentials it was given for the page).
 func (s *tokenSet) authenticateAuditor(r *http.Request) (name, failure string) {
 	if _, password, ok := r.BasicAuth(); ok {
-		presented := sha256.Sum256([]byte(password))
-		for _, t := range s.tokens {
-			if subtle.ConstantTimeCompare(presented[:], t.digest[:]) == 1 {
-				name = t.name
-			}
-		}
-		if name == "" {
-			return "", authUnknownToken
-		}
-		return name, ""
+		return s.match(password)
 	}
 	return s.authenticate(r)
 }

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/scimgate/scimgate/caddymodule/journal"
@@ -26,25 +25,12 @@ const testAuditToken = "auditor-token-0123456789abcdef0123456789"
 // or Basic, as a browser sends it); Entra's token reads nothing there and the auditor's
 // changes nothing in the directory; nothing that writes is served.
 func TestAuditRoutesOnTheSite(t *testing.T) {
-	addr := itFreeLoopbackAddr(t)
-	s := &itServer{
-		base:    "http://" + addr + "/scim/v2",
-		dataDir: t.TempDir(),
-		client:  &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{}},
-	}
-	t.Setenv("SCIMGATE_IT_ADDR", addr)
-	t.Setenv("SCIMGATE_IT_DATA", s.dataDir)
-	t.Setenv("SCIMGATE_IT_STORAGE", t.TempDir())
-	t.Setenv("SCIMGATE_IT_TOKEN", testToken)
 	t.Setenv("SCIMGATE_IT_AUDIT_TOKEN", testAuditToken)
-	cfg := adaptCaddyfile(t, filepath.Join("testdata", "audit", "Caddyfile"))
-	if strings.Contains(string(cfg), testAuditToken) {
+	s := itStartCaddyfile(t, filepath.Join("testdata", "audit", "Caddyfile"))
+	if strings.Contains(string(s.cfgJSON), testAuditToken) {
 		t.Fatal("the adapted config holds the auditor's token")
 	}
-	if err := caddy.Load(cfg, true); err != nil {
-		t.Fatalf("starting Caddy: %v", err)
-	}
-	t.Cleanup(func() { s.stop(t) })
+	addr := strings.TrimSuffix(strings.TrimPrefix(s.base, "http://"), "/scim/v2")
 	s.create(t, "/Users", `{"userName":"audited@contoso.example"}`)
 
 	audit := "http://" + addr + DefaultAuditPath

@@ -77,17 +77,22 @@ func (s *tokenSet) authenticate(r *http.Request) (name, failure string) {
 	if len(h) <= len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
 		return "", authNotBearer
 	}
-	presented := sha256.Sum256([]byte(strings.TrimSpace(h[len(prefix):])))
-	match := ""
+	return s.match(strings.TrimSpace(h[len(prefix):]))
+}
+
+// match returns the name of the token whose value is presented, or "" and why not. It
+// compares against every token, so timing does not reveal which token (if any) matched.
+func (s *tokenSet) match(presented string) (name, failure string) {
+	digest := sha256.Sum256([]byte(presented))
 	for _, t := range s.tokens {
-		if subtle.ConstantTimeCompare(presented[:], t.digest[:]) == 1 {
-			match = t.name
+		if subtle.ConstantTimeCompare(digest[:], t.digest[:]) == 1 {
+			name = t.name
 		}
 	}
-	if match == "" {
+	if name == "" {
 		return "", authUnknownToken
 	}
-	return match, ""
+	return name, ""
 }
 
 // Failed authentications are logged at info level, at most authLogBurst lines at once

@@ -45,6 +45,13 @@ type itServer struct {
 // Caddy is stopped when the test ends.
 func itStartCaddy(t *testing.T) *itServer {
 	t.Helper()
+	return itStartCaddyfile(t, filepath.Join("testdata", "entra", "Caddyfile"))
+}
+
+// itStartCaddyfile is itStartCaddy with another Caddyfile of the same shape (the
+// environment variables SCIMGATE_IT_*; set more before calling).
+func itStartCaddyfile(t *testing.T, caddyfile string) *itServer {
+	t.Helper()
 	addr := itFreeLoopbackAddr(t)
 	s := &itServer{
 		base:    "http://" + addr + "/scim/v2",
@@ -56,7 +63,7 @@ func itStartCaddy(t *testing.T) *itServer {
 	t.Setenv("SCIMGATE_IT_STORAGE", t.TempDir())
 	t.Setenv("SCIMGATE_IT_TOKEN", testToken)
 
-	src, err := os.ReadFile(filepath.Join("testdata", "entra", "Caddyfile"))
+	src, err := os.ReadFile(caddyfile)
 	if err != nil {
 		t.Fatal(err)
 	}
