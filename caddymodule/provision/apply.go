@@ -140,7 +140,7 @@ func (e *Engine) run(j *job) (*plan, error) {
 			outcome = change.Skipped
 		}
 		p.skipped = d.Skip
-		done, err := e.commit(j, p, outcome, nil)
+		done, err := e.commit(j, p, outcome)
 		if err != nil {
 			v.release()
 		}
@@ -293,7 +293,7 @@ func (e *Engine) deliver(j *job, p *plan, d policy.Decision) (*plan, error) {
 		outcome = change.DryRun
 	}
 	p.newNativeID = res.nativeID
-	done, err := e.commit(j, p, outcome, res)
+	done, err := e.commit(j, p, outcome)
 	switch {
 	case err != nil && res.nativeID != "" && !res.dryRun && p.before == nil:
 		// The app has the account but the directory could not record it: let Entra's
@@ -310,7 +310,7 @@ func (e *Engine) deliver(j *job, p *plan, d policy.Decision) (*plan, error) {
 // account's id map entry and mark are updated (with a target), and the record, prepared
 // before the transaction, is appended, followed by the records of other resources the
 // change changed (a deleted manager's reports). It returns the plan that was applied.
-func (e *Engine) commit(j *job, p *plan, outcome change.Outcome, sync *syncResult) (*plan, error) {
+func (e *Engine) commit(j *job, p *plan, outcome change.Outcome) (*plan, error) {
 	rec := e.record(j.req, j.trail, outcome, j.op.Status, "")
 	prepared, err := e.journal.Prepare(rec)
 	if err != nil {
