@@ -42,6 +42,7 @@ type call struct {
 	memberTypes []string
 	idempotent  bool
 	expect      *legacy.Expect
+	when        *condition // nil: always
 }
 
 // field is one compiled body member: a value from a source (or a constant), through the
@@ -89,6 +90,9 @@ func (c *compiler) compileCall(rt string, event change.Event, rule string, raw j
 		return nil, err
 	}
 	if err := c.checkGatewayValues(cl); err != nil {
+		return nil, err
+	}
+	if cl.when, err = c.compileWhen(rt, rule+".when", fc.When); err != nil {
 		return nil, err
 	}
 	// A create's answer must carry the new id; a lookup that finds nothing is an answer too.
@@ -219,7 +223,7 @@ func (c *compiler) checkGatewayValues(cl *call) error {
 		}
 		return "", false
 	}
-	if where, ok := uses(srcNativeID); ok && (cl.event == change.Create || cl.event == lookupCall) {
+	if where, ok := uses(srcNativeID); ok && ((cl.event == change.Create && !c.flowHasID) || cl.event == lookupCall) {
 		return c.errf(where, "uses the native id ({id} or $id), which does not exist yet in a %s", cl.event)
 	}
 	if where, ok := uses(srcMemberID); ok && cl.members != membersEach {
@@ -375,23 +379,28 @@ func (c *compiler) checkConsistency(m *Mapping) error {
 			continue
 		}
 		for _, ev := range eventsOf[rt] {
-			cl := rm.calls[ev]
-			if cl == nil {
-				continue
-			}
-			if where, ok := cl.usesNativeID(); ok && !m.knowsNativeIDs(rt) {
-				return c.errf(where, "uses {id}, but neither %s.events.create nor %s.lookup says where the native id is (add \"id\")", sectionOf[rt], sectionOf[rt])
-			}
-			if cl.members != membersNone && !m.knowsNativeIDs(rt) {
-				// The gateway makes a group's member calls only for a group with an
-				// account in the app, which it knows by its native id.
-				return c.errf(cl.rule, "%s never get native ids (no create with \"id\" and no lookup), so this call can never be made; add one, or remove the member events", sectionOf[rt])
-			}
-			for _, mt := range cl.memberTypes {
-				if !m.knowsNativeIDs(mt) {
-					return c.errf(cl.rule, "members are sent by native id, but %s have no create \"id\" or lookup to learn it from", sectionOf[mt])
+			for _, cl := range rm.calls[ev] {
+				if err := c.checkCallConsistency(m, rt, ev, cl); err != nil {
+					return err
 				}
 			}
+		}
+	}
+	return nil
+}
+
+func (c *compiler) checkCallConsistency(m *Mapping, rt string, ev change.Event, cl *call) error {
+	if where, ok := cl.usesNativeID(); ok && ev != change.Create && !m.knowsNativeIDs(rt) {
+		return c.errf(where, "uses {id}, but neither %s.events.create nor %s.lookup says where the native id is (add \"id\")", sectionOf[rt], sectionOf[rt])
+	}
+	if cl.members != membersNone && !m.knowsNativeIDs(rt) {
+		// The gateway makes a group's member calls only for a group with an
+		// account in the app, which it knows by its native id.
+		return c.errf(cl.rule, "%s never get native ids (no create with \"id\" and no lookup), so this call can never be made; add one, or remove the member events", sectionOf[rt])
+	}
+	for _, mt := range cl.memberTypes {
+		if !m.knowsNativeIDs(mt) {
+			return c.errf(cl.rule, "members are sent by native id, but %s have no create \"id\" or lookup to learn it from", sectionOf[mt])
 		}
 	}
 	return nil
@@ -415,8 +424,10 @@ func (m *Mapping) knowsNativeIDs(resourceType string) bool {
 	if rm == nil {
 		return false
 	}
-	if cr := rm.calls[change.Create]; cr != nil && cr.idPath != "" {
-		return true
+	for _, cr := range rm.calls[change.Create] {
+		if cr.idPath != "" {
+			return true
+		}
 	}
 	return rm.lookup != nil
 }

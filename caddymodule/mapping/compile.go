@@ -72,7 +72,7 @@ type Mapping struct {
 // resourceMapping is the compiled section of one resource type.
 type resourceMapping struct {
 	typ    string
-	calls  map[change.Event]*call
+	calls  map[change.Event][]*call // each event's flow: one call, or several in order
 	lookup *call
 }
 
@@ -112,6 +112,9 @@ type compiler struct {
 	tables  map[string]map[string]any
 	headers http.Header // file-wide headers
 	expect  *fileExpect // file-wide expectations of answers
+	// flowHasID is set while a flow is compiled once one of its calls reads the native id
+	// from its answer: the calls after it may use {id}.
+	flowHasID bool
 }
 
 func (c *compiler) errf(rule string, format string, args ...any) error {
@@ -182,7 +185,7 @@ func (c *compiler) compileResource(rt string, raw json.RawMessage) (*resourceMap
 	if err != nil {
 		return nil, err
 	}
-	rm := &resourceMapping{typ: rt, calls: make(map[change.Event]*call)}
+	rm := &resourceMapping{typ: rt, calls: make(map[change.Event][]*call)}
 	for _, name := range sortedKeys(fr.Events) {
 		rule := section + ".events." + name
 		ev := change.Event(name)
@@ -192,11 +195,11 @@ func (c *compiler) compileResource(rt string, raw json.RawMessage) (*resourceMap
 		if isNull(fr.Events[name]) {
 			continue
 		}
-		call, err := c.compileCall(rt, ev, rule, fr.Events[name], headers)
+		flow, err := c.compileFlow(rt, ev, rule, fr.Events[name], headers)
 		if err != nil {
 			return nil, err
 		}
-		rm.calls[ev] = call
+		rm.calls[ev] = flow
 	}
 	if !isNull(fr.Lookup) {
 		if rm.lookup, err = c.compileCall(rt, lookupCall, section+".lookup", fr.Lookup, headers); err != nil {

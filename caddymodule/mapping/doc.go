@@ -63,6 +63,30 @@
 // or to an update of a field, with a body such as
 // "locked": {"from": "active", "transforms": ["not"]}.
 //
+// # Flows
+//
+// An event maps to one call (an object) or to a flow: a list of calls made in order, under
+// one intent, every call journaled. A call may carry a condition, "when", and is made only
+// when every part of it holds for the change:
+//
+//	"when": {
+//	  "equals":  {"active": false},      the attribute holds this value (Entra's "False" too)
+//	  "changed": ["title", "manager"],   one of them changed (on a create: has a value)
+//	  "present": ["externalId"],         each has a value
+//	  "absent":  ["urn:...:employeeNumber"]  none has a value
+//	}
+//
+// In a create's flow, the calls after the one whose answer gives the native id ("id") may
+// use it ({id}, $id): create the account, then suspend it when the user starts inactive.
+// When the create's outcome was lost and Entra retries, the account is adopted (see
+// Lookup) and the flow resumes after the call that made it. Member calls ("members") are
+// not part of flows of several calls; a flow has at most 16 calls.
+//
+//	"create": [
+//	  {"method": "POST", "path": "/v2/users", "id": "user.id", "body": {"login": "userName"}},
+//	  {"method": "POST", "path": "/v2/users/{id}/suspend", "when": {"equals": {"active": false}}}
+//	]
+//
 // # Headers
 //
 // Header names are HTTP tokens; values may hold placeholders such as {env.DEMO_KEY},

@@ -38,6 +38,7 @@ type fileCall struct {
 	BatchSize   int               `json:"batch_size"`
 	MemberTypes []string          `json:"member_types"`
 	Idempotent  *bool             `json:"idempotent"`
+	When        *fileWhen         `json:"when"`
 	Expect      *fileExpect       `json:"expect"`
 }
 

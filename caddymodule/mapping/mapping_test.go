@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -625,5 +626,64 @@ func TestManagerNotInDirectory(t *testing.T) {
 	var se *scim.Error
 	if !errors.As(err, &se) || se.Status != http.StatusBadRequest || !strings.Contains(se.Detail, `the manager (SCIM id "m-gone") has no account in the app yet`) {
 		t.Errorf("a manager without an account yet: %v", err)
+	}
+}
+
+// TestFlowConditions: a flow's calls are built in order, each only when its condition
+// holds for the change (equals with Entra's "False", changed, present, absent; on a create
+// an attribute is changed when it has a value).
+func TestFlowConditions(t *testing.T) {
+	m := mustParse(t, `{"version": 1, "users": {"events": {
+	  "create": [
+	    {"method": "POST", "path": "/u", "id": "id", "body": {"login": "userName"}},
+	    {"method": "POST", "path": "/u/{id}/suspend", "when": {"equals": {"active": false}}},
+	    {"method": "PUT", "path": "/u/{id}/title", "when": {"changed": ["title"]}, "body": {"title": "title"}}
+	  ],
+	  "update": [
+	    {"method": "PATCH", "path": "/u/{id}", "body": {"login": "userName"}},
+	    {"method": "PUT", "path": "/u/{id}/badge", "when": {"present": ["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber"], "changed": ["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber"]}, "body": {"badge": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber"}},
+	    {"method": "DELETE", "path": "/u/{id}/badge", "when": {"absent": ["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber"], "changed": ["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber"]}}
+	  ]}}}`)
+	if n := m.FlowLen("User", change.Create); n != 3 || !m.Carries("User", change.Create, "active") {
+		t.Fatalf("FlowLen %d, Carries(active) %v", n, m.Carries("User", change.Create, "active"))
+	}
+	paths := func(in Input) []string {
+		t.Helper()
+		var out []string
+		for step := range m.FlowLen(in.ResourceType, in.Event) {
+			reqs, err := m.StepRequests(in, step)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range reqs {
+				out = append(out, r.Method+" "+r.Path)
+			}
+			in.NativeID = "7" // what the first call's answer gave
+		}
+		return out
+	}
+	for _, c := range []struct {
+		name string
+		in   Input
+		want []string
+	}{
+		{"active create", Input{ResourceType: "User", Event: change.Create, Resource: scim.Resource{"userName": "a", "active": true}},
+			[]string{"POST /u"}},
+		{"inactive create with a title", Input{ResourceType: "User", Event: change.Create, Resource: scim.Resource{"userName": "a", "active": "False", "title": "CTO"}},
+			[]string{"POST /u", "POST /u/7/suspend", "PUT /u/7/title"}},
+		{"update without the badge", Input{ResourceType: "User", Event: change.Update, NativeID: "7", Resource: scim.Resource{"userName": "a"}, Changed: []string{"userName"}},
+			[]string{"PATCH /u/7"}},
+		{"badge set", Input{ResourceType: "User", Event: change.Update, NativeID: "7", Changed: []string{"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber"},
+			Resource: scim.Resource{"userName": "a", "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": map[string]any{"employeeNumber": "E1"}}},
+			[]string{"PUT /u/7/badge"}}, // the PATCH sends changed attributes: none of its own
+		{"badge removed", Input{ResourceType: "User", Event: change.Update, NativeID: "7", Changed: []string{"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber"},
+			Resource: scim.Resource{"userName": "a"}},
+			[]string{"DELETE /u/7/badge"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := paths(c.in); !slices.Equal(got, c.want) {
+				t.Fatalf("calls %v, want %v", got, c.want)
+			}
+		})
 	}
 }

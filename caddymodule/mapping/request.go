@@ -101,7 +101,29 @@ func (ev *evalCtx) reserved(name string) (any, bool, error) {
 // The gateway skips events without one, and its journal record says so.
 func (m *Mapping) Has(resourceType string, event change.Event) bool {
 	rm := m.resource(resourceType)
-	return rm != nil && rm.calls[event] != nil
+	return rm != nil && len(rm.calls[event]) > 0
+}
+
+// IDStep is the step of the create's flow whose answer gives the native id (-1: none). A
+// create adopted from an unfinished earlier attempt resumes after it.
+func (m *Mapping) IDStep(resourceType string) int {
+	if rm := m.resource(resourceType); rm != nil {
+		for i, cl := range rm.calls[change.Create] {
+			if cl.idPath != "" {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
+// FlowLen is the number of calls the event's flow has (0: the event has no call).
+func (m *Mapping) FlowLen(resourceType string, event change.Event) int {
+	rm := m.resource(resourceType)
+	if rm == nil {
+		return 0
+	}
+	return len(rm.calls[event])
 }
 
 // Carries reports whether the event's call sends attr (a SCIM attribute path such as
@@ -109,12 +131,21 @@ func (m *Mapping) Has(resourceType string, event change.Event) bool {
 // (an account created disabled) can be followed by the event that sets it.
 func (m *Mapping) Carries(resourceType string, event change.Event, attr string) bool {
 	rm := m.resource(resourceType)
-	if rm == nil || rm.calls[event] == nil {
+	if rm == nil {
 		return false
 	}
-	for _, f := range rm.calls[event].fields {
-		if f.changedIn([]string{changedKey(resourceType, attr)}) {
-			return true
+	key := changedKey(resourceType, attr)
+	for _, cl := range rm.calls[event] {
+		if cl.when.mentions(key) {
+			return true // the flow decides on attr itself (create, then suspend when inactive)
+		}
+		if cl.when != nil {
+			continue // a call that may not be made carries nothing for sure
+		}
+		for _, f := range cl.fields {
+			if f.changedIn([]string{key}) {
+				return true
+			}
 		}
 	}
 	return false
@@ -134,7 +165,29 @@ func (m *Mapping) resource(resourceType string) *resourceMapping {
 // Errors about the data (a value a transform cannot convert, a required value that is
 // empty, a manager with no native account yet) are *scim.Error 400 invalidValue, fit to
 // answer to the client; any other error is the gateway's own mistake.
+//
+// For an event mapped to a flow of several calls, Requests builds every call with in as it
+// is; a create's flow whose later calls use the native id its first answer gives is built
+// a step at a time with StepRequests.
 func (m *Mapping) Requests(in Input) ([]Request, error) {
+	n := m.FlowLen(in.ResourceType, in.Event)
+	if n == 0 {
+		_, err := m.flowCall(in, 0) // the errors of a bad resource type or event
+		return nil, err
+	}
+	var out []Request
+	for step := range n {
+		reqs, err := m.StepRequests(in, step)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, reqs...)
+	}
+	return out, nil
+}
+
+// flowCall returns the call of step in the event's flow (nil when there is none).
+func (m *Mapping) flowCall(in Input, step int) (*call, error) {
 	rt := scim.ResourceTypeByName(in.ResourceType)
 	if rt == nil {
 		return nil, fmt.Errorf("mapping %s: unknown resource type %q", m.name, in.ResourceType)
@@ -143,13 +196,28 @@ func (m *Mapping) Requests(in Input) ([]Request, error) {
 		return nil, fmt.Errorf("mapping %s: %s have no event %q", m.name, sectionOf[rt.Name], in.Event)
 	}
 	rm := m.types[rt.Name]
-	if rm == nil || rm.calls[in.Event] == nil {
+	if rm == nil || step < 0 || step >= len(rm.calls[in.Event]) {
 		return nil, nil
 	}
-	cl := rm.calls[in.Event]
+	return rm.calls[in.Event][step], nil
+}
+
+// StepRequests builds the requests of one call (step, from 0) of the event's flow: none
+// when the call's condition does not hold for the change, or as Requests says.
+func (m *Mapping) StepRequests(in Input, step int) ([]Request, error) {
+	cl, err := m.flowCall(in, step)
+	if err != nil || cl == nil {
+		return nil, err
+	}
+	rt := scim.ResourceTypeByName(in.ResourceType)
 	ev := &evalCtx{in: &in, doc: in.Resource}
 	if ev.doc == nil {
 		ev.doc = in.Previous
+	}
+	if ok, err := cl.when.holds(ev); err != nil {
+		return nil, cl.explain(err, cl.rule+".when")
+	} else if !ok {
+		return nil, nil
 	}
 	var changed []string
 	if cl.send == sendChanged || (in.Event == change.Update && in.Changed != nil) {

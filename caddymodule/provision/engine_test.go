@@ -1186,3 +1186,54 @@ func TestUpdateBodiesFitTheCall(t *testing.T) {
 		t.Fatalf("a change of an attribute the app does not hold made calls: %v", got)
 	}
 }
+
+// TestCreateFlow: a create mapped to a flow (create the account, then, only when the user
+// starts inactive, suspend it by the id the first answer gave) runs under one intent with
+// every call journaled; when the second call fails after the first made the account, Entra
+// gets the outage, the create is listed for adoption, and the retry adopts the account
+// and finishes the flow instead of creating a second one.
+func TestCreateFlow(t *testing.T) {
+	app, srv := newNativeApp(t)
+	m, err := mapping.Parse("flow", []byte(`{"version": 1, "users": {
+	  "lookup": {"method": "GET", "path": "/accounts?login={userName|lower}", "id": "results.0.ref"},
+	  "events": {
+	    "create": [
+	      {"method": "POST", "path": "/accounts", "id": "account.ref", "body": {"login": {"from": "userName", "transforms": ["lower"]}}},
+	      {"method": "PATCH", "path": "/accounts/{id}", "when": {"equals": {"active": false}}, "body": {"enabled": "active"}}
+	    ],
+	    "deactivate": {"method": "PATCH", "path": "/accounts/{id}", "body": {"enabled": "active"}}}}}`), func(s string) (string, error) { return s, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := newTarget(t, srv.URL, false)
+	target.Mapping = m
+	r := newRig(t, rigOptions{target: target})
+
+	id := r.mustCreate(scim.UserType, `{"userName":"Flow@contoso.example","active":false}`)
+	acc := app.accounts[r.nativeID(scim.UserType, id)]
+	if acc == nil || acc["enabled"] != false || acc["login"] != "flow@contoso.example" {
+		t.Fatalf("the account: %v", acc)
+	}
+	recs := r.records()
+	if out := recs[len(recs)-1]; len(out.Calls) != 2 || out.Calls[1].Method != http.MethodPatch || recs[len(recs)-2].Outcome != change.Pending {
+		t.Fatalf("one intent, both calls in the outcome: %+v", recs[len(recs)-2:])
+	}
+	// The suspend of the next create fails after the account was made.
+	app.set(func(a *nativeApp) { a.fail = map[string]int{"PATCH /accounts/": http.StatusServiceUnavailable} })
+	posts := app.posts()
+	res := r.create(scim.UserType, `{"userName":"half@contoso.example","active":false}`)
+	if res.Status != http.StatusServiceUnavailable {
+		t.Fatalf("a flow that failed half-way: %+v", res)
+	}
+	if rec := r.last(); rec.Outcome != change.Failed || len(rec.Calls) != 2 || rec.Calls[0].Status != http.StatusCreated {
+		t.Fatalf("the failure's record: %+v", rec)
+	}
+	app.set(func(a *nativeApp) { a.fail = map[string]int{} })
+	res = r.create(scim.UserType, `{"userName":"half@contoso.example","active":false}`)
+	if res.Err != nil || app.posts() != posts+1 {
+		t.Fatalf("the retry: %v, posts %d -> %d (a second account?)", res.Err, posts, app.posts())
+	}
+	if acc := app.accounts[r.nativeID(scim.UserType, res.ID)]; acc == nil || acc["enabled"] != false {
+		t.Fatalf("the adopted account is not suspended: %v", acc)
+	}
+}

@@ -119,9 +119,9 @@ func (e *Engine) syncNative(ctx context.Context, p *plan) (*syncResult, error) {
 				return res, err
 			}
 			if adopted != "" {
-				// An earlier attempt of this create reached the app; take that account.
+				// An earlier attempt of this create reached the app; take that account, and
+				// make the rest of the create's flow (its calls after the one that made it).
 				res.nativeID, res.adopted = adopted, true
-				continue
 			}
 		}
 		if ev != change.Create && in.NativeID == "" {
@@ -130,39 +130,54 @@ func (e *Engine) syncNative(ctx context.Context, p *plan) (*syncResult, error) {
 			res.skipped = append(res.skipped, ev)
 			continue
 		}
-		reqs, err := t.Mapping.Requests(in)
-		if err != nil {
-			return nil, scim.BadRequest(scim.TypeInvalidValue, "mapping the %s of %s %s for %s: %v", ev, p.typ, p.id, t.Name, err)
+		// The event's flow, a call at a time: a later call of a create's flow may use the
+		// native id an earlier one's answer gave.
+		first := 0
+		if ev == change.Create && res.adopted {
+			// Resume after the call that made the account; without such a call (the
+			// create's answer gives no id), the whole create was made.
+			first = t.Mapping.FlowLen(p.typ, ev)
+			if s := t.Mapping.IDStep(p.typ); s >= 0 {
+				first = s + 1
+			}
 		}
-		for _, r := range reqs {
-			if sent.has(r) {
-				continue // the same call was already made for this change (a full PUT for update and deactivate)
+		for step := first; step < t.Mapping.FlowLen(p.typ, ev); step++ {
+			if in.NativeID == "" {
+				in.NativeID = res.nativeID
 			}
-			if t.DryRun {
-				res.calls = append(res.calls, journal.BackendCall{Method: r.Method, URL: redactURL(r.Path)})
-				sent.add(r)
-				continue
-			}
-			resp, err := t.call(ctx, r)
-			res.noteCall(r.Method, r.Path, resp, err)
+			reqs, err := t.Mapping.StepRequests(in, step)
 			if err != nil {
-				var le *legacy.Error
-				errors.As(err, &le)
-				se, retryAfter := legacy.ToSCIM(ev, resp, err)
-				if se == nil { // e.g. 404 on delete: already gone
+				return res, res.failure(&nativeError{scim: scim.BadRequest(scim.TypeInvalidValue, "mapping the %s of %s %s for %s: %v", ev, p.typ, p.id, t.Name, err), cause: err})
+			}
+			for _, r := range reqs {
+				if sent.has(r) {
+					continue // the same call was already made for this change (a full PUT for update and deactivate)
+				}
+				if t.DryRun {
+					res.calls = append(res.calls, journal.BackendCall{Method: r.Method, URL: redactURL(r.Path)})
+					sent.add(r)
 					continue
 				}
-				return res, &nativeError{scim: se, retryAfter: retryAfter, calls: res.calls, cause: err,
-					mayHaveActed: le != nil && le.MayHaveActed()}
-			}
-			sent.add(r)
-			if ev == change.Create && r.IDPath != "" {
-				id, err := mapping.ExtractID(resp.Body, r.IDPath)
+				resp, err := t.call(ctx, r)
+				res.noteCall(r.Method, r.Path, resp, err)
 				if err != nil {
-					return res, &nativeError{scim: scim.Errorf(http.StatusServiceUnavailable, "", "%s answered the create of %s without a usable id (%v); retry later", t.Name, p.id, err),
-						retryAfter: legacy.DefaultOutageRetryAfter, calls: res.calls, cause: err, mayHaveActed: true}
+					var le *legacy.Error
+					errors.As(err, &le)
+					se, retryAfter := legacy.ToSCIM(ev, resp, err)
+					if se == nil { // e.g. 404 on delete: already gone
+						continue
+					}
+					return res, res.failure(&nativeError{scim: se, retryAfter: retryAfter, cause: err, mayHaveActed: le != nil && le.MayHaveActed()})
 				}
-				res.nativeID = id
+				sent.add(r)
+				if ev == change.Create && r.IDPath != "" {
+					id, err := mapping.ExtractID(resp.Body, r.IDPath)
+					if err != nil {
+						return res, res.failure(&nativeError{scim: scim.Errorf(http.StatusServiceUnavailable, "", "%s answered the create of %s without a usable id (%v); retry later", t.Name, p.id, err),
+							retryAfter: legacy.DefaultOutageRetryAfter, cause: err, mayHaveActed: true})
+					}
+					res.nativeID = id
+				}
 			}
 		}
 	}
@@ -433,6 +448,17 @@ func (e *Engine) storedNativeID(scimID string) (string, mapping.RefState) {
 // why where it says (an answer that proved nothing: its media type and size, never its
 // content; a network failure: which, without addresses; an open circuit: what opened it).
 func callError(e *legacy.Error) string { return e.Cause() }
+
+// failure completes the error of a change whose calls failed: the calls made so far, and,
+// when a create earlier in the flow made the account, that the app acted (so the create is
+// listed for adoption and Entra's retry takes that account).
+func (res *syncResult) failure(ne *nativeError) *nativeError {
+	ne.calls = res.calls
+	if res.nativeID != "" {
+		ne.mayHaveActed = true
+	}
+	return ne
+}
 
 // noteCall adds a native call to the result (every call goes to the journal), with what
 // the client reports of it: the status, the time and attempts, and how it failed. It
