@@ -78,6 +78,10 @@
 //
 // In a create's flow, the calls after the one whose answer gives the native id ("id") may
 // use it ({id}, $id): create the account, then suspend it when the user starts inactive.
+// Any call may read the answers of the calls made before it: "$answer.N.path" (a gjson
+// path into the JSON answer of call N, from 0; {answer.N.path} in a URL) and
+// "$header.N.Name" (a header of it, e.g. {header.0.Location}); a call whose condition did
+// not hold has no answer (the value is absent).
 // When the create's outcome was lost and Entra retries, the account is adopted (see
 // Lookup) and the flow resumes after the call that made it. Member calls ("members") are
 // not part of flows of several calls; a flow has at most 16 calls.

@@ -29,6 +29,9 @@ func (c *compiler) compileFlow(rt string, ev change.Event, rule string, raw json
 		if err != nil {
 			return nil, err
 		}
+		if err := c.checkAnswerRefs(cl, 0); err != nil {
+			return nil, err
+		}
 		return []*call{cl}, nil
 	}
 	var items []json.RawMessage
@@ -45,6 +48,9 @@ func (c *compiler) compileFlow(rt string, ev change.Event, rule string, raw json
 	for i, item := range items {
 		cl, err := c.compileCall(rt, ev, fmt.Sprintf("%s[%d]", rule, i), item, headers)
 		if err != nil {
+			return nil, err
+		}
+		if err := c.checkAnswerRefs(cl, i); err != nil {
 			return nil, err
 		}
 		if cl.members != membersNone && len(items) > 1 {
@@ -220,4 +226,33 @@ func (cond *condition) mentions(key string) bool {
 		}
 	}
 	return false
+}
+
+// checkAnswerRefs checks that call number step of a flow reads only the answers of calls
+// made before it.
+func (c *compiler) checkAnswerRefs(cl *call, step int) error {
+	for _, s := range cl.allSources() {
+		if (s.reserved == srcAnswer || s.reserved == srcHeader) && s.step >= step {
+			if step == 0 {
+				return c.errf(cl.rule, "%s reads an answer, but no call of the flow is made before this one", s.text)
+			}
+			return c.errf(cl.rule, "%s reads the answer of call %d, which is not made before this one (call %d)", s.text, s.step, step)
+		}
+	}
+	return nil
+}
+
+// allSources lists what the call reads: its path's placeholders, its body's sources and
+// what their transforms read, and its condition.
+func (cl *call) allSources() []*source {
+	out := cl.path.sources()
+	for _, f := range cl.fields {
+		if f.src != nil {
+			out = append(out, f.src)
+		}
+		for _, t := range f.transforms {
+			out = append(out, t.sources...)
+		}
+	}
+	return out
 }

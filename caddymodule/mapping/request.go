@@ -36,6 +36,9 @@ type Input struct {
 	// NativeIDOf looks up, in the gateway's directory, a resource another one references
 	// (a user's manager): its native id and what the directory knows of it.
 	NativeIDOf func(scimID string) (nativeID string, state RefState)
+	// Answers are the answers of the flow's calls made so far, one per call in order (an
+	// empty one for a call whose condition did not hold), for $answer and $header.
+	Answers []Answer
 }
 
 // RefState is what the directory knows of a referenced resource (Input.NativeIDOf).
@@ -70,6 +73,12 @@ type Request struct {
 	Expect *legacy.Expect
 }
 
+// Answer is what an earlier call of the flow answered, for $answer and $header.
+type Answer struct {
+	Header http.Header
+	Body   []byte
+}
+
 // evalCtx is what sources and transforms read while one request is built.
 type evalCtx struct {
 	in        *Input
@@ -93,6 +102,8 @@ func (ev *evalCtx) reserved(name string) (any, bool, error) {
 		return ev.member.NativeID, true, nil
 	case srcMemberIDs:
 		return ev.memberIDs, true, nil
+	case srcAnswer, srcHeader:
+		return nil, false, errors.New("answer values are read by their source")
 	}
 	return nil, false, fmt.Errorf("unknown gateway value %s", name)
 }

@@ -1,20 +1,26 @@
 package mapping
 
 import (
+	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/scimgate/scimgate/caddymodule/change"
 	"github.com/scimgate/scimgate/caddymodule/scim"
+	"github.com/tidwall/gjson"
 )
 
 // Gateway values a body field can take with "from" instead of a SCIM attribute. URL and
-// string templates name the same values without the "$" ({id}, {scim_id}, {member_id}).
+// string templates name the same values without the "$" ({id}, {scim_id}, {member_id},
+// {answer.0.user.id}, {header.0.Location}).
 const (
 	srcNativeID   = "$id"
 	srcSCIMID     = "$scim_id"
 	srcMemberID   = "$member_id"
 	srcMemberIDs  = "$member_ids"
+	srcAnswer     = "$answer" // $answer.N.path: a value of the answer of call N of the flow
+	srcHeader     = "$header" // $header.N.Name: a header of the answer of call N of the flow
 	maxSourceText = 1024
 )
 
@@ -34,6 +40,10 @@ type source struct {
 	manager  bool                  // the enterprise manager: resolves to the manager's native id
 	rtype    string                // resource type, for filter evaluation
 	multiVal bool                  // the attribute is multi-valued
+
+	// For $answer and $header: the flow's call (from 0) and the gjson path or header name.
+	step  int
+	field string
 }
 
 // compileSource parses a "from" value, a first_non_empty argument or a template
@@ -48,7 +58,10 @@ func compileSource(resourceType, text string) (*source, error) {
 		case srcNativeID, srcSCIMID, srcMemberID, srcMemberIDs:
 			return &source{text: text, reserved: text}, nil
 		}
-		return nil, fmt.Errorf("unknown gateway value %q; use $id, $scim_id, $member_id or $member_ids", text)
+		if strings.HasPrefix(text, srcAnswer+".") || strings.HasPrefix(text, srcHeader+".") {
+			return compileAnswerSource(text)
+		}
+		return nil, fmt.Errorf("unknown gateway value %q; use $id, $scim_id, $member_id, $member_ids, $answer.N.path or $header.N.Name", text)
 	}
 	p, err := scim.ParsePath(text)
 	if err != nil {
@@ -66,6 +79,28 @@ func compileSource(resourceType, text string) (*source, error) {
 	}
 	s.key = canonicalKey(s.urn, s.name, s.sub)
 	return s, nil
+}
+
+// compileAnswerSource parses $answer.N.path (a gjson path into the JSON answer of the
+// flow's call N, from 0) and $header.N.Name (a header of that answer).
+func compileAnswerSource(text string) (*source, error) {
+	kind, rest, _ := strings.Cut(text, ".")
+	num, field, ok := strings.Cut(rest, ".")
+	n, err := strconv.Atoi(num)
+	if !ok || err != nil || n < 0 || n >= maxFlowCalls || field == "" {
+		return nil, fmt.Errorf("%q: write %s.N.%s, N the number of an earlier call of the flow (from 0)", text, kind, map[string]string{srcAnswer: "path", srcHeader: "Header-Name"}[kind])
+	}
+	switch kind {
+	case srcAnswer:
+		if err := compileGJSONPath(field); err != nil {
+			return nil, fmt.Errorf("%q: %w", text, err)
+		}
+	case srcHeader:
+		if !validHeaderName(field) {
+			return nil, fmt.Errorf("%q: %q is not a header name", text, field)
+		}
+	}
+	return &source{text: text, reserved: kind, step: n, field: field}, nil
 }
 
 // resolveSchema finds the attribute's schema, checks the names against it, and sets the
@@ -213,7 +248,11 @@ func keysOverlap(a, b string) bool {
 // resolve returns the source's value in doc; ok is false when the attribute is absent
 // or null. Values are never copied: transforms build new values instead of mutating.
 func (s *source) resolve(ev *evalCtx) (any, bool, error) {
-	if s.reserved != "" {
+	switch s.reserved {
+	case "":
+	case srcAnswer, srcHeader:
+		return s.resolveAnswer(ev)
+	default:
 		return ev.reserved(s.reserved)
 	}
 	doc := ev.doc
@@ -325,4 +364,38 @@ func subValue(raw any, sub string) (any, bool, error) {
 		return out, len(out) > 0, nil
 	}
 	return nil, false, nil
+}
+
+// resolveAnswer reads $answer.N.path or $header.N.Name from the flow's answers so far.
+// Numbers keep their digits (an id 9007199254740993 stays exact).
+func (s *source) resolveAnswer(ev *evalCtx) (any, bool, error) {
+	if s.step >= len(ev.in.Answers) {
+		return nil, false, nil // that call was not made (its condition did not hold)
+	}
+	a := ev.in.Answers[s.step]
+	if s.reserved == srcHeader {
+		v := a.Header.Get(s.field)
+		return v, v != "", nil
+	}
+	if !json.Valid(a.Body) {
+		return nil, false, nil
+	}
+	r := gjson.GetBytes(a.Body, s.field)
+	switch {
+	case !r.Exists() || r.Type == gjson.Null:
+		return nil, false, nil
+	case r.Type == gjson.Number:
+		return json.Number(r.Raw), true, nil
+	case r.Type == gjson.String:
+		return r.Str, true, nil
+	case r.Type == gjson.True || r.Type == gjson.False:
+		return r.Bool(), true, nil
+	}
+	var v any
+	dec := json.NewDecoder(strings.NewReader(r.Raw))
+	dec.UseNumber()
+	if err := dec.Decode(&v); err != nil {
+		return nil, false, nil
+	}
+	return v, true, nil
 }

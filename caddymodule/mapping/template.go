@@ -145,6 +145,8 @@ func compilePlaceholder(resourceType, written string, steps []string, tables map
 	}
 	if reserved, ok := placeholderSources[name]; ok {
 		name = reserved
+	} else if strings.HasPrefix(name, "answer.") || strings.HasPrefix(name, "header.") {
+		name = "$" + name // {answer.0.user.id}, {header.0.Location}
 	}
 	src, err := compileSource(resourceType, name)
 	if err != nil {

@@ -1237,3 +1237,31 @@ func TestCreateFlow(t *testing.T) {
 		t.Fatalf("the adopted account is not suspended: %v", acc)
 	}
 }
+
+// TestFlowReadsEarlierAnswers: a later call of a flow takes values from an earlier call's
+// answer ($answer.N.path, {answer.N.path}) and headers ($header.N.Name).
+func TestFlowReadsEarlierAnswers(t *testing.T) {
+	app, srv := newNativeApp(t)
+	m, err := mapping.Parse("answers", []byte(`{"version": 1, "users": {"events": {
+	  "create": [
+	    {"method": "POST", "path": "/accounts", "id": "account.ref", "body": {"login": "userName"}},
+	    {"method": "PATCH", "path": "/accounts/{answer.0.account.ref}", "body": {"seen_type": "$header.0.Content-Type", "ref_again": "$answer.0.account.ref"}}
+	  ]}}}`), func(s string) (string, error) { return s, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := newTarget(t, srv.URL, false)
+	target.Mapping = m
+	r := newRig(t, rigOptions{target: target})
+	id := r.mustCreate(scim.UserType, user("answers@contoso.example"))
+	native := r.nativeID(scim.UserType, id)
+	acc := app.accounts[native]
+	if acc == nil || acc["ref_again"] != native || !strings.HasPrefix(fmt.Sprint(acc["seen_type"]), "application/json") {
+		t.Fatalf("the account %s: %v", native, acc)
+	}
+	if _, err := mapping.Parse("bad", []byte(`{"version": 1, "users": {"events": {"create": [
+	    {"method": "POST", "path": "/a/{answer.1.id}", "id": "id"}, {"method": "POST", "path": "/b"}]}}}`), func(s string) (string, error) { return s, nil }); err == nil ||
+		!strings.Contains(err.Error(), "no call of the flow is made before this one") {
+		t.Fatalf("a call reading a later answer loaded: %v", err)
+	}
+}

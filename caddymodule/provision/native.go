@@ -141,10 +141,12 @@ func (e *Engine) syncNative(ctx context.Context, p *plan) (*syncResult, error) {
 				first = s + 1
 			}
 		}
+		in.Answers = make([]mapping.Answer, first)
 		for step := first; step < t.Mapping.FlowLen(p.typ, ev); step++ {
 			if in.NativeID == "" {
 				in.NativeID = res.nativeID
 			}
+			in.Answers = append(in.Answers, mapping.Answer{}) // this call's, once it answers
 			reqs, err := t.Mapping.StepRequests(in, step)
 			if err != nil {
 				return res, res.failure(&nativeError{scim: scim.BadRequest(scim.TypeInvalidValue, "mapping the %s of %s %s for %s: %v", ev, p.typ, p.id, t.Name, err), cause: err})
@@ -170,6 +172,7 @@ func (e *Engine) syncNative(ctx context.Context, p *plan) (*syncResult, error) {
 					return res, res.failure(&nativeError{scim: se, retryAfter: retryAfter, cause: err, mayHaveActed: le != nil && le.MayHaveActed()})
 				}
 				sent.add(r)
+				in.Answers[step] = mapping.Answer{Header: resp.Header, Body: resp.Body}
 				if ev == change.Create && r.IDPath != "" {
 					id, err := mapping.ExtractID(resp.Body, r.IDPath)
 					if err != nil {
