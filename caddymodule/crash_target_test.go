@@ -36,9 +36,11 @@ const crashTargetMapping = `{
 // the account exists in the app, but the gateway dies before it reads the answer, so the
 // directory never commits.
 type crashApp struct {
-	mu       sync.Mutex
-	accounts map[string]int // login -> id
-	killPID  int            // when set, the next create kills this process first
+	mu        sync.Mutex
+	accounts  map[string]int // login -> id
+	killPID   int            // when set, the next create (or the call killOn names) kills this process first
+	killOn    string         // the method that kills: "" for POST (a create), or "PATCH"
+	suspended map[int]bool   // accounts suspended by PATCH {"enabled": false}
 }
 
 func (a *crashApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -53,6 +55,24 @@ func (a *crashApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		fmt.Fprint(w, `{"items":[]}`)
+	case http.MethodPatch:
+		var body struct{ Enabled *bool }
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		var id int
+		fmt.Sscanf(r.URL.Path, "/accounts/%d", &id)
+		if a.killPID != 0 && a.killOn == http.MethodPatch {
+			p, _ := os.FindProcess(a.killPID)
+			_ = p.Kill() // SIGKILL between the flow's two calls: the second is not applied
+			a.killPID = 0
+			time.Sleep(100 * time.Millisecond)
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		if a.suspended == nil {
+			a.suspended = map[int]bool{}
+		}
+		a.suspended[id] = body.Enabled != nil && !*body.Enabled
+		fmt.Fprintf(w, `{"id":%d}`, id)
 	case http.MethodPost:
 		var body struct{ Login string }
 		_ = json.NewDecoder(r.Body).Decode(&body)
@@ -63,7 +83,7 @@ func (a *crashApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		id := len(a.accounts) + 1
 		a.accounts[strings.ToLower(body.Login)] = id
-		if a.killPID != 0 {
+		if a.killPID != 0 && a.killOn == "" {
 			p, _ := os.FindProcess(a.killPID)
 			_ = p.Kill() // SIGKILL, after the account was created, before the answer
 			a.killPID = 0
@@ -186,4 +206,87 @@ func TestTargetCrashBetweenCallAndCommit(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// crashFlowMapping creates an account and, for a user that starts inactive, suspends it
+// in a second call of the same flow.
+const crashFlowMapping = `{
+  "version": 1,
+  "users": {
+    "lookup": {"method": "GET", "path": "/accounts?login={userName}", "id": "items.0.id"},
+    "events": {
+      "create": [
+        {"method": "POST", "path": "/accounts", "id": "id", "body": {"login": {"from": "userName"}}},
+        {"method": "PATCH", "path": "/accounts/{id}", "when": {"equals": {"active": false}}, "body": {"enabled": "active"}}
+      ]
+    }
+  }
+}`
+
+// TestTargetCrashInsideAFlow kills the gateway between the two calls of a create's flow:
+// the account exists, the suspend never happened, the directory has nothing. After the
+// restart, Entra's retry adopts the account and resumes the flow with the suspend: one
+// account, suspended.
+func TestTargetCrashInsideAFlow(t *testing.T) {
+	app := &crashApp{accounts: map[string]int{}}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: app}
+	go func() { _ = srv.Serve(l) }()
+	defer srv.Close()
+	mapFile := filepath.Join(t.TempDir(), "app.json")
+	if err := os.WriteFile(mapFile, []byte(crashFlowMapping), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	spec, _ := json.Marshal(map[string]string{"Dir": t.TempDir(), "URL": "http://" + l.Addr().String(), "Mapping": mapFile})
+	start := func() (*exec.Cmd, string) {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), "SCIMGATE_TARGET_CHILD="+string(spec))
+		out, _ := cmd.StdoutPipe()
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		line, err := bufio.NewReader(out).ReadString('\n')
+		if err != nil {
+			_ = cmd.Process.Kill()
+			t.Fatalf("child did not start: %v", err)
+		}
+		return cmd, strings.TrimSpace(line)
+	}
+	client := &http.Client{Timeout: 5 * time.Second}
+	post := func(addr string) (*http.Response, error) {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/scim/v2/Users", strings.NewReader(`{"userName":"dormant@contoso.example","active":"False"}`))
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		req.Header.Set("Content-Type", "application/scim+json")
+		return client.Do(req)
+	}
+
+	cmd, addr := start()
+	app.mu.Lock()
+	app.killPID, app.killOn = cmd.Process.Pid, http.MethodPatch
+	app.mu.Unlock()
+	if resp, err := post(addr); err == nil {
+		resp.Body.Close()
+		t.Fatalf("the gateway answered %d although it was killed mid-flow", resp.StatusCode)
+	}
+	_ = cmd.Wait()
+
+	cmd, addr = start()
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	resp, err := post(addr) // Entra's retry
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("retry answered %d", resp.StatusCode)
+	}
+	app.mu.Lock()
+	defer app.mu.Unlock()
+	if len(app.accounts) != 1 || !app.suspended[1] {
+		t.Fatalf("accounts %v, suspended %v: want one account, suspended", app.accounts, app.suspended)
+	}
 }
