@@ -199,6 +199,7 @@ func (e *Engine) decideView(j *job) (*plan, error) {
 		if t := e.target; t != nil && p.before != nil {
 			p.nativeID, _ = tx.NativeID(t.mapKey(p.typ), p.id)
 			p.mark = tx.Mark(t.mapKey(p.typ), p.id)
+			p.progress = decodeProgress(tx.Progress(t.mapKey(p.typ), p.id))
 		}
 		if t := e.target; t != nil && p.before == nil {
 			_, listed := tx.Adoption(t.Name, p.typ, SubjectOf(p.typ, p.after))
@@ -270,6 +271,10 @@ func (e *Engine) deliver(j *job, p *plan, d policy.Decision) (*plan, error) {
 			if p.before == nil && ne.mayHaveActed {
 				// The app may have made the account: Entra's retry looks it up first.
 				e.listAdoption(j, p)
+			}
+			if p.before != nil && len(ne.made) > 0 {
+				// Part of the flow was made: its retry must not make those calls again.
+				e.keepProgress(j, p, append(slices.Clone(p.progress), ne.made...))
 			}
 		}
 		return nil, err
@@ -370,6 +375,11 @@ func (e *Engine) updateAccount(tx *store.Tx, p, p2 *plan) error {
 			return err
 		}
 	}
+	if len(p.progress) > 0 {
+		if err := tx.SetProgress(key, p2.id, nil); err != nil {
+			return err
+		}
+	}
 	if !p.skipped {
 		switch {
 		case p2.after == nil:
@@ -443,4 +453,14 @@ func (j *job) lockKey() string {
 		return "create:" + j.op.Type + ":" + strings.ToLower(j.trail.Subject)
 	}
 	return j.op.Type + ":" + j.id
+}
+
+// keepProgress stores the calls a failed attempt of p's flow made that may not be repeated.
+// When the store cannot be written the retry may repeat them: logged.
+func (e *Engine) keepProgress(j *job, p *plan, made sentCalls) {
+	key := e.target.mapKey(p.typ)
+	if err := e.store.Update(func(tx *store.Tx) error { return tx.SetProgress(key, p.id, encodeProgress(made)) }); err != nil {
+		e.logger.Warn("recording the calls a failed flow made failed; its retry may repeat them",
+			zap.String("request_id", j.req.ID), zap.String("target", e.target.Name), zap.Error(err))
+	}
 }

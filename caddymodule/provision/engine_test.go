@@ -449,6 +449,7 @@ type nativeApp struct {
 	createThen string
 	// beforeCreate, when set, runs (once, without the app's lock) before an account create.
 	beforeCreate func()
+	notes        int // POST /accounts/{id}/notes: a call that must not be repeated
 }
 
 func newNativeApp(t testing.TB) (*nativeApp, *httptest.Server) {
@@ -531,6 +532,9 @@ func (a *nativeApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			acc[k] = v
 		}
 		w.WriteHeader(http.StatusNoContent)
+	case len(parts) == 3 && parts[0] == "accounts" && parts[2] == "notes" && r.Method == http.MethodPost:
+		a.notes++
+		answer(http.StatusCreated, map[string]any{"note": a.notes})
 	case len(parts) == 2 && parts[0] == "accounts" && r.Method == http.MethodDelete:
 		delete(a.accounts, parts[1])
 		w.WriteHeader(http.StatusNoContent)
@@ -1263,5 +1267,44 @@ func TestFlowReadsEarlierAnswers(t *testing.T) {
 	    {"method": "POST", "path": "/a/{answer.1.id}", "id": "id"}, {"method": "POST", "path": "/b"}]}}}`), func(s string) (string, error) { return s, nil }); err == nil ||
 		!strings.Contains(err.Error(), "no call of the flow is made before this one") {
 		t.Fatalf("a call reading a later answer loaded: %v", err)
+	}
+}
+
+// TestFlowResumesWithoutRepeating: when an update's flow fails after a call that may not
+// be repeated (a POST), the retry of the change does not make that call again; once the
+// change commits, a later identical call is made again.
+func TestFlowResumesWithoutRepeating(t *testing.T) {
+	app, srv := newNativeApp(t)
+	m, err := mapping.Parse("resume", []byte(`{"version": 1, "users": {"events": {
+	  "create": {"method": "POST", "path": "/accounts", "id": "account.ref", "body": {"login": "userName"}},
+	  "update": [
+	    {"method": "POST", "path": "/accounts/{id}/notes", "send": "all", "body": {"title": "title"}},
+	    {"method": "PATCH", "path": "/accounts/{id}", "send": "all", "body": {"title": "title"}}
+	  ]}}}`), func(s string) (string, error) { return s, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := newTarget(t, srv.URL, false)
+	target.Mapping = m
+	r := newRig(t, rigOptions{target: target})
+	id := r.mustCreate(scim.UserType, user("resume@contoso.example"))
+	change := `[{"op":"replace","path":"title","value":"Lead"}]`
+	app.set(func(a *nativeApp) { a.fail = map[string]int{"PATCH /accounts/": http.StatusServiceUnavailable} })
+	if res := r.patch(scim.UserType, id, change); res.Status != http.StatusServiceUnavailable {
+		t.Fatalf("the failing attempt: %+v", res)
+	}
+	app.set(func(a *nativeApp) { a.fail = map[string]int{} })
+	if res := r.patch(scim.UserType, id, change); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if app.notes != 1 {
+		t.Fatalf("the POST was made %d times, want once", app.notes)
+	}
+	if acc := app.accounts[r.nativeID(scim.UserType, id)]; acc["title"] != "Lead" {
+		t.Fatalf("the PATCH did not reach the app: %v", acc)
+	}
+	// The change committed: its progress is gone, and a new change makes the POST again.
+	if res := r.patch(scim.UserType, id, `[{"op":"replace","path":"title","value":"Director"}]`); res.Err != nil || app.notes != 2 {
+		t.Fatalf("the next change: %v, notes %d", res.Err, app.notes)
 	}
 }

@@ -1,8 +1,8 @@
 package provision
 
 import (
-	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net/http"
@@ -24,6 +24,7 @@ import (
 type syncResult struct {
 	nativeID   string                // from the create response
 	calls      []journal.BackendCall // every call made (or built, in a dry run), in order
+	made       sentCalls             // the calls made that may not be repeated
 	skipped    []change.Event        // events with no native call mapped
 	deferred   []string              // members left out of member calls: no account in the app
 	outOfScope []string              // members left out of member calls: kept out of the app by policy
@@ -47,6 +48,8 @@ type nativeError struct {
 	// mayHaveActed: the call may have reached the app and nothing says the app refused it
 	// (a timeout, a dropped connection, a 5xx, an answer that proves nothing).
 	mayHaveActed bool
+	// made are the calls of the change made before the failure that may not be repeated.
+	made sentCalls
 }
 
 func (e *nativeError) Error() string { return e.scim.Error() }
@@ -67,7 +70,7 @@ func (e *Engine) anyMapped(p *plan) bool {
 func (e *Engine) syncNative(ctx context.Context, p *plan) (*syncResult, error) {
 	t := e.target
 	res := &syncResult{dryRun: t.DryRun}
-	var sent sentCalls
+	sent := slices.Clone(p.progress) // calls an earlier attempt made, not to be repeated
 	for _, ev := range e.startState(p, e.catchUp(p, res, nativeEvents(p.events))) {
 		if !t.Mapping.Has(p.typ, ev) {
 			res.skipped = append(res.skipped, ev)
@@ -172,6 +175,9 @@ func (e *Engine) syncNative(ctx context.Context, p *plan) (*syncResult, error) {
 					return res, res.failure(&nativeError{scim: se, retryAfter: retryAfter, cause: err, mayHaveActed: le != nil && le.MayHaveActed()})
 				}
 				sent.add(r)
+				if !r.Idempotent {
+					res.made.add(r)
+				}
 				in.Answers[step] = mapping.Answer{Header: resp.Header, Body: resp.Body}
 				if ev == change.Create && r.IDPath != "" {
 					id, err := mapping.ExtractID(resp.Body, r.IDPath)
@@ -190,19 +196,49 @@ func (e *Engine) syncNative(ctx context.Context, p *plan) (*syncResult, error) {
 	return res, nil
 }
 
-// sentCalls are the calls a change made, so that an identical one is not made twice.
-type sentCalls []mapping.Request
+// callKey identifies a call by what it does: its method, path and body.
+type callKey [sha256.Size]byte
 
-func (s sentCalls) has(r mapping.Request) bool {
-	for _, c := range s {
-		if c.Method == r.Method && c.Path == r.Path && bytes.Equal(c.Body, r.Body) {
-			return true
-		}
-	}
-	return false
+func keyOf(r mapping.Request) callKey {
+	h := sha256.New()
+	h.Write([]byte(r.Method))
+	h.Write([]byte{0})
+	h.Write([]byte(r.Path))
+	h.Write([]byte{0})
+	h.Write(r.Body)
+	var k callKey
+	copy(k[:], h.Sum(nil))
+	return k
 }
 
-func (s *sentCalls) add(r mapping.Request) { *s = append(*s, r) }
+// sentCalls are the calls a change made (and, from its progress, the calls an earlier
+// attempt of it made that may not be repeated), so that an identical one is not made twice.
+type sentCalls []callKey
+
+func (s sentCalls) has(r mapping.Request) bool { return slices.Contains(s, keyOf(r)) }
+
+func (s *sentCalls) add(r mapping.Request) { *s = append(*s, keyOf(r)) }
+
+// progress is what a failed attempt of a change's flow made that may not be repeated,
+// stored with the resource until a later attempt commits.
+func decodeProgress(data []byte) sentCalls {
+	var out sentCalls
+	for len(data) >= sha256.Size {
+		var k callKey
+		copy(k[:], data)
+		out = append(out, k)
+		data = data[sha256.Size:]
+	}
+	return out
+}
+
+func encodeProgress(calls sentCalls) []byte {
+	out := make([]byte, 0, len(calls)*sha256.Size)
+	for _, k := range calls {
+		out = append(out, k[:]...)
+	}
+	return out
+}
 
 // syncReasons explains, for the journal, native calls that were not made as the change's
 // events suggest.
@@ -456,7 +492,7 @@ func callError(e *legacy.Error) string { return e.Cause() }
 // when a create earlier in the flow made the account, that the app acted (so the create is
 // listed for adoption and Entra's retry takes that account).
 func (res *syncResult) failure(ne *nativeError) *nativeError {
-	ne.calls = res.calls
+	ne.calls, ne.made = res.calls, res.made
 	if res.nativeID != "" {
 		ne.mayHaveActed = true
 	}

@@ -59,6 +59,7 @@ type plan struct {
 	// Filled by the steps before the calls.
 	nativeID   string      // the resource's account in the app ("" without one)
 	adopt      bool        // a create listed for adoption: look the account up before creating it
+	progress   sentCalls   // calls a failed earlier attempt of the change made, not to repeat
 	mark       change.Mark // the account's mark, as decided on
 	memberRefs policy.Members
 

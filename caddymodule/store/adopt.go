@@ -58,3 +58,33 @@ func adoptKey(target, typ, name string) ([]byte, error) {
 	}
 	return joinKey(target, typ, fold(name)), nil
 }
+
+// Flow progress: when a change's flow of calls fails part-way, the calls it made that may
+// not be repeated (not idempotent) are remembered for the resource, so that the change's
+// retry does not make them again. The change's commit forgets them.
+
+// SetProgress records what a failed flow of scimID's change made in target (the caller's
+// encoding); nil or empty forgets it.
+func (tx *Tx) SetProgress(target, scimID string, data []byte) error {
+	if err := tx.checkWritable(); err != nil {
+		return err
+	}
+	if err := checkIDMapArgs(target, scimID, "-"); err != nil {
+		return err
+	}
+	if len(data) == 0 {
+		return tx.bucket(bucketProgress).Delete(joinKey(target, scimID))
+	}
+	return tx.bucket(bucketProgress).Put(joinKey(target, scimID), append([]byte(nil), data...))
+}
+
+// Progress returns what SetProgress recorded for scimID in target (nil when nothing).
+func (tx *Tx) Progress(target, scimID string) []byte {
+	if checkIDMapArgs(target, scimID, "-") != nil {
+		return nil
+	}
+	if v := tx.bucket(bucketProgress).Get(joinKey(target, scimID)); v != nil {
+		return append([]byte(nil), v...)
+	}
+	return nil
+}

@@ -41,3 +41,28 @@ func TestAdoptions(t *testing.T) {
 		t.Error("a name with a NUL byte was accepted")
 	}
 }
+
+func TestProgress(t *testing.T) {
+	s := openTest(t)
+	if err := s.Update(func(tx *Tx) error { return tx.SetProgress("app/User", "u1", []byte("calls")) }); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.View(func(tx *Tx) error {
+		if got := string(tx.Progress("app/User", "u1")); got != "calls" {
+			t.Errorf("Progress = %q", got)
+		}
+		if got := tx.Progress("app/User", "u2"); got != nil {
+			t.Errorf("another resource's progress: %q", got)
+		}
+		return nil
+	})
+	if err := s.Update(func(tx *Tx) error { return tx.SetProgress("app/User", "u1", nil) }); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.View(func(tx *Tx) error {
+		if got := tx.Progress("app/User", "u1"); got != nil {
+			t.Errorf("after forgetting: %q", got)
+		}
+		return nil
+	})
+}

@@ -53,12 +53,13 @@ var (
 	bucketIDMapRev = []byte("idmapRev") // target \x00 native id -> SCIM id
 	bucketMarks    = []byte("marks")    // target \x00 SCIM id -> what policy did to the app's account
 	bucketAdopt    = []byte("adopt")    // target \x00 type \x00 folded name -> seq of the create's intent
+	bucketProgress = []byte("progress") // target \x00 SCIM id -> the calls a failed flow made
 
 	keyFormat = []byte("format")
 )
 
 // topBuckets are created by Open, so read transactions can rely on them existing.
-var topBuckets = [][]byte{bucketRecords, bucketIDs, bucketIndex, bucketMembers, bucketMemberOf, bucketMeta, bucketIDMap, bucketIDMapRev, bucketMarks, bucketAdopt}
+var topBuckets = [][]byte{bucketRecords, bucketIDs, bucketIndex, bucketMembers, bucketMemberOf, bucketMeta, bucketIDMap, bucketIDMapRev, bucketMarks, bucketAdopt, bucketProgress}
 
 // ErrNotFound is returned when a record (or the type holding an id) does not exist.
 var ErrNotFound = errors.New("store: not found")
