@@ -12,7 +12,8 @@ import (
 	"github.com/scimgate/scimgate/caddymodule/store"
 )
 
-// query is a list or search request: GET /Users?filter=... or POST /Users/.search.
+// query is a list or search request: GET /Users?filter=..., POST /Users/.search, or POST
+// /.search at the root, which searches every resource type.
 type query struct {
 	filter     string
 	startIndex int
@@ -30,10 +31,11 @@ func (g *Handler) list(req *request, typ string) {
 		g.writeError(req, err)
 		return
 	}
-	g.runQuery(req, typ, q)
+	g.runQuery(req, []string{typ}, q)
 }
 
-// search answers POST /.search (RFC 7644 §3.4.3) with the same engine as GET.
+// search answers POST /.search (RFC 7644 §3.4.3) with the same engine as GET: on one
+// resource type's endpoint, or at the root for every type (typ "").
 func (g *Handler) search(req *request, typ string) {
 	if g.engine.JournalsReads() {
 		req.trail = &provision.Trail{Action: change.ActionSearch, Type: typ}
@@ -83,7 +85,21 @@ func (g *Handler) search(req *request, typ string) {
 		g.writeError(req, err)
 		return
 	}
-	g.runQuery(req, typ, q)
+	types := []string{typ}
+	if typ == "" {
+		types = allTypes()
+	}
+	g.runQuery(req, types, q)
+}
+
+// allTypes are the resource types a search at the root covers, in the order its results
+// are listed: Users, then Groups (as /ResourceTypes lists them).
+func allTypes() []string {
+	var out []string
+	for _, rt := range scim.ResourceTypes() {
+		out = append(out, rt.Name)
+	}
+	return out
 }
 
 func (g *Handler) parseQuery(filter, startIndex, count, attrs, excluded string) (*query, error) {
@@ -157,7 +173,11 @@ func termString(v any) (string, bool) {
 	return "", false
 }
 
-func (g *Handler) runQuery(req *request, typ string, q *query) {
+// runQuery answers a query over the resource types given, as one list: every match of the
+// first type in the store's order, then of the next, with startIndex and count applied to
+// the whole. Each resource is projected by the rules of its own type; an attribute that
+// only one type defines simply matches nothing in the other.
+func (g *Handler) runQuery(req *request, types []string, q *query) {
 	var f scim.Filter
 	if q.filter != "" {
 		var err error
@@ -167,9 +187,11 @@ func (g *Handler) runQuery(req *request, typ string, q *query) {
 		}
 		// Misused operators (active gt true) are errors whatever the data, even when the
 		// index finds no candidate to evaluate.
-		if err = scim.ValidateFilter(f, typ); err != nil {
-			g.writeError(req, err)
-			return
+		for _, typ := range types {
+			if err = scim.ValidateFilter(f, typ); err != nil {
+				g.writeError(req, err)
+				return
+			}
 		}
 	}
 	// Matching needs members or groups only when the filter mentions them.
@@ -178,47 +200,31 @@ func (g *Handler) runQuery(req *request, typ string, q *query) {
 	var page []any
 	total := 0
 	err := g.store.View(func(tx *store.Tx) error {
-		ids, scan, err := candidates(tx, typ, f)
-		if err != nil {
-			return err
-		}
-		consider := func(rec *store.Record) error {
-			res, err := g.render(tx, req, rec, matchOpts)
-			if err != nil {
-				return err
-			}
-			if f != nil {
-				ok, err := scim.Match(f, typ, res)
-				if err != nil || !ok {
+		for _, typ := range types {
+			consider := func(rec *store.Record) error {
+				res, err := g.render(tx, req, rec, matchOpts)
+				if err != nil {
 					return err
 				}
-			}
-			total++
-			if total < q.startIndex || len(page) >= q.count {
+				if f != nil {
+					ok, err := scim.Match(f, typ, res)
+					if err != nil || !ok {
+						return err
+					}
+				}
+				total++
+				if total < q.startIndex || len(page) >= q.count {
+					return nil
+				}
+				// Add what the page wants and matching did not need, without decoding again.
+				more := renderOpts{members: pageOpts.members && !matchOpts.members, groups: pageOpts.groups && !matchOpts.groups}
+				if err := g.addComputed(tx, req, rec, res, more); err != nil {
+					return err
+				}
+				page = append(page, q.proj.Apply(typ, res))
 				return nil
 			}
-			// Add what the page wants and matching did not need, without decoding again.
-			more := renderOpts{members: pageOpts.members && !matchOpts.members, groups: pageOpts.groups && !matchOpts.groups}
-			if err := g.addComputed(tx, req, rec, res, more); err != nil {
-				return err
-			}
-			page = append(page, q.proj.Apply(typ, res))
-			return nil
-		}
-		if scan {
-			return tx.Scan(typ, func(rec *store.Record) (bool, error) {
-				return true, consider(rec)
-			})
-		}
-		for _, id := range ids {
-			rec, err := tx.Get(typ, id)
-			if errors.Is(err, store.ErrNotFound) {
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			if err := consider(rec); err != nil {
+			if err := eachCandidate(tx, typ, f, consider); err != nil {
 				return err
 			}
 		}
@@ -232,6 +238,33 @@ func (g *Handler) runQuery(req *request, typ string, q *query) {
 		return
 	}
 	g.writeJSON(req, http.StatusOK, scim.ListResponse(page, total, q.startIndex))
+}
+
+// eachCandidate calls consider with every stored resource of typ that f may match, in a
+// stable order: the index's or the id's candidates, or a full scan.
+func eachCandidate(tx *store.Tx, typ string, f scim.Filter, consider func(*store.Record) error) error {
+	ids, scan, err := candidates(tx, typ, f)
+	if err != nil {
+		return err
+	}
+	if scan {
+		return tx.Scan(typ, func(rec *store.Record) (bool, error) {
+			return true, consider(rec)
+		})
+	}
+	for _, id := range ids {
+		rec, err := tx.Get(typ, id)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if err := consider(rec); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // filterMentions reports whether f refers to the top-level attribute name.

@@ -140,7 +140,7 @@ func decorate(req *request, rec *store.Record, doc scim.Resource) {
 func (g *Handler) addComputed(tx *store.Tx, req *request, rec *store.Record, doc scim.Resource, o renderOpts) error {
 	switch {
 	case rec.Type == scim.GroupType && o.members:
-		members := []any{}
+		var members []any
 		err := tx.Members(rec.ID, func(m store.Member) error {
 			members = append(members, g.memberJSON(req, m))
 			return nil
@@ -148,7 +148,9 @@ func (g *Handler) addComputed(tx *store.Tx, req *request, rec *store.Record, doc
 		if err != nil {
 			return err
 		}
-		doc["members"] = members
+		if len(members) > 0 { // no members: unassigned, not [] (RFC 7643 §2.5), like a user's groups
+			doc["members"] = members
+		}
 	case rec.Type == scim.UserType && o.groups:
 		var groups []any
 		err := tx.GroupsOf(rec.ID, func(gid string) error {

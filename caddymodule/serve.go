@@ -114,6 +114,16 @@ func (g *Handler) serveSCIM(w http.ResponseWriter, r *http.Request, rel string) 
 			return
 		}
 		g.serveSchemas(req, segs[1:])
+	case ".search":
+		if len(segs) != 1 {
+			g.writeError(req, scim.NotFound("no SCIM endpoint at %s", r.URL.Path))
+			return
+		}
+		if r.Method != http.MethodPost {
+			g.methodNotAllowed(req, "POST")
+			return
+		}
+		g.search(req, "") // every resource type (RFC 7644 §3.4.3)
 	case "bulk":
 		g.writeError(req, scim.Errorf(http.StatusNotImplemented, "", "bulk operations are not supported (see /ServiceProviderConfig)"))
 	case "me":

@@ -406,7 +406,8 @@ func notFound(err error, typ, id string) error {
 
 // DecodeDoc decodes a stored record's attributes. Extension attributes a record still
 // holds as flat "URN:attr" keys (stored before they were nested on write) come back
-// nested, so that reads, filters, diffs and patches see one attribute.
+// nested, and empty arrays (stored before they meant unassigned) not at all, so that
+// reads, filters, diffs and patches see each attribute one way.
 func DecodeDoc(rec *store.Record) (scim.Resource, error) {
 	v, err := scim.Decode(rec.Doc)
 	if err != nil {
@@ -417,6 +418,7 @@ func DecodeDoc(rec *store.Record) (scim.Resource, error) {
 		doc = scim.Resource{}
 	}
 	scim.NestFlatAttributes(rec.Type, doc)
+	scim.UnassignEmpty(doc) // an empty array stored by an earlier version is unassigned
 	return doc, nil
 }
 

@@ -212,6 +212,9 @@ func ApplyPatch(resourceType string, r Resource, ops []PatchOp, opts PatchOption
 			return nil, nil, err
 		}
 	}
+	// An attribute replaced with [] (or emptied any other way) is unassigned (RFC 7643
+	// §2.5), as one whose last value was removed.
+	UnassignEmpty(p.doc)
 	if p.members == nil {
 		return p.doc, nil, nil
 	}

@@ -6,7 +6,9 @@ import (
 )
 
 // MemberRef is one member of a Group as a client wrote it. Display comes from "display"
-// or, failing that, "displayName". Ref is kept for the record and never dereferenced.
+// or, failing that, "displayName" (Microsoft's Postman collection's name for it). Type is
+// "", User or Group. Ref is the client's "$ref": checked, never stored (the gateway writes
+// each member's $ref itself, from its type and id) and never dereferenced.
 type MemberRef struct{ Value, Type, Display, Ref string }
 
 // MemberDelta is the change a PATCH makes to a Group's member set. The store applies
@@ -18,10 +20,12 @@ type MemberDelta struct {
 }
 
 // NormalizeMembers reads a members value: an array of member objects ("value" required,
-// a non-empty string; optional "type", "display" or "displayName", "$ref"), where a bare
-// string stands for a member id (Microsoft's Postman collection sends "value": "id"), or
-// a single such object or string. null is no members. Duplicate ids keep their first
-// occurrence. Errors are 400 invalidValue.
+// a non-empty string; optional "type", "display" or "displayName", "$ref", each a string
+// or null, and nothing else), where a bare string stands for a member id (Microsoft's
+// Postman collection sends "value": "id"), or a single such object or string. null is no
+// members. Duplicate ids keep their first occurrence. Errors are 400 invalidValue: a
+// member's sub-attribute the gateway would not keep, or a type other than User or Group,
+// is refused rather than dropped.
 func NormalizeMembers(v any) ([]MemberRef, error) {
 	list := asList(v)
 	out := make([]MemberRef, 0, len(list))
@@ -54,21 +58,61 @@ func memberRef(e any) (MemberRef, error) {
 		}
 		return MemberRef{Value: x}, nil
 	case map[string]any:
-		raw, _ := Get(x, "value")
-		id, ok := raw.(string)
-		if !ok || strings.TrimSpace(id) == "" {
-			return MemberRef{}, BadRequest(TypeInvalidValue, "a member needs \"value\": the member's id as a non-empty string")
-		}
-		if err := checkMemberID(id); err != nil {
+		m, hasValue, err := memberDetails(x)
+		if err != nil {
 			return MemberRef{}, err
 		}
-		m := MemberRef{Value: id, Type: memberType(optString(x, "type")), Ref: optString(x, "$ref")}
-		if m.Display = optString(x, "display"); m.Display == "" {
-			m.Display = optString(x, "displayName")
+		if !hasValue || strings.TrimSpace(m.Value) == "" {
+			return MemberRef{}, BadRequest(TypeInvalidValue, "a member needs \"value\": the member's id as a non-empty string")
+		}
+		if err := checkMemberID(m.Value); err != nil {
+			return MemberRef{}, err
 		}
 		return m, nil
 	}
 	return MemberRef{}, BadRequest(TypeInvalidValue, "a member must be an object with \"value\" or an id string")
+}
+
+// memberDetails reads a member object's sub-attributes (names case-insensitively): value,
+// display (or displayName), type and $ref, each a string or null. Any other sub-attribute
+// is 400 invalidValue naming it: the gateway keeps a member's value, display and type
+// only, and a sub-attribute it dropped (an "operation": "delete" of SCIM 1.1, say) would
+// silently change what the request means. A type must be User or Group (any case).
+func memberDetails(obj map[string]any) (m MemberRef, hasValue bool, err error) {
+	var display, displayName string
+	for _, k := range sortedKeys(obj) {
+		name := strings.ToLower(k)
+		switch name {
+		case "value", "display", "displayname", "type", "$ref":
+		default:
+			return MemberRef{}, false, BadRequest(TypeInvalidValue, "a member has no sub-attribute %s: send value, display, type or $ref", QuoteForDetail(k))
+		}
+		s, isStr := obj[k].(string)
+		switch {
+		case name == "value" && !isStr:
+			return MemberRef{}, false, BadRequest(TypeInvalidValue, "a member needs \"value\": the member's id as a non-empty string")
+		case obj[k] != nil && !isStr:
+			return MemberRef{}, false, BadRequest(TypeInvalidValue, "a member's %q must be a string", k)
+		}
+		switch name {
+		case "value":
+			m.Value, hasValue = s, true
+		case "display":
+			display = s
+		case "displayname":
+			displayName = s
+		case "type":
+			if m.Type = memberType(s); m.Type != "" && m.Type != UserType && m.Type != GroupType {
+				return MemberRef{}, false, BadRequest(TypeInvalidValue, "a member's type is User or Group, not %s", QuoteForDetail(s))
+			}
+		case "$ref":
+			m.Ref = s
+		}
+	}
+	if m.Display = display; m.Display == "" {
+		m.Display = displayName
+	}
+	return m, hasValue, nil
 }
 
 // checkMemberID refuses a member value that cannot be a resource id (see IDProblem): no
@@ -81,7 +125,7 @@ func checkMemberID(id string) error {
 }
 
 // memberType spells the canonical types User and Group canonically; others are kept for
-// the handler to judge.
+// memberDetails to refuse.
 func memberType(s string) string {
 	switch {
 	case strings.EqualFold(s, UserType):
@@ -89,13 +133,6 @@ func memberType(s string) string {
 	case strings.EqualFold(s, GroupType):
 		return GroupType
 	}
-	return s
-}
-
-// optString returns the string value of name in m, or "" when absent or not a string.
-func optString(m map[string]any, name string) string {
-	v, _ := Get(m, name)
-	s, _ := v.(string)
 	return s
 }
 
@@ -212,12 +249,9 @@ func (p *patcher) filteredMemberOp(op string, f Filter, v any) error {
 		}
 		return nil
 	}
-	var details MemberRef
-	if obj, isObj := v.(map[string]any); isObj {
-		details = MemberRef{Type: memberType(optString(obj, "type")), Display: optString(obj, "display"), Ref: optString(obj, "$ref")}
-		if details.Display == "" {
-			details.Display = optString(obj, "displayName")
-		}
+	details, err := filteredMemberDetails(ids, v)
+	if err != nil {
+		return p.wrap(err)
 	}
 	for _, id := range ids {
 		m := details
@@ -225,6 +259,40 @@ func (p *patcher) filteredMemberOp(op string, f Filter, v any) error {
 		p.members.add(m)
 	}
 	return nil
+}
+
+// filteredMemberDetails reads the value of an add or replace on members[value eq "id"]:
+// none, an object of the member's sub-attributes, the id itself, or an array of one such
+// value. A "value" in it that is not the member the path names is 400 invalidValue.
+func filteredMemberDetails(ids []string, v any) (MemberRef, error) {
+	if list, isList := v.([]any); isList {
+		switch len(list) {
+		case 0:
+			return MemberRef{}, nil
+		case 1:
+			v = list[0]
+		default:
+			return MemberRef{}, BadRequest(TypeInvalidValue, "members[value eq \"…\"] names its members; the value holds at most one member's sub-attributes")
+		}
+	}
+	var m MemberRef
+	hasValue := false
+	switch x := v.(type) {
+	case nil:
+	case string:
+		m.Value, hasValue = x, true
+	case map[string]any:
+		var err error
+		if m, hasValue, err = memberDetails(x); err != nil {
+			return MemberRef{}, err
+		}
+	default:
+		return MemberRef{}, BadRequest(TypeInvalidValue, "members[value eq \"…\"] takes an object of the member's sub-attributes (display, type) as its value, or none")
+	}
+	if hasValue && (len(ids) != 1 || m.Value != ids[0]) {
+		return MemberRef{}, BadRequest(TypeInvalidValue, "the value names the member %s, not the one the path names", QuoteForDetail(m.Value))
+	}
+	return m, nil
 }
 
 // memberFilterIDs collects the ids of a filter made only of value eq "id" terms joined

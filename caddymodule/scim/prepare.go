@@ -15,8 +15,9 @@ type Prepared struct {
 }
 
 // PrepareResource validates and normalises a POST/PUT body for resourceType. Read-only
-// attributes (id, meta, groups) are dropped as RFC 7643 §2.2 asks, null values are removed
-// (null means unassigned), extension attributes sent as flat "URN:attr" keys are nested
+// attributes (id, meta, groups) are dropped as RFC 7643 §2.2 asks, null values and empty
+// arrays are removed (both mean unassigned, RFC 7643 §2.5; a group's "members": [] still
+// says "no members" to PUT), extension attributes sent as flat "URN:attr" keys are nested
 // under their schema URN (RFC 7643 §3.3; one attribute in both forms with different values
 // is 400 invalidValue), Entra's string booleans become booleans and the enterprise manager
 // takes its object form. Values are otherwise kept exactly as written.
@@ -54,6 +55,7 @@ func PrepareResource(resourceType string, body map[string]any) (*Prepared, error
 			Delete(doc, "members")
 		}
 	}
+	UnassignEmpty(doc)
 	if err := NormalizeBooleans(resourceType, doc); err != nil {
 		return nil, err
 	}
@@ -120,6 +122,32 @@ func stripNulls(v any) any {
 		return out
 	}
 	return v
+}
+
+// UnassignEmpty removes, at every level of objects, the attributes whose value is an empty
+// array: assigning an empty array to a multi-valued attribute makes it unassigned (RFC 7643
+// §2.5), so it is neither stored nor returned, like null. An object this leaves empty (an
+// extension or complex attribute whose every sub-attribute was unassigned) goes too.
+// Elements of arrays are left as they are. It reports whether doc changed.
+func UnassignEmpty(doc map[string]any) bool {
+	changed := false
+	for k, v := range doc {
+		switch x := v.(type) {
+		case []any:
+			if len(x) == 0 {
+				delete(doc, k)
+				changed = true
+			}
+		case map[string]any:
+			if UnassignEmpty(x) {
+				changed = true
+				if len(x) == 0 {
+					delete(doc, k)
+				}
+			}
+		}
+	}
+	return changed
 }
 
 // normalizeManagerAttr turns the enterprise manager into {"value": id} (Entra fails on a bare

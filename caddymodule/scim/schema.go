@@ -87,7 +87,8 @@ func complexAttr(name, desc string, multi bool, subs ...*Attribute) *Attribute {
 }
 
 // multiValuedOf builds the standard multi-valued sub-attributes (value, display, type,
-// primary) of RFC 7643 §2.4, with canonical type values.
+// primary) of RFC 7643 §2.4, with canonical type values. A value of type reference needs
+// its referenceTypes set by the caller (RFC 7643 §7).
 func multiValuedOf(name, desc, valueType string, types ...string) *Attribute {
 	value := str("value", "The value of the "+name+" entry.")
 	value.Type = valueType
@@ -140,7 +141,11 @@ var userSchema = &Schema{
 		multiValuedOf("emails", "Email addresses for the user.", "string", "work", "home", "other"),
 		multiValuedOf("phoneNumbers", "Phone numbers for the User.", "string", "work", "home", "mobile", "fax", "pager", "other"),
 		multiValuedOf("ims", "Instant messaging addresses for the User.", "string", "aim", "gtalk", "icq", "xmpp", "msn", "skype", "qq", "yahoo"),
-		multiValuedOf("photos", "URLs of photos of the User.", "reference", "photo", "thumbnail"),
+		func() *Attribute {
+			a := multiValuedOf("photos", "URLs of photos of the User.", "reference", "photo", "thumbnail")
+			a.SubAttr("value").ReferenceTypes = []string{"external"} // as RFC 7643 §8.7.1 says
+			return a
+		}(),
 		complexAttr("addresses", "A physical mailing address for this User.", true,
 			str("formatted", "The full mailing address, formatted for display or use with a mailing label."),
 			str("streetAddress", "The full street address component."),
