@@ -267,7 +267,7 @@ func TestHandlerPaging(t *testing.T) {
 func TestHandlerRouting(t *testing.T) {
 	g := newTestGateway(t, nil)
 	id := itPostID(t, g, "/Users", map[string]any{"userName": "routing@contoso.example"})
-	notFound := []string{"", "/", "/Foo", "/Users/a/b", "/Users/" + id + "/manager", "/Schemas/a/b", "/ServiceProviderConfig/x", "/ResourceTypes/User/x", "/Schemas/urn:nope", "/ResourceTypes/Device"}
+	notFound := []string{"/Foo", "/Users/a/b", "/Users/" + id + "/manager", "/Schemas/a/b", "/ServiceProviderConfig/x", "/ResourceTypes/User/x", "/Schemas/urn:nope", "/ResourceTypes/Device"}
 	for _, p := range notFound {
 		t.Run("404 "+p, func(t *testing.T) {
 			itWantError(t, serve(t, g, http.MethodGet, itBase+p, nil), http.StatusNotFound, "")
@@ -278,6 +278,8 @@ func TestHandlerRouting(t *testing.T) {
 		{http.MethodPut, "/Groups", "GET, POST"},
 		{http.MethodPost, "/Users/" + id, "GET, PUT, PATCH, DELETE"},
 		{http.MethodGet, "/Users/.search", "POST"},
+		{http.MethodPost, "", "GET"},
+		{http.MethodDelete, "/", "GET"},
 		{http.MethodPost, "/ServiceProviderConfig", "GET"},
 		{http.MethodDelete, "/Schemas", "GET"},
 		{http.MethodPatch, "/ResourceTypes/User", "GET"},

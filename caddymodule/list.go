@@ -12,8 +12,8 @@ import (
 	"github.com/scimgate/scimgate/caddymodule/store"
 )
 
-// query is a list or search request: GET /Users?filter=..., POST /Users/.search, or POST
-// /.search at the root, which searches every resource type.
+// query is a list or search request: GET /Users?filter=..., POST /Users/.search, or, at
+// the root, GET /?filter=... or POST /.search, which cover every resource type.
 type query struct {
 	filter     string
 	startIndex int
@@ -21,6 +21,9 @@ type query struct {
 	proj       scim.Projection
 }
 
+// list answers GET on a resource type's endpoint, or at the root for every type (typ "";
+// RFC 7644 §3.4.2: "A query against a server root indicates that all resources within the
+// server SHALL be included, subject to filtering").
 func (g *Handler) list(req *request, typ string) {
 	v := req.r.URL.Query()
 	if g.engine.JournalsReads() {
@@ -31,7 +34,7 @@ func (g *Handler) list(req *request, typ string) {
 		g.writeError(req, err)
 		return
 	}
-	g.runQuery(req, []string{typ}, q)
+	g.runQuery(req, queryTypes(typ), q)
 }
 
 // search answers POST /.search (RFC 7644 §3.4.3) with the same engine as GET: on one
@@ -85,16 +88,16 @@ func (g *Handler) search(req *request, typ string) {
 		g.writeError(req, err)
 		return
 	}
-	types := []string{typ}
-	if typ == "" {
-		types = allTypes()
-	}
-	g.runQuery(req, types, q)
+	g.runQuery(req, queryTypes(typ), q)
 }
 
-// allTypes are the resource types a search at the root covers, in the order its results
-// are listed: Users, then Groups (as /ResourceTypes lists them).
-func allTypes() []string {
+// queryTypes are the resource types a query covers: typ, or at the root (typ "") every
+// type, in the order its results are listed: Users, then Groups (as /ResourceTypes lists
+// them).
+func queryTypes(typ string) []string {
+	if typ != "" {
+		return []string{typ}
+	}
 	var out []string
 	for _, rt := range scim.ResourceTypes() {
 		out = append(out, rt.Name)

@@ -1,7 +1,7 @@
 package caddymodule
 
-// POST /.search at the server root (RFC 7644 §3.4.3) searches Users and Groups at once
-// with the rules of the endpoints' own searches: one filter, startIndex and count over
+// POST /.search at the server root (RFC 7644 §3.4.3), and GET at the root (§3.4.2),
+// search Users and Groups at once with the rules of the endpoints' own searches: one filter, startIndex and count over
 // the union (Users first, then Groups, each in the store's order), attributes and
 // excludedAttributes applied per resource type, each resource saying its type in
 // schemas and meta.
@@ -152,6 +152,24 @@ func TestHandlerRootSearch(t *testing.T) {
 		}
 	})
 
+	t.Run("GET at the root is the same query (RFC 7644 §3.4.2)", func(t *testing.T) {
+		for _, q := range []struct {
+			raw  string
+			body map[string]any
+		}{
+			{"", map[string]any{}},
+			{itQ(`displayName sw "sales"`) + "&startIndex=2&count=2&attributes=displayName", map[string]any{"filter": `displayName sw "sales"`, "startIndex": 2, "count": 2, "attributes": "displayName"}},
+			{"excludedAttributes=members,meta", map[string]any{"excludedAttributes": "members,meta"}},
+		} {
+			for _, root := range []string{"", "/"} {
+				got := itWantOK(t, serve(t, g, http.MethodGet, itBase+root+"?"+q.raw, nil), http.StatusOK)
+				_, want := rootSearch(t, g, q.body)
+				if !reflect.DeepEqual(got, want) {
+					t.Errorf("GET %s?%s:\n got  %v\n want %v", root, q.raw, got, want)
+				}
+			}
+		}
+	})
 	t.Run("errors", func(t *testing.T) {
 		itWantError(t, serve(t, g, http.MethodPost, itBase+"/.search", map[string]any{"filter": `active eq "maybe"`}), http.StatusBadRequest, scim.TypeInvalidFilter)
 		itWantError(t, serve(t, g, http.MethodPost, itBase+"/.search", map[string]any{"filter": `userName eq`}), http.StatusBadRequest, scim.TypeInvalidFilter)
@@ -169,7 +187,8 @@ func TestHandlerRootSearch(t *testing.T) {
 }
 
 // TestHandlerRootSearchJournaled: with reads journaled, a root search is one "search"
-// record of no single resource type, its filter hashed as every search's.
+// record (a GET at the root one "list" record) of no single resource type, its filter
+// hashed as every search's.
 func TestHandlerRootSearchJournaled(t *testing.T) {
 	g := newTestGateway(t, func(g *Handler) { g.Journal = &JournalConfig{Reads: true} })
 	itPostID(t, g, "/Users", map[string]any{"userName": "journaled@contoso.example"})
@@ -180,5 +199,9 @@ func TestHandlerRootSearchJournaled(t *testing.T) {
 	r := lastRecord(t, g)
 	if r.Action != "search" || r.ResourceType != "" || r.FilterHash != g.store.journal.HashFilter(filter) {
 		t.Errorf("record: %+v", r)
+	}
+	itWantOK(t, serve(t, g, http.MethodGet, itBase+"?"+itQ(filter), nil), http.StatusOK)
+	if r := lastRecord(t, g); r.Action != "list" || r.ResourceType != "" || r.FilterHash != g.store.journal.HashFilter(filter) {
+		t.Errorf("record of GET at the root: %+v", r)
 	}
 }

@@ -88,7 +88,11 @@ func (g *Handler) serveSCIM(w http.ResponseWriter, r *http.Request, rel string) 
 
 	segs := splitPath(rel)
 	if len(segs) == 0 {
-		g.writeError(req, scim.NotFound("no SCIM endpoint at %s: use %s/Users, /Groups, /Schemas, /ResourceTypes or /ServiceProviderConfig", r.URL.Path, g.BasePath))
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			g.methodNotAllowed(req, "GET")
+			return
+		}
+		g.list(req, "") // every resource type (RFC 7644 §3.4.2)
 		return
 	}
 	endpoint := strings.ToLower(segs[0])

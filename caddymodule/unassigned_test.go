@@ -71,6 +71,11 @@ func TestHandlerEmptyGroupHasNoMembers(t *testing.T) {
 			unWantNo(t, itWantOK(t, w, http.StatusOK), "members")
 			return w.Result()
 		}},
+		{"PUT with members null", "", func(t *testing.T, g *Handler, gid, _ string) *http.Response {
+			w := serve(t, g, http.MethodPut, itBase+"/Groups/"+gid, `{"displayName":"Emptied","members":null}`)
+			unWantNo(t, itWantOK(t, w, http.StatusOK), "members")
+			return w.Result()
+		}},
 		{"deleting the last member", "", func(t *testing.T, g *Handler, _, uid string) *http.Response {
 			return serve(t, g, http.MethodDelete, itBase+"/Users/"+uid, nil).Result()
 		}},

@@ -30,6 +30,13 @@ func PrepareResource(resourceType string, body map[string]any) (*Prepared, error
 		return nil, err
 	}
 	doc := CloneResource(body)
+	// "members": null, like [], says the group has no members (RFC 7643 §2.5), which a PUT
+	// must hear before stripNulls forgets the key.
+	membersNull := false
+	if resourceType == GroupType {
+		v, ok := Get(doc, "members")
+		membersNull = ok && v == nil
+	}
 	stripNulls(doc)
 	if err := nestFlat(rt, doc, flatStrict); err != nil {
 		return nil, err
@@ -54,6 +61,7 @@ func PrepareResource(resourceType string, body map[string]any) (*Prepared, error
 			p.Members, p.HasMembers = members, true
 			Delete(doc, "members")
 		}
+		p.HasMembers = p.HasMembers || membersNull
 	}
 	UnassignEmpty(doc)
 	if err := NormalizeBooleans(resourceType, doc); err != nil {
