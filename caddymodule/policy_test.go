@@ -560,6 +560,7 @@ func TestPolicyReload(t *testing.T) {
 
 	// The last reload required only userName: a user without emails is created.
 	r.client.CloseIdleConnections()
+	itWaitAnswered(t, r.itServer)
 	r.create(t, "/Users", `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"noemail-1@contoso.example"}`)
 
 	// A broken policy fails the reload; the previous policy stays in force.
@@ -689,6 +690,7 @@ func TestBrakeCountsSurviveReloadAndRestart(t *testing.T) {
 			t.Fatalf("%s: %v", what, err)
 		}
 		r.client.CloseIdleConnections()
+		itWaitAnswered(t, r.itServer)
 	}
 	del(0, http.StatusNoContent)
 	del(1, http.StatusNoContent)

@@ -84,6 +84,21 @@ func TestRealCaddy(t *testing.T) {
 	if err := caddy.Load(adaptTestCaddyfile(t), true); err != nil {
 		t.Fatalf("reloading Caddy: %v", err)
 	}
+	// A keep-alive connection to the old server is closed by its shutdown, and a new one
+	// the old server accepted while it stopped is closed unanswered: start afresh, and wait
+	// until the new server answers.
+	client.CloseIdleConnections()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		resp, err := client.Get(base + "/api/v1/accounts")
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the reloaded server does not answer: %v", err)
+		}
+	}
 	expect("GET", "/api/v1/accounts?login=ADA@contoso.example", "", key, 200, `"login":"ada@contoso.example"`)
 	expect("GET", "/api/v1/teams/1/members", "", key, 200, `"account_id":2`)
 	expect("POST", "/api/v1/accounts", `{"login":"third@contoso.example"}`, key, 201, `"id":3`)
