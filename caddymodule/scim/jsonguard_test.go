@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -201,6 +202,7 @@ var fuzzSeeds = []string{
 	// Numbers, valid and not.
 	`0`, `-0`, `1e5`, `1.5E-3`, `-1.5e+3`, `1E+2`, `123456789012345678901234567890`, `0.0`,
 	`01`, `-01`, `1.`, `.5`, `+1`, `-`, `1e`, `1e+`, `1.e5`, `0x1F`, `1_000`, `Infinity`, `NaN`, `[-]`,
+	`1E700`, `[-1e999999]`, `{"a":1e-999999}`, `0e999999`, `[0.000e-999999]`,
 	// Literals.
 	`true`, `false`, `null`, `tru`, `nulll`, `True`, `[true,false,null]`,
 	// Strings and escapes.
@@ -221,9 +223,10 @@ var fuzzSeeds = []string{
 }
 
 // FuzzCheckJSONAgreesWithStdlib is a differential test: on UTF-8 input nested no deeper
-// than the bound, CheckJSON must accept exactly what json.Valid accepts and the reference
-// duplicate-key check passes. Any other input must be rejected; every rejection must be a
-// 400 invalidSyntax *Error.
+// than the bound, CheckJSON must accept exactly what json.Valid accepts, the reference
+// duplicate-key check passes and whose numbers a double can hold. Any other input must be
+// rejected; every rejection must be a 400 invalidSyntax *Error, or 400 invalidValue for a
+// number out of range.
 func FuzzCheckJSONAgreesWithStdlib(f *testing.F) {
 	for _, s := range fuzzSeeds {
 		f.Add([]byte(s))
@@ -233,12 +236,13 @@ func FuzzCheckJSONAgreesWithStdlib(f *testing.F) {
 		err := CheckJSON(data, bound)
 		if err != nil {
 			var se *Error
-			if !errors.As(err, &se) || se.Status != 400 || se.ScimType != TypeInvalidSyntax {
-				t.Fatalf("error is not a 400 invalidSyntax *Error: %v", err)
+			if !errors.As(err, &se) || se.Status != 400 ||
+				(se.ScimType != TypeInvalidSyntax && (se.ScimType != TypeInvalidValue || !refHasOutOfRangeNumber(data))) {
+				t.Fatalf("error is not a 400 invalidSyntax *Error (or invalidValue for a number out of range): %v", err)
 			}
 		}
 		inScope := utf8.Valid(data) && refDepth(data) <= bound
-		want := inScope && json.Valid(data) && !refHasDuplicateKey(data)
+		want := inScope && json.Valid(data) && !refHasDuplicateKey(data) && !refHasOutOfRangeNumber(data)
 		if got := err == nil; got != want {
 			t.Fatalf("CheckJSON(%q) accepted=%v (%v), want accepted=%v (in scope %v, json.Valid %v)",
 				data, got, err, want, inScope, json.Valid(data))
@@ -418,5 +422,30 @@ func refSyntaxAndKeys(data []byte) error {
 func refValueDone(stack []*refFrame) {
 	if n := len(stack); n > 0 && stack[n-1].object {
 		stack[n-1].expectKey = true
+	}
+}
+
+// refHasOutOfRangeNumber reports whether valid JSON holds a number a double cannot hold:
+// too large, or non-zero yet rounding to zero.
+func refHasOutOfRangeNumber(data []byte) bool {
+	if !json.Valid(data) {
+		return false
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		n, ok := tok.(json.Number)
+		if !ok {
+			continue
+		}
+		f, err := strconv.ParseFloat(string(n), 64)
+		mantissa, _, _ := strings.Cut(strings.ToLower(string(n)), "e")
+		if err != nil || (f == 0 && strings.ContainsAny(mantissa, "123456789")) {
+			return true
+		}
 	}
 }
