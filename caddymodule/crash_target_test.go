@@ -120,11 +120,15 @@ func crashTargetChild(spec string) int {
 	return 0
 }
 
-// TestTargetCrashBetweenCallAndCommit kills the gateway after the app created the account
-// and before the directory committed it. After the restart the unfinished intent is
-// reported, and Entra's retry of the create adopts the account instead of creating a
-// second one.
-func TestTargetCrashBetweenCallAndCommit(t *testing.T) {
+// crashRig is a crashApp on loopback and a way to start gateway children in front of it
+// with mapping, on one data directory, and to send them Entra's create of body.
+type crashRig struct {
+	app  *crashApp
+	spec []byte
+}
+
+func newCrashRig(t *testing.T, mapping string) *crashRig {
+	t.Helper()
 	app := &crashApp{accounts: map[string]int{}}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -132,34 +136,50 @@ func TestTargetCrashBetweenCallAndCommit(t *testing.T) {
 	}
 	srv := &http.Server{Handler: app}
 	go func() { _ = srv.Serve(l) }()
-	defer srv.Close()
+	t.Cleanup(func() { _ = srv.Close() })
 	mapFile := filepath.Join(t.TempDir(), "app.json")
-	if err := os.WriteFile(mapFile, []byte(crashTargetMapping), 0o600); err != nil {
+	if err := os.WriteFile(mapFile, []byte(mapping), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	spec, _ := json.Marshal(map[string]string{"Dir": t.TempDir(), "URL": "http://" + l.Addr().String(), "Mapping": mapFile})
-	start := func() (*exec.Cmd, string) {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), "SCIMGATE_TARGET_CHILD="+string(spec))
-		out, _ := cmd.StdoutPipe()
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		line, err := bufio.NewReader(out).ReadString('\n')
-		if err != nil {
-			_ = cmd.Process.Kill()
-			t.Fatalf("child did not start: %v", err)
-		}
-		return cmd, strings.TrimSpace(line)
+	return &crashRig{app: app, spec: spec}
+}
+
+// start starts a gateway child and returns it with its address.
+func (c *crashRig) start(t *testing.T) (*exec.Cmd, string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "SCIMGATE_TARGET_CHILD="+string(c.spec))
+	out, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
 	}
-	client := &http.Client{Timeout: 5 * time.Second}
-	post := func(addr string) (*http.Response, error) {
-		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/scim/v2/Users", strings.NewReader(`{"userName":"ada@contoso.example"}`))
-		req.Header.Set("Authorization", "Bearer "+testToken)
-		req.Header.Set("Content-Type", "application/scim+json")
-		return client.Do(req)
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		_ = cmd.Process.Kill()
+		t.Fatalf("child did not start: %v", err)
 	}
+	return cmd, strings.TrimSpace(line)
+}
+
+// post sends Entra's create of body to the child at addr.
+func (c *crashRig) post(addr, body string) (*http.Response, error) {
+	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/scim/v2/Users", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	req.Header.Set("Content-Type", "application/scim+json")
+	return (&http.Client{Timeout: 5 * time.Second}).Do(req)
+}
+
+// TestTargetCrashBetweenCallAndCommit kills the gateway after the app created the account
+// and before the directory committed it. After the restart the unfinished intent is
+// reported, and Entra's retry of the create adopts the account instead of creating a
+// second one.
+func TestTargetCrashBetweenCallAndCommit(t *testing.T) {
+	rig := newCrashRig(t, crashTargetMapping)
+	app, spec := rig.app, rig.spec
+	start := func() (*exec.Cmd, string) { return rig.start(t) }
+	post := func(addr string) (*http.Response, error) { return rig.post(addr, `{"userName":"ada@contoso.example"}`) }
 
 	cmd, addr := start()
 	app.mu.Lock()
@@ -228,40 +248,11 @@ const crashFlowMapping = `{
 // restart, Entra's retry adopts the account and resumes the flow with the suspend: one
 // account, suspended.
 func TestTargetCrashInsideAFlow(t *testing.T) {
-	app := &crashApp{accounts: map[string]int{}}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: app}
-	go func() { _ = srv.Serve(l) }()
-	defer srv.Close()
-	mapFile := filepath.Join(t.TempDir(), "app.json")
-	if err := os.WriteFile(mapFile, []byte(crashFlowMapping), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	spec, _ := json.Marshal(map[string]string{"Dir": t.TempDir(), "URL": "http://" + l.Addr().String(), "Mapping": mapFile})
-	start := func() (*exec.Cmd, string) {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), "SCIMGATE_TARGET_CHILD="+string(spec))
-		out, _ := cmd.StdoutPipe()
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		line, err := bufio.NewReader(out).ReadString('\n')
-		if err != nil {
-			_ = cmd.Process.Kill()
-			t.Fatalf("child did not start: %v", err)
-		}
-		return cmd, strings.TrimSpace(line)
-	}
-	client := &http.Client{Timeout: 5 * time.Second}
+	rig := newCrashRig(t, crashFlowMapping)
+	app := rig.app
+	start := func() (*exec.Cmd, string) { return rig.start(t) }
 	post := func(addr string) (*http.Response, error) {
-		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/scim/v2/Users", strings.NewReader(`{"userName":"dormant@contoso.example","active":"False"}`))
-		req.Header.Set("Authorization", "Bearer "+testToken)
-		req.Header.Set("Content-Type", "application/scim+json")
-		return client.Do(req)
+		return rig.post(addr, `{"userName":"dormant@contoso.example","active":"False"}`)
 	}
 
 	cmd, addr := start()
