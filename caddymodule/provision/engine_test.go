@@ -601,6 +601,18 @@ func newTarget(t testing.TB, url string, dryRun bool) *Target {
 	return &Target{Name: "native", DryRun: dryRun, Mapping: m, Client: c, Headers: http.Header{"X-Api-Key": {"k"}}}
 }
 
+// newMappedTarget is newTarget with its own mapping file.
+func newMappedTarget(t testing.TB, url, file string) *Target {
+	t.Helper()
+	m, err := mapping.Parse("test", []byte(file), func(s string) (string, error) { return s, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := newTarget(t, url, false)
+	target.Mapping = m
+	return target
+}
+
 func (r *rig) nativeID(typ, id string) string {
 	r.t.Helper()
 	var n string
@@ -1125,15 +1137,10 @@ func TestEveryCallIsJournaled(t *testing.T) {
 // one flow under one intent; when it can, the create alone carries it.
 func TestCreatedInactive(t *testing.T) {
 	app, srv := newNativeApp(t)
-	m, err := mapping.Parse("suspend", []byte(`{"version": 1, "users": {"events": {
+	target := newMappedTarget(t, srv.URL, `{"version": 1, "users": {"events": {
 		"create": {"method": "POST", "path": "/accounts", "id": "account.ref", "body": {"login": "userName"}},
 		"deactivate": {"method": "PATCH", "path": "/accounts/{id}", "body": {"enabled": "active"}},
-		"reactivate": {"method": "PATCH", "path": "/accounts/{id}", "body": {"enabled": "active"}}}}}`), func(s string) (string, error) { return s, nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	target := newTarget(t, srv.URL, false)
-	target.Mapping = m
+		"reactivate": {"method": "PATCH", "path": "/accounts/{id}", "body": {"enabled": "active"}}}}}`)
 	r := newRig(t, rigOptions{target: target})
 	for i, active := range []string{`"False"`, `false`} {
 		before := len(r.records())
@@ -1161,15 +1168,10 @@ func TestCreatedInactive(t *testing.T) {
 // not two identical ones; a full update that no changed attribute feeds sends nothing.
 func TestUpdateBodiesFitTheCall(t *testing.T) {
 	app, srv := newNativeApp(t)
-	m, err := mapping.Parse("put", []byte(`{"version": 1, "users": {"events": {
+	target := newMappedTarget(t, srv.URL, `{"version": 1, "users": {"events": {
 		"create": {"method": "POST", "path": "/accounts", "id": "account.ref", "body": {"login": "userName", "enabled": "active"}},
 		"update": {"method": "PATCH", "path": "/accounts/{id}", "send": "all", "body": {"login": "userName", "title": "title", "enabled": "active"}},
-		"deactivate": {"method": "PATCH", "path": "/accounts/{id}", "body": {"login": "userName", "title": "title", "enabled": "active"}}}}}`), func(s string) (string, error) { return s, nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	target := newTarget(t, srv.URL, false)
-	target.Mapping = m
+		"deactivate": {"method": "PATCH", "path": "/accounts/{id}", "body": {"login": "userName", "title": "title", "enabled": "active"}}}}}`)
 	r := newRig(t, rigOptions{target: target})
 	id := r.mustCreate(scim.UserType, user("full@contoso.example", `,"title":"Engineer"`))
 	calls := len(app.callLog())
@@ -1198,19 +1200,14 @@ func TestUpdateBodiesFitTheCall(t *testing.T) {
 // and finishes the flow instead of creating a second one.
 func TestCreateFlow(t *testing.T) {
 	app, srv := newNativeApp(t)
-	m, err := mapping.Parse("flow", []byte(`{"version": 1, "users": {
+	target := newMappedTarget(t, srv.URL, `{"version": 1, "users": {
 	  "lookup": {"method": "GET", "path": "/accounts?login={userName|lower}", "id": "results.0.ref"},
 	  "events": {
 	    "create": [
 	      {"method": "POST", "path": "/accounts", "id": "account.ref", "body": {"login": {"from": "userName", "transforms": ["lower"]}}},
 	      {"method": "PATCH", "path": "/accounts/{id}", "when": {"equals": {"active": false}}, "body": {"enabled": "active"}}
 	    ],
-	    "deactivate": {"method": "PATCH", "path": "/accounts/{id}", "body": {"enabled": "active"}}}}}`), func(s string) (string, error) { return s, nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	target := newTarget(t, srv.URL, false)
-	target.Mapping = m
+	    "deactivate": {"method": "PATCH", "path": "/accounts/{id}", "body": {"enabled": "active"}}}}}`)
 	r := newRig(t, rigOptions{target: target})
 
 	id := r.mustCreate(scim.UserType, `{"userName":"Flow@contoso.example","active":false}`)
@@ -1246,16 +1243,11 @@ func TestCreateFlow(t *testing.T) {
 // answer ($answer.N.path, {answer.N.path}) and headers ($header.N.Name).
 func TestFlowReadsEarlierAnswers(t *testing.T) {
 	app, srv := newNativeApp(t)
-	m, err := mapping.Parse("answers", []byte(`{"version": 1, "users": {"events": {
+	target := newMappedTarget(t, srv.URL, `{"version": 1, "users": {"events": {
 	  "create": [
 	    {"method": "POST", "path": "/accounts", "id": "account.ref", "body": {"login": "userName"}},
 	    {"method": "PATCH", "path": "/accounts/{answer.0.account.ref}", "body": {"seen_type": "$header.0.Content-Type", "ref_again": "$answer.0.account.ref"}}
-	  ]}}}`), func(s string) (string, error) { return s, nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	target := newTarget(t, srv.URL, false)
-	target.Mapping = m
+	  ]}}}`)
 	r := newRig(t, rigOptions{target: target})
 	id := r.mustCreate(scim.UserType, user("answers@contoso.example"))
 	native := r.nativeID(scim.UserType, id)
@@ -1275,17 +1267,12 @@ func TestFlowReadsEarlierAnswers(t *testing.T) {
 // change commits, a later identical call is made again.
 func TestFlowResumesWithoutRepeating(t *testing.T) {
 	app, srv := newNativeApp(t)
-	m, err := mapping.Parse("resume", []byte(`{"version": 1, "users": {"events": {
+	target := newMappedTarget(t, srv.URL, `{"version": 1, "users": {"events": {
 	  "create": {"method": "POST", "path": "/accounts", "id": "account.ref", "body": {"login": "userName"}},
 	  "update": [
 	    {"method": "POST", "path": "/accounts/{id}/notes", "send": "all", "body": {"title": "title"}},
 	    {"method": "PATCH", "path": "/accounts/{id}", "send": "all", "body": {"title": "title"}}
-	  ]}}}`), func(s string) (string, error) { return s, nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	target := newTarget(t, srv.URL, false)
-	target.Mapping = m
+	  ]}}}`)
 	r := newRig(t, rigOptions{target: target})
 	id := r.mustCreate(scim.UserType, user("resume@contoso.example"))
 	change := `[{"op":"replace","path":"title","value":"Lead"}]`

@@ -9,11 +9,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/scimgate/scimgate/caddymodule/change"
-	"github.com/scimgate/scimgate/caddymodule/legacy"
-	"github.com/scimgate/scimgate/caddymodule/mapping"
 	"github.com/scimgate/scimgate/caddymodule/scim"
 	"github.com/scimgate/scimgate/caddymodule/store"
 )
@@ -101,16 +98,7 @@ func newManagerTarget(t *testing.T, file string) (*putApp, *Target) {
 	app := &putApp{nativeApp: a}
 	srv := httptest.NewServer(app)
 	t.Cleanup(srv.Close)
-	m, err := mapping.Parse("managers", []byte(file), func(s string) (string, error) { return s, nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := legacy.New(legacy.Options{BaseURL: srv.URL, Timeout: 500 * time.Millisecond, MaxRetries: -1, CircuitFailures: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.CloseIdleConnections)
-	return app, &Target{Name: "native", Mapping: m, Client: c}
+	return app, newMappedTarget(t, srv.URL, file)
 }
 
 func withManager(managerID string) string {
