@@ -1,14 +1,18 @@
 package demoapp
 
 import (
+	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/caddyserver/caddy/v2"
 )
 
 // tickingClock returns a clock that advances one second per call.
@@ -428,5 +432,41 @@ func TestStateSharedByName(t *testing.T) {
 	other := newTestApp(t, func(a *App) { a.Name = t.Name() + "-other" })
 	if got := decode[Snapshot](t, must(t, other, 200, "GET", "/api/v1/_state", "")); len(got.Accounts) != 0 {
 		t.Errorf("a differently named handler sees %d accounts", len(got.Accounts))
+	}
+}
+
+// TestLatencyDelaysAnswers: with a latency the app answers no sooner than it says (a
+// timer never fires early, so the lower bound is not a timing assertion), and a client
+// that goes away while it waits gets nothing done: the request is never dispatched.
+func TestLatencyDelaysAnswers(t *testing.T) {
+	const d = 30 * time.Millisecond
+	a := newTestApp(t, func(a *App) { a.Latency, a.LatencyMax = caddy.Duration(d), caddy.Duration(2*d) })
+	for range 3 {
+		start := time.Now()
+		must(t, a, http.StatusOK, http.MethodGet, "/api/v1/accounts", "")
+		if took := time.Since(start); took < d {
+			t.Fatalf("answered after %v, before the latency of at least %v", took, d)
+		}
+	}
+
+	slow := newTestApp(t, func(a *App) { a.Latency = caddy.Duration(time.Minute) })
+	ctx, cancel := context.WithCancel(context.Background())
+	req := httptest.NewRequest(http.MethodPost, "/api/v1/accounts", strings.NewReader(`{"login":"gone@example.com","email":"gone@example.com"}`)).WithContext(ctx)
+	req.Header.Set("X-Api-Key", testKey)
+	req.Header.Set("Content-Type", "application/json")
+	done := make(chan error, 1)
+	go func() { done <- slow.ServeHTTP(httptest.NewRecorder(), req, &nextHandler{}) }()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the wait did not stop when the client went away")
+	}
+	slow.Latency = 0
+	if body := must(t, slow, http.StatusOK, http.MethodGet, "/api/v1/accounts", "").Body.String(); strings.Contains(body, "gone@example.com") {
+		t.Errorf("a request whose client went away was carried out: %s", body)
 	}
 }

@@ -3,6 +3,7 @@ package demoapp
 import (
 	"strconv"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -29,6 +30,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    max_accounts <n>         # default 100000
 //	    max_teams <n>            # default 100000
 //	    max_memberships <n>      # default 1000000
+//	    latency <d> [<max>]      # answer after d, or after a uniform time in [d, max]; default 0
 //	}
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -67,8 +69,24 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := positiveArg(d, "max_memberships", &a.MaxMemberships); err != nil {
 				return err
 			}
+		case "latency":
+			args := d.RemainingArgs()
+			if len(args) < 1 || len(args) > 2 {
+				return d.ArgErr()
+			}
+			for i, v := range args {
+				dur, err := caddy.ParseDuration(v)
+				if err != nil {
+					return d.Errf("latency: %q is not a duration: %v", v, err)
+				}
+				if i == 0 {
+					a.Latency = caddy.Duration(dur)
+				} else {
+					a.LatencyMax = caddy.Duration(dur)
+				}
+			}
 		default:
-			return d.Errf("unknown option %q (want api_key, name, max_accounts, max_teams or max_memberships)", opt)
+			return d.Errf("unknown option %q (want api_key, name, max_accounts, max_teams, max_memberships or latency)", opt)
 		}
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -37,6 +38,10 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{name: "max_accounts not a number", input: "scimgate_demo_app {\n max_accounts lots\n}", err: `max_accounts must be a positive integer, not "lots"`},
 		{name: "max_teams zero", input: "scimgate_demo_app {\n max_teams 0\n}", err: "max_teams must be a positive integer"},
 		{name: "max_memberships negative", input: "scimgate_demo_app {\n max_memberships -5\n}", err: "max_memberships must be a positive integer"},
+		{name: "fixed latency", input: "scimgate_demo_app {\n latency 20ms\n}", want: App{Latency: caddy.Duration(20 * time.Millisecond)}},
+		{name: "distributed latency", input: "scimgate_demo_app {\n latency 10ms 100ms\n}", want: App{Latency: caddy.Duration(10 * time.Millisecond), LatencyMax: caddy.Duration(100 * time.Millisecond)}},
+		{name: "latency not a duration", input: "scimgate_demo_app {\n latency soon\n}", err: `latency: "soon" is not a duration`},
+		{name: "latency three values", input: "scimgate_demo_app {\n latency 1ms 2ms 3ms\n}", err: "wrong argument count"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -108,6 +113,17 @@ func TestProvisionErrors(t *testing.T) {
 	}
 	if err := (&App{MaxAccounts: -1, MaxTeams: 1, MaxMemberships: 1}).Validate(); err == nil {
 		t.Error("a negative max_accounts validated")
+	}
+	ms := func(n int) caddy.Duration { return caddy.Duration(time.Duration(n) * time.Millisecond) }
+	for _, bad := range []App{
+		{Latency: ms(-1)},
+		{Latency: ms(50), LatencyMax: ms(10)},
+		{Latency: ms(10), LatencyMax: caddy.Duration(2 * time.Minute)},
+	} {
+		bad.MaxAccounts, bad.MaxTeams, bad.MaxMemberships = 1, 1, 1
+		if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "latency") {
+			t.Errorf("latency %v..%v: error %v, want one about latency", bad.Latency, bad.LatencyMax, err)
+		}
 	}
 }
 

@@ -76,4 +76,11 @@
 // and request bodies by 1 MiB. States are pooled by name (default "default") in a
 // caddy.UsagePool: a config reload keeps the data, and two handlers with the same name share
 // it. Requests outside /api/v1 are passed to the next handler.
+//
+// # Latency
+//
+// Legacy apps take their time; `latency 20ms` makes every authorised answer wait 20 ms, and
+// `latency 10ms 100ms` a uniformly distributed time in that range (at most a minute). A
+// client that goes away while the app waits gets nothing done: the request is dropped
+// before it touches the state. cmd/gatewaybench's -app-latency sets it on both of its apps.
 package demoapp

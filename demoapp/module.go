@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"time"
 
@@ -49,6 +50,16 @@ type App struct {
 	// MaxMemberships bounds the number of (team, account) memberships over all teams.
 	// Default 1000000.
 	MaxMemberships int `json:"max_memberships,omitempty"`
+
+	// Latency delays every authorised answer under /api/v1, as a legacy app that takes its
+	// time would (benchmarks use it: a gateway's added latency means little against an app
+	// that answers in microseconds). With LatencyMax as well, each answer waits a uniformly
+	// distributed time in [Latency, LatencyMax]. A client that goes away stops the wait.
+	// Default 0: answer at once.
+	Latency caddy.Duration `json:"latency,omitempty"`
+
+	// LatencyMax is the upper bound of a distributed delay; 0 means a fixed Latency.
+	LatencyMax caddy.Duration `json:"latency_max,omitempty"`
 
 	keyHash [sha256.Size]byte
 	limits  limits
@@ -94,8 +105,16 @@ func (a *App) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// Validate checks the limits.
+// Validate checks the limits and the latency.
 func (a *App) Validate() error {
+	switch {
+	case a.Latency < 0 || a.LatencyMax < 0:
+		return fmt.Errorf("latency must not be negative")
+	case a.LatencyMax != 0 && a.LatencyMax < a.Latency:
+		return fmt.Errorf("latency_max (%s) must not be below latency (%s)", time.Duration(a.LatencyMax), time.Duration(a.Latency))
+	case a.LatencyMax > caddy.Duration(maxLatency) || a.Latency > caddy.Duration(maxLatency):
+		return fmt.Errorf("latency is at most %s", maxLatency)
+	}
 	for _, l := range []struct {
 		name string
 		v    int
@@ -127,6 +146,9 @@ func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		a.writeError(w, errorf(http.StatusUnauthorized, CodeUnauthorized, "send a valid API key in the X-Api-Key header"))
 		return nil
 	}
+	if !a.wait(r) {
+		return nil // the client went away
+	}
 	rep, err := a.dispatch(w, r)
 	if err != nil {
 		a.writeError(w, err)
@@ -137,6 +159,28 @@ func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	}
 	a.writeJSON(w, rep.status, rep.body)
 	return nil
+}
+
+// maxLatency bounds the configured delay, so a typo cannot make every answer hang.
+const maxLatency = time.Minute
+
+// wait holds the answer for the configured latency; false when the client went away first.
+func (a *App) wait(r *http.Request) bool {
+	d := time.Duration(a.Latency)
+	if a.LatencyMax > a.Latency {
+		d += rand.N(time.Duration(a.LatencyMax-a.Latency) + 1)
+	}
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-r.Context().Done():
+		return false
+	}
 }
 
 // authorized compares digests in constant time, so that neither the key's bytes nor its

@@ -78,6 +78,7 @@ func measure(ctx context.Context, r *rig, cfg config) *Report {
 	px := &side{name: sideProxy, base: r.proxy, api: nativeAPI{apiKey: r.apiKey}}
 	start := time.Now()
 	rep := &Report{Users: cfg.Users, Groups: cfg.Groups, CellDuration: cfg.Duration.String(), CellRequests: cfg.Requests,
+		AppLatency: cfg.AppLatency.String(), InMemory: cfg.AppLatency == latency{},
 		Journal: "durable (bbolt, fsync per commit) in " + r.dataDir}
 	for _, level := range cfg.Concurrency {
 		for _, s := range []*side{gw, px} {

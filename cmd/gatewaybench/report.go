@@ -4,19 +4,31 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"text/tabwriter"
 )
 
-// The issue's targets (issue 4, "Benchmark harness").
+// The targets of issue 18 ("Write path: measured against a realistic app"). Which apply
+// depends on the app: with a latency (an app that takes its time, as legacy apps do) the
+// gateway's writes are judged on throughput and added latency; in memory (an app that
+// answers in microseconds) on the CPU a write costs against a proxied request.
 const (
-	readRatioTarget    = 1.0 // read throughput, gateway/proxy, at every level
-	writeRatioTarget   = 0.5 // write throughput, gateway/proxy, at writeTargetLevel
-	writeTargetLevel   = 32
-	addedP99TargetMs   = 5.0 // gateway p99 minus proxy p99, at latencyTargetLevel
-	latencyTargetLevel = 8
+	readRatioTarget     = 1.0 // read throughput, gateway/proxy, every level, every app
+	writeRatioTarget    = 0.9 // write throughput, gateway/proxy, at writeTargetLevels, app with latency
+	addedP50TargetMs    = 3.0 // gateway p50 minus proxy p50, writes at latencyTargetLevel, app with latency
+	addedP99TargetMs    = 5.0 // gateway p99 minus proxy p99, writes at latencyTargetLevel, app with latency
+	latencyTargetLevel  = 8
+	cpuRatioTarget      = 2.0 // gateway CPU per write / proxy CPU per request, every level, in memory
+	memberRatioTarget   = 0.8 // gateway member_add / update throughput at memberTargetLevel
+	memberTargetLevel   = 32
+	memberKind, updKind = "member_add", "update"
 )
 
-// Verdict is a target applied to one row: nil when the target does not apply to the row.
+// writeTargetLevels are the levels the write throughput target applies to.
+var writeTargetLevels = []int{8, 32}
+
+// Verdict is a target applied to one row.
 type Verdict struct {
 	Target string `json:"target"`
 	Met    bool   `json:"met"`
@@ -30,9 +42,10 @@ type Row struct {
 	Gateway         CellStats `json:"gateway"`
 	Proxy           CellStats `json:"proxy"`
 	ThroughputRatio float64   `json:"throughput_ratio"`
+	AddedP50Ms      float64   `json:"added_p50_ms"`
 	AddedP99Ms      float64   `json:"added_p99_ms"`
-	Throughput      *Verdict  `json:"throughput_target,omitempty"`
-	Latency         *Verdict  `json:"latency_target,omitempty"`
+	CPURatio        float64   `json:"cpu_ratio,omitempty"` // gateway/proxy CPU per request
+	Verdicts        []Verdict `json:"verdicts,omitempty"`
 }
 
 // TargetResult is the verdict on one of the issue's targets over every row it applies to.
@@ -48,6 +61,8 @@ type Report struct {
 	Groups            int            `json:"groups"`
 	CellDuration      string         `json:"cell_duration"`
 	CellRequests      int            `json:"cell_requests"`
+	AppLatency        string         `json:"app_latency"`
+	InMemory          bool           `json:"in_memory"` // the apps answer at once
 	Journal           string         `json:"journal"`
 	Rows              []Row          `json:"rows"`
 	Targets           []TargetResult `json:"targets"`
@@ -60,35 +75,65 @@ type Report struct {
 // verdict: there is nothing to compare.
 func (rep *Report) evaluate() {
 	read := TargetResult{Target: fmt.Sprintf("read throughput >= %.1fx the proxy's (every level)", readRatioTarget), Met: true}
-	write := TargetResult{Target: fmt.Sprintf("write throughput >= %.1fx the proxy's at concurrency %d", writeRatioTarget, writeTargetLevel), Met: true}
-	lat := TargetResult{Target: fmt.Sprintf("p99 added latency <= %.0f ms at concurrency %d", addedP99TargetMs, latencyTargetLevel), Met: true}
+	write := TargetResult{Target: fmt.Sprintf("write throughput >= %.1fx the proxy's at concurrency %v (app with latency)", writeRatioTarget, writeTargetLevels), Met: true}
+	p50 := TargetResult{Target: fmt.Sprintf("write p50 added latency <= %.0f ms at concurrency %d (app with latency)", addedP50TargetMs, latencyTargetLevel), Met: true}
+	p99 := TargetResult{Target: fmt.Sprintf("write p99 added latency <= %.0f ms at concurrency %d (app with latency)", addedP99TargetMs, latencyTargetLevel), Met: true}
+	cpu := TargetResult{Target: fmt.Sprintf("gateway CPU per write <= %.1fx a proxied request's (in memory)", cpuRatioTarget), Met: true}
+	member := TargetResult{Target: fmt.Sprintf("gateway %s throughput >= %.1fx its %s throughput at concurrency %d", memberKind, memberRatioTarget, updKind, memberTargetLevel), Met: true}
+	var memberRPS, updateRPS float64
 	for i := range rep.Rows {
 		r := &rep.Rows[i]
+		if r.Concurrency == memberTargetLevel && r.Gateway.Requests > 0 {
+			switch r.Kind {
+			case memberKind:
+				memberRPS = r.Gateway.RequestsPerSecond
+			case updKind:
+				updateRPS = r.Gateway.RequestsPerSecond
+			}
+		}
 		if r.Gateway.Requests == 0 || r.Proxy.Requests == 0 || r.Proxy.RequestsPerSecond == 0 {
 			continue
 		}
 		r.ThroughputRatio = round(r.Gateway.RequestsPerSecond/r.Proxy.RequestsPerSecond, 2)
+		r.AddedP50Ms = round(r.Gateway.P50Ms-r.Proxy.P50Ms, 3)
 		r.AddedP99Ms = round(r.Gateway.P99Ms-r.Proxy.P99Ms, 3)
-		switch {
-		case r.Read:
-			r.Throughput = apply(&read, fmt.Sprintf(">=%.1fx", readRatioTarget), r.ThroughputRatio >= readRatioTarget)
-		case r.Concurrency == writeTargetLevel:
-			r.Throughput = apply(&write, fmt.Sprintf(">=%.1fx", writeRatioTarget), r.ThroughputRatio >= writeRatioTarget)
+		if r.Proxy.CPUPerRequestUs > 0 {
+			r.CPURatio = round(r.Gateway.CPUPerRequestUs/r.Proxy.CPUPerRequestUs, 2)
+		}
+		if r.Read {
+			r.add(&read, fmt.Sprintf(">=%.1fx", readRatioTarget), r.ThroughputRatio >= readRatioTarget)
+			continue
+		}
+		if rep.InMemory {
+			if r.CPURatio > 0 {
+				r.add(&cpu, fmt.Sprintf("cpu<=%.1fx", cpuRatioTarget), r.CPURatio <= cpuRatioTarget)
+			}
+			continue
+		}
+		if slices.Contains(writeTargetLevels, r.Concurrency) {
+			r.add(&write, fmt.Sprintf(">=%.1fx", writeRatioTarget), r.ThroughputRatio >= writeRatioTarget)
 		}
 		if r.Concurrency == latencyTargetLevel {
-			r.Latency = apply(&lat, fmt.Sprintf("<=%.0fms", addedP99TargetMs), r.AddedP99Ms <= addedP99TargetMs)
+			r.add(&p50, fmt.Sprintf("+p50<=%.0fms", addedP50TargetMs), r.AddedP50Ms <= addedP50TargetMs)
+			r.add(&p99, fmt.Sprintf("+p99<=%.0fms", addedP99TargetMs), r.AddedP99Ms <= addedP99TargetMs)
 		}
 	}
-	rep.Targets = []TargetResult{read, write, lat}
+	if memberRPS > 0 && updateRPS > 0 {
+		member.Rows = 1
+		member.Met = memberRPS/updateRPS >= memberRatioTarget
+		member.Target += fmt.Sprintf(" (measured %.2fx)", memberRPS/updateRPS)
+	}
+	rep.Targets = []TargetResult{read, write, p50, p99, cpu, member}
 	for i := range rep.Targets {
 		rep.Targets[i].Met = rep.Targets[i].Met && rep.Targets[i].Rows > 0
 	}
 }
 
-func apply(t *TargetResult, label string, met bool) *Verdict {
+// add judges the row against t.
+func (r *Row) add(t *TargetResult, label string, met bool) {
 	t.Rows++
 	t.Met = t.Met && met
-	return &Verdict{Target: label, Met: met}
+	r.Verdicts = append(r.Verdicts, Verdict{Target: label, Met: met})
 }
 
 func (rep *Report) write(w io.Writer, asJSON bool) error {
@@ -107,15 +152,15 @@ func (rep *Report) writeText(w io.Writer) error {
 	if rep.CellRequests > 0 {
 		reqCap = fmt.Sprint(rep.CellRequests)
 	}
-	fmt.Fprintf(w, "gatewaybench: %d users and %d groups per level and side; cells capped at %s / %s requests; journal %s\n",
-		rep.Users, rep.Groups, rep.CellDuration, reqCap, rep.Journal)
+	fmt.Fprintf(w, "gatewaybench: %d users and %d groups per level and side; cells capped at %s / %s requests; app latency %s; journal %s\n",
+		rep.Users, rep.Groups, rep.CellDuration, reqCap, rep.AppLatency, rep.Journal)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "conc\tkind\tgw req/s\tproxy req/s\tratio\ttarget\tgw p50\tgw p99\tproxy p50\tproxy p99\t+p99 ms\ttarget\tgw cpu/req\tproxy cpu/req\tgw cores\tproxy cores\t")
+	fmt.Fprintln(tw, "conc\tkind\tgw req/s\tproxy req/s\tratio\tgw p50\tgw p99\tproxy p50\tproxy p99\t+p50 ms\t+p99 ms\tgw cpu/req\tproxy cpu/req\tcpu ratio\tgw cores\tproxy cores\t targets")
 	for _, r := range rep.Rows {
-		fmt.Fprintf(tw, "%d\t%s\t%.0f\t%.0f\t%s\t%s\t%.2f\t%.2f\t%.2f\t%.2f\t%s\t%s\t%.0f\t%.0f\t%.2f\t%.2f\t\n",
-			r.Concurrency, r.Kind, r.Gateway.RequestsPerSecond, r.Proxy.RequestsPerSecond, ratio(r), verdict(r.Throughput),
-			r.Gateway.P50Ms, r.Gateway.P99Ms, r.Proxy.P50Ms, r.Proxy.P99Ms, added(r), verdict(r.Latency),
-			r.Gateway.CPUPerRequestUs, r.Proxy.CPUPerRequestUs, r.Gateway.CPUCores, r.Proxy.CPUCores)
+		fmt.Fprintf(tw, "%d\t%s\t%.0f\t%.0f\t%s\t%.2f\t%.2f\t%.2f\t%.2f\t%s\t%s\t%.0f\t%.0f\t%s\t%.2f\t%.2f\t %s\n",
+			r.Concurrency, r.Kind, r.Gateway.RequestsPerSecond, r.Proxy.RequestsPerSecond, ratio(r),
+			r.Gateway.P50Ms, r.Gateway.P99Ms, r.Proxy.P50Ms, r.Proxy.P99Ms, added(r, r.AddedP50Ms), added(r, r.AddedP99Ms),
+			r.Gateway.CPUPerRequestUs, r.Proxy.CPUPerRequestUs, cpuRatio(r), r.Gateway.CPUCores, r.Proxy.CPUCores, verdicts(r.Verdicts))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -147,19 +192,28 @@ func ratio(r Row) string {
 	return fmt.Sprintf("%.2fx", r.ThroughputRatio)
 }
 
-func added(r Row) string {
+func added(r Row, ms float64) string {
 	if r.Gateway.Requests == 0 || r.Proxy.Requests == 0 {
 		return "-"
 	}
-	return fmt.Sprintf("%+.2f", r.AddedP99Ms)
+	return fmt.Sprintf("%+.2f", ms)
 }
 
-func verdict(v *Verdict) string {
-	switch {
-	case v == nil:
-		return ""
-	case v.Met:
-		return v.Target + " met"
+func cpuRatio(r Row) string {
+	if r.CPURatio == 0 {
+		return "-"
 	}
-	return v.Target + " MISSED"
+	return fmt.Sprintf("%.2fx", r.CPURatio)
+}
+
+// verdicts prints a row's verdicts, e.g. ">=0.9x met, +p99<=5ms MISSED".
+func verdicts(vs []Verdict) string {
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = v.Target + " met"
+		if !v.Met {
+			out[i] = v.Target + " MISSED"
+		}
+	}
+	return strings.Join(out, ", ")
 }

@@ -41,7 +41,7 @@ type rig struct {
 }
 
 // startRig starts Caddy with a fresh temporary directory and random credentials.
-func startRig(mappingPath, policyDir string) (*rig, error) {
+func startRig(mappingPath, policyDir string, lat latency) (*rig, error) {
 	mp, err := findMapping(mappingPath)
 	if err != nil {
 		return nil, err
@@ -63,7 +63,7 @@ func startRig(mappingPath, policyDir string) (*rig, error) {
 	}
 	gw, px, a, b := addrs[0], addrs[1], addrs[2], addrs[3]
 	r.gateway, r.proxy, r.appA, r.appB = "http://"+gw+"/scim/v2", "http://"+px, "http://"+a, "http://"+b
-	src := caddyfileFor(r, mp, policyDir, gw, px, a, b)
+	src := caddyfileFor(r, mp, policyDir, lat, gw, px, a, b)
 	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(src), map[string]any{"filename": "gatewaybench.Caddyfile"})
 	if err != nil {
 		r.cleanup()
@@ -79,9 +79,10 @@ func startRig(mappingPath, policyDir string) (*rig, error) {
 
 // caddyfileFor writes the rig's config. The credentials are literals: they are random per
 // run and the config never leaves the process. Both demo apps get the same options, so the
-// only difference between the two paths is the gateway versus reverse_proxy. With a
-// policy directory the gateway decides every write with it.
-func caddyfileFor(r *rig, mappingPath, policyDir, gw, px, a, b string) string {
+// only difference between the two paths is the gateway versus reverse_proxy (both apps
+// answer after the same latency). With a policy directory the gateway decides every write
+// with it.
+func caddyfileFor(r *rig, mappingPath, policyDir string, lat latency, gw, px, a, b string) string {
 	policy := ""
 	if policyDir != "" {
 		policy = fmt.Sprintf("policy %q", policyDir)
@@ -123,6 +124,7 @@ http://%[5]s {
 	scimgate_demo_app {
 		api_key %[7]s
 		name gatewaybench-a
+		%[11]s
 	}
 }
 
@@ -131,9 +133,10 @@ http://%[9]s {
 	scimgate_demo_app {
 		api_key %[7]s
 		name gatewaybench-b
+		%[11]s
 	}
 }
-`, filepath.Join(r.tmp, "caddy"), gw, r.token, r.dataDir, a, mappingPath, r.apiKey, px, b, policy)
+`, filepath.Join(r.tmp, "caddy"), gw, r.token, r.dataDir, a, mappingPath, r.apiKey, px, b, policy, lat.caddyfile())
 }
 
 // stop stops Caddy and removes the temporary directory.
