@@ -69,6 +69,9 @@
 //	head         seq || hash of the newest record
 //	anchor       first kept seq || the hash it continues from (absent: 1 and zeros)
 //	bytes        size of the stored record values (8 bytes BE), for MaxBytes
+//	open         target \0 request id -> seq of an intent no later record of its request
+//	             followed (Journal.OpenIntents: the crash scan reads this, not the records)
+//	open_format  present once the open index covers the journal
 //
 // The stored hash next to each record lets verification tell which record changed: a record
 // that no longer matches its stored hash was modified; a record consistent with its own

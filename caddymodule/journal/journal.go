@@ -261,6 +261,9 @@ func (j *Journal) initBuckets(tx *bbolt.Tx) (*bbolt.Bucket, error) {
 			return nil, err
 		}
 	}
+	if err := initOpenIndex(b); err != nil {
+		return nil, err
+	}
 	salt := b.Get(keySalt)
 	if salt == nil {
 		salt = make([]byte, 32)
@@ -354,8 +357,9 @@ func (j *Journal) Append(tx *bbolt.Tx, r *Record) error {
 // concurrent writer (group commit), so the gateway encodes outside it. A Prepared is not
 // changed by AppendPrepared and may be appended again when its transaction is rerun.
 type Prepared struct {
-	raw   []byte // as encoded: seq 0, zero prev_hash, zero time when stamp
-	stamp bool   // the time is taken when the record is appended
+	raw   []byte   // as encoded: seq 0, zero prev_hash, zero time when stamp
+	stamp bool     // the time is taken when the record is appended
+	mark  openMark // what the record does to the open-intent index
 }
 
 // Encoded layout of the placeholders Prepare writes and AppendPrepared fills in. Record's
@@ -387,7 +391,7 @@ func (j *Journal) Prepare(r *Record) (*Prepared, error) {
 		(stamp && !bytes.HasPrefix(raw, preparedHead)) || (stamp && !bytes.HasPrefix(raw[len(preparedHead):], zeroTimeJSON)) {
 		return nil, fmt.Errorf("journal %s: a record's encoding does not have the expected layout", j.opts.Name)
 	}
-	return &Prepared{raw: raw, stamp: stamp}, nil
+	return &Prepared{raw: raw, stamp: stamp, mark: markOf(r)}, nil
 }
 
 // encode is p's stored bytes for record seq after prev, stamped at now when p takes the
@@ -460,6 +464,9 @@ func (j *Journal) appendPrepared(tx *bbolt.Tx, p *Prepared) (seq uint64, prev [3
 	}
 	if err := b.Put(keyBytes, u64(storedBytes(b)+uint64(len(val)))); err != nil {
 		return 0, prev, at, fmt.Errorf("journal %s: storing size: %w", j.opts.Name, err)
+	}
+	if err := applyMark(b, p.mark, seq); err != nil {
+		return 0, prev, at, fmt.Errorf("journal %s: indexing record %d: %w", j.opts.Name, seq, err)
 	}
 	tx.OnCommit(func() { j.committed(seq) })
 	return seq, prev, at, nil

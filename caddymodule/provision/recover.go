@@ -17,13 +17,11 @@ import (
 	"github.com/scimgate/scimgate/caddymodule/store"
 )
 
-// reconcileWindow bounds the start-up scan for intents without an outcome to the newest
-// records: a crash leaves its intents at the head of the journal.
-const reconcileWindow = 100_000
-
 // recover runs when an engine with a target is built: it reports every intent of the
-// target that has no outcome (journaling a reconcile record for each, once) and remembers
-// the creates among them for adoption. It scans once per target after the store is
+// target that has no outcome (journaling a reconcile record for each, which closes it in
+// the journal's open-intent index, so a later start does not report it again) and
+// remembers the creates among them for adoption. It reads the index, not the records, so
+// its cost does not grow with the journal. It scans once per target after the store is
 // opened: a reload on the open store shares what the first scan found, because the intents
 // still without outcome then belong to requests the previous config is still serving, not
 // to a crash.
@@ -33,25 +31,14 @@ func (e *Engine) recover(shared *Shared) error {
 		return nil
 	}
 	j := e.journal
-	info, err := j.Info()
-	if err != nil || info.LastSeq == 0 {
-		return err
-	}
-	q := journal.Query{}
-	if info.LastSeq > reconcileWindow {
-		q.FromSeq = info.LastSeq - reconcileWindow
-	}
-	open, reported, err := scanIntents(j, q, t.Name)
+	open, err := j.OpenIntents(t.Name)
 	if err != nil {
-		return fmt.Errorf("scanning the journal for unfinished changes: %w", err)
+		return fmt.Errorf("reading the journal's unfinished changes: %w", err)
 	}
 	for _, in := range open {
 		e.logger.Warn("a change reached the target but has no outcome in the journal (the gateway stopped in between)",
 			zap.String("target", t.Name), zap.Uint64("seq", in.Seq), zap.String("request_id", in.RequestID),
 			zap.String("action", string(in.Action)), zap.String("resource_type", in.ResourceType), zap.String("scim_id", in.SCIMID))
-		if reported[in.RequestID] {
-			continue // reported, and its create listed for adoption, by an earlier start
-		}
 		rec := &journal.Record{
 			RequestID:    in.RequestID,
 			Action:       change.ActionReconcile,
@@ -76,34 +63,6 @@ func (e *Engine) recover(shared *Shared) error {
 		}
 	}
 	return nil
-}
-
-// scanIntents returns the target's intents whose request has no outcome record, and the
-// request ids that already have a reconcile record.
-func scanIntents(j *journal.Journal, q journal.Query, target string) ([]journal.Record, map[string]bool, error) {
-	open := map[string]journal.Record{}
-	reported := map[string]bool{}
-	err := scanRecords(j, q, func(r *journal.Record) {
-		if r.Target != target || r.RequestID == "" {
-			return
-		}
-		switch {
-		case r.Outcome == change.Pending:
-			open[r.RequestID] = *r
-		case r.Action == change.ActionReconcile:
-			reported[r.RequestID] = true
-		default:
-			delete(open, r.RequestID)
-		}
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	out := make([]journal.Record, 0, len(open))
-	for _, r := range open {
-		out = append(out, r)
-	}
-	return out, reported, nil
 }
 
 // scanRecords calls fn with every record q selects, oldest first (through the journal's

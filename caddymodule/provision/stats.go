@@ -105,8 +105,10 @@ func (w *eventWindow) reserve(events []change.Event) (map[string]int64, func()) 
 	}
 }
 
-// statsScanWindow bounds the start-up scan that seeds the stats to the newest records.
-const statsScanWindow = 500_000
+// statsSkew is how far before the hour the scan that seeds the stats starts looking: a
+// record's time is taken when it is appended, and records whose time a caller set may be a
+// little out of order.
+const statsSkew = time.Minute
 
 // seedStats returns a stats window holding the changes the journal shows were let through
 // to the engine's target in the last hour, so that a restart does not reset a brake.
@@ -118,8 +120,12 @@ func (e *Engine) seedStats() (*eventWindow, error) {
 	}
 	now := e.now()
 	q := journal.Query{FromTime: now.Add(-statsWindow)}
-	if info.LastSeq > statsScanWindow {
-		q.FromSeq = info.LastSeq - statsScanWindow
+	// Only the last hour is read: the search finds where it starts in the journal.
+	if q.FromSeq, err = e.journal.SeqAtTime(q.FromTime.Add(-statsSkew)); err != nil {
+		return nil, err
+	}
+	if q.FromSeq > info.LastSeq {
+		return w, nil
 	}
 	targetName := e.targetName()
 	err = scanRecords(e.journal, q, func(r *journal.Record) {

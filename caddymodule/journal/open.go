@@ -1,0 +1,199 @@
+package journal
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/tidwall/gjson"
+	"go.etcd.io/bbolt"
+
+	"github.com/scimgate/scimgate/caddymodule/change"
+)
+
+// Intents without an outcome, and where in the journal a time falls: what a gateway reads
+// when it starts (the crash scan, the policy's hourly stats). Both cost what they find, not
+// the journal's length.
+//
+// The open-intent index is kept by Append in the transaction of the record: a record with
+// a target, a request id and the outcome "pending" (an intent: native calls follow) adds
+// target \0 request id -> its seq; any later record of the same target and request (its
+// outcome, or a reconcile record that reports it) removes the entry. What remains after a
+// crash are exactly the intents whose outcome never committed.
+
+var (
+	bucketOpen    = []byte("open")
+	keyOpenFormat = []byte("open_format") // present once the index covers the journal
+)
+
+// openIndexWindow bounds the one-time build of the index in a journal written before it:
+// intents older than this many records were not looked at by earlier versions either.
+const openIndexWindow = 100_000
+
+// openMark is what a prepared record does to the index.
+type openMark struct {
+	key  []byte // target \0 request id; nil: the record does not touch the index
+	open bool   // an intent: add; otherwise remove
+}
+
+func markOf(r *Record) openMark {
+	if r.Target == "" || r.RequestID == "" {
+		return openMark{}
+	}
+	return openMark{key: openKey(r.Target, r.RequestID), open: r.Outcome == change.Pending}
+}
+
+func openKey(target, requestID string) []byte {
+	k := make([]byte, 0, len(target)+1+len(requestID))
+	k = append(append(append(k, target...), 0), requestID...)
+	return k
+}
+
+// applyMark updates the index for record seq.
+func applyMark(b *bbolt.Bucket, m openMark, seq uint64) error {
+	if m.key == nil {
+		return nil
+	}
+	ob := b.Bucket(bucketOpen)
+	if m.open {
+		return ob.Put(m.key, u64(seq))
+	}
+	if ob.Get(m.key) == nil {
+		return nil
+	}
+	return ob.Delete(m.key)
+}
+
+// initOpenIndex creates the index; in a journal that has records but no index yet it is
+// built from the newest openIndexWindow records, once.
+func initOpenIndex(b *bbolt.Bucket) error {
+	if _, err := b.CreateBucketIfNotExists(bucketOpen); err != nil {
+		return err
+	}
+	if b.Get(keyOpenFormat) != nil {
+		return nil
+	}
+	head, _, err := headOf(b)
+	if err != nil {
+		return err
+	}
+	from := uint64(1)
+	if head > openIndexWindow {
+		from = head - openIndexWindow + 1
+	}
+	c := b.Bucket(bucketRecords).Cursor()
+	for k, v := c.Seek(u64(from)); k != nil; k, v = c.Next() {
+		seq, ok := keySeq(k)
+		_, raw, ok2 := splitValue(v)
+		if !ok || !ok2 {
+			continue
+		}
+		var r struct {
+			RequestID string         `json:"request_id"`
+			Target    string         `json:"target"`
+			Outcome   change.Outcome `json:"outcome"`
+		}
+		if json.Unmarshal(raw, &r) != nil {
+			continue
+		}
+		m := markOf(&Record{RequestID: r.RequestID, Target: r.Target, Outcome: r.Outcome})
+		if err := applyMark(b, m, seq); err != nil {
+			return err
+		}
+	}
+	return b.Put(keyOpenFormat, u64(1))
+}
+
+// OpenIntents returns target's intents (records with outcome "pending") that no later
+// record of their request has followed, oldest first. An intent whose record retention has
+// since removed is left out.
+func (j *Journal) OpenIntents(target string) ([]Record, error) {
+	var out []Record
+	err := j.db.View(func(tx *bbolt.Tx) error {
+		b, err := journalBucket(tx, j.name)
+		if err != nil {
+			return err
+		}
+		prefix := append([]byte(target), 0)
+		rb := b.Bucket(bucketRecords)
+		c := b.Bucket(bucketOpen).Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			if len(v) != 8 {
+				return fmt.Errorf("%w: open intent %q", ErrCorrupt, k)
+			}
+			seq := binary.BigEndian.Uint64(v)
+			stored := rb.Get(u64(seq))
+			if stored == nil {
+				continue // pruned
+			}
+			e := decodeEntry(seq, stored)
+			out = append(out, e.Record)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("journal %s: reading open intents: %w", j.opts.Name, err)
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].Seq < out[b].Seq })
+	return out, nil
+}
+
+// SeqAtTime returns the sequence number of the first record stamped at or after t, by
+// binary search over the records (which are stamped as they are appended, so their times
+// only grow; a record whose time a caller set may be a little out of order, so callers that
+// need every record after t still check each record's time). It returns the head + 1 when
+// every record is older, and the first kept seq when none is.
+func (j *Journal) SeqAtTime(t time.Time) (uint64, error) {
+	var seq uint64
+	err := j.db.View(func(tx *bbolt.Tx) error {
+		b, err := journalBucket(tx, j.name)
+		if err != nil {
+			return err
+		}
+		rb := b.Bucket(bucketRecords)
+		c := rb.Cursor()
+		k, _ := c.First()
+		if k == nil {
+			head, _, err := headOf(b)
+			seq = head + 1
+			return err
+		}
+		lo, _ := keySeq(k)
+		head, _, err := headOf(b)
+		if err != nil {
+			return err
+		}
+		hi := head + 1 // invariant: records before lo are older than t; records from hi on are not
+		for lo < hi {
+			mid := lo + (hi-lo)/2
+			// A pruned or missing seq: look at the next record that exists.
+			k, v := c.Seek(u64(mid))
+			s, ok := keySeq(k)
+			if k == nil || !ok {
+				hi = mid
+				continue
+			}
+			if _, raw, ok := splitValue(v); ok && !recordTimeBefore(raw, t) {
+				hi = mid
+				continue
+			}
+			lo = min(s+1, hi)
+		}
+		seq = lo
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("journal %s: finding records since %s: %w", j.opts.Name, t.Format(time.RFC3339), err)
+	}
+	return seq, nil
+}
+
+// recordTimeBefore reports whether a stored record's time is before t (a record without a
+// readable time counts as not before, so the search never skips it).
+func recordTimeBefore(raw []byte, t time.Time) bool {
+	rt, err := time.Parse(time.RFC3339Nano, gjson.GetBytes(raw, "time").Str)
+	return err == nil && rt.Before(t)
+}
