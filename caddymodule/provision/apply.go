@@ -200,6 +200,9 @@ func (e *Engine) decideView(j *job) (*plan, error) {
 			p.nativeID, _ = tx.NativeID(t.mapKey(p.typ), p.id)
 			p.mark = tx.Mark(t.mapKey(p.typ), p.id)
 			p.progress = decodeProgress(tx.Progress(t.mapKey(p.typ), p.id))
+			if p.typ == scim.GroupType {
+				p.role = tx.Role(t.Name, p.id)
+			}
 		}
 		if t := e.target; t != nil && p.before == nil {
 			_, listed := tx.Adoption(t.Name, p.typ, SubjectOf(p.typ, p.after))
@@ -264,6 +267,7 @@ func (e *Engine) deliver(j *job, p *plan, d policy.Decision) (*plan, error) {
 		}
 	}
 	res, err := e.syncNative(j.req.ctx(), np)
+	defer res.release() // role locks, held until the commit
 	if err != nil {
 		var ne *nativeError
 		if errors.As(err, &ne) {
@@ -294,10 +298,14 @@ func (e *Engine) deliver(j *job, p *plan, d policy.Decision) (*plan, error) {
 		tr.decision.Reasons = append(slices.Clone(tr.decision.Reasons), reasons...)
 	}
 	outcome := change.Applied
-	if res.dryRun {
+	switch {
+	case res.dryRun:
 		outcome = change.DryRun
+	case res.noRole != "":
+		outcome = change.Skipped // a group that gives no role: the directory only
 	}
 	p.newNativeID = res.nativeID
+	p.newRole, p.roleDecided = res.role, res.roleDecided
 	done, err := e.commit(j, p, outcome)
 	switch {
 	case err != nil && res.nativeID != "" && !res.dryRun && p.before == nil:
@@ -377,6 +385,15 @@ func (e *Engine) updateAccount(tx *store.Tx, p, p2 *plan) error {
 	}
 	if len(p.progress) > 0 {
 		if err := tx.SetProgress(key, p2.id, nil); err != nil {
+			return err
+		}
+	}
+	if p2.typ == scim.GroupType && (p.roleDecided || p2.after == nil) {
+		role := p.newRole
+		if p2.after == nil {
+			role = "" // a deleted group gives no role, whatever the policy did
+		}
+		if err := tx.SetRole(e.target.Name, p2.id, role); err != nil {
 			return err
 		}
 	}
