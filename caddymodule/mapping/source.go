@@ -11,7 +11,8 @@ import (
 	"github.com/tidwall/gjson"
 )
 
-// Gateway values a body field can take with "from" instead of a SCIM attribute. URL and
+// Gateway values a body field can take with "from" instead of a SCIM attribute ($role_ids:
+// the user's roles, every one, in groups.roles.assign only). URL and
 // string templates name the same values without the "$" ({id}, {scim_id}, {member_id},
 // {answer.0.user.id}, {header.0.Location}).
 const (
@@ -19,7 +20,7 @@ const (
 	srcSCIMID     = "$scim_id"
 	srcMemberID   = "$member_id"
 	srcMemberIDs  = "$member_ids"
-	srcRoleIDs    = "$role_ids" // groups.roles.assign: the user's roles, every one
+	srcRoleIDs    = "$role_ids"
 	srcAnswer     = "$answer" // $answer.N.path: a value of the answer of call N of the flow
 	srcHeader     = "$header" // $header.N.Name: a header of the answer of call N of the flow
 	maxSourceText = 1024

@@ -173,7 +173,9 @@ type entraDialect struct {
 
 var entraDialects = []entraDialect{
 	{"default", func(ids ...string) string { return `[{"op":"Add","path":"members","value":` + memberValues(ids) + `}]` },
-		func(ids ...string) string { return `[{"op":"Remove","path":"members","value":` + memberValues(ids) + `}]` }},
+		func(ids ...string) string {
+			return `[{"op":"Remove","path":"members","value":` + memberValues(ids) + `}]`
+		}},
 	{"aadOptscim062020", func(ids ...string) string { return `[{"op":"add","path":"members","value":` + memberValues(ids) + `}]` },
 		func(ids ...string) string {
 			ops := make([]string, len(ids))
