@@ -6,9 +6,7 @@ package provision
 // with Entra's member PATCHes in both dialects, with faults.
 
 import (
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -17,140 +15,19 @@ import (
 	"testing"
 
 	"github.com/scimgate/scimgate/caddymodule/change"
+	"github.com/scimgate/scimgate/caddymodule/internal/roleapp"
 	"github.com/scimgate/scimgate/caddymodule/scim"
 	"github.com/scimgate/scimgate/caddymodule/store"
 )
 
-// roleApp keeps users and the roles each holds; its roles exist before any group.
-type roleApp struct {
-	mu     sync.Mutex
-	next   int
-	logins map[string]string   // user id -> login
-	grants map[string][]string // user id -> roles, as last set
-	roles  map[string]string   // role name -> role id
-	calls  []string
-	// fail answers a call ("PUT /users/usr_2/roles") once with the status instead; drop
-	// makes a call once, then closes the connection before answering (a lost answer).
-	fail map[string]int
-	drop map[string]bool
-}
-
-func newRoleApp(t testing.TB) (*roleApp, *httptest.Server) {
-	a := &roleApp{logins: map[string]string{}, grants: map[string][]string{}, fail: map[string]int{}, drop: map[string]bool{},
-		roles: map[string]string{"Admins": "role_admin", "Billing": "role_billing", "Auditors": "role_audit"}}
-	srv := httptest.NewServer(a)
+func newRoleApp(t testing.TB) (*roleapp.App, *httptest.Server) {
+	app := roleapp.New()
+	srv := httptest.NewServer(app)
 	t.Cleanup(srv.Close)
-	return a, srv
+	return app, srv
 }
 
-func (a *roleApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	call := r.Method + " " + r.URL.Path
-	a.calls = append(a.calls, call)
-	answer := func(status int, v any) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(status)
-		_ = json.NewEncoder(w).Encode(v)
-	}
-	if status, ok := a.fail[call]; ok {
-		delete(a.fail, call)
-		answer(status, map[string]any{"error": "unavailable"})
-		return
-	}
-	body, _ := io.ReadAll(r.Body)
-	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
-	switch {
-	case call == "POST /users":
-		var in struct{ Login string }
-		_ = json.Unmarshal(body, &in)
-		a.next++
-		id := fmt.Sprintf("usr_%d", a.next)
-		a.logins[id] = in.Login
-		answer(http.StatusCreated, map[string]any{"id": id})
-	case call == "GET /users":
-		for id, login := range a.logins {
-			if login == r.URL.Query().Get("login") {
-				answer(http.StatusOK, map[string]any{"data": []any{map[string]any{"id": id}}})
-				return
-			}
-		}
-		answer(http.StatusOK, map[string]any{"data": []any{}})
-	case call == "GET /roles":
-		if id, ok := a.roles[r.URL.Query().Get("name")]; ok {
-			answer(http.StatusOK, map[string]any{"data": []any{map[string]any{"id": id}}})
-			return
-		}
-		answer(http.StatusOK, map[string]any{"data": []any{}})
-	case r.Method == http.MethodPut && len(parts) == 3 && parts[0] == "users" && parts[2] == "roles":
-		if _, ok := a.logins[parts[1]]; !ok {
-			answer(http.StatusNotFound, map[string]any{"error": "no such user"})
-			return
-		}
-		var in struct {
-			Roles []string `json:"roles"`
-		}
-		if err := json.Unmarshal(body, &in); err != nil || in.Roles == nil {
-			answer(http.StatusBadRequest, map[string]any{"error": "roles must be a list"})
-			return
-		}
-		for _, role := range in.Roles {
-			if !slices.Contains(slices.Collect(mapValues(a.roles)), role) {
-				answer(http.StatusBadRequest, map[string]any{"error": "unknown role " + role})
-				return
-			}
-		}
-		a.grants[parts[1]] = in.Roles
-		if a.drop[call] {
-			delete(a.drop, call)
-			conn, _, _ := w.(http.Hijacker).Hijack()
-			_ = conn.Close()
-			return
-		}
-		answer(http.StatusOK, map[string]any{"id": parts[1], "roles": in.Roles})
-	case r.Method == http.MethodDelete && len(parts) == 2 && parts[0] == "users":
-		if len(a.grants[parts[1]]) > 0 {
-			answer(http.StatusConflict, map[string]any{"error": "the user still holds roles"})
-			return
-		}
-		delete(a.logins, parts[1])
-		delete(a.grants, parts[1])
-		w.WriteHeader(http.StatusNoContent)
-	default:
-		answer(http.StatusNotFound, map[string]any{"error": "no route"})
-	}
-}
-
-func mapValues(m map[string]string) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for _, v := range m {
-			if !yield(v) {
-				return
-			}
-		}
-	}
-}
-
-// held returns the roles user id holds in the app.
-func (a *roleApp) held(id string) []string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return slices.Clone(a.grants[id])
-}
-
-func (a *roleApp) callLog() []string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return slices.Clone(a.calls)
-}
-
-func (a *roleApp) set(f func(*roleApp)) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	f(a)
-}
-
-// roleMapping finds roles by the groups lookup on displayName, and sets a user's roles as
+// roleMapping (for roleapp) finds roles by the groups lookup on displayName, and sets a user's roles as
 // the whole list; the app refuses to delete a user with roles, so they are cleared first.
 const roleMapping = `{"version": 1,
   "users": {
@@ -207,11 +84,11 @@ func (r *rig) mustPatch(typ, id, ops string) {
 }
 
 // wantRoles checks the roles each user holds in the app.
-func (r *rig) wantRoles(app *roleApp, want map[string][]string) {
+func (r *rig) wantRoles(app *roleapp.App, want map[string][]string) {
 	r.t.Helper()
 	for uid, roles := range want {
-		if got := app.held(r.nativeID(scim.UserType, uid)); !slices.Equal(got, roles) && !(len(got) == 0 && len(roles) == 0) {
-			r.t.Fatalf("user %s holds %v in the app, want %v; calls %v", uid, got, roles, app.callLog())
+		if got := app.Held(r.nativeID(scim.UserType, uid)); !slices.Equal(got, roles) && !(len(got) == 0 && len(roles) == 0) {
+			r.t.Fatalf("user %s holds %v in the app, want %v; calls %v", uid, got, roles, app.Calls())
 		}
 	}
 }
@@ -240,8 +117,8 @@ func TestRolesFullList(t *testing.T) {
 			if rec := r.last(); rec.Outcome != change.Skipped || rec.Decision == nil || !strings.Contains(strings.Join(rec.Decision.Reasons, " "), "gives no role") {
 				t.Fatalf("a group without a role is journaled as skipped with the reason: %+v", rec)
 			}
-			if slices.ContainsFunc(app.callLog(), func(c string) bool { return strings.HasPrefix(c, "POST /roles") }) {
-				t.Fatalf("a role was created: %v", app.callLog())
+			if slices.ContainsFunc(app.Calls(), func(c string) bool { return strings.HasPrefix(c, "POST /roles") }) {
+				t.Fatalf("a role was created: %v", app.Calls())
 			}
 
 			r.mustPatch(scim.GroupType, admins, d.add(ada))
@@ -256,13 +133,13 @@ func TestRolesFullList(t *testing.T) {
 			r.wantRoles(app, map[string][]string{ada: {"role_billing"}, bob: {"role_billing"}})
 			r.mustPatch(scim.GroupType, billing, d.remove(ada, bob))
 			r.wantRoles(app, map[string][]string{ada: {}, bob: {}})
-			if got := app.held(r.nativeID(scim.UserType, ada)); got == nil {
+			if got := app.Held(r.nativeID(scim.UserType, ada)); got == nil {
 				t.Fatal("the last remove did not send an empty list")
 			}
 			// Members of a group that gives no role: the directory only.
-			calls := len(app.callLog())
+			calls := len(app.Calls())
 			r.mustPatch(scim.GroupType, ghosts, d.add(ada))
-			if got := app.callLog()[calls:]; slices.ContainsFunc(got, func(c string) bool { return strings.HasPrefix(c, "PUT") }) {
+			if got := app.Calls()[calls:]; slices.ContainsFunc(got, func(c string) bool { return strings.HasPrefix(c, "PUT") }) {
 				t.Fatalf("a group without a role sent roles: %v", got)
 			}
 			if rec := r.last(); rec.Outcome != change.Skipped || !slices.Equal(r.members(ghosts), []string{ada}) {
@@ -295,7 +172,7 @@ func TestRolesFollowGroups(t *testing.T) {
 		t.Fatalf("a rename to no role: %+v", rec)
 	}
 	// The role is made in the app: the group's next change finds it.
-	app.set(func(a *roleApp) { a.roles["Interns"] = "role_intern" })
+	app.AddRole("Interns", "role_intern")
 	carl := r.mustCreate(scim.UserType, user("carl@contoso.example"))
 	r.mustPatch(scim.GroupType, team, entraDialects[1].add(carl))
 	r.wantRoles(app, map[string][]string{ada: {"role_admin", "role_intern"}, bob: {"role_intern"}, carl: {"role_intern"}})
@@ -317,16 +194,13 @@ func TestRolesFollowGroups(t *testing.T) {
 		recs[1].Calls[0].URL != "/users/"+native+"/roles" || recs[1].Calls[1].Method != http.MethodDelete {
 		t.Fatalf("one intent, then the clear and the delete: %+v", recs)
 	}
-	app.mu.Lock()
-	_, still := app.logins[native]
-	app.mu.Unlock()
-	if still {
+	if app.HasUser(native) {
 		t.Fatal("the user is still in the app")
 	}
 	// A user without roles is deleted with one call.
-	calls := len(app.callLog())
-	if res := r.eng.Apply(testReq, &Op{Action: change.ActionDelete, Type: scim.UserType, ID: bob, Status: http.StatusNoContent}); res.Err != nil || len(app.callLog()) != calls+1 {
-		t.Fatalf("delete without roles: %v, calls %v", res.Err, app.callLog()[calls:])
+	calls := len(app.Calls())
+	if res := r.eng.Apply(testReq, &Op{Action: change.ActionDelete, Type: scim.UserType, ID: bob, Status: http.StatusNoContent}); res.Err != nil || len(app.Calls()) != calls+1 {
+		t.Fatalf("delete without roles: %v, calls %v", res.Err, app.Calls()[calls:])
 	}
 }
 
@@ -348,7 +222,7 @@ func TestRolesFaults(t *testing.T) {
 	// users' SCIM ids); the second fails with a 503.
 	order := slices.Sorted(slices.Values(users))
 	second := "PUT /users/" + r.nativeID(scim.UserType, order[1]) + "/roles"
-	app.set(func(a *roleApp) { a.fail[second] = http.StatusServiceUnavailable })
+	app.Fail(second, http.StatusServiceUnavailable)
 	rename := `[{"op":"Replace","path":"displayName","value":"Billing"}]`
 	res := r.patch(scim.GroupType, admins, rename)
 	if res.Status != http.StatusServiceUnavailable || res.RetryAfter <= 0 {
@@ -369,7 +243,7 @@ func TestRolesFaults(t *testing.T) {
 	// The answer to a list is lost after the app set it.
 	auditors := r.mustCreate(scim.GroupType, group("Auditors"))
 	lost := "PUT /users/" + r.nativeID(scim.UserType, users[0]) + "/roles"
-	app.set(func(a *roleApp) { a.drop[lost] = true })
+	app.Drop(lost)
 	add := entraDialects[0].add(users[0])
 	if res := r.patch(scim.GroupType, auditors, add); res.Status != http.StatusServiceUnavailable {
 		t.Fatalf("a lost answer: %+v", res)
@@ -438,8 +312,8 @@ func TestRolesTableAndPolicy(t *testing.T) {
 	administrators := r.mustCreate(scim.GroupType, group("Administrators"))
 	privileged := r.mustCreate(scim.GroupType, group("Privileged"))
 	billing := r.mustCreate(scim.GroupType, group("Billing"))
-	if n := len(app.callLog()); n != 1 { // the user's create; a table needs no call
-		t.Fatalf("calls: %v", app.callLog())
+	if n := len(app.Calls()); n != 1 { // the user's create; a table needs no call
+		t.Fatalf("calls: %v", app.Calls())
 	}
 	r.mustPatch(scim.GroupType, admins, entraDialects[0].add(ada))
 	r.mustPatch(scim.GroupType, administrators, entraDialects[1].add(ada))
@@ -454,9 +328,9 @@ func TestRolesTableAndPolicy(t *testing.T) {
 	r.mustPatch(scim.GroupType, admins, entraDialects[1].remove(ada))
 	r.wantRoles(app, map[string][]string{ada: {"role_admin", "role_billing"}})
 	// revoke_on_delete is off: the delete makes no call and says so.
-	calls := len(app.callLog())
-	if res := r.eng.Apply(testReq, &Op{Action: change.ActionDelete, Type: scim.GroupType, ID: billing, Status: http.StatusNoContent}); res.Err != nil || len(app.callLog()) != calls {
-		t.Fatalf("delete without revoke: %v, calls %v", res.Err, app.callLog()[calls:])
+	calls := len(app.Calls())
+	if res := r.eng.Apply(testReq, &Op{Action: change.ActionDelete, Type: scim.GroupType, ID: billing, Status: http.StatusNoContent}); res.Err != nil || len(app.Calls()) != calls {
+		t.Fatalf("delete without revoke: %v, calls %v", res.Err, app.Calls()[calls:])
 	}
 	if rec := r.last(); !strings.Contains(strings.Join(rec.Decision.Reasons, " "), "keep role role_billing") {
 		t.Fatalf("the delete's reason: %+v", rec.Decision)
