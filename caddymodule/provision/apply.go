@@ -235,6 +235,7 @@ func (e *Engine) deliver(j *job, p *plan, d policy.Decision) (*plan, error) {
 	if e.policy != nil {
 		tr.decision = e.journalDecision(d, droppedAttrs, droppedMembers)
 	}
+	p.dropped = droppedMembers
 	p.deactivates = d.Deactivate && p.typ == scim.UserType && p.after != nil
 	clearsManager := false
 	switch {
@@ -387,6 +388,9 @@ func (e *Engine) updateAccount(tx *store.Tx, p, p2 *plan) error {
 		if err := tx.SetProgress(key, p2.id, nil); err != nil {
 			return err
 		}
+	}
+	if err := e.recordWithheld(tx, p, p2); err != nil {
+		return err
 	}
 	if p2.typ == scim.GroupType && (p.roleDecided || p2.after == nil) {
 		role := p.newRole

@@ -73,6 +73,7 @@ type plan struct {
 	role        string
 	newRole     string
 	roleDecided bool
+	dropped     []string // members the policy's drop_members left out of the app
 
 	// Filled by the commit.
 	rec     *store.Record // the record written (nil on delete)

@@ -211,6 +211,7 @@ func (e *Engine) roleJobs(p *plan, newRole string, users []string, res *syncResu
 				if member, err = tx.HasMember(p.id, u); err != nil {
 					return err
 				}
+				member = member && !tx.Withheld(t.Name, p.id, u)
 			}
 			list, err := e.rolesOfUser(tx, u, p.id)
 			if err != nil {
@@ -234,11 +235,11 @@ func (e *Engine) roleJobs(p *plan, newRole string, users []string, res *syncResu
 }
 
 // rolesOfUser lists the roles the directory's groups give user u, leaving out the group
-// except (whose change is being decided).
+// except (whose change is being decided) and the memberships the policy kept out.
 func (e *Engine) rolesOfUser(tx *store.Tx, u, except string) ([]string, error) {
 	var out []string
 	err := tx.GroupsOf(u, func(gid string) error {
-		if gid != except {
+		if gid != except && !tx.Withheld(e.target.Name, gid, u) {
 			if r := tx.Role(e.target.Name, gid); r != "" {
 				out = append(out, r)
 			}
@@ -333,6 +334,28 @@ func (e *Engine) catchUpRoles(ctx context.Context, p *plan, res *syncResult) {
 			zap.String("target", e.target.Name), zap.String("user", p.id), zap.Error(err))
 		res.catchUpFailures = append(res.catchUpFailures, "roles of "+p.id+": "+err.Error())
 	}
+}
+
+// recordWithheld records, in the commit of a change of a group that is a role (decided as
+// p, applied as p2), which of the members it adds the policy kept out of the app (the
+// change skipped, or the member dropped): they are the directory's members, but later
+// lists of their roles leave the group out. A member removed, or added with the policy's
+// consent, is no longer withheld.
+func (e *Engine) recordWithheld(tx *store.Tx, p, p2 *plan) error {
+	if e.rolesOf() == nil || p2.typ != scim.GroupType || p2.after == nil {
+		return nil
+	}
+	for _, id := range p2.added {
+		if err := tx.SetWithheld(e.target.Name, p2.id, id, p.skipped || slices.Contains(p.dropped, id)); err != nil {
+			return err
+		}
+	}
+	for _, id := range p2.removed {
+		if err := tx.SetWithheld(e.target.Name, p2.id, id, false); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // roleReasons explains, for the journal, what a change did to roles.

@@ -298,6 +298,11 @@ decision := {"allow": true, "skip": true, "reasons": ["privileged groups are man
 	input.resource_type == "Group"
 	input.resource.displayName == "Privileged"
 }
+
+decision := {"allow": true, "drop_members": [m.id | some m in input.members.add; m.display == "temp@contoso.example"]} if {
+	input.resource_type == "Group"
+	input.resource.displayName == "Administrators"
+}
 `
 
 // TestRolesTableAndPolicy: roles from a table (two groups may stand for one role, given
@@ -338,6 +343,18 @@ func TestRolesTableAndPolicy(t *testing.T) {
 	// The next list sent for ada has neither the deleted group's role nor the kept-out one's.
 	r.mustPatch(scim.GroupType, administrators, entraDialects[0].remove(ada))
 	r.wantRoles(app, map[string][]string{ada: {}})
+
+	// A member the policy drops from a group is in the directory's group, but its role
+	// reaches the app neither then nor with the lists other groups send later.
+	temp := r.mustCreate(scim.UserType, user("temp@contoso.example"))
+	r.mustPatch(scim.GroupType, administrators, entraDialects[0].add(temp))
+	if got := r.members(administrators); !slices.Contains(got, temp) || r.last().Decision == nil || !slices.Equal(r.last().Decision.DroppedMembers, []string{temp}) {
+		t.Fatalf("the dropped member: members %v, decision %+v", got, r.last().Decision)
+	}
+	r.wantRoles(app, map[string][]string{temp: {}})
+	billing2 := r.mustCreate(scim.GroupType, group("BILLING"))
+	r.mustPatch(scim.GroupType, billing2, entraDialects[1].add(temp))
+	r.wantRoles(app, map[string][]string{temp: {"role_billing"}})
 }
 
 // TestRolesConcurrentGroups: changes of different groups that share a user, made at the

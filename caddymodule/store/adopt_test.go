@@ -96,4 +96,22 @@ func TestRoles(t *testing.T) {
 	if err := s.Update(func(tx *Tx) error { return tx.SetRole("app", "a\x00b", "r") }); err == nil {
 		t.Error("a group id with a NUL byte was accepted")
 	}
+	if err := s.Update(func(tx *Tx) error { return tx.SetWithheld("app", "g1", "u1", true) }); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.View(func(tx *Tx) error {
+		if !tx.Withheld("app", "g1", "u1") || tx.Withheld("app", "g1", "u2") || tx.Withheld("app", "g2", "u1") || tx.Withheld("other", "g1", "u1") {
+			t.Error("withheld: wrong membership")
+		}
+		return nil
+	})
+	if err := s.Update(func(tx *Tx) error { return tx.SetWithheld("app", "g1", "u1", false) }); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.View(func(tx *Tx) error {
+		if tx.Withheld("app", "g1", "u1") {
+			t.Error("still withheld after SetWithheld false")
+		}
+		return nil
+	})
 }

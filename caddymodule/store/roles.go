@@ -27,3 +27,31 @@ func (tx *Tx) Role(target, groupID string) string {
 	}
 	return string(tx.bucket(bucketRoles).Get(joinKey(target, groupID)))
 }
+
+// Withheld memberships: a member the policy kept out of a group that is a role (the change
+// skipped, or the member dropped) is in the directory's group but must not get the role
+// when a later change sends the member's list of roles.
+
+// SetWithheld records (held true) or forgets (false) that the membership of memberID in
+// groupID is kept out of target.
+func (tx *Tx) SetWithheld(target, groupID, memberID string, held bool) error {
+	if err := tx.checkWritable(); err != nil {
+		return err
+	}
+	if err := checkIDMapArgs(target, groupID, memberID); err != nil {
+		return err
+	}
+	key := joinKey(target, groupID, memberID)
+	if !held {
+		return tx.bucket(bucketWithheld).Delete(key)
+	}
+	return tx.bucket(bucketWithheld).Put(key, []byte{1})
+}
+
+// Withheld reports whether the membership of memberID in groupID is kept out of target.
+func (tx *Tx) Withheld(target, groupID, memberID string) bool {
+	if checkIDMapArgs(target, groupID, memberID) != nil {
+		return false
+	}
+	return tx.bucket(bucketWithheld).Get(joinKey(target, groupID, memberID)) != nil
+}

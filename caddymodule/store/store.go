@@ -55,12 +55,13 @@ var (
 	bucketAdopt    = []byte("adopt")    // target \x00 type \x00 folded name -> seq of the create's intent
 	bucketProgress = []byte("progress") // target \x00 SCIM id -> the calls a failed flow made
 	bucketRoles    = []byte("roles")    // target \x00 group's SCIM id -> the app's role it stands for
+	bucketWithheld = []byte("withheld") // target \x00 group \x00 member -> kept out of the role by policy
 
 	keyFormat = []byte("format")
 )
 
 // topBuckets are created by Open, so read transactions can rely on them existing.
-var topBuckets = [][]byte{bucketRecords, bucketIDs, bucketIndex, bucketMembers, bucketMemberOf, bucketMeta, bucketIDMap, bucketIDMapRev, bucketMarks, bucketAdopt, bucketProgress, bucketRoles}
+var topBuckets = [][]byte{bucketRecords, bucketIDs, bucketIndex, bucketMembers, bucketMemberOf, bucketMeta, bucketIDMap, bucketIDMapRev, bucketMarks, bucketAdopt, bucketProgress, bucketRoles, bucketWithheld}
 
 // ErrNotFound is returned when a record (or the type holding an id) does not exist.
 var ErrNotFound = errors.New("store: not found")
