@@ -84,10 +84,11 @@
 // "$header.N.Name" (a header of it, e.g. {header.0.Location}); a call whose condition did
 // not hold has no answer (the value is absent).
 // When the create's outcome was lost and Entra retries, the account is adopted (see
-// Lookup) and the flow resumes after the call that made it. When another event's flow
-// fails part-way, the calls it made that are not idempotent are remembered with the
-// resource, and the change's retry does not make them again (an identical call: same
-// method, path and body); the change's commit forgets them. Member calls ("members") are
+// Lookup) and the flow resumes after the call that made it. When a flow fails part-way,
+// the calls it made that are not idempotent are remembered with the resource (for a
+// create, with the name it claims), and the change's retry does not make them again (an
+// identical call: same method, path and body); the change's commit forgets them. Member
+// calls ("members") are
 // not part of flows of several calls; a flow has at most 16 calls.
 //
 //	"create": [
