@@ -1328,7 +1328,10 @@ func TestCreateFlowResumesWithoutRepeating(t *testing.T) {
 		t.Fatalf("the PATCH did not reach the app: %v", acc)
 	}
 	var left []byte
-	_ = r.store.View(func(tx *store.Tx) error { left = tx.Progress("native/"+scim.UserType, "create:notes@contoso.example"); return nil })
+	_ = r.store.View(func(tx *store.Tx) error {
+		left = tx.Progress("native/"+scim.UserType, "create:notes@contoso.example")
+		return nil
+	})
 	if left != nil {
 		t.Fatal("the create's progress outlived its commit")
 	}
