@@ -297,21 +297,28 @@ func (e *Engine) sendRoles(ctx context.Context, p *plan, jobs []roleJob, res *sy
 	return nil
 }
 
+// heldRoles locks the list of roles of user u until the commit and reads it from the
+// directory.
+func (e *Engine) heldRoles(u string, res *syncResult) ([]string, error) {
+	res.holdLock(e.lockRoles([]string{u}))
+	var list []string
+	err := e.store.View(func(tx *store.Tx) error {
+		var err error
+		list, err = e.rolesOfUser(tx, u, "")
+		return err
+	})
+	return sortedSet(list), err
+}
+
 // clearRoles sends, before a user's delete, the user's roles as an empty list (groups.roles
 // clear_on_user_delete), when the directory gives the user any: the same flow as the
 // delete, under its intent. The user's role lock is held until the commit.
 func (e *Engine) clearRoles(ctx context.Context, p *plan, res *syncResult) error {
-	res.holdLock(e.lockRoles([]string{p.id}))
-	var list []string
-	err := e.store.View(func(tx *store.Tx) error {
-		var err error
-		list, err = e.rolesOfUser(tx, p.id, "")
-		return err
-	})
+	list, err := e.heldRoles(p.id, res)
 	if err != nil || len(list) == 0 {
 		return err
 	}
-	res.roleNotes = append(res.roleNotes, fmt.Sprintf("its roles in %s (%d) were cleared before the delete (clear_on_user_delete)", e.target.Name, len(sortedSet(list))))
+	res.roleNotes = append(res.roleNotes, fmt.Sprintf("its roles in %s (%d) were cleared before the delete (clear_on_user_delete)", e.target.Name, len(list)))
 	return e.sendRoles(ctx, p, []roleJob{{id: p.id, nativeID: p.nativeID, user: p.before}}, res)
 }
 
@@ -319,15 +326,9 @@ func (e *Engine) clearRoles(ctx context.Context, p *plan, res *syncResult) error
 // catch-up create just made (see catchUpMemberships), best effort: a failure is journaled
 // and logged, and the list follows with the user's next membership change.
 func (e *Engine) catchUpRoles(ctx context.Context, p *plan, res *syncResult) {
-	res.holdLock(e.lockRoles([]string{p.id}))
-	var list []string
-	err := e.store.View(func(tx *store.Tx) error {
-		var err error
-		list, err = e.rolesOfUser(tx, p.id, "")
-		return err
-	})
+	list, err := e.heldRoles(p.id, res)
 	if err == nil && len(list) > 0 {
-		err = e.sendRoles(ctx, p, []roleJob{{id: p.id, nativeID: res.nativeID, user: p.after, roles: sortedSet(list)}}, res)
+		err = e.sendRoles(ctx, p, []roleJob{{id: p.id, nativeID: res.nativeID, user: p.after, roles: list}}, res)
 	}
 	if err != nil {
 		e.logger.Warn("sending the roles a user already has to its new account failed; they follow with its next membership change",

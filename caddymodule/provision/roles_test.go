@@ -390,3 +390,29 @@ func TestRolesConcurrentGroups(t *testing.T) {
 		r.wantRoles(app, map[string][]string{ada: want})
 	}
 }
+
+// TestRolesCatchUp: a user the policy kept out of the app is left out of its groups' lists;
+// when a later change lets it in (its create catches up), the account gets the roles its
+// groups already give.
+func TestRolesCatchUp(t *testing.T) {
+	app, srv := newRoleApp(t)
+	pol := writePolicy(t, `package scimgate
+
+default decision := {"allow": true}
+
+decision := {"allow": true, "skip": true, "reasons": ["contractors wait"]} if input.resource.title == "Contractor"
+`)
+	r := newRig(t, rigOptions{target: newMappedTarget(t, srv.URL, roleMapping), policy: pol})
+	ada := r.mustCreate(scim.UserType, user("ada@contoso.example", `,"title":"Contractor"`))
+	admins := r.mustCreate(scim.GroupType, group("Admins"))
+	r.mustPatch(scim.GroupType, admins, entraDialects[0].add(ada))
+	if rec := r.last(); rec.Outcome != change.Applied || !strings.Contains(strings.Join(rec.Decision.Reasons, " "), "kept out of") {
+		t.Fatalf("the kept-out member: %+v", rec)
+	}
+	r.mustPatch(scim.UserType, ada, `[{"op":"Replace","path":"title","value":"Engineer"}]`)
+	native := r.nativeID(scim.UserType, ada)
+	if native == "" {
+		t.Fatalf("no catch-up create: %v", app.Calls())
+	}
+	r.wantRoles(app, map[string][]string{ada: {"role_admin"}})
+}
