@@ -50,8 +50,8 @@ type goldenInput struct {
 	// Assign builds groups.roles.assign for the user Input.Resource with RoleIDs.
 	Assign  bool              `json:"assign"`
 	RoleIDs []string          `json:"role_ids"`
-	Input  goldenEvent       `json:"input"`
-	IDMap  map[string]string `json:"id_map"`
+	Input   goldenEvent       `json:"input"`
+	IDMap   map[string]string `json:"id_map"`
 	// Response is the native response to the first request, from which the native id is
 	// extracted with the request's IDPath.
 	Response json.RawMessage `json:"response"`
