@@ -232,6 +232,9 @@ func (c *compiler) checkGatewayValues(cl *call) error {
 	if where, ok := uses(srcMemberIDs); ok && cl.members != membersBatch {
 		return c.errf(where, "uses $member_ids, which exists only in add_members and remove_members with \"members\": \"batch\"")
 	}
+	if where, ok := uses(srcRoleIDs); ok && cl.event != assignCall {
+		return c.errf(where, "uses $role_ids, which exists only in groups.roles.assign (the call that sets a user's roles)")
+	}
 	switch cl.members {
 	case membersEach:
 		if _, ok := uses(srcMemberID); !ok {
@@ -373,6 +376,9 @@ func (f *field) uses(reserved string) bool {
 // members of groups, and member calls need groups with native ids (the gateway makes them
 // only for a group it knows the account of), whether or not their URL names {id}.
 func (c *compiler) checkConsistency(m *Mapping) error {
+	if err := c.checkRoles(m); err != nil {
+		return err
+	}
 	for _, rt := range []string{scim.UserType, scim.GroupType} {
 		rm := m.types[rt]
 		if rm == nil {

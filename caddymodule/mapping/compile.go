@@ -74,6 +74,7 @@ type resourceMapping struct {
 	typ    string
 	calls  map[change.Event][]*call // each event's flow: one call, or several in order
 	lookup *call
+	roles  *Roles // groups that are the app's roles (groups.roles), nil otherwise
 }
 
 // Load reads and compiles the mapping file at path. resolve expands placeholders such as
@@ -203,6 +204,14 @@ func (c *compiler) compileResource(rt string, raw json.RawMessage) (*resourceMap
 	}
 	if !isNull(fr.Lookup) {
 		if rm.lookup, err = c.compileCall(rt, lookupCall, section+".lookup", fr.Lookup, headers); err != nil {
+			return nil, err
+		}
+	}
+	if !isNull(fr.Roles) {
+		if rt != scim.GroupType {
+			return nil, c.errf(section+".roles", "roles are what groups stand for: write them as groups.roles")
+		}
+		if rm.roles, err = c.compileRoles(section+".roles", fr.Roles, headers); err != nil {
 			return nil, err
 		}
 	}

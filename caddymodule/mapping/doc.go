@@ -31,6 +31,7 @@
 //	  "headers": {...},                  optional, added to (and overriding) the file's
 //	  "lookup":  {call},                 optional, see Lookup below
 //	  "events":  {"create": {call}, ...} the native call of each semantic event
+//	  "roles":   {...}                   groups only, instead of events: see Groups as roles
 //	}
 //
 // Events of users: create, update, deactivate, reactivate, delete. Events of groups:
@@ -83,10 +84,11 @@
 // "$header.N.Name" (a header of it, e.g. {header.0.Location}); a call whose condition did
 // not hold has no answer (the value is absent).
 // When the create's outcome was lost and Entra retries, the account is adopted (see
-// Lookup) and the flow resumes after the call that made it. When another event's flow
-// fails part-way, the calls it made that are not idempotent are remembered with the
-// resource, and the change's retry does not make them again (an identical call: same
-// method, path and body); the change's commit forgets them. Member calls ("members") are
+// Lookup) and the flow resumes after the call that made it. When a flow fails part-way,
+// the calls it made that are not idempotent are remembered with the resource (for a
+// create, with the name it claims), and the change's retry does not make them again (an
+// identical call: same method, path and body); the change's commit forgets them. Member
+// calls ("members") are
 // not part of flows of several calls; a flow has at most 16 calls.
 //
 //	"create": [
@@ -182,9 +184,10 @@
 // PATCH). A manager the directory does not have (deleted, or never provisioned) is no
 // manager: the field is absent, as for a user without one.
 //
-// Gateway values, for "from": "$id" (native id), "$scim_id", "$member_id" (each mode) and
+// Gateway values, for "from": "$id" (native id), "$scim_id", "$member_id" (each mode),
 // "$member_ids" (batch mode: the list of the members' native ids, as strings; add
-// "to_int" for an app with integer ids).
+// "to_int" for an app with integer ids) and "$role_ids" (groups.roles.assign only: the
+// user's roles, every one, as strings).
 //
 // An absent or null attribute gives no value: the field is left out of the body, except
 // in an update with "send": "changed", where a changed attribute that is now absent is
@@ -247,6 +250,69 @@
 // body); "batch" makes one call per batch_size members with "$member_ids" in the body. A
 // member of a type not in member_types is left out; a selected member without a native id
 // fails the request (the gateway resolves or reports such members first).
+//
+// # Groups as roles
+//
+// Many apps have no groups with members: access is a list of roles (or entitlements) on
+// the user, and the roles already exist in the app. There, each group of the directory
+// stands for one existing role, and the groups section has "roles" instead of "events":
+//
+//	"groups": {
+//	  "lookup": {"method": "GET", "path": "/roles?name={displayName}", "id": "data.0.id"},
+//	  "roles": {
+//	    "assign": {"method": "PUT", "path": "/users/{id}/roles", "body": {"roles": "$role_ids"},
+//	               "expect": {"has": ["roles"]}},
+//	    "revoke_on_delete": true,          optional, default true
+//	    "clear_on_user_delete": true       optional, default false
+//	  }
+//	}
+//
+// or, with the roles in a table instead of the lookup (a name from "tables" or an inline
+// object, from the key to the role's id; a string or an integer, or null for a group that
+// gives no role):
+//
+//	"tables": {"roles": {"admins": "role_admin", "billing clerks": "role_billing"}},
+//	"groups": {"roles": {"table": "roles", "key": "{displayName|trim|lower}",
+//	                     "assign": {"method": "PUT", "path": "/users/{id}/roles", "body": {"roles": "$role_ids"}}}}
+//
+// "key" is a template (see URL templates; transforms included) rendered from the group,
+// default "{displayName}"; keys are matched exactly. With the lookup, the groups "lookup"
+// call finds the role by the group (its "id" is the role's id; an answer where it matches
+// nothing, or the app's own not-found, means no role). Exactly one of the two is given.
+//
+// What the gateway does:
+//
+//   - Nothing is created in the app for a group. Its role is found when the group is
+//     created, when it is renamed (the role follows the name), and, while it gives none, on
+//     each of its changes (the role may have been made in the app since); the role is
+//     recorded with the group. Several groups may stand for one role.
+//   - A group that gives no role is kept in the directory only: Entra gets its answer,
+//     and the change is journaled with outcome "skipped" and the reason.
+//   - A change of a group's members sends, for each user it adds or removes, the "assign"
+//     call with the user's whole list of roles ($role_ids: every role of every group the
+//     user is in, as the change leaves the directory, sorted, each once). When the role a
+//     group gives changes (found, renamed to another role or to none), every member's list
+//     is sent. A list is never computed from what a change alone says, so adds and removes
+//     in different groups each send the full, current list; changes of different groups
+//     that share a user send that user's lists one after the other.
+//   - A group's delete sends its members' lists without its role ("revoke_on_delete":
+//     false for apps that take care of it, or where members keep the role).
+//   - A user's delete first sends the user's list as [] when the user has roles
+//     ("clear_on_user_delete": true, for apps that refuse to delete, or keep the grants
+//     of, a user with roles), then the users "delete" call: one flow, under one intent.
+//   - The policy decides on group changes as on any other: a group whose create it skips
+//     gives no role, and a member whose addition it skips or drops is left out of the
+//     group's role in every list sent later, until removed.
+//
+// "assign" is one call (not a flow), without a condition, naming the user: {id} is the
+// user's native id and SCIM paths are the user's ({userName}); it must send "$role_ids".
+// Its answers are checked like any call's: an outage answers Entra 503 and the change's
+// retry sends the lists again (a PUT of a whole list may be repeated); the app's 400 is
+// Entra's 400; the app's own not-found means the user's account is gone (nothing to set).
+// A user added to a group without an account in the app yet is refused (400, as for native
+// groups), and Entra retries it later. Groups that are roles have no "events" (a groups
+// event beside "roles" is a load error), the users need a create "id" or a lookup, and
+// nested groups give their role to their own members only.
 //
 // # Native ids
 //

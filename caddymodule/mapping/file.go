@@ -25,6 +25,7 @@ type fileResource struct {
 	Headers map[string]string          `json:"headers"`
 	Lookup  json.RawMessage            `json:"lookup"`
 	Events  map[string]json.RawMessage `json:"events"`
+	Roles   json.RawMessage            `json:"roles"` // groups only: groups are the app's roles
 }
 
 type fileCall struct {

@@ -46,9 +46,12 @@ type goldenInput struct {
 	// Mapping names a shared mapping under testdata/; empty when the case has mapping.json.
 	Mapping string `json:"mapping"`
 	// Lookup builds the reconciliation lookup for Input.Resource instead of the event's calls.
-	Lookup bool              `json:"lookup"`
-	Input  goldenEvent       `json:"input"`
-	IDMap  map[string]string `json:"id_map"`
+	Lookup bool `json:"lookup"`
+	// Assign builds groups.roles.assign for the user Input.Resource with RoleIDs.
+	Assign  bool              `json:"assign"`
+	RoleIDs []string          `json:"role_ids"`
+	Input   goldenEvent       `json:"input"`
+	IDMap   map[string]string `json:"id_map"`
 	// Response is the native response to the first request, from which the native id is
 	// extracted with the request's IDPath.
 	Response json.RawMessage `json:"response"`
@@ -145,6 +148,13 @@ func runGolden(t *testing.T, dir string) goldenWant {
 			return goldenWant{Error: err.Error()}
 		}
 		return goldenWant{Requests: toGolden(t, []Request{*req})}
+	}
+	if in.Assign {
+		req, err := m.Roles().AssignRequest(Input{Resource: decodeResource(t, in.Input.Resource), NativeID: in.Input.NativeID, RoleIDs: in.RoleIDs})
+		if err != nil {
+			return goldenWant{Error: err.Error()}
+		}
+		return goldenWant{Requests: toGolden(t, []Request{req})}
 	}
 	input := Input{
 		ResourceType: in.Input.ResourceType,

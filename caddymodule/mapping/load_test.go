@@ -49,7 +49,7 @@ func TestLoadErrors(t *testing.T) {
 		{"enterprise URN on groups", `{"version": 1, "groups": {"events": {"create": {"method": "POST", "path": "/g", "body": {"x": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department"}}}}}`,
 			`demo.json: groups.events.create.body["x"]: urn:ietf:params:scim:schemas:extension:enterprise:2.0:User is not an extension of group resources`},
 		{"unknown gateway value", userCreate(`{"method": "POST", "path": "/a", "body": {"x": "$native"}}`),
-			`demo.json: users.events.create.body["x"]: unknown gateway value "$native"; use $id, $scim_id, $member_id, $member_ids, $answer.N.path or $header.N.Name`},
+			`demo.json: users.events.create.body["x"]: unknown gateway value "$native"; use $id, $scim_id, $member_id, $member_ids, $role_ids, $answer.N.path or $header.N.Name`},
 		{"expect: not a success status", userCreate(`{"method": "POST", "path": "/a", "id": "id", "expect": {"status": [404]}}`),
 			`demo.json: users.events.create.expect.status: 404 is not a success status (200-299)`},
 		{"expect: unknown body rule", userCreate(`{"method": "POST", "path": "/a", "expect": {"body": "xml"}}`),

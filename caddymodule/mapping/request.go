@@ -36,6 +36,8 @@ type Input struct {
 	// NativeIDOf looks up, in the gateway's directory, a resource another one references
 	// (a user's manager): its native id and what the directory knows of it.
 	NativeIDOf func(scimID string) (nativeID string, state RefState)
+	// RoleIDs are the user's roles, every one, for groups.roles.assign ($role_ids).
+	RoleIDs []string
 	// Answers are the answers of the flow's calls made so far, one per call in order (an
 	// empty one for a call whose condition did not hold), for $answer and $header.
 	Answers []Answer
@@ -102,6 +104,12 @@ func (ev *evalCtx) reserved(name string) (any, bool, error) {
 		return ev.member.NativeID, true, nil
 	case srcMemberIDs:
 		return ev.memberIDs, true, nil
+	case srcRoleIDs:
+		ids := make([]any, len(ev.in.RoleIDs))
+		for i, id := range ev.in.RoleIDs {
+			ids[i] = id
+		}
+		return ids, true, nil
 	case srcAnswer, srcHeader:
 		return nil, false, errors.New("answer values are read by their source")
 	}

@@ -11,7 +11,8 @@ import (
 	"github.com/tidwall/gjson"
 )
 
-// Gateway values a body field can take with "from" instead of a SCIM attribute. URL and
+// Gateway values a body field can take with "from" instead of a SCIM attribute ($role_ids:
+// the user's roles, every one, in groups.roles.assign only). URL and
 // string templates name the same values without the "$" ({id}, {scim_id}, {member_id},
 // {answer.0.user.id}, {header.0.Location}).
 const (
@@ -19,6 +20,7 @@ const (
 	srcSCIMID     = "$scim_id"
 	srcMemberID   = "$member_id"
 	srcMemberIDs  = "$member_ids"
+	srcRoleIDs    = "$role_ids"
 	srcAnswer     = "$answer" // $answer.N.path: a value of the answer of call N of the flow
 	srcHeader     = "$header" // $header.N.Name: a header of the answer of call N of the flow
 	maxSourceText = 1024
@@ -55,13 +57,13 @@ func compileSource(resourceType, text string) (*source, error) {
 	}
 	if strings.HasPrefix(text, "$") {
 		switch text {
-		case srcNativeID, srcSCIMID, srcMemberID, srcMemberIDs:
+		case srcNativeID, srcSCIMID, srcMemberID, srcMemberIDs, srcRoleIDs:
 			return &source{text: text, reserved: text}, nil
 		}
 		if strings.HasPrefix(text, srcAnswer+".") || strings.HasPrefix(text, srcHeader+".") {
 			return compileAnswerSource(text)
 		}
-		return nil, fmt.Errorf("unknown gateway value %q; use $id, $scim_id, $member_id, $member_ids, $answer.N.path or $header.N.Name", text)
+		return nil, fmt.Errorf("unknown gateway value %q; use $id, $scim_id, $member_id, $member_ids, $role_ids, $answer.N.path or $header.N.Name", text)
 	}
 	p, err := scim.ParsePath(text)
 	if err != nil {

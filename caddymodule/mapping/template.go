@@ -138,8 +138,8 @@ func compilePlaceholder(resourceType, written string, steps []string, tables map
 		return tplPart{}, fmt.Errorf("placeholder {%s}: names no SCIM path or gateway value before the \"|\"", written)
 	case strings.HasPrefix(name, "$"):
 		return tplPart{}, fmt.Errorf("placeholder {%s}: templates name gateway values without \"$\" ({id}, {scim_id}, {member_id})", written)
-	case name == "member_ids":
-		return tplPart{}, fmt.Errorf("placeholder {%s}: a list of ids goes in a body field (\"from\": \"$member_ids\"), not in a template", written)
+	case name == "member_ids" || name == "role_ids":
+		return tplPart{}, fmt.Errorf("placeholder {%s}: a list of ids goes in a body field (\"from\": \"$%s\"), not in a template", written, name)
 	case len(steps)-1 > maxTransforms:
 		return tplPart{}, fmt.Errorf("placeholder {%s}: more than %d transforms", written, maxTransforms)
 	}

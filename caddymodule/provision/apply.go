@@ -199,11 +199,19 @@ func (e *Engine) decideView(j *job) (*plan, error) {
 		if t := e.target; t != nil && p.before != nil {
 			p.nativeID, _ = tx.NativeID(t.mapKey(p.typ), p.id)
 			p.mark = tx.Mark(t.mapKey(p.typ), p.id)
-			p.progress = decodeProgress(tx.Progress(t.mapKey(p.typ), p.id))
+			p.progress = decodeProgress(tx.Progress(t.mapKey(p.typ), progressKey(p)))
+			if p.typ == scim.GroupType {
+				p.role = tx.Role(t.Name, p.id)
+			}
 		}
 		if t := e.target; t != nil && p.before == nil {
 			_, listed := tx.Adoption(t.Name, p.typ, SubjectOf(p.typ, p.after))
 			p.adopt = listed || e.shared.unrecordedAdoption(e.adoptionKey(p))
+			if p.adopt {
+				// The calls an unfinished attempt of this create made after the account, not to
+				// be made again when the flow resumes.
+				p.progress = decodeProgress(tx.Progress(t.mapKey(p.typ), progressKey(p)))
+			}
 		}
 		if e.policy != nil {
 			p.memberRefs = policy.Members{Add: memberRefs(tx, p.added), Remove: memberRefs(tx, p.removed)}
@@ -232,6 +240,7 @@ func (e *Engine) deliver(j *job, p *plan, d policy.Decision) (*plan, error) {
 	if e.policy != nil {
 		tr.decision = e.journalDecision(d, droppedAttrs, droppedMembers)
 	}
+	p.dropped = droppedMembers
 	p.deactivates = d.Deactivate && p.typ == scim.UserType && p.after != nil
 	clearsManager := false
 	switch {
@@ -264,6 +273,7 @@ func (e *Engine) deliver(j *job, p *plan, d policy.Decision) (*plan, error) {
 		}
 	}
 	res, err := e.syncNative(j.req.ctx(), np)
+	defer res.release() // role locks, held until the commit
 	if err != nil {
 		var ne *nativeError
 		if errors.As(err, &ne) {
@@ -272,8 +282,9 @@ func (e *Engine) deliver(j *job, p *plan, d policy.Decision) (*plan, error) {
 				// The app may have made the account: Entra's retry looks it up first.
 				e.listAdoption(j, p)
 			}
-			if p.before != nil && len(ne.made) > 0 {
-				// Part of the flow was made: its retry must not make those calls again.
+			if len(ne.made) > 0 && (p.before != nil || ne.mayHaveActed) {
+				// Part of the flow was made: its retry must not make those calls again (a
+				// create's retry, which has a SCIM id of its own, finds them by its name).
 				e.keepProgress(j, p, append(slices.Clone(p.progress), ne.made...))
 			}
 		}
@@ -294,10 +305,14 @@ func (e *Engine) deliver(j *job, p *plan, d policy.Decision) (*plan, error) {
 		tr.decision.Reasons = append(slices.Clone(tr.decision.Reasons), reasons...)
 	}
 	outcome := change.Applied
-	if res.dryRun {
+	switch {
+	case res.dryRun:
 		outcome = change.DryRun
+	case res.noRole != "":
+		outcome = change.Skipped // a group that gives no role: the directory only
 	}
 	p.newNativeID = res.nativeID
+	p.newRole, p.roleDecided = res.role, res.roleDecided
 	done, err := e.commit(j, p, outcome)
 	switch {
 	case err != nil && res.nativeID != "" && !res.dryRun && p.before == nil:
@@ -376,7 +391,19 @@ func (e *Engine) updateAccount(tx *store.Tx, p, p2 *plan) error {
 		}
 	}
 	if len(p.progress) > 0 {
-		if err := tx.SetProgress(key, p2.id, nil); err != nil {
+		if err := tx.SetProgress(key, progressKey(p2), nil); err != nil {
+			return err
+		}
+	}
+	if err := e.recordWithheld(tx, p, p2); err != nil {
+		return err
+	}
+	if p2.typ == scim.GroupType && (p.roleDecided || p2.after == nil) {
+		role := p.newRole
+		if p2.after == nil {
+			role = "" // a deleted group gives no role, whatever the policy did
+		}
+		if err := tx.SetRole(e.target.Name, p2.id, role); err != nil {
 			return err
 		}
 	}
@@ -455,11 +482,21 @@ func (j *job) lockKey() string {
 	return j.op.Type + ":" + j.id
 }
 
+// progressKey names the resource a change's progress is kept for: its SCIM id, or, for a
+// create (whose retry comes with a new SCIM id), the name it claims, folded like the
+// adoption list ("create:" never begins a SCIM id, which the gateway makes a UUID).
+func progressKey(p *plan) string {
+	if p.before == nil && p.after != nil {
+		return "create:" + strings.ToLower(SubjectOf(p.typ, p.after))
+	}
+	return p.id
+}
+
 // keepProgress stores the calls a failed attempt of p's flow made that may not be repeated.
 // When the store cannot be written the retry may repeat them: logged.
 func (e *Engine) keepProgress(j *job, p *plan, made sentCalls) {
 	key := e.target.mapKey(p.typ)
-	if err := e.store.Update(func(tx *store.Tx) error { return tx.SetProgress(key, p.id, encodeProgress(made)) }); err != nil {
+	if err := e.store.Update(func(tx *store.Tx) error { return tx.SetProgress(key, progressKey(p), encodeProgress(made)) }); err != nil {
 		e.logger.Warn("recording the calls a failed flow made failed; its retry may repeat them",
 			zap.String("request_id", j.req.ID), zap.String("target", e.target.Name), zap.Error(err))
 	}

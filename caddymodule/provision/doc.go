@@ -13,6 +13,8 @@
 //	native.go   the native calls of the events through the mapping and the legacy client,
 //	            catch-up creates and their memberships
 //	recover.go  crash recovery: intents without an outcome, adoption of unfinished creates
+//	roles.go    groups as roles: a group's role, and each affected user's whole list of
+//	            roles sent under the users' role locks until the commit
 //	stats.go    the policy's counts of the last hour (the brake's input)
 //	trail.go    the journal record of a request and the SCIM error of a failure
 //

@@ -1295,3 +1295,44 @@ func TestFlowResumesWithoutRepeating(t *testing.T) {
 		t.Fatalf("the next change: %v, notes %d", res.Err, app.notes)
 	}
 }
+
+// TestCreateFlowResumesWithoutRepeating: when a create's flow fails after the account was
+// made and after a later call that may not be repeated (a POST), Entra's retry (a new
+// request, with a SCIM id of its own) adopts the account and resumes the flow without
+// making that POST again; the progress is forgotten when the create commits.
+func TestCreateFlowResumesWithoutRepeating(t *testing.T) {
+	app, srv := newNativeApp(t)
+	target := newMappedTarget(t, srv.URL, `{"version": 1, "users": {
+	  "lookup": {"method": "GET", "path": "/accounts?login={userName}", "id": "results.0.ref"},
+	  "events": {
+	    "create": [
+	      {"method": "POST", "path": "/accounts", "id": "account.ref", "body": {"login": "userName"}},
+	      {"method": "POST", "path": "/accounts/{id}/notes", "body": {"title": "title"}},
+	      {"method": "PATCH", "path": "/accounts/{id}", "body": {"title": "title"}}
+	    ]}}}`)
+	r := newRig(t, rigOptions{target: target})
+	app.set(func(a *nativeApp) { a.fail = map[string]int{"PATCH /accounts/": http.StatusServiceUnavailable} })
+	body := user("notes@contoso.example", `,"title":"Lead"`)
+	if res := r.create(scim.UserType, body); res.Status != http.StatusServiceUnavailable {
+		t.Fatalf("the failing attempt: %+v", res)
+	}
+	app.set(func(a *nativeApp) { a.fail = map[string]int{} })
+	res := r.create(scim.UserType, body)
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if app.notes != 1 || app.posts() != 1 {
+		t.Fatalf("the retry repeated calls: notes %d, account creates %d", app.notes, app.posts())
+	}
+	if acc := app.accounts[r.nativeID(scim.UserType, res.ID)]; acc["title"] != "Lead" {
+		t.Fatalf("the PATCH did not reach the app: %v", acc)
+	}
+	var left []byte
+	_ = r.store.View(func(tx *store.Tx) error {
+		left = tx.Progress("native/"+scim.UserType, "create:notes@contoso.example")
+		return nil
+	})
+	if left != nil {
+		t.Fatal("the create's progress outlived its commit")
+	}
+}

@@ -36,6 +36,17 @@ type syncResult struct {
 	caughtUpMembers int
 	catchUpFailures []string
 	dryRun          bool
+	sent            sentCalls // the calls made (and those an earlier attempt made), not to repeat
+
+	// Groups as roles (roles.go): the role the group gives after the change and whether to
+	// record it, why it gives none (the change is skipped), what the change did to roles,
+	// how many users' lists were sent, and the role locks held until the commit.
+	role        string
+	roleDecided bool
+	noRole      string
+	roleNotes   []string
+	rolesSent   int
+	unlocks     []func()
 }
 
 // nativeError is a failure of the target: the SCIM error Entra gets, and what the journal
@@ -57,6 +68,14 @@ func (e *nativeError) Unwrap() error { return e.scim }
 
 // anyMapped reports whether the plan makes at least one native call.
 func (e *Engine) anyMapped(p *plan) bool {
+	if roles := e.rolesOf(); roles != nil {
+		switch {
+		case p.typ == scim.GroupType:
+			return len(p.events) > 0 // the role's lookup and the members' lists
+		case p.after == nil && roles.ClearOnUserDelete && p.nativeID != "":
+			return true // the roles are cleared before the delete
+		}
+	}
 	for _, ev := range nativeEvents(p.events) {
 		if e.target.Mapping.Has(p.typ, ev) {
 			return true
@@ -69,8 +88,17 @@ func (e *Engine) anyMapped(p *plan) bool {
 // a SCIM error for Entra when the app refused or failed; nothing is committed then.
 func (e *Engine) syncNative(ctx context.Context, p *plan) (*syncResult, error) {
 	t := e.target
-	res := &syncResult{dryRun: t.DryRun}
-	sent := slices.Clone(p.progress) // calls an earlier attempt made, not to be repeated
+	res := &syncResult{dryRun: t.DryRun, sent: slices.Clone(p.progress)} // calls an earlier attempt made are not repeated
+	if roles := e.rolesOf(); roles != nil {
+		switch {
+		case p.typ == scim.GroupType:
+			return res, e.syncRoles(ctx, p, res)
+		case p.after == nil && roles.ClearOnUserDelete && p.nativeID != "":
+			if err := e.clearRoles(ctx, p, res); err != nil {
+				return res, err
+			}
+		}
+	}
 	for _, ev := range e.startState(p, e.catchUp(p, res, nativeEvents(p.events))) {
 		if !t.Mapping.Has(p.typ, ev) {
 			res.skipped = append(res.skipped, ev)
@@ -155,12 +183,12 @@ func (e *Engine) syncNative(ctx context.Context, p *plan) (*syncResult, error) {
 				return res, res.failure(&nativeError{scim: scim.BadRequest(scim.TypeInvalidValue, "mapping the %s of %s %s for %s: %v", ev, p.typ, p.id, t.Name, err), cause: err})
 			}
 			for _, r := range reqs {
-				if sent.has(r) {
+				if res.sent.has(r) {
 					continue // the same call was already made for this change (a full PUT for update and deactivate)
 				}
 				if t.DryRun {
 					res.calls = append(res.calls, journal.BackendCall{Method: r.Method, URL: redactURL(r.Path)})
-					sent.add(r)
+					res.sent.add(r)
 					continue
 				}
 				resp, err := t.call(ctx, r)
@@ -174,7 +202,7 @@ func (e *Engine) syncNative(ctx context.Context, p *plan) (*syncResult, error) {
 					}
 					return res, res.failure(&nativeError{scim: se, retryAfter: retryAfter, cause: err, mayHaveActed: le != nil && le.MayHaveActed()})
 				}
-				sent.add(r)
+				res.sent.add(r)
 				if !r.Idempotent {
 					res.made.add(r)
 				}
@@ -192,6 +220,9 @@ func (e *Engine) syncNative(ctx context.Context, p *plan) (*syncResult, error) {
 	}
 	if res.caughtUp && res.nativeID != "" && !t.DryRun {
 		e.catchUpMemberships(ctx, p, res)
+		if e.rolesOf() != nil && p.typ == scim.UserType {
+			e.catchUpRoles(ctx, p, res)
+		}
 	}
 	return res, nil
 }
@@ -256,6 +287,7 @@ func syncReasons(target string, res *syncResult) []string {
 	if len(res.catchUpFailures) > 0 {
 		reasons = append(reasons, "memberships it already had not sent to "+target+" (they follow with the group's next member change): "+strings.Join(res.catchUpFailures, "; "))
 	}
+	reasons = append(reasons, roleReasons(target, res)...)
 	if res.adopted {
 		reasons = append(reasons, "adopted account "+res.nativeID+" that an unfinished earlier attempt of this create left in "+target)
 	}

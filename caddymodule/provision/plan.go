@@ -68,6 +68,13 @@ type plan struct {
 	deactivates bool   // the policy turned the change into a deactivation in the app
 	newNativeID string // the account the create made (or adopted)
 
+	// Groups as roles: the role the group gave before the change (read with it), and the
+	// one to record with the commit (when roleDecided).
+	role        string
+	newRole     string
+	roleDecided bool
+	dropped     []string // members the policy's drop_members left out of the app
+
 	// Filled by the commit.
 	rec     *store.Record // the record written (nil on delete)
 	answer  any           // what Op.Render made of it

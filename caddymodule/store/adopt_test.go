@@ -66,3 +66,52 @@ func TestProgress(t *testing.T) {
 		return nil
 	})
 }
+
+func TestRoles(t *testing.T) {
+	s := openTest(t)
+	err := s.Update(func(tx *Tx) error {
+		if err := tx.SetRole("app", "g1", "role_admin"); err != nil {
+			return err
+		}
+		return tx.SetRole("app", "g2", "role_admin") // two groups may stand for one role
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = s.View(func(tx *Tx) error {
+		if tx.Role("app", "g1") != "role_admin" || tx.Role("app", "g2") != "role_admin" || tx.Role("other", "g1") != "" {
+			t.Errorf("roles: %q %q %q", tx.Role("app", "g1"), tx.Role("app", "g2"), tx.Role("other", "g1"))
+		}
+		return nil
+	})
+	if err := s.Update(func(tx *Tx) error { return tx.SetRole("app", "g1", "") }); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.View(func(tx *Tx) error {
+		if tx.Role("app", "g1") != "" || tx.Role("app", "g2") != "role_admin" {
+			t.Errorf("after forgetting g1: %q %q", tx.Role("app", "g1"), tx.Role("app", "g2"))
+		}
+		return nil
+	})
+	if err := s.Update(func(tx *Tx) error { return tx.SetRole("app", "a\x00b", "r") }); err == nil {
+		t.Error("a group id with a NUL byte was accepted")
+	}
+	if err := s.Update(func(tx *Tx) error { return tx.SetWithheld("app", "g1", "u1", true) }); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.View(func(tx *Tx) error {
+		if !tx.Withheld("app", "g1", "u1") || tx.Withheld("app", "g1", "u2") || tx.Withheld("app", "g2", "u1") || tx.Withheld("other", "g1", "u1") {
+			t.Error("withheld: wrong membership")
+		}
+		return nil
+	})
+	if err := s.Update(func(tx *Tx) error { return tx.SetWithheld("app", "g1", "u1", false) }); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.View(func(tx *Tx) error {
+		if tx.Withheld("app", "g1", "u1") {
+			t.Error("still withheld after SetWithheld false")
+		}
+		return nil
+	})
+}
