@@ -5,6 +5,7 @@ import (
 	"errors"
 	"maps"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -336,17 +337,31 @@ func applyMembers(tx *store.Tx, groupID string, d *scim.MemberDelta) error {
 			return err
 		}
 	}
-	for _, id := range d.Remove {
-		if _, err := tx.RemoveMember(groupID, id); err != nil {
+	for _, i := range keyOrder(len(d.Remove), func(i int) string { return d.Remove[i] }) {
+		if _, err := tx.RemoveMember(groupID, d.Remove[i]); err != nil {
 			return err
 		}
 	}
-	for _, m := range d.Add {
-		if err := addMember(tx, groupID, m); err != nil {
+	for _, i := range keyOrder(len(d.Add), func(i int) string { return d.Add[i].Value }) {
+		if err := addMember(tx, groupID, d.Add[i]); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// keyOrder returns the indexes 0..n-1 in the order of their member ids. bbolt splits its
+// nodes only at commit, so a transaction's inserts at random places each move the rest of a
+// node that grows to the whole change (quadratic); in key order they append. A group PATCH
+// adding 100,000 members with Entra's unordered ids took 58 s, in key order 0.6 s (issue 11).
+// The request's order is kept everywhere else (the events, the calls, the journal).
+func keyOrder(n int, id func(int) string) []int32 {
+	order := make([]int32, n)
+	for i := range order {
+		order[i] = int32(i)
+	}
+	slices.SortFunc(order, func(a, b int32) int { return strings.Compare(id(int(a)), id(int(b))) })
+	return order
 }
 
 // addMember adds one member edge, resolving the member's type from the store (Entra sends
