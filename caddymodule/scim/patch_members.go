@@ -177,23 +177,38 @@ func (mi *memberIntent) clear() {
 	mi.addOrder, mi.remOrder = mi.addOrder[:0], mi.remOrder[:0]
 }
 
-// delta returns the final intent, in the order ids were first mentioned.
+// delta returns the final intent, in the order ids were first mentioned. It consumes the
+// intent (the patch is over when it is called), so that a PATCH of 100,000 members needs no
+// second set to tell which ids were already emitted.
 func (mi *memberIntent) delta() *MemberDelta {
 	d := &MemberDelta{RemoveAll: mi.removeAll}
-	emitted := make(map[string]bool, len(mi.adds)+len(mi.removes))
+	if len(mi.adds) > 0 {
+		d.Add = make([]MemberRef, 0, len(mi.adds))
+	}
 	for _, id := range mi.addOrder {
-		if m, ok := mi.adds[id]; ok && !emitted[id] {
-			emitted[id] = true
+		if m, ok := mi.adds[id]; ok {
+			delete(mi.adds, id) // an id re-added after a remove is in addOrder twice
 			d.Add = append(d.Add, m)
 		}
 	}
+	if len(mi.removes) > 0 {
+		d.Remove = make([]string, 0, len(mi.removes))
+	}
 	for _, id := range mi.remOrder {
-		if mi.removes[id] && !emitted[id] {
-			emitted[id] = true
+		if mi.removes[id] {
+			delete(mi.removes, id)
 			d.Remove = append(d.Remove, id)
 		}
 	}
 	return d
+}
+
+// reserve makes room for n more adds, so that one large add grows the set once.
+func (mi *memberIntent) reserve(n int) {
+	if len(mi.adds) == 0 && n > 8 {
+		mi.adds = make(map[string]MemberRef, n)
+		mi.addOrder = make([]string, 0, n)
+	}
 }
 
 // memberOp applies an operation on a Group's members (path "members", a
@@ -225,6 +240,7 @@ func (p *patcher) memberOp(op string, path *Path, v any) error {
 	case op == PatchReplace && p.opts.MembersReplace == MembersReplaceExact:
 		p.members.clear()
 	}
+	p.members.reserve(len(refs))
 	for _, m := range refs {
 		p.members.add(m)
 	}
