@@ -53,6 +53,9 @@ type Options struct {
 	// Transport sends the requests. Nil means a default *http.Transport tuned for one
 	// backend, with a keep-alive pool sized to MaxConcurrent.
 	Transport http.RoundTripper
+	// Auth puts the gateway's credentials on every request (nil: none beyond the
+	// request's own headers): BasicAuth, APIKey or OAuth.
+	Auth Auth
 	// Timeout bounds each attempt (connect, send, response headers and body). Default 10s.
 	Timeout time.Duration
 	// MaxConcurrent bounds in-flight requests to this backend; callers beyond it wait,
