@@ -36,7 +36,9 @@ type call struct {
 	header      http.Header
 	fields      []*field
 	send        sendMode
-	idPath      string
+	idPath      string   // the body path of id, when the id is in the body
+	id          IDSource // where the answer gives the native id (create and lookup)
+	form        *formEncoding // nil: a JSON body
 	members     memberMode
 	batchSize   int
 	memberTypes []string
@@ -148,6 +150,9 @@ func (c *compiler) compileOptions(cl *call, fc *fileCall) error {
 	if err := c.compileIDPath(cl, fc.ID); err != nil {
 		return err
 	}
+	if err := c.compileEncoding(cl, fc); err != nil {
+		return err
+	}
 	if !isMember {
 		if fc.Members != "" || fc.BatchSize != 0 || fc.MemberTypes != nil {
 			return c.errf(cl.rule, "members, batch_size and member_types apply to add_members and remove_members only")
@@ -157,19 +162,22 @@ func (c *compiler) compileOptions(cl *call, fc *fileCall) error {
 	return c.compileMemberOptions(cl, fc)
 }
 
-func (c *compiler) compileIDPath(cl *call, id string) error {
+func (c *compiler) compileIDPath(cl *call, raw json.RawMessage) error {
+	id, err := c.compileIDSource(cl.rule+".id", raw)
+	if err != nil {
+		return err
+	}
 	switch {
-	case id == "" && cl.event == lookupCall:
+	case !id.IsSet() && cl.event == lookupCall:
 		return c.errf(cl.rule+".id", "missing: a lookup needs the gjson path of the native id in its response (e.g. \"items.0.id\")")
-	case id == "":
+	case !id.IsSet():
 		return nil
 	case cl.event != change.Create && cl.event != lookupCall:
 		return c.errf(cl.rule+".id", "only create and lookup responses carry the native id")
+	case cl.event == lookupCall && id.Path == "":
+		return c.errf(cl.rule+".id", "a lookup finds the native id in its JSON body: give a gjson path such as \"items.0.id\"")
 	}
-	if err := compileGJSONPath(id); err != nil {
-		return c.wrap(cl.rule+".id", err)
-	}
-	cl.idPath = id
+	cl.id, cl.idPath = id, id.Path
 	return nil
 }
 
@@ -390,6 +398,11 @@ func (c *compiler) checkConsistency(m *Mapping) error {
 }
 
 func (c *compiler) checkCallConsistency(m *Mapping, rt string, ev change.Event, cl *call) error {
+	if cl.id.Header != "" && m.types[rt].lookup == nil {
+		// An answer without the header (a proxy's 201, a changed app) leaves an account the
+		// gateway has no id for; only a lookup finds it again instead of making a second.
+		return c.errf(cl.rule+".id", "the native id comes from %s, so a create answered without it must be found again: add %s.lookup", cl.id, sectionOf[rt])
+	}
 	if where, ok := cl.usesNativeID(); ok && ev != change.Create && !m.knowsNativeIDs(rt) {
 		return c.errf(where, "uses {id}, but neither %s.events.create nor %s.lookup says where the native id is (add \"id\")", sectionOf[rt], sectionOf[rt])
 	}
@@ -425,7 +438,7 @@ func (m *Mapping) knowsNativeIDs(resourceType string) bool {
 		return false
 	}
 	for _, cr := range rm.calls[change.Create] {
-		if cr.idPath != "" {
+		if cr.id.IsSet() {
 			return true
 		}
 	}

@@ -33,7 +33,9 @@ type fileCall struct {
 	Headers     map[string]string `json:"headers"`
 	Body        *orderedObject    `json:"body"`
 	Send        string            `json:"send"`
-	ID          string            `json:"id"`
+	ID          json.RawMessage   `json:"id"`
+	Encoding    string            `json:"encoding"`
+	FormKeys    string            `json:"form_keys"`
 	Members     string            `json:"members"`
 	BatchSize   int               `json:"batch_size"`
 	MemberTypes []string          `json:"member_types"`

@@ -67,8 +67,12 @@ type Request struct {
 	// Idempotent is true when the call may be retried after a failure in flight: GET, PUT
 	// and DELETE, or a call the mapping declares idempotent.
 	Idempotent bool
-	// IDPath is the gjson path of the native id in the response (create and lookup only).
+	// IDPath is the gjson path of the native id in the response body (create and lookup
+	// only; "" when the id comes from a header).
 	IDPath string
+	// ID is where the answer gives the native id (create and lookup only): IDPath, a
+	// header, or the Location header.
+	ID IDSource
 	// Expect is what the answer must look like to prove the call worked.
 	Expect *legacy.Expect
 }
@@ -120,7 +124,7 @@ func (m *Mapping) Has(resourceType string, event change.Event) bool {
 func (m *Mapping) IDStep(resourceType string) int {
 	if rm := m.resource(resourceType); rm != nil {
 		for i, cl := range rm.calls[change.Create] {
-			if cl.idPath != "" {
+			if cl.id.IsSet() {
 				return i
 			}
 		}
@@ -340,7 +344,7 @@ func (cl *call) build(ev *evalCtx, changed []string) (Request, bool, error) {
 	if err != nil {
 		return Request{}, false, cl.explain(err, cl.rule+".path")
 	}
-	req := Request{Method: cl.method, Path: path, Idempotent: cl.idempotent, IDPath: cl.idPath, Expect: cl.expect}
+	req := Request{Method: cl.method, Path: path, Idempotent: cl.idempotent, IDPath: cl.idPath, ID: cl.id, Expect: cl.expect}
 	if len(cl.fields) > 0 {
 		body, n, err := cl.buildBody(ev, changed)
 		if err != nil {
@@ -352,6 +356,12 @@ func (cl *call) build(ev *evalCtx, changed []string) (Request, bool, error) {
 		req.Body = body
 	}
 	req.Header = cl.header.Clone()
+	if req.Body != nil && cl.form != nil {
+		if req.Body, err = cl.form.encode(req.Body); err != nil {
+			return Request{}, false, dataError("%s: %v", cl.rule+".body", err)
+		}
+		req.Header.Set("Content-Type", formContentType)
+	}
 	if req.Body != nil && req.Header.Get("Content-Type") == "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
