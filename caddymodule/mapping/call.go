@@ -36,8 +36,8 @@ type call struct {
 	header      http.Header
 	fields      []*field
 	send        sendMode
-	idPath      string   // the body path of id, when the id is in the body
-	id          IDSource // where the answer gives the native id (create and lookup)
+	idPath      string        // the body path of id, when the id is in the body
+	id          IDSource      // where the answer gives the native id (create and lookup)
 	form        *formEncoding // nil: a JSON body
 	members     memberMode
 	batchSize   int
