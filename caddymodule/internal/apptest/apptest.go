@@ -41,8 +41,6 @@ type Options struct {
 	User, Password, Key string
 	// Form requires creates and updates to be application/x-www-form-urlencoded.
 	Form bool
-	// NoLocation answers creates 201 without a Location header (the id is lost).
-	NoLocation bool
 	// PageSize is the accounts per page of GET /api/users (default 2).
 	PageSize int
 	// RateLimit, when set, is announced in RateLimit-Remaining/-Reset on every answer.
@@ -63,6 +61,8 @@ type App struct {
 	// TokenRequests counts the requests to the token endpoint; APIRequests the others.
 	TokenRequests atomic.Int64
 	APIRequests   atomic.Int64
+	// DropLocation answers creates 201 without a Location header (the id is lost).
+	DropLocation atomic.Bool
 	// TokenStatus, when not 0, makes the token endpoint fail with that status.
 	TokenStatus atomic.Int32
 	gate        chan struct{} // when set, token requests wait until it is closed
@@ -280,7 +280,7 @@ func (a *App) create(w http.ResponseWriter, r *http.Request) {
 	}
 	id := a.addLocked(fields)
 	a.mu.Unlock()
-	if !a.opts.NoLocation {
+	if !a.DropLocation.Load() {
 		w.Header().Set("Location", a.URL+"/api/users/"+id)
 	}
 	w.WriteHeader(http.StatusCreated)
