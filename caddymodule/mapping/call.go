@@ -43,6 +43,8 @@ type call struct {
 	batchSize   int
 	memberTypes []string
 	idempotent  bool
+	items       string         // list: the gjson path of the page's items
+	paging      *legacy.Paging // lookup and list: how to follow pages; nil: one page
 	expect      *legacy.Expect
 	when        *condition // nil: always
 }
@@ -99,7 +101,7 @@ func (c *compiler) compileCall(rt string, event change.Event, rule string, raw j
 	}
 	// A create's answer must carry the new id; a lookup that finds nothing is an answer too.
 	idInAnswer := cl.idPath
-	if cl.event == lookupCall {
+	if cl.event == lookupCall || cl.event == listCall {
 		idInAnswer = ""
 	}
 	if cl.expect, err = c.compileExpect(rule+".expect", c.expect, fc.Expect, idInAnswer); err != nil {
@@ -120,8 +122,8 @@ func (c *compiler) compileMethod(cl *call, method string) error {
 	if !ok {
 		return c.errf(cl.rule+".method", "unsupported method %q; use one of %s", method, strings.Join(allowedMethods, ", "))
 	}
-	if cl.event == lookupCall && cl.method != http.MethodGet {
-		return c.errf(cl.rule+".method", "a lookup reads: its method is GET, not %s", cl.method)
+	if (cl.event == lookupCall || cl.event == listCall) && cl.method != http.MethodGet {
+		return c.errf(cl.rule+".method", "a %s reads: its method is GET, not %s", cl.event, cl.method)
 	}
 	// RFC 9110 §9.2.2; a POST or PATCH can be declared idempotent when the app treats it so.
 	cl.idempotent = cl.method == http.MethodGet || cl.method == http.MethodPut || cl.method == http.MethodDelete
@@ -153,6 +155,9 @@ func (c *compiler) compileOptions(cl *call, fc *fileCall) error {
 	if err := c.compileEncoding(cl, fc); err != nil {
 		return err
 	}
+	if err := c.compileListOptions(cl, fc); err != nil {
+		return err
+	}
 	if !isMember {
 		if fc.Members != "" || fc.BatchSize != 0 || fc.MemberTypes != nil {
 			return c.errf(cl.rule, "members, batch_size and member_types apply to add_members and remove_members only")
@@ -170,10 +175,14 @@ func (c *compiler) compileIDPath(cl *call, raw json.RawMessage) error {
 	switch {
 	case !id.IsSet() && cl.event == lookupCall:
 		return c.errf(cl.rule+".id", "missing: a lookup needs the gjson path of the native id in its response (e.g. \"items.0.id\")")
+	case !id.IsSet() && cl.event == listCall:
+		return c.errf(cl.rule+".id", "missing: a list needs the gjson path of the native id in each item (e.g. \"id\")")
 	case !id.IsSet():
 		return nil
-	case cl.event != change.Create && cl.event != lookupCall:
+	case cl.event != change.Create && cl.event != lookupCall && cl.event != listCall:
 		return c.errf(cl.rule+".id", "only create and lookup responses carry the native id")
+	case cl.event == listCall && id.Path == "":
+		return c.errf(cl.rule+".id", "a list finds the native id in each item: give a gjson path such as \"id\"")
 	case cl.event == lookupCall && id.Path == "":
 		return c.errf(cl.rule+".id", "a lookup finds the native id in its JSON body: give a gjson path such as \"items.0.id\"")
 	}
@@ -231,7 +240,7 @@ func (c *compiler) checkGatewayValues(cl *call) error {
 		}
 		return "", false
 	}
-	if where, ok := uses(srcNativeID); ok && ((cl.event == change.Create && !c.flowHasID) || cl.event == lookupCall) {
+	if where, ok := uses(srcNativeID); ok && ((cl.event == change.Create && !c.flowHasID) || cl.event == lookupCall || cl.event == listCall) {
 		return c.errf(where, "uses the native id ({id} or $id), which does not exist yet in a %s", cl.event)
 	}
 	if where, ok := uses(srcMemberID); ok && cl.members != membersEach {

@@ -74,6 +74,7 @@ type resourceMapping struct {
 	typ    string
 	calls  map[change.Event][]*call // each event's flow: one call, or several in order
 	lookup *call
+	list   *call // nil: the app's accounts cannot be listed
 }
 
 // Load reads and compiles the mapping file at path. resolve expands placeholders such as
@@ -203,6 +204,11 @@ func (c *compiler) compileResource(rt string, raw json.RawMessage) (*resourceMap
 	}
 	if !isNull(fr.Lookup) {
 		if rm.lookup, err = c.compileCall(rt, lookupCall, section+".lookup", fr.Lookup, headers); err != nil {
+			return nil, err
+		}
+	}
+	if !isNull(fr.List) {
+		if rm.list, err = c.compileCall(rt, listCall, section+".list", fr.List, headers); err != nil {
 			return nil, err
 		}
 	}

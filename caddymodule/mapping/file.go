@@ -24,6 +24,7 @@ type fileMapping struct {
 type fileResource struct {
 	Headers map[string]string          `json:"headers"`
 	Lookup  json.RawMessage            `json:"lookup"`
+	List    json.RawMessage            `json:"list"`
 	Events  map[string]json.RawMessage `json:"events"`
 }
 
@@ -36,6 +37,8 @@ type fileCall struct {
 	ID          json.RawMessage   `json:"id"`
 	Encoding    string            `json:"encoding"`
 	FormKeys    string            `json:"form_keys"`
+	Items       string            `json:"items"`
+	Paging      *filePaging       `json:"paging"`
 	Members     string            `json:"members"`
 	BatchSize   int               `json:"batch_size"`
 	MemberTypes []string          `json:"member_types"`

@@ -75,6 +75,12 @@ type Request struct {
 	ID IDSource
 	// Expect is what the answer must look like to prove the call worked.
 	Expect *legacy.Expect
+	// Paging, for a lookup or a list, is how to follow the answer's pages (nil: one page);
+	// pass it to legacy.Client.Pages.
+	Paging *legacy.Paging
+	// ItemsPath, for a list, is the gjson path of each page's items; IDPath is then the
+	// native id's path within an item.
+	ItemsPath string
 }
 
 // Answer is what an earlier call of the flow answered, for $answer and $header.
@@ -344,7 +350,8 @@ func (cl *call) build(ev *evalCtx, changed []string) (Request, bool, error) {
 	if err != nil {
 		return Request{}, false, cl.explain(err, cl.rule+".path")
 	}
-	req := Request{Method: cl.method, Path: path, Idempotent: cl.idempotent, IDPath: cl.idPath, ID: cl.id, Expect: cl.expect}
+	req := Request{Method: cl.method, Path: path, Idempotent: cl.idempotent, IDPath: cl.idPath, ID: cl.id, Expect: cl.expect,
+		Paging: cl.paging, ItemsPath: cl.items}
 	if len(cl.fields) > 0 {
 		body, n, err := cl.buildBody(ev, changed)
 		if err != nil {

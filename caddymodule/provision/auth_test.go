@@ -78,7 +78,10 @@ func TestLocationOnlyCreates(t *testing.T) {
 		t.Fatalf("journal record %+v does not say why", rec)
 	}
 	var listed bool
-	_ = r.store.View(func(tx *store.Tx) error { _, listed = tx.Adoption("native", scim.UserType, "bob@contoso.example"); return nil })
+	_ = r.store.View(func(tx *store.Tx) error {
+		_, listed = tx.Adoption("native", scim.UserType, "bob@contoso.example")
+		return nil
+	})
 	if !listed || len(app.Accounts()) != 2 {
 		t.Fatalf("listed for adoption %v, accounts %d", listed, len(app.Accounts()))
 	}
