@@ -8,6 +8,8 @@ package apptest
 import (
 	"crypto/rand"
 	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -43,6 +45,9 @@ type Options struct {
 	Form bool
 	// PageSize is the accounts per page of GET /api/users (default 2).
 	PageSize int
+	// TLS, when set, serves HTTPS with it (e.g. requiring client certificates); the
+	// server's certificate is App.Certificate.
+	TLS *tls.Config
 	// RateLimit, when set, is announced in RateLimit-Remaining/-Reset on every answer.
 	RateLimit *RateLimit
 }
@@ -55,6 +60,10 @@ type RateLimit struct {
 // App is a running test app.
 type App struct {
 	URL string // the base URL: /oauth/token and /api/...
+	// Certificate is the server's certificate, with Options.TLS.
+	Certificate *x509.Certificate
+	// ClientNames are the common names of the client certificates presented.
+	clientNames []string
 
 	opts Options
 
@@ -91,7 +100,14 @@ func Start(t testing.TB, o Options) *App {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /oauth/token", a.token)
 	mux.HandleFunc("/api/", a.api)
-	srv := httptest.NewServer(mux)
+	srv := httptest.NewUnstartedServer(mux)
+	if o.TLS != nil {
+		srv.TLS = o.TLS
+		srv.StartTLS()
+		a.Certificate = srv.Certificate()
+	} else {
+		srv.Start()
+	}
 	t.Cleanup(srv.Close)
 	a.URL = srv.URL
 	return a
@@ -137,6 +153,13 @@ func (a *App) Add(fields url.Values) string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.addLocked(fields)
+}
+
+// ClientNames returns the common names of the client certificates of /api/ requests.
+func (a *App) ClientNames() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]string(nil), a.clientNames...)
 }
 
 // Seen returns, per /api/ request, its Authorization header and raw query.
@@ -215,6 +238,9 @@ func (a *App) api(w http.ResponseWriter, r *http.Request) {
 	a.APIRequests.Add(1)
 	a.mu.Lock()
 	a.seen = append(a.seen, r.Header.Get("Authorization")+" ?"+r.URL.RawQuery)
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		a.clientNames = append(a.clientNames, r.TLS.PeerCertificates[0].Subject.CommonName)
+	}
 	a.mu.Unlock()
 	if rl := a.opts.RateLimit; rl != nil {
 		w.Header().Set("RateLimit-Remaining", strconv.Itoa(rl.Remaining))
