@@ -16,12 +16,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 
 	"github.com/scimgate/scimgate/caddymodule/internal/apptest"
@@ -322,6 +324,46 @@ func TestTargetAuthConfigErrors(t *testing.T) {
 		}
 		if strings.Contains(err.Error(), itAppPassword) || strings.Contains(err.Error(), itClientSecret) {
 			t.Errorf("the error quotes the secret: %v", err)
+		}
+	}
+}
+
+// TestUnmarshalTargetAuth: each auth kind's Caddyfile form, and its errors.
+func TestUnmarshalTargetAuth(t *testing.T) {
+	parse := func(auth string) (*AuthConfig, error) {
+		g := new(Handler)
+		err := g.UnmarshalCaddyfile(caddyfile.NewTestDispenser("scim_gateway {\n target app {\n url http://app\n mapping m.json\n " + auth + "\n }\n}"))
+		if err != nil {
+			return nil, err
+		}
+		return g.Target.Auth, nil
+	}
+	ac, err := parse("auth basic {\n username svc\n password {env.APP_PASSWORD}\n }")
+	if err != nil || !reflect.DeepEqual(*ac, AuthConfig{Type: AuthBasic, Username: "svc", Password: "{env.APP_PASSWORD}"}) {
+		t.Fatalf("basic: %+v, %v", ac, err)
+	}
+	ac, err = parse("auth api_key {\n query api_key\n key_file /run/secrets/app-key\n }")
+	if err != nil || !reflect.DeepEqual(*ac, AuthConfig{Type: AuthAPIKey, Query: "api_key", KeyFile: "/run/secrets/app-key"}) {
+		t.Fatalf("api_key: %+v, %v", ac, err)
+	}
+	ac, err = parse("auth oauth2 {\n token_url https://idp/token\n client_id gw\n client_secret_file /run/secrets/cs\n scope a b\n param resource r1\n param x y\n }")
+	if err != nil || ac.ClientSecretFile != "/run/secrets/cs" || len(ac.Scopes) != 2 || len(ac.Params) != 2 {
+		t.Fatalf("oauth2: %+v, %v", ac, err)
+	}
+	for auth, want := range map[string]string{
+		"auth":                                            "auth needs a type",
+		"auth kerberos {\n }":                             `unknown type "kerberos"`,
+		"auth basic {\n password s3cret\n }":              "password must be a placeholder",
+		"auth api_key {\n key {env.A}x\n }":               "key must be a placeholder",
+		"auth oauth2 {\n client_id a\n client_id b\n }":   "client_id is set twice",
+		"auth oauth2 {\n refresh_before soon\n }":         "refresh_before",
+		"auth basic {\n username svc\n colour red\n }":    `unrecognized auth option "colour"`,
+		"auth basic {\n username svc\n query api_key\n }": "query does not apply",
+	} {
+		if _, err := parse(auth); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", auth, err, want)
+		} else if strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("%q: the error quotes the secret: %v", auth, err)
 		}
 	}
 }
