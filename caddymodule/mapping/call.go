@@ -30,6 +30,7 @@ const (
 // call is one compiled native call: an event's, or a resource type's lookup.
 type call struct {
 	rule        string
+	rt          string // the resource type
 	event       change.Event
 	method      string
 	path        *template
@@ -43,7 +44,8 @@ type call struct {
 	batchSize   int
 	memberTypes []string
 	idempotent  bool
-	items       string         // list: the gjson path of the page's items
+	items       string         // lookup and list: the gjson path of the page's items
+	match       []matchRule    // lookup with items: the fields the account's item holds
 	paging      *legacy.Paging // lookup and list: how to follow pages; nil: one page
 	expect      *legacy.Expect
 	when        *condition // nil: always
@@ -71,7 +73,7 @@ func (c *compiler) compileCall(rt string, event change.Event, rule string, raw j
 	if err := decodeStrict(raw, &fc); err != nil {
 		return nil, c.wrap(rule, err)
 	}
-	cl := &call{rule: rule, event: event}
+	cl := &call{rule: rule, event: event, rt: rt}
 	if err := c.compileMethod(cl, fc.Method); err != nil {
 		return nil, err
 	}

@@ -38,6 +38,7 @@ type fileCall struct {
 	Encoding    string            `json:"encoding"`
 	FormKeys    string            `json:"form_keys"`
 	Items       string            `json:"items"`
+	Match       map[string]string `json:"match"`
 	Paging      *filePaging       `json:"paging"`
 	Members     string            `json:"members"`
 	BatchSize   int               `json:"batch_size"`

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"iter"
 	"net/http"
+	"strings"
 
 	"github.com/tidwall/gjson"
 
@@ -22,18 +23,22 @@ type filePaging struct {
 	Type      string `json:"type"`
 	Param     string `json:"param"`
 	Cursor    string `json:"cursor"`
-	Items     string `json:"items"`
 	Start     int    `json:"start"`
 	Size      int    `json:"size"`
 	SizeParam string `json:"size_param"`
 	MaxPages  int    `json:"max_pages"`
 }
 
-// compileListOptions checks "items" (list only) and "paging" (lookup and list).
+// compileListOptions checks "items" and "paging" (lookup and list) and "match" (lookup).
 func (c *compiler) compileListOptions(cl *call, fc *fileCall) error {
+	read := cl.event == listCall || cl.event == lookupCall
 	switch {
-	case fc.Items != "" && cl.event != listCall:
-		return c.errf(cl.rule+".items", "applies to a list call only")
+	case fc.Items != "" && !read:
+		return c.errf(cl.rule+".items", "applies to lookup and list calls only")
+	case fc.Match != nil && cl.event != lookupCall:
+		return c.errf(cl.rule+".match", "applies to a lookup only")
+	case fc.Match != nil && fc.Items == "":
+		return c.errf(cl.rule+".match", "compares fields of each item: give \"items\", the path of the answer's list")
 	case cl.event == listCall && fc.Items == "":
 		return c.errf(cl.rule+".items", "missing: a list needs the gjson path of each page's list of accounts (e.g. \"items\")")
 	case fc.Paging != nil && cl.event != listCall && cl.event != lookupCall:
@@ -45,23 +50,18 @@ func (c *compiler) compileListOptions(cl *call, fc *fileCall) error {
 		}
 		cl.items = fc.Items
 	}
+	if err := c.compileMatch(cl, fc.Match); err != nil {
+		return err
+	}
 	if fc.Paging == nil {
 		return nil
 	}
 	fp := fc.Paging
 	p := &legacy.Paging{Kind: legacy.PagingKind(fp.Type), Param: fp.Param, CursorPath: fp.Cursor, ItemsPath: cl.items,
 		Start: fp.Start, Size: fp.Size, SizeParam: fp.SizeParam, MaxPages: fp.MaxPages}
-	if fp.Items != "" {
-		if cl.event == listCall {
-			return c.errf(cl.rule+".paging.items", "a list's items are its own \"items\"")
-		}
-		p.ItemsPath = fp.Items
-	}
-	for _, path := range []string{p.CursorPath, p.ItemsPath} {
-		if path != "" {
-			if err := compileGJSONPath(path); err != nil {
-				return c.wrap(cl.rule+".paging", err)
-			}
+	if p.CursorPath != "" {
+		if err := compileGJSONPath(p.CursorPath); err != nil {
+			return c.wrap(cl.rule+".paging.cursor", err)
 		}
 	}
 	if fp.MaxPages == 0 {
@@ -156,4 +156,50 @@ func yieldItems(body []byte, itemsPath, idPath string, yield func(Account, error
 		return goOn
 	})
 	return goOn
+}
+
+// matchRule is one field a lookup's item must hold: the value at a gjson path in the item
+// equals the rendered template (compared case-insensitively).
+type matchRule struct {
+	path string
+	tpl  *template
+}
+
+func (c *compiler) compileMatch(cl *call, match map[string]string) error {
+	for _, path := range sortedKeys(match) {
+		if err := compileGJSONPath(path); err != nil {
+			return c.wrap(fmt.Sprintf("%s.match[%q]", cl.rule, path), err)
+		}
+		tpl, err := compileTemplate(cl.rt, match[path], false, c.tables)
+		if err != nil {
+			return c.wrap(fmt.Sprintf("%s.match[%q]", cl.rule, path), err)
+		}
+		cl.match = append(cl.match, matchRule{path: path, tpl: tpl})
+	}
+	return nil
+}
+
+// FindID reads a lookup's answer (one page of it): the native id at IDPath, or, with
+// ItemsPath, the id of the first item that holds every Match value. found is false when
+// the answer names no such account.
+func (r *Request) FindID(body []byte) (id string, found bool) {
+	if r.ItemsPath == "" {
+		id, err := ExtractID(body, r.IDPath)
+		return id, err == nil
+	}
+	if !gjson.ValidBytes(body) {
+		return "", false
+	}
+	gjson.GetBytes(body, r.ItemsPath).ForEach(func(_, item gjson.Result) bool {
+		for path, want := range r.Match {
+			if !strings.EqualFold(item.Get(path).String(), want) {
+				return true
+			}
+		}
+		var err error
+		id, err = ExtractID([]byte(item.Raw), r.IDPath)
+		found = err == nil
+		return !found
+	})
+	return id, found
 }

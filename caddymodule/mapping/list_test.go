@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/scimgate/scimgate/caddymodule/internal/apptest"
@@ -85,13 +86,40 @@ func TestListLoadErrors(t *testing.T) {
 			`demo.json: users.list.paging: cursor paging needs the cursor's path in the answer and the query parameter that sends it back`},
 		{"too many pages", `{"version": 1, "users": {"events": {}, "list": {"method": "GET", "path": "/u", "items": "items", "id": "id", "paging": {"type": "link", "max_pages": 1000000}}}}`,
 			`demo.json: users.list.paging: max_pages must be between 1 and 100000`},
+		{"match without items", `{"version": 1, "users": {"events": {}, "lookup": {"method": "GET", "path": "/u", "id": "id", "match": {"login": "{userName}"}}}}`,
+			`demo.json: users.lookup.match: compares fields of each item: give "items", the path of the answer's list`},
+		{"match on a list", `{"version": 1, "users": {"events": {}, "list": {"method": "GET", "path": "/u", "items": "items", "id": "id", "match": {"login": "x"}}}}`,
+			`demo.json: users.list.match: applies to a lookup only`},
+		{"match of an unknown attribute", `{"version": 1, "users": {"events": {}, "lookup": {"method": "GET", "path": "/u", "items": "items", "id": "id", "match": {"login": "{userNme}"}}}}`,
+			`demo.json: users.lookup.match["login"]: `},
 		{"lookup page paging without items", `{"version": 1, "users": {"events": {}, "lookup": {"method": "GET", "path": "/u", "id": "items.0.id", "paging": {"type": "page", "param": "p"}}}}`,
 			`demo.json: users.lookup.paging: page paging needs the query parameter and the path of the page's items`},
 	}
 	for _, tc := range tests {
 		_, err := Parse("demo.json", []byte(tc.file), testResolve)
-		if err == nil || err.Error() != tc.want {
+		if err == nil || (err.Error() != tc.want && !(strings.HasSuffix(tc.want, ": ") && strings.HasPrefix(err.Error(), tc.want))) {
 			t.Errorf("%s:\n got: %v\nwant: %s", tc.name, err, tc.want)
 		}
+	}
+}
+
+// TestLookupMatch: a lookup over a list finds the item whose fields hold the rendered
+// values, case-insensitively, and nothing when none does.
+func TestLookupMatch(t *testing.T) {
+	m := mustParse(t, `{"version": 1, "users": {"events": {}, "lookup": {"method": "GET", "path": "/u", "items": "data", "id": "key",
+		"match": {"login": "{userName|lower}", "org.code": "EU"}}}}`)
+	req, ok, err := m.LookupRequest(scim.UserType, resource(t, `{"id":"s","userName":"Ada@X.example"}`))
+	if err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	page := []byte(`{"data":[{"key":1,"login":"ada@x.example","org":{"code":"US"}},{"key":2,"login":"ADA@x.example","org":{"code":"eu"}}]}`)
+	if id, found := req.FindID(page); !found || id != "2" {
+		t.Fatalf("FindID: %q, %v", id, found)
+	}
+	if _, found := req.FindID([]byte(`{"data":[{"key":1,"login":"bob"}]}`)); found {
+		t.Fatal("found an account that does not match")
+	}
+	if _, _, err := m.LookupRequest(scim.UserType, resource(t, `{"id":"s"}`)); err == nil {
+		t.Fatal("a lookup without the value to match was built")
 	}
 }

@@ -78,9 +78,12 @@ type Request struct {
 	// Paging, for a lookup or a list, is how to follow the answer's pages (nil: one page);
 	// pass it to legacy.Client.Pages.
 	Paging *legacy.Paging
-	// ItemsPath, for a list, is the gjson path of each page's items; IDPath is then the
-	// native id's path within an item.
+	// ItemsPath, for a list or a lookup, is the gjson path of each page's items; IDPath
+	// is then the native id's path within an item.
 	ItemsPath string
+	// Match, for a lookup with ItemsPath, are the values (by gjson path in an item) the
+	// account's item holds, compared case-insensitively (see FindID).
+	Match map[string]string
 }
 
 // Answer is what an earlier call of the flow answered, for $answer and $header.
@@ -276,9 +279,20 @@ func (m *Mapping) LookupRequest(resourceType string, r scim.Resource) (*Request,
 		return nil, false, nil
 	}
 	in := &Input{ResourceType: rm.typ, Event: lookupCall, Resource: r}
-	req, _, err := rm.lookup.build(&evalCtx{in: in, doc: r}, nil)
+	ev := &evalCtx{in: in, doc: r}
+	req, _, err := rm.lookup.build(ev, nil)
 	if err != nil {
 		return nil, true, err
+	}
+	for _, mr := range rm.lookup.match {
+		v, ok, err := mr.tpl.renderText(ev)
+		if err != nil || !ok {
+			return nil, true, dataError("%s.match[%q]: the account cannot be looked up without a value", rm.lookup.rule, mr.path)
+		}
+		if req.Match == nil {
+			req.Match = map[string]string{}
+		}
+		req.Match[mr.path] = v
 	}
 	return &req, true, nil
 }

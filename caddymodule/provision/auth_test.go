@@ -2,7 +2,9 @@ package provision
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -32,9 +34,9 @@ const formMapping = `{
 const appPassword = "pa55-word-engine-71c"
 
 // newFormTarget is a target on apptest with basic auth and form bodies.
-func newFormTarget(t *testing.T, app *apptest.App) *Target {
+func newFormTarget(t *testing.T, app *apptest.App, file string) *Target {
 	t.Helper()
-	target := newMappedTarget(t, app.URL, formMapping)
+	target := newMappedTarget(t, app.URL, file)
 	auth, err := legacy.NewBasicAuth("svc", appPassword)
 	if err != nil {
 		t.Fatal(err)
@@ -53,7 +55,7 @@ func newFormTarget(t *testing.T, app *apptest.App) *Target {
 // and Entra's retry adopts the account through the lookup instead of making a second.
 func TestLocationOnlyCreates(t *testing.T) {
 	app := apptest.Start(t, apptest.Options{Auth: apptest.AuthBasic, User: "svc", Password: appPassword, Form: true})
-	r := newRig(t, rigOptions{target: newFormTarget(t, app)})
+	r := newRig(t, rigOptions{target: newFormTarget(t, app, formMapping)})
 	id := r.mustCreate(scim.UserType, user("ada@contoso.example", `,"name":{"givenName":"Ada"}`))
 	native := r.nativeID(scim.UserType, id)
 	acc := app.Accounts()[native]
@@ -99,5 +101,55 @@ func TestLocationOnlyCreates(t *testing.T) {
 	out, _ := json.Marshal(r.records())
 	if strings.Contains(string(out), appPassword) {
 		t.Fatal("the journal holds the app's password")
+	}
+}
+
+// TestPagedLookupAdopts: a lookup that reads the app's whole list page by page finds the
+// account a create without a Location left on a later page; one that cannot finish
+// within its max_pages is an outage, never a second account.
+func TestPagedLookupAdopts(t *testing.T) {
+	app := apptest.Start(t, apptest.Options{Auth: apptest.AuthBasic, User: "svc", Password: appPassword, Form: true})
+	for i := range 5 {
+		app.Add(url.Values{"login": {fmt.Sprintf("fixture%d@contoso.example", i)}})
+	}
+	paged := func(maxPages int) string {
+		return strings.Replace(formMapping, `"lookup": {"method": "GET", "path": "/api/users?login={userName}", "id": "items.0.id"}`,
+			fmt.Sprintf(`"lookup": {"method": "GET", "path": "/api/users", "items": "items", "id": "id", "match": {"login": "{userName}"},
+				"paging": {"type": "link", "max_pages": %d}}`, maxPages), 1)
+	}
+	for _, c := range []struct {
+		maxPages int
+		adopted  bool
+	}{{10, true}, {2, false}} {
+		r := newRig(t, rigOptions{target: newFormTarget(t, app, paged(c.maxPages))})
+		name := fmt.Sprintf("paged%d@contoso.example", c.maxPages)
+		create := func() *Result {
+			return r.eng.Apply(testReq, &Op{Action: change.ActionCreate, Type: scim.UserType, Resource: prepared(t, scim.UserType, user(strings.ToUpper(name))), Status: 201})
+		}
+		app.DropLocation.Store(true)
+		if res := create(); res.Status != http.StatusServiceUnavailable {
+			t.Fatalf("a create without Location: %+v", res)
+		}
+		app.DropLocation.Store(false)
+		accounts := len(app.Accounts())
+		res := create()
+		if len(app.Accounts()) != accounts {
+			t.Fatalf("max_pages %d: the retry made a second account", c.maxPages)
+		}
+		if !c.adopted {
+			if res.Status != http.StatusServiceUnavailable || !strings.Contains(res.Err.Error(), "max_pages") {
+				t.Fatalf("a lookup past max_pages: %+v (%v), want a 503 naming max_pages", res, res.Err)
+			}
+			continue
+		}
+		if res.Err != nil {
+			t.Fatalf("retry: %v", res.Err)
+		}
+		if n := r.nativeID(scim.UserType, res.ID); !strings.EqualFold(app.Accounts()[n].Get("login"), name) {
+			t.Fatalf("adopted %q (%v)", n, app.Accounts()[n])
+		}
+		if rec := r.last(); len(rec.Calls) != 3 { // the account is on the third page
+			t.Fatalf("the lookup's pages are not journaled: %+v", rec.Calls)
+		}
 	}
 }

@@ -152,11 +152,10 @@ func (e *Engine) adoptExisting(ctx context.Context, p *plan, res *syncResult) (s
 	if err != nil {
 		return "", lookupError(resp, err, res)
 	}
-	id, err := mapping.ExtractID(resp.Body, req.IDPath)
-	if err != nil || id == "" {
-		return "", nil // not there: the app never applied the create
+	if id, found := req.FindID(resp.Body); found {
+		return id, nil
 	}
-	return id, nil
+	return "", nil // not there: the app never applied the create
 }
 
 // lookupPages is a lookup that follows pages until one gives the id. A listing that
@@ -170,7 +169,7 @@ func (e *Engine) lookupPages(ctx context.Context, lr legacy.Request, req *mappin
 		if err != nil {
 			return "", lookupError(resp, err, res)
 		}
-		if id, err := mapping.ExtractID(resp.Body, req.IDPath); err == nil && id != "" {
+		if id, found := req.FindID(resp.Body); found {
 			return id, nil
 		}
 	}
