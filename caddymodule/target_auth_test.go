@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -267,7 +268,8 @@ func TestTargetMutualTLS(t *testing.T) {
 	}
 	t.Setenv("SCIMGATE_TEST_KEY", itAppKey)
 	for _, withCert := range []bool{true, false} {
-		tlsCfg := &reverseproxy.TLSConfig{RootCAPEMFiles: []string{caFile}}
+		ca, _ := json.Marshal(map[string]any{"provider": "file", "pem_files": []string{caFile}})
+		tlsCfg := &reverseproxy.TLSConfig{CARaw: ca} // tls_trust_pool file <caFile>
 		if withCert {
 			tlsCfg.ClientCertificateFile, tlsCfg.ClientCertificateKeyFile = certFile, keyFile
 		}
