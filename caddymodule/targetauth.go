@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -159,8 +161,8 @@ func (a *AuthConfig) only(allowed ...string) error {
 	for _, k := range allowed {
 		delete(set, k)
 	}
-	for k, v := range set {
-		if v {
+	for _, k := range slices.Sorted(maps.Keys(set)) {
+		if set[k] {
 			return fmt.Errorf("auth %s: %s does not apply (it belongs to another auth type)", a.Type, k)
 		}
 	}

@@ -14,7 +14,8 @@ import (
 // structured RateLimit header of the IETF drafts ("limit=100, remaining=5, reset=30" or
 // "default";r=5;t=30), and the common X-RateLimit-Remaining and X-RateLimit-Reset (seconds,
 // or a Unix time). With nothing left in the window, no request is sent until it resets;
-// with little left (fewer than low), requests are spread evenly over the rest of it.
+// with little left (fewer than low: twice MaxConcurrent), requests are spread evenly over
+// the rest of it.
 type pacer struct {
 	low int // pace from this many remaining requests down
 
