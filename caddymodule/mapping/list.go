@@ -44,6 +44,9 @@ func (c *compiler) compileListOptions(cl *call, fc *fileCall) error {
 	case fc.Paging != nil && cl.event != listCall && cl.event != lookupCall:
 		return c.errf(cl.rule+".paging", "applies to lookup and list calls only")
 	}
+	if cl.event == listCall && (len(cl.path.sources()) > 0 || len(cl.fields) > 0) {
+		return c.errf(cl.rule, "a list reads every account, of no resource in particular: its path has no placeholders and it has no body")
+	}
 	if fc.Items != "" {
 		if err := compileGJSONPath(fc.Items); err != nil {
 			return c.wrap(cl.rule+".items", err)

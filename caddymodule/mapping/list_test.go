@@ -78,6 +78,8 @@ func TestListLoadErrors(t *testing.T) {
 			`demo.json: users.list.id: missing: a list needs the gjson path of the native id in each item (e.g. "id")`},
 		{"list by POST", `{"version": 1, "users": {"events": {}, "list": {"method": "POST", "path": "/u", "items": "items", "id": "id"}}}`,
 			`demo.json: users.list.method: a list reads: its method is GET, not POST`},
+		{"list of a resource", `{"version": 1, "users": {"events": {}, "list": {"method": "GET", "path": "/u?login={userName}", "items": "items", "id": "id"}}}`,
+			`demo.json: users.list: a list reads every account, of no resource in particular: its path has no placeholders and it has no body`},
 		{"paging on a create", userCreate(`{"method": "POST", "path": "/u", "paging": {"type": "link"}}`),
 			`demo.json: users.events.create.paging: applies to lookup and list calls only`},
 		{"unknown paging", `{"version": 1, "users": {"events": {}, "list": {"method": "GET", "path": "/u", "items": "items", "id": "id", "paging": {"type": "scroll"}}}}`,
