@@ -2,6 +2,7 @@ package legacy
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -287,5 +288,28 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 5s")
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestOAuthTokenEndpointUnreachable: a token endpoint that refuses connections, or answers
+// too slowly, is named as the cause; nothing reaches the app.
+func TestOAuthTokenEndpointUnreachable(t *testing.T) {
+	app := newOAuthApp(t, time.Hour)
+	refused := newOAuth(t, app, func(c *OAuthConfig) { c.TokenURL = refusedURL(t) + "/token" })
+	slowSrv, _ := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body) // so the server notices the client hang up
+		blockUntilDone(w, r)
+	})
+	slow := newOAuth(t, app, func(c *OAuthConfig) { c.TokenURL = slowSrv.URL })
+	for want, o := range map[string]*OAuth{"unreachable: connection refused": refused, "did not answer in time": slow} {
+		c := newTestClient(t, app.URL, Options{Auth: o, Timeout: 200 * time.Millisecond})
+		_, err := c.Do(context.Background(), Request{Method: http.MethodGet, Path: "/api/users"})
+		e := asError(t, err)
+		if e.Kind != KindAuth || !strings.Contains(e.Cause(), want) {
+			t.Errorf("%s: %v (%s)", want, err, e.Cause())
+		}
+	}
+	if n := app.APIRequests.Load(); n != 0 {
+		t.Fatalf("%d calls reached the app", n)
 	}
 }

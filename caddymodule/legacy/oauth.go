@@ -191,7 +191,12 @@ func (o *OAuth) fetch(ctx context.Context) (*oauth2.Token, error) {
 	o.gen++
 	if err != nil {
 		if ctx.Err() != nil {
-			o.failErr = nil // the caller gave up: the next caller tries itself
+			// The call's time ran out (or its caller gave up) while the token endpoint
+			// was answering: the next caller tries itself.
+			o.failErr = nil
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return nil, &Error{Kind: KindAuth, Err: errors.New("the token endpoint did not answer in time")}
+			}
 			return nil, contextError(ctx.Err())
 		}
 		e := tokenError(err, start)
