@@ -211,7 +211,7 @@ func (c *Client) send(ctx context.Context, r Request, target string) (*Response,
 			hresp.Body.Close()
 			continue
 		}
-		resp, e := c.receive(hresp, ctx, actx)
+		resp, e := c.receive(ctx, actx, hresp)
 		if e != nil {
 			return nil, e
 		}
@@ -237,7 +237,7 @@ func (c *Client) authorize(ctx context.Context, req *http.Request) (func() bool,
 }
 
 // receive reads the answer's bounded body.
-func (c *Client) receive(hresp *http.Response, ctx, actx context.Context) (*Response, *Error) {
+func (c *Client) receive(ctx, actx context.Context, hresp *http.Response) (*Response, *Error) {
 	defer hresp.Body.Close()
 	body, e := c.readBody(hresp)
 	if e != nil {
