@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -50,7 +51,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        max_retries <n>             # default 2, only where safe
 //	        max_retry_after <dur>       # default 5s
 //	        max_response_size <size>    # default 4MiB
+//	        auth basic|api_key|oauth2 { ... }   # see parseAuthBlock; secrets from {env.*} or *_file
 //	        transport http { ... }      # Caddy's reverse_proxy HTTP transport options
+//	                                    # (tls, tls_client_auth <cert> <key> for mTLS, timeouts)
 //	    }
 //	    journal {
 //	        name <name>                 # default scimgate
@@ -255,6 +258,13 @@ func parseTargetBlock(d *caddyfile.Dispenser) (*TargetConfig, error) {
 				tc.DryRun = v
 			}
 			continue
+		case "auth":
+			ac, err := parseAuthBlock(d)
+			if err != nil {
+				return nil, err
+			}
+			tc.Auth = ac
+			continue
 		case "transport":
 			if !d.NextArg() || d.Val() != "http" {
 				return nil, d.Errf("target: transport: only the http transport is supported")
@@ -343,6 +353,106 @@ func parseTargetBlock(d *caddyfile.Dispenser) (*TargetConfig, error) {
 		return nil, d.Errf("target %s needs url and mapping", tc.Name)
 	}
 	return tc, nil
+}
+
+// parseAuthBlock parses a target's auth. Secrets are placeholders ({env.*}, {file.*}) or
+// files, never literals, so that `caddy adapt` output never holds them:
+//
+//	auth basic {
+//	    username <user>
+//	    password {env.APP_PASSWORD}         # or: password_file <path>
+//	}
+//	auth api_key {
+//	    header <name>                       # or: query <name>
+//	    key {env.APP_KEY}                   # or: key_file <path>
+//	}
+//	auth oauth2 {
+//	    token_url <url>
+//	    client_id <id>
+//	    client_secret {env.APP_CLIENT_SECRET}   # or: client_secret_file <path>
+//	    client_auth basic|body              # default basic
+//	    scope <scope>...
+//	    audience <audience>
+//	    param <name> <value>                # repeatable
+//	    refresh_before <duration>           # default 60s
+//	}
+func parseAuthBlock(d *caddyfile.Dispenser) (*AuthConfig, error) {
+	if !d.NextArg() {
+		return nil, d.Errf("target: auth needs a type: basic, api_key or oauth2")
+	}
+	ac := &AuthConfig{Type: d.Val()}
+	if ac.Type != AuthBasic && ac.Type != AuthAPIKey && ac.Type != AuthOAuth2 {
+		return nil, d.Errf("target: auth: unknown type %q; use basic, api_key or oauth2", ac.Type)
+	}
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		if seen[opt] && opt != "param" {
+			return nil, d.Errf("auth: %s is set twice", opt)
+		}
+		seen[opt] = true
+		switch opt {
+		case "scope":
+			ac.Scopes = d.RemainingArgs()
+			if len(ac.Scopes) == 0 {
+				return nil, d.ArgErr()
+			}
+			continue
+		case "param":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return nil, d.Errf("auth: param takes a name and a value")
+			}
+			if ac.Params == nil {
+				ac.Params = map[string]string{}
+			}
+			ac.Params[args[0]] = args[1]
+			continue
+		}
+		v, err := oneArg(d)
+		if err != nil {
+			return nil, err
+		}
+		if err := setAuthOption(ac, opt, v); err != nil {
+			return nil, d.Err(err.Error())
+		}
+	}
+	if err := ac.checkFields(); err != nil {
+		return nil, d.Err(err.Error())
+	}
+	return ac, nil
+}
+
+func setAuthOption(ac *AuthConfig, opt, v string) error {
+	secretOpt := map[string]*string{"password": &ac.Password, "key": &ac.Key, "client_secret": &ac.ClientSecret}
+	if p, ok := secretOpt[opt]; ok {
+		if !onePlaceholder.MatchString(v) {
+			return fmt.Errorf("auth: %s must be a placeholder such as {env.APP_SECRET}, or use %s_file: a secret written in the Caddyfile would show in `caddy adapt` output", opt, opt)
+		}
+		*p = v
+		return nil
+	}
+	plain := map[string]*string{
+		"username": &ac.Username, "password_file": &ac.PasswordFile, "header": &ac.Header, "query": &ac.Query,
+		"key_file": &ac.KeyFile, "token_url": &ac.TokenURL, "client_id": &ac.ClientID,
+		"client_secret_file": &ac.ClientSecretFile, "client_auth": &ac.ClientAuth, "audience": &ac.Audience,
+	}
+	if p, ok := plain[opt]; ok {
+		*p = v
+		return nil
+	}
+	if opt == "refresh_before" {
+		dur, err := caddy.ParseDuration(v)
+		if err != nil || dur <= 0 {
+			return fmt.Errorf("auth: refresh_before: want a positive duration, got %q", v)
+		}
+		ac.RefreshBefore = caddy.Duration(dur)
+		return nil
+	}
+	return fmt.Errorf("unrecognized auth option %q", opt)
 }
 
 func parseJournalBlock(d *caddyfile.Dispenser) (*JournalConfig, error) {

@@ -58,8 +58,14 @@ type TargetConfig struct {
 	// header values may be placeholders such as {env.APP_API_KEY}, resolved at start-up.
 	Headers map[string]string `json:"headers,omitempty"`
 
+	// Auth is how the gateway authenticates to the app: HTTP basic, an API key, or an
+	// OAuth 2.0 client-credentials token (see AuthConfig). Secrets come from placeholders
+	// or files, never from the config itself.
+	Auth *AuthConfig `json:"auth,omitempty"`
+
 	// Transport holds Caddy's HTTP transport options for the app (timeouts, TLS,
-	// keep-alive), as in reverse_proxy's `transport http` block.
+	// keep-alive, client certificates for mTLS with tls_client_auth), as in reverse_proxy's
+	// `transport http` block. The OAuth token requests use it too.
 	Transport *reverseproxy.HTTPTransport `json:"transport,omitempty"`
 }
 
@@ -110,9 +116,16 @@ func (c *TargetConfig) provision(ctx caddy.Context, repl *caddy.Replacer) (*prov
 		}
 		rt = c.Transport
 	}
+	var auth legacy.Auth
+	if c.Auth != nil {
+		if auth, err = c.Auth.build(repl, rt, time.Duration(c.Timeout)); err != nil {
+			return nil, fmt.Errorf("target %s: %w", name, err)
+		}
+	}
 	client, err := legacy.New(legacy.Options{
 		BaseURL:          base,
 		Transport:        rt,
+		Auth:             auth,
 		Timeout:          time.Duration(c.Timeout),
 		MaxConcurrent:    c.MaxConcurrent,
 		RateLimit:        c.RateLimit,

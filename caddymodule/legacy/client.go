@@ -3,6 +3,7 @@ package legacy
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -50,6 +51,7 @@ type Client struct {
 	own      *http.Transport // the default transport, when New built it
 	sem      semaphore
 	limiter  *tokenBucket
+	pace     *pacer
 	breaker  *breaker
 	now      func() time.Time
 	jitterFn func(time.Duration) time.Duration
@@ -71,6 +73,7 @@ func New(opts Options) (*Client, error) {
 		baseStr:  base.String(),
 		sem:      make(semaphore, opts.MaxConcurrent),
 		limiter:  newTokenBucket(opts.RateLimit, opts.RateBurst),
+		pace:     newPacer(2 * opts.MaxConcurrent),
 		breaker:  newBreaker(opts.CircuitFailures, opts.CircuitCooldown),
 		now:      time.Now,
 		jitterFn: jitter,
@@ -164,9 +167,13 @@ func (c *Client) attempt(ctx context.Context, r Request, target string) (*Respon
 	return resp, e
 }
 
-// admitted waits for the rate limit and a concurrency slot, then sends.
+// admitted waits for the rate limit (the client's own, and the app's as its headers
+// announce it) and a concurrency slot, then sends.
 func (c *Client) admitted(ctx context.Context, r Request, target string) (*Response, *Error) {
 	if e := c.limiter.wait(ctx); e != nil {
+		return nil, e
+	}
+	if e := c.pace.wait(ctx, c.now(), c.opts.MaxRetryAfter); e != nil {
 		return nil, e
 	}
 	if e := c.sem.acquire(ctx); e != nil {
@@ -176,21 +183,61 @@ func (c *Client) admitted(ctx context.Context, r Request, target string) (*Respo
 	return c.send(ctx, r, target)
 }
 
-// send performs one HTTP exchange and reads the bounded body.
+// send performs one HTTP exchange and reads the bounded body. When the app answers 401 to
+// a credential that can be renewed (an OAuth token it no longer accepts), the exchange is
+// made once more with a fresh one: a 401 says the app did not act on the request.
 func (c *Client) send(ctx context.Context, r Request, target string) (*Response, *Error) {
 	actx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
 	var sent atomic.Bool
 	trace := &httptrace.ClientTrace{WroteHeaders: func() { sent.Store(true) }}
-	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(actx, trace), r.Method, target, bodyReader(r.Body))
-	if err != nil {
-		return nil, &Error{Kind: KindInvalidResponse, Err: err}
+	tctx := httptrace.WithClientTrace(actx, trace)
+	for renewed := false; ; renewed = true {
+		req, err := http.NewRequestWithContext(tctx, r.Method, target, bodyReader(r.Body))
+		if err != nil {
+			return nil, &Error{Kind: KindInvalidResponse, Err: err}
+		}
+		req.Header = requestHeader(r)
+		renew, e := c.authorize(actx, req)
+		if e != nil {
+			return nil, e
+		}
+		hresp, err := c.http.Do(req)
+		if err != nil {
+			return nil, transportError(ctx, actx, err, sent.Load())
+		}
+		if hresp.StatusCode == http.StatusUnauthorized && renew != nil && !renewed && renew() {
+			_, _ = io.Copy(io.Discard, io.LimitReader(hresp.Body, 64<<10)) // reuse the connection
+			hresp.Body.Close()
+			continue
+		}
+		resp, e := c.receive(ctx, actx, hresp)
+		if e != nil {
+			return nil, e
+		}
+		c.pace.note(resp.Header, c.now())
+		return resp, checkAnswer(r.Expect, resp, c.now())
 	}
-	req.Header = requestHeader(r)
-	hresp, err := c.http.Do(req)
-	if err != nil {
-		return nil, transportError(ctx, actx, err, sent.Load())
+}
+
+// authorize applies the target's credentials.
+func (c *Client) authorize(ctx context.Context, req *http.Request) (func() bool, *Error) {
+	if c.opts.Auth == nil {
+		return nil, nil
 	}
+	renew, err := c.opts.Auth.Apply(ctx, req)
+	if err != nil {
+		var e *Error
+		if !errors.As(err, &e) {
+			e = &Error{Kind: KindAuth, Err: errors.New("the credential could not be applied")}
+		}
+		return nil, e
+	}
+	return renew, nil
+}
+
+// receive reads the answer's bounded body.
+func (c *Client) receive(ctx, actx context.Context, hresp *http.Response) (*Response, *Error) {
 	defer hresp.Body.Close()
 	body, e := c.readBody(hresp)
 	if e != nil {
@@ -200,8 +247,7 @@ func (c *Client) send(ctx context.Context, r Request, target string) (*Response,
 		e.Status = hresp.StatusCode
 		return nil, e
 	}
-	resp := &Response{Status: hresp.StatusCode, Header: hresp.Header, Body: body}
-	return resp, checkAnswer(r.Expect, resp, c.now())
+	return &Response{Status: hresp.StatusCode, Header: hresp.Header, Body: body}, nil
 }
 
 // readBody reads at most MaxResponseBytes; more is KindTooLarge (the rest is not read).

@@ -47,6 +47,9 @@ const (
 	// look like the call's expected answer (an HTML sign-in page with 200, a proxy's {}),
 	// or an error that is not the application's own (a proxy's 404 page, a WAF's 400).
 	KindUnproven Kind = "unproven"
+	// KindAuth: the gateway could not obtain its credential for the app (the OAuth token
+	// endpoint failed); nothing was sent to the app.
+	KindAuth Kind = "auth"
 )
 
 // Error is a failed call to the backend. It never holds header values or URLs (which can
@@ -106,6 +109,7 @@ func (e *Error) Unwrap() error { return e.Err }
 var (
 	errCrossOriginRedirect = errors.New("redirect to another scheme, host or port refused")
 	errTooManyRedirects    = errors.New("more than 3 redirects")
+	errRateLimitHeaders    = errors.New("the application's rate limit headers say its window is used up")
 )
 
 // transportError classifies an error from http.Client.Do or from reading the body. parent
@@ -294,7 +298,7 @@ func (e *Error) Cause() string {
 		fmt.Fprintf(&b, " (HTTP %d)", e.Status)
 	}
 	switch {
-	case e.Kind == KindUnproven || e.Kind == KindCircuitOpen:
+	case e.Kind == KindUnproven || e.Kind == KindCircuitOpen || e.Kind == KindAuth:
 		if e.Err != nil {
 			b.WriteString(": " + e.Err.Error())
 		}

@@ -6,7 +6,14 @@
 // The client bounds everything it does for one backend: in-flight requests, request rate,
 // per-attempt time, retries (only where repeating a request cannot duplicate its effect),
 // how long it honours the backend's Retry-After, response size and redirects. A circuit
-// breaker stops hammering a backend that is down.
+// breaker stops hammering a backend that is down. The app's rate limit headers
+// (RateLimit-*, X-RateLimit-*) pace the calls before it answers 429.
+//
+// Auth puts the gateway's credentials on every call: BasicAuth, APIKey (a header or a
+// query parameter) or OAuth (client credentials, through golang.org/x/oauth2: the token is
+// cached, renewed before it expires, fetched again once after a 401, by one caller at a
+// time). A credential that cannot be obtained is KindAuth, an outage for Entra (503),
+// never a 401. Pages follows a list call's pages (cursor, page, offset or Link).
 //
 // The package does not import Caddy: the module's glue builds the *http.Transport from
 // Caddy's reverse-proxy transport options (TLS, timeouts, pool) and passes it in Options.
@@ -53,6 +60,9 @@ type Options struct {
 	// Transport sends the requests. Nil means a default *http.Transport tuned for one
 	// backend, with a keep-alive pool sized to MaxConcurrent.
 	Transport http.RoundTripper
+	// Auth puts the gateway's credentials on every request (nil: none beyond the
+	// request's own headers): BasicAuth, APIKey or OAuth.
+	Auth Auth
 	// Timeout bounds each attempt (connect, send, response headers and body). Default 10s.
 	Timeout time.Duration
 	// MaxConcurrent bounds in-flight requests to this backend; callers beyond it wait,

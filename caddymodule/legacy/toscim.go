@@ -36,6 +36,9 @@ func ToSCIM(event change.Event, resp *Response, err error) (*scim.Error, time.Du
 	if e.Kind == KindCircuitOpen && e.Err != nil {
 		return outage(e, strings.TrimSuffix(outageDetail(e.Kind), "; retry later")+" ("+e.Err.Error()+"); retry later")
 	}
+	if e.Kind == KindAuth && e.Err != nil {
+		return outage(e, "the gateway could not obtain its credentials for the target application ("+e.Err.Error()+"); retry later")
+	}
 	if e.Kind != KindStatus {
 		return outage(e, outageDetail(e.Kind))
 	}

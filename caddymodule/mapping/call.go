@@ -30,17 +30,23 @@ const (
 // call is one compiled native call: an event's, or a resource type's lookup.
 type call struct {
 	rule        string
+	rt          string // the resource type
 	event       change.Event
 	method      string
 	path        *template
 	header      http.Header
 	fields      []*field
 	send        sendMode
-	idPath      string
+	idPath      string        // the body path of id, when the id is in the body
+	id          IDSource      // where the answer gives the native id (create and lookup)
+	form        *formEncoding // nil: a JSON body
 	members     memberMode
 	batchSize   int
 	memberTypes []string
 	idempotent  bool
+	items       string         // lookup and list: the gjson path of the page's items
+	match       []matchRule    // lookup with items: the fields the account's item holds
+	paging      *legacy.Paging // lookup and list: how to follow pages; nil: one page
 	expect      *legacy.Expect
 	when        *condition // nil: always
 }
@@ -67,7 +73,7 @@ func (c *compiler) compileCall(rt string, event change.Event, rule string, raw j
 	if err := decodeStrict(raw, &fc); err != nil {
 		return nil, c.wrap(rule, err)
 	}
-	cl := &call{rule: rule, event: event}
+	cl := &call{rule: rule, event: event, rt: rt}
 	if err := c.compileMethod(cl, fc.Method); err != nil {
 		return nil, err
 	}
@@ -97,7 +103,7 @@ func (c *compiler) compileCall(rt string, event change.Event, rule string, raw j
 	}
 	// A create's answer must carry the new id; a lookup that finds nothing is an answer too.
 	idInAnswer := cl.idPath
-	if cl.event == lookupCall {
+	if cl.event == lookupCall || cl.event == listCall {
 		idInAnswer = ""
 	}
 	if cl.expect, err = c.compileExpect(rule+".expect", c.expect, fc.Expect, idInAnswer); err != nil {
@@ -118,8 +124,8 @@ func (c *compiler) compileMethod(cl *call, method string) error {
 	if !ok {
 		return c.errf(cl.rule+".method", "unsupported method %q; use one of %s", method, strings.Join(allowedMethods, ", "))
 	}
-	if cl.event == lookupCall && cl.method != http.MethodGet {
-		return c.errf(cl.rule+".method", "a lookup reads: its method is GET, not %s", cl.method)
+	if (cl.event == lookupCall || cl.event == listCall) && cl.method != http.MethodGet {
+		return c.errf(cl.rule+".method", "a %s reads: its method is GET, not %s", cl.event, cl.method)
 	}
 	// RFC 9110 §9.2.2; a POST or PATCH can be declared idempotent when the app treats it so.
 	cl.idempotent = cl.method == http.MethodGet || cl.method == http.MethodPut || cl.method == http.MethodDelete
@@ -148,6 +154,12 @@ func (c *compiler) compileOptions(cl *call, fc *fileCall) error {
 	if err := c.compileIDPath(cl, fc.ID); err != nil {
 		return err
 	}
+	if err := c.compileEncoding(cl, fc); err != nil {
+		return err
+	}
+	if err := c.compileListOptions(cl, fc); err != nil {
+		return err
+	}
 	if !isMember {
 		if fc.Members != "" || fc.BatchSize != 0 || fc.MemberTypes != nil {
 			return c.errf(cl.rule, "members, batch_size and member_types apply to add_members and remove_members only")
@@ -157,19 +169,26 @@ func (c *compiler) compileOptions(cl *call, fc *fileCall) error {
 	return c.compileMemberOptions(cl, fc)
 }
 
-func (c *compiler) compileIDPath(cl *call, id string) error {
+func (c *compiler) compileIDPath(cl *call, raw json.RawMessage) error {
+	id, err := c.compileIDSource(cl.rule+".id", raw)
+	if err != nil {
+		return err
+	}
 	switch {
-	case id == "" && cl.event == lookupCall:
+	case !id.IsSet() && cl.event == lookupCall:
 		return c.errf(cl.rule+".id", "missing: a lookup needs the gjson path of the native id in its response (e.g. \"items.0.id\")")
-	case id == "":
+	case !id.IsSet() && cl.event == listCall:
+		return c.errf(cl.rule+".id", "missing: a list needs the gjson path of the native id in each item (e.g. \"id\")")
+	case !id.IsSet():
 		return nil
-	case cl.event != change.Create && cl.event != lookupCall:
+	case cl.event != change.Create && cl.event != lookupCall && cl.event != listCall:
 		return c.errf(cl.rule+".id", "only create and lookup responses carry the native id")
+	case cl.event == listCall && id.Path == "":
+		return c.errf(cl.rule+".id", "a list finds the native id in each item: give a gjson path such as \"id\"")
+	case cl.event == lookupCall && id.Path == "":
+		return c.errf(cl.rule+".id", "a lookup finds the native id in its JSON body: give a gjson path such as \"items.0.id\"")
 	}
-	if err := compileGJSONPath(id); err != nil {
-		return c.wrap(cl.rule+".id", err)
-	}
-	cl.idPath = id
+	cl.id, cl.idPath = id, id.Path
 	return nil
 }
 
@@ -223,7 +242,7 @@ func (c *compiler) checkGatewayValues(cl *call) error {
 		}
 		return "", false
 	}
-	if where, ok := uses(srcNativeID); ok && ((cl.event == change.Create && !c.flowHasID) || cl.event == lookupCall) {
+	if where, ok := uses(srcNativeID); ok && ((cl.event == change.Create && !c.flowHasID) || cl.event == lookupCall || cl.event == listCall) {
 		return c.errf(where, "uses the native id ({id} or $id), which does not exist yet in a %s", cl.event)
 	}
 	if where, ok := uses(srcMemberID); ok && cl.members != membersEach {
@@ -396,6 +415,11 @@ func (c *compiler) checkConsistency(m *Mapping) error {
 }
 
 func (c *compiler) checkCallConsistency(m *Mapping, rt string, ev change.Event, cl *call) error {
+	if cl.id.Header != "" && m.types[rt].lookup == nil {
+		// An answer without the header (a proxy's 201, a changed app) leaves an account the
+		// gateway has no id for; only a lookup finds it again instead of making a second.
+		return c.errf(cl.rule+".id", "the native id comes from %s, so a create answered without it must be found again: add %s.lookup", cl.id, sectionOf[rt])
+	}
 	if where, ok := cl.usesNativeID(); ok && ev != change.Create && !m.knowsNativeIDs(rt) {
 		return c.errf(where, "uses {id}, but neither %s.events.create nor %s.lookup says where the native id is (add \"id\")", sectionOf[rt], sectionOf[rt])
 	}
@@ -431,7 +455,7 @@ func (m *Mapping) knowsNativeIDs(resourceType string) bool {
 		return false
 	}
 	for _, cr := range rm.calls[change.Create] {
-		if cr.idPath != "" {
+		if cr.id.IsSet() {
 			return true
 		}
 	}

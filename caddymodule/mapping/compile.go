@@ -75,6 +75,7 @@ type resourceMapping struct {
 	calls  map[change.Event][]*call // each event's flow: one call, or several in order
 	lookup *call
 	roles  *Roles // groups that are the app's roles (groups.roles), nil otherwise
+	list   *call  // nil: the app's accounts cannot be listed
 }
 
 // Load reads and compiles the mapping file at path. resolve expands placeholders such as
@@ -212,6 +213,11 @@ func (c *compiler) compileResource(rt string, raw json.RawMessage) (*resourceMap
 			return nil, c.errf(section+".roles", "roles are what groups stand for: write them as groups.roles")
 		}
 		if rm.roles, err = c.compileRoles(section+".roles", fr.Roles, headers); err != nil {
+			return nil, err
+		}
+	}
+	if !isNull(fr.List) {
+		if rm.list, err = c.compileCall(rt, listCall, section+".list", fr.List, headers); err != nil {
 			return nil, err
 		}
 	}

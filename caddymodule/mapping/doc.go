@@ -30,6 +30,7 @@
 //	{
 //	  "headers": {...},                  optional, added to (and overriding) the file's
 //	  "lookup":  {call},                 optional, see Lookup below
+//	  "list":    {call},                 optional: every account, page by page (see Lists)
 //	  "events":  {"create": {call}, ...} the native call of each semantic event
 //	  "roles":   {...}                   groups only, instead of events: see Groups as roles
 //	}
@@ -47,7 +48,11 @@
 //	  "path":    "/api/v1/accounts/{id}",URL template, appended to the target's base URL
 //	  "headers": {"Accept": "..."},      optional, added to (and overriding) outer headers
 //	  "body":    {"native.path": field}, optional; no body when absent
-//	  "id":      "id",                   create and lookup: gjson path of the native id
+//	  "id":      "id",                   create and lookup: where the native id is (see
+//	                                     Native ids): a gjson path, {"header": ...} or
+//	                                     {"location": ...}
+//	  "encoding": "json",                optional: "json" (default) or "form" (see Encodings)
+//	  "form_keys": "brackets",           "form" only: "brackets" (default) or "dots"
 //	  "send":    "changed",              update only: "changed" (default) or "all"
 //	  "members": "each",                 member events: "each" (default) or "batch"
 //	  "batch_size": 100,                 "batch" only: ids per call, 1..10000, default 100
@@ -143,6 +148,21 @@
 // one non-empty value like any placeholder's. An unknown transform, bad arguments or a
 // table missing from "tables" is a load error naming the rule. The template transform
 // takes the same placeholders, transforms included.
+//
+// # Encodings
+//
+// A body is JSON unless the call says "encoding": "form": application/x-www-form-urlencoded,
+// built from the same body fields (the JSON body is built, then flattened in field order).
+// The encoding sets the Content-Type; a header that says otherwise is a load error. Nested
+// native paths become "person[first]=Ada" with "form_keys": "brackets" (the default, as
+// PHP and Rails read them) or "person.first=Ada" with "dots" (as Spring binds them); a list
+// becomes "ids[]=1&ids[]=2" (brackets) or "ids=1&ids=2" (dots); true and false are sent as
+// text and a cleared attribute (null in an update) as an empty value. A constant object,
+// or a list of objects or lists, has no form encoding: a load error naming the rule (a
+// SCIM value of that shape, such as the whole "emails", fails the request with 400).
+//
+//	"create": {"method": "POST", "path": "/users.php", "encoding": "form", "id": {"location": "last_segment"},
+//	           "body": {"login": "userName", "person.first": "name.givenName"}}
 //
 // # Body fields
 //
@@ -316,9 +336,21 @@
 //
 // # Native ids
 //
-// The create call's "id" is the gjson path of the new resource's native id in the create
-// response (Request.IDPath); ExtractID reads it, validating the JSON first. Numbers become
-// their decimal text, so 42 and "42" are the same id. A call that uses {id} needs a way to
+// The create call's "id" says where its answer gives the new resource's native id
+// (Request.ID; IDSource.Extract reads it):
+//
+//	"id": "user.id"                                  a gjson path in the JSON body
+//	"id": {"header": "X-Account-Id"}                 a response header, the whole value
+//	"id": {"header": "X-Ref", "pattern": "^acct:(.+)$"}   or the one group of a pattern
+//	"id": {"location": "last_segment"}               the Location header's last path segment
+//	"id": {"location": "/users/([0-9]+)$"}           or the one group of a pattern on it
+//
+// A body id is read after validating the JSON (ExtractID); numbers become their decimal
+// text, so 42 and "42" are the same id. A create answered without its id (no header, a
+// header the pattern does not match) fails with 503, journaled with the reason, and is
+// listed for adoption: Entra's retry finds the account with the lookup instead of creating
+// a second one. An id from a header therefore needs the resource type's "lookup" (a load
+// error otherwise); a lookup's own id is always in its JSON body. A call that uses {id} needs a way to
 // learn native ids: an "id" on create or a lookup, else the load fails; member calls need
 // the same for the members' resource type, and for groups themselves even when their URL
 // does not name {id}: the gateway makes a group's member calls only for a group whose
@@ -333,6 +365,41 @@
 //	"lookup": {"method": "GET", "path": "/api/v1/accounts?login={userName}", "id": "items.0.id"}
 //
 // Its "id" is required; a response where it matches nothing means "not found".
+//
+// A lookup may read a list instead: "items" is the gjson path of the answer's list, "id"
+// the native id's path within an item, and "match" the fields (gjson paths in an item) the
+// account's item holds, each a template like a URL's placeholders (compared
+// case-insensitively, the first matching item wins); with "paging" (see Lists) the pages
+// are read until one holds the account:
+//
+//	"lookup": {"method": "GET", "path": "/api/users", "items": "data", "id": "id",
+//	           "match": {"login": "{userName|lower}"}, "paging": {"type": "link", "max_pages": 50}}
+//
+// A lookup that cannot finish (a failed page, more pages than max_pages) is an outage, never
+// a "not found" that would create a second account.
+//
+// # Lists
+//
+// "list" is a GET of every account of the resource type, for a reconcile of the whole app
+// (Mapping.Accounts iterates it page by page, holding one page in memory): "items" is the
+// path of each page's list, "id" the native id's path within an item, and "paging" how the
+// pages follow each other (legacy.Client.Pages):
+//
+//	"list": {"method": "GET", "path": "/api/users", "items": "items", "id": "id",
+//	         "paging": {"type": "cursor", "cursor": "meta.next", "param": "cursor", "max_pages": 1000}}
+//
+//	{"type": "link"}                                  the Link header's rel="next", which must
+//	                                                  stay under the target's URL
+//	{"type": "cursor", "cursor": "meta.next", "param": "cursor"}
+//	                                                  the next cursor in the body, sent back in
+//	                                                  the query; none (absent, null, "") ends
+//	{"type": "page", "param": "page", "start": 1, "size": 50, "size_param": "per_page"}
+//	{"type": "offset", "param": "offset", "size": 50, "size_param": "limit"}
+//	                                                  a page with no items (or fewer than
+//	                                                  size) ends
+//
+// "max_pages" bounds a listing (default 100, at most 100000): reaching it is an error, never
+// a silent end. A page that leads back to itself is an error too.
 //
 // # Answers
 //

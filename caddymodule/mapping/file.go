@@ -24,6 +24,7 @@ type fileMapping struct {
 type fileResource struct {
 	Headers map[string]string          `json:"headers"`
 	Lookup  json.RawMessage            `json:"lookup"`
+	List    json.RawMessage            `json:"list"`
 	Events  map[string]json.RawMessage `json:"events"`
 	Roles   json.RawMessage            `json:"roles"` // groups only: groups are the app's roles
 }
@@ -34,7 +35,12 @@ type fileCall struct {
 	Headers     map[string]string `json:"headers"`
 	Body        *orderedObject    `json:"body"`
 	Send        string            `json:"send"`
-	ID          string            `json:"id"`
+	ID          json.RawMessage   `json:"id"`
+	Encoding    string            `json:"encoding"`
+	FormKeys    string            `json:"form_keys"`
+	Items       string            `json:"items"`
+	Match       map[string]string `json:"match"`
+	Paging      *filePaging       `json:"paging"`
 	Members     string            `json:"members"`
 	BatchSize   int               `json:"batch_size"`
 	MemberTypes []string          `json:"member_types"`

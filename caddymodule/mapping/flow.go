@@ -56,7 +56,7 @@ func (c *compiler) compileFlow(rt string, ev change.Event, rule string, raw json
 		if cl.members != membersNone && len(items) > 1 {
 			return nil, c.errf(cl.rule, "member calls (\"members\") cannot be part of a flow of several calls")
 		}
-		if cl.idPath != "" {
+		if cl.id.IsSet() {
 			if c.flowHasID {
 				return nil, c.errf(cl.rule+".id", "an earlier call of the flow already gives the native id")
 			}

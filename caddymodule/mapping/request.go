@@ -69,10 +69,23 @@ type Request struct {
 	// Idempotent is true when the call may be retried after a failure in flight: GET, PUT
 	// and DELETE, or a call the mapping declares idempotent.
 	Idempotent bool
-	// IDPath is the gjson path of the native id in the response (create and lookup only).
+	// IDPath is the gjson path of the native id in the response body (create and lookup
+	// only; "" when the id comes from a header).
 	IDPath string
+	// ID is where the answer gives the native id (create and lookup only): IDPath, a
+	// header, or the Location header.
+	ID IDSource
 	// Expect is what the answer must look like to prove the call worked.
 	Expect *legacy.Expect
+	// Paging, for a lookup or a list, is how to follow the answer's pages (nil: one page);
+	// pass it to legacy.Client.Pages.
+	Paging *legacy.Paging
+	// ItemsPath, for a list or a lookup, is the gjson path of each page's items; IDPath
+	// is then the native id's path within an item.
+	ItemsPath string
+	// Match, for a lookup with ItemsPath, are the values (by gjson path in an item) the
+	// account's item holds, compared case-insensitively (see FindID).
+	Match map[string]string
 }
 
 // Answer is what an earlier call of the flow answered, for $answer and $header.
@@ -128,7 +141,7 @@ func (m *Mapping) Has(resourceType string, event change.Event) bool {
 func (m *Mapping) IDStep(resourceType string) int {
 	if rm := m.resource(resourceType); rm != nil {
 		for i, cl := range rm.calls[change.Create] {
-			if cl.idPath != "" {
+			if cl.id.IsSet() {
 				return i
 			}
 		}
@@ -274,9 +287,20 @@ func (m *Mapping) LookupRequest(resourceType string, r scim.Resource) (*Request,
 		return nil, false, nil
 	}
 	in := &Input{ResourceType: rm.typ, Event: lookupCall, Resource: r}
-	req, _, err := rm.lookup.build(&evalCtx{in: in, doc: r}, nil)
+	ev := &evalCtx{in: in, doc: r}
+	req, _, err := rm.lookup.build(ev, nil)
 	if err != nil {
 		return nil, true, err
+	}
+	for _, mr := range rm.lookup.match {
+		v, ok, err := mr.tpl.renderText(ev)
+		if err != nil || !ok {
+			return nil, true, dataError("%s.match[%q]: the account cannot be looked up without a value", rm.lookup.rule, mr.path)
+		}
+		if req.Match == nil {
+			req.Match = map[string]string{}
+		}
+		req.Match[mr.path] = v
 	}
 	return &req, true, nil
 }
@@ -348,7 +372,8 @@ func (cl *call) build(ev *evalCtx, changed []string) (Request, bool, error) {
 	if err != nil {
 		return Request{}, false, cl.explain(err, cl.rule+".path")
 	}
-	req := Request{Method: cl.method, Path: path, Idempotent: cl.idempotent, IDPath: cl.idPath, Expect: cl.expect}
+	req := Request{Method: cl.method, Path: path, Idempotent: cl.idempotent, IDPath: cl.idPath, ID: cl.id, Expect: cl.expect,
+		Paging: cl.paging, ItemsPath: cl.items}
 	if len(cl.fields) > 0 {
 		body, n, err := cl.buildBody(ev, changed)
 		if err != nil {
@@ -360,6 +385,12 @@ func (cl *call) build(ev *evalCtx, changed []string) (Request, bool, error) {
 		req.Body = body
 	}
 	req.Header = cl.header.Clone()
+	if req.Body != nil && cl.form != nil {
+		if req.Body, err = cl.form.encode(req.Body); err != nil {
+			return Request{}, false, dataError("%s: %v", cl.rule+".body", err)
+		}
+		req.Header.Set("Content-Type", formContentType)
+	}
 	if req.Body != nil && req.Header.Get("Content-Type") == "" {
 		req.Header.Set("Content-Type", "application/json")
 	}

@@ -207,8 +207,8 @@ func (e *Engine) syncNative(ctx context.Context, p *plan) (*syncResult, error) {
 					res.made.add(r)
 				}
 				in.Answers[step] = mapping.Answer{Header: resp.Header, Body: resp.Body}
-				if ev == change.Create && r.IDPath != "" {
-					id, err := mapping.ExtractID(resp.Body, r.IDPath)
+				if ev == change.Create && r.ID.IsSet() {
+					id, err := r.ID.Extract(resp.Header, resp.Body)
 					if err != nil {
 						return res, res.failure(&nativeError{scim: scim.Errorf(http.StatusServiceUnavailable, "", "%s answered the create of %s without a usable id (%v); retry later", t.Name, p.id, err),
 							retryAfter: legacy.DefaultOutageRetryAfter, cause: err, mayHaveActed: true})

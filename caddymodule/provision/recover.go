@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 
 	"go.uber.org/zap"
@@ -14,6 +16,7 @@ import (
 	"github.com/scimgate/scimgate/caddymodule/journal"
 	"github.com/scimgate/scimgate/caddymodule/legacy"
 	"github.com/scimgate/scimgate/caddymodule/mapping"
+	"github.com/scimgate/scimgate/caddymodule/scim"
 	"github.com/scimgate/scimgate/caddymodule/store"
 )
 
@@ -99,20 +102,51 @@ func (e *Engine) adoptExisting(ctx context.Context, p *plan, res *syncResult) (s
 	if err != nil || !ok {
 		return "", err
 	}
-	resp, err := t.Client.Do(ctx, legacy.Request{Method: req.Method, Path: req.Path, Header: t.withHeaders(req.Header), Idempotent: true, Expect: req.Expect})
+	lr := legacy.Request{Method: req.Method, Path: req.Path, Header: t.withHeaders(req.Header), Idempotent: true, Expect: req.Expect}
+	if req.Paging != nil {
+		return e.lookupPages(ctx, lr, req, res)
+	}
+	resp, err := t.Client.Do(ctx, lr)
 	res.noteCall(req.Method, req.Path, resp, err)
 	if err != nil {
-		se, _ := legacy.ToSCIM(change.Update, resp, err)
-		if se == nil {
-			return "", nil
+		return "", lookupError(resp, err, res)
+	}
+	if id, found := req.FindID(resp.Body); found {
+		return id, nil
+	}
+	return "", nil // not there: the app never applied the create
+}
+
+// lookupPages is a lookup that follows pages until one gives the id. A listing that
+// ends without it says the account is not there; one that fails or runs past its
+// max_pages says nothing, which is an outage (never a second account).
+func (e *Engine) lookupPages(ctx context.Context, lr legacy.Request, req *mapping.Request, res *syncResult) (string, error) {
+	for resp, err := range e.target.Client.Pages(ctx, lr, *req.Paging) {
+		if resp != nil || errors.As(err, new(*legacy.Error)) {
+			res.noteCall(req.Method, req.Path, resp, err)
 		}
-		return "", &nativeError{scim: se, retryAfter: legacy.DefaultOutageRetryAfter, calls: res.calls, cause: err}
+		if err != nil {
+			return "", lookupError(resp, err, res)
+		}
+		if id, found := req.FindID(resp.Body); found {
+			return id, nil
+		}
 	}
-	id, err := mapping.ExtractID(resp.Body, req.IDPath)
-	if err != nil || id == "" {
-		return "", nil // not there: the app never applied the create
+	return "", nil
+}
+
+// lookupError is the outcome of a lookup that failed: nothing for the app's own "no
+// such object", an outage otherwise.
+func lookupError(resp *legacy.Response, err error, res *syncResult) error {
+	if !errors.As(err, new(*legacy.Error)) {
+		return &nativeError{scim: scim.Errorf(http.StatusServiceUnavailable, "", "looking up an account an earlier attempt may have made: %v; retry later", err),
+			retryAfter: legacy.DefaultOutageRetryAfter, calls: res.calls, cause: err}
 	}
-	return id, nil
+	se, _ := legacy.ToSCIM(change.Update, resp, err)
+	if se == nil {
+		return nil
+	}
+	return &nativeError{scim: se, retryAfter: legacy.DefaultOutageRetryAfter, calls: res.calls, cause: err}
 }
 
 // adoptionKey names a create to adopt in memory (see Shared.holdAdoption).

@@ -1,0 +1,137 @@
+package legacy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// pagedServer serves ids 1..total, size per page, by cursor, page, offset or Link.
+func pagedServer(t *testing.T, total, size int) string {
+	srv, _ := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		start := 0
+		switch {
+		case q.Get("cursor") != "":
+			start, _ = strconv.Atoi(strings.TrimPrefix(q.Get("cursor"), "c"))
+		case q.Get("page") != "":
+			p, _ := strconv.Atoi(q.Get("page"))
+			start = (p - 1) * size
+		case q.Get("offset") != "":
+			start, _ = strconv.Atoi(q.Get("offset"))
+		}
+		items := []map[string]int{}
+		for i := start; i < total && i < start+size; i++ {
+			items = append(items, map[string]int{"id": i + 1})
+		}
+		body := map[string]any{"data": items, "meta": map[string]any{"next": nil}}
+		if start+size < total {
+			body["meta"] = map[string]any{"next": fmt.Sprintf("c%d", start+size)}
+			w.Header().Add("Link", fmt.Sprintf(`<https://elsewhere.example/x>; rel="prev", </base/items?link=%d&offset=%d>; rel="next"`, start, start+size))
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(body)
+	})
+	return srv.URL
+}
+
+func collect(t *testing.T, c *Client, path string, p Paging) ([]int, int, error) {
+	t.Helper()
+	var ids []int
+	pages := 0
+	for resp, err := range c.Pages(context.Background(), Request{Path: path}, p) {
+		if err != nil {
+			return ids, pages, err
+		}
+		pages++
+		var body struct {
+			Data []struct{ ID int } `json:"data"`
+		}
+		if err := json.Unmarshal(resp.Body, &body); err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range body.Data {
+			ids = append(ids, d.ID)
+		}
+	}
+	return ids, pages, nil
+}
+
+// TestPages: every kind of paging reads every item once, in bounded pages.
+func TestPages(t *testing.T) {
+	base := pagedServer(t, 7, 3)
+	c := newTestClient(t, base+"/base", Options{})
+	kinds := []Paging{
+		{Kind: PageCursor, Param: "cursor", CursorPath: "meta.next"},
+		{Kind: PageNumber, Param: "page", ItemsPath: "data", Size: 3},
+		{Kind: PageNumber, Param: "page", ItemsPath: "data"}, // ends on the empty page
+		{Kind: PageOffset, Param: "offset", ItemsPath: "data", Size: 3, SizeParam: "limit"},
+		{Kind: PageLink},
+	}
+	for _, p := range kinds {
+		ids, pages, err := collect(t, c, "/items?filter=x", p)
+		want := 3
+		if p.Size == 0 && p.Kind == PageNumber {
+			want = 4
+		}
+		if err != nil || fmt.Sprint(ids) != "[1 2 3 4 5 6 7]" || pages != want {
+			t.Errorf("%s: ids %v in %d pages (%v), want 1..7 in %d", p.Kind, ids, pages, err, want)
+		}
+	}
+	// The bound on pages: an error, never a silent truncation.
+	_, pages, err := collect(t, c, "/items", Paging{Kind: PageLink, MaxPages: 2})
+	if !errors.Is(err, ErrTooManyPages) || pages != 2 {
+		t.Errorf("max_pages 2: %d pages, %v", pages, err)
+	}
+}
+
+func TestPagesRefuseLoopsAndForeignLinks(t *testing.T) {
+	srv, hits := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("foreign") != "" {
+			w.Header().Set("Link", `<http://169.254.169.254/latest>; rel="next"`)
+		} else {
+			w.Header().Set("Link", `<`+r.URL.String()+`>; rel="next"`) // itself
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"data":[{"id":1}],"next":"same"}`))
+	})
+	c := newTestClient(t, srv.URL, Options{})
+	if _, pages, err := collect(t, c, "/items", Paging{Kind: PageLink}); err == nil || pages != 1 {
+		t.Errorf("a link to the same page: %d pages, %v", pages, err)
+	}
+	if _, _, err := collect(t, c, "/items?foreign=1", Paging{Kind: PageLink}); err == nil || !strings.Contains(err.Error(), "outside the app's base URL") {
+		t.Errorf("a link elsewhere: %v", err)
+	}
+	if _, pages, err := collect(t, c, "/items", Paging{Kind: PageCursor, Param: "cursor", CursorPath: "next"}); err == nil || pages != 2 {
+		t.Errorf("a cursor that does not advance: %d pages, %v", pages, err)
+	}
+	if n := hits.hits.Load(); n != 4 {
+		t.Errorf("%d requests, want 4", n)
+	}
+	for _, bad := range []Paging{{Kind: "scroll"}, {Kind: PageCursor, Param: "c"}, {Kind: PageNumber, Param: "p"}, {Kind: PageLink, MaxPages: -1}} {
+		if _, _, err := collect(t, c, "/items", bad); err == nil {
+			t.Errorf("%+v was accepted", bad)
+		}
+	}
+}
+
+func TestNextLink(t *testing.T) {
+	cases := map[string]string{
+		`</a?page=2>; rel="next"`:                       "/a?page=2",
+		`</a?x=1,2>; rel="prev", </b>; rel="next last"`: "/b",
+		`<https://h/a>; rel=next; title="a, b"`:         "https://h/a",
+		`</a>; rel="prev"`:                              "",
+		`garbage`:                                       "",
+		`</a>; title="rel=next", </c>; REL="Next"`:      "/c",
+	}
+	for in, want := range cases {
+		if got := nextLink([]string{in}); got != want {
+			t.Errorf("%s: %q, want %q", in, got, want)
+		}
+	}
+}

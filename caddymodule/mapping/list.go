@@ -1,0 +1,208 @@
+package mapping
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"net/http"
+	"strings"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/scimgate/scimgate/caddymodule/change"
+	"github.com/scimgate/scimgate/caddymodule/legacy"
+)
+
+// listCall names a resource type's list call: every account of the app, page by page,
+// for a reconcile of the whole app.
+const listCall change.Event = "list"
+
+// filePaging is a lookup's or a list's "paging" as written.
+type filePaging struct {
+	Type      string `json:"type"`
+	Param     string `json:"param"`
+	Cursor    string `json:"cursor"`
+	Start     int    `json:"start"`
+	Size      int    `json:"size"`
+	SizeParam string `json:"size_param"`
+	MaxPages  int    `json:"max_pages"`
+}
+
+// compileListOptions checks "items" and "paging" (lookup and list) and "match" (lookup).
+func (c *compiler) compileListOptions(cl *call, fc *fileCall) error {
+	read := cl.event == listCall || cl.event == lookupCall
+	switch {
+	case fc.Items != "" && !read:
+		return c.errf(cl.rule+".items", "applies to lookup and list calls only")
+	case fc.Match != nil && cl.event != lookupCall:
+		return c.errf(cl.rule+".match", "applies to a lookup only")
+	case fc.Match != nil && fc.Items == "":
+		return c.errf(cl.rule+".match", "compares fields of each item: give \"items\", the path of the answer's list")
+	case cl.event == listCall && fc.Items == "":
+		return c.errf(cl.rule+".items", "missing: a list needs the gjson path of each page's list of accounts (e.g. \"items\")")
+	case fc.Paging != nil && cl.event != listCall && cl.event != lookupCall:
+		return c.errf(cl.rule+".paging", "applies to lookup and list calls only")
+	}
+	if cl.event == listCall && (len(cl.path.sources()) > 0 || len(cl.fields) > 0) {
+		return c.errf(cl.rule, "a list reads every account, of no resource in particular: its path has no placeholders and it has no body")
+	}
+	if fc.Items != "" {
+		if err := compileGJSONPath(fc.Items); err != nil {
+			return c.wrap(cl.rule+".items", err)
+		}
+		cl.items = fc.Items
+	}
+	if err := c.compileMatch(cl, fc.Match); err != nil {
+		return err
+	}
+	if fc.Paging == nil {
+		return nil
+	}
+	fp := fc.Paging
+	p := &legacy.Paging{Kind: legacy.PagingKind(fp.Type), Param: fp.Param, CursorPath: fp.Cursor, ItemsPath: cl.items,
+		Start: fp.Start, Size: fp.Size, SizeParam: fp.SizeParam, MaxPages: fp.MaxPages}
+	if p.CursorPath != "" {
+		if err := compileGJSONPath(p.CursorPath); err != nil {
+			return c.wrap(cl.rule+".paging.cursor", err)
+		}
+	}
+	if fp.MaxPages == 0 {
+		p.MaxPages = legacy.DefaultMaxPages
+	}
+	if err := p.Validate(); err != nil {
+		return c.wrap(cl.rule+".paging", err)
+	}
+	cl.paging = p
+	return nil
+}
+
+// ListRequest builds the list call of the resource type; ok is false without one.
+func (m *Mapping) ListRequest(resourceType string) (*Request, bool, error) {
+	rm := m.resource(resourceType)
+	if rm == nil || rm.list == nil {
+		return nil, false, nil
+	}
+	in := &Input{ResourceType: rm.typ, Event: listCall}
+	req, _, err := rm.list.build(&evalCtx{in: in}, nil)
+	if err != nil {
+		return nil, true, err
+	}
+	return &req, true, nil
+}
+
+// Account is one account of the app, as its list call gives it.
+type Account struct {
+	NativeID string
+	// Item is the account's JSON as the app listed it (a copy).
+	Item []byte
+}
+
+// Accounts lists every account of the resource type through the mapping's list call,
+// page by page: one page is held in memory at a time, however many accounts the app
+// has. header is added to every call (the target's own headers). An item without a
+// usable id yields an error and the listing goes on if the caller continues; a failed
+// page, or more pages than the call's max_pages, yields an error and ends it.
+func (m *Mapping) Accounts(ctx context.Context, c *legacy.Client, header http.Header, resourceType string) iter.Seq2[Account, error] {
+	return func(yield func(Account, error) bool) {
+		req, ok, err := m.ListRequest(resourceType)
+		if err != nil || !ok {
+			if err == nil {
+				err = fmt.Errorf("mapping %s: %s have no list call", m.name, resourceType)
+			}
+			yield(Account{}, err)
+			return
+		}
+		h := req.Header.Clone()
+		for k, v := range header {
+			h[k] = v
+		}
+		lr := legacy.Request{Method: req.Method, Path: req.Path, Header: h, Idempotent: true, Expect: req.Expect}
+		pages := func(yield func(*legacy.Response, error) bool) {
+			if req.Paging == nil {
+				resp, err := c.Do(ctx, lr)
+				yield(resp, err)
+				return
+			}
+			c.Pages(ctx, lr, *req.Paging)(yield)
+		}
+		for resp, err := range pages {
+			if err != nil {
+				yield(Account{}, err)
+				return
+			}
+			if !yieldItems(resp.Body, req.ItemsPath, req.IDPath, yield) {
+				return
+			}
+		}
+	}
+}
+
+// yieldItems yields the accounts of one page; false when the caller stopped.
+func yieldItems(body []byte, itemsPath, idPath string, yield func(Account, error) bool) bool {
+	if !gjson.ValidBytes(body) {
+		return yield(Account{}, errors.New("a list page is not valid JSON"))
+	}
+	items := gjson.GetBytes(body, itemsPath)
+	if items.Exists() && !items.IsArray() {
+		return yield(Account{}, fmt.Errorf("a list page's items at %q are not a list", itemsPath))
+	}
+	goOn := true
+	items.ForEach(func(_, item gjson.Result) bool {
+		raw := []byte(item.Raw)
+		id, err := ExtractID(raw, idPath)
+		if err != nil {
+			goOn = yield(Account{}, fmt.Errorf("a listed account: %w", err))
+			return goOn
+		}
+		goOn = yield(Account{NativeID: id, Item: append([]byte(nil), raw...)}, nil)
+		return goOn
+	})
+	return goOn
+}
+
+// matchRule is one field a lookup's item must hold: the value at a gjson path in the item
+// equals the rendered template (compared case-insensitively).
+type matchRule struct {
+	path string
+	tpl  *template
+}
+
+func (c *compiler) compileMatch(cl *call, match map[string]string) error {
+	for _, path := range sortedKeys(match) {
+		if err := compileGJSONPath(path); err != nil {
+			return c.wrap(fmt.Sprintf("%s.match[%q]", cl.rule, path), err)
+		}
+		tpl, err := compileTemplate(cl.rt, match[path], false, c.tables)
+		if err != nil {
+			return c.wrap(fmt.Sprintf("%s.match[%q]", cl.rule, path), err)
+		}
+		cl.match = append(cl.match, matchRule{path: path, tpl: tpl})
+	}
+	return nil
+}
+
+// FindID reads a lookup's answer (one page of it): the native id at IDPath, or, with
+// ItemsPath, the id of the first item that holds every Match value. found is false when
+// the answer names no such account.
+func (r *Request) FindID(body []byte) (id string, found bool) {
+	if r.ItemsPath == "" {
+		id, err := ExtractID(body, r.IDPath)
+		return id, err == nil
+	}
+	if !gjson.ValidBytes(body) {
+		return "", false
+	}
+	gjson.GetBytes(body, r.ItemsPath).ForEach(func(_, item gjson.Result) bool {
+		for path, want := range r.Match {
+			if !strings.EqualFold(item.Get(path).String(), want) {
+				return true
+			}
+		}
+		var err error
+		id, err = ExtractID([]byte(item.Raw), r.IDPath)
+		found = err == nil
+		return !found
+	})
+	return id, found
+}

@@ -1,0 +1,127 @@
+package mapping
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/scimgate/scimgate/caddymodule/internal/apptest"
+	"github.com/scimgate/scimgate/caddymodule/legacy"
+	"github.com/scimgate/scimgate/caddymodule/scim"
+)
+
+// TestAccountsPageByPage: the list call iterates every account of apptest (2 per page)
+// by each kind of paging the app supports, and stops at max_pages with an error.
+func TestAccountsPageByPage(t *testing.T) {
+	app := apptest.Start(t, apptest.Options{Auth: apptest.AuthAPIKey, Key: "k-1"})
+	var want []string
+	for i := range 5 {
+		want = append(want, app.Add(url.Values{"login": {fmt.Sprintf("u%d", i)}}))
+	}
+	auth, _ := legacy.NewAPIKey("X-Api-Key", "", "k-1")
+	c, err := legacy.New(legacy.Options{BaseURL: app.URL + "/api", Auth: auth})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, paging := range []string{
+		`{"type": "link"}`,
+		`{"type": "cursor", "cursor": "next_page", "param": "page"}`,
+		`{"type": "page", "param": "page", "size": 2}`,
+	} {
+		m := mustParse(t, `{"version": 1, "users": {"events": {},
+			"list": {"method": "GET", "path": "/users", "items": "items", "id": "id", "paging": `+paging+`}}}`)
+		var got []string
+		for acc, err := range m.Accounts(context.Background(), c, nil, scim.UserType) {
+			if err != nil {
+				t.Fatalf("%s: %v", paging, err)
+			}
+			got = append(got, acc.NativeID)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: %v, want %v", paging, got, want)
+		}
+	}
+	m := mustParse(t, `{"version": 1, "users": {"events": {},
+		"list": {"method": "GET", "path": "/users", "items": "items", "id": "id", "paging": {"type": "link", "max_pages": 2}}}}`)
+	n := 0
+	var last error
+	for _, err := range m.Accounts(context.Background(), c, nil, scim.UserType) {
+		if err != nil {
+			last = err
+			break
+		}
+		n++
+	}
+	if n != 4 || !errors.Is(last, legacy.ErrTooManyPages) {
+		t.Fatalf("max_pages 2: %d accounts, %v", n, last)
+	}
+	// A caller may stop early: no further page is asked for.
+	before := app.APIRequests.Load()
+	for range m.Accounts(context.Background(), c, http.Header{"X-Trace": {"1"}}, scim.UserType) {
+		break
+	}
+	if d := app.APIRequests.Load() - before; d != 1 {
+		t.Fatalf("stopping after the first account made %d requests, want 1", d)
+	}
+}
+
+func TestListLoadErrors(t *testing.T) {
+	tests := []struct{ name, file, want string }{
+		{"list without items", `{"version": 1, "users": {"events": {}, "list": {"method": "GET", "path": "/u", "id": "id"}}}`,
+			`demo.json: users.list.items: missing: a list needs the gjson path of each page's list of accounts (e.g. "items")`},
+		{"list without id", `{"version": 1, "users": {"events": {}, "list": {"method": "GET", "path": "/u", "items": "items"}}}`,
+			`demo.json: users.list.id: missing: a list needs the gjson path of the native id in each item (e.g. "id")`},
+		{"list by POST", `{"version": 1, "users": {"events": {}, "list": {"method": "POST", "path": "/u", "items": "items", "id": "id"}}}`,
+			`demo.json: users.list.method: a list reads: its method is GET, not POST`},
+		{"list of a resource", `{"version": 1, "users": {"events": {}, "list": {"method": "GET", "path": "/u?login={userName}", "items": "items", "id": "id"}}}`,
+			`demo.json: users.list: a list reads every account, of no resource in particular: its path has no placeholders and it has no body`},
+		{"paging on a create", userCreate(`{"method": "POST", "path": "/u", "paging": {"type": "link"}}`),
+			`demo.json: users.events.create.paging: applies to lookup and list calls only`},
+		{"unknown paging", `{"version": 1, "users": {"events": {}, "list": {"method": "GET", "path": "/u", "items": "items", "id": "id", "paging": {"type": "scroll"}}}}`,
+			`demo.json: users.list.paging: unknown paging "scroll"; use cursor, page, offset or link`},
+		{"cursor without path", `{"version": 1, "users": {"events": {}, "list": {"method": "GET", "path": "/u", "items": "items", "id": "id", "paging": {"type": "cursor", "param": "c"}}}}`,
+			`demo.json: users.list.paging: cursor paging needs the cursor's path in the answer and the query parameter that sends it back`},
+		{"too many pages", `{"version": 1, "users": {"events": {}, "list": {"method": "GET", "path": "/u", "items": "items", "id": "id", "paging": {"type": "link", "max_pages": 1000000}}}}`,
+			`demo.json: users.list.paging: max_pages must be between 1 and 100000`},
+		{"match without items", `{"version": 1, "users": {"events": {}, "lookup": {"method": "GET", "path": "/u", "id": "id", "match": {"login": "{userName}"}}}}`,
+			`demo.json: users.lookup.match: compares fields of each item: give "items", the path of the answer's list`},
+		{"match on a list", `{"version": 1, "users": {"events": {}, "list": {"method": "GET", "path": "/u", "items": "items", "id": "id", "match": {"login": "x"}}}}`,
+			`demo.json: users.list.match: applies to a lookup only`},
+		{"match of an unknown attribute", `{"version": 1, "users": {"events": {}, "lookup": {"method": "GET", "path": "/u", "items": "items", "id": "id", "match": {"login": "{userNme}"}}}}`,
+			`demo.json: users.lookup.match["login"]: `},
+		{"lookup page paging without items", `{"version": 1, "users": {"events": {}, "lookup": {"method": "GET", "path": "/u", "id": "items.0.id", "paging": {"type": "page", "param": "p"}}}}`,
+			`demo.json: users.lookup.paging: page paging needs the query parameter and the path of the page's items`},
+	}
+	for _, tc := range tests {
+		_, err := Parse("demo.json", []byte(tc.file), testResolve)
+		if err == nil || (err.Error() != tc.want && !(strings.HasSuffix(tc.want, ": ") && strings.HasPrefix(err.Error(), tc.want))) {
+			t.Errorf("%s:\n got: %v\nwant: %s", tc.name, err, tc.want)
+		}
+	}
+}
+
+// TestLookupMatch: a lookup over a list finds the item whose fields hold the rendered
+// values, case-insensitively, and nothing when none does.
+func TestLookupMatch(t *testing.T) {
+	m := mustParse(t, `{"version": 1, "users": {"events": {}, "lookup": {"method": "GET", "path": "/u", "items": "data", "id": "key",
+		"match": {"login": "{userName|lower}", "org.code": "EU"}}}}`)
+	req, ok, err := m.LookupRequest(scim.UserType, resource(t, `{"id":"s","userName":"Ada@X.example"}`))
+	if err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	page := []byte(`{"data":[{"key":1,"login":"ada@x.example","org":{"code":"US"}},{"key":2,"login":"ADA@x.example","org":{"code":"eu"}}]}`)
+	if id, found := req.FindID(page); !found || id != "2" {
+		t.Fatalf("FindID: %q, %v", id, found)
+	}
+	if _, found := req.FindID([]byte(`{"data":[{"key":1,"login":"bob"}]}`)); found {
+		t.Fatal("found an account that does not match")
+	}
+	if _, _, err := m.LookupRequest(scim.UserType, resource(t, `{"id":"s"}`)); err == nil {
+		t.Fatal("a lookup without the value to match was built")
+	}
+}
