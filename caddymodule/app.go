@@ -40,7 +40,8 @@ func (a *App) add(g *Handler) {
 	a.gateways = append(a.gateways, g)
 }
 
-// Start opens the store of every gateway of the config. After the first that fails, the
+// Start takes the locks of every gateway's listen addresses (see addrLocks) and opens its
+// store. After the first that fails, the
 // others are not opened: their requests answer 503 until Caddy has stopped the config.
 func (a *App) Start() error {
 	var err error
@@ -60,18 +61,19 @@ func (a *App) Start() error {
 // provisioned the config that replaces it (which shares the open store).
 func (a *App) Stop() error { return nil }
 
-// gatewayApp returns the scimgate app of the config ctx provisions, or nil when ctx
-// provisions no HTTP server (a handler provisioned on its own, as unit tests and embedders
-// do): such a handler is started at once.
-func gatewayApp(ctx caddy.Context) (*App, error) {
-	if _, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); !ok {
-		return nil, nil
+// gatewayApp returns the scimgate app of the config ctx provisions and the HTTP server
+// the handler is in, or nils when ctx provisions no HTTP server (a handler provisioned on
+// its own, as unit tests and embedders do): such a handler is started at once.
+func gatewayApp(ctx caddy.Context) (*App, *caddyhttp.Server, error) {
+	srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
+	if !ok || srv == nil {
+		return nil, nil, nil
 	}
 	app, err := ctx.App("scimgate")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return app.(*App), nil
+	return app.(*App), srv, nil
 }
 
 // awaitStart waits until the gateway's config has started (Caddy may start the HTTP

@@ -128,7 +128,11 @@ type Handler struct {
 	journalOpts journal.Options
 	journalPub  ed25519.PublicKey
 	// started is closed when start has run (or will not): requests wait for it.
-	started   chan struct{}
+	started chan struct{}
+	// listen are the addresses of the server the gateway is in; addrKeys the locks taken
+	// on them (see addrLocks), released by Cleanup.
+	listen    []string
+	addrKeys  []string
 	store     *storeHandle // nil until started
 	released  bool         // Cleanup released the store reference (Caddy calls Cleanup once, but be safe)
 	tokens    *tokenSet
@@ -266,13 +270,14 @@ func (g *Handler) Provision(ctx caddy.Context) error {
 	}
 	g.storeKey, g.journalOpts, g.journalPub = path, jopts, jpub
 	g.started = make(chan struct{})
-	app, err := gatewayApp(ctx)
+	app, srv, err := gatewayApp(ctx)
 	if err != nil {
 		return err
 	}
 	if app == nil {
 		return g.start()
 	}
+	g.listen = srv.Listen
 	app.add(g) // the store opens when Caddy starts the config (see App)
 	return nil
 }
@@ -280,6 +285,11 @@ func (g *Handler) Provision(ctx caddy.Context) error {
 // start opens (or shares) the store and makes the engine on it, then lets requests in.
 func (g *Handler) start() error {
 	defer close(g.started)
+	keys, err := lockAddresses(g.listen)
+	if err != nil {
+		return err
+	}
+	g.addrKeys = keys
 	h, err := acquireStore(g.storeKey, g.journalOpts, g.journalPub)
 	if err != nil {
 		return err
@@ -357,10 +367,14 @@ func (g *Handler) Cleanup() error {
 	// Caddy cleans up an old config as soon as its servers have begun shutting down, while
 	// their last requests may still run: nothing they use is cleared here. The store stays
 	// open while a newer config uses it.
-	if g.store == nil || g.released {
+	if g.released {
 		return nil
 	}
 	g.released = true
+	releaseAddresses(g.addrKeys)
+	if g.store == nil {
+		return nil
+	}
 	return releaseStore(g.storeKey)
 }
 
