@@ -119,6 +119,13 @@ type Handler struct {
 	// or off. Without it the journal is read through the admin endpoint only.
 	Audit *AuditConfig `json:"audit,omitempty"`
 
+	// FilesHash is the SHA-256 of the files the config loads (the target's mapping, the
+	// policy directory and its data files), which the Caddyfile adapter writes: Caddy
+	// applies a config only when its JSON changed, so a `caddy reload` after an edit of one
+	// of these files applies it without --force. The gateway does not check it; a JSON
+	// config may set any value that changes with the files, or reload with --force.
+	FilesHash string `json:"files_hash,omitempty"`
+
 	publicBase string // PublicURL + BasePath; "" without PublicURL
 	audit      *audit // nil without Audit
 	// largeBodies limits the large requests processed at once (nil: no limit).
