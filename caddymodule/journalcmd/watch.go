@@ -43,16 +43,18 @@ const (
 	watchShutdownGrace = 5 * time.Second
 )
 
-// The routes watch serves: the page and its stream, each with the query parameters the
-// admin route accepts.
+// The routes watch serves: the page, its stream and its table of changes, each with the
+// query parameters the admin route accepts.
 const (
-	watchPage = "watch"
-	watchLive = "live"
+	watchPage    = "watch"
+	watchLive    = "live"
+	watchChanges = "changes"
 )
 
 var watchParams = map[string][]string{
-	watchPage: journaladmin.Params(watchPage),
-	watchLive: journaladmin.Params(watchLive),
+	watchPage:    journaladmin.Params(watchPage),
+	watchLive:    journaladmin.Params(watchLive),
+	watchChanges: journaladmin.Params(watchChanges),
 }
 
 func newWatchCommand() *cobra.Command {
