@@ -1,6 +1,8 @@
 package caddymodule
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -113,4 +115,34 @@ func mustConfig(t *testing.T, cfgJSON []byte) *caddy.Config {
 		t.Fatal(err)
 	}
 	return &cfg
+}
+
+// TestRequestsWaitForStart: a request that reaches a gateway whose config has not started
+// yet (Caddy may start the HTTP app before the scimgate app) waits for the start; when the
+// start will not happen (another gateway of the config failed), it answers 503 with a SCIM
+// error instead of waiting for ever.
+func TestRequestsWaitForStart(t *testing.T) {
+	g := &Handler{Tokens: []Token{{Name: "entra", Value: testToken}}, DataDir: t.TempDir()}
+	if err := provisionHandler(t, g); err != nil { // started at once: no HTTP server in ctx
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = g.Cleanup() })
+	if rec := serve(t, g, "GET", "/scim/v2/Users", nil); rec.Code != http.StatusOK {
+		t.Fatalf("a started gateway answered %d", rec.Code)
+	}
+
+	waiting := &Handler{BasePath: DefaultBasePath, started: make(chan struct{})}
+	done := make(chan *httptest.ResponseRecorder)
+	go func() { done <- serve(t, waiting, "GET", "/scim/v2/Users", nil) }()
+	select {
+	case rec := <-done:
+		t.Fatalf("a request did not wait for the start: %d %s", rec.Code, rec.Body)
+	case <-time.After(100 * time.Millisecond):
+	}
+	waiting.abandon()
+	rec := <-done
+	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "did not start") {
+		t.Fatalf("a request to a gateway that will not start: %d %s", rec.Code, rec.Body)
+	}
+	itCheckErrorBody(t, rec.Code, rec.Header(), rec.Body.Bytes(), http.StatusServiceUnavailable, "")
 }
