@@ -146,7 +146,7 @@ func TestBrowserWatchPage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rows = journaltest.WaitRows(t, ctx, "the state filter", func(rows []journaltest.Row) bool {
+	journaltest.WaitRows(t, ctx, "the state filter", func(rows []journaltest.Row) bool {
 		return len(rows) == 1 && rows[0].Subject == "fail-bob@example.com"
 	})
 	waitText(t, ctx, "#summary", "1 change matches")
