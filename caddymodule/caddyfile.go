@@ -21,8 +21,13 @@ func init() {
 
 func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	g := new(Handler)
-	err := g.UnmarshalCaddyfile(h.Dispenser)
-	return g, err
+	if err := g.UnmarshalCaddyfile(h.Dispenser); err != nil {
+		return nil, err
+	}
+	// `caddy reload` adapts the Caddyfile again: with the digest of the files in the JSON,
+	// an edit of the mapping or a policy is a changed config, which Caddy applies.
+	g.FilesHash = filesDigest(g.configFiles())
+	return g, nil
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:

@@ -4,6 +4,7 @@
 package caddymodule
 
 import (
+	"crypto/ed25519"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/scimgate/scimgate/caddymodule/journal"
 	"github.com/scimgate/scimgate/caddymodule/policy"
 	"github.com/scimgate/scimgate/caddymodule/provision"
 	"github.com/scimgate/scimgate/caddymodule/scim"
@@ -117,14 +119,29 @@ type Handler struct {
 	// or off. Without it the journal is read through the admin endpoint only.
 	Audit *AuditConfig `json:"audit,omitempty"`
 
+	// FilesHash is the SHA-256 of the files the config loads (the target's mapping, the
+	// policy directory and its data files), which the Caddyfile adapter writes: Caddy
+	// applies a config only when its JSON changed, so a `caddy reload` after an edit of one
+	// of these files applies it without --force. The gateway does not check it; a JSON
+	// config may set any value that changes with the files, or reload with --force.
+	FilesHash string `json:"files_hash,omitempty"`
+
 	publicBase string // PublicURL + BasePath; "" without PublicURL
 	audit      *audit // nil without Audit
 	// largeBodies limits the large requests processed at once (nil: no limit).
 	largeBodies largeBodies
 
-	storeKey  string
-	store     *storeHandle
-	released  bool // Cleanup released the store reference (Caddy calls Cleanup once, but be safe)
+	storeKey    string // the store file's absolute path
+	journalOpts journal.Options
+	journalPub  ed25519.PublicKey
+	// started is closed when start has run (or will not): requests wait for it.
+	started chan struct{}
+	// listen are the addresses of the server the gateway is in; addrKeys the locks taken
+	// on them (see addrLocks), released by Cleanup.
+	listen    []string
+	addrKeys  []string
+	store     *storeHandle // nil until started
+	released  bool         // Cleanup released the store reference (Caddy calls Cleanup once, but be safe)
 	tokens    *tokenSet
 	patchOpts scim.PatchOptions
 	metrics   *gatewayMetrics
@@ -150,8 +167,9 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision sets defaults, resolves placeholders, checks the tokens and opens (or shares)
-// the store.
+// Provision sets defaults, resolves placeholders, checks the tokens and compiles the
+// policies, the mapping and the journal settings. The store opens when Caddy starts the
+// config (see App), so that validating a config has no side effects.
 func (g *Handler) Provision(ctx caddy.Context) error {
 	g.logger = ctx.Logger()
 	repl := caddy.NewReplacer()
@@ -257,11 +275,33 @@ func (g *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	h, err := acquireStore(path, jopts, jpub)
+	g.storeKey, g.journalOpts, g.journalPub = path, jopts, jpub
+	g.started = make(chan struct{})
+	app, srv, err := gatewayApp(ctx)
 	if err != nil {
 		return err
 	}
-	g.storeKey, g.store = path, h
+	if app == nil {
+		return g.start()
+	}
+	g.listen = srv.Listen
+	app.add(g) // the store opens when Caddy starts the config (see App)
+	return nil
+}
+
+// start opens (or shares) the store and makes the engine on it, then lets requests in.
+func (g *Handler) start() error {
+	defer close(g.started)
+	keys, err := lockAddresses(g.listen)
+	if err != nil {
+		return err
+	}
+	g.addrKeys = keys
+	h, err := acquireStore(g.storeKey, g.journalOpts, g.journalPub)
+	if err != nil {
+		return err
+	}
+	g.store = h
 	eng, err := provision.New(provision.Config{
 		Store:        h.Store,
 		Journal:      h.journal,
@@ -274,22 +314,25 @@ func (g *Handler) Provision(ctx caddy.Context) error {
 		OnDecision:   g.metrics.policyDecision,
 	})
 	if err != nil {
-		return err // Caddy cleans up a config that failed to provision: the store is released
+		return err // Caddy cleans up a config that failed to start: the store is released
 	}
 	g.engine = eng
-	if h.journalFP != journalFingerprint(jopts) {
+	if h.journalFP != journalFingerprint(g.journalOpts) {
 		g.logger.Warn("the journal settings changed while its store stayed open; they apply after a restart",
-			zap.String("journal", h.journal.Name()), zap.String("configured_name", jopts.Name))
+			zap.String("journal", h.journal.Name()), zap.String("configured_name", g.journalOpts.Name))
 	}
-	g.logger.Info("scim gateway provisioned",
+	g.logger.Info("scim gateway started",
 		zap.String("base_path", g.BasePath),
-		zap.String("store", path),
+		zap.String("store", g.storeKey),
 		zap.String("journal", h.journal.Name()),
-		zap.Bool("checkpoints_signed", jpub != nil),
+		zap.Bool("checkpoints_signed", g.journalPub != nil),
 		zap.String("policy_hash", eng.PolicyHash()),
 		zap.Strings("tokens", g.tokens.names()))
 	return nil
 }
+
+// abandon lets the requests waiting for a start that will not happen answer 503.
+func (g *Handler) abandon() { close(g.started) }
 
 // Validate checks the provisioned configuration.
 func (g *Handler) Validate() error {
@@ -331,10 +374,14 @@ func (g *Handler) Cleanup() error {
 	// Caddy cleans up an old config as soon as its servers have begun shutting down, while
 	// their last requests may still run: nothing they use is cleared here. The store stays
 	// open while a newer config uses it.
-	if g.store == nil || g.released {
+	if g.released {
 		return nil
 	}
 	g.released = true
+	releaseAddresses(g.addrKeys)
+	if g.store == nil {
+		return nil
+	}
 	return releaseStore(g.storeKey)
 }
 
@@ -343,13 +390,18 @@ func (g *Handler) Cleanup() error {
 func (g *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	if g.audit != nil {
 		if route, ok := g.audit.route(r.URL.Path); ok {
-			g.serveAudit(w, r, route)
+			if g.awaitStart(w, r) {
+				g.serveAudit(w, r, route)
+			}
 			return nil
 		}
 	}
 	rel, ok := g.relativePath(r.URL.Path)
 	if !ok {
 		return next.ServeHTTP(w, r)
+	}
+	if !g.awaitStart(w, r) {
+		return nil
 	}
 	start := time.Now()
 	sw := &statusWriter{ResponseWriter: w}

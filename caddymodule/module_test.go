@@ -166,6 +166,9 @@ func TestMain(m *testing.M) {
 	if spec := os.Getenv("SCIMGATE_TARGET_CHILD"); spec != "" {
 		os.Exit(crashTargetChild(spec))
 	}
+	if os.Getenv("SCIMGATE_SERVE_CHILD") != "" {
+		os.Exit(serveChild())
+	}
 	if dir := os.Getenv("SCIMGATE_CRASH_CHILD"); dir != "" {
 		os.Exit(crashChild(dir))
 	}

@@ -43,6 +43,7 @@ const maxParamBytes = 1024
 //	POST /scimgate/journals/{name}/checkpoint   a checkpoint now (signed when a key is set)
 //	GET  /scimgate/journals/{name}/backup       a consistent snapshot of the store file
 //	GET  /scimgate/journals/{name}/live         server-sent events as records commit
+//	GET  /scimgate/journals/{name}/changes      one row per change, filtered over the journal
 //	GET  /scimgate/journals/{name}/watch        a web page that shows the live stream
 type JournalAdmin struct{}
 
@@ -123,11 +124,12 @@ func serveJournal(w http.ResponseWriter, r *http.Request) error {
 		"checkpoint": {http.MethodPost, serveCheckpoint},
 		"backup":     {http.MethodGet, serveBackup},
 		"live":       {http.MethodGet, serveLive},
+		"changes":    {http.MethodGet, serveChanges},
 		"watch":      {http.MethodGet, servePage},
 	}
 	rt, ok := routes[action]
 	if !ok {
-		return apiError(http.StatusNotFound, fmt.Errorf("no such route: %s (journal routes: export, verify, checkpoint, backup, live, watch)", r.URL.Path))
+		return apiError(http.StatusNotFound, fmt.Errorf("no such route: %s (journal routes: export, verify, checkpoint, backup, live, changes, watch)", r.URL.Path))
 	}
 	if err := allowMethods(w, r, rt.method); err != nil {
 		return err

@@ -44,7 +44,7 @@ type Filter struct {
 var (
 	exportParams = []string{"format", "from", "to", "from_seq", "to_seq", "scim_id", "user_name", "outcome"}
 	liveParams   = []string{"resource_type", "user_name", "outcome", "scim_id", "backlog", "last_event_id"}
-	pageParams   = []string{"resource_type", "user_name", "outcome"}
+	pageParams   = []string{"from", "to", "outcome", "user_name", "scim_id", "resource_type", "event", "client"}
 )
 
 // Params returns the query parameters a journal route (export, live, watch, ...) takes;
@@ -56,6 +56,8 @@ func Params(route string) []string {
 		return slices.Clone(exportParams)
 	case "live":
 		return slices.Clone(liveParams)
+	case "changes":
+		return slices.Clone(changesParams)
 	case "watch":
 		return slices.Clone(pageParams)
 	}

@@ -13,7 +13,7 @@ import (
 
 // ReadOnlyRoutes are the routes ServeReadOnly serves: everything an auditor reads, nothing
 // that writes (a checkpoint stays on the admin endpoint).
-var ReadOnlyRoutes = []string{"export", "verify", "backup", "live", "watch"}
+var ReadOnlyRoutes = []string{"export", "verify", "backup", "live", "changes", "watch"}
 
 // ServeReadOnly serves one journal's read-only routes outside Caddy's admin endpoint (the
 // gateway serves them on its own site, behind an auditor's credentials): route is "" for
@@ -27,15 +27,16 @@ func ServeReadOnly(w http.ResponseWriter, r *http.Request, j *journal.Journal, p
 
 func serveReadOnly(w http.ResponseWriter, r *http.Request, a openJournal, route string) error {
 	serve := map[string]func(http.ResponseWriter, *http.Request, openJournal) error{
-		"":       serveDescription,
-		"export": serveExport,
-		"verify": serveVerify,
-		"backup": serveBackup,
-		"live":   serveLive,
-		"watch":  servePage,
+		"":        serveDescription,
+		"export":  serveExport,
+		"verify":  serveVerify,
+		"backup":  serveBackup,
+		"live":    serveLive,
+		"changes": serveChanges,
+		"watch":   servePage,
 	}[route]
 	if serve == nil {
-		return apiError(http.StatusNotFound, fmt.Errorf("no such route: %s (audit routes: export, verify, backup, live, watch)", r.URL.Path))
+		return apiError(http.StatusNotFound, fmt.Errorf("no such route: %s (audit routes: export, verify, backup, live, changes, watch)", r.URL.Path))
 	}
 	if err := allowMethods(w, r, http.MethodGet, http.MethodHead); err != nil {
 		return err

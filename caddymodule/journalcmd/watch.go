@@ -29,8 +29,9 @@ import (
 // Caddy's admin endpoint refuses every request that carries Sec-Fetch-Mode without an
 // Origin or Referer it allows, and a URL typed into a browser's address bar carries
 // neither. watch puts a small, read-only HTTP server on loopback in front of it that serves
-// exactly the journal's page and its live stream, and forwards them with the admin
-// endpoint's own origin, so every other admin route keeps the endpoint's protection. The
+// exactly the journal's page, its live stream and its table of changes, and forwards them
+// with the admin endpoint's own origin, so every other admin route keeps the endpoint's
+// protection. The
 // page is reached at the same path as on the admin endpoint (/ redirects there), so its
 // script finds its stream and journal name from its own URL, unchanged.
 
@@ -43,16 +44,18 @@ const (
 	watchShutdownGrace = 5 * time.Second
 )
 
-// The routes watch serves: the page and its stream, each with the query parameters the
-// admin route accepts.
+// The routes watch serves: the page, its stream and its table of changes, each with the
+// query parameters the admin route accepts.
 const (
-	watchPage = "watch"
-	watchLive = "live"
+	watchPage    = "watch"
+	watchLive    = "live"
+	watchChanges = "changes"
 )
 
 var watchParams = map[string][]string{
-	watchPage: journaladmin.Params(watchPage),
-	watchLive: journaladmin.Params(watchLive),
+	watchPage:    journaladmin.Params(watchPage),
+	watchLive:    journaladmin.Params(watchLive),
+	watchChanges: journaladmin.Params(watchChanges),
 }
 
 func newWatchCommand() *cobra.Command {
@@ -105,7 +108,7 @@ func runWatch(ctx context.Context, c *env) (int, error) {
 
 	pageURL := "http://" + ln.Addr().String() + "/"
 	fmt.Fprintf(c.stdout, "Watching journal %s: open %s\n", name, pageURL)
-	fmt.Fprintf(c.stderr, "Serving only the journal's page and live stream from the admin endpoint at %s; press Ctrl+C to stop.\n", a.addr)
+	fmt.Fprintf(c.stderr, "Serving only the journal's page, its live stream and its table from the admin endpoint at %s; press Ctrl+C to stop.\n", a.addr)
 	if c.flags.Bool("open") {
 		if err := openBrowser(pageURL); err != nil {
 			fmt.Fprintf(c.stderr, "could not start a browser (%v): open the URL yourself\n", err)
@@ -155,7 +158,7 @@ func isLoopbackHost(host string) bool {
 	return err == nil && ip.IsLoopback()
 }
 
-// watchProxy serves the journal's page and live stream from the admin endpoint.
+// watchProxy serves the journal's page, live stream and table from the admin endpoint.
 type watchProxy struct {
 	name     string
 	hosts    []string            // Host headers that name this server (DNS-rebinding guard)

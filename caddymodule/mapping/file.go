@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"unicode/utf8"
 )
 
 // The mapping file as written, before compilation. Every object is decoded strictly
@@ -104,6 +105,13 @@ func decodeStrict(data []byte, v any) error {
 	dec.UseNumber()
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			// The file is decoded whole before its parts, so a syntax error is met here with
+			// data the whole file: the position is the one an editor shows.
+			line, col := position(data, se.Offset)
+			return fmt.Errorf("invalid JSON at line %d, column %d: %s", line, col, strings.TrimPrefix(se.Error(), "json: "))
+		}
 		return jsonError(err)
 	}
 	if _, err := dec.Token(); err == nil {
@@ -130,6 +138,15 @@ func jsonError(err error) error {
 		return fmt.Errorf("%q: expected %s, got a JSON %s", where, te.Type, te.Value)
 	}
 	return errors.New(strings.TrimPrefix(err.Error(), "json: "))
+}
+
+// position is the 1-based line and column (in characters) of the byte that made a JSON
+// syntax error reported after offset bytes of data.
+func position(data []byte, offset int64) (line, col int) {
+	at := int(min(max(offset-1, 0), int64(len(data))))
+	before := data[:at]
+	start := bytes.LastIndexByte(before, '\n') + 1
+	return bytes.Count(before, []byte("\n")) + 1, utf8.RuneCount(before[start:]) + 1
 }
 
 // isNull reports whether raw is absent or the JSON literal null.

@@ -20,7 +20,8 @@ func TestLoadErrors(t *testing.T) {
 		want string // the whole message: file, rule, problem
 	}{
 		{"not JSON", `{"version": 1,`, `demo.json: invalid JSON: the document ends too early`},
-		{"syntax error", `{"version": 1,, }`, `demo.json: invalid JSON at byte 15: invalid character ',' looking for beginning of object key string`},
+		{"syntax error", `{"version": 1,, }`, `demo.json: invalid JSON at line 1, column 15: invalid character ',' looking for beginning of object key string`},
+		{"syntax error on a later line", "{\n  \"version\": 1,\n  \"nom\": \"é\",,\n}", `demo.json: invalid JSON at line 3, column 14: invalid character ',' looking for beginning of object key string`},
 		{"unknown top-level key", `{"version": 1, "user": {}}`, `demo.json: unknown field "user"`},
 		{"version", `{"version": 2, "users": {}}`, `demo.json: version: unsupported version 2; this gateway reads version 1 (write "version": 1)`},
 		{"no sections", `{"version": 1}`, `demo.json: the mapping has neither "users" nor "groups"`},

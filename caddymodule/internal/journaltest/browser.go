@@ -31,12 +31,12 @@ type Row struct {
 	Hidden       bool   `json:"hidden"`
 }
 
-// rowsJS reads the table, top to bottom.
-const rowsJS = `Array.from(document.querySelectorAll('#rows tr')).map(r => ({
+// rowsJS reads the table's changes, top to bottom.
+const rowsJS = `Array.from(document.querySelectorAll('#rows tr.change')).map(r => ({
 	seq: r.dataset.seq,
 	subject: r.querySelector('.subject').textContent,
 	type: r.querySelector('.resource-type').textContent,
-	outcome: r.querySelector('.outcome').textContent,
+	outcome: r.querySelector('.outcome .state').textContent,
 	outcomeClass: r.querySelector('.outcome').className,
 	status: r.querySelector('.http-status').textContent,
 	hidden: r.hidden,

@@ -18,8 +18,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -44,10 +48,26 @@ const (
 	Token = "test-token-0123456789abcdef01234567"
 )
 
-// caddyfile is the configuration Start runs: a gateway with a signed journal.
-//
-//go:embed Caddyfile
-var caddyfile []byte
+// caddyfile is the configuration Start runs: a gateway with a signed journal;
+// caddyfileTarget the one StartTarget runs, with a target.
+var (
+	//go:embed Caddyfile
+	caddyfile []byte
+	//go:embed Caddyfile.target
+	caddyfileTarget []byte
+)
+
+// AppMapping is the mapping StartTarget's gateway uses: users are accounts of the app.
+const AppMapping = `{
+  "version": 1,
+  "users": {
+    "events": {
+      "create": {"method": "POST", "path": "/accounts", "id": "id", "body": {"login": {"from": "userName"}}},
+      "update": {"method": "PATCH", "path": "/accounts/{id}", "send": "all", "body": {"login": {"from": "userName"}}},
+      "delete": {"method": "DELETE", "path": "/accounts/{id}"}
+    }
+  }
+}`
 
 // Env is a running Caddy with the gateway and the admin endpoint.
 type Env struct {
@@ -61,6 +81,41 @@ type Env struct {
 // Start runs the Caddyfile with fresh ports, directories and signing key. Caddy and its
 // admin endpoint are stopped when the test ends.
 func Start(t *testing.T) *Env {
+	t.Helper()
+	return start(t, caddyfile)
+}
+
+// StartTarget is Start with a target: a legacy app on loopback that makes an account per
+// user (its native calls are journaled), and answers 500 to a user whose userName starts
+// with "fail-" (the change fails: pending, then failed).
+func StartTarget(t *testing.T) *Env {
+	t.Helper()
+	var next atomic.Int64
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		if bytes.Contains(body, []byte(`"login":"fail-`)) {
+			http.Error(w, `{"error":"database is down"}`, http.StatusInternalServerError)
+			return
+		}
+		if r.Method == http.MethodPost {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusCreated)
+			fmt.Fprintf(w, `{"id": "a%d"}`, next.Add(1))
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(app.Close)
+	mapping := filepath.Join(t.TempDir(), "app.json")
+	if err := os.WriteFile(mapping, []byte(AppMapping), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SCIMGATE_ADM_APP", app.URL)
+	t.Setenv("SCIMGATE_ADM_MAPPING", mapping)
+	return start(t, caddyfileTarget)
+}
+
+func start(t *testing.T, caddyfile []byte) *Env {
 	t.Helper()
 	seed := make([]byte, ed25519.SeedSize)
 	if _, err := rand.Read(seed); err != nil {

@@ -1,0 +1,102 @@
+package caddymodule
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/scimgate/scimgate/caddymodule/scim"
+)
+
+func init() {
+	caddy.RegisterModule(App{})
+}
+
+// App is the scimgate app. A config never needs to name it: the first scim_gateway
+// handler of a config loads it. It opens the stores of the config's gateways when Caddy
+// starts the config, not when it provisions it, because `caddy validate` (and
+// `scimgate validate`) provisions a config and never starts it: validating checks the
+// tokens, mapping, policies, journal and target settings without opening or creating a
+// store, so it works while the gateway runs. A store that cannot be opened fails the
+// start, and Caddy keeps the config it had (or exits, for `caddy run`).
+type App struct {
+	// gateways are this config's handlers; Caddy provisions and starts a config in one
+	// goroutine.
+	gateways []*Handler
+}
+
+// CaddyModule returns the Caddy module information.
+func (App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "scimgate",
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// add registers a gateway provisioned in this config, to be started with it.
+func (a *App) add(g *Handler) {
+	a.gateways = append(a.gateways, g)
+}
+
+// Start takes the locks of every gateway's listen addresses (see addrLocks) and opens its
+// store. After the first that fails, the
+// others are not opened: their requests answer 503 until Caddy has stopped the config.
+func (a *App) Start() error {
+	var err error
+	for _, g := range a.gateways {
+		if err != nil {
+			g.abandon()
+			continue
+		}
+		if err = g.start(); err != nil {
+			err = fmt.Errorf("starting scim_gateway: %w", err)
+		}
+	}
+	return err
+}
+
+// Stop does nothing: each gateway releases its store in its Cleanup, once Caddy has
+// provisioned the config that replaces it (which shares the open store).
+func (a *App) Stop() error { return nil }
+
+// gatewayApp returns the scimgate app of the config ctx provisions and the HTTP server
+// the handler is in, or nils when ctx provisions no HTTP server (a handler provisioned on
+// its own, as unit tests and embedders do): such a handler is started at once.
+func gatewayApp(ctx caddy.Context) (*App, *caddyhttp.Server, error) {
+	srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
+	if !ok || srv == nil {
+		return nil, nil, nil
+	}
+	app, err := ctx.App("scimgate")
+	if err != nil {
+		return nil, nil, err
+	}
+	return app.(*App), srv, nil
+}
+
+// awaitStart waits until the gateway's config has started (Caddy may start the HTTP
+// app before this one, so a request can arrive in between) or the request is abandoned.
+// It answers 503 and returns false when the gateway cannot serve: its start failed, and
+// Caddy is stopping the config.
+func (g *Handler) awaitStart(w http.ResponseWriter, r *http.Request) bool {
+	select {
+	case <-g.started:
+	case <-r.Context().Done():
+		return false
+	}
+	if g.engine != nil {
+		return true
+	}
+	e := scim.Errorf(http.StatusServiceUnavailable, "", "the gateway did not start (see the server's log); its config is being stopped")
+	data, _ := marshalJSON(e.Body())
+	w.Header().Set("Content-Type", contentType)
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(e.Status)
+	_, _ = w.Write(data)
+	return false
+}
+
+// Interface guards
+var _ caddy.App = (*App)(nil)

@@ -1,0 +1,148 @@
+package caddymodule
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/scimgate/scimgate/caddymodule/store"
+)
+
+// validateConfig adapts testdata/policy/Caddyfile (tokens, a policy, a target with its
+// mapping, the demo app) for the data directory dataDir; vars are more environment
+// variables to set (name, value pairs) before adapting.
+func validateConfig(t *testing.T, dataDir string, vars ...string) []byte {
+	t.Helper()
+	t.Setenv("SCIMGATE_IT_ADDR", itFreeLoopbackAddr(t))
+	t.Setenv("SCIMGATE_IT_DEMO_ADDR", itFreeLoopbackAddr(t))
+	t.Setenv("SCIMGATE_IT_DEMO_NAME", "validate")
+	t.Setenv("SCIMGATE_IT_DEMO_KEY", policyDemoKey)
+	t.Setenv("SCIMGATE_IT_APP_URL", "http://127.0.0.1:1")
+	t.Setenv("SCIMGATE_IT_DATA", dataDir)
+	t.Setenv("SCIMGATE_IT_STORAGE", t.TempDir())
+	t.Setenv("SCIMGATE_IT_TOKEN", testToken)
+	t.Setenv("SCIMGATE_IT_POLICY", copyShippedPolicies(t, `{}`))
+	t.Setenv("SCIMGATE_IT_MAPPING", filepath.Join("..", "mappings", "demoapp.json"))
+	for i := 0; i+1 < len(vars); i += 2 {
+		t.Setenv(vars[i], vars[i+1])
+	}
+	return adaptCaddyfile(t, filepath.Join("testdata", "policy", "Caddyfile"))
+}
+
+// TestValidateOpensNoStore runs Caddy's validation (what `caddy validate` and `scimgate
+// validate` do) on a config whose store another holder has open, as a running gateway
+// does, and on one whose data directory does not exist: both pass, and neither opens nor
+// creates a store. Starting the first config fails and says why.
+func TestValidateOpensNoStore(t *testing.T) {
+	held := t.TempDir()
+	st, err := store.Open(filepath.Join(held, storeFileName), store.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	cfg := validateConfig(t, held)
+	if err := caddy.Validate(mustConfig(t, cfg)); err != nil {
+		t.Fatalf("validating a config whose store is held: %v", err)
+	}
+
+	missing := filepath.Join(t.TempDir(), "not-yet")
+	if err := caddy.Validate(mustConfig(t, validateConfig(t, missing))); err != nil {
+		t.Fatalf("validating a config whose data directory does not exist: %v", err)
+	}
+	if _, err := os.Stat(missing); !os.IsNotExist(err) {
+		t.Fatalf("validation created the data directory: %v", err)
+	}
+
+	// Starting is where the store opens: the held one fails the start, with the reason.
+	err = caddy.Load(validateConfig(t, held), true)
+	if err == nil {
+		_ = caddy.Stop()
+		t.Fatal("a config whose store another holder has open started")
+	}
+	if !strings.Contains(err.Error(), "another process holds the file") {
+		t.Fatalf("start error = %v, want it to say another process holds the store", err)
+	}
+}
+
+// TestValidateChecksGatewayConfig: validation still checks what the gateway would load,
+// each broken part named in the error.
+func TestValidateChecksGatewayConfig(t *testing.T) {
+	badMapping := filepath.Join(t.TempDir(), "broken.json")
+	if err := os.WriteFile(badMapping, []byte("{\n  \"users\": {\n    \"create\": ,\n  }\n}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	badPolicy := t.TempDir()
+	if err := os.WriteFile(filepath.Join(badPolicy, "broken.rego"), []byte("package scimgate.x\n\nallow if {"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		vars []string
+		want string
+	}{
+		{"short token", []string{"SCIMGATE_IT_TOKEN", "short"}, "at least 32 bytes"},
+		{"missing mapping", []string{"SCIMGATE_IT_MAPPING", filepath.Join(t.TempDir(), "none.json")}, "none.json"},
+		{"mapping syntax", []string{"SCIMGATE_IT_MAPPING", badMapping}, "invalid JSON at line 3, column 15"},
+		{"policy syntax", []string{"SCIMGATE_IT_POLICY", badPolicy}, "broken.rego"},
+		{"target url", []string{"SCIMGATE_IT_APP_URL", "ftp://legacy"}, "absolute http or https URL"},
+		{"token unset", []string{"SCIMGATE_IT_TOKEN", ""}, `token "entra" is empty`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "data")
+			err := caddy.Validate(mustConfig(t, validateConfig(t, dir, tc.vars...)))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error = %v, want it to contain %q", err, tc.want)
+			}
+			if _, err := os.Stat(dir); !os.IsNotExist(err) {
+				t.Fatalf("validation created the data directory: %v", err)
+			}
+		})
+	}
+}
+
+// mustConfig decodes a JSON config as caddy.Load does.
+func mustConfig(t *testing.T, cfgJSON []byte) *caddy.Config {
+	t.Helper()
+	var cfg caddy.Config
+	if err := caddy.StrictUnmarshalJSON(cfgJSON, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	return &cfg
+}
+
+// TestRequestsWaitForStart: a request that reaches a gateway whose config has not started
+// yet (Caddy may start the HTTP app before the scimgate app) waits for the start; when the
+// start will not happen (another gateway of the config failed), it answers 503 with a SCIM
+// error instead of waiting for ever.
+func TestRequestsWaitForStart(t *testing.T) {
+	g := &Handler{Tokens: []Token{{Name: "entra", Value: testToken}}, DataDir: t.TempDir()}
+	if err := provisionHandler(t, g); err != nil { // started at once: no HTTP server in ctx
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = g.Cleanup() })
+	if rec := serve(t, g, "GET", "/scim/v2/Users", nil); rec.Code != http.StatusOK {
+		t.Fatalf("a started gateway answered %d", rec.Code)
+	}
+
+	waiting := &Handler{BasePath: DefaultBasePath, started: make(chan struct{})}
+	done := make(chan *httptest.ResponseRecorder)
+	go func() { done <- serve(t, waiting, "GET", "/scim/v2/Users", nil) }()
+	select {
+	case rec := <-done:
+		t.Fatalf("a request did not wait for the start: %d %s", rec.Code, rec.Body)
+	case <-time.After(100 * time.Millisecond):
+	}
+	waiting.abandon()
+	rec := <-done
+	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "did not start") {
+		t.Fatalf("a request to a gateway that will not start: %d %s", rec.Code, rec.Body)
+	}
+	itCheckErrorBody(t, rec.Code, rec.Header(), rec.Body.Bytes(), http.StatusServiceUnavailable, "")
+}
