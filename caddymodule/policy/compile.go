@@ -70,6 +70,9 @@ func compile(query ast.Ref, srcs []source, dir string) (rego.PreparedEvalQuery, 
 	if err != nil {
 		return none, fmt.Errorf("preparing query %s: %w", query, err)
 	}
+	if err := checkSettings(compiler, store, query, data); err != nil {
+		return none, err
+	}
 	return pq, nil
 }
 

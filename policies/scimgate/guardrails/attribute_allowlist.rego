@@ -21,6 +21,16 @@ import data.scimgate.lib.settings
 
 _allowed := settings.guardrail("attribute_allowlist")[request.resource_type]
 
+# settings_schema: the settings this guardrail reads (see data.scimgate.lib.settings).
+settings_schema := {"User": "strings", "Group": "strings"}
+
+# A list that is not a list of paths cannot filter anything: a change that would send the
+# app attributes is refused rather than sent whole, with a reason naming the key to fix.
+deny contains msg if {
+	request.resource != {}
+	msg := settings.malformed("attribute_allowlist", settings_schema, "changes that send attributes are")
+}
+
 drop_attributes contains p if {
 	is_array(_allowed)
 	some p in (paths.not_allowed(request.resource, _allowed) | _changes)
@@ -32,7 +42,10 @@ else := set()
 
 # verdict is what the aggregator (data.scimgate.decision) reads: undefined unless this
 # guardrail has something to say about the request.
-verdict := {"drop_attributes": drop_attributes} if {
+verdict := {"deny": deny} if {
+	request.resource != {}
+	count(deny) > 0
+} else := {"drop_attributes": drop_attributes} if {
 	is_array(_allowed)
 	count(drop_attributes) > 0
 }

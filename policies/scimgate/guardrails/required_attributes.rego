@@ -15,6 +15,16 @@ import data.scimgate.lib.paths
 import data.scimgate.lib.request
 import data.scimgate.lib.settings
 
+# settings_schema: the settings this guardrail reads (see data.scimgate.lib.settings).
+settings_schema := {"User": "strings", "Group": "strings"}
+
+# A list that is not a list of paths cannot be checked: creates are refused rather than let
+# through unchecked, with a reason naming the key to fix.
+deny contains msg if {
+	"create" in input.events
+	msg := settings.malformed("required_attributes", settings_schema, "creates are")
+}
+
 deny contains msg if {
 	"create" in input.events
 	required := settings.guardrail("required_attributes")[request.resource_type]

@@ -24,6 +24,24 @@ _enterprise := "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 
 _cfg := settings.guardrail("scoping")
 
+# settings_schema: the settings this guardrail reads (see data.scimgate.lib.settings).
+settings_schema := {"domains": "strings", "departments": "strings", "on_exit": ["deactivate", "ignore"]}
+
+# Malformed settings ("domains": "contoso.example", a misspelt key) cannot tell who is in
+# scope: user changes and group membership changes are refused rather than sent to the app
+# as if scoping were off, with a reason naming the key to fix.
+deny contains msg if {
+	_scoped_request
+	msg := settings.malformed("scoping", settings_schema, "user changes and membership changes are")
+}
+
+_scoped_request if input.resource_type == "User"
+
+_scoped_request if {
+	input.resource_type == "Group"
+	count(request.events & {"add_members", "remove_members"}) > 0
+}
+
 _domains := {lower(trim_space(d)) | some d in _cfg.domains; is_string(d)}
 
 _departments := {lower(trim_space(d)) | some d in _cfg.departments; is_string(d)}
@@ -241,7 +259,10 @@ else := sprintf("%s and %d more", [concat(", ", array.slice(names, 0, 10)), coun
 # verdict is what the aggregator (data.scimgate.decision) reads: undefined unless this
 # guardrail has something to say about the request (scoping configured, and a user, or a
 # group whose member changes name users outside the domains).
-verdict := {"skip": skip, "notes": notes, "drop_members": drop_members, "deactivate": _deactivate} if {
+verdict := {"deny": deny} if {
+	_scoped_request
+	count(deny) > 0
+} else := {"skip": skip, "notes": notes, "drop_members": drop_members, "deactivate": _deactivate} if {
 	_on
 	(count(skip) + count(notes)) + count(drop_members) > 0
 }
