@@ -277,6 +277,9 @@ func (g *Handler) Provision(ctx caddy.Context) error {
 		return err // Caddy cleans up a config that failed to provision: the store is released
 	}
 	g.engine = eng
+	if err := g.checkReloadBrake(registerGateway(g)); err != nil {
+		return err // Cleanup unregisters g
+	}
 	if h.journalFP != journalFingerprint(jopts) {
 		g.logger.Warn("the journal settings changed while its store stayed open; they apply after a restart",
 			zap.String("journal", h.journal.Name()), zap.String("configured_name", jopts.Name))
@@ -334,6 +337,7 @@ func (g *Handler) Cleanup() error {
 	if g.store == nil || g.released {
 		return nil
 	}
+	unregisterGateway(g)
 	g.released = true
 	return releaseStore(g.storeKey)
 }

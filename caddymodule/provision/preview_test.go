@@ -1,0 +1,205 @@
+package provision
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/scimgate/scimgate/caddymodule/policy"
+	"github.com/scimgate/scimgate/caddymodule/scim"
+	"github.com/scimgate/scimgate/caddymodule/store"
+)
+
+// shippedPolicy loads the repository's policies (without tests) with config as
+// scimgate.config, as a user adapting them would.
+func shippedPolicy(t testing.TB, config string) *policy.Engine {
+	t.Helper()
+	src, dst := filepath.Join("..", "..", "policies"), t.TempDir()
+	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".rego") || strings.HasSuffix(p, "_test.rego") {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		body, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Join(dst, filepath.Dir(rel)), 0o700); err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dst, rel), body, 0o600)
+	})
+	if err == nil {
+		err = os.MkdirAll(filepath.Join(dst, "scimgate", "config"), 0o700)
+	}
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dst, "scimgate", "config", "data.json"), []byte(config), 0o600)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := policy.Load(policy.Options{Dir: dst})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = eng.Close() })
+	return eng
+}
+
+// scopeConfig is a configuration scoping users to domains, with an attribute allowlist
+// for users.
+func scopeConfig(domains, allowed string) string {
+	return `{"defaults": {"scoping": {"domains": ` + domains + `, "on_exit": "deactivate"},
+		"attribute_allowlist": {"User": ` + allowed + `}}}`
+}
+
+// seedDirectory stores users directly (no app is called): users[i] gets a native id when
+// withAccount(i). It returns the SCIM ids by userName.
+func seedDirectory(t testing.TB, r *rig, names []string, withAccount func(int) bool) map[string]string {
+	t.Helper()
+	ids := map[string]string{}
+	const batch = 1000
+	for lo := 0; lo < len(names); lo += batch {
+		err := r.store.Update(func(tx *store.Tx) error {
+			for i := lo; i < min(lo+batch, len(names)); i++ {
+				doc := scim.Resource{
+					"schemas": []any{scim.UserSchema}, "userName": names[i], "active": true,
+					"displayName": "D " + names[i], "title": "Engineer",
+					"emails": []any{map[string]any{"value": names[i], "type": "work", "primary": true}},
+				}
+				id := fmt.Sprintf("u%07d", i)
+				body, err := json.Marshal(doc)
+				if err != nil {
+					return err
+				}
+				if err := tx.Put(&store.Record{Type: scim.UserType, ID: id, Doc: body, Index: IndexEntries(scim.UserType, doc)}); err != nil {
+					return err
+				}
+				if withAccount(i) {
+					if err := tx.SetNativeID("native/"+scim.UserType, id, fmt.Sprintf("n%d", i)); err != nil {
+						return err
+					}
+				}
+				ids[names[i]] = id
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ids
+}
+
+// TestPolicyImpactNarrowedScope: a policy that narrows scoping.domains lists exactly the
+// users who leave scope (leaves_scope with an app account, skipped without), a policy
+// that narrows the attribute allowlist lists exactly the users who lose the attribute, a
+// group whose member leaves scope loses that membership, and an unchanged policy lists
+// nobody.
+func TestPolicyImpactNarrowedScope(t *testing.T) {
+	r := newRig(t, rigOptions{target: newTarget(t, "http://127.0.0.1:1", true)})
+	var names []string
+	for i := range 60 {
+		domain := []string{"contoso.example", "fabrikam.example", "eu.fabrikam.example", "northwind.example"}[i%4]
+		names = append(names, fmt.Sprintf("user%02d@%s", i, domain))
+	}
+	ids := seedDirectory(t, r, names, func(i int) bool { return i%3 != 0 })
+	gid := r.mustCreate(scim.GroupType, `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"displayName":"Sales","members":[{"value":"`+ids["user01@fabrikam.example"]+`"},{"value":"`+ids["user00@contoso.example"]+`"}]}`)
+
+	current := shippedPolicy(t, scopeConfig(`["contoso.example", "fabrikam.example"]`, `["userName", "active", "displayName", "title", "emails"]`))
+	narrowed := shippedPolicy(t, scopeConfig(`["contoso.example"]`, `["userName", "active", "displayName", "emails"]`))
+
+	im, err := r.eng.PolicyImpact(context.Background(), current, narrowed, ImpactOptions{PageSize: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wantLeave, wantSkip, wantTitle []string
+	for i, n := range names {
+		switch {
+		case strings.HasSuffix(n, "fabrikam.example") && i%3 != 0:
+			wantLeave = append(wantLeave, ids[n])
+		case strings.HasSuffix(n, "fabrikam.example"):
+			wantSkip = append(wantSkip, ids[n])
+		case strings.HasSuffix(n, "@contoso.example"):
+			wantTitle = append(wantTitle, ids[n])
+		}
+	}
+	got := map[Effect][]string{}
+	for _, e := range im.Entries {
+		got[e.Effect] = append(got[e.Effect], e.ID)
+		switch e.Effect {
+		case EffectLeavesScope:
+			if e.NativeID == "" || len(e.Reasons) != 1 || !strings.Contains(e.Reasons[0], "is not in scoping.domains") {
+				t.Errorf("leaves_scope entry %+v: want its native id and the scoping reason", e)
+			}
+		case EffectDropsAttributes:
+			if !slices.Equal(e.Attributes, []string{"title"}) {
+				t.Errorf("drops_attributes entry %+v: want only title", e)
+			}
+		}
+	}
+	check := func(effect Effect, want []string) {
+		t.Helper()
+		if !slices.Equal(got[effect], want) || im.Counts[effect] != len(want) {
+			t.Errorf("%s: %v (count %d), want %v", effect, got[effect], im.Counts[effect], want)
+		}
+	}
+	check(EffectLeavesScope, wantLeave)
+	check(EffectSkipped, wantSkip)
+	check(EffectDropsAttributes, wantTitle)
+	check(EffectDropsMembers, []string{gid})
+	check(EffectDenied, nil)
+	if im.Users != 60 || im.Groups != 1 || im.Deprovisions != len(wantLeave) || len(wantLeave) != 20 {
+		t.Errorf("users %d, groups %d, deprovisions %d; want 60, 1, %d (20)", im.Users, im.Groups, im.Deprovisions, len(wantLeave))
+	}
+	for _, e := range im.Entries {
+		if e.Effect == EffectDropsMembers && !slices.Equal(e.Members, []string{ids["user01@fabrikam.example"]}) {
+			t.Errorf("group entry %+v: want the fabrikam member dropped", e)
+		}
+	}
+
+	// The other way round, the same users come back.
+	back, err := r.eng.PolicyImpact(context.Background(), narrowed, current, ImpactOptions{MaxEntries: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.Counts[EffectPasses] != len(wantLeave)+len(wantSkip) || back.Deprovisions != 0 || len(back.Entries) != 5 || back.Truncated != len(wantLeave)+len(wantSkip)-5 {
+		t.Errorf("widening: counts %v, %d entries, %d truncated", back.Counts, len(back.Entries), back.Truncated)
+	}
+
+	same, err := r.eng.PolicyImpact(context.Background(), current, current, ImpactOptions{})
+	if err != nil || len(same.Entries) != 0 || len(same.Counts) != 0 {
+		t.Errorf("unchanged policy: %+v, %v", same, err)
+	}
+}
+
+// BenchmarkPolicyImpact previews a scope-narrowing policy over 100,000 users (a quarter
+// leaving scope) and reports users/s, against the policy in force.
+func BenchmarkPolicyImpact(b *testing.B) {
+	r := newRig(b, rigOptions{target: newTarget(b, "http://127.0.0.1:1", true)})
+	const n = 100_000
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("user%06d@%s", i, []string{"contoso.example", "fabrikam.example"}[i%4/3])
+	}
+	seedDirectory(b, r, names, func(i int) bool { return i%2 == 0 })
+	current := shippedPolicy(b, scopeConfig(`["contoso.example", "fabrikam.example"]`, `["userName", "active", "displayName", "title", "emails"]`))
+	narrowed := shippedPolicy(b, scopeConfig(`["contoso.example"]`, `["userName", "active", "displayName", "title", "emails"]`))
+	b.ResetTimer()
+	for b.Loop() {
+		im, err := r.eng.PolicyImpact(context.Background(), current, narrowed, ImpactOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if im.Users != n || im.Counts[EffectLeavesScope]+im.Counts[EffectSkipped] != n/4 {
+			b.Fatalf("users %d, counts %v", im.Users, im.Counts)
+		}
+	}
+	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "users/s")
+}
