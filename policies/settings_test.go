@@ -231,9 +231,10 @@ func TestShippedSettingsAreWellFormed(t *testing.T) {
 }
 
 // TestMalformedConfigShape: the parts of scimgate.config every guardrail reads through
-// (defaults, targets, a target, a section) are checked too: a non-object there, a
-// misspelt part or a section naming no loaded guardrail is reported, and a decision that
-// meets a non-object anyway refuses the guarded requests.
+// (defaults, targets, a target, a section) are checked at load too: a non-object there, a
+// misspelt part or a section naming no loaded guardrail is reported. A decision that meets
+// a guardrail's section that is not an object refuses the guarded requests; the parts
+// around the sections are checked at load only (per decision it would cost every write).
 func TestMalformedConfigShape(t *testing.T) {
 	pq := prepareWithConfig(t)
 	tests := []struct {
@@ -241,12 +242,12 @@ func TestMalformedConfigShape(t *testing.T) {
 		config  string
 		path    string
 		message string
-		denies  bool // the decision for a user deactivation is refused
+		denies  bool // the decision for a user deactivation is refused (a guardrail's own section)
 	}{
 		{"misspelt part", `{"default": {"break_glass": {"user_names": ["bg@x"]}}}`, "scimgate.config.default", "is not a part of scimgate.config (known: defaults, targets)", false},
-		{"defaults not an object", `{"defaults": ["break_glass"]}`, "scimgate.config.defaults", `must be an object, got array ["break_glass"]`, true},
-		{"targets not an object", `{"targets": "demo"}`, "scimgate.config.targets", `must be an object, got string "demo"`, true},
-		{"target not an object", `{"targets": {"demo": []}}`, "scimgate.config.targets.demo", "must be an object of guardrail settings, got array []", true},
+		{"defaults not an object", `{"defaults": ["break_glass"]}`, "scimgate.config.defaults", `must be an object, got array ["break_glass"]`, false},
+		{"targets not an object", `{"targets": "demo"}`, "scimgate.config.targets", `must be an object, got string "demo"`, false},
+		{"target not an object", `{"targets": {"demo": []}}`, "scimgate.config.targets.demo", "must be an object of guardrail settings, got array []", false},
 		{"section not an object", `{"defaults": {"break_glass": ["bg@x"]}}`, "scimgate.config.defaults.break_glass", `must be an object, got array ["bg@x"]`, true},
 		{"target section not an object", `{"targets": {"demo": {"mass_deprovision": 5}}}`, "scimgate.config.targets.demo.mass_deprovision", "must be an object, got number 5", true},
 		{"unknown guardrail", `{"defaults": {"break_glas": {"user_names": ["bg@x"]}}}`, "scimgate.config.defaults.break_glas", "configures no loaded guardrail: no package scimgate.guardrails.break_glas (loaded: attribute_allowlist, break_glass, mass_deprovision, privileged_groups, required_attributes, scoping)", false},

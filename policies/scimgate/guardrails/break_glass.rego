@@ -14,7 +14,9 @@ package scimgate.guardrails.break_glass
 import data.scimgate.lib.request
 import data.scimgate.lib.settings
 
-_cfg := settings.guardrail("break_glass")
+_section := settings.section("break_glass")
+
+_cfg := settings.guardrail_settings(_section)
 
 # settings_schema: the settings this guardrail reads (see data.scimgate.lib.settings).
 settings_schema := {"user_names": "strings", "patterns": "patterns", "external_ids": "strings"}
@@ -45,7 +47,7 @@ _deny contains msg if {
 # Malformed settings (a string where a list belongs, an invalid pattern, a misspelt key)
 # cannot tell a break-glass account from another: refuse deprovisioning rather than guess,
 # with a reason that names the key to fix.
-_deny contains settings.malformed("break_glass", settings_schema, "deactivations and deletions are")
+_deny contains settings.malformed("break_glass", _section, settings_schema, "deactivations and deletions are")
 
 _break_glass(res) if {
 	name := lower(request.user_name(res))

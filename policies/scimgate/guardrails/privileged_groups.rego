@@ -33,7 +33,9 @@ _applies if {
 	_guarded_events[e]
 }
 
-_cfg := settings.guardrail("privileged_groups")
+_section := settings.section("privileged_groups")
+
+_cfg := settings.guardrail_settings(_section)
 
 # settings_schema: the settings this guardrail reads (see data.scimgate.lib.settings).
 settings_schema := {"names": "strings", "patterns": "patterns", "effect": ["deny", "skip"]}
@@ -41,7 +43,7 @@ settings_schema := {"names": "strings", "patterns": "patterns", "effect": ["deny
 # Malformed settings (a string where a list belongs, an invalid pattern, a misspelt key)
 # cannot tell a privileged group from another: group changes are refused rather than
 # guessed, with a reason that names the key to fix.
-_malformed := settings.malformed("privileged_groups", settings_schema, "group creates, changes and member adds are")
+_malformed := settings.malformed("privileged_groups", _section, settings_schema, "group creates, changes and member adds are")
 
 _skip_effect if _cfg.effect == "skip"
 

@@ -22,20 +22,18 @@ _config := data.scimgate.config
 # Every guardrail calls this once per decision (binding it to a rule), so the common case
 # (no per-target override) is plain lookups; merging happens only when the target has a
 # section of its own.
-guardrail(name) := s if {
-	s := _section(name)
-	is_object(s)
-	not s.enabled == false
-}
+guardrail(name) := guardrail_settings(section(name))
 
-# _section is what the configuration holds for guardrail name for the request's target,
-# whatever its type: the defaults' section, or the target's merged over it.
-_section(name) := s if {
+# section returns what the configuration holds for guardrail name for the request's
+# target, whatever its type (undefined when nothing): the defaults' section, or the
+# target's merged over it. A guardrail binds it once, to read its settings
+# (guardrail_settings) and to check them (malformed).
+section(name) := s if {
 	not data.scimgate.config.targets[object.get(input, "target", "")][name]
 	s := data.scimgate.config.defaults[name]
 }
 
-_section(name) := s if {
+section(name) := s if {
 	t := data.scimgate.config.targets[object.get(input, "target", "")][name]
 	s := _merge(object.get(data.scimgate.config, ["defaults", name], null), t)
 }
@@ -70,37 +68,51 @@ source(name, key) := sprintf("scimgate.config.targets.%s.%s.%s", [request.target
 # that meets one anyway (data loaded another way) refuses the requests it guards through
 # malformed below, never treating the setting as "off".
 
-# malformed returns the reason a guardrail gives when its settings for the request's
-# target break its schema, refusing what it guards (what: "deactivations and deletions
-# are"); undefined when they are well-formed, unconfigured or switched off.
-malformed(name, schema, what) := sprintf(
+# guardrail_settings returns the settings in section s when they are an object and not
+# switched off; undefined otherwise (settings.guardrail for a bound section).
+guardrail_settings(s) := s if {
+	is_object(s)
+	not s.enabled == false
+}
+
+# malformed returns the reason a guardrail gives when its section s (from section(name))
+# breaks its schema, refusing what it guards (what: "deactivations and deletions are");
+# undefined when it is well-formed or switched off. Guardrails bind it to a rule on their
+# own section, so a request whose target does not configure them pays one lookup.
+#
+# It checks the guardrail's own section. The shape of scimgate.config around it (defaults,
+# targets and a target being objects) is checked when the gateway loads the policies
+# (settings_errors) and not per decision, where it would cost every write a fifth more.
+malformed(name, s, schema, what) := sprintf(
 	"%s settings for target %q are malformed (%s): %s refused until scimgate.config is fixed.",
 	[name, request.target, concat("; ", sort(ps)), what],
 ) if {
-	not well_formed(name, schema)
-	ps := problems(name, schema)
+	not _off(s)
+	not _valid_settings(s, schema)
+	ps := {sprintf("%s %s", [_source(name, p.key), p.problem]) | some p in check(s, schema)}
 	count(ps) > 0
 }
 
-# well_formed: guardrail name's settings for the request's target pass schema (or are
-# absent, or switched off). A plain check, allocating nothing, that every decision the
-# guardrail concerns pays; the reasons (problems) are built only when it fails.
-well_formed(name, schema) if {
-	not _bad_shape
-	not _bad_section(name, schema)
-}
+_off(s) if s.enabled == false
 
-_bad_section(name, schema) if {
-	s := _section(name)
-	not _off(s)
-	not _valid_settings(s, schema)
-}
+_source(name, "") := _owner(name)
+
+_source(name, key) := source(name, key) if key != ""
+
+_owner(name) := sprintf("scimgate.config.targets.%s.%s", [request.target, name]) if {
+	_ = _config.targets[request.target][name]
+} else := sprintf("scimgate.config.defaults.%s", [name])
 
 _valid_settings(s, schema) if {
 	is_object(s)
-	every k, v in s {
-		_valid_setting(k, v, schema)
-	}
+	not _any_invalid(s, schema)
+}
+
+# _any_invalid and _non_string are `every` written as `not some`: OPA evaluates them
+# with fewer allocations, and every create pays for the check.
+_any_invalid(s, schema) if {
+	some k, v in s
+	not _valid_setting(k, v, schema)
 }
 
 _valid_setting("enabled", v, _) if is_boolean(v)
@@ -118,9 +130,12 @@ _is_type("strings", v) if _strings(v)
 
 _is_type("patterns", v) if {
 	_strings(v)
-	every p in v {
-		regex.is_valid(p)
-	}
+	not _invalid_pattern(v)
+}
+
+_invalid_pattern(v) if {
+	some p in v
+	not regex.is_valid(p)
 }
 
 _is_type(t, v) if {
@@ -128,59 +143,13 @@ _is_type(t, v) if {
 	v in t
 }
 
-_bad_shape if not is_object(_config)
-
-_bad_shape if {
-	some k in ["defaults", "targets"]
-	v := _config[k]
-	not is_object(v)
-}
-
-_bad_shape if {
-	v := _config.targets[request.target]
-	not is_object(v)
-}
-
-# problems returns what is wrong with guardrail name's settings for the request's target,
-# each naming the key to fix: empty when they are well-formed, absent or "enabled": false.
-problems(name, schema) := _shape_problems | {sprintf("%s %s", [_source(name, p.key), p.problem]) |
-	s := _section(name)
-	not _off(s)
-	some p in check(s, schema)
-}
-
-_off(s) if s.enabled == false
-
-_source(name, "") := _owner(name)
-
-_source(name, key) := source(name, key) if key != ""
-
-_owner(name) := sprintf("scimgate.config.targets.%s.%s", [request.target, name]) if {
-	_ = _config.targets[request.target][name]
-} else := sprintf("scimgate.config.defaults.%s", [name])
-
-# _shape_problems: the parts of scimgate.config every guardrail reads through. A
-# non-object there reads as "no settings" for every guardrail.
-_shape_problems contains sprintf("scimgate.config.%s %s", [k, _must_be_object(v)]) if {
-	some k in ["defaults", "targets"]
-	v := _config[k]
-	not is_object(v)
-}
-
-_shape_problems contains sprintf("scimgate.config.targets.%s %s", [request.target, _must_be_object(v)]) if {
-	v := _config.targets[request.target]
-	not is_object(v)
-}
-
-_shape_problems contains "scimgate.config must be an object of defaults and targets" if not is_object(_config)
-
-_must_be_object(v) := sprintf("must be an object, got %s", [shown(v)])
-
 # check returns the problems of one settings object s against schema, each as
 # {"key": <setting, "" for the section itself>, "problem": <text>}.
 check(s, schema) := {{"key": "", "problem": _must_be_object(s)}} if not is_object(s)
 
 else := {p | some k, v in s; some p in _key_problems(k, v, schema)}
+
+_must_be_object(v) := sprintf("must be an object, got %s", [shown(v)])
 
 _key_problems("enabled", v, _) := {{"key": "enabled", "problem": msg} | some msg in type_problems("boolean", v)}
 
@@ -218,9 +187,12 @@ _count(v) if {
 
 _strings(v) if {
 	is_array(v)
-	every x in v {
-		is_string(x)
-	}
+	not _non_string(v)
+}
+
+_non_string(v) if {
+	some x in v
+	not is_string(x)
 }
 
 # shown describes a value for a reason: its type, and the value when it is short.
