@@ -15,6 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/scimgate/scimgate/caddymodule/mapping"
 	"github.com/scimgate/scimgate/caddymodule/policy"
 	"github.com/scimgate/scimgate/caddymodule/provision"
 )
@@ -23,8 +24,12 @@ func init() {
 	caddy.RegisterModule(PreviewAdmin{})
 }
 
-// PreviewPath is the admin route that previews a policy against a running gateway.
-const PreviewPath = "/scimgate/preview/policy"
+// PreviewPath is the admin route that previews a policy against a running gateway;
+// PreviewMappingPath the one that previews a mapping file.
+const (
+	PreviewPath        = "/scimgate/preview/policy"
+	PreviewMappingPath = "/scimgate/preview/mapping"
+)
 
 // PreviewRequest is the body of POST PreviewPath: the proposed policy, as paths on the
 // gateway's machine (as in the policy block), and which gateway to preview it on.
@@ -37,6 +42,8 @@ type PreviewRequest struct {
 	Data []string `json:"data,omitempty"`
 	// MaxEntries bounds the listed resources (the counts are complete); 0 for all.
 	MaxEntries int `json:"max_entries,omitempty"`
+	// Mapping is the proposed mapping file (PreviewMappingPath only).
+	Mapping string `json:"mapping,omitempty"`
 }
 
 // maxPreviewBody bounds the request body: a few paths.
@@ -45,7 +52,10 @@ const maxPreviewBody = 64 << 10
 // PreviewAdmin is the admin.api.scimgate_preview module: POST /scimgate/preview/policy
 // runs the directory of a running gateway through a proposed policy, read-only beside live
 // traffic (the store is read in short transactions of the process that holds it), and
-// answers the provision.Impact as JSON. It is protected like the rest of the admin API.
+// answers the provision.Impact as JSON; POST /scimgate/preview/mapping builds every
+// resource's native calls under a proposed mapping file and the mapping in force, and
+// answers the provision.MappingImpact (no app is called). Both are protected like the
+// rest of the admin API.
 type PreviewAdmin struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -58,12 +68,15 @@ func (PreviewAdmin) CaddyModule() caddy.ModuleInfo {
 
 // Routes returns the preview route.
 func (PreviewAdmin) Routes() []caddy.AdminRoute {
-	return []caddy.AdminRoute{{Pattern: PreviewPath, Handler: caddy.AdminHandlerFunc(servePreview)}}
+	return []caddy.AdminRoute{
+		{Pattern: PreviewPath, Handler: caddy.AdminHandlerFunc(servePreview)},
+		{Pattern: PreviewMappingPath, Handler: caddy.AdminHandlerFunc(servePreview)},
+	}
 }
 
 func servePreview(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodPost {
-		return previewError(http.StatusMethodNotAllowed, errors.New("POST a JSON body: {\"dir\": \"<policy directory>\", \"data\": [\"<data file>\"], \"journal\": \"<name>\"}"))
+		return previewError(http.StatusMethodNotAllowed, errors.New("POST a JSON body: {\"dir\": \"<policy directory>\", \"data\": [\"<data file>\"], \"journal\": \"<name>\"} (policy) or {\"mapping\": \"<mapping file>\"} (mapping)"))
 	}
 	var req PreviewRequest
 	dec := json.NewDecoder(io.LimitReader(r.Body, maxPreviewBody))
@@ -75,13 +88,35 @@ func servePreview(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	im, err := g.previewPolicy(r.Context(), req)
+	var im any
+	if r.URL.Path == PreviewMappingPath {
+		im, err = g.previewMapping(req)
+	} else {
+		im, err = g.previewPolicy(r.Context(), req)
+	}
 	if err != nil {
 		return previewError(http.StatusUnprocessableEntity, err)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	return json.NewEncoder(w).Encode(im)
+}
+
+// previewMapping loads the proposed mapping file as the target block would (placeholders
+// resolved) and compares its calls with the mapping in force.
+func (g *Handler) previewMapping(req PreviewRequest) (*provision.MappingImpact, error) {
+	if g.target == nil {
+		return nil, errors.New("the gateway has no target, so no mapping to compare with")
+	}
+	if req.Mapping == "" {
+		return nil, errors.New("give the proposed mapping file")
+	}
+	repl := caddy.NewReplacer()
+	m, err := mapping.Load(repl.ReplaceAll(req.Mapping, ""), func(s string) (string, error) { return repl.ReplaceOrErr(s, true, true) })
+	if err != nil {
+		return nil, err
+	}
+	return g.engine.MappingImpact(m, 0)
 }
 
 func previewError(status int, err error) error {

@@ -3,6 +3,9 @@ package caddymodule
 import (
 	"encoding/json"
 	"io"
+	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -118,6 +121,36 @@ func TestPreviewAndReloadBrake(t *testing.T) {
 	}
 	if strings.Contains(out, "ada@contoso.example") {
 		t.Errorf("the table lists a user who stays in scope:\n%s", out)
+	}
+
+	// A mapping that locks accounts through another path: every user's deactivation
+	// differs, nothing else.
+	current, err := os.ReadFile(filepath.Join("..", "mappings", "demoapp.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	proposedMapping := filepath.Join(t.TempDir(), "demoapp-v2.json")
+	changed := strings.Replace(string(current), `"/api/v1/accounts/{id}/lock"`, `"/api/v1/accounts/{id}/disable"`, 1)
+	if err := os.WriteFile(proposedMapping, []byte(changed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err = runPreview(t, "--admin", admin, "--mapping", proposedMapping, "--json")
+	if err != nil {
+		t.Fatalf("preview --mapping: %v", err)
+	}
+	var mi provision.MappingImpact
+	if err := json.Unmarshal([]byte(out), &mi); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if !maps.Equal(mi.Counts, map[string]int{"deactivate: path": 5}) || mi.Differing != 5 || mi.Users != 5 {
+		t.Errorf("mapping preview: %+v", mi)
+	}
+	if s := mi.Samples["deactivate: path"]; len(s.New) != 1 || !strings.HasSuffix(s.New[0].Path, "/disable") || !strings.HasSuffix(s.Current[0].Path, "/lock") {
+		t.Errorf("mapping sample: %+v", s)
+	}
+	out, err = runPreview(t, "--admin", admin, "--mapping", proposedMapping)
+	if err != nil || !strings.Contains(out, "5 resources would get different calls") || !strings.Contains(out, "deactivate: path  5") || !strings.Contains(out, "/disable") {
+		t.Errorf("mapping table (%v):\n%s", err, out)
 	}
 
 	// The reload to the narrowed policy: 3 accounts out, the brake allows 2 an hour.

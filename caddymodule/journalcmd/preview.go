@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -18,9 +19,13 @@ import (
 	"github.com/scimgate/scimgate/caddymodule/provision"
 )
 
-// previewPath is the running gateway's preview route (caddymodule.PreviewPath; this
-// package cannot import caddymodule, which imports it).
-const previewPath = "/scimgate/preview/policy"
+// previewPath and previewMappingPath are the running gateway's preview routes
+// (caddymodule.PreviewPath and PreviewMappingPath; this package cannot import
+// caddymodule, which imports it).
+const (
+	previewPath        = "/scimgate/preview/policy"
+	previewMappingPath = "/scimgate/preview/mapping"
+)
 
 // maxPreviewAnswer bounds the answer read: a listing of every user of a large directory.
 const maxPreviewAnswer = 512 << 20
@@ -28,8 +33,8 @@ const maxPreviewAnswer = 512 << 20
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "preview",
-		Usage: "--policy <dir> [--data <file>]... [--admin <host:port>] [--journal <name>] [--json] [--max-entries <n>]",
-		Short: "Shows what a new policy would change for the directory of a running scimgate",
+		Usage: "--policy <dir> [--data <file>]... | --mapping <file> [--admin <host:port>] [--journal <name>] [--json] [--max-entries <n>]",
+		Short: "Shows what a new policy or mapping would change for the directory of a running scimgate",
 		Long: `
 Runs every user and group of a running gateway's directory through a proposed
 policy and through the policy in force, as a re-sync of each resource as it
@@ -51,6 +56,13 @@ beside live traffic; nothing is written and no app is called. --policy and
 
 --json prints the report as JSON; the table shows the counts and then one row
 per resource (--max-entries bounds the rows; the counts are always complete).
+
+With --mapping <file> instead, every resource's native calls (create, a full
+update, deactivate, reactivate, add members, delete) are built under the
+proposed mapping file and the mapping in force, and each kind of difference
+("update: path", "create: body field dept added", "deactivate: error", ...) is
+counted once per resource that shows it, with one resource as a sample (method,
+path and body of both; headers are never shown). Nothing is sent to the app.
 `,
 		CobraFunc: setupPreview,
 	})
@@ -61,14 +73,20 @@ func setupPreview(cmd *cobra.Command) {
 	f.String("admin", caddy.DefaultAdminListen, "Address of the running instance's admin endpoint")
 	f.String("journal", "", "The gateway, by its journal's name, when the instance has several")
 	f.String("policy", "", "The proposed policy directory")
+	f.String("mapping", "", "The proposed mapping file (instead of a policy)")
 	f.StringArray("data", nil, "A data file of the proposed policy (repeatable)")
 	f.Bool("json", false, "Print the report as JSON")
 	f.Int("max-entries", 0, "List at most this many resources (0: all)")
+	cmd.MarkFlagsMutuallyExclusive("mapping", "policy")
+	cmd.MarkFlagsMutuallyExclusive("mapping", "data")
 	cmd.Args = cobra.NoArgs
 	cmd.RunE = runE(runPreview)
 }
 
 func runPreview(ctx context.Context, c *env) (int, error) {
+	if file := c.flags.String("mapping"); file != "" {
+		return runMappingPreview(ctx, c, file)
+	}
 	req := map[string]any{"journal": c.flags.String("journal"), "max_entries": c.flags.Int("max-entries")}
 	if dir := c.flags.String("policy"); dir != "" {
 		abs, err := filepath.Abs(dir)
@@ -90,22 +108,9 @@ func runPreview(ctx context.Context, c *env) (int, error) {
 		return fail("give the proposed policy: --policy <dir> and/or --data <file>")
 	}
 	req["data"] = files
-	body, err := json.Marshal(req)
+	raw, err := c.postPreview(ctx, previewPath, req)
 	if err != nil {
 		return fail("%v", err)
-	}
-	a, err := c.admin()
-	if err != nil {
-		return fail("%v", err)
-	}
-	resp, err := a.send(ctx, http.MethodPost, previewPath, nil, body)
-	if err != nil {
-		return fail("%v", err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxPreviewAnswer))
-	if err != nil {
-		return fail("reading the preview: %v", err)
 	}
 	if c.flags.Bool("json") {
 		_, err = c.stdout.Write(raw)
@@ -116,6 +121,90 @@ func runPreview(ctx context.Context, c *env) (int, error) {
 		return fail("reading the preview: %v", err)
 	}
 	return 0, writeImpactTable(c.stdout, &im)
+}
+
+func runMappingPreview(ctx context.Context, c *env, file string) (int, error) {
+	abs, err := filepath.Abs(file)
+	if err != nil {
+		return fail("--mapping: %v", err)
+	}
+	raw, err := c.postPreview(ctx, previewMappingPath, map[string]any{"journal": c.flags.String("journal"), "mapping": abs})
+	if err != nil {
+		return fail("%v", err)
+	}
+	if c.flags.Bool("json") {
+		_, err = c.stdout.Write(raw)
+		return 0, err
+	}
+	var im provision.MappingImpact
+	if err := json.Unmarshal(raw, &im); err != nil {
+		return fail("reading the preview: %v", err)
+	}
+	return 0, writeMappingTable(c.stdout, &im)
+}
+
+// postPreview sends a preview request to the admin endpoint and reads the answer.
+func (c *env) postPreview(ctx context.Context, path string, req map[string]any) ([]byte, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	a, err := c.admin()
+	if err != nil {
+		return nil, err
+	}
+	resp, err := a.send(ctx, http.MethodPost, path, nil, body)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxPreviewAnswer))
+	if err != nil {
+		return nil, fmt.Errorf("reading the preview: %w", err)
+	}
+	return raw, nil
+}
+
+// writeMappingTable writes the mapping preview for people: the counts of each kind of
+// difference, then one sample per kind with the calls under both mappings.
+func writeMappingTable(w io.Writer, im *provision.MappingImpact) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "target %q: %d users and %d groups previewed; %d resources would get different calls\n", im.Target, im.Users, im.Groups, im.Differing)
+	if len(im.Counts) == 0 {
+		return tw.Flush()
+	}
+	kinds := slices.Sorted(maps.Keys(im.Counts))
+	fmt.Fprintln(tw, "\nDIFFERENCE\tRESOURCES\tSAMPLE")
+	for _, k := range kinds {
+		s := im.Samples[k]
+		fmt.Fprintf(tw, "%s\t%d\t%s %s\n", k, im.Counts[k], s.Type, s.Name)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, k := range kinds {
+		s := im.Samples[k]
+		fmt.Fprintf(w, "\n%s — %s %s (%s):\n", k, s.Type, s.Name, s.ID)
+		writeCalls(w, "current", s.Current)
+		writeCalls(w, "new    ", s.New)
+	}
+	return nil
+}
+
+func writeCalls(w io.Writer, label string, calls []provision.CallView) {
+	if len(calls) == 0 {
+		fmt.Fprintf(w, "  %s  (no call)\n", label)
+	}
+	for _, c := range calls {
+		switch {
+		case c.Error != "":
+			fmt.Fprintf(w, "  %s  error: %s\n", label, c.Error)
+		case len(c.Body) > 0:
+			fmt.Fprintf(w, "  %s  %s %s %s\n", label, c.Method, c.Path, c.Body)
+		default:
+			fmt.Fprintf(w, "  %s  %s %s\n", label, c.Method, c.Path)
+		}
+	}
 }
 
 // effectOrder is the order the table lists effects in: the most severe first.

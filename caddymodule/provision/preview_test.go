@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scimgate/scimgate/caddymodule/mapping"
 	"github.com/scimgate/scimgate/caddymodule/policy"
 	"github.com/scimgate/scimgate/caddymodule/scim"
 	"github.com/scimgate/scimgate/caddymodule/store"
@@ -63,8 +65,9 @@ func scopeConfig(domains, allowed string) string {
 }
 
 // seedDirectory stores users directly (no app is called): users[i] gets a native id when
-// withAccount(i). It returns the SCIM ids by userName.
-func seedDirectory(t testing.TB, r *rig, names []string, withAccount func(int) bool) map[string]string {
+// withAccount(i), and edit (when not nil) changes its document. It returns the SCIM ids by
+// userName.
+func seedDirectory(t testing.TB, r *rig, names []string, withAccount func(int) bool, edit ...func(int, scim.Resource)) map[string]string {
 	t.Helper()
 	ids := map[string]string{}
 	const batch = 1000
@@ -75,6 +78,9 @@ func seedDirectory(t testing.TB, r *rig, names []string, withAccount func(int) b
 					"schemas": []any{scim.UserSchema}, "userName": names[i], "active": true,
 					"displayName": "D " + names[i], "title": "Engineer",
 					"emails": []any{map[string]any{"value": names[i], "type": "work", "primary": true}},
+				}
+				for _, f := range edit {
+					f(i, doc)
 				}
 				id := fmt.Sprintf("u%07d", i)
 				body, err := json.Marshal(doc)
@@ -227,4 +233,65 @@ func benchUsers() int {
 		return v
 	}
 	return 100_000
+}
+
+// TestMappingImpact: a proposed mapping that renames a create body field, moves the update
+// path and requires a title on deactivation shows each kind of difference, counted once per
+// resource that has it (every user; only the users without a title for the error), with a
+// sample; the mapping in force against itself shows nothing.
+func TestMappingImpact(t *testing.T) {
+	r := newRig(t, rigOptions{target: newTarget(t, "http://127.0.0.1:1", true)})
+	var names []string
+	for i := range 30 {
+		names = append(names, fmt.Sprintf("user%02d@contoso.example", i))
+	}
+	seedDirectory(t, r, names, func(i int) bool { return i%2 == 0 }, func(i int, doc scim.Resource) {
+		if i%3 == 0 {
+			delete(doc, "title")
+		}
+	})
+	r.mustCreate(scim.GroupType, `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"displayName":"Sales"}`)
+	proposedFile := strings.NewReplacer(
+		`"title": "title", "enabled": "active"}},`, `"job": "title", "enabled": "active"}},`,
+		`"update": {"method": "PATCH", "path": "/accounts/{id}"`, `"update": {"method": "PATCH", "path": "/v2/accounts/{id}"`,
+		`"deactivate": {"method": "PATCH", "path": "/accounts/{id}", "body": {"enabled": "active"}}`, `"deactivate": {"method": "PATCH", "path": "/accounts/{id}", "body": {"enabled": "active", "reason": {"from": "title", "required": true}}}`,
+	).Replace(nativeMapping)
+	if proposedFile == nativeMapping {
+		t.Fatal("the proposed mapping is the mapping in force")
+	}
+	proposed, err := mapping.Parse("proposed", []byte(proposedFile), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, err := r.eng.MappingImpact(proposed, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int{
+		"create: body field job added":        20, // users with a title (no title, no field)
+		"create: body field title removed":    20, // users with a title
+		"update: path":                        30,
+		"deactivate: body field reason added": 20,
+		"deactivate: error":                   10, // users without a title
+	}
+	if !maps.Equal(im.Counts, want) || im.Users != 30 || im.Groups != 1 || im.Differing != 30 {
+		t.Errorf("counts %v (users %d, groups %d, differing %d)\nwant %v", im.Counts, im.Users, im.Groups, im.Differing, want)
+	}
+	s := im.Samples["update: path"]
+	if s.Event != "update" || len(s.Current) != 1 || len(s.New) != 1 || !strings.HasPrefix(s.New[0].Path, "/v2/accounts/") || strings.HasPrefix(s.Current[0].Path, "/v2/") {
+		t.Errorf("update sample %+v", s)
+	}
+	if e := im.Samples["deactivate: error"]; len(e.New) != 1 || !strings.Contains(e.New[0].Error, "title") || e.Current[0].Error != "" {
+		t.Errorf("error sample %+v", e)
+	}
+	for kind, s := range im.Samples {
+		if s.Type == "" || s.ID == "" || s.Name == "" {
+			t.Errorf("sample of %s without its resource: %+v", kind, s)
+		}
+	}
+
+	same, err := r.eng.MappingImpact(r.eng.target.Mapping, 0)
+	if err != nil || same.Differing != 0 || len(same.Counts) != 0 {
+		t.Errorf("the mapping in force against itself: %+v, %v", same, err)
+	}
 }
