@@ -231,7 +231,7 @@ func (g *Handler) checkReloadBrake(previous *Handler) error {
 	if err != nil {
 		why = err.Error()
 	}
-	return fmt.Errorf("policy %s: refusing the reload: the new policy would deactivate or take out of scope %d account(s) of target %q (%d deactivated, %d leaving scope), more than its mass-deprovision brake lets through in an hour (it refuses the %d-th: %s). Check them with `scimgate preview --policy %s`, then set force_reload in the policy block to reload anyway",
+	return fmt.Errorf("policy %s: refusing the reload: the new policy would deactivate or take out of scope %d account(s) of target %q (%d deactivated, %d leaving scope), more than its mass-deprovision brake lets through in an hour (it refuses deprovisioning number %d: %s). Check them with `scimgate preview --policy %s`, then set force_reload in the policy block to reload anyway",
 		g.Policy.Dir, im.Deprovisions, im.Target, im.Counts[provision.EffectDeactivated], im.Counts[provision.EffectLeavesScope], im.Deprovisions, why, g.Policy.Dir)
 }
 
