@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/open-policy-agent/opa/v1/rego"
-	"github.com/open-policy-agent/opa/v1/storage/inmem"
 )
 
 // prepareWithConfig compiles the shipped policies with a query that evaluates the decision
@@ -17,22 +16,9 @@ import (
 // (input.config), so every case below runs on one compiled policy.
 func prepareWithConfig(t testing.TB) rego.PreparedEvalQuery {
 	t.Helper()
-	modules, data := loadShipped(t, ".")
-	opts := []func(*rego.Rego){
-		rego.Query(`decision := data.scimgate.decision with input as input.request with data.scimgate.config as input.config
-			errors := data.scimgate.settings_errors with input as {"packages": input.packages} with data.scimgate.config as input.config
-			schemas := {name: s | s := data.scimgate.guardrails[name].settings_schema}`),
-		rego.Store(inmem.NewFromObject(data)),
-		rego.StrictBuiltinErrors(true),
-	}
-	for _, m := range modules {
-		opts = append(opts, rego.ParsedModule(m))
-	}
-	pq, err := rego.New(opts...).PrepareForEval(context.Background())
-	if err != nil {
-		t.Fatalf("preparing: %v", err)
-	}
-	return pq
+	return prepareQuery(t, `decision := data.scimgate.decision with input as input.request with data.scimgate.config as input.config
+		errors := data.scimgate.settings_errors with input as {"packages": input.packages} with data.scimgate.config as input.config
+		schemas := {name: s | s := data.scimgate.guardrails[name].settings_schema}`)
 }
 
 type settingsOutcome struct {

@@ -30,14 +30,7 @@ func checkSettings(c *ast.Compiler, store storage.Store, query ast.Ref, data *da
 	if len(c.GetRules(ref)) == 0 {
 		return nil
 	}
-	pq, err := rego.New(
-		rego.ParsedQuery(ast.NewBody(ast.NewExpr(ast.NewTerm(ref)))),
-		rego.Compiler(c),
-		rego.Store(store),
-		rego.Capabilities(capabilities),
-		rego.SetRegoVersion(ast.RegoV1),
-		rego.StrictBuiltinErrors(true),
-	).PrepareForEval(context.Background())
+	pq, err := prepare(c, store, ref)
 	if err != nil {
 		return fmt.Errorf("preparing the settings check %s: %w", ref, err)
 	}

@@ -2,40 +2,12 @@ package policy
 
 import (
 	"context"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-)
 
-// shippedCopy copies the repository's policies (without tests) into a new directory, with
-// config as scimgate/config/data.json, and returns the directory.
-func shippedCopy(t *testing.T, config string) string {
-	t.Helper()
-	src, dst := filepath.Join("..", "..", "policies"), t.TempDir()
-	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".rego") || strings.HasSuffix(p, "_test.rego") {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		if err := os.MkdirAll(filepath.Join(dst, filepath.Dir(rel)), 0o700); err != nil {
-			return err
-		}
-		copyFile(t, p, filepath.Join(dst, rel))
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if config != "" {
-		if err := os.MkdirAll(filepath.Join(dst, "scimgate", "config"), 0o700); err != nil {
-			t.Fatal(err)
-		}
-		writeFile(t, filepath.Join(dst, "scimgate", "config", "data.json"), config)
-	}
-	return dst
-}
+	"github.com/scimgate/scimgate/caddymodule/internal/policytest"
+)
 
 // TestLoadRefusesMalformedSettings: every key of every shipped guardrail's settings, given
 // a wrong type (or misspelt), fails the load with the data file and the key, whether the
@@ -65,7 +37,7 @@ func TestLoadRefusesMalformedSettings(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.guardrail+"."+tt.key, func(t *testing.T) {
 			config := `{"defaults": {"` + tt.guardrail + `": {"` + tt.key + `": ` + tt.value + `}}}`
-			dir := shippedCopy(t, config)
+			dir := policytest.CopyShipped(t, config)
 			_, err := Load(Options{Dir: dir})
 			file := filepath.Join(dir, "scimgate", "config", "data.json")
 			want := file + ": scimgate.config.defaults." + tt.guardrail + "." + tt.key + " " + tt.want
@@ -74,7 +46,7 @@ func TestLoadRefusesMalformedSettings(t *testing.T) {
 			}
 
 			// The same settings in an extra data file, for one target.
-			dir = shippedCopy(t, `{"defaults": {}}`)
+			dir = policytest.CopyShipped(t, `{"defaults": {}}`)
 			extra := filepath.Join(t.TempDir(), "targets.json")
 			writeFile(t, extra, `{"scimgate": {"config": {"targets": {"hr": {"`+tt.guardrail+`": {"`+tt.key+`": `+tt.value+`}}}}}}`)
 			_, err = Load(Options{Dir: dir, DataFiles: []string{extra}})
@@ -92,7 +64,7 @@ func TestLoadRefusesMalformedSettings(t *testing.T) {
 // TestLoadReportsEverySettingsError: one load lists every problem, sorted, each with its
 // file; a section for a guardrail that is not loaded is one of them.
 func TestLoadReportsEverySettingsError(t *testing.T) {
-	dir := shippedCopy(t, `{"defaults": {"break_glass": {"user_names": "bg@x"}, "breakglass": {}},
+	dir := policytest.CopyShipped(t, `{"defaults": {"break_glass": {"user_names": "bg@x"}, "breakglass": {}},
 		"targets": {"demo": {"mass_deprovision": {"max_per_hour": "1"}}}, "default": {}}`)
 	_, err := Load(Options{Dir: dir})
 	file := filepath.Join(dir, "scimgate", "config", "data.json")
@@ -110,14 +82,14 @@ func TestLoadReportsEverySettingsError(t *testing.T) {
 // without a settings check, or a guardrail of one's own with a free-form section, loads
 // whatever its data holds.
 func TestSettingsCheckLeavesOtherPoliciesAlone(t *testing.T) {
-	e := load(t, Options{Dir: filepath.Join("..", "..", "policies")})
+	e := load(t, Options{Dir: policytest.Dir(t)})
 	if d, err := e.Decide(context.Background(), &Input{Action: "create", ResourceType: "User", Events: []string{"create"}, Resource: map[string]any{"userName": "ada@contoso.example"}}); err != nil || !d.Allow {
 		t.Fatalf("shipped policies: %+v, %v", d, err)
 	}
 	// testdata/ok has data but no settings_errors rule.
 	load(t, Options{Dir: "testdata/ok"})
 
-	dir := shippedCopy(t, `{"defaults": {"mine": {"anything": "goes", "limit": "7"}}}`)
+	dir := policytest.CopyShipped(t, `{"defaults": {"mine": {"anything": "goes", "limit": "7"}}}`)
 	writeFile(t, filepath.Join(dir, "scimgate", "guardrails", "mine.rego"), "package scimgate.guardrails.mine\n\nverdict := {\"notes\": [\"mine\"]} if input.resource_type == \"User\"\n")
 	load(t, Options{Dir: dir})
 }

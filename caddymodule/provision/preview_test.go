@@ -4,10 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io/fs"
 	"maps"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scimgate/scimgate/caddymodule/internal/policytest"
 	"github.com/scimgate/scimgate/caddymodule/mapping"
 	"github.com/scimgate/scimgate/caddymodule/policy"
 	"github.com/scimgate/scimgate/caddymodule/scim"
@@ -25,31 +24,7 @@ import (
 // scimgate.config, as a user adapting them would.
 func shippedPolicy(t testing.TB, config string) *policy.Engine {
 	t.Helper()
-	src, dst := filepath.Join("..", "..", "policies"), t.TempDir()
-	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".rego") || strings.HasSuffix(p, "_test.rego") {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		body, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		if err := os.MkdirAll(filepath.Join(dst, filepath.Dir(rel)), 0o700); err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(dst, rel), body, 0o600)
-	})
-	if err == nil {
-		err = os.MkdirAll(filepath.Join(dst, "scimgate", "config"), 0o700)
-	}
-	if err == nil {
-		err = os.WriteFile(filepath.Join(dst, "scimgate", "config", "data.json"), []byte(config), 0o600)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng, err := policy.Load(policy.Options{Dir: dst})
+	eng, err := policy.Load(policy.Options{Dir: policytest.CopyShipped(t, config)})
 	if err != nil {
 		t.Fatal(err)
 	}
