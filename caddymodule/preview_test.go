@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"maps"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -151,6 +152,35 @@ func TestPreviewAndReloadBrake(t *testing.T) {
 	out, err = runPreview(t, "--admin", admin, "--mapping", proposedMapping)
 	if err != nil || !strings.Contains(out, "5 resources would get different calls") || !strings.Contains(out, "deactivate: path  5") || !strings.Contains(out, "/disable") {
 		t.Errorf("mapping table (%v):\n%s", err, out)
+	}
+
+	// Bad requests get a clear error, and change nothing.
+	broken := copyShippedPolicies(t, `{"defaults": {"break_glass": {"user_names": "bg@x"}}}`)
+	for _, tt := range []struct {
+		method, path, body string
+		status             int
+		want               string
+	}{
+		{http.MethodGet, PreviewPath, "", http.StatusMethodNotAllowed, "POST a JSON body"},
+		{http.MethodPost, PreviewPath, `{"dir": `, http.StatusBadRequest, "reading the preview request"},
+		{http.MethodPost, PreviewPath, `{"directory": "x"}`, http.StatusBadRequest, `unknown field \"directory\"`},
+		{http.MethodPost, PreviewPath, `{"journal": "nope", "dir": "x"}`, http.StatusNotFound, `no gateway with the journal \"nope\" (running: `},
+		{http.MethodPost, PreviewPath, `{"dir": "` + t.TempDir() + `"}`, http.StatusUnprocessableEntity, "no policies in"},
+		{http.MethodPost, PreviewPath, `{"dir": "` + broken + `"}`, http.StatusUnprocessableEntity, "scimgate.config.defaults.break_glass.user_names must be a list of strings"},
+		{http.MethodPost, PreviewMappingPath, `{}`, http.StatusUnprocessableEntity, "give the proposed mapping file"},
+		{http.MethodPost, PreviewMappingPath, `{"mapping": "/nonexistent.json"}`, http.StatusUnprocessableEntity, "reading the mapping"},
+	} {
+		req, _ := http.NewRequest(tt.method, "http://"+admin+tt.path, strings.NewReader(tt.body))
+		req.Header.Set("Origin", "http://"+admin)
+		resp, err := r.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tt.status || !strings.Contains(string(body), tt.want) {
+			t.Errorf("%s %s %s: %d %s, want %d with %q", tt.method, tt.path, tt.body, resp.StatusCode, body, tt.status, tt.want)
+		}
 	}
 
 	// The reload to the narrowed policy: 3 accounts out, the brake allows 2 an hour.
