@@ -1,6 +1,7 @@
 package provision
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -215,7 +216,7 @@ func decidePage(ctx context.Context, page []*previewCase, current, proposed *pol
 			for c := range cases {
 				if err := c.decide(ctx, current, proposed); err != nil {
 					mu.Lock()
-					first = cmpOr(first, err)
+					first = cmp.Or(first, err)
 					mu.Unlock()
 				}
 			}
@@ -233,13 +234,6 @@ func decidePage(ctx context.Context, page []*previewCase, current, proposed *pol
 		return fmt.Errorf("previewing the policy: %w", err)
 	}
 	return first
-}
-
-func cmpOr(a, b error) error {
-	if a != nil {
-		return a
-	}
-	return b
 }
 
 // decide evaluates the case under both policies and sets its entry when they differ. A
