@@ -77,6 +77,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        data <file>...              # more data files merged at the root
 //	        query <path>                # default data.scimgate.decision
 //	        timeout <dur>               # default 100ms
+//	        force_reload                # reload even past the brake (see README)
 //	    }
 //	    audit {                         # the journal's read routes on this site
 //	        path <path>                 # default /scimgate/audit
@@ -588,6 +589,7 @@ func parseAuditBlock(d *caddyfile.Dispenser) (*AuditConfig, error) {
 //	    data <file>...
 //	    query <data.path>
 //	    timeout <duration>
+//	    force_reload
 //	}
 func parsePolicyBlock(d *caddyfile.Dispenser) (*PolicyConfig, error) {
 	pc := &PolicyConfig{}
@@ -628,8 +630,13 @@ func parsePolicyBlock(d *caddyfile.Dispenser) (*PolicyConfig, error) {
 				return nil, d.Errf("policy: timeout: want a positive duration, got %q", v)
 			}
 			pc.Timeout = caddy.Duration(dur)
+		case "force_reload":
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			pc.ForceReload = true
 		default:
-			return nil, d.Errf("unrecognized policy option %q (want data, query or timeout)", opt)
+			return nil, d.Errf("unrecognized policy option %q (want data, query, timeout or force_reload)", opt)
 		}
 	}
 	return pc, nil

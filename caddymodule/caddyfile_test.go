@@ -90,16 +90,17 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 					data more.json
 					query data.acme.decision
 					timeout 250ms
+					force_reload
 				}
 			}`, check: func(t *testing.T, g *Handler) {
 			p := g.Policy
 			if p == nil || p.Dir != "{env.POLICY_DIR}" || len(p.Data) != 3 || p.Data[2] != "more.json" ||
-				p.Query != "data.acme.decision" || time.Duration(p.Timeout) != 250*time.Millisecond {
+				p.Query != "data.acme.decision" || time.Duration(p.Timeout) != 250*time.Millisecond || !p.ForceReload {
 				t.Errorf("policy = %+v", p)
 			}
 		}},
 		{name: "policy dir only", input: "scim_gateway {\n policy policies\n}", check: func(t *testing.T, g *Handler) {
-			if g.Policy == nil || g.Policy.Dir != "policies" || g.Policy.Data != nil {
+			if g.Policy == nil || g.Policy.Dir != "policies" || g.Policy.Data != nil || g.Policy.ForceReload {
 				t.Errorf("policy = %+v", g.Policy)
 			}
 		}},
@@ -108,6 +109,8 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{name: "policy unknown", input: "scim_gateway {\n policy p {\n colour red\n }\n}", err: `unrecognized policy option "colour"`},
 		{name: "policy empty data", input: "scim_gateway {\n policy p {\n data\n }\n}", err: "data needs at least one file"},
 		{name: "policy bad timeout", input: "scim_gateway {\n policy p {\n timeout 0s\n }\n}", err: "positive duration"},
+		{name: "policy force_reload with an argument", input: "scim_gateway {\n policy p {\n force_reload yes\n }\n}", err: "wrong argument count"},
+		{name: "policy force_reload twice", input: "scim_gateway {\n policy p {\n force_reload\n force_reload\n }\n}", err: "force_reload is set twice"},
 		{name: "policy timeout twice", input: "scim_gateway {\n policy p {\n timeout 1s\n timeout 2s\n }\n}", err: "timeout is set twice"},
 		{name: "inline arg", input: `scim_gateway foo`, err: "wrong argument count"},
 		{name: "token without value", input: "scim_gateway {\n token entra\n}", err: "token takes a name and a value"},

@@ -317,6 +317,9 @@ func (g *Handler) start() error {
 		return err // Caddy cleans up a config that failed to start: the store is released
 	}
 	g.engine = eng
+	if err := g.checkReloadBrake(registerGateway(g)); err != nil {
+		return err // Cleanup unregisters g
+	}
 	if h.journalFP != journalFingerprint(g.journalOpts) {
 		g.logger.Warn("the journal settings changed while its store stayed open; they apply after a restart",
 			zap.String("journal", h.journal.Name()), zap.String("configured_name", g.journalOpts.Name))
@@ -377,6 +380,7 @@ func (g *Handler) Cleanup() error {
 	if g.released {
 		return nil
 	}
+	unregisterGateway(g)
 	g.released = true
 	releaseAddresses(g.addrKeys)
 	if g.store == nil {

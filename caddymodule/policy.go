@@ -26,6 +26,11 @@ type PolicyConfig struct {
 	// Timeout bounds one decision; a change not decided in time answers 503 with
 	// Retry-After (journaled as failed, not denied). Default: 100ms.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
+	// ForceReload lets a reload through whose new policy would deactivate, or take out of
+	// scope, more of the target's accounts than the new policy's mass-deprovision brake
+	// allows in an hour (such a reload is refused by default, with the number). Default:
+	// false.
+	ForceReload bool `json:"force_reload,omitempty"`
 }
 
 // provision loads and compiles the policies. A policy that does not compile fails the

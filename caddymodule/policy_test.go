@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -22,6 +21,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 
 	"github.com/scimgate/scimgate/caddymodule/change"
+	"github.com/scimgate/scimgate/caddymodule/internal/policytest"
 	"github.com/scimgate/scimgate/caddymodule/journal"
 	"github.com/scimgate/scimgate/demoapp"
 )
@@ -41,39 +41,13 @@ type policyRig struct {
 // user adapting the shipped policies would.
 func copyShippedPolicies(t *testing.T, config string) string {
 	t.Helper()
-	dst := t.TempDir()
-	src := filepath.Join("..", "policies")
-	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".rego") || strings.HasSuffix(path, "_test.rego") {
-			return err
-		}
-		rel, _ := filepath.Rel(src, path)
-		body, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		if err := os.MkdirAll(filepath.Join(dst, filepath.Dir(rel)), 0o700); err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(dst, rel), body, 0o600)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	writePolicyConfig(t, dst, config)
-	return dst
+	return policytest.CopyShipped(t, config)
 }
 
 // writePolicyConfig writes the guardrails' configuration into a policy directory.
 func writePolicyConfig(t *testing.T, dir, config string) {
 	t.Helper()
-	cfgDir := filepath.Join(dir, "scimgate", "config")
-	if err := os.MkdirAll(cfgDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(cfgDir, "data.json"), []byte(config), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	policytest.WriteConfig(t, dir, config)
 }
 
 // startPolicyRig runs testdata/policy/Caddyfile with the policies in policyDir, in front

@@ -91,9 +91,16 @@ func mount(root map[string]any, dir string, doc any) {
 // variables and imports) and a store holding AST values (no conversion per read).
 func prepareDecision(t testing.TB) rego.PreparedEvalQuery {
 	t.Helper()
+	return prepareQuery(t, "data.scimgate.decision")
+}
+
+// prepareQuery compiles the shipped policies with the store, options and compiler the
+// gateway uses, for query.
+func prepareQuery(t testing.TB, query string) rego.PreparedEvalQuery {
+	t.Helper()
 	modules, data := loadShipped(t, ".")
 	opts := []func(*rego.Rego){
-		rego.Query("data.scimgate.decision"),
+		rego.Query(query),
 		rego.Store(inmem.NewFromObjectWithOpts(data, inmem.OptReturnASTValuesOnRead(true))),
 		rego.StoreReadAST(true),
 		rego.StrictBuiltinErrors(true),
@@ -104,7 +111,7 @@ func prepareDecision(t testing.TB) rego.PreparedEvalQuery {
 	}
 	pq, err := rego.New(opts...).PrepareForEval(context.Background())
 	if err != nil {
-		t.Fatalf("preparing data.scimgate.decision: %v", err)
+		t.Fatalf("preparing %s: %v", query, err)
 	}
 	return pq
 }

@@ -58,13 +58,25 @@ func newAdminClient(addr string) (*adminClient, error) {
 // do sends a request; a non-2xx answer is returned as an error carrying the endpoint's
 // message.
 func (a *adminClient) do(ctx context.Context, method, path string, q url.Values, okStatus ...int) (*http.Response, error) {
+	return a.send(ctx, method, path, q, nil, okStatus...)
+}
+
+// send is do with a JSON request body (nil for none).
+func (a *adminClient) send(ctx context.Context, method, path string, q url.Values, body []byte, okStatus ...int) (*http.Response, error) {
 	u := a.origin + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u, nil)
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
 	if err != nil {
 		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	if !a.unix {
 		req.Header.Set("Origin", a.origin)
@@ -77,14 +89,14 @@ func (a *adminClient) do(ctx context.Context, method, path string, q url.Values,
 		return resp, nil
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	var e struct {
 		Error string `json:"error"`
 	}
-	if json.Unmarshal(body, &e) == nil && e.Error != "" {
+	if json.Unmarshal(answer, &e) == nil && e.Error != "" {
 		return nil, fmt.Errorf("%s %s: %s", method, path, e.Error)
 	}
-	return nil, fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(body))
+	return nil, fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(answer))
 }
 
 // journalName returns name, or the only journal's name when name is empty.

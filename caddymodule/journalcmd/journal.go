@@ -5,7 +5,9 @@
 //
 // One file per subcommand (verify.go, export.go, backup.go, tail.go, watch.go); this file
 // registers the command and holds what they share; client.go talks to the admin endpoint
-// and output.go writes downloads.
+// and output.go writes downloads. preview.go is the `preview` command, which shares the
+// admin client: what a proposed policy or mapping would change for a running gateway's
+// directory (caddymodule's preview routes).
 package journalcmd
 
 import (

@@ -8,6 +8,7 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 )
 
@@ -57,20 +58,28 @@ func compile(query ast.Ref, srcs []source, dir string) (rego.PreparedEvalQuery, 
 	// NewFromASTObject keeps the data as AST values, so reading data.* during evaluation
 	// converts nothing per request.
 	store := inmem.NewFromASTObject(dataValue.(ast.Object))
-	pq, err := rego.New(
+	pq, err := prepare(compiler, store, query, rego.EnablePrintStatements(true), rego.GenerateJSON(keepTerm))
+	if err != nil {
+		return none, fmt.Errorf("preparing query %s: %w", query, err)
+	}
+	if err := checkSettings(compiler, store, query, data); err != nil {
+		return none, err
+	}
+	return pq, nil
+}
+
+// prepare prepares query on the compiled policy and its data, with strict builtin errors
+// and the scimgate capabilities, plus extra options.
+func prepare(c *ast.Compiler, store storage.Store, query ast.Ref, extra ...func(*rego.Rego)) (rego.PreparedEvalQuery, error) {
+	opts := append([]func(*rego.Rego){
 		rego.ParsedQuery(ast.NewBody(ast.NewExpr(ast.NewTerm(query)))),
-		rego.Compiler(compiler),
+		rego.Compiler(c),
 		rego.Store(store),
 		rego.Capabilities(capabilities),
 		rego.SetRegoVersion(ast.RegoV1),
 		rego.StrictBuiltinErrors(true),
-		rego.EnablePrintStatements(true),
-		rego.GenerateJSON(keepTerm),
-	).PrepareForEval(context.Background())
-	if err != nil {
-		return none, fmt.Errorf("preparing query %s: %w", query, err)
-	}
-	return pq, nil
+	}, extra...)
+	return rego.New(opts...).PrepareForEval(context.Background())
 }
 
 // keepTerm hands results back as AST terms: decodeDecision reads them directly instead of

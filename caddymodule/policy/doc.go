@@ -56,6 +56,13 @@
 // Options.DataFiles merged at the data root. Errors name the file and row and say what to
 // fix; Caddy then keeps its previous configuration.
 //
+// A policy may check its own data once per load: when a rule named SettingsErrorsRule
+// ("settings_errors") sits next to the decision (data.scimgate.settings_errors), Load
+// evaluates it with input {"packages": [every loaded package]} and fails when it holds any
+// {"path": [...], "message": "..."}, naming for each the data file that set the path. The
+// shipped policies check their guardrails' settings this way; a policy without the rule
+// is not checked.
+//
 // Compiled policies are cached by a hash of everything that determines them (Engine.Hash)
 // and reference-counted. Caddy provisions a new configuration before it cleans up the old
 // one, so a reload that leaves the policies unchanged shares the compiled policy instead of

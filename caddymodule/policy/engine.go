@@ -114,6 +114,16 @@ func parseQuery(q string) (ast.Ref, error) {
 // compiled policy; the gateway can log it to tell which policy version decided.
 func (e *Engine) Hash() string { return e.policy.hash }
 
+// WithTimeout returns a view of e that bounds each decision by timeout instead: for work
+// that is not a request (a preview of the whole directory), where waiting for a busy core
+// beats failing. The view shares e's compiled policy and reference: close e, never the
+// view (closing a view is a no-op).
+func (e *Engine) WithTimeout(timeout time.Duration) *Engine {
+	v := &Engine{policy: e.policy, query: e.query, timeout: timeout, hook: e.hook}
+	v.closed.Store(true)
+	return v
+}
+
 // Close releases this Engine's reference on the shared compiled policy; the policy is freed
 // when no Engine uses it. Decide keeps working after Close (requests still in flight during
 // a reload finish with the policy they started with). Close is idempotent.

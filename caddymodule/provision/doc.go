@@ -18,6 +18,13 @@
 //	stats.go    the policy's counts of the last hour (the brake's input)
 //	trail.go    the journal record of a request and the SCIM error of a failure
 //
+// Beside the pipeline, read-only, for a change an operator is about to make:
+//
+//	preview.go         PolicyImpact: every resource decided by a proposed policy and the
+//	                   policy in force, as a re-sync; what differs (denied, leaves scope, ...)
+//	mappingpreview.go  MappingImpact: every resource's native calls built by a proposed
+//	                   mapping and the mapping in force; each kind of difference, counted
+//
 // The rules it keeps (see DESIGN.md): no native call without a durable intent before it
 // and an outcome after it; the resource, its memberships, the id map, the account's mark
 // and the outcome record commit in one transaction, shared with concurrent writers (group

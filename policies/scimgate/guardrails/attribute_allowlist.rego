@@ -19,7 +19,22 @@ import data.scimgate.lib.paths
 import data.scimgate.lib.request
 import data.scimgate.lib.settings
 
-_allowed := settings.guardrail("attribute_allowlist")[request.resource_type]
+_section := settings.section("attribute_allowlist")
+
+_allowed := settings.guardrail_settings(_section)[request.resource_type]
+
+# settings_schema: the settings this guardrail reads (see data.scimgate.lib.settings).
+settings_schema := {"User": "strings", "Group": "strings"}
+
+# _sends: the request has a resource to send (checked on the input: comparing the
+# resource with {} would convert all of it).
+_sends if is_object(input.resource)
+
+# A list that is not a list of paths cannot filter anything: a change that would send the
+# app attributes is refused rather than sent whole, with a reason naming the key to fix.
+_malformed := settings.malformed("attribute_allowlist", _section, settings_schema, "changes that send attributes are")
+
+deny contains _malformed if _sends
 
 drop_attributes contains p if {
 	is_array(_allowed)
@@ -32,7 +47,13 @@ else := set()
 
 # verdict is what the aggregator (data.scimgate.decision) reads: undefined unless this
 # guardrail has something to say about the request.
+verdict := {"deny": deny} if {
+	_malformed
+	_sends
+}
+
 verdict := {"drop_attributes": drop_attributes} if {
+	not _malformed
 	is_array(_allowed)
 	count(drop_attributes) > 0
 }

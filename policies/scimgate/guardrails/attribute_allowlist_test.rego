@@ -98,3 +98,10 @@ test_custom_extension_attributes if {
 	not concat(":", [app, "badge"]) in drops_whole
 	not concat(":", [app, "hireDate"]) in drops_whole
 }
+
+test_malformed_list_refuses_instead_of_sending_everything if {
+	cfg := {"defaults": {"attribute_allowlist": {"User": "userName"}}}
+	d := scimgate.decision with input as _create(_user) with data.scimgate.config as cfg
+	not d.allow
+	d.reasons == [`attribute_allowlist settings for target "demo" are malformed (scimgate.config.defaults.attribute_allowlist.User must be a list of strings, got string "userName"): changes that send attributes are refused until scimgate.config is fixed.`]
+}

@@ -14,7 +14,12 @@ package scimgate.guardrails.break_glass
 import data.scimgate.lib.request
 import data.scimgate.lib.settings
 
-_cfg := settings.guardrail("break_glass")
+_section := settings.section("break_glass")
+
+_cfg := settings.guardrail_settings(_section)
+
+# settings_schema: the settings this guardrail reads (see data.scimgate.lib.settings).
+settings_schema := {"user_names": "strings", "patterns": "patterns", "external_ids": "strings"}
 
 # _applies: a user deactivation or delete (checked on the input first: most requests are
 # neither, and this keeps them cheap).
@@ -39,13 +44,10 @@ _deny contains msg if {
 	)
 }
 
-# An invalid pattern cannot tell a break-glass account from another: refuse deprovisioning
-# rather than guess, with a reason that says what to fix.
-_deny contains msg if {
-	some p in _cfg.patterns
-	not _valid(p)
-	msg := sprintf("break_glass pattern %s is not a valid regular expression; deprovisioning is refused until scimgate.config is fixed", [json.marshal(p)])
-}
+# Malformed settings (a string where a list belongs, an invalid pattern, a misspelt key)
+# cannot tell a break-glass account from another: refuse deprovisioning rather than guess,
+# with a reason that names the key to fix.
+_deny contains settings.malformed("break_glass", _section, settings_schema, "deactivations and deletions are")
 
 _break_glass(res) if {
 	name := lower(request.user_name(res))

@@ -61,10 +61,19 @@ test_groups_are_not_accounts if {
 test_invalid_pattern_refuses_deprovisioning if {
 	cfg := {"defaults": {"break_glass": {"patterns": ["(unclosed"]}}}
 	reasons := bg.deny with input as _deactivate(_user("ada@contoso.example")) with data.scimgate.config as cfg
-	reasons == {`break_glass pattern "(unclosed" is not a valid regular expression; deprovisioning is refused until scimgate.config is fixed`}
+	reasons == {`break_glass settings for target "demo" are malformed (scimgate.config.defaults.break_glass.patterns holds "(unclosed", which is not a valid RE2 regular expression): deactivations and deletions are refused until scimgate.config is fixed.`}
 	count(bg.deny) == 0 with input as _change(["update"], _user("a"), _user("b")) with data.scimgate.config as cfg
 }
 
 test_unconfigured_does_nothing if {
 	count(bg.deny) == 0 with input as _deactivate(_user("breakglass@contoso.example")) with data.scimgate.config as {}
+}
+
+# A list given as a string would match no account; the guardrail refuses instead.
+test_malformed_user_names_refuse_deprovisioning if {
+	cfg := {"defaults": {"break_glass": {"user_names": "emergency@contoso.example"}}}
+	d := scimgate.decision with input as _deactivate(_user("ada@contoso.example")) with data.scimgate.config as cfg
+	not d.allow
+	d.reasons == [`break_glass settings for target "demo" are malformed (scimgate.config.defaults.break_glass.user_names must be a list of strings, got string "emergency@contoso.example"): deactivations and deletions are refused until scimgate.config is fixed.`]
+	count(bg.deny) == 0 with input as _change(["update"], _user("a"), _user("b")) with data.scimgate.config as cfg
 }

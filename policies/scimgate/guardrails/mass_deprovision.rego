@@ -14,7 +14,16 @@ package scimgate.guardrails.mass_deprovision
 import data.scimgate.lib.request
 import data.scimgate.lib.settings
 
-_cfg := settings.guardrail("mass_deprovision")
+_section := settings.section("mass_deprovision")
+
+_cfg := settings.guardrail_settings(_section)
+
+# settings_schema: the settings this guardrail reads (see data.scimgate.lib.settings).
+settings_schema := {"max_per_hour": "count", "max_deactivate_per_hour": "count", "max_delete_per_hour": "count"}
+
+# A limit that is not a number ("500") cannot be compared: the brake holds every
+# deprovisioning rather than let them all through, with a reason naming the key to fix.
+_deny contains settings.malformed("mass_deprovision", _section, settings_schema, "deactivations and deletions are")
 
 _deactivating if "deactivate" in input.events
 

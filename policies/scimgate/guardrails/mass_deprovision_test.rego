@@ -67,3 +67,15 @@ test_deactivation_asked_by_another_guardrail_counts if {
 test_unconfigured_does_nothing if {
 	count(md.deny) == 0 with input as _req(["delete"], "demo", 10000, 10000) with data.scimgate.config as {}
 }
+
+# A limit given as a string would never be reached; the brake holds instead.
+test_malformed_limit_holds_the_brake if {
+	cfg := {"defaults": {"mass_deprovision": {"max_per_hour": "1"}}}
+	d := scimgate.decision with input as _req(["deactivate"], "demo", 0, 0) with data.scimgate.config as cfg
+	not d.allow
+	d.reasons == [`mass_deprovision settings for target "demo" are malformed (scimgate.config.defaults.mass_deprovision.max_per_hour must be a whole number, 0 or more, got string "1"): deactivations and deletions are refused until scimgate.config is fixed.`]
+	misspelt := {"defaults": {"mass_deprovision": {"max_per_huor": 1}}}
+	e := scimgate.decision with input as _req(["delete"], "demo", 0, 0) with data.scimgate.config as misspelt
+	not e.allow
+	contains(e.reasons[0], "max_per_huor is not a setting of this guardrail (known: enabled, max_deactivate_per_hour, max_delete_per_hour, max_per_hour)")
+}

@@ -33,7 +33,17 @@ _applies if {
 	_guarded_events[e]
 }
 
-_cfg := settings.guardrail("privileged_groups")
+_section := settings.section("privileged_groups")
+
+_cfg := settings.guardrail_settings(_section)
+
+# settings_schema: the settings this guardrail reads (see data.scimgate.lib.settings).
+settings_schema := {"names": "strings", "patterns": "patterns", "effect": ["deny", "skip"]}
+
+# Malformed settings (a string where a list belongs, an invalid pattern, a misspelt key)
+# cannot tell a privileged group from another: group changes are refused rather than
+# guessed, with a reason that names the key to fix.
+_malformed := settings.malformed("privileged_groups", _section, settings_schema, "group creates, changes and member adds are")
 
 _skip_effect if _cfg.effect == "skip"
 
@@ -61,13 +71,7 @@ _why(name) := "listed in privileged_groups.names" if {
 
 _listed := {lower(trim_space(x)) | some x in _cfg.names; is_string(x)}
 
-# An invalid pattern cannot tell a privileged group from another: group changes are
-# refused rather than guessed, with a reason that says what to fix.
 _patterns := [p | some p in _cfg.patterns; _valid(p)]
-
-_invalid := [p | some p in _cfg.patterns; not _valid(p)] if count(_patterns) != count(_cfg.patterns)
-
-else := []
 
 _valid(p) if {
 	is_string(p)
@@ -84,11 +88,7 @@ deny contains msg if {
 	)
 }
 
-deny contains msg if {
-	_applies
-	some p in _invalid
-	msg := sprintf("privileged_groups pattern %s is not a valid regular expression; group changes are refused until scimgate.config is fixed", [json.marshal(p)])
-}
+deny contains _malformed if _applies
 
 skip contains msg if {
 	_applies
@@ -104,5 +104,5 @@ skip contains msg if {
 # guardrail has something to say about the request.
 verdict := {"deny": deny, "skip": skip} if {
 	_applies
-	count(_hits) + count(_invalid) > 0
+	count(deny) + count(skip) > 0
 }

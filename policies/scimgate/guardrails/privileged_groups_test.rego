@@ -81,7 +81,7 @@ test_effect_skip_per_target if {
 test_invalid_pattern_refuses_group_changes if {
 	cfg := {"defaults": {"privileged_groups": {"patterns": ["[a-"]}}}
 	reasons := pg.deny with input as _create("Sales") with data.scimgate.config as cfg
-	reasons == {`privileged_groups pattern "[a-" is not a valid regular expression; group changes are refused until scimgate.config is fixed`}
+	reasons == {`privileged_groups settings for target "demo" are malformed (scimgate.config.defaults.privileged_groups.patterns holds "[a-", which is not a valid RE2 regular expression): group creates, changes and member adds are refused until scimgate.config is fixed.`}
 }
 
 test_unconfigured_does_nothing if {
@@ -96,4 +96,10 @@ test_create_without_previous_field if {
 test_group_without_display_name_passes if {
 	i := {"action": "patch", "resource_type": "Group", "events": ["update"], "target": "demo", "resource": {"externalId": "x"}, "previous": {"displayName": null}}
 	count(pg.deny) == 0 with input as i with data.scimgate.config as _config
+}
+
+test_malformed_names_refuse_group_changes if {
+	cfg := {"targets": {"demo": {"privileged_groups": {"names": "Domain Admins"}}}}
+	reasons := pg.deny with input as _create("Domain Admins") with data.scimgate.config as cfg
+	reasons == {`privileged_groups settings for target "demo" are malformed (scimgate.config.targets.demo.privileged_groups.names must be a list of strings, got string "Domain Admins"): group creates, changes and member adds are refused until scimgate.config is fixed.`}
 }

@@ -15,9 +15,21 @@ import data.scimgate.lib.paths
 import data.scimgate.lib.request
 import data.scimgate.lib.settings
 
+# settings_schema: the settings this guardrail reads (see data.scimgate.lib.settings).
+settings_schema := {"User": "strings", "Group": "strings"}
+
+# A list that is not a list of paths cannot be checked: creates are refused rather than let
+# through unchecked, with a reason naming the key to fix.
+_section := settings.section("required_attributes")
+
 deny contains msg if {
 	"create" in input.events
-	required := settings.guardrail("required_attributes")[request.resource_type]
+	msg := settings.malformed("required_attributes", _section, settings_schema, "creates are")
+}
+
+deny contains msg if {
+	"create" in input.events
+	required := settings.guardrail_settings(_section)[request.resource_type]
 	missing := [p | some p in required; is_string(p); not paths.present(request.resource, p)]
 	count(missing) > 0
 	msg := sprintf(

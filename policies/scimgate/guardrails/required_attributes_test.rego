@@ -66,3 +66,9 @@ test_type_without_list_passes if {
 test_unconfigured_does_nothing if {
 	count(ra.deny) == 0 with input as _create("User", {}) with data.scimgate.config as {}
 }
+
+test_malformed_list_refuses_creates if {
+	cfg := {"defaults": {"required_attributes": {"User": "userName"}}}
+	reasons := ra.deny with input as _create("User", _user) with data.scimgate.config as cfg
+	reasons == {`required_attributes settings for target "demo" are malformed (scimgate.config.defaults.required_attributes.User must be a list of strings, got string "userName"): creates are refused until scimgate.config is fixed.`}
+}

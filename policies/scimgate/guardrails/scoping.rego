@@ -22,7 +22,26 @@ import data.scimgate.lib.settings
 
 _enterprise := "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 
-_cfg := settings.guardrail("scoping")
+_section := settings.section("scoping")
+
+_cfg := settings.guardrail_settings(_section)
+
+# settings_schema: the settings this guardrail reads (see data.scimgate.lib.settings).
+settings_schema := {"domains": "strings", "departments": "strings", "on_exit": ["deactivate", "ignore"]}
+
+# Malformed settings ("domains": "contoso.example", a misspelt key) cannot tell who is in
+# scope: user changes and group membership changes are refused rather than sent to the app
+# as if scoping were off, with a reason naming the key to fix.
+_malformed := settings.malformed("scoping", _section, settings_schema, "user changes and membership changes are")
+
+deny contains _malformed if _scoped_request
+
+_scoped_request if input.resource_type == "User"
+
+_scoped_request if {
+	input.resource_type == "Group"
+	count(request.events & {"add_members", "remove_members"}) > 0
+}
 
 _domains := {lower(trim_space(d)) | some d in _cfg.domains; is_string(d)}
 
@@ -241,7 +260,13 @@ else := sprintf("%s and %d more", [concat(", ", array.slice(names, 0, 10)), coun
 # verdict is what the aggregator (data.scimgate.decision) reads: undefined unless this
 # guardrail has something to say about the request (scoping configured, and a user, or a
 # group whose member changes name users outside the domains).
+verdict := {"deny": deny} if {
+	_malformed
+	_scoped_request
+}
+
 verdict := {"skip": skip, "notes": notes, "drop_members": drop_members, "deactivate": _deactivate} if {
+	not _malformed
 	_on
 	(count(skip) + count(notes)) + count(drop_members) > 0
 }

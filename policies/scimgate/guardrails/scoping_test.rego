@@ -202,3 +202,16 @@ test_unconfigured_or_disabled_does_nothing if {
 	f := scimgate.decision with input as _create(_out_domain) with data.scimgate.config as {"defaults": {"scoping": {"on_exit": "ignore"}}}
 	_passes(f)
 }
+
+# A domain list given as a string would put everyone in scope; user and membership
+# changes are refused instead.
+test_malformed_domains_refuse_user_and_member_changes if {
+	cfg := {"defaults": {"scoping": {"domains": "contoso.example"}}}
+	d := scimgate.decision with input as _create(_out_domain) with data.scimgate.config as cfg
+	not d.allow
+	d.reasons == [`scoping settings for target "demo" are malformed (scimgate.config.defaults.scoping.domains must be a list of strings, got string "contoso.example"): user changes and membership changes are refused until scimgate.config is fixed.`]
+	g := {"action": "patch", "resource_type": "Group", "events": ["add_members"], "target": "demo", "resource": {"displayName": "G"}, "members": {"add": [{"id": "u2", "type": "User", "display": "bob@fabrikam.example"}], "remove": []}}
+	not scimgate.decision.allow with input as g with data.scimgate.config as cfg
+	r := object.union(g, {"events": ["rename"]})
+	scimgate.decision.allow with input as r with data.scimgate.config as cfg
+}

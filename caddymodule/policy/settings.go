@@ -1,0 +1,122 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage"
+)
+
+// SettingsErrorsRule is the rule, next to the decision (data.scimgate.settings_errors for
+// data.scimgate.decision), that a policy may define to check its own data once at load:
+// a set of {"path": [keys from the data root], "message": "..."}. Any entry fails the load
+// (and so a reload, which keeps the previous configuration), naming the data file that set
+// the path and the key. Its input is {"packages": [every loaded package, "data.x.y"]}.
+// The shipped policies use it for the guardrails' settings (policies/README.md); a policy
+// without it is not checked, so custom data stays free-form.
+const SettingsErrorsRule = "settings_errors"
+
+// maxSettingsErrors bounds how many problems one load error lists.
+const maxSettingsErrors = 20
+
+// checkSettings evaluates the settings check beside query, when the policy defines one.
+func checkSettings(c *ast.Compiler, store storage.Store, query ast.Ref, data *dataDoc) error {
+	ref := append(query[:len(query)-1:len(query)-1], ast.StringTerm(SettingsErrorsRule))
+	if len(c.GetRules(ref)) == 0 {
+		return nil
+	}
+	pq, err := prepare(c, store, ref)
+	if err != nil {
+		return fmt.Errorf("preparing the settings check %s: %w", ref, err)
+	}
+	input := map[string]any{"packages": loadedPackages(c)}
+	rs, err := pq.Eval(context.Background(), rego.EvalInput(input))
+	if err != nil {
+		return fmt.Errorf("checking the policy settings (%s): %w", ref, err)
+	}
+	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
+		return nil // undefined: nothing to report
+	}
+	problems, err := decodeSettingsErrors(ref, rs[0].Expressions[0].Value)
+	if err != nil {
+		return err
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	return settingsError(problems, data)
+}
+
+// loadedPackages lists every loaded package path, sorted, without duplicates.
+func loadedPackages(c *ast.Compiler) []any {
+	var pkgs []string
+	for _, m := range c.Modules {
+		if p := m.Package.Path.String(); !slices.Contains(pkgs, p) {
+			pkgs = append(pkgs, p)
+		}
+	}
+	slices.Sort(pkgs)
+	out := make([]any, len(pkgs))
+	for i, p := range pkgs {
+		out[i] = p
+	}
+	return out
+}
+
+// settingsProblem is one entry of the settings check.
+type settingsProblem struct {
+	path    []string
+	message string
+}
+
+// decodeSettingsErrors reads the check's result: a set or array of {"path", "message"}.
+// Anything else is a bug in the check and fails the load (an unreadable check must not
+// pass as a clean one).
+func decodeSettingsErrors(ref ast.Ref, v any) ([]settingsProblem, error) {
+	items, ok := v.([]any)
+	if !ok {
+		return nil, fmt.Errorf("%s must be a set of {\"path\": [...], \"message\": \"...\"}, got %T", ref, v)
+	}
+	problems := make([]settingsProblem, 0, len(items))
+	for _, it := range items {
+		obj, _ := it.(map[string]any)
+		msg, okMsg := obj["message"].(string)
+		rawPath, okPath := obj["path"].([]any)
+		if !okMsg || !okPath {
+			return nil, fmt.Errorf("%s holds %v; each entry must be {\"path\": [...], \"message\": \"...\"}", ref, it)
+		}
+		p := make([]string, len(rawPath))
+		for i, seg := range rawPath {
+			if p[i], ok = seg.(string); !ok {
+				p[i] = fmt.Sprint(seg)
+			}
+		}
+		problems = append(problems, settingsProblem{path: p, message: msg})
+	}
+	return problems, nil
+}
+
+// settingsError names, for each problem, the data file that set the key and the key.
+func settingsError(problems []settingsProblem, data *dataDoc) error {
+	lines := make([]string, 0, len(problems))
+	for _, p := range problems {
+		lines = append(lines, fmt.Sprintf("%s: %s %s", data.owner(p.path), strings.Join(p.path, "."), p.message))
+	}
+	slices.Sort(lines)
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d policy setting error(s); fix them in the data file named, or remove the key:", len(lines))
+	for i, l := range lines {
+		if i == maxSettingsErrors {
+			fmt.Fprintf(&b, "\n  ... and %d more", len(lines)-i)
+			break
+		}
+		b.WriteString("\n  ")
+		b.WriteString(l)
+	}
+	return errors.New(b.String())
+}

@@ -1,0 +1,272 @@
+package provision
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/scimgate/scimgate/caddymodule/internal/policytest"
+	"github.com/scimgate/scimgate/caddymodule/mapping"
+	"github.com/scimgate/scimgate/caddymodule/policy"
+	"github.com/scimgate/scimgate/caddymodule/scim"
+	"github.com/scimgate/scimgate/caddymodule/store"
+)
+
+// shippedPolicy loads the repository's policies (without tests) with config as
+// scimgate.config, as a user adapting them would.
+func shippedPolicy(t testing.TB, config string) *policy.Engine {
+	t.Helper()
+	eng, err := policy.Load(policy.Options{Dir: policytest.CopyShipped(t, config)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = eng.Close() })
+	return eng
+}
+
+// scopeConfig is a configuration scoping users to domains, with an attribute allowlist
+// for users.
+func scopeConfig(domains, allowed string) string {
+	return `{"defaults": {"scoping": {"domains": ` + domains + `, "on_exit": "deactivate"},
+		"attribute_allowlist": {"User": ` + allowed + `}}}`
+}
+
+// seedDirectory stores users directly (no app is called): users[i] gets a native id when
+// withAccount(i), and edit (when not nil) changes its document. It returns the SCIM ids by
+// userName.
+func seedDirectory(t testing.TB, r *rig, names []string, withAccount func(int) bool, edit ...func(int, scim.Resource)) map[string]string {
+	t.Helper()
+	ids := map[string]string{}
+	const batch = 1000
+	for lo := 0; lo < len(names); lo += batch {
+		err := r.store.Update(func(tx *store.Tx) error {
+			for i := lo; i < min(lo+batch, len(names)); i++ {
+				doc := scim.Resource{
+					"schemas": []any{scim.UserSchema}, "userName": names[i], "active": true,
+					"displayName": "D " + names[i], "title": "Engineer",
+					"emails": []any{map[string]any{"value": names[i], "type": "work", "primary": true}},
+				}
+				for _, f := range edit {
+					f(i, doc)
+				}
+				id := fmt.Sprintf("u%07d", i)
+				body, err := json.Marshal(doc)
+				if err != nil {
+					return err
+				}
+				if err := tx.Put(&store.Record{Type: scim.UserType, ID: id, Doc: body, Index: IndexEntries(scim.UserType, doc)}); err != nil {
+					return err
+				}
+				if withAccount(i) {
+					if err := tx.SetNativeID("native/"+scim.UserType, id, fmt.Sprintf("n%d", i)); err != nil {
+						return err
+					}
+				}
+				ids[names[i]] = id
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ids
+}
+
+// TestPolicyImpactNarrowedScope: a policy that narrows scoping.domains lists exactly the
+// users who leave scope (leaves_scope with an app account, skipped without), a policy
+// that narrows the attribute allowlist lists exactly the users who lose the attribute, a
+// group whose member leaves scope loses that membership, and an unchanged policy lists
+// nobody.
+func TestPolicyImpactNarrowedScope(t *testing.T) {
+	r := newRig(t, rigOptions{target: newTarget(t, "http://127.0.0.1:1", true)})
+	var names []string
+	for i := range 60 {
+		domain := []string{"contoso.example", "fabrikam.example", "eu.fabrikam.example", "northwind.example"}[i%4]
+		names = append(names, fmt.Sprintf("user%02d@%s", i, domain))
+	}
+	ids := seedDirectory(t, r, names, func(i int) bool { return i%3 != 0 })
+	gid := r.mustCreate(scim.GroupType, `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"displayName":"Sales","members":[{"value":"`+ids["user01@fabrikam.example"]+`"},{"value":"`+ids["user00@contoso.example"]+`"}]}`)
+
+	current := shippedPolicy(t, scopeConfig(`["contoso.example", "fabrikam.example"]`, `["userName", "active", "displayName", "title", "emails"]`))
+	narrowed := shippedPolicy(t, scopeConfig(`["contoso.example"]`, `["userName", "active", "displayName", "emails"]`))
+
+	im, err := r.eng.PolicyImpact(context.Background(), current, narrowed, ImpactOptions{PageSize: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wantLeave, wantSkip, wantTitle []string
+	for i, n := range names {
+		switch {
+		case strings.HasSuffix(n, "fabrikam.example") && i%3 != 0:
+			wantLeave = append(wantLeave, ids[n])
+		case strings.HasSuffix(n, "fabrikam.example"):
+			wantSkip = append(wantSkip, ids[n])
+		case strings.HasSuffix(n, "@contoso.example"):
+			wantTitle = append(wantTitle, ids[n])
+		}
+	}
+	got := map[Effect][]string{}
+	for _, e := range im.Entries {
+		got[e.Effect] = append(got[e.Effect], e.ID)
+		switch e.Effect {
+		case EffectLeavesScope:
+			if e.NativeID == "" || len(e.Reasons) != 1 || !strings.Contains(e.Reasons[0], "is not in scoping.domains") {
+				t.Errorf("leaves_scope entry %+v: want its native id and the scoping reason", e)
+			}
+		case EffectDropsAttributes:
+			if !slices.Equal(e.Attributes, []string{"title"}) {
+				t.Errorf("drops_attributes entry %+v: want only title", e)
+			}
+		}
+	}
+	check := func(effect Effect, want []string) {
+		t.Helper()
+		if !slices.Equal(got[effect], want) || im.Counts[effect] != len(want) {
+			t.Errorf("%s: %v (count %d), want %v", effect, got[effect], im.Counts[effect], want)
+		}
+	}
+	check(EffectLeavesScope, wantLeave)
+	check(EffectSkipped, wantSkip)
+	check(EffectDropsAttributes, wantTitle)
+	check(EffectDropsMembers, []string{gid})
+	check(EffectDenied, nil)
+	if im.Users != 60 || im.Groups != 1 || im.Deprovisions != len(wantLeave) || len(wantLeave) != 20 {
+		t.Errorf("users %d, groups %d, deprovisions %d; want 60, 1, %d (20)", im.Users, im.Groups, im.Deprovisions, len(wantLeave))
+	}
+	for _, e := range im.Entries {
+		if e.Effect == EffectDropsMembers && !slices.Equal(e.Members, []string{ids["user01@fabrikam.example"]}) {
+			t.Errorf("group entry %+v: want the fabrikam member dropped", e)
+		}
+	}
+
+	// The other way round, the same users come back.
+	back, err := r.eng.PolicyImpact(context.Background(), narrowed, current, ImpactOptions{MaxEntries: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.Counts[EffectPasses] != len(wantLeave)+len(wantSkip) || back.Deprovisions != 0 || len(back.Entries) != 5 || back.Truncated != len(wantLeave)+len(wantSkip)-5 {
+		t.Errorf("widening: counts %v, %d entries, %d truncated", back.Counts, len(back.Entries), back.Truncated)
+	}
+
+	same, err := r.eng.PolicyImpact(context.Background(), current, current, ImpactOptions{})
+	if err != nil || len(same.Entries) != 0 || len(same.Counts) != 0 {
+		t.Errorf("unchanged policy: %+v, %v", same, err)
+	}
+}
+
+// BenchmarkPolicyImpact previews a scope-narrowing policy over 100,000 users (a quarter
+// leaving scope, half of them with an app account) against the policy in force, and
+// reports users/s and users per CPU-second.
+func BenchmarkPolicyImpact(b *testing.B) {
+	r := newRig(b, rigOptions{target: newTarget(b, "http://127.0.0.1:1", true)})
+	n := benchUsers()
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("user%06d@%s", i, []string{"contoso.example", "fabrikam.example"}[i%4/3])
+	}
+	seedDirectory(b, r, names, func(i int) bool { return i%2 == 0 })
+	current := shippedPolicy(b, `{"defaults": {"scoping": {"domains": ["contoso.example", "fabrikam.example"]}}}`)
+	narrowed := shippedPolicy(b, `{"defaults": {"scoping": {"domains": ["contoso.example"]}}}`)
+	cpu0 := processCPU(b)
+	b.ResetTimer()
+	for b.Loop() {
+		im, err := r.eng.PolicyImpact(context.Background(), current, narrowed, ImpactOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if im.Users != n || im.Counts[EffectLeavesScope]+im.Counts[EffectSkipped] != n/4 {
+			b.Fatalf("users %d, counts %v", im.Users, im.Counts)
+		}
+	}
+	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "users/s")
+	// The machine may be shared: users per CPU-second says what one idle core does.
+	b.ReportMetric(float64(n*b.N)/(processCPU(b)-cpu0).Seconds(), "users/cpu-s")
+}
+
+// processCPU is the CPU time this process has used (user and system).
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// benchUsers is the directory size of BenchmarkPolicyImpact: 100,000, or
+// SCIMGATE_BENCH_USERS for a quicker look.
+func benchUsers() int {
+	if v, err := strconv.Atoi(os.Getenv("SCIMGATE_BENCH_USERS")); err == nil && v > 0 {
+		return v
+	}
+	return 100_000
+}
+
+// TestMappingImpact: a proposed mapping that renames a create body field, moves the update
+// path and requires a title on deactivation shows each kind of difference, counted once per
+// resource that has it (every user; only the users without a title for the error), with a
+// sample; the mapping in force against itself shows nothing.
+func TestMappingImpact(t *testing.T) {
+	r := newRig(t, rigOptions{target: newTarget(t, "http://127.0.0.1:1", true)})
+	var names []string
+	for i := range 30 {
+		names = append(names, fmt.Sprintf("user%02d@contoso.example", i))
+	}
+	seedDirectory(t, r, names, func(i int) bool { return i%2 == 0 }, func(i int, doc scim.Resource) {
+		if i%3 == 0 {
+			delete(doc, "title")
+		}
+	})
+	r.mustCreate(scim.GroupType, `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"displayName":"Sales"}`)
+	proposedFile := strings.NewReplacer(
+		`"title": "title", "enabled": "active"}},`, `"job": "title", "enabled": "active"}},`,
+		`"update": {"method": "PATCH", "path": "/accounts/{id}"`, `"update": {"method": "PATCH", "path": "/v2/accounts/{id}"`,
+		`"deactivate": {"method": "PATCH", "path": "/accounts/{id}", "body": {"enabled": "active"}}`, `"deactivate": {"method": "PATCH", "path": "/accounts/{id}", "body": {"enabled": "active", "reason": {"from": "title", "required": true}}}`,
+	).Replace(nativeMapping)
+	if proposedFile == nativeMapping {
+		t.Fatal("the proposed mapping is the mapping in force")
+	}
+	proposed, err := mapping.Parse("proposed", []byte(proposedFile), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, err := r.eng.MappingImpact(proposed, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int{
+		"create: body field job added":        20, // users with a title (no title, no field)
+		"create: body field title removed":    20, // users with a title
+		"update: path":                        30,
+		"deactivate: body field reason added": 20,
+		"deactivate: error":                   10, // users without a title
+	}
+	if !maps.Equal(im.Counts, want) || im.Users != 30 || im.Groups != 1 || im.Differing != 30 {
+		t.Errorf("counts %v (users %d, groups %d, differing %d)\nwant %v", im.Counts, im.Users, im.Groups, im.Differing, want)
+	}
+	s := im.Samples["update: path"]
+	if s.Event != "update" || len(s.Current) != 1 || len(s.New) != 1 || !strings.HasPrefix(s.New[0].Path, "/v2/accounts/") || strings.HasPrefix(s.Current[0].Path, "/v2/") {
+		t.Errorf("update sample %+v", s)
+	}
+	if e := im.Samples["deactivate: error"]; len(e.New) != 1 || !strings.Contains(e.New[0].Error, "title") || e.Current[0].Error != "" {
+		t.Errorf("error sample %+v", e)
+	}
+	for kind, s := range im.Samples {
+		if s.Type == "" || s.ID == "" || s.Name == "" {
+			t.Errorf("sample of %s without its resource: %+v", kind, s)
+		}
+	}
+
+	same, err := r.eng.MappingImpact(r.eng.target.Mapping, 0)
+	if err != nil || same.Differing != 0 || len(same.Counts) != 0 {
+		t.Errorf("the mapping in force against itself: %+v, %v", same, err)
+	}
+}
