@@ -110,6 +110,12 @@ func (e *Engine) Apply(req Request, op *Op) *Result {
 // and the outcome in one transaction.
 func (e *Engine) run(j *job) (*plan, error) {
 	if e.target == nil && e.policy == nil {
+		if a := j.op.Action; a == change.ActionPatch || a == change.ActionReplace {
+			p, err := e.decideView(j)
+			if err != nil || p.same {
+				return e.answerUnchanged(j, p, err)
+			}
+		}
 		return e.commitAlone(j)
 	}
 	unlock := e.locks.lock(j.lockKey())
@@ -133,6 +139,11 @@ func (e *Engine) run(j *job) (*plan, error) {
 	}
 	if !d.Allow {
 		return nil, &Denied{Decision: d}
+	}
+	if p.same && (d.Skip || e.target == nil || (!d.Deactivate && p.mark == change.MarkNone)) {
+		// Nothing to store and nothing to send: no intent, no commit, no call.
+		v.release()
+		return e.answerUnchanged(j, p, nil)
 	}
 	if d.Skip || e.target == nil {
 		outcome := change.Applied
@@ -176,6 +187,23 @@ func (e *Engine) commitAlone(j *job) (*plan, error) {
 	return done, err
 }
 
+// answerUnchanged answers a change that leaves the resource as it is (p.same: decideView
+// rendered it from the stored record in its read transaction). It is journaled only when
+// reads are: it changed nothing, like a read.
+func (e *Engine) answerUnchanged(j *job, p *plan, err error) (*plan, error) {
+	if err != nil {
+		return nil, err
+	}
+	if e.reads {
+		rec := e.record(j.req, j.trail, change.Applied, j.op.Status, "")
+		if err := e.store.Update(func(tx *store.Tx) error { return e.journal.Append(tx.Bolt(), rec) }); err != nil {
+			return nil, err
+		}
+		p.record = rec
+	}
+	return p, nil
+}
+
 // appendCascade appends, after a change's own record, the records of the other resources
 // it changed (see unlinkReports).
 func (e *Engine) appendCascade(tx *store.Tx, p *plan) error {
@@ -195,6 +223,17 @@ func (e *Engine) decideView(j *job) (*plan, error) {
 		var err error
 		if p, err = e.decide(tx, j); err != nil {
 			return err
+		}
+		if p.same, err = p.unchanged(tx); err != nil {
+			return err
+		}
+		if p.same {
+			if p.rec, err = tx.Get(p.typ, p.id); err != nil {
+				return notFound(err, p.typ, p.id)
+			}
+			if err := p.render(tx); err != nil {
+				return err
+			}
 		}
 		if t := e.target; t != nil && p.before != nil {
 			p.nativeID, _ = tx.NativeID(t.mapKey(p.typ), p.id)

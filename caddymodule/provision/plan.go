@@ -58,6 +58,7 @@ type plan struct {
 	index  []store.IndexEntry
 
 	// Filled by the steps before the calls.
+	same       bool        // a PATCH or PUT that leaves the resource as it is (see unchanged); rec and answer are set
 	nativeID   string      // the resource's account in the app ("" without one)
 	adopt      bool        // a create listed for adoption: look the account up before creating it
 	progress   sentCalls   // calls a failed earlier attempt of the change made, not to repeat
@@ -372,6 +373,17 @@ func addMember(tx *store.Tx, groupID string, m scim.MemberRef) error {
 	if m.Value == groupID {
 		return scim.BadRequest(scim.TypeInvalidValue, "group %s cannot be a member of itself", groupID)
 	}
+	edge, err := memberEdge(tx, m)
+	if err != nil {
+		return err
+	}
+	_, err = tx.AddMember(groupID, edge)
+	return err
+}
+
+// memberEdge is the edge a member reference is stored as: its type from the store when the
+// member exists, else the one the request gave.
+func memberEdge(tx *store.Tx, m scim.MemberRef) (store.Member, error) {
 	typ, err := tx.TypeOf(m.Value)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -380,10 +392,37 @@ func addMember(tx *store.Tx, groupID string, m scim.MemberRef) error {
 			typ = rt.Name
 		}
 	case err != nil:
-		return err
+		return store.Member{}, err
 	}
-	_, err = tx.AddMember(groupID, store.Member{ID: m.Value, Type: typ, Display: m.Display})
-	return err
+	return store.Member{ID: m.Value, Type: typ, Display: m.Display}, nil
+}
+
+// unchanged reports whether p, a PATCH or PUT, leaves the resource exactly as it is: no
+// attribute changes (a write-only one such as a password counts as a change: it is sent to
+// the app), no member added or removed, and every member it re-adds stored as it would be
+// written. Entra re-sends unchanged values routinely (its periodic "active": true); such a
+// request is answered from a read transaction (see Engine.run).
+func (p *plan) unchanged(tx *store.Tx) (bool, error) {
+	if p.before == nil || p.after == nil || len(p.changes) > 0 || len(p.added)+len(p.removed) > 0 {
+		return false, nil
+	}
+	if a := p.job.op.Action; a != change.ActionPatch && a != change.ActionReplace {
+		return false, nil
+	}
+	if p.delta == nil {
+		return true, nil
+	}
+	for _, m := range p.delta.Add {
+		want, err := memberEdge(tx, m)
+		if err != nil {
+			return false, err
+		}
+		have, ok, err := tx.Member(p.id, m.Value)
+		if err != nil || !ok || have != want {
+			return false, err
+		}
+	}
+	return true, nil
 }
 
 // checkUnique refuses a create whose userName (or group displayName) is taken, before any

@@ -532,6 +532,20 @@ func (tx *Tx) HasMember(groupID, memberID string) (bool, error) {
 	return tx.bucket(bucketMembers).Get(joinKey(groupID, memberID)) != nil, nil
 }
 
+// Member returns the edge groupID->memberID as stored (the member's Type and Display);
+// ok is false when memberID is not a direct member.
+func (tx *Tx) Member(groupID, memberID string) (m Member, ok bool, err error) {
+	if err := checkEdge(groupID, memberID); err != nil {
+		return Member{}, false, err
+	}
+	v := tx.bucket(bucketMembers).Get(joinKey(groupID, memberID))
+	if v == nil {
+		return Member{}, false, nil
+	}
+	m, err = decodeMember(memberID, v)
+	return m, err == nil, err
+}
+
 // Members calls fn with each direct member of groupID in member id order, stopping at the
 // first error, which it returns.
 func (tx *Tx) Members(groupID string, fn func(Member) error) error {
