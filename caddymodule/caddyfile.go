@@ -10,6 +10,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"github.com/dustin/go-humanize"
+
+	"github.com/scimgate/scimgate/caddymodule/outbox"
 )
 
 func init() {
@@ -51,6 +53,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        max_retry_after <dur>       # default 5s
 //	        max_response_size <size>    # default 4MiB
 //	        transport http { ... }      # Caddy's reverse_proxy HTTP transport options
+//	        delivery immediate|queued|fallback   # default immediate
+//	        queue { ... }               # queued delivery; see parseQueueBlock
 //	    }
 //	    journal {
 //	        name <name>                 # default scimgate
@@ -255,6 +259,13 @@ func parseTargetBlock(d *caddyfile.Dispenser) (*TargetConfig, error) {
 				tc.DryRun = v
 			}
 			continue
+		case "queue":
+			q, err := parseQueueBlock(d)
+			if err != nil {
+				return nil, err
+			}
+			tc.Queue = q
+			continue
 		case "transport":
 			if !d.NextArg() || d.Val() != "http" {
 				return nil, d.Errf("target: transport: only the http transport is supported")
@@ -306,6 +317,11 @@ func parseTargetBlock(d *caddyfile.Dispenser) (*TargetConfig, error) {
 			tc.URL = v
 		case "mapping":
 			tc.Mapping = v
+		case "delivery":
+			if !outbox.Mode(v).Valid() {
+				return nil, d.Errf("target: delivery: want immediate, queued or fallback, got %q", v)
+			}
+			tc.Delivery = v
 		case "timeout", "max_retry_after":
 			dur, err := caddy.ParseDuration(v)
 			if err != nil || dur <= 0 {

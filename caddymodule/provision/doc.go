@@ -12,6 +12,9 @@
 //	policy.go   the policy's decision on the change and its obligations (shapeForApp)
 //	native.go   the native calls of the events through the mapping and the legacy client,
 //	            catch-up creates and their memberships
+//	queue.go    queued delivery: a change committed with its outbox task (queued mode, a
+//	            fallback after an outage, a resource with changes still queued), and
+//	            Deliver, the outbox worker's attempt (see package outbox)
 //	recover.go  crash recovery: intents without an outcome, adoption of unfinished creates
 //	stats.go    the policy's counts of the last hour (the brake's input)
 //	trail.go    the journal record of a request and the SCIM error of a failure

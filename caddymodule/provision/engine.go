@@ -12,6 +12,7 @@ import (
 	"github.com/scimgate/scimgate/caddymodule/journal"
 	"github.com/scimgate/scimgate/caddymodule/legacy"
 	"github.com/scimgate/scimgate/caddymodule/mapping"
+	"github.com/scimgate/scimgate/caddymodule/outbox"
 	"github.com/scimgate/scimgate/caddymodule/policy"
 	"github.com/scimgate/scimgate/caddymodule/scim"
 	"github.com/scimgate/scimgate/caddymodule/store"
@@ -34,6 +35,7 @@ type Engine struct {
 	logger     *zap.Logger
 	now        func() time.Time
 	onDecision func(policy.Decision, error)
+	worker     *outbox.Worker // delivers the target's outbox; nil without a target
 }
 
 // Config is what an Engine is built from.
@@ -66,6 +68,8 @@ type Target struct {
 	Client  *legacy.Client
 	// Headers are added to every call after the mapping's own (secrets, usually).
 	Headers http.Header
+	// Delivery says when changes reach the app (see queue.go): at once by default.
+	Delivery outbox.Settings
 }
 
 // New builds the engine of a configuration. With a target it reconciles the journal's
@@ -98,6 +102,11 @@ func New(cfg Config) (*Engine, error) {
 		if err := e.recover(cfg.Shared); err != nil {
 			return nil, err
 		}
+		w, err := cfg.Shared.startWorker(e)
+		if err != nil {
+			return nil, err
+		}
+		e.worker = w
 	}
 	if e.policy != nil {
 		w, err := cfg.Shared.statsFor(e.targetName(), e.seedStats)
@@ -151,6 +160,11 @@ type Shared struct {
 	// changes the previous config still has in flight.
 	statsMu sync.Mutex
 	stats   map[string]*eventWindow
+
+	// workers deliver each target's outbox, one per target for the open store: the
+	// configuration built last delivers (a reload hands the worker to the new engine).
+	workersMu sync.Mutex
+	workers   map[string]*outbox.Worker
 }
 
 // NewShared returns the engine state for a store that was just opened.

@@ -18,9 +18,9 @@
     outcome: $('filter-outcome'),
   };
   const outcomeClass = {
-    applied: 'good',
-    failed: 'bad', rejected: 'bad', denied: 'bad', error: 'bad',
-    pending: 'warn', skipped: 'warn', dry_run: 'warn',
+    applied: 'good', delivered: 'good',
+    failed: 'bad', rejected: 'bad', denied: 'bad', error: 'bad', dead: 'bad',
+    pending: 'warn', skipped: 'warn', dry_run: 'warn', queued: 'warn',
   };
 
   let source = null;

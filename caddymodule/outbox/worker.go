@@ -1,0 +1,287 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/scimgate/scimgate/caddymodule/store"
+)
+
+// Deliverer makes one delivery attempt of a task and commits what it did: the task's
+// removal (delivered) or its new state (Settings.Fail), with the attempt's journal record,
+// in one transaction. The engine is the Deliverer.
+type Deliverer interface {
+	Deliver(ctx context.Context, t *Task) Report
+}
+
+// Report is what one attempt left behind.
+type Report struct {
+	// Done: the task is gone from the outbox (delivered).
+	Done bool
+	// Dead: the task is a dead letter; its resource's later tasks wait behind it.
+	Dead bool
+	// NextAttempt is when the task may be tried again (when neither Done nor Dead).
+	NextAttempt time.Time
+	// Outage: the app was unavailable, so no task of the target is tried before
+	// NextAttempt (one probe at a time instead of every task hammering a down app).
+	Outage bool
+}
+
+// Worker delivers one target's outbox: tasks of one resource one at a time in the order
+// they were queued, tasks of different resources in parallel up to MaxConcurrent, a task
+// that refers to other resources (members, a manager) after their earlier tasks. It keeps
+// an index of the outbox in memory (the resource, references and state of each task),
+// loaded from the store when it starts and kept up to date by Queued and its own attempts;
+// each attempt reads the task itself from the store.
+type Worker struct {
+	target string
+	store  *store.Store
+	logger *zap.Logger
+	now    func() time.Time
+
+	mu          sync.Mutex
+	d           Deliverer
+	s           Settings
+	entries     []*entry // by sequence number
+	inflight    int
+	outageUntil time.Time // no attempt before this: the app was unavailable
+
+	wake   chan struct{}
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+	wg     sync.WaitGroup
+}
+
+// entry is what the worker knows of one task.
+type entry struct {
+	seq       uint64
+	resource  string
+	refs      []string
+	dead      bool
+	inFlight  bool
+	notBefore time.Time
+}
+
+func entryOf(t *Task) *entry {
+	return &entry{seq: t.Seq, resource: t.ID, refs: t.Refs, dead: t.Dead, notBefore: t.NextAttempt}
+}
+
+// Start loads target's outbox from st and starts delivering it through d.
+func Start(target string, st *store.Store, d Deliverer, s Settings, logger *zap.Logger) (*Worker, error) {
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	w := &Worker{target: target, store: st, logger: logger, now: time.Now, d: d, s: s.WithDefaults(), wake: make(chan struct{}, 1), done: make(chan struct{})}
+	err := st.View(func(tx *store.Tx) error {
+		return tx.Tasks(target, 0, func(st store.Task) (bool, error) {
+			t, err := Decode(st.Seq, st.Data)
+			if err != nil {
+				return false, err
+			}
+			w.entries = append(w.entries, entryOf(t))
+			return true, nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	w.ctx, w.cancel = context.WithCancel(context.Background())
+	go w.run()
+	return w, nil
+}
+
+// Configure makes later attempts use d and s (a reloaded configuration).
+func (w *Worker) Configure(d Deliverer, s Settings) {
+	w.mu.Lock()
+	w.d, w.s = d, s.WithDefaults()
+	w.mu.Unlock()
+	w.poke()
+}
+
+// Settings returns the settings in force.
+func (w *Worker) Settings() Settings {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.s
+}
+
+// Queued tells the worker about a task just committed to the outbox.
+func (w *Worker) Queued(t *Task) {
+	w.mu.Lock()
+	e := entryOf(t)
+	i, _ := slices.BinarySearchFunc(w.entries, e.seq, func(x *entry, seq uint64) int { return cmpSeq(x.seq, seq) })
+	w.entries = slices.Insert(w.entries, i, e)
+	w.mu.Unlock()
+	w.poke()
+}
+
+func cmpSeq(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// Stop stops the worker and waits for the attempts in flight (their calls are cancelled).
+func (w *Worker) Stop() {
+	w.cancel()
+	<-w.done
+}
+
+// Stats is a count of a target's outbox.
+type Stats struct {
+	// Pending tasks are still to be delivered, Held of them wait behind a dead letter of
+	// their resource, InFlight are being delivered.
+	Pending, Held, InFlight int
+	// Dead letters wait for an operator to retry or drop them.
+	Dead int
+}
+
+// Stats counts the tasks in the outbox.
+func (w *Worker) Stats() Stats {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var s Stats
+	stuck := map[string]bool{} // resources with a dead letter
+	for _, e := range w.entries {
+		switch {
+		case e.dead:
+			s.Dead++
+			stuck[e.resource] = true
+		case stuck[e.resource]:
+			s.Pending++
+			s.Held++
+		default:
+			s.Pending++
+		}
+		if e.inFlight {
+			s.InFlight++
+		}
+	}
+	return s
+}
+
+func (w *Worker) poke() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (w *Worker) run() {
+	defer close(w.done)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		next := w.dispatch()
+		timer.Stop()
+		if !next.IsZero() {
+			timer.Reset(max(time.Until(next), time.Millisecond))
+		}
+		select {
+		case <-w.ctx.Done():
+			w.wg.Wait()
+			return
+		case <-w.wake:
+		case <-timer.C:
+		}
+	}
+}
+
+// dispatch starts every task that may go now, and returns when it should look again
+// (zero: when something changes).
+func (w *Worker) dispatch() time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	now := w.now()
+	if now.Before(w.outageUntil) {
+		return w.outageUntil
+	}
+	var wakeAt time.Time
+	held := map[string]bool{} // resources with an earlier task (their later ones wait)
+	live := map[string]bool{} // resources with an earlier task that is not dead (references wait)
+	for _, e := range w.entries {
+		if w.inflight >= w.s.MaxConcurrent {
+			break
+		}
+		waits := held[e.resource] || slices.ContainsFunc(e.refs, func(r string) bool { return live[r] })
+		ready := !e.dead && !e.inFlight && !waits && !e.notBefore.After(now)
+		held[e.resource] = true
+		if !e.dead {
+			live[e.resource] = true
+		}
+		if !ready {
+			if !e.dead && !e.inFlight && !waits && (wakeAt.IsZero() || e.notBefore.Before(wakeAt)) {
+				wakeAt = e.notBefore
+			}
+			continue
+		}
+		e.inFlight = true
+		w.inflight++
+		w.wg.Add(1)
+		go w.attempt(e, w.d)
+	}
+	return wakeAt
+}
+
+// attempt makes one delivery attempt of e's task.
+func (w *Worker) attempt(e *entry, d Deliverer) {
+	defer w.wg.Done()
+	rep, err := w.deliver(e, d)
+	w.mu.Lock()
+	e.inFlight = false
+	w.inflight--
+	switch {
+	case err != nil:
+		// The task could not be read: try again later rather than lose it.
+		w.logger.Error("reading a task of the outbox failed", zap.String("target", w.target), zap.Uint64("seq", e.seq), zap.Error(err))
+		e.notBefore = w.now().Add(w.s.MinBackoff)
+	case rep.Done:
+		w.remove(e.seq)
+	case rep.Dead:
+		e.dead = true
+	default:
+		e.notBefore = rep.NextAttempt
+		if rep.Outage && rep.NextAttempt.After(w.outageUntil) {
+			w.outageUntil = rep.NextAttempt
+		}
+	}
+	w.mu.Unlock()
+	w.poke()
+}
+
+func (w *Worker) deliver(e *entry, d Deliverer) (Report, error) {
+	var t *Task
+	err := w.store.View(func(tx *store.Tx) error {
+		st, err := tx.Task(w.target, e.seq)
+		if err != nil {
+			return err
+		}
+		t, err = Decode(st.Seq, st.Data)
+		return err
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return Report{Done: true}, nil // dropped meanwhile
+	}
+	if err != nil {
+		return Report{}, err
+	}
+	if t.Dead {
+		return Report{Dead: true}, nil
+	}
+	return d.Deliver(w.ctx, t), nil
+}
+
+// remove forgets task seq (delivered or dropped).
+func (w *Worker) remove(seq uint64) {
+	w.entries = slices.DeleteFunc(w.entries, func(x *entry) bool { return x.seq == seq })
+}

@@ -1,0 +1,349 @@
+package provision
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+
+	"go.uber.org/zap"
+
+	"github.com/scimgate/scimgate/caddymodule/change"
+	"github.com/scimgate/scimgate/caddymodule/legacy"
+	"github.com/scimgate/scimgate/caddymodule/outbox"
+	"github.com/scimgate/scimgate/caddymodule/policy"
+	"github.com/scimgate/scimgate/caddymodule/scim"
+	"github.com/scimgate/scimgate/caddymodule/store"
+)
+
+// Queued delivery: a change the policy allowed is committed to the directory with a task in
+// the target's outbox and its record (outcome queued) in one transaction, and Entra is
+// answered at once; the outbox's worker later calls Deliver, which builds the calls (the
+// obligations applied then), journals the intent, makes them and commits the outcome
+// (delivered, failed and retried, or dead) with the task's removal or new state.
+
+// deliverOrQueue delivers an allowed change the way the target's mode says: at once, or
+// through the outbox. A resource with tasks still in the outbox (or whose change refers to
+// resources with tasks there) is queued behind them in every mode, so that one resource's
+// changes reach the app in order. In fallback mode a change the app could not take because
+// it was unavailable is queued instead of failing; so is, in queued mode, a deprovisioning
+// that was sent at once.
+func (e *Engine) deliverOrQueue(j *job, p *plan, d policy.Decision) (*plan, error) {
+	s := e.target.Delivery.WithDefaults()
+	held, err := e.heldByOutbox(p)
+	if err != nil {
+		return nil, err
+	}
+	if held || (s.Mode == outbox.Queued && (s.DeprovisionQueued || !deprovisions(p, d))) {
+		return e.enqueue(j, p, d)
+	}
+	done, err := e.deliver(j, p, d)
+	if err != nil && s.Mode != outbox.Immediate && unavailable(err) {
+		return e.enqueue(j, p, d)
+	}
+	return done, err
+}
+
+// deprovisions reports whether a change takes access away in the app: a deactivation, a
+// deletion, a member removal, or a deactivation the policy asks for.
+func deprovisions(p *plan, d policy.Decision) bool {
+	return d.Deactivate || slices.ContainsFunc(p.events, change.Event.Removes)
+}
+
+// unavailable reports whether a failed delivery failed because the app was unavailable
+// (refused, timed out, 5xx, 429, an open circuit, an answer that proves nothing), not
+// because it rejected the data.
+func unavailable(err error) bool {
+	var ne *nativeError
+	return errors.As(err, &ne) && (ne.scim.Status >= 500 || ne.scim.Status == http.StatusTooManyRequests)
+}
+
+// refsOf lists the other resources a change refers to, whose earlier tasks it waits for:
+// the members it adds and the user's manager.
+func refsOf(p *plan) []string {
+	refs := slices.Clone(p.added)
+	if p.typ == scim.UserType && p.after != nil {
+		if m := managerRef(p.after); m != "" && m != p.id {
+			refs = append(refs, m)
+		}
+	}
+	return refs
+}
+
+// heldByOutbox reports whether the resource, or one it refers to, has tasks in the outbox.
+func (e *Engine) heldByOutbox(p *plan) (bool, error) {
+	held := false
+	err := e.store.View(func(tx *store.Tx) error {
+		held = tx.HasTasks(e.target.Name, p.id) || slices.ContainsFunc(refsOf(p), func(id string) bool { return tx.HasTasks(e.target.Name, id) })
+		return nil
+	})
+	return held, err
+}
+
+// enqueue commits the change with its task and its record (outcome queued) in one
+// transaction, then tells the worker.
+func (e *Engine) enqueue(j *job, p *plan, d policy.Decision) (*plan, error) {
+	var task *outbox.Task
+	done, err := e.commitWith(j, p, change.Queued, func(tx *store.Tx, _, p2 *plan) error {
+		t, err := e.taskOf(j, p2, d)
+		if err != nil {
+			return err
+		}
+		data, err := t.Encode()
+		if err != nil {
+			return err
+		}
+		if t.Seq, err = tx.Enqueue(e.target.Name, p2.id, data); err != nil {
+			return err
+		}
+		task = t
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	e.worker.Queued(task)
+	return done, nil
+}
+
+// taskOf is the outbox task of plan p as the directory applies it.
+func (e *Engine) taskOf(j *job, p *plan, d policy.Decision) (*outbox.Task, error) {
+	before, err := marshalDoc(p.before)
+	if err != nil {
+		return nil, err
+	}
+	after, err := marshalDoc(p.after)
+	if err != nil {
+		return nil, err
+	}
+	return &outbox.Task{
+		RequestID: j.req.ID, Client: j.req.Client, Action: j.op.Action,
+		Type: p.typ, ID: p.id, Subject: j.trail.Subject, Queued: j.now,
+		Events: p.events, Changed: p.changed, Before: before, After: after,
+		Added: p.added, Removed: p.removed, Refs: refsOf(p),
+		Obligations: outbox.Obligations{
+			Reasons: d.Reasons, DropAttributes: d.DropAttributes, DropMembers: d.DropMembers,
+			Deactivate: d.Deactivate, PolicyHash: e.PolicyHash(),
+		},
+	}, nil
+}
+
+func marshalDoc(doc scim.Resource) (json.RawMessage, error) {
+	if doc == nil {
+		return nil, nil
+	}
+	return json.Marshal(doc)
+}
+
+func unmarshalDoc(raw json.RawMessage) (scim.Resource, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	v, err := scim.Decode(raw)
+	if err != nil {
+		return nil, err
+	}
+	doc, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("a queued resource is not an object")
+	}
+	return doc, nil
+}
+
+// Deliver makes one delivery attempt of a queued task (outbox.Deliverer): the plan is
+// rebuilt from the task with what the app's account is now (its native id, mark, the calls
+// an earlier attempt made, a create to adopt), shaped by the policy's obligations, sent
+// under an intent, and committed: delivered (the account's id map and mark, the task
+// removed, the record), or failed (the task's next attempt or dead letter, the record).
+func (e *Engine) Deliver(ctx context.Context, t *outbox.Task) outbox.Report {
+	j, p, err := e.taskPlan(ctx, t)
+	var res *syncResult
+	if err == nil {
+		res, err = e.send(j, p, decisionOf(t.Obligations))
+	}
+	if err == nil {
+		if err = e.commitDelivery(j, p, t, res); err == nil {
+			return outbox.Report{Done: true}
+		}
+		if res.nativeID != "" && !res.dryRun && p.before == nil {
+			e.listAdoption(j, p) // the app made the account; the next attempt adopts it
+		}
+	}
+	return e.failDelivery(j, t, err)
+}
+
+// taskPlan rebuilds the job and the plan of a queued task.
+func (e *Engine) taskPlan(ctx context.Context, t *outbox.Task) (*job, *plan, error) {
+	j := &job{req: Request{Ctx: ctx, ID: t.RequestID, Client: t.Client}, op: &Op{Action: t.Action, Type: t.Type, ID: t.ID}, now: e.now().UTC(), id: t.ID}
+	j.trail = &Trail{Action: change.ActionDeliver, Type: t.Type, ID: t.ID, Subject: t.Subject, events: t.Events, target: e.target.Name}
+	p := &plan{job: j, typ: t.Type, id: t.ID, events: t.Events, changed: t.Changed, added: t.Added, removed: t.Removed}
+	var err error
+	if p.before, err = unmarshalDoc(t.Before); err != nil {
+		return j, nil, err
+	}
+	if p.after, err = unmarshalDoc(t.After); err != nil {
+		return j, nil, err
+	}
+	key := e.target.mapKey(p.typ)
+	err = e.store.View(func(tx *store.Tx) error {
+		p.nativeID, _ = tx.NativeID(key, p.id)
+		p.mark = tx.Mark(key, p.id)
+		p.progress = decodeProgress(tx.Progress(key, p.id))
+		if p.before == nil && p.after != nil {
+			_, listed := tx.Adoption(e.target.Name, p.typ, SubjectOf(p.typ, p.after))
+			p.adopt = listed || e.shared.unrecordedAdoption(e.adoptionKey(p))
+		}
+		return nil
+	})
+	j.trail.nativeID = p.nativeID
+	return j, p, err
+}
+
+// decisionOf is the allow decision a task was queued with.
+func decisionOf(o outbox.Obligations) policy.Decision {
+	return policy.Decision{Allow: true, Reasons: o.Reasons, DropAttributes: o.DropAttributes, DropMembers: o.DropMembers, Deactivate: o.Deactivate}
+}
+
+// commitDelivery records a delivered task: the account's id map and mark, the task's
+// removal and the record (delivered, or dry_run), in one transaction.
+func (e *Engine) commitDelivery(j *job, p *plan, t *outbox.Task, res *syncResult) error {
+	outcome := change.Delivered
+	if res.dryRun {
+		outcome = change.DryRun
+	}
+	p.newNativeID = res.nativeID
+	e.notePolicy(j.trail, t)
+	prepared, err := e.journal.Prepare(e.record(j.req, j.trail, outcome, 0, ""))
+	if err != nil {
+		return err
+	}
+	err = e.store.Update(func(tx *store.Tx) error {
+		if err := e.updateAccount(tx, p, p); err != nil {
+			return err
+		}
+		if err := tx.DeleteTask(e.target.Name, t.Seq); err != nil {
+			return err
+		}
+		return e.journal.AppendPrepared(tx.Bolt(), prepared)
+	})
+	if err == nil && p.adopt {
+		e.shared.holdAdoption(e.adoptionKey(p), false)
+	}
+	return err
+}
+
+// notePolicy makes a delivery's record name the policy that decided when the change was
+// queued (a reload may have changed the policy since).
+func (e *Engine) notePolicy(tr *Trail, t *outbox.Task) {
+	if tr.decision != nil {
+		tr.decision.PolicyHash = t.Obligations.PolicyHash
+	}
+}
+
+// failDelivery records a failed attempt: the task's next attempt, or its dead letter, with
+// the record (failed or dead) and the app's answer, in one transaction.
+func (e *Engine) failDelivery(j *job, t *outbox.Task, err error) outbox.Report {
+	settings := e.target.Delivery.WithDefaults()
+	now := e.now()
+	f := failureOf(err)
+	dead := settings.Fail(t, f, now)
+	outcome := change.Failed
+	if dead {
+		outcome = change.Dead
+	}
+	if j.trail.decision != nil {
+		e.notePolicy(j.trail, t)
+	}
+	rec := e.record(j.req, j.trail, outcome, 0, f.Detail)
+	data, werr := t.Encode()
+	if werr == nil {
+		werr = e.store.Update(func(tx *store.Tx) error {
+			if err := tx.UpdateTask(e.target.Name, t.Seq, data); err != nil {
+				return err
+			}
+			return e.journal.Append(tx.Bolt(), rec)
+		})
+	}
+	if errors.Is(werr, store.ErrNotFound) {
+		return outbox.Report{Done: true} // dropped while it was being delivered
+	}
+	if werr != nil {
+		// Neither the attempt nor the task's new state could be recorded: the task stays
+		// as it was and is tried again later.
+		e.logger.Error("recording a delivery attempt failed; the task is tried again", zap.String("target", e.target.Name),
+			zap.Uint64("task", t.Seq), zap.String("request_id", t.RequestID), zap.Error(werr))
+		return outbox.Report{NextAttempt: now.Add(settings.Backoff(t.Attempts, 0))}
+	}
+	if dead {
+		e.logger.Warn("a queued change became a dead letter; the resource's later changes wait behind it",
+			zap.String("target", e.target.Name), zap.Uint64("task", t.Seq), zap.String("request_id", t.RequestID),
+			zap.String("scim_id", t.ID), zap.Int("attempts", t.Attempts), zap.Int("status", f.Status))
+	}
+	return outbox.Report{Dead: dead, NextAttempt: t.NextAttempt, Outage: !dead && !f.Rejected && f.App}
+}
+
+// failureOf says how a delivery attempt failed: rejected by the app (a dead letter at
+// once) or not (retried), with the app's status and Retry-After.
+func failureOf(err error) outbox.Failure {
+	var (
+		ne *nativeError
+		dn *Denied
+		se *scim.Error
+	)
+	switch {
+	case errors.As(err, &ne):
+		f := outbox.Failure{Rejected: ne.scim.Status < 500 && ne.scim.Status != http.StatusTooManyRequests, Detail: ne.scim.Detail, App: true}
+		if len(ne.calls) > 0 {
+			f.Status = ne.calls[len(ne.calls)-1].Status
+		}
+		var le *legacy.Error
+		if errors.As(ne.cause, &le) {
+			f.RetryAfter = le.RetryAfter
+		}
+		return f
+	case errors.As(err, &dn):
+		return outbox.Failure{Rejected: true, Detail: dn.SCIMError().Detail}
+	case errors.As(err, &se):
+		return outbox.Failure{Rejected: se.Status < 500, Detail: se.Detail}
+	}
+	return outbox.Failure{Detail: "the gateway could not deliver the change (" + err.Error() + "); it is tried again"}
+}
+
+// startWorker starts the outbox worker of e's target on this store, or hands the running
+// one to e (a reload).
+func (s *Shared) startWorker(e *Engine) (*outbox.Worker, error) {
+	s.workersMu.Lock()
+	defer s.workersMu.Unlock()
+	t := e.target
+	settings := t.Delivery
+	if w := s.workers[t.Name]; w != nil {
+		w.Configure(e, settings)
+		return w, nil
+	}
+	w, err := outbox.Start(t.Name, e.store, e, settings, e.logger.Named("outbox"))
+	if err != nil {
+		return nil, fmt.Errorf("loading the outbox of %s: %w", t.Name, err)
+	}
+	if s.workers == nil {
+		s.workers = map[string]*outbox.Worker{}
+	}
+	s.workers[t.Name] = w
+	return w, nil
+}
+
+// Close stops the outbox workers (before the store closes); attempts in flight finish or
+// are cancelled, and their tasks stay in the outbox.
+func (s *Shared) Close() {
+	s.workersMu.Lock()
+	workers := s.workers
+	s.workers = nil
+	s.workersMu.Unlock()
+	for _, w := range workers {
+		w.Stop()
+	}
+}
+
+// Worker is the outbox worker of the engine's target (nil without a target).
+func (e *Engine) Worker() *outbox.Worker { return e.worker }

@@ -1,0 +1,389 @@
+package provision
+
+import (
+	"context"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/scimgate/scimgate/caddymodule/change"
+	"github.com/scimgate/scimgate/caddymodule/journal"
+	"github.com/scimgate/scimgate/caddymodule/outbox"
+	"github.com/scimgate/scimgate/caddymodule/scim"
+	"github.com/scimgate/scimgate/caddymodule/store"
+)
+
+// Tests of queued delivery: the outbox committed with the change, the worker's attempts,
+// order, dependencies, retries, dead letters, fallback and the deprovisioning override,
+// against the real loopback app of engine_test.go.
+
+// fastRetries retries within milliseconds, so that tests wait for nothing.
+var fastRetries = outbox.Settings{MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, MaxConcurrent: 4}
+
+func queuedRig(t *testing.T, url string, s outbox.Settings) *rig {
+	t.Helper()
+	target := newTarget(t, url, false)
+	target.Delivery = s
+	return newRig(t, rigOptions{target: target})
+}
+
+func withMode(m outbox.Mode) outbox.Settings {
+	s := fastRetries
+	s.Mode = m
+	return s
+}
+
+// tasks lists the target's outbox.
+func (r *rig) tasks() []*outbox.Task {
+	r.t.Helper()
+	var out []*outbox.Task
+	err := r.store.View(func(tx *store.Tx) error {
+		return tx.Tasks("native", 0, func(st store.Task) (bool, error) {
+			tk, err := outbox.Decode(st.Seq, st.Data)
+			out = append(out, tk)
+			return err == nil, err
+		})
+	})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return out
+}
+
+// settle waits (bounded) until the outbox holds no task that is still to be tried: every
+// task delivered or dead. It fails the test when that does not happen in 10 s.
+func (r *rig) settle() {
+	r.t.Helper()
+	for range 2000 {
+		if s := r.eng.Worker().Stats(); s.Pending == s.Held && s.InFlight == 0 {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	r.t.Fatalf("the outbox did not settle: %+v", r.tasks())
+}
+
+// verify checks that the journal verifies as one chain.
+func (r *rig) verify() {
+	r.t.Helper()
+	rep, err := r.j.Verify(context.Background(), nil)
+	if err != nil || !rep.OK {
+		r.t.Fatalf("journal verify: %+v, %v", rep, err)
+	}
+}
+
+// outcomesOf lists the outcomes of the request's records, in journal order.
+func (r *rig) outcomesOf(requestID string) []string {
+	var out []string
+	for _, rec := range r.records() {
+		if rec.RequestID == requestID {
+			out = append(out, string(rec.Action)+":"+string(rec.Outcome))
+		}
+	}
+	return out
+}
+
+// TestQueuedAnswersAtOnce: Entra's create is answered while the app is down, committed with
+// its task and a record saying queued; the worker retries until the app is back, journals
+// every attempt with what the app answered, and the directory's id map follows.
+func TestQueuedAnswersAtOnce(t *testing.T) {
+	app, srv := newNativeApp(t)
+	app.set(func(a *nativeApp) { a.fail["POST /accounts"] = http.StatusServiceUnavailable })
+	r := queuedRig(t, srv.URL, withMode(outbox.Queued))
+	req := Request{ID: "q-1", Client: "entra"}
+	res := r.eng.Apply(req, &Op{Action: change.ActionCreate, Type: scim.UserType, Resource: prepared(t, scim.UserType, user("ada@contoso.example", `,"title":"Engineer"`)), Status: http.StatusCreated})
+	if res.Err != nil || res.Status != http.StatusCreated || res.Record == nil || res.Record.Outcome != change.Queued {
+		t.Fatalf("queued create: %+v (%v)", res, res.Err)
+	}
+	// Wait until at least two attempts failed: the task is retried.
+	for i := 0; ; i++ {
+		if n := strings.Count(strings.Join(r.outcomesOf("q-1"), " "), "deliver:failed"); n >= 2 {
+			break
+		}
+		if i == 2000 {
+			t.Fatalf("no retries: %v", r.outcomesOf("q-1"))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if r.nativeID(scim.UserType, res.ID) != "" {
+		t.Fatal("an id map entry before the delivery")
+	}
+	app.set(func(a *nativeApp) { delete(a.fail, "POST /accounts") })
+	r.settle()
+	if got := r.nativeID(scim.UserType, res.ID); got == "" || app.accountCount() != 1 || len(r.tasks()) != 0 {
+		t.Fatalf("after delivery: native %q, accounts %d, tasks %v", got, app.accountCount(), r.tasks())
+	}
+	outcomes := r.outcomesOf("q-1")
+	if outcomes[0] != "create:queued" || outcomes[len(outcomes)-1] != "deliver:delivered" || outcomes[len(outcomes)-2] != "deliver:pending" {
+		t.Fatalf("records: %v", outcomes)
+	}
+	var failed, delivered journal.Record
+	for _, rec := range r.records() {
+		if rec.Outcome == change.Failed && failed.Seq == 0 {
+			failed = rec
+		}
+		if rec.Outcome == change.Delivered {
+			delivered = rec
+		}
+	}
+	if failed.Backend == nil || failed.Backend.Status != http.StatusServiceUnavailable || failed.Error == "" {
+		t.Fatalf("a failed attempt's record does not say what the app answered: %+v", failed)
+	}
+	if delivered.Backend == nil || delivered.Backend.Status != http.StatusCreated || delivered.NativeID == "" || delivered.Client != "entra" {
+		t.Fatalf("delivery record: %+v", delivered)
+	}
+	r.verify()
+}
+
+// TestQueuedOrderPerResource: a resource's changes reach the app in the order they were
+// made, with the final values.
+func TestQueuedOrderPerResource(t *testing.T) {
+	app, srv := newNativeApp(t)
+	r := queuedRig(t, srv.URL, withMode(outbox.Queued))
+	uid := r.mustCreate(scim.UserType, user("ada@contoso.example", `,"title":"One"`))
+	for _, title := range []string{"Two", "Three", "Four"} {
+		if res := r.patch(scim.UserType, uid, `[{"op":"replace","path":"title","value":"`+title+`"}]`); res.Err != nil || res.Record.Outcome != change.Queued {
+			t.Fatalf("patch %s: %+v", title, res)
+		}
+	}
+	r.settle()
+	n := r.nativeID(scim.UserType, uid)
+	if n == "" || app.accounts[n]["title"] != "Four" {
+		t.Fatalf("account %q: %v", n, app.accounts[n])
+	}
+	want := []string{"POST /accounts", "PATCH /accounts/" + n, "PATCH /accounts/" + n, "PATCH /accounts/" + n}
+	if got := app.callLog(); !slices.Equal(got, want) {
+		t.Fatalf("calls %v, want %v", got, want)
+	}
+	r.verify()
+}
+
+// TestQueuedMembershipWaitsForMember: a group's member add waits for the member's create,
+// though both are queued and tasks of different resources go in parallel.
+func TestQueuedMembershipWaitsForMember(t *testing.T) {
+	app, srv := newNativeApp(t)
+	r := queuedRig(t, srv.URL, withMode(outbox.Queued))
+	release := make(chan struct{})
+	app.set(func(a *nativeApp) { a.beforeCreate = func() { <-release } })
+	uid := r.mustCreate(scim.UserType, user("ada@contoso.example"))
+	gid := r.mustCreate(scim.GroupType, `{"displayName":"Admins","members":[{"value":"`+uid+`"}]}`)
+	close(release)
+	r.settle()
+	un, gn := r.nativeID(scim.UserType, uid), r.nativeID(scim.GroupType, gid)
+	if un == "" || gn == "" || !app.roles[gn][un] {
+		t.Fatalf("user %q group %q roles %v; calls %v; tasks %+v", un, gn, app.roles, app.callLog(), r.tasks())
+	}
+	if calls := app.callLog(); calls[0] != "POST /accounts" {
+		t.Fatalf("the group's calls went before the member's create: %v", calls)
+	}
+}
+
+// TestDeadLetter: a change the app rejects (400) is a dead letter at once, kept with the
+// app's answer; the resource's later changes wait behind it, other resources' do not.
+func TestDeadLetter(t *testing.T) {
+	app, srv := newNativeApp(t)
+	r := queuedRig(t, srv.URL, withMode(outbox.Queued))
+	uid := r.mustCreate(scim.UserType, user("ada@contoso.example"))
+	r.settle()
+	n := r.nativeID(scim.UserType, uid)
+	app.set(func(a *nativeApp) { a.fail["PATCH /accounts/"+n] = http.StatusBadRequest })
+	r.patch(scim.UserType, uid, `[{"op":"replace","path":"title","value":"Refused"}]`)
+	r.patch(scim.UserType, uid, `[{"op":"replace","path":"title","value":"Later"}]`)
+	other := r.mustCreate(scim.UserType, user("bob@contoso.example"))
+	r.settle()
+	tasks := r.tasks()
+	if len(tasks) != 2 || !tasks[0].Dead || tasks[0].Attempts != 1 || tasks[0].LastStatus != http.StatusBadRequest || tasks[1].Dead || tasks[1].Attempts != 0 {
+		t.Fatalf("tasks: %+v", tasks)
+	}
+	if r.nativeID(scim.UserType, other) == "" {
+		t.Fatal("another resource's task waited behind the dead letter")
+	}
+	if s := r.eng.Worker().Stats(); s.Pending != 1 || s.Held != 1 || s.Dead != 1 {
+		t.Fatalf("stats: %+v", s)
+	}
+	var dead journal.Record
+	for _, rec := range r.records() {
+		if rec.Outcome == change.Dead {
+			dead = rec
+		}
+	}
+	if dead.Backend == nil || dead.Backend.Status != http.StatusBadRequest || !strings.Contains(dead.Error, "refused with 400") {
+		t.Fatalf("dead letter record: %+v", dead)
+	}
+	r.verify()
+}
+
+// TestDeadAfterMaxAge: an app that stays unavailable makes a task a dead letter once it is
+// older than max_age.
+func TestDeadAfterMaxAge(t *testing.T) {
+	app, srv := newNativeApp(t)
+	s := withMode(outbox.Queued)
+	s.MaxAge = time.Nanosecond
+	r := queuedRig(t, srv.URL, s)
+	app.set(func(a *nativeApp) { a.fail["POST /accounts"] = http.StatusServiceUnavailable })
+	r.mustCreate(scim.UserType, user("ada@contoso.example"))
+	r.settle()
+	if tasks := r.tasks(); len(tasks) != 1 || !tasks[0].Dead || tasks[0].LastStatus != http.StatusServiceUnavailable {
+		t.Fatalf("tasks: %+v", tasks)
+	}
+}
+
+// TestRetryAfterHonoured: the wait before the next attempt is at least the app's
+// Retry-After.
+func TestRetryAfterHonoured(t *testing.T) {
+	s := fastRetries.WithDefaults()
+	tk := &outbox.Task{Queued: time.Now()}
+	now := time.Now()
+	if dead := s.Fail(tk, outbox.Failure{RetryAfter: time.Hour, Status: 429}, now); dead || tk.NextAttempt.Sub(now) < time.Hour {
+		t.Fatalf("next attempt %v after now, dead %v", tk.NextAttempt.Sub(now), dead)
+	}
+	for n := 1; n < 12; n++ {
+		if d := s.Backoff(n, 0); d > s.MaxBackoff || d < s.MinBackoff/2 {
+			t.Fatalf("backoff %d: %v outside [%v, %v]", n, d, s.MinBackoff/2, s.MaxBackoff)
+		}
+	}
+}
+
+// TestFallback: in fallback mode a change goes at once; when the app is unavailable Entra
+// gets success and the change is queued; when the app rejects it, Entra gets the rejection.
+func TestFallback(t *testing.T) {
+	app, srv := newNativeApp(t)
+	r := queuedRig(t, srv.URL, withMode(outbox.Fallback))
+	uid := r.mustCreate(scim.UserType, user("ada@contoso.example"))
+	if rec := r.last(); rec.Outcome != change.Applied {
+		t.Fatalf("fallback with the app up: %+v", rec)
+	}
+	n := r.nativeID(scim.UserType, uid)
+	app.set(func(a *nativeApp) { a.fail["PATCH /accounts/"+n] = http.StatusServiceUnavailable })
+	res := r.eng.Apply(Request{ID: "fb-1", Client: "entra"}, &Op{Action: change.ActionPatch, Type: scim.UserType, ID: uid, Patch: patchOps(t, `[{"op":"replace","path":"title","value":"Down"}]`), Status: http.StatusNoContent})
+	if res.Err != nil || res.Status != http.StatusNoContent || res.Record.Outcome != change.Queued {
+		t.Fatalf("outage: %+v (%v)", res, res.Err)
+	}
+	if got := r.outcomesOf("fb-1"); len(got) < 2 || got[0] != "patch:pending" || got[1] != "patch:queued" {
+		t.Fatalf("records: %v", got)
+	}
+	// The resource has a task: this change queues behind it whatever the mode, without
+	// trying the app first.
+	res = r.eng.Apply(Request{ID: "fb-2", Client: "entra"}, &Op{Action: change.ActionPatch, Type: scim.UserType, ID: uid, Patch: patchOps(t, `[{"op":"replace","path":"title","value":"Behind"}]`), Status: http.StatusNoContent})
+	if got := r.outcomesOf("fb-2"); res.Err != nil || len(got) == 0 || got[0] != "patch:queued" {
+		t.Fatalf("behind a task: %+v, records %v", res, got)
+	}
+	app.set(func(a *nativeApp) { delete(a.fail, "PATCH /accounts/"+n) })
+	r.settle()
+	if app.accounts[n]["title"] != "Behind" || len(r.tasks()) != 0 {
+		t.Fatalf("account %v, tasks %+v", app.accounts[n], r.tasks())
+	}
+	app.set(func(a *nativeApp) { a.fail["PATCH /accounts/"+n] = http.StatusBadRequest })
+	if res := r.patch(scim.UserType, uid, `[{"op":"replace","path":"title","value":"Bad"}]`); res.Err == nil || res.Status != http.StatusBadRequest {
+		t.Fatalf("a rejection in fallback mode: %+v", res)
+	}
+	r.verify()
+}
+
+// TestDeprovisionImmediate: in queued mode a deactivation goes at once (unless the
+// resource has tasks waiting), or is queued when deprovisioning is set to queue too.
+func TestDeprovisionImmediate(t *testing.T) {
+	for _, queuedToo := range []bool{false, true} {
+		app, srv := newNativeApp(t)
+		s := withMode(outbox.Queued)
+		s.DeprovisionQueued = queuedToo
+		r := queuedRig(t, srv.URL, s)
+		uid := r.mustCreate(scim.UserType, user("ada@contoso.example"))
+		r.settle()
+		n := r.nativeID(scim.UserType, uid)
+		app.set(func(a *nativeApp) { a.fail["PATCH /accounts/"+n] = http.StatusServiceUnavailable })
+		res := r.patch(scim.UserType, uid, `[{"op":"replace","path":"active","value":false}]`)
+		want := change.Queued
+		if res.Err != nil || res.Record.Outcome != want {
+			t.Fatalf("queued too %v: %+v (%v)", queuedToo, res.Record, res.Err)
+		}
+		calls := app.callLog()
+		if sentAtOnce := len(calls) == 2; sentAtOnce == queuedToo {
+			t.Fatalf("queued too %v: calls when answered %v", queuedToo, calls)
+		}
+		app.set(func(a *nativeApp) { delete(a.fail, "PATCH /accounts/"+n) })
+		r.settle()
+		if app.accounts[n]["enabled"] != false {
+			t.Fatalf("queued too %v: account %v", queuedToo, app.accounts[n])
+		}
+		// With the app up, a deactivation in queued mode is applied at once.
+		app.set(func(a *nativeApp) {})
+		if res := r.patch(scim.UserType, uid, `[{"op":"replace","path":"active","value":true}]`); res.Err != nil {
+			t.Fatal(res.Err)
+		}
+		r.settle()
+		res = r.patch(scim.UserType, uid, `[{"op":"replace","path":"active","value":false}]`)
+		if want := map[bool]change.Outcome{false: change.Applied, true: change.Queued}[queuedToo]; res.Err != nil || res.Record.Outcome != want {
+			t.Fatalf("queued too %v: deactivation %+v, want %s", queuedToo, res.Record, want)
+		}
+		r.settle()
+	}
+}
+
+// TestQueuedPolicyAndDryRun: the policy decides when the change arrives (the queued record
+// has the decision), its obligations shape the calls the worker builds; a dry run queues
+// and journals dry_run deliveries without calls.
+func TestQueuedPolicyAndDryRun(t *testing.T) {
+	app, srv := newNativeApp(t)
+	target := newTarget(t, srv.URL, false)
+	target.Delivery = withMode(outbox.Queued)
+	r := newRig(t, rigOptions{target: target, policy: writePolicy(t, obligationsPolicy)})
+	uid := r.mustCreate(scim.UserType, user("quiet@contoso.example", `,"title":"Secret"`))
+	queued := r.last()
+	if queued.Outcome != change.Queued || queued.Decision == nil || queued.Decision.PolicyHash == "" {
+		t.Fatalf("queued record: %+v", queued)
+	}
+	res := r.create(scim.UserType, user("bg@contoso.example"))
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if res := r.patch(scim.UserType, res.ID, `[{"op":"replace","path":"active","value":false}]`); res.Status != http.StatusForbidden {
+		t.Fatalf("a denied change in queued mode: %+v", res)
+	}
+	r.settle()
+	n := r.nativeID(scim.UserType, uid)
+	if _, has := app.accounts[n]["title"]; n == "" || has {
+		t.Fatalf("the obligation was not applied to the delivery: %v", app.accounts[n])
+	}
+	for _, rec := range r.records() {
+		if rec.Outcome == change.Delivered && rec.SCIMID == uid && (rec.Decision == nil || rec.Decision.PolicyHash != queued.Decision.PolicyHash) {
+			t.Fatalf("delivery record: %+v", rec)
+		}
+	}
+
+	dapp, dsrv := newNativeApp(t)
+	dry := newTarget(t, dsrv.URL, true)
+	dry.Delivery = withMode(outbox.Queued)
+	dr := newRig(t, rigOptions{target: dry})
+	dr.mustCreate(scim.UserType, user("ada@contoso.example"))
+	dr.settle()
+	if got := dr.outcomesOf(testReq.ID); !slices.Equal(got, []string{"create:queued", "deliver:dry_run"}) || len(dapp.callLog()) != 0 || len(dr.tasks()) != 0 {
+		t.Fatalf("dry run: records %v, calls %v", got, dapp.callLog())
+	}
+	r.verify()
+}
+
+// TestQueuedDeleteAfterUpdates: a delete queued behind updates reaches the app after them,
+// with the account's native id still known (the directory no longer has the user).
+func TestQueuedDeleteAfterUpdates(t *testing.T) {
+	app, srv := newNativeApp(t)
+	s := withMode(outbox.Queued)
+	s.DeprovisionQueued = true
+	r := queuedRig(t, srv.URL, s)
+	uid := r.mustCreate(scim.UserType, user("ada@contoso.example"))
+	gid := r.mustCreate(scim.GroupType, `{"displayName":"Admins","members":[{"value":"`+uid+`"}]}`)
+	r.patch(scim.UserType, uid, `[{"op":"replace","path":"title","value":"Gone soon"}]`)
+	if res := r.eng.Apply(testReq, &Op{Action: change.ActionDelete, Type: scim.UserType, ID: uid}); res.Err != nil || res.Record.Outcome != change.Queued {
+		t.Fatalf("delete: %+v", res)
+	}
+	r.settle()
+	if app.accountCount() != 0 || r.nativeID(scim.UserType, uid) != "" || len(r.tasks()) != 0 {
+		t.Fatalf("accounts %d, tasks %+v, calls %v", app.accountCount(), r.tasks(), app.callLog())
+	}
+	if gn := r.nativeID(scim.GroupType, gid); len(app.roles[gn]) != 1 {
+		t.Fatalf("the membership delivered before the delete: %v", app.roles)
+	}
+	r.verify()
+}
