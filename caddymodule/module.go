@@ -22,6 +22,7 @@ import (
 	// every build with this package (cmd/scimgate, xcaddy.sh) has them.
 	_ "github.com/scimgate/scimgate/caddymodule/journaladmin"
 	_ "github.com/scimgate/scimgate/caddymodule/journalcmd"
+	_ "github.com/scimgate/scimgate/caddymodule/outboxadmin"
 )
 
 func init() {
@@ -272,6 +273,7 @@ func (g *Handler) Provision(ctx caddy.Context) error {
 		JournalReads: g.Journal.Reads,
 		Logger:       g.logger,
 		OnDecision:   g.metrics.policyDecision,
+		OnDelivery:   g.metrics.delivery,
 	})
 	if err != nil {
 		return err // Caddy cleans up a config that failed to provision: the store is released

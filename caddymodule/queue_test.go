@@ -1,6 +1,9 @@
 package caddymodule
 
 import (
+	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -9,9 +12,12 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/scimgate/scimgate/caddymodule/change"
 	"github.com/scimgate/scimgate/caddymodule/outbox"
+	"github.com/scimgate/scimgate/caddymodule/outboxadmin"
 	"github.com/scimgate/scimgate/caddymodule/store"
 )
 
@@ -93,4 +99,144 @@ func TestQueueCaddyfile(t *testing.T) {
 			t.Errorf("%+v: no error", tc)
 		}
 	}
+}
+
+// adminCall sends one request to the outbox admin routes and decodes the JSON answer.
+func adminCall(t *testing.T, method, path string) (int, any) {
+	t.Helper()
+	var h caddy.AdminHandler
+	for _, r := range (outboxadmin.OutboxAdmin{}).Routes() {
+		if path == r.Pattern || strings.HasPrefix(path, r.Pattern) && strings.HasSuffix(r.Pattern, "/") {
+			h = r.Handler
+		}
+	}
+	rec := httptest.NewRecorder()
+	err := h.ServeHTTP(rec, httptest.NewRequest(method, path, nil))
+	if err != nil {
+		var ae caddy.APIError
+		if !errors.As(err, &ae) {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		return ae.HTTPStatus, ae.Message
+	}
+	var v any
+	if err := json.Unmarshal(rec.Body.Bytes(), &v); err != nil {
+		t.Fatalf("%s %s: %s", method, path, rec.Body)
+	}
+	return rec.Code, v
+}
+
+// TestOutboxAdminRoutes: the admin routes list targets and tasks, show a dead letter with
+// its attempts, retry it with who did it, pause and resume, and refuse what they cannot do
+// with the status that says why.
+func TestOutboxAdminRoutes(t *testing.T) {
+	app := &faultApp{}
+	app.mode.Store("400")
+	srv := httptest.NewServer(app)
+	defer srv.Close()
+	g := newTargetGateway(t, srv.URL, func(tc *TargetConfig) {
+		tc.Name = "admin-routes"
+		tc.Delivery = "queued"
+		tc.Queue = &QueueConfig{RetryMin: caddy.Duration(5 * time.Millisecond)}
+	})
+	if w := serve(t, g, http.MethodPost, "/scim/v2/Users", `{"userName":"ada@contoso.example"}`); w.Code != http.StatusCreated {
+		t.Fatalf("create: %d", w.Code)
+	}
+	for i := 0; g.engine.Worker().Stats().Dead == 0; i++ {
+		if i == 2000 {
+			t.Fatalf("no dead letter: %+v", g.engine.Worker().Stats())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := testutil.ToFloat64(g.metrics.deliveries.WithLabelValues("admin-routes", "dead")); got != 1 {
+		t.Fatalf("scimgate_outbox_deliveries_total{dead} = %v", got)
+	}
+	if got := outboxGauge(t, "scimgate_outbox_dead_letters", "admin-routes"); got != 1 {
+		t.Fatalf("scimgate_outbox_dead_letters = %v", got)
+	}
+	code, v := adminCall(t, http.MethodGet, "/scimgate/outbox")
+	if code != http.StatusOK || !strings.Contains(fmt.Sprint(v), "target:admin-routes") || !strings.Contains(fmt.Sprint(v), "dead:1") {
+		t.Fatalf("targets: %d %v", code, v)
+	}
+	code, v = adminCall(t, http.MethodGet, "/scimgate/outbox/admin-routes?state=dead")
+	list, _ := v.([]any)
+	if code != http.StatusOK || len(list) != 1 {
+		t.Fatalf("dead letters: %d %v", code, v)
+	}
+	seq := fmt.Sprint(list[0].(map[string]any)["seq"])
+	code, v = adminCall(t, http.MethodGet, "/scimgate/outbox/admin-routes/"+seq)
+	if code != http.StatusOK || !strings.Contains(fmt.Sprint(v), "outcome:dead") || !strings.Contains(fmt.Sprint(v), "login must not contain spaces") {
+		t.Fatalf("show: %d %v", code, v)
+	}
+	for _, c := range []struct {
+		method, path string
+		status       int
+	}{
+		{http.MethodPost, "/scimgate/outbox/admin-routes/" + seq + "/retry", http.StatusBadRequest}, // no by
+		{http.MethodGet, "/scimgate/outbox/admin-routes/" + seq + "/retry?by=x", http.StatusMethodNotAllowed},
+		{http.MethodPost, "/scimgate/outbox/admin-routes/" + seq + "/explode?by=x", http.StatusNotFound},
+		{http.MethodPost, "/scimgate/outbox/admin-routes/999/drop?by=x", http.StatusNotFound},
+		{http.MethodGet, "/scimgate/outbox/admin-routes/abc", http.StatusNotFound},
+		{http.MethodGet, "/scimgate/outbox/nosuch", http.StatusNotFound},
+		{http.MethodGet, "/scimgate/outbox/admin-routes?state=stuck", http.StatusBadRequest},
+		{http.MethodGet, "/scimgate/outbox/admin-routes?colour=red", http.StatusBadRequest},
+	} {
+		if code, v := adminCall(t, c.method, c.path); code != c.status {
+			t.Errorf("%s %s: %d %v, want %d", c.method, c.path, code, v, c.status)
+		}
+	}
+	if code, v := adminCall(t, http.MethodPost, "/scimgate/outbox/admin-routes/pause?by=ops-alice"); code != http.StatusOK {
+		t.Fatalf("pause: %d %v", code, v)
+	}
+	app.mode.Store("ok")
+	if code, v := adminCall(t, http.MethodPost, "/scimgate/outbox/admin-routes/"+seq+"/retry?by=ops-alice"); code != http.StatusOK {
+		t.Fatalf("retry: %d %v", code, v)
+	}
+	if code, v := adminCall(t, http.MethodPost, "/scimgate/outbox/admin-routes/resume?by=ops-alice"); code != http.StatusOK {
+		t.Fatalf("resume: %d %v", code, v)
+	}
+	for i := 0; g.engine.Worker().Stats().Pending+g.engine.Worker().Stats().Dead > 0; i++ {
+		if i == 2000 {
+			t.Fatalf("not delivered after the retry: %+v", g.engine.Worker().Stats())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := outboxGauge(t, "scimgate_outbox_dead_letters", "admin-routes") + outboxGauge(t, "scimgate_outbox_pending", "admin-routes"); got != 0 {
+		t.Fatalf("outbox gauges after delivery: %v", got)
+	}
+	if got := testutil.ToFloat64(g.metrics.deliveries.WithLabelValues("admin-routes", "delivered")); got != 1 {
+		t.Fatalf("scimgate_outbox_deliveries_total{delivered} = %v", got)
+	}
+	var by []string
+	for _, rec := range journalRecords(t, g.store.journal) {
+		if rec.Action == change.ActionPause || rec.Action == change.ActionRetry || rec.Action == change.ActionResume {
+			by = append(by, string(rec.Action)+":"+rec.Client)
+		}
+	}
+	if strings.Join(by, " ") != "pause:ops-alice retry:ops-alice resume:ops-alice" {
+		t.Fatalf("journaled operator actions: %v", by)
+	}
+}
+
+// outboxGauge reads one of the outbox collector's gauges for target.
+func outboxGauge(t *testing.T, name, target string) float64 {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(outboxCollector{})
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			if m.GetLabel()[0].GetValue() == target {
+				return m.GetGauge().GetValue()
+			}
+		}
+	}
+	t.Fatalf("no %s for %s", name, target)
+	return 0
 }

@@ -63,6 +63,13 @@ const (
 	// ActionDeliver is an attempt of the delivery worker to make a queued change's native
 	// calls (its request_id is the queued request's).
 	ActionDeliver Action = "deliver"
+	// An operator's action on a target's outbox (the record's client is who did it): a
+	// dead letter sent again, a task dropped (the app never gets it), deliveries paused
+	// and resumed.
+	ActionRetry  Action = "retry"
+	ActionDrop   Action = "drop"
+	ActionPause  Action = "pause"
+	ActionResume Action = "resume"
 )
 
 // Outcome is how a request ended, as its journal record says.

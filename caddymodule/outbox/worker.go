@@ -9,14 +9,28 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/scimgate/scimgate/caddymodule/change"
+	"github.com/scimgate/scimgate/caddymodule/journal"
 	"github.com/scimgate/scimgate/caddymodule/store"
 )
 
 // Deliverer makes one delivery attempt of a task and commits what it did: the task's
 // removal (delivered) or its new state (Settings.Fail), with the attempt's journal record,
-// in one transaction. The engine is the Deliverer.
+// in one transaction. It also journals what operators do to the outbox, and reads a task's
+// attempts back from the journal. The engine is the Deliverer.
 type Deliverer interface {
 	Deliver(ctx context.Context, t *Task) Report
+	// RecordAction appends the journal record of an operator's action in tx.
+	RecordAction(tx *store.Tx, a Action) error
+	// Attempts returns the journal records of t's delivery attempts, oldest first.
+	Attempts(ctx context.Context, t *Task) ([]journal.Record, error)
+}
+
+// Action is an operator's action on a target's outbox, for the journal.
+type Action struct {
+	Kind change.Action // retry, drop, pause, resume
+	By   string        // who did it
+	Task *Task         // the task (nil for pause and resume)
 }
 
 // Report is what one attempt left behind.
@@ -50,6 +64,7 @@ type Worker struct {
 	entries     []*entry // by sequence number
 	inflight    int
 	outageUntil time.Time // no attempt before this: the app was unavailable
+	paused      bool      // by an operator (kept in the store)
 
 	wake   chan struct{}
 	ctx    context.Context
@@ -66,10 +81,11 @@ type entry struct {
 	dead      bool
 	inFlight  bool
 	notBefore time.Time
+	queued    time.Time
 }
 
 func entryOf(t *Task) *entry {
-	return &entry{seq: t.Seq, resource: t.ID, refs: t.Refs, dead: t.Dead, notBefore: t.NextAttempt}
+	return &entry{seq: t.Seq, resource: t.ID, refs: t.Refs, dead: t.Dead, notBefore: t.NextAttempt, queued: t.Queued}
 }
 
 // Start loads target's outbox from st and starts delivering it through d.
@@ -79,6 +95,7 @@ func Start(target string, st *store.Store, d Deliverer, s Settings, logger *zap.
 	}
 	w := &Worker{target: target, store: st, logger: logger, now: time.Now, d: d, s: s.WithDefaults(), wake: make(chan struct{}, 1), done: make(chan struct{})}
 	err := st.View(func(tx *store.Tx) error {
+		w.paused = tx.OutboxPaused(target)
 		return tx.Tasks(target, 0, func(st store.Task) (bool, error) {
 			t, err := Decode(st.Seq, st.Data)
 			if err != nil {
@@ -92,9 +109,16 @@ func Start(target string, st *store.Store, d Deliverer, s Settings, logger *zap.
 		return nil, err
 	}
 	w.ctx, w.cancel = context.WithCancel(context.Background())
+	running.add(w)
 	go w.run()
 	return w, nil
 }
+
+// Target is the name of the worker's target.
+func (w *Worker) Target() string { return w.target }
+
+// StorePath is the file of the store the worker delivers from.
+func (w *Worker) StorePath() string { return w.store.DB().Path() }
 
 // Configure makes later attempts use d and s (a reloaded configuration).
 func (w *Worker) Configure(d Deliverer, s Settings) {
@@ -133,6 +157,7 @@ func cmpSeq(a, b uint64) int {
 
 // Stop stops the worker and waits for the attempts in flight (their calls are cancelled).
 func (w *Worker) Stop() {
+	running.remove(w)
 	w.cancel()
 	<-w.done
 }
@@ -144,13 +169,17 @@ type Stats struct {
 	Pending, Held, InFlight int
 	// Dead letters wait for an operator to retry or drop them.
 	Dead int
+	// Oldest is when the oldest pending task was queued (zero without one).
+	Oldest time.Time
+	// Paused: an operator paused the deliveries.
+	Paused bool
 }
 
 // Stats counts the tasks in the outbox.
 func (w *Worker) Stats() Stats {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	var s Stats
+	s := Stats{Paused: w.paused}
 	stuck := map[string]bool{} // resources with a dead letter
 	for _, e := range w.entries {
 		switch {
@@ -165,6 +194,9 @@ func (w *Worker) Stats() Stats {
 		}
 		if e.inFlight {
 			s.InFlight++
+		}
+		if !e.dead && (s.Oldest.IsZero() || e.queued.Before(s.Oldest)) {
+			s.Oldest = e.queued
 		}
 	}
 	return s
@@ -203,6 +235,9 @@ func (w *Worker) dispatch() time.Time {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	now := w.now()
+	if w.paused {
+		return time.Time{}
+	}
 	if now.Before(w.outageUntil) {
 		return w.outageUntil
 	}

@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/scimgate/scimgate/caddymodule/change"
 	"github.com/scimgate/scimgate/caddymodule/journal"
 	"github.com/scimgate/scimgate/caddymodule/legacy"
 	"github.com/scimgate/scimgate/caddymodule/mapping"
@@ -35,6 +36,7 @@ type Engine struct {
 	logger     *zap.Logger
 	now        func() time.Time
 	onDecision func(policy.Decision, error)
+	onDelivery func(target string, outcome change.Outcome)
 	worker     *outbox.Worker // delivers the target's outbox; nil without a target
 }
 
@@ -57,6 +59,9 @@ type Config struct {
 	Now func() time.Time
 	// OnDecision, when set, is told every policy decision (metrics).
 	OnDecision func(policy.Decision, error)
+	// OnDelivery, when set, is told the outcome of every attempt to deliver a queued
+	// change (delivered, failed, dead, dry_run; metrics).
+	OnDelivery func(target string, outcome change.Outcome)
 }
 
 // Target is a legacy app as the engine calls it: a name (the id map's and the journal's),
@@ -91,6 +96,7 @@ func New(cfg Config) (*Engine, error) {
 		logger:     cfg.Logger,
 		now:        cfg.Now,
 		onDecision: cfg.OnDecision,
+		onDelivery: cfg.OnDelivery,
 	}
 	if e.logger == nil {
 		e.logger = zap.NewNop()

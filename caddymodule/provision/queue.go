@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/scimgate/scimgate/caddymodule/change"
+	"github.com/scimgate/scimgate/caddymodule/journal"
 	"github.com/scimgate/scimgate/caddymodule/legacy"
 	"github.com/scimgate/scimgate/caddymodule/outbox"
 	"github.com/scimgate/scimgate/caddymodule/policy"
@@ -231,7 +233,17 @@ func (e *Engine) commitDelivery(j *job, p *plan, t *outbox.Task, res *syncResult
 	if err == nil && p.adopt {
 		e.shared.holdAdoption(e.adoptionKey(p), false)
 	}
+	if err == nil {
+		e.delivered(outcome)
+	}
 	return err
+}
+
+// delivered tells the metrics how an attempt ended.
+func (e *Engine) delivered(outcome change.Outcome) {
+	if e.onDelivery != nil {
+		e.onDelivery(e.target.Name, outcome)
+	}
 }
 
 // notePolicy makes a delivery's record name the policy that decided when the change was
@@ -276,6 +288,7 @@ func (e *Engine) failDelivery(j *job, t *outbox.Task, err error) outbox.Report {
 			zap.Uint64("task", t.Seq), zap.String("request_id", t.RequestID), zap.Error(werr))
 		return outbox.Report{NextAttempt: now.Add(settings.Backoff(t.Attempts, 0))}
 	}
+	e.delivered(outcome)
 	if dead {
 		e.logger.Warn("a queued change became a dead letter; the resource's later changes wait behind it",
 			zap.String("target", e.target.Name), zap.Uint64("task", t.Seq), zap.String("request_id", t.RequestID),
@@ -309,6 +322,29 @@ func failureOf(err error) outbox.Failure {
 		return outbox.Failure{Rejected: se.Status < 500, Detail: se.Detail}
 	}
 	return outbox.Failure{Detail: "the gateway could not deliver the change (" + err.Error() + "); it is tried again"}
+}
+
+// RecordAction journals an operator's action on the target's outbox, with who did it
+// (outbox.Deliverer): a task's record carries the queued request's id.
+func (e *Engine) RecordAction(tx *store.Tx, a outbox.Action) error {
+	rec := &journal.Record{Client: a.By, Target: e.target.Name, Action: a.Kind, Outcome: change.Applied}
+	if t := a.Task; t != nil {
+		rec.RequestID, rec.ResourceType, rec.SCIMID, rec.Subject, rec.Events = t.RequestID, t.Type, t.ID, t.Subject, t.Events
+	}
+	return e.journal.Append(tx.Bolt(), rec)
+}
+
+// Attempts returns the journal records of a task's delivery attempts and of what operators
+// did to it, oldest first (outbox.Deliverer).
+func (e *Engine) Attempts(ctx context.Context, t *outbox.Task) ([]journal.Record, error) {
+	var out []journal.Record
+	q := journal.Query{SCIMID: t.ID, FromTime: t.Queued.Add(-time.Minute)}
+	err := scanRecords(e.journal, q, func(r *journal.Record) {
+		if r.RequestID == t.RequestID && r.Action != t.Action && r.Target == e.target.Name {
+			out = append(out, *r)
+		}
+	})
+	return out, err
 }
 
 // startWorker starts the outbox worker of e's target on this store, or hands the running

@@ -2,6 +2,7 @@ package provision
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"slices"
 	"strings"
@@ -384,6 +385,98 @@ func TestQueuedDeleteAfterUpdates(t *testing.T) {
 	}
 	if gn := r.nativeID(scim.GroupType, gid); len(app.roles[gn]) != 1 {
 		t.Fatalf("the membership delivered before the delete: %v", app.roles)
+	}
+	r.verify()
+}
+
+// patchAs patches a user in a request of its own (Entra's requests each have their id).
+func (r *rig) patchAs(requestID, id, ops string) *Result {
+	r.t.Helper()
+	return r.eng.Apply(Request{ID: requestID, Client: "entra"}, &Op{Action: change.ActionPatch, Type: scim.UserType, ID: id, Patch: patchOps(r.t, ops), Status: http.StatusOK})
+}
+
+// TestOutboxOperators: dead letters and the tasks held behind them are listed as such, a
+// task is shown with its attempts, retried, dropped, and a target paused and resumed, each
+// journaled with who did it.
+func TestOutboxOperators(t *testing.T) {
+	app, srv := newNativeApp(t)
+	r := queuedRig(t, srv.URL, withMode(outbox.Queued))
+	w := r.eng.Worker()
+	uid := r.mustCreate(scim.UserType, user("ada@contoso.example"))
+	r.settle()
+	n := r.nativeID(scim.UserType, uid)
+	app.set(func(a *nativeApp) { a.fail["PATCH /accounts/"+n] = http.StatusUnprocessableEntity })
+	r.patchAs("p-1", uid, `[{"op":"replace","path":"title","value":"One"}]`)
+	r.patchAs("p-2", uid, `[{"op":"replace","path":"title","value":"Two"}]`)
+	r.settle()
+
+	dead, err := w.List(outbox.Filter{State: "dead"})
+	if err != nil || len(dead) != 1 || dead[0].State != "dead" {
+		t.Fatalf("dead letters: %+v %v", dead, err)
+	}
+	pending, _ := w.List(outbox.Filter{State: "pending", Resource: uid})
+	if len(pending) != 1 || pending[0].State != "held" || pending[0].Behind != dead[0].Seq {
+		t.Fatalf("held: %+v", pending)
+	}
+	if _, err := w.List(outbox.Filter{State: "stuck"}); err == nil {
+		t.Fatal("an unknown state was accepted")
+	}
+	v, err := w.Show(context.Background(), dead[0].Seq)
+	if err != nil || len(v.Attempts) != 2 || v.Attempts[0].Outcome != change.Pending || v.Attempts[1].Outcome != change.Dead || v.Attempts[1].Backend.Status != http.StatusUnprocessableEntity {
+		t.Fatalf("show: %+v %v", v, err)
+	}
+	if err := w.Retry(pending[0].Seq, "alice"); !errors.Is(err, outbox.ErrConflict) {
+		t.Fatalf("retry of a task that is not dead: %v", err)
+	}
+	if err := w.Retry(999, "alice"); !errors.Is(err, outbox.ErrNotFound) {
+		t.Fatalf("retry of no task: %v", err)
+	}
+
+	app.set(func(a *nativeApp) { delete(a.fail, "PATCH /accounts/"+n) })
+	if err := w.Retry(dead[0].Seq, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	r.settle()
+	if app.accounts[n]["title"] != "Two" || len(r.tasks()) != 0 {
+		t.Fatalf("after the retry: account %v, tasks %+v", app.accounts[n], r.tasks())
+	}
+
+	app.set(func(a *nativeApp) { a.fail["PATCH /accounts/"+n] = http.StatusConflict })
+	r.patch(scim.UserType, uid, `[{"op":"replace","path":"title","value":"Refused"}]`)
+	r.settle()
+	app.set(func(a *nativeApp) { delete(a.fail, "PATCH /accounts/"+n) })
+	r.patch(scim.UserType, uid, `[{"op":"replace","path":"title","value":"After"}]`)
+	tasks := r.tasks()
+	if err := w.Drop(tasks[0].Seq, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	r.settle()
+	if app.accounts[n]["title"] != "After" {
+		t.Fatalf("after the drop: %v", app.accounts[n])
+	}
+
+	if err := w.Pause("carol"); err != nil {
+		t.Fatal(err)
+	}
+	if !w.Stats().Paused {
+		t.Fatal("not paused")
+	}
+	pausedID := r.mustCreate(scim.UserType, user("bob@contoso.example"))
+	if err := w.Resume("carol"); err != nil {
+		t.Fatal(err)
+	}
+	r.settle()
+	var order []string
+	for _, rec := range r.records() {
+		switch {
+		case rec.Action == change.ActionRetry || rec.Action == change.ActionDrop || rec.Action == change.ActionPause || rec.Action == change.ActionResume:
+			order = append(order, string(rec.Action)+" by "+rec.Client)
+		case rec.SCIMID == pausedID && rec.Action == change.ActionDeliver && rec.Outcome == change.Delivered:
+			order = append(order, "delivered")
+		}
+	}
+	if want := []string{"retry by alice", "drop by bob", "pause by carol", "resume by carol", "delivered"}; !slices.Equal(order, want) {
+		t.Fatalf("journal: %v, want %v", order, want)
 	}
 	r.verify()
 }

@@ -15,6 +15,7 @@ import (
 //
 //	outbox     target \0 seq (8 bytes, big-endian)      -> resource id length, resource id, data
 //	outboxRes  target \0 resource id \0 seq             -> (empty)
+//	outboxState target                                   -> paused (an operator's pause)
 
 // Task is one queued delivery as the store keeps it.
 type Task struct {
@@ -158,4 +159,27 @@ func decodeTask(seq uint64, v []byte) (Task, error) {
 	}
 	res := string(v[w : w+int(n)])
 	return Task{Seq: seq, Resource: res, Data: append([]byte(nil), v[w+int(n):]...)}, nil
+}
+
+// SetOutboxPaused records whether an operator paused target's deliveries (kept across
+// restarts).
+func (tx *Tx) SetOutboxPaused(target string, paused bool) error {
+	if err := tx.checkWritable(); err != nil {
+		return err
+	}
+	if err := checkName("target", target); err != nil {
+		return err
+	}
+	if !paused {
+		return tx.bucket(bucketOutboxState).Delete([]byte(target))
+	}
+	return tx.bucket(bucketOutboxState).Put([]byte(target), []byte{1})
+}
+
+// OutboxPaused reports whether target's deliveries are paused.
+func (tx *Tx) OutboxPaused(target string) bool {
+	if checkName("target", target) != nil {
+		return false
+	}
+	return tx.bucket(bucketOutboxState).Get([]byte(target)) != nil
 }
