@@ -23,6 +23,7 @@ import (
 	_ "github.com/scimgate/scimgate/caddymodule/journaladmin"
 	_ "github.com/scimgate/scimgate/caddymodule/journalcmd"
 	_ "github.com/scimgate/scimgate/caddymodule/outboxadmin"
+	_ "github.com/scimgate/scimgate/caddymodule/outboxcmd"
 )
 
 func init() {
