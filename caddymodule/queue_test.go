@@ -76,17 +76,31 @@ func TestQueueCaddyfile(t *testing.T) {
 	if err != nil || s.Mode != outbox.Queued || !s.DeprovisionQueued || s.MaxAge != 24*time.Hour || s.MinBackoff != 2*time.Second || s.MaxConcurrent != 3 {
 		t.Fatalf("settings %+v, %v", s, err)
 	}
+	g = new(Handler)
+	err = g.UnmarshalCaddyfile(caddyfile.NewTestDispenser(head + " delivery queued\n queue {\n schedule every 15m\n window mon-fri 22:00-06:00\n window sat,sun 10:00-12:00\n time_zone Europe/Berlin\n }\n }\n}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err = g.Target.deliverySettings()
+	if err != nil || s.Schedule.Every != 15*time.Minute || len(s.Schedule.Windows) != 2 || s.Schedule.Zone.String() != "Europe/Berlin" {
+		t.Fatalf("schedule %+v, %v", s.Schedule, err)
+	}
 	for input, want := range map[string]string{
-		" delivery later\n }\n}":                        `want immediate, queued or fallback, got "later"`,
-		" queue {\n deprovision never\n }\n }\n}":       "deprovision takes immediate or queued",
-		" queue {\n max_age 0s\n }\n }\n}":              "max_age: want a positive duration",
-		" queue {\n retry_backoff 10s 1s\n }\n }\n}":    "shorter than the minimum",
-		" queue {\n retry_backoff\n }\n }\n}":           "retry_backoff takes a minimum",
-		" queue {\n max_concurrent 0\n }\n }\n}":        "max_concurrent: want a positive integer",
-		" queue {\n colour red\n }\n }\n}":              `unrecognized queue option "colour"`,
-		" queue {\n max_age 1h\n max_age 2h\n }\n }\n}": "max_age is set twice",
-		" queue extra {\n }\n }\n}":                     "wrong argument count",
-		" delivery queued\n delivery immediate\n }\n}":  "delivery is set twice",
+		" queue {\n schedule hourly\n }\n }\n}":            "schedule takes continuous, or every <duration>",
+		" queue {\n schedule every 10ms\n }\n }\n}":        "at least 1s",
+		" queue {\n window mon-fri\n }\n }\n}":             "window takes days and hours",
+		" queue {\n window someday 01:00-02:00\n }\n }\n}": "want daily, or day names",
+		" queue {\n time_zone Mars/Olympus\n }\n }\n}":     "time_zone",
+		" delivery later\n }\n}":                           `want immediate, queued or fallback, got "later"`,
+		" queue {\n deprovision never\n }\n }\n}":          "deprovision takes immediate or queued",
+		" queue {\n max_age 0s\n }\n }\n}":                 "max_age: want a positive duration",
+		" queue {\n retry_backoff 10s 1s\n }\n }\n}":       "shorter than the minimum",
+		" queue {\n retry_backoff\n }\n }\n}":              "retry_backoff takes a minimum",
+		" queue {\n max_concurrent 0\n }\n }\n}":           "max_concurrent: want a positive integer",
+		" queue {\n colour red\n }\n }\n}":                 `unrecognized queue option "colour"`,
+		" queue {\n max_age 1h\n max_age 2h\n }\n }\n}":    "max_age is set twice",
+		" queue extra {\n }\n }\n}":                        "wrong argument count",
+		" delivery queued\n delivery immediate\n }\n}":     "delivery is set twice",
 	} {
 		err := new(Handler).UnmarshalCaddyfile(caddyfile.NewTestDispenser(head + input))
 		if err == nil || !strings.Contains(err.Error(), want) {
@@ -94,7 +108,8 @@ func TestQueueCaddyfile(t *testing.T) {
 		}
 	}
 	// JSON configs are checked at provision.
-	for _, tc := range []TargetConfig{{Delivery: "later"}, {Queue: &QueueConfig{Deprovision: "never"}}, {Queue: &QueueConfig{RetryMin: 10, RetryMax: 1}}} {
+	for _, tc := range []TargetConfig{{Delivery: "later"}, {Queue: &QueueConfig{Deprovision: "never"}}, {Queue: &QueueConfig{RetryMin: 10, RetryMax: 1}},
+		{Queue: &QueueConfig{Windows: []WindowConfig{{Days: "mon", Hours: "9-5"}}}}, {Queue: &QueueConfig{TimeZone: "Nowhere/Else"}}} {
 		if _, err := tc.deliverySettings(); err == nil {
 			t.Errorf("%+v: no error", tc)
 		}

@@ -31,6 +31,24 @@ type QueueConfig struct {
 	// MaxConcurrent is how many queued changes (of different resources) are delivered at
 	// once. Default: the target's max_concurrent.
 	MaxConcurrent int `json:"max_concurrent,omitempty"`
+
+	// BatchEvery delivers in batches: a queued change waits for the first batch that
+	// starts after it (batches start at multiples of BatchEvery since the Unix epoch, in
+	// UTC). Zero: continuously (the default).
+	BatchEvery caddy.Duration `json:"batch_every,omitempty"`
+
+	// Windows restrict deliveries to days and hours (in TimeZone); none: any time.
+	Windows []WindowConfig `json:"windows,omitempty"`
+
+	// TimeZone is the IANA name of the windows' time zone (default UTC).
+	TimeZone string `json:"time_zone,omitempty"`
+}
+
+// WindowConfig is a delivery window: days ("daily", "mon-fri", "sat,sun") and hours
+// ("22:00-06:00"; an end before the start runs past midnight).
+type WindowConfig struct {
+	Days  string `json:"days"`
+	Hours string `json:"hours"`
 }
 
 // deliverySettings are the engine's delivery settings for target c.
@@ -67,6 +85,24 @@ func (c *TargetConfig) deliverySettings() (outbox.Settings, error) {
 	if q.MaxConcurrent > 0 {
 		s.MaxConcurrent = q.MaxConcurrent
 	}
+	if q.BatchEvery < 0 {
+		return s, fmt.Errorf("queue: batch_every cannot be negative")
+	}
+	s.Schedule.Every = time.Duration(q.BatchEvery)
+	for _, wc := range q.Windows {
+		w, err := outbox.ParseWindow(wc.Days, wc.Hours)
+		if err != nil {
+			return s, fmt.Errorf("queue: window: %w", err)
+		}
+		s.Schedule.Windows = append(s.Schedule.Windows, w)
+	}
+	if q.TimeZone != "" {
+		loc, err := time.LoadLocation(q.TimeZone)
+		if err != nil {
+			return s, fmt.Errorf("queue: time_zone %q: %w", q.TimeZone, err)
+		}
+		s.Schedule.Zone = loc
+	}
 	return s.WithDefaults(), nil
 }
 
@@ -77,6 +113,9 @@ func (c *TargetConfig) deliverySettings() (outbox.Settings, error) {
 //	    max_age <duration>              # default 72h
 //	    retry_backoff <min> [<max>]     # default 1s 5m
 //	    max_concurrent <n>              # default: the target's max_concurrent
+//	    schedule continuous|every <dur> # default continuous; every 15m: in batches
+//	    window <days> <HH:MM-HH:MM>     # repeatable; deliveries only inside windows
+//	    time_zone <IANA name>           # of the windows; default UTC
 //	}
 func parseQueueBlock(d *caddyfile.Dispenser) (*QueueConfig, error) {
 	if d.NextArg() {
@@ -134,6 +173,35 @@ func parseQueueBlock(d *caddyfile.Dispenser) (*QueueConfig, error) {
 				return nil, d.Errf("queue: max_concurrent: want a positive integer")
 			}
 			q.MaxConcurrent = n
+		case "schedule":
+			switch {
+			case len(args) == 1 && args[0] == "continuous":
+			case len(args) == 2 && args[0] == "every":
+				dur, err := caddy.ParseDuration(args[1])
+				if err != nil || dur < time.Second {
+					return nil, d.Errf("queue: schedule every: want a duration of at least 1s, got %q", args[1])
+				}
+				q.BatchEvery = caddy.Duration(dur)
+			default:
+				return nil, d.Errf("queue: schedule takes continuous, or every <duration>")
+			}
+		case "window":
+			delete(seen, opt) // may repeat
+			if len(args) != 2 {
+				return nil, d.Errf("queue: window takes days and hours, e.g. window mon-fri 22:00-06:00")
+			}
+			if _, err := outbox.ParseWindow(args[0], args[1]); err != nil {
+				return nil, d.Errf("queue: window: %v", err)
+			}
+			q.Windows = append(q.Windows, WindowConfig{Days: args[0], Hours: args[1]})
+		case "time_zone":
+			if len(args) != 1 {
+				return nil, d.ArgErr()
+			}
+			if _, err := time.LoadLocation(args[0]); err != nil {
+				return nil, d.Errf("queue: time_zone %q: %v", args[0], err)
+			}
+			q.TimeZone = args[0]
 		default:
 			return nil, d.Errf("unrecognized queue option %q", opt)
 		}

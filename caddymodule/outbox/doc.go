@@ -14,6 +14,10 @@
 // Settings.MaxAge; after that, or at once when the app rejects the change, the task becomes
 // a dead letter and its resource's later tasks wait behind it. An unavailable app holds back
 // the whole target until the next attempt, so that a down app gets one probe at a time.
+// Settings.Schedule delays tasks to batches (every N) and windows (days and hours in a time
+// zone); an urgent task (a deprovisioning queued behind its resource's earlier changes)
+// and the tasks of its resource ignore it. An operator may pause a target (kept in the
+// store), list, show, retry and drop tasks (control.go), each journaled by the Deliverer.
 //
 // Layout of a task (JSON, in the store's outbox bucket; see store/outbox.go): the request
 // (request_id, client, action), the resource (resource_type, scim_id, subject), the change

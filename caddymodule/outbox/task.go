@@ -53,6 +53,8 @@ type Settings struct {
 	MinBackoff, MaxBackoff time.Duration
 	// MaxConcurrent is how many tasks (of different resources) are delivered at once.
 	MaxConcurrent int
+	// Schedule says when tasks are delivered (default: continuously).
+	Schedule Schedule
 }
 
 // WithDefaults returns s with its zero values replaced by the defaults.
@@ -112,6 +114,9 @@ type Task struct {
 	// waits for: a membership is not delivered before the member's create.
 	Refs        []string    `json:"refs,omitempty"`
 	Obligations Obligations `json:"obligations"`
+	// Urgent: a deprovisioning queued behind earlier changes of its resource; it and they
+	// go outside the schedule (losing access does not wait for a batch or a window).
+	Urgent bool `json:"urgent,omitempty"`
 
 	// Delivery state.
 	Attempts    int       `json:"attempts,omitempty"`

@@ -82,10 +82,11 @@ type entry struct {
 	inFlight  bool
 	notBefore time.Time
 	queued    time.Time
+	urgent    bool
 }
 
 func entryOf(t *Task) *entry {
-	return &entry{seq: t.Seq, resource: t.ID, refs: t.Refs, dead: t.Dead, notBefore: t.NextAttempt, queued: t.Queued}
+	return &entry{seq: t.Seq, resource: t.ID, refs: t.Refs, dead: t.Dead, notBefore: t.NextAttempt, queued: t.Queued, urgent: t.Urgent}
 }
 
 // Start loads target's outbox from st and starts delivering it through d.
@@ -242,6 +243,14 @@ func (w *Worker) dispatch() time.Time {
 		return w.outageUntil
 	}
 	var wakeAt time.Time
+	sched := w.s.Schedule
+	open := sched.Open(now)
+	urgent := map[string]bool{} // resources with an urgent task: theirs go outside the schedule
+	for _, e := range w.entries {
+		if e.urgent && !e.dead {
+			urgent[e.resource] = true
+		}
+	}
 	held := map[string]bool{} // resources with an earlier task (their later ones wait)
 	live := map[string]bool{} // resources with an earlier task that is not dead (references wait)
 	for _, e := range w.entries {
@@ -249,13 +258,17 @@ func (w *Worker) dispatch() time.Time {
 			break
 		}
 		waits := held[e.resource] || slices.ContainsFunc(e.refs, func(r string) bool { return live[r] })
-		ready := !e.dead && !e.inFlight && !waits && !e.notBefore.After(now)
+		scheduled := urgent[e.resource] || open && sched.Due(e.queued, now)
+		if !scheduled && !e.dead && (wakeAt.IsZero() || sched.Next(now).Before(wakeAt)) {
+			wakeAt = sched.Next(now)
+		}
+		ready := !e.dead && !e.inFlight && !waits && scheduled && !e.notBefore.After(now)
 		held[e.resource] = true
 		if !e.dead {
 			live[e.resource] = true
 		}
 		if !ready {
-			if !e.dead && !e.inFlight && !waits && (wakeAt.IsZero() || e.notBefore.Before(wakeAt)) {
+			if !e.dead && !e.inFlight && !waits && scheduled && (wakeAt.IsZero() || e.notBefore.Before(wakeAt)) {
 				wakeAt = e.notBefore
 			}
 			continue

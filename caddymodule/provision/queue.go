@@ -125,6 +125,7 @@ func (e *Engine) taskOf(j *job, p *plan, d policy.Decision) (*outbox.Task, error
 		Type: p.typ, ID: p.id, Subject: j.trail.Subject, Queued: j.now,
 		Events: p.events, Changed: p.changed, Before: before, After: after,
 		Added: p.added, Removed: p.removed, Refs: refsOf(p),
+		Urgent: !e.target.Delivery.DeprovisionQueued && deprovisions(p, d),
 		Obligations: outbox.Obligations{
 			Reasons: d.Reasons, DropAttributes: d.DropAttributes, DropMembers: d.DropMembers,
 			Deactivate: d.Deactivate, PolicyHash: e.PolicyHash(),

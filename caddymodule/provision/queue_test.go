@@ -480,3 +480,35 @@ func TestOutboxOperators(t *testing.T) {
 	}
 	r.verify()
 }
+
+// TestScheduleWindowAndUrgentDeprovision: outside the target's delivery window queued
+// changes wait, but a deactivation queued behind a user's create goes at once, with that
+// create (losing access does not wait for a window).
+func TestScheduleWindowAndUrgentDeprovision(t *testing.T) {
+	app, srv := newNativeApp(t)
+	s := withMode(outbox.Queued)
+	var closed outbox.Window // one hour on a day three days from now: closed now
+	closed.Days[(time.Now().UTC().Weekday()+3)%7] = true
+	closed.From, closed.To = 60, 120
+	s.Schedule = outbox.Schedule{Windows: []outbox.Window{closed}}
+	r := queuedRig(t, srv.URL, s)
+	waiting := r.mustCreate(scim.UserType, user("bob@contoso.example"))
+	leaver := r.mustCreate(scim.UserType, user("leaver@contoso.example"))
+	res := r.patch(scim.UserType, leaver, `[{"op":"replace","path":"active","value":false}]`)
+	if res.Err != nil || res.Record.Outcome != change.Queued {
+		t.Fatalf("deactivation behind the create: %+v", res)
+	}
+	for i := 0; r.nativeID(scim.UserType, leaver) == "" || len(r.tasks()) != 1; i++ {
+		if i == 2000 {
+			t.Fatalf("the urgent deprovisioning waited for the window: tasks %+v", r.tasks())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	n := r.nativeID(scim.UserType, leaver)
+	if app.accounts[n]["enabled"] != false {
+		t.Fatalf("leaver's account: %v", app.accounts[n])
+	}
+	if tasks := r.tasks(); tasks[0].ID != waiting || r.nativeID(scim.UserType, waiting) != "" {
+		t.Fatalf("a change outside the window was delivered: %+v", tasks)
+	}
+}
