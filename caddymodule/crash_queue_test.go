@@ -17,6 +17,7 @@ import (
 
 	"github.com/scimgate/scimgate/caddymodule/journal"
 	"github.com/scimgate/scimgate/caddymodule/outbox"
+	"github.com/scimgate/scimgate/caddymodule/outboxadmin"
 	"github.com/scimgate/scimgate/caddymodule/scim"
 	"github.com/scimgate/scimgate/caddymodule/store"
 )
@@ -179,16 +180,15 @@ func TestQueuedDeliverySurvivesSIGKILL(t *testing.T) {
 	// A last gateway drains the outbox; the directory (read through SCIM) and the app must
 	// end equal.
 	cmd, addr := rig.start(t)
-	var directory map[string]string
-	for i := 0; ; i++ {
-		directory = queueCrashDirectory(t, client, addr)
-		if equalTitles(directory, app.titles()) {
-			break
-		}
+	for i := 0; !queueCrashDrained(t, client, addr); i++ {
 		if i == 3000 {
-			t.Fatalf("the app never reached the directory's state: %d users in the directory, %d accounts", len(directory), len(app.titles()))
+			t.Fatal("the outbox never drained")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+	directory := queueCrashDirectory(t, client, addr)
+	if !equalTitles(directory, app.titles()) {
+		t.Fatalf("the app is not the directory: %d users in the directory, %d accounts", len(directory), len(app.titles()))
 	}
 	_ = cmd.Process.Kill()
 	_ = cmd.Wait()
@@ -322,4 +322,22 @@ func queueCrashDirectory(t *testing.T, client *http.Client, addr string) map[str
 			return out
 		}
 	}
+}
+
+// queueCrashDrained reports whether the gateway at addr has nothing left to deliver; a
+// dead letter fails the test (nothing the app did here is a rejection).
+func queueCrashDrained(t *testing.T, client *http.Client, addr string) bool {
+	t.Helper()
+	resp, data, err := queueCrashDo(client, http.MethodGet, "http://"+addr+outboxadmin.Prefix, "")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("outbox counts: %v %s", err, data)
+	}
+	var targets []outboxadmin.TargetItem
+	if err := json.Unmarshal(data, &targets); err != nil || len(targets) != 1 {
+		t.Fatalf("outbox counts: %v %s", err, data)
+	}
+	if targets[0].Dead > 0 {
+		t.Fatalf("dead letters: %s", data)
+	}
+	return targets[0].Pending == 0
 }

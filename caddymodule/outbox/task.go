@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/scimgate/scimgate/caddymodule/change"
@@ -181,4 +182,14 @@ func (s Settings) Backoff(n int, retryAfter time.Duration) time.Duration {
 	d = min(d, s.MaxBackoff)
 	d = d/2 + rand.N(d/2+1)
 	return max(d, retryAfter)
+}
+
+// Coalescible reports whether t may be delivered together with first, the task before it
+// of the same resource: first was never attempted (after a failed attempt, the app may
+// hold part of it, and a rejection must name the change the app refused: it goes alone),
+// and both have the same resource type and obligations (the policy's apply per change).
+func Coalescible(first, t *Task) bool {
+	o, p := first.Obligations, t.Obligations
+	return first.Attempts == 0 && first.Type == t.Type && o.Deactivate == p.Deactivate &&
+		slices.Equal(o.DropAttributes, p.DropAttributes) && slices.Equal(o.DropMembers, p.DropMembers)
 }

@@ -19,7 +19,9 @@ import (
 // in one transaction. It also journals what operators do to the outbox, and reads a task's
 // attempts back from the journal. The engine is the Deliverer.
 type Deliverer interface {
-	Deliver(ctx context.Context, t *Task) Report
+	// Deliver delivers consecutive tasks of one resource (one, or several to coalesce)
+	// as one change.
+	Deliver(ctx context.Context, tasks []*Task) Report
 	// RecordAction appends the journal record of an operator's action in tx.
 	RecordAction(tx *store.Tx, a Action) error
 	// Attempts returns the journal records of t's delivery attempts, oldest first.
@@ -44,7 +46,13 @@ type Report struct {
 	// Outage: the app was unavailable, so no task of the target is tried before
 	// NextAttempt (one probe at a time instead of every task hammering a down app).
 	Outage bool
+	// Delivered is how many of the tasks handed over were delivered when Done and fewer
+	// than all (0: all).
+	Delivered int
 }
+
+// maxCoalesce bounds how many tasks one delivery coalesces.
+const maxCoalesce = 100
 
 // Worker delivers one target's outbox: tasks of one resource one at a time in the order
 // they were queued, tasks of different resources in parallel up to MaxConcurrent, a task
@@ -253,12 +261,13 @@ func (w *Worker) dispatch() time.Time {
 	}
 	held := map[string]bool{} // resources with an earlier task (their later ones wait)
 	live := map[string]bool{} // resources with an earlier task that is not dead (references wait)
-	for _, e := range w.entries {
+	inSchedule := func(e *entry) bool { return urgent[e.resource] || open && sched.Due(e.queued, now) }
+	for i, e := range w.entries {
 		if w.inflight >= w.s.MaxConcurrent {
 			break
 		}
 		waits := held[e.resource] || slices.ContainsFunc(e.refs, func(r string) bool { return live[r] })
-		scheduled := urgent[e.resource] || open && sched.Due(e.queued, now)
+		scheduled := inSchedule(e)
 		if !scheduled && !e.dead && (wakeAt.IsZero() || sched.Next(now).Before(wakeAt)) {
 			wakeAt = sched.Next(now)
 		}
@@ -273,20 +282,53 @@ func (w *Worker) dispatch() time.Time {
 			}
 			continue
 		}
-		e.inFlight = true
+		group := w.group(i, live, inSchedule, now)
+		for _, g := range group {
+			g.inFlight = true
+		}
 		w.inflight++
 		w.wg.Add(1)
-		go w.attempt(e, w.d)
+		go w.attempt(group, w.d)
 	}
 	return wakeAt
 }
 
-// attempt makes one delivery attempt of e's task.
-func (w *Worker) attempt(e *entry, d Deliverer) {
+// group is the ready task at index i with the tasks of its resource after it that may be
+// coalesced with it: each ready too, its references not waiting for a task before it
+// (live holds the resources with tasks before i; the other resources' tasks between are
+// added as the scan goes), up to maxCoalesce.
+func (w *Worker) group(i int, live map[string]bool, scheduled func(*entry) bool, now time.Time) []*entry {
+	e := w.entries[i]
+	group := []*entry{e}
+	between := map[string]bool{}
+	for _, f := range w.entries[i+1:] {
+		if len(group) == maxCoalesce {
+			break
+		}
+		if f.resource != e.resource {
+			if !f.dead {
+				between[f.resource] = true
+			}
+			continue
+		}
+		if f.dead || f.inFlight || !scheduled(f) || f.notBefore.After(now) ||
+			slices.ContainsFunc(f.refs, func(r string) bool { return live[r] || between[r] }) {
+			break
+		}
+		group = append(group, f)
+	}
+	return group
+}
+
+// attempt makes one delivery attempt of a group of tasks (see group).
+func (w *Worker) attempt(group []*entry, d Deliverer) {
 	defer w.wg.Done()
-	rep, err := w.deliver(e, d)
+	n, rep, err := w.deliver(group, d)
+	e := group[0]
 	w.mu.Lock()
-	e.inFlight = false
+	for _, g := range group {
+		g.inFlight = false
+	}
 	w.inflight--
 	switch {
 	case err != nil:
@@ -294,7 +336,12 @@ func (w *Worker) attempt(e *entry, d Deliverer) {
 		w.logger.Error("reading a task of the outbox failed", zap.String("target", w.target), zap.Uint64("seq", e.seq), zap.Error(err))
 		e.notBefore = w.now().Add(w.s.MinBackoff)
 	case rep.Done:
-		w.remove(e.seq)
+		if rep.Delivered > 0 && rep.Delivered < n {
+			n = rep.Delivered
+		}
+		for _, g := range group[:n] {
+			w.remove(g.seq)
+		}
 	case rep.Dead:
 		e.dead = true
 	default:
@@ -307,26 +354,37 @@ func (w *Worker) attempt(e *entry, d Deliverer) {
 	w.poke()
 }
 
-func (w *Worker) deliver(e *entry, d Deliverer) (Report, error) {
-	var t *Task
-	err := w.store.View(func(tx *store.Tx) error {
-		st, err := tx.Task(w.target, e.seq)
-		if err != nil {
-			return err
+// deliver reads the group's tasks and delivers those that may be coalesced with the
+// first; n is how many that was.
+func (w *Worker) deliver(group []*entry, d Deliverer) (n int, rep Report, err error) {
+	var tasks []*Task
+	err = w.store.View(func(tx *store.Tx) error {
+		for _, e := range group {
+			st, err := tx.Task(w.target, e.seq)
+			if err != nil {
+				return err
+			}
+			t, err := Decode(st.Seq, st.Data)
+			if err != nil {
+				return err
+			}
+			if len(tasks) > 0 && !Coalescible(tasks[0], t) {
+				break
+			}
+			tasks = append(tasks, t)
 		}
-		t, err = Decode(st.Seq, st.Data)
-		return err
+		return nil
 	})
-	if errors.Is(err, store.ErrNotFound) {
-		return Report{Done: true}, nil // dropped meanwhile
+	if errors.Is(err, store.ErrNotFound) && len(group) == 1 {
+		return 1, Report{Done: true}, nil // dropped meanwhile
 	}
 	if err != nil {
-		return Report{}, err
+		return 0, Report{}, err
 	}
-	if t.Dead {
-		return Report{Dead: true}, nil
+	if tasks[0].Dead {
+		return 1, Report{Dead: true}, nil
 	}
-	return d.Deliver(w.ctx, t), nil
+	return len(tasks), d.Deliver(w.ctx, tasks), nil
 }
 
 // remove forgets task seq (delivered or dropped).

@@ -15,6 +15,7 @@
 //	queue.go    queued delivery: a change committed with its outbox task (queued mode, a
 //	            fallback after an outage, a resource with changes still queued), and
 //	            Deliver, the outbox worker's attempt (see package outbox)
+//	coalesce.go consecutive queued changes of one resource as their net effect
 //	recover.go  crash recovery: intents without an outcome, adoption of unfinished creates
 //	stats.go    the policy's counts of the last hour (the brake's input)
 //	trail.go    the journal record of a request and the SCIM error of a failure

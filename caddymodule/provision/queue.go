@@ -155,26 +155,49 @@ func unmarshalDoc(raw json.RawMessage) (scim.Resource, error) {
 	return doc, nil
 }
 
-// Deliver makes one delivery attempt of a queued task (outbox.Deliverer): the plan is
-// rebuilt from the task with what the app's account is now (its native id, mark, the calls
-// an earlier attempt made, a create to adopt), shaped by the policy's obligations, sent
-// under an intent, and committed: delivered (the account's id map and mark, the task
-// removed, the record), or failed (the task's next attempt or dead letter, the record).
-func (e *Engine) Deliver(ctx context.Context, t *outbox.Task) outbox.Report {
-	j, p, err := e.taskPlan(ctx, t)
-	var res *syncResult
-	if err == nil {
-		res, err = e.send(j, p, decisionOf(t.Obligations))
+// Deliver makes one delivery attempt of queued tasks of one resource, coalesced into one
+// change (outbox.Deliverer; see coalesce.go): the plan is rebuilt from the task with what
+// the app's account is now (its native id, mark, the calls an earlier attempt made, a
+// create to adopt), shaped by the policy's obligations, sent under an intent, and
+// committed: delivered (the account's id map and mark, the tasks removed, a record per
+// task's request), or failed (the first task's next attempt or dead letter, its record).
+func (e *Engine) Deliver(ctx context.Context, tasks []*outbox.Task) outbox.Report {
+	m, cerr := coalesce(tasks)
+	task := m.task
+	if cerr != nil {
+		task = tasks[0]
 	}
+	j, p, err := e.taskPlan(ctx, task)
 	if err == nil {
-		if err = e.commitDelivery(j, p, t, res); err == nil {
+		err = cerr
+	}
+	if err == nil && p.adopt && len(tasks) > 1 {
+		// An unfinished create is adopted, and an adopted create's flow resumes after the
+		// call that made the account: the changes after it are delivered on their own.
+		rep := e.Deliver(ctx, tasks[:1])
+		if rep.Done {
+			rep.Delivered = 1
+		}
+		return rep
+	}
+	if err == nil && m.none {
+		if err = e.commitNothing(j, tasks); err == nil {
+			return outbox.Report{Done: true}
+		}
+	}
+	var res *syncResult
+	if err == nil && !m.none {
+		res, err = e.send(j, p, decisionOf(task.Obligations))
+	}
+	if err == nil && !m.none {
+		if err = e.commitDelivery(j, p, tasks, res); err == nil {
 			return outbox.Report{Done: true}
 		}
 		if res.nativeID != "" && !res.dryRun && p.before == nil {
 			e.listAdoption(j, p) // the app made the account; the next attempt adopts it
 		}
 	}
-	return e.failDelivery(j, t, err)
+	return e.failDelivery(j, tasks, err)
 }
 
 // taskPlan rebuilds the job and the plan of a queued task.
@@ -209,16 +232,17 @@ func decisionOf(o outbox.Obligations) policy.Decision {
 	return policy.Decision{Allow: true, Reasons: o.Reasons, DropAttributes: o.DropAttributes, DropMembers: o.DropMembers, Deactivate: o.Deactivate}
 }
 
-// commitDelivery records a delivered task: the account's id map and mark, the task's
-// removal and the record (delivered, or dry_run), in one transaction.
-func (e *Engine) commitDelivery(j *job, p *plan, t *outbox.Task, res *syncResult) error {
+// commitDelivery records delivered tasks: the account's id map and mark, the tasks'
+// removal and their records (delivered, or dry_run: the first with the calls, the others
+// coalesced into it), in one transaction.
+func (e *Engine) commitDelivery(j *job, p *plan, tasks []*outbox.Task, res *syncResult) error {
 	outcome := change.Delivered
 	if res.dryRun {
 		outcome = change.DryRun
 	}
 	p.newNativeID = res.nativeID
-	e.notePolicy(j.trail, t)
-	prepared, err := e.journal.Prepare(e.record(j.req, j.trail, outcome, 0, ""))
+	e.notePolicy(j.trail, tasks[0])
+	recs, err := e.deliveryRecords(e.record(j.req, j.trail, outcome, 0, ""), tasks, "coalesced into the delivery of request "+j.req.ID)
 	if err != nil {
 		return err
 	}
@@ -226,10 +250,7 @@ func (e *Engine) commitDelivery(j *job, p *plan, t *outbox.Task, res *syncResult
 		if err := e.updateAccount(tx, p, p); err != nil {
 			return err
 		}
-		if err := tx.DeleteTask(e.target.Name, t.Seq); err != nil {
-			return err
-		}
-		return e.journal.AppendPrepared(tx.Bolt(), prepared)
+		return e.removeTasks(tx, tasks, recs)
 	})
 	if err == nil && p.adopt {
 		e.shared.holdAdoption(e.adoptionKey(p), false)
@@ -238,6 +259,59 @@ func (e *Engine) commitDelivery(j *job, p *plan, t *outbox.Task, res *syncResult
 		e.delivered(outcome)
 	}
 	return err
+}
+
+// commitNothing records tasks that coalesced into no change (created and deleted, or
+// changed and changed back, before delivery): nothing is sent, the tasks are removed.
+func (e *Engine) commitNothing(j *job, tasks []*outbox.Task) error {
+	rec := e.record(j.req, j.trail, change.Delivered, 0, "")
+	rec.Decision = &journal.Decision{Allow: true, PolicyHash: tasks[0].Obligations.PolicyHash,
+		Reasons: []string{fmt.Sprintf("%d queued changes undid each other before delivery: nothing sent to %s", len(tasks), e.target.Name)}}
+	recs, err := e.deliveryRecords(rec, tasks, "")
+	if err != nil {
+		return err
+	}
+	err = e.store.Update(func(tx *store.Tx) error { return e.removeTasks(tx, tasks, recs) })
+	if err == nil {
+		e.delivered(change.Delivered)
+	}
+	return err
+}
+
+// deliveryRecords prepares the record of each task's request: rec for the first, and for
+// the others a copy under their own request, without the calls, saying why.
+func (e *Engine) deliveryRecords(rec *journal.Record, tasks []*outbox.Task, why string) ([]*journal.Prepared, error) {
+	out := make([]*journal.Prepared, 0, len(tasks))
+	for i, t := range tasks {
+		r := rec
+		if i > 0 {
+			c := *rec
+			c.RequestID, c.Client, c.Events, c.Backend, c.Calls = t.RequestID, t.Client, t.Events, nil, nil
+			if why != "" {
+				c.Decision = &journal.Decision{Allow: true, PolicyHash: t.Obligations.PolicyHash, Reasons: []string{why}}
+			}
+			r = &c
+		}
+		p, err := e.journal.Prepare(r)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// removeTasks deletes delivered tasks from the outbox and appends their records.
+func (e *Engine) removeTasks(tx *store.Tx, tasks []*outbox.Task, recs []*journal.Prepared) error {
+	for i, t := range tasks {
+		if err := tx.DeleteTask(e.target.Name, t.Seq); err != nil {
+			return err
+		}
+		if err := e.journal.AppendPrepared(tx.Bolt(), recs[i]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // delivered tells the metrics how an attempt ended.
@@ -255,13 +329,23 @@ func (e *Engine) notePolicy(tr *Trail, t *outbox.Task) {
 	}
 }
 
-// failDelivery records a failed attempt: the task's next attempt, or its dead letter, with
-// the record (failed or dead) and the app's answer, in one transaction.
-func (e *Engine) failDelivery(j *job, t *outbox.Task, err error) outbox.Report {
+// failDelivery records a failed attempt: the first task's next attempt, or its dead
+// letter, with the record (failed or dead) and the app's answer, in one transaction. A
+// coalesced delivery the app rejected is not a dead letter: its first task is tried again
+// at once on its own (see outbox.Coalescible), so that a dead letter is the change the
+// app refused.
+func (e *Engine) failDelivery(j *job, tasks []*outbox.Task, err error) outbox.Report {
 	settings := e.target.Delivery.WithDefaults()
 	now := e.now()
 	f := failureOf(err)
-	dead := settings.Fail(t, f, now)
+	t := tasks[0]
+	var dead bool
+	if f.Rejected && len(tasks) > 1 {
+		t.Attempts++
+		t.LastError, t.LastStatus, t.NextAttempt = f.Detail, f.Status, time.Time{}
+	} else {
+		dead = settings.Fail(t, f, now)
+	}
 	outcome := change.Failed
 	if dead {
 		outcome = change.Dead
