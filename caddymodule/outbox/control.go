@@ -160,6 +160,7 @@ func (w *Worker) Drop(seq uint64, by string) error {
 func (w *Worker) act(seq uint64, kind change.Action, by string, change func(*store.Tx, *Task) error, after func(*entry)) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.takeInbox()
 	i := slices.IndexFunc(w.entries, func(e *entry) bool { return e.seq == seq })
 	if i < 0 {
 		return fmt.Errorf("%w: %d", ErrNotFound, seq)
@@ -253,6 +254,7 @@ type taskStates struct {
 func (w *Worker) states() taskStates {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.takeInbox()
 	s := taskStates{inFlight: map[uint64]bool{}, behind: map[uint64]uint64{}, waiting: map[uint64]bool{}}
 	dead := map[string]uint64{}
 	held := map[string]bool{}

@@ -74,6 +74,11 @@ type Worker struct {
 	outageUntil time.Time // no attempt before this: the app was unavailable
 	paused      bool      // by an operator (kept in the store)
 
+	// inbox holds the tasks Queued was told about, until the worker takes them into
+	// entries under mu: Entra's requests never wait for a dispatch scan.
+	inboxMu sync.Mutex
+	inbox   []*entry
+
 	wake   chan struct{}
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -146,12 +151,26 @@ func (w *Worker) Settings() Settings {
 
 // Queued tells the worker about a task just committed to the outbox.
 func (w *Worker) Queued(t *Task) {
-	w.mu.Lock()
-	e := entryOf(t)
-	i, _ := slices.BinarySearchFunc(w.entries, e.seq, func(x *entry, seq uint64) int { return cmpSeq(x.seq, seq) })
-	w.entries = slices.Insert(w.entries, i, e)
-	w.mu.Unlock()
+	w.inboxMu.Lock()
+	w.inbox = append(w.inbox, entryOf(t))
+	w.inboxMu.Unlock()
 	w.poke()
+}
+
+// takeInbox moves the tasks Queued was told about into entries, in order; w.mu is held.
+func (w *Worker) takeInbox() {
+	w.inboxMu.Lock()
+	in := w.inbox
+	w.inbox = nil
+	w.inboxMu.Unlock()
+	for _, e := range in {
+		if n := len(w.entries); n == 0 || w.entries[n-1].seq < e.seq {
+			w.entries = append(w.entries, e) // the usual case: the newest task
+			continue
+		}
+		i, _ := slices.BinarySearchFunc(w.entries, e.seq, func(x *entry, seq uint64) int { return cmpSeq(x.seq, seq) })
+		w.entries = slices.Insert(w.entries, i, e)
+	}
 }
 
 func cmpSeq(a, b uint64) int {
@@ -188,6 +207,7 @@ type Stats struct {
 func (w *Worker) Stats() Stats {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.takeInbox()
 	s := Stats{Paused: w.paused}
 	stuck := map[string]bool{} // resources with a dead letter
 	for _, e := range w.entries {
@@ -243,6 +263,7 @@ func (w *Worker) run() {
 func (w *Worker) dispatch() time.Time {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.takeInbox()
 	now := w.now()
 	if w.paused {
 		return time.Time{}
@@ -250,13 +271,18 @@ func (w *Worker) dispatch() time.Time {
 	if now.Before(w.outageUntil) {
 		return w.outageUntil
 	}
+	if w.inflight >= w.s.MaxConcurrent {
+		return time.Time{} // an attempt that ends looks again
+	}
 	var wakeAt time.Time
 	sched := w.s.Schedule
 	open := sched.Open(now)
 	urgent := map[string]bool{} // resources with an urgent task: theirs go outside the schedule
-	for _, e := range w.entries {
-		if e.urgent && !e.dead {
-			urgent[e.resource] = true
+	if sched.Every > 0 || len(sched.Windows) > 0 {
+		for _, e := range w.entries {
+			if e.urgent && !e.dead {
+				urgent[e.resource] = true
+			}
 		}
 	}
 	held := map[string]bool{} // resources with an earlier task (their later ones wait)
