@@ -14,7 +14,6 @@
 package outboxadmin
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -25,6 +24,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/scimgate/scimgate/caddymodule/journaladmin"
 	"github.com/scimgate/scimgate/caddymodule/outbox"
 )
 
@@ -230,22 +230,11 @@ func allow(w http.ResponseWriter, r *http.Request, method string) error {
 	return apiError(http.StatusMethodNotAllowed, fmt.Errorf("method %s not allowed; use %s", r.Method, method))
 }
 
-func apiError(status int, err error) error {
-	msg := err.Error()
-	return caddy.APIError{HTTPStatus: status, Err: errors.New(msg), Message: msg}
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) error {
-	body, err := json.Marshal(v)
-	if err != nil {
-		return apiError(http.StatusInternalServerError, fmt.Errorf("encoding the response: %w", err))
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_, err = w.Write(append(body, '\n'))
-	return err
-}
+// The journal's routes answer errors and JSON the same way.
+var (
+	apiError  = journaladmin.APIError
+	writeJSON = journaladmin.WriteJSON
+)
 
 // Interface guards
 var _ caddy.AdminRouter = (*OutboxAdmin)(nil)
