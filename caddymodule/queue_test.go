@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -254,4 +256,54 @@ func outboxGauge(t *testing.T, name, target string) float64 {
 	}
 	t.Fatalf("no %s for %s", name, target)
 	return 0
+}
+
+// TestQueuedAcrossReload: a config reload on the open store hands the outbox's worker to
+// the new config, whose target delivers what the old one queued, even in immediate mode.
+func TestQueuedAcrossReload(t *testing.T) {
+	app := &faultApp{}
+	app.mode.Store("500")
+	srv := httptest.NewServer(app)
+	defer srv.Close()
+	old := newTargetGateway(t, srv.URL, func(tc *TargetConfig) {
+		tc.Delivery = "queued"
+		tc.Queue = &QueueConfig{RetryMin: caddy.Duration(5 * time.Millisecond), RetryMax: caddy.Duration(20 * time.Millisecond)}
+	})
+	w := serve(t, old, http.MethodPost, "/scim/v2/Users", `{"userName":"ada@contoso.example"}`)
+	if w.Code != http.StatusCreated {
+		t.Fatalf("create: %d", w.Code)
+	}
+	id := decodeJSON(t, w)["id"].(string)
+	mapFile := filepath.Join(t.TempDir(), "app.json")
+	if err := os.WriteFile(mapFile, []byte(faultMapping), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The new config on the same store (Caddy provisions it before cleaning up the old).
+	next := newTestGateway(t, func(g *Handler) {
+		g.DataDir = old.DataDir
+		g.Target = &TargetConfig{Name: "app", URL: srv.URL, Mapping: mapFile, Timeout: caddy.Duration(time.Second), MaxRetries: -1}
+	})
+	if next.engine.Worker() != old.engine.Worker() {
+		t.Fatal("the reload started a second worker for the same target")
+	}
+	if err := old.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	// A change of the resource in immediate mode queues behind its waiting create.
+	w = serve(t, next, http.MethodPatch, "/scim/v2/Users/"+id, `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","path":"title","value":"Later"}]}`)
+	if w.Code != http.StatusOK {
+		t.Fatalf("patch behind the queued create: %d %s", w.Code, w.Body)
+	}
+	app.mode.Store("ok")
+	for i := 0; next.engine.Worker().Stats().Pending > 0; i++ {
+		if i == 2000 {
+			t.Fatalf("not delivered after the reload: %+v", next.engine.Worker().Stats())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	var native string
+	_ = next.store.View(func(tx *store.Tx) error { native, _ = tx.NativeID("app/User", id); return nil })
+	if native == "" {
+		t.Fatal("no account after the delivery")
+	}
 }
