@@ -11,6 +11,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"github.com/dustin/go-humanize"
+
+	"github.com/scimgate/scimgate/caddymodule/outbox"
 )
 
 func init() {
@@ -59,6 +61,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        auth basic|api_key|oauth2 { ... }   # see parseAuthBlock; secrets from {env.*} or *_file
 //	        transport http { ... }      # Caddy's reverse_proxy HTTP transport options
 //	                                    # (tls, tls_client_auth <cert> <key> for mTLS, timeouts)
+//	        delivery immediate|queued|fallback   # default immediate
+//	        queue { ... }               # queued delivery; see parseQueueBlock
 //	    }
 //	    journal {
 //	        name <name>                 # default scimgate
@@ -271,6 +275,13 @@ func parseTargetBlock(d *caddyfile.Dispenser) (*TargetConfig, error) {
 			}
 			tc.Auth = ac
 			continue
+		case "queue":
+			q, err := parseQueueBlock(d)
+			if err != nil {
+				return nil, err
+			}
+			tc.Queue = q
+			continue
 		case "transport":
 			if !d.NextArg() || d.Val() != "http" {
 				return nil, d.Errf("target: transport: only the http transport is supported")
@@ -322,6 +333,11 @@ func parseTargetBlock(d *caddyfile.Dispenser) (*TargetConfig, error) {
 			tc.URL = v
 		case "mapping":
 			tc.Mapping = v
+		case "delivery":
+			if !outbox.Mode(v).Valid() {
+				return nil, d.Errf("target: delivery: want immediate, queued or fallback, got %q", v)
+			}
+			tc.Delivery = v
 		case "timeout", "max_retry_after":
 			dur, err := caddy.ParseDuration(v)
 			if err != nil || dur <= 0 {

@@ -18,6 +18,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/scimgate/scimgate/caddymodule/outboxadmin"
 	"github.com/scimgate/scimgate/caddymodule/store"
 )
 
@@ -97,13 +98,17 @@ func (a *crashApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // crashTargetChild runs in the child process: a gateway with the target, on a loopback
 // port it prints.
 func crashTargetChild(spec string) int {
-	var cfg struct{ Dir, URL, Mapping string }
+	var cfg struct{ Dir, URL, Mapping, Delivery string }
 	if err := json.Unmarshal([]byte(spec), &cfg); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
 	g := &Handler{Tokens: []Token{{Name: "entra", Value: testToken}}, DataDir: cfg.Dir,
 		Target: &TargetConfig{Name: "app", URL: cfg.URL, Mapping: cfg.Mapping}}
+	if cfg.Delivery != "" {
+		g.Target.Delivery = cfg.Delivery
+		g.Target.Queue = &QueueConfig{RetryMin: caddy.Duration(5 * time.Millisecond), RetryMax: caddy.Duration(50 * time.Millisecond)}
+	}
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	defer cancel()
 	if err := g.Provision(ctx); err != nil {
@@ -116,7 +121,14 @@ func crashTargetChild(spec string) int {
 	}
 	fmt.Println(l.Addr().String())
 	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error { return nil })
-	_ = http.Serve(l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _ = g.ServeHTTP(w, r, next) }))
+	admin := (outboxadmin.OutboxAdmin{}).Routes()[0].Handler // the outbox counts, for the parent to wait on
+	_ = http.Serve(l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == outboxadmin.Prefix {
+			_ = admin.ServeHTTP(w, r)
+			return
+		}
+		_ = g.ServeHTTP(w, r, next)
+	}))
 	return 0
 }
 
@@ -130,6 +142,15 @@ type crashRig struct {
 func newCrashRig(t *testing.T, mapping string) *crashRig {
 	t.Helper()
 	app := &crashApp{accounts: map[string]int{}}
+	rig := newCrashRigServing(t, mapping, app, "")
+	rig.app = app
+	return rig
+}
+
+// newCrashRigServing is a crash rig whose app is app, with gateways whose target delivers
+// in mode delivery ("" for immediate).
+func newCrashRigServing(t *testing.T, mapping string, app http.Handler, delivery string) *crashRig {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -141,8 +162,8 @@ func newCrashRig(t *testing.T, mapping string) *crashRig {
 	if err := os.WriteFile(mapFile, []byte(mapping), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	spec, _ := json.Marshal(map[string]string{"Dir": t.TempDir(), "URL": "http://" + l.Addr().String(), "Mapping": mapFile})
-	return &crashRig{app: app, spec: spec}
+	spec, _ := json.Marshal(map[string]string{"Dir": t.TempDir(), "URL": "http://" + l.Addr().String(), "Mapping": mapFile, "Delivery": delivery})
+	return &crashRig{spec: spec}
 }
 
 // start starts a gateway child and returns it with its address.

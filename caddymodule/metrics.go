@@ -9,15 +9,17 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/scimgate/scimgate/caddymodule/change"
 	"github.com/scimgate/scimgate/caddymodule/policy"
 )
 
 // gatewayMetrics are the gateway's Prometheus metrics, in Caddy's registry (served by
 // Caddy's metrics handler and admin endpoint). Labels never carry ids or user names.
 type gatewayMetrics struct {
-	requests  *prometheus.CounterVec
-	duration  *prometheus.HistogramVec
-	decisions *prometheus.CounterVec
+	requests   *prometheus.CounterVec
+	duration   *prometheus.HistogramVec
+	decisions  *prometheus.CounterVec
+	deliveries *prometheus.CounterVec
 }
 
 func newGatewayMetrics(reg *prometheus.Registry) (*gatewayMetrics, error) {
@@ -47,7 +49,23 @@ func newGatewayMetrics(reg *prometheus.Registry) (*gatewayMetrics, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &gatewayMetrics{requests: requests, duration: duration, decisions: decisions}, nil
+	deliveries, err := registerOrReuse(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "scimgate",
+		Name:      "outbox_deliveries_total",
+		Help:      "Attempts to deliver a queued change, by target and outcome: delivered, failed (retried), dead (a dead letter), dry_run.",
+	}, []string{"target", "outcome"}))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := registerOrReuse(reg, prometheus.Collector(outboxCollector{})); err != nil {
+		return nil, err
+	}
+	return &gatewayMetrics{requests: requests, duration: duration, decisions: decisions, deliveries: deliveries}, nil
+}
+
+// delivery counts one attempt to deliver a queued change.
+func (m *gatewayMetrics) delivery(target string, outcome change.Outcome) {
+	m.deliveries.WithLabelValues(target, string(outcome)).Inc()
 }
 
 // policyDecision counts one decision.

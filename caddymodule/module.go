@@ -24,6 +24,8 @@ import (
 	// every build with this package (cmd/scimgate, xcaddy.sh) has them.
 	_ "github.com/scimgate/scimgate/caddymodule/journaladmin"
 	_ "github.com/scimgate/scimgate/caddymodule/journalcmd"
+	_ "github.com/scimgate/scimgate/caddymodule/outboxadmin"
+	_ "github.com/scimgate/scimgate/caddymodule/outboxcmd"
 )
 
 func init() {
@@ -312,6 +314,7 @@ func (g *Handler) start() error {
 		JournalReads: g.Journal.Reads,
 		Logger:       g.logger,
 		OnDecision:   g.metrics.policyDecision,
+		OnDelivery:   g.metrics.delivery,
 	})
 	if err != nil {
 		return err // Caddy cleans up a config that failed to start: the store is released

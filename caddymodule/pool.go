@@ -45,6 +45,7 @@ func journalFingerprint(o journal.Options) [32]byte {
 
 // Destruct closes the journal and the store when their last user is gone.
 func (h *storeHandle) Destruct() error {
+	h.shared.Close() // the outbox workers stop before the store they deliver from closes
 	h.unregister()
 	jerr := h.journal.Close()
 	if err := h.Close(); err != nil {

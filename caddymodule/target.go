@@ -67,6 +67,15 @@ type TargetConfig struct {
 	// keep-alive, client certificates for mTLS with tls_client_auth), as in reverse_proxy's
 	// `transport http` block. The OAuth token requests use it too.
 	Transport *reverseproxy.HTTPTransport `json:"transport,omitempty"`
+
+	// Delivery is when changes reach the app: "immediate" (the default: Entra's request
+	// waits for the app), "queued" (committed with a task in the outbox, Entra answered at
+	// once, delivered by a worker) or "fallback" (at once, queued when the app is
+	// unavailable). See the README's "Delivery modes".
+	Delivery string `json:"delivery,omitempty"`
+
+	// Queue tunes queued delivery (the queued and fallback modes).
+	Queue *QueueConfig `json:"queue,omitempty"`
 }
 
 var validTargetName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
@@ -137,5 +146,9 @@ func (c *TargetConfig) provision(ctx caddy.Context, repl *caddy.Replacer) (*prov
 	if err != nil {
 		return nil, fmt.Errorf("target %s: %w", name, err)
 	}
-	return &provision.Target{Name: name, DryRun: c.DryRun, Mapping: m, Client: client, Headers: headers}, nil
+	delivery, err := c.deliverySettings()
+	if err != nil {
+		return nil, fmt.Errorf("target %s: %w", name, err)
+	}
+	return &provision.Target{Name: name, DryRun: c.DryRun, Mapping: m, Client: client, Headers: headers, Delivery: delivery}, nil
 }

@@ -60,6 +60,16 @@ const (
 	// ActionCascade is a change the directory made to another resource because of the
 	// request with the same request_id (a deleted manager's reports lose the reference).
 	ActionCascade Action = "cascade"
+	// ActionDeliver is an attempt of the delivery worker to make a queued change's native
+	// calls (its request_id is the queued request's).
+	ActionDeliver Action = "deliver"
+	// An operator's action on a target's outbox (the record's client is who did it): a
+	// dead letter sent again, a task dropped (the app never gets it), deliveries paused
+	// and resumed.
+	ActionRetry  Action = "retry"
+	ActionDrop   Action = "drop"
+	ActionPause  Action = "pause"
+	ActionResume Action = "resume"
 )
 
 // Outcome is how a request ended, as its journal record says.
@@ -74,10 +84,15 @@ const (
 	Skipped  Outcome = "skipped"  // the policy kept the change out of the app; the directory has it
 	Pending  Outcome = "pending"  // an intent: native calls follow; its outcome is a later record
 	DryRun   Outcome = "dry_run"  // decided, mapped and journaled; nothing sent
+	// Queued: the directory has the change and a task in the outbox delivers it to the app
+	// later (queued delivery); a delivery attempt that fails but will be retried is Failed.
+	Queued    Outcome = "queued"
+	Delivered Outcome = "delivered" // a queued change reached the app
+	Dead      Outcome = "dead"      // a queued change the app refused, or that expired: kept as a dead letter
 )
 
 // Outcomes lists every outcome, for validating filters.
-var Outcomes = [...]Outcome{Applied, Rejected, Failed, Denied, Skipped, Pending, DryRun}
+var Outcomes = [...]Outcome{Applied, Rejected, Failed, Denied, Skipped, Pending, DryRun, Queued, Delivered, Dead}
 
 // Valid reports whether o is a known outcome.
 func (o Outcome) Valid() bool { return slices.Contains(Outcomes[:], o) }

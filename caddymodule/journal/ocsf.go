@@ -189,9 +189,9 @@ func groupActivity(events []string) (int, string) {
 
 func ocsfStatus(outcome string) int {
 	switch change.Outcome(outcome) {
-	case change.Applied, change.Skipped, change.DryRun:
+	case change.Applied, change.Skipped, change.DryRun, change.Queued, change.Delivered:
 		return ocsfStatusSuccess
-	case change.Rejected, change.Failed, change.Denied:
+	case change.Rejected, change.Failed, change.Denied, change.Dead:
 		return ocsfStatusFailure
 	}
 	return ocsfStatusUnknown
@@ -199,7 +199,7 @@ func ocsfStatus(outcome string) int {
 
 func ocsfSeverity(outcome string) int {
 	switch change.Outcome(outcome) {
-	case change.Denied, change.Failed:
+	case change.Denied, change.Failed, change.Dead:
 		return ocsfSeverityMedium
 	case change.Rejected:
 		return ocsfSeverityLow

@@ -157,7 +157,7 @@ func (e *Engine) run(j *job) (*plan, error) {
 		}
 		return done, err
 	}
-	done, err := e.deliver(j, p, d)
+	done, err := e.deliverOrQueue(j, p, d)
 	if err != nil {
 		v.release()
 	}
@@ -264,6 +264,37 @@ func (e *Engine) decideView(j *job) (*plan, error) {
 // first, then the app is called with the plan shaped by the policy's obligations, then the
 // directory, id map, marks and outcome are committed together.
 func (e *Engine) deliver(j *job, p *plan, d policy.Decision) (*plan, error) {
+	res, err := e.send(j, p, d)
+	if err != nil {
+		return nil, err
+	}
+	defer res.release() // role locks, held until the commit
+	outcome := change.Applied
+	switch {
+	case res.dryRun:
+		outcome = change.DryRun
+	case res.noRole != "":
+		outcome = change.Skipped // a group that gives no role: the directory only
+	}
+	p.newNativeID = res.nativeID
+	p.newRole, p.roleDecided = res.role, res.roleDecided
+	done, err := e.commit(j, p, outcome)
+	switch {
+	case err != nil && res.nativeID != "" && !res.dryRun && p.before == nil:
+		// The app has the account but the directory could not record it: let Entra's
+		// retry adopt it rather than create a second one.
+		e.listAdoption(j, p)
+	case err == nil && p.adopt:
+		e.shared.holdAdoption(e.adoptionKey(p), false)
+	}
+	return done, err
+}
+
+// send shapes an allowed change for the app by the policy's obligations, journals the
+// intent and makes the native calls; the journal's trail gets the calls and why some were
+// not made. On success the caller releases the result (role locks) after its commit. A failure leaves what the retry needs: a create that may have reached the app
+// listed for adoption, the calls of a flow made so far kept with the resource.
+func (e *Engine) send(j *job, p *plan, d policy.Decision) (*syncResult, error) {
 	t := e.target
 	tr := j.trail
 	np, droppedAttrs, droppedMembers, err := shapeForApp(p, d)
@@ -312,8 +343,8 @@ func (e *Engine) deliver(j *job, p *plan, d policy.Decision) (*plan, error) {
 		}
 	}
 	res, err := e.syncNative(j.req.ctx(), np)
-	defer res.release() // role locks, held until the commit
 	if err != nil {
+		res.release() // role locks; on success the caller holds them until its commit
 		var ne *nativeError
 		if errors.As(err, &ne) {
 			tr.noteCalls(ne.calls)
@@ -343,25 +374,7 @@ func (e *Engine) deliver(j *job, p *plan, d policy.Decision) (*plan, error) {
 		}
 		tr.decision.Reasons = append(slices.Clone(tr.decision.Reasons), reasons...)
 	}
-	outcome := change.Applied
-	switch {
-	case res.dryRun:
-		outcome = change.DryRun
-	case res.noRole != "":
-		outcome = change.Skipped // a group that gives no role: the directory only
-	}
-	p.newNativeID = res.nativeID
-	p.newRole, p.roleDecided = res.role, res.roleDecided
-	done, err := e.commit(j, p, outcome)
-	switch {
-	case err != nil && res.nativeID != "" && !res.dryRun && p.before == nil:
-		// The app has the account but the directory could not record it: let Entra's
-		// retry adopt it rather than create a second one.
-		e.listAdoption(j, p)
-	case err == nil && p.adopt:
-		e.shared.holdAdoption(e.adoptionKey(p), false)
-	}
-	return done, err
+	return res, nil
 }
 
 // commit commits plan p with the outcome record in a transaction shared with concurrent
@@ -370,6 +383,13 @@ func (e *Engine) deliver(j *job, p *plan, d policy.Decision) (*plan, error) {
 // before the transaction, is appended, followed by the records of other resources the
 // change changed (a deleted manager's reports). It returns the plan that was applied.
 func (e *Engine) commit(j *job, p *plan, outcome change.Outcome) (*plan, error) {
+	return e.commitWith(j, p, outcome, e.updateAccount)
+}
+
+// commitWith is commit with what the change does to the resource's account in the app
+// (with a target) done by account: updateAccount after the calls, or a queued change's
+// task added to the outbox.
+func (e *Engine) commitWith(j *job, p *plan, outcome change.Outcome, account func(tx *store.Tx, p, p2 *plan) error) (*plan, error) {
 	rec := e.record(j.req, j.trail, outcome, j.op.Status, "")
 	prepared, err := e.journal.Prepare(rec)
 	if err != nil {
@@ -385,7 +405,7 @@ func (e *Engine) commit(j *job, p *plan, outcome change.Outcome) (*plan, error) 
 			return err
 		}
 		if e.target != nil {
-			if err := e.updateAccount(tx, p, p2); err != nil {
+			if err := account(tx, p, p2); err != nil {
 				return err
 			}
 		}

@@ -12,6 +12,10 @@
 //	policy.go   the policy's decision on the change and its obligations (shapeForApp)
 //	native.go   the native calls of the events through the mapping and the legacy client,
 //	            catch-up creates and their memberships
+//	queue.go    queued delivery: a change committed with its outbox task (queued mode, a
+//	            fallback after an outage, a resource with changes still queued), and
+//	            Deliver, the outbox worker's attempt (see package outbox)
+//	coalesce.go consecutive queued changes of one resource as their net effect
 //	recover.go  crash recovery: intents without an outcome, adoption of unfinished creates
 //	roles.go    groups as roles: a group's role, and each affected user's whole list of
 //	            roles sent under the users' role locks until the commit

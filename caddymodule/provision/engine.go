@@ -9,9 +9,11 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/scimgate/scimgate/caddymodule/change"
 	"github.com/scimgate/scimgate/caddymodule/journal"
 	"github.com/scimgate/scimgate/caddymodule/legacy"
 	"github.com/scimgate/scimgate/caddymodule/mapping"
+	"github.com/scimgate/scimgate/caddymodule/outbox"
 	"github.com/scimgate/scimgate/caddymodule/policy"
 	"github.com/scimgate/scimgate/caddymodule/scim"
 	"github.com/scimgate/scimgate/caddymodule/store"
@@ -34,6 +36,8 @@ type Engine struct {
 	logger     *zap.Logger
 	now        func() time.Time
 	onDecision func(policy.Decision, error)
+	onDelivery func(target string, outcome change.Outcome)
+	worker     *outbox.Worker // delivers the target's outbox; nil without a target
 }
 
 // Config is what an Engine is built from.
@@ -55,6 +59,9 @@ type Config struct {
 	Now func() time.Time
 	// OnDecision, when set, is told every policy decision (metrics).
 	OnDecision func(policy.Decision, error)
+	// OnDelivery, when set, is told the outcome of every attempt to deliver a queued
+	// change (delivered, failed, dead, dry_run; metrics).
+	OnDelivery func(target string, outcome change.Outcome)
 }
 
 // Target is a legacy app as the engine calls it: a name (the id map's and the journal's),
@@ -66,6 +73,8 @@ type Target struct {
 	Client  *legacy.Client
 	// Headers are added to every call after the mapping's own (secrets, usually).
 	Headers http.Header
+	// Delivery says when changes reach the app (see queue.go): at once by default.
+	Delivery outbox.Settings
 }
 
 // New builds the engine of a configuration. With a target it reconciles the journal's
@@ -87,6 +96,7 @@ func New(cfg Config) (*Engine, error) {
 		logger:     cfg.Logger,
 		now:        cfg.Now,
 		onDecision: cfg.OnDecision,
+		onDelivery: cfg.OnDelivery,
 	}
 	if e.logger == nil {
 		e.logger = zap.NewNop()
@@ -98,6 +108,11 @@ func New(cfg Config) (*Engine, error) {
 		if err := e.recover(cfg.Shared); err != nil {
 			return nil, err
 		}
+		w, err := cfg.Shared.startWorker(e)
+		if err != nil {
+			return nil, err
+		}
+		e.worker = w
 	}
 	if e.policy != nil {
 		w, err := cfg.Shared.statsFor(e.targetName(), e.seedStats)
@@ -151,6 +166,11 @@ type Shared struct {
 	// changes the previous config still has in flight.
 	statsMu sync.Mutex
 	stats   map[string]*eventWindow
+
+	// workers deliver each target's outbox, one per target for the open store: the
+	// configuration built last delivers (a reload hands the worker to the new engine).
+	workersMu sync.Mutex
+	workers   map[string]*outbox.Worker
 }
 
 // NewShared returns the engine state for a store that was just opened.

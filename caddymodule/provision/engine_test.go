@@ -68,6 +68,7 @@ func newRig(t testing.TB, o rigOptions) *rig {
 	if r.share == nil {
 		r.share = NewShared()
 	}
+	t.Cleanup(r.share.Close) // before the store closes (cleanups run last first)
 	r.eng = r.build(o)
 	return r
 }

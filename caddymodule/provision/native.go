@@ -469,6 +469,9 @@ func (e *Engine) nativeMembers(ids []string) (found []mapping.Member, skipped, m
 		for _, id := range ids {
 			typ, err := tx.TypeOf(id)
 			if err != nil {
+				typ = e.mappedType(tx, id)
+			}
+			if typ == "" {
 				missing = append(missing, id)
 				continue
 			}
@@ -488,6 +491,17 @@ func (e *Engine) nativeMembers(ids []string) (found []mapping.Member, skipped, m
 		return nil, nil, ids
 	}
 	return found, skipped, missing
+}
+
+// mappedType is the type of a resource the directory no longer has but whose account the
+// app still has (a queued delivery of a change made before the resource's delete), or "".
+func (e *Engine) mappedType(tx *store.Tx, id string) string {
+	for _, typ := range []string{scim.UserType, scim.GroupType} {
+		if _, err := tx.NativeID(e.target.mapKey(typ), id); err == nil {
+			return typ
+		}
+	}
+	return ""
 }
 
 // storedNativeID looks up the native id of a resource in its own read transaction (used

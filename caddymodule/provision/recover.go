@@ -53,8 +53,12 @@ func (e *Engine) recover(shared *Shared) error {
 			Error: fmt.Sprintf("intent %d has no outcome: the gateway stopped between the call to %s and the commit; "+
 				"the directory was not changed, and a retried create is matched to the account by lookup", in.Seq, t.Name),
 		}
+		if in.Action == change.ActionDeliver {
+			rec.Error = fmt.Sprintf("intent %d has no outcome: the gateway stopped while it delivered a queued change to %s; "+
+				"the task stays in the outbox and is delivered again, a create matched to the account by lookup", in.Seq, t.Name)
+		}
 		err := e.store.Update(func(tx *store.Tx) error {
-			if in.Action == change.ActionCreate && in.Subject != "" {
+			if (in.Action == change.ActionCreate || in.Action == change.ActionDeliver && change.Has(in.Events, change.Create)) && in.Subject != "" {
 				if err := tx.SetAdoption(t.Name, in.ResourceType, in.Subject, in.Seq); err != nil {
 					return err
 				}

@@ -129,10 +129,10 @@ func (e *Engine) seedStats() (*eventWindow, error) {
 	}
 	targetName := e.targetName()
 	err = scanRecords(e.journal, q, func(r *journal.Record) {
-		if r.Target != targetName || r.Action == change.ActionReconcile {
-			return
+		if r.Target != targetName || r.Action == change.ActionReconcile || r.Action == change.ActionDeliver {
+			return // the queued request's own record counted the change
 		}
-		if r.Outcome == change.Applied || r.Outcome == change.DryRun {
+		if r.Outcome == change.Applied || r.Outcome == change.DryRun || r.Outcome == change.Queued {
 			w.add(r.Time, now, r.Events, 1)
 		}
 	})

@@ -19,6 +19,9 @@
 //	idmap           target \0 SCIM id                    -> native id
 //	idmapRev        target \0 native id                  -> SCIM id
 //	marks           target \0 SCIM id                    -> what policy did to the app's account
+//	outbox          target \0 seq                        -> a queued delivery (see outbox.go)
+//	outboxRes       target \0 resource id \0 seq         -> (empty)
+//	outboxState     target                               -> paused by an operator
 package store
 
 import (
@@ -43,25 +46,28 @@ const formatVersion uint64 = 1
 const defaultTimeout = time.Second
 
 var (
-	bucketRecords  = []byte("records")
-	bucketIDs      = []byte("ids")
-	bucketIndex    = []byte("index")
-	bucketMembers  = []byte("members")
-	bucketMemberOf = []byte("memberOf")
-	bucketMeta     = []byte("meta")
-	bucketIDMap    = []byte("idmap")    // target \x00 SCIM id -> native id
-	bucketIDMapRev = []byte("idmapRev") // target \x00 native id -> SCIM id
-	bucketMarks    = []byte("marks")    // target \x00 SCIM id -> what policy did to the app's account
-	bucketAdopt    = []byte("adopt")    // target \x00 type \x00 folded name -> seq of the create's intent
-	bucketProgress = []byte("progress") // target \x00 SCIM id -> the calls a failed flow made
-	bucketRoles    = []byte("roles")    // target \x00 group's SCIM id -> the app's role it stands for
-	bucketWithheld = []byte("withheld") // target \x00 group \x00 member -> kept out of the role by policy
+	bucketRecords     = []byte("records")
+	bucketIDs         = []byte("ids")
+	bucketIndex       = []byte("index")
+	bucketMembers     = []byte("members")
+	bucketMemberOf    = []byte("memberOf")
+	bucketMeta        = []byte("meta")
+	bucketIDMap       = []byte("idmap")       // target \x00 SCIM id -> native id
+	bucketIDMapRev    = []byte("idmapRev")    // target \x00 native id -> SCIM id
+	bucketMarks       = []byte("marks")       // target \x00 SCIM id -> what policy did to the app's account
+	bucketAdopt       = []byte("adopt")       // target \x00 type \x00 folded name -> seq of the create's intent
+	bucketProgress    = []byte("progress")    // target \x00 SCIM id -> the calls a failed flow made
+	bucketRoles       = []byte("roles")       // target \x00 group's SCIM id -> the app's role it stands for
+	bucketWithheld    = []byte("withheld")    // target \x00 group \x00 member -> kept out of the role by policy
+	bucketOutbox      = []byte("outbox")      // target \x00 seq -> a queued delivery (outbox.go)
+	bucketOutboxRes   = []byte("outboxRes")   // target \x00 resource id \x00 seq -> (empty)
+	bucketOutboxState = []byte("outboxState") // target -> paused by an operator
 
 	keyFormat = []byte("format")
 )
 
 // topBuckets are created by Open, so read transactions can rely on them existing.
-var topBuckets = [][]byte{bucketRecords, bucketIDs, bucketIndex, bucketMembers, bucketMemberOf, bucketMeta, bucketIDMap, bucketIDMapRev, bucketMarks, bucketAdopt, bucketProgress, bucketRoles, bucketWithheld}
+var topBuckets = [][]byte{bucketRecords, bucketIDs, bucketIndex, bucketMembers, bucketMemberOf, bucketMeta, bucketIDMap, bucketIDMapRev, bucketMarks, bucketAdopt, bucketProgress, bucketRoles, bucketWithheld, bucketOutbox, bucketOutboxRes, bucketOutboxState}
 
 // ErrNotFound is returned when a record (or the type holding an id) does not exist.
 var ErrNotFound = errors.New("store: not found")

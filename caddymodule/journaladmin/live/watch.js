@@ -24,9 +24,9 @@
     resource_type: $('filter-resource-type'), event: $('filter-event'), client: $('filter-client'),
   };
   const outcomeClass = {
-    applied: 'good',
-    failed: 'bad', rejected: 'bad', denied: 'bad',
-    pending: 'warn', skipped: 'warn', dry_run: 'warn',
+    applied: 'good', delivered: 'good',
+    failed: 'bad', rejected: 'bad', denied: 'bad', error: 'bad', dead: 'bad',
+    pending: 'warn', skipped: 'warn', dry_run: 'warn', queued: 'warn',
   };
 
   let filter = {};         // the filters the table shows, as query parameters

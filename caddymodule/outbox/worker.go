@@ -1,0 +1,419 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/scimgate/scimgate/caddymodule/change"
+	"github.com/scimgate/scimgate/caddymodule/journal"
+	"github.com/scimgate/scimgate/caddymodule/store"
+)
+
+// Deliverer makes one delivery attempt of a task and commits what it did: the task's
+// removal (delivered) or its new state (Settings.Fail), with the attempt's journal record,
+// in one transaction. It also journals what operators do to the outbox, and reads a task's
+// attempts back from the journal. The engine is the Deliverer.
+type Deliverer interface {
+	// Deliver delivers consecutive tasks of one resource (one, or several to coalesce)
+	// as one change.
+	Deliver(ctx context.Context, tasks []*Task) Report
+	// RecordAction appends the journal record of an operator's action in tx.
+	RecordAction(tx *store.Tx, a Action) error
+	// Attempts returns the journal records of t's delivery attempts, oldest first.
+	Attempts(ctx context.Context, t *Task) ([]journal.Record, error)
+}
+
+// Action is an operator's action on a target's outbox, for the journal.
+type Action struct {
+	Kind change.Action // retry, drop, pause, resume
+	By   string        // who did it
+	Task *Task         // the task (nil for pause and resume)
+}
+
+// Report is what one attempt left behind.
+type Report struct {
+	// Done: the task is gone from the outbox (delivered).
+	Done bool
+	// Dead: the task is a dead letter; its resource's later tasks wait behind it.
+	Dead bool
+	// NextAttempt is when the task may be tried again (when neither Done nor Dead).
+	NextAttempt time.Time
+	// Outage: the app was unavailable, so no task of the target is tried before
+	// NextAttempt (one probe at a time instead of every task hammering a down app).
+	Outage bool
+	// Delivered is how many of the tasks handed over were delivered when Done and fewer
+	// than all (0: all).
+	Delivered int
+}
+
+// maxCoalesce bounds how many tasks one delivery coalesces.
+const maxCoalesce = 100
+
+// Worker delivers one target's outbox: tasks of one resource one at a time in the order
+// they were queued, tasks of different resources in parallel up to MaxConcurrent, a task
+// that refers to other resources (members, a manager) after their earlier tasks. It keeps
+// an index of the outbox in memory (the resource, references and state of each task),
+// loaded from the store when it starts and kept up to date by Queued and its own attempts;
+// each attempt reads the task itself from the store.
+type Worker struct {
+	target string
+	store  *store.Store
+	logger *zap.Logger
+	now    func() time.Time
+
+	mu          sync.Mutex
+	d           Deliverer
+	s           Settings
+	entries     []*entry // by sequence number
+	inflight    int
+	outageUntil time.Time // no attempt before this: the app was unavailable
+	paused      bool      // by an operator (kept in the store)
+
+	// inbox holds the tasks Queued was told about, until the worker takes them into
+	// entries under mu: Entra's requests never wait for a dispatch scan.
+	inboxMu sync.Mutex
+	inbox   []*entry
+
+	wake   chan struct{}
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+	wg     sync.WaitGroup
+}
+
+// entry is what the worker knows of one task.
+type entry struct {
+	seq       uint64
+	resource  string
+	refs      []string
+	dead      bool
+	inFlight  bool
+	notBefore time.Time
+	queued    time.Time
+	urgent    bool
+}
+
+func entryOf(t *Task) *entry {
+	return &entry{seq: t.Seq, resource: t.ID, refs: t.Refs, dead: t.Dead, notBefore: t.NextAttempt, queued: t.Queued, urgent: t.Urgent}
+}
+
+// Start loads target's outbox from st and starts delivering it through d.
+func Start(target string, st *store.Store, d Deliverer, s Settings, logger *zap.Logger) (*Worker, error) {
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	w := &Worker{target: target, store: st, logger: logger, now: time.Now, d: d, s: s.WithDefaults(), wake: make(chan struct{}, 1), done: make(chan struct{})}
+	err := st.View(func(tx *store.Tx) error {
+		w.paused = tx.OutboxPaused(target)
+		return tx.Tasks(target, 0, func(st store.Task) (bool, error) {
+			t, err := Decode(st.Seq, st.Data)
+			if err != nil {
+				return false, err
+			}
+			w.entries = append(w.entries, entryOf(t))
+			return true, nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	w.ctx, w.cancel = context.WithCancel(context.Background())
+	running.add(w)
+	go w.run()
+	return w, nil
+}
+
+// Target is the name of the worker's target.
+func (w *Worker) Target() string { return w.target }
+
+// StorePath is the file of the store the worker delivers from.
+func (w *Worker) StorePath() string { return w.store.DB().Path() }
+
+// Configure makes later attempts use d and s (a reloaded configuration).
+func (w *Worker) Configure(d Deliverer, s Settings) {
+	w.mu.Lock()
+	w.d, w.s = d, s.WithDefaults()
+	w.mu.Unlock()
+	w.poke()
+}
+
+// Settings returns the settings in force.
+func (w *Worker) Settings() Settings {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.s
+}
+
+// Queued tells the worker about a task just committed to the outbox.
+func (w *Worker) Queued(t *Task) {
+	w.inboxMu.Lock()
+	w.inbox = append(w.inbox, entryOf(t))
+	w.inboxMu.Unlock()
+	w.poke()
+}
+
+// takeInbox moves the tasks Queued was told about into entries, in order; w.mu is held.
+func (w *Worker) takeInbox() {
+	w.inboxMu.Lock()
+	in := w.inbox
+	w.inbox = nil
+	w.inboxMu.Unlock()
+	for _, e := range in {
+		if n := len(w.entries); n == 0 || w.entries[n-1].seq < e.seq {
+			w.entries = append(w.entries, e) // the usual case: the newest task
+			continue
+		}
+		i, _ := slices.BinarySearchFunc(w.entries, e.seq, func(x *entry, seq uint64) int { return cmpSeq(x.seq, seq) })
+		w.entries = slices.Insert(w.entries, i, e)
+	}
+}
+
+func cmpSeq(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// Stop stops the worker and waits for the attempts in flight (their calls are cancelled).
+func (w *Worker) Stop() {
+	running.remove(w)
+	w.cancel()
+	<-w.done
+}
+
+// Stats is a count of a target's outbox.
+type Stats struct {
+	// Pending tasks are still to be delivered, Held of them wait behind a dead letter of
+	// their resource, InFlight are being delivered.
+	Pending, Held, InFlight int
+	// Dead letters wait for an operator to retry or drop them.
+	Dead int
+	// Oldest is when the oldest pending task was queued (zero without one).
+	Oldest time.Time
+	// Paused: an operator paused the deliveries.
+	Paused bool
+}
+
+// Stats counts the tasks in the outbox.
+func (w *Worker) Stats() Stats {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.takeInbox()
+	s := Stats{Paused: w.paused}
+	stuck := map[string]bool{} // resources with a dead letter
+	for _, e := range w.entries {
+		switch {
+		case e.dead:
+			s.Dead++
+			stuck[e.resource] = true
+		case stuck[e.resource]:
+			s.Pending++
+			s.Held++
+		default:
+			s.Pending++
+		}
+		if e.inFlight {
+			s.InFlight++
+		}
+		if !e.dead && (s.Oldest.IsZero() || e.queued.Before(s.Oldest)) {
+			s.Oldest = e.queued
+		}
+	}
+	return s
+}
+
+func (w *Worker) poke() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (w *Worker) run() {
+	defer close(w.done)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		next := w.dispatch()
+		timer.Stop()
+		if !next.IsZero() {
+			timer.Reset(max(time.Until(next), time.Millisecond))
+		}
+		select {
+		case <-w.ctx.Done():
+			w.wg.Wait()
+			return
+		case <-w.wake:
+		case <-timer.C:
+		}
+	}
+}
+
+// dispatch starts every task that may go now, and returns when it should look again
+// (zero: when something changes).
+func (w *Worker) dispatch() time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.takeInbox()
+	now := w.now()
+	if w.paused {
+		return time.Time{}
+	}
+	if now.Before(w.outageUntil) {
+		return w.outageUntil
+	}
+	if w.inflight >= w.s.MaxConcurrent {
+		return time.Time{} // an attempt that ends looks again
+	}
+	var wakeAt time.Time
+	sched := w.s.Schedule
+	open := sched.Open(now)
+	urgent := map[string]bool{} // resources with an urgent task: theirs go outside the schedule
+	if sched.Every > 0 || len(sched.Windows) > 0 {
+		for _, e := range w.entries {
+			if e.urgent && !e.dead {
+				urgent[e.resource] = true
+			}
+		}
+	}
+	held := map[string]bool{} // resources with an earlier task (their later ones wait)
+	live := map[string]bool{} // resources with an earlier task that is not dead (references wait)
+	inSchedule := func(e *entry) bool { return urgent[e.resource] || open && sched.Due(e.queued, now) }
+	for i, e := range w.entries {
+		if w.inflight >= w.s.MaxConcurrent {
+			break
+		}
+		waits := held[e.resource] || slices.ContainsFunc(e.refs, func(r string) bool { return live[r] })
+		scheduled := inSchedule(e)
+		if !scheduled && !e.dead && (wakeAt.IsZero() || sched.Next(now).Before(wakeAt)) {
+			wakeAt = sched.Next(now)
+		}
+		ready := !e.dead && !e.inFlight && !waits && scheduled && !e.notBefore.After(now)
+		held[e.resource] = true
+		if !e.dead {
+			live[e.resource] = true
+		}
+		if !ready {
+			if !e.dead && !e.inFlight && !waits && scheduled && (wakeAt.IsZero() || e.notBefore.Before(wakeAt)) {
+				wakeAt = e.notBefore
+			}
+			continue
+		}
+		group := w.group(i, live, inSchedule, now)
+		for _, g := range group {
+			g.inFlight = true
+		}
+		w.inflight++
+		w.wg.Add(1)
+		go w.attempt(group, w.d)
+	}
+	return wakeAt
+}
+
+// group is the ready task at index i with the tasks of its resource after it that may be
+// coalesced with it: each ready too, its references not waiting for a task before it
+// (live holds the resources with tasks before i; the other resources' tasks between are
+// added as the scan goes), up to maxCoalesce.
+func (w *Worker) group(i int, live map[string]bool, scheduled func(*entry) bool, now time.Time) []*entry {
+	e := w.entries[i]
+	group := []*entry{e}
+	between := map[string]bool{}
+	for _, f := range w.entries[i+1:] {
+		if len(group) == maxCoalesce {
+			break
+		}
+		if f.resource != e.resource {
+			if !f.dead {
+				between[f.resource] = true
+			}
+			continue
+		}
+		if f.dead || f.inFlight || !scheduled(f) || f.notBefore.After(now) ||
+			slices.ContainsFunc(f.refs, func(r string) bool { return live[r] || between[r] }) {
+			break
+		}
+		group = append(group, f)
+	}
+	return group
+}
+
+// attempt makes one delivery attempt of a group of tasks (see group).
+func (w *Worker) attempt(group []*entry, d Deliverer) {
+	defer w.wg.Done()
+	n, rep, err := w.deliver(group, d)
+	e := group[0]
+	w.mu.Lock()
+	for _, g := range group {
+		g.inFlight = false
+	}
+	w.inflight--
+	switch {
+	case err != nil:
+		// The task could not be read: try again later rather than lose it.
+		w.logger.Error("reading a task of the outbox failed", zap.String("target", w.target), zap.Uint64("seq", e.seq), zap.Error(err))
+		e.notBefore = w.now().Add(w.s.MinBackoff)
+	case rep.Done:
+		if rep.Delivered > 0 && rep.Delivered < n {
+			n = rep.Delivered
+		}
+		for _, g := range group[:n] {
+			w.remove(g.seq)
+		}
+	case rep.Dead:
+		e.dead = true
+	default:
+		e.notBefore = rep.NextAttempt
+		if rep.Outage && rep.NextAttempt.After(w.outageUntil) {
+			w.outageUntil = rep.NextAttempt
+		}
+	}
+	w.mu.Unlock()
+	w.poke()
+}
+
+// deliver reads the group's tasks and delivers those that may be coalesced with the
+// first; n is how many that was.
+func (w *Worker) deliver(group []*entry, d Deliverer) (n int, rep Report, err error) {
+	var tasks []*Task
+	err = w.store.View(func(tx *store.Tx) error {
+		for _, e := range group {
+			st, err := tx.Task(w.target, e.seq)
+			if err != nil {
+				return err
+			}
+			t, err := Decode(st.Seq, st.Data)
+			if err != nil {
+				return err
+			}
+			if len(tasks) > 0 && !Coalescible(tasks[0], t) {
+				break
+			}
+			tasks = append(tasks, t)
+		}
+		return nil
+	})
+	if errors.Is(err, store.ErrNotFound) && len(group) == 1 {
+		return 1, Report{Done: true}, nil // dropped meanwhile
+	}
+	if err != nil {
+		return 0, Report{}, err
+	}
+	if tasks[0].Dead {
+		return 1, Report{Dead: true}, nil
+	}
+	return len(tasks), d.Deliver(w.ctx, tasks), nil
+}
+
+// remove forgets task seq (delivered or dropped).
+func (w *Worker) remove(seq uint64) {
+	w.entries = slices.DeleteFunc(w.entries, func(x *entry) bool { return x.seq == seq })
+}

@@ -1,0 +1,471 @@
+package provision
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/scimgate/scimgate/caddymodule/change"
+	"github.com/scimgate/scimgate/caddymodule/journal"
+	"github.com/scimgate/scimgate/caddymodule/legacy"
+	"github.com/scimgate/scimgate/caddymodule/outbox"
+	"github.com/scimgate/scimgate/caddymodule/policy"
+	"github.com/scimgate/scimgate/caddymodule/scim"
+	"github.com/scimgate/scimgate/caddymodule/store"
+)
+
+// Queued delivery: a change the policy allowed is committed to the directory with a task in
+// the target's outbox and its record (outcome queued) in one transaction, and Entra is
+// answered at once; the outbox's worker later calls Deliver, which builds the calls (the
+// obligations applied then), journals the intent, makes them and commits the outcome
+// (delivered, failed and retried, or dead) with the task's removal or new state.
+
+// deliverOrQueue delivers an allowed change the way the target's mode says: at once, or
+// through the outbox. A resource with tasks still in the outbox (or whose change refers to
+// resources with tasks there) is queued behind them in every mode, so that one resource's
+// changes reach the app in order. In fallback mode a change the app could not take because
+// it was unavailable is queued instead of failing; so is, in queued mode, a deprovisioning
+// that was sent at once.
+func (e *Engine) deliverOrQueue(j *job, p *plan, d policy.Decision) (*plan, error) {
+	s := e.target.Delivery.WithDefaults()
+	held, err := e.heldByOutbox(p)
+	if err != nil {
+		return nil, err
+	}
+	if held || (s.Mode == outbox.Queued && (s.DeprovisionQueued || !deprovisions(p, d))) {
+		return e.enqueue(j, p, d)
+	}
+	done, err := e.deliver(j, p, d)
+	if err != nil && s.Mode != outbox.Immediate && unavailable(err) {
+		return e.enqueue(j, p, d)
+	}
+	return done, err
+}
+
+// deprovisions reports whether a change takes access away in the app: a deactivation, a
+// deletion, a member removal, or a deactivation the policy asks for.
+func deprovisions(p *plan, d policy.Decision) bool {
+	return d.Deactivate || slices.ContainsFunc(p.events, change.Event.Removes)
+}
+
+// unavailable reports whether a failed delivery failed because the app was unavailable
+// (refused, timed out, 5xx, 429, an open circuit, an answer that proves nothing), not
+// because it rejected the data.
+func unavailable(err error) bool {
+	var ne *nativeError
+	return errors.As(err, &ne) && (ne.scim.Status >= 500 || ne.scim.Status == http.StatusTooManyRequests)
+}
+
+// refsOf lists the other resources a change refers to, whose earlier tasks it waits for:
+// the members it adds and the user's manager.
+func refsOf(p *plan) []string {
+	refs := slices.Clone(p.added)
+	if p.typ == scim.UserType && p.after != nil {
+		if m := managerRef(p.after); m != "" && m != p.id {
+			refs = append(refs, m)
+		}
+	}
+	return refs
+}
+
+// heldByOutbox reports whether the resource, or one it refers to, has tasks in the outbox.
+func (e *Engine) heldByOutbox(p *plan) (bool, error) {
+	held := false
+	err := e.store.View(func(tx *store.Tx) error {
+		held = tx.HasTasks(e.target.Name, p.id) || slices.ContainsFunc(refsOf(p), func(id string) bool { return tx.HasTasks(e.target.Name, id) })
+		return nil
+	})
+	return held, err
+}
+
+// enqueue commits the change with its task and its record (outcome queued) in one
+// transaction, then tells the worker.
+func (e *Engine) enqueue(j *job, p *plan, d policy.Decision) (*plan, error) {
+	var task *outbox.Task
+	done, err := e.commitWith(j, p, change.Queued, func(tx *store.Tx, _, p2 *plan) error {
+		t, err := e.taskOf(j, p2, d)
+		if err != nil {
+			return err
+		}
+		data, err := t.Encode()
+		if err != nil {
+			return err
+		}
+		if t.Seq, err = tx.Enqueue(e.target.Name, p2.id, data); err != nil {
+			return err
+		}
+		task = t
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	e.worker.Queued(task)
+	return done, nil
+}
+
+// taskOf is the outbox task of plan p as the directory applies it.
+func (e *Engine) taskOf(j *job, p *plan, d policy.Decision) (*outbox.Task, error) {
+	before, err := marshalDoc(p.before)
+	if err != nil {
+		return nil, err
+	}
+	after, err := marshalDoc(p.after)
+	if err != nil {
+		return nil, err
+	}
+	return &outbox.Task{
+		RequestID: j.req.ID, Client: j.req.Client, Action: j.op.Action,
+		Type: p.typ, ID: p.id, Subject: j.trail.Subject, Queued: j.now,
+		Events: p.events, Changed: p.changed, Before: before, After: after,
+		Added: p.added, Removed: p.removed, Refs: refsOf(p),
+		Urgent: !e.target.Delivery.DeprovisionQueued && deprovisions(p, d),
+		Obligations: outbox.Obligations{
+			Reasons: d.Reasons, DropAttributes: d.DropAttributes, DropMembers: d.DropMembers,
+			Deactivate: d.Deactivate, PolicyHash: e.PolicyHash(),
+		},
+	}, nil
+}
+
+func marshalDoc(doc scim.Resource) (json.RawMessage, error) {
+	if doc == nil {
+		return nil, nil
+	}
+	return json.Marshal(doc)
+}
+
+func unmarshalDoc(raw json.RawMessage) (scim.Resource, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	v, err := scim.Decode(raw)
+	if err != nil {
+		return nil, err
+	}
+	doc, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("a queued resource is not an object")
+	}
+	return doc, nil
+}
+
+// Deliver makes one delivery attempt of queued tasks of one resource, coalesced into one
+// change (outbox.Deliverer; see coalesce.go): the plan is rebuilt from the task with what
+// the app's account is now (its native id, mark, the calls an earlier attempt made, a
+// create to adopt), shaped by the policy's obligations, sent under an intent, and
+// committed: delivered (the account's id map and mark, the tasks removed, a record per
+// task's request), or failed (the first task's next attempt or dead letter, its record).
+func (e *Engine) Deliver(ctx context.Context, tasks []*outbox.Task) outbox.Report {
+	m, cerr := coalesce(tasks)
+	task := m.task
+	if cerr != nil {
+		task = tasks[0]
+	}
+	j, p, err := e.taskPlan(ctx, task)
+	if err == nil {
+		err = cerr
+	}
+	if err == nil && p.adopt && len(tasks) > 1 {
+		// An unfinished create is adopted, and an adopted create's flow resumes after the
+		// call that made the account: the changes after it are delivered on their own.
+		rep := e.Deliver(ctx, tasks[:1])
+		if rep.Done {
+			rep.Delivered = 1
+		}
+		return rep
+	}
+	if err == nil && m.none {
+		if err = e.commitNothing(j, tasks); err == nil {
+			return outbox.Report{Done: true}
+		}
+	}
+	var res *syncResult
+	if err == nil && !m.none {
+		res, err = e.send(j, p, decisionOf(task.Obligations))
+		defer res.release()
+	}
+	if err == nil && !m.none {
+		if err = e.commitDelivery(j, p, tasks, res); err == nil {
+			return outbox.Report{Done: true}
+		}
+		if res.nativeID != "" && !res.dryRun && p.before == nil {
+			e.listAdoption(j, p) // the app made the account; the next attempt adopts it
+		}
+	}
+	return e.failDelivery(j, tasks, err)
+}
+
+// taskPlan rebuilds the job and the plan of a queued task.
+func (e *Engine) taskPlan(ctx context.Context, t *outbox.Task) (*job, *plan, error) {
+	j := &job{req: Request{Ctx: ctx, ID: t.RequestID, Client: t.Client}, op: &Op{Action: t.Action, Type: t.Type, ID: t.ID}, now: e.now().UTC(), id: t.ID}
+	j.trail = &Trail{Action: change.ActionDeliver, Type: t.Type, ID: t.ID, Subject: t.Subject, events: t.Events, target: e.target.Name}
+	p := &plan{job: j, typ: t.Type, id: t.ID, events: t.Events, changed: t.Changed, added: t.Added, removed: t.Removed}
+	var err error
+	if p.before, err = unmarshalDoc(t.Before); err != nil {
+		return j, nil, err
+	}
+	if p.after, err = unmarshalDoc(t.After); err != nil {
+		return j, nil, err
+	}
+	key := e.target.mapKey(p.typ)
+	err = e.store.View(func(tx *store.Tx) error {
+		p.nativeID, _ = tx.NativeID(key, p.id)
+		p.mark = tx.Mark(key, p.id)
+		p.progress = decodeProgress(tx.Progress(key, p.id))
+		if p.before == nil && p.after != nil {
+			_, listed := tx.Adoption(e.target.Name, p.typ, SubjectOf(p.typ, p.after))
+			p.adopt = listed || e.shared.unrecordedAdoption(e.adoptionKey(p))
+		}
+		return nil
+	})
+	j.trail.nativeID = p.nativeID
+	return j, p, err
+}
+
+// decisionOf is the allow decision a task was queued with.
+func decisionOf(o outbox.Obligations) policy.Decision {
+	return policy.Decision{Allow: true, Reasons: o.Reasons, DropAttributes: o.DropAttributes, DropMembers: o.DropMembers, Deactivate: o.Deactivate}
+}
+
+// commitDelivery records delivered tasks: the account's id map and mark, the tasks'
+// removal and their records (delivered, or dry_run: the first with the calls, the others
+// coalesced into it), in one transaction.
+func (e *Engine) commitDelivery(j *job, p *plan, tasks []*outbox.Task, res *syncResult) error {
+	outcome := change.Delivered
+	if res.dryRun {
+		outcome = change.DryRun
+	}
+	p.newNativeID = res.nativeID
+	e.notePolicy(j.trail, tasks[0])
+	recs, err := e.deliveryRecords(e.record(j.req, j.trail, outcome, 0, ""), tasks, "coalesced into the delivery of request "+j.req.ID)
+	if err != nil {
+		return err
+	}
+	err = e.store.Update(func(tx *store.Tx) error {
+		if err := e.updateAccount(tx, p, p); err != nil {
+			return err
+		}
+		return e.removeTasks(tx, tasks, recs)
+	})
+	if err == nil && p.adopt {
+		e.shared.holdAdoption(e.adoptionKey(p), false)
+	}
+	if err == nil {
+		e.delivered(outcome)
+	}
+	return err
+}
+
+// commitNothing records tasks that coalesced into no change (created and deleted, or
+// changed and changed back, before delivery): nothing is sent, the tasks are removed.
+func (e *Engine) commitNothing(j *job, tasks []*outbox.Task) error {
+	rec := e.record(j.req, j.trail, change.Delivered, 0, "")
+	rec.Decision = &journal.Decision{Allow: true, PolicyHash: tasks[0].Obligations.PolicyHash,
+		Reasons: []string{fmt.Sprintf("%d queued changes undid each other before delivery: nothing sent to %s", len(tasks), e.target.Name)}}
+	recs, err := e.deliveryRecords(rec, tasks, "")
+	if err != nil {
+		return err
+	}
+	err = e.store.Update(func(tx *store.Tx) error { return e.removeTasks(tx, tasks, recs) })
+	if err == nil {
+		e.delivered(change.Delivered)
+	}
+	return err
+}
+
+// deliveryRecords prepares the record of each task's request: rec for the first, and for
+// the others a copy under their own request, without the calls, saying why.
+func (e *Engine) deliveryRecords(rec *journal.Record, tasks []*outbox.Task, why string) ([]*journal.Prepared, error) {
+	out := make([]*journal.Prepared, 0, len(tasks))
+	for i, t := range tasks {
+		r := rec
+		if i > 0 {
+			c := *rec
+			c.RequestID, c.Client, c.Events, c.Backend, c.Calls = t.RequestID, t.Client, t.Events, nil, nil
+			if why != "" {
+				c.Decision = &journal.Decision{Allow: true, PolicyHash: t.Obligations.PolicyHash, Reasons: []string{why}}
+			}
+			r = &c
+		}
+		p, err := e.journal.Prepare(r)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// removeTasks deletes delivered tasks from the outbox and appends their records.
+func (e *Engine) removeTasks(tx *store.Tx, tasks []*outbox.Task, recs []*journal.Prepared) error {
+	for i, t := range tasks {
+		if err := tx.DeleteTask(e.target.Name, t.Seq); err != nil {
+			return err
+		}
+		if err := e.journal.AppendPrepared(tx.Bolt(), recs[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// delivered tells the metrics how an attempt ended.
+func (e *Engine) delivered(outcome change.Outcome) {
+	if e.onDelivery != nil {
+		e.onDelivery(e.target.Name, outcome)
+	}
+}
+
+// notePolicy makes a delivery's record name the policy that decided when the change was
+// queued (a reload may have changed the policy since).
+func (e *Engine) notePolicy(tr *Trail, t *outbox.Task) {
+	if tr.decision != nil {
+		tr.decision.PolicyHash = t.Obligations.PolicyHash
+	}
+}
+
+// failDelivery records a failed attempt: the first task's next attempt, or its dead
+// letter, with the record (failed or dead) and the app's answer, in one transaction. A
+// coalesced delivery the app rejected is not a dead letter: its first task is tried again
+// at once on its own (see outbox.Coalescible), so that a dead letter is the change the
+// app refused.
+func (e *Engine) failDelivery(j *job, tasks []*outbox.Task, err error) outbox.Report {
+	settings := e.target.Delivery.WithDefaults()
+	now := e.now()
+	f := failureOf(err)
+	t := tasks[0]
+	var dead bool
+	if f.Rejected && len(tasks) > 1 {
+		t.Attempts++
+		t.LastError, t.LastStatus, t.NextAttempt = f.Detail, f.Status, time.Time{}
+	} else {
+		dead = settings.Fail(t, f, now)
+	}
+	outcome := change.Failed
+	if dead {
+		outcome = change.Dead
+	}
+	if j.trail.decision != nil {
+		e.notePolicy(j.trail, t)
+	}
+	rec := e.record(j.req, j.trail, outcome, 0, f.Detail)
+	data, werr := t.Encode()
+	if werr == nil {
+		werr = e.store.Update(func(tx *store.Tx) error {
+			if err := tx.UpdateTask(e.target.Name, t.Seq, data); err != nil {
+				return err
+			}
+			return e.journal.Append(tx.Bolt(), rec)
+		})
+	}
+	if errors.Is(werr, store.ErrNotFound) {
+		return outbox.Report{Done: true} // dropped while it was being delivered
+	}
+	if werr != nil {
+		// Neither the attempt nor the task's new state could be recorded: the task stays
+		// as it was and is tried again later.
+		e.logger.Error("recording a delivery attempt failed; the task is tried again", zap.String("target", e.target.Name),
+			zap.Uint64("task", t.Seq), zap.String("request_id", t.RequestID), zap.Error(werr))
+		return outbox.Report{NextAttempt: now.Add(settings.Backoff(t.Attempts, 0))}
+	}
+	e.delivered(outcome)
+	if dead {
+		e.logger.Warn("a queued change became a dead letter; the resource's later changes wait behind it",
+			zap.String("target", e.target.Name), zap.Uint64("task", t.Seq), zap.String("request_id", t.RequestID),
+			zap.String("scim_id", t.ID), zap.Int("attempts", t.Attempts), zap.Int("status", f.Status))
+	}
+	return outbox.Report{Dead: dead, NextAttempt: t.NextAttempt, Outage: !dead && !f.Rejected && f.App}
+}
+
+// failureOf says how a delivery attempt failed: rejected by the app (a dead letter at
+// once) or not (retried), with the app's status and Retry-After.
+func failureOf(err error) outbox.Failure {
+	var (
+		ne *nativeError
+		dn *Denied
+		se *scim.Error
+	)
+	switch {
+	case errors.As(err, &ne):
+		f := outbox.Failure{Rejected: ne.scim.Status < 500 && ne.scim.Status != http.StatusTooManyRequests, Detail: ne.scim.Detail, App: true}
+		if len(ne.calls) > 0 {
+			f.Status = ne.calls[len(ne.calls)-1].Status
+		}
+		var le *legacy.Error
+		if errors.As(ne.cause, &le) {
+			f.RetryAfter = le.RetryAfter
+		}
+		return f
+	case errors.As(err, &dn):
+		return outbox.Failure{Rejected: true, Detail: dn.SCIMError().Detail}
+	case errors.As(err, &se):
+		return outbox.Failure{Rejected: se.Status < 500, Detail: se.Detail}
+	}
+	return outbox.Failure{Detail: "the gateway could not deliver the change (" + err.Error() + "); it is tried again"}
+}
+
+// RecordAction journals an operator's action on the target's outbox, with who did it
+// (outbox.Deliverer): a task's record carries the queued request's id.
+func (e *Engine) RecordAction(tx *store.Tx, a outbox.Action) error {
+	rec := &journal.Record{Client: a.By, Target: e.target.Name, Action: a.Kind, Outcome: change.Applied}
+	if t := a.Task; t != nil {
+		rec.RequestID, rec.ResourceType, rec.SCIMID, rec.Subject, rec.Events = t.RequestID, t.Type, t.ID, t.Subject, t.Events
+	}
+	return e.journal.Append(tx.Bolt(), rec)
+}
+
+// Attempts returns the journal records of a task's delivery attempts and of what operators
+// did to it, oldest first (outbox.Deliverer).
+func (e *Engine) Attempts(ctx context.Context, t *outbox.Task) ([]journal.Record, error) {
+	var out []journal.Record
+	q := journal.Query{SCIMID: t.ID, FromTime: t.Queued.Add(-time.Minute)}
+	err := scanRecords(e.journal, q, func(r *journal.Record) {
+		if r.RequestID == t.RequestID && r.Action != t.Action && r.Target == e.target.Name {
+			out = append(out, *r)
+		}
+	})
+	return out, err
+}
+
+// startWorker starts the outbox worker of e's target on this store, or hands the running
+// one to e (a reload).
+func (s *Shared) startWorker(e *Engine) (*outbox.Worker, error) {
+	s.workersMu.Lock()
+	defer s.workersMu.Unlock()
+	t := e.target
+	settings := t.Delivery
+	if w := s.workers[t.Name]; w != nil {
+		w.Configure(e, settings)
+		return w, nil
+	}
+	w, err := outbox.Start(t.Name, e.store, e, settings, e.logger.Named("outbox"))
+	if err != nil {
+		return nil, fmt.Errorf("loading the outbox of %s: %w", t.Name, err)
+	}
+	if s.workers == nil {
+		s.workers = map[string]*outbox.Worker{}
+	}
+	s.workers[t.Name] = w
+	return w, nil
+}
+
+// Close stops the outbox workers (before the store closes); attempts in flight finish or
+// are cancelled, and their tasks stay in the outbox.
+func (s *Shared) Close() {
+	s.workersMu.Lock()
+	workers := s.workers
+	s.workers = nil
+	s.workersMu.Unlock()
+	for _, w := range workers {
+		w.Stop()
+	}
+}
+
+// Worker is the outbox worker of the engine's target (nil without a target).
+func (e *Engine) Worker() *outbox.Worker { return e.worker }

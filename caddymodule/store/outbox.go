@@ -1,0 +1,185 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+)
+
+// The outbox holds the deliveries a target has still to make (queued delivery): each task
+// is written in the transaction of the directory change it delivers, with its journal
+// record, and deleted in the transaction that records its delivery. The store keeps a task's
+// order (a sequence number per store, so that a cursor walks tasks in the order they were
+// queued) and the resource it changes (so that a change can ask whether the resource still
+// has tasks ahead of it); what a task says is its caller's encoding.
+//
+//	outbox     target \0 seq (8 bytes, big-endian)      -> resource id length, resource id, data
+//	outboxRes  target \0 resource id \0 seq             -> (empty)
+//	outboxState target                                   -> paused (an operator's pause)
+
+// Task is one queued delivery as the store keeps it.
+type Task struct {
+	// Seq orders the tasks of a store: a later task has a larger Seq.
+	Seq uint64
+	// Resource is the id of the resource the task changes.
+	Resource string
+	// Data is the caller's encoding of the task.
+	Data []byte
+}
+
+// Enqueue adds a task for resource in target and returns its sequence number. data is copied.
+func (tx *Tx) Enqueue(target, resource string, data []byte) (uint64, error) {
+	if err := tx.checkWritable(); err != nil {
+		return 0, err
+	}
+	if err := checkOutboxArgs(target, resource); err != nil {
+		return 0, err
+	}
+	b := tx.bucket(bucketOutbox)
+	seq, err := b.NextSequence()
+	if err != nil {
+		return 0, fmt.Errorf("numbering a task of %s: %w", target, err)
+	}
+	if err := tx.putTask(target, Task{Seq: seq, Resource: resource, Data: data}); err != nil {
+		return 0, err
+	}
+	if err := tx.bucket(bucketOutboxRes).Put(taskResKey(target, resource, seq), []byte{}); err != nil {
+		return 0, fmt.Errorf("queueing a task of %s: %w", target, err)
+	}
+	return seq, nil
+}
+
+// UpdateTask replaces the data of task seq in target (its resource and place stay), or
+// returns ErrNotFound.
+func (tx *Tx) UpdateTask(target string, seq uint64, data []byte) error {
+	if err := tx.checkWritable(); err != nil {
+		return err
+	}
+	t, err := tx.Task(target, seq)
+	if err != nil {
+		return err
+	}
+	t.Data = data
+	return tx.putTask(target, t)
+}
+
+func (tx *Tx) putTask(target string, t Task) error {
+	v := binary.AppendUvarint(make([]byte, 0, len(t.Resource)+len(t.Data)+2), uint64(len(t.Resource)))
+	v = append(v, t.Resource...)
+	v = append(v, t.Data...)
+	if err := tx.bucket(bucketOutbox).Put(taskKey(target, t.Seq), v); err != nil {
+		return fmt.Errorf("writing task %d of %s: %w", t.Seq, target, err)
+	}
+	return nil
+}
+
+// Task returns task seq of target (a copy), or ErrNotFound.
+func (tx *Tx) Task(target string, seq uint64) (Task, error) {
+	if err := checkName("target", target); err != nil {
+		return Task{}, err
+	}
+	v := tx.bucket(bucketOutbox).Get(taskKey(target, seq))
+	if v == nil {
+		return Task{}, ErrNotFound
+	}
+	return decodeTask(seq, v)
+}
+
+// DeleteTask removes task seq of target, or returns ErrNotFound.
+func (tx *Tx) DeleteTask(target string, seq uint64) error {
+	if err := tx.checkWritable(); err != nil {
+		return err
+	}
+	t, err := tx.Task(target, seq)
+	if err != nil {
+		return err
+	}
+	if err := tx.bucket(bucketOutbox).Delete(taskKey(target, seq)); err != nil {
+		return fmt.Errorf("deleting task %d of %s: %w", seq, target, err)
+	}
+	if err := tx.bucket(bucketOutboxRes).Delete(taskResKey(target, t.Resource, seq)); err != nil {
+		return fmt.Errorf("deleting task %d of %s: %w", seq, target, err)
+	}
+	return nil
+}
+
+// Tasks calls fn with the tasks of target whose sequence number is greater than after, in
+// order, until fn returns false or an error (which Tasks returns).
+func (tx *Tx) Tasks(target string, after uint64, fn func(Task) (bool, error)) error {
+	if err := checkName("target", target); err != nil {
+		return err
+	}
+	prefix := append([]byte(target), sep)
+	c := tx.bucket(bucketOutbox).Cursor()
+	for k, v := c.Seek(taskKey(target, after+1)); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		if len(k) != len(prefix)+8 {
+			return fmt.Errorf("%w: outbox key of %s", ErrCorrupt, target)
+		}
+		t, err := decodeTask(binary.BigEndian.Uint64(k[len(prefix):]), v)
+		if err != nil {
+			return err
+		}
+		more, err := fn(t)
+		if err != nil || !more {
+			return err
+		}
+	}
+	return nil
+}
+
+// HasTasks reports whether resource has a task in target's outbox.
+func (tx *Tx) HasTasks(target, resource string) bool {
+	if checkOutboxArgs(target, resource) != nil {
+		return false
+	}
+	prefix := joinKey(target, resource, "")
+	k, _ := tx.bucket(bucketOutboxRes).Cursor().Seek(prefix)
+	return k != nil && bytes.HasPrefix(k, prefix)
+}
+
+func checkOutboxArgs(target, resource string) error {
+	if err := checkName("target", target); err != nil {
+		return err
+	}
+	return checkName("resource id", resource)
+}
+
+func taskKey(target string, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(append([]byte(target), sep), seq)
+}
+
+func taskResKey(target, resource string, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(joinKey(target, resource, ""), seq)
+}
+
+func decodeTask(seq uint64, v []byte) (Task, error) {
+	n, w := binary.Uvarint(v)
+	if w <= 0 || uint64(len(v)-w) < n {
+		return Task{}, fmt.Errorf("%w: outbox task %d", ErrCorrupt, seq)
+	}
+	res := string(v[w : w+int(n)])
+	return Task{Seq: seq, Resource: res, Data: append([]byte(nil), v[w+int(n):]...)}, nil
+}
+
+// SetOutboxPaused records whether an operator paused target's deliveries (kept across
+// restarts).
+func (tx *Tx) SetOutboxPaused(target string, paused bool) error {
+	if err := tx.checkWritable(); err != nil {
+		return err
+	}
+	if err := checkName("target", target); err != nil {
+		return err
+	}
+	if !paused {
+		return tx.bucket(bucketOutboxState).Delete([]byte(target))
+	}
+	return tx.bucket(bucketOutboxState).Put([]byte(target), []byte{1})
+}
+
+// OutboxPaused reports whether target's deliveries are paused.
+func (tx *Tx) OutboxPaused(target string) bool {
+	if checkName("target", target) != nil {
+		return false
+	}
+	return tx.bucket(bucketOutboxState).Get([]byte(target)) != nil
+}

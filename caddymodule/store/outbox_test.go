@@ -1,0 +1,89 @@
+package store
+
+import (
+	"errors"
+	"testing"
+)
+
+// TestOutbox: tasks keep their order per target, are found by resource, update in place,
+// and leave nothing behind when deleted; other targets' tasks are not seen.
+func TestOutbox(t *testing.T) {
+	s := openTest(t)
+	var seqs []uint64
+	err := s.Update(func(tx *Tx) error {
+		for _, res := range []string{"u1", "g1", "u1"} {
+			seq, err := tx.Enqueue("app", res, []byte("task of "+res))
+			if err != nil {
+				return err
+			}
+			seqs = append(seqs, seq)
+		}
+		_, err := tx.Enqueue("other", "u9", []byte("x"))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !(seqs[0] < seqs[1] && seqs[1] < seqs[2]) {
+		t.Fatalf("sequence numbers not increasing: %v", seqs)
+	}
+	list := func(after uint64) []Task {
+		var out []Task
+		_ = s.View(func(tx *Tx) error {
+			return tx.Tasks("app", after, func(tk Task) (bool, error) { out = append(out, tk); return true, nil })
+		})
+		return out
+	}
+	got := list(0)
+	if len(got) != 3 || got[0].Resource != "u1" || got[1].Resource != "g1" || string(got[2].Data) != "task of u1" {
+		t.Fatalf("tasks: %+v", got)
+	}
+	if got := list(seqs[1]); len(got) != 1 || got[0].Seq != seqs[2] {
+		t.Fatalf("tasks after %d: %+v", seqs[1], got)
+	}
+	_ = s.View(func(tx *Tx) error {
+		if !tx.HasTasks("app", "u1") || !tx.HasTasks("app", "g1") || tx.HasTasks("app", "u9") || tx.HasTasks("app", "u") {
+			t.Error("HasTasks wrong")
+		}
+		return nil
+	})
+	err = s.Update(func(tx *Tx) error {
+		if err := tx.UpdateTask("app", seqs[0], []byte("retried")); err != nil {
+			return err
+		}
+		if err := tx.DeleteTask("app", seqs[0]); err != nil {
+			return err
+		}
+		return tx.DeleteTask("app", seqs[1])
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = s.View(func(tx *Tx) error {
+		if !tx.HasTasks("app", "u1") || tx.HasTasks("app", "g1") {
+			t.Error("HasTasks after delete wrong")
+		}
+		if _, err := tx.Task("app", seqs[0]); !errors.Is(err, ErrNotFound) {
+			t.Errorf("deleted task: %v", err)
+		}
+		return nil
+	})
+	err = s.Update(func(tx *Tx) error {
+		if err := tx.DeleteTask("app", seqs[0]); !errors.Is(err, ErrNotFound) {
+			t.Errorf("second delete: %v", err)
+		}
+		if err := tx.UpdateTask("app", 999, nil); !errors.Is(err, ErrNotFound) {
+			t.Errorf("update of a missing task: %v", err)
+		}
+		if _, err := tx.Enqueue("app", "a\x00b", nil); !errors.Is(err, ErrInvalidKey) {
+			t.Errorf("bad resource id: %v", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.View(func(tx *Tx) error { _, err := tx.Enqueue("app", "u", nil); return err }); !errors.Is(err, ErrReadOnly) {
+		t.Fatalf("enqueue in a read transaction: %v", err)
+	}
+}
