@@ -307,3 +307,19 @@ func TestQueuedAcrossReload(t *testing.T) {
 		t.Fatal("no account after the delivery")
 	}
 }
+
+// TestRolesAreDeliveredImmediately: a role list is computed from the directory as the
+// change leaves it, so groups as roles refuse queued and fallback delivery at load.
+func TestRolesAreDeliveredImmediately(t *testing.T) {
+	for _, mode := range []string{"queued", "fallback"} {
+		g := &Handler{
+			Tokens:  []Token{{Name: "entra", Value: testToken}},
+			DataDir: t.TempDir(),
+			Target:  &TargetConfig{Name: "roles", URL: "http://127.0.0.1:9", Mapping: filepath.Join("..", "mappings", "roles-example.json"), Delivery: mode},
+		}
+		err := provisionHandler(t, g)
+		if err == nil || !strings.Contains(err.Error(), "groups as roles") || !strings.Contains(err.Error(), "delivered immediately only") {
+			t.Errorf("delivery %s with groups as roles: %v", mode, err)
+		}
+	}
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/scimgate/scimgate/caddymodule/legacy"
 	"github.com/scimgate/scimgate/caddymodule/mapping"
+	"github.com/scimgate/scimgate/caddymodule/outbox"
 	"github.com/scimgate/scimgate/caddymodule/provision"
 )
 
@@ -149,6 +150,12 @@ func (c *TargetConfig) provision(ctx caddy.Context, repl *caddy.Replacer) (*prov
 	delivery, err := c.deliverySettings()
 	if err != nil {
 		return nil, fmt.Errorf("target %s: %w", name, err)
+	}
+	if delivery.Mode != outbox.Immediate && m.Roles() != nil {
+		// A role list is recomputed from the directory as the change leaves it, under the
+		// users' locks until the commit: a queued delivery, made later, would send lists
+		// of another moment.
+		return nil, fmt.Errorf("target %s: groups as roles (groups.roles in %s) are delivered immediately only: remove delivery %s", name, c.Mapping, delivery.Mode)
 	}
 	return &provision.Target{Name: name, DryRun: c.DryRun, Mapping: m, Client: client, Headers: headers, Delivery: delivery}, nil
 }
