@@ -79,6 +79,11 @@ func startPolicyRigWith(t *testing.T, policyDir, appURL, mappingFile string) *po
 	t.Setenv("SCIMGATE_IT_STORAGE", t.TempDir())
 	t.Setenv("SCIMGATE_IT_TOKEN", testToken)
 	t.Setenv("SCIMGATE_IT_POLICY", policyDir)
+	if os.Getenv("SCIMGATE_IT_POLICY_TIMEOUT") == "" {
+		// These tests check what a decision does, not how fast it is made: under the race
+		// detector on a loaded CI machine a decision takes longer than the default 100ms.
+		t.Setenv("SCIMGATE_IT_POLICY_TIMEOUT", "10s")
+	}
 	if appURL == "" {
 		appURL = r.app
 	}
