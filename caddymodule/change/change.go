@@ -56,14 +56,14 @@ const (
 	ActionList      Action = "list"
 	ActionSearch    Action = "search"
 	ActionReconcile Action = "reconcile"
-	// ActionRepair is a change a reconcile made to bring an app's account back in line with
-	// the directory (create, deactivate, update, members): decided by the policy and
-	// counted by its stats like Entra's changes.
-	ActionRepair Action = "repair"
 	ActionPrune     Action = "prune"
 	// ActionCascade is a change the directory made to another resource because of the
 	// request with the same request_id (a deleted manager's reports lose the reference).
 	ActionCascade Action = "cascade"
+	// ActionRepair is a change a reconcile made to bring an app's account back in line with
+	// the directory (create, deactivate, update, members): decided by the policy and
+	// counted by its stats like Entra's changes.
+	ActionRepair Action = "repair"
 )
 
 // Outcome is how a request ended, as its journal record says.

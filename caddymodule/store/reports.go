@@ -15,7 +15,7 @@ func (tx *Tx) PutReport(keep int, build func(id uint64) (summary, report []byte,
 	if err := tx.checkWritable(); err != nil {
 		return 0, err
 	}
-	idx, reps := tx.bucket(bucketRepIndex), tx.bucket(bucketReports)
+	idx, reps := tx.bucket(bucketRepSums), tx.bucket(bucketReports)
 	seq, err := idx.NextSequence()
 	if err != nil {
 		return 0, err
@@ -60,7 +60,7 @@ func (tx *Tx) Report(id uint64) ([]byte, error) {
 // ReportSummaries calls fn with each stored report's id and summary (a copy), newest
 // first, until fn returns false.
 func (tx *Tx) ReportSummaries(fn func(id uint64, summary []byte) bool) error {
-	c := tx.bucket(bucketRepIndex).Cursor()
+	c := tx.bucket(bucketRepSums).Cursor()
 	for k, v := c.Last(); k != nil; k, v = c.Prev() {
 		if len(k) != 8 {
 			return errors.Join(ErrCorrupt, errors.New("a report key is not 8 bytes"))

@@ -49,21 +49,21 @@ var (
 	bucketMembers  = []byte("members")
 	bucketMemberOf = []byte("memberOf")
 	bucketMeta     = []byte("meta")
-	bucketIDMap    = []byte("idmap")       // target \x00 SCIM id -> native id
-	bucketIDMapRev = []byte("idmapRev")    // target \x00 native id -> SCIM id
-	bucketMarks    = []byte("marks")       // target \x00 SCIM id -> what policy did to the app's account
-	bucketAdopt    = []byte("adopt")       // target \x00 type \x00 folded name -> seq of the create's intent
-	bucketProgress = []byte("progress")    // target \x00 SCIM id -> the calls a failed flow made
-	bucketRoles    = []byte("roles")       // target \x00 group's SCIM id -> the app's role it stands for
-	bucketWithheld = []byte("withheld")    // target \x00 group \x00 member -> kept out of the role by policy
-	bucketReports  = []byte("reports")     // 8-byte seq -> a reconcile report (reports.go)
-	bucketRepIndex = []byte("reportIndex") // 8-byte seq -> the report's summary
+	bucketIDMap    = []byte("idmap")    // target \x00 SCIM id -> native id
+	bucketIDMapRev = []byte("idmapRev") // target \x00 native id -> SCIM id
+	bucketMarks    = []byte("marks")    // target \x00 SCIM id -> what policy did to the app's account
+	bucketAdopt    = []byte("adopt")    // target \x00 type \x00 folded name -> seq of the create's intent
+	bucketProgress = []byte("progress") // target \x00 SCIM id -> the calls a failed flow made
+	bucketRoles    = []byte("roles")    // target \x00 group's SCIM id -> the app's role it stands for
+	bucketWithheld = []byte("withheld") // target \x00 group \x00 member -> kept out of the role by policy
+	bucketReports  = []byte("reports")  // 8-byte seq -> a reconcile report (reports.go)
+	bucketRepSums  = []byte("repsums")  // 8-byte seq -> the report's summary
 
 	keyFormat = []byte("format")
 )
 
 // topBuckets are created by Open, so read transactions can rely on them existing.
-var topBuckets = [][]byte{bucketRecords, bucketIDs, bucketIndex, bucketMembers, bucketMemberOf, bucketMeta, bucketIDMap, bucketIDMapRev, bucketMarks, bucketAdopt, bucketProgress, bucketRoles, bucketWithheld, bucketReports, bucketRepIndex}
+var topBuckets = [][]byte{bucketRecords, bucketIDs, bucketIndex, bucketMembers, bucketMemberOf, bucketMeta, bucketIDMap, bucketIDMapRev, bucketMarks, bucketAdopt, bucketProgress, bucketRoles, bucketWithheld, bucketReports, bucketRepSums}
 
 // ErrNotFound is returned when a record (or the type holding an id) does not exist.
 var ErrNotFound = errors.New("store: not found")
