@@ -54,6 +54,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        auth basic|api_key|oauth2 { ... }   # see parseAuthBlock; secrets from {env.*} or *_file
 //	        transport http { ... }      # Caddy's reverse_proxy HTTP transport options
 //	                                    # (tls, tls_client_auth <cert> <key> for mTLS, timeouts)
+//	        reconcile { ... }           # schedule and repairs; see parseReconcileBlock
 //	    }
 //	    journal {
 //	        name <name>                 # default scimgate
@@ -257,6 +258,13 @@ func parseTargetBlock(d *caddyfile.Dispenser) (*TargetConfig, error) {
 				}
 				tc.DryRun = v
 			}
+			continue
+		case "reconcile":
+			rc, err := parseReconcileBlock(d)
+			if err != nil {
+				return nil, err
+			}
+			tc.Reconcile = rc
 			continue
 		case "auth":
 			ac, err := parseAuthBlock(d)

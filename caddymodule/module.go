@@ -16,12 +16,14 @@ import (
 
 	"github.com/scimgate/scimgate/caddymodule/policy"
 	"github.com/scimgate/scimgate/caddymodule/provision"
+	"github.com/scimgate/scimgate/caddymodule/reconcile"
 	"github.com/scimgate/scimgate/caddymodule/scim"
 
 	// The journal's admin routes and its command register themselves with Caddy, so that
 	// every build with this package (cmd/scimgate, xcaddy.sh) has them.
 	_ "github.com/scimgate/scimgate/caddymodule/journaladmin"
 	_ "github.com/scimgate/scimgate/caddymodule/journalcmd"
+	_ "github.com/scimgate/scimgate/caddymodule/reconcilecmd"
 )
 
 func init() {
@@ -132,6 +134,10 @@ type Handler struct {
 	target    *provision.Target // nil without one; Cleanup closes its idle connections
 	policy    *policy.Engine    // nil without one; Cleanup drops this config's reference
 	logger    *zap.Logger
+
+	reconciler          *reconcile.Reconciler // nil when the target cannot be reconciled
+	unregisterReconcile func()
+	stopReconcile       func() // stops the schedule; nil without one
 }
 
 // Token is a named bearer token.
@@ -277,6 +283,9 @@ func (g *Handler) Provision(ctx caddy.Context) error {
 		return err // Caddy cleans up a config that failed to provision: the store is released
 	}
 	g.engine = eng
+	if err := g.provisionReconcile(); err != nil {
+		return err
+	}
 	if h.journalFP != journalFingerprint(jopts) {
 		g.logger.Warn("the journal settings changed while its store stayed open; they apply after a restart",
 			zap.String("journal", h.journal.Name()), zap.String("configured_name", jopts.Name))
@@ -320,6 +329,7 @@ func (g *Handler) Validate() error {
 // Cleanup releases this config's reference to the store; the file closes when the last
 // config using it is gone (Caddy provisions a new config before it cleans up the old one).
 func (g *Handler) Cleanup() error {
+	g.cleanupReconcile()
 	if g.policy != nil {
 		// Requests of this config may still be running: Decide keeps working after Close,
 		// which only drops this config's reference to the compiled (shared) policy.

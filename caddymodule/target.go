@@ -67,6 +67,10 @@ type TargetConfig struct {
 	// keep-alive, client certificates for mTLS with tls_client_auth), as in reverse_proxy's
 	// `transport http` block. The OAuth token requests use it too.
 	Transport *reverseproxy.HTTPTransport `json:"transport,omitempty"`
+
+	// Reconcile schedules reconciles of the app with the directory and sets how they
+	// repair (see ReconcileConfig). Without it the app is reconciled on request only.
+	Reconcile *ReconcileConfig `json:"reconcile,omitempty"`
 }
 
 var validTargetName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)

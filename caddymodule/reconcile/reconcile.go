@@ -223,3 +223,65 @@ func Summaries(s *store.Store) ([]Summary, error) {
 	})
 	return out, err
 }
+
+// FixReport makes the repairs of a stored report's findings (an admin's decision on a
+// report read earlier), as Run with fix does, and stores and journals the result as a new
+// report whose findings say what was done. Each repair reads the directory afresh: a
+// finding the directory no longer supports (a user reactivated since, a member removed)
+// is refused or skipped by the engine, never forced.
+func (rc *Reconciler) FixReport(ctx context.Context, id uint64, by string) (*Report, error) {
+	if !rc.mu.TryLock() {
+		return nil, ErrBusy
+	}
+	defer rc.mu.Unlock()
+	old, err := Load(rc.store, id)
+	if err != nil {
+		return nil, err
+	}
+	if old.Target != rc.target.Name {
+		return nil, fmt.Errorf("report %d is of target %s, not %s", id, old.Target, rc.target.Name)
+	}
+	if !old.Complete {
+		return nil, fmt.Errorf("report %d is incomplete (the app was not read in full): run a new reconcile", id)
+	}
+	r := &Report{Run: "reconcile-" + uuid.NewString(), Target: old.Target, By: by, Fix: true, Started: time.Now().UTC(), Complete: true,
+		Counts: old.Counts, Findings: old.Findings, Truncated: old.Truncated,
+		Notes: append(old.Notes, fmt.Sprintf("the repairs of report %d (run %s)", old.ID, old.Run))}
+	r.Counts.Fixed, r.Counts.FixFailed = 0, 0
+	for i := range r.Findings {
+		r.Findings[i].Fix = ""
+	}
+	(&run{rc: rc, ctx: ctx, report: r}).fix()
+	r.Finished = time.Now().UTC()
+	if err := rc.save(r); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Report reads one of the target's stored reports.
+func (rc *Reconciler) Report(id uint64) (*Report, error) {
+	r, err := Load(rc.store, id)
+	if err != nil {
+		return nil, err
+	}
+	if r.Target != rc.target.Name {
+		return nil, store.ErrNotFound
+	}
+	return r, nil
+}
+
+// Summaries lists the target's stored reports, newest first.
+func (rc *Reconciler) Summaries() ([]Summary, error) {
+	all, err := Summaries(rc.store)
+	if err != nil {
+		return nil, err
+	}
+	out := all[:0]
+	for _, s := range all {
+		if s.Target == rc.target.Name {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
