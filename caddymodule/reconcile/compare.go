@@ -62,6 +62,13 @@ func (rn *run) note(f Finding) {
 	rn.report.Findings = append(rn.report.Findings, f)
 }
 
+// batchDone tells the reconciler's hook that a batch is done.
+func (rn *run) batchDone() {
+	if rn.rc.batchDone != nil {
+		rn.rc.batchDone()
+	}
+}
+
 // incomplete records that the app could not be read in full.
 func (rn *run) incomplete(what string, err error) {
 	rn.report.Complete = false
@@ -86,6 +93,7 @@ func (rn *run) compare(typ string) error {
 		if err != nil {
 			return err
 		}
+		rn.batchDone()
 		for _, g := range groups {
 			if err := rn.compareMembers(g); err != nil {
 				return err
@@ -277,6 +285,7 @@ func (rn *run) findMissing(typ string, seen *seenSet) error {
 		if err != nil {
 			return err
 		}
+		rn.batchDone()
 		if next == "" {
 			return nil
 		}

@@ -57,6 +57,9 @@ type Reconciler struct {
 	logger  *zap.Logger
 
 	mu sync.Mutex // one run at a time per reconciler
+	// batchDone, when set, is called after each batch of the app or the directory, on the
+	// run's goroutine (the benchmark measures the memory a run holds there).
+	batchDone func()
 }
 
 // New returns the reconciler of a target. The engine is the one that applies Entra's
