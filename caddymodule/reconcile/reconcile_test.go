@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/scimgate/scimgate/caddymodule/change"
+	"github.com/scimgate/scimgate/caddymodule/policy"
 	"github.com/scimgate/scimgate/caddymodule/scim"
 	"github.com/scimgate/scimgate/caddymodule/store"
 )
@@ -27,8 +28,11 @@ type seeded struct {
 	orphan []string // the orphans' native ids
 }
 
-func seed(t *testing.T) *seeded {
-	r := newRig(t)
+func seed(t *testing.T) *seeded { return seedWith(t, nil) }
+
+// seedWith is seed with a policy deciding every change.
+func seedWith(t *testing.T, pol *policy.Engine) *seeded {
+	r := newPolicyRig(t, pol)
 	s := &seeded{rig: r}
 	for i := range 100 {
 		s.users = append(s.users, r.create(r.eng, scim.UserType, user(fmt.Sprintf("u%03d", i), "Engineer", true)))

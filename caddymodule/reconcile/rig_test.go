@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/scimgate/scimgate/caddymodule/journal"
 	"github.com/scimgate/scimgate/caddymodule/legacy"
 	"github.com/scimgate/scimgate/caddymodule/mapping"
+	"github.com/scimgate/scimgate/caddymodule/policy"
 	"github.com/scimgate/scimgate/caddymodule/provision"
 	"github.com/scimgate/scimgate/caddymodule/scim"
 	"github.com/scimgate/scimgate/caddymodule/store"
@@ -32,6 +34,8 @@ const demoKey = "reconcile-demo-key-0123456789"
 type demo struct {
 	t   testing.TB
 	url string
+	// intercept, when set, sees each request first and answers it by returning true.
+	intercept atomic.Value
 }
 
 // startDemo runs the demo legacy app on a loopback port for the test.
@@ -44,11 +48,30 @@ func startDemo(t testing.TB) *demo {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = a.Cleanup() })
+	d := &demo{t: t}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if f, _ := d.intercept.Load().(func(http.ResponseWriter, *http.Request) bool); f != nil && f(w, r) {
+			return
+		}
 		_ = a.ServeHTTP(w, r, nil)
 	}))
 	t.Cleanup(srv.Close)
-	return &demo{t: t, url: srv.URL}
+	d.url = srv.URL
+	return d
+}
+
+// interceptPages makes f answer (or, returning false, pass on) the app's account list
+// requests, whose pages it makes 10 accounts long (the mapping asks for 200).
+func (d *demo) interceptPages(f func(w http.ResponseWriter, r *http.Request) bool) {
+	d.intercept.Store(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodGet || r.URL.Path != "/api/v1/accounts" {
+			return false
+		}
+		q := r.URL.Query()
+		q.Set("limit", "10")
+		r.URL.RawQuery = q.Encode()
+		return f(w, r)
+	})
 }
 
 // call makes one call to the app and fails the test unless it answers want.
@@ -101,6 +124,12 @@ type rig struct {
 
 func newRig(t testing.TB) *rig {
 	t.Helper()
+	return newPolicyRig(t, nil)
+}
+
+// newPolicyRig is newRig with a policy deciding every change (nil: none).
+func newPolicyRig(t testing.TB, pol *policy.Engine) *rig {
+	t.Helper()
 	app := startDemo(t)
 	dir := t.TempDir()
 	s, err := store.Open(filepath.Join(dir, "scimgate.db"), store.Options{})
@@ -126,7 +155,7 @@ func newRig(t testing.TB) *rig {
 	t.Cleanup(c.CloseIdleConnections)
 	r := &rig{t: t, app: app, store: s, j: j, shared: provision.NewShared(),
 		target: &provision.Target{Name: "demo", Mapping: m, Client: c, Headers: http.Header{"X-Api-Key": {demoKey}}}}
-	if r.eng, err = provision.New(provision.Config{Store: s, Journal: j, Shared: r.shared, Target: r.target}); err != nil {
+	if r.eng, err = provision.New(provision.Config{Store: s, Journal: j, Shared: r.shared, Target: r.target, Policy: pol}); err != nil {
 		t.Fatal(err)
 	}
 	if r.plain, err = provision.New(provision.Config{Store: s, Journal: j, Shared: r.shared}); err != nil {
