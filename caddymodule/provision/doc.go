@@ -17,6 +17,8 @@
 //	            roles sent under the users' role locks until the commit
 //	stats.go    the policy's counts of the last hour (the brake's input)
 //	trail.go    the journal record of a request and the SCIM error of a failure
+//	repair.go   Repair and DisableOrphan: a reconcile's repairs of the app, through Apply
+//	            (action repair: the policy decides, the stats count, intent and outcome)
 //
 // The rules it keeps (see DESIGN.md): no native call without a durable intent before it
 // and an outcome after it; the resource, its memberships, the id map, the account's mark
