@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -39,13 +40,23 @@ type gateway struct {
 // start runs the gateway; reconcileBlock is the target's reconcile block ("" for none).
 func start(t *testing.T, reconcileBlock string) *gateway {
 	t.Helper()
-	g := &gateway{admin: freeAddr(t)}
-	addr, app := freeAddr(t), freeAddr(t)
-	g.scim, g.app = "http://"+addr+"/scim/v2", "http://"+app
 	mapFile, err := filepath.Abs(filepath.Join("..", "..", "mappings", "demoapp.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	g, err := startWith(t, mapFile, reconcileBlock)
+	if err != nil {
+		t.Fatalf("starting Caddy: %v", err)
+	}
+	return g
+}
+
+// startWith runs the gateway with the mapping file mapFile.
+func startWith(t *testing.T, mapFile, reconcileBlock string) (*gateway, error) {
+	t.Helper()
+	g := &gateway{admin: freeAddr(t)}
+	addr, app := freeAddr(t), freeAddr(t)
+	g.scim, g.app = "http://"+addr+"/scim/v2", "http://"+app
 	name := strings.NewReplacer("/", "-", " ", "-").Replace(t.Name())
 	caddyfile := fmt.Sprintf(`{
 	admin %s
@@ -82,7 +93,7 @@ http://%s {
 		t.Fatalf("adapting: %v", err)
 	}
 	if err := caddy.Load(cfg, true); err != nil {
-		t.Fatalf("starting Caddy: %v", err)
+		return nil, err
 	}
 	t.Cleanup(func() {
 		if err := caddy.Load([]byte(`{"admin":{"disabled":true,"config":{"persist":false}}}`), true); err != nil {
@@ -92,7 +103,7 @@ http://%s {
 			t.Errorf("stopping Caddy: %v", err)
 		}
 	})
-	return g
+	return g, nil
 }
 
 func freeAddr(t *testing.T) string {
@@ -290,5 +301,18 @@ func TestReconcileCaddyfileErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %v, want %q", block, err, want)
 		}
+	}
+}
+
+// TestReconcileNeedsAListCall: a target configured for reconciles whose mapping has no
+// list call fails the load, naming what is missing.
+func TestReconcileNeedsAListCall(t *testing.T) {
+	mapFile := filepath.Join(t.TempDir(), "nolist.json")
+	if err := os.WriteFile(mapFile, []byte(`{"version": 1, "users": {"events": {"create": {"method": "POST", "path": "/api/v1/accounts", "id": "id", "body": {"login": "userName"}}}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := startWith(t, mapFile, "reconcile {\n\t\t\t\tevery 1h\n\t\t\t}")
+	if err == nil || !strings.Contains(err.Error(), "target demo: reconcile: the mapping has no list call") {
+		t.Fatalf("loading: %v", err)
 	}
 }
