@@ -7,7 +7,6 @@ package reconcileadmin
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/scimgate/scimgate/caddymodule/journaladmin"
 	"github.com/scimgate/scimgate/caddymodule/reconcile"
 	"github.com/scimgate/scimgate/caddymodule/store"
 )
@@ -231,31 +231,11 @@ func writeReport(w http.ResponseWriter, rep *reconcile.Report, format string) er
 	return rep.Write(w, format)
 }
 
-func allowMethods(w http.ResponseWriter, r *http.Request, methods ...string) error {
-	if slices.Contains(methods, r.Method) {
-		return nil
-	}
-	w.Header().Set("Allow", strings.Join(methods, ", "))
-	return apiError(http.StatusMethodNotAllowed, fmt.Errorf("method %s not allowed; use %s", r.Method, strings.Join(methods, " or ")))
-}
-
-// apiError is written by Caddy's admin endpoint as {"error": "..."} with the status.
-func apiError(status int, err error) error {
-	msg := err.Error()
-	return caddy.APIError{HTTPStatus: status, Err: errors.New(msg), Message: msg}
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) error {
-	body, err := json.Marshal(v)
-	if err != nil {
-		return apiError(http.StatusInternalServerError, fmt.Errorf("encoding the response: %w", err))
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_, err = w.Write(append(body, '\n'))
-	return err
-}
+var (
+	apiError     = journaladmin.APIError
+	writeJSON    = journaladmin.WriteJSON
+	allowMethods = journaladmin.AllowMethods
+)
 
 // Interface guards
 var _ caddy.AdminRouter = ReconcileAdmin{}
