@@ -33,7 +33,8 @@ type ExpectedField struct {
 	// State says the field is fed by active: a difference there is the account's state.
 	State bool
 
-	path string // the gjson path of the field in a listed item
+	path  string   // the gjson path of the field in a listed item
+	attrs []string // the SCIM attributes the field reads (canonical paths)
 }
 
 // Difference is a mapped field whose value in the app is not the mapping's.
@@ -42,6 +43,9 @@ type Difference struct {
 	App    json.RawMessage `json:"app"`      // what the app holds (null when absent)
 	Want   json.RawMessage `json:"expected"` // what the mapping sends (null when absent)
 	State  bool            `json:"state,omitempty"`
+	// Attributes are the SCIM attributes the field is made from (canonical, lower-case
+	// paths): the change to send (Input.Changed) to put the field right.
+	Attributes []string `json:"attributes,omitempty"`
 }
 
 // Expect computes the expectation of the app's account for resource r of resourceType.
@@ -65,7 +69,7 @@ func (m *Mapping) Expect(resourceType string, r scim.Resource, nativeIDOf func(s
 			out.Unknown = append(out.Unknown, f.native)
 			return
 		}
-		out.Fields = append(out.Fields, ExpectedField{Native: f.native, Value: v, Present: ok, State: state, path: gjsonPathOf(f.comps)})
+		out.Fields = append(out.Fields, ExpectedField{Native: f.native, Value: v, Present: ok, State: state, path: gjsonPathOf(f.comps), attrs: f.deps})
 	}
 	feedsState := func(f *field) bool {
 		for _, d := range f.deps {
@@ -113,7 +117,7 @@ func (x Expected) Compare(item []byte) []Difference {
 		if got.Exists() {
 			app = json.RawMessage(got.Raw)
 		}
-		out = append(out, Difference{Native: f.Native, App: app, Want: want, State: f.State})
+		out = append(out, Difference{Native: f.Native, App: app, Want: want, State: f.State, Attributes: f.attrs})
 	}
 	return out
 }

@@ -21,8 +21,8 @@ const (
 	RepairCreate RepairKind = "create"
 	// RepairDisable deactivates the account of an inactive resource (not disabled).
 	RepairDisable RepairKind = "disable"
-	// RepairUpdate sends every mapped attribute of the resource (drifted), as a change of
-	// all of them; a state that differs follows with it (deactivate or reactivate).
+	// RepairUpdate sends the mapped fields of the attributes in Repair.Changed (drifted),
+	// as an update of them; a state that differs follows with it (Reactivate).
 	RepairUpdate RepairKind = "update"
 	// RepairMembers adds the group's members the app lacks and removes those the
 	// directory does not have (membership drift), by SCIM id.
@@ -39,6 +39,10 @@ type Repair struct {
 	// Reactivate: with RepairUpdate, the account is inactive in the app but the resource
 	// is active.
 	Reactivate bool
+	// Changed: with RepairUpdate, the attributes whose fields to send (an attribute the
+	// resource no longer has is sent as the mapping sends an absent value); nil sends
+	// every attribute the resource has.
+	Changed []string
 }
 
 // Repair makes the native calls that bring the app's account of one resource back in line
@@ -84,6 +88,9 @@ func (e *Engine) decideRepair(tx *store.Tx, j *job) (*plan, error) {
 	case RepairUpdate:
 		p.events = []change.Event{change.Update}
 		p.changed = attributeNames(p.after)
+		if r.Changed != nil {
+			p.changed = r.Changed
+		}
 		if p.typ == scim.UserType && activeOf(p.after) && r.Reactivate {
 			p.events = append(p.events, change.Reactivate)
 		}

@@ -46,8 +46,9 @@
 // With fix (Run's argument, `scimgate reconcile --fix`, or FixReport on a stored report),
 // the findings the report lists are repaired through the engine (provision.Engine.Repair
 // and DisableOrphan): the missing are created (with the memberships the directory holds),
-// the not-disabled deactivated, the drifted sent every mapped attribute, and each group's
-// member drift corrected in one repair. Each repair is decided by the policy (input action
+// the not-disabled deactivated, the drifted sent the fields that differ (an update of the
+// attributes they are made from; one the directory no longer has is cleared as the
+// mapping clears it), and each group's member drift corrected in one repair. Each repair is decided by the policy (input action
 // "repair", with its events, so a policy can deny or shape it), counted by the policy's
 // stats (the brake), and journaled with its intent and outcome, with the run's id as
 // request_id and "reconcile" as client. Orphans are deactivated only with Options.Orphans

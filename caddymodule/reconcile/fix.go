@@ -13,7 +13,7 @@ import (
 // fix makes the repairs of the report's findings, each through the engine (the policy
 // decides it, its stats count it, the journal records its intent and outcome with the
 // run's id as request_id and "reconcile" as client): missing accounts are created,
-// not-disabled ones deactivated, drifted ones sent every mapped attribute, and each
+// not-disabled ones deactivated, drifted ones sent the fields that differ, and each
 // group's members added and removed in one repair. Orphans are deactivated only with
 // Orphans "disable", and never deleted. Only the findings the report lists are repaired.
 func (rn *run) fix() {
@@ -38,7 +38,8 @@ func (rn *run) fix() {
 			rn.done(f, rn.rc.engine.Repair(req, provision.Repair{Kind: provision.RepairDisable, Type: f.ResourceType, ID: f.SCIMID}))
 		case Drifted:
 			reactivate := slices.ContainsFunc(f.Fields, func(d mapping.Difference) bool { return d.State })
-			rn.done(f, rn.rc.engine.Repair(req, provision.Repair{Kind: provision.RepairUpdate, Type: f.ResourceType, ID: f.SCIMID, Reactivate: reactivate}))
+			rn.done(f, rn.rc.engine.Repair(req, provision.Repair{Kind: provision.RepairUpdate, Type: f.ResourceType, ID: f.SCIMID,
+				Reactivate: reactivate, Changed: driftedAttributes(f.Fields)}))
 		case Orphaned:
 			switch {
 			case rn.rc.opts.Orphans != OrphansDisable:
@@ -96,4 +97,17 @@ func (rn *run) done(f *Finding, res *provision.Result) {
 		f.Fix = string(res.Record.Outcome)
 	}
 	rn.report.Counts.Fixed++
+}
+
+// driftedAttributes are the SCIM attributes of the drifted fields that are not the state
+// (the reactivation puts that right): the update sends exactly those fields, including
+// one whose attribute the directory no longer has (sent as the mapping clears it).
+func driftedAttributes(fields []mapping.Difference) []string {
+	out := []string{}
+	for _, d := range fields {
+		if !d.State {
+			out = append(out, d.Attributes...)
+		}
+	}
+	return out
 }

@@ -49,8 +49,12 @@ func seedWith(t *testing.T, pol *policy.Engine) *seeded {
 	if err := r.store.Update(func(tx *store.Tx) error { return tx.Delete(scim.UserType, gone) }); err != nil {
 		t.Fatal(err)
 	}
-	// drifted: an admin changed a title in the app.
+	// drifted: an admin changed a title in the app, and a team's description.
 	r.app.call("PATCH", "/api/v1/accounts/"+r.nativeID(scim.UserType, s.users[20]), `{"org":{"title":"Hacker"}}`, 200)
+	r.app.call("PATCH", "/api/v1/teams/"+r.nativeID(scim.GroupType, s.ops), `{"description":"ours now"}`, 200)
+	// drifted: a title removed in the directory while the app kept it (a change that did
+	// not reach the app).
+	r.patch(r.plain, scim.UserType, s.users[21], `[{"op":"remove","path":"title"}]`)
 	// not disabled: a leaver deactivated through the gateway, unlocked in the app by hand.
 	leaver := r.create(r.eng, scim.UserType, user("leaver", "Engineer", true))
 	r.patch(r.eng, scim.UserType, leaver, `[{"op":"replace","path":"active","value":false}]`)
@@ -71,6 +75,8 @@ func seedWith(t *testing.T, pol *policy.Engine) *seeded {
 		"orphaned User ghost@example.com",
 		"orphaned User gone@example.com",
 		"drifted User u020@example.com",
+		"drifted Group ops",
+		"drifted User u021@example.com",
 		"not_disabled User leaver@example.com",
 		"missing User newbie@example.com",
 		"missing User latecomer@example.com",
@@ -124,8 +130,18 @@ func TestReconcileReportsExactlyTheDifferences(t *testing.T) {
 	for _, f := range rep.Findings {
 		switch f.Kind {
 		case Drifted:
-			if len(f.Fields) != 1 || f.Fields[0].Native != "org.title" || string(f.Fields[0].App) != `"Hacker"` || string(f.Fields[0].Want) != `"Engineer"` {
-				t.Errorf("drift fields %+v: want org.title app Hacker expected Engineer", f.Fields)
+			if f.ResourceType == scim.GroupType {
+				if len(f.Fields) != 1 || f.Fields[0].Native != "description" || string(f.Fields[0].App) != `"ours now"` {
+					t.Errorf("group drift fields %+v", f.Fields)
+				}
+				continue
+			}
+			want := `"Engineer"`
+			if f.Subject == "u021@example.com" {
+				want = `""` // the mapping's default for an absent title
+			}
+			if len(f.Fields) != 1 || f.Fields[0].Native != "org.title" || string(f.Fields[0].Want) != want {
+				t.Errorf("%s's drift fields %+v: want org.title expected %s", f.Subject, f.Fields, want)
 			}
 		case NotDisabled:
 			if len(f.Fields) != 1 || f.Fields[0].Native != "locked" || !f.Fields[0].State {
@@ -153,7 +169,7 @@ func TestReconcileReportsExactlyTheDifferences(t *testing.T) {
 	for _, ch := range recs[0].Changes {
 		counts[ch.Path] = string(ch.Value)
 	}
-	if counts["orphaned"] != "2" || counts["missing"] != "2" || counts["drifted"] != "1" || counts["not_disabled"] != "1" || counts["members_extra"] != "1" || counts["members_missing"] != "1" {
+	if counts["orphaned"] != "2" || counts["missing"] != "2" || counts["drifted"] != "3" || counts["not_disabled"] != "1" || counts["members_extra"] != "1" || counts["members_missing"] != "1" {
 		t.Errorf("journaled counts %v", counts)
 	}
 }
@@ -192,9 +208,9 @@ func TestReconcileFixConverges(t *testing.T) {
 			}
 		}
 	}
-	// 2 orphans, 1 drift, 1 not disabled, 2 missing, 1 group's members (both findings).
-	if repairs != 7 {
-		t.Errorf("%d applied repair records, want 7", repairs)
+	// 2 orphans, 3 drifts, 1 not disabled, 2 missing, 1 group's members (both findings).
+	if repairs != 9 {
+		t.Errorf("%d applied repair records, want 9", repairs)
 	}
 
 	again, err := rc.Run(context.Background(), false, "test")
@@ -258,7 +274,7 @@ func TestReconcileOutputs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, want := range []string{"orphaned 2, missing 2, not disabled 1, drifted 1, members missing 1, members extra 1", "org.title app=\"Hacker\" expected=\"Engineer\"", "ghost@example.com"} {
+	for _, want := range []string{"orphaned 2, missing 2, not disabled 1, drifted 3, members missing 1, members extra 1", "org.title app=\"Hacker\" expected=\"Engineer\"", "ghost@example.com"} {
 		if !strings.Contains(tbl.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, tbl.String())
 		}
