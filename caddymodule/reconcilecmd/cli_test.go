@@ -316,3 +316,39 @@ func TestReconcileNeedsAListCall(t *testing.T) {
 		t.Fatalf("loading: %v", err)
 	}
 }
+
+// TestReconcileAdminRoutes: the admin routes answer wrong methods, ids, formats and
+// parameters with the error that names them, and a stored report in each format.
+func TestReconcileAdminRoutes(t *testing.T) {
+	g := start(t, "")
+	g.createUser(t, "one@example.com")
+	base := "http://" + g.admin + "/scimgate/reconcile"
+	var rep reconcile.Report
+	if err := json.Unmarshal(do(t, "POST", base+"/demo/run", "X-Test", "1", "", 200), &rep); err != nil || rep.Counts.AppUsers != 1 {
+		t.Fatalf("run: %v %+v", err, rep.Counts)
+	}
+	id := fmt.Sprint(rep.ID)
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		want         string
+	}{
+		{"GET", "", 200, `"target":"demo"`},
+		{"POST", "/demo/reports", 405, "method POST not allowed; use GET"},
+		{"GET", "/demo/run", 405, "method GET not allowed; use POST"},
+		{"POST", "/demo/run?fix=maybe", 400, `fix: \"maybe\" is not true or false`},
+		{"GET", "/demo/reports/abc", 400, `report id \"abc\" is not a number`},
+		{"GET", "/demo/reports/" + id + "?format=xml", 400, `format: \"xml\" is not json, csv or table`},
+		{"GET", "/demo/reports/999", 404, "no such report"},
+		{"GET", "/demo/nothing", 404, "no such route"},
+		{"GET", "/other/reports", 404, `no target \"other\" can be reconciled`},
+		{"GET", "/demo/reports/" + id + "?format=table", 200, "reconcile report " + id + " of demo"},
+		{"GET", "/demo/reports/" + id + "?format=csv", 200, "report,run,target,kind"},
+		{"POST", "/demo/reports/" + id + "/fix", 200, `"fix":true`},
+	} {
+		body := string(do(t, tc.method, base+tc.path, "X-Test", "1", "", tc.status))
+		if !strings.Contains(body, tc.want) {
+			t.Errorf("%s %s: %s, want %q", tc.method, tc.path, body, tc.want)
+		}
+	}
+}
