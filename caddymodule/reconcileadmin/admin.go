@@ -34,6 +34,7 @@ const Prefix = "/scimgate/reconcile"
 //
 //	GET  /scimgate/reconcile                              the targets and their recent reports
 //	POST /scimgate/reconcile/{target}/run[?fix=true]      reconcile now; the report
+//	                                                      (?by=cli: the command asked)
 //	GET  /scimgate/reconcile/{target}/reports             the stored reports' summaries
 //	GET  /scimgate/reconcile/{target}/reports/{id}        one report
 //	POST /scimgate/reconcile/{target}/reports/{id}/fix    make the repairs of a report
@@ -151,7 +152,7 @@ func serveTarget(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		// The run goes on when the client goes away: its report is stored and listed.
-		rep, err := rc.Run(context.WithoutCancel(r.Context()), fix, "admin")
+		rep, err := rc.Run(context.WithoutCancel(r.Context()), fix, requester(r))
 		if err != nil {
 			return runError(err)
 		}
@@ -177,7 +178,7 @@ func serveTarget(w http.ResponseWriter, r *http.Request) error {
 			if err := allowMethods(w, r, http.MethodPost); err != nil {
 				return err
 			}
-			rep, err := rc.FixReport(context.WithoutCancel(r.Context()), id, "admin")
+			rep, err := rc.FixReport(context.WithoutCancel(r.Context()), id, requester(r))
 			if err != nil {
 				return runError(err)
 			}
@@ -193,6 +194,15 @@ func serveTarget(w http.ResponseWriter, r *http.Request) error {
 		return writeReport(w, rep, format)
 	}
 	return apiError(http.StatusNotFound, fmt.Errorf("no such route: %s (use %s/{target}/run, /reports or /reports/{id})", r.URL.Path, Prefix))
+}
+
+// requester names who asked, for the report and the journal: "cli" when the reconcile
+// command says so (?by=cli), else "admin".
+func requester(r *http.Request) string {
+	if r.URL.Query().Get("by") == "cli" {
+		return "cli"
+	}
+	return "admin"
 }
 
 // runError maps a reconcile's error to its status.

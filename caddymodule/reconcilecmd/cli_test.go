@@ -209,7 +209,7 @@ func TestReconcileCommand(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
-	if rep.Counts.Fixed != 2 || rep.Counts.FixFailed != 0 || rep.By != "admin" {
+	if rep.Counts.Fixed != 2 || rep.Counts.FixFailed != 0 || rep.By != "cli" {
 		t.Fatalf("fix: %+v", rep.Counts)
 	}
 	for _, a := range g.appState(t).Accounts {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 
@@ -33,7 +34,7 @@ func runFix(ctx context.Context, c *env) (int, error) {
 	if err != nil {
 		return fail("%v", err)
 	}
-	resp, err := c.call(ctx, http.MethodPost, targetPath(target, "reports", strconv.FormatUint(id, 10), "fix"), nil)
+	resp, err := c.call(ctx, http.MethodPost, targetPath(target, "reports", strconv.FormatUint(id, 10), "fix"), url.Values{"by": {"cli"}})
 	if err != nil {
 		return fail("%v", err)
 	}

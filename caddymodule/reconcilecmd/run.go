@@ -17,7 +17,7 @@ func runReconcile(ctx context.Context, c *env) (int, error) {
 		return fail("%v", err)
 	}
 	fix, _ := c.flags.GetBool("fix")
-	resp, err := c.call(ctx, http.MethodPost, targetPath(target, "run"), url.Values{"fix": {strconv.FormatBool(fix)}})
+	resp, err := c.call(ctx, http.MethodPost, targetPath(target, "run"), url.Values{"fix": {strconv.FormatBool(fix)}, "by": {"cli"}})
 	if err != nil {
 		return fail("%v", err)
 	}
