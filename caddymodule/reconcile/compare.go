@@ -69,10 +69,25 @@ func (rn *run) batchDone() {
 	}
 }
 
+// maxNotes bounds a report's notes (an app whose every group fails to list its members
+// would otherwise add one per group).
+const maxNotes = 100
+
+// addNote adds a note to the report, the last one saying how many more there were.
+func (rn *run) addNote(note string) {
+	r := rn.report
+	switch {
+	case len(r.Notes) < maxNotes:
+		r.Notes = append(r.Notes, note)
+	case len(r.Notes) == maxNotes:
+		r.Notes = append(r.Notes, "more notes were left out")
+	}
+}
+
 // incomplete records that the app could not be read in full.
 func (rn *run) incomplete(what string, err error) {
 	rn.report.Complete = false
-	rn.report.Notes = append(rn.report.Notes, what+": "+err.Error())
+	rn.addNote(what + ": " + err.Error())
 }
 
 // compare reads every account of typ in the app, page by page, looking each batch up in
@@ -119,7 +134,7 @@ func (rn *run) compare(typ string) error {
 		return err
 	}
 	if !rn.report.Complete {
-		rn.report.Notes = append(rn.report.Notes, "missing "+sectionOf(typ)+" are not reported: the app was not read in full")
+		rn.addNote("missing " + sectionOf(typ) + " are not reported: the app was not read in full")
 		return nil
 	}
 	return rn.findMissing(typ, seen)
@@ -369,7 +384,7 @@ func (rn *run) compareMembers(g groupRef) error {
 			if cerr := rn.ctx.Err(); cerr != nil {
 				return cerr
 			}
-			rn.report.Notes = append(rn.report.Notes, "the members of group "+g.subject+" ("+g.scimID+") could not be listed in full, so the directory's members it lacks are not reported: "+err.Error())
+			rn.addNote("the members of group " + g.subject + " (" + g.scimID + ") could not be listed in full, so the directory's members it lacks are not reported: " + err.Error())
 			return flush()
 		}
 		if batch = append(batch, m); len(batch) == cap(batch) {
