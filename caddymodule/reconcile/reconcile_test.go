@@ -291,3 +291,34 @@ func TestReconcileOutputs(t *testing.T) {
 		t.Error("an unknown format was accepted")
 	}
 }
+
+// TestReconcileMissingGroup: a group the app never got (created before the target was
+// configured) is missing; the fix creates its team with the members the directory holds,
+// and a second reconcile finds nothing.
+func TestReconcileMissingGroup(t *testing.T) {
+	r := newRig(t)
+	var ids []string
+	for i := range 3 {
+		ids = append(ids, r.create(r.eng, scim.UserType, user(fmt.Sprintf("m%d", i), "Engineer", true)))
+	}
+	r.create(r.plain, scim.GroupType, group("late", ids...))
+	rc := r.reconciler(Options{})
+	rep, err := rc.Run(context.Background(), true, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := keys(rep); len(got) != 1 || got[0] != "missing Group late" || rep.Findings[0].Fix != "applied" {
+		t.Fatalf("findings %v, fix %q", got, rep.Findings[0].Fix)
+	}
+	st := r.app.state()
+	if len(st.Teams) != 1 || st.Teams[0].Name != "late" || len(st.Memberships) != 3 {
+		t.Fatalf("the app after the fix: %+v", st)
+	}
+	again, err := rc.Run(context.Background(), false, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(again.Findings) != 0 {
+		t.Fatalf("a second reconcile finds %v", keys(again))
+	}
+}
