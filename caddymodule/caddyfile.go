@@ -63,6 +63,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	                                    # (tls, tls_client_auth <cert> <key> for mTLS, timeouts)
 //	        delivery immediate|queued|fallback   # default immediate
 //	        queue { ... }               # queued delivery; see parseQueueBlock
+//	        reconcile { ... }           # schedule and repairs; see parseReconcileBlock
 //	    }
 //	    journal {
 //	        name <name>                 # default scimgate
@@ -267,6 +268,13 @@ func parseTargetBlock(d *caddyfile.Dispenser) (*TargetConfig, error) {
 				}
 				tc.DryRun = v
 			}
+			continue
+		case "reconcile":
+			rc, err := parseReconcileBlock(d)
+			if err != nil {
+				return nil, err
+			}
+			tc.Reconcile = rc
 			continue
 		case "auth":
 			ac, err := parseAuthBlock(d)

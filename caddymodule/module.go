@@ -18,6 +18,7 @@ import (
 	"github.com/scimgate/scimgate/caddymodule/journal"
 	"github.com/scimgate/scimgate/caddymodule/policy"
 	"github.com/scimgate/scimgate/caddymodule/provision"
+	"github.com/scimgate/scimgate/caddymodule/reconcile"
 	"github.com/scimgate/scimgate/caddymodule/scim"
 
 	// The journal's admin routes and its command register themselves with Caddy, so that
@@ -26,6 +27,7 @@ import (
 	_ "github.com/scimgate/scimgate/caddymodule/journalcmd"
 	_ "github.com/scimgate/scimgate/caddymodule/outboxadmin"
 	_ "github.com/scimgate/scimgate/caddymodule/outboxcmd"
+	_ "github.com/scimgate/scimgate/caddymodule/reconcilecmd"
 )
 
 func init() {
@@ -151,6 +153,10 @@ type Handler struct {
 	target    *provision.Target // nil without one; Cleanup closes its idle connections
 	policy    *policy.Engine    // nil without one; Cleanup drops this config's reference
 	logger    *zap.Logger
+
+	reconciler          *reconcile.Reconciler // nil when the target cannot be reconciled
+	unregisterReconcile func()
+	stopReconcile       func() // stops the schedule; nil without one
 }
 
 // Token is a named bearer token.
@@ -269,6 +275,9 @@ func (g *Handler) Provision(ctx caddy.Context) error {
 			return err
 		}
 		g.target = t
+		if err := g.checkReconcile(); err != nil {
+			return err
+		}
 	}
 	if g.Journal == nil {
 		g.Journal = &JournalConfig{}
@@ -323,6 +332,9 @@ func (g *Handler) start() error {
 	if err := g.checkReloadBrake(registerGateway(g)); err != nil {
 		return err // Cleanup unregisters g
 	}
+	if err := g.provisionReconcile(); err != nil {
+		return err
+	}
 	if h.journalFP != journalFingerprint(g.journalOpts) {
 		g.logger.Warn("the journal settings changed while its store stayed open; they apply after a restart",
 			zap.String("journal", h.journal.Name()), zap.String("configured_name", g.journalOpts.Name))
@@ -369,6 +381,7 @@ func (g *Handler) Validate() error {
 // Cleanup releases this config's reference to the store; the file closes when the last
 // config using it is gone (Caddy provisions a new config before it cleans up the old one).
 func (g *Handler) Cleanup() error {
+	g.cleanupReconcile()
 	if g.policy != nil {
 		// Requests of this config may still be running: Decide keeps working after Close,
 		// which only drops this config's reference to the compiled (shared) policy.

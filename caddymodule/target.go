@@ -77,6 +77,10 @@ type TargetConfig struct {
 
 	// Queue tunes queued delivery (the queued and fallback modes).
 	Queue *QueueConfig `json:"queue,omitempty"`
+
+	// Reconcile schedules reconciles of the app with the directory and sets how they
+	// repair (see ReconcileConfig). Without it the app is reconciled on request only.
+	Reconcile *ReconcileConfig `json:"reconcile,omitempty"`
 }
 
 var validTargetName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)

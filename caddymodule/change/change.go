@@ -70,6 +70,10 @@ const (
 	ActionDrop   Action = "drop"
 	ActionPause  Action = "pause"
 	ActionResume Action = "resume"
+	// ActionRepair is a change a reconcile made to bring an app's account back in line with
+	// the directory (create, deactivate, update, members): decided by the policy and
+	// counted by its stats like Entra's changes.
+	ActionRepair Action = "repair"
 )
 
 // Outcome is how a request ended, as its journal record says.

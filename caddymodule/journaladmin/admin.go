@@ -191,12 +191,5 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 	return err
 }
 
-// APIError is apiError for other admin routes (../outboxadmin), so that every scimgate
-// route answers errors alike.
-func APIError(status int, err error) error { return apiError(status, err) }
-
-// WriteJSON is writeJSON for other admin routes (../outboxadmin).
-func WriteJSON(w http.ResponseWriter, status int, v any) error { return writeJSON(w, status, v) }
-
 // Interface guards
 var _ caddy.AdminRouter = (*JournalAdmin)(nil)

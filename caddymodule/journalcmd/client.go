@@ -266,14 +266,3 @@ func parseEvent(data []byte) (journal.Entry, bool, error) {
 	}
 	return e, true, nil
 }
-
-// AdminRequest sends one request to the admin endpoint at addr the way the journal
-// command does (TCP or a unix socket, with the Origin the endpoint expects); a non-2xx
-// answer is an error carrying the endpoint's message. Other commands (outbox) use it.
-func AdminRequest(ctx context.Context, addr, method, path string, q url.Values) (*http.Response, error) {
-	a, err := newAdminClient(addr)
-	if err != nil {
-		return nil, err
-	}
-	return a.do(ctx, method, path, q)
-}

@@ -103,7 +103,7 @@ func (c *compiler) compileCall(rt string, event change.Event, rule string, raw j
 	}
 	// A create's answer must carry the new id; a lookup that finds nothing is an answer too.
 	idInAnswer := cl.idPath
-	if cl.event == lookupCall || cl.event == listCall {
+	if cl.event == lookupCall || isList(cl.event) {
 		idInAnswer = ""
 	}
 	if cl.expect, err = c.compileExpect(rule+".expect", c.expect, fc.Expect, idInAnswer); err != nil {
@@ -124,7 +124,7 @@ func (c *compiler) compileMethod(cl *call, method string) error {
 	if !ok {
 		return c.errf(cl.rule+".method", "unsupported method %q; use one of %s", method, strings.Join(allowedMethods, ", "))
 	}
-	if (cl.event == lookupCall || cl.event == listCall) && cl.method != http.MethodGet {
+	if (cl.event == lookupCall || isList(cl.event)) && cl.method != http.MethodGet {
 		return c.errf(cl.rule+".method", "a %s reads: its method is GET, not %s", cl.event, cl.method)
 	}
 	// RFC 9110 §9.2.2; a POST or PATCH can be declared idempotent when the app treats it so.
@@ -177,13 +177,13 @@ func (c *compiler) compileIDPath(cl *call, raw json.RawMessage) error {
 	switch {
 	case !id.IsSet() && cl.event == lookupCall:
 		return c.errf(cl.rule+".id", "missing: a lookup needs the gjson path of the native id in its response (e.g. \"items.0.id\")")
-	case !id.IsSet() && cl.event == listCall:
+	case !id.IsSet() && isList(cl.event):
 		return c.errf(cl.rule+".id", "missing: a list needs the gjson path of the native id in each item (e.g. \"id\")")
 	case !id.IsSet():
 		return nil
-	case cl.event != change.Create && cl.event != lookupCall && cl.event != listCall:
+	case cl.event != change.Create && cl.event != lookupCall && !isList(cl.event):
 		return c.errf(cl.rule+".id", "only create and lookup responses carry the native id")
-	case cl.event == listCall && id.Path == "":
+	case isList(cl.event) && id.Path == "":
 		return c.errf(cl.rule+".id", "a list finds the native id in each item: give a gjson path such as \"id\"")
 	case cl.event == lookupCall && id.Path == "":
 		return c.errf(cl.rule+".id", "a lookup finds the native id in its JSON body: give a gjson path such as \"items.0.id\"")

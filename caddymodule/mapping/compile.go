@@ -76,6 +76,8 @@ type resourceMapping struct {
 	lookup *call
 	roles  *Roles // groups that are the app's roles (groups.roles), nil otherwise
 	list   *call  // nil: the app's accounts cannot be listed
+	// listMembers (groups): the members of one group; nil: they cannot be listed
+	listMembers *call
 }
 
 // Load reads and compiles the mapping file at path. resolve expands placeholders such as
@@ -218,6 +220,14 @@ func (c *compiler) compileResource(rt string, raw json.RawMessage) (*resourceMap
 	}
 	if !isNull(fr.List) {
 		if rm.list, err = c.compileCall(rt, listCall, section+".list", fr.List, headers); err != nil {
+			return nil, err
+		}
+	}
+	if !isNull(fr.ListMembers) {
+		if rt != scim.GroupType {
+			return nil, c.errf(section+".list_members", "members are listed per group: write it as groups.list_members")
+		}
+		if rm.listMembers, err = c.compileCall(rt, listMembersCall, section+".list_members", fr.ListMembers, headers); err != nil {
 			return nil, err
 		}
 	}

@@ -31,6 +31,7 @@
 //	  "headers": {...},                  optional, added to (and overriding) the file's
 //	  "lookup":  {call},                 optional, see Lookup below
 //	  "list":    {call},                 optional: every account, page by page (see Lists)
+//	  "list_members": {call},            groups only, optional: a group's members (see Lists)
 //	  "events":  {"create": {call}, ...} the native call of each semantic event
 //	  "roles":   {...}                   groups only, instead of events: see Groups as roles
 //	}
@@ -400,6 +401,20 @@
 //
 // "max_pages" bounds a listing (default 100, at most 100000): reaching it is an error, never
 // a silent end. A page that leads back to itself is an error too.
+//
+// "list_members" (groups only) lists the members of one group, page by page, for a
+// reconcile of memberships: the same options as "list", with the group's native id, {id},
+// as its path's only placeholder, and "id" the member's native id within an item:
+//
+//	"list_members": {"method": "GET", "path": "/api/v1/teams/{id}/members?limit=200",
+//	                 "items": "items", "id": "account_id",
+//	                 "paging": {"type": "cursor", "cursor": "next_cursor", "param": "cursor"}}
+//
+// A reconcile (caddymodule/reconcile) compares each listed account with what the mapping
+// would send for the directory's resource (Mapping.Expect): the fields of the update call
+// (all of them, as with "send": "all") and the create's fields fed by active (the
+// account's state), each read in the listed item at its native path, after the
+// transforms. Absent, null and "" are one value; numbers compare by value.
 //
 // # Answers
 //

@@ -23,11 +23,13 @@ type fileMapping struct {
 }
 
 type fileResource struct {
-	Headers map[string]string          `json:"headers"`
-	Lookup  json.RawMessage            `json:"lookup"`
-	List    json.RawMessage            `json:"list"`
-	Events  map[string]json.RawMessage `json:"events"`
-	Roles   json.RawMessage            `json:"roles"` // groups only: groups are the app's roles
+	Headers map[string]string `json:"headers"`
+	Lookup  json.RawMessage   `json:"lookup"`
+	List    json.RawMessage   `json:"list"`
+	// ListMembers (groups only): every member of one group, page by page.
+	ListMembers json.RawMessage            `json:"list_members"`
+	Events      map[string]json.RawMessage `json:"events"`
+	Roles       json.RawMessage            `json:"roles"` // groups only: groups are the app's roles
 }
 
 type fileCall struct {

@@ -12,11 +12,19 @@ import (
 
 	"github.com/scimgate/scimgate/caddymodule/change"
 	"github.com/scimgate/scimgate/caddymodule/legacy"
+	"github.com/scimgate/scimgate/caddymodule/scim"
 )
 
 // listCall names a resource type's list call: every account of the app, page by page,
 // for a reconcile of the whole app.
 const listCall change.Event = "list"
+
+// listMembersCall names a group type's member list: every member of one group (its
+// native id is {id}), page by page, for a reconcile of memberships.
+const listMembersCall change.Event = "list_members"
+
+// isList reports whether ev names a list call (of accounts, or of a group's members).
+func isList(ev change.Event) bool { return ev == listCall || ev == listMembersCall }
 
 // filePaging is a lookup's or a list's "paging" as written.
 type filePaging struct {
@@ -31,7 +39,7 @@ type filePaging struct {
 
 // compileListOptions checks "items" and "paging" (lookup and list) and "match" (lookup).
 func (c *compiler) compileListOptions(cl *call, fc *fileCall) error {
-	read := cl.event == listCall || cl.event == lookupCall
+	read := isList(cl.event) || cl.event == lookupCall
 	switch {
 	case fc.Items != "" && !read:
 		return c.errf(cl.rule+".items", "applies to lookup and list calls only")
@@ -39,13 +47,18 @@ func (c *compiler) compileListOptions(cl *call, fc *fileCall) error {
 		return c.errf(cl.rule+".match", "applies to a lookup only")
 	case fc.Match != nil && fc.Items == "":
 		return c.errf(cl.rule+".match", "compares fields of each item: give \"items\", the path of the answer's list")
-	case cl.event == listCall && fc.Items == "":
+	case isList(cl.event) && fc.Items == "":
 		return c.errf(cl.rule+".items", "missing: a list needs the gjson path of each page's list of accounts (e.g. \"items\")")
-	case fc.Paging != nil && cl.event != listCall && cl.event != lookupCall:
+	case fc.Paging != nil && !isList(cl.event) && cl.event != lookupCall:
 		return c.errf(cl.rule+".paging", "applies to lookup and list calls only")
 	}
 	if cl.event == listCall && (len(cl.path.sources()) > 0 || len(cl.fields) > 0) {
 		return c.errf(cl.rule, "a list reads every account, of no resource in particular: its path has no placeholders and it has no body")
+	}
+	if cl.event == listMembersCall {
+		if len(cl.fields) > 0 || !cl.path.uses(srcNativeID) || len(cl.path.sources()) != 1 {
+			return c.errf(cl.rule, "a member list reads the members of one group: its path has the group's native id, {id}, as its only placeholder, and it has no body")
+		}
 	}
 	if fc.Items != "" {
 		if err := compileGJSONPath(fc.Items); err != nil {
@@ -91,6 +104,46 @@ func (m *Mapping) ListRequest(resourceType string) (*Request, bool, error) {
 	return &req, true, nil
 }
 
+// CanList reports whether the resource type's accounts can be listed (a "list" call).
+func (m *Mapping) CanList(resourceType string) bool {
+	rm := m.resource(resourceType)
+	return rm != nil && rm.list != nil
+}
+
+// CanListMembers reports whether a group's members can be listed (groups.list_members).
+func (m *Mapping) CanListMembers() bool {
+	rm := m.resource(scim.GroupType)
+	return rm != nil && rm.listMembers != nil
+}
+
+// listMembersRequest builds the member list of the group with native id groupID.
+func (m *Mapping) listMembersRequest(groupID string) (*Request, error) {
+	rm := m.resource(scim.GroupType)
+	if rm == nil || rm.listMembers == nil {
+		return nil, fmt.Errorf("mapping %s: groups have no list_members call", m.name)
+	}
+	in := &Input{ResourceType: scim.GroupType, Event: listMembersCall, NativeID: groupID}
+	req, _, err := rm.listMembers.build(&evalCtx{in: in}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &req, nil
+}
+
+// Members lists the members of the group whose native id is groupID through the mapping's
+// list_members call, page by page, as Accounts lists accounts (NativeID is the member's
+// native id).
+func (m *Mapping) Members(ctx context.Context, c *legacy.Client, header http.Header, groupID string) iter.Seq2[Account, error] {
+	return func(yield func(Account, error) bool) {
+		req, err := m.listMembersRequest(groupID)
+		if err != nil {
+			yield(Account{}, err)
+			return
+		}
+		listPages(ctx, c, header, req, yield)
+	}
+}
+
 // Account is one account of the app, as its list call gives it.
 type Account struct {
 	NativeID string
@@ -113,27 +166,32 @@ func (m *Mapping) Accounts(ctx context.Context, c *legacy.Client, header http.He
 			yield(Account{}, err)
 			return
 		}
-		h := req.Header.Clone()
-		for k, v := range header {
-			h[k] = v
+		listPages(ctx, c, header, req, yield)
+	}
+}
+
+// listPages makes a list call page by page and yields the items of each.
+func listPages(ctx context.Context, c *legacy.Client, header http.Header, req *Request, yield func(Account, error) bool) {
+	h := req.Header.Clone()
+	for k, v := range header {
+		h[k] = v
+	}
+	lr := legacy.Request{Method: req.Method, Path: req.Path, Header: h, Idempotent: true, Expect: req.Expect}
+	pages := func(yield func(*legacy.Response, error) bool) {
+		if req.Paging == nil {
+			resp, err := c.Do(ctx, lr)
+			yield(resp, err)
+			return
 		}
-		lr := legacy.Request{Method: req.Method, Path: req.Path, Header: h, Idempotent: true, Expect: req.Expect}
-		pages := func(yield func(*legacy.Response, error) bool) {
-			if req.Paging == nil {
-				resp, err := c.Do(ctx, lr)
-				yield(resp, err)
-				return
-			}
-			c.Pages(ctx, lr, *req.Paging)(yield)
+		c.Pages(ctx, lr, *req.Paging)(yield)
+	}
+	for resp, err := range pages {
+		if err != nil {
+			yield(Account{}, err)
+			return
 		}
-		for resp, err := range pages {
-			if err != nil {
-				yield(Account{}, err)
-				return
-			}
-			if !yieldItems(resp.Body, req.ItemsPath, req.IDPath, yield) {
-				return
-			}
+		if !yieldItems(resp.Body, req.ItemsPath, req.IDPath, yield) {
+			return
 		}
 	}
 }

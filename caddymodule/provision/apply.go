@@ -29,6 +29,8 @@ type Op struct {
 	Resource *scim.Prepared
 	// Patch holds a PATCH's operations.
 	Patch []scim.PatchOp
+	// Repair is what a change.ActionRepair brings back in line (see Engine.Repair).
+	Repair *Repair
 	// IfMatch is the request's If-Match precondition ("" for none).
 	IfMatch string
 	// Status is what a success answers (201, 200 or 204); the journal records it.
@@ -235,7 +237,7 @@ func (e *Engine) decideView(j *job) (*plan, error) {
 				return err
 			}
 		}
-		if t := e.target; t != nil && p.before != nil {
+		if t := e.target; t != nil && p.before != nil && !p.recreate {
 			p.nativeID, _ = tx.NativeID(t.mapKey(p.typ), p.id)
 			p.mark = tx.Mark(t.mapKey(p.typ), p.id)
 			p.progress = decodeProgress(tx.Progress(t.mapKey(p.typ), progressKey(p)))

@@ -21,6 +21,8 @@
 //	            roles sent under the users' role locks until the commit
 //	stats.go    the policy's counts of the last hour (the brake's input)
 //	trail.go    the journal record of a request and the SCIM error of a failure
+//	repair.go   Repair and DisableOrphan: a reconcile's repairs of the app, through Apply
+//	            (action repair: the policy decides, the stats count, intent and outcome)
 //
 // Beside the pipeline, read-only, for a change an operator is about to make:
 //

@@ -60,6 +60,7 @@ type plan struct {
 	// Filled by the steps before the calls.
 	same       bool        // a PATCH or PUT that leaves the resource as it is (see unchanged); rec and answer are set
 	nativeID   string      // the resource's account in the app ("" without one)
+	recreate   bool        // a repair of an account the app lost: create it again (repair.go)
 	adopt      bool        // a create listed for adoption: look the account up before creating it
 	progress   sentCalls   // calls a failed earlier attempt of the change made, not to repeat
 	mark       change.Mark // the account's mark, as decided on
@@ -95,6 +96,8 @@ func (e *Engine) decide(tx *store.Tx, j *job) (*plan, error) {
 		return e.decidePatch(tx, j)
 	case change.ActionDelete:
 		return e.decideDelete(tx, j)
+	case change.ActionRepair:
+		return e.decideRepair(tx, j)
 	}
 	return nil, scim.Errorf(http.StatusMethodNotAllowed, "", "%s is not a change the gateway makes", j.op.Action)
 }
@@ -245,6 +248,11 @@ func (e *Engine) applyPlan(tx *store.Tx, p *plan) error {
 			return notFound(err, p.typ, p.id)
 		}
 		p.created = cur.Created
+		if p.job.op.Action == change.ActionRepair {
+			// A repair changes the app, never the directory (nor its versions).
+			p.rec = cur
+			return nil
+		}
 		if p.job.op.Action == change.ActionPatch && len(p.changed) == 0 && len(p.added)+len(p.removed) == 0 {
 			// A PATCH that changes nothing leaves the record (and its version) as it is.
 			p.rec = cur

@@ -51,6 +51,18 @@ func (tx *Tx) NativeID(target, scimID string) (string, error) {
 	return string(v), nil
 }
 
+// SCIMIDOf returns the SCIM id that nativeID of target is mapped to, or ErrNotFound.
+func (tx *Tx) SCIMIDOf(target, nativeID string) (string, error) {
+	if err := checkIDMapArgs(target, "-", nativeID); err != nil {
+		return "", err
+	}
+	v := tx.bucket(bucketIDMapRev).Get(joinKey(target, nativeID))
+	if v == nil {
+		return "", ErrNotFound
+	}
+	return string(v), nil
+}
+
 // DeleteNativeID removes the mapping of scimID in target (no error when there is none).
 func (tx *Tx) DeleteNativeID(target, scimID string) error {
 	if err := tx.checkWritable(); err != nil {

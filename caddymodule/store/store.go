@@ -62,12 +62,14 @@ var (
 	bucketOutbox      = []byte("outbox")      // target \x00 seq -> a queued delivery (outbox.go)
 	bucketOutboxRes   = []byte("outboxRes")   // target \x00 resource id \x00 seq -> (empty)
 	bucketOutboxState = []byte("outboxState") // target -> paused by an operator
+	bucketReports     = []byte("reports")     // 8-byte seq -> a reconcile report (reports.go)
+	bucketRepSums     = []byte("repsums")     // 8-byte seq -> the report's summary
 
 	keyFormat = []byte("format")
 )
 
 // topBuckets are created by Open, so read transactions can rely on them existing.
-var topBuckets = [][]byte{bucketRecords, bucketIDs, bucketIndex, bucketMembers, bucketMemberOf, bucketMeta, bucketIDMap, bucketIDMapRev, bucketMarks, bucketAdopt, bucketProgress, bucketRoles, bucketWithheld, bucketOutbox, bucketOutboxRes, bucketOutboxState}
+var topBuckets = [][]byte{bucketRecords, bucketIDs, bucketIndex, bucketMembers, bucketMemberOf, bucketMeta, bucketIDMap, bucketIDMapRev, bucketMarks, bucketAdopt, bucketProgress, bucketRoles, bucketWithheld, bucketOutbox, bucketOutboxRes, bucketOutboxState, bucketReports, bucketRepSums}
 
 // ErrNotFound is returned when a record (or the type holding an id) does not exist.
 var ErrNotFound = errors.New("store: not found")

@@ -1,0 +1,183 @@
+package mapping
+
+import (
+	"encoding/json"
+	"reflect"
+	"slices"
+	"strings"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/scimgate/scimgate/caddymodule/change"
+	"github.com/scimgate/scimgate/caddymodule/scim"
+)
+
+// Expected is what an account of the app should hold for a directory resource, as the
+// mapping would send it: the fields of the update call (every one, as with "send": "all")
+// and the create's fields fed by active (the account's state, which an update often does
+// not carry), each at its native path, after the transforms. Without an update call, the
+// create's fields are the expectation. A reconcile compares a listed account with it.
+type Expected struct {
+	Fields []ExpectedField
+	// Unknown are the native paths whose value the directory's resource cannot give yet
+	// (a manager without an account in the app): not compared.
+	Unknown []string
+}
+
+// ExpectedField is one mapped field.
+type ExpectedField struct {
+	Native string // the native path as the mapping file writes it
+	Value  any    // the value the mapping sends; nil when Present is false
+	// Present is false when the mapping would leave the field out (or clear it).
+	Present bool
+	// State says the field is fed by active: a difference there is the account's state.
+	State bool
+
+	path  string   // the gjson path of the field in a listed item
+	attrs []string // the SCIM attributes the field reads (canonical paths)
+}
+
+// Difference is a mapped field whose value in the app is not the mapping's.
+type Difference struct {
+	Native string          `json:"field"`
+	App    json.RawMessage `json:"app"`      // what the app holds (null when absent)
+	Want   json.RawMessage `json:"expected"` // what the mapping sends (null when absent)
+	State  bool            `json:"state,omitempty"`
+	// Attributes are the SCIM attributes the field is made from (canonical, lower-case
+	// paths): the change to send (Input.Changed) to put the field right.
+	Attributes []string `json:"attributes,omitempty"`
+}
+
+// Expect computes the expectation of the app's account for resource r of resourceType.
+// nativeIDOf resolves references (a manager) as for Requests.
+func (m *Mapping) Expect(resourceType string, r scim.Resource, nativeIDOf func(string) (string, RefState)) Expected {
+	rm := m.resource(resourceType)
+	var out Expected
+	if rm == nil {
+		return out
+	}
+	ev := &evalCtx{in: &Input{ResourceType: rm.typ, Event: change.Update, Resource: r, NativeIDOf: nativeIDOf}, doc: r}
+	activeKey := changedKey(rm.typ, "active")
+	seen := map[string]bool{}
+	add := func(f *field, state bool) {
+		if seen[f.native] {
+			return
+		}
+		seen[f.native] = true
+		v, ok, err := f.eval(ev)
+		if err != nil {
+			out.Unknown = append(out.Unknown, f.native)
+			return
+		}
+		out.Fields = append(out.Fields, ExpectedField{Native: f.native, Value: v, Present: ok, State: state, path: gjsonPathOf(f.comps), attrs: f.deps})
+	}
+	feedsState := func(f *field) bool {
+		for _, d := range f.deps {
+			if keysOverlap(d, activeKey) {
+				return true
+			}
+		}
+		return false
+	}
+	updates := rm.calls[change.Update]
+	for _, cl := range updates {
+		if cl.members != membersNone {
+			continue
+		}
+		for _, f := range cl.fields {
+			add(f, feedsState(f))
+		}
+	}
+	for _, cl := range rm.calls[change.Create] {
+		for _, f := range cl.fields {
+			if state := feedsState(f); state || len(updates) == 0 {
+				add(f, state)
+			}
+		}
+	}
+	return out
+}
+
+// Compare returns the fields of the expectation whose value in item (an account as the
+// app listed it) differs. Absent, null and "" are one value (an app may answer any of them
+// for a field it does not hold); numbers compare by value, and a number and a string with
+// the same text are equal (to_int and to_string leave the app's own type to it).
+func (x Expected) Compare(item []byte) []Difference {
+	var out []Difference
+	for _, f := range x.Fields {
+		got := gjson.GetBytes(item, f.path)
+		if sameAsApp(f.Value, f.Present, got) {
+			continue
+		}
+		want, _ := json.Marshal(f.Value)
+		if !f.Present {
+			want = []byte("null")
+		}
+		app := json.RawMessage("null")
+		if got.Exists() {
+			app = json.RawMessage(got.Raw)
+		}
+		out = append(out, Difference{Native: f.Native, App: app, Want: want, State: f.State, Attributes: f.attrs})
+	}
+	return out
+}
+
+// sameAsApp compares a value the mapping sends with the app's.
+func sameAsApp(want any, present bool, got gjson.Result) bool {
+	appEmpty := !got.Exists() || got.Type == gjson.Null || (got.Type == gjson.String && got.Str == "")
+	if !present || want == nil {
+		return appEmpty
+	}
+	if s, ok := want.(string); ok && s == "" {
+		return appEmpty
+	}
+	if appEmpty {
+		return false
+	}
+	raw, err := json.Marshal(want)
+	if err != nil {
+		return false
+	}
+	w := gjson.ParseBytes(raw)
+	switch {
+	case w.Type == gjson.Number && got.Type == gjson.Number:
+		return w.Num == got.Num
+	case w.IsArray() || w.IsObject() || got.IsArray() || got.IsObject():
+		return reflect.DeepEqual(w.Value(), got.Value())
+	case w.Type != got.Type && (w.Type == gjson.String || got.Type == gjson.String):
+		return w.String() == got.String()
+	}
+	return w.Type == got.Type && w.String() == got.String()
+}
+
+// gjsonPathOf builds the gjson path of a native path's components.
+func gjsonPathOf(comps []string) string {
+	parts := make([]string, len(comps))
+	for i, c := range comps {
+		parts[i] = gjson.Escape(c)
+	}
+	return strings.Join(parts, ".")
+}
+
+// Subject returns the name of a listed account (its login, a group's name): the value, in
+// item, of the create's field fed by userName (users) or displayName (groups); "" when the
+// mapping sends none.
+func (m *Mapping) Subject(resourceType string, item []byte) string {
+	rm := m.resource(resourceType)
+	if rm == nil {
+		return ""
+	}
+	attr := "userName"
+	if rm.typ == scim.GroupType {
+		attr = "displayName"
+	}
+	key := changedKey(rm.typ, attr)
+	for _, cl := range rm.calls[change.Create] {
+		for _, f := range cl.fields {
+			if f.src != nil && slices.Contains(f.deps, key) {
+				return gjson.GetBytes(item, gjsonPathOf(f.comps)).String()
+			}
+		}
+	}
+	return ""
+}

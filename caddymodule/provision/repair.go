@@ -1,0 +1,200 @@
+package provision
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/scimgate/scimgate/caddymodule/change"
+	"github.com/scimgate/scimgate/caddymodule/scim"
+	"github.com/scimgate/scimgate/caddymodule/store"
+)
+
+// RepairKind is what a repair brings back in line.
+type RepairKind string
+
+// Repairs a reconcile asks for (caddymodule/reconcile).
+const (
+	// RepairCreate creates the account of a resource the app lacks (missing), with the
+	// memberships the directory holds (a catch-up create). An account the id map names but
+	// the app no longer has is created again, and the id map follows.
+	RepairCreate RepairKind = "create"
+	// RepairDisable deactivates the account of an inactive resource (not disabled).
+	RepairDisable RepairKind = "disable"
+	// RepairUpdate sends the mapped fields of the attributes in Repair.Changed (drifted),
+	// as an update of them; a state that differs follows with it (Reactivate).
+	RepairUpdate RepairKind = "update"
+	// RepairMembers adds the group's members the app lacks and removes those the
+	// directory does not have (membership drift), by SCIM id.
+	RepairMembers RepairKind = "members"
+)
+
+// Repair is one change a reconcile makes to the app for a resource of the directory.
+type Repair struct {
+	Kind RepairKind
+	Type string // scim.UserType or scim.GroupType
+	ID   string // the resource's SCIM id
+	// Add and Remove are the members (SCIM ids) of a RepairMembers.
+	Add, Remove []string
+	// Reactivate: with RepairUpdate, the account is inactive in the app but the resource
+	// is active.
+	Reactivate bool
+	// Changed: with RepairUpdate, the attributes whose fields to send (an attribute the
+	// resource no longer has is sent as the mapping sends an absent value); nil sends
+	// every attribute the resource has.
+	Changed []string
+}
+
+// Repair makes the native calls that bring the app's account of one resource back in line
+// with the directory, through the same steps as Apply: the resource is locked, the policy
+// decides on the repair (action "repair", with its events: it may deny, skip or shape it,
+// and its stats count it, so the brake holds), the intent is journaled before the calls
+// and the outcome after them, and the id map and the account's mark are committed with
+// the outcome. The directory's resource is not changed. req names who asked (the
+// reconcile's report in req.ID, "reconcile" in req.Client).
+func (e *Engine) Repair(req Request, r Repair) *Result {
+	if e.target == nil {
+		se := scim.Errorf(http.StatusConflict, "", "the gateway has no target to repair")
+		return &Result{Status: se.Status, Err: se}
+	}
+	rr := r
+	return e.Apply(req, &Op{Action: change.ActionRepair, Type: r.Type, ID: r.ID, Status: http.StatusOK, Repair: &rr})
+}
+
+// decideRepair plans a repair: the resource as stored, unchanged, and the events that
+// make the app's account match it.
+func (e *Engine) decideRepair(tx *store.Tx, j *job) (*plan, error) {
+	r := j.op.Repair
+	if r == nil {
+		return nil, errors.New("provision: a repair without its kind")
+	}
+	p, _, err := e.loadCurrent(tx, j)
+	if err != nil {
+		return nil, err
+	}
+	p.after = p.before
+	switch r.Kind {
+	case RepairCreate:
+		// An update of a resource without an account becomes its create (catchUp), which
+		// carries every attribute and the state, and sends the memberships it already has.
+		p.recreate = true
+		p.events = []change.Event{change.Update}
+		p.changed = attributeNames(p.after)
+	case RepairDisable:
+		if p.typ != scim.UserType || activeOf(p.after) {
+			return nil, scim.Errorf(http.StatusConflict, "", "%s %s is active in the directory: there is nothing to deactivate", p.typ, p.id)
+		}
+		p.events = []change.Event{change.Deactivate}
+	case RepairUpdate:
+		p.events = []change.Event{change.Update}
+		p.changed = attributeNames(p.after)
+		if r.Changed != nil {
+			p.changed = r.Changed
+		}
+		if p.typ == scim.UserType && activeOf(p.after) && r.Reactivate {
+			p.events = append(p.events, change.Reactivate)
+		}
+	case RepairMembers:
+		if p.typ != scim.GroupType {
+			return nil, scim.BadRequest(scim.TypeInvalidValue, "members are repaired on groups, not on %s", p.typ)
+		}
+		for _, id := range r.Add {
+			if has, err := tx.HasMember(p.id, id); err != nil || !has {
+				if err != nil {
+					return nil, err
+				}
+				continue // no longer a member: nothing to add
+			}
+			p.added = append(p.added, id)
+		}
+		for _, id := range r.Remove {
+			if has, err := tx.HasMember(p.id, id); err != nil || has {
+				if err != nil {
+					return nil, err
+				}
+				continue // a member again: not to remove
+			}
+			p.removed = append(p.removed, id)
+		}
+		if len(p.added) > 0 {
+			p.events = append(p.events, change.AddMembers)
+		}
+		if len(p.removed) > 0 {
+			p.events = append(p.events, change.RemoveMembers)
+		}
+	default:
+		return nil, fmt.Errorf("provision: unknown repair %q", r.Kind)
+	}
+	return p, nil
+}
+
+// IDMapKey is the id map namespace of the target's resources of typ (store.Tx.NativeID).
+func (t *Target) IDMapKey(typ string) string { return t.mapKey(typ) }
+
+// DisableOrphan deactivates an account of the app that no resource of the directory
+// stands for (an orphan: never provisioned through the gateway, or its resource was
+// deleted), by its native id: the policy decides (action "repair", event deactivate, no
+// resource), the intent and the outcome are journaled, and the directory is not changed.
+// subject names the account for the journal (its login as the app lists it).
+func (e *Engine) DisableOrphan(req Request, typ, nativeID, subject string) *Result {
+	if e.target == nil {
+		se := scim.Errorf(http.StatusConflict, "", "the gateway has no target to repair")
+		return &Result{Status: se.Status, Err: se}
+	}
+	op := &Op{Action: change.ActionRepair, Type: typ, Status: http.StatusOK}
+	j := &job{req: req, op: op, now: e.now().UTC()}
+	j.trail = &Trail{Action: op.Action, Type: typ, Subject: subject, target: e.target.Name, nativeID: nativeID, events: []change.Event{change.Deactivate}}
+	p := &plan{job: j, typ: typ, events: []change.Event{change.Deactivate}, nativeID: nativeID}
+	unlock := e.locks.lock("orphan:" + typ + ":" + nativeID)
+	defer unlock()
+	v := e.decidePolicy(j, p)
+	if v.undecided != nil {
+		return e.fail(req, j.trail, &Undecided{Err: v.undecided})
+	}
+	if e.policy != nil {
+		j.trail.decision = e.journalDecision(v.decision, nil, nil)
+	}
+	if !v.decision.Allow {
+		return e.fail(req, j.trail, &Denied{Decision: v.decision})
+	}
+	outcome := change.Skipped
+	if !v.decision.Skip {
+		if err := e.disableOrphan(j, p); err != nil {
+			v.release()
+			return e.fail(req, j.trail, err)
+		}
+		outcome = change.Applied
+		if e.target.DryRun {
+			outcome = change.DryRun
+		}
+	} else {
+		v.release()
+	}
+	rec := e.record(req, j.trail, outcome, op.Status, "")
+	if err := e.store.Update(func(tx *store.Tx) error { return e.journal.Append(tx.Bolt(), rec) }); err != nil {
+		return e.fail(req, j.trail, err)
+	}
+	return &Result{Status: op.Status, Record: rec}
+}
+
+// disableOrphan journals the intent and makes the deactivation's calls.
+func (e *Engine) disableOrphan(j *job, p *plan) error {
+	if !e.target.DryRun && e.anyMapped(p) {
+		intent, err := e.journal.Prepare(e.record(j.req, j.trail, change.Pending, 0, ""))
+		if err != nil {
+			return err
+		}
+		if err := e.store.Update(func(tx *store.Tx) error { return e.journal.AppendPrepared(tx.Bolt(), intent) }); err != nil {
+			return err
+		}
+	}
+	res, err := e.syncNative(j.req.ctx(), p)
+	defer res.release()
+	var ne *nativeError
+	if errors.As(err, &ne) {
+		j.trail.noteCalls(ne.calls)
+	} else if err == nil {
+		j.trail.noteCalls(res.calls)
+	}
+	return err
+}

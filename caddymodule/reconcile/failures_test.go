@@ -1,0 +1,226 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/scimgate/scimgate/caddymodule/change"
+	"github.com/scimgate/scimgate/caddymodule/mapping"
+	"github.com/scimgate/scimgate/caddymodule/policy"
+	"github.com/scimgate/scimgate/caddymodule/provision"
+	"github.com/scimgate/scimgate/caddymodule/scim"
+)
+
+// TestReconcileIncompleteListing: when a page of the app fails, the report says it is
+// incomplete, reports no missing accounts (they could be on the pages not read), fixes
+// nothing, and its journal record is failed.
+func TestReconcileIncompleteListing(t *testing.T) {
+	s := seed(t)
+	var pages atomic.Int32
+	s.app.interceptPages(func(w http.ResponseWriter, _ *http.Request) bool {
+		if pages.Add(1) < 2 {
+			return false // the first page, then every attempt at the second fails
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusInternalServerError)
+		_, _ = w.Write([]byte(`{"error":{"code":"INTERNAL","message":"down"}}`))
+		return true
+	})
+	rep, err := s.reconciler(Options{}).Run(context.Background(), true, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Complete || rep.Counts.Missing != 0 || rep.Counts.Fixed != 0 {
+		t.Fatalf("complete %v, missing %d, fixed %d", rep.Complete, rep.Counts.Missing, rep.Counts.Fixed)
+	}
+	if !strings.Contains(strings.Join(rep.Notes, "\n"), "missing users are not reported") {
+		t.Errorf("notes %v", rep.Notes)
+	}
+	recs := s.records(rep.Run)
+	if len(recs) != 1 || recs[0].Outcome != change.Failed {
+		t.Errorf("records of the run: %+v", recs)
+	}
+}
+
+// TestReconcileHoldsNoWriteLock: while the app's second page is held back, the directory
+// takes writes (a change through the engine commits), and a second reconcile of the
+// target is refused as busy.
+func TestReconcileHoldsNoWriteLock(t *testing.T) {
+	s := seed(t)
+	gate, held := make(chan struct{}), make(chan struct{})
+	release := sync.OnceFunc(func() { close(gate) })
+	t.Cleanup(release) // before the app's server closes, however the test ends
+	var pages atomic.Int32
+	s.app.interceptPages(func(http.ResponseWriter, *http.Request) bool {
+		if pages.Add(1) == 2 {
+			close(held)
+			<-gate
+		}
+		return false
+	})
+	rc := s.reconciler(Options{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := rc.Run(context.Background(), false, "test")
+		done <- err
+	}()
+	<-held
+	wrote := make(chan struct{})
+	go func() {
+		s.create(s.rig.eng, scim.UserType, user("during", "Engineer", true))
+		close(wrote)
+	}()
+	select {
+	case <-wrote:
+	case <-time.After(20 * time.Second):
+		t.Fatal("a write waited for the reconcile")
+	}
+	if _, err := rc.Run(context.Background(), false, "test"); !errors.Is(err, ErrBusy) {
+		t.Errorf("a second run: %v, want ErrBusy", err)
+	}
+	release()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// brakePolicy refuses a deactivation once two were let through in the last hour.
+const brakePolicy = `package scimgate
+
+default decision := {"allow": true}
+
+decision := {"allow": false, "reasons": ["brake: 2 deactivations in the last hour"]} if {
+	"deactivate" in input.events
+	input.stats.last_hour.deactivate >= 2
+}
+
+decision := {"allow": false, "reasons": ["titles are not repaired"]} if {
+	input.action == "repair"
+	input.resource.userName == "u020@example.com"
+}
+`
+
+// TestReconcileFixWithinThePolicy: every repair is decided by the policy with action
+// "repair", and counted by its stats: the leaver's deactivation through Entra and the
+// first orphan's through the reconcile reach the brake, so the second orphan and the
+// not-disabled account are refused and stay as they are; a repair the policy denies
+// outright is refused too, and the rest is applied.
+func TestReconcileFixWithinThePolicy(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "decision.rego"), []byte(brakePolicy), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pol, err := policy.Load(policy.Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pol.Close() })
+	s := seedWith(t, pol)
+	rep, err := s.reconciler(Options{Orphans: OrphansDisable}).Run(context.Background(), true, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fixes := map[string]string{}
+	for _, f := range rep.Findings {
+		fixes[findingKey(f)] = f.Fix
+	}
+	for key, want := range map[string]string{
+		"orphaned User ghost@example.com":                  "applied",
+		"orphaned User gone@example.com":                   "denied: denied by policy: brake",
+		"not_disabled User leaver@example.com":             "denied: denied by policy: brake",
+		"drifted User u020@example.com":                    "denied: denied by policy: titles are not repaired",
+		"missing User newbie@example.com":                  "applied",
+		"member_missing Group eng member u001@example.com": "applied",
+	} {
+		if !strings.HasPrefix(fixes[key], want) {
+			t.Errorf("%s: fix %q, want %q", key, fixes[key], want)
+		}
+	}
+	for _, a := range s.app.state().Accounts {
+		if (a.Login == "gone@example.com" || a.Login == "leaver@example.com") && a.Locked {
+			t.Errorf("%s was locked past the brake", a.Login)
+		}
+		if a.Login == "ghost@example.com" && !a.Locked {
+			t.Error("ghost was not locked")
+		}
+	}
+	var denied int
+	for _, rec := range s.records(rep.Run) {
+		if rec.Action == change.ActionRepair && rec.Outcome == change.Denied {
+			denied++
+		}
+	}
+	if denied != 3 {
+		t.Errorf("%d denied repair records, want 3", denied)
+	}
+}
+
+// TestNewRefusesWhatCannotWork: a mapping without list calls, an unknown orphans option.
+func TestNewRefusesWhatCannotWork(t *testing.T) {
+	r := newRig(t)
+	if _, err := New(r.store, r.j, r.eng, r.target, Options{Orphans: "delete"}, nil); err == nil || !strings.Contains(err.Error(), "orphans must be report or disable") {
+		t.Errorf("orphans delete: %v", err)
+	}
+	m, err := mapping.Parse("nolist", []byte(`{"version":1,"users":{"events":{"create":{"method":"POST","path":"/u","id":"id","body":{"login":"userName"}}}}}`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nolist := &provision.Target{Name: "nolist", Mapping: m, Client: r.target.Client}
+	if _, err := New(r.store, r.j, r.eng, nolist, Options{}, nil); err == nil || !strings.Contains(err.Error(), "no list call") {
+		t.Errorf("no list call: %v", err)
+	}
+}
+
+// TestReconcileItemWithoutID: an account the app lists without an id cannot be compared:
+// the report is incomplete rather than wrong.
+func TestReconcileItemWithoutID(t *testing.T) {
+	s := seed(t)
+	s.app.interceptPages(func(w http.ResponseWriter, _ *http.Request) bool {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"items":[{"login":"noid@example.com"}],"next_cursor":null}`))
+		return true
+	})
+	rep, err := s.reconciler(Options{}).Run(context.Background(), false, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Complete || rep.Counts.Missing != 0 || !strings.Contains(strings.Join(rep.Notes, "\n"), "a listed account") {
+		t.Errorf("complete %v missing %d notes %v", rep.Complete, rep.Counts.Missing, rep.Notes)
+	}
+}
+
+// TestReportsAreBounded: the store keeps the newest Keep reports; older ones are gone,
+// and reading one answers not found.
+func TestReportsAreBounded(t *testing.T) {
+	r := newRig(t)
+	rc := r.reconciler(Options{Keep: 2})
+	var ids []uint64
+	for range 3 {
+		rep, err := rc.Run(context.Background(), false, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, rep.ID)
+	}
+	sums, err := rc.Summaries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sums) != 2 || sums[0].ID != ids[2] || sums[1].ID != ids[1] {
+		t.Fatalf("summaries %+v, want reports %v newest first", sums, ids[1:])
+	}
+	if _, err := rc.Report(ids[0]); err == nil {
+		t.Error("the oldest report is still there")
+	}
+	if got, err := rc.Report(ids[2]); err != nil || got.ID != ids[2] {
+		t.Errorf("the newest report: %v", err)
+	}
+}

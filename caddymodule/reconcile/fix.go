@@ -1,0 +1,113 @@
+package reconcile
+
+import (
+	"slices"
+	"strings"
+
+	"github.com/scimgate/scimgate/caddymodule/change"
+	"github.com/scimgate/scimgate/caddymodule/mapping"
+	"github.com/scimgate/scimgate/caddymodule/provision"
+	"github.com/scimgate/scimgate/caddymodule/scim"
+)
+
+// fix makes the repairs of the report's findings, each through the engine (the policy
+// decides it, its stats count it, the journal records its intent and outcome with the
+// run's id as request_id and "reconcile" as client): missing accounts are created,
+// not-disabled ones deactivated, drifted ones sent the fields that differ, and each
+// group's members added and removed in one repair. Orphans are deactivated only with
+// Orphans "disable", and never deleted. Only the findings the report lists are repaired.
+func (rn *run) fix() {
+	r := rn.report
+	t := rn.rc.target
+	req := provision.Request{Ctx: rn.ctx, ID: r.Run, Client: "reconcile"}
+	type memberFix struct {
+		repair   provision.Repair
+		findings []int
+	}
+	var groups []*memberFix
+	byGroup := map[string]*memberFix{}
+	for i := range r.Findings {
+		if rn.ctx.Err() != nil {
+			return
+		}
+		f := &r.Findings[i]
+		switch f.Kind {
+		case Missing:
+			rn.done(f, rn.rc.engine.Repair(req, provision.Repair{Kind: provision.RepairCreate, Type: f.ResourceType, ID: f.SCIMID}))
+		case NotDisabled:
+			rn.done(f, rn.rc.engine.Repair(req, provision.Repair{Kind: provision.RepairDisable, Type: f.ResourceType, ID: f.SCIMID}))
+		case Drifted:
+			reactivate := slices.ContainsFunc(f.Fields, func(d mapping.Difference) bool { return d.State })
+			rn.done(f, rn.rc.engine.Repair(req, provision.Repair{Kind: provision.RepairUpdate, Type: f.ResourceType, ID: f.SCIMID,
+				Reactivate: reactivate, Changed: driftedAttributes(f.Fields)}))
+		case Orphaned:
+			switch {
+			case rn.rc.opts.Orphans != OrphansDisable:
+				f.Fix = "reported only (orphans are disabled with orphans disable)"
+			case strings.HasSuffix(f.Reason, orphanDisabled):
+				f.Fix = "nothing to do: disabled already"
+			case f.ResourceType != scim.UserType || !t.Mapping.Has(scim.UserType, change.Deactivate):
+				f.Fix = "reported only (the mapping has no deactivation for it)"
+			default:
+				rn.done(f, rn.rc.engine.DisableOrphan(req, f.ResourceType, f.NativeID, f.Subject))
+			}
+		case MemberMissing, MemberExtra:
+			if f.Member.SCIMID == "" {
+				f.Fix = "reported only (the member is an orphaned account: see orphans)"
+				continue
+			}
+			g := byGroup[f.SCIMID]
+			if g == nil {
+				g = &memberFix{repair: provision.Repair{Kind: provision.RepairMembers, Type: scim.GroupType, ID: f.SCIMID}}
+				byGroup[f.SCIMID] = g
+				groups = append(groups, g)
+			}
+			if f.Kind == MemberMissing {
+				g.repair.Add = append(g.repair.Add, f.Member.SCIMID)
+			} else {
+				g.repair.Remove = append(g.repair.Remove, f.Member.SCIMID)
+			}
+			g.findings = append(g.findings, i)
+		}
+	}
+	for _, g := range groups {
+		if rn.ctx.Err() != nil {
+			return
+		}
+		res := rn.rc.engine.Repair(req, g.repair)
+		for _, i := range g.findings {
+			rn.done(&r.Findings[i], res)
+		}
+	}
+}
+
+// done records what a repair did in its finding and the counts.
+func (rn *run) done(f *Finding, res *provision.Result) {
+	if res.Err != nil {
+		outcome := "failed"
+		if res.Record != nil && res.Record.Outcome == change.Denied {
+			outcome = "denied"
+		}
+		f.Fix = outcome + ": " + res.Err.Detail
+		rn.report.Counts.FixFailed++
+		return
+	}
+	f.Fix = string(change.Applied)
+	if res.Record != nil {
+		f.Fix = string(res.Record.Outcome)
+	}
+	rn.report.Counts.Fixed++
+}
+
+// driftedAttributes are the SCIM attributes of the drifted fields that are not the state
+// (the reactivation puts that right): the update sends exactly those fields, including
+// one whose attribute the directory no longer has (sent as the mapping clears it).
+func driftedAttributes(fields []mapping.Difference) []string {
+	out := []string{}
+	for _, d := range fields {
+		if !d.State {
+			out = append(out, d.Attributes...)
+		}
+	}
+	return out
+}
