@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -32,7 +33,8 @@ type Options struct {
 	DataFiles []string
 	// Query is the decision document. Default DefaultQuery.
 	Query string
-	// Timeout bounds each decision. Default DefaultTimeout; must be positive.
+	// Timeout bounds the evaluation of each decision, from when it gets a core (see
+	// Engine.Decide: decisions queue for one first). Default DefaultTimeout; must be positive.
 	Timeout time.Duration
 	// Print receives the output of Rego print() calls with their "file:row" location. nil
 	// discards it.
@@ -137,10 +139,25 @@ func (e *Engine) Close() error {
 // noMetrics spares every evaluation the allocation of a metrics registry nobody reads.
 var noMetrics = metrics.NoOp()
 
+// evalSlots admits decisions to evaluation, as many at once as the process has cores. An
+// evaluation never waits for anything but a core, so more of them at once only share the
+// cores: with more decisions ready than cores, Go's scheduler runs each for a 10ms slice
+// and parks it behind all the others, so a decision of a few hundred microseconds could
+// take 100ms or more, run out its timeout, and fail while the policy was fine. Queued
+// here instead (first come, first served: a channel's waiting senders are served in
+// order), a decision waits only for the few ahead of it, and its timeout starts when it
+// gets a core: the timeout measures the policy, not the load. GOMAXPROCS is read once,
+// when the process starts.
+var evalSlots = make(chan struct{}, runtime.GOMAXPROCS(0))
+
 // Decide evaluates the policy for one request. It fails closed: whenever the policy does not
 // produce a well-formed decision (undefined, evaluation error, timeout, wrong types) it
 // returns a deny Decision whose reason says what went wrong, together with an error wrapping
 // ErrUndefined, ErrTimeout, ErrEval, ErrBadDecision or ErrInput.
+//
+// The decision first waits for a free evaluation slot (one per core), bounded only by ctx;
+// the Engine's timeout counts from when it gets one, so it bounds the evaluation alone. A
+// ctx that ends while the decision waits is an ErrTimeout too (the policy never ran).
 //
 // The input's Resource and Previous maps are read, not copied, while Decide runs: callers
 // must not modify them until it returns (concurrent Decides sharing them are fine).
@@ -152,9 +169,32 @@ func (e *Engine) Decide(ctx context.Context, in *Input) (Decision, error) {
 	if err != nil {
 		return e.deny(err)
 	}
+	return e.decide(ctx, input)
+}
+
+// DecidePrepared is Decide for an input converted once with Input.Prepare, so that
+// several policies deciding the same input in turn convert it once.
+func (e *Engine) DecidePrepared(ctx context.Context, p *Prepared) (Decision, error) {
+	if p == nil || p.value == nil {
+		return e.deny(fmt.Errorf("%w: no input", ErrInput))
+	}
+	return e.decide(ctx, p.value)
+}
+
+func (e *Engine) decide(ctx context.Context, input ast.Value) (Decision, error) {
+	select {
+	case evalSlots <- struct{}{}:
+	case <-ctx.Done():
+		return e.deny(fmt.Errorf("%w: %s was not evaluated: the request ended while it waited for a core (every one was evaluating other decisions): %w", ErrTimeout, e.query, ctx.Err()))
+	}
+	defer func() { <-evalSlots }()
 	ctx, cancel := context.WithTimeout(ctx, e.timeout)
 	defer cancel()
-	opts := []rego.EvalOption{rego.EvalParsedInput(input), rego.EvalMetrics(noMetrics)}
+	// OPA would start a goroutine per evaluation to watch ctx; AfterFunc starts one only
+	// when ctx ends.
+	stopEval := topdown.NewCancel()
+	defer context.AfterFunc(ctx, stopEval.Cancel)()
+	opts := []rego.EvalOption{rego.EvalParsedInput(input), rego.EvalMetrics(noMetrics), rego.EvalExternalCancel(stopEval)}
 	if e.hook != nil {
 		opts = append(opts, rego.EvalPrintHook(e.hook))
 	}
@@ -162,6 +202,11 @@ func (e *Engine) Decide(ctx context.Context, in *Input) (Decision, error) {
 	if err != nil {
 		return e.deny(e.evalError(ctx, err))
 	}
+	return e.result(rs)
+}
+
+// result reads the one decision the query must produce.
+func (e *Engine) result(rs rego.ResultSet) (Decision, error) {
 	switch {
 	case len(rs) == 0 || len(rs[0].Expressions) == 0:
 		return e.deny(fmt.Errorf("%w: %s is undefined for this input; every request must get a decision (add a default rule, e.g. `default decision := {\"allow\": false, \"reasons\": [\"...\"]}`)", ErrUndefined, e.query))

@@ -241,6 +241,61 @@ func TestDecideHonoursCallerContext(t *testing.T) {
 	assertDenied(t, d, "evaluation of data.scimgate.decision was cancelled")
 }
 
+// TestTimeoutCountsEvaluationOnly: a decision waiting for a core (every evaluation slot
+// held by others) does not spend its timeout waiting; the timeout starts when it gets one.
+func TestTimeoutCountsEvaluationOnly(t *testing.T) {
+	const timeout = 100 * time.Millisecond
+	e := load(t, Options{Dir: "testdata/trivial", Timeout: timeout})
+	in := userPatchInput(t)
+	release := holdEvalSlots()
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.Decide(context.Background(), in)
+		done <- err
+	}()
+	time.Sleep(3 * timeout) // the decision waits for a core all along
+	select {
+	case err := <-done:
+		t.Fatalf("decided (%v) while every evaluation slot was held", err)
+	default:
+	}
+	release()
+	if err := <-done; err != nil {
+		t.Fatalf("a decision that waited %v for a core, longer than its %v timeout, failed: %v", 3*timeout, timeout, err)
+	}
+}
+
+// TestDecideGivesUpWaitingWithItsCaller: the caller's context ending while the decision
+// waits for a core is a timeout (undecided, never a plain deny) that says so.
+func TestDecideGivesUpWaitingWithItsCaller(t *testing.T) {
+	e := load(t, Options{Dir: "testdata/trivial"})
+	release := holdEvalSlots()
+	defer release()
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(20*time.Millisecond, cancel)
+	d, err := e.Decide(ctx, userPatchInput(t))
+	if !errors.Is(err, ErrTimeout) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("error = %v, want ErrTimeout wrapping context.Canceled", err)
+	}
+	assertDenied(t, d, "was not evaluated: the request ended while it waited for a core")
+}
+
+// holdEvalSlots takes every evaluation slot, as decisions running on every core would;
+// the returned function gives them back.
+func holdEvalSlots() func() {
+	for range cap(evalSlots) {
+		evalSlots <- struct{}{}
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			for range cap(evalSlots) {
+				<-evalSlots
+			}
+		})
+	}
+}
+
 func TestDecideRejectsBadInput(t *testing.T) {
 	e := load(t, Options{Dir: "testdata/decide"})
 	tests := []struct {
@@ -260,6 +315,14 @@ func TestDecideRejectsBadInput(t *testing.T) {
 				t.Fatalf("error = %v, want ErrInput", err)
 			}
 			assertDenied(t, d, "policy input invalid") // the reason does not blame the policy
+			if tt.in == nil {
+				d, err = e.DecidePrepared(context.Background(), nil)
+			} else if _, err = tt.in.Prepare(); err == nil {
+				t.Fatal("Prepare accepted the input Decide rejects")
+			}
+			if !errors.Is(err, ErrInput) {
+				t.Fatalf("Prepare or DecidePrepared error = %v, want ErrInput", err)
+			}
 		})
 	}
 }
