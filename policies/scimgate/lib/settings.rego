@@ -28,15 +28,16 @@ guardrail(name) := guardrail_settings(section(name))
 # target, whatever its type (undefined when nothing): the defaults' section, or the
 # target's merged over it. A guardrail binds it once, to read its settings
 # (guardrail_settings) and to check them (malformed).
+#
+# One lookup in the common case (the target has no section of its own): every guardrail
+# calls it on every decision.
 section(name) := s if {
-	not data.scimgate.config.targets[object.get(input, "target", "")][name]
-	s := data.scimgate.config.defaults[name]
-}
-
-section(name) := s if {
-	t := data.scimgate.config.targets[object.get(input, "target", "")][name]
+	t := data.scimgate.config.targets[_target][name]
 	s := _merge(object.get(data.scimgate.config, ["defaults", name], null), t)
-}
+} else := data.scimgate.config.defaults[name]
+
+# _target is the request's target as section reads it (a rule: computed once per decision).
+_target := object.get(input, "target", "")
 
 _merge(d, t) := object.union(d, t) if {
 	is_object(d)
