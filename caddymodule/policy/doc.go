@@ -71,7 +71,16 @@
 //
 // # Performance
 //
+// Evaluations run at most one per core at a time (GOMAXPROCS), first come, first served,
+// and Options.Timeout counts from when a decision gets a core: a decision is CPU work that
+// never waits for anything else, so running more at once than there are cores only makes
+// each wait behind the others' scheduler slices (tens of milliseconds, then timeouts) while
+// the policy is fine. Queued instead, a decision waits for the few ahead of it, bounded
+// by its caller's context.
+//
 // The input goes to OPA as a lazily converted AST object (no JSON round trip; a resource
 // attribute is converted only if the policy reads it) and the decision is decoded from the
-// AST directly. See the benchmarks in bench_test.go for the cost against a trivial policy.
+// AST directly; Input.Prepare converts an input once, eagerly, for several policies to
+// decide in turn (Engine.DecidePrepared, used by previews). See the benchmarks in
+// bench_test.go for the cost against a trivial policy and under 32 concurrent decisions.
 package policy

@@ -151,9 +151,11 @@ _left_why := "it has no account there, nothing to send." if request.native_id ==
 
 else := sprintf("the app account is left as it is (scoping on_exit %q).", [_on_exit])
 
+# Scope first: most users are in scope now, and mass_deprovision asks (through deactivate)
+# on every user update.
 _leaving if {
-	_updating
 	count(_out_now) > 0
+	_updating
 	count(_out_before) == 0
 }
 
