@@ -71,12 +71,14 @@
 //
 // # Performance
 //
-// Evaluations run at most one per core at a time (GOMAXPROCS), first come, first served,
-// and Options.Timeout counts from when a decision gets a core: a decision is CPU work that
-// never waits for anything else, so running more at once than there are cores only makes
-// each wait behind the others' scheduler slices (tens of milliseconds, then timeouts) while
-// the policy is fine. Queued instead, a decision waits for the few ahead of it, bounded
-// by its caller's context.
+// Evaluations run at most one per core at a time (GOMAXPROCS), first come, first served:
+// a decision is CPU work that never waits for anything else, so running more at once than
+// there are cores only makes each wait behind the others' scheduler slices (tens of
+// milliseconds, then timeouts) while the policy is fine. Queued instead, a decision waits
+// for the few ahead of it, bounded by its caller's context. Options.Timeout then counts
+// the CPU time the evaluation's thread uses (Linux; wall-clock time elsewhere), so a
+// machine busy with other processes does not turn decisions into timeouts; ten times the
+// timeout in wall-clock time stops an evaluation all the same.
 //
 // The input goes to OPA as a lazily converted AST object (no JSON round trip; a resource
 // attribute is converted only if the policy reads it) and the decision is decoded from the

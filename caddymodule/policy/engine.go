@@ -33,8 +33,9 @@ type Options struct {
 	DataFiles []string
 	// Query is the decision document. Default DefaultQuery.
 	Query string
-	// Timeout bounds the evaluation of each decision, from when it gets a core (see
-	// Engine.Decide: decisions queue for one first). Default DefaultTimeout; must be positive.
+	// Timeout bounds the CPU time each decision's evaluation uses (on Linux; wall-clock time
+	// elsewhere), and its wall-clock time at ten times that (see Engine.Decide). Default
+	// DefaultTimeout; must be positive.
 	Timeout time.Duration
 	// Print receives the output of Rego print() calls with their "file:row" location. nil
 	// discards it.
@@ -155,8 +156,10 @@ var evalSlots = make(chan struct{}, runtime.GOMAXPROCS(0))
 // returns a deny Decision whose reason says what went wrong, together with an error wrapping
 // ErrUndefined, ErrTimeout, ErrEval, ErrBadDecision or ErrInput.
 //
-// The decision first waits for a free evaluation slot (one per core), bounded only by ctx;
-// the Engine's timeout counts from when it gets one, so it bounds the evaluation alone. A
+// The decision first waits for a free evaluation slot (one per core), bounded only by ctx.
+// The Engine's timeout then counts the CPU time the evaluation uses (on Linux; wall-clock
+// time elsewhere), so neither the wait for a slot nor the time its thread waits for a core
+// counts; an evaluation off the CPU for ten times the timeout is stopped too (budget). A
 // ctx that ends while the decision waits is an ErrTimeout too (the policy never ran).
 //
 // The input's Resource and Previous maps are read, not copied, while Decide runs: callers
@@ -188,8 +191,14 @@ func (e *Engine) decide(ctx context.Context, input ast.Value) (Decision, error) 
 		return e.deny(fmt.Errorf("%w: %s was not evaluated: the request ended while it waited for a core (every one was evaluating other decisions): %w", ErrTimeout, e.query, ctx.Err()))
 	}
 	defer func() { <-evalSlots }()
-	ctx, cancel := context.WithTimeout(ctx, e.timeout)
-	defer cancel()
+	// The timeout counts the CPU time of this thread (see budget), so the evaluation
+	// stays on it.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	b := startBudget(e.timeout, func() { cancel(errOverBudget) })
+	defer b.stop()
 	// OPA would start a goroutine per evaluation to watch ctx; AfterFunc starts one only
 	// when ctx ends.
 	stopEval := topdown.NewCancel()
@@ -231,7 +240,7 @@ func (e *Engine) evalError(ctx context.Context, err error) error {
 	if !topdown.IsCancel(err) && ctx.Err() == nil {
 		return fmt.Errorf("%w: %w", ErrEval, err)
 	}
-	cause := ctx.Err()
+	cause := context.Cause(ctx)
 	if cause == nil || errors.Is(cause, context.Canceled) {
 		return fmt.Errorf("%w: evaluation of %s was cancelled before it finished: %w", ErrTimeout, e.query, context.Canceled)
 	}

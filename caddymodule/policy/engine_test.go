@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -280,6 +281,57 @@ func TestDecideGivesUpWaitingWithItsCaller(t *testing.T) {
 	assertDenied(t, d, "was not evaluated: the request ended while it waited for a core")
 }
 
+// TestTimeoutCountsCPUTime: an evaluation off the CPU (here a print hook that sleeps, as
+// a thread the operating system has not scheduled would wait) does not spend its timeout;
+// one that stays off it for wallFactor times the timeout is stopped all the same.
+func TestTimeoutCountsCPUTime(t *testing.T) {
+	if _, ok := threadCPUClock(); !ok {
+		t.Skip("no per-thread CPU clock here: the timeout counts wall-clock time")
+	}
+	const timeout = 100 * time.Millisecond
+	sleep := func(d time.Duration) func(string, string) { return func(string, string) { time.Sleep(d) } }
+	e := load(t, Options{Dir: "testdata/decide", Timeout: timeout, Print: sleep(3 * timeout)})
+	if _, err := e.Decide(context.Background(), &Input{Client: "print"}); err != nil {
+		t.Fatalf("an evaluation %v off the CPU, with a %v timeout, failed: %v", 3*timeout, timeout, err)
+	}
+
+	short := 20 * time.Millisecond
+	e = load(t, Options{Dir: "testdata/decide", Timeout: short, Print: sleep(wallFactor*short + 100*time.Millisecond)})
+	d, err := e.Decide(context.Background(), &Input{Client: "print"})
+	if !errors.Is(err, ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("error = %v, want ErrTimeout wrapping context.DeadlineExceeded", err)
+	}
+	assertDenied(t, d, "was not decided within 20ms")
+}
+
+// TestThreadCPUClock: the clock reads this thread's CPU time, which grows as it works
+// and not while it sleeps.
+func TestThreadCPUClock(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	c, ok := threadCPUClock()
+	if !ok {
+		t.Skip("no per-thread CPU clock here")
+	}
+	t0, _ := c.read()
+	time.Sleep(200 * time.Millisecond)
+	t1, _ := c.read()
+	if t1-t0 > 100*time.Millisecond {
+		t.Errorf("the clock counted %v of CPU time while the thread slept 200ms", t1-t0)
+	}
+	// Spin until the clock shows 10ms of work (a busy machine may give this thread a
+	// fraction of a core): it must get there.
+	var t2 time.Duration
+	for deadline := time.Now().Add(10 * time.Second); t2-t1 < 10*time.Millisecond && time.Now().Before(deadline); {
+		if t2, ok = c.read(); !ok {
+			t.Fatal("the clock stopped working")
+		}
+	}
+	if t2-t1 < 10*time.Millisecond {
+		t.Errorf("the clock counted %v of CPU time in 10s of spinning", t2-t1)
+	}
+}
+
 // holdEvalSlots takes every evaluation slot, as decisions running on every core would;
 // the returned function gives them back.
 func holdEvalSlots() func() {
@@ -317,6 +369,7 @@ func TestDecideRejectsBadInput(t *testing.T) {
 			assertDenied(t, d, "policy input invalid") // the reason does not blame the policy
 			if tt.in == nil {
 				d, err = e.DecidePrepared(context.Background(), nil)
+				assertDenied(t, d, "policy input invalid")
 			} else if _, err = tt.in.Prepare(); err == nil {
 				t.Fatal("Prepare accepted the input Decide rejects")
 			}
