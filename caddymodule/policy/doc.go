@@ -61,7 +61,9 @@
 // evaluates it with input {"packages": [every loaded package]} and fails when it holds any
 // {"path": [...], "message": "..."}, naming for each the data file that set the path. The
 // shipped policies check their guardrails' settings this way; a policy without the rule
-// is not checked.
+// is not checked. When the check ran and found nothing, the data holds
+// data.scimgate_gateway.settings_checked = true (GatewayData; reserved: no data file or
+// package may define it), so the guardrails need not re-check their settings per decision.
 //
 // Compiled policies are cached by a hash of everything that determines them (Engine.Hash)
 // and reference-counted. Caddy provisions a new configuration before it cleans up the old
