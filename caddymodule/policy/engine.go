@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -148,8 +149,16 @@ var noMetrics = metrics.NoOp()
 // here instead (first come, first served: a channel's waiting senders are served in
 // order), a decision waits only for the few ahead of it, and its timeout starts when it
 // gets a core: the timeout measures the policy, not the load. GOMAXPROCS is read once,
-// when the process starts.
-var evalSlots = make(chan struct{}, runtime.GOMAXPROCS(0))
+// at the first decision (after Caddy has set it from the CPU quota).
+func evalSlots() chan struct{} {
+	evalSlotsOnce.Do(func() { evalSlotsCh = make(chan struct{}, runtime.GOMAXPROCS(0)) })
+	return evalSlotsCh
+}
+
+var (
+	evalSlotsOnce sync.Once
+	evalSlotsCh   chan struct{}
+)
 
 // Decide evaluates the policy for one request. It fails closed: whenever the policy does not
 // produce a well-formed decision (undefined, evaluation error, timeout, wrong types) it
@@ -185,12 +194,13 @@ func (e *Engine) DecidePrepared(ctx context.Context, p *Prepared) (Decision, err
 }
 
 func (e *Engine) decide(ctx context.Context, input ast.Value) (Decision, error) {
+	slots := evalSlots()
 	select {
-	case evalSlots <- struct{}{}:
+	case slots <- struct{}{}:
 	case <-ctx.Done():
 		return e.deny(fmt.Errorf("%w: %s was not evaluated: the request ended while it waited for a core (every one was evaluating other decisions): %w", ErrTimeout, e.query, ctx.Err()))
 	}
-	defer func() { <-evalSlots }()
+	defer func() { <-slots }()
 	// The timeout counts the CPU time of this thread (see budget), so the evaluation
 	// stays on it.
 	runtime.LockOSThread()

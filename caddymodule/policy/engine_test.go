@@ -335,14 +335,15 @@ func TestThreadCPUClock(t *testing.T) {
 // holdEvalSlots takes every evaluation slot, as decisions running on every core would;
 // the returned function gives them back.
 func holdEvalSlots() func() {
-	for range cap(evalSlots) {
-		evalSlots <- struct{}{}
+	slots := evalSlots()
+	for range cap(slots) {
+		slots <- struct{}{}
 	}
 	var once sync.Once
 	return func() {
 		once.Do(func() {
-			for range cap(evalSlots) {
-				<-evalSlots
+			for range cap(slots) {
+				<-slots
 			}
 		})
 	}
