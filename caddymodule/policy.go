@@ -23,7 +23,8 @@ type PolicyConfig struct {
 	Data []string `json:"data,omitempty"`
 	// Query is the decision's path. Default: data.scimgate.decision.
 	Query string `json:"query,omitempty"`
-	// Timeout bounds one decision; a change not decided in time answers 503 with
+	// Timeout bounds the CPU time of one decision's evaluation, not its waits for a core
+	// (README "How timeout counts"); a change not decided in time answers 503 with
 	// Retry-After (journaled as failed, not denied). Default: 100ms.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 	// ForceReload lets a reload through whose new policy would deactivate, or take out of

@@ -2,6 +2,9 @@ package policy
 
 import (
 	"context"
+	"errors"
+	"runtime"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -25,7 +28,7 @@ func BenchmarkDecideShipped(b *testing.B) {
 	for _, c := range []struct {
 		name  string
 		input func(testing.TB) *Input
-	}{{"user_update", userPatchInput}, {"group_add_members", groupAddInput}} {
+	}{{"user_create", userCreateInput}, {"user_update", userPatchInput}, {"group_add_members", groupAddInput}} {
 		b.Run(c.name, func(b *testing.B) {
 			benchDecide(b, e, c.input(b))
 			baseline := trivialNsPerOp(b)
@@ -84,5 +87,72 @@ func benchDecide(b *testing.B, e *Engine, in *Input) {
 		if _, err := e.Decide(ctx, in); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkDecideParallel is the gateway under load (issue 17): 32 goroutines deciding
+// user creates at once with the shipped policies and the default timeout, on however few
+// cores the machine has. It reports the latency a caller sees (p50, p99, max: queueing for
+// a core included) and how many decisions timed out; issue 17's target is none over
+// 100,000 creates (-benchtime=100000x).
+func BenchmarkDecideParallel(b *testing.B) {
+	e, err := Load(Options{Dir: "../../policies"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = e.Close() })
+	in := userCreateInput(b)
+	ctx := context.Background()
+	if _, err := e.Decide(ctx, in); err != nil {
+		b.Fatal(err)
+	}
+	const concurrency = 32
+	b.SetParallelism((concurrency + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+	var (
+		mu       sync.Mutex
+		lat      []time.Duration
+		timeouts int
+	)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		var mine []time.Duration
+		var late int
+		for pb.Next() {
+			start := time.Now()
+			_, err := e.Decide(ctx, in)
+			mine = append(mine, time.Since(start))
+			switch {
+			case errors.Is(err, ErrTimeout):
+				late++
+			case err != nil:
+				b.Error(err)
+				return
+			}
+		}
+		mu.Lock()
+		lat, timeouts = append(lat, mine...), timeouts+late
+		mu.Unlock()
+	})
+	b.StopTimer()
+	slices.Sort(lat)
+	at := func(q float64) float64 { return float64(lat[int(q*float64(len(lat)-1))].Microseconds()) }
+	b.ReportMetric(at(0.5), "p50-µs")
+	b.ReportMetric(at(0.99), "p99-µs")
+	b.ReportMetric(at(1), "max-µs")
+	b.ReportMetric(float64(timeouts), "timeouts")
+}
+
+// userCreateInput is the create Entra sends most: a new user, nothing before it.
+func userCreateInput(t testing.TB) *Input {
+	return &Input{
+		Action:       "create",
+		ResourceType: "User",
+		Events:       []string{"create"},
+		Client:       "entra",
+		Target:       "demo",
+		Resource:     readJSON(t, "testdata/input/user_after.json"),
+		Changed:      []string{},
+		Stats:        Stats{LastHour: map[string]int64{"create": 3, "update": 12}},
 	}
 }

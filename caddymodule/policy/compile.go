@@ -43,6 +43,9 @@ func compile(query ast.Ref, srcs []source, dir string) (rego.PreparedEvalQuery, 
 	if err != nil {
 		return none, fmt.Errorf("converting policy data: %w", err)
 	}
+	if err := checkGatewayDataFree(data, modules); err != nil {
+		return none, err
+	}
 	compiler := ast.NewCompiler().
 		WithCapabilities(capabilities).
 		WithDefaultRegoVersion(ast.RegoV1).
@@ -57,13 +60,14 @@ func compile(query ast.Ref, srcs []source, dir string) (rego.PreparedEvalQuery, 
 	}
 	// NewFromASTObject keeps the data as AST values, so reading data.* during evaluation
 	// converts nothing per request.
-	store := inmem.NewFromASTObject(dataValue.(ast.Object))
+	checked, err := checkSettings(compiler, inmem.NewFromASTObject(withGatewayData(dataValue.(ast.Object), false)), query, data)
+	if err != nil {
+		return none, err
+	}
+	store := inmem.NewFromASTObject(withGatewayData(dataValue.(ast.Object), checked))
 	pq, err := prepare(compiler, store, query, rego.EnablePrintStatements(true), rego.GenerateJSON(keepTerm))
 	if err != nil {
 		return none, fmt.Errorf("preparing query %s: %w", query, err)
-	}
-	if err := checkSettings(compiler, store, query, data); err != nil {
-		return none, err
 	}
 	return pq, nil
 }

@@ -61,7 +61,9 @@
 // evaluates it with input {"packages": [every loaded package]} and fails when it holds any
 // {"path": [...], "message": "..."}, naming for each the data file that set the path. The
 // shipped policies check their guardrails' settings this way; a policy without the rule
-// is not checked.
+// is not checked. When the check ran and found nothing, the data holds
+// data.scimgate_gateway.settings_checked = true (GatewayData; reserved: no data file or
+// package may define it), so the guardrails need not re-check their settings per decision.
 //
 // Compiled policies are cached by a hash of everything that determines them (Engine.Hash)
 // and reference-counted. Caddy provisions a new configuration before it cleans up the old
@@ -71,7 +73,18 @@
 //
 // # Performance
 //
+// Evaluations run at most one per core at a time (GOMAXPROCS), first come, first served:
+// a decision is CPU work that never waits for anything else, so running more at once than
+// there are cores only makes each wait behind the others' scheduler slices (tens of
+// milliseconds, then timeouts) while the policy is fine. Queued instead, a decision waits
+// for the few ahead of it, bounded by its caller's context. Options.Timeout then counts
+// the CPU time the evaluation's thread uses (Linux; wall-clock time elsewhere), so a
+// machine busy with other processes does not turn decisions into timeouts; ten times the
+// timeout in wall-clock time stops an evaluation all the same.
+//
 // The input goes to OPA as a lazily converted AST object (no JSON round trip; a resource
 // attribute is converted only if the policy reads it) and the decision is decoded from the
-// AST directly. See the benchmarks in bench_test.go for the cost against a trivial policy.
+// AST directly; Input.Prepare converts an input once, eagerly, for several policies to
+// decide in turn (Engine.DecidePrepared, used by previews). See the benchmarks in
+// bench_test.go for the cost against a trivial policy and under 32 concurrent decisions.
 package policy

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,7 +34,9 @@ type Options struct {
 	DataFiles []string
 	// Query is the decision document. Default DefaultQuery.
 	Query string
-	// Timeout bounds each decision. Default DefaultTimeout; must be positive.
+	// Timeout bounds the CPU time each decision's evaluation uses (on Linux; wall-clock time
+	// elsewhere), and its wall-clock time at ten times that (see Engine.Decide). Default
+	// DefaultTimeout; must be positive.
 	Timeout time.Duration
 	// Print receives the output of Rego print() calls with their "file:row" location. nil
 	// discards it.
@@ -137,10 +141,35 @@ func (e *Engine) Close() error {
 // noMetrics spares every evaluation the allocation of a metrics registry nobody reads.
 var noMetrics = metrics.NoOp()
 
+// evalSlots admits decisions to evaluation, as many at once as the process has cores. An
+// evaluation never waits for anything but a core, so more of them at once only share the
+// cores: with more decisions ready than cores, Go's scheduler runs each for a 10ms slice
+// and parks it behind all the others, so a decision of a few hundred microseconds could
+// take 100ms or more, run out its timeout, and fail while the policy was fine. Queued
+// here instead (first come, first served: a channel's waiting senders are served in
+// order), a decision waits only for the few ahead of it, and its timeout starts when it
+// gets a core: the timeout measures the policy, not the load. GOMAXPROCS is read once,
+// at the first decision (after Caddy has set it from the CPU quota).
+func evalSlots() chan struct{} {
+	evalSlotsOnce.Do(func() { evalSlotsCh = make(chan struct{}, runtime.GOMAXPROCS(0)) })
+	return evalSlotsCh
+}
+
+var (
+	evalSlotsOnce sync.Once
+	evalSlotsCh   chan struct{}
+)
+
 // Decide evaluates the policy for one request. It fails closed: whenever the policy does not
 // produce a well-formed decision (undefined, evaluation error, timeout, wrong types) it
 // returns a deny Decision whose reason says what went wrong, together with an error wrapping
 // ErrUndefined, ErrTimeout, ErrEval, ErrBadDecision or ErrInput.
+//
+// The decision first waits for a free evaluation slot (one per core), bounded only by ctx.
+// The Engine's timeout then counts the CPU time the evaluation uses (on Linux; wall-clock
+// time elsewhere), so neither the wait for a slot nor the time its thread waits for a core
+// counts; an evaluation off the CPU for ten times the timeout is stopped too (budget). A
+// ctx that ends while the decision waits is an ErrTimeout too (the policy never ran).
 //
 // The input's Resource and Previous maps are read, not copied, while Decide runs: callers
 // must not modify them until it returns (concurrent Decides sharing them are fine).
@@ -152,9 +181,39 @@ func (e *Engine) Decide(ctx context.Context, in *Input) (Decision, error) {
 	if err != nil {
 		return e.deny(err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, e.timeout)
-	defer cancel()
-	opts := []rego.EvalOption{rego.EvalParsedInput(input), rego.EvalMetrics(noMetrics)}
+	return e.decide(ctx, input)
+}
+
+// DecidePrepared is Decide for an input converted once with Input.Prepare, so that
+// several policies deciding the same input in turn convert it once.
+func (e *Engine) DecidePrepared(ctx context.Context, p *Prepared) (Decision, error) {
+	if p == nil || p.value == nil {
+		return e.deny(fmt.Errorf("%w: no input", ErrInput))
+	}
+	return e.decide(ctx, p.value)
+}
+
+func (e *Engine) decide(ctx context.Context, input ast.Value) (Decision, error) {
+	slots := evalSlots()
+	select {
+	case slots <- struct{}{}:
+	case <-ctx.Done():
+		return e.deny(fmt.Errorf("%w: %s was not evaluated: the request ended while it waited for a core (every one was evaluating other decisions): %w", ErrTimeout, e.query, ctx.Err()))
+	}
+	defer func() { <-slots }()
+	// The timeout counts the CPU time of this thread (see budget), so the evaluation
+	// stays on it.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	b := startBudget(e.timeout, func() { cancel(errOverBudget) })
+	defer b.stop()
+	// OPA would start a goroutine per evaluation to watch ctx; AfterFunc starts one only
+	// when ctx ends.
+	stopEval := topdown.NewCancel()
+	defer context.AfterFunc(ctx, stopEval.Cancel)()
+	opts := []rego.EvalOption{rego.EvalParsedInput(input), rego.EvalMetrics(noMetrics), rego.EvalExternalCancel(stopEval)}
 	if e.hook != nil {
 		opts = append(opts, rego.EvalPrintHook(e.hook))
 	}
@@ -162,6 +221,11 @@ func (e *Engine) Decide(ctx context.Context, in *Input) (Decision, error) {
 	if err != nil {
 		return e.deny(e.evalError(ctx, err))
 	}
+	return e.result(rs)
+}
+
+// result reads the one decision the query must produce.
+func (e *Engine) result(rs rego.ResultSet) (Decision, error) {
 	switch {
 	case len(rs) == 0 || len(rs[0].Expressions) == 0:
 		return e.deny(fmt.Errorf("%w: %s is undefined for this input; every request must get a decision (add a default rule, e.g. `default decision := {\"allow\": false, \"reasons\": [\"...\"]}`)", ErrUndefined, e.query))
@@ -186,7 +250,7 @@ func (e *Engine) evalError(ctx context.Context, err error) error {
 	if !topdown.IsCancel(err) && ctx.Err() == nil {
 		return fmt.Errorf("%w: %w", ErrEval, err)
 	}
-	cause := ctx.Err()
+	cause := context.Cause(ctx)
 	if cause == nil || errors.Is(cause, context.Canceled) {
 		return fmt.Errorf("%w: evaluation of %s was cancelled before it finished: %w", ErrTimeout, e.query, context.Canceled)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -241,6 +242,113 @@ func TestDecideHonoursCallerContext(t *testing.T) {
 	assertDenied(t, d, "evaluation of data.scimgate.decision was cancelled")
 }
 
+// TestTimeoutCountsEvaluationOnly: a decision waiting for a core (every evaluation slot
+// held by others) does not spend its timeout waiting; the timeout starts when it gets one.
+func TestTimeoutCountsEvaluationOnly(t *testing.T) {
+	const timeout = 100 * time.Millisecond
+	e := load(t, Options{Dir: "testdata/trivial", Timeout: timeout})
+	in := userPatchInput(t)
+	release := holdEvalSlots()
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.Decide(context.Background(), in)
+		done <- err
+	}()
+	time.Sleep(3 * timeout) // the decision waits for a core all along
+	select {
+	case err := <-done:
+		t.Fatalf("decided (%v) while every evaluation slot was held", err)
+	default:
+	}
+	release()
+	if err := <-done; err != nil {
+		t.Fatalf("a decision that waited %v for a core, longer than its %v timeout, failed: %v", 3*timeout, timeout, err)
+	}
+}
+
+// TestDecideGivesUpWaitingWithItsCaller: the caller's context ending while the decision
+// waits for a core is a timeout (undecided, never a plain deny) that says so.
+func TestDecideGivesUpWaitingWithItsCaller(t *testing.T) {
+	e := load(t, Options{Dir: "testdata/trivial"})
+	release := holdEvalSlots()
+	defer release()
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(20*time.Millisecond, cancel)
+	d, err := e.Decide(ctx, userPatchInput(t))
+	if !errors.Is(err, ErrTimeout) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("error = %v, want ErrTimeout wrapping context.Canceled", err)
+	}
+	assertDenied(t, d, "was not evaluated: the request ended while it waited for a core")
+}
+
+// TestTimeoutCountsCPUTime: an evaluation off the CPU (here a print hook that sleeps, as
+// a thread the operating system has not scheduled would wait) does not spend its timeout;
+// one that stays off it for wallFactor times the timeout is stopped all the same.
+func TestTimeoutCountsCPUTime(t *testing.T) {
+	if _, ok := threadCPUClock(); !ok {
+		t.Skip("no per-thread CPU clock here: the timeout counts wall-clock time")
+	}
+	const timeout = 100 * time.Millisecond
+	sleep := func(d time.Duration) func(string, string) { return func(string, string) { time.Sleep(d) } }
+	e := load(t, Options{Dir: "testdata/decide", Timeout: timeout, Print: sleep(3 * timeout)})
+	if _, err := e.Decide(context.Background(), &Input{Client: "print"}); err != nil {
+		t.Fatalf("an evaluation %v off the CPU, with a %v timeout, failed: %v", 3*timeout, timeout, err)
+	}
+
+	short := 20 * time.Millisecond
+	e = load(t, Options{Dir: "testdata/decide", Timeout: short, Print: sleep(wallFactor*short + 100*time.Millisecond)})
+	d, err := e.Decide(context.Background(), &Input{Client: "print"})
+	if !errors.Is(err, ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("error = %v, want ErrTimeout wrapping context.DeadlineExceeded", err)
+	}
+	assertDenied(t, d, "was not decided within 20ms")
+}
+
+// TestThreadCPUClock: the clock reads this thread's CPU time, which grows as it works
+// and not while it sleeps.
+func TestThreadCPUClock(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	c, ok := threadCPUClock()
+	if !ok {
+		t.Skip("no per-thread CPU clock here")
+	}
+	t0, _ := c.read()
+	time.Sleep(200 * time.Millisecond)
+	t1, _ := c.read()
+	if t1-t0 > 100*time.Millisecond {
+		t.Errorf("the clock counted %v of CPU time while the thread slept 200ms", t1-t0)
+	}
+	// Spin until the clock shows 10ms of work (a busy machine may give this thread a
+	// fraction of a core): it must get there.
+	var t2 time.Duration
+	for deadline := time.Now().Add(10 * time.Second); t2-t1 < 10*time.Millisecond && time.Now().Before(deadline); {
+		if t2, ok = c.read(); !ok {
+			t.Fatal("the clock stopped working")
+		}
+	}
+	if t2-t1 < 10*time.Millisecond {
+		t.Errorf("the clock counted %v of CPU time in 10s of spinning", t2-t1)
+	}
+}
+
+// holdEvalSlots takes every evaluation slot, as decisions running on every core would;
+// the returned function gives them back.
+func holdEvalSlots() func() {
+	slots := evalSlots()
+	for range cap(slots) {
+		slots <- struct{}{}
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			for range cap(slots) {
+				<-slots
+			}
+		})
+	}
+}
+
 func TestDecideRejectsBadInput(t *testing.T) {
 	e := load(t, Options{Dir: "testdata/decide"})
 	tests := []struct {
@@ -260,6 +368,15 @@ func TestDecideRejectsBadInput(t *testing.T) {
 				t.Fatalf("error = %v, want ErrInput", err)
 			}
 			assertDenied(t, d, "policy input invalid") // the reason does not blame the policy
+			if tt.in == nil {
+				d, err = e.DecidePrepared(context.Background(), nil)
+				assertDenied(t, d, "policy input invalid")
+			} else if _, err = tt.in.Prepare(); err == nil {
+				t.Fatal("Prepare accepted the input Decide rejects")
+			}
+			if !errors.Is(err, ErrInput) {
+				t.Fatalf("Prepare or DecidePrepared error = %v, want ErrInput", err)
+			}
 		})
 	}
 }

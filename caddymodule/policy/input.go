@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"reflect"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 )
@@ -64,7 +65,13 @@ func (in *Input) astValue() (ast.Value, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: previous: %w", ErrInput, err)
 	}
-	return ast.LazyObject(map[string]any{
+	return ast.LazyObject(in.native(resource, previous)), nil
+}
+
+// native is the input document as plain Go JSON values, resource and previous already
+// checked by nativeResource.
+func (in *Input) native(resource, previous any) map[string]any {
+	return map[string]any{
 		"action":        in.Action,
 		"resource_type": in.ResourceType,
 		"events":        nonNil(in.Events),
@@ -79,7 +86,7 @@ func (in *Input) astValue() (ast.Value, error) {
 			"remove": memberList(in.Members.Remove),
 		},
 		"stats": in.Stats.native(),
-	}), nil
+	}
 }
 
 // nativeResource prepares a decoded SCIM resource for the lazy input document. Lazy
@@ -157,4 +164,56 @@ func nonNil(ss []string) []string {
 		return []string{}
 	}
 	return ss
+}
+
+// Prepared is an Input converted for evaluation once, for inputs that several policies
+// decide in turn (a preview decides each resource under the policy in force and under the
+// proposed one): Engine.DecidePrepared evaluates it without converting it again. Unlike
+// Decide's lazy conversion, Prepare converts the whole input at once, and a Resource that
+// is the same map as Previous (a re-sync) is converted once for both.
+type Prepared struct {
+	value ast.Value
+}
+
+// Prepare converts in for DecidePrepared. The Prepared value does not refer to in's maps.
+func (in *Input) Prepare() (*Prepared, error) {
+	resource, err := preparedResource(in.Resource)
+	if err != nil {
+		return nil, fmt.Errorf("%w: resource: %w", ErrInput, err)
+	}
+	previous := resource
+	if !sameMap(in.Resource, in.Previous) {
+		if previous, err = preparedResource(in.Previous); err != nil {
+			return nil, fmt.Errorf("%w: previous: %w", ErrInput, err)
+		}
+	}
+	doc := in.native(nil, nil)
+	delete(doc, "resource")
+	delete(doc, "previous")
+	v, err := ast.InterfaceToValue(doc)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInput, err)
+	}
+	obj := v.(ast.Object)
+	obj.Insert(ast.StringTerm("resource"), resource)
+	obj.Insert(ast.StringTerm("previous"), previous)
+	return &Prepared{value: obj}, nil
+}
+
+// preparedResource converts a resource eagerly, checked as nativeResource does.
+func preparedResource(r map[string]any) (*ast.Term, error) {
+	native, err := nativeResource(r)
+	if err != nil {
+		return nil, err
+	}
+	v, err := ast.InterfaceToValue(native)
+	if err != nil {
+		return nil, err
+	}
+	return ast.NewTerm(v), nil
+}
+
+// sameMap reports whether a and b are the same (non-nil) map.
+func sameMap(a, b map[string]any) bool {
+	return a != nil && b != nil && reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 }

@@ -61,15 +61,37 @@ func TestInputConversion(t *testing.T) {
 			"stats": {"window": "1h", "last_hour": {"create": 0, "update": 0, "deactivate": 0, "reactivate": 0,
 				"delete": 0, "rename": 0, "add_members": 0, "remove_members": 0}}}`},
 	}
+	resync := decodeJSON(t, `{"userName": "a@b.c", "emails": [{"value": "a@b.c"}]}`)
+	tests = append(tests, struct {
+		name string
+		in   Input
+		want string
+	}{"re-sync: previous is the resource", Input{
+		Action: "replace", ResourceType: "User", Events: []string{"update"}, Resource: resync, Previous: resync,
+	}, `{
+			"action": "replace", "resource_type": "User", "events": ["update"], "client": "", "target": "", "native_id": "",
+			"resource": {"userName": "a@b.c", "emails": [{"value": "a@b.c"}]},
+			"previous": {"userName": "a@b.c", "emails": [{"value": "a@b.c"}]},
+			"changed": [], "members": {"add": [], "remove": []},
+			"stats": {"window": "1h", "last_hour": {"create": 0, "update": 0, "deactivate": 0, "reactivate": 0,
+				"delete": 0, "rename": 0, "add_members": 0, "remove_members": 0}}}`})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			want := ast.MustParseTerm(tt.want).Value
 			got, err := tt.in.astValue()
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := ast.MustParseTerm(tt.want).Value
 			if got.Compare(want) != 0 {
 				t.Errorf("got  %v\nwant %v", got, want)
+			}
+			// Prepare (eager, for several policies in turn) yields the same document.
+			prepared, err := tt.in.Prepare()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if prepared.value.Compare(want) != 0 {
+				t.Errorf("prepared %v\nwant     %v", prepared.value, want)
 			}
 		})
 	}
@@ -97,6 +119,13 @@ func TestInputAsPolicySeesIt(t *testing.T) {
 	}
 	if got["stats"].(map[string]any)["last_hour"].(map[string]any)["update"] != json.Number("12") {
 		t.Errorf("stats as seen by the policy: %v", got["stats"])
+	}
+	prepared, err := in.Prepare()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dp, err := e.DecidePrepared(context.Background(), prepared); err != nil || !equalDecision(dp, d) {
+		t.Errorf("DecidePrepared = %+v, %v; Decide gave %+v", dp, err, d)
 	}
 }
 

@@ -21,35 +21,65 @@ import (
 // without it is not checked, so custom data stays free-form.
 const SettingsErrorsRule = "settings_errors"
 
+// GatewayData is the data document the gateway adds beside the policy's own data, which
+// no data file or package may define: {"settings_checked": true} when the settings check
+// ran at load and found nothing. The shipped guardrails then skip re-checking their own
+// section per decision (data.scimgate.lib.settings.malformed): the load has already
+// refused any malformed setting, and data cannot change without a new load. Without it
+// (opa eval, the policies' own tests, a policy without the check) they check every time.
+const GatewayData = "scimgate_gateway"
+
 // maxSettingsErrors bounds how many problems one load error lists.
 const maxSettingsErrors = 20
 
-// checkSettings evaluates the settings check beside query, when the policy defines one.
-func checkSettings(c *ast.Compiler, store storage.Store, query ast.Ref, data *dataDoc) error {
+// checkSettings evaluates the settings check beside query, when the policy defines one;
+// checked reports that it ran and found nothing.
+func checkSettings(c *ast.Compiler, store storage.Store, query ast.Ref, data *dataDoc) (checked bool, err error) {
 	ref := append(query[:len(query)-1:len(query)-1], ast.StringTerm(SettingsErrorsRule))
 	if len(c.GetRules(ref)) == 0 {
-		return nil
+		return false, nil
 	}
 	pq, err := prepare(c, store, ref)
 	if err != nil {
-		return fmt.Errorf("preparing the settings check %s: %w", ref, err)
+		return false, fmt.Errorf("preparing the settings check %s: %w", ref, err)
 	}
 	input := map[string]any{"packages": loadedPackages(c)}
 	rs, err := pq.Eval(context.Background(), rego.EvalInput(input))
 	if err != nil {
-		return fmt.Errorf("checking the policy settings (%s): %w", ref, err)
+		return false, fmt.Errorf("checking the policy settings (%s): %w", ref, err)
 	}
 	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
-		return nil // undefined: nothing to report
+		return true, nil // undefined: nothing to report
 	}
 	problems, err := decodeSettingsErrors(ref, rs[0].Expressions[0].Value)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if len(problems) == 0 {
-		return nil
+		return true, nil
 	}
-	return settingsError(problems, data)
+	return false, settingsError(problems, data)
+}
+
+// withGatewayData is data with the GatewayData document added.
+func withGatewayData(data ast.Object, settingsChecked bool) ast.Object {
+	out := data.Copy()
+	out.Insert(ast.StringTerm(GatewayData), ast.ObjectTerm([2]*ast.Term{ast.StringTerm("settings_checked"), ast.BooleanTerm(settingsChecked)}))
+	return out
+}
+
+// checkGatewayDataFree refuses data files and packages that would define GatewayData.
+func checkGatewayDataFree(data *dataDoc, modules map[string]*ast.Module) error {
+	if _, ok := data.root[GatewayData]; ok {
+		return fmt.Errorf("%s sets data.%s, which the gateway reserves for itself; rename the key", data.owner([]string{GatewayData}), GatewayData)
+	}
+	reserved := ast.DefaultRootRef.Append(ast.StringTerm(GatewayData))
+	for name, m := range modules {
+		if m.Package.Path.HasPrefix(reserved) {
+			return fmt.Errorf("%s: package %s is reserved for the gateway; rename the package", name, strings.TrimPrefix(m.Package.Path.String(), "data."))
+		}
+	}
+	return nil
 }
 
 // loadedPackages lists every loaded package path, sorted, without duplicates.

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -92,4 +93,64 @@ func TestSettingsCheckLeavesOtherPoliciesAlone(t *testing.T) {
 	dir := policytest.CopyShipped(t, `{"defaults": {"mine": {"anything": "goes", "limit": "7"}}}`)
 	writeFile(t, filepath.Join(dir, "scimgate", "guardrails", "mine.rego"), "package scimgate.guardrails.mine\n\nverdict := {\"notes\": [\"mine\"]} if input.resource_type == \"User\"\n")
 	load(t, Options{Dir: dir})
+}
+
+// TestGatewayDataSaysSettingsChecked: data.scimgate_gateway.settings_checked is true only
+// when the policy's settings check ran at load and found nothing.
+func TestGatewayDataSaysSettingsChecked(t *testing.T) {
+	decision := "package scimgate\n\ndecision := {\"allow\": data.scimgate_gateway.settings_checked}\n"
+	for _, tt := range []struct {
+		name, check string
+		want        bool
+	}{
+		{"with a check", "package scimgate\n\nsettings_errors contains {\"path\": [\"x\"], \"message\": \"m\"} if input.packages == []\n", true},
+		{"without a check", "", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeFile(t, filepath.Join(dir, "decision.rego"), decision)
+			if tt.check != "" {
+				writeFile(t, filepath.Join(dir, "check.rego"), tt.check)
+			}
+			d, err := load(t, Options{Dir: dir}).Decide(context.Background(), &Input{})
+			if err != nil || d.Allow != tt.want {
+				t.Fatalf("settings_checked = %v (%v), want %v", d.Allow, err, tt.want)
+			}
+		})
+	}
+}
+
+// TestGatewayDataIsReserved: neither a data file nor a package may define what the gateway
+// adds (a data file setting settings_checked would switch the guardrails' own checks off).
+func TestGatewayDataIsReserved(t *testing.T) {
+	dir := policytest.CopyShipped(t, `{"defaults": {}}`)
+	extra := filepath.Join(t.TempDir(), "sneaky.json")
+	writeFile(t, extra, `{"scimgate_gateway": {"settings_checked": true}}`)
+	_, err := Load(Options{Dir: dir, DataFiles: []string{extra}})
+	if err == nil || !strings.Contains(err.Error(), extra+" sets data.scimgate_gateway, which the gateway reserves") {
+		t.Errorf("data file: %v", err)
+	}
+	dir = policytest.CopyShipped(t, `{"defaults": {}}`)
+	writeFile(t, filepath.Join(dir, "mine.rego"), "package scimgate_gateway\n\nsettings_checked := true\n")
+	_, err = Load(Options{Dir: dir})
+	if err == nil || !strings.Contains(err.Error(), "package scimgate_gateway is reserved for the gateway") {
+		t.Errorf("package: %v", err)
+	}
+}
+
+// TestGuardrailsCheckSettingsWhenLoadDidNot: shipped guardrails loaded without the load-time
+// check (settings_errors.rego left out) still refuse what a malformed setting guards,
+// never reading it as "off".
+func TestGuardrailsCheckSettingsWhenLoadDidNot(t *testing.T) {
+	dir := policytest.CopyShipped(t, `{"defaults": {"break_glass": {"user_names": "bg@x"}}}`)
+	if err := os.Remove(filepath.Join(dir, "scimgate", "settings_errors.rego")); err != nil {
+		t.Fatal(err)
+	}
+	e := load(t, Options{Dir: dir})
+	user := map[string]any{"userName": "bg@x", "active": false}
+	d, err := e.Decide(context.Background(), &Input{Action: "patch", ResourceType: "User", Events: []string{"deactivate"},
+		Target: "demo", NativeID: "1", Resource: user, Previous: user})
+	if err != nil || d.Allow || len(d.Reasons) != 1 || !strings.Contains(d.Reasons[0], "break_glass settings for target \"demo\" are malformed") {
+		t.Fatalf("Decide = %+v, %v; want a refusal naming the malformed setting", d, err)
+	}
 }

@@ -238,17 +238,28 @@ func decidePage(ctx context.Context, page []*previewCase, current, proposed *pol
 
 // decide evaluates the case under both policies and sets its entry when they differ. A
 // policy that times out fails the preview (a preview must not guess); a policy error is a
-// denial, as in a real request.
+// denial, as in a real request. The input is converted once for both; two policies of the
+// same content decide alike, so the case is then not decided at all.
 func (c *previewCase) decide(ctx context.Context, current, proposed *policy.Engine) error {
+	if current != nil && current.Hash() == proposed.Hash() {
+		return nil
+	}
+	in, prepErr := c.in.Prepare()
+	decide := func(e *policy.Engine) (policy.Decision, error) {
+		if prepErr != nil {
+			return e.Decide(ctx, &c.in) // denies with the input error, as a request would be
+		}
+		return e.DecidePrepared(ctx, in)
+	}
 	now := policy.Decision{Allow: true}
 	if current != nil {
-		d, err := current.Decide(ctx, &c.in)
+		d, err := decide(current)
 		if errors.Is(err, policy.ErrTimeout) {
 			return fmt.Errorf("the policy in force did not decide %s %s: %w", c.typ, c.id, err)
 		}
 		now = d
 	}
-	then, err := proposed.Decide(ctx, &c.in)
+	then, err := decide(proposed)
 	if errors.Is(err, policy.ErrTimeout) {
 		return fmt.Errorf("the proposed policy did not decide %s %s: %w", c.typ, c.id, err)
 	}

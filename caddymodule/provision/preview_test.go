@@ -158,7 +158,7 @@ func TestPolicyImpactNarrowedScope(t *testing.T) {
 	}
 
 	same, err := r.eng.PolicyImpact(context.Background(), current, current, ImpactOptions{})
-	if err != nil || len(same.Entries) != 0 || len(same.Counts) != 0 {
+	if err != nil || len(same.Entries) != 0 || len(same.Counts) != 0 || same.Users != 60 || same.Groups != 1 {
 		t.Errorf("unchanged policy: %+v, %v", same, err)
 	}
 }

@@ -151,9 +151,11 @@ _left_why := "it has no account there, nothing to send." if request.native_id ==
 
 else := sprintf("the app account is left as it is (scoping on_exit %q).", [_on_exit])
 
+# Scope first: most users are in scope now, and mass_deprovision asks (through deactivate)
+# on every user update.
 _leaving if {
-	_updating
 	count(_out_now) > 0
+	_updating
 	count(_out_before) == 0
 }
 
@@ -268,7 +270,18 @@ verdict := {"deny": deny} if {
 verdict := {"skip": skip, "notes": notes, "drop_members": drop_members, "deactivate": _deactivate} if {
 	not _malformed
 	_on
+	not _in_scope_throughout
 	(count(skip) + count(notes)) + count(drop_members) > 0
+}
+
+# _in_scope_throughout: a user in scope before and after the change (or created or deleted
+# in scope), the common case, about which this guardrail has nothing to say: every skip,
+# note and deactivation needs the user out of scope before or after, and members are only
+# dropped from groups. Checked first, it spares the common case the rules that find so.
+_in_scope_throughout if {
+	input.resource_type == "User"
+	count(_out_now) == 0
+	count(_out_before) == 0
 }
 
 default _deactivate := false

@@ -28,15 +28,16 @@ guardrail(name) := guardrail_settings(section(name))
 # target, whatever its type (undefined when nothing): the defaults' section, or the
 # target's merged over it. A guardrail binds it once, to read its settings
 # (guardrail_settings) and to check them (malformed).
+#
+# One lookup in the common case (the target has no section of its own): every guardrail
+# calls it on every decision.
 section(name) := s if {
-	not data.scimgate.config.targets[object.get(input, "target", "")][name]
-	s := data.scimgate.config.defaults[name]
-}
-
-section(name) := s if {
-	t := data.scimgate.config.targets[object.get(input, "target", "")][name]
+	t := data.scimgate.config.targets[_target][name]
 	s := _merge(object.get(data.scimgate.config, ["defaults", name], null), t)
-}
+} else := data.scimgate.config.defaults[name]
+
+# _target is the request's target as section reads it (a rule: computed once per decision).
+_target := object.get(input, "target", "")
 
 _merge(d, t) := object.union(d, t) if {
 	is_object(d)
@@ -83,17 +84,30 @@ guardrail_settings(s) := s if {
 # It checks the guardrail's own section. The shape of scimgate.config around it (defaults,
 # targets and a target being objects) is checked when the gateway loads the policies
 # (settings_errors) and not per decision, where it would cost every write a fifth more.
+# Under the gateway, whose load check covers the section too, it checks nothing
+# (_checked_at_load): a malformed section never got loaded.
 malformed(name, s, schema, what) := sprintf(
 	"%s settings for target %q are malformed (%s): %s refused until scimgate.config is fixed.",
 	[name, request.target, concat("; ", sort(ps)), what],
 ) if {
 	not _off(s)
+	not _checked_at_load(name, schema)
 	not _valid_settings(s, schema)
 	ps := {sprintf("%s %s", [_source(name, p.key), p.problem]) | some p in check(s, schema)}
 	count(ps) > 0
 }
 
 _off(s) if s.enabled == false
+
+# _checked_at_load: the gateway checked this guardrail's sections against this schema (its
+# settings_schema) when it loaded the policies, and would not have loaded a malformed one
+# (data.scimgate_gateway.settings_checked, which the gateway sets, and no data file may);
+# the data cannot change without a new load, so a decision need not check again. Anywhere
+# else (opa eval, the tests here) every decision checks.
+_checked_at_load(name, schema) if {
+	data.scimgate_gateway.settings_checked == true
+	data.scimgate.guardrails[name].settings_schema == schema
+}
 
 _source(name, "") := _owner(name)
 
