@@ -470,3 +470,24 @@ func TestLatencyDelaysAnswers(t *testing.T) {
 		t.Errorf("a request whose client went away was carried out: %s", body)
 	}
 }
+
+// TestStateCountsCalls: the dump counts every API call the app answered, refusals and
+// unknown routes too, but neither the dumps nor the resets, and a reset restarts it.
+func TestStateCountsCalls(t *testing.T) {
+	a := newTestApp(t)
+	seed(t, a) // 5 calls
+	must(t, a, 404, "GET", "/api/v1/accounts/99", "")
+	must(t, a, 409, "POST", "/api/v1/accounts", `{"login":"ada@contoso.example"}`)
+	must(t, a, 404, "GET", "/api/v1/nothing", "")
+	if rec := do(t, a, "GET", "/api/v1/_state", ""); rec.Code != 200 {
+		t.Fatalf("state: %d", rec.Code)
+	}
+	if got := decode[Snapshot](t, must(t, a, 200, "GET", "/api/v1/_state", "")).Calls; got != 8 {
+		t.Errorf("calls %d, want 8 (5 seeded, 3 refused)", got)
+	}
+	must(t, a, 204, "POST", "/api/v1/_reset", "")
+	must(t, a, 201, "POST", "/api/v1/accounts", `{"login":"a@x"}`)
+	if got := decode[Snapshot](t, must(t, a, 200, "GET", "/api/v1/_state", "")).Calls; got != 1 {
+		t.Errorf("calls after a reset and one create: %d, want 1", got)
+	}
+}

@@ -285,8 +285,9 @@ func (w *Worker) dispatch() time.Time {
 			}
 		}
 	}
-	held := map[string]bool{} // resources with an earlier task (their later ones wait)
-	live := map[string]bool{} // resources with an earlier task that is not dead (references wait)
+	held := map[string]bool{}  // resources with an earlier task (their later ones wait)
+	live := map[string]bool{}  // resources with an earlier task that is not dead (references wait)
+	stuck := map[string]bool{} // resources with a dead letter (their later tasks wait for an operator)
 	inSchedule := func(e *entry) bool { return urgent[e.resource] || open && sched.Due(e.queued, now) }
 	for i, e := range w.entries {
 		if w.inflight >= w.s.MaxConcurrent {
@@ -301,6 +302,8 @@ func (w *Worker) dispatch() time.Time {
 		held[e.resource] = true
 		if !e.dead {
 			live[e.resource] = true
+		} else {
+			stuck[e.resource] = true
 		}
 		if !ready {
 			if !e.dead && !e.inFlight && !waits && scheduled && (wakeAt.IsZero() || e.notBefore.Before(wakeAt)) {
@@ -308,7 +311,10 @@ func (w *Worker) dispatch() time.Time {
 			}
 			continue
 		}
-		group := w.group(i, live, inSchedule, now)
+		group, wait := w.group(i, live, stuck, inSchedule, now)
+		if wait {
+			continue // the task whose reference waits joins it once that is delivered
+		}
 		for _, g := range group {
 			g.inFlight = true
 		}
@@ -323,9 +329,17 @@ func (w *Worker) dispatch() time.Time {
 // coalesced with it: each ready too, its references not waiting for a task before it
 // (live holds the resources with tasks before i; the other resources' tasks between are
 // added as the scan goes), up to maxCoalesce.
-func (w *Worker) group(i int, live map[string]bool, scheduled func(*entry) bool, now time.Time) []*entry {
+//
+// wait: a later task of the resource refers to a resource whose pending task comes before
+// task i (a user's manager link whose manager's create is still queued, a group's member
+// adds whose members' creates are), so the whole group waits for it and is then delivered
+// as one change (a create with its manager, a group's create with its members) instead of
+// going now and leaving the later task to a call of its own. A task only ever waits for an
+// earlier one (which cannot wait for it in turn), never for one stuck behind a dead letter,
+// and never when the resource has an urgent task (a deprovisioning does not wait).
+func (w *Worker) group(i int, live, stuck map[string]bool, scheduled func(*entry) bool, now time.Time) (group []*entry, wait bool) {
 	e := w.entries[i]
-	group := []*entry{e}
+	group = []*entry{e}
 	between := map[string]bool{}
 	for _, f := range w.entries[i+1:] {
 		if len(group) == maxCoalesce {
@@ -337,13 +351,20 @@ func (w *Worker) group(i int, live map[string]bool, scheduled func(*entry) bool,
 			}
 			continue
 		}
-		if f.dead || f.inFlight || !scheduled(f) || f.notBefore.After(now) ||
-			slices.ContainsFunc(f.refs, func(r string) bool { return live[r] || between[r] }) {
+		if f.dead || f.inFlight || !scheduled(f) || f.notBefore.After(now) {
+			break
+		}
+		if slices.ContainsFunc(f.refs, func(r string) bool { return r != e.resource && live[r] }) {
+			urgent := slices.ContainsFunc(group, func(g *entry) bool { return g.urgent }) || f.urgent
+			wait = !urgent && !slices.ContainsFunc(f.refs, func(r string) bool { return stuck[r] })
+			break
+		}
+		if slices.ContainsFunc(f.refs, func(r string) bool { return between[r] }) {
 			break
 		}
 		group = append(group, f)
 	}
-	return group
+	return group, wait
 }
 
 // attempt makes one delivery attempt of a group of tasks (see group).

@@ -611,3 +611,42 @@ func TestCoalescing(t *testing.T) {
 	}
 	r.verify()
 }
+
+// TestCoalescingWaitsForReferences: a create whose resource's next change refers to a
+// resource with a change queued before it waits for that one, so that both go as one
+// delivery: a user's create and its manager link after the manager's create, a group's
+// create and its member adds after the members' creates (Entra's initial cycle).
+func TestCoalescingWaitsForReferences(t *testing.T) {
+	app, srv := newNativeApp(t)
+	r := queuedRig(t, srv.URL, withMode(outbox.Queued))
+	w := r.eng.Worker()
+	if err := w.Pause("test"); err != nil {
+		t.Fatal(err)
+	}
+	mid := r.mustCreate(scim.UserType, user("manager@contoso.example"))
+	uid := r.mustCreate(scim.UserType, user("report@contoso.example"))
+	r.patchAs("link", uid, `[{"op":"add","path":"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager","value":"`+mid+`"}]`)
+	gid := r.mustCreate(scim.GroupType, `{"displayName":"Team"}`)
+	r.eng.Apply(Request{ID: "adds"}, &Op{Action: change.ActionPatch, Type: scim.GroupType, ID: gid, Patch: patchOps(t, `[{"op":"add","path":"members","value":[{"value":"`+uid+`"},{"value":"`+mid+`"}]}]`), Status: http.StatusNoContent})
+	if err := w.Resume("test"); err != nil {
+		t.Fatal(err)
+	}
+	r.settle()
+	intents := map[string]int{}
+	for _, rec := range r.records() {
+		if rec.Action == change.ActionDeliver && rec.Outcome == change.Pending {
+			intents[rec.SCIMID]++
+		}
+	}
+	if intents[mid] != 1 || intents[uid] != 1 || intents[gid] != 1 {
+		t.Fatalf("deliveries (intents) per resource: manager %d, report %d, group %d, want one each; calls %v", intents[mid], intents[uid], intents[gid], app.callLog())
+	}
+	gn := r.nativeID(scim.GroupType, gid)
+	if len(app.roles[gn]) != 2 {
+		t.Fatalf("the group's members in the app: %v", app.roles[gn])
+	}
+	if got := r.outcomesOf("link"); !slices.Contains(got, "deliver:delivered") {
+		t.Fatalf("the manager link's records: %v", got)
+	}
+	r.verify()
+}
