@@ -87,6 +87,9 @@ func (e *Engine) heldByOutbox(p *plan) (bool, error) {
 // enqueue commits the change with its task and its record (outcome queued) in one
 // transaction, then tells the worker.
 func (e *Engine) enqueue(j *job, p *plan, d policy.Decision) (*plan, error) {
+	if err := e.checkQueuedMembers(p); err != nil {
+		return nil, err
+	}
 	var task *outbox.Task
 	done, err := e.commitWith(j, p, change.Queued, func(tx *store.Tx, _, p2 *plan) error {
 		t, err := e.taskOf(j, p2, d)
@@ -108,6 +111,36 @@ func (e *Engine) enqueue(j *job, p *plan, d policy.Decision) (*plan, error) {
 	}
 	e.worker.Queued(task)
 	return done, nil
+}
+
+// checkQueuedMembers refuses member adds that name no resource, as immediate delivery does
+// (see syncNative; not in a dry run): queued, such a membership could only become a dead
+// letter. A member whose create is still queued is no such member: its task waits for it.
+func (e *Engine) checkQueuedMembers(p *plan) error {
+	if len(p.added) == 0 || e.target.DryRun {
+		return nil
+	}
+	var unknown []string
+	err := e.store.View(func(tx *store.Tx) error {
+		for _, id := range p.added {
+			_, err := tx.TypeOf(id)
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+				if e.mappedType(tx, id) == "" {
+					unknown = append(unknown, id)
+				}
+			case err != nil:
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil || len(unknown) == 0 {
+		return err
+	}
+	return scim.BadRequest(scim.TypeInvalidValue,
+		"member %s names no user or group (never created, or deleted); Entra retries this membership in a later cycle, once the member exists",
+		listIDs(unknown))
 }
 
 // taskOf is the outbox task of plan p as the directory applies it.

@@ -650,3 +650,44 @@ func TestCoalescingWaitsForReferences(t *testing.T) {
 	}
 	r.verify()
 }
+
+// TestQueuedUnknownMember: a member add naming no resource is refused up front with the
+// 400 immediate delivery answers, in every mode (in queued mode it would otherwise become
+// a dead letter later): nothing is committed or queued, and the group's next change goes.
+// A member whose create is still queued is not unknown: the add is queued behind it.
+func TestQueuedUnknownMember(t *testing.T) {
+	for _, mode := range outbox.Modes {
+		t.Run(string(mode), func(t *testing.T) {
+			app, srv := newNativeApp(t)
+			r := queuedRig(t, srv.URL, withMode(mode))
+			gid := r.mustCreate(scim.GroupType, `{"displayName":"Team"}`)
+			uid := r.mustCreate(scim.UserType, user("ada@contoso.example"))
+			r.settle()
+			tasks := len(r.tasks())
+			res := r.patch(scim.GroupType, gid, `[{"op":"add","path":"members","value":[{"value":"`+uid+`"},{"value":"no-such-member"}]}]`)
+			if res.Err == nil || res.Err.Status != http.StatusBadRequest || res.Err.ScimType != scim.TypeInvalidValue || !strings.Contains(res.Err.Detail, "no-such-member") {
+				t.Fatalf("unknown member: %+v", res.Err)
+			}
+			if got := r.members(gid); len(got) != 0 || len(r.tasks()) != tasks {
+				t.Fatalf("a refused membership was kept: members %v, tasks %d (were %d)", got, len(r.tasks()), tasks)
+			}
+			if mode != outbox.Queued {
+				return
+			}
+			if err := r.eng.Worker().Pause("test"); err != nil {
+				t.Fatal(err)
+			}
+			later := r.mustCreate(scim.UserType, user("grace@contoso.example"))
+			if res := r.patch(scim.GroupType, gid, `[{"op":"add","path":"members","value":[{"value":"`+uid+`"},{"value":"`+later+`"}]}]`); res.Err != nil {
+				t.Fatalf("members, one of them queued: %v", res.Err)
+			}
+			if err := r.eng.Worker().Resume("test"); err != nil {
+				t.Fatal(err)
+			}
+			r.settle()
+			if gn := r.nativeID(scim.GroupType, gid); len(app.roles[gn]) != 2 {
+				t.Fatalf("the app's members: %v", app.roles[gn])
+			}
+		})
+	}
+}
