@@ -691,3 +691,53 @@ func TestQueuedUnknownMember(t *testing.T) {
 		})
 	}
 }
+
+// TestQueuedSkipWaitsBehindChanges: a change the policy skips while its resource still has
+// changes in the outbox waits behind them instead of setting the account's mark at once
+// (which their delivery would then clear): nothing is sent for it, and once they are
+// delivered the account is marked as having missed it (stale), so its next change that
+// reaches the app sends everything.
+func TestQueuedSkipWaitsBehindChanges(t *testing.T) {
+	app, srv := newNativeApp(t)
+	target := newTarget(t, srv.URL, false)
+	target.Delivery = withMode(outbox.Queued)
+	r := newRig(t, rigOptions{target: target, policy: writePolicy(t, obligationsPolicy)})
+	w := r.eng.Worker()
+	if err := w.Pause("test"); err != nil {
+		t.Fatal(err)
+	}
+	uid := r.mustCreate(scim.UserType, user("ada@contoso.example"))
+	if res := r.patchAs("moved", uid, `[{"op":"replace","path":"userName","value":"ada@fabrikam.example"}]`); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if got := r.outcomesOf("moved"); !slices.Equal(got, []string{"patch:queued"}) || r.mark(scim.UserType, uid) != change.MarkNone || len(r.tasks()) != 2 {
+		t.Fatalf("a skip behind a queued create: records %v, mark %q, %d tasks", got, r.mark(scim.UserType, uid), len(r.tasks()))
+	}
+	if err := w.Resume("test"); err != nil {
+		t.Fatal(err)
+	}
+	r.settle()
+	if calls := app.callLog(); !slices.Equal(calls, []string{"POST /accounts"}) {
+		t.Fatalf("calls %v: the skipped change reached the app", calls)
+	}
+	if m := r.mark(scim.UserType, uid); m != change.MarkStale {
+		t.Fatalf("mark after the delivery %q, want %q", m, change.MarkStale)
+	}
+	var skipped journal.Record
+	for _, rec := range r.records() {
+		if rec.RequestID == "moved" && rec.Action == change.ActionDeliver {
+			skipped = rec
+		}
+	}
+	if skipped.Outcome != change.Skipped || skipped.Decision == nil || !skipped.Decision.Skip || len(skipped.Calls) != 0 {
+		t.Fatalf("the skip's delivery record: %+v", skipped)
+	}
+	if res := r.patch(scim.UserType, uid, `[{"op":"replace","path":"userName","value":"ada@contoso.example"}]`); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	r.settle()
+	if m := r.mark(scim.UserType, uid); m != change.MarkNone || len(app.callLog()) != 2 {
+		t.Fatalf("the next change: mark %q, calls %v", m, app.callLog())
+	}
+	r.verify()
+}
