@@ -56,7 +56,8 @@ const maxCoalesce = 100
 
 // Worker delivers one target's outbox: tasks of one resource one at a time in the order
 // they were queued, tasks of different resources in parallel up to MaxConcurrent, a task
-// that refers to other resources (members, a manager) after their earlier tasks. It keeps
+// that refers to other resources (members, a manager) after their queued creates and
+// deletes (see group for how a create waits to be coalesced with its references). It keeps
 // an index of the outbox in memory (the resource, references and state of each task),
 // loaded from the store when it starts and kept up to date by Queued and its own attempts;
 // each attempt reads the task itself from the store.
@@ -96,11 +97,17 @@ type entry struct {
 	notBefore time.Time
 	queued    time.Time
 	urgent    bool
+	// made: the task creates or deletes its resource, what a reference to the resource
+	// waits for (an update of a member or a manager does not hold their references).
+	made bool
 }
 
 func entryOf(t *Task) *entry {
-	return &entry{seq: t.Seq, resource: t.ID, refs: t.Refs, dead: t.Dead, notBefore: t.NextAttempt, queued: t.Queued, urgent: t.Urgent}
+	return &entry{seq: t.Seq, resource: t.ID, refs: t.Refs, dead: t.Dead, notBefore: t.NextAttempt, queued: t.Queued, urgent: t.Urgent,
+		made: isNull(t.Before) || isNull(t.After)}
 }
+
+func isNull(raw []byte) bool { return len(raw) == 0 || string(raw) == "null" }
 
 // Start loads target's outbox from st and starts delivering it through d.
 func Start(target string, st *store.Store, d Deliverer, s Settings, logger *zap.Logger) (*Worker, error) {
@@ -286,7 +293,7 @@ func (w *Worker) dispatch() time.Time {
 		}
 	}
 	held := map[string]bool{}  // resources with an earlier task (their later ones wait)
-	live := map[string]bool{}  // resources with an earlier task that is not dead (references wait)
+	live := map[string]bool{}  // resources with an earlier create or delete that is not dead (references wait)
 	stuck := map[string]bool{} // resources with a dead letter (their later tasks wait for an operator)
 	inSchedule := func(e *entry) bool { return urgent[e.resource] || open && sched.Due(e.queued, now) }
 	for i, e := range w.entries {
@@ -300,10 +307,10 @@ func (w *Worker) dispatch() time.Time {
 		}
 		ready := !e.dead && !e.inFlight && !waits && scheduled && !e.notBefore.After(now)
 		held[e.resource] = true
-		if !e.dead {
-			live[e.resource] = true
-		} else {
+		if e.dead {
 			stuck[e.resource] = true
+		} else if e.made {
+			live[e.resource] = true
 		}
 		if !ready {
 			if !e.dead && !e.inFlight && !waits && scheduled && (wakeAt.IsZero() || e.notBefore.Before(wakeAt)) {
@@ -327,8 +334,8 @@ func (w *Worker) dispatch() time.Time {
 
 // group is the ready task at index i with the tasks of its resource after it that may be
 // coalesced with it: each ready too, its references not waiting for a task before it
-// (live holds the resources with tasks before i; the other resources' tasks between are
-// added as the scan goes), up to maxCoalesce.
+// (live holds the resources with a create or delete before i; the other resources' ones
+// between are added as the scan goes), up to maxCoalesce.
 //
 // wait: a later task of the resource refers to a resource whose pending task comes before
 // task i (a user's manager link whose manager's create is still queued, a group's member
@@ -346,7 +353,7 @@ func (w *Worker) group(i int, live, stuck map[string]bool, scheduled func(*entry
 			break
 		}
 		if f.resource != e.resource {
-			if !f.dead {
+			if !f.dead && f.made {
 				between[f.resource] = true
 			}
 			continue
