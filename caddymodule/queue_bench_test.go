@@ -14,6 +14,7 @@ package caddymodule
 // takes 1,000 s at 5 calls/s).
 
 import (
+	"bytes"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -27,6 +28,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/google/uuid"
+	"go.etcd.io/bbolt"
 )
 
 const benchQueueMapping = `{"version": 1, "users": {"events": {
@@ -118,6 +121,24 @@ func BenchmarkQueuedVsImmediate(b *testing.B) {
 			_, err := benchDo(q, http.MethodGet, "/scim/v2/Users?filter=userName+eq+%22"+benchUserName("q", i)+"%22", nil, http.StatusOK)
 			return err
 		})
+		// What a queued write costs beyond its durable commit: the same creates with the
+		// worker paused (no delivery commits share the disk), and a bare bbolt group commit
+		// (db.Batch) of a stored user's size at the same concurrency, on the same disk.
+		paused := benchQueueGateway(b, app.URL, "queued", nil)
+		if err := paused.engine.Worker().Pause("bench"); err != nil {
+			b.Fatal(err)
+		}
+		_, pausedLat := benchConcurrent(b, conc, 2000, create(paused, "p"))
+		db, bucket := benchBareBolt(b)
+		value := bytes.Repeat([]byte{'x'}, benchStoredUserSize(b))
+		_, commitLat := benchConcurrent(b, conc, 2000, func(int) error {
+			key := []byte(uuid.NewString())
+			return db.Batch(func(tx *bbolt.Tx) error { return tx.Bucket(bucket).Put(key, value) })
+		})
+		b.ReportMetric(float64(pct(pausedLat, .99).Microseconds())/1000, "queued_paused_p99_ms")
+		b.ReportMetric(float64(pct(commitLat, .99).Microseconds())/1000, "bolt_commit_p99_ms")
+		b.ReportMetric(float64(pct(commitLat, .50).Microseconds())/1000, "bolt_commit_p50_ms")
+		b.ReportMetric(float64(pct(pausedLat, .50).Microseconds())/1000, "queued_paused_p50_ms")
 		b.ReportMetric(immRate, "immediate_writes/s")
 		b.ReportMetric(qRate, "queued_writes/s")
 		b.ReportMetric(qRate/immRate, "queued/immediate")

@@ -63,6 +63,12 @@ func owns(path string) bool {
 	return path == basePath || strings.HasPrefix(path, basePath+"/")
 }
 
+// inspection says whether a request path is one of the test hooks (_state, _reset), which
+// are not counted as the app's calls.
+func inspection(path string) bool {
+	return path == basePath+"/_state" || path == basePath+"/_reset"
+}
+
 // dispatch finds the endpoint for a request and runs it. A path that exists with another
 // method is a 405 with Allow; a path id that is not a positive integer is a 404 of that
 // resource (no record can have that id).

@@ -2,6 +2,7 @@ package demoapp
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -104,7 +105,17 @@ func TestPatchMergeSemantics(t *testing.T) {
 func TestFailedUpdateChangesNothing(t *testing.T) {
 	a := newTestApp(t)
 	seed(t, a)
-	before := must(t, a, 200, "GET", "/api/v1/_state", "").Body.String()
+	// The dumps without the call count, which the failed writes raise.
+	state := func() string {
+		snap := decode[Snapshot](t, must(t, a, 200, "GET", "/api/v1/_state", ""))
+		snap.Calls = 0
+		b, err := json.Marshal(snap)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	before := state()
 	for _, p := range []string{`{"login":"grace@contoso.example","person":{"first":"X"}}`, `{"person":{"first":"X"},"org":{"manager_id":50}}`, `{"person":{"first":"X"},"contact":{"mail":"bad"}}`} {
 		if rec := do(t, a, "PATCH", "/api/v1/accounts/1", p); rec.Code < 400 {
 			t.Fatalf("%s: status %d", p, rec.Code)
@@ -112,7 +123,7 @@ func TestFailedUpdateChangesNothing(t *testing.T) {
 	}
 	do(t, a, "PATCH", "/api/v1/teams/1", `{"name":"sales","description":"X"}`)
 	do(t, a, "POST", "/api/v1/teams/2/members:batch", `{"add":[2,99]}`)
-	if after := must(t, a, 200, "GET", "/api/v1/_state", "").Body.String(); after != before {
+	if after := state(); after != before {
 		t.Errorf("failed writes changed the state:\nbefore %s\nafter  %s", before, after)
 	}
 }
@@ -341,7 +352,7 @@ func TestStateAndReset(t *testing.T) {
 		t.Errorf("snapshot %+v", snap)
 	}
 	must(t, a, 204, "POST", "/api/v1/_reset", "")
-	if got := must(t, a, 200, "GET", "/api/v1/_state", "").Body.String(); got != `{"accounts":[],"teams":[],"memberships":[]}`+"\n" {
+	if got := must(t, a, 200, "GET", "/api/v1/_state", "").Body.String(); got != `{"accounts":[],"teams":[],"memberships":[],"calls":0}`+"\n" {
 		t.Errorf("after reset: %s", got)
 	}
 	if acc := decode[Account](t, must(t, a, 201, "POST", "/api/v1/accounts", `{"login":"ada@contoso.example"}`)); acc.ID != 1 {
@@ -468,5 +479,26 @@ func TestLatencyDelaysAnswers(t *testing.T) {
 	slow.Latency = 0
 	if body := must(t, slow, http.StatusOK, http.MethodGet, "/api/v1/accounts", "").Body.String(); strings.Contains(body, "gone@example.com") {
 		t.Errorf("a request whose client went away was carried out: %s", body)
+	}
+}
+
+// TestStateCountsCalls: the dump counts every API call the app answered, refusals and
+// unknown routes too, but neither the dumps nor the resets, and a reset restarts it.
+func TestStateCountsCalls(t *testing.T) {
+	a := newTestApp(t)
+	seed(t, a) // 5 calls
+	must(t, a, 404, "GET", "/api/v1/accounts/99", "")
+	must(t, a, 409, "POST", "/api/v1/accounts", `{"login":"ada@contoso.example"}`)
+	must(t, a, 404, "GET", "/api/v1/nothing", "")
+	if rec := do(t, a, "GET", "/api/v1/_state", ""); rec.Code != 200 {
+		t.Fatalf("state: %d", rec.Code)
+	}
+	if got := decode[Snapshot](t, must(t, a, 200, "GET", "/api/v1/_state", "")).Calls; got != 8 {
+		t.Errorf("calls %d, want 8 (5 seeded, 3 refused)", got)
+	}
+	must(t, a, 204, "POST", "/api/v1/_reset", "")
+	must(t, a, 201, "POST", "/api/v1/accounts", `{"login":"a@x"}`)
+	if got := decode[Snapshot](t, must(t, a, 200, "GET", "/api/v1/_state", "")).Calls; got != 1 {
+		t.Errorf("calls after a reset and one create: %d, want 1", got)
 	}
 }

@@ -66,8 +66,10 @@
 //     or invalid input produces a 500.
 //
 //   - Inspection: GET /api/v1/_state dumps all accounts, teams and memberships sorted by id
-//     (the integration test compares it with the gateway's directory); POST /api/v1/_reset
-//     empties the state and restarts the ids at 1. Both need the API key.
+//     (the integration test compares it with the gateway's directory) and "calls", how many
+//     API calls the app answered (the benchmarks count a gateway's native calls with it);
+//     POST /api/v1/_reset empties the state, the count too, and restarts the ids at 1. Both
+//     need the API key and neither is counted.
 //
 // # State and limits
 //

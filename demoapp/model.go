@@ -101,6 +101,9 @@ type Snapshot struct {
 	Accounts    []Account    `json:"accounts"`
 	Teams       []Team       `json:"teams"`
 	Memberships []Membership `json:"memberships"`
+	// Calls counts the API calls the app answered (any status, _state and _reset
+	// excluded) since it started or was last reset.
+	Calls int64 `json:"calls"`
 }
 
 // Page is the body of every list endpoint. NextCursor is null on the last page.

@@ -146,6 +146,9 @@ func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		a.writeError(w, errorf(http.StatusUnauthorized, CodeUnauthorized, "send a valid API key in the X-Api-Key header"))
 		return nil
 	}
+	if !inspection(r.URL.Path) {
+		a.state.countCall()
+	}
 	if !a.wait(r) {
 		return nil // the client went away
 	}

@@ -32,6 +32,8 @@ type state struct {
 	teamIDs     []int64          // sorted
 	byName      map[string]int64 // foldKey(name) -> id
 	memberships int
+
+	calls int64 // API calls answered since the start or the last reset (not _state, _reset)
 }
 
 // teamRecord is a team with its members, kept sorted so that pages walk in id order and
@@ -58,6 +60,14 @@ func (s *state) resetLocked() {
 	s.teamIDs = nil
 	s.byName = map[string]int64{}
 	s.memberships = 0
+	s.calls = 0
+}
+
+// countCall counts one API call (the benchmarks compare how many calls a gateway makes).
+func (s *state) countCall() {
+	s.mu.Lock()
+	s.calls++
+	s.mu.Unlock()
 }
 
 func (s *state) reset() {
@@ -447,6 +457,7 @@ func (s *state) snapshot() Snapshot {
 		Accounts:    make([]Account, 0, len(s.accountIDs)),
 		Teams:       make([]Team, 0, len(s.teamIDs)),
 		Memberships: make([]Membership, 0, s.memberships),
+		Calls:       s.calls,
 	}
 	for _, id := range s.accountIDs {
 		snap.Accounts = append(snap.Accounts, *s.accounts[id])

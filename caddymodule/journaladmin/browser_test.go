@@ -195,6 +195,78 @@ func TestBrowserWatchPage(t *testing.T) {
 	}
 }
 
+// TestBrowserWatchQueued: with queued delivery a change is one row from Entra's request to
+// the app: live, it shows as queued while the outbox waits, then the same row turns
+// delivered, or dead when the app refuses the change; opened anew (the changes route), the
+// page shows the same rows.
+func TestBrowserWatchQueued(t *testing.T) {
+	ctx := journaltest.Browser(t)
+	e := journaltest.StartQueuedTarget(t)
+	w := e.Outbox(t)
+	origin := "http://" + e.Admin
+	page := origin + journaladmin.JournalPath(journaltest.JournalName, "watch")
+	err := chromedp.Do(ctx,
+		chromedp.EmulateViewport(1280, 800),
+		journaltest.Open(page, origin+"/"),
+		chromedp.WaitVisible(chromedp.CSS(`#status[data-state="connected"]`)),
+	)
+	if err != nil {
+		t.Fatalf("opening the watch page: %v", err)
+	}
+	if err := w.Pause("test"); err != nil {
+		t.Fatal(err)
+	}
+	e.CreateUser(t, "queued@example.com")
+	e.CreateUser(t, "reject-queued@example.com")
+	rows := journaltest.WaitRows(t, ctx, "the queued changes", func(rows []journaltest.Row) bool {
+		return journaltest.FindRow(rows, "queued@example.com", "queued") != nil && journaltest.FindRow(rows, "reject-queued@example.com", "queued") != nil
+	})
+	if q := journaltest.FindRow(rows, "queued@example.com", "queued"); !strings.Contains(q.OutcomeClass, "warn") || q.Status != "201" {
+		t.Errorf("the queued change: %+v", q)
+	}
+	if err := w.Resume("test"); err != nil {
+		t.Fatal(err)
+	}
+	one := func(rows []journaltest.Row, subject string) []journaltest.Row {
+		var out []journaltest.Row
+		for _, r := range rows {
+			if r.Subject == subject {
+				out = append(out, r)
+			}
+		}
+		return out
+	}
+	settled := func(rows []journaltest.Row) bool {
+		d, x := one(rows, "queued@example.com"), one(rows, "reject-queued@example.com")
+		return len(d) == 1 && d[0].Outcome == "delivered" && len(x) == 1 && x[0].Outcome == "dead"
+	}
+	rows = journaltest.WaitRows(t, ctx, "the delivered and the dead change, one row each", settled)
+	if d, x := one(rows, "queued@example.com")[0], one(rows, "reject-queued@example.com")[0]; !strings.Contains(d.OutcomeClass, "good") || !strings.Contains(x.OutcomeClass, "bad") {
+		t.Errorf("outcome colours: delivered %q, dead %q", d.OutcomeClass, x.OutcomeClass)
+	}
+	opened := func(rows []journaltest.Row) {
+		t.Helper()
+		delivered := one(rows, "queued@example.com")[0]
+		if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`tr.change[data-seq="`+delivered.Seq+`"] td.time`))); err != nil {
+			t.Fatal(err)
+		}
+		detail := waitText(t, ctx, "tr.detail", "Native calls")
+		for _, want := range []string{"queued", "pending", "delivered", "POST /accounts \u2192 201"} {
+			if !strings.Contains(detail, want) {
+				t.Errorf("the opened change does not show %q:\n%s", want, detail)
+			}
+		}
+	}
+	opened(rows)
+
+	// The page opened anew reads the changes route: the same one row per change, with
+	// all its records.
+	if err := chromedp.Do(ctx, journaltest.Open(page, origin+"/"), chromedp.WaitVisible(chromedp.CSS(`#status[data-state="connected"]`))); err != nil {
+		t.Fatal(err)
+	}
+	opened(journaltest.WaitRows(t, ctx, "the reloaded page's rows", settled))
+}
+
 // waitText polls until the element's text contains want, and returns the text.
 func waitText(t *testing.T, ctx context.Context, selector, want string) string {
 	t.Helper()

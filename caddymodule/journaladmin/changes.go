@@ -21,6 +21,12 @@ import (
 // row per change, in its current state, with both records. Filters apply on the server
 // over the whole journal (up to MaxChangesScan records back), so that a filter finds
 // records however far back they are, and count what matched.
+//
+// A queued change (outcome queued) stays open for the records of its delivery: the worker's
+// intents and outcomes (action deliver, the same request, resource type and SCIM id) join
+// its row, whose state follows them (pending while a delivery is under way, failed while it
+// is retried, then delivered, or dead until an operator acts), so that a change is one row
+// from Entra's request to the app.
 
 const (
 	// DefaultChangesLimit and MaxChangesLimit bound a page of changes.
@@ -150,7 +156,8 @@ func readChanges(ctx context.Context, j *journal.Journal, cr changesRequest) (*C
 		return page, nil
 	}
 	page.FirstSeq = liveFirst(head, MaxChangesScan)
-	open := map[string]*ChangeRow{} // intents whose outcome has not been read yet
+	open := map[string]*ChangeRow{}   // intents whose outcome has not been read yet
+	queued := map[string]*ChangeRow{} // queued changes whose delivery has not ended
 	var kept []ChangeRow
 	finish := func(row *ChangeRow) {
 		last := row.Records[len(row.Records)-1].Record
@@ -175,13 +182,32 @@ func readChanges(ctx context.Context, j *journal.Journal, cr changesRequest) (*C
 		page.Scanned++
 		ev := Event{Record: e.Record, Hash: hex.EncodeToString(e.Hash[:])}
 		key := changeKey(&e.Record)
+		if row, ok := queued[key]; ok && e.Record.Action == change.ActionDeliver {
+			row.Records = append(row.Records, ev)
+			if deliveryEnded(e.Record.Outcome) {
+				delete(queued, key)
+				finish(row)
+			}
+			return nil
+		}
+		// settle finishes a row, or keeps a queued one open for its delivery.
+		settle := func(row *ChangeRow) {
+			if row.Records[len(row.Records)-1].Record.Outcome == change.Queued {
+				if prev, ok := queued[key]; ok { // a second queued record under the key: the first row ends
+					finish(prev)
+				}
+				queued[key] = row
+				return
+			}
+			finish(row)
+		}
 		if prev, ok := open[key]; ok {
 			delete(open, key)
 			if e.Record.Outcome == change.Pending { // a second intent: the first never ended
 				finish(prev)
 			} else {
 				prev.Records = append(prev.Records, ev)
-				finish(prev)
+				settle(prev)
 				return nil
 			}
 		}
@@ -190,7 +216,7 @@ func readChanges(ctx context.Context, j *journal.Journal, cr changesRequest) (*C
 			open[key] = row
 			return nil
 		}
-		finish(row)
+		settle(row)
 		return nil
 	})
 	if err != nil {
@@ -199,12 +225,22 @@ func readChanges(ctx context.Context, j *journal.Journal, cr changesRequest) (*C
 	for _, row := range open { // intents still without an outcome: pending now
 		finish(row)
 	}
+	for _, row := range queued { // queued changes not delivered yet: their latest state
+		finish(row)
+	}
 	page.Changes = newestChanges(kept, cr.limit)
 	if page.Older > len(page.Changes) {
 		page.NextBefore = page.Changes[len(page.Changes)-1].Seq
 	}
 	page.Partial = page.FirstSeq > 1
 	return page, nil
+}
+
+// deliveryEnded reports whether a delivery record ends its queued change: delivered (or a
+// dry run, or skipped). A failed attempt is retried and a dead letter may be retried by an
+// operator, so their change stays open for the records that follow.
+func deliveryEnded(o change.Outcome) bool {
+	return o == change.Delivered || o == change.DryRun || o == change.Skipped
 }
 
 // newestChanges sorts rows newest first and keeps n.

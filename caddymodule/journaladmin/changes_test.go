@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/scimgate/scimgate/caddymodule/change"
 	"github.com/scimgate/scimgate/caddymodule/internal/journaltest"
@@ -127,5 +128,61 @@ func TestChangesRoute(t *testing.T) {
 		if !strings.Contains(string(body), "parameter "+tc.param) {
 			t.Errorf("%s: %s, want it to name parameter %s", tc.q, body, tc.param)
 		}
+	}
+}
+
+// TestChangesRouteQueued: a queued change is one row from Entra's request to the app: its
+// delivery's records (action deliver, the same request) join it, and its state follows
+// them: queued, then delivered, or dead when the app refuses it.
+func TestChangesRouteQueued(t *testing.T) {
+	e := journaltest.StartQueuedTarget(t)
+	w := e.Outbox(t)
+	if err := w.Pause("test"); err != nil {
+		t.Fatal(err)
+	}
+	id := e.CreateUser(t, "q@example.com")
+	rejected := e.CreateUser(t, "reject-q@example.com")
+	rowOf := func(p journaladmin.ChangesPage, scimID string) []journaladmin.ChangeRow {
+		var out []journaladmin.ChangeRow
+		for _, c := range p.Changes {
+			if c.Records[0].SCIMID == scimID {
+				out = append(out, c)
+			}
+		}
+		return out
+	}
+	if rows := rowOf(changes(t, e, url.Values{}), id); len(rows) != 1 || rows[0].State != change.Queued {
+		t.Fatalf("a queued change: %+v", rows)
+	}
+	if err := w.Resume("test"); err != nil {
+		t.Fatal(err)
+	}
+	var p journaladmin.ChangesPage
+	for range 400 {
+		if s := w.Stats(); s.Pending == 0 && s.InFlight == 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	p = changes(t, e, url.Values{})
+	rows := rowOf(p, id)
+	if len(rows) != 1 || rows[0].State != change.Delivered {
+		t.Fatalf("the delivered change is not one row, delivered: %+v", rows)
+	}
+	var trail []string
+	for _, r := range rows[0].Records {
+		trail = append(trail, string(r.Action)+":"+string(r.Outcome))
+	}
+	if strings.Join(trail, " ") != "create:queued deliver:pending deliver:delivered" {
+		t.Errorf("the delivered change's records: %v", trail)
+	}
+	if dead := rowOf(p, rejected); len(dead) != 1 || dead[0].State != change.Dead || dead[0].Records[0].Outcome != change.Queued {
+		t.Errorf("the refused change is not one row, dead: %+v", dead)
+	}
+	if p.Matched != 4 {
+		t.Errorf("matched %d changes, want 4 (the two changes, the pause and the resume)", p.Matched)
+	}
+	if got := changes(t, e, url.Values{"outcome": {"dead"}}); len(got.Changes) != 1 || got.Changes[0].Records[0].SCIMID != rejected {
+		t.Errorf("the dead filter: %+v", got.Changes)
 	}
 }

@@ -5,8 +5,10 @@
 //
 // The worker keeps the order that matters and nothing more: one resource's tasks go one at
 // a time in the order they were queued; a task that refers to other resources (the members
-// a group change adds, a user's manager) waits for their earlier tasks; different resources
-// go in parallel up to Settings.MaxConcurrent (the legacy client's own rate limit and
+// a group change adds, a user's manager) waits for their queued creates (and deletes), not
+// their updates; and a resource's first task waits for those too when its next task refers
+// to one queued before it, so that both go as one delivery (a user's create with its
+// manager link, a group's create with its member adds); different resources go in parallel up to Settings.MaxConcurrent (the legacy client's own rate limit and
 // concurrency bound the calls). Each attempt is made by the Deliverer (the engine), which
 // journals an intent before the calls and commits the outcome with the task's removal or
 // new state. A failed attempt is retried with exponential backoff and jitter, never sooner

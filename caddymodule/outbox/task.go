@@ -88,6 +88,10 @@ type Obligations struct {
 	DropAttributes []string `json:"drop_attributes,omitempty"`
 	DropMembers    []string `json:"drop_members,omitempty"`
 	Deactivate     bool     `json:"deactivate,omitempty"`
+	// Skip: the policy skipped the change (out of scope). It was queued behind its
+	// resource's earlier changes only so that the account's mark (missed a change) is set
+	// after them: nothing is sent.
+	Skip bool `json:"skip,omitempty"`
 	// PolicyHash names the policy that decided ("" without one).
 	PolicyHash string `json:"policy_hash,omitempty"`
 }
@@ -190,6 +194,6 @@ func (s Settings) Backoff(n int, retryAfter time.Duration) time.Duration {
 // and both have the same resource type and obligations (the policy's apply per change).
 func Coalescible(first, t *Task) bool {
 	o, p := first.Obligations, t.Obligations
-	return first.Attempts == 0 && first.Type == t.Type && o.Deactivate == p.Deactivate &&
+	return first.Attempts == 0 && first.Type == t.Type && o.Deactivate == p.Deactivate && o.Skip == p.Skip &&
 		slices.Equal(o.DropAttributes, p.DropAttributes) && slices.Equal(o.DropMembers, p.DropMembers)
 }

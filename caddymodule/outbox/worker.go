@@ -56,7 +56,8 @@ const maxCoalesce = 100
 
 // Worker delivers one target's outbox: tasks of one resource one at a time in the order
 // they were queued, tasks of different resources in parallel up to MaxConcurrent, a task
-// that refers to other resources (members, a manager) after their earlier tasks. It keeps
+// that refers to other resources (members, a manager) after their queued creates and
+// deletes (see group for how a create waits to be coalesced with its references). It keeps
 // an index of the outbox in memory (the resource, references and state of each task),
 // loaded from the store when it starts and kept up to date by Queued and its own attempts;
 // each attempt reads the task itself from the store.
@@ -96,11 +97,17 @@ type entry struct {
 	notBefore time.Time
 	queued    time.Time
 	urgent    bool
+	// made: the task creates or deletes its resource, what a reference to the resource
+	// waits for (an update of a member or a manager does not hold their references).
+	made bool
 }
 
 func entryOf(t *Task) *entry {
-	return &entry{seq: t.Seq, resource: t.ID, refs: t.Refs, dead: t.Dead, notBefore: t.NextAttempt, queued: t.Queued, urgent: t.Urgent}
+	return &entry{seq: t.Seq, resource: t.ID, refs: t.Refs, dead: t.Dead, notBefore: t.NextAttempt, queued: t.Queued, urgent: t.Urgent,
+		made: isNull(t.Before) || isNull(t.After)}
 }
+
+func isNull(raw []byte) bool { return len(raw) == 0 || string(raw) == "null" }
 
 // Start loads target's outbox from st and starts delivering it through d.
 func Start(target string, st *store.Store, d Deliverer, s Settings, logger *zap.Logger) (*Worker, error) {
@@ -285,8 +292,9 @@ func (w *Worker) dispatch() time.Time {
 			}
 		}
 	}
-	held := map[string]bool{} // resources with an earlier task (their later ones wait)
-	live := map[string]bool{} // resources with an earlier task that is not dead (references wait)
+	held := map[string]bool{}  // resources with an earlier task (their later ones wait)
+	live := map[string]bool{}  // resources with an earlier create or delete that is not dead (references wait)
+	stuck := map[string]bool{} // resources with a dead letter (their later tasks wait for an operator)
 	inSchedule := func(e *entry) bool { return urgent[e.resource] || open && sched.Due(e.queued, now) }
 	for i, e := range w.entries {
 		if w.inflight >= w.s.MaxConcurrent {
@@ -299,7 +307,9 @@ func (w *Worker) dispatch() time.Time {
 		}
 		ready := !e.dead && !e.inFlight && !waits && scheduled && !e.notBefore.After(now)
 		held[e.resource] = true
-		if !e.dead {
+		if e.dead {
+			stuck[e.resource] = true
+		} else if e.made {
 			live[e.resource] = true
 		}
 		if !ready {
@@ -308,7 +318,10 @@ func (w *Worker) dispatch() time.Time {
 			}
 			continue
 		}
-		group := w.group(i, live, inSchedule, now)
+		group, wait := w.group(i, live, stuck, inSchedule, now)
+		if wait {
+			continue // the task whose reference waits joins it once that is delivered
+		}
 		for _, g := range group {
 			g.inFlight = true
 		}
@@ -321,29 +334,44 @@ func (w *Worker) dispatch() time.Time {
 
 // group is the ready task at index i with the tasks of its resource after it that may be
 // coalesced with it: each ready too, its references not waiting for a task before it
-// (live holds the resources with tasks before i; the other resources' tasks between are
-// added as the scan goes), up to maxCoalesce.
-func (w *Worker) group(i int, live map[string]bool, scheduled func(*entry) bool, now time.Time) []*entry {
+// (live holds the resources with a create or delete before i; the other resources' ones
+// between are added as the scan goes), up to maxCoalesce.
+//
+// wait: a later task of the resource refers to a resource whose pending task comes before
+// task i (a user's manager link whose manager's create is still queued, a group's member
+// adds whose members' creates are), so the whole group waits for it and is then delivered
+// as one change (a create with its manager, a group's create with its members) instead of
+// going now and leaving the later task to a call of its own. A task only ever waits for an
+// earlier one (which cannot wait for it in turn), never for one stuck behind a dead letter,
+// and never when the resource has an urgent task (a deprovisioning does not wait).
+func (w *Worker) group(i int, live, stuck map[string]bool, scheduled func(*entry) bool, now time.Time) (group []*entry, wait bool) {
 	e := w.entries[i]
-	group := []*entry{e}
+	group = []*entry{e}
 	between := map[string]bool{}
 	for _, f := range w.entries[i+1:] {
 		if len(group) == maxCoalesce {
 			break
 		}
 		if f.resource != e.resource {
-			if !f.dead {
+			if !f.dead && f.made {
 				between[f.resource] = true
 			}
 			continue
 		}
-		if f.dead || f.inFlight || !scheduled(f) || f.notBefore.After(now) ||
-			slices.ContainsFunc(f.refs, func(r string) bool { return live[r] || between[r] }) {
+		if f.dead || f.inFlight || !scheduled(f) || f.notBefore.After(now) {
+			break
+		}
+		if slices.ContainsFunc(f.refs, func(r string) bool { return r != e.resource && live[r] }) {
+			urgent := slices.ContainsFunc(group, func(g *entry) bool { return g.urgent }) || f.urgent
+			wait = !urgent && !slices.ContainsFunc(f.refs, func(r string) bool { return stuck[r] })
+			break
+		}
+		if slices.ContainsFunc(f.refs, func(r string) bool { return between[r] }) {
 			break
 		}
 		group = append(group, f)
 	}
-	return group
+	return group, wait
 }
 
 // attempt makes one delivery attempt of a group of tasks (see group).

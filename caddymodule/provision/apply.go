@@ -148,6 +148,12 @@ func (e *Engine) run(j *job) (*plan, error) {
 		return e.answerUnchanged(j, p, nil)
 	}
 	if d.Skip || e.target == nil {
+		if done, queued, err := e.queueSkip(j, p, d); queued || err != nil {
+			if err != nil {
+				v.release()
+			}
+			return done, err
+		}
 		outcome := change.Applied
 		if d.Skip {
 			outcome = change.Skipped

@@ -84,9 +84,33 @@ func (e *Engine) heldByOutbox(p *plan) (bool, error) {
 	return held, err
 }
 
+// queueSkip queues a change the policy skipped behind its resource's changes still in the
+// outbox (queued reports that it did): committed at once, the skip would set the account's
+// mark (kept out, or missed a change) before the earlier changes reach the app, and their
+// delivery would then clear it. Queued, it sends nothing and sets the mark after them.
+func (e *Engine) queueSkip(j *job, p *plan, d policy.Decision) (done *plan, queued bool, err error) {
+	if !d.Skip || e.target == nil {
+		return nil, false, nil
+	}
+	err = e.store.View(func(tx *store.Tx) error {
+		queued = tx.HasTasks(e.target.Name, p.id)
+		return nil
+	})
+	if err != nil || !queued {
+		return nil, false, err
+	}
+	done, err = e.enqueue(j, p, d)
+	return done, true, err
+}
+
 // enqueue commits the change with its task and its record (outcome queued) in one
 // transaction, then tells the worker.
 func (e *Engine) enqueue(j *job, p *plan, d policy.Decision) (*plan, error) {
+	if !d.Skip {
+		if err := e.checkQueuedMembers(p); err != nil {
+			return nil, err
+		}
+	}
 	var task *outbox.Task
 	done, err := e.commitWith(j, p, change.Queued, func(tx *store.Tx, _, p2 *plan) error {
 		t, err := e.taskOf(j, p2, d)
@@ -110,6 +134,36 @@ func (e *Engine) enqueue(j *job, p *plan, d policy.Decision) (*plan, error) {
 	return done, nil
 }
 
+// checkQueuedMembers refuses member adds that name no resource, as immediate delivery does
+// (see syncNative; not in a dry run): queued, such a membership could only become a dead
+// letter. A member whose create is still queued is no such member: its task waits for it.
+func (e *Engine) checkQueuedMembers(p *plan) error {
+	if len(p.added) == 0 || e.target.DryRun {
+		return nil
+	}
+	var unknown []string
+	err := e.store.View(func(tx *store.Tx) error {
+		for _, id := range p.added {
+			_, err := tx.TypeOf(id)
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+				if e.mappedType(tx, id) == "" {
+					unknown = append(unknown, id)
+				}
+			case err != nil:
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil || len(unknown) == 0 {
+		return err
+	}
+	return scim.BadRequest(scim.TypeInvalidValue,
+		"member %s names no user or group (never created, or deleted); Entra retries this membership in a later cycle, once the member exists",
+		listIDs(unknown))
+}
+
 // taskOf is the outbox task of plan p as the directory applies it.
 func (e *Engine) taskOf(j *job, p *plan, d policy.Decision) (*outbox.Task, error) {
 	before, err := marshalDoc(p.before)
@@ -120,7 +174,7 @@ func (e *Engine) taskOf(j *job, p *plan, d policy.Decision) (*outbox.Task, error
 	if err != nil {
 		return nil, err
 	}
-	return &outbox.Task{
+	t := &outbox.Task{
 		RequestID: j.req.ID, Client: j.req.Client, Action: j.op.Action,
 		Type: p.typ, ID: p.id, Subject: j.trail.Subject, Queued: j.now,
 		Events: p.events, Changed: p.changed, Before: before, After: after,
@@ -128,9 +182,13 @@ func (e *Engine) taskOf(j *job, p *plan, d policy.Decision) (*outbox.Task, error
 		Urgent: !e.target.Delivery.DeprovisionQueued && deprovisions(p, d),
 		Obligations: outbox.Obligations{
 			Reasons: d.Reasons, DropAttributes: d.DropAttributes, DropMembers: d.DropMembers,
-			Deactivate: d.Deactivate, PolicyHash: e.PolicyHash(),
+			Deactivate: d.Deactivate, Skip: d.Skip, PolicyHash: e.PolicyHash(),
 		},
-	}, nil
+	}
+	if d.Skip {
+		t.Refs, t.Urgent = nil, false // nothing is sent: it waits for nothing else
+	}
+	return t, nil
 }
 
 func marshalDoc(doc scim.Resource) (json.RawMessage, error) {
@@ -179,6 +237,11 @@ func (e *Engine) Deliver(ctx context.Context, tasks []*outbox.Task) outbox.Repor
 			rep.Delivered = 1
 		}
 		return rep
+	}
+	if err == nil && task.Obligations.Skip {
+		if err = e.commitSkipped(j, p, tasks); err == nil {
+			return outbox.Report{Done: true}
+		}
 	}
 	if err == nil && m.none {
 		if err = e.commitNothing(j, tasks); err == nil {
@@ -275,6 +338,31 @@ func (e *Engine) commitNothing(j *job, tasks []*outbox.Task) error {
 	err = e.store.Update(func(tx *store.Tx) error { return e.removeTasks(tx, tasks, recs) })
 	if err == nil {
 		e.delivered(change.Delivered)
+	}
+	return err
+}
+
+// commitSkipped records queued changes the policy skipped, now that the changes before
+// them were delivered: nothing is sent; the account's mark says what it missed (as a skip
+// committed at once does), the tasks are removed, each request gets its record (skipped).
+func (e *Engine) commitSkipped(j *job, p *plan, tasks []*outbox.Task) error {
+	p.skipped = true
+	o := tasks[0].Obligations
+	rec := e.record(j.req, j.trail, change.Skipped, 0, "")
+	rec.Decision = &journal.Decision{Allow: true, Skip: true, PolicyHash: o.PolicyHash,
+		Reasons: append(slices.Clone(o.Reasons), "skipped by the policy when it arrived; it waited behind the resource's queued changes: nothing sent to "+e.target.Name)}
+	recs, err := e.deliveryRecords(rec, tasks, "")
+	if err != nil {
+		return err
+	}
+	err = e.store.Update(func(tx *store.Tx) error {
+		if err := e.updateAccount(tx, p, p); err != nil {
+			return err
+		}
+		return e.removeTasks(tx, tasks, recs)
+	})
+	if err == nil {
+		e.delivered(change.Skipped)
 	}
 	return err
 }

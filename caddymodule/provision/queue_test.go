@@ -611,3 +611,133 @@ func TestCoalescing(t *testing.T) {
 	}
 	r.verify()
 }
+
+// TestCoalescingWaitsForReferences: a create whose resource's next change refers to a
+// resource with a change queued before it waits for that one, so that both go as one
+// delivery: a user's create and its manager link after the manager's create, a group's
+// create and its member adds after the members' creates (Entra's initial cycle).
+func TestCoalescingWaitsForReferences(t *testing.T) {
+	app, srv := newNativeApp(t)
+	r := queuedRig(t, srv.URL, withMode(outbox.Queued))
+	w := r.eng.Worker()
+	if err := w.Pause("test"); err != nil {
+		t.Fatal(err)
+	}
+	mid := r.mustCreate(scim.UserType, user("manager@contoso.example"))
+	uid := r.mustCreate(scim.UserType, user("report@contoso.example"))
+	r.patchAs("link", uid, `[{"op":"add","path":"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager","value":"`+mid+`"}]`)
+	gid := r.mustCreate(scim.GroupType, `{"displayName":"Team"}`)
+	r.eng.Apply(Request{ID: "adds"}, &Op{Action: change.ActionPatch, Type: scim.GroupType, ID: gid, Patch: patchOps(t, `[{"op":"add","path":"members","value":[{"value":"`+uid+`"},{"value":"`+mid+`"}]}]`), Status: http.StatusNoContent})
+	if err := w.Resume("test"); err != nil {
+		t.Fatal(err)
+	}
+	r.settle()
+	intents := map[string]int{}
+	for _, rec := range r.records() {
+		if rec.Action == change.ActionDeliver && rec.Outcome == change.Pending {
+			intents[rec.SCIMID]++
+		}
+	}
+	if intents[mid] != 1 || intents[uid] != 1 || intents[gid] != 1 {
+		t.Fatalf("deliveries (intents) per resource: manager %d, report %d, group %d, want one each; calls %v", intents[mid], intents[uid], intents[gid], app.callLog())
+	}
+	gn := r.nativeID(scim.GroupType, gid)
+	if len(app.roles[gn]) != 2 {
+		t.Fatalf("the group's members in the app: %v", app.roles[gn])
+	}
+	if got := r.outcomesOf("link"); !slices.Contains(got, "deliver:delivered") {
+		t.Fatalf("the manager link's records: %v", got)
+	}
+	r.verify()
+}
+
+// TestQueuedUnknownMember: a member add naming no resource is refused up front with the
+// 400 immediate delivery answers, in every mode (in queued mode it would otherwise become
+// a dead letter later): nothing is committed or queued, and the group's next change goes.
+// A member whose create is still queued is not unknown: the add is queued behind it.
+func TestQueuedUnknownMember(t *testing.T) {
+	for _, mode := range outbox.Modes {
+		t.Run(string(mode), func(t *testing.T) {
+			app, srv := newNativeApp(t)
+			r := queuedRig(t, srv.URL, withMode(mode))
+			gid := r.mustCreate(scim.GroupType, `{"displayName":"Team"}`)
+			uid := r.mustCreate(scim.UserType, user("ada@contoso.example"))
+			r.settle()
+			tasks := len(r.tasks())
+			res := r.patch(scim.GroupType, gid, `[{"op":"add","path":"members","value":[{"value":"`+uid+`"},{"value":"no-such-member"}]}]`)
+			if res.Err == nil || res.Err.Status != http.StatusBadRequest || res.Err.ScimType != scim.TypeInvalidValue || !strings.Contains(res.Err.Detail, "no-such-member") {
+				t.Fatalf("unknown member: %+v", res.Err)
+			}
+			if got := r.members(gid); len(got) != 0 || len(r.tasks()) != tasks {
+				t.Fatalf("a refused membership was kept: members %v, tasks %d (were %d)", got, len(r.tasks()), tasks)
+			}
+			if mode != outbox.Queued {
+				return
+			}
+			if err := r.eng.Worker().Pause("test"); err != nil {
+				t.Fatal(err)
+			}
+			later := r.mustCreate(scim.UserType, user("grace@contoso.example"))
+			if res := r.patch(scim.GroupType, gid, `[{"op":"add","path":"members","value":[{"value":"`+uid+`"},{"value":"`+later+`"}]}]`); res.Err != nil {
+				t.Fatalf("members, one of them queued: %v", res.Err)
+			}
+			if err := r.eng.Worker().Resume("test"); err != nil {
+				t.Fatal(err)
+			}
+			r.settle()
+			if gn := r.nativeID(scim.GroupType, gid); len(app.roles[gn]) != 2 {
+				t.Fatalf("the app's members: %v", app.roles[gn])
+			}
+		})
+	}
+}
+
+// TestQueuedSkipWaitsBehindChanges: a change the policy skips while its resource still has
+// changes in the outbox waits behind them instead of setting the account's mark at once
+// (which their delivery would then clear): nothing is sent for it, and once they are
+// delivered the account is marked as having missed it (stale), so its next change that
+// reaches the app sends everything.
+func TestQueuedSkipWaitsBehindChanges(t *testing.T) {
+	app, srv := newNativeApp(t)
+	target := newTarget(t, srv.URL, false)
+	target.Delivery = withMode(outbox.Queued)
+	r := newRig(t, rigOptions{target: target, policy: writePolicy(t, obligationsPolicy)})
+	w := r.eng.Worker()
+	if err := w.Pause("test"); err != nil {
+		t.Fatal(err)
+	}
+	uid := r.mustCreate(scim.UserType, user("ada@contoso.example"))
+	if res := r.patchAs("moved", uid, `[{"op":"replace","path":"userName","value":"ada@fabrikam.example"}]`); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if got := r.outcomesOf("moved"); !slices.Equal(got, []string{"patch:queued"}) || r.mark(scim.UserType, uid) != change.MarkNone || len(r.tasks()) != 2 {
+		t.Fatalf("a skip behind a queued create: records %v, mark %q, %d tasks", got, r.mark(scim.UserType, uid), len(r.tasks()))
+	}
+	if err := w.Resume("test"); err != nil {
+		t.Fatal(err)
+	}
+	r.settle()
+	if calls := app.callLog(); !slices.Equal(calls, []string{"POST /accounts"}) {
+		t.Fatalf("calls %v: the skipped change reached the app", calls)
+	}
+	if m := r.mark(scim.UserType, uid); m != change.MarkStale {
+		t.Fatalf("mark after the delivery %q, want %q", m, change.MarkStale)
+	}
+	var skipped journal.Record
+	for _, rec := range r.records() {
+		if rec.RequestID == "moved" && rec.Action == change.ActionDeliver {
+			skipped = rec
+		}
+	}
+	if skipped.Outcome != change.Skipped || skipped.Decision == nil || !skipped.Decision.Skip || len(skipped.Calls) != 0 {
+		t.Fatalf("the skip's delivery record: %+v", skipped)
+	}
+	if res := r.patch(scim.UserType, uid, `[{"op":"replace","path":"userName","value":"ada@contoso.example"}]`); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	r.settle()
+	if m := r.mark(scim.UserType, uid); m != change.MarkNone || len(app.callLog()) != 2 {
+		t.Fatalf("the next change: mark %q, calls %v", m, app.callLog())
+	}
+	r.verify()
+}

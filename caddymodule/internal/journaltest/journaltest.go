@@ -35,6 +35,7 @@ import (
 	_ "github.com/scimgate/scimgate/caddymodule" // the gateway, the admin routes and the journal command
 	"github.com/scimgate/scimgate/caddymodule/journal"
 	"github.com/scimgate/scimgate/caddymodule/journaladmin"
+	"github.com/scimgate/scimgate/caddymodule/outbox"
 )
 
 const (
@@ -87,14 +88,46 @@ func Start(t *testing.T) *Env {
 
 // StartTarget is Start with a target: a legacy app on loopback that makes an account per
 // user (its native calls are journaled), and answers 500 to a user whose userName starts
-// with "fail-" (the change fails: pending, then failed).
+// with "fail-" (the change fails: pending, then failed) and 422 to one that starts with
+// "reject-" (it refuses the data).
 func StartTarget(t *testing.T) *Env {
+	t.Helper()
+	return startTarget(t, "")
+}
+
+// StartQueuedTarget is StartTarget with queued delivery (retried within milliseconds):
+// a change is journaled as queued, then its delivery's intent and outcome (delivered, or
+// dead for a "reject-" user). Outbox pauses and resumes the deliveries.
+func StartQueuedTarget(t *testing.T) *Env {
+	t.Helper()
+	return startTarget(t, "delivery queued\nqueue {\nretry_backoff 20ms 50ms\n}")
+}
+
+// Outbox is the outbox worker of the gateway's store.
+func (e *Env) Outbox(t *testing.T) *outbox.Worker {
+	t.Helper()
+	for _, w := range outbox.Running() {
+		if strings.HasPrefix(w.StorePath(), e.DataDir) {
+			return w
+		}
+	}
+	t.Fatal("no outbox worker runs on the gateway's store")
+	return nil
+}
+
+func startTarget(t *testing.T, delivery string) *Env {
 	t.Helper()
 	var next atomic.Int64
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 		if bytes.Contains(body, []byte(`"login":"fail-`)) {
 			http.Error(w, `{"error":"database is down"}`, http.StatusInternalServerError)
+			return
+		}
+		if bytes.Contains(body, []byte(`"login":"reject-`)) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnprocessableEntity)
+			_, _ = io.WriteString(w, `{"error":"login refused"}`)
 			return
 		}
 		if r.Method == http.MethodPost {
@@ -112,6 +145,7 @@ func StartTarget(t *testing.T) *Env {
 	}
 	t.Setenv("SCIMGATE_ADM_APP", app.URL)
 	t.Setenv("SCIMGATE_ADM_MAPPING", mapping)
+	t.Setenv("SCIMGATE_ADM_DELIVERY", delivery)
 	return start(t, caddyfileTarget)
 }
 
