@@ -6,9 +6,10 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/tidwall/gjson"
+
 	"github.com/scimgate/scimgate/caddymodule/change"
 	"github.com/scimgate/scimgate/caddymodule/scim"
-	"github.com/tidwall/gjson"
 )
 
 // Gateway values a body field can take with "from" instead of a SCIM attribute ($role_ids:
