@@ -3,7 +3,6 @@ package provision
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"reflect"
 	"slices"
@@ -153,7 +152,7 @@ func diffInto(out *[]journal.Change, prefix string, before, after map[string]any
 func changeOf(path, op string, v any) journal.Change {
 	c := journal.Change{Path: path, Op: op}
 	if v != nil {
-		if data, err := json.Marshal(v); err == nil {
+		if data, err := scim.MarshalJSON(v, true); err == nil {
 			c.Value = data
 		}
 	}
