@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"slices"
 	"strconv"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -69,10 +70,27 @@ func AppendJSON(dst []byte, v any, escapeHTML bool) ([]byte, error) {
 	return marshalFallback(dst, v, escapeHTML)
 }
 
-// MarshalJSON is AppendJSON to a new slice.
+// MarshalJSON is AppendJSON to a new slice of the encoding's size: the encoding grows in a
+// pooled scratch buffer, so a document costs one allocation however often it doubled.
 func MarshalJSON(v any, escapeHTML bool) ([]byte, error) {
-	return AppendJSON(nil, v, escapeHTML)
+	scratch := encodeScratch.Get().(*[]byte)
+	out, err := AppendJSON((*scratch)[:0], v, escapeHTML)
+	var owned []byte
+	if err == nil {
+		owned = bytes.Clone(out)
+	}
+	if cap(out) <= maxScratch {
+		*scratch = out[:0]
+		encodeScratch.Put(scratch)
+	}
+	return owned, err
 }
+
+// maxScratch is the largest scratch buffer kept for reuse (a group's answer with many
+// members is larger, and rare).
+const maxScratch = 64 << 10
+
+var encodeScratch = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
 
 // appendJSONObject appends m with its keys sorted, as encoding/json does (nil is null).
 func appendJSONObject(dst []byte, m map[string]any, escapeHTML bool) ([]byte, error) {

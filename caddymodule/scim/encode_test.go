@@ -93,39 +93,8 @@ func TestAppendJSONFixtures(t *testing.T) {
 // same as encoding/json's.
 func TestAppendJSONRandom(t *testing.T) {
 	r := rand.New(rand.NewPCG(18, 4))
-	alphabet := []string{"a", "Z", " ", `"`, `\`, "<", ">", "&", "\n", "\x00", "\x1f", "\u2028", "é", "😀", "\xff", "/"}
-	str := func() string {
-		var b strings.Builder
-		for range r.IntN(8) {
-			b.WriteString(alphabet[r.IntN(len(alphabet))])
-		}
-		return b.String()
-	}
-	var value func(depth int) any
-	value = func(depth int) any {
-		switch k := r.IntN(8); {
-		case depth > 3 || k < 2:
-			return str()
-		case k == 2:
-			return json.Number([]string{"0", "-1", "3.25", "6e-7", "123456789012345678901234567890"}[r.IntN(5)])
-		case k == 3:
-			return []any{nil, true, false}[r.IntN(3)]
-		case k == 4:
-			out := make([]any, r.IntN(4))
-			for i := range out {
-				out[i] = value(depth + 1)
-			}
-			return out
-		default:
-			out := map[string]any{}
-			for range r.IntN(6) {
-				out[str()] = value(depth + 1)
-			}
-			return out
-		}
-	}
 	for range 2000 {
-		checkSameJSON(t, value(0))
+		checkSameJSON(t, randomDocument(r, 0))
 	}
 }
 
@@ -141,4 +110,40 @@ func FuzzAppendJSON(f *testing.F) {
 		}
 		checkSameJSON(t, v)
 	})
+}
+
+// randomAlphabet is what random strings are made of: the characters encoding/json escapes
+// (some only with escapeHTML), multi-byte ones and an invalid byte.
+var randomAlphabet = []string{"a", "Z", " ", `"`, `\`, "<", ">", "&", "\n", "\x00", "\x1f", "\u2028", "é", "😀", "\xff", "/"}
+
+// randomDocument is a random JSON value as documents hold them: nested objects and arrays
+// of strings drawn from randomAlphabet, json.Numbers, booleans and nulls.
+func randomDocument(r *rand.Rand, depth int) any {
+	str := func() string {
+		var b strings.Builder
+		for range r.IntN(8) {
+			b.WriteString(randomAlphabet[r.IntN(len(randomAlphabet))])
+		}
+		return b.String()
+	}
+	switch k := r.IntN(8); {
+	case depth > 3 || k < 2:
+		return str()
+	case k == 2:
+		return json.Number([]string{"0", "-1", "3.25", "6e-7", "123456789012345678901234567890"}[r.IntN(5)])
+	case k == 3:
+		return []any{nil, true, false}[r.IntN(3)]
+	case k == 4:
+		out := make([]any, r.IntN(4))
+		for i := range out {
+			out[i] = randomDocument(r, depth+1)
+		}
+		return out
+	default:
+		out := map[string]any{}
+		for range r.IntN(6) {
+			out[str()] = randomDocument(r, depth+1)
+		}
+		return out
+	}
 }
