@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -130,7 +129,7 @@ func diffInto(out *[]journal.Change, prefix string, before, after map[string]any
 			diffInto(out, join(k), bm, am)
 		case !had:
 			*out = append(*out, changeOf(join(k), "add", av))
-		case !reflect.DeepEqual(av, bv):
+		case !scim.EqualValues(av, bv):
 			*out = append(*out, changeOf(join(k), "replace", av))
 		}
 	}
