@@ -163,24 +163,36 @@ func (d *fastDecoder) object() (any, bool) {
 		}
 		d.keys = append(d.keys, k)
 		d.vals = append(d.vals, v)
-		d.space()
-		if d.i >= len(d.s) {
+		more, ok := d.next('}')
+		switch {
+		case !ok:
 			return nil, false
-		}
-		switch d.s[d.i] {
-		case ',':
-			d.i++
-			continue
-		case '}':
-			d.i++
+		case !more:
 			m := make(map[string]any, len(d.keys)-base)
 			for n, k := range d.keys[base:] {
 				m[k] = d.vals[vbase+n] // a repeated key: the last wins, as in encoding/json
 			}
 			return m, true
 		}
-		return nil, false
 	}
+}
+
+// next reads what follows an element of an object or array: a comma (more) or the closing
+// byte (done); anything else is not JSON (ok false).
+func (d *fastDecoder) next(closing byte) (more, ok bool) {
+	d.space()
+	if d.i >= len(d.s) {
+		return false, false
+	}
+	switch d.s[d.i] {
+	case ',':
+		d.i++
+		return true, true
+	case closing:
+		d.i++
+		return false, true
+	}
+	return false, false
 }
 
 func (d *fastDecoder) array() (any, bool) {
@@ -202,18 +214,12 @@ func (d *fastDecoder) array() (any, bool) {
 			return nil, false
 		}
 		d.vals = append(d.vals, v)
-		d.space()
-		if d.i >= len(d.s) {
+		more, ok := d.next(']')
+		switch {
+		case !ok:
 			return nil, false
-		}
-		switch d.s[d.i] {
-		case ',':
-			d.i++
-			continue
-		case ']':
-			d.i++
+		case !more:
 			return append([]any(nil), d.vals[base:]...), true
 		}
-		return nil, false
 	}
 }

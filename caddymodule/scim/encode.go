@@ -40,34 +40,29 @@ func AppendJSON(dst []byte, v any, escapeHTML bool) ([]byte, error) {
 	case map[string]any:
 		return appendJSONObject(dst, x, escapeHTML)
 	case []any:
-		if x == nil {
-			return append(dst, "null"...), nil
-		}
-		dst = append(dst, '[')
-		for i, e := range x {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			var err error
-			if dst, err = AppendJSON(dst, e, escapeHTML); err != nil {
-				return nil, err
-			}
-		}
-		return append(dst, ']'), nil
+		return appendJSONArray(dst, x, escapeHTML)
 	case []string:
-		if x == nil {
-			return append(dst, "null"...), nil
-		}
-		dst = append(dst, '[')
-		for i, e := range x {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = appendJSONString(dst, e, escapeHTML)
-		}
-		return append(dst, ']'), nil
+		return appendJSONArray(dst, x, escapeHTML)
 	}
 	return marshalFallback(dst, v, escapeHTML)
+}
+
+// appendJSONArray appends list's elements as a JSON array (nil is null).
+func appendJSONArray[E any](dst []byte, list []E, escapeHTML bool) ([]byte, error) {
+	if list == nil {
+		return append(dst, "null"...), nil
+	}
+	dst = append(dst, '[')
+	for i, e := range list {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		var err error
+		if dst, err = AppendJSON(dst, e, escapeHTML); err != nil {
+			return nil, err
+		}
+	}
+	return append(dst, ']'), nil
 }
 
 // MarshalJSON is AppendJSON to a new slice of the encoding's size: the encoding grows in a

@@ -9,6 +9,9 @@ import (
 // says (a nil map or slice differs from an empty one; a json.Number differs from a string
 // with the same text), without reflection for the values documents hold: maps, slices,
 // strings, booleans, json.Number and nil. Other values are compared by reflect.DeepEqual.
+// It is the diff's equality, which the journal's changes and the unchanged-write check
+// rest on; a PATCH's value matching (jsonEqual) does not tell a nil map or slice from an
+// empty one.
 func EqualValues(a, b any) bool {
 	switch x := a.(type) {
 	case nil:
