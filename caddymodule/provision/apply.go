@@ -1,6 +1,7 @@
 package provision
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"slices"
@@ -430,12 +431,26 @@ func (e *Engine) commitWith(j *job, p *plan, outcome change.Outcome, account fun
 // apply the PATCH once more inside the commit, which every concurrent writer waits for;
 // comparing the version is one read. A create's plan stands as decided: its id is new, and
 // the store refuses a userName or displayName taken in the meantime (409) when it writes.
+//
+// A PATCH without If-Match whose resource moved on with its document as it was (other
+// member changes of the group committed first, which touch only their own edges and the
+// record's version) stands too when its members still change the same way: deciding it
+// again from the same document, the same request and the same edges gives the same plan.
 func (e *Engine) redecide(tx *store.Tx, j *job, p *plan) (*plan, error) {
 	if p.before == nil {
 		return p, nil
 	}
 	if v, err := tx.Version(p.typ, p.id); err == nil && v == p.version {
 		return p, nil
+	}
+	if j.op.Action == change.ActionPatch && j.op.IfMatch == "" {
+		cur, err := tx.Get(p.typ, p.id)
+		if err == nil && bytes.Equal(cur.Doc, p.beforeDoc) {
+			added, removed, err := memberChangesOf(tx, p.id, p.delta)
+			if err == nil && slices.Equal(added, p.added) && slices.Equal(removed, p.removed) {
+				return p, nil
+			}
+		}
 	}
 	return e.decide(tx, j)
 }
