@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -308,13 +307,7 @@ func (g *Handler) writeJSON(req *request, status int, v any) {
 
 // marshalJSON encodes without HTML escaping: SCIM bodies are not HTML, and "<" stays "<".
 func marshalJSON(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+	return scim.MarshalJSON(v, false)
 }
 
 // writeError answers a request that failed before or outside the engine with the SCIM

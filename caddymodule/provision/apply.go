@@ -1,6 +1,7 @@
 package provision
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"slices"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/scimgate/scimgate/caddymodule/change"
 	"github.com/scimgate/scimgate/caddymodule/journal"
+	"github.com/scimgate/scimgate/caddymodule/outbox"
 	"github.com/scimgate/scimgate/caddymodule/policy"
 	"github.com/scimgate/scimgate/caddymodule/scim"
 	"github.com/scimgate/scimgate/caddymodule/store"
@@ -120,7 +122,7 @@ func (e *Engine) run(j *job) (*plan, error) {
 		}
 		return e.commitAlone(j)
 	}
-	unlock := e.locks.lock(j.lockKey())
+	unlock := e.lockJob(j)
 	defer unlock()
 	p, err := e.decideView(j)
 	if err != nil {
@@ -432,16 +434,31 @@ func (e *Engine) commitWith(j *job, p *plan, outcome change.Outcome, account fun
 
 // redecide returns the plan to apply in the commit's transaction: p itself when the stored
 // resource is still the version p was decided on (the request holds the resource's lock,
-// so it normally is), else a fresh decision. Deciding again would decode the resource and
+// so it normally is; a group's member change holds the group shared, and another member
+// change of the group may have committed first, see lockJob), else a fresh decision. Deciding again would decode the resource and
 // apply the PATCH once more inside the commit, which every concurrent writer waits for;
 // comparing the version is one read. A create's plan stands as decided: its id is new, and
 // the store refuses a userName or displayName taken in the meantime (409) when it writes.
+//
+// A PATCH without If-Match whose resource moved on with its document as it was (other
+// member changes of the group committed first, which touch only their own edges and the
+// record's version) stands too when its members still change the same way: deciding it
+// again from the same document, the same request and the same edges gives the same plan.
 func (e *Engine) redecide(tx *store.Tx, j *job, p *plan) (*plan, error) {
 	if p.before == nil {
 		return p, nil
 	}
 	if v, err := tx.Version(p.typ, p.id); err == nil && v == p.version {
 		return p, nil
+	}
+	if j.op.Action == change.ActionPatch && j.op.IfMatch == "" {
+		cur, err := tx.Get(p.typ, p.id)
+		if err == nil && bytes.Equal(cur.Doc, p.beforeDoc) {
+			added, removed, err := memberChangesOf(tx, p.id, p.delta)
+			if err == nil && slices.Equal(added, p.added) && slices.Equal(removed, p.removed) {
+				return p, nil
+			}
+		}
 	}
 	return e.decide(tx, j)
 }
@@ -547,6 +564,77 @@ func (j *job) lockKey() string {
 		return "create:" + j.op.Type + ":" + strings.ToLower(j.trail.Subject)
 	}
 	return j.op.Type + ":" + j.id
+}
+
+// maxMemberLocks bounds the members a group's PATCH locks one by one (see lockJob); a
+// larger batch locks the whole group, which costs one lock instead of thousands.
+const maxMemberLocks = 256
+
+// lockJob locks what job j changes until its commit and returns the unlock function: the
+// resource (see lockKey), or, for a PATCH that only adds and removes members it names (see
+// memberLocks), the group shared and each of those members exclusively. Changes of
+// different members of one group then run at once (they commute: each edge is its own key,
+// and the commit decides the group's document again when another one committed first, see
+// redecide), while a change of the same member, and every other change of the group (a
+// rename, a replace, a delete, a PATCH with If-Match or with a members filter the patch
+// alone cannot resolve), waits for them and they for it.
+//
+// Locks are always taken in one order, so that two jobs never wait on each other: the
+// resource, then its members sorted, then (during the calls, see lockRoles) users' role
+// lists sorted.
+func (e *Engine) lockJob(j *job) func() {
+	members := e.memberLocks(j)
+	if members == nil {
+		return e.locks.lock(j.lockKey())
+	}
+	unlocks := make([]func(), 0, len(members)+1)
+	unlocks = append(unlocks, e.locks.rlock(j.lockKey()))
+	for _, m := range members {
+		unlocks = append(unlocks, e.locks.lock(j.lockKey()+"/member:"+m))
+	}
+	return func() {
+		for i := len(unlocks) - 1; i >= 0; i-- {
+			unlocks[i]()
+		}
+	}
+}
+
+// memberLocks returns the member ids, sorted, whose locks a group PATCH that only adds and
+// removes members it names needs instead of the group's own: nil for any other change. Such
+// a PATCH has only "members" paths (no filter but value eq, which the patch resolves
+// alone), removes no member it does not name (no remove of all, no exact replace), has no
+// If-Match (which needs the version it saw to stay), and its target delivers at once: in
+// queued or fallback delivery every change of the group keeps the group's lock, so that
+// its tasks enter the outbox in the order its changes were decided.
+func (e *Engine) memberLocks(j *job) []string {
+	op := j.op
+	if op.Action != change.ActionPatch || op.Type != scim.GroupType || op.IfMatch != "" || len(op.Patch) == 0 {
+		return nil
+	}
+	if e.target != nil && e.target.Delivery.WithDefaults().Mode != outbox.Immediate {
+		return nil
+	}
+	for i := range op.Patch {
+		p := op.Patch[i].Path
+		if p == nil || p.Attr.URN != "" || p.Attr.Sub != "" || p.Sub != "" || !strings.EqualFold(p.Attr.Name, "members") {
+			return nil
+		}
+	}
+	_, d, err := scim.ApplyPatch(scim.GroupType, nil, op.Patch, e.patch)
+	if err != nil || d == nil || d.RemoveAll || len(d.Add)+len(d.Remove) > maxMemberLocks {
+		return nil // the change's decide answers the error
+	}
+	ids := make([]string, 0, len(d.Add)+len(d.Remove))
+	for _, m := range d.Add {
+		ids = append(ids, m.Value)
+	}
+	ids = append(ids, d.Remove...)
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	if len(ids) == 0 {
+		return nil
+	}
+	return ids
 }
 
 // progressKey names the resource a change's progress is kept for: its SCIM id, or, for a

@@ -31,6 +31,15 @@
 //	mappingpreview.go  MappingImpact: every resource's native calls built by a proposed
 //	                   mapping and the mapping in force; each kind of difference, counted
 //
+// Requests for one resource are serialised (lockJob): the native calls and the commit of
+// a change never interleave with another change of the same resource. A group PATCH that
+// only adds and removes members it names (Entra's member changes) locks the group shared
+// and those members exclusively, so changes of different members of one group run at once
+// and commit in any order (they commute; the journal's order is the commit order), while
+// renames, replaces, deletes and changes of the same member wait. Locks are taken in one
+// order (the resource, its members sorted, users' role lists sorted), so no two requests
+// wait on each other.
+//
 // The rules it keeps (see DESIGN.md): no native call without a durable intent before it
 // and an outcome after it; the resource, its memberships, the id map, the account's mark
 // and the outcome record commit in one transaction, shared with concurrent writers (group

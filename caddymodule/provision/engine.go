@@ -243,37 +243,61 @@ func (s *Shared) holdAdoption(key string, held bool) {
 
 // keyedMutex serialises work per key (a SCIM id, or a userName being created), so that
 // the native calls and the commit of one resource are never interleaved with another
-// request's for the same resource.
+// request's for the same resource. A key may also be held shared (rlock): a group's
+// member changes hold the group shared and each member they name exclusively (see
+// lockJob).
 type keyedMutex struct {
 	mu    sync.Mutex
 	locks map[string]*keyedEntry
 }
 
 type keyedEntry struct {
-	mu   sync.Mutex
+	mu   sync.RWMutex
 	refs int
 }
 
 func newKeyedMutex() *keyedMutex { return &keyedMutex{locks: map[string]*keyedEntry{}} }
 
-// lock locks key and returns its unlock function.
+// lock locks key exclusively and returns its unlock function.
 func (k *keyedMutex) lock(key string) func() {
+	e := k.acquire(key)
+	e.mu.Lock()
+	return func() {
+		e.mu.Unlock()
+		k.release(key, e)
+	}
+}
+
+// rlock locks key shared with other rlocks (and against lock) and returns its unlock
+// function.
+func (k *keyedMutex) rlock(key string) func() {
+	e := k.acquire(key)
+	e.mu.RLock()
+	return func() {
+		e.mu.RUnlock()
+		k.release(key, e)
+	}
+}
+
+// acquire returns key's entry, counting the holder in.
+func (k *keyedMutex) acquire(key string) *keyedEntry {
 	k.mu.Lock()
+	defer k.mu.Unlock()
 	e := k.locks[key]
 	if e == nil {
 		e = &keyedEntry{}
 		k.locks[key] = e
 	}
 	e.refs++
-	k.mu.Unlock()
-	e.mu.Lock()
-	return func() {
-		e.mu.Unlock()
-		k.mu.Lock()
-		if e.refs--; e.refs == 0 {
-			delete(k.locks, key)
-		}
-		k.mu.Unlock()
+	return e
+}
+
+// release counts a holder of key's entry out, forgetting the entry with its last holder.
+func (k *keyedMutex) release(key string, e *keyedEntry) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if e.refs--; e.refs == 0 {
+		delete(k.locks, key)
 	}
 }
 

@@ -316,6 +316,62 @@ func TestRedecide(t *testing.T) {
 	check(true) // the resource moved on: decide again
 }
 
+// TestRedecideMemberChanges: a group's member change decided before other member changes
+// of the group committed stands at its commit (the document is as it was and its members
+// still change the same way); a rename since, or its own member changed since, makes a
+// fresh decision.
+func TestRedecideMemberChanges(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	u1 := r.mustCreate(scim.UserType, user("redecide1@contoso.example"))
+	u2 := r.mustCreate(scim.UserType, user("redecide2@contoso.example"))
+	u3 := r.mustCreate(scim.UserType, user("redecide3@contoso.example"))
+	g := r.mustCreate(scim.GroupType, `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"displayName":"Redecide"}`)
+	add := func(u string) string { return `[{"op":"Add","path":"members","value":[{"value":"` + u + `"}]}]` }
+	decided := func() (*job, *plan) {
+		t.Helper()
+		j := r.eng.newJob(testReq, &Op{Action: change.ActionPatch, Type: scim.GroupType, ID: g, Patch: patchOps(t, add(u1))})
+		p, err := r.eng.decideView(j)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return j, p
+	}
+	fresh := func(j *job, p *plan) bool {
+		t.Helper()
+		var got *plan
+		if err := r.store.View(func(tx *store.Tx) (err error) { got, err = r.eng.redecide(tx, j, p); return err }); err != nil {
+			t.Fatal(err)
+		}
+		return got != p
+	}
+	mustPatch := func(ops string) {
+		t.Helper()
+		if res := r.patch(scim.GroupType, g, ops); res.Err != nil {
+			t.Fatal(res.Err)
+		}
+	}
+
+	j, p := decided()
+	mustPatch(add(u2))
+	if fresh(j, p) {
+		t.Error("another member's add committed first: the plan should stand")
+	}
+	mustPatch(`[{"op":"replace","path":"displayName","value":"Renamed"}]`)
+	if !fresh(j, p) {
+		t.Error("the group was renamed since: the plan should be decided again")
+	}
+	j, p = decided()
+	mustPatch(add(u1))
+	if !fresh(j, p) {
+		t.Error("the member itself was added since: the plan should be decided again")
+	}
+	j, p = decided() // u1 is a member now: the plan adds nothing
+	mustPatch(add(u3))
+	if fresh(j, p) {
+		t.Error("another member's add committed first: the plan should stand")
+	}
+}
+
 // TestPlanMembers: the member ids a request really adds and removes, from its delta and
 // the stored edges.
 func TestPlanMembers(t *testing.T) {

@@ -3,9 +3,7 @@ package provision
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
-	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -131,7 +129,7 @@ func diffInto(out *[]journal.Change, prefix string, before, after map[string]any
 			diffInto(out, join(k), bm, am)
 		case !had:
 			*out = append(*out, changeOf(join(k), "add", av))
-		case !reflect.DeepEqual(av, bv):
+		case !scim.EqualValues(av, bv):
 			*out = append(*out, changeOf(join(k), "replace", av))
 		}
 	}
@@ -153,7 +151,7 @@ func diffInto(out *[]journal.Change, prefix string, before, after map[string]any
 func changeOf(path, op string, v any) journal.Change {
 	c := journal.Change{Path: path, Op: op}
 	if v != nil {
-		if data, err := json.Marshal(v); err == nil {
+		if data, err := scim.MarshalJSON(v, true); err == nil {
 			c.Value = data
 		}
 	}

@@ -1,7 +1,6 @@
 package provision
 
 import (
-	"encoding/json"
 	"errors"
 	"maps"
 	"net/http"
@@ -37,7 +36,10 @@ type plan struct {
 	version uint64        // the stored version the change was decided on (0 on create)
 	created time.Time     // the resource's creation time (now on create)
 	before  scim.Resource // nil on create; with its id, as the mapping and policies see it
-	after   scim.Resource // nil on delete; with its id
+	// beforeDoc is the stored document the change was decided on (nil on create): the
+	// commit compares it to tell whether the change must be decided again (redecide).
+	beforeDoc []byte
+	after     scim.Resource // nil on delete; with its id
 
 	events  []change.Event
 	changes []journal.Change // the attribute changes (diff of before and after), computed once
@@ -206,7 +208,7 @@ func (e *Engine) loadCurrent(tx *store.Tx, j *job) (*plan, scim.Resource, error)
 	if err != nil {
 		return nil, nil, err
 	}
-	p := &plan{job: j, typ: typ, id: id, version: cur.Version, created: cur.Created, before: withID(doc, id)}
+	p := &plan{job: j, typ: typ, id: id, version: cur.Version, created: cur.Created, before: withID(doc, id), beforeDoc: cur.Doc}
 	return p, doc, nil
 }
 
@@ -223,7 +225,7 @@ func (p *plan) diff(before, after scim.Resource) {
 func (p *plan) prepareRecord(attrs scim.Resource) error {
 	p.stored = scim.WithoutWriteOnly(p.typ, attrs)
 	var err error
-	p.doc, err = json.Marshal(p.stored)
+	p.doc, err = scim.MarshalJSON(p.stored, true) // json.Marshal's bytes, fewer allocations
 	p.index = IndexEntries(p.typ, p.stored)
 	return err
 }
@@ -282,25 +284,31 @@ func (p *plan) render(tx *store.Tx) error {
 // ids added that were not members, ids removed that were. A member removed and added
 // again is no change.
 func (p *plan) planMembers(tx *store.Tx) error {
-	p.added, p.removed = nil, nil
-	d := p.delta
+	var err error
+	p.added, p.removed, err = memberChangesOf(tx, p.id, p.delta)
+	return err
+}
+
+// memberChangesOf returns the member ids delta d really adds to group id and removes from
+// it, against the edges in tx (removed sorted).
+func memberChangesOf(tx *store.Tx, groupID string, d *scim.MemberDelta) (added, removed []string, err error) {
 	if d == nil {
-		return nil
+		return nil, nil, nil
 	}
 	gone := map[string]bool{}
 	if d.RemoveAll {
-		err := tx.Members(p.id, func(m store.Member) error {
+		err := tx.Members(groupID, func(m store.Member) error {
 			gone[m.ID] = true
 			return nil
 		})
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 	}
 	for _, id := range d.Remove {
-		has, err := tx.HasMember(p.id, id)
+		has, err := tx.HasMember(groupID, id)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		if has {
 			gone[id] = true
@@ -312,26 +320,26 @@ func (p *plan) planMembers(tx *store.Tx) error {
 			continue
 		}
 		seen[m.Value] = true
-		if m.Value == p.id {
-			return scim.BadRequest(scim.TypeInvalidValue, "group %s cannot be a member of itself", p.id)
+		if m.Value == groupID {
+			return nil, nil, scim.BadRequest(scim.TypeInvalidValue, "group %s cannot be a member of itself", groupID)
 		}
-		has, err := tx.HasMember(p.id, m.Value)
+		has, err := tx.HasMember(groupID, m.Value)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		if gone[m.Value] {
 			delete(gone, m.Value) // removed and re-added: no change
 			continue
 		}
 		if !has {
-			p.added = append(p.added, m.Value)
+			added = append(added, m.Value)
 		}
 	}
 	for id := range gone {
-		p.removed = append(p.removed, id)
+		removed = append(removed, id)
 	}
-	sort.Strings(p.removed)
-	return nil
+	sort.Strings(removed)
+	return added, removed, nil
 }
 
 // applyMembers applies a group's member changes as edges: every member first when asked,

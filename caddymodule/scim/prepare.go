@@ -276,44 +276,72 @@ func CheckTypes(resourceType string, doc Resource) error {
 }
 
 func checkAttrType(a *Attribute, name string, v any) error {
+	return checkAttrValue(a, name, "", v)
+}
+
+// checkAttrValue is checkAttrType for the value v of attribute a named parent (and, for a
+// sub-attribute, sub): the name is joined only for an error, so that a valid document is
+// checked without allocating.
+func checkAttrValue(a *Attribute, parent, sub string, v any) error {
 	if a == nil || v == nil {
 		return nil
 	}
 	if a.MultiValued {
 		list, ok := v.([]any)
 		if !ok {
-			return BadRequest(TypeInvalidValue, "%s is multi-valued: send an array", name)
+			return BadRequest(TypeInvalidValue, "%s is multi-valued: send an array", attrName(parent, sub))
 		}
-		single := *a
-		single.MultiValued = false
 		for _, e := range list {
-			if err := checkAttrType(&single, name, e); err != nil {
+			if e == nil {
+				continue
+			}
+			if err := checkSingleValue(a, parent, sub, e); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
+	return checkSingleValue(a, parent, sub, v)
+}
+
+// checkSingleValue checks one (non-nil) value of a, or one element of a multi-valued a.
+func checkSingleValue(a *Attribute, parent, sub string, v any) error {
 	switch a.Type {
 	case "string", "reference", "dateTime", "binary":
 		if _, ok := v.(string); !ok {
-			return BadRequest(TypeInvalidValue, "%s must be a string", name)
+			return BadRequest(TypeInvalidValue, "%s must be a string", attrName(parent, sub))
 		}
 	case "boolean":
 		if _, ok := v.(bool); !ok {
-			return BadRequest(TypeInvalidValue, "%s must be a boolean (true or false)", name)
+			return BadRequest(TypeInvalidValue, "%s must be a boolean (true or false)", attrName(parent, sub))
 		}
 	case "complex":
 		m, ok := v.(map[string]any)
 		if !ok {
-			return BadRequest(TypeInvalidValue, "%s is complex: send an object", name)
+			return BadRequest(TypeInvalidValue, "%s is complex: send an object", attrName(parent, sub))
 		}
 		for sk, sv := range m {
-			if err := checkAttrType(a.SubAttr(sk), name+"."+sk, sv); err != nil {
+			if sub == "" {
+				if err := checkAttrValue(a.SubAttr(sk), parent, sk, sv); err != nil {
+					return err
+				}
+				continue
+			}
+			// Deeper than a sub-attribute (SCIM has none such): the name as it was.
+			if err := checkAttrValue(a.SubAttr(sk), attrName(parent, sub), sk, sv); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// attrName is parent, or parent.sub.
+func attrName(parent, sub string) string {
+	if sub == "" {
+		return parent
+	}
+	return parent + "." + sub
 }
 
 // WithoutWriteOnly returns r without its write-only attributes (a user's password): the

@@ -123,6 +123,9 @@ func CloneResource(r Resource) Resource {
 // Decode decodes one JSON document with numbers kept as json.Number. Callers must have
 // bounded and validated the bytes first (see CheckJSON).
 func Decode(data []byte) (any, error) {
+	if v, ok := decodeFast(data); ok {
+		return v, nil
+	}
 	var v any
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
