@@ -538,3 +538,43 @@ func BenchmarkPatchUserTarget(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkUnchangedPatch (issue 18: "no-op PATCH throughput ≥ 0.8× a GET by id's, at
+// concurrency 8"): Entra's periodic `active: "True"` to users that are active, against a GET
+// by id of the same users, both at concurrency 8 on a gateway with a target (the no-op
+// sends nothing, so the app's speed does not matter). Compare the two req/s figures.
+func BenchmarkUnchangedPatch(b *testing.B) {
+	app := &faultApp{}
+	app.mode.Store("ok")
+	srv := httptest.NewServer(app)
+	b.Cleanup(srv.Close)
+	mapFile := filepath.Join(b.TempDir(), "app.json")
+	if err := os.WriteFile(mapFile, []byte(faultMapping), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	g := newTestGateway(b, func(g *Handler) {
+		g.Target = &TargetConfig{Name: "app", URL: srv.URL, Mapping: mapFile, MaxConcurrent: 64}
+	})
+	const n = 200
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = benchCreate(b, g, benchUsersPath, benchUserBody("u", i))
+	}
+	body := fmt.Appendf(nil, `{"schemas":[%q],"Operations":[{"op":"Replace","path":"active","value":"True"}]}`, benchPatchOp)
+	for _, kind := range []string{"get", "unchanged_patch"} {
+		b.Run(kind, func(b *testing.B) {
+			var seq atomic.Int64
+			b.ReportAllocs()
+			benchRun(b, 8, func() error {
+				id := ids[(int(seq.Add(1))*benchPrime)%n]
+				if kind == "get" {
+					_, err := benchDo(g, http.MethodGet, benchUsersPath+"/"+id, nil, http.StatusOK)
+					return err
+				}
+				_, err := benchDo(g, http.MethodPatch, benchUsersPath+"/"+id, body, http.StatusOK)
+				return err
+			})
+			benchReportRate(b, "req/s")
+		})
+	}
+}

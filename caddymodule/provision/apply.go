@@ -238,9 +238,7 @@ func (e *Engine) decideView(j *job) (*plan, error) {
 			return err
 		}
 		if p.same {
-			if p.rec, err = tx.Get(p.typ, p.id); err != nil {
-				return notFound(err, p.typ, p.id)
-			}
+			p.rec = p.current // read in this transaction
 			if err := p.render(tx); err != nil {
 				return err
 			}

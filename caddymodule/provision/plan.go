@@ -60,12 +60,13 @@ type plan struct {
 	index  []store.IndexEntry
 
 	// Filled by the steps before the calls.
-	same       bool        // a PATCH or PUT that leaves the resource as it is (see unchanged); rec and answer are set
-	nativeID   string      // the resource's account in the app ("" without one)
-	recreate   bool        // a repair of an account the app lost: create it again (repair.go)
-	adopt      bool        // a create listed for adoption: look the account up before creating it
-	progress   sentCalls   // calls a failed earlier attempt of the change made, not to repeat
-	mark       change.Mark // the account's mark, as decided on
+	same       bool          // a PATCH or PUT that leaves the resource as it is (see unchanged); rec and answer are set
+	current    *store.Record // the stored record the change was decided on (nil on create)
+	nativeID   string        // the resource's account in the app ("" without one)
+	recreate   bool          // a repair of an account the app lost: create it again (repair.go)
+	adopt      bool          // a create listed for adoption: look the account up before creating it
+	progress   sentCalls     // calls a failed earlier attempt of the change made, not to repeat
+	mark       change.Mark   // the account's mark, as decided on
 	memberRefs policy.Members
 
 	// Filled by the policy and the calls.
@@ -208,7 +209,7 @@ func (e *Engine) loadCurrent(tx *store.Tx, j *job) (*plan, scim.Resource, error)
 	if err != nil {
 		return nil, nil, err
 	}
-	p := &plan{job: j, typ: typ, id: id, version: cur.Version, created: cur.Created, before: withID(doc, id), beforeDoc: cur.Doc}
+	p := &plan{job: j, typ: typ, id: id, version: cur.Version, created: cur.Created, before: withID(doc, id), beforeDoc: cur.Doc, current: cur}
 	return p, doc, nil
 }
 
@@ -224,10 +225,19 @@ func (p *plan) diff(before, after scim.Resource) {
 // it, redacted), encoded, and its index entries.
 func (p *plan) prepareRecord(attrs scim.Resource) error {
 	p.stored = scim.WithoutWriteOnly(p.typ, attrs)
+	if p.keepsRecord() {
+		return nil // nothing to encode: applyPlan leaves the stored record as it is
+	}
 	var err error
 	p.doc, err = scim.MarshalJSON(p.stored, true) // json.Marshal's bytes, fewer allocations
 	p.index = IndexEntries(p.typ, p.stored)
 	return err
+}
+
+// keepsRecord reports whether p is a PATCH that changes no attribute and no member: the
+// stored record (and its version) stays as it is.
+func (p *plan) keepsRecord() bool {
+	return p.before != nil && p.job.op.Action == change.ActionPatch && len(p.changed) == 0 && len(p.added)+len(p.removed) == 0
 }
 
 // applyPlan writes plan p in tx. It may run more than once (group commit reruns), so it
@@ -255,8 +265,7 @@ func (e *Engine) applyPlan(tx *store.Tx, p *plan) error {
 			p.rec = cur
 			return nil
 		}
-		if p.job.op.Action == change.ActionPatch && len(p.changed) == 0 && len(p.added)+len(p.removed) == 0 {
-			// A PATCH that changes nothing leaves the record (and its version) as it is.
+		if p.keepsRecord() {
 			p.rec = cur
 			return p.render(tx)
 		}
