@@ -80,7 +80,9 @@ func startRig(mappingPath, policyDir string, lat latency) (*rig, error) {
 // caddyfileFor writes the rig's config. The credentials are literals: they are random per
 // run and the config never leaves the process. Both demo apps get the same options, so the
 // only difference between the two paths is the gateway versus reverse_proxy (both apps
-// answer after the same latency). With a policy directory the gateway decides every write
+// answer after the same latency, and the target lets as many calls through at once as the
+// highest level sends: the proxy has no such limit, and the target's default of 16 would
+// measure that setting, not the gateway). With a policy directory the gateway decides every write
 // with it.
 func caddyfileFor(r *rig, mappingPath, policyDir string, lat latency, gw, px, a, b string) string {
 	policy := ""
@@ -106,6 +108,7 @@ http://%[2]s {
 			url http://%[5]s
 			mapping %[6]q
 			header X-Api-Key %[7]s
+			max_concurrent %[12]d
 		}
 		journal {
 			name gatewaybench
@@ -136,7 +139,7 @@ http://%[9]s {
 		%[11]s
 	}
 }
-`, filepath.Join(r.tmp, "caddy"), gw, r.token, r.dataDir, a, mappingPath, r.apiKey, px, b, policy, lat.caddyfile())
+`, filepath.Join(r.tmp, "caddy"), gw, r.token, r.dataDir, a, mappingPath, r.apiKey, px, b, policy, lat.caddyfile(), maxConcurrency)
 }
 
 // stop stops Caddy and removes the temporary directory.
