@@ -7,6 +7,10 @@
 // once (Caddy's prints the admin endpoint's JSON answer inside its log line). upgrade,
 // add-package and remove-package refuse: they would replace this binary with a Caddy
 // downloaded without the scimgate module; build with xcaddy.sh to add other plugins.
+//
+// It runs with at least two Ps unless GOMAXPROCS is set (see minProcs), and
+// SCIMGATE_DEBUG_PROFILE=1 turns on block and mutex profiling for the admin endpoint's
+// /debug/pprof/block and /debug/pprof/mutex (a debug switch: it costs time on every lock).
 package main
 
 import (
