@@ -811,6 +811,65 @@ func itWaitAnswered(t *testing.T, s *itServer) {
 	}
 }
 
+// tagConfig returns cfg (a Caddy JSON config) with a first route on every HTTP server that
+// sets the response header X-Test-Config to tag, so that a test can tell which config
+// answered: after caddy.Load returns, Caddy has only begun to shut the old servers down
+// (caddyhttp.App.Stop waits for their shutdowns to start, not to finish), and one of them
+// may still accept a connection for a moment.
+func tagConfig(t *testing.T, cfg []byte, tag string) []byte {
+	t.Helper()
+	var v map[string]any
+	if err := json.Unmarshal(cfg, &v); err != nil {
+		t.Fatal(err)
+	}
+	apps, _ := v["apps"].(map[string]any)
+	httpApp, _ := apps["http"].(map[string]any)
+	servers, _ := httpApp["servers"].(map[string]any)
+	if len(servers) == 0 {
+		t.Fatal("tagConfig: the config has no HTTP servers")
+	}
+	for _, srv := range servers {
+		srv := srv.(map[string]any)
+		routes, _ := srv["routes"].([]any)
+		tagRoute := map[string]any{"handle": []any{map[string]any{
+			"handler": "headers", "response": map[string]any{"set": map[string]any{"X-Test-Config": []any{tag}}},
+		}}}
+		srv["routes"] = append([]any{tagRoute}, routes...)
+	}
+	out, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// itWaitConfig waits until the config tagged tag (see tagConfig) answers new connections.
+func itWaitConfig(t *testing.T, s *itServer, tag string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s.client.CloseIdleConnections()
+		req, err := http.NewRequest(http.MethodGet, s.base+"/ServiceProviderConfig", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		resp, err := s.client.Do(req)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK && resp.Header.Get("X-Test-Config") == tag {
+				s.client.CloseIdleConnections()
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the config %q did not answer after the reload (last error %v)", tag, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // TestIntegrationReload reloads the running config in-process, as `caddy reload` does: the
 // new config is provisioned while the old one still holds the store, then the old one is
 // cleaned up. The store must stay open, writable and hold its data.

@@ -662,14 +662,15 @@ func TestBrakeCountsSurviveReloadAndRestart(t *testing.T) {
 			t.Fatalf("delete %d denied without the brake's reason: %s", i, resp.body)
 		}
 	}
-	// A reload closes the old server's idle connections: start the next request afresh.
+	// Each load is tagged, and the next request waits until the new config answers: the
+	// old one may still accept a connection for a moment after caddy.Load returns.
 	load := func(cfg []byte, what string) {
 		t.Helper()
-		if err := caddy.Load(cfg, true); err != nil {
+		tag := strings.ReplaceAll(what, " ", "-")
+		if err := caddy.Load(tagConfig(t, cfg, tag), true); err != nil {
 			t.Fatalf("%s: %v", what, err)
 		}
-		r.client.CloseIdleConnections()
-		itWaitAnswered(t, r.itServer)
+		itWaitConfig(t, r.itServer, tag)
 	}
 	del(0, http.StatusNoContent)
 	del(1, http.StatusNoContent)
