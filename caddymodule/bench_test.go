@@ -503,23 +503,31 @@ func BenchmarkBaselineEmptyHandler(b *testing.B) {
 	}
 }
 
+// benchAnsweringApp starts an in-process app on loopback that answers every call at once,
+// and writes its mapping file: the target of the write benchmarks.
+func benchAnsweringApp(b *testing.B) (url, mapFile string) {
+	b.Helper()
+	app := &faultApp{}
+	app.mode.Store("ok")
+	srv := httptest.NewServer(app)
+	b.Cleanup(srv.Close)
+	mapFile = filepath.Join(b.TempDir(), "app.json")
+	if err := os.WriteFile(mapFile, []byte(faultMapping), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	return srv.URL, mapFile
+}
+
 // BenchmarkPatchUserTarget is BenchmarkPatchUser with a target: decide, the intent record,
 // the native call (to an in-process app that answers at once) and the commit of the change
 // with its outcome record. Against BenchmarkPatchUser it shows what the target path costs;
 // at concurrency 32 its CPU profile is the gateway's own share of a write.
 func BenchmarkPatchUserTarget(b *testing.B) {
-	app := &faultApp{}
-	app.mode.Store("ok")
-	srv := httptest.NewServer(app)
-	b.Cleanup(srv.Close)
-	mapFile := filepath.Join(b.TempDir(), "app.json")
-	if err := os.WriteFile(mapFile, []byte(faultMapping), 0o600); err != nil {
-		b.Fatal(err)
-	}
+	srvURL, mapFile := benchAnsweringApp(b)
 	for _, conc := range []int{1, benchConcurrency} {
 		b.Run("concurrency="+strconv.Itoa(conc), func(b *testing.B) {
 			g := newTestGateway(b, func(g *Handler) {
-				g.Target = &TargetConfig{Name: "app", URL: srv.URL, Mapping: mapFile, MaxConcurrent: 64}
+				g.Target = &TargetConfig{Name: "app", URL: srvURL, Mapping: mapFile, MaxConcurrent: 64}
 			})
 			const n = 200
 			ids := make([]string, n)
@@ -544,16 +552,9 @@ func BenchmarkPatchUserTarget(b *testing.B) {
 // by id of the same users, both at concurrency 8 on a gateway with a target (the no-op
 // sends nothing, so the app's speed does not matter). Compare the two req/s figures.
 func BenchmarkUnchangedPatch(b *testing.B) {
-	app := &faultApp{}
-	app.mode.Store("ok")
-	srv := httptest.NewServer(app)
-	b.Cleanup(srv.Close)
-	mapFile := filepath.Join(b.TempDir(), "app.json")
-	if err := os.WriteFile(mapFile, []byte(faultMapping), 0o600); err != nil {
-		b.Fatal(err)
-	}
+	srvURL, mapFile := benchAnsweringApp(b)
 	g := newTestGateway(b, func(g *Handler) {
-		g.Target = &TargetConfig{Name: "app", URL: srv.URL, Mapping: mapFile, MaxConcurrent: 64}
+		g.Target = &TargetConfig{Name: "app", URL: srvURL, Mapping: mapFile, MaxConcurrent: 64}
 	})
 	const n = 200
 	ids := make([]string, n)
