@@ -92,15 +92,9 @@ type env struct {
 // runE adapts f to cobra through Caddy's wrapper, which logs the error and turns a status
 // above 1 into the process's exit code.
 func runE(f runFunc) func(*cobra.Command, []string) error {
-	return func(cmd *cobra.Command, args []string) error {
-		c := &env{flags: caddycmd.Flags{FlagSet: cmd.Flags()}, stdout: cmd.OutOrStdout(), stderr: cmd.ErrOrStderr()}
-		ctx := cmd.Context()
-		if ctx == nil {
-			ctx = context.Background()
-		}
-		code, err := f(ctx, c)
-		return caddycmd.WrapCommandFuncForCobra(func(caddycmd.Flags) (int, error) { return code, err })(cmd, args)
-	}
+	return RunE(func(ctx context.Context, cmd *cobra.Command, args []string) (int, error) {
+		return f(ctx, &env{flags: caddycmd.Flags{FlagSet: cmd.Flags()}, stdout: cmd.OutOrStdout(), stderr: cmd.ErrOrStderr()})
+	})
 }
 
 // fail is the result of a command that could not do its work.

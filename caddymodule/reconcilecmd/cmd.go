@@ -89,15 +89,9 @@ type env struct {
 }
 
 func runE(f runFunc) func(*cobra.Command, []string) error {
-	return func(cmd *cobra.Command, args []string) error {
-		c := &env{flags: caddycmd.Flags{FlagSet: cmd.Flags()}, args: args, stdout: cmd.OutOrStdout()}
-		ctx := cmd.Context()
-		if ctx == nil {
-			ctx = context.Background()
-		}
-		code, err := f(ctx, c)
-		return caddycmd.WrapCommandFuncForCobra(func(caddycmd.Flags) (int, error) { return code, err })(cmd, args)
-	}
+	return journalcmd.RunE(func(ctx context.Context, cmd *cobra.Command, args []string) (int, error) {
+		return f(ctx, &env{flags: caddycmd.Flags{FlagSet: cmd.Flags()}, args: args, stdout: cmd.OutOrStdout()})
+	})
 }
 
 func fail(format string, args ...any) (int, error) {
