@@ -38,6 +38,8 @@ import (
 	"github.com/google/uuid"
 	"go.etcd.io/bbolt"
 
+	"github.com/scimgate/scimgate/caddymodule/kv"
+
 	"github.com/scimgate/scimgate/caddymodule/provision"
 	"github.com/scimgate/scimgate/caddymodule/scim"
 	"github.com/scimgate/scimgate/caddymodule/store"
@@ -466,7 +468,7 @@ func benchStoredUserSize(b *testing.B) int {
 	g := newTestGateway(b, nil)
 	id := benchCreate(b, g, benchUsersPath, benchUserBody("s", 0))
 	size := 0
-	err := g.store.DB().View(func(tx *bbolt.Tx) error {
+	err := g.store.DB().View(func(tx kv.Tx) error {
 		users := tx.Bucket([]byte("records")).Bucket([]byte(scim.UserType))
 		if users == nil {
 			return errors.New("no records/User bucket: has the store's layout changed?")

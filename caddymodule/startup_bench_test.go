@@ -15,7 +15,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/google/uuid"
-	"go.etcd.io/bbolt"
+	"github.com/scimgate/scimgate/caddymodule/kv"
 
 	"github.com/scimgate/scimgate/caddymodule/change"
 	"github.com/scimgate/scimgate/caddymodule/journal"
@@ -163,7 +163,7 @@ func seedStartupStore(b *testing.B, dir string, records int) {
 	step := span / time.Duration(records)
 	openEvery := max(records/(startupOpenIntents+1), 2)
 	for start := 0; start < records; start += startupSeedChunk {
-		err := st.DB().Update(func(tx *bbolt.Tx) error {
+		err := st.DB().Update(func(tx kv.Tx) error {
 			for i := start; i < min(start+startupSeedChunk, records); i++ {
 				at := now.Add(-span + time.Duration(i)*step)
 				rid := "req-" + strconv.Itoa(i/2)

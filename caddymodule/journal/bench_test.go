@@ -3,6 +3,7 @@ package journal
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"go.etcd.io/bbolt"
+	"github.com/scimgate/scimgate/caddymodule/kv"
 )
 
 func TestMain(m *testing.M) {
@@ -63,7 +64,7 @@ func BenchmarkAppend(b *testing.B) {
 			j := openJournal(b, db, Options{})
 			runConcurrent(b, c, func(i int) error {
 				r := sampleRecord(i)
-				return db.Batch(func(tx *bbolt.Tx) error { return j.Append(tx, r) })
+				return db.Batch(func(tx kv.Tx) error { return j.Append(tx, r) })
 			})
 		})
 	}
@@ -79,14 +80,14 @@ func BenchmarkBareBatch(b *testing.B) {
 	for _, c := range concurrencies {
 		b.Run(fmt.Sprintf("concurrency=%d", c), func(b *testing.B) {
 			db, _ := openDB(b)
-			if err := db.Update(func(tx *bbolt.Tx) error {
+			if err := db.Update(func(tx kv.Tx) error {
 				_, err := tx.CreateBucketIfNotExists([]byte("bare"))
 				return err
 			}); err != nil {
 				b.Fatal(err)
 			}
 			runConcurrent(b, c, func(int) error {
-				return db.Batch(func(tx *bbolt.Tx) error {
+				return db.Batch(func(tx kv.Tx) error {
 					bk := tx.Bucket([]byte("bare"))
 					seq, err := bk.NextSequence()
 					if err != nil {
@@ -104,7 +105,7 @@ func BenchmarkBareBatch(b *testing.B) {
 type seeded struct {
 	once sync.Once
 	dir  string
-	db   *bbolt.DB
+	db   kv.DB
 	j    *Journal
 	err  error
 }
@@ -129,7 +130,7 @@ func (s *seeded) seed() error {
 		return err
 	}
 	s.dir = dir
-	s.db, err = bbolt.Open(filepath.Join(dir, "bench.db"), 0o600, &bbolt.Options{Timeout: time.Second})
+	s.db, err = kv.OpenBolt(filepath.Join(dir, "bench.db"), kv.BoltOptions{})
 	if err != nil {
 		return err
 	}
@@ -139,7 +140,7 @@ func (s *seeded) seed() error {
 	}
 	const perTx = 50_000
 	for start := 0; start < million; start += perTx {
-		err := s.db.Update(func(tx *bbolt.Tx) error {
+		err := s.db.Update(func(tx kv.Tx) error {
 			for i := start; i < start+perTx; i++ {
 				if err := s.j.Append(tx, sampleRecord(i)); err != nil {
 					return err
@@ -222,22 +223,23 @@ func BenchmarkInTransaction(b *testing.B) {
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
+			errRollback := errors.New("rolled back on purpose")
 			for n := 0; n < b.N; {
-				tx, err := db.Begin(true)
-				if err != nil {
-					b.Fatal(err)
-				}
-				for i := 0; i < len(recs) && n < b.N; i, n = i+1, n+1 {
-					if prepared {
-						err = j.AppendPrepared(tx, preps[i])
-					} else {
-						err = j.Append(tx, recs[i])
+				err := db.Update(func(tx kv.Tx) error {
+					for i := 0; i < len(recs) && n < b.N; i, n = i+1, n+1 {
+						var err error
+						if prepared {
+							err = j.AppendPrepared(tx, preps[i])
+						} else {
+							err = j.Append(tx, recs[i])
+						}
+						if err != nil {
+							return err
+						}
 					}
-					if err != nil {
-						b.Fatal(err)
-					}
-				}
-				if err := tx.Rollback(); err != nil {
+					return errRollback
+				})
+				if !errors.Is(err, errRollback) {
 					b.Fatal(err)
 				}
 			}

@@ -11,7 +11,7 @@ import (
 	"fmt"
 	"time"
 
-	"go.etcd.io/bbolt"
+	"github.com/scimgate/scimgate/caddymodule/kv"
 	"go.uber.org/zap"
 )
 
@@ -105,7 +105,7 @@ func (j *Journal) Checkpoint() (*Checkpoint, error) {
 	}
 	var cp Checkpoint
 	var created bool
-	err := j.db.Batch(func(tx *bbolt.Tx) error {
+	err := j.db.Batch(func(tx kv.Tx) error {
 		var err error
 		cp, created, err = j.checkpointTx(tx, time.Now())
 		return err
@@ -125,7 +125,7 @@ func (j *Journal) Checkpoint() (*Checkpoint, error) {
 
 // checkpointTx builds and stores the checkpoint of the head in tx. It is rerun safely by
 // db.Batch: the key is the head's sequence number, so a rerun overwrites its own write.
-func (j *Journal) checkpointTx(tx *bbolt.Tx, now time.Time) (cp Checkpoint, created bool, err error) {
+func (j *Journal) checkpointTx(tx kv.Tx, now time.Time) (cp Checkpoint, created bool, err error) {
 	b, err := journalBucket(tx, j.name)
 	if err != nil {
 		return cp, false, err

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/tidwall/gjson"
-	"go.etcd.io/bbolt"
+	"github.com/scimgate/scimgate/caddymodule/kv"
 
 	"github.com/scimgate/scimgate/caddymodule/change"
 )
@@ -148,7 +148,7 @@ type exportState struct {
 	last    [32]byte
 }
 
-func exportDB(ctx context.Context, db *bbolt.DB, name []byte, w io.Writer, q Query, f Format) (uint64, error) {
+func exportDB(ctx context.Context, db kv.DB, name []byte, w io.Writer, q Query, f Format) (uint64, error) {
 	enc, err := newEncoder(f, string(name), q)
 	if err != nil {
 		return 0, err
@@ -199,8 +199,8 @@ func hashHexIf(ok bool, h [32]byte) string {
 }
 
 // exportPageTx encodes one page of records into buf in one read transaction.
-func exportPageTx(db *bbolt.DB, name []byte, st *exportState, buf *bytes.Buffer, s snapshot) (more bool, err error) {
-	err = db.View(func(tx *bbolt.Tx) error {
+func exportPageTx(db kv.DB, name []byte, st *exportState, buf *bytes.Buffer, s snapshot) (more bool, err error) {
+	err = db.View(func(tx kv.Tx) error {
 		b, err := journalBucket(tx, name)
 		if err != nil {
 			return err
@@ -240,7 +240,7 @@ func exportPageTx(db *bbolt.DB, name []byte, st *exportState, buf *bytes.Buffer,
 
 // emit writes one selected record (after the header, for the first one) and the checkpoint
 // of its sequence number, if any.
-func (st *exportState) emit(buf *bytes.Buffer, rb *bbolt.Bucket, seq uint64, h [32]byte, raw []byte, s snapshot, cps *[]Checkpoint) error {
+func (st *exportState) emit(buf *bytes.Buffer, rb kv.Bucket, seq uint64, h [32]byte, raw []byte, s snapshot, cps *[]Checkpoint) error {
 	if !st.begun {
 		if err := st.enc.begin(buf, anchorOf(rb, seq, s)); err != nil {
 			return err
@@ -266,7 +266,7 @@ func (st *exportState) emit(buf *bytes.Buffer, rb *bbolt.Bucket, seq uint64, h [
 
 // anchorOf is where an export starting at record seq continues the chain from: the
 // journal's anchor, or the stored hash of record seq-1.
-func anchorOf(rb *bbolt.Bucket, seq uint64, s snapshot) *jsonlAnchor {
+func anchorOf(rb kv.Bucket, seq uint64, s snapshot) *jsonlAnchor {
 	a := &jsonlAnchor{Seq: seq}
 	switch {
 	case seq == s.anchorSeq:

@@ -15,12 +15,10 @@ import (
 	"time"
 
 	"github.com/tidwall/gjson"
-	"go.etcd.io/bbolt"
 
 	"github.com/scimgate/scimgate/caddymodule/change"
+	"github.com/scimgate/scimgate/caddymodule/kv"
 )
-
-type bboltTx = bbolt.Tx
 
 // exportJournal builds a journal of n records with signed checkpoints every 10.
 func exportJournal(t *testing.T, n int) *Journal {
@@ -133,7 +131,7 @@ func TestCSVExport(t *testing.T) {
 	r := sampleRecord(26)
 	r.Subject = "=HYPERLINK(\"http://evil\")"
 	r.Error = "line one,\n\"two\""
-	if err := j.db.Update(func(tx *bboltTx) error { return j.Append(tx, r) }); err != nil {
+	if err := j.db.Update(func(tx kv.Tx) error { return j.Append(tx, r) }); err != nil {
 		t.Fatal(err)
 	}
 	out, n := export(t, j, Query{}, FormatCSV)
@@ -170,7 +168,7 @@ func TestOCSFExport(t *testing.T) {
 		{Action: "list", Outcome: change.Applied},
 	}
 	for _, r := range extra {
-		if err := j.db.Update(func(tx *bboltTx) error { return j.Append(tx, r) }); err != nil {
+		if err := j.db.Update(func(tx kv.Tx) error { return j.Append(tx, r) }); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -224,7 +222,7 @@ func TestQueryFilters(t *testing.T) {
 	j := exportJournal(t, 30)
 	r := sampleRecord(4)
 	r.Outcome, r.Time = change.Denied, baseTime.Add(time.Hour)
-	if err := j.db.Update(func(tx *bboltTx) error { return j.Append(tx, r) }); err != nil {
+	if err := j.db.Update(func(tx kv.Tx) error { return j.Append(tx, r) }); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {

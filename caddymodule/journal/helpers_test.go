@@ -10,11 +10,13 @@ import (
 
 	"go.etcd.io/bbolt"
 
+	"github.com/scimgate/scimgate/caddymodule/kv"
+
 	"github.com/scimgate/scimgate/caddymodule/change"
 )
 
 // openDB opens a bbolt file in t.TempDir with the store's batch delay.
-func openDB(t testing.TB) (*bbolt.DB, string) {
+func openDB(t testing.TB) (kv.DB, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "scimgate.db")
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second})
@@ -23,10 +25,10 @@ func openDB(t testing.TB) (*bbolt.DB, string) {
 	}
 	db.MaxBatchDelay = time.Millisecond
 	t.Cleanup(func() { db.Close() })
-	return db, path
+	return kv.NewBolt(db), path
 }
 
-func openJournal(t testing.TB, db *bbolt.DB, opts Options) *Journal {
+func openJournal(t testing.TB, db kv.DB, opts Options) *Journal {
 	t.Helper()
 	if opts.Name == "" {
 		opts.Name = "main"
@@ -83,7 +85,7 @@ func sampleRecord(i int) *Record {
 // appendN appends records start..start+n-1 in one write transaction.
 func appendN(t testing.TB, j *Journal, start, n int) {
 	t.Helper()
-	err := j.db.Update(func(tx *bbolt.Tx) error {
+	err := j.db.Update(func(tx kv.Tx) error {
 		for i := start; i < start+n; i++ {
 			if err := j.Append(tx, sampleRecord(i)); err != nil {
 				return err
@@ -97,10 +99,10 @@ func appendN(t testing.TB, j *Journal, start, n int) {
 }
 
 // allEntries reads every stored record.
-func allEntries(t testing.TB, db *bbolt.DB, name string) []Entry {
+func allEntries(t testing.TB, db kv.DB, name string) []Entry {
 	t.Helper()
 	var out []Entry
-	err := db.View(func(tx *bbolt.Tx) error {
+	err := db.View(func(tx kv.Tx) error {
 		b, err := journalBucket(tx, []byte(name))
 		if err != nil {
 			return err
@@ -116,14 +118,14 @@ func allEntries(t testing.TB, db *bbolt.DB, name string) []Entry {
 
 // mutateFile opens a closed journal's file directly, as an attacker would, and runs fn on
 // the journal's bucket.
-func mutateFile(t *testing.T, path, name string, fn func(b *bbolt.Bucket) error) {
+func mutateFile(t *testing.T, path, name string, fn func(b kv.Bucket) error) {
 	t.Helper()
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	err = db.Update(func(tx *bbolt.Tx) error {
+	err = kv.NewBolt(db).Update(func(tx kv.Tx) error {
 		b, err := journalBucket(tx, []byte(name))
 		if err != nil {
 			return err

@@ -17,7 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"go.etcd.io/bbolt"
+	"github.com/scimgate/scimgate/caddymodule/kv"
 	"go.uber.org/zap"
 
 	"github.com/scimgate/scimgate/caddymodule/change"
@@ -165,7 +165,7 @@ var (
 
 // Journal is one named, hash-chained journal in a bbolt file. It is safe for concurrent use.
 type Journal struct {
-	db     *bbolt.DB
+	db     kv.DB
 	opts   Options
 	name   []byte
 	salt   []byte
@@ -186,7 +186,7 @@ type Journal struct {
 
 // Open opens (creating if needed) the journal opts.Name in db: its buckets, its random salt
 // for HashFilter, and its background work (checkpoint timer, retention, live stream).
-func Open(db *bbolt.DB, opts Options) (*Journal, error) {
+func Open(db kv.DB, opts Options) (*Journal, error) {
 	if err := validName(opts.Name); err != nil {
 		return nil, err
 	}
@@ -203,7 +203,7 @@ func Open(db *bbolt.DB, opts Options) (*Journal, error) {
 		stop:          make(chan struct{}),
 	}
 	var head uint64
-	err := db.Update(func(tx *bbolt.Tx) error {
+	err := db.Update(func(tx kv.Tx) error {
 		b, err := j.initBuckets(tx)
 		if err != nil {
 			return err
@@ -235,7 +235,7 @@ func validName(name string) error {
 
 // initBuckets creates the journal's buckets and salt, checks the format version and loads the
 // salt.
-func (j *Journal) initBuckets(tx *bbolt.Tx) (*bbolt.Bucket, error) {
+func (j *Journal) initBuckets(tx kv.Tx) (kv.Bucket, error) {
 	root, err := tx.CreateBucketIfNotExists(bucketRoot)
 	if err != nil {
 		return nil, err
@@ -279,7 +279,7 @@ func (j *Journal) initBuckets(tx *bbolt.Tx) (*bbolt.Bucket, error) {
 }
 
 // checkFormat writes the layout version into a new journal and refuses a newer one.
-func checkFormat(b *bbolt.Bucket) error {
+func checkFormat(b kv.Bucket) error {
 	v := b.Get(keyFormat)
 	if v == nil {
 		return b.Put(keyFormat, u64(FormatVersion))
@@ -305,7 +305,7 @@ func (j *Journal) Close() error {
 }
 
 // storedBytes is the size of the stored records (hash and JSON), kept by Append and Prune.
-func storedBytes(b *bbolt.Bucket) uint64 {
+func storedBytes(b kv.Bucket) uint64 {
 	v := b.Get(keyBytes)
 	if len(v) != 8 {
 		return 0
@@ -317,10 +317,10 @@ func storedBytes(b *bbolt.Bucket) uint64 {
 func (j *Journal) Name() string { return j.opts.Name }
 
 // DB is the bbolt database the journal lives in.
-func (j *Journal) DB() *bbolt.DB { return j.db }
+func (j *Journal) DB() kv.DB { return j.db }
 
 // journalBucket returns the journal's bucket in tx, or ErrNoJournal.
-func journalBucket(tx *bbolt.Tx, name []byte) (*bbolt.Bucket, error) {
+func journalBucket(tx kv.Tx, name []byte) (kv.Bucket, error) {
 	root := tx.Bucket(bucketRoot)
 	if root == nil {
 		return nil, ErrNoJournal
@@ -335,7 +335,7 @@ func journalBucket(tx *bbolt.Tx, name []byte) (*bbolt.Bucket, error) {
 // Append adds r to the journal inside the caller's write transaction, so the record commits
 // or rolls back with the change it describes. It is Prepare and AppendPrepared in one; r
 // then holds the Version, Seq, PrevHash and Time it was stored with.
-func (j *Journal) Append(tx *bbolt.Tx, r *Record) error {
+func (j *Journal) Append(tx kv.Tx, r *Record) error {
 	p, err := j.Prepare(r)
 	if err != nil {
 		return err
@@ -424,12 +424,12 @@ func (p *Prepared) encode(seq uint64, prev [32]byte, now time.Time) ([]byte, err
 // failure): everything it computes comes from tx, and p is not changed. The hash covers
 // exactly the stored bytes. Subscribers see the record and a CheckpointEvery checkpoint is
 // triggered only after tx commits.
-func (j *Journal) AppendPrepared(tx *bbolt.Tx, p *Prepared) error {
+func (j *Journal) AppendPrepared(tx kv.Tx, p *Prepared) error {
 	_, _, _, err := j.appendPrepared(tx, p)
 	return err
 }
 
-func (j *Journal) appendPrepared(tx *bbolt.Tx, p *Prepared) (seq uint64, prev [32]byte, at time.Time, err error) {
+func (j *Journal) appendPrepared(tx kv.Tx, p *Prepared) (seq uint64, prev [32]byte, at time.Time, err error) {
 	if !tx.Writable() {
 		return 0, prev, at, ErrReadOnlyTx
 	}
@@ -455,7 +455,7 @@ func (j *Journal) appendPrepared(tx *bbolt.Tx, p *Prepared) (seq uint64, prev [3
 	val = append(append(val, h[:]...), raw...)
 	rb := b.Bucket(bucketRecords)
 	// Keys only ever grow, so pages can be filled instead of split in half.
-	rb.FillPercent = appendFillPercent
+	kv.SetFillPercent(rb, appendFillPercent)
 	if err := rb.Put(u64(seq), val); err != nil {
 		return 0, prev, at, fmt.Errorf("journal %s: storing record %d: %w", j.opts.Name, seq, err)
 	}
@@ -520,7 +520,7 @@ func chainHash(prev [32]byte, seq uint64, raw []byte) [32]byte {
 
 // Head returns the sequence number and hash of the newest record in tx (0 and the zero hash
 // for an empty journal; after pruning everything, the last pruned record's).
-func (j *Journal) Head(tx *bbolt.Tx) (seq uint64, hash [32]byte, err error) {
+func (j *Journal) Head(tx kv.Tx) (seq uint64, hash [32]byte, err error) {
 	b, err := journalBucket(tx, j.name)
 	if err != nil {
 		return 0, hash, err
@@ -529,7 +529,7 @@ func (j *Journal) Head(tx *bbolt.Tx) (seq uint64, hash [32]byte, err error) {
 }
 
 // headOf reads the head key.
-func headOf(b *bbolt.Bucket) (uint64, [32]byte, error) {
+func headOf(b kv.Bucket) (uint64, [32]byte, error) {
 	seq, h, ok := readHead(b)
 	if !ok {
 		return 0, h, fmt.Errorf("%w: head", ErrCorrupt)
@@ -539,13 +539,13 @@ func headOf(b *bbolt.Bucket) (uint64, [32]byte, error) {
 
 // readHead reads the head key; a missing head is an empty journal, ok is false for a
 // malformed one.
-func readHead(b *bbolt.Bucket) (seq uint64, h [32]byte, ok bool) {
+func readHead(b kv.Bucket) (seq uint64, h [32]byte, ok bool) {
 	return readSeqHash(b.Get(keyHead))
 }
 
 // readAnchor returns the first sequence number the chain starts from and the hash it
 // continues from: (1, zero hash) until retention removes records.
-func readAnchor(b *bbolt.Bucket) (seq uint64, h [32]byte, ok bool) {
+func readAnchor(b kv.Bucket) (seq uint64, h [32]byte, ok bool) {
 	v := b.Get(keyAnchor)
 	if v == nil {
 		return 1, h, true
@@ -581,17 +581,13 @@ func (j *Journal) HashFilter(filter string) string {
 	return hmacHex(j.salt, filter)
 }
 
-// Backup writes a consistent snapshot of the whole bbolt file (every journal and the
-// directory) to w, without blocking writers.
+// Backup writes a consistent snapshot of the whole store (every journal and the directory)
+// to w as a bbolt file, without blocking writers: the file itself for bbolt, a copy of one
+// revision for etcd.
 func (j *Journal) Backup(w io.Writer) (int64, error) {
-	var n int64
-	err := j.db.View(func(tx *bbolt.Tx) error {
-		var err error
-		n, err = tx.WriteTo(w)
-		return err
-	})
+	n, err := j.db.Backup(w)
 	if err != nil {
-		return n, fmt.Errorf("backing up %s: %w", j.db.Path(), err)
+		return n, fmt.Errorf("backing up %s: %w", j.db, err)
 	}
 	return n, nil
 }
@@ -620,7 +616,7 @@ type Info struct {
 // Info reads the journal's head, anchor and newest checkpoint.
 func (j *Journal) Info() (Info, error) {
 	info := Info{Name: j.opts.Name}
-	err := j.db.View(func(tx *bbolt.Tx) error {
+	err := j.db.View(func(tx kv.Tx) error {
 		b, err := journalBucket(tx, j.name)
 		if err != nil {
 			return err

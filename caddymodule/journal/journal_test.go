@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"go.etcd.io/bbolt"
+	"github.com/scimgate/scimgate/caddymodule/kv"
 )
 
 func TestAppendReadBack(t *testing.T) {
@@ -25,7 +25,7 @@ func TestAppendReadBack(t *testing.T) {
 		Change{Path: "employeeNumber", Op: "replace", Value: json.RawMessage(`"E-1"`)},
 	)
 	shared := in.Changes
-	err := db.Batch(func(tx *bbolt.Tx) error {
+	err := db.Batch(func(tx kv.Tx) error {
 		if err := j.Append(tx, in); err != nil {
 			return err
 		}
@@ -67,7 +67,7 @@ func TestAppendReadBack(t *testing.T) {
 	if got[1].Record.PrevHash != hex.EncodeToString(want[:]) {
 		t.Error("second record does not link to the first")
 	}
-	err = db.View(func(tx *bbolt.Tx) error {
+	err = db.View(func(tx kv.Tx) error {
 		seq, h, err := j.Head(tx)
 		if seq != 2 || h != got[1].Hash {
 			t.Errorf("head = %d %x", seq, h)
@@ -91,7 +91,7 @@ func TestConcurrentBatchChain(t *testing.T) {
 			defer wg.Done()
 			for i := range each {
 				r := sampleRecord(w*each + i)
-				if err := db.Batch(func(tx *bbolt.Tx) error { return j.Append(tx, r) }); err != nil {
+				if err := db.Batch(func(tx kv.Tx) error { return j.Append(tx, r) }); err != nil {
 					errs <- err
 					return
 				}
@@ -141,7 +141,7 @@ func TestBatchRerun(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			err = db.Batch(func(tx *bbolt.Tx) error {
+			err = db.Batch(func(tx kv.Tx) error {
 				var err error
 				if prepared {
 					err = j.AppendPrepared(tx, p)
@@ -175,18 +175,18 @@ func TestBatchRerun(t *testing.T) {
 func TestAppendErrors(t *testing.T) {
 	db, _ := openDB(t)
 	j := openJournal(t, db, Options{})
-	err := db.View(func(tx *bbolt.Tx) error { return j.Append(tx, sampleRecord(1)) })
+	err := db.View(func(tx kv.Tx) error { return j.Append(tx, sampleRecord(1)) })
 	if !errors.Is(err, ErrReadOnlyTx) {
 		t.Errorf("read-only tx: %v", err)
 	}
 	bad := sampleRecord(1)
 	bad.Changes = []Change{{Path: "x", Value: json.RawMessage(`{not json`)}}
-	if err := db.Update(func(tx *bbolt.Tx) error { return j.Append(tx, bad) }); err == nil {
+	if err := db.Update(func(tx kv.Tx) error { return j.Append(tx, bad) }); err == nil {
 		t.Error("invalid change value accepted")
 	}
 	big := sampleRecord(1)
 	big.Changes = []Change{{Path: "members", Value: json.RawMessage(`"` + strings.Repeat("a", MaxRecordBytes) + `"`)}}
-	if err := db.Update(func(tx *bbolt.Tx) error { return j.Append(tx, big) }); err != nil {
+	if err := db.Update(func(tx kv.Tx) error { return j.Append(tx, big) }); err != nil {
 		t.Fatal(err)
 	}
 	e := allEntries(t, db, "main")
@@ -194,7 +194,7 @@ func TestAppendErrors(t *testing.T) {
 		t.Errorf("oversized record not truncated: %d bytes", len(e[0].Raw))
 	}
 	j.Close()
-	if err := db.Update(func(tx *bbolt.Tx) error { return j.Append(tx, sampleRecord(2)) }); !errors.Is(err, ErrClosed) {
+	if err := db.Update(func(tx kv.Tx) error { return j.Append(tx, sampleRecord(2)) }); !errors.Is(err, ErrClosed) {
 		t.Errorf("append after close: %v", err)
 	}
 }
@@ -255,7 +255,7 @@ func TestVerifyWhileWriting(t *testing.T) {
 			default:
 			}
 			r := sampleRecord(i)
-			if err := db.Batch(func(tx *bbolt.Tx) error { return j.Append(tx, r) }); err != nil {
+			if err := db.Batch(func(tx kv.Tx) error { return j.Append(tx, r) }); err != nil {
 				t.Error(err)
 				return
 			}

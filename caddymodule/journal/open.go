@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/tidwall/gjson"
-	"go.etcd.io/bbolt"
+	"github.com/scimgate/scimgate/caddymodule/kv"
 
 	"github.com/scimgate/scimgate/caddymodule/change"
 )
@@ -53,7 +53,7 @@ func openKey(target, requestID string) []byte {
 }
 
 // applyMark updates the index for record seq.
-func applyMark(b *bbolt.Bucket, m openMark, seq uint64) error {
+func applyMark(b kv.Bucket, m openMark, seq uint64) error {
 	if m.key == nil {
 		return nil
 	}
@@ -69,7 +69,7 @@ func applyMark(b *bbolt.Bucket, m openMark, seq uint64) error {
 
 // initOpenIndex creates the index; in a journal that has records but no index yet it is
 // built from the newest openIndexWindow records, once.
-func initOpenIndex(b *bbolt.Bucket) error {
+func initOpenIndex(b kv.Bucket) error {
 	if _, err := b.CreateBucketIfNotExists(bucketOpen); err != nil {
 		return err
 	}
@@ -112,7 +112,7 @@ func initOpenIndex(b *bbolt.Bucket) error {
 // since removed is left out.
 func (j *Journal) OpenIntents(target string) ([]Record, error) {
 	var out []Record
-	err := j.db.View(func(tx *bbolt.Tx) error {
+	err := j.db.View(func(tx kv.Tx) error {
 		b, err := journalBucket(tx, j.name)
 		if err != nil {
 			return err
@@ -148,7 +148,7 @@ func (j *Journal) OpenIntents(target string) ([]Record, error) {
 // every record is older, and the first kept seq when none is.
 func (j *Journal) SeqAtTime(t time.Time) (uint64, error) {
 	var seq uint64
-	err := j.db.View(func(tx *bbolt.Tx) error {
+	err := j.db.View(func(tx kv.Tx) error {
 		b, err := journalBucket(tx, j.name)
 		if err != nil {
 			return err

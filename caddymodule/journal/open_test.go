@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"go.etcd.io/bbolt"
+	"github.com/scimgate/scimgate/caddymodule/kv"
 
 	"github.com/scimgate/scimgate/caddymodule/change"
 )
@@ -15,7 +15,7 @@ var errRollBack = errors.New("roll back")
 
 func appendRecords(t *testing.T, j *Journal, recs ...*Record) {
 	t.Helper()
-	err := j.db.Update(func(tx *bbolt.Tx) error {
+	err := j.db.Update(func(tx kv.Tx) error {
 		for _, r := range recs {
 			if err := j.Append(tx, r); err != nil {
 				return err
@@ -79,7 +79,7 @@ func TestOpenIntents(t *testing.T) {
 	}
 
 	// An outcome whose transaction rolls back does not close the intent.
-	_ = j.db.Update(func(tx *bbolt.Tx) error {
+	_ = j.db.Update(func(tx kv.Tx) error {
 		if err := j.Append(tx, outcomeOf("app", "r5", change.Applied)); err != nil {
 			t.Fatal(err)
 		}
@@ -101,7 +101,7 @@ func TestOpenIndexBuiltForOlderJournals(t *testing.T) {
 	appendRecords(t, j, intent("app", "a"), intent("app", "b"), outcomeOf("app", "a", change.Applied))
 	j.Close()
 	// Make it look like a journal from before the index.
-	err = db.Update(func(tx *bbolt.Tx) error {
+	err = db.Update(func(tx kv.Tx) error {
 		b, err := journalBucket(tx, []byte("main"))
 		if err != nil {
 			return err

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"go.etcd.io/bbolt"
+	"github.com/scimgate/scimgate/caddymodule/kv"
 )
 
 // A prepared record is stored byte for byte as encoding the final record would store it,
@@ -29,7 +29,7 @@ func TestPreparedEncodingIsTheRecords(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := db.Update(func(tx *bbolt.Tx) error { return j.AppendPrepared(tx, p) }); err != nil {
+		if err := db.Update(func(tx kv.Tx) error { return j.AppendPrepared(tx, p) }); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -38,7 +38,7 @@ func TestPreparedEncodingIsTheRecords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := db.Update(func(tx *bbolt.Tx) error { return j.AppendPrepared(tx, p) }); err != nil {
+	if err := db.Update(func(tx kv.Tx) error { return j.AppendPrepared(tx, p) }); err != nil {
 		t.Fatal(err)
 	}
 	entries := allEntries(t, db, "main")
@@ -85,7 +85,7 @@ func TestPrepareTooLarge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := db.Update(func(tx *bbolt.Tx) error { return j.AppendPrepared(tx, p) }); err != nil {
+	if err := db.Update(func(tx kv.Tx) error { return j.AppendPrepared(tx, p) }); err != nil {
 		t.Fatal(err)
 	}
 	e := allEntries(t, db, "main")[0]

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/tidwall/gjson"
-	"go.etcd.io/bbolt"
+	"github.com/scimgate/scimgate/caddymodule/kv"
 
 	"github.com/scimgate/scimgate/caddymodule/change"
 )
@@ -52,7 +52,7 @@ func (j *Journal) prune(ctx context.Context, now time.Time, wait bool) (removed 
 		}
 		var n uint64
 		var done bool
-		err := j.db.Update(func(tx *bbolt.Tx) error {
+		err := j.db.Update(func(tx kv.Tx) error {
 			var err error
 			n, done, err = j.prunePageTx(tx, ageCut, removed)
 			return err
@@ -69,7 +69,7 @@ func (j *Journal) prune(ctx context.Context, now time.Time, wait bool) (removed 
 
 // prunePageTx deletes up to prunePage records in tx. done is true when retention keeps the
 // next record; the transaction that finishes a run with removals appends the prune record.
-func (j *Journal) prunePageTx(tx *bbolt.Tx, ageCut time.Time, before uint64) (n uint64, done bool, err error) {
+func (j *Journal) prunePageTx(tx kv.Tx, ageCut time.Time, before uint64) (n uint64, done bool, err error) {
 	b, err := journalBucket(tx, j.name)
 	if err != nil {
 		return 0, true, err
@@ -163,7 +163,7 @@ func olderThan(raw []byte, cut time.Time) bool {
 
 // dropCheckpointsBefore deletes checkpoints of records before the new anchor; the one of
 // the last removed record stays, as it still checks the anchor's hash.
-func dropCheckpointsBefore(cb *bbolt.Bucket, lastRemoved uint64) error {
+func dropCheckpointsBefore(cb kv.Bucket, lastRemoved uint64) error {
 	var dead [][]byte
 	cur := cb.Cursor()
 	for k, _ := cur.First(); k != nil; k, _ = cur.Next() {

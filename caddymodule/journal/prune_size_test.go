@@ -5,15 +5,15 @@ import (
 	"testing"
 	"time"
 
-	"go.etcd.io/bbolt"
+	"github.com/scimgate/scimgate/caddymodule/kv"
 
 	"github.com/scimgate/scimgate/caddymodule/change"
 )
 
 // sizeOf reads the journal's size accounting and recomputes it from the stored records.
-func sizeOf(t *testing.T, db *bbolt.DB, name string) (kept, actual uint64) {
+func sizeOf(t *testing.T, db kv.DB, name string) (kept, actual uint64) {
 	t.Helper()
-	err := db.View(func(tx *bbolt.Tx) error {
+	err := db.View(func(tx kv.Tx) error {
 		b, err := journalBucket(tx, []byte(name))
 		if err != nil {
 			return err
@@ -69,7 +69,7 @@ func TestSizeAccountingOfOlderJournals(t *testing.T) {
 	j := openJournal(t, db, Options{})
 	appendN(t, j, 0, 12)
 	_ = j.Close()
-	if err := db.Update(func(tx *bbolt.Tx) error {
+	if err := db.Update(func(tx kv.Tx) error {
 		b, err := journalBucket(tx, []byte("main"))
 		if err != nil {
 			return err

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"go.etcd.io/bbolt"
+	"github.com/scimgate/scimgate/caddymodule/kv"
 
 	"github.com/scimgate/scimgate/caddymodule/change"
 )
@@ -88,7 +88,7 @@ func TestPruneDetectsFrontDeletion(t *testing.T) {
 	}
 	j.Close()
 	db.Close()
-	mutateFile(t, path, "main", func(b *bbolt.Bucket) error {
+	mutateFile(t, path, "main", func(b kv.Bucket) error {
 		return b.Bucket(bucketRecords).Delete(u64(16))
 	})
 	rep, err := VerifyFileJournal(context.Background(), path, "", nil)

@@ -7,7 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"go.etcd.io/bbolt"
+	"github.com/scimgate/scimgate/caddymodule/kv"
 	"go.uber.org/zap"
 )
 
@@ -91,7 +91,7 @@ func (j *Journal) Subscribe(buffer int) *Subscription {
 	c := make(chan Entry, buffer)
 	s := &Subscription{C: c, c: c, p: &j.pub}
 	var head uint64
-	err := j.db.View(func(tx *bbolt.Tx) error {
+	err := j.db.View(func(tx kv.Tx) error {
 		var err error
 		head, _, err = j.Head(tx)
 		return err
@@ -171,7 +171,7 @@ func (p *publisher) publishPage() bool {
 	p.mu.Unlock()
 	var entries []Entry
 	var head uint64
-	err := p.j.db.View(func(tx *bbolt.Tx) error {
+	err := p.j.db.View(func(tx kv.Tx) error {
 		b, err := journalBucket(tx, p.j.name)
 		if err != nil {
 			return err
@@ -219,7 +219,7 @@ func (p *publisher) deliver(e Entry) {
 }
 
 // readEntries copies out and decodes up to limit records with from <= seq <= to.
-func readEntries(rb *bbolt.Bucket, from, to uint64, limit int) ([]Entry, error) {
+func readEntries(rb kv.Bucket, from, to uint64, limit int) ([]Entry, error) {
 	var out []Entry
 	c := rb.Cursor()
 	for k, v := c.Seek(u64(from)); k != nil && len(out) < limit; k, v = c.Next() {

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"go.etcd.io/bbolt"
+	"github.com/scimgate/scimgate/caddymodule/kv"
 )
 
 func recv(t *testing.T, s *Subscription) Entry {
@@ -31,7 +31,7 @@ func TestSubscribeCommittedOnly(t *testing.T) {
 	defer s.Close()
 
 	rollback := errors.New("roll back")
-	err := db.Update(func(tx *bbolt.Tx) error {
+	err := db.Update(func(tx kv.Tx) error {
 		if err := j.Append(tx, sampleRecord(100)); err != nil {
 			return err
 		}
@@ -137,7 +137,7 @@ func TestSubscribeOrderUnderLoad(t *testing.T) {
 			}
 			for i := range each {
 				r := sampleRecord(w*each + i)
-				if err := db.Batch(func(tx *bbolt.Tx) error { return jj.Append(tx, r) }); err != nil {
+				if err := db.Batch(func(tx kv.Tx) error { return jj.Append(tx, r) }); err != nil {
 					t.Error(err)
 					return
 				}
@@ -166,7 +166,7 @@ func TestSubscribeSeesOtherJournalValue(t *testing.T) {
 	defer s.Close()
 	for i := range 3 {
 		r := sampleRecord(i)
-		if err := db.Update(func(tx *bbolt.Tx) error { return other.Append(tx, r) }); err != nil {
+		if err := db.Update(func(tx kv.Tx) error { return other.Append(tx, r) }); err != nil {
 			t.Fatal(err)
 		}
 	}

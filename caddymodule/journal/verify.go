@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/tidwall/gjson"
-	"go.etcd.io/bbolt"
+	"github.com/scimgate/scimgate/caddymodule/kv"
 )
 
 // Problem kinds, in the order verification looks for them.
@@ -179,8 +179,8 @@ type snapshot struct {
 	lastCP     uint64 // newest checkpoint key (0: none)
 }
 
-func readSnapshot(db *bbolt.DB, name []byte) (s snapshot, err error) {
-	err = db.View(func(tx *bbolt.Tx) error {
+func readSnapshot(db kv.DB, name []byte) (s snapshot, err error) {
+	err = db.View(func(tx kv.Tx) error {
 		b, err := journalBucket(tx, name)
 		if err != nil {
 			return err
@@ -203,7 +203,7 @@ func readSnapshot(db *bbolt.DB, name []byte) (s snapshot, err error) {
 }
 
 // verifyDB verifies journal name in db.
-func verifyDB(ctx context.Context, db *bbolt.DB, name []byte, pub ed25519.PublicKey) (*Report, error) {
+func verifyDB(ctx context.Context, db kv.DB, name []byte, pub ed25519.PublicKey) (*Report, error) {
 	s, err := readSnapshot(db, name)
 	if err != nil {
 		return nil, fmt.Errorf("verifying journal %s: %w", name, err)
@@ -232,8 +232,8 @@ func verifyDB(ctx context.Context, db *bbolt.DB, name []byte, pub ed25519.Public
 // verifyDBPage verifies up to verifyPage records starting at c.next in one read transaction,
 // with the checkpoints from cpFrom up to the last record it reaches. more is false when the
 // records end before head.
-func verifyDBPage(db *bbolt.DB, name []byte, c *chain, head, cpFrom uint64) (more bool, err error) {
-	err = db.View(func(tx *bbolt.Tx) error {
+func verifyDBPage(db kv.DB, name []byte, c *chain, head, cpFrom uint64) (more bool, err error) {
+	err = db.View(func(tx kv.Tx) error {
 		b, err := journalBucket(tx, name)
 		if err != nil {
 			return err
@@ -287,7 +287,7 @@ func checkCheckpoints(c *chain, cps *[]Checkpoint) {
 }
 
 // readCheckpoints copies out the checkpoints with from <= seq <= to.
-func readCheckpoints(cb *bbolt.Bucket, from, to uint64) ([]Checkpoint, error) {
+func readCheckpoints(cb kv.Bucket, from, to uint64) ([]Checkpoint, error) {
 	var out []Checkpoint
 	cur := cb.Cursor()
 	for k, v := cur.Seek(u64(from)); k != nil; k, v = cur.Next() {
@@ -332,11 +332,11 @@ func errCorruptSeq(seq uint64) error { return fmt.Errorf("%w: record %d", ErrCor
 
 // openFile opens a bbolt file (a backup) read-only, never waiting long for a lock: the live
 // database is locked by the running gateway and must be read through its admin API instead.
-func openFile(path string) (*bbolt.DB, error) {
+func openFile(path string) (kv.DB, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, err
 	}
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: time.Second})
+	db, err := kv.OpenBolt(path, kv.BoltOptions{ReadOnly: true, Timeout: time.Second})
 	if err != nil {
 		return nil, fmt.Errorf("opening %s read-only (a running gateway holds its live file: use a backup): %w", path, err)
 	}
@@ -344,17 +344,15 @@ func openFile(path string) (*bbolt.DB, error) {
 }
 
 // Journals lists the journal names in db, sorted.
-func Journals(db *bbolt.DB) ([]string, error) {
+func Journals(db kv.DB) ([]string, error) {
 	var names []string
-	err := db.View(func(tx *bbolt.Tx) error {
+	err := db.View(func(tx kv.Tx) error {
 		root := tx.Bucket(bucketRoot)
 		if root == nil {
 			return nil
 		}
-		return root.ForEach(func(k, v []byte) error {
-			if v == nil {
-				names = append(names, string(k))
-			}
+		return root.ForEachBucket(func(k []byte) error {
+			names = append(names, string(k))
 			return nil
 		})
 	})
@@ -363,7 +361,7 @@ func Journals(db *bbolt.DB) ([]string, error) {
 }
 
 // fileJournal opens path and picks journal name, or the only journal when name is empty.
-func fileJournal(path, name string) (*bbolt.DB, []byte, error) {
+func fileJournal(path, name string) (kv.DB, []byte, error) {
 	db, err := openFile(path)
 	if err != nil {
 		return nil, nil, err

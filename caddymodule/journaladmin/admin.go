@@ -15,7 +15,7 @@ import (
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
-	"go.etcd.io/bbolt"
+	"github.com/scimgate/scimgate/caddymodule/kv"
 
 	"github.com/scimgate/scimgate/caddymodule/journal"
 )
@@ -100,7 +100,7 @@ func serveList(w http.ResponseWriter, r *http.Request) error {
 // headSeq is the sequence number of the journal's newest record (0 when empty).
 func headSeq(j *journal.Journal) (uint64, error) {
 	var head uint64
-	err := j.DB().View(func(tx *bbolt.Tx) error {
+	err := j.DB().View(func(tx kv.Tx) error {
 		var err error
 		head, _, err = j.Head(tx)
 		return err

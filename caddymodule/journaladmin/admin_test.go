@@ -22,7 +22,7 @@ import (
 	"testing"
 	"time"
 
-	"go.etcd.io/bbolt"
+	"github.com/scimgate/scimgate/caddymodule/kv"
 
 	"github.com/scimgate/scimgate/caddymodule/change"
 	"github.com/scimgate/scimgate/caddymodule/internal/journaltest"
@@ -271,7 +271,7 @@ func TestAdminJournalTampered(t *testing.T) {
 }
 
 // liveDB is the bbolt database of the running gateway's journal.
-func liveDB(t *testing.T) *bbolt.DB {
+func liveDB(t *testing.T) kv.DB {
 	t.Helper()
 	db := journaladmin.RegisteredDB(journaltest.JournalName)
 	if db == nil {

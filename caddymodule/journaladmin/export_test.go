@@ -3,7 +3,7 @@ package journaladmin
 import (
 	"time"
 
-	"go.etcd.io/bbolt"
+	"github.com/scimgate/scimgate/caddymodule/kv"
 )
 
 // What the external tests (package journaladmin_test) need of the package's insides.
@@ -21,7 +21,7 @@ func SetLiveHeartbeat(d time.Duration) (restore func()) {
 
 // RegisteredDB is the database of the registered journal called name (nil when none), so
 // a test can change what the running instance stored.
-func RegisteredDB(name string) *bbolt.DB {
+func RegisteredDB(name string) kv.DB {
 	for _, a := range journals() {
 		if a.j.Name() == name {
 			return a.j.DB()

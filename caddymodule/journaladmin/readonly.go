@@ -20,7 +20,7 @@ var ReadOnlyRoutes = []string{"export", "verify", "backup", "live", "changes", "
 // the journal's description, else one of ReadOnlyRoutes, with the same parameters,
 // answers and errors as on the admin endpoint. The caller authenticates.
 func ServeReadOnly(w http.ResponseWriter, r *http.Request, j *journal.Journal, pub ed25519.PublicKey, route string) {
-	if err := serveReadOnly(w, r, openJournal{j: j, pub: pub, store: j.DB().Path()}, route); err != nil {
+	if err := serveReadOnly(w, r, openJournal{j: j, pub: pub, store: j.DB().String()}, route); err != nil {
 		writeAPIError(w, err)
 	}
 }

@@ -32,7 +32,7 @@ type openJournal struct {
 func Register(j *journal.Journal, pub ed25519.PublicKey) (unregister func()) {
 	registry.Lock()
 	defer registry.Unlock()
-	registry.open[j] = openJournal{j: j, pub: pub, store: j.DB().Path()}
+	registry.open[j] = openJournal{j: j, pub: pub, store: j.DB().String()}
 	return func() {
 		registry.Lock()
 		defer registry.Unlock()

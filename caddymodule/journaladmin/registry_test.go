@@ -13,6 +13,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/scimgate/scimgate/caddymodule/journal"
+	"github.com/scimgate/scimgate/caddymodule/kv"
 )
 
 // testJournal opens journal name in a fresh bbolt file; both close when the test ends.
@@ -23,7 +24,7 @@ func testJournal(t *testing.T, name string) *journal.Journal {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = db.Close() })
-	j, err := journal.Open(db, journal.Options{Name: name})
+	j, err := journal.Open(kv.NewBolt(db), journal.Options{Name: name})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +46,7 @@ func TestRegister(t *testing.T) {
 	if len(got) != 2 || got[0].j != a1 || got[1].j != b {
 		t.Fatalf("journals = %+v, want a then b", got)
 	}
-	if got[0].store != a1.DB().Path() || got[0].pub != nil || got[1].pub == nil {
+	if got[0].store != a1.DB().String() || got[0].pub != nil || got[1].pub == nil {
 		t.Errorf("journals = %+v", got)
 	}
 	if f, err := findJournal("a"); err != nil || f.j != a1 {
@@ -56,7 +57,7 @@ func TestRegister(t *testing.T) {
 	_, err := findJournal("a")
 	var apiErr caddy.APIError
 	if !errors.As(err, &apiErr) || apiErr.HTTPStatus != http.StatusConflict ||
-		!strings.Contains(apiErr.Message, a1.DB().Path()) || !strings.Contains(apiErr.Message, a2.DB().Path()) {
+		!strings.Contains(apiErr.Message, a1.DB().String()) || !strings.Contains(apiErr.Message, a2.DB().String()) {
 		t.Errorf("findJournal of a shared name = %v, want a 409 naming both stores", err)
 	}
 	unregA2()

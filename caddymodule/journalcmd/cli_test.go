@@ -22,6 +22,7 @@ import (
 	"github.com/scimgate/scimgate/caddymodule/journal"
 	"github.com/scimgate/scimgate/caddymodule/journaladmin"
 	"github.com/scimgate/scimgate/caddymodule/journalcmd"
+	"github.com/scimgate/scimgate/caddymodule/kv"
 )
 
 func TestCLIAgainstAdminAndBackup(t *testing.T) {
@@ -194,7 +195,7 @@ func TestCLIVerifyTamperedBackup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	journaltest.Tamper(t, db, 2)
+	journaltest.Tamper(t, kv.NewBolt(db), 2)
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}

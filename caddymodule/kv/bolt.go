@@ -251,3 +251,11 @@ func (n *Notifier) Notify() {
 		n.ch = nil
 	}
 }
+
+// SetFillPercent tells a bbolt bucket how full to fill its pages before splitting them (0.1
+// to 1.0; high for buckets whose keys only ever grow). Other backends ignore it.
+func SetFillPercent(b Bucket, f float64) {
+	if bb, ok := b.(boltBucket); ok {
+		bb.b.FillPercent = f
+	}
+}

@@ -139,7 +139,7 @@ func Start(target string, st *store.Store, d Deliverer, s Settings, logger *zap.
 func (w *Worker) Target() string { return w.target }
 
 // StorePath is the file of the store the worker delivers from.
-func (w *Worker) StorePath() string { return w.store.DB().Path() }
+func (w *Worker) StorePath() string { return w.store.DB().String() }
 
 // Configure makes later attempts use d and s (a reloaded configuration).
 func (w *Worker) Configure(d Deliverer, s Settings) {

@@ -189,7 +189,7 @@ func (e *Engine) commitAlone(j *job) (*plan, error) {
 		j.trail.fill(p)
 		p.record = e.record(j.req, j.trail, change.Applied, j.op.Status, "")
 		done = p
-		if err := e.journal.Append(tx.Bolt(), p.record); err != nil {
+		if err := e.journal.Append(tx.KV(), p.record); err != nil {
 			return err
 		}
 		return e.appendCascade(tx, p)
@@ -206,7 +206,7 @@ func (e *Engine) answerUnchanged(j *job, p *plan, err error) (*plan, error) {
 	}
 	if e.reads {
 		rec := e.record(j.req, j.trail, change.Applied, j.op.Status, "")
-		if err := e.store.Update(func(tx *store.Tx) error { return e.journal.Append(tx.Bolt(), rec) }); err != nil {
+		if err := e.store.Update(func(tx *store.Tx) error { return e.journal.Append(tx.KV(), rec) }); err != nil {
 			return nil, err
 		}
 		p.record = rec
@@ -218,7 +218,7 @@ func (e *Engine) answerUnchanged(j *job, p *plan, err error) (*plan, error) {
 // it changed (see unlinkReports).
 func (e *Engine) appendCascade(tx *store.Tx, p *plan) error {
 	for _, c := range p.cascade {
-		if err := e.journal.AppendPrepared(tx.Bolt(), c); err != nil {
+		if err := e.journal.AppendPrepared(tx.KV(), c); err != nil {
 			return err
 		}
 	}
@@ -346,7 +346,7 @@ func (e *Engine) send(j *job, p *plan, d policy.Decision) (*syncResult, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := e.store.Update(func(tx *store.Tx) error { return e.journal.AppendPrepared(tx.Bolt(), intent) }); err != nil {
+		if err := e.store.Update(func(tx *store.Tx) error { return e.journal.AppendPrepared(tx.KV(), intent) }); err != nil {
 			return nil, err
 		}
 	}
@@ -418,7 +418,7 @@ func (e *Engine) commitWith(j *job, p *plan, outcome change.Outcome, account fun
 			}
 		}
 		done = p2
-		if err := e.journal.AppendPrepared(tx.Bolt(), prepared); err != nil {
+		if err := e.journal.AppendPrepared(tx.KV(), prepared); err != nil {
 			return err
 		}
 		return e.appendCascade(tx, p2)

@@ -912,7 +912,7 @@ func TestCrashRecovery(t *testing.T) {
 	app.accounts["acct-0042"] = map[string]any{"login": "ada@contoso.example"}
 	intent := &journal.Record{RequestID: "crashed", Client: "entra", Target: "native", Action: change.ActionCreate,
 		ResourceType: scim.UserType, SCIMID: "lost", Subject: "ada@contoso.example", Events: []change.Event{change.Create}, Outcome: change.Pending}
-	if err := r.store.Update(func(tx *store.Tx) error { return r.j.Append(tx.Bolt(), intent) }); err != nil {
+	if err := r.store.Update(func(tx *store.Tx) error { return r.j.Append(tx.KV(), intent) }); err != nil {
 		t.Fatal(err)
 	}
 	eng := r.build(rigOptions{target: target})

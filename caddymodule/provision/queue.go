@@ -396,7 +396,7 @@ func (e *Engine) removeTasks(tx *store.Tx, tasks []*outbox.Task, recs []*journal
 		if err := tx.DeleteTask(e.target.Name, t.Seq); err != nil {
 			return err
 		}
-		if err := e.journal.AppendPrepared(tx.Bolt(), recs[i]); err != nil {
+		if err := e.journal.AppendPrepared(tx.KV(), recs[i]); err != nil {
 			return err
 		}
 	}
@@ -449,7 +449,7 @@ func (e *Engine) failDelivery(j *job, tasks []*outbox.Task, err error) outbox.Re
 			if err := tx.UpdateTask(e.target.Name, t.Seq, data); err != nil {
 				return err
 			}
-			return e.journal.Append(tx.Bolt(), rec)
+			return e.journal.Append(tx.KV(), rec)
 		})
 	}
 	if errors.Is(werr, store.ErrNotFound) {
@@ -505,7 +505,7 @@ func (e *Engine) RecordAction(tx *store.Tx, a outbox.Action) error {
 	if t := a.Task; t != nil {
 		rec.RequestID, rec.ResourceType, rec.SCIMID, rec.Subject, rec.Events = t.RequestID, t.Type, t.ID, t.Subject, t.Events
 	}
-	return e.journal.Append(tx.Bolt(), rec)
+	return e.journal.Append(tx.KV(), rec)
 }
 
 // Attempts returns the journal records of a task's delivery attempts and of what operators

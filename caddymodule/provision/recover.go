@@ -63,7 +63,7 @@ func (e *Engine) recover(shared *Shared) error {
 					return err
 				}
 			}
-			return j.Append(tx.Bolt(), rec)
+			return j.Append(tx.KV(), rec)
 		})
 		if err != nil {
 			return err

@@ -171,7 +171,7 @@ func (e *Engine) DisableOrphan(req Request, typ, nativeID, subject string) *Resu
 		v.release()
 	}
 	rec := e.record(req, j.trail, outcome, op.Status, "")
-	if err := e.store.Update(func(tx *store.Tx) error { return e.journal.Append(tx.Bolt(), rec) }); err != nil {
+	if err := e.store.Update(func(tx *store.Tx) error { return e.journal.Append(tx.KV(), rec) }); err != nil {
 		return e.fail(req, j.trail, err)
 	}
 	return &Result{Status: op.Status, Record: rec}
@@ -184,7 +184,7 @@ func (e *Engine) disableOrphan(j *job, p *plan) error {
 		if err != nil {
 			return err
 		}
-		if err := e.store.Update(func(tx *store.Tx) error { return e.journal.AppendPrepared(tx.Bolt(), intent) }); err != nil {
+		if err := e.store.Update(func(tx *store.Tx) error { return e.journal.AppendPrepared(tx.KV(), intent) }); err != nil {
 			return err
 		}
 	}

@@ -92,7 +92,7 @@ func (e *Engine) record(req Request, t *Trail, outcome change.Outcome, status in
 // configuration asks; see JournalsReads).
 func (e *Engine) Read(req Request, t *Trail) error {
 	rec := e.record(req, t, change.Applied, http.StatusOK, "")
-	return e.store.Update(func(tx *store.Tx) error { return e.journal.Append(tx.Bolt(), rec) })
+	return e.store.Update(func(tx *store.Tx) error { return e.journal.Append(tx.KV(), rec) })
 }
 
 // Fail answers a request that failed outside Apply (a body that does not parse, a read the
@@ -121,7 +121,7 @@ func (e *Engine) fail(req Request, t *Trail, err error) *Result {
 	rec := e.record(req, t, outcome, se.Status, se.Detail)
 	prepared, jerr := e.journal.Prepare(rec)
 	if jerr == nil {
-		jerr = e.store.Update(func(tx *store.Tx) error { return e.journal.AppendPrepared(tx.Bolt(), prepared) })
+		jerr = e.store.Update(func(tx *store.Tx) error { return e.journal.AppendPrepared(tx.KV(), prepared) })
 	}
 	if jerr == nil {
 		res.Record = rec

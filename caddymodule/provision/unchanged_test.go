@@ -5,7 +5,7 @@ import (
 	"slices"
 	"testing"
 
-	"go.etcd.io/bbolt"
+	"github.com/scimgate/scimgate/caddymodule/kv"
 
 	"github.com/scimgate/scimgate/caddymodule/change"
 	"github.com/scimgate/scimgate/caddymodule/scim"
@@ -17,7 +17,7 @@ import (
 func (r *rig) txID() int {
 	r.t.Helper()
 	var id int
-	if err := r.store.DB().View(func(tx *bbolt.Tx) error { id = tx.ID(); return nil }); err != nil {
+	if err := r.store.DB().View(func(tx kv.Tx) error { id = kv.BoltTx(tx).ID(); return nil }); err != nil {
 		r.t.Fatal(err)
 	}
 	return id

@@ -162,7 +162,7 @@ func (rc *Reconciler) save(r *Report) error {
 		if err != nil {
 			return err
 		}
-		return rc.journal.Append(tx.Bolt(), summaryRecord(r))
+		return rc.journal.Append(tx.KV(), summaryRecord(r))
 	})
 }
 

@@ -7,7 +7,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"go.etcd.io/bbolt"
+	"github.com/scimgate/scimgate/caddymodule/kv"
 )
 
 // fixtureChunk is how many fixture writes share one transaction: large enough that building
@@ -159,11 +159,11 @@ func BenchmarkBareBoltBatchParallel(b *testing.B) {
 	s := openTest(b)
 	db := s.DB()
 	bucket := []byte("bare")
-	if err := db.Update(func(tx *bbolt.Tx) error { _, err := tx.CreateBucketIfNotExists(bucket); return err }); err != nil {
+	if err := db.Update(func(tx kv.Tx) error { _, err := tx.CreateBucketIfNotExists(bucket); return err }); err != nil {
 		b.Fatal(err)
 	}
 	var seq, commits atomic.Int64
-	var hooked *bbolt.Tx // guarded by bbolt's writer lock, as Store.hookedTx is
+	var hooked kv.Tx // guarded by bbolt's writer lock, as Store.hookedTx is
 	b.SetParallelism(benchParallelism())
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
@@ -171,7 +171,7 @@ func BenchmarkBareBoltBatchParallel(b *testing.B) {
 			rec := benchUser(int(seq.Add(1)))
 			rec.Version = 1
 			key, val := []byte(rec.ID), encodeRecord(rec)
-			err := db.Batch(func(tx *bbolt.Tx) error {
+			err := db.Batch(func(tx kv.Tx) error {
 				if hooked != tx {
 					hooked = tx
 					tx.OnCommit(func() { commits.Add(1) })

@@ -9,7 +9,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"go.etcd.io/bbolt"
+	"github.com/scimgate/scimgate/caddymodule/kv"
 )
 
 // recordEncoding is the first byte of every stored record, so the layout can evolve per value.
@@ -196,8 +196,8 @@ func checkName(what, s string) error {
 	if strings.IndexByte(s, sep) >= 0 {
 		return fmt.Errorf("%w: %s %q contains a NUL byte", ErrInvalidKey, what, s)
 	}
-	if len(s) > bbolt.MaxKeySize/4 {
-		return fmt.Errorf("%w: %s is %d bytes long (at most %d)", ErrInvalidKey, what, len(s), bbolt.MaxKeySize/4)
+	if len(s) > kv.MaxKeySize/4 {
+		return fmt.Errorf("%w: %s is %d bytes long (at most %d)", ErrInvalidKey, what, len(s), kv.MaxKeySize/4)
 	}
 	return nil
 }

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"sync"
 
-	"go.etcd.io/bbolt"
+	"github.com/scimgate/scimgate/caddymodule/kv"
 )
 
 // maxGroupSize bounds how many write functions share one transaction, so that one commit
@@ -30,7 +30,7 @@ var errTrySolo = errors.New("store: run the write function alone")
 // again in a new transaction, and the failing one is run alone by its caller, so every
 // function may run more than once and must be idempotent.
 type committer struct {
-	db *bbolt.DB
+	db kv.DB
 
 	mu      sync.Mutex
 	queue   []*commitCall
@@ -39,13 +39,13 @@ type committer struct {
 
 // commitCall is one writer waiting for its group's commit.
 type commitCall struct {
-	fn   func(*bbolt.Tx) error
+	fn   func(kv.Tx) error
 	done chan error // buffered: the committer never blocks on a writer
 }
 
 // update runs fn in a transaction shared with concurrent callers and returns once that
 // transaction is committed (nil) or fn's own error, or the commit's error.
-func (c *committer) update(fn func(*bbolt.Tx) error) error {
+func (c *committer) update(fn func(kv.Tx) error) error {
 	call := &commitCall{fn: fn, done: make(chan error, 1)}
 	c.mu.Lock()
 	c.queue = append(c.queue, call)
@@ -56,7 +56,7 @@ func (c *committer) update(fn func(*bbolt.Tx) error) error {
 	c.mu.Unlock()
 	err := <-call.done
 	if errors.Is(err, errTrySolo) {
-		err = c.db.Update(func(tx *bbolt.Tx) error { return safeCall(fn, tx) })
+		err = c.db.Update(func(tx kv.Tx) error { return safeCall(fn, tx) })
 	}
 	return err
 }
@@ -88,7 +88,7 @@ func (c *committer) drain() {
 func (c *committer) commit(group []*commitCall) {
 	for len(group) > 0 {
 		failed := -1
-		err := c.db.Update(func(tx *bbolt.Tx) error {
+		err := c.db.Update(func(tx kv.Tx) error {
 			for i, call := range group {
 				if err := safeCall(call.fn, tx); err != nil {
 					failed = i
@@ -102,6 +102,14 @@ func (c *committer) commit(group []*commitCall) {
 			group = append(group[:failed:failed], group[failed+1:]...)
 			continue
 		}
+		if errors.Is(err, kv.ErrTxnTooLarge) && len(group) > 1 {
+			// The backend (etcd) commits a bounded number of operations at once: halve the
+			// group until each half fits; a single function too large gets the error.
+			half := len(group) / 2
+			c.commit(group[:half])
+			group = group[half:]
+			continue
+		}
 		for _, call := range group {
 			call.done <- err
 		}
@@ -112,7 +120,7 @@ func (c *committer) commit(group []*commitCall) {
 // safeCall runs fn, turning a panic into an error so that one faulty function cannot take
 // the committer (and every writer waiting on it) down with it. Run alone, the panic comes
 // back to its caller as an error.
-func safeCall(fn func(*bbolt.Tx) error, tx *bbolt.Tx) (err error) {
+func safeCall(fn func(kv.Tx) error, tx kv.Tx) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("store: write function panicked: %v", p)

@@ -28,13 +28,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sync/atomic"
 	"time"
 
-	"go.etcd.io/bbolt"
-	berrors "go.etcd.io/bbolt/errors"
+	"github.com/scimgate/scimgate/caddymodule/kv"
 )
 
 // formatVersion is written into a new file and checked on every Open, so that a binary never
@@ -108,15 +105,15 @@ type Options struct {
 
 // Store is an open directory file. It is safe for concurrent use.
 type Store struct {
-	db      *bbolt.DB
+	db      kv.DB
 	commits atomic.Uint64
 	group   committer
 
-	// hookedTx is the last bbolt write transaction that got the commit counter hook. It is
-	// read and written only inside write transactions, which bbolt serialises with its writer
-	// lock, so it needs no lock of its own. Holding the pointer keeps the old transaction
-	// from being collected, so a new one can never reuse its address.
-	hookedTx *bbolt.Tx
+	// hookedTx is the last write transaction that got the commit counter hook. It is read and
+	// written only inside write transactions, which the backend serialises within a process,
+	// so it needs no lock of its own. Holding it keeps the old transaction from being
+	// collected, so a new one can never reuse its address.
+	hookedTx kv.Tx
 }
 
 // Open opens the bbolt file at path, creating it (and its directories, 0o700; the file 0o600)
@@ -127,26 +124,29 @@ func Open(path string, opts Options) (*Store, error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = defaultTimeout
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("creating directory for store %s: %w", path, err)
-	}
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: opts.Timeout, InitialMmapSize: 1 << 30})
-	if errors.Is(err, berrors.ErrTimeout) {
-		return nil, fmt.Errorf("opening store %s: another process holds the file (waited %s): %w",
-			path, opts.Timeout, err)
-	}
+	db, err := kv.OpenBolt(path, kv.BoltOptions{Timeout: opts.Timeout})
 	if err != nil {
-		return nil, fmt.Errorf("opening store %s: %w", path, err)
+		return nil, err
 	}
-	if err := db.Update(initBuckets); err != nil {
+	s, err := New(db)
+	if err != nil {
 		_ = db.Close()
-		return nil, fmt.Errorf("initialising store %s: %w", path, err)
+		return nil, err
+	}
+	return s, nil
+}
+
+// New makes a store of an open kv database (bbolt or etcd), creating its buckets. Close
+// closes db.
+func New(db kv.DB) (*Store, error) {
+	if err := db.Update(initBuckets); err != nil {
+		return nil, fmt.Errorf("initialising store %s: %w", db, err)
 	}
 	return &Store{db: db, group: committer{db: db}}, nil
 }
 
 // initBuckets creates the top-level buckets and checks (or writes) the format version.
-func initBuckets(tx *bbolt.Tx) error {
+func initBuckets(tx kv.Tx) error {
 	for _, name := range topBuckets {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("creating bucket %s: %w", name, err)
@@ -168,7 +168,7 @@ func (s *Store) Close() error { return s.db.Close() }
 
 // DB is the underlying bbolt database, for packages (the journal) that keep their own buckets
 // in the same file and write them in the same transaction as the directory.
-func (s *Store) DB() *bbolt.DB { return s.db }
+func (s *Store) DB() kv.DB { return s.db }
 
 // Commits is the number of write transactions Update has committed. Concurrent Updates that
 // bbolt groups into one commit count once, so Commits against the number of Update calls
@@ -178,7 +178,7 @@ func (s *Store) Commits() uint64 { return s.commits.Load() }
 // View runs fn in a read-only transaction. Records it returns are copies and stay valid after
 // View returns.
 func (s *Store) View(fn func(*Tx) error) error {
-	return s.db.View(func(btx *bbolt.Tx) error {
+	return s.db.View(func(btx kv.Tx) error {
 		return fn(&Tx{tx: btx})
 	})
 }
@@ -195,7 +195,7 @@ func (s *Store) View(fn func(*Tx) error) error {
 // to rerun: a second Put of the same record replaces it (counters unchanged) and a second
 // Delete returns ErrNotFound.
 func (s *Store) Update(fn func(*Tx) error) error {
-	return s.group.update(func(btx *bbolt.Tx) error {
+	return s.group.update(func(btx kv.Tx) error {
 		s.hookCommit(btx)
 		return fn(&Tx{tx: btx, writable: true})
 	})
@@ -203,7 +203,7 @@ func (s *Store) Update(fn func(*Tx) error) error {
 
 // hookCommit registers the commit counter once per bbolt transaction, however many batched
 // functions share it.
-func (s *Store) hookCommit(btx *bbolt.Tx) {
+func (s *Store) hookCommit(btx kv.Tx) {
 	if s.hookedTx == btx {
 		return
 	}

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"go.etcd.io/bbolt"
+	"github.com/scimgate/scimgate/caddymodule/kv"
 	berrors "go.etcd.io/bbolt/errors"
 )
 
@@ -319,7 +319,7 @@ func TestFailedInsertCreatesNoTypeBucket(t *testing.T) {
 		if err := tx.Put(&Record{Type: "Fresh", ID: "x", Index: []IndexEntry{{Attr: "a\x00", Value: "v"}}}); err == nil {
 			t.Error("Put with NUL attr succeeded")
 		}
-		if tx.Bolt().Bucket(bucketRecords).Bucket([]byte("Fresh")) != nil {
+		if tx.KV().Bucket(bucketRecords).Bucket([]byte("Fresh")) != nil {
 			t.Error("refused Put created a bucket")
 		}
 		return nil
@@ -649,7 +649,7 @@ func TestOpenRejectsUnknownFormat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = s.DB().Update(func(tx *bbolt.Tx) error {
+	err = s.DB().Update(func(tx kv.Tx) error {
 		return tx.Bucket(bucketMeta).Put(keyFormat, encodeUint64(formatVersion+1))
 	})
 	if err != nil {
@@ -666,7 +666,7 @@ func TestOpenRejectsUnknownFormat(t *testing.T) {
 
 func TestInvalidInput(t *testing.T) {
 	s := openTest(t)
-	long := strings.Repeat("x", bbolt.MaxKeySize)
+	long := strings.Repeat("x", kv.MaxKeySize)
 	tests := []struct {
 		name string
 		fn   func(*Tx) error

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"go.etcd.io/bbolt"
+	"github.com/scimgate/scimgate/caddymodule/kv"
 )
 
 // IndexEntry is one value of a record that Lookup can find the record by.
@@ -47,13 +47,13 @@ type Member struct {
 // Tx is a transaction on the store, valid only inside the View or Update function that
 // received it. Read methods work in both; write methods return ErrReadOnly in View.
 type Tx struct {
-	tx       *bbolt.Tx
+	tx       kv.Tx
 	writable bool
 }
 
-// Bolt is the underlying bbolt transaction, for packages (the journal) that write their own
+// KV is the underlying kv transaction, for packages (the journal) that write their own
 // buckets atomically with the directory.
-func (tx *Tx) Bolt() *bbolt.Tx { return tx.tx }
+func (tx *Tx) KV() kv.Tx { return tx.tx }
 
 func (tx *Tx) checkWritable() error {
 	if !tx.writable {
@@ -63,11 +63,11 @@ func (tx *Tx) checkWritable() error {
 }
 
 // records returns the bucket holding records of typ, or nil if none was ever written.
-func (tx *Tx) records(typ string) *bbolt.Bucket {
+func (tx *Tx) records(typ string) kv.Bucket {
 	return tx.tx.Bucket(bucketRecords).Bucket([]byte(typ))
 }
 
-func (tx *Tx) bucket(name []byte) *bbolt.Bucket { return tx.tx.Bucket(name) }
+func (tx *Tx) bucket(name []byte) kv.Bucket { return tx.tx.Bucket(name) }
 
 // Get returns a copy of record (typ, id), or ErrNotFound.
 func (tx *Tx) Get(typ, id string) (*Record, error) {
@@ -187,7 +187,7 @@ func checkRecord(rec *Record) error {
 		if err := checkName("index attribute", e.Attr); err != nil {
 			return err
 		}
-		if k := indexKey(rec.Type, e.Attr, e.Value, rec.ID); len(k) > bbolt.MaxKeySize {
+		if k := indexKey(rec.Type, e.Attr, e.Value, rec.ID); len(k) > kv.MaxKeySize {
 			return fmt.Errorf("%w: %s value of %s %s is too long to index (%d bytes)",
 				ErrInvalidKey, e.Attr, rec.Type, rec.ID, len(e.Value))
 		}
@@ -213,7 +213,7 @@ func (tx *Tx) checkIDType(typ, id string) error {
 
 // previous decodes the record being replaced, or returns nil on insert. bucket may be nil
 // (no record of the type was ever written).
-func (tx *Tx) previous(bucket *bbolt.Bucket, typ, id string) (*Record, error) {
+func (tx *Tx) previous(bucket kv.Bucket, typ, id string) (*Record, error) {
 	if bucket == nil {
 		return nil, nil
 	}
@@ -376,7 +376,7 @@ func (tx *Tx) Lookup(typ, attr, value string) ([]string, error) {
 		return nil, err
 	}
 	prefix := indexPrefix(typ, attr, value)
-	if len(prefix) > bbolt.MaxKeySize {
+	if len(prefix) > kv.MaxKeySize {
 		return nil, nil // nothing that long can have been indexed
 	}
 	var ids []string
@@ -503,7 +503,7 @@ func (tx *Tx) RemoveAllMembers(groupID string) (int, error) {
 
 // collectSuffixes returns the second components of the keys "first \0 x" in b. Keys are
 // collected before deleting because deleting under a bbolt cursor can skip keys.
-func collectSuffixes(b *bbolt.Bucket, first string) []string {
+func collectSuffixes(b kv.Bucket, first string) []string {
 	prefix := append([]byte(first), sep)
 	var out []string
 	c := b.Cursor()

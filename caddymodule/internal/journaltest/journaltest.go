@@ -30,7 +30,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	_ "github.com/caddyserver/caddy/v2/modules/filestorage" // the Caddyfile's storage
-	"go.etcd.io/bbolt"
+	"github.com/scimgate/scimgate/caddymodule/kv"
 
 	_ "github.com/scimgate/scimgate/caddymodule" // the gateway, the admin routes and the journal command
 	"github.com/scimgate/scimgate/caddymodule/journal"
@@ -334,9 +334,9 @@ func JSONLRecords(t *testing.T, body []byte) []journal.Record {
 
 // Tamper flips one byte inside the stored bytes of record seq (the storage layout in
 // journal/doc.go: journal/<name>/records/<seq> = hash || record).
-func Tamper(t *testing.T, db *bbolt.DB, seq uint64) {
+func Tamper(t *testing.T, db kv.DB, seq uint64) {
 	t.Helper()
-	err := db.Update(func(tx *bbolt.Tx) error {
+	err := db.Update(func(tx kv.Tx) error {
 		b := tx.Bucket([]byte("journal")).Bucket([]byte(JournalName)).Bucket([]byte("records"))
 		key := make([]byte, 8)
 		for i := range 8 {
