@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tidwall/gjson"
+
 	"github.com/scimgate/scimgate/caddymodule/kv"
 
 	"github.com/scimgate/scimgate/caddymodule/change"

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tidwall/gjson"
+
 	"github.com/scimgate/scimgate/caddymodule/kv"
 )
 
