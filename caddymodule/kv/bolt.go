@@ -136,6 +136,10 @@ func (t boltTx) CreateBucketIfNotExists(name []byte) (Bucket, error) {
 	return boltBucket{b}, nil
 }
 
+func (t boltTx) ForEachBucket(fn func(name []byte) error) error {
+	return t.tx.ForEach(func(name []byte, _ *bbolt.Bucket) error { return fn(name) })
+}
+
 type boltBucket struct{ b *bbolt.Bucket }
 
 // Get returns nil for a nested bucket's name, as bbolt does.

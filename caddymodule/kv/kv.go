@@ -82,6 +82,9 @@ type Tx interface {
 	Bucket(name []byte) Bucket
 	// CreateBucketIfNotExists returns the top-level bucket name, creating it.
 	CreateBucketIfNotExists(name []byte) (Bucket, error)
+	// ForEachBucket calls fn with the name of every top-level bucket, in order (what Copy
+	// and Backup walk).
+	ForEachBucket(fn func(name []byte) error) error
 	// OnCommit registers fn to run after the transaction committed and became visible.
 	OnCommit(fn func())
 }

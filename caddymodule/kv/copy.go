@@ -1,0 +1,200 @@
+package kv
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+// Copy bounds: each Update into dst holds at most copyMaxOps writes and about copyMaxBytes of
+// keys and values, well under etcd's default limits (128 operations, 1.5 MiB per request), so
+// the same copy works into either backend.
+const (
+	copyMaxOps   = 100
+	copyMaxBytes = 1 << 20
+)
+
+// errStop ends a ForEachBucket walk early.
+var errStop = errors.New("stop")
+
+// Copy copies every bucket, nested bucket, key and sequence of src, read in one View (one
+// consistent snapshot), into dst, which must be empty. It writes in Updates of at most 100
+// operations so that it works into etcd; the copy as a whole is therefore not atomic: if it
+// fails, dst holds a part and should be discarded. It is what `scimgate store copy` and the
+// etcd backend's Backup use.
+func Copy(dst, src DB) error {
+	empty := true
+	if err := dst.View(func(tx Tx) error {
+		return tx.ForEachBucket(func([]byte) error { empty = false; return errStop })
+	}); err != nil && !errors.Is(err, errStop) {
+		return fmt.Errorf("checking that %s is empty: %w", dst, err)
+	}
+	if !empty {
+		return fmt.Errorf("copying into %s: the destination is not empty", dst)
+	}
+	return src.View(func(stx Tx) error {
+		c := &copier{dst: dst}
+		var names [][]byte
+		if err := stx.ForEachBucket(func(name []byte) error {
+			names = append(names, clone(name))
+			return nil
+		}); err != nil {
+			return fmt.Errorf("listing buckets of %s: %w", src, err)
+		}
+		for _, name := range names {
+			if err := c.bucket([][]byte{name}, stx.Bucket(name)); err != nil {
+				return err
+			}
+		}
+		return c.flush()
+	})
+}
+
+// WriteBolt writes a consistent copy of src as a bbolt file to w: it copies src into a
+// temporary bbolt file (removed afterwards) and streams that. Backends other than Bolt use it
+// for Backup.
+func WriteBolt(w io.Writer, src DB) (int64, error) {
+	dir, err := os.MkdirTemp("", "kv-backup-")
+	if err != nil {
+		return 0, fmt.Errorf("creating a temporary directory for the backup: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	b, err := OpenBolt(filepath.Join(dir, "backup.db"), BoltOptions{})
+	if err != nil {
+		return 0, err
+	}
+	defer b.Close()
+	if err := Copy(b, src); err != nil {
+		return 0, fmt.Errorf("copying %s into a bbolt file: %w", src, err)
+	}
+	return b.Backup(w)
+}
+
+// copyOp is one write of a copy: create the bucket at path, set its sequence, or put a key.
+type copyOp struct {
+	path   [][]byte
+	create bool
+	seq    uint64
+	key    []byte
+	value  []byte
+}
+
+type copier struct {
+	dst   DB
+	ops   []copyOp
+	bytes int
+}
+
+func (c *copier) bucket(path [][]byte, b Bucket) error {
+	if b == nil {
+		return fmt.Errorf("bucket %q vanished during the copy", path)
+	}
+	if err := c.add(copyOp{path: path, create: true}); err != nil {
+		return err
+	}
+	if seq := b.Sequence(); seq != 0 {
+		if err := c.add(copyOp{path: path, seq: seq}); err != nil {
+			return err
+		}
+	}
+	cur := b.Cursor()
+	for k, v := cur.First(); k != nil; k, v = cur.Next() {
+		if err := c.add(copyOp{path: path, key: clone(k), value: clone(v)}); err != nil {
+			return err
+		}
+	}
+	var names [][]byte
+	if err := b.ForEachBucket(func(name []byte) error {
+		names = append(names, clone(name))
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, name := range names {
+		sub := append(append([][]byte(nil), path...), name)
+		if err := c.bucket(sub, b.Bucket(name)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *copier) add(op copyOp) error {
+	size := len(op.key) + len(op.value) + 16
+	for _, p := range op.path {
+		size += len(p)
+	}
+	if len(c.ops) >= copyMaxOps || (len(c.ops) > 0 && c.bytes+size > copyMaxBytes) {
+		if err := c.flush(); err != nil {
+			return err
+		}
+	}
+	c.ops = append(c.ops, op)
+	c.bytes += size
+	return nil
+}
+
+func (c *copier) flush() error {
+	if len(c.ops) == 0 {
+		return nil
+	}
+	ops := c.ops
+	err := c.dst.Update(func(tx Tx) error {
+		buckets := map[string]Bucket{}
+		for _, op := range ops {
+			b, err := openPath(tx, op.path, buckets)
+			if err != nil {
+				return err
+			}
+			switch {
+			case op.create:
+			case op.key != nil:
+				err = b.Put(op.key, op.value)
+			default:
+				err = b.SetSequence(op.seq)
+			}
+			if err != nil {
+				return fmt.Errorf("writing into bucket %q: %w", op.path, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("copying into %s: %w", c.dst, err)
+	}
+	c.ops, c.bytes = c.ops[:0], 0
+	return nil
+}
+
+// openPath returns the bucket at path in tx, creating it and its parents, remembering each in
+// buckets (keyed by the path) so a batch resolves every path once.
+func openPath(tx Tx, path [][]byte, buckets map[string]Bucket) (Bucket, error) {
+	key := fmt.Sprintf("%q", path)
+	if b, ok := buckets[key]; ok {
+		return b, nil
+	}
+	var b Bucket
+	var err error
+	if len(path) == 1 {
+		b, err = tx.CreateBucketIfNotExists(path[0])
+	} else {
+		var parent Bucket
+		if parent, err = openPath(tx, path[:len(path)-1], buckets); err == nil {
+			b, err = parent.CreateBucketIfNotExists(path[len(path)-1])
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("creating bucket %q: %w", path, err)
+	}
+	buckets[key] = b
+	return b, nil
+}
+
+func clone(b []byte) []byte {
+	if b == nil {
+		return nil
+	}
+	return append([]byte{}, b...)
+}
