@@ -13,6 +13,8 @@ import (
 	"github.com/dustin/go-humanize"
 
 	"github.com/scimgate/scimgate/caddymodule/outbox"
+	"github.com/scimgate/scimgate/caddymodule/secret"
+	"github.com/scimgate/scimgate/caddymodule/storeconfig"
 )
 
 func init() {
@@ -39,6 +41,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    base_path <path>                # default /scim/v2
 //	    public_url <url>                # e.g. https://scim.example.com; default: the Host header
 //	    data_dir <dir>                  # default ./scimgate-data
+//	    store bbolt|etcd { ... }        # default bbolt in data_dir; see storeconfig
 //	    max_body_size <size>            # default 4MiB
 //	    body_timeout <duration>         # default 5s + 5s per MiB of max_body_size
 //	    max_json_depth <n>              # default 64
@@ -130,6 +133,11 @@ func (g *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 			}
 			g.PublicURL = v
+		case "store":
+			g.Store = &storeconfig.Config{}
+			if err := g.Store.UnmarshalCaddyfile(d); err != nil {
+				return err
+			}
 		case "data_dir":
 			v, err := oneArg(d)
 			if err != nil {
@@ -459,7 +467,7 @@ func parseAuthBlock(d *caddyfile.Dispenser) (*AuthConfig, error) {
 func setAuthOption(ac *AuthConfig, opt, v string) error {
 	secretOpt := map[string]*string{"password": &ac.Password, "key": &ac.Key, "client_secret": &ac.ClientSecret}
 	if p, ok := secretOpt[opt]; ok {
-		if !onePlaceholder.MatchString(v) {
+		if !secret.IsPlaceholder(v) {
 			return fmt.Errorf("auth: %s must be a placeholder such as {env.APP_SECRET}, or use %s_file: a secret written in the Caddyfile would show in `caddy adapt` output", opt, opt)
 		}
 		*p = v

@@ -22,6 +22,7 @@ import (
 	"github.com/scimgate/scimgate/caddymodule/provision"
 	"github.com/scimgate/scimgate/caddymodule/scim"
 	"github.com/scimgate/scimgate/caddymodule/store"
+	"github.com/scimgate/scimgate/caddymodule/storeconfig"
 )
 
 // The load benchmarks drive a real Caddy over loopback HTTP, with a bare Caddy
@@ -87,7 +88,7 @@ http://%s {
 
 	// Seed the directory through the store Caddy opened (shared through the pool).
 	path, _ := filepath.Abs(filepath.Join(dataDir, storeFileName))
-	h, err := acquireStore(path, journal.Options{Name: DefaultJournalName}, nil) // already open: shared
+	h, err := acquireStore(&storeconfig.Resolved{Backend: storeconfig.Bolt, Key: path, Path: path}, journal.Options{Name: DefaultJournalName}, nil) // already open: shared
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -7,7 +7,6 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"github.com/scimgate/scimgate/caddymodule/provision"
 	"github.com/scimgate/scimgate/caddymodule/reconcile"
 	"github.com/scimgate/scimgate/caddymodule/scim"
+	"github.com/scimgate/scimgate/caddymodule/storeconfig"
 
 	// The journal's admin routes and its command register themselves with Caddy, so that
 	// every build with this package (cmd/scimgate, xcaddy.sh) has them.
@@ -40,7 +40,7 @@ const (
 	DefaultMaxBodyBytes = 4 << 20
 	DefaultMaxResults   = 200
 	DefaultDataDir      = "./scimgate-data"
-	storeFileName       = "scimgate.db"
+	storeFileName       = storeconfig.FileName
 	MinTokenBytes       = 32
 )
 
@@ -67,6 +67,10 @@ type Handler struct {
 	// DataDir is the directory holding the store file (scimgate.db). Default:
 	// ./scimgate-data. Placeholders are resolved.
 	DataDir string `json:"data_dir,omitempty"`
+
+	// Store chooses where everything is kept: the embedded bbolt file in DataDir (default),
+	// or an etcd cluster shared by a fleet of gateways. See storeconfig.Config.
+	Store *storeconfig.Config `json:"store,omitempty"`
 
 	// MaxBodyBytes bounds request bodies; larger ones answer 413. Default: 4 MiB.
 	MaxBodyBytes int64 `json:"max_body_bytes,omitempty"`
@@ -135,7 +139,8 @@ type Handler struct {
 	// largeBodies limits the large requests processed at once (nil: no limit).
 	largeBodies largeBodies
 
-	storeKey    string // the store file's absolute path
+	storeCfg    *storeconfig.Resolved
+	storeKey    string // the store file's absolute path, or the etcd cluster and prefix
 	journalOpts journal.Options
 	journalPub  ed25519.PublicKey
 	// started is closed when start has run (or will not): requests wait for it.
@@ -250,17 +255,9 @@ func (g *Handler) Provision(ctx caddy.Context) error {
 		g.audit = a
 	}
 
-	dataDir := g.DataDir
-	if dataDir == "" {
-		dataDir = DefaultDataDir
-	}
-	dataDir = repl.ReplaceAll(dataDir, "")
-	if dataDir == "" {
-		return fmt.Errorf("data_dir resolves to an empty path")
-	}
-	path, err := filepath.Abs(filepath.Join(dataDir, storeFileName))
+	sc, err := g.Store.Resolve(repl, g.DataDir)
 	if err != nil {
-		return fmt.Errorf("resolving store path in %s: %w", dataDir, err)
+		return err
 	}
 	if g.Policy != nil {
 		eng, err := g.Policy.provision(repl, g.logger)
@@ -286,7 +283,7 @@ func (g *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	g.storeKey, g.journalOpts, g.journalPub = path, jopts, jpub
+	g.storeCfg, g.storeKey, g.journalOpts, g.journalPub = sc, sc.Key, jopts, jpub
 	g.started = make(chan struct{})
 	app, srv, err := gatewayApp(ctx)
 	if err != nil {
@@ -308,7 +305,7 @@ func (g *Handler) start() error {
 		return err
 	}
 	g.addrKeys = keys
-	h, err := acquireStore(g.storeKey, g.journalOpts, g.journalPub)
+	h, err := acquireStore(g.storeCfg, g.journalOpts, g.journalPub)
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/scimgate/scimgate/caddymodule/journaladmin"
 	"github.com/scimgate/scimgate/caddymodule/provision"
 	"github.com/scimgate/scimgate/caddymodule/store"
+	"github.com/scimgate/scimgate/caddymodule/storeconfig"
 )
 
 // stores holds one open store per file for the whole process: a bbolt file can be opened
@@ -56,9 +57,10 @@ func (h *storeHandle) Destruct() error {
 
 // acquireStore opens the store at path (or shares the open one) with its journal. The
 // journal settings of the config that opened the store apply until the process restarts.
-func acquireStore(path string, jopts journal.Options, jpub ed25519.PublicKey) (*storeHandle, error) {
+func acquireStore(sc *storeconfig.Resolved, jopts journal.Options, jpub ed25519.PublicKey) (*storeHandle, error) {
+	path := sc.Key
 	v, _, err := stores.LoadOrNew(path, func() (caddy.Destructor, error) {
-		s, err := store.Open(path, store.Options{})
+		s, err := openStore(sc)
 		if err != nil {
 			return nil, err
 		}

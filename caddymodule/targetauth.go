@@ -3,18 +3,15 @@ package caddymodule
 import (
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"net/http"
-	"os"
-	"regexp"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/scimgate/scimgate/caddymodule/legacy"
+	"github.com/scimgate/scimgate/caddymodule/secret"
 )
 
 // Auth types of a target.
@@ -62,12 +59,6 @@ type AuthConfig struct {
 	RefreshBefore caddy.Duration `json:"refresh_before,omitempty"`
 }
 
-// onePlaceholder is a value that is exactly one placeholder, such as {env.APP_PASSWORD}.
-var onePlaceholder = regexp.MustCompile(`^\{[^{}\s]+\}$`)
-
-// maxSecretFile bounds a secret file.
-const maxSecretFile = 64 << 10
-
 // build resolves the secrets and returns the client's Auth. rt, when not nil, is the
 // target's transport, which the token requests use too (TLS settings, client certificates).
 func (a *AuthConfig) build(repl *caddy.Replacer, rt http.RoundTripper, timeout time.Duration) (legacy.Auth, error) {
@@ -76,17 +67,17 @@ func (a *AuthConfig) build(repl *caddy.Replacer, rt http.RoundTripper, timeout t
 	}
 	switch a.Type {
 	case AuthBasic:
-		pw, err := secret(repl, "password", a.Password, a.PasswordFile)
+		pw, err := secret.Resolve(repl, "auth", "password", a.Password, a.PasswordFile)
 		if err != nil {
 			return nil, err
 		}
-		user, err := resolveValue(repl, a.Username)
+		user, err := secret.Value(repl, a.Username)
 		if err != nil {
 			return nil, fmt.Errorf("auth basic: username: %w", err)
 		}
 		return legacy.NewBasicAuth(user, pw)
 	case AuthAPIKey:
-		key, err := secret(repl, "key", a.Key, a.KeyFile)
+		key, err := secret.Resolve(repl, "auth", "key", a.Key, a.KeyFile)
 		if err != nil {
 			return nil, err
 		}
@@ -100,7 +91,7 @@ func (a *AuthConfig) build(repl *caddy.Replacer, rt http.RoundTripper, timeout t
 }
 
 func (a *AuthConfig) buildOAuth(repl *caddy.Replacer, rt http.RoundTripper, timeout time.Duration) (legacy.Auth, error) {
-	cs, err := secret(repl, "client_secret", a.ClientSecret, a.ClientSecretFile)
+	cs, err := secret.Resolve(repl, "auth", "client_secret", a.ClientSecret, a.ClientSecretFile)
 	if err != nil {
 		return nil, err
 	}
@@ -111,7 +102,7 @@ func (a *AuthConfig) buildOAuth(repl *caddy.Replacer, rt http.RoundTripper, time
 		in   string
 		out  *string
 	}{{"token_url", a.TokenURL, &cfg.TokenURL}, {"client_id", a.ClientID, &cfg.ClientID}, {"audience", a.Audience, &cfg.Audience}} {
-		if *f.out, err = resolveValue(repl, f.in); err != nil {
+		if *f.out, err = secret.Value(repl, f.in); err != nil {
 			return nil, fmt.Errorf("auth oauth2: %s: %w", f.name, err)
 		}
 	}
@@ -125,7 +116,7 @@ func (a *AuthConfig) buildOAuth(repl *caddy.Replacer, rt http.RoundTripper, time
 	if len(a.Params) > 0 {
 		cfg.Params = map[string][]string{}
 		for k, v := range a.Params {
-			val, err := resolveValue(repl, v)
+			val, err := secret.Value(repl, v)
 			if err != nil {
 				return nil, fmt.Errorf("auth oauth2: param %s: %w", k, err)
 			}
@@ -167,58 +158,4 @@ func (a *AuthConfig) only(allowed ...string) error {
 		}
 	}
 	return nil
-}
-
-// secret resolves a secret from its placeholder or its file. A literal secret is refused:
-// it would show in `caddy adapt` output and in the admin API's config. Errors never quote
-// the resolved value or the file's content.
-func secret(repl *caddy.Replacer, name, value, file string) (string, error) {
-	switch {
-	case value != "" && file != "":
-		return "", fmt.Errorf("auth: set %s or %s_file, not both", name, name)
-	case file != "":
-		return readSecretFile(repl, name, file)
-	case value == "":
-		return "", fmt.Errorf("auth: %s is required: a placeholder such as {env.APP_SECRET}, or %s_file", name, name)
-	case !onePlaceholder.MatchString(value):
-		return "", fmt.Errorf("auth: %s must be a placeholder such as {env.APP_SECRET} or come from %s_file, not be written in the config (it would show in `caddy adapt` and the admin API)", name, name)
-	}
-	v, err := repl.ReplaceOrErr(value, true, true)
-	if err != nil || v == "" {
-		return "", fmt.Errorf("auth: %s: %s resolves to nothing (is the variable set?)", name, value)
-	}
-	return v, nil
-}
-
-func readSecretFile(repl *caddy.Replacer, name, file string) (string, error) {
-	path := repl.ReplaceAll(file, "")
-	f, err := os.Open(path)
-	if err != nil {
-		return "", fmt.Errorf("auth: %s_file: %w", name, err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
-	if err != nil {
-		return "", fmt.Errorf("auth: %s_file %s: reading: %w", name, path, err)
-	}
-	if len(data) > maxSecretFile {
-		return "", fmt.Errorf("auth: %s_file %s is larger than %d bytes", name, path, maxSecretFile)
-	}
-	v := strings.TrimRight(string(data), "\r\n")
-	if v == "" {
-		return "", fmt.Errorf("auth: %s_file %s is empty", name, path)
-	}
-	return v, nil
-}
-
-// resolveValue resolves the placeholders of a value that is not a secret.
-func resolveValue(repl *caddy.Replacer, s string) (string, error) {
-	if s == "" {
-		return "", nil
-	}
-	v, err := repl.ReplaceOrErr(s, true, true)
-	if err != nil {
-		return "", fmt.Errorf("%q: %w", s, err)
-	}
-	return v, nil
 }

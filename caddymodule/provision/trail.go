@@ -12,6 +12,7 @@ import (
 
 	"github.com/scimgate/scimgate/caddymodule/change"
 	"github.com/scimgate/scimgate/caddymodule/journal"
+	"github.com/scimgate/scimgate/caddymodule/kv"
 	"github.com/scimgate/scimgate/caddymodule/policy"
 	"github.com/scimgate/scimgate/caddymodule/scim"
 	"github.com/scimgate/scimgate/caddymodule/store"
@@ -19,6 +20,10 @@ import (
 
 // storageRetryAfter is what a client is told to wait after a storage or journal failure.
 const storageRetryAfter = 30 * time.Second
+
+// unavailableRetryAfter is what a client is told to wait when a shared store has lost its
+// quorum: etcd elects a new leader within seconds.
+const unavailableRetryAfter = 5 * time.Second
 
 // Trail is what one request contributes to its journal record. The HTTP layer names the
 // request (action, resource, filter) for reads and for requests rejected before they reach
@@ -159,6 +164,13 @@ func (e *Engine) scimError(req Request, t *Trail, err error) (*scim.Error, time.
 		return scim.Conflict("%s %q is already used by %s %s; %s values must be unique (case-insensitively)", ue.Attr, ue.Value, ue.Type, ue.OwnerID, ue.Attr), 0
 	case errors.Is(err, store.ErrNotFound):
 		return scim.NotFound("resource not found"), 0
+	case errors.Is(err, kv.ErrUnavailable), errors.Is(err, kv.ErrConflict):
+		// A shared store (etcd) without quorum, or too many gateways writing the same
+		// directory at once: nothing was acknowledged, and Entra retries a 503.
+		e.logger.Warn("store unavailable", zap.String("request_id", req.ID), zap.Error(err))
+		return scim.Errorf(http.StatusServiceUnavailable, "", "the gateway's store is unavailable (%v); nothing was changed; retry later", err), unavailableRetryAfter
+	case errors.Is(err, kv.ErrTxnTooLarge):
+		return scim.Errorf(http.StatusRequestEntityTooLarge, "", "the change is too large for the gateway's store to commit at once (%v); send it in smaller requests", err), 0
 	case errors.Is(err, store.ErrInvalidKey):
 		// An id or name no resource can have (the HTTP layer refuses most before): the
 		// client's data, not the gateway's storage.

@@ -1,0 +1,40 @@
+package caddymodule
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/scimgate/scimgate/caddymodule/kv/etcdkv"
+	"github.com/scimgate/scimgate/caddymodule/store"
+	"github.com/scimgate/scimgate/caddymodule/storeconfig"
+)
+
+// openStore opens the store a config names: its bbolt file, or its etcd cluster.
+func openStore(sc *storeconfig.Resolved) (*store.Store, error) {
+	if sc.Backend != storeconfig.Etcd {
+		return store.Open(sc.Path, store.Options{})
+	}
+	// The context is the client's lifetime (etcd's client ends with it): Open bounds its
+	// own dialling and loading with DialTimeout and LoadTimeout.
+	db, err := etcdkv.Open(context.Background(), etcdkv.Config{
+		Endpoints:     sc.Endpoints,
+		Prefix:        sc.Prefix,
+		Username:      sc.Username,
+		Password:      sc.Password,
+		TLS:           sc.TLS,
+		DialTimeout:   sc.DialTimeout,
+		CommitTimeout: sc.RequestTimeout,
+		Logger:        caddy.Log().Named("scimgate.store"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	s, err := store.New(db)
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("opening store %s: %w", db, err)
+	}
+	return s, nil
+}
