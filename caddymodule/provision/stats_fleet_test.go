@@ -1,6 +1,7 @@
 package provision
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net/http"
 	"strings"
@@ -167,5 +168,33 @@ func TestFleetStatsSeedOnce(t *testing.T) {
 	}
 	if res := r.deactivate(late, ids[4]); res.Status != http.StatusForbidden || !strings.Contains(res.Err.Detail, "4 deactivations") {
 		t.Fatalf("the brake of 4 did not hold on the late gateway: %+v", res)
+	}
+}
+
+// TestFleetStatsFailClosed: when the store cannot count a change (a corrupt count here), the
+// policy does not decide it: the change is answered as a storage error Entra retries, and
+// the app is not called.
+func TestFleetStatsFailClosed(t *testing.T) {
+	app, srv := newNativeApp(t)
+	target := newTarget(t, srv.URL, false)
+	r := newRig(t, rigOptions{target: target})
+	id := r.mustCreate(scim.UserType, user("ada@contoso.example"))
+	eng := r.gateway(target, brakePolicy(t, 10))
+	key := binary.BigEndian.AppendUint64([]byte("native\x00"), uint64(time.Now().Unix()/60))
+	if err := r.store.Update(func(tx *store.Tx) error {
+		return tx.Bolt().Bucket([]byte("stats")).Put(key, []byte{9, 'x'})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	before := len(app.callLog())
+	res := r.deactivate(eng, id)
+	if res.Status != http.StatusServiceUnavailable || res.RetryAfter == 0 {
+		t.Fatalf("a change the stats could not count: %+v", res)
+	}
+	if calls := app.callLog()[before:]; len(calls) != 0 {
+		t.Fatalf("the app was called: %v", calls)
+	}
+	if rec := r.last(); rec.Outcome != change.Failed || rec.Decision != nil {
+		t.Fatalf("journaled as %s with decision %+v", rec.Outcome, rec.Decision)
 	}
 }

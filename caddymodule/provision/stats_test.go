@@ -133,3 +133,48 @@ func (w *eventWindow) lastHour(now time.Time) map[string]int64 {
 	defer w.mu.Unlock()
 	return w.sumLocked(now)
 }
+
+// BenchmarkStatsReserveRelease compares what a decided change costs each window: a
+// reservation and its release (the path of a refused or failed change; an allowed one
+// pays the reservation alone). serial is one request at a time; parallel is many, where
+// the store window's writes share commits (group commit).
+func BenchmarkStatsReserveRelease(b *testing.B) {
+	events := []change.Event{change.Update, change.Deactivate}
+	for _, kind := range []string{"memory", "store"} {
+		newWindow := func(b *testing.B) eventCounter {
+			if kind == "memory" {
+				return &eventWindow{now: time.Now}
+			}
+			s, err := store.Open(filepath.Join(b.TempDir(), "stats.db"), store.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _ = s.Close() })
+			return &storeWindow{store: s, target: "native", now: time.Now, logger: zap.NewNop()}
+		}
+		b.Run(kind+"/serial", func(b *testing.B) {
+			w := newWindow(b)
+			for b.Loop() {
+				_, release, err := w.reserve(events)
+				if err != nil {
+					b.Fatal(err)
+				}
+				release()
+			}
+		})
+		b.Run(kind+"/parallel", func(b *testing.B) {
+			w := newWindow(b)
+			b.SetParallelism(16)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					_, release, err := w.reserve(events)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					release()
+				}
+			})
+		})
+	}
+}

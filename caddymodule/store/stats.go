@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"slices"
-	"strings"
 )
 
 // Stats are the policy's counts of recent changes (input.stats) kept in the store, so that
@@ -102,19 +101,15 @@ func (tx *Tx) SumStats(target string, minute int64) (map[string]int64, error) {
 	if err := checkStatsArgs(target, minute); err != nil {
 		return nil, err
 	}
-	sum := map[string]int64{}
+	var sum statsSum
 	end := statsKey(target, minute+StatsSkewMinutes)
 	c := tx.bucket(bucketStats).Cursor()
 	for k, v := c.Seek(statsKey(target, max(minute-StatsMinutes+1, 0))); k != nil && bytes.Compare(k, end) <= 0; k, v = c.Next() {
-		counts, err := decodeStats(v)
-		if err != nil {
+		if err := sum.add(v); err != nil {
 			return nil, fmt.Errorf("counts of %s: %w", target, err)
 		}
-		for ev, n := range counts {
-			sum[ev] += n
-		}
 	}
-	return sum, nil
+	return sum.counts(), nil
 }
 
 // checkStatsArgs refuses a target that cannot be a key component (an empty one can: it is
@@ -157,18 +152,56 @@ func encodeStats(counts map[string]int64) []byte {
 
 // decodeStats reads what encodeStats wrote (nil: no counts).
 func decodeStats(v []byte) (map[string]int64, error) {
-	counts := map[string]int64{}
-	d := decoder{b: v}
-	for len(d.b) > 0 && d.err == nil {
-		ev := d.string("stats event")
-		n := d.uvarint("stats count")
-		if d.err == nil && (ev == "" || strings.IndexByte(ev, sep) >= 0 || n > 1<<62) {
-			return nil, fmt.Errorf("%w: stats entry %q %d", ErrCorrupt, ev, n)
+	var sum statsSum
+	if err := sum.add(v); err != nil {
+		return nil, err
+	}
+	return sum.counts(), nil
+}
+
+// statsSum adds up encoded counts. It is a list, not a map: there are a handful of events,
+// and looking one up by its bytes allocates nothing, so a sum over the hour (up to 61
+// minutes) allocates once per event, not once per event and minute.
+type statsSum []statCount
+
+type statCount struct {
+	event string
+	n     int64
+}
+
+// add adds the counts encodeStats wrote in v.
+func (s *statsSum) add(v []byte) error {
+	for len(v) > 0 {
+		l, w := binary.Uvarint(v)
+		if w <= 0 || l == 0 || l > uint64(len(v)-w) {
+			return fmt.Errorf("%w: stats event", ErrCorrupt)
 		}
-		counts[ev] += int64(n)
+		ev := v[w : w+int(l)]
+		v = v[w+int(l):]
+		n, w := binary.Uvarint(v)
+		if w <= 0 || n > 1<<62 || bytes.IndexByte(ev, sep) >= 0 {
+			return fmt.Errorf("%w: stats count of %q", ErrCorrupt, ev)
+		}
+		v = v[w:]
+		s.addEvent(ev, int64(n))
 	}
-	if d.err != nil {
-		return nil, d.err
+	return nil
+}
+
+func (s *statsSum) addEvent(ev []byte, n int64) {
+	for i := range *s {
+		if (*s)[i].event == string(ev) {
+			(*s)[i].n += n
+			return
+		}
 	}
-	return counts, nil
+	*s = append(*s, statCount{event: string(ev), n: n})
+}
+
+func (s statsSum) counts() map[string]int64 {
+	out := make(map[string]int64, len(s))
+	for _, c := range s {
+		out[c.event] = c.n
+	}
+	return out
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"maps"
 	"sync"
 	"testing"
@@ -236,5 +237,37 @@ func TestStatsConcurrentReservations(t *testing.T) {
 	}
 	if got := sumStats(t, s, "app", minute0)["deactivate"]; got != limit {
 		t.Errorf("the store counts %d, want %d", got, limit)
+	}
+}
+
+// BenchmarkSumStatsFullHour is the read half of a reservation when every minute of the
+// hour holds counts of every event: the bound of SumStats' work (no fsync).
+func BenchmarkSumStatsFullHour(b *testing.B) {
+	s := openTest(b)
+	events := []string{"create", "update", "deactivate", "reactivate", "delete", "rename", "add_members", "remove_members"}
+	delta := map[string]int64{}
+	for _, ev := range events {
+		delta[ev] = 3
+	}
+	if err := s.Update(func(tx *Tx) error {
+		for m := int64(minute0 - StatsMinutes); m <= minute0+StatsSkewMinutes; m++ {
+			if err := tx.AddStats("app", m, delta); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if err := s.View(func(tx *Tx) error {
+			sum, err := tx.SumStats("app", minute0)
+			if err == nil && sum["delete"] != 3*(StatsMinutes+StatsSkewMinutes) {
+				err = fmt.Errorf("sum %v", sum)
+			}
+			return err
+		}); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
