@@ -134,6 +134,9 @@ func (e *Engine) run(j *job) (*plan, error) {
 	}
 
 	v := e.decidePolicy(j, p)
+	if v.err != nil {
+		return nil, v.err
+	}
 	if v.undecided != nil {
 		return nil, &Undecided{Err: v.undecided}
 	}

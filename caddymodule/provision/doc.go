@@ -19,7 +19,8 @@
 //	recover.go  crash recovery: intents without an outcome, adoption of unfinished creates
 //	roles.go    groups as roles: a group's role, and each affected user's whole list of
 //	            roles sent under the users' role locks until the commit
-//	stats.go    the policy's counts of the last hour (the brake's input)
+//	stats.go    the policy's counts of the last hour (the brake's input): in memory, or in
+//	            the store when gateways share it (Config.SharedStore)
 //	trail.go    the journal record of a request and the SCIM error of a failure
 //	repair.go   Repair and DisableOrphan: a reconcile's repairs of the app, through Apply
 //	            (action repair: the policy decides, the stats count, intent and outcome)

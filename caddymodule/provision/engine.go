@@ -28,7 +28,7 @@ type Engine struct {
 	journal    *journal.Journal
 	target     *Target        // nil: the gateway is a SCIM server on its own directory
 	policy     *policy.Engine // nil: every change is allowed
-	stats      *eventWindow   // the policy's input.stats; nil without a policy
+	stats      eventCounter   // the policy's input.stats; nil without a policy
 	locks      *keyedMutex
 	shared     *Shared
 	patch      scim.PatchOptions
@@ -54,7 +54,15 @@ type Config struct {
 	PatchOptions scim.PatchOptions
 	// JournalReads journals successful reads too (Read).
 	JournalReads bool
-	Logger       *zap.Logger
+	// SharedStore says that other gateways write the same store (a fleet on etcd). The
+	// policy's input.stats are then counted in the store, so that every gateway's brake
+	// counts the changes every gateway let through, and changes decided at once on several
+	// gateways see each other. This costs a store write per change the policy decides, and
+	// another when the change is refused or fails. false (the default: a store only this
+	// process opens) counts them in memory.
+	SharedStore bool
+
+	Logger *zap.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// OnDecision, when set, is told every policy decision (metrics).
@@ -79,7 +87,8 @@ type Target struct {
 
 // New builds the engine of a configuration. With a target it reconciles the journal's
 // unfinished changes once per open store (crash recovery); with a policy it takes the
-// store's stats of the last hour, seeding them from the journal the first time.
+// store's stats of the last hour, seeding them from the journal the first time (on a shared
+// store: when the store counts nothing for the target yet, see storeStats).
 func New(cfg Config) (*Engine, error) {
 	if cfg.Store == nil || cfg.Journal == nil || cfg.Shared == nil {
 		return nil, errors.New("provision: a store, its journal and its shared state are required")
@@ -115,7 +124,11 @@ func New(cfg Config) (*Engine, error) {
 		e.worker = w
 	}
 	if e.policy != nil {
-		w, err := cfg.Shared.statsFor(e.targetName(), e.seedStats)
+		seed := func() (eventCounter, error) { return e.seedStats() }
+		if cfg.SharedStore {
+			seed = e.storeStats
+		}
+		w, err := cfg.Shared.statsFor(e.targetName(), seed)
 		if err != nil {
 			return nil, err
 		}
@@ -160,12 +173,13 @@ type Shared struct {
 	scanned    map[string]bool
 	unrecorded map[string]bool
 
-	// stats holds, per target, the policy's counts of the last hour. The first config with
-	// a policy seeds them from the journal; configs that reload on the same open store with
+	// stats holds, per target, the policy's counts of the last hour (or, on a store other
+	// gateways share, the window that counts them in the store). The first config with a
+	// policy seeds them from the journal; configs that reload on the same open store with
 	// a policy share them, so a reload neither scans the journal again nor loses the
 	// changes the previous config still has in flight.
 	statsMu sync.Mutex
-	stats   map[string]*eventWindow
+	stats   map[string]eventCounter
 
 	// workers deliver each target's outbox, one per target for the open store: the
 	// configuration built last delivers (a reload hands the worker to the new engine).
@@ -178,7 +192,7 @@ func NewShared() *Shared { return &Shared{locks: newKeyedMutex()} }
 
 // statsFor returns the target's stats window, made by seed when no config with a policy
 // has one on this store yet. A seed that fails leaves nothing behind.
-func (s *Shared) statsFor(target string, seed func() (*eventWindow, error)) (*eventWindow, error) {
+func (s *Shared) statsFor(target string, seed func() (eventCounter, error)) (eventCounter, error) {
 	s.statsMu.Lock()
 	defer s.statsMu.Unlock()
 	if w, ok := s.stats[target]; ok {
@@ -189,7 +203,7 @@ func (s *Shared) statsFor(target string, seed func() (*eventWindow, error)) (*ev
 		return nil, err
 	}
 	if s.stats == nil {
-		s.stats = map[string]*eventWindow{}
+		s.stats = map[string]eventCounter{}
 	}
 	s.stats[target] = w
 	return w, nil

@@ -75,6 +75,9 @@ type verdict struct {
 	// release takes back the change's count in the policy's stats; called when the change
 	// does not reach the app after all (skipped, failed).
 	release func()
+	// err is set when the change could not be counted in the policy's stats (a store that
+	// failed): the policy did not decide, and the change is answered as a storage error.
+	err error
 }
 
 // decidePolicy evaluates the policy on plan p. Without a policy every change is allowed.
@@ -96,7 +99,10 @@ func (e *Engine) decidePolicy(j *job, p *plan) verdict {
 		Changed:      changedAttrPaths(j.trail.changes),
 		Members:      p.memberRefs,
 	}
-	lastHour, release := e.stats.reserve(p.events)
+	lastHour, release, err := e.stats.reserve(p.events)
+	if err != nil {
+		return verdict{release: func() {}, err: err}
+	}
 	in.Stats = policy.Stats{LastHour: lastHour}
 	d, err := e.policy.Decide(j.req.ctx(), in)
 	if err != nil {

@@ -148,6 +148,9 @@ func (e *Engine) DisableOrphan(req Request, typ, nativeID, subject string) *Resu
 	unlock := e.locks.lock("orphan:" + typ + ":" + nativeID)
 	defer unlock()
 	v := e.decidePolicy(j, p)
+	if v.err != nil {
+		return e.fail(req, j.trail, v.err)
+	}
 	if v.undecided != nil {
 		return e.fail(req, j.trail, &Undecided{Err: v.undecided})
 	}

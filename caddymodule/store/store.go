@@ -61,12 +61,13 @@ var (
 	bucketOutboxState = []byte("outboxState") // target -> paused by an operator
 	bucketReports     = []byte("reports")     // 8-byte seq -> a reconcile report (reports.go)
 	bucketRepSums     = []byte("repsums")     // 8-byte seq -> the report's summary
+	bucketStats       = []byte("stats")       // target \x00 Unix minute -> the policy's counts (stats.go)
 
 	keyFormat = []byte("format")
 )
 
 // topBuckets are created by Open, so read transactions can rely on them existing.
-var topBuckets = [][]byte{bucketRecords, bucketIDs, bucketIndex, bucketMembers, bucketMemberOf, bucketMeta, bucketIDMap, bucketIDMapRev, bucketMarks, bucketAdopt, bucketProgress, bucketRoles, bucketWithheld, bucketOutbox, bucketOutboxRes, bucketOutboxState, bucketReports, bucketRepSums}
+var topBuckets = [][]byte{bucketRecords, bucketIDs, bucketIndex, bucketMembers, bucketMemberOf, bucketMeta, bucketIDMap, bucketIDMapRev, bucketMarks, bucketAdopt, bucketProgress, bucketRoles, bucketWithheld, bucketOutbox, bucketOutboxRes, bucketOutboxState, bucketReports, bucketRepSums, bucketStats}
 
 // ErrNotFound is returned when a record (or the type holding an id) does not exist.
 var ErrNotFound = errors.New("store: not found")
