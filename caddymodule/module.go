@@ -314,6 +314,7 @@ func (g *Handler) start() error {
 		Store:        h.Store,
 		Journal:      h.journal,
 		Shared:       h.shared,
+		SharedStore:  h.DB().Shared(),
 		Target:       g.target,
 		Policy:       g.policy,
 		PatchOptions: g.patchOpts,

@@ -182,7 +182,7 @@ func TestFleetStatsFailClosed(t *testing.T) {
 	eng := r.gateway(target, brakePolicy(t, 10))
 	key := binary.BigEndian.AppendUint64([]byte("native\x00"), uint64(time.Now().Unix()/60))
 	if err := r.store.Update(func(tx *store.Tx) error {
-		return tx.Bolt().Bucket([]byte("stats")).Put(key, []byte{9, 'x'})
+		return tx.KV().Bucket([]byte("stats")).Put(key, []byte{9, 'x'})
 	}); err != nil {
 		t.Fatal(err)
 	}
