@@ -260,14 +260,14 @@ func (g *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	if g.Policy != nil {
-		eng, err := g.Policy.provision(repl, g.logger)
+		eng, err := g.Policy.Provision(repl, g.logger)
 		if err != nil {
 			return err
 		}
 		g.policy = eng
 	}
 	if g.Target != nil {
-		t, err := g.Target.provision(ctx, repl)
+		t, err := g.Target.Provision(ctx, repl)
 		if err != nil {
 			return err
 		}
@@ -279,7 +279,7 @@ func (g *Handler) Provision(ctx caddy.Context) error {
 	if g.Journal == nil {
 		g.Journal = &JournalConfig{}
 	}
-	jopts, jpub, err := g.Journal.journalOptions(repl)
+	jopts, jpub, err := g.Journal.JournalOptions(repl)
 	if err != nil {
 		return err
 	}

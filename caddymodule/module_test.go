@@ -203,7 +203,7 @@ func TestReloadWithChangedJournalSettings(t *testing.T) {
 		return &Handler{Tokens: []Token{{Name: "entra", Value: testToken}}, DataDir: dir, Journal: &JournalConfig{CheckpointEvery: every}}
 	}
 	changedSettings := func(g *Handler) bool {
-		opts, _, err := g.Journal.journalOptions(caddy.NewReplacer())
+		opts, _, err := g.Journal.JournalOptions(caddy.NewReplacer())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -136,7 +136,7 @@ func (g *Handler) previewPolicy(ctx context.Context, req PreviewRequest) (*provi
 			proposed.Dir = g.Policy.Dir
 		}
 	}
-	eng, err := proposed.provision(caddy.NewReplacer(), g.logger)
+	eng, err := proposed.Provision(caddy.NewReplacer(), g.logger)
 	if err != nil {
 		return nil, err
 	}

@@ -74,7 +74,7 @@ func TestQueueCaddyfile(t *testing.T) {
 		time.Duration(q.RetryMin) != 2*time.Second || time.Duration(q.RetryMax) != 10*time.Minute || q.MaxConcurrent != 3 {
 		t.Fatalf("target %+v, queue %+v", g.Target, q)
 	}
-	s, err := g.Target.deliverySettings()
+	s, err := g.Target.DeliverySettings()
 	if err != nil || s.Mode != outbox.Queued || !s.DeprovisionQueued || s.MaxAge != 24*time.Hour || s.MinBackoff != 2*time.Second || s.MaxConcurrent != 3 {
 		t.Fatalf("settings %+v, %v", s, err)
 	}
@@ -83,7 +83,7 @@ func TestQueueCaddyfile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err = g.Target.deliverySettings()
+	s, err = g.Target.DeliverySettings()
 	if err != nil || s.Schedule.Every != 15*time.Minute || len(s.Schedule.Windows) != 2 || s.Schedule.Zone.String() != "Europe/Berlin" {
 		t.Fatalf("schedule %+v, %v", s.Schedule, err)
 	}
@@ -112,7 +112,7 @@ func TestQueueCaddyfile(t *testing.T) {
 	// JSON configs are checked at provision.
 	for _, tc := range []TargetConfig{{Delivery: "later"}, {Queue: &QueueConfig{Deprovision: "never"}}, {Queue: &QueueConfig{RetryMin: 10, RetryMax: 1}},
 		{Queue: &QueueConfig{Windows: []WindowConfig{{Days: "mon", Hours: "9-5"}}}}, {Queue: &QueueConfig{TimeZone: "Nowhere/Else"}}} {
-		if _, err := tc.deliverySettings(); err == nil {
+		if _, err := tc.DeliverySettings(); err == nil {
 			t.Errorf("%+v: no error", tc)
 		}
 	}

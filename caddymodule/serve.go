@@ -14,7 +14,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/google/uuid"
 	"go.uber.org/zap"
 
 	"github.com/scimgate/scimgate/caddymodule/provision"
@@ -378,4 +380,14 @@ func baseURL(r *http.Request, basePath string) string {
 		scheme = "https"
 	}
 	return scheme + "://" + r.Host + basePath
+}
+
+// requestID is Caddy's request UUID when the request came through Caddy, else a new one.
+func requestID(req *request) string {
+	if repl, ok := req.r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		if id, ok := repl.GetString("http.request.uuid"); ok && id != "" {
+			return id
+		}
+	}
+	return uuid.NewString()
 }

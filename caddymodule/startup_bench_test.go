@@ -15,6 +15,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/google/uuid"
+
 	"github.com/scimgate/scimgate/caddymodule/kv"
 
 	"github.com/scimgate/scimgate/caddymodule/change"

@@ -19,6 +19,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
+	"github.com/scimgate/scimgate/caddymodule/gwconfig"
 	"github.com/scimgate/scimgate/caddymodule/secret"
 )
 
@@ -315,16 +316,16 @@ func (c *Config) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 		case "prefix":
-			c.Prefix, err = oneArg(d)
+			c.Prefix, err = gwconfig.OneArg(d)
 		case "username":
-			c.Username, err = oneArg(d)
+			c.Username, err = gwconfig.OneArg(d)
 		case "password":
-			c.Password, err = oneArg(d)
+			c.Password, err = gwconfig.OneArg(d)
 		case "password_file":
-			c.PasswordFile, err = oneArg(d)
+			c.PasswordFile, err = gwconfig.OneArg(d)
 		case "dial_timeout", "request_timeout", "lease_ttl":
 			var v string
-			if v, err = oneArg(d); err != nil {
+			if v, err = gwconfig.OneArg(d); err != nil {
 				return err
 			}
 			dur, perr := caddy.ParseDuration(v)
@@ -351,7 +352,7 @@ func parseTLS(d *caddyfile.Dispenser) (*TLS, error) {
 	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		opt := d.Val()
-		v, err := oneArg(d)
+		v, err := gwconfig.OneArg(d)
 		if err != nil {
 			return nil, err
 		}
@@ -369,15 +370,4 @@ func parseTLS(d *caddyfile.Dispenser) (*TLS, error) {
 		}
 	}
 	return t, nil
-}
-
-func oneArg(d *caddyfile.Dispenser) (string, error) {
-	if !d.NextArg() {
-		return "", d.ArgErr()
-	}
-	v := d.Val()
-	if d.NextArg() {
-		return "", d.ArgErr()
-	}
-	return v, nil
 }

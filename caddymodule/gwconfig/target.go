@@ -1,4 +1,4 @@
-package caddymodule
+package gwconfig
 
 import (
 	"fmt"
@@ -87,7 +87,7 @@ var validTargetName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
 // provision resolves the target's settings and compiles its mapping into the engine's
 // target. A mapping that does not load fails the (re)load.
-func (c *TargetConfig) provision(ctx caddy.Context, repl *caddy.Replacer) (*provision.Target, error) {
+func (c *TargetConfig) Provision(ctx caddy.Context, repl *caddy.Replacer) (*provision.Target, error) {
 	if c.Mapping == "" {
 		return nil, fmt.Errorf("target: mapping is required (the path of the mapping file)")
 	}
@@ -151,7 +151,7 @@ func (c *TargetConfig) provision(ctx caddy.Context, repl *caddy.Replacer) (*prov
 	if err != nil {
 		return nil, fmt.Errorf("target %s: %w", name, err)
 	}
-	delivery, err := c.deliverySettings()
+	delivery, err := c.DeliverySettings()
 	if err != nil {
 		return nil, fmt.Errorf("target %s: %w", name, err)
 	}

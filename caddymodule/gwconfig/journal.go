@@ -1,4 +1,4 @@
-package caddymodule
+package gwconfig
 
 import (
 	"crypto/ed25519"
@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/google/uuid"
 
 	"github.com/scimgate/scimgate/caddymodule/journal"
 )
@@ -65,9 +64,9 @@ type JournalConfig struct {
 	Reads bool `json:"reads,omitempty"`
 }
 
-// journalOptions resolves the configuration into journal.Options (without logger and
+// JournalOptions resolves the configuration into journal.Options (without logger and
 // callbacks) and the public key that verifies its checkpoints.
-func (c *JournalConfig) journalOptions(repl *caddy.Replacer) (journal.Options, ed25519.PublicKey, error) {
+func (c *JournalConfig) JournalOptions(repl *caddy.Replacer) (journal.Options, ed25519.PublicKey, error) {
 	opts := journal.Options{
 		Name:   c.Name,
 		Redact: c.Redact,
@@ -145,14 +144,4 @@ func parseSigningKey(s string) (ed25519.PrivateKey, error) {
 		return nil, fmt.Errorf("journal: signing key is neither base64 nor hex")
 	}
 	return nil, fmt.Errorf("journal: signing key has %d bytes; want a 32-byte Ed25519 seed or a 64-byte private key", len(raw))
-}
-
-// requestID is Caddy's request UUID when the request came through Caddy, else a new one.
-func requestID(req *request) string {
-	if repl, ok := req.r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		if id, ok := repl.GetString("http.request.uuid"); ok && id != "" {
-			return id
-		}
-	}
-	return uuid.NewString()
 }

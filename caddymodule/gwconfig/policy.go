@@ -1,4 +1,4 @@
-package caddymodule
+package gwconfig
 
 import (
 	"errors"
@@ -36,7 +36,7 @@ type PolicyConfig struct {
 
 // provision loads and compiles the policies. A policy that does not compile fails the
 // (re)load, so the previous configuration stays in force.
-func (c *PolicyConfig) provision(repl *caddy.Replacer, logger *zap.Logger) (*policy.Engine, error) {
+func (c *PolicyConfig) Provision(repl *caddy.Replacer, logger *zap.Logger) (*policy.Engine, error) {
 	dir := repl.ReplaceAll(c.Dir, "")
 	if dir == "" {
 		return nil, errors.New("policy: dir is required (the directory of the Rego policies)")

@@ -1,4 +1,4 @@
-package caddymodule
+package gwconfig
 
 import (
 	"fmt"
@@ -51,8 +51,8 @@ type WindowConfig struct {
 	Hours string `json:"hours"`
 }
 
-// deliverySettings are the engine's delivery settings for target c.
-func (c *TargetConfig) deliverySettings() (outbox.Settings, error) {
+// DeliverySettings are the engine's delivery settings for target c.
+func (c *TargetConfig) DeliverySettings() (outbox.Settings, error) {
 	s := outbox.Settings{Mode: outbox.Mode(c.Delivery)}
 	if s.Mode == "" {
 		s.Mode = outbox.Immediate
