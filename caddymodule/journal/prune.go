@@ -19,6 +19,15 @@ import (
 // the write lock (and request latency) for long.
 const prunePage = 10000
 
+// prunePageFor is the page for db: prunePage, or half of what one transaction of a backend
+// with a limit may hold (the rest is the checkpoints, the anchor and the prune record).
+func prunePageFor(db kv.DB) int {
+	if l := kv.TxnOpsLimit(db); l > 0 {
+		return min(prunePage, max(1, l/2))
+	}
+	return prunePage
+}
+
 // Prune applies retention (Options.MaxAge, Options.MaxRecords, Options.MaxBytes) as of now: it deletes the
 // oldest records, in sequence order, stopping at the first record retention keeps, so the
 // remaining records stay contiguous. It moves the anchor (first kept sequence number and the
@@ -92,7 +101,8 @@ func (j *Journal) prunePageTx(tx kv.Tx, ageCut time.Time, before uint64) (n uint
 	var lastSeq uint64
 	cur := rb.Cursor()
 	k, v := cur.First()
-	for ; k != nil && len(dead) < prunePage; k, v = cur.Next() {
+	page := prunePageFor(j.db)
+	for ; k != nil && len(dead) < page; k, v = cur.Next() {
 		seq, ok := keySeq(k)
 		h, raw, ok2 := splitValue(v)
 		bySize := overSize && size > j.opts.MaxBytes
@@ -103,7 +113,7 @@ func (j *Journal) prunePageTx(tx kv.Tx, ageCut time.Time, before uint64) (n uint
 		dead = append(dead, k)
 		lastSeq, lastHash = seq, h
 	}
-	done = len(dead) < prunePage || k == nil
+	done = len(dead) < page || k == nil
 	if len(dead) == 0 {
 		return 0, true, nil
 	}

@@ -134,3 +134,13 @@ func CheckKey(key []byte) error {
 	}
 	return nil
 }
+
+// TxnOpsLimit is how many writes one transaction of db may hold, for work that splits
+// itself into transactions (retention, copies): the backend's limit (etcd's --max-txn-ops),
+// or 0 when there is none worth splitting for (bbolt).
+func TxnOpsLimit(db DB) int {
+	if l, ok := db.(interface{ MaxTxnOps() int }); ok {
+		return l.MaxTxnOps()
+	}
+	return 0
+}

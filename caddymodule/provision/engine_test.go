@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/scimgate/scimgate/caddymodule/change"
+	"github.com/scimgate/scimgate/caddymodule/internal/teststore"
 	"github.com/scimgate/scimgate/caddymodule/journal"
 	"github.com/scimgate/scimgate/caddymodule/legacy"
 	"github.com/scimgate/scimgate/caddymodule/mapping"
@@ -52,10 +53,7 @@ type rigOptions struct {
 func newRig(t testing.TB, o rigOptions) *rig {
 	t.Helper()
 	dir := t.TempDir()
-	s, err := store.Open(filepath.Join(dir, "scimgate.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := teststore.Open(t, dir)
 	j, err := journal.Open(s.DB(), journal.Options{Name: "test"})
 	if err != nil {
 		t.Fatal(err)

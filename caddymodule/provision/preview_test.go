@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/scimgate/scimgate/caddymodule/internal/policytest"
+	"github.com/scimgate/scimgate/caddymodule/internal/teststore"
 	"github.com/scimgate/scimgate/caddymodule/mapping"
 	"github.com/scimgate/scimgate/caddymodule/policy"
 	"github.com/scimgate/scimgate/caddymodule/scim"
@@ -45,7 +46,10 @@ func scopeConfig(domains, allowed string) string {
 func seedDirectory(t testing.TB, r *rig, names []string, withAccount func(int) bool, edit ...func(int, scim.Resource)) map[string]string {
 	t.Helper()
 	ids := map[string]string{}
-	const batch = 1000
+	batch := 1000
+	if teststore.Etcd() {
+		batch = 10 // etcd commits at most 128 operations at once
+	}
 	for lo := 0; lo < len(names); lo += batch {
 		err := r.store.Update(func(tx *store.Tx) error {
 			for i := lo; i < min(lo+batch, len(names)); i++ {

@@ -332,8 +332,12 @@ func TestQueuedPolicyAndDryRun(t *testing.T) {
 	target := newTarget(t, srv.URL, false)
 	target.Delivery = withMode(outbox.Queued)
 	r := newRig(t, rigOptions{target: target, policy: writePolicy(t, obligationsPolicy)})
-	uid := r.mustCreate(scim.UserType, user("quiet@contoso.example", `,"title":"Secret"`))
-	queued := r.last()
+	created := r.create(scim.UserType, user("quiet@contoso.example", `,"title":"Secret"`))
+	if created.Err != nil || created.Record == nil {
+		t.Fatalf("create: %+v", created)
+	}
+	// The request's own record: the worker may already have journaled its delivery.
+	uid, queued := created.ID, *created.Record
 	if queued.Outcome != change.Queued || queued.Decision == nil || queued.Decision.PolicyHash == "" {
 		t.Fatalf("queued record: %+v", queued)
 	}

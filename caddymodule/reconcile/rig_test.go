@@ -17,6 +17,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/scimgate/scimgate/caddymodule/change"
+	"github.com/scimgate/scimgate/caddymodule/internal/teststore"
 	"github.com/scimgate/scimgate/caddymodule/journal"
 	"github.com/scimgate/scimgate/caddymodule/legacy"
 	"github.com/scimgate/scimgate/caddymodule/mapping"
@@ -132,10 +133,7 @@ func newPolicyRig(t testing.TB, pol *policy.Engine) *rig {
 	t.Helper()
 	app := startDemo(t)
 	dir := t.TempDir()
-	s, err := store.Open(filepath.Join(dir, "scimgate.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := teststore.Open(t, dir)
 	j, err := journal.Open(s.DB(), journal.Options{Name: "test"})
 	if err != nil {
 		t.Fatal(err)
