@@ -1,8 +1,10 @@
 package store
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -66,4 +68,57 @@ func TestReportsKeepNewest(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestLargeReportIsCompressed: a report of 10,000 findings (about 1.5 MB of JSON) is stored
+// in well under what one etcd transaction may carry, reads back whole, and a report stored
+// before compression reads back as it was.
+func TestLargeReportIsCompressed(t *testing.T) {
+	s := openTest(t)
+	var b strings.Builder
+	b.WriteString(`{"findings":[`)
+	for i := range 10_000 {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"kind":"drift","resource_type":"User","scim_id":"%08d-0000-4000-8000-000000000000","native_id":"%d","attribute":"title","directory":"Engineer","app":"Manager"}`, i, i)
+	}
+	b.WriteString(`]}`)
+	report := []byte(b.String())
+	var id uint64
+	err := s.Update(func(tx *Tx) error {
+		var err error
+		id, err = tx.PutReport(5, func(uint64) ([]byte, []byte, error) { return []byte(`{}`), report, nil })
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.View(func(tx *Tx) error {
+		stored := tx.bucket(bucketReports).Get(encodeUint64(id))
+		if len(stored) > len(report)/5 || len(stored) > 512<<10 {
+			t.Errorf("a %d-byte report is stored in %d bytes", len(report), len(stored))
+		}
+		got, err := tx.Report(id)
+		if err != nil || !bytes.Equal(got, report) {
+			t.Errorf("read back %d bytes (err %v), want the %d stored", len(got), err, len(report))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := []byte(`{"findings":[]}`)
+	if err := s.Update(func(tx *Tx) error { return tx.bucket(bucketReports).Put(encodeUint64(id+1), old) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.View(func(tx *Tx) error {
+		got, err := tx.Report(id + 1)
+		if err != nil || !bytes.Equal(got, old) {
+			t.Errorf("an uncompressed report read back as %q (err %v)", got, err)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 }
