@@ -81,6 +81,7 @@ type Etcd struct {
 	mu     sync.Mutex
 	sess   *session
 	terms  map[string]*term
+	local  map[string]chan struct{} // per job: one Run of it campaigns at a time
 	closed bool
 }
 
@@ -137,7 +138,7 @@ func NewEtcd(cli *clientv3.Client, prefix string, opts EtcdOptions) (*Etcd, erro
 		opts.Logger = zap.NewNop()
 	}
 	e := &Etcd{cli: cli, prefix: prefix, ttl: ttl, margin: opts.Margin, id: opts.ID, log: opts.Logger,
-		base: time.Now(), sem: make(chan struct{}, 1), terms: map[string]*term{}}
+		base: time.Now(), sem: make(chan struct{}, 1), terms: map[string]*term{}, local: map[string]chan struct{}{}}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	return e, nil
 }
@@ -328,12 +329,25 @@ func (e *Etcd) Run(ctx context.Context, job string, work func(ctx context.Contex
 		return ErrClosed
 	}
 	e.runs.Add(1)
+	turn := e.local[job]
+	if turn == nil {
+		turn = make(chan struct{}, 1)
+		e.local[job] = turn
+	}
 	e.mu.Unlock()
 	defer e.runs.Done()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(e.ctx, cancel) // Close ends every Run
 	defer stop()
+	// Runs of one job in this process (an old and a new configuration during a reload)
+	// would share this process's election key: they take turns instead.
+	select {
+	case turn <- struct{}{}:
+		defer func() { <-turn }()
+	case <-ctx.Done():
+		return e.runErr(ctx, ctx.Err())
+	}
 	// The keys are prefix+job+"//"+lease: a job name has no empty segment, so no job's
 	// keys fall under another's.
 	pfx := e.prefix + job + "/"
@@ -412,7 +426,7 @@ func (e *Etcd) campaign(ctx context.Context, s *session, job, pfx string) (*term
 // is lost or the election key deleted (by an operator). returned reports that work ended
 // by itself while t still held.
 func (e *Etcd) hold(ctx context.Context, t *term, work func(ctx context.Context)) (returned bool) {
-	wctx, cancel := context.WithCancel(withGuard(ctx, t))
+	wctx, cancel := context.WithCancel(WithGuard(ctx, t.held))
 	defer cancel()
 	e.mu.Lock()
 	e.terms[t.Job] = t

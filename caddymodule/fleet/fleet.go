@@ -81,14 +81,13 @@ func CheckJob(job string) error {
 	return nil
 }
 
-// guard is what a work context carries: whether the term it was handed out for still holds.
-type guard interface{ held() bool }
-
 type guardKey struct{}
 
-// withGuard returns ctx carrying g for Check.
-func withGuard(ctx context.Context, g guard) context.Context {
-	return context.WithValue(ctx, guardKey{}, g)
+// WithGuard returns ctx carrying held, which Check consults: the context an Elector hands
+// to a job's work carries one (whether the term still holds); work run on another
+// process's behalf may carry its own.
+func WithGuard(ctx context.Context, held func() bool) context.Context {
+	return context.WithValue(ctx, guardKey{}, held)
 }
 
 // Check returns ErrNotHolder when ctx is (derived from) the context an Elector handed to a
@@ -96,7 +95,7 @@ func withGuard(ctx context.Context, g guard) context.Context {
 // context. Callers making an external call on a job's behalf check it right before each
 // call: it is cheap (no network call, no lock).
 func Check(ctx context.Context) error {
-	if g, ok := ctx.Value(guardKey{}).(guard); ok && !g.held() {
+	if held, ok := ctx.Value(guardKey{}).(func() bool); ok && !held() {
 		return ErrNotHolder
 	}
 	return nil
