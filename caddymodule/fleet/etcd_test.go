@@ -9,6 +9,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/scimgate/scimgate/caddymodule/fleet/fleettest"
 )
 
 // testTTL is the lease TTL of the tests: etcd's minimum with the test member's timing.
@@ -64,8 +66,8 @@ func TestNewEtcdRejectsBadOptions(t *testing.T) {
 
 // Two gateways run one job in turns: never both at once, and each run is a term of its own.
 func TestEtcdOneHolderAtATime(t *testing.T) {
-	te := startEtcd(t)
-	a, b := newTestElector(t, te.client(), "a"), newTestElector(t, te.client(), "b")
+	te := fleettest.Start(t)
+	a, b := newTestElector(t, te.Client(), "a"), newTestElector(t, te.Client(), "b")
 	const job, rounds = "outbox/t1", 8
 	var running, overlaps, runs atomic.Int32
 	var revs sync.Map
@@ -119,9 +121,9 @@ func TestEtcdOneHolderAtATime(t *testing.T) {
 // A gateway killed while it holds a job (its client closed without resigning, as kill -9
 // leaves it) hands the job over when its lease expires.
 func TestEtcdFailoverWhenHolderDies(t *testing.T) {
-	te := startEtcd(t)
-	cliA := te.client()
-	a, b := newTestElector(t, cliA, "a"), newTestElector(t, te.client(), "b")
+	te := fleettest.Start(t)
+	cliA := te.Client()
+	a, b := newTestElector(t, cliA, "a"), newTestElector(t, te.Client(), "b")
 	const job = "outbox/t1"
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -163,8 +165,8 @@ func TestEtcdFailoverWhenHolderDies(t *testing.T) {
 // A holder cut off from etcd stops believing it holds its job before its lease could have
 // expired on the server: within TTL of sending the last keepalive etcd acknowledged.
 func TestEtcdHoldingEndsBeforeLeaseExpiry(t *testing.T) {
-	te := startEtcd(t)
-	a := newTestElector(t, te.client(), "a")
+	te := fleettest.Start(t)
+	a := newTestElector(t, te.Client(), "a")
 	const job = "journal/audit/checkpoint"
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -193,7 +195,7 @@ func TestEtcdHoldingEndsBeforeLeaseExpiry(t *testing.T) {
 		lostAt <- 0
 	}()
 	stopped := a.mono()
-	te.stop()
+	te.Stop()
 	lost := <-lostAt
 	if lost == 0 {
 		t.Fatal("a still holds the job long after etcd went away")

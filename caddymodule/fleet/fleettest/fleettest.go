@@ -1,4 +1,9 @@
-package fleet
+// Package fleettest starts an etcd member in-process for the tests of the fleet jobs, with
+// go.etcd.io/etcd/server/v3/embed. Only _test.go files may import it: the production
+// binary must not link the etcd server. It is the one-member subset of
+// caddymodule/internal/etcdtest (a cluster, being written on another branch); the two are
+// to be unified once that package is on main.
+package fleettest
 
 import (
 	"net"
@@ -13,11 +18,9 @@ import (
 	"go.uber.org/zap"
 )
 
-// testEtcd is one in-process etcd member on 127.0.0.1 with its data in the test's
-// temporary directory, stopped when the test ends. It is the subset of
-// caddymodule/internal/etcdtest (a cluster of members, on another branch) that these tests
-// need; the two are to be unified once that package is on main.
-type testEtcd struct {
+// Etcd is one in-process etcd member on 127.0.0.1 with its data in the test's temporary
+// directory, stopped when the test ends.
+type Etcd struct {
 	t        testing.TB
 	endpoint string
 	mu       sync.Mutex
@@ -25,7 +28,8 @@ type testEtcd struct {
 	stopped  bool
 }
 
-func startEtcd(t testing.TB) *testEtcd {
+// Start starts a member and waits until it is ready.
+func Start(t testing.TB) *Etcd {
 	t.Helper()
 	peer := url.URL{Scheme: "http", Host: freeAddr(t)}
 	cli := url.URL{Scheme: "http", Host: freeAddr(t)}
@@ -48,8 +52,8 @@ func startEtcd(t testing.TB) *testEtcd {
 	if err != nil {
 		t.Fatalf("starting etcd: %v", err)
 	}
-	te := &testEtcd{t: t, endpoint: cli.String(), etcd: e}
-	t.Cleanup(te.stop)
+	te := &Etcd{t: t, endpoint: cli.String(), etcd: e}
+	t.Cleanup(te.Stop)
 	select {
 	case <-e.Server.ReadyNotify():
 	case err := <-e.Err():
@@ -60,8 +64,8 @@ func startEtcd(t testing.TB) *testEtcd {
 	return te
 }
 
-// client returns a client of the member; the test closes it when it ends.
-func (te *testEtcd) client() *clientv3.Client {
+// Client returns a new client of the member, closed when the test ends.
+func (te *Etcd) Client() *clientv3.Client {
 	te.t.Helper()
 	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{te.endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
@@ -71,8 +75,8 @@ func (te *testEtcd) client() *clientv3.Client {
 	return cli
 }
 
-// stop stops the member (the fleet loses etcd).
-func (te *testEtcd) stop() {
+// Stop stops the member: the fleet loses etcd.
+func (te *Etcd) Stop() {
 	te.mu.Lock()
 	defer te.mu.Unlock()
 	if !te.stopped {
