@@ -3,6 +3,7 @@ package fleet
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/scimgate/scimgate/caddymodule/fleet/fleettest"
+	"github.com/scimgate/scimgate/caddymodule/kv"
 )
 
 // testTTL is the lease TTL of the tests: etcd's minimum with the test member's timing.
@@ -218,5 +220,98 @@ func TestEtcdHoldingEndsBeforeLeaseExpiry(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Error("Run did not return after its context ended, with etcd down")
+	}
+}
+
+// Two Runs of one job in one process (an old and a new configuration during a reload)
+// share the process's election key: they take turns instead of both holding the job.
+func TestEtcdRunsOfOneProcessTakeTurns(t *testing.T) {
+	te := fleettest.Start(t)
+	e := newTestElector(t, te.Client(), "a")
+	const job = "reconcile/app"
+	var running, overlaps, runs atomic.Int32
+	work := func(ctx context.Context) {
+		if running.Add(1) > 1 {
+			overlaps.Add(1)
+		}
+		runs.Add(1)
+		time.Sleep(20 * time.Millisecond)
+		running.Add(-1)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Go(func() {
+			for range 4 {
+				if err := e.Run(ctx, job, work); err != nil {
+					t.Errorf("Run: %v", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if overlaps.Load() != 0 || runs.Load() != 12 {
+		t.Errorf("%d runs, %d of them overlapping; want 12, none", runs.Load(), overlaps.Load())
+	}
+}
+
+// Close ends the Runs in progress and resigns their jobs, so that another process takes
+// them over at once rather than after the lease TTL.
+func TestEtcdCloseHandsJobsOver(t *testing.T) {
+	te := fleettest.Start(t)
+	a, b := newTestElector(t, te.Client(), "a"), newTestElector(t, te.Client(), "b")
+	const job = "journal/audit/retention"
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	aDone := make(chan error, 1)
+	go func() { aDone <- a.Run(ctx, job, func(ctx context.Context) { <-ctx.Done() }) }()
+	if !waitFor(10*time.Second, func() bool { return a.Holding(job) }) {
+		t.Fatal("a never got the job")
+	}
+	bStarted := make(chan struct{})
+	go b.Run(ctx, job, func(ctx context.Context) { close(bStarted); <-ctx.Done() })
+	a.Close()
+	if err := <-aDone; !errors.Is(err, ErrClosed) {
+		t.Errorf("a's Run returned %v, want ErrClosed", err)
+	}
+	closed := time.Now()
+	select {
+	case <-bStarted:
+		t.Logf("b took the job %s after a closed", time.Since(closed).Round(time.Millisecond))
+	case <-ctx.Done():
+		t.Fatal("b never got the job")
+	}
+}
+
+// etcdBolt stands for an etcd store: shared, with a client and a prefix.
+type etcdBolt struct {
+	*kv.Bolt
+	cli *clientv3.Client
+}
+
+func (etcdBolt) Shared() bool               { return true }
+func (s etcdBolt) Client() *clientv3.Client { return s.cli }
+func (etcdBolt) Prefix() string             { return "/scimgate/prod/" }
+
+func TestForPicksTheElectorOfTheStore(t *testing.T) {
+	bolt, err := kv.OpenBolt(filepath.Join(t.TempDir(), "s.db"), kv.BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bolt.Close()
+	el, err := For(bolt, EtcdOptions{})
+	if _, solo := el.(*Solo); err != nil || !solo {
+		t.Errorf("For(bbolt) = %T, %v; want Solo", el, err)
+	}
+	te := fleettest.Start(t)
+	el, err = For(etcdBolt{bolt, te.Client()}, EtcdOptions{TTL: testTTL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer el.Close()
+	if e, ok := el.(*Etcd); !ok || e.prefix != "/scimgate/prod/e/" {
+		t.Fatalf("For(etcd store) = %T; want Etcd under /scimgate/prod/e/", el)
 	}
 }
