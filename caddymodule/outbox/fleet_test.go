@@ -71,10 +71,16 @@ func (g *gateway) RecordAction(*store.Tx, Action) error { return nil }
 
 func (g *gateway) Attempts(context.Context, *Task) ([]journal.Record, error) { return nil, nil }
 
-// Two gateways sharing a store deliver its outbox through one worker at a time: every task
-// is delivered exactly once, whichever gateway queued it, also across the death of the
-// gateway that delivered first.
-func TestWorkersOfAFleetDeliverEachTaskOnce(t *testing.T) {
+// fleetGateway is one gateway of a fleet test: its etcd client, elector and worker.
+type fleetGateway struct {
+	cli interface{ Close() error }
+	el  *fleet.Etcd
+	w   *Worker
+}
+
+// startFleet starts two gateways' outbox workers for target "app" on one shared store.
+func startFleet(t *testing.T) (*store.Store, *appLog, []*fleetGateway) {
+	t.Helper()
 	te := fleettest.Start(t)
 	bolt, err := kv.OpenBolt(filepath.Join(t.TempDir(), "gw.db"), kv.BoltOptions{})
 	if err != nil {
@@ -86,12 +92,7 @@ func TestWorkersOfAFleetDeliverEachTaskOnce(t *testing.T) {
 	}
 	t.Cleanup(func() { st.Close() })
 	app := &appLog{calls: map[uint64]int{}, by: map[string]int{}}
-	type gw struct {
-		cli interface{ Close() error }
-		el  *fleet.Etcd
-		w   *Worker
-	}
-	var gws []*gw
+	var gws []*fleetGateway
 	for _, name := range []string{"a", "b"} {
 		cli := te.Client()
 		el, err := fleet.NewEtcd(cli, "/scimgate/test/e/", fleet.EtcdOptions{TTL: 2 * time.Second, ID: name})
@@ -102,9 +103,31 @@ func TestWorkersOfAFleetDeliverEachTaskOnce(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		gws = append(gws, &gw{cli: cli, el: el, w: w})
+		gws = append(gws, &fleetGateway{cli: cli, el: el, w: w})
 		t.Cleanup(func() { w.Stop(); el.Close() })
 	}
+	return st, app, gws
+}
+
+// holderOf waits until one gateway holds the outbox and returns it and the other.
+func holderOf(t *testing.T, gws []*fleetGateway) (holder, other *fleetGateway) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		for i, g := range gws {
+			if g.w.Holding() {
+				return g, gws[1-i]
+			}
+		}
+	}
+	t.Fatal("no gateway holds the outbox")
+	return nil, nil
+}
+
+// Two gateways sharing a store deliver its outbox through one worker at a time: every task
+// is delivered exactly once, whichever gateway queued it, also across the death of the
+// gateway that delivered first.
+func TestWorkersOfAFleetDeliverEachTaskOnce(t *testing.T) {
+	st, app, gws := startFleet(t)
 	queued := 0
 	enqueue := func(n int) {
 		t.Helper()
@@ -150,19 +173,9 @@ func TestWorkersOfAFleetDeliverEachTaskOnce(t *testing.T) {
 
 	enqueue(100)
 	waitEmpty("both gateways up")
-	var holder, other *gw
-	for _, g := range gws {
-		if g.w.Holding() {
-			if holder != nil {
-				t.Fatal("both gateways hold the outbox")
-			}
-			holder = g
-		} else {
-			other = g
-		}
-	}
-	if holder == nil {
-		t.Fatal("no gateway holds the outbox")
+	holder, other := holderOf(t, gws)
+	if other.w.Holding() {
+		t.Fatal("both gateways hold the outbox")
 	}
 	// The holder dies (its etcd connection closed without resigning): the other takes
 	// over when its lease expires, with what both gateways queued meanwhile.
@@ -185,4 +198,56 @@ func TestWorkersOfAFleetDeliverEachTaskOnce(t *testing.T) {
 		t.Errorf("the app got %d tasks, want %d", len(app.calls), queued)
 	}
 	t.Logf("deliveries by gateway: %v", app.by)
+}
+
+// An operator's retry and drop made through the gateway that does not deliver reach the
+// one that does.
+func TestFleetOperatorActionsThroughEitherGateway(t *testing.T) {
+	st, app, gws := startFleet(t)
+	holder, other := holderOf(t, gws)
+	var seqs []uint64
+	for i := range 2 {
+		task := &Task{RequestID: fmt.Sprintf("r%d", i), Action: change.ActionPatch, Type: "User", ID: fmt.Sprintf("u%d", i),
+			Queued: time.Now(), After: []byte(`{}`), Before: []byte(`{}`), Dead: true, Attempts: 1, LastError: "rejected"}
+		data, err := task.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Update(func(tx *store.Tx) error {
+			task.Seq, err = tx.Enqueue("app", task.ID, data)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		seqs = append(seqs, task.Seq)
+	}
+	// The holder picks the dead letters up from the store.
+	for deadline := time.Now().Add(10 * time.Second); holder.w.Stats().Dead != 2; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the holder knows of %d dead letters, want 2", holder.w.Stats().Dead)
+		}
+	}
+	if err := other.w.Retry(seqs[0], "op"); err != nil {
+		t.Fatalf("retry through the other gateway: %v", err)
+	}
+	if err := other.w.Drop(seqs[1], "op"); err != nil {
+		t.Fatalf("drop through the other gateway: %v", err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		s := holder.w.Stats()
+		if s.Pending == 0 && s.Dead == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the holder still has %+v", s)
+		}
+	}
+	app.mu.Lock()
+	defer app.mu.Unlock()
+	if app.calls[seqs[0]] != 1 || app.calls[seqs[1]] != 0 {
+		t.Errorf("deliveries: retried task %d times, dropped task %d times; want 1, 0", app.calls[seqs[0]], app.calls[seqs[1]])
+	}
+	if err := other.w.Drop(seqs[0], "op"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("dropping a delivered task: %v, want ErrNotFound", err)
+	}
 }

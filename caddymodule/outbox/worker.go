@@ -370,8 +370,10 @@ func (w *Worker) resync() error {
 	}
 	var stored []read
 	var paused bool
+	var last uint64 // the newest task queued when the store was read
 	err := w.store.View(func(tx *store.Tx) error {
 		paused = tx.OutboxPaused(w.target)
+		last = tx.OutboxSeq()
 		return tx.Tasks(w.target, 0, func(st store.Task) (bool, error) {
 			r := read{seq: st.Seq, sum: crc32.ChecksumIEEE(st.Data)}
 			if old, ok := sums[st.Seq]; !ok || old != r.sum || r.sum == 0 {
@@ -398,9 +400,7 @@ func (w *Worker) resync() error {
 		cur[e.seq] = e
 	}
 	out := make([]*entry, 0, len(stored))
-	var last uint64
 	for _, r := range stored {
-		last = r.seq
 		c := cur[r.seq]
 		delete(cur, r.seq)
 		switch {
