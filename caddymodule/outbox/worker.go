@@ -299,8 +299,8 @@ func (w *Worker) run() {
 const resyncMin = 500 * time.Millisecond
 
 // serve delivers while this gateway holds the job; ctx ends when the term does. The
-// attempts of a term end before serve returns, so that the next holder never overlaps
-// with them beyond the calls already in flight when the job was lost.
+// attempts of a term end before serve returns (their next calls fail fleet.Check at once),
+// so this gateway never campaigns again with calls of an earlier term in flight.
 func (w *Worker) serve(ctx context.Context) {
 	w.holding.Store(true)
 	defer func() {
