@@ -143,6 +143,9 @@ func NewEtcd(cli *clientv3.Client, prefix string, opts EtcdOptions) (*Etcd, erro
 	return e, nil
 }
 
+// ID is what e writes in its election keys (EtcdOptions.ID).
+func (e *Etcd) ID() string { return e.id }
+
 // mono is the time since e was made, on the monotonic clock (wall clock jumps do not move
 // the deadlines).
 func (e *Etcd) mono() int64 { return int64(time.Since(e.base)) }

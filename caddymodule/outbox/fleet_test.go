@@ -26,8 +26,9 @@ func (sharedBolt) Shared() bool { return true }
 // appLog is the legacy app of the test: it records every delivery it is sent.
 type appLog struct {
 	mu    sync.Mutex
-	calls map[uint64]int // task -> deliveries
-	by    map[string]int // gateway -> deliveries
+	calls map[uint64]int       // task -> deliveries
+	by    map[string]int       // gateway -> deliveries
+	first map[string]time.Time // gateway -> its first delivery
 }
 
 // gateway delivers tasks as the engine does: one call to the app (a short pause), then
@@ -48,6 +49,9 @@ func (g *gateway) Deliver(ctx context.Context, tasks []*Task) Report {
 		g.app.calls[t.Seq]++
 	}
 	g.app.by[g.name] += len(tasks)
+	if _, ok := g.app.first[g.name]; !ok {
+		g.app.first[g.name] = time.Now()
+	}
 	g.app.mu.Unlock()
 	time.Sleep(2 * time.Millisecond)
 	err := g.store.Update(func(tx *store.Tx) error {
@@ -91,7 +95,7 @@ func startFleet(t *testing.T) (*store.Store, *appLog, []*fleetGateway) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	app := &appLog{calls: map[uint64]int{}, by: map[string]int{}}
+	app := &appLog{calls: map[uint64]int{}, by: map[string]int{}, first: map[string]time.Time{}}
 	var gws []*fleetGateway
 	for _, name := range []string{"a", "b"} {
 		cli := te.Client()
@@ -183,12 +187,13 @@ func TestWorkersOfAFleetDeliverEachTaskOnce(t *testing.T) {
 	holder.cli.Close()
 	enqueue(100)
 	waitEmpty("after the holder died")
-	t.Logf("the other gateway delivered the last task %s after the holder died", time.Since(died).Round(time.Millisecond))
+	app.mu.Lock()
+	defer app.mu.Unlock()
+	t.Logf("failover: the other gateway made its first delivery %s and its last %s after the holder died (lease TTL 2s)",
+		app.first[other.el.ID()].Sub(died).Round(time.Millisecond), time.Since(died).Round(time.Millisecond))
 	if !other.w.Holding() || holder.w.Holding() {
 		t.Error("the surviving gateway does not hold the outbox")
 	}
-	app.mu.Lock()
-	defer app.mu.Unlock()
 	for seq := uint64(1); seq <= uint64(queued); seq++ {
 		if n := app.calls[seq]; n != 1 {
 			t.Errorf("task %d was delivered %d times", seq, n)
