@@ -54,3 +54,24 @@ func BenchmarkFailover(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkCheck measures the guard a deliverer checks before each call, on a held job.
+func BenchmarkCheck(b *testing.B) {
+	te := fleettest.Start(b)
+	e, err := NewEtcd(te.Client(), "/bench/e/", EtcdOptions{TTL: 2 * time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	held := make(chan context.Context)
+	go e.Run(ctx, "outbox/bench", func(ctx context.Context) { held <- ctx; <-ctx.Done() })
+	wctx := <-held
+
+	for b.Loop() {
+		if Check(wctx) != nil || !e.Holding("outbox/bench") {
+			b.Fatal("lost the job")
+		}
+	}
+}

@@ -51,7 +51,8 @@ type EtcdOptions struct {
 }
 
 // Etcd elects through etcd: one lease per process (a concurrency.Session) kept alive while
-// the process runs, and per job an election (concurrency.Election) under prefix+job+"/".
+// the process runs, and per job an election (concurrency.Election) under prefix+job+"/":
+// each candidate's key is prefix+job+"//"+its lease id in hex, holding its ID.
 // The holder of a job is the process whose key has the lowest create revision; a process
 // that dies stops renewing its lease, etcd deletes its keys when the lease expires, and the
 // next candidate is elected.
