@@ -4,11 +4,13 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"fmt"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/scimgate/scimgate/caddymodule/fleet"
 	"github.com/scimgate/scimgate/caddymodule/journal"
 	"github.com/scimgate/scimgate/caddymodule/journaladmin"
 	"github.com/scimgate/scimgate/caddymodule/provision"
@@ -29,7 +31,11 @@ type storeHandle struct {
 	journalFP  [32]byte          // fingerprint of the journal settings it was opened with
 	// shared is the provisioning engines' state of this store, shared by the configs that
 	// use it (locks per resource, adoptions, the policy's stats): see provision.Shared.
-	shared     *provision.Shared
+	shared *provision.Shared
+	// elector elects, among the gateways sharing the store, the one that runs each
+	// background job (deliveries, scheduled reconciles, checkpoints, retention): fleet.Solo
+	// for a store of this process's own (bbolt), an etcd election for a shared one.
+	elector    fleet.Elector
 	unregister func() // takes the journal off the admin routes (journaladmin)
 }
 
@@ -49,10 +55,13 @@ func (h *storeHandle) Destruct() error {
 	h.shared.Close() // the outbox workers stop before the store they deliver from closes
 	h.unregister()
 	jerr := h.journal.Close()
+	// Every job is stopped: resign them (revoking the lease) before the store's client
+	// closes, so that another gateway takes them over at once.
+	eerr := h.elector.Close()
 	if err := h.Close(); err != nil {
 		return err
 	}
-	return jerr
+	return errors.Join(jerr, eerr)
 }
 
 // acquireStore opens the store at path (or shares the open one) with its journal. The
@@ -64,12 +73,19 @@ func acquireStore(sc *storeconfig.Resolved, jopts journal.Options, jpub ed25519.
 		if err != nil {
 			return nil, err
 		}
+		el, err := fleet.For(s.DB(), fleet.EtcdOptions{Logger: caddy.Log().Named("scimgate.fleet")})
+		if err != nil {
+			_ = s.Close()
+			return nil, fmt.Errorf("store %s: %w", path, err)
+		}
 		logger := caddy.Log().Named("scimgate.journal")
 		jopts.Logger = logger
+		jopts.Elector = el
 		// The journal logs every checkpoint through this logger, so that an external log
 		// sink holds a copy of what a tamperer with write access to the file cannot forge.
 		j, err := journal.Open(s.DB(), jopts)
 		if err != nil {
+			_ = el.Close()
 			_ = s.Close()
 			return nil, fmt.Errorf("opening journal in %s: %w", path, err)
 		}
@@ -79,7 +95,7 @@ func acquireStore(sc *storeconfig.Resolved, jopts journal.Options, jpub ed25519.
 				zap.String("key_id", jopts.KeyID),
 				zap.String("public_key", base64.StdEncoding.EncodeToString(jpub)))
 		}
-		return &storeHandle{Store: s, journal: j, journalPub: jpub, journalFP: journalFingerprint(jopts), shared: provision.NewShared(), unregister: journaladmin.Register(j, jpub)}, nil
+		return &storeHandle{Store: s, journal: j, journalPub: jpub, journalFP: journalFingerprint(jopts), shared: provision.NewShared(el), elector: el, unregister: journaladmin.Register(j, jpub)}, nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("opening store: %w", err)

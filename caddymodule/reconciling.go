@@ -41,16 +41,24 @@ func (g *Handler) provisionReconcile() error {
 			cancel()
 			<-done // a run in progress ends before the store may close
 		}
+		// One gateway of a fleet runs the schedule: the one holding "reconcile/<target>".
+		job := "reconcile/" + g.target.Name
 		go func() {
 			defer close(done)
-			g.scheduleReconcile(ctx, time.Duration(cfg.Every), cfg.Fix)
+			err := g.store.elector.Run(ctx, job, func(ctx context.Context) {
+				g.scheduleReconcile(ctx, time.Duration(cfg.Every), cfg.Fix)
+			})
+			if err != nil && ctx.Err() == nil {
+				g.logger.Error("the reconcile schedule stopped", zap.String("job", job), zap.Error(err))
+			}
 		}()
 	}
 	return nil
 }
 
 // scheduleReconcile runs a reconcile whenever the target's newest report is older than
-// every, until ctx ends (the config's cleanup).
+// every, until ctx ends (the config's cleanup, or another gateway took the job over: the
+// reports are in the shared store, so the new holder neither skips nor repeats a run).
 func (g *Handler) scheduleReconcile(ctx context.Context, every time.Duration, fix bool) {
 	t := time.NewTicker(min(every, scheduleCheck))
 	defer t.Stop()

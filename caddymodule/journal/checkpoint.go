@@ -11,8 +11,10 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/scimgate/scimgate/caddymodule/kv"
 	"go.uber.org/zap"
+
+	"github.com/scimgate/scimgate/caddymodule/fleet"
+	"github.com/scimgate/scimgate/caddymodule/kv"
 )
 
 // Checkpoint commits to the chain up to Seq: Hash is hash_Seq. When the journal has a
@@ -165,48 +167,128 @@ func (j *Journal) checkpointTx(tx kv.Tx, now time.Time) (cp Checkpoint, created 
 // maintenanceInterval is how often retention runs when there is no checkpoint timer.
 const maintenanceInterval = 10 * time.Minute
 
-// startBackground starts the publisher and the checkpoint/retention loop.
+// startBackground starts the publisher and, each as a fleet job that one gateway of those
+// sharing the store runs at a time (Options.Elector), the checkpoints and the retention.
 func (j *Journal) startBackground() {
-	j.done.Add(2)
+	el := j.opts.Elector
+	if el == nil {
+		el = fleet.NewSolo()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	j.cancelJobs = cancel
+	j.done.Add(1)
 	go func() {
 		defer j.done.Done()
 		j.pub.run(j.stop)
 	}()
-	go func() {
-		defer j.done.Done()
-		j.maintain()
-	}()
+	if j.db.Shared() {
+		// Records other gateways append wake no commit handler here.
+		j.done.Add(1)
+		go func() {
+			defer j.done.Done()
+			j.watchCommits()
+		}()
+	}
+	jobs := map[string]func(context.Context){}
+	if j.opts.CheckpointInterval > 0 || j.opts.CheckpointEvery > 0 {
+		jobs["checkpoint"] = j.checkpoints
+	}
+	if j.opts.MaxAge > 0 || j.opts.MaxRecords > 0 || j.opts.MaxBytes > 0 {
+		jobs["retention"] = j.retain
+	}
+	for name, work := range jobs {
+		job := "journal/" + j.opts.Name + "/" + name
+		j.done.Add(1)
+		go func() {
+			defer j.done.Done()
+			if err := el.Run(ctx, job, work); err != nil && ctx.Err() == nil {
+				j.log.Error("a journal job stopped", zap.String("job", job), zap.Error(err))
+			}
+		}()
+	}
 }
 
-// maintain writes checkpoints on demand of Append (every N records) and on the timer, and
-// runs retention on the timer.
-func (j *Journal) maintain() {
-	interval := j.opts.CheckpointInterval
-	retention := j.opts.MaxAge > 0 || j.opts.MaxRecords > 0 || j.opts.MaxBytes > 0
-	var tick <-chan time.Time
-	switch {
-	case interval > 0:
-		t := time.NewTicker(interval)
-		defer t.Stop()
-		tick = t.C
-	case retention:
-		t := time.NewTicker(maintenanceInterval)
-		defer t.Stop()
-		tick = t.C
-	}
+// watchCommits wakes the publisher after every commit to the store, by any gateway.
+func (j *Journal) watchCommits() {
 	for {
+		changed := j.db.Changed()
 		select {
 		case <-j.stop:
 			return
+		case <-changed:
+			j.pub.wake()
+		}
+	}
+}
+
+// checkpoints writes checkpoints while this gateway holds the job: every CheckpointEvery
+// records and on the CheckpointInterval timer. On a shared store the records of every
+// gateway count: it looks at the head after each commit instead of waiting for its own.
+func (j *Journal) checkpoints(ctx context.Context) {
+	var tick <-chan time.Time
+	if interval := j.opts.CheckpointInterval; interval > 0 {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		tick = t.C
+	}
+	every := j.opts.CheckpointEvery
+	shared := j.db.Shared() && every > 0
+	var seen uint64 // the head when last looked (shared)
+	if shared {
+		seen, _ = j.headSeq()
+	}
+	for {
+		var changed <-chan struct{}
+		if shared {
+			changed = j.db.Changed()
+		}
+		select {
+		case <-ctx.Done():
+			return
 		case <-j.checkpointReq:
-			j.backgroundCheckpoint()
-		case now := <-tick:
-			if retention {
-				j.backgroundPrune(now)
-			}
-			if interval > 0 {
+			if !shared {
 				j.backgroundCheckpoint()
 			}
+		case <-changed:
+			head, err := j.headSeq()
+			if err != nil {
+				j.log.Error("reading the journal head", zap.Error(err))
+				continue
+			}
+			if head/every > seen/every {
+				j.backgroundCheckpoint()
+			}
+			seen = head
+		case <-tick:
+			j.backgroundCheckpoint()
+		}
+	}
+}
+
+// headSeq reads the head's sequence number.
+func (j *Journal) headSeq() (seq uint64, err error) {
+	err = j.db.View(func(tx kv.Tx) error {
+		seq, _, err = j.Head(tx)
+		return err
+	})
+	return seq, err
+}
+
+// retain runs retention while this gateway holds the job: on the CheckpointInterval timer,
+// or every maintenanceInterval without one.
+func (j *Journal) retain(ctx context.Context) {
+	every := j.opts.CheckpointInterval
+	if every <= 0 {
+		every = maintenanceInterval
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			j.backgroundPrune(ctx, now)
 		}
 	}
 }
@@ -217,8 +299,11 @@ func (j *Journal) backgroundCheckpoint() {
 	}
 }
 
-func (j *Journal) backgroundPrune(now time.Time) {
-	n, err := j.prune(context.Background(), now, false)
+func (j *Journal) backgroundPrune(ctx context.Context, now time.Time) {
+	n, err := j.prune(ctx, now, false)
+	if err != nil && ctx.Err() != nil {
+		return // the job was lost or the journal closes: the next holder goes on
+	}
 	if err != nil {
 		j.log.Error("pruning journal", zap.Error(err))
 		return

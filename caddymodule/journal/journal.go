@@ -2,6 +2,7 @@ package journal
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
@@ -17,10 +18,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/scimgate/scimgate/caddymodule/kv"
 	"go.uber.org/zap"
 
 	"github.com/scimgate/scimgate/caddymodule/change"
+	"github.com/scimgate/scimgate/caddymodule/fleet"
+	"github.com/scimgate/scimgate/caddymodule/kv"
 )
 
 // FormatVersion is the version of the record format (Record.Version, "v" on the wire) and of
@@ -130,6 +132,10 @@ type Options struct {
 	MaxBytes uint64
 	// Logger receives background errors (checkpoint and retention runs). Nil = no logging.
 	Logger *zap.Logger
+	// Elector elects the gateway that writes the checkpoints and runs the retention when
+	// several share the store (jobs "journal/<name>/checkpoint" and ".../retention"). Nil:
+	// the store is this process's alone (fleet.Solo).
+	Elector fleet.Elector
 }
 
 // appendFillPercent is how full bbolt fills a records page before splitting it. Records are
@@ -180,6 +186,7 @@ type Journal struct {
 
 	checkpointReq chan struct{}
 	stop          chan struct{}
+	cancelJobs    context.CancelFunc // ends the checkpoint and retention jobs
 	done          sync.WaitGroup
 	closed        atomic.Bool
 }
@@ -299,6 +306,7 @@ func (j *Journal) Close() error {
 		return nil
 	}
 	close(j.stop)
+	j.cancelJobs()
 	j.done.Wait()
 	j.pub.closeAll()
 	return nil

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/scimgate/scimgate/caddymodule/fleet"
 )
 
 // Request is one native call. Path is relative to the base URL and may carry a query;
@@ -201,6 +203,12 @@ func (c *Client) send(ctx context.Context, r Request, target string) (*Response,
 		renew, e := c.authorize(actx, req)
 		if e != nil {
 			return nil, e
+		}
+		// A call made for a fleet job (a queued delivery, a scheduled reconcile) goes only
+		// while this gateway still holds the job: once it is lost another gateway may be
+		// making the same calls.
+		if err := fleet.Check(ctx); err != nil {
+			return nil, &Error{Kind: KindCanceled, Err: err, byCaller: true}
 		}
 		hresp, err := c.http.Do(req)
 		if err != nil {

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/scimgate/scimgate/caddymodule/fleet"
 )
 
 func TestNewOptions(t *testing.T) {
@@ -720,5 +722,27 @@ func TestTransportErrorClassification(t *testing.T) {
 				t.Errorf("got kind %s sent %v, want %s sent %v", e.Kind, e.sent, tt.want, tt.wantSent)
 			}
 		})
+	}
+}
+
+// A call for a fleet job that this gateway no longer holds is not sent, and is neither
+// retried nor counted against the app's breaker.
+func TestDoStopsWhenTheFleetJobIsLost(t *testing.T) {
+	srv, hits := newServer(t, status(http.StatusOK, `{}`))
+	c := newTestClient(t, srv.URL, Options{})
+	var held atomic.Bool
+	held.Store(true)
+	ctx := fleet.WithGuard(context.Background(), held.Load)
+	if _, err := c.Do(ctx, Request{Method: http.MethodPost, Path: "/users", Body: []byte(`{}`)}); err != nil {
+		t.Fatalf("held: %v", err)
+	}
+	held.Store(false)
+	_, err := c.Do(ctx, Request{Method: http.MethodPost, Path: "/users", Body: []byte(`{}`)})
+	var e *Error
+	if !errors.As(err, &e) || e.Kind != KindCanceled || !errors.Is(err, fleet.ErrNotHolder) || e.MayHaveActed() {
+		t.Fatalf("lost: err = %v, want a canceled call that was not sent", err)
+	}
+	if n := hits.hits.Load(); n != 1 {
+		t.Errorf("the app got %d calls, want 1", n)
 	}
 }

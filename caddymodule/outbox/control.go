@@ -161,12 +161,17 @@ func (w *Worker) act(seq uint64, kind change.Action, by string, change func(*sto
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.takeInbox()
-	i := slices.IndexFunc(w.entries, func(e *entry) bool { return e.seq == seq })
-	if i < 0 {
+	var e *entry
+	if i := slices.IndexFunc(w.entries, func(e *entry) bool { return e.seq == seq }); i >= 0 {
+		e = w.entries[i]
+	} else if !w.shared {
 		return fmt.Errorf("%w: %d", ErrNotFound, seq)
 	}
-	e := w.entries[i]
-	if e.inFlight {
+	// On a shared store a task may be missing from the index (another gateway delivers the
+	// outbox, or queued it since the last resync): the change goes to the store, and the
+	// holder's worker picks it up when it resyncs (an attempt in flight there finds a
+	// dropped task gone, and a retried one is tried again).
+	if e != nil && e.inFlight {
 		return fmt.Errorf("%w: task %d is being delivered; try again when the attempt ends", ErrConflict, seq)
 	}
 	err := w.store.Update(func(tx *store.Tx) error {
@@ -189,7 +194,9 @@ func (w *Worker) act(seq uint64, kind change.Action, by string, change func(*sto
 	if err != nil {
 		return err
 	}
-	after(e)
+	if e != nil {
+		after(e)
+	}
 	w.pokeLocked()
 	return nil
 }

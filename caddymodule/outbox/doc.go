@@ -21,6 +21,12 @@
 // and the tasks of its resource ignore it. An operator may pause a target (kept in the
 // store), list, show, retry and drop tasks (control.go), each journaled by the Deliverer.
 //
+// In a fleet (several gateways on one etcd store) one gateway at a time delivers a
+// target's outbox: the holder of the fleet job "outbox/<target>" (caddymodule/fleet). It
+// loads the outbox when it is elected, picks up what the other gateways queue and what
+// operators do through them when they commit, and stops before its next call when it loses
+// the job; the next holder takes over within the lease TTL.
+//
 // Layout of a task (JSON, in the store's outbox bucket; see store/outbox.go): the request
 // (request_id, client, action), the resource (resource_type, scim_id, subject), the change
 // (events, changed attributes, the resource before and after it, member ids added and

@@ -3,13 +3,16 @@ package outbox
 import (
 	"context"
 	"errors"
+	"hash/crc32"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/scimgate/scimgate/caddymodule/change"
+	"github.com/scimgate/scimgate/caddymodule/fleet"
 	"github.com/scimgate/scimgate/caddymodule/journal"
 	"github.com/scimgate/scimgate/caddymodule/store"
 )
@@ -61,11 +64,23 @@ const maxCoalesce = 100
 // an index of the outbox in memory (the resource, references and state of each task),
 // loaded from the store when it starts and kept up to date by Queued and its own attempts;
 // each attempt reads the task itself from the store.
+//
+// On a store that other gateways write too (kv.DB.Shared), the worker delivers only while
+// its gateway holds the job "outbox/<target>" (fleet.Elector): it loads its index when it
+// becomes the holder, resyncs it with the store when another gateway commits (tasks they
+// queued, an operator's retry or drop made through them), makes every call under the
+// term's context (cancelled, and fleet.Check failing, as soon as the job is lost), and
+// drops its index when the term ends. On a store of its own it always holds the job.
 type Worker struct {
 	target string
 	store  *store.Store
 	logger *zap.Logger
 	now    func() time.Time
+	el     fleet.Elector
+	shared bool // other gateways write the store (kv.DB.Shared)
+
+	// holding: a term of the job runs (always, with a store of its own).
+	holding atomic.Bool
 
 	mu          sync.Mutex
 	d           Deliverer
@@ -100,6 +115,9 @@ type entry struct {
 	// made: the task creates or deletes its resource, what a reference to the resource
 	// waits for (an update of a member or a manager does not hold their references).
 	made bool
+	// sum is the checksum of the stored task the entry was read from (0: not read from the
+	// store), so that a resync decodes only the tasks that changed.
+	sum uint32
 }
 
 func entryOf(t *Task) *entry {
@@ -109,14 +127,25 @@ func entryOf(t *Task) *entry {
 
 func isNull(raw []byte) bool { return len(raw) == 0 || string(raw) == "null" }
 
-// Start loads target's outbox from st and starts delivering it through d.
-func Start(target string, st *store.Store, d Deliverer, s Settings, logger *zap.Logger) (*Worker, error) {
+// Start loads target's outbox from st and starts delivering it through d, while this
+// gateway holds the target's job in el (nil: st is this process's alone, fleet.Solo).
+func Start(target string, st *store.Store, d Deliverer, s Settings, el fleet.Elector, logger *zap.Logger) (*Worker, error) {
 	if logger == nil {
 		logger = zap.NewNop()
 	}
-	w := &Worker{target: target, store: st, logger: logger, now: time.Now, d: d, s: s.WithDefaults(), wake: make(chan struct{}, 1), done: make(chan struct{})}
+	if el == nil {
+		el = fleet.NewSolo()
+	}
+	w := &Worker{target: target, store: st, logger: logger, now: time.Now, el: el, shared: st.DB().Shared(),
+		d: d, s: s.WithDefaults(), wake: make(chan struct{}, 1), done: make(chan struct{})}
+	if err := fleet.CheckJob(w.job()); err != nil {
+		return nil, err
+	}
 	err := st.View(func(tx *store.Tx) error {
 		w.paused = tx.OutboxPaused(target)
+		if w.shared {
+			return nil // the holder loads the index when its term starts
+		}
 		return tx.Tasks(target, 0, func(st store.Task) (bool, error) {
 			t, err := Decode(st.Seq, st.Data)
 			if err != nil {
@@ -134,6 +163,13 @@ func Start(target string, st *store.Store, d Deliverer, s Settings, logger *zap.
 	go w.run()
 	return w, nil
 }
+
+// job is the fleet job of the worker: delivering its target's outbox.
+func (w *Worker) job() string { return "outbox/" + w.target }
+
+// Holding reports whether this gateway delivers the target's outbox now (always, on a
+// store of its own).
+func (w *Worker) Holding() bool { return w.holding.Load() && w.el.Holding(w.job()) }
 
 // Target is the name of the worker's target.
 func (w *Worker) Target() string { return w.target }
@@ -156,8 +192,12 @@ func (w *Worker) Settings() Settings {
 	return w.s
 }
 
-// Queued tells the worker about a task just committed to the outbox.
+// Queued tells the worker about a task just committed to the outbox. A worker that does
+// not hold the job forgets it: the holder finds it in the store.
 func (w *Worker) Queued(t *Task) {
+	if w.shared && !w.holding.Load() {
+		return
+	}
 	w.inboxMu.Lock()
 	w.inbox = append(w.inbox, entryOf(t))
 	w.inboxMu.Unlock()
@@ -175,8 +215,10 @@ func (w *Worker) takeInbox() {
 			w.entries = append(w.entries, e) // the usual case: the newest task
 			continue
 		}
-		i, _ := slices.BinarySearchFunc(w.entries, e.seq, func(x *entry, seq uint64) int { return cmpSeq(x.seq, seq) })
-		w.entries = slices.Insert(w.entries, i, e)
+		i, found := slices.BinarySearchFunc(w.entries, e.seq, func(x *entry, seq uint64) int { return cmpSeq(x.seq, seq) })
+		if !found { // found: a resync read it from the store already
+			w.entries = slices.Insert(w.entries, i, e)
+		}
 	}
 }
 
@@ -247,27 +289,152 @@ func (w *Worker) poke() {
 
 func (w *Worker) run() {
 	defer close(w.done)
+	if err := w.el.Run(w.ctx, w.job(), w.serve); err != nil && w.ctx.Err() == nil {
+		w.logger.Error("the outbox worker stopped", zap.String("target", w.target), zap.Error(err))
+	}
+}
+
+// resyncMin is the shortest time between two resyncs of the index with a shared store:
+// every commit of any gateway (this one's deliveries too) asks for one.
+const resyncMin = 500 * time.Millisecond
+
+// serve delivers while this gateway holds the job; ctx ends when the term does. The
+// attempts of a term end before serve returns (their next calls fail fleet.Check at once),
+// so this gateway never campaigns again with calls of an earlier term in flight.
+func (w *Worker) serve(ctx context.Context) {
+	w.holding.Store(true)
+	defer func() {
+		w.wg.Wait()
+		w.holding.Store(false)
+		if w.shared {
+			w.dropIndex()
+		}
+	}()
+	var pending, lastSync time.Time // pending: when a resync is due (zero: none)
+	if w.shared {
+		w.inboxMu.Lock()
+		w.inbox = nil // what the store holds is read next
+		w.inboxMu.Unlock()
+		pending = time.Now()
+	}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		next := w.dispatch()
+		var changed <-chan struct{}
+		if w.shared && pending.IsZero() {
+			changed = w.store.DB().Changed()
+		}
+		if !pending.IsZero() && !time.Now().Before(pending) {
+			changed = w.store.DB().Changed() // before reading: a commit during the read is not missed
+			if err := w.resync(); err != nil {
+				w.logger.Error("reading the outbox failed; trying again", zap.String("target", w.target), zap.Error(err))
+			}
+			lastSync, pending = time.Now(), time.Time{}
+		}
+		next := w.dispatch(ctx)
+		if !pending.IsZero() && (next.IsZero() || pending.Before(next)) {
+			next = pending
+		}
 		timer.Stop()
 		if !next.IsZero() {
 			timer.Reset(max(time.Until(next), time.Millisecond))
 		}
 		select {
-		case <-w.ctx.Done():
-			w.wg.Wait()
+		case <-ctx.Done():
 			return
 		case <-w.wake:
 		case <-timer.C:
+		case <-changed:
+			pending = time.Now()
+			if due := lastSync.Add(resyncMin); due.After(pending) {
+				pending = due
+			}
 		}
 	}
 }
 
+// resync makes the index match the store: tasks other gateways queued, and what operators
+// did through them (retry, drop, pause). Tasks being delivered keep their entries, and so do
+// tasks Queued told about after the store was read.
+func (w *Worker) resync() error {
+	w.mu.Lock()
+	sums := make(map[uint64]uint32, len(w.entries))
+	for _, e := range w.entries {
+		sums[e.seq] = e.sum
+	}
+	w.mu.Unlock()
+	type read struct {
+		seq uint64
+		sum uint32
+		e   *entry // nil: unchanged since the index read it
+	}
+	var stored []read
+	var paused bool
+	var last uint64 // the newest task queued when the store was read
+	err := w.store.View(func(tx *store.Tx) error {
+		paused = tx.OutboxPaused(w.target)
+		last = tx.OutboxSeq()
+		return tx.Tasks(w.target, 0, func(st store.Task) (bool, error) {
+			r := read{seq: st.Seq, sum: crc32.ChecksumIEEE(st.Data)}
+			if old, ok := sums[st.Seq]; !ok || old != r.sum || r.sum == 0 {
+				t, err := Decode(st.Seq, st.Data)
+				if err != nil {
+					return false, err
+				}
+				r.e = entryOf(t)
+				r.e.sum = r.sum
+			}
+			stored = append(stored, r)
+			return true, nil
+		})
+	})
+	if err != nil {
+		return err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.takeInbox()
+	w.paused = paused
+	cur := make(map[uint64]*entry, len(w.entries))
+	for _, e := range w.entries {
+		cur[e.seq] = e
+	}
+	out := make([]*entry, 0, len(stored))
+	for _, r := range stored {
+		c := cur[r.seq]
+		delete(cur, r.seq)
+		switch {
+		case c != nil && (c.inFlight || c.sum == r.sum):
+			out = append(out, c)
+		case r.e != nil:
+			out = append(out, r.e)
+		}
+		// else: unchanged when read, and removed from the index since (delivered)
+	}
+	for _, c := range cur {
+		if c.inFlight || c.seq > last {
+			out = append(out, c) // its attempt ends it; or queued after the read
+		}
+	}
+	slices.SortFunc(out, func(a, b *entry) int { return cmpSeq(a.seq, b.seq) })
+	w.entries = out
+	return nil
+}
+
+// dropIndex forgets the index when a term ends: the next holder keeps its own, and this
+// gateway reloads the store if it is elected again.
+func (w *Worker) dropIndex() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.inboxMu.Lock()
+	w.inbox = nil
+	w.inboxMu.Unlock()
+	w.entries = nil
+}
+
 // dispatch starts every task that may go now, and returns when it should look again
 // (zero: when something changes).
-func (w *Worker) dispatch() time.Time {
+func (w *Worker) dispatch(ctx context.Context) time.Time {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.takeInbox()
@@ -327,7 +494,7 @@ func (w *Worker) dispatch() time.Time {
 		}
 		w.inflight++
 		w.wg.Add(1)
-		go w.attempt(group, w.d)
+		go w.attempt(ctx, group, w.d)
 	}
 	return wakeAt
 }
@@ -375,9 +542,9 @@ func (w *Worker) group(i int, live, stuck map[string]bool, scheduled func(*entry
 }
 
 // attempt makes one delivery attempt of a group of tasks (see group).
-func (w *Worker) attempt(group []*entry, d Deliverer) {
+func (w *Worker) attempt(ctx context.Context, group []*entry, d Deliverer) {
 	defer w.wg.Done()
-	n, rep, err := w.deliver(group, d)
+	n, rep, err := w.deliver(ctx, group, d)
 	e := group[0]
 	w.mu.Lock()
 	for _, g := range group {
@@ -385,6 +552,8 @@ func (w *Worker) attempt(group []*entry, d Deliverer) {
 	}
 	w.inflight--
 	switch {
+	case errors.Is(err, fleet.ErrNotHolder):
+		// Another gateway delivers the outbox now: the task is left to it.
 	case err != nil:
 		// The task could not be read: try again later rather than lose it.
 		w.logger.Error("reading a task of the outbox failed", zap.String("target", w.target), zap.Uint64("seq", e.seq), zap.Error(err))
@@ -409,8 +578,9 @@ func (w *Worker) attempt(group []*entry, d Deliverer) {
 }
 
 // deliver reads the group's tasks and delivers those that may be coalesced with the
-// first; n is how many that was.
-func (w *Worker) deliver(group []*entry, d Deliverer) (n int, rep Report, err error) {
+// first; n is how many that was. It makes no attempt once the job is lost
+// (fleet.ErrNotHolder).
+func (w *Worker) deliver(ctx context.Context, group []*entry, d Deliverer) (n int, rep Report, err error) {
 	var tasks []*Task
 	err = w.store.View(func(tx *store.Tx) error {
 		for _, e := range group {
@@ -438,7 +608,10 @@ func (w *Worker) deliver(group []*entry, d Deliverer) (n int, rep Report, err er
 	if tasks[0].Dead {
 		return 1, Report{Dead: true}, nil
 	}
-	return len(tasks), d.Deliver(w.ctx, tasks), nil
+	if err := fleet.Check(ctx); err != nil {
+		return 0, Report{}, err
+	}
+	return len(tasks), d.Deliver(ctx, tasks), nil
 }
 
 // remove forgets task seq (delivered or dropped).

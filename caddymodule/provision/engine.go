@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/scimgate/scimgate/caddymodule/change"
+	"github.com/scimgate/scimgate/caddymodule/fleet"
 	"github.com/scimgate/scimgate/caddymodule/journal"
 	"github.com/scimgate/scimgate/caddymodule/legacy"
 	"github.com/scimgate/scimgate/caddymodule/mapping"
@@ -181,14 +182,18 @@ type Shared struct {
 	statsMu sync.Mutex
 	stats   map[string]eventCounter
 
+	// elector elects the gateway that delivers each target's outbox (nil: fleet.Solo).
+	elector fleet.Elector
+
 	// workers deliver each target's outbox, one per target for the open store: the
 	// configuration built last delivers (a reload hands the worker to the new engine).
 	workersMu sync.Mutex
 	workers   map[string]*outbox.Worker
 }
 
-// NewShared returns the engine state for a store that was just opened.
-func NewShared() *Shared { return &Shared{locks: newKeyedMutex()} }
+// NewShared returns the engine state for a store that was just opened. el elects the
+// gateway that delivers each target's outbox (nil: the store is this process's alone).
+func NewShared(el fleet.Elector) *Shared { return &Shared{locks: newKeyedMutex(), elector: el} }
 
 // statsFor returns the target's stats window, made by seed when no config with a policy
 // has one on this store yet. A seed that fails leaves nothing behind.

@@ -64,7 +64,7 @@ func newRig(t testing.TB, o rigOptions) *rig {
 	})
 	r := &rig{t: t, dir: dir, store: s, j: j, share: o.shared}
 	if r.share == nil {
-		r.share = NewShared()
+		r.share = NewShared(nil)
 	}
 	t.Cleanup(r.share.Close) // before the store closes (cleanups run last first)
 	r.eng = r.build(o)

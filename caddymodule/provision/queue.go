@@ -532,7 +532,7 @@ func (s *Shared) startWorker(e *Engine) (*outbox.Worker, error) {
 		w.Configure(e, settings)
 		return w, nil
 	}
-	w, err := outbox.Start(t.Name, e.store, e, settings, e.logger.Named("outbox"))
+	w, err := outbox.Start(t.Name, e.store, e, settings, s.elector, e.logger.Named("outbox"))
 	if err != nil {
 		return nil, fmt.Errorf("loading the outbox of %s: %w", t.Name, err)
 	}

@@ -151,7 +151,7 @@ func newPolicyRig(t testing.TB, pol *policy.Engine) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.CloseIdleConnections)
-	r := &rig{t: t, app: app, store: s, j: j, shared: provision.NewShared(),
+	r := &rig{t: t, app: app, store: s, j: j, shared: provision.NewShared(nil),
 		target: &provision.Target{Name: "demo", Mapping: m, Client: c, Headers: http.Header{"X-Api-Key": {demoKey}}}}
 	if r.eng, err = provision.New(provision.Config{Store: s, Journal: j, Shared: r.shared, Target: r.target, Policy: pol}); err != nil {
 		t.Fatal(err)

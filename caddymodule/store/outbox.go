@@ -183,3 +183,7 @@ func (tx *Tx) OutboxPaused(target string) bool {
 	}
 	return tx.bucket(bucketOutboxState).Get([]byte(target)) != nil
 }
+
+// OutboxSeq is the sequence number of the newest task queued so far (of any target): a task
+// queued after tx has a greater one.
+func (tx *Tx) OutboxSeq() uint64 { return tx.bucket(bucketOutbox).Sequence() }

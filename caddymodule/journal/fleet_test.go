@@ -1,0 +1,94 @@
+package journal
+
+import (
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/scimgate/scimgate/caddymodule/fleet"
+	"github.com/scimgate/scimgate/caddymodule/fleet/fleettest"
+	"github.com/scimgate/scimgate/caddymodule/kv"
+)
+
+// sharedBolt is a bbolt store that says it is shared, as an etcd store does: two Journal
+// values on it in one process stand for two gateways on one journal.
+type sharedBolt struct{ *kv.Bolt }
+
+func (sharedBolt) Shared() bool { return true }
+
+// Two gateways share a journal: the one holding the checkpoint job writes a checkpoint
+// every CheckpointEvery records, counting those the other appends, and a live subscriber
+// on either sees every record, whichever gateway appended it.
+func TestJournalOfAFleet(t *testing.T) {
+	te := fleettest.Start(t)
+	raw, _ := openDB(t)
+	db := sharedBolt{raw.(*kv.Bolt)}
+	const job = "journal/audit/checkpoint"
+	type gw struct {
+		el          *fleet.Etcd
+		j           *Journal
+		checkpoints atomic.Int32
+	}
+	var gws []*gw
+	for _, id := range []string{"a", "b"} {
+		el, err := fleet.NewEtcd(te.Client(), "/scimgate/test/e/", fleet.EtcdOptions{TTL: 2 * time.Second, ID: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { el.Close() })
+		g := &gw{el: el}
+		g.j = openJournal(t, db, Options{Name: "audit", CheckpointEvery: 10, Elector: el,
+			OnCheckpoint: func(Checkpoint) { g.checkpoints.Add(1) }})
+		gws = append(gws, g)
+	}
+	var holder, other *gw
+	for deadline := time.Now().Add(30 * time.Second); holder == nil && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		for i, g := range gws {
+			if g.el.Holding(job) {
+				holder, other = g, gws[1-i]
+			}
+		}
+	}
+	if holder == nil {
+		t.Fatal("no gateway holds the checkpoint job")
+	}
+	subs := []*Subscription{holder.j.Subscribe(100), other.j.Subscribe(100)}
+	const n = 50
+	for i := 1; i <= n; i++ {
+		if err := db.Update(func(tx kv.Tx) error { return other.j.Append(tx, sampleRecord(i)) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for si, sub := range subs {
+		for want := uint64(1); want <= n; want++ {
+			select {
+			case e, ok := <-sub.C:
+				if !ok {
+					t.Fatalf("subscriber %d dropped: %v", si, sub.Err())
+				}
+				if e.Record.Seq != want {
+					t.Fatalf("subscriber %d got record %d, want %d", si, e.Record.Seq, want)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("subscriber %d: record %d never came", si, want)
+			}
+		}
+	}
+	var latest uint64
+	for deadline := time.Now().Add(10 * time.Second); latest != n && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		info, err := holder.j.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.LatestCheckpoint != nil {
+			latest = info.LatestCheckpoint.Seq
+		}
+	}
+	if latest != n {
+		t.Errorf("the newest checkpoint covers record %d, want %d", latest, n)
+	}
+	if holder.checkpoints.Load() == 0 || other.checkpoints.Load() != 0 {
+		t.Errorf("checkpoints written: %d by the holder, %d by the other gateway; want some, none",
+			holder.checkpoints.Load(), other.checkpoints.Load())
+	}
+}

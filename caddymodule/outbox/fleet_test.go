@@ -1,0 +1,258 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/scimgate/scimgate/caddymodule/change"
+	"github.com/scimgate/scimgate/caddymodule/fleet"
+	"github.com/scimgate/scimgate/caddymodule/fleet/fleettest"
+	"github.com/scimgate/scimgate/caddymodule/journal"
+	"github.com/scimgate/scimgate/caddymodule/kv"
+	"github.com/scimgate/scimgate/caddymodule/store"
+)
+
+// sharedBolt is a bbolt store that says it is shared, as an etcd store does: two workers
+// on it in one process stand for two gateways on one directory.
+type sharedBolt struct{ *kv.Bolt }
+
+func (sharedBolt) Shared() bool { return true }
+
+// appLog is the legacy app of the test: it records every delivery it is sent.
+type appLog struct {
+	mu    sync.Mutex
+	calls map[uint64]int       // task -> deliveries
+	by    map[string]int       // gateway -> deliveries
+	first map[string]time.Time // gateway -> its first delivery
+}
+
+// gateway delivers tasks as the engine does: one call to the app (a short pause), then
+// the task's removal committed; like the legacy client, it makes no call for a job this
+// gateway no longer holds.
+type gateway struct {
+	name  string
+	store *store.Store
+	app   *appLog
+}
+
+func (g *gateway) Deliver(ctx context.Context, tasks []*Task) Report {
+	if err := fleet.Check(ctx); err != nil {
+		return Report{NextAttempt: time.Now().Add(time.Second)}
+	}
+	g.app.mu.Lock()
+	for _, t := range tasks {
+		g.app.calls[t.Seq]++
+	}
+	g.app.by[g.name] += len(tasks)
+	if _, ok := g.app.first[g.name]; !ok {
+		g.app.first[g.name] = time.Now()
+	}
+	g.app.mu.Unlock()
+	time.Sleep(2 * time.Millisecond)
+	err := g.store.Update(func(tx *store.Tx) error {
+		for _, t := range tasks {
+			if err := tx.DeleteTask("app", t.Seq); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return Report{Done: true} // another gateway delivered it: counted above
+	}
+	if err != nil {
+		return Report{NextAttempt: time.Now().Add(10 * time.Millisecond)}
+	}
+	return Report{Done: true}
+}
+
+func (g *gateway) RecordAction(*store.Tx, Action) error { return nil }
+
+func (g *gateway) Attempts(context.Context, *Task) ([]journal.Record, error) { return nil, nil }
+
+// fleetGateway is one gateway of a fleet test: its etcd client, elector and worker.
+type fleetGateway struct {
+	cli interface{ Close() error }
+	el  *fleet.Etcd
+	w   *Worker
+}
+
+// startFleet starts two gateways' outbox workers for target "app" on one shared store.
+func startFleet(t *testing.T) (*store.Store, *appLog, []*fleetGateway) {
+	t.Helper()
+	te := fleettest.Start(t)
+	bolt, err := kv.OpenBolt(filepath.Join(t.TempDir(), "gw.db"), kv.BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.New(sharedBolt{bolt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	app := &appLog{calls: map[uint64]int{}, by: map[string]int{}, first: map[string]time.Time{}}
+	var gws []*fleetGateway
+	for _, name := range []string{"a", "b"} {
+		cli := te.Client()
+		el, err := fleet.NewEtcd(cli, "/scimgate/test/e/", fleet.EtcdOptions{TTL: 2 * time.Second, ID: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, err := Start("app", st, &gateway{name: name, store: st, app: app}, Settings{MaxConcurrent: 4}, el, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gws = append(gws, &fleetGateway{cli: cli, el: el, w: w})
+		t.Cleanup(func() { w.Stop(); el.Close() })
+	}
+	return st, app, gws
+}
+
+// holderOf waits until one gateway holds the outbox and returns it and the other.
+func holderOf(t *testing.T, gws []*fleetGateway) (holder, other *fleetGateway) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		for i, g := range gws {
+			if g.w.Holding() {
+				return g, gws[1-i]
+			}
+		}
+	}
+	t.Fatal("no gateway holds the outbox")
+	return nil, nil
+}
+
+// Two gateways sharing a store deliver its outbox through one worker at a time: every task
+// is delivered exactly once, whichever gateway queued it, also across the death of the
+// gateway that delivered first.
+func TestWorkersOfAFleetDeliverEachTaskOnce(t *testing.T) {
+	st, app, gws := startFleet(t)
+	queued := 0
+	enqueue := func(n int) {
+		t.Helper()
+		for i := range n {
+			g := gws[queued%2] // Entra's requests reach either gateway
+			task := &Task{RequestID: fmt.Sprintf("r%d", queued), Action: change.ActionPatch, Type: "User",
+				ID: fmt.Sprintf("u%d", queued%7), Queued: time.Now(), After: []byte(`{}`), Before: []byte(`{}`)}
+			data, err := task.Encode()
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = st.Update(func(tx *store.Tx) error {
+				task.Seq, err = tx.Enqueue("app", task.ID, data)
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			g.w.Queued(task) // only the gateway that queued it is told
+			queued++
+			if i%10 == 9 {
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+	}
+	pending := func() int {
+		n := 0
+		if err := st.View(func(tx *store.Tx) error {
+			return tx.Tasks("app", 0, func(store.Task) (bool, error) { n++; return true, nil })
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	waitEmpty := func(what string) {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); pending() > 0; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d tasks still queued after 30s", what, pending())
+			}
+		}
+	}
+
+	enqueue(100)
+	waitEmpty("both gateways up")
+	holder, other := holderOf(t, gws)
+	if other.w.Holding() {
+		t.Fatal("both gateways hold the outbox")
+	}
+	// The holder dies (its etcd connection closed without resigning): the other takes
+	// over when its lease expires, with what both gateways queued meanwhile.
+	died := time.Now()
+	holder.cli.Close()
+	enqueue(100)
+	waitEmpty("after the holder died")
+	app.mu.Lock()
+	defer app.mu.Unlock()
+	t.Logf("failover: the other gateway made its first delivery %s and its last %s after the holder died (lease TTL 2s)",
+		app.first[other.el.ID()].Sub(died).Round(time.Millisecond), time.Since(died).Round(time.Millisecond))
+	if !other.w.Holding() || holder.w.Holding() {
+		t.Error("the surviving gateway does not hold the outbox")
+	}
+	for seq := uint64(1); seq <= uint64(queued); seq++ {
+		if n := app.calls[seq]; n != 1 {
+			t.Errorf("task %d was delivered %d times", seq, n)
+		}
+	}
+	if len(app.calls) != queued {
+		t.Errorf("the app got %d tasks, want %d", len(app.calls), queued)
+	}
+	t.Logf("deliveries by gateway: %v", app.by)
+}
+
+// An operator's retry and drop made through the gateway that does not deliver reach the
+// one that does.
+func TestFleetOperatorActionsThroughEitherGateway(t *testing.T) {
+	st, app, gws := startFleet(t)
+	holder, other := holderOf(t, gws)
+	var seqs []uint64
+	for i := range 2 {
+		task := &Task{RequestID: fmt.Sprintf("r%d", i), Action: change.ActionPatch, Type: "User", ID: fmt.Sprintf("u%d", i),
+			Queued: time.Now(), After: []byte(`{}`), Before: []byte(`{}`), Dead: true, Attempts: 1, LastError: "rejected"}
+		data, err := task.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Update(func(tx *store.Tx) error {
+			task.Seq, err = tx.Enqueue("app", task.ID, data)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		seqs = append(seqs, task.Seq)
+	}
+	// The holder picks the dead letters up from the store.
+	for deadline := time.Now().Add(10 * time.Second); holder.w.Stats().Dead != 2; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the holder knows of %d dead letters, want 2", holder.w.Stats().Dead)
+		}
+	}
+	if err := other.w.Retry(seqs[0], "op"); err != nil {
+		t.Fatalf("retry through the other gateway: %v", err)
+	}
+	if err := other.w.Drop(seqs[1], "op"); err != nil {
+		t.Fatalf("drop through the other gateway: %v", err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		s := holder.w.Stats()
+		if s.Pending == 0 && s.Dead == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the holder still has %+v", s)
+		}
+	}
+	app.mu.Lock()
+	defer app.mu.Unlock()
+	if app.calls[seqs[0]] != 1 || app.calls[seqs[1]] != 0 {
+		t.Errorf("deliveries: retried task %d times, dropped task %d times; want 1, 0", app.calls[seqs[0]], app.calls[seqs[1]])
+	}
+	if err := other.w.Drop(seqs[0], "op"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("dropping a delivered task: %v, want ErrNotFound", err)
+	}
+}
