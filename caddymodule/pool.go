@@ -73,7 +73,7 @@ func acquireStore(sc *storeconfig.Resolved, jopts journal.Options, jpub ed25519.
 		if err != nil {
 			return nil, err
 		}
-		el, err := fleet.For(s.DB(), fleet.EtcdOptions{Logger: caddy.Log().Named("scimgate.fleet")})
+		el, err := fleet.For(s.DB(), fleet.EtcdOptions{TTL: sc.LeaseTTL, Logger: caddy.Log().Named("scimgate.fleet")})
 		if err != nil {
 			_ = s.Close()
 			return nil, fmt.Errorf("store %s: %w", path, err)

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/scimgate/scimgate/caddymodule/fleet/fleettest"
+	"github.com/scimgate/scimgate/caddymodule/internal/etcdtest"
 )
 
 // BenchmarkFailover measures how long a job waits for another gateway after its holder
@@ -15,7 +15,7 @@ import (
 func BenchmarkFailover(b *testing.B) {
 	for _, ttl := range []time.Duration{2 * time.Second, DefaultTTL} {
 		b.Run(ttl.String(), func(b *testing.B) {
-			te := fleettest.Start(b)
+			te := etcdtest.Start(b, 1)
 			var total, worst time.Duration
 			for i := range b.N {
 				job := "outbox/bench" + string(rune('a'+i%26))
@@ -57,7 +57,7 @@ func BenchmarkFailover(b *testing.B) {
 
 // BenchmarkCheck measures the guard a deliverer checks before each call, on a held job.
 func BenchmarkCheck(b *testing.B) {
-	te := fleettest.Start(b)
+	te := etcdtest.Start(b, 1)
 	e, err := NewEtcd(te.Client(), "/bench/e/", EtcdOptions{TTL: 2 * time.Second})
 	if err != nil {
 		b.Fatal(err)

@@ -11,7 +11,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/scimgate/scimgate/caddymodule/fleet/fleettest"
+	"github.com/scimgate/scimgate/caddymodule/internal/etcdtest"
 	"github.com/scimgate/scimgate/caddymodule/kv"
 )
 
@@ -68,7 +68,7 @@ func TestNewEtcdRejectsBadOptions(t *testing.T) {
 
 // Two gateways run one job in turns: never both at once, and each run is a term of its own.
 func TestEtcdOneHolderAtATime(t *testing.T) {
-	te := fleettest.Start(t)
+	te := etcdtest.Start(t, 1)
 	a, b := newTestElector(t, te.Client(), "a"), newTestElector(t, te.Client(), "b")
 	const job, rounds = "outbox/t1", 8
 	var running, overlaps, runs atomic.Int32
@@ -123,7 +123,7 @@ func TestEtcdOneHolderAtATime(t *testing.T) {
 // A gateway killed while it holds a job (its client closed without resigning, as kill -9
 // leaves it) hands the job over when its lease expires.
 func TestEtcdFailoverWhenHolderDies(t *testing.T) {
-	te := fleettest.Start(t)
+	te := etcdtest.Start(t, 1)
 	cliA := te.Client()
 	a, b := newTestElector(t, cliA, "a"), newTestElector(t, te.Client(), "b")
 	const job = "outbox/t1"
@@ -167,7 +167,7 @@ func TestEtcdFailoverWhenHolderDies(t *testing.T) {
 // A holder cut off from etcd stops believing it holds its job before its lease could have
 // expired on the server: within TTL of sending the last keepalive etcd acknowledged.
 func TestEtcdHoldingEndsBeforeLeaseExpiry(t *testing.T) {
-	te := fleettest.Start(t)
+	te := etcdtest.Start(t, 1)
 	a := newTestElector(t, te.Client(), "a")
 	const job = "journal/audit/checkpoint"
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -197,7 +197,7 @@ func TestEtcdHoldingEndsBeforeLeaseExpiry(t *testing.T) {
 		lostAt <- 0
 	}()
 	stopped := a.mono()
-	te.Stop()
+	te.Stop(0)
 	lost := <-lostAt
 	if lost == 0 {
 		t.Fatal("a still holds the job long after etcd went away")
@@ -226,7 +226,7 @@ func TestEtcdHoldingEndsBeforeLeaseExpiry(t *testing.T) {
 // Two Runs of one job in one process (an old and a new configuration during a reload)
 // share the process's election key: they take turns instead of both holding the job.
 func TestEtcdRunsOfOneProcessTakeTurns(t *testing.T) {
-	te := fleettest.Start(t)
+	te := etcdtest.Start(t, 1)
 	e := newTestElector(t, te.Client(), "a")
 	const job = "reconcile/app"
 	var running, overlaps, runs atomic.Int32
@@ -260,7 +260,7 @@ func TestEtcdRunsOfOneProcessTakeTurns(t *testing.T) {
 // Close ends the Runs in progress and resigns their jobs, so that another process takes
 // them over at once rather than after the lease TTL.
 func TestEtcdCloseHandsJobsOver(t *testing.T) {
-	te := fleettest.Start(t)
+	te := etcdtest.Start(t, 1)
 	a, b := newTestElector(t, te.Client(), "a"), newTestElector(t, te.Client(), "b")
 	const job = "journal/audit/retention"
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -305,7 +305,7 @@ func TestForPicksTheElectorOfTheStore(t *testing.T) {
 	if _, solo := el.(*Solo); err != nil || !solo {
 		t.Errorf("For(bbolt) = %T, %v; want Solo", el, err)
 	}
-	te := fleettest.Start(t)
+	te := etcdtest.Start(t, 1)
 	el, err = For(etcdBolt{bolt, te.Client()}, EtcdOptions{TTL: testTTL})
 	if err != nil {
 		t.Fatal(err)

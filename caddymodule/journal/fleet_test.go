@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/scimgate/scimgate/caddymodule/fleet"
-	"github.com/scimgate/scimgate/caddymodule/fleet/fleettest"
+	"github.com/scimgate/scimgate/caddymodule/internal/etcdtest"
 	"github.com/scimgate/scimgate/caddymodule/kv"
 )
 
@@ -20,7 +20,7 @@ func (sharedBolt) Shared() bool { return true }
 // every CheckpointEvery records, counting those the other appends, and a live subscriber
 // on either sees every record, whichever gateway appended it.
 func TestJournalOfAFleet(t *testing.T) {
-	te := fleettest.Start(t)
+	te := etcdtest.Start(t, 1)
 	raw, _ := openDB(t)
 	db := sharedBolt{raw.(*kv.Bolt)}
 	const job = "journal/audit/checkpoint"

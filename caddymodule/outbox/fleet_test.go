@@ -11,7 +11,7 @@ import (
 
 	"github.com/scimgate/scimgate/caddymodule/change"
 	"github.com/scimgate/scimgate/caddymodule/fleet"
-	"github.com/scimgate/scimgate/caddymodule/fleet/fleettest"
+	"github.com/scimgate/scimgate/caddymodule/internal/etcdtest"
 	"github.com/scimgate/scimgate/caddymodule/journal"
 	"github.com/scimgate/scimgate/caddymodule/kv"
 	"github.com/scimgate/scimgate/caddymodule/store"
@@ -85,7 +85,7 @@ type fleetGateway struct {
 // startFleet starts two gateways' outbox workers for target "app" on one shared store.
 func startFleet(t *testing.T) (*store.Store, *appLog, []*fleetGateway) {
 	t.Helper()
-	te := fleettest.Start(t)
+	te := etcdtest.Start(t, 1)
 	bolt, err := kv.OpenBolt(filepath.Join(t.TempDir(), "gw.db"), kv.BoltOptions{})
 	if err != nil {
 		t.Fatal(err)

@@ -32,7 +32,7 @@ decision := {"allow": false, "reasons": [sprintf("%%d deactivations in the last 
 // shared state (locks, stats, outbox worker), the store shared.
 func (r *rig) gateway(target *Target, pol *policy.Engine) *Engine {
 	r.t.Helper()
-	share := NewShared()
+	share := NewShared(nil)
 	r.t.Cleanup(share.Close)
 	eng, err := New(Config{Store: r.store, Journal: r.j, Shared: share, Target: target, Policy: pol, SharedStore: true})
 	if err != nil {
