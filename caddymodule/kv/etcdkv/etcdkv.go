@@ -286,9 +286,16 @@ func (db *DB) Batch(fn func(kv.Tx) error) error {
 	return c.result()
 }
 
+// result runs the call's OnCommit functions if it committed and returns its error. It runs
+// in the caller's goroutine without updateMu, so a hook may start another transaction.
 func (c *call) result() error {
 	if c.panicked != nil {
 		panic(c.panicked)
+	}
+	if c.err == nil {
+		for _, h := range c.hooks {
+			h()
+		}
 	}
 	return c.err
 }
@@ -339,11 +346,6 @@ func (db *DB) commitGroup(calls []*call) int {
 		for _, c := range group {
 			if c.err == nil && c.panicked == nil {
 				c.err = err
-				if err == nil {
-					for _, h := range c.hooks {
-						h()
-					}
-				}
 			}
 		}
 		return n
@@ -425,13 +427,13 @@ func (db *DB) commit(t *tx, current *int64) (int64, error) {
 	if err := db.tooLarge(p); err != nil {
 		return 0, err
 	}
-	headKey := db.cfg.Prefix + headKey
+	head := db.cfg.Prefix + headKey
 	ctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(db.ctx), db.cfg.CommitTimeout)
 	defer cancel()
 	resp, err := db.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.ModRevision(headKey), "=", t.snap.head)).
-		Then(append(p.ops, clientv3.OpPut(headKey, db.id))...).
-		Else(clientv3.OpGet(headKey)).
+		If(clientv3.Compare(clientv3.ModRevision(head), "=", t.snap.head)).
+		Then(append(p.ops, clientv3.OpPut(head, db.id))...).
+		Else(clientv3.OpGet(head)).
 		Commit()
 	if err != nil {
 		// Whether it was stored is unknown: never retry (fn would run on top of its own
@@ -441,11 +443,11 @@ func (db *DB) commit(t *tx, current *int64) (int64, error) {
 	if resp.Succeeded {
 		return resp.Header.Revision, nil
 	}
-	var head int64
+	var newer int64
 	if rr := resp.Responses[0].GetResponseRange(); rr != nil && len(rr.Kvs) > 0 {
-		head = rr.Kvs[0].ModRevision
+		newer = rr.Kvs[0].ModRevision
 	}
-	if _, err := db.waitApplied(head, db.cfg.CommitTimeout); err != nil {
+	if _, err := db.waitApplied(newer, db.cfg.CommitTimeout); err != nil {
 		return 0, err
 	}
 	return 0, errConflict

@@ -584,6 +584,10 @@ func testOnCommit(t *testing.T, db kv.DB, _ Options) {
 				}
 				return nil
 			}))
+			// A hook may start another write transaction.
+			must(t, db.Update(func(tx kv.Tx) error {
+				return tx.Bucket([]byte("o")).Put([]byte("from hook"), []byte("v"))
+			}))
 			ran = append(ran, "second")
 		})
 		if len(ran) != 0 {
