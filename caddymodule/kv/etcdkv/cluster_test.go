@@ -102,8 +102,22 @@ func TestReadYourWritesAcrossGateways(t *testing.T) {
 		if err := writer.Update(increment); err != nil {
 			t.Fatal(err)
 		}
-		if got := counter(t, reader); got != uint64(i+1) {
-			t.Fatalf("after write %d the other gateway read %d", i+1, got)
+		if got := counter(t, reader); got != uint64(2*i+1) {
+			t.Fatalf("after write %d the other gateway read %d", 2*i+1, got)
+		}
+		// An Update that only reads must not act on a stale cache either.
+		if err := writer.Update(increment); err != nil {
+			t.Fatal(err)
+		}
+		var got uint64
+		if err := reader.Update(func(tx kv.Tx) error {
+			got = binary.BigEndian.Uint64(tx.Bucket([]byte("counter")).Get([]byte("n")))
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if got != uint64(2*i+2) {
+			t.Fatalf("after write %d a read-only Update on the other gateway read %d", 2*i+2, got)
 		}
 	}
 }
