@@ -83,6 +83,7 @@ type DB struct {
 	ctx        context.Context
 	cancel     context.CancelFunc
 	followDone chan struct{}
+	kick       chan struct{}
 
 	// master is the cache, owned by the follow goroutine; snap is its latest published copy.
 	master  *tree
@@ -104,7 +105,8 @@ type DB struct {
 }
 
 // Open connects to etcd, loads the cache and starts following changes. It fails (wrapping
-// kv.ErrUnavailable) if etcd cannot be read within the load timeout.
+// kv.ErrUnavailable) if etcd cannot be read within the load timeout or before ctx ends; ctx
+// bounds only the opening.
 func Open(ctx context.Context, cfg Config) (*DB, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
@@ -119,18 +121,17 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		DialKeepAliveTime:    10 * time.Second,
 		DialKeepAliveTimeout: 5 * time.Second,
 		Logger:               log.Named("etcdclient").WithOptions(zap.IncreaseLevel(zap.WarnLevel)),
-		Context:              ctx,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("connecting to etcd %s: %w (%w)", cfg.endpoints(), kv.ErrUnavailable, err)
 	}
-	db := &DB{cfg: cfg, cli: cli, log: log, id: cfg.Name, followDone: make(chan struct{})}
+	db := &DB{cfg: cfg, cli: cli, log: log, id: cfg.Name, followDone: make(chan struct{}), kick: make(chan struct{}, 1)}
 	db.ctx, db.cancel = context.WithCancel(context.Background())
 	db.barrier.db = db
-	if err := db.load(); err != nil {
+	if err := db.load(ctx); err != nil {
 		db.cancel()
 		cli.Close()
-		return nil, fmt.Errorf("loading %s: %w", db, etcdErr("reading etcd", err))
+		return nil, fmt.Errorf("loading %s: %w (%w)", db, kv.ErrUnavailable, err)
 	}
 	go db.follow(true)
 	return db, nil
