@@ -76,6 +76,44 @@ func BenchmarkBatch32(b *testing.B) {
 	}
 }
 
+// BenchmarkUpdate32 has 32 goroutines commit small transactions through Update (one commit
+// each, one at a time per process).
+func BenchmarkUpdate32(b *testing.B) {
+	for _, be := range backends(b)[:2] {
+		b.Run(be.name, func(b *testing.B) {
+			var n atomic.Uint64
+			b.SetParallelism(max(1, 32/runtime.GOMAXPROCS(0)))
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if err := be.db.Update(put(n.Add(1))); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkFleetBatch32 has 32 goroutines spread over two gateways (two DBs on one cluster
+// and prefix) commit through Batch: the gateways' commits conflict on the head and retry.
+func BenchmarkFleetBatch32(b *testing.B) {
+	c := etcdtest.Start(b, 3)
+	prefix := freshPrefix()
+	dbs := []kv.DB{open(b, c.Endpoints(), prefix), open(b, c.Endpoints(), prefix)}
+	var n, g atomic.Uint64
+	b.SetParallelism(max(1, 32/runtime.GOMAXPROCS(0)))
+	b.RunParallel(func(pb *testing.PB) {
+		db := dbs[g.Add(1)%2]
+		for pb.Next() {
+			if err := db.Batch(put(n.Add(1))); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
 // BenchmarkView reads one key, one View at a time and from 32 goroutines.
 func BenchmarkView(b *testing.B) {
 	for _, be := range backends(b) {
