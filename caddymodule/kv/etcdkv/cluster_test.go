@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +19,7 @@ import (
 	"github.com/scimgate/scimgate/caddymodule/internal/etcdtest"
 	"github.com/scimgate/scimgate/caddymodule/kv"
 	"github.com/scimgate/scimgate/caddymodule/kv/etcdkv"
+	"github.com/scimgate/scimgate/caddymodule/kv/kvtest"
 )
 
 func increment(tx kv.Tx) error {
@@ -299,5 +302,49 @@ func TestString(t *testing.T) {
 	want := fmt.Sprintf("etcd %s prefix /s/", c.Endpoints()[0])
 	if db.String() != want || !db.Shared() {
 		t.Errorf("String = %q, Shared = %v", db.String(), db.Shared())
+	}
+}
+
+// TestCopyFromBolt: `store copy` moves a bbolt store into etcd in transactions within etcd's
+// limits, and back.
+func TestCopyFromBolt(t *testing.T) {
+	c := etcdtest.Start(t, 1)
+	src, err := kv.OpenBolt(filepath.Join(t.TempDir(), "src.db"), kv.BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	if err := src.Update(func(tx kv.Tx) error {
+		for i := range 3 {
+			b, _ := tx.CreateBucketIfNotExists(fmt.Appendf(nil, "top%d", i))
+			_ = b.SetSequence(uint64(1000 + i))
+			nb, _ := b.CreateBucketIfNotExists([]byte("nested"))
+			for j := range 300 { // one bbolt transaction far over etcd's 128 operations
+				_ = b.Put(fmt.Appendf(nil, "k%04d", j), make([]byte, 100))
+				_ = nb.Put(fmt.Appendf(nil, "n%04d", j), []byte("v"))
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want := kvtest.Dump(t, src)
+	dst := open(t, c.Endpoints(), freshPrefix())
+	if err := kv.Copy(dst, src); err != nil {
+		t.Fatal(err)
+	}
+	if got := kvtest.Dump(t, dst); !maps.Equal(got, want) {
+		t.Errorf("copied into etcd: %d entries, want %d", len(got), len(want))
+	}
+	back, err := kv.OpenBolt(filepath.Join(t.TempDir(), "back.db"), kv.BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer back.Close()
+	if err := kv.Copy(back, dst); err != nil {
+		t.Fatal(err)
+	}
+	if got := kvtest.Dump(t, back); !maps.Equal(got, want) {
+		t.Errorf("copied back: %d entries, want %d", len(got), len(want))
 	}
 }

@@ -12,6 +12,14 @@
 //     first, the guard fails, the cache catches up and fn runs again. Updates within one
 //     process take turns, and Batch callers waiting for their turn share one commit.
 //   - Changed is notified whenever the cache applies a change, from this gateway or another.
+//
+// Every write puts the head, so all gateways' writes are serialized by one compare: simple
+// and strictly serializable (the journal needs one linear chain anyway), at the price of
+// retries when gateways write at the same moment. Every commit adds a revision: run etcd with
+// --auto-compaction-mode=periodic --auto-compaction-retention=5m (or compact otherwise) and
+// defragment now and then, or its history grows until the space quota stops all writes
+// (they then fail with kv.ErrUnavailable). A gateway whose watch falls behind a compaction
+// reloads its cache.
 package etcdkv
 
 import (
