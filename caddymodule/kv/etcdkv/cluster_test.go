@@ -348,3 +348,50 @@ func TestCopyFromBolt(t *testing.T) {
 		t.Errorf("copied back: %d entries, want %d", len(got), len(want))
 	}
 }
+
+// TestConflictRerunsFn: when another gateway commits between the snapshot and the commit, fn
+// runs again on the newer data; a gateway that keeps losing fails with ErrConflict and writes
+// nothing.
+func TestConflictRerunsFn(t *testing.T) {
+	c := etcdtest.Start(t, 1)
+	prefix := freshPrefix()
+	a := open(t, c.Endpoints(), prefix, func(cfg *etcdkv.Config) { cfg.MaxRetries = 3 })
+	b := open(t, c.Endpoints(), prefix)
+	runs := 0
+	err := a.Update(func(tx kv.Tx) error {
+		runs++
+		if runs == 1 { // B commits while A's transaction is open
+			if err := b.Update(increment); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return increment(tx)
+	})
+	if err != nil || runs != 2 {
+		t.Fatalf("Update: %v after %d runs, want success after 2", err, runs)
+	}
+	if got := counter(t, b); got != 2 {
+		t.Errorf("counter = %d, want 2 (B's increment and A's rerun on top of it)", got)
+	}
+
+	runs = 0
+	err = a.Update(func(tx kv.Tx) error {
+		runs++
+		if err := b.Update(increment); err != nil { // B wins every time
+			t.Fatal(err)
+		}
+		bk, _ := tx.CreateBucketIfNotExists([]byte("loser"))
+		return bk.Put([]byte("k"), []byte("v"))
+	})
+	if !errors.Is(err, kv.ErrConflict) || runs != 4 {
+		t.Errorf("Update that always loses: %v after %d runs, want ErrConflict after 4", err, runs)
+	}
+	if err := b.View(func(tx kv.Tx) error {
+		if tx.Bucket([]byte("loser")) != nil {
+			t.Error("the losing transaction's write is stored")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
