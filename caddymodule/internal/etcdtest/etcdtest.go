@@ -156,6 +156,25 @@ func (c *Cluster) Restart(i int) {
 	c.waitReady(m)
 }
 
+// Leader returns the index of the member running members see as the leader, or -1 if none
+// does.
+func (c *Cluster) Leader() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, m := range c.members {
+		if m.stopped {
+			continue
+		}
+		lead := m.etcd.Server.Leader()
+		for i, o := range c.members {
+			if !o.stopped && o.etcd.Server.MemberID() == lead {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
 // Client returns a client for the cluster, closed when the test ends.
 func (c *Cluster) Client() *clientv3.Client {
 	c.t.Helper()

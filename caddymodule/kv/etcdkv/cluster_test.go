@@ -395,3 +395,60 @@ func TestConflictRerunsFn(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestLeaderStopDuringWrites: the leader stops while two gateways write: writes go on through
+// the new leader, a write that failed is reported unavailable (stored or not), and every
+// acknowledged write is kept.
+func TestLeaderStopDuringWrites(t *testing.T) {
+	const maxWrites = 100000 // bounds the writers if the test goes wrong
+	c := etcdtest.Start(t, 3)
+	prefix := freshPrefix()
+	dbs := []*etcdkv.DB{open(t, c.Endpoints(), prefix), open(t, c.Endpoints(), prefix)}
+	var acked, failed atomic.Int64
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for g := range 8 {
+		wg.Go(func() {
+			db := dbs[g%2]
+			for range maxWrites / 8 {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				err := db.Batch(increment)
+				switch {
+				case err == nil:
+					acked.Add(1)
+				case errors.Is(err, kv.ErrUnavailable):
+					failed.Add(1)
+				default:
+					t.Errorf("write failed with %v, want success or ErrUnavailable", err)
+					return
+				}
+			}
+		})
+	}
+	for acked.Load() < 50 && acked.Load()+failed.Load() < maxWrites {
+		time.Sleep(5 * time.Millisecond)
+	}
+	leader := c.Leader()
+	if leader < 0 {
+		t.Fatal("no leader")
+	}
+	c.Stop(leader) // etcd hands leadership over first
+	before := acked.Load()
+	for acked.Load() < before+50 && acked.Load()+failed.Load() < maxWrites {
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	if acked.Load() < before+50 {
+		t.Errorf("only %d writes acknowledged after the leader stopped", acked.Load()-before)
+	}
+	got := int64(counter(t, dbs[0]))
+	if got < acked.Load() || got > acked.Load()+failed.Load() {
+		t.Errorf("counter = %d; %d writes acknowledged, %d failed", got, acked.Load(), failed.Load())
+	}
+	t.Logf("%d acknowledged, %d unavailable; counter %d", acked.Load(), failed.Load(), got)
+}
