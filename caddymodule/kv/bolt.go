@@ -74,7 +74,7 @@ func (b *Bolt) Changed() <-chan struct{} { return b.changed.Wait() }
 
 // View runs fn in a bbolt read transaction.
 func (b *Bolt) View(fn func(Tx) error) error {
-	return b.db.View(func(tx *bbolt.Tx) error { return fn(boltTx{tx}) })
+	return boltErr(b.db.View(func(tx *bbolt.Tx) error { return fn(boltTx{tx}) }))
 }
 
 // Update runs fn in a bbolt write transaction.
@@ -83,7 +83,7 @@ func (b *Bolt) Update(fn func(Tx) error) error {
 	if err == nil {
 		b.changed.Notify()
 	}
-	return err
+	return boltErr(err)
 }
 
 // Batch runs fn through bbolt's Batch (one commit for concurrent callers).
@@ -92,7 +92,7 @@ func (b *Bolt) Batch(fn func(Tx) error) error {
 	if err == nil {
 		b.changed.Notify()
 	}
-	return err
+	return boltErr(err)
 }
 
 // Backup writes the file as of one read transaction.
@@ -224,6 +224,9 @@ func boltErr(err error) error {
 	case errors.Is(err, berrors.ErrDatabaseNotOpen), errors.Is(err, berrors.ErrTxClosed):
 		kvErr = ErrClosed
 	default:
+		return err
+	}
+	if errors.Is(err, kvErr) { // mapped already (a bucket's error returned by fn)
 		return err
 	}
 	return fmt.Errorf("%w (%w)", kvErr, err)

@@ -112,8 +112,9 @@ type Bucket interface {
 }
 
 // Cursor walks a bucket's keys in byte order. Each method returns nil, nil past either end.
-// A cursor stays usable after Put and Delete on its bucket in the same transaction: it moves
-// from the key it was on.
+// A cursor stays usable after its own Delete: Next and Prev move from the key it was on.
+// After Put or Delete through the bucket, Seek before moving on: bbolt's cursors do not
+// follow such writes (etcd's do, but code must work on both).
 type Cursor interface {
 	First() (key, value []byte)
 	Last() (key, value []byte)

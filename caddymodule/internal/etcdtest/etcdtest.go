@@ -5,12 +5,15 @@ package etcdtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/url"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -42,6 +45,21 @@ type member struct {
 // Start starts an n-member cluster and waits until it has a leader.
 func Start(t testing.TB, n int) *Cluster {
 	t.Helper()
+	for attempt := 1; ; attempt++ {
+		c, err := start(t, n)
+		if err == nil {
+			t.Cleanup(c.Close)
+			return c
+		}
+		// A port found free was taken before etcd bound it: try others.
+		inUse := errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use")
+		if !inUse || attempt == 5 {
+			t.Fatal(err)
+		}
+	}
+}
+
+func start(t testing.TB, n int) (*Cluster, error) {
 	c := &Cluster{t: t}
 	var initial []string
 	for i := range n {
@@ -55,18 +73,18 @@ func Start(t testing.TB, n int) *Cluster {
 		initial = append(initial, m.name+"="+m.peer.String())
 	}
 	c.initial = strings.Join(initial, ",")
-	t.Cleanup(c.Close)
 	for _, m := range c.members {
 		e, err := embed.StartEtcd(c.config(m))
 		if err != nil {
-			t.Fatalf("starting etcd member %s: %v", m.name, err)
+			c.Close()
+			return nil, fmt.Errorf("starting etcd member %s: %w", m.name, err)
 		}
 		m.etcd = e
 	}
 	for _, m := range c.members {
 		c.waitReady(m)
 	}
-	return c
+	return c, nil
 }
 
 func (c *Cluster) config(m *member) *embed.Config {
@@ -138,6 +156,25 @@ func (c *Cluster) Restart(i int) {
 	c.waitReady(m)
 }
 
+// Leader returns the index of the member running members see as the leader, or -1 if none
+// does.
+func (c *Cluster) Leader() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, m := range c.members {
+		if m.stopped {
+			continue
+		}
+		lead := m.etcd.Server.Leader()
+		for i, o := range c.members {
+			if !o.stopped && o.etcd.Server.MemberID() == lead {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
 // Client returns a client for the cluster, closed when the test ends.
 func (c *Cluster) Client() *clientv3.Client {
 	c.t.Helper()
@@ -180,9 +217,18 @@ func (c *Cluster) Close() {
 	}
 }
 
-// freeAddr returns a 127.0.0.1 address with a port free at the moment.
+// freeAddr returns a 127.0.0.1 address with a port free at the moment, below Linux's
+// ephemeral range (32768 and up) so that outgoing connections, which take ports from that
+// range, are unlikely to take it before etcd binds it.
 func freeAddr(t testing.TB) string {
 	t.Helper()
+	for range 50 {
+		addr := fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000))
+		if l, err := net.Listen("tcp", addr); err == nil {
+			l.Close()
+			return addr
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("finding a free port: %v", err)

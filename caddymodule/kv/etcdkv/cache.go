@@ -44,8 +44,8 @@ func value(v []byte) []byte {
 }
 
 // load reads everything below the prefix at one revision, a page at a time, and publishes it.
-func (db *DB) load() error {
-	ctx, cancel := context.WithTimeout(db.ctx, db.cfg.LoadTimeout)
+func (db *DB) load(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, db.cfg.LoadTimeout)
 	defer cancel()
 	m := newTree()
 	var rev, head int64
@@ -99,7 +99,7 @@ func (db *DB) follow(loaded bool) {
 	backoff := backoffMin
 	for db.ctx.Err() == nil {
 		if !loaded {
-			if err := db.load(); err != nil {
+			if err := db.load(db.ctx); err != nil {
 				if db.ctx.Err() == nil {
 					db.log.Warn("loading the cache from etcd failed; retrying", zap.Error(err))
 				}
@@ -147,7 +147,17 @@ func (db *DB) watch() error {
 	s := db.snap.Load()
 	rev, head := s.rev, s.head
 	wch := db.cli.Watch(ctx, db.cfg.Prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
-	for wr := range wch {
+	for {
+		var wr clientv3.WatchResponse
+		var ok bool
+		select {
+		case wr, ok = <-wch:
+		case <-db.kick:
+			return errStalled
+		}
+		if !ok {
+			break
+		}
 		if err := wr.Err(); err != nil {
 			return err
 		}
@@ -181,6 +191,19 @@ func (db *DB) watch() error {
 	return errors.New("the watch channel closed")
 }
 
+// errStalled ends a watch that did not deliver a revision etcd had acknowledged in time.
+var errStalled = errors.New("the watch did not deliver an acknowledged revision in time")
+
+// stalled asks the follow goroutine to re-establish the watch: a View or Update waited in
+// vain for a revision that etcd acknowledged, so the stream may be stuck (a member that
+// stopped sending without closing it); a new watch starts from the last applied revision.
+func (db *DB) stalled() {
+	select {
+	case db.kick <- struct{}{}:
+	default:
+	}
+}
+
 // waitApplied returns a snapshot that includes revision rev, waiting up to d for the watch
 // to deliver it.
 func (db *DB) waitApplied(rev int64, d time.Duration) (*snapshot, error) {
@@ -200,6 +223,7 @@ func (db *DB) waitApplied(rev int64, d time.Duration) (*snapshot, error) {
 		select {
 		case <-ch:
 		case <-timer.C:
+			db.stalled()
 			return nil, fmt.Errorf("waiting %s for the cache to reach revision %d (at %d): %w",
 				d, rev, db.snap.Load().rev, kv.ErrUnavailable)
 		case <-db.ctx.Done():

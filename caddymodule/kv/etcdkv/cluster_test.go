@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +19,7 @@ import (
 	"github.com/scimgate/scimgate/caddymodule/internal/etcdtest"
 	"github.com/scimgate/scimgate/caddymodule/kv"
 	"github.com/scimgate/scimgate/caddymodule/kv/etcdkv"
+	"github.com/scimgate/scimgate/caddymodule/kv/kvtest"
 )
 
 func increment(tx kv.Tx) error {
@@ -102,8 +105,22 @@ func TestReadYourWritesAcrossGateways(t *testing.T) {
 		if err := writer.Update(increment); err != nil {
 			t.Fatal(err)
 		}
-		if got := counter(t, reader); got != uint64(i+1) {
-			t.Fatalf("after write %d the other gateway read %d", i+1, got)
+		if got := counter(t, reader); got != uint64(2*i+1) {
+			t.Fatalf("after write %d the other gateway read %d", 2*i+1, got)
+		}
+		// An Update that only reads must not act on a stale cache either.
+		if err := writer.Update(increment); err != nil {
+			t.Fatal(err)
+		}
+		var got uint64
+		if err := reader.Update(func(tx kv.Tx) error {
+			got = binary.BigEndian.Uint64(tx.Bucket([]byte("counter")).Get([]byte("n")))
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if got != uint64(2*i+2) {
+			t.Fatalf("after write %d a read-only Update on the other gateway read %d", 2*i+2, got)
 		}
 	}
 }
@@ -286,4 +303,152 @@ func TestString(t *testing.T) {
 	if db.String() != want || !db.Shared() {
 		t.Errorf("String = %q, Shared = %v", db.String(), db.Shared())
 	}
+}
+
+// TestCopyFromBolt: `store copy` moves a bbolt store into etcd in transactions within etcd's
+// limits, and back.
+func TestCopyFromBolt(t *testing.T) {
+	c := etcdtest.Start(t, 1)
+	src, err := kv.OpenBolt(filepath.Join(t.TempDir(), "src.db"), kv.BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	if err := src.Update(func(tx kv.Tx) error {
+		for i := range 3 {
+			b, _ := tx.CreateBucketIfNotExists(fmt.Appendf(nil, "top%d", i))
+			_ = b.SetSequence(uint64(1000 + i))
+			nb, _ := b.CreateBucketIfNotExists([]byte("nested"))
+			for j := range 300 { // one bbolt transaction far over etcd's 128 operations
+				_ = b.Put(fmt.Appendf(nil, "k%04d", j), make([]byte, 100))
+				_ = nb.Put(fmt.Appendf(nil, "n%04d", j), []byte("v"))
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want := kvtest.Dump(t, src)
+	dst := open(t, c.Endpoints(), freshPrefix())
+	if err := kv.Copy(dst, src); err != nil {
+		t.Fatal(err)
+	}
+	if got := kvtest.Dump(t, dst); !maps.Equal(got, want) {
+		t.Errorf("copied into etcd: %d entries, want %d", len(got), len(want))
+	}
+	back, err := kv.OpenBolt(filepath.Join(t.TempDir(), "back.db"), kv.BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer back.Close()
+	if err := kv.Copy(back, dst); err != nil {
+		t.Fatal(err)
+	}
+	if got := kvtest.Dump(t, back); !maps.Equal(got, want) {
+		t.Errorf("copied back: %d entries, want %d", len(got), len(want))
+	}
+}
+
+// TestConflictRerunsFn: when another gateway commits between the snapshot and the commit, fn
+// runs again on the newer data; a gateway that keeps losing fails with ErrConflict and writes
+// nothing.
+func TestConflictRerunsFn(t *testing.T) {
+	c := etcdtest.Start(t, 1)
+	prefix := freshPrefix()
+	a := open(t, c.Endpoints(), prefix, func(cfg *etcdkv.Config) { cfg.MaxRetries = 3 })
+	b := open(t, c.Endpoints(), prefix)
+	runs := 0
+	err := a.Update(func(tx kv.Tx) error {
+		runs++
+		if runs == 1 { // B commits while A's transaction is open
+			if err := b.Update(increment); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return increment(tx)
+	})
+	if err != nil || runs != 2 {
+		t.Fatalf("Update: %v after %d runs, want success after 2", err, runs)
+	}
+	if got := counter(t, b); got != 2 {
+		t.Errorf("counter = %d, want 2 (B's increment and A's rerun on top of it)", got)
+	}
+
+	runs = 0
+	err = a.Update(func(tx kv.Tx) error {
+		runs++
+		if err := b.Update(increment); err != nil { // B wins every time
+			t.Fatal(err)
+		}
+		bk, _ := tx.CreateBucketIfNotExists([]byte("loser"))
+		return bk.Put([]byte("k"), []byte("v"))
+	})
+	if !errors.Is(err, kv.ErrConflict) || runs != 4 {
+		t.Errorf("Update that always loses: %v after %d runs, want ErrConflict after 4", err, runs)
+	}
+	if err := b.View(func(tx kv.Tx) error {
+		if tx.Bucket([]byte("loser")) != nil {
+			t.Error("the losing transaction's write is stored")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLeaderStopDuringWrites: the leader stops while two gateways write: writes go on through
+// the new leader, a write that failed is reported unavailable (stored or not), and every
+// acknowledged write is kept.
+func TestLeaderStopDuringWrites(t *testing.T) {
+	const maxWrites = 100000 // bounds the writers if the test goes wrong
+	c := etcdtest.Start(t, 3)
+	prefix := freshPrefix()
+	dbs := []*etcdkv.DB{open(t, c.Endpoints(), prefix), open(t, c.Endpoints(), prefix)}
+	var acked, failed atomic.Int64
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for g := range 8 {
+		wg.Go(func() {
+			db := dbs[g%2]
+			for range maxWrites / 8 {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				err := db.Batch(increment)
+				switch {
+				case err == nil:
+					acked.Add(1)
+				case errors.Is(err, kv.ErrUnavailable):
+					failed.Add(1)
+				default:
+					t.Errorf("write failed with %v, want success or ErrUnavailable", err)
+					return
+				}
+			}
+		})
+	}
+	for acked.Load() < 50 && acked.Load()+failed.Load() < maxWrites {
+		time.Sleep(5 * time.Millisecond)
+	}
+	leader := c.Leader()
+	if leader < 0 {
+		t.Fatal("no leader")
+	}
+	c.Stop(leader) // etcd hands leadership over first
+	before := acked.Load()
+	for acked.Load() < before+50 && acked.Load()+failed.Load() < maxWrites {
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	if acked.Load() < before+50 {
+		t.Errorf("only %d writes acknowledged after the leader stopped", acked.Load()-before)
+	}
+	got := int64(counter(t, dbs[0]))
+	if got < acked.Load() || got > acked.Load()+failed.Load() {
+		t.Errorf("counter = %d; %d writes acknowledged, %d failed", got, acked.Load(), failed.Load())
+	}
+	t.Logf("%d acknowledged, %d unavailable; counter %d", acked.Load(), failed.Load(), got)
 }

@@ -48,6 +48,8 @@ func Run(t *testing.T, open func(t *testing.T) kv.DB, opts Options) {
 		{"BatchOneFails", testBatchOneFails},
 		{"Changed", testChanged},
 		{"CopyAndBackup", testCopyAndBackup},
+		{"BatchPanic", testBatchPanic},
+		{"Close", testClose},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -584,6 +586,10 @@ func testOnCommit(t *testing.T, db kv.DB, _ Options) {
 				}
 				return nil
 			}))
+			// A hook may start another write transaction.
+			must(t, db.Update(func(tx kv.Tx) error {
+				return tx.Bucket([]byte("o")).Put([]byte("from hook"), []byte("v"))
+			}))
 			ran = append(ran, "second")
 		})
 		if len(ran) != 0 {
@@ -825,5 +831,58 @@ func testCopyAndBackup(t *testing.T, db kv.DB, _ Options) {
 	defer back.Close()
 	if got := Dump(t, back); !maps.Equal(got, want) {
 		t.Errorf("Backup: %d entries, want %d", len(got), len(want))
+	}
+}
+
+// testBatchPanic: a Batch function that panics panics in its caller's goroutine and leaves
+// the other callers' commits alone.
+func testBatchPanic(t *testing.T, db kv.DB, _ Options) {
+	must(t, db.Update(func(tx kv.Tx) error {
+		_, err := tx.CreateBucketIfNotExists([]byte("p"))
+		return err
+	}))
+	var wg sync.WaitGroup
+	var recovered any
+	errs := make([]error, 4)
+	for i := range 4 {
+		wg.Go(func() {
+			defer func() {
+				if p := recover(); p != nil {
+					recovered = p
+				}
+			}()
+			errs[i] = db.Batch(func(tx kv.Tx) error {
+				must(t, tx.Bucket([]byte("p")).Put(fmt.Appendf(nil, "k%d", i), []byte("v")))
+				if i == 2 {
+					panic("fn panicked")
+				}
+				return nil
+			})
+		})
+	}
+	wg.Wait()
+	if recovered != "fn panicked" {
+		t.Errorf("recovered %v, want the function's panic", recovered)
+	}
+	d := Dump(t, db)
+	for i := range 4 {
+		_, stored := d[fmt.Sprintf(`"p":"k%d"`, i)]
+		if stored != (i != 2) || (i != 2 && errs[i] != nil) {
+			t.Errorf("Batch %d: stored %v, error %v", i, stored, errs[i])
+		}
+	}
+}
+
+func testClose(t *testing.T, db kv.DB, _ Options) {
+	must(t, db.Update(func(tx kv.Tx) error {
+		_, err := tx.CreateBucketIfNotExists([]byte("c"))
+		return err
+	}))
+	must(t, db.Close())
+	if err := db.View(func(kv.Tx) error { return nil }); !errors.Is(err, kv.ErrClosed) {
+		t.Errorf("View after Close: %v, want ErrClosed", err)
+	}
+	if err := db.Update(func(kv.Tx) error { return nil }); !errors.Is(err, kv.ErrClosed) {
+		t.Errorf("Update after Close: %v, want ErrClosed", err)
 	}
 }
