@@ -16,8 +16,8 @@ func openStore(sc *storeconfig.Resolved) (*store.Store, error) {
 	if sc.Backend != storeconfig.Etcd {
 		return store.Open(sc.Path, store.Options{})
 	}
-	// The context is the client's lifetime (etcd's client ends with it): Open bounds its
-	// own dialling and loading with DialTimeout and LoadTimeout.
+	// Open bounds its own dialling and loading (DialTimeout, LoadTimeout); the context
+	// only lets it be abandoned, which a Caddy start does not do.
 	db, err := etcdkv.Open(context.Background(), etcdkv.Config{
 		Endpoints:     sc.Endpoints,
 		Prefix:        sc.Prefix,
