@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 )
 
 // Copy bounds: each Update into dst holds at most copyMaxOps writes and about copyMaxBytes of
@@ -24,7 +26,12 @@ var errStop = errors.New("stop")
 // operations so that it works into etcd; the copy as a whole is therefore not atomic: if it
 // fails, dst holds a part and should be discarded. It is what `scimgate store copy` and the
 // etcd backend's Backup use.
-func Copy(dst, src DB) error {
+func Copy(dst, src DB) error { return CopySnapshot(dst, src, nil) }
+
+// CopySnapshot is Copy that also runs read, when not nil, in the source's read transaction
+// before copying: what read learns (journal heads, key counts) describes exactly the
+// snapshot copied, even when other writers change src meanwhile.
+func CopySnapshot(dst, src DB, read func(Tx) error) error {
 	empty := true
 	if err := dst.View(func(tx Tx) error {
 		return tx.ForEachBucket(func([]byte) error { empty = false; return errStop })
@@ -35,6 +42,11 @@ func Copy(dst, src DB) error {
 		return fmt.Errorf("copying into %s: the destination is not empty", dst)
 	}
 	return src.View(func(stx Tx) error {
+		if read != nil {
+			if err := read(stx); err != nil {
+				return err
+			}
+		}
 		c := &copier{dst: dst}
 		var names [][]byte
 		if err := stx.ForEachBucket(func(name []byte) error {
@@ -50,6 +62,73 @@ func Copy(dst, src DB) error {
 		}
 		return c.flush()
 	})
+}
+
+// Count returns how many keys each bucket in tx holds, by bucket path (see BucketPath),
+// nested buckets included and counted apart from their parents. An empty bucket counts 0.
+func Count(tx Tx) (map[string]int, error) {
+	counts := map[string]int{}
+	var walk func(path [][]byte, b Bucket) error
+	walk = func(path [][]byte, b Bucket) error {
+		if b == nil {
+			return fmt.Errorf("bucket %s vanished while counting", BucketPath(path))
+		}
+		n := 0
+		if err := b.ForEach(func(_, _ []byte) error { n++; return nil }); err != nil {
+			return err
+		}
+		counts[BucketPath(path)] = n
+		var names [][]byte
+		if err := b.ForEachBucket(func(name []byte) error {
+			names = append(names, clone(name))
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, name := range names {
+			if err := walk(append(append([][]byte(nil), path...), name), b.Bucket(name)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var names [][]byte
+	if err := tx.ForEachBucket(func(name []byte) error {
+		names = append(names, clone(name))
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	for _, name := range names {
+		if err := walk([][]byte{name}, tx.Bucket(name)); err != nil {
+			return nil, err
+		}
+	}
+	return counts, nil
+}
+
+// BucketPath names a nested bucket for messages: its names joined with '/', each quoted
+// (Go syntax) only when it holds a '/', a quote or a byte that is not printable ASCII.
+func BucketPath(path [][]byte) string {
+	var sb strings.Builder
+	for i, p := range path {
+		if i > 0 {
+			sb.WriteByte('/')
+		}
+		plain := len(p) > 0
+		for _, c := range p {
+			if c < 0x21 || c > 0x7e || c == '/' || c == '"' {
+				plain = false
+				break
+			}
+		}
+		if plain {
+			sb.Write(p)
+		} else {
+			sb.WriteString(strconv.Quote(string(p)))
+		}
+	}
+	return sb.String()
 }
 
 // WriteBolt writes a consistent copy of src as a bbolt file to w: it copies src into a
