@@ -267,8 +267,10 @@ func totals(counts map[string]int) (int, string) {
 	byTop := map[string]int{}
 	keys := 0
 	for path, n := range counts {
-		byTop[topOf(path)] += n
-		keys += n
+		if n > 0 {
+			byTop[topOf(path)] += n
+			keys += n
+		}
 	}
 	names := make([]string, 0, len(byTop))
 	for name := range byTop {

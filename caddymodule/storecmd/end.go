@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -185,8 +186,11 @@ const lockWait = time.Second
 // with what to do instead.
 func openBoltSource(path string) (*kv.Bolt, error) {
 	st, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("source %s does not exist", path)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("source %v", err)
+		return nil, fmt.Errorf("source: %w", err)
 	}
 	if !st.Mode().IsRegular() {
 		return nil, fmt.Errorf("source %s is not a file", path)
