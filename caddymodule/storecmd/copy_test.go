@@ -29,7 +29,7 @@ import (
 
 // run runs `store args...` and returns the exit status the process would have, stdout and
 // the command's error.
-func run(t *testing.T, args ...string) (int, string, error) {
+func run(t testing.TB, args ...string) (int, string, error) {
 	t.Helper()
 	reg, ok := caddycmd.Commands()["store"]
 	if !ok || reg.CobraFunc == nil {
@@ -56,7 +56,10 @@ const (
 // seed writes a gateway's store at path: users and groups with their indexes, memberships,
 // an id map, account marks, outbox tasks, policy stats and a signed journal with
 // checkpoints.
-func seed(t *testing.T, path string) {
+func seed(t testing.TB, path string) { seedN(t, path, seedUsers) }
+
+// seedN is seed with users users (at least seedGroups).
+func seedN(t testing.TB, path string, users int) {
 	t.Helper()
 	s, err := store.Open(path, store.Options{})
 	if err != nil {
@@ -83,7 +86,7 @@ func seed(t *testing.T, path string) {
 			t.Fatal(err)
 		}
 	}
-	for i := range seedUsers {
+	for i := range users {
 		id := fmt.Sprintf("u%03d", i)
 		write(func(tx *store.Tx) error {
 			if err := tx.Put(&store.Record{Type: "User", ID: id, Created: now, LastModified: now,
@@ -101,7 +104,7 @@ func seed(t *testing.T, path string) {
 			}
 			return tx.AddStats("app", now.Unix()/60, map[string]int64{"create": 1})
 		})
-		if i%10 == 9 {
+		if i%10 == 9 && i < seedUsers {
 			if _, err := j.Checkpoint(); err != nil {
 				t.Fatal(err)
 			}
@@ -114,7 +117,7 @@ func seed(t *testing.T, path string) {
 				Doc: []byte(fmt.Sprintf(`{"displayName":"group %d"}`, g))}); err != nil {
 				return err
 			}
-			for i := g; i < seedUsers; i += seedGroups {
+			for i := g; i < users; i += seedGroups {
 				if _, err := tx.AddMember(id, store.Member{ID: fmt.Sprintf("u%03d", i), Type: "User"}); err != nil {
 					return err
 				}
