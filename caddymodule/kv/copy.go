@@ -1,6 +1,8 @@
 package kv
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -64,20 +66,50 @@ func CopySnapshot(dst, src DB, read func(Tx) error) error {
 	})
 }
 
-// Count returns how many keys each bucket in tx holds, by bucket path (see BucketPath),
-// nested buckets included and counted apart from their parents. An empty bucket counts 0.
-func Count(tx Tx) (map[string]int, error) {
-	counts := map[string]int{}
+// Summary is what Summarize reads of a store.
+type Summary struct {
+	// Keys is how many keys each bucket holds, by bucket path (see BucketPath), nested
+	// buckets included and counted apart from their parents. An empty bucket counts 0.
+	Keys map[string]int
+	// Digest is a SHA-256 of every bucket's path and sequence and every key and value, in
+	// order: two stores with the same Digest hold the same data, whatever their backend.
+	Digest [32]byte
+}
+
+// Summarize counts the keys of every bucket in tx and digests everything it holds.
+func Summarize(tx Tx) (Summary, error) {
+	s := Summary{Keys: map[string]int{}}
+	h := sha256.New()
+	var scratch [8]byte
+	field := func(b []byte) {
+		binary.BigEndian.PutUint64(scratch[:], uint64(len(b)))
+		h.Write(scratch[:])
+		h.Write(b)
+	}
 	var walk func(path [][]byte, b Bucket) error
 	walk = func(path [][]byte, b Bucket) error {
 		if b == nil {
-			return fmt.Errorf("bucket %s vanished while counting", BucketPath(path))
+			return fmt.Errorf("bucket %s vanished while reading it", BucketPath(path))
 		}
+		h.Write([]byte{'b'})
+		binary.BigEndian.PutUint64(scratch[:], uint64(len(path)))
+		h.Write(scratch[:])
+		for _, p := range path {
+			field(p)
+		}
+		binary.BigEndian.PutUint64(scratch[:], b.Sequence())
+		h.Write(scratch[:])
 		n := 0
-		if err := b.ForEach(func(_, _ []byte) error { n++; return nil }); err != nil {
+		if err := b.ForEach(func(k, v []byte) error {
+			n++
+			h.Write([]byte{'k'})
+			field(k)
+			field(v)
+			return nil
+		}); err != nil {
 			return err
 		}
-		counts[BucketPath(path)] = n
+		s.Keys[BucketPath(path)] = n
 		var names [][]byte
 		if err := b.ForEachBucket(func(name []byte) error {
 			names = append(names, clone(name))
@@ -97,14 +129,15 @@ func Count(tx Tx) (map[string]int, error) {
 		names = append(names, clone(name))
 		return nil
 	}); err != nil {
-		return nil, err
+		return Summary{}, err
 	}
 	for _, name := range names {
 		if err := walk([][]byte{name}, tx.Bucket(name)); err != nil {
-			return nil, err
+			return Summary{}, err
 		}
 	}
-	return counts, nil
+	h.Sum(s.Digest[:0])
+	return s, nil
 }
 
 // BucketPath names a nested bucket for messages: its names joined with '/', each quoted

@@ -24,8 +24,8 @@ func BenchmarkCopy(b *testing.B) {
 	}
 	keys := 0
 	if err := db.View(func(tx kv.Tx) error {
-		counts, err := kv.Count(tx)
-		for _, n := range counts {
+		sum, err := kv.Summarize(tx)
+		for _, n := range sum.Keys {
 			keys += n
 		}
 		return err

@@ -241,11 +241,11 @@ func refuseNonEmpty(dst *end) error {
 
 // describe summarises a store: its keys per top-level bucket and its journals' heads.
 func describe(db kv.DB) (string, error) {
-	var counts map[string]int
+	var sum kv.Summary
 	var heads []journal.Head
 	err := db.View(func(tx kv.Tx) error {
 		var err error
-		if counts, err = kv.Count(tx); err != nil {
+		if sum, err = kv.Summarize(tx); err != nil {
 			return err
 		}
 		heads, _ = journal.Heads(tx) // a store that is not scimgate's has none
@@ -254,8 +254,8 @@ func describe(db kv.DB) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	keys, top := totals(counts)
-	s := fmt.Sprintf("%d keys in %d buckets (%s)", keys, len(counts), top)
+	keys, top := totals(sum.Keys)
+	s := fmt.Sprintf("%d keys in %d buckets (%s)", keys, len(sum.Keys), top)
 	for _, h := range heads {
 		s += fmt.Sprintf(", journal %s at seq %d", h.Name, h.Seq)
 	}
@@ -302,24 +302,24 @@ func topOf(path string) string {
 
 // result is what a verified copy reports.
 type result struct {
-	counts   map[string]int
+	sum      kv.Summary
 	heads    []journal.Head
 	reports  map[string]*journal.Report
 	revision int64 // the etcd revision copied (0: a bbolt source)
 	took     time.Duration
 }
 
-// copyStore copies src into the empty dst and verifies the copy: the keys per bucket and
-// every journal's head match what the copy read from src (in the same read transaction),
-// and every journal in dst verifies.
+// copyStore copies src into the empty dst and verifies the copy: the keys per bucket, the
+// digest of all data and every journal's head match what the copy read from src (in the
+// same read transaction), and every journal in dst verifies.
 func copyStore(ctx context.Context, dst, src kv.DB) (*result, error) {
 	res := &result{reports: map[string]*journal.Report{}}
 	err := kv.CopySnapshot(dst, src, func(tx kv.Tx) error {
 		var err error
-		if res.counts, err = kv.Count(tx); err != nil {
-			return fmt.Errorf("counting the source's keys: %w", err)
+		if res.sum, err = kv.Summarize(tx); err != nil {
+			return fmt.Errorf("reading the source: %w", err)
 		}
-		if len(res.counts) == 0 {
+		if len(res.sum.Keys) == 0 {
 			return fmt.Errorf("source %s is empty: nothing to copy", src)
 		}
 		if res.heads, err = journal.Heads(tx); err != nil {
@@ -334,11 +334,11 @@ func copyStore(ctx context.Context, dst, src kv.DB) (*result, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	var counts map[string]int
+	var sum kv.Summary
 	var heads []journal.Head
 	if err := dst.View(func(tx kv.Tx) error {
 		var err error
-		if counts, err = kv.Count(tx); err != nil {
+		if sum, err = kv.Summarize(tx); err != nil {
 			return err
 		}
 		heads, err = journal.Heads(tx)
@@ -346,8 +346,11 @@ func copyStore(ctx context.Context, dst, src kv.DB) (*result, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("verifying the copy in %s: %w", dst, err)
 	}
-	if diff := diffCounts(res.counts, counts); diff != "" {
+	if diff := diffCounts(res.sum.Keys, sum.Keys); diff != "" {
 		return nil, fmt.Errorf("the copy in %s does not match the source: %s", dst, diff)
+	}
+	if sum.Digest != res.sum.Digest {
+		return nil, fmt.Errorf("the copy in %s does not match the source: the same keys per bucket, but different data", dst)
 	}
 	if !slices.Equal(res.heads, heads) {
 		return nil, fmt.Errorf("the copy in %s does not match the source: journal heads %v, source %v", dst, heads, res.heads)
@@ -415,12 +418,12 @@ func (e *end) name() string {
 }
 
 func (r *result) print(w io.Writer, src, dst *end) {
-	keys, top := totals(r.counts)
+	keys, top := totals(r.sum.Keys)
 	fmt.Fprintf(w, "OK: copied %s to %s in %s, verified\n", src.name(), dst.name(), r.took.Round(time.Millisecond))
 	if r.revision > 0 {
 		fmt.Fprintf(w, "  source read at etcd revision %d (writes after it are not in the copy)\n", r.revision)
 	}
-	fmt.Fprintf(w, "  %d keys in %d buckets, the same counts as the source (%s)\n", keys, len(r.counts), top)
+	fmt.Fprintf(w, "  %d keys in %d buckets, the same keys and values as the source, digest %x (%s)\n", keys, len(r.sum.Keys), r.sum.Digest[:8], top)
 	for _, h := range r.heads {
 		rep := r.reports[h.Name]
 		hash := h.Hash

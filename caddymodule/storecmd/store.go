@@ -2,7 +2,7 @@
 // subcommand, `store copy`, moves a gateway's whole store (directory, id map, outbox, policy
 // counts and journal) from the embedded bbolt file into an etcd cluster, where a fleet of
 // gateways shares it, and back, and verifies the copy: every journal's hash chain and
-// checkpoints, its head, and the number of keys in every bucket.
+// checkpoints, its head, the number of keys in every bucket and a digest of all data.
 //
 // This file registers the command; copy.go runs a copy and end.go opens its two ends.
 package storecmd
@@ -63,7 +63,9 @@ provisioning), or treat the copy as a backup as of that revision.
 
 After copying, store copy verifies the destination: every journal's hash
 chain and checkpoints, each journal's head (last sequence number and hash)
-against the source's, and the number of keys in every bucket. A bbolt
+against the source's, the number of keys in every bucket and a digest of
+all keys, values and sequences (signatures are not checked: use
+journal verify --public-key on the result for that). A bbolt
 destination is written to a temporary file and appears only once verified;
 an etcd destination that fails keeps what was written, and the error says
 how to clear it.
