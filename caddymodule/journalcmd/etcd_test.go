@@ -41,10 +41,10 @@ func enableAuth(t *testing.T, c *etcdtest.Cluster, user, password string) {
 func TestCLIAgainstAGatewayOnEtcd(t *testing.T) {
 	c := etcdtest.Start(t, 1)
 	const password = "etcd-pw-7f3a9c41"
-	enableAuth(t, c, "root", password)
+	enableAuth(t, c, "root", password) // etcd checks it with bcrypt: slow under -race, hence dial_timeout
 	t.Setenv("SCIMGATE_ADM_ETCD_PASSWORD", password)
 	endpoint, prefix := c.Endpoints()[0], "/gw-test/"
-	e := journaltest.StartStore(t, fmt.Sprintf("store etcd {\n\t\t\tendpoints %s\n\t\t\tprefix %s\n\t\t\tusername root\n\t\t\tpassword {env.SCIMGATE_ADM_ETCD_PASSWORD}\n\t\t}", endpoint, prefix))
+	e := journaltest.StartStore(t, fmt.Sprintf("store etcd {\n\t\t\tendpoints %s\n\t\t\tprefix %s\n\t\t\tusername root\n\t\t\tpassword {env.SCIMGATE_ADM_ETCD_PASSWORD}\n\t\t\tdial_timeout 60s\n\t\t}", endpoint, prefix))
 	journaltest.Seed(t, e)
 	head := e.Head(t)
 	if head < 5 {

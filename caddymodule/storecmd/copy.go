@@ -19,6 +19,7 @@ import (
 	"github.com/scimgate/scimgate/caddymodule/journal"
 	"github.com/scimgate/scimgate/caddymodule/kv"
 	"github.com/scimgate/scimgate/caddymodule/kv/etcdkv"
+	"github.com/scimgate/scimgate/caddymodule/storeconfig"
 )
 
 func newCopyCommand() *cobra.Command {
@@ -41,6 +42,7 @@ func newCopyCommand() *cobra.Command {
 	fl.String("cert", "", "PEM client certificate for etcd (mutual TLS)")
 	fl.String("key", "", "PEM key of --cert")
 	fl.String("server-name", "", "Name to verify in the etcd members' certificates")
+	fl.Duration("timeout", storeconfig.DefaultRequestTimeout, "Bounds connecting to etcd and each of its requests")
 	return cmd
 }
 

@@ -25,7 +25,7 @@ import (
 )
 
 // etcdFlags are the flags that name an etcd store (the alternative to --config).
-var etcdFlags = []string{"endpoints", "prefix", "username", "password-env", "password-file", "ca", "cert", "key", "server-name"}
+var etcdFlags = []string{"endpoints", "prefix", "username", "password-env", "password-file", "ca", "cert", "key", "server-name", "timeout"}
 
 // envName is what --password-env accepts: an environment variable's name.
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -72,6 +72,11 @@ func etcdStore(f caddycmd.Flags) (*storeconfig.Resolved, error) {
 			return nil, usagef("--password-env %s: the variable is not set", env)
 		}
 		c.Password = "{env." + env + "}"
+	}
+	if d := f.Duration("timeout"); d > 0 {
+		c.DialTimeout, c.RequestTimeout = caddy.Duration(d), caddy.Duration(d)
+	} else {
+		return nil, usagef("--timeout must be positive")
 	}
 	if f.String("ca") != "" || f.String("cert") != "" || f.String("key") != "" || f.String("server-name") != "" {
 		c.TLS = &storeconfig.TLS{CA: f.String("ca"), Cert: f.String("cert"), Key: f.String("key"), ServerName: f.String("server-name")}

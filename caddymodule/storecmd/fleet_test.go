@@ -43,7 +43,8 @@ func TestMoveAGatewayToEtcd(t *testing.T) {
 		t.Fatalf("backup: exit %d: %s", code, stderr)
 	}
 
-	etcdFlags := []string{"--endpoints", c.Endpoints()[0], "--prefix", "/fleet/", "--username", "root", "--password-env", "SCIMGATE_ADM_ETCD_PASSWORD"}
+	etcdFlags := []string{"--endpoints", c.Endpoints()[0], "--prefix", "/fleet/", "--username", "root", "--password-env", "SCIMGATE_ADM_ETCD_PASSWORD",
+		"--timeout", "60s"} // etcd checks the password with bcrypt: slow under -race
 	code, out, err := run(t, append([]string{"copy", "--from", backup, "--to", "etcd"}, etcdFlags...)...)
 	if code != 0 {
 		t.Fatalf("copy: exit %d: %v\n%s", code, err, out)
@@ -53,7 +54,7 @@ func TestMoveAGatewayToEtcd(t *testing.T) {
 	}
 
 	fleet := journaltest.StartStore(t, fmt.Sprintf(
-		"store etcd {\n\t\t\tendpoints %s\n\t\t\tprefix /fleet/\n\t\t\tusername root\n\t\t\tpassword {env.SCIMGATE_ADM_ETCD_PASSWORD}\n\t\t}", c.Endpoints()[0]))
+		"store etcd {\n\t\t\tendpoints %s\n\t\t\tprefix /fleet/\n\t\t\tusername root\n\t\t\tpassword {env.SCIMGATE_ADM_ETCD_PASSWORD}\n\t\t\tdial_timeout 60s\n\t\t}", c.Endpoints()[0]))
 	if status, body := fleet.SCIMDo(t, http.MethodGet, "/Users/"+ids["carol@example.com"], ""); status != http.StatusOK || !strings.Contains(string(body), "carol@example.com") {
 		t.Fatalf("the gateway on etcd does not serve a copied user: %d %s", status, body)
 	}
