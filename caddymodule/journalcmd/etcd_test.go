@@ -8,32 +8,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/scimgate/scimgate/caddymodule/internal/etcdtest"
 	"github.com/scimgate/scimgate/caddymodule/internal/journaltest"
 	"github.com/scimgate/scimgate/caddymodule/journal"
 )
-
-// enableAuth turns on etcd's authentication with a root user.
-func enableAuth(t *testing.T, c *etcdtest.Cluster, user, password string) {
-	t.Helper()
-	cli := c.Client()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := cli.RoleAdd(ctx, "root"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cli.UserAdd(ctx, user, password); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cli.UserGrantRole(ctx, user, "root"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cli.AuthEnable(ctx); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // A gateway whose store is etcd (with a password): verify, backup and export through its
 // admin endpoint name the etcd store, never the password; the backup is a bbolt file that
@@ -41,7 +20,7 @@ func enableAuth(t *testing.T, c *etcdtest.Cluster, user, password string) {
 func TestCLIAgainstAGatewayOnEtcd(t *testing.T) {
 	c := etcdtest.Start(t, 1)
 	const password = "etcd-pw-7f3a9c41"
-	enableAuth(t, c, "root", password) // etcd checks it with bcrypt: slow under -race, hence dial_timeout
+	c.EnableAuth("root", password) // etcd checks it with bcrypt: slow under -race, hence dial_timeout
 	t.Setenv("SCIMGATE_ADM_ETCD_PASSWORD", password)
 	endpoint, prefix := c.Endpoints()[0], "/gw-test/"
 	e := journaltest.StartStore(t, fmt.Sprintf("store etcd {\n\t\t\tendpoints %s\n\t\t\tprefix %s\n\t\t\tusername root\n\t\t\tpassword {env.SCIMGATE_ADM_ETCD_PASSWORD}\n\t\t\tdial_timeout 60s\n\t\t}", endpoint, prefix))

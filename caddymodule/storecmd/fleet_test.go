@@ -1,13 +1,11 @@
 package storecmd_test
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/scimgate/scimgate/caddymodule/internal/etcdtest"
 	"github.com/scimgate/scimgate/caddymodule/internal/journaltest"
@@ -20,19 +18,7 @@ import (
 func TestMoveAGatewayToEtcd(t *testing.T) {
 	c := etcdtest.Start(t, 1)
 	const password = "etcd-pw-51c0ffee"
-	cli := c.Client()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for _, step := range []func() error{
-		func() error { _, err := cli.RoleAdd(ctx, "root"); return err },
-		func() error { _, err := cli.UserAdd(ctx, "root", password); return err },
-		func() error { _, err := cli.UserGrantRole(ctx, "root", "root"); return err },
-		func() error { _, err := cli.AuthEnable(ctx); return err },
-	} {
-		if err := step(); err != nil {
-			t.Fatalf("enabling etcd authentication: %v", err)
-		}
-	}
+	c.EnableAuth("root", password)
 	t.Setenv("SCIMGATE_ADM_ETCD_PASSWORD", password)
 
 	single := journaltest.Start(t)
