@@ -243,6 +243,20 @@ func TestCopyRoundTripThroughEtcd(t *testing.T) {
 		}
 		wantSame(t, dumpFile(t, again), want)
 	})
+
+	t.Run("the etcd end from Caddy's JSON", func(t *testing.T) {
+		config := filepath.Join(t.TempDir(), "caddy.json")
+		body := fmt.Sprintf(`{"apps":{"http":{"servers":{"s":{"routes":[{"handle":[{"handler":"subroute","routes":[{"handle":[
+			{"handler":"scim_gateway","store":{"backend":"etcd","endpoints":[%q],"prefix":"/fleet/"}}]}]}]}]}}}}}`, c.Endpoints()[0])
+		if err := os.WriteFile(config, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		again := filepath.Join(t.TempDir(), "again.db")
+		if code, out, err := run(t, "copy", "--from", "etcd", "--config", config, "--to", again); code != 0 {
+			t.Fatalf("exit %d: %v\n%s", code, err, out)
+		}
+		wantSame(t, dumpFile(t, again), want)
+	})
 }
 
 func TestCopyRefusesANonEmptyDestination(t *testing.T) {
@@ -347,6 +361,9 @@ func TestCopyRefusesALockedSource(t *testing.T) {
 	}
 	if _, err := os.Stat(dst); err == nil {
 		t.Error("the refused copy created the destination")
+	}
+	if code, _, err := run(t, "copy", "--from", dir, "--to", dst); code != 1 || err == nil || !strings.Contains(err.Error(), "is a directory: name the store file in it ("+src+")") {
+		t.Errorf("a data directory as the source: exit %d, %v", code, err)
 	}
 }
 

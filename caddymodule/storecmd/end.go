@@ -197,6 +197,9 @@ func openBoltSource(path string) (*kv.Bolt, error) {
 	if err != nil {
 		return nil, fmt.Errorf("source: %w", err)
 	}
+	if st.IsDir() {
+		return nil, fmt.Errorf("source %s is a directory: name the store file in it (%s)", path, filepath.Join(path, storeconfig.FileName))
+	}
 	if !st.Mode().IsRegular() {
 		return nil, fmt.Errorf("source %s is not a file", path)
 	}
