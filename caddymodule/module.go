@@ -28,6 +28,7 @@ import (
 	_ "github.com/scimgate/scimgate/caddymodule/outboxadmin"
 	_ "github.com/scimgate/scimgate/caddymodule/outboxcmd"
 	_ "github.com/scimgate/scimgate/caddymodule/reconcilecmd"
+	_ "github.com/scimgate/scimgate/caddymodule/storecmd"
 )
 
 func init() {

@@ -344,6 +344,54 @@ func openFile(path string) (kv.DB, error) {
 	return db, nil
 }
 
+// VerifyDB verifies journal name in an open store that no Journal of this process is
+// appending to or pruning (a store being copied, a backup): what `store copy` checks its
+// destination with.
+func VerifyDB(ctx context.Context, db kv.DB, name string, pub ed25519.PublicKey) (*Report, error) {
+	return verifyDB(ctx, db, []byte(name), pub)
+}
+
+// Head is a journal's newest record as its head key names it.
+type Head struct {
+	Name string
+	// Seq and Hash (hex) are the newest record's (0 and "" for an empty journal).
+	Seq  uint64
+	Hash string
+}
+
+// Heads reads the head of every journal in tx, sorted by name.
+func Heads(tx kv.Tx) ([]Head, error) {
+	root := tx.Bucket(bucketRoot)
+	if root == nil {
+		return nil, nil
+	}
+	var names []string
+	if err := root.ForEachBucket(func(k []byte) error {
+		names = append(names, string(k))
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	sort.Strings(names)
+	heads := make([]Head, 0, len(names))
+	for _, name := range names {
+		b, err := journalBucket(tx, []byte(name))
+		if err != nil {
+			return nil, fmt.Errorf("journal %s: %w", name, err)
+		}
+		seq, h, err := headOf(b)
+		if err != nil {
+			return nil, fmt.Errorf("journal %s: %w", name, err)
+		}
+		hd := Head{Name: name, Seq: seq}
+		if seq > 0 {
+			hd.Hash = hex.EncodeToString(h[:])
+		}
+		heads = append(heads, hd)
+	}
+	return heads, nil
+}
+
 // Journals lists the journal names in db, sorted.
 func Journals(db kv.DB) ([]string, error) {
 	var names []string

@@ -26,10 +26,15 @@ func runBackup(ctx context.Context, c *env) (int, error) {
 	if dest == "" {
 		return fail("--output is required (a file, or - for stdout)")
 	}
-	a, name, err := c.adminJournal(ctx)
+	a, err := c.admin()
 	if err != nil {
 		return fail("%v", err)
 	}
+	item, err := a.journalItem(ctx, c.flags.String("journal"))
+	if err != nil {
+		return fail("%v", err)
+	}
+	name := item.Name
 	out, err := createOutput(dest, c.stdout)
 	if err != nil {
 		return fail("%v", err)
@@ -42,6 +47,10 @@ func runBackup(ctx context.Context, c *env) (int, error) {
 	if err := out.commit(); err != nil {
 		return fail("%v", err)
 	}
-	fmt.Fprintf(c.stderr, "backed up the store of journal %s: %d bytes to %s (check it with: journal verify --file %s)\n", name, n, out.name, out.name)
+	store := item.Store
+	if store == "" {
+		store = "the store of journal " + name
+	}
+	fmt.Fprintf(c.stderr, "backed up %s (journal %s and the directory) as a bbolt file: %d bytes to %s (check it with: journal verify --file %s)\n", store, name, n, out.name, out.name)
 	return 0, nil
 }

@@ -104,26 +104,50 @@ func (a *adminClient) journalName(ctx context.Context, name string) (string, err
 	if name != "" {
 		return name, nil
 	}
+	item, err := a.journalItem(ctx, name)
+	return item.Name, err
+}
+
+// journalItem returns journal name's entry in the instance's list (the only journal when
+// name is empty), which names its store: a bbolt file, or etcd endpoints and prefix.
+// A name the list does not hold is returned alone, for the journal's route to refuse.
+func (a *adminClient) journalItem(ctx context.Context, name string) (journaladmin.ListItem, error) {
 	resp, err := a.do(ctx, http.MethodGet, journaladmin.Prefix, nil)
 	if err != nil {
-		return "", err
+		return journaladmin.ListItem{}, err
 	}
 	defer resp.Body.Close()
 	var list []journaladmin.ListItem
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&list); err != nil {
-		return "", fmt.Errorf("reading the journal list: %w", err)
+		return journaladmin.ListItem{}, fmt.Errorf("reading the journal list: %w", err)
+	}
+	if name != "" {
+		for _, j := range list {
+			if j.Name == name {
+				return j, nil
+			}
+		}
+		return journaladmin.ListItem{Name: name}, nil
 	}
 	switch len(list) {
 	case 0:
-		return "", fmt.Errorf("the instance at %s has no journal (is a scim_gateway configured?)", a.addr)
+		return journaladmin.ListItem{}, fmt.Errorf("the instance at %s has no journal (is a scim_gateway configured?)", a.addr)
 	case 1:
-		return list[0].Name, nil
+		return list[0], nil
 	}
 	names := make([]string, len(list))
 	for i, j := range list {
 		names[i] = j.Name
 	}
-	return "", fmt.Errorf("the instance has several journals (%s): choose one with --journal", strings.Join(names, ", "))
+	return journaladmin.ListItem{}, fmt.Errorf("the instance has several journals (%s): choose one with --journal", strings.Join(names, ", "))
+}
+
+// describe names a journal and its store for messages: "journal audit in <store>".
+func describe(item journaladmin.ListItem) string {
+	if item.Store == "" {
+		return "journal " + item.Name
+	}
+	return "journal " + item.Name + " in " + item.Store
 }
 
 // verify asks the instance to verify with its configured key.

@@ -73,10 +73,10 @@ func runExport(ctx context.Context, c *env) (int, error) {
 		if aerr != nil {
 			return fail("%v", aerr)
 		}
-		var name string
-		if name, err = a.journalName(ctx, c.flags.String("journal")); err == nil {
-			what = "journal " + name
-			n, err = a.export(ctx, name, q, out)
+		var item journaladmin.ListItem
+		if item, err = a.journalItem(ctx, c.flags.String("journal")); err == nil {
+			what = describe(item)
+			n, err = a.export(ctx, item.Name, q, out)
 		}
 	}
 	if err != nil {

@@ -47,7 +47,9 @@ read-only. The live database is never opened: the running instance holds it.
 
   journal backup  --output <file>
       Downloads a consistent snapshot of the running instance's store (the
-      directory and the journal): a file that --file accepts.
+      directory and the journal) as a bbolt file, from a gateway on etcd too
+      (one revision of the fleet's store): a file that --file accepts and
+      that store copy --from takes.
 
   journal tail    [-n <count>] [--resource-type <type>] [--user-name <userName>]
                   [--outcome <outcome>] [--json]

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/scimgate/scimgate/caddymodule/journal"
+	"github.com/scimgate/scimgate/caddymodule/journaladmin"
 )
 
 // ExitNotVerified is the exit status of a verification that ran and failed (sysexits'
@@ -50,11 +51,12 @@ func runVerify(ctx context.Context, c *env) (int, error) {
 		if a, err = c.admin(); err != nil {
 			return fail("%v", err)
 		}
-		var name string
-		if name, err = a.journalName(ctx, c.flags.String("journal")); err != nil {
+		var item journaladmin.ListItem
+		if item, err = a.journalItem(ctx, c.flags.String("journal")); err != nil {
 			return fail("%v", err)
 		}
-		what = "journal " + name
+		name := item.Name
+		what = describe(item)
 		if pub != nil {
 			rep, err = a.verifyHere(ctx, name, pub)
 		} else {

@@ -1,11 +1,15 @@
 package kv
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 )
 
 // Copy bounds: each Update into dst holds at most copyMaxOps writes and about copyMaxBytes of
@@ -24,7 +28,12 @@ var errStop = errors.New("stop")
 // operations so that it works into etcd; the copy as a whole is therefore not atomic: if it
 // fails, dst holds a part and should be discarded. It is what `scimgate store copy` and the
 // etcd backend's Backup use.
-func Copy(dst, src DB) error {
+func Copy(dst, src DB) error { return CopySnapshot(dst, src, nil) }
+
+// CopySnapshot is Copy that also runs read, when not nil, in the source's read transaction
+// before copying: what read learns (journal heads, key counts) describes exactly the
+// snapshot copied, even when other writers change src meanwhile.
+func CopySnapshot(dst, src DB, read func(Tx) error) error {
 	empty := true
 	if err := dst.View(func(tx Tx) error {
 		return tx.ForEachBucket(func([]byte) error { empty = false; return errStop })
@@ -35,6 +44,11 @@ func Copy(dst, src DB) error {
 		return fmt.Errorf("copying into %s: the destination is not empty", dst)
 	}
 	return src.View(func(stx Tx) error {
+		if read != nil {
+			if err := read(stx); err != nil {
+				return err
+			}
+		}
 		c := &copier{dst: dst}
 		var names [][]byte
 		if err := stx.ForEachBucket(func(name []byte) error {
@@ -50,6 +64,104 @@ func Copy(dst, src DB) error {
 		}
 		return c.flush()
 	})
+}
+
+// Summary is what Summarize reads of a store.
+type Summary struct {
+	// Keys is how many keys each bucket holds, by bucket path (see BucketPath), nested
+	// buckets included and counted apart from their parents. An empty bucket counts 0.
+	Keys map[string]int
+	// Digest is a SHA-256 of every bucket's path and sequence and every key and value, in
+	// order: two stores with the same Digest hold the same data, whatever their backend.
+	Digest [32]byte
+}
+
+// Summarize counts the keys of every bucket in tx and digests everything it holds.
+func Summarize(tx Tx) (Summary, error) {
+	s := Summary{Keys: map[string]int{}}
+	h := sha256.New()
+	var scratch [8]byte
+	field := func(b []byte) {
+		binary.BigEndian.PutUint64(scratch[:], uint64(len(b)))
+		h.Write(scratch[:])
+		h.Write(b)
+	}
+	var walk func(path [][]byte, b Bucket) error
+	walk = func(path [][]byte, b Bucket) error {
+		if b == nil {
+			return fmt.Errorf("bucket %s vanished while reading it", BucketPath(path))
+		}
+		h.Write([]byte{'b'})
+		binary.BigEndian.PutUint64(scratch[:], uint64(len(path)))
+		h.Write(scratch[:])
+		for _, p := range path {
+			field(p)
+		}
+		binary.BigEndian.PutUint64(scratch[:], b.Sequence())
+		h.Write(scratch[:])
+		n := 0
+		if err := b.ForEach(func(k, v []byte) error {
+			n++
+			h.Write([]byte{'k'})
+			field(k)
+			field(v)
+			return nil
+		}); err != nil {
+			return err
+		}
+		s.Keys[BucketPath(path)] = n
+		var names [][]byte
+		if err := b.ForEachBucket(func(name []byte) error {
+			names = append(names, clone(name))
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, name := range names {
+			if err := walk(append(append([][]byte(nil), path...), name), b.Bucket(name)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var names [][]byte
+	if err := tx.ForEachBucket(func(name []byte) error {
+		names = append(names, clone(name))
+		return nil
+	}); err != nil {
+		return Summary{}, err
+	}
+	for _, name := range names {
+		if err := walk([][]byte{name}, tx.Bucket(name)); err != nil {
+			return Summary{}, err
+		}
+	}
+	h.Sum(s.Digest[:0])
+	return s, nil
+}
+
+// BucketPath names a nested bucket for messages: its names joined with '/', each quoted
+// (Go syntax) only when it holds a '/', a quote or a byte that is not printable ASCII.
+func BucketPath(path [][]byte) string {
+	var sb strings.Builder
+	for i, p := range path {
+		if i > 0 {
+			sb.WriteByte('/')
+		}
+		plain := len(p) > 0
+		for _, c := range p {
+			if c < 0x21 || c > 0x7e || c == '/' || c == '"' {
+				plain = false
+				break
+			}
+		}
+		if plain {
+			sb.Write(p)
+		} else {
+			sb.WriteString(strconv.Quote(string(p)))
+		}
+	}
+	return sb.String()
 }
 
 // WriteBolt writes a consistent copy of src as a bbolt file to w: it copies src into a

@@ -38,6 +38,7 @@ Run it like Caddy:
 	scimgate validate --config Caddyfile.production   (opens no store: safe while it runs)
 	scimgate reload --config Caddyfile.production      (applies edited mappings and policies)
 	scimgate journal verify|export|backup|tail|watch
+	scimgate store copy --from <file|etcd> --to <file|etcd>   (moves the store to a fleet)
 
 upgrade, add-package and remove-package are not available: they would replace
 this binary with a Caddy downloaded without the scimgate module. To add

@@ -86,6 +86,18 @@ func Start(t *testing.T) *Env {
 	return start(t, caddyfile)
 }
 
+// StartStore is Start with the gateway's store block in place of its data_dir, e.g.
+// "store etcd {\n endpoints http://127.0.0.1:2379\n prefix /gw/\n}" for a gateway of a
+// fleet. Env.DataDir is then unused.
+func StartStore(t *testing.T, storeBlock string) *Env {
+	t.Helper()
+	const dataDir = "data_dir {$SCIMGATE_ADM_DATA}"
+	if !bytes.Contains(caddyfile, []byte(dataDir)) {
+		t.Fatalf("the Caddyfile has no %q line to replace", dataDir)
+	}
+	return start(t, bytes.Replace(caddyfile, []byte(dataDir), []byte(storeBlock), 1))
+}
+
 // StartTarget is Start with a target: a legacy app on loopback that makes an account per
 // user (its native calls are journaled), and answers 500 to a user whose userName starts
 // with "fail-" (the change fails: pending, then failed) and 422 to one that starts with

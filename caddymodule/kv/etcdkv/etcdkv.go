@@ -243,6 +243,15 @@ func (db *DB) View(fn func(kv.Tx) error) error {
 	return fn(newReadTx(db, s))
 }
 
+// Revision returns the etcd revision a transaction of this package reads (every write up to
+// it, none after), and false for another backend's transaction.
+func Revision(t kv.Tx) (int64, bool) {
+	if tt, ok := t.(*tx); ok {
+		return tt.snap.rev, true
+	}
+	return 0, false
+}
+
 // Backup writes a consistent copy as a bbolt file (through a temporary file).
 func (db *DB) Backup(w io.Writer) (int64, error) { return kv.WriteBolt(w, db) }
 

@@ -818,6 +818,7 @@ func testCopyAndBackup(t *testing.T, db kv.DB, _ Options) {
 	if err := kv.Copy(dst, db); err == nil {
 		t.Error("Copy into a store that is not empty succeeded")
 	}
+	testSummarize(t, db, dst)
 	f, err := os.Create(filepath.Join(dir, "backup.db"))
 	must(t, err)
 	n, err := db.Backup(f)
@@ -884,5 +885,50 @@ func testClose(t *testing.T, db kv.DB, _ Options) {
 	}
 	if err := db.Update(func(kv.Tx) error { return nil }); !errors.Is(err, kv.ErrClosed) {
 		t.Errorf("Update after Close: %v, want ErrClosed", err)
+	}
+}
+
+// testSummarize checks Summarize on a store and its copy: the same counts and digest, and a
+// digest that changes with a value or a sequence.
+func testSummarize(t *testing.T, db, dst kv.DB) {
+	t.Helper()
+	summary := func(d kv.DB) kv.Summary {
+		var s kv.Summary
+		must(t, d.View(func(tx kv.Tx) error {
+			var err error
+			s, err = kv.Summarize(tx)
+			return err
+		}))
+		return s
+	}
+	src, cp := summary(db), summary(dst)
+	if !maps.Equal(src.Keys, cp.Keys) || src.Digest != cp.Digest {
+		t.Fatalf("Summarize: the copy differs: %v %x, source %v %x", cp.Keys, cp.Digest, src.Keys, src.Digest)
+	}
+	if src.Keys["top0"] != 90 || src.Keys["top0/nested"] != 90 || src.Keys["top0/nested/empty"] != 0 || len(src.Keys) != 9 {
+		t.Errorf("Summarize counts %v", src.Keys)
+	}
+	must(t, dst.Update(func(tx kv.Tx) error { return tx.Bucket([]byte("top1")).Put([]byte("k000"), []byte("changed")) }))
+	changed := summary(dst)
+	if !maps.Equal(changed.Keys, src.Keys) || changed.Digest == src.Digest {
+		t.Errorf("Summarize: a changed value: counts %v, digest the same: %v", changed.Keys, changed.Digest == src.Digest)
+	}
+	must(t, dst.Update(func(tx kv.Tx) error { return tx.Bucket([]byte("top1")).Put([]byte("k000"), []byte("v0")) }))
+	if again := summary(dst); again.Digest != src.Digest {
+		t.Error("Summarize: the digest differs after restoring the value")
+	}
+	must(t, dst.Update(func(tx kv.Tx) error { return tx.Bucket([]byte("top1")).SetSequence(99) }))
+	if seq := summary(dst); seq.Digest == src.Digest {
+		t.Error("Summarize: a changed sequence leaves the digest the same")
+	}
+	var seen []string
+	other, err := kv.OpenBolt(filepath.Join(t.TempDir(), "snapshot.db"), kv.BoltOptions{})
+	must(t, err)
+	defer other.Close()
+	must(t, kv.CopySnapshot(other, db, func(tx kv.Tx) error {
+		return tx.ForEachBucket(func(name []byte) error { seen = append(seen, string(name)); return nil })
+	}))
+	if len(seen) != 3 {
+		t.Errorf("CopySnapshot's read saw buckets %v, want the source's three", seen)
 	}
 }
