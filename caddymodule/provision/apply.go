@@ -116,15 +116,27 @@ func (e *Engine) run(j *job) (*plan, error) {
 	if e.target == nil && e.policy == nil {
 		if a := j.op.Action; a == change.ActionPatch || a == change.ActionReplace {
 			p, err := e.decideView(j)
+			if s := splitOf(err); s != nil {
+				return e.runParts(j, s)
+			}
 			if err != nil || p.same {
 				return e.answerUnchanged(j, p, err)
 			}
 		}
-		return e.commitAlone(j)
+		p, err := e.commitAlone(j)
+		if s := splitOf(err); s != nil {
+			return e.runParts(j, s)
+		}
+		return p, err
 	}
-	unlock := e.lockJob(j)
-	defer unlock()
+	if !j.locked {
+		unlock := e.lockJob(j)
+		defer unlock()
+	}
 	p, err := e.decideView(j)
+	if s := splitOf(err); s != nil {
+		return e.runParts(j, s) // under this job's locks
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -25,6 +25,10 @@ type job struct {
 	id    string    // the resource's SCIM id (assigned on create)
 	now   time.Time // the change's time: lastModified (and created)
 	trail *Trail
+	// part is set on one part of a member change applied in parts (parts.go), whose
+	// parts run under the locks of the request's job (locked).
+	part   *part
+	locked bool
 }
 
 // plan is a change decided for one request against the stored state: what the directory
@@ -90,6 +94,9 @@ type plan struct {
 
 // decide computes the change of j against the state in tx, without writing.
 func (e *Engine) decide(tx *store.Tx, j *job) (*plan, error) {
+	if j.part != nil && j.op.Action != change.ActionCreate {
+		return e.decidePart(tx, j)
+	}
 	switch j.op.Action {
 	case change.ActionCreate:
 		return e.decideCreate(tx, j)
@@ -113,6 +120,9 @@ func (e *Engine) decideCreate(tx *store.Tx, j *job) (*plan, error) {
 	p := &plan{job: j, typ: typ, id: j.id, created: j.now, after: withID(in.Doc, j.id)}
 	if typ == scim.GroupType && len(in.Members) > 0 {
 		p.delta = &scim.MemberDelta{Add: in.Members}
+	}
+	if err := checkSplit(tx, j, p.id, p.delta); err != nil {
+		return nil, err
 	}
 	if err := p.planMembers(tx); err != nil {
 		return nil, err
@@ -151,6 +161,9 @@ func (e *Engine) decideReplace(tx *store.Tx, j *job) (*plan, error) {
 		}
 		p.delta = d
 	}
+	if err := checkSplit(tx, j, p.id, p.delta); err != nil {
+		return nil, err
+	}
 	if err := p.planMembers(tx); err != nil {
 		return nil, err
 	}
@@ -176,6 +189,9 @@ func (e *Engine) decidePatch(tx *store.Tx, j *job) (*plan, error) {
 		return nil, err
 	}
 	p.delta = d
+	if err := checkSplit(tx, j, p.id, p.delta); err != nil {
+		return nil, err
+	}
 	if err := p.planMembers(tx); err != nil {
 		return nil, err
 	}

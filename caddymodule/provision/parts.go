@@ -1,0 +1,247 @@
+package provision
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/scimgate/scimgate/caddymodule/change"
+	"github.com/scimgate/scimgate/caddymodule/journal"
+	"github.com/scimgate/scimgate/caddymodule/scim"
+	"github.com/scimgate/scimgate/caddymodule/store"
+)
+
+// MemberChunk is the most member edges one transaction of a group's member change writes. A
+// create, PATCH or PUT of a group that changes more is applied in parts of at most
+// MemberChunk edges, each a change of its own (see runParts), so that every transaction fits
+// a store whose transactions are bounded: etcd holds at most 128 operations (and about
+// 1.5 MiB) in one. A part's transaction writes at most 3 keys per edge (the edge, its
+// reverse, a role's withheld mark: 75), the group's record and its index entries (at most
+// 10), the journal's record, head, size, open-intent entry and a checkpoint (at most 6), the
+// account's id map entry, mark, role, progress and adoption (at most 5) and a queued task (at
+// most 4): about 100 in all. A change of MemberChunk edges or fewer is one transaction, as
+// any other change.
+const MemberChunk = 25
+
+// part is one part of a member change applied in parts: its place among them and the member
+// edges it changes (removals first, as applyMembers does).
+type part struct {
+	index, count int // index from 0
+	delta        *scim.MemberDelta
+}
+
+// last reports whether the part is the request's last: it carries the change of the group's
+// attributes and renders the answer.
+func (pt *part) last() bool { return pt.index == pt.count-1 }
+
+// memberSplit is what decide returns instead of a plan when the change of a group's members
+// is larger than one transaction holds: the member edges to change, every one named (a
+// "remove all" is resolved to the members the group had). run applies them in parts.
+type memberSplit struct {
+	delta *scim.MemberDelta
+	edges int
+}
+
+func (s *memberSplit) Error() string {
+	return fmt.Sprintf("a change of %d member edges is applied in parts of %d", s.edges, MemberChunk)
+}
+
+// splitOf returns the split err asks for, nil when err is something else.
+func splitOf(err error) *memberSplit {
+	var s *memberSplit
+	if errors.As(err, &s) {
+		return s
+	}
+	return nil
+}
+
+// errEnough stops a walk over a group's members once it has seen enough of them.
+var errEnough = errors.New("enough members")
+
+// checkSplit returns a *memberSplit when delta d of group groupID changes more than
+// MemberChunk member edges and j is not already one part of a split change; nil otherwise.
+// Only a "remove all" needs the store: the members the group has are counted (up to the
+// bound) and, for a split, listed as removals, except those d adds again.
+func checkSplit(tx *store.Tx, j *job, groupID string, d *scim.MemberDelta) error {
+	if j.part != nil || d == nil {
+		return nil
+	}
+	edges := len(d.Add) + len(d.Remove)
+	if d.RemoveAll && edges <= MemberChunk {
+		err := tx.Members(groupID, func(store.Member) error {
+			if edges++; edges > MemberChunk {
+				return errEnough
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, errEnough) {
+			return err
+		}
+	}
+	if edges <= MemberChunk {
+		return nil
+	}
+	for _, m := range d.Add {
+		if m.Value == groupID {
+			// Refused before any part is written, as one transaction would refuse it.
+			return scim.BadRequest(scim.TypeInvalidValue, "group %s cannot be a member of itself", groupID)
+		}
+	}
+	if !d.RemoveAll {
+		return &memberSplit{delta: d, edges: edges}
+	}
+	// Every member goes, but those added again stay (removed and re-added: no change).
+	adds := make(map[string]struct{}, len(d.Add))
+	for _, m := range d.Add {
+		adds[m.Value] = struct{}{}
+	}
+	listed := make(map[string]struct{}, len(d.Remove))
+	for _, id := range d.Remove {
+		listed[id] = struct{}{}
+	}
+	resolved := &scim.MemberDelta{Add: d.Add, Remove: d.Remove}
+	err := tx.Members(groupID, func(m store.Member) error {
+		_, add := adds[m.ID]
+		_, dup := listed[m.ID]
+		if !add && !dup {
+			resolved.Remove = append(resolved.Remove, m.ID)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return &memberSplit{delta: resolved, edges: len(resolved.Add) + len(resolved.Remove)}
+}
+
+// splitDelta cuts d into deltas of at most n edges each: the removals first, then the
+// additions, in the request's order. The parts share d's arrays.
+func splitDelta(d *scim.MemberDelta, n int) []*scim.MemberDelta {
+	total := len(d.Remove) + len(d.Add)
+	out := make([]*scim.MemberDelta, 0, (total+n-1)/n)
+	for start := 0; start < total; start += n {
+		end := min(start+n, total)
+		pd := &scim.MemberDelta{}
+		if start < len(d.Remove) {
+			e := min(end, len(d.Remove))
+			pd.Remove = d.Remove[start:e:e]
+		}
+		if end > len(d.Remove) {
+			s, e := max(start, len(d.Remove))-len(d.Remove), end-len(d.Remove)
+			pd.Add = d.Add[s:e:e]
+		}
+		out = append(out, pd)
+	}
+	return out
+}
+
+// runParts applies job j, a change of a group's members larger than one transaction holds,
+// in parts of at most MemberChunk edges (see the package doc): each part is a change of its
+// own through the whole pipeline (policy, intent, native calls, commit and outcome), under
+// the job's locks, journaled with the request's id and its place among the parts. The first
+// part of a create creates the group; the last part of a PATCH or PUT changes the group's
+// other attributes and renders the answer. The parts run in turn and the first that fails
+// ends the request: the parts before it stay applied (the app has their members, and the
+// directory and journal say so), and j's trail becomes the failed part's, which the failure
+// is journaled with. Entra retries the whole request; the parts already applied then change
+// nothing (an existing member added, an absent one removed) and make no call.
+func (e *Engine) runParts(j *job, s *memberSplit) (*plan, error) {
+	deltas := splitDelta(s.delta, MemberChunk)
+	var docOps []scim.PatchOp
+	if j.op.Action == change.ActionPatch {
+		docOps = attributeOps(j.op.Patch)
+	}
+	var last *plan
+	for i, d := range deltas {
+		pj := e.partJob(j, &part{index: i, count: len(deltas), delta: d}, docOps)
+		p, err := e.run(pj)
+		if err != nil {
+			j.trail = pj.trail
+			return nil, err
+		}
+		last = p
+	}
+	return last, nil
+}
+
+// partJob is the job of one part of j. Every part keeps j's request, time and SCIM id and
+// runs under j's locks; only the first keeps the If-Match (the version it names moves with
+// each part), only the last renders the answer. A create's first part creates the group
+// with its members of the part; its other parts are PATCHes of the group's members. A
+// PATCH's last part applies the operations that change other attributes (docOps); a PUT's
+// last part stores the body's attributes.
+func (e *Engine) partJob(j *job, pt *part, docOps []scim.PatchOp) *job {
+	op := *j.op
+	if pt.index > 0 {
+		op.IfMatch = ""
+	}
+	if !pt.last() {
+		op.Render = nil
+	}
+	switch {
+	case op.Action == change.ActionCreate && pt.index == 0:
+		res := *op.Resource
+		res.Members = pt.delta.Add
+		op.Resource = &res
+	case op.Action == change.ActionCreate:
+		op.Action, op.ID, op.Resource = change.ActionPatch, j.id, nil
+		op.Patch = nil
+	case op.Action == change.ActionPatch:
+		op.Patch = nil
+		if pt.last() {
+			op.Patch = docOps
+		}
+	}
+	pj := &job{req: j.req, op: &op, id: j.id, now: j.now, part: pt, locked: true}
+	pj.trail = &Trail{Action: op.Action, Type: op.Type, ID: j.id, Subject: j.trail.Subject,
+		part: &journal.Part{Index: pt.index + 1, Count: pt.count}}
+	return pj
+}
+
+// attributeOps are the operations of a PATCH that change something other than the members
+// (a path-less operation may do both: it is kept, and its members are taken from the
+// split).
+func attributeOps(ops []scim.PatchOp) []scim.PatchOp {
+	var out []scim.PatchOp
+	for _, op := range ops {
+		if p := op.Path; p != nil && p.Attr.URN == "" && strings.EqualFold(p.Attr.Name, "members") {
+			continue
+		}
+		out = append(out, op)
+	}
+	return out
+}
+
+// decidePart decides one part of a member change applied in parts (see runParts) against
+// the group as it is stored: the part's member edges, and, on the last part, the request's
+// change of the group's other attributes (a PATCH's attribute operations, a PUT's body).
+func (e *Engine) decidePart(tx *store.Tx, j *job) (*plan, error) {
+	p, before, err := e.loadCurrent(tx, j)
+	if err != nil {
+		return nil, err
+	}
+	after := before
+	switch {
+	case !j.part.last():
+	case j.op.Action == change.ActionReplace:
+		after = j.op.Resource.Doc
+	case j.op.Action == change.ActionPatch && len(j.op.Patch) > 0:
+		// The members a path-less operation names are in the split already.
+		if after, _, err = scim.ApplyPatch(p.typ, before, j.op.Patch, e.patch); err != nil {
+			return nil, err
+		}
+		if err := scim.CheckTypes(p.typ, after); err != nil {
+			return nil, err
+		}
+		if err := scim.CheckRequired(p.typ, after); err != nil {
+			return nil, err
+		}
+	}
+	p.delta = j.part.delta
+	if err := p.planMembers(tx); err != nil {
+		return nil, err
+	}
+	p.after = withID(after, p.id)
+	p.diff(before, after)
+	return p, p.prepareRecord(after)
+}
