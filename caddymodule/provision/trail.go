@@ -31,7 +31,7 @@ type Trail struct {
 	Subject string
 	Filter  string // a list or search filter (the journal keeps its hash)
 
-	part     *journal.Part // one part of a change applied in parts (parts.go)
+	part *journal.Part // one part of a change applied in parts (parts.go)
 
 	events   []change.Event
 	changes  []journal.Change
