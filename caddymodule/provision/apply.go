@@ -91,13 +91,18 @@ type Result struct {
 //
 // A failure at any step is answered as the SCIM error it means and journaled as rejected,
 // denied or failed; Result.Err says which.
+//
+// A change of a group's members larger than MemberChunk edges is applied in parts (see
+// runParts). Apply keeps no reference to op of its own: a large member change lets go of
+// the request's decoded member list once it has been split (issue 11).
 func (e *Engine) Apply(req Request, op *Op) *Result {
+	status := op.Status
 	j := e.newJob(req, op)
 	p, err := e.run(j)
 	if err != nil {
 		return e.fail(req, j.trail, err)
 	}
-	res := &Result{ID: p.id, Status: op.Status, Answer: p.answer, Record: p.record}
+	res := &Result{ID: p.id, Status: status, Answer: p.answer, Record: p.record}
 	if p.rec != nil {
 		res.Version = p.rec.Version
 	}
@@ -623,6 +628,15 @@ func (e *Engine) memberLocks(j *job) []string {
 	}
 	if e.target != nil && e.target.Delivery.WithDefaults().Mode != outbox.Immediate {
 		return nil
+	}
+	named := 0
+	for i := range op.Patch {
+		if list, ok := op.Patch[i].Value.([]any); ok {
+			named += len(list)
+		}
+	}
+	if named > maxMemberLocks {
+		return nil // too many to lock one by one, known without reading them
 	}
 	for i := range op.Patch {
 		p := op.Patch[i].Path

@@ -147,13 +147,21 @@ func splitDelta(d *scim.MemberDelta, n int) []*scim.MemberDelta {
 // nothing (an existing member added, an absent one removed) and make no call.
 func (e *Engine) runParts(j *job, s *memberSplit) (*plan, error) {
 	deltas := splitDelta(s.delta, MemberChunk)
-	var docOps []scim.PatchOp
-	if j.op.Action == change.ActionPatch {
-		docOps = attributeOps(j.op.Patch)
+	// The request's members are in the split now: the job lets go of them as the request
+	// decoded them (a map per member, several times the body's size; issue 11).
+	op := *j.op
+	switch {
+	case op.Action == change.ActionPatch:
+		op.Patch = attributeOps(op.Patch)
+	case op.Resource != nil:
+		res := *op.Resource
+		res.Members = nil
+		op.Resource = &res
 	}
+	j.op = &op
 	var last *plan
 	for i, d := range deltas {
-		pj := e.partJob(j, &part{index: i, count: len(deltas), delta: d}, docOps)
+		pj := e.partJob(j, &part{index: i, count: len(deltas), delta: d})
 		p, err := e.run(pj)
 		if err != nil {
 			j.trail = pj.trail
@@ -164,13 +172,14 @@ func (e *Engine) runParts(j *job, s *memberSplit) (*plan, error) {
 	return last, nil
 }
 
-// partJob is the job of one part of j. Every part keeps j's request, time and SCIM id and
-// runs under j's locks; only the first keeps the If-Match (the version it names moves with
-// each part), only the last renders the answer. A create's first part creates the group
-// with its members of the part; its other parts are PATCHes of the group's members. A
-// PATCH's last part applies the operations that change other attributes (docOps); a PUT's
-// last part stores the body's attributes.
-func (e *Engine) partJob(j *job, pt *part, docOps []scim.PatchOp) *job {
+// partJob is the job of one part of j (whose op has its members taken out: a PATCH keeps
+// the operations that change other attributes). Every part keeps j's request, time and
+// SCIM id and runs under j's locks; only the first keeps the If-Match (the version it names
+// moves with each part), only the last renders the answer. A create's first part creates
+// the group with its members of the part; its other parts are PATCHes of the group's
+// members. A PATCH's last part applies the operations that change other attributes; a
+// PUT's last part stores the body's attributes.
+func (e *Engine) partJob(j *job, pt *part) *job {
 	op := *j.op
 	if pt.index > 0 {
 		op.IfMatch = ""
@@ -186,11 +195,8 @@ func (e *Engine) partJob(j *job, pt *part, docOps []scim.PatchOp) *job {
 	case op.Action == change.ActionCreate:
 		op.Action, op.ID, op.Resource = change.ActionPatch, j.id, nil
 		op.Patch = nil
-	case op.Action == change.ActionPatch:
+	case op.Action == change.ActionPatch && !pt.last():
 		op.Patch = nil
-		if pt.last() {
-			op.Patch = docOps
-		}
 	}
 	pj := &job{req: j.req, op: &op, id: j.id, now: j.now, part: pt, locked: true}
 	pj.trail = &Trail{Action: op.Action, Type: op.Type, ID: j.id, Subject: j.trail.Subject,
