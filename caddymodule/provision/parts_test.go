@@ -306,3 +306,55 @@ func TestMemberPartFailsAndRetries(t *testing.T) {
 	}
 	r.verify()
 }
+
+// TestMemberPartCommitFails: when the transaction of a part fails after its calls (here
+// the last part's, whose answer cannot be rendered: the store's error is any error inside
+// the commit), the request is answered 5xx and journaled as failed with that part, the
+// parts before it stay stored, and the retry stores the rest.
+func TestMemberPartCommitFails(t *testing.T) {
+	native, srv := newNativeApp(t)
+	r := newRig(t, rigOptions{target: newTarget(t, srv.URL, false)})
+	users := make([]string, 2*MemberChunk+1)
+	for i := range users {
+		users[i] = r.mustCreate(scim.UserType, user(fmt.Sprintf("commit%03d@contoso.example", i)))
+	}
+	gid := r.mustCreate(scim.GroupType, `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"displayName":"Commit fails"}`)
+	broken := true
+	op := func() *Op {
+		return &Op{Action: change.ActionPatch, Type: scim.GroupType, ID: gid, Status: http.StatusOK,
+			Patch: patchOps(t, `[{"op":"add","path":"members","value":`+memberValues(users)+`}]`),
+			Render: func(*store.Tx, *store.Record, scim.Resource) (any, error) {
+				if broken {
+					return nil, fmt.Errorf("the disk is full")
+				}
+				return "rendered", nil
+			}}
+	}
+	res := r.eng.Apply(Request{ID: "commit", Client: "entra"}, op())
+	if res.Status < 500 {
+		t.Fatalf("a part whose commit failed answered %d", res.Status)
+	}
+	if got := len(r.members(gid)); got != 2*MemberChunk {
+		t.Errorf("stored %d members, want the first two parts' %d", got, 2*MemberChunk)
+	}
+	want := []string{"patch:pending", "patch:applied", "patch:pending", "patch:applied", "patch:pending", "patch:failed"}
+	if got := r.outcomesOf("commit"); !slices.Equal(got, want) {
+		t.Errorf("journal: %v, want %v", got, want)
+	}
+	if last := r.last(); last.Part == nil || *last.Part != (journal.Part{Index: 3, Count: 3}) {
+		t.Errorf("the failure is journaled with part %+v, want 3 of 3", last.Part)
+	}
+	calls := len(native.callLog())
+	broken = false
+	res = r.eng.Apply(Request{ID: "commit-retry", Client: "entra"}, op())
+	if res.Err != nil || res.Answer != "rendered" {
+		t.Fatalf("the retry: %v, answer %v", res.Err, res.Answer)
+	}
+	if got := len(r.members(gid)); got != len(users) {
+		t.Errorf("stored %d members, want %d", got, len(users))
+	}
+	if got := len(native.callLog()) - calls; got != 1 {
+		t.Errorf("the retry made %d calls, want 1 (the last part's member again)", got)
+	}
+	r.verify()
+}
