@@ -150,7 +150,12 @@ func (e *Engine) run(j *job) (*plan, error) {
 		j.trail.target = e.target.Name
 	}
 
-	v := e.decidePolicy(j, p)
+	var v verdict
+	if j.part != nil && j.part.decision != nil {
+		v = verdict{decision: *j.part.decision, release: func() {}} // the request's (decideWhole)
+	} else {
+		v = e.decidePolicy(j, p)
+	}
 	if v.undecided != nil {
 		return nil, &Undecided{Err: v.undecided}
 	}

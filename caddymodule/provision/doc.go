@@ -44,8 +44,10 @@
 // A change of a group's members larger than MemberChunk edges (a PATCH's adds and removes,
 // a "remove all" or a PUT's member list resolved against the stored members, a create with
 // members) is applied in parts of at most MemberChunk edges, so that each transaction fits
-// a store whose transactions are bounded (etcd: 128 operations). Each part is a change of its
-// own through the whole pipeline, under the request's locks: the policy decides it, it has its
+// a store whose transactions are bounded (etcd: 128 operations). The policy decides the
+// request once, whole (it sees every member, its stats count the request once; a deny is
+// the request's, and nothing is applied); then each part is a change of its own through the
+// pipeline, under the request's locks, following that decision: it has its
 // own intent before its native calls and its own outcome committed with its edges (one
 // intent/outcome pair per part, not one intent for the request: an intent closes with the
 // first outcome of its request, and a crash in a later part must leave an intent without
@@ -57,7 +59,7 @@
 // before it stay applied in the directory and the app; Entra retries the whole request, whose
 // parts already applied then change nothing and call nothing (an existing member added, an
 // absent one removed), and whose failed part skips the non-idempotent calls it made (its
-// progress). The policy sees each part as a change (its stats count each part).
+// progress).
 //
 // The rules it keeps (see DESIGN.md): no native call without a durable intent before it
 // and an outcome after it; the resource, its memberships, the id map, the account's mark

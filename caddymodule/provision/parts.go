@@ -7,6 +7,7 @@ import (
 
 	"github.com/scimgate/scimgate/caddymodule/change"
 	"github.com/scimgate/scimgate/caddymodule/journal"
+	"github.com/scimgate/scimgate/caddymodule/policy"
 	"github.com/scimgate/scimgate/caddymodule/scim"
 	"github.com/scimgate/scimgate/caddymodule/store"
 )
@@ -28,6 +29,9 @@ const MemberChunk = 25
 type part struct {
 	index, count int // index from 0
 	delta        *scim.MemberDelta
+	// decision is the policy's decision on the whole request, which every part follows
+	// (nil without a policy).
+	decision *policy.Decision
 }
 
 // last reports whether the part is the request's last: it carries the change of the group's
@@ -63,7 +67,7 @@ var errEnough = errors.New("enough members")
 // Only a "remove all" needs the store: the members the group has are counted (up to the
 // bound) and, for a split, listed as removals, except those d adds again.
 func checkSplit(tx *store.Tx, j *job, groupID string, d *scim.MemberDelta) error {
-	if j.part != nil || d == nil {
+	if j.part != nil || j.whole || d == nil {
 		return nil
 	}
 	edges := len(d.Add) + len(d.Remove)
@@ -146,6 +150,10 @@ func splitDelta(d *scim.MemberDelta, n int) []*scim.MemberDelta {
 // is journaled with. Entra retries the whole request; the parts already applied then change
 // nothing (an existing member added, an absent one removed) and make no call.
 func (e *Engine) runParts(j *job, s *memberSplit) (*plan, error) {
+	decision, release, err := e.decideWhole(j)
+	if err != nil {
+		return nil, err
+	}
 	deltas := splitDelta(s.delta, MemberChunk)
 	// The request's members are in the split now: the job lets go of them as the request
 	// decoded them (a map per member, several times the body's size; issue 11).
@@ -161,15 +169,50 @@ func (e *Engine) runParts(j *job, s *memberSplit) (*plan, error) {
 	j.op = &op
 	var last *plan
 	for i, d := range deltas {
-		pj := e.partJob(j, &part{index: i, count: len(deltas), delta: d})
+		pj := e.partJob(j, &part{index: i, count: len(deltas), delta: d, decision: decision})
 		p, err := e.run(pj)
 		if err != nil {
+			if i == 0 {
+				release() // no part reached the app
+			}
 			j.trail = pj.trail
 			return nil, err
 		}
 		last = p
 	}
 	return last, nil
+}
+
+// decideWhole has the policy decide on job j as a whole, before it is applied in parts,
+// as it would decide on the change made in one transaction: the policy sees every member
+// the request adds and removes, its stats count the request once, and a deny or a decision
+// that does not come is the request's (journaled once, without a part; nothing is applied).
+// Every part then follows the decision, obligations included (a dropped member is dropped
+// from the part that names it). It returns nil without a policy, and the function that takes
+// the request's count back from the stats when no part reaches the app.
+func (e *Engine) decideWhole(j *job) (*policy.Decision, func(), error) {
+	if e.policy == nil {
+		return nil, func() {}, nil
+	}
+	j.whole = true
+	p, err := e.decideView(j)
+	j.whole = false
+	if err != nil {
+		return nil, nil, err
+	}
+	j.trail.fill(p)
+	if e.target != nil {
+		j.trail.target = e.target.Name
+	}
+	v := e.decidePolicy(j, p)
+	if v.undecided != nil {
+		return nil, nil, &Undecided{Err: v.undecided}
+	}
+	j.trail.decision = e.journalDecision(v.decision, nil, nil)
+	if !v.decision.Allow {
+		return nil, nil, &Denied{Decision: v.decision}
+	}
+	return &v.decision, v.release, nil
 }
 
 // partJob is the job of one part of j (whose op has its members taken out: a PATCH keeps

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/scimgate/scimgate/caddymodule/change"
 	"github.com/scimgate/scimgate/caddymodule/journal"
@@ -355,6 +356,81 @@ func TestMemberPartCommitFails(t *testing.T) {
 	}
 	if got := len(native.callLog()) - calls; got != 1 {
 		t.Errorf("the retry made %d calls, want 1 (the last part's member again)", got)
+	}
+	r.verify()
+}
+
+// partsPolicy refuses a request that removes more than 40 members, and keeps member
+// "kept-out" out of the app.
+const partsPolicy = `package scimgate
+
+default decision := {"allow": true}
+
+decision := {"allow": false, "reasons": ["more than 40 members removed at once"]} if {
+	count(input.members.remove) > 40
+}
+
+decision := {"allow": true, "drop_members": ["kept-out"]} if {
+	count(input.members.remove) <= 40
+	some m in input.members.add
+	m.id == "kept-out"
+}
+`
+
+// TestMemberPartsFollowOnePolicyDecision: the policy decides a change applied in parts as
+// a whole: a limit on the members one request removes holds (the request is denied, once,
+// without a part, and nothing is applied), its stats count the request once (after a
+// restart too), and an obligation applies to the part that names the member.
+func TestMemberPartsFollowOnePolicyDecision(t *testing.T) {
+	native, srv := newNativeApp(t)
+	r := newRig(t, rigOptions{target: newTarget(t, srv.URL, false), policy: writePolicy(t, partsPolicy)})
+	ids := make([]string, 0, 2*MemberChunk+1)
+	for i := range 2 * MemberChunk {
+		ids = append(ids, r.mustCreate(scim.UserType, user(fmt.Sprintf("policed%03d@contoso.example", i))))
+	}
+	ids = append(ids, "kept-out")
+	gid := r.mustCreate(scim.GroupType, `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"displayName":"Policed"}`)
+	calls := len(native.callLog())
+	res := r.eng.Apply(Request{ID: "add", Client: "entra"}, &Op{Action: change.ActionPatch, Type: scim.GroupType, ID: gid, Status: http.StatusNoContent,
+		Patch: patchOps(t, `[{"op":"add","path":"members","value":`+memberValues(ids)+`}]`)})
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	// An intent and an outcome for the first two parts; the third names kept-out alone,
+	// which the policy drops: no call, no intent.
+	if got := r.outcomesOf("add"); !slices.Equal(got, []string{"patch:pending", "patch:applied", "patch:pending", "patch:applied", "patch:applied"}) {
+		t.Fatalf("journal: %v", got)
+	}
+	if got := len(native.callLog()) - calls; got != 2*MemberChunk {
+		t.Errorf("%d member calls, want %d (kept-out dropped)", got, 2*MemberChunk)
+	}
+	recs := r.records()
+	if last := recs[len(recs)-1]; last.Decision == nil || !slices.Equal(last.Decision.DroppedMembers, []string{"kept-out"}) {
+		t.Errorf("the last part's decision: %+v", last.Decision)
+	}
+	if got := r.eng.stats.lastHour(time.Now())[string(change.AddMembers)]; got != 1 {
+		t.Errorf("the stats count %d add_members, want 1 for the request", got)
+	}
+	seeded, err := r.eng.seedStats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := seeded.lastHour(time.Now())[string(change.AddMembers)]; got != 1 {
+		t.Errorf("the stats rebuilt from the journal count %d add_members, want 1", got)
+	}
+
+	n := len(r.records())
+	res = r.eng.Apply(Request{ID: "clear", Client: "entra"}, &Op{Action: change.ActionPatch, Type: scim.GroupType, ID: gid, Status: http.StatusNoContent,
+		Patch: patchOps(t, `[{"op":"remove","path":"members"}]`)})
+	if res.Status != http.StatusForbidden {
+		t.Fatalf("removing %d members answered %d, want 403", len(ids), res.Status)
+	}
+	recs = r.records()[n:]
+	if len(recs) != 1 || recs[0].Outcome != change.Denied || recs[0].Part != nil {
+		t.Errorf("the denied request's records: %+v", recs)
+	}
+	if got := len(r.members(gid)); got != len(ids) {
+		t.Errorf("%d members left after a denied removal, want %d", got, len(ids))
 	}
 	r.verify()
 }

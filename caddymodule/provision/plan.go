@@ -29,6 +29,7 @@ type job struct {
 	// parts run under the locks of the request's job (locked).
 	part   *part
 	locked bool
+	whole  bool // decided whole, not split: the policy's decision on a change applied in parts
 }
 
 // plan is a change decided for one request against the stored state: what the directory
