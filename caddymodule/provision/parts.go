@@ -3,6 +3,7 @@ package provision
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/scimgate/scimgate/caddymodule/change"
@@ -118,6 +119,22 @@ func checkSplit(tx *store.Tx, j *job, groupID string, d *scim.MemberDelta) error
 	return &memberSplit{delta: resolved, edges: len(resolved.Add) + len(resolved.Remove)}
 }
 
+// inKeyOrder returns d with its removals and additions sorted by member id, so that each
+// part's edges are neighbours in the store: a part of Entra's unordered ids would rewrite a
+// page of edges for nearly every edge it writes (in bbolt, 24 KB written and allocated per
+// member for 100,000), a part of sorted ids a page or two. The parts, their calls and their
+// records follow this order; what the request means does not depend on it (Remove and Add
+// never share an id). A create's or a PUT's members (the caller's) are sorted in a copy.
+func inKeyOrder(j *job, d *scim.MemberDelta) *scim.MemberDelta {
+	out := *d
+	if j.op.Action != change.ActionPatch {
+		out.Add = slices.Clone(d.Add)
+	}
+	slices.SortFunc(out.Add, func(a, b scim.MemberRef) int { return strings.Compare(a.Value, b.Value) })
+	slices.Sort(out.Remove)
+	return &out
+}
+
 // splitDelta cuts d into deltas of at most n edges each: the removals first, then the
 // additions, in the request's order. The parts share d's arrays.
 func splitDelta(d *scim.MemberDelta, n int) []*scim.MemberDelta {
@@ -154,7 +171,7 @@ func (e *Engine) runParts(j *job, s *memberSplit) (*plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	deltas := splitDelta(s.delta, MemberChunk)
+	deltas := splitDelta(inKeyOrder(j, s.delta), MemberChunk)
 	// The request's members are in the split now: the job lets go of them as the request
 	// decoded them (a map per member, several times the body's size; issue 11).
 	op := *j.op
