@@ -292,13 +292,15 @@ func (g *Handler) renderer(req *request, o renderOpts) func(*store.Tx, *store.Re
 // apply hands a write to the engine and answers what it did: the resource (or nothing,
 // as the operation's success status says), or the SCIM error, already journaled.
 func (g *Handler) apply(req *request, op *provision.Op) {
+	// op is not held during Apply: the engine lets go of a large member list as it goes.
+	action, typ := op.Action, op.Type
 	res := g.engine.Apply(req.engineRequest(), op)
 	if res.Err != nil {
 		g.answerError(req, res)
 		return
 	}
-	if op.Action == change.ActionCreate {
-		req.w.Header().Set("Location", req.base+scim.ResourceTypeByName(op.Type).Endpoint+"/"+res.ID)
+	if action == change.ActionCreate {
+		req.w.Header().Set("Location", req.base+scim.ResourceTypeByName(typ).Endpoint+"/"+res.ID)
 	}
 	if res.Version != 0 {
 		req.w.Header().Set("ETag", provision.ETag(res.Version))

@@ -13,6 +13,10 @@
 //	seq            sequence number, from 1, without gaps (always present)
 //	time           UTC, RFC 3339 with nanoseconds (always present)
 //	request_id     the request's id, to correlate with access logs
+//	part           {index, count}: a request applied in several parts (a group member
+//	               change larger than one transaction holds) journals each part as a change
+//	               of its own (intent and outcome) under the request's request_id; part
+//	               says which (index from 1 to count)
 //	client         the bearer token's NAME (never the token)
 //	target         the legacy application
 //	action         create | replace | patch | delete | get | list | search | reconcile |

@@ -32,10 +32,14 @@ const FormatVersion = 1
 // Record is one journal entry. The JSON tags are the wire format: the stored bytes, the JSONL
 // export and the live stream all carry exactly this object (see doc.go).
 type Record struct {
-	Version      int            `json:"v"`
-	Seq          uint64         `json:"seq"`
-	Time         time.Time      `json:"time"`
-	RequestID    string         `json:"request_id,omitempty"`
+	Version   int       `json:"v"`
+	Seq       uint64    `json:"seq"`
+	Time      time.Time `json:"time"`
+	RequestID string    `json:"request_id,omitempty"`
+	// Part is set on the records of one part of a request the gateway wrote in several
+	// transactions (a member change larger than one transaction holds, see package
+	// provision): the request_id joins the parts, Part says which one this is.
+	Part         *Part          `json:"part,omitempty"`
 	Client       string         `json:"client,omitempty"`
 	Target       string         `json:"target,omitempty"`
 	Action       change.Action  `json:"action"`
@@ -55,6 +59,13 @@ type Record struct {
 	Calls    []BackendCall `json:"calls,omitempty"`
 	Error    string        `json:"error,omitempty"`
 	PrevHash string        `json:"prev_hash"`
+}
+
+// Part names one part of a request applied in several parts: Index from 1 to Count. Each
+// part has its own intent (when the app is called) and its own outcome.
+type Part struct {
+	Index int `json:"index"`
+	Count int `json:"count"`
 }
 
 // Change is one changed attribute. Value is the new value (absent for a removal); a redacted

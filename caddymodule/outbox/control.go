@@ -224,6 +224,7 @@ func (w *Worker) setPaused(paused bool, by string) error {
 		return err
 	}
 	w.paused = paused
+	w.pauseGen++
 	w.pokeLocked()
 	return nil
 }

@@ -89,6 +89,7 @@ type Worker struct {
 	inflight    int
 	outageUntil time.Time // no attempt before this: the app was unavailable
 	paused      bool      // by an operator (kept in the store)
+	pauseGen    uint64    // counts this process's Pause and Resume: a resync read before one does not undo it
 
 	// inbox holds the tasks Queued was told about, until the worker takes them into
 	// entries under mu: Entra's requests never wait for a dispatch scan.
@@ -362,6 +363,7 @@ func (w *Worker) resync() error {
 	for _, e := range w.entries {
 		sums[e.seq] = e.sum
 	}
+	gen := w.pauseGen
 	w.mu.Unlock()
 	type read struct {
 		seq uint64
@@ -394,7 +396,9 @@ func (w *Worker) resync() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.takeInbox()
-	w.paused = paused
+	if w.pauseGen == gen {
+		w.paused = paused
+	}
 	cur := make(map[uint64]*entry, len(w.entries))
 	for _, e := range w.entries {
 		cur[e.seq] = e

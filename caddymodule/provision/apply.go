@@ -91,13 +91,18 @@ type Result struct {
 //
 // A failure at any step is answered as the SCIM error it means and journaled as rejected,
 // denied or failed; Result.Err says which.
+//
+// A change of a group's members larger than MemberChunk edges is applied in parts (see
+// runParts). Apply keeps no reference to op of its own: a large member change lets go of
+// the request's decoded member list once it has been split (issue 11).
 func (e *Engine) Apply(req Request, op *Op) *Result {
+	status := op.Status
 	j := e.newJob(req, op)
 	p, err := e.run(j)
 	if err != nil {
 		return e.fail(req, j.trail, err)
 	}
-	res := &Result{ID: p.id, Status: op.Status, Answer: p.answer, Record: p.record}
+	res := &Result{ID: p.id, Status: status, Answer: p.answer, Record: p.record}
 	if p.rec != nil {
 		res.Version = p.rec.Version
 	}
@@ -116,15 +121,27 @@ func (e *Engine) run(j *job) (*plan, error) {
 	if e.target == nil && e.policy == nil {
 		if a := j.op.Action; a == change.ActionPatch || a == change.ActionReplace {
 			p, err := e.decideView(j)
+			if s := splitOf(err); s != nil {
+				return e.runParts(j, s)
+			}
 			if err != nil || p.same {
 				return e.answerUnchanged(j, p, err)
 			}
 		}
-		return e.commitAlone(j)
+		p, err := e.commitAlone(j)
+		if s := splitOf(err); s != nil {
+			return e.runParts(j, s)
+		}
+		return p, err
 	}
-	unlock := e.lockJob(j)
-	defer unlock()
+	if !j.locked {
+		unlock := e.lockJob(j)
+		defer unlock()
+	}
 	p, err := e.decideView(j)
+	if s := splitOf(err); s != nil {
+		return e.runParts(j, s) // under this job's locks
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -133,7 +150,12 @@ func (e *Engine) run(j *job) (*plan, error) {
 		j.trail.target = e.target.Name
 	}
 
-	v := e.decidePolicy(j, p)
+	var v verdict
+	if j.part != nil && j.part.decision != nil {
+		v = verdict{decision: *j.part.decision, release: func() {}} // the request's (decideWhole)
+	} else {
+		v = e.decidePolicy(j, p)
+	}
 	if v.err != nil {
 		return nil, v.err
 	}
@@ -614,6 +636,15 @@ func (e *Engine) memberLocks(j *job) []string {
 	}
 	if e.target != nil && e.target.Delivery.WithDefaults().Mode != outbox.Immediate {
 		return nil
+	}
+	named := 0
+	for i := range op.Patch {
+		if list, ok := op.Patch[i].Value.([]any); ok {
+			named += len(list)
+		}
+	}
+	if named > maxMemberLocks {
+		return nil // too many to lock one by one, known without reading them
 	}
 	for i := range op.Patch {
 		p := op.Patch[i].Path

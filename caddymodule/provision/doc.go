@@ -17,6 +17,7 @@
 //	            Deliver, the outbox worker's attempt (see package outbox)
 //	coalesce.go consecutive queued changes of one resource as their net effect
 //	recover.go  crash recovery: intents without an outcome, adoption of unfinished creates
+//	parts.go    a member change larger than one transaction holds, applied in parts
 //	roles.go    groups as roles: a group's role, and each affected user's whole list of
 //	            roles sent under the users' role locks until the commit
 //	stats.go    the policy's counts of the last hour (the brake's input): in memory, or in
@@ -40,6 +41,26 @@
 // renames, replaces, deletes and changes of the same member wait. Locks are taken in one
 // order (the resource, its members sorted, users' role lists sorted), so no two requests
 // wait on each other.
+//
+// A change of a group's members larger than MemberChunk edges (a PATCH's adds and removes,
+// a "remove all" or a PUT's member list resolved against the stored members, a create with
+// members) is applied in parts of at most MemberChunk edges, so that each transaction fits
+// a store whose transactions are bounded (etcd: 128 operations). The policy decides the
+// request once, whole (it sees every member, its stats count the request once; a deny is
+// the request's, and nothing is applied); then each part is a change of its own through the
+// pipeline, under the request's locks, following that decision: it has its
+// own intent before its native calls and its own outcome committed with its edges (one
+// intent/outcome pair per part, not one intent for the request: an intent closes with the
+// first outcome of its request, and a crash in a later part must leave an intent without
+// outcome for recovery to report). Its records carry the request's request_id and part
+// {index, count}, which join them for an auditor. The native calls stay as the mapping says
+// (per member, or batched within a part). A create's first part creates the group; a PATCH's
+// or PUT's last part changes the group's other attributes and renders the answer. The first
+// part that fails ends the request with its error (journaled with that part): the parts
+// before it stay applied in the directory and the app; Entra retries the whole request, whose
+// parts already applied then change nothing and call nothing (an existing member added, an
+// absent one removed), and whose failed part skips the non-idempotent calls it made (its
+// progress).
 //
 // The rules it keeps (see DESIGN.md): no native call without a durable intent before it
 // and an outcome after it; the resource, its memberships, the id map, the account's mark

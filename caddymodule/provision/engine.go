@@ -12,6 +12,7 @@ import (
 	"github.com/scimgate/scimgate/caddymodule/change"
 	"github.com/scimgate/scimgate/caddymodule/fleet"
 	"github.com/scimgate/scimgate/caddymodule/journal"
+	"github.com/scimgate/scimgate/caddymodule/kv"
 	"github.com/scimgate/scimgate/caddymodule/legacy"
 	"github.com/scimgate/scimgate/caddymodule/mapping"
 	"github.com/scimgate/scimgate/caddymodule/outbox"
@@ -25,6 +26,7 @@ import (
 // its Shared state (locks, adoptions, policy stats), so that a reload neither interleaves
 // two configs' changes of one resource nor forgets what the previous one had in flight.
 type Engine struct {
+	chunk      int // member edges per part of a large member change (parts.go)
 	store      *store.Store
 	journal    *journal.Journal
 	target     *Target        // nil: the gateway is a SCIM server on its own directory
@@ -62,6 +64,10 @@ type Config struct {
 	// another when the change is refused or fails. false (the default: a store only this
 	// process opens) counts them in memory.
 	SharedStore bool
+	// MemberChunk is how many member edges one part of a large member change holds (see
+	// parts.go); 0: by the store (MemberChunk on etcd's default limit, FileMemberChunk on a
+	// bbolt file).
+	MemberChunk int
 
 	Logger *zap.Logger
 	// Now is the clock (default time.Now).
@@ -96,6 +102,7 @@ func New(cfg Config) (*Engine, error) {
 	}
 	e := &Engine{
 		store:      cfg.Store,
+		chunk:      cfg.MemberChunk,
 		journal:    cfg.Journal,
 		target:     cfg.Target,
 		policy:     cfg.Policy,
@@ -107,6 +114,9 @@ func New(cfg Config) (*Engine, error) {
 		now:        cfg.Now,
 		onDecision: cfg.OnDecision,
 		onDelivery: cfg.OnDelivery,
+	}
+	if e.chunk <= 0 {
+		e.chunk = memberChunk(kv.TxnOpsLimit(cfg.Store.DB()))
 	}
 	if e.logger == nil {
 		e.logger = zap.NewNop()

@@ -2,6 +2,7 @@ package provision
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -284,13 +285,23 @@ func (e *Engine) seedStats() (*eventWindow, error) {
 		return w, nil
 	}
 	targetName := e.targetName()
+	// A request applied in parts was counted once, with its events, when the policy
+	// decided it (decideWhole): each event counts once for all its parts.
+	parted := map[string][]change.Event{}
 	err = scanRecords(e.journal, q, func(r *journal.Record) {
 		if r.Target != targetName || r.Action == change.ActionReconcile || r.Action == change.ActionDeliver {
 			return // the queued request's own record counted the change
 		}
-		if r.Outcome == change.Applied || r.Outcome == change.DryRun || r.Outcome == change.Queued {
-			w.add(r.Time, now, r.Events, 1)
+		if r.Outcome != change.Applied && r.Outcome != change.DryRun && r.Outcome != change.Queued {
+			return
 		}
+		events := r.Events
+		if r.Part != nil {
+			seen := parted[r.RequestID]
+			events = slices.DeleteFunc(slices.Clone(events), func(ev change.Event) bool { return slices.Contains(seen, ev) })
+			parted[r.RequestID] = append(seen, events...)
+		}
+		w.add(r.Time, now, events, 1)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("counting the last hour's changes for the policy's stats: %w", err)

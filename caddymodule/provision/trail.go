@@ -36,6 +36,8 @@ type Trail struct {
 	Subject string
 	Filter  string // a list or search filter (the journal keeps its hash)
 
+	part *journal.Part // one part of a change applied in parts (parts.go)
+
 	events   []change.Event
 	changes  []journal.Change
 	target   string
@@ -71,6 +73,7 @@ func (t *Trail) fill(p *plan) {
 func (e *Engine) record(req Request, t *Trail, outcome change.Outcome, status int, detail string) *journal.Record {
 	rec := &journal.Record{
 		RequestID:    req.ID,
+		Part:         t.part,
 		Client:       req.Client,
 		Action:       t.Action,
 		ResourceType: t.Type,
