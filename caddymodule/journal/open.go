@@ -114,16 +114,31 @@ func initOpenIndex(b kv.Bucket) error {
 func (j *Journal) OpenIntents(target string) ([]Record, error) {
 	var out []Record
 	err := j.db.View(func(tx kv.Tx) error {
-		b, err := journalBucket(tx, j.name)
-		if err != nil {
-			return err
-		}
+		var err error
+		out, err = j.openIntents(tx, target)
+		return err
+	})
+	return out, err
+}
+
+// OpenIntentsIn is OpenIntents inside the caller's transaction: what a change reads to
+// learn which changes of target are in flight (on a shared store, through other
+// gateways), at the cost of the open intents, not of the journal.
+func (j *Journal) OpenIntentsIn(tx kv.Tx, target string) ([]Record, error) {
+	return j.openIntents(tx, target)
+}
+
+func (j *Journal) openIntents(tx kv.Tx, target string) ([]Record, error) {
+	var out []Record
+	b, err := journalBucket(tx, j.name)
+	if err == nil {
 		prefix := append([]byte(target), 0)
 		rb := b.Bucket(bucketRecords)
 		c := b.Bucket(bucketOpen).Cursor()
 		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 			if len(v) != 8 {
-				return fmt.Errorf("%w: open intent %q", ErrCorrupt, k)
+				err = fmt.Errorf("%w: open intent %q", ErrCorrupt, k)
+				break
 			}
 			seq := binary.BigEndian.Uint64(v)
 			stored := rb.Get(u64(seq))
@@ -133,13 +148,32 @@ func (j *Journal) OpenIntents(target string) ([]Record, error) {
 			e := decodeEntry(seq, stored)
 			out = append(out, e.Record)
 		}
-		return nil
-	})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("journal %s: reading open intents: %w", j.opts.Name, err)
 	}
 	sort.Slice(out, func(a, b int) bool { return out[a].Seq < out[b].Seq })
 	return out, nil
+}
+
+// OpenIntentSeq returns, inside the caller's transaction, the sequence number of the open
+// intent of target's request requestID; ok is false when the request has none (its outcome
+// or a reconcile record followed it). A transaction that closes an intent reads it first,
+// so that the close is conditional: on a shared store the transaction does not commit when
+// another gateway closed the intent meanwhile (it runs again, and finds it closed).
+func (j *Journal) OpenIntentSeq(tx kv.Tx, target, requestID string) (seq uint64, ok bool, err error) {
+	b, err := journalBucket(tx, j.name)
+	if err != nil {
+		return 0, false, fmt.Errorf("journal %s: reading open intents: %w", j.opts.Name, err)
+	}
+	v := b.Bucket(bucketOpen).Get(openKey(target, requestID))
+	switch {
+	case v == nil:
+		return 0, false, nil
+	case len(v) != 8:
+		return 0, false, fmt.Errorf("journal %s: %w: open intent of request %q", j.opts.Name, ErrCorrupt, requestID)
+	}
+	return binary.BigEndian.Uint64(v), true, nil
 }
 
 // SeqAtTime returns the sequence number of the first record stamped at or after t, by

@@ -158,3 +158,50 @@ func TestSeqAtTime(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenIntentSeq: inside a transaction, an intent's entry says which record holds the
+// request's open intent (the newest, when the request journaled another), and nothing once
+// a later record of the request closed it; OpenIntentsIn reads the same index in the
+// caller's transaction.
+func TestOpenIntentSeq(t *testing.T) {
+	db, _ := openDB(t)
+	j := openJournal(t, db, Options{})
+	first, again, other := intent("app", "r1"), intent("app", "r1"), intent("app", "r2")
+	appendRecords(t, j, first, other, again)
+	seqOf := func(req string) (uint64, bool) {
+		t.Helper()
+		var (
+			seq uint64
+			ok  bool
+		)
+		if err := db.View(func(tx kv.Tx) error {
+			var err error
+			seq, ok, err = j.OpenIntentSeq(tx, "app", req)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return seq, ok
+	}
+	if seq, ok := seqOf("r1"); !ok || seq != again.Seq {
+		t.Fatalf("r1: seq %d open %v, want the newer intent %d", seq, ok, again.Seq)
+	}
+	appendRecords(t, j, outcomeOf("app", "r1", change.Applied))
+	if seq, ok := seqOf("r1"); ok {
+		t.Fatalf("r1 is still open at %d after its outcome", seq)
+	}
+	if _, ok := seqOf("nope"); ok {
+		t.Fatal("a request that never journaled has an open intent")
+	}
+	var in []Record
+	if err := db.View(func(tx kv.Tx) error {
+		var err error
+		in, err = j.OpenIntentsIn(tx, "app")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(in) != 1 || in[0].Seq != other.Seq {
+		t.Fatalf("OpenIntentsIn: %+v, want only r2's intent %d", in, other.Seq)
+	}
+}
