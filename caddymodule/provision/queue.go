@@ -543,9 +543,10 @@ func (s *Shared) startWorker(e *Engine) (*outbox.Worker, error) {
 	return w, nil
 }
 
-// Close stops the outbox workers (before the store closes); attempts in flight finish or
-// are cancelled, and their tasks stay in the outbox.
+// Close stops the outbox workers and the periodic recoveries (before the store closes);
+// attempts in flight finish or are cancelled, and their tasks stay in the outbox.
 func (s *Shared) Close() {
+	s.stopSweepers()
 	s.workersMu.Lock()
 	workers := s.workers
 	s.workers = nil
