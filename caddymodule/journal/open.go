@@ -176,6 +176,25 @@ func (j *Journal) OpenIntentSeq(tx kv.Tx, target, requestID string) (seq uint64,
 	return binary.BigEndian.Uint64(v), true, nil
 }
 
+// OpenIntent returns, inside the caller's transaction, the open intent of target's request
+// requestID, or nil when it has none (or retention removed its record).
+func (j *Journal) OpenIntent(tx kv.Tx, target, requestID string) (*Record, error) {
+	seq, ok, err := j.OpenIntentSeq(tx, target, requestID)
+	if err != nil || !ok {
+		return nil, err
+	}
+	b, err := journalBucket(tx, j.name)
+	if err != nil {
+		return nil, err
+	}
+	stored := b.Bucket(bucketRecords).Get(u64(seq))
+	if stored == nil {
+		return nil, nil // pruned
+	}
+	e := decodeEntry(seq, stored)
+	return &e.Record, nil
+}
+
 // SeqAtTime returns the sequence number of the first record stamped at or after t, by
 // binary search over the records (which are stamped as they are appended, so their times
 // only grow; a record whose time a caller set may be a little out of order, so callers that

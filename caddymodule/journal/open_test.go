@@ -186,6 +186,15 @@ func TestOpenIntentSeq(t *testing.T) {
 	if seq, ok := seqOf("r1"); !ok || seq != again.Seq {
 		t.Fatalf("r1: seq %d open %v, want the newer intent %d", seq, ok, again.Seq)
 	}
+	if err := db.View(func(tx kv.Tx) error {
+		in, err := j.OpenIntent(tx, "app", "r1")
+		if err == nil && (in == nil || in.Seq != again.Seq || in.RequestID != "r1") {
+			t.Errorf("OpenIntent(r1) = %+v, want record %d", in, again.Seq)
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
 	appendRecords(t, j, outcomeOf("app", "r1", change.Applied))
 	if seq, ok := seqOf("r1"); ok {
 		t.Fatalf("r1 is still open at %d after its outcome", seq)

@@ -361,7 +361,13 @@ func (e *Engine) send(j *job, p *plan, d policy.Decision) (*syncResult, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := e.store.Update(func(tx *store.Tx) error { return e.journal.AppendPrepared(tx.KV(), intent) }); err != nil {
+		err = e.store.Update(func(tx *store.Tx) error {
+			if err := e.claimIntent(tx, j, p); err != nil {
+				return err
+			}
+			return e.journal.AppendPrepared(tx.KV(), intent)
+		})
+		if err != nil {
 			return nil, err
 		}
 	}

@@ -2,6 +2,7 @@ package provision
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/scimgate/scimgate/caddymodule/change"
 	"github.com/scimgate/scimgate/caddymodule/journal"
+	"github.com/scimgate/scimgate/caddymodule/outbox"
 	"github.com/scimgate/scimgate/caddymodule/scim"
 	"github.com/scimgate/scimgate/caddymodule/store"
 )
@@ -84,15 +86,29 @@ func (e *Engine) staleIntent(in *journal.Record, now time.Time) (bool, time.Dura
 
 // createInFlight looks, in a create's read transaction on a shared store, for an open
 // create intent of the same target, resource type and name by another request. None: nil,
-// nil. A stale one: it is returned, for the create to close it (closeIntent) and adopt. A
-// live one: an error answering 503 with Retry-After (until the intent goes stale), so that
-// Entra's retry comes back when the first attempt has ended one way or the other instead
-// of creating a second account beside it. Its cost is the target's open intents, one
-// read each.
+// nil. A stale one: it is returned, for the create to close it (closeStaleCreate) and
+// adopt. A live one: an error answering 503 with Retry-After (until the intent goes stale),
+// so that Entra's retry comes back when the first attempt has ended one way or the other
+// instead of creating a second account beside it. Its cost is the target's open intents,
+// one read each; nothing on a store only this process opens.
 func (e *Engine) createInFlight(tx *store.Tx, j *job, p *plan) (*journal.Record, error) {
 	if !e.fleet {
 		return nil, nil
 	}
+	in, err := e.otherCreate(tx, j, p)
+	if err != nil || in == nil {
+		return nil, err
+	}
+	stale, left := e.staleIntent(in, e.now())
+	if stale {
+		return in, nil
+	}
+	return nil, createBusy(SubjectOf(p.typ, p.after), left)
+}
+
+// otherCreate returns an open create intent of p's name in the target by a request other
+// than j's (nil: none).
+func (e *Engine) otherCreate(tx *store.Tx, j *job, p *plan) (*journal.Record, error) {
 	name := SubjectOf(p.typ, p.after)
 	if name == "" {
 		return nil, nil
@@ -101,22 +117,98 @@ func (e *Engine) createInFlight(tx *store.Tx, j *job, p *plan) (*journal.Record,
 	if err != nil {
 		return nil, err
 	}
-	now := e.now()
 	for i := range open {
 		in := &open[i]
-		if in.Action != change.ActionCreate || in.ResourceType != p.typ || in.RequestID == j.req.ID || !strings.EqualFold(in.Subject, name) {
-			continue
-		}
-		stale, left := e.staleIntent(in, now)
-		if stale {
+		if in.Action == change.ActionCreate && in.ResourceType == p.typ && in.RequestID != j.req.ID && strings.EqualFold(in.Subject, name) {
 			return in, nil
-		}
-		return nil, &nativeError{
-			scim:       scim.Errorf(http.StatusServiceUnavailable, "", "a create of %s is in progress through another request; retry later", name),
-			retryAfter: max(left.Round(time.Second), time.Second),
 		}
 	}
 	return nil, nil
+}
+
+// claimIntent checks, in the transaction that journals a change's intent on a shared
+// store, that no other gateway has claimed the same calls since the change was decided: a
+// create of the same name by another request, or the same queued change (its request) being
+// delivered. The store commits the check and the intent together (serializably on etcd),
+// so of two gateways racing for the same calls one journals its intent and the other
+// backs off (inFlight) before any call.
+func (e *Engine) claimIntent(tx *store.Tx, j *job, p *plan) error {
+	if !e.fleet {
+		return nil
+	}
+	switch {
+	case j.trail.Action == change.ActionDeliver:
+		in, err := e.journal.OpenIntent(tx.KV(), e.target.Name, j.req.ID)
+		if err != nil || in == nil {
+			return err
+		}
+		_, left := e.staleIntent(in, e.now())
+		return &inFlight{&nativeError{
+			scim:       scim.Errorf(http.StatusServiceUnavailable, "", "a delivery of request %s is in progress through another gateway", j.req.ID),
+			retryAfter: max(left, time.Second),
+		}}
+	case p.before == nil && p.after != nil:
+		in, err := e.otherCreate(tx, j, p)
+		if err != nil || in == nil {
+			return err
+		}
+		_, left := e.staleIntent(in, e.now())
+		return createBusy(SubjectOf(p.typ, p.after), left)
+	}
+	return nil
+}
+
+// inFlight is the error of a change whose calls another request is making: 503 with
+// Retry-After for Entra, a later attempt without a record for a queued change (a record of
+// its request would close the other gateway's intent).
+type inFlight struct{ ne *nativeError }
+
+func (e *inFlight) Error() string { return e.ne.Error() }
+func (e *inFlight) Unwrap() error { return e.ne }
+
+// createBusy is the answer to a create of name while another request's create of it is in
+// flight, for left more at most.
+func createBusy(name string, left time.Duration) error {
+	return &inFlight{&nativeError{
+		scim:       scim.Errorf(http.StatusServiceUnavailable, "", "a create of %s is in progress through another request; retry later", name),
+		retryAfter: max(left.Round(time.Second), time.Second),
+	}}
+}
+
+// inFlightWait reports whether err says another gateway is making the change's calls, and
+// how long to wait.
+func inFlightWait(err error) (time.Duration, bool) {
+	var busy *inFlight
+	if errors.As(err, &busy) {
+		return busy.ne.retryAfter, true
+	}
+	return 0, false
+}
+
+// takeOverDelivery looks, on a shared store, before a queued change's delivery, for an
+// open intent of its request: another gateway delivering it now (the attempt waits until
+// that intent goes stale, without a record of its own), or a gateway that died delivering
+// it, whose intent is closed (a create listed for adoption) before the plan is read again,
+// so that this attempt looks the account up instead of creating a second one.
+func (e *Engine) takeOverDelivery(ctx context.Context, task *outbox.Task, j *job, p *plan) (*job, *plan, time.Duration, error) {
+	var in *journal.Record
+	err := e.store.View(func(tx *store.Tx) error {
+		var err error
+		in, err = e.journal.OpenIntent(tx.KV(), e.target.Name, j.req.ID)
+		return err
+	})
+	if err != nil || in == nil {
+		return j, p, 0, err
+	}
+	now := e.now()
+	if stale, left := e.staleIntent(in, now); !stale {
+		return j, p, max(left, time.Second), nil
+	}
+	if _, err := e.closeIntent(in, now); err != nil {
+		return j, p, 0, err
+	}
+	j, p, err = e.taskPlan(ctx, task)
+	return j, p, 0, err
 }
 
 // closeStaleCreate closes, before a create adopts, the stale intent createInFlight found:

@@ -14,6 +14,8 @@ import (
 	"github.com/scimgate/scimgate/caddymodule/change"
 	"github.com/scimgate/scimgate/caddymodule/journal"
 	"github.com/scimgate/scimgate/caddymodule/legacy"
+	"github.com/scimgate/scimgate/caddymodule/outbox"
+	"github.com/scimgate/scimgate/caddymodule/policy"
 	"github.com/scimgate/scimgate/caddymodule/scim"
 	"github.com/scimgate/scimgate/caddymodule/store"
 )
@@ -354,5 +356,87 @@ func TestFleetFlowDeadline(t *testing.T) {
 		return ctx.Deadline()
 	}(); ok {
 		t.Fatal("a gateway alone bounds its calls")
+	}
+}
+
+// TestFleetDeliveryTakenOver: gateway A died while it delivered a queued create (its
+// deliver intent journaled, its call made, no outcome). Gateway B's attempt within the bound
+// waits without a record and without a call; past the bound B closes A's intent and adopts
+// the account A's call made: the app holds one account, the task is delivered.
+func TestFleetDeliveryTakenOver(t *testing.T) {
+	app, srv := newNativeApp(t)
+	r := newRig(t, rigOptions{})
+	if err := r.store.Update(func(tx *store.Tx) error { return tx.SetOutboxPaused("native", true) }); err != nil {
+		t.Fatal(err) // the tests attempt deliveries themselves
+	}
+	target := newTarget(t, srv.URL, false)
+	target.Delivery = withMode(outbox.Queued)
+	a := r.fleetGateway(target, nil)
+	clock := &testClock{}
+	b := r.fleetGateway(target, clock)
+	res := createThrough(t, a, "req-q", "ada@contoso.example")
+	if res.Err != nil || len(r.tasks()) != 1 {
+		t.Fatalf("queued create: %+v, tasks %v", res.Err, r.tasks())
+	}
+	// A's attempt: the intent, the call that made the account, then A died.
+	app.accounts["acct-0042"] = map[string]any{"login": "ada@contoso.example"}
+	in := &journal.Record{RequestID: "req-q", Client: "entra", Target: "native", Action: change.ActionDeliver,
+		ResourceType: scim.UserType, SCIMID: res.ID, Subject: "ada@contoso.example", Events: []change.Event{change.Create}, Outcome: change.Pending}
+	if err := r.store.Update(func(tx *store.Tx) error { return r.j.Append(tx.KV(), in) }); err != nil {
+		t.Fatal(err)
+	}
+	records := len(r.records())
+
+	rep := b.Deliver(context.Background(), r.tasks())
+	if rep.Done || rep.Dead || !rep.NextAttempt.After(clock.now()) {
+		t.Fatalf("an attempt while A's delivery may be in flight: %+v", rep)
+	}
+	if calls := app.callLog(); len(calls) != 0 {
+		t.Fatalf("the attempt called the app: %v", calls)
+	}
+	if n := len(r.records()); n != records || !slices.Equal(r.openRequests(), []string{"req-q"}) {
+		t.Fatalf("the attempt journaled %d records; open %v", n-records, r.openRequests())
+	}
+
+	clock.skip(b.intentBound() + time.Second)
+	if rep := b.Deliver(context.Background(), r.tasks()); !rep.Done {
+		t.Fatalf("the attempt past the bound: %+v (outcomes %v)", rep, r.outcomesOf("req-q"))
+	}
+	if app.posts() != 0 || app.accountCount() != 1 || r.nativeID(scim.UserType, res.ID) != "acct-0042" {
+		t.Fatalf("%d creates sent, %d accounts, native id %q", app.posts(), app.accountCount(), r.nativeID(scim.UserType, res.ID))
+	}
+	if got := r.outcomesOf("req-q"); !slices.Equal(got, []string{"create:queued", "deliver:pending", "reconcile:applied", "deliver:pending", "deliver:delivered"}) {
+		t.Fatalf("the request's records: %v", got)
+	}
+	if len(r.tasks()) != 0 || len(r.openRequests()) != 0 {
+		t.Fatalf("left: tasks %v, open %v", r.tasks(), r.openRequests())
+	}
+	r.verify()
+}
+
+// TestFleetCreateClaimsItsIntent: two gateways decide creates of one name at once (neither
+// sees the other's intent yet); the one whose intent commits second finds the first in its
+// intent's transaction and backs off (503, no call) instead of creating a second account.
+func TestFleetCreateClaimsItsIntent(t *testing.T) {
+	app, srv := newNativeApp(t)
+	r := newRig(t, rigOptions{})
+	a := r.fleetGateway(newTarget(t, srv.URL, false), nil)
+	j := a.newJob(Request{ID: "req-a", Client: "entra"},
+		&Op{Action: change.ActionCreate, Type: scim.UserType, Resource: prepared(t, scim.UserType, user("ada@contoso.example")), Status: http.StatusCreated})
+	p, err := a.decideView(j)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.appendIntent("req-b", "Ada@Contoso.example", time.Time{}) // gateway B's intent commits first
+	_, err = a.send(j, p, policy.Decision{Allow: true})
+	wait, busy := inFlightWait(err)
+	if !busy || wait <= 0 || wait > a.intentBound() {
+		t.Fatalf("the second intent: %v (wait %v)", err, wait)
+	}
+	if calls := app.callLog(); len(calls) != 0 {
+		t.Fatalf("the app was called: %v", calls)
+	}
+	if got := r.openRequests(); !slices.Equal(got, []string{"req-b"}) {
+		t.Fatalf("open intents %v, want only B's", got)
 	}
 }

@@ -226,6 +226,12 @@ func (e *Engine) Deliver(ctx context.Context, tasks []*outbox.Task) outbox.Repor
 		task = tasks[0]
 	}
 	j, p, err := e.taskPlan(ctx, task)
+	if err == nil && e.fleet {
+		var wait time.Duration
+		if j, p, wait, err = e.takeOverDelivery(ctx, task, j, p); wait > 0 {
+			return outbox.Report{NextAttempt: e.now().Add(wait)} // another gateway delivers it now
+		}
+	}
 	if err == nil {
 		err = cerr
 	}
@@ -252,6 +258,9 @@ func (e *Engine) Deliver(ctx context.Context, tasks []*outbox.Task) outbox.Repor
 	if err == nil && !m.none {
 		res, err = e.send(j, p, decisionOf(task.Obligations))
 		defer res.release()
+		if wait, busy := inFlightWait(err); busy {
+			return outbox.Report{NextAttempt: e.now().Add(wait)} // another gateway claimed it first
+		}
 	}
 	if err == nil && !m.none {
 		if err = e.commitDelivery(j, p, tasks, res); err == nil {
