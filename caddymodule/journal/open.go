@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/tidwall/gjson"
@@ -115,20 +116,41 @@ func (j *Journal) OpenIntents(target string) ([]Record, error) {
 	var out []Record
 	err := j.db.View(func(tx kv.Tx) error {
 		var err error
-		out, err = j.openIntents(tx, target)
+		out, err = j.openIntents(tx, target, nil)
 		return err
 	})
 	return out, err
 }
 
-// OpenIntentsIn is OpenIntents inside the caller's transaction: what a change reads to
-// learn which changes of target are in flight (on a shared store, through other
-// gateways), at the cost of the open intents, not of the journal.
-func (j *Journal) OpenIntentsIn(tx kv.Tx, target string) ([]Record, error) {
-	return j.openIntents(tx, target)
+// IntentFilter selects open intents by what their records say; an empty field selects any.
+type IntentFilter struct {
+	Action       change.Action
+	ResourceType string
+	// Subject is compared case-insensitively (userNames and displayNames are unique so).
+	Subject string
+	// NotRequestID leaves out the intent of this request.
+	NotRequestID string
 }
 
-func (j *Journal) openIntents(tx kv.Tx, target string) ([]Record, error) {
+// OpenIntentsMatching is OpenIntents inside the caller's transaction, for the intents f
+// selects: what a change reads to
+// learn which changes of target are in flight (on a shared store, through other gateways).
+// It reads only the fields f names from each stored record and decodes just the records
+// it selects, so a check costs a microsecond or two per open intent, not a decode.
+func (j *Journal) OpenIntentsMatching(tx kv.Tx, target string, f IntentFilter) ([]Record, error) {
+	return j.openIntents(tx, target, func(requestID, raw []byte) bool {
+		if f.NotRequestID != "" && string(requestID) == f.NotRequestID {
+			return false
+		}
+		// The subject first: it rules out most intents with one read.
+		return (f.Subject == "" || strings.EqualFold(gjson.GetBytes(raw, "subject").Str, f.Subject)) &&
+			(f.Action == "" || gjson.GetBytes(raw, "action").Str == string(f.Action)) &&
+			(f.ResourceType == "" || gjson.GetBytes(raw, "resource_type").Str == f.ResourceType)
+	})
+}
+
+// openIntents reads target's open intents that keep selects (nil: all), oldest first.
+func (j *Journal) openIntents(tx kv.Tx, target string, keep func(requestID, raw []byte) bool) ([]Record, error) {
 	var out []Record
 	b, err := journalBucket(tx, j.name)
 	if err == nil {
@@ -144,6 +166,11 @@ func (j *Journal) openIntents(tx kv.Tx, target string) ([]Record, error) {
 			stored := rb.Get(u64(seq))
 			if stored == nil {
 				continue // pruned
+			}
+			if keep != nil {
+				if _, raw, ok := splitValue(stored); ok && !keep(k[len(prefix):], raw) {
+					continue
+				}
 			}
 			e := decodeEntry(seq, stored)
 			out = append(out, e.Record)

@@ -161,8 +161,8 @@ func TestSeqAtTime(t *testing.T) {
 
 // TestOpenIntentSeq: inside a transaction, an intent's entry says which record holds the
 // request's open intent (the newest, when the request journaled another), and nothing once
-// a later record of the request closed it; OpenIntentsIn reads the same index in the
-// caller's transaction.
+// a later record of the request closed it; OpenIntentsMatching selects open intents by
+// action, resource type, subject (case-insensitively) and not a request.
 func TestOpenIntentSeq(t *testing.T) {
 	db, _ := openDB(t)
 	j := openJournal(t, db, Options{})
@@ -202,15 +202,40 @@ func TestOpenIntentSeq(t *testing.T) {
 	if _, ok := seqOf("nope"); ok {
 		t.Fatal("a request that never journaled has an open intent")
 	}
-	var in []Record
-	if err := db.View(func(tx kv.Tx) error {
-		var err error
-		in, err = j.OpenIntentsIn(tx, "app")
-		return err
-	}); err != nil {
-		t.Fatal(err)
+	matching := func(f IntentFilter) []string {
+		t.Helper()
+		var in []Record
+		if err := db.View(func(tx kv.Tx) error {
+			var err error
+			in, err = j.OpenIntentsMatching(tx, "app", f)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, r := range in {
+			out = append(out, r.RequestID)
+		}
+		return out
 	}
-	if len(in) != 1 || in[0].Seq != other.Seq {
-		t.Fatalf("OpenIntentsIn: %+v, want only r2's intent %d", in, other.Seq)
+	creates := []*Record{
+		{Target: "app", RequestID: "c1", Action: change.ActionCreate, ResourceType: "User", Subject: "Ada@x", Outcome: change.Pending},
+		{Target: "app", RequestID: "c2", Action: change.ActionCreate, ResourceType: "Group", Subject: "ada@x", Outcome: change.Pending},
+		{Target: "app", RequestID: "c3", Action: change.ActionCreate, ResourceType: "User", Subject: "bob@x", Outcome: change.Pending},
+	}
+	appendRecords(t, j, creates...)
+	for _, tc := range []struct {
+		f    IntentFilter
+		want []string
+	}{
+		{IntentFilter{}, []string{"r2", "c1", "c2", "c3"}},
+		{IntentFilter{Action: change.ActionCreate, ResourceType: "User", Subject: "ADA@X"}, []string{"c1"}},
+		{IntentFilter{Action: change.ActionCreate, Subject: "ada@x"}, []string{"c1", "c2"}},
+		{IntentFilter{Action: change.ActionCreate, ResourceType: "User", Subject: "ada@x", NotRequestID: "c1"}, nil},
+		{IntentFilter{Action: change.ActionPatch}, []string{"r2"}},
+	} {
+		if got := matching(tc.f); !slices.Equal(got, tc.want) {
+			t.Errorf("OpenIntentsMatching(%+v) = %v, want %v", tc.f, got, tc.want)
+		}
 	}
 }

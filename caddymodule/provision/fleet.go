@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -113,17 +112,12 @@ func (e *Engine) otherCreate(tx *store.Tx, j *job, p *plan) (*journal.Record, er
 	if name == "" {
 		return nil, nil
 	}
-	open, err := e.journal.OpenIntentsIn(tx.KV(), e.target.Name)
-	if err != nil {
+	open, err := e.journal.OpenIntentsMatching(tx.KV(), e.target.Name,
+		journal.IntentFilter{Action: change.ActionCreate, ResourceType: p.typ, Subject: name, NotRequestID: j.req.ID})
+	if err != nil || len(open) == 0 {
 		return nil, err
 	}
-	for i := range open {
-		in := &open[i]
-		if in.Action == change.ActionCreate && in.ResourceType == p.typ && in.RequestID != j.req.ID && strings.EqualFold(in.Subject, name) {
-			return in, nil
-		}
-	}
-	return nil, nil
+	return &open[0], nil
 }
 
 // claimIntent checks, in the transaction that journals a change's intent on a shared
