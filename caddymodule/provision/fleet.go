@@ -32,7 +32,14 @@ import (
 //   - a create of a name with an open create intent by another request waits for it (503
 //     with Retry-After until the intent is closed or stale) rather than race it, and adopts
 //     when the intent is stale: the app may hold the account its gateway made before it
-//     died, and the lookup finds it instead of creating a second one.
+//     died, and the lookup finds it instead of creating a second one;
+//   - the transaction that journals an intent checks again that no other request claimed
+//     the same calls (a create of the name, or the same queued change's delivery), so of
+//     two gateways that decided at once one calls the app and the other backs off;
+//   - a queued change whose delivery another gateway is making waits, and one whose
+//     delivering gateway died is taken over once that delivery's intent is stale.
+//
+// What a gateway alone does is unchanged: none of this runs without Config.SharedStore.
 
 const (
 	// flowCalls is how many calls at their slowest (legacy.Client.MaxCallDuration) a
