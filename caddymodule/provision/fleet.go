@@ -224,6 +224,7 @@ func (e *Engine) closeStaleCreate(in *journal.Record) error {
 // gateway that dies while others run leaves intents no start would find.
 type sweeper struct {
 	eng  atomic.Pointer[Engine] // the configuration built last (a reload hands it over)
+	kick chan struct{}          // a pass now (tests)
 	stop context.CancelFunc
 	done chan struct{}
 }
@@ -238,7 +239,7 @@ func (s *Shared) startSweeper(e *Engine) {
 		return
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &sweeper{stop: cancel, done: make(chan struct{})}
+	w := &sweeper{kick: make(chan struct{}, 1), stop: cancel, done: make(chan struct{})}
 	w.eng.Store(e)
 	if s.sweepers == nil {
 		s.sweepers = map[string]*sweeper{}
@@ -251,14 +252,16 @@ func (s *Shared) startSweeper(e *Engine) {
 func (w *sweeper) run(ctx context.Context) {
 	defer close(w.done)
 	for {
-		e := w.eng.Load()
-		t := time.NewTimer(max(e.intentBound()/2, minSweepEvery))
+		t := time.NewTimer(max(w.eng.Load().intentBound()/2, minSweepEvery))
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return
 		case <-t.C:
+		case <-w.kick:
+			t.Stop()
 		}
+		e := w.eng.Load() // a reload while this pass waited hands it the new configuration
 		if _, err := e.closeOpenIntents(sweepLimit); err != nil {
 			e.logger.Warn("closing stale intents failed; the next pass tries again",
 				zap.String("target", e.target.Name), zap.Error(err))

@@ -440,3 +440,46 @@ func TestFleetCreateClaimsItsIntent(t *testing.T) {
 		t.Fatalf("open intents %v, want only B's", got)
 	}
 }
+
+// TestFleetSweepWhileRunning: a gateway that keeps running recovers the intents of a
+// gateway that died after it started, once they are stale, through its periodic pass, with
+// the configuration built last (a reload hands the pass over).
+func TestFleetSweepWhileRunning(t *testing.T) {
+	_, srv := newNativeApp(t)
+	r := newRig(t, rigOptions{})
+	target := newTarget(t, srv.URL, false)
+	share := NewShared()
+	t.Cleanup(share.Close)
+	build := func(now func() time.Time) *Engine {
+		eng, err := New(Config{Store: r.store, Journal: r.j, Shared: share, Target: target, SharedStore: true, Now: now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return eng
+	}
+	first := build(time.Now)
+	r.appendIntent("died", "ada@contoso.example", time.Time{}) // another gateway's, after this one started
+	clock := &testClock{}
+	clock.skip(first.intentBound() + time.Second)
+	build(clock.now) // a reload: its clock sees the intent stale, the first config's does not
+	share.sweepers["native"].kick <- struct{}{}
+	for range 2000 {
+		if len(r.openRequests()) == 0 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if open := r.openRequests(); len(open) != 0 || r.reconciles()["died"] != 1 {
+		t.Fatalf("after a pass: open %v, reconciles %v", open, r.reconciles())
+	}
+	if _, listed := func() (uint64, bool) {
+		var (
+			seq uint64
+			ok  bool
+		)
+		_ = r.store.View(func(tx *store.Tx) error { seq, ok = tx.Adoption("native", scim.UserType, "ada@contoso.example"); return nil })
+		return seq, ok
+	}(); !listed {
+		t.Fatal("the dead gateway's create is not listed for adoption")
+	}
+}
