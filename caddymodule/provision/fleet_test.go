@@ -477,7 +477,10 @@ func TestFleetSweepWhileRunning(t *testing.T) {
 			seq uint64
 			ok  bool
 		)
-		_ = r.store.View(func(tx *store.Tx) error { seq, ok = tx.Adoption("native", scim.UserType, "ada@contoso.example"); return nil })
+		_ = r.store.View(func(tx *store.Tx) error {
+			seq, ok = tx.Adoption("native", scim.UserType, "ada@contoso.example")
+			return nil
+		})
 		return seq, ok
 	}(); !listed {
 		t.Fatal("the dead gateway's create is not listed for adoption")
