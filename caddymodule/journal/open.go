@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/tidwall/gjson"
@@ -114,32 +115,111 @@ func initOpenIndex(b kv.Bucket) error {
 func (j *Journal) OpenIntents(target string) ([]Record, error) {
 	var out []Record
 	err := j.db.View(func(tx kv.Tx) error {
-		b, err := journalBucket(tx, j.name)
-		if err != nil {
-			return err
+		var err error
+		out, err = j.openIntents(tx, target, nil)
+		return err
+	})
+	return out, err
+}
+
+// IntentFilter selects open intents by what their records say; an empty field selects any.
+type IntentFilter struct {
+	Action       change.Action
+	ResourceType string
+	// Subject is compared case-insensitively (userNames and displayNames are unique so).
+	Subject string
+	// NotRequestID leaves out the intent of this request.
+	NotRequestID string
+}
+
+// OpenIntentsMatching is OpenIntents inside the caller's transaction, for the intents f
+// selects: what a change reads to
+// learn which changes of target are in flight (on a shared store, through other gateways).
+// It reads only the fields f names from each stored record and decodes just the records
+// it selects, so a check costs a microsecond or two per open intent, not a decode.
+func (j *Journal) OpenIntentsMatching(tx kv.Tx, target string, f IntentFilter) ([]Record, error) {
+	return j.openIntents(tx, target, func(requestID, raw []byte) bool {
+		if f.NotRequestID != "" && string(requestID) == f.NotRequestID {
+			return false
 		}
+		// The subject first: it rules out most intents with one read.
+		return (f.Subject == "" || strings.EqualFold(gjson.GetBytes(raw, "subject").Str, f.Subject)) &&
+			(f.Action == "" || gjson.GetBytes(raw, "action").Str == string(f.Action)) &&
+			(f.ResourceType == "" || gjson.GetBytes(raw, "resource_type").Str == f.ResourceType)
+	})
+}
+
+// openIntents reads target's open intents that keep selects (nil: all), oldest first.
+func (j *Journal) openIntents(tx kv.Tx, target string, keep func(requestID, raw []byte) bool) ([]Record, error) {
+	var out []Record
+	b, err := journalBucket(tx, j.name)
+	if err == nil {
 		prefix := append([]byte(target), 0)
 		rb := b.Bucket(bucketRecords)
 		c := b.Bucket(bucketOpen).Cursor()
 		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 			if len(v) != 8 {
-				return fmt.Errorf("%w: open intent %q", ErrCorrupt, k)
+				err = fmt.Errorf("%w: open intent %q", ErrCorrupt, k)
+				break
 			}
 			seq := binary.BigEndian.Uint64(v)
 			stored := rb.Get(u64(seq))
 			if stored == nil {
 				continue // pruned
 			}
+			if keep != nil {
+				if _, raw, ok := splitValue(stored); ok && !keep(k[len(prefix):], raw) {
+					continue
+				}
+			}
 			e := decodeEntry(seq, stored)
 			out = append(out, e.Record)
 		}
-		return nil
-	})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("journal %s: reading open intents: %w", j.opts.Name, err)
 	}
 	sort.Slice(out, func(a, b int) bool { return out[a].Seq < out[b].Seq })
 	return out, nil
+}
+
+// OpenIntentSeq returns, inside the caller's transaction, the sequence number of the open
+// intent of target's request requestID; ok is false when the request has none (its outcome
+// or a reconcile record followed it). A transaction that closes an intent reads it first,
+// so that the close is conditional: on a shared store the transaction does not commit when
+// another gateway closed the intent meanwhile (it runs again, and finds it closed).
+func (j *Journal) OpenIntentSeq(tx kv.Tx, target, requestID string) (seq uint64, ok bool, err error) {
+	b, err := journalBucket(tx, j.name)
+	if err != nil {
+		return 0, false, fmt.Errorf("journal %s: reading open intents: %w", j.opts.Name, err)
+	}
+	v := b.Bucket(bucketOpen).Get(openKey(target, requestID))
+	switch {
+	case v == nil:
+		return 0, false, nil
+	case len(v) != 8:
+		return 0, false, fmt.Errorf("journal %s: %w: open intent of request %q", j.opts.Name, ErrCorrupt, requestID)
+	}
+	return binary.BigEndian.Uint64(v), true, nil
+}
+
+// OpenIntent returns, inside the caller's transaction, the open intent of target's request
+// requestID, or nil when it has none (or retention removed its record).
+func (j *Journal) OpenIntent(tx kv.Tx, target, requestID string) (*Record, error) {
+	seq, ok, err := j.OpenIntentSeq(tx, target, requestID)
+	if err != nil || !ok {
+		return nil, err
+	}
+	b, err := journalBucket(tx, j.name)
+	if err != nil {
+		return nil, err
+	}
+	stored := b.Bucket(bucketRecords).Get(u64(seq))
+	if stored == nil {
+		return nil, nil // pruned
+	}
+	e := decodeEntry(seq, stored)
+	return &e.Record, nil
 }
 
 // SeqAtTime returns the sequence number of the first record stamped at or after t, by

@@ -158,3 +158,84 @@ func TestSeqAtTime(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenIntentSeq: inside a transaction, an intent's entry says which record holds the
+// request's open intent (the newest, when the request journaled another), and nothing once
+// a later record of the request closed it; OpenIntentsMatching selects open intents by
+// action, resource type, subject (case-insensitively) and not a request.
+func TestOpenIntentSeq(t *testing.T) {
+	db, _ := openDB(t)
+	j := openJournal(t, db, Options{})
+	first, again, other := intent("app", "r1"), intent("app", "r1"), intent("app", "r2")
+	appendRecords(t, j, first, other, again)
+	seqOf := func(req string) (uint64, bool) {
+		t.Helper()
+		var (
+			seq uint64
+			ok  bool
+		)
+		if err := db.View(func(tx kv.Tx) error {
+			var err error
+			seq, ok, err = j.OpenIntentSeq(tx, "app", req)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return seq, ok
+	}
+	if seq, ok := seqOf("r1"); !ok || seq != again.Seq {
+		t.Fatalf("r1: seq %d open %v, want the newer intent %d", seq, ok, again.Seq)
+	}
+	if err := db.View(func(tx kv.Tx) error {
+		in, err := j.OpenIntent(tx, "app", "r1")
+		if err == nil && (in == nil || in.Seq != again.Seq || in.RequestID != "r1") {
+			t.Errorf("OpenIntent(r1) = %+v, want record %d", in, again.Seq)
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	appendRecords(t, j, outcomeOf("app", "r1", change.Applied))
+	if seq, ok := seqOf("r1"); ok {
+		t.Fatalf("r1 is still open at %d after its outcome", seq)
+	}
+	if _, ok := seqOf("nope"); ok {
+		t.Fatal("a request that never journaled has an open intent")
+	}
+	matching := func(f IntentFilter) []string {
+		t.Helper()
+		var in []Record
+		if err := db.View(func(tx kv.Tx) error {
+			var err error
+			in, err = j.OpenIntentsMatching(tx, "app", f)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, r := range in {
+			out = append(out, r.RequestID)
+		}
+		return out
+	}
+	creates := []*Record{
+		{Target: "app", RequestID: "c1", Action: change.ActionCreate, ResourceType: "User", Subject: "Ada@x", Outcome: change.Pending},
+		{Target: "app", RequestID: "c2", Action: change.ActionCreate, ResourceType: "Group", Subject: "ada@x", Outcome: change.Pending},
+		{Target: "app", RequestID: "c3", Action: change.ActionCreate, ResourceType: "User", Subject: "bob@x", Outcome: change.Pending},
+	}
+	appendRecords(t, j, creates...)
+	for _, tc := range []struct {
+		f    IntentFilter
+		want []string
+	}{
+		{IntentFilter{}, []string{"r2", "c1", "c2", "c3"}},
+		{IntentFilter{Action: change.ActionCreate, ResourceType: "User", Subject: "ADA@X"}, []string{"c1"}},
+		{IntentFilter{Action: change.ActionCreate, Subject: "ada@x"}, []string{"c1", "c2"}},
+		{IntentFilter{Action: change.ActionCreate, ResourceType: "User", Subject: "ada@x", NotRequestID: "c1"}, nil},
+		{IntentFilter{Action: change.ActionPatch}, []string{"r2"}},
+	} {
+		if got := matching(tc.f); !slices.Equal(got, tc.want) {
+			t.Errorf("OpenIntentsMatching(%+v) = %v, want %v", tc.f, got, tc.want)
+		}
+	}
+}

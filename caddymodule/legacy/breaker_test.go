@@ -154,3 +154,27 @@ func TestBackoff(t *testing.T) {
 		}
 	}
 }
+
+// TestMaxCallDuration: the bound counts every attempt at its timeout plus the app's
+// rate-limit wait, and the longest wait between attempts (backoff capped, or Retry-After).
+func TestMaxCallDuration(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts Options
+		want time.Duration
+	}{
+		{"defaults", Options{}, 3*(DefaultTimeout+DefaultMaxRetryAfter) + 2*DefaultMaxRetryAfter},
+		{"no retries", Options{Timeout: time.Second, MaxRetries: -1, MaxRetryAfter: 2 * time.Second}, 3 * time.Second},
+		{"backoff beyond retry-after", Options{Timeout: time.Second, MaxRetries: 3, RetryBackoff: 4 * time.Second, MaxRetryAfter: time.Second},
+			4*2*time.Second + 4*time.Second + 8*time.Second + maxBackoff},
+	} {
+		c, err := New(Options{BaseURL: "http://127.0.0.1:1", Timeout: tc.opts.Timeout, MaxRetries: tc.opts.MaxRetries,
+			RetryBackoff: tc.opts.RetryBackoff, MaxRetryAfter: tc.opts.MaxRetryAfter})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.MaxCallDuration(); got != tc.want {
+			t.Errorf("%s: MaxCallDuration = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

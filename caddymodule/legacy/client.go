@@ -319,11 +319,7 @@ func (c *Client) retryWait(e *Error, idempotent bool, attempt int) (time.Duratio
 // backoff is exponential in the attempt number, capped, with jitter so that many callers
 // that failed together do not retry together.
 func (c *Client) backoff(attempt int) time.Duration {
-	d := c.opts.RetryBackoff
-	for i := 1; i < attempt && d < maxBackoff; i++ {
-		d *= 2
-	}
-	return c.jitterFn(min(d, maxBackoff))
+	return c.jitterFn(c.backoffCap(attempt))
 }
 
 // jitter returns a duration uniformly distributed in [d/2, d].
@@ -420,4 +416,30 @@ func portOf(u *url.URL) string {
 		return "443"
 	}
 	return "80"
+}
+
+// MaxCallDuration is the longest Do takes for one request once it holds a connection slot
+// (MaxConcurrent) and its turn under RateLimit: every attempt (1 + MaxRetries) waiting up to
+// MaxRetryAfter for the app's rate-limit window and then running to its Timeout, with the
+// longest wait between attempts (the capped backoff, or a Retry-After of up to
+// MaxRetryAfter). The waits for a slot and for the rate limit, and an OAuth token request,
+// have no bound of their own: a caller that needs Do to end by a time sets a deadline on
+// its context, which every wait respects. A gateway of a fleet derives from it how long a
+// change's calls may keep the change's intent open.
+func (c *Client) MaxCallDuration() time.Duration {
+	retries := max(c.opts.MaxRetries, 0)
+	d := time.Duration(retries+1) * (c.opts.Timeout + c.opts.MaxRetryAfter)
+	for attempt := 1; attempt <= retries; attempt++ {
+		d += max(c.backoffCap(attempt), c.opts.MaxRetryAfter)
+	}
+	return d
+}
+
+// backoffCap is the longest backoff after attempt (backoff before its jitter).
+func (c *Client) backoffCap(attempt int) time.Duration {
+	d := c.opts.RetryBackoff
+	for i := 1; i < attempt && d < maxBackoff; i++ {
+		d *= 2
+	}
+	return min(d, maxBackoff)
 }

@@ -253,7 +253,10 @@ func (e *Engine) appendCascade(tx *store.Tx, p *plan) error {
 // decideView decides the change in a read transaction, with what the policy and the calls
 // need to know of the resource's account in the app.
 func (e *Engine) decideView(j *job) (*plan, error) {
-	var p *plan
+	var (
+		p     *plan
+		stale *journal.Record // another request's unfinished create of the name (fleet.go)
+	)
 	err := e.store.View(func(tx *store.Tx) error {
 		var err error
 		if p, err = e.decide(tx, j); err != nil {
@@ -277,8 +280,11 @@ func (e *Engine) decideView(j *job) (*plan, error) {
 			}
 		}
 		if t := e.target; t != nil && p.before == nil {
+			if stale, err = e.createInFlight(tx, j, p); err != nil {
+				return err
+			}
 			_, listed := tx.Adoption(t.Name, p.typ, SubjectOf(p.typ, p.after))
-			p.adopt = listed || e.shared.unrecordedAdoption(e.adoptionKey(p))
+			p.adopt = listed || stale != nil || e.shared.unrecordedAdoption(e.adoptionKey(p))
 			if p.adopt {
 				// The calls an unfinished attempt of this create made after the account, not to
 				// be made again when the flow resumes.
@@ -290,6 +296,9 @@ func (e *Engine) decideView(j *job) (*plan, error) {
 		}
 		return nil
 	})
+	if err == nil && stale != nil {
+		err = e.closeStaleCreate(stale)
+	}
 	return p, err
 }
 
@@ -365,17 +374,26 @@ func (e *Engine) send(j *job, p *plan, d policy.Decision) (*syncResult, error) {
 	}
 
 	// The intent, durable before the app sees anything: after a crash between the call and
-	// the commit, the journal shows a pending change without an outcome.
+	// the commit, the journal shows a pending change without an outcome. On a shared store
+	// the calls end by a deadline set before it, which bounds how long it stays open.
+	ctx, cancel := e.flowContext(j.req.ctx())
+	defer cancel()
 	if !t.DryRun && e.anyMapped(np) {
 		intent, err := e.journal.Prepare(e.record(j.req, tr, change.Pending, 0, ""))
 		if err != nil {
 			return nil, err
 		}
-		if err := e.store.Update(func(tx *store.Tx) error { return e.journal.AppendPrepared(tx.KV(), intent) }); err != nil {
+		err = e.store.Update(func(tx *store.Tx) error {
+			if err := e.claimIntent(tx, j, p); err != nil {
+				return err
+			}
+			return e.journal.AppendPrepared(tx.KV(), intent)
+		})
+		if err != nil {
 			return nil, err
 		}
 	}
-	res, err := e.syncNative(j.req.ctx(), np)
+	res, err := e.syncNative(ctx, np)
 	if err != nil {
 		res.release() // role locks; on success the caller holds them until its commit
 		var ne *nativeError

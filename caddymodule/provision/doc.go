@@ -18,6 +18,9 @@
 //	coalesce.go consecutive queued changes of one resource as their net effect
 //	recover.go  crash recovery: intents without an outcome, adoption of unfinished creates
 //	parts.go    a member change larger than one transaction holds, applied in parts
+//	fleet.go    on a shared store: the calls' deadline that bounds an intent's life, stale
+//	            intents recovered by any gateway (at start and periodically), and a create
+//	            that waits for (503) or adopts another request's unfinished create
 //	roles.go    groups as roles: a group's role, and each affected user's whole list of
 //	            roles sent under the users' role locks until the commit
 //	stats.go    the policy's counts of the last hour (the brake's input): in memory, or in

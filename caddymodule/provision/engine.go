@@ -36,6 +36,7 @@ type Engine struct {
 	shared     *Shared
 	patch      scim.PatchOptions
 	reads      bool
+	fleet      bool // the store is shared with other gateways (Config.SharedStore)
 	logger     *zap.Logger
 	now        func() time.Time
 	onDecision func(policy.Decision, error)
@@ -63,6 +64,11 @@ type Config struct {
 	// gateways see each other. This costs a store write per change the policy decides, and
 	// another when the change is refused or fails. false (the default: a store only this
 	// process opens) counts them in memory.
+	//
+	// With a target it also bounds how long a change's calls run, recovers only the intents
+	// older than that (and keeps recovering them while the gateway runs: another gateway may
+	// die), and makes a create wait for, or adopt, another request's unfinished create of
+	// the same name (see fleet.go).
 	SharedStore bool
 	// MemberChunk is how many member edges one part of a large member change holds (see
 	// parts.go); 0: by the store (MemberChunk on etcd's default limit, FileMemberChunk on a
@@ -110,6 +116,7 @@ func New(cfg Config) (*Engine, error) {
 		shared:     cfg.Shared,
 		patch:      cfg.PatchOptions,
 		reads:      cfg.JournalReads,
+		fleet:      cfg.SharedStore,
 		logger:     cfg.Logger,
 		now:        cfg.Now,
 		onDecision: cfg.OnDecision,
@@ -133,6 +140,9 @@ func New(cfg Config) (*Engine, error) {
 			return nil, err
 		}
 		e.worker = w
+		if e.fleet {
+			cfg.Shared.startSweeper(e)
+		}
 	}
 	if e.policy != nil {
 		seed := func() (eventCounter, error) { return e.seedStats() }
@@ -199,6 +209,11 @@ type Shared struct {
 	// configuration built last delivers (a reload hands the worker to the new engine).
 	workersMu sync.Mutex
 	workers   map[string]*outbox.Worker
+
+	// sweepers recover each target's stale intents periodically on a shared store, one per
+	// target for the open store (see fleet.go).
+	sweepMu  sync.Mutex
+	sweepers map[string]*sweeper
 }
 
 // NewShared returns the engine state for a store that was just opened. el elects the

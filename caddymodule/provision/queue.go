@@ -226,6 +226,12 @@ func (e *Engine) Deliver(ctx context.Context, tasks []*outbox.Task) outbox.Repor
 		task = tasks[0]
 	}
 	j, p, err := e.taskPlan(ctx, task)
+	if err == nil && e.fleet {
+		var wait time.Duration
+		if j, p, wait, err = e.takeOverDelivery(ctx, task, j, p); wait > 0 {
+			return outbox.Report{NextAttempt: e.now().Add(wait)} // another gateway delivers it now
+		}
+	}
 	if err == nil {
 		err = cerr
 	}
@@ -252,6 +258,9 @@ func (e *Engine) Deliver(ctx context.Context, tasks []*outbox.Task) outbox.Repor
 	if err == nil && !m.none {
 		res, err = e.send(j, p, decisionOf(task.Obligations))
 		defer res.release()
+		if wait, busy := inFlightWait(err); busy {
+			return outbox.Report{NextAttempt: e.now().Add(wait)} // another gateway claimed it first
+		}
 	}
 	if err == nil && !m.none {
 		if err = e.commitDelivery(j, p, tasks, res); err == nil {
@@ -543,9 +552,10 @@ func (s *Shared) startWorker(e *Engine) (*outbox.Worker, error) {
 	return w, nil
 }
 
-// Close stops the outbox workers (before the store closes); attempts in flight finish or
-// are cancelled, and their tasks stay in the outbox.
+// Close stops the outbox workers and the periodic recoveries (before the store closes);
+// attempts in flight finish or are cancelled, and their tasks stay in the outbox.
 func (s *Shared) Close() {
+	s.stopSweepers()
 	s.workersMu.Lock()
 	workers := s.workers
 	s.workers = nil

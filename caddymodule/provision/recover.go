@@ -27,49 +27,43 @@ import (
 // its cost does not grow with the journal. It scans once per target after the store is
 // opened: a reload on the open store shares what the first scan found, because the intents
 // still without outcome then belong to requests the previous config is still serving, not
-// to a crash.
+// to a crash. On a shared store it closes only stale intents (younger ones may be another
+// gateway's changes in flight), and then again every half bound (see fleet.go).
 func (e *Engine) recover(shared *Shared) error {
-	t := e.target
-	if !shared.firstScan(t.Name) {
+	if !shared.firstScan(e.target.Name) {
 		return nil
 	}
-	j := e.journal
-	open, err := j.OpenIntents(t.Name)
+	_, err := e.closeOpenIntents(0)
+	return err
+}
+
+// closeOpenIntents closes the target's intents without outcome that recovery may close:
+// every one on a store only this process opens, the stale ones on a shared store; at most
+// limit (0: all). It returns how many it closed (an intent closed meanwhile by its outcome
+// or by another gateway is not counted).
+func (e *Engine) closeOpenIntents(limit int) (int, error) {
+	open, err := e.journal.OpenIntents(e.target.Name)
 	if err != nil {
-		return fmt.Errorf("reading the journal's unfinished changes: %w", err)
+		return 0, fmt.Errorf("reading the journal's unfinished changes: %w", err)
 	}
-	for _, in := range open {
-		e.logger.Warn("a change reached the target but has no outcome in the journal (the gateway stopped in between)",
-			zap.String("target", t.Name), zap.Uint64("seq", in.Seq), zap.String("request_id", in.RequestID),
-			zap.String("action", string(in.Action)), zap.String("resource_type", in.ResourceType), zap.String("scim_id", in.SCIMID))
-		rec := &journal.Record{
-			RequestID:    in.RequestID,
-			Action:       change.ActionReconcile,
-			ResourceType: in.ResourceType,
-			SCIMID:       in.SCIMID,
-			Subject:      in.Subject,
-			Target:       t.Name,
-			Outcome:      change.Applied,
-			Error: fmt.Sprintf("intent %d has no outcome: the gateway stopped between the call to %s and the commit; "+
-				"the directory was not changed, and a retried create is matched to the account by lookup", in.Seq, t.Name),
+	now := e.now()
+	n := 0
+	for i := range open {
+		if limit > 0 && n >= limit {
+			break
 		}
-		if in.Action == change.ActionDeliver {
-			rec.Error = fmt.Sprintf("intent %d has no outcome: the gateway stopped while it delivered a queued change to %s; "+
-				"the task stays in the outbox and is delivered again, a create matched to the account by lookup", in.Seq, t.Name)
+		if stale, _ := e.staleIntent(&open[i], now); e.fleet && !stale {
+			continue
 		}
-		err := e.store.Update(func(tx *store.Tx) error {
-			if (in.Action == change.ActionCreate || in.Action == change.ActionDeliver && change.Has(in.Events, change.Create)) && in.Subject != "" {
-				if err := tx.SetAdoption(t.Name, in.ResourceType, in.Subject, in.Seq); err != nil {
-					return err
-				}
-			}
-			return j.Append(tx.KV(), rec)
-		})
+		closed, err := e.closeIntent(&open[i], now)
 		if err != nil {
-			return err
+			return n, err
+		}
+		if closed {
+			n++
 		}
 	}
-	return nil
+	return n, nil
 }
 
 // scanRecords calls fn with every record q selects, oldest first (through the journal's

@@ -1,0 +1,344 @@
+package provision
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/scimgate/scimgate/caddymodule/change"
+	"github.com/scimgate/scimgate/caddymodule/journal"
+	"github.com/scimgate/scimgate/caddymodule/outbox"
+	"github.com/scimgate/scimgate/caddymodule/scim"
+	"github.com/scimgate/scimgate/caddymodule/store"
+)
+
+// Intents in a fleet. On a store only this process opens, an intent without an outcome is
+// a crash of this process, found when the store opens (recover). On a shared store it may
+// also be a change another gateway is making right now, so a gateway must tell the two
+// apart without asking the other: every gateway stops a change's calls by a deadline (its
+// flow budget, from the target's client settings), so an intent older than that budget
+// plus a margin (the intent's bound) belongs to a gateway that died or gave up. Then:
+//
+//   - recovery closes only stale intents, at start and every half bound after (a gateway
+//     that dies while the others run is recovered by them), each in a transaction that
+//     first checks the intent is still open, so that an outcome or another gateway's
+//     recovery committed meanwhile wins and nothing is closed twice;
+//   - a create of a name with an open create intent by another request waits for it (503
+//     with Retry-After until the intent is closed or stale) rather than race it, and adopts
+//     when the intent is stale: the app may hold the account its gateway made before it
+//     died, and the lookup finds it instead of creating a second one;
+//   - the transaction that journals an intent checks again that no other request claimed
+//     the same calls (a create of the name, or the same queued change's delivery), so of
+//     two gateways that decided at once one calls the app and the other backs off;
+//   - a queued change whose delivery another gateway is making waits, and one whose
+//     delivering gateway died is taken over once that delivery's intent is stale.
+//
+// What a gateway alone does is unchanged: none of this runs without Config.SharedStore.
+
+const (
+	// flowCalls is how many calls at their slowest (legacy.Client.MaxCallDuration) a
+	// change's flow may take on a shared store before its gateway stops it. A healthy app
+	// answers thousands of calls in that time; a flow cut short fails with what it made
+	// kept for its retry (progress, or the create listed for adoption).
+	flowCalls = 4
+	// intentMargin is added to the flow budget to make an intent's bound: the commit of the
+	// outcome after the last call, a call sent just before the deadline reaching the app,
+	// and the clocks of the gateways differing (the intent's time is its gateway's clock).
+	intentMargin = 30 * time.Second
+	// sweepLimit bounds the intents one periodic recovery pass closes; the next pass
+	// continues.
+	sweepLimit = 256
+	// minSweepEvery keeps a tiny bound (a test target's) from spinning the sweep.
+	minSweepEvery = time.Second
+)
+
+// flowBudget is how long a change's calls to t may run on a shared store.
+func (t *Target) flowBudget() time.Duration {
+	return flowCalls * t.Client.MaxCallDuration()
+}
+
+// intentBound is how long an intent of the engine's target stays open at most while its
+// gateway lives; an older one is stale.
+func (e *Engine) intentBound() time.Duration {
+	return e.target.flowBudget() + intentMargin
+}
+
+// flowContext is the context of a change's calls: on a shared store it ends at the flow
+// budget, taken before the intent is journaled (so the deadline falls within the budget of
+// the intent's time), which is what lets other gateways tell a stale intent from a live
+// one. A store only this process opens keeps the request's context.
+func (e *Engine) flowContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if !e.fleet {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, e.target.flowBudget())
+}
+
+// staleIntent reports whether intent in is older than the bound at now, and how long it
+// has to go otherwise. An intent without a time is stale.
+func (e *Engine) staleIntent(in *journal.Record, now time.Time) (bool, time.Duration) {
+	if in.Time.IsZero() {
+		return true, 0
+	}
+	left := in.Time.Add(e.intentBound()).Sub(now)
+	return left <= 0, left
+}
+
+// createInFlight looks, in a create's read transaction on a shared store, for an open
+// create intent of the same target, resource type and name by another request. None: nil,
+// nil. A stale one: it is returned, for the create to close it (closeStaleCreate) and
+// adopt. A live one: an error answering 503 with Retry-After (until the intent goes stale),
+// so that Entra's retry comes back when the first attempt has ended one way or the other
+// instead of creating a second account beside it. Its cost is the target's open intents,
+// one read each; nothing on a store only this process opens.
+func (e *Engine) createInFlight(tx *store.Tx, j *job, p *plan) (*journal.Record, error) {
+	if !e.fleet {
+		return nil, nil
+	}
+	in, err := e.otherCreate(tx, j, p)
+	if err != nil || in == nil {
+		return nil, err
+	}
+	stale, left := e.staleIntent(in, e.now())
+	if stale {
+		return in, nil
+	}
+	return nil, createBusy(SubjectOf(p.typ, p.after), left)
+}
+
+// otherCreate returns an open create intent of p's name in the target by a request other
+// than j's (nil: none).
+func (e *Engine) otherCreate(tx *store.Tx, j *job, p *plan) (*journal.Record, error) {
+	name := SubjectOf(p.typ, p.after)
+	if name == "" {
+		return nil, nil
+	}
+	open, err := e.journal.OpenIntentsMatching(tx.KV(), e.target.Name,
+		journal.IntentFilter{Action: change.ActionCreate, ResourceType: p.typ, Subject: name, NotRequestID: j.req.ID})
+	if err != nil || len(open) == 0 {
+		return nil, err
+	}
+	return &open[0], nil
+}
+
+// claimIntent checks, in the transaction that journals a change's intent on a shared
+// store, that no other gateway has claimed the same calls since the change was decided: a
+// create of the same name by another request, or the same queued change (its request) being
+// delivered. The store commits the check and the intent together (serializably on etcd),
+// so of two gateways racing for the same calls one journals its intent and the other
+// backs off (inFlight) before any call.
+func (e *Engine) claimIntent(tx *store.Tx, j *job, p *plan) error {
+	if !e.fleet {
+		return nil
+	}
+	switch {
+	case j.trail.Action == change.ActionDeliver:
+		in, err := e.journal.OpenIntent(tx.KV(), e.target.Name, j.req.ID)
+		if err != nil || in == nil {
+			return err
+		}
+		_, left := e.staleIntent(in, e.now())
+		return &inFlight{&nativeError{
+			scim:       scim.Errorf(http.StatusServiceUnavailable, "", "a delivery of request %s is in progress through another gateway", j.req.ID),
+			retryAfter: max(left, time.Second),
+		}}
+	case p.before == nil && p.after != nil:
+		in, err := e.otherCreate(tx, j, p)
+		if err != nil || in == nil {
+			return err
+		}
+		_, left := e.staleIntent(in, e.now())
+		return createBusy(SubjectOf(p.typ, p.after), left)
+	}
+	return nil
+}
+
+// inFlight is the error of a change whose calls another request is making: 503 with
+// Retry-After for Entra, a later attempt without a record for a queued change (a record of
+// its request would close the other gateway's intent).
+type inFlight struct{ ne *nativeError }
+
+func (e *inFlight) Error() string { return e.ne.Error() }
+func (e *inFlight) Unwrap() error { return e.ne }
+
+// createBusy is the answer to a create of name while another request's create of it is in
+// flight, for left more at most.
+func createBusy(name string, left time.Duration) error {
+	return &inFlight{&nativeError{
+		scim:       scim.Errorf(http.StatusServiceUnavailable, "", "a create of %s is in progress through another request; retry later", name),
+		retryAfter: max(left.Round(time.Second), time.Second),
+	}}
+}
+
+// inFlightWait reports whether err says another gateway is making the change's calls, and
+// how long to wait.
+func inFlightWait(err error) (time.Duration, bool) {
+	var busy *inFlight
+	if errors.As(err, &busy) {
+		return busy.ne.retryAfter, true
+	}
+	return 0, false
+}
+
+// takeOverDelivery looks, on a shared store, before a queued change's delivery, for an
+// open intent of its request: another gateway delivering it now (the attempt waits until
+// that intent goes stale, without a record of its own), or a gateway that died delivering
+// it, whose intent is closed (a create listed for adoption) before the plan is read again,
+// so that this attempt looks the account up instead of creating a second one.
+func (e *Engine) takeOverDelivery(ctx context.Context, task *outbox.Task, j *job, p *plan) (*job, *plan, time.Duration, error) {
+	var in *journal.Record
+	err := e.store.View(func(tx *store.Tx) error {
+		var err error
+		in, err = e.journal.OpenIntent(tx.KV(), e.target.Name, j.req.ID)
+		return err
+	})
+	if err != nil || in == nil {
+		return j, p, 0, err
+	}
+	now := e.now()
+	if stale, left := e.staleIntent(in, now); !stale {
+		return j, p, max(left, time.Second), nil
+	}
+	if _, err := e.closeIntent(in, now); err != nil {
+		return j, p, 0, err
+	}
+	j, p, err = e.taskPlan(ctx, task)
+	return j, p, 0, err
+}
+
+// closeStaleCreate closes, before a create adopts, the stale intent createInFlight found:
+// the create's retry does what recovery would have done (journal the intent's end, list
+// the name for adoption), so the journal shows why the account was looked up.
+func (e *Engine) closeStaleCreate(in *journal.Record) error {
+	_, err := e.closeIntent(in, e.now())
+	return err
+}
+
+// sweeper runs recovery of a target's stale intents periodically on a shared store: a
+// gateway that dies while others run leaves intents no start would find.
+type sweeper struct {
+	eng  atomic.Pointer[Engine] // the configuration built last (a reload hands it over)
+	kick chan struct{}          // a pass now (tests)
+	stop context.CancelFunc
+	done chan struct{}
+}
+
+// startSweeper starts the periodic recovery of e's target on this store, or hands the
+// running one to e (a reload).
+func (s *Shared) startSweeper(e *Engine) {
+	s.sweepMu.Lock()
+	defer s.sweepMu.Unlock()
+	if w := s.sweepers[e.target.Name]; w != nil {
+		w.eng.Store(e)
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &sweeper{kick: make(chan struct{}, 1), stop: cancel, done: make(chan struct{})}
+	w.eng.Store(e)
+	if s.sweepers == nil {
+		s.sweepers = map[string]*sweeper{}
+	}
+	s.sweepers[e.target.Name] = w
+	go w.run(ctx)
+}
+
+// run sweeps every half bound of the current configuration until ctx ends.
+func (w *sweeper) run(ctx context.Context) {
+	defer close(w.done)
+	for {
+		t := time.NewTimer(max(w.eng.Load().intentBound()/2, minSweepEvery))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		case <-w.kick:
+			t.Stop()
+		}
+		e := w.eng.Load() // a reload while this pass waited hands it the new configuration
+		if _, err := e.closeOpenIntents(sweepLimit); err != nil {
+			e.logger.Warn("closing stale intents failed; the next pass tries again",
+				zap.String("target", e.target.Name), zap.Error(err))
+		}
+	}
+}
+
+// stopSweepers stops the periodic recoveries and waits for a pass in flight.
+func (s *Shared) stopSweepers() {
+	s.sweepMu.Lock()
+	sweepers := s.sweepers
+	s.sweepers = nil
+	s.sweepMu.Unlock()
+	var wg sync.WaitGroup
+	for _, w := range sweepers {
+		w.stop()
+		wg.Go(func() { <-w.done })
+	}
+	wg.Wait()
+}
+
+// closeIntent closes intent in, if it is still open, with a reconcile record (and lists a
+// create for adoption), in one transaction that reads the open-intent index first: when
+// the intent's outcome, or another gateway's recovery, committed since in was read, it
+// does nothing. It reports whether it closed the intent.
+func (e *Engine) closeIntent(in *journal.Record, now time.Time) (bool, error) {
+	t := e.target
+	rec := &journal.Record{
+		RequestID:    in.RequestID,
+		Action:       change.ActionReconcile,
+		ResourceType: in.ResourceType,
+		SCIMID:       in.SCIMID,
+		Subject:      in.Subject,
+		Target:       t.Name,
+		Outcome:      change.Applied,
+		Error:        intentEnd(in, t.Name, e.fleet, now),
+	}
+	prepared, err := e.journal.Prepare(rec)
+	if err != nil {
+		return false, err
+	}
+	var closed bool
+	err = e.store.Update(func(tx *store.Tx) error {
+		closed = false
+		seq, open, err := e.journal.OpenIntentSeq(tx.KV(), t.Name, in.RequestID)
+		if err != nil || !open || seq != in.Seq {
+			return err
+		}
+		if (in.Action == change.ActionCreate || in.Action == change.ActionDeliver && change.Has(in.Events, change.Create)) && in.Subject != "" {
+			if err := tx.SetAdoption(t.Name, in.ResourceType, in.Subject, in.Seq); err != nil {
+				return err
+			}
+		}
+		closed = true
+		return e.journal.AppendPrepared(tx.KV(), prepared)
+	})
+	if err != nil || !closed {
+		return false, err
+	}
+	e.logger.Warn("a change reached the target but has no outcome in the journal (its gateway stopped in between)",
+		zap.String("target", t.Name), zap.Uint64("seq", in.Seq), zap.String("request_id", in.RequestID),
+		zap.String("action", string(in.Action)), zap.String("resource_type", in.ResourceType), zap.String("scim_id", in.SCIMID),
+		zap.Time("intent_time", in.Time))
+	return true, nil
+}
+
+// intentEnd is the reconcile record's account of an intent without outcome.
+func intentEnd(in *journal.Record, target string, fleet bool, now time.Time) string {
+	stopped := "the gateway stopped"
+	if fleet {
+		stopped = fmt.Sprintf("its gateway stopped or gave up (the intent is %s old, longer than a gateway keeps a change's calls open)",
+			now.Sub(in.Time).Round(time.Second))
+	}
+	if in.Action == change.ActionDeliver {
+		return fmt.Sprintf("intent %d has no outcome: %s while it delivered a queued change to %s; "+
+			"the task stays in the outbox and is delivered again, a create matched to the account by lookup", in.Seq, stopped, target)
+	}
+	return fmt.Sprintf("intent %d has no outcome: %s between the call to %s and the commit; "+
+		"the directory was not changed, and a retried create is matched to the account by lookup", in.Seq, stopped, target)
+}
