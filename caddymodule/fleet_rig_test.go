@@ -49,6 +49,16 @@ type fleetApp struct {
 	mu  sync.Mutex
 	// creates counts POST /api/v1/accounts per lower-cased login.
 	creates map[string]int
+	// onCreated, when set, runs after the app created an account and before its answer
+	// leaves (a test kills the calling gateway there); it is cleared once it returns true.
+	onCreated func(login string) bool
+}
+
+// setOnCreated sets the hook run after each account is created, before the answer.
+func (a *fleetApp) setOnCreated(fn func(login string) bool) {
+	a.mu.Lock()
+	a.onCreated = fn
+	a.mu.Unlock()
 }
 
 func startFleetApp(t testing.TB) *fleetApp {
@@ -66,18 +76,31 @@ func startFleetApp(t testing.TB) *fleetApp {
 		return nil
 	})
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPost && r.URL.Path == "/api/v1/accounts" {
-			body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-			if err == nil {
-				var acc struct{ Login string }
-				_ = json.Unmarshal(body, &acc)
-				a.mu.Lock()
-				a.creates[strings.ToLower(strings.TrimSpace(acc.Login))]++
-				a.mu.Unlock()
-			}
-			r.Body = io.NopCloser(bytes.NewReader(body))
+		if r.Method != http.MethodPost || r.URL.Path != "/api/v1/accounts" {
+			_ = demo.ServeHTTP(w, r, notFound)
+			return
 		}
+		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		var acc struct{ Login string }
+		_ = json.Unmarshal(body, &acc)
+		login := strings.ToLower(strings.TrimSpace(acc.Login))
+		a.mu.Lock()
+		a.creates[login]++
+		a.mu.Unlock()
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		// The answer is buffered until this handler returns, so the hook runs before the
+		// gateway can read it.
 		_ = demo.ServeHTTP(w, r, notFound)
+		a.mu.Lock()
+		hook := a.onCreated
+		a.mu.Unlock()
+		if hook != nil && hook(login) {
+			a.setOnCreated(nil)
+		}
 	})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -224,6 +247,17 @@ func (f *fleet) start(i int) {
 	g.mu.Lock()
 	g.cmd, g.stdin = cmd, stdin
 	g.mu.Unlock()
+}
+
+// pid is gateway i's process id (0 when it is not running).
+func (f *fleet) pid(i int) int {
+	g := f.gws[i]
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.cmd == nil {
+		return 0
+	}
+	return g.cmd.Process.Pid
 }
 
 // kill kills gateway i with SIGKILL.

@@ -4,11 +4,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"net/http"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/scimgate/scimgate/demoapp"
 )
@@ -229,4 +234,224 @@ func (f *fleet) checkConsistent(t *testing.T, exp *fleetExpect) {
 		}
 	}
 	t.Logf("journal: one chain of %d records (seq %d..%d)", fj.report.Records, fj.report.FirstSeq, fj.report.LastSeq)
+}
+
+// fleetKillRounds is the number of SIGKILL rounds (SCIMGATE_FLEET_KILL_ROUNDS overrides).
+const fleetKillRounds = 10
+
+// fleetUserLog is what the test knows of one user of the kill test.
+type fleetUserLog struct {
+	id        string       // SCIM id once known
+	acked     bool         // a create was answered 201 (or the retry found it created)
+	lastAcked int          // the highest title number answered 2xx
+	attempted map[int]bool // title numbers sent without a 2xx answer
+}
+
+// TestFleetSIGKILLMidWrite kills one of three gateways with SIGKILL while all three take
+// creates and updates, round after round. The survivors keep answering 2xx, and every
+// 2xx-answered create and update is in the directory (on every gateway) and at the app.
+// Entra retries each create that got no answer through a survivor, and the app receives
+// exactly one create call per user: an account the killed gateway created without
+// committing is adopted, not created again. The journal verifies as one chain with one
+// applied create per user.
+func TestFleetSIGKILLMidWrite(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: starts an etcd cluster and three gateway processes")
+	}
+	rounds := fleetKillRounds
+	if v, err := strconv.Atoi(os.Getenv("SCIMGATE_FLEET_KILL_ROUNDS")); err == nil && v > 0 {
+		rounds = v
+	}
+	f := startFleet(t, 3, "")
+	var mu sync.Mutex
+	users := map[string]*fleetUserLog{} // by userName
+	var acks, sent, reachedApp int
+	for round := range rounds {
+		victim := rand.IntN(3)
+		var killed atomic.Bool
+		var wg sync.WaitGroup
+		for w := range 6 {
+			gw := w % 3
+			wg.Go(func() {
+				var mine []string    // this worker's acknowledged users
+				after := 0           // operations answered since the kill
+				for i := range 400 { // bounded: the kill and 3 more answers normally end it first
+					if killed.Load() && (gw == victim || after >= 3) {
+						return
+					}
+					target := gw
+					if len(mine) > 0 && i%2 == 1 {
+						// An update of one of this worker's users, through any gateway.
+						target = rand.IntN(3)
+						name := mine[rand.IntN(len(mine))]
+						mu.Lock()
+						u := users[name]
+						n := u.lastAcked + 1 + len(u.attempted)
+						u.attempted[n] = true
+						sent++
+						mu.Unlock()
+						wasKilled := killed.Load()
+						r := f.do(target, http.MethodPatch, "/Users/"+u.id, fleetPatch("title", fmt.Sprintf(`"t-%d"`, n)))
+						mu.Lock()
+						if r.err == nil && (r.status == http.StatusOK || r.status == http.StatusNoContent) {
+							delete(u.attempted, n)
+							for k := range u.attempted {
+								if k < n {
+									delete(u.attempted, k) // superseded by an acknowledged later value
+								}
+							}
+							u.lastAcked = n
+							acks++
+						} else if target != victim {
+							t.Errorf("round %d (killed %v): survivor %d answered an update %d %v %s", round, wasKilled, target, r.status, r.err, r.body)
+						}
+						mu.Unlock()
+					} else {
+						name := fmt.Sprintf("kill-r%d-w%d-%d@contoso.example", round, w, i)
+						mu.Lock()
+						users[name] = &fleetUserLog{attempted: map[int]bool{}}
+						sent++
+						mu.Unlock()
+						wasKilled := killed.Load()
+						r := f.do(target, http.MethodPost, "/Users", fleetUser(name, "t-0"))
+						mu.Lock()
+						if r.err == nil && r.status == http.StatusCreated && r.id() != "" {
+							users[name].id, users[name].acked = r.id(), true
+							mine = append(mine, name)
+							acks++
+						} else if target != victim {
+							t.Errorf("round %d (killed %v): survivor %d answered a create %d %v %s", round, wasKilled, target, r.status, r.err, r.body)
+						}
+						mu.Unlock()
+					}
+					if killed.Load() {
+						after++
+					}
+				}
+			})
+		}
+		if round%2 == 0 {
+			time.Sleep(time.Duration(20+rand.IntN(150)) * time.Millisecond)
+		} else {
+			// The app kills the victim right after creating an account for it, before the
+			// victim reads the answer: the account exists, the directory never commits it.
+			fired := make(chan struct{})
+			prefix, pid := fmt.Sprintf("kill-r%d-w%d-", round, victim), f.pid(victim)
+			f.app.setOnCreated(func(login string) bool {
+				if !strings.HasPrefix(login, prefix) {
+					return false
+				}
+				killed.Store(true)
+				if p, err := os.FindProcess(pid); err == nil {
+					_ = p.Kill()
+				}
+				close(fired)
+				return true
+			})
+			select {
+			case <-fired:
+			case <-time.After(30 * time.Second):
+				t.Fatalf("round %d: gateway %d made no create call", round, victim)
+			}
+		}
+		killed.Store(true) // first: the victim's workers stop instead of spinning on refused connections
+		f.kill(victim)
+		wg.Wait()
+		if t.Failed() {
+			t.FailNow()
+		}
+		f.client.CloseIdleConnections() // connections to the killed process
+		f.start(victim)
+		// Entra retries every create it got no answer for, through another gateway.
+		mu.Lock()
+		var unanswered []string
+		for name, u := range users {
+			if !u.acked {
+				unanswered = append(unanswered, name)
+			}
+		}
+		mu.Unlock()
+		for _, name := range unanswered {
+			if f.app.createCount(name) > 0 {
+				reachedApp++ // the killed gateway called the app: the retry must adopt the account
+			}
+		}
+		t.Logf("round %d: gateway %d killed; %d creates unanswered", round, victim, len(unanswered))
+		for _, name := range unanswered {
+			gw := (victim + 1) % 3
+			r := f.do(gw, http.MethodPost, "/Users", fleetUser(name, "t-0"))
+			switch {
+			case r.status == http.StatusCreated:
+			case r.status == http.StatusConflict:
+				// The lost attempt committed: Entra finds the user by its userName.
+				r = f.do(gw, http.MethodGet, "/Users?filter="+fleetQuery(fmt.Sprintf(`userName eq %q`, name)), "")
+				var list struct{ Resources []fleetUserView }
+				if r.status != http.StatusOK || json.Unmarshal(r.body, &list) != nil || len(list.Resources) != 1 {
+					t.Fatalf("round %d: %s answered 409 but is not found: %d %s", round, name, r.status, r.body)
+				}
+				r.body, _ = json.Marshal(list.Resources[0])
+			default:
+				t.Fatalf("round %d: retrying the create of %s: %d %v %s", round, name, r.status, r.err, r.body)
+			}
+			users[name].id, users[name].acked = r.id(), true
+		}
+	}
+
+	// Every gateway lists the same directory, holding every user with its acknowledged title
+	// or one sent later without an answer.
+	dir, err := f.listUsers(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for gw := 1; gw < 3; gw++ {
+		other, err := f.listUsers(gw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !maps.Equal(dir, other) {
+			t.Fatalf("gateway %d lists another directory than gateway 0", gw)
+		}
+	}
+	titleOK := func(u *fleetUserLog, title string) bool {
+		var n int
+		if _, err := fmt.Sscanf(title, "t-%d", &n); err != nil {
+			return false
+		}
+		return n == u.lastAcked || (n > u.lastAcked && u.attempted[n])
+	}
+	st := f.app.state(t)
+	accounts := map[string]demoapp.Account{}
+	for _, a := range st.Accounts {
+		accounts[strings.ToLower(a.Login)] = a
+	}
+	for name, u := range users {
+		d, ok := dir[u.id]
+		if !ok || d.UserName != name {
+			t.Errorf("acknowledged user %s (%s) is not in the directory", name, u.id)
+			continue
+		}
+		if !titleOK(u, d.Title) {
+			t.Errorf("user %s has title %q in the directory; acknowledged t-%d, unanswered %v", name, d.Title, u.lastAcked, u.attempted)
+		}
+		a, ok := accounts[strings.ToLower(name)]
+		if !ok {
+			t.Errorf("user %s has no account at the app", name)
+		} else if !titleOK(u, a.Org.Title) {
+			t.Errorf("account %s has title %q at the app; acknowledged t-%d, unanswered %v", name, a.Org.Title, u.lastAcked, u.attempted)
+		}
+		if n := f.app.createCount(name); n != 1 {
+			t.Errorf("the app received %d creates for %s, want 1", n, name)
+		}
+	}
+	if len(dir) != len(users) || len(st.Accounts) != len(users) {
+		t.Errorf("directory %d users, app %d accounts, want %d", len(dir), len(st.Accounts), len(users))
+	}
+	applied := verifyJournal(t, f.backup()).applied()
+	for name, u := range users {
+		if applied["create"][u.id] != 1 {
+			t.Errorf("user %s has %d applied create records, want 1", name, applied["create"][u.id])
+		}
+	}
+	t.Logf("%d rounds: %d requests sent, %d acknowledged, %d users (%d unanswered creates had reached the app), all present",
+		rounds, sent, acks, len(users), reachedApp)
 }
