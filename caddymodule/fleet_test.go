@@ -455,3 +455,153 @@ func TestFleetSIGKILLMidWrite(t *testing.T) {
 	t.Logf("%d rounds: %d requests sent, %d acknowledged, %d users (%d unanswered creates had reached the app), all present",
 		rounds, sent, acks, len(users), reachedApp)
 }
+
+// TestFleetEtcdQuorumLoss stops etcd members under the fleet. With one of three stopped,
+// writes through every gateway go on (2xx). With two stopped, writes answer 503 with
+// Retry-After (bounded by the client's timeout: no hang), never a 2xx that is not stored;
+// reads answer 200 or 503, never another status. Once the members are back, writes answer
+// 2xx again within a bounded wait, Entra's retries of the refused creates succeed with one
+// create call each at the app, and every acknowledged write is in the directory, whose
+// journal is one chain.
+func TestFleetEtcdQuorumLoss(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: starts an etcd cluster and three gateway processes")
+	}
+	f := startFleet(t, 3, "")
+	acked := map[string]string{} // userName -> SCIM id, every 201
+	var refused []string         // creates answered 503 during the outage
+	create := func(gw int, name string) fleetResp {
+		r := f.do(gw, http.MethodPost, "/Users", fleetUser(name, "t"))
+		if r.status == http.StatusCreated {
+			acked[name] = r.id()
+		}
+		return r
+	}
+	for gw := range 3 {
+		if r := create(gw, fmt.Sprintf("before-%d@contoso.example", gw)); r.status != http.StatusCreated {
+			t.Fatalf("create through gateway %d: %d %v %s", gw, r.status, r.err, r.body)
+		}
+	}
+
+	f.etcd.Stop(2)
+	for gw := range 3 {
+		for k := range 3 {
+			if r := create(gw, fmt.Sprintf("one-down-%d-%d@contoso.example", gw, k)); r.status != http.StatusCreated {
+				t.Fatalf("one member stopped: create through gateway %d: %d %v %s", gw, r.status, r.err, r.body)
+			}
+		}
+		if r := f.do(gw, http.MethodPatch, "/Users/"+acked["before-0@contoso.example"], fleetPatch("title", fmt.Sprintf(`"one-down-%d"`, gw))); r.status != http.StatusOK && r.status != http.StatusNoContent {
+			t.Fatalf("one member stopped: update through gateway %d: %d %v %s", gw, r.status, r.err, r.body)
+		}
+	}
+
+	f.etcd.Stop(1)
+	// A hang would show as a client error: the bound is several request timeouts.
+	outage := &http.Client{Timeout: 5 * fleetRequestTimeout, Transport: &http.Transport{}}
+	var mu sync.Mutex
+	var slowest time.Duration
+	reads := map[int]int{} // status -> count
+	var wg sync.WaitGroup
+	for gw := range 3 {
+		wg.Go(func() {
+			timed := func(method, path, body string) fleetResp {
+				began := time.Now()
+				r := fleetDo(outage, f.base(gw), method, path, body)
+				mu.Lock()
+				slowest = max(slowest, time.Since(began))
+				mu.Unlock()
+				return r
+			}
+			name := fmt.Sprintf("outage-%d@contoso.example", gw)
+			r := timed(http.MethodPost, "/Users", fleetUser(name, "t"))
+			mu.Lock()
+			switch {
+			case r.status == http.StatusCreated:
+				acked[name] = r.id() // must then be stored: checked below
+			case r.status == http.StatusServiceUnavailable && r.retryAfter != "":
+				refused = append(refused, name)
+			default:
+				t.Errorf("quorum lost: create through gateway %d: %d (Retry-After %q) %v %s", gw, r.status, r.retryAfter, r.err, r.body)
+			}
+			target := acked["before-1@contoso.example"]
+			mu.Unlock()
+			r = timed(http.MethodPatch, "/Users/"+target, fleetPatch("title", `"outage"`))
+			if r.status != http.StatusServiceUnavailable || r.retryAfter == "" {
+				// A 2xx would claim a change no quorum stored.
+				t.Errorf("quorum lost: update through gateway %d: %d (Retry-After %q) %v %s", gw, r.status, r.retryAfter, r.err, r.body)
+			}
+			mu.Lock()
+			read := acked["before-2@contoso.example"]
+			mu.Unlock()
+			for _, path := range []string{"/Users/" + read, "/Users?count=5"} {
+				r = timed(http.MethodGet, path, "")
+				if r.status != http.StatusOK && r.status != http.StatusServiceUnavailable {
+					t.Errorf("quorum lost: GET %s through gateway %d: %d %v %s", path, gw, r.status, r.err, r.body)
+				}
+				mu.Lock()
+				reads[r.status]++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	t.Logf("quorum lost: %d creates refused with 503, reads answered %v (status: count), slowest answer %s", len(refused), reads, slowest)
+
+	restarted := time.Now()
+	f.etcd.Restart(1)
+	f.etcd.Restart(2)
+	for gw := range 3 {
+		var r fleetResp
+		for attempt := range 60 { // bounded: about 30s
+			r = create(gw, fmt.Sprintf("after-%d-%d@contoso.example", gw, attempt))
+			if r.status == http.StatusCreated {
+				break
+			}
+			if r.status != http.StatusServiceUnavailable && r.err == nil {
+				t.Fatalf("quorum back: create through gateway %d: %d %s", gw, r.status, r.body)
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		if r.status != http.StatusCreated {
+			t.Fatalf("quorum back: gateway %d still answers %d %v %s", gw, r.status, r.err, r.body)
+		}
+		if r := f.do(gw, http.MethodPatch, "/Users/"+acked["before-1@contoso.example"], fleetPatch("title", fmt.Sprintf(`"after-%d"`, gw))); r.status != http.StatusOK && r.status != http.StatusNoContent {
+			t.Fatalf("quorum back: update through gateway %d: %d %v %s", gw, r.status, r.err, r.body)
+		}
+	}
+	t.Logf("writes 2xx again on every gateway %s after the restart began", time.Since(restarted))
+	// Entra retries the refused creates.
+	for i, name := range refused {
+		r := create(i%3, name)
+		if r.status != http.StatusCreated {
+			t.Fatalf("retrying the refused create of %s: %d %v %s", name, r.status, r.err, r.body)
+		}
+	}
+
+	dir, err := f.listUsers(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, id := range acked {
+		if u, ok := dir[id]; !ok || u.UserName != name {
+			t.Errorf("acknowledged create of %s (%s) is not in the directory", name, id)
+		}
+		if n := f.app.createCount(name); n != 1 {
+			t.Errorf("the app received %d creates for %s, want 1", n, name)
+		}
+	}
+	var failedAttempts int
+	for _, u := range dir {
+		if _, ok := acked[u.UserName]; !ok {
+			failedAttempts++ // an "after-" attempt answered 503 whose commit went through
+		}
+	}
+	if want := acked["before-1@contoso.example"]; dir[want].Title != "after-2" {
+		t.Errorf("the last acknowledged update is lost: title %q", dir[want].Title)
+	}
+	verifyJournal(t, f.backup())
+	t.Logf("%d acknowledged creates stored; %d unacknowledged attempts stored too", len(acked), failedAttempts)
+}
