@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scimgate/scimgate/caddymodule/internal/policytest"
 	"github.com/scimgate/scimgate/demoapp"
 )
 
@@ -604,4 +605,67 @@ func TestFleetEtcdQuorumLoss(t *testing.T) {
 	}
 	verifyJournal(t, f.backup())
 	t.Logf("%d acknowledged creates stored; %d unacknowledged attempts stored too", len(acked), failedAttempts)
+}
+
+// TestFleetBrakeCountsEveryGateway: with a mass-deprovision brake of N per hour, 3N
+// deactivations sent at once, N through each of three gateways, let exactly N through: the
+// brake counts what every gateway let through, and decisions made at once on several
+// gateways see each other. The app has exactly N accounts locked.
+func TestFleetBrakeCountsEveryGateway(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: starts an etcd cluster and three gateway processes")
+	}
+	const n = 4
+	f := startFleet(t, 3, policytest.CopyShipped(t, fmt.Sprintf(`{"defaults": {"mass_deprovision": {"max_per_hour": %d}}}`, n)))
+	var ids []string
+	for i := range 3 * n {
+		r := f.do(i%3, http.MethodPost, "/Users", fleetUser(fmt.Sprintf("brake-%d@contoso.example", i), "t"))
+		if r.status != http.StatusCreated {
+			t.Fatalf("create %d: %d %v %s", i, r.status, r.err, r.body)
+		}
+		ids = append(ids, r.id())
+	}
+	var mu sync.Mutex
+	status := map[int]int{}
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		wg.Go(func() {
+			r := f.do(i%3, http.MethodPatch, "/Users/"+id, fleetPatch("active", "false"))
+			mu.Lock()
+			defer mu.Unlock()
+			status[r.status]++
+			switch {
+			case r.status == http.StatusOK || r.status == http.StatusNoContent:
+			case r.status == http.StatusForbidden && strings.Contains(string(r.body), "brake"):
+			default:
+				t.Errorf("deactivation of %s through gateway %d: %d %v %s", id, i%3, r.status, r.err, r.body)
+			}
+		})
+	}
+	wg.Wait()
+	if let := status[http.StatusOK] + status[http.StatusNoContent]; let != n || status[http.StatusForbidden] != 2*n {
+		t.Fatalf("%d deactivations over three gateways answered %v (status: count), want %d let through and %d refused", 3*n, status, n, 2*n)
+	}
+	locked := 0
+	for _, a := range f.app.state(t).Accounts {
+		if a.Locked {
+			locked++
+		}
+	}
+	if locked != n {
+		t.Fatalf("the app has %d accounts locked, want %d", locked, n)
+	}
+	dir, err := f.listUsers(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inactive := 0
+	for _, u := range dir {
+		if !u.Active {
+			inactive++
+		}
+	}
+	if inactive != n {
+		t.Fatalf("the directory has %d inactive users, want %d", inactive, n)
+	}
 }
