@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -61,9 +62,13 @@ func (a *fleetApp) setOnCreated(fn func(login string) bool) {
 	a.mu.Unlock()
 }
 
+// fleetApps numbers the apps started, for their state's name.
+var fleetApps atomic.Int64
+
 func startFleetApp(t testing.TB) *fleetApp {
 	t.Helper()
-	name := strings.NewReplacer("/", "-", " ", "-").Replace(t.Name())
+	// Demo apps of one name share their state: each rig gets its own.
+	name := fmt.Sprintf("%s-%d", strings.NewReplacer("/", "-", " ", "-").Replace(t.Name()), fleetApps.Add(1))
 	demo := &demoapp.App{APIKey: fleetDemoKey, Name: name}
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	if err := demo.Provision(ctx); err != nil {
@@ -153,12 +158,26 @@ type fleetGateway struct {
 	stdin     io.WriteCloser
 }
 
-// startFleet starts a three-member etcd cluster, the app, and n gateways on it.
+// startFleet starts a three-member etcd cluster, the app, and n gateways on it, with the
+// policy in policyDir ("" for none).
 func startFleet(t testing.TB, n int, policyDir string) *fleet {
 	t.Helper()
+	return startFleetWith(t, n, policyDir, false)
+}
+
+// startFleetWith is startFleet, or with bolt one gateway on its own bbolt store (data_dir)
+// and no etcd, the single-node baseline of the benchmark.
+func startFleetWith(t testing.TB, n int, policyDir string, bolt bool) *fleet {
+	t.Helper()
 	f := &fleet{
-		t: t, etcd: etcdtest.Start(t, 3), app: startFleetApp(t), policyDir: policyDir,
+		t: t, app: startFleetApp(t), policyDir: policyDir,
 		client: &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}},
+	}
+	if bolt && n != 1 {
+		t.Fatal("a bbolt store serves one gateway")
+	}
+	if !bolt {
+		f.etcd = etcdtest.Start(t, 3)
 	}
 	mapping, err := filepath.Abs(filepath.Join("..", "mappings", "demoapp.json"))
 	if err != nil {
@@ -167,7 +186,7 @@ func startFleet(t testing.TB, n int, policyDir string) *fleet {
 	for range n {
 		g := &fleetGateway{addr: itFreeLoopbackAddr(t)}
 		g.caddyfile = filepath.Join(t.TempDir(), "Caddyfile")
-		if err := os.WriteFile(g.caddyfile, []byte(f.caddyfile(g.addr, mapping, t.TempDir())), 0o600); err != nil {
+		if err := os.WriteFile(g.caddyfile, []byte(f.caddyfile(g.addr, mapping, t.TempDir(), t.TempDir())), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		f.gws = append(f.gws, g)
@@ -183,11 +202,17 @@ func startFleet(t testing.TB, n int, policyDir string) *fleet {
 	return f
 }
 
-// caddyfile is a gateway's config: the same store block and target on every gateway.
-func (f *fleet) caddyfile(addr, mapping, storage string) string {
+// caddyfile is a gateway's config: the same store block and target on every gateway (on
+// etcd), or the data directory dataDir (without etcd).
+func (f *fleet) caddyfile(addr, mapping, storage, dataDir string) string {
 	policy := ""
 	if f.policyDir != "" {
 		policy = fmt.Sprintf("\t\tpolicy %s {\n\t\t\ttimeout 10s\n\t\t}\n", f.policyDir)
+	}
+	store := fmt.Sprintf("\t\tdata_dir %s\n", dataDir)
+	if f.etcd != nil {
+		store = fmt.Sprintf("\t\tstore etcd {\n\t\t\tendpoints %s\n\t\t\tprefix %s\n\t\t\trequest_timeout %s\n\t\t\tlease_ttl 3s\n\t\t}\n",
+			strings.Join(f.etcd.Endpoints(), " "), fleetPrefix, fleetRequestTimeout)
 	}
 	return fmt.Sprintf(`{
 	admin off
@@ -203,20 +228,14 @@ http://%s {
 	bind 127.0.0.1
 	scim_gateway {
 		token entra {env.SCIMGATE_FLEET_TOKEN}
-		store etcd {
-			endpoints %s
-			prefix %s
-			request_timeout %s
-			lease_ttl 3s
-		}
-%s		target demo {
+%s%s		target demo {
 			url %s
 			mapping %s
 			header X-Api-Key {env.SCIMGATE_FLEET_DEMO_KEY}
 		}
 	}
 }
-`, storage, addr, strings.Join(f.etcd.Endpoints(), " "), fleetPrefix, fleetRequestTimeout, policy, f.app.url, mapping)
+`, storage, addr, store, policy, f.app.url, mapping)
 }
 
 // start starts gateway i's process and waits until it serves.
