@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -407,6 +408,40 @@ func (f *fleet) listUsers(i int) (map[string]fleetUserView, error) {
 		}
 	}
 	return nil, fmt.Errorf("listing users through gateway %d: too many pages", i)
+}
+
+// listGroups reads every group through gateway i: sorted member ids by displayName.
+func (f *fleet) listGroups(t testing.TB, i int) map[string][]string {
+	t.Helper()
+	out := map[string][]string{}
+	start := 1
+	for range 1000 {
+		r := f.do(i, http.MethodGet, fmt.Sprintf("/Groups?startIndex=%d&count=50", start), "")
+		var page struct {
+			TotalResults int
+			Resources    []struct {
+				DisplayName string
+				Members     []struct{ Value string }
+			}
+		}
+		if r.err != nil || r.status != http.StatusOK || json.Unmarshal(r.body, &page) != nil {
+			t.Fatalf("listing groups through gateway %d: %d %v %s", i, r.status, r.err, r.body)
+		}
+		for _, g := range page.Resources {
+			members := []string{}
+			for _, m := range g.Members {
+				members = append(members, m.Value)
+			}
+			slices.Sort(members)
+			out[g.DisplayName] = members
+		}
+		start += len(page.Resources)
+		if len(page.Resources) == 0 || start > page.TotalResults {
+			return out
+		}
+	}
+	t.Fatalf("listing groups through gateway %d: too many pages", i)
+	return nil
 }
 
 // backup copies the fleet's store out of etcd into a bbolt file (a consistent snapshot,

@@ -7,6 +7,9 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -668,4 +671,149 @@ func TestFleetBrakeCountsEveryGateway(t *testing.T) {
 	if inactive != n {
 		t.Fatalf("the directory has %d inactive users, want %d", inactive, n)
 	}
+}
+
+// TestFleetEntrasimPerGateway runs three Entra provisioning simulators (cmd/entrasim, built
+// for the test) at once, one against each gateway, each with its own users and groups
+// (managers and memberships included), through the initial and an incremental cycle. Each
+// simulator gets only statuses Entra accepts; afterwards every gateway lists the same
+// users and groups, the app holds exactly them (accounts, lock states, titles, teams and
+// their members, one create call per login), and the journal is one chain.
+func TestFleetEntrasimPerGateway(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: starts an etcd cluster and three gateway processes")
+	}
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	sim := filepath.Join(t.TempDir(), "entrasim")
+	if out, err := exec.Command(goTool, "build", "-o", sim, "../cmd/entrasim").CombinedOutput(); err != nil {
+		t.Fatalf("building entrasim: %v\n%s", err, out)
+	}
+	f := startFleet(t, 3, "")
+	const usersPer, groupsPer = 24, 3
+	var logins []string
+	var wg sync.WaitGroup
+	for gw := range 3 {
+		type user struct {
+			UserName    string `json:"userName"`
+			GivenName   string `json:"givenName"`
+			FamilyName  string `json:"familyName"`
+			DisplayName string `json:"displayName"`
+			Title       string `json:"title"`
+			Manager     string `json:"manager,omitempty"`
+		}
+		type group struct {
+			DisplayName string   `json:"displayName"`
+			Members     []string `json:"members"`
+		}
+		var input struct {
+			Users  []user  `json:"users"`
+			Groups []group `json:"groups"`
+		}
+		for i := range usersPer {
+			u := user{UserName: fmt.Sprintf("sim%d.user%d@contoso.example", gw, i), GivenName: "Sim", FamilyName: fmt.Sprintf("User%d", i),
+				DisplayName: fmt.Sprintf("Sim %d User %d", gw, i), Title: "Engineer"}
+			if i > 0 {
+				u.Manager = input.Users[0].UserName
+			}
+			input.Users = append(input.Users, u)
+			logins = append(logins, u.UserName)
+		}
+		for j := range groupsPer {
+			g := group{DisplayName: fmt.Sprintf("Sim %d Team %d", gw, j)}
+			for i := j; i < usersPer; i += groupsPer {
+				g.Members = append(g.Members, input.Users[i].UserName)
+			}
+			input.Groups = append(input.Groups, g)
+		}
+		data, _ := json.Marshal(input)
+		file := filepath.Join(t.TempDir(), "input.json")
+		if err := os.WriteFile(file, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() {
+			cmd := exec.Command(sim, "-url", f.base(gw), "-input", file, "-seed", strconv.Itoa(gw+1),
+				"-changes", "24", "-concurrency", "4", "-timeout", "2m")
+			cmd.Env = append(os.Environ(), "SCIM_TOKEN="+testToken)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Errorf("entrasim against gateway %d: %v\n%s", gw, err, out)
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	users, err := f.listUsers(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	groups := f.listGroups(t, 0)
+	for gw := 1; gw < 3; gw++ {
+		other, err := f.listUsers(gw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !maps.Equal(users, other) {
+			t.Fatalf("gateway %d lists other users than gateway 0", gw)
+		}
+		if og := f.listGroups(t, gw); !maps.EqualFunc(groups, og, slices.Equal) {
+			t.Fatalf("gateway %d lists other groups than gateway 0", gw)
+		}
+	}
+	st := f.app.state(t)
+	accounts := map[string]demoapp.Account{}
+	loginOf := map[int64]string{}
+	for _, a := range st.Accounts {
+		accounts[strings.ToLower(a.Login)] = a
+		loginOf[a.ID] = strings.ToLower(a.Login)
+	}
+	nameOf := map[string]string{}
+	for _, u := range users {
+		nameOf[u.ID] = strings.ToLower(u.UserName)
+		a, ok := accounts[strings.ToLower(u.UserName)]
+		switch {
+		case !ok:
+			t.Errorf("the app has no account for %s", u.UserName)
+		case a.Locked == u.Active || a.Org.Title != u.Title:
+			t.Errorf("account %s: locked %v title %q; user active %v title %q", u.UserName, a.Locked, a.Org.Title, u.Active, u.Title)
+		}
+	}
+	if len(st.Accounts) != len(users) {
+		t.Errorf("the app has %d accounts, the directory %d users", len(st.Accounts), len(users))
+	}
+	for _, login := range logins {
+		if n := f.app.createCount(login); n != 1 {
+			t.Errorf("the app received %d creates for %s, want 1", n, login)
+		}
+	}
+	teams := map[string][]string{}
+	teamName := map[int64]string{}
+	for _, tm := range st.Teams {
+		teamName[tm.ID] = tm.Name
+		teams[tm.Name] = nil
+	}
+	for _, m := range st.Memberships {
+		teams[teamName[m.TeamID]] = append(teams[teamName[m.TeamID]], loginOf[m.AccountID])
+	}
+	if len(teams) != len(groups) {
+		t.Errorf("the app has %d teams, the directory %d groups", len(teams), len(groups))
+	}
+	for name, members := range groups {
+		var want []string
+		for _, id := range members {
+			want = append(want, nameOf[id])
+		}
+		slices.Sort(want)
+		got := teams[name]
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Errorf("team %q has %v at the app, the group %v", name, got, want)
+		}
+	}
+	fj := verifyJournal(t, f.backup())
+	t.Logf("%d users, %d groups; journal one chain of %d records", len(users), len(groups), fj.report.Records)
 }
