@@ -1,11 +1,15 @@
 package caddymodule
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // fleetBenchConcurrency is Entra-facing requests in flight, spread over a rig's gateways.
@@ -14,7 +18,9 @@ const fleetBenchConcurrency = 32
 // BenchmarkFleet compares, in one run on one machine, three gateway processes on a
 // three-member local etcd cluster with one gateway process on its bbolt file (issue 20's
 // targets: writes ≥ 0.5×, reads ≥ 0.9× the single gateway), both in front of the demo app
-// in this process, at 32 requests in flight spread round-robin over the rig's gateways:
+// in this process, at 32 requests in flight spread round-robin over the rig's gateways.
+// etcd3-1gw, one gateway on the same kind of cluster, separates what etcd costs a gateway
+// from what gateways competing for the store's head cost each other:
 //
 //	create   POST /Users (a new user each time: store, journal, the app's create)
 //	update   PATCH /Users/{id} replacing title (store, journal, the app's update)
@@ -32,6 +38,7 @@ func BenchmarkFleet(b *testing.B) {
 		f    *fleet
 	}{
 		{"bolt-1gw", startFleetWith(b, 1, "", true)},
+		{"etcd3-1gw", startFleetWith(b, 1, "", false)},
 		{"etcd3-3gw", startFleetWith(b, 3, "", false)},
 	}
 	const seeded = 256
@@ -66,6 +73,7 @@ func BenchmarkFleet(b *testing.B) {
 		for r, rig := range rigs {
 			b.Run(k.name+"/"+rig.name, func(b *testing.B) {
 				runs.Add(1)
+				rev0, fsyncs0 := fleetEtcdCounters(b, rig.f)
 				var next atomic.Int64
 				var failed atomic.Int64
 				var wg sync.WaitGroup
@@ -90,10 +98,45 @@ func BenchmarkFleet(b *testing.B) {
 				wg.Wait()
 				b.StopTimer()
 				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+				if rig.f.etcd != nil {
+					// What the store did per request: commits (etcd revisions) and WAL
+					// fsyncs (summed over the members; commits that lost the race to another
+					// gateway cost fsyncs without a revision).
+					rev, fsyncs := fleetEtcdCounters(b, rig.f)
+					b.ReportMetric(float64(rev-rev0)/float64(b.N), "commits/op")
+					b.ReportMetric((fsyncs-fsyncs0)/float64(b.N), "fsyncs/op")
+				}
 				if n := failed.Load(); n > 0 {
 					b.Fatalf("%d of %d requests failed", n, b.N)
 				}
 			})
 		}
 	}
+}
+
+// fleetEtcdCounters reads the fleet's etcd revision and the WAL fsyncs of every etcd member
+// in this process (etcd's metrics in the default Prometheus registry), or zeros without etcd.
+func fleetEtcdCounters(b *testing.B, f *fleet) (rev int64, fsyncs float64) {
+	b.Helper()
+	if f.etcd == nil {
+		return 0, 0
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := f.etcd.Client().Get(ctx, "revision-probe")
+	if err != nil {
+		b.Fatalf("reading the revision: %v", err)
+	}
+	mfs, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "etcd_disk_wal_fsync_duration_seconds" {
+			for _, m := range mf.GetMetric() {
+				fsyncs += float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	return resp.Header.Revision, fsyncs
 }
