@@ -146,8 +146,11 @@ type fleet struct {
 	etcd      *etcdtest.Cluster
 	app       *fleetApp
 	policyDir string // "" for no policy
-	gws       []*fleetGateway
-	client    *http.Client
+	// delivery is the target's delivery mode ("" for immediate), set before the gateways
+	// start.
+	delivery string
+	gws      []*fleetGateway
+	client   *http.Client
 }
 
 // fleetGateway is one gateway child process. Its address stays the same across restarts.
@@ -170,8 +173,14 @@ func startFleet(t testing.TB, n int, policyDir string) *fleet {
 // and no etcd, the single-node baseline of the benchmark.
 func startFleetWith(t testing.TB, n int, policyDir string, bolt bool) *fleet {
 	t.Helper()
-	f := &fleet{
-		t: t, app: startFleetApp(t), policyDir: policyDir,
+	return startFleetOf(t, n, &fleet{policyDir: policyDir}, bolt)
+}
+
+// startFleetOf starts the fleet f describes (policyDir, delivery) with n gateways.
+func startFleetOf(t testing.TB, n int, f *fleet, bolt bool) *fleet {
+	t.Helper()
+	*f = fleet{
+		t: t, app: startFleetApp(t), policyDir: f.policyDir, delivery: f.delivery,
 		client: &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}},
 	}
 	if bolt && n != 1 {
@@ -215,6 +224,10 @@ func (f *fleet) caddyfile(addr, mapping, storage, dataDir string) string {
 		store = fmt.Sprintf("\t\tstore etcd {\n\t\t\tendpoints %s\n\t\t\tprefix %s\n\t\t\trequest_timeout %s\n\t\t\tlease_ttl 3s\n\t\t}\n",
 			strings.Join(f.etcd.Endpoints(), " "), fleetPrefix, fleetRequestTimeout)
 	}
+	delivery := ""
+	if f.delivery != "" {
+		delivery = fmt.Sprintf("\t\t\tdelivery %s\n\t\t\tqueue {\n\t\t\t\tretry_backoff 10ms 200ms\n\t\t\t}\n", f.delivery)
+	}
 	return fmt.Sprintf(`{
 	admin off
 	persist_config off
@@ -233,10 +246,10 @@ http://%s {
 			url %s
 			mapping %s
 			header X-Api-Key {env.SCIMGATE_FLEET_DEMO_KEY}
-		}
+%s		}
 	}
 }
-`, storage, addr, store, policy, f.app.url, mapping)
+`, storage, addr, store, policy, f.app.url, mapping, delivery)
 }
 
 // start starts gateway i's process and waits until it serves.
