@@ -15,11 +15,16 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 )
 
-// serveChild runs in a child process of TestSecondProcessOnAddressFails: Caddy with
-// testdata/entra/Caddyfile (its SCIMGATE_IT_* variables set by the parent), until its
-// stdin closes.
+// serveChild runs in a child process (SCIMGATE_SERVE_CHILD set): Caddy with the Caddyfile
+// SCIMGATE_SERVE_CADDYFILE names, by default testdata/entra/Caddyfile (its SCIMGATE_IT_*
+// variables set by the parent), until its stdin closes or it is killed. It prints
+// "serving" once Caddy listens.
 func serveChild() int {
-	src, err := os.ReadFile(filepath.Join("testdata", "entra", "Caddyfile"))
+	path := os.Getenv("SCIMGATE_SERVE_CADDYFILE")
+	if path == "" {
+		path = filepath.Join("testdata", "entra", "Caddyfile")
+	}
+	src, err := os.ReadFile(path)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2

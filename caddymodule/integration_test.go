@@ -95,7 +95,7 @@ func (s *itServer) stop(t *testing.T) {
 }
 
 // itFreeLoopbackAddr returns a loopback address with a port that was free a moment ago.
-func itFreeLoopbackAddr(t *testing.T) string {
+func itFreeLoopbackAddr(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

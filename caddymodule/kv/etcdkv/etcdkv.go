@@ -128,7 +128,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		DialTimeout:          cfg.DialTimeout,
 		DialKeepAliveTime:    10 * time.Second,
 		DialKeepAliveTimeout: 5 * time.Second,
-		Logger:               log.Named("etcdclient").WithOptions(zap.IncreaseLevel(zap.WarnLevel)),
+		Logger:               clientLogger(log),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("connecting to etcd %s: %w (%w)", cfg.endpoints(), kv.ErrUnavailable, err)
@@ -143,6 +143,18 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	}
 	go db.follow(true)
 	return db, nil
+}
+
+// clientLogger is the etcd client's logger: log's warnings and above. A logger already
+// quieter than that (Caddy's `log { level ERROR }`, or `output discard`, which enables no
+// level) is kept as it is: zap's IncreaseLevel refuses to lower it and prints a complaint
+// to stderr at every start.
+func clientLogger(log *zap.Logger) *zap.Logger {
+	log = log.Named("etcdclient")
+	if !log.Core().Enabled(zap.WarnLevel) {
+		return log
+	}
+	return log.WithOptions(zap.IncreaseLevel(zap.WarnLevel))
 }
 
 func (cfg *Config) defaults() error {

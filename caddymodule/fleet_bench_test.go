@@ -1,0 +1,142 @@
+package caddymodule
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// fleetBenchConcurrency is Entra-facing requests in flight, spread over a rig's gateways.
+const fleetBenchConcurrency = 32
+
+// BenchmarkFleet compares, in one run on one machine, three gateway processes on a
+// three-member local etcd cluster with one gateway process on its bbolt file (issue 20's
+// targets: writes ≥ 0.5×, reads ≥ 0.9× the single gateway), both in front of the demo app
+// in this process, at 32 requests in flight spread round-robin over the rig's gateways.
+// etcd3-1gw, one gateway on the same kind of cluster, separates what etcd costs a gateway
+// from what gateways competing for the store's head cost each other:
+//
+//	create   POST /Users (a new user each time: store, journal, the app's create)
+//	update   PATCH /Users/{id} replacing title (store, journal, the app's update)
+//	read     GET /Users/{id} (from the store; on etcd a linearizable read)
+//
+// Each sub-benchmark reports req/s; compare bolt-1gw with etcd3-3gw per kind:
+//
+//	go test ./caddymodule/ -run '^$' -bench BenchmarkFleet -benchtime 2000x
+//
+// Everything (the load, three gateways, three etcd members fsyncing, the app) shares this
+// machine's cores, so the ratio is the point, not the absolute numbers.
+func BenchmarkFleet(b *testing.B) {
+	rigs := []struct {
+		name string
+		f    *fleet
+	}{
+		{"bolt-1gw", startFleetWith(b, 1, "", true)},
+		{"etcd3-1gw", startFleetWith(b, 1, "", false)},
+		{"etcd3-3gw", startFleetWith(b, 3, "", false)},
+	}
+	const seeded = 256
+	ids := make([][]string, len(rigs))
+	for r, rig := range rigs {
+		for i := range seeded {
+			resp := rig.f.do(i%len(rig.f.gws), http.MethodPost, "/Users", fleetUser(fmt.Sprintf("seed-%d@contoso.example", i), "t"))
+			if resp.status != http.StatusCreated {
+				b.Fatalf("%s: seeding: %d %v %s", rig.name, resp.status, resp.err, resp.body)
+			}
+			ids[r] = append(ids[r], resp.id())
+		}
+	}
+	var runs atomic.Int64 // distinct user names across the calls of one sub-benchmark
+	kinds := []struct {
+		name string
+		req  func(f *fleet, ids []string, i int) (method, path, body string, want int)
+	}{
+		{"create", func(f *fleet, _ []string, i int) (string, string, string, int) {
+			return http.MethodPost, "/Users", fleetUser(fmt.Sprintf("bench-%d-%d@contoso.example", runs.Load(), i), "t"), http.StatusCreated
+		}},
+		{"update", func(f *fleet, ids []string, i int) (string, string, string, int) {
+			return http.MethodPatch, "/Users/" + ids[i%len(ids)], fleetPatch("title", fmt.Sprintf(`"u-%d"`, i)), http.StatusOK
+		}},
+		{"read", func(f *fleet, ids []string, i int) (string, string, string, int) {
+			return http.MethodGet, "/Users/" + ids[i%len(ids)], "", http.StatusOK
+		}},
+	}
+	// Kind by kind, the two rigs one after the other: both measured under the same
+	// conditions of the machine.
+	for _, k := range kinds {
+		for r, rig := range rigs {
+			b.Run(k.name+"/"+rig.name, func(b *testing.B) {
+				runs.Add(1)
+				rev0, fsyncs0 := fleetEtcdCounters(b, rig.f)
+				var next atomic.Int64
+				var failed atomic.Int64
+				var wg sync.WaitGroup
+				b.ResetTimer()
+				for range fleetBenchConcurrency {
+					wg.Go(func() {
+						for {
+							i := int(next.Add(1)) - 1
+							if i >= b.N {
+								return
+							}
+							method, path, body, want := k.req(rig.f, ids[r], i)
+							resp := rig.f.do(i%len(rig.f.gws), method, path, body)
+							if resp.status != want && !(want == http.StatusOK && resp.status == http.StatusNoContent) {
+								if failed.Add(1) == 1 {
+									b.Errorf("%s %s: %d %v %s", method, path, resp.status, resp.err, resp.body)
+								}
+							}
+						}
+					})
+				}
+				wg.Wait()
+				b.StopTimer()
+				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+				if rig.f.etcd != nil {
+					// What the store did per request: commits (etcd revisions) and WAL
+					// fsyncs (summed over the members; commits that lost the race to another
+					// gateway cost fsyncs without a revision).
+					rev, fsyncs := fleetEtcdCounters(b, rig.f)
+					b.ReportMetric(float64(rev-rev0)/float64(b.N), "commits/op")
+					b.ReportMetric((fsyncs-fsyncs0)/float64(b.N), "fsyncs/op")
+				}
+				if n := failed.Load(); n > 0 {
+					b.Fatalf("%d of %d requests failed", n, b.N)
+				}
+			})
+		}
+	}
+}
+
+// fleetEtcdCounters reads the fleet's etcd revision and the WAL fsyncs of every etcd member
+// in this process (etcd's metrics in the default Prometheus registry), or zeros without etcd.
+func fleetEtcdCounters(b *testing.B, f *fleet) (rev int64, fsyncs float64) {
+	b.Helper()
+	if f.etcd == nil {
+		return 0, 0
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := f.etcd.Client().Get(ctx, "revision-probe")
+	if err != nil {
+		b.Fatalf("reading the revision: %v", err)
+	}
+	mfs, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "etcd_disk_wal_fsync_duration_seconds" {
+			for _, m := range mf.GetMetric() {
+				fsyncs += float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	return resp.Header.Revision, fsyncs
+}
