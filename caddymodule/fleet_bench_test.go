@@ -35,7 +35,7 @@ const fleetBenchConcurrency = 32
 func BenchmarkFleet(b *testing.B) {
 	rigs := []struct {
 		name string
-		f    *fleet
+		f    *gwFleet
 	}{
 		{"bolt-1gw", startFleetWith(b, 1, "", true)},
 		{"etcd3-1gw", startFleetWith(b, 1, "", false)},
@@ -55,15 +55,15 @@ func BenchmarkFleet(b *testing.B) {
 	var runs atomic.Int64 // distinct user names across the calls of one sub-benchmark
 	kinds := []struct {
 		name string
-		req  func(f *fleet, ids []string, i int) (method, path, body string, want int)
+		req  func(f *gwFleet, ids []string, i int) (method, path, body string, want int)
 	}{
-		{"create", func(f *fleet, _ []string, i int) (string, string, string, int) {
+		{"create", func(f *gwFleet, _ []string, i int) (string, string, string, int) {
 			return http.MethodPost, "/Users", fleetUser(fmt.Sprintf("bench-%d-%d@contoso.example", runs.Load(), i), "t"), http.StatusCreated
 		}},
-		{"update", func(f *fleet, ids []string, i int) (string, string, string, int) {
+		{"update", func(f *gwFleet, ids []string, i int) (string, string, string, int) {
 			return http.MethodPatch, "/Users/" + ids[i%len(ids)], fleetPatch("title", fmt.Sprintf(`"u-%d"`, i)), http.StatusOK
 		}},
-		{"read", func(f *fleet, ids []string, i int) (string, string, string, int) {
+		{"read", func(f *gwFleet, ids []string, i int) (string, string, string, int) {
 			return http.MethodGet, "/Users/" + ids[i%len(ids)], "", http.StatusOK
 		}},
 	}
@@ -116,7 +116,7 @@ func BenchmarkFleet(b *testing.B) {
 
 // fleetEtcdCounters reads the fleet's etcd revision and the WAL fsyncs of every etcd member
 // in this process (etcd's metrics in the default Prometheus registry), or zeros without etcd.
-func fleetEtcdCounters(b *testing.B, f *fleet) (rev int64, fsyncs float64) {
+func fleetEtcdCounters(b *testing.B, f *gwFleet) (rev int64, fsyncs float64) {
 	b.Helper()
 	if f.etcd == nil {
 		return 0, 0

@@ -140,8 +140,8 @@ func (a *fleetApp) createCount(login string) int {
 	return a.creates[strings.ToLower(login)]
 }
 
-// fleet is an etcd cluster, the app, and the gateways' config.
-type fleet struct {
+// gwFleet is an etcd cluster, the app, and the gateways' config.
+type gwFleet struct {
 	t         testing.TB
 	etcd      *etcdtest.Cluster
 	app       *fleetApp
@@ -164,22 +164,22 @@ type fleetGateway struct {
 
 // startFleet starts a three-member etcd cluster, the app, and n gateways on it, with the
 // policy in policyDir ("" for none).
-func startFleet(t testing.TB, n int, policyDir string) *fleet {
+func startFleet(t testing.TB, n int, policyDir string) *gwFleet {
 	t.Helper()
 	return startFleetWith(t, n, policyDir, false)
 }
 
 // startFleetWith is startFleet, or with bolt one gateway on its own bbolt store (data_dir)
 // and no etcd, the single-node baseline of the benchmark.
-func startFleetWith(t testing.TB, n int, policyDir string, bolt bool) *fleet {
+func startFleetWith(t testing.TB, n int, policyDir string, bolt bool) *gwFleet {
 	t.Helper()
-	return startFleetOf(t, n, &fleet{policyDir: policyDir}, bolt)
+	return startFleetOf(t, n, &gwFleet{policyDir: policyDir}, bolt)
 }
 
 // startFleetOf starts the fleet f describes (policyDir, delivery) with n gateways.
-func startFleetOf(t testing.TB, n int, f *fleet, bolt bool) *fleet {
+func startFleetOf(t testing.TB, n int, f *gwFleet, bolt bool) *gwFleet {
 	t.Helper()
-	*f = fleet{
+	*f = gwFleet{
 		t: t, app: startFleetApp(t), policyDir: f.policyDir, delivery: f.delivery,
 		client: &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}},
 	}
@@ -214,7 +214,7 @@ func startFleetOf(t testing.TB, n int, f *fleet, bolt bool) *fleet {
 
 // caddyfile is a gateway's config: the same store block and target on every gateway (on
 // etcd), or the data directory dataDir (without etcd).
-func (f *fleet) caddyfile(addr, mapping, storage, dataDir string) string {
+func (f *gwFleet) caddyfile(addr, mapping, storage, dataDir string) string {
 	policy := ""
 	if f.policyDir != "" {
 		policy = fmt.Sprintf("\t\tpolicy %s {\n\t\t\ttimeout 10s\n\t\t}\n", f.policyDir)
@@ -253,7 +253,7 @@ http://%s {
 }
 
 // start starts gateway i's process and waits until it serves.
-func (f *fleet) start(i int) {
+func (f *gwFleet) start(i int) {
 	f.t.Helper()
 	g := f.gws[i]
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
@@ -283,7 +283,7 @@ func (f *fleet) start(i int) {
 }
 
 // pid is gateway i's process id (0 when it is not running).
-func (f *fleet) pid(i int) int {
+func (f *gwFleet) pid(i int) int {
 	g := f.gws[i]
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -294,7 +294,7 @@ func (f *fleet) pid(i int) int {
 }
 
 // kill kills gateway i with SIGKILL.
-func (f *fleet) kill(i int) {
+func (f *gwFleet) kill(i int) {
 	g := f.gws[i]
 	g.mu.Lock()
 	cmd := g.cmd
@@ -307,7 +307,7 @@ func (f *fleet) kill(i int) {
 }
 
 // stopAll stops every running gateway: gracefully (stdin closed), SIGKILL after a bound.
-func (f *fleet) stopAll() {
+func (f *gwFleet) stopAll() {
 	for _, g := range f.gws {
 		g.mu.Lock()
 		cmd, stdin := g.cmd, g.stdin
@@ -329,7 +329,7 @@ func (f *fleet) stopAll() {
 }
 
 // base is gateway i's Tenant URL.
-func (f *fleet) base(i int) string { return "http://" + f.gws[i].addr + "/scim/v2" }
+func (f *gwFleet) base(i int) string { return "http://" + f.gws[i].addr + "/scim/v2" }
 
 // fleetResp is an answer: status, Retry-After and body (status 0: no answer).
 type fleetResp struct {
@@ -340,7 +340,7 @@ type fleetResp struct {
 }
 
 // do sends one SCIM request with Entra's token to gateway i.
-func (f *fleet) do(i int, method, path, body string) fleetResp {
+func (f *gwFleet) do(i int, method, path, body string) fleetResp {
 	return fleetDo(f.client, f.base(i), method, path, body)
 }
 
@@ -393,7 +393,7 @@ type fleetUserView struct {
 }
 
 // listUsers reads every user through gateway i, a page at a time (bounded).
-func (f *fleet) listUsers(i int) (map[string]fleetUserView, error) {
+func (f *gwFleet) listUsers(i int) (map[string]fleetUserView, error) {
 	out := map[string]fleetUserView{}
 	start := 1
 	for range 1000 {
@@ -424,7 +424,7 @@ func (f *fleet) listUsers(i int) (map[string]fleetUserView, error) {
 }
 
 // listGroups reads every group through gateway i: sorted member ids by displayName.
-func (f *fleet) listGroups(t testing.TB, i int) map[string][]string {
+func (f *gwFleet) listGroups(t testing.TB, i int) map[string][]string {
 	t.Helper()
 	out := map[string][]string{}
 	start := 1
@@ -459,7 +459,7 @@ func (f *fleet) listGroups(t testing.TB, i int) map[string][]string {
 
 // backup copies the fleet's store out of etcd into a bbolt file (a consistent snapshot,
 // as `store copy`/backup would take) and opens it.
-func (f *fleet) backup() *store.Store {
+func (f *gwFleet) backup() *store.Store {
 	f.t.Helper()
 	db, err := etcdkv.Open(context.Background(), etcdkv.Config{Endpoints: f.etcd.Endpoints(), Prefix: fleetPrefix})
 	if err != nil {

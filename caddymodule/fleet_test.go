@@ -132,7 +132,7 @@ func TestFleetEntraTrafficConsistent(t *testing.T) {
 // checkConsistent checks that every gateway answers the expected directory, that the app
 // holds it (one create per account), and that the journal is one chain with one applied
 // create per user and one applied delete per deleted user.
-func (f *fleet) checkConsistent(t *testing.T, exp *fleetExpect) {
+func (f *gwFleet) checkConsistent(t *testing.T, exp *fleetExpect) {
 	t.Helper()
 	var first map[string]fleetUserView
 	for gw := range f.gws {
@@ -830,7 +830,7 @@ func TestFleetQueuedDeliveryAfterSIGKILL(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: starts an etcd cluster and three gateway processes")
 	}
-	f := startFleetOf(t, 3, &fleet{delivery: "queued"}, false)
+	f := startFleetOf(t, 3, &gwFleet{delivery: "queued"}, false)
 	var mu sync.Mutex
 	acked := map[string]string{}
 	var killed atomic.Bool
