@@ -548,3 +548,26 @@ func sleep(ctx context.Context, d time.Duration) error {
 		return ctx.Err()
 	}
 }
+
+// Owner is the id of this process's current lease, in hex (the session is made if needed).
+func (e *Etcd) Owner(ctx context.Context) (string, error) {
+	s, err := e.session(ctx)
+	if err != nil {
+		return "", err
+	}
+	return strconv.FormatInt(int64(s.id), 16), nil
+}
+
+// Alive asks etcd whether the lease owner names still exists: a gateway that died (or lost
+// its lease) has none within the lease's TTL.
+func (e *Etcd) Alive(ctx context.Context, owner string) (bool, error) {
+	id, err := strconv.ParseInt(owner, 16, 64)
+	if err != nil || id <= 0 {
+		return false, fmt.Errorf("fleet: %q is not an owner (a lease id)", owner)
+	}
+	resp, err := e.cli.TimeToLive(ctx, clientv3.LeaseID(id))
+	if err != nil {
+		return false, err
+	}
+	return resp.TTL > 0, nil
+}

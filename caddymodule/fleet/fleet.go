@@ -48,6 +48,12 @@ type Elector interface {
 	// Term returns the current term of job when this process holds it: a fencing token
 	// for writes that must not come from a stale holder.
 	Term(job string) (Term, bool)
+	// Owner names this process among the fleet's gateways for as long as it lives: its
+	// lease's id ("" for Solo). A gateway records it with the intents whose calls it makes.
+	Owner(ctx context.Context) (string, error)
+	// Alive reports whether the gateway named owner still holds its lease: a dead one's
+	// intents need not wait for their time bound. Solo: always true.
+	Alive(ctx context.Context, owner string) (bool, error)
 	// Close resigns every job and releases the elector's resources; Runs still going end.
 	Close() error
 }
@@ -124,6 +130,12 @@ func (s *Solo) Term(job string) (Term, bool) { return Term{Job: job}, true }
 
 // Close does nothing: Solo holds no resources.
 func (s *Solo) Close() error { return nil }
+
+// Owner is "": a single gateway's intents have no other gateway to tell apart from.
+func (s *Solo) Owner(context.Context) (string, error) { return "", nil }
+
+// Alive is always true for Solo.
+func (s *Solo) Alive(context.Context, string) (bool, error) { return true, nil }
 
 // EtcdStore is what a store backed by etcd offers for elections (kv/etcdkv.DB does): its
 // client and the key prefix it keeps its data under.

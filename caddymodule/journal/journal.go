@@ -59,6 +59,12 @@ type Record struct {
 	Calls    []BackendCall `json:"calls,omitempty"`
 	Error    string        `json:"error,omitempty"`
 	PrevHash string        `json:"prev_hash"`
+
+	// Owner names, on an intent of a gateway in a fleet, the gateway that makes its calls
+	// (its etcd lease): while that gateway lives, others leave the intent alone. It is kept
+	// in the open-intent index, not in the record (neither hashed nor exported), and read
+	// back only by the methods that list open intents.
+	Owner string `json:"-"`
 }
 
 // Part names one part of a request applied in several parts: Index from 1 to Count. Each

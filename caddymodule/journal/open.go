@@ -37,15 +37,25 @@ const openIndexWindow = 100_000
 
 // openMark is what a prepared record does to the index.
 type openMark struct {
-	key  []byte // target \0 request id; nil: the record does not touch the index
-	open bool   // an intent: add; otherwise remove
+	key   []byte // target \0 request id; nil: the record does not touch the index
+	open  bool   // an intent: add; otherwise remove
+	owner string // the intent's Owner, kept in the index after its seq
 }
 
 func markOf(r *Record) openMark {
 	if r.Target == "" || r.RequestID == "" {
 		return openMark{}
 	}
-	return openMark{key: openKey(r.Target, r.RequestID), open: r.Outcome == change.Pending}
+	return openMark{key: openKey(r.Target, r.RequestID), open: r.Outcome == change.Pending, owner: r.Owner}
+}
+
+// openValue splits an index value: the intent's seq, then its owner (none in an index
+// written before owners, or by a gateway that is alone on its store).
+func openValue(v []byte) (seq uint64, owner string, ok bool) {
+	if len(v) < 8 {
+		return 0, "", false
+	}
+	return binary.BigEndian.Uint64(v), string(v[8:]), true
 }
 
 func openKey(target, requestID string) []byte {
@@ -61,7 +71,7 @@ func applyMark(b kv.Bucket, m openMark, seq uint64) error {
 	}
 	ob := b.Bucket(bucketOpen)
 	if m.open {
-		return ob.Put(m.key, u64(seq))
+		return ob.Put(m.key, append(u64(seq), m.owner...))
 	}
 	if ob.Get(m.key) == nil {
 		return nil
@@ -158,11 +168,11 @@ func (j *Journal) openIntents(tx kv.Tx, target string, keep func(requestID, raw 
 		rb := b.Bucket(bucketRecords)
 		c := b.Bucket(bucketOpen).Cursor()
 		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			if len(v) != 8 {
+			seq, owner, ok := openValue(v)
+			if !ok {
 				err = fmt.Errorf("%w: open intent %q", ErrCorrupt, k)
 				break
 			}
-			seq := binary.BigEndian.Uint64(v)
 			stored := rb.Get(u64(seq))
 			if stored == nil {
 				continue // pruned
@@ -173,6 +183,7 @@ func (j *Journal) openIntents(tx kv.Tx, target string, keep func(requestID, raw 
 				}
 			}
 			e := decodeEntry(seq, stored)
+			e.Record.Owner = owner
 			out = append(out, e.Record)
 		}
 	}
@@ -189,24 +200,30 @@ func (j *Journal) openIntents(tx kv.Tx, target string, keep func(requestID, raw 
 // so that the close is conditional: on a shared store the transaction does not commit when
 // another gateway closed the intent meanwhile (it runs again, and finds it closed).
 func (j *Journal) OpenIntentSeq(tx kv.Tx, target, requestID string) (seq uint64, ok bool, err error) {
+	seq, _, ok, err = j.openIntentSeq(tx, target, requestID)
+	return seq, ok, err
+}
+
+func (j *Journal) openIntentSeq(tx kv.Tx, target, requestID string) (seq uint64, owner string, ok bool, err error) {
 	b, err := journalBucket(tx, j.name)
 	if err != nil {
-		return 0, false, fmt.Errorf("journal %s: reading open intents: %w", j.opts.Name, err)
+		return 0, "", false, fmt.Errorf("journal %s: reading open intents: %w", j.opts.Name, err)
 	}
 	v := b.Bucket(bucketOpen).Get(openKey(target, requestID))
-	switch {
-	case v == nil:
-		return 0, false, nil
-	case len(v) != 8:
-		return 0, false, fmt.Errorf("journal %s: %w: open intent of request %q", j.opts.Name, ErrCorrupt, requestID)
+	if v == nil {
+		return 0, "", false, nil
 	}
-	return binary.BigEndian.Uint64(v), true, nil
+	seq, owner, ok = openValue(v)
+	if !ok {
+		return 0, "", false, fmt.Errorf("journal %s: %w: open intent of request %q", j.opts.Name, ErrCorrupt, requestID)
+	}
+	return seq, owner, true, nil
 }
 
 // OpenIntent returns, inside the caller's transaction, the open intent of target's request
 // requestID, or nil when it has none (or retention removed its record).
 func (j *Journal) OpenIntent(tx kv.Tx, target, requestID string) (*Record, error) {
-	seq, ok, err := j.OpenIntentSeq(tx, target, requestID)
+	seq, owner, ok, err := j.openIntentSeq(tx, target, requestID)
 	if err != nil || !ok {
 		return nil, err
 	}
@@ -219,6 +236,7 @@ func (j *Journal) OpenIntent(tx kv.Tx, target, requestID string) (*Record, error
 		return nil, nil // pruned
 	}
 	e := decodeEntry(seq, stored)
+	e.Record.Owner = owner
 	return &e.Record, nil
 }
 

@@ -379,7 +379,11 @@ func (e *Engine) send(j *job, p *plan, d policy.Decision) (*syncResult, error) {
 	ctx, cancel := e.flowContext(j.req.ctx())
 	defer cancel()
 	if !t.DryRun && e.anyMapped(np) {
-		intent, err := e.journal.Prepare(e.record(j.req, tr, change.Pending, 0, ""))
+		rec := e.record(j.req, tr, change.Pending, 0, "")
+		if err := e.ownIntent(ctx, rec); err != nil {
+			return nil, err
+		}
+		intent, err := e.journal.Prepare(rec)
 		if err != nil {
 			return nil, err
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/scimgate/scimgate/caddymodule/change"
 	"github.com/scimgate/scimgate/caddymodule/journal"
+	"github.com/scimgate/scimgate/caddymodule/kv"
 	"github.com/scimgate/scimgate/caddymodule/outbox"
 	"github.com/scimgate/scimgate/caddymodule/scim"
 	"github.com/scimgate/scimgate/caddymodule/store"
@@ -83,12 +84,54 @@ func (e *Engine) flowContext(ctx context.Context) (context.Context, context.Canc
 // staleIntent reports whether intent in is older than the bound at now, and how long it
 // has to go otherwise. An intent without a time is stale.
 func (e *Engine) staleIntent(in *journal.Record, now time.Time) (bool, time.Duration) {
-	if in.Time.IsZero() {
+	if in.Time.IsZero() || e.ownerGone(in) {
 		return true, 0
 	}
 	left := in.Time.Add(e.intentBound()).Sub(now)
+	if left > 0 && in.Owner != "" {
+		// Its gateway lives now; if it dies, its lease ends within the lease's TTL and
+		// the intent is stale then: ask again soon rather than at the time bound.
+		left = min(left, ownerRecheck)
+	}
 	return left <= 0, left
 }
+
+// ownerRecheck is how soon a change waiting for a live gateway's intent asks again.
+const ownerRecheck = 5 * time.Second
+
+// ownIntent names this gateway the owner of an intent it journals on a shared store (its
+// etcd lease), so that other gateways can tell the intent of a dead gateway from a live
+// one's at once, by the lease, instead of waiting for the intent's time bound.
+func (e *Engine) ownIntent(ctx context.Context, rec *journal.Record) error {
+	if !e.fleet || e.shared.elector == nil {
+		return nil
+	}
+	owner, err := e.shared.elector.Owner(ctx)
+	if err != nil {
+		return fmt.Errorf("joining the fleet (an etcd lease): %w (%w)", kv.ErrUnavailable, err)
+	}
+	rec.Owner = owner
+	return nil
+}
+
+// ownerGone reports whether the gateway that journaled intent in is known dead: its lease
+// is gone. Unknown (no owner, our own, etcd unreachable): false, and the time bound decides.
+func (e *Engine) ownerGone(in *journal.Record) bool {
+	el := e.shared.elector
+	if !e.fleet || el == nil || in.Owner == "" {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), ownerCheckTimeout)
+	defer cancel()
+	if mine, err := el.Owner(ctx); err != nil || mine == in.Owner {
+		return false
+	}
+	alive, err := el.Alive(ctx, in.Owner)
+	return err == nil && !alive
+}
+
+// ownerCheckTimeout bounds asking etcd about another gateway's lease.
+const ownerCheckTimeout = 2 * time.Second
 
 // createInFlight looks, in a create's read transaction on a shared store, for an open
 // create intent of the same target, resource type and name by another request. None: nil,

@@ -412,6 +412,9 @@ func TestOutboxOperators(t *testing.T) {
 	n := r.nativeID(scim.UserType, uid)
 	app.set(func(a *nativeApp) { a.fail["PATCH /accounts/"+n] = http.StatusUnprocessableEntity })
 	r.patchAs("p-1", uid, `[{"op":"replace","path":"title","value":"One"}]`)
+	// p-1 is delivered (and dies) alone before p-2 is queued: queued while p-1 still
+	// waited, p-2 would be coalesced with it into one attempt.
+	r.settle()
 	r.patchAs("p-2", uid, `[{"op":"replace","path":"title","value":"Two"}]`)
 	r.settle()
 
