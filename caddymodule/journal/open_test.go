@@ -1,6 +1,8 @@
 package journal
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"slices"
 	"testing"
@@ -237,5 +239,44 @@ func TestOpenIntentSeq(t *testing.T) {
 		if got := matching(tc.f); !slices.Equal(got, tc.want) {
 			t.Errorf("OpenIntentsMatching(%+v) = %v, want %v", tc.f, got, tc.want)
 		}
+	}
+}
+
+// TestIntentOwner: an intent's owner is kept in the open index and read back by the
+// methods that list open intents, and is not part of the record: not in its stored JSON
+// (so not in its hash or any export).
+func TestIntentOwner(t *testing.T) {
+	db, _ := openDB(t)
+	j := openJournal(t, db, Options{})
+	owned := intent("app", "r1")
+	owned.Owner = "694d9a3e1c5b2f01"
+	appendRecords(t, j, owned, intent("app", "r2"))
+	open, err := j.OpenIntents("app")
+	if err != nil || len(open) != 2 || open[0].Owner != owned.Owner || open[1].Owner != "" {
+		t.Fatalf("open intents %+v, %v: want r1 owned by %s, r2 by nobody", open, err, owned.Owner)
+	}
+	err = j.db.View(func(tx kv.Tx) error {
+		in, err := j.OpenIntent(tx, "app", "r1")
+		if err != nil || in == nil || in.Owner != owned.Owner {
+			t.Errorf("OpenIntent: %+v, %v", in, err)
+		}
+		b, err := journalBucket(tx, j.name)
+		if err != nil {
+			return err
+		}
+		if stored := b.Bucket(bucketRecords).Get(u64(open[0].Seq)); bytes.Contains(stored, []byte(owned.Owner)) {
+			t.Errorf("the owner is in the stored record: %s", stored)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendRecords(t, j, outcomeOf("app", "r1", change.Applied))
+	if got := openRequests(t, j, "app"); !slices.Equal(got, []string{"r2"}) {
+		t.Errorf("after r1's outcome: %v, want [r2]", got)
+	}
+	if _, err := j.Verify(context.Background(), nil); err != nil {
+		t.Fatal(err)
 	}
 }
