@@ -51,6 +51,8 @@ type fleetApp struct {
 	mu  sync.Mutex
 	// creates counts POST /api/v1/accounts per lower-cased login.
 	creates map[string]int
+	// created holds when each create arrived, in order.
+	created []time.Time
 	// onCreated, when set, runs after the app created an account and before its answer
 	// leaves (a test kills the calling gateway there); it is cleared once it returns true.
 	onCreated func(login string) bool
@@ -96,6 +98,7 @@ func startFleetApp(t testing.TB) *fleetApp {
 		login := strings.ToLower(strings.TrimSpace(acc.Login))
 		a.mu.Lock()
 		a.creates[login]++
+		a.created = append(a.created, time.Now())
 		a.mu.Unlock()
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		// The answer is buffered until this handler returns, so the hook runs before the
@@ -131,6 +134,18 @@ func (a *fleetApp) state(t testing.TB) demoapp.Snapshot {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// firstCreateAfter is when the first create after t arrived (zero: none yet).
+func (a *fleetApp) firstCreateAfter(t time.Time) time.Time {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, c := range a.created {
+		if c.After(t) {
+			return c
+		}
+	}
+	return time.Time{}
 }
 
 // createCount is how many creates the app received for login.
