@@ -140,12 +140,11 @@ func (e *Engine) checkSplit(tx *store.Tx, j *job, groupID string, d *scim.Member
 // page of edges for nearly every edge it writes (in bbolt, 24 KB written and allocated per
 // member for 100,000), a part of sorted ids a page or two. The parts, their calls and their
 // records follow this order; what the request means does not depend on it (Remove and Add
-// never share an id). A create's or a PUT's members (the caller's) are sorted in a copy.
-func inKeyOrder(j *job, d *scim.MemberDelta) *scim.MemberDelta {
+// never share an id). The members added are sorted in a copy: they are the caller's (a
+// create's or a PUT's) or may be a PATCH operation's own list (scim.MemberList).
+func inKeyOrder(d *scim.MemberDelta) *scim.MemberDelta {
 	out := *d
-	if j.op.Action != change.ActionPatch {
-		out.Add = slices.Clone(d.Add)
-	}
+	out.Add = slices.Clone(d.Add)
 	slices.SortFunc(out.Add, func(a, b scim.MemberRef) int { return strings.Compare(a.Value, b.Value) })
 	slices.Sort(out.Remove)
 	return &out
@@ -187,7 +186,7 @@ func (e *Engine) runParts(j *job, s *memberSplit) (*plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	deltas := splitDelta(inKeyOrder(j, s.delta), e.chunk)
+	deltas := splitDelta(inKeyOrder(s.delta), e.chunk)
 	// The request's members are in the split now: the job lets go of them as the request
 	// decoded them (a map per member, several times the body's size; issue 11).
 	op := *j.op
