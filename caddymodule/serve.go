@@ -257,6 +257,8 @@ func (g *Handler) readBodyWith(req *request, decode func([]byte, int) (map[strin
 		src = ar
 	}
 	body := http.MaxBytesReader(req.w, io.NopCloser(src), g.MaxBodyBytes)
+	// A client that announces more than it sends costs the size it announced: at most
+	// MaxBodyBytes, and above LargeBodyBytes only with a large-body slot (taken above).
 	size := req.r.ContentLength
 	if size > g.MaxBodyBytes {
 		size = -1 // refused by the MaxBytesReader once it is read that far
