@@ -146,3 +146,30 @@ func BenchmarkLargeMemberPatch(b *testing.B) {
 		})
 	}
 }
+
+// TestReadAllSized: a body is read whole whatever size it announced (more, less, none),
+// into one buffer when it is the size it announced.
+func TestReadAllSized(t *testing.T) {
+	body := strings.Repeat("0123456789", 1000)
+	for _, size := range []int64{-1, 0, 1, 4096, int64(len(body)) - 1, int64(len(body)), int64(len(body)) + 1, 1 << 20} {
+		got, err := readAll(io.LimitReader(&slowReader{s: body}, int64(len(body))), size)
+		if err != nil || string(got) != body {
+			t.Fatalf("announced %d: %d bytes, %v", size, len(got), err)
+		}
+		if size == int64(len(body)) && cap(got) != len(body)+1 {
+			t.Errorf("announced %d: read into a buffer of %d", size, cap(got))
+		}
+	}
+}
+
+// slowReader returns s at most 700 bytes a read.
+type slowReader struct{ s string }
+
+func (r *slowReader) Read(p []byte) (int, error) {
+	if r.s == "" {
+		return 0, io.EOF
+	}
+	n := copy(p[:min(len(p), 700)], r.s)
+	r.s = r.s[n:]
+	return n, nil
+}

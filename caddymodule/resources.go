@@ -344,7 +344,7 @@ func (g *Handler) replace(req *request, typ, id string) {
 
 func (g *Handler) patch(req *request, typ, id string) {
 	req.trail = &provision.Trail{Action: change.ActionPatch, Type: typ, ID: id}
-	body, err := g.readBody(req)
+	body, err := g.readBodyWith(req, scim.DecodePatchBody)
 	if err != nil {
 		g.writeError(req, err)
 		return

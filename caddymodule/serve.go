@@ -232,6 +232,12 @@ func (g *Handler) serveSchemas(req *request, rest []string) {
 // readBody reads a bounded request body and checks its media type, size, encoding, depth
 // and keys before decoding it into a JSON object.
 func (g *Handler) readBody(req *request) (map[string]any, error) {
+	return g.readBodyWith(req, scim.DecodeBody)
+}
+
+// readBodyWith is readBody with decode (scim.DecodeBody or scim.DecodePatchBody) checking
+// and decoding the bytes, which are dropped once decoded.
+func (g *Handler) readBodyWith(req *request, decode func([]byte, int) (map[string]any, error)) (map[string]any, error) {
 	if ct := req.r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || (mt != "application/scim+json" && mt != "application/json") {
@@ -251,7 +257,13 @@ func (g *Handler) readBody(req *request) (map[string]any, error) {
 		src = ar
 	}
 	body := http.MaxBytesReader(req.w, io.NopCloser(src), g.MaxBodyBytes)
-	data, err := io.ReadAll(body)
+	// A client that announces more than it sends costs the size it announced: at most
+	// MaxBodyBytes, and above LargeBodyBytes only with a large-body slot (taken above).
+	size := req.r.ContentLength
+	if size > g.MaxBodyBytes {
+		size = -1 // refused by the MaxBytesReader once it is read that far
+	}
+	data, err := readAll(body, size)
 	if err != nil {
 		if errors.Is(err, errLargeBodiesBusy) || errors.Is(err, context.Canceled) {
 			return nil, g.bodyAdmission(req, err)
@@ -265,7 +277,30 @@ func (g *Handler) readBody(req *request) (map[string]any, error) {
 		}
 		return nil, scim.BadRequest(scim.TypeInvalidSyntax, "reading the request body: %v", err)
 	}
-	return scim.DecodeBody(data, g.MaxJSONDepth)
+	return decode(data, g.MaxJSONDepth)
+}
+
+// readAll is io.ReadAll for a body announced to hold size bytes (-1: unknown): read into
+// one buffer of that size, instead of one grown by doubling (up to twice the body, and as
+// much again in the buffers it outgrew). A body longer than announced grows as io.ReadAll's.
+func readAll(r io.Reader, size int64) ([]byte, error) {
+	if size <= 0 {
+		return io.ReadAll(r)
+	}
+	b := make([]byte, 0, size+1) // the one more byte: the read that finds the end needs no growth
+	for {
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err != nil {
+			if err == io.EOF {
+				err = nil
+			}
+			return b, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+	}
 }
 
 // bodyAdmission is the answer to a large body that found no slot: 503 while others are

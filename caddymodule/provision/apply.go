@@ -661,8 +661,11 @@ func (e *Engine) memberLocks(j *job) []string {
 	}
 	named := 0
 	for i := range op.Patch {
-		if list, ok := op.Patch[i].Value.([]any); ok {
+		switch list := op.Patch[i].Value.(type) {
+		case []any:
 			named += len(list)
+		case scim.MemberList:
+			named += list.Len()
 		}
 	}
 	if named > maxMemberLocks {

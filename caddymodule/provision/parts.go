@@ -135,41 +135,50 @@ func (e *Engine) checkSplit(tx *store.Tx, j *job, groupID string, d *scim.Member
 	return &memberSplit{delta: resolved, edges: len(resolved.Add) + len(resolved.Remove), chunk: e.chunk}
 }
 
-// inKeyOrder returns d with its removals and additions sorted by member id, so that each
-// part's edges are neighbours in the store: a part of Entra's unordered ids would rewrite a
-// page of edges for nearly every edge it writes (in bbolt, 24 KB written and allocated per
-// member for 100,000), a part of sorted ids a page or two. The parts, their calls and their
-// records follow this order; what the request means does not depend on it (Remove and Add
-// never share an id). A create's or a PUT's members (the caller's) are sorted in a copy.
-func inKeyOrder(j *job, d *scim.MemberDelta) *scim.MemberDelta {
-	out := *d
-	if j.op.Action != change.ActionPatch {
-		out.Add = slices.Clone(d.Add)
-	}
-	slices.SortFunc(out.Add, func(a, b scim.MemberRef) int { return strings.Compare(a.Value, b.Value) })
-	slices.Sort(out.Remove)
-	return &out
+// memberParts is a member change cut into parts of at most n edges each: the removals
+// first, then the additions, each sorted by member id, so that each part's edges are
+// neighbours in the store: a part of Entra's unordered ids would rewrite a page of edges
+// for nearly every edge it writes (in bbolt, 24 KB written and allocated per member for
+// 100,000), a part of sorted ids a page or two. The parts, their calls and their records
+// follow this order; what the request means does not depend on it (Remove and Add never
+// share an id). The additions are not sorted in place, as they are the caller's (a
+// create's or a PUT's) or a PATCH operation's own list (scim.MemberList): each part copies
+// its own, in the order of a sorted index (4 bytes a member instead of a sorted copy's 64;
+// issue 11). The removals are the change's own, sorted in place.
+type memberParts struct {
+	d     *scim.MemberDelta
+	order []int32 // indexes of d.Add in key order (keyOrder)
+	n     int
 }
 
-// splitDelta cuts d into deltas of at most n edges each: the removals first, then the
-// additions, in the request's order. The parts share d's arrays.
-func splitDelta(d *scim.MemberDelta, n int) []*scim.MemberDelta {
-	total := len(d.Remove) + len(d.Add)
-	out := make([]*scim.MemberDelta, 0, (total+n-1)/n)
-	for start := 0; start < total; start += n {
-		end := min(start+n, total)
-		pd := &scim.MemberDelta{}
-		if start < len(d.Remove) {
-			e := min(end, len(d.Remove))
-			pd.Remove = d.Remove[start:e:e]
-		}
-		if end > len(d.Remove) {
-			s, e := max(start, len(d.Remove))-len(d.Remove), end-len(d.Remove)
-			pd.Add = d.Add[s:e:e]
-		}
-		out = append(out, pd)
+func newMemberParts(d *scim.MemberDelta, n int) *memberParts {
+	slices.Sort(d.Remove)
+	return &memberParts{d: d, order: keyOrder(len(d.Add), func(i int) string { return d.Add[i].Value }), n: n}
+}
+
+// count is the number of parts.
+func (mp *memberParts) count() int {
+	return (len(mp.d.Remove) + len(mp.d.Add) + mp.n - 1) / mp.n
+}
+
+// part returns part i (from 0): its removals share the change's array, its additions are
+// its own.
+func (mp *memberParts) part(i int) *scim.MemberDelta {
+	start := i * mp.n
+	end := min(start+mp.n, len(mp.d.Remove)+len(mp.d.Add))
+	pd := &scim.MemberDelta{}
+	if rem := len(mp.d.Remove); start < rem {
+		e := min(end, rem)
+		pd.Remove = mp.d.Remove[start:e:e]
 	}
-	return out
+	if rem := len(mp.d.Remove); end > rem {
+		s, e := max(start, rem)-rem, end-rem
+		pd.Add = make([]scim.MemberRef, 0, e-s)
+		for _, k := range mp.order[s:e] {
+			pd.Add = append(pd.Add, mp.d.Add[k])
+		}
+	}
+	return pd
 }
 
 // runParts applies job j, a change of a group's members larger than one transaction holds,
@@ -187,7 +196,7 @@ func (e *Engine) runParts(j *job, s *memberSplit) (*plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	deltas := splitDelta(inKeyOrder(j, s.delta), e.chunk)
+	parts := newMemberParts(s.delta, e.chunk)
 	// The request's members are in the split now: the job lets go of them as the request
 	// decoded them (a map per member, several times the body's size; issue 11).
 	op := *j.op
@@ -201,8 +210,8 @@ func (e *Engine) runParts(j *job, s *memberSplit) (*plan, error) {
 	}
 	j.op = &op
 	var last *plan
-	for i, d := range deltas {
-		pj := e.partJob(j, &part{index: i, count: len(deltas), delta: d, decision: decision})
+	for i := range parts.count() {
+		pj := e.partJob(j, &part{index: i, count: parts.count(), delta: parts.part(i), decision: decision})
 		p, err := e.run(pj)
 		if err != nil {
 			if i == 0 {

@@ -445,3 +445,38 @@ func statsNow(t *testing.T, c eventCounter) map[string]int64 {
 	release()
 	return before
 }
+
+// TestMemberPartsInKeyOrder: the parts of a change hold every edge once, the removals
+// first, each sorted by id, at most n a part; the change's additions (a request's own
+// list) are left in the request's order.
+func TestMemberPartsInKeyOrder(t *testing.T) {
+	adds, removes := idsFrom("a", 23), idsFrom("r", 9)
+	d := &scim.MemberDelta{Remove: slices.Clone(removes)}
+	for _, id := range adds {
+		d.Add = append(d.Add, scim.MemberRef{Value: id, Display: "d" + id})
+	}
+	given := slices.Clone(d.Add)
+	mp := newMemberParts(d, 5)
+	if mp.count() != 7 {
+		t.Fatalf("%d parts for 32 edges of 5", mp.count())
+	}
+	var gotAdds []scim.MemberRef
+	var gotRemoves []string
+	for i := range mp.count() {
+		p := mp.part(i)
+		if n := len(p.Add) + len(p.Remove); n == 0 || n > 5 || (len(p.Add) > 0 && len(gotRemoves)+len(p.Remove) != len(removes)) {
+			t.Fatalf("part %d: %d removals, %d additions", i, len(p.Remove), len(p.Add))
+		}
+		gotAdds = append(gotAdds, p.Add...)
+		gotRemoves = append(gotRemoves, p.Remove...)
+	}
+	wantAdds := slices.Clone(given)
+	slices.SortFunc(wantAdds, func(a, b scim.MemberRef) int { return strings.Compare(a.Value, b.Value) })
+	wantRemoves := slices.Sorted(slices.Values(removes))
+	if !slices.Equal(gotAdds, wantAdds) || !slices.Equal(gotRemoves, wantRemoves) {
+		t.Errorf("parts hold adds %v removes %v", gotAdds, gotRemoves)
+	}
+	if !slices.Equal(d.Add, given) {
+		t.Error("the change's additions were reordered")
+	}
+}

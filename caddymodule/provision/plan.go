@@ -398,7 +398,7 @@ func applyMembers(tx *store.Tx, groupID string, d *scim.MemberDelta) error {
 // node that grows to the whole change (quadratic); in key order they append. A group PATCH
 // adding 100,000 members with Entra's unordered ids took 58 s, in key order 0.6 s (issue 11).
 // The request's order is kept everywhere else (the events, the calls, the journal), except
-// in a change applied in parts, whose parts go in key order too (inKeyOrder).
+// in a change applied in parts, whose parts go in key order too (memberParts).
 func keyOrder(n int, id func(int) string) []int32 {
 	order := make([]int32, n)
 	for i := range order {

@@ -2,6 +2,7 @@ package scim
 
 import (
 	"encoding/json"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -24,6 +25,12 @@ type fastDecoder struct {
 	depth int
 	keys  []string // scratch: the keys of the objects being decoded
 	vals  []any    // scratch: their values and the elements of the arrays being decoded
+
+	// patch decodes a PATCH body: the member arrays of its operations' values become
+	// MemberLists (see decodePatchFast); inOps and opElems say where the decoder is.
+	patch   bool
+	inOps   bool // in the value of the body's "Operations"
+	opElems bool // among the elements of that array: the operations
 }
 
 // decodeFast decodes data, or reports false when encoding/json must.
@@ -35,6 +42,33 @@ func decodeFast(data []byte) (any, bool) {
 	}
 	d.space()
 	return v, d.i == len(d.s)
+}
+
+// decodePatchFast decodes a PATCH body as decodeFast does, except that the "value" of each
+// operation (an element of the body's "Operations" array) that is an array of members is
+// a MemberList (keys matched case-insensitively, as ParsePatch does).
+func decodePatchFast(data []byte) (any, bool) {
+	d := &fastDecoder{s: string(data), patch: true}
+	v, ok := d.value()
+	if !ok {
+		return nil, false
+	}
+	d.space()
+	return v, d.i == len(d.s)
+}
+
+// memberValue decodes an operation's value: a MemberList when it is an array the compact
+// form holds, else what value makes of it.
+func (d *fastDecoder) memberValue() (any, bool) {
+	d.space()
+	if d.i < len(d.s) && d.s[d.i] == '[' {
+		start := d.i
+		if l, ok := d.memberList(); ok {
+			return l, true
+		}
+		d.i = start
+	}
+	return d.value()
 }
 
 func (d *fastDecoder) space() {
@@ -157,7 +191,17 @@ func (d *fastDecoder) object() (any, bool) {
 			return nil, false
 		}
 		d.i++
-		v, ok := d.value()
+		var v any
+		switch {
+		case d.patch && d.depth == 1 && strings.EqualFold(k, "Operations"):
+			d.inOps = true
+			v, ok = d.value()
+			d.inOps = false
+		case d.opElems && d.depth == 3 && strings.EqualFold(k, "value"):
+			v, ok = d.memberValue()
+		default:
+			v, ok = d.value()
+		}
 		if !ok {
 			return nil, false
 		}
@@ -203,6 +247,10 @@ func (d *fastDecoder) array() (any, bool) {
 	d.i++ // [
 	base := len(d.vals)
 	defer func() { d.vals = d.vals[:base] }()
+	if d.inOps && d.depth == 2 {
+		d.inOps, d.opElems = false, true // the operations, not anything inside them
+		defer func() { d.inOps, d.opElems = true, false }()
+	}
 	d.space()
 	if d.i < len(d.s) && d.s[d.i] == ']' {
 		d.i++

@@ -274,9 +274,9 @@ func (p *patcher) applyOp(i int, op *PatchOp) error {
 		if name == PatchRemove {
 			return p.errorf(TypeNoTarget, "remove needs a \"path\" naming what to remove")
 		}
-		return p.applyPathless(i, name, op.Value)
+		return p.applyPathless(i, name, expandMembers(op.Value))
 	case op.Path.Attr.Name == "" && op.Path.Attr.URN != "":
-		return p.applySchemaObject(i, name, op.Path.Attr.URN, op.Value)
+		return p.applySchemaObject(i, name, op.Path.Attr.URN, expandMembers(op.Value))
 	default:
 		return p.applyPath(name, *op.Path, op.Value)
 	}
@@ -472,12 +472,16 @@ func (p *patcher) dropEmptyExtension(t patchTarget) {
 // applyPath applies one operation to a parsed path (from "path" or a path-less key).
 func (p *patcher) applyPath(op string, path Path, v any) error {
 	t := p.resolve(path.Attr)
+	members := p.members != nil && t.urn == "" && strings.EqualFold(t.name, "members")
+	if !members || path.Filter != nil {
+		v = expandMembers(v) // a compact member list is the generic path's elsewhere
+	}
 	skip, err := p.checkMutable(op, t, path, v)
 	if err != nil || skip {
 		return err
 	}
 	switch {
-	case p.members != nil && t.urn == "" && strings.EqualFold(t.name, "members"):
+	case members:
 		return p.memberOp(op, &path, v)
 	case isManager(t):
 		return p.managerOp(op, t, path, v)

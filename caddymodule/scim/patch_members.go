@@ -1,6 +1,7 @@
 package scim
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -26,7 +27,13 @@ type MemberDelta struct {
 // members. Duplicate ids keep their first occurrence. Errors are 400 invalidValue: a
 // member's sub-attribute the gateway would not keep, or a type other than User or Group,
 // is refused rather than dropped.
+//
+// A MemberList (from DecodePatchBody) holds only members the generic path accepts; its
+// members may be its own list, which callers never modify.
 func NormalizeMembers(v any) ([]MemberRef, error) {
+	if l, ok := v.(MemberList); ok {
+		return l.members(), nil
+	}
 	list := asList(v)
 	out := make([]MemberRef, 0, len(list))
 	seen := make(map[string]bool, len(list))
@@ -138,29 +145,77 @@ func memberType(s string) string {
 
 // memberIntent accumulates member operations in order, so that the delta says what the
 // request means in the end: an add after a remove of the same id keeps the member, a
-// remove after an add removes it.
+// remove after an add removes it. The adds of a request's first add are its own list,
+// taken as it is (a PATCH adding 100,000 members needs no second list of them, nor a map);
+// the index by id is made only when a later operation needs it.
 type memberIntent struct {
 	removeAll bool
-	adds      map[string]MemberRef
-	addOrder  []string
-	removes   map[string]bool
-	remOrder  []string
+	// adds holds the members added, in the order ids were first added; a member removed
+	// again is a zero MemberRef (a re-add puts it back in place). shared reports that adds
+	// is an operation's list, copied before any change.
+	adds     []MemberRef
+	shared   bool
+	addAt    map[string]int // index in adds by id; nil until needed
+	dropped  int            // zero entries in adds
+	removes  map[string]bool
+	remOrder []string
 }
 
 func newMemberIntent() *memberIntent {
-	return &memberIntent{adds: map[string]MemberRef{}, removes: map[string]bool{}}
+	return &memberIntent{removes: map[string]bool{}}
+}
+
+// index makes adds' index by id, and adds the intent's own.
+func (mi *memberIntent) index() {
+	if mi.shared {
+		mi.adds, mi.shared = slices.Clone(mi.adds), false
+	}
+	if mi.addAt != nil {
+		return
+	}
+	mi.addAt = make(map[string]int, len(mi.adds))
+	for i, m := range mi.adds {
+		mi.addAt[m.Value] = i
+	}
 }
 
 func (mi *memberIntent) add(m MemberRef) {
 	delete(mi.removes, m.Value)
-	if _, ok := mi.adds[m.Value]; !ok {
-		mi.addOrder = append(mi.addOrder, m.Value)
+	mi.index()
+	if i, ok := mi.addAt[m.Value]; ok {
+		if mi.adds[i].Value == "" {
+			mi.dropped--
+		}
+		mi.adds[i] = m
+		return
 	}
-	mi.adds[m.Value] = m
+	mi.addAt[m.Value] = len(mi.adds)
+	mi.adds = append(mi.adds, m)
+}
+
+// addAll adds members with distinct ids (NormalizeMembers' result, which it does not
+// modify): the first add takes the list itself.
+func (mi *memberIntent) addAll(refs []MemberRef) {
+	if len(mi.adds) > 0 || mi.addAt != nil {
+		for _, m := range refs {
+			mi.add(m)
+		}
+		return
+	}
+	for _, m := range refs {
+		delete(mi.removes, m.Value)
+	}
+	mi.adds, mi.shared = refs, true
 }
 
 func (mi *memberIntent) remove(id string) {
-	delete(mi.adds, id)
+	if len(mi.adds) > 0 {
+		mi.index()
+		if i, ok := mi.addAt[id]; ok && mi.adds[i].Value != "" {
+			mi.adds[i] = MemberRef{}
+			mi.dropped++
+		}
+	}
 	if mi.removeAll {
 		return // already gone with every other member
 	}
@@ -172,23 +227,24 @@ func (mi *memberIntent) remove(id string) {
 
 func (mi *memberIntent) clear() {
 	mi.removeAll = true
-	clear(mi.adds)
+	mi.adds, mi.shared, mi.addAt, mi.dropped = nil, false, nil, 0
 	clear(mi.removes)
-	mi.addOrder, mi.remOrder = mi.addOrder[:0], mi.remOrder[:0]
+	mi.remOrder = mi.remOrder[:0]
 }
 
 // delta returns the final intent, in the order ids were first mentioned. It consumes the
-// intent (the patch is over when it is called), so that a PATCH of 100,000 members needs no
-// second set to tell which ids were already emitted.
+// intent (the patch is over when it is called): its Add may be an operation's own list.
 func (mi *memberIntent) delta() *MemberDelta {
 	d := &MemberDelta{RemoveAll: mi.removeAll}
-	if len(mi.adds) > 0 {
-		d.Add = make([]MemberRef, 0, len(mi.adds))
-	}
-	for _, id := range mi.addOrder {
-		if m, ok := mi.adds[id]; ok {
-			delete(mi.adds, id) // an id re-added after a remove is in addOrder twice
-			d.Add = append(d.Add, m)
+	switch n := len(mi.adds) - mi.dropped; {
+	case n > 0 && mi.dropped == 0:
+		d.Add = mi.adds
+	case n > 0:
+		d.Add = make([]MemberRef, 0, n)
+		for _, m := range mi.adds {
+			if m.Value != "" {
+				d.Add = append(d.Add, m)
+			}
 		}
 	}
 	if len(mi.removes) > 0 {
@@ -201,14 +257,6 @@ func (mi *memberIntent) delta() *MemberDelta {
 		}
 	}
 	return d
-}
-
-// reserve makes room for n more adds, so that one large add grows the set once.
-func (mi *memberIntent) reserve(n int) {
-	if len(mi.adds) == 0 && n > 8 {
-		mi.adds = make(map[string]MemberRef, n)
-		mi.addOrder = make([]string, 0, n)
-	}
 }
 
 // memberOp applies an operation on a Group's members (path "members", a
@@ -240,10 +288,7 @@ func (p *patcher) memberOp(op string, path *Path, v any) error {
 	case op == PatchReplace && p.opts.MembersReplace == MembersReplaceExact:
 		p.members.clear()
 	}
-	p.members.reserve(len(refs))
-	for _, m := range refs {
-		p.members.add(m)
-	}
+	p.members.addAll(refs)
 	return nil
 }
 
