@@ -17,6 +17,9 @@ import (
 const (
 	quickDrainRate    = 50
 	quickDrainChanges = 1000
+	// quickStrictChanges is the run against a bucket of one call, whose 429s slow the drain
+	// down to a few calls per second.
+	quickStrictChanges = 50
 )
 
 // TestDrainQuick runs the drain benchmark end to end against a real Caddy and the demo app
@@ -24,32 +27,47 @@ const (
 // answered at once, every change reached the app exactly once, the outbox is empty with no
 // dead letter, and any 429 the app sent was retried only after its Retry-After. The rates
 // it reports are not checked: they are the benchmark's measurement.
+//
+// With a bucket of one call the app refuses any call that comes sooner than 1/rate after
+// the one before, which a gateway pacing itself at exactly the rate cannot always avoid
+// (scheduling jitter): that run is there for its 429s, each of which must be answered.
 func TestDrainQuick(t *testing.T) {
 	if testing.Short() {
-		t.Skip("drains a real outbox for about half a minute")
+		t.Skip("drains a real outbox for about a minute")
 	}
-	cfg := drainConfig{Rate: envFloat(envDrainRate, quickDrainRate), Changes: envInt(envDrainChanges, quickDrainChanges), Concurrency: 32}
-	var out bytes.Buffer
-	rep, err := runDrain(context.Background(), cfg, &out)
-	if err != nil {
-		t.Fatalf("drain: %v\n%s", err, out.String())
-	}
-	t.Log("\n" + out.String())
-	switch {
-	case rep.Unexpected > 0:
-		t.Errorf("%d creates not answered 201/202: %v", rep.Unexpected, rep.Samples)
-	case !rep.Drained || rep.Pending > 0:
-		t.Errorf("the outbox did not drain: %d pending", rep.Pending)
-	case rep.DeadLetters > 0:
-		t.Errorf("%d dead letters", rep.DeadLetters)
-	case rep.RetriedEarly > 0:
-		t.Errorf("%d calls for a refused create came before its Retry-After", rep.RetriedEarly)
-	case rep.Accounts != cfg.Changes || rep.CreatedTwice > 0:
-		t.Errorf("the app created %d accounts (%d twice), want %d once each", rep.Accounts, rep.CreatedTwice, cfg.Changes)
-	case rep.AppFailures > 0:
-		t.Errorf("%d calls the app let through failed", rep.AppFailures)
-	case !rep.OnceMet || !rep.AnsweredMet:
-		t.Errorf("verdicts: exactly once %v, 429s answered %v", rep.OnceMet, rep.AnsweredMet)
+	for _, tc := range []struct {
+		name     string
+		appBurst int
+		changes  int
+	}{
+		{"bucket of a second", 0, envInt(envDrainChanges, quickDrainChanges)},
+		{"bucket of one call", 1, quickStrictChanges},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := drainConfig{Rate: envFloat(envDrainRate, quickDrainRate), AppBurst: tc.appBurst, Changes: tc.changes, Concurrency: 32}
+			var out bytes.Buffer
+			rep, err := runDrain(context.Background(), cfg, &out)
+			if err != nil {
+				t.Fatalf("drain: %v\n%s", err, out.String())
+			}
+			t.Log("\n" + out.String())
+			switch {
+			case rep.Unexpected > 0:
+				t.Errorf("%d creates not answered 201/202: %v", rep.Unexpected, rep.Samples)
+			case !rep.Drained || rep.Pending > 0:
+				t.Errorf("the outbox did not drain: %d pending", rep.Pending)
+			case rep.DeadLetters > 0:
+				t.Errorf("%d dead letters", rep.DeadLetters)
+			case rep.RetriedEarly > 0:
+				t.Errorf("%d calls for a refused create came before its Retry-After", rep.RetriedEarly)
+			case rep.Accounts != cfg.Changes || rep.CreatedTwice > 0:
+				t.Errorf("the app created %d accounts (%d twice), want %d once each", rep.Accounts, rep.CreatedTwice, cfg.Changes)
+			case rep.AppFailures > 0:
+				t.Errorf("%d calls the app let through failed", rep.AppFailures)
+			case !rep.OnceMet || !rep.AnsweredMet:
+				t.Errorf("verdicts: exactly once %v, 429s answered %v", rep.OnceMet, rep.AnsweredMet)
+			}
+		})
 	}
 }
 
