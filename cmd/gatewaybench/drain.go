@@ -46,7 +46,8 @@ const (
 
 // drainConfig is the command line of `gatewaybench drain`.
 type drainConfig struct {
-	Rate        float64 // the app's limit and the target's rate_limit, calls per second
+	Rate        float64 // the app's limit, calls per second
+	TargetRate  float64 // the target's rate_limit (default Rate)
 	AppBurst    int     // tokens the app's bucket holds
 	Changes     int     // creates in the burst
 	Concurrency int     // Entra's connections during the burst
@@ -76,6 +77,7 @@ func parseDrainFlags(args []string, stderr io.Writer) (drainConfig, error) {
 	fs := flag.NewFlagSet("gatewaybench drain", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Float64Var(&cfg.Rate, "rate", envFloat(envDrainRate, defaultDrainRate), "calls per second the app allows, and the target's rate_limit (env "+envDrainRate+")")
+	fs.Float64Var(&cfg.TargetRate, "target-rate", 0, "the target's rate_limit (default: -rate, the app's limit)")
 	fs.IntVar(&cfg.AppBurst, "app-burst", 0, "calls the app's token bucket lets through at once (default: a second's worth, the rate rounded up)")
 	fs.IntVar(&cfg.Changes, "changes", envInt(envDrainChanges, defaultDrainChanges), "creates sent in the burst (env "+envDrainChanges+")")
 	fs.IntVar(&cfg.Concurrency, "concurrency", 32, "connections the burst is sent on")
@@ -96,6 +98,8 @@ func (cfg *drainConfig) validate() error {
 	switch {
 	case !(cfg.Rate > 0 && cfg.Rate <= maxDrainRate):
 		return fmt.Errorf("-rate must be in (0, %v]", maxDrainRate)
+	case cfg.TargetRate < 0 || cfg.TargetRate > maxDrainRate || math.IsNaN(cfg.TargetRate):
+		return fmt.Errorf("-target-rate must be in (0, %v]", maxDrainRate)
 	case cfg.AppBurst < 0 || cfg.AppBurst > 1000:
 		return errors.New("-app-burst must be 1..1000")
 	case cfg.Changes < 1 || cfg.Changes > maxDrainChanges:
@@ -105,20 +109,24 @@ func (cfg *drainConfig) validate() error {
 	case cfg.Timeout < 0:
 		return errors.New("-timeout cannot be negative")
 	}
+	if cfg.TargetRate == 0 {
+		cfg.TargetRate = cfg.Rate
+	}
 	if cfg.AppBurst == 0 {
 		cfg.AppBurst = int(math.Ceil(cfg.Rate))
 	}
 	if cfg.Timeout == 0 {
-		cfg.Timeout = 3*time.Duration(float64(cfg.Changes)/cfg.Rate*float64(time.Second)) + 2*time.Minute
+		cfg.Timeout = 3*time.Duration(float64(cfg.Changes)/min(cfg.Rate, cfg.TargetRate)*float64(time.Second)) + 2*time.Minute
 	}
 	return nil
 }
 
 // DrainReport is what a drain run prints; -json prints it as is.
 type DrainReport struct {
-	Rate     float64 `json:"rate"` // the app's limit and the target's rate_limit
-	AppBurst int     `json:"app_burst"`
-	Changes  int     `json:"changes"`
+	Rate       float64 `json:"rate"`        // the app's limit
+	TargetRate float64 `json:"target_rate"` // the target's rate_limit
+	AppBurst   int     `json:"app_burst"`
+	Changes    int     `json:"changes"`
 
 	// The burst: Entra's creates, answered once queued.
 	BurstSeconds      float64  `json:"burst_seconds"`
@@ -243,7 +251,7 @@ http://%[10]s {
 	}
 }
 `, filepath.Join(tmp, "caddy"), gw, r.token, filepath.Join(tmp, "data"), l.Addr().String(), mp, r.apiKey,
-		strconv.FormatFloat(cfg.Rate, 'f', -1, 64), drainTarget, demo, max(cfg.Changes, 1))
+		strconv.FormatFloat(cfg.TargetRate, 'f', -1, 64), drainTarget, demo, max(cfg.Changes, 1))
 	if err := loadCaddyfile(src); err != nil {
 		r.stopApp()
 		r.cleanup()
@@ -320,7 +328,7 @@ func runDrain(ctx context.Context, cfg drainConfig, stdout io.Writer) (*DrainRep
 	if err != nil {
 		return nil, err
 	}
-	rep := &DrainReport{Rate: cfg.Rate, AppBurst: cfg.AppBurst, Changes: cfg.Changes}
+	rep := &DrainReport{Rate: cfg.Rate, TargetRate: cfg.TargetRate, AppBurst: cfg.AppBurst, Changes: cfg.Changes}
 
 	// The burst: Entra's creates, each answered once committed with its task.
 	b := &bench{client: r.client}
@@ -462,7 +470,7 @@ target: drains at the app's rate ±%.0f%% (%.2f..%.2f calls/s): %s
 target: no call refused for exceeding the rate: %s
 target: no 429 left unanswered (each retried after its Retry-After, no dead letter): %s
 target: every change delivered exactly once, outbox empty: %s
-`, rep.Changes, rep.Rate, rep.AppBurst, rep.Rate,
+`, rep.Changes, rep.Rate, rep.AppBurst, rep.TargetRate,
 		rep.Changes, rep.BurstSeconds, rep.BurstPerSec, rep.BurstP50Ms, rep.BurstP99Ms, rep.Unexpected, rep.PendingAfterBurst, rep.BurstCPUSeconds,
 		rep.DrainSeconds, rep.DrainCPUSeconds, rep.DrainCPUCores,
 		rep.Calls, rep.CallsPerSec, rep.CallsByMethod, rep.Refused429, rep.RetriedEarly, rep.AppFailures,

@@ -125,7 +125,7 @@ func TestDrainFlags(t *testing.T) {
 	t.Setenv(envDrainRate, "")
 	t.Setenv(envDrainChanges, "")
 	cfg, err := parseDrainFlags(nil, io.Discard)
-	if err != nil || cfg.Rate != defaultDrainRate || cfg.Changes != defaultDrainChanges || cfg.AppBurst != 5 || cfg.Timeout < 1000*time.Second {
+	if err != nil || cfg.Rate != defaultDrainRate || cfg.TargetRate != cfg.Rate || cfg.Changes != defaultDrainChanges || cfg.AppBurst != 5 || cfg.Timeout < 1000*time.Second {
 		t.Fatalf("defaults %+v, %v", cfg, err)
 	}
 	t.Setenv(envDrainRate, "12.5")
@@ -134,7 +134,7 @@ func TestDrainFlags(t *testing.T) {
 	if err != nil || cfg.Rate != 12.5 || cfg.Changes != 40 || cfg.AppBurst != 1 {
 		t.Fatalf("from the environment %+v, %v", cfg, err)
 	}
-	for _, args := range [][]string{{"-rate", "0"}, {"-rate", "-3"}, {"-changes", "0"}, {"-concurrency", "0"}, {"-app-burst", "-1"}, {"-timeout", "-1s"}, {"extra"}} {
+	for _, args := range [][]string{{"-target-rate", "-1"}, {"-rate", "0"}, {"-rate", "-3"}, {"-changes", "0"}, {"-concurrency", "0"}, {"-app-burst", "-1"}, {"-timeout", "-1s"}, {"extra"}} {
 		if _, err := parseDrainFlags(args, io.Discard); err == nil {
 			t.Errorf("%v: no error", args)
 		}
