@@ -164,6 +164,13 @@ type DrainReport struct {
 	DrainCPUSeconds float64 `json:"drain_cpu_seconds"`
 	DrainCPUCores   float64 `json:"drain_cpu_cores"`
 
+	// Stalls of the whole process (the gateway and the app share it): the longest a 10 ms
+	// ticker was late, and how often it was late by more than stallThreshold. Calls delayed
+	// by a stall reach the app together: a 429 during one says more about the host than
+	// about the gateway's pacing.
+	MaxStallMs float64 `json:"max_stall_ms"`
+	Stalls     int     `json:"stalls"`
+
 	// The issue's targets.
 	RateMet     bool `json:"rate_met"`     // calls/s within ±10% of the rate
 	No429Met    bool `json:"no_429_met"`   // the app refused nothing
@@ -335,6 +342,7 @@ func runDrain(ctx context.Context, cfg drainConfig, stdout io.Writer) (*DrainRep
 	gw := &side{name: sideGateway, base: r.gateway, api: scimAPI{token: r.token}}
 	var mu sync.Mutex
 	lat := make([]time.Duration, 0, cfg.Changes)
+	stalls := watchStalls(ctx)
 	cpu0, _ := processCPU()
 	start := time.Now()
 	b.drive(ctx, cfg.Concurrency, cfg.Changes, func(ctx context.Context, i int) bool {
@@ -393,6 +401,7 @@ func runDrain(ctx context.Context, cfg drainConfig, stdout io.Writer) (*DrainRep
 	s := w.Stats()
 	rep.Pending, rep.DeadLetters = s.Pending, s.Dead
 	rep.fill(r.app.counts())
+	rep.MaxStallMs, rep.Stalls = stalls()
 	if rep.Drained {
 		// The demo app's own state, read past the limit: one account per change.
 		n, err := r.appAccounts(context.WithoutCancel(ctx))
@@ -466,6 +475,7 @@ drain     %.1f s from the first create to an empty outbox; CPU %.2f s (%.3f core
 app       %d calls let through at %.3f calls/s (%v), %d refused with 429, %d retried before their Retry-After, %d failed
 windows   %d full %d s windows: %.2f..%.2f calls/s, %d within ±%.0f%%: %v
 end       %d accounts, %d created twice, %d pending, %d dead letters
+host      the process stalled %d times for over %v, at most %.0f ms
 target: drains at the app's rate ±%.0f%% (%.2f..%.2f calls/s): %s
 target: no call refused for exceeding the rate: %s
 target: no 429 left unanswered (each retried after its Retry-After, no dead letter): %s
@@ -476,6 +486,7 @@ target: every change delivered exactly once, outbox empty: %s
 		rep.Calls, rep.CallsPerSec, rep.CallsByMethod, rep.Refused429, rep.RetriedEarly, rep.AppFailures,
 		rep.Windows, drainWindow, rep.WindowMin, rep.WindowMax, rep.WindowsInBand, drainTolerance*100, rep.WindowRates,
 		rep.Accounts, rep.CreatedTwice, rep.Pending, rep.DeadLetters,
+		rep.Stalls, stallThreshold, rep.MaxStallMs,
 		drainTolerance*100, rep.Rate*(1-drainTolerance), rep.Rate*(1+drainTolerance), mark(rep.RateMet),
 		mark(rep.No429Met), mark(rep.AnsweredMet), mark(rep.OnceMet))
 	for _, s := range rep.Samples {
@@ -484,4 +495,46 @@ target: every change delivered exactly once, outbox empty: %s
 		}
 	}
 	return err
+}
+
+// stallTick and stallThreshold: how often watchStalls looks at the clock, and how late a
+// tick must be to count as a stall (a fifth of a second: a call at 5 calls/s).
+const (
+	stallTick      = 10 * time.Millisecond
+	stallThreshold = 200 * time.Millisecond
+)
+
+// watchStalls measures, until ctx ends or the returned function is called, how late a
+// ticker fires: the time this process could not run (a loaded host, a long GC pause). The
+// function returns the longest lateness in ms and the number of stalls.
+func watchStalls(ctx context.Context) func() (maxMs float64, n int) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	var worst time.Duration
+	var count int
+	go func() {
+		defer close(done)
+		t := time.NewTicker(stallTick)
+		defer t.Stop()
+		last := time.Now()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-t.C:
+				now = time.Now() // when it ran, not when the tick was due
+				late := now.Sub(last) - stallTick
+				last = now
+				worst = max(worst, late)
+				if late > stallThreshold {
+					count++
+				}
+			}
+		}
+	}()
+	return func() (float64, int) {
+		cancel()
+		<-done
+		return round(float64(worst)/float64(time.Millisecond), 1), count
+	}
 }
