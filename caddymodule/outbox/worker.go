@@ -82,10 +82,14 @@ type Worker struct {
 	// holding: a term of the job runs (always, with a store of its own).
 	holding atomic.Bool
 
-	mu          sync.Mutex
-	d           Deliverer
-	s           Settings
-	entries     []*entry // by sequence number
+	mu      sync.Mutex
+	d       Deliverer
+	s       Settings
+	entries []*entry // by sequence number
+	// byRes indexes entries by resource, each in sequence order: grouping a ready task with
+	// its resource's later ones visits those only, not every task queued after it (a burst
+	// of creates of distinct resources made that quadratic in the queue's depth).
+	byRes       map[string][]*entry
 	inflight    int
 	outageUntil time.Time // no attempt before this: the app was unavailable
 	paused      bool      // by an operator (kept in the store)
@@ -159,6 +163,7 @@ func Start(target string, st *store.Store, d Deliverer, s Settings, el fleet.Ele
 	if err != nil {
 		return nil, err
 	}
+	w.reindex()
 	w.ctx, w.cancel = context.WithCancel(context.Background())
 	running.add(w)
 	go w.run()
@@ -212,15 +217,45 @@ func (w *Worker) takeInbox() {
 	w.inbox = nil
 	w.inboxMu.Unlock()
 	for _, e := range in {
-		if n := len(w.entries); n == 0 || w.entries[n-1].seq < e.seq {
-			w.entries = append(w.entries, e) // the usual case: the newest task
-			continue
-		}
-		i, found := slices.BinarySearchFunc(w.entries, e.seq, func(x *entry, seq uint64) int { return cmpSeq(x.seq, seq) })
-		if !found { // found: a resync read it from the store already
-			w.entries = slices.Insert(w.entries, i, e)
-		}
+		w.add(e)
 	}
+}
+
+// add puts e in entries and byRes, in sequence order, unless a task of its sequence number
+// is there already (a resync read it from the store); w.mu is held.
+func (w *Worker) add(e *entry) {
+	if n := len(w.entries); n == 0 || w.entries[n-1].seq < e.seq {
+		w.entries = append(w.entries, e) // the usual case: the newest task
+	} else {
+		i, found := seqIndex(w.entries, e.seq)
+		if found {
+			return
+		}
+		w.entries = slices.Insert(w.entries, i, e)
+	}
+	if w.byRes == nil {
+		w.byRes = map[string][]*entry{}
+	}
+	list := w.byRes[e.resource]
+	if n := len(list); n == 0 || list[n-1].seq < e.seq {
+		w.byRes[e.resource] = append(list, e)
+		return
+	}
+	i, _ := seqIndex(list, e.seq)
+	w.byRes[e.resource] = slices.Insert(list, i, e)
+}
+
+// reindex rebuilds byRes from entries; w.mu is held (or the worker not yet started).
+func (w *Worker) reindex() {
+	w.byRes = make(map[string][]*entry, len(w.entries))
+	for _, e := range w.entries {
+		w.byRes[e.resource] = append(w.byRes[e.resource], e)
+	}
+}
+
+// seqIndex finds seq in entries sorted by sequence number (slices.BinarySearchFunc).
+func seqIndex(entries []*entry, seq uint64) (int, bool) {
+	return slices.BinarySearchFunc(entries, seq, func(x *entry, seq uint64) int { return cmpSeq(x.seq, seq) })
 }
 
 func cmpSeq(a, b uint64) int {
@@ -422,6 +457,7 @@ func (w *Worker) resync() error {
 	}
 	slices.SortFunc(out, func(a, b *entry) int { return cmpSeq(a.seq, b.seq) })
 	w.entries = out
+	w.reindex()
 	return nil
 }
 
@@ -433,7 +469,7 @@ func (w *Worker) dropIndex() {
 	w.inboxMu.Lock()
 	w.inbox = nil
 	w.inboxMu.Unlock()
-	w.entries = nil
+	w.entries, w.byRes = nil, nil
 }
 
 // dispatch starts every task that may go now, and returns when it should look again
@@ -505,8 +541,8 @@ func (w *Worker) dispatch(ctx context.Context) time.Time {
 
 // group is the ready task at index i with the tasks of its resource after it that may be
 // coalesced with it: each ready too, its references not waiting for a task before it
-// (live holds the resources with a create or delete before i; the other resources' ones
-// between are added as the scan goes), up to maxCoalesce.
+// (live holds the resources with a create or delete before i; byRes says which have one
+// between), up to maxCoalesce. It visits the resource's own tasks only (byRes).
 //
 // wait: a later task of the resource refers to a resource whose pending task comes before
 // task i (a user's manager link whose manager's create is still queued, a group's member
@@ -518,16 +554,11 @@ func (w *Worker) dispatch(ctx context.Context) time.Time {
 func (w *Worker) group(i int, live, stuck map[string]bool, scheduled func(*entry) bool, now time.Time) (group []*entry, wait bool) {
 	e := w.entries[i]
 	group = []*entry{e}
-	between := map[string]bool{}
-	for _, f := range w.entries[i+1:] {
+	own := w.byRes[e.resource]
+	j, _ := seqIndex(own, e.seq)
+	for _, f := range own[j+1:] { // the resource's later tasks, in order
 		if len(group) == maxCoalesce {
 			break
-		}
-		if f.resource != e.resource {
-			if !f.dead && f.made {
-				between[f.resource] = true
-			}
-			continue
 		}
 		if f.dead || f.inFlight || !scheduled(f) || f.notBefore.After(now) {
 			break
@@ -537,12 +568,29 @@ func (w *Worker) group(i int, live, stuck map[string]bool, scheduled func(*entry
 			wait = !urgent && !slices.ContainsFunc(f.refs, func(r string) bool { return stuck[r] })
 			break
 		}
-		if slices.ContainsFunc(f.refs, func(r string) bool { return between[r] }) {
+		if slices.ContainsFunc(f.refs, func(r string) bool { return r != e.resource && w.madeBetween(r, e.seq, f.seq) }) {
 			break
 		}
 		group = append(group, f)
 	}
 	return group, wait
+}
+
+// madeBetween reports whether resource r has a create or delete that is not dead queued
+// after task from and before task to: a task of another resource that refers to r goes
+// after it, so it cannot join a group delivered before it.
+func (w *Worker) madeBetween(r string, from, to uint64) bool {
+	list := w.byRes[r]
+	k, _ := seqIndex(list, from+1)
+	for _, x := range list[k:] {
+		if x.seq >= to {
+			break
+		}
+		if !x.dead && x.made {
+			return true
+		}
+	}
+	return false
 }
 
 // attempt makes one delivery attempt of a group of tasks (see group).
@@ -620,5 +668,19 @@ func (w *Worker) deliver(ctx context.Context, group []*entry, d Deliverer) (n in
 
 // remove forgets task seq (delivered or dropped).
 func (w *Worker) remove(seq uint64) {
-	w.entries = slices.DeleteFunc(w.entries, func(x *entry) bool { return x.seq == seq })
+	i, found := seqIndex(w.entries, seq)
+	if !found {
+		return
+	}
+	e := w.entries[i]
+	w.entries = slices.Delete(w.entries, i, i+1)
+	list := w.byRes[e.resource]
+	if k, found := seqIndex(list, seq); found {
+		list = slices.Delete(list, k, k+1)
+	}
+	if len(list) == 0 {
+		delete(w.byRes, e.resource)
+	} else {
+		w.byRes[e.resource] = list
+	}
 }

@@ -260,6 +260,10 @@ func run(ctx context.Context, cfg config, stdout io.Writer) (*Report, error) {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "drain" {
+		mainDrain(os.Args[2:])
+		return
+	}
 	cfg, err := parseFlags(os.Args[1:], os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)
@@ -272,6 +276,25 @@ func main() {
 	defer stop()
 	if _, err := run(ctx, cfg, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "gatewaybench:", err)
+		stop()
+		os.Exit(1)
+	}
+}
+
+// mainDrain runs `gatewaybench drain` (drain.go).
+func mainDrain(args []string) {
+	cfg, err := parseDrainFlags(args, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "gatewaybench drain:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if _, err := runDrain(ctx, cfg, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "gatewaybench drain:", err)
 		stop()
 		os.Exit(1)
 	}

@@ -63,18 +63,24 @@ func startRig(mappingPath, policyDir string, lat latency) (*rig, error) {
 	}
 	gw, px, a, b := addrs[0], addrs[1], addrs[2], addrs[3]
 	r.gateway, r.proxy, r.appA, r.appB = "http://"+gw+"/scim/v2", "http://"+px, "http://"+a, "http://"+b
-	src := caddyfileFor(r, mp, policyDir, lat, gw, px, a, b)
-	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(src), map[string]any{"filename": "gatewaybench.Caddyfile"})
-	if err != nil {
+	if err := loadCaddyfile(caddyfileFor(r, mp, policyDir, lat, gw, px, a, b)); err != nil {
 		r.cleanup()
-		return nil, fmt.Errorf("adapting the Caddyfile: %w", err)
-	}
-	if err := caddy.Load(cfg, true); err != nil {
-		r.cleanup()
-		return nil, fmt.Errorf("starting Caddy: %w", err)
+		return nil, err
 	}
 	r.client = newHTTPClient()
 	return r, nil
+}
+
+// loadCaddyfile starts the in-process Caddy with the config src.
+func loadCaddyfile(src string) error {
+	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(src), map[string]any{"filename": "gatewaybench.Caddyfile"})
+	if err != nil {
+		return fmt.Errorf("adapting the Caddyfile: %w", err)
+	}
+	if err := caddy.Load(cfg, true); err != nil {
+		return fmt.Errorf("starting Caddy: %w", err)
+	}
+	return nil
 }
 
 // caddyfileFor writes the rig's config. The credentials are literals: they are random per
