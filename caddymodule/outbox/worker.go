@@ -14,6 +14,7 @@ import (
 	"github.com/scimgate/scimgate/caddymodule/change"
 	"github.com/scimgate/scimgate/caddymodule/fleet"
 	"github.com/scimgate/scimgate/caddymodule/journal"
+	"github.com/scimgate/scimgate/caddymodule/kv"
 	"github.com/scimgate/scimgate/caddymodule/store"
 )
 
@@ -57,6 +58,16 @@ type Report struct {
 // maxCoalesce bounds how many tasks one delivery coalesces.
 const maxCoalesce = 100
 
+// coalesceLimit is maxCoalesce, or fewer on a store whose transactions hold at most limit
+// operations (etcd: 128): the delivery's commit deletes each task (two keys) and appends
+// its record (the record, the open-intent entry), besides the journal's head and size.
+func coalesceLimit(limit int) int {
+	if limit <= 0 {
+		return maxCoalesce
+	}
+	return max(1, min(maxCoalesce, (limit-16)/4))
+}
+
 // Worker delivers one target's outbox: tasks of one resource one at a time in the order
 // they were queued, tasks of different resources in parallel up to MaxConcurrent, a task
 // that refers to other resources (members, a manager) after their queued creates and
@@ -92,6 +103,7 @@ type Worker struct {
 	byRes       map[string][]*entry
 	inflight    int
 	outageUntil time.Time // no attempt before this: the app was unavailable
+	coalesce    int       // the most tasks one delivery coalesces (coalesceLimit)
 	paused      bool      // by an operator (kept in the store)
 	pauseGen    uint64    // counts this process's Pause and Resume: a resync read before one does not undo it
 
@@ -142,7 +154,8 @@ func Start(target string, st *store.Store, d Deliverer, s Settings, el fleet.Ele
 		el = fleet.NewSolo()
 	}
 	w := &Worker{target: target, store: st, logger: logger, now: time.Now, el: el, shared: st.DB().Shared(),
-		d: d, s: s.WithDefaults(), wake: make(chan struct{}, 1), done: make(chan struct{})}
+		d: d, s: s.WithDefaults(), wake: make(chan struct{}, 1), done: make(chan struct{}),
+		coalesce: coalesceLimit(kv.TxnOpsLimit(st.DB()))}
 	if err := fleet.CheckJob(w.job()); err != nil {
 		return nil, err
 	}
@@ -557,7 +570,7 @@ func (w *Worker) group(i int, live, stuck map[string]bool, scheduled func(*entry
 	own := w.byRes[e.resource]
 	j, _ := seqIndex(own, e.seq)
 	for _, f := range own[j+1:] { // the resource's later tasks, in order
-		if len(group) == maxCoalesce {
+		if len(group) == w.coalesce {
 			break
 		}
 		if f.dead || f.inFlight || !scheduled(f) || f.notBefore.After(now) {

@@ -12,7 +12,7 @@ import (
 func BenchmarkGroup(b *testing.B) {
 	for _, depth := range []int{500, 5000, 50000} {
 		b.Run(fmt.Sprintf("tasks=%d", depth), func(b *testing.B) {
-			w := &Worker{}
+			w := &Worker{coalesce: maxCoalesce}
 			for i := range depth {
 				w.add(&entry{seq: uint64(i + 1), resource: fmt.Sprintf("res-%06d", i), made: true})
 			}

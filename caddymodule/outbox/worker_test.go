@@ -72,7 +72,7 @@ func TestGroupMatchesScan(t *testing.T) {
 	rng := rand.New(rand.NewPCG(14, 5000))
 	now := time.Now()
 	for round := range 300 {
-		w := &Worker{}
+		w := &Worker{coalesce: maxCoalesce}
 		nres := 2 + rng.IntN(6)
 		res := func() string { return fmt.Sprintf("r%d", rng.IntN(nres)) }
 		seqs := rng.Perm(5 + rng.IntN(150)) // added out of order, as a resync and the inbox may
@@ -118,4 +118,18 @@ func seqsOf(es []*entry) []uint64 {
 		out[i] = e.seq
 	}
 	return out
+}
+
+// TestCoalesceLimit: a delivery coalesces up to maxCoalesce tasks on bbolt and fewer on a
+// store with a transaction limit, so that its commit fits (etcd's 128 operations).
+func TestCoalesceLimit(t *testing.T) {
+	if got := coalesceLimit(0); got != maxCoalesce {
+		t.Errorf("no limit: %d, want %d", got, maxCoalesce)
+	}
+	if got := coalesceLimit(128); got < 1 || 16+4*got > 128 {
+		t.Errorf("etcd's 128 operations: %d tasks, whose commit needs up to %d", got, 16+4*got)
+	}
+	if got := coalesceLimit(10); got != 1 {
+		t.Errorf("a tiny limit: %d, want 1", got)
+	}
 }

@@ -748,3 +748,49 @@ func TestQueuedSkipWaitsBehindChanges(t *testing.T) {
 	}
 	r.verify()
 }
+
+// TestCoalescingManyChanges: 60 queued changes of one user are delivered, coalesced into as
+// few deliveries as the store commits at once (all 60 in one on bbolt; on etcd, whose
+// transactions hold 128 operations, in groups that fit: SCIMGATE_TEST_STORE=etcd).
+func TestCoalescingManyChanges(t *testing.T) {
+	app, srv := newNativeApp(t)
+	r := queuedRig(t, srv.URL, withMode(outbox.Queued))
+	w := r.eng.Worker()
+	if err := w.Pause("test"); err != nil {
+		t.Fatal(err)
+	}
+	uid := r.mustCreate(scim.UserType, user("ada@contoso.example", `,"title":"T0"`))
+	const changes = 60
+	for i := 1; i < changes; i++ {
+		if res := r.patchAs(fmt.Sprintf("c-%d", i), uid, fmt.Sprintf(`[{"op":"replace","path":"title","value":"T%d"}]`, i)); res.Err != nil {
+			t.Fatal(res.Err)
+		}
+	}
+	if err := w.Resume("test"); err != nil {
+		t.Fatal(err)
+	}
+	r.settle()
+	n := r.nativeID(scim.UserType, uid)
+	if got := app.accounts[n]["title"]; got != fmt.Sprintf("T%d", changes-1) || len(r.tasks()) != 0 {
+		t.Fatalf("after the deliveries: account %v, %d tasks left", app.accounts[n], len(r.tasks()))
+	}
+	delivered := 0
+	for _, rec := range r.records() {
+		if rec.SCIMID == uid && rec.Action == change.ActionDeliver && rec.Outcome == change.Delivered {
+			delivered++
+		}
+	}
+	if delivered != changes {
+		t.Errorf("%d changes journaled as delivered, want %d", delivered, changes)
+	}
+	// Each delivery's commit fits the store: none is made again after its commit failed.
+	posts, calls := 0, app.callLog()
+	for _, c := range calls {
+		if strings.HasPrefix(c, "POST ") {
+			posts++
+		}
+	}
+	if posts != 1 || len(calls) > changes/2 {
+		t.Errorf("%d calls to the app (%d creates) for %d coalescible changes: %v", len(calls), posts, changes, calls)
+	}
+}
