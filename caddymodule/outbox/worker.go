@@ -132,6 +132,10 @@ type entry struct {
 	// made: the task creates or deletes its resource, what a reference to the resource
 	// waits for (an update of a member or a manager does not hold their references).
 	made bool
+	// deletes: the task deletes its resource, which must wait for every earlier task that
+	// refers to the resource (a group's member add must reach the app before the member's
+	// delete).
+	deletes bool
 	// sum is the checksum of the stored task the entry was read from (0: not read from the
 	// store), so that a resync decodes only the tasks that changed.
 	sum uint32
@@ -139,7 +143,7 @@ type entry struct {
 
 func entryOf(t *Task) *entry {
 	return &entry{seq: t.Seq, resource: t.ID, refs: t.Refs, dead: t.Dead, notBefore: t.NextAttempt, queued: t.Queued, urgent: t.Urgent,
-		made: isNull(t.Before) || isNull(t.After)}
+		made: isNull(t.Before) || isNull(t.After), deletes: isNull(t.After)}
 }
 
 func isNull(raw []byte) bool { return len(raw) == 0 || string(raw) == "null" }
@@ -512,21 +516,28 @@ func (w *Worker) dispatch(ctx context.Context) time.Time {
 			}
 		}
 	}
-	held := map[string]bool{}  // resources with an earlier task (their later ones wait)
-	live := map[string]bool{}  // resources with an earlier create or delete that is not dead (references wait)
-	stuck := map[string]bool{} // resources with a dead letter (their later tasks wait for an operator)
+	held := map[string]bool{}       // resources with an earlier task (their later ones wait)
+	referenced := map[string]bool{} // resources an earlier task that is not dead refers to (their delete waits)
+	live := map[string]bool{}       // resources with an earlier create or delete that is not dead (references wait)
+	stuck := map[string]bool{}      // resources with a dead letter (their later tasks wait for an operator)
 	inSchedule := func(e *entry) bool { return urgent[e.resource] || open && sched.Due(e.queued, now) }
 	for i, e := range w.entries {
 		if w.inflight >= w.s.MaxConcurrent {
 			break
 		}
-		waits := held[e.resource] || slices.ContainsFunc(e.refs, func(r string) bool { return live[r] })
+		waits := held[e.resource] || slices.ContainsFunc(e.refs, func(r string) bool { return live[r] }) ||
+			e.deletes && referenced[e.resource]
 		scheduled := inSchedule(e)
 		if !scheduled && !e.dead && (wakeAt.IsZero() || sched.Next(now).Before(wakeAt)) {
 			wakeAt = sched.Next(now)
 		}
 		ready := !e.dead && !e.inFlight && !waits && scheduled && !e.notBefore.After(now)
 		held[e.resource] = true
+		if !e.dead {
+			for _, r := range e.refs {
+				referenced[r] = true
+			}
+		}
 		if e.dead {
 			stuck[e.resource] = true
 		} else if e.made {
@@ -539,6 +550,9 @@ func (w *Worker) dispatch(ctx context.Context) time.Time {
 			continue
 		}
 		group, wait := w.group(i, live, stuck, inSchedule, now)
+		if j := slices.IndexFunc(group, func(g *entry) bool { return g.deletes && g != e && w.referencedBefore(g.resource, g.seq) }); j > 0 {
+			group = group[:j] // a delete that a task before it refers to waits for that task
+		}
 		if wait {
 			continue // the task whose reference waits joins it once that is delivered
 		}
@@ -696,4 +710,17 @@ func (w *Worker) remove(seq uint64) {
 	} else {
 		w.byRes[e.resource] = list
 	}
+}
+
+// referencedBefore reports whether a task before seq that is not dead refers to res: a
+// delete of res coalesced into a group waits for it. It is asked only of a delete in a
+// group, so its scan is rare.
+func (w *Worker) referencedBefore(res string, seq uint64) bool {
+	end, _ := seqIndex(w.entries, seq)
+	for _, f := range w.entries[:end] {
+		if !f.dead && slices.Contains(f.refs, res) {
+			return true
+		}
+	}
+	return false
 }
