@@ -521,8 +521,8 @@ func watchStalls(ctx context.Context) func() (maxMs float64, n int) {
 			select {
 			case <-ctx.Done():
 				return
-			case now := <-t.C:
-				now = time.Now() // when it ran, not when the tick was due
+			case <-t.C:
+				now := time.Now() // when it ran, not when the tick was due
 				late := now.Sub(last) - stallTick
 				last = now
 				worst = max(worst, late)
