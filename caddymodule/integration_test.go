@@ -843,10 +843,13 @@ func tagConfig(t *testing.T, cfg []byte, tag string) []byte {
 	return out
 }
 
-// itWaitConfig waits until the config tagged tag (see tagConfig) answers new connections.
+// itWaitConfig waits until the config tagged tag (see tagConfig) answers new connections:
+// several in a row, since the old config's server may still accept one for a moment after
+// the new one answered (and then close it unanswered: a test's next request gets EOF).
 func itWaitConfig(t *testing.T, s *itServer, tag string) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
+	inARow := 0
 	for {
 		s.client.CloseIdleConnections()
 		req, err := http.NewRequest(http.MethodGet, s.base+"/ServiceProviderConfig", nil)
@@ -859,10 +862,14 @@ func itWaitConfig(t *testing.T, s *itServer, tag string) {
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK && resp.Header.Get("X-Test-Config") == tag {
-				s.client.CloseIdleConnections()
-				return
+				if inARow++; inARow == 5 {
+					s.client.CloseIdleConnections()
+					return
+				}
+				continue
 			}
 		}
+		inARow = 0
 		if time.Now().After(deadline) {
 			t.Fatalf("the config %q did not answer after the reload (last error %v)", tag, err)
 		}
