@@ -59,33 +59,21 @@ func BenchmarkUpdate(b *testing.B) {
 }
 
 // BenchmarkBatch32 has 32 goroutines commit small transactions through Batch.
-func BenchmarkBatch32(b *testing.B) {
-	for _, be := range backends(b)[:2] {
-		b.Run(be.name, func(b *testing.B) {
-			var n atomic.Uint64
-			b.SetParallelism(max(1, 32/runtime.GOMAXPROCS(0)))
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					if err := be.db.Batch(put(n.Add(1))); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
-		})
-	}
-}
+func BenchmarkBatch32(b *testing.B) { bench32(b, kv.DB.Batch) }
 
 // BenchmarkUpdate32 has 32 goroutines commit small transactions through Update (one commit
 // each, one at a time per process).
-func BenchmarkUpdate32(b *testing.B) {
+func BenchmarkUpdate32(b *testing.B) { bench32(b, kv.DB.Update) }
+
+// bench32 has 32 goroutines commit small transactions through commit on each backend.
+func bench32(b *testing.B, commit func(kv.DB, func(kv.Tx) error) error) {
 	for _, be := range backends(b)[:2] {
 		b.Run(be.name, func(b *testing.B) {
 			var n atomic.Uint64
 			b.SetParallelism(max(1, 32/runtime.GOMAXPROCS(0)))
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					if err := be.db.Update(put(n.Add(1))); err != nil {
+					if err := commit(be.db, put(n.Add(1))); err != nil {
 						b.Error(err)
 						return
 					}
