@@ -169,19 +169,21 @@ func (c *Client) attempt(ctx context.Context, r Request, target string) (*Respon
 	return resp, e
 }
 
-// admitted waits for the rate limit (the client's own, and the app's as its headers
-// announce it) and a concurrency slot, then sends.
+// admitted waits for a concurrency slot, then for the rate limit (the client's own, and
+// the app's as its headers announce it), then sends. The slot comes first so that a call
+// given its turn by the rate limit goes at once, not after waiting for a slot with others
+// given theirs meanwhile (they would reach the app together).
 func (c *Client) admitted(ctx context.Context, r Request, target string) (*Response, *Error) {
+	if e := c.sem.acquire(ctx); e != nil {
+		return nil, e
+	}
+	defer c.sem.release()
 	if e := c.limiter.wait(ctx); e != nil {
 		return nil, e
 	}
 	if e := c.pace.wait(ctx, c.now(), c.opts.MaxRetryAfter); e != nil {
 		return nil, e
 	}
-	if e := c.sem.acquire(ctx); e != nil {
-		return nil, e
-	}
-	defer c.sem.release()
 	return c.send(ctx, r, target)
 }
 
