@@ -21,6 +21,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -1384,5 +1385,44 @@ func TestCreateFlowResumesWithoutRepeating(t *testing.T) {
 	})
 	if left != nil {
 		t.Fatal("the create's progress outlived its commit")
+	}
+}
+
+// TestAppReusedNativeID: an app that answers a create with an id it already gave another
+// account (one that lost its data and counts from 1 again) gets a 503 that says so, not a
+// storage error, and the directory and the id map stay as they were.
+func TestAppReusedNativeID(t *testing.T) {
+	var creates atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			http.NotFound(w, r)
+			return
+		}
+		creates.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusCreated)
+		_, _ = w.Write([]byte(`{"id": 1, "created": true}`)) // a number, every time
+	}))
+	t.Cleanup(srv.Close)
+	target := newMappedTarget(t, srv.URL, `{"version": 1, "users": {"events": {"create": {"method": "POST", "path": "/people", "id": "id", "body": {"name": {"from": "userName"}}}}}}`)
+	r := newRig(t, rigOptions{target: target})
+	first := r.mustCreate(scim.UserType, user("ada@contoso.example"))
+	if got := r.nativeID(scim.UserType, first); got != "1" {
+		t.Fatalf("first create mapped to %q, want 1", got)
+	}
+	res := r.create(scim.UserType, user("grace@contoso.example"))
+	if res.Err == nil || res.Status != http.StatusServiceUnavailable || res.RetryAfter <= 0 {
+		t.Fatalf("second create: %+v (%v), want 503 with Retry-After", res, res.Err)
+	}
+	if msg := res.Err.Error(); !strings.Contains(msg, `native id "1"`) || !strings.Contains(msg, first) || !strings.Contains(msg, "reused") || strings.Contains(msg, "storage error") {
+		t.Fatalf("detail %q: want the reused id, the resource it maps to, and what to do", msg)
+	}
+	var users int
+	_ = r.store.View(func(tx *store.Tx) error {
+		users, _ = tx.Count(scim.UserType)
+		return nil
+	})
+	if users != 1 || r.nativeID(scim.UserType, first) != "1" || creates.Load() != 2 {
+		t.Fatalf("users %d, first mapped to %q, creates %d: want 1, 1, 2", users, r.nativeID(scim.UserType, first), creates.Load())
 	}
 }

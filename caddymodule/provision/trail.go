@@ -153,6 +153,7 @@ func (e *Engine) scimError(req Request, t *Trail, err error) (*scim.Error, time.
 		native    *nativeError
 		se        *scim.Error
 		ue        *store.UniqueError
+		taken     *store.NativeIDTakenError
 	)
 	switch {
 	case errors.As(err, &undecided):
@@ -165,6 +166,13 @@ func (e *Engine) scimError(req Request, t *Trail, err error) (*scim.Error, time.
 		return se, 0
 	case errors.As(err, &ue):
 		return scim.Conflict("%s %q is already used by %s %s; %s values must be unique (case-insensitively)", ue.Attr, ue.Value, ue.Type, ue.OwnerID, ue.Attr), 0
+	case errors.As(err, &taken):
+		// The app answered with an id it had already given another resource: nothing is
+		// committed (two directory entries must never drive one account), and only an
+		// operator can tell which mapping is stale.
+		e.logger.Warn("the app reused a native id", zap.String("request_id", req.ID), zap.String("target", taken.Target),
+			zap.String("native_id", taken.NativeID), zap.String("mapped_to", taken.Owner))
+		return scim.Errorf(http.StatusServiceUnavailable, "", "the app answered with native id %q, which the gateway already maps to resource %s of target %s: the app reused an id (did it lose its data?) or merged two accounts; the directory is unchanged; reconcile the target or remove the stale mapping, then retry", taken.NativeID, taken.Owner, taken.Target), storageRetryAfter
 	case errors.Is(err, store.ErrNotFound):
 		return scim.NotFound("resource not found"), 0
 	case errors.Is(err, kv.ErrUnavailable), errors.Is(err, kv.ErrConflict):

@@ -12,6 +12,19 @@ import (
 // map and the directory agree. Deleting a resource does not touch the map: the gateway
 // removes the mapping when the native delete has happened.
 
+// NativeIDTakenError is SetNativeID's answer when the native id is already mapped to
+// another resource: the app handed out an id it had given before (an app that lost its
+// data and counts from 1 again, or one that merged two accounts). It wraps ErrIDInUse.
+type NativeIDTakenError struct {
+	Target, NativeID, Owner string
+}
+
+func (e *NativeIDTakenError) Error() string {
+	return fmt.Sprintf("%v: native id %q of %s is already mapped to %s", ErrIDInUse, e.NativeID, e.Target, e.Owner)
+}
+
+func (e *NativeIDTakenError) Unwrap() error { return ErrIDInUse }
+
 // SetNativeID maps scimID to nativeID for target, replacing an earlier mapping of scimID.
 // A nativeID already mapped to another SCIM id of the same target is an error: two
 // directory entries must never drive one native account.
@@ -25,7 +38,7 @@ func (tx *Tx) SetNativeID(target, scimID, nativeID string) error {
 	fwd, rev := tx.bucket(bucketIDMap), tx.bucket(bucketIDMapRev)
 	revKey := joinKey(target, nativeID)
 	if owner := rev.Get(revKey); owner != nil && !bytes.Equal(owner, []byte(scimID)) {
-		return fmt.Errorf("%w: native id %q of %s is already mapped to %s", ErrIDInUse, nativeID, target, owner)
+		return &NativeIDTakenError{Target: target, NativeID: nativeID, Owner: string(owner)}
 	}
 	fwdKey := joinKey(target, scimID)
 	if old := fwd.Get(fwdKey); old != nil && !bytes.Equal(old, []byte(nativeID)) {
