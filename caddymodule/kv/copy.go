@@ -12,12 +12,15 @@ import (
 	"strings"
 )
 
-// Copy bounds: each Update into dst holds at most copyMaxOps writes and about copyMaxBytes of
-// keys and values, well under etcd's default limits (128 operations, 1.5 MiB per request), so
-// the same copy works into either backend.
+// Copy bounds: into a store whose transactions are limited (etcd), each Update holds at
+// most copyMaxOps writes and about copyMaxBytes of keys and values, well under etcd's
+// default limits (128 operations, 1.5 MiB per request); into one that is not (bbolt), at
+// most fileCopyMaxOps and fileCopyMaxBytes, so a large copy is not one fsync per 100 keys.
 const (
-	copyMaxOps   = 100
-	copyMaxBytes = 1 << 20
+	copyMaxOps       = 100
+	copyMaxBytes     = 1 << 20
+	fileCopyMaxOps   = 20_000
+	fileCopyMaxBytes = 16 << 20
 )
 
 // errStop ends a ForEachBucket walk early.
@@ -25,7 +28,7 @@ var errStop = errors.New("stop")
 
 // Copy copies every bucket, nested bucket, key and sequence of src, read in one View (one
 // consistent snapshot), into dst, which must be empty. It writes in Updates of at most 100
-// operations so that it works into etcd; the copy as a whole is therefore not atomic: if it
+// operations when dst is etcd; the copy as a whole is therefore not atomic: if it
 // fails, dst holds a part and should be discarded. It is what `scimgate store copy` and the
 // etcd backend's Backup use.
 func Copy(dst, src DB) error { return CopySnapshot(dst, src, nil) }
@@ -49,7 +52,12 @@ func CopySnapshot(dst, src DB, read func(Tx) error) error {
 				return err
 			}
 		}
-		c := &copier{dst: dst}
+		c := &copier{dst: dst, maxOps: copyMaxOps, maxBytes: copyMaxBytes}
+		if limit := TxnOpsLimit(dst); limit == 0 {
+			c.maxOps, c.maxBytes = fileCopyMaxOps, fileCopyMaxBytes
+		} else {
+			c.maxOps = min(c.maxOps, limit)
+		}
 		var names [][]byte
 		if err := stx.ForEachBucket(func(name []byte) error {
 			names = append(names, clone(name))
@@ -194,9 +202,10 @@ type copyOp struct {
 }
 
 type copier struct {
-	dst   DB
-	ops   []copyOp
-	bytes int
+	dst              DB
+	maxOps, maxBytes int // per Update
+	ops              []copyOp
+	bytes            int
 }
 
 func (c *copier) bucket(path [][]byte, b Bucket) error {
@@ -238,7 +247,7 @@ func (c *copier) add(op copyOp) error {
 	for _, p := range op.path {
 		size += len(p)
 	}
-	if len(c.ops) >= copyMaxOps || (len(c.ops) > 0 && c.bytes+size > copyMaxBytes) {
+	if len(c.ops) >= c.maxOps || (len(c.ops) > 0 && c.bytes+size > c.maxBytes) {
 		if err := c.flush(); err != nil {
 			return err
 		}
