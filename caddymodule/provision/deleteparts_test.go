@@ -395,3 +395,72 @@ func TestSmallDeleteIsOneTransaction(t *testing.T) {
 		})
 	}
 }
+
+// TestRolesDeleteInParts: where groups are roles, a delete in parts sends what a small
+// delete sends. A deleted group's members (more than a part holds) each get their list of
+// roles without the group's, once (revoke_on_delete); a user in more groups than a part
+// holds has its roles cleared before its delete (clear_on_user_delete: the app refuses to
+// delete a user who holds roles), because the last part keeps the groups that give them.
+func TestRolesDeleteInParts(t *testing.T) {
+	app, srv := newRoleApp(t)
+	app.AddRole("Admins", "role_admin")
+	app.AddRole("Billing", "role_billing")
+	r := newRig(t, rigOptions{target: newMappedTarget(t, srv.URL, roleMapping), limit: etcdTxnOps})
+	admins := r.mustCreate(scim.GroupType, group("Admins"))
+	billing := r.mustCreate(scim.GroupType, group("Billing"))
+	var users []string
+	for i := range 2*MemberChunk + 10 {
+		users = append(users, r.mustCreate(scim.UserType, user(fmt.Sprintf("holder%02d@contoso.example", i))))
+	}
+	r.mustPatch(scim.GroupType, admins, `[{"op":"add","path":"members","value":`+memberValues(users)+`}]`)
+	r.mustPatch(scim.GroupType, billing, `[{"op":"add","path":"members","value":`+memberValues(users[:1])+`}]`)
+	r.wantRoles(app, map[string][]string{users[0]: {"role_admin", "role_billing"}, users[1]: {"role_admin"}})
+
+	calls := len(app.Calls())
+	res := r.eng.Apply(Request{ID: "del-admins", Client: "entra"}, &Op{Action: change.ActionDelete, Type: scim.GroupType, ID: admins, Status: http.StatusNoContent})
+	if res.Err != nil {
+		t.Fatalf("delete: %v", res.Err)
+	}
+	want := map[string][]string{users[0]: {"role_billing"}}
+	for _, u := range users[1:] {
+		want[u] = nil
+	}
+	r.wantRoles(app, want)
+	puts := 0
+	for _, c := range app.Calls()[calls:] {
+		if strings.HasPrefix(c, "PUT /users/") {
+			puts++
+		}
+	}
+	if puts != len(users) {
+		t.Errorf("%d lists sent, want one per member (%d)", puts, len(users))
+	}
+	if n := r.edgesOf(admins); n != 0 {
+		t.Errorf("%d edges left", n)
+	}
+	recs := r.outcomesOf("del-admins")
+	if len(recs) < 4 || recs[0] != "delete:pending" || recs[1] != "delete:applied" {
+		t.Errorf("the parts with calls have their intents and outcomes: %v", recs)
+	}
+
+	// A user in Billing and in 150 groups that give no role.
+	ada := users[0]
+	var pairs [][2]string
+	for _, g := range idsFrom("plain", 150) {
+		pairs = append(pairs, [2]string{g, ada})
+	}
+	r.link(pairs)
+	account := r.nativeID(scim.UserType, ada)
+	res = r.eng.Apply(Request{ID: "del-ada", Client: "entra"}, &Op{Action: change.ActionDelete, Type: scim.UserType, ID: ada, Status: http.StatusNoContent})
+	if res.Err != nil {
+		t.Fatalf("delete of a user with roles in parts: %v; calls %v", res.Err, app.Calls()[len(app.Calls())-3:])
+	}
+	if app.HasUser(account) || r.edgesOf(ada) != 0 {
+		t.Errorf("after the delete: the app has the user %v, %d edges left", app.HasUser(account), r.edgesOf(ada))
+	}
+	wantDeleteParts(t, r, "del-ada", []string{"pending", "applied"})
+	if l := r.limited.Largest(); l > etcdTxnOps {
+		t.Errorf("a transaction wrote %d keys", l)
+	}
+	r.verify()
+}
