@@ -14,8 +14,10 @@
 //	time           UTC, RFC 3339 with nanoseconds (always present)
 //	request_id     the request's id, to correlate with access logs
 //	part           {index, count}: a request applied in several parts (a group member
-//	               change larger than one transaction holds) journals each part as a change
-//	               of its own (intent and outcome) under the request's request_id; part
+//	               change larger than one transaction holds, or, on etcd, a delete whose
+//	               edges do not fit one: its edges unlinked in parts, the resource deleted
+//	               in the last) journals each part as a change of its own (intent and
+//	               outcome when it calls the app) under the request's request_id; part
 //	               says which (index from 1 to count)
 //	client         the bearer token's NAME (never the token)
 //	target         the legacy application

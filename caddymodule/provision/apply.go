@@ -132,6 +132,9 @@ func (e *Engine) run(j *job) (*plan, error) {
 		if s := splitOf(err); s != nil {
 			return e.runParts(j, s)
 		}
+		if s := deleteSplitOf(err); s != nil {
+			return e.runDeleteParts(j, s)
+		}
 		return p, err
 	}
 	if !j.locked {
@@ -141,6 +144,9 @@ func (e *Engine) run(j *job) (*plan, error) {
 	p, err := e.decideView(j)
 	if s := splitOf(err); s != nil {
 		return e.runParts(j, s) // under this job's locks
+	}
+	if s := deleteSplitOf(err); s != nil {
+		return e.runDeleteParts(j, s) // under this job's locks
 	}
 	if err != nil {
 		return nil, err
@@ -168,6 +174,18 @@ func (e *Engine) run(j *job) (*plan, error) {
 	}
 	if !d.Allow {
 		return nil, &Denied{Decision: d}
+	}
+	if p.unlink != nil {
+		e.noteUnlink(j, p)
+		if d.Skip || e.target == nil || len(p.events) == 0 {
+			// A delete's part that only unlinks edges in the directory: nothing to send.
+			p.skipped = d.Skip
+			done, err := e.commit(j, p, change.Applied)
+			if err != nil {
+				v.release()
+			}
+			return done, err
+		}
 	}
 	if p.same && (d.Skip || e.target == nil || (!d.Deactivate && p.mark == change.MarkNone)) {
 		// Nothing to store and nothing to send: no intent, no commit, no call.
@@ -212,6 +230,9 @@ func (e *Engine) commitAlone(j *job) (*plan, error) {
 			return err
 		}
 		j.trail.fill(p)
+		if p.unlink != nil {
+			e.noteUnlink(j, p)
+		}
 		p.record = e.record(j.req, j.trail, change.Applied, j.op.Status, "")
 		done = p
 		if err := e.journal.Append(tx.KV(), p.record); err != nil {
@@ -513,6 +534,13 @@ func (e *Engine) redecide(tx *store.Tx, j *job, p *plan) (*plan, error) {
 // and its mark.
 func (e *Engine) updateAccount(tx *store.Tx, p, p2 *plan) error {
 	key := e.target.mapKey(p2.typ)
+	if p2.unlink != nil {
+		// A delete's part before the last: the account stays as it is until the delete.
+		if len(p.progress) > 0 {
+			return tx.SetProgress(key, progressKey(p2), nil)
+		}
+		return nil
+	}
 	if p.adopt && !p.skipped {
 		// The create reached its end: adopted, or made after a lookup found nothing.
 		if err := tx.DeleteAdoption(e.target.Name, p2.typ, SubjectOf(p2.typ, p2.after)); err != nil {

@@ -18,6 +18,8 @@
 //	coalesce.go consecutive queued changes of one resource as their net effect
 //	recover.go  crash recovery: intents without an outcome, adoption of unfinished creates
 //	parts.go    a member change larger than one transaction holds, applied in parts
+//	deleteparts.go  a delete whose edges do not fit one transaction of a bounded store:
+//	            its edges unlinked in parts, then the delete itself
 //	fleet.go    on a shared store: the calls' deadline that bounds an intent's life, stale
 //	            intents recovered by any gateway (at start and periodically), and a create
 //	            that waits for (503) or adopts another request's unfinished create
@@ -64,6 +66,16 @@
 // parts already applied then change nothing and call nothing (an existing member added, an
 // absent one removed), and whose failed part skips the non-idempotent calls it made (its
 // progress).
+//
+// On a store whose transactions are bounded (etcd), a delete whose edges (a group's
+// members, the groups the resource belongs to, a manager's reports) do not fit one
+// transaction is applied in parts too (deleteparts.go): the policy decides the delete once,
+// whole; the parts before the last unlink edges in the directory alone (no call: the app's
+// delete removes the memberships there, except a role group's revocation, sent per part),
+// and the last part is the delete as it is for a small resource (intent, the app's delete
+// call, the commit of the removal and outcome). The resource stays in the directory until
+// the app has been called; a failed part leaves the app untouched, and Entra's retry of the
+// DELETE unlinks what is left and deletes it.
 //
 // The rules it keeps (see DESIGN.md): no native call without a durable intent before it
 // and an outcome after it; the resource, its memberships, the id map, the account's mark

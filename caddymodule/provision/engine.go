@@ -26,22 +26,25 @@ import (
 // its Shared state (locks, adoptions, policy stats), so that a reload neither interleaves
 // two configs' changes of one resource nor forgets what the previous one had in flight.
 type Engine struct {
-	chunk      int // member edges per part of a large member change (parts.go)
-	store      *store.Store
-	journal    *journal.Journal
-	target     *Target        // nil: the gateway is a SCIM server on its own directory
-	policy     *policy.Engine // nil: every change is allowed
-	stats      eventCounter   // the policy's input.stats; nil without a policy
-	locks      *keyedMutex
-	shared     *Shared
-	patch      scim.PatchOptions
-	reads      bool
-	fleet      bool // the store is shared with other gateways (Config.SharedStore)
-	logger     *zap.Logger
-	now        func() time.Time
-	onDecision func(policy.Decision, error)
-	onDelivery func(target string, outcome change.Outcome)
-	worker     *outbox.Worker // delivers the target's outbox; nil without a target
+	chunk int // member edges per part of a large member change (parts.go)
+	// splitDeletes: the store's transactions are bounded, and a delete whose edges do not
+	// fit one is applied in parts (deleteparts.go).
+	splitDeletes bool
+	store        *store.Store
+	journal      *journal.Journal
+	target       *Target        // nil: the gateway is a SCIM server on its own directory
+	policy       *policy.Engine // nil: every change is allowed
+	stats        eventCounter   // the policy's input.stats; nil without a policy
+	locks        *keyedMutex
+	shared       *Shared
+	patch        scim.PatchOptions
+	reads        bool
+	fleet        bool // the store is shared with other gateways (Config.SharedStore)
+	logger       *zap.Logger
+	now          func() time.Time
+	onDecision   func(policy.Decision, error)
+	onDelivery   func(target string, outcome change.Outcome)
+	worker       *outbox.Worker // delivers the target's outbox; nil without a target
 }
 
 // Config is what an Engine is built from.
@@ -125,6 +128,7 @@ func New(cfg Config) (*Engine, error) {
 	if e.chunk <= 0 {
 		e.chunk = memberChunk(kv.TxnOpsLimit(cfg.Store.DB()))
 	}
+	e.splitDeletes = kv.TxnOpsLimit(cfg.Store.DB()) > 0
 	if e.logger == nil {
 		e.logger = zap.NewNop()
 	}

@@ -43,18 +43,31 @@ type rig struct {
 	j     *journal.Journal
 	share *Shared
 	eng   *Engine
+	// limited is the store's kv wrapper when the rig bounds its transactions (limit).
+	limited *teststore.Limited
 }
 
 type rigOptions struct {
 	target *Target
 	policy *policy.Engine
 	shared *Shared
+	// limit, when set, bounds the store's transactions to that many writes, as etcd's are
+	// (teststore.Limited), on either backend.
+	limit int
 }
 
 func newRig(t testing.TB, o rigOptions) *rig {
 	t.Helper()
 	dir := t.TempDir()
-	s := teststore.Open(t, dir)
+	var (
+		s       *store.Store
+		limited *teststore.Limited
+	)
+	if o.limit > 0 {
+		s, limited = teststore.OpenLimited(t, dir, o.limit)
+	} else {
+		s = teststore.Open(t, dir)
+	}
 	j, err := journal.Open(s.DB(), journal.Options{Name: "test"})
 	if err != nil {
 		t.Fatal(err)
@@ -63,7 +76,7 @@ func newRig(t testing.TB, o rigOptions) *rig {
 		_ = j.Close()
 		_ = s.Close()
 	})
-	r := &rig{t: t, dir: dir, store: s, j: j, share: o.shared}
+	r := &rig{t: t, dir: dir, store: s, j: j, share: o.shared, limited: limited}
 	if r.share == nil {
 		r.share = NewShared(nil)
 	}
@@ -593,6 +606,13 @@ func (a *nativeApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		answer(http.StatusCreated, map[string]any{"note": a.notes})
 	case len(parts) == 2 && parts[0] == "accounts" && r.Method == http.MethodDelete:
 		delete(a.accounts, parts[1])
+		w.WriteHeader(http.StatusNoContent)
+	case len(parts) == 2 && parts[0] == "roles" && r.Method == http.MethodDelete:
+		if a.roles[parts[1]] == nil {
+			answer(http.StatusNotFound, map[string]any{"message": "no such role"})
+			return
+		}
+		delete(a.roles, parts[1])
 		w.WriteHeader(http.StatusNoContent)
 	case r.Method == http.MethodPost && r.URL.Path == "/roles":
 		a.next++

@@ -46,6 +46,9 @@ func memberChunk(limit int) int {
 type part struct {
 	index, count int // index from 0
 	delta        *scim.MemberDelta
+	// unlink is set on a part of a delete before the last: the edges it removes
+	// (deleteparts.go).
+	unlink *unlinkSet
 	// decision is the policy's decision on the whole request, which every part follows
 	// (nil without a policy).
 	decision *policy.Decision

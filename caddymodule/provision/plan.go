@@ -86,6 +86,10 @@ type plan struct {
 	roleDecided bool
 	dropped     []string // members the policy's drop_members left out of the app
 
+	// unlink is set on a part of a delete before the last: the edges it removes
+	// (deleteparts.go); the resource stays.
+	unlink *unlinkSet
+
 	// Filled by the commit.
 	rec     *store.Record // the record written (nil on delete)
 	answer  any           // what Op.Render made of it
@@ -95,7 +99,10 @@ type plan struct {
 
 // decide computes the change of j against the state in tx, without writing.
 func (e *Engine) decide(tx *store.Tx, j *job) (*plan, error) {
-	if j.part != nil && j.op.Action != change.ActionCreate {
+	switch {
+	case j.part != nil && j.part.unlink != nil:
+		return e.decideUnlink(tx, j)
+	case j.part != nil && j.op.Action != change.ActionCreate && j.op.Action != change.ActionDelete:
 		return e.decidePart(tx, j)
 	}
 	switch j.op.Action {
@@ -206,6 +213,9 @@ func (e *Engine) decideDelete(tx *store.Tx, j *job) (*plan, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := e.checkDeleteSplit(tx, j, p); err != nil {
+		return nil, err
+	}
 	p.events = []change.Event{change.Delete}
 	p.changes = diffChanges(before, nil)
 	return p, nil
@@ -261,6 +271,9 @@ func (p *plan) keepsRecord() bool {
 // only writes what p says and sets p's results afresh.
 func (e *Engine) applyPlan(tx *store.Tx, p *plan) error {
 	p.cascade = nil
+	if p.unlink != nil {
+		return e.applyUnlink(tx, p)
+	}
 	if p.after == nil {
 		p.rec = nil
 		if err := tx.Delete(p.typ, p.id); err != nil {

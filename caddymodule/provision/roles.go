@@ -101,7 +101,9 @@ func (e *Engine) syncRoles(ctx context.Context, p *plan, res *syncResult) error 
 		if err != nil {
 			return err
 		}
-		affected = append(affected, p.added...)
+		// The members the change removes too: a queued change is delivered after its
+		// commit, when they are no longer the group's.
+		affected = slices.Concat(affected, p.added, p.removed)
 	case newRole != "":
 		affected = slices.Concat(p.added, p.removed)
 	}

@@ -319,7 +319,9 @@ func countKey(typ string) []byte { return joinKey("count", typ) }
 // Delete removes record (typ, id), its index entries and every membership edge it is part of:
 // its own members if it is a group, and its membership in every group that contains it (found
 // through the reverse edges, so only those groups are touched). It returns ErrNotFound if the
-// record does not exist.
+// record does not exist. Its writes grow with the edges: on a store with bounded
+// transactions, a caller unlinks a large resource's edges (RemoveMember) in transactions of
+// their own first (provision's deletes in parts).
 func (tx *Tx) Delete(typ, id string) error {
 	if err := tx.checkWritable(); err != nil {
 		return err
