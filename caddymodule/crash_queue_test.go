@@ -110,7 +110,9 @@ func (a *queueCrashApp) add(login, title string) *queueAccount {
 // importAccounts is the bulk create: each item made or refused on its own (a login taken
 // is an item's error), the results in the order of the items; a.mu is held.
 func (a *queueCrashApp) importAccounts(w http.ResponseWriter, r *http.Request) {
-	var in struct{ Accounts []struct{ Login, Title string } }
+	var in struct {
+		Accounts []struct{ Login, Title string }
+	}
 	_ = json.NewDecoder(r.Body).Decode(&in)
 	a.imports++
 	var results []string
