@@ -299,6 +299,11 @@ func (e *Engine) finishBatch(ctx context.Context, items []*batchItem, results []
 // takes fewer operations per transaction) and reports it. A transaction that fails is
 // done again item by item, as Deliver commits one.
 func (e *Engine) commitBatch(items []*batchItem, reports []outbox.Report) {
+	defer func() {
+		for _, it := range items {
+			it.res.release() // locks the calls took, held until the commit
+		}
+	}()
 	cost := func(it *batchItem) int {
 		if it.err == nil {
 			return 8 + 4*len(it.tasks)

@@ -419,13 +419,15 @@ func TestBatchCreateOnlyQueued(t *testing.T) {
 // waitShort is the pause of a bounded polling loop.
 func waitShort() { time.Sleep(5 * time.Millisecond) }
 
-// TestBatchCreateLarge: a batch of 40 creates is one call; its intents and outcomes are
-// committed in as few transactions as the store takes (on etcd, several: 128 operations
-// each at most), and every item is delivered.
+// TestBatchCreateLarge: a batch of 40 creates is one call, even with max_concurrent 1 (a
+// batch is one attempt, which the creates after the first join); its intents and outcomes
+// are committed in as few transactions as the store takes (on etcd, several: 128
+// operations each at most), and every item is delivered.
 func TestBatchCreateLarge(t *testing.T) {
 	app, srv := newBulkApp(t)
 	target := newMappedTarget(t, srv.URL, strings.Replace(bulkMapping, `"batch_size": 4`, `"batch_size": 40`, 1))
 	target.Delivery = withMode(outbox.Queued)
+	target.Delivery.MaxConcurrent = 1
 	r := newRig(t, rigOptions{target: target})
 	if err := r.eng.Worker().Pause("test"); err != nil {
 		t.Fatal(err)
