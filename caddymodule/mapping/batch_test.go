@@ -183,3 +183,24 @@ func TestBatchResults(t *testing.T) {
 		t.Errorf("match values %v", it.Match)
 	}
 }
+
+// TestShippedDemoMappingBatches: mappings/demoapp.json declares the demo app's bulk creates
+// of accounts and teams, 100 a call.
+func TestShippedDemoMappingBatches(t *testing.T) {
+	m, err := Load("../../mappings/demoapp.json", testResolve)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rt := range []string{"User", "Group"} {
+		if got := m.BatchSize(rt); got != 100 {
+			t.Errorf("%s: BatchSize %d, want 100", rt, got)
+		}
+	}
+	it, err := m.BatchItem(Input{ResourceType: "User", Event: change.Create, Resource: resource(t, `{"userName": " ada@contoso.example "}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if it.Match["login"] != "ada@contoso.example" || !strings.Contains(string(it.Body), `"login":"ada@contoso.example"`) {
+		t.Errorf("item %s, match %v", it.Body, it.Match)
+	}
+}
