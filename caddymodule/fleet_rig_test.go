@@ -84,7 +84,7 @@ func startFleetApp(t testing.TB) *fleetApp {
 		return nil
 	})
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost || r.URL.Path != "/api/v1/accounts" {
+		if r.Method != http.MethodPost || r.URL.Path != "/api/v1/accounts" && r.URL.Path != "/api/v1/accounts:batch" {
 			_ = demo.ServeHTTP(w, r, notFound)
 			return
 		}
@@ -93,12 +93,23 @@ func startFleetApp(t testing.TB) *fleetApp {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		var acc struct{ Login string }
-		_ = json.Unmarshal(body, &acc)
-		login := strings.ToLower(strings.TrimSpace(acc.Login))
+		// A create, or the bulk create (mappings/demoapp.json's create_batch): each login
+		// counts once per create the app receives.
+		var one struct{ Login string }
+		var bulk struct{ Accounts []struct{ Login string } }
+		_ = json.Unmarshal(body, &one)
+		_ = json.Unmarshal(body, &bulk)
+		var logins []string
+		for _, acc := range append(bulk.Accounts, one) {
+			if l := strings.ToLower(strings.TrimSpace(acc.Login)); l != "" {
+				logins = append(logins, l)
+			}
+		}
 		a.mu.Lock()
-		a.creates[login]++
-		a.created = append(a.created, time.Now())
+		for _, login := range logins {
+			a.creates[login]++
+			a.created = append(a.created, time.Now())
+		}
 		a.mu.Unlock()
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		// The answer is buffered until this handler returns, so the hook runs before the
@@ -107,8 +118,11 @@ func startFleetApp(t testing.TB) *fleetApp {
 		a.mu.Lock()
 		hook := a.onCreated
 		a.mu.Unlock()
-		if hook != nil && hook(login) {
-			a.setOnCreated(nil)
+		for _, login := range logins {
+			if hook != nil && hook(login) {
+				a.setOnCreated(nil)
+				break
+			}
 		}
 	})
 	l, err := net.Listen("tcp", "127.0.0.1:0")

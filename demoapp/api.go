@@ -38,6 +38,7 @@ type route struct {
 var routes = []route{
 	{http.MethodGet, []string{"accounts"}, listAccounts},
 	{http.MethodPost, []string{"accounts"}, createAccount},
+	{http.MethodPost, []string{"accounts:batch"}, batchCreateAccounts},
 	{http.MethodGet, []string{"accounts", "{account}"}, getAccount},
 	{http.MethodPut, []string{"accounts", "{account}"}, replaceAccount},
 	{http.MethodPatch, []string{"accounts", "{account}"}, patchAccount},
@@ -46,6 +47,7 @@ var routes = []route{
 	{http.MethodPost, []string{"accounts", "{account}", "unlock"}, unlockAccount},
 	{http.MethodGet, []string{"teams"}, listTeams},
 	{http.MethodPost, []string{"teams"}, createTeam},
+	{http.MethodPost, []string{"teams:batch"}, batchCreateTeams},
 	{http.MethodGet, []string{"teams", "{team}"}, getTeam},
 	{http.MethodPut, []string{"teams", "{team}"}, replaceTeam},
 	{http.MethodPatch, []string{"teams", "{team}"}, patchTeam},

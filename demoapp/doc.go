@@ -52,6 +52,14 @@
 //     unknown, nothing changes; adding a member or removing a non-member is not an error;
 //     the reply counts what changed). Deleting an account removes it from every team.
 //
+//   - Bulk creates: POST /accounts:batch with {"accounts":[...]} and POST /teams:batch with
+//     {"teams":[...]}, 1 to 1000 items each shaped as the single create's body, create or
+//     refuse each item on its own, in order, and answer 200 with one result per item at its
+//     position: {"results":[{"id":17,"login":"..."},{"login":"...","error":{"code":
+//     "DUPLICATE_LOGIN","message":"..."}}]} (teams: "name"). A batch that would pass a limit
+//     creates nothing (507). mappings/demoapp.json declares them as create_batch, which
+//     queued delivery uses.
+//
 //   - Lists use cursor pagination: {"items":[...],"next_cursor":"..."} with next_cursor null
 //     on the last page. Cursors are opaque and bound to their list; limit is 1..200,
 //     default 50. GET /accounts?login=<exact, case-insensitive> and GET /teams?name=... find

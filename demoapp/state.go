@@ -89,6 +89,11 @@ func (s *state) createAccount(in accountCreate, lim limits) (Account, *apiError)
 	if len(s.accounts) >= lim.accounts {
 		return Account{}, limitReached("accounts", lim.accounts)
 	}
+	return s.createAccountLocked(in)
+}
+
+// createAccountLocked checks and creates one account; s.mu is held and the limit checked.
+func (s *state) createAccountLocked(in accountCreate) (Account, *apiError) {
 	if err := in.validate(); err != nil {
 		return Account{}, err
 	}
@@ -239,6 +244,11 @@ func (s *state) createTeam(f teamFields, lim limits) (Team, *apiError) {
 	if len(s.teams) >= lim.teams {
 		return Team{}, limitReached("teams", lim.teams)
 	}
+	return s.createTeamLocked(f)
+}
+
+// createTeamLocked checks and creates one team; s.mu is held and the limit checked.
+func (s *state) createTeamLocked(f teamFields) (Team, *apiError) {
 	if err := f.validate(); err != nil {
 		return Team{}, err
 	}

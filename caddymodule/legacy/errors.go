@@ -217,6 +217,11 @@ var messagePaths = []string{
 	"msg",
 }
 
+// Message is what an answer's body says, as errors keep it (Error.Message): the app's
+// message at the usual paths, or the compact JSON, bounded, control characters stripped;
+// "" for an HTML page.
+func Message(body []byte) string { return extractMessage(body) }
+
 // extractMessage finds the native error message in a response body: a string at one of
 // messagePaths, else the compact JSON itself, else plain text. HTML (an error page from a
 // proxy) yields nothing: its markup would be noise in a SCIM detail.

@@ -78,6 +78,8 @@ type resourceMapping struct {
 	list   *call  // nil: the app's accounts cannot be listed
 	// listMembers (groups): the members of one group; nil: they cannot be listed
 	listMembers *call
+	// batch: the app's bulk create (create_batch); nil: one create per call
+	batch *batchCall
 }
 
 // Load reads and compiles the mapping file at path. resolve expands placeholders such as
@@ -228,6 +230,14 @@ func (c *compiler) compileResource(rt string, raw json.RawMessage) (*resourceMap
 			return nil, c.errf(section+".list_members", "members are listed per group: write it as groups.list_members")
 		}
 		if rm.listMembers, err = c.compileCall(rt, listMembersCall, section+".list_members", fr.ListMembers, headers); err != nil {
+			return nil, err
+		}
+	}
+	if !isNull(fr.CreateBatch) {
+		if rm.batch, err = c.compileBatch(rt, section+".create_batch", fr.CreateBatch, headers); err != nil {
+			return nil, err
+		}
+		if err := c.checkBatch(rm, section); err != nil {
 			return nil, err
 		}
 	}

@@ -34,6 +34,7 @@
 //	  "list_members": {call},            groups only, optional: a group's members (see Lists)
 //	  "events":  {"create": {call}, ...} the native call of each semantic event
 //	  "roles":   {...}                   groups only, instead of events: see Groups as roles
+//	  "create_batch": {...}              optional: the app's bulk create (see Batch creates)
 //	}
 //
 // Events of users: create, update, deactivate, reactivate, delete. Events of groups:
@@ -271,6 +272,49 @@
 // body); "batch" makes one call per batch_size members with "$member_ids" in the body. A
 // member of a type not in member_types is left out; a selected member without a native id
 // fails the request (the gateway resolves or reports such members first).
+//
+// # Batch creates
+//
+// Many apps have a bulk import: one call that creates several accounts (or teams).
+// "create_batch" declares it, and queued delivery (only) sends the creates of different
+// resources that are ready together through it, up to batch_size a call, instead of one
+// create call each. Each item's body is exactly what the resource type's create would send
+// (its first call, which must give the "id", have no condition and send JSON); the batch
+// puts them in a list:
+//
+//	"create_batch": {
+//	  "method": "POST",                  POST, PUT or PATCH
+//	  "path": "/api/v1/accounts:batch",  no placeholders: of no resource in particular
+//	  "batch_size": 100,                 items per call, 1..1000, default 100
+//	  "body_items": "accounts",          required: the native path of the list in the
+//	                                     request body ({"accounts": [...]}); "" sends the
+//	                                     bare list ([...])
+//	  "items": "results",                required: the gjson path of the answer's list of
+//	                                     results; "" when the answer is the bare list
+//	  "id": "id",                        required: the native id's path in a result
+//	  "match": {"login": "{userName|trim}"},  optional: pair results with items by value
+//	                                     (as a lookup's match: gjson path in a result ->
+//	                                     template of the item's resource, compared
+//	                                     case-insensitively); without it, by position
+//	  "item_error": "error",             optional: a path in a result whose value (not
+//	                                     null, false or "") says the app refused that item
+//	  "headers": {...}, "expect": {...}  as any call's; the answer must be JSON
+//	}
+//
+// What each result proves: an id, that the item was created (the id map takes it); an
+// item_error, that the app refused that item (its task becomes a dead letter with what
+// the app said, the other items are delivered); anything else, nothing. By position, a
+// list of another length than the items sent proves nothing for any of them (positions
+// cannot be trusted then); with "match", a result that pairs with no item, or an item
+// that pairs with several results, proves nothing for that item. An item nothing proves,
+// and every item of a call whose answer is not what it seems (an HTML page with 200, a
+// proxy's 404, JSON without the list), or was lost (a timeout, a dropped connection, a
+// 5xx), is an outage: never acknowledged as created, listed for adoption, and retried with
+// backoff on its own, looked up first, so that it is never created twice. The resource
+// type's "lookup" is therefore required. The app's own refusal of the whole call (its 4xx)
+// tries each item again at once on its own, so that a dead letter is the change the app
+// refused. The rest of a created item's flow (a team's member adds, the deactivation of
+// an account created inactive) follows as after a single create.
 //
 // # Groups as roles
 //

@@ -30,6 +30,8 @@ type fileResource struct {
 	ListMembers json.RawMessage            `json:"list_members"`
 	Events      map[string]json.RawMessage `json:"events"`
 	Roles       json.RawMessage            `json:"roles"` // groups only: groups are the app's roles
+	// CreateBatch: the app's bulk create, for queued delivery (batch.go).
+	CreateBatch json.RawMessage `json:"create_batch"`
 }
 
 type fileCall struct {

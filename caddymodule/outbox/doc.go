@@ -16,6 +16,10 @@
 // Settings.MaxAge; after that, or at once when the app rejects the change, the task becomes
 // a dead letter and its resource's later tasks wait behind it. An unavailable app holds back
 // the whole target until the next attempt, so that a down app gets one probe at a time.
+// With a Deliverer that batches creates (BatchDeliverer: a mapping's create_batch, in
+// queued delivery), the ready creates of different resources of one type, each with its
+// resource's tasks coalesced into it, never tried before, go to the app in one call, up
+// to its batch size; such a batch is one attempt of MaxConcurrent.
 // Settings.Schedule delays tasks to batches (every N) and windows (days and hours in a time
 // zone); an urgent task (a deprovisioning queued behind its resource's earlier changes)
 // and the tasks of its resource ignore it. An operator may pause a target (kept in the

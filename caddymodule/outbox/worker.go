@@ -32,6 +32,18 @@ type Deliverer interface {
 	Attempts(ctx context.Context, t *Task) ([]journal.Record, error)
 }
 
+// BatchDeliverer is a Deliverer that can also deliver the creates of several resources of
+// one type in one call (the mapping's create_batch, in queued delivery).
+type BatchDeliverer interface {
+	// BatchSize is how many creates of resourceType one batch carries: 0 or 1 when they go
+	// one by one.
+	BatchSize(resourceType string) int
+	// DeliverBatch delivers groups of tasks, each the consecutive tasks of one resource
+	// starting with its create (as Deliver takes them), the creates in batch calls, and
+	// reports on each group as Deliver would.
+	DeliverBatch(ctx context.Context, groups [][]*Task) []Report
+}
+
 // Action is an operator's action on a target's outbox, for the journal.
 type Action struct {
 	Kind change.Action // retry, drop, pause, resume
@@ -136,6 +148,11 @@ type entry struct {
 	// refers to the resource (a group's member add must reach the app before the member's
 	// delete).
 	deletes bool
+	// creates: the task creates its resource (of type typ); one never tried (tried false)
+	// may go in a batch create with other resources' (BatchDeliverer).
+	creates bool
+	typ     string
+	tried   bool
 	// sum is the checksum of the stored task the entry was read from (0: not read from the
 	// store), so that a resync decodes only the tasks that changed.
 	sum uint32
@@ -143,7 +160,8 @@ type entry struct {
 
 func entryOf(t *Task) *entry {
 	return &entry{seq: t.Seq, resource: t.ID, refs: t.Refs, dead: t.Dead, notBefore: t.NextAttempt, queued: t.Queued, urgent: t.Urgent,
-		made: isNull(t.Before) || isNull(t.After), deletes: isNull(t.After)}
+		made: isNull(t.Before) || isNull(t.After), deletes: isNull(t.After),
+		creates: isNull(t.Before) && !isNull(t.After), typ: t.Type, tried: t.Attempts > 0}
 }
 
 func isNull(raw []byte) bool { return len(raw) == 0 || string(raw) == "null" }
@@ -521,8 +539,16 @@ func (w *Worker) dispatch(ctx context.Context) time.Time {
 	live := map[string]bool{}       // resources with an earlier create or delete that is not dead (references wait)
 	stuck := map[string]bool{}      // resources with a dead letter (their later tasks wait for an operator)
 	inSchedule := func(e *entry) bool { return urgent[e.resource] || open && sched.Due(e.queued, now) }
+	bd, _ := w.d.(BatchDeliverer)
+	batches := map[string]*batch{} // open batch creates, by resource type
+	defer func() {
+		for _, b := range batches {
+			w.launchBatch(ctx, b, bd)
+		}
+	}()
 	for i, e := range w.entries {
-		if w.inflight >= w.s.MaxConcurrent {
+		full := w.inflight >= w.s.MaxConcurrent
+		if full && len(batches) == 0 {
 			break
 		}
 		waits := held[e.resource] || slices.ContainsFunc(e.refs, func(r string) bool { return live[r] }) ||
@@ -549,6 +575,11 @@ func (w *Worker) dispatch(ctx context.Context) time.Time {
 			}
 			continue
 		}
+		size := batchSize(bd, e)
+		b := batches[e.typ]
+		if full && (size < 2 || b == nil) {
+			continue // every slot is taken: only a create that joins an open batch goes
+		}
 		group, wait := w.group(i, live, stuck, inSchedule, now)
 		if j := slices.IndexFunc(group, func(g *entry) bool { return g.deletes && g != e && w.referencedBefore(g.resource, g.seq) }); j > 0 {
 			group = group[:j] // a delete that a task before it refers to waits for that task
@@ -559,11 +590,52 @@ func (w *Worker) dispatch(ctx context.Context) time.Time {
 		for _, g := range group {
 			g.inFlight = true
 		}
+		if size > 1 {
+			if b == nil {
+				b = &batch{size: size}
+				batches[e.typ] = b
+				w.inflight++ // a batch is one attempt
+			}
+			b.groups = append(b.groups, group)
+			if len(b.groups) >= b.size {
+				w.launchBatch(ctx, b, bd)
+				delete(batches, e.typ)
+			}
+			continue
+		}
 		w.inflight++
 		w.wg.Add(1)
 		go w.attempt(ctx, group, w.d)
 	}
 	return wakeAt
+}
+
+// batch is a batch create being filled by dispatch: groups of tasks of different resources
+// of one type, each starting with its create, up to size.
+type batch struct {
+	size   int
+	groups [][]*entry
+}
+
+// batchSize is how many creates the batch e may join carries (0: e goes alone): e creates
+// its resource, was never tried (a failed attempt goes alone: it may need a lookup, and a
+// rejection must name its change), and the Deliverer batches creates of its type.
+func batchSize(bd BatchDeliverer, e *entry) int {
+	if bd == nil || !e.creates || e.tried || e.typ == "" {
+		return 0
+	}
+	return bd.BatchSize(e.typ)
+}
+
+// launchBatch starts the attempt of a batch dispatch filled (counted in inflight already);
+// w.mu is held.
+func (w *Worker) launchBatch(ctx context.Context, b *batch, bd BatchDeliverer) {
+	w.wg.Add(1)
+	if len(b.groups) == 1 {
+		go w.attempt(ctx, b.groups[0], w.d)
+		return
+	}
+	go w.attemptBatch(ctx, b.groups, bd)
 }
 
 // group is the ready task at index i with the tasks of its resource after it that may be
@@ -624,12 +696,66 @@ func (w *Worker) madeBetween(r string, from, to uint64) bool {
 func (w *Worker) attempt(ctx context.Context, group []*entry, d Deliverer) {
 	defer w.wg.Done()
 	n, rep, err := w.deliver(ctx, group, d)
-	e := group[0]
 	w.mu.Lock()
+	w.inflight--
+	w.settle(group, n, rep, err)
+	w.mu.Unlock()
+	w.poke()
+}
+
+// attemptBatch makes one attempt of a batch create: the groups' tasks are read, and those
+// still to deliver go to DeliverBatch together.
+func (w *Worker) attemptBatch(ctx context.Context, groups [][]*entry, d BatchDeliverer) {
+	defer w.wg.Done()
+	type outcome struct {
+		n    int
+		rep  Report
+		err  error
+		sent bool // handed to DeliverBatch
+	}
+	outs := make([]outcome, len(groups))
+	var send [][]*Task
+	var at []int
+	for i, g := range groups {
+		tasks, n, rep, err := w.read(g)
+		outs[i] = outcome{n: n, err: err}
+		switch {
+		case err != nil:
+		case rep != nil:
+			outs[i].rep = *rep
+		default:
+			outs[i].sent = true
+			send = append(send, tasks)
+			at = append(at, i)
+		}
+	}
+	if len(send) > 0 {
+		if err := fleet.Check(ctx); err != nil {
+			for _, i := range at {
+				outs[i] = outcome{err: err}
+			}
+		} else {
+			reps := d.DeliverBatch(ctx, send)
+			for k, i := range at {
+				outs[i].rep = reps[k]
+			}
+		}
+	}
+	w.mu.Lock()
+	w.inflight--
+	for i, g := range groups {
+		w.settle(g, outs[i].n, outs[i].rep, outs[i].err)
+	}
+	w.mu.Unlock()
+	w.poke()
+}
+
+// settle records what an attempt of group did (n of its tasks handed over); w.mu is held.
+func (w *Worker) settle(group []*entry, n int, rep Report, err error) {
+	e := group[0]
 	for _, g := range group {
 		g.inFlight = false
 	}
-	w.inflight--
 	switch {
 	case errors.Is(err, fleet.ErrNotHolder):
 		// Another gateway delivers the outbox now: the task is left to it.
@@ -645,22 +771,35 @@ func (w *Worker) attempt(ctx context.Context, group []*entry, d Deliverer) {
 			w.remove(g.seq)
 		}
 	case rep.Dead:
-		e.dead = true
+		e.dead, e.tried = true, true
 	default:
-		e.notBefore = rep.NextAttempt
+		e.notBefore, e.tried = rep.NextAttempt, true
 		if rep.Outage && rep.NextAttempt.After(w.outageUntil) {
 			w.outageUntil = rep.NextAttempt
 		}
 	}
-	w.mu.Unlock()
-	w.poke()
 }
 
 // deliver reads the group's tasks and delivers those that may be coalesced with the
 // first; n is how many that was. It makes no attempt once the job is lost
 // (fleet.ErrNotHolder).
 func (w *Worker) deliver(ctx context.Context, group []*entry, d Deliverer) (n int, rep Report, err error) {
-	var tasks []*Task
+	tasks, n, done, err := w.read(group)
+	if err != nil {
+		return 0, Report{}, err
+	}
+	if done != nil {
+		return n, *done, nil
+	}
+	if err := fleet.Check(ctx); err != nil {
+		return 0, Report{}, err
+	}
+	return n, d.Deliver(ctx, tasks), nil
+}
+
+// read reads the group's tasks that may be coalesced with the first (n of them). done is
+// set when there is nothing to deliver: the task was dropped meanwhile, or is dead.
+func (w *Worker) read(group []*entry) (tasks []*Task, n int, done *Report, err error) {
 	err = w.store.View(func(tx *store.Tx) error {
 		for _, e := range group {
 			st, err := tx.Task(w.target, e.seq)
@@ -679,18 +818,15 @@ func (w *Worker) deliver(ctx context.Context, group []*entry, d Deliverer) (n in
 		return nil
 	})
 	if errors.Is(err, store.ErrNotFound) && len(group) == 1 {
-		return 1, Report{Done: true}, nil // dropped meanwhile
+		return nil, 1, &Report{Done: true}, nil // dropped meanwhile
 	}
 	if err != nil {
-		return 0, Report{}, err
+		return nil, 0, nil, err
 	}
 	if tasks[0].Dead {
-		return 1, Report{Dead: true}, nil
+		return nil, 1, &Report{Dead: true}, nil
 	}
-	if err := fleet.Check(ctx); err != nil {
-		return 0, Report{}, err
-	}
-	return len(tasks), d.Deliver(ctx, tasks), nil
+	return tasks, len(tasks), nil, nil
 }
 
 // remove forgets task seq (delivered or dropped).

@@ -358,7 +358,38 @@ func (e *Engine) deliver(j *job, p *plan, d policy.Decision) (*plan, error) {
 // not made. On success the caller releases the result (role locks) after its commit. A failure leaves what the retry needs: a create that may have reached the app
 // listed for adoption, the calls of a flow made so far kept with the resource.
 func (e *Engine) send(j *job, p *plan, d policy.Decision) (*syncResult, error) {
-	t := e.target
+	np, clearsManager, err := e.shape(j, p, d)
+	if err != nil {
+		return nil, err
+	}
+	// The intent, durable before the app sees anything: after a crash between the call and
+	// the commit, the journal shows a pending change without an outcome. On a shared store
+	// the calls end by a deadline set before it, which bounds how long it stays open.
+	ctx, cancel := e.flowContext(j.req.ctx())
+	defer cancel()
+	if !e.target.DryRun && e.anyMapped(np) {
+		intent, err := e.prepareIntent(ctx, j)
+		if err != nil {
+			return nil, err
+		}
+		err = e.store.Update(func(tx *store.Tx) error {
+			if err := e.claimIntent(tx, j, p); err != nil {
+				return err
+			}
+			return e.journal.AppendPrepared(tx.KV(), intent)
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	res, err := e.syncNative(ctx, np)
+	return e.afterCalls(j, p, res, err, clearsManager)
+}
+
+// shape applies the policy's decision to plan p for the app (shapeForApp), notes it in the
+// trail, and returns the plan the calls are built from, and whether it clears a manager
+// deleted earlier.
+func (e *Engine) shape(j *job, p *plan, d policy.Decision) (*plan, bool, error) {
 	tr := j.trail
 	np, droppedAttrs, droppedMembers, err := shapeForApp(p, d)
 	if err != nil {
@@ -368,7 +399,7 @@ func (e *Engine) send(j *job, p *plan, d policy.Decision) (*syncResult, error) {
 			zap.String("request_id", j.req.ID), zap.Error(err))
 		denied := policy.Decision{Reasons: []string{"policy error: " + err.Error()}}
 		tr.decision = e.journalDecision(denied, nil, nil)
-		return nil, &Denied{Decision: denied}
+		return nil, false, &Denied{Decision: denied}
 	}
 	if e.policy != nil {
 		tr.decision = e.journalDecision(d, droppedAttrs, droppedMembers)
@@ -393,32 +424,24 @@ func (e *Engine) send(j *job, p *plan, d policy.Decision) (*syncResult, error) {
 	case !p.deactivates && p.nativeID != "" && np.after != nil && p.mark == change.MarkManagerGone:
 		clearsManager = sendManager(np, droppedAttrs)
 	}
+	return np, clearsManager, nil
+}
 
-	// The intent, durable before the app sees anything: after a crash between the call and
-	// the commit, the journal shows a pending change without an outcome. On a shared store
-	// the calls end by a deadline set before it, which bounds how long it stays open.
-	ctx, cancel := e.flowContext(j.req.ctx())
-	defer cancel()
-	if !t.DryRun && e.anyMapped(np) {
-		rec := e.record(j.req, tr, change.Pending, 0, "")
-		if err := e.ownIntent(ctx, rec); err != nil {
-			return nil, err
-		}
-		intent, err := e.journal.Prepare(rec)
-		if err != nil {
-			return nil, err
-		}
-		err = e.store.Update(func(tx *store.Tx) error {
-			if err := e.claimIntent(tx, j, p); err != nil {
-				return err
-			}
-			return e.journal.AppendPrepared(tx.KV(), intent)
-		})
-		if err != nil {
-			return nil, err
-		}
+// prepareIntent prepares the record of j's intent (outcome pending), owned by this gateway
+// on a shared store.
+func (e *Engine) prepareIntent(ctx context.Context, j *job) (*journal.Prepared, error) {
+	rec := e.record(j.req, j.trail, change.Pending, 0, "")
+	if err := e.ownIntent(ctx, rec); err != nil {
+		return nil, err
 	}
-	res, err := e.syncNative(ctx, np)
+	return e.journal.Prepare(rec)
+}
+
+// afterCalls completes a change's calls: the trail gets them and why some were not made;
+// a failure leaves what the retry needs (a create that may have reached the app listed
+// for adoption, the calls of a flow made so far kept with the resource).
+func (e *Engine) afterCalls(j *job, p *plan, res *syncResult, err error, clearsManager bool) (*syncResult, error) {
+	t, tr := e.target, j.trail
 	if err != nil {
 		res.release() // role locks; on success the caller holds them until its commit
 		var ne *nativeError

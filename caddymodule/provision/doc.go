@@ -16,6 +16,9 @@
 //	            fallback after an outage, a resource with changes still queued), and
 //	            Deliver, the outbox worker's attempt (see package outbox)
 //	coalesce.go consecutive queued changes of one resource as their net effect
+//	batch.go    DeliverBatch: the ready queued creates of different resources of one type
+//	            in the mapping's bulk create call (create_batch), intents committed before
+//	            it and outcomes after it in one transaction each
 //	recover.go  crash recovery: intents without an outcome, adoption of unfinished creates
 //	parts.go    a member change larger than one transaction holds, applied in parts
 //	deleteparts.go  a delete whose edges do not fit one transaction of a bounded store:

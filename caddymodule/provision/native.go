@@ -144,7 +144,9 @@ func (e *Engine) syncNative(ctx context.Context, p *plan) (*syncResult, error) {
 			}
 			in.Members = members
 		}
-		if ev == change.Create {
+		if ev == change.Create && p.batched != "" {
+			res.nativeID = p.batched // a batch create made the account (batch.go)
+		} else if ev == change.Create {
 			adopted, err := e.adoptExisting(ctx, p, res)
 			if err != nil {
 				return res, err
@@ -164,7 +166,7 @@ func (e *Engine) syncNative(ctx context.Context, p *plan) (*syncResult, error) {
 		// The event's flow, a call at a time: a later call of a create's flow may use the
 		// native id an earlier one's answer gave.
 		first := 0
-		if ev == change.Create && res.adopted {
+		if ev == change.Create && (res.adopted || p.batched != "") {
 			// Resume after the call that made the account; without such a call (the
 			// create's answer gives no id), the whole create was made.
 			first = t.Mapping.FlowLen(p.typ, ev)

@@ -70,6 +70,7 @@ type plan struct {
 	nativeID   string        // the resource's account in the app ("" without one)
 	recreate   bool          // a repair of an account the app lost: create it again (repair.go)
 	adopt      bool          // a create listed for adoption: look the account up before creating it
+	batched    string        // the account a batch create made for this create: its flow resumes after that call
 	progress   sentCalls     // calls a failed earlier attempt of the change made, not to repeat
 	mark       change.Mark   // the account's mark, as decided on
 	memberRefs policy.Members
