@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/tidwall/sjson"
 
 	"github.com/scimgate/scimgate/caddymodule/outbox"
 )
@@ -52,6 +53,7 @@ type drainConfig struct {
 	Changes     int     // creates in the burst
 	Concurrency int     // Entra's connections during the burst
 	Mapping     string
+	Bulk        bool // keep the mapping's create_batch calls (one call per batch of creates)
 	JSON        bool
 	Timeout     time.Duration
 	CPUProfile  string // a CPU profile of the drain (after the burst), "" for none
@@ -82,6 +84,7 @@ func parseDrainFlags(args []string, stderr io.Writer) (drainConfig, error) {
 	fs.IntVar(&cfg.Changes, "changes", envInt(envDrainChanges, defaultDrainChanges), "creates sent in the burst (env "+envDrainChanges+")")
 	fs.IntVar(&cfg.Concurrency, "concurrency", 32, "connections the burst is sent on")
 	fs.StringVar(&cfg.Mapping, "mapping", "", "the demo app mapping file (default: mappings/demoapp.json in this or a parent directory)")
+	fs.BoolVar(&cfg.Bulk, "bulk", false, "deliver with the mapping's bulk create calls (create_batch); by default they are left out, so each change is one call")
 	fs.BoolVar(&cfg.JSON, "json", false, "print the report as JSON")
 	fs.DurationVar(&cfg.Timeout, "timeout", 0, "stop after this long (default: three times the expected drain, plus 2 minutes)")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the drain (after the burst) to this file")
@@ -201,6 +204,14 @@ func startDrainRig(cfg drainConfig) (*drainRig, error) {
 		return nil, fmt.Errorf("creating the temporary directory: %w", err)
 	}
 	r := &drainRig{tmp: tmp, token: randomHex(32), apiKey: randomHex(16)}
+	if !cfg.Bulk {
+		// The drain is 5,000 calls: each create its own, without the bulk calls
+		// that would carry 100 creates each.
+		if mp, err = withoutBulkCreates(mp, tmp); err != nil {
+			r.cleanup()
+			return nil, err
+		}
+	}
 	addrs, err := freeAddrs(2)
 	if err != nil {
 		r.cleanup()
@@ -537,4 +548,23 @@ func watchStalls(ctx context.Context) func() (maxMs float64, n int) {
 		<-done
 		return round(float64(worst)/float64(time.Millisecond), 1), count
 	}
+}
+
+// withoutBulkCreates writes a copy of the mapping file at path without its create_batch
+// calls into dir and returns the copy's path.
+func withoutBulkCreates(path, dir string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("reading the mapping: %w", err)
+	}
+	for _, key := range []string{"users.create_batch", "groups.create_batch"} {
+		if data, err = sjson.DeleteBytes(data, key); err != nil {
+			return "", fmt.Errorf("removing %s from the mapping: %w", key, err)
+		}
+	}
+	out := filepath.Join(dir, "mapping-single-creates.json")
+	if err := os.WriteFile(out, data, 0o600); err != nil {
+		return "", fmt.Errorf("writing the mapping: %w", err)
+	}
+	return out, nil
 }

@@ -112,11 +112,30 @@ func (a *limitedApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a.perSecond[sec]++
 	a.mu.Unlock()
 	rec := &statusRecorder{ResponseWriter: w}
+	bulk := r.Method == http.MethodPost && r.URL.Path == accountsPath+":batch"
+	if bulk {
+		rec.body = &bytes.Buffer{}
+	}
 	a.next.ServeHTTP(rec, r)
 	a.mu.Lock()
 	switch {
 	case rec.status/100 != 2:
 		a.failed++
+	case bulk:
+		// The demo app's bulk create answers each item: {"id", "login"} when created.
+		var answer struct {
+			Results []struct {
+				ID    json.RawMessage `json:"id"`
+				Login string          `json:"login"`
+			} `json:"results"`
+		}
+		if json.Unmarshal(rec.body.Bytes(), &answer) == nil {
+			for _, it := range answer.Results {
+				if len(it.ID) > 0 && it.Login != "" {
+					a.created[it.Login]++
+				}
+			}
+		}
 	case r.Method == http.MethodPost && rec.status == http.StatusCreated && login != "":
 		a.created[login]++
 	}
@@ -153,6 +172,7 @@ func (a *limitedApp) loginOf(r *http.Request) (string, error) {
 type statusRecorder struct {
 	http.ResponseWriter
 	status int
+	body   *bytes.Buffer // when not nil, a copy of the answer (bounded by maxAppBody)
 }
 
 func (s *statusRecorder) WriteHeader(code int) {
@@ -165,6 +185,9 @@ func (s *statusRecorder) WriteHeader(code int) {
 func (s *statusRecorder) Write(b []byte) (int, error) {
 	if s.status == 0 {
 		s.status = http.StatusOK
+	}
+	if s.body != nil && s.body.Len()+len(b) <= maxAppBody {
+		s.body.Write(b)
 	}
 	return s.ResponseWriter.Write(b)
 }
