@@ -130,7 +130,7 @@ func TestLargeMemberPatchEndToEnd(t *testing.T) {
 		}
 		return out
 	}
-	chunk := provision.FileMemberChunk // the gateway runs on a bbolt file
+	chunk := provision.FilePartSize(n) // the gateway runs on a bbolt file
 	parts := (n + chunk - 1) / chunk
 
 	w := serve(t, g, http.MethodPatch, "/scim/v2/Groups/"+gid, body)

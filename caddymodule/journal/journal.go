@@ -419,11 +419,10 @@ func (j *Journal) Prepare(r *Record) (*Prepared, error) {
 	return &Prepared{raw: raw, stamp: stamp, mark: markOf(r)}, nil
 }
 
-// encode is p's stored bytes for record seq after prev, stamped at now when p takes the
-// append time.
-func (p *Prepared) encode(seq uint64, prev [32]byte, now time.Time) ([]byte, error) {
+// encode appends to out p's stored bytes for record seq after prev, stamped at now when p
+// takes the append time.
+func (p *Prepared) encode(out []byte, seq uint64, prev [32]byte, now time.Time) ([]byte, error) {
 	raw := p.raw
-	out := make([]byte, 0, len(raw)+maxSpliceGrow)
 	out = append(out, raw[:seqDigitsAt]...)
 	out = strconv.AppendUint(out, seq, 10)
 	rest := raw[seqDigitsAt+1 : len(raw)-len(preparedTail)]
@@ -471,13 +470,13 @@ func (j *Journal) appendPrepared(tx kv.Tx, p *Prepared) (seq uint64, prev [32]by
 	}
 	seq++
 	at = time.Now().UTC()
-	raw, err := p.encode(seq, prev, at)
+	// The stored value is the record's hash then its bytes, encoded in place.
+	val, err := p.encode(make([]byte, 32, 32+len(p.raw)+maxSpliceGrow), seq, prev, at)
 	if err != nil {
 		return 0, prev, at, fmt.Errorf("journal %s: encoding record %d: %w", j.opts.Name, seq, err)
 	}
-	h := chainHash(prev, seq, raw)
-	val := make([]byte, 0, 32+len(raw))
-	val = append(append(val, h[:]...), raw...)
+	h := chainHash(prev, seq, val[32:])
+	copy(val, h[:])
 	rb := b.Bucket(bucketRecords)
 	// Keys only ever grow, so pages can be filled instead of split in half.
 	kv.SetFillPercent(rb, appendFillPercent)

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"strings"
+	"unicode/utf8"
 )
 
 // redactedValue replaces a redacted attribute nested inside a change's value (the change
@@ -150,6 +151,15 @@ func redactChange(c Change, redact []string) (Change, bool) {
 // mentionsRedacted is a cheap pre-check: a value can only hold a redacted attribute if the
 // attribute's last name appears in it.
 func mentionsRedacted(v []byte, redact []string) bool {
+	if ascii(v) {
+		// No copy: a record's value may be a list of thousands of member ids.
+		for _, r := range redact {
+			if containsFoldASCII(v, r[strings.LastIndexByte(r, '.')+1:]) {
+				return true
+			}
+		}
+		return false
+	}
 	lower := bytes.ToLower(v)
 	for _, r := range redact {
 		leaf := r[strings.LastIndexByte(r, '.')+1:]
@@ -225,4 +235,30 @@ func hmacHex(key []byte, s string) string {
 	m := hmac.New(sha256.New, key)
 	m.Write([]byte(s))
 	return hex.EncodeToString(m.Sum(nil))
+}
+
+func ascii(b []byte) bool {
+	for _, c := range b {
+		if c >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+// containsFoldASCII reports whether bytes.ToLower(v) contains leaf, for v of ASCII bytes.
+func containsFoldASCII(v []byte, leaf string) bool {
+	if leaf == "" {
+		return true
+	}
+	for i := 0; i+len(leaf) <= len(v); i++ {
+		j := 0
+		for j < len(leaf) && lowerASCII(v[i+j]) == leaf[j] {
+			j++
+		}
+		if j == len(leaf) {
+			return true
+		}
+	}
+	return false
 }

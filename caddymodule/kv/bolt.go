@@ -1,6 +1,7 @@
 package kv
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -74,12 +75,12 @@ func (b *Bolt) Changed() <-chan struct{} { return b.changed.Wait() }
 
 // View runs fn in a bbolt read transaction.
 func (b *Bolt) View(fn func(Tx) error) error {
-	return boltErr(b.db.View(func(tx *bbolt.Tx) error { return fn(boltTx{tx}) }))
+	return boltErr(b.db.View(func(tx *bbolt.Tx) error { return fn(newBoltTx(tx)) }))
 }
 
 // Update runs fn in a bbolt write transaction.
 func (b *Bolt) Update(fn func(Tx) error) error {
-	err := b.db.Update(func(tx *bbolt.Tx) error { return fn(boltTx{tx}) })
+	err := b.db.Update(func(tx *bbolt.Tx) error { return fn(newBoltTx(tx)) })
 	if err == nil {
 		b.changed.Notify()
 	}
@@ -88,7 +89,7 @@ func (b *Bolt) Update(fn func(Tx) error) error {
 
 // Batch runs fn through bbolt's Batch (one commit for concurrent callers).
 func (b *Bolt) Batch(fn func(Tx) error) error {
-	err := b.db.Batch(func(tx *bbolt.Tx) error { return fn(boltTx{tx}) })
+	err := b.db.Batch(func(tx *bbolt.Tx) error { return fn(newBoltTx(tx)) })
 	if err == nil {
 		b.changed.Notify()
 	}
@@ -110,53 +111,100 @@ func (b *Bolt) Backup(w io.Writer) (int64, error) {
 // that corrupt a file on purpose). It returns nil for other backends.
 func BoltTx(tx Tx) *bbolt.Tx {
 	if t, ok := tx.(boltTx); ok {
-		return t.tx
+		return t.s.tx
 	}
 	return nil
 }
 
 // The wrappers are single pointers, so converting them to interfaces does not allocate.
-type boltTx struct{ tx *bbolt.Tx }
+// A transaction keeps the buckets it opened (bbolt's read transactions open a bucket afresh
+// at every lookup), each with a cursor for Get: bbolt's Get makes a cursor per call, and a
+// change of thousands of member edges spent a fifth of its allocations there (issue 11). A
+// transaction is used by one goroutine at a time, as the kv contract has it.
+type boltTx struct{ s *boltTxState }
 
-func (t boltTx) Writable() bool     { return t.tx.Writable() }
-func (t boltTx) OnCommit(fn func()) { t.tx.OnCommit(fn) }
+type boltTxState struct {
+	tx      *bbolt.Tx
+	buckets map[string]*boltBucketState // top-level buckets opened, by name
+}
+
+func newBoltTx(tx *bbolt.Tx) boltTx { return boltTx{&boltTxState{tx: tx}} }
+
+func (t boltTx) Writable() bool     { return t.s.tx.Writable() }
+func (t boltTx) OnCommit(fn func()) { t.s.tx.OnCommit(fn) }
 
 func (t boltTx) Bucket(name []byte) Bucket {
-	if b := t.tx.Bucket(name); b != nil {
-		return boltBucket{b}
+	if st := t.s.buckets[string(name)]; st != nil {
+		return boltBucket{st}
 	}
-	return nil
+	b := t.s.tx.Bucket(name)
+	if b == nil {
+		return nil
+	}
+	return boltBucket{keepBucket(&t.s.buckets, name, b)}
 }
 
 func (t boltTx) CreateBucketIfNotExists(name []byte) (Bucket, error) {
-	b, err := t.tx.CreateBucketIfNotExists(name)
+	b, err := t.s.tx.CreateBucketIfNotExists(name)
 	if err != nil {
 		return nil, boltErr(err)
 	}
-	return boltBucket{b}, nil
+	return boltBucket{keepBucket(&t.s.buckets, name, b)}, nil
+}
+
+// keepBucket records bucket b under name in m (made when nil) and returns its state: the
+// one recorded already when it is b's.
+func keepBucket(m *map[string]*boltBucketState, name []byte, b *bbolt.Bucket) *boltBucketState {
+	if st := (*m)[string(name)]; st != nil && st.b == b {
+		return st
+	}
+	if *m == nil {
+		*m = make(map[string]*boltBucketState)
+	}
+	st := &boltBucketState{b: b}
+	(*m)[string(name)] = st
+	return st
 }
 
 func (t boltTx) ForEachBucket(fn func(name []byte) error) error {
-	return t.tx.ForEach(func(name []byte, _ *bbolt.Bucket) error { return fn(name) })
+	return t.s.tx.ForEach(func(name []byte, _ *bbolt.Bucket) error { return fn(name) })
 }
 
-type boltBucket struct{ b *bbolt.Bucket }
+type boltBucket struct{ s *boltBucketState }
 
-// Get returns nil for a nested bucket's name, as bbolt does.
-func (b boltBucket) Get(key []byte) []byte { return b.b.Get(key) }
+type boltBucketState struct {
+	b        *bbolt.Bucket
+	get      *bbolt.Cursor               // Get's, made at the first Get
+	children map[string]*boltBucketState // nested buckets opened, by name
+}
 
-func (b boltBucket) Put(key, value []byte) error { return boltErr(b.b.Put(key, value)) }
-func (b boltBucket) Delete(key []byte) error     { return boltErr(b.b.Delete(key)) }
-func (b boltBucket) Cursor() Cursor              { return boltCursor{b.b.Cursor()} }
+// Get returns nil for a nested bucket's name, as bbolt does. It seeks with the bucket's
+// own cursor (bbolt's Get makes one per call); a seek starts from the bucket's root, so
+// it sees every write of the transaction.
+func (b boltBucket) Get(key []byte) []byte {
+	st := b.s
+	if st.get == nil {
+		st.get = st.b.Cursor()
+	}
+	k, v := st.get.Seek(key)
+	if !bytes.Equal(k, key) {
+		return nil
+	}
+	return v // nil for a nested bucket
+}
+
+func (b boltBucket) Put(key, value []byte) error { return boltErr(b.s.b.Put(key, value)) }
+func (b boltBucket) Delete(key []byte) error     { return boltErr(b.s.b.Delete(key)) }
+func (b boltBucket) Cursor() Cursor              { return boltCursor{b.s.b.Cursor()} }
 func (b boltBucket) NextSequence() (uint64, error) {
-	n, err := b.b.NextSequence()
+	n, err := b.s.b.NextSequence()
 	return n, boltErr(err)
 }
-func (b boltBucket) Sequence() uint64           { return b.b.Sequence() }
-func (b boltBucket) SetSequence(v uint64) error { return boltErr(b.b.SetSequence(v)) }
+func (b boltBucket) Sequence() uint64           { return b.s.b.Sequence() }
+func (b boltBucket) SetSequence(v uint64) error { return boltErr(b.s.b.SetSequence(v)) }
 
 func (b boltBucket) ForEach(fn func(k, v []byte) error) error {
-	return b.b.ForEach(func(k, v []byte) error {
+	return b.s.b.ForEach(func(k, v []byte) error {
 		if v == nil {
 			return nil // a nested bucket
 		}
@@ -165,25 +213,32 @@ func (b boltBucket) ForEach(fn func(k, v []byte) error) error {
 }
 
 func (b boltBucket) ForEachBucket(fn func(name []byte) error) error {
-	return b.b.ForEachBucket(fn)
+	return b.s.b.ForEachBucket(fn)
 }
 
 func (b boltBucket) Bucket(name []byte) Bucket {
-	if nb := b.b.Bucket(name); nb != nil {
-		return boltBucket{nb}
+	if st := b.s.children[string(name)]; st != nil {
+		return boltBucket{st}
 	}
-	return nil
+	nb := b.s.b.Bucket(name)
+	if nb == nil {
+		return nil
+	}
+	return boltBucket{keepBucket(&b.s.children, name, nb)}
 }
 
 func (b boltBucket) CreateBucketIfNotExists(name []byte) (Bucket, error) {
-	nb, err := b.b.CreateBucketIfNotExists(name)
+	nb, err := b.s.b.CreateBucketIfNotExists(name)
 	if err != nil {
 		return nil, boltErr(err)
 	}
-	return boltBucket{nb}, nil
+	return boltBucket{keepBucket(&b.s.children, name, nb)}, nil
 }
 
-func (b boltBucket) DeleteBucket(name []byte) error { return boltErr(b.b.DeleteBucket(name)) }
+func (b boltBucket) DeleteBucket(name []byte) error {
+	delete(b.s.children, string(name))
+	return boltErr(b.s.b.DeleteBucket(name))
+}
 
 // boltCursor skips nested buckets (bbolt lists them with a nil value).
 type boltCursor struct{ c *bbolt.Cursor }
@@ -263,6 +318,6 @@ func (n *Notifier) Notify() {
 // to 1.0; high for buckets whose keys only ever grow). Other backends ignore it.
 func SetFillPercent(b Bucket, f float64) {
 	if bb, ok := b.(boltBucket); ok {
-		bb.b.FillPercent = f
+		bb.s.b.FillPercent = f
 	}
 }

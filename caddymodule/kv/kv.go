@@ -13,6 +13,9 @@
 //     in OnCommit.
 //   - Values returned by Get and cursors are valid only inside the transaction; copy them to
 //     keep them.
+//   - Put keeps its own copy of the key (the caller may reuse the key's buffer at once), but
+//     not of the value on bbolt: a value passed to Put must stay unchanged until the
+//     transaction ends.
 //   - Cursor and ForEach visit the keys that hold values, in byte order; nested buckets are
 //     listed with ForEachBucket. A key and a nested bucket never share a name.
 //   - A transaction too large for the backend fails with ErrTxnTooLarge before anything is

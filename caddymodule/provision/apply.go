@@ -119,6 +119,7 @@ func (e *Engine) Apply(req Request, op *Op) *Result {
 // and the outcome in one transaction.
 func (e *Engine) run(j *job) (*plan, error) {
 	if e.target == nil && e.policy == nil {
+		var decided *plan
 		if a := j.op.Action; a == change.ActionPatch || a == change.ActionReplace {
 			p, err := e.decideView(j)
 			if s := splitOf(err); s != nil {
@@ -127,8 +128,9 @@ func (e *Engine) run(j *job) (*plan, error) {
 			if err != nil || p.same {
 				return e.answerUnchanged(j, p, err)
 			}
+			decided = p
 		}
-		p, err := e.commitAlone(j)
+		p, err := e.commitAlone(j, decided)
 		if s := splitOf(err); s != nil {
 			return e.runParts(j, s)
 		}
@@ -218,11 +220,20 @@ func (e *Engine) run(j *job) (*plan, error) {
 }
 
 // commitAlone decides, applies and journals a change in one transaction: the path of a
-// gateway with neither a policy nor a target.
-func (e *Engine) commitAlone(j *job) (*plan, error) {
+// gateway with neither a policy nor a target. A PATCH or PUT comes with the plan its read
+// transaction decided (decided, else nil), which stands when the resource is still as it
+// was decided on (redecide): deciding it again would look up every member edge once more,
+// inside the commit that every concurrent writer waits for.
+func (e *Engine) commitAlone(j *job, decided *plan) (*plan, error) {
 	var done *plan
 	err := e.store.Update(func(tx *store.Tx) error {
-		p, err := e.decide(tx, j)
+		var p *plan
+		var err error
+		if decided != nil {
+			p, err = e.redecide(tx, j, decided)
+		} else {
+			p, err = e.decide(tx, j)
+		}
 		if err != nil {
 			return err
 		}

@@ -53,7 +53,10 @@
 // A change of a group's members larger than MemberChunk edges (a PATCH's adds and removes,
 // a "remove all" or a PUT's member list resolved against the stored members, a create with
 // members) is applied in parts of at most MemberChunk edges, so that each transaction fits
-// a store whose transactions are bounded (etcd: 128 operations). The policy decides the
+// a store whose transactions are bounded (etcd: 128 operations). On a bbolt file, whose
+// transactions are not bounded, a change of more than FileMemberChunk (2,000) edges is
+// applied in parts of FilePartSize edges (a twentieth of the change, from 500 to 2,000), so
+// that what a part holds in memory stays in proportion to the request. The policy decides the
 // request once, whole (it sees every member, its stats count the request once; a deny is
 // the request's, and nothing is applied); then each part is a change of its own through the
 // pipeline, under the request's locks, following that decision: it has its

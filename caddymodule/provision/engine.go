@@ -26,7 +26,8 @@ import (
 // its Shared state (locks, adoptions, policy stats), so that a reload neither interleaves
 // two configs' changes of one resource nor forgets what the previous one had in flight.
 type Engine struct {
-	chunk int // member edges per part of a large member change (parts.go)
+	chunk     int  // member edges per part of a large member change (parts.go)
+	fileParts bool // parts sized by the change instead (FilePartSize): a bbolt file
 	// splitDeletes: the store's transactions are bounded, and a delete whose edges do not
 	// fit one is applied in parts (deleteparts.go).
 	splitDeletes bool
@@ -74,8 +75,8 @@ type Config struct {
 	// the same name (see fleet.go).
 	SharedStore bool
 	// MemberChunk is how many member edges one part of a large member change holds (see
-	// parts.go); 0: by the store (MemberChunk on etcd's default limit, FileMemberChunk on a
-	// bbolt file).
+	// parts.go); 0: by the store (MemberChunk on etcd's default limit; on a bbolt file,
+	// FilePartSize of the change).
 	MemberChunk int
 
 	Logger *zap.Logger
@@ -126,7 +127,8 @@ func New(cfg Config) (*Engine, error) {
 		onDelivery: cfg.OnDelivery,
 	}
 	if e.chunk <= 0 {
-		e.chunk = memberChunk(kv.TxnOpsLimit(cfg.Store.DB()))
+		limit := kv.TxnOpsLimit(cfg.Store.DB())
+		e.chunk, e.fileParts = memberChunk(limit), limit <= 0
 	}
 	e.splitDeletes = kv.TxnOpsLimit(cfg.Store.DB()) > 0
 	if e.logger == nil {

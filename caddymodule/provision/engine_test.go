@@ -404,6 +404,7 @@ func TestPlanMembers(t *testing.T) {
 	}{
 		{"none", nil, nil, nil, ""},
 		{"add new and existing", &scim.MemberDelta{Add: ref("b", "c", "c")}, []string{"c"}, nil, ""},
+		{"add repeated ids out of order", &scim.MemberDelta{Add: ref("e", "d", "a", "e", "d", "c", "e")}, []string{"e", "d", "c"}, nil, ""},
 		{"remove present and absent", &scim.MemberDelta{Remove: []string{"a", "z"}}, nil, []string{"a"}, ""},
 		{"remove all", &scim.MemberDelta{RemoveAll: true}, nil, []string{"a", "b"}, ""},
 		{"remove all then re-add one", &scim.MemberDelta{RemoveAll: true, Add: ref("a", "d")}, []string{"d"}, []string{"b"}, ""},

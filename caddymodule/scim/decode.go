@@ -47,8 +47,8 @@ func decodeFast(data []byte) (any, bool) {
 // decodePatchFast decodes a PATCH body as decodeFast does, except that the "value" of each
 // operation (an element of the body's "Operations" array) that is an array of members is
 // a MemberList (keys matched case-insensitively, as ParsePatch does).
-func decodePatchFast(data []byte) (any, bool) {
-	d := &fastDecoder{s: string(data), patch: true}
+func decodePatchFast(data string) (any, bool) {
+	d := &fastDecoder{s: data, patch: true}
 	v, ok := d.value()
 	if !ok {
 		return nil, false

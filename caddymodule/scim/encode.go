@@ -68,6 +68,15 @@ func appendJSONArray[E any](dst []byte, list []E, escapeHTML bool) ([]byte, erro
 // MarshalJSON is AppendJSON to a new slice of the encoding's size: the encoding grows in a
 // pooled scratch buffer, so a document costs one allocation however often it doubled.
 func MarshalJSON(v any, escapeHTML bool) ([]byte, error) {
+	if list, ok := v.([]string); ok && list != nil {
+		// A list of ids (a journal record's members): its size is known, give or take
+		// escapes, so it is encoded straight into its own slice.
+		n := 2 + len(list)
+		for _, s := range list {
+			n += len(s) + 2
+		}
+		return appendJSONArray(make([]byte, 0, n), list, escapeHTML)
+	}
 	scratch := encodeScratch.Get().(*[]byte)
 	out, err := AppendJSON((*scratch)[:0], v, escapeHTML)
 	var owned []byte

@@ -13,6 +13,7 @@ import (
 	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // DefaultMaxJSONDepth is the default bound on JSON nesting in request bodies.
@@ -68,11 +69,15 @@ func DecodeBody(data []byte, maxDepth int) (map[string]any, error) {
 // decoded into MemberLists (a member per element instead of a map per member object, a
 // fraction of the memory; issue 11), which ParsePatch and ApplyPatch take as the generic
 // arrays they stand for. The errors are DecodeBody's.
+//
+// The result keeps data: its strings share data's bytes (a copy of a large body would be
+// one more body's size), so data must not change afterwards. The handler hands over a
+// buffer it reads each body into and never touches again.
 func DecodePatchBody(data []byte, maxDepth int) (map[string]any, error) {
 	if err := CheckJSON(data, maxDepth); err != nil {
 		return nil, err
 	}
-	v, ok := decodePatchFast(data)
+	v, ok := decodePatchFast(unsafe.String(unsafe.SliceData(data), len(data)))
 	if !ok {
 		var err error
 		if v, err = Decode(data); err != nil {

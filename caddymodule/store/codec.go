@@ -173,6 +173,13 @@ func encodeMember(m Member) []byte {
 	return append(b, m.Display...)
 }
 
+// memberEncoded reports whether v is encodeMember(m), without encoding m.
+func memberEncoded(v []byte, m Member) bool {
+	n, k := binary.Uvarint(v)
+	return k > 0 && n == uint64(len(m.Type)) && uint64(len(v)-k) == n+uint64(len(m.Display)) &&
+		string(v[k:k+len(m.Type)]) == m.Type && string(v[k+len(m.Type):]) == m.Display
+}
+
 func decodeMember(id string, v []byte) (Member, error) {
 	d := decoder{b: v}
 	m := Member{ID: id, Type: d.string("member type")}

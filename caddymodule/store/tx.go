@@ -49,6 +49,22 @@ type Member struct {
 type Tx struct {
 	tx       kv.Tx
 	writable bool
+	// key is scratch for the key of one lookup or write of a member edge or an id (the
+	// backends keep their own copies of keys, see kv): a change of many members then costs
+	// no key allocation per edge. A Tx is used by one goroutine.
+	key []byte
+}
+
+// edgeKey is the key "a \0 b" in tx's scratch buffer, valid until the next call.
+func (tx *Tx) edgeKey(a, b string) []byte {
+	tx.key = append(append(append(tx.key[:0], a...), sep), b...)
+	return tx.key
+}
+
+// idKey is id as a key in tx's scratch buffer, valid until the next call.
+func (tx *Tx) idKey(id string) []byte {
+	tx.key = append(tx.key[:0], id...)
+	return tx.key
 }
 
 // KV is the underlying kv transaction, for packages (the journal) that write their own
@@ -118,7 +134,7 @@ func (tx *Tx) TypeOf(id string) (string, error) {
 	if err := checkName("id", id); err != nil {
 		return "", err
 	}
-	v := tx.bucket(bucketIDs).Get([]byte(id))
+	v := tx.bucket(bucketIDs).Get(tx.idKey(id))
 	if v == nil {
 		return "", ErrNotFound
 	}
@@ -445,16 +461,15 @@ func (tx *Tx) AddMember(groupID string, m Member) (added bool, err error) {
 		return false, err
 	}
 	members := tx.bucket(bucketMembers)
-	key := joinKey(groupID, m.ID)
-	val := encodeMember(m)
+	key := tx.edgeKey(groupID, m.ID)
 	prev := members.Get(key)
-	if prev != nil && bytes.Equal(prev, val) {
+	if prev != nil && memberEncoded(prev, m) {
 		return false, nil
 	}
-	if err := members.Put(key, val); err != nil {
+	if err := members.Put(key, encodeMember(m)); err != nil {
 		return false, fmt.Errorf("adding member %s to %s: %w", m.ID, groupID, err)
 	}
-	if err := tx.bucket(bucketMemberOf).Put(joinKey(m.ID, groupID), []byte{}); err != nil {
+	if err := tx.bucket(bucketMemberOf).Put(tx.edgeKey(m.ID, groupID), []byte{}); err != nil {
 		return false, fmt.Errorf("adding member %s to %s: %w", m.ID, groupID, err)
 	}
 	return prev == nil, nil
@@ -476,7 +491,7 @@ func (tx *Tx) RemoveMember(groupID, memberID string) (removed bool, err error) {
 	if err := checkEdge(groupID, memberID); err != nil {
 		return false, err
 	}
-	if tx.bucket(bucketMembers).Get(joinKey(groupID, memberID)) == nil {
+	if tx.bucket(bucketMembers).Get(tx.edgeKey(groupID, memberID)) == nil {
 		return false, nil
 	}
 	if err := tx.deleteEdge(groupID, memberID); err != nil {
@@ -517,10 +532,10 @@ func collectSuffixes(b kv.Bucket, first string) []string {
 
 // deleteEdge deletes the edge groupID->memberID and its reverse edge.
 func (tx *Tx) deleteEdge(groupID, memberID string) error {
-	if err := tx.bucket(bucketMembers).Delete(joinKey(groupID, memberID)); err != nil {
+	if err := tx.bucket(bucketMembers).Delete(tx.edgeKey(groupID, memberID)); err != nil {
 		return fmt.Errorf("removing member %s from %s: %w", memberID, groupID, err)
 	}
-	if err := tx.bucket(bucketMemberOf).Delete(joinKey(memberID, groupID)); err != nil {
+	if err := tx.bucket(bucketMemberOf).Delete(tx.edgeKey(memberID, groupID)); err != nil {
 		return fmt.Errorf("removing member %s from %s: %w", memberID, groupID, err)
 	}
 	return nil
@@ -531,7 +546,7 @@ func (tx *Tx) HasMember(groupID, memberID string) (bool, error) {
 	if err := checkEdge(groupID, memberID); err != nil {
 		return false, err
 	}
-	return tx.bucket(bucketMembers).Get(joinKey(groupID, memberID)) != nil, nil
+	return tx.bucket(bucketMembers).Get(tx.edgeKey(groupID, memberID)) != nil, nil
 }
 
 // Member returns the edge groupID->memberID as stored (the member's Type and Display);
