@@ -1,12 +1,18 @@
 package policy
 
 import (
+	"context"
+	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"testing"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/topdown"
+
+	"github.com/scimgate/scimgate/caddymodule/internal/policytest"
 )
 
 // TestVCacheActsAsOPAs drives vcache and OPA's own virtual cache with the same random
@@ -66,5 +72,57 @@ func TestVCacheActsAsOPAs(t *testing.T) {
 			t.Fatalf("round %d: Keys %v; OPA's %v", round, k1, k2)
 		}
 		ours.reset()
+	}
+}
+
+// TestPooledCacheDecidesAsOPAs: the shipped policies, with every guardrail configured so
+// that each one has something to say about one of the inputs, decide every input alike
+// through Decide (the pooled cache, reused from one decision to the next, in two orders)
+// and through OPA's evaluation with its own cache.
+func TestPooledCacheDecidesAsOPAs(t *testing.T) {
+	dir := policytest.CopyShipped(t, `{"defaults": {
+		"scoping": {"domains": ["fabrikam.example"], "on_exit": "deactivate"},
+		"attribute_allowlist": {"User": ["userName", "active", "emails.value"], "Group": ["displayName"]},
+		"required_attributes": {"User": ["userName", "title"]},
+		"break_glass": {"patterns": ["^alice@"]},
+		"privileged_groups": {"names": ["Engineering"], "effect": "skip"},
+		"mass_deprovision": {"max_per_hour": 2}}}`)
+	e := load(t, Options{Dir: dir})
+	create, patch, group := userCreateInput(t), userPatchInput(t), groupAddInput(t)
+	deactivate := *patch
+	deactivate.Events = []string{"deactivate"}
+	resync := *patch
+	resync.Action, resync.Previous, resync.Changed = "replace", resync.Resource, nil
+	leaving := *patch // was in scope (fabrikam.example), is not now: deactivated
+	leaving.Previous = maps.Clone(patch.Previous)
+	leaving.Previous["userName"] = "alice@fabrikam.example"
+	untitled := *create // a create without a required attribute: denied
+	untitled.Resource = maps.Clone(create.Resource)
+	delete(untitled.Resource, "title")
+	inputs := []*Input{create, patch, group, &deactivate, &resync, &leaving, &untitled}
+	opas := func(in *Input) Decision {
+		v, err := in.astValue()
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs, err := e.policy.pq.Eval(context.Background(), rego.EvalParsedInput(v))
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, _ := e.result(rs)
+		return d
+	}
+	seen := map[string]bool{}
+	for _, order := range [][]int{{0, 1, 2, 3, 4, 5, 6}, {6, 5, 4, 3, 2, 1, 0, 2, 5, 0}} {
+		for _, i := range order {
+			got, _ := e.Decide(context.Background(), inputs[i])
+			if want := opas(inputs[i]); !equalDecision(got, want) {
+				t.Errorf("input %d: %+v; with OPA's cache %+v", i, got, want)
+			}
+			seen[fmt.Sprintf("allow=%v skip=%v deactivate=%v drops=%v", got.Allow, got.Skip, got.Deactivate, len(got.DropAttributes)+len(got.DropMembers) > 0)] = true
+		}
+	}
+	if len(seen) < 3 { // denied, skipped, deactivated
+		t.Errorf("the inputs got only %v: the guardrails had too little to say", seen)
 	}
 }
