@@ -85,6 +85,10 @@
 // The input goes to OPA as a lazily converted AST object (no JSON round trip; a resource
 // attribute is converted only if the policy reads it) and the decision is decoded from the
 // AST directly; Input.Prepare converts an input once, eagerly, for several policies to
-// decide in turn (Engine.DecidePrepared, used by previews). See the benchmarks in
+// decide in turn (Engine.DecidePrepared, used by previews), and Input.PrepareLike shares
+// with the previous input what they have in common (a preview's users differ only in their
+// resources). The cache of rule and function values an evaluation fills is pooled and
+// reused by the next evaluation (OPA's own is built anew each time: a sixth of a
+// decision's allocations, and of the garbage collector's work). See the benchmarks in
 // bench_test.go for the cost against a trivial policy and under 32 concurrent decisions.
 package policy

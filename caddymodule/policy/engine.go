@@ -213,7 +213,9 @@ func (e *Engine) decide(ctx context.Context, input ast.Value) (Decision, error) 
 	// when ctx ends.
 	stopEval := topdown.NewCancel()
 	defer context.AfterFunc(ctx, stopEval.Cancel)()
-	opts := []rego.EvalOption{rego.EvalParsedInput(input), rego.EvalMetrics(noMetrics), rego.EvalExternalCancel(stopEval)}
+	vc := getVCache()
+	defer putVCache(vc)
+	opts := []rego.EvalOption{rego.EvalParsedInput(input), rego.EvalMetrics(noMetrics), rego.EvalExternalCancel(stopEval), rego.EvalVirtualCache(vc)}
 	if e.hook != nil {
 		opts = append(opts, rego.EvalPrintHook(e.hook))
 	}

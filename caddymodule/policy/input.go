@@ -3,8 +3,10 @@ package policy
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"reflect"
+	"slices"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 )
@@ -173,10 +175,23 @@ func nonNil(ss []string) []string {
 // is the same map as Previous (a re-sync) is converted once for both.
 type Prepared struct {
 	value ast.Value
+	// from is the input converted, without its resources, and rest its converted document
+	// without resource and previous: PrepareLike reuses rest when only those differ.
+	from Input
+	rest ast.Object
 }
 
 // Prepare converts in for DecidePrepared. The Prepared value does not refer to in's maps.
 func (in *Input) Prepare() (*Prepared, error) {
+	return in.PrepareLike(nil)
+}
+
+// PrepareLike is Prepare for inputs that differ from a previous one in little but their
+// resources (a preview's users: the same action, events, client, target and counts): when
+// in's fields other than Resource, Previous and NativeID equal those prev was prepared
+// from, their converted values are shared with prev instead of converted again (they are
+// never modified, so concurrent evaluations may share them). prev may be nil.
+func (in *Input) PrepareLike(prev *Prepared) (*Prepared, error) {
 	resource, err := preparedResource(in.Resource)
 	if err != nil {
 		return nil, fmt.Errorf("%w: resource: %w", ErrInput, err)
@@ -187,17 +202,37 @@ func (in *Input) Prepare() (*Prepared, error) {
 			return nil, fmt.Errorf("%w: previous: %w", ErrInput, err)
 		}
 	}
-	doc := in.native(nil, nil)
-	delete(doc, "resource")
-	delete(doc, "previous")
-	v, err := ast.InterfaceToValue(doc)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInput, err)
+	p := &Prepared{from: *in}
+	p.from.Resource, p.from.Previous, p.from.NativeID = nil, nil, ""
+	if prev != nil && prev.from.sameRest(&p.from) {
+		p.from, p.rest = prev.from, prev.rest
+	} else {
+		doc := in.native(nil, nil)
+		delete(doc, "resource")
+		delete(doc, "previous")
+		delete(doc, "native_id")
+		v, err := ast.InterfaceToValue(doc)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInput, err)
+		}
+		p.rest = v.(ast.Object)
 	}
-	obj := v.(ast.Object)
+	obj := ast.NewObject()
+	p.rest.Foreach(func(k, v *ast.Term) { obj.Insert(k, v) })
+	obj.Insert(ast.StringTerm("native_id"), ast.StringTerm(in.NativeID))
 	obj.Insert(ast.StringTerm("resource"), resource)
 	obj.Insert(ast.StringTerm("previous"), previous)
-	return &Prepared{value: obj}, nil
+	p.value = obj
+	return p, nil
+}
+
+// sameRest reports whether a and b, stripped of their resources and native id, convert to
+// the same document.
+func (a *Input) sameRest(b *Input) bool {
+	return a.Action == b.Action && a.ResourceType == b.ResourceType && a.Client == b.Client &&
+		a.Target == b.Target && slices.Equal(a.Events, b.Events) && slices.Equal(a.Changed, b.Changed) &&
+		slices.Equal(a.Members.Add, b.Members.Add) && slices.Equal(a.Members.Remove, b.Members.Remove) &&
+		maps.Equal(a.Stats.LastHour, b.Stats.LastHour)
 }
 
 // preparedResource converts a resource eagerly, checked as nativeResource does.

@@ -93,7 +93,57 @@ func TestInputConversion(t *testing.T) {
 			if prepared.value.Compare(want) != 0 {
 				t.Errorf("prepared %v\nwant     %v", prepared.value, want)
 			}
+			// PrepareLike after any other input yields it too, whatever it can share.
+			for _, other := range tests {
+				before, err := other.in.Prepare()
+				if err != nil {
+					t.Fatal(err)
+				}
+				like, err := tt.in.PrepareLike(before)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if like.value.Compare(want) != 0 {
+					t.Errorf("prepared like %q: %v\nwant %v", other.name, like.value, want)
+				}
+			}
 		})
+	}
+}
+
+// TestPrepareLikeShares: inputs that differ only in their resources and native id share
+// the rest of the converted document; any other difference converts it anew.
+func TestPrepareLikeShares(t *testing.T) {
+	base := Input{Action: "replace", ResourceType: "User", Events: []string{"update"}, Client: "c", Target: "t",
+		Resource: decodeJSON(t, `{"userName": "a@b.c"}`), Stats: Stats{LastHour: map[string]int64{"update": 1}}}
+	first, err := base.Prepare()
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := base
+	next.Resource, next.Previous, next.NativeID = decodeJSON(t, `{"userName": "d@e.f"}`), decodeJSON(t, `{"userName": "x"}`), "n1"
+	if p, err := next.PrepareLike(first); err != nil || p.rest != first.rest {
+		t.Errorf("an input differing only in its resources: not shared (%v)", err)
+	}
+	for name, change := range map[string]func(*Input){
+		"action": func(in *Input) { in.Action = "patch" }, "type": func(in *Input) { in.ResourceType = "Group" },
+		"events": func(in *Input) { in.Events = []string{"update", "rename"} }, "client": func(in *Input) { in.Client = "d" },
+		"target": func(in *Input) { in.Target = "u" }, "changed": func(in *Input) { in.Changed = []string{"title"} },
+		"members": func(in *Input) { in.Members.Add = []Member{{ID: "u1"}} },
+		"stats":   func(in *Input) { in.Stats.LastHour = map[string]int64{"update": 2} },
+	} {
+		other := base
+		change(&other)
+		p, err := other.PrepareLike(first)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.rest == first.rest {
+			t.Errorf("%s differs: the converted document was shared", name)
+		}
+		if want, _ := other.Prepare(); p.value.Compare(want.value) != 0 {
+			t.Errorf("%s differs: %v, want %v", name, p.value, want.value)
+		}
 	}
 }
 

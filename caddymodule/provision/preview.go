@@ -213,8 +213,9 @@ func decidePage(ctx context.Context, page []*previewCase, current, proposed *pol
 	cases := make(chan *previewCase)
 	for range min(workers, len(page)) {
 		wg.Go(func() {
+			var last *policy.Prepared // the worker's previous input, to share its constant parts
 			for c := range cases {
-				if err := c.decide(ctx, current, proposed); err != nil {
+				if err := c.decide(ctx, current, proposed, &last); err != nil {
 					mu.Lock()
 					first = cmp.Or(first, err)
 					mu.Unlock()
@@ -238,13 +239,17 @@ func decidePage(ctx context.Context, page []*previewCase, current, proposed *pol
 
 // decide evaluates the case under both policies and sets its entry when they differ. A
 // policy that times out fails the preview (a preview must not guess); a policy error is a
-// denial, as in a real request. The input is converted once for both; two policies of the
-// same content decide alike, so the case is then not decided at all.
-func (c *previewCase) decide(ctx context.Context, current, proposed *policy.Engine) error {
+// denial, as in a real request. The input is converted once for both, sharing what it has
+// in common with the worker's previous one (*last); two policies of the same content decide
+// alike, so the case is then not decided at all.
+func (c *previewCase) decide(ctx context.Context, current, proposed *policy.Engine, last **policy.Prepared) error {
 	if current != nil && current.Hash() == proposed.Hash() {
 		return nil
 	}
-	in, prepErr := c.in.Prepare()
+	in, prepErr := c.in.PrepareLike(*last)
+	if prepErr == nil {
+		*last = in
+	}
 	decide := func(e *policy.Engine) (policy.Decision, error) {
 		if prepErr != nil {
 			return e.Decide(ctx, &c.in) // denies with the input error, as a request would be

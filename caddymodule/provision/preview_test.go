@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -169,7 +170,11 @@ func TestPolicyImpactNarrowedScope(t *testing.T) {
 
 // BenchmarkPolicyImpact previews a scope-narrowing policy over 100,000 users (a quarter
 // leaving scope, half of them with an app account) against the policy in force, and
-// reports users/s and users per CPU-second.
+// reports users/s and users per CPU-second. The same preview with OPA's trivial policy
+// (`decision := {"allow": true}`, two copies so both are evaluated) on both sides, timed
+// in the same run, is the baseline: trivial-users/cpu-s is what OPA and the preview's own
+// work cost without any policy, and x_trivial how many times that the shipped policies
+// cost.
 func BenchmarkPolicyImpact(b *testing.B) {
 	r := newRig(b, rigOptions{target: newTarget(b, "http://127.0.0.1:1", true)})
 	n := benchUsers()
@@ -180,20 +185,56 @@ func BenchmarkPolicyImpact(b *testing.B) {
 	seedDirectory(b, r, names, func(i int) bool { return i%2 == 0 })
 	current := shippedPolicy(b, `{"defaults": {"scoping": {"domains": ["contoso.example", "fabrikam.example"]}}}`)
 	narrowed := shippedPolicy(b, `{"defaults": {"scoping": {"domains": ["contoso.example"]}}}`)
-	cpu0 := processCPU(b)
+	trivialNow, trivialThen := trivialPolicy(b, "now"), trivialPolicy(b, "then")
+	var cpu, trivialCPU time.Duration
 	b.ResetTimer()
 	for b.Loop() {
+		cpu0 := processCPU(b)
 		im, err := r.eng.PolicyImpact(context.Background(), current, narrowed, ImpactOptions{})
 		if err != nil {
 			b.Fatal(err)
 		}
+		cpu += processCPU(b) - cpu0
 		if im.Users != n || im.Counts[EffectLeavesScope]+im.Counts[EffectSkipped] != n/4 {
 			b.Fatalf("users %d, counts %v", im.Users, im.Counts)
 		}
+		b.StopTimer()
+		cpu0 = processCPU(b)
+		im, err = r.eng.PolicyImpact(context.Background(), trivialNow, trivialThen, ImpactOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		trivialCPU += processCPU(b) - cpu0
+		if im.Users != n || len(im.Counts) != 0 {
+			b.Fatalf("trivial policy: users %d, counts %v", im.Users, im.Counts)
+		}
+		b.StartTimer()
 	}
 	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "users/s")
 	// The machine may be shared: users per CPU-second says what one idle core does.
-	b.ReportMetric(float64(n*b.N)/(processCPU(b)-cpu0).Seconds(), "users/cpu-s")
+	b.ReportMetric(float64(n*b.N)/cpu.Seconds(), "users/cpu-s")
+	b.ReportMetric(float64(cpu.Microseconds())/float64(n*b.N), "cpu-µs/user")
+	b.ReportMetric(float64(n*b.N)/trivialCPU.Seconds(), "trivial-users/cpu-s")
+	b.ReportMetric(cpu.Seconds()/trivialCPU.Seconds(), "x_trivial")
+}
+
+// trivialPolicy is OPA's trivial policy (every change allowed, nothing else), its hash
+// made distinct by name.
+func trivialPolicy(b *testing.B, name string) *policy.Engine {
+	dir := b.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "scimgate"), 0o700); err != nil {
+		b.Fatal(err)
+	}
+	src := "package scimgate\n\n# " + name + "\ndecision := {\"allow\": true}\n"
+	if err := os.WriteFile(filepath.Join(dir, "scimgate", "decision.rego"), []byte(src), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	eng, err := policy.Load(policy.Options{Dir: dir})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = eng.Close() })
+	return eng
 }
 
 // processCPU is the CPU time this process has used (user and system).
