@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -22,14 +23,7 @@ func TestFleetLargeDeletes(t *testing.T) {
 	must := func(gw int, method, path, body string, want ...int) fleetResp {
 		t.Helper()
 		r := f.do(gw, method, path, body)
-		ok := r.err == nil
-		if ok {
-			ok = false
-			for _, w := range want {
-				ok = ok || r.status == w
-			}
-		}
-		if !ok {
+		if r.err != nil || !slices.Contains(want, r.status) {
 			t.Fatalf("%s %s through gateway %d: %d %v %s", method, path, gw, r.status, r.err, r.body)
 		}
 		return r
