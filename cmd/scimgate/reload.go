@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
@@ -57,12 +58,31 @@ func sendConfig(configFile, adapter, address string, force bool) error {
 	}
 	headers.Set("Caddy-Config-Source-File", file)
 	headers.Set("Caddy-Config-Source-Adapter", adapterUsed)
-	resp, err := caddycmd.AdminAPIRequest(admin, http.MethodPost, "/load", headers, bytes.NewReader(config))
+	resp, err := adminRequest(admin, http.MethodPost, "/load", headers, config)
 	if err != nil {
 		return fmt.Errorf("the config was refused; the running config stays: %s", adminError(err))
 	}
 	resp.Body.Close()
 	return nil
+}
+
+// adminRequest is caddycmd.AdminAPIRequest, tried again when no answer came back. Right
+// after a load, Caddy replaces its admin server and shuts the old one down in the
+// background: a connection the old one accepted in that moment is reset before the
+// request is read, so it is safe to send again (an answer, even an error, is final).
+func adminRequest(admin, method, path string, headers http.Header, body []byte) (*http.Response, error) {
+	const attempts = 5
+	for i := 1; ; i++ {
+		var rd io.Reader
+		if body != nil {
+			rd = bytes.NewReader(body)
+		}
+		resp, err := caddycmd.AdminAPIRequest(admin, method, path, headers, rd)
+		if err == nil || i == attempts || !strings.HasPrefix(err.Error(), "performing request:") {
+			return resp, err
+		}
+		time.Sleep(time.Duration(i) * 50 * time.Millisecond)
+	}
 }
 
 // adminError is the reason in the admin endpoint's answer (its JSON body, which

@@ -80,7 +80,7 @@ func TestReloadPrintsTheReasonOnce(t *testing.T) {
 // runningConfig is the config the admin endpoint at admin runs.
 func runningConfig(t *testing.T, admin string) []byte {
 	t.Helper()
-	resp, err := caddycmd.AdminAPIRequest(admin, http.MethodGet, "/config/", nil, nil)
+	resp, err := adminRequest(admin, http.MethodGet, "/config/", nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
