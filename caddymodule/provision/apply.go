@@ -686,10 +686,22 @@ const maxMemberLocks = 256
 // rename, a replace, a delete, a PATCH with If-Match or with a members filter the patch
 // alone cannot resolve), waits for them and they for it.
 //
+// A user's delete locks the user and, in the groups it belongs to, the user as a member
+// (see lockMemberships), so that no change of those memberships interleaves with it.
+//
 // Locks are always taken in one order, so that two jobs never wait on each other: the
-// resource, then its members sorted, then (during the calls, see lockRoles) users' role
-// lists sorted.
+// resource, then its members sorted (a user's delete: the groups it belongs to sorted,
+// each shared with the user as its member), then (during the calls, see lockRoles) users'
+// role lists sorted. No job holds a group's lock and then waits for a user's.
 func (e *Engine) lockJob(j *job) func() {
+	if j.op.Action == change.ActionDelete && j.op.Type == scim.UserType {
+		unlock := e.locks.lock(j.lockKey())
+		unlockGroups := e.lockMemberships(j.id)
+		return func() {
+			unlockGroups()
+			unlock()
+		}
+	}
 	members := e.memberLocks(j)
 	if members == nil {
 		return e.locks.lock(j.lockKey())
@@ -704,6 +716,74 @@ func (e *Engine) lockJob(j *job) func() {
 			unlocks[i]()
 		}
 	}
+}
+
+// membershipLockTries bounds how often a user's delete reads its groups again to lock
+// those added while it locked the others (see lockMemberships).
+const membershipLockTries = 3
+
+// lockMemberships locks, for the delete of user id, each group the user belongs to as a
+// change of that one member does: the group shared and the member exclusively, groups in
+// id order. Until the delete's commit (its last part's, for a delete in parts), a member
+// change of one of those groups naming the user, or any other change of the group (a
+// replace of its members, its delete), waits, so it cannot interleave with the delete's
+// parts nor commit a membership the delete has just removed: it runs before the delete
+// (whose parts then remove the edge) or after it (the user is gone: an unknown member,
+// refused with a mapping that sends member events). The groups are read before they are
+// locked and once more after: groups the user joined in between are locked too (all
+// locks taken again in order), up to membershipLockTries reads; a membership still newer
+// is removed by the delete's commit all the same.
+func (e *Engine) lockMemberships(id string) func() {
+	groups, err := e.groupsOf(id)
+	if err != nil {
+		return func() {} // the delete's own read answers the error
+	}
+	for try := 1; ; try++ {
+		unlock := e.lockMembers(id, groups)
+		now, err := e.groupsOf(id)
+		if err != nil || try == membershipLockTries || subsetOf(now, groups) {
+			return unlock
+		}
+		unlock()
+		groups = now
+	}
+}
+
+// groupsOf returns the groups member id belongs to, in id order.
+func (e *Engine) groupsOf(id string) ([]string, error) {
+	var groups []string
+	err := e.store.View(func(tx *store.Tx) error {
+		return tx.GroupsOf(id, func(g string) error {
+			groups = append(groups, g)
+			return nil
+		})
+	})
+	return groups, err
+}
+
+// lockMembers locks member id of each group in groups (sorted), as lockJob locks a group's
+// member change, and returns the function that unlocks them.
+func (e *Engine) lockMembers(id string, groups []string) func() {
+	unlocks := make([]func(), 0, 2*len(groups))
+	for _, g := range groups {
+		key := scim.GroupType + ":" + g
+		unlocks = append(unlocks, e.locks.rlock(key), e.locks.lock(key+"/member:"+id))
+	}
+	return func() {
+		for i := len(unlocks) - 1; i >= 0; i-- {
+			unlocks[i]()
+		}
+	}
+}
+
+// subsetOf reports whether every id of sorted list a is in sorted list b.
+func subsetOf(a, b []string) bool {
+	for _, id := range a {
+		if _, ok := slices.BinarySearch(b, id); !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // memberLocks returns the member ids, sorted, whose locks a group PATCH that only adds and

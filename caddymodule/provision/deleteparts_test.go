@@ -1,10 +1,12 @@
 package provision
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/scimgate/scimgate/caddymodule/change"
@@ -459,6 +461,129 @@ func TestRolesDeleteInParts(t *testing.T) {
 		t.Errorf("after the delete: the app has the user %v, %d edges left", app.HasUser(account), r.edgesOf(ada))
 	}
 	wantDeleteParts(t, r, "del-ada", []string{"pending", "applied"})
+	if l := r.limited.Largest(); l > etcdTxnOps {
+		t.Errorf("a transaction wrote %d keys", l)
+	}
+	r.verify()
+}
+
+// TestDeleteUserInPartsAgainstReadds: while a user in 100 groups is deleted in parts,
+// workers add the user back to those groups (Entra's member PATCHes, each naming the one
+// member). The delete holds each group's lock for that member until its last part, so no
+// re-add interleaves with its parts: a re-add runs before the delete (the user is still a
+// member: nothing changes) or after it, when the user is gone and has no account in the app
+// (400 invalidValue, nothing stored). After it no group lists the user, no edge names it,
+// the count of users is right, the app was asked to delete the account once, and the
+// journal verifies with no re-add applied among or after the delete's parts.
+func TestDeleteUserInPartsAgainstReadds(t *testing.T) {
+	app, srv := newNativeApp(t)
+	r := newRig(t, rigOptions{target: newTarget(t, srv.URL, false), limit: etcdTxnOps})
+	uid := r.mustCreate(scim.UserType, user("leaver@contoso.example"))
+	account := r.nativeID(scim.UserType, uid)
+	var groups []string
+	var pairs [][2]string
+	for i := range 100 {
+		g := r.mustCreate(scim.GroupType, group(fmt.Sprintf("Team %03d", i)))
+		groups = append(groups, g)
+		pairs = append(pairs, [2]string{g, uid})
+	}
+	r.link(pairs)
+
+	const workers, perWorker = 4, 300
+	done := make(chan struct{})
+	started := make(chan struct{}, workers)
+	type readd struct {
+		id  string
+		res *Result
+	}
+	results := make([][]readd, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := range perWorker {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				id := fmt.Sprintf("readd-%d-%d", w, i)
+				g := groups[(i*workers+w)%len(groups)]
+				res := r.eng.Apply(Request{ID: id, Client: "entra"}, &Op{Action: change.ActionPatch, Type: scim.GroupType, ID: g,
+					Patch: patchOps(t, `[{"op":"Add","path":"members","value":[{"value":"`+uid+`"}]}]`), Status: http.StatusNoContent})
+				results[w] = append(results[w], readd{id, res})
+				if i == 0 {
+					started <- struct{}{}
+				}
+			}
+		})
+	}
+	for range workers {
+		<-started
+	}
+	res := r.eng.Apply(Request{ID: "del-leaver", Client: "entra"}, &Op{Action: change.ActionDelete, Type: scim.UserType, ID: uid, Status: http.StatusNoContent})
+	close(done)
+	wg.Wait()
+	if res.Err != nil || res.Status != http.StatusNoContent {
+		t.Fatalf("delete: %d %v", res.Status, res.Err)
+	}
+	// A re-add after the delete names a user without an account in the app.
+	after := r.eng.Apply(Request{ID: "readd-after", Client: "entra"}, &Op{Action: change.ActionPatch, Type: scim.GroupType, ID: groups[0],
+		Patch: patchOps(t, `[{"op":"Add","path":"members","value":[{"value":"`+uid+`"}]}]`), Status: http.StatusNoContent})
+	results = append(results, []readd{{"readd-after", after}})
+	if after.Err == nil {
+		t.Errorf("a re-add after the delete succeeded")
+	}
+
+	if n := r.edgesOf(uid); n != 0 {
+		t.Errorf("%d edges left of the deleted user", n)
+	}
+	for _, g := range groups {
+		if got := r.members(g); len(got) != 0 {
+			t.Fatalf("group %s lists %v after the delete", g, got)
+		}
+	}
+	err := r.store.View(func(tx *store.Tx) error {
+		if n, err := tx.Count(scim.UserType); err != nil || n != 0 {
+			return fmt.Errorf("%d users counted (%v), want 0", n, err)
+		}
+		if n, err := tx.Count(scim.GroupType); err != nil || n != len(groups) {
+			return fmt.Errorf("%d groups counted (%v), want %d", n, err, len(groups))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
+	}
+	if n := countCalls(app, "DELETE /accounts/"+account); n != 1 {
+		t.Errorf("%d delete calls to the app, want 1", n)
+	}
+	refused := 0
+	for _, list := range results {
+		for _, a := range list {
+			var se *scim.Error
+			switch {
+			case a.res.Err == nil:
+			case errors.As(a.res.Err, &se) && se.Status == http.StatusBadRequest && se.ScimType == scim.TypeInvalidValue:
+				refused++
+			default:
+				t.Errorf("re-add %s: %d %v", a.id, a.res.Status, a.res.Err)
+			}
+		}
+	}
+	count := wantDeleteParts(t, r, "del-leaver", []string{"pending", "applied"})
+	if count < 3 {
+		t.Fatalf("the delete had %d parts", count)
+	}
+	var first uint64
+	for _, rec := range r.records() {
+		if rec.RequestID == "del-leaver" && first == 0 {
+			first = rec.Seq
+		}
+		if strings.HasPrefix(rec.RequestID, "readd-") && rec.Outcome == change.Applied && first != 0 {
+			t.Errorf("re-add %s applied at %d, after the delete's first part (%d): %+v", rec.RequestID, rec.Seq, first, rec.Changes)
+		}
+	}
+	t.Logf("%d re-adds refused after the delete", refused)
 	if l := r.limited.Largest(); l > etcdTxnOps {
 		t.Errorf("a transaction wrote %d keys", l)
 	}

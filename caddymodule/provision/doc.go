@@ -46,9 +46,13 @@
 // only adds and removes members it names (Entra's member changes) locks the group shared
 // and those members exclusively, so changes of different members of one group run at once
 // and commit in any order (they commute; the journal's order is the commit order), while
-// renames, replaces, deletes and changes of the same member wait. Locks are taken in one
-// order (the resource, its members sorted, users' role lists sorted), so no two requests
-// wait on each other.
+// renames, replaces, deletes and changes of the same member wait. A user's delete holds,
+// besides the user, each group it belongs to shared with the user as its member, until its
+// commit (the last part's, for a delete in parts): a member change of one of those groups
+// naming the user runs before the delete or after it (the user gone), never between its
+// parts nor with a membership the delete has just removed. Locks are taken in one order
+// (the resource, its members or a deleted user's groups sorted, users' role lists sorted),
+// so no two requests wait on each other.
 //
 // A change of a group's members larger than MemberChunk edges (a PATCH's adds and removes,
 // a "remove all" or a PUT's member list resolved against the stored members, a create with
