@@ -589,3 +589,151 @@ func TestDeleteUserInPartsAgainstReadds(t *testing.T) {
 	}
 	r.verify()
 }
+
+// TestQueuedDeleteInPartsBehindBacklog: in queued delivery, a group with member adds still
+// in the outbox (the worker paused), also a member of another group, is deleted in parts.
+// The parts before the last queue nothing (a part without calls, as in immediate
+// delivery); the last queues the delete behind the adds. Once delivered, the app got one
+// delete of the role and no member call (the delete covers the members, as a small delete
+// sends none: the adds coalesce into it), the outer group's role is untouched, the outbox
+// is empty, the one attempt has one intent and every queued request one delivered record,
+// no intent is left open, and the journal verifies.
+func TestQueuedDeleteInPartsBehindBacklog(t *testing.T) {
+	app, srv := newNativeApp(t)
+	s := withMode(outbox.Queued)
+	s.DeprovisionQueued = true
+	target := newMappedTarget(t, srv.URL, deleteMapping)
+	target.Delivery = s
+	r := newRig(t, rigOptions{target: target, limit: etcdTxnOps})
+	gid := r.mustCreate(scim.GroupType, `{"displayName":"Backlog"}`)
+	outer := r.mustCreate(scim.GroupType, `{"displayName":"Outer"}`)
+	var users []string
+	for i := range 5 {
+		users = append(users, r.mustCreate(scim.UserType, user(fmt.Sprintf("late%d@contoso.example", i))))
+	}
+	r.settle()
+	role, outerRole := r.nativeID(scim.GroupType, gid), r.nativeID(scim.GroupType, outer)
+	r.mustPatch(scim.GroupType, outer, `[{"op":"add","path":"members","value":`+memberValues([]string{gid})+`}]`)
+	r.settle()
+	var pairs [][2]string
+	for _, m := range idsFrom("b", 300) {
+		pairs = append(pairs, [2]string{gid, m})
+	}
+	r.link(pairs)
+
+	w := r.eng.Worker()
+	if err := w.Pause("test"); err != nil {
+		t.Fatal(err)
+	}
+	add := r.eng.Apply(Request{ID: "add-late", Client: "entra"}, &Op{Action: change.ActionPatch, Type: scim.GroupType, ID: gid,
+		Patch: patchOps(t, `[{"op":"add","path":"members","value":`+memberValues(users)+`}]`), Status: http.StatusNoContent})
+	if add.Err != nil || add.Record == nil || add.Record.Outcome != change.Queued {
+		t.Fatalf("queued add: %+v (%v)", add, add.Err)
+	}
+	calls := len(app.callLog())
+	res := r.eng.Apply(Request{ID: "del-backlog", Client: "entra"}, &Op{Action: change.ActionDelete, Type: scim.GroupType, ID: gid, Status: http.StatusNoContent})
+	if res.Err != nil || res.Record == nil || res.Record.Outcome != change.Queued {
+		t.Fatalf("queued delete: %+v (%v)", res, res.Err)
+	}
+	wantDeleteParts(t, r, "del-backlog", []string{"queued"})
+	if got := len(r.tasks()); got != 2 {
+		t.Errorf("%d tasks queued, want 2 (the add and the delete; no part before the last queues one)", got)
+	}
+	if n := r.edgesOf(gid); n != 0 {
+		t.Errorf("%d edges left", n)
+	}
+	if err := w.Resume("test"); err != nil {
+		t.Fatal(err)
+	}
+	r.settle()
+
+	sent := app.callLog()[calls:]
+	if !slices.Equal(sent, []string{"DELETE /roles/" + role}) {
+		t.Errorf("the app got %v, want the role's delete alone", sent)
+	}
+	if len(r.tasks()) != 0 || r.nativeID(scim.GroupType, gid) != "" {
+		t.Errorf("after delivery: tasks %+v, native id %q", r.tasks(), r.nativeID(scim.GroupType, gid))
+	}
+	if r.nativeID(scim.GroupType, outer) != outerRole || app.roles[outerRole] == nil {
+		t.Errorf("the outer group's role: %q, in the app %v", r.nativeID(scim.GroupType, outer), app.roles[outerRole])
+	}
+	// One attempt: its intent (under the first task's request) and a delivered record per
+	// request.
+	intents := 0
+	for _, id := range []string{"add-late", "del-backlog"} {
+		delivered := 0
+		for _, rec := range r.records() {
+			if rec.RequestID != id || rec.Action != change.ActionDeliver {
+				continue
+			}
+			switch rec.Outcome {
+			case change.Pending:
+				intents++
+			case change.Delivered:
+				delivered++
+			default:
+				t.Errorf("%s: a delivery record %s: %+v", id, rec.Outcome, rec)
+			}
+		}
+		if delivered != 1 {
+			t.Errorf("%s has %d delivered records, want 1", id, delivered)
+		}
+	}
+	if intents != 1 {
+		t.Errorf("%d delivery intents, want 1", intents)
+	}
+	if open, err := r.j.OpenIntents("native"); err != nil || len(open) != 0 {
+		t.Errorf("intents without an outcome: %v, %v", open, err)
+	}
+	if l := r.limited.Largest(); l > etcdTxnOps {
+		t.Errorf("a transaction wrote %d keys", l)
+	}
+	r.verify()
+}
+
+// TestFallbackDeleteInParts: in fallback delivery, a delete in parts whose app is down at
+// the last part is queued there: the parts before it stay applied, the last commits the
+// delete with its task, and the worker makes the app's delete once the app is back. The
+// attempt at once has its intent closed (no intent stays open), and the journal verifies.
+func TestFallbackDeleteInParts(t *testing.T) {
+	app, srv := newNativeApp(t)
+	target := newMappedTarget(t, srv.URL, deleteMapping)
+	target.Delivery = withMode(outbox.Fallback)
+	r := newRig(t, rigOptions{target: target, limit: etcdTxnOps})
+	gid := r.mustCreate(scim.GroupType, `{"displayName":"Fallback"}`)
+	role := r.nativeID(scim.GroupType, gid)
+	var pairs [][2]string
+	for _, m := range idsFrom("f", 300) {
+		pairs = append(pairs, [2]string{gid, m})
+	}
+	r.link(pairs)
+	app.set(func(a *nativeApp) { a.fail["DELETE /roles/"] = http.StatusServiceUnavailable })
+	res := r.eng.Apply(Request{ID: "del-fallback", Client: "entra"}, &Op{Action: change.ActionDelete, Type: scim.GroupType, ID: gid, Status: http.StatusNoContent})
+	if res.Err != nil || res.Record == nil || res.Record.Outcome != change.Queued {
+		t.Fatalf("delete with the app down: %+v (%v)", res, res.Err)
+	}
+	if n := r.edgesOf(gid); n != 0 {
+		t.Errorf("%d edges left", n)
+	}
+	app.set(func(a *nativeApp) { delete(a.fail, "DELETE /roles/") })
+	r.settle()
+	if n := countCalls(app, "DELETE /roles/"+role); n < 2 {
+		t.Errorf("%d delete calls, want the failed one and the delivery", n)
+	}
+	if app.roles[role] != nil || len(r.tasks()) != 0 || r.nativeID(scim.GroupType, gid) != "" {
+		t.Errorf("after delivery: role in the app %v, tasks %+v, native id %q", app.roles[role] != nil, r.tasks(), r.nativeID(scim.GroupType, gid))
+	}
+	if open, err := r.j.OpenIntents("native"); err != nil || len(open) != 0 {
+		t.Errorf("intents without an outcome: %v, %v", open, err)
+	}
+	// The last part: the attempt at once (its intent, closed by the queued record), then
+	// the worker's delivery.
+	wantDeleteParts(t, r, "del-fallback", []string{"pending", "queued"})
+	if got := r.outcomesOf("del-fallback"); !slices.Equal(got[len(got)-4:], []string{"delete:pending", "delete:queued", "deliver:pending", "deliver:delivered"}) {
+		t.Errorf("the delete's records: %v", got)
+	}
+	if l := r.limited.Largest(); l > etcdTxnOps {
+		t.Errorf("a transaction wrote %d keys", l)
+	}
+	r.verify()
+}
