@@ -3,7 +3,9 @@ package caddymodule
 import (
 	"fmt"
 	"net/http"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -13,7 +15,8 @@ import (
 // of 130 members, and a user who belongs to 70 groups, answers 204 through a gateway other
 // than the one that built them: the memberships are removed in parts before the delete
 // (one etcd transaction each), the app loses the team and the account, every gateway sees
-// the groups without the user, and the journal is one chain showing the parts.
+// the groups without the user, and the journal is one chain showing the parts, each record
+// naming the gateway that made it.
 func TestFleetLargeDeletes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: starts an etcd cluster and two gateway processes")
@@ -102,5 +105,23 @@ func TestFleetLargeDeletes(t *testing.T) {
 	}
 	if n := fj.applied()["delete"]; n[big] == 0 || n[joiner] == 0 {
 		t.Fatalf("applied deletes: %v", n)
+	}
+	// Each record names the gateway that made it: the users' creates gateway 0, the
+	// deletes (every part) gateway 1.
+	host, _ := os.Hostname()
+	gateway := func(gw int) string { return host + ":" + strconv.Itoa(f.pid(gw)) }
+	for _, r := range fj.records {
+		want := ""
+		switch {
+		case string(r.Action) == "delete" && (r.SCIMID == big || r.SCIMID == joiner):
+			want = gateway(1)
+		case string(r.Action) == "create" && r.ResourceType == "User":
+			want = gateway(0)
+		default:
+			continue
+		}
+		if r.Gateway != want {
+			t.Fatalf("record %d (%s %s) names gateway %q, want %q", r.Seq, r.Action, r.SCIMID, r.Gateway, want)
+		}
 	}
 }

@@ -81,6 +81,7 @@ func acquireStore(sc *storeconfig.Resolved, jopts journal.Options, jpub ed25519.
 		logger := caddy.Log().Named("scimgate.journal")
 		jopts.Logger = logger
 		jopts.Elector = el
+		jopts.Gateway = fleet.Name(el) // in a fleet, every record names its gateway
 		// The journal logs every checkpoint through this logger, so that an external log
 		// sink holds a copy of what a tamperer with write access to the file cannot forge.
 		j, err := journal.Open(s.DB(), jopts)

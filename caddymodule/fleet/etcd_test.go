@@ -3,7 +3,9 @@ package fleet
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -305,6 +307,9 @@ func TestForPicksTheElectorOfTheStore(t *testing.T) {
 	if _, solo := el.(*Solo); err != nil || !solo {
 		t.Errorf("For(bbolt) = %T, %v; want Solo", el, err)
 	}
+	if n := Name(el); n != "" {
+		t.Errorf("a gateway alone is named %q, want none", n)
+	}
 	te := etcdtest.Start(t, 1)
 	el, err = For(etcdBolt{bolt, te.Client()}, EtcdOptions{TTL: testTTL})
 	if err != nil {
@@ -313,5 +318,9 @@ func TestForPicksTheElectorOfTheStore(t *testing.T) {
 	defer el.Close()
 	if e, ok := el.(*Etcd); !ok || e.prefix != "/scimgate/prod/e/" {
 		t.Fatalf("For(etcd store) = %T; want Etcd under /scimgate/prod/e/", el)
+	}
+	host, _ := os.Hostname()
+	if n, want := Name(el), host+":"+strconv.Itoa(os.Getpid()); n != want {
+		t.Errorf("a gateway of a fleet is named %q, want %q (host name and process id)", n, want)
 	}
 }

@@ -156,3 +156,13 @@ func For(db kv.DB, opts EtcdOptions) (Elector, error) {
 	}
 	return NewSolo(), nil
 }
+
+// Name names the gateway el elects for among a fleet's: its etcd elector's ID (host name
+// and process id by default), stable while the process lives. It is "" for Solo: a store
+// only this process writes needs no name.
+func Name(el Elector) string {
+	if e, ok := el.(*Etcd); ok {
+		return e.ID()
+	}
+	return ""
+}

@@ -21,6 +21,11 @@
 //	               says which (index from 1 to count)
 //	client         the bearer token's NAME (never the token)
 //	target         the legacy application
+//	gateway        in a fleet (a store shared on etcd), the gateway that appended the
+//	               record: its elector's id (host name:process id); absent on a store of
+//	               one gateway, and in records written before it existed (an optional
+//	               field like the others: the format stays version 1 and those records
+//	               verify unchanged)
 //	action         create | replace | patch | delete | get | list | search | reconcile |
 //	               prune | cascade: a directory change the gateway made to another
 //	               resource because of the request with the same request_id (always)

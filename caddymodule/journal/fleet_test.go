@@ -1,6 +1,9 @@
 package journal
 
 import (
+	"bytes"
+	"context"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -90,5 +93,73 @@ func TestJournalOfAFleet(t *testing.T) {
 	if holder.checkpoints.Load() == 0 || other.checkpoints.Load() != 0 {
 		t.Errorf("checkpoints written: %d by the holder, %d by the other gateway; want some, none",
 			holder.checkpoints.Load(), other.checkpoints.Load())
+	}
+}
+
+// In a fleet every record names the gateway that appended it (Options.Gateway), unless it
+// names one itself; a journal without the option writes no gateway, as before. Records
+// written before gateways were named keep their bytes and hashes, and the chain of old and
+// new records verifies as one, in the file and in a JSONL export.
+func TestRecordsNameTheirGateway(t *testing.T) {
+	raw, _ := openDB(t)
+	db := sharedBolt{raw.(*kv.Bolt)}
+	single, err := Open(db, Options{Name: "audit"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendWith := func(j *Journal, r *Record) {
+		t.Helper()
+		if err := db.Update(func(tx kv.Tx) error { return j.Append(tx, r) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 1; i <= 3; i++ {
+		appendWith(single, sampleRecord(i))
+	}
+	before := allEntries(t, db, "audit")
+	if err := single.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	a := openJournal(t, db, Options{Name: "audit", Gateway: "gw-a:101"})
+	b := openJournal(t, db, Options{Name: "audit", Gateway: "gw-b:202"})
+	appendWith(a, sampleRecord(4))
+	appendWith(b, sampleRecord(5))
+	own := sampleRecord(6)
+	own.Gateway = "operator-cli"
+	appendWith(a, own)
+	appendWith(b, sampleRecord(7))
+
+	got := allEntries(t, db, "audit")
+	want := []string{"", "", "", "gw-a:101", "gw-b:202", "operator-cli", "gw-b:202"}
+	if len(got) != len(want) {
+		t.Fatalf("%d records, want %d", len(got), len(want))
+	}
+	for i, e := range got {
+		if e.Record.Gateway != want[i] {
+			t.Errorf("record %d names gateway %q, want %q", e.Record.Seq, e.Record.Gateway, want[i])
+		}
+		if has := bytes.Contains(e.Raw, []byte(`"gateway":`)); has != (want[i] != "") {
+			t.Errorf("record %d: stored bytes %s", e.Record.Seq, e.Raw)
+		}
+	}
+	for i, e := range before {
+		if !bytes.Equal(got[i].Raw, e.Raw) || got[i].Hash != e.Hash {
+			t.Errorf("record %d changed once gateways were named", e.Record.Seq)
+		}
+	}
+	rep, err := b.Verify(context.Background(), nil)
+	if err != nil || !rep.OK || rep.Records != uint64(len(want)) {
+		t.Fatalf("verify: %+v %v", rep, err)
+	}
+	var export bytes.Buffer
+	if _, err := a.Export(context.Background(), &export, Query{}, FormatJSONL); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(export.String(), `"gateway":"gw-b:202"`) {
+		t.Error("the JSONL export does not carry the gateway")
+	}
+	if rep, err := VerifyJSONL(context.Background(), &export, nil); err != nil || !rep.OK {
+		t.Fatalf("verify the export: %+v %v", rep, err)
 	}
 }

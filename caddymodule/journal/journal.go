@@ -39,9 +39,14 @@ type Record struct {
 	// Part is set on the records of one part of a request the gateway wrote in several
 	// transactions (a member change larger than one transaction holds, see package
 	// provision): the request_id joins the parts, Part says which one this is.
-	Part         *Part          `json:"part,omitempty"`
-	Client       string         `json:"client,omitempty"`
-	Target       string         `json:"target,omitempty"`
+	Part   *Part  `json:"part,omitempty"`
+	Client string `json:"client,omitempty"`
+	Target string `json:"target,omitempty"`
+	// Gateway names, in a fleet, the gateway that appended the record (Options.Gateway:
+	// its elector's id, host:pid by default). Empty on a store of one gateway, so that its
+	// records are as they always were. Optional like the fields around it: a record
+	// without it hashes and verifies as before, whatever version wrote it.
+	Gateway      string         `json:"gateway,omitempty"`
 	Action       change.Action  `json:"action"`
 	ResourceType string         `json:"resource_type,omitempty"`
 	SCIMID       string         `json:"scim_id,omitempty"`
@@ -153,6 +158,9 @@ type Options struct {
 	// several share the store (jobs "journal/<name>/checkpoint" and ".../retention"). Nil:
 	// the store is this process's alone (fleet.Solo).
 	Elector fleet.Elector
+	// Gateway, when set, names this gateway in every record it appends that names none
+	// (Record.Gateway): set for a store that a fleet shares (fleet.Name), empty otherwise.
+	Gateway string
 }
 
 // appendFillPercent is how full bbolt fills a records page before splitting it. Records are
@@ -404,6 +412,9 @@ var (
 func (j *Journal) Prepare(r *Record) (*Prepared, error) {
 	r.Version = FormatVersion
 	r.Seq = 0
+	if r.Gateway == "" {
+		r.Gateway = j.opts.Gateway
+	}
 	r.PrevHash = zeroPrevHash
 	stamp := r.Time.IsZero()
 	r.Time = r.Time.UTC()
