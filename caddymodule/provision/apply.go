@@ -352,6 +352,9 @@ func (e *Engine) deliver(j *job, p *plan, d policy.Decision) (*plan, error) {
 	}
 	p.newNativeID = res.nativeID
 	p.newRole, p.roleDecided = res.role, res.roleDecided
+	if !res.dryRun {
+		p.addedKnown = res.addedSent
+	}
 	done, err := e.commit(j, p, outcome)
 	switch {
 	case err != nil && res.nativeID != "" && !res.dryRun && p.before == nil:
@@ -511,6 +514,9 @@ func (e *Engine) commitWith(j *job, p *plan, outcome change.Outcome, account fun
 		if err != nil {
 			return err
 		}
+		if err := refuseGoneMembers(tx, e.target, p.addedKnown); err != nil {
+			return err
+		}
 		if err := e.applyPlan(tx, p2); err != nil {
 			return err
 		}
@@ -561,6 +567,38 @@ func (e *Engine) redecide(tx *store.Tx, j *job, p *plan) (*plan, error) {
 		}
 	}
 	return e.decide(tx, j)
+}
+
+// refuseGoneMembers refuses, in the commit of a change that adds members, the members of
+// known (those the app was told of, or a queued task will tell it of) that the directory no
+// longer has and whose account is gone from the app too: deleted after the change was
+// decided. On one gateway a user's delete holds the user's memberships (lockMemberships), so
+// a change naming the user commits before it or decides after it; in a fleet each gateway
+// locks for itself, and a re-add decided through one gateway while another deletes the user
+// reaches its commit after the delete's. Committing it would leave a membership of a
+// member that is gone (and that the app no longer has): it is refused as an add of a member
+// without an account is (400 invalidValue), and Entra's next cycle sees the member gone.
+func refuseGoneMembers(tx *store.Tx, t *Target, known []string) error {
+	if t == nil || len(known) == 0 {
+		return nil
+	}
+	var gone []string
+	for _, id := range known {
+		_, err := tx.TypeOf(id)
+		switch {
+		case err == nil:
+		case !errors.Is(err, store.ErrNotFound):
+			return err
+		case mappedTypeOf(tx, t, id) == "":
+			gone = append(gone, id)
+		}
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	return scim.BadRequest(scim.TypeInvalidValue,
+		"member %s was deleted while this change was being made (the directory and %s no longer have it); the membership is not recorded",
+		listIDs(gone), t.Name)
 }
 
 // updateAccount records, in the commit of decided plan p (applied as p2), what the change

@@ -81,7 +81,7 @@ func countCalls(app *nativeApp, call string) int {
 // wantDeleteParts checks the records of a delete in parts: every record carries the
 // request's part {i, n}; the parts before the last are applied without events; the last
 // is the delete (with its intent when it calls the app).
-func wantDeleteParts(t *testing.T, r *rig, requestID string, last []string) int {
+func wantDeleteParts(t testing.TB, r *rig, requestID string, last []string) int {
 	t.Helper()
 	var recs []journal.Record
 	for _, rec := range r.records() {
@@ -478,24 +478,76 @@ func TestRolesDeleteInParts(t *testing.T) {
 func TestDeleteUserInPartsAgainstReadds(t *testing.T) {
 	app, srv := newNativeApp(t)
 	r := newRig(t, rigOptions{target: newTarget(t, srv.URL, false), limit: etcdTxnOps})
-	uid := r.mustCreate(scim.UserType, user("leaver@contoso.example"))
-	account := r.nativeID(scim.UserType, uid)
-	var groups []string
+	d := newReaddRace(r)
+	d.run(r.eng, r.eng)
+	d.check(app)
+	var first uint64
+	for _, rec := range r.records() {
+		if rec.RequestID == "del-leaver" && first == 0 {
+			first = rec.Seq
+		}
+		if strings.HasPrefix(rec.RequestID, "readd-") && rec.Outcome == change.Applied && first != 0 {
+			t.Errorf("re-add %s applied at %d, after the delete's first part (%d): %+v", rec.RequestID, rec.Seq, first, rec.Changes)
+		}
+	}
+}
+
+// TestFleetDeleteUserInPartsAgainstReadds: the same race between two gateways of a fleet,
+// whose locks are each their own: the re-adds through one gateway interleave with the parts
+// of the delete through the other. The delete unlinks what was re-added before its last
+// part, and a re-add decided while the user was there but committed after its delete is
+// refused in its commit (400 invalidValue): in the end no group lists the user and no edge
+// names it.
+func TestFleetDeleteUserInPartsAgainstReadds(t *testing.T) {
+	app, srv := newNativeApp(t)
+	r := newRig(t, rigOptions{target: newTarget(t, srv.URL, false), limit: etcdTxnOps})
+	d := newReaddRace(r)
+	d.run(r.fleetGateway(newTarget(t, srv.URL, false), nil), r.fleetGateway(newTarget(t, srv.URL, false), nil))
+	d.check(app)
+}
+
+// readdRace is a user in 100 groups, deleted in parts while workers add it back to them.
+type readdRace struct {
+	r       *rig
+	uid     string
+	account string
+	groups  []string
+	del     *Result
+	results []readd
+}
+
+type readd struct {
+	id  string
+	res *Result
+}
+
+func newReaddRace(r *rig) *readdRace {
+	d := &readdRace{r: r}
+	d.uid = r.mustCreate(scim.UserType, user("leaver@contoso.example"))
+	d.account = r.nativeID(scim.UserType, d.uid)
 	var pairs [][2]string
 	for i := range 100 {
 		g := r.mustCreate(scim.GroupType, group(fmt.Sprintf("Team %03d", i)))
-		groups = append(groups, g)
-		pairs = append(pairs, [2]string{g, uid})
+		d.groups = append(d.groups, g)
+		pairs = append(pairs, [2]string{g, d.uid})
 	}
 	r.link(pairs)
+	return d
+}
 
+// readd adds the user back to group g through eng.
+func (d *readdRace) readd(eng *Engine, id, g string) readd {
+	res := eng.Apply(Request{ID: id, Client: "entra"}, &Op{Action: change.ActionPatch, Type: scim.GroupType, ID: g,
+		Patch: patchOps(d.r.t, `[{"op":"Add","path":"members","value":[{"value":"`+d.uid+`"}]}]`), Status: http.StatusNoContent})
+	return readd{id, res}
+}
+
+// run deletes the user through del while 4 workers re-add it through add (300 each at
+// most, until the delete returns), then re-adds it once more.
+func (d *readdRace) run(del, add *Engine) {
 	const workers, perWorker = 4, 300
 	done := make(chan struct{})
 	started := make(chan struct{}, workers)
-	type readd struct {
-		id  string
-		res *Result
-	}
 	results := make([][]readd, workers)
 	var wg sync.WaitGroup
 	for w := range workers {
@@ -506,11 +558,7 @@ func TestDeleteUserInPartsAgainstReadds(t *testing.T) {
 					return
 				default:
 				}
-				id := fmt.Sprintf("readd-%d-%d", w, i)
-				g := groups[(i*workers+w)%len(groups)]
-				res := r.eng.Apply(Request{ID: id, Client: "entra"}, &Op{Action: change.ActionPatch, Type: scim.GroupType, ID: g,
-					Patch: patchOps(t, `[{"op":"Add","path":"members","value":[{"value":"`+uid+`"}]}]`), Status: http.StatusNoContent})
-				results[w] = append(results[w], readd{id, res})
+				results[w] = append(results[w], d.readd(add, fmt.Sprintf("readd-%d-%d", w, i), d.groups[(i*workers+w)%len(d.groups)]))
 				if i == 0 {
 					started <- struct{}{}
 				}
@@ -520,24 +568,32 @@ func TestDeleteUserInPartsAgainstReadds(t *testing.T) {
 	for range workers {
 		<-started
 	}
-	res := r.eng.Apply(Request{ID: "del-leaver", Client: "entra"}, &Op{Action: change.ActionDelete, Type: scim.UserType, ID: uid, Status: http.StatusNoContent})
+	d.del = del.Apply(Request{ID: "del-leaver", Client: "entra"}, &Op{Action: change.ActionDelete, Type: scim.UserType, ID: d.uid, Status: http.StatusNoContent})
 	close(done)
 	wg.Wait()
-	if res.Err != nil || res.Status != http.StatusNoContent {
-		t.Fatalf("delete: %d %v", res.Status, res.Err)
-	}
+	d.results = slices.Concat(results...)
 	// A re-add after the delete names a user without an account in the app.
-	after := r.eng.Apply(Request{ID: "readd-after", Client: "entra"}, &Op{Action: change.ActionPatch, Type: scim.GroupType, ID: groups[0],
-		Patch: patchOps(t, `[{"op":"Add","path":"members","value":[{"value":"`+uid+`"}]}]`), Status: http.StatusNoContent})
-	results = append(results, []readd{{"readd-after", after}})
-	if after.Err == nil {
-		t.Errorf("a re-add after the delete succeeded")
+	after := d.readd(add, "readd-after", d.groups[0])
+	if after.res.Err == nil {
+		d.r.t.Errorf("a re-add after the delete succeeded")
 	}
+	d.results = append(d.results, after)
+}
 
-	if n := r.edgesOf(uid); n != 0 {
+// check checks the end state: the delete answered 204; no group lists the user and no
+// edge names it; the counts are right; the app deleted the account once; every re-add
+// succeeded or was refused as a member without an account (400 invalidValue); every
+// transaction fitted; the journal verifies and shows the delete's parts.
+func (d *readdRace) check(app *nativeApp) {
+	r, t := d.r, d.r.t
+	t.Helper()
+	if d.del.Err != nil || d.del.Status != http.StatusNoContent {
+		t.Fatalf("delete: %d %v", d.del.Status, d.del.Err)
+	}
+	if n := r.edgesOf(d.uid); n != 0 {
 		t.Errorf("%d edges left of the deleted user", n)
 	}
-	for _, g := range groups {
+	for _, g := range d.groups {
 		if got := r.members(g); len(got) != 0 {
 			t.Fatalf("group %s lists %v after the delete", g, got)
 		}
@@ -546,44 +602,32 @@ func TestDeleteUserInPartsAgainstReadds(t *testing.T) {
 		if n, err := tx.Count(scim.UserType); err != nil || n != 0 {
 			return fmt.Errorf("%d users counted (%v), want 0", n, err)
 		}
-		if n, err := tx.Count(scim.GroupType); err != nil || n != len(groups) {
-			return fmt.Errorf("%d groups counted (%v), want %d", n, err, len(groups))
+		if n, err := tx.Count(scim.GroupType); err != nil || n != len(d.groups) {
+			return fmt.Errorf("%d groups counted (%v), want %d", n, err, len(d.groups))
 		}
 		return nil
 	})
 	if err != nil {
 		t.Error(err)
 	}
-	if n := countCalls(app, "DELETE /accounts/"+account); n != 1 {
+	if n := countCalls(app, "DELETE /accounts/"+d.account); n != 1 {
 		t.Errorf("%d delete calls to the app, want 1", n)
 	}
 	refused := 0
-	for _, list := range results {
-		for _, a := range list {
-			var se *scim.Error
-			switch {
-			case a.res.Err == nil:
-			case errors.As(a.res.Err, &se) && se.Status == http.StatusBadRequest && se.ScimType == scim.TypeInvalidValue:
-				refused++
-			default:
-				t.Errorf("re-add %s: %d %v", a.id, a.res.Status, a.res.Err)
-			}
+	for _, a := range d.results {
+		var se *scim.Error
+		switch {
+		case a.res.Err == nil:
+		case errors.As(a.res.Err, &se) && se.Status == http.StatusBadRequest && se.ScimType == scim.TypeInvalidValue:
+			refused++
+		default:
+			t.Errorf("re-add %s: %d %v", a.id, a.res.Status, a.res.Err)
 		}
 	}
-	count := wantDeleteParts(t, r, "del-leaver", []string{"pending", "applied"})
-	if count < 3 {
+	t.Logf("%d re-adds, %d refused", len(d.results), refused)
+	if count := wantDeleteParts(t, r, "del-leaver", []string{"pending", "applied"}); count < 3 {
 		t.Fatalf("the delete had %d parts", count)
 	}
-	var first uint64
-	for _, rec := range r.records() {
-		if rec.RequestID == "del-leaver" && first == 0 {
-			first = rec.Seq
-		}
-		if strings.HasPrefix(rec.RequestID, "readd-") && rec.Outcome == change.Applied && first != 0 {
-			t.Errorf("re-add %s applied at %d, after the delete's first part (%d): %+v", rec.RequestID, rec.Seq, first, rec.Changes)
-		}
-	}
-	t.Logf("%d re-adds refused after the delete", refused)
 	if l := r.limited.Largest(); l > etcdTxnOps {
 		t.Errorf("a transaction wrote %d keys", l)
 	}

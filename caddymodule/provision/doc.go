@@ -50,7 +50,9 @@
 // besides the user, each group it belongs to shared with the user as its member, until its
 // commit (the last part's, for a delete in parts): a member change of one of those groups
 // naming the user runs before the delete or after it (the user gone), never between its
-// parts nor with a membership the delete has just removed. Locks are taken in one order
+// parts nor with a membership the delete has just removed. The locks are the process's own:
+// in a fleet, a member change through another gateway that adds a member deleted after it
+// was decided is refused in its commit (refuseGoneMembers). Locks are taken in one order
 // (the resource, its members or a deleted user's groups sorted, users' role lists sorted),
 // so no two requests wait on each other.
 //

@@ -27,6 +27,7 @@ type syncResult struct {
 	made       sentCalls             // the calls made that may not be repeated
 	skipped    []change.Event        // events with no native call mapped
 	deferred   []string              // members left out of member calls: no account in the app
+	addedSent  []string              // members the add_members calls named (each had an account)
 	outOfScope []string              // members left out of member calls: kept out of the app by policy
 	adopted    bool                  // the create took an account an unfinished earlier attempt left
 	caughtUp   bool                  // a change of a resource without an account became its create
@@ -139,6 +140,11 @@ func (e *Engine) syncNative(ctx context.Context, p *plan) (*syncResult, error) {
 					listIDs(missing), t.Name)}
 			}
 			res.deferred = append(res.deferred, missing...)
+			if ev == change.AddMembers {
+				for _, m := range members {
+					res.addedSent = append(res.addedSent, m.SCIMID)
+				}
+			}
 			if len(members) == 0 {
 				continue // nothing to send (a dry run, or members never provisioned)
 			}
@@ -497,9 +503,12 @@ func (e *Engine) nativeMembers(ids []string) (found []mapping.Member, skipped, m
 
 // mappedType is the type of a resource the directory no longer has but whose account the
 // app still has (a queued delivery of a change made before the resource's delete), or "".
-func (e *Engine) mappedType(tx *store.Tx, id string) string {
+func (e *Engine) mappedType(tx *store.Tx, id string) string { return mappedTypeOf(tx, e.target, id) }
+
+// mappedTypeOf is mappedType for target t.
+func mappedTypeOf(tx *store.Tx, t *Target, id string) string {
 	for _, typ := range []string{scim.UserType, scim.GroupType} {
-		if _, err := tx.NativeID(e.target.mapKey(typ), id); err == nil {
+		if _, err := tx.NativeID(t.mapKey(typ), id); err == nil {
 			return typ
 		}
 	}

@@ -86,6 +86,11 @@ type plan struct {
 	roleDecided bool
 	dropped     []string // members the policy's drop_members left out of the app
 
+	// addedKnown are members the change adds that the app was told of (or, queued, will
+	// be), each known to the directory or the app then: its commit refuses the change when
+	// one of them is gone since (see refuseGoneMembers).
+	addedKnown []string
+
 	// unlink is set on a part of a delete before the last: the edges it removes
 	// (deleteparts.go); the resource stays.
 	unlink *unlinkSet

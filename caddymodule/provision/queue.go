@@ -137,11 +137,14 @@ func (e *Engine) enqueue(j *job, p *plan, d policy.Decision) (*plan, error) {
 // checkQueuedMembers refuses member adds that name no resource, as immediate delivery does
 // (see syncNative; not in a dry run): queued, such a membership could only become a dead
 // letter. A member whose create is still queued is no such member: its task waits for it.
+//
+// The members it finds are the plan's addedKnown: its commit refuses the change when one of
+// them is deleted before it (refuseGoneMembers).
 func (e *Engine) checkQueuedMembers(p *plan) error {
 	if len(p.added) == 0 || e.target.DryRun {
 		return nil
 	}
-	var unknown []string
+	var unknown, known []string
 	err := e.store.View(func(tx *store.Tx) error {
 		for _, id := range p.added {
 			_, err := tx.TypeOf(id)
@@ -149,13 +152,20 @@ func (e *Engine) checkQueuedMembers(p *plan) error {
 			case errors.Is(err, store.ErrNotFound):
 				if e.mappedType(tx, id) == "" {
 					unknown = append(unknown, id)
+				} else {
+					known = append(known, id)
 				}
 			case err != nil:
 				return err
+			default:
+				known = append(known, id)
 			}
 		}
 		return nil
 	})
+	if err == nil && len(unknown) == 0 {
+		p.addedKnown = known
+	}
 	if err != nil || len(unknown) == 0 {
 		return err
 	}
