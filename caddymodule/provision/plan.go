@@ -186,7 +186,9 @@ func (e *Engine) decidePatch(tx *store.Tx, j *job) (*plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	after, d, err := scim.ApplyPatch(typ, before, j.op.Patch, e.patch)
+	// kept: the ops set values the resource holds (Entra's periodic "active": "True"), and
+	// after is before itself. Nothing of the plan modifies either document.
+	after, d, kept, err := scim.ApplyPatchShared(typ, before, j.op.Patch, e.patch)
 	if err != nil {
 		return nil, err
 	}
@@ -203,8 +205,15 @@ func (e *Engine) decidePatch(tx *store.Tx, j *job) (*plan, error) {
 	if err := p.planMembers(tx); err != nil {
 		return nil, err
 	}
-	p.after = withID(after, p.id)
-	p.diff(before, after)
+	if kept {
+		// No attribute changes, by construction: no diff to walk, no copy of the document.
+		p.after = p.before
+		p.changed = changedPathsOf(nil) // as diff leaves it: empty, not nil
+		p.events = semanticEvents(p.typ, before, after, nil, len(p.added), len(p.removed))
+	} else {
+		p.after = withID(after, p.id)
+		p.diff(before, after)
+	}
 	return p, p.prepareRecord(after)
 }
 
