@@ -318,13 +318,17 @@ func (e *Engine) applyPlan(tx *store.Tx, p *plan) error {
 }
 
 // render makes the answer from the record just written, when the request wants one.
-func (p *plan) render(tx *store.Tx) error {
+func (p *plan) render(tx *store.Tx) error { return p.renderDoc(tx, maps.Clone(p.stored)) }
+
+// renderDoc is render from doc, p.stored or a copy of it at the top level, which Render
+// may add to: p.stored itself only when p is never rendered again.
+func (p *plan) renderDoc(tx *store.Tx, doc scim.Resource) error {
 	p.answer = nil
 	if p.job.op.Render == nil {
 		return nil
 	}
 	var err error
-	p.answer, err = p.job.op.Render(tx, p.rec, maps.Clone(p.stored))
+	p.answer, err = p.job.op.Render(tx, p.rec, doc)
 	return err
 }
 

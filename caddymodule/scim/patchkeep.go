@@ -24,15 +24,14 @@ func ApplyPatchShared(resourceType string, r Resource, ops []PatchOp, opts Patch
 // a document deep-equal to r: every operation is an add or replace that sets a single-valued
 // attribute defined by the schemas (or a sub-attribute of a single-valued complex one) to
 // the value, of the same JSON type, that r already holds, and r is already in the form
-// ApplyPatch leaves a document in (no flat "URN:attr" keys, no empty arrays or objects, no
-// Group members). It only reads r and the ops. It is conservative: false means "not known",
+// ApplyPatch leaves a document in (see settled; a Group without members). It only reads r and the ops. It is conservative: false means "not known",
 // and ApplyPatch then decides (and reports any error).
 func patchKeeps(resourceType string, r Resource, ops []PatchOp) bool {
 	if len(ops) == 0 {
 		return false
 	}
 	p := &patcher{resourceType: resourceType, rt: ResourceTypeByName(resourceType), doc: r}
-	if p.rt == nil || hasFlatKeys(p.rt, r) || hasEmpty(r) {
+	if p.rt == nil || !settled(p.rt, r) {
 		return false
 	}
 	if strings.EqualFold(resourceType, GroupType) {
@@ -189,14 +188,25 @@ func (p *patcher) keepsObject(t patchTarget, cur, v any) bool {
 	return true
 }
 
-// hasFlatKeys reports whether doc has a key nestFlat would move (see nestFlat).
-func hasFlatKeys(rt *ResourceTypeDef, doc map[string]any) bool {
-	for k := range doc {
-		if _, ok := parseFlatKey(rt, k); ok {
-			return true
+// settled reports whether r is in the form ApplyPatch leaves a document in: no key nestFlat
+// would move, and no empty array or object, which UnassignEmpty may drop.
+func settled(rt *ResourceTypeDef, r map[string]any) bool {
+	for k, v := range r {
+		switch x := v.(type) {
+		case []any:
+			if len(x) == 0 {
+				return false
+			}
+		case map[string]any:
+			if len(x) == 0 || hasEmpty(x) {
+				return false
+			}
+		}
+		if _, flat := parseFlatKey(rt, k); flat {
+			return false
 		}
 	}
-	return false
+	return true
 }
 
 // hasEmpty reports whether UnassignEmpty would change doc: an empty array or object in it.

@@ -1,6 +1,9 @@
 package scim
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
 
 // Attribute describes one attribute of a schema (RFC 7643 §7). The definitions below
 // are served at /Schemas and drive filter comparison (caseExact, type), PATCH
@@ -308,11 +311,11 @@ func FindAttr(resourceType string, p AttrPath) (*Attribute, string) {
 		}
 		return s.attrs.find(p.Name), s.schema.ID
 	}
-	if a := findAttr(commonAttributes, p.Name); a != nil {
+	a := ix.attrs.find(p.Name) // the common attributes, then the core schema's
+	if a != nil && slices.Contains(commonAttributes, a) {
 		return a, ""
 	}
-	core := ix.schemas[0]
-	return core.attrs.find(p.Name), core.schema.ID
+	return a, ix.schemas[0].schema.ID
 }
 
 func containsFold(list []string, s string) bool {
