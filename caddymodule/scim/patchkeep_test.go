@@ -154,3 +154,14 @@ func TestProjectionLeavesNestedValues(t *testing.T) {
 		t.Errorf("the projection changed the objects it shares:\n got  %s\n want %s", g, w)
 	}
 }
+
+// TestParsePatchPathPlainName: a plain attribute name is the Path ParsePath makes of it.
+func TestParsePatchPathPlainName(t *testing.T) {
+	for _, s := range []string{"active", "userName", "x", "x-y_z9", "A1"} {
+		got, err := parsePatchPath(s)
+		want, werr := ParsePath(s)
+		if err != nil || werr != nil || !reflect.DeepEqual(*got, want) {
+			t.Errorf("%q: %+v %v, ParsePath %+v %v", s, got, err, want, werr)
+		}
+	}
+}
