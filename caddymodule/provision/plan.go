@@ -206,14 +206,16 @@ func (e *Engine) decidePatch(tx *store.Tx, j *job) (*plan, error) {
 		return nil, err
 	}
 	if kept {
-		// No attribute changes, by construction: no diff to walk, no copy of the document.
+		// No attribute changes, by construction: no diff to walk, no copy of the document,
+		// nothing to encode (keepsRecord), and nothing for WithoutWriteOnly to drop.
 		p.after = p.before
 		p.changed = changedPathsOf(nil) // as diff leaves it: empty, not nil
 		p.events = semanticEvents(p.typ, before, after, nil, len(p.added), len(p.removed))
-	} else {
-		p.after = withID(after, p.id)
-		p.diff(before, after)
+		p.stored = after
+		return p, nil
 	}
+	p.after = withID(after, p.id)
+	p.diff(before, after)
 	return p, p.prepareRecord(after)
 }
 

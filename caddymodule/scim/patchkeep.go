@@ -5,7 +5,8 @@ import "strings"
 // ApplyPatchShared is ApplyPatch for a caller that does not modify the resource it gets
 // back: when the ops provably leave r as it is (see patchKeeps), it returns r itself,
 // uncopied, with kept set, and the member delta ApplyPatch would return (empty for a
-// Group, nil otherwise). Otherwise it is ApplyPatch, r untouched.
+// Group, nil otherwise); r then holds no write-only attribute either (WithoutWriteOnly
+// returns it as it is). Otherwise it is ApplyPatch, r untouched.
 //
 // Entra re-sends unchanged values routinely (its periodic "active": "True" to every active
 // user); such a PATCH then costs neither a deep copy of the resource nor a diff.
@@ -24,16 +25,18 @@ func ApplyPatchShared(resourceType string, r Resource, ops []PatchOp, opts Patch
 // a document deep-equal to r: every operation is an add or replace that sets a single-valued
 // attribute defined by the schemas (or a sub-attribute of a single-valued complex one) to
 // the value, of the same JSON type, that r already holds, and r is already in the form
-// ApplyPatch leaves a document in (see settled; a Group without members). It only reads r and the ops. It is conservative: false means "not known",
+// ApplyPatch leaves a document in and the one it is stored in (see settled; a Group
+// without members). It only reads r and the ops. It is conservative: false means "not known",
 // and ApplyPatch then decides (and reports any error).
 func patchKeeps(resourceType string, r Resource, ops []PatchOp) bool {
 	if len(ops) == 0 {
 		return false
 	}
-	p := &patcher{resourceType: resourceType, rt: ResourceTypeByName(resourceType), doc: r}
-	if p.rt == nil || !settled(p.rt, r) {
+	ix := canonIndexFor(resourceType)
+	if ix == nil || !settled(ix, r) {
 		return false
 	}
+	p := &patcher{resourceType: resourceType, rt: ix.rt, doc: r}
 	if strings.EqualFold(resourceType, GroupType) {
 		if _, ok := Key(r, "members"); ok {
 			return false
@@ -188,10 +191,14 @@ func (p *patcher) keepsObject(t patchTarget, cur, v any) bool {
 	return true
 }
 
-// settled reports whether r is in the form ApplyPatch leaves a document in: no key nestFlat
-// would move, and no empty array or object, which UnassignEmpty may drop.
-func settled(rt *ResourceTypeDef, r map[string]any) bool {
+// settled reports whether r is in the form ApplyPatch leaves a document in, and the form it
+// is stored in: no key nestFlat would move, no empty array or object, which UnassignEmpty
+// may drop, and no write-only attribute, which WithoutWriteOnly drops.
+func settled(ix *canonIndex, r map[string]any) bool {
 	for k, v := range r {
+		if ix.isWriteOnly(k) {
+			return false
+		}
 		switch x := v.(type) {
 		case []any:
 			if len(x) == 0 {
@@ -202,7 +209,7 @@ func settled(rt *ResourceTypeDef, r map[string]any) bool {
 				return false
 			}
 		}
-		if _, flat := parseFlatKey(rt, k); flat {
+		if _, flat := parseFlatKey(ix.rt, k); flat {
 			return false
 		}
 	}

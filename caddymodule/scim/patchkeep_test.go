@@ -114,6 +114,7 @@ func TestApplyPatchSharedKeeps(t *testing.T) {
 		{"schemas", UserType, user, `[{"op":"replace","path":"schemas","value":["x"]}]`, false},
 		{"flat key stored", UserType, `{"userName":"a","active":true,"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department":"R"}`,
 			`[{"op":"replace","path":"active","value":true}]`, false},
+		{"password stored", UserType, `{"userName":"a","active":true,"password":"p"}`, `[{"op":"replace","path":"active","value":true}]`, false},
 		{"empty array stored", UserType, `{"userName":"a","active":true,"roles":[]}`, `[{"op":"replace","path":"active","value":true}]`, false},
 		{"group members", GroupType, `{"displayName":"Sales"}`, `[{"op":"add","path":"members","value":[{"value":"u1"}]}]`, false},
 		{"group with members stored", GroupType, `{"displayName":"Sales","members":[{"value":"u1"}]}`, `[{"op":"replace","path":"displayName","value":"Sales"}]`, false},
@@ -124,8 +125,12 @@ func TestApplyPatchSharedKeeps(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if kept := sharedAgrees(t, tc.typ, doc, ops); kept != tc.kept {
+			kept := sharedAgrees(t, tc.typ, doc, ops)
+			if kept != tc.kept {
 				t.Errorf("kept %v, want %v", kept, tc.kept)
+			}
+			if kept && len(WithoutWriteOnly(tc.typ, doc)) != len(doc) {
+				t.Error("kept a document holding a write-only attribute")
 			}
 		})
 	}
