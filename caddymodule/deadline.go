@@ -75,7 +75,7 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 		return 0, errBodyTimeout
 	}
 	n, err := b.body.Read(p)
-	if err != nil && isTimeout(err) {
+	if err != nil && err != io.EOF && isTimeout(err) { // every body ends with io.EOF: no timeout
 		err = errBodyTimeout
 	}
 	return n, err

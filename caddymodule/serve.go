@@ -238,7 +238,10 @@ func (g *Handler) readBody(req *request) (map[string]any, error) {
 // readBodyWith is readBody with decode (scim.DecodeBody or scim.DecodePatchBody) checking
 // and decoding the bytes, which are dropped once decoded.
 func (g *Handler) readBodyWith(req *request, decode func([]byte, int) (map[string]any, error)) (map[string]any, error) {
-	if ct := req.r.Header.Get("Content-Type"); ct != "" {
+	switch ct := req.r.Header.Get("Content-Type"); ct {
+	case "", "application/scim+json; charset=utf-8", "application/scim+json", "application/json; charset=utf-8", "application/json":
+		// Entra's and the usual ones, accepted as ParseMediaType would without its parse
+	default:
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || (mt != "application/scim+json" && mt != "application/json") {
 			return nil, scim.Errorf(http.StatusUnsupportedMediaType, "", "Content-Type %q is not supported; send application/scim+json or application/json", ct)

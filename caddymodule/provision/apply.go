@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -297,18 +298,33 @@ func (e *Engine) decideView(j *job) (*plan, error) {
 		if p.same, err = p.unchanged(tx); err != nil {
 			return err
 		}
+		asIs := false // run answers p as it stands (answeredAsIs)
+		if t := e.target; t != nil && p.before != nil && !p.recreate {
+			key := t.mapKey(p.typ)
+			p.mark = tx.Mark(key, p.id)
+			// Answered as it is, p makes no call: of the account, only the journal's record
+			// of it (reads journaled) names the native id.
+			if asIs = e.answeredAsIs(j, p); !asIs || e.reads {
+				p.nativeID, _ = tx.NativeID(key, p.id)
+			}
+			if !asIs {
+				p.progress = decodeProgress(tx.Progress(key, progressKey(p)))
+				if p.typ == scim.GroupType {
+					p.role = tx.Role(t.Name, p.id)
+				}
+			}
+		} else {
+			asIs = e.answeredAsIs(j, p)
+		}
 		if p.same {
 			p.rec = p.current // read in this transaction
-			if err := p.render(tx); err != nil {
-				return err
+			// Answered as it is, p is rendered once only: the answer may take its document.
+			doc := p.stored
+			if !asIs {
+				doc = maps.Clone(doc)
 			}
-		}
-		if t := e.target; t != nil && p.before != nil && !p.recreate {
-			p.nativeID, _ = tx.NativeID(t.mapKey(p.typ), p.id)
-			p.mark = tx.Mark(t.mapKey(p.typ), p.id)
-			p.progress = decodeProgress(tx.Progress(t.mapKey(p.typ), progressKey(p)))
-			if p.typ == scim.GroupType {
-				p.role = tx.Role(t.Name, p.id)
+			if err := p.renderDoc(tx, doc); err != nil {
+				return err
 			}
 		}
 		if t := e.target; t != nil && p.before == nil {
@@ -332,6 +348,21 @@ func (e *Engine) decideView(j *job) (*plan, error) {
 		err = e.closeStaleCreate(stale)
 	}
 	return p, err
+}
+
+// answeredAsIs reports whether run answers p as it stands (answerUnchanged, or a denial)
+// whatever else the read transaction finds, so that p is never applied nor rendered again:
+// p leaves the resource as it is (p.same), and there is no target, or the app's account
+// has no mark to bring back in line and there is no policy to turn the change into a
+// deactivation (nor a decision of a whole change applied in parts). mark must be read.
+func (e *Engine) answeredAsIs(j *job, p *plan) bool {
+	if !p.same || j.part != nil {
+		return false
+	}
+	if e.target == nil {
+		return true // allowed (or denied), it is answered unchanged: there is no app to tell
+	}
+	return p.mark == change.MarkNone && e.policy == nil
 }
 
 // deliver makes an allowed change's native calls and commits it: the intent is journaled

@@ -70,6 +70,9 @@ func (s *deleteSplit) Error() string {
 
 // deleteSplitOf returns the split err asks for, nil when err is something else.
 func deleteSplitOf(err error) *deleteSplit {
+	if err == nil {
+		return nil // errors.As's target escapes: not allocated for every request
+	}
 	var s *deleteSplit
 	if errors.As(err, &s) {
 		return s

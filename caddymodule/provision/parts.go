@@ -88,6 +88,9 @@ func (s *memberSplit) Error() string {
 
 // splitOf returns the split err asks for, nil when err is something else.
 func splitOf(err error) *memberSplit {
+	if err == nil {
+		return nil // errors.As's target escapes: not allocated for every request
+	}
 	var s *memberSplit
 	if errors.As(err, &s) {
 		return s

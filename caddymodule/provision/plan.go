@@ -191,7 +191,9 @@ func (e *Engine) decidePatch(tx *store.Tx, j *job) (*plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	after, d, err := scim.ApplyPatch(typ, before, j.op.Patch, e.patch)
+	// kept: the ops set values the resource holds (Entra's periodic "active": "True"), and
+	// after is before itself. Nothing of the plan modifies either document.
+	after, d, kept, err := scim.ApplyPatchShared(typ, before, j.op.Patch, e.patch)
 	if err != nil {
 		return nil, err
 	}
@@ -207,6 +209,15 @@ func (e *Engine) decidePatch(tx *store.Tx, j *job) (*plan, error) {
 	}
 	if err := p.planMembers(tx); err != nil {
 		return nil, err
+	}
+	if kept {
+		// No attribute changes, by construction: no diff to walk, no copy of the document,
+		// nothing to encode (keepsRecord), and nothing for WithoutWriteOnly to drop.
+		p.after = p.before
+		p.changed = changedPathsOf(nil) // as diff leaves it: empty, not nil
+		p.events = semanticEvents(p.typ, before, after, nil, len(p.added), len(p.removed))
+		p.stored = after
+		return p, nil
 	}
 	p.after = withID(after, p.id)
 	p.diff(before, after)
@@ -314,13 +325,17 @@ func (e *Engine) applyPlan(tx *store.Tx, p *plan) error {
 }
 
 // render makes the answer from the record just written, when the request wants one.
-func (p *plan) render(tx *store.Tx) error {
+func (p *plan) render(tx *store.Tx) error { return p.renderDoc(tx, maps.Clone(p.stored)) }
+
+// renderDoc is render from doc, p.stored or a copy of it at the top level, which Render
+// may add to: p.stored itself only when p is never rendered again.
+func (p *plan) renderDoc(tx *store.Tx, doc scim.Resource) error {
 	p.answer = nil
 	if p.job.op.Render == nil {
 		return nil
 	}
 	var err error
-	p.answer, err = p.job.op.Render(tx, p.rec, maps.Clone(p.stored))
+	p.answer, err = p.job.op.Render(tx, p.rec, doc)
 	return err
 }
 

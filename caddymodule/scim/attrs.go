@@ -35,6 +35,9 @@ type canonIndex struct {
 	rt      *ResourceTypeDef
 	attrs   attrIndex      // common attributes, then the core schema's
 	schemas []*schemaIndex // the core schema and the extensions, for URN keys
+	// writeOnly lists the write-only attributes among the common and core ones (a User's
+	// password), for WithoutWriteOnly.
+	writeOnly []*Attribute
 }
 
 type schemaIndex struct {
@@ -107,6 +110,11 @@ func buildCanonIndexes() []*canonIndex {
 	for _, rt := range resourceTypes {
 		core := SchemaByID(rt.Schema)
 		ix := &canonIndex{rt: rt, attrs: newAttrIndex(commonAttributes, core.Attributes)}
+		for _, a := range ix.attrs.list {
+			if a.Mutability == WriteOnly {
+				ix.writeOnly = append(ix.writeOnly, a)
+			}
+		}
 		for _, id := range append([]string{rt.Schema}, rt.Extensions...) {
 			s := SchemaByID(id)
 			ix.schemas = append(ix.schemas, &schemaIndex{schema: s, attrs: newAttrIndex(s.Attributes)})
@@ -455,4 +463,17 @@ func foldKeys(m map[string]any, name string) []string {
 		}
 	}
 	return keys
+}
+
+// isWriteOnly reports whether FindAttr resolves the top-level key k of a resource to a
+// write-only attribute. A key that does not fold to a write-only name cannot, and most
+// differ from each at their first letter: they cost no lookup.
+func (ix *canonIndex) isWriteOnly(k string) bool {
+	for _, a := range ix.writeOnly {
+		if strings.EqualFold(k, a.Name) {
+			found, _ := FindAttr(ix.rt.Name, AttrPath{Name: k})
+			return found != nil && found.Mutability == WriteOnly
+		}
+	}
+	return false
 }

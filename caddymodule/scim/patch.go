@@ -162,6 +162,10 @@ func parsePatchPath(s string) (*Path, error) {
 	if isPatchSchemaURN(s) {
 		return &Path{Attr: AttrPath{URN: s}}, nil
 	}
+	if s != "" && s[0] != '$' && len(s) <= MaxFilterLength && isFilterAttrName(s) {
+		// A plain attribute name ("active"), as ParsePath reads it, without its parser.
+		return &Path{Attr: AttrPath{Name: s}}, nil
+	}
 	p, err := ParsePath(s)
 	if err != nil {
 		return nil, err

@@ -249,11 +249,14 @@ func CheckRequired(resourceType string, doc Resource) error {
 // definition says (strings, booleans, complex objects, arrays for multi-valued ones).
 // Unknown attributes are not checked: they are stored verbatim.
 func CheckTypes(resourceType string, doc Resource) error {
-	rt := ResourceTypeByName(resourceType)
+	ix := canonIndexFor(resourceType) // FindAttr's lookups, without finding the type per key
+	if ix == nil {
+		return nil
+	}
 	for k, v := range doc {
 		if IsURN(k) {
-			s := SchemaByID(k)
-			if s == nil || (!strings.EqualFold(s.ID, rt.Schema) && !containsFold(rt.Extensions, s.ID)) {
+			s := ix.schemaFor(k) // the core schema or one of the type's extensions
+			if s == nil {
 				continue
 			}
 			ext, ok := v.(map[string]any)
@@ -261,14 +264,13 @@ func CheckTypes(resourceType string, doc Resource) error {
 				return BadRequest(TypeInvalidValue, "%s must be an object of that schema's attributes", k)
 			}
 			for ek, ev := range ext {
-				if err := checkAttrType(s.Attr(ek), ek, ev); err != nil {
+				if err := checkAttrType(s.attrs.find(ek), ek, ev); err != nil {
 					return err
 				}
 			}
 			continue
 		}
-		a, _ := FindAttr(resourceType, AttrPath{Name: k})
-		if err := checkAttrType(a, k, v); err != nil {
+		if err := checkAttrType(ix.attrs.find(k), k, v); err != nil {
 			return err
 		}
 	}
@@ -348,9 +350,13 @@ func attrName(parent, sub string) string {
 // gateway accepts them, never stores them and never returns them (RFC 7643 returned
 // "never"). r itself is not changed.
 func WithoutWriteOnly(resourceType string, r Resource) Resource {
+	ix := canonIndexFor(resourceType)
+	if ix == nil || len(ix.writeOnly) == 0 {
+		return r
+	}
 	var drop []string
 	for k := range r {
-		if a, _ := FindAttr(resourceType, AttrPath{Name: k}); a != nil && a.Mutability == WriteOnly {
+		if ix.isWriteOnly(k) {
 			drop = append(drop, k)
 		}
 	}

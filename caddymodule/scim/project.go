@@ -1,6 +1,10 @@
 package scim
 
-import "strings"
+import (
+	"maps"
+	"slices"
+	"strings"
+)
 
 // Projection is a parsed attributes= or excludedAttributes= parameter (RFC 7644 §3.4.2.5).
 // The zero value returns every attribute whose "returned" characteristic is default.
@@ -117,7 +121,10 @@ func (p Projection) Wants(name string) bool {
 	return true
 }
 
-// Apply projects a rendered resource in place. "id" and "schemas" are always returned.
+// Apply projects a rendered resource in place: r's top level may change, the objects and
+// arrays below it do not (an excluded sub-attribute or extension attribute is dropped
+// from a copy of the object holding it), so r may share them with a resource the caller
+// still uses. "id" and "schemas" are always returned.
 func (p Projection) Apply(resourceType string, r Resource) Resource {
 	if len(p.include) > 0 {
 		return p.applyInclude(resourceType, r)
@@ -239,6 +246,10 @@ func removeAttr(resourceType string, r Resource, a AttrPath) {
 	if m == nil {
 		return
 	}
+	if key != "" { // an extension object: r's own from here on
+		m = maps.Clone(m)
+		r[key] = m
+	}
 	if a.Sub == "" {
 		Delete(m, a.Name)
 		if key != "" && len(m) == 0 {
@@ -246,18 +257,24 @@ func removeAttr(resourceType string, r Resource, a AttrPath) {
 		}
 		return
 	}
-	v, ok := Get(m, a.Name)
+	k, ok := Key(m, a.Name)
 	if !ok {
 		return
 	}
-	switch x := v.(type) {
+	switch x := m[k].(type) {
 	case map[string]any:
+		x = maps.Clone(x)
 		Delete(x, a.Sub)
+		m[k] = x
 	case []any:
-		for _, e := range x {
+		x = slices.Clone(x)
+		for i, e := range x {
 			if em, ok := e.(map[string]any); ok {
+				em = maps.Clone(em)
 				Delete(em, a.Sub)
+				x[i] = em
 			}
 		}
+		m[k] = x
 	}
 }

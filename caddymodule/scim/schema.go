@@ -1,6 +1,9 @@
 package scim
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
 
 // Attribute describes one attribute of a schema (RFC 7643 §7). The definitions below
 // are served at /Schemas and drive filter comparison (caseExact, type), PATCH
@@ -292,23 +295,27 @@ func ResourceTypeByName(name string) *ResourceTypeDef {
 // It returns the attribute definition and the schema URN it belongs to ("" for common
 // attributes), or nil when the attribute is not defined (custom extension attributes
 // are allowed and stored verbatim; they compare case-insensitively as strings).
+//
+// It looks names up in the resource type's index (see canonIndex), which finds what a
+// case-insensitive scan of the schemas would, without the scan: every write checks each
+// of its attributes through here.
 func FindAttr(resourceType string, p AttrPath) (*Attribute, string) {
-	rt := ResourceTypeByName(resourceType)
-	if rt == nil {
+	ix := canonIndexFor(resourceType)
+	if ix == nil {
 		return nil, ""
 	}
 	if p.URN != "" {
-		if !strings.EqualFold(p.URN, rt.Schema) && !containsFold(rt.Extensions, p.URN) {
+		s := ix.schemaFor(p.URN) // the core schema or one of the type's extensions
+		if s == nil {
 			return nil, p.URN
 		}
-		s := SchemaByID(p.URN)
-		return s.Attr(p.Name), s.ID
+		return s.attrs.find(p.Name), s.schema.ID
 	}
-	if a := findAttr(commonAttributes, p.Name); a != nil {
+	a := ix.attrs.find(p.Name) // the common attributes, then the core schema's
+	if a != nil && slices.Contains(commonAttributes, a) {
 		return a, ""
 	}
-	s := SchemaByID(rt.Schema)
-	return s.Attr(p.Name), s.ID
+	return a, ix.schemas[0].schema.ID
 }
 
 func containsFold(list []string, s string) bool {
