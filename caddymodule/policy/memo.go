@@ -31,10 +31,12 @@ type Memo struct {
 	kept vframe     // the values kept, looked up as a vcache frame
 	refs []*ast.Term
 	seen map[int]struct{} // hashes of keepable refs found once, not yet kept
+	not  map[int]struct{} // hashes of refs found not invariant (a collision only keeps less)
 }
 
 // Bounds of a Memo: at most memoMaxKept values kept, and the refs found once forgotten
-// when memoMaxSeen of them accumulate (one user's function calls never repeat).
+// when memoMaxSeen of them accumulate (one user's function calls never repeat); the same
+// for the refs found not invariant.
 const (
 	memoMaxKept = 4096
 	memoMaxSeen = 8192
@@ -42,7 +44,7 @@ const (
 
 // NewMemo returns an empty Memo for decisions of e.
 func (e *Engine) NewMemo() *Memo {
-	return &Memo{e: e, inv: e.policy.invariance(), kept: vframe{table: map[int]int{}}, seen: map[int]struct{}{}}
+	return &Memo{e: e, inv: e.policy.invariance(), kept: vframe{table: map[int]int{}}, seen: map[int]struct{}{}, not: map[int]struct{}{}}
 }
 
 // Decide is Engine.DecidePrepared with the Memo's kept values: the same decision and
@@ -66,6 +68,7 @@ func (m *Memo) reset() {
 	clear(m.refs)
 	m.refs = m.refs[:0]
 	clear(m.seen)
+	clear(m.not)
 }
 
 // find returns the kept entry for ref, nil when none.
@@ -85,8 +88,15 @@ func (m *Memo) learn(c *vcache) {
 			return
 		}
 		e := &f.entries[i]
-		h := refHash(e.ref)
-		if m.kept.find(e.ref, h) != nil || !m.inv.invariant(e.ref) {
+		h := e.hash
+		if _, ok := m.not[h]; ok || m.kept.find(e.ref, h) != nil {
+			continue
+		}
+		if !m.inv.invariant(e.ref) {
+			if len(m.not) >= memoMaxSeen {
+				clear(m.not)
+			}
+			m.not[h] = struct{}{}
 			continue
 		}
 		if _, ok := m.seen[h]; !ok {
@@ -102,7 +112,7 @@ func (m *Memo) learn(c *vcache) {
 		if !ok {
 			next = -1
 		}
-		m.kept.entries = append(m.kept.entries, ventry{ref: m.refs[start:len(m.refs):len(m.refs)], value: e.value, undefined: e.undefined, next: next})
+		m.kept.entries = append(m.kept.entries, ventry{ref: m.refs[start:len(m.refs):len(m.refs)], value: e.value, undefined: e.undefined, next: next, hash: h})
 		m.kept.table[h] = len(m.kept.entries) - 1
 	}
 }

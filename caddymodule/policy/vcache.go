@@ -32,6 +32,7 @@ type ventry struct {
 	value     *ast.Term
 	undefined bool // the ref is known to be undefined (Get ignores value)
 	next      int  // index of the previous entry with the same hash, -1 for none
+	hash      int  // refHash(ref)
 }
 
 var _ topdown.VirtualCache = (*vcache)(nil)
@@ -113,7 +114,7 @@ func (c *vcache) Put(ref ast.Ref, value *ast.Term) {
 	if !ok {
 		next = -1
 	}
-	f.entries = append(f.entries, ventry{ref: c.refs[start:len(c.refs):len(c.refs)], value: value, undefined: value == nil, next: next})
+	f.entries = append(f.entries, ventry{ref: c.refs[start:len(c.refs):len(c.refs)], value: value, undefined: value == nil, next: next, hash: h})
 	f.table[h] = len(f.entries) - 1
 }
 
