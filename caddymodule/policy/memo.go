@@ -209,9 +209,17 @@ func refInvariant(comp *ast.Compiler, ref ast.Ref, self *ast.Rule, ruleInvariant
 		return true
 	}
 	if b, ok := ast.BuiltinMap[ref.String()]; ok {
-		return !b.IsNondeterministic() && b.Name != ast.InternalPrint.Name && b.Name != ast.Print.Name && b.Name != ast.Trace.Name
+		return !b.IsNondeterministic() && !varyingBuiltins[b.Name]
 	}
 	return true
+}
+
+// varyingBuiltins are the builtins, besides those OPA marks nondeterministic, whose calls
+// a Memo must not skip: output (print, trace), and certificate checks against the clock.
+var varyingBuiltins = map[string]bool{
+	ast.InternalPrint.Name: true, ast.Print.Name: true, ast.Trace.Name: true,
+	ast.CryptoX509ParseAndVerifyCertificates.Name:            true,
+	ast.CryptoX509ParseAndVerifyCertificatesWithOptions.Name: true,
 }
 
 // invariant reports whether the value cached under ref (a rule's, or a function's for its
