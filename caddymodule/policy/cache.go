@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
 )
 
@@ -11,9 +12,13 @@ import (
 type compiled struct {
 	hash  string
 	pq    rego.PreparedEvalQuery // safe for concurrent Eval: no lock around it
+	comp  *ast.Compiler          // the compiled modules pq evaluates (read-only)
 	err   error                  // compilation error, for Loads that waited on it
 	ready chan struct{}          // closed once pq or err is set
 	refs  int                    // guarded by cacheMu
+
+	invariantOnce sync.Once
+	invariant     *invariance // which rules a preview's users cannot change (see Memo)
 }
 
 // The cache of compiled policies, keyed by content hash. Caddy provisions a new
@@ -27,7 +32,7 @@ var (
 // acquire returns the compiled policy for hash, building it if no Engine holds it. Loads of
 // the same content that arrive while it compiles wait for that one compilation instead of
 // starting their own; the lock is not held while compiling, so other content is not blocked.
-func acquire(hash string, build func() (rego.PreparedEvalQuery, error)) (*compiled, error) {
+func acquire(hash string, build func() (rego.PreparedEvalQuery, *ast.Compiler, error)) (*compiled, error) {
 	cacheMu.Lock()
 	c, ok := cache[hash]
 	if ok {
@@ -38,7 +43,7 @@ func acquire(hash string, build func() (rego.PreparedEvalQuery, error)) (*compil
 		c = &compiled{hash: hash, ready: make(chan struct{}), refs: 1}
 		cache[hash] = c
 		cacheMu.Unlock()
-		c.pq, c.err = buildSafely(build)
+		c.pq, c.comp, c.err = buildSafely(build)
 		close(c.ready)
 	}
 	if c.err != nil {
@@ -50,7 +55,7 @@ func acquire(hash string, build func() (rego.PreparedEvalQuery, error)) (*compil
 
 // buildSafely turns a panic inside OPA's compiler into a load error: a reload must fail
 // cleanly (Caddy keeps the old configuration), and Loads waiting on this entry must not hang.
-func buildSafely(build func() (rego.PreparedEvalQuery, error)) (pq rego.PreparedEvalQuery, err error) {
+func buildSafely(build func() (rego.PreparedEvalQuery, *ast.Compiler, error)) (pq rego.PreparedEvalQuery, comp *ast.Compiler, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("compiling policies failed unexpectedly (an OPA bug; please report it): %v", r)

@@ -29,22 +29,22 @@ var capabilities = func() *ast.Capabilities {
 }()
 
 // compile parses, type-checks and prepares the policy. It runs once per content hash.
-func compile(query ast.Ref, srcs []source, dir string) (rego.PreparedEvalQuery, error) {
+func compile(query ast.Ref, srcs []source, dir string) (rego.PreparedEvalQuery, *ast.Compiler, error) {
 	var none rego.PreparedEvalQuery
 	modules, err := parseModules(srcs)
 	if err != nil {
-		return none, err
+		return none, nil, err
 	}
 	data, err := buildData(srcs)
 	if err != nil {
-		return none, err
+		return none, nil, err
 	}
 	dataValue, err := ast.InterfaceToValue(data.root)
 	if err != nil {
-		return none, fmt.Errorf("converting policy data: %w", err)
+		return none, nil, fmt.Errorf("converting policy data: %w", err)
 	}
 	if err := checkGatewayDataFree(data, modules); err != nil {
-		return none, err
+		return none, nil, err
 	}
 	compiler := ast.NewCompiler().
 		WithCapabilities(capabilities).
@@ -53,23 +53,23 @@ func compile(query ast.Ref, srcs []source, dir string) (rego.PreparedEvalQuery, 
 		WithUseTypeCheckAnnotations(true).
 		WithPathConflictsCheck(data.exists)
 	if compiler.Compile(modules); compiler.Failed() {
-		return none, explain(compiler.Errors)
+		return none, nil, explain(compiler.Errors)
 	}
 	if err := checkQueryDefined(compiler, query, data, dir); err != nil {
-		return none, err
+		return none, nil, err
 	}
 	// NewFromASTObject keeps the data as AST values, so reading data.* during evaluation
 	// converts nothing per request.
 	checked, err := checkSettings(compiler, inmem.NewFromASTObject(withGatewayData(dataValue.(ast.Object), false)), query, data)
 	if err != nil {
-		return none, err
+		return none, nil, err
 	}
 	store := inmem.NewFromASTObject(withGatewayData(dataValue.(ast.Object), checked))
 	pq, err := prepare(compiler, store, query, rego.EnablePrintStatements(true), rego.GenerateJSON(keepTerm))
 	if err != nil {
-		return none, fmt.Errorf("preparing query %s: %w", query, err)
+		return none, nil, fmt.Errorf("preparing query %s: %w", query, err)
 	}
-	return pq, nil
+	return pq, compiler, nil
 }
 
 // prepare prepares query on the compiled policy and its data, with strict builtin errors

@@ -89,6 +89,11 @@
 // with the previous input what they have in common (a preview's users differ only in their
 // resources). The cache of rule and function values an evaluation fills is pooled and
 // reused by the next evaluation (OPA's own is built anew each time: a sixth of a
-// decision's allocations, and of the garbage collector's work). See the benchmarks in
+// decision's allocations, and of the garbage collector's work). A Memo (Engine.NewMemo)
+// carries from one decision to the next the values of the rules that read neither the
+// input's resource, previous nor native_id (the guardrails' settings for the target, their
+// gates, compiled lists: found by analysing the compiled modules), for runs of inputs that
+// differ only in those, as a preview's users do: each decision then evaluates only what
+// depends on the user. See the benchmarks in
 // bench_test.go for the cost against a trivial policy and under 32 concurrent decisions.
 package policy

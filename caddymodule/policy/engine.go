@@ -69,7 +69,7 @@ func Load(opts Options) (*Engine, error) {
 		return nil, err
 	}
 	hash := hashSources(opts.Query, srcs)
-	policy, err := acquire(hash, func() (rego.PreparedEvalQuery, error) {
+	policy, err := acquire(hash, func() (rego.PreparedEvalQuery, *ast.Compiler, error) {
 		return compile(query, srcs, opts.Dir)
 	})
 	if err != nil {
@@ -181,7 +181,7 @@ func (e *Engine) Decide(ctx context.Context, in *Input) (Decision, error) {
 	if err != nil {
 		return e.deny(err)
 	}
-	return e.decide(ctx, input)
+	return e.decide(ctx, input, nil)
 }
 
 // DecidePrepared is Decide for an input converted once with Input.Prepare, so that
@@ -190,10 +190,12 @@ func (e *Engine) DecidePrepared(ctx context.Context, p *Prepared) (Decision, err
 	if p == nil || p.value == nil {
 		return e.deny(fmt.Errorf("%w: no input", ErrInput))
 	}
-	return e.decide(ctx, p.value)
+	return e.decide(ctx, p.value, nil)
 }
 
-func (e *Engine) decide(ctx context.Context, input ast.Value) (Decision, error) {
+// decide evaluates input; memo (nil: none) lends the values it kept, and learns from a
+// successful evaluation.
+func (e *Engine) decide(ctx context.Context, input ast.Value, memo *Memo) (Decision, error) {
 	slots := evalSlots()
 	select {
 	case slots <- struct{}{}:
@@ -215,6 +217,7 @@ func (e *Engine) decide(ctx context.Context, input ast.Value) (Decision, error) 
 	defer context.AfterFunc(ctx, stopEval.Cancel)()
 	vc := getVCache()
 	defer putVCache(vc)
+	vc.memo = memo
 	opts := []rego.EvalOption{rego.EvalParsedInput(input), rego.EvalMetrics(noMetrics), rego.EvalExternalCancel(stopEval), rego.EvalVirtualCache(vc)}
 	if e.hook != nil {
 		opts = append(opts, rego.EvalPrintHook(e.hook))
@@ -223,7 +226,11 @@ func (e *Engine) decide(ctx context.Context, input ast.Value) (Decision, error) 
 	if err != nil {
 		return e.deny(e.evalError(ctx, err))
 	}
-	return e.result(rs)
+	d, err := e.result(rs)
+	if err == nil && memo != nil {
+		memo.learn(vc)
+	}
+	return d, err
 }
 
 // result reads the one decision the query must produce.

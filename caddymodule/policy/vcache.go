@@ -19,6 +19,7 @@ type vcache struct {
 	frames []vframe // frames[:depth+1] are in use; the rest are kept for reuse
 	depth  int
 	refs   []*ast.Term // backing store of the entries' refs (OPA reuses the ref it passes)
+	memo   *Memo       // values kept from earlier evaluations (base frame only); nil: none
 }
 
 type vframe struct {
@@ -31,6 +32,7 @@ type ventry struct {
 	value     *ast.Term
 	undefined bool // the ref is known to be undefined (Get ignores value)
 	next      int  // index of the previous entry with the same hash, -1 for none
+	hash      int  // refHash(ref)
 }
 
 var _ topdown.VirtualCache = (*vcache)(nil)
@@ -51,6 +53,7 @@ func (c *vcache) reset() {
 		c.frames[i].clear()
 	}
 	c.depth = 0
+	c.memo = nil
 	clear(c.refs)
 	c.refs = c.refs[:0]
 }
@@ -78,7 +81,12 @@ func (c *vcache) Pop() {
 // Get returns the value put under ref in the top frame: (value, false) when it was put
 // with a value, (nil, true) when it was put as undefined, (nil, false) when it was not put.
 func (c *vcache) Get(ref ast.Ref) (*ast.Term, bool) {
-	if e := c.frames[c.depth].find(ref, refHash(ref)); e != nil {
+	h := refHash(ref)
+	e := c.frames[c.depth].find(ref, h)
+	if e == nil && c.depth == 0 && c.memo != nil {
+		e = c.memo.find(ref, h)
+	}
+	if e != nil {
 		if e.undefined {
 			return nil, true
 		}
@@ -106,7 +114,7 @@ func (c *vcache) Put(ref ast.Ref, value *ast.Term) {
 	if !ok {
 		next = -1
 	}
-	f.entries = append(f.entries, ventry{ref: c.refs[start:len(c.refs):len(c.refs)], value: value, undefined: value == nil, next: next})
+	f.entries = append(f.entries, ventry{ref: c.refs[start:len(c.refs):len(c.refs)], value: value, undefined: value == nil, next: next, hash: h})
 	f.table[h] = len(f.entries) - 1
 }
 

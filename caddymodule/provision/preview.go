@@ -116,13 +116,20 @@ func (e *Engine) PolicyImpact(ctx context.Context, current, proposed *policy.Eng
 
 // impactOf walks the records of typ page by page.
 func (e *Engine) impactOf(ctx context.Context, typ string, current, proposed *policy.Engine, opts ImpactOptions, im *Impact) error {
+	workers := make([]*previewWorker, opts.Workers) // kept from page to page, with their memos
+	for i := range workers {
+		workers[i] = &previewWorker{proposed: proposed.NewMemo()}
+		if current != nil {
+			workers[i].current = current.NewMemo()
+		}
+	}
 	start := ""
 	for {
 		page, next, err := e.previewPage(typ, start, opts.PageSize)
 		if err != nil {
 			return err
 		}
-		if err := decidePage(ctx, page, current, proposed, opts.Workers); err != nil {
+		if err := decidePage(ctx, page, current, proposed, workers); err != nil {
 			return err
 		}
 		for _, c := range page {
@@ -203,19 +210,19 @@ func (e *Engine) previewPage(typ, start string, size int) (page []*previewCase, 
 	return page, next, err
 }
 
-// decidePage decides every case under both policies, workers at a time.
-func decidePage(ctx context.Context, page []*previewCase, current, proposed *policy.Engine, workers int) error {
+// decidePage decides every case under both policies, one goroutine per worker (at most
+// one per case).
+func decidePage(ctx context.Context, page []*previewCase, current, proposed *policy.Engine, workers []*previewWorker) error {
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex
 		first error
 	)
 	cases := make(chan *previewCase)
-	for range min(workers, len(page)) {
+	for _, w := range workers[:min(len(workers), len(page))] {
 		wg.Go(func() {
-			var last *policy.Prepared // the worker's previous input, to share its constant parts
 			for c := range cases {
-				if err := c.decide(ctx, current, proposed, &last); err != nil {
+				if err := c.decide(ctx, current, proposed, w); err != nil {
 					mu.Lock()
 					first = cmp.Or(first, err)
 					mu.Unlock()
@@ -237,34 +244,43 @@ func decidePage(ctx context.Context, page []*previewCase, current, proposed *pol
 	return first
 }
 
+// previewWorker is what one worker of decidePage carries from case to case (and page to
+// page): its previous input, to share its constant parts, and for each policy the values
+// of the rules that do not depend on the resource (policy.Memo). A worker is used by one
+// goroutine at a time.
+type previewWorker struct {
+	last              *policy.Prepared
+	current, proposed *policy.Memo
+}
+
 // decide evaluates the case under both policies and sets its entry when they differ. A
 // policy that times out fails the preview (a preview must not guess); a policy error is a
 // denial, as in a real request. The input is converted once for both, sharing what it has
-// in common with the worker's previous one (*last); two policies of the same content decide
+// in common with the worker's previous one; two policies of the same content decide
 // alike, so the case is then not decided at all.
-func (c *previewCase) decide(ctx context.Context, current, proposed *policy.Engine, last **policy.Prepared) error {
+func (c *previewCase) decide(ctx context.Context, current, proposed *policy.Engine, w *previewWorker) error {
 	if current != nil && current.Hash() == proposed.Hash() {
 		return nil
 	}
-	in, prepErr := c.in.PrepareLike(*last)
+	in, prepErr := c.in.PrepareLike(w.last)
 	if prepErr == nil {
-		*last = in
+		w.last = in
 	}
-	decide := func(e *policy.Engine) (policy.Decision, error) {
+	decide := func(e *policy.Engine, m *policy.Memo) (policy.Decision, error) {
 		if prepErr != nil {
 			return e.Decide(ctx, &c.in) // denies with the input error, as a request would be
 		}
-		return e.DecidePrepared(ctx, in)
+		return m.Decide(ctx, in)
 	}
 	now := policy.Decision{Allow: true}
 	if current != nil {
-		d, err := decide(current)
+		d, err := decide(current, w.current)
 		if errors.Is(err, policy.ErrTimeout) {
 			return fmt.Errorf("the policy in force did not decide %s %s: %w", c.typ, c.id, err)
 		}
 		now = d
 	}
-	then, err := decide(proposed)
+	then, err := decide(proposed, w.proposed)
 	if errors.Is(err, policy.ErrTimeout) {
 		return fmt.Errorf("the proposed policy did not decide %s %s: %w", c.typ, c.id, err)
 	}

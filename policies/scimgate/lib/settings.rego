@@ -37,7 +37,11 @@ section(name) := s if {
 } else := data.scimgate.config.defaults[name]
 
 # _target is the request's target as section reads it (a rule: computed once per decision).
-_target := object.get(input, "target", "")
+# It reads input.target, not the whole input (object.get(input, ...)), so a preview can
+# keep every guardrail's settings from one user to the next (policy.Memo).
+default _target := ""
+
+_target := input.target
 
 _merge(d, t) := object.union(d, t) if {
 	is_object(d)
