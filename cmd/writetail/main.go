@@ -40,6 +40,7 @@ const (
 	maxRequests    = 1_000_000
 	maxConcurrency = 256
 	maxTrace       = time.Minute
+	maxAnswer      = 1 << 20 // bytes of an answer read (the rest is dropped with its connection)
 )
 
 const (
@@ -229,6 +230,10 @@ func createUser(ctx context.Context, client *http.Client, cfg config, name strin
 	}
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	// Read the rest of the answer, so that the connection is kept for the next request as a
+	// keep-alive client's would be (Entra's is): a body closed unread closes its connection,
+	// and every create then paid a new connection and a new server goroutine.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxAnswer))
 	if resp.StatusCode != http.StatusCreated {
 		return fmt.Errorf("status %d: %s", resp.StatusCode, bytes.TrimSpace(msg))
 	}
