@@ -19,6 +19,9 @@ type compiled struct {
 
 	invariantOnce sync.Once
 	invariant     *invariance // which rules a preview's users cannot change (see Memo)
+
+	liveOnce sync.Once
+	liveMemo *liveMemo // rule values kept for live decisions (see liveMemo)
 }
 
 // The cache of compiled policies, keyed by content hash. Caddy provisions a new

@@ -50,6 +50,7 @@ type Engine struct {
 	timeout time.Duration
 	hook    print.Hook // nil when Options.Print is nil
 	closed  atomic.Bool
+	noLive  bool // Decide evaluates every rule (tests compare it with the live memo)
 }
 
 // Load reads, compiles and prepares the policies Options name. Identical content (same
@@ -123,7 +124,7 @@ func (e *Engine) Hash() string { return e.policy.hash }
 // beats failing. The view shares e's compiled policy and reference: close e, never the
 // view (closing a view is a no-op).
 func (e *Engine) WithTimeout(timeout time.Duration) *Engine {
-	v := &Engine{policy: e.policy, query: e.query, timeout: timeout, hook: e.hook}
+	v := &Engine{policy: e.policy, query: e.query, timeout: timeout, hook: e.hook, noLive: e.noLive}
 	v.closed.Store(true)
 	return v
 }
@@ -181,6 +182,9 @@ func (e *Engine) Decide(ctx context.Context, in *Input) (Decision, error) {
 	if err != nil {
 		return e.deny(err)
 	}
+	if lm := e.policy.live(); lm != nil && !e.noLive {
+		return e.decide(ctx, input, lm.run(in))
+	}
 	return e.decide(ctx, input, nil)
 }
 
@@ -193,9 +197,16 @@ func (e *Engine) DecidePrepared(ctx context.Context, p *Prepared) (Decision, err
 	return e.decide(ctx, p.value, nil)
 }
 
-// decide evaluates input; memo (nil: none) lends the values it kept, and learns from a
+// keeper lends an evaluation the rule values kept from earlier ones, and learns from a
+// successful one: a preview's Memo, or a run of live decisions (liveRun).
+type keeper interface {
+	keptFrame() *vframe // nil: nothing kept yet
+	learn(*vcache)
+}
+
+// decide evaluates input; k (nil: none) lends the values it kept, and learns from a
 // successful evaluation.
-func (e *Engine) decide(ctx context.Context, input ast.Value, memo *Memo) (Decision, error) {
+func (e *Engine) decide(ctx context.Context, input ast.Value, k keeper) (Decision, error) {
 	slots := evalSlots()
 	select {
 	case slots <- struct{}{}:
@@ -217,7 +228,9 @@ func (e *Engine) decide(ctx context.Context, input ast.Value, memo *Memo) (Decis
 	defer context.AfterFunc(ctx, stopEval.Cancel)()
 	vc := getVCache()
 	defer putVCache(vc)
-	vc.memo = memo
+	if k != nil {
+		vc.kept = k.keptFrame()
+	}
 	opts := []rego.EvalOption{rego.EvalParsedInput(input), rego.EvalMetrics(noMetrics), rego.EvalExternalCancel(stopEval), rego.EvalVirtualCache(vc)}
 	if e.hook != nil {
 		opts = append(opts, rego.EvalPrintHook(e.hook))
@@ -227,8 +240,8 @@ func (e *Engine) decide(ctx context.Context, input ast.Value, memo *Memo) (Decis
 		return e.deny(e.evalError(ctx, err))
 	}
 	d, err := e.result(rs)
-	if err == nil && memo != nil {
-		memo.learn(vc)
+	if err == nil && k != nil {
+		k.learn(vc)
 	}
 	return d, err
 }

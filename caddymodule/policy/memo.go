@@ -71,12 +71,12 @@ func (m *Memo) reset() {
 	clear(m.not)
 }
 
-// find returns the kept entry for ref, nil when none.
-func (m *Memo) find(ref ast.Ref, h int) *ventry {
+// keptFrame is what the Memo kept, nil when nothing yet.
+func (m *Memo) keptFrame() *vframe {
 	if len(m.kept.entries) == 0 {
 		return nil
 	}
-	return m.kept.find(ref, h)
+	return &m.kept
 }
 
 // learn keeps, from the base frame of a successful evaluation's cache, the values of
@@ -135,12 +135,14 @@ func (c *compiled) invariance() *invariance {
 		if c.comp == nil || c.comp.RuleTree == nil {
 			return
 		}
-		c.invariant = newInvariance(c.comp)
+		c.invariant = newInvariance(c.comp, func(field string) bool { return perInput[field] })
 	})
 	return c.invariant
 }
 
-func newInvariance(comp *ast.Compiler) *invariance {
+// newInvariance tells the rules of comp that read no input field varies reports true for
+// (nor the whole input, nor a nondeterministic builtin).
+func newInvariance(comp *ast.Compiler, varies func(field string) bool) *invariance {
 	const (
 		unknown = iota
 		visiting
@@ -162,7 +164,7 @@ func newInvariance(comp *ast.Compiler) *invariance {
 			if !ok {
 				return true
 			}
-			ok = refInvariant(comp, ref, r, ruleInvariant)
+			ok = refInvariant(comp, ref, r, varies, ruleInvariant)
 			return !ok
 		})
 		if ok {
@@ -190,16 +192,17 @@ func newInvariance(comp *ast.Compiler) *invariance {
 }
 
 // refInvariant reports whether reading ref (inside rule self) keeps self invariant: an
-// input field shared by a Memo's inputs, data whose rules are all invariant, a
-// deterministic builtin, a local variable.
-func refInvariant(comp *ast.Compiler, ref ast.Ref, self *ast.Rule, ruleInvariant func(*ast.Rule) bool) bool {
+// input field that does not vary (shared by a Memo's inputs, or by a run of live
+// decisions), data whose rules are all invariant, a deterministic builtin, a local
+// variable.
+func refInvariant(comp *ast.Compiler, ref ast.Ref, self *ast.Rule, varies func(string) bool, ruleInvariant func(*ast.Rule) bool) bool {
 	switch {
 	case ref.HasPrefix(ast.InputRootRef):
 		if len(ref) < 2 {
 			return false // the whole input
 		}
 		s, ok := ref[1].Value.(ast.String)
-		return ok && !perInput[string(s)]
+		return ok && !varies(string(s))
 	case ref.HasPrefix(ast.DefaultRootRef):
 		for _, r := range comp.GetRulesDynamicWithOpts(ref, ast.RulesOptions{IncludeHiddenModules: true}) {
 			if r != self && !ruleInvariant(r) {

@@ -19,7 +19,7 @@ type vcache struct {
 	frames []vframe // frames[:depth+1] are in use; the rest are kept for reuse
 	depth  int
 	refs   []*ast.Term // backing store of the entries' refs (OPA reuses the ref it passes)
-	memo   *Memo       // values kept from earlier evaluations (base frame only); nil: none
+	kept   *vframe     // values kept from earlier evaluations (base frame only, read-only); nil: none
 }
 
 type vframe struct {
@@ -53,7 +53,7 @@ func (c *vcache) reset() {
 		c.frames[i].clear()
 	}
 	c.depth = 0
-	c.memo = nil
+	c.kept = nil
 	clear(c.refs)
 	c.refs = c.refs[:0]
 }
@@ -83,8 +83,8 @@ func (c *vcache) Pop() {
 func (c *vcache) Get(ref ast.Ref) (*ast.Term, bool) {
 	h := refHash(ref)
 	e := c.frames[c.depth].find(ref, h)
-	if e == nil && c.depth == 0 && c.memo != nil {
-		e = c.memo.find(ref, h)
+	if e == nil && c.depth == 0 && c.kept != nil {
+		e = c.kept.find(ref, h)
 	}
 	if e != nil {
 		if e.undefined {
