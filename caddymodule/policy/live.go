@@ -1,9 +1,9 @@
 package policy
 
 import (
+	"encoding/binary"
 	"maps"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 )
@@ -60,19 +60,19 @@ func (c *compiled) live() *liveMemo {
 	return c.liveMemo
 }
 
-// liveKey identifies in's run: the values of its liveFields.
+// liveKey identifies in's run: the values of its liveFields, each length-prefixed so that
+// no two inputs that differ in them share a key.
 func liveKey(in *Input) string {
-	var b strings.Builder
-	b.Grow(len(in.Action) + len(in.ResourceType) + len(in.Client) + len(in.Target) + 16*len(in.Events) + 8)
+	b := make([]byte, 0, len(in.Action)+len(in.ResourceType)+len(in.Client)+len(in.Target)+16*len(in.Events)+16)
 	for _, s := range []string{in.Action, in.ResourceType, in.Client, in.Target} {
-		b.WriteString(s)
-		b.WriteByte(0)
+		b = binary.AppendUvarint(b, uint64(len(s)))
+		b = append(b, s...)
 	}
 	for _, ev := range in.Events {
-		b.WriteString(ev)
-		b.WriteByte(1)
+		b = binary.AppendUvarint(b, uint64(len(ev)))
+		b = append(b, ev...)
 	}
-	return b.String()
+	return string(b)
 }
 
 // run returns in's run, starting it when new.

@@ -192,3 +192,29 @@ func liveInputs(n int) []Input {
 	}
 	return out
 }
+
+// TestLiveKey: inputs share a run exactly when their action, type, events, client and
+// target are equal, whatever those strings hold.
+func TestLiveKey(t *testing.T) {
+	base := Input{Action: "patch", ResourceType: "User", Events: []string{"update"}, Client: "entra", Target: "a"}
+	same := base
+	same.Resource, same.NativeID, same.Changed = map[string]any{"userName": "x"}, "n1", []string{"title"}
+	same.Stats = Stats{LastHour: map[string]int64{"delete": 9}}
+	if liveKey(&base) != liveKey(&same) {
+		t.Error("inputs that differ only in what varies have different runs")
+	}
+	for _, other := range []Input{
+		{Action: "patch", ResourceType: "User", Events: []string{"update"}, Client: "entra", Target: "b"},
+		{Action: "patch", ResourceType: "User", Events: []string{"update", "rename"}, Client: "entra", Target: "a"},
+		{Action: "patch", ResourceType: "User", Events: []string{"updat", "e"}, Client: "entra", Target: "a"},
+		{Action: "patch", ResourceType: "User", Events: []string{}, Client: "entra", Target: "aupdate"},
+		{Action: "patch", ResourceType: "User", Events: []string{"update"}, Client: "entraa", Target: ""},
+		{Action: "patch\x00", ResourceType: "User", Events: []string{"update"}, Client: "entra", Target: "a"},
+		{Action: "replace", ResourceType: "User", Events: []string{"update"}, Client: "entra", Target: "a"},
+		{Action: "patch", ResourceType: "Group", Events: []string{"update"}, Client: "entra", Target: "a"},
+	} {
+		if liveKey(&other) == liveKey(&base) {
+			t.Errorf("%+v shares the run of %+v", other, base)
+		}
+	}
+}
