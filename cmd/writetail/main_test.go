@@ -7,12 +7,15 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -129,6 +132,36 @@ func TestRunReportsRefusedCreates(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "status 401") {
 		t.Errorf("output lacks the refusal's status:\n%s", &out)
+	}
+}
+
+// TestRunKeepsConnections: the client reads every answer to its end, so its connections
+// are kept from one create to the next, as Entra's are, whatever the answer's size (one
+// that was closed unread closed its connection: the server then paid a new connection and
+// a new goroutine per request, and the measurement with them).
+func TestRunKeepsConnections(t *testing.T) {
+	var conns atomic.Int64
+	answer := `{"id":"x","userName":"` + strings.Repeat("a", 2000) + `"}`
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/scim+json")
+		w.WriteHeader(http.StatusCreated)
+		_, _ = io.WriteString(w, answer)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	t.Setenv("SCIM_TOKEN", itToken)
+	var out, errOut bytes.Buffer
+	if code := run([]string{"-url", srv.URL + "/scim/v2", "-requests", "200", "-concurrency", "4"}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, &out, &errOut)
+	}
+	if n := conns.Load(); n > 8 {
+		t.Errorf("200 creates at concurrency 4 opened %d connections; a client that keeps them opens about 4", n)
 	}
 }
 
