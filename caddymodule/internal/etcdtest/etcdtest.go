@@ -131,9 +131,22 @@ func (c *Cluster) Stop(i int) {
 	defer c.mu.Unlock()
 	m := c.members[i]
 	if !m.stopped {
-		m.etcd.Close()
-		m.stopped = true
+		closeMember(m)
 	}
+}
+
+// closeMember stops m's etcd. One that never became ready (its cluster never formed:
+// another member failed to start, or it was restarted without a quorum) is stopped first:
+// embed.Etcd.Close waits for the client servers such a member has not started, and would
+// wait forever.
+func closeMember(m *member) {
+	select {
+	case <-m.etcd.Server.ReadyNotify():
+	default:
+		m.etcd.Server.HardStop()
+	}
+	m.etcd.Close()
+	m.stopped = true
 }
 
 // Restart starts the stopped member i again on its data and ports and waits until it is
@@ -230,8 +243,7 @@ func (c *Cluster) Close() {
 	defer c.mu.Unlock()
 	for _, m := range c.members {
 		if m.etcd != nil && !m.stopped {
-			m.etcd.Close()
-			m.stopped = true
+			closeMember(m)
 		}
 	}
 }
