@@ -85,7 +85,7 @@ func (lm *liveMemo) run(in *Input) *liveRun {
 		lm.runs.Clear()
 		lm.n.Store(1)
 	}
-	r, _ := lm.runs.LoadOrStore(key, &liveRun{inv: lm.inv, seen: map[int]struct{}{}, not: map[int]struct{}{}})
+	r, _ := lm.runs.LoadOrStore(key, &liveRun{inv: lm.inv, sightings: newSightings()})
 	return r.(*liveRun)
 }
 
@@ -95,8 +95,8 @@ type liveRun struct {
 	kept      atomic.Pointer[vframe] // immutable once stored
 	decisions atomic.Int64
 
-	mu        sync.Mutex       // guards seen and not, and serialises the stores to kept
-	seen, not map[int]struct{} // as Memo's
+	mu sync.Mutex // guards sightings, and serialises the stores to kept
+	sightings
 }
 
 func (r *liveRun) keptFrame() *vframe { return r.kept.Load() }
@@ -117,26 +117,11 @@ func (r *liveRun) learn(c *vcache) {
 	var add []*ventry
 	f := &c.frames[0]
 	for i := range f.entries {
+		if kept+len(add) >= liveMaxKept {
+			break
+		}
 		e := &f.entries[i]
-		h := e.hash
-		if _, ok := r.not[h]; ok || kept+len(add) >= liveMaxKept {
-			continue
-		}
-		if cur != nil && cur.find(e.ref, h) != nil {
-			continue
-		}
-		if !r.inv.invariant(e.ref) {
-			if len(r.not) >= memoMaxSeen {
-				clear(r.not)
-			}
-			r.not[h] = struct{}{}
-			continue
-		}
-		if _, ok := r.seen[h]; !ok {
-			if len(r.seen) >= memoMaxSeen {
-				clear(r.seen)
-			}
-			r.seen[h] = struct{}{}
+		if (cur != nil && cur.find(e.ref, e.hash) != nil) || !r.keep(r.inv, e) {
 			continue
 		}
 		add = append(add, e)

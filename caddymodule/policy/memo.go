@@ -30,8 +30,7 @@ type Memo struct {
 	rest ast.Object // the shared part of the run's inputs (Prepared.rest)
 	kept vframe     // the values kept, looked up as a vcache frame
 	refs []*ast.Term
-	seen map[int]struct{} // hashes of keepable refs found once, not yet kept
-	not  map[int]struct{} // hashes of refs found not invariant (a collision only keeps less)
+	sightings
 }
 
 // Bounds of a Memo: at most memoMaxKept values kept, and the refs found once forgotten
@@ -44,7 +43,7 @@ const (
 
 // NewMemo returns an empty Memo for decisions of e.
 func (e *Engine) NewMemo() *Memo {
-	return &Memo{e: e, inv: e.policy.invariance(), kept: vframe{table: map[int]int{}}, seen: map[int]struct{}{}, not: map[int]struct{}{}}
+	return &Memo{e: e, inv: e.policy.invariance(), kept: vframe{table: map[int]int{}}, sightings: newSightings()}
 }
 
 // Decide is Engine.DecidePrepared with the Memo's kept values: the same decision and
@@ -67,8 +66,7 @@ func (m *Memo) reset() {
 	m.kept.clear()
 	clear(m.refs)
 	m.refs = m.refs[:0]
-	clear(m.seen)
-	clear(m.not)
+	m.sightings.reset()
 }
 
 // keptFrame is what the Memo kept, nil when nothing yet.
@@ -89,21 +87,7 @@ func (m *Memo) learn(c *vcache) {
 		}
 		e := &f.entries[i]
 		h := e.hash
-		if _, ok := m.not[h]; ok || m.kept.find(e.ref, h) != nil {
-			continue
-		}
-		if !m.inv.invariant(e.ref) {
-			if len(m.not) >= memoMaxSeen {
-				clear(m.not)
-			}
-			m.not[h] = struct{}{}
-			continue
-		}
-		if _, ok := m.seen[h]; !ok {
-			if len(m.seen) >= memoMaxSeen {
-				clear(m.seen)
-			}
-			m.seen[h] = struct{}{}
+		if m.kept.find(e.ref, h) != nil || !m.keep(m.inv, e) {
 			continue
 		}
 		start := len(m.refs)
@@ -115,6 +99,46 @@ func (m *Memo) learn(c *vcache) {
 		m.kept.entries = append(m.kept.entries, ventry{ref: m.refs[start:len(m.refs):len(m.refs)], value: e.value, undefined: e.undefined, next: next, hash: h})
 		m.kept.table[h] = len(m.kept.entries) - 1
 	}
+}
+
+// sightings tells which refs of an evaluation's cache are worth keeping: the invariant
+// ones found for the second time (a function called on one user's values is not).
+type sightings struct {
+	seen map[int]struct{} // hashes of keepable refs found once, not yet kept
+	not  map[int]struct{} // hashes of refs found not invariant (a collision only keeps less)
+}
+
+func newSightings() sightings {
+	return sightings{seen: map[int]struct{}{}, not: map[int]struct{}{}}
+}
+
+// keep reports whether e is to be kept: invariant under inv, and found before.
+func (s *sightings) keep(inv *invariance, e *ventry) bool {
+	if _, ok := s.not[e.hash]; ok {
+		return false
+	}
+	if !inv.invariant(e.ref) {
+		remember(s.not, e.hash)
+		return false
+	}
+	if _, ok := s.seen[e.hash]; !ok {
+		remember(s.seen, e.hash)
+		return false
+	}
+	return true
+}
+
+func (s *sightings) reset() {
+	clear(s.seen)
+	clear(s.not)
+}
+
+// remember adds h to set, forgetting the rest when memoMaxSeen accumulate.
+func remember(set map[int]struct{}, h int) {
+	if len(set) >= memoMaxSeen {
+		clear(set)
+	}
+	set[h] = struct{}{}
 }
 
 // perInput are the input fields a Memo's inputs may differ in.
