@@ -50,7 +50,6 @@ type Engine struct {
 	timeout time.Duration
 	hook    print.Hook // nil when Options.Print is nil
 	closed  atomic.Bool
-	noLive  bool // Decide evaluates every rule (tests compare it with the live memo)
 }
 
 // Load reads, compiles and prepares the policies Options name. Identical content (same
@@ -124,7 +123,7 @@ func (e *Engine) Hash() string { return e.policy.hash }
 // beats failing. The view shares e's compiled policy and reference: close e, never the
 // view (closing a view is a no-op).
 func (e *Engine) WithTimeout(timeout time.Duration) *Engine {
-	v := &Engine{policy: e.policy, query: e.query, timeout: timeout, hook: e.hook, noLive: e.noLive}
+	v := &Engine{policy: e.policy, query: e.query, timeout: timeout, hook: e.hook}
 	v.closed.Store(true)
 	return v
 }
@@ -182,7 +181,7 @@ func (e *Engine) Decide(ctx context.Context, in *Input) (Decision, error) {
 	if err != nil {
 		return e.deny(err)
 	}
-	if lm := e.policy.live(); lm != nil && !e.noLive {
+	if lm := e.policy.live(); lm != nil {
 		return e.decide(ctx, input, lm.run(in))
 	}
 	return e.decide(ctx, input, nil)

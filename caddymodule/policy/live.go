@@ -131,17 +131,11 @@ func (r *liveRun) learn(c *vcache) {
 	}
 	next := &vframe{table: map[int]int{}}
 	if cur != nil {
-		next.table = maps.Clone(cur.table)
-		next.entries = slices.Grow(slices.Clone(cur.entries), len(add))
+		next = &vframe{table: maps.Clone(cur.table), entries: slices.Grow(slices.Clone(cur.entries), len(add))}
 	}
 	for _, e := range add {
-		prev, ok := next.table[e.hash]
-		if !ok {
-			prev = -1
-		}
 		// The ref's storage belongs to the evaluation's cache, which is reused: copy it.
-		next.entries = append(next.entries, ventry{ref: slices.Clone(e.ref), value: e.value, undefined: e.undefined, next: prev, hash: e.hash})
-		next.table[e.hash] = len(next.entries) - 1
+		next.add(ventry{ref: slices.Clone(e.ref), value: e.value, undefined: e.undefined, hash: e.hash})
 	}
 	r.kept.Store(next)
 }

@@ -92,12 +92,7 @@ func (m *Memo) learn(c *vcache) {
 		}
 		start := len(m.refs)
 		m.refs = append(m.refs, e.ref...)
-		next, ok := m.kept.table[h]
-		if !ok {
-			next = -1
-		}
-		m.kept.entries = append(m.kept.entries, ventry{ref: m.refs[start:len(m.refs):len(m.refs)], value: e.value, undefined: e.undefined, next: next, hash: h})
-		m.kept.table[h] = len(m.kept.entries) - 1
+		m.kept.add(ventry{ref: m.refs[start:len(m.refs):len(m.refs)], value: e.value, undefined: e.undefined, hash: h})
 	}
 }
 

@@ -110,12 +110,18 @@ func (c *vcache) Put(ref ast.Ref, value *ast.Term) {
 	}
 	start := len(c.refs)
 	c.refs = append(c.refs, ref...)
-	next, ok := f.table[h]
+	f.add(ventry{ref: c.refs[start:len(c.refs):len(c.refs)], value: value, undefined: value == nil, hash: h})
+}
+
+// add appends e (whose ref the frame may keep) and makes it the first found for its hash.
+func (f *vframe) add(e ventry) {
+	next, ok := f.table[e.hash]
 	if !ok {
 		next = -1
 	}
-	f.entries = append(f.entries, ventry{ref: c.refs[start:len(c.refs):len(c.refs)], value: value, undefined: value == nil, next: next, hash: h})
-	f.table[h] = len(f.entries) - 1
+	e.next = next
+	f.entries = append(f.entries, e)
+	f.table[e.hash] = len(f.entries) - 1
 }
 
 // Keys lists the refs that have a value in the top frame.
