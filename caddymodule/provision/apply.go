@@ -725,7 +725,7 @@ func (e *Engine) newJob(req Request, op *Op) *job {
 	j.trail = &Trail{Action: op.Action, Type: op.Type, ID: op.ID}
 	if op.Action == change.ActionCreate {
 		// The id is fixed before any transaction: group commit may run one twice.
-		j.id = uuid.NewString()
+		j.id = newID()
 		j.trail.ID = j.id
 		if op.Resource != nil {
 			j.trail.Subject = SubjectOf(op.Type, op.Resource.Doc)
@@ -923,4 +923,18 @@ func (e *Engine) keepProgress(j *job, p *plan, made sentCalls) {
 		e.logger.Warn("recording the calls a failed flow made failed; its retry may repeat them",
 			zap.String("request_id", j.req.ID), zap.String("target", e.target.Name), zap.Error(err))
 	}
+}
+
+// newID is a new resource's SCIM id: a UUID of version 7 (RFC 9562), whose first 48 bits
+// are the time of the create in milliseconds, so that the ids of resources created
+// together are neighbours in every bucket keyed by id (the records, the id register, the
+// native id map, the marks): a group commit of creates then rewrites a few pages of each
+// instead of one per create. It keeps 74 random bits; where the clock or the random source
+// fails it falls back to a random (version 4) UUID.
+func newID() string {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return uuid.NewString()
+	}
+	return id.String()
 }
