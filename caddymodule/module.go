@@ -7,6 +7,7 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"net/http"
+	rtrace "runtime/trace"
 	"strings"
 	"time"
 
@@ -422,12 +423,21 @@ func (g *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if !g.awaitStart(w, r) {
 		return nil
 	}
+	if rtrace.IsEnabled() {
+		// While an execution trace runs (Caddy's /debug/pprof/trace), each SCIM request is
+		// a region of its own: cmd/writetail splits its time by what it waited on.
+		defer rtrace.StartRegion(r.Context(), RequestTraceRegion).End()
+	}
 	start := time.Now()
 	sw := &statusWriter{ResponseWriter: w}
 	g.serveSCIM(sw, r, rel)
 	g.metrics.observe(metricsEndpoint(rel), r.Method, sw.status, start)
 	return nil
 }
+
+// RequestTraceRegion is the name of the execution trace region each SCIM request is
+// served in while a trace runs.
+const RequestTraceRegion = "scimgate.request"
 
 // Interface guards
 var (

@@ -59,6 +59,7 @@ type config struct {
 	Admin           string
 	ProfileDir      string
 	Trace           time.Duration
+	Waits           string
 }
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -68,6 +69,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, "writetail:", err)
 		return 2
+	}
+	if cfg.Waits != "" {
+		if err := printWaits(cfg.Waits, stdout); err != nil {
+			fmt.Fprintln(stderr, "writetail:", err)
+			return 1
+		}
+		return 0
 	}
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 		MaxIdleConns: 2 * maxConcurrency, MaxIdleConnsPerHost: 2 * maxConcurrency,
@@ -101,6 +109,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "writetail: profiles:", profErr)
 		} else {
 			fmt.Fprintf(stdout, "profiles in %s (go tool trace -pprof=sync %s)\n", cfg.ProfileDir, filepath.Join(cfg.ProfileDir, "trace.out"))
+			if err := printWaits(filepath.Join(cfg.ProfileDir, "trace.out"), stdout); err != nil {
+				fmt.Fprintln(stderr, "writetail:", err)
+			}
 		}
 	}
 	if res.failed > 0 {
@@ -122,10 +133,13 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.Admin, "admin", "", "the gateway's Caddy admin address: capture trace, block and mutex profiles")
 	fs.StringVar(&cfg.ProfileDir, "profile-dir", ".", "where -admin's profiles are written")
 	fs.DurationVar(&cfg.Trace, "trace", 5*time.Second, "execution trace length (with -admin)")
+	fs.StringVar(&cfg.Waits, "waits", "", "only print where the writes in this execution trace waited (a trace.out of an earlier run)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
 	switch {
+	case cfg.Waits != "":
+		return cfg, nil
 	case cfg.Token == "":
 		return cfg, errors.New("set SCIM_TOKEN to the gateway's bearer token")
 	case cfg.Seed < 0 || cfg.Seed > maxSeed:

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -111,6 +112,12 @@ func TestRunSeedsMeasuresAndProfiles(t *testing.T) {
 		if err != nil || fi.Size() == 0 {
 			t.Errorf("profile %s missing or empty: %v", f, err)
 		}
+	}
+	// The trace (1 s from before the first create) holds creates, each in its request
+	// region and each waiting on a commit, and the report splits their time.
+	m := regexp.MustCompile(`trace: (\d+) requests that committed`).FindStringSubmatch(out.String())
+	if m == nil || m[1] == "0" || !strings.Contains(out.String(), "group commit: busy") {
+		t.Errorf("no report of where the creates waited, or one without them:\n%s", &out)
 	}
 	if n := countUsers(t, root, "it1-"); n != 50 {
 		t.Errorf("gateway holds %d users named it1-*, want 50", n)
