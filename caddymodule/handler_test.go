@@ -8,6 +8,7 @@ package caddymodule
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -499,6 +500,46 @@ func TestHandlerConcurrentCreates(t *testing.T) {
 	if ids, _ := itListIDs(t, g, "/Users", itQ(`userName eq "race@contoso.example"`)); len(ids) != 1 {
 		t.Fatalf("%d users stored", len(ids))
 	}
+}
+
+// TestHandlerCreateRacesARename: a create and a rename of another user to the same
+// userName at once: whichever commits first keeps the name, the other is answered 409
+// uniqueness, and the directory never holds two users of that name. The rename is decided
+// before its commit (a read transaction), so the name may be taken between the two. Run
+// many times, so that each side wins some rounds.
+func TestHandlerCreateRacesARename(t *testing.T) {
+	g := newTestGateway(t, nil)
+	wins := map[string]int{}
+	for round := range 150 {
+		name := fmt.Sprintf("race%d@contoso.example", round)
+		other := itPostID(t, g, "/Users", map[string]any{"userName": fmt.Sprintf("other%d@contoso.example", round)})
+		var create, rename *httptest.ResponseRecorder
+		var wg sync.WaitGroup
+		wg.Go(func() { create = serve(t, g, http.MethodPost, itBase+"/Users", map[string]any{"userName": name}) })
+		wg.Go(func() {
+			rename = serve(t, g, http.MethodPatch, itBase+"/Users/"+other,
+				itPatchBody(`{"op":"replace","path":"userName","value":"`+strings.ToUpper(name)+`"}`))
+		})
+		wg.Wait()
+		switch {
+		case create.Code == http.StatusCreated && rename.Code == http.StatusConflict:
+			wins["create"]++
+			if typ, _ := decodeJSON(t, rename)["scimType"].(string); typ != scim.TypeUniqueness {
+				t.Fatalf("round %d: the rename's 409 has scimType %q", round, typ)
+			}
+		case create.Code == http.StatusConflict && rename.Code == http.StatusOK:
+			wins["rename"]++
+			if typ, _ := decodeJSON(t, create)["scimType"].(string); typ != scim.TypeUniqueness {
+				t.Fatalf("round %d: the create's 409 has scimType %q", round, typ)
+			}
+		default:
+			t.Fatalf("round %d: create %d %s, rename %d %s: want one 409 uniqueness", round, create.Code, create.Body, rename.Code, rename.Body)
+		}
+		if ids, _ := itListIDs(t, g, "/Users", itQ(`userName eq "`+name+`"`)); len(ids) != 1 {
+			t.Fatalf("round %d: %d users named %s", round, len(ids), name)
+		}
+	}
+	t.Logf("wins: %v", wins)
 }
 
 // TestHandlerDeleteFreesNames: after a hard delete Entra may provision the same
