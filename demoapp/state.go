@@ -22,7 +22,7 @@ type state struct {
 	now func() time.Time
 
 	nextAccount int64
-	accounts    map[int64]*Account
+	accounts    map[int64]packed // see packed
 	accountIDs  []int64          // sorted, for cursor pagination
 	byLogin     map[string]int64 // foldKey(login) -> id
 	teamsOf     map[int64]map[int64]struct{}
@@ -52,7 +52,7 @@ func newState(now func() time.Time) *state {
 // resetLocked empties the state and restarts both id sequences at 1.
 func (s *state) resetLocked() {
 	s.nextAccount, s.nextTeam = 1, 1
-	s.accounts = map[int64]*Account{}
+	s.accounts = map[int64]packed{}
 	s.accountIDs = nil
 	s.byLogin = map[string]int64{}
 	s.teamsOf = map[int64]map[int64]struct{}{}
@@ -104,10 +104,11 @@ func (s *state) createAccountLocked(in accountCreate) (Account, *apiError) {
 	a := &Account{ID: s.nextAccount, Locked: in.Locked, CreatedAt: ts, UpdatedAt: ts}
 	a.setFields(in.accountFields)
 	s.nextAccount++
-	s.accounts[a.ID] = a
+	p := pack(a)
+	s.accounts[a.ID] = p
 	s.accountIDs = append(s.accountIDs, a.ID) // ids only grow, so the slice stays sorted
-	s.byLogin[foldKey(a.Login)] = a.ID
-	return *a, nil
+	s.byLogin[foldKey(p.field(pLogin))] = a.ID
+	return p.account(a.ID), nil
 }
 
 func (a *Account) setFields(f accountFields) {
@@ -138,11 +139,11 @@ func (s *state) checkAccountFieldsLocked(self int64, f *accountFields) *apiError
 func (s *state) getAccount(id int64) (Account, *apiError) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	a, ok := s.accounts[id]
+	p, ok := s.accounts[id]
 	if !ok {
 		return Account{}, accountNotFound(id)
 	}
-	return *a, nil
+	return p.account(id), nil
 }
 
 // updateAccount replaces the writable fields of account id with what change returns.
@@ -151,10 +152,11 @@ func (s *state) getAccount(id int64) (Account, *apiError) {
 func (s *state) updateAccount(id int64, change func(accountFields) (accountFields, *apiError)) (Account, *apiError) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	a, ok := s.accounts[id]
+	p, ok := s.accounts[id]
 	if !ok {
 		return Account{}, accountNotFound(id)
 	}
+	a := p.account(id)
 	f, err := change(a.fields())
 	if err != nil {
 		return Account{}, err
@@ -166,10 +168,12 @@ func (s *state) updateAccount(id int64, change func(accountFields) (accountField
 		return Account{}, err
 	}
 	delete(s.byLogin, foldKey(a.Login))
-	s.byLogin[foldKey(f.Login)] = id
 	a.setFields(f)
 	a.UpdatedAt = s.timestamp()
-	return *a, nil
+	p = pack(&a)
+	s.accounts[id] = p
+	s.byLogin[foldKey(p.field(pLogin))] = id
+	return p.account(id), nil
 }
 
 // setLocked locks or unlocks an account. Setting the state it already has is a success
@@ -177,15 +181,18 @@ func (s *state) updateAccount(id int64, change func(accountFields) (accountField
 func (s *state) setLocked(id int64, locked bool) (Account, *apiError) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	a, ok := s.accounts[id]
+	p, ok := s.accounts[id]
 	if !ok {
 		return Account{}, accountNotFound(id)
 	}
+	a := p.account(id)
 	if a.Locked != locked {
 		a.Locked = locked
 		a.UpdatedAt = s.timestamp()
+		p = pack(&a)
+		s.accounts[id] = p
 	}
-	return *a, nil
+	return p.account(id), nil
 }
 
 // deleteAccount removes an account, its memberships, and clears org.manager_id of the
@@ -193,7 +200,7 @@ func (s *state) setLocked(id int64, locked bool) (Account, *apiError) {
 func (s *state) deleteAccount(id int64) *apiError {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	a, ok := s.accounts[id]
+	p, ok := s.accounts[id]
 	if !ok {
 		return accountNotFound(id)
 	}
@@ -204,13 +211,15 @@ func (s *state) deleteAccount(id int64) *apiError {
 		s.memberships--
 	}
 	delete(s.teamsOf, id)
-	delete(s.byLogin, foldKey(a.Login))
+	delete(s.byLogin, foldKey(p.field(pLogin)))
 	delete(s.accounts, id)
 	s.accountIDs = removeSorted(s.accountIDs, id)
-	for _, other := range s.accounts {
-		if m := other.Org.ManagerID; m != nil && *m == id {
-			other.Org.ManagerID = nil
-			other.UpdatedAt = s.timestamp()
+	for oid, other := range s.accounts {
+		if other.manager == id {
+			a := other.account(oid)
+			a.Org.ManagerID = nil
+			a.UpdatedAt = s.timestamp()
+			s.accounts[oid] = pack(&a)
 		}
 	}
 	return nil
@@ -226,12 +235,14 @@ func (s *state) listAccounts(login string, after int64, limit int) ([]Account, b
 		if !ok || id <= after {
 			return []Account{}, false
 		}
-		return []Account{*s.accounts[id]}, false
+		p := s.accounts[id]
+		return []Account{p.account(id)}, false
 	}
 	ids, more := pageOf(s.accountIDs, after, limit)
 	out := make([]Account, len(ids))
 	for i, id := range ids {
-		out[i] = *s.accounts[id]
+		p := s.accounts[id]
+		out[i] = p.account(id)
 	}
 	return out, more
 }
@@ -358,7 +369,8 @@ func (s *state) listMembers(team, after int64, limit int) ([]Member, bool, *apiE
 	ids, more := pageOf(t.members, after, limit)
 	out := make([]Member, len(ids))
 	for i, id := range ids {
-		out[i] = Member{AccountID: id, Login: s.accounts[id].Login}
+		p := s.accounts[id]
+		out[i] = Member{AccountID: id, Login: p.field(pLogin)}
 	}
 	return out, more, nil
 }
@@ -470,7 +482,8 @@ func (s *state) snapshot() Snapshot {
 		Calls:       s.calls,
 	}
 	for _, id := range s.accountIDs {
-		snap.Accounts = append(snap.Accounts, *s.accounts[id])
+		p := s.accounts[id]
+		snap.Accounts = append(snap.Accounts, p.account(id))
 	}
 	for _, id := range s.teamIDs {
 		t := s.teams[id]
