@@ -15,8 +15,8 @@ type limits struct {
 
 // state is the app's whole in-memory database. One RWMutex guards everything: the demo app
 // is a test fixture, and a single lock makes every request atomic and the dump consistent.
-// Records are stored by value (accounts packed, see packed) and returned as copies, so callers never share memory with
-// the state.
+// Records are stored by value (accounts packed, see packed) and returned as copies, so
+// callers never share memory with the state.
 type state struct {
 	mu  sync.RWMutex
 	now func() time.Time
