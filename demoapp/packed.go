@@ -30,8 +30,8 @@ const (
 	packedFields
 )
 
-// pack packs a. Its fields must fit (validate bounds each to at most 1 KiB, far below the
-// 64 KiB the offsets can address together); pack panics otherwise, as a programming error.
+// pack packs a. Its fields must fit (validate bounds each to 256 bytes, far below the 64 KiB
+// the offsets can address together); pack panics otherwise, as a programming error.
 func pack(a *Account) packed {
 	fields := [packedFields]string{
 		pLogin: a.Login, pFirst: a.Person.First, pLast: a.Person.Last, pDisplay: a.Person.Display,
@@ -61,7 +61,7 @@ func pack(a *Account) packed {
 }
 
 // field returns string field i.
-func (p *packed) field(i int) string {
+func (p packed) field(i int) string {
 	start := uint16(0)
 	if i > 0 {
 		start = p.ends[i-1]
@@ -71,7 +71,7 @@ func (p *packed) field(i int) string {
 
 // account unpacks the account with id: its strings share p's text (strings are immutable,
 // so the copy shares nothing that can change).
-func (p *packed) account(id int64) Account {
+func (p packed) account(id int64) Account {
 	a := Account{
 		ID:    id,
 		Login: p.field(pLogin),

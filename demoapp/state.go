@@ -235,14 +235,12 @@ func (s *state) listAccounts(login string, after int64, limit int) ([]Account, b
 		if !ok || id <= after {
 			return []Account{}, false
 		}
-		p := s.accounts[id]
-		return []Account{p.account(id)}, false
+		return []Account{s.accounts[id].account(id)}, false
 	}
 	ids, more := pageOf(s.accountIDs, after, limit)
 	out := make([]Account, len(ids))
 	for i, id := range ids {
-		p := s.accounts[id]
-		out[i] = p.account(id)
+		out[i] = s.accounts[id].account(id)
 	}
 	return out, more
 }
@@ -369,8 +367,7 @@ func (s *state) listMembers(team, after int64, limit int) ([]Member, bool, *apiE
 	ids, more := pageOf(t.members, after, limit)
 	out := make([]Member, len(ids))
 	for i, id := range ids {
-		p := s.accounts[id]
-		out[i] = Member{AccountID: id, Login: p.field(pLogin)}
+		out[i] = Member{AccountID: id, Login: s.accounts[id].field(pLogin)}
 	}
 	return out, more, nil
 }
@@ -482,8 +479,7 @@ func (s *state) snapshot() Snapshot {
 		Calls:       s.calls,
 	}
 	for _, id := range s.accountIDs {
-		p := s.accounts[id]
-		snap.Accounts = append(snap.Accounts, p.account(id))
+		snap.Accounts = append(snap.Accounts, s.accounts[id].account(id))
 	}
 	for _, id := range s.teamIDs {
 		t := s.teams[id]
