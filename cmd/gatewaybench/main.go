@@ -50,6 +50,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"strconv"
 	"strings"
@@ -80,6 +81,7 @@ type config struct {
 	JSON        bool
 	Timeout     time.Duration // the whole run
 	CPUProfile  string        // file for a CPU profile of the run, "" for none
+	Trace       string        // file for an execution trace of the run, "" for none
 	AppLatency  latency       // how long both demo apps take to answer
 }
 
@@ -141,6 +143,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&cfg.JSON, "json", false, "print the results as JSON")
 	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, "stop the whole run after this long")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
+	fs.StringVar(&cfg.Trace, "trace", "", "write an execution trace of the whole run to this file (go run ./cmd/writetail -waits FILE splits the gateway requests' time by what they waited on)")
 	appLatency := fs.String("app-latency", "0", "how long both demo apps take to answer: a duration (20ms) or a uniform range (10ms..100ms); 0 answers at once")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
@@ -245,6 +248,17 @@ func run(ctx context.Context, cfg config, stdout io.Writer) (*Report, error) {
 			return nil, err
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if cfg.Trace != "" {
+		f, err := os.Create(cfg.Trace)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if err := trace.Start(f); err != nil {
+			return nil, err
+		}
+		defer trace.Stop()
 	}
 	rep := measure(ctx, r, cfg)
 	if err := rep.write(stdout, cfg.JSON); err != nil {

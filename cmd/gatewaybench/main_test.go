@@ -1,16 +1,22 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"golang.org/x/exp/trace"
+
+	"github.com/scimgate/scimgate/caddymodule"
 	"github.com/scimgate/scimgate/demoapp"
 )
 
@@ -66,11 +72,13 @@ func TestRunSmall(t *testing.T) {
 
 // TestRunWithAppLatency: -app-latency reaches both demo apps: no write on either side is
 // answered sooner than the apps' latency (a lower bound: timers never fire early), while the
-// gateway's reads, answered from its store, do not wait for the app.
+// gateway's reads, answered from its store, do not wait for the app. The run is traced
+// (-trace): the trace holds a region for each gateway request (what writetail -waits reads).
 func TestRunWithAppLatency(t *testing.T) {
 	cfg := smallConfig()
 	cfg.Concurrency = []int{2}
 	cfg.AppLatency = latency{Min: 15 * time.Millisecond, Max: 20 * time.Millisecond}
+	cfg.Trace = filepath.Join(t.TempDir(), "run.trace")
 	var out bytes.Buffer
 	rep, err := run(context.Background(), cfg, &out)
 	if err != nil {
@@ -85,6 +93,40 @@ func TestRunWithAppLatency(t *testing.T) {
 		}
 		if !r.Read && r.Gateway.P50Ms < 15 {
 			t.Errorf("%s: the gateway's write was answered in %.2f ms, below the app's latency", r.Kind, r.Gateway.P50Ms)
+		}
+	}
+	gateway := 0
+	for _, r := range rep.Rows {
+		gateway += r.Gateway.Requests
+	}
+	if n := tracedRequests(t, cfg.Trace); n < gateway {
+		t.Errorf("the trace holds %d gateway request regions; the run sent %d gateway requests", n, gateway)
+	}
+}
+
+// tracedRequests counts the gateway's request regions that end in the trace at path.
+func tracedRequests(t *testing.T, path string) int {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatalf("the trace: %v", err)
+	}
+	defer f.Close()
+	tr, err := trace.NewReader(bufio.NewReader(f))
+	if err != nil {
+		t.Fatalf("reading the trace: %v", err)
+	}
+	n := 0
+	for {
+		ev, err := tr.ReadEvent()
+		if err == io.EOF {
+			return n
+		}
+		if err != nil {
+			t.Fatalf("reading the trace: %v", err)
+		}
+		if ev.Kind() == trace.EventRegionEnd && ev.Region().Type == caddymodule.RequestTraceRegion {
+			n++
 		}
 	}
 }
