@@ -350,7 +350,8 @@ func TestCopyFromBolt(t *testing.T) {
 }
 
 // TestConflictRerunsFn: when another gateway commits between the snapshot and the commit, fn
-// runs again on the newer data; a gateway that keeps losing fails with ErrConflict and writes
+// runs again on the newer data (without sending the doomed transaction when the cache shows
+// the other commit already); a gateway that keeps losing fails with ErrConflict and writes
 // nothing.
 func TestConflictRerunsFn(t *testing.T) {
 	c := etcdtest.Start(t, 1)
@@ -364,6 +365,10 @@ func TestConflictRerunsFn(t *testing.T) {
 			if err := b.Update(increment); err != nil {
 				t.Fatal(err)
 			}
+			// and A's cache shows it (a View waits for that) before A commits
+			if err := a.View(func(kv.Tx) error { return nil }); err != nil {
+				t.Fatal(err)
+			}
 		}
 		return increment(tx)
 	})
@@ -373,6 +378,10 @@ func TestConflictRerunsFn(t *testing.T) {
 	if got := counter(t, b); got != 2 {
 		t.Errorf("counter = %d, want 2 (B's increment and A's rerun on top of it)", got)
 	}
+	if st := a.Stats(); st != (etcdkv.Stats{Commits: 1, Seen: 1}) {
+		t.Errorf("A's stats %+v: want one commit and one transaction not sent (its cache showed B's commit)", st)
+	}
+	before := a.Stats()
 
 	runs = 0
 	err = a.Update(func(tx kv.Tx) error {
@@ -385,6 +394,9 @@ func TestConflictRerunsFn(t *testing.T) {
 	})
 	if !errors.Is(err, kv.ErrConflict) || runs != 4 {
 		t.Errorf("Update that always loses: %v after %d runs, want ErrConflict after 4", err, runs)
+	}
+	if st := a.Stats(); st.Commits != before.Commits || st.Lost+st.Seen-before.Lost-before.Seen != 4 {
+		t.Errorf("A's stats %+v after %+v: want four more conflicts (sent and lost, or seen) and no commit", st, before)
 	}
 	if err := b.View(func(tx kv.Tx) error {
 		if tx.Bucket([]byte("loser")) != nil {

@@ -9,7 +9,8 @@
 //     and runs on a snapshot of the cache: it sees every write acknowledged before it began.
 //   - Update runs on a snapshot and commits its changes in one etcd Txn guarded by the head's
 //     ModRevision as of the snapshot, putting the head itself; when another gateway committed
-//     first, the guard fails, the cache catches up and fn runs again. Updates within one
+//     first, the guard fails, the cache catches up and fn runs again (at once, without sending
+//     the Txn, when the cache shows that commit by the time fn is done). Updates within one
 //     process take turns, and Batch callers waiting for their turn share one commit.
 //   - Changed is notified whenever the cache applies a change, from this gateway or another.
 //
@@ -110,6 +111,25 @@ type DB struct {
 	closeMu  sync.Mutex
 	closed   bool
 	inflight sync.WaitGroup
+
+	stats struct{ commits, lost, seen atomic.Int64 }
+}
+
+// Stats counts a DB's commits since Open.
+type Stats struct {
+	// Commits is the transactions that committed (one etcd revision each).
+	Commits int64
+	// Lost is the transactions sent that found another gateway's commit first (etcd ran
+	// them through Raft and refused them); their functions ran again.
+	Lost int64
+	// Seen is the transactions not sent because the cache already showed another gateway's
+	// commit after their snapshot; their functions ran again.
+	Seen int64
+}
+
+// Stats returns the DB's commit counts since Open.
+func (db *DB) Stats() Stats {
+	return Stats{Commits: db.stats.commits.Load(), Lost: db.stats.lost.Load(), Seen: db.stats.seen.Load()}
 }
 
 // Open connects to etcd, loads the cache and starts following changes. It fails (wrapping
@@ -458,6 +478,13 @@ func (db *DB) commit(t *tx, current *int64) (int64, error) {
 	if err := db.tooLarge(p); err != nil {
 		return 0, err
 	}
+	if s := db.snap.Load(); s.head != t.snap.head {
+		// The cache already shows another gateway's commit after t's snapshot: the compare
+		// would fail, and a Txn that fails its compare still costs a Raft round (a WAL
+		// fsync on every member).
+		db.stats.seen.Add(1)
+		return 0, errConflict
+	}
 	head := db.cfg.Prefix + headKey
 	ctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(db.ctx), db.cfg.CommitTimeout)
 	defer cancel()
@@ -472,8 +499,10 @@ func (db *DB) commit(t *tx, current *int64) (int64, error) {
 		return 0, etcdErr("committing", err)
 	}
 	if resp.Succeeded {
+		db.stats.commits.Add(1)
 		return resp.Header.Revision, nil
 	}
+	db.stats.lost.Add(1)
 	var newer int64
 	if rr := resp.Responses[0].GetResponseRange(); rr != nil && len(rr.Kvs) > 0 {
 		newer = rr.Kvs[0].ModRevision
