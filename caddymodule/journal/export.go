@@ -42,16 +42,19 @@ func (q Query) matches(raw []byte) bool {
 	if !q.filtered() {
 		return true
 	}
-	f := gjson.GetManyBytes(raw, "time", "scim_id", "subject", "outcome")
 	if !q.FromTime.IsZero() || !q.ToTime.IsZero() {
-		t, err := time.Parse(time.RFC3339Nano, f[0].Str)
+		t, err := time.Parse(time.RFC3339Nano, gjson.GetBytes(raw, "time").Str)
 		if err != nil || !q.FromTime.IsZero() && t.Before(q.FromTime) || !q.ToTime.IsZero() && !t.Before(q.ToTime) {
 			return false
 		}
 	}
-	return (q.SCIMID == "" || f[1].Str == q.SCIMID) &&
-		(q.Subject == "" || strings.EqualFold(f[2].Str, q.Subject)) &&
-		(q.Outcome == "" || f[3].Str == string(q.Outcome))
+	if q.SCIMID == "" && q.Subject == "" && q.Outcome == "" {
+		return true // a time range only: no need to look further into the record
+	}
+	f := gjson.GetManyBytes(raw, "scim_id", "subject", "outcome")
+	return (q.SCIMID == "" || f[0].Str == q.SCIMID) &&
+		(q.Subject == "" || strings.EqualFold(f[1].Str, q.Subject)) &&
+		(q.Outcome == "" || f[2].Str == string(q.Outcome))
 }
 
 // Format is an export format.

@@ -1,11 +1,13 @@
 package provision
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/tidwall/gjson"
 	"go.uber.org/zap"
 
 	"github.com/scimgate/scimgate/caddymodule/change"
@@ -288,20 +290,53 @@ func (e *Engine) seedStats() (*eventWindow, error) {
 	// A request applied in parts was counted once, with its events, when the policy
 	// decided it (decideWhole): each event counts once for all its parts.
 	parted := map[string][]change.Event{}
-	err = scanRecords(e.journal, q, func(r *journal.Record) {
-		if r.Target != targetName || r.Action == change.ActionReconcile || r.Action == change.ActionDeliver {
-			return // the queued request's own record counted the change
+	err = e.journal.Scan(context.Background(), q, func(_ uint64, raw []byte) error {
+		// A few fields of each record in one pass, not the whole record decoded: after an
+		// initial sync the last hour holds every user's create.
+		var target, action, outcome, requestID, when string
+		var evs gjson.Result
+		var part bool
+		gjson.ParseBytes(raw).ForEach(func(k, v gjson.Result) bool {
+			switch k.Str {
+			case "target":
+				target = v.Str
+			case "action":
+				action = v.Str
+			case "outcome":
+				outcome = v.Str
+			case "request_id":
+				requestID = v.Str
+			case "time":
+				when = v.Str
+			case "events":
+				evs = v
+			case "part":
+				part = v.IsObject()
+			}
+			return true
+		})
+		if a := change.Action(action); target != targetName || a == change.ActionReconcile || a == change.ActionDeliver {
+			return nil // the queued request's own record counted the change
 		}
-		if r.Outcome != change.Applied && r.Outcome != change.DryRun && r.Outcome != change.Queued {
-			return
+		if o := change.Outcome(outcome); o != change.Applied && o != change.DryRun && o != change.Queued {
+			return nil
 		}
-		events := r.Events
-		if r.Part != nil {
-			seen := parted[r.RequestID]
-			events = slices.DeleteFunc(slices.Clone(events), func(ev change.Event) bool { return slices.Contains(seen, ev) })
-			parted[r.RequestID] = append(seen, events...)
+		at, err := time.Parse(time.RFC3339Nano, when)
+		if err != nil {
+			return nil // not a record this version wrote: it counted nothing
 		}
-		w.add(r.Time, now, events, 1)
+		var events []change.Event
+		evs.ForEach(func(_, ev gjson.Result) bool {
+			events = append(events, change.Event(ev.Str))
+			return true
+		})
+		if part {
+			seen := parted[requestID]
+			events = slices.DeleteFunc(events, func(ev change.Event) bool { return slices.Contains(seen, ev) })
+			parted[requestID] = append(seen, events...)
+		}
+		w.add(at, now, events, 1)
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("counting the last hour's changes for the policy's stats: %w", err)
