@@ -200,7 +200,7 @@ func TestCaddyfileExample(t *testing.T) {
 		t.Errorf("warning: line %d: %s", w.Line, w.Message)
 	}
 	cfg := string(out)
-	for _, want := range []string{`"handler":"scim_gateway"`, `"value":"{env.SCIM_TOKEN}"`, `"data_dir":"./scimgate-data"`, `"mapping":"mappings/demoapp.json"`, `"handler":"scimgate_demo_app"`, `"listen":["0.0.0.0:8080","[::]:8080"]`, `"admin":{"listen":"localhost:2019"}`, `"policy":{"dir":"policies","timeout":100000000}`} {
+	for _, want := range []string{`"handler":"scim_gateway"`, `"value":"{env.SCIM_TOKEN}"`, `"data_dir":"./scimgate-data"`, `"mapping":"mappings/demoapp.json"`, `"handler":"scimgate_demo_app"`, `"max_accounts":100000`, `"listen":["0.0.0.0:8080","[::]:8080"]`, `"admin":{"listen":"localhost:2019"}`, `"policy":{"dir":"policies","timeout":100000000}`} {
 		if !strings.Contains(cfg, want) {
 			t.Errorf("adapted Caddyfile.example lacks %s:\n%s", want, cfg)
 		}
