@@ -214,30 +214,9 @@ func exportPageTx(db kv.DB, name []byte, st *exportState, buf *bytes.Buffer, s s
 		if err != nil {
 			return err
 		}
-		cur := rb.Cursor()
-		n := 0
-		k, v := cur.Seek(u64(st.next))
-		for ; k != nil && n < exportPage && buf.Len() < exportPageBytes; k, v = cur.Next() {
-			seq, ok := keySeq(k)
-			if !ok || seq > st.to {
-				k = nil
-				break
-			}
-			n++
-			st.next = seq + 1
-			h, raw, ok := splitValue(v)
-			if !ok {
-				return errCorruptSeq(seq)
-			}
-			if !st.q.matches(raw) {
-				continue
-			}
-			if err := st.emit(buf, rb, seq, h, raw, s, &cps); err != nil {
-				return err
-			}
-		}
-		more = k != nil
-		return nil
+		more, err = readPage(rb, &st.next, st.to, st.q, func() bool { return buf.Len() >= exportPageBytes },
+			func(seq uint64, h [32]byte, raw []byte) error { return st.emit(buf, rb, seq, h, raw, s, &cps) })
+		return err
 	})
 	return more, err
 }

@@ -62,7 +62,7 @@ func TestScanSelectsWhatExportSelects(t *testing.T) {
 func TestScanPagesStopsAndPrunes(t *testing.T) {
 	db, _ := openDB(t)
 	j := openJournal(t, db, Options{MaxRecords: 100})
-	total := 2*scanPage + 7
+	total := 2*exportPage + 7
 	for i := 0; i < total; i += 5000 {
 		appendN(t, j, i, min(5000, total-i))
 	}
