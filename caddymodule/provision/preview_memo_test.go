@@ -2,9 +2,11 @@ package provision
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/scimgate/scimgate/caddymodule/policy"
 	"github.com/scimgate/scimgate/caddymodule/scim"
@@ -79,6 +81,9 @@ func TestPolicyImpactMatchesPlainDecisions(t *testing.T) {
 	}
 }
 
+// previewTestTimeout is PolicyImpact's default decision timeout, which plainImpact uses too.
+const previewTestTimeout = 10 * time.Second
+
 // plainImpact is PolicyImpact done the straightforward way: one resource after another,
 // each decided with Engine.Decide (the input converted for each policy, nothing kept).
 func plainImpact(t *testing.T, r *rig, current, proposed *policy.Engine, maxEntries int) *Impact {
@@ -95,11 +100,20 @@ func plainImpact(t *testing.T, r *rig, current, proposed *policy.Engine, maxEntr
 			} else {
 				im.Groups++
 			}
+			// With the preview's own timeout: under a loaded machine (CI) a decision may take
+			// longer than a request's default 100 ms, which would deny it on this side only.
+			decide := func(e *policy.Engine) policy.Decision {
+				d, err := e.WithTimeout(previewTestTimeout).Decide(context.Background(), &c.in)
+				if errors.Is(err, policy.ErrTimeout) {
+					t.Fatalf("%s %s: no plain decision within %s", c.typ, c.id, previewTestTimeout)
+				}
+				return d // a policy error is a denial, as in the preview
+			}
 			now := policy.Decision{Allow: true}
 			if current != nil {
-				now, _ = current.Decide(context.Background(), &c.in)
+				now = decide(current)
 			}
-			then, _ := proposed.Decide(context.Background(), &c.in)
+			then := decide(proposed)
 			e := compareDecisions(now, then, c.nativeID != "")
 			if e == nil {
 				continue
