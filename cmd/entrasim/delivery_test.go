@@ -63,10 +63,11 @@ func initialDataset(t *testing.T, sc cycleScale) (*Dataset, string) {
 // proxy (nil when not proxied).
 func startDelivery(t *testing.T, delivery string, proxied bool) (tenant, app string, p *appProxy) {
 	t.Helper()
-	addr, demo := freeAddr(t), freeAddr(t)
+	a := freeAddrs(t, 3)
+	addr, demo := a[0], a[1]
 	target := demo
 	if proxied {
-		p = &appProxy{addr: freeAddr(t), to: demo}
+		p = &appProxy{addr: a[2], to: demo}
 		p.start(t)
 		t.Cleanup(p.stop)
 		target = p.addr

@@ -53,7 +53,8 @@ func shippedPoliciesWithConfig(t *testing.T, config string) string {
 func TestBrakeUnderLoad(t *testing.T) {
 	t.Setenv("ENTRASIM_IT_POLICY", shippedPoliciesWithConfig(t,
 		`{"defaults": {"mass_deprovision": {"max_per_hour": `+strconv.Itoa(brakeLimit)+`}}}`))
-	addr, demo := freeAddr(t), freeAddr(t)
+	a := freeAddrs(t, 2)
+	addr, demo := a[0], a[1]
 	t.Setenv("ENTRASIM_IT_ADDR", addr)
 	t.Setenv("ENTRASIM_IT_DEMO_ADDR", demo)
 	t.Setenv("ENTRASIM_IT_DEMO_NAME", "brake")
