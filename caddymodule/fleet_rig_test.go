@@ -178,8 +178,11 @@ type gwFleet struct {
 	// delivery is the target's delivery mode ("" for immediate), set before the gateways
 	// start.
 	delivery string
-	gws      []*fleetGateway
-	client   *http.Client
+	// readStaleness is the store's read_staleness (0: not set), set before the gateways
+	// start.
+	readStaleness time.Duration
+	gws           []*fleetGateway
+	client        *http.Client
 }
 
 // fleetGateway is one gateway child process. Its address stays the same across restarts.
@@ -209,7 +212,7 @@ func startFleetWith(t testing.TB, n int, policyDir string, bolt bool) *gwFleet {
 func startFleetOf(t testing.TB, n int, f *gwFleet, bolt bool) *gwFleet {
 	t.Helper()
 	*f = gwFleet{
-		t: t, app: startFleetApp(t), policyDir: f.policyDir, delivery: f.delivery,
+		t: t, app: startFleetApp(t), policyDir: f.policyDir, delivery: f.delivery, readStaleness: f.readStaleness,
 		client: &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}},
 	}
 	if bolt && n != 1 {
@@ -250,8 +253,12 @@ func (f *gwFleet) caddyfile(addr, mapping, storage, dataDir string) string {
 	}
 	store := fmt.Sprintf("\t\tdata_dir %s\n", dataDir)
 	if f.etcd != nil {
-		store = fmt.Sprintf("\t\tstore etcd {\n\t\t\tendpoints %s\n\t\t\tprefix %s\n\t\t\trequest_timeout %s\n\t\t\tlease_ttl 3s\n\t\t}\n",
-			strings.Join(f.etcd.Endpoints(), " "), fleetPrefix, fleetRequestTimeout)
+		stale := ""
+		if f.readStaleness > 0 {
+			stale = fmt.Sprintf("\t\t\tread_staleness %s\n", f.readStaleness)
+		}
+		store = fmt.Sprintf("\t\tstore etcd {\n\t\t\tendpoints %s\n\t\t\tprefix %s\n\t\t\trequest_timeout %s\n\t\t\tlease_ttl 3s\n%s\t\t}\n",
+			strings.Join(f.etcd.Endpoints(), " "), fleetPrefix, fleetRequestTimeout, stale)
 	}
 	delivery := ""
 	if f.delivery != "" {

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -895,4 +896,55 @@ func TestFleetQueuedDeliveryAfterSIGKILL(t *testing.T) {
 	}
 	t.Logf("%d acknowledged creates, each delivered once by the survivors; the first delivery after the kill came %s after it",
 		len(acked), f.app.firstCreateAfter(killedAt).Sub(killedAt).Round(time.Millisecond))
+}
+
+// TestFleetReadStaleness: with read_staleness, Entra's reads through one gateway may miss
+// what another gateway acknowledged within that bound, but nothing older, and never the
+// gateway's own writes; writes are decided on the current store whatever the setting: a
+// PATCH through one gateway right after the create through another finds the user, and a
+// create of a userName another gateway has just taken answers 409 without calling the app.
+func TestFleetReadStaleness(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: starts an etcd cluster and two gateway processes")
+	}
+	const stale = 300 * time.Millisecond
+	f := startFleetOf(t, 2, &gwFleet{readStaleness: stale}, false)
+	get := func(gw int, path string) fleetResp {
+		t.Helper()
+		r := f.do(gw, http.MethodGet, path, "")
+		if r.err != nil {
+			t.Fatalf("GET %s through gateway %d: %v", path, gw, r.err)
+		}
+		return r
+	}
+	for i := range 5 {
+		name := fmt.Sprintf("stale-%d@contoso.example", i)
+		r := f.do(0, http.MethodPost, "/Users", fleetUser(name, "new"))
+		if r.status != http.StatusCreated {
+			t.Fatalf("create through gateway 0: %d %v %s", r.status, r.err, r.body)
+		}
+		id := r.id()
+		// Writes through the other gateway at once: decided on the current store.
+		if r := f.do(1, http.MethodPatch, "/Users/"+id, fleetPatch("title", `"patched"`)); r.status != http.StatusOK && r.status != http.StatusNoContent {
+			t.Fatalf("PATCH through gateway 1 right after the create through gateway 0: %d %v %s", r.status, r.err, r.body)
+		}
+		if r := f.do(1, http.MethodPost, "/Users", fleetUser(name, "again")); r.status != http.StatusConflict || !strings.Contains(string(r.body), "uniqueness") {
+			t.Fatalf("a second create of %s through gateway 1: %d %v %s", name, r.status, r.err, r.body)
+		}
+		// A gateway's own writes: read back through it at once.
+		if r := get(1, "/Users/"+id); r.status != http.StatusOK || !strings.Contains(string(r.body), `"patched"`) {
+			t.Fatalf("gateway 1 read its own PATCH back: %d %s", r.status, r.body)
+		}
+		// Another gateway's writes, once read_staleness has passed.
+		time.Sleep(stale + 50*time.Millisecond)
+		if r := get(0, "/Users/"+id); r.status != http.StatusOK || !strings.Contains(string(r.body), `"patched"`) {
+			t.Fatalf("gateway 0, %s after gateway 1's PATCH: %d %s", stale, r.status, r.body)
+		}
+		if r := get(1, "/Users?filter="+url.QueryEscape(fmt.Sprintf("userName eq %q", name))); r.status != http.StatusOK || !strings.Contains(string(r.body), `"totalResults":1`) {
+			t.Fatalf("gateway 1's filter for %s: %d %s", name, r.status, r.body)
+		}
+		if n := f.app.createCount(name); n != 1 {
+			t.Fatalf("the app received %d creates for %s, want 1", n, name)
+		}
+	}
 }

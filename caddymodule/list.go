@@ -202,7 +202,7 @@ func (g *Handler) runQuery(req *request, types []string, q *query) {
 	pageOpts := optsFor(q.proj)
 	var page []any
 	total := 0
-	err := g.store.View(func(tx *store.Tx) error {
+	err := g.store.ViewRecent(func(tx *store.Tx) error {
 		for _, typ := range types {
 			consider := func(rec *store.Record) error {
 				res, err := g.render(tx, req, rec, matchOpts)

@@ -248,7 +248,7 @@ func (g *Handler) get(req *request, typ, id string) {
 	}
 	var out scim.Resource
 	var version uint64
-	err = g.store.View(func(tx *store.Tx) error {
+	err = g.store.ViewRecent(func(tx *store.Tx) error {
 		rec, err := tx.Get(typ, id)
 		if err != nil {
 			if errors.Is(err, store.ErrNotFound) {

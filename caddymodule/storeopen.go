@@ -26,6 +26,7 @@ func openStore(sc *storeconfig.Resolved) (*store.Store, error) {
 		TLS:           sc.TLS,
 		DialTimeout:   sc.DialTimeout,
 		CommitTimeout: sc.RequestTimeout,
+		MaxStaleness:  sc.ReadStaleness,
 		Logger:        caddy.Log().Named("scimgate.store"),
 	})
 	if err != nil {

@@ -78,6 +78,23 @@ type DB interface {
 	Close() error
 }
 
+// RecentViewer is a shared DB that can run a read on a snapshot that may miss the writes
+// other processes acknowledged within a bound it was configured with, at less cost than
+// View (etcd: without a round trip). The snapshot always holds this process's own writes.
+// Use it only for reads that answer a client and decide nothing: a write must be decided
+// on View's snapshot.
+type RecentViewer interface {
+	ViewRecent(fn func(Tx) error) error
+}
+
+// ViewRecent runs fn with db's ViewRecent when it has one, else with View.
+func ViewRecent(db DB, fn func(Tx) error) error {
+	if rv, ok := db.(RecentViewer); ok {
+		return rv.ViewRecent(fn)
+	}
+	return db.View(fn)
+}
+
 // Tx is a transaction.
 type Tx interface {
 	Writable() bool

@@ -184,6 +184,15 @@ func (s *Store) View(fn func(*Tx) error) error {
 	})
 }
 
+// ViewRecent is View for a read that answers a client and decides nothing: on a store
+// configured so (etcd's read_staleness), its snapshot may miss what other gateways wrote
+// within that bound, and costs no round trip (kv.RecentViewer).
+func (s *Store) ViewRecent(fn func(*Tx) error) error {
+	return kv.ViewRecent(s.db, func(btx kv.Tx) error {
+		return fn(&Tx{tx: btx})
+	})
+}
+
 // Update runs fn in a write transaction shared with concurrent callers (group commit: many
 // requests, one fsync; see committer).
 //

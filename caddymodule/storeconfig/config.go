@@ -40,6 +40,8 @@ const (
 	DefaultDialTimeout    = 5 * time.Second
 	DefaultRequestTimeout = 5 * time.Second
 	DefaultLeaseTTL       = 10 * time.Second
+	// MaxReadStaleness is the longest read_staleness allowed.
+	MaxReadStaleness = 10 * time.Second
 )
 
 // Config is the store block. The zero value is the embedded bbolt file.
@@ -67,6 +69,14 @@ type Config struct {
 	// checkpoints, retention) stay with it after it stopped renewing its lease: the
 	// failover time. Default 10s.
 	LeaseTTL caddy.Duration `json:"lease_ttl,omitempty"`
+	// ReadStaleness lets Entra's reads (a GET of a resource, a list or filter) miss writes
+	// that other gateways acknowledged within this long, so that they cost no round trip
+	// to etcd: a gateway answers from its local copy of the store when a linearizable read
+	// of the fleet's head, sent at most this long ago, shows nothing the copy lacks (it
+	// sends one otherwise). A gateway always sees its own writes, and a write, with the
+	// reads that decide it, always sees the current store. Default 0: every read is
+	// linearizable (it sees every write acknowledged before it began). At most 10s.
+	ReadStaleness caddy.Duration `json:"read_staleness,omitempty"`
 }
 
 // TLS is the etcd client's TLS settings.
@@ -94,6 +104,7 @@ type Resolved struct {
 	DialTimeout    time.Duration
 	RequestTimeout time.Duration
 	LeaseTTL       time.Duration
+	ReadStaleness  time.Duration
 }
 
 // Resolve checks the config and resolves its placeholders and files. dataDir is the
@@ -105,8 +116,8 @@ func (c *Config) Resolve(repl *caddy.Replacer, dataDir string) (*Resolved, error
 	}
 	switch backend {
 	case Bolt:
-		if c != nil && (len(c.Endpoints) > 0 || c.Prefix != "" || c.Username != "" || c.Password != "" || c.PasswordFile != "" || c.TLS != nil) {
-			return nil, fmt.Errorf("store bbolt: endpoints, prefix, credentials and tls are etcd settings (store etcd { ... })")
+		if c != nil && (len(c.Endpoints) > 0 || c.Prefix != "" || c.Username != "" || c.Password != "" || c.PasswordFile != "" || c.TLS != nil || c.ReadStaleness != 0) {
+			return nil, fmt.Errorf("store bbolt: endpoints, prefix, credentials, tls and read_staleness are etcd settings (store etcd { ... })")
 		}
 		return resolveBolt(repl, dataDir)
 	case Etcd:
@@ -140,6 +151,10 @@ func (c *Config) resolveEtcd(repl *caddy.Replacer) (*Resolved, error) {
 		DialTimeout:    durationOr(c.DialTimeout, DefaultDialTimeout),
 		RequestTimeout: durationOr(c.RequestTimeout, DefaultRequestTimeout),
 		LeaseTTL:       durationOr(c.LeaseTTL, DefaultLeaseTTL),
+		ReadStaleness:  time.Duration(c.ReadStaleness),
+	}
+	if r.ReadStaleness < 0 || r.ReadStaleness > MaxReadStaleness {
+		return nil, fmt.Errorf("store etcd: read_staleness must be between 0 (every read linearizable) and %s, got %s", MaxReadStaleness, r.ReadStaleness)
 	}
 	if r.DialTimeout < 0 || r.RequestTimeout < 0 {
 		return nil, fmt.Errorf("store etcd: dial_timeout and request_timeout must be positive")
@@ -286,6 +301,7 @@ func allLoopback(endpoints []string) bool {
 //	    dial_timeout <duration>       # default 5s
 //	    request_timeout <duration>    # default 5s
 //	    lease_ttl <duration>          # default 10s: how fast jobs move when a gateway dies
+//	    read_staleness <duration>     # default 0: reads may miss other gateways' writes this recent
 //	}
 func (c *Config) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if !d.NextArg() {
@@ -323,6 +339,16 @@ func (c *Config) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			c.Password, err = gwconfig.OneArg(d)
 		case "password_file":
 			c.PasswordFile, err = gwconfig.OneArg(d)
+		case "read_staleness":
+			var v string
+			if v, err = gwconfig.OneArg(d); err != nil {
+				return err
+			}
+			dur, perr := caddy.ParseDuration(v)
+			if perr != nil || dur < 0 || dur > MaxReadStaleness {
+				return d.Errf("store: read_staleness %q must be a duration from 0 (every read linearizable) to %s", v, MaxReadStaleness)
+			}
+			c.ReadStaleness = caddy.Duration(dur)
 		case "dial_timeout", "request_timeout", "lease_ttl":
 			var v string
 			if v, err = gwconfig.OneArg(d); err != nil {
@@ -336,7 +362,7 @@ func (c *Config) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "tls":
 			c.TLS, err = parseTLS(d)
 		default:
-			return d.Errf("store etcd: unrecognized option %q (want endpoints, prefix, username, password, password_file, tls, dial_timeout, request_timeout or lease_ttl)", opt)
+			return d.Errf("store etcd: unrecognized option %q (want endpoints, prefix, username, password, password_file, tls, dial_timeout, request_timeout, lease_ttl or read_staleness)", opt)
 		}
 		if err != nil {
 			return err

@@ -27,6 +27,7 @@ func TestParseEtcd(t *testing.T) {
 		password {env.ETCD_PW}
 		lease_ttl 4s
 		request_timeout 2s
+		read_staleness 250ms
 	}`)
 	if err != nil {
 		t.Fatal(err)
@@ -37,7 +38,8 @@ func TestParseEtcd(t *testing.T) {
 		t.Fatal(err)
 	}
 	if r.Backend != Etcd || r.Prefix != "/scimgate/prod/" || r.Password != "s3cret-password" || r.Username != "gw" ||
-		r.LeaseTTL != 4*time.Second || r.RequestTimeout != 2*time.Second || r.DialTimeout != DefaultDialTimeout || len(r.Endpoints) != 2 {
+		r.LeaseTTL != 4*time.Second || r.RequestTimeout != 2*time.Second || r.DialTimeout != DefaultDialTimeout || len(r.Endpoints) != 2 ||
+		r.ReadStaleness != 250*time.Millisecond {
 		t.Fatalf("resolved %+v", r)
 	}
 	if r.Key != "etcd http://127.0.0.1:22379,http://127.0.0.1:2379 /scimgate/prod/" {
@@ -45,6 +47,31 @@ func TestParseEtcd(t *testing.T) {
 	}
 	if strings.Contains(r.Key, "s3cret") {
 		t.Fatal("the key names the password")
+	}
+}
+
+// TestReadStalenessDefaultsToLinearizable: without read_staleness (or with 0) every read is
+// linearizable; the JSON config is checked as the Caddyfile is.
+func TestReadStalenessDefaultsToLinearizable(t *testing.T) {
+	for _, src := range []string{"store etcd {\n endpoints http://127.0.0.1:2379\n}", "store etcd {\n endpoints http://127.0.0.1:2379\n read_staleness 0\n}"} {
+		c, err := parse(t, src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := c.Resolve(caddy.NewReplacer(), "")
+		if err != nil || r.ReadStaleness != 0 {
+			t.Fatalf("%q: %+v %v", src, r, err)
+		}
+	}
+	for _, d := range []caddy.Duration{-1, caddy.Duration(MaxReadStaleness + time.Millisecond)} {
+		c := &Config{Backend: Etcd, Endpoints: []string{"http://127.0.0.1:2379"}, ReadStaleness: d}
+		if _, err := c.Resolve(caddy.NewReplacer(), ""); err == nil || !strings.Contains(err.Error(), "read_staleness") {
+			t.Errorf("read_staleness %v in JSON: %v", time.Duration(d), err)
+		}
+	}
+	c := &Config{ReadStaleness: caddy.Duration(time.Second)}
+	if _, err := c.Resolve(caddy.NewReplacer(), t.TempDir()); err == nil || !strings.Contains(err.Error(), "read_staleness") {
+		t.Errorf("read_staleness on bbolt: %v", err)
 	}
 }
 
@@ -81,6 +108,9 @@ func TestBadConfigs(t *testing.T) {
 		{"bad ca", "store etcd {\n endpoints https://10.0.0.1:2379\n tls {\n  ca " + ca + "\n }\n}", "", "no PEM"},
 		{"cert without key", "store etcd {\n endpoints https://10.0.0.1:2379\n tls {\n  cert x.pem\n }\n}", "", "both cert and key"},
 		{"short lease", "store etcd {\n endpoints http://127.0.0.1:2379\n lease_ttl 1s\n}", "", "at least 2s"},
+		{"negative staleness", "store etcd {\n endpoints http://127.0.0.1:2379\n read_staleness -1s\n}", "", "read_staleness"},
+		{"long staleness", "store etcd {\n endpoints http://127.0.0.1:2379\n read_staleness 1m\n}", "", "read_staleness"},
+		{"staleness not a duration", "store etcd {\n endpoints http://127.0.0.1:2379\n read_staleness soon\n}", "", "read_staleness"},
 		{"twice", "store etcd {\n prefix /a/\n prefix /b/\n}", "", "set twice"},
 		{"unknown option", "store etcd {\n replicas 3\n}", "", "unrecognized option"},
 	} {

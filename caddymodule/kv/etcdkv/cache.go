@@ -281,12 +281,16 @@ func (b *barrier) run(c *barrierCall) {
 func (db *DB) readHead(d time.Duration) (int64, error) {
 	ctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(db.ctx), d)
 	defer cancel()
+	sent := time.Now()
+	db.stats.barriers.Add(1)
 	resp, err := db.cli.Get(ctx, db.cfg.Prefix+headKey)
 	if err != nil {
 		return 0, etcdErr("reading the head", err)
 	}
-	if len(resp.Kvs) == 0 {
-		return 0, nil
+	var head int64
+	if len(resp.Kvs) > 0 {
+		head = resp.Kvs[0].ModRevision
 	}
-	return resp.Kvs[0].ModRevision, nil
+	db.sawHead(sent, head)
+	return head, nil
 }

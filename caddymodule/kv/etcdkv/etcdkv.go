@@ -7,6 +7,9 @@
 //   - View first reads the head key with a linearizable Get (concurrent Views share one), waits
 //     until the cache has applied the head's ModRevision, the last commit of any gateway,
 //     and runs on a snapshot of the cache: it sees every write acknowledged before it began.
+//     ViewRecent, with Config.MaxStaleness, reuses the head of a linearizable Get sent within
+//     that time instead (see freshHead): it sees every write acknowledged by then, and this
+//     gateway's own writes, at no round trip.
 //   - Update runs on a snapshot and commits its changes in one etcd Txn guarded by the head's
 //     ModRevision as of the snapshot, putting the head itself; when another gateway committed
 //     first, the guard fails, the cache catches up and fn runs again (at once, without sending
@@ -72,8 +75,17 @@ type Config struct {
 	// passed since the first attempt. Default 1000.
 	MaxRetries int
 	// Serializable makes View skip the linearizable barrier and read the local cache as it
-	// is: faster, but a View may miss a write another gateway acknowledged a moment ago.
+	// is: faster, but a View may miss a write another gateway acknowledged a moment ago,
+	// for as long as the watch is behind (without bound when it is stuck). Tests only: a
+	// gateway uses MaxStaleness.
 	Serializable bool
+	// MaxStaleness bounds what a ViewRecent may miss (0, the default: ViewRecent is View): it
+	// runs without a round trip to etcd on a snapshot that holds the head seen by a
+	// linearizable read sent at most MaxStaleness ago and every commit of this DB, so it
+	// misses at most the writes other gateways acknowledged within the last MaxStaleness.
+	// When that read is older, it sends one (shared with the Views waiting, as usual). View
+	// and Update are not affected.
+	MaxStaleness time.Duration
 	// Name identifies this process in the head key it writes (debugging only). Default
 	// hostname:pid.
 	Name string
@@ -102,6 +114,10 @@ type DB struct {
 
 	barrierMu sync.Mutex
 	barrier   barrier
+	// fresh is the head of the latest linearizable read of it, and when it was sent; own is
+	// the revision of this DB's latest commit (MaxStaleness reads).
+	fresh atomic.Pointer[freshness]
+	own   atomic.Int64
 
 	// updateMu lets one write transaction at a time run in this process.
 	updateMu sync.Mutex
@@ -112,10 +128,17 @@ type DB struct {
 	closed   bool
 	inflight sync.WaitGroup
 
-	stats struct{ commits, lost, seen atomic.Int64 }
+	stats struct{ commits, lost, seen, barriers atomic.Int64 }
 }
 
-// Stats counts a DB's commits since Open.
+// freshness is what a linearizable read of the head showed: every commit acknowledged
+// before sent has a revision of at most head.
+type freshness struct {
+	sent time.Time
+	head int64
+}
+
+// Stats counts a DB's commits and linearizable reads since Open.
 type Stats struct {
 	// Commits is the transactions that committed (one etcd revision each).
 	Commits int64
@@ -125,11 +148,15 @@ type Stats struct {
 	// Seen is the transactions not sent because the cache already showed another gateway's
 	// commit after their snapshot; their functions ran again.
 	Seen int64
+	// Barriers is the linearizable reads of the head sent (each shared by the Views and
+	// read-only Updates waiting for it).
+	Barriers int64
 }
 
-// Stats returns the DB's commit counts since Open.
+// Stats returns the DB's counts since Open.
 func (db *DB) Stats() Stats {
-	return Stats{Commits: db.stats.commits.Load(), Lost: db.stats.lost.Load(), Seen: db.stats.seen.Load()}
+	return Stats{Commits: db.stats.commits.Load(), Lost: db.stats.lost.Load(), Seen: db.stats.seen.Load(),
+		Barriers: db.stats.barriers.Load()}
 }
 
 // Open connects to etcd, loads the cache and starts following changes. It fails (wrapping
@@ -257,22 +284,78 @@ func (db *DB) enter() error {
 
 // View runs fn on a snapshot that includes every commit acknowledged (by any gateway) before
 // View was called, unless Config.Serializable.
-func (db *DB) View(fn func(kv.Tx) error) error {
+func (db *DB) View(fn func(kv.Tx) error) error { return db.view(fn, false) }
+
+// ViewRecent is View on a snapshot that may miss what other gateways committed within
+// Config.MaxStaleness (see there).
+func (db *DB) ViewRecent(fn func(kv.Tx) error) error { return db.view(fn, true) }
+
+func (db *DB) view(fn func(kv.Tx) error, recent bool) error {
 	if err := db.enter(); err != nil {
 		return err
 	}
 	defer db.inflight.Done()
 	s := db.snap.Load()
 	if !db.cfg.Serializable {
-		head, err := db.barrier.wait()
-		if err != nil {
-			return err
+		var head int64
+		ok := false
+		if recent {
+			head, ok = db.freshHead()
 		}
-		if s, err = db.waitApplied(head, db.cfg.BarrierTimeout); err != nil {
-			return err
+		if !ok {
+			var err error
+			if head, err = db.barrier.wait(); err != nil {
+				return err
+			}
+		}
+		if s.rev < head {
+			var err error
+			if s, err = db.waitApplied(head, db.cfg.BarrierTimeout); err != nil {
+				return err
+			}
 		}
 	}
 	return fn(newReadTx(db, s))
+}
+
+// freshHead returns, with Config.MaxStaleness, the revision a snapshot must hold to miss
+// no more than MaxStaleness allows: the head seen by a linearizable read sent within
+// MaxStaleness, or this DB's own latest commit if later. ok is false when there is no such
+// read (or no MaxStaleness): the caller needs a new one.
+func (db *DB) freshHead() (head int64, ok bool) {
+	if db.cfg.MaxStaleness <= 0 {
+		return 0, false
+	}
+	f := db.fresh.Load()
+	if f == nil || time.Since(f.sent) > db.cfg.MaxStaleness {
+		return 0, false
+	}
+	return max(f.head, db.own.Load()), true
+}
+
+// sawHead records a linearizable read of the head sent at sent, unless a later one is
+// already recorded.
+func (db *DB) sawHead(sent time.Time, head int64) {
+	f := &freshness{sent: sent, head: head}
+	for {
+		old := db.fresh.Load()
+		if old != nil && !old.sent.Before(sent) {
+			return
+		}
+		if db.fresh.CompareAndSwap(old, f) {
+			return
+		}
+	}
+}
+
+// committed records this DB's commit at rev.
+func (db *DB) committed(rev int64) {
+	for {
+		old := db.own.Load()
+		if old >= rev || db.own.CompareAndSwap(old, rev) {
+			return
+		}
+	}
 }
 
 // Revision returns the etcd revision a transaction of this package reads (every write up to
@@ -387,6 +470,7 @@ func (db *DB) commitGroup(calls []*call) int {
 			err = fmt.Errorf("committing to %s: %w (%d attempts)", db, kv.ErrConflict, attempt+1)
 		}
 		if err == nil && rev > 0 {
+			db.committed(rev)
 			if _, werr := db.waitApplied(rev, db.cfg.CommitTimeout); werr != nil {
 				// Stored: report success. Later Views and Updates wait for the cache
 				// themselves and fail if it stays behind.
@@ -513,4 +597,7 @@ func (db *DB) commit(t *tx, current *int64) (int64, error) {
 	return 0, errConflict
 }
 
-var _ kv.DB = (*DB)(nil)
+var (
+	_ kv.DB           = (*DB)(nil)
+	_ kv.RecentViewer = (*DB)(nil)
+)
