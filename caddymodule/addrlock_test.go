@@ -13,6 +13,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/scimgate/scimgate/internal/testnet"
 )
 
 // serveChild runs in a child process (SCIMGATE_SERVE_CHILD set): Caddy with the Caddyfile
@@ -50,7 +51,7 @@ func serveChild() int {
 // Once the other process is gone, the same config starts, and reloads in this process
 // keep the address.
 func TestSecondProcessOnAddressFails(t *testing.T) {
-	addr := itFreeLoopbackAddr(t)
+	addr := testnet.FreeAddr(t)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "SCIMGATE_SERVE_CHILD=1",
 		"SCIMGATE_IT_ADDR="+addr, "SCIMGATE_IT_DATA="+t.TempDir(), "SCIMGATE_IT_STORAGE="+t.TempDir(),

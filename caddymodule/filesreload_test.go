@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/scimgate/scimgate/internal/testnet"
 )
 
 // postCaddyfile POSTs the Caddyfile at path to the admin endpoint's /load, as a `caddy
@@ -49,7 +51,7 @@ func postCaddyfile(t *testing.T, admin, path string) (int, string) {
 // carries the files' digest); a broken policy file fails the reload with an error naming
 // it, escaped once, and the policy in force stays.
 func TestReloadNoticesEditedFiles(t *testing.T) {
-	admin := itFreeLoopbackAddr(t)
+	admin := testnet.FreeAddr(t)
 	t.Setenv("SCIMGATE_IT_ADMIN", admin)
 	// What is tested is the reload, not the decision's speed (the race detector and a
 	// busy machine make the first decisions slow): see TestPolicyReload.

@@ -28,6 +28,7 @@ import (
 	"github.com/scimgate/scimgate/caddymodule/kv/etcdkv"
 	"github.com/scimgate/scimgate/caddymodule/store"
 	"github.com/scimgate/scimgate/demoapp"
+	"github.com/scimgate/scimgate/internal/testnet"
 )
 
 // The fleet rig: a three-member etcd cluster in this process (etcdtest), the demo app in
@@ -225,8 +226,8 @@ func startFleetOf(t testing.TB, n int, f *gwFleet, bolt bool) *gwFleet {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for range n {
-		g := &fleetGateway{addr: itFreeLoopbackAddr(t)}
+	for _, addr := range testnet.FreeAddrs(t, n) {
+		g := &fleetGateway{addr: addr}
 		g.caddyfile = filepath.Join(t.TempDir(), "Caddyfile")
 		if err := os.WriteFile(g.caddyfile, []byte(f.caddyfile(g.addr, mapping, t.TempDir(), t.TempDir())), 0o600); err != nil {
 			t.Fatal(err)

@@ -29,6 +29,7 @@ import (
 
 	"github.com/scimgate/scimgate/caddymodule/change"
 	"github.com/scimgate/scimgate/caddymodule/scim"
+	"github.com/scimgate/scimgate/internal/testnet"
 )
 
 // TestHandlerInvalidIDs: an id no resource can have (a NUL or another control character,
@@ -506,7 +507,7 @@ func TestBodyTimeoutDefaults(t *testing.T) {
 // body_timeout has passed and the connection closed, 401 in the same bound for a client
 // without a token, and a body sent in time still works.
 func TestBodyDeadlineThroughCaddy(t *testing.T) {
-	addr := itFreeLoopbackAddr(t)
+	addr := testnet.FreeAddr(t)
 	t.Setenv("SCIMGATE_IT_TOKEN", testToken)
 	caddyfile := `{
 	admin off
@@ -647,5 +648,42 @@ func TestAuthFailureLogBucket(t *testing.T) {
 	// A clock that goes backwards refills nothing.
 	if ok, _ := l.note(now.Add(-time.Hour)); ok {
 		t.Error("a clock going backwards refilled the bucket")
+	}
+}
+
+// TestHandlerControlCharactersInNames: a userName, a group's displayName or an externalId
+// holding a control character (C0, DEL or C1: a line feed, NUL, ESC, U+0085) answers 400
+// invalidValue naming the attribute and the character, in a create, PUT and PATCH, and the
+// app is never called; names in any script, with spaces, accents and emoji, pass.
+func TestHandlerControlCharactersInNames(t *testing.T) {
+	app := &faultApp{}
+	app.mode.Store("ok")
+	srv := httptest.NewServer(app)
+	defer srv.Close()
+	g := newTargetGateway(t, srv.URL, nil)
+	uid := itPostID(t, g, "/Users", map[string]any{"userName": "Zoë O'Brien 李 🚀@contoso.example", "externalId": "a0b1-ß"})
+	calls := app.calls.Load()
+	cases := []struct{ name, method, path, body, attr, char string }{
+		{"POST line feed", http.MethodPost, "/Users", `{"userName":"eve@contoso.example\nadmin=true"}`, "userName", "U+000A"},
+		{"POST NUL", http.MethodPost, "/Users", `{"userName":"eve\u0000@contoso.example"}`, "userName", "U+0000"},
+		{"POST externalId ESC", http.MethodPost, "/Users", `{"userName":"eve@contoso.example","externalId":"\u001b[31mred"}`, "externalId", "U+001B"},
+		{"POST group NEL", http.MethodPost, "/Groups", `{"displayName":"Team\u0085X"}`, "displayName", "U+0085"},
+		{"PUT DEL", http.MethodPut, "/Users/" + uid, `{"userName":"zoe\u007f@contoso.example"}`, "userName", "U+007F"},
+		{"PATCH carriage return", http.MethodPatch, "/Users/" + uid, `{"schemas":["` + scim.PatchOpSchema + `"],"Operations":[{"op":"replace","path":"userName","value":"zoe\r@contoso.example"}]}`, "userName", "U+000D"},
+		{"PATCH no path", http.MethodPatch, "/Users/" + uid, `{"schemas":["` + scim.PatchOpSchema + `"],"Operations":[{"op":"replace","value":{"externalId":"x\ty"}}]}`, "externalId", "U+0009"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			body := itWantError(t, serve(t, g, tc.method, itBase+tc.path, tc.body), http.StatusBadRequest, scim.TypeInvalidValue)
+			if d, _ := body["detail"].(string); !strings.Contains(d, tc.attr) || !strings.Contains(d, tc.char) {
+				t.Errorf("detail %q does not name %s and %s", d, tc.attr, tc.char)
+			}
+		})
+	}
+	if n := app.calls.Load(); n != calls {
+		t.Errorf("the app was called %d times for refused requests", n-calls)
+	}
+	if n := userCount(t, g); n != 1 {
+		t.Errorf("%d users stored, want 1", n)
 	}
 }

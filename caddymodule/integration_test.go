@@ -12,7 +12,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -30,6 +29,7 @@ import (
 
 	"github.com/scimgate/scimgate/caddymodule/scim"
 	"github.com/scimgate/scimgate/caddymodule/store"
+	"github.com/scimgate/scimgate/internal/testnet"
 )
 
 // itServer is a running Caddy serving the gateway.
@@ -52,7 +52,7 @@ func itStartCaddy(t *testing.T) *itServer {
 // environment variables SCIMGATE_IT_*; set more before calling).
 func itStartCaddyfile(t *testing.T, caddyfile string) *itServer {
 	t.Helper()
-	addr := itFreeLoopbackAddr(t)
+	addr := testnet.FreeAddr(t)
 	s := &itServer{
 		base:    "http://" + addr + "/scim/v2",
 		dataDir: t.TempDir(),
@@ -92,20 +92,6 @@ func (s *itServer) stop(t *testing.T) {
 	if err := caddy.Stop(); err != nil {
 		t.Errorf("stopping Caddy: %v", err)
 	}
-}
-
-// itFreeLoopbackAddr returns a loopback address with a port that was free a moment ago.
-func itFreeLoopbackAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
 }
 
 // itResponse is a response read in full.

@@ -24,6 +24,7 @@ import (
 	"github.com/scimgate/scimgate/caddymodule/internal/policytest"
 	"github.com/scimgate/scimgate/caddymodule/journal"
 	"github.com/scimgate/scimgate/demoapp"
+	"github.com/scimgate/scimgate/internal/testnet"
 )
 
 const policyDemoKey = "policy-demo-key-0123456789abcdef"
@@ -61,7 +62,8 @@ func startPolicyRig(t *testing.T, policyDir string) *policyRig {
 // app in the same Caddy) and mapping file ("" for mappings/demoapp.json).
 func startPolicyRigWith(t *testing.T, policyDir, appURL, mappingFile string) *policyRig {
 	t.Helper()
-	addr, demo := itFreeLoopbackAddr(t), itFreeLoopbackAddr(t)
+	a := testnet.FreeAddrs(t, 2)
+	addr, demo := a[0], a[1]
 	r := &policyRig{
 		itServer: &itServer{
 			base:    "http://" + addr + "/scim/v2",

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/scimgate/scimgate/caddymodule/provision"
+	"github.com/scimgate/scimgate/internal/testnet"
 )
 
 // runPreview runs `scimgate preview args...` in-process, built the way Caddy builds it
@@ -72,7 +73,7 @@ func withAdmin(t *testing.T, cfg []byte, addr string) []byte {
 func TestPreviewAndReloadBrake(t *testing.T) {
 	dir := copyShippedPolicies(t, previewConfig(wideDomains, "2"))
 	r := startPolicyRig(t, dir)
-	admin := itFreeLoopbackAddr(t)
+	admin := testnet.FreeAddr(t)
 	r.cfgJSON = withAdmin(t, r.cfgJSON, admin)
 	if err := caddy.Load(r.cfgJSON, true); err != nil {
 		t.Fatalf("enabling the admin endpoint: %v", err)

@@ -12,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/scimgate/scimgate/caddymodule/store"
+	"github.com/scimgate/scimgate/internal/testnet"
 )
 
 // validateConfig adapts testdata/policy/Caddyfile (tokens, a policy, a target with its
@@ -19,8 +20,9 @@ import (
 // variables to set (name, value pairs) before adapting.
 func validateConfig(t *testing.T, dataDir string, vars ...string) []byte {
 	t.Helper()
-	t.Setenv("SCIMGATE_IT_ADDR", itFreeLoopbackAddr(t))
-	t.Setenv("SCIMGATE_IT_DEMO_ADDR", itFreeLoopbackAddr(t))
+	a := testnet.FreeAddrs(t, 2)
+	t.Setenv("SCIMGATE_IT_ADDR", a[0])
+	t.Setenv("SCIMGATE_IT_DEMO_ADDR", a[1])
 	t.Setenv("SCIMGATE_IT_DEMO_NAME", "validate")
 	t.Setenv("SCIMGATE_IT_DEMO_KEY", policyDemoKey)
 	t.Setenv("SCIMGATE_IT_APP_URL", "http://127.0.0.1:1")

@@ -161,10 +161,8 @@ func exportDB(ctx context.Context, db kv.DB, name []byte, w io.Writer, q Query, 
 	if err != nil {
 		return 0, fmt.Errorf("exporting journal %s: %w", name, err)
 	}
-	st := &exportState{q: q, enc: enc, next: max(q.FromSeq, s.anchorSeq), to: s.head}
-	if q.ToSeq != 0 && q.ToSeq < st.to {
-		st.to = q.ToSeq
-	}
+	st := &exportState{q: q, enc: enc}
+	st.next, st.to = s.span(q)
 	var buf bytes.Buffer
 	for st.next <= st.to {
 		if err := ctx.Err(); err != nil {

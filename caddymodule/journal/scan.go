@@ -21,10 +21,7 @@ func (j *Journal) Scan(ctx context.Context, q Query, fn func(seq uint64, raw []b
 	if err != nil {
 		return fmt.Errorf("scanning journal %s: %w", j.name, err)
 	}
-	next, to := max(q.FromSeq, s.anchorSeq), s.head
-	if q.ToSeq != 0 && q.ToSeq < to {
-		to = q.ToSeq
-	}
+	next, to := s.span(q)
 	for next <= to {
 		if err := ctx.Err(); err != nil {
 			return err

@@ -180,6 +180,16 @@ type snapshot struct {
 	lastCP     uint64 // newest checkpoint key (0: none)
 }
 
+// span is the range of sequence numbers a read of q covers in s: from q's first (or the
+// anchor of a pruned journal) to q's last (or the head as of s).
+func (s snapshot) span(q Query) (from, to uint64) {
+	from, to = max(q.FromSeq, s.anchorSeq), s.head
+	if q.ToSeq != 0 && q.ToSeq < to {
+		to = q.ToSeq
+	}
+	return from, to
+}
+
 func readSnapshot(db kv.DB, name []byte) (s snapshot, err error) {
 	err = db.View(func(tx kv.Tx) error {
 		b, err := journalBucket(tx, name)

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -24,6 +23,7 @@ import (
 	_ "github.com/scimgate/scimgate/caddymodule"
 	"github.com/scimgate/scimgate/caddymodule/reconcile"
 	"github.com/scimgate/scimgate/demoapp"
+	"github.com/scimgate/scimgate/internal/testnet"
 )
 
 const (
@@ -54,8 +54,9 @@ func start(t *testing.T, reconcileBlock string) *gateway {
 // startWith runs the gateway with the mapping file mapFile.
 func startWith(t *testing.T, mapFile, reconcileBlock string) (*gateway, error) {
 	t.Helper()
-	g := &gateway{admin: freeAddr(t)}
-	addr, app := freeAddr(t), freeAddr(t)
+	a := testnet.FreeAddrs(t, 3)
+	g := &gateway{admin: a[0]}
+	addr, app := a[1], a[2]
 	g.scim, g.app = "http://"+addr+"/scim/v2", "http://"+app
 	name := strings.NewReplacer("/", "-", " ", "-").Replace(t.Name())
 	caddyfile := fmt.Sprintf(`{
@@ -104,16 +105,6 @@ http://%s {
 		}
 	})
 	return g, nil
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // do makes one request and fails the test unless it answers want.

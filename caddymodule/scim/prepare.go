@@ -2,6 +2,7 @@ package scim
 
 import (
 	"strings"
+	"unicode"
 )
 
 // Prepared is a POST or PUT body turned into what the gateway stores: the resource's own
@@ -231,7 +232,11 @@ func ManagerValue(v any) (map[string]any, error) {
 }
 
 // CheckRequired enforces the required attributes: userName for users, displayName for
-// groups, as non-empty strings.
+// groups, as non-empty strings. Those names and externalId identify the resource to people
+// and to the app (an account's login, a lookup key, a line of the app's log or of an
+// export), so they hold no control characters (a line feed, NUL, ESC, U+0085...): no
+// directory has such a name, and passed on they would forge log lines or break the app's
+// lookups.
 func CheckRequired(resourceType string, doc Resource) error {
 	name := "userName"
 	if resourceType == GroupType {
@@ -241,6 +246,25 @@ func CheckRequired(resourceType string, doc Resource) error {
 	s, ok := v.(string)
 	if !ok || strings.TrimSpace(s) == "" {
 		return BadRequest(TypeInvalidValue, "%s is required and must be a non-empty string", name)
+	}
+	if err := checkNoControl(name, s); err != nil {
+		return err
+	}
+	if ext, ok := Get(doc, "externalId"); ok {
+		if s, ok := ext.(string); ok {
+			return checkNoControl("externalId", s)
+		}
+	}
+	return nil
+}
+
+// checkNoControl refuses a control character in the value s of attribute name.
+func checkNoControl(name, s string) error {
+	for i, r := range s {
+		if unicode.IsControl(r) {
+			return BadRequest(TypeInvalidValue, "%s %s holds the control character U+%04X at byte %d; names and ids are printable text",
+				name, QuoteForDetail(s), r, i)
+		}
 	}
 	return nil
 }

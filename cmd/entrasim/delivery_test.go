@@ -22,6 +22,7 @@ import (
 
 	"github.com/scimgate/scimgate/caddymodule/outbox"
 	"github.com/scimgate/scimgate/demoapp"
+	"github.com/scimgate/scimgate/internal/testnet"
 )
 
 // cycleScale is the size of the initial cycle the tests play.
@@ -63,7 +64,7 @@ func initialDataset(t *testing.T, sc cycleScale) (*Dataset, string) {
 // proxy (nil when not proxied).
 func startDelivery(t *testing.T, delivery string, proxied bool) (tenant, app string, p *appProxy) {
 	t.Helper()
-	a := freeAddrs(t, 3)
+	a := testnet.FreeAddrs(t, 3)
 	addr, demo := a[0], a[1]
 	target := demo
 	if proxied {

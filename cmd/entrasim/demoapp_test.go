@@ -4,44 +4,22 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/scimgate/scimgate/demoapp"
+	"github.com/scimgate/scimgate/internal/testnet"
 )
 
 const demoKey = "entrasim-demo-key-0123456789"
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	return freeAddrs(t, 1)[0]
-}
-
-// freeAddrs returns n distinct free loopback addresses: their listeners are all open
-// before any is closed, so the kernel cannot hand the same port out twice (which it may
-// do for one listener closed before the next opens).
-func freeAddrs(t *testing.T, n int) []string {
-	t.Helper()
-	addrs := make([]string, n)
-	for i := range addrs {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		addrs[i] = l.Addr().String()
-	}
-	return addrs
-}
 
 // startGatewayWithDemoApp runs the gateway with the demo app as its target (through the
 // repository's mappings/demoapp.json) and returns the Tenant URL and the app's base URL.
 func startGatewayWithDemoApp(t *testing.T) (tenant, app string) {
 	t.Helper()
-	a := freeAddrs(t, 2)
+	a := testnet.FreeAddrs(t, 2)
 	addr, demo := a[0], a[1]
 	t.Setenv("ENTRASIM_IT_ADDR", addr)
 	t.Setenv("ENTRASIM_IT_DEMO_ADDR", demo)

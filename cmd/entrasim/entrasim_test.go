@@ -23,6 +23,7 @@ import (
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
 	_ "github.com/scimgate/scimgate/caddymodule"
+	"github.com/scimgate/scimgate/internal/testnet"
 )
 
 const itToken = "entrasim-test-token-0123456789abcdef0123456789"
@@ -31,7 +32,7 @@ const itToken = "entrasim-test-token-0123456789abcdef0123456789"
 // the test ends.
 func startGateway(t *testing.T) string {
 	t.Helper()
-	addr := freeAddr(t)
+	addr := testnet.FreeAddr(t)
 	t.Setenv("ENTRASIM_IT_ADDR", addr)
 	runCaddyfile(t, "Caddyfile")
 	return "http://" + addr + "/scim/v2"

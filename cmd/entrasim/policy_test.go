@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/scimgate/scimgate/internal/testnet"
 )
 
 // brakeLimit is the mass-deprovision brake TestBrakeUnderLoad configures.
@@ -53,7 +55,7 @@ func shippedPoliciesWithConfig(t *testing.T, config string) string {
 func TestBrakeUnderLoad(t *testing.T) {
 	t.Setenv("ENTRASIM_IT_POLICY", shippedPoliciesWithConfig(t,
 		`{"defaults": {"mass_deprovision": {"max_per_hour": `+strconv.Itoa(brakeLimit)+`}}}`))
-	a := freeAddrs(t, 2)
+	a := testnet.FreeAddrs(t, 2)
 	addr, demo := a[0], a[1]
 	t.Setenv("ENTRASIM_IT_ADDR", addr)
 	t.Setenv("ENTRASIM_IT_DEMO_ADDR", demo)

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -12,17 +11,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/scimgate/scimgate/internal/testnet"
 )
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
 
 // TestReloadPrintsTheReasonOnce runs a gateway in this process with its admin endpoint on
 // loopback, and reloads it as `scimgate reload` does: an edited mapping is applied (exit
@@ -40,9 +30,10 @@ func TestReloadPrintsTheReasonOnce(t *testing.T) {
 	write(`{"version": 1, "users": {"events": {"create": {"method": "POST", "path": "/accounts"}}}}`)
 	caddyfile := filepath.Join(dir, "Caddyfile")
 	t.Setenv("SCIMGATE_TEST_TOKEN", strings.Repeat("t", 32))
-	admin := freeAddr(t)
+	a := testnet.FreeAddrs(t, 2)
+	admin := a[0]
 	src := "{\n\tadmin " + admin + "\n\tpersist_config off\n\tauto_https off\n\tstorage file_system " + filepath.Join(dir, "caddy") + "\n}\n\n" +
-		"http://" + freeAddr(t) + " {\n\tbind 127.0.0.1\n\tscim_gateway {\n\t\ttoken entra {env.SCIMGATE_TEST_TOKEN}\n\t\tdata_dir " + filepath.Join(dir, "data") +
+		"http://" + a[1] + " {\n\tbind 127.0.0.1\n\tscim_gateway {\n\t\ttoken entra {env.SCIMGATE_TEST_TOKEN}\n\t\tdata_dir " + filepath.Join(dir, "data") +
 		"\n\t\ttarget app {\n\t\t\turl http://127.0.0.1:1\n\t\t\tmapping " + mapping + "\n\t\t}\n\t}\n}\n"
 	if err := os.WriteFile(caddyfile, []byte(src), 0o600); err != nil {
 		t.Fatal(err)

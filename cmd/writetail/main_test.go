@@ -25,24 +25,16 @@ import (
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
 	_ "github.com/scimgate/scimgate/caddymodule"
+	"github.com/scimgate/scimgate/internal/testnet"
 )
 
 const itToken = "writetail-test-token-0123456789abcdef0123456789"
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // startGateway runs Caddy with the gateway and returns the SCIM root and the admin address.
 func startGateway(t *testing.T) (root, admin string) {
 	t.Helper()
-	addr, admin := freeAddr(t), freeAddr(t)
+	a := testnet.FreeAddrs(t, 2)
+	addr, admin := a[0], a[1]
 	t.Setenv("WRITETAIL_IT_ADDR", addr)
 	t.Setenv("WRITETAIL_IT_ADMIN", admin)
 	t.Setenv("WRITETAIL_IT_DATA", t.TempDir())
