@@ -60,6 +60,9 @@ func newGatewayMetrics(reg *prometheus.Registry) (*gatewayMetrics, error) {
 	if _, err := registerOrReuse(reg, prometheus.Collector(outboxCollector{})); err != nil {
 		return nil, err
 	}
+	if _, err := registerOrReuse(reg, prometheus.Collector(etcdCollector{})); err != nil {
+		return nil, err
+	}
 	return &gatewayMetrics{requests: requests, duration: duration, decisions: decisions, deliveries: deliveries}, nil
 }
 
