@@ -16,6 +16,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/scimgate/scimgate/caddymodule/change"
 	"github.com/scimgate/scimgate/caddymodule/outbox"
@@ -235,16 +236,22 @@ func TestOutboxAdminRoutes(t *testing.T) {
 	}
 }
 
-// outboxGauge reads one of the outbox collector's gauges for target.
-func outboxGauge(t *testing.T, name, target string) float64 {
+// gather is what collector c reports when scraped.
+func gather(t *testing.T, c prometheus.Collector) []*dto.MetricFamily {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(outboxCollector{})
+	reg.MustRegister(c)
 	families, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range families {
+	return families
+}
+
+// outboxGauge reads one of the outbox collector's gauges for target.
+func outboxGauge(t *testing.T, name, target string) float64 {
+	t.Helper()
+	for _, f := range gather(t, outboxCollector{}) {
 		if f.GetName() != name {
 			continue
 		}

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/scimgate/scimgate/caddymodule/internal/etcdtest"
 	"github.com/scimgate/scimgate/caddymodule/storeconfig"
@@ -16,13 +15,7 @@ import (
 // conflicts).
 func etcdCounter(t *testing.T, name, prefix, how string) float64 {
 	t.Helper()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(etcdCollector{})
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
+	for _, f := range gather(t, etcdCollector{}) {
 		if f.GetName() != name {
 			continue
 		}
@@ -82,13 +75,7 @@ func TestEtcdStoreMetrics(t *testing.T) {
 			}
 		}
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(etcdCollector{})
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
+	for _, f := range gather(t, etcdCollector{}) {
 		if n := len(f.GetMetric()); (f.GetName() == "scimgate_store_etcd_conflicts_total" && n != 4) || (f.GetName() != "scimgate_store_etcd_conflicts_total" && n != 2) {
 			t.Errorf("%s: %d series, want one per etcd store (and how)", f.GetName(), n)
 		}
