@@ -13,6 +13,7 @@ import (
 	"github.com/scimgate/scimgate/caddymodule/fleet"
 	"github.com/scimgate/scimgate/caddymodule/journal"
 	"github.com/scimgate/scimgate/caddymodule/journaladmin"
+	"github.com/scimgate/scimgate/caddymodule/kv/etcdkv"
 	"github.com/scimgate/scimgate/caddymodule/provision"
 	"github.com/scimgate/scimgate/caddymodule/store"
 	"github.com/scimgate/scimgate/caddymodule/storeconfig"
@@ -58,6 +59,9 @@ func (h *storeHandle) Destruct() error {
 	// Every job is stopped: resign them (revoking the lease) before the store's client
 	// closes, so that another gateway takes them over at once.
 	eerr := h.elector.Close()
+	if db, ok := h.DB().(*etcdkv.DB); ok {
+		etcdStores.Delete(db)
+	}
 	if err := h.Close(); err != nil {
 		return err
 	}
@@ -96,7 +100,11 @@ func acquireStore(sc *storeconfig.Resolved, jopts journal.Options, jpub ed25519.
 				zap.String("key_id", jopts.KeyID),
 				zap.String("public_key", base64.StdEncoding.EncodeToString(jpub)))
 		}
-		return &storeHandle{Store: s, journal: j, journalPub: jpub, journalFP: journalFingerprint(jopts), shared: provision.NewShared(el), elector: el, unregister: journaladmin.Register(j, jpub)}, nil
+		h := &storeHandle{Store: s, journal: j, journalPub: jpub, journalFP: journalFingerprint(jopts), shared: provision.NewShared(el), elector: el, unregister: journaladmin.Register(j, jpub)}
+		if db, ok := s.DB().(*etcdkv.DB); ok {
+			etcdStores.Store(db, struct{}{})
+		}
+		return h, nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("opening store: %w", err)

@@ -1,6 +1,8 @@
 package caddymodule
 
 import (
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/scimgate/scimgate/caddymodule/kv/etcdkv"
@@ -12,6 +14,10 @@ import (
 // fleet's head (one per batch of reads, or one per read_staleness with it set). Lost commits
 // are the price of gateways writing at once; the reads, of linearizable reads.
 type etcdCollector struct{}
+
+// etcdStores holds this process's open etcd stores (*etcdkv.DB), for etcdCollector: kept
+// apart from the store pool, whose entries a scrape would wait for while one opens.
+var etcdStores sync.Map
 
 var (
 	etcdCommitsDesc   = prometheus.NewDesc("scimgate_store_etcd_commits_total", "Transactions this gateway committed to etcd, by key prefix.", []string{"prefix"}, nil)
@@ -26,15 +32,8 @@ func (etcdCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (etcdCollector) Collect(ch chan<- prometheus.Metric) {
-	stores.Range(func(_, v any) bool {
-		h, ok := v.(*storeHandle)
-		if !ok {
-			return true
-		}
-		db, ok := h.DB().(*etcdkv.DB)
-		if !ok {
-			return true
-		}
+	etcdStores.Range(func(k, _ any) bool {
+		db := k.(*etcdkv.DB)
 		s, prefix := db.Stats(), db.Prefix()
 		ch <- prometheus.MustNewConstMetric(etcdCommitsDesc, prometheus.CounterValue, float64(s.Commits), prefix)
 		ch <- prometheus.MustNewConstMetric(etcdConflictsDesc, prometheus.CounterValue, float64(s.Lost), prefix, "sent")

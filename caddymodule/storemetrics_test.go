@@ -75,6 +75,14 @@ func TestEtcdStoreMetrics(t *testing.T) {
 			}
 		}
 	}
+	// A gateway whose store closed is no longer reported.
+	t.Run("closed", func(t *testing.T) {
+		newTestGateway(t, func(g *Handler) {
+			g.DataDir = ""
+			g.Store = &storeconfig.Config{Backend: storeconfig.Etcd, Endpoints: c.Endpoints(), Prefix: "/metrics-closed/"}
+		})
+		etcdCounter(t, "scimgate_store_etcd_commits_total", "/metrics-closed/", "")
+	})
 	for _, f := range gather(t, etcdCollector{}) {
 		if n := len(f.GetMetric()); (f.GetName() == "scimgate_store_etcd_conflicts_total" && n != 4) || (f.GetName() != "scimgate_store_etcd_conflicts_total" && n != 2) {
 			t.Errorf("%s: %d series, want one per etcd store (and how)", f.GetName(), n)
