@@ -509,15 +509,12 @@ func BenchmarkBaselineEmptyHandler(b *testing.B) {
 // and writes its mapping file: the target of the write benchmarks.
 func benchAnsweringApp(b *testing.B) (url, mapFile string) {
 	b.Helper()
-	app := &faultApp{}
-	app.mode.Store("ok")
-	srv := httptest.NewServer(app)
-	b.Cleanup(srv.Close)
+	_, appURL := startFaultApp(b, "ok")
 	mapFile = filepath.Join(b.TempDir(), "app.json")
 	if err := os.WriteFile(mapFile, []byte(faultMapping), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	return srv.URL, mapFile
+	return appURL, mapFile
 }
 
 // BenchmarkPatchUserTarget is BenchmarkPatchUser with a target: decide, the intent record,

@@ -656,11 +656,8 @@ func TestAuthFailureLogBucket(t *testing.T) {
 // invalidValue naming the attribute and the character, in a create, PUT and PATCH, and the
 // app is never called; names in any script, with spaces, accents and emoji, pass.
 func TestHandlerControlCharactersInNames(t *testing.T) {
-	app := &faultApp{}
-	app.mode.Store("ok")
-	srv := httptest.NewServer(app)
-	defer srv.Close()
-	g := newTargetGateway(t, srv.URL, nil)
+	app, appURL := startFaultApp(t, "ok")
+	g := newTargetGateway(t, appURL, nil)
 	uid := itPostID(t, g, "/Users", map[string]any{"userName": "Zoë O'Brien 李 🚀@contoso.example", "externalId": "a0b1-ß"})
 	calls := app.calls.Load()
 	cases := []struct{ name, method, path, body, attr, char string }{

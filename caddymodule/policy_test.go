@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -449,10 +448,7 @@ func TestPolicyReload(t *testing.T) {
 	dir := copyShippedPolicies(t, cfg)
 	// The legacy app runs outside Caddy here, as in production: a reload must not restart
 	// it (the demo app, in the same Caddy config, would be restarted with the gateway).
-	app := &faultApp{}
-	app.mode.Store("ok")
-	srv := httptest.NewServer(app)
-	t.Cleanup(srv.Close)
+	_, appURL := startFaultApp(t, "ok")
 	mapFile := filepath.Join(t.TempDir(), "app.json")
 	if err := os.WriteFile(mapFile, []byte(faultMapping), 0o600); err != nil {
 		t.Fatal(err)
@@ -461,7 +457,7 @@ func TestPolicyReload(t *testing.T) {
 	// policy on the same two cores as the load, so a decision can wait longer than the
 	// default 100 ms for a core (timings never decide a test here).
 	t.Setenv("SCIMGATE_IT_POLICY_TIMEOUT", "10s")
-	r := startPolicyRigWith(t, dir, srv.URL, mapFile)
+	r := startPolicyRigWith(t, dir, appURL, mapFile)
 
 	var (
 		stop     atomic.Bool

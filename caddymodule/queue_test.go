@@ -28,11 +28,8 @@ import (
 // create with 201 while the app fails with 500, journals it as queued, and delivers it once
 // the app is back.
 func TestQueuedGateway(t *testing.T) {
-	app := &faultApp{}
-	app.mode.Store("500")
-	srv := httptest.NewServer(app)
-	defer srv.Close()
-	g := newTargetGateway(t, srv.URL, func(tc *TargetConfig) {
+	app, appURL := startFaultApp(t, "500")
+	g := newTargetGateway(t, appURL, func(tc *TargetConfig) {
 		tc.Delivery = "queued"
 		tc.Queue = &QueueConfig{RetryMin: caddy.Duration(5 * time.Millisecond), RetryMax: caddy.Duration(20 * time.Millisecond)}
 	})
@@ -148,11 +145,8 @@ func adminCall(t *testing.T, method, path string) (int, any) {
 // its attempts, retry it with who did it, pause and resume, and refuse what they cannot do
 // with the status that says why.
 func TestOutboxAdminRoutes(t *testing.T) {
-	app := &faultApp{}
-	app.mode.Store("400")
-	srv := httptest.NewServer(app)
-	defer srv.Close()
-	g := newTargetGateway(t, srv.URL, func(tc *TargetConfig) {
+	app, appURL := startFaultApp(t, "400")
+	g := newTargetGateway(t, appURL, func(tc *TargetConfig) {
 		tc.Name = "admin-routes"
 		tc.Delivery = "queued"
 		tc.Queue = &QueueConfig{RetryMin: caddy.Duration(5 * time.Millisecond)}
@@ -268,11 +262,8 @@ func outboxGauge(t *testing.T, name, target string) float64 {
 // TestQueuedAcrossReload: a config reload on the open store hands the outbox's worker to
 // the new config, whose target delivers what the old one queued, even in immediate mode.
 func TestQueuedAcrossReload(t *testing.T) {
-	app := &faultApp{}
-	app.mode.Store("500")
-	srv := httptest.NewServer(app)
-	defer srv.Close()
-	old := newTargetGateway(t, srv.URL, func(tc *TargetConfig) {
+	app, appURL := startFaultApp(t, "500")
+	old := newTargetGateway(t, appURL, func(tc *TargetConfig) {
 		tc.Delivery = "queued"
 		tc.Queue = &QueueConfig{RetryMin: caddy.Duration(5 * time.Millisecond), RetryMax: caddy.Duration(20 * time.Millisecond)}
 	})
@@ -288,7 +279,7 @@ func TestQueuedAcrossReload(t *testing.T) {
 	// The new config on the same store (Caddy provisions it before cleaning up the old).
 	next := newTestGateway(t, func(g *Handler) {
 		g.DataDir = old.DataDir
-		g.Target = &TargetConfig{Name: "app", URL: srv.URL, Mapping: mapFile, Timeout: caddy.Duration(time.Second), MaxRetries: -1}
+		g.Target = &TargetConfig{Name: "app", URL: appURL, Mapping: mapFile, Timeout: caddy.Duration(time.Second), MaxRetries: -1}
 	})
 	if next.engine.Worker() != old.engine.Worker() {
 		t.Fatal("the reload started a second worker for the same target")

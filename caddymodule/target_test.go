@@ -83,6 +83,17 @@ func (f *faultApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// startFaultApp serves a faultApp answering in mode ("": no answer written) on loopback
+// until the test ends, and returns it with its URL.
+func startFaultApp(t testing.TB, mode string) (*faultApp, string) {
+	t.Helper()
+	app := &faultApp{}
+	app.mode.Store(mode)
+	srv := httptest.NewServer(app)
+	t.Cleanup(srv.Close)
+	return app, srv.URL
+}
+
 func newTargetGateway(t *testing.T, url string, mutate func(*TargetConfig)) *Handler {
 	t.Helper()
 	mapFile := filepath.Join(t.TempDir(), "app.json")
@@ -114,10 +125,8 @@ func userCount(t *testing.T, g *Handler) int {
 // TestTargetFaults: every backend failure answers the SCIM status Entra must see, is
 // journaled with its outcome and backend call, and leaves the directory unchanged.
 func TestTargetFaults(t *testing.T) {
-	app := &faultApp{}
-	srv := httptest.NewServer(app)
-	defer srv.Close()
-	g := newTargetGateway(t, srv.URL, nil)
+	app, appURL := startFaultApp(t, "")
+	g := newTargetGateway(t, appURL, nil)
 	cases := []struct {
 		mode       string
 		status     int
@@ -224,11 +233,8 @@ func TestTargetFaults(t *testing.T) {
 }
 
 func TestTargetDryRun(t *testing.T) {
-	app := &faultApp{}
-	app.mode.Store("500")
-	srv := httptest.NewServer(app)
-	defer srv.Close()
-	g := newTargetGateway(t, srv.URL, func(tc *TargetConfig) { tc.DryRun = true })
+	app, appURL := startFaultApp(t, "500")
+	g := newTargetGateway(t, appURL, func(tc *TargetConfig) { tc.DryRun = true })
 	w := serve(t, g, "POST", "/scim/v2/Users", map[string]any{"userName": "dry@contoso.example"})
 	if w.Code != 201 {
 		t.Fatalf("dry run create: %d %s", w.Code, w.Body)
@@ -249,10 +255,7 @@ func TestTargetDryRun(t *testing.T) {
 // TestTargetMemberWithoutAccount: adding a member that has no account in the app is a
 // reference failure: refused (400), the directory unchanged, so Entra retries it later.
 func TestTargetMemberWithoutAccount(t *testing.T) {
-	app := &faultApp{}
-	app.mode.Store("ok")
-	srv := httptest.NewServer(app)
-	defer srv.Close()
+	app, appURL := startFaultApp(t, "ok")
 	mapFile := filepath.Join(t.TempDir(), "app.json")
 	if err := os.WriteFile(mapFile, []byte(`{"version":1,
 	  "users":{"events":{"create":{"method":"POST","path":"/accounts","id":"id","body":{"login":{"from":"userName"}}}}},
@@ -260,7 +263,7 @@ func TestTargetMemberWithoutAccount(t *testing.T) {
 	    "add_members":{"method":"PUT","path":"/teams/{id}/members/{member_id}","members":"each"}}}}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	g := newTestGateway(t, func(g *Handler) { g.Target = &TargetConfig{Name: "app", URL: srv.URL, Mapping: mapFile} })
+	g := newTestGateway(t, func(g *Handler) { g.Target = &TargetConfig{Name: "app", URL: appURL, Mapping: mapFile} })
 	gid := decodeJSON(t, serve(t, g, "POST", "/scim/v2/Groups", map[string]any{"displayName": "Team"}))["id"].(string)
 	withAccount := decodeJSON(t, serve(t, g, "POST", "/scim/v2/Users", map[string]any{"userName": "a@contoso.example"}))["id"].(string)
 	// "no-account-id" stands for a member whose account the app does not have.
@@ -285,11 +288,8 @@ func TestTargetMemberWithoutAccount(t *testing.T) {
 // TestTargetUnmappedEventIsSkipped: an event without a native call (here deactivate) still
 // changes the directory, and the journal says the app was not called and why.
 func TestTargetUnmappedEventIsSkipped(t *testing.T) {
-	app := &faultApp{}
-	app.mode.Store("ok")
-	srv := httptest.NewServer(app)
-	defer srv.Close()
-	g := newTargetGateway(t, srv.URL, nil)
+	app, appURL := startFaultApp(t, "ok")
+	g := newTargetGateway(t, appURL, nil)
 	id := decodeJSON(t, serve(t, g, "POST", "/scim/v2/Users", map[string]any{"userName": "skip@contoso.example", "active": true}))["id"].(string)
 	calls := app.calls.Load()
 	w := serve(t, g, "PATCH", "/scim/v2/Users/"+id, `{"Operations":[{"op":"Replace","path":"active","value":"False"}]}`)
@@ -310,10 +310,7 @@ func TestTargetUnmappedEventIsSkipped(t *testing.T) {
 // TestTargetCatchUpCreate: a user that existed before the target was configured gets its
 // account in the app on its next change.
 func TestTargetCatchUpCreate(t *testing.T) {
-	app := &faultApp{}
-	app.mode.Store("ok")
-	srv := httptest.NewServer(app)
-	defer srv.Close()
+	app, appURL := startFaultApp(t, "ok")
 	dir := t.TempDir()
 	plain := newTestGateway(t, func(g *Handler) { g.DataDir = dir })
 	id := decodeJSON(t, serve(t, plain, "POST", "/scim/v2/Users", map[string]any{"userName": "early@contoso.example"}))["id"].(string)
@@ -327,7 +324,7 @@ func TestTargetCatchUpCreate(t *testing.T) {
 	}
 	g := newTestGateway(t, func(g *Handler) {
 		g.DataDir = dir
-		g.Target = &TargetConfig{Name: "app", URL: srv.URL, Mapping: mapFile}
+		g.Target = &TargetConfig{Name: "app", URL: appURL, Mapping: mapFile}
 	})
 	w := serve(t, g, "PATCH", "/scim/v2/Users/"+id, `{"Operations":[{"op":"replace","path":"title","value":"CTO"}]}`)
 	if w.Code != 200 || app.calls.Load() != 1 {

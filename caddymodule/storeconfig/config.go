@@ -339,26 +339,20 @@ func (c *Config) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			c.Password, err = gwconfig.OneArg(d)
 		case "password_file":
 			c.PasswordFile, err = gwconfig.OneArg(d)
-		case "read_staleness":
+		case "dial_timeout", "request_timeout", "lease_ttl", "read_staleness":
 			var v string
 			if v, err = gwconfig.OneArg(d); err != nil {
 				return err
 			}
 			dur, perr := caddy.ParseDuration(v)
-			if perr != nil || dur < 0 || dur > MaxReadStaleness {
+			switch {
+			case opt == "read_staleness" && (perr != nil || dur < 0 || dur > MaxReadStaleness):
 				return d.Errf("store: read_staleness %q must be a duration from 0 (every read linearizable) to %s", v, MaxReadStaleness)
-			}
-			c.ReadStaleness = caddy.Duration(dur)
-		case "dial_timeout", "request_timeout", "lease_ttl":
-			var v string
-			if v, err = gwconfig.OneArg(d); err != nil {
-				return err
-			}
-			dur, perr := caddy.ParseDuration(v)
-			if perr != nil || dur <= 0 {
+			case opt != "read_staleness" && (perr != nil || dur <= 0):
 				return d.Errf("store: %s %q is not a positive duration", opt, v)
 			}
-			*map[string]*caddy.Duration{"dial_timeout": &c.DialTimeout, "request_timeout": &c.RequestTimeout, "lease_ttl": &c.LeaseTTL}[opt] = caddy.Duration(dur)
+			*map[string]*caddy.Duration{"dial_timeout": &c.DialTimeout, "request_timeout": &c.RequestTimeout,
+				"lease_ttl": &c.LeaseTTL, "read_staleness": &c.ReadStaleness}[opt] = caddy.Duration(dur)
 		case "tls":
 			c.TLS, err = parseTLS(d)
 		default:

@@ -302,14 +302,13 @@ func (db *DB) view(fn func(kv.Tx) error, recent bool) error {
 		if recent {
 			head, ok = db.freshHead()
 		}
+		var err error
 		if !ok {
-			var err error
 			if head, err = db.barrier.wait(); err != nil {
 				return err
 			}
 		}
 		if s.rev < head {
-			var err error
 			if s, err = db.waitApplied(head, db.cfg.BarrierTimeout); err != nil {
 				return err
 			}
