@@ -145,6 +145,15 @@ func (e *Engine) run(j *job) (*plan, error) {
 		defer unlock()
 	}
 	p, err := e.decideView(j)
+	if name := renamedTo(p, err); name != "" && e.target != nil {
+		// A rename calls the app with a name that may be another resource's: decided again
+		// under the name's lock, it cannot race a create or another rename to it (each would
+		// pass the uniqueness check before the other commits, and the app would get both).
+		// The resource's lock is held already: locks go resource first, then name.
+		unlock := e.locks.lock(nameLockKey(j.op.Type, name))
+		defer unlock()
+		p, err = e.decideView(j)
+	}
 	if s := splitOf(err); s != nil {
 		return e.runParts(j, s) // under this job's locks
 	}
@@ -737,9 +746,17 @@ func (e *Engine) newJob(req Request, op *Op) *job {
 // lockKey is what the job locks: the resource, or the name a create claims.
 func (j *job) lockKey() string {
 	if j.op.Action == change.ActionCreate {
-		return "create:" + j.op.Type + ":" + strings.ToLower(j.trail.Subject)
+		return nameLockKey(j.op.Type, j.trail.Subject)
 	}
 	return j.op.Type + ":" + j.id
+}
+
+// nameLockKey is the lock of a userName (a group's displayName) in the directory: a create
+// holds it for the name it creates, a rename for the name it takes (see run), so that of two
+// changes claiming one name only one calls the app with it at a time. Names are folded as
+// the uniqueness index folds them ("ſ" and "s" are one name there).
+func nameLockKey(typ, name string) string {
+	return "create:" + typ + ":" + store.FoldName(name)
 }
 
 // maxMemberLocks bounds the members a group's PATCH locks one by one (see lockJob); a

@@ -127,7 +127,7 @@ func (e *Engine) decide(tx *store.Tx, j *job) (*plan, error) {
 
 func (e *Engine) decideCreate(tx *store.Tx, j *job) (*plan, error) {
 	typ, in := j.op.Type, j.op.Resource
-	if err := checkUnique(tx, typ, in.Doc); err != nil {
+	if err := checkUnique(tx, typ, "", SubjectOf(typ, in.Doc)); err != nil {
 		return nil, err
 	}
 	p := &plan{job: j, typ: typ, id: j.id, created: j.now, after: withID(in.Doc, j.id)}
@@ -174,6 +174,9 @@ func (e *Engine) decideReplace(tx *store.Tx, j *job) (*plan, error) {
 		}
 		p.delta = d
 	}
+	if err := checkRename(tx, typ, p.id, before, in.Doc); err != nil {
+		return nil, err
+	}
 	if err := e.checkSplit(tx, j, p.id, p.delta); err != nil {
 		return nil, err
 	}
@@ -202,6 +205,11 @@ func (e *Engine) decidePatch(tx *store.Tx, j *job) (*plan, error) {
 	}
 	if err := scim.CheckRequired(typ, after); err != nil {
 		return nil, err
+	}
+	if !kept {
+		if err := checkRename(tx, typ, p.id, before, after); err != nil {
+			return nil, err
+		}
 	}
 	p.delta = d
 	if err := e.checkSplit(tx, j, p.id, p.delta); err != nil {
@@ -542,19 +550,47 @@ func (p *plan) unchanged(tx *store.Tx) (bool, error) {
 	return true, nil
 }
 
-// checkUnique refuses a create whose userName (or group displayName) is taken, before any
-// native call is made. The store enforces it again when the record is written.
-func checkUnique(tx *store.Tx, typ string, doc scim.Resource) error {
+// checkUnique refuses a change that gives resource id (a create: "") a userName (a group's
+// displayName) that another resource holds, before any native call is made. The store
+// enforces it again when the record is written, but by then the app has been told.
+func checkUnique(tx *store.Tx, typ, id, name string) error {
 	attr := "userName"
 	if typ == scim.GroupType {
 		attr = "displayName"
 	}
-	value := SubjectOf(typ, doc)
-	ids, err := tx.Lookup(typ, attr, value)
-	if err != nil || len(ids) == 0 {
+	ids, err := tx.Lookup(typ, attr, name)
+	if err != nil {
 		return err
 	}
-	return &store.UniqueError{Type: typ, Attr: attr, Value: value, OwnerID: ids[0]}
+	for _, owner := range ids {
+		if owner != id {
+			return &store.UniqueError{Type: typ, Attr: attr, Value: name, OwnerID: owner}
+		}
+	}
+	return nil
+}
+
+// checkRename is checkUnique for a PUT or PATCH of resource id from before to after, when
+// it changes the name (other than in case: the index equates those).
+func checkRename(tx *store.Tx, typ, id string, before, after scim.Resource) error {
+	name := SubjectOf(typ, after)
+	if name == "" || strings.EqualFold(name, SubjectOf(typ, before)) {
+		return nil
+	}
+	return checkUnique(tx, typ, id, name)
+}
+
+// renamedTo is the name a decided change gives its resource when it renames it (not only
+// in case), "" otherwise.
+func renamedTo(p *plan, err error) string {
+	if err != nil || p == nil || p.before == nil || p.after == nil {
+		return ""
+	}
+	name := SubjectOf(p.typ, p.after)
+	if name == "" || strings.EqualFold(name, SubjectOf(p.typ, p.before)) {
+		return ""
+	}
+	return name
 }
 
 // checkIfMatch enforces an If-Match precondition against the current version.

@@ -259,6 +259,11 @@ func escapeValue(s string) string {
 	return b.String()
 }
 
+// FoldName is the key under which the uniqueness index files a userName or a group's
+// displayName: two names share it exactly when strings.EqualFold says they are equal. The
+// engine locks names by it, so that the names it serialises are those the index equates.
+func FoldName(s string) string { return fold(s) }
+
 // fold case-folds s for case-insensitive index keys, agreeing with strings.EqualFold. It keeps
 // invalid UTF-8 bytes as they are, so two different invalid values never fold to the same
 // key (strings.ToLower would turn both into U+FFFD).
