@@ -47,8 +47,11 @@ type call struct {
 	items       string         // lookup and list: the gjson path of the page's items
 	match       []matchRule    // lookup with items: the fields the account's item holds
 	paging      *legacy.Paging // lookup and list: how to follow pages; nil: one page
-	expect      *legacy.Expect
-	when        *condition // nil: always
+	// read (list): where a listed item holds a field the calls write at another path, by
+	// the field's native path as written; the gjson path in the item (see itemPath)
+	read   map[string]string
+	expect *legacy.Expect
+	when   *condition // nil: always
 }
 
 // field is one compiled body member: a value from a source (or a constant), through the

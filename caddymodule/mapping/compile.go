@@ -224,6 +224,9 @@ func (c *compiler) compileResource(rt string, raw json.RawMessage) (*resourceMap
 		if rm.list, err = c.compileCall(rt, listCall, section+".list", fr.List, headers); err != nil {
 			return nil, err
 		}
+		if err := c.checkListRead(rm); err != nil {
+			return nil, err
+		}
 	}
 	if !isNull(fr.ListMembers) {
 		if rt != scim.GroupType {

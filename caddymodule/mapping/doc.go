@@ -460,6 +460,16 @@
 // account's state), each read in the listed item at its native path, after the
 // transforms. Absent, null and "" are one value; numbers compare by value.
 //
+// An app that lists its accounts in another shape than it takes them (writes wrapped in
+// {"person": {...}}, items flat, or a field under another name) says where with the list's
+// "read": each key is a field's native path as the create or update call writes it, each
+// value the native path at which a listed item holds it (same syntax: "a\.b" for a key
+// holding a dot). Fields not named are read at their own native path; a key that no create
+// or update call writes is a load error:
+//
+//	"list": {"method": "GET", "path": "/v3/people", "items": "data.users", "id": "uid",
+//	         "read": {"person.login": "login", "person.job": "job_title"}}
+//
 // # Answers
 //
 // Only an answer that proves the call worked counts. Whatever a call's expectation says,

@@ -69,7 +69,7 @@ func (m *Mapping) Expect(resourceType string, r scim.Resource, nativeIDOf func(s
 			out.Unknown = append(out.Unknown, f.native)
 			return
 		}
-		out.Fields = append(out.Fields, ExpectedField{Native: f.native, Value: v, Present: ok, State: state, path: gjsonPathOf(f.comps), attrs: f.deps})
+		out.Fields = append(out.Fields, ExpectedField{Native: f.native, Value: v, Present: ok, State: state, path: rm.itemPath(f), attrs: f.deps})
 	}
 	feedsState := func(f *field) bool {
 		for _, d := range f.deps {
@@ -175,7 +175,7 @@ func (m *Mapping) Subject(resourceType string, item []byte) string {
 	for _, cl := range rm.calls[change.Create] {
 		for _, f := range cl.fields {
 			if f.src != nil && slices.Contains(f.deps, key) {
-				return gjson.GetBytes(item, gjsonPathOf(f.comps)).String()
+				return gjson.GetBytes(item, rm.itemPath(f)).String()
 			}
 		}
 	}

@@ -89,6 +89,43 @@ func TestExpectCompare(t *testing.T) {
 	}
 }
 
+// TestExpectReadsWhereTheListHoldsFields: an app that takes its writes wrapped
+// ({"person": {"login": ...}}) and lists its accounts flat, under other names, is compared
+// through the list's "read": each field is read where the item holds it, the account's
+// name included (Subject); a field not named in read is read at its own native path.
+func TestExpectReadsWhereTheListHoldsFields(t *testing.T) {
+	m := mustParse(t, `{"version": 1, "users": {
+		"list": {"method": "GET", "path": "/people", "items": "data.users", "id": "uid",
+			"read": {"person.login": "login", "person.job": "profile.job\\.title"}},
+		"events": {
+			"create": {"method": "POST", "path": "/people", "id": "data.user.uid", "body": {
+				"person.login": "userName", "person.job": "title", "person.disabled": {"from": "active", "transforms": ["not"]}}},
+			"update": {"method": "PUT", "path": "/people/{id}", "send": "all", "body": {
+				"person.login": "userName", "person.job": "title"}}}}}`)
+	doc := scim.Resource{"id": "s1", "userName": "ann", "title": "Engineer", "active": true}
+	x := m.Expect(scim.UserType, doc, nil)
+	for _, tc := range []struct {
+		name, item string
+		want       []string
+	}{
+		{"equal", `{"uid": "usr_1", "login": "ann", "profile": {"job.title": "Engineer"}, "person": {"disabled": false}}`, nil},
+		{"drift", `{"uid": "usr_1", "login": "ann", "profile": {"job.title": "Hacker"}, "person": {"disabled": true}}`, []string{"person.job", "person.disabled"}},
+		{"wrapped item, as written, is not where the list holds it", `{"uid": "usr_1", "person": {"login": "ann", "job": "Engineer", "disabled": false}}`,
+			[]string{"person.login", "person.job"}},
+	} {
+		var got []string
+		for _, d := range x.Compare([]byte(tc.item)) {
+			got = append(got, d.Native)
+		}
+		if strings.Join(got, ",") != strings.Join(tc.want, ",") {
+			t.Errorf("%s: differences %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	if got := m.Subject(scim.UserType, []byte(`{"uid": "usr_1", "login": "ann"}`)); got != "ann" {
+		t.Errorf("subject %q, want ann", got)
+	}
+}
+
 // TestListMembersLoad: groups.list_members reads one group's members by its native id.
 func TestListMembersLoad(t *testing.T) {
 	ok := `{"version": 1, "groups": {"events": {"create": {"method": "POST", "path": "/g", "id": "id", "body": {"name": "displayName"}}},

@@ -46,6 +46,7 @@ type fileCall struct {
 	Items       string            `json:"items"`
 	Match       map[string]string `json:"match"`
 	Paging      *filePaging       `json:"paging"`
+	Read        map[string]string `json:"read"`
 	Members     string            `json:"members"`
 	BatchSize   int               `json:"batch_size"`
 	MemberTypes []string          `json:"member_types"`

@@ -66,6 +66,19 @@ func (c *compiler) compileListOptions(cl *call, fc *fileCall) error {
 		}
 		cl.items = fc.Items
 	}
+	if fc.Read != nil {
+		if cl.event != listCall {
+			return c.errf(cl.rule+".read", "applies to a list only: where a listed account holds the fields the calls write")
+		}
+		cl.read = make(map[string]string, len(fc.Read))
+		for native, at := range fc.Read {
+			_, comps, err := compileNativePath(at)
+			if err != nil {
+				return c.wrap(cl.rule+".read."+native, err)
+			}
+			cl.read[native] = gjsonPathOf(comps)
+		}
+	}
 	if err := c.compileMatch(cl, fc.Match); err != nil {
 		return err
 	}
@@ -88,6 +101,45 @@ func (c *compiler) compileListOptions(cl *call, fc *fileCall) error {
 	}
 	cl.paging = p
 	return nil
+}
+
+// checkListRead checks that every key of the list's "read" names a field that the
+// resource's create or update calls write (a misspelt one would silently compare nothing).
+func (c *compiler) checkListRead(rm *resourceMapping) error {
+	if rm.list == nil {
+		return nil
+	}
+	for _, native := range sortedKeys(rm.list.read) {
+		if !rm.writes(native) {
+			return c.errf(rm.list.rule+".read."+native, "no create or update call of %s writes a field %q: a key of read is a native path of the body, as the calls write it", sectionOf[rm.typ], native)
+		}
+	}
+	return nil
+}
+
+// writes reports whether a create or update call of rm has a body field at native.
+func (rm *resourceMapping) writes(native string) bool {
+	for _, ev := range []change.Event{change.Create, change.Update} {
+		for _, cl := range rm.calls[ev] {
+			for _, f := range cl.fields {
+				if f.native == native {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// itemPath is the gjson path at which a listed account holds field f: where the list's
+// "read" says, else the field's own native path.
+func (rm *resourceMapping) itemPath(f *field) string {
+	if rm.list != nil {
+		if p, ok := rm.list.read[f.native]; ok {
+			return p
+		}
+	}
+	return gjsonPathOf(f.comps)
 }
 
 // ListRequest builds the list call of the resource type; ok is false without one.
