@@ -194,7 +194,7 @@ func TestTargetFaults(t *testing.T) {
 		}
 	})
 
-	t.Run("success, 404 on update, 404 on delete", func(t *testing.T) {
+	t.Run("success, 404 on update (the account is made again), 404 on delete", func(t *testing.T) {
 		app.mode.Store("ok")
 		w := serve(t, g, "POST", "/scim/v2/Users", map[string]any{"userName": "ok@contoso.example"})
 		if w.Code != 201 {
@@ -210,15 +210,35 @@ func TestTargetFaults(t *testing.T) {
 		if native != r.NativeID {
 			t.Fatalf("id map %q, journal %q", native, r.NativeID)
 		}
+		// The app lost the account: the mapping is dropped and the user sent as a create,
+		// which this app answers with 404 too: an outage (never a 404 for Entra, which would
+		// re-create a user the directory still has and get 409, forever).
 		app.mode.Store("404")
 		w = serve(t, g, "PATCH", "/scim/v2/Users/"+id, `{"Operations":[{"op":"replace","path":"title","value":"CTO"}]}`)
-		if w.Code != 404 {
-			t.Fatalf("update of an account the app lost: %d (want 404 so Entra re-creates)", w.Code)
+		if w.Code != 503 || w.Header().Get("Retry-After") == "" {
+			t.Fatalf("update of an account the app lost, whose create fails: %d %s (want 503)", w.Code, w.Body)
 		}
 		w = serve(t, g, "GET", "/scim/v2/Users/"+id, nil)
 		if _, has := decodeJSON(t, w)["title"]; has {
 			t.Fatal("the directory changed although the app refused the update")
 		}
+		_ = g.store.View(func(tx *store.Tx) error {
+			if _, err := tx.NativeID("app/User", id); err == nil {
+				t.Error("the id map still holds the account the app lost")
+			}
+			return nil
+		})
+		app.mode.Store("ok")
+		w = serve(t, g, "PATCH", "/scim/v2/Users/"+id, `{"Operations":[{"op":"replace","path":"title","value":"CTO"}]}`)
+		if w.Code != 200 && w.Code != 204 {
+			t.Fatalf("Entra's retry: %d %s (want success: the account is made again)", w.Code, w.Body)
+		}
+		var again string
+		_ = g.store.View(func(tx *store.Tx) error { again, _ = tx.NativeID("app/User", id); return nil })
+		if again == "" || again == native {
+			t.Fatalf("the id map after the account was made again: %q (was %q)", again, native)
+		}
+		app.mode.Store("404")
 		w = serve(t, g, "DELETE", "/scim/v2/Users/"+id, nil)
 		if w.Code != 204 {
 			t.Fatalf("delete of an account the app no longer has: %d", w.Code)

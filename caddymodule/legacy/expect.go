@@ -60,6 +60,13 @@ func unproven(status int, format string, args ...any) *Error {
 	return &Error{Kind: KindUnproven, Status: status, Err: fmt.Errorf(format, args...), sent: true}
 }
 
+// Unproven is the error of an answer that met its call's expectation but proves nothing
+// to the caller who reads it (a lookup's answer without the list it names): why, with the
+// answer's media type and size, never its content.
+func Unproven(resp *Response, why error) *Error {
+	return unproven(resp.Status, "%w: %s", why, describe(mediaType(resp.Header.Get("Content-Type")), len(resp.Body)))
+}
+
 // checkAnswer decides what an answer means under x (nil x: the defaults).
 func checkAnswer(x *Expect, resp *Response, now time.Time) *Error {
 	if x == nil {

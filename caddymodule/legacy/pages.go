@@ -48,7 +48,8 @@ type Paging struct {
 	// CursorPath is the gjson path of the next cursor in the body (PageCursor).
 	CursorPath string
 	// ItemsPath is the gjson path of the page's list of items: an empty list ends
-	// page-number and offset paging, and an offset advances by its length.
+	// page-number and offset paging, and an offset advances by its length. A page
+	// without the list there ends the listing with an error.
 	ItemsPath string
 	// Start is the first page's number (PageNumber; default 1).
 	Start int
@@ -149,7 +150,8 @@ func (c *Client) nextPath(p Paging, path string, resp *Response, page, offset *i
 	count := -1
 	if p.ItemsPath != "" {
 		items := gjson.GetBytes(resp.Body, p.ItemsPath)
-		if !gjson.ValidBytes(resp.Body) || (items.Exists() && !items.IsArray()) {
+		if !gjson.ValidBytes(resp.Body) || !items.IsArray() {
+			// A page without its list (a proxy's {}) is no empty last page: it proves nothing.
 			return "", false, fmt.Errorf("legacy: the page's items at %q are not a list", p.ItemsPath)
 		}
 		count = len(items.Array())

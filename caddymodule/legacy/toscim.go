@@ -18,7 +18,8 @@ import (
 // 404s, so a backend outage or a credential problem of the gateway is always 503 with a
 // Retry-After, never passed through. Only answers about the object itself reach Entra as
 // such: 409 uniqueness, 400 invalidValue with the native message, and 404 on update-like
-// events (Entra then re-creates the object). 404 on delete and remove_members is success:
+// events (the engine takes the app's own not-found there as an account gone from the app,
+// and creates it again rather than answering 404). 404 on delete and remove_members is success:
 // what Entra wants gone is gone. resp is accepted so a call site can pass Do's results as
 // they are; everything ToSCIM needs (status, native message, Retry-After) is in the error.
 func ToSCIM(event change.Event, resp *Response, err error) (*scim.Error, time.Duration) {

@@ -409,19 +409,24 @@
 //
 //	"lookup": {"method": "GET", "path": "/api/v1/accounts?login={userName}", "id": "items.0.id"}
 //
-// Its "id" is required; a response where it matches nothing means "not found".
+// Its "id" is required. Only an answer that proves the account absent means "not found":
+// the id's path runs into a list that is there but has no such item ("items.0.id" and
+// {"items": []}), or the app answers its own "no such object" (expect.not_found). Any other
+// answer without the id ({} where the app answers with a list, not JSON, the app's 400 or
+// 5xx) is an outage, never a "not found" that would create a second account.
 //
 // A lookup may read a list instead: "items" is the gjson path of the answer's list, "id"
 // the native id's path within an item, and "match" the fields (gjson paths in an item) the
 // account's item holds, each a template like a URL's placeholders (compared
-// case-insensitively, the first matching item wins); with "paging" (see Lists) the pages
-// are read until one holds the account:
+// case-insensitively, the first matching item wins; the list must be there, and a matching
+// item must hold its id); with "paging" (see Lists) the pages are read until one holds the
+// account:
 //
 //	"lookup": {"method": "GET", "path": "/api/users", "items": "data", "id": "id",
 //	           "match": {"login": "{userName|lower}"}, "paging": {"type": "link", "max_pages": 50}}
 //
-// A lookup that cannot finish (a failed page, more pages than max_pages) is an outage, never
-// a "not found" that would create a second account.
+// A lookup that cannot finish (a failed page, a page without its list, more pages than
+// max_pages) is an outage, never a "not found" that would create a second account.
 //
 // # Lists
 //
@@ -444,7 +449,8 @@
 //	                                                  size) ends
 //
 // "max_pages" bounds a listing (default 100, at most 100000): reaching it is an error, never
-// a silent end. A page that leads back to itself is an error too.
+// a silent end. A page that leads back to itself is an error too, and so is a page without
+// its list at "items" (a proxy's {} is no empty page).
 //
 // "list_members" (groups only) lists the members of one group, page by page, for a
 // reconcile of memberships: the same options as "list", with the group's native id, {id},
@@ -479,8 +485,8 @@
 // state, the journal records what came back (its media type and size, not its content),
 // and Entra retries. The app's own 4xx errors reach Entra as SCIM errors (409 uniqueness,
 // 400 invalidValue); a 404 or 410 counts as "already gone" for a delete or a member
-// removal (and as 404 for an update, so that Entra re-creates) only when it is the app's
-// own not-found answer. An expectation, file-wide or per call:
+// removal, and as "the account is gone" for an update (the mapping is dropped and the
+// resource created again), only when it is the app's own not-found answer. An expectation, file-wide or per call:
 //
 //	{
 //	  "status": [200],                success statuses; default: any 2xx

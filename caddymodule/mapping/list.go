@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"iter"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/tidwall/gjson"
@@ -248,14 +249,22 @@ func listPages(ctx context.Context, c *legacy.Client, header http.Header, req *R
 	}
 }
 
-// yieldItems yields the accounts of one page; false when the caller stopped.
+// yieldItems yields the accounts of one page; false when the caller stopped, or when the
+// page proves nothing (not JSON, or without its list: a proxy's {} is no empty page), which
+// ends the listing with an error, never as a page without accounts.
 func yieldItems(body []byte, itemsPath, idPath string, yield func(Account, error) bool) bool {
 	if !gjson.ValidBytes(body) {
-		return yield(Account{}, errors.New("a list page is not valid JSON"))
+		yield(Account{}, errors.New("a list page is not valid JSON"))
+		return false
 	}
 	items := gjson.GetBytes(body, itemsPath)
-	if items.Exists() && !items.IsArray() {
-		return yield(Account{}, fmt.Errorf("a list page's items at %q are not a list", itemsPath))
+	switch {
+	case !items.Exists():
+		yield(Account{}, fmt.Errorf("a list page has no list at %q", itemsPath))
+		return false
+	case !items.IsArray():
+		yield(Account{}, fmt.Errorf("a list page's items at %q are not a list", itemsPath))
+		return false
 	}
 	goOn := true
 	items.ForEach(func(_, item gjson.Result) bool {
@@ -294,25 +303,121 @@ func (c *compiler) compileMatch(cl *call, match map[string]string) error {
 
 // FindID reads a lookup's answer (one page of it): the native id at IDPath, or, with
 // ItemsPath, the id of the first item that holds every Match value. found is false when
-// the answer names no such account.
-func (r *Request) FindID(body []byte) (id string, found bool) {
+// the answer proves that the app has no such account: with ItemsPath, the list is there
+// (a JSON list) and no item matches; without it, the id's path runs into a list that is
+// there but has no such item (IDPath "items.0.id" and an answer {"items": []}). Any other
+// answer proves nothing (it is not JSON, the list is absent or not a list, {} where the
+// app answers with the account, a matching item without a usable id): err says why, and
+// the caller must take it as an outage, never as "not found", which would create a second
+// account.
+func (r *Request) FindID(body []byte) (id string, found bool, err error) {
+	if !gjson.ValidBytes(body) {
+		return "", false, errors.New("the lookup's answer is not JSON")
+	}
 	if r.ItemsPath == "" {
 		id, err := ExtractID(body, r.IDPath)
-		return id, err == nil
+		switch {
+		case err == nil:
+			return id, true, nil
+		case provesAbsent(gjson.ParseBytes(body), splitGJSONPath(r.IDPath)):
+			return "", false, nil
+		}
+		return "", false, fmt.Errorf("the lookup's answer neither names an account nor shows an empty list: %w", err)
 	}
-	if !gjson.ValidBytes(body) {
-		return "", false
+	items := gjson.GetBytes(body, r.ItemsPath)
+	switch {
+	case !items.Exists():
+		return "", false, fmt.Errorf("the lookup's answer has no list at %q", r.ItemsPath)
+	case !items.IsArray():
+		return "", false, fmt.Errorf("the lookup's answer at %q is %s, not a list", r.ItemsPath, gjsonTypeName(items))
 	}
-	gjson.GetBytes(body, r.ItemsPath).ForEach(func(_, item gjson.Result) bool {
+	items.ForEach(func(_, item gjson.Result) bool {
 		for path, want := range r.Match {
 			if !strings.EqualFold(item.Get(path).String(), want) {
 				return true
 			}
 		}
-		var err error
 		id, err = ExtractID([]byte(item.Raw), r.IDPath)
-		found = err == nil
-		return !found
+		if err != nil {
+			err = fmt.Errorf("the lookup's answer lists the account without a usable id: %w", err)
+			return false
+		}
+		found = true
+		return false
 	})
-	return id, found
+	if err != nil {
+		return "", false, err
+	}
+	return id, found, nil
+}
+
+// provesAbsent reports whether a JSON answer without a value at the path comps proves
+// that there is none: walking the path, it reaches a list that is there, with no item at
+// the index the path names (or none that a #(...) query of the path selects). A path that
+// breaks at an absent key, or at a component this walk does not follow (a wildcard, a
+// modifier), proves nothing.
+func provesAbsent(cur gjson.Result, comps []string) bool {
+	for _, comp := range comps {
+		switch {
+		case cur.IsArray() && isIndex(comp):
+			n, err := strconv.Atoi(comp)
+			list := cur.Array()
+			if err != nil || n >= len(list) {
+				return err == nil
+			}
+			cur = list[n]
+		case cur.IsArray() && strings.HasPrefix(comp, "#(") && strings.HasSuffix(comp, ")"):
+			next := cur.Get(comp)
+			if !next.Exists() {
+				return true
+			}
+			cur = next
+		case cur.IsObject() && !strings.ContainsAny(comp, "*?@#|"):
+			cur = cur.Get(comp)
+			if !cur.Exists() {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return false
+}
+
+// isIndex reports whether a path component is a list index.
+func isIndex(comp string) bool {
+	if comp == "" {
+		return false
+	}
+	for _, c := range comp {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// splitGJSONPath splits a gjson path at its separating dots: not an escaped one (\.) nor
+// one inside a #(...) query or a quoted string. Each component keeps its escapes, as
+// gjson.Result.Get reads it.
+func splitGJSONPath(p string) []string {
+	var out []string
+	depth, quoted, start := 0, false, 0
+	for i := 0; i < len(p); i++ {
+		switch c := p[i]; {
+		case c == '\\':
+			i++
+		case c == '"':
+			quoted = !quoted
+		case quoted:
+		case c == '(':
+			depth++
+		case c == ')' && depth > 0:
+			depth--
+		case c == '.' && depth == 0:
+			out = append(out, p[start:i])
+			start = i + 1
+		}
+	}
+	return append(out, p[start:])
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
@@ -123,13 +124,92 @@ func TestLookupMatch(t *testing.T) {
 		t.Fatal(ok, err)
 	}
 	page := []byte(`{"data":[{"key":1,"login":"ada@x.example","org":{"code":"US"}},{"key":2,"login":"ADA@x.example","org":{"code":"eu"}}]}`)
-	if id, found := req.FindID(page); !found || id != "2" {
-		t.Fatalf("FindID: %q, %v", id, found)
+	if id, found, err := req.FindID(page); !found || id != "2" || err != nil {
+		t.Fatalf("FindID: %q, %v, %v", id, found, err)
 	}
-	if _, found := req.FindID([]byte(`{"data":[{"key":1,"login":"bob"}]}`)); found {
-		t.Fatal("found an account that does not match")
+	if _, found, err := req.FindID([]byte(`{"data":[{"key":1,"login":"bob"}]}`)); found || err != nil {
+		t.Fatalf("found an account that does not match (%v)", err)
 	}
 	if _, _, err := m.LookupRequest(scim.UserType, resource(t, `{"id":"s"}`)); err == nil {
 		t.Fatal("a lookup without the value to match was built")
+	}
+}
+
+// TestLookupAnswersThatProveNothing: a lookup's answer says "no such account" only when it
+// proves it (the list is there and names none; a single object's id runs into a list that
+// is there and empty); anything else is an error, never "not found".
+func TestLookupAnswersThatProveNothing(t *testing.T) {
+	list := mustParse(t, `{"version": 1, "users": {"events": {}, "lookup": {"method": "GET", "path": "/u", "items": "data.users", "id": "uid",
+		"match": {"login": "{userName}"}}}}`)
+	single := mustParse(t, `{"version": 1, "users": {"events": {}, "lookup": {"method": "GET", "path": "/u", "id": "data.users.0.uid"}}}`)
+	bare := mustParse(t, `{"version": 1, "users": {"events": {}, "lookup": {"method": "GET", "path": "/u", "id": "user.id"}}}`)
+	query := mustParse(t, `{"version": 1, "users": {"events": {}, "lookup": {"method": "GET", "path": "/u", "id": "users.#(login==\"ada\").id"}}}`)
+	ada := resource(t, `{"id":"s","userName":"ada"}`)
+	cases := []struct {
+		m       *Mapping
+		body    string
+		id      string
+		found   bool
+		unknown bool
+	}{
+		{list, `{"data":{"users":[{"uid":"u1","login":"ada"}]}}`, "u1", true, false},
+		{list, `{"data":{"users":[{"uid":"u1","login":"bob"}]}}`, "", false, false},
+		{list, `{"data":{"users":[]}}`, "", false, false},
+		{list, `{}`, "", false, true},
+		{list, `{"data":{}}`, "", false, true},
+		{list, `{"data":{"users":null}}`, "", false, true},
+		{list, `{"data":{"users":"none"}}`, "", false, true},
+		{list, `{"data":{"users":{"uid":"u1","login":"ada"}}}`, "", false, true},
+		{list, `<html></html>`, "", false, true},
+		{list, `{"data":{"users":[{"login":"ada"}]}}`, "", false, true}, // the account, without its id
+		{single, `{"data":{"users":[{"uid":"u1"}]}}`, "u1", true, false},
+		{single, `{"data":{"users":[]}}`, "", false, false},
+		{single, `{}`, "", false, true},
+		{single, `{"data":{"users":[{"name":"x"}]}}`, "", false, true},
+		{single, `{"data":{"users":{}}}`, "", false, true},
+		{bare, `{"user":{"id":7}}`, "7", true, false},
+		{bare, `{}`, "", false, true}, // only the app's own not-found says there is none
+		{query, `{"users":[{"login":"bob","id":1}]}`, "", false, false},
+		{query, `{"users":[{"login":"ada","id":2}]}`, "2", true, false},
+		{query, `{}`, "", false, true},
+	}
+	for i, c := range cases {
+		req, _, err := c.m.LookupRequest(scim.UserType, ada)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, found, err := req.FindID([]byte(c.body))
+		if id != c.id || found != c.found || (err != nil) != c.unknown {
+			t.Errorf("%d %s: %q, %v, %v; want %q, %v, error %v", i, c.body, id, found, err, c.id, c.found, c.unknown)
+		}
+	}
+}
+
+// TestListPageWithoutItems: a list page without its list (a proxy's {}) ends the listing
+// with an error, never as a page of no accounts (a reconcile would call every account
+// missing).
+func TestListPageWithoutItems(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{}`)
+	}))
+	t.Cleanup(srv.Close)
+	c, err := legacy.New(legacy.Options{BaseURL: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, paging := range []string{`null`, `{"type": "page", "param": "page", "size": 2}`, `{"type": "link"}`} {
+		m := mustParse(t, `{"version": 1, "users": {"events": {},
+			"list": {"method": "GET", "path": "/users", "items": "items", "id": "id", "paging": `+paging+`}}}`)
+		var errs []error
+		for acc, err := range m.Accounts(context.Background(), c, nil, scim.UserType) {
+			if err == nil {
+				t.Fatalf("%s: an account from {}: %+v", paging, acc)
+			}
+			errs = append(errs, err)
+		}
+		if len(errs) != 1 || !strings.Contains(errs[0].Error(), "no list") {
+			t.Fatalf("%s: %v, want one error saying the page has no list", paging, errs)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -347,6 +348,11 @@ func (e *Engine) decideView(j *job) (*plan, error) {
 				// be made again when the flow resumes.
 				p.progress = decodeProgress(tx.Progress(t.mapKey(p.typ), progressKey(p)))
 			}
+		} else if t != nil && p.after != nil && p.nativeID == "" && !asIs {
+			// A resource without an account, whose change may make it (catchUp): an earlier
+			// attempt whose answer was lost left it listed, and the account is adopted.
+			_, listed := tx.Adoption(t.Name, p.typ, SubjectOf(p.typ, p.after))
+			p.adopt = listed || e.shared.unrecordedAdoption(e.adoptionKey(p))
 		}
 		if e.policy != nil {
 			p.memberRefs = policy.Members{Add: memberRefs(tx, p.added), Remove: memberRefs(tx, p.removed)}
@@ -397,7 +403,7 @@ func (e *Engine) deliver(j *job, p *plan, d policy.Decision) (*plan, error) {
 	}
 	done, err := e.commit(j, p, outcome)
 	switch {
-	case err != nil && res.nativeID != "" && !res.dryRun && p.before == nil:
+	case err != nil && res.nativeID != "" && !res.dryRun && (p.before == nil || res.caughtUp):
 		// The app has the account but the directory could not record it: let Entra's
 		// retry adopt it rather than create a second one.
 		e.listAdoption(j, p)
@@ -411,7 +417,38 @@ func (e *Engine) deliver(j *job, p *plan, d policy.Decision) (*plan, error) {
 // intent and makes the native calls; the journal's trail gets the calls and why some were
 // not made. On success the caller releases the result (role locks) after its commit. A failure leaves what the retry needs: a create that may have reached the app
 // listed for adoption, the calls of a flow made so far kept with the resource.
+//
+// When the app answers an update of the resource's account (update, deactivate,
+// reactivate) with its own "no such object", the account is gone while the directory still
+// maps it: answering 404 would never converge (Entra's re-create meets the directory's
+// resource, 409, and its next change the same 404). The mapping is dropped instead
+// (dropGoneAccount), and the change goes on as one of a resource without an account: a
+// create with the resource's new state (catchUp), under an intent of its own and adopted
+// like any create whose answer is lost. A deactivation needs no account: the user is
+// inactive and has none, which is what Entra asked for.
 func (e *Engine) send(j *job, p *plan, d policy.Decision) (*syncResult, error) {
+	res, err := e.sendOnce(j, p, d)
+	var ne *nativeError
+	if !errors.As(err, &ne) || !ne.gone {
+		return res, err
+	}
+	gone := p.nativeID
+	if err := e.dropGoneAccount(j, p, ne); err != nil {
+		return nil, err
+	}
+	why := "account " + gone + " was gone from " + e.target.Name + " (its own \"no such object\" answered the change): the mapping to it was dropped"
+	if p.typ == scim.UserType && change.Has(p.events, change.Deactivate) {
+		e.noteReasons(j.trail, why+"; the user is inactive, so no account is made for it (a later change that needs one makes it)")
+		return &syncResult{}, nil
+	}
+	if res, err = e.sendOnce(j, p, d); err == nil {
+		e.noteReasons(j.trail, why+", and the change was sent as a create")
+	}
+	return res, err
+}
+
+// sendOnce is one attempt of send: shape, intent, calls.
+func (e *Engine) sendOnce(j *job, p *plan, d policy.Decision) (*syncResult, error) {
 	np, clearsManager, err := e.shape(j, p, d)
 	if err != nil {
 		return nil, err
@@ -422,7 +459,7 @@ func (e *Engine) send(j *job, p *plan, d policy.Decision) (*syncResult, error) {
 	ctx, cancel := e.flowContext(j.req.ctx())
 	defer cancel()
 	if !e.target.DryRun && e.anyMapped(np) {
-		intent, err := e.prepareIntent(ctx, j)
+		intent, err := e.prepareIntent(ctx, j, e.catchesUp(np))
 		if err != nil {
 			return nil, err
 		}
@@ -438,6 +475,65 @@ func (e *Engine) send(j *job, p *plan, d policy.Decision) (*syncResult, error) {
 	}
 	res, err := e.syncNative(ctx, np)
 	return e.afterCalls(j, p, res, err, clearsManager)
+}
+
+// dropGoneAccount records that the account the directory maps resource p to is gone from
+// the app (its own "no such object" answered the change's calls, ne): the id map entry,
+// the account's mark and the flow's progress are dropped, with a record (action
+// reconcile, the request's id, the old native id and the calls) that says so and closes
+// the change's intent. p is left as a resource without an account.
+func (e *Engine) dropGoneAccount(j *job, p *plan, ne *nativeError) error {
+	t := e.target
+	key := t.mapKey(p.typ)
+	rec := &journal.Record{
+		RequestID:    j.req.ID,
+		Part:         j.trail.part,
+		Client:       j.req.Client,
+		Action:       change.ActionReconcile,
+		ResourceType: p.typ,
+		SCIMID:       p.id,
+		Subject:      j.trail.Subject,
+		Target:       t.Name,
+		NativeID:     p.nativeID,
+		Outcome:      change.Applied,
+		Calls:        ne.calls,
+		Error:        fmt.Sprintf("account %s is gone from %s (its own \"no such object\" answered the change's call): the mapping to it was dropped", p.nativeID, t.Name),
+	}
+	if n := len(ne.calls); n > 0 {
+		last := ne.calls[n-1]
+		rec.Backend = &last
+	}
+	prepared, err := e.journal.Prepare(rec)
+	if err != nil {
+		return err
+	}
+	err = e.store.Update(func(tx *store.Tx) error {
+		if cur, err := tx.NativeID(key, p.id); err == nil && cur == p.nativeID {
+			if err := tx.DeleteNativeID(key, p.id); err != nil {
+				return err
+			}
+			if tx.Mark(key, p.id) != change.MarkNone {
+				if err := tx.SetMark(key, p.id, change.MarkNone); err != nil {
+					return err
+				}
+			}
+		}
+		if len(p.progress) > 0 {
+			if err := tx.SetProgress(key, progressKey(p), nil); err != nil {
+				return err
+			}
+		}
+		return e.journal.AppendPrepared(tx.KV(), prepared)
+	})
+	if err != nil {
+		return err
+	}
+	e.logger.Warn("an account the directory maps is gone from the app; the mapping was dropped",
+		zap.String("request_id", j.req.ID), zap.String("target", t.Name), zap.String("resource_type", p.typ),
+		zap.String("scim_id", p.id), zap.String("native_id", p.nativeID))
+	p.nativeID, p.mark, p.progress = "", change.MarkNone, nil
+	j.trail.nativeID = ""
+	return nil
 }
 
 // shape applies the policy's decision to plan p for the app (shapeForApp), notes it in the
@@ -482,9 +578,14 @@ func (e *Engine) shape(j *job, p *plan, d policy.Decision) (*plan, bool, error) 
 }
 
 // prepareIntent prepares the record of j's intent (outcome pending), owned by this gateway
-// on a shared store.
-func (e *Engine) prepareIntent(ctx context.Context, j *job) (*journal.Prepared, error) {
+// on a shared store; creates says that the calls make the resource's account.
+func (e *Engine) prepareIntent(ctx context.Context, j *job, creates bool) (*journal.Prepared, error) {
 	rec := e.record(j.req, j.trail, change.Pending, 0, "")
+	if creates && !change.Has(rec.Events, change.Create) {
+		// A change that makes the resource's account (catchUp): its intent says so, so that
+		// after a crash the account it may have made is adopted, not made twice (closeIntent).
+		rec.Events = append([]change.Event{change.Create}, rec.Events...)
+	}
 	if err := e.ownIntent(ctx, rec); err != nil {
 		return nil, err
 	}
@@ -501,7 +602,7 @@ func (e *Engine) afterCalls(j *job, p *plan, res *syncResult, err error, clearsM
 		var ne *nativeError
 		if errors.As(err, &ne) {
 			tr.noteCalls(ne.calls)
-			if p.before == nil && ne.mayHaveActed {
+			if (p.before == nil || res.caughtUp) && ne.mayHaveActed {
 				// The app may have made the account: Entra's retry looks it up first.
 				e.listAdoption(j, p)
 			}
@@ -521,13 +622,19 @@ func (e *Engine) afterCalls(j *job, p *plan, res *syncResult, err error, clearsM
 	if clearsManager {
 		reasons = append(reasons, "the account in "+t.Name+" still linked a manager deleted earlier: this change sends the manager (none)")
 	}
-	if len(reasons) > 0 {
-		if tr.decision == nil {
-			tr.decision = &journal.Decision{Allow: true}
-		}
-		tr.decision.Reasons = append(slices.Clone(tr.decision.Reasons), reasons...)
-	}
+	e.noteReasons(tr, reasons...)
 	return res, nil
+}
+
+// noteReasons adds to the record's decision why the calls were made as they were.
+func (e *Engine) noteReasons(tr *Trail, reasons ...string) {
+	if len(reasons) == 0 {
+		return
+	}
+	if tr.decision == nil {
+		tr.decision = &journal.Decision{Allow: true}
+	}
+	tr.decision.Reasons = append(slices.Clone(tr.decision.Reasons), reasons...)
 }
 
 // commit commits plan p with the outcome record in a transaction shared with concurrent
@@ -653,8 +760,9 @@ func (e *Engine) updateAccount(tx *store.Tx, p, p2 *plan) error {
 		}
 		return nil
 	}
-	if p.adopt && !p.skipped {
-		// The create reached its end: adopted, or made after a lookup found nothing.
+	if p.adopt && !p.skipped && (p.before == nil || p.newNativeID != "") {
+		// The create reached its end: adopted, or made after a lookup found nothing (a
+		// change of a resource without an account that made none leaves it listed).
 		if err := tx.DeleteAdoption(e.target.Name, p2.typ, SubjectOf(p2.typ, p2.after)); err != nil {
 			return err
 		}

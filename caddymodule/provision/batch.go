@@ -185,7 +185,7 @@ func (e *Engine) sendBatch(ctx context.Context, items []*batchItem, reports []ou
 func (e *Engine) journalIntents(ctx context.Context, items []*batchItem) (kept []*batchItem, alone []int) {
 	var ready []*batchItem
 	for _, it := range items {
-		intent, err := e.prepareIntent(ctx, it.j)
+		intent, err := e.prepareIntent(ctx, it.j, false)
 		if err != nil {
 			alone = append(alone, it.at)
 			continue

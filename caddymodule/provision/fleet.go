@@ -353,7 +353,9 @@ func (e *Engine) closeIntent(in *journal.Record, now time.Time) (bool, error) {
 		if err != nil || !open || seq != in.Seq {
 			return err
 		}
-		if (in.Action == change.ActionCreate || in.Action == change.ActionDeliver && change.Has(in.Events, change.Create)) && in.Subject != "" {
+		// A create, a delivery with one, or a change that makes the account of a resource
+		// without one (its intent's events hold create, see prepareIntent).
+		if (in.Action == change.ActionCreate || change.Has(in.Events, change.Create)) && in.Subject != "" {
 			if err := tx.SetAdoption(t.Name, in.ResourceType, in.Subject, in.Seq); err != nil {
 				return err
 			}

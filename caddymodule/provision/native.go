@@ -60,6 +60,9 @@ type nativeError struct {
 	// mayHaveActed: the call may have reached the app and nothing says the app refused it
 	// (a timeout, a dropped connection, a 5xx, an answer that proves nothing).
 	mayHaveActed bool
+	// gone: the app answered an update of the resource's account with its own "no such
+	// object": the account the directory maps is gone (see send).
+	gone bool
 	// made are the calls of the change made before the failure that may not be repeated.
 	made sentCalls
 }
@@ -208,7 +211,8 @@ func (e *Engine) syncNative(ctx context.Context, p *plan) (*syncResult, error) {
 					if se == nil { // e.g. 404 on delete: already gone
 						continue
 					}
-					return res, res.failure(&nativeError{scim: se, retryAfter: retryAfter, cause: err, mayHaveActed: le != nil && le.MayHaveActed()})
+					gone := le != nil && le.NotFound && updatesAccount(ev) && p.after != nil && p.nativeID != "" && in.NativeID == p.nativeID
+					return res, res.failure(&nativeError{scim: se, retryAfter: retryAfter, cause: err, mayHaveActed: le != nil && le.MayHaveActed(), gone: gone})
 				}
 				res.sent.add(r)
 				if !r.Idempotent {
@@ -328,28 +332,53 @@ func (e *Engine) startState(p *plan, events []change.Event) []change.Event {
 	return out
 }
 
+// updatesAccount reports whether an event changes the resource's own account (its
+// attributes or its state), which its own "no such object" says is gone.
+func updatesAccount(ev change.Event) bool {
+	return ev == change.Update || ev == change.Deactivate || ev == change.Reactivate
+}
+
 // catchUp turns the attribute events of a resource that has no account in the app (it
-// existed before the target was configured, or a dry run preceded) into a create, so the
-// app gets the account on the resource's next change instead of never.
+// existed before the target was configured, a dry run preceded, or its account was gone
+// from the app) into a create, so the app gets the account on the resource's next change
+// instead of never.
 func (e *Engine) catchUp(p *plan, res *syncResult, events []change.Event) []change.Event {
+	out, caught := e.catchUpEvents(p, events)
+	if caught {
+		res.caughtUp = true
+	}
+	return out
+}
+
+// catchUpEvents is catchUp's decision: the events to send, and whether they create the
+// account of a resource without one.
+func (e *Engine) catchUpEvents(p *plan, events []change.Event) ([]change.Event, bool) {
 	if p.before == nil || p.after == nil || p.nativeID != "" || !e.target.Mapping.Has(p.typ, change.Create) {
-		return events
+		return events, false
 	}
 	out := []change.Event{change.Create}
 	caught := false
 	for _, ev := range events {
-		switch ev {
-		case change.Update, change.Deactivate, change.Reactivate:
+		switch {
+		case updatesAccount(ev):
 			caught = true // the create carries the current attributes and state
 		default:
 			out = append(out, ev)
 		}
 	}
 	if !caught {
-		return events
+		return events, false
 	}
-	res.caughtUp = true
-	return out
+	return out, true
+}
+
+// catchesUp reports whether the calls of p create the account of a resource without one.
+func (e *Engine) catchesUp(p *plan) bool {
+	if e.rolesOf() != nil && p.typ == scim.GroupType {
+		return false // a group that is a role has no account
+	}
+	_, caught := e.catchUpEvents(p, nativeEvents(p.events))
+	return caught
 }
 
 // catchUpJob is one add_members call of a membership catch-up: a group and the members to

@@ -276,7 +276,7 @@ func (e *Engine) Deliver(ctx context.Context, tasks []*outbox.Task) outbox.Repor
 		if err = e.commitDelivery(j, p, tasks, res); err == nil {
 			return outbox.Report{Done: true}
 		}
-		if res.nativeID != "" && !res.dryRun && p.before == nil {
+		if res.nativeID != "" && !res.dryRun && (p.before == nil || res.caughtUp) {
 			e.listAdoption(j, p) // the app made the account; the next attempt adopts it
 		}
 	}
@@ -300,7 +300,9 @@ func (e *Engine) taskPlan(ctx context.Context, t *outbox.Task) (*job, *plan, err
 		p.nativeID, _ = tx.NativeID(key, p.id)
 		p.mark = tx.Mark(key, p.id)
 		p.progress = decodeProgress(tx.Progress(key, p.id))
-		if p.before == nil && p.after != nil {
+		if p.after != nil && (p.before == nil || p.nativeID == "") {
+			// A create, or a change that may make the account of a resource without one
+			// (catchUp): an earlier attempt whose answer was lost left it listed.
 			_, listed := tx.Adoption(e.target.Name, p.typ, SubjectOf(p.typ, p.after))
 			p.adopt = listed || e.shared.unrecordedAdoption(e.adoptionKey(p))
 		}

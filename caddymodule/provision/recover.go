@@ -9,10 +9,10 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
-	"github.com/scimgate/scimgate/caddymodule/change"
 	"github.com/scimgate/scimgate/caddymodule/journal"
 	"github.com/scimgate/scimgate/caddymodule/legacy"
 	"github.com/scimgate/scimgate/caddymodule/mapping"
@@ -90,7 +90,8 @@ func scanRecords(j *journal.Journal, q journal.Query, fn func(*journal.Record)) 
 }
 
 // adoptExisting looks up, by the mapping's lookup call, the account an unfinished create
-// may have left in the app. It returns the account's native id, or "" to create it.
+// may have left in the app. It returns the account's native id, or "" to create it: only
+// when the app's answer proves there is none (see lookupAccount).
 func (e *Engine) adoptExisting(ctx context.Context, p *plan, res *syncResult) (string, error) {
 	t := e.target
 	if !p.adopt {
@@ -100,51 +101,71 @@ func (e *Engine) adoptExisting(ctx context.Context, p *plan, res *syncResult) (s
 	if err != nil || !ok {
 		return "", err
 	}
-	lr := legacy.Request{Method: req.Method, Path: req.Path, Header: t.withHeaders(req.Header), Idempotent: true, Expect: req.Expect}
-	if req.Paging != nil {
-		return e.lookupPages(ctx, lr, req, res)
-	}
-	resp, err := t.Client.Do(ctx, lr)
-	res.noteCall(req.Method, req.Path, resp, err)
-	if err != nil {
-		return "", lookupError(resp, err, res)
-	}
-	if id, found := req.FindID(resp.Body); found {
-		return id, nil
-	}
-	return "", nil // not there: the app never applied the create
+	what := fmt.Sprintf("the lookup of %s %q (which tells whether an earlier attempt of its create made the account)", strings.ToLower(p.typ), SubjectOf(p.typ, p.after))
+	return e.lookupAccount(ctx, req, what, res)
 }
 
-// lookupPages is a lookup that follows pages until one gives the id. A listing that
-// ends without it says the account is not there; one that fails or runs past its
-// max_pages says nothing, which is an outage (never a second account).
-func (e *Engine) lookupPages(ctx context.Context, lr legacy.Request, req *mapping.Request, res *syncResult) (string, error) {
-	for resp, err := range e.target.Client.Pages(ctx, lr, *req.Paging) {
-		if resp != nil || errors.As(err, new(*legacy.Error)) {
+// lookupAccount makes a lookup call (following its pages until one names the account) and
+// returns the native id it finds, or "" when the app's answers prove there is none: every
+// page is well formed and names no such account (see mapping.Request.FindID), or the app
+// answers its own "no such object". Anything else says nothing about the account and is
+// an outage, never a "not found" that would create a second account: a failed call, the
+// app's other errors (its 400 included: a lookup is no change the app could refuse), an
+// answer that proves nothing ({} where the app answers with a list), a listing that runs
+// past its max_pages. The outage (503 with Retry-After) names the lookup (what), and every
+// call is in res with what came back.
+func (e *Engine) lookupAccount(ctx context.Context, req *mapping.Request, what string, res *syncResult) (string, error) {
+	t := e.target
+	lr := legacy.Request{Method: req.Method, Path: req.Path, Header: t.withHeaders(req.Header), Idempotent: true, Expect: req.Expect}
+	pages := func(yield func(*legacy.Response, error) bool) {
+		if req.Paging == nil {
+			resp, err := t.Client.Do(ctx, lr)
+			yield(resp, err)
+			return
+		}
+		t.Client.Pages(ctx, lr, *req.Paging)(yield)
+	}
+	for resp, err := range pages {
+		var le *legacy.Error
+		if err == nil {
+			id, found, ferr := req.FindID(resp.Body)
+			if ferr == nil {
+				res.noteCall(req.Method, req.Path, resp, nil)
+				if found {
+					return id, nil
+				}
+				continue // not on this page
+			}
+			err = legacy.Unproven(resp, ferr)
+		}
+		if resp != nil || errors.As(err, &le) {
 			res.noteCall(req.Method, req.Path, resp, err)
 		}
-		if err != nil {
-			return "", lookupError(resp, err, res)
+		if errors.As(err, &le) && le.NotFound {
+			return "", nil // the app's own "no such object"
 		}
-		if id, found := req.FindID(resp.Body); found {
-			return id, nil
-		}
+		return "", res.failure(lookupOutage(t.Name, req, what, err))
 	}
 	return "", nil
 }
 
-// lookupError is the outcome of a lookup that failed: nothing for the app's own "no
-// such object", an outage otherwise.
-func lookupError(resp *legacy.Response, err error, res *syncResult) error {
-	if !errors.As(err, new(*legacy.Error)) {
-		return &nativeError{scim: scim.Errorf(http.StatusServiceUnavailable, "", "looking up an account an earlier attempt may have made: %v; retry later", err),
-			retryAfter: legacy.DefaultOutageRetryAfter, calls: res.calls, cause: err}
+// lookupOutage is the outage of a lookup that proved nothing: 503 with the app's
+// Retry-After, else the default, naming the lookup and how it failed (never the answer's
+// content, nor the URL's query).
+func lookupOutage(target string, req *mapping.Request, what string, err error) *nativeError {
+	cause := err.Error()
+	retryAfter := legacy.DefaultOutageRetryAfter
+	var le *legacy.Error
+	if errors.As(err, &le) {
+		cause = le.Cause()
+		if le.RetryAfter > 0 {
+			retryAfter = le.RetryAfter
+		}
 	}
-	se, _ := legacy.ToSCIM(change.Update, resp, err)
-	if se == nil {
-		return nil
-	}
-	return &nativeError{scim: se, retryAfter: legacy.DefaultOutageRetryAfter, calls: res.calls, cause: err}
+	retryAfter = (retryAfter + time.Second - 1).Truncate(time.Second)
+	se := scim.Errorf(http.StatusServiceUnavailable, "", "%s in %s (%s %s) failed: %s; nothing was created or changed; retry later",
+		what, target, req.Method, redactURL(req.Path), cause)
+	return &nativeError{scim: se, retryAfter: retryAfter, cause: err}
 }
 
 // adoptionKey names a create to adopt in memory (see Shared.holdAdoption).

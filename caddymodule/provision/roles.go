@@ -2,7 +2,6 @@ package provision
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -148,24 +147,9 @@ func (e *Engine) findRole(ctx context.Context, p *plan, res *syncResult) (string
 		res.calls = append(res.calls, journal.BackendCall{Method: req.Method, URL: redactURL(req.Path)})
 		return p.role, nil
 	}
-	resp, err := t.call(ctx, *req)
-	res.noteCall(req.Method, req.Path, resp, err)
-	if err != nil {
-		se, retryAfter := legacy.ToSCIM(change.Update, resp, err)
-		if se == nil || se.Status == http.StatusNotFound {
-			return "", nil // the app's own "no such role"
-		}
-		return "", res.failure(&nativeError{scim: se, retryAfter: retryAfter, cause: err})
-	}
-	if !json.Valid(resp.Body) {
-		return "", res.failure(&nativeError{scim: scim.Errorf(http.StatusServiceUnavailable, "", "%s answered the role lookup of group %s with something that is not JSON; retry later", t.Name, p.id),
-			retryAfter: legacy.DefaultOutageRetryAfter, cause: errors.New("the role lookup's answer is not JSON")})
-	}
-	id, err := mapping.ExtractID(resp.Body, req.IDPath)
-	if err != nil {
-		return "", nil // it matches nothing: no such role
-	}
-	return id, nil
+	// Its answer must prove that the role is there or not (a {} proves nothing): "no such
+	// role" when it is not, an outage otherwise (see lookupAccount).
+	return e.lookupAccount(ctx, req, fmt.Sprintf("the role lookup of group %s (%q)", p.id, SubjectOf(p.typ, p.after)), res)
 }
 
 // roleJobs reads, from the directory as the change of group p leaves it, the whole list of
