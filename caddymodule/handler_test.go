@@ -20,6 +20,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/scimgate/scimgate/caddymodule/scim"
 )
@@ -613,6 +614,36 @@ func TestHandlerMutabilityAndRequired(t *testing.T) {
 	// PUT with the same id in the body is fine.
 	w := serve(t, g, http.MethodPut, itBase+"/Users/"+userID, map[string]any{"id": userID, "userName": "mutability@contoso.example", "displayName": "Same"})
 	itWantOK(t, w, http.StatusOK)
+}
+
+// TestGroupVersionMovesWhenAMemberIsDeleted: deleting a user changes the groups it was in
+// (their members), so each answers a new ETag and meta.lastModified, and a PUT with the
+// ETag read before fails with 412 instead of writing back the member list it was built
+// from. (The groups attribute of a user is computed from the groups and does not move the
+// user's version; the README says so.)
+func TestGroupVersionMovesWhenAMemberIsDeleted(t *testing.T) {
+	g := newTestGateway(t, nil)
+	a := itPostID(t, g, "/Users", map[string]any{"userName": "etag-a@contoso.example"})
+	b := itPostID(t, g, "/Users", map[string]any{"userName": "etag-b@contoso.example"})
+	grp := itPost(t, g, "/Groups", map[string]any{"displayName": "etag-g", "members": []any{map[string]any{"value": a}, map[string]any{"value": b}}})
+	gid := grp["id"].(string)
+	meta := grp["meta"].(map[string]any)
+	etag, modified := meta["version"].(string), meta["lastModified"].(string)
+	time.Sleep(2 * time.Millisecond) // lastModified has millisecond precision at least
+	if w := serve(t, g, http.MethodDelete, itBase+"/Users/"+b, nil); w.Code != http.StatusNoContent {
+		t.Fatalf("delete: %d %s", w.Code, w.Body)
+	}
+	w := serve(t, g, http.MethodGet, itBase+"/Groups/"+gid, nil)
+	after := itWantOK(t, w, http.StatusOK)
+	meta = after["meta"].(map[string]any)
+	if w.Header().Get("ETag") == etag || meta["version"] == etag || meta["lastModified"] == modified {
+		t.Fatalf("the group lost a member and kept version %v, lastModified %v", meta["version"], meta["lastModified"])
+	}
+	if members, _ := after["members"].([]any); len(members) != 1 {
+		t.Fatalf("members %v, want only %s", after["members"], a)
+	}
+	put := map[string]any{"displayName": "etag-g", "members": []any{map[string]any{"value": a}, map[string]any{"value": b}}}
+	itWantError(t, serve(t, g, http.MethodPut, itBase+"/Groups/"+gid, put, "If-Match", etag), http.StatusPreconditionFailed, "")
 }
 
 func TestHandlerPreconditionsAndMissing(t *testing.T) {

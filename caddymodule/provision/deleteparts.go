@@ -42,8 +42,13 @@ import (
 
 // reportWeight is what a manager's report counts against a part's edges: its record, its
 // index entry, its mark and its cascade record (4 operations), where an edge and its
-// reverse are 2 (3 with a role's withheld mark).
-const reportWeight = 2
+// reverse are 2 (3 with a role's withheld mark). groupWeight is a membership of the
+// deleted resource in a group: the edge, its reverse and the group's record, touched for
+// its new version (3 operations, 4 with a role's withheld mark).
+const (
+	reportWeight = 2
+	groupWeight  = 2
+)
 
 // unlinkSet is the edges one part of a delete removes before the resource goes.
 type unlinkSet struct {
@@ -53,7 +58,7 @@ type unlinkSet struct {
 }
 
 func (u *unlinkSet) weight() int {
-	return len(u.members) + len(u.groups) + reportWeight*len(u.reports)
+	return len(u.members) + groupWeight*len(u.groups) + reportWeight*len(u.reports)
 }
 
 // deleteSplit is what decide returns instead of a delete's plan when the delete's edges do
@@ -133,8 +138,11 @@ const (
 )
 
 func kindWeight(kind int) int {
-	if kind == edgeReport {
+	switch kind {
+	case edgeReport:
 		return reportWeight
+	case edgeGroup:
+		return groupWeight
 	}
 	return 1
 }
@@ -317,6 +325,9 @@ func (e *Engine) applyUnlink(tx *store.Tx, p *plan) error {
 	}
 	for _, g := range p.unlink.groups {
 		if err := unlink(g, p.id); err != nil {
+			return err
+		}
+		if err := tx.Touch(g); err != nil { // its members changed: a new version (see Tx.Touch)
 			return err
 		}
 	}

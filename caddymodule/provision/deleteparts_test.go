@@ -781,3 +781,61 @@ func TestFallbackDeleteInParts(t *testing.T) {
 	}
 	r.verify()
 }
+
+// TestDeletedMemberMovesItsGroupsVersions: a group's members are part of it, so when a
+// member is deleted every group it belonged to gets a new version (and lastModified): an
+// If-Match with the version read before no longer matches. Both ways: a user in 3 groups
+// (one transaction) and a user in 80 groups on a store bounded like etcd (in parts; each
+// part touches its groups, and no transaction exceeds the bound).
+func TestDeletedMemberMovesItsGroupsVersions(t *testing.T) {
+	for _, n := range []int{3, 80} {
+		t.Run(fmt.Sprintf("groups=%d", n), func(t *testing.T) {
+			r := newRig(t, rigOptions{limit: etcdTxnOps})
+			uid := r.mustCreate(scim.UserType, user("leaver@contoso.example"))
+			stay := r.mustCreate(scim.UserType, user("stayer@contoso.example"))
+			groups := make([]string, n)
+			before := map[string]uint64{}
+			for i := range groups {
+				groups[i] = r.mustCreate(scim.GroupType, fmt.Sprintf(`{"displayName":"Team %02d","members":[{"value":%q},{"value":%q}]}`, i, uid, stay))
+			}
+			_ = r.store.View(func(tx *store.Tx) error {
+				for _, g := range groups {
+					rec, err := tx.Get(scim.GroupType, g)
+					if err != nil {
+						t.Fatal(err)
+					}
+					before[g] = rec.Version
+				}
+				return nil
+			})
+			res := r.eng.Apply(testReq, &Op{Action: change.ActionDelete, Type: scim.UserType, ID: uid, Status: http.StatusNoContent})
+			if res.Err != nil {
+				t.Fatalf("delete: %v", res.Err)
+			}
+			_ = r.store.View(func(tx *store.Tx) error {
+				for _, g := range groups {
+					rec, err := tx.Get(scim.GroupType, g)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if rec.Version <= before[g] {
+						t.Errorf("group %s kept version %d after losing a member", g, rec.Version)
+					}
+					if err := checkIfMatch(ETag(before[g]), rec.Version); err == nil {
+						t.Errorf("group %s: If-Match of the version before the delete still matches", g)
+					}
+				}
+				return nil
+			})
+			for _, g := range groups {
+				if got := r.members(g); len(got) != 1 || got[0] != stay {
+					t.Fatalf("group %s lists %v, want only %s", g, got, stay)
+				}
+			}
+			if l := r.limited.Largest(); l > etcdTxnOps {
+				t.Errorf("a transaction wrote %d keys", l)
+			}
+			r.verify()
+		})
+	}
+}

@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"time"
 
@@ -374,12 +375,45 @@ func (tx *Tx) Delete(typ, id string) error {
 	return tx.removeFromAllGroups(id)
 }
 
-// removeFromAllGroups deletes every edge group->id and its reverse edge.
+// removeFromAllGroups deletes every edge group->id and its reverse edge, and touches each
+// group: its members are part of what it is, so its version moves.
 func (tx *Tx) removeFromAllGroups(id string) error {
 	for _, g := range collectSuffixes(tx.bucket(bucketMemberOf), id) {
 		if err := tx.deleteEdge(g, id); err != nil {
 			return err
 		}
+		if err := tx.Touch(g); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Touch gives the record with id a new version and LastModified without changing its
+// document or index entries: for a change of what the resource is made of that is kept
+// outside its record (a group losing a member that was deleted), so that its ETag and
+// meta.lastModified move as RFC 7644 §3.14 asks and a stale If-Match no longer matches. A
+// record that does not exist is no error (nothing to touch).
+func (tx *Tx) Touch(id string) error {
+	if err := tx.checkWritable(); err != nil {
+		return err
+	}
+	typ, err := tx.TypeOf(id)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	b := tx.records(typ)
+	old, err := tx.previous(b, typ, id)
+	if err != nil || old == nil {
+		return err
+	}
+	stored := *old
+	stored.Version, stored.Created, stored.LastModified = nextStamps(old, &Record{})
+	if err := b.Put([]byte(id), encodeRecord(&stored)); err != nil {
+		return fmt.Errorf("writing %s %s: %w", typ, id, err)
 	}
 	return nil
 }
