@@ -1024,7 +1024,10 @@ func isManager(t patchTarget) bool {
 
 // managerOp handles the enterprise manager in all of Entra's forms (see ManagerValue): a
 // bare id, {"value": id}, an array of one object with "$ref" (Tutorial Example 5), and
-// "", {"value": ""}, null or [] meaning remove. manager.value takes the id alone.
+// "", {"value": ""}, null or [] meaning remove. manager.value takes the id alone. The
+// manager is stored as {"value": id} only: a "$ref" or "displayName" in the value is
+// ignored, and so is an add or replace of manager.$ref (manager.displayName is read-only:
+// 400 mutability, from checkMutable).
 func (p *patcher) managerOp(op string, t patchTarget, path Path, v any) error {
 	sub := path.Attr.Sub
 	if sub == "" {
@@ -1032,7 +1035,7 @@ func (p *patcher) managerOp(op string, t patchTarget, path Path, v any) error {
 	}
 	if op == PatchRemove {
 		if strings.EqualFold(sub, "$ref") {
-			return p.setManagerRef(t, nil, true)
+			return p.dropManagerRef(t)
 		}
 		return p.removeManager(t, path)
 	}
@@ -1042,7 +1045,7 @@ func (p *patcher) managerOp(op string, t patchTarget, path Path, v any) error {
 	switch {
 	case sub == "" || strings.EqualFold(sub, "value"):
 	case strings.EqualFold(sub, "$ref"):
-		return p.setManagerRef(t, v, false)
+		return nil // never stored: the manager is {"value": id}
 	default:
 		return p.errorf(TypeInvalidPath, "manager has no writable sub-attribute %s; use manager or manager.value", sub)
 	}
@@ -1085,28 +1088,17 @@ func (p *patcher) removeManager(t patchTarget, path Path) error {
 	return nil
 }
 
-// setManagerRef sets (or, for a remove or an empty value, deletes) the manager's $ref.
-func (p *patcher) setManagerRef(t patchTarget, v any, remove bool) error {
+// dropManagerRef removes the manager's $ref, which only a manager stored by an earlier
+// version can still have; the manager itself stays.
+func (p *patcher) dropManagerRef(t patchTarget) error {
 	c, err := p.container(t, false)
-	if err != nil {
+	if err != nil || c == nil {
 		return err
 	}
-	var m map[string]any
-	if c != nil {
-		cur, _ := Get(c, t.name)
-		m, _ = cur.(map[string]any)
+	cur, _ := Get(c, t.name)
+	if m, ok := cur.(map[string]any); ok {
+		Delete(m, "$ref") // p.doc is the patch's own deep copy
 	}
-	switch {
-	case m == nil && remove:
-		return nil
-	case m == nil:
-		return p.errorf(TypeNoTarget, "there is no manager to set manager.$ref on; set manager first")
-	}
-	if s, ok := v.(string); ok && s != "" && !remove {
-		Set(m, "$ref", s)
-		return nil
-	}
-	Delete(m, "$ref")
 	return nil
 }
 
