@@ -124,7 +124,8 @@ func parsePatchOp(i int, e any) (PatchOp, error) {
 	if !validPatchOp(op.Op) {
 		return PatchOp{}, BadRequest(TypeInvalidSyntax, "Operations[%d]: unknown op %q; use add, replace or remove", i, name)
 	}
-	op.Value, _ = Get(m, "value")
+	var hasValue bool
+	op.Value, hasValue = Get(m, "value")
 	if rawPath, ok := Get(m, "path"); ok && rawPath != nil {
 		s, isStr := rawPath.(string)
 		if !isStr {
@@ -138,6 +139,11 @@ func parsePatchOp(i int, e any) (PatchOp, error) {
 			return PatchOp{}, prefixError(err, TypeInvalidPath, "Operations[%d] %s %s: ", i, op.Op, op.RawPath)
 		}
 		op.Path = p
+		if !hasValue && op.Op != PatchRemove && !namesMembers(p) {
+			// Without a value an add or replace says nothing (RFC 7644 §3.5.2.1, §3.5.2.3:
+			// both carry one); "value": null is the way to unassign, and stays so.
+			return PatchOp{}, BadRequest(TypeInvalidValue, "Operations[%d] %s %s needs a \"value\"; send \"value\": null to unassign the attribute, or op remove", i, op.Op, op.RawPath)
+		}
 		return op, nil
 	}
 	if op.Op == PatchRemove {
@@ -147,6 +153,13 @@ func parsePatchOp(i int, e any) (PatchOp, error) {
 		return PatchOp{}, BadRequest(TypeInvalidValue, "Operations[%d]: %s without a \"path\" needs an object \"value\" of attributes", i, op.Op)
 	}
 	return op, nil
+}
+
+// namesMembers reports whether p is members[value eq "id"...], whose filter names the
+// members an add or replace adds, so that the op needs no value.
+func namesMembers(p *Path) bool {
+	return p.Filter != nil && p.Sub == "" && p.Attr.Sub == "" && strings.EqualFold(p.Attr.Name, "members") &&
+		(p.Attr.URN == "" || strings.EqualFold(p.Attr.URN, GroupSchema))
 }
 
 func validPatchOp(op string) bool {
