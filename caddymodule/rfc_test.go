@@ -76,3 +76,46 @@ func TestPatchAddReplaceNeedValue(t *testing.T) {
 		})
 	}
 }
+
+// TestOnePrimaryValue: POST and PUT with two primary values of one attribute are 400
+// invalidValue naming it (RFC 7643 §2.4); a PATCH adding a primary email to a user whose
+// work email is primary leaves only the new one primary (RFC 7644 §3.5.2), in either
+// dialect, and GET reads back the same.
+func TestOnePrimaryValue(t *testing.T) {
+	g := newTestGateway(t, nil)
+	twoPrimary := `"emails":[{"type":"work","value":"w@contoso.example","primary":true},{"type":"home","value":"h@home.example","primary":"True"}]`
+	workPrimary := `"emails":[{"type":"work","value":"w@contoso.example","primary":true}]`
+	t.Run("POST", func(t *testing.T) {
+		w := serve(t, g, "POST", "/scim/v2/Users", `{"userName":"two@contoso.example",`+twoPrimary+`}`)
+		expectSCIMError(t, w, http.StatusBadRequest, scim.TypeInvalidValue, "emails")
+	})
+	t.Run("PUT", func(t *testing.T) {
+		id := createUser(t, g, `{"userName":"put@contoso.example",`+workPrimary+`}`)
+		w := serve(t, g, "PUT", "/scim/v2/Users/"+id, `{"userName":"put@contoso.example",`+twoPrimary+`}`)
+		expectSCIMError(t, w, http.StatusBadRequest, scim.TypeInvalidValue, "emails")
+	})
+	for i, op := range []string{
+		`{"op":"Add","path":"emails","value":[{"type":"home","value":"h@home.example","primary":"True"}]}`,
+		`{"op":"add","value":{"emails":[{"type":"home","value":"h@home.example","primary":true}]}}`,
+		`{"op":"Replace","path":"emails[type eq \"home\"]","value":{"type":"home","value":"h@home.example","primary":"True"}}`,
+	} {
+		t.Run("PATCH "+op, func(t *testing.T) {
+			id := createUser(t, g, `{"userName":"patch`+string(rune('a'+i))+`@contoso.example",`+workPrimary+`}`)
+			w := serve(t, g, "PATCH", "/scim/v2/Users/"+id, `{"schemas":["`+scim.PatchOpSchema+`"],"Operations":[`+op+`]}`)
+			if w.Code != http.StatusOK {
+				t.Fatalf("PATCH: %d %s", w.Code, w.Body)
+			}
+			for from, user := range map[string]map[string]any{"PATCH": decodeJSON(t, w), "GET": decodeJSON(t, serve(t, g, "GET", "/scim/v2/Users/"+id, nil))} {
+				primary := map[string]any{}
+				emails, _ := user["emails"].([]any)
+				for _, e := range emails {
+					m := e.(map[string]any)
+					primary[m["type"].(string)] = m["primary"]
+				}
+				if primary["work"] != false || primary["home"] != true {
+					t.Errorf("%s: emails %v, want home primary and work primary false", from, emails)
+				}
+			}
+		})
+	}
+}

@@ -502,6 +502,20 @@ func (p *patcher) applyPath(op string, path Path, v any) error {
 		return p.memberOp(op, &path, v)
 	case isManager(t):
 		return p.managerOp(op, t, path, v)
+	case op == PatchRemove:
+		return p.valueOp(op, t, path, v)
+	}
+	before := p.primaries(t)
+	if err := p.valueOp(op, t, path, v); err != nil {
+		return err
+	}
+	return p.settlePrimary(t, before)
+}
+
+// valueOp is applyPath's dispatch for an attribute that is neither a Group's members nor
+// the manager.
+func (p *patcher) valueOp(op string, t patchTarget, path Path, v any) error {
+	switch {
 	case path.Filter != nil:
 		return p.valuePathOp(op, t, path, v)
 	case path.Attr.Sub != "":

@@ -21,7 +21,8 @@ type Prepared struct {
 // says "no members" to PUT), extension attributes sent as flat "URN:attr" keys are nested
 // under their schema URN (RFC 7643 §3.3; one attribute in both forms with different values
 // is 400 invalidValue), Entra's string booleans become booleans and the enterprise manager
-// takes its object form. Values are otherwise kept exactly as written.
+// takes its object form. Two values of one multi-valued attribute with primary true are
+// 400 invalidValue (RFC 7643 §2.4). Values are otherwise kept exactly as written.
 func PrepareResource(resourceType string, body map[string]any) (*Prepared, error) {
 	rt := ResourceTypeByName(resourceType)
 	if rt == nil {
@@ -69,6 +70,9 @@ func PrepareResource(resourceType string, body map[string]any) (*Prepared, error
 		return nil, err
 	}
 	if err := normalizeManagerAttr(doc); err != nil {
+		return nil, err
+	}
+	if err := CheckPrimary(resourceType, doc); err != nil {
 		return nil, err
 	}
 	if err := CheckTypes(resourceType, doc); err != nil {
