@@ -3,6 +3,8 @@ package caddymodule
 import (
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"slices"
 	"strings"
 	"testing"
 
@@ -115,6 +117,62 @@ func TestOnePrimaryValue(t *testing.T) {
 				if primary["work"] != false || primary["home"] != true {
 					t.Errorf("%s: emails %v, want home primary and work primary false", from, emails)
 				}
+			}
+		})
+	}
+}
+
+// TestProjectionCoreURNOverHTTP: attributes and excludedAttributes take core attributes in
+// their fully qualified form on GET by id, on lists and on .search (they used to return
+// only id and schemas, or exclude nothing).
+func TestProjectionCoreURNOverHTTP(t *testing.T) {
+	g := newTestGateway(t, nil)
+	id := createUser(t, g, `{"userName":"ada@contoso.example","title":"Engineer","name":{"givenName":"Ada"}}`)
+	w := serve(t, g, "POST", "/scim/v2/Groups", `{"displayName":"Sales","members":[{"value":"`+id+`"}]}`)
+	if w.Code != http.StatusCreated {
+		t.Fatalf("group: %d %s", w.Code, w.Body)
+	}
+	gid := decodeJSON(t, w)["id"].(string)
+	userName := url.QueryEscape(scim.UserSchema + ":userName")
+	filter := url.QueryEscape(`userName eq "ada@contoso.example"`)
+	tests := []struct {
+		name, method, target, body string
+		want                       []string // the attributes the resource has, id and schemas aside
+	}{
+		{"GET by id", "GET", "/scim/v2/Users/" + id + "?attributes=" + userName, "", []string{"userName"}},
+		{"GET by id, sub-attribute", "GET", "/scim/v2/Users/" + id + "?attributes=" + url.QueryEscape(scim.UserSchema+":name.givenName"), "", []string{"name"}},
+		{"list", "GET", "/scim/v2/Users?filter=" + filter + "&attributes=" + userName, "", []string{"userName"}},
+		{".search", "POST", "/scim/v2/Users/.search", `{"schemas":["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],"filter":"userName eq \"ada@contoso.example\"","attributes":["` + scim.UserSchema + `:userName"]}`, []string{"userName"}},
+		{"excluded", "GET", "/scim/v2/Users/" + id + "?excludedAttributes=" + url.QueryEscape(scim.UserSchema+":title,"+scim.UserSchema+":name"), "", []string{"groups", "meta", "userName"}},
+		{"group members excluded", "GET", "/scim/v2/Groups/" + gid + "?excludedAttributes=" + url.QueryEscape(scim.GroupSchema+":members"), "", []string{"displayName", "meta"}},
+		{"group members", "GET", "/scim/v2/Groups/" + gid + "?attributes=" + url.QueryEscape(scim.GroupSchema+":members"), "", []string{"members"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var body any
+			if tt.body != "" {
+				body = tt.body
+			}
+			w := serve(t, g, tt.method, tt.target, body)
+			if w.Code != http.StatusOK {
+				t.Fatalf("%d %s", w.Code, w.Body)
+			}
+			res := decodeJSON(t, w)
+			if list, ok := res["Resources"].([]any); ok {
+				if len(list) != 1 {
+					t.Fatalf("want one resource: %s", w.Body)
+				}
+				res = list[0].(map[string]any)
+			}
+			var got []string
+			for k := range res {
+				if k != "id" && k != "schemas" {
+					got = append(got, k)
+				}
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("attributes %v, want %v: %v", got, tt.want, res)
 			}
 		})
 	}
