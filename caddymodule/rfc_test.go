@@ -177,3 +177,57 @@ func TestProjectionCoreURNOverHTTP(t *testing.T) {
 		})
 	}
 }
+
+// TestGetIfNoneMatch: GET (and HEAD) of one resource with an If-None-Match that names its
+// current ETag (weak comparison, or "*") answers 304 with the ETag and no body (RFC 7644
+// §3.14); any other tag, or a changed resource, gets 200 with the resource.
+func TestGetIfNoneMatch(t *testing.T) {
+	g := newTestGateway(t, nil)
+	id := createUser(t, g, `{"userName":"etag@contoso.example"}`)
+	w := serve(t, g, "GET", "/scim/v2/Users/"+id, nil)
+	etag := w.Header().Get("ETag")
+	if w.Code != http.StatusOK || !strings.HasPrefix(etag, `W/"`) {
+		t.Fatalf("GET: %d, ETag %q", w.Code, etag)
+	}
+	strong := strings.TrimPrefix(etag, "W/")
+	tests := []struct {
+		name, method, inm string
+		status            int
+	}{
+		{"the ETag", "GET", etag, http.StatusNotModified},
+		{"strong form, weak comparison", "GET", strong, http.StatusNotModified},
+		{"star", "GET", "*", http.StatusNotModified},
+		{"in a list", "GET", `W/"999999", ` + etag, http.StatusNotModified},
+		{"HEAD", "HEAD", etag, http.StatusNotModified},
+		{"another version", "GET", `W/"999999"`, http.StatusOK},
+		{"unquoted", "GET", strings.Trim(strong, `"`), http.StatusOK},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := serve(t, g, tt.method, "/scim/v2/Users/"+id, nil, "If-None-Match", tt.inm)
+			if w.Code != tt.status {
+				t.Fatalf("status %d, want %d: %s", w.Code, tt.status, w.Body)
+			}
+			if w.Header().Get("ETag") != etag {
+				t.Errorf("ETag %q, want %q", w.Header().Get("ETag"), etag)
+			}
+			if tt.status == http.StatusNotModified && w.Body.Len() != 0 {
+				t.Errorf("a 304 with a body: %s", w.Body)
+			}
+		})
+	}
+	t.Run("changed since", func(t *testing.T) {
+		if w := serve(t, g, "PATCH", "/scim/v2/Users/"+id, `{"Operations":[{"op":"replace","path":"title","value":"New"}]}`); w.Code != http.StatusOK {
+			t.Fatalf("PATCH: %d %s", w.Code, w.Body)
+		}
+		w := serve(t, g, "GET", "/scim/v2/Users/"+id, nil, "If-None-Match", etag)
+		if w.Code != http.StatusOK || w.Header().Get("ETag") == etag || decodeJSON(t, w)["title"] != "New" {
+			t.Fatalf("status %d, ETag %q: %s", w.Code, w.Header().Get("ETag"), w.Body)
+		}
+	})
+	t.Run("lists ignore it", func(t *testing.T) {
+		if w := serve(t, g, "GET", "/scim/v2/Users", nil, "If-None-Match", "*"); w.Code != http.StatusOK {
+			t.Fatalf("list: %d %s", w.Code, w.Body)
+		}
+	})
+}
