@@ -231,3 +231,22 @@ func TestGetIfNoneMatch(t *testing.T) {
 		}
 	})
 }
+
+// TestDiscoveryRefusesFilter: a filter on /ServiceProviderConfig, /ResourceTypes or /Schemas
+// (and their single resources) is 403 with a SCIM error saying so (RFC 7644 §4), instead of
+// the unfiltered answer; without one, or with an empty one, they answer 200.
+func TestDiscoveryRefusesFilter(t *testing.T) {
+	g := newTestGateway(t, nil)
+	filter := "?filter=" + url.QueryEscape(`id eq "User"`)
+	for _, path := range []string{"/ServiceProviderConfig", "/serviceConfiguration", "/ResourceTypes", "/ResourceTypes/User", "/Schemas", "/Schemas/" + scim.UserSchema} {
+		t.Run(path, func(t *testing.T) {
+			w := serve(t, g, "GET", "/scim/v2"+path+filter, nil)
+			expectSCIMError(t, w, http.StatusForbidden, "", "filter")
+			for _, q := range []string{"", "?filter=", "?attributes=id"} {
+				if w := serve(t, g, "GET", "/scim/v2"+path+q, nil); w.Code != http.StatusOK {
+					t.Errorf("%s%s: %d %s", path, q, w.Code, w.Body)
+				}
+			}
+		})
+	}
+}
