@@ -28,7 +28,7 @@ func (g *Handler) serveResources(req *request, typ string, rest []string) {
 		default:
 			g.methodNotAllowed(req, "GET, POST")
 		}
-	case len(rest) == 1 && rest[0] == ".search":
+	case len(rest) == 1 && strings.EqualFold(rest[0], ".search"): // endpoint names match in any case
 		if m != http.MethodPost {
 			g.methodNotAllowed(req, "POST")
 			return

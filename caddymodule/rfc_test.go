@@ -250,3 +250,62 @@ func TestDiscoveryRefusesFilter(t *testing.T) {
 		})
 	}
 }
+
+// TestPagingLargeIntegers: a startIndex or count too large for an int is clamped, not
+// refused as "not an integer": a startIndex past the end gives an empty page, a count is
+// capped at max_results, and a hugely negative one means 1 (startIndex) or 0 (count).
+// Anything that is not an integer is still 400 invalidValue.
+func TestPagingLargeIntegers(t *testing.T) {
+	g := newTestGateway(t, nil)
+	createUser(t, g, `{"userName":"page1@contoso.example"}`)
+	createUser(t, g, `{"userName":"page2@contoso.example"}`)
+	const huge = "99999999999999999999"
+	tests := []struct {
+		query     string
+		status    int
+		resources int
+	}{
+		{"startIndex=" + huge, http.StatusOK, 0},
+		{"count=" + huge, http.StatusOK, 2},
+		{"startIndex=-" + huge, http.StatusOK, 2},
+		{"count=-" + huge, http.StatusOK, 0},
+		{"startIndex=" + huge + "&count=" + huge, http.StatusOK, 0},
+		{"startIndex=1.5", http.StatusBadRequest, 0},
+		{"count=ten", http.StatusBadRequest, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.query, func(t *testing.T) {
+			w := serve(t, g, "GET", "/scim/v2/Users?"+tt.query, nil)
+			if tt.status != http.StatusOK {
+				expectSCIMError(t, w, tt.status, scim.TypeInvalidValue, "must be an integer")
+				return
+			}
+			if w.Code != http.StatusOK {
+				t.Fatalf("%d %s", w.Code, w.Body)
+			}
+			list := decodeJSON(t, w)
+			res, _ := list["Resources"].([]any)
+			if len(res) != tt.resources || list["totalResults"] != float64(2) {
+				t.Errorf("%d resources of %v, want %d of 2: %s", len(res), list["totalResults"], tt.resources, w.Body)
+			}
+		})
+	}
+}
+
+// TestSearchEndpointAnyCase: /Users/.SEARCH is the .search endpoint (endpoint names match
+// case-insensitively), not a user with the id ".SEARCH": POST searches, GET is 405.
+func TestSearchEndpointAnyCase(t *testing.T) {
+	g := newTestGateway(t, nil)
+	createUser(t, g, `{"userName":"case@contoso.example"}`)
+	for _, name := range []string{".search", ".SEARCH", ".Search"} {
+		t.Run(name, func(t *testing.T) {
+			if w := serve(t, g, "GET", "/scim/v2/Users/"+name, nil); w.Code != http.StatusMethodNotAllowed || w.Header().Get("Allow") != "POST" {
+				t.Errorf("GET: %d (Allow %q) %s", w.Code, w.Header().Get("Allow"), w.Body)
+			}
+			w := serve(t, g, "POST", "/scim/v2/Users/"+name, `{"schemas":["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],"filter":"userName eq \"case@contoso.example\""}`)
+			if w.Code != http.StatusOK || decodeJSON(t, w)["totalResults"] != float64(1) {
+				t.Errorf("POST: %d %s", w.Code, w.Body)
+			}
+		})
+	}
+}
