@@ -259,7 +259,8 @@ func TestHandlerPaging(t *testing.T) {
 	if !slices.Equal(seen, all) {
 		t.Errorf("paging returned %v, want %v", seen, all)
 	}
-	for _, q := range []string{"count=ten", "count=1.5", "startIndex=first", "count=99999999999999999999"} {
+	// An integer too large for an int is clamped, not refused: see TestPagingLargeIntegers.
+	for _, q := range []string{"count=ten", "count=1.5", "startIndex=first"} {
 		t.Run(q, func(t *testing.T) {
 			itWantError(t, serve(t, g, http.MethodGet, itBase+"/Users?"+q, nil), http.StatusBadRequest, scim.TypeInvalidValue)
 		})

@@ -108,24 +108,39 @@ func queryTypes(typ string) []string {
 func (g *Handler) parseQuery(filter, startIndex, count, attrs, excluded string) (*query, error) {
 	q := &query{filter: strings.TrimSpace(filter), startIndex: 1, count: g.MaxResults}
 	if startIndex != "" {
-		n, err := strconv.Atoi(strings.TrimSpace(startIndex))
+		n, err := pagingInt("startIndex", startIndex)
 		if err != nil {
-			return nil, scim.BadRequest(scim.TypeInvalidValue, "startIndex must be an integer, got %q", startIndex)
+			return nil, err
 		}
 		if n > 1 {
 			q.startIndex = n
 		}
 	}
 	if count != "" {
-		n, err := strconv.Atoi(strings.TrimSpace(count))
+		n, err := pagingInt("count", count)
 		if err != nil {
-			return nil, scim.BadRequest(scim.TypeInvalidValue, "count must be an integer, got %q", count)
+			return nil, err
 		}
 		q.count = max(0, min(n, g.MaxResults))
 	}
 	var err error
 	q.proj, err = scim.ParseProjection(attrs, excluded)
 	return q, err
+}
+
+// pagingInt reads startIndex or count. An integer too large for an int is clamped to the
+// int range rather than refused: a startIndex past every result gives an empty page and a
+// count above max_results is capped anyway, as for any other large value (RFC 7644
+// §3.4.2.4; below 1 and below 0 they mean 1 and 0).
+func pagingInt(name, raw string) (int, error) {
+	n, err := strconv.Atoi(strings.TrimSpace(raw))
+	if errors.Is(err, strconv.ErrRange) {
+		return n, nil // Atoi's clamped value
+	}
+	if err != nil {
+		return 0, scim.BadRequest(scim.TypeInvalidValue, "%s must be an integer, got %q", name, raw)
+	}
+	return n, nil
 }
 
 // indexable maps filter attributes to store indexes, per resource type.

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -114,4 +115,58 @@ func TestTargetDeletedManager(t *testing.T) {
 		t.Fatalf("the offboarding sent a manager: %v", put)
 	}
 	auditVerify(t, g)
+}
+
+// TestManagerReturnedAsValueOnly: a manager sent with a $ref (javascript:, a phishing URL)
+// or a displayName is stored and returned as {"value": id} alone, in the POST's answer, the
+// PATCH's answer and every GET after, whatever form Entra used (entra-wire §2.3 and §9 #6,
+// #14), so the value Entra compares still reads back as it wrote it.
+func TestManagerReturnedAsValueOnly(t *testing.T) {
+	g := newTestGateway(t, nil)
+	mgrPath := scim.EnterpriseUserSchema + ":manager"
+	managerOf := func(t *testing.T, doc map[string]any) any {
+		t.Helper()
+		ext, _ := doc[scim.EnterpriseUserSchema].(map[string]any)
+		return ext["manager"]
+	}
+	tests := []struct {
+		name   string
+		create string // the POST body's enterprise extension, or "" for none
+		patch  string // a PATCH's Operations, or "" for none
+	}{
+		{name: "POST object", create: `{"manager":{"value":"abc","$ref":"javascript:alert(1)","displayName":"Fake Boss"}}`},
+		{name: "POST array", create: `{"manager":[{"value":"abc","$ref":"https://evil.example/phish"}]}`},
+		{name: "PATCH Tutorial Example 5", patch: `[{"op":"Add","path":"manager","value":[{"$ref":"https://evil.example/phish","value":"abc"}]}]`},
+		{name: "PATCH full path object", patch: `[{"op":"Replace","path":"` + mgrPath + `","value":{"value":"abc","displayName":"Fake Boss"}}]`},
+		{name: "PATCH path-less (aadOptscim062020)", patch: `[{"op":"replace","value":{"` + mgrPath + `":{"value":"abc","$ref":"javascript:alert(1)"}}}]`},
+		{name: "PATCH manager.$ref", patch: `[{"op":"Add","path":"manager","value":"abc"},{"op":"add","path":"manager.$ref","value":"https://evil.example/phish"}]`},
+	}
+	want := map[string]any{"value": "abc"}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			body := fmt.Sprintf(`{"schemas":[%q],"userName":"u%d@contoso.example"`, scim.UserSchema, i)
+			if tt.create != "" {
+				body += `,"` + scim.EnterpriseUserSchema + `":` + tt.create
+			}
+			w := serve(t, g, "POST", "/scim/v2/Users", body+"}")
+			if w.Code != http.StatusCreated {
+				t.Fatalf("POST: %d %s", w.Code, w.Body)
+			}
+			doc := decodeJSON(t, w)
+			id := doc["id"].(string)
+			if tt.patch != "" {
+				w = serve(t, g, "PATCH", "/scim/v2/Users/"+id, `{"schemas":["`+scim.PatchOpSchema+`"],"Operations":`+tt.patch+`}`)
+				if w.Code != http.StatusOK {
+					t.Fatalf("PATCH: %d %s", w.Code, w.Body)
+				}
+				doc = decodeJSON(t, w)
+			}
+			if got := managerOf(t, doc); !reflect.DeepEqual(got, want) {
+				t.Errorf("answered manager %v, want %v", got, want)
+			}
+			if got := managerOf(t, decodeJSON(t, serve(t, g, "GET", "/scim/v2/Users/"+id, nil))); !reflect.DeepEqual(got, want) {
+				t.Errorf("GET manager %v, want %v", got, want)
+			}
+		})
+	}
 }

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -27,7 +28,7 @@ func (g *Handler) serveResources(req *request, typ string, rest []string) {
 		default:
 			g.methodNotAllowed(req, "GET, POST")
 		}
-	case len(rest) == 1 && rest[0] == ".search":
+	case len(rest) == 1 && strings.EqualFold(rest[0], ".search"): // endpoint names match in any case
 		if m != http.MethodPost {
 			g.methodNotAllowed(req, "POST")
 			return
@@ -269,7 +270,27 @@ func (g *Handler) get(req *request, typ, id string) {
 		return
 	}
 	req.w.Header().Set("ETag", provision.ETag(version))
+	if inm := req.r.Header.Values("If-None-Match"); len(inm) > 0 && etagListMatches(strings.Join(inm, ","), version) {
+		// RFC 7644 §3.14, RFC 9110 §13.1.2: the client's copy is current. A 304 carries the
+		// ETag and Cache-Control a 200 would, and no body.
+		req.w.Header().Set("Cache-Control", "no-store")
+		req.w.WriteHeader(http.StatusNotModified)
+		return
+	}
 	g.writeJSON(req, http.StatusOK, proj.Apply(typ, out))
+}
+
+// etagListMatches reports whether an If-None-Match list names version: "*", or an entity
+// tag equal to the version's by weak comparison (W/ aside, RFC 9110 §8.8.3.2).
+func etagListMatches(list string, version uint64) bool {
+	cur := `"` + strconv.FormatUint(version, 10) + `"`
+	for _, t := range strings.Split(list, ",") {
+		t = strings.TrimSpace(t)
+		if t == "*" || strings.TrimPrefix(t, "W/") == cur {
+			return true
+		}
+	}
+	return false
 }
 
 // readResource reads and prepares a POST or PUT body.

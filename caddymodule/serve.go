@@ -105,17 +105,17 @@ func (g *Handler) serveSCIM(w http.ResponseWriter, r *http.Request, rel string) 
 		}
 		g.serveResources(req, typ, segs[1:])
 	case "serviceproviderconfig", "serviceconfiguration":
-		if !g.onlyGet(req, len(segs) == 1) {
+		if !g.onlyGet(req, len(segs) == 1) || g.refuseDiscoveryFilter(req) {
 			return
 		}
 		g.writeJSON(req, http.StatusOK, scim.ServiceProviderConfig(req.base, scim.ServiceConfig{MaxResults: g.MaxResults}))
 	case "resourcetypes":
-		if !g.onlyGet(req, len(segs) <= 2) {
+		if !g.onlyGet(req, len(segs) <= 2) || g.refuseDiscoveryFilter(req) {
 			return
 		}
 		g.serveResourceTypes(req, segs[1:])
 	case "schemas":
-		if !g.onlyGet(req, len(segs) <= 2) {
+		if !g.onlyGet(req, len(segs) <= 2) || g.refuseDiscoveryFilter(req) {
 			return
 		}
 		g.serveSchemas(req, segs[1:])
@@ -192,6 +192,18 @@ func (g *Handler) onlyGet(req *request, pathOK bool) bool {
 		g.writeError(req, scim.Errorf(http.StatusMethodNotAllowed, "", "%s is not allowed on %s; only GET", req.r.Method, req.r.URL.Path))
 		return false
 	}
+	return true
+}
+
+// refuseDiscoveryFilter answers 403 to a request for /ServiceProviderConfig, /ResourceTypes
+// or /Schemas that carries a filter and reports whether it did: RFC 7644 §4 says such a
+// filter SHOULD be refused, so that a client never takes the whole, unfiltered answer for
+// the filtered one.
+func (g *Handler) refuseDiscoveryFilter(req *request) bool {
+	if strings.TrimSpace(req.r.URL.Query().Get("filter")) == "" {
+		return false
+	}
+	g.writeError(req, scim.Errorf(http.StatusForbidden, "", "%s does not support filter (RFC 7644 §4); request it without one and select what you need from the answer", logPath(req.r.URL.Path)))
 	return true
 }
 

@@ -93,9 +93,9 @@ func TestPrepareResourceFlatExtensions(t *testing.T) {
 			want: `{"` + flatEnt + `":{"manager":{"value":"m1"}}}`,
 		},
 		{
-			name: "a flat sub-attribute merges into the nested complex value",
+			name: "a flat sub-attribute merges into the nested complex value (the manager then keeps only its value)",
 			in:   `{"` + flatEnt + `:manager.$ref":"https://x/Users/m1","` + flatEnt + `":{"manager":{"value":"m1"}}}`,
-			want: `{"` + flatEnt + `":{"manager":{"value":"m1","$ref":"https://x/Users/m1"}}}`,
+			want: `{"` + flatEnt + `":{"manager":{"value":"m1"}}}`,
 		},
 		{
 			name:   "a flat sub-attribute differing from the nested one",

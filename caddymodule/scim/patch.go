@@ -124,7 +124,8 @@ func parsePatchOp(i int, e any) (PatchOp, error) {
 	if !validPatchOp(op.Op) {
 		return PatchOp{}, BadRequest(TypeInvalidSyntax, "Operations[%d]: unknown op %q; use add, replace or remove", i, name)
 	}
-	op.Value, _ = Get(m, "value")
+	var hasValue bool
+	op.Value, hasValue = Get(m, "value")
 	if rawPath, ok := Get(m, "path"); ok && rawPath != nil {
 		s, isStr := rawPath.(string)
 		if !isStr {
@@ -138,6 +139,11 @@ func parsePatchOp(i int, e any) (PatchOp, error) {
 			return PatchOp{}, prefixError(err, TypeInvalidPath, "Operations[%d] %s %s: ", i, op.Op, op.RawPath)
 		}
 		op.Path = p
+		if !hasValue && op.Op != PatchRemove && !namesMembers(p) {
+			// Without a value an add or replace says nothing (RFC 7644 §3.5.2.1, §3.5.2.3:
+			// both carry one); "value": null is the way to unassign, and stays so.
+			return PatchOp{}, BadRequest(TypeInvalidValue, "Operations[%d] %s %s needs a \"value\"; send \"value\": null to unassign the attribute, or op remove", i, op.Op, op.RawPath)
+		}
 		return op, nil
 	}
 	if op.Op == PatchRemove {
@@ -147,6 +153,13 @@ func parsePatchOp(i int, e any) (PatchOp, error) {
 		return PatchOp{}, BadRequest(TypeInvalidValue, "Operations[%d]: %s without a \"path\" needs an object \"value\" of attributes", i, op.Op)
 	}
 	return op, nil
+}
+
+// namesMembers reports whether p is members[value eq "id"...], whose filter names the
+// members an add or replace adds, so that the op needs no value.
+func namesMembers(p *Path) bool {
+	return p.Filter != nil && p.Sub == "" && p.Attr.Sub == "" && strings.EqualFold(p.Attr.Name, "members") &&
+		(p.Attr.URN == "" || strings.EqualFold(p.Attr.URN, GroupSchema))
 }
 
 func validPatchOp(op string) bool {
@@ -489,6 +502,20 @@ func (p *patcher) applyPath(op string, path Path, v any) error {
 		return p.memberOp(op, &path, v)
 	case isManager(t):
 		return p.managerOp(op, t, path, v)
+	case op == PatchRemove:
+		return p.valueOp(op, t, path, v)
+	}
+	before := p.primaries(t)
+	if err := p.valueOp(op, t, path, v); err != nil {
+		return err
+	}
+	return p.settlePrimary(t, before)
+}
+
+// valueOp is applyPath's dispatch for an attribute that is neither a Group's members nor
+// the manager.
+func (p *patcher) valueOp(op string, t patchTarget, path Path, v any) error {
+	switch {
 	case path.Filter != nil:
 		return p.valuePathOp(op, t, path, v)
 	case path.Attr.Sub != "":
@@ -1024,7 +1051,10 @@ func isManager(t patchTarget) bool {
 
 // managerOp handles the enterprise manager in all of Entra's forms (see ManagerValue): a
 // bare id, {"value": id}, an array of one object with "$ref" (Tutorial Example 5), and
-// "", {"value": ""}, null or [] meaning remove. manager.value takes the id alone.
+// "", {"value": ""}, null or [] meaning remove. manager.value takes the id alone. The
+// manager is stored as {"value": id} only: a "$ref" or "displayName" in the value is
+// ignored, and so is an add or replace of manager.$ref (manager.displayName is read-only:
+// 400 mutability, from checkMutable).
 func (p *patcher) managerOp(op string, t patchTarget, path Path, v any) error {
 	sub := path.Attr.Sub
 	if sub == "" {
@@ -1032,7 +1062,7 @@ func (p *patcher) managerOp(op string, t patchTarget, path Path, v any) error {
 	}
 	if op == PatchRemove {
 		if strings.EqualFold(sub, "$ref") {
-			return p.setManagerRef(t, nil, true)
+			return p.dropManagerRef(t)
 		}
 		return p.removeManager(t, path)
 	}
@@ -1042,7 +1072,7 @@ func (p *patcher) managerOp(op string, t patchTarget, path Path, v any) error {
 	switch {
 	case sub == "" || strings.EqualFold(sub, "value"):
 	case strings.EqualFold(sub, "$ref"):
-		return p.setManagerRef(t, v, false)
+		return nil // never stored: the manager is {"value": id}
 	default:
 		return p.errorf(TypeInvalidPath, "manager has no writable sub-attribute %s; use manager or manager.value", sub)
 	}
@@ -1085,28 +1115,17 @@ func (p *patcher) removeManager(t patchTarget, path Path) error {
 	return nil
 }
 
-// setManagerRef sets (or, for a remove or an empty value, deletes) the manager's $ref.
-func (p *patcher) setManagerRef(t patchTarget, v any, remove bool) error {
+// dropManagerRef removes the manager's $ref, which only a manager stored by an earlier
+// version can still have; the manager itself stays.
+func (p *patcher) dropManagerRef(t patchTarget) error {
 	c, err := p.container(t, false)
-	if err != nil {
+	if err != nil || c == nil {
 		return err
 	}
-	var m map[string]any
-	if c != nil {
-		cur, _ := Get(c, t.name)
-		m, _ = cur.(map[string]any)
+	cur, _ := Get(c, t.name)
+	if m, ok := cur.(map[string]any); ok {
+		Delete(m, "$ref") // p.doc is the patch's own deep copy
 	}
-	switch {
-	case m == nil && remove:
-		return nil
-	case m == nil:
-		return p.errorf(TypeNoTarget, "there is no manager to set manager.$ref on; set manager first")
-	}
-	if s, ok := v.(string); ok && s != "" && !remove {
-		Set(m, "$ref", s)
-		return nil
-	}
-	Delete(m, "$ref")
 	return nil
 }
 

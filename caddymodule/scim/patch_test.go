@@ -217,6 +217,14 @@ func TestParsePatchErrors(t *testing.T) {
 		{"remove with empty path", op(map[string]any{"op": "remove", "path": "  "}), TypeNoTarget, "remove needs"},
 		{"add without value", op(map[string]any{"op": "add"}), TypeInvalidValue, "object \"value\""},
 		{"replace array without path", op(map[string]any{"op": "replace", "value": []any{}}), TypeInvalidValue, "object \"value\""},
+		// add and replace with a path carry a value (RFC 7644 §3.5.2.1, §3.5.2.3), in both
+		// dialects; without the key they used to unassign the attribute.
+		{"Add path without value", op(map[string]any{"op": "Add", "path": "title"}), TypeInvalidValue, "Operations[0] add title needs a \"value\""},
+		{"Replace path without value", op(map[string]any{"op": "Replace", "path": "name.givenName"}), TypeInvalidValue, "replace name.givenName needs a \"value\""},
+		{"replace URN path without value", op(map[string]any{"op": "replace", "path": EnterpriseUserSchema + ":manager"}), TypeInvalidValue, "needs a \"value\""},
+		{"replace filtered path without value", op(map[string]any{"op": "replace", "path": `emails[type eq "work"].value`}), TypeInvalidValue, "needs a \"value\""},
+		{"replace extension without value", op(map[string]any{"op": "replace", "path": EnterpriseUserSchema}), TypeInvalidValue, "needs a \"value\""},
+		{"add members without value", op(map[string]any{"op": "add", "path": "members"}), TypeInvalidValue, "needs a \"value\""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -257,6 +265,44 @@ func TestParsePatchAccepts(t *testing.T) {
 	if ops[2].Path == nil || ops[2].Path.Attr.URN != EnterpriseUserSchema || ops[2].Path.Attr.Name != "" {
 		t.Errorf("op 2 should name the whole extension: %+v", ops[2].Path)
 	}
+}
+
+// TestParsePatchExplicitNullValue: an explicit "value": null (or "" for the manager) keeps
+// its meaning, unassigning the attribute; only a missing "value" key is refused.
+func TestParsePatchExplicitNullValue(t *testing.T) {
+	before := Resource{"userName": "u", "title": "Boss", "name": map[string]any{"givenName": "Ann"},
+		EnterpriseUserSchema: map[string]any{"department": "Sales", "manager": map[string]any{"value": "m1"}}}
+	tests := []struct {
+		name string
+		op   map[string]any
+		gone func(Resource) bool
+	}{
+		{"replace extension null", map[string]any{"op": "replace", "path": EnterpriseUserSchema, "value": nil},
+			func(r Resource) bool { _, has := r[EnterpriseUserSchema]; return !has }},
+		{"replace title null", map[string]any{"op": "Replace", "path": "title", "value": nil},
+			func(r Resource) bool { _, has := r["title"]; return !has }},
+		{"add sub-attribute null", map[string]any{"op": "add", "path": "name.givenName", "value": nil},
+			func(r Resource) bool { _, has := r["name"]; return !has }},
+		{"replace manager empty string", map[string]any{"op": "Replace", "path": EnterpriseUserSchema + ":manager", "value": ""}, noManager},
+		{"replace manager null", map[string]any{"op": "replace", "path": "manager", "value": nil}, noManager},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, _, err := parseAndApply(UserType, before, map[string]any{"Operations": []any{tt.op}}, PatchOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tt.gone(got) {
+				t.Errorf("the attribute is still there: %v", got)
+			}
+		})
+	}
+}
+
+func noManager(r Resource) bool {
+	ext, _ := r[EnterpriseUserSchema].(map[string]any)
+	_, has := ext["manager"]
+	return !has
 }
 
 func TestApplyPatchRejectsHandBuiltOps(t *testing.T) {

@@ -116,6 +116,10 @@ func TestApplyPatchSharedKeeps(t *testing.T) {
 			`[{"op":"replace","path":"active","value":true}]`, false},
 		{"password stored", UserType, `{"userName":"a","active":true,"password":"p"}`, `[{"op":"replace","path":"active","value":true}]`, false},
 		{"empty array stored", UserType, `{"userName":"a","active":true,"roles":[]}`, `[{"op":"replace","path":"active","value":true}]`, false},
+		{"a primary email added", UserType, user, `[{"op":"add","path":"emails","value":[{"type":"home","value":"h@home.example","primary":"True"}]}]`, false},
+		{"a primary email re-sent", UserType, user, `[{"op":"replace","path":"emails[type eq \"work\"].primary","value":"True"}]`, false},
+		{"two primaries stored, title re-sent", UserType, `{"userName":"a","title":"T","emails":[{"value":"a@x","primary":true},{"value":"b@x","primary":true}]}`,
+			`[{"op":"replace","path":"title","value":"T"}]`, true},
 		{"group members", GroupType, `{"displayName":"Sales"}`, `[{"op":"add","path":"members","value":[{"value":"u1"}]}]`, false},
 		{"group with members stored", GroupType, `{"displayName":"Sales","members":[{"value":"u1"}]}`, `[{"op":"replace","path":"displayName","value":"Sales"}]`, false},
 	} {

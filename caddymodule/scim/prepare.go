@@ -21,7 +21,8 @@ type Prepared struct {
 // says "no members" to PUT), extension attributes sent as flat "URN:attr" keys are nested
 // under their schema URN (RFC 7643 §3.3; one attribute in both forms with different values
 // is 400 invalidValue), Entra's string booleans become booleans and the enterprise manager
-// takes its object form. Values are otherwise kept exactly as written.
+// takes its object form. Two values of one multi-valued attribute with primary true are
+// 400 invalidValue (RFC 7643 §2.4). Values are otherwise kept exactly as written.
 func PrepareResource(resourceType string, body map[string]any) (*Prepared, error) {
 	rt := ResourceTypeByName(resourceType)
 	if rt == nil {
@@ -69,6 +70,9 @@ func PrepareResource(resourceType string, body map[string]any) (*Prepared, error
 		return nil, err
 	}
 	if err := normalizeManagerAttr(doc); err != nil {
+		return nil, err
+	}
+	if err := CheckPrimary(resourceType, doc); err != nil {
 		return nil, err
 	}
 	if err := CheckTypes(resourceType, doc); err != nil {
@@ -160,7 +164,7 @@ func UnassignEmpty(doc map[string]any) bool {
 }
 
 // normalizeManagerAttr turns the enterprise manager into {"value": id} (Entra fails on a bare
-// string in responses) and drops an empty one.
+// string in responses; see ManagerValue for what else is dropped) and drops an empty one.
 func normalizeManagerAttr(doc Resource) error {
 	extKey, ok := Key(doc, EnterpriseUserSchema)
 	if !ok {
@@ -188,7 +192,11 @@ func normalizeManagerAttr(doc Resource) error {
 
 // ManagerValue interprets every manager form Entra sends: a bare id, {"value": id} with an
 // optional "$ref", or an array holding one such object. It returns nil for an empty value,
-// which means "remove the manager".
+// which means "remove the manager", and otherwise {"value": id} alone: a client's "$ref" and
+// "displayName" are never kept (displayName is read-only, and a value sent for it SHALL be
+// ignored, RFC 7644 §3.3; a $ref the gateway did not write could point anywhere, as a
+// member's could, whose $ref the gateway writes itself). Entra compares the manager by its
+// value, so what it reads back still matches what it wrote.
 func ManagerValue(v any) (map[string]any, error) {
 	switch x := v.(type) {
 	case nil:
@@ -215,18 +223,7 @@ func ManagerValue(v any) (map[string]any, error) {
 		if strings.TrimSpace(id) == "" {
 			return nil, nil
 		}
-		out := map[string]any{"value": id}
-		if ref, ok := Get(x, "$ref"); ok {
-			if s, isStr := ref.(string); isStr && s != "" {
-				out["$ref"] = s
-			}
-		}
-		if dn, ok := Get(x, "displayName"); ok {
-			if s, isStr := dn.(string); isStr && s != "" {
-				out["displayName"] = s
-			}
-		}
-		return out, nil
+		return map[string]any{"value": id}, nil
 	}
 	return nil, BadRequest(TypeInvalidValue, "manager must be an id, an object with a value, or an array of one such object")
 }

@@ -103,22 +103,52 @@ func splitAttrList(s string) []string {
 }
 
 // Wants reports whether the projection may return the top-level attribute name of the core
-// schema (used to skip expensive work such as loading a group's members).
+// schema (used to skip expensive work such as loading a group's members). A name in its
+// fully qualified form (urn:...:core:2.0:Group:members) counts as the name.
 func (p Projection) Wants(name string) bool {
 	if len(p.include) > 0 {
 		for _, a := range p.include {
-			if a.URN == "" && strings.EqualFold(a.Name, name) {
+			if coreOrNone(a.URN) && (strings.EqualFold(a.Name, name) || a.Name == "" && a.URN != "") {
 				return true
 			}
 		}
 		return false
 	}
 	for _, a := range p.exclude {
-		if a.URN == "" && a.Sub == "" && strings.EqualFold(a.Name, name) {
+		if coreOrNone(a.URN) && a.Sub == "" && (strings.EqualFold(a.Name, name) || a.Name == "" && a.URN != "") {
 			return false
 		}
 	}
 	return true
+}
+
+// alwaysKept reports whether k is id, schemas or meta, which excluding a whole core schema
+// leaves (meta is common to every resource, not the core schema's).
+func alwaysKept(k string) bool {
+	return strings.EqualFold(k, "id") || strings.EqualFold(k, "schemas") || strings.EqualFold(k, "meta")
+}
+
+// coreOrNone reports whether urn is empty or a core schema's (User or Group).
+func coreOrNone(urn string) bool {
+	return urn == "" || isCoreSchema(urn)
+}
+
+// forType is a as it applies to a resource of resourceType: a core attribute in its fully
+// qualified form (RFC 7644 §3.10) is the attribute itself, so its URN goes; ok is false
+// when a names the core schema of another resource type (urn:...:User:userName on a Group
+// matches nothing), and whole is set for the type's core schema itself.
+func forType(resourceType string, a AttrPath) (out AttrPath, whole, ok bool) {
+	if !isCoreSchema(a.URN) {
+		return a, false, true
+	}
+	if rt := ResourceTypeByName(resourceType); rt != nil && !strings.EqualFold(a.URN, rt.Schema) {
+		return a, false, false
+	}
+	if a.Name == "" {
+		return a, true, true
+	}
+	a.URN = ""
+	return a, false, true
 }
 
 // Apply projects a rendered resource in place: r's top level may change, the objects and
@@ -130,7 +160,18 @@ func (p Projection) Apply(resourceType string, r Resource) Resource {
 		return p.applyInclude(resourceType, r)
 	}
 	for _, a := range p.exclude {
-		removeAttr(resourceType, r, a)
+		a, whole, ok := forType(resourceType, a)
+		switch {
+		case !ok:
+		case whole:
+			for k := range r {
+				if !IsURN(k) && !alwaysKept(k) {
+					delete(r, k)
+				}
+			}
+		default:
+			removeAttr(resourceType, r, a)
+		}
 	}
 	return r
 }
@@ -143,7 +184,18 @@ func (p Projection) applyInclude(resourceType string, r Resource) Resource {
 		}
 	}
 	for _, a := range p.include {
-		copyAttr(resourceType, r, out, a)
+		a, whole, ok := forType(resourceType, a)
+		switch {
+		case !ok:
+		case whole:
+			for k, v := range r {
+				if !IsURN(k) {
+					out[k] = v
+				}
+			}
+		default:
+			copyAttr(resourceType, r, out, a)
+		}
 	}
 	return out
 }

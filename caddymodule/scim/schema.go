@@ -189,7 +189,7 @@ var enterpriseUserSchema = &Schema{
 		str("organization", "Identifies the name of an organization."),
 		str("division", "Identifies the name of a division."),
 		str("department", "Identifies the name of a department."),
-		complexAttr("manager", "The User's manager. The value is the manager's SCIM id; it is stored as given and never dereferenced.", false,
+		complexAttr("manager", "The User's manager, stored and returned as {\"value\": id}: the manager's SCIM id, never dereferenced; a $ref or displayName sent with it is ignored.", false,
 			str("value", "The id of the SCIM resource representing the User's manager."),
 			ref("$ref", "The URI of the SCIM resource representing the User's manager.", "User"),
 			readOnly(str("displayName", "The displayName of the User's manager.")),
