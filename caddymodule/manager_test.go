@@ -12,9 +12,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/scimgate/scimgate/caddymodule/change"
+	"github.com/scimgate/scimgate/caddymodule/provision"
 	"github.com/scimgate/scimgate/caddymodule/scim"
+	"github.com/scimgate/scimgate/caddymodule/store"
 )
 
 // putAccountsApp makes accounts (POST /accounts answers a numeric id), replaces them with
@@ -169,4 +172,39 @@ func TestManagerReturnedAsValueOnly(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestManagerStoredWithRefReadsAsValue: a user stored by an earlier version with the
+// manager's "$ref" and "displayName" a client sent reads back, by id, in a list and in a
+// PATCH's answer, with {"value": id} alone (the stored document keeps them until a change
+// of the manager rewrites it).
+func TestManagerStoredWithRefReadsAsValue(t *testing.T) {
+	g := newTestGateway(t, nil)
+	now := time.Now().UTC()
+	doc := `{"schemas":["` + scim.UserSchema + `","` + scim.EnterpriseUserSchema + `"],"userName":"legacy@contoso.example","title":"Old",` +
+		`"` + scim.EnterpriseUserSchema + `":{"department":"Sales","manager":{"value":"boss","$ref":"javascript:alert(1)","displayName":"Fake Boss"}}}`
+	var attrs map[string]any
+	if err := json.Unmarshal([]byte(doc), &attrs); err != nil {
+		t.Fatal(err)
+	}
+	rec := &store.Record{Type: scim.UserType, ID: "legacy-1", Created: now, LastModified: now, Doc: []byte(doc), Index: provision.IndexEntries(scim.UserType, attrs)}
+	if err := g.store.Update(func(tx *store.Tx) error { return tx.Put(rec) }); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"department": "Sales", "manager": map[string]any{"value": "boss"}}
+	check := func(what string, got map[string]any) {
+		t.Helper()
+		if ext := got[scim.EnterpriseUserSchema]; !reflect.DeepEqual(ext, want) {
+			t.Errorf("%s: enterprise extension %v, want %v", what, ext, want)
+		}
+	}
+	check("GET", itWantOK(t, serve(t, g, http.MethodGet, itBase+"/Users/legacy-1", nil), http.StatusOK))
+	list := itWantOK(t, serve(t, g, http.MethodGet, itBase+"/Users?"+itQ(`userName eq "legacy@contoso.example"`), nil), http.StatusOK)
+	if rs, _ := list["Resources"].([]any); len(rs) == 1 {
+		check("list", rs[0].(map[string]any))
+	} else {
+		t.Errorf("list: %v", list)
+	}
+	check("no-op PATCH", itWantOK(t, serve(t, g, http.MethodPatch, itBase+"/Users/legacy-1", itPatchBody(`{"op":"Replace","path":"title","value":"Old"}`)), http.StatusOK))
+	check("PATCH", itWantOK(t, serve(t, g, http.MethodPatch, itBase+"/Users/legacy-1", itPatchBody(`{"op":"Replace","path":"title","value":"New"}`)), http.StatusOK))
 }

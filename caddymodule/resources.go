@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"bytes"
 	"errors"
 	"net/http"
 	"strconv"
@@ -108,6 +109,7 @@ func (g *Handler) render(tx *store.Tx, req *request, rec *store.Record, o render
 // instead of decoding the bytes again, inside the commit every concurrent writer waits for.
 // doc's top level gains id, schemas and meta.
 func (g *Handler) renderWritten(tx *store.Tx, req *request, rec *store.Record, doc scim.Resource, o renderOpts) (scim.Resource, error) {
+	doc = managerAsValue(rec, doc)
 	decorate(req, rec, doc)
 	return doc, g.addComputed(tx, req, rec, doc, o)
 }
@@ -118,8 +120,20 @@ func decodeRecord(req *request, rec *store.Record) (scim.Resource, error) {
 	if err != nil {
 		return nil, err
 	}
+	doc = managerAsValue(rec, doc)
 	decorate(req, rec, doc)
 	return doc, nil
+}
+
+// managerAsValue answers a user's manager as {"value": id} alone, also when an earlier
+// version stored the "$ref" or "displayName" a client sent (scim.ManagerAsValue): a link
+// the gateway did not write is never handed to other clients. Only a stored document that
+// names a manager is looked at.
+func managerAsValue(rec *store.Record, doc scim.Resource) scim.Resource {
+	if rec.Type != scim.UserType || !bytes.Contains(rec.Doc, []byte(`"manager"`)) {
+		return doc
+	}
+	return scim.ManagerAsValue(doc)
 }
 
 // decorate adds id, schemas and meta to a record's attributes.

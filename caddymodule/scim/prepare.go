@@ -1,6 +1,7 @@
 package scim
 
 import (
+	"maps"
 	"strings"
 	"unicode"
 )
@@ -161,6 +162,38 @@ func UnassignEmpty(doc map[string]any) bool {
 		}
 	}
 	return changed
+}
+
+// ManagerAsValue returns doc with its enterprise manager as {"value": id} alone, for a
+// document stored by a version that kept a client's "$ref" or "displayName" there (see
+// ManagerValue): doc itself when there is nothing to drop, else a copy of its top level
+// and extension object (doc may be shared with the change being journaled).
+func ManagerAsValue(doc Resource) Resource {
+	extKey, ok := Key(doc, EnterpriseUserSchema)
+	if !ok {
+		return doc
+	}
+	ext, ok := doc[extKey].(map[string]any)
+	if !ok {
+		return doc
+	}
+	mk, ok := Key(ext, "manager")
+	if !ok {
+		return doc
+	}
+	m, ok := ext[mk].(map[string]any)
+	if !ok || len(m) <= 1 {
+		return doc
+	}
+	v, ok := m["value"]
+	if !ok {
+		return doc
+	}
+	ext = maps.Clone(ext)
+	ext[mk] = map[string]any{"value": v}
+	out := maps.Clone(doc)
+	out[extKey] = ext
+	return out
 }
 
 // normalizeManagerAttr turns the enterprise manager into {"value": id} (Entra fails on a bare
