@@ -42,6 +42,9 @@ type Response struct {
 	Attempts int
 	// Duration is the time Do took, including waits for limits and retries.
 	Duration time.Duration
+	// Redirected: the answer came from another URL than the call's, after a redirect
+	// (within the base URL's origin, method kept; see checkRedirect).
+	Redirected bool
 }
 
 // Client calls one legacy backend. It is safe for concurrent use.
@@ -257,7 +260,8 @@ func (c *Client) receive(ctx, actx context.Context, hresp *http.Response) (*Resp
 		e.Status = hresp.StatusCode
 		return nil, e
 	}
-	return &Response{Status: hresp.StatusCode, Header: hresp.Header, Body: body}, nil
+	redirected := hresp.Request != nil && hresp.Request.Response != nil // a redirect led here
+	return &Response{Status: hresp.StatusCode, Header: hresp.Header, Body: body, Redirected: redirected}, nil
 }
 
 // readBody reads at most MaxResponseBytes; more is KindTooLarge (the rest is not read).
@@ -278,14 +282,20 @@ func (c *Client) readBody(hresp *http.Response) ([]byte, *Error) {
 
 // checkRedirect follows at most maxRedirects redirects, and only within the base URL's
 // origin: a redirect elsewhere could leak the gateway's credentials or act on another
-// system. As in net/http, 307/308 repeat the method and body, and 301/302/303 turn the
-// request into a GET.
+// system. A redirect that would change the call's method is not followed: net/http turns a
+// POST, PUT, PATCH or DELETE answered 301, 302 or 303 into a GET of the new URL (a sign-in
+// page, typically), whose answer says nothing about the write, so the 3xx itself is the
+// answer (an outage, see checkAnswer). 307 and 308 repeat the method and body, and a GET
+// follows any of them.
 func (c *Client) checkRedirect(req *http.Request, via []*http.Request) error {
 	if len(via) > maxRedirects {
 		return errTooManyRedirects
 	}
 	if !sameOrigin(req.URL, c.base) {
 		return errCrossOriginRedirect
+	}
+	if len(via) > 0 && req.Method != via[0].Method {
+		return http.ErrUseLastResponse
 	}
 	return nil
 }

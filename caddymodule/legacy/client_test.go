@@ -2,6 +2,7 @@ package legacy
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -537,6 +538,58 @@ func TestRedirects(t *testing.T) {
 	}
 	if n := otherHits.hits.Load(); n != 0 {
 		t.Errorf("the other host received %d requests", n)
+	}
+}
+
+// TestRedirectOfAWrite: a write answered 301, 302 or 303 is not followed (net/http would
+// turn it into a GET of another page: a sign-in page, or a route answering the app's own
+// "no such object") and is an unproven answer, which may have acted: never a success and
+// never "already gone". A 404 reached through a redirect of a read is not the app's own
+// not-found either. A 307/308 keeps the method and is followed, as before.
+func TestRedirectOfAWrite(t *testing.T) {
+	var logins atomic.Int32
+	srv, _ := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/login":
+			logins.Add(1)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = w.Write([]byte(`{"error":{"code":"not_found"}}`))
+		case "/users/1":
+			http.Redirect(w, r, "/login?next=x", http.StatusFound)
+		case "/users/2":
+			http.Redirect(w, r, "/login", http.StatusSeeOther)
+		case "/users/3":
+			http.Redirect(w, r, "/users/1b", http.StatusPermanentRedirect)
+		case "/users/1b":
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"method":%q}`, r.Method)
+		}
+	})
+	own := &Expect{NotFound: &Shape{Equals: map[string][]json.RawMessage{"error.code": {json.RawMessage(`"not_found"`)}}}}
+	for _, method := range []string{http.MethodDelete, http.MethodPatch, http.MethodPut, http.MethodPost} {
+		for _, path := range []string{"/users/1", "/users/2"} {
+			c := newTestClient(t, srv.URL, Options{}) // its own circuit: failures pile up here
+			_, err := c.Do(context.Background(), Request{Method: method, Path: path, Body: []byte("{}"), Expect: own})
+			e := asError(t, err)
+			if e.Kind != KindUnproven || e.NotFound || !e.MayHaveActed() || e.Status < 300 || e.Status > 399 {
+				t.Errorf("%s %s: %+v (%v); want an unproven redirect that may have acted", method, path, e, e.Err)
+			}
+		}
+	}
+	if n := logins.Load(); n != 0 {
+		t.Errorf("the sign-in page was fetched %d times for writes", n)
+	}
+	// A read may follow a redirect, but the not-found it meets there is not the app's own.
+	c := newTestClient(t, srv.URL, Options{})
+	_, err := c.Do(context.Background(), Request{Method: http.MethodGet, Path: "/users/1", Expect: own})
+	if e := asError(t, err); e.Status != http.StatusNotFound || e.NotFound {
+		t.Errorf("GET through a redirect: %+v; want a 404 that is not the app's own", e)
+	}
+	// A 308 keeps the method: followed.
+	resp, err := c.Do(context.Background(), Request{Method: http.MethodDelete, Path: "/users/3", Expect: own})
+	if err != nil || string(resp.Body) != `{"method":"DELETE"}` {
+		t.Errorf("DELETE through a 308: %v, %v", resp, err)
 	}
 }
 

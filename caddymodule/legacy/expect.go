@@ -86,6 +86,11 @@ func checkAnswer(x *Expect, resp *Response, now time.Time) *Error {
 	if s >= 200 && s <= 299 {
 		return unproven(s, "HTTP %d is not one of the statuses that mean success (%s)", s, joinInts(x.Status))
 	}
+	if s >= 300 && s <= 399 {
+		// Not followed (checkRedirect: it would have turned the call into a GET of another
+		// page, a sign-in page typically): whether the app acted is unknown.
+		return unproven(s, "a redirect (HTTP %d) instead of the application's answer; the gateway follows a redirect only when it keeps the call's method", s)
+	}
 	e := statusError(s, resp.Header, resp.Body, now)
 	if s < 400 || s > 499 || s == http.StatusRequestTimeout || s == http.StatusTooManyRequests {
 		return e // an outage whoever answered
@@ -93,9 +98,10 @@ func checkAnswer(x *Expect, resp *Response, now time.Time) *Error {
 	if why := x.Errors.mismatch(resp, BodyAny); why != "" {
 		return unproven(s, "a %d answer that is not the application's own (%s)", s, why)
 	}
-	if s == http.StatusNotFound || s == http.StatusGone {
+	if (s == http.StatusNotFound || s == http.StatusGone) && !resp.Redirected {
 		// "Already gone" acknowledges a deprovisioning: only the application's own answer,
-		// JSON unless the mapping says otherwise, counts.
+		// JSON unless the mapping says otherwise, counts, and only from the URL called (a
+		// redirect may lead anywhere in the app: its not-found says nothing of the object).
 		nf := x.NotFound
 		if nf == nil {
 			nf = &x.Errors

@@ -222,12 +222,24 @@ func (e *Engine) syncNative(ctx context.Context, p *plan) (*syncResult, error) {
 				if ev == change.Create && r.ID.IsSet() {
 					id, err := r.ID.Extract(resp.Header, resp.Body)
 					if err != nil {
+						// Not a create that made an account as far as the gateway can tell: it
+						// is not kept as made (Entra's retry looks the account up, as after a
+						// lost answer, and makes the create again when there is none).
+						res.sent.drop(r)
+						res.made.drop(r)
 						return res, res.failure(&nativeError{scim: scim.Errorf(http.StatusServiceUnavailable, "", "%s answered the create of %s without a usable id (%v); retry later", t.Name, p.id, err),
 							retryAfter: legacy.DefaultOutageRetryAfter, cause: err, mayHaveActed: true})
 					}
 					res.nativeID = id
 				}
 			}
+		}
+		if ev == change.Create && !t.DryRun && res.nativeID == "" && t.Mapping.IDStep(p.typ) >= 0 {
+			// The flow's call that gives the account's id was not made (an earlier attempt
+			// made an identical one): without the id there is no account the gateway can map.
+			return res, res.failure(&nativeError{scim: scim.Errorf(http.StatusServiceUnavailable, "",
+				"the create of %s %s in %s made no call that gave the account's id; retry later", p.typ, p.id, t.Name),
+				retryAfter: legacy.DefaultOutageRetryAfter, mayHaveActed: true})
 		}
 	}
 	if res.caughtUp && res.nativeID != "" && !t.DryRun {
@@ -261,6 +273,12 @@ type sentCalls []callKey
 func (s sentCalls) has(r mapping.Request) bool { return slices.Contains(s, keyOf(r)) }
 
 func (s *sentCalls) add(r mapping.Request) { *s = append(*s, keyOf(r)) }
+
+// drop forgets r: a call that is to be made again.
+func (s *sentCalls) drop(r mapping.Request) {
+	k := keyOf(r)
+	*s = slices.DeleteFunc(*s, func(x callKey) bool { return x == k })
+}
 
 // progress is what a failed attempt of a change's flow made that may not be repeated,
 // stored with the resource until a later attempt commits.
