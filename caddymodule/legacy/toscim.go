@@ -77,6 +77,10 @@ func notFoundToSCIM(event change.Event, e *Error) (*scim.Error, time.Duration) {
 		return nil, 0
 	case event == change.Create:
 		return outage(e, fmt.Sprintf("the target application answered HTTP %d to a create; check the URL in the gateway's mapping", e.Status))
+	case event == change.AddMembers:
+		// The group exists in the directory: a 404 would tell Entra otherwise (and count
+		// towards quarantine). The app lacks the group's account or a member's.
+		return outage(e, `the target application answered its own "no such object" to a member add: the group's account, or a member's, is gone from it; the directory is unchanged. A reconcile with --fix makes the missing accounts (scimgate reconcile); retry later`+suffix(e.Message))
 	}
 	return scim.NotFound("the object does not exist in the target application%s", suffix(e.Message)), 0
 }

@@ -38,7 +38,7 @@ func TestToSCIM(t *testing.T) {
 		{"404 on deactivate", change.Deactivate, st(404, ""), 404, "", "does not exist", 0},
 		{"404 on reactivate", change.Reactivate, st(404, ""), 404, "", "does not exist", 0},
 		{"404 on rename", change.Rename, st(404, ""), 404, "", "does not exist", 0},
-		{"404 on add_members", change.AddMembers, st(404, ""), 404, "", "does not exist", 0},
+		{"404 on add_members is an outage", change.AddMembers, st(404, "no team 7"), 503, "", "member add: the group's account, or a member's, is gone", DefaultOutageRetryAfter},
 		{"404 on create is an outage", change.Create, st(404, ""), 503, "", "mapping", DefaultOutageRetryAfter},
 		{"404 that is not the app's not-found on delete", change.Delete, foreign404, 503, "", "not its own", DefaultOutageRetryAfter},
 		{"404 that is not the app's not-found on update", change.Update, foreign404, 503, "", "not its own", DefaultOutageRetryAfter},
