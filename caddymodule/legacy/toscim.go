@@ -88,12 +88,19 @@ func notFoundToSCIM(event change.Event, e *Error) (*scim.Error, time.Duration) {
 // outage is a 503 with the backend's Retry-After when it gave one, else the default,
 // rounded up to whole seconds because the header carries seconds.
 func outage(e *Error, detail string) (*scim.Error, time.Duration) {
-	ra := e.RetryAfter
-	if ra <= 0 {
-		ra = DefaultOutageRetryAfter
+	return scim.Errorf(http.StatusServiceUnavailable, "", "%s", detail), OutageRetryAfter(e)
+}
+
+// OutageRetryAfter is the Retry-After Entra gets for an outage that err caused: the app's
+// own when it gave one (a *Error's RetryAfter), else DefaultOutageRetryAfter, rounded up
+// to whole seconds because the header carries seconds.
+func OutageRetryAfter(err error) time.Duration {
+	ra := DefaultOutageRetryAfter
+	var e *Error
+	if errors.As(err, &e) && e.RetryAfter > 0 {
+		ra = e.RetryAfter
 	}
-	ra = (ra + time.Second - 1).Truncate(time.Second)
-	return scim.Errorf(http.StatusServiceUnavailable, "", "%s", detail), ra
+	return (ra + time.Second - 1).Truncate(time.Second)
 }
 
 func outageDetail(k Kind) string {

@@ -253,17 +253,9 @@ func listPages(ctx context.Context, c *legacy.Client, header http.Header, req *R
 // page proves nothing (not JSON, or without its list: a proxy's {} is no empty page), which
 // ends the listing with an error, never as a page without accounts.
 func yieldItems(body []byte, itemsPath, idPath string, yield func(Account, error) bool) bool {
-	if !gjson.ValidBytes(body) {
-		yield(Account{}, errors.New("a list page is not valid JSON"))
-		return false
-	}
-	items := gjson.GetBytes(body, itemsPath)
-	switch {
-	case !items.Exists():
-		yield(Account{}, fmt.Errorf("a list page has no list at %q", itemsPath))
-		return false
-	case !items.IsArray():
-		yield(Account{}, fmt.Errorf("a list page's items at %q are not a list", itemsPath))
+	items, err := listAt(body, itemsPath)
+	if err != nil {
+		yield(Account{}, fmt.Errorf("a list page: %w", err))
 		return false
 	}
 	goOn := true
@@ -278,6 +270,22 @@ func yieldItems(body []byte, itemsPath, idPath string, yield func(Account, error
 		return goOn
 	})
 	return goOn
+}
+
+// listAt is the list at path in a lookup's or a listing's answer; an error when the answer
+// is not JSON or holds no list there (a proxy's {} proves nothing: it is no empty list).
+func listAt(body []byte, path string) (gjson.Result, error) {
+	if !gjson.ValidBytes(body) {
+		return gjson.Result{}, errors.New("not valid JSON")
+	}
+	items := gjson.GetBytes(body, path)
+	switch {
+	case !items.Exists():
+		return items, fmt.Errorf("no list at %q", path)
+	case !items.IsArray():
+		return items, fmt.Errorf("%q holds %s, not a list", path, gjsonTypeName(items))
+	}
+	return items, nil
 }
 
 // matchRule is one field a lookup's item must hold: the value at a gjson path in the item
@@ -311,10 +319,10 @@ func (c *compiler) compileMatch(cl *call, match map[string]string) error {
 // the caller must take it as an outage, never as "not found", which would create a second
 // account.
 func (r *Request) FindID(body []byte) (id string, found bool, err error) {
-	if !gjson.ValidBytes(body) {
-		return "", false, errors.New("the lookup's answer is not JSON")
-	}
 	if r.ItemsPath == "" {
+		if !gjson.ValidBytes(body) {
+			return "", false, errors.New("the lookup's answer is not JSON")
+		}
 		id, err := ExtractID(body, r.IDPath)
 		switch {
 		case err == nil:
@@ -324,12 +332,9 @@ func (r *Request) FindID(body []byte) (id string, found bool, err error) {
 		}
 		return "", false, fmt.Errorf("the lookup's answer neither names an account nor shows an empty list: %w", err)
 	}
-	items := gjson.GetBytes(body, r.ItemsPath)
-	switch {
-	case !items.Exists():
-		return "", false, fmt.Errorf("the lookup's answer has no list at %q", r.ItemsPath)
-	case !items.IsArray():
-		return "", false, fmt.Errorf("the lookup's answer at %q is %s, not a list", r.ItemsPath, gjsonTypeName(items))
+	items, err := listAt(body, r.ItemsPath)
+	if err != nil {
+		return "", false, fmt.Errorf("the lookup's answer: %w", err)
 	}
 	items.ForEach(func(_, item gjson.Result) bool {
 		for path, want := range r.Match {

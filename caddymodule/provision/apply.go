@@ -864,7 +864,7 @@ func (j *job) lockKey() string {
 // changes claiming one name only one calls the app with it at a time. Names are folded as
 // the uniqueness index folds them ("ſ" and "s" are one name there).
 func nameLockKey(typ, name string) string {
-	return "create:" + typ + ":" + store.FoldName(name)
+	return "name:" + typ + ":" + store.FoldName(name)
 }
 
 // maxMemberLocks bounds the members a group's PATCH locks one by one (see lockJob); a

@@ -571,26 +571,30 @@ func checkUnique(tx *store.Tx, typ, id, name string) error {
 }
 
 // checkRename is checkUnique for a PUT or PATCH of resource id from before to after, when
-// it changes the name (other than in case: the index equates those).
+// it renames it (see renamed).
 func checkRename(tx *store.Tx, typ, id string, before, after scim.Resource) error {
-	name := SubjectOf(typ, after)
-	if name == "" || strings.EqualFold(name, SubjectOf(typ, before)) {
-		return nil
+	if name := renamed(typ, before, after); name != "" {
+		return checkUnique(tx, typ, id, name)
 	}
-	return checkUnique(tx, typ, id, name)
+	return nil
 }
 
-// renamedTo is the name a decided change gives its resource when it renames it (not only
-// in case), "" otherwise.
+// renamed is the name after gives a resource that before named otherwise (other than in
+// case: the index equates those), "" when the name stays.
+func renamed(typ string, before, after scim.Resource) string {
+	name := SubjectOf(typ, after)
+	if name == "" || strings.EqualFold(name, SubjectOf(typ, before)) {
+		return ""
+	}
+	return name
+}
+
+// renamedTo is renamed for a decided change ("" when it failed or is no update).
 func renamedTo(p *plan, err error) string {
 	if err != nil || p == nil || p.before == nil || p.after == nil {
 		return ""
 	}
-	name := SubjectOf(p.typ, p.after)
-	if name == "" || strings.EqualFold(name, SubjectOf(p.typ, p.before)) {
-		return ""
-	}
-	return name
+	return renamed(p.typ, p.before, p.after)
 }
 
 // checkIfMatch enforces an If-Match precondition against the current version.

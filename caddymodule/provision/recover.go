@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"time"
 
 	"go.uber.org/zap"
 
@@ -154,15 +153,11 @@ func (e *Engine) lookupAccount(ctx context.Context, req *mapping.Request, what s
 // content, nor the URL's query).
 func lookupOutage(target string, req *mapping.Request, what string, err error) *nativeError {
 	cause := err.Error()
-	retryAfter := legacy.DefaultOutageRetryAfter
 	var le *legacy.Error
 	if errors.As(err, &le) {
 		cause = le.Cause()
-		if le.RetryAfter > 0 {
-			retryAfter = le.RetryAfter
-		}
 	}
-	retryAfter = (retryAfter + time.Second - 1).Truncate(time.Second)
+	retryAfter := legacy.OutageRetryAfter(err)
 	se := scim.Errorf(http.StatusServiceUnavailable, "", "%s in %s (%s %s) failed: %s; nothing was created or changed; retry later",
 		what, target, req.Method, redactURL(req.Path), cause)
 	return &nativeError{scim: se, retryAfter: retryAfter, cause: err}

@@ -185,12 +185,12 @@ func ManagerAsValue(doc Resource) Resource {
 	if !ok || len(m) <= 1 {
 		return doc
 	}
-	v, ok := m["value"]
-	if !ok {
+	v, err := ManagerValue(m) // what a manager stored now is
+	if err != nil || v == nil {
 		return doc
 	}
 	ext = maps.Clone(ext)
-	ext[mk] = map[string]any{"value": v}
+	ext[mk] = v
 	out := maps.Clone(doc)
 	out[extKey] = ext
 	return out

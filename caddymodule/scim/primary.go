@@ -1,6 +1,9 @@
 package scim
 
-import "reflect"
+import (
+	"reflect"
+	"slices"
+)
 
 // RFC 7643 §2.4: "primary" is true on at most one value of a multi-valued attribute, and
 // RFC 7644 §3.5.2: a PATCH that makes a value primary makes the others non-primary.
@@ -57,13 +60,7 @@ func checkOnePrimary(a *Attribute, name string, v any) error {
 	if !hasPrimary(a) || !ok {
 		return nil
 	}
-	n := 0
-	for _, e := range list {
-		if isPrimary(e) {
-			n++
-		}
-	}
-	if n > 1 {
+	if n := len(primaryValues(list)); n > 1 {
 		return BadRequest(TypeInvalidValue, "%s has %d values with \"primary\": true; at most one value may be primary (RFC 7643 §2.4)", name, n)
 	}
 	return nil
@@ -81,6 +78,11 @@ func (p *patcher) primaries(t patchTarget) []map[string]any {
 	}
 	cur, _ := Get(c, t.name)
 	list, _ := cur.([]any)
+	return primaryValues(list)
+}
+
+// primaryValues returns the values of list whose primary is true.
+func primaryValues(list []any) []map[string]any {
 	var out []map[string]any
 	for _, e := range list {
 		if isPrimary(e) {
@@ -106,16 +108,11 @@ func (p *patcher) settlePrimary(t patchTarget, before []map[string]any) error {
 	}
 	cur, _ := Get(c, t.name)
 	list, _ := cur.([]any)
-	var primary []map[string]any
+	primary := primaryValues(list)
 	var made map[string]any
 	fresh := 0
-	for _, e := range list {
-		if !isPrimary(e) {
-			continue
-		}
-		m := e.(map[string]any)
-		primary = append(primary, m)
-		if !containsMap(before, m) {
+	for _, m := range primary {
+		if !slices.ContainsFunc(before, func(b map[string]any) bool { return sameMap(b, m) }) {
 			fresh++
 			made = m
 		}
@@ -134,16 +131,7 @@ func (p *patcher) settlePrimary(t patchTarget, before []map[string]any) error {
 	return nil
 }
 
-// containsMap reports whether list holds the map m itself (not merely an equal one).
-func containsMap(list []map[string]any, m map[string]any) bool {
-	for _, e := range list {
-		if sameMap(e, m) {
-			return true
-		}
-	}
-	return false
-}
-
+// sameMap reports whether a and b are the same map (not merely equal ones).
 func sameMap(a, b map[string]any) bool {
 	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 }
