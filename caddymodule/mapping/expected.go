@@ -181,3 +181,30 @@ func (m *Mapping) Subject(resourceType string, item []byte) string {
 	}
 	return ""
 }
+
+// Without returns the expectation without the fields made only from the attributes paths
+// name (a policy's drop_attributes: the app never receives them, so whatever it holds there
+// is its own). A field fed by a dropped attribute and another one stays: the mapping still
+// sends it, from what is left.
+func (x Expected) Without(resourceType string, paths []string) Expected {
+	if len(paths) == 0 {
+		return x
+	}
+	keys := make([]string, len(paths))
+	for i, p := range paths {
+		keys[i] = changedKey(resourceType, p)
+	}
+	within := func(attr string) bool {
+		return slices.ContainsFunc(keys, func(k string) bool {
+			return attr == k || (strings.HasPrefix(attr, k) && (attr[len(k)] == '.' || attr[len(k)] == ':'))
+		})
+	}
+	out := Expected{Unknown: x.Unknown}
+	for _, f := range x.Fields {
+		if len(f.attrs) > 0 && !slices.ContainsFunc(f.attrs, func(a string) bool { return !within(a) }) {
+			continue
+		}
+		out.Fields = append(out.Fields, f)
+	}
+	return out
+}

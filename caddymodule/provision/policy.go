@@ -99,6 +99,12 @@ func (e *Engine) decidePolicy(j *job, p *plan) verdict {
 		Changed:      changedAttrPaths(j.trail.changes),
 		Members:      p.memberRefs,
 	}
+	if j.op.Action == change.ActionRepair && len(in.Changed) == 0 && len(p.changed) > 0 {
+		// A repair changes no attribute of the directory's resource, but it sends the app
+		// these: a guardrail that keeps attributes from the app (attribute_allowlist) judges
+		// them as it judges Entra's changes, so a repair cannot clear what it keeps out.
+		in.Changed = slices.Clone(p.changed)
+	}
 	lastHour, release, err := e.stats.reserve(p.events)
 	if err != nil {
 		return verdict{release: func() {}, err: err}
@@ -183,13 +189,23 @@ func shapeForApp(p *plan, d policy.Decision) (*plan, []string, []string, error) 
 			return nil, nil, nil, fmt.Errorf("the policy's drop_attributes: %w", err)
 		}
 		np.after, np.before, droppedAttrs = after, before, dropped
-		if np.before != nil && np.after != nil && change.Has(np.events, change.Update) && !attributesDiffer(np.before, np.after) {
-			// Only dropped attributes changed: the app has nothing to update.
+		// The decision's list, not only what the resource held: a change (a repair) may
+		// send an attribute the resource no longer has, as the mapping clears it.
+		np.changed = slices.DeleteFunc(slices.Clone(np.changed), func(c string) bool {
+			return slices.ContainsFunc(d.DropAttributes, func(d string) bool { return attrWithin(p.typ, c, d) })
+		})
+		// Only dropped attributes changed: the app has nothing to update. A repair changes
+		// nothing in the directory (before is after): what it sends is its changed list,
+		// and it has nothing to send only when the policy dropped all of that.
+		var nothingLeft bool
+		if p.job.op.Action == change.ActionRepair {
+			nothingLeft = len(p.changed) > 0 && len(np.changed) == 0
+		} else {
+			nothingLeft = np.before != nil && np.after != nil && !attributesDiffer(np.before, np.after)
+		}
+		if nothingLeft && change.Has(np.events, change.Update) {
 			np.events = slices.DeleteFunc(slices.Clone(np.events), func(e change.Event) bool { return e == change.Update })
 		}
-		np.changed = slices.DeleteFunc(slices.Clone(np.changed), func(c string) bool {
-			return slices.ContainsFunc(dropped, func(d string) bool { return strings.EqualFold(c, d) })
-		})
 	}
 	if len(d.DropMembers) > 0 {
 		keep := func(ids []string) []string {
@@ -213,4 +229,19 @@ func shapeForApp(p *plan, d policy.Decision) (*plan, []string, []string, error) 
 		np.events = []change.Event{change.Deactivate}
 	}
 	return &np, droppedAttrs, droppedMembers, nil
+}
+
+// attrWithin reports whether attribute path c is outer or part of it (a sub-attribute, an
+// attribute of an extension), as SCIM compares names: case-insensitively, with the core
+// schema's URN optional.
+func attrWithin(typ, c, outer string) bool {
+	norm := func(s string) string {
+		s = strings.ToLower(s)
+		if rt := scim.ResourceTypeByName(typ); rt != nil {
+			s = strings.TrimPrefix(s, strings.ToLower(rt.Schema)+":")
+		}
+		return s
+	}
+	c, outer = norm(c), norm(outer)
+	return c == outer || (strings.HasPrefix(c, outer) && (c[len(outer)] == '.' || c[len(outer)] == ':'))
 }

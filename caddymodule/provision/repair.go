@@ -1,11 +1,13 @@
 package provision
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
 
 	"github.com/scimgate/scimgate/caddymodule/change"
+	"github.com/scimgate/scimgate/caddymodule/policy"
 	"github.com/scimgate/scimgate/caddymodule/scim"
 	"github.com/scimgate/scimgate/caddymodule/store"
 )
@@ -200,4 +202,30 @@ func (e *Engine) disableOrphan(j *job, p *plan) error {
 		j.trail.noteCalls(res.calls)
 	}
 	return err
+}
+
+// RepairDrops returns the attributes the policy in force keeps from the app when a repair
+// sends the attributes changed of a resource: the drop_attributes of the decision such a
+// repair would get (action "repair", event update, the reconcile's client), without
+// counting it. doc is the resource as stored, with its id. A reconcile compares the app's
+// account only with what the app may receive: a field made from a dropped attribute is the
+// app's own. nil without a policy, and when the repair would not be allowed (its own
+// decision says so when it is made); an error when the policy cannot decide.
+func (e *Engine) RepairDrops(ctx context.Context, typ, nativeID string, doc scim.Resource, changed []string) ([]string, error) {
+	if e.policy == nil {
+		return nil, nil
+	}
+	res := scim.Canonical(typ, doc)
+	d, err := e.policy.Decide(ctx, &policy.Input{
+		Action: string(change.ActionRepair), ResourceType: typ, Events: []string{string(change.Update)},
+		Client: "reconcile", Target: e.targetName(), NativeID: nativeID, Resource: res, Previous: res,
+		Changed: changed,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !d.Allow || d.Skip {
+		return nil, nil
+	}
+	return d.DropAttributes, nil
 }

@@ -3,6 +3,7 @@ package reconcile
 import (
 	"context"
 	"errors"
+	"fmt"
 	"hash/maphash"
 	"slices"
 
@@ -184,6 +185,9 @@ func (rn *run) checkAccounts(tx *store.Tx, typ string, batch []mapping.Account, 
 			expect["active"] = false // the policy keeps the account inactive
 		}
 		diffs := t.Mapping.Expect(typ, expect, nativeIDOf(tx, t)).Compare(acc.Item)
+		if !outOfScope && slices.ContainsFunc(diffs, func(d mapping.Difference) bool { return !d.State }) {
+			diffs = rn.sendable(tx, typ, acc, doc, subject, diffs)
+		}
 		state := slices.ContainsFunc(diffs, func(d mapping.Difference) bool { return d.State })
 		f := Finding{ResourceType: typ, SCIMID: scimID, NativeID: acc.NativeID, Subject: subject}
 		switch {
@@ -209,6 +213,28 @@ func (rn *run) checkAccounts(tx *store.Tx, typ string, batch []mapping.Account, 
 		}
 	}
 	return groups, nil
+}
+
+// sendable returns the differences of an account that a repair could put right: the
+// policy's drop_attributes for that repair (attribute_allowlist, a guardrail keeping a field
+// from the app) are applied to what the mapping sends, as the engine applies them to every
+// change, and the fields made only from dropped attributes are not compared (the app never
+// receives them: what it holds there is its own). Only accounts that differ are decided, so
+// a clean account costs no policy evaluation. A policy that cannot decide leaves every
+// difference reported, with a note.
+func (rn *run) sendable(tx *store.Tx, typ string, acc mapping.Account, doc scim.Resource, subject string, diffs []mapping.Difference) []mapping.Difference {
+	t := rn.rc.target
+	drops, err := rn.rc.engine.RepairDrops(rn.ctx, typ, acc.NativeID, doc, driftedAttributes(diffs))
+	if err == nil && len(drops) > 0 {
+		var shaped scim.Resource
+		if shaped, _, err = scim.DropAttributes(typ, doc, drops); err == nil {
+			return t.Mapping.Expect(typ, shaped, nativeIDOf(tx, t)).Without(typ, drops).Compare(acc.Item)
+		}
+	}
+	if err != nil {
+		rn.addNote(fmt.Sprintf("%s %s: the attributes the policy keeps from the app are not known (%v); its differences are listed in full", typ, subject, err))
+	}
+	return diffs
 }
 
 // orphanSuffix says in an orphan's reason that its account is disabled already.

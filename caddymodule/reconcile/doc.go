@@ -83,7 +83,7 @@
 // or through the admin API (../reconcileadmin): POST /scimgate/reconcile/demo/run?fix=true,
 // GET /scimgate/reconcile/demo/reports/12?format=csv.
 //
-// Not compared: groups that are the app's roles (groups.roles), whose memberships live on
-// the users; a policy's drop_attributes obligations (a field the policy keeps from the app
-// shows as drift).
+// A field the policy keeps from the app (drop_attributes, as the repair of the account
+// would be decided) is not compared. Not compared: groups that are the app's roles
+// (groups.roles), whose memberships live on the users.
 package reconcile
