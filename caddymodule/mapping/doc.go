@@ -328,7 +328,9 @@
 //	    "assign": {"method": "PUT", "path": "/users/{id}/roles", "body": {"roles": "$role_ids"},
 //	               "expect": {"has": ["roles"]}},
 //	    "revoke_on_delete": true,          optional, default true
-//	    "clear_on_user_delete": true       optional, default false
+//	    "clear_on_user_delete": true,      optional, default false
+//	    "read": "roles"                    optional: where a user listed by users.list holds
+//	                                       its role ids (a reconcile compares them)
 //	  }
 //	}
 //

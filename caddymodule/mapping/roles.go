@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
+
+	"github.com/tidwall/gjson"
 
 	"github.com/scimgate/scimgate/caddymodule/change"
 	"github.com/scimgate/scimgate/caddymodule/scim"
@@ -27,6 +30,7 @@ type fileRoles struct {
 	Assign            json.RawMessage `json:"assign"`
 	RevokeOnDelete    *bool           `json:"revoke_on_delete"`
 	ClearOnUserDelete bool            `json:"clear_on_user_delete"`
+	Read              string          `json:"read"`
 }
 
 // Roles are the rules of a mapping whose groups are the app's existing roles
@@ -43,6 +47,7 @@ type Roles struct {
 	// ClearOnUserDelete: a user's delete first sends the user's roles as an empty list, in
 	// the same flow, for apps that refuse to delete (or keep the grants of) a user with roles.
 	ClearOnUserDelete bool
+	read              string // where a listed user holds its role ids; "" when not given
 }
 
 // Roles returns the mapping's role rules, nil when its groups are not roles.
@@ -99,7 +104,12 @@ func (c *compiler) compileRoles(rule string, raw json.RawMessage, headers http.H
 	if err := decodeStrict(raw, &fr); err != nil {
 		return nil, c.wrap(rule, err)
 	}
-	r := &Roles{rule: rule, RevokeOnDelete: fr.RevokeOnDelete == nil || *fr.RevokeOnDelete, ClearOnUserDelete: fr.ClearOnUserDelete}
+	r := &Roles{rule: rule, RevokeOnDelete: fr.RevokeOnDelete == nil || *fr.RevokeOnDelete, ClearOnUserDelete: fr.ClearOnUserDelete, read: fr.Read}
+	if fr.Read != "" {
+		if err := compileGJSONPath(fr.Read); err != nil {
+			return nil, c.errf(rule+".read", "%v", err)
+		}
+	}
 	if !isNull(fr.Table) {
 		if err := c.compileRoleTable(r, rule+".table", fr.Table); err != nil {
 			return nil, err
@@ -211,6 +221,58 @@ func (c *compiler) checkRoles(m *Mapping) error {
 		return c.errf(r.rule+".assign", "sets users' roles, but the mapping has no \"users\"")
 	case !m.knowsNativeIDs(scim.UserType):
 		return c.errf(r.rule+".assign", "names users by native id ({id}), but users have no create \"id\" or lookup to learn it from")
+	case r.read != "" && !m.CanList(scim.UserType):
+		return c.errf(r.rule+".read", "says where a listed user holds its roles, but users have no \"list\" call: a reconcile reads the roles from it")
 	}
 	return nil
+}
+
+// CanRead reports whether a reconcile can read users' roles from the users list
+// (groups.roles.read).
+func (r *Roles) CanRead() bool { return r.read != "" }
+
+// RolesIn returns the role ids a listed user (item, as users.list gives it) holds, as
+// text (numbers as their decimal text, as role ids are sent), sorted, each once. Absent or
+// null is no role, like an empty list; anything else that is not a list of ids is an error
+// naming the path.
+func (r *Roles) RolesIn(item []byte) ([]string, error) {
+	v := gjson.GetBytes(item, r.read)
+	if !v.Exists() || v.Type == gjson.Null {
+		return []string{}, nil
+	}
+	if !v.IsArray() {
+		return nil, fmt.Errorf("the user's roles at %q are not a list: %s", r.read, clip(v.Raw))
+	}
+	out := []string{}
+	var bad error
+	v.ForEach(func(_, e gjson.Result) bool {
+		switch {
+		case e.Type == gjson.String && e.Str != "":
+			out = append(out, e.Str)
+		case e.Type == gjson.Number:
+			id, err := integerText(e.Raw)
+			if err != nil {
+				bad = fmt.Errorf("a role id at %q: %v", r.read, err)
+				return false
+			}
+			out = append(out, id)
+		default:
+			bad = fmt.Errorf("a role id at %q is not a string or an integer: %s", r.read, clip(e.Raw))
+			return false
+		}
+		return true
+	})
+	if bad != nil {
+		return nil, bad
+	}
+	sort.Strings(out)
+	return slices.Compact(out), nil
+}
+
+// clip shortens an answer's text for an error.
+func clip(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "…"
+	}
+	return s
 }

@@ -36,6 +36,10 @@ func TestRolesLoadErrors(t *testing.T) {
 			`roles.json: groups.roles.assign.when: the call is made whenever a user's roles change: it takes no condition`},
 		{"unknown table", rolesFile(`{"roles": {"table": "perms", "assign": ` + assignPUT + `}}`),
 			`roles.json: groups.roles.table: no table "perms" in "tables" (tables: roles)`},
+		{"read without a users list", rolesFile(`{"roles": {"table": "roles", "assign": ` + assignPUT + `, "read": "roles"}}`),
+			`roles.json: groups.roles.read: says where a listed user holds its roles, but users have no "list" call: a reconcile reads the roles from it`},
+		{"read with an empty component", rolesFile(`{"roles": {"table": "roles", "assign": ` + assignPUT + `, "read": "roles..id"}}`),
+			`roles.json: groups.roles.read: "roles..id" has an empty component`},
 		{"bad role id", rolesFile(`{"roles": {"table": {"Admins": true}, "assign": ` + assignPUT + `}}`),
 			`roles.json: groups.roles.table["Admins"]: a role id is a string or an integer (or null for no role), not bool`},
 		{"key without a table", rolesFile(`{"lookup": {"method": "GET", "path": "/roles?name={displayName}", "id": "0.id"}, "roles": {"key": "{displayName|lower}", "assign": ` + assignPUT + `}}`),
@@ -99,5 +103,49 @@ func TestRolesRequests(t *testing.T) {
 	m, err = Parse("roles.json", []byte(rolesFile(`{"lookup": {"method": "GET", "path": "/roles?name={displayName}", "id": "0.id"}, "roles": {"assign": `+assignPUT+`, "revoke_on_delete": false}}`)), nil)
 	if err != nil || !m.Roles().ByLookup() || m.Roles().RevokeOnDelete || m.Roles().Source() != "the groups lookup" {
 		t.Fatalf("by lookup: %v", err)
+	}
+}
+
+// TestRolesIn: a listed user's roles, read where groups.roles.read says: ids as strings or
+// integers (as their text), inside objects with a path like roles.#.id, sorted and each
+// once; absent or null is none; anything else is an error naming the path.
+func TestRolesIn(t *testing.T) {
+	load := func(read string) *Roles {
+		t.Helper()
+		m, err := Parse("roles.json", []byte(`{"version": 1, "tables": {"roles": {"Admins": "role_admin"}},
+		  "users": {"list": {"method": "GET", "path": "/users", "items": "data", "id": "id"},
+		    "events": {"create": {"method": "POST", "path": "/users", "id": "id", "body": {"login": "userName"}}}},
+		  "groups": {"roles": {"table": "roles", "assign": `+assignPUT+`, "read": "`+read+`"}}}`), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !m.Roles().CanRead() {
+			t.Fatal("CanRead is false with read given")
+		}
+		return m.Roles()
+	}
+	tests := []struct {
+		read, item string
+		want       []string
+		err        string
+	}{
+		{"roles", `{"roles": ["b", "a", "b"]}`, []string{"a", "b"}, ""},
+		{"roles", `{"roles": [7, "x", 12345678901234567890]}`, []string{"12345678901234567890", "7", "x"}, ""},
+		{"roles", `{}`, []string{}, ""},
+		{"roles", `{"roles": null}`, []string{}, ""},
+		{"grants.#.role.id", `{"grants": [{"role": {"id": 3}}, {"role": {"id": "r"}}]}`, []string{"3", "r"}, ""},
+		{"roles", `{"roles": "admin"}`, nil, `the user's roles at "roles" are not a list: "admin"`},
+		{"roles", `{"roles": [{"id": 1}]}`, nil, `a role id at "roles" is not a string or an integer: {"id": 1}`},
+		{"roles", `{"roles": [1.5]}`, nil, `a role id at "roles": 1.5 is not an integer`},
+		{"roles", `{"roles": [""]}`, nil, `a role id at "roles" is not a string or an integer: ""`},
+	}
+	for _, tc := range tests {
+		got, err := load(tc.read).RolesIn([]byte(tc.item))
+		switch {
+		case tc.err != "" && (err == nil || err.Error() != tc.err):
+			t.Errorf("%s in %s: %v, want error %q", tc.read, tc.item, err, tc.err)
+		case tc.err == "" && (err != nil || strings.Join(got, ",") != strings.Join(tc.want, ",") || got == nil):
+			t.Errorf("%s in %s: %q, %v; want %q", tc.read, tc.item, got, err, tc.want)
+		}
 	}
 }

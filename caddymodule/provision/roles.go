@@ -235,6 +235,17 @@ func (e *Engine) rolesOfUser(tx *store.Tx, u, except string) ([]string, error) {
 	return out, err
 }
 
+// UserRoles returns, in tx, the list of roles the assign call sends user u: every role
+// of every group u is in, without the memberships the policy kept out, sorted, each once.
+// nil when the target's groups are not roles.
+func (e *Engine) UserRoles(tx *store.Tx, u string) ([]string, error) {
+	if e.rolesOf() == nil {
+		return nil, nil
+	}
+	list, err := e.rolesOfUser(tx, u, "")
+	return sortedSet(list), err
+}
+
 // sortedSet sorts ids and drops repeats (two groups may give one role).
 func sortedSet(ids []string) []string {
 	out := slices.Clone(ids)

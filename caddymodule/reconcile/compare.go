@@ -19,6 +19,9 @@ type run struct {
 	rc     *Reconciler
 	ctx    context.Context
 	report *Report
+	// roleGroups are the groups that give each role, read when a user's roles are first
+	// compared (see compareRoles).
+	roleGroups map[string][]string
 }
 
 // seenSet holds the native ids the app listed that the directory links, as 8-byte hashes
@@ -207,6 +210,11 @@ func (rn *run) checkAccounts(tx *store.Tx, typ string, batch []mapping.Account, 
 				f.Reason = "active in the directory, inactive in the app; the app holds other values"
 			}
 			rn.note(f)
+		}
+		if roles := t.Mapping.Roles(); typ == scim.UserType && !outOfScope && roles != nil && roles.CanRead() {
+			if err := rn.compareRoles(tx, acc, scimID, subject); err != nil {
+				return nil, err
+			}
 		}
 		if typ == scim.GroupType && !outOfScope && t.Mapping.CanListMembers() {
 			groups = append(groups, groupRef{scimID: scimID, nativeID: acc.NativeID, subject: subject})

@@ -84,6 +84,7 @@
 // GET /scimgate/reconcile/demo/reports/12?format=csv.
 //
 // A field the policy keeps from the app (drop_attributes, as the repair of the account
-// would be decided) is not compared. Not compared: groups that are the app's roles
-// (groups.roles), whose memberships live on the users.
+// would be decided) is not compared. Groups that are the app's roles (groups.roles) are
+// compared through the roles each listed user holds, where groups.roles.read says (see
+// roles.go).
 package reconcile

@@ -56,6 +56,10 @@ func (rn *run) fix() {
 				f.Fix = "reported only (the member is an orphaned account: see orphans)"
 				continue
 			}
+			if f.SCIMID == "" {
+				f.Fix = "reported only (no group of the directory gives the role: the user's next list of roles leaves it out)"
+				continue
+			}
 			g := byGroup[f.SCIMID]
 			if g == nil {
 				g = &memberFix{repair: provision.Repair{Kind: provision.RepairMembers, Type: scim.GroupType, ID: f.SCIMID}}

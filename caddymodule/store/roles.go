@@ -1,5 +1,7 @@
 package store
 
+import "bytes"
+
 // Roles: where an app's groups are its existing roles (the mapping's groups.roles), each
 // group of the directory stands for one role of the app, found by a table or a lookup when
 // the group is created or renamed. Unlike the id map, several groups may stand for one role
@@ -54,4 +56,20 @@ func (tx *Tx) Withheld(target, groupID, memberID string) bool {
 		return false
 	}
 	return tx.bucket(bucketWithheld).Get(joinKey(target, groupID, memberID)) != nil
+}
+
+// Roles calls fn with each group of target that stands for a role, and the role, in the
+// order of the groups' ids.
+func (tx *Tx) Roles(target string, fn func(groupID, roleID string) error) error {
+	if err := checkIDMapArgs(target, "-", "-"); err != nil {
+		return err
+	}
+	prefix := joinKey(target, "")
+	c := tx.bucket(bucketRoles).Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		if err := fn(string(k[len(prefix):]), string(v)); err != nil {
+			return err
+		}
+	}
+	return nil
 }

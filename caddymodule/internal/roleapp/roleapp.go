@@ -65,6 +65,14 @@ func (a *App) Held(id string) []string {
 	return slices.Clone(a.grants[id])
 }
 
+// SetHeld sets the roles user id holds, as an admin of the app would, behind the
+// gateway's back.
+func (a *App) SetHeld(id string, roles []string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.grants[id] = slices.Clone(roles)
+}
+
 // HasUser reports whether the user id exists.
 func (a *App) HasUser(id string) bool {
 	a.mu.Lock()
@@ -105,6 +113,14 @@ func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		id := fmt.Sprintf("usr_%d", a.next)
 		a.logins[id] = in.Login
 		answer(http.StatusCreated, map[string]any{"id": id})
+	case call == "GET /users" && !r.URL.Query().Has("login"):
+		// Every user with its roles, as a reconcile lists them (one page).
+		ids := slices.Sorted(maps.Keys(a.logins))
+		data := make([]any, 0, len(ids))
+		for _, id := range ids {
+			data = append(data, map[string]any{"id": id, "login": a.logins[id], "roles": a.grants[id]})
+		}
+		answer(http.StatusOK, map[string]any{"data": data})
 	case call == "GET /users":
 		for id, login := range a.logins {
 			if login == r.URL.Query().Get("login") {
