@@ -228,7 +228,9 @@ func readChanges(ctx context.Context, j *journal.Journal, cr changesRequest) (*C
 	for _, row := range queued { // queued changes not delivered yet: their latest state
 		finish(row)
 	}
-	page.Changes = newestChanges(kept, cr.limit)
+	if kept != nil { // nil when nothing matched: Changes stays [], never null
+		page.Changes = newestChanges(kept, cr.limit)
+	}
 	if page.Older > len(page.Changes) {
 		page.NextBefore = page.Changes[len(page.Changes)-1].Seq
 	}

@@ -186,3 +186,22 @@ func TestChangesRouteQueued(t *testing.T) {
 		t.Errorf("the dead filter: %+v", got.Changes)
 	}
 }
+
+// TestChangesRouteNoMatchIsEmptyList: a filter that matches no change of a journal that has
+// records answers "changes": [] (never null), as it does for an empty journal: the watch
+// page iterates the list, and a null stopped it before it connected to the live stream.
+func TestChangesRouteNoMatchIsEmptyList(t *testing.T) {
+	e := journaltest.StartTarget(t)
+	e.CreateUser(t, "ada@example.com")
+	for _, q := range []string{"user_name=nobody%40example.com", "resource_type=Group", "before=1"} {
+		resp, body := e.Do(t, http.MethodGet, journaladmin.JournalPath(journaltest.JournalName, "changes")+"?"+q)
+		journaltest.WantStatus(t, resp, body, http.StatusOK)
+		var raw map[string]json.RawMessage
+		if err := json.Unmarshal(body, &raw); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.TrimSpace(string(raw["changes"])); got != "[]" {
+			t.Errorf("%s: changes = %s, want []", q, got)
+		}
+	}
+}
