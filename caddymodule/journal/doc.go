@@ -116,7 +116,11 @@
 // reordered (a record stored at another record's place), modified, checkpoint_mismatch (a
 // recomputed chain that misses a checkpoint's hash), bad_signature, head_mismatch, truncated
 // (the head or the newest checkpoint names records that are gone; an export without its end
-// line) and malformed (an export line that is not what the format defines).
+// line) and malformed (an export line that is not what the format defines). A checkpoint
+// vouches for the record it follows: in an export, a checkpoint line anywhere but right
+// after its record is malformed (truncated when it names a record the export does not
+// reach), so that moving the lines cannot keep a rewritten chain from being compared with
+// the checkpoints.
 //
 // # Export formats
 //

@@ -134,14 +134,25 @@ func (c *chain) accept(seq uint64, h [32]byte) {
 }
 
 // checkpoint checks cp against the chain, which must have just verified record cp.Seq (or
-// start right after it).
+// start right after it): a checkpoint of a record the chain has not reached says that
+// records are missing, one of an earlier record is out of place.
 func (c *chain) checkpoint(cp Checkpoint) *Problem {
 	if c.pub != nil {
 		if err := cp.VerifySignature(c.name, c.pub); err != nil {
 			return c.fail(cp.Seq, KindBadSignature, "%v", err)
 		}
 	}
-	if cp.Seq+1 == c.next && cp.Hash != hex.EncodeToString(c.prev[:]) {
+	// A checkpoint vouches for the record it follows: one anywhere else would be counted
+	// without ever being compared with the chain (a JSONL export is a file anyone can
+	// rearrange).
+	switch {
+	case cp.Seq >= c.next:
+		return c.fail(c.next, KindTruncated,
+			"a checkpoint names record %d, but the records end at %d", cp.Seq, c.next-1)
+	case cp.Seq+1 != c.next:
+		return c.fail(cp.Seq, KindMalformed,
+			"the checkpoint of record %d does not follow that record (it comes after record %d)", cp.Seq, c.next-1)
+	case cp.Hash != hex.EncodeToString(c.prev[:]):
 		return c.fail(cp.Seq, KindCheckpointMismatch,
 			"the chain recomputed up to %d does not reach the checkpoint's hash %s: records up to %d were rewritten",
 			cp.Seq, truncate(cp.Hash, 64), cp.Seq)
