@@ -137,6 +137,13 @@
 // SCIM id, subject, outcome) may skip records; its records are each checked against their
 // hash and the report says Partial.
 //
+// An unfiltered export of a damaged journal carries the damage, so that it does not verify
+// either: its anchor is the record before the span it asked for (a missing first record is
+// a gap; a missing record before the span an anchor without prev_hash), its end line names
+// the record and hash the journal's head promised when the records stop short of it (or of
+// to_seq) or the head's hash is not theirs, and when it reaches the head the first
+// checkpoint of a record it lacks follows the records.
+//
 // CSV — a header row (CSVHeader) and one row per record: seq, time, client, action,
 // resource_type, scim_id, subject, outcome, status, events (joined by ';'), changed_paths
 // (joined by ';'), error, hash. Cells a client controls that start with = + - @ tab or CR get
