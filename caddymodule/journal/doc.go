@@ -116,7 +116,8 @@
 // reordered (a record stored at another record's place), modified, checkpoint_mismatch (a
 // recomputed chain that misses a checkpoint's hash), bad_signature, head_mismatch, truncated
 // (the head or the newest checkpoint names records that are gone; an export without its end
-// line) and malformed (an export line that is not what the format defines). A checkpoint
+// line) and malformed (an export line that is not what the format defines, or a stored
+// checkpoint that does not decode as the checkpoint of its record). A checkpoint
 // vouches for the record it follows: in an export, a checkpoint line anywhere but right
 // after its record is malformed (truncated when it names a record the export does not
 // reach), so that moving the lines cannot keep a rewritten chain from being compared with
@@ -130,6 +131,7 @@
 //	 "filtered":BOOL,"query":{...},"anchor":{"seq":S,"prev_hash":HEX}}     header
 //	{"seq":N,"hash":HEX,"record":<stored record bytes, verbatim>}          per record
 //	{"checkpoint":{"seq":N,"hash":HEX,"time":T,"key_id":K,"signature":S}}  after record N
+//	{"checkpoint":{"seq":N,"error":TEXT}}     after record N, when the stored one is garbled
 //	{"end":{"records":COUNT,"last_seq":N,"last_hash":HEX}}                 last line
 //
 // The anchor is the sequence number the export starts from and the hash it continues from,

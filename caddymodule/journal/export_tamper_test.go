@@ -71,3 +71,31 @@ func TestExportOfTamperedJournalDoesNotVerify(t *testing.T) {
 		})
 	}
 }
+
+// TestGarbledCheckpoint: a stored checkpoint that does not decode is damage, named where
+// it is: verify reports it (exit 65 in the CLI, not "could not check"), and the export
+// still comes out, carrying it so that the export does not verify either.
+func TestGarbledCheckpoint(t *testing.T) {
+	const n = 20
+	pub, _ := testKey()
+	for _, garble := range map[string][]byte{"not JSON": []byte("{not json"), "another seq": []byte(`{"seq":3}`)} {
+		path := buildFile(t, n)
+		mutateFile(t, path, "main", func(b kv.Bucket) error {
+			return b.Bucket(bucketCheckpoints).Put(u64(n/2), garble)
+		})
+		rep, err := VerifyFileJournal(context.Background(), path, "", pub)
+		if err != nil {
+			t.Fatalf("verify: %v", err)
+		}
+		wantProblem(t, rep, KindMalformed, n/2)
+		var buf bytes.Buffer
+		if _, err := ExportFileJournal(context.Background(), path, "", &buf, Query{}, FormatJSONL); err != nil {
+			t.Fatalf("export: %v", err)
+		}
+		rep, err = VerifyJSONL(context.Background(), bytes.NewReader(buf.Bytes()), pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantProblem(t, rep, KindMalformed, n/2)
+	}
+}

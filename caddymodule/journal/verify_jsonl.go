@@ -154,6 +154,14 @@ func (v *jsonlVerifier) checkpoint(res gjson.Result) {
 		v.c.fail(v.c.next, KindMalformed, "the checkpoint line after record %d is not a checkpoint", v.lastSeq)
 		return
 	}
+	if _, err := decodeHash(cp.Hash); err != nil {
+		seq := cp.Seq
+		if seq == 0 {
+			seq = v.c.next
+		}
+		v.c.fail(seq, KindMalformed, "the checkpoint line after record %d has no valid hash%s", v.lastSeq, errNote(res))
+		return
+	}
 	v.c.checkpoint(cp)
 }
 
@@ -227,4 +235,12 @@ func (l *lineReader) peekSeq() uint64 {
 		l.hasPend = true
 	}
 	return gjson.GetBytes(l.pending, "seq").Uint()
+}
+
+// errNote quotes the error an exporter wrote into a checkpoint line it could not fill.
+func errNote(res gjson.Result) string {
+	if e := res.Get("error").Str; e != "" {
+		return ": " + truncate(e, 200)
+	}
+	return ""
 }
