@@ -162,6 +162,10 @@
 //	3006: delete 5 Delete, create 6 Create, add_members only 3 Add User,
 //	      remove_members only 4 Remove User, anything else 99 Other
 //
+// except that an operator's action on a queued change (retry, drop, pause, resume) is 99
+// Other whatever the change's events (activity_name is the action): it makes no change
+// by itself.
+//
 // status_id 1 Success (applied, skipped, dry_run), 2 Failure (rejected, failed, denied),
 // 0 Unknown (pending); status is the outcome, status_code the HTTP status, status_detail
 // the error. severity_id 1 Informational, 2 Low (rejected), 3 Medium (denied, failed).
