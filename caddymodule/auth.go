@@ -43,7 +43,7 @@ func newTokenSet(tokens []Token, repl *caddy.Replacer) (*tokenSet, error) {
 		seenNames[name] = true
 		value := repl.ReplaceAll(t.Value, "")
 		if value == "" {
-			return nil, fmt.Errorf("token %q is empty (configured as %q): set it, e.g. export SCIM_TOKEN=$(openssl rand -hex 32)", name, t.Value)
+			return nil, fmt.Errorf("token %q is empty (configured as %q): %s", name, t.Value, setHint(t.Value))
 		}
 		if len(value) < MinTokenBytes {
 			return nil, fmt.Errorf("token %q is %d bytes; tokens must be at least %d bytes (e.g. openssl rand -hex 32)", name, len(value), MinTokenBytes)
@@ -140,4 +140,14 @@ func (s *tokenSet) names() []string {
 		out[i] = t.name
 	}
 	return out
+}
+
+// setHint says how to give an empty token a value: export the variable its {env.*}
+// placeholder names, or write one there.
+func setHint(configured string) string {
+	v := strings.TrimSpace(configured)
+	if name, ok := strings.CutPrefix(v, "{env."); ok && strings.HasSuffix(name, "}") && !strings.ContainsAny(name[:len(name)-1], "{}") {
+		return "set it, e.g. export " + name[:len(name)-1] + "=$(openssl rand -hex 32)"
+	}
+	return "set it to a secret of at least 32 bytes from {env.*}, e.g. token <name> {env.SCIM_TOKEN}"
 }

@@ -231,3 +231,25 @@ func TestReloadWithChangedJournalSettings(t *testing.T) {
 		t.Fatalf("after the reload: %d", w.Code)
 	}
 }
+
+// TestEmptyTokenNamesItsVariable: a token whose {env.*} placeholder is unset says which
+// variable to set. The hint named SCIM_TOKEN whatever the placeholder was, so an operator
+// whose audit token {env.SCIMGATE_AUDIT_TOKEN} was unset was told to export SCIM_TOKEN.
+func TestEmptyTokenNamesItsVariable(t *testing.T) {
+	g := &Handler{
+		Tokens:  []Token{{Name: "entra", Value: testToken}},
+		Audit:   &AuditConfig{Tokens: []Token{{Name: "auditor", Value: "{env.SCIMGATE_TEST_AUDIT_UNSET}"}}},
+		DataDir: t.TempDir(),
+	}
+	err := provisionHandler(t, g)
+	_ = g.Cleanup()
+	if err == nil || !strings.Contains(err.Error(), "export SCIMGATE_TEST_AUDIT_UNSET=") || strings.Contains(err.Error(), "SCIM_TOKEN") {
+		t.Fatalf("error = %v, want it to name SCIMGATE_TEST_AUDIT_UNSET (and not SCIM_TOKEN)", err)
+	}
+	g = &Handler{Tokens: []Token{{Name: "entra", Value: "{env.SCIMGATE_TEST_ENTRA_UNSET}"}}, DataDir: t.TempDir()}
+	err = provisionHandler(t, g)
+	_ = g.Cleanup()
+	if err == nil || !strings.Contains(err.Error(), "export SCIMGATE_TEST_ENTRA_UNSET=") {
+		t.Fatalf("error = %v, want it to name SCIMGATE_TEST_ENTRA_UNSET", err)
+	}
+}

@@ -25,6 +25,12 @@ type Checkpoint struct {
 	Time      time.Time `json:"time"`
 	KeyID     string    `json:"key_id,omitempty"`
 	Signature string    `json:"signature,omitempty"`
+
+	// garbled marks a stored checkpoint that is not the checkpoint of its key (its value
+	// does not decode, or names another record): readCheckpoints keeps it, with Seq its
+	// key, so that verification reports it where the chain reaches it and an export
+	// carries it.
+	garbled bool
 }
 
 // checkpointDomain separates checkpoint signatures from any other use of the key.

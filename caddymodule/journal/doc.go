@@ -116,7 +116,12 @@
 // reordered (a record stored at another record's place), modified, checkpoint_mismatch (a
 // recomputed chain that misses a checkpoint's hash), bad_signature, head_mismatch, truncated
 // (the head or the newest checkpoint names records that are gone; an export without its end
-// line) and malformed (an export line that is not what the format defines).
+// line) and malformed (an export line that is not what the format defines, or a stored
+// checkpoint that does not decode as the checkpoint of its record). A checkpoint
+// vouches for the record it follows: in an export, a checkpoint line anywhere but right
+// after its record is malformed (truncated when it names a record the export does not
+// reach), so that moving the lines cannot keep a rewritten chain from being compared with
+// the checkpoints.
 //
 // # Export formats
 //
@@ -126,12 +131,20 @@
 //	 "filtered":BOOL,"query":{...},"anchor":{"seq":S,"prev_hash":HEX}}     header
 //	{"seq":N,"hash":HEX,"record":<stored record bytes, verbatim>}          per record
 //	{"checkpoint":{"seq":N,"hash":HEX,"time":T,"key_id":K,"signature":S}}  after record N
+//	{"checkpoint":{"seq":N,"error":TEXT}}     after record N, when the stored one is garbled
 //	{"end":{"records":COUNT,"last_seq":N,"last_hash":HEX}}                 last line
 //
 // The anchor is the sequence number the export starts from and the hash it continues from,
 // so VerifyJSONL recomputes the chain without the database. A filtered export (time range,
 // SCIM id, subject, outcome) may skip records; its records are each checked against their
 // hash and the report says Partial.
+//
+// An unfiltered export of a damaged journal carries the damage, so that it does not verify
+// either: its anchor is the record before the span it asked for (a missing first record is
+// a gap; a missing record before the span an anchor without prev_hash), its end line names
+// the record and hash the journal's head promised when the records stop short of it (or of
+// to_seq) or the head's hash is not theirs, and when it reaches the head the first
+// checkpoint of a record it lacks follows the records.
 //
 // CSV — a header row (CSVHeader) and one row per record: seq, time, client, action,
 // resource_type, scim_id, subject, outcome, status, events (joined by ';'), changed_paths
@@ -148,6 +161,10 @@
 //	      anything else 99 Other (activity_name is the action)
 //	3006: delete 5 Delete, create 6 Create, add_members only 3 Add User,
 //	      remove_members only 4 Remove User, anything else 99 Other
+//
+// except that an operator's action on a queued change (retry, drop, pause, resume) is 99
+// Other whatever the change's events (activity_name is the action): it makes no change
+// by itself.
 //
 // status_id 1 Success (applied, skipped, dry_run), 2 Failure (rejected, failed, denied),
 // 0 Unknown (pending); status is the outcome, status_code the HTTP status, status_detail

@@ -144,6 +144,7 @@ func newEncoder(f Format, name string, q Query) (encoder, error) {
 type exportState struct {
 	q       Query
 	enc     encoder
+	from    uint64 // first sequence number of the span
 	next    uint64 // next sequence number to read
 	to      uint64 // last sequence number to read
 	n       uint64 // records written
@@ -162,7 +163,8 @@ func exportDB(ctx context.Context, db kv.DB, name []byte, w io.Writer, q Query, 
 		return 0, fmt.Errorf("exporting journal %s: %w", name, err)
 	}
 	st := &exportState{q: q, enc: enc}
-	st.next, st.to = s.span(q)
+	st.from, st.to = s.span(q)
+	st.next = st.from
 	var buf bytes.Buffer
 	for st.next <= st.to {
 		if err := ctx.Err(); err != nil {
@@ -181,16 +183,63 @@ func exportDB(ctx context.Context, db kv.DB, name []byte, w io.Writer, q Query, 
 		}
 	}
 	buf.Reset()
+	end := jsonlEnd{Records: st.n, LastSeq: st.lastSeq, LastHash: hashHexIf(st.n > 0, st.last)}
+	var trailing *Checkpoint
+	if !q.filtered() && st.from <= st.to {
+		if trailing, err = st.damage(db, name, s, &end); err != nil {
+			return st.n, fmt.Errorf("exporting journal %s: %w", name, err)
+		}
+	}
 	if !st.begun {
 		if err := enc.begin(&buf, nil); err != nil {
 			return st.n, err
 		}
 	}
-	if err := enc.end(&buf, jsonlEnd{Records: st.n, LastSeq: st.lastSeq, LastHash: hashHexIf(st.n > 0, st.last)}); err != nil {
+	if trailing != nil {
+		if err := enc.checkpoint(&buf, *trailing); err != nil {
+			return st.n, err
+		}
+	}
+	if err := enc.end(&buf, end); err != nil {
 		return st.n, err
 	}
 	_, err = w.Write(buf.Bytes())
 	return st.n, err
+}
+
+// damage carries into an unfiltered export what the journal says about where its records
+// end, so that an export of a damaged journal does not verify either: when the records
+// stop short of the span's end (the tail was deleted), or the head's hash is not the last
+// record's, the end line names the record and hash the journal promised (VerifyJSONL
+// reports truncated or head_mismatch); and when the export reaches the head, the first
+// checkpoint of a record it does not hold follows the records (VerifyJSONL reports
+// truncated, as Verify does of the file).
+func (st *exportState) damage(db kv.DB, name []byte, s snapshot, end *jsonlEnd) (*Checkpoint, error) {
+	switch {
+	case st.to == s.head && (st.lastSeq != s.head || st.last != s.headHash):
+		end.LastSeq, end.LastHash = s.head, hex.EncodeToString(s.headHash[:])
+	case st.lastSeq != st.to:
+		end.LastSeq, end.LastHash = st.to, ""
+	}
+	if st.to != s.head || s.lastCP <= st.lastSeq {
+		return nil, nil
+	}
+	var cp *Checkpoint
+	err := db.View(func(tx kv.Tx) error {
+		b, err := journalBucket(tx, name)
+		if err != nil {
+			return err
+		}
+		k, v := b.Bucket(bucketCheckpoints).Cursor().Seek(u64(st.lastSeq + 1))
+		if k == nil {
+			return nil
+		}
+		seq, _ := keySeq(k)
+		c := decodeCheckpoint(seq, v)
+		cp = &c
+		return nil
+	})
+	return cp, err
 }
 
 func hashHexIf(ok bool, h [32]byte) string {
@@ -208,10 +257,7 @@ func exportPageTx(db kv.DB, name []byte, st *exportState, buf *bytes.Buffer, s s
 			return err
 		}
 		rb := b.Bucket(bucketRecords)
-		cps, err := readCheckpoints(b.Bucket(bucketCheckpoints), st.next, min(st.to, st.next+exportPage-1))
-		if err != nil {
-			return err
-		}
+		cps := readCheckpoints(b.Bucket(bucketCheckpoints), st.next, min(st.to, st.next+exportPage-1))
 		more, err = readPage(rb, &st.next, st.to, st.q, func() bool { return buf.Len() >= exportPageBytes },
 			func(seq uint64, h [32]byte, raw []byte) error { return st.emit(buf, rb, seq, h, raw, s, &cps) })
 		return err
@@ -223,7 +269,13 @@ func exportPageTx(db kv.DB, name []byte, st *exportState, buf *bytes.Buffer, s s
 // of its sequence number, if any.
 func (st *exportState) emit(buf *bytes.Buffer, rb kv.Bucket, seq uint64, h [32]byte, raw []byte, s snapshot, cps *[]Checkpoint) error {
 	if !st.begun {
-		if err := st.enc.begin(buf, anchorOf(rb, seq, s)); err != nil {
+		// An unfiltered export continues from the record before its span, so that a
+		// missing first record is a gap after the anchor, not a new start.
+		from := seq
+		if !st.q.filtered() {
+			from = st.from
+		}
+		if err := st.enc.begin(buf, anchorOf(rb, from, s)); err != nil {
 			return err
 		}
 		st.begun = true
@@ -246,7 +298,8 @@ func (st *exportState) emit(buf *bytes.Buffer, rb kv.Bucket, seq uint64, h [32]b
 }
 
 // anchorOf is where an export starting at record seq continues the chain from: the
-// journal's anchor, or the stored hash of record seq-1.
+// journal's anchor, or the stored hash of record seq-1 (no hash when that record is
+// missing: VerifyJSONL reports it deleted).
 func anchorOf(rb kv.Bucket, seq uint64, s snapshot) *jsonlAnchor {
 	a := &jsonlAnchor{Seq: seq}
 	switch {
@@ -338,6 +391,12 @@ func (e *jsonlEncoder) record(buf *bytes.Buffer, seq uint64, h [32]byte, raw []b
 }
 
 func (e *jsonlEncoder) checkpoint(buf *bytes.Buffer, cp Checkpoint) error {
+	if cp.garbled {
+		// What the journal holds there is not a checkpoint: the line says so, without a
+		// hash, and VerifyJSONL reports it malformed, as Verify does.
+		return writeJSONLine(buf, map[string]any{"checkpoint": map[string]any{
+			"seq": cp.Seq, "error": "the journal's stored checkpoint does not decode"}})
+	}
 	return writeJSONLine(buf, struct {
 		Checkpoint Checkpoint `json:"checkpoint"`
 	}{cp})

@@ -146,12 +146,27 @@ func toOCSF(r *recordView, h [32]byte) ocsfEvent {
 		e.CategoryUID, e.CategoryName = ocsfCategoryNone, "Uncategorized"
 		e.ActivityID, e.ActivityName = ocsfActivityOther, "Other"
 	}
+	if operatorAction(r.action) {
+		// An operator's retry or drop of a queued change carries the change's events but
+		// does not make it: the delivery records say what reached the app.
+		e.ActivityID = ocsfActivityOther
+	}
 	if e.ActivityID == ocsfActivityOther && r.action != "" {
 		e.ActivityName = r.action
 	}
 	e.TypeUID = e.ClassUID*100 + e.ActivityID
 	e.Message = strings.TrimSpace(fmt.Sprintf("%s %s %s", r.action, r.resourceType, r.subject)) + ": " + r.outcome
 	return e
+}
+
+// operatorAction reports whether action is an operator's action on an outbox (retry,
+// drop, pause, resume), which changes no account or group by itself.
+func operatorAction(action string) bool {
+	switch change.Action(action) {
+	case change.ActionRetry, change.ActionDrop, change.ActionPause, change.ActionResume:
+		return true
+	}
+	return false
 }
 
 // accountActivity maps a User record's events to an Account Change activity. A record with

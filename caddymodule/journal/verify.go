@@ -134,14 +134,28 @@ func (c *chain) accept(seq uint64, h [32]byte) {
 }
 
 // checkpoint checks cp against the chain, which must have just verified record cp.Seq (or
-// start right after it).
+// start right after it): a checkpoint of a record the chain has not reached says that
+// records are missing, one of an earlier record is out of place.
 func (c *chain) checkpoint(cp Checkpoint) *Problem {
+	if cp.garbled {
+		return c.fail(cp.Seq, KindMalformed, "the stored checkpoint of record %d is not a checkpoint of it (it does not decode, or names another record)", cp.Seq)
+	}
 	if c.pub != nil {
 		if err := cp.VerifySignature(c.name, c.pub); err != nil {
 			return c.fail(cp.Seq, KindBadSignature, "%v", err)
 		}
 	}
-	if cp.Seq+1 == c.next && cp.Hash != hex.EncodeToString(c.prev[:]) {
+	// A checkpoint vouches for the record it follows: one anywhere else would be counted
+	// without ever being compared with the chain (a JSONL export is a file anyone can
+	// rearrange).
+	switch {
+	case cp.Seq >= c.next:
+		return c.fail(c.next, KindTruncated,
+			"a checkpoint names record %d, but the records end at %d", cp.Seq, c.next-1)
+	case cp.Seq+1 != c.next:
+		return c.fail(cp.Seq, KindMalformed,
+			"the checkpoint of record %d does not follow that record (it comes after record %d)", cp.Seq, c.next-1)
+	case cp.Hash != hex.EncodeToString(c.prev[:]):
 		return c.fail(cp.Seq, KindCheckpointMismatch,
 			"the chain recomputed up to %d does not reach the checkpoint's hash %s: records up to %d were rewritten",
 			cp.Seq, truncate(cp.Hash, 64), cp.Seq)
@@ -249,10 +263,7 @@ func verifyDBPage(db kv.DB, name []byte, c *chain, head, cpFrom uint64) (more bo
 		if err != nil {
 			return err
 		}
-		cps, err := readCheckpoints(b.Bucket(bucketCheckpoints), cpFrom, min(head, c.next+verifyPage-1))
-		if err != nil {
-			return err
-		}
+		cps := readCheckpoints(b.Bucket(bucketCheckpoints), cpFrom, min(head, c.next+verifyPage-1))
 		checkCheckpoints(c, &cps)
 		cur := b.Bucket(bucketRecords).Cursor()
 		n := 0
@@ -297,8 +308,10 @@ func checkCheckpoints(c *chain, cps *[]Checkpoint) {
 	}
 }
 
-// readCheckpoints copies out the checkpoints with from <= seq <= to.
-func readCheckpoints(cb kv.Bucket, from, to uint64) ([]Checkpoint, error) {
+// readCheckpoints copies out the checkpoints with from <= seq <= to; one that is not the
+// checkpoint of its key is garbled (damage that verification reports, not an error that
+// stops it).
+func readCheckpoints(cb kv.Bucket, from, to uint64) []Checkpoint {
 	var out []Checkpoint
 	cur := cb.Cursor()
 	for k, v := cur.Seek(u64(from)); k != nil; k, v = cur.Next() {
@@ -306,13 +319,18 @@ func readCheckpoints(cb kv.Bucket, from, to uint64) ([]Checkpoint, error) {
 		if !ok || seq > to {
 			break
 		}
-		var cp Checkpoint
-		if err := json.Unmarshal(v, &cp); err != nil || cp.Seq != seq {
-			return nil, fmt.Errorf("%w: checkpoint %d", ErrCorrupt, seq)
-		}
-		out = append(out, cp)
+		out = append(out, decodeCheckpoint(seq, v))
 	}
-	return out, nil
+	return out
+}
+
+// decodeCheckpoint decodes the checkpoint stored under seq (garbled when it is not one).
+func decodeCheckpoint(seq uint64, v []byte) Checkpoint {
+	var cp Checkpoint
+	if err := json.Unmarshal(v, &cp); err != nil || cp.Seq != seq {
+		return Checkpoint{Seq: seq, garbled: true}
+	}
+	return cp
 }
 
 // checkEnd compares where the records ended with the head and the newest checkpoint.

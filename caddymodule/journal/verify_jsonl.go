@@ -38,13 +38,22 @@ func VerifyJSONL(ctx context.Context, r io.Reader, pub ed25519.PublicKey) (*Repo
 	v := &jsonlVerifier{lr: lr, filtered: hdr.Filtered}
 	var anchorPrev [32]byte
 	anchorSeq := uint64(1)
+	missingPrev := false
 	if hdr.Anchor != nil {
 		anchorSeq = hdr.Anchor.Seq
-		if anchorPrev, err = decodeHash(hdr.Anchor.PrevHash); err != nil {
+		// An empty prev_hash is the exporter's: the journal lacked the record before the
+		// export's first (see anchorOf).
+		missingPrev = hdr.Anchor.PrevHash == "" && anchorSeq > 1
+		if anchorPrev, err = decodeHash(hdr.Anchor.PrevHash); err != nil && !missingPrev {
 			return nil, fmt.Errorf("header anchor: %w", err)
 		}
 	}
 	v.c = newChain(hdr.Journal, pub, anchorSeq, anchorPrev)
+	if missingPrev {
+		v.c.fail(anchorSeq-1, KindDeleted,
+			"the export starts at record %d, but the journal it came from had no record %d to continue from", anchorSeq, anchorSeq-1)
+		return v.c.finish(), nil
+	}
 	if err := v.run(ctx); err != nil {
 		return nil, err
 	}
@@ -145,6 +154,14 @@ func (v *jsonlVerifier) checkpoint(res gjson.Result) {
 		v.c.fail(v.c.next, KindMalformed, "the checkpoint line after record %d is not a checkpoint", v.lastSeq)
 		return
 	}
+	if _, err := decodeHash(cp.Hash); err != nil {
+		seq := cp.Seq
+		if seq == 0 {
+			seq = v.c.next
+		}
+		v.c.fail(seq, KindMalformed, "the checkpoint line after record %d has no valid hash%s", v.lastSeq, errNote(res))
+		return
+	}
 	v.c.checkpoint(cp)
 }
 
@@ -159,7 +176,17 @@ func (v *jsonlVerifier) end(res gjson.Result) {
 	if v.lines > 0 {
 		lastHash = hex.EncodeToString(v.c.prev[:])
 	}
-	if e.Records != v.lines || e.LastSeq != v.lastSeq || e.LastHash != lastHash {
+	switch {
+	case e.Records == v.lines && e.LastSeq == v.lastSeq && e.LastHash != lastHash && e.LastHash != "" && v.lines > 0:
+		// The exporter writes the journal's head here when the records do not reach it.
+		v.c.fail(v.lastSeq, KindHeadMismatch,
+			"the end line's hash of record %d is not the hash the chain reaches", v.lastSeq)
+		return
+	case e.LastSeq > v.lastSeq && e.Records == v.lines:
+		v.c.fail(v.lastSeq+1, KindTruncated,
+			"the end line names record %d as the last, but the records end at %d", e.LastSeq, v.lastSeq)
+		return
+	case e.Records != v.lines || e.LastSeq != v.lastSeq || e.LastHash != lastHash:
 		v.c.fail(v.lastSeq+1, KindTruncated,
 			"the end line lists %d records up to %d, the export holds %d up to %d", e.Records, e.LastSeq, v.lines, v.lastSeq)
 		return
@@ -208,4 +235,12 @@ func (l *lineReader) peekSeq() uint64 {
 		l.hasPend = true
 	}
 	return gjson.GetBytes(l.pending, "seq").Uint()
+}
+
+// errNote quotes the error an exporter wrote into a checkpoint line it could not fill.
+func errNote(res gjson.Result) string {
+	if e := res.Get("error").Str; e != "" {
+		return ": " + truncate(e, 200)
+	}
+	return ""
 }

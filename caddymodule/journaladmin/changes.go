@@ -26,7 +26,8 @@ import (
 // intents and outcomes (action deliver, the same request, resource type and SCIM id) join
 // its row, whose state follows them (pending while a delivery is under way, failed while it
 // is retried, then delivered, or dead until an operator acts), so that a change is one row
-// from Entra's request to the app.
+// from Entra's request to the app. An operator's retry or drop of it joins it too; a drop
+// ends it.
 
 const (
 	// DefaultChangesLimit and MaxChangesLimit bound a page of changes.
@@ -182,9 +183,9 @@ func readChanges(ctx context.Context, j *journal.Journal, cr changesRequest) (*C
 		page.Scanned++
 		ev := Event{Record: e.Record, Hash: hex.EncodeToString(e.Hash[:])}
 		key := changeKey(&e.Record)
-		if row, ok := queued[key]; ok && e.Record.Action == change.ActionDeliver {
+		if row, ok := queued[key]; ok && joinsQueued(e.Record.Action) {
 			row.Records = append(row.Records, ev)
-			if deliveryEnded(e.Record.Outcome) {
+			if e.Record.Action == change.ActionDrop || deliveryEnded(e.Record.Outcome) {
 				delete(queued, key)
 				finish(row)
 			}
@@ -228,12 +229,21 @@ func readChanges(ctx context.Context, j *journal.Journal, cr changesRequest) (*C
 	for _, row := range queued { // queued changes not delivered yet: their latest state
 		finish(row)
 	}
-	page.Changes = newestChanges(kept, cr.limit)
+	if kept != nil { // nil when nothing matched: Changes stays [], never null
+		page.Changes = newestChanges(kept, cr.limit)
+	}
 	if page.Older > len(page.Changes) {
 		page.NextBefore = page.Changes[len(page.Changes)-1].Seq
 	}
 	page.Partial = page.FirstSeq > 1
 	return page, nil
+}
+
+// joinsQueued reports whether a record of action joins the row of the queued change with
+// its key: its delivery's records, and an operator's retry or drop of it (a drop ends the
+// change), as the live page joins every record of a shown change.
+func joinsQueued(action change.Action) bool {
+	return action == change.ActionDeliver || action == change.ActionRetry || action == change.ActionDrop
 }
 
 // deliveryEnded reports whether a delivery record ends its queued change: delivered (or a

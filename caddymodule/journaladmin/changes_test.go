@@ -12,6 +12,7 @@ import (
 	"github.com/scimgate/scimgate/caddymodule/change"
 	"github.com/scimgate/scimgate/caddymodule/internal/journaltest"
 	"github.com/scimgate/scimgate/caddymodule/journaladmin"
+	"github.com/scimgate/scimgate/caddymodule/outbox"
 )
 
 // changes GETs the changes route with q and decodes its page.
@@ -184,5 +185,72 @@ func TestChangesRouteQueued(t *testing.T) {
 	}
 	if got := changes(t, e, url.Values{"outcome": {"dead"}}); len(got.Changes) != 1 || got.Changes[0].Records[0].SCIMID != rejected {
 		t.Errorf("the dead filter: %+v", got.Changes)
+	}
+}
+
+// TestChangesRouteNoMatchIsEmptyList: a filter that matches no change of a journal that has
+// records answers "changes": [] (never null), as it does for an empty journal: the watch
+// page iterates the list, and a null stopped it before it connected to the live stream.
+func TestChangesRouteNoMatchIsEmptyList(t *testing.T) {
+	e := journaltest.StartTarget(t)
+	e.CreateUser(t, "ada@example.com")
+	for _, q := range []string{"user_name=nobody%40example.com", "resource_type=Group", "before=1"} {
+		resp, body := e.Do(t, http.MethodGet, journaladmin.JournalPath(journaltest.JournalName, "changes")+"?"+q)
+		journaltest.WantStatus(t, resp, body, http.StatusOK)
+		var raw map[string]json.RawMessage
+		if err := json.Unmarshal(body, &raw); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.TrimSpace(string(raw["changes"])); got != "[]" {
+			t.Errorf("%s: changes = %s, want []", q, got)
+		}
+	}
+}
+
+// TestChangesRouteOperatorActions: an operator's retry and drop of a dead letter are
+// records of that change (its request, resource type and SCIM id), as the live page joins
+// them: they belong to its row, and a drop ends it. The table showed a dropped change as
+// dead for ever (the dead filter listed letters the outbox no longer held), beside rows of
+// their own for the retry and the drop, unlike the live page it had just been showing.
+func TestChangesRouteOperatorActions(t *testing.T) {
+	e := journaltest.StartQueuedTarget(t)
+	w := e.Outbox(t)
+	rejected := e.CreateUser(t, "reject-op@example.com")
+	deadTask := func() uint64 {
+		for range 400 {
+			views, err := w.List(outbox.Filter{State: "dead"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(views) == 1 && w.Stats().InFlight == 0 {
+				return views[0].Seq
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Fatal("no dead letter")
+		return 0
+	}
+	seq := deadTask()
+	if err := w.Retry(seq, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	seq = deadTask()
+	if err := w.Drop(seq, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	p := changes(t, e, url.Values{"scim_id": {rejected}})
+	if len(p.Changes) != 1 {
+		t.Fatalf("%d rows for one change: %+v", len(p.Changes), p.Changes)
+	}
+	var trail []string
+	for _, r := range p.Changes[0].Records {
+		trail = append(trail, string(r.Action)+":"+string(r.Outcome))
+	}
+	want := "create:queued deliver:pending deliver:dead retry:applied deliver:pending deliver:dead drop:applied"
+	if got := strings.Join(trail, " "); got != want {
+		t.Errorf("the change's records: %s, want %s", got, want)
+	}
+	if got := changes(t, e, url.Values{"outcome": {"dead"}}); len(got.Changes) != 0 {
+		t.Errorf("the dead filter lists a dropped change: %+v", got.Changes)
 	}
 }

@@ -107,7 +107,8 @@ type Event struct {
 //	data: {record fields..., "hash": "<hex>"}
 //
 // and `event: heartbeat` every liveHeartbeat. It subscribes before reading the backlog, so
-// no record falls between the two (duplicates are skipped by sequence number). It ends when
+// no record falls between the two (duplicates are skipped by sequence number); a
+// Last-Event-ID beyond the head is from another history and resumes from now. It ends when
 // the client goes away or when the journal drops the subscription (a client too slow to
 // keep up, or the store closing), after an `event: dropped` that tells the client to
 // reconnect with Last-Event-ID.
@@ -118,6 +119,18 @@ func serveLive(w http.ResponseWriter, r *http.Request, a openJournal) error {
 	}
 	sub := a.j.Subscribe(liveBuffer)
 	defer sub.Close()
+	if lr.after != 0 {
+		head, err := headSeq(a.j)
+		if err != nil {
+			return apiError(http.StatusInternalServerError, fmt.Errorf("reading the head of journal %s: %w", a.j.Name(), err))
+		}
+		if lr.after > head {
+			// The client saw another history (the store was restored from an older
+			// backup; EventSource resends its last id by itself): resuming after its id
+			// would skip every record up to it. It gets the records from now on.
+			lr.after = 0
+		}
+	}
 
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream; charset=utf-8")

@@ -204,3 +204,20 @@ func TestCLIVerifyTamperedBackup(t *testing.T) {
 		t.Fatalf("exit %d: %q", code, out)
 	}
 }
+
+// TestExportTimeBoundsSaySo: --to is exclusive (journal.Query.ToTime), and the flag says
+// so; it read "Last time", and an auditor who exported a day with --to ...T23:59:59Z lost
+// the records of its last second.
+func TestExportTimeBoundsSaySo(t *testing.T) {
+	for _, sub := range journaltest.Command(t).Commands() {
+		if sub.Name() != "export" {
+			continue
+		}
+		from, to := sub.Flags().Lookup("from"), sub.Flags().Lookup("to")
+		if from == nil || to == nil || !strings.Contains(from.Usage, "inclusive") || !strings.Contains(to.Usage, "exclusive") {
+			t.Fatalf("--from %q, --to %q: want them to say inclusive and exclusive", from.Usage, to.Usage)
+		}
+		return
+	}
+	t.Fatal("no export subcommand")
+}

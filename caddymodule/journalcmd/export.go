@@ -21,8 +21,8 @@ func newExportCommand() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.String("format", string(journal.FormatJSONL), "jsonl, csv or ocsf")
-	f.String("from", "", "First time (RFC 3339)")
-	f.String("to", "", "Last time (RFC 3339)")
+	f.String("from", "", "Start time (RFC 3339), inclusive")
+	f.String("to", "", "End time (RFC 3339), exclusive: records at that instant are left out")
 	f.String("from-seq", "", "First sequence number")
 	f.String("to-seq", "", "Last sequence number")
 	f.String("scim-id", "", "Only records about this SCIM id")

@@ -42,8 +42,10 @@ read-only. The live database is never opened: the running instance holds it.
   journal export  [--format jsonl|csv|ocsf] [--from <RFC 3339>] [--to <RFC 3339>]
                   [--from-seq <n>] [--to-seq <n>] [--scim-id <id>]
                   [--user-name <userName>] [--outcome <outcome>] [--output <file>]
-      Writes the selected records (default: all, as JSONL, to stdout). JSONL is
-      the verifiable form; CSV and OCSF are for spreadsheets and SIEMs.
+      Writes the selected records (default: all, as JSONL, to stdout): --from is
+      inclusive, --to exclusive (a day is --from 2026-01-31T00:00:00Z --to
+      2026-02-01T00:00:00Z). JSONL is the verifiable form; CSV and OCSF are for
+      spreadsheets and SIEMs.
 
   journal backup  --output <file>
       Downloads a consistent snapshot of the running instance's store (the
