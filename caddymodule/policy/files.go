@@ -173,9 +173,13 @@ func mountPath(dir, file string) ([]string, error) {
 	return strings.Split(path.Clean(rel), "/"), nil
 }
 
-// parseDataFile decodes a data file, which must hold an object. Numbers stay json.Number so
-// large integers are not rounded through float64.
+// parseDataFile decodes a data file, which must hold an object, and holds nothing the
+// decoder would read differently from what it says (checkUnambiguous). Numbers stay
+// json.Number so large integers are not rounded through float64.
 func parseDataFile(s source) (map[string]any, error) {
+	if err := checkUnambiguous(s); err != nil {
+		return nil, err
+	}
 	var v any
 	var err error
 	if isYAML(s.name) {
