@@ -196,7 +196,8 @@ func (e *Engine) scimError(req Request, t *Trail, err error) (*scim.Error, time.
 }
 
 // journalDecision is what the journal records of a decision: the verdict, its reasons,
-// what the obligations dropped, and which policy (its content hash) decided.
+// what the obligations dropped, whether it deactivates instead, and which policy (its
+// content hash) decided.
 func (e *Engine) journalDecision(d policy.Decision, droppedAttrs, droppedMembers []string) *journal.Decision {
 	reasons := d.Reasons
 	if len(droppedMembers) > maxListedMembers {
@@ -210,6 +211,7 @@ func (e *Engine) journalDecision(d policy.Decision, droppedAttrs, droppedMembers
 		Reasons:           reasons,
 		DroppedAttributes: droppedAttrs,
 		DroppedMembers:    droppedMembers,
+		Deactivate:        d.Allow && !d.Skip && d.Deactivate,
 		PolicyHash:        e.PolicyHash(),
 	}
 }
