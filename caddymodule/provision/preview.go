@@ -1,7 +1,6 @@
 package provision
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -211,30 +210,42 @@ func (e *Engine) previewPage(typ, start string, size int) (page []*previewCase, 
 }
 
 // decidePage decides every case under both policies, one goroutine per worker (at most
-// one per case).
+// one per case). The first case that fails ends the page: no other case is started, and
+// the ones the other workers are deciding are stopped (a policy that cannot decide in
+// time would otherwise take its whole timeout for every case of the page).
 func decidePage(ctx context.Context, page []*previewCase, current, proposed *policy.Engine, workers []*previewWorker) error {
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex
 		first error
 	)
+	pageCtx, stop := context.WithCancel(ctx)
+	defer stop()
 	cases := make(chan *previewCase)
 	for _, w := range workers[:min(len(workers), len(page))] {
 		wg.Go(func() {
 			for c := range cases {
-				if err := c.decide(ctx, current, proposed, w); err != nil {
+				if pageCtx.Err() != nil {
+					continue // the page has failed: drain
+				}
+				if err := c.decide(pageCtx, current, proposed, w); err != nil {
 					mu.Lock()
-					first = cmp.Or(first, err)
+					if first == nil && pageCtx.Err() == nil {
+						first = err // not a case stopped because another failed
+					}
 					mu.Unlock()
+					stop()
 				}
 			}
 		})
 	}
+feed:
 	for _, c := range page {
-		if ctx.Err() != nil {
-			break
+		select {
+		case cases <- c:
+		case <-pageCtx.Done():
+			break feed
 		}
-		cases <- c
 	}
 	close(cases)
 	wg.Wait()

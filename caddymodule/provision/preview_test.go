@@ -3,6 +3,7 @@ package provision
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -313,5 +315,49 @@ func TestMappingImpact(t *testing.T) {
 	same, err := r.eng.MappingImpact(r.eng.target.Mapping, 0)
 	if err != nil || same.Differing != 0 || len(same.Counts) != 0 {
 		t.Errorf("the mapping in force against itself: %+v, %v", same, err)
+	}
+}
+
+// TestPolicyImpactStopsAtTheFirstUndecided: a proposed policy that cannot decide a
+// resource in time fails the preview, and the preview stops there: the cases already
+// handed to the other workers are stopped with it, and no further case is started. (It
+// went on deciding the rest of the page, up to 512 resources, each taking the whole
+// timeout: a reload checking such a policy held the config load for many minutes.)
+func TestPolicyImpactStopsAtTheFirstUndecided(t *testing.T) {
+	r := newRig(t, rigOptions{target: newTarget(t, "http://127.0.0.1:1", true)})
+	var names []string
+	for i := range 40 {
+		names = append(names, fmt.Sprintf("user%02d@contoso.example", i))
+	}
+	seedDirectory(t, r, names, func(int) bool { return true })
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "decision.rego"), []byte(`package scimgate
+
+default decision := {"allow": true}
+
+decision := {"allow": false} if {
+	print("deciding", input.resource.userName)
+	some a in numbers.range(1, 100000)
+	some b in numbers.range(1, 100000)
+	a * b == -1
+}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var started atomic.Int64
+	slow, err := policy.Load(policy.Options{Dir: dir, Print: func(string, string) { started.Add(1) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = slow.Close() })
+
+	const workers = 2
+	_, err = r.eng.PolicyImpact(context.Background(), nil, slow, ImpactOptions{Workers: workers, Timeout: 100 * time.Millisecond})
+	if !errors.Is(err, policy.ErrTimeout) || !strings.Contains(err.Error(), "the proposed policy did not decide User") {
+		t.Fatalf("PolicyImpact: %v; want the proposed policy's timeout", err)
+	}
+	// The first timeout stops the preview: at most one case per worker after it.
+	if n := started.Load(); n > 2*workers {
+		t.Errorf("%d of %d resources were decided; want at most %d: the preview goes on after its first undecided resource", n, len(names), 2*workers)
 	}
 }
