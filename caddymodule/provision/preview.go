@@ -28,6 +28,8 @@ type Impact struct {
 	Counts      map[Effect]int `json:"counts"`
 	// Deprovisions is how many app accounts the proposed policy deactivates or takes out
 	// of scope: the number the reload brake compares with the mass-deprovision limit.
+	// Users already inactive in the directory are listed but not counted: their accounts
+	// are not deprovisioned by the policy (Entra disabled them).
 	Deprovisions int     `json:"deprovisions"`
 	Entries      []Entry `json:"entries"`
 	// Truncated is how many entries were left out past ImpactOptions.MaxEntries (the
@@ -141,7 +143,7 @@ func (e *Engine) impactOf(ctx context.Context, typ string, current, proposed *po
 				continue
 			}
 			im.Counts[c.entry.Effect]++
-			if c.entry.Effect == EffectDeactivated || c.entry.Effect == EffectLeavesScope {
+			if (c.entry.Effect == EffectDeactivated || c.entry.Effect == EffectLeavesScope) && !c.inactive {
 				im.Deprovisions++
 			}
 			if opts.MaxEntries > 0 && len(im.Entries) >= opts.MaxEntries {
@@ -160,6 +162,7 @@ func (e *Engine) impactOf(ctx context.Context, typ string, current, proposed *po
 // previewCase is one resource to decide, and the entry when its decisions differ.
 type previewCase struct {
 	typ, id, name, nativeID string
+	inactive                bool // a user whose active is false in the directory
 	in                      policy.Input
 	entry                   *Entry
 }
@@ -186,6 +189,7 @@ func (e *Engine) previewPage(typ, start string, size int) (page []*previewCase, 
 				}
 			}
 			res := scim.Canonical(typ, withID(doc, rec.ID))
+			c.inactive = typ == scim.UserType && !activeOf(res)
 			events := []string{string(change.Update)}
 			var members []string
 			if typ == scim.GroupType {

@@ -361,3 +361,33 @@ decision := {"allow": false} if {
 		t.Errorf("%d of %d resources were decided; want at most %d: the preview goes on after its first undecided resource", n, len(names), 2*workers)
 	}
 }
+
+// TestPolicyImpactCountsLiveAccountsOnly: users already inactive in the directory (Entra
+// disabled them; their app accounts are locked) are listed when a proposed policy takes
+// them out of scope, but they are not deprovisioned by it: Deprovisions, which the reload
+// brake compares with the mass-deprovision limit, counts only the active ones.
+func TestPolicyImpactCountsLiveAccountsOnly(t *testing.T) {
+	r := newRig(t, rigOptions{target: newTarget(t, "http://127.0.0.1:1", true)})
+	var names []string
+	for i := range 10 {
+		names = append(names, fmt.Sprintf("user%02d@fabrikam.example", i))
+	}
+	inactive := func(i int) bool { return i < 7 }
+	seedDirectory(t, r, names, func(int) bool { return true }, func(i int, doc scim.Resource) {
+		if inactive(i) {
+			doc["active"] = false
+		}
+	})
+	current := shippedPolicy(t, scopeConfig(`["contoso.example", "fabrikam.example"]`, `["userName", "active", "displayName", "title", "emails"]`))
+	narrowed := shippedPolicy(t, scopeConfig(`["contoso.example"]`, `["userName", "active", "displayName", "title", "emails"]`))
+	im, err := r.eng.PolicyImpact(context.Background(), current, narrowed, ImpactOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if im.Counts[EffectLeavesScope] != 10 || len(im.Entries) != 10 {
+		t.Errorf("counts %v, %d entries; want all 10 users listed as leaving scope", im.Counts, len(im.Entries))
+	}
+	if im.Deprovisions != 3 {
+		t.Errorf("Deprovisions = %d, want the 3 active users (7 are already inactive)", im.Deprovisions)
+	}
+}
