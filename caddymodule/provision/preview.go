@@ -311,12 +311,14 @@ func (c *previewCase) decide(ctx context.Context, current, proposed *policy.Engi
 // does not; nil when nothing.
 func compareDecisions(now, then policy.Decision, hasAccount bool) *Entry {
 	blocked := func(d policy.Decision) bool { return !d.Allow || d.Skip || d.Deactivate }
+	// As the gateway carries them out: a skip sends nothing, deactivate or not.
+	deactivates := func(d policy.Decision) bool { return d.Allow && d.Deactivate && !d.Skip }
 	switch {
 	case !then.Allow && now.Allow:
 		return &Entry{Effect: EffectDenied}
-	case then.Allow && then.Deactivate && !(now.Allow && now.Deactivate):
+	case deactivates(then) && !deactivates(now):
 		return &Entry{Effect: EffectDeactivated}
-	case then.Allow && then.Skip && !(now.Allow && now.Skip) && !then.Deactivate:
+	case then.Allow && then.Skip && !(now.Allow && now.Skip):
 		if hasAccount {
 			return &Entry{Effect: EffectLeavesScope}
 		}

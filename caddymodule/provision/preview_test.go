@@ -391,3 +391,24 @@ func TestPolicyImpactCountsLiveAccountsOnly(t *testing.T) {
 		t.Errorf("Deprovisions = %d, want the 3 active users (7 are already inactive)", im.Deprovisions)
 	}
 }
+
+// TestCompareDecisionsReadsObligationsAsTheGatewayDoes: a decision that says both skip
+// and deactivate is carried out as a skip (nothing reaches the app: apply takes the skip
+// path first), so the preview lists it as leaving scope, not as a deactivation the reload
+// brake would count for an account the gateway never deactivates.
+func TestCompareDecisionsReadsObligationsAsTheGatewayDoes(t *testing.T) {
+	allow := policy.Decision{Allow: true}
+	both := policy.Decision{Allow: true, Skip: true, Deactivate: true}
+	if e := compareDecisions(allow, both, true); e == nil || e.Effect != EffectLeavesScope {
+		t.Errorf("skip and deactivate, with an account: %+v, want leaves_scope", e)
+	}
+	if e := compareDecisions(allow, both, false); e == nil || e.Effect != EffectSkipped {
+		t.Errorf("skip and deactivate, without an account: %+v, want skipped", e)
+	}
+	if e := compareDecisions(policy.Decision{Allow: true, Skip: true}, both, true); e != nil {
+		t.Errorf("skipped both ways: %+v, want no entry", e)
+	}
+	if e := compareDecisions(allow, policy.Decision{Allow: true, Deactivate: true}, true); e == nil || e.Effect != EffectDeactivated {
+		t.Errorf("deactivate: %+v, want deactivated", e)
+	}
+}
