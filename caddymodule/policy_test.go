@@ -387,7 +387,8 @@ func TestPolicyEffects(t *testing.T) {
 		// deactivation included: limit 3.
 		used := 0
 		for _, rec := range r.records(t) {
-			if rec.Outcome == change.Applied && (slices.Contains(rec.Events, "deactivate") || slices.Contains(rec.Events, "delete")) {
+			if rec.Outcome == change.Applied && (slices.Contains(rec.Events, "deactivate") || slices.Contains(rec.Events, "delete") ||
+				(rec.Decision != nil && rec.Decision.Deactivate)) {
 				used++
 			}
 		}
@@ -565,7 +566,8 @@ func TestPolicyFailClosedModes(t *testing.T) {
 	}{
 		{"undefined", `decision := {"allow": true} if input.resource_type == "Group"`, "undefined", 403, change.Denied},
 		{"runtime error", `decision := {"allow": regex.match(input.resource.userName, "x")}`, "policy error", 403, change.Denied},
-		{"wrong type", `decision := "yes"`, "policy error", 403, change.Denied},
+		// A decision of a type known only per request ("yes" always is refused at load).
+		{"wrong type", `decision := input.resource.userName`, "policy error", 403, change.Denied},
 		{"allow not a boolean", `decision := {"allow": "true"}`, "policy error", 403, change.Denied},
 		{"timeout", `decision := {"allow": count([x | some x in numbers.range(1, 100000000)]) > 0}`, "not decided in time", 503, change.Failed},
 	}
@@ -743,4 +745,54 @@ func withoutPolicy(t *testing.T, cfg []byte) []byte {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// TestBrakeCountsPolicyDeactivations: a deactivation the policy asks for instead of the
+// change (scoping's on_exit: a user leaving scope) is a deprovisioning like any other. It
+// counts in the brake's last hour, so a scoping mistake in Entra cannot lock every account
+// past max_per_hour; the journal says the decision deactivated; and a restart, which
+// rebuilds the counts from the journal, still counts it.
+func TestBrakeCountsPolicyDeactivations(t *testing.T) {
+	dir := copyShippedPolicies(t, `{"defaults": {"mass_deprovision": {"max_per_hour": 2},
+		"scoping": {"domains": ["contoso.example"], "on_exit": "deactivate"}}}`)
+	r := startPolicyRig(t, dir)
+	var ids []string
+	for i := range 4 {
+		id, _ := r.create(t, "/Users", policyUser(fmt.Sprintf("scope%d@contoso.example", i), ""))
+		ids = append(ids, id)
+	}
+	leave := func(i, want int) {
+		t.Helper()
+		resp := r.do(t, http.MethodPatch, "/Users/"+ids[i], itPatchBody(fmt.Sprintf(`{"op":"Replace","path":"userName","value":"scope%d@fabrikam.example"}`, i)))
+		if resp.status != want {
+			t.Fatalf("user %d leaving scope: status %d, want %d: %s", i, resp.status, want, resp.body)
+		}
+		if want == http.StatusForbidden && !strings.Contains(string(resp.body), "mass-deprovision brake: 2 deactivations") {
+			t.Fatalf("user %d leaving scope denied without the brake's reason: %s", i, resp.body)
+		}
+	}
+	leave(0, http.StatusOK)
+	leave(1, http.StatusOK)
+	leave(2, http.StatusForbidden)
+	for i, want := range []bool{true, true, false, false} {
+		if a := r.account(t, fmt.Sprintf("scope%d@contoso.example", i)); a == nil || a.Locked != want {
+			t.Errorf("account %d: %+v, want locked %v", i, a, want)
+		}
+	}
+	if rec := r.lastRecord(t, ids[0]); rec.Decision == nil || !rec.Decision.Deactivate || rec.Outcome != change.Applied {
+		t.Errorf("the journal does not say the policy deactivated user 0: %+v", rec.Decision)
+	}
+	if rec := r.lastRecord(t, ids[3]); rec.Decision == nil || rec.Decision.Deactivate {
+		t.Errorf("the create of user 3 is journaled as a deactivation: %+v", rec.Decision)
+	}
+
+	// A restart rebuilds the counts from the journal: both deactivations still count.
+	if err := caddy.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := caddy.Load(tagConfig(t, r.cfgJSON, "restart"), true); err != nil {
+		t.Fatal(err)
+	}
+	itWaitConfig(t, r.itServer, "restart")
+	leave(3, http.StatusForbidden)
 }

@@ -206,10 +206,12 @@ func runningGateway(name string) (*Handler, error) {
 // scope, more of the app's accounts than the new policy's own mass-deprovision brake lets
 // through in an hour: the preview counts them (provision.Impact.Deprovisions), and the new
 // policy is asked whether it would let the last of them through after all the others. A
-// policy block with force_reload skips the check. previous is the configuration in force.
+// policy block with force_reload skips the check. previous is the configuration in force;
+// one without a policy lets every change through, so the reload that brings the first
+// policy is checked against that.
 func (g *Handler) checkReloadBrake(previous *Handler) error {
-	if g.policy == nil || previous == nil || previous.policy == nil || g.Target == nil ||
-		g.Policy.ForceReload || previous.policy.Hash() == g.policy.Hash() {
+	if g.policy == nil || previous == nil || g.Target == nil || g.Policy.ForceReload ||
+		(previous.policy != nil && previous.policy.Hash() == g.policy.Hash()) {
 		return nil
 	}
 	start := time.Now()

@@ -218,3 +218,39 @@ func TestPreviewAndReloadBrake(t *testing.T) {
 		t.Fatalf("forced reload: %v", err)
 	}
 }
+
+// TestReloadBrakeFromNoPolicy: the reload that brings the first policy (guardrails
+// switched on in a gateway that ran without them) is checked like any other: the config in
+// force lets every change through, so a first policy that would take more accounts out of
+// scope than its brake allows in an hour is refused, with the number, and the gateway
+// keeps running without a policy; at the limit it passes.
+func TestReloadBrakeFromNoPolicy(t *testing.T) {
+	dir := copyShippedPolicies(t, previewConfig(narrowDomains, "2"))
+	r := startPolicyRig(t, dir)
+	noPolicy := withoutPolicy(t, r.cfgJSON)
+	if err := caddy.Load(tagConfig(t, noPolicy, "no-policy"), true); err != nil {
+		t.Fatal(err)
+	}
+	itWaitConfig(t, r.itServer, "no-policy")
+	for _, name := range []string{"ada@contoso.example", "bob@fabrikam.example", "dee@fabrikam.example", "eve@fabrikam.example"} {
+		r.create(t, "/Users", policyUser(name, ""))
+		if r.account(t, name) == nil {
+			t.Fatalf("%s has no account in the demo app", name)
+		}
+	}
+	err := caddy.Load(r.cfgJSON, true)
+	if err == nil || !strings.Contains(err.Error(), `refusing the reload: the new policy would deactivate or take out of scope 3 account(s) of target "demo" (0 deactivated, 3 leaving scope)`) {
+		t.Fatalf("the first policy, past the brake: %v", err)
+	}
+	// Still without a policy: fabrikam users are provisioned.
+	r.client.CloseIdleConnections()
+	itWaitAnswered(t, r.itServer)
+	r.create(t, "/Users", policyUser("fay@fabrikam.example", ""))
+	if r.account(t, "fay@fabrikam.example") == nil {
+		t.Fatal("after a refused reload, the gateway should still run without a policy")
+	}
+	writePolicyConfig(t, dir, previewConfig(narrowDomains, "4"))
+	if err := caddy.Load(r.cfgJSON, true); err != nil {
+		t.Fatalf("the first policy, at the brake's limit: %v", err)
+	}
+}

@@ -44,6 +44,7 @@
 //	               filters give equal hashes within a journal, the filter (it carries user
 //	               names) is never stored
 //	decision       {allow, skip, reasons, dropped_attributes, dropped_members,
+//	               deactivate: the app got a deactivation instead of the change,
 //	               policy_hash: the content hash of the policy that decided}
 //	backend        {method, url (without secrets), status, duration_ms, attempts, error:
 //	               how the call failed (refused, timeout, status, unproven: what came back)};

@@ -98,6 +98,9 @@ type Decision struct {
 	Reasons           []string `json:"reasons,omitempty"`
 	DroppedAttributes []string `json:"dropped_attributes,omitempty"`
 	DroppedMembers    []string `json:"dropped_members,omitempty"`
+	// Deactivate is set when the policy sent the app a deactivation instead of the change
+	// (a user leaving scope): a deprovisioning, which the mass-deprovision brake counts.
+	Deactivate bool `json:"deactivate,omitempty"`
 	// PolicyHash is the content hash of the policy that decided (its Rego and data), so
 	// that an auditor can tell which policy version decided a change.
 	PolicyHash string `json:"policy_hash,omitempty"`

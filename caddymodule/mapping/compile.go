@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -86,6 +87,15 @@ type resourceMapping struct {
 // {env.DEMO_KEY} in header values, once, here; nil leaves header values as written.
 func Load(path string, resolve func(string) (string, error)) (*Mapping, error) {
 	name := filepath.Base(path)
+	// Stat before opening: opening a FIFO waits for a writer, and would hold the load (a
+	// reload, a preview) for ever; a device would be read to the size limit.
+	info, err := os.Stat(path)
+	if err == nil && !info.Mode().IsRegular() {
+		err = fmt.Errorf("%s is not a regular file (%s): name the mapping's JSON file", path, fileKind(info.Mode()))
+	}
+	if err != nil {
+		return nil, &LoadError{File: name, Err: fmt.Errorf("reading the mapping: %w", err)}
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, &LoadError{File: name, Err: fmt.Errorf("reading the mapping: %w", err)}
@@ -96,6 +106,21 @@ func Load(path string, resolve func(string) (string, error)) (*Mapping, error) {
 		return nil, &LoadError{File: name, Err: fmt.Errorf("reading the mapping: %w", err)}
 	}
 	return Parse(name, data, resolve)
+}
+
+// fileKind names a file mode that is not a regular file.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	}
+	return m.Type().String()
 }
 
 // Parse compiles a mapping from data; name is used in error messages (the file name).

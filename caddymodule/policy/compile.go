@@ -10,6 +10,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
+	"github.com/open-policy-agent/opa/v1/types"
 )
 
 // disabledBuiltins may not be called by scimgate policies: they reach the network or expose
@@ -56,6 +57,9 @@ func compile(query ast.Ref, srcs []source, dir string) (rego.PreparedEvalQuery, 
 		return none, nil, explain(compiler.Errors)
 	}
 	if err := checkQueryDefined(compiler, query, data, dir); err != nil {
+		return none, nil, err
+	}
+	if err := checkQueryType(compiler, query); err != nil {
 		return none, nil, err
 	}
 	// NewFromASTObject keeps the data as AST values, so reading data.* during evaluation
@@ -168,6 +172,71 @@ func checkQueryDefined(c *ast.Compiler, query ast.Ref, data *dataDoc, dir string
 	slices.Sort(pkgs)
 	return fmt.Errorf("no rule defines %s: add a %s rule to package %s in a .rego file under %s (packages loaded: %s)",
 		query, string(rule.Value.(ast.String)), strings.TrimPrefix(pkg.String(), "data."), dir, strings.Join(pkgs, ", "))
+}
+
+// checkQueryType rejects a decision the type checker proves can never be an object (a
+// string, a set, a function...): every request would be denied as malformed, which is
+// better caught when the policy loads, so that a reload keeps the policy in force. A
+// decision that may be an object for some input (any, or a choice including an object)
+// is checked per decision instead.
+func checkQueryType(c *ast.Compiler, query ast.Ref) error {
+	rules := c.GetRules(query)
+	if len(rules) == 0 || c.TypeEnv == nil {
+		return nil // data, not a rule: its value is checked per decision
+	}
+	where := rules[0].Location.String()
+	if _, ok := c.TypeEnv.GetByRef(query).(*types.Function); ok || len(rules[0].Head.Args) > 0 {
+		return fmt.Errorf("%s: %s is a function (it takes arguments); it must be an object such as {\"allow\": true}: write `decision := {...}` or `decision := {...} if {...}`", where, query)
+	}
+	t := c.TypeEnv.GetByRef(query)
+	if t == nil || mayBeObject(t) {
+		return nil
+	}
+	return fmt.Errorf("%s: %s is always %s; it must be an object such as {\"allow\": true}, or every request is denied", where, query, typeNames(t))
+}
+
+// mayBeObject reports whether a value of type t can be an object.
+func mayBeObject(t types.Type) bool {
+	switch x := t.(type) {
+	case *types.Object:
+		return true
+	case types.Any:
+		if len(x) == 0 {
+			return true // any
+		}
+		for _, m := range x {
+			if mayBeObject(m) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// typeNames says what a type is, for a person: "a string", "a string or a number".
+func typeNames(t types.Type) string {
+	if a, ok := t.(types.Any); ok && len(a) > 0 {
+		names := make([]string, len(a))
+		for i, m := range a {
+			names[i] = typeNames(m)
+		}
+		return strings.Join(names, " or ")
+	}
+	switch t.(type) {
+	case types.String:
+		return "a string"
+	case types.Number:
+		return "a number"
+	case types.Boolean:
+		return "a boolean"
+	case types.Null:
+		return "null"
+	case *types.Array:
+		return "an array"
+	case *types.Set:
+		return "a set"
+	}
+	return types.Sprint(t)
 }
 
 // explain turns compiler errors into one error that names file and row of each problem and,

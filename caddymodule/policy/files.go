@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -78,7 +79,7 @@ func collectSources(opts *Options) ([]source, error) {
 		return nil, fmt.Errorf("no policies in %s: add at least one .rego file (files ending in _test.rego are tests and are not loaded) defining package scimgate with a decision rule", opts.Dir)
 	}
 	for _, name := range opts.DataFiles {
-		bs, err := os.ReadFile(name)
+		bs, err := readSource(name)
 		if err != nil {
 			return nil, fmt.Errorf("reading policy data file: %w", err)
 		}
@@ -118,7 +119,7 @@ func walkPolicyDir(dir string) ([]source, error) {
 		if !ok || d.IsDir() || !isRegularFile(p, d) {
 			return nil
 		}
-		bs, err := os.ReadFile(p)
+		bs, err := readSource(p)
 		if err != nil {
 			return fmt.Errorf("reading policy file: %w", err)
 		}
@@ -133,6 +134,69 @@ func walkPolicyDir(dir string) ([]source, error) {
 		return nil
 	})
 	return srcs, err
+}
+
+// maxSourceBytes bounds each policy and data file. The guardrails' settings are a few
+// kilobytes; a file past this is a mistake (a log or a dump named by accident), and
+// reading it whole, then decoding and compiling it, would take many times its size in
+// memory, in the process that serves the gateway.
+const maxSourceBytes = 64 << 20
+
+// readSource reads a policy or data file, which must be a regular file of at most
+// maxSourceBytes: a FIFO or a device (a `data /dev/stdin`) would hang the load, or read
+// until memory runs out (/dev/zero), holding Caddy's config load with it.
+func readSource(name string) ([]byte, error) {
+	notFile := func(m fs.FileMode) error {
+		return fmt.Errorf("%s is not a regular file (%s): name a JSON or YAML file", name, fileKind(m))
+	}
+	// Stat before opening: opening a FIFO blocks until something writes to it.
+	info, err := os.Stat(name)
+	if err != nil {
+		return nil, err
+	}
+	if !info.Mode().IsRegular() {
+		return nil, notFile(info.Mode())
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if info, err = f.Stat(); err != nil {
+		return nil, err
+	}
+	if !info.Mode().IsRegular() {
+		return nil, notFile(info.Mode()) // replaced since
+	}
+	tooLarge := func(n int64) error {
+		return fmt.Errorf("%s is %d bytes, more than the %d MiB a policy file may hold: name the right file, or keep large data out of the policy", name, n, maxSourceBytes>>20)
+	}
+	if info.Size() > maxSourceBytes {
+		return nil, tooLarge(info.Size())
+	}
+	bs, err := io.ReadAll(io.LimitReader(f, maxSourceBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(bs) > maxSourceBytes {
+		return nil, tooLarge(int64(len(bs))) // it grew while it was read
+	}
+	return bs, nil
+}
+
+// fileKind names a file mode that is not a regular file.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	}
+	return m.Type().String()
 }
 
 // classify says whether a file name is a policy or a mounted data file.
@@ -173,9 +237,13 @@ func mountPath(dir, file string) ([]string, error) {
 	return strings.Split(path.Clean(rel), "/"), nil
 }
 
-// parseDataFile decodes a data file, which must hold an object. Numbers stay json.Number so
-// large integers are not rounded through float64.
+// parseDataFile decodes a data file, which must hold an object, and holds nothing the
+// decoder would read differently from what it says (checkUnambiguous). Numbers stay
+// json.Number so large integers are not rounded through float64.
 func parseDataFile(s source) (map[string]any, error) {
+	if err := checkUnambiguous(s); err != nil {
+		return nil, err
+	}
 	var v any
 	var err error
 	if isYAML(s.name) {

@@ -3,6 +3,7 @@ package provision
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -111,6 +112,13 @@ func (e *Engine) decidePolicy(j *job, p *plan) verdict {
 	}
 	in.Stats = policy.Stats{LastHour: lastHour}
 	d, err := e.policy.Decide(j.req.ctx(), in)
+	if err == nil && deactivatesInstead(p, d) {
+		var countErr error
+		if d, release, err, countErr = e.countDeactivation(j, in, p, d, release); countErr != nil {
+			release()
+			return verdict{release: func() {}, err: countErr}
+		}
+	}
 	if err != nil {
 		e.logger.Warn("policy could not decide; the change is refused (fail closed)",
 			zap.String("request_id", j.req.ID), zap.String("resource_type", p.typ), zap.String("scim_id", p.id), zap.Error(err))
@@ -125,6 +133,51 @@ func (e *Engine) decidePolicy(j *job, p *plan) verdict {
 		return verdict{decision: d, undecided: err, release: release}
 	}
 	return verdict{decision: d, release: release}
+}
+
+// deactivatesInstead reports whether decision d sends the app a deactivation instead of
+// the change p (shapeForApp): a deprovisioning the change's own events do not count.
+func deactivatesInstead(p *plan, d policy.Decision) bool {
+	return d.Allow && !d.Skip && d.Deactivate && p.typ == scim.UserType && p.after != nil &&
+		!change.Has(p.events, change.Deactivate)
+}
+
+// countDeactivation counts, in the policy's stats, the deactivation the policy asked for
+// instead of the change (a user leaving scope): the mass-deprovision brake counts
+// deprovisionings, whoever asked for them, so a scoping mistake in Entra cannot lock
+// every account past max_per_hour. The deactivation is reserved once the policy has asked
+// for it; when other changes were counted between the decision and this reservation, the
+// policy decides again on the counts that include them, holding this reservation, so
+// concurrent deactivations see each other (a brake of 10 lets 10 through). It returns the
+// decision that stands (and the error of its evaluation), the release of everything
+// reserved for the change, and countErr when the deactivation could not be counted.
+func (e *Engine) countDeactivation(j *job, in *policy.Input, p *plan, d policy.Decision, release func()) (_ policy.Decision, _ func(), err, countErr error) {
+	now, releaseDeactivation, countErr := e.stats.reserve([]change.Event{change.Deactivate})
+	if countErr != nil {
+		return d, release, nil, countErr
+	}
+	both := func() {
+		release()
+		releaseDeactivation()
+	}
+	// now holds this change's own events (reserved before the decision): the policy is
+	// shown the others', as it was.
+	others := maps.Clone(now)
+	for ev, n := range eventDelta(p.events, 1) {
+		if others[ev] -= n; others[ev] < 0 {
+			others[ev] = 0
+		}
+	}
+	if maps.Equal(others, in.Stats.LastHour) {
+		return d, both, nil, nil
+	}
+	in.Stats = policy.Stats{LastHour: others}
+	d, err = e.policy.Decide(j.req.ctx(), in)
+	if err != nil || !deactivatesInstead(p, d) {
+		releaseDeactivation()
+		return d, release, err, nil
+	}
+	return d, both, nil, nil
 }
 
 // changedAttrPaths lists the attribute paths a change touches, as the policy sees them:

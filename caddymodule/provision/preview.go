@@ -1,7 +1,6 @@
 package provision
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -29,6 +28,8 @@ type Impact struct {
 	Counts      map[Effect]int `json:"counts"`
 	// Deprovisions is how many app accounts the proposed policy deactivates or takes out
 	// of scope: the number the reload brake compares with the mass-deprovision limit.
+	// Users already inactive in the directory are listed but not counted: their accounts
+	// are not deprovisioned by the policy (Entra disabled them).
 	Deprovisions int     `json:"deprovisions"`
 	Entries      []Entry `json:"entries"`
 	// Truncated is how many entries were left out past ImpactOptions.MaxEntries (the
@@ -142,7 +143,7 @@ func (e *Engine) impactOf(ctx context.Context, typ string, current, proposed *po
 				continue
 			}
 			im.Counts[c.entry.Effect]++
-			if c.entry.Effect == EffectDeactivated || c.entry.Effect == EffectLeavesScope {
+			if (c.entry.Effect == EffectDeactivated || c.entry.Effect == EffectLeavesScope) && !c.inactive {
 				im.Deprovisions++
 			}
 			if opts.MaxEntries > 0 && len(im.Entries) >= opts.MaxEntries {
@@ -161,6 +162,7 @@ func (e *Engine) impactOf(ctx context.Context, typ string, current, proposed *po
 // previewCase is one resource to decide, and the entry when its decisions differ.
 type previewCase struct {
 	typ, id, name, nativeID string
+	inactive                bool // a user whose active is false in the directory
 	in                      policy.Input
 	entry                   *Entry
 }
@@ -187,6 +189,7 @@ func (e *Engine) previewPage(typ, start string, size int) (page []*previewCase, 
 				}
 			}
 			res := scim.Canonical(typ, withID(doc, rec.ID))
+			c.inactive = typ == scim.UserType && !activeOf(res)
 			events := []string{string(change.Update)}
 			var members []string
 			if typ == scim.GroupType {
@@ -211,30 +214,42 @@ func (e *Engine) previewPage(typ, start string, size int) (page []*previewCase, 
 }
 
 // decidePage decides every case under both policies, one goroutine per worker (at most
-// one per case).
+// one per case). The first case that fails ends the page: no other case is started, and
+// the ones the other workers are deciding are stopped (a policy that cannot decide in
+// time would otherwise take its whole timeout for every case of the page).
 func decidePage(ctx context.Context, page []*previewCase, current, proposed *policy.Engine, workers []*previewWorker) error {
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex
 		first error
 	)
+	pageCtx, stop := context.WithCancel(ctx)
+	defer stop()
 	cases := make(chan *previewCase)
 	for _, w := range workers[:min(len(workers), len(page))] {
 		wg.Go(func() {
 			for c := range cases {
-				if err := c.decide(ctx, current, proposed, w); err != nil {
+				if pageCtx.Err() != nil {
+					continue // the page has failed: drain
+				}
+				if err := c.decide(pageCtx, current, proposed, w); err != nil {
 					mu.Lock()
-					first = cmp.Or(first, err)
+					if first == nil && pageCtx.Err() == nil {
+						first = err // not a case stopped because another failed
+					}
 					mu.Unlock()
+					stop()
 				}
 			}
 		})
 	}
+feed:
 	for _, c := range page {
-		if ctx.Err() != nil {
-			break
+		select {
+		case cases <- c:
+		case <-pageCtx.Done():
+			break feed
 		}
-		cases <- c
 	}
 	close(cases)
 	wg.Wait()
@@ -296,12 +311,14 @@ func (c *previewCase) decide(ctx context.Context, current, proposed *policy.Engi
 // does not; nil when nothing.
 func compareDecisions(now, then policy.Decision, hasAccount bool) *Entry {
 	blocked := func(d policy.Decision) bool { return !d.Allow || d.Skip || d.Deactivate }
+	// As the gateway carries them out: a skip sends nothing, deactivate or not.
+	deactivates := func(d policy.Decision) bool { return d.Allow && d.Deactivate && !d.Skip }
 	switch {
 	case !then.Allow && now.Allow:
 		return &Entry{Effect: EffectDenied}
-	case then.Allow && then.Deactivate && !(now.Allow && now.Deactivate):
+	case deactivates(then) && !deactivates(now):
 		return &Entry{Effect: EffectDeactivated}
-	case then.Allow && then.Skip && !(now.Allow && now.Skip) && !then.Deactivate:
+	case then.Allow && then.Skip && !(now.Allow && now.Skip):
 		if hasAccount {
 			return &Entry{Effect: EffectLeavesScope}
 		}

@@ -3,6 +3,7 @@ package provision
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -313,5 +315,100 @@ func TestMappingImpact(t *testing.T) {
 	same, err := r.eng.MappingImpact(r.eng.target.Mapping, 0)
 	if err != nil || same.Differing != 0 || len(same.Counts) != 0 {
 		t.Errorf("the mapping in force against itself: %+v, %v", same, err)
+	}
+}
+
+// TestPolicyImpactStopsAtTheFirstUndecided: a proposed policy that cannot decide a
+// resource in time fails the preview, and the preview stops there: the cases already
+// handed to the other workers are stopped with it, and no further case is started. (It
+// went on deciding the rest of the page, up to 512 resources, each taking the whole
+// timeout: a reload checking such a policy held the config load for many minutes.)
+func TestPolicyImpactStopsAtTheFirstUndecided(t *testing.T) {
+	r := newRig(t, rigOptions{target: newTarget(t, "http://127.0.0.1:1", true)})
+	var names []string
+	for i := range 40 {
+		names = append(names, fmt.Sprintf("user%02d@contoso.example", i))
+	}
+	seedDirectory(t, r, names, func(int) bool { return true })
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "decision.rego"), []byte(`package scimgate
+
+default decision := {"allow": true}
+
+decision := {"allow": false} if {
+	print("deciding", input.resource.userName)
+	some a in numbers.range(1, 100000)
+	some b in numbers.range(1, 100000)
+	a * b == -1
+}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var started atomic.Int64
+	slow, err := policy.Load(policy.Options{Dir: dir, Print: func(string, string) { started.Add(1) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = slow.Close() })
+
+	const workers = 2
+	_, err = r.eng.PolicyImpact(context.Background(), nil, slow, ImpactOptions{Workers: workers, Timeout: 100 * time.Millisecond})
+	if !errors.Is(err, policy.ErrTimeout) || !strings.Contains(err.Error(), "the proposed policy did not decide User") {
+		t.Fatalf("PolicyImpact: %v; want the proposed policy's timeout", err)
+	}
+	// The first timeout stops the preview: at most one case per worker after it.
+	if n := started.Load(); n > 2*workers {
+		t.Errorf("%d of %d resources were decided; want at most %d: the preview goes on after its first undecided resource", n, len(names), 2*workers)
+	}
+}
+
+// TestPolicyImpactCountsLiveAccountsOnly: users already inactive in the directory (Entra
+// disabled them; their app accounts are locked) are listed when a proposed policy takes
+// them out of scope, but they are not deprovisioned by it: Deprovisions, which the reload
+// brake compares with the mass-deprovision limit, counts only the active ones.
+func TestPolicyImpactCountsLiveAccountsOnly(t *testing.T) {
+	r := newRig(t, rigOptions{target: newTarget(t, "http://127.0.0.1:1", true)})
+	var names []string
+	for i := range 10 {
+		names = append(names, fmt.Sprintf("user%02d@fabrikam.example", i))
+	}
+	inactive := func(i int) bool { return i < 7 }
+	seedDirectory(t, r, names, func(int) bool { return true }, func(i int, doc scim.Resource) {
+		if inactive(i) {
+			doc["active"] = false
+		}
+	})
+	current := shippedPolicy(t, scopeConfig(`["contoso.example", "fabrikam.example"]`, `["userName", "active", "displayName", "title", "emails"]`))
+	narrowed := shippedPolicy(t, scopeConfig(`["contoso.example"]`, `["userName", "active", "displayName", "title", "emails"]`))
+	im, err := r.eng.PolicyImpact(context.Background(), current, narrowed, ImpactOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if im.Counts[EffectLeavesScope] != 10 || len(im.Entries) != 10 {
+		t.Errorf("counts %v, %d entries; want all 10 users listed as leaving scope", im.Counts, len(im.Entries))
+	}
+	if im.Deprovisions != 3 {
+		t.Errorf("Deprovisions = %d, want the 3 active users (7 are already inactive)", im.Deprovisions)
+	}
+}
+
+// TestCompareDecisionsReadsObligationsAsTheGatewayDoes: a decision that says both skip
+// and deactivate is carried out as a skip (nothing reaches the app: apply takes the skip
+// path first), so the preview lists it as leaving scope, not as a deactivation the reload
+// brake would count for an account the gateway never deactivates.
+func TestCompareDecisionsReadsObligationsAsTheGatewayDoes(t *testing.T) {
+	allow := policy.Decision{Allow: true}
+	both := policy.Decision{Allow: true, Skip: true, Deactivate: true}
+	if e := compareDecisions(allow, both, true); e == nil || e.Effect != EffectLeavesScope {
+		t.Errorf("skip and deactivate, with an account: %+v, want leaves_scope", e)
+	}
+	if e := compareDecisions(allow, both, false); e == nil || e.Effect != EffectSkipped {
+		t.Errorf("skip and deactivate, without an account: %+v, want skipped", e)
+	}
+	if e := compareDecisions(policy.Decision{Allow: true, Skip: true}, both, true); e != nil {
+		t.Errorf("skipped both ways: %+v, want no entry", e)
+	}
+	if e := compareDecisions(allow, policy.Decision{Allow: true, Deactivate: true}, true); e == nil || e.Effect != EffectDeactivated {
+		t.Errorf("deactivate: %+v, want deactivated", e)
 	}
 }

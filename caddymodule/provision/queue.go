@@ -191,7 +191,7 @@ func (e *Engine) taskOf(j *job, p *plan, d policy.Decision) (*outbox.Task, error
 		Added: p.added, Removed: p.removed, Refs: refsOf(p),
 		Urgent: !e.target.Delivery.DeprovisionQueued && deprovisions(p, d),
 		Obligations: outbox.Obligations{
-			Reasons: d.Reasons, DropAttributes: d.DropAttributes, DropMembers: d.DropMembers,
+			Reasons: boundReasons(d.Reasons), DropAttributes: d.DropAttributes, DropMembers: d.DropMembers,
 			Deactivate: d.Deactivate, Skip: d.Skip, PolicyHash: e.PolicyHash(),
 		},
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/scimgate/scimgate/caddymodule/change"
 	"github.com/scimgate/scimgate/caddymodule/journal"
+	"github.com/scimgate/scimgate/caddymodule/scim"
 	"github.com/scimgate/scimgate/caddymodule/store"
 )
 
@@ -293,9 +294,9 @@ func (e *Engine) seedStats() (*eventWindow, error) {
 	err = e.journal.Scan(context.Background(), q, func(_ uint64, raw []byte) error {
 		// A few fields of each record in one pass, not the whole record decoded: after an
 		// initial sync the last hour holds every user's create.
-		var target, action, outcome, requestID, when string
+		var target, action, outcome, requestID, when, typ string
 		var evs gjson.Result
-		var part bool
+		var part, deactivates bool
 		gjson.ParseBytes(raw).ForEach(func(k, v gjson.Result) bool {
 			switch k.Str {
 			case "target":
@@ -312,6 +313,10 @@ func (e *Engine) seedStats() (*eventWindow, error) {
 				evs = v
 			case "part":
 				part = v.IsObject()
+			case "resource_type":
+				typ = v.Str
+			case "decision":
+				deactivates = v.Get("deactivate").Bool()
 			}
 			return true
 		})
@@ -330,6 +335,10 @@ func (e *Engine) seedStats() (*eventWindow, error) {
 			events = append(events, change.Event(ev.Str))
 			return true
 		})
+		if deactivates && typ == scim.UserType && !slices.Contains(events, change.Deactivate) && !slices.Contains(events, change.Delete) {
+			// The policy sent a deactivation instead of the change (decidePolicy counted it).
+			events = append(events, change.Deactivate)
+		}
 		if part {
 			seen := parted[requestID]
 			events = slices.DeleteFunc(events, func(ev change.Event) bool { return slices.Contains(seen, ev) })

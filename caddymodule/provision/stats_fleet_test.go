@@ -198,3 +198,102 @@ func TestFleetStatsFailClosed(t *testing.T) {
 		t.Fatalf("journaled as %s with decision %+v", rec.Outcome, rec.Decision)
 	}
 }
+
+// scopeExitPolicy sends the app a deactivation instead of a rename that takes a user out
+// of contoso.example (as scoping's on_exit does), and refuses it once limit deactivations
+// were let through in the hour (as the mass-deprovision brake does).
+func scopeExitPolicy(t testing.TB, limit int) *policy.Engine {
+	return writePolicy(t, fmt.Sprintf(`package scimgate
+
+default decision := {"allow": true}
+
+_leaves if {
+	input.native_id != ""
+	endswith(input.previous.userName, "@contoso.example")
+	endswith(input.resource.userName, "@fabrikam.example")
+}
+
+decision := {"allow": true, "deactivate": true} if {
+	_leaves
+	input.stats.last_hour.deactivate < %[1]d
+}
+
+_deprovisions if _leaves
+
+_deprovisions if "deactivate" in input.events
+
+decision := {"allow": false, "reasons": [sprintf("%%d deactivations in the last hour", [input.stats.last_hour.deactivate])]} if {
+	_deprovisions
+	input.stats.last_hour.deactivate >= %[1]d
+}
+`, limit))
+}
+
+// TestBrakeCountsPolicyDeactivationsAtOnce: deactivations the policy asks for instead of
+// the change count in the stats like deactivations Entra sends, and concurrent ones see
+// each other: renames taking three times limit users out of scope at once, through one
+// gateway (counts in memory) or two (counts in the store), deactivate exactly limit
+// accounts, and a plain deactivation after them is braked.
+func TestBrakeCountsPolicyDeactivationsAtOnce(t *testing.T) {
+	const limit = 5
+	for _, kind := range []string{"memory", "fleet"} {
+		t.Run(kind, func(t *testing.T) {
+			app, srv := newNativeApp(t)
+			target := newTarget(t, srv.URL, false)
+			pol := scopeExitPolicy(t, limit)
+			r := newRig(t, rigOptions{target: target, policy: pol})
+			ids := make([]string, 3*limit+1)
+			for i := range ids {
+				ids[i] = r.mustCreate(scim.UserType, user(fmt.Sprintf("u%02d@contoso.example", i)))
+			}
+			gateways := []*Engine{r.eng, r.eng}
+			if kind == "fleet" {
+				gateways = []*Engine{r.gateway(target, pol), r.gateway(target, pol)}
+			}
+			before := len(app.callLog())
+			ops := make([][]scim.PatchOp, len(ids))
+			for i := range ops {
+				ops[i] = patchOps(t, fmt.Sprintf(`[{"op":"replace","path":"userName","value":"u%02d@fabrikam.example"}]`, i))
+			}
+			var (
+				wg         sync.WaitGroup
+				mu         sync.Mutex
+				passed     int
+				unexpected []string
+			)
+			for i, id := range ids[:3*limit] {
+				wg.Go(func() {
+					res := gateways[i%2].Apply(testReq, &Op{Action: change.ActionPatch, Type: scim.UserType, ID: id, Patch: ops[i], Status: http.StatusOK})
+					mu.Lock()
+					defer mu.Unlock()
+					switch {
+					case res.Err == nil:
+						passed++
+					case res.Status == http.StatusForbidden && strings.Contains(res.Err.Detail, "deactivations in the last hour"):
+					default:
+						unexpected = append(unexpected, fmt.Sprintf("%d %v", res.Status, res.Err))
+					}
+				})
+			}
+			wg.Wait()
+			if len(unexpected) > 0 {
+				t.Fatalf("unexpected answers: %v", unexpected)
+			}
+			if passed != limit {
+				t.Errorf("%d users left scope past a brake of %d", passed, limit)
+			}
+			calls := 0
+			for _, c := range app.callLog()[before:] {
+				if strings.HasPrefix(c, "PATCH /accounts/") {
+					calls++
+				}
+			}
+			if calls != limit {
+				t.Errorf("the app was asked for %d deactivations, want %d: %v", calls, limit, app.callLog()[before:])
+			}
+			if res := r.deactivate(gateways[0], ids[3*limit]); res.Status != http.StatusForbidden {
+				t.Errorf("a deactivation after %d policy deactivations passed a brake of %d: %+v", limit, limit, res)
+			}
+		})
+	}
+}

@@ -196,9 +196,10 @@ func (e *Engine) scimError(req Request, t *Trail, err error) (*scim.Error, time.
 }
 
 // journalDecision is what the journal records of a decision: the verdict, its reasons,
-// what the obligations dropped, and which policy (its content hash) decided.
+// what the obligations dropped, whether it deactivates instead, and which policy (its
+// content hash) decided.
 func (e *Engine) journalDecision(d policy.Decision, droppedAttrs, droppedMembers []string) *journal.Decision {
-	reasons := d.Reasons
+	reasons := boundReasons(d.Reasons)
 	if len(droppedMembers) > maxListedMembers {
 		// The record must fit the journal: the list is cut, and a reason says so.
 		reasons = append(slices.Clone(reasons), fmt.Sprintf("dropped_members lists %d of the %d members the policy dropped", maxListedMembers, len(droppedMembers)))
@@ -210,6 +211,45 @@ func (e *Engine) journalDecision(d policy.Decision, droppedAttrs, droppedMembers
 		Reasons:           reasons,
 		DroppedAttributes: droppedAttrs,
 		DroppedMembers:    droppedMembers,
+		Deactivate:        d.Allow && !d.Skip && d.Deactivate,
 		PolicyHash:        e.PolicyHash(),
 	}
+}
+
+// maxJournaledReason and maxJournaledReasons bound the text of a decision's reasons in its
+// journal record, each and together. The policy writes them, and may echo data into them:
+// unbounded, a record could pass the journal's size limit, and every such change, even a
+// denial, would fail as a storage error for as long as Entra retried it. (The 403's detail
+// is bounded apart, by maxDenyDetail.)
+const (
+	maxJournaledReason  = 4 << 10
+	maxJournaledReasons = 64 << 10
+)
+
+// boundReasons returns reasons cut to maxJournaledReason each and maxJournaledReasons in
+// all, with a last reason saying what was left out; reasons themselves when they fit.
+func boundReasons(reasons []string) []string {
+	total := 0
+	for _, r := range reasons {
+		total += len(r)
+	}
+	if total <= maxJournaledReasons && !slices.ContainsFunc(reasons, func(r string) bool { return len(r) > maxJournaledReason }) {
+		return reasons
+	}
+	out := make([]string, 0, len(reasons)+1)
+	kept, cut, omitted := 0, 0, 0
+	for _, r := range reasons {
+		if kept >= maxJournaledReasons {
+			omitted++
+			continue
+		}
+		if n := min(maxJournaledReason, maxJournaledReasons-kept); len(r) > n {
+			r = strings.ToValidUTF8(r[:n], "") + "…"
+			cut++
+		}
+		kept += len(r)
+		out = append(out, r)
+	}
+	note := fmt.Sprintf("the policy's reasons hold %d bytes: %d reason(s) were cut to %d bytes and %d left out of the journal", total, cut, maxJournaledReason, omitted)
+	return append(out, note)
 }
