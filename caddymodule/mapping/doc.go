@@ -390,6 +390,8 @@
 //	"id": {"location": "last_segment"}               the Location header's last path segment
 //	"id": {"location": "/users/([0-9]+)$"}           or the one group of a pattern on it
 //
+// A Location id (its last segment, or the pattern's group) is unescaped once, as the URLs
+// that name the account escape it again: "/users/a%2Fb" gives the id "a/b", not "b".
 // A body id is read after validating the JSON (ExtractID); numbers become their decimal
 // text, so 42 and "42" are the same id. A create answered without its id (no header, a
 // header the pattern does not match) fails with 503, journaled with the reason, and is
