@@ -418,6 +418,10 @@ func TestExtractID(t *testing.T) {
 		{`{"id": 42`, "id", "", "not valid JSON"},
 		{`<html>`, "id", "", "not valid JSON"},
 		{`{"id": "` + strings.Repeat("x", maxNativeIDLen+1) + `"}`, "id", "", "longer than"},
+		{`{"id": "a\u0000b"}`, "id", "", "holds a control character"},
+		{`{"id": "a\nb"}`, "id", "", "holds a control character"},
+		{`{"items": [{"id": "\u007f"}]}`, "items.0.id", "", "holds a control character"},
+		{`{"id": "a\tb"}`, "id", "", "holds a control character"},
 	}
 	for _, tc := range tests {
 		got, err := ExtractID([]byte(tc.body), tc.path)

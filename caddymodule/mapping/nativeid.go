@@ -94,10 +94,8 @@ func (s IDSource) Extract(h http.Header, body []byte) (string, error) {
 	if len(id) > maxNativeIDLen {
 		return "", fmt.Errorf("the native id in %s is longer than %d bytes", s, maxNativeIDLen)
 	}
-	for _, r := range id {
-		if r < 0x20 || r == 0x7f {
-			return "", fmt.Errorf("the native id in %s holds a control character", s)
-		}
+	if hasControl(id) {
+		return "", fmt.Errorf("the native id in %s holds a control character", s)
 	}
 	return id, nil
 }

@@ -533,7 +533,22 @@ func ExtractID(body []byte, path string) (string, error) {
 	if len(id) > maxNativeIDLen {
 		return "", fmt.Errorf("the native id at %q is longer than %d bytes", path, maxNativeIDLen)
 	}
+	if hasControl(id) {
+		// As for an id from a header: no id the gateway could map and send back (the id
+		// map refuses a NUL, and the create's account would be made but never mapped).
+		return "", fmt.Errorf("the native id at %q holds a control character", path)
+	}
 	return id, nil
+}
+
+// hasControl reports whether s holds a C0 control character or DEL.
+func hasControl(s string) bool {
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return true
+		}
+	}
+	return false
 }
 
 // integerText renders a JSON number as decimal integer text, keeping the digits of
