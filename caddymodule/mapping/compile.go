@@ -143,6 +143,9 @@ func (c *compiler) compile(data []byte) (*Mapping, error) {
 	if err := decodeStrict(data, &fm); err != nil {
 		return nil, c.wrap("", err)
 	}
+	if rule, err := checkDuplicateKeys(data); err != nil {
+		return nil, c.wrap(rule, err)
+	}
 	if fm.Version != 1 {
 		return nil, c.errf("version", "unsupported version %d; this gateway reads version 1 (write \"version\": 1)", fm.Version)
 	}

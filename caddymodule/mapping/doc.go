@@ -12,7 +12,8 @@
 // # The mapping file (version 1)
 //
 // A JSON object. Unknown keys are errors everywhere, so a misspelt option fails the load
-// instead of being ignored.
+// instead of being ignored; so is a key written twice in one object (a second "create"
+// would otherwise replace the first without a word).
 //
 //	{
 //	  "version": 1,                                   required, must be 1
