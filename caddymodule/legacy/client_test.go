@@ -799,3 +799,20 @@ func TestDoStopsWhenTheFleetJobIsLost(t *testing.T) {
 		t.Errorf("the app got %d calls, want 1", n)
 	}
 }
+
+// TestAnswerWithAByteOrderMark: a JSON answer that starts with a UTF-8 byte order mark
+// (as .NET and PowerShell apps write it) is the JSON after it, for the answer's check and
+// for whoever reads the body; an answer of a BOM alone is an empty one.
+func TestAnswerWithAByteOrderMark(t *testing.T) {
+	srv, _ := newServer(t, status(http.StatusCreated, "\xEF\xBB\xBF{\"id\": 5}", "Content-Type", "application/json; charset=utf-8"))
+	c := newTestClient(t, srv.URL, Options{})
+	resp, err := c.Do(context.Background(), Request{Method: http.MethodPost, Path: "/users", Expect: &Expect{Success: Shape{Body: BodyJSON, Has: []string{"id"}}}})
+	if err != nil || string(resp.Body) != `{"id": 5}` {
+		t.Fatalf("Do = %v, %v; want the JSON after the BOM", resp, err)
+	}
+	srv, _ = newServer(t, status(http.StatusOK, "\xEF\xBB\xBF", "Content-Type", "application/json"))
+	c = newTestClient(t, srv.URL, Options{})
+	if resp, err := c.Do(context.Background(), Request{Path: "/x", Expect: &Expect{Success: Shape{Body: BodyEmpty}}}); err != nil || len(resp.Body) != 0 {
+		t.Fatalf("a BOM alone: %v, %v; want an empty answer", resp, err)
+	}
+}
