@@ -2,10 +2,13 @@ package reconcile
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -222,5 +225,67 @@ func TestReportsAreBounded(t *testing.T) {
 	}
 	if got, err := rc.Report(ids[2]); err != nil || got.ID != ids[2] {
 		t.Errorf("the newest report: %v", err)
+	}
+}
+
+// TestReconcileFixOfAnAccountTheListingMissed: an app that changes while it is listed
+// (offset pages shifting under a deletion) can leave an account out of every page. The
+// report calls it missing, but --fix must not make a second account: the repair looks the
+// account up first and links the one it finds.
+func TestReconcileFixOfAnAccountTheListingMissed(t *testing.T) {
+	r := newRig(t)
+	var ids []string
+	for i := range 3 {
+		ids = append(ids, r.create(r.eng, scim.UserType, user(fmt.Sprintf("p%d", i), "Engineer", true)))
+	}
+	skipped := r.nativeID(scim.UserType, ids[1])
+	var creates atomic.Int32
+	r.app.intercept.Store(func(w http.ResponseWriter, req *http.Request) bool {
+		if req.Method == http.MethodPost && req.URL.Path == "/api/v1/accounts" {
+			creates.Add(1)
+			return false
+		}
+		if req.Method != http.MethodGet || req.URL.Path != "/api/v1/accounts" || req.URL.Query().Has("login") || req.URL.Query().Has("inner") {
+			return false
+		}
+		// The listing, without the skipped account.
+		var page map[string]json.RawMessage
+		_ = json.Unmarshal(r.app.call("GET", "/api/v1/accounts?limit=200&inner=1", "", 200), &page)
+		var items []map[string]any
+		_ = json.Unmarshal(page["items"], &items)
+		items = slices.DeleteFunc(items, func(it map[string]any) bool { return fmt.Sprint(it["id"]) == skipped })
+		page["items"], _ = json.Marshal(items)
+		delete(page, "next_cursor")
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(page)
+		return true
+	})
+	rep, err := r.reconciler(Options{}).Run(context.Background(), true, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := keys(rep); !slices.Equal(got, []string{"missing User p1@example.com"}) {
+		t.Fatalf("findings %v", got)
+	}
+	if f := rep.Findings[0]; f.Fix != string(change.Applied) || rep.Counts.Fixed != 1 {
+		t.Fatalf("fix %q (fixed %d, failed %d), want the account found and linked", f.Fix, rep.Counts.Fixed, rep.Counts.FixFailed)
+	}
+	if n := creates.Load(); n != 0 {
+		t.Errorf("%d creates sent for an account the app has", n)
+	}
+	if got := r.nativeID(scim.UserType, ids[1]); got != skipped {
+		t.Errorf("linked to %s, want the app's account %s", got, skipped)
+	}
+	if n := len(r.app.state().Accounts); n != 3 {
+		t.Errorf("the app holds %d accounts, want 3", n)
+	}
+	var said bool
+	for _, rec := range r.records(rep.Run) {
+		if rec.Action == change.ActionRepair && rec.Outcome == change.Applied {
+			said = said || rec.Decision != nil && strings.Contains(strings.Join(rec.Decision.Reasons, "; "), "linked account "+skipped+" that the lookup found")
+		}
+	}
+	if !said {
+		t.Error("the repair's record does not say it linked the account the lookup found")
 	}
 }
