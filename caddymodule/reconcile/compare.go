@@ -3,6 +3,7 @@ package reconcile
 import (
 	"context"
 	"errors"
+	"fmt"
 	"hash/maphash"
 	"slices"
 
@@ -18,32 +19,73 @@ type run struct {
 	rc     *Reconciler
 	ctx    context.Context
 	report *Report
+	// relisted counts, per resource type, the accounts the app listed more than once.
+	relisted map[string]int
 }
 
-// seenSet holds the native ids the app listed that the directory links, as 8-byte hashes
-// (seeded per run, so no one can choose ids that collide): sorted once the listing is
-// done, then searched. 8 bytes per account is the only memory a reconcile spends per
-// account of the app.
+// seenSet holds the native ids the app listed, as 8-byte hashes (seeded per run, so no
+// one can choose ids that collide): a sorted list, and the hashes added since it was last
+// merged in a small set. 8 bytes per account is the only memory a reconcile spends per
+// account of the app. An account listed a second time (pages that overlapped because the
+// app changed while it was listed) is found as it arrives, and counted and compared once.
 type seenSet struct {
 	seed   maphash.Seed
-	hashes []uint64
-	sorted bool
+	sorted []uint64            // merged, in order
+	recent map[uint64]struct{} // added since the last merge, at most seenRecent
 }
+
+// seenRecent is how many hashes wait in the set before they are merged into the list: a
+// merge costs one pass over the list, so 100,000 accounts cost 25 passes.
+const seenRecent = 4096
 
 func newSeenSet() *seenSet { return &seenSet{seed: maphash.MakeSeed()} }
 
-func (s *seenSet) add(id string) {
-	s.hashes = append(s.hashes, maphash.String(s.seed, id))
-	s.sorted = false
+// add adds id; false when it was there already.
+func (s *seenSet) add(id string) bool {
+	h := maphash.String(s.seed, id)
+	if s.contains(h) {
+		return false
+	}
+	if s.recent == nil {
+		s.recent = make(map[uint64]struct{}, seenRecent)
+	}
+	s.recent[h] = struct{}{}
+	if len(s.recent) >= seenRecent {
+		s.merge()
+	}
+	return true
 }
 
-func (s *seenSet) has(id string) bool {
-	if !s.sorted {
-		slices.Sort(s.hashes)
-		s.sorted = true
+func (s *seenSet) has(id string) bool { return s.contains(maphash.String(s.seed, id)) }
+
+func (s *seenSet) contains(h uint64) bool {
+	if _, ok := s.recent[h]; ok {
+		return true
 	}
-	_, found := slices.BinarySearch(s.hashes, maphash.String(s.seed, id))
+	_, found := slices.BinarySearch(s.sorted, h)
 	return found
+}
+
+// merge moves the recent hashes into the sorted list, merging from its end in place.
+func (s *seenSet) merge() {
+	add := make([]uint64, 0, len(s.recent))
+	for h := range s.recent {
+		add = append(add, h)
+	}
+	slices.Sort(add)
+	n := len(s.sorted)
+	s.sorted = slices.Grow(s.sorted, len(add))[:n+len(add)]
+	i, j := n-1, len(add)-1
+	for k := len(s.sorted) - 1; j >= 0; k-- {
+		if i >= 0 && s.sorted[i] > add[j] {
+			s.sorted[k] = s.sorted[i]
+			i--
+		} else {
+			s.sorted[k] = add[j]
+			j--
+		}
+	}
+	clear(s.recent)
 }
 
 // groupRef is a group of the app linked to one of the directory, whose members are
@@ -133,6 +175,9 @@ func (rn *run) compare(typ string) error {
 	if err := flush(); err != nil {
 		return err
 	}
+	if n := rn.relisted[typ]; n > 0 {
+		rn.addNote(fmt.Sprintf("the app listed %d %s a second time (pages that overlapped: the app changed while it was listed); each was counted and compared once", n, sectionOf(typ)))
+	}
 	if !rn.report.Complete {
 		rn.addNote("missing " + sectionOf(typ) + " are not reported: the app was not read in full")
 		return nil
@@ -147,6 +192,10 @@ func (rn *run) checkAccounts(tx *store.Tx, typ string, batch []mapping.Account, 
 	key := t.IDMapKey(typ)
 	var groups []groupRef
 	for _, acc := range batch {
+		if !seen.add(acc.NativeID) {
+			rn.relisted[typ]++ // listed on an earlier page already: counted and compared there
+			continue
+		}
 		if typ == scim.UserType {
 			rn.report.Counts.AppUsers++
 		} else {
@@ -169,7 +218,6 @@ func (rn *run) checkAccounts(tx *store.Tx, typ string, batch []mapping.Account, 
 		if err != nil {
 			return nil, err
 		}
-		seen.add(acc.NativeID)
 		doc, err := provision.DecodeDoc(rec)
 		if err != nil {
 			return nil, err
@@ -351,6 +399,9 @@ func (rn *run) compareMembers(g groupRef) error {
 	flush := func() error {
 		err := rn.rc.store.View(func(tx *store.Tx) error {
 			for _, m := range batch {
+				if !seen.add(m.NativeID) {
+					continue // listed on an earlier page already
+				}
 				member := &Member{NativeID: m.NativeID, Subject: t.Mapping.Subject(scim.UserType, m.Item)}
 				scimID, err := tx.SCIMIDOf(userKey, m.NativeID)
 				switch {
@@ -372,7 +423,6 @@ func (rn *run) compareMembers(g groupRef) error {
 						Reason: "a member in the app, not in the directory's group", Member: member})
 					continue
 				}
-				seen.add(m.NativeID)
 			}
 			return nil
 		})

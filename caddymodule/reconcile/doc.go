@@ -33,7 +33,9 @@
 // (the reverse id map, the record, its mark), and the missing ones are found by scanning
 // the directory in id order in batches of read transactions against a seen set of the
 // native ids the app listed, kept as 8-byte hashes (0.8 MB per 100,000 accounts; a
-// group's members likewise, per group). No write transaction is held while the app is
+// group's members likewise, per group). The same set finds an account listed a second
+// time (pages that overlap because the app changed while it was read): it is counted and
+// compared once, and the report's notes say so. No write transaction is held while the app is
 // read: the report is written at the end in one short transaction. The findings a report
 // lists are bounded by Options.MaxFindings (default 10,000); the counts are always
 // complete. BenchmarkReconcile measures 10,000 and 100,000 accounts.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -287,5 +288,68 @@ func TestReconcileFixOfAnAccountTheListingMissed(t *testing.T) {
 	}
 	if !said {
 		t.Error("the repair's record does not say it linked the account the lookup found")
+	}
+}
+
+// TestReconcileOverlappingPages: an app whose pages overlap (each page repeats the one
+// before it, as offset pages do when accounts are added while they are read) lists
+// accounts twice. Each is counted and compared once: no finding twice, no account
+// counted twice, and the report says the pages overlapped.
+func TestReconcileOverlappingPages(t *testing.T) {
+	s := seed(t)
+	var mu sync.Mutex
+	var previous []json.RawMessage
+	s.app.interceptPages(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.URL.Query().Has("login") || r.URL.Query().Has("inner") {
+			return false
+		}
+		var page map[string]json.RawMessage
+		_ = json.Unmarshal(s.app.call("GET", r.URL.RequestURI()+"&inner=1", "", 200), &page)
+		var items []json.RawMessage
+		_ = json.Unmarshal(page["items"], &items)
+		mu.Lock()
+		listed := append(slices.Clone(previous), items...)
+		previous = items
+		mu.Unlock()
+		page["items"], _ = json.Marshal(listed)
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(page)
+		return true
+	})
+	rep, err := s.reconciler(Options{}).Run(context.Background(), false, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := keys(rep); !slices.Equal(got, s.want) {
+		t.Errorf("findings %v\nwant %v", got, s.want)
+	}
+	if rep.Counts.AppUsers != 103 || rep.Counts.Findings() != len(s.want) {
+		t.Errorf("counts %+v: want 103 users of the app and %d findings", rep.Counts, len(s.want))
+	}
+	if !strings.Contains(strings.Join(rep.Notes, "\n"), "users a second time") {
+		t.Errorf("notes %v", rep.Notes)
+	}
+}
+
+// TestSeenSetAcrossMerges: the seen set finds every id it holds, before and after its
+// recent hashes are merged into its list, and refuses each a second time.
+func TestSeenSetAcrossMerges(t *testing.T) {
+	s := newSeenSet()
+	const n = 3*seenRecent + 17
+	for i := range n {
+		if !s.add(strconv.Itoa(i)) {
+			t.Fatalf("id %d: already there", i)
+		}
+		if i%997 == 0 && s.add(strconv.Itoa(i/2)) {
+			t.Fatalf("id %d added twice", i/2)
+		}
+	}
+	for i := range n {
+		if !s.has(strconv.Itoa(i)) || s.add(strconv.Itoa(i)) {
+			t.Fatalf("id %d lost", i)
+		}
+	}
+	if s.has("x") || !slices.IsSorted(s.sorted) || len(s.sorted)+len(s.recent) != n {
+		t.Fatalf("%d sorted + %d recent, want %d", len(s.sorted), len(s.recent), n)
 	}
 }
