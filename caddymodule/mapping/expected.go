@@ -141,13 +141,38 @@ func sameAsApp(want any, present bool, got gjson.Result) bool {
 	w := gjson.ParseBytes(raw)
 	switch {
 	case w.Type == gjson.Number && got.Type == gjson.Number:
-		return w.Num == got.Num
+		return sameNumber(w.Raw, got.Raw, w.Num, got.Num)
 	case w.IsArray() || w.IsObject() || got.IsArray() || got.IsObject():
 		return reflect.DeepEqual(w.Value(), got.Value())
 	case w.Type != got.Type && (w.Type == gjson.String || got.Type == gjson.String):
 		return w.String() == got.String()
 	}
 	return w.Type == got.Type && w.String() == got.String()
+}
+
+// sameNumber compares two JSON numbers by value: integers by their digits (ids and
+// numbers beyond 2^53, which float64 rounds together: 9007199254740993 is not
+// 9007199254740992), others as float64 (12.0 is 12, 1e2 is 100).
+func sameNumber(a, b string, fa, fb float64) bool {
+	ia, aInt := integerDigits(a)
+	ib, bInt := integerDigits(b)
+	if aInt && bInt {
+		return ia == ib
+	}
+	return fa == fb
+}
+
+// integerDigits is a JSON integer literal's canonical text ("-0" is "0"); ok is false
+// for a number with a fraction or an exponent.
+func integerDigits(raw string) (string, bool) {
+	digits := strings.TrimPrefix(raw, "-")
+	if digits == "" || strings.Trim(digits, "0123456789") != "" {
+		return "", false
+	}
+	if digits == "0" {
+		return "0", true
+	}
+	return raw, true
 }
 
 // gjsonPathOf builds the gjson path of a native path's components.

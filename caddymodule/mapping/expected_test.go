@@ -89,6 +89,44 @@ func TestExpectCompare(t *testing.T) {
 	}
 }
 
+// TestExpectCompareBigIntegers: numbers beyond 2^53 (a manager's native id through
+// to_int) are compared by their digits, not rounded to the same float64; other numbers
+// by value.
+func TestExpectCompareBigIntegers(t *testing.T) {
+	m := mustParse(t, expectMapping)
+	doc := scim.Resource{"id": "s1", "userName": "ann", "active": true,
+		"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": map[string]any{"manager": map[string]any{"value": "boss"}}}
+	x := m.Expect(scim.UserType, doc, func(string) (string, RefState) { return "9007199254740993", RefLinked })
+	for item, want := range map[string]string{
+		`{"login": "ann", "manager_id": 9007199254740993, "locked": false}`:   "",
+		`{"login": "ann", "manager_id": "9007199254740993", "locked": false}`: "",
+		`{"login": "ann", "manager_id": 9007199254740992, "locked": false}`:   "manager_id",
+		`{"login": "ann", "manager_id": 9007199254740994, "locked": false}`:   "manager_id",
+	} {
+		var got []string
+		for _, d := range x.Compare([]byte(item)) {
+			got = append(got, d.Native)
+		}
+		if strings.Join(got, ",") != want {
+			t.Errorf("%s: differences %v, want %q", item, got, want)
+		}
+	}
+	for _, c := range []struct {
+		a, b string
+		same bool
+	}{{"12", "12.0", true}, {"100", "1e2", true}, {"-0", "0", true}, {"12345678901234567890", "12345678901234567891", false}, {"1.5", "1.50", true}} {
+		if got := sameNumber(c.a, c.b, gjsonNum(c.a), gjsonNum(c.b)); got != c.same {
+			t.Errorf("sameNumber(%s, %s) = %v", c.a, c.b, got)
+		}
+	}
+}
+
+func gjsonNum(raw string) float64 {
+	var f float64
+	_ = json.Unmarshal([]byte(raw), &f)
+	return f
+}
+
 // TestExpectReadsWhereTheListHoldsFields: an app that takes its writes wrapped
 // ({"person": {"login": ...}}) and lists its accounts flat, under other names, is compared
 // through the list's "read": each field is read where the item holds it, the account's
