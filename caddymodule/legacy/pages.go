@@ -187,13 +187,19 @@ func (c *Client) nextPath(p Paging, path string, resp *Response, page, offset *i
 	if link == "" {
 		return "", false, nil
 	}
-	next, err := c.relativePath(link)
+	next, err := c.relativePath(path, link)
 	return next, err == nil, err
 }
 
-// relativePath turns a next link (absolute or relative) into a path under the base URL.
-func (c *Client) relativePath(link string) (string, error) {
-	u, err := c.base.Parse(link)
+// relativePath turns a next link into a path under the base URL. A relative link is
+// relative to the page that gave it (from, the path of that page's call), as RFC 8288
+// says of a Link's target: "?page=2" is the same list's next page.
+func (c *Client) relativePath(from, link string) (string, error) {
+	page, err := url.Parse(c.baseStr + "/" + strings.TrimPrefix(from, "/"))
+	if err != nil {
+		return "", errors.New("legacy: the page's own URL does not parse")
+	}
+	u, err := page.Parse(link)
 	if err != nil || !sameOrigin(u, c.base) || !strings.HasPrefix(u.EscapedPath(), c.base.EscapedPath()+"/") {
 		return "", errors.New("legacy: the next page's link leads outside the app's base URL")
 	}

@@ -135,3 +135,31 @@ func TestNextLink(t *testing.T) {
 		}
 	}
 }
+
+// TestPagesFollowRelativeLinks: a next link is a URI reference relative to the page that
+// gave it (RFC 8288 §3.2, RFC 3986 §5), not to the target's base URL: "?page=2" is the
+// same list's page 2, and "items?page=2" a sibling of the page's path.
+func TestPagesFollowRelativeLinks(t *testing.T) {
+	for _, link := range []string{`<?page=%d>`, `<items?page=%d>`, `<./items?page=%d>`, `<../v1/items?page=%d>`} {
+		srv, _ := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != "/api/v1/items" {
+				http.NotFound(w, r)
+				return
+			}
+			p, _ := strconv.Atoi(r.URL.Query().Get("page"))
+			if p == 0 {
+				p = 1
+			}
+			if p < 3 {
+				w.Header().Set("Link", fmt.Sprintf(link, p+1)+`; rel="next"`)
+			}
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"data":[{"id":%d}]}`, p)
+		})
+		c := newTestClient(t, srv.URL+"/api", Options{})
+		ids, pages, err := collect(t, c, "/v1/items", Paging{Kind: PageLink})
+		if err != nil || fmt.Sprint(ids) != "[1 2 3]" || pages != 3 {
+			t.Errorf("link %s: ids %v in %d pages (%v), want 1..3 in 3", link, ids, pages, err)
+		}
+	}
+}
