@@ -163,3 +163,27 @@ func TestPagesFollowRelativeLinks(t *testing.T) {
 		}
 	}
 }
+
+// TestPagesKeepTheCallsQuery: the paging parameters are set in the list call's query and
+// the rest of it goes as the mapping wrote it, byte for byte: a ";" in a value (which
+// Go's query parser refuses) or a "%20" the app reads literally.
+func TestPagesKeepTheCallsQuery(t *testing.T) {
+	srv, _ := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.URL.RawQuery, "fields=id;login&filter=name%20sw%20a&") {
+			http.Error(w, "query "+r.URL.RawQuery, http.StatusBadRequest)
+			return
+		}
+		off, _ := strconv.Atoi(r.URL.Query().Get("offset"))
+		var items []string
+		for i := off; i < 5 && i < off+2; i++ {
+			items = append(items, fmt.Sprintf(`{"id":%d}`, i+1))
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"data":[%s]}`, strings.Join(items, ","))
+	})
+	c := newTestClient(t, srv.URL, Options{})
+	ids, pages, err := collect(t, c, "/items?fields=id;login&filter=name%20sw%20a&offset=9", Paging{Kind: PageOffset, Param: "offset", ItemsPath: "data", Size: 2, SizeParam: "limit"})
+	if err != nil || fmt.Sprint(ids) != "[1 2 3 4 5]" || pages != 3 {
+		t.Errorf("ids %v in %d pages (%v), want 1..5 in 3", ids, pages, err)
+	}
+}
