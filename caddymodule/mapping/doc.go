@@ -395,7 +395,9 @@
 // that name the account escape it again: "/users/a%2Fb" gives the id "a/b", not "b".
 // A body id is read after validating the JSON (ExtractID); numbers become their decimal
 // text, so 42 and "42" are the same id. An id that is empty, longer than 1024 bytes or
-// holds a control character (a NUL, a line break) is no usable id, wherever it is read. A create answered without its id (no header, a
+// holds a control character (a NUL, a line break) is no usable id, wherever it is read.
+// A gjson path that can match nothing (a "#(" query, "[" or "{" left open, a trailing
+// "|") fails the load. A create answered without its id (no header, a
 // header the pattern does not match) fails with 503, journaled with the reason, and is
 // listed for adoption: Entra's retry finds the account with the lookup instead of creating
 // a second one. An id from a header therefore needs the resource type's "lookup" (a load

@@ -1,6 +1,7 @@
 package mapping
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -258,5 +259,28 @@ func TestLoadRefusesRepeatedKeys(t *testing.T) {
 	// Keys that differ in case are different keys (native paths, table values).
 	if _, err := Parse("demo.json", []byte(`{"version": 1, "tables": {"t": {"a": 1, "A": 2}}, "users": {"events": {"create": {"method": "POST", "path": "/a", "body": {"login": "userName", "Login": "title"}}}}}`), testResolve); err != nil {
 		t.Errorf("keys differing in case: %v", err)
+	}
+}
+
+// TestLoadRefusesGJSONPathsThatMatchNothing: a response path whose query, multipath or
+// object is left open (or that ends in "|") matches nothing in any answer; it fails the
+// load naming the rule, instead of making every create an outage "without its id". Paths
+// gjson reads fine, odd keys included, still load.
+func TestLoadRefusesGJSONPathsThatMatchNothing(t *testing.T) {
+	file := func(id string) string {
+		b, _ := json.Marshal(id)
+		return userCreate(`{"method": "POST", "path": "/a", "id": ` + string(b) + `}`)
+	}
+	for _, bad := range []string{`items.#(`, `items.#(login=="a"`, `[user.id,id`, `{user.id`, `user.id|`, `items.#(a=="x).id`} {
+		_, err := Parse("demo.json", []byte(file(bad)), testResolve)
+		if err == nil || !strings.HasPrefix(err.Error(), "demo.json: users.events.create.id: ") {
+			t.Errorf("%s: %v, want a load error naming users.events.create.id", bad, err)
+		}
+	}
+	for _, good := range []string{`id`, `user.id`, `items.0.id`, `items.#(login=="a").id`, `items.#(login%"a*").id`, `items.#(nested.#(k=="v")).id`,
+		`a(b`, `a[0`, `x.y|@pretty`, `items.#(name=="a[b").id`, `items.#(login=="a)").id`, `[id,user.id].0`, `a\|b`, `a\.b`, `@this.id`} {
+		if _, err := Parse("demo.json", []byte(file(good)), testResolve); err != nil {
+			t.Errorf("%s: %v", good, err)
+		}
 	}
 }
