@@ -277,13 +277,8 @@ func (c *Client) readBody(hresp *http.Response) ([]byte, *Error) {
 	if int64(len(body)) > limit {
 		return nil, &Error{Kind: KindTooLarge, sent: true}
 	}
-	// A UTF-8 byte order mark is no part of the answer (RFC 8259 §8.1 lets a parser
-	// ignore it): apps on some stacks (.NET, PowerShell) put one before their JSON, which
-	// would otherwise make every answer "not JSON", an outage without end.
-	return bytes.TrimPrefix(body, utf8BOM), nil
+	return asUTF8(hresp.Header.Get("Content-Type"), body), nil
 }
-
-var utf8BOM = []byte("\xEF\xBB\xBF")
 
 // checkRedirect follows at most maxRedirects redirects, and only within the base URL's
 // origin: a redirect elsewhere could leak the gateway's credentials or act on another

@@ -816,3 +816,42 @@ func TestAnswerWithAByteOrderMark(t *testing.T) {
 		t.Fatalf("a BOM alone: %v, %v; want an empty answer", resp, err)
 	}
 }
+
+// TestAnswerInADeclaredCharset: an answer whose Content-Type declares another charset than
+// UTF-8 (an older PHP or Java app's ISO-8859-1, a UTF-16 one) is read as the text it
+// declares: its JSON checks, its id and its error message are the app's. A body that is
+// valid UTF-8 already stays as it is, whatever the label says (apps mislabel UTF-8 as
+// ISO-8859-1), as does one in a charset the gateway does not know.
+func TestAnswerInADeclaredCharset(t *testing.T) {
+	utf16le := func(s string) string {
+		var b []byte
+		for _, r := range s {
+			b = append(b, byte(r), byte(r>>8))
+		}
+		return string(b)
+	}
+	cases := []struct {
+		ct, body, want string
+	}{
+		{"application/json; charset=ISO-8859-1", "{\"id\": 5, \"name\": \"Ren\xe9e M\xfcller\"}", `{"id": 5, "name": "Renée Müller"}`},
+		{"application/json;charset=windows-1252", "{\"id\": 5, \"note\": \"\x80 10\"}", `{"id": 5, "note": "€ 10"}`},
+		{"application/json; charset=utf-16le", utf16le(`{"id": 5, "name": "Zoë"}`), `{"id": 5, "name": "Zoë"}`},
+		{"application/json; charset=iso-8859-1", `{"id": 5, "name": "Müller"}`, `{"id": 5, "name": "Müller"}`}, // UTF-8, mislabelled
+		{"application/json; charset=x-unknown", `{"id": 5}`, `{"id": 5}`},
+	}
+	for _, c := range cases {
+		srv, _ := newServer(t, status(http.StatusCreated, c.body, "Content-Type", c.ct))
+		cl := newTestClient(t, srv.URL, Options{})
+		resp, err := cl.Do(context.Background(), Request{Method: http.MethodPost, Path: "/users", Expect: &Expect{Success: Shape{Body: BodyJSON, Has: []string{"id"}}}})
+		if err != nil || string(resp.Body) != c.want {
+			t.Errorf("%s: %v, %v; want %s", c.ct, resp, err, c.want)
+		}
+	}
+	// The app's refusal in ISO-8859-1 is its refusal, with its message.
+	srv, _ := newServer(t, status(http.StatusConflict, "{\"error\": {\"message\": \"le login est d\xe9j\xe0 pris\"}}", "Content-Type", "application/json; charset=ISO-8859-1"))
+	cl := newTestClient(t, srv.URL, Options{})
+	_, err := cl.Do(context.Background(), Request{Method: http.MethodPost, Path: "/users"})
+	if e := asError(t, err); e.Kind != KindStatus || e.Status != http.StatusConflict || e.Message != "le login est déjà pris" {
+		t.Errorf("a 409 in ISO-8859-1: %+v", e)
+	}
+}

@@ -1,0 +1,59 @@
+package legacy
+
+import (
+	"bytes"
+	"mime"
+	"strings"
+	"unicode/utf8"
+
+	"golang.org/x/text/encoding/htmlindex"
+)
+
+// utf8BOM is the UTF-8 byte order mark.
+var utf8BOM = []byte("\xEF\xBB\xBF")
+
+// asUTF8 is an answer's body as UTF-8 text, which every reader of it (the answer's check,
+// gjson, the error message) expects:
+//
+//   - a body in the charset its Content-Type declares (an older PHP or Java app's
+//     ISO-8859-1 or windows-1252, a UTF-16 one) is decoded. An 8-bit charset is decoded
+//     only when the body is not valid UTF-8 already: apps often label UTF-8 as
+//     ISO-8859-1, and text in ISO-8859-1 beyond ASCII is almost never valid UTF-8. A
+//     charset the gateway does not know leaves the body as it is.
+//   - a UTF-8 byte order mark is dropped (RFC 8259 §8.1 lets a parser ignore it): apps on
+//     some stacks (.NET, PowerShell) put one before their JSON, which would otherwise make
+//     every answer "not JSON", an outage without end.
+//
+// Decoding at most triples the size (a windows-1252 byte is at most 3 bytes of UTF-8).
+func asUTF8(contentType string, body []byte) []byte {
+	if cs := charsetOf(contentType); cs != "" {
+		if enc, err := htmlindex.Get(cs); err == nil {
+			name, _ := htmlindex.Name(enc)
+			wide := strings.HasPrefix(name, "utf-16")
+			if name != "utf-8" && (wide || !utf8.Valid(body)) {
+				if out, err := enc.NewDecoder().Bytes(body); err == nil {
+					body = out
+				}
+			}
+		}
+	}
+	return bytes.TrimPrefix(body, utf8BOM)
+}
+
+// charsetOf is the charset parameter of a Content-Type, lower-cased; "" when there is
+// none, or when it names ASCII (often a label for UTF-8, and a subset of it anyway).
+func charsetOf(contentType string) string {
+	if contentType == "" {
+		return ""
+	}
+	_, params, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return ""
+	}
+	cs := strings.ToLower(strings.TrimSpace(params["charset"]))
+	switch cs {
+	case "us-ascii", "ascii", "utf-8", "utf8":
+		return ""
+	}
+	return cs
+}
