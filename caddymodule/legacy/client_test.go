@@ -1,6 +1,8 @@
 package legacy
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -853,5 +855,37 @@ func TestAnswerInADeclaredCharset(t *testing.T) {
 	_, err := cl.Do(context.Background(), Request{Method: http.MethodPost, Path: "/users"})
 	if e := asError(t, err); e.Kind != KindStatus || e.Status != http.StatusConflict || e.Message != "le login est déjà pris" {
 		t.Errorf("a 409 in ISO-8859-1: %+v", e)
+	}
+}
+
+// TestGzipAnswerWhenTheHeadersAskForIt: when the target's or the mapping's headers ask
+// for gzip themselves (Accept-Encoding), Go's transport leaves the answer compressed; the
+// client decompresses it, within the response bound (a small gzip of a large body is too
+// large, as the body would be).
+func TestGzipAnswerWhenTheHeadersAskForIt(t *testing.T) {
+	gz := func(s string) string {
+		var b bytes.Buffer
+		zw := gzip.NewWriter(&b)
+		_, _ = zw.Write([]byte(s))
+		_ = zw.Close()
+		return b.String()
+	}
+	srv, _ := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Encoding", "gzip")
+		if r.URL.Path == "/bomb" {
+			_, _ = w.Write([]byte(gz(`{"pad": "` + strings.Repeat("x", 64<<10) + `"}`)))
+			return
+		}
+		_, _ = w.Write([]byte(gz(`{"id": 5}`)))
+	})
+	c := newTestClient(t, srv.URL, Options{MaxResponseBytes: 16 << 10})
+	asked := http.Header{"Accept-Encoding": {"gzip"}}
+	resp, err := c.Do(context.Background(), Request{Path: "/users", Header: asked, Expect: &Expect{Success: Shape{Body: BodyJSON, Has: []string{"id"}}}})
+	if err != nil || string(resp.Body) != `{"id": 5}` {
+		t.Fatalf("Do = %v, %v; want the decompressed JSON", resp, err)
+	}
+	if _, err := c.Do(context.Background(), Request{Path: "/bomb", Header: asked}); asError(t, err).Kind != KindTooLarge {
+		t.Errorf("a gzip of 64 KiB against a 16 KiB bound: %v", err)
 	}
 }
