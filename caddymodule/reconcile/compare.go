@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"slices"
+	"strings"
 
 	"github.com/scimgate/scimgate/caddymodule/change"
 	"github.com/scimgate/scimgate/caddymodule/mapping"
@@ -192,6 +193,11 @@ func (rn *run) checkAccounts(tx *store.Tx, typ string, batch []mapping.Account, 
 	key := t.IDMapKey(typ)
 	var groups []groupRef
 	for _, acc := range batch {
+		scimID, native, err := linkedID(tx, key, acc.NativeID)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return nil, err
+		}
+		acc.NativeID = native
 		if !seen.add(acc.NativeID) {
 			rn.relisted[typ]++ // listed on an earlier page already: counted and compared there
 			continue
@@ -202,13 +208,9 @@ func (rn *run) checkAccounts(tx *store.Tx, typ string, batch []mapping.Account, 
 			rn.report.Counts.AppGroups++
 		}
 		subject := t.Mapping.Subject(typ, acc.Item)
-		scimID, err := tx.SCIMIDOf(key, acc.NativeID)
 		if errors.Is(err, store.ErrNotFound) {
 			rn.note(Finding{Kind: Orphaned, ResourceType: typ, NativeID: acc.NativeID, Subject: subject, Reason: "not in the directory" + rn.orphanState(typ, acc.Item)})
 			continue
-		}
-		if err != nil {
-			return nil, err
 		}
 		rec, err := tx.Get(typ, scimID)
 		if errors.Is(err, store.ErrNotFound) {
@@ -399,11 +401,11 @@ func (rn *run) compareMembers(g groupRef) error {
 	flush := func() error {
 		err := rn.rc.store.View(func(tx *store.Tx) error {
 			for _, m := range batch {
-				if !seen.add(m.NativeID) {
+				scimID, native, err := linkedID(tx, userKey, m.NativeID)
+				if !seen.add(native) {
 					continue // listed on an earlier page already
 				}
-				member := &Member{NativeID: m.NativeID, Subject: t.Mapping.Subject(scim.UserType, m.Item)}
-				scimID, err := tx.SCIMIDOf(userKey, m.NativeID)
+				member := &Member{NativeID: native, Subject: t.Mapping.Subject(scim.UserType, m.Item)}
 				switch {
 				case errors.Is(err, store.ErrNotFound):
 					rn.note(Finding{Kind: MemberExtra, ResourceType: scim.GroupType, SCIMID: g.scimID, NativeID: g.nativeID, Subject: g.subject,
@@ -460,6 +462,50 @@ func (rn *run) compareMembers(g groupRef) error {
 			return nil
 		})
 	})
+}
+
+// linkedID finds the resource the directory links to a native id the app listed, and
+// the native id as the id map holds it. A GUID is the same id in either case (RFC 9562:
+// its hex digits are case-insensitive), and apps print them in both (a .NET app's create
+// in upper case, its listing in lower case): one not linked as listed is looked up in
+// lower and in upper case too. Other ids are compared exactly (an id of letters may
+// tell accounts apart by case).
+func linkedID(tx *store.Tx, key, native string) (scimID, linked string, err error) {
+	scimID, err = tx.SCIMIDOf(key, native)
+	if !errors.Is(err, store.ErrNotFound) || !isGUID(native) {
+		return scimID, native, err
+	}
+	for _, v := range []string{strings.ToLower(native), strings.ToUpper(native)} {
+		if v == native {
+			continue
+		}
+		if id, verr := tx.SCIMIDOf(key, v); verr == nil {
+			return id, v, nil
+		}
+	}
+	return "", native, err
+}
+
+// isGUID reports whether s is a GUID in its usual text form, 8-4-4-4-12 hex digits,
+// optionally in braces.
+func isGUID(s string) bool {
+	if len(s) == 38 && s[0] == '{' && s[37] == '}' {
+		s = s[1:37]
+	}
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			if c != '-' {
+				return false
+			}
+		case !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'):
+			return false
+		}
+	}
+	return true
 }
 
 // subjectIn is the userName (or displayName) of a resource in the directory, or fallback

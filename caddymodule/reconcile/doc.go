@@ -5,7 +5,9 @@
 // A run (Reconciler.Run) reads every account of the app through the mapping's "list"
 // calls (users.list, groups.list, and groups.list_members for each linked group; paged and
 // rate-limited by the target's client like every other call) and compares each with the
-// directory through the id map. It reports, as Findings:
+// directory through the id map. Native ids compare exactly, except a GUID, which is the
+// same id in either case (an app may answer a create in upper case and list in lower
+// case). It reports, as Findings:
 //
 //	orphaned        an account of the app that is not in the directory, whose resource was
 //	                deleted there, or whose resource the policy keeps out of scope while the
