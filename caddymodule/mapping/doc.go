@@ -394,7 +394,8 @@
 // A Location id (its last segment, or the pattern's group) is unescaped once, as the URLs
 // that name the account escape it again: "/users/a%2Fb" gives the id "a/b", not "b".
 // A body id is read after validating the JSON (ExtractID); numbers become their decimal
-// text, so 42 and "42" are the same id. An id that is empty, longer than 1024 bytes or
+// text, exactly (9007199254740993.0 is 9007199254740993; a fraction is no id), so 42 and
+// "42" are the same id. to_int reads numbers the same way. An id that is empty, longer than 1024 bytes or
 // holds a control character (a NUL, a line break) is no usable id, wherever it is read.
 // A gjson path that can match nothing (a "#(" query, "[" or "{" left open, a trailing
 // "|") fails the load. A create answered without its id (no header, a

@@ -411,6 +411,14 @@ func TestExtractID(t *testing.T) {
 		{`{"items": [{"k": "a", "id": 1}, {"k": "b", "id": 2}]}`, `items.#(k=="b").id`, "2", ""},
 		{`{"items": []}`, "items.0.id", "", `no native id at "items.0.id"`},
 		{`{"id": 1.5}`, "id", "", "1.5 is not an integer"},
+		// Exactly, never through float64: an id the app writes as a decimal or with an
+		// exponent keeps its digits.
+		{`{"id": 9007199254740993.0}`, "id", "9007199254740993", ""},
+		{`{"id": 1.8446744073709551615e19}`, "id", "18446744073709551615", ""},
+		{`{"id": 9007199254740993.5}`, "id", "", "is not an integer"},
+		{`{"id": 1e20}`, "id", "", "out of the range"},
+		{`{"id": 1e999999999}`, "id", "", "not an integer"},
+		{`{"id": -0}`, "id", "0", ""},
 		{`{"id": null}`, "id", "", "is null"},
 		{`{"id": {"v": 1}}`, "id", "", "is an object"},
 		{`{"id": true}`, "id", "", "is a boolean"},
