@@ -125,7 +125,12 @@
 // (url.PathEscape) before the "?" and query-escaped (url.QueryEscape) after it, so a value
 // can never add a path segment or a query parameter. A placeholder that is absent, empty,
 // a list or an object, or "." or ".." in the path, fails the request (400 invalidValue)
-// rather than calling a different URL. "{{" and "}}" are literal braces.
+// rather than calling a different URL. So does a SCIM value with a "/" or a backslash in
+// the path: escaped, it is still another path to an app that decodes its path before
+// routing it (every WSGI app, IIS), so a userName "victim/roles" must not reach
+// /users/victim/roles; put such a value in the query or the body. Native ids ({id},
+// {member_id}) and answers are the app's own and keep their slashes, as does a slash a
+// transform writes (a table's value). "{{" and "}}" are literal braces.
 //
 // A placeholder may pass its value through transforms (see Transforms), each after a "|":
 // a name, or a name, ":" and its arguments in JSON exactly as the {"name": args} form

@@ -699,3 +699,32 @@ func TestFlowConditions(t *testing.T) {
 		})
 	}
 }
+
+// TestURLPathRefusesSlashesFromSCIMValues: a SCIM value in a URL path segment is escaped
+// ("a/b" as "a%2Fb"), but many apps decode the path before they route it (every WSGI app:
+// Django, Flask; nginx in front of one), so a userName "victim/roles" or "..\admin"
+// would reach another endpoint. Such a value is refused in a path (400 naming the
+// placeholder); in the query it is only data. Native ids and answers come from the app
+// itself and keep their slashes.
+func TestURLPathRefusesSlashesFromSCIMValues(t *testing.T) {
+	m := mustParse(t, `{"version": 1, "users": {
+	    "lookup": {"method": "GET", "path": "/u?login={userName}", "id": "id"},
+	    "events": {
+	      "create": {"method": "POST", "path": "/u", "id": "id"},
+	      "update": {"method": "PUT", "path": "/u/{id}/by-name/{userName|trim}", "send": "all"}}}}`)
+	for _, name := range []string{"victim/roles", "../admin", `..\admin`, "a/../../b"} {
+		_, err := m.Requests(Input{ResourceType: "User", Event: "update", Resource: scim.Resource{"userName": name}, NativeID: "7"})
+		var se *scim.Error
+		if !errors.As(err, &se) || se.Status != http.StatusBadRequest || !strings.Contains(se.Detail, "{userName|trim}") {
+			t.Errorf("%q in a path: %v, want a 400 naming the placeholder", name, err)
+		}
+		req, _, err := m.LookupRequest("User", scim.Resource{"userName": name})
+		if err != nil || !strings.HasPrefix(req.Path, "/u?login=") {
+			t.Errorf("%q in a query: %v, %v", name, req, err)
+		}
+	}
+	req := oneRequest(t, m, Input{ResourceType: "User", Event: "update", Resource: scim.Resource{"userName": "ann"}, NativeID: "team/7"})
+	if req.Path != "/u/team%2F7/by-name/ann" {
+		t.Errorf("a native id with a slash: %s", req.Path)
+	}
+}
