@@ -194,3 +194,27 @@ func TestListMembersLoad(t *testing.T) {
 		}
 	}
 }
+
+// TestExpectCompareBooleansAsTheAppListsThem: an app that takes a JSON boolean and lists
+// it as 0/1 (a MySQL tinyint through PHP) or as "True"/"False" (a .NET or Python
+// string) holds the same state: no drift, and no state finding for every account. A
+// boolean against another number or text is still drift.
+func TestExpectCompareBooleansAsTheAppListsThem(t *testing.T) {
+	m := mustParse(t, expectMapping)
+	active := m.Expect(scim.UserType, scim.Resource{"id": "s1", "userName": "ann", "active": true}, nil)
+	inactive := m.Expect(scim.UserType, scim.Resource{"id": "s1", "userName": "ann", "active": false}, nil)
+	for _, c := range []struct {
+		x      Expected
+		locked string
+		drift  bool
+	}{
+		{active, `false`, false}, {active, `0`, false}, {active, `"0"`, false}, {active, `"False"`, false}, {active, `"false"`, false},
+		{inactive, `true`, false}, {inactive, `1`, false}, {inactive, `"1"`, false}, {inactive, `"True"`, false}, {inactive, `"TRUE"`, false},
+		{active, `1`, true}, {active, `"True"`, true}, {inactive, `0`, true}, {inactive, `2`, true}, {inactive, `"yes"`, true}, {active, `1.5`, true},
+	} {
+		d := c.x.Compare([]byte(`{"login": "ann", "locked": ` + c.locked + `}`))
+		if got := len(d) > 0; got != c.drift {
+			t.Errorf("locked %s where the mapping sends %v: drift %v, want %v", c.locked, c.x.Fields[len(c.x.Fields)-1].Value, got, c.drift)
+		}
+	}
+}

@@ -18,7 +18,8 @@
 //	drifted         mapped fields whose value in the app is not what the mapping sends for
 //	                the directory's current values, compared after the transforms
 //	                (mapping.Expect): absent, null and "" are one value, numbers compare
-//	                by value; a state field (fed by active) that says inactive for an active
+//	                by value, a boolean equals the 0/1 or "True"/"False" an app lists
+//	                it as; a state field (fed by active) that says inactive for an active
 //	                resource is drift too
 //	member_missing  a member of the directory's group that the app's group lacks
 //	member_extra    a member of the app's group that the directory's group lacks (an
