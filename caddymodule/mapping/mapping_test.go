@@ -727,4 +727,10 @@ func TestURLPathRefusesSlashesFromSCIMValues(t *testing.T) {
 	if req.Path != "/u/team%2F7/by-name/ann" {
 		t.Errorf("a native id with a slash: %s", req.Path)
 	}
+	// A transform that reads another attribute (template, first_non_empty) brings that
+	// client value into the path too.
+	m = mustParse(t, `{"version": 1, "users": {"events": {"create": {"method": "POST", "path": "/u/{userName|template:\"{title}\"}", "id": "id"}}}}`)
+	if _, err := m.Requests(Input{ResourceType: "User", Event: "create", Resource: scim.Resource{"userName": "ann", "title": "victim/roles"}}); err == nil {
+		t.Error("a title with a slash reached the path through a template")
+	}
 }

@@ -283,8 +283,8 @@ func (t *template) renderURL(ev *evalCtx) (string, error) {
 }
 
 // text resolves one URL placeholder to a single non-empty text, after its transforms and
-// before escaping. clientSlash says the client's value (a SCIM attribute, before the
-// transforms) held a "/" or a backslash.
+// before escaping. clientSlash says a client's value it reads (its SCIM attribute, or one
+// a transform reads, before the transforms) held a "/" or a backslash.
 func (p *tplPart) text(ev *evalCtx) (s string, clientSlash bool, err error) {
 	v, ok, err := p.src.resolve(ev)
 	if err != nil {
@@ -294,6 +294,17 @@ func (p *tplPart) text(ev *evalCtx) (s string, clientSlash bool, err error) {
 		return "", false, fmt.Errorf("%s is empty: the gateway passed no native id", p.describe())
 	}
 	clientSlash = p.src.reserved == "" && holdsSlash(v)
+	for _, tr := range p.transforms {
+		for _, src := range tr.sources { // the values a template or first_non_empty reads
+			if src.reserved == "" && !clientSlash {
+				other, _, err := src.resolve(ev)
+				if err != nil {
+					return "", false, err
+				}
+				clientSlash = holdsSlash(other)
+			}
+		}
+	}
 	if v, ok, err = p.transform(ev, v, ok); err != nil {
 		return "", false, placeholderError(p.describe(), err)
 	}
