@@ -20,12 +20,24 @@ var utf8BOM = []byte("\xEF\xBB\xBF")
 //     only when the body is not valid UTF-8 already: apps often label UTF-8 as
 //     ISO-8859-1, and text in ISO-8859-1 beyond ASCII is almost never valid UTF-8. A
 //     charset the gateway does not know leaves the body as it is.
-//   - a UTF-8 byte order mark is dropped (RFC 8259 §8.1 lets a parser ignore it): apps on
-//     some stacks (.NET, PowerShell) put one before their JSON, which would otherwise make
-//     every answer "not JSON", an outage without end.
+//   - a byte order mark is dropped (RFC 8259 §8.1 lets a parser ignore it): apps on some
+//     stacks (.NET, PowerShell) put one before their JSON, which would otherwise make
+//     every answer "not JSON", an outage without end. A UTF-16 one says the encoding,
+//     whatever the label says (as browsers read it).
 //
 // Decoding at most triples the size (a windows-1252 byte is at most 3 bytes of UTF-8).
 func asUTF8(contentType string, body []byte) []byte {
+	// A UTF-16 byte order mark says the encoding whatever the label does; a UTF-8 one is
+	// dropped, and the label still decides what follows it when that is not UTF-8 (a BOM
+	// written before ISO-8859-1 text by an app that writes its body in two steps).
+	switch {
+	case bytes.HasPrefix(body, utf8BOM):
+		body = body[len(utf8BOM):]
+	case bytes.HasPrefix(body, []byte{0xFF, 0xFE}):
+		contentType = "application/json; charset=utf-16le"
+	case bytes.HasPrefix(body, []byte{0xFE, 0xFF}):
+		contentType = "application/json; charset=utf-16be"
+	}
 	if cs := charsetOf(contentType); cs != "" {
 		if enc, err := htmlindex.Get(cs); err == nil {
 			name, _ := htmlindex.Name(enc)

@@ -840,6 +840,10 @@ func TestAnswerInADeclaredCharset(t *testing.T) {
 		{"application/json; charset=utf-16le", utf16le(`{"id": 5, "name": "Zoë"}`), `{"id": 5, "name": "Zoë"}`},
 		{"application/json; charset=iso-8859-1", `{"id": 5, "name": "Müller"}`, `{"id": 5, "name": "Müller"}`}, // UTF-8, mislabelled
 		{"application/json; charset=x-unknown", `{"id": 5}`, `{"id": 5}`},
+		// A byte order mark before the text, in UTF-8 or in the labelled charset.
+		{"application/json; charset=ISO-8859-1", "\xEF\xBB\xBF{\"id\": 5, \"name\": \"Zo\xc3\xab\"}", `{"id": 5, "name": "Zoë"}`},
+		{"application/json; charset=ISO-8859-1", "\xEF\xBB\xBF{\"id\": 5, \"name\": \"Ren\xe9e\"}", `{"id": 5, "name": "Renée"}`},
+		{"application/json", "\xFF\xFE" + utf16le(`{"id": 5, "name": "Zoë"}`), `{"id": 5, "name": "Zoë"}`},
 	}
 	for _, c := range cases {
 		srv, _ := newServer(t, status(http.StatusCreated, c.body, "Content-Type", c.ct))
