@@ -168,6 +168,11 @@
 // text and a cleared attribute (null in an update) as an empty value. A constant object,
 // or a list of objects or lists, has no form encoding: a load error naming the rule (a
 // SCIM value of that shape, such as the whole "emails", fails the request with 400).
+// A form has no structure but its keys, so a key holding the separator ("." with dots,
+// "[" or "]" with brackets) would name another field: one of the mapping is a load error,
+// and one of the client's data (an object of a custom extension, whose keys Entra
+// chooses) fails the request with 400 rather than set prefs.class.module... or
+// prefs[a][role].
 //
 //	"create": {"method": "POST", "path": "/users.php", "encoding": "form", "id": {"location": "last_segment"},
 //	           "body": {"login": "userName", "person.first": "name.givenName"}}

@@ -1,6 +1,7 @@
 package mapping
 
 import (
+	"errors"
 	"net/http"
 	"net/url"
 	"strings"
@@ -202,5 +203,35 @@ func TestLocationIDIsUnescapedOnce(t *testing.T) {
 		if want := "/u/" + url.PathEscape(c.want); upd.Path != want {
 			t.Errorf("%q: the update goes to %s, want %s", c.location, upd.Path, want)
 		}
+	}
+}
+
+// TestFormKeysFromTheClientsData: a form body has no structure but its keys, so a key of
+// the client's data (a custom extension's complex attribute, stored as Entra sent it)
+// holding the encoding's separator would set another field than its own: "a.b" under
+// prefs is prefs.a.b, a nested field, to a Spring binder ("class.module..." the
+// Spring4Shell path), and "a][role" is prefs[a][role] to PHP. Such a value is a 400; a
+// key of the mapping written with the separator is a load error.
+func TestFormKeysFromTheClientsData(t *testing.T) {
+	const ext = "urn:ietf:params:scim:schemas:extension:MyApp:2.0:User"
+	for _, c := range []struct{ keys, bad, good string }{
+		{`"dots"`, "class.module.classLoader", "a[0]"},
+		{`"brackets"`, "a][role", "a.b"},
+	} {
+		m := mustParse(t, userCreate(`{"method": "POST", "path": "/u", "encoding": "form", "form_keys": `+c.keys+`, "body": {"prefs": "`+ext+`:prefs"}}`))
+		doc := scim.Resource{"userName": "ada", ext: map[string]any{"prefs": map[string]any{c.bad: "x"}}}
+		_, err := m.Requests(Input{ResourceType: scim.UserType, Event: change.Create, Resource: doc})
+		var se *scim.Error
+		if !errors.As(err, &se) || se.Status != 400 || !strings.Contains(se.Detail, "users.events.create.body") {
+			t.Errorf("form_keys %s, key %q: %v, want a 400", c.keys, c.bad, err)
+		}
+		doc = scim.Resource{"userName": "ada", ext: map[string]any{"prefs": map[string]any{c.good: "x"}}}
+		if _, err := m.Requests(Input{ResourceType: scim.UserType, Event: change.Create, Resource: doc}); err != nil {
+			t.Errorf("form_keys %s, key %q: %v", c.keys, c.good, err)
+		}
+	}
+	_, err := Parse("demo.json", []byte(userCreate(`{"method": "POST", "path": "/u", "encoding": "form", "form_keys": "dots", "body": {"a\\.b": "userName"}}`)), testResolve)
+	if err == nil || !strings.Contains(err.Error(), `users.events.create.body["a\\.b"]: the key "a.b" holds a "."`) {
+		t.Errorf("a mapping key with the separator: %v", err)
 	}
 }
