@@ -69,3 +69,34 @@ func charsetOf(contentType string) string {
 	}
 	return cs
 }
+
+// MaxAnswerDepth bounds the nesting of an answer's JSON. gjson's validation, which the
+// mapping runs on a create's answer and a lookup's or a listing's pages, recurses once
+// per level: a 4 MiB answer of nested lists would take hundreds of MB of stack, and a
+// larger one overflow it, which kills the process.
+const MaxAnswerDepth = 512
+
+// jsonDeeperThan reports whether body, read as JSON, nests objects and lists deeper than
+// max (brackets inside strings do not count). One pass, no recursion; it does not
+// validate the JSON.
+func jsonDeeperThan(body []byte, max int) bool {
+	depth, inString := 0, false
+	for i := 0; i < len(body); i++ {
+		c := body[i]
+		switch {
+		case inString && c == '\\':
+			i++
+		case inString:
+			inString = c != '"'
+		case c == '"':
+			inString = true
+		case c == '[' || c == '{':
+			if depth++; depth > max {
+				return true
+			}
+		case (c == ']' || c == '}') && depth > 0:
+			depth--
+		}
+	}
+	return false
+}

@@ -261,6 +261,9 @@ func (c *Client) receive(ctx, actx context.Context, hresp *http.Response) (*Resp
 		e.Status = hresp.StatusCode
 		return nil, e
 	}
+	if jsonDeeperThan(body, MaxAnswerDepth) {
+		return nil, unproven(hresp.StatusCode, "an answer nested deeper than %d levels (%s), which no application's API answers", MaxAnswerDepth, describe(mediaType(hresp.Header.Get("Content-Type")), len(body)))
+	}
 	redirected := hresp.Request != nil && hresp.Request.Response != nil // a redirect led here
 	return &Response{Status: hresp.StatusCode, Header: hresp.Header, Body: body, Redirected: redirected}, nil
 }

@@ -893,3 +893,29 @@ func TestGzipAnswerWhenTheHeadersAskForIt(t *testing.T) {
 		t.Errorf("a gzip of 64 KiB against a 16 KiB bound: %v", err)
 	}
 }
+
+// TestAnswerNestedTooDeep: the gateway's readers of an answer (gjson's validation, on a
+// create's id or a lookup's list) recurse once per level of nesting: a 4 MiB answer of
+// nested lists takes hundreds of MB of stack, and a larger max_response_size would
+// overflow it, which kills the whole process. An answer nested deeper than
+// MaxAnswerDepth proves nothing (an outage); brackets inside strings do not count.
+func TestAnswerNestedTooDeep(t *testing.T) {
+	deep := strings.Repeat("[", MaxAnswerDepth+1) + strings.Repeat("]", MaxAnswerDepth+1)
+	ok := `{"id": 5, "note": "` + strings.Repeat("[", 5000) + `", "a": ` + strings.Repeat("[", MaxAnswerDepth-1) + strings.Repeat("]", MaxAnswerDepth-1) + `}`
+	srv, _ := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain") // no JSON rule applies to it
+		if r.URL.Path == "/deep" {
+			_, _ = w.Write([]byte(deep))
+			return
+		}
+		_, _ = w.Write([]byte(ok))
+	})
+	c := newTestClient(t, srv.URL, Options{})
+	_, err := c.Do(context.Background(), Request{Method: http.MethodPost, Path: "/deep"})
+	if e := asError(t, err); e.Kind != KindUnproven || !strings.Contains(e.Error(), "nested deeper") {
+		t.Errorf("a deep answer: %v", err)
+	}
+	if resp, err := c.Do(context.Background(), Request{Method: http.MethodPost, Path: "/ok"}); err != nil || len(resp.Body) != len(ok) {
+		t.Errorf("an answer within the bound: %v", err)
+	}
+}
