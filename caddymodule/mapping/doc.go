@@ -122,7 +122,8 @@
 //	{userName}    any SCIM attribute path, e.g. {emails[type eq "work"].value}
 //
 // Note that {id} is the native id; the SCIM id is {scim_id}. Values are path-escaped
-// (url.PathEscape) before the "?" and query-escaped (url.QueryEscape) after it, so a value
+// (url.PathEscape, and "+" as %2B, which apps that decode paths as forms would read as
+// a space) before the "?" and query-escaped (url.QueryEscape) after it, so a value
 // can never add a path segment or a query parameter. A placeholder that is absent, empty,
 // a list or an object, or "." or ".." in the path, fails the request (400 invalidValue)
 // rather than calling a different URL. So does a SCIM value with a "/" or a backslash in

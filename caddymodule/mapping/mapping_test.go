@@ -734,3 +734,17 @@ func TestURLPathRefusesSlashesFromSCIMValues(t *testing.T) {
 		t.Error("a title with a slash reached the path through a template")
 	}
 }
+
+// TestURLPathEscapesPlus: a "+" in a path value (plus addressing: ann+test@x.example) is
+// sent as %2B. RFC 3986 lets it stand as it is, and a compliant app reads either form as
+// "+"; but apps that decode their paths as forms (Java's URLDecoder, PHP's urldecode)
+// read a bare "+" as a space, another account.
+func TestURLPathEscapesPlus(t *testing.T) {
+	m := mustParse(t, `{"version": 1, "users": {"events": {
+	      "create": {"method": "POST", "path": "/u", "id": "id"},
+	      "update": {"method": "PUT", "path": "/u/{id}/by-name/{userName}?login={userName}", "send": "all"}}}}`)
+	req := oneRequest(t, m, Input{ResourceType: "User", Event: "update", Resource: scim.Resource{"userName": "ann+test@x.example"}, NativeID: "a+b"})
+	if want := "/u/a%2Bb/by-name/ann%2Btest@x.example?login=ann%2Btest%40x.example"; req.Path != want {
+		t.Errorf("path %s, want %s", req.Path, want)
+	}
+}

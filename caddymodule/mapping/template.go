@@ -277,7 +277,9 @@ func (t *template) renderURL(ev *evalCtx) (string, error) {
 			// is a slash a transform writes (a table's value).
 			return "", dataError("%s holds a \"/\" or a backslash, which cannot stand in a URL path segment (an app that decodes its paths would read another path); the mapping can send it in the query or the body", p.describe())
 		}
-		b.WriteString(url.PathEscape(s))
+		// "+" is data in a path (RFC 3986), but apps that decode their paths as forms
+		// (Java's URLDecoder, PHP's urldecode) read it as a space: %2B is "+" to both.
+		b.WriteString(strings.ReplaceAll(url.PathEscape(s), "+", "%2B"))
 	}
 	return b.String(), nil
 }
