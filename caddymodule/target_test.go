@@ -366,3 +366,29 @@ func TestTargetCatchUpCreate(t *testing.T) {
 		t.Fatalf("second change: %+v", r.Backend)
 	}
 }
+
+// TestTargetCreateAnsweredWithAnUnusableID: an app whose create answers an id the
+// gateway cannot keep (a NUL byte, a line break) made an account the gateway cannot map:
+// that is the app's answer proving nothing, a 503 with Retry-After whose retry looks the
+// account up, never a 400 that blames Entra's data.
+func TestTargetCreateAnsweredWithAnUnusableID(t *testing.T) {
+	for _, id := range []string{`"a\u0000b"`, `"7\n"`} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusCreated)
+			fmt.Fprintf(w, `{"id": %s}`, id)
+		}))
+		t.Cleanup(srv.Close)
+		g := newTargetGateway(t, srv.URL, nil)
+		w := serve(t, g, "POST", "/scim/v2/Users", map[string]any{"userName": "odd@contoso.example"})
+		if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" {
+			t.Fatalf("id %s: %d %s, want 503 with Retry-After", id, w.Code, w.Body)
+		}
+		if d, _ := decodeJSON(t, w)["detail"].(string); !strings.Contains(d, "without a usable id") || !strings.Contains(d, "control character") {
+			t.Errorf("id %s: detail %q", id, d)
+		}
+		if n := userCount(t, g); n != 0 {
+			t.Errorf("id %s: the directory holds %d users", id, n)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package legacy
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -260,24 +261,40 @@ func (c *Client) receive(ctx, actx context.Context, hresp *http.Response) (*Resp
 		e.Status = hresp.StatusCode
 		return nil, e
 	}
+	if jsonDeeperThan(body, MaxAnswerDepth) {
+		return nil, unproven(hresp.StatusCode, "an answer nested deeper than %d levels (%s), which no application's API answers", MaxAnswerDepth, describe(mediaType(hresp.Header.Get("Content-Type")), len(body)))
+	}
 	redirected := hresp.Request != nil && hresp.Request.Response != nil // a redirect led here
 	return &Response{Status: hresp.StatusCode, Header: hresp.Header, Body: body, Redirected: redirected}, nil
 }
 
 // readBody reads at most MaxResponseBytes; more is KindTooLarge (the rest is not read).
+// A gzip answer that Go's transport left compressed (the target's or the mapping's headers
+// asked for gzip themselves, so the transport did not) is decompressed, within the bound.
 func (c *Client) readBody(hresp *http.Response) ([]byte, *Error) {
 	limit := c.opts.MaxResponseBytes
 	if hresp.ContentLength > limit {
 		return nil, &Error{Kind: KindTooLarge, sent: true}
 	}
-	body, err := io.ReadAll(io.LimitReader(hresp.Body, limit+1))
+	var r io.Reader = hresp.Body
+	if !hresp.Uncompressed && strings.EqualFold(strings.TrimSpace(hresp.Header.Get("Content-Encoding")), "gzip") {
+		zr, err := gzip.NewReader(hresp.Body)
+		if err != nil {
+			return nil, &Error{Err: fmt.Errorf("the answer's gzip body: %w", err), sent: true}
+		}
+		defer zr.Close()
+		r = zr
+		hresp.Header.Del("Content-Encoding")
+		hresp.Header.Del("Content-Length")
+	}
+	body, err := io.ReadAll(io.LimitReader(r, limit+1))
 	if err != nil {
 		return nil, &Error{Err: err, sent: true}
 	}
 	if int64(len(body)) > limit {
 		return nil, &Error{Kind: KindTooLarge, sent: true}
 	}
-	return body, nil
+	return asUTF8(hresp.Header.Get("Content-Type"), body), nil
 }
 
 // checkRedirect follows at most maxRedirects redirects, and only within the base URL's

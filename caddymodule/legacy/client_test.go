@@ -1,6 +1,8 @@
 package legacy
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -797,5 +799,123 @@ func TestDoStopsWhenTheFleetJobIsLost(t *testing.T) {
 	}
 	if n := hits.hits.Load(); n != 1 {
 		t.Errorf("the app got %d calls, want 1", n)
+	}
+}
+
+// TestAnswerWithAByteOrderMark: a JSON answer that starts with a UTF-8 byte order mark
+// (as .NET and PowerShell apps write it) is the JSON after it, for the answer's check and
+// for whoever reads the body; an answer of a BOM alone is an empty one.
+func TestAnswerWithAByteOrderMark(t *testing.T) {
+	srv, _ := newServer(t, status(http.StatusCreated, "\xEF\xBB\xBF{\"id\": 5}", "Content-Type", "application/json; charset=utf-8"))
+	c := newTestClient(t, srv.URL, Options{})
+	resp, err := c.Do(context.Background(), Request{Method: http.MethodPost, Path: "/users", Expect: &Expect{Success: Shape{Body: BodyJSON, Has: []string{"id"}}}})
+	if err != nil || string(resp.Body) != `{"id": 5}` {
+		t.Fatalf("Do = %v, %v; want the JSON after the BOM", resp, err)
+	}
+	srv, _ = newServer(t, status(http.StatusOK, "\xEF\xBB\xBF", "Content-Type", "application/json"))
+	c = newTestClient(t, srv.URL, Options{})
+	if resp, err := c.Do(context.Background(), Request{Path: "/x", Expect: &Expect{Success: Shape{Body: BodyEmpty}}}); err != nil || len(resp.Body) != 0 {
+		t.Fatalf("a BOM alone: %v, %v; want an empty answer", resp, err)
+	}
+}
+
+// TestAnswerInADeclaredCharset: an answer whose Content-Type declares another charset than
+// UTF-8 (an older PHP or Java app's ISO-8859-1, a UTF-16 one) is read as the text it
+// declares: its JSON checks, its id and its error message are the app's. A body that is
+// valid UTF-8 already stays as it is, whatever the label says (apps mislabel UTF-8 as
+// ISO-8859-1), as does one in a charset the gateway does not know.
+func TestAnswerInADeclaredCharset(t *testing.T) {
+	utf16le := func(s string) string {
+		var b []byte
+		for _, r := range s {
+			b = append(b, byte(r), byte(r>>8))
+		}
+		return string(b)
+	}
+	cases := []struct {
+		ct, body, want string
+	}{
+		{"application/json; charset=ISO-8859-1", "{\"id\": 5, \"name\": \"Ren\xe9e M\xfcller\"}", `{"id": 5, "name": "Renée Müller"}`},
+		{"application/json;charset=windows-1252", "{\"id\": 5, \"note\": \"\x80 10\"}", `{"id": 5, "note": "€ 10"}`},
+		{"application/json; charset=utf-16le", utf16le(`{"id": 5, "name": "Zoë"}`), `{"id": 5, "name": "Zoë"}`},
+		{"application/json; charset=iso-8859-1", `{"id": 5, "name": "Müller"}`, `{"id": 5, "name": "Müller"}`}, // UTF-8, mislabelled
+		{"application/json; charset=x-unknown", `{"id": 5}`, `{"id": 5}`},
+		// A byte order mark before the text, in UTF-8 or in the labelled charset.
+		{"application/json; charset=ISO-8859-1", "\xEF\xBB\xBF{\"id\": 5, \"name\": \"Zo\xc3\xab\"}", `{"id": 5, "name": "Zoë"}`},
+		{"application/json; charset=ISO-8859-1", "\xEF\xBB\xBF{\"id\": 5, \"name\": \"Ren\xe9e\"}", `{"id": 5, "name": "Renée"}`},
+		{"application/json", "\xFF\xFE" + utf16le(`{"id": 5, "name": "Zoë"}`), `{"id": 5, "name": "Zoë"}`},
+	}
+	for _, c := range cases {
+		srv, _ := newServer(t, status(http.StatusCreated, c.body, "Content-Type", c.ct))
+		cl := newTestClient(t, srv.URL, Options{})
+		resp, err := cl.Do(context.Background(), Request{Method: http.MethodPost, Path: "/users", Expect: &Expect{Success: Shape{Body: BodyJSON, Has: []string{"id"}}}})
+		if err != nil || string(resp.Body) != c.want {
+			t.Errorf("%s: %v, %v; want %s", c.ct, resp, err, c.want)
+		}
+	}
+	// The app's refusal in ISO-8859-1 is its refusal, with its message.
+	srv, _ := newServer(t, status(http.StatusConflict, "{\"error\": {\"message\": \"le login est d\xe9j\xe0 pris\"}}", "Content-Type", "application/json; charset=ISO-8859-1"))
+	cl := newTestClient(t, srv.URL, Options{})
+	_, err := cl.Do(context.Background(), Request{Method: http.MethodPost, Path: "/users"})
+	if e := asError(t, err); e.Kind != KindStatus || e.Status != http.StatusConflict || e.Message != "le login est déjà pris" {
+		t.Errorf("a 409 in ISO-8859-1: %+v", e)
+	}
+}
+
+// TestGzipAnswerWhenTheHeadersAskForIt: when the target's or the mapping's headers ask
+// for gzip themselves (Accept-Encoding), Go's transport leaves the answer compressed; the
+// client decompresses it, within the response bound (a small gzip of a large body is too
+// large, as the body would be).
+func TestGzipAnswerWhenTheHeadersAskForIt(t *testing.T) {
+	gz := func(s string) string {
+		var b bytes.Buffer
+		zw := gzip.NewWriter(&b)
+		_, _ = zw.Write([]byte(s))
+		_ = zw.Close()
+		return b.String()
+	}
+	srv, _ := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Encoding", "gzip")
+		if r.URL.Path == "/bomb" {
+			_, _ = w.Write([]byte(gz(`{"pad": "` + strings.Repeat("x", 64<<10) + `"}`)))
+			return
+		}
+		_, _ = w.Write([]byte(gz(`{"id": 5}`)))
+	})
+	c := newTestClient(t, srv.URL, Options{MaxResponseBytes: 16 << 10})
+	asked := http.Header{"Accept-Encoding": {"gzip"}}
+	resp, err := c.Do(context.Background(), Request{Path: "/users", Header: asked, Expect: &Expect{Success: Shape{Body: BodyJSON, Has: []string{"id"}}}})
+	if err != nil || string(resp.Body) != `{"id": 5}` {
+		t.Fatalf("Do = %v, %v; want the decompressed JSON", resp, err)
+	}
+	if _, err := c.Do(context.Background(), Request{Path: "/bomb", Header: asked}); asError(t, err).Kind != KindTooLarge {
+		t.Errorf("a gzip of 64 KiB against a 16 KiB bound: %v", err)
+	}
+}
+
+// TestAnswerNestedTooDeep: the gateway's readers of an answer (gjson's validation, on a
+// create's id or a lookup's list) recurse once per level of nesting: a 4 MiB answer of
+// nested lists takes hundreds of MB of stack, and a larger max_response_size would
+// overflow it, which kills the whole process. An answer nested deeper than
+// MaxAnswerDepth proves nothing (an outage); brackets inside strings do not count.
+func TestAnswerNestedTooDeep(t *testing.T) {
+	deep := strings.Repeat("[", MaxAnswerDepth+1) + strings.Repeat("]", MaxAnswerDepth+1)
+	ok := `{"id": 5, "note": "` + strings.Repeat("[", 5000) + `", "a": ` + strings.Repeat("[", MaxAnswerDepth-1) + strings.Repeat("]", MaxAnswerDepth-1) + `}`
+	srv, _ := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain") // no JSON rule applies to it
+		if r.URL.Path == "/deep" {
+			_, _ = w.Write([]byte(deep))
+			return
+		}
+		_, _ = w.Write([]byte(ok))
+	})
+	c := newTestClient(t, srv.URL, Options{})
+	_, err := c.Do(context.Background(), Request{Method: http.MethodPost, Path: "/deep"})
+	if e := asError(t, err); e.Kind != KindUnproven || !strings.Contains(e.Error(), "nested deeper") {
+		t.Errorf("a deep answer: %v", err)
+	}
+	if resp, err := c.Do(context.Background(), Request{Method: http.MethodPost, Path: "/ok"}); err != nil || len(resp.Body) != len(ok) {
+		t.Errorf("an answer within the bound: %v", err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"iter"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -100,12 +101,7 @@ func (c *Client) Pages(ctx context.Context, r Request, p Paging) iter.Seq2[*Resp
 		maxPages := orDefault(p.MaxPages, DefaultMaxPages)
 		page, offset := orDefault(p.Start, 1), 0
 		req := r
-		if first, err := p.firstPath(r.Path, page); err == nil {
-			req.Path = first
-		} else {
-			yield(nil, err)
-			return
-		}
+		req.Path = p.firstPath(r.Path, page)
 		for n := 1; ; n++ {
 			resp, err := c.Do(ctx, req)
 			if !yield(resp, err) || err != nil {
@@ -131,7 +127,7 @@ func (c *Client) Pages(ctx context.Context, r Request, p Paging) iter.Seq2[*Resp
 }
 
 // firstPath adds the first page's parameters.
-func (p *Paging) firstPath(path string, page int) (string, error) {
+func (p *Paging) firstPath(path string, page int) string {
 	set := map[string]string{}
 	if p.SizeParam != "" {
 		set[p.SizeParam] = strconv.Itoa(p.Size)
@@ -166,34 +162,37 @@ func (c *Client) nextPath(p Paging, path string, resp *Response, page, offset *i
 		if !cur.Exists() || cur.Type == gjson.Null || cur.String() == "" || (cur.IsObject() || cur.IsArray()) {
 			return "", false, nil
 		}
-		next, err := withQuery(path, map[string]string{p.Param: cur.String()})
-		return next, true, err
+		return withQuery(path, map[string]string{p.Param: cur.String()}), true, nil
 	case PageNumber:
 		if lastBySize {
 			return "", false, nil
 		}
 		*page++
-		next, err := withQuery(path, map[string]string{p.Param: strconv.Itoa(*page)})
-		return next, true, err
+		return withQuery(path, map[string]string{p.Param: strconv.Itoa(*page)}), true, nil
 	case PageOffset:
 		if lastBySize {
 			return "", false, nil
 		}
 		*offset += count
-		next, err := withQuery(path, map[string]string{p.Param: strconv.Itoa(*offset)})
-		return next, true, err
+		return withQuery(path, map[string]string{p.Param: strconv.Itoa(*offset)}), true, nil
 	}
 	link := nextLink(resp.Header.Values("Link"))
 	if link == "" {
 		return "", false, nil
 	}
-	next, err := c.relativePath(link)
+	next, err := c.relativePath(path, link)
 	return next, err == nil, err
 }
 
-// relativePath turns a next link (absolute or relative) into a path under the base URL.
-func (c *Client) relativePath(link string) (string, error) {
-	u, err := c.base.Parse(link)
+// relativePath turns a next link into a path under the base URL. A relative link is
+// relative to the page that gave it (from, the path of that page's call), as RFC 8288
+// says of a Link's target: "?page=2" is the same list's next page.
+func (c *Client) relativePath(from, link string) (string, error) {
+	page, err := url.Parse(c.baseStr + "/" + strings.TrimPrefix(from, "/"))
+	if err != nil {
+		return "", errors.New("legacy: the page's own URL does not parse")
+	}
+	u, err := page.Parse(link)
 	if err != nil || !sameOrigin(u, c.base) || !strings.HasPrefix(u.EscapedPath(), c.base.EscapedPath()+"/") {
 		return "", errors.New("legacy: the next page's link leads outside the app's base URL")
 	}
@@ -204,20 +203,37 @@ func (c *Client) relativePath(link string) (string, error) {
 	return p, nil
 }
 
-// withQuery sets query parameters of a path.
-func withQuery(path string, set map[string]string) (string, error) {
+// withQuery sets query parameters of a path: a parameter of set replaces the path's own
+// of that name, added at the end; the rest of the query is kept as written (parsing and
+// encoding it again would change it: Go's parser refuses a ";", and "%20" would become
+// "+", which not every app reads as a space).
+func withQuery(path string, set map[string]string) string {
 	if len(set) == 0 {
-		return path, nil
+		return path
 	}
 	base, raw, _ := strings.Cut(path, "?")
-	q, err := url.ParseQuery(raw)
-	if err != nil {
-		return "", fmt.Errorf("legacy: the list call's query does not parse: %w", err)
+	var parts []string
+	for _, part := range strings.Split(raw, "&") {
+		if part == "" {
+			continue
+		}
+		k, _, _ := strings.Cut(part, "=")
+		if name, err := url.QueryUnescape(k); err == nil {
+			if _, replaced := set[name]; replaced {
+				continue
+			}
+		}
+		parts = append(parts, part)
 	}
-	for k, v := range set {
-		q.Set(k, v)
+	keys := make([]string, 0, len(set))
+	for k := range set {
+		keys = append(keys, k)
 	}
-	return base + "?" + q.Encode(), nil
+	slices.Sort(keys)
+	for _, k := range keys {
+		parts = append(parts, url.QueryEscape(k)+"="+url.QueryEscape(set[k]))
+	}
+	return base + "?" + strings.Join(parts, "&")
 }
 
 // nextLink finds the target of rel="next" in Link headers (RFC 8288).

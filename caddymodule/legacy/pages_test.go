@@ -135,3 +135,55 @@ func TestNextLink(t *testing.T) {
 		}
 	}
 }
+
+// TestPagesFollowRelativeLinks: a next link is a URI reference relative to the page that
+// gave it (RFC 8288 §3.2, RFC 3986 §5), not to the target's base URL: "?page=2" is the
+// same list's page 2, and "items?page=2" a sibling of the page's path.
+func TestPagesFollowRelativeLinks(t *testing.T) {
+	for _, link := range []string{`<?page=%d>`, `<items?page=%d>`, `<./items?page=%d>`, `<../v1/items?page=%d>`} {
+		srv, _ := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != "/api/v1/items" {
+				http.NotFound(w, r)
+				return
+			}
+			p, _ := strconv.Atoi(r.URL.Query().Get("page"))
+			if p == 0 {
+				p = 1
+			}
+			if p < 3 {
+				w.Header().Set("Link", fmt.Sprintf(link, p+1)+`; rel="next"`)
+			}
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"data":[{"id":%d}]}`, p)
+		})
+		c := newTestClient(t, srv.URL+"/api", Options{})
+		ids, pages, err := collect(t, c, "/v1/items", Paging{Kind: PageLink})
+		if err != nil || fmt.Sprint(ids) != "[1 2 3]" || pages != 3 {
+			t.Errorf("link %s: ids %v in %d pages (%v), want 1..3 in 3", link, ids, pages, err)
+		}
+	}
+}
+
+// TestPagesKeepTheCallsQuery: the paging parameters are set in the list call's query and
+// the rest of it goes as the mapping wrote it, byte for byte: a ";" in a value (which
+// Go's query parser refuses) or a "%20" the app reads literally.
+func TestPagesKeepTheCallsQuery(t *testing.T) {
+	srv, _ := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.URL.RawQuery, "fields=id;login&filter=name%20sw%20a&") {
+			http.Error(w, "query "+r.URL.RawQuery, http.StatusBadRequest)
+			return
+		}
+		off, _ := strconv.Atoi(r.URL.Query().Get("offset"))
+		var items []string
+		for i := off; i < 5 && i < off+2; i++ {
+			items = append(items, fmt.Sprintf(`{"id":%d}`, i+1))
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"data":[%s]}`, strings.Join(items, ","))
+	})
+	c := newTestClient(t, srv.URL, Options{})
+	ids, pages, err := collect(t, c, "/items?fields=id;login&filter=name%20sw%20a&offset=9", Paging{Kind: PageOffset, Param: "offset", ItemsPath: "data", Size: 2, SizeParam: "limit"})
+	if err != nil || fmt.Sprint(ids) != "[1 2 3 4 5]" || pages != 3 {
+		t.Errorf("ids %v in %d pages (%v), want 1..5 in 3", ids, pages, err)
+	}
+}

@@ -168,6 +168,9 @@ func (c *compiler) compile(data []byte) (*Mapping, error) {
 	if err := decodeStrict(data, &fm); err != nil {
 		return nil, c.wrap("", err)
 	}
+	if rule, err := checkDuplicateKeys(data); err != nil {
+		return nil, c.wrap(rule, err)
+	}
 	if fm.Version != 1 {
 		return nil, c.errf("version", "unsupported version %d; this gateway reads version 1 (write \"version\": 1)", fm.Version)
 	}
@@ -362,6 +365,43 @@ func compileGJSONPath(p string) error {
 		return fmt.Errorf("%q has an empty component", p)
 	case strings.ContainsAny(p, "\x00\n\r\t "):
 		return fmt.Errorf("%q holds white space or control characters", p)
+	case strings.HasSuffix(p, "|") && !strings.HasSuffix(p, `\|`):
+		return fmt.Errorf("%q has an empty component after its last \"|\"", p)
+	}
+	return checkGJSONBrackets(p)
+}
+
+// checkGJSONBrackets refuses a path whose query ("#(...)"), multipath ("[a,b]") or
+// object ("{a,b}") is left open: gjson matches nothing for it, so every answer would
+// look like one without the value, at every call instead of once at load. Quotes inside
+// them count (a query's "a)" holds no bracket); a "(" or "[" inside a key is literal.
+func checkGJSONBrackets(p string) error {
+	var open []byte // the closing brackets awaited, innermost last
+	quoted, start := false, true
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		switch {
+		case c == '\\':
+			i++
+			start = false
+			continue
+		case quoted:
+			quoted = c != '"'
+			continue
+		case len(open) > 0 && c == '"':
+			quoted = true
+		case c == '#' && i+1 < len(p) && p[i+1] == '(':
+			open = append(open, ')')
+			i++
+		case (start || len(open) > 0) && (c == '[' || c == '{' || (c == '(' && len(open) > 0)):
+			open = append(open, map[byte]byte{'[': ']', '{': '}', '(': ')'}[c])
+		case len(open) > 0 && c == open[len(open)-1]:
+			open = open[:len(open)-1]
+		}
+		start = c == '.' || c == '|' || (len(open) > 0 && c == ',')
+	}
+	if quoted || len(open) > 0 {
+		return fmt.Errorf("%q leaves a query \"#(\", a \"[\" or a \"{\" open (or a quote in it): gjson would match nothing", p)
 	}
 	return nil
 }

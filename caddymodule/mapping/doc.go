@@ -12,7 +12,8 @@
 // # The mapping file (version 1)
 //
 // A JSON object. Unknown keys are errors everywhere, so a misspelt option fails the load
-// instead of being ignored.
+// instead of being ignored; so is a key written twice in one object (a second "create"
+// would otherwise replace the first without a word).
 //
 //	{
 //	  "version": 1,                                   required, must be 1
@@ -121,10 +122,16 @@
 //	{userName}    any SCIM attribute path, e.g. {emails[type eq "work"].value}
 //
 // Note that {id} is the native id; the SCIM id is {scim_id}. Values are path-escaped
-// (url.PathEscape) before the "?" and query-escaped (url.QueryEscape) after it, so a value
+// (url.PathEscape, and "+" as %2B, which apps that decode paths as forms would read as
+// a space) before the "?" and query-escaped (url.QueryEscape) after it, so a value
 // can never add a path segment or a query parameter. A placeholder that is absent, empty,
 // a list or an object, or "." or ".." in the path, fails the request (400 invalidValue)
-// rather than calling a different URL. "{{" and "}}" are literal braces.
+// rather than calling a different URL. So does a SCIM value with a "/" or a backslash in
+// the path: escaped, it is still another path to an app that decodes its path before
+// routing it (every WSGI app, IIS), so a userName "victim/roles" must not reach
+// /users/victim/roles; put such a value in the query or the body. Native ids ({id},
+// {member_id}) and answers are the app's own and keep their slashes, as does a slash a
+// transform writes (a table's value). "{{" and "}}" are literal braces.
 //
 // A placeholder may pass its value through transforms (see Transforms), each after a "|":
 // a name, or a name, ":" and its arguments in JSON exactly as the {"name": args} form
@@ -162,6 +169,11 @@
 // text and a cleared attribute (null in an update) as an empty value. A constant object,
 // or a list of objects or lists, has no form encoding: a load error naming the rule (a
 // SCIM value of that shape, such as the whole "emails", fails the request with 400).
+// A form has no structure but its keys, so a key holding the separator ("." with dots,
+// "[" or "]" with brackets) would name another field: one of the mapping is a load error,
+// and one of the client's data (an object of a custom extension, whose keys Entra
+// chooses) fails the request with 400 rather than set prefs.class.module... or
+// prefs[a][role].
 //
 //	"create": {"method": "POST", "path": "/users.php", "encoding": "form", "id": {"location": "last_segment"},
 //	           "body": {"login": "userName", "person.first": "name.givenName"}}
@@ -392,8 +404,14 @@
 //	"id": {"location": "last_segment"}               the Location header's last path segment
 //	"id": {"location": "/users/([0-9]+)$"}           or the one group of a pattern on it
 //
+// A Location id (its last segment, or the pattern's group) is unescaped once, as the URLs
+// that name the account escape it again: "/users/a%2Fb" gives the id "a/b", not "b".
 // A body id is read after validating the JSON (ExtractID); numbers become their decimal
-// text, so 42 and "42" are the same id. A create answered without its id (no header, a
+// text, exactly (9007199254740993.0 is 9007199254740993; a fraction is no id), so 42 and
+// "42" are the same id. to_int reads numbers the same way. An id that is empty, longer than 1024 bytes or
+// holds a control character (a NUL, a line break) is no usable id, wherever it is read.
+// A gjson path that can match nothing (a "#(" query, "[" or "{" left open, a trailing
+// "|") fails the load. A create answered without its id (no header, a
 // header the pattern does not match) fails with 503, journaled with the reason, and is
 // listed for adoption: Entra's retry finds the account with the lookup instead of creating
 // a second one. An id from a header therefore needs the resource type's "lookup" (a load

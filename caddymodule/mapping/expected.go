@@ -101,7 +101,8 @@ func (m *Mapping) Expect(resourceType string, r scim.Resource, nativeIDOf func(s
 // Compare returns the fields of the expectation whose value in item (an account as the
 // app listed it) differs. Absent, null and "" are one value (an app may answer any of them
 // for a field it does not hold); numbers compare by value, and a number and a string with
-// the same text are equal (to_int and to_string leave the app's own type to it).
+// the same text are equal (to_int and to_string leave the app's own type to it), as are a
+// boolean and the 0/1 or "True"/"False" an app lists it as.
 func (x Expected) Compare(item []byte) []Difference {
 	var out []Difference
 	for _, f := range x.Fields {
@@ -139,15 +140,69 @@ func sameAsApp(want any, present bool, got gjson.Result) bool {
 		return false
 	}
 	w := gjson.ParseBytes(raw)
+	if w.IsBool() || got.IsBool() {
+		// A boolean the app lists as 0/1 or as "True"/"False" is the same state.
+		wb, wok := boolish(w)
+		gb, gok := boolish(got)
+		if wok && gok {
+			return wb == gb
+		}
+	}
 	switch {
 	case w.Type == gjson.Number && got.Type == gjson.Number:
-		return w.Num == got.Num
+		return sameNumber(w.Raw, got.Raw, w.Num, got.Num)
 	case w.IsArray() || w.IsObject() || got.IsArray() || got.IsObject():
 		return reflect.DeepEqual(w.Value(), got.Value())
 	case w.Type != got.Type && (w.Type == gjson.String || got.Type == gjson.String):
 		return w.String() == got.String()
 	}
 	return w.Type == got.Type && w.String() == got.String()
+}
+
+// boolish reads a value as a boolean the way apps write one: true/false, the numbers 0
+// and 1, or the texts "true"/"false" (in any case) and "0"/"1".
+func boolish(r gjson.Result) (value, ok bool) {
+	switch r.Type {
+	case gjson.True, gjson.False:
+		return r.Bool(), true
+	case gjson.Number:
+		if r.Num == 0 || r.Num == 1 {
+			return r.Num == 1, true
+		}
+	case gjson.String:
+		switch {
+		case strings.EqualFold(r.Str, "true") || r.Str == "1":
+			return true, true
+		case strings.EqualFold(r.Str, "false") || r.Str == "0":
+			return false, true
+		}
+	}
+	return false, false
+}
+
+// sameNumber compares two JSON numbers by value: integers by their digits (ids and
+// numbers beyond 2^53, which float64 rounds together: 9007199254740993 is not
+// 9007199254740992), others as float64 (12.0 is 12, 1e2 is 100).
+func sameNumber(a, b string, fa, fb float64) bool {
+	ia, aInt := integerDigits(a)
+	ib, bInt := integerDigits(b)
+	if aInt && bInt {
+		return ia == ib
+	}
+	return fa == fb
+}
+
+// integerDigits is a JSON integer literal's canonical text ("-0" is "0"); ok is false
+// for a number with a fraction or an exponent.
+func integerDigits(raw string) (string, bool) {
+	digits := strings.TrimPrefix(raw, "-")
+	if digits == "" || strings.Trim(digits, "0123456789") != "" {
+		return "", false
+	}
+	if digits == "0" {
+		return "0", true
+	}
+	return raw, true
 }
 
 // gjsonPathOf builds the gjson path of a native path's components.

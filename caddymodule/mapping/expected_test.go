@@ -89,6 +89,44 @@ func TestExpectCompare(t *testing.T) {
 	}
 }
 
+// TestExpectCompareBigIntegers: numbers beyond 2^53 (a manager's native id through
+// to_int) are compared by their digits, not rounded to the same float64; other numbers
+// by value.
+func TestExpectCompareBigIntegers(t *testing.T) {
+	m := mustParse(t, expectMapping)
+	doc := scim.Resource{"id": "s1", "userName": "ann", "active": true,
+		"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": map[string]any{"manager": map[string]any{"value": "boss"}}}
+	x := m.Expect(scim.UserType, doc, func(string) (string, RefState) { return "9007199254740993", RefLinked })
+	for item, want := range map[string]string{
+		`{"login": "ann", "manager_id": 9007199254740993, "locked": false}`:   "",
+		`{"login": "ann", "manager_id": "9007199254740993", "locked": false}`: "",
+		`{"login": "ann", "manager_id": 9007199254740992, "locked": false}`:   "manager_id",
+		`{"login": "ann", "manager_id": 9007199254740994, "locked": false}`:   "manager_id",
+	} {
+		var got []string
+		for _, d := range x.Compare([]byte(item)) {
+			got = append(got, d.Native)
+		}
+		if strings.Join(got, ",") != want {
+			t.Errorf("%s: differences %v, want %q", item, got, want)
+		}
+	}
+	for _, c := range []struct {
+		a, b string
+		same bool
+	}{{"12", "12.0", true}, {"100", "1e2", true}, {"-0", "0", true}, {"12345678901234567890", "12345678901234567891", false}, {"1.5", "1.50", true}} {
+		if got := sameNumber(c.a, c.b, gjsonNum(c.a), gjsonNum(c.b)); got != c.same {
+			t.Errorf("sameNumber(%s, %s) = %v", c.a, c.b, got)
+		}
+	}
+}
+
+func gjsonNum(raw string) float64 {
+	var f float64
+	_ = json.Unmarshal([]byte(raw), &f)
+	return f
+}
+
 // TestExpectReadsWhereTheListHoldsFields: an app that takes its writes wrapped
 // ({"person": {"login": ...}}) and lists its accounts flat, under other names, is compared
 // through the list's "read": each field is read where the item holds it, the account's
@@ -153,6 +191,30 @@ func TestListMembersLoad(t *testing.T) {
 		_, err := Parse("demo.json", []byte(tc.file), testResolve)
 		if err == nil || err.Error() != tc.want {
 			t.Errorf("%s:\n got: %v\nwant: %s", name, err, tc.want)
+		}
+	}
+}
+
+// TestExpectCompareBooleansAsTheAppListsThem: an app that takes a JSON boolean and lists
+// it as 0/1 (a MySQL tinyint through PHP) or as "True"/"False" (a .NET or Python
+// string) holds the same state: no drift, and no state finding for every account. A
+// boolean against another number or text is still drift.
+func TestExpectCompareBooleansAsTheAppListsThem(t *testing.T) {
+	m := mustParse(t, expectMapping)
+	active := m.Expect(scim.UserType, scim.Resource{"id": "s1", "userName": "ann", "active": true}, nil)
+	inactive := m.Expect(scim.UserType, scim.Resource{"id": "s1", "userName": "ann", "active": false}, nil)
+	for _, c := range []struct {
+		x      Expected
+		locked string
+		drift  bool
+	}{
+		{active, `false`, false}, {active, `0`, false}, {active, `"0"`, false}, {active, `"False"`, false}, {active, `"false"`, false},
+		{inactive, `true`, false}, {inactive, `1`, false}, {inactive, `"1"`, false}, {inactive, `"True"`, false}, {inactive, `"TRUE"`, false},
+		{active, `1`, true}, {active, `"True"`, true}, {inactive, `0`, true}, {inactive, `2`, true}, {inactive, `"yes"`, true}, {active, `1.5`, true},
+	} {
+		d := c.x.Compare([]byte(`{"login": "ann", "locked": ` + c.locked + `}`))
+		if got := len(d) > 0; got != c.drift {
+			t.Errorf("locked %s where the mapping sends %v: drift %v, want %v", c.locked, c.x.Fields[len(c.x.Fields)-1].Value, got, c.drift)
 		}
 	}
 }

@@ -51,6 +51,11 @@ func (c *compiler) compileEncoding(cl *call, fc *fileCall) error {
 		if fl.hasValue && !formable(fl.value) {
 			return c.errf(fl.rule, "a constant object, or a list of lists or objects, cannot be form-encoded; set its fields one native path each")
 		}
+		for _, comp := range fl.comps {
+			if f.ambiguous(comp) {
+				return c.errf(fl.rule, "the key %q holds %s, which the form encoding (form_keys %s) reads as nesting", comp, f.separators(), f.mode())
+			}
+		}
 	}
 	cl.form = f
 	return nil
@@ -91,6 +96,13 @@ func (f *formEncoding) pairs(b *strings.Builder, key string, v gjson.Result) err
 	case v.IsObject():
 		var err error
 		v.ForEach(func(k, sub gjson.Result) bool {
+			if f.ambiguous(k.Str) {
+				// Not a key of the mapping (those are checked at load): a key of the
+				// client's data, which would set another field than its own
+				// (prefs[a][role], prefs.class.module...).
+				err = fmt.Errorf("the value of %q holds a key with %s, which the form encoding would read as another field", key, f.separators())
+				return false
+			}
 			err = f.pairs(b, f.nest(key, k.Str), sub)
 			return err == nil
 		})
@@ -113,6 +125,28 @@ func (f *formEncoding) pairs(b *strings.Builder, key string, v gjson.Result) err
 	}
 	add(b, key, formText(v))
 	return nil
+}
+
+// ambiguous reports whether a key holds the characters the encoding nests keys with.
+func (f *formEncoding) ambiguous(key string) bool {
+	if f.dots {
+		return strings.Contains(key, ".")
+	}
+	return strings.ContainsAny(key, "[]")
+}
+
+func (f *formEncoding) separators() string {
+	if f.dots {
+		return `a "."`
+	}
+	return `a "[" or "]"`
+}
+
+func (f *formEncoding) mode() string {
+	if f.dots {
+		return "dots"
+	}
+	return "brackets"
 }
 
 func (f *formEncoding) nest(key, sub string) string {

@@ -1,7 +1,9 @@
 package mapping
 
 import (
+	"errors"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -159,5 +161,77 @@ func BenchmarkFormBody(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestLocationIDIsUnescapedOnce: an id read from the Location header is the segment as the
+// app escaped it, unescaped once, so that the URLs that escape it again name the same
+// account: "a%2Fb" is the account "a/b", not "b", and "ada%20x" (cut by a pattern) is
+// "ada x", not "ada%20x" that the next call would send as "ada%2520x".
+func TestLocationIDIsUnescapedOnce(t *testing.T) {
+	cases := []struct{ id, location, want, wantErr string }{
+		{`{"location": "last_segment"}`, "https://app.example/api/users/a%2Fb", "a/b", ""},
+		{`{"location": "last_segment"}`, "/api/users/team%2F7/", "team/7", ""},
+		{`{"location": "last_segment"}`, "/api/users/50%25off", "50%off", ""},
+		{`{"location": "/users/([^/]+)$"}`, "/v2/users/ada%20x", "ada x", ""},
+		{`{"location": "/users/([^/]+)$"}`, "/v2/users/a%2Fb", "a/b", ""},
+		{`{"location": "/users/([^/]+)$"}`, "/v2/users/a%zz", "", "not validly URL-escaped"},
+		{`{"header": "X-Ref", "pattern": "^acct:(.+)$"}`, "acct:a%20b", "a%20b", ""}, // not a URL: as it is
+	}
+	for _, c := range cases {
+		m := mustParse(t, `{"version": 1, "users": {"lookup": {"method": "GET", "path": "/u?login={userName}", "id": "items.0.id"},
+			"events": {"create": {"method": "POST", "path": "/u", "id": `+c.id+`, "body": {"login": "userName"}},
+			"update": {"method": "PUT", "path": "/u/{id}", "send": "all", "body": {"login": "userName"}}}}}`)
+		u := resource(t, `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"id":"s1","userName":"ada"}`)
+		req := oneRequest(t, m, Input{ResourceType: scim.UserType, Event: change.Create, Resource: u})
+		h := http.Header{}
+		h.Set("Location", c.location)
+		h.Set("X-Ref", c.location)
+		got, err := req.ID.Extract(h, nil)
+		switch {
+		case c.wantErr != "":
+			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+				t.Errorf("%s on %q: %q, %v; want an error %q", c.id, c.location, got, err, c.wantErr)
+			}
+			continue
+		case err != nil || got != c.want:
+			t.Errorf("%s on %q: %q, %v; want %q", c.id, c.location, got, err, c.want)
+			continue
+		}
+		// The next call names the account as the app's Location did.
+		upd := oneRequest(t, m, Input{ResourceType: scim.UserType, Event: change.Update, Resource: u, NativeID: got})
+		if want := "/u/" + url.PathEscape(c.want); upd.Path != want {
+			t.Errorf("%q: the update goes to %s, want %s", c.location, upd.Path, want)
+		}
+	}
+}
+
+// TestFormKeysFromTheClientsData: a form body has no structure but its keys, so a key of
+// the client's data (a custom extension's complex attribute, stored as Entra sent it)
+// holding the encoding's separator would set another field than its own: "a.b" under
+// prefs is prefs.a.b, a nested field, to a Spring binder ("class.module..." the
+// Spring4Shell path), and "a][role" is prefs[a][role] to PHP. Such a value is a 400; a
+// key of the mapping written with the separator is a load error.
+func TestFormKeysFromTheClientsData(t *testing.T) {
+	const ext = "urn:ietf:params:scim:schemas:extension:MyApp:2.0:User"
+	for _, c := range []struct{ keys, bad, good string }{
+		{`"dots"`, "class.module.classLoader", "a[0]"},
+		{`"brackets"`, "a][role", "a.b"},
+	} {
+		m := mustParse(t, userCreate(`{"method": "POST", "path": "/u", "encoding": "form", "form_keys": `+c.keys+`, "body": {"prefs": "`+ext+`:prefs"}}`))
+		doc := scim.Resource{"userName": "ada", ext: map[string]any{"prefs": map[string]any{c.bad: "x"}}}
+		_, err := m.Requests(Input{ResourceType: scim.UserType, Event: change.Create, Resource: doc})
+		var se *scim.Error
+		if !errors.As(err, &se) || se.Status != 400 || !strings.Contains(se.Detail, "users.events.create.body") {
+			t.Errorf("form_keys %s, key %q: %v, want a 400", c.keys, c.bad, err)
+		}
+		doc = scim.Resource{"userName": "ada", ext: map[string]any{"prefs": map[string]any{c.good: "x"}}}
+		if _, err := m.Requests(Input{ResourceType: scim.UserType, Event: change.Create, Resource: doc}); err != nil {
+			t.Errorf("form_keys %s, key %q: %v", c.keys, c.good, err)
+		}
+	}
+	_, err := Parse("demo.json", []byte(userCreate(`{"method": "POST", "path": "/u", "encoding": "form", "form_keys": "dots", "body": {"a\\.b": "userName"}}`)), testResolve)
+	if err == nil || !strings.Contains(err.Error(), `users.events.create.body["a\\.b"]: the key "a.b" holds a "."`) {
+		t.Errorf("a mapping key with the separator: %v", err)
 	}
 }

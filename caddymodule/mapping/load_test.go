@@ -1,6 +1,7 @@
 package mapping
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -224,5 +225,62 @@ func TestDemoMapping(t *testing.T) {
 	}
 	if _, ok, _ := m.LookupRequest("Group", nil); ok {
 		t.Error("groups have no lookup in the demo mapping (the app has no name filter on teams)")
+	}
+}
+
+// TestLoadRefusesRepeatedKeys: a key written twice in any object of the file fails the
+// load naming where (encoding/json would keep the last one and drop the first silently: a
+// second "create" would replace the first, a second "path" the first).
+func TestLoadRefusesRepeatedKeys(t *testing.T) {
+	tests := []struct{ file, want string }{
+		{`{"version": 1, "users": {"events": {"create": {"method": "POST", "path": "/a"}, "create": {"method": "PUT", "path": "/b"}}}}`,
+			`demo.json: users.events: the key "create" is written twice (only one would count)`},
+		{`{"version": 1, "users": {"events": {"create": {"method": "POST", "path": "/a", "path": "/b"}}}}`,
+			`demo.json: users.events.create: the key "path" is written twice (only one would count)`},
+		{`{"version": 1, "users": {"events": {"create": [{"method": "POST", "path": "/a", "id": "id"}, {"method": "PUT", "path": "/a/{id}", "headers": {"X-A": "1", "X-A": "2"}}]}}}`,
+			`demo.json: users.events.create[1].headers: the key "X-A" is written twice (only one would count)`},
+		{`{"version": 1, "tables": {"depts": {"sales": "S", "sales": "X"}}, "users": {"events": {"create": {"method": "POST", "path": "/a"}}}}`,
+			`demo.json: tables["depts"]: the key "sales" is written twice (only one would count)`},
+		{`{"version": 1, "users": {"events": {"create": {"method": "POST", "path": "/a", "body": {"x": {"from": "userName", "from": "title"}}}}}}`,
+			`demo.json: users.events.create.body["x"]: the key "from" is written twice (only one would count)`},
+		{`{"version": 1, "users": {"lookup": {"method": "GET", "path": "/a", "id": "id", "items": "i", "match": {"login": "{userName}", "login": "{title}"}}, "events": {"create": {"method": "POST", "path": "/a"}}}}`,
+			`demo.json: users.lookup.match: the key "login" is written twice (only one would count)`},
+		{`{"version": 1, "version": 1, "users": {"events": {"create": {"method": "POST", "path": "/a"}}}}`,
+			`demo.json: the key "version" is written twice (only one would count)`},
+		{`{"version": 1, "users": {"events": {"create": {"method": "POST", "path": "/a", "body": {"login": "userName", "login": "title"}}}}}`,
+			`demo.json: users.events.create: the native path "login" is written twice`},
+	}
+	for _, tc := range tests {
+		_, err := Parse("demo.json", []byte(tc.file), testResolve)
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("%s\n  error %v\n  want  %s", tc.file, err, tc.want)
+		}
+	}
+	// Keys that differ in case are different keys (native paths, table values).
+	if _, err := Parse("demo.json", []byte(`{"version": 1, "tables": {"t": {"a": 1, "A": 2}}, "users": {"events": {"create": {"method": "POST", "path": "/a", "body": {"login": "userName", "Login": "title"}}}}}`), testResolve); err != nil {
+		t.Errorf("keys differing in case: %v", err)
+	}
+}
+
+// TestLoadRefusesGJSONPathsThatMatchNothing: a response path whose query, multipath or
+// object is left open (or that ends in "|") matches nothing in any answer; it fails the
+// load naming the rule, instead of making every create an outage "without its id". Paths
+// gjson reads fine, odd keys included, still load.
+func TestLoadRefusesGJSONPathsThatMatchNothing(t *testing.T) {
+	file := func(id string) string {
+		b, _ := json.Marshal(id)
+		return userCreate(`{"method": "POST", "path": "/a", "id": ` + string(b) + `}`)
+	}
+	for _, bad := range []string{`items.#(`, `items.#(login=="a"`, `[user.id,id`, `{user.id`, `user.id|`, `items.#(a=="x).id`} {
+		_, err := Parse("demo.json", []byte(file(bad)), testResolve)
+		if err == nil || !strings.HasPrefix(err.Error(), "demo.json: users.events.create.id: ") {
+			t.Errorf("%s: %v, want a load error naming users.events.create.id", bad, err)
+		}
+	}
+	for _, good := range []string{`id`, `user.id`, `items.0.id`, `items.#(login=="a").id`, `items.#(login%"a*").id`, `items.#(nested.#(k=="v")).id`,
+		`a(b`, `a[0`, `x.y|@pretty`, `items.#(name=="a[b").id`, `items.#(login=="a)").id`, `[id,user.id].0`, `a\|b`, `a\.b`, `@this.id`} {
+		if _, err := Parse("demo.json", []byte(file(good)), testResolve); err != nil {
+			t.Errorf("%s: %v", good, err)
+		}
 	}
 }

@@ -411,6 +411,14 @@ func TestExtractID(t *testing.T) {
 		{`{"items": [{"k": "a", "id": 1}, {"k": "b", "id": 2}]}`, `items.#(k=="b").id`, "2", ""},
 		{`{"items": []}`, "items.0.id", "", `no native id at "items.0.id"`},
 		{`{"id": 1.5}`, "id", "", "1.5 is not an integer"},
+		// Exactly, never through float64: an id the app writes as a decimal or with an
+		// exponent keeps its digits.
+		{`{"id": 9007199254740993.0}`, "id", "9007199254740993", ""},
+		{`{"id": 1.8446744073709551615e19}`, "id", "18446744073709551615", ""},
+		{`{"id": 9007199254740993.5}`, "id", "", "is not an integer"},
+		{`{"id": 1e20}`, "id", "", "out of the range"},
+		{`{"id": 1e999999999}`, "id", "", "not an integer"},
+		{`{"id": -0}`, "id", "0", ""},
 		{`{"id": null}`, "id", "", "is null"},
 		{`{"id": {"v": 1}}`, "id", "", "is an object"},
 		{`{"id": true}`, "id", "", "is a boolean"},
@@ -418,6 +426,10 @@ func TestExtractID(t *testing.T) {
 		{`{"id": 42`, "id", "", "not valid JSON"},
 		{`<html>`, "id", "", "not valid JSON"},
 		{`{"id": "` + strings.Repeat("x", maxNativeIDLen+1) + `"}`, "id", "", "longer than"},
+		{`{"id": "a\u0000b"}`, "id", "", "holds a control character"},
+		{`{"id": "a\nb"}`, "id", "", "holds a control character"},
+		{`{"items": [{"id": "\u007f"}]}`, "items.0.id", "", "holds a control character"},
+		{`{"id": "a\tb"}`, "id", "", "holds a control character"},
 	}
 	for _, tc := range tests {
 		got, err := ExtractID([]byte(tc.body), tc.path)
@@ -685,5 +697,54 @@ func TestFlowConditions(t *testing.T) {
 				t.Fatalf("calls %v, want %v", got, c.want)
 			}
 		})
+	}
+}
+
+// TestURLPathRefusesSlashesFromSCIMValues: a SCIM value in a URL path segment is escaped
+// ("a/b" as "a%2Fb"), but many apps decode the path before they route it (every WSGI app:
+// Django, Flask; nginx in front of one), so a userName "victim/roles" or "..\admin"
+// would reach another endpoint. Such a value is refused in a path (400 naming the
+// placeholder); in the query it is only data. Native ids and answers come from the app
+// itself and keep their slashes.
+func TestURLPathRefusesSlashesFromSCIMValues(t *testing.T) {
+	m := mustParse(t, `{"version": 1, "users": {
+	    "lookup": {"method": "GET", "path": "/u?login={userName}", "id": "id"},
+	    "events": {
+	      "create": {"method": "POST", "path": "/u", "id": "id"},
+	      "update": {"method": "PUT", "path": "/u/{id}/by-name/{userName|trim}", "send": "all"}}}}`)
+	for _, name := range []string{"victim/roles", "../admin", `..\admin`, "a/../../b"} {
+		_, err := m.Requests(Input{ResourceType: "User", Event: "update", Resource: scim.Resource{"userName": name}, NativeID: "7"})
+		var se *scim.Error
+		if !errors.As(err, &se) || se.Status != http.StatusBadRequest || !strings.Contains(se.Detail, "{userName|trim}") {
+			t.Errorf("%q in a path: %v, want a 400 naming the placeholder", name, err)
+		}
+		req, _, err := m.LookupRequest("User", scim.Resource{"userName": name})
+		if err != nil || !strings.HasPrefix(req.Path, "/u?login=") {
+			t.Errorf("%q in a query: %v, %v", name, req, err)
+		}
+	}
+	req := oneRequest(t, m, Input{ResourceType: "User", Event: "update", Resource: scim.Resource{"userName": "ann"}, NativeID: "team/7"})
+	if req.Path != "/u/team%2F7/by-name/ann" {
+		t.Errorf("a native id with a slash: %s", req.Path)
+	}
+	// A transform that reads another attribute (template, first_non_empty) brings that
+	// client value into the path too.
+	m = mustParse(t, `{"version": 1, "users": {"events": {"create": {"method": "POST", "path": "/u/{userName|template:\"{title}\"}", "id": "id"}}}}`)
+	if _, err := m.Requests(Input{ResourceType: "User", Event: "create", Resource: scim.Resource{"userName": "ann", "title": "victim/roles"}}); err == nil {
+		t.Error("a title with a slash reached the path through a template")
+	}
+}
+
+// TestURLPathEscapesPlus: a "+" in a path value (plus addressing: ann+test@x.example) is
+// sent as %2B. RFC 3986 lets it stand as it is, and a compliant app reads either form as
+// "+"; but apps that decode their paths as forms (Java's URLDecoder, PHP's urldecode)
+// read a bare "+" as a space, another account.
+func TestURLPathEscapesPlus(t *testing.T) {
+	m := mustParse(t, `{"version": 1, "users": {"events": {
+	      "create": {"method": "POST", "path": "/u", "id": "id"},
+	      "update": {"method": "PUT", "path": "/u/{id}/by-name/{userName}?login={userName}", "send": "all"}}}}`)
+	req := oneRequest(t, m, Input{ResourceType: "User", Event: "update", Resource: scim.Resource{"userName": "ann+test@x.example"}, NativeID: "a+b"})
+	if want := "/u/a%2Bb/by-name/ann%2Btest@x.example?login=ann%2Btest%40x.example"; req.Path != want {
+		t.Errorf("path %s, want %s", req.Path, want)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"path"
 	"regexp"
 	"strings"
 )
@@ -66,16 +65,28 @@ func (s IDSource) Extract(h http.Header, body []byte) (string, error) {
 			return "", fmt.Errorf("the %s header does not match the pattern %q", s.Header, s.Pattern.String())
 		}
 		id = m[1]
+		if s.Header == "Location" {
+			// A URL's text: the id is what its escapes stand for ("ada%20x" is "ada x"), as
+			// every URL that names it escapes it again.
+			var err error
+			if id, err = url.PathUnescape(id); err != nil {
+				return "", fmt.Errorf("the native id in %s is not validly URL-escaped", s)
+			}
+		}
 	case s.LastSegment:
 		u, err := url.Parse(v)
 		if err != nil {
 			return "", fmt.Errorf("the %s header is not a URL", s.Header)
 		}
-		p := strings.TrimRight(u.Path, "/")
+		// The last segment is cut from the escaped path, then unescaped: an id holding
+		// "/" arrives as "a%2Fb", whose decoded path's last segment would be "b".
+		p := strings.TrimRight(u.EscapedPath(), "/")
 		if p == "" {
 			return "", fmt.Errorf("the %s header's URL has no path segment", s.Header)
 		}
-		id = path.Base(p)
+		if id, err = url.PathUnescape(p[strings.LastIndexByte(p, '/')+1:]); err != nil {
+			return "", fmt.Errorf("the %s header is not a URL", s.Header)
+		}
 	}
 	if strings.TrimSpace(id) == "" || id == "." || id == ".." {
 		return "", fmt.Errorf("the native id in %s is empty", s)
@@ -83,10 +94,8 @@ func (s IDSource) Extract(h http.Header, body []byte) (string, error) {
 	if len(id) > maxNativeIDLen {
 		return "", fmt.Errorf("the native id in %s is longer than %d bytes", s, maxNativeIDLen)
 	}
-	for _, r := range id {
-		if r < 0x20 || r == 0x7f {
-			return "", fmt.Errorf("the native id in %s holds a control character", s)
-		}
+	if hasControl(id) {
+		return "", fmt.Errorf("the native id in %s holds a control character", s)
 	}
 	return id, nil
 }

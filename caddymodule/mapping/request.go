@@ -3,6 +3,8 @@ package mapping
 import (
 	"errors"
 	"fmt"
+	"math"
+	"math/big"
 	"net/http"
 	"strconv"
 	"strings"
@@ -533,24 +535,54 @@ func ExtractID(body []byte, path string) (string, error) {
 	if len(id) > maxNativeIDLen {
 		return "", fmt.Errorf("the native id at %q is longer than %d bytes", path, maxNativeIDLen)
 	}
+	if hasControl(id) {
+		// As for an id from a header: no id the gateway could map and send back (the id
+		// map refuses a NUL, and the create's account would be made but never mapped).
+		return "", fmt.Errorf("the native id at %q holds a control character", path)
+	}
 	return id, nil
 }
 
-// integerText renders a JSON number as decimal integer text, keeping the digits of
-// integers exactly (ids beyond 2^53 must not be rounded through float64).
+// hasControl reports whether s holds a C0 control character or DEL.
+func hasControl(s string) bool {
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return true
+		}
+	}
+	return false
+}
+
+// integerText renders a number's text (a JSON number, a numeric string) as decimal
+// integer text, exactly: integers keep their digits (ids beyond 2^53 must not be rounded
+// through float64), and a decimal or exponent form is read exactly too
+// ("9007199254740993.0" is 9007199254740993, not the float64 ...992). A number that is not
+// an integer, or that neither int64 nor uint64 holds, is an error.
 func integerText(raw string) (string, error) {
-	if _, err := strconv.ParseInt(raw, 10, 64); err == nil {
-		return raw, nil
+	if n, err := strconv.ParseInt(raw, 10, 64); err == nil {
+		return strconv.FormatInt(n, 10), nil
 	}
-	if _, err := strconv.ParseUint(raw, 10, 64); err == nil {
-		return raw, nil
+	if n, err := strconv.ParseUint(raw, 10, 64); err == nil {
+		return strconv.FormatUint(n, 10), nil
 	}
-	f, err := strconv.ParseFloat(raw, 64)
-	if err != nil || f != float64(int64(f)) {
+	if len(raw) > 64 {
+		return "", fmt.Errorf("%.64s… is not an integer", raw)
+	}
+	f, _, err := big.ParseFloat(raw, 10, 256, big.ToNearestEven)
+	if err != nil || f.IsInf() || !f.IsInt() {
 		return "", fmt.Errorf("%s is not an integer", raw)
 	}
-	return strconv.FormatInt(int64(f), 10), nil
+	if f.Cmp(maxUint64) > 0 || f.Cmp(minInt64) < 0 {
+		return "", fmt.Errorf("%s is out of the range of a 64-bit integer", raw)
+	}
+	i, _ := f.Int(nil)
+	return i.String(), nil
 }
+
+var (
+	maxUint64 = new(big.Float).SetUint64(math.MaxUint64)
+	minInt64  = new(big.Float).SetInt64(math.MinInt64)
+)
 
 func gjsonTypeName(r gjson.Result) string {
 	switch {

@@ -259,7 +259,7 @@ func (t *template) renderURL(ev *evalCtx) (string, error) {
 			b.WriteString(p.lit)
 			continue
 		}
-		s, err := p.text(ev)
+		s, clientSlash, err := p.text(ev)
 		if err != nil {
 			return "", err
 		}
@@ -270,35 +270,78 @@ func (t *template) renderURL(ev *evalCtx) (string, error) {
 		if s == "." || s == ".." {
 			return "", dataError("%s resolves to %q, which cannot stand in a URL path", p.describe(), s)
 		}
-		b.WriteString(url.PathEscape(s))
+		if clientSlash && strings.ContainsAny(s, "/\\") {
+			// Escaped, a slash still reaches another endpoint of an app that decodes its
+			// path before routing it (every WSGI app; IIS reads a backslash as "/"): a client's
+			// value must not choose the URL. Native ids and answers are the app's own, as
+			// is a slash a transform writes (a table's value).
+			return "", dataError("%s holds a \"/\" or a backslash, which cannot stand in a URL path segment (an app that decodes its paths would read another path); the mapping can send it in the query or the body", p.describe())
+		}
+		// "+" is data in a path (RFC 3986), but apps that decode their paths as forms
+		// (Java's URLDecoder, PHP's urldecode) read it as a space: %2B is "+" to both.
+		b.WriteString(strings.ReplaceAll(url.PathEscape(s), "+", "%2B"))
 	}
 	return b.String(), nil
 }
 
 // text resolves one URL placeholder to a single non-empty text, after its transforms and
-// before escaping.
-func (p *tplPart) text(ev *evalCtx) (string, error) {
+// before escaping. clientSlash says a client's value it reads (its SCIM attribute, or one
+// a transform reads, before the transforms) held a "/" or a backslash.
+func (p *tplPart) text(ev *evalCtx) (s string, clientSlash bool, err error) {
 	v, ok, err := p.src.resolve(ev)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	if p.src.reserved != "" && (!ok || v == "") {
-		return "", fmt.Errorf("%s is empty: the gateway passed no native id", p.describe())
+		return "", false, fmt.Errorf("%s is empty: the gateway passed no native id", p.describe())
+	}
+	clientSlash = p.src.reserved == "" && holdsSlash(v)
+	for _, tr := range p.transforms {
+		for _, src := range tr.sources { // the values a template or first_non_empty reads
+			if src.reserved == "" && !clientSlash {
+				other, _, err := src.resolve(ev)
+				if err != nil {
+					return "", false, err
+				}
+				clientSlash = holdsSlash(other)
+			}
+		}
 	}
 	if v, ok, err = p.transform(ev, v, ok); err != nil {
-		return "", placeholderError(p.describe(), err)
+		return "", false, placeholderError(p.describe(), err)
 	}
 	if !ok || v == nil { // a transform may give null (default: null, a table's value)
-		return "", dataError("%s is needed in the URL but is not set", p.describe())
+		return "", false, dataError("%s is needed in the URL but is not set", p.describe())
 	}
 	s, isScalar := scalarText(v)
 	if !isScalar {
-		return "", dataError("%s is needed in the URL but is not a single value", p.describe())
+		return "", false, dataError("%s is needed in the URL but is not a single value", p.describe())
 	}
 	if s == "" {
-		return "", dataError("%s is needed in the URL but is empty", p.describe())
+		return "", false, dataError("%s is needed in the URL but is empty", p.describe())
 	}
-	return s, nil
+	return s, clientSlash, nil
+}
+
+// holdsSlash reports whether a value, or a text in it, holds a "/" or a backslash.
+func holdsSlash(v any) bool {
+	switch x := v.(type) {
+	case string:
+		return strings.ContainsAny(x, "/\\")
+	case []any:
+		for _, e := range x {
+			if holdsSlash(e) {
+				return true
+			}
+		}
+	case map[string]any:
+		for _, e := range x {
+			if holdsSlash(e) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // transform passes the placeholder's value through its transforms, in order.

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"regexp"
 	"sort"
 	"strconv"
@@ -210,14 +209,11 @@ func toInt(v any) (any, error) {
 	default:
 		return nil, fmt.Errorf("needs a number or a numeric string, got %s", typeName(v))
 	}
-	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
-		return json.Number(strconv.FormatInt(n, 10)), nil
-	}
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || f != math.Trunc(f) || math.Abs(f) >= 1<<63 {
+	n, err := integerText(s)
+	if err != nil {
 		return nil, errors.New("needs an integer")
 	}
-	return json.Number(strconv.FormatInt(int64(f), 10)), nil
+	return json.Number(n), nil
 }
 
 func toString(v any) (any, error) {

@@ -350,9 +350,11 @@ func (e *Engine) decideView(j *job) (*plan, error) {
 			}
 		} else if t != nil && p.after != nil && p.nativeID == "" && !asIs {
 			// A resource without an account, whose change may make it (catchUp): an earlier
-			// attempt whose answer was lost left it listed, and the account is adopted.
+			// attempt whose answer was lost left it listed, and the account is adopted. A
+			// reconcile's repair of a missing account looks it up too: a listing that
+			// missed it (an app that changed while it was listed) must not make a second.
 			_, listed := tx.Adoption(t.Name, p.typ, SubjectOf(p.typ, p.after))
-			p.adopt = listed || e.shared.unrecordedAdoption(e.adoptionKey(p))
+			p.adopt = listed || p.recreate || e.shared.unrecordedAdoption(e.adoptionKey(p))
 		}
 		if e.policy != nil {
 			p.memberRefs = policy.Members{Add: memberRefs(tx, p.added), Remove: memberRefs(tx, p.removed)}

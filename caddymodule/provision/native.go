@@ -30,6 +30,7 @@ type syncResult struct {
 	addedSent  []string              // members the add_members calls named (each had an account)
 	outOfScope []string              // members left out of member calls: kept out of the app by policy
 	adopted    bool                  // the create took an account an unfinished earlier attempt left
+	repaired   bool                  // ... or, for a reconcile's repair of a missing account, one its lookup found
 	caughtUp   bool                  // a change of a resource without an account became its create
 	// memberships the directory already had, sent to the account a catch-up create made:
 	// the groups (or, for a group, the number of members) sent, and the failures
@@ -163,7 +164,7 @@ func (e *Engine) syncNative(ctx context.Context, p *plan) (*syncResult, error) {
 			if adopted != "" {
 				// An earlier attempt of this create reached the app; take that account, and
 				// make the rest of the create's flow (its calls after the one that made it).
-				res.nativeID, res.adopted = adopted, true
+				res.nativeID, res.adopted, res.repaired = adopted, true, p.recreate
 			}
 		}
 		if ev != change.Create && in.NativeID == "" {
@@ -318,7 +319,10 @@ func syncReasons(target string, res *syncResult) []string {
 		reasons = append(reasons, "memberships it already had not sent to "+target+" (they follow with the group's next member change): "+strings.Join(res.catchUpFailures, "; "))
 	}
 	reasons = append(reasons, roleReasons(target, res)...)
-	if res.adopted {
+	switch {
+	case res.adopted && res.repaired:
+		reasons = append(reasons, "linked account "+res.nativeID+" that the lookup found in "+target+" (the reconcile's listing did not show it) instead of creating a second one")
+	case res.adopted:
 		reasons = append(reasons, "adopted account "+res.nativeID+" that an unfinished earlier attempt of this create left in "+target)
 	}
 	if len(res.outOfScope) > 0 {

@@ -19,7 +19,9 @@ type RepairKind string
 const (
 	// RepairCreate creates the account of a resource the app lacks (missing), with the
 	// memberships the directory holds (a catch-up create). An account the id map names but
-	// the app no longer has is created again, and the id map follows.
+	// the app no longer has is created again, and the id map follows. The account is
+	// looked up first (the mapping's lookup): one the app has after all (a listing that
+	// missed it) is linked instead of made a second time.
 	RepairCreate RepairKind = "create"
 	// RepairDisable deactivates the account of an inactive resource (not disabled).
 	RepairDisable RepairKind = "disable"

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"slices"
+	"strings"
 
 	"github.com/scimgate/scimgate/caddymodule/change"
 	"github.com/scimgate/scimgate/caddymodule/mapping"
@@ -22,32 +23,73 @@ type run struct {
 	// roleGroups are the groups that give each role, read when a user's roles are first
 	// compared (see compareRoles).
 	roleGroups map[string][]string
+	// relisted counts, per resource type, the accounts the app listed more than once.
+	relisted map[string]int
 }
 
-// seenSet holds the native ids the app listed that the directory links, as 8-byte hashes
-// (seeded per run, so no one can choose ids that collide): sorted once the listing is
-// done, then searched. 8 bytes per account is the only memory a reconcile spends per
-// account of the app.
+// seenSet holds the native ids the app listed, as 8-byte hashes (seeded per run, so no
+// one can choose ids that collide): a sorted list, and the hashes added since it was last
+// merged in a small set. 8 bytes per account is the only memory a reconcile spends per
+// account of the app. An account listed a second time (pages that overlapped because the
+// app changed while it was listed) is found as it arrives, and counted and compared once.
 type seenSet struct {
 	seed   maphash.Seed
-	hashes []uint64
-	sorted bool
+	sorted []uint64            // merged, in order
+	recent map[uint64]struct{} // added since the last merge, at most seenRecent
 }
+
+// seenRecent is how many hashes wait in the set before they are merged into the list: a
+// merge costs one pass over the list, so 100,000 accounts cost 25 passes.
+const seenRecent = 4096
 
 func newSeenSet() *seenSet { return &seenSet{seed: maphash.MakeSeed()} }
 
-func (s *seenSet) add(id string) {
-	s.hashes = append(s.hashes, maphash.String(s.seed, id))
-	s.sorted = false
+// add adds id; false when it was there already.
+func (s *seenSet) add(id string) bool {
+	h := maphash.String(s.seed, id)
+	if s.contains(h) {
+		return false
+	}
+	if s.recent == nil {
+		s.recent = make(map[uint64]struct{}, seenRecent)
+	}
+	s.recent[h] = struct{}{}
+	if len(s.recent) >= seenRecent {
+		s.merge()
+	}
+	return true
 }
 
-func (s *seenSet) has(id string) bool {
-	if !s.sorted {
-		slices.Sort(s.hashes)
-		s.sorted = true
+func (s *seenSet) has(id string) bool { return s.contains(maphash.String(s.seed, id)) }
+
+func (s *seenSet) contains(h uint64) bool {
+	if _, ok := s.recent[h]; ok {
+		return true
 	}
-	_, found := slices.BinarySearch(s.hashes, maphash.String(s.seed, id))
+	_, found := slices.BinarySearch(s.sorted, h)
 	return found
+}
+
+// merge moves the recent hashes into the sorted list, merging from its end in place.
+func (s *seenSet) merge() {
+	add := make([]uint64, 0, len(s.recent))
+	for h := range s.recent {
+		add = append(add, h)
+	}
+	slices.Sort(add)
+	n := len(s.sorted)
+	s.sorted = slices.Grow(s.sorted, len(add))[:n+len(add)]
+	i, j := n-1, len(add)-1
+	for k := len(s.sorted) - 1; j >= 0; k-- {
+		if i >= 0 && s.sorted[i] > add[j] {
+			s.sorted[k] = s.sorted[i]
+			i--
+		} else {
+			s.sorted[k] = add[j]
+			j--
+		}
+	}
+	clear(s.recent)
 }
 
 // groupRef is a group of the app linked to one of the directory, whose members are
@@ -137,6 +179,9 @@ func (rn *run) compare(typ string) error {
 	if err := flush(); err != nil {
 		return err
 	}
+	if n := rn.relisted[typ]; n > 0 {
+		rn.addNote(fmt.Sprintf("the app listed %d %s a second time (pages that overlapped: the app changed while it was listed); each was counted and compared once", n, sectionOf(typ)))
+	}
 	if !rn.report.Complete {
 		rn.addNote("missing " + sectionOf(typ) + " are not reported: the app was not read in full")
 		return nil
@@ -151,19 +196,24 @@ func (rn *run) checkAccounts(tx *store.Tx, typ string, batch []mapping.Account, 
 	key := t.IDMapKey(typ)
 	var groups []groupRef
 	for _, acc := range batch {
+		scimID, native, err := linkedID(tx, key, acc.NativeID)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return nil, err
+		}
+		acc.NativeID = native
+		if !seen.add(acc.NativeID) {
+			rn.relisted[typ]++ // listed on an earlier page already: counted and compared there
+			continue
+		}
 		if typ == scim.UserType {
 			rn.report.Counts.AppUsers++
 		} else {
 			rn.report.Counts.AppGroups++
 		}
 		subject := t.Mapping.Subject(typ, acc.Item)
-		scimID, err := tx.SCIMIDOf(key, acc.NativeID)
 		if errors.Is(err, store.ErrNotFound) {
 			rn.note(Finding{Kind: Orphaned, ResourceType: typ, NativeID: acc.NativeID, Subject: subject, Reason: "not in the directory" + rn.orphanState(typ, acc.Item)})
 			continue
-		}
-		if err != nil {
-			return nil, err
 		}
 		rec, err := tx.Get(typ, scimID)
 		if errors.Is(err, store.ErrNotFound) {
@@ -173,7 +223,6 @@ func (rn *run) checkAccounts(tx *store.Tx, typ string, batch []mapping.Account, 
 		if err != nil {
 			return nil, err
 		}
-		seen.add(acc.NativeID)
 		doc, err := provision.DecodeDoc(rec)
 		if err != nil {
 			return nil, err
@@ -385,8 +434,11 @@ func (rn *run) compareMembers(g groupRef) error {
 	flush := func() error {
 		err := rn.rc.store.View(func(tx *store.Tx) error {
 			for _, m := range batch {
-				member := &Member{NativeID: m.NativeID, Subject: t.Mapping.Subject(scim.UserType, m.Item)}
-				scimID, err := tx.SCIMIDOf(userKey, m.NativeID)
+				scimID, native, err := linkedID(tx, userKey, m.NativeID)
+				if !seen.add(native) {
+					continue // listed on an earlier page already
+				}
+				member := &Member{NativeID: native, Subject: t.Mapping.Subject(scim.UserType, m.Item)}
 				switch {
 				case errors.Is(err, store.ErrNotFound):
 					rn.note(Finding{Kind: MemberExtra, ResourceType: scim.GroupType, SCIMID: g.scimID, NativeID: g.nativeID, Subject: g.subject,
@@ -406,7 +458,6 @@ func (rn *run) compareMembers(g groupRef) error {
 						Reason: "a member in the app, not in the directory's group", Member: member})
 					continue
 				}
-				seen.add(m.NativeID)
 			}
 			return nil
 		})
@@ -444,6 +495,50 @@ func (rn *run) compareMembers(g groupRef) error {
 			return nil
 		})
 	})
+}
+
+// linkedID finds the resource the directory links to a native id the app listed, and
+// the native id as the id map holds it. A GUID is the same id in either case (RFC 9562:
+// its hex digits are case-insensitive), and apps print them in both (a .NET app's create
+// in upper case, its listing in lower case): one not linked as listed is looked up in
+// lower and in upper case too. Other ids are compared exactly (an id of letters may
+// tell accounts apart by case).
+func linkedID(tx *store.Tx, key, native string) (scimID, linked string, err error) {
+	scimID, err = tx.SCIMIDOf(key, native)
+	if !errors.Is(err, store.ErrNotFound) || !isGUID(native) {
+		return scimID, native, err
+	}
+	for _, v := range []string{strings.ToLower(native), strings.ToUpper(native)} {
+		if v == native {
+			continue
+		}
+		if id, verr := tx.SCIMIDOf(key, v); verr == nil {
+			return id, v, nil
+		}
+	}
+	return "", native, err
+}
+
+// isGUID reports whether s is a GUID in its usual text form, 8-4-4-4-12 hex digits,
+// optionally in braces.
+func isGUID(s string) bool {
+	if len(s) == 38 && s[0] == '{' && s[37] == '}' {
+		s = s[1:37]
+	}
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			if c != '-' {
+				return false
+			}
+		case !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'):
+			return false
+		}
+	}
+	return true
 }
 
 // subjectIn is the userName (or displayName) of a resource in the directory, or fallback

@@ -5,7 +5,9 @@
 // A run (Reconciler.Run) reads every account of the app through the mapping's "list"
 // calls (users.list, groups.list, and groups.list_members for each linked group; paged and
 // rate-limited by the target's client like every other call) and compares each with the
-// directory through the id map. It reports, as Findings:
+// directory through the id map. Native ids compare exactly, except a GUID, which is the
+// same id in either case (an app may answer a create in upper case and list in lower
+// case). It reports, as Findings:
 //
 //	orphaned        an account of the app that is not in the directory, whose resource was
 //	                deleted there, or whose resource the policy keeps out of scope while the
@@ -16,7 +18,8 @@
 //	drifted         mapped fields whose value in the app is not what the mapping sends for
 //	                the directory's current values, compared after the transforms
 //	                (mapping.Expect): absent, null and "" are one value, numbers compare
-//	                by value; a state field (fed by active) that says inactive for an active
+//	                by value, a boolean equals the 0/1 or "True"/"False" an app lists
+//	                it as; a state field (fed by active) that says inactive for an active
 //	                resource is drift too
 //	member_missing  a member of the directory's group that the app's group lacks
 //	member_extra    a member of the app's group that the directory's group lacks (an
@@ -33,7 +36,9 @@
 // (the reverse id map, the record, its mark), and the missing ones are found by scanning
 // the directory in id order in batches of read transactions against a seen set of the
 // native ids the app listed, kept as 8-byte hashes (0.8 MB per 100,000 accounts; a
-// group's members likewise, per group). No write transaction is held while the app is
+// group's members likewise, per group). The same set finds an account listed a second
+// time (pages that overlap because the app changed while it was read): it is counted and
+// compared once, and the report's notes say so. No write transaction is held while the app is
 // read: the report is written at the end in one short transaction. The findings a report
 // lists are bounded by Options.MaxFindings (default 10,000); the counts are always
 // complete. BenchmarkReconcile measures 10,000 and 100,000 accounts.

@@ -2,10 +2,14 @@ package reconcile
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -222,5 +226,130 @@ func TestReportsAreBounded(t *testing.T) {
 	}
 	if got, err := rc.Report(ids[2]); err != nil || got.ID != ids[2] {
 		t.Errorf("the newest report: %v", err)
+	}
+}
+
+// TestReconcileFixOfAnAccountTheListingMissed: an app that changes while it is listed
+// (offset pages shifting under a deletion) can leave an account out of every page. The
+// report calls it missing, but --fix must not make a second account: the repair looks the
+// account up first and links the one it finds.
+func TestReconcileFixOfAnAccountTheListingMissed(t *testing.T) {
+	r := newRig(t)
+	var ids []string
+	for i := range 3 {
+		ids = append(ids, r.create(r.eng, scim.UserType, user(fmt.Sprintf("p%d", i), "Engineer", true)))
+	}
+	skipped := r.nativeID(scim.UserType, ids[1])
+	var creates atomic.Int32
+	r.app.intercept.Store(func(w http.ResponseWriter, req *http.Request) bool {
+		if req.Method == http.MethodPost && req.URL.Path == "/api/v1/accounts" {
+			creates.Add(1)
+			return false
+		}
+		if req.Method != http.MethodGet || req.URL.Path != "/api/v1/accounts" || req.URL.Query().Has("login") || req.URL.Query().Has("inner") {
+			return false
+		}
+		// The listing, without the skipped account.
+		var page map[string]json.RawMessage
+		_ = json.Unmarshal(r.app.call("GET", "/api/v1/accounts?limit=200&inner=1", "", 200), &page)
+		var items []map[string]any
+		_ = json.Unmarshal(page["items"], &items)
+		items = slices.DeleteFunc(items, func(it map[string]any) bool { return fmt.Sprint(it["id"]) == skipped })
+		page["items"], _ = json.Marshal(items)
+		delete(page, "next_cursor")
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(page)
+		return true
+	})
+	rep, err := r.reconciler(Options{}).Run(context.Background(), true, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := keys(rep); !slices.Equal(got, []string{"missing User p1@example.com"}) {
+		t.Fatalf("findings %v", got)
+	}
+	if f := rep.Findings[0]; f.Fix != string(change.Applied) || rep.Counts.Fixed != 1 {
+		t.Fatalf("fix %q (fixed %d, failed %d), want the account found and linked", f.Fix, rep.Counts.Fixed, rep.Counts.FixFailed)
+	}
+	if n := creates.Load(); n != 0 {
+		t.Errorf("%d creates sent for an account the app has", n)
+	}
+	if got := r.nativeID(scim.UserType, ids[1]); got != skipped {
+		t.Errorf("linked to %s, want the app's account %s", got, skipped)
+	}
+	if n := len(r.app.state().Accounts); n != 3 {
+		t.Errorf("the app holds %d accounts, want 3", n)
+	}
+	var said bool
+	for _, rec := range r.records(rep.Run) {
+		if rec.Action == change.ActionRepair && rec.Outcome == change.Applied {
+			said = said || rec.Decision != nil && strings.Contains(strings.Join(rec.Decision.Reasons, "; "), "linked account "+skipped+" that the lookup found")
+		}
+	}
+	if !said {
+		t.Error("the repair's record does not say it linked the account the lookup found")
+	}
+}
+
+// TestReconcileOverlappingPages: an app whose pages overlap (each page repeats the one
+// before it, as offset pages do when accounts are added while they are read) lists
+// accounts twice. Each is counted and compared once: no finding twice, no account
+// counted twice, and the report says the pages overlapped.
+func TestReconcileOverlappingPages(t *testing.T) {
+	s := seed(t)
+	var mu sync.Mutex
+	var previous []json.RawMessage
+	s.app.interceptPages(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.URL.Query().Has("login") || r.URL.Query().Has("inner") {
+			return false
+		}
+		var page map[string]json.RawMessage
+		_ = json.Unmarshal(s.app.call("GET", r.URL.RequestURI()+"&inner=1", "", 200), &page)
+		var items []json.RawMessage
+		_ = json.Unmarshal(page["items"], &items)
+		mu.Lock()
+		listed := append(slices.Clone(previous), items...)
+		previous = items
+		mu.Unlock()
+		page["items"], _ = json.Marshal(listed)
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(page)
+		return true
+	})
+	rep, err := s.reconciler(Options{}).Run(context.Background(), false, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := keys(rep); !slices.Equal(got, s.want) {
+		t.Errorf("findings %v\nwant %v", got, s.want)
+	}
+	if rep.Counts.AppUsers != 103 || rep.Counts.Findings() != len(s.want) {
+		t.Errorf("counts %+v: want 103 users of the app and %d findings", rep.Counts, len(s.want))
+	}
+	if !strings.Contains(strings.Join(rep.Notes, "\n"), "users a second time") {
+		t.Errorf("notes %v", rep.Notes)
+	}
+}
+
+// TestSeenSetAcrossMerges: the seen set finds every id it holds, before and after its
+// recent hashes are merged into its list, and refuses each a second time.
+func TestSeenSetAcrossMerges(t *testing.T) {
+	s := newSeenSet()
+	const n = 3*seenRecent + 17
+	for i := range n {
+		if !s.add(strconv.Itoa(i)) {
+			t.Fatalf("id %d: already there", i)
+		}
+		if i%997 == 0 && s.add(strconv.Itoa(i/2)) {
+			t.Fatalf("id %d added twice", i/2)
+		}
+	}
+	for i := range n {
+		if !s.has(strconv.Itoa(i)) || s.add(strconv.Itoa(i)) {
+			t.Fatalf("id %d lost", i)
+		}
+	}
+	if s.has("x") || !slices.IsSorted(s.sorted) || len(s.sorted)+len(s.recent) != n {
+		t.Fatalf("%d sorted + %d recent, want %d", len(s.sorted), len(s.recent), n)
 	}
 }

@@ -105,8 +105,7 @@ var ErrBusy = errors.New("a reconcile of this target is already running")
 // is stored and a summary record journaled; both carry the run's id.
 //
 // Memory: one page of the app and one batch of the directory are held at a time, plus
-// 8 bytes per account of the app that the directory links (the seen set: 800 KB for
-// 100,000 accounts), plus the findings listed (at most MaxFindings). No write transaction
+// 8 bytes per account of the app (the seen set: 800 KB for 100,000 accounts), plus the findings listed (at most MaxFindings). No write transaction
 // is held while the app is read: the directory is read in short read transactions, and
 // the report is written in one short transaction at the end.
 func (rc *Reconciler) Run(ctx context.Context, fix bool, by string) (*Report, error) {
@@ -115,7 +114,7 @@ func (rc *Reconciler) Run(ctx context.Context, fix bool, by string) (*Report, er
 	}
 	defer rc.mu.Unlock()
 	r := &Report{Run: "reconcile-" + uuid.NewString(), Target: rc.target.Name, By: by, Fix: fix, Started: time.Now().UTC(), Complete: true, Findings: []Finding{}}
-	rn := &run{rc: rc, ctx: ctx, report: r}
+	rn := &run{rc: rc, ctx: ctx, report: r, relisted: map[string]int{}}
 	for _, typ := range []string{scim.UserType, scim.GroupType} {
 		if err := ctx.Err(); err != nil {
 			return nil, err
