@@ -120,7 +120,14 @@ func (rc *Reconciler) Run(ctx context.Context, fix bool, by string) (*Report, er
 			return nil, err
 		}
 		if !rc.target.Mapping.CanList(typ) {
-			r.Notes = append(r.Notes, fmt.Sprintf("%s are not compared: the mapping has no %s.list call", typ, sectionOf(typ)))
+			note := fmt.Sprintf("%s are not compared: the mapping has no %s.list call", sectionOf(typ), sectionOf(typ))
+			if roles := rc.target.Mapping.Roles(); typ == scim.GroupType && roles != nil {
+				note = "groups are the app's roles: their members are compared through the roles each listed user holds (groups.roles.read)"
+				if !roles.CanRead() {
+					note = "groups are the app's roles, and the mapping says nowhere where a listed user holds them (groups.roles.read): they are not compared"
+				}
+			}
+			r.Notes = append(r.Notes, note)
 			continue
 		}
 		if err := rn.compare(typ); err != nil {
