@@ -97,7 +97,9 @@ func TestReconcileComparesRoles(t *testing.T) {
 	if got := keys(rep); !slices.Equal(got, want) {
 		t.Fatalf("findings %v, want %v (notes %v)", got, want, rep.Notes)
 	}
-	if !slices.ContainsFunc(rep.Notes, func(n string) bool { return strings.HasPrefix(n, "groups are the app's roles: their members are compared") }) {
+	if !slices.ContainsFunc(rep.Notes, func(n string) bool {
+		return strings.HasPrefix(n, "groups are the app's roles: their members are compared")
+	}) {
 		t.Errorf("notes %q: the report does not say how groups that are roles are compared", rep.Notes)
 	}
 	for _, f := range rep.Findings {
