@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/scimgate/scimgate/caddymodule/change"
+	"github.com/scimgate/scimgate/caddymodule/fleet"
 	"github.com/scimgate/scimgate/caddymodule/journal"
 	"github.com/scimgate/scimgate/caddymodule/kv"
 	"github.com/scimgate/scimgate/caddymodule/outbox"
@@ -112,6 +113,19 @@ func (e *Engine) ownIntent(ctx context.Context, rec *journal.Record) error {
 	}
 	rec.Owner = owner
 	return nil
+}
+
+// ownerGuard returns the context of the calls of an intent that names owner: on a shared
+// store they go only while this gateway still holds that lease (fleet.OwnerGuard; the
+// legacy client checks right before each call). Other gateways take an intent whose lease
+// is gone over at once (ownerGone): a gateway paused or cut off from etcd past its lease
+// between its intent and its calls would otherwise make them after another gateway looked
+// the account up and made it, and the app would hold two.
+func (e *Engine) ownerGuard(ctx context.Context, owner string) context.Context {
+	if !e.fleet || e.shared.elector == nil {
+		return ctx
+	}
+	return fleet.OwnerGuard(ctx, e.shared.elector, owner)
 }
 
 // ownerGone reports whether the gateway that journaled intent in is known dead: its lease

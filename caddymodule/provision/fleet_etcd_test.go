@@ -4,14 +4,19 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/scimgate/scimgate/caddymodule/change"
+	"github.com/scimgate/scimgate/caddymodule/fleet"
 	"github.com/scimgate/scimgate/caddymodule/internal/etcdtest"
 	"github.com/scimgate/scimgate/caddymodule/journal"
 	"github.com/scimgate/scimgate/caddymodule/kv/etcdkv"
+	"github.com/scimgate/scimgate/caddymodule/legacy"
 	"github.com/scimgate/scimgate/caddymodule/scim"
 	"github.com/scimgate/scimgate/caddymodule/store"
 )
@@ -129,5 +134,147 @@ func TestFleetOnEtcd(t *testing.T) {
 	rep, err := gws[0].j.Verify(context.Background(), nil)
 	if err != nil || !rep.OK {
 		t.Fatalf("journal verify: %+v, %v", rep, err)
+	}
+}
+
+// pauseAuth is the app's credential, applied right before each call: its first Apply
+// blocks until released, as a gateway paused (SIGSTOP, a frozen VM, cut off from etcd)
+// between journaling a change's intent and sending its call.
+type pauseAuth struct {
+	once     sync.Once
+	entered  chan struct{}
+	released chan struct{}
+}
+
+func (a *pauseAuth) Apply(ctx context.Context, req *http.Request) (func() bool, error) {
+	first := false
+	a.once.Do(func() { first = true })
+	if first {
+		close(a.entered)
+		<-a.released
+	}
+	req.Header.Set("X-Api-Key", "k")
+	return nil, nil
+}
+
+// openElectedGateway is openEtcdGateway with an etcd elector (lease TTL ttl) on the
+// gateway's own connection, as a gateway of a fleet has: its intents name its lease.
+func openElectedGateway(t *testing.T, endpoints []string, prefix string, ttl time.Duration) (*etcdGateway, *fleet.Etcd, *etcdkv.DB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	db, err := etcdkv.Open(ctx, etcdkv.Config{Endpoints: endpoints, Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := store.New(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := journal.Open(db, journal.Options{Name: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	el, err := fleet.NewEtcd(db.Client(), fleet.ElectionPrefix(prefix), fleet.EtcdOptions{TTL: ttl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &etcdGateway{store: s, j: j, share: NewShared(el)}
+	t.Cleanup(func() {
+		g.share.Close()
+		_ = el.Close()
+		_ = j.Close()
+		_ = s.Close()
+	})
+	return g, el, db
+}
+
+// TestFleetPausedGatewayMakesNoCall: gateway A journals a create's intent (naming its
+// lease) and then stalls before its call, past its lease (a SIGSTOP, a frozen VM, a
+// partition from etcd). Entra's retry through gateway B finds the intent's lease gone,
+// closes it, looks the account up (none) and creates it. When A resumes it must not send
+// its create: its lease, which its intent named and B relied on, is gone. The app ends with
+// one account, the one the directory maps.
+func TestFleetPausedGatewayMakesNoCall(t *testing.T) {
+	c := etcdtest.Start(t, 1)
+	app, srv := newNativeApp(t)
+	const prefix = "/fleet-pause/"
+	ga, ela, dba := openElectedGateway(t, c.Endpoints(), prefix, 2*time.Second)
+	gb, _, _ := openElectedGateway(t, c.Endpoints(), prefix, 2*time.Second)
+
+	targetA := newTarget(t, srv.URL, false)
+	auth := &pauseAuth{entered: make(chan struct{}), released: make(chan struct{})}
+	ca, err := legacy.New(legacy.Options{BaseURL: srv.URL, Timeout: 5 * time.Second, MaxRetries: -1, CircuitFailures: -1, Auth: auth})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ca.CloseIdleConnections)
+	targetA.Client = ca
+	engA, err := New(Config{Store: ga.store, Journal: ga.j, Shared: ga.share, Target: targetA, SharedStore: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	engB, err := New(Config{Store: gb.store, Journal: gb.j, Shared: gb.share, Target: newTarget(t, srv.URL, false), SharedStore: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	const name = "ada@contoso.example"
+	resA := make(chan *Result, 1)
+	go func() { resA <- createThrough(t, engA, "req-a", name) }()
+	select {
+	case <-auth.entered:
+	case r := <-resA:
+		t.Fatalf("gateway A's create ended without a call: %d %+v", r.Status, r.Err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("gateway A never reached its call")
+	}
+	// A is paused past its lease: the lease expires on the server (revoked here rather
+	// than waited for) and A's own keepalive finds it gone.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	owner, err := ela.Owner(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lease, err := strconv.ParseInt(owner, 16, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dba.Client().Revoke(ctx, clientv3.LeaseID(lease)); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if now, err := ela.Owner(ctx); err == nil && now != owner {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("gateway A never noticed that its lease was gone")
+		}
+	}
+
+	res := createThrough(t, engB, "req-b", name)
+	if res.Err != nil {
+		t.Fatalf("Entra's retry through gateway B: %d %+v", res.Status, res.Err)
+	}
+	close(auth.released)
+	var ra *Result
+	select {
+	case ra = <-resA:
+	case <-time.After(30 * time.Second):
+		t.Fatal("gateway A's create never ended")
+	}
+	if ra.Err == nil || ra.Status != http.StatusServiceUnavailable {
+		t.Errorf("gateway A's create after its lease was gone answered %d %+v, want 503", ra.Status, ra.Err)
+	}
+	if n := app.accountCount(); n != 1 || app.posts() != 1 {
+		t.Fatalf("the app holds %d accounts after %d creates (calls %v); want 1 and 1", n, app.posts(), app.callLog())
+	}
+	var native string
+	if err := gb.store.View(func(tx *store.Tx) error {
+		native, err = tx.NativeID("native/"+scim.UserType, res.ID)
+		return err
+	}); err != nil || native != "acct-0001" {
+		t.Fatalf("the directory maps %s to %q (%v)", res.ID, native, err)
 	}
 }
