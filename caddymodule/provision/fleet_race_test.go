@@ -205,3 +205,48 @@ func TestFleetRenameRacesCreate(t *testing.T) {
 		t.Fatalf("the renamed user's account is %v in the app", got)
 	}
 }
+
+// TestFleetCreateRacesRename: the mirror of TestFleetRenameRacesCreate: gateway A's create
+// of bob has reached the app, uncommitted, when Entra renames ada to bob through gateway B.
+// B answers 503 with Retry-After without renaming the account in the app, and 409 once the
+// create has committed; the app ends with one bob and ada's account unchanged.
+func TestFleetCreateRacesRename(t *testing.T) {
+	app, srv := newNativeApp(t)
+	held, heldSrv := newHeldApp(t, app, "POST /accounts")
+	r := newRig(t, rigOptions{})
+	a := r.fleetGateway(newTarget(t, heldSrv.URL, false), nil)
+	b := r.fleetGateway(newTarget(t, srv.URL, false), nil)
+	created := createThrough(t, b, "create-ada", "ada@contoso.example")
+	if created.Err != nil {
+		t.Fatal(created.Err)
+	}
+	id := created.ID
+
+	resA := make(chan *Result, 1)
+	go func() { resA <- createThrough(t, a, "create-bob", "bob@contoso.example") }()
+	waitOrFail(t, held.acted, "gateway A's create reaching the app")
+	calls := len(app.callLog())
+	resB := patchThrough(t, b, "rename", id, `[{"op":"replace","path":"userName","value":"bob@contoso.example"}]`)
+	if resB.Status != http.StatusServiceUnavailable || resB.RetryAfter <= 0 {
+		t.Errorf("gateway B's rename to bob while A's create of bob is in flight: %d (Retry-After %v) %+v", resB.Status, resB.RetryAfter, resB.Err)
+	}
+	if got := app.callLog(); len(got) != calls {
+		t.Errorf("gateway B called the app while A's create of the name was in flight: %v", got[calls:])
+	}
+	held.release()
+	var ra *Result
+	select {
+	case ra = <-resA:
+	case <-time.After(20 * time.Second):
+		t.Fatal("gateway A's create never ended")
+	}
+	if ra.Err != nil {
+		t.Fatalf("gateway A's create: %d %+v", ra.Status, ra.Err)
+	}
+	if retry := patchThrough(t, b, "rename", id, `[{"op":"replace","path":"userName","value":"bob@contoso.example"}]`); retry.Status != http.StatusConflict {
+		t.Errorf("Entra's retry of the rename after the create committed: %d %+v; want 409", retry.Status, retry.Err)
+	}
+	if logins := app.logins(); logins["bob@contoso.example"] != 1 || logins["ada@contoso.example"] != 1 {
+		t.Fatalf("the app's logins: %v; want one ada and one bob", logins)
+	}
+}
