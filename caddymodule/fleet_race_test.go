@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -188,4 +189,90 @@ func TestFleetMemberChangesOfOneGroup(t *testing.T) {
 		t.Fatalf("the app's team has %d members, the directory's group %d:\napp %v\ndirectory %v", len(got), len(want), got, want)
 	}
 	verifyJournal(t, f.backup())
+}
+
+// TestFleetGatewaysStartTogether: three gateways started at once on an empty store create
+// its layout once between them (their transactions race on the head's compare), and serve
+// one directory and one journal chain.
+func TestFleetGatewaysStartTogether(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: starts an etcd cluster and three gateway processes")
+	}
+	f := startFleetOf(t, 3, &gwFleet{together: true}, false)
+	for gw := range 3 {
+		name := fmt.Sprintf("together-%d@contoso.example", gw)
+		if r := f.do(gw, http.MethodPost, "/Users", fleetUser(name, "t")); r.status != http.StatusCreated {
+			t.Fatalf("create through gateway %d: %d %v %s", gw, r.status, r.err, r.body)
+		}
+	}
+	for gw := range 3 {
+		users, err := f.listUsers(gw)
+		if err != nil || len(users) != 3 {
+			t.Fatalf("gateway %d lists %d users (%v)", gw, len(users), err)
+		}
+	}
+	fj := verifyJournal(t, f.backup())
+	if fj.report.FirstSeq != 1 {
+		t.Fatalf("the journal starts at %d", fj.report.FirstSeq)
+	}
+}
+
+// TestFleetCompactionWhilePaused: a gateway is paused (SIGSTOP) while the others write and
+// etcd compacts the history its watch would resume from. Resumed, it answers with the
+// others' writes at once (never its stale cache: they are older than read_staleness), and
+// writes through it go on.
+func TestFleetCompactionWhilePaused(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: starts an etcd cluster and three gateway processes")
+	}
+	f := startFleetOf(t, 2, &gwFleet{readStaleness: 300 * time.Millisecond}, false)
+	r := f.do(0, http.MethodPost, "/Users", fleetUser("paused-reader@contoso.example", "before"))
+	if r.status != http.StatusCreated {
+		t.Fatalf("create: %d %v %s", r.status, r.err, r.body)
+	}
+	id := r.id()
+	if r := f.do(1, http.MethodGet, "/Users/"+id, ""); r.status != http.StatusOK {
+		t.Fatalf("GET through gateway 1: %d %s", r.status, r.body)
+	}
+	pid := f.pid(1)
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := true
+	defer func() {
+		if stopped {
+			_ = syscall.Kill(pid, syscall.SIGCONT)
+		}
+	}()
+	for i := range 5 {
+		if r := f.do(0, http.MethodPatch, "/Users/"+id, fleetPatch("title", fmt.Sprintf(`"while-paused-%d"`, i))); r.status != http.StatusOK && r.status != http.StatusNoContent {
+			t.Fatalf("PATCH through gateway 0: %d %v %s", r.status, r.err, r.body)
+		}
+	}
+	created := f.do(0, http.MethodPost, "/Users", fleetUser("created-while-paused@contoso.example", "t"))
+	if created.status != http.StatusCreated {
+		t.Fatalf("create through gateway 0: %d %s", created.status, created.body)
+	}
+	f.etcd.Compact()
+	// Paused longer than read_staleness after those writes: the resumed gateway may not
+	// answer from the cache it had (its last linearizable read is older than the bound).
+	time.Sleep(time.Second)
+	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	stopped = false
+	r = f.do(1, http.MethodGet, "/Users/"+id, "")
+	if r.status != http.StatusOK || !strings.Contains(string(r.body), `"while-paused-4"`) {
+		t.Fatalf("gateway 1 resumed after a compaction answers %d %s; want the title written while it was paused", r.status, r.body)
+	}
+	if r := f.do(1, http.MethodGet, "/Users?filter="+fleetQuery(`userName eq "created-while-paused@contoso.example"`), ""); r.status != http.StatusOK || !strings.Contains(string(r.body), `"totalResults":1`) {
+		t.Fatalf("gateway 1's filter for a user created while it was paused: %d %s", r.status, r.body)
+	}
+	if r := f.retrying(1, http.MethodPatch, "/Users/"+id, fleetPatch("title", `"after"`)); r.status != http.StatusOK && r.status != http.StatusNoContent {
+		t.Fatalf("PATCH through the resumed gateway: %d %v %s", r.status, r.err, r.body)
+	}
+	time.Sleep(400 * time.Millisecond) // past read_staleness: gateway 0 sees gateway 1's write
+	if r := f.do(0, http.MethodGet, "/Users/"+id, ""); !strings.Contains(string(r.body), `"after"`) {
+		t.Fatalf("gateway 0 after the resumed gateway's PATCH: %d %s", r.status, r.body)
+	}
 }
