@@ -268,22 +268,8 @@ func membersOnly(events []change.Event) bool {
 // gateway changed after p was decided (other than in its members): 503 with Retry-After,
 // before any call, and Entra's retry is decided on the resource as it is then.
 func (e *Engine) resourceInFlight(tx *store.Tx, j *job, p *plan) error {
-	open, err := e.journal.OpenIntentsMatching(tx.KV(), e.target.Name,
-		journal.IntentFilter{ResourceType: p.typ, SCIMID: p.id, NotRequestID: j.req.ID})
-	if err != nil {
+	if err := e.callsInFlight(tx, j, p); err != nil {
 		return err
-	}
-	for i := range open {
-		if membersOnly(open[i].Events) {
-			continue
-		}
-		if stale, left := e.staleIntent(&open[i], e.now()); !stale {
-			return &inFlight{&nativeError{
-				scim: scim.Errorf(http.StatusServiceUnavailable, "", "a change of %s %s is in progress through another gateway; retry later",
-					p.typ, p.id),
-				retryAfter: max(left.Round(time.Second), time.Second),
-			}}
-		}
 	}
 	cur, err := tx.Get(p.typ, p.id)
 	if errors.Is(err, store.ErrNotFound) {
@@ -301,6 +287,34 @@ func (e *Engine) resourceInFlight(tx *store.Tx, j *job, p *plan) error {
 				p.typ, p.id),
 			retryAfter: time.Second,
 		}}
+	}
+	return nil
+}
+
+// callsInFlight refuses (inFlight: 503 with Retry-After) a change of resource p while
+// another request's calls for it, other than member changes, are in flight through another
+// gateway: a live intent of the resource. Nothing on a store only this gateway writes (its
+// resource lock orders the changes) and for a change of members only.
+func (e *Engine) callsInFlight(tx *store.Tx, j *job, p *plan) error {
+	if !e.fleet || p.before == nil || membersOnly(p.events) {
+		return nil
+	}
+	open, err := e.journal.OpenIntentsMatching(tx.KV(), e.target.Name,
+		journal.IntentFilter{ResourceType: p.typ, SCIMID: p.id, NotRequestID: j.req.ID})
+	if err != nil {
+		return err
+	}
+	for i := range open {
+		if membersOnly(open[i].Events) {
+			continue
+		}
+		if stale, left := e.staleIntent(&open[i], e.now()); !stale {
+			return &inFlight{&nativeError{
+				scim: scim.Errorf(http.StatusServiceUnavailable, "", "a change of %s %s is in progress through another gateway; retry later",
+					p.typ, p.id),
+				retryAfter: max(left.Round(time.Second), time.Second),
+			}}
+		}
 	}
 	return nil
 }

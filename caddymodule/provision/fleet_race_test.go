@@ -1,6 +1,8 @@
 package provision
 
 import (
+	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -9,6 +11,7 @@ import (
 	"time"
 
 	"github.com/scimgate/scimgate/caddymodule/change"
+	"github.com/scimgate/scimgate/caddymodule/outbox"
 	"github.com/scimgate/scimgate/caddymodule/scim"
 	"github.com/scimgate/scimgate/caddymodule/store"
 )
@@ -248,5 +251,67 @@ func TestFleetCreateRacesRename(t *testing.T) {
 	}
 	if logins := app.logins(); logins["bob@contoso.example"] != 1 || logins["ada@contoso.example"] != 1 {
 		t.Fatalf("the app's logins: %v; want one ada and one bob", logins)
+	}
+}
+
+// TestFleetQueuedChangeWaitsForImmediateCalls: gateway A's immediate PATCH of a user has
+// reached the app, uncommitted, when Entra's next PATCH of the user arrives through gateway
+// B, whose target queues. Queued now, B's change would reach the app after A's call while
+// the directory holds A's change after B's: B answers 503 with Retry-After instead, and its
+// retry after A's commit is queued and delivered. The app ends with the directory's title.
+func TestFleetQueuedChangeWaitsForImmediateCalls(t *testing.T) {
+	app, srv := newNativeApp(t)
+	held, heldSrv := newHeldApp(t, app, "PATCH /accounts/")
+	r := newRig(t, rigOptions{})
+	if err := r.store.Update(func(tx *store.Tx) error { return tx.SetOutboxPaused("native", true) }); err != nil {
+		t.Fatal(err) // the test attempts the deliveries itself
+	}
+	a := r.fleetGateway(newTarget(t, heldSrv.URL, false), nil)
+	queued := newTarget(t, srv.URL, false)
+	queued.Delivery = withMode(outbox.Queued)
+	b := r.fleetGateway(queued, nil)
+	created := createThrough(t, a, "create", "ada@contoso.example")
+	if created.Err != nil {
+		t.Fatal(created.Err)
+	}
+	id := created.ID
+	native := r.nativeID(scim.UserType, id)
+
+	resA := make(chan *Result, 1)
+	go func() {
+		resA <- patchThrough(t, a, "patch-a", id, `[{"op":"replace","path":"title","value":"from A"}]`)
+	}()
+	waitOrFail(t, held.acted, "gateway A's PATCH reaching the app")
+	resB := patchThrough(t, b, "patch-b", id, `[{"op":"replace","path":"title","value":"from B"}]`)
+	if resB.Status != http.StatusServiceUnavailable || resB.RetryAfter <= 0 {
+		t.Errorf("gateway B's queued PATCH while A's calls are in flight: %d (Retry-After %v) %+v; want 503", resB.Status, resB.RetryAfter, resB.Err)
+	}
+	held.release()
+	select {
+	case ra := <-resA:
+		if ra.Err != nil {
+			t.Fatalf("gateway A's PATCH: %d %+v", ra.Status, ra.Err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("gateway A's PATCH never ended")
+	}
+	if resB.Err != nil { // Entra's retry
+		if resB = patchThrough(t, b, "patch-b", id, `[{"op":"replace","path":"title","value":"from B"}]`); resB.Err != nil {
+			t.Fatalf("gateway B's retry: %d %+v", resB.Status, resB.Err)
+		}
+	}
+	if rep := b.Deliver(context.Background(), r.tasks()); !rep.Done {
+		t.Fatalf("delivering B's change: %+v", rep)
+	}
+	var stored *store.Record
+	if err := r.store.View(func(tx *store.Tx) error {
+		var err error
+		stored, err = tx.Get(scim.UserType, id)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if inApp := app.accountOf(native)["title"]; !strings.Contains(string(stored.Doc), fmt.Sprintf(`"title":%q`, inApp)) {
+		t.Fatalf("the directory holds %s, the app title %v", stored.Doc, inApp)
 	}
 }
