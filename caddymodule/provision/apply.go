@@ -401,6 +401,7 @@ func (e *Engine) deliver(j *job, p *plan, d policy.Decision) (*plan, error) {
 	if !res.dryRun {
 		p.addedKnown = res.addedSent
 	}
+	j.sent = e.fleet && !res.dryRun
 	done, err := e.commit(j, p, outcome)
 	switch {
 	case err != nil && res.nativeID != "" && !res.dryRun && (p.before == nil || res.caughtUp):
@@ -660,6 +661,11 @@ func (e *Engine) commitWith(j *job, p *plan, outcome change.Outcome, account fun
 	}
 	var done *plan
 	err = e.store.Update(func(tx *store.Tx) error {
+		if j.sent {
+			if err := e.overtaken(tx, p); err != nil {
+				return err
+			}
+		}
 		p2, err := e.redecide(tx, j, p)
 		if err != nil {
 			return err

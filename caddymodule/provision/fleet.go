@@ -319,6 +319,31 @@ func (e *Engine) callsInFlight(tx *store.Tx, j *job, p *plan) error {
 	return nil
 }
 
+// overtaken refuses, in the commit of a change whose calls were made on a shared store, to
+// commit it on top of a change another gateway made to the resource since it was decided
+// (other than in its members): that gateway went ahead because this one's intent had lost
+// its owner (this gateway paused or cut off from etcd past its lease, see ownerGone), so its
+// calls reached the app after these, and the directory, deciding this change again on top
+// of it, would hold the opposite order. The change is answered 503 with Retry-After
+// instead, the directory keeps the other gateway's change (the app's last), and Entra's
+// retry applies this one on top of it in both. A resource deleted meanwhile is left to the
+// commit (404, as in the app).
+func (e *Engine) overtaken(tx *store.Tx, p *plan) error {
+	if p.before == nil || membersOnly(p.events) {
+		return nil
+	}
+	cur, err := tx.Get(p.typ, p.id)
+	if err != nil || cur.Version == p.version || bytes.Equal(cur.Doc, p.beforeDoc) {
+		return nil
+	}
+	return &nativeError{
+		scim: scim.Errorf(http.StatusServiceUnavailable, "",
+			"%s %s was changed through another gateway while this change's calls were made (this gateway's fleet lease lapsed); the directory keeps that change: retry to apply this one on top of it",
+			p.typ, p.id),
+		retryAfter: time.Second,
+	}
+}
+
 // inFlight is the error of a change whose calls another request is making: 503 with
 // Retry-After for Entra, a later attempt without a record for a queued change (a record of
 // its request would close the other gateway's intent).

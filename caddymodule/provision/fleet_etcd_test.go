@@ -2,6 +2,7 @@ package provision
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -276,5 +277,106 @@ func TestFleetPausedGatewayMakesNoCall(t *testing.T) {
 		return err
 	}); err != nil || native != "acct-0001" {
 		t.Fatalf("the directory maps %s to %q (%v)", res.ID, native, err)
+	}
+}
+
+// TestFleetOvertakenChangeIsNotCommitted: gateway A's PATCH has reached the app (title A)
+// when A stalls before its commit, past its lease. Entra's next PATCH through gateway B
+// finds A's intent without a live owner, goes through (the app: title B) and commits. When
+// A resumes, committing its change on top of B's would leave the directory with A's title
+// and the app with B's: A answers 503 instead, and Entra's retry through A applies it on
+// top in both.
+func TestFleetOvertakenChangeIsNotCommitted(t *testing.T) {
+	c := etcdtest.Start(t, 1)
+	app, srv := newNativeApp(t)
+	held, heldSrv := newHeldApp(t, app, "PATCH /accounts/")
+	const prefix = "/fleet-overtaken/"
+	ga, ela, dba := openElectedGateway(t, c.Endpoints(), prefix, 2*time.Second)
+	gb, _, _ := openElectedGateway(t, c.Endpoints(), prefix, 2*time.Second)
+	// A waits for the app's answer as long as it takes.
+	engA, err := New(Config{Store: ga.store, Journal: ga.j, Shared: ga.share, Target: patientTarget(t, heldSrv.URL), SharedStore: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	engB, err := New(Config{Store: gb.store, Journal: gb.j, Shared: gb.share, Target: newTarget(t, srv.URL, false), SharedStore: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	created := createThrough(t, engB, "create", "ada@contoso.example")
+	if created.Err != nil {
+		t.Fatal(created.Err)
+	}
+	id := created.ID
+	var native string
+	if err := gb.store.View(func(tx *store.Tx) error {
+		native, err = tx.NativeID("native/"+scim.UserType, id)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	resA := make(chan *Result, 1)
+	go func() {
+		resA <- patchThrough(t, engA, "patch-a", id, `[{"op":"replace","path":"title","value":"from A"}]`)
+	}()
+	waitOrFail(t, held.acted, "gateway A's PATCH reaching the app")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	owner, err := ela.Owner(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lease, err := strconv.ParseInt(owner, 16, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dba.Client().Revoke(ctx, clientv3.LeaseID(lease)); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if now, err := ela.Owner(ctx); err == nil && now != owner {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("gateway A never noticed that its lease was gone")
+		}
+	}
+	if res := patchThrough(t, engB, "patch-b", id, `[{"op":"replace","path":"title","value":"from B"}]`); res.Err != nil {
+		t.Fatalf("gateway B's PATCH once A's lease was gone: %d %+v", res.Status, res.Err)
+	}
+	held.release()
+	var ra *Result
+	select {
+	case ra = <-resA:
+	case <-time.After(20 * time.Second):
+		t.Fatal("gateway A's PATCH never ended")
+	}
+	title := func() string {
+		var rec *store.Record
+		if err := gb.store.View(func(tx *store.Tx) error {
+			var err error
+			rec, err = tx.Get(scim.UserType, id)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		var doc struct{ Title string }
+		_ = json.Unmarshal(rec.Doc, &doc)
+		return doc.Title
+	}
+	if got, inApp := title(), app.accountOf(native)["title"]; got != inApp {
+		t.Fatalf("after gateway A's late commit (%d %+v) the directory's title is %q, the app's %v", ra.Status, ra.Err, got, inApp)
+	}
+	if ra.Err == nil {
+		return
+	}
+	if ra.Status != http.StatusServiceUnavailable {
+		t.Fatalf("gateway A's overtaken PATCH answered %d %+v, want 503", ra.Status, ra.Err)
+	}
+	if res := patchThrough(t, engA, "patch-a", id, `[{"op":"replace","path":"title","value":"from A"}]`); res.Err != nil {
+		t.Fatalf("Entra's retry through A: %d %+v", res.Status, res.Err)
+	}
+	if got, inApp := title(), app.accountOf(native)["title"]; got != "from A" || inApp != "from A" {
+		t.Fatalf("after Entra's retry the directory's title is %q, the app's %v", got, inApp)
 	}
 }

@@ -29,6 +29,9 @@ type job struct {
 	part   *part
 	locked bool
 	whole  bool // decided whole, not split: the policy's decision on a change applied in parts
+	// sent: on a shared store, the change's calls were made; its commit refuses to land on
+	// a change another gateway made to the resource meanwhile (overtaken).
+	sent bool
 }
 
 // plan is a change decided for one request against the stored state: what the directory
