@@ -402,6 +402,7 @@ func (e *Engine) deliver(j *job, p *plan, d policy.Decision) (*plan, error) {
 		p.addedKnown = res.addedSent
 	}
 	j.sent = e.fleet && !res.dryRun
+	p.roleLists = res.roleLists
 	done, err := e.commit(j, p, outcome)
 	switch {
 	case err != nil && res.nativeID != "" && !res.dryRun && (p.before == nil || res.caughtUp):
@@ -663,6 +664,9 @@ func (e *Engine) commitWith(j *job, p *plan, outcome change.Outcome, account fun
 	err = e.store.Update(func(tx *store.Tx) error {
 		if j.sent {
 			if err := e.overtaken(tx, p); err != nil {
+				return err
+			}
+			if err := e.rolesMoved(tx, p); err != nil {
 				return err
 			}
 		}

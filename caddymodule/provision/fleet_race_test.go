@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -20,14 +21,14 @@ import (
 // path prefix is held (the app has acted on it) until released, as a gateway whose call is
 // still in flight, or that has not committed its outcome yet.
 type heldApp struct {
-	app      *nativeApp
+	app      http.Handler
 	match    string
 	once     sync.Once
 	acted    chan struct{}
 	released chan struct{}
 }
 
-func newHeldApp(t *testing.T, app *nativeApp, match string) (*heldApp, *httptest.Server) {
+func newHeldApp(t *testing.T, app http.Handler, match string) (*heldApp, *httptest.Server) {
 	h := &heldApp{app: app, match: match, acted: make(chan struct{}), released: make(chan struct{})}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
@@ -314,4 +315,53 @@ func TestFleetQueuedChangeWaitsForImmediateCalls(t *testing.T) {
 	if inApp := app.accountOf(native)["title"]; !strings.Contains(string(stored.Doc), fmt.Sprintf(`"title":%q`, inApp)) {
 		t.Fatalf("the directory holds %s, the app title %v", stored.Doc, inApp)
 	}
+}
+
+// TestFleetRolesOfOneUserThroughTwoGateways: groups are roles. Gateway A adds ada to Admins
+// (its PUT of ada's roles has reached the app, uncommitted) while gateway B adds her to
+// Billing: each gateway locks ada's list for itself only, so B's list lacks Admins and the
+// app holds B's while the directory holds both. A's commit finds ada's other groups changed
+// since it read them and answers 503; Entra's retry sends the whole list. The app ends with
+// the roles the directory gives.
+func TestFleetRolesOfOneUserThroughTwoGateways(t *testing.T) {
+	app, srv := newRoleApp(t)
+	held, heldSrv := newHeldApp(t, app, "PUT /users/")
+	r := newRig(t, rigOptions{target: newMappedTarget(t, srv.URL, roleMapping)})
+	a := r.fleetGateway(newMappedTarget(t, heldSrv.URL, roleMapping), nil)
+	b := r.fleetGateway(newMappedTarget(t, srv.URL, roleMapping), nil)
+	ada := r.mustCreate(scim.UserType, user("ada@contoso.example"))
+	admins, billing := r.mustCreate(scim.GroupType, group("Admins")), r.mustCreate(scim.GroupType, group("Billing"))
+	add := func(eng *Engine, id, g string) *Result {
+		return eng.Apply(Request{ID: id, Client: "entra"}, &Op{Action: change.ActionPatch, Type: scim.GroupType, ID: g,
+			Patch: patchOps(t, entraDialects[0].add(ada)), Status: http.StatusNoContent})
+	}
+	resA := make(chan *Result, 1)
+	go func() { resA <- add(a, "add-admins", admins) }()
+	waitOrFail(t, held.acted, "gateway A's roles reaching the app")
+	if res := add(b, "add-billing", billing); res.Err != nil {
+		t.Fatalf("gateway B's member add: %d %+v", res.Status, res.Err)
+	}
+	held.release()
+	var ra *Result
+	select {
+	case ra = <-resA:
+	case <-time.After(20 * time.Second):
+		t.Fatal("gateway A's member add never ended")
+	}
+	if ra.Err != nil { // Entra's retry
+		if ra.Status != http.StatusServiceUnavailable {
+			t.Fatalf("gateway A's member add: %d %+v", ra.Status, ra.Err)
+		}
+		if ra = add(a, "add-admins", admins); ra.Err != nil {
+			t.Fatalf("Entra's retry through A: %d %+v", ra.Status, ra.Err)
+		}
+	}
+	var want []string
+	for g, role := range map[string]string{admins: "role_admin", billing: "role_billing"} {
+		if slices.Contains(r.members(g), ada) {
+			want = append(want, role)
+		}
+	}
+	slices.Sort(want)
+	r.wantRoles(app, map[string][]string{ada: want})
 }

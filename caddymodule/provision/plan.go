@@ -48,6 +48,9 @@ type plan struct {
 	beforeDoc []byte
 	after     scim.Resource // nil on delete; with its id
 
+	// roleLists are the users' lists of roles the change's calls sent (groups as roles).
+	roleLists []roleJob
+
 	events  []change.Event
 	changes []journal.Change // the attribute changes (diff of before and after), computed once
 	changed []string         // the top-level attributes they touch
