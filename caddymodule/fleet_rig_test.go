@@ -182,8 +182,10 @@ type gwFleet struct {
 	// readStaleness is the store's read_staleness (0: not set), set before the gateways
 	// start.
 	readStaleness time.Duration
-	gws           []*fleetGateway
-	client        *http.Client
+	// together starts every gateway at once on the empty store (set before they start).
+	together bool
+	gws      []*fleetGateway
+	client   *http.Client
 }
 
 // fleetGateway is one gateway child process. Its address stays the same across restarts.
@@ -213,7 +215,7 @@ func startFleetWith(t testing.TB, n int, policyDir string, bolt bool) *gwFleet {
 func startFleetOf(t testing.TB, n int, f *gwFleet, bolt bool) *gwFleet {
 	t.Helper()
 	*f = gwFleet{
-		t: t, app: startFleetApp(t), policyDir: f.policyDir, delivery: f.delivery, readStaleness: f.readStaleness,
+		t: t, app: startFleetApp(t), policyDir: f.policyDir, delivery: f.delivery, readStaleness: f.readStaleness, together: f.together,
 		client: &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}},
 	}
 	if bolt && n != 1 {
@@ -234,10 +236,16 @@ func startFleetOf(t testing.TB, n int, f *gwFleet, bolt bool) *gwFleet {
 		}
 		f.gws = append(f.gws, g)
 	}
-	// The first gateway creates the store's layout alone; the others then start together.
-	f.start(0)
+	// The first gateway creates the store's layout alone (unless together); the others then
+	// start together.
+	first := 1
+	if f.together {
+		first = 0
+	} else {
+		f.start(0)
+	}
 	var wg sync.WaitGroup
-	for i := 1; i < n; i++ {
+	for i := first; i < n; i++ {
 		wg.Go(func() { f.start(i) })
 	}
 	wg.Wait()

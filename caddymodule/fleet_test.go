@@ -249,11 +249,16 @@ type fleetUserLog struct {
 	acked     bool         // a create was answered 201 (or the retry found it created)
 	lastAcked int          // the highest title number answered 2xx
 	attempted map[int]bool // title numbers sent without a 2xx answer
+	// lostRound is 1 + the round in which an update of the user went to that round's victim
+	// without an answer (0: none).
+	lostRound int
 }
 
 // TestFleetSIGKILLMidWrite kills one of three gateways with SIGKILL while all three take
-// creates and updates, round after round. The survivors keep answering 2xx, and every
-// 2xx-answered create and update is in the directory (on every gateway) and at the app.
+// creates and updates, round after round. The survivors keep answering 2xx (an update of a
+// user the victim was updating when it was killed: 503 with Retry-After until the victim's
+// lease is gone, then 2xx), and every 2xx-answered create and update is in the directory
+// (on every gateway) and at the app.
 // Entra retries each create that got no answer through a survivor, and the app receives
 // exactly one create call per user: an account the killed gateway created without
 // committing is adopted, not created again. The journal verifies as one chain with one
@@ -295,8 +300,24 @@ func TestFleetSIGKILLMidWrite(t *testing.T) {
 						sent++
 						mu.Unlock()
 						wasKilled := killed.Load()
-						r := f.do(target, http.MethodPatch, "/Users/"+u.id, fleetPatch("title", fmt.Sprintf(`"t-%d"`, n)))
+						body := fleetPatch("title", fmt.Sprintf(`"t-%d"`, n))
+						r := f.do(target, http.MethodPatch, "/Users/"+u.id, body)
 						mu.Lock()
+						lost := u.lostRound == round+1
+						mu.Unlock()
+						// An update the victim was making when it was killed holds the user
+						// until its lease is gone (lease_ttl 3s): another gateway answers 503
+						// with Retry-After meanwhile, never calling the app beside it, and
+						// Entra retries.
+						for wait := 0; lost && target != victim && r.status == http.StatusServiceUnavailable && r.retryAfter != "" && wait < 6; wait++ {
+							secs, _ := strconv.Atoi(r.retryAfter)
+							time.Sleep(time.Duration(min(max(secs, 1), 5)) * time.Second)
+							r = f.do(target, http.MethodPatch, "/Users/"+u.id, body)
+						}
+						mu.Lock()
+						if target == victim && (r.err != nil || r.status != http.StatusOK && r.status != http.StatusNoContent) {
+							u.lostRound = round + 1
+						}
 						if r.err == nil && (r.status == http.StatusOK || r.status == http.StatusNoContent) {
 							delete(u.attempted, n)
 							for k := range u.attempted {

@@ -558,6 +558,15 @@ func (e *Etcd) Owner(ctx context.Context) (string, error) {
 	return strconv.FormatInt(int64(s.id), 16), nil
 }
 
+// Owns reports whether owner is the id of this process's lease and the lease is still
+// valid (within its local deadline, not given up): no network call.
+func (e *Etcd) Owns(owner string) bool {
+	e.mu.Lock()
+	s := e.sess
+	e.mu.Unlock()
+	return s != nil && owner != "" && strconv.FormatInt(int64(s.id), 16) == owner && s.valid()
+}
+
 // Alive asks etcd whether the lease owner names still exists: a gateway that died (or lost
 // its lease) has none within the lease's TTL.
 func (e *Etcd) Alive(ctx context.Context, owner string) (bool, error) {

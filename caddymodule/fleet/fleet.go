@@ -54,6 +54,12 @@ type Elector interface {
 	// Alive reports whether the gateway named owner still holds its lease: a dead one's
 	// intents need not wait for their time bound. Solo: always true.
 	Alive(ctx context.Context, owner string) (bool, error)
+	// Owns reports whether owner (as Owner returned it) still names this process's lease,
+	// cheaply and without a network call: it turns false, for good, before that lease can
+	// have expired on the etcd server, that is before another gateway's Alive can report
+	// it dead. A call made for an intent that names owner checks it right before it goes
+	// (see OwnerGuard). Solo: true for "".
+	Owns(owner string) bool
 	// Close resigns every job and releases the elector's resources; Runs still going end.
 	Close() error
 }
@@ -91,9 +97,25 @@ type guardKey struct{}
 
 // WithGuard returns ctx carrying held, which Check consults: the context an Elector hands
 // to a job's work carries one (whether the term still holds); work run on another
-// process's behalf may carry its own.
+// process's behalf may carry its own. A guard ctx carries already still counts: Check
+// fails when either says no.
 func WithGuard(ctx context.Context, held func() bool) context.Context {
+	if outer, ok := ctx.Value(guardKey{}).(func() bool); ok {
+		inner := held
+		held = func() bool { return outer() && inner() }
+	}
 	return context.WithValue(ctx, guardKey{}, held)
+}
+
+// OwnerGuard returns ctx guarded (WithGuard) by el.Owns(owner): the calls of an intent
+// that names owner go only while this process still holds that lease, since once it is
+// gone another gateway may take the intent over (look the account up, create it) and a
+// paused or partitioned gateway resuming its calls would act twice. ctx itself for no owner.
+func OwnerGuard(ctx context.Context, el Elector, owner string) context.Context {
+	if el == nil || owner == "" {
+		return ctx
+	}
+	return WithGuard(ctx, func() bool { return el.Owns(owner) })
 }
 
 // Check returns ErrNotHolder when ctx is (derived from) the context an Elector handed to a
@@ -136,6 +158,9 @@ func (s *Solo) Owner(context.Context) (string, error) { return "", nil }
 
 // Alive is always true for Solo.
 func (s *Solo) Alive(context.Context, string) (bool, error) { return true, nil }
+
+// Owns is true for "", the only owner Solo names.
+func (s *Solo) Owns(owner string) bool { return owner == "" }
 
 // EtcdStore is what a store backed by etcd offers for elections (kv/etcdkv.DB does): its
 // client and the key prefix it keeps its data under.

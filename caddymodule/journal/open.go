@@ -138,6 +138,8 @@ type IntentFilter struct {
 	ResourceType string
 	// Subject is compared case-insensitively (userNames and displayNames are unique so).
 	Subject string
+	// SCIMID selects the intents of one resource.
+	SCIMID string
 	// NotRequestID leaves out the intent of this request.
 	NotRequestID string
 }
@@ -154,6 +156,7 @@ func (j *Journal) OpenIntentsMatching(tx kv.Tx, target string, f IntentFilter) (
 		}
 		// The subject first: it rules out most intents with one read.
 		return (f.Subject == "" || strings.EqualFold(gjson.GetBytes(raw, "subject").Str, f.Subject)) &&
+			(f.SCIMID == "" || gjson.GetBytes(raw, "scim_id").Str == f.SCIMID) &&
 			(f.Action == "" || gjson.GetBytes(raw, "action").Str == string(f.Action)) &&
 			(f.ResourceType == "" || gjson.GetBytes(raw, "resource_type").Str == f.ResourceType)
 	})

@@ -403,6 +403,8 @@ func (e *Engine) deliver(j *job, p *plan, d policy.Decision) (*plan, error) {
 	if !res.dryRun {
 		p.addedKnown = res.addedSent
 	}
+	j.sent = e.fleet && !res.dryRun
+	p.roleLists = res.roleLists
 	done, err := e.commit(j, p, outcome)
 	switch {
 	case err != nil && res.nativeID != "" && !res.dryRun && (p.before == nil || res.caughtUp):
@@ -461,10 +463,11 @@ func (e *Engine) sendOnce(j *job, p *plan, d policy.Decision) (*syncResult, erro
 	ctx, cancel := e.flowContext(j.req.ctx())
 	defer cancel()
 	if !e.target.DryRun && e.anyMapped(np) {
-		intent, err := e.prepareIntent(ctx, j, e.catchesUp(np))
+		intent, owner, err := e.prepareIntent(ctx, j, e.catchesUp(np))
 		if err != nil {
 			return nil, err
 		}
+		ctx = e.ownerGuard(ctx, owner)
 		err = e.store.Update(func(tx *store.Tx) error {
 			if err := e.claimIntent(tx, j, p); err != nil {
 				return err
@@ -580,8 +583,9 @@ func (e *Engine) shape(j *job, p *plan, d policy.Decision) (*plan, bool, error) 
 }
 
 // prepareIntent prepares the record of j's intent (outcome pending), owned by this gateway
-// on a shared store; creates says that the calls make the resource's account.
-func (e *Engine) prepareIntent(ctx context.Context, j *job, creates bool) (*journal.Prepared, error) {
+// on a shared store (owner: its lease, "" otherwise; the intent's calls go only while it
+// holds, see ownerGuard); creates says that the calls make the resource's account.
+func (e *Engine) prepareIntent(ctx context.Context, j *job, creates bool) (*journal.Prepared, string, error) {
 	rec := e.record(j.req, j.trail, change.Pending, 0, "")
 	if creates && !change.Has(rec.Events, change.Create) {
 		// A change that makes the resource's account (catchUp): its intent says so, so that
@@ -589,9 +593,10 @@ func (e *Engine) prepareIntent(ctx context.Context, j *job, creates bool) (*jour
 		rec.Events = append([]change.Event{change.Create}, rec.Events...)
 	}
 	if err := e.ownIntent(ctx, rec); err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	return e.journal.Prepare(rec)
+	prepared, err := e.journal.Prepare(rec)
+	return prepared, rec.Owner, err
 }
 
 // afterCalls completes a change's calls: the trail gets them and why some were not made;
@@ -659,6 +664,14 @@ func (e *Engine) commitWith(j *job, p *plan, outcome change.Outcome, account fun
 	}
 	var done *plan
 	err = e.store.Update(func(tx *store.Tx) error {
+		if j.sent {
+			if err := e.overtaken(tx, p); err != nil {
+				return err
+			}
+			if err := e.rolesMoved(tx, p); err != nil {
+				return err
+			}
+		}
 		p2, err := e.redecide(tx, j, p)
 		if err != nil {
 			return err

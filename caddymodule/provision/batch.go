@@ -65,6 +65,7 @@ type batchItem struct {
 	clears bool // it clears a manager deleted earlier (see shape)
 	item   mapping.BatchItem
 	intent *journal.Prepared
+	owner  string // the lease its intent names ("" on a store only this gateway writes)
 
 	res    *syncResult // the calls' result, when delivered
 	err    error       // how it failed (nil: delivered)
@@ -156,6 +157,15 @@ func (e *Engine) sendBatch(ctx context.Context, items []*batchItem, reports []ou
 	if len(items) == 0 {
 		return alone
 	}
+	// The batch call and the items' later calls go only while every intent's lease holds
+	// (one lease, unless it changed between two intents).
+	owners := map[string]bool{}
+	for _, it := range items {
+		if !owners[it.owner] {
+			owners[it.owner] = true
+			ctx = e.ownerGuard(ctx, it.owner)
+		}
+	}
 	bitems := make([]mapping.BatchItem, len(items))
 	for k, it := range items {
 		bitems[k] = it.item
@@ -185,12 +195,12 @@ func (e *Engine) sendBatch(ctx context.Context, items []*batchItem, reports []ou
 func (e *Engine) journalIntents(ctx context.Context, items []*batchItem) (kept []*batchItem, alone []int) {
 	var ready []*batchItem
 	for _, it := range items {
-		intent, err := e.prepareIntent(ctx, it.j, false)
+		intent, owner, err := e.prepareIntent(ctx, it.j, false)
 		if err != nil {
 			alone = append(alone, it.at)
 			continue
 		}
-		it.intent = intent
+		it.intent, it.owner = intent, owner
 		ready = append(ready, it)
 	}
 	for _, chunk := range e.txnChunks(ready, func(*batchItem) int { return 4 }) {

@@ -1,6 +1,7 @@
 package provision
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/scimgate/scimgate/caddymodule/change"
+	"github.com/scimgate/scimgate/caddymodule/fleet"
 	"github.com/scimgate/scimgate/caddymodule/journal"
 	"github.com/scimgate/scimgate/caddymodule/kv"
 	"github.com/scimgate/scimgate/caddymodule/outbox"
@@ -114,6 +116,19 @@ func (e *Engine) ownIntent(ctx context.Context, rec *journal.Record) error {
 	return nil
 }
 
+// ownerGuard returns the context of the calls of an intent that names owner: on a shared
+// store they go only while this gateway still holds that lease (fleet.OwnerGuard; the
+// legacy client checks right before each call). Other gateways take an intent whose lease
+// is gone over at once (ownerGone): a gateway paused or cut off from etcd past its lease
+// between its intent and its calls would otherwise make them after another gateway looked
+// the account up and made it, and the app would hold two.
+func (e *Engine) ownerGuard(ctx context.Context, owner string) context.Context {
+	if !e.fleet || e.shared.elector == nil {
+		return ctx
+	}
+	return fleet.OwnerGuard(ctx, e.shared.elector, owner)
+}
+
 // ownerGone reports whether the gateway that journaled intent in is known dead: its lease
 // is gone. Unknown (no owner, our own, etcd unreachable): false, and the time bound decides.
 func (e *Engine) ownerGone(in *journal.Record) bool {
@@ -171,17 +186,22 @@ func (e *Engine) otherCreate(tx *store.Tx, j *job, p *plan) (*journal.Record, er
 }
 
 // claimIntent checks, in the transaction that journals a change's intent on a shared
-// store, that no other gateway has claimed the same calls since the change was decided: a
-// create of the same name by another request, or the same queued change (its request) being
-// delivered. The store commits the check and the intent together (serializably on etcd),
-// so of two gateways racing for the same calls one journals its intent and the other
-// backs off (inFlight) before any call.
+// store, that no other gateway has claimed the same calls since the change was decided, or
+// calls that would race them at the app: a create of the same name by another request, or
+// the same queued change (its request) being delivered; another request's change of the same
+// resource still in flight (each gateway locks a resource for itself only: the app could
+// apply the two in one order and the directory commit them in the other); a create of, or a
+// rename to, the name this change gives (the app would get two accounts of one name). The
+// store commits the check and the intent together (serializably on etcd), so of two
+// gateways racing for the same calls one journals its intent and the other backs off
+// (inFlight) before any call. It also refuses a change decided on a resource that another
+// gateway has changed since (the calls would carry what the resource was), and a name
+// another gateway's change has taken since (409, as the decision would have answered).
 func (e *Engine) claimIntent(tx *store.Tx, j *job, p *plan) error {
 	if !e.fleet {
 		return nil
 	}
-	switch {
-	case j.trail.Action == change.ActionDeliver:
+	if j.trail.Action == change.ActionDeliver {
 		in, err := e.journal.OpenIntent(tx.KV(), e.target.Name, j.req.ID)
 		if err != nil || in == nil {
 			return err
@@ -191,15 +211,137 @@ func (e *Engine) claimIntent(tx *store.Tx, j *job, p *plan) error {
 			scim:       scim.Errorf(http.StatusServiceUnavailable, "", "a delivery of request %s is in progress through another gateway", j.req.ID),
 			retryAfter: max(left, time.Second),
 		}}
-	case p.before == nil && p.after != nil:
-		in, err := e.otherCreate(tx, j, p)
-		if err != nil || in == nil {
+	}
+	if p.before != nil && !membersOnly(p.events) {
+		if err := e.resourceInFlight(tx, j, p); err != nil {
 			return err
 		}
-		_, left := e.staleIntent(in, e.now())
-		return createBusy(SubjectOf(p.typ, p.after), left)
+	}
+	name := renamedTo(p, nil)
+	if p.before == nil && p.after != nil {
+		name = SubjectOf(p.typ, p.after)
+	}
+	if name == "" {
+		return nil
+	}
+	if err := checkUnique(tx, p.typ, p.id, name); err != nil {
+		return err
+	}
+	if p.before == nil {
+		if in, err := e.otherCreate(tx, j, p); err != nil || in != nil {
+			if err != nil {
+				return err
+			}
+			_, left := e.staleIntent(in, e.now())
+			return createBusy(name, left)
+		}
+	}
+	// A rename to the name (or, for a rename, a create of it) in flight.
+	open, err := e.journal.OpenIntentsMatching(tx.KV(), e.target.Name,
+		journal.IntentFilter{ResourceType: p.typ, Subject: name, NotRequestID: j.req.ID})
+	if err != nil {
+		return err
+	}
+	for i := range open {
+		if open[i].SCIMID != p.id {
+			_, left := e.staleIntent(&open[i], e.now())
+			return createBusy(name, left)
+		}
 	}
 	return nil
+}
+
+// membersOnly reports whether events change only a group's members: such changes of one
+// group through several gateways touch different edges and calls, and go at once.
+func membersOnly(events []change.Event) bool {
+	for _, ev := range events {
+		if ev != change.AddMembers && ev != change.RemoveMembers {
+			return false
+		}
+	}
+	return len(events) > 0
+}
+
+// resourceInFlight refuses, in p's claim on a shared store, a change of a resource that
+// another request is changing now through another gateway (a live intent of the resource
+// whose calls are not all member changes; a dead gateway's is superseded), or that another
+// gateway changed after p was decided (other than in its members): 503 with Retry-After,
+// before any call, and Entra's retry is decided on the resource as it is then.
+func (e *Engine) resourceInFlight(tx *store.Tx, j *job, p *plan) error {
+	if err := e.callsInFlight(tx, j, p); err != nil {
+		return err
+	}
+	cur, err := tx.Get(p.typ, p.id)
+	if errors.Is(err, store.ErrNotFound) {
+		return scim.NotFound("%s %s not found", p.typ, p.id)
+	}
+	if err != nil {
+		return err
+	}
+	if cur.Version != p.version && !bytes.Equal(cur.Doc, p.beforeDoc) {
+		if err := checkIfMatch(j.op.IfMatch, cur.Version); err != nil {
+			return err // 412: the client's precondition no longer holds
+		}
+		return &inFlight{&nativeError{
+			scim: scim.Errorf(http.StatusServiceUnavailable, "", "%s %s was changed through another gateway while this change was decided; retry",
+				p.typ, p.id),
+			retryAfter: time.Second,
+		}}
+	}
+	return nil
+}
+
+// callsInFlight refuses (inFlight: 503 with Retry-After) a change of resource p while
+// another request's calls for it, other than member changes, are in flight through another
+// gateway: a live intent of the resource. Nothing on a store only this gateway writes (its
+// resource lock orders the changes) and for a change of members only.
+func (e *Engine) callsInFlight(tx *store.Tx, j *job, p *plan) error {
+	if !e.fleet || p.before == nil || membersOnly(p.events) {
+		return nil
+	}
+	open, err := e.journal.OpenIntentsMatching(tx.KV(), e.target.Name,
+		journal.IntentFilter{ResourceType: p.typ, SCIMID: p.id, NotRequestID: j.req.ID})
+	if err != nil {
+		return err
+	}
+	for i := range open {
+		if membersOnly(open[i].Events) {
+			continue
+		}
+		if stale, left := e.staleIntent(&open[i], e.now()); !stale {
+			return &inFlight{&nativeError{
+				scim: scim.Errorf(http.StatusServiceUnavailable, "", "a change of %s %s is in progress through another gateway; retry later",
+					p.typ, p.id),
+				retryAfter: max(left.Round(time.Second), time.Second),
+			}}
+		}
+	}
+	return nil
+}
+
+// overtaken refuses, in the commit of a change whose calls were made on a shared store, to
+// commit it on top of a change another gateway made to the resource since it was decided
+// (other than in its members): that gateway went ahead because this one's intent had lost
+// its owner (this gateway paused or cut off from etcd past its lease, see ownerGone), so its
+// calls reached the app after these, and the directory, deciding this change again on top
+// of it, would hold the opposite order. The change is answered 503 with Retry-After
+// instead, the directory keeps the other gateway's change (the app's last), and Entra's
+// retry applies this one on top of it in both. A resource deleted meanwhile is left to the
+// commit (404, as in the app).
+func (e *Engine) overtaken(tx *store.Tx, p *plan) error {
+	if p.before == nil || membersOnly(p.events) {
+		return nil
+	}
+	cur, err := tx.Get(p.typ, p.id)
+	if err != nil || cur.Version == p.version || bytes.Equal(cur.Doc, p.beforeDoc) {
+		return nil
+	}
+	return &nativeError{
+		scim: scim.Errorf(http.StatusServiceUnavailable, "",
+			"%s %s was changed through another gateway while this change's calls were made (this gateway's fleet lease lapsed); the directory keeps that change: retry to apply this one on top of it",
+			p.typ, p.id),
+		retryAfter: time.Second,
+	}
 }
 
 // inFlight is the error of a change whose calls another request is making: 503 with

@@ -48,6 +48,7 @@ type syncResult struct {
 	noRole      string
 	roleNotes   []string
 	rolesSent   int
+	roleLists   []roleJob // the users' lists sent (for rolesMoved)
 	unlocks     []func()
 }
 

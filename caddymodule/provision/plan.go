@@ -29,6 +29,9 @@ type job struct {
 	part   *part
 	locked bool
 	whole  bool // decided whole, not split: the policy's decision on a change applied in parts
+	// sent: on a shared store, the change's calls were made; its commit refuses to land on
+	// a change another gateway made to the resource meanwhile (overtaken).
+	sent bool
 }
 
 // plan is a change decided for one request against the stored state: what the directory
@@ -44,6 +47,9 @@ type plan struct {
 	// commit compares it to tell whether the change must be decided again (redecide).
 	beforeDoc []byte
 	after     scim.Resource // nil on delete; with its id
+
+	// roleLists are the users' lists of roles the change's calls sent (groups as roles).
+	roleLists []roleJob
 
 	events  []change.Event
 	changes []journal.Change // the attribute changes (diff of before and after), computed once

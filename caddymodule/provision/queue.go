@@ -113,6 +113,12 @@ func (e *Engine) enqueue(j *job, p *plan, d policy.Decision) (*plan, error) {
 	}
 	var task *outbox.Task
 	done, err := e.commitWith(j, p, change.Queued, func(tx *store.Tx, _, p2 *plan) error {
+		// Queued behind another gateway's calls for the resource, still in flight and
+		// committed after this, the task would reach the app after them while the
+		// directory holds their change after this one: Entra retries once they are done.
+		if err := e.callsInFlight(tx, j, p2); err != nil {
+			return err
+		}
 		t, err := e.taskOf(j, p2, d)
 		if err != nil {
 			return err

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"sort"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -61,6 +62,9 @@ type roleJob struct {
 	id, nativeID string
 	user         scim.Resource
 	roles        []string
+	// others are the roles the user's other groups gave when the list was read: on a
+	// shared store the commit checks that they still do (rolesMoved).
+	others []string
 }
 
 // syncRoles makes the native calls of a change of a group that is a role: find the role
@@ -124,7 +128,35 @@ func (e *Engine) syncRoles(ctx context.Context, p *plan, res *syncResult) error 
 	if err != nil {
 		return err
 	}
-	return e.sendRoles(ctx, p, jobs, res)
+	if err := e.sendRoles(ctx, p, jobs, res); err != nil {
+		return err
+	}
+	res.roleLists = jobs
+	return nil
+}
+
+// rolesMoved refuses, in the commit of a change of a group that is a role on a shared
+// store, a change that sent a user's list of roles while another gateway changed the
+// user's other groups: the role locks are this gateway's only, so the two lists were read
+// each without the other's change, and the app holds the one sent last while the
+// directory holds both. The change is answered 503 with Retry-After (the directory keeps
+// the other's), and Entra's retry sends the list with both.
+func (e *Engine) rolesMoved(tx *store.Tx, p *plan) error {
+	for _, j := range p.roleLists {
+		cur, err := e.rolesOfUser(tx, j.id, p.id)
+		if err != nil {
+			return err
+		}
+		if !slices.Equal(sortedSet(cur), j.others) {
+			return &nativeError{
+				scim: scim.Errorf(http.StatusServiceUnavailable, "",
+					"the groups of user %s changed through another gateway while this change sent the user's roles to %s; retry to send them again",
+					j.id, e.target.Name),
+				retryAfter: time.Second,
+			}
+		}
+	}
+	return nil
 }
 
 // findRole finds the role the group p leaves stands for: by the table, or by the groups
@@ -203,10 +235,11 @@ func (e *Engine) roleJobs(p *plan, newRole string, users []string, res *syncResu
 			if err != nil {
 				return err
 			}
+			others := sortedSet(list)
 			if member && newRole != "" {
 				list = append(list, newRole)
 			}
-			jobs = append(jobs, roleJob{id: u, nativeID: native, user: withID(doc, u), roles: sortedSet(list)})
+			jobs = append(jobs, roleJob{id: u, nativeID: native, user: withID(doc, u), roles: sortedSet(list), others: others})
 		}
 		return nil
 	})
