@@ -4,10 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"net/http"
-	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -17,6 +14,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/scimgate/scimgate/caddymodule/change"
+	"github.com/scimgate/scimgate/caddymodule/internal/regfile"
 	"github.com/scimgate/scimgate/caddymodule/scim"
 )
 
@@ -87,40 +85,19 @@ type resourceMapping struct {
 // {env.DEMO_KEY} in header values, once, here; nil leaves header values as written.
 func Load(path string, resolve func(string) (string, error)) (*Mapping, error) {
 	name := filepath.Base(path)
-	// Stat before opening: opening a FIFO waits for a writer, and would hold the load (a
-	// reload, a preview) for ever; a device would be read to the size limit.
-	info, err := os.Stat(path)
-	if err == nil && !info.Mode().IsRegular() {
-		err = fmt.Errorf("%s is not a regular file (%s): name the mapping's JSON file", path, fileKind(info.Mode()))
+	data, err := regfile.Read(path, MaxFileSize)
+	var notRegular *regfile.NotRegularError
+	var tooLarge *regfile.TooLargeError
+	switch {
+	case errors.As(err, &notRegular):
+		err = fmt.Errorf("%w: name the mapping's JSON file", err)
+	case errors.As(err, &tooLarge):
+		return nil, &LoadError{File: name, Err: fmt.Errorf("the mapping is larger than %d bytes", MaxFileSize)}
 	}
-	if err != nil {
-		return nil, &LoadError{File: name, Err: fmt.Errorf("reading the mapping: %w", err)}
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, &LoadError{File: name, Err: fmt.Errorf("reading the mapping: %w", err)}
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
 	if err != nil {
 		return nil, &LoadError{File: name, Err: fmt.Errorf("reading the mapping: %w", err)}
 	}
 	return Parse(name, data, resolve)
-}
-
-// fileKind names a file mode that is not a regular file.
-func fileKind(m fs.FileMode) string {
-	switch {
-	case m.IsDir():
-		return "a directory"
-	case m&fs.ModeNamedPipe != 0:
-		return "a named pipe"
-	case m&fs.ModeSocket != 0:
-		return "a socket"
-	case m&fs.ModeDevice != 0:
-		return "a device"
-	}
-	return m.Type().String()
 }
 
 // Parse compiles a mapping from data; name is used in error messages (the file name).

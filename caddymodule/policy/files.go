@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -16,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/open-policy-agent/opa/v1/util"
+	"github.com/scimgate/scimgate/caddymodule/internal/regfile"
 )
 
 // sourceKind says how a loaded file is used.
@@ -146,57 +146,16 @@ const maxSourceBytes = 64 << 20
 // maxSourceBytes: a FIFO or a device (a `data /dev/stdin`) would hang the load, or read
 // until memory runs out (/dev/zero), holding Caddy's config load with it.
 func readSource(name string) ([]byte, error) {
-	notFile := func(m fs.FileMode) error {
-		return fmt.Errorf("%s is not a regular file (%s): name a JSON or YAML file", name, fileKind(m))
-	}
-	// Stat before opening: opening a FIFO blocks until something writes to it.
-	info, err := os.Stat(name)
-	if err != nil {
-		return nil, err
-	}
-	if !info.Mode().IsRegular() {
-		return nil, notFile(info.Mode())
-	}
-	f, err := os.Open(name)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	if info, err = f.Stat(); err != nil {
-		return nil, err
-	}
-	if !info.Mode().IsRegular() {
-		return nil, notFile(info.Mode()) // replaced since
-	}
-	tooLarge := func(n int64) error {
-		return fmt.Errorf("%s is %d bytes, more than the %d MiB a policy file may hold: name the right file, or keep large data out of the policy", name, n, maxSourceBytes>>20)
-	}
-	if info.Size() > maxSourceBytes {
-		return nil, tooLarge(info.Size())
-	}
-	bs, err := io.ReadAll(io.LimitReader(f, maxSourceBytes+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(bs) > maxSourceBytes {
-		return nil, tooLarge(int64(len(bs))) // it grew while it was read
-	}
-	return bs, nil
-}
-
-// fileKind names a file mode that is not a regular file.
-func fileKind(m fs.FileMode) string {
+	bs, err := regfile.Read(name, maxSourceBytes)
+	var notRegular *regfile.NotRegularError
+	var tooLarge *regfile.TooLargeError
 	switch {
-	case m.IsDir():
-		return "a directory"
-	case m&fs.ModeNamedPipe != 0:
-		return "a named pipe"
-	case m&fs.ModeSocket != 0:
-		return "a socket"
-	case m&fs.ModeDevice != 0:
-		return "a device"
+	case errors.As(err, &notRegular):
+		return nil, fmt.Errorf("%w: name a JSON or YAML file", err)
+	case errors.As(err, &tooLarge):
+		return nil, fmt.Errorf("%s is %d bytes, more than the %d MiB a policy file may hold: name the right file, or keep large data out of the policy", name, tooLarge.Size, maxSourceBytes>>20)
 	}
-	return m.Type().String()
+	return bs, err
 }
 
 // classify says whether a file name is a policy or a mounted data file.
