@@ -104,7 +104,9 @@ func (e *Engine) decidePolicy(j *job, p *plan) verdict {
 		// A repair changes no attribute of the directory's resource, but it sends the app
 		// these: a guardrail that keeps attributes from the app (attribute_allowlist) judges
 		// them as it judges Entra's changes, so a repair cannot clear what it keeps out.
-		in.Changed = slices.Clone(p.changed)
+		in.Changed = slices.DeleteFunc(slices.Clone(p.changed), func(c string) bool {
+			return strings.EqualFold(c, "id") || strings.EqualFold(c, "schemas") || strings.EqualFold(c, "meta")
+		})
 	}
 	lastHour, release, err := e.stats.reserve(p.events)
 	if err != nil {

@@ -45,22 +45,25 @@ func TestReconcileComparesWhatThePolicyLetsThrough(t *testing.T) {
 	r.app.call("PATCH", "/api/v1/accounts/"+r.nativeID(scim.UserType, ids[3]), `{"org":{"title":"Boss"}}`, 200)
 	r.app.call("PATCH", "/api/v1/accounts/"+r.nativeID(scim.UserType, bare), `{"org":{"title":"Own"}}`, 200)
 	r.app.call("PATCH", "/api/v1/accounts/"+r.nativeID(scim.UserType, ids[5]), `{"person":{"first":"Mallory"}}`, 200)
+	r.app.call("DELETE", "/api/v1/accounts/"+r.nativeID(scim.UserType, ids[7]), "", 204)
 
 	rc := r.reconciler(Options{})
 	rep, err := rc.Run(context.Background(), true, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := keys(rep), []string{"drifted User a05@example.com"}; !slices.Equal(got, want) {
+	if got, want := keys(rep), []string{"drifted User a05@example.com", "missing User a07@example.com"}; !slices.Equal(got, want) {
 		t.Fatalf("findings %v, want %v", got, want)
 	}
-	for _, d := range rep.Findings[0].Fields {
-		if d.Native != "person.first" {
-			t.Errorf("drifted field %s (app %s, expected %s): only person.first differs in what the app receives", d.Native, d.App, d.Want)
+	for _, f := range rep.Findings {
+		for _, d := range f.Fields {
+			if d.Native != "person.first" {
+				t.Errorf("drifted field %s (app %s, expected %s): only person.first differs in what the app receives", d.Native, d.App, d.Want)
+			}
 		}
-	}
-	if f := rep.Findings[0]; f.Fix != string(change.Applied) {
-		t.Errorf("fix %q", f.Fix)
+		if f.Fix != string(change.Applied) {
+			t.Errorf("%s: fix %q", findingKey(f), f.Fix)
+		}
 	}
 	again, err := rc.Run(context.Background(), false, "test")
 	if err != nil {
@@ -81,7 +84,7 @@ func TestReconcileComparesWhatThePolicyLetsThrough(t *testing.T) {
 	for _, a := range r.app.state().Accounts {
 		titles[a.Login] = a.Org.Title
 	}
-	for login, want := range map[string]string{"a00@example.com": "", "a03@example.com": "Boss", "bare@example.com": "Own"} {
+	for login, want := range map[string]string{"a00@example.com": "", "a03@example.com": "Boss", "a07@example.com": "", "bare@example.com": "Own"} {
 		if titles[login] != want {
 			t.Errorf("%s: title %q in the app, want %q", login, titles[login], want)
 		}

@@ -139,6 +139,8 @@ not_allowed_changes(changed, allowed) := {clean(c) |
 
 _change_allowed(c, spec) if key(c) in spec.full
 
+_change_allowed(c, _) if key(c) in reserved
+
 _change_allowed(c, spec) if attr_key(c) in spec.full
 
 # changed names the whole complex attribute but only some sub-attributes are allowed:

@@ -147,3 +147,9 @@ test_not_allowed_changes if {
 	paths.not_allowed_changes(changes, allowed) == {"name.middleName", "phoneNumbers", "addresses.locality", concat(":", [_ent, "department"])}
 	paths.not_allowed_changes(changes, [_ent, "userName", "name", "emails", "phoneNumbers", "addresses"]) == set()
 }
+
+# A change (a reconcile's repair lists every attribute it sends) naming id, schemas or meta
+# is allowed, as those are in a resource: the gateway refuses to drop them.
+test_not_allowed_changes_keeps_reserved if {
+	paths.not_allowed_changes(["id", "schemas", "Meta", "title"], ["userName"]) == {"title"}
+}
