@@ -104,7 +104,13 @@ func (e *Engine) decidePolicy(j *job, p *plan) verdict {
 		// A repair changes no attribute of the directory's resource, but it sends the app
 		// these: a guardrail that keeps attributes from the app (attribute_allowlist) judges
 		// them as it judges Entra's changes, so a repair cannot clear what it keeps out.
-		in.Changed = slices.DeleteFunc(slices.Clone(p.changed), func(c string) bool {
+		changed := p.changed
+		if r := j.op.Repair; r == nil || r.Changed == nil {
+			// Every attribute (a re-create, an update of all): named as a create's changes
+			// name them, an extension's attributes one by one.
+			changed = changedAttrPaths(diffChanges(nil, p.after))
+		}
+		in.Changed = slices.DeleteFunc(slices.Clone(changed), func(c string) bool {
 			return strings.EqualFold(c, "id") || strings.EqualFold(c, "schemas") || strings.EqualFold(c, "meta")
 		})
 	}

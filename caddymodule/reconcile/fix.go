@@ -26,14 +26,22 @@ func (rn *run) fix() {
 	}
 	var groups []*memberFix
 	byGroup := map[string]*memberFix{}
+	// Missing accounts first: the other repairs may refer to them (a manager's account made
+	// again has a new native id, which a report's update then sends).
+	for i := range r.Findings {
+		if rn.ctx.Err() != nil {
+			return
+		}
+		if f := &r.Findings[i]; f.Kind == Missing {
+			rn.done(f, rn.rc.engine.Repair(req, provision.Repair{Kind: provision.RepairCreate, Type: f.ResourceType, ID: f.SCIMID}))
+		}
+	}
 	for i := range r.Findings {
 		if rn.ctx.Err() != nil {
 			return
 		}
 		f := &r.Findings[i]
 		switch f.Kind {
-		case Missing:
-			rn.done(f, rn.rc.engine.Repair(req, provision.Repair{Kind: provision.RepairCreate, Type: f.ResourceType, ID: f.SCIMID}))
 		case NotDisabled:
 			rn.done(f, rn.rc.engine.Repair(req, provision.Repair{Kind: provision.RepairDisable, Type: f.ResourceType, ID: f.SCIMID}))
 		case Drifted:

@@ -18,7 +18,9 @@ import (
 func allowlistPolicy(t *testing.T) *policy.Engine {
 	t.Helper()
 	pol, err := policy.Load(policy.Options{Dir: policytest.CopyShipped(t, `{"defaults": {"attribute_allowlist": {"enabled": true,
-		"User": ["userName", "active", "externalId", "displayName", "name", "emails"]}}}`)})
+		"User": ["userName", "active", "externalId", "displayName", "name", "emails",
+			"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department",
+			"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value"]}}}`)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +39,13 @@ func TestReconcileComparesWhatThePolicyLetsThrough(t *testing.T) {
 	r := newPolicyRig(t, allowlistPolicy(t))
 	var ids []string
 	for i := range 10 {
-		ids = append(ids, r.create(r.eng, scim.UserType, user(fmt.Sprintf("a%02d", i), "Engineer", true)))
+		u := user(fmt.Sprintf("a%02d", i), "Engineer", true)
+		ext := map[string]any{"department": "Eng"}
+		if i == 8 {
+			ext["manager"] = map[string]any{"value": ids[7]}
+		}
+		u[scim.EnterpriseUserSchema] = ext
+		ids = append(ids, r.create(r.eng, scim.UserType, u))
 	}
 	noTitle := user("bare", "", true)
 	delete(noTitle, "title")
@@ -52,12 +60,14 @@ func TestReconcileComparesWhatThePolicyLetsThrough(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := keys(rep), []string{"drifted User a05@example.com", "missing User a07@example.com"}; !slices.Equal(got, want) {
+	// a07's account gone: the app dropped it as a08's manager too. Its re-creation goes
+	// first, so a08's repair sends the new account's id.
+	if got, want := keys(rep), []string{"drifted User a05@example.com", "drifted User a08@example.com", "missing User a07@example.com"}; !slices.Equal(got, want) {
 		t.Fatalf("findings %v, want %v", got, want)
 	}
 	for _, f := range rep.Findings {
 		for _, d := range f.Fields {
-			if d.Native != "person.first" {
+			if d.Native != "person.first" && d.Native != "org.manager_id" {
 				t.Errorf("drifted field %s (app %s, expected %s): only person.first differs in what the app receives", d.Native, d.App, d.Want)
 			}
 		}
@@ -83,6 +93,9 @@ func TestReconcileComparesWhatThePolicyLetsThrough(t *testing.T) {
 	titles := map[string]string{}
 	for _, a := range r.app.state().Accounts {
 		titles[a.Login] = a.Org.Title
+		if a.Login == "a07@example.com" && a.Org.Dept != "Eng" {
+			t.Errorf("a07 made again with department %q, want Eng (the allowlist lets the extension's department through)", a.Org.Dept)
+		}
 	}
 	for login, want := range map[string]string{"a00@example.com": "", "a03@example.com": "Boss", "a07@example.com": "", "bare@example.com": "Own"} {
 		if titles[login] != want {

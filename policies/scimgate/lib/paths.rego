@@ -141,6 +141,14 @@ _change_allowed(c, spec) if key(c) in spec.full
 
 _change_allowed(c, _) if key(c) in reserved
 
+# changed names a whole extension (its URN) of which some attributes are allowed: the
+# resource-based drops remove the others.
+_change_allowed(c, spec) if {
+	prefix := concat("", [key(c), ":"])
+	some a in (spec.full | spec.partial)
+	startswith(a, prefix)
+}
+
 _change_allowed(c, spec) if attr_key(c) in spec.full
 
 # changed names the whole complex attribute but only some sub-attributes are allowed:

@@ -153,3 +153,12 @@ test_not_allowed_changes if {
 test_not_allowed_changes_keeps_reserved if {
 	paths.not_allowed_changes(["id", "schemas", "Meta", "title"], ["userName"]) == {"title"}
 }
+
+# A change naming a whole extension is allowed when some of its attributes are (the
+# resource-based drops remove the rest), and not when none are.
+test_not_allowed_changes_whole_extension if {
+	ext := "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+	paths.not_allowed_changes([ext], [concat(":", [ext, "department"])]) == set()
+	paths.not_allowed_changes([ext], [concat(":", [ext, "manager.value"])]) == set()
+	paths.not_allowed_changes([ext], ["userName"]) == {ext}
+}
