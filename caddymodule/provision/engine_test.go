@@ -1451,3 +1451,27 @@ func TestAppReusedNativeID(t *testing.T) {
 		t.Fatalf("users %d, first mapped to %q, creates %d: want 1, 1, 2", users, r.nativeID(scim.UserType, first), creates.Load())
 	}
 }
+
+// TestDiffChangesPaths: change paths are written as RFC 7644 §3.10 writes attribute paths:
+// an extension's attribute after its URN and a colon, a sub-attribute after a dot, also
+// below an extension (manager.value, not manager:value, which a policy reads as another
+// URN); a custom extension's the same way.
+func TestDiffChangesPaths(t *testing.T) {
+	const ent = scim.EnterpriseUserSchema
+	const custom = "urn:example:params:scim:schemas:extension:acme:2.0:User"
+	before := scim.Resource{"name": map[string]any{"givenName": "A"}}
+	after := scim.Resource{
+		"name": map[string]any{"givenName": "B"},
+		ent:    map[string]any{"department": "Eng", "manager": map[string]any{"value": "m1"}},
+		custom: map[string]any{"badge": map[string]any{"color": "red"}},
+	}
+	var got []string
+	for _, c := range diffChanges(before, after) {
+		got = append(got, c.Path)
+	}
+	want := []string{"name.givenName", custom + ":badge.color", ent + ":department", ent + ":manager.value"}
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("paths %q, want %q", got, want)
+	}
+}

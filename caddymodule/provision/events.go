@@ -98,20 +98,22 @@ func activeOf(doc scim.Resource) bool {
 // sensitive values.
 func diffChanges(before, after scim.Resource) []journal.Change {
 	var out []journal.Change
-	diffInto(&out, "", before, after)
+	diffInto(&out, "", "", before, after)
 	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
 	return out
 }
 
-func diffInto(out *[]journal.Change, prefix string, before, after map[string]any) {
-	join := func(k string) string {
-		if prefix == "" {
-			return k
+// diffInto walks two objects under prefix, an attribute path, whose members follow it after
+// sep: an extension's attributes follow its URN after a colon (urn:...:User:manager), every
+// sub-attribute follows its attribute after a dot (urn:...:User:manager.value), as RFC 7644
+// §3.10 writes paths.
+func diffInto(out *[]journal.Change, prefix, sep string, before, after map[string]any) {
+	join := func(k string) string { return prefix + sep + k }
+	childSep := func(k string) string {
+		if prefix == "" && scim.IsURN(k) {
+			return ":"
 		}
-		if scim.IsURN(prefix) {
-			return prefix + ":" + k
-		}
-		return prefix + "." + k
+		return "."
 	}
 	for k, av := range after {
 		if prefix == "" && (strings.EqualFold(k, "schemas") || k == "id") {
@@ -126,7 +128,7 @@ func diffInto(out *[]journal.Change, prefix string, before, after map[string]any
 		bm, bIsMap := bv.(map[string]any)
 		switch {
 		case aIsMap && (bIsMap || !had):
-			diffInto(out, join(k), bm, am)
+			diffInto(out, join(k), childSep(k), bm, am)
 		case !had:
 			*out = append(*out, changeOf(join(k), "add", av))
 		case !scim.EqualValues(av, bv):
@@ -141,7 +143,7 @@ func diffInto(out *[]journal.Change, prefix string, before, after map[string]any
 			continue
 		}
 		if bm, ok := bv.(map[string]any); ok {
-			diffInto(out, join(k), bm, map[string]any{})
+			diffInto(out, join(k), childSep(k), bm, map[string]any{})
 			continue
 		}
 		*out = append(*out, changeOf(join(k), "remove", nil))

@@ -47,6 +47,8 @@ func TestReconcileComparesWhatThePolicyLetsThrough(t *testing.T) {
 		u[scim.EnterpriseUserSchema] = ext
 		ids = append(ids, r.create(r.eng, scim.UserType, u))
 	}
+	// Entra's manager pass: a PATCH of the manager's value, which the allowlist lets through.
+	r.patch(r.eng, scim.UserType, ids[9], `[{"op":"add","path":"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager","value":{"value":"`+ids[0]+`"}}]`)
 	noTitle := user("bare", "", true)
 	delete(noTitle, "title")
 	bare := r.create(r.eng, scim.UserType, noTitle)
