@@ -8,6 +8,8 @@ import (
 	"io"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/scimgate/scimgate/caddymodule/internal/jsonkeys"
 )
 
 // The mapping file as written, before compilation. Every object is decoded strictly
@@ -155,87 +157,33 @@ func position(data []byte, offset int64) (line, col int) {
 }
 
 // checkDuplicateKeys finds the first object key written twice in the file (data, valid
-// JSON), anywhere: encoding/json would keep the last one silently, so a second "create"
-// event, "path" or table entry would drop the first without a word. It returns the rule
-// of the object holding the key (users.events, users.events.create[1].headers) and the
-// key; a body's keys are native paths, reported as such with the call's rule.
+// JSON), anywhere (jsonkeys.FirstDuplicate): encoding/json would keep the last one
+// silently, so a second "create" event, "path" or table entry would drop the first without
+// a word. It returns the rule of the object holding the key (users.events,
+// users.events.create[1].headers) and the key; a body's keys are native paths, reported as
+// such with the call's rule.
 func checkDuplicateKeys(data []byte) (rule string, err error) {
-	type frame struct {
-		object bool
-		name   string // the rule of this value
-		keys   map[string]bool
-		key    string // the object's current key
-		index  int    // the list's next index
+	d := jsonkeys.FirstDuplicate(data)
+	if d == nil {
+		return "", nil
 	}
-	var stack []*frame
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	// child is the rule of the value about to start inside the top frame.
-	child := func() string {
-		if len(stack) == 0 {
-			return ""
-		}
-		top := stack[len(stack)-1]
-		if !top.object {
-			return fmt.Sprintf("%s[%d]", top.name, top.index)
-		}
+	name := ""
+	for _, e := range d.Path {
 		switch {
-		case top.name == "":
-			return top.key
-		case strings.HasPrefix(top.name, "tables") || bracketed(top.name):
-			return fmt.Sprintf("%s[%q]", top.name, top.key)
-		}
-		return top.name + "." + top.key
-	}
-	// done ends a value inside the top frame.
-	done := func() {
-		if len(stack) > 0 && !stack[len(stack)-1].object {
-			stack[len(stack)-1].index++
+		case e.IsIndex:
+			name = fmt.Sprintf("%s[%d]", name, e.Index)
+		case name == "":
+			name = e.Key
+		case strings.HasPrefix(name, "tables") || bracketed(name):
+			name = fmt.Sprintf("%s[%q]", name, e.Key)
+		default:
+			name += "." + e.Key
 		}
 	}
-	expectKey := false
-	for {
-		tok, err := dec.Token()
-		if err == io.EOF {
-			return "", nil
-		}
-		if err != nil {
-			return "", err
-		}
-		if expectKey {
-			if d, ok := tok.(json.Delim); ok && d == '}' {
-				stack = stack[:len(stack)-1]
-				done()
-				expectKey = len(stack) > 0 && stack[len(stack)-1].object
-				continue
-			}
-			top := stack[len(stack)-1]
-			key, _ := tok.(string)
-			if top.keys[key] {
-				if strings.HasSuffix(top.name, ".body") {
-					return strings.TrimSuffix(top.name, ".body"), fmt.Errorf("the native path %q is written twice", key)
-				}
-				return top.name, fmt.Errorf("the key %q is written twice (only one would count)", key)
-			}
-			top.keys[key] = true
-			top.key = key
-			expectKey = false
-			continue
-		}
-		switch tok {
-		case json.Delim('{'):
-			stack = append(stack, &frame{object: true, name: child(), keys: map[string]bool{}})
-			expectKey = true
-			continue
-		case json.Delim('['):
-			stack = append(stack, &frame{name: child()})
-			continue
-		case json.Delim(']'):
-			stack = stack[:len(stack)-1]
-		}
-		done()
-		expectKey = len(stack) > 0 && stack[len(stack)-1].object
+	if strings.HasSuffix(name, ".body") {
+		return strings.TrimSuffix(name, ".body"), fmt.Errorf("the native path %q is written twice", d.Key)
 	}
+	return name, fmt.Errorf("the key %q is written twice (only one would count)", d.Key)
 }
 
 // bracketed reports whether the object named rule has keys that rules quote in brackets
