@@ -920,8 +920,8 @@ func TestFleetQueuedDeliveryAfterSIGKILL(t *testing.T) {
 }
 
 // TestFleetReadStaleness: with read_staleness, Entra's reads through one gateway may miss
-// what another gateway acknowledged within that bound, but nothing older, and never the
-// gateway's own writes; writes are decided on the current store whatever the setting: a
+// what another gateway acknowledged within that bound, but nothing older, never the
+// gateway's own writes, and never a whole resource (a miss is read again); writes are decided on the current store whatever the setting: a
 // PATCH through one gateway right after the create through another finds the user, and a
 // create of a userName another gateway has just taken answers 409 without calling the app.
 func TestFleetReadStaleness(t *testing.T) {
@@ -945,6 +945,14 @@ func TestFleetReadStaleness(t *testing.T) {
 			t.Fatalf("create through gateway 0: %d %v %s", r.status, r.err, r.body)
 		}
 		id := r.id()
+		// A read through the other gateway at once that would find nothing reads the
+		// current store again: the user just created is never answered as missing.
+		if r := get(1, "/Users/"+id); r.status != http.StatusOK {
+			t.Fatalf("GET through gateway 1 right after the create through gateway 0: %d %s", r.status, r.body)
+		}
+		if r := get(1, "/Users?filter="+url.QueryEscape(fmt.Sprintf("userName eq %q", name))); r.status != http.StatusOK || !strings.Contains(string(r.body), `"totalResults":1`) {
+			t.Fatalf("gateway 1's filter for %s right after its create through gateway 0: %d %s", name, r.status, r.body)
+		}
 		// Writes through the other gateway at once: decided on the current store.
 		if r := f.do(1, http.MethodPatch, "/Users/"+id, fleetPatch("title", `"patched"`)); r.status != http.StatusOK && r.status != http.StatusNoContent {
 			t.Fatalf("PATCH through gateway 1 right after the create through gateway 0: %d %v %s", r.status, r.err, r.body)

@@ -217,7 +217,8 @@ func (g *Handler) runQuery(req *request, types []string, q *query) {
 	pageOpts := optsFor(q.proj)
 	var page []any
 	total := 0
-	err := g.store.ViewRecent(func(tx *store.Tx) error {
+	err := g.store.ViewRecentFound(func(tx *store.Tx) (bool, error) {
+		page, total = nil, 0
 		for _, typ := range types {
 			consider := func(rec *store.Record) error {
 				res, err := g.render(tx, req, rec, matchOpts)
@@ -243,10 +244,10 @@ func (g *Handler) runQuery(req *request, types []string, q *query) {
 				return nil
 			}
 			if err := eachCandidate(tx, typ, f, consider); err != nil {
-				return err
+				return false, err
 			}
 		}
-		return nil
+		return total > 0, nil
 	})
 	if err == nil && req.trail != nil {
 		err = g.engine.Read(req.engineRequest(), req.trail)

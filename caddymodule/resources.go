@@ -263,18 +263,21 @@ func (g *Handler) get(req *request, typ, id string) {
 	}
 	var out scim.Resource
 	var version uint64
-	err = g.store.ViewRecent(func(tx *store.Tx) error {
+	found := false
+	err = g.store.ViewRecentFound(func(tx *store.Tx) (bool, error) {
 		rec, err := tx.Get(typ, id)
-		if err != nil {
-			if errors.Is(err, store.ErrNotFound) {
-				return scim.NotFound("%s %s not found", typ, id)
-			}
-			return err
+		if errors.Is(err, store.ErrNotFound) {
+			return false, nil
+		} else if err != nil {
+			return false, err
 		}
-		version = rec.Version
+		found, version = true, rec.Version
 		out, err = g.render(tx, req, rec, optsFor(proj))
-		return err
+		return true, err
 	})
+	if err == nil && !found {
+		err = scim.NotFound("%s %s not found", typ, id)
+	}
 	if err == nil && req.trail != nil {
 		req.trail.Subject = provision.SubjectOf(typ, out)
 		err = g.engine.Read(req.engineRequest(), req.trail)

@@ -193,6 +193,29 @@ func (s *Store) ViewRecent(fn func(*Tx) error) error {
 	})
 }
 
+// ViewRecentFound is ViewRecent for a read that may find nothing: when fn reports it found
+// nothing on a snapshot that may miss other gateways' latest writes, fn runs again on View's
+// snapshot, so that what another gateway has just acknowledged is never answered as missing
+// (a GET of the user it created, the filter that looks for it). A miss costs the round trip
+// a hit saves; fn may run twice and must start from nothing each time.
+func (s *Store) ViewRecentFound(fn func(*Tx) (found bool, err error)) error {
+	var found bool
+	err := s.ViewRecent(func(tx *Tx) (err error) {
+		found, err = fn(tx)
+		return err
+	})
+	if err != nil || found {
+		return err
+	}
+	if _, stale := s.db.(kv.RecentViewer); !stale {
+		return nil
+	}
+	return s.View(func(tx *Tx) error {
+		_, err := fn(tx)
+		return err
+	})
+}
+
 // Update runs fn in a write transaction shared with concurrent callers (group commit: many
 // requests, one fsync; see committer).
 //
