@@ -12,6 +12,7 @@ import (
 
 	"github.com/scimgate/scimgate/caddymodule/change"
 	"github.com/scimgate/scimgate/caddymodule/provision"
+	"github.com/scimgate/scimgate/caddymodule/query"
 	"github.com/scimgate/scimgate/caddymodule/scim"
 	"github.com/scimgate/scimgate/caddymodule/store"
 )
@@ -83,20 +84,9 @@ func (g *Handler) methodNotAllowed(req *request, allow string) {
 	g.writeError(req, scim.Errorf(http.StatusMethodNotAllowed, "", "%s is not allowed on %s; allowed: %s", req.r.Method, req.r.URL.Path, allow))
 }
 
-// renderOpts says which computed attributes a rendering needs: a group's members and a
-// user's groups cost store reads, so they are loaded only when wanted.
-type renderOpts struct {
-	members bool
-	groups  bool
-}
-
-func optsFor(p scim.Projection) renderOpts {
-	return renderOpts{members: p.Wants("members"), groups: p.Wants("groups")}
-}
-
 // render turns a stored record into the resource Entra reads back: the attributes exactly
 // as written, plus id, schemas, meta, and a group's members or a user's groups.
-func (g *Handler) render(tx *store.Tx, req *request, rec *store.Record, o renderOpts) (scim.Resource, error) {
+func (g *Handler) render(tx *store.Tx, req *request, rec *store.Record, o query.Computed) (scim.Resource, error) {
 	doc, err := decodeRecord(req, rec)
 	if err != nil {
 		return nil, err
@@ -108,7 +98,7 @@ func (g *Handler) render(tx *store.Tx, req *request, rec *store.Record, o render
 // attributes as stored, a map of its own at the top level): the answer is built from doc
 // instead of decoding the bytes again, inside the commit every concurrent writer waits for.
 // doc's top level gains id, schemas and meta.
-func (g *Handler) renderWritten(tx *store.Tx, req *request, rec *store.Record, doc scim.Resource, o renderOpts) (scim.Resource, error) {
+func (g *Handler) renderWritten(tx *store.Tx, req *request, rec *store.Record, doc scim.Resource, o query.Computed) (scim.Resource, error) {
 	doc = managerAsValue(rec, doc)
 	decorate(req, rec, doc)
 	return doc, g.addComputed(tx, req, rec, doc, o)
@@ -152,9 +142,9 @@ func decorate(req *request, rec *store.Record, doc scim.Resource) {
 
 // addComputed adds the attributes kept outside the document: a group's members (edges)
 // and a user's groups (reverse edges), as o asks.
-func (g *Handler) addComputed(tx *store.Tx, req *request, rec *store.Record, doc scim.Resource, o renderOpts) error {
+func (g *Handler) addComputed(tx *store.Tx, req *request, rec *store.Record, doc scim.Resource, o query.Computed) error {
 	switch {
-	case rec.Type == scim.GroupType && o.members:
+	case rec.Type == scim.GroupType && o.Members:
 		var members []any
 		err := tx.Members(rec.ID, func(m store.Member) error {
 			members = append(members, g.memberJSON(req, m))
@@ -166,7 +156,7 @@ func (g *Handler) addComputed(tx *store.Tx, req *request, rec *store.Record, doc
 		if len(members) > 0 { // no members: unassigned, not [] (RFC 7643 §2.5), like a user's groups
 			doc["members"] = members
 		}
-	case rec.Type == scim.UserType && o.groups:
+	case rec.Type == scim.UserType && o.Groups:
 		var groups []any
 		err := tx.GroupsOf(rec.ID, func(gid string) error {
 			gr, err := tx.Get(scim.GroupType, gid)
@@ -272,7 +262,7 @@ func (g *Handler) get(req *request, typ, id string) {
 			return false, err
 		}
 		found, version = true, rec.Version
-		out, err = g.render(tx, req, rec, optsFor(proj))
+		out, err = g.render(tx, req, rec, query.ComputedFor(proj))
 		return true, err
 	})
 	if err == nil && !found {
@@ -321,7 +311,7 @@ func (g *Handler) readResource(req *request, typ string) (*scim.Prepared, error)
 
 // renderer renders, inside the commit, the resource a write has just stored, with the
 // computed attributes o asks for.
-func (g *Handler) renderer(req *request, o renderOpts) func(*store.Tx, *store.Record, scim.Resource) (any, error) {
+func (g *Handler) renderer(req *request, o query.Computed) func(*store.Tx, *store.Record, scim.Resource) (any, error) {
 	return func(tx *store.Tx, rec *store.Record, doc scim.Resource) (any, error) {
 		return g.renderWritten(tx, req, rec, doc, o)
 	}
@@ -359,7 +349,7 @@ func (g *Handler) create(req *request, typ string) {
 	}
 	g.apply(req, &provision.Op{
 		Action: change.ActionCreate, Type: typ, Resource: p, Status: http.StatusCreated,
-		Render: g.renderer(req, renderOpts{members: true, groups: true}),
+		Render: g.renderer(req, query.Computed{Members: true, Groups: true}),
 	})
 }
 
@@ -376,7 +366,7 @@ func (g *Handler) replace(req *request, typ, id string) {
 	}
 	g.apply(req, &provision.Op{
 		Action: change.ActionReplace, Type: typ, ID: id, Resource: p, IfMatch: req.r.Header.Get("If-Match"),
-		Status: http.StatusOK, Render: g.renderer(req, renderOpts{members: true, groups: true}),
+		Status: http.StatusOK, Render: g.renderer(req, query.Computed{Members: true, Groups: true}),
 	})
 }
 
@@ -403,7 +393,7 @@ func (g *Handler) patch(req *request, typ, id string) {
 	}
 	if g.patchWantsBody(req.r, typ) {
 		op.Status = http.StatusOK
-		render := g.renderer(req, optsFor(proj))
+		render := g.renderer(req, query.ComputedFor(proj))
 		op.Render = func(tx *store.Tx, rec *store.Record, doc scim.Resource) (any, error) {
 			out, err := render(tx, rec, doc)
 			if err != nil {

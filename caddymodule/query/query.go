@@ -1,0 +1,294 @@
+// Package query runs a SCIM list or search (RFC 7644 §3.4.2, §3.4.3) over the directory:
+// it reads the paging, projection and filter a client sent, picks the resources the filter
+// can match (one id, an index lookup, or a scan of the type), matches them, and cuts the
+// page. Turning a stored record into the resource a client reads is the caller's
+// (Renderer): the query knows the directory and the protocol, not the HTTP answer.
+package query
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+
+	"github.com/scimgate/scimgate/caddymodule/scim"
+	"github.com/scimgate/scimgate/caddymodule/store"
+)
+
+// Params are a query's parameters as the client sent them, from the URL of a GET or the
+// body of a POST .search.
+type Params struct {
+	Filter, StartIndex, Count, Attributes, ExcludedAttributes string
+}
+
+// ParamsFromBody reads a .search body's parameters (RFC 7644 §3.4.3): strings, numbers for
+// startIndex and count, and lists of strings for attributes and excludedAttributes.
+func ParamsFromBody(body scim.Resource) (Params, error) {
+	str := func(name string) (string, error) {
+		v, ok := scim.Get(body, name)
+		if !ok || v == nil {
+			return "", nil
+		}
+		switch x := v.(type) {
+		case string:
+			return x, nil
+		case []any:
+			parts := make([]string, 0, len(x))
+			for _, e := range x {
+				s, ok := e.(string)
+				if !ok {
+					return "", scim.BadRequest(scim.TypeInvalidValue, "%s must be a list of strings", name)
+				}
+				parts = append(parts, s)
+			}
+			return strings.Join(parts, ","), nil
+		default:
+			if n, ok := v.(interface{ String() string }); ok {
+				return n.String(), nil
+			}
+		}
+		return "", scim.BadRequest(scim.TypeInvalidValue, "%s has the wrong type", name)
+	}
+	var p Params
+	for _, f := range []struct {
+		name string
+		dst  *string
+	}{{"filter", &p.Filter}, {"startIndex", &p.StartIndex}, {"count", &p.Count}, {"attributes", &p.Attributes}, {"excludedAttributes", &p.ExcludedAttributes}} {
+		var err error
+		if *f.dst, err = str(f.name); err != nil {
+			return Params{}, err
+		}
+	}
+	return p, nil
+}
+
+// Query is a parsed list or search over one resource type, or at the root over every type.
+type Query struct {
+	// Types are the resource types covered, in the order results are listed.
+	Types []string
+	// Filter is nil for every resource of Types.
+	Filter     scim.Filter
+	StartIndex int
+	Count      int
+	Proj       scim.Projection
+}
+
+// Parse reads p for a query on typ's endpoint, or at the root (typ "": every type, RFC 7644
+// §3.4.2, "A query against a server root indicates that all resources within the server
+// SHALL be included, subject to filtering"). A count above maxResults is capped to it.
+func Parse(typ string, p Params, maxResults int) (*Query, error) {
+	q := &Query{Types: Types(typ), StartIndex: 1, Count: maxResults}
+	if p.StartIndex != "" {
+		n, err := pagingInt("startIndex", p.StartIndex)
+		if err != nil {
+			return nil, err
+		}
+		if n > 1 {
+			q.StartIndex = n
+		}
+	}
+	if p.Count != "" {
+		n, err := pagingInt("count", p.Count)
+		if err != nil {
+			return nil, err
+		}
+		q.Count = max(0, min(n, maxResults))
+	}
+	var err error
+	if q.Proj, err = scim.ParseProjection(p.Attributes, p.ExcludedAttributes); err != nil {
+		return nil, err
+	}
+	if text := strings.TrimSpace(p.Filter); text != "" {
+		if q.Filter, err = scim.ParseFilter(text); err != nil {
+			return nil, err
+		}
+		// Misused operators (active gt true) are errors whatever the data, even when the
+		// index finds no candidate to evaluate.
+		for _, t := range q.Types {
+			if err := scim.ValidateFilter(q.Filter, t); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return q, nil
+}
+
+// Types are the resource types a query covers: typ, or at the root (typ "") every type, in
+// the order its results are listed: Users, then Groups (as /ResourceTypes lists them).
+func Types(typ string) []string {
+	if typ != "" {
+		return []string{typ}
+	}
+	var out []string
+	for _, rt := range scim.ResourceTypes() {
+		out = append(out, rt.Name)
+	}
+	return out
+}
+
+// pagingInt reads startIndex or count. An integer too large for an int is clamped to the
+// int range rather than refused: a startIndex past every result gives an empty page and a
+// count above max_results is capped anyway, as for any other large value (RFC 7644
+// §3.4.2.4; below 1 and below 0 they mean 1 and 0).
+func pagingInt(name, raw string) (int, error) {
+	n, err := strconv.Atoi(strings.TrimSpace(raw))
+	if errors.Is(err, strconv.ErrRange) {
+		return n, nil // Atoi's clamped value
+	}
+	if err != nil {
+		return 0, scim.BadRequest(scim.TypeInvalidValue, "%s must be an integer, got %q", name, raw)
+	}
+	return n, nil
+}
+
+// Computed says which computed attributes a rendering holds: a group's members and a user's
+// groups (each costs reads beyond the record).
+type Computed struct {
+	Members bool
+	Groups  bool
+}
+
+// ComputedFor is what a projection wants of them.
+func ComputedFor(p scim.Projection) Computed {
+	return Computed{Members: p.Wants("members"), Groups: p.Wants("groups")}
+}
+
+// Renderer turns stored records into the resources a client reads.
+type Renderer interface {
+	// Render is rec as a resource with id, schemas, meta and the computed attributes c
+	// asks for.
+	Render(tx *store.Tx, rec *store.Record, c Computed) (scim.Resource, error)
+	// AddComputed adds to res, rendered from rec, the computed attributes c asks for.
+	AddComputed(tx *store.Tx, rec *store.Record, res scim.Resource, c Computed) error
+}
+
+// Run answers q on tx as one list: every match of the first type in the store's order,
+// then of the next, with StartIndex and Count applied to the whole. Each resource is
+// projected by the rules of its own type; an attribute that only one type defines simply
+// matches nothing in the other. total counts every match, page holds the projected ones
+// the paging asks for.
+func (q *Query) Run(tx *store.Tx, r Renderer) (page []any, total int, err error) {
+	// Matching renders members or groups only when the filter mentions them; the page adds
+	// what it wants and matching did not need, without decoding again.
+	match := Computed{Members: mentions(q.Filter, "members"), Groups: mentions(q.Filter, "groups")}
+	want := ComputedFor(q.Proj)
+	more := Computed{Members: want.Members && !match.Members, Groups: want.Groups && !match.Groups}
+	for _, typ := range q.Types {
+		consider := func(rec *store.Record) error {
+			res, err := r.Render(tx, rec, match)
+			if err != nil {
+				return err
+			}
+			if q.Filter != nil {
+				ok, err := scim.Match(q.Filter, typ, res)
+				if err != nil || !ok {
+					return err
+				}
+			}
+			total++
+			if total < q.StartIndex || len(page) >= q.Count {
+				return nil
+			}
+			if err := r.AddComputed(tx, rec, res, more); err != nil {
+				return err
+			}
+			page = append(page, q.Proj.Apply(typ, res))
+			return nil
+		}
+		if err := eachCandidate(tx, typ, q.Filter, consider); err != nil {
+			return nil, 0, err
+		}
+	}
+	return page, total, nil
+}
+
+// indexable maps filter attributes to store indexes, per resource type.
+var indexable = map[string]map[string]string{
+	scim.UserType:  {"username": "userName", "externalid": "externalId", "emails.value": "emails.value"},
+	scim.GroupType: {"displayname": "displayName", "externalid": "externalId"},
+}
+
+// candidates picks the cheapest way to find the resources a filter can match: one id, an
+// index lookup (O(log n)), or nil with scan=true for a full scan.
+func candidates(tx *store.Tx, typ string, f scim.Filter) (ids []string, scan bool, err error) {
+	if f == nil {
+		return nil, true, nil
+	}
+	for _, t := range scim.EqualityTerms(f) {
+		if t.Attr.URN != "" && !strings.EqualFold(t.Attr.URN, scim.ResourceTypeByName(typ).Schema) {
+			continue
+		}
+		value, ok := termString(t.Value)
+		if !ok {
+			continue
+		}
+		name := strings.ToLower(t.Attr.Name)
+		if t.Attr.Sub != "" {
+			name += "." + strings.ToLower(t.Attr.Sub)
+		}
+		if name == "id" {
+			if scim.IDProblem(value) != "" {
+				return nil, false, nil // no resource has it; the store would refuse the key
+			}
+			return []string{value}, false, nil
+		}
+		if attr, ok := indexable[typ][name]; ok {
+			ids, err := tx.Lookup(typ, attr, value)
+			return ids, false, err
+		}
+	}
+	return nil, true, nil
+}
+
+func termString(v any) (string, bool) {
+	switch x := v.(type) {
+	case string:
+		return x, true
+	case interface{ String() string }: // json.Number
+		return x.String(), true
+	}
+	return "", false
+}
+
+// eachCandidate calls consider with every stored resource of typ that f may match, in a
+// stable order: the index's or the id's candidates, or a full scan.
+func eachCandidate(tx *store.Tx, typ string, f scim.Filter, consider func(*store.Record) error) error {
+	ids, scan, err := candidates(tx, typ, f)
+	if err != nil {
+		return err
+	}
+	if scan {
+		return tx.Scan(typ, func(rec *store.Record) (bool, error) {
+			return true, consider(rec)
+		})
+	}
+	for _, id := range ids {
+		rec, err := tx.Get(typ, id)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if err := consider(rec); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// mentions reports whether f refers to the top-level attribute name.
+func mentions(f scim.Filter, name string) bool {
+	switch x := f.(type) {
+	case *scim.CompareFilter:
+		return x.Attr.URN == "" && strings.EqualFold(x.Attr.Name, name)
+	case *scim.ValuePathFilter:
+		return x.Attr.URN == "" && strings.EqualFold(x.Attr.Name, name)
+	case *scim.AndFilter:
+		return mentions(x.Left, name) || mentions(x.Right, name)
+	case *scim.OrFilter:
+		return mentions(x.Left, name) || mentions(x.Right, name)
+	case *scim.NotFilter:
+		return mentions(x.Inner, name)
+	}
+	return false
+}
