@@ -117,18 +117,21 @@ func TestAuditRoutesOnTheSite(t *testing.T) {
 			t.Errorf("%s: %d, want 404", path, resp.StatusCode)
 		}
 	}
-	req, _ := http.NewRequest(http.MethodPost, audit+"/export", nil)
-	req.Header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte("auditor:"+testAuditToken)))
-	if resp, err := s.client.Do(req); err != nil || resp.StatusCode != http.StatusMethodNotAllowed {
-		t.Errorf("POST export: %v %v", err, resp)
-	} else {
-		resp.Body.Close()
+	// GET only: a HEAD of /backup would build a backup to throw it away.
+	for _, m := range []struct{ method, path string }{{http.MethodPost, "/export"}, {http.MethodHead, "/backup"}, {http.MethodHead, "/export"}, {http.MethodDelete, ""}} {
+		req, _ := http.NewRequest(m.method, audit+m.path, nil)
+		req.Header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte("auditor:"+testAuditToken)))
+		if resp, err := s.client.Do(req); err != nil || resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != http.MethodGet {
+			t.Errorf("%s %s: %v %v", m.method, m.path, err, resp)
+		} else {
+			resp.Body.Close()
+		}
 	}
 
 	// The live stream sends the records as they commit.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	req, _ = http.NewRequestWithContext(ctx, http.MethodGet, audit+"/live?backlog=0", nil)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, audit+"/live?backlog=0", nil)
 	basic(req)
 	live, err := s.client.Do(req)
 	if err != nil || live.StatusCode != http.StatusOK {

@@ -38,7 +38,9 @@ func serveReadOnly(w http.ResponseWriter, r *http.Request, a openJournal, route 
 	if serve == nil {
 		return apiError(http.StatusNotFound, fmt.Errorf("no such route: %s (audit routes: export, verify, backup, live, changes, watch)", r.URL.Path))
 	}
-	if err := allowMethods(w, r, http.MethodGet, http.MethodHead); err != nil {
+	// GET only, as on the admin endpoint: a HEAD of /backup or /export would build what
+	// it then throws away.
+	if err := allowMethods(w, r, http.MethodGet); err != nil {
 		return err
 	}
 	return serve(w, r, a)
