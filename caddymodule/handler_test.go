@@ -661,7 +661,13 @@ func TestHandlerPreconditionsAndMissing(t *testing.T) {
 			itWantError(t, serve(t, g, tc.method, itBase+"/Users/"+id, tc.body, "If-Match", `W/"999999"`), http.StatusPreconditionFailed, "")
 		})
 	}
-	w := serve(t, g, http.MethodPatch, itBase+"/Users/"+id, patch, "If-Match", etag)
+	// An entity tag without its quotes is not one (RFC 9110 §8.8.3): 412, naming the tag.
+	unquoted := strings.Trim(strings.TrimPrefix(etag, "W/"), `"`)
+	if w := serve(t, g, http.MethodPatch, itBase+"/Users/"+id, patch, "If-Match", unquoted); w.Code != http.StatusPreconditionFailed || !strings.Contains(w.Body.String(), `W/\"`+unquoted) {
+		t.Fatalf("If-Match %s: %d %s", unquoted, w.Code, w.Body)
+	}
+	// A list in two header lines (RFC 9110 §5.3) is one list: the second line's tag matches.
+	w := serve(t, g, http.MethodPatch, itBase+"/Users/"+id, patch, "If-Match", `W/"999999"`, "If-Match", etag)
 	itWantOK(t, w, http.StatusOK)
 	if w.Header().Get("ETag") == etag {
 		t.Errorf("the version did not change: %s", etag)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -277,7 +276,7 @@ func (g *Handler) get(req *request, typ, id string) {
 		return
 	}
 	req.w.Header().Set("ETag", provision.ETag(version))
-	if inm := req.r.Header.Values("If-None-Match"); len(inm) > 0 && etagListMatches(strings.Join(inm, ","), version) {
+	if inm := req.r.Header.Values("If-None-Match"); len(inm) > 0 && provision.ETagListMatches(strings.Join(inm, ","), version) {
 		// RFC 7644 §3.14, RFC 9110 §13.1.2: the client's copy is current. A 304 carries the
 		// ETag and Cache-Control a 200 would, and no body.
 		req.w.Header().Set("Cache-Control", "no-store")
@@ -285,19 +284,6 @@ func (g *Handler) get(req *request, typ, id string) {
 		return
 	}
 	g.writeJSON(req, http.StatusOK, proj.Apply(typ, out))
-}
-
-// etagListMatches reports whether an If-None-Match list names version: "*", or an entity
-// tag equal to the version's by weak comparison (W/ aside, RFC 9110 §8.8.3.2).
-func etagListMatches(list string, version uint64) bool {
-	cur := `"` + strconv.FormatUint(version, 10) + `"`
-	for _, t := range strings.Split(list, ",") {
-		t = strings.TrimSpace(t)
-		if t == "*" || strings.TrimPrefix(t, "W/") == cur {
-			return true
-		}
-	}
-	return false
 }
 
 // readResource reads and prepares a POST or PUT body.
@@ -365,7 +351,7 @@ func (g *Handler) replace(req *request, typ, id string) {
 		return
 	}
 	g.apply(req, &provision.Op{
-		Action: change.ActionReplace, Type: typ, ID: id, Resource: p, IfMatch: req.r.Header.Get("If-Match"),
+		Action: change.ActionReplace, Type: typ, ID: id, Resource: p, IfMatch: strings.Join(req.r.Header.Values("If-Match"), ","),
 		Status: http.StatusOK, Render: g.renderer(req, query.Computed{Members: true, Groups: true}),
 	})
 }
@@ -388,7 +374,7 @@ func (g *Handler) patch(req *request, typ, id string) {
 		return
 	}
 	op := &provision.Op{
-		Action: change.ActionPatch, Type: typ, ID: id, Patch: ops, IfMatch: req.r.Header.Get("If-Match"),
+		Action: change.ActionPatch, Type: typ, ID: id, Patch: ops, IfMatch: strings.Join(req.r.Header.Values("If-Match"), ","),
 		Status: http.StatusNoContent,
 	}
 	if g.patchWantsBody(req.r, typ) {
@@ -426,7 +412,7 @@ func (g *Handler) patchWantsBody(r *http.Request, typ string) bool {
 func (g *Handler) remove(req *request, typ, id string) {
 	req.trail = &provision.Trail{Action: change.ActionDelete, Type: typ, ID: id}
 	g.apply(req, &provision.Op{
-		Action: change.ActionDelete, Type: typ, ID: id, IfMatch: req.r.Header.Get("If-Match"),
+		Action: change.ActionDelete, Type: typ, ID: id, IfMatch: strings.Join(req.r.Header.Values("If-Match"), ","),
 		Status: http.StatusNoContent,
 	})
 }

@@ -73,12 +73,17 @@ func serve(t testing.TB, g *Handler, method, target string, body any, headers ..
 	if body != nil {
 		req.Header.Set("Content-Type", "application/scim+json; charset=utf-8")
 	}
+	given := map[string]bool{} // a header named twice is sent as two lines
 	for i := 0; i+1 < len(headers); i += 2 {
-		if headers[i+1] == "" {
+		switch {
+		case headers[i+1] == "":
 			req.Header.Del(headers[i])
-		} else {
+		case given[headers[i]]:
+			req.Header.Add(headers[i], headers[i+1])
+		default:
 			req.Header.Set(headers[i], headers[i+1])
 		}
+		given[headers[i]] = true
 	}
 	w := httptest.NewRecorder()
 	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {

@@ -605,17 +605,24 @@ func renamedTo(p *plan, err error) string {
 
 // checkIfMatch enforces an If-Match precondition against the current version.
 func checkIfMatch(ifMatch string, version uint64) error {
-	if ifMatch == "" {
+	if ifMatch == "" || ETagListMatches(ifMatch, version) {
 		return nil
 	}
-	cur := strconv.FormatUint(version, 10)
-	for _, t := range strings.Split(ifMatch, ",") {
+	return scim.Errorf(http.StatusPreconditionFailed, "", "If-Match %s does not match the current version %s; read the resource again", ifMatch, ETag(version))
+}
+
+// ETagListMatches reports whether an If-Match or If-None-Match list names version: "*", or
+// an entity tag equal to the version's by weak comparison (W/ aside, RFC 9110 §8.8.3.2). A
+// tag without its quotes is not an entity tag and matches nothing.
+func ETagListMatches(list string, version uint64) bool {
+	cur := `"` + strconv.FormatUint(version, 10) + `"`
+	for _, t := range strings.Split(list, ",") {
 		t = strings.TrimSpace(t)
-		if t == "*" || strings.Trim(strings.TrimPrefix(t, "W/"), `"`) == cur {
-			return nil
+		if t == "*" || strings.TrimPrefix(t, "W/") == cur {
+			return true
 		}
 	}
-	return scim.Errorf(http.StatusPreconditionFailed, "", "If-Match %s does not match the current version %s; read the resource again", ifMatch, ETag(version))
+	return false
 }
 
 // ETag is the weak entity tag of a stored version.
