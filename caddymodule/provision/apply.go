@@ -560,6 +560,7 @@ func (e *Engine) shape(j *job, p *plan, d policy.Decision) (*plan, bool, error) 
 		tr.decision = e.journalDecision(d, droppedAttrs, droppedMembers)
 	}
 	p.dropped = droppedMembers
+	np.droppedAttrs = droppedAttrs
 	p.deactivates = d.Deactivate && p.typ == scim.UserType && p.after != nil
 	clearsManager := false
 	switch {

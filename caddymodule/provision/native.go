@@ -193,7 +193,7 @@ func (e *Engine) syncNative(ctx context.Context, p *plan) (*syncResult, error) {
 			in.Answers = append(in.Answers, mapping.Answer{}) // this call's, once it answers
 			reqs, err := t.Mapping.StepRequests(in, step)
 			if err != nil {
-				return res, res.failure(&nativeError{scim: scim.BadRequest(scim.TypeInvalidValue, "mapping the %s of %s %s for %s: %v", ev, p.typ, p.id, t.Name, err), cause: err})
+				return res, res.failure(&nativeError{scim: mappingError(ev, p, t.Name, err), cause: err})
 			}
 			for _, r := range reqs {
 				if res.sent.has(r) {
@@ -636,4 +636,20 @@ func redactURL(p string) string {
 		return p[:i] + "?…"
 	}
 	return p
+}
+
+// mappingError is the answer to a change the mapping cannot turn into calls (a field the
+// app requires is empty, a manager without an account): a 400 naming the event, the
+// resource and the mapping's own words. When the policy kept attributes from the app, it
+// says which: a required one among them is the policy's doing, not the client's.
+func mappingError(ev change.Event, p *plan, target string, err error) *scim.Error {
+	detail := err.Error()
+	var se *scim.Error
+	if errors.As(err, &se) {
+		detail = se.Detail
+	}
+	if len(p.droppedAttrs) > 0 {
+		detail += fmt.Sprintf(" (the policy's drop_attributes kept %s from %s: if the mapping needs one of them, let the policy pass it or stop requiring it in the mapping)", strings.Join(p.droppedAttrs, ", "), target)
+	}
+	return scim.BadRequest(scim.TypeInvalidValue, "mapping the %s of %s %s for %s: %s", ev, p.typ, p.id, target, detail)
 }

@@ -91,6 +91,9 @@ type plan struct {
 	newRole     string
 	roleDecided bool
 	dropped     []string // members the policy's drop_members left out of the app
+	// droppedAttrs are the attributes the policy's drop_attributes kept from the app (the
+	// shaped plan's, shapeForApp).
+	droppedAttrs []string
 
 	// addedKnown are members the change adds that the app was told of (or, queued, will
 	// be), each known to the directory or the app then: its commit refuses the change when
