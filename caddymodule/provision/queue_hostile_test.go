@@ -1,6 +1,7 @@
 package provision
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -191,4 +192,62 @@ func TestPoisonOutageDoesNotHoldTheTarget(t *testing.T) {
 	if tasks := r.tasks(); len(tasks) != 1 || tasks[0].ID != poison || tasks[0].Dead || tasks[0].LastStatus != http.StatusInternalServerError {
 		t.Fatalf("outbox: %+v", tasks)
 	}
+}
+
+// TestRenamedAccountIsFoundNotMadeAgain: an app that renamed an account's id answers the
+// old id with its own "no such object"; the account still exists under its login. The
+// lookup finds it: the id map names the new id and the change (with every attribute) goes
+// to it, instead of a second account for the same login (and, for a deactivation, the
+// account left enabled), in either mode. A lookup that finds nothing still makes the
+// account again.
+func TestRenamedAccountIsFoundNotMadeAgain(t *testing.T) {
+	for _, mode := range []outbox.Mode{outbox.Queued, outbox.Immediate} {
+		for _, deactivate := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/deactivate=%v", mode, deactivate), func(t *testing.T) {
+				app, srv := newNativeApp(t)
+				r := queuedRig(t, srv.URL, withMode(mode))
+				uid := r.mustCreate(scim.UserType, user("ada@contoso.example", `,"title":"One"`))
+				r.settle()
+				old := r.nativeID(scim.UserType, uid)
+				// While the gateway was not looking, the title changed too: the moved
+				// account gets every attribute, not only the change's.
+				app.set(func(a *nativeApp) {
+					a.accounts["renamed-1"] = a.accounts[old]
+					a.accounts["renamed-1"]["title"] = "Stale"
+					delete(a.accounts, old)
+				})
+				ops, title := `[{"op":"replace","path":"title","value":"Two"}]`, "Two"
+				if deactivate {
+					// A deactivation carries no title: the moved account gets it all the same.
+					ops, title = `[{"op":"replace","path":"active","value":false}]`, "One"
+				}
+				if res := r.patch(scim.UserType, uid, ops); res.Err != nil {
+					t.Fatalf("patch: %v", res.Err)
+				}
+				r.settle()
+				acc := app.accounts["renamed-1"]
+				if app.accountCount() != 1 || acc == nil || acc["title"] != title || (deactivate && acc["enabled"] != false) || len(r.tasks()) != 0 {
+					t.Fatalf("accounts %v, tasks %+v, calls %v", app.accounts, r.tasks(), app.callLog())
+				}
+				if got := r.nativeID(scim.UserType, uid); got != "renamed-1" {
+					t.Fatalf("the id map names %q", got)
+				}
+				r.verify()
+			})
+		}
+	}
+	t.Run("really gone", func(t *testing.T) {
+		app, srv := newNativeApp(t)
+		r := queuedRig(t, srv.URL, withMode(outbox.Queued))
+		uid := r.mustCreate(scim.UserType, user("ada@contoso.example"))
+		r.settle()
+		old := r.nativeID(scim.UserType, uid)
+		app.set(func(a *nativeApp) { delete(a.accounts, old) })
+		r.patch(scim.UserType, uid, `[{"op":"replace","path":"title","value":"Back"}]`)
+		r.settle()
+		n := r.nativeID(scim.UserType, uid)
+		if app.accountCount() != 1 || n == "" || n == old || app.accounts[n]["title"] != "Back" {
+			t.Fatalf("accounts %v, native %q, calls %v", app.accounts, n, app.callLog())
+		}
+	})
 }
