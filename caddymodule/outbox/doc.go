@@ -15,7 +15,9 @@
 // than the app's Retry-After, while the app is unavailable and the task is younger than
 // Settings.MaxAge; after that, or at once when the app rejects the change, the task becomes
 // a dead letter and its resource's later tasks wait behind it. An unavailable app holds back
-// the whole target until the next attempt, so that a down app gets one probe at a time.
+// the whole target until the next attempt, so that a down app gets one probe at a time;
+// a failure while the app takes other tasks' attempts started no earlier (Report.AppUp) is
+// the task's own, and holds nothing back.
 // With a Deliverer that batches creates (BatchDeliverer: a mapping's create_batch, in
 // queued delivery), the ready creates of different resources of one type, each with its
 // resource's tasks coalesced into it, never tried before, go to the app in one call, up

@@ -113,30 +113,32 @@ func (s Schedule) Due(queued, now time.Time) bool {
 }
 
 // Next is the next moment after now at which Open or Due may change: the next batch, or
-// the next window's start (zero when neither).
+// the next window's start, whichever comes first (zero when neither). A batch while the
+// windows are closed changes nothing, but waking for it costs one look; waking after a
+// window's start would leave the changes already due waiting for the next batch.
 func (s Schedule) Next(now time.Time) time.Time {
 	var next time.Time
 	if s.Every > 0 {
 		next = now.Truncate(s.Every).Add(s.Every)
 	}
 	if len(s.Windows) > 0 && !s.Open(now) {
-		if start := s.nextStart(now); next.IsZero() || start.After(next) {
+		if start := s.nextStart(now); next.IsZero() || start.Before(next) {
 			next = start
 		}
 	}
 	return next
 }
 
-// nextStart is the start of the next window after now.
+// nextStart is the start of the next window after now, at its wall-clock time in the
+// schedule's zone (on the days the clocks change, a day is not 24 hours from midnight).
 func (s Schedule) nextStart(now time.Time) time.Time {
 	t := now.In(s.zone())
-	midnight := time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, t.Location())
 	var best time.Time
 	for d := 0; d <= 7; d++ {
-		day := midnight.AddDate(0, 0, d)
+		day := time.Date(t.Year(), t.Month(), t.Day()+d, 12, 0, 0, 0, t.Location()).Weekday()
 		for _, w := range s.Windows {
-			start := day.Add(time.Duration(w.From) * time.Minute)
-			if w.Days[day.Weekday()] && start.After(now) && (best.IsZero() || start.Before(best)) {
+			start := time.Date(t.Year(), t.Month(), t.Day()+d, w.From/60, w.From%60, 0, 0, t.Location())
+			if w.Days[day] && start.After(now) && (best.IsZero() || start.Before(best)) {
 				best = start
 			}
 		}

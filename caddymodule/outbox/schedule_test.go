@@ -75,3 +75,37 @@ func TestScheduleBatches(t *testing.T) {
 		t.Error("the zero schedule is not continuous")
 	}
 }
+
+// TestScheduleWindowsAcrossDST: a window starts at its wall-clock time on the days the
+// clocks change. Counted as minutes since midnight, Berlin's 04:00 window "started" at
+// 03:00 on the night the clocks go back, and the worker woken then slept until the next
+// day's window; on the night they go forward it woke an hour late.
+func TestScheduleWindowsAcrossDST(t *testing.T) {
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := Schedule{Zone: berlin, Windows: []Window{mustWindow(t, "daily", "04:00-05:00")}}
+	at := func(v string) time.Time {
+		tm, err := time.ParseInLocation("2006-01-02 15:04", v, berlin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tm
+	}
+	for _, c := range [][2]string{
+		{"2026-10-25 00:30", "2026-10-25 04:00"}, // clocks go back at 03:00
+		{"2026-10-25 03:00", "2026-10-25 04:00"},
+		{"2026-03-29 00:30", "2026-03-29 04:00"}, // clocks go forward at 02:00
+	} {
+		if next := s.Next(at(c[0])); !next.Equal(at(c[1])) {
+			t.Errorf("next window after %s: %v, want %s", c[0], next.In(berlin), c[1])
+		}
+	}
+	// Batches with a window that does not start on a batch: the window's start comes
+	// first, and changes queued before it go then.
+	b := Schedule{Every: 15 * time.Minute, Zone: berlin, Windows: []Window{mustWindow(t, "daily", "04:05-05:00")}}
+	if next := b.Next(at("2026-12-07 04:00")); !next.Equal(at("2026-12-07 04:05")) {
+		t.Errorf("next after 04:00 with a 04:05 window and batches every 15m: %v", next.In(berlin))
+	}
+}

@@ -65,6 +65,11 @@ type Report struct {
 	// Delivered is how many of the tasks handed over were delivered when Done and fewer
 	// than all (0: all).
 	Delivered int
+	// AppUp: the app answered the attempt's calls as an app that is up does (it took the
+	// change, or refused it with its own answer). An attempt started no earlier than one
+	// that failed with an Outage shows that the failure was the task's own (an app that
+	// answers 500 to one account's data), not the app's: the target is not held for it.
+	AppUp bool
 }
 
 // maxCoalesce bounds how many tasks one delivery coalesces.
@@ -115,6 +120,9 @@ type Worker struct {
 	byRes       map[string][]*entry
 	inflight    int
 	outageUntil time.Time // no attempt before this: the app was unavailable
+	outageFrom  time.Time // when the attempt that set outageUntil started
+	outageBy    *entry    // the task whose attempt set outageUntil
+	upSince     time.Time // when the latest attempt that found the app up (Report.AppUp) started
 	coalesce    int       // the most tasks one delivery coalesces (coalesceLimit)
 	paused      bool      // by an operator (kept in the store)
 	pauseGen    uint64    // counts this process's Pause and Resume: a resync read before one does not undo it
@@ -153,6 +161,9 @@ type entry struct {
 	creates bool
 	typ     string
 	tried   bool
+	// lone: the task failed while the app answered other tasks' attempts started no
+	// earlier (Report.AppUp): its failures are its own and do not hold the target.
+	lone bool
 	// sum is the checksum of the stored task the entry was read from (0: not read from the
 	// store), so that a resync decodes only the tasks that changed.
 	sum uint32
@@ -543,7 +554,7 @@ func (w *Worker) dispatch(ctx context.Context) time.Time {
 	batches := map[string]*batch{} // open batch creates, by resource type
 	defer func() {
 		for _, b := range batches {
-			w.launchBatch(ctx, b, bd)
+			w.launchBatch(ctx, b, bd, now)
 		}
 	}()
 	for i, e := range w.entries {
@@ -598,14 +609,14 @@ func (w *Worker) dispatch(ctx context.Context) time.Time {
 			}
 			b.groups = append(b.groups, group)
 			if len(b.groups) >= b.size {
-				w.launchBatch(ctx, b, bd)
+				w.launchBatch(ctx, b, bd, now)
 				delete(batches, e.typ)
 			}
 			continue
 		}
 		w.inflight++
 		w.wg.Add(1)
-		go w.attempt(ctx, group, w.d)
+		go w.attempt(ctx, group, w.d, now)
 	}
 	return wakeAt
 }
@@ -627,15 +638,15 @@ func batchSize(bd BatchDeliverer, e *entry) int {
 	return bd.BatchSize(e.typ)
 }
 
-// launchBatch starts the attempt of a batch dispatch filled (counted in inflight already);
-// w.mu is held.
-func (w *Worker) launchBatch(ctx context.Context, b *batch, bd BatchDeliverer) {
+// launchBatch starts the attempt of a batch dispatch filled (counted in inflight already),
+// started at now; w.mu is held.
+func (w *Worker) launchBatch(ctx context.Context, b *batch, bd BatchDeliverer, now time.Time) {
 	w.wg.Add(1)
 	if len(b.groups) == 1 {
-		go w.attempt(ctx, b.groups[0], w.d)
+		go w.attempt(ctx, b.groups[0], w.d, now)
 		return
 	}
-	go w.attemptBatch(ctx, b.groups, bd)
+	go w.attemptBatch(ctx, b.groups, bd, now)
 }
 
 // group is the ready task at index i with the tasks of its resource after it that may be
@@ -692,20 +703,20 @@ func (w *Worker) madeBetween(r string, from, to uint64) bool {
 	return false
 }
 
-// attempt makes one delivery attempt of a group of tasks (see group).
-func (w *Worker) attempt(ctx context.Context, group []*entry, d Deliverer) {
+// attempt makes one delivery attempt of a group of tasks (see group), started at started.
+func (w *Worker) attempt(ctx context.Context, group []*entry, d Deliverer, started time.Time) {
 	defer w.wg.Done()
 	n, rep, err := w.deliver(ctx, group, d)
 	w.mu.Lock()
 	w.inflight--
-	w.settle(group, n, rep, err)
+	w.settle(group, n, rep, err, started)
 	w.mu.Unlock()
 	w.poke()
 }
 
 // attemptBatch makes one attempt of a batch create: the groups' tasks are read, and those
 // still to deliver go to DeliverBatch together.
-func (w *Worker) attemptBatch(ctx context.Context, groups [][]*entry, d BatchDeliverer) {
+func (w *Worker) attemptBatch(ctx context.Context, groups [][]*entry, d BatchDeliverer, started time.Time) {
 	defer w.wg.Done()
 	type outcome struct {
 		n    int
@@ -744,17 +755,21 @@ func (w *Worker) attemptBatch(ctx context.Context, groups [][]*entry, d BatchDel
 	w.mu.Lock()
 	w.inflight--
 	for i, g := range groups {
-		w.settle(g, outs[i].n, outs[i].rep, outs[i].err)
+		w.settle(g, outs[i].n, outs[i].rep, outs[i].err, started)
 	}
 	w.mu.Unlock()
 	w.poke()
 }
 
-// settle records what an attempt of group did (n of its tasks handed over); w.mu is held.
-func (w *Worker) settle(group []*entry, n int, rep Report, err error) {
+// settle records what an attempt of group started at started did (n of its tasks handed
+// over); w.mu is held.
+func (w *Worker) settle(group []*entry, n int, rep Report, err error, started time.Time) {
 	e := group[0]
 	for _, g := range group {
 		g.inFlight = false
+	}
+	if err == nil && rep.AppUp {
+		w.appUp(started)
 	}
 	switch {
 	case errors.Is(err, fleet.ErrNotHolder):
@@ -774,10 +789,34 @@ func (w *Worker) settle(group []*entry, n int, rep Report, err error) {
 		e.dead, e.tried = true, true
 	default:
 		e.notBefore, e.tried = rep.NextAttempt, true
-		if rep.Outage && rep.NextAttempt.After(w.outageUntil) {
-			w.outageUntil = rep.NextAttempt
+		if !rep.Outage || e.lone {
+			break
+		}
+		if !w.upSince.Before(started) {
+			e.lone = true // the app answered an attempt started no earlier: the failure is the task's
+			break
+		}
+		if rep.NextAttempt.After(w.outageUntil) {
+			w.outageUntil, w.outageFrom, w.outageBy = rep.NextAttempt, started, e
 		}
 	}
+}
+
+// appUp notes an attempt started at started that found the app up: a hold of the target
+// set by a failure of an attempt started no later ends, and that task's failures no longer
+// hold it (one account the app answers 500 for would otherwise hold every other change of
+// the target back, each time it is tried, for as long as it is retried); w.mu is held.
+func (w *Worker) appUp(started time.Time) {
+	if started.After(w.upSince) {
+		w.upSince = started
+	}
+	if w.outageUntil.IsZero() || started.Before(w.outageFrom) {
+		return
+	}
+	if w.outageBy != nil {
+		w.outageBy.lone = true
+	}
+	w.outageUntil, w.outageFrom, w.outageBy = time.Time{}, time.Time{}, nil
 }
 
 // deliver reads the group's tasks and delivers those that may be coalesced with the

@@ -437,7 +437,14 @@ func (e *Engine) send(j *job, p *plan, d policy.Decision) (*syncResult, error) {
 		return res, err
 	}
 	gone := p.nativeID
-	if err := e.dropGoneAccount(j, p, ne); err != nil {
+	moved, err := e.findMoved(j, p, ne)
+	if err != nil {
+		return nil, err
+	}
+	if moved != "" {
+		return e.sendToMoved(j, p, d, ne, moved)
+	}
+	if err := e.dropGoneAccount(j, p, ne, ""); err != nil {
 		return nil, err
 	}
 	why := "account " + gone + " was gone from " + e.target.Name + " (its own \"no such object\" answered the change): the mapping to it was dropped"
@@ -486,8 +493,10 @@ func (e *Engine) sendOnce(j *job, p *plan, d policy.Decision) (*syncResult, erro
 // the app (its own "no such object" answered the change's calls, ne): the id map entry,
 // the account's mark and the flow's progress are dropped, with a record (action
 // reconcile, the request's id, the old native id and the calls) that says so and closes
-// the change's intent. p is left as a resource without an account.
-func (e *Engine) dropGoneAccount(j *job, p *plan, ne *nativeError) error {
+// the change's intent. p is left as a resource without an account; or, when moved is set
+// (the app's lookup finds the resource's account under that id: the app renamed it), as
+// a resource whose account is moved, the id map naming it.
+func (e *Engine) dropGoneAccount(j *job, p *plan, ne *nativeError, moved string) error {
 	t := e.target
 	key := t.mapKey(p.typ)
 	rec := &journal.Record{
@@ -504,6 +513,9 @@ func (e *Engine) dropGoneAccount(j *job, p *plan, ne *nativeError) error {
 		Calls:        ne.calls,
 		Error:        fmt.Sprintf("account %s is gone from %s (its own \"no such object\" answered the change's call): the mapping to it was dropped", p.nativeID, t.Name),
 	}
+	if moved != "" {
+		rec.Error = fmt.Sprintf("account %s is gone from %s (its own \"no such object\" answered the change's call), and its lookup finds the resource's account as %s: the mapping names %s now", p.nativeID, t.Name, moved, moved)
+	}
 	if n := len(ne.calls); n > 0 {
 		last := ne.calls[n-1]
 		rec.Backend = &last
@@ -514,7 +526,12 @@ func (e *Engine) dropGoneAccount(j *job, p *plan, ne *nativeError) error {
 	}
 	err = e.store.Update(func(tx *store.Tx) error {
 		if cur, err := tx.NativeID(key, p.id); err == nil && cur == p.nativeID {
-			if err := tx.DeleteNativeID(key, p.id); err != nil {
+			if moved != "" {
+				err = tx.SetNativeID(key, p.id, moved)
+			} else {
+				err = tx.DeleteNativeID(key, p.id)
+			}
+			if err != nil {
 				return err
 			}
 			if tx.Mark(key, p.id) != change.MarkNone {
@@ -533,11 +550,11 @@ func (e *Engine) dropGoneAccount(j *job, p *plan, ne *nativeError) error {
 	if err != nil {
 		return err
 	}
-	e.logger.Warn("an account the directory maps is gone from the app; the mapping was dropped",
+	e.logger.Warn("an account the directory maps is gone from the app; the mapping was dropped, or moved to the account its lookup finds",
 		zap.String("request_id", j.req.ID), zap.String("target", t.Name), zap.String("resource_type", p.typ),
-		zap.String("scim_id", p.id), zap.String("native_id", p.nativeID))
-	p.nativeID, p.mark, p.progress = "", change.MarkNone, nil
-	j.trail.nativeID = ""
+		zap.String("scim_id", p.id), zap.String("native_id", p.nativeID), zap.String("moved_to", moved))
+	p.nativeID, p.mark, p.progress = moved, change.MarkNone, nil
+	j.trail.nativeID = moved
 	return nil
 }
 

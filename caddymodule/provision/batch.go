@@ -351,7 +351,7 @@ func (e *Engine) commitChunk(items []*batchItem, reports []outbox.Report) error 
 			if err != nil {
 				return err
 			}
-			outs[k] = outcome{recs: recs, rep: outbox.Report{Done: true}, status: change.Delivered}
+			outs[k] = outcome{recs: recs, rep: outbox.Report{Done: true, AppUp: it.res.answered()}, status: change.Delivered}
 			continue
 		}
 		t := *it.tasks[0] // a copy: a failed transaction leaves the task as it was
@@ -375,7 +375,7 @@ func (e *Engine) commitChunk(items []*batchItem, reports []outbox.Report) error 
 			return err
 		}
 		outs[k] = outcome{rec: e.record(it.j.req, it.j.trail, status, 0, f.Detail), data: data, status: status,
-			rep: outbox.Report{Dead: dead, NextAttempt: t.NextAttempt, Outage: !dead && !f.Rejected && f.App}}
+			rep: outbox.Report{Dead: dead, NextAttempt: t.NextAttempt, Outage: !dead && !f.Rejected && f.App, AppUp: f.Rejected && f.App && f.Status != 0}}
 	}
 	err := e.store.Update(func(tx *store.Tx) error {
 		for k, it := range items {

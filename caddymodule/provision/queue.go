@@ -280,7 +280,7 @@ func (e *Engine) Deliver(ctx context.Context, tasks []*outbox.Task) outbox.Repor
 	}
 	if err == nil && !m.none {
 		if err = e.commitDelivery(j, p, tasks, res); err == nil {
-			return outbox.Report{Done: true}
+			return outbox.Report{Done: true, AppUp: res.answered()}
 		}
 		if res.nativeID != "" && !res.dryRun && (p.before == nil || res.caughtUp) {
 			e.listAdoption(j, p) // the app made the account; the next attempt adopts it
@@ -495,8 +495,12 @@ func (e *Engine) failDelivery(j *job, tasks []*outbox.Task, err error) outbox.Re
 			zap.String("target", e.target.Name), zap.Uint64("task", t.Seq), zap.String("request_id", t.RequestID),
 			zap.String("scim_id", t.ID), zap.Int("attempts", t.Attempts), zap.Int("status", f.Status))
 	}
-	return outbox.Report{Dead: dead, NextAttempt: t.NextAttempt, Outage: !dead && !f.Rejected && f.App}
+	return outbox.Report{Dead: dead, NextAttempt: t.NextAttempt, Outage: !dead && !f.Rejected && f.App, AppUp: f.Rejected && f.App && f.Status != 0}
 }
+
+// answered reports whether the app answered the calls of a delivery that succeeded (not a
+// dry run, not a change that needed no call): it is up.
+func (r *syncResult) answered() bool { return r != nil && !r.dryRun && len(r.calls) > 0 }
 
 // failureOf says how a delivery attempt failed: rejected by the app (a dead letter at
 // once) or not (retried), with the app's status and Retry-After.

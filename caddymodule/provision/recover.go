@@ -8,13 +8,16 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 
 	"go.uber.org/zap"
 
+	"github.com/scimgate/scimgate/caddymodule/change"
 	"github.com/scimgate/scimgate/caddymodule/journal"
 	"github.com/scimgate/scimgate/caddymodule/legacy"
 	"github.com/scimgate/scimgate/caddymodule/mapping"
+	"github.com/scimgate/scimgate/caddymodule/policy"
 	"github.com/scimgate/scimgate/caddymodule/scim"
 	"github.com/scimgate/scimgate/caddymodule/store"
 )
@@ -179,4 +182,71 @@ func (e *Engine) listAdoption(j *job, p *plan) {
 		e.logger.Warn("listing a create for adoption failed; this process still adopts it",
 			zap.String("request_id", j.req.ID), zap.String("target", e.target.Name), zap.Error(err))
 	}
+}
+
+// findMoved looks up, with the mapping's lookup, the account of a resource whose mapped
+// account answered a change with its own "no such object" (ne): an app that renames its
+// ids (a migration, a re-keyed account) still holds the account under its natural key,
+// and creating another one would leave two, the old one with the state Entra changed
+// since (a leaver's account left enabled). It returns the id the lookup finds, or "" when
+// the lookup proves there is none (or the mapping has no lookup): the account is gone. A
+// lookup that proves nothing, or that finds the very account that answered "no such
+// object", is an outage: the mapping stays as it is and the change is tried again.
+func (e *Engine) findMoved(j *job, p *plan, ne *nativeError) (string, error) {
+	t := e.target
+	req, ok, err := t.Mapping.LookupRequest(p.typ, p.after)
+	if err != nil || !ok {
+		return "", nil // without a lookup, what the app said is all there is to go by
+	}
+	ctx, cancel := e.flowContext(j.req.ctx())
+	defer cancel()
+	res := &syncResult{}
+	what := fmt.Sprintf("the lookup of %s %q (whose account %s answered \"no such object\": the app may have renamed it)", strings.ToLower(p.typ), SubjectOf(p.typ, p.after), p.nativeID)
+	found, err := e.lookupAccount(ctx, req, what, res)
+	if err == nil && found == p.nativeID {
+		err = res.failure(&nativeError{scim: scim.Errorf(http.StatusServiceUnavailable, "",
+			"%s answered \"no such object\" for account %s of %s %s, and its lookup finds that account; retry later", t.Name, found, p.typ, p.id),
+			retryAfter: legacy.DefaultOutageRetryAfter})
+	}
+	if err != nil {
+		var le *nativeError
+		if errors.As(err, &le) {
+			le.calls = append(slices.Clone(ne.calls), le.calls...)
+			j.trail.noteCalls(le.calls)
+		}
+		return "", err
+	}
+	if found != "" {
+		ne.calls = append(ne.calls, res.calls...)
+	}
+	return found, nil
+}
+
+// sendToMoved sends change p to the account the lookup found as moved (findMoved), once
+// the id map names it: with every attribute, since the account missed what Entra changed
+// while its id was another.
+func (e *Engine) sendToMoved(j *job, p *plan, d policy.Decision, ne *nativeError, moved string) (*syncResult, error) {
+	old := p.nativeID
+	if err := e.dropGoneAccount(j, p, ne, moved); err != nil {
+		return nil, err
+	}
+	events, changed := p.events, p.changed
+	if p.after != nil && !change.Has(p.events, change.Update) {
+		p.events = append([]change.Event{change.Update}, p.events...)
+	}
+	if p.after != nil {
+		p.changed = attributeNames(p.after)
+	}
+	res, err := e.sendOnce(j, p, d)
+	p.events, p.changed = events, changed
+	var again *nativeError
+	if errors.As(err, &again) && again.gone {
+		again.gone = false
+		again.scim = scim.Errorf(http.StatusServiceUnavailable, "", "%s answered \"no such object\" for account %s too, which its lookup found for %s %s; retry later", e.target.Name, moved, p.typ, p.id)
+		again.retryAfter = legacy.DefaultOutageRetryAfter
+	}
+	if err == nil {
+		e.noteReasons(j.trail, "account "+old+" was gone from "+e.target.Name+" and its lookup found the account as "+moved+" (the app renamed it): the mapping names "+moved+" now, and the change was sent to it with every attribute")
+	}
+	return res, err
 }
