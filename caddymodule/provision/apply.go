@@ -308,6 +308,14 @@ func (e *Engine) decideView(j *job) (*plan, error) {
 		if p.same, err = p.unchanged(tx); err != nil {
 			return err
 		}
+		if p.same && e.target != nil {
+			// Answered as it is, p has no claim (fleet.go): a change that leaves the resource
+			// as it is while another gateway's change of it is in flight would be answered
+			// before that change, and lost when it commits.
+			if err := e.callsInFlight(tx, j, p); err != nil {
+				return err
+			}
+		}
 		asIs := false // run answers p as it stands (answeredAsIs)
 		if t := e.target; t != nil && p.before != nil && !p.recreate {
 			key := t.mapKey(p.typ)
