@@ -387,3 +387,51 @@ func TestFleetMemberChangeOvertakenAtCommit(t *testing.T) {
 		})
 	}
 }
+
+// groupDeleteMapping is nativeMapping whose groups are deleted in the app too.
+var groupDeleteMapping = strings.Replace(nativeMapping, `"create": {"method": "POST", "path": "/roles"`,
+	`"delete": {"method": "DELETE", "path": "/roles/{id}"}, "create": {"method": "POST", "path": "/roles"`, 1)
+
+// TestFleetMemberAddWhileGroupDeleted: gateway A's delete of a group has reached the app
+// (the role is gone), uncommitted, when Entra adds a member through gateway B. B must not
+// call the app for a role being deleted: it answers 503 with Retry-After, without a call,
+// and its retry after the delete's commit answers 404. The app holds no role, the
+// directory no group.
+func TestFleetMemberAddWhileGroupDeleted(t *testing.T) {
+	for _, backend := range fleetBackends {
+		t.Run(backend, func(t *testing.T) {
+			app, srv := newNativeApp(t)
+			held, heldSrv := newHeldApp(t, app, "DELETE /roles/")
+			f := newMemberFleet(t, backend, app, newMappedTarget(t, heldSrv.URL, groupDeleteMapping), newMappedTarget(t, srv.URL, groupDeleteMapping))
+			ada := f.create(scim.UserType, user("ada@contoso.example"))
+			g := f.create(scim.GroupType, group("Team"))
+			resA := make(chan *Result, 1)
+			go func() {
+				resA <- f.a.Apply(Request{ID: "delete", Client: "entra"}, &Op{Action: change.ActionDelete, Type: scim.GroupType, ID: g, Status: http.StatusNoContent})
+			}()
+			waitOrFail(t, held.acted, "gateway A's delete reaching the app")
+			calls := len(app.callLog())
+			add := func() *Result { return f.patchGroup(f.b, "add", g, entraDialects[0].add(ada)) }
+			resB := add()
+			if resB.Status != http.StatusServiceUnavailable || resB.RetryAfter <= 0 {
+				t.Errorf("gateway B's member add while A's delete of the group is in flight: %d (Retry-After %v) %+v; want 503", resB.Status, resB.RetryAfter, resB.Err)
+			}
+			if got := app.callLog(); len(got) != calls {
+				t.Errorf("gateway B called the app while A's delete of the group was in flight: %v", got[calls:])
+			}
+			held.release()
+			if ra := awaitResult(t, resA, "gateway A's delete"); ra.Err != nil {
+				t.Fatalf("gateway A's delete: %d %+v", ra.Status, ra.Err)
+			}
+			if res := add(); res.Status != http.StatusNotFound {
+				t.Errorf("Entra's retry of the member add after the delete: %d %+v; want 404", res.Status, res.Err)
+			}
+			app.mu.Lock()
+			roles := len(app.roles)
+			app.mu.Unlock()
+			if roles != 0 {
+				t.Errorf("the app holds %d roles after the group's delete", roles)
+			}
+		})
+	}
+}
