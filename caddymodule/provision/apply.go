@@ -367,6 +367,12 @@ func (e *Engine) decideView(j *job) (*plan, error) {
 		if e.policy != nil {
 			p.memberRefs = policy.Members{Add: memberRefs(tx, p.added), Remove: memberRefs(tx, p.removed)}
 		}
+		if p.typ == scim.UserType && p.after != nil {
+			if m := managerRef(p.after); m != "" {
+				_, err := tx.TypeOf(m)
+				p.managerKnown = err == nil
+			}
+		}
 		return nil
 	})
 	if err == nil && stale != nil {
@@ -413,7 +419,16 @@ func (e *Engine) deliver(j *job, p *plan, d policy.Decision) (*plan, error) {
 	}
 	j.sent = e.fleet && !res.dryRun
 	p.roleLists = res.roleLists
-	done, err := e.commit(j, p, outcome)
+	done, err := e.commitWith(j, p, outcome, func(tx *store.Tx, p, p2 *plan) error {
+		if err := e.updateAccount(tx, p, p2); err != nil {
+			return err
+		}
+		if res.dryRun || (p2 != p && managerRef(p2.after) != managerRef(p.after)) {
+			return nil
+		}
+		p2.managerKnown = p.managerKnown // the calls sent the manager as decided
+		return e.unlinkLateManager(tx, p2)
+	})
 	switch {
 	case err != nil && res.nativeID != "" && !res.dryRun && (p.before == nil || res.caughtUp):
 		// The app has the account but the directory could not record it: let Entra's

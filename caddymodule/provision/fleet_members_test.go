@@ -435,3 +435,62 @@ func TestFleetMemberAddWhileGroupDeleted(t *testing.T) {
 		})
 	}
 }
+
+// managerMapping is nativeMapping whose user updates send the manager.
+var managerMapping = strings.Replace(nativeMapping, `"body": {"title": "title", "login": "userName"}`,
+	`"body": {"title": "title", "login": "userName", "manager": "manager"}`, 1)
+
+// TestManagerDeletedWhileLinked: Entra sets ada's manager to max through gateway A (the
+// call has linked max's account in the app, the commit is pending) while max is deleted
+// through gateway B (a manager's delete locks only the manager, so one gateway races the
+// same way). The delete's unlinking of its reports missed ada, whose reference was not
+// committed yet: she was left naming a deleted manager, and her account in the app kept
+// the link to max's deleted account with nothing to clear it. A's commit unlinks her as the
+// delete unlinks its other reports: no manager in the directory, and her next change
+// clears it in the app.
+func TestManagerDeletedWhileLinked(t *testing.T) {
+	for _, backend := range fleetBackends {
+		t.Run(backend, func(t *testing.T) {
+			app, srv := newNativeApp(t)
+			held, heldSrv := newHeldApp(t, app, "PATCH /accounts/")
+			f := newMemberFleet(t, backend, app, newMappedTarget(t, heldSrv.URL, managerMapping), newMappedTarget(t, srv.URL, managerMapping))
+			ada := f.create(scim.UserType, user("ada@contoso.example"))
+			maxID := f.create(scim.UserType, user("max@contoso.example"))
+			resA := make(chan *Result, 1)
+			go func() {
+				resA <- patchThrough(t, f.a, "set-manager", ada,
+					`[{"op":"add","path":"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager","value":"`+maxID+`"}]`)
+			}()
+			waitOrFail(t, held.acted, "gateway A's manager link reaching the app")
+			if res := f.b.Apply(Request{ID: "delete-max", Client: "entra"},
+				&Op{Action: change.ActionDelete, Type: scim.UserType, ID: maxID, Status: http.StatusNoContent}); res.Err != nil {
+				t.Fatalf("gateway B's delete of the manager: %d %+v", res.Status, res.Err)
+			}
+			held.release()
+			if ra := awaitResult(t, resA, "gateway A's PATCH"); ra.Err != nil {
+				t.Fatalf("gateway A's PATCH: %d %+v", ra.Status, ra.Err)
+			}
+			var doc, native string
+			if err := f.store.View(func(tx *store.Tx) error {
+				rec, err := tx.Get(scim.UserType, ada)
+				if err != nil {
+					return err
+				}
+				doc = string(rec.Doc)
+				native, err = tx.NativeID("native/"+scim.UserType, ada)
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(doc, maxID) {
+				t.Errorf("the directory's ada names her deleted manager: %s", doc)
+			}
+			if res := patchThrough(t, f.b, "next", ada, `[{"op":"replace","path":"title","value":"Engineer"}]`); res.Err != nil {
+				t.Fatalf("ada's next change: %d %+v", res.Status, res.Err)
+			}
+			if m := app.accountOf(native)["manager"]; m != nil {
+				t.Fatalf("after ada's next change her account in the app still links manager %v (deleted)", m)
+			}
+		})
+	}
+}
