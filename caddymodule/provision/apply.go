@@ -308,6 +308,14 @@ func (e *Engine) decideView(j *job) (*plan, error) {
 		if p.same, err = p.unchanged(tx); err != nil {
 			return err
 		}
+		if p.same && e.target != nil {
+			// Answered as it is, p has no claim (fleet.go): a change that leaves the resource
+			// as it is while another gateway's change of it is in flight would be answered
+			// before that change, and lost when it commits.
+			if err := e.callsInFlight(tx, j, p); err != nil {
+				return err
+			}
+		}
 		asIs := false // run answers p as it stands (answeredAsIs)
 		if t := e.target; t != nil && p.before != nil && !p.recreate {
 			key := t.mapKey(p.typ)
@@ -359,6 +367,12 @@ func (e *Engine) decideView(j *job) (*plan, error) {
 		if e.policy != nil {
 			p.memberRefs = policy.Members{Add: memberRefs(tx, p.added), Remove: memberRefs(tx, p.removed)}
 		}
+		if p.typ == scim.UserType && p.after != nil {
+			if m := managerRef(p.after); m != "" {
+				_, err := tx.TypeOf(m)
+				p.managerKnown = err == nil
+			}
+		}
 		return nil
 	})
 	if err == nil && stale != nil {
@@ -405,7 +419,16 @@ func (e *Engine) deliver(j *job, p *plan, d policy.Decision) (*plan, error) {
 	}
 	j.sent = e.fleet && !res.dryRun
 	p.roleLists = res.roleLists
-	done, err := e.commit(j, p, outcome)
+	done, err := e.commitWith(j, p, outcome, func(tx *store.Tx, p, p2 *plan) error {
+		if err := e.updateAccount(tx, p, p2); err != nil {
+			return err
+		}
+		if res.dryRun || (p2 != p && managerRef(p2.after) != managerRef(p.after)) {
+			return nil
+		}
+		p2.managerKnown = p.managerKnown // the calls sent the manager as decided
+		return e.unlinkLateManager(tx, p2)
+	})
 	switch {
 	case err != nil && res.nativeID != "" && !res.dryRun && (p.before == nil || res.caughtUp):
 		// The app has the account but the directory could not record it: let Entra's

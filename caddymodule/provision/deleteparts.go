@@ -332,7 +332,7 @@ func (e *Engine) applyUnlink(tx *store.Tx, p *plan) error {
 		}
 	}
 	for _, id := range p.unlink.reports {
-		if err := e.unlinkReport(tx, p, id); err != nil {
+		if err := e.unlinkReport(tx, p, id, e.cascadeRecord); err != nil {
 			return fmt.Errorf("dropping the manager reference of %s: %w", id, err)
 		}
 	}

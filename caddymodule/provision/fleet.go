@@ -3,9 +3,11 @@ package provision
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -212,8 +214,15 @@ func (e *Engine) claimIntent(tx *store.Tx, j *job, p *plan) error {
 			retryAfter: max(left, time.Second),
 		}}
 	}
-	if p.before != nil && !membersOnly(p.events) {
-		if err := e.resourceInFlight(tx, j, p); err != nil {
+	if p.before != nil {
+		check := e.resourceInFlight
+		if membersOnly(p.events) {
+			check = e.callsInFlight // the resource's other changes go side by side
+		}
+		if err := check(tx, j, p); err != nil {
+			return err
+		}
+		if err := membersMoved(tx, p, false); err != nil {
 			return err
 		}
 	}
@@ -292,31 +301,129 @@ func (e *Engine) resourceInFlight(tx *store.Tx, j *job, p *plan) error {
 }
 
 // callsInFlight refuses (inFlight: 503 with Retry-After) a change of resource p while
-// another request's calls for it, other than member changes, are in flight through another
-// gateway: a live intent of the resource. Nothing on a store only this gateway writes (its
-// resource lock orders the changes) and for a change of members only.
+// another request's calls for it are in flight through another gateway (a live intent of
+// the resource): any such calls, for a change of more than its members; for a change of a
+// group's members, the calls of a change of one of the members it names, or of the group's
+// delete. Nothing on a store only this gateway writes (its locks order the changes).
+//
+// A group's member changes through several gateways go side by side, as through one, but
+// two changes of one member must not overtake each other, as they cannot through one
+// gateway (each member is locked): decided while another gateway's add of the member is in
+// flight, a remove finds no member, makes no call and answers 204, and the add then
+// commits; or it removes the member in the directory when its commit decides again on the
+// add, while the app keeps it. Each intent names the members its calls change (its
+// changes), and a change that names one of them waits for it instead.
 func (e *Engine) callsInFlight(tx *store.Tx, j *job, p *plan) error {
-	if !e.fleet || p.before == nil || membersOnly(p.events) {
+	if !e.fleet || p.before == nil {
 		return nil
 	}
+	whole := !membersOnly(p.events) && !(p.same && p.delta != nil)
+	named, all := namedMembers(p)
 	open, err := e.journal.OpenIntentsMatching(tx.KV(), e.target.Name,
 		journal.IntentFilter{ResourceType: p.typ, SCIMID: p.id, NotRequestID: j.req.ID})
 	if err != nil {
 		return err
 	}
 	for i := range open {
-		if membersOnly(open[i].Events) {
+		in := &open[i]
+		var busy string
+		switch {
+		case !membersOnly(in.Events) && (whole || endsAccount(in)):
+			busy = fmt.Sprintf("a change of %s %s is in progress through another gateway; retry later", p.typ, p.id)
+		case all || len(named) > 0:
+			if m, ok := sharedMember(in, named, all); ok && m != "" {
+				busy = fmt.Sprintf("a change of member %s of %s %s is in progress through another gateway; retry later", m, p.typ, p.id)
+			} else if ok {
+				busy = fmt.Sprintf("a change of members of %s %s is in progress through another gateway; retry later", p.typ, p.id)
+			}
+		}
+		if busy == "" {
 			continue
 		}
-		if stale, left := e.staleIntent(&open[i], e.now()); !stale {
+		if stale, left := e.staleIntent(in, e.now()); !stale {
 			return &inFlight{&nativeError{
-				scim: scim.Errorf(http.StatusServiceUnavailable, "", "a change of %s %s is in progress through another gateway; retry later",
-					p.typ, p.id),
+				scim:       scim.Errorf(http.StatusServiceUnavailable, "", "%s", busy),
 				retryAfter: max(left.Round(time.Second), time.Second),
 			}}
 		}
 	}
 	return nil
+}
+
+// endsAccount reports whether intent in makes or deletes its resource's account: a member
+// call of the resource made alongside would meet no account, or one about to go.
+func endsAccount(in *journal.Record) bool {
+	return in.Action == change.ActionDelete || change.Has(in.Events, change.Delete) || change.Has(in.Events, change.Create)
+}
+
+// namedMembers returns the members p's request names (adds or removes, whether or not
+// that changes an edge: a remove of a member that is not one names it too); all when it
+// names every member (a remove of all, a replace of the list).
+func namedMembers(p *plan) (ids map[string]bool, all bool) {
+	d := p.delta
+	if d == nil {
+		return nil, false
+	}
+	ids = make(map[string]bool, len(d.Add)+len(d.Remove))
+	for _, m := range d.Add {
+		ids[m.Value] = true
+	}
+	for _, id := range d.Remove {
+		ids[id] = true
+	}
+	return ids, d.RemoveAll
+}
+
+// sharedMember returns a member whose edge intent in changes (its "members" changes) that
+// named holds (any, with all). A list the record could not hold whole (a summary, or left
+// out) may hold any member: ok without a member.
+func sharedMember(in *journal.Record, named map[string]bool, all bool) (string, bool) {
+	for _, c := range in.Changes {
+		if c.Path != "members" {
+			continue
+		}
+		var ids []string
+		if c.Redacted || c.Truncated || json.Unmarshal(c.Value, &ids) != nil {
+			return "", true
+		}
+		for _, id := range ids {
+			if all || named[id] {
+				return id, true
+			}
+		}
+	}
+	return "", false
+}
+
+// membersMoved refuses a change of a group's members when, since it was decided, another
+// gateway changed one of the member edges it names (other member changes of the group
+// commit beside it): in its claim, before any call (the calls would carry what the group
+// was: 503, and Entra's retry is decided on the group as it is); in its commit after the
+// calls (sent), where deciding again would commit edges the calls did not change: 503,
+// the directory keeps the other change, and Entra's retry applies this one on top of it.
+func membersMoved(tx *store.Tx, p *plan, sent bool) error {
+	if p.before == nil || p.delta == nil {
+		return nil
+	}
+	if v, err := tx.Version(p.typ, p.id); err != nil || v == p.version {
+		return nil // gone: the commit answers 404
+	}
+	added, removed, err := memberChangesOf(tx, p.id, p.delta)
+	if err != nil {
+		return err
+	}
+	if slices.Equal(added, p.added) && slices.Equal(removed, p.removed) {
+		return nil
+	}
+	why := "a member this change names was changed through another gateway while it was decided; retry"
+	if sent {
+		why = "a member this change names was changed through another gateway while this change's calls were made; the directory keeps that change: retry to apply this one on top of it"
+	}
+	ne := &nativeError{scim: scim.Errorf(http.StatusServiceUnavailable, "", "%s %s: %s", p.typ, p.id, why), retryAfter: time.Second}
+	if sent {
+		return ne
+	}
+	return &inFlight{ne}
 }
 
 // overtaken refuses, in the commit of a change whose calls were made on a shared store, to
@@ -329,6 +436,9 @@ func (e *Engine) callsInFlight(tx *store.Tx, j *job, p *plan) error {
 // retry applies this one on top of it in both. A resource deleted meanwhile is left to the
 // commit (404, as in the app).
 func (e *Engine) overtaken(tx *store.Tx, p *plan) error {
+	if err := membersMoved(tx, p, true); err != nil {
+		return err
+	}
 	if p.before == nil || membersOnly(p.events) {
 		return nil
 	}

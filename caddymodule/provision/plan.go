@@ -79,6 +79,9 @@ type plan struct {
 	progress   sentCalls     // calls a failed earlier attempt of the change made, not to repeat
 	mark       change.Mark   // the account's mark, as decided on
 	memberRefs policy.Members
+	// managerKnown: the user's manager, as the change leaves it, was in the directory when
+	// the change was decided (see unlinkLateManager).
+	managerKnown bool
 
 	// Filled by the policy and the calls.
 	skipped     bool   // the policy kept the change out of the app

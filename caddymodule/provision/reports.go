@@ -77,15 +77,16 @@ func (e *Engine) unlinkReports(tx *store.Tx, p *plan) error {
 		return err
 	}
 	for _, id := range ids {
-		if err := e.unlinkReport(tx, p, id); err != nil {
+		if err := e.unlinkReport(tx, p, id, e.cascadeRecord); err != nil {
 			return fmt.Errorf("dropping the manager reference of %s: %w", id, err)
 		}
 	}
 	return nil
 }
 
-// unlinkReport drops report id's reference to the deleted manager of p.
-func (e *Engine) unlinkReport(tx *store.Tx, p *plan, id string) error {
+// unlinkReport drops report id's reference to the deleted manager of p, journaled by the
+// record record makes.
+func (e *Engine) unlinkReport(tx *store.Tx, p *plan, id string, record func(p *plan, id string, before, after scim.Resource) *journal.Record) error {
 	cur, err := tx.Get(scim.UserType, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil
@@ -116,12 +117,52 @@ func (e *Engine) unlinkReport(tx *store.Tx, p *plan, id string) error {
 	if err := e.markManagerGone(tx, id); err != nil {
 		return err
 	}
-	prepared, err := e.journal.Prepare(e.cascadeRecord(p, id, before, after))
+	prepared, err := e.journal.Prepare(record(p, id, before, after))
 	if err != nil {
 		return err
 	}
 	p.cascade = append(p.cascade, prepared)
 	return nil
+}
+
+// unlinkLateManager drops, in the commit of user p's change whose calls were made, the
+// manager reference the change set when that manager, known when the change was decided,
+// was deleted since (through another request: a manager's delete locks only itself). The
+// delete's own unlinking of its reports missed p, whose reference was not committed yet,
+// and the calls linked the manager's account in the app; committed as it is, the user would
+// name a deleted manager, and the app would keep the link with no mark to clear it. The
+// commit does what the delete did to its other reports instead: the reference goes, the
+// account is marked (its next change clears the manager in the app), and a cascade record
+// of p's request says why.
+func (e *Engine) unlinkLateManager(tx *store.Tx, p *plan) error {
+	if p.typ != scim.UserType || p.after == nil || !p.managerKnown {
+		return nil
+	}
+	m := managerRef(p.after)
+	if m == "" || m == p.id {
+		return nil
+	}
+	if _, err := tx.TypeOf(m); !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	gone := &plan{job: p.job, typ: scim.UserType, id: m}
+	if err := e.unlinkReport(tx, gone, p.id, e.lateCascadeRecord); err != nil {
+		return fmt.Errorf("dropping the reference of %s to its deleted manager: %w", p.id, err)
+	}
+	p.cascade = append(p.cascade, gone.cascade...)
+	return nil
+}
+
+// lateCascadeRecord is the record of unlinkLateManager's drop of a reference to manager
+// p.id from user id.
+func (e *Engine) lateCascadeRecord(p *plan, id string, before, after scim.Resource) *journal.Record {
+	rec := e.cascadeRecord(p, id, before, after)
+	reason := fmt.Sprintf("its manager %s, which this request set, was deleted by another request before this one committed: the directory drops the reference", p.id)
+	if t := e.target; t != nil {
+		reason += "; the account in " + t.Name + " was linked to it by this request's calls: the user's next change that reaches it clears the manager there"
+	}
+	rec.Decision.Reasons = []string{reason}
+	return rec
 }
 
 // markManagerGone marks the report's account in the app, if it has one, so that its next
