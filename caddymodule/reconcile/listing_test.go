@@ -1,0 +1,348 @@
+package reconcile
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/scimgate/scimgate/caddymodule/internal/teststore"
+	"github.com/scimgate/scimgate/caddymodule/journal"
+	"github.com/scimgate/scimgate/caddymodule/legacy"
+	"github.com/scimgate/scimgate/caddymodule/mapping"
+	"github.com/scimgate/scimgate/caddymodule/provision"
+	"github.com/scimgate/scimgate/caddymodule/scim"
+)
+
+// listApp is an app not of the demo app's shape: accounts at /accounts whose ids are JSON
+// values of its choosing (numbers past 2^53, strings that differ only in case), a lookup by
+// login, a deactivation, and a listing that each test answers as it likes (list).
+type listApp struct {
+	mu       sync.Mutex
+	accounts []map[string]any // in creation order; "id" is a json.RawMessage
+	nextID   func(n int) json.RawMessage
+	// list answers GET /accounts without login=; accounts is a copy of the app's.
+	list func(w http.ResponseWriter, r *http.Request, accounts []map[string]any)
+	// onCreate, when set, sees a create after the app made the account; true drops the
+	// connection instead of answering (the answer is lost).
+	onCreate    func() bool
+	creates     int
+	deactivated []string
+}
+
+func newListApp(t *testing.T) (*listApp, string) {
+	a := &listApp{nextID: func(n int) json.RawMessage { return json.RawMessage(strconv.Itoa(n)) }}
+	srv := httptest.NewServer(a)
+	t.Cleanup(srv.Close)
+	return a, srv.URL
+}
+
+// add makes an account in the app behind the gateway's back and returns its id.
+func (a *listApp) add(login string) string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.addLocked(login)
+}
+
+func (a *listApp) addLocked(login string) string {
+	id := a.nextID(len(a.accounts) + 1)
+	a.accounts = append(a.accounts, map[string]any{"id": id, "login": login, "active": true})
+	return strings.Trim(string(id), `"`)
+}
+
+func (a *listApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	a.mu.Lock()
+	w.Header().Set("Content-Type", "application/json")
+	switch {
+	case r.Method == http.MethodPost && r.URL.Path == "/accounts":
+		var in map[string]any
+		_ = json.NewDecoder(r.Body).Decode(&in)
+		login, _ := in["login"].(string)
+		a.creates++
+		id := a.addLocked(login)
+		drop := a.onCreate != nil && a.onCreate()
+		a.mu.Unlock()
+		if drop {
+			panic(http.ErrAbortHandler) // the app made the account; its answer is lost
+		}
+		w.WriteHeader(http.StatusCreated)
+		fmt.Fprintf(w, `{"id": %s}`, a.rawID(id))
+	case r.Method == http.MethodGet && r.URL.Path == "/accounts" && r.URL.Query().Has("login"):
+		items := []map[string]any{}
+		for _, acc := range a.accounts {
+			if strings.EqualFold(acc["login"].(string), r.URL.Query().Get("login")) {
+				items = append(items, acc)
+			}
+		}
+		a.mu.Unlock()
+		_ = json.NewEncoder(w).Encode(map[string]any{"items": items})
+	case r.Method == http.MethodGet && r.URL.Path == "/accounts":
+		accounts := make([]map[string]any, len(a.accounts))
+		for i, acc := range a.accounts {
+			accounts[i] = map[string]any{"id": acc["id"], "login": acc["login"], "active": acc["active"]}
+		}
+		list := a.list
+		a.mu.Unlock()
+		list(w, r, accounts)
+	case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/deactivate"):
+		id := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/accounts/"), "/deactivate")
+		a.deactivated = append(a.deactivated, id)
+		for _, acc := range a.accounts {
+			if strings.Trim(string(acc["id"].(json.RawMessage)), `"`) == id {
+				acc["active"] = false
+			}
+		}
+		a.mu.Unlock()
+		fmt.Fprint(w, `{}`)
+	default:
+		a.mu.Unlock()
+		w.WriteHeader(http.StatusNotFound)
+		fmt.Fprint(w, `{"error": "no such thing"}`)
+	}
+}
+
+// rawID is the JSON of the account with id id (as the app created it).
+func (a *listApp) rawID(id string) string {
+	for _, acc := range a.accounts {
+		if raw := acc["id"].(json.RawMessage); strings.Trim(string(raw), `"`) == id {
+			return string(raw)
+		}
+	}
+	return strconv.Quote(id)
+}
+
+// stats returns the creates the app received and the accounts it deactivated.
+func (a *listApp) stats() (int, []string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.creates, append([]string(nil), a.deactivated...)
+}
+
+// pageOf writes accounts[from:from+n] (bounded) under "items", with extra keys.
+func pageOf(w http.ResponseWriter, accounts []map[string]any, from, n int, extra map[string]any) {
+	body := map[string]any{}
+	for k, v := range extra {
+		body[k] = v
+	}
+	from = min(max(from, 0), len(accounts))
+	body["items"] = accounts[from:min(from+n, len(accounts))]
+	_ = json.NewEncoder(w).Encode(body)
+}
+
+// listMapping is a users mapping of listApp whose list follows paging (JSON).
+func listMapping(paging string) string {
+	return `{"version": 1, "users": {
+	"lookup": {"method": "GET", "path": "/accounts?login={userName}", "items": "items", "id": "id", "match": {"login": "{userName}"}},
+	"list": {"method": "GET", "path": "/accounts", "items": "items", "id": "id", "paging": ` + paging + `},
+	"events": {
+		"create": {"method": "POST", "path": "/accounts", "id": "id", "body": {"login": "userName", "active": "active"}},
+		"deactivate": {"method": "POST", "path": "/accounts/{id}/deactivate", "idempotent": true}}}}`
+}
+
+// newListRig is a directory and engine whose target is app, through mapping m (JSON).
+func newListRig(t *testing.T, url, m string) *rig {
+	t.Helper()
+	dir := t.TempDir()
+	s := teststore.Open(t, dir)
+	j, err := journal.Open(s.DB(), journal.Options{Name: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = j.Close(); _ = s.Close() })
+	mapFile := filepath.Join(dir, "list.json")
+	if err := os.WriteFile(mapFile, []byte(m), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mp, err := mapping.Load(mapFile, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := legacy.New(legacy.Options{BaseURL: url, Timeout: 5 * time.Second, MaxRetries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.CloseIdleConnections)
+	r := &rig{t: t, store: s, j: j, shared: provision.NewShared(nil), target: &provision.Target{Name: "list", Mapping: mp, Client: c}}
+	if r.eng, err = provision.New(provision.Config{Store: s, Journal: j, Shared: r.shared, Target: r.target}); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// pageParam reads an integer query parameter (def when absent).
+func pageParam(r *http.Request, name string, def int) int {
+	if v, err := strconv.Atoi(r.URL.Query().Get(name)); err == nil {
+		return v
+	}
+	return def
+}
+
+// seedListApp provisions five users into the app through the engine and adds one account
+// behind the gateway's back (an orphan).
+func seedListApp(t *testing.T, r *rig, app *listApp) {
+	t.Helper()
+	for i := range 5 {
+		r.create(r.eng, scim.UserType, user(fmt.Sprintf("l%d", i), "Engineer", true))
+	}
+	app.add("stray@example.com")
+}
+
+// byPage answers page-number paging (page, per_page) over the accounts, 2 a page.
+func byPage(w http.ResponseWriter, r *http.Request, accounts []map[string]any) {
+	p := pageParam(r, "page", 1)
+	pageOf(w, accounts, (p-1)*2, 2, nil)
+}
+
+const pagePaging = `{"type": "page", "param": "page", "size": 2, "size_param": "per_page", "max_pages": 20}`
+
+// TestReconcileUntrustworthyListings: a listing that is not a complete, trustworthy
+// picture of the app (a page without its list, a page that is no JSON, a proxy's 404,
+// paging that loops or never ends) leaves the report incomplete, with a note naming the
+// page and what was wrong, and --fix (orphans disable) then repairs nothing: no account
+// is created, none deactivated.
+func TestReconcileUntrustworthyListings(t *testing.T) {
+	for _, tc := range []struct {
+		name, paging string
+		list         func(w http.ResponseWriter, r *http.Request, accounts []map[string]any)
+		note         []string // what the report's notes must say
+	}{
+		{"items null", pagePaging, func(w http.ResponseWriter, r *http.Request, a []map[string]any) {
+			if pageParam(r, "page", 1) == 2 {
+				fmt.Fprint(w, `{"items": null}`)
+				return
+			}
+			byPage(w, r, a)
+		}, []string{"page 2", `"items" holds null, not a list`}},
+		{"items missing", pagePaging, func(w http.ResponseWriter, r *http.Request, a []map[string]any) {
+			if pageParam(r, "page", 1) == 2 {
+				fmt.Fprint(w, `{"data": []}`)
+				return
+			}
+			byPage(w, r, a)
+		}, []string{"page 2", `no list at "items"`}},
+		{"items an object", pagePaging, func(w http.ResponseWriter, r *http.Request, a []map[string]any) {
+			if pageParam(r, "page", 1) == 2 {
+				fmt.Fprint(w, `{"items": {"id": 3}}`)
+				return
+			}
+			byPage(w, r, a)
+		}, []string{"page 2", "not a list"}},
+		{"items a string", `{"type": "cursor", "cursor": "next", "param": "cursor"}`, func(w http.ResponseWriter, r *http.Request, a []map[string]any) {
+			if r.URL.Query().Get("cursor") == "b" {
+				fmt.Fprint(w, `{"items": "none", "next": null}`)
+				return
+			}
+			pageOf(w, a, 0, 2, map[string]any{"next": "b"})
+		}, []string{"page 2", "not a list"}},
+		{"an HTML page with 200", pagePaging, func(w http.ResponseWriter, r *http.Request, a []map[string]any) {
+			if pageParam(r, "page", 1) == 2 {
+				w.Header().Set("Content-Type", "text/html")
+				fmt.Fprint(w, `<html><body>Please sign in</body></html>`)
+				return
+			}
+			byPage(w, r, a)
+		}, []string{"page 2", "an HTML page"}},
+		{"a proxy 404 for page 3", pagePaging, func(w http.ResponseWriter, r *http.Request, a []map[string]any) {
+			if pageParam(r, "page", 1) == 3 {
+				w.Header().Set("Content-Type", "text/html")
+				w.WriteHeader(http.StatusNotFound)
+				fmt.Fprint(w, `<html>Not Found</html>`)
+				return
+			}
+			byPage(w, r, a)
+		}, []string{"page 3", "404"}},
+		{"a next link back to page 1", `{"type": "link", "max_pages": 20}`, func(w http.ResponseWriter, r *http.Request, a []map[string]any) {
+			p := pageParam(r, "page", 1)
+			next := fmt.Sprintf("/accounts?page=%d", p+1)
+			if p == 3 {
+				next = "/accounts" // the first page's own address
+			}
+			w.Header().Set("Link", "<"+next+`>; rel="next"`)
+			pageOf(w, a, (p-1)*2, 2, nil)
+		}, []string{"page 3: legacy: its next page is page 1 again"}},
+		{"a cursor that comes back", `{"type": "cursor", "cursor": "next", "param": "cursor", "max_pages": 20}`, func(w http.ResponseWriter, r *http.Request, a []map[string]any) {
+			next := map[string]string{"": "b", "b": "c", "c": "b"}[r.URL.Query().Get("cursor")]
+			pageOf(w, a, 0, 2, map[string]any{"next": next})
+		}, []string{"page 3: legacy: its next page is page 2 again"}},
+		{"paging that never ends", `{"type": "cursor", "cursor": "next", "param": "cursor", "max_pages": 5}`, func(w http.ResponseWriter, r *http.Request, a []map[string]any) {
+			n := pageParam(r, "cursor", 0)
+			pageOf(w, a, n*2, 2, map[string]any{"next": strconv.Itoa(n + 1)})
+		}, []string{"page 5: legacy: the listing has more pages than its max_pages (5)"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			app, url := newListApp(t)
+			app.list = byPage
+			r := newListRig(t, url, listMapping(tc.paging))
+			seedListApp(t, r, app)
+			app.mu.Lock()
+			app.list = tc.list
+			app.mu.Unlock()
+			created, _ := app.stats()
+			rep, err := r.reconciler(Options{Orphans: OrphansDisable}).Run(context.Background(), true, "test")
+			if err != nil {
+				t.Fatal(err)
+			}
+			notes := strings.Join(rep.Notes, "\n")
+			if strings.Contains(notes, "a second time") {
+				t.Errorf("a listing that failed is said to have overlapped: %s", notes)
+			}
+			if rep.Complete || rep.Counts.Missing != 0 || rep.Counts.Fixed+rep.Counts.FixFailed != 0 {
+				t.Errorf("complete %v, missing %d, fixed %d, failed %d; want an incomplete report that fixes nothing\nnotes: %s",
+					rep.Complete, rep.Counts.Missing, rep.Counts.Fixed, rep.Counts.FixFailed, notes)
+			}
+			for _, want := range tc.note {
+				if !strings.Contains(notes, want) {
+					t.Errorf("notes do not say %q:\n%s", want, notes)
+				}
+			}
+			if n, deactivated := app.stats(); n != created || len(deactivated) > 0 {
+				t.Errorf("%d creates and deactivations %v sent from a listing that proves nothing", n-created, deactivated)
+			}
+		})
+	}
+}
+
+// TestReconcileAppCapsItsPageSize: an app that gives fewer accounts a page than the list
+// asks for (per_page=4, and it caps pages at 2) has not ended its listing with its first
+// short page: the reconcile reads on to the empty page, and reports the one orphan, not
+// the accounts of the pages it did not read as missing (which --fix would create again).
+func TestReconcileAppCapsItsPageSize(t *testing.T) {
+	for _, paging := range []string{
+		`{"type": "page", "param": "page", "size": 4, "size_param": "per_page"}`,
+		`{"type": "offset", "param": "offset", "size": 4, "size_param": "limit"}`,
+	} {
+		app, url := newListApp(t)
+		var asked []string
+		app.list = func(w http.ResponseWriter, r *http.Request, a []map[string]any) {
+			asked = append(asked, r.URL.RawQuery)
+			if r.URL.Query().Has("offset") {
+				pageOf(w, a, pageParam(r, "offset", 0), 2, nil)
+				return
+			}
+			pageOf(w, a, (pageParam(r, "page", 1)-1)*2, 2, nil)
+		}
+		r := newListRig(t, url, listMapping(paging))
+		seedListApp(t, r, app)
+		created, _ := app.stats()
+		rep, err := r.reconciler(Options{}).Run(context.Background(), true, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := keys(rep); !rep.Complete || rep.Counts.AppUsers != 6 || !slices.Equal(got, []string{"orphaned User stray@example.com"}) {
+			t.Errorf("%s: complete %v, %d users of the app, findings %v; want all 6 read and the orphan only (pages asked: %v)\nnotes %v",
+				paging, rep.Complete, rep.Counts.AppUsers, got, asked, rep.Notes)
+		}
+		if n, _ := app.stats(); n != created {
+			t.Errorf("%s: %d accounts created again", paging, n-created)
+		}
+	}
+}
