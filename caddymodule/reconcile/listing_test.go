@@ -346,3 +346,91 @@ func TestReconcileAppCapsItsPageSize(t *testing.T) {
 		}
 	}
 }
+
+// TestReconcileFixAfterALostAnswer: a repair's create that the app made but whose answer
+// was lost leaves an account the directory does not link. The next reconcile lists it as an
+// orphan and its user as missing; --fix with orphans disable links the account (the
+// lookup finds it) and must not then deactivate it as the orphan it no longer is, nor make
+// a second one.
+func TestReconcileFixAfterALostAnswer(t *testing.T) {
+	app, url := newListApp(t)
+	app.list = byPage
+	r := newListRig(t, url, listMapping(pagePaging))
+	seedListApp(t, r, app)
+	r.plain, _ = provision.New(provision.Config{Store: r.store, Journal: r.j, Shared: r.shared})
+	late := r.create(r.plain, scim.UserType, user("late", "Engineer", true))
+	app.mu.Lock()
+	app.onCreate = func() bool { return true }
+	app.mu.Unlock()
+	rc := r.reconciler(Options{Orphans: OrphansDisable})
+	rep, err := rc.Run(context.Background(), true, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Counts.Missing != 1 || rep.Counts.FixFailed != 1 {
+		t.Fatalf("first run: counts %+v, findings %v", rep.Counts, keys(rep))
+	}
+	app.mu.Lock()
+	app.onCreate = nil
+	app.mu.Unlock()
+	created, _ := app.stats()
+	rep, err = rc.Run(context.Background(), true, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fixes := map[string]string{}
+	for _, f := range rep.Findings {
+		fixes[findingKey(f)] = f.Fix
+	}
+	if got := fixes["orphaned User late@example.com"]; !strings.Contains(got, "it is no orphan") {
+		t.Errorf("the orphan that was linked: fix %q", got)
+	}
+	if n, deactivated := app.stats(); n != created || len(deactivated) != 1 || deactivated[0] != "6" {
+		t.Errorf("second run: %d creates, deactivated %v; want none and the stray account (6) only", n-created, deactivated)
+	}
+	native := r.nativeID(scim.UserType, late)
+	app.mu.Lock()
+	for _, acc := range app.accounts {
+		if acc["login"] == "late@example.com" && acc["active"] != true {
+			t.Errorf("late's account %s was deactivated", native)
+		}
+	}
+	app.mu.Unlock()
+	if rep, err = rc.Run(context.Background(), false, "test"); err != nil || len(rep.Findings) != 1 {
+		t.Errorf("third run: %v, findings %v; want the disabled stray only", err, keys(rep))
+	}
+}
+
+// TestReconcileIDsOfOtherShapes: numeric ids past 2^53 (which a float would round onto
+// each other) and ids that differ only in case (an app whose ids are case-sensitive) name
+// distinct accounts: the one account the gateway never made is the only orphan, and --fix
+// with orphans disable deactivates it alone.
+func TestReconcileIDsOfOtherShapes(t *testing.T) {
+	for name, nextID := range map[string]func(int) json.RawMessage{
+		"past 2^53": func(n int) json.RawMessage { return json.RawMessage(strconv.Itoa(9007199254740992 + n)) },
+		"case": func(n int) json.RawMessage {
+			if n == 6 {
+				return json.RawMessage(`"acc-a"`) // the stray: account 1's id in lower case
+			}
+			return json.RawMessage(fmt.Sprintf(`"ACC-%c"`, 'A'+n-1))
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			app, url := newListApp(t)
+			app.list, app.nextID = byPage, nextID
+			r := newListRig(t, url, listMapping(pagePaging))
+			seedListApp(t, r, app)
+			stray := strings.Trim(string(nextID(6)), `"`)
+			rep, err := r.reconciler(Options{Orphans: OrphansDisable}).Run(context.Background(), true, "test")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := keys(rep); !rep.Complete || rep.Counts.AppUsers != 6 || !slices.Equal(got, []string{"orphaned User stray@example.com"}) || rep.Findings[0].NativeID != stray {
+				t.Errorf("complete %v, %d users of the app, findings %+v; want the stray %s only", rep.Complete, rep.Counts.AppUsers, rep.Findings, stray)
+			}
+			if _, deactivated := app.stats(); !slices.Equal(deactivated, []string{stray}) {
+				t.Errorf("deactivated %v, want the stray %s only", deactivated, stray)
+			}
+		})
+	}
+}
