@@ -63,6 +63,12 @@ type Paging struct {
 	SizeParam string
 	// MaxPages bounds the pages read (default 100).
 	MaxPages int
+	// TotalPath, when set, is the gjson path of the app's count of every item of the
+	// listing (a totalResults), which each page must hold: a total that changes from page
+	// to page (the app changed while it was read: offset pages shift, and an item can be
+	// skipped) or pages whose items do not add up to it end the listing with an error, so
+	// that a listing which ends is known complete. Needs ItemsPath.
+	TotalPath string
 }
 
 // Validate checks the paging's settings.
@@ -87,6 +93,8 @@ func (p *Paging) Validate() error {
 		return errors.New("size and start must not be negative")
 	case p.SizeParam != "" && p.Size == 0:
 		return errors.New("a size parameter needs the size")
+	case p.TotalPath != "" && p.ItemsPath == "":
+		return errors.New("a total is compared with the items the pages list: it needs the path of the page's items")
 	}
 	return nil
 }
@@ -111,6 +119,39 @@ type walk struct {
 	// listed: there was one).
 	items  uint64
 	listed bool
+	// total is the app's count of all items, as the first page gave it (TotalPath), and
+	// read the number of items the pages have listed.
+	total, read int64
+}
+
+// checkTotal checks a page against the listing's total (TotalPath): the page's total is
+// the first page's, and after the last page (more false) the pages' items add up to it.
+// Page and offset paging end at once when the items add up to the total (last).
+func (p *Paging) checkTotal(w *walk, page int, body []byte, count int, more bool) (last bool, err error) {
+	if p.TotalPath == "" {
+		return false, nil
+	}
+	v := gjson.GetBytes(body, p.TotalPath)
+	n, err := strconv.ParseInt(v.Raw, 10, 64)
+	if v.Type == gjson.String {
+		n, err = strconv.ParseInt(v.Str, 10, 64)
+	}
+	if !v.Exists() || err != nil || n < 0 {
+		return false, fmt.Errorf("legacy: the page has no count of all items at %q (a whole number): the listing cannot be known complete", p.TotalPath)
+	}
+	if page == 1 {
+		w.total = n
+	} else if n != w.total {
+		return false, fmt.Errorf("legacy: the app's count of all items went from %d (page 1) to %d: it changed while it was listed, and an item may have been skipped or listed twice; read it again", w.total, n)
+	}
+	w.read += int64(count)
+	switch {
+	case w.read > w.total:
+		return false, fmt.Errorf("legacy: the pages have listed %d items where the app counts %d: an item was listed twice, or the count is not of this listing", w.read, w.total)
+	case !more && w.read != w.total:
+		return false, fmt.Errorf("legacy: it is the last, but the pages listed %d items where the app counts %d: the listing is not complete", w.read, w.total)
+	}
+	return more && w.read == w.total && (p.Kind == PageNumber || p.Kind == PageOffset), nil
 }
 
 // Pages makes r and then the call of each following page, yielding each answer in turn
@@ -140,7 +181,13 @@ func (c *Client) Pages(ctx context.Context, r Request, p Paging) iter.Seq2[*Resp
 			if !yield(resp, nil) {
 				return
 			}
-			next, more, err := c.nextPath(p, req.Path, resp, w)
+			next, more, count, err := c.nextPath(p, req.Path, resp, w)
+			if err == nil {
+				var last bool
+				if last, err = p.checkTotal(w, n, resp.Body, count, more); last {
+					more = false // every item the app counts is read
+				}
+			}
 			if err == nil && more {
 				if k, ok := read[maphash.String(seed, next)]; ok {
 					err = fmt.Errorf("legacy: its next page is page %d again: the app's paging leads back instead of on", k)
@@ -177,55 +224,55 @@ func (p *Paging) firstPath(path string, page int) string {
 }
 
 // nextPath computes the next page's path from an answer; more is false after the last.
-func (c *Client) nextPath(p Paging, path string, resp *Response, w *walk) (string, bool, error) {
-	count := -1
+func (c *Client) nextPath(p Paging, path string, resp *Response, w *walk) (next string, more bool, count int, err error) {
+	count = -1
 	var items gjson.Result
 	if p.ItemsPath != "" {
 		items = gjson.GetBytes(resp.Body, p.ItemsPath)
 		if !gjson.ValidBytes(resp.Body) || !items.IsArray() {
 			// A page without its list (a proxy's {}) is no empty last page: it proves nothing.
-			return "", false, fmt.Errorf("legacy: the page's items at %q are not a list", p.ItemsPath)
+			return "", false, count, fmt.Errorf("legacy: the page's items at %q are not a list", p.ItemsPath)
 		}
 		count = len(items.Array())
 	}
 	switch p.Kind {
 	case PageCursor:
 		if !gjson.ValidBytes(resp.Body) {
-			return "", false, errors.New("legacy: a cursor page's answer is not JSON")
+			return "", false, count, errors.New("legacy: a cursor page's answer is not JSON")
 		}
 		cur := gjson.GetBytes(resp.Body, p.CursorPath)
 		if !cur.Exists() || cur.Type == gjson.Null || cur.String() == "" || (cur.IsObject() || cur.IsArray()) {
-			return "", false, nil
+			return "", false, count, nil
 		}
-		return withQuery(path, map[string]string{p.Param: cur.String()}), true, nil
+		return withQuery(path, map[string]string{p.Param: cur.String()}), true, count, nil
 	case PageNumber, PageOffset:
 		if count == 0 {
-			return "", false, nil
+			return "", false, count, nil
 		}
 		if p.Size > 0 && count < p.Size && w.full {
-			return "", false, nil // the app gives size items a page: fewer is the last
+			return "", false, count, nil // the app gives size items a page: fewer is the last
 		}
 		// A short page before any full one may be the app's cap on its page size (it asks
 		// for 100 and gets 50 a page): the next page tells, and only an empty one ends.
 		w.full = w.full || (p.Size > 0 && count >= p.Size)
 		h := maphash.String(listSeed, items.Raw)
 		if w.listed && w.items == h {
-			return "", false, errors.New("legacy: it lists the very items of the page before it: the app's paging does not advance")
+			return "", false, count, errors.New("legacy: it lists the very items of the page before it: the app's paging does not advance")
 		}
 		w.items, w.listed = h, true
 		if p.Kind == PageNumber {
 			w.page++
-			return withQuery(path, map[string]string{p.Param: strconv.Itoa(w.page)}), true, nil
+			return withQuery(path, map[string]string{p.Param: strconv.Itoa(w.page)}), true, count, nil
 		}
 		w.offset += count
-		return withQuery(path, map[string]string{p.Param: strconv.Itoa(w.offset)}), true, nil
+		return withQuery(path, map[string]string{p.Param: strconv.Itoa(w.offset)}), true, count, nil
 	}
 	link := nextLink(resp.Header.Values("Link"))
 	if link == "" {
-		return "", false, nil
+		return "", false, count, nil
 	}
-	next, err := c.relativePath(path, link)
-	return next, err == nil, err
+	next, err = c.relativePath(path, link)
+	return next, err == nil, count, err
 }
 
 // listSeed hashes pages' lists of items (compared with the page before only).

@@ -225,3 +225,30 @@ func TestPagesTrustNoShortPageUntilAFullOne(t *testing.T) {
 		t.Errorf("a clamped page number: %d pages, %v", pages, err)
 	}
 }
+
+// TestPagesTotal: with TotalPath, page paging ends as soon as its items add up to the
+// app's count (no page past the end is asked for), and a listing that lists more items
+// than the count, or whose count is no whole number, ends with an error naming the page.
+func TestPagesTotal(t *testing.T) {
+	srv, hits := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		p, _ := strconv.Atoi(r.URL.Query().Get("page"))
+		total := r.URL.Query().Get("total")
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"data":[{"id":%d},{"id":%d}],"total":%s}`, 2*p-1, 2*p, total)
+	})
+	c := newTestClient(t, srv.URL, Options{})
+	p := Paging{Kind: PageNumber, Param: "page", ItemsPath: "data", Size: 5, TotalPath: "total"}
+	if ids, pages, err := collect(t, c, "/items?total=6", p); err != nil || len(ids) != 6 || pages != 3 || hits.hits.Load() != 3 {
+		t.Errorf("total 6: ids %v in %d pages, %d requests (%v); want 6 in 3", ids, pages, hits.hits.Load(), err)
+	}
+	var pe *PageError
+	if _, _, err := collect(t, c, "/items?total=3", p); !errors.As(err, &pe) || pe.Page != 2 || !strings.Contains(err.Error(), "listed 4 items where the app counts 3") {
+		t.Errorf("more than the total: %v", err)
+	}
+	if _, _, err := collect(t, c, `/items?total="x"`, p); !errors.As(err, &pe) || pe.Page != 1 || !strings.Contains(err.Error(), `no count of all items at "total"`) {
+		t.Errorf("a total that is no number: %v", err)
+	}
+	if err := (&Paging{Kind: PageLink, TotalPath: "total"}).Validate(); err == nil {
+		t.Error("a total without the items' path was accepted")
+	}
+}

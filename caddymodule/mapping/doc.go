@@ -477,6 +477,12 @@
 // too, and so is a page without its list at "items" (a proxy's {} is no empty page); the
 // error names the page ("page 3: ...").
 //
+// "total" (any paging) is the gjson path of the app's count of all items, which every page
+// must hold (a totalResults: "meta.total"): a count that changes from page to page (the app
+// changed while it was read, and offset pages shift past an item), pages whose items do not
+// add up to it, or a page without it end the listing with an error, so a listing that ends
+// is complete; page and offset paging end as soon as the items add up to it.
+//
 // "list_members" (groups only) lists the members of one group, page by page, for a
 // reconcile of memberships: the same options as "list", with the group's native id, {id},
 // as its path's only placeholder, and "id" the member's native id within an item:

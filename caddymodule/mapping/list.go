@@ -36,6 +36,7 @@ type filePaging struct {
 	Size      int    `json:"size"`
 	SizeParam string `json:"size_param"`
 	MaxPages  int    `json:"max_pages"`
+	Total     string `json:"total"`
 }
 
 // compileListOptions checks "items" and "paging" (lookup and list) and "match" (lookup).
@@ -88,10 +89,15 @@ func (c *compiler) compileListOptions(cl *call, fc *fileCall) error {
 	}
 	fp := fc.Paging
 	p := &legacy.Paging{Kind: legacy.PagingKind(fp.Type), Param: fp.Param, CursorPath: fp.Cursor, ItemsPath: cl.items,
-		Start: fp.Start, Size: fp.Size, SizeParam: fp.SizeParam, MaxPages: fp.MaxPages}
+		Start: fp.Start, Size: fp.Size, SizeParam: fp.SizeParam, MaxPages: fp.MaxPages, TotalPath: fp.Total}
 	if p.CursorPath != "" {
 		if err := compileGJSONPath(p.CursorPath); err != nil {
 			return c.wrap(cl.rule+".paging.cursor", err)
+		}
+	}
+	if p.TotalPath != "" {
+		if err := compileGJSONPath(p.TotalPath); err != nil {
+			return c.wrap(cl.rule+".paging.total", err)
 		}
 	}
 	if fp.MaxPages == 0 {

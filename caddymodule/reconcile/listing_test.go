@@ -434,3 +434,65 @@ func TestReconcileIDsOfOtherShapes(t *testing.T) {
 		})
 	}
 }
+
+// TestReconcileTotalThatChanges: with the list's paging "total" (the app's count of every
+// account, as its totalResults), a listing during which the app changed is known
+// incomplete: here an account is deleted in the app after the first offset page, so the
+// pages shift and the next account is on no page (it would be reported missing and, with
+// no lookup to find it, made a second time). The report is incomplete, naming the page
+// and the counts, and --fix creates nothing. So are pages that do not add up to the total.
+func TestReconcileTotalThatChanges(t *testing.T) {
+	const paging = `{"type": "offset", "param": "offset", "size": 2, "size_param": "limit", "total": "meta.total"}`
+	noLookup := strings.Replace(listMapping(paging), `"lookup": {"method": "GET", "path": "/accounts?login={userName}", "items": "items", "id": "id", "match": {"login": "{userName}"}},`, "", 1)
+	for name, tc := range map[string]struct {
+		list func(w http.ResponseWriter, r *http.Request, a []map[string]any)
+		note string
+	}{
+		"shrinks": {func(w http.ResponseWriter, r *http.Request, a []map[string]any) {
+			off := pageParam(r, "offset", 0)
+			if off > 0 {
+				a = a[1:] // account 1 was deleted after page 1 was read
+			}
+			pageOf(w, a, off, 2, map[string]any{"meta": map[string]any{"total": len(a)}})
+		}, "page 2: legacy: the app's count of all items went from 6 (page 1) to 5"},
+		"does not add up": {func(w http.ResponseWriter, r *http.Request, a []map[string]any) {
+			off := pageParam(r, "offset", 0)
+			total := len(a)
+			if off >= 2 {
+				a = append(a[:2:2], a[3:]...) // account 3 is on no page
+			}
+			pageOf(w, a, off, 2, map[string]any{"meta": map[string]any{"total": total}})
+		}, "page 3: legacy: it is the last, but the pages listed 5 items where the app counts 6"},
+		"a page without it": {func(w http.ResponseWriter, r *http.Request, a []map[string]any) {
+			pageOf(w, a, pageParam(r, "offset", 0), 2, nil)
+		}, `page 1: legacy: the page has no count of all items at "meta.total"`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			app, url := newListApp(t)
+			app.list = func(w http.ResponseWriter, r *http.Request, a []map[string]any) {
+				pageOf(w, a, pageParam(r, "offset", 0), 2, map[string]any{"meta": map[string]any{"total": len(a)}})
+			}
+			r := newListRig(t, url, noLookup)
+			seedListApp(t, r, app)
+			rc := r.reconciler(Options{Orphans: OrphansDisable})
+			if rep, err := rc.Run(context.Background(), false, "test"); err != nil || !rep.Complete || len(rep.Findings) != 1 || rep.Counts.AppUsers != 6 {
+				t.Fatalf("a listing that adds up: %v, %+v, findings %v, notes %v", err, rep.Counts, keys(rep), rep.Notes)
+			}
+			app.mu.Lock()
+			app.list = tc.list
+			app.mu.Unlock()
+			created, _ := app.stats()
+			rep, err := rc.Run(context.Background(), true, "test")
+			if err != nil {
+				t.Fatal(err)
+			}
+			notes := strings.Join(rep.Notes, "\n")
+			if rep.Complete || rep.Counts.Missing != 0 || rep.Counts.Fixed+rep.Counts.FixFailed != 0 || !strings.Contains(notes, tc.note) {
+				t.Errorf("complete %v, missing %d, fixed %d; notes:\n%s\nwant an incomplete report that fixes nothing, saying %q", rep.Complete, rep.Counts.Missing, rep.Counts.Fixed, notes, tc.note)
+			}
+			if n, deactivated := app.stats(); n != created || len(deactivated) > 0 {
+				t.Errorf("%d creates and deactivations %v sent", n-created, deactivated)
+			}
+		})
+	}
+}
