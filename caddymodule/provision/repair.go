@@ -140,7 +140,8 @@ func (t *Target) IDMapKey(typ string) string { return t.mapKey(typ) }
 // deleted), by its native id: the policy decides (action "repair", event deactivate, no
 // resource), the intent and the outcome are journaled, and the directory is not changed.
 // subject names the account for the journal (its login as the app lists it). An account
-// the id map links to a resource (adopted since it was listed) is refused (409), not sent.
+// the id map links to a resource of the directory (adopted since it was listed) is
+// refused (409), not sent.
 func (e *Engine) DisableOrphan(req Request, typ, nativeID, subject string) *Result {
 	if e.target == nil {
 		se := scim.Errorf(http.StatusConflict, "", "the gateway has no target to repair")
@@ -154,11 +155,15 @@ func (e *Engine) DisableOrphan(req Request, typ, nativeID, subject string) *Resu
 	defer unlock()
 	// The account may have been linked since it was listed (a repair of its resource, or
 	// Entra's retry of a create whose answer was lost, adopted it): it is no orphan then,
-	// and deactivating it would lock its user out.
+	// and deactivating it would lock its user out. A link to a resource the directory has
+	// deleted leaves it an orphan.
 	var linked string
 	err := e.store.View(func(tx *store.Tx) error {
 		var err error
-		linked, err = tx.SCIMIDOf(e.target.mapKey(typ), nativeID)
+		if linked, err = tx.SCIMIDOf(e.target.mapKey(typ), nativeID); err != nil {
+			return err
+		}
+		_, err = tx.Get(typ, linked)
 		return err
 	})
 	switch {
