@@ -187,3 +187,68 @@ func TestPagesKeepTheCallsQuery(t *testing.T) {
 		t.Errorf("ids %v in %d pages (%v), want 1..5 in 3", ids, pages, err)
 	}
 }
+
+// TestPagesTrustNoShortPageUntilAFullOne: an app that caps its pages below the size asked
+// for (3 asked, 2 given) is read to its empty page; once a page of the size asked for came,
+// a shorter one is the last. A page-number app that answers its last page again for a page
+// past the end (it clamps the number) ends the listing with an error naming the page.
+func TestPagesTrustNoShortPageUntilAFullOne(t *testing.T) {
+	capped := pagedServer(t, 7, 2)
+	c := newTestClient(t, capped+"/base", Options{})
+	for _, p := range []Paging{
+		{Kind: PageNumber, Param: "page", ItemsPath: "data", Size: 3, SizeParam: "per_page"},
+		{Kind: PageOffset, Param: "offset", ItemsPath: "data", Size: 3, SizeParam: "limit"},
+	} {
+		ids, pages, err := collect(t, c, "/items", p)
+		if err != nil || fmt.Sprint(ids) != "[1 2 3 4 5 6 7]" || pages != 5 {
+			t.Errorf("%s, capped at 2: ids %v in %d pages (%v), want 1..7 in 5", p.Kind, ids, pages, err)
+		}
+	}
+	honoured := pagedServer(t, 7, 3)
+	c = newTestClient(t, honoured+"/base", Options{})
+	if ids, pages, err := collect(t, c, "/items", Paging{Kind: PageNumber, Param: "page", ItemsPath: "data", Size: 3}); err != nil || len(ids) != 7 || pages != 3 {
+		t.Errorf("size honoured: ids %v in %d pages (%v), want 7 in 3", ids, pages, err)
+	}
+	clamps, _ := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		p, _ := strconv.Atoi(r.URL.Query().Get("page"))
+		w.Header().Set("Content-Type", "application/json")
+		if p >= 2 {
+			_, _ = w.Write([]byte(`{"data":[{"id":3}]}`)) // page 2, and every page past it
+			return
+		}
+		_, _ = w.Write([]byte(`{"data":[{"id":1},{"id":2}]}`))
+	})
+	c = newTestClient(t, clamps.URL, Options{})
+	_, pages, err := collect(t, c, "/items", Paging{Kind: PageNumber, Param: "page", ItemsPath: "data", Size: 5})
+	var pe *PageError
+	if !errors.As(err, &pe) || pe.Page != 3 || !strings.Contains(err.Error(), "the very items of the page before it") || pages != 3 {
+		t.Errorf("a clamped page number: %d pages, %v", pages, err)
+	}
+}
+
+// TestPagesTotal: with TotalPath, page paging ends as soon as its items add up to the
+// app's count (no page past the end is asked for), and a listing that lists more items
+// than the count, or whose count is no whole number, ends with an error naming the page.
+func TestPagesTotal(t *testing.T) {
+	srv, hits := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		p, _ := strconv.Atoi(r.URL.Query().Get("page"))
+		total := r.URL.Query().Get("total")
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"data":[{"id":%d},{"id":%d}],"total":%s}`, 2*p-1, 2*p, total)
+	})
+	c := newTestClient(t, srv.URL, Options{})
+	p := Paging{Kind: PageNumber, Param: "page", ItemsPath: "data", Size: 5, TotalPath: "total"}
+	if ids, pages, err := collect(t, c, "/items?total=6", p); err != nil || len(ids) != 6 || pages != 3 || hits.hits.Load() != 3 {
+		t.Errorf("total 6: ids %v in %d pages, %d requests (%v); want 6 in 3", ids, pages, hits.hits.Load(), err)
+	}
+	var pe *PageError
+	if _, _, err := collect(t, c, "/items?total=3", p); !errors.As(err, &pe) || pe.Page != 2 || !strings.Contains(err.Error(), "listed 4 items where the app counts 3") {
+		t.Errorf("more than the total: %v", err)
+	}
+	if _, _, err := collect(t, c, `/items?total="x"`, p); !errors.As(err, &pe) || pe.Page != 1 || !strings.Contains(err.Error(), `no count of all items at "total"`) {
+		t.Errorf("a total that is no number: %v", err)
+	}
+	if err := (&Paging{Kind: PageLink, TotalPath: "total"}).Validate(); err == nil {
+		t.Error("a total without the items' path was accepted")
+	}
+}

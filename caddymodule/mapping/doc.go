@@ -465,12 +465,23 @@
 //	                                                  the query; none (absent, null, "") ends
 //	{"type": "page", "param": "page", "start": 1, "size": 50, "size_param": "per_page"}
 //	{"type": "offset", "param": "offset", "size": 50, "size_param": "limit"}
-//	                                                  a page with no items (or fewer than
-//	                                                  size) ends
+//	                                                  a page with no items ends, and so does
+//	                                                  one with fewer than size once a page of
+//	                                                  size items came (an app that caps its
+//	                                                  pages below size is read to its empty
+//	                                                  page)
 //
 // "max_pages" bounds a listing (default 100, at most 100000): reaching it is an error, never
-// a silent end. A page that leads back to itself is an error too, and so is a page without
-// its list at "items" (a proxy's {} is no empty page).
+// a silent end. A page that leads back to one read before (a cursor or link that comes
+// back, a page number whose page lists the very items of the page before it) is an error
+// too, and so is a page without its list at "items" (a proxy's {} is no empty page); the
+// error names the page ("page 3: ...").
+//
+// "total" (any paging) is the gjson path of the app's count of all items, which every page
+// must hold (a totalResults: "meta.total"): a count that changes from page to page (the app
+// changed while it was read, and offset pages shift past an item), pages whose items do not
+// add up to it, or a page without it end the listing with an error, so a listing that ends
+// is complete; page and offset paging end as soon as the items add up to it.
 //
 // "list_members" (groups only) lists the members of one group, page by page, for a
 // reconcile of memberships: the same options as "list", with the group's native id, {id},

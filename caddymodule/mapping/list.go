@@ -36,6 +36,7 @@ type filePaging struct {
 	Size      int    `json:"size"`
 	SizeParam string `json:"size_param"`
 	MaxPages  int    `json:"max_pages"`
+	Total     string `json:"total"`
 }
 
 // compileListOptions checks "items" and "paging" (lookup and list) and "match" (lookup).
@@ -88,10 +89,15 @@ func (c *compiler) compileListOptions(cl *call, fc *fileCall) error {
 	}
 	fp := fc.Paging
 	p := &legacy.Paging{Kind: legacy.PagingKind(fp.Type), Param: fp.Param, CursorPath: fp.Cursor, ItemsPath: cl.items,
-		Start: fp.Start, Size: fp.Size, SizeParam: fp.SizeParam, MaxPages: fp.MaxPages}
+		Start: fp.Start, Size: fp.Size, SizeParam: fp.SizeParam, MaxPages: fp.MaxPages, TotalPath: fp.Total}
 	if p.CursorPath != "" {
 		if err := compileGJSONPath(p.CursorPath); err != nil {
 			return c.wrap(cl.rule+".paging.cursor", err)
+		}
+	}
+	if p.TotalPath != "" {
+		if err := compileGJSONPath(p.TotalPath); err != nil {
+			return c.wrap(cl.rule+".paging.total", err)
 		}
 	}
 	if fp.MaxPages == 0 {
@@ -238,32 +244,36 @@ func listPages(ctx context.Context, c *legacy.Client, header http.Header, req *R
 		}
 		c.Pages(ctx, lr, *req.Paging)(yield)
 	}
+	page := 0
 	for resp, err := range pages {
 		if err != nil {
 			yield(Account{}, err)
 			return
 		}
-		if !yieldItems(resp.Body, req.ItemsPath, req.IDPath, yield) {
+		page++
+		if !yieldItems(page, resp.Body, req.ItemsPath, req.IDPath, yield) {
 			return
 		}
 	}
 }
 
-// yieldItems yields the accounts of one page; false when the caller stopped, or when the
-// page proves nothing (not JSON, or without its list: a proxy's {} is no empty page), which
-// ends the listing with an error, never as a page without accounts.
-func yieldItems(body []byte, itemsPath, idPath string, yield func(Account, error) bool) bool {
+// yieldItems yields the accounts of one page (the listing's page-th); false when the caller
+// stopped, or when the page proves nothing (not JSON, or without its list: a proxy's {} is
+// no empty page), which ends the listing with an error naming the page, never as a page
+// without accounts.
+func yieldItems(page int, body []byte, itemsPath, idPath string, yield func(Account, error) bool) bool {
 	items, err := listAt(body, itemsPath)
 	if err != nil {
-		yield(Account{}, fmt.Errorf("a list page: %w", err))
+		yield(Account{}, &legacy.PageError{Page: page, Err: fmt.Errorf("the answer: %w", err)})
 		return false
 	}
-	goOn := true
+	goOn, n := true, 0
 	items.ForEach(func(_, item gjson.Result) bool {
+		n++
 		raw := []byte(item.Raw)
 		id, err := ExtractID(raw, idPath)
 		if err != nil {
-			goOn = yield(Account{}, fmt.Errorf("a listed account: %w", err))
+			goOn = yield(Account{}, &legacy.PageError{Page: page, Err: fmt.Errorf("its account %d: %w", n, err)})
 			return goOn
 		}
 		goOn = yield(Account{NativeID: id, Item: append([]byte(nil), raw...)}, nil)

@@ -103,6 +103,10 @@ func TestListLoadErrors(t *testing.T) {
 		{"read at an empty path", `{"version": 1, "users": {"events": {"create": {"method": "POST", "path": "/u", "id": "id", "body": {"person.login": "userName"}}},
 			"list": {"method": "GET", "path": "/u", "items": "items", "id": "id", "read": {"person.login": "a..b"}}}}`,
 			`demo.json: users.list.read.person.login: `},
+		{"total at a path that matches nothing", `{"version": 1, "users": {"events": {}, "list": {"method": "GET", "path": "/u", "items": "items", "id": "id", "paging": {"type": "link", "total": "meta.#(x"}}}}`,
+			`demo.json: users.list.paging.total: `},
+		{"total of a lookup without items", `{"version": 1, "users": {"events": {}, "lookup": {"method": "GET", "path": "/u", "id": "items.0.id", "paging": {"type": "link", "total": "total"}}}}`,
+			`demo.json: users.lookup.paging: a total is compared with the items the pages list: it needs the path of the page's items`},
 		{"lookup page paging without items", `{"version": 1, "users": {"events": {}, "lookup": {"method": "GET", "path": "/u", "id": "items.0.id", "paging": {"type": "page", "param": "p"}}}}`,
 			`demo.json: users.lookup.paging: page paging needs the query parameter and the path of the page's items`},
 	}

@@ -594,6 +594,8 @@ func gjsonTypeName(r gjson.Result) string {
 		return "null"
 	case r.IsBool():
 		return "a boolean"
+	case r.Type == gjson.String:
+		return "a string"
 	}
-	return "not a string or number"
+	return "a number"
 }

@@ -139,7 +139,9 @@ func (t *Target) IDMapKey(typ string) string { return t.mapKey(typ) }
 // stands for (an orphan: never provisioned through the gateway, or its resource was
 // deleted), by its native id: the policy decides (action "repair", event deactivate, no
 // resource), the intent and the outcome are journaled, and the directory is not changed.
-// subject names the account for the journal (its login as the app lists it).
+// subject names the account for the journal (its login as the app lists it). An account
+// the id map links to a resource of the directory (adopted since it was listed) is
+// refused (409), not sent.
 func (e *Engine) DisableOrphan(req Request, typ, nativeID, subject string) *Result {
 	if e.target == nil {
 		se := scim.Errorf(http.StatusConflict, "", "the gateway has no target to repair")
@@ -151,6 +153,25 @@ func (e *Engine) DisableOrphan(req Request, typ, nativeID, subject string) *Resu
 	p := &plan{job: j, typ: typ, events: []change.Event{change.Deactivate}, nativeID: nativeID}
 	unlock := e.locks.lock("orphan:" + typ + ":" + nativeID)
 	defer unlock()
+	// The account may have been linked since it was listed (a repair of its resource, or
+	// Entra's retry of a create whose answer was lost, adopted it): it is no orphan then,
+	// and deactivating it would lock its user out. A link to a resource the directory has
+	// deleted leaves it an orphan.
+	var linked string
+	err := e.store.View(func(tx *store.Tx) error {
+		var err error
+		if linked, err = tx.SCIMIDOf(e.target.mapKey(typ), nativeID); err != nil {
+			return err
+		}
+		_, err = tx.Get(typ, linked)
+		return err
+	})
+	switch {
+	case err == nil:
+		return e.fail(req, j.trail, scim.Errorf(http.StatusConflict, "", "account %s is linked to %s %s now (adopted since it was listed): it is no orphan, and is not deactivated", nativeID, typ, linked))
+	case !errors.Is(err, store.ErrNotFound):
+		return e.fail(req, j.trail, err)
+	}
 	v := e.decidePolicy(j, p)
 	if v.err != nil {
 		return e.fail(req, j.trail, v.err)

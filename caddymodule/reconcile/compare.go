@@ -179,7 +179,7 @@ func (rn *run) compare(typ string) error {
 	if err := flush(); err != nil {
 		return err
 	}
-	if n := rn.relisted[typ]; n > 0 {
+	if n := rn.relisted[typ]; n > 0 && rn.report.Complete {
 		rn.addNote(fmt.Sprintf("the app listed %d %s a second time (pages that overlapped: the app changed while it was listed); each was counted and compared once", n, sectionOf(typ)))
 	}
 	if !rn.report.Complete {

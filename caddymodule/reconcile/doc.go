@@ -57,7 +57,9 @@
 // "repair", with its events, so a policy can deny or shape it), counted by the policy's
 // stats (the brake), and journaled with its intent and outcome, with the run's id as
 // request_id and "reconcile" as client. Orphans are deactivated only with Options.Orphans
-// "disable" (the target's `orphans disable`), and never deleted; an app member without a
+// "disable" (the target's `orphans disable`), and never deleted (nor deactivated once the
+// id map links the account: a repair of a missing resource run before it may adopt the
+// account an orphan turns out to be); an app member without a
 // SCIM id (an orphaned account in a group) is reported, not removed.
 //
 // # Use

@@ -196,7 +196,7 @@ func TestReconcileItemWithoutID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Complete || rep.Counts.Missing != 0 || !strings.Contains(strings.Join(rep.Notes, "\n"), "a listed account") {
+	if rep.Complete || rep.Counts.Missing != 0 || !strings.Contains(strings.Join(rep.Notes, "\n"), "page 1: its account 1: the response has no native id") {
 		t.Errorf("complete %v missing %d notes %v", rep.Complete, rep.Counts.Missing, rep.Notes)
 	}
 }
