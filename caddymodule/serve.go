@@ -86,6 +86,14 @@ func (g *Handler) serveSCIM(w http.ResponseWriter, r *http.Request, rel string) 
 	}
 	req.client = client
 	req.id = requestID(req)
+	if r.URL.RawQuery != "" {
+		query, err := scim.NormalizeQuery(r.URL.RawQuery)
+		if err != nil {
+			g.writeError(req, err)
+			return
+		}
+		req.r = withQuery(r, query)
+	}
 
 	segs := splitPath(rel)
 	if len(segs) == 0 {
@@ -136,6 +144,16 @@ func (g *Handler) serveSCIM(w http.ResponseWriter, r *http.Request, rel string) 
 	default:
 		g.writeError(req, scim.NotFound("no SCIM endpoint %q: use /Users, /Groups, /Schemas, /ResourceTypes or /ServiceProviderConfig", segs[0]))
 	}
+}
+
+// withQuery is r with its query string replaced (see scim.NormalizeQuery), leaving the
+// request Caddy holds as it came.
+func withQuery(r *http.Request, query string) *http.Request {
+	r = r.WithContext(r.Context())
+	u := *r.URL
+	u.RawQuery = query
+	r.URL = &u
+	return r
 }
 
 // logAuthFailure logs a failed authentication at info level, rate-limited (see
