@@ -1,7 +1,9 @@
 package caddymodule
 
 import (
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -71,4 +73,49 @@ func TestQueryReadAsSent(t *testing.T) {
 	t.Run("a discovery filter in another case is refused as one in lower case", func(t *testing.T) {
 		itWantError(t, serve(t, g, http.MethodGet, itBase+"/Schemas?Filter=id+eq+%22x%22", nil), http.StatusForbidden, "")
 	})
+}
+
+// TestBodyCharset: a body is read as UTF-8, so one declared in another charset is 415
+// instead of being stored as other characters than the client meant.
+func TestBodyCharset(t *testing.T) {
+	g := newTestGateway(t, nil)
+	latin1 := "{\"userName\":\"charset@contoso.example\",\"displayName\":\"Ren\xc3\xa9\"}" // "RenÃ©" in Latin-1
+	for _, ct := range []string{"application/scim+json; charset=iso-8859-1", "application/json; charset=windows-1252", "application/scim+json; charset=utf-16"} {
+		t.Run(ct, func(t *testing.T) {
+			body := itWantError(t, serve(t, g, http.MethodPost, itBase+"/Users", latin1, "Content-Type", ct), http.StatusUnsupportedMediaType, "")
+			if detail, _ := body["detail"].(string); !strings.Contains(detail, "UTF-8") {
+				t.Errorf("detail %q does not say to send UTF-8", detail)
+			}
+		})
+	}
+	for i, ct := range []string{"application/scim+json; charset=UTF-8", "application/json;charset=utf8", "application/scim+json; charset=us-ascii", "application/scim+json; charset=\"utf-8\""} {
+		t.Run(ct, func(t *testing.T) {
+			body := map[string]any{"userName": "charset-" + string(rune('a'+i)) + "@contoso.example"}
+			itWantOK(t, serve(t, g, http.MethodPost, itBase+"/Users", body, "Content-Type", ct), http.StatusCreated)
+		})
+	}
+}
+
+// TestAnnouncedBodyTooLarge: a Content-Length over max_body_size is 413 before any of the
+// body is read. Before, the gateway read what came: a client announcing a terabyte held the
+// connection until the body deadline (408), and one that sent less than it announced had
+// its short body processed.
+func TestAnnouncedBodyTooLarge(t *testing.T) {
+	g := newTestGateway(t, nil)
+	body := `{"userName":"announced@contoso.example"}`
+	r := httptest.NewRequest(http.MethodPost, "http://scim.test"+itBase+"/Users", io.NopCloser(strings.NewReader(body)))
+	r.ContentLength = g.MaxBodyBytes + 1
+	r.Header.Set("Authorization", "Bearer "+testToken)
+	r.Header.Set("Content-Type", "application/scim+json")
+	w := httptest.NewRecorder()
+	if err := g.ServeHTTP(w, r, nil); err != nil {
+		t.Fatal(err)
+	}
+	itWantError(t, w, http.StatusRequestEntityTooLarge, "")
+	if w.Header().Get("Connection") != "close" {
+		t.Errorf("Connection %q, want close: the body is left unread", w.Header().Get("Connection"))
+	}
+	if ids, _ := itListIDs(t, g, "/Users", "filter=userName+eq+%22announced%40contoso.example%22"); len(ids) != 0 {
+		t.Errorf("the user was created from a body announced too large")
+	}
 }

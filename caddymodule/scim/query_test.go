@@ -50,3 +50,17 @@ func TestNormalizeQuery(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckContentType(t *testing.T) {
+	for _, ct := range []string{"", "application/scim+json", "APPLICATION/SCIM+JSON; charset=UTF-8", "application/json;charset=utf8", "application/scim+json; charset=us-ascii", `application/json; charset="utf-8"`} {
+		if err := CheckContentType(ct); err != nil {
+			t.Errorf("CheckContentType(%q): %v", ct, err)
+		}
+	}
+	for _, ct := range []string{"text/plain", "application/*", "application/scim+json; charset=iso-8859-1", "application/json; charset=utf-16", "application/json;;"} {
+		var se *Error
+		if err := CheckContentType(ct); !errors.As(err, &se) || se.Status != 415 {
+			t.Errorf("CheckContentType(%q) = %v, want 415", ct, err)
+		}
+	}
+}
