@@ -95,7 +95,7 @@ func (g *Handler) serveSCIM(w http.ResponseWriter, r *http.Request, rel string) 
 	segs := splitPath(rel)
 	if len(segs) == 0 {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			g.methodNotAllowed(req, "GET")
+			g.methodNotAllowed(req, "GET, HEAD")
 			return
 		}
 		g.list(req, "") // every resource type (RFC 7644 §3.4.2)
@@ -203,8 +203,8 @@ func (g *Handler) onlyGet(req *request, pathOK bool) bool {
 		return false
 	}
 	if req.r.Method != http.MethodGet && req.r.Method != http.MethodHead {
-		req.w.Header().Set("Allow", "GET")
-		g.writeError(req, scim.Errorf(http.StatusMethodNotAllowed, "", "%s is not allowed on %s; only GET", req.r.Method, req.r.URL.Path))
+		req.w.Header().Set("Allow", "GET, HEAD")
+		g.writeError(req, scim.Errorf(http.StatusMethodNotAllowed, "", "%s is not allowed on %s; only GET and HEAD", req.r.Method, req.r.URL.Path))
 		return false
 	}
 	return true
