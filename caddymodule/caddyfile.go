@@ -125,7 +125,7 @@ func (g *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			if !strings.Contains(v, "{") { // placeholders are checked at provisioning
-				if _, err := parsePublicURL(v); err != nil {
+				if _, err := gwconfig.ParsePublicURL(v); err != nil {
 					return d.Err(err.Error())
 				}
 			}

@@ -277,15 +277,16 @@ func TestHandlerRouting(t *testing.T) {
 		})
 	}
 	methods := []struct{ method, path, allow string }{
-		{http.MethodDelete, "/Users", "GET, POST"},
-		{http.MethodPut, "/Groups", "GET, POST"},
-		{http.MethodPost, "/Users/" + id, "GET, PUT, PATCH, DELETE"},
+		{http.MethodDelete, "/Users", "GET, HEAD, POST"},
+		{http.MethodPut, "/Groups", "GET, HEAD, POST"},
+		{http.MethodPost, "/Users/" + id, "GET, HEAD, PUT, PATCH, DELETE"},
 		{http.MethodGet, "/Users/.search", "POST"},
-		{http.MethodPost, "", "GET"},
-		{http.MethodDelete, "/", "GET"},
-		{http.MethodPost, "/ServiceProviderConfig", "GET"},
-		{http.MethodDelete, "/Schemas", "GET"},
-		{http.MethodPatch, "/ResourceTypes/User", "GET"},
+		{http.MethodPost, "", "GET, HEAD"},
+		{http.MethodDelete, "/", "GET, HEAD"},
+		{http.MethodPost, "/ServiceProviderConfig", "GET, HEAD"},
+		{http.MethodDelete, "/Schemas", "GET, HEAD"},
+		{http.MethodOptions, "/Schemas/urn:ietf:params:scim:schemas:core:2.0:User", "GET, HEAD"},
+		{http.MethodPatch, "/ResourceTypes/User", "GET, HEAD"},
 	}
 	for _, tc := range methods {
 		t.Run("405 "+tc.method+" "+tc.path, func(t *testing.T) {

@@ -28,6 +28,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/scimgate/scimgate/caddymodule/change"
+	"github.com/scimgate/scimgate/caddymodule/gwconfig"
 	"github.com/scimgate/scimgate/caddymodule/scim"
 	"github.com/scimgate/scimgate/internal/testnet"
 )
@@ -254,10 +255,10 @@ func TestParsePublicURL(t *testing.T) {
 		{"https://scim.example.com:port", "", "invalid port"},
 	}
 	for _, tc := range cases {
-		got, err := parsePublicURL(tc.in)
+		got, err := gwconfig.ParsePublicURL(tc.in)
 		if tc.err != "" {
 			if err == nil || !strings.Contains(err.Error(), tc.err) {
-				t.Errorf("parsePublicURL(%q) = %q, %v; want an error containing %q", tc.in, got, err, tc.err)
+				t.Errorf("gwconfig.ParsePublicURL(%q) = %q, %v; want an error containing %q", tc.in, got, err, tc.err)
 			}
 			if err != nil && strings.Contains(err.Error(), "pw@") {
 				t.Errorf("the error repeats a password: %v", err)
@@ -265,7 +266,7 @@ func TestParsePublicURL(t *testing.T) {
 			continue
 		}
 		if err != nil || got != tc.want {
-			t.Errorf("parsePublicURL(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+			t.Errorf("gwconfig.ParsePublicURL(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
 		}
 	}
 	// A bad value (after its placeholders) stops provisioning.

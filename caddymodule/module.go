@@ -15,6 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/scimgate/scimgate/caddymodule/gwconfig"
 	"github.com/scimgate/scimgate/caddymodule/journal"
 	"github.com/scimgate/scimgate/caddymodule/policy"
 	"github.com/scimgate/scimgate/caddymodule/provision"
@@ -197,7 +198,7 @@ func (g *Handler) Provision(ctx caddy.Context) error {
 		g.BasePath = ""
 	}
 	if g.PublicURL != "" {
-		origin, err := parsePublicURL(repl.ReplaceAll(g.PublicURL, ""))
+		origin, err := gwconfig.ParsePublicURL(repl.ReplaceAll(g.PublicURL, ""))
 		if err != nil {
 			return err
 		}

@@ -27,7 +27,7 @@ func (g *Handler) serveResources(req *request, typ string, rest []string) {
 		case http.MethodPost:
 			g.create(req, typ)
 		default:
-			g.methodNotAllowed(req, "GET, POST")
+			g.methodNotAllowed(req, "GET, HEAD, POST")
 		}
 	case len(rest) == 1 && strings.EqualFold(rest[0], ".search"): // endpoint names match in any case
 		if m != http.MethodPost {
@@ -39,7 +39,7 @@ func (g *Handler) serveResources(req *request, typ string, rest []string) {
 		id := rest[0]
 		action, ok := idActions[m]
 		if !ok {
-			g.methodNotAllowed(req, "GET, PUT, PATCH, DELETE")
+			g.methodNotAllowed(req, "GET, HEAD, PUT, PATCH, DELETE")
 			return
 		}
 		if problem := scim.IDProblem(id); problem != "" {

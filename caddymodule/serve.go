@@ -4,12 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
-	"mime"
 	"net"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -86,11 +83,19 @@ func (g *Handler) serveSCIM(w http.ResponseWriter, r *http.Request, rel string) 
 	}
 	req.client = client
 	req.id = requestID(req)
+	if r.URL.RawQuery != "" {
+		query, err := scim.NormalizeQuery(r.URL.RawQuery)
+		if err != nil {
+			g.writeError(req, err)
+			return
+		}
+		req.r = withQuery(r, query)
+	}
 
 	segs := splitPath(rel)
 	if len(segs) == 0 {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			g.methodNotAllowed(req, "GET")
+			g.methodNotAllowed(req, "GET, HEAD")
 			return
 		}
 		g.list(req, "") // every resource type (RFC 7644 §3.4.2)
@@ -136,6 +141,16 @@ func (g *Handler) serveSCIM(w http.ResponseWriter, r *http.Request, rel string) 
 	default:
 		g.writeError(req, scim.NotFound("no SCIM endpoint %q: use /Users, /Groups, /Schemas, /ResourceTypes or /ServiceProviderConfig", segs[0]))
 	}
+}
+
+// withQuery is r with its query string replaced (see scim.NormalizeQuery), leaving the
+// request Caddy holds as it came.
+func withQuery(r *http.Request, query string) *http.Request {
+	r = r.WithContext(r.Context())
+	u := *r.URL
+	u.RawQuery = query
+	r.URL = &u
+	return r
 }
 
 // logAuthFailure logs a failed authentication at info level, rate-limited (see
@@ -188,8 +203,8 @@ func (g *Handler) onlyGet(req *request, pathOK bool) bool {
 		return false
 	}
 	if req.r.Method != http.MethodGet && req.r.Method != http.MethodHead {
-		req.w.Header().Set("Allow", "GET")
-		g.writeError(req, scim.Errorf(http.StatusMethodNotAllowed, "", "%s is not allowed on %s; only GET", req.r.Method, req.r.URL.Path))
+		req.w.Header().Set("Allow", "GET, HEAD")
+		g.writeError(req, scim.Errorf(http.StatusMethodNotAllowed, "", "%s is not allowed on %s; only GET and HEAD", req.r.Method, req.r.URL.Path))
 		return false
 	}
 	return true
@@ -250,14 +265,11 @@ func (g *Handler) readBody(req *request) (map[string]any, error) {
 // readBodyWith is readBody with decode (scim.DecodeBody or scim.DecodePatchBody) checking
 // and decoding the bytes, which are dropped once decoded.
 func (g *Handler) readBodyWith(req *request, decode func([]byte, int) (map[string]any, error)) (map[string]any, error) {
-	switch ct := req.r.Header.Get("Content-Type"); ct {
-	case "", "application/scim+json; charset=utf-8", "application/scim+json", "application/json; charset=utf-8", "application/json":
-		// Entra's and the usual ones, accepted as ParseMediaType would without its parse
-	default:
-		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || (mt != "application/scim+json" && mt != "application/json") {
-			return nil, scim.Errorf(http.StatusUnsupportedMediaType, "", "Content-Type %q is not supported; send application/scim+json or application/json", ct)
-		}
+	if err := scim.CheckContentType(req.r.Header.Get("Content-Type")); err != nil {
+		return nil, err
+	}
+	if req.r.ContentLength > g.MaxBodyBytes {
+		return nil, g.bodyTooLarge(req) // announced: refused before a byte of it is read
 	}
 	var src io.Reader = &bodyReader{body: req.r.Body, deadline: req.bodyDeadline}
 	if g.largeBodies != nil {
@@ -274,18 +286,14 @@ func (g *Handler) readBodyWith(req *request, decode func([]byte, int) (map[strin
 	body := http.MaxBytesReader(req.w, io.NopCloser(src), g.MaxBodyBytes)
 	// A client that announces more than it sends costs the size it announced: at most
 	// MaxBodyBytes, and above LargeBodyBytes only with a large-body slot (taken above).
-	size := req.r.ContentLength
-	if size > g.MaxBodyBytes {
-		size = -1 // refused by the MaxBytesReader once it is read that far
-	}
-	data, err := readAll(body, size)
+	data, err := readAll(body, req.r.ContentLength)
 	if err != nil {
 		if errors.Is(err, errLargeBodiesBusy) || errors.Is(err, context.Canceled) {
 			return nil, g.bodyAdmission(req, err)
 		}
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return nil, scim.Errorf(http.StatusRequestEntityTooLarge, "", "the request body is larger than %d bytes", g.MaxBodyBytes)
+			return nil, g.bodyTooLarge(req)
 		}
 		if errors.Is(err, errBodyTimeout) {
 			return nil, g.bodyTimedOut(req)
@@ -316,6 +324,15 @@ func readAll(r io.Reader, size int64) ([]byte, error) {
 			b = append(b, 0)[:len(b)]
 		}
 	}
+}
+
+// bodyTooLarge is the answer to a body over MaxBodyBytes, announced or read. The HTTP/1
+// connection is closed: the rest of the body is not read.
+func (g *Handler) bodyTooLarge(req *request) error {
+	if req.r.ProtoMajor == 1 {
+		req.w.Header().Set("Connection", "close")
+	}
+	return scim.Errorf(http.StatusRequestEntityTooLarge, "", "the request body is larger than %d bytes (max_body_size); send a smaller request, e.g. split a PATCH of many members in several", g.MaxBodyBytes)
 }
 
 // bodyAdmission is the answer to a large body that found no slot: 503 while others are
@@ -398,28 +415,6 @@ func logPath(p string) string {
 		return p
 	}
 	return p[:limit] + "…"
-}
-
-// parsePublicURL checks a public_url and returns it as scheme://host[:port], the origin
-// that BasePath is appended to.
-func parsePublicURL(raw string) (string, error) {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "", fmt.Errorf("public_url %q: %w", raw, err)
-	}
-	switch {
-	case u.Scheme != "http" && u.Scheme != "https":
-		return "", fmt.Errorf("public_url %q: want an absolute http or https URL such as https://scim.example.com", raw)
-	case u.Host == "" || u.Hostname() == "":
-		return "", fmt.Errorf("public_url %q has no host", raw)
-	case u.User != nil:
-		return "", errors.New("public_url must not hold user information (not quoted here: it may be a password)")
-	case u.Path != "" && u.Path != "/", u.RawPath != "":
-		return "", fmt.Errorf("public_url %q has a path; give only scheme://host[:port], base_path is appended to it", raw)
-	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(raw, "#"):
-		return "", fmt.Errorf("public_url %q must not have a query or fragment", raw)
-	}
-	return u.Scheme + "://" + u.Host, nil
 }
 
 // baseURL is the absolute URL of the SCIM root as the client reached it: without

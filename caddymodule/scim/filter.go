@@ -269,6 +269,11 @@ func (p *filterParser) parseUnary() (Filter, error) {
 			}
 			return &NotFilter{Inner: inner}, nil
 		}
+		if next := p.wordAt(after); after == len(p.src) || (after > p.pos+len(w) && !isFilterOperator(strings.ToLower(next))) {
+			// "not userName eq ..." or "not not (...)": not is the keyword here, not an
+			// attribute named "not" (which an operator would follow)
+			return nil, p.fail(after, "\"not\" takes a filter in parentheses, found %s; write not (%s)", p.tokenAt(after), "...")
+		}
 	}
 	return p.parseAttrExpr()
 }
@@ -321,6 +326,12 @@ func (p *filterParser) unexpectedAfterExpr() *Error {
 		return p.fail(p.pos, "unbalanced \")\": no \"(\" is open")
 	case c == ']' && p.closer == 0:
 		return p.fail(p.pos, "unbalanced \"]\": no \"[\" is open")
+	}
+	if w := p.wordAt(p.pos); strings.EqualFold(w, "and") || strings.EqualFold(w, "or") {
+		// "and"/"or" with nothing after it (acceptKeyword wants a space or "(" after one)
+		if end := p.pos + len(w); end == len(p.src) || p.src[end] == ')' || p.src[end] == ']' {
+			return p.fail(end, "%s must be followed by another comparison, found %s; add one after it or remove it", quoteFilterSnippet(w), p.tokenAt(end))
+		}
 	}
 	return p.fail(p.pos, "expected \"and\", \"or\" or %s, found %s", want, p.tokenAt(p.pos))
 }

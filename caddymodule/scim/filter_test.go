@@ -101,6 +101,7 @@ var fltParseCases = []struct {
 	{`not (not (a pr or b pr))`, fltNot(fltNot(fltOr(fltPr("a"), fltPr("b"))))},
 	{`a pr and(b pr)`, fltAnd(fltPr("a"), fltPr("b"))},
 	{`not pr`, fltPr("not")}, // an attribute called "not"
+	{`NOT eq "x"`, fltEq("NOT", "x")},
 
 	// Case: keywords, operators and names; names keep their spelling.
 	{`userName EQ "x"`, fltEq("userName", "x")},
@@ -201,7 +202,13 @@ var fltErrorCases = []struct{ in, want string }{
 	{`userName eq "x" foo`, `at position 17: expected "and", "or" or the end of the filter, found "foo"`},
 	{`userName eq "x" andy eq 1`, `found "andy"`},
 	{`userName eq "x"y`, `right after the closing quote`},
-	{`userName eq "x" and`, `expected "and", "or" or the end of the filter, found "and"`},
+	{`userName eq "x" and`, `at position 20: "and" must be followed by another comparison, found the end of the filter`},
+	{`(userName eq "x" OR)`, `at position 20: "OR" must be followed by another comparison, found ")"`},
+	{`emails[type eq "work" and]`, `"and" must be followed by another comparison, found "]"`},
+	{`userName eq "x" andy`, `expected "and", "or" or the end of the filter, found "andy"`},
+	{`not userName eq "x"`, `at position 5: "not" takes a filter in parentheses, found "userName"`},
+	{`not not (a pr)`, `"not" takes a filter in parentheses, found "not"`},
+	{`not`, `at position 4: "not" takes a filter in parentheses, found the end of the filter`},
 	{`userName eq "x" and `, `expected an attribute name, "not" or "(" but the filter ends here`},
 	{`userName eq "x" or or`, `expected a comparison operator`},
 	{`(userName eq "x"`, `missing ")" to close the "(" at position 1`},

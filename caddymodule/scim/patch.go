@@ -356,6 +356,9 @@ func keyPath(key string) (Path, error) {
 // core attributes; an extension's URN holds that extension's attributes, merged one by
 // one. Removing an extension URN removes the extension's attributes.
 func (p *patcher) applySchemaObject(i int, op, urn string, v any) error {
+	if err := foreignSchema(p.rt, urn, TypeInvalidPath); err != nil {
+		return p.wrap(err)
+	}
 	core := p.rt != nil && strings.EqualFold(urn, p.rt.Schema)
 	if op == PatchRemove {
 		if core {
@@ -488,6 +491,9 @@ func (p *patcher) dropEmptyExtension(t patchTarget) {
 
 // applyPath applies one operation to a parsed path (from "path" or a path-less key).
 func (p *patcher) applyPath(op string, path Path, v any) error {
+	if err := foreignSchema(p.rt, path.Attr.URN, TypeInvalidPath); err != nil {
+		return p.wrap(err)
+	}
 	t := p.resolve(path.Attr)
 	members := p.members != nil && t.urn == "" && strings.EqualFold(t.name, "members")
 	if !members || path.Filter != nil {

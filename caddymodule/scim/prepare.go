@@ -2,6 +2,7 @@ package scim
 
 import (
 	"maps"
+	"slices"
 	"strings"
 	"unicode"
 )
@@ -30,6 +31,9 @@ func PrepareResource(resourceType string, body map[string]any) (*Prepared, error
 		return nil, NotFound("unknown resource type %q", resourceType)
 	}
 	if err := checkSchemasList(rt, body); err != nil {
+		return nil, err
+	}
+	if err := checkSchemaKeys(rt, body); err != nil {
 		return nil, err
 	}
 	doc := CloneResource(body)
@@ -111,6 +115,34 @@ func checkSchemasList(rt *ResourceTypeDef, body map[string]any) error {
 	}
 	if hasOther && !hasCore {
 		return BadRequest(TypeInvalidValue, "schemas names another resource type than %s; send %s resources to %s", rt.Name, rt.Name, rt.Endpoint)
+	}
+	for _, e := range list {
+		if err := foreignSchema(rt, e.(string), TypeInvalidValue); err != nil {
+			return prefixError(err, TypeInvalidValue, "schemas: ")
+		}
+	}
+	return nil
+}
+
+// checkSchemaKeys rejects a body attribute under a schema of another resource type, nested
+// ("urn:...:core:2.0:Group": {...}) or flat ("urn:...:core:2.0:Group:displayName"), as
+// checkSchemasList does in "schemas".
+func checkSchemaKeys(rt *ResourceTypeDef, body map[string]any) error {
+	for _, k := range slices.Sorted(maps.Keys(body)) {
+		if !IsURN(k) {
+			continue
+		}
+		urn := k
+		if SchemaByID(k) == nil {
+			ap, err := ParseAttrPath(k)
+			if err != nil || ap.URN == "" {
+				continue
+			}
+			urn = ap.URN
+		}
+		if err := foreignSchema(rt, urn, TypeInvalidValue); err != nil {
+			return prefixError(err, TypeInvalidValue, "attribute %s: ", quoteFilterSnippet(k))
+		}
 	}
 	return nil
 }

@@ -326,3 +326,23 @@ func containsFold(list []string, s string) bool {
 	}
 	return false
 }
+
+// foreignSchema checks a schema URN used on a resource of type rt (as a key, a path's
+// prefix or in "schemas"): one the gateway defines for another resource type (the Group
+// schema on a User, the enterprise User extension on a Group) names no attribute of rt.
+// Stored as an extension it would give a User a Group's attributes and the Group schema
+// in its "schemas", so it is 400 with errType; other URNs (custom extensions, Entra's
+// ADSCIM group schema) pass.
+func foreignSchema(rt *ResourceTypeDef, urn, errType string) error {
+	s := SchemaByID(urn)
+	if s == nil || rt == nil || strings.EqualFold(s.ID, rt.Schema) || containsFold(rt.Extensions, s.ID) {
+		return nil
+	}
+	owner := "another resource type"
+	for _, other := range resourceTypes {
+		if strings.EqualFold(other.Schema, s.ID) || containsFold(other.Extensions, s.ID) {
+			owner = other.Name + " resources"
+		}
+	}
+	return BadRequest(errType, "%s is the schema of %s, not of a %s: a %s takes %s and its extensions (see /ResourceTypes/%s)", s.ID, owner, rt.Name, rt.Name, rt.Schema, rt.Name)
+}
