@@ -41,6 +41,11 @@ func CheckJSON(data []byte, maxDepth int) error {
 	if !utf8.Valid(data) {
 		return BadRequest(TypeInvalidSyntax, "the request body is not valid UTF-8")
 	}
+	if bytes.HasPrefix(data[start:], []byte("\ufeff")) {
+		// RFC 8259 §8.1: a JSON text is not sent with a byte order mark (Windows tools add
+		// one when they save "UTF-8"); say so rather than show an invisible character.
+		return BadRequest(TypeInvalidSyntax, "the request body starts with a byte order mark (U+FEFF); send the JSON without it")
+	}
 	s := jsonScannerPool.Get().(*jsonScanner)
 	s.reset(data, start, maxDepth)
 	err := s.run()
