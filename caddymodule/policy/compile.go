@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -184,8 +185,13 @@ func checkQueryType(c *ast.Compiler, query ast.Ref) error {
 	if len(rules) == 0 || c.TypeEnv == nil {
 		return nil // data, not a rule: its value is checked per decision
 	}
-	where := rules[0].Location.String()
-	if _, ok := c.TypeEnv.GetByRef(query).(*types.Function); ok || len(rules[0].Head.Args) > 0 {
+	// The first rule in the files (GetRules's order is not stable), so the error names
+	// the same line every time.
+	first := slices.MinFunc(rules, func(a, b *ast.Rule) int {
+		return cmp.Or(cmp.Compare(a.Location.File, b.Location.File), cmp.Compare(a.Location.Row, b.Location.Row), cmp.Compare(a.Location.Col, b.Location.Col))
+	})
+	where := first.Location.String()
+	if _, ok := c.TypeEnv.GetByRef(query).(*types.Function); ok || len(first.Head.Args) > 0 {
 		return fmt.Errorf("%s: %s is a function (it takes arguments); it must be an object such as {\"allow\": true}: write `decision := {...}` or `decision := {...} if {...}`", where, query)
 	}
 	t := c.TypeEnv.GetByRef(query)
