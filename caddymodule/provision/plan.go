@@ -79,6 +79,10 @@ type plan struct {
 	progress   sentCalls     // calls a failed earlier attempt of the change made, not to repeat
 	mark       change.Mark   // the account's mark, as decided on
 	memberRefs policy.Members
+	// holdMissing: a queued delivery (Entra was answered when the change was queued, and
+	// does not retry it): a member it adds that has no account in the app is left out of
+	// the member calls and sent once its account is made, instead of refusing the change.
+	holdMissing bool
 
 	// Filled by the policy and the calls.
 	skipped     bool   // the policy kept the change out of the app
