@@ -520,10 +520,12 @@ type nativeApp struct {
 	// beforeCreate, when set, runs (once, without the app's lock) before an account create.
 	beforeCreate func()
 	notes        int // POST /accounts/{id}/notes: a call that must not be repeated
+	// refuse lists logins whose account create the app refuses (400: its own validation).
+	refuse map[string]bool
 }
 
 func newNativeApp(t testing.TB) (*nativeApp, *httptest.Server) {
-	a := &nativeApp{accounts: map[string]map[string]any{}, roles: map[string]map[string]bool{}, fail: map[string]int{}}
+	a := &nativeApp{accounts: map[string]map[string]any{}, roles: map[string]map[string]bool{}, fail: map[string]int{}, refuse: map[string]bool{}}
 	srv := httptest.NewServer(a)
 	t.Cleanup(srv.Close)
 	return a, srv
@@ -560,6 +562,8 @@ func (a *nativeApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
 	switch {
+	case r.Method == http.MethodPost && r.URL.Path == "/accounts" && a.refuse[fmt.Sprint(in["login"])]:
+		answer(http.StatusBadRequest, map[string]any{"message": "login rejected by the app's validation"})
 	case r.Method == http.MethodPost && r.URL.Path == "/accounts":
 		a.next++
 		id := fmt.Sprintf("acct-%04d", a.next)
@@ -614,6 +618,12 @@ func (a *nativeApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		delete(a.roles, parts[1])
+		w.WriteHeader(http.StatusNoContent)
+	case len(parts) == 2 && parts[0] == "roles" && r.Method == http.MethodPatch:
+		if a.roles[parts[1]] == nil {
+			answer(http.StatusNotFound, map[string]any{"message": "no such role"})
+			return
+		}
 		w.WriteHeader(http.StatusNoContent)
 	case r.Method == http.MethodPost && r.URL.Path == "/roles":
 		a.next++

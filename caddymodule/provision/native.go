@@ -16,6 +16,7 @@ import (
 	"github.com/scimgate/scimgate/caddymodule/journal"
 	"github.com/scimgate/scimgate/caddymodule/legacy"
 	"github.com/scimgate/scimgate/caddymodule/mapping"
+	"github.com/scimgate/scimgate/caddymodule/outbox"
 	"github.com/scimgate/scimgate/caddymodule/scim"
 	"github.com/scimgate/scimgate/caddymodule/store"
 )
@@ -105,7 +106,14 @@ func (e *Engine) syncNative(ctx context.Context, p *plan) (*syncResult, error) {
 			}
 		}
 	}
-	for _, ev := range e.startState(p, e.catchUp(p, res, nativeEvents(p.events))) {
+	events := e.startState(p, e.catchUp(p, res, nativeEvents(p.events)))
+	// The members the change adds, decided before its first call: a refusal after the
+	// group's create or rename would leave that call made for a change that never commits.
+	adds, err := e.memberAdds(p, res, events)
+	if err != nil {
+		return res, err
+	}
+	for _, ev := range events {
 		if !t.Mapping.Has(p.typ, ev) {
 			res.skipped = append(res.skipped, ev)
 			continue
@@ -130,25 +138,14 @@ func (e *Engine) syncNative(ctx context.Context, p *plan) (*syncResult, error) {
 			in.NativeID = res.nativeID
 		}
 		if ev == change.AddMembers || ev == change.RemoveMembers {
-			ids := p.added
+			members := adds
 			if ev == change.RemoveMembers {
-				ids = p.removed
-			}
-			members, skipped, missing := e.nativeMembers(ids)
-			res.outOfScope = append(res.outOfScope, skipped...)
-			if len(missing) > 0 && ev == change.AddMembers && !t.DryRun {
-				// A reference failure: refused as a whole, so the directory does not record
-				// a membership the app lacks; Entra retries it in a later cycle, when the
-				// member's account exists.
-				return res, &nativeError{scim: scim.BadRequest(scim.TypeInvalidValue,
-					"member %s has no account in %s yet (its creation failed or has not happened); Entra retries this membership in a later cycle",
-					listIDs(missing), t.Name)}
-			}
-			res.deferred = append(res.deferred, missing...)
-			if ev == change.AddMembers {
-				for _, m := range members {
-					res.addedSent = append(res.addedSent, m.SCIMID)
+				var skipped, missing []string
+				if members, skipped, missing, err = e.nativeMembers(p.removed); err != nil {
+					return res, res.failure(membersUnreadable(t.Name, err))
 				}
+				res.outOfScope = append(res.outOfScope, skipped...)
+				res.deferred = append(res.deferred, missing...) // no account: nothing to remove
 			}
 			if len(members) == 0 {
 				continue // nothing to send (a dry run, or members never provisioned)
@@ -244,13 +241,58 @@ func (e *Engine) syncNative(ctx context.Context, p *plan) (*syncResult, error) {
 				retryAfter: legacy.DefaultOutageRetryAfter, mayHaveActed: true})
 		}
 	}
-	if res.caughtUp && res.nativeID != "" && !t.DryRun {
-		e.catchUpMemberships(ctx, p, res)
+	switch {
+	case res.nativeID == "" || t.DryRun:
+	case res.caughtUp:
+		e.catchUpMemberships(ctx, p, res, true)
 		if e.rolesOf() != nil && p.typ == scim.UserType {
 			e.catchUpRoles(ctx, p, res)
 		}
+	case p.holdMissing && p.before == nil && change.Has(events, change.Create):
+		// A queued create is delivered after the directory recorded the resource's
+		// memberships (Entra knew its id at once); a group's delivery may have held one
+		// back meanwhile (the create was refused, then retried by an operator): it follows
+		// the account. A create Entra waits for has no memberships yet.
+		e.catchUpMemberships(ctx, p, res, false)
 	}
 	return res, nil
+}
+
+// memberAdds looks up, before any call of the change, the accounts of the members it adds
+// (when its events send add_members). A member without an account in the app (its create
+// failed, was refused, or has not happened) is a reference failure: in a change Entra
+// waits for, the change is refused as a whole before anything reaches the app, so that the
+// directory does not record a membership the app lacks and Entra's retry, once the
+// member's account exists, makes no call twice; in a queued delivery (holdMissing), which
+// Entra will not retry, the member is left out (res.deferred) and its membership is sent
+// when its account is made (catchUpMemberships). A dry run sends nothing either way.
+func (e *Engine) memberAdds(p *plan, res *syncResult, events []change.Event) ([]mapping.Member, error) {
+	t := e.target
+	if len(p.added) == 0 || !change.Has(events, change.AddMembers) || !t.Mapping.Has(p.typ, change.AddMembers) {
+		return nil, nil
+	}
+	members, skipped, missing, err := e.nativeMembers(p.added)
+	if err != nil {
+		return nil, res.failure(membersUnreadable(t.Name, err))
+	}
+	res.outOfScope = append(res.outOfScope, skipped...)
+	if len(missing) > 0 && !t.DryRun && !p.holdMissing {
+		return nil, res.failure(&nativeError{scim: scim.BadRequest(scim.TypeInvalidValue,
+			"member %s has no account in %s yet (its creation failed or has not happened): nothing of this change was sent to %s; Entra retries it in a later cycle, and it goes through once the member's account exists (see the member's own failed change)",
+			listIDs(missing), t.Name, t.Name)})
+	}
+	res.deferred = append(res.deferred, missing...)
+	for _, m := range members {
+		res.addedSent = append(res.addedSent, m.SCIMID)
+	}
+	return members, nil
+}
+
+// membersUnreadable is the failure of a change whose members' accounts could not be read
+// from the directory: nothing is sent, and the change is tried again.
+func membersUnreadable(target string, err error) *nativeError {
+	return &nativeError{scim: scim.Errorf(http.StatusServiceUnavailable, "", "reading the members' accounts in %s from the directory failed (%v); retry later", target, err),
+		retryAfter: legacy.DefaultOutageRetryAfter, cause: err}
 }
 
 // callKey identifies a call by what it does: its method, path and body.
@@ -330,7 +372,7 @@ func syncReasons(target string, res *syncResult) []string {
 		reasons = append(reasons, "members kept out of "+target+" by policy left out of the member calls: "+listIDs(res.outOfScope))
 	}
 	if len(res.deferred) > 0 {
-		reasons = append(reasons, "members without an account in "+target+" left out of the member calls: "+listIDs(res.deferred))
+		reasons = append(reasons, "members without an account in "+target+" left out of the member calls (an added member's membership is sent when its account is made): "+listIDs(res.deferred))
 	}
 	return reasons
 }
@@ -413,21 +455,25 @@ type catchUpJob struct {
 }
 
 // catchUpMemberships sends the memberships the directory already holds to the account a
-// catch-up create just made (a resource that existed before the target was configured, or
-// that the policy kept out of the app until now): a user joins the teams of its groups that
-// have accounts; a group gets its members that have accounts. Without it the app would
-// miss them until Entra changes those memberships, which it has no reason to do.
+// create just made: a user (or a nested group) joins those of its groups that have
+// accounts; with ownMembers (a catch-up create of a resource that existed before the
+// target was configured, or that the policy kept out of the app until now), a group also
+// gets its members that have accounts. Without it the app would miss them until Entra
+// changes those memberships, which it has no reason to do. A plain create has no
+// memberships in the directory unless a queued delivery of a group held the member back
+// while its create had not been made (holdMissing): those follow it here. A membership an
+// outbox task of the group still adds is left to that task.
 //
 // Best effort: the account exists in the app now and must be recorded with the change, so
 // a failed membership call is journaled and logged rather than failing the request (whose
 // retry would create the account a second time); the membership reaches the app with the
 // group's next member change.
-func (e *Engine) catchUpMemberships(ctx context.Context, p *plan, res *syncResult) {
+func (e *Engine) catchUpMemberships(ctx context.Context, p *plan, res *syncResult, ownMembers bool) {
 	t := e.target
 	if !t.Mapping.Has(scim.GroupType, change.AddMembers) {
 		return
 	}
-	jobs, err := e.catchUpJobs(p, res.nativeID)
+	jobs, err := e.catchUpJobs(p, res.nativeID, ownMembers)
 	if err != nil {
 		res.catchUpFailures = append(res.catchUpFailures, "reading the memberships: "+err.Error())
 		return
@@ -458,74 +504,99 @@ func (e *Engine) catchUpMemberships(ctx context.Context, p *plan, res *syncResul
 	}
 }
 
-// catchUpJobs reads, from the committed directory, the add_members calls a catch-up create
-// of p needs. A group's members this very request adds or removes are left out: the
-// request's own member calls deal with them. A group or member without an account in the
-// app is left out; any other failure to read the directory is an error.
-func (e *Engine) catchUpJobs(p *plan, nativeID string) ([]catchUpJob, error) {
+// catchUpJobs reads, from the committed directory, the add_members calls that send the
+// memberships of p's new account (see catchUpMemberships). A group's members this very
+// request adds or removes are left out: the request's own member calls deal with them; so
+// are memberships a task of the group still in the outbox adds. A group or member without
+// an account in the app is left out; any other failure to read the directory is an error.
+func (e *Engine) catchUpJobs(p *plan, nativeID string, ownMembers bool) ([]catchUpJob, error) {
 	t := e.target
 	var jobs []catchUpJob
 	err := e.store.View(func(tx *store.Tx) error {
-		switch p.typ {
-		case scim.UserType:
-			return tx.GroupsOf(p.id, func(gid string) error {
-				groupNative, err := tx.NativeID(t.mapKey(scim.GroupType), gid)
-				if errors.Is(err, store.ErrNotFound) {
-					return nil // the group has no account in the app
-				}
-				if err != nil {
-					return err
-				}
-				rec, err := tx.Get(scim.GroupType, gid)
-				if errors.Is(err, store.ErrNotFound) {
-					return nil // the group is gone; only its dangling edge is left
-				}
-				if err != nil {
-					return err
-				}
-				doc, err := DecodeDoc(rec)
-				if err != nil {
-					return err
-				}
-				jobs = append(jobs, catchUpJob{groupID: gid, groupNative: groupNative, group: withID(doc, gid),
-					members: []mapping.Member{{SCIMID: p.id, NativeID: nativeID, Type: scim.UserType}}})
-				return nil
-			})
-		case scim.GroupType:
-			var members []mapping.Member
-			err := tx.Members(p.id, func(m store.Member) error {
-				if slices.Contains(p.added, m.ID) || slices.Contains(p.removed, m.ID) || m.Type == "" {
-					return nil
-				}
-				n, err := tx.NativeID(t.mapKey(m.Type), m.ID)
-				switch {
-				case errors.Is(err, store.ErrNotFound):
-					return nil // the member has no account in the app
-				case err != nil:
-					return err
-				}
-				members = append(members, mapping.Member{SCIMID: m.ID, NativeID: n, Type: m.Type})
-				return nil
-			})
-			if err == nil && len(members) > 0 {
-				jobs = append(jobs, catchUpJob{groupID: p.id, groupNative: nativeID, group: p.after, members: members})
+		err := tx.GroupsOf(p.id, func(gid string) error {
+			groupNative, err := tx.NativeID(t.mapKey(scim.GroupType), gid)
+			if errors.Is(err, store.ErrNotFound) {
+				return nil // the group has no account in the app
 			}
+			if err != nil {
+				return err
+			}
+			if queued, err := e.queuedAdds(tx, gid); err != nil || queued[p.id] {
+				return err // the group's queued task sends this membership
+			}
+			rec, err := tx.Get(scim.GroupType, gid)
+			if errors.Is(err, store.ErrNotFound) {
+				return nil // the group is gone; only its dangling edge is left
+			}
+			if err != nil {
+				return err
+			}
+			doc, err := DecodeDoc(rec)
+			if err != nil {
+				return err
+			}
+			jobs = append(jobs, catchUpJob{groupID: gid, groupNative: groupNative, group: withID(doc, gid),
+				members: []mapping.Member{{SCIMID: p.id, NativeID: nativeID, Type: p.typ}}})
+			return nil
+		})
+		if err != nil || !ownMembers || p.typ != scim.GroupType {
 			return err
 		}
-		return nil
+		queued, err := e.queuedAdds(tx, p.id)
+		if err != nil {
+			return err
+		}
+		var members []mapping.Member
+		err = tx.Members(p.id, func(m store.Member) error {
+			if slices.Contains(p.added, m.ID) || slices.Contains(p.removed, m.ID) || queued[m.ID] || m.Type == "" {
+				return nil
+			}
+			n, err := tx.NativeID(t.mapKey(m.Type), m.ID)
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+				return nil // the member has no account in the app
+			case err != nil:
+				return err
+			}
+			members = append(members, mapping.Member{SCIMID: m.ID, NativeID: n, Type: m.Type})
+			return nil
+		})
+		if err == nil && len(members) > 0 {
+			jobs = append(jobs, catchUpJob{groupID: p.id, groupNative: nativeID, group: p.after, members: members})
+		}
+		return err
 	})
 	return jobs, err
 }
 
+// queuedAdds is the set of members that group's tasks in the target's outbox add (pending
+// or dead: their delivery, or an operator's retry, sends them).
+func (e *Engine) queuedAdds(tx *store.Tx, group string) (map[string]bool, error) {
+	var out map[string]bool
+	err := tx.TasksOf(e.target.Name, group, func(st store.Task) error {
+		task, err := outbox.Decode(st.Seq, st.Data)
+		if err != nil {
+			return err
+		}
+		for _, id := range task.Added {
+			if out == nil {
+				out = map[string]bool{}
+			}
+			out[id] = true
+		}
+		return nil
+	})
+	return out, err
+}
+
 // nativeMembers looks up the members' native ids in one read transaction. A member
 // without one has no account in the app: skipped when the policy kept it out on purpose
-// (out of scope), missing otherwise (never created there, or its creation failed). When the
-// directory cannot be read, every member counts as missing, the safe side.
-func (e *Engine) nativeMembers(ids []string) (found []mapping.Member, skipped, missing []string) {
+// (out of scope), missing otherwise (never created there, or its creation failed).
+func (e *Engine) nativeMembers(ids []string) (found []mapping.Member, skipped, missing []string, err error) {
 	if len(ids) == 0 {
-		return nil, nil, nil
+		return nil, nil, nil, nil
 	}
-	err := e.store.View(func(tx *store.Tx) error {
+	err = e.store.View(func(tx *store.Tx) error {
 		for _, id := range ids {
 			typ, err := tx.TypeOf(id)
 			if err != nil {
@@ -548,9 +619,9 @@ func (e *Engine) nativeMembers(ids []string) (found []mapping.Member, skipped, m
 		return nil
 	})
 	if err != nil {
-		return nil, nil, ids
+		return nil, nil, nil, err
 	}
-	return found, skipped, missing
+	return found, skipped, missing, nil
 }
 
 // mappedType is the type of a resource the directory no longer has but whose account the

@@ -82,6 +82,10 @@ type plan struct {
 	// managerKnown: the user's manager, as the change leaves it, was in the directory when
 	// the change was decided (see unlinkLateManager).
 	managerKnown bool
+	// holdMissing: a queued delivery (Entra was answered when the change was queued, and
+	// does not retry it): a member it adds that has no account in the app is left out of
+	// the member calls and sent once its account is made, instead of refusing the change.
+	holdMissing bool
 
 	// Filled by the policy and the calls.
 	skipped     bool   // the policy kept the change out of the app

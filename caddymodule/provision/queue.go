@@ -141,8 +141,9 @@ func (e *Engine) enqueue(j *job, p *plan, d policy.Decision) (*plan, error) {
 }
 
 // checkQueuedMembers refuses member adds that name no resource, as immediate delivery does
-// (see syncNative; not in a dry run): queued, such a membership could only become a dead
-// letter. A member whose create is still queued is no such member: its task waits for it.
+// (see memberAdds; not in a dry run): queued, such a membership could never be sent. A
+// member whose create is still queued is no such member: its task waits for it (and a
+// member whose create then fails is held back by the delivery until its account exists).
 //
 // The members it finds are the plan's addedKnown: its commit refuses the change when one of
 // them is deleted before it (refuseGoneMembers).
@@ -293,7 +294,7 @@ func (e *Engine) Deliver(ctx context.Context, tasks []*outbox.Task) outbox.Repor
 func (e *Engine) taskPlan(ctx context.Context, t *outbox.Task) (*job, *plan, error) {
 	j := &job{req: Request{Ctx: ctx, ID: t.RequestID, Client: t.Client}, op: &Op{Action: t.Action, Type: t.Type, ID: t.ID}, now: e.now().UTC(), id: t.ID}
 	j.trail = &Trail{Action: change.ActionDeliver, Type: t.Type, ID: t.ID, Subject: t.Subject, events: t.Events, target: e.target.Name}
-	p := &plan{job: j, typ: t.Type, id: t.ID, events: t.Events, changed: t.Changed, added: t.Added, removed: t.Removed}
+	p := &plan{job: j, typ: t.Type, id: t.ID, events: t.Events, changed: t.Changed, added: t.Added, removed: t.Removed, holdMissing: true}
 	var err error
 	if p.before, err = unmarshalDoc(t.Before); err != nil {
 		return j, nil, err

@@ -137,6 +137,29 @@ func (tx *Tx) HasTasks(target, resource string) bool {
 	return k != nil && bytes.HasPrefix(k, prefix)
 }
 
+// TasksOf calls fn with each task of resource in target's outbox, in order, until fn
+// returns an error (which TasksOf returns).
+func (tx *Tx) TasksOf(target, resource string, fn func(Task) error) error {
+	if err := checkOutboxArgs(target, resource); err != nil {
+		return err
+	}
+	prefix := joinKey(target, resource, "")
+	c := tx.bucket(bucketOutboxRes).Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		if len(k) != len(prefix)+8 {
+			return fmt.Errorf("%w: outbox index key of %s", ErrCorrupt, target)
+		}
+		t, err := tx.Task(target, binary.BigEndian.Uint64(k[len(prefix):]))
+		if err != nil {
+			return fmt.Errorf("reading a task of %s in %s: %w", resource, target, err)
+		}
+		if err := fn(t); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func checkOutboxArgs(target, resource string) error {
 	if err := checkName("target", target); err != nil {
 		return err

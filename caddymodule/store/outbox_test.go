@@ -45,6 +45,21 @@ func TestOutbox(t *testing.T) {
 		if !tx.HasTasks("app", "u1") || !tx.HasTasks("app", "g1") || tx.HasTasks("app", "u9") || tx.HasTasks("app", "u") {
 			t.Error("HasTasks wrong")
 		}
+		var of []uint64
+		if err := tx.TasksOf("app", "u1", func(tk Task) error {
+			if tk.Resource != "u1" || string(tk.Data) != "task of u1" {
+				t.Errorf("TasksOf u1 gave %+v", tk)
+			}
+			of = append(of, tk.Seq)
+			return nil
+		}); err != nil || len(of) != 2 || of[0] != seqs[0] || of[1] != seqs[2] {
+			t.Errorf("TasksOf u1: %v, %v", of, err)
+		}
+		for _, res := range []string{"u", "u9"} { // a prefix of u1; another target's
+			if err := tx.TasksOf("app", res, func(tk Task) error { t.Errorf("TasksOf %s gave %+v", res, tk); return nil }); err != nil {
+				t.Error(err)
+			}
+		}
 		return nil
 	})
 	err = s.Update(func(tx *Tx) error {
