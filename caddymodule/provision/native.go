@@ -359,7 +359,7 @@ func syncReasons(target string, res *syncResult) []string {
 		reasons = append(reasons, fmt.Sprintf("memberships it already had sent to %s: %d member(s) in %d group(s)", target, res.caughtUpMembers, len(res.caughtUpGroups)))
 	}
 	if len(res.catchUpFailures) > 0 {
-		reasons = append(reasons, "memberships it already had not sent to "+target+" (they follow with the group's next member change): "+strings.Join(res.catchUpFailures, "; "))
+		reasons = append(reasons, "memberships it already had not sent to "+target+" (a reconcile reports them missing; --fix sends them): "+strings.Join(res.catchUpFailures, "; "))
 	}
 	reasons = append(reasons, roleReasons(target, res)...)
 	switch {
@@ -466,8 +466,8 @@ type catchUpJob struct {
 //
 // Best effort: the account exists in the app now and must be recorded with the change, so
 // a failed membership call is journaled and logged rather than failing the request (whose
-// retry would create the account a second time); the membership reaches the app with the
-// group's next member change.
+// retry would create the account a second time); the membership stays missing in the app
+// until a reconcile reports it (member_missing) and --fix sends it.
 func (e *Engine) catchUpMemberships(ctx context.Context, p *plan, res *syncResult, ownMembers bool) {
 	t := e.target
 	if !t.Mapping.Has(scim.GroupType, change.AddMembers) {
@@ -494,7 +494,7 @@ func (e *Engine) catchUpMemberships(ctx context.Context, p *plan, res *syncResul
 			}
 		}
 		if err != nil {
-			e.logger.Warn("sending existing memberships to a new account failed; they reach the app with the group's next member change",
+			e.logger.Warn("sending existing memberships to a new account failed; a reconcile reports them missing and --fix sends them",
 				zap.String("target", t.Name), zap.String("group", cj.groupID), zap.Error(err))
 			res.catchUpFailures = append(res.catchUpFailures, cj.groupID+": "+err.Error())
 			continue
