@@ -108,6 +108,7 @@ func TestRunPicksCandidates(t *testing.T) {
 		{scim.GroupType, `displayName eq "sales"`, []string{"g1"}, 1},
 		{"", `displayName eq "Sales"`, []string{"g1"}, 6},
 		{"", "", []string{"u1", "u2", "u3", "u4", "u5", "g1"}, 6},
+		{scim.GroupType, " \t ", []string{"g1"}, 1}, // a blank filter= is no filter
 	} {
 		ids, total, rendered, _ := run(t, s, c.typ, Params{Filter: c.filter})
 		if !slices.Equal(ids, c.want) || total != len(c.want) || rendered != c.rendered {
