@@ -249,12 +249,14 @@ func (g *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	g.tokens = tokens
+	tokens.warnInline(g.logger, "SCIM tokens")
 	if g.Audit != nil {
 		a, err := g.Audit.provision(repl, g.BasePath, tokens)
 		if err != nil {
 			return err
 		}
 		g.audit = a
+		a.tokens.warnInline(g.logger, "audit tokens")
 	}
 
 	sc, err := g.Store.Resolve(repl, g.DataDir)

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,9 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/scimgate/scimgate/caddymodule/store"
 )
@@ -54,6 +58,69 @@ func TestTokenConfigErrors(t *testing.T) {
 				t.Fatalf("the error reveals the secret: %v", err)
 			}
 		})
+	}
+}
+
+// TestTokenWithWhitespaceRefused: a token that starts or ends with whitespace, or holds a
+// control character, cannot arrive in an Authorization header as configured (HTTP strips
+// the whitespace around a header value): such a token started the gateway, which then
+// answered 401 to every request. It is a config error now, naming the token and its
+// placeholder, never the value.
+func TestTokenWithWhitespaceRefused(t *testing.T) {
+	dir := t.TempDir()
+	blankLine := filepath.Join(dir, "blank-line")
+	if err := os.WriteFile(blankLine, []byte(testToken+"\n\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	oneNewline := filepath.Join(dir, "one-newline")
+	if err := os.WriteFile(oneNewline, []byte(testToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SCIMGATE_TEST_TRAILING_SPACE", testToken+" ")
+	t.Setenv("SCIMGATE_TEST_TAB", testToken[:10]+"\t"+testToken[10:])
+	for _, tc := range []struct{ value, err string }{
+		{"{file." + blankLine + "}", `token "entra" (configured as "{file.` + blankLine + `}") starts or ends with whitespace`},
+		{"{env.SCIMGATE_TEST_TRAILING_SPACE}", "starts or ends with whitespace"},
+		{"{env.SCIMGATE_TEST_TAB}", "holds a control character"},
+		{" " + testToken, `token "entra" starts or ends with whitespace`},
+	} {
+		g := &Handler{Tokens: []Token{{Name: "entra", Value: tc.value}}, DataDir: t.TempDir()}
+		err := provisionHandler(t, g)
+		_ = g.Cleanup()
+		if err == nil || !strings.Contains(err.Error(), tc.err) {
+			t.Fatalf("%s: error = %v, want it to contain %q", tc.value, err, tc.err)
+		}
+		if strings.Contains(err.Error(), testToken[10:]) {
+			t.Fatalf("the error reveals the secret: %v", err)
+		}
+	}
+	// A file's one final newline is not part of the token ({file.*} drops it).
+	g := newTestGateway(t, func(g *Handler) { g.Tokens = []Token{{Name: "entra", Value: "{file." + oneNewline + "}"}} })
+	if w := serve(t, g, "GET", "/scim/v2/Users", nil, "Authorization", "Bearer "+testToken); w.Code != 200 {
+		t.Fatalf("token from a file with one final newline: %d", w.Code)
+	}
+}
+
+// TestInlineTokensWarned: a token written in the config is in the adapted JSON and in
+// every answer of the admin API's GET /config/; the gateway says so at start-up, naming
+// the token, never its value. A placeholder is not warned about.
+func TestInlineTokensWarned(t *testing.T) {
+	t.Setenv("SCIMGATE_TEST_GOOD", testToken+"y")
+	set, err := newTokenSet([]Token{{Name: "inline", Value: testToken}, {Name: "env", Value: "{env.SCIMGATE_TEST_GOOD}"}}, caddy.NewReplacer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zapcore.InfoLevel)
+	set.warnInline(zap.New(core), "SCIM tokens")
+	all := logs.All()
+	if len(all) != 1 || all[0].Level != zapcore.WarnLevel || !strings.Contains(all[0].Message, "GET /config/") {
+		t.Fatalf("logs = %v, want one warning about GET /config/", all)
+	}
+	if names := all[0].ContextMap()["tokens"]; fmt.Sprint(names) != "[inline]" {
+		t.Fatalf("tokens named = %v, want [inline]", names)
+	}
+	if strings.Contains(fmt.Sprint(all[0].ContextMap()), testToken) {
+		t.Fatalf("the warning reveals the token: %v", all[0].ContextMap())
 	}
 }
 
