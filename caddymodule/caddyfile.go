@@ -69,7 +69,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        name <name>                 # default scimgate
 //	        checkpoint_every <n>        # default 1000; -1 off
 //	        checkpoint_interval <dur>   # default 5m; -1 off
-//	        signing_key <key>           # Ed25519 seed, base64 or hex; usually {env.*}
+//	        signing_key <placeholder>   # Ed25519 seed, base64 or hex: {env.*} or {file.*}
 //	        signing_key_file <path>
 //	        key_id <id>
 //	        redact <path>...            # password is always redacted
