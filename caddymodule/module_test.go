@@ -320,3 +320,15 @@ func TestEmptyTokenNamesItsVariable(t *testing.T) {
 		t.Fatalf("error = %v, want it to name SCIMGATE_TEST_ENTRA_UNSET", err)
 	}
 }
+
+// TestMaxBodyBytesBounded: a JSON config's max_body_bytes past 1 TiB (which the Caddyfile
+// already refuses) overflowed the default body_timeout, and the error blamed body_timeout,
+// an option the config did not set. The error names max_body_bytes now.
+func TestMaxBodyBytesBounded(t *testing.T) {
+	g := &Handler{Tokens: []Token{{Name: "entra", Value: testToken}}, DataDir: t.TempDir(), MaxBodyBytes: 9999999999999999}
+	err := provisionHandler(t, g)
+	_ = g.Cleanup()
+	if err == nil || !strings.Contains(err.Error(), "max_body_bytes must be between 1024 and") || strings.Contains(err.Error(), "body_timeout") {
+		t.Fatalf("error = %v, want it to name max_body_bytes", err)
+	}
+}
