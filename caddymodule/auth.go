@@ -112,21 +112,36 @@ const (
 	authNoHeader     = "no Authorization header"
 	authNotBearer    = "the Authorization header is not a bearer token"
 	authUnknownToken = "the bearer token is not one of the configured tokens"
+	authManyHeaders  = "more than one Authorization header"
 )
 
 // authenticate returns the name of the token the request presents, or "" and why not when
 // it presents none that is accepted. It compares against every token, so timing does not
 // reveal which token (if any) matched.
 func (s *tokenSet) authenticate(r *http.Request) (name, failure string) {
-	h := r.Header.Get("Authorization")
-	if h == "" {
-		return "", authNoHeader
+	h, failure := authorizationHeader(r)
+	if failure != "" {
+		return "", failure
 	}
 	const prefix = "bearer "
 	if len(h) <= len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
 		return "", authNotBearer
 	}
 	return s.match(strings.TrimSpace(h[len(prefix):]))
+}
+
+// authorizationHeader returns the request's one Authorization header, or why there is
+// none to take. Authorization is a singleton field (RFC 9110 §11.6.2): with two, a proxy in
+// front may have checked one while the gateway would read the other, so neither counts.
+func authorizationHeader(r *http.Request) (h, failure string) {
+	switch v := r.Header.Values("Authorization"); {
+	case len(v) > 1:
+		return "", authManyHeaders
+	case len(v) == 0 || v[0] == "":
+		return "", authNoHeader
+	default:
+		return v[0], ""
+	}
 }
 
 // match returns the name of the token whose value is presented, or "" and why not. It

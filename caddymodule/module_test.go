@@ -332,3 +332,43 @@ func TestMaxBodyBytesBounded(t *testing.T) {
 		t.Fatalf("error = %v, want it to name max_body_bytes", err)
 	}
 }
+
+// TestBearerParsing: the scheme is matched case-insensitively and the spaces around the
+// token are ignored; two Authorization headers are refused on the SCIM and the audit
+// routes even when one of them holds a good token (Authorization is a singleton field: a
+// proxy in front may have checked the other one). The first header was taken.
+func TestBearerParsing(t *testing.T) {
+	const auditToken = "auditor-token-0123456789abcdef0123456789"
+	g := newTestGateway(t, func(g *Handler) {
+		g.Audit = &AuditConfig{Tokens: []Token{{Name: "auditor", Value: auditToken}}}
+	})
+	for _, tc := range []struct {
+		name    string
+		headers []string
+		want    int
+	}{
+		{"lower-case scheme", []string{"Authorization", "bearer " + testToken}, 200},
+		{"upper-case scheme", []string{"Authorization", "BEARER " + testToken}, 200},
+		{"spaces around the token", []string{"Authorization", "Bearer   " + testToken + "  "}, 200},
+		{"no token", []string{"Authorization", "Bearer "}, 401},
+		{"no space", []string{"Authorization", "Bearer" + testToken}, 401},
+		{"token only", []string{"Authorization", testToken}, 401},
+		{"two headers, good first", []string{"Authorization", "Bearer " + testToken, "Authorization", "Bearer wrong"}, 401},
+		{"two headers, good second", []string{"Authorization", "Bearer wrong", "Authorization", "Bearer " + testToken}, 401},
+		{"very long", []string{"Authorization", "Bearer " + strings.Repeat("x", 64<<10)}, 401},
+	} {
+		w := serve(t, g, "GET", "/scim/v2/Users", nil, tc.headers...)
+		if w.Code != tc.want {
+			t.Errorf("%s: status %d, want %d", tc.name, w.Code, tc.want)
+		}
+		if w.Code == 401 && w.Header().Get("WWW-Authenticate") != `Bearer realm="scimgate"` {
+			t.Errorf("%s: WWW-Authenticate = %q", tc.name, w.Header().Get("WWW-Authenticate"))
+		}
+	}
+	if w := serve(t, g, "GET", DefaultAuditPath, nil, "Authorization", "Bearer "+auditToken); w.Code != 200 {
+		t.Fatalf("audit route with the auditor's token: %d %s", w.Code, w.Body)
+	}
+	if w := serve(t, g, "GET", DefaultAuditPath, nil, "Authorization", "Bearer "+auditToken, "Authorization", "Basic eDp5"); w.Code != 401 {
+		t.Fatalf("audit route with two Authorization headers: %d, want 401", w.Code)
+	}
+}
