@@ -200,7 +200,11 @@ func (g *Handler) Provision(ctx caddy.Context) error {
 		g.BasePath = ""
 	}
 	if g.PublicURL != "" {
-		origin, err := parsePublicURL(repl.ReplaceAll(g.PublicURL, ""))
+		v := repl.ReplaceAll(g.PublicURL, "")
+		if v == "" {
+			return fmt.Errorf("public_url %s resolves to nothing (is the variable set?)", g.PublicURL)
+		}
+		origin, err := parsePublicURL(v)
 		if err != nil {
 			return err
 		}

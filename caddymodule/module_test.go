@@ -372,3 +372,14 @@ func TestBearerParsing(t *testing.T) {
 		t.Fatalf("audit route with two Authorization headers: %d, want 401", w.Code)
 	}
 }
+
+// TestPublicURLUnsetVariable: a public_url whose placeholder resolves to nothing says so
+// and names the placeholder; it said `public_url "": want an absolute http or https URL`.
+func TestPublicURLUnsetVariable(t *testing.T) {
+	g := &Handler{Tokens: []Token{{Name: "entra", Value: testToken}}, DataDir: t.TempDir(), PublicURL: "{env.SCIMGATE_TEST_UNSET_URL}"}
+	err := provisionHandler(t, g)
+	_ = g.Cleanup()
+	if err == nil || !strings.Contains(err.Error(), "public_url {env.SCIMGATE_TEST_UNSET_URL} resolves to nothing") {
+		t.Fatalf("error = %v, want it to name the unset placeholder", err)
+	}
+}
