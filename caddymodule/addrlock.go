@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 )
@@ -35,11 +36,11 @@ func lockAddresses(listen []string) ([]string, error) {
 		if na.IsUnixNetwork() || na.IsFdNetwork() {
 			continue // a socket file or a descriptor is not shared by SO_REUSEPORT
 		}
-		key := na.String()
+		key := portKey(na)
 		_, _, err = addrLocks.LoadOrNew(key, func() (caddy.Destructor, error) {
 			l, err := lockAddress(lockName(key))
 			if err != nil {
-				return nil, fmt.Errorf("another scimgate process already serves %s: stop it, or give this one another address (%w)", key, err)
+				return nil, fmt.Errorf("another scimgate process already serves %s (port %s, on this or another of the machine's addresses): stop it, or give this one another port (%w)", a, portRange(na), err)
 			}
 			return addrLock{l}, nil
 		})
@@ -56,6 +57,27 @@ func releaseAddresses(keys []string) {
 	for _, k := range keys {
 		_, _ = addrLocks.Delete(k)
 	}
+}
+
+// portKey is what an address's lock is taken on: its network and port, not its host. A
+// process bound to the wildcard address (:8080, 0.0.0.0:8080) and another bound to one
+// of the machine's addresses (127.0.0.1:8080) on the same port both bind with
+// SO_REUSEPORT, and the kernel gives the connections to 127.0.0.1 to one or the other:
+// keyed by the whole address, the two locks differed and both gateways ran, answering
+// from two directories. Two gateways on one port of two different addresses of a machine
+// are refused too (in one network namespace): the lock cannot tell them apart from the
+// overlap.
+func portKey(na caddy.NetworkAddress) string {
+	network := strings.TrimRight(na.Network, "46") // tcp4 and tcp6 share the port space of tcp
+	return network + "/:" + portRange(na)
+}
+
+// portRange is the address's port, or its range of ports (8080-8089).
+func portRange(na caddy.NetworkAddress) string {
+	if na.EndPort > na.StartPort {
+		return fmt.Sprintf("%d-%d", na.StartPort, na.EndPort)
+	}
+	return fmt.Sprint(na.StartPort)
 }
 
 // lockName names an address's lock: the same in every process on the machine.

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"bufio"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -84,7 +85,7 @@ func TestSecondProcessOnAddressFails(t *testing.T) {
 		_ = caddy.Stop()
 		t.Fatal("a second gateway started on an address another process serves")
 	}
-	if !strings.Contains(err.Error(), "another scimgate process already serves "+addr) {
+	if !strings.Contains(err.Error(), "another scimgate process already serves "+addr+" (port ") {
 		t.Fatalf("error = %v, want it to say another scimgate process serves %s", err, addr)
 	}
 
@@ -98,4 +99,70 @@ func TestSecondProcessOnAddressFails(t *testing.T) {
 		t.Fatalf("reload: %v", err)
 	}
 	itWaitAnswered(t, s)
+}
+
+// TestSecondProcessOnWildcardPortFails: a gateway in another process serves a port on
+// every address (:port, as Caddyfile.example binds by default); a gateway here on
+// 127.0.0.1 of the same port is refused. Both bind with SO_REUSEPORT and the kernel gave
+// connections to either: the locks were taken on the whole address (":port" and
+// "127.0.0.1:port"), so both started, and a client's answers alternated between two
+// directories.
+func TestSecondProcessOnWildcardPortFails(t *testing.T) {
+	addr := testnet.FreeAddr(t)
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wildcard := filepath.Join(t.TempDir(), "Caddyfile")
+	if err := os.WriteFile(wildcard, []byte(`{
+	admin off
+	persist_config off
+	auto_https off
+	storage file_system {$SCIMGATE_IT_STORAGE}
+	log {
+		output discard
+	}
+}
+http://:{$SCIMGATE_IT_PORT} {
+	scim_gateway {
+		token entra {env.SCIMGATE_IT_TOKEN}
+		data_dir {$SCIMGATE_IT_DATA}
+	}
+}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "SCIMGATE_SERVE_CHILD=1", "SCIMGATE_SERVE_CADDYFILE="+wildcard,
+		"SCIMGATE_IT_PORT="+port, "SCIMGATE_IT_DATA="+t.TempDir(), "SCIMGATE_IT_STORAGE="+t.TempDir(),
+		"SCIMGATE_IT_TOKEN="+testToken)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = stdin.Close(); _ = cmd.Wait() })
+	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || strings.TrimSpace(line) != "serving" {
+		t.Fatalf("the child did not start: %q %v", line, err)
+	}
+
+	t.Setenv("SCIMGATE_IT_ADDR", addr)
+	t.Setenv("SCIMGATE_IT_DATA", t.TempDir())
+	t.Setenv("SCIMGATE_IT_STORAGE", t.TempDir())
+	t.Setenv("SCIMGATE_IT_TOKEN", testToken)
+	err = caddy.Load(adaptCaddyfile(t, filepath.Join("testdata", "entra", "Caddyfile")), true)
+	if err == nil {
+		_ = caddy.Stop()
+		t.Fatalf("a gateway started on %s while another process serves :%s", addr, port)
+	}
+	if !strings.Contains(err.Error(), "another scimgate process already serves "+addr+" (port "+port) {
+		t.Fatalf("error = %v, want it to say another scimgate process serves port %s", err, port)
+	}
 }

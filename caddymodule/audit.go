@@ -113,6 +113,9 @@ func (g *Handler) serveAudit(w http.ResponseWriter, r *http.Request, route strin
 // whose password is the token (a browser's EventSource cannot send a bearer token, and
 // sends the Basic credentials it was given for the page).
 func (s *tokenSet) authenticateAuditor(r *http.Request) (name, failure string) {
+	if _, failure := authorizationHeader(r); failure != "" {
+		return "", failure
+	}
 	if _, password, ok := r.BasicAuth(); ok {
 		return s.match(password)
 	}

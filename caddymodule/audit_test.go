@@ -266,15 +266,20 @@ func TestJournalSigningKeyConfig(t *testing.T) {
 			t.Fatalf("verify with the public key: %+v %v", rep, err)
 		}
 	}
+	t.Setenv("SCIMGATE_TEST_NOT_A_KEY", "not a key!")
+	t.Setenv("SCIMGATE_TEST_SHORT_KEY", base64.StdEncoding.EncodeToString([]byte("short")))
 	for _, tc := range []struct {
 		jc  *JournalConfig
 		err string
 	}{
-		{&JournalConfig{SigningKey: "{env.SCIMGATE_TEST_UNSET_KEY}"}, "resolves to an empty value"},
-		{&JournalConfig{SigningKey: "not a key!"}, "neither base64 nor hex"},
-		{&JournalConfig{SigningKey: base64.StdEncoding.EncodeToString([]byte("short"))}, "want a 32-byte Ed25519 seed"},
+		{&JournalConfig{SigningKey: "{env.SCIMGATE_TEST_UNSET_KEY}"}, "{env.SCIMGATE_TEST_UNSET_KEY} resolves to nothing"},
+		{&JournalConfig{SigningKey: "{env.SCIMGATE_TEST_NOT_A_KEY}"}, "neither base64 nor hex"},
+		{&JournalConfig{SigningKey: "{env.SCIMGATE_TEST_SHORT_KEY}"}, "want a 32-byte Ed25519 seed"},
+		// A key written in the JSON config was accepted: the admin API's GET /config/
+		// answered it to every local process, which could then sign checkpoints.
+		{&JournalConfig{SigningKey: base64.StdEncoding.EncodeToString(seed)}, "must be a placeholder"},
 		{&JournalConfig{SigningKey: "{env.SCIMGATE_TEST_JKEY}", SigningKeyFile: keyFile}, "not both"},
-		{&JournalConfig{SigningKeyFile: filepath.Join(t.TempDir(), "missing")}, "reading signing_key_file"},
+		{&JournalConfig{SigningKeyFile: filepath.Join(t.TempDir(), "missing")}, "signing_key_file"},
 	} {
 		g := &Handler{Tokens: []Token{{Name: "entra", Value: testToken}}, DataDir: t.TempDir(), Journal: tc.jc}
 		err := provisionHandler(t, g)

@@ -10,6 +10,9 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/scimgate/scimgate/caddymodule/secret"
 )
 
 // tokenSet holds the accepted bearer tokens as SHA-256 digests, so every comparison is of
@@ -18,6 +21,20 @@ type tokenSet struct {
 	tokens []namedDigest
 	// failures limits the log lines of failed authentications.
 	failures authFailureLog
+	// inline names the tokens whose value is written in the config rather than a
+	// placeholder: `caddy adapt` and the admin API's GET /config/ show them.
+	inline []string
+}
+
+// warnInline logs the tokens written in the config itself, once per provisioning: the
+// secret is then in the adapted JSON, in Caddy's autosave file and in every answer of
+// the admin API's GET /config/.
+func (s *tokenSet) warnInline(log *zap.Logger, kind string) {
+	if len(s.inline) == 0 {
+		return
+	}
+	log.Warn(kind+" written in the config: `caddy adapt`, the autosaved config and the admin API's GET /config/ show them; use a placeholder such as {env.SCIM_TOKEN} or {file./run/secrets/scim-token}",
+		zap.Strings("tokens", s.inline))
 }
 
 type namedDigest struct {
@@ -45,6 +62,9 @@ func newTokenSet(tokens []Token, repl *caddy.Replacer) (*tokenSet, error) {
 		if value == "" {
 			return nil, fmt.Errorf("token %q is empty (configured as %q): %s", name, t.Value, setHint(t.Value))
 		}
+		if why := tokenShapeError(value); why != "" {
+			return nil, fmt.Errorf("token %q%s %s: a client sends the token as one word after \"Bearer \", so it could never match; remove it from the variable or file", name, configuredAs(t.Value), why)
+		}
 		if len(value) < MinTokenBytes {
 			return nil, fmt.Errorf("token %q is %d bytes; tokens must be at least %d bytes (e.g. openssl rand -hex 32)", name, len(value), MinTokenBytes)
 		}
@@ -54,8 +74,37 @@ func newTokenSet(tokens []Token, repl *caddy.Replacer) (*tokenSet, error) {
 		}
 		seenValues[d] = name
 		set.tokens = append(set.tokens, namedDigest{name: name, digest: d})
+		if !strings.Contains(t.Value, "{") {
+			set.inline = append(set.inline, name)
+		}
 	}
 	return set, nil
+}
+
+// tokenShapeError says why a token's value cannot arrive in an Authorization header as
+// configured, or "" when it can: HTTP strips the whitespace around a header's value, and
+// control characters cannot be sent in one. A token read from a file with a blank line
+// at its end, or from a variable with a trailing space, would start the gateway and then
+// refuse every request.
+func tokenShapeError(v string) string {
+	if strings.TrimSpace(v) != v {
+		return "starts or ends with whitespace (a space or a line break)"
+	}
+	for _, r := range v {
+		if r < 0x20 || r == 0x7f {
+			return "holds a control character (a tab or a line break)"
+		}
+	}
+	return ""
+}
+
+// configuredAs names where a token comes from, for an error: its placeholder, never a
+// value written in the config (that is the secret).
+func configuredAs(v string) string {
+	if secret.IsPlaceholder(strings.TrimSpace(v)) {
+		return fmt.Sprintf(" (configured as %q)", strings.TrimSpace(v))
+	}
+	return ""
 }
 
 // Why an authentication failed, for the log (never the token itself).
@@ -63,21 +112,36 @@ const (
 	authNoHeader     = "no Authorization header"
 	authNotBearer    = "the Authorization header is not a bearer token"
 	authUnknownToken = "the bearer token is not one of the configured tokens"
+	authManyHeaders  = "more than one Authorization header"
 )
 
 // authenticate returns the name of the token the request presents, or "" and why not when
 // it presents none that is accepted. It compares against every token, so timing does not
 // reveal which token (if any) matched.
 func (s *tokenSet) authenticate(r *http.Request) (name, failure string) {
-	h := r.Header.Get("Authorization")
-	if h == "" {
-		return "", authNoHeader
+	h, failure := authorizationHeader(r)
+	if failure != "" {
+		return "", failure
 	}
 	const prefix = "bearer "
 	if len(h) <= len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
 		return "", authNotBearer
 	}
 	return s.match(strings.TrimSpace(h[len(prefix):]))
+}
+
+// authorizationHeader returns the request's one Authorization header, or why there is
+// none to take. Authorization is a singleton field (RFC 9110 §11.6.2): with two, a proxy in
+// front may have checked one while the gateway would read the other, so neither counts.
+func authorizationHeader(r *http.Request) (h, failure string) {
+	switch v := r.Header.Values("Authorization"); {
+	case len(v) > 1:
+		return "", authManyHeaders
+	case len(v) == 0 || v[0] == "":
+		return "", authNoHeader
+	default:
+		return v[0], ""
+	}
 }
 
 // match returns the name of the token whose value is presented, or "" and why not. It

@@ -69,7 +69,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        name <name>                 # default scimgate
 //	        checkpoint_every <n>        # default 1000; -1 off
 //	        checkpoint_interval <dur>   # default 5m; -1 off
-//	        signing_key <key>           # Ed25519 seed, base64 or hex; usually {env.*}
+//	        signing_key <placeholder>   # Ed25519 seed, base64 or hex: {env.*} or {file.*}
 //	        signing_key_file <path>
 //	        key_id <id>
 //	        redact <path>...            # password is always redacted
@@ -147,7 +147,7 @@ func (g *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			n, err := humanize.ParseBytes(v)
-			if err != nil || n == 0 || n > 1<<40 {
+			if err != nil || n == 0 || n > maxMaxBodyBytes {
 				return d.Errf("max_body_size: invalid size %q (e.g. 4MiB)", v)
 			}
 			g.MaxBodyBytes = int64(n)
@@ -167,7 +167,7 @@ func (g *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			n, err := humanize.ParseBytes(v)
-			if err != nil || n < 1024 || n > 1<<40 {
+			if err != nil || n < 1024 || n > maxMaxBodyBytes {
 				return d.Errf("large_body_size: want a size from 1KiB, such as 1MiB, got %q", v)
 			}
 			g.LargeBodyBytes = int64(n)

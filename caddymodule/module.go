@@ -45,6 +45,9 @@ const (
 	DefaultDataDir      = "./scimgate-data"
 	storeFileName       = storeconfig.FileName
 	MinTokenBytes       = 32
+	// maxMaxBodyBytes bounds MaxBodyBytes (the Caddyfile's max_body_size too): past it the
+	// default body_timeout would overflow.
+	maxMaxBodyBytes = 1 << 40
 )
 
 // Handler is the scim_gateway HTTP handler: it authenticates Entra's provisioning service,
@@ -198,7 +201,11 @@ func (g *Handler) Provision(ctx caddy.Context) error {
 		g.BasePath = ""
 	}
 	if g.PublicURL != "" {
-		origin, err := gwconfig.ParsePublicURL(repl.ReplaceAll(g.PublicURL, ""))
+		v := repl.ReplaceAll(g.PublicURL, "")
+		if v == "" {
+			return fmt.Errorf("public_url %s resolves to nothing (is the variable set?)", g.PublicURL)
+		}
+		origin, err := gwconfig.ParsePublicURL(v)
 		if err != nil {
 			return err
 		}
@@ -207,7 +214,7 @@ func (g *Handler) Provision(ctx caddy.Context) error {
 	if g.MaxBodyBytes == 0 {
 		g.MaxBodyBytes = DefaultMaxBodyBytes
 	}
-	if g.BodyTimeout == 0 {
+	if g.BodyTimeout == 0 && g.MaxBodyBytes <= maxMaxBodyBytes { // larger: Validate says so
 		g.BodyTimeout = caddy.Duration(defaultBodyTimeout(g.MaxBodyBytes))
 	}
 	if g.LargeBodyBytes == 0 {
@@ -250,12 +257,14 @@ func (g *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	g.tokens = tokens
+	tokens.warnInline(g.logger, "SCIM tokens")
 	if g.Audit != nil {
 		a, err := g.Audit.provision(repl, g.BasePath, tokens)
 		if err != nil {
 			return err
 		}
 		g.audit = a
+		a.tokens.warnInline(g.logger, "audit tokens")
 	}
 
 	sc, err := g.Store.Resolve(repl, g.DataDir)
@@ -358,8 +367,8 @@ func (g *Handler) Validate() error {
 	if g.tokens == nil || len(g.tokens.tokens) == 0 {
 		return fmt.Errorf("scim_gateway needs at least one token")
 	}
-	if g.MaxBodyBytes < 1024 {
-		return fmt.Errorf("max_body_bytes must be at least 1024, got %d", g.MaxBodyBytes)
+	if g.MaxBodyBytes < 1024 || g.MaxBodyBytes > maxMaxBodyBytes {
+		return fmt.Errorf("max_body_bytes must be between 1024 and %d (1 TiB), got %d", int64(maxMaxBodyBytes), g.MaxBodyBytes)
 	}
 	if g.BodyTimeout <= 0 {
 		return fmt.Errorf("body_timeout must be positive, got %s", time.Duration(g.BodyTimeout))

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,9 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/scimgate/scimgate/caddymodule/store"
 )
@@ -54,6 +58,69 @@ func TestTokenConfigErrors(t *testing.T) {
 				t.Fatalf("the error reveals the secret: %v", err)
 			}
 		})
+	}
+}
+
+// TestTokenWithWhitespaceRefused: a token that starts or ends with whitespace, or holds a
+// control character, cannot arrive in an Authorization header as configured (HTTP strips
+// the whitespace around a header value): such a token started the gateway, which then
+// answered 401 to every request. It is a config error now, naming the token and its
+// placeholder, never the value.
+func TestTokenWithWhitespaceRefused(t *testing.T) {
+	dir := t.TempDir()
+	blankLine := filepath.Join(dir, "blank-line")
+	if err := os.WriteFile(blankLine, []byte(testToken+"\n\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	oneNewline := filepath.Join(dir, "one-newline")
+	if err := os.WriteFile(oneNewline, []byte(testToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SCIMGATE_TEST_TRAILING_SPACE", testToken+" ")
+	t.Setenv("SCIMGATE_TEST_TAB", testToken[:10]+"\t"+testToken[10:])
+	for _, tc := range []struct{ value, err string }{
+		{"{file." + blankLine + "}", `token "entra" (configured as "{file.` + blankLine + `}") starts or ends with whitespace`},
+		{"{env.SCIMGATE_TEST_TRAILING_SPACE}", "starts or ends with whitespace"},
+		{"{env.SCIMGATE_TEST_TAB}", "holds a control character"},
+		{" " + testToken, `token "entra" starts or ends with whitespace`},
+	} {
+		g := &Handler{Tokens: []Token{{Name: "entra", Value: tc.value}}, DataDir: t.TempDir()}
+		err := provisionHandler(t, g)
+		_ = g.Cleanup()
+		if err == nil || !strings.Contains(err.Error(), tc.err) {
+			t.Fatalf("%s: error = %v, want it to contain %q", tc.value, err, tc.err)
+		}
+		if strings.Contains(err.Error(), testToken[10:]) {
+			t.Fatalf("the error reveals the secret: %v", err)
+		}
+	}
+	// A file's one final newline is not part of the token ({file.*} drops it).
+	g := newTestGateway(t, func(g *Handler) { g.Tokens = []Token{{Name: "entra", Value: "{file." + oneNewline + "}"}} })
+	if w := serve(t, g, "GET", "/scim/v2/Users", nil, "Authorization", "Bearer "+testToken); w.Code != 200 {
+		t.Fatalf("token from a file with one final newline: %d", w.Code)
+	}
+}
+
+// TestInlineTokensWarned: a token written in the config is in the adapted JSON and in
+// every answer of the admin API's GET /config/; the gateway says so at start-up, naming
+// the token, never its value. A placeholder is not warned about.
+func TestInlineTokensWarned(t *testing.T) {
+	t.Setenv("SCIMGATE_TEST_GOOD", testToken+"y")
+	set, err := newTokenSet([]Token{{Name: "inline", Value: testToken}, {Name: "env", Value: "{env.SCIMGATE_TEST_GOOD}"}}, caddy.NewReplacer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zapcore.InfoLevel)
+	set.warnInline(zap.New(core), "SCIM tokens")
+	all := logs.All()
+	if len(all) != 1 || all[0].Level != zapcore.WarnLevel || !strings.Contains(all[0].Message, "GET /config/") {
+		t.Fatalf("logs = %v, want one warning about GET /config/", all)
+	}
+	if names := all[0].ContextMap()["tokens"]; fmt.Sprint(names) != "[inline]" {
+		t.Fatalf("tokens named = %v, want [inline]", names)
+	}
+	if strings.Contains(fmt.Sprint(all[0].ContextMap()), testToken) {
+		t.Fatalf("the warning reveals the token: %v", all[0].ContextMap())
 	}
 }
 
@@ -251,5 +318,68 @@ func TestEmptyTokenNamesItsVariable(t *testing.T) {
 	_ = g.Cleanup()
 	if err == nil || !strings.Contains(err.Error(), "export SCIMGATE_TEST_ENTRA_UNSET=") {
 		t.Fatalf("error = %v, want it to name SCIMGATE_TEST_ENTRA_UNSET", err)
+	}
+}
+
+// TestMaxBodyBytesBounded: a JSON config's max_body_bytes past 1 TiB (which the Caddyfile
+// already refuses) overflowed the default body_timeout, and the error blamed body_timeout,
+// an option the config did not set. The error names max_body_bytes now.
+func TestMaxBodyBytesBounded(t *testing.T) {
+	g := &Handler{Tokens: []Token{{Name: "entra", Value: testToken}}, DataDir: t.TempDir(), MaxBodyBytes: 9999999999999999}
+	err := provisionHandler(t, g)
+	_ = g.Cleanup()
+	if err == nil || !strings.Contains(err.Error(), "max_body_bytes must be between 1024 and") || strings.Contains(err.Error(), "body_timeout") {
+		t.Fatalf("error = %v, want it to name max_body_bytes", err)
+	}
+}
+
+// TestBearerParsing: the scheme is matched case-insensitively and the spaces around the
+// token are ignored; two Authorization headers are refused on the SCIM and the audit
+// routes even when one of them holds a good token (Authorization is a singleton field: a
+// proxy in front may have checked the other one). The first header was taken.
+func TestBearerParsing(t *testing.T) {
+	const auditToken = "auditor-token-0123456789abcdef0123456789"
+	g := newTestGateway(t, func(g *Handler) {
+		g.Audit = &AuditConfig{Tokens: []Token{{Name: "auditor", Value: auditToken}}}
+	})
+	for _, tc := range []struct {
+		name    string
+		headers []string
+		want    int
+	}{
+		{"lower-case scheme", []string{"Authorization", "bearer " + testToken}, 200},
+		{"upper-case scheme", []string{"Authorization", "BEARER " + testToken}, 200},
+		{"spaces around the token", []string{"Authorization", "Bearer   " + testToken + "  "}, 200},
+		{"no token", []string{"Authorization", "Bearer "}, 401},
+		{"no space", []string{"Authorization", "Bearer" + testToken}, 401},
+		{"token only", []string{"Authorization", testToken}, 401},
+		{"two headers, good first", []string{"Authorization", "Bearer " + testToken, "Authorization", "Bearer wrong"}, 401},
+		{"two headers, good second", []string{"Authorization", "Bearer wrong", "Authorization", "Bearer " + testToken}, 401},
+		{"very long", []string{"Authorization", "Bearer " + strings.Repeat("x", 64<<10)}, 401},
+	} {
+		w := serve(t, g, "GET", "/scim/v2/Users", nil, tc.headers...)
+		if w.Code != tc.want {
+			t.Errorf("%s: status %d, want %d", tc.name, w.Code, tc.want)
+		}
+		if w.Code == 401 && w.Header().Get("WWW-Authenticate") != `Bearer realm="scimgate"` {
+			t.Errorf("%s: WWW-Authenticate = %q", tc.name, w.Header().Get("WWW-Authenticate"))
+		}
+	}
+	if w := serve(t, g, "GET", DefaultAuditPath, nil, "Authorization", "Bearer "+auditToken); w.Code != 200 {
+		t.Fatalf("audit route with the auditor's token: %d %s", w.Code, w.Body)
+	}
+	if w := serve(t, g, "GET", DefaultAuditPath, nil, "Authorization", "Bearer "+auditToken, "Authorization", "Basic eDp5"); w.Code != 401 {
+		t.Fatalf("audit route with two Authorization headers: %d, want 401", w.Code)
+	}
+}
+
+// TestPublicURLUnsetVariable: a public_url whose placeholder resolves to nothing says so
+// and names the placeholder; it said `public_url "": want an absolute http or https URL`.
+func TestPublicURLUnsetVariable(t *testing.T) {
+	g := &Handler{Tokens: []Token{{Name: "entra", Value: testToken}}, DataDir: t.TempDir(), PublicURL: "{env.SCIMGATE_TEST_UNSET_URL}"}
+	err := provisionHandler(t, g)
+	_ = g.Cleanup()
+	if err == nil || !strings.Contains(err.Error(), "public_url {env.SCIMGATE_TEST_UNSET_URL} resolves to nothing") {
+		t.Fatalf("error = %v, want it to name the unset placeholder", err)
 	}
 }

@@ -288,6 +288,9 @@ func ParseJournal(d *caddyfile.Dispenser) (*JournalConfig, error) {
 		case "name":
 			jc.Name = v
 		case "signing_key":
+			if !secret.IsPlaceholder(v) {
+				return nil, d.Errf("journal: signing_key must be a placeholder such as {env.SCIMGATE_JOURNAL_KEY}, or use signing_key_file: a key written in the Caddyfile would show in `caddy adapt` output and the admin API's config, and whoever reads it could sign checkpoints")
+			}
 			jc.SigningKey = v
 		case "signing_key_file":
 			jc.SigningKeyFile = v

@@ -5,13 +5,13 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/scimgate/scimgate/caddymodule/journal"
+	"github.com/scimgate/scimgate/caddymodule/secret"
 )
 
 // Defaults of the journal settings.
@@ -36,8 +36,9 @@ type JournalConfig struct {
 	CheckpointInterval caddy.Duration `json:"checkpoint_interval,omitempty"`
 
 	// SigningKey is the Ed25519 key that signs checkpoints: a 32-byte seed or a 64-byte
-	// private key, base64 or hex, usually a placeholder such as {env.SCIMGATE_JOURNAL_KEY}.
-	// It is never stored in the database. Without a key checkpoints are unsigned.
+	// private key, base64 or hex, given as a placeholder such as {env.SCIMGATE_JOURNAL_KEY}
+	// (a key written in the config is refused: the admin API's config would show it). It
+	// is never stored in the database. Without a key checkpoints are unsigned.
 	SigningKey string `json:"signing_key,omitempty"`
 
 	// SigningKeyFile reads the signing key from a file instead (same encodings).
@@ -91,24 +92,14 @@ func (c *JournalConfig) JournalOptions(repl *caddy.Replacer) (journal.Options, e
 	opts.MaxRecords = c.MaxRecords
 	opts.MaxBytes = c.MaxBytes
 
-	keyText := repl.ReplaceAll(c.SigningKey, "")
-	if c.SigningKeyFile != "" {
-		if keyText != "" {
-			return opts, nil, fmt.Errorf("journal: set signing_key or signing_key_file, not both")
-		}
-		path := repl.ReplaceAll(c.SigningKeyFile, "")
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return opts, nil, fmt.Errorf("journal: reading signing_key_file: %w", err)
-		}
-		keyText = strings.TrimSpace(string(data))
+	if c.SigningKey == "" && c.SigningKeyFile == "" {
+		return opts, nil, nil // checkpoints unsigned
 	}
-	if keyText == "" {
-		if c.SigningKey != "" {
-			return opts, nil, fmt.Errorf("journal: signing_key %q resolves to an empty value", c.SigningKey)
-		}
-		return opts, nil, nil
+	keyText, err := secret.Resolve(repl, "journal", "signing_key", c.SigningKey, c.SigningKeyFile)
+	if err != nil {
+		return opts, nil, err
 	}
+	keyText = strings.TrimSpace(keyText) // base64 and hex hold no whitespace
 	key, err := parseSigningKey(keyText)
 	if err != nil {
 		return opts, nil, err

@@ -216,6 +216,16 @@ func TestReconcileCommand(t *testing.T) {
 		t.Errorf("%d repair records in the journal, want 4", n)
 	}
 
+	// --output writes the report (personal data) readable by its owner only: it was
+	// created with the umask's mode (0644 under the usual 022).
+	outFile := filepath.Join(t.TempDir(), "report.csv")
+	if _, err := run(t, "show", fmt.Sprint(rep.ID), "--admin", g.admin, "--format", "csv", "--output", outFile); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(outFile); err != nil || fi.Mode().Perm() != 0o600 || fi.Size() == 0 {
+		t.Errorf("--output file: %v %v, want a non-empty file with mode 0600", fi.Mode(), err)
+	}
+
 	out, err = run(t, "reports", "--admin", g.admin)
 	if err != nil {
 		t.Fatal(err)

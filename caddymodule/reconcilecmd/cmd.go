@@ -144,12 +144,19 @@ func (c *env) printReport(resp *http.Response) (int, error) {
 	}
 	w := c.stdout
 	if path := c.flags.String("output"); path != "" {
-		f, err := os.Create(path)
+		// The report names accounts and their attributes: readable by its owner only.
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 		if err != nil {
 			return fail("creating %s: %v", path, err)
 		}
-		defer f.Close()
-		w = f
+		if err := rep.Write(f, c.flags.String("format")); err != nil {
+			_ = f.Close()
+			return fail("%v", err)
+		}
+		if err := f.Close(); err != nil {
+			return fail("writing %s: %v", path, err)
+		}
+		return 0, nil
 	}
 	if err := rep.Write(w, c.flags.String("format")); err != nil {
 		return fail("%v", err)
