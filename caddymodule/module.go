@@ -336,6 +336,7 @@ func (g *Handler) start() error {
 	if err := g.provisionReconcile(); err != nil {
 		return err
 	}
+	eng.Activate() // Cleanup releases it: a config Caddy throws away hands the worker back
 	if h.journalFP != journalFingerprint(g.journalOpts) {
 		g.logger.Warn("the journal settings changed while its store stayed open; they apply after a restart",
 			zap.String("journal", h.journal.Name()), zap.String("configured_name", g.journalOpts.Name))
@@ -399,6 +400,9 @@ func (g *Handler) Cleanup() error {
 	}
 	unregisterGateway(g)
 	g.released = true
+	if g.engine != nil {
+		g.engine.Release()
+	}
 	releaseAddresses(g.addrKeys)
 	if g.store == nil {
 		return nil
