@@ -153,6 +153,7 @@ type Handler struct {
 	listen    []string
 	addrKeys  []string
 	store     *storeHandle // nil until started
+	requests  *inflight    // the requests in progress: the store is released after them
 	released  bool         // Cleanup released the store reference (Caddy calls Cleanup once, but be safe)
 	tokens    *tokenSet
 	patchOpts scim.PatchOptions
@@ -288,6 +289,7 @@ func (g *Handler) Provision(ctx caddy.Context) error {
 	}
 	g.storeCfg, g.storeKey, g.journalOpts, g.journalPub = sc, sc.Key, jopts, jpub
 	g.started = make(chan struct{})
+	g.requests = &inflight{}
 	app, srv, err := gatewayApp(ctx)
 	if err != nil {
 		return err
@@ -394,7 +396,7 @@ func (g *Handler) Cleanup() error {
 	}
 	// Caddy cleans up an old config as soon as its servers have begun shutting down, while
 	// their last requests may still run: nothing they use is cleared here. The store stays
-	// open while a newer config uses it.
+	// open while a newer config uses it, and until this config's last request has ended.
 	if g.released {
 		return nil
 	}
@@ -407,7 +409,13 @@ func (g *Handler) Cleanup() error {
 	if g.store == nil {
 		return nil
 	}
-	return releaseStore(g.storeKey)
+	return g.requests.whenIdle(func() error {
+		err := releaseStore(g.storeKey)
+		if err != nil {
+			g.logger.Error("releasing the store", zap.Error(err))
+		}
+		return err
+	})
 }
 
 // ServeHTTP answers SCIM requests under BasePath, and the audit routes under their path
@@ -415,6 +423,8 @@ func (g *Handler) Cleanup() error {
 func (g *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	if g.audit != nil {
 		if route, ok := g.audit.route(r.URL.Path); ok {
+			// Not counted in g.requests: an auditor's live stream lasts until the journal
+			// closes, and a read the store closed under only fails.
 			if g.awaitStart(w, r) {
 				g.serveAudit(w, r, route)
 			}
@@ -428,6 +438,8 @@ func (g *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if !g.awaitStart(w, r) {
 		return nil
 	}
+	g.requests.enter()
+	defer g.requests.leave()
 	if rtrace.IsEnabled() {
 		// While an execution trace runs (Caddy's /debug/pprof/trace), each SCIM request is
 		// a region of its own: cmd/writetail splits its time by what it waited on.

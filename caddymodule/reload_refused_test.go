@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -120,5 +121,54 @@ func TestThrownAwayConfigHandsTheWorkerBack(t *testing.T) {
 			t.Fatal("the change was not delivered in 20 s")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestFailedReloadsKeepServing: reloads that fail (a mapping that is not JSON, a policy
+// that does not compile, a data_dir whose store cannot be opened) name the problem, and
+// the config in force keeps serving writes, which reach its app.
+func TestFailedReloadsKeepServing(t *testing.T) {
+	app := startPeopleApp(t)
+	o := rigOptions{tag: "ok", appURL: app.url, delivery: "queued"}
+	r := startReloadRig(t, o)
+	good, err := os.ReadFile(r.mapping)
+	if err != nil {
+		t.Fatal(err)
+	}
+	notADir := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(notADir, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		prep func(*rigOptions)
+		want string
+	}{
+		{"mapping", func(*rigOptions) {
+			if err := os.WriteFile(r.mapping, []byte(`{"version": 1, "users": {`), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, "people.json"},
+		{"policy", func(n *rigOptions) {
+			n.policy = writePolicyDir(t, "package scimgate\n\ndecision := {\"allow\": true\n")
+		}, "policy.rego"},
+		{"store", func(n *rigOptions) { n.dataDir = notADir }, notADir},
+	}
+	for i, c := range cases {
+		next := o
+		next.tag = c.name
+		c.prep(&next)
+		err := r.reload(t, next)
+		t.Logf("reload with a bad %s: %v", c.name, err)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("reload with a bad %s: %v, want an error naming %s", c.name, err, c.want)
+		}
+		if err := os.WriteFile(r.mapping, good, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		itWaitConfig(t, r.itServer, "ok")
+		user := fmt.Sprintf("kept%d@contoso.example", i)
+		r.create(t, "/Users", `{"userName":"`+user+`"}`)
+		waitCalls(t, app, 1, func(c peopleCall) bool { return c.Handle == user })
 	}
 }
