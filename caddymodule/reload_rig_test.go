@@ -12,7 +12,6 @@ package caddymodule
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -259,15 +258,4 @@ func (r *reloadRig) reload(t *testing.T, o rigOptions) error {
 		itWaitConfig(t, r.itServer, o.tag)
 	}
 	return err
-}
-
-// readBody reads and closes a response's body.
-func readBody(t *testing.T, resp *http.Response) []byte {
-	t.Helper()
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
