@@ -156,6 +156,7 @@ type Handler struct {
 	listen    []string
 	addrKeys  []string
 	store     *storeHandle // nil until started
+	requests  *inflight    // the requests in progress: the store is released after them
 	released  bool         // Cleanup released the store reference (Caddy calls Cleanup once, but be safe)
 	tokens    *tokenSet
 	patchOpts scim.PatchOptions
@@ -297,6 +298,7 @@ func (g *Handler) Provision(ctx caddy.Context) error {
 	}
 	g.storeCfg, g.storeKey, g.journalOpts, g.journalPub = sc, sc.Key, jopts, jpub
 	g.started = make(chan struct{})
+	g.requests = &inflight{}
 	app, srv, err := gatewayApp(ctx)
 	if err != nil {
 		return err
@@ -345,6 +347,7 @@ func (g *Handler) start() error {
 	if err := g.provisionReconcile(); err != nil {
 		return err
 	}
+	eng.Activate() // Cleanup releases it: a config Caddy throws away hands the worker back
 	if h.journalFP != journalFingerprint(g.journalOpts) {
 		g.logger.Warn("the journal settings changed while its store stayed open; they apply after a restart",
 			zap.String("journal", h.journal.Name()), zap.String("configured_name", g.journalOpts.Name))
@@ -402,17 +405,26 @@ func (g *Handler) Cleanup() error {
 	}
 	// Caddy cleans up an old config as soon as its servers have begun shutting down, while
 	// their last requests may still run: nothing they use is cleared here. The store stays
-	// open while a newer config uses it.
+	// open while a newer config uses it, and until this config's last request has ended.
 	if g.released {
 		return nil
 	}
 	unregisterGateway(g)
 	g.released = true
+	if g.engine != nil {
+		g.engine.Release()
+	}
 	releaseAddresses(g.addrKeys)
 	if g.store == nil {
 		return nil
 	}
-	return releaseStore(g.storeKey)
+	return g.requests.whenIdle(func() error {
+		err := releaseStore(g.storeKey)
+		if err != nil {
+			g.logger.Error("releasing the store", zap.Error(err))
+		}
+		return err
+	})
 }
 
 // ServeHTTP answers SCIM requests under BasePath, and the audit routes under their path
@@ -420,6 +432,8 @@ func (g *Handler) Cleanup() error {
 func (g *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	if g.audit != nil {
 		if route, ok := g.audit.route(r.URL.Path); ok {
+			// Not counted in g.requests: an auditor's live stream lasts until the journal
+			// closes, and a read the store closed under only fails.
 			if g.awaitStart(w, r) {
 				g.serveAudit(w, r, route)
 			}
@@ -433,6 +447,8 @@ func (g *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if !g.awaitStart(w, r) {
 		return nil
 	}
+	g.requests.enter()
+	defer g.requests.leave()
 	if rtrace.IsEnabled() {
 		// While an execution trace runs (Caddy's /debug/pprof/trace), each SCIM request is
 		// a region of its own: cmd/writetail splits its time by what it waited on.

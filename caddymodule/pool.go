@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
@@ -110,6 +111,48 @@ func acquireStore(sc *storeconfig.Resolved, jopts journal.Options, jpub ed25519.
 		return nil, fmt.Errorf("opening store: %w", err)
 	}
 	return v.(*storeHandle), nil
+}
+
+// inflight counts a config's requests in progress, so that its Cleanup, which Caddy runs
+// as soon as the config's servers begin shutting down, releases the store only once the
+// last of them has ended: a reload that moves the store elsewhere would otherwise close it
+// under a request whose app call has been made and whose outcome is not yet committed.
+type inflight struct {
+	mu     sync.Mutex
+	n      int
+	onIdle func() // what Cleanup left to run when the last request ends
+}
+
+func (f *inflight) enter() {
+	f.mu.Lock()
+	f.n++
+	f.mu.Unlock()
+}
+
+func (f *inflight) leave() {
+	f.mu.Lock()
+	f.n--
+	var run func()
+	if f.n == 0 {
+		run, f.onIdle = f.onIdle, nil
+	}
+	f.mu.Unlock()
+	if run != nil {
+		run()
+	}
+}
+
+// whenIdle runs fn now, and returns its error, when no request is in progress; otherwise
+// when the last one ends.
+func (f *inflight) whenIdle(fn func() error) error {
+	f.mu.Lock()
+	if f.n > 0 {
+		f.onIdle = func() { _ = fn() }
+		f.mu.Unlock()
+		return nil
+	}
+	f.mu.Unlock()
+	return fn()
 }
 
 func releaseStore(path string) error {

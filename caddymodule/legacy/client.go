@@ -55,6 +55,7 @@ type Client struct {
 	baseStr  string
 	http     *http.Client
 	own      *http.Transport // the default transport, when New built it
+	retired  atomic.Bool     // CloseIdleConnections was called: calls still running close theirs
 	sem      semaphore
 	limiter  *tokenBucket
 	pace     *pacer
@@ -93,10 +94,13 @@ func New(opts Options) (*Client, error) {
 	return c, nil
 }
 
-// CloseIdleConnections releases pooled connections, for a Caddy Cleanup. It closes only
-// the transport New built; a transport passed in Options belongs to the caller.
+// CloseIdleConnections releases pooled connections, for a Caddy Cleanup: those idle now,
+// and each that a call still running (a request of the old config, a delivery in flight)
+// returns to the pool when it ends, so that a client a reload left behind holds none. It
+// closes only the transport New built; a transport passed in Options belongs to the caller.
 func (c *Client) CloseIdleConnections() {
 	if c.own != nil {
+		c.retired.Store(true)
 		c.own.CloseIdleConnections()
 	}
 }
@@ -118,6 +122,11 @@ func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
 		return nil, fmt.Errorf("legacy: invalid HTTP method %q", r.Method)
 	}
 	idempotent := r.Idempotent || idempotentMethod(r.Method)
+	defer func() {
+		if c.retired.Load() {
+			c.own.CloseIdleConnections() // the answer was read: its connection is idle
+		}
+	}()
 	for attempt := 1; ; attempt++ {
 		resp, e := c.attempt(ctx, r, target)
 		if resp != nil {

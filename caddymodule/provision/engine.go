@@ -102,7 +102,8 @@ type Target struct {
 	Delivery outbox.Settings
 }
 
-// New builds the engine of a configuration. With a target it reconciles the journal's
+// New builds the engine of a configuration; Activate puts it in force once the
+// configuration started, and Release takes it out. With a target it reconciles the journal's
 // unfinished changes once per open store (crash recovery); with a policy it takes the
 // store's stats of the last hour, seeding them from the journal the first time (on a shared
 // store: when the store counts nothing for the target yet, see storeStats).
@@ -160,8 +161,6 @@ func New(cfg Config) (*Engine, error) {
 			return nil, err
 		}
 		e.stats = w
-	} else {
-		cfg.Shared.dropStats(e.targetName())
 	}
 	return e, nil
 }
@@ -211,10 +210,13 @@ type Shared struct {
 	// elector elects the gateway that delivers each target's outbox (nil: fleet.Solo).
 	elector fleet.Elector
 
-	// workers deliver each target's outbox, one per target for the open store: the
-	// configuration built last delivers (a reload hands the worker to the new engine).
+	// workers deliver each target's outbox, one per target for the open store, for the
+	// engine activated last that is not released (active lists them, oldest first): a
+	// reload hands the worker to the new engine once it started, and a configuration that
+	// started and was thrown away hands it back.
 	workersMu sync.Mutex
 	workers   map[string]*outbox.Worker
+	active    map[string][]*Engine
 
 	// sweepers recover each target's stale intents periodically on a shared store, one per
 	// target for the open store (see fleet.go).

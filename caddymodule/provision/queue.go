@@ -553,18 +553,17 @@ func (e *Engine) Attempts(ctx context.Context, t *outbox.Task) ([]journal.Record
 	return out, err
 }
 
-// startWorker starts the outbox worker of e's target on this store, or hands the running
-// one to e (a reload).
+// startWorker starts the outbox worker of e's target on this store (delivering for e), or
+// returns the running one, which stays with the engine it delivers for until e is
+// activated (a reload: see Activate).
 func (s *Shared) startWorker(e *Engine) (*outbox.Worker, error) {
 	s.workersMu.Lock()
 	defer s.workersMu.Unlock()
 	t := e.target
-	settings := t.Delivery
 	if w := s.workers[t.Name]; w != nil {
-		w.Configure(e, settings)
 		return w, nil
 	}
-	w, err := outbox.Start(t.Name, e.store, e, settings, s.elector, e.logger.Named("outbox"))
+	w, err := outbox.Start(t.Name, e.store, e, t.Delivery, s.elector, e.logger.Named("outbox"))
 	if err != nil {
 		return nil, fmt.Errorf("loading the outbox of %s: %w", t.Name, err)
 	}
@@ -573,6 +572,48 @@ func (s *Shared) startWorker(e *Engine) (*outbox.Worker, error) {
 	}
 	s.workers[t.Name] = w
 	return w, nil
+}
+
+// Activate makes e the engine in force of its store: its target's outbox worker delivers
+// for it, with its settings, and without a policy the target's counts are dropped. A
+// configuration calls it once it has started, so that one Caddy refuses (the reload brake,
+// another app that does not start) never delivers; Release hands the worker back.
+func (e *Engine) Activate() {
+	if e.policy == nil {
+		e.shared.dropStats(e.targetName())
+	}
+	if e.worker == nil {
+		return
+	}
+	s, name := e.shared, e.target.Name
+	s.workersMu.Lock()
+	defer s.workersMu.Unlock()
+	if s.active == nil {
+		s.active = map[string][]*Engine{}
+	}
+	s.active[name] = append(slices.DeleteFunc(s.active[name], func(o *Engine) bool { return o == e }), e)
+	e.worker.Configure(e, e.target.Delivery)
+}
+
+// Release says that e's configuration is gone (Caddy cleaned it up): when e delivered its
+// target's outbox, the worker goes back to the engine activated before it that is still in
+// force (a configuration that started and was then thrown away hands it back to the one
+// that keeps serving). Attempts e's worker has in flight finish.
+func (e *Engine) Release() {
+	if e.worker == nil {
+		return
+	}
+	s, name := e.shared, e.target.Name
+	s.workersMu.Lock()
+	defer s.workersMu.Unlock()
+	list := s.active[name]
+	last := len(list) > 0 && list[len(list)-1] == e
+	list = slices.DeleteFunc(list, func(o *Engine) bool { return o == e })
+	s.active[name] = list
+	if last && len(list) > 0 {
+		prev := list[len(list)-1]
+		e.worker.Configure(prev, prev.target.Delivery)
+	}
 }
 
 // Close stops the outbox workers and the periodic recoveries (before the store closes);
