@@ -106,7 +106,7 @@ func (g *Handler) serveAudit(w http.ResponseWriter, r *http.Request, route strin
 	}
 	g.logger.Info("audit route served",
 		zap.String("auditor", name), zap.String("route", route), zap.String("remote_ip", clientIP(r)))
-	journaladmin.ServeReadOnly(w, r, g.store.journal, g.store.journalPub, route)
+	journaladmin.ServeReadOnly(w, r, g.store.journal, g.store.journalKeys, route)
 }
 
 // authenticateAuditor is authenticate for the audit routes: a bearer token, or Basic auth

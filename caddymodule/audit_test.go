@@ -8,6 +8,8 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -253,8 +255,8 @@ func TestJournalSigningKeyConfig(t *testing.T) {
 	want := ed25519.NewKeyFromSeed(seed).Public().(ed25519.PublicKey)
 	for _, jc := range []*JournalConfig{{SigningKey: "{env.SCIMGATE_TEST_JKEY}"}, {SigningKeyFile: keyFile}} {
 		g := newTestGateway(t, func(g *Handler) { g.Journal = jc })
-		if !want.Equal(g.store.journalPub) {
-			t.Fatalf("public key %x, want %x", g.store.journalPub, want)
+		if len(g.store.journalKeys) != 1 || !want.Equal(g.store.journalKeys[0]) {
+			t.Fatalf("public keys %x, want %x", g.store.journalKeys, want)
 		}
 		serve(t, g, "POST", "/scim/v2/Users", map[string]any{"userName": "signed"})
 		cp, err := g.store.journal.Checkpoint()
@@ -280,6 +282,8 @@ func TestJournalSigningKeyConfig(t *testing.T) {
 		{&JournalConfig{SigningKey: base64.StdEncoding.EncodeToString(seed)}, "must be a placeholder"},
 		{&JournalConfig{SigningKey: "{env.SCIMGATE_TEST_JKEY}", SigningKeyFile: keyFile}, "not both"},
 		{&JournalConfig{SigningKeyFile: filepath.Join(t.TempDir(), "missing")}, "signing_key_file"},
+		{&JournalConfig{SigningKey: "{env.SCIMGATE_TEST_JKEY}", VerifyKeys: []string{base64.StdEncoding.EncodeToString(want), "not a key"}}, "verify_key 2: not an Ed25519 public key"},
+		{&JournalConfig{VerifyKeys: []string{base64.StdEncoding.EncodeToString(want)}}, "verify_key without signing_key"},
 	} {
 		g := &Handler{Tokens: []Token{{Name: "entra", Value: testToken}}, DataDir: t.TempDir(), Journal: tc.jc}
 		err := provisionHandler(t, g)
@@ -289,6 +293,46 @@ func TestJournalSigningKeyConfig(t *testing.T) {
 		}
 		if strings.Contains(err.Error(), base64.StdEncoding.EncodeToString(seed)) {
 			t.Fatal("the error reveals the key")
+		}
+	}
+}
+
+// TestJournalKeyRotation: a gateway restarted with a new signing key and the old key's
+// public key as verify_key verifies the whole journal (checkpoints of both keys) with its
+// configured keys, as its verify route does; without verify_key the old checkpoints fail.
+func TestJournalKeyRotation(t *testing.T) {
+	oldSeed, newSeed := bytes.Repeat([]byte{7}, 32), bytes.Repeat([]byte{9}, 32)
+	t.Setenv("SCIMGATE_TEST_OLD_JKEY", base64.StdEncoding.EncodeToString(oldSeed))
+	t.Setenv("SCIMGATE_TEST_NEW_JKEY", hex.EncodeToString(newSeed))
+	oldPub := ed25519.NewKeyFromSeed(oldSeed).Public().(ed25519.PublicKey)
+	dir := t.TempDir()
+	run := func(jc *JournalConfig, user string) *journal.Report {
+		t.Helper()
+		g := newTestGateway(t, func(g *Handler) { g.DataDir, g.Journal = dir, jc })
+		defer func() { _ = g.Cleanup() }()
+		if w := serve(t, g, "POST", "/scim/v2/Users", map[string]any{"userName": user}); w.Code != http.StatusCreated {
+			t.Fatalf("create: %d %s", w.Code, w.Body)
+		}
+		if _, err := g.store.journal.Checkpoint(); err != nil {
+			t.Fatal(err)
+		}
+		rep, err := g.store.journal.Verify(context.Background(), g.store.journalKeys...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep
+	}
+	if rep := run(&JournalConfig{SigningKey: "{env.SCIMGATE_TEST_OLD_JKEY}"}, "before@contoso.example"); !rep.OK {
+		t.Fatalf("before the rotation: %+v", rep.FirstBad)
+	}
+	if rep := run(&JournalConfig{SigningKey: "{env.SCIMGATE_TEST_NEW_JKEY}"}, "lost@contoso.example"); rep.OK || rep.FirstBad.Kind != journal.KindBadSignature {
+		t.Fatalf("the new key alone verified the old key's checkpoint: %+v", rep)
+	}
+	pem := "-----BEGIN PUBLIC KEY-----\n" + base64.StdEncoding.EncodeToString(append([]byte{0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00}, oldPub...)) + "\n-----END PUBLIC KEY-----\n"
+	for i, old := range []string{base64.StdEncoding.EncodeToString(oldPub), hex.EncodeToString(oldPub), pem} {
+		rep := run(&JournalConfig{SigningKey: "{env.SCIMGATE_TEST_NEW_JKEY}", VerifyKeys: []string{old}}, fmt.Sprintf("after-%d@contoso.example", i))
+		if !rep.OK || rep.Checkpoints < 3 || !rep.Signed {
+			t.Fatalf("with verify_key %q: %+v %+v", old[:12], rep, rep.FirstBad)
 		}
 	}
 }

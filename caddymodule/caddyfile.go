@@ -72,6 +72,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        signing_key <placeholder>   # Ed25519 seed, base64 or hex: {env.*} or {file.*}
 //	        signing_key_file <path>
 //	        key_id <id>
+//	        verify_key <public key>     # an earlier signing key's (repeatable)
 //	        redact <path>...            # password is always redacted
 //	        max_age <dur>               # retention by age
 //	        max_records <n>             # retention by count

@@ -60,6 +60,8 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 					checkpoint_interval 1m
 					signing_key {env.SCIMGATE_JOURNAL_KEY}
 					key_id k1
+					verify_key MCowBQYDK2VwAyEAOrUd2Mrxf+1Yqgv+EhsL7W4qU5Cx8QWq5G4NbfYXlTc=
+					verify_key 3ab51dd8caf17fed58aa0bfe121b0bed6e2a5390b1f105aae46e0d6df617953
 					redact name.familyName phoneNumbers
 					redact addresses
 					max_age 2160h
@@ -70,7 +72,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			}`, check: func(t *testing.T, g *Handler) {
 			j := g.Journal
 			if j == nil || j.Name != "audit-1" || j.CheckpointEvery != 500 || time.Duration(j.CheckpointInterval) != time.Minute ||
-				j.SigningKey != "{env.SCIMGATE_JOURNAL_KEY}" || j.KeyID != "k1" || len(j.Redact) != 3 ||
+				j.SigningKey != "{env.SCIMGATE_JOURNAL_KEY}" || j.KeyID != "k1" || len(j.Redact) != 3 || len(j.VerifyKeys) != 2 ||
 				time.Duration(j.MaxAge) != 2160*time.Hour || j.MaxRecords != 1000000 || j.MaxBytes != 10<<30 || !j.Reads {
 				t.Errorf("journal = %+v", j)
 			}

@@ -148,7 +148,7 @@ type Handler struct {
 	storeCfg    *storeconfig.Resolved
 	storeKey    string // the store file's absolute path, or the etcd cluster and prefix
 	journalOpts journal.Options
-	journalPub  ed25519.PublicKey
+	journalKeys []ed25519.PublicKey
 	// started is closed when start has run (or will not): requests wait for it.
 	started chan struct{}
 	// listen are the addresses of the server the gateway is in; addrKeys the locks taken
@@ -292,11 +292,11 @@ func (g *Handler) Provision(ctx caddy.Context) error {
 	if g.Journal == nil {
 		g.Journal = &JournalConfig{}
 	}
-	jopts, jpub, err := g.Journal.JournalOptions(repl)
+	jopts, jkeys, err := g.Journal.JournalOptions(repl)
 	if err != nil {
 		return err
 	}
-	g.storeCfg, g.storeKey, g.journalOpts, g.journalPub = sc, sc.Key, jopts, jpub
+	g.storeCfg, g.storeKey, g.journalOpts, g.journalKeys = sc, sc.Key, jopts, jkeys
 	g.started = make(chan struct{})
 	g.requests = &inflight{}
 	app, srv, err := gatewayApp(ctx)
@@ -319,7 +319,7 @@ func (g *Handler) start() error {
 		return err
 	}
 	g.addrKeys = keys
-	h, err := acquireStore(g.storeCfg, g.journalOpts, g.journalPub)
+	h, err := acquireStore(g.storeCfg, g.journalOpts, g.journalKeys)
 	if err != nil {
 		return err
 	}
@@ -356,7 +356,7 @@ func (g *Handler) start() error {
 		zap.String("base_path", g.BasePath),
 		zap.String("store", g.storeKey),
 		zap.String("journal", h.journal.Name()),
-		zap.Bool("checkpoints_signed", g.journalPub != nil),
+		zap.Bool("checkpoints_signed", len(g.journalKeys) > 0),
 		zap.String("policy_hash", eng.PolicyHash()),
 		zap.Strings("tokens", g.tokens.names()))
 	return nil

@@ -28,9 +28,9 @@ var stores = caddy.NewUsagePool()
 
 type storeHandle struct {
 	*store.Store
-	journal    *journal.Journal
-	journalPub ed25519.PublicKey // verifies checkpoints; nil when they are unsigned
-	journalFP  [32]byte          // fingerprint of the journal settings it was opened with
+	journal     *journal.Journal
+	journalKeys []ed25519.PublicKey // verify checkpoints: the signing key's, then earlier ones; none when unsigned
+	journalFP   [32]byte            // fingerprint of the journal settings it was opened with
 	// shared is the provisioning engines' state of this store, shared by the configs that
 	// use it (locks per resource, adoptions, the policy's stats): see provision.Shared.
 	shared *provision.Shared
@@ -71,7 +71,7 @@ func (h *storeHandle) Destruct() error {
 
 // acquireStore opens the store at path (or shares the open one) with its journal. The
 // journal settings of the config that opened the store apply until the process restarts.
-func acquireStore(sc *storeconfig.Resolved, jopts journal.Options, jpub ed25519.PublicKey) (*storeHandle, error) {
+func acquireStore(sc *storeconfig.Resolved, jopts journal.Options, jkeys []ed25519.PublicKey) (*storeHandle, error) {
 	path := sc.Key
 	v, _, err := stores.LoadOrNew(path, func() (caddy.Destructor, error) {
 		s, err := openStore(sc)
@@ -95,13 +95,14 @@ func acquireStore(sc *storeconfig.Resolved, jopts journal.Options, jpub ed25519.
 			_ = s.Close()
 			return nil, fmt.Errorf("opening journal in %s: %w", path, err)
 		}
-		if jpub != nil {
+		if len(jkeys) > 0 {
 			logger.Info("journal checkpoints are signed",
 				zap.String("journal", jopts.Name),
 				zap.String("key_id", jopts.KeyID),
-				zap.String("public_key", base64.StdEncoding.EncodeToString(jpub)))
+				zap.String("public_key", base64.StdEncoding.EncodeToString(jkeys[0])),
+				zap.Int("earlier_keys_trusted", len(jkeys)-1))
 		}
-		h := &storeHandle{Store: s, journal: j, journalPub: jpub, journalFP: journalFingerprint(jopts), shared: provision.NewShared(el), elector: el, unregister: journaladmin.Register(j, jpub)}
+		h := &storeHandle{Store: s, journal: j, journalKeys: jkeys, journalFP: journalFingerprint(jopts), shared: provision.NewShared(el), elector: el, unregister: journaladmin.Register(j, jkeys)}
 		if db, ok := s.DB().(*etcdkv.DB); ok {
 			etcdStores.Store(db, struct{}{})
 		}

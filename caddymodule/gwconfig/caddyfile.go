@@ -261,7 +261,7 @@ func ParseJournal(d *caddyfile.Dispenser) (*JournalConfig, error) {
 	seen := map[string]bool{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		opt := d.Val()
-		if seen[opt] && opt != "redact" {
+		if seen[opt] && opt != "redact" && opt != "verify_key" {
 			return nil, d.Errf("journal: %s is set twice", opt)
 		}
 		seen[opt] = true
@@ -296,6 +296,8 @@ func ParseJournal(d *caddyfile.Dispenser) (*JournalConfig, error) {
 			jc.SigningKeyFile = v
 		case "key_id":
 			jc.KeyID = v
+		case "verify_key":
+			jc.VerifyKeys = append(jc.VerifyKeys, v)
 		case "checkpoint_every":
 			n, err := strconv.ParseInt(v, 10, 64)
 			if err != nil || n == 0 || n < -1 {

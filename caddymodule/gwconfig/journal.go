@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -48,6 +49,12 @@ type JournalConfig struct {
 	// use. Default: the first 8 bytes of the public key, hex.
 	KeyID string `json:"key_id,omitempty"`
 
+	// VerifyKeys are the public keys of the journal's earlier signing keys (PEM, base64 or
+	// hex; public, so written as they are): after a key rotation, checkpoints an earlier
+	// key signed still verify on the instance (journal verify, the audit routes). Needs a
+	// signing key.
+	VerifyKeys []string `json:"verify_keys,omitempty"`
+
 	// Redact lists attribute paths whose values are replaced by a marker in records, in
 	// addition to password (always redacted).
 	Redact []string `json:"redact,omitempty"`
@@ -66,8 +73,9 @@ type JournalConfig struct {
 }
 
 // JournalOptions resolves the configuration into journal.Options (without logger and
-// callbacks) and the public key that verifies its checkpoints.
-func (c *JournalConfig) JournalOptions(repl *caddy.Replacer) (journal.Options, ed25519.PublicKey, error) {
+// callbacks) and the public keys that verify its checkpoints: the signing key's, then the
+// earlier keys' (VerifyKeys); none when checkpoints are unsigned.
+func (c *JournalConfig) JournalOptions(repl *caddy.Replacer) (journal.Options, []ed25519.PublicKey, error) {
 	opts := journal.Options{
 		Name:   c.Name,
 		Redact: c.Redact,
@@ -93,6 +101,9 @@ func (c *JournalConfig) JournalOptions(repl *caddy.Replacer) (journal.Options, e
 	opts.MaxBytes = c.MaxBytes
 
 	if c.SigningKey == "" && c.SigningKeyFile == "" {
+		if len(c.VerifyKeys) > 0 {
+			return opts, nil, errors.New("journal: verify_key without signing_key: new checkpoints would be unsigned, and an unsigned checkpoint never verifies against a key; set the signing key, or remove verify_key")
+		}
 		return opts, nil, nil // checkpoints unsigned
 	}
 	keyText, err := secret.Resolve(repl, "journal", "signing_key", c.SigningKey, c.SigningKeyFile)
@@ -109,7 +120,15 @@ func (c *JournalConfig) JournalOptions(repl *caddy.Replacer) (journal.Options, e
 	if opts.KeyID == "" {
 		opts.KeyID = hex.EncodeToString(pub[:8])
 	}
-	return opts, pub, nil
+	keys := []ed25519.PublicKey{pub}
+	for i, v := range c.VerifyKeys {
+		k, err := journal.ParsePublicKey([]byte(repl.ReplaceAll(v, "")))
+		if err != nil {
+			return opts, nil, fmt.Errorf("journal: verify_key %d: %v", i+1, err)
+		}
+		keys = append(keys, k)
+	}
+	return opts, keys, nil
 }
 
 // parseSigningKey accepts a 32-byte seed or a 64-byte private key, base64 (standard or

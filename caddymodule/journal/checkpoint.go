@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -63,8 +64,10 @@ func (c Checkpoint) SignedBytes(name string) ([]byte, error) {
 	return b, nil
 }
 
-// VerifySignature checks c's signature with pub; an unsigned checkpoint fails.
-func (c Checkpoint) VerifySignature(name string, pub ed25519.PublicKey) error {
+// VerifySignature checks c's signature with the trusted public keys: it verifies when one
+// of them made it (a journal whose signing key was rotated has checkpoints of each key).
+// An unsigned checkpoint fails; nil keys are ignored, and without any key it fails.
+func (c Checkpoint) VerifySignature(name string, keys ...ed25519.PublicKey) error {
 	if c.Signature == "" {
 		return fmt.Errorf("checkpoint %d is unsigned", c.Seq)
 	}
@@ -72,17 +75,36 @@ func (c Checkpoint) VerifySignature(name string, pub ed25519.PublicKey) error {
 	if err != nil || len(sig) != ed25519.SignatureSize {
 		return fmt.Errorf("checkpoint %d: malformed signature", c.Seq)
 	}
-	if len(pub) != ed25519.PublicKeySize {
-		return fmt.Errorf("public key is %d bytes, want %d", len(pub), ed25519.PublicKeySize)
+	keys = Trusted(keys)
+	if len(keys) == 0 {
+		return fmt.Errorf("checkpoint %d: no public key to verify it with", c.Seq)
+	}
+	for _, pub := range keys {
+		if len(pub) != ed25519.PublicKeySize {
+			return fmt.Errorf("public key is %d bytes, want %d", len(pub), ed25519.PublicKeySize)
+		}
 	}
 	msg, err := c.SignedBytes(name)
 	if err != nil {
 		return fmt.Errorf("checkpoint %d: %w", c.Seq, err)
 	}
-	if !ed25519.Verify(pub, msg, sig) {
+	for _, pub := range keys {
+		if ed25519.Verify(pub, msg, sig) {
+			return nil
+		}
+	}
+	if len(keys) == 1 {
 		return fmt.Errorf("checkpoint %d (key id %q): signature does not verify with the given public key", c.Seq, c.KeyID)
 	}
-	return nil
+	return fmt.Errorf("checkpoint %d (key id %q): signature does not verify with any of the %d given public keys", c.Seq, c.KeyID, len(keys))
+}
+
+// Trusted is keys without the nil ones (a caller's "no key").
+func Trusted(keys []ed25519.PublicKey) []ed25519.PublicKey {
+	if !slices.ContainsFunc(keys, func(k ed25519.PublicKey) bool { return k == nil }) {
+		return keys
+	}
+	return slices.DeleteFunc(slices.Clone(keys), func(k ed25519.PublicKey) bool { return k == nil })
 }
 
 // decodeHash parses a 64-digit hex hash.

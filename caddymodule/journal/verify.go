@@ -73,14 +73,15 @@ const verifyPage = 10000
 // chain recomputes the hash chain record by record and diagnoses the first problem.
 type chain struct {
 	name string
-	pub  ed25519.PublicKey
-	next uint64   // expected sequence number
-	prev [32]byte // hash of next-1
+	keys []ed25519.PublicKey // trusted to sign checkpoints; none: signatures not checked
+	next uint64              // expected sequence number
+	prev [32]byte            // hash of next-1
 	rep  Report
 }
 
-func newChain(name string, pub ed25519.PublicKey, anchorSeq uint64, anchorPrev [32]byte) *chain {
-	return &chain{name: name, pub: pub, next: anchorSeq, prev: anchorPrev, rep: Report{Signed: pub != nil}}
+func newChain(name string, keys []ed25519.PublicKey, anchorSeq uint64, anchorPrev [32]byte) *chain {
+	keys = Trusted(keys)
+	return &chain{name: name, keys: keys, next: anchorSeq, prev: anchorPrev, rep: Report{Signed: len(keys) > 0}}
 }
 
 func (c *chain) fail(seq uint64, kind, format string, args ...any) *Problem {
@@ -140,8 +141,8 @@ func (c *chain) checkpoint(cp Checkpoint) *Problem {
 	if cp.garbled {
 		return c.fail(cp.Seq, KindMalformed, "the stored checkpoint of record %d is not a checkpoint of it (it does not decode, or names another record)", cp.Seq)
 	}
-	if c.pub != nil {
-		if err := cp.VerifySignature(c.name, c.pub); err != nil {
+	if len(c.keys) > 0 {
+		if err := cp.VerifySignature(c.name, c.keys...); err != nil {
 			return c.fail(cp.Seq, KindBadSignature, "%v", err)
 		}
 	}
@@ -174,14 +175,14 @@ func (c *chain) finish() *Report {
 }
 
 // Verify recomputes the journal's hash chain from its anchor to its head, checks every
-// checkpoint against it (and its signature, when pub is not nil) and names the first bad
-// sequence number. It reads in short transactions; records appended meanwhile are not
-// checked. A problem is reported in the Report, not as an error: errors mean verification
-// could not run.
-func (j *Journal) Verify(ctx context.Context, pub ed25519.PublicKey) (*Report, error) {
+// checkpoint against it (and its signature, made by one of keys, when any is given) and
+// names the first bad sequence number. It reads in short transactions; records appended
+// meanwhile are not checked. A problem is reported in the Report, not as an error: errors
+// mean verification could not run.
+func (j *Journal) Verify(ctx context.Context, keys ...ed25519.PublicKey) (*Report, error) {
 	j.pruneMu.RLock()
 	defer j.pruneMu.RUnlock()
-	return verifyDB(ctx, j.db, j.name, pub)
+	return verifyDB(ctx, j.db, j.name, keys)
 }
 
 // snapshot is what verification and export read once, in their first transaction.
@@ -228,12 +229,12 @@ func readSnapshot(db kv.DB, name []byte) (s snapshot, err error) {
 }
 
 // verifyDB verifies journal name in db.
-func verifyDB(ctx context.Context, db kv.DB, name []byte, pub ed25519.PublicKey) (*Report, error) {
+func verifyDB(ctx context.Context, db kv.DB, name []byte, keys []ed25519.PublicKey) (*Report, error) {
 	s, err := readSnapshot(db, name)
 	if err != nil {
 		return nil, fmt.Errorf("verifying journal %s: %w", name, err)
 	}
-	c := newChain(string(name), pub, s.anchorSeq, s.anchorPrev)
+	c := newChain(string(name), keys, s.anchorSeq, s.anchorPrev)
 	cpFrom := s.anchorSeq - 1
 	for c.rep.FirstBad == nil && c.next <= s.head {
 		if err := ctx.Err(); err != nil {
@@ -375,8 +376,8 @@ func openFile(path string) (kv.DB, error) {
 // VerifyDB verifies journal name in an open store that no Journal of this process is
 // appending to or pruning (a store being copied, a backup): what `store copy` checks its
 // destination with.
-func VerifyDB(ctx context.Context, db kv.DB, name string, pub ed25519.PublicKey) (*Report, error) {
-	return verifyDB(ctx, db, []byte(name), pub)
+func VerifyDB(ctx context.Context, db kv.DB, name string, keys ...ed25519.PublicKey) (*Report, error) {
+	return verifyDB(ctx, db, []byte(name), keys)
 }
 
 // Head is a journal's newest record as its head key names it.
@@ -464,11 +465,11 @@ func fileJournal(path, name string) (kv.DB, []byte, error) {
 }
 
 // VerifyFileJournal verifies journal name (the only one when empty) in a bbolt file.
-func VerifyFileJournal(ctx context.Context, path, name string, pub ed25519.PublicKey) (*Report, error) {
+func VerifyFileJournal(ctx context.Context, path, name string, keys ...ed25519.PublicKey) (*Report, error) {
 	db, jn, err := fileJournal(path, name)
 	if err != nil {
 		return nil, err
 	}
 	defer db.Close()
-	return verifyDB(ctx, db, jn, pub)
+	return verifyDB(ctx, db, jn, keys)
 }

@@ -18,11 +18,12 @@ import (
 const maxJSONLLine = MaxRecordBytes + 4096
 
 // VerifyJSONL re-verifies a JSONL export: it recomputes the hash chain from the header's
-// anchor over the embedded record bytes, checks the checkpoint lines (and their signatures
-// when pub is not nil) and the end line, and names the first bad sequence number. For a
-// filtered export (header "filtered": true) gaps are allowed: each record is still checked
-// against its hash, and Report.Partial says the links across gaps could not be.
-func VerifyJSONL(ctx context.Context, r io.Reader, pub ed25519.PublicKey) (*Report, error) {
+// anchor over the embedded record bytes, checks the checkpoint lines (and their signatures,
+// each made by one of keys, when any is given) and the end line, and names the first bad
+// sequence number. For a filtered export (header "filtered": true) gaps are allowed: each
+// record is still checked against its hash, and Report.Partial says the links across gaps
+// could not be.
+func VerifyJSONL(ctx context.Context, r io.Reader, keys ...ed25519.PublicKey) (*Report, error) {
 	lr := newLineReader(r)
 	first, err := lr.next()
 	if err != nil {
@@ -48,7 +49,7 @@ func VerifyJSONL(ctx context.Context, r io.Reader, pub ed25519.PublicKey) (*Repo
 			return nil, fmt.Errorf("header anchor: %w", err)
 		}
 	}
-	v.c = newChain(hdr.Journal, pub, anchorSeq, anchorPrev)
+	v.c = newChain(hdr.Journal, keys, anchorSeq, anchorPrev)
 	if missingPrev {
 		v.c.fail(anchorSeq-1, KindDeleted,
 			"the export starts at record %d, but the journal it came from had no record %d to continue from", anchorSeq, anchorSeq-1)

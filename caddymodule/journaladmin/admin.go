@@ -92,7 +92,7 @@ func serveList(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return apiError(http.StatusInternalServerError, fmt.Errorf("reading the head of journal %s: %w", a.j.Name(), err))
 		}
-		items = append(items, ListItem{Name: a.j.Name(), HeadSeq: head, Store: a.store, Signed: a.pub != nil})
+		items = append(items, ListItem{Name: a.j.Name(), HeadSeq: head, Store: a.store, Signed: len(a.keys) > 0})
 	}
 	return writeJSON(w, http.StatusOK, items)
 }

@@ -19,8 +19,8 @@ var ReadOnlyRoutes = []string{"export", "verify", "backup", "live", "changes", "
 // gateway serves them on its own site, behind an auditor's credentials): route is "" for
 // the journal's description, else one of ReadOnlyRoutes, with the same parameters,
 // answers and errors as on the admin endpoint. The caller authenticates.
-func ServeReadOnly(w http.ResponseWriter, r *http.Request, j *journal.Journal, pub ed25519.PublicKey, route string) {
-	if err := serveReadOnly(w, r, openJournal{j: j, pub: pub, store: j.DB().String()}, route); err != nil {
+func ServeReadOnly(w http.ResponseWriter, r *http.Request, j *journal.Journal, keys []ed25519.PublicKey, route string) {
+	if err := serveReadOnly(w, r, openJournal{j: j, keys: keys, store: j.DB().String()}, route); err != nil {
 		writeAPIError(w, err)
 	}
 }
@@ -56,7 +56,7 @@ func serveDescription(w http.ResponseWriter, r *http.Request, a openJournal) err
 		return apiError(http.StatusInternalServerError, fmt.Errorf("reading the head of journal %s: %w", a.j.Name(), err))
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{
-		"name": a.j.Name(), "head_seq": head, "signed": a.pub != nil, "routes": ReadOnlyRoutes,
+		"name": a.j.Name(), "head_seq": head, "signed": len(a.keys) > 0, "routes": ReadOnlyRoutes,
 	})
 }
 

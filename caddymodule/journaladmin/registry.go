@@ -21,18 +21,19 @@ var registry = struct {
 // openJournal is an open journal as the routes see it.
 type openJournal struct {
 	j     *journal.Journal
-	pub   ed25519.PublicKey
+	keys  []ed25519.PublicKey // trusted to sign its checkpoints; none when unsigned
 	store string
 }
 
 // Register makes j available to the admin routes until unregister is called, which must
-// happen before j is closed. pub verifies its checkpoints (nil when they are unsigned).
+// happen before j is closed. keys verify its checkpoints (the signing key's and earlier
+// ones; none when they are unsigned).
 // The list route shows j's store file (the path its bbolt database was opened with).
 // unregister may be called more than once.
-func Register(j *journal.Journal, pub ed25519.PublicKey) (unregister func()) {
+func Register(j *journal.Journal, keys []ed25519.PublicKey) (unregister func()) {
 	registry.Lock()
 	defer registry.Unlock()
-	registry.open[j] = openJournal{j: j, pub: pub, store: j.DB().String()}
+	registry.open[j] = openJournal{j: j, keys: keys, store: j.DB().String()}
 	return func() {
 		registry.Lock()
 		defer registry.Unlock()

@@ -37,7 +37,7 @@ func testJournal(t *testing.T, name string) *journal.Journal {
 func TestRegister(t *testing.T) {
 	b, a1, a2 := testJournal(t, "b"), testJournal(t, "a"), testJournal(t, "a")
 	pub := make(ed25519.PublicKey, ed25519.PublicKeySize)
-	unregB := Register(b, pub)
+	unregB := Register(b, []ed25519.PublicKey{pub})
 	unregA1 := Register(a1, nil)
 	defer unregB()
 	defer unregA1()
@@ -46,7 +46,7 @@ func TestRegister(t *testing.T) {
 	if len(got) != 2 || got[0].j != a1 || got[1].j != b {
 		t.Fatalf("journals = %+v, want a then b", got)
 	}
-	if got[0].store != a1.DB().String() || got[0].pub != nil || got[1].pub == nil {
+	if got[0].store != a1.DB().String() || len(got[0].keys) != 0 || len(got[1].keys) != 1 {
 		t.Errorf("journals = %+v", got)
 	}
 	if f, err := findJournal("a"); err != nil || f.j != a1 {

@@ -56,7 +56,7 @@ func serveVerify(w http.ResponseWriter, r *http.Request, a openJournal) error {
 	if err := CheckParams(r.URL.Query()); err != nil {
 		return badRequest(err)
 	}
-	rep, err := a.j.Verify(r.Context(), a.pub)
+	rep, err := a.j.Verify(r.Context(), a.keys...)
 	if err != nil {
 		return apiError(http.StatusInternalServerError, fmt.Errorf("verifying journal %s: %w", a.j.Name(), err))
 	}

@@ -7,9 +7,11 @@ package journalcmd_test
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/csv"
 	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -108,6 +110,33 @@ func TestCLIAgainstAdminAndBackup(t *testing.T) {
 		code, out, _ := journaltest.Run(t, "verify", "--file", path, "--public-key", pubB64)
 		if code != 0 || !strings.HasPrefix(out, "OK:") {
 			t.Fatalf("verify of the JSONL export: exit %d: %q", code, out)
+		}
+	})
+
+	t.Run("verify with every key the journal was signed with", func(t *testing.T) {
+		// A signed checkpoint, then the export: a key that signed nothing beside the
+		// right one (a rotation's old and new keys) changes nothing; alone, it fails (65).
+		resp, err := http.Post("http://"+e.Admin+journaladmin.JournalPath(journaltest.JournalName, "checkpoint"), "application/json", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode/100 != 2 {
+			t.Fatalf("checkpoint: %d", resp.StatusCode)
+		}
+		path := filepath.Join(dir, "signed.jsonl")
+		if code, _, stderr := journaltest.Run(t, "export", "--admin", e.Admin, "--output", path); code != 0 {
+			t.Fatalf("exit %d: %s", code, stderr)
+		}
+		other, _, _ := ed25519.GenerateKey(nil)
+		otherB64 := base64.StdEncoding.EncodeToString(other)
+		code, out, _ := journaltest.Run(t, "verify", "--file", path, "--public-key", otherB64, "--public-key", pubB64)
+		if code != 0 || !strings.HasPrefix(out, "OK:") || strings.Contains(out, " 0 checkpoints") {
+			t.Fatalf("verify with two keys: exit %d: %q", code, out)
+		}
+		code, out, _ = journaltest.Run(t, "verify", "--file", path, "--public-key", otherB64)
+		if code != journalcmd.ExitNotVerified || !strings.Contains(out, "signature does not verify") {
+			t.Fatalf("verify with a key that signed nothing: exit %d: %q", code, out)
 		}
 	})
 

@@ -164,15 +164,15 @@ func (a *adminClient) verify(ctx context.Context, name string) (*journal.Report,
 	return &rep, nil
 }
 
-// verifyHere exports the whole journal as JSONL and verifies it in this process with pub,
+// verifyHere exports the whole journal as JSONL and verifies it in this process with keys,
 // trusting nothing the instance says about itself.
-func (a *adminClient) verifyHere(ctx context.Context, name string, pub ed25519.PublicKey) (*journal.Report, error) {
+func (a *adminClient) verifyHere(ctx context.Context, name string, keys []ed25519.PublicKey) (*journal.Report, error) {
 	resp, err := a.do(ctx, http.MethodGet, journaladmin.JournalPath(name, "export"), url.Values{"format": {string(journal.FormatJSONL)}})
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	return journal.VerifyJSONL(ctx, resp.Body, pub)
+	return journal.VerifyJSONL(ctx, resp.Body, keys...)
 }
 
 // export streams an export into w and checks it arrived whole.

@@ -2,13 +2,8 @@ package journalcmd
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/ed25519"
-	"crypto/x509"
-	"encoding/base64"
-	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -32,20 +27,29 @@ func newVerifyCommand() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE:  runE(runVerify),
 	}
-	cmd.Flags().String("public-key", "", "Ed25519 public key that signs the checkpoints: a file (PEM or base64) or base64")
+	cmd.Flags().StringArray("public-key", nil, "Ed25519 public key that signs the checkpoints: a file (PEM or base64) or base64; repeat it for every key the journal was signed with (a rotated key)")
 	return cmd
 }
 
 func runVerify(ctx context.Context, c *env) (int, error) {
-	pub, err := loadPublicKey(c.flags.String("public-key"))
-	if err != nil {
-		return fail("--public-key: %v", err)
+	var keys []ed25519.PublicKey
+	given, _ := c.flags.GetStringArray("public-key")
+	for _, v := range given {
+		pub, err := loadPublicKey(v)
+		if err != nil {
+			return fail("--public-key %s: %v", v, err)
+		}
+		if pub == nil {
+			return fail("--public-key: empty value")
+		}
+		keys = append(keys, pub)
 	}
+	var err error
 	var rep *journal.Report
 	var what string
 	if path := c.source(); path != "" {
 		what = path
-		rep, err = verifyFile(ctx, path, c.flags.String("journal"), pub)
+		rep, err = verifyFile(ctx, path, c.flags.String("journal"), keys)
 	} else {
 		var a *adminClient
 		if a, err = c.admin(); err != nil {
@@ -57,8 +61,8 @@ func runVerify(ctx context.Context, c *env) (int, error) {
 		}
 		name := item.Name
 		what = describe(item)
-		if pub != nil {
-			rep, err = a.verifyHere(ctx, name, pub)
+		if len(keys) > 0 {
+			rep, err = a.verifyHere(ctx, name, keys)
 		} else {
 			rep, err = a.verify(ctx, name)
 		}
@@ -75,7 +79,7 @@ func runVerify(ctx context.Context, c *env) (int, error) {
 
 // verifyFile verifies journal name (the only one when empty) of a backup file, or a JSONL
 // export (recognised by its first byte).
-func verifyFile(ctx context.Context, path, name string, pub ed25519.PublicKey) (*journal.Report, error) {
+func verifyFile(ctx context.Context, path, name string, keys []ed25519.PublicKey) (*journal.Report, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -87,10 +91,10 @@ func verifyFile(ctx context.Context, path, name string, pub ed25519.PublicKey) (
 		return nil, err
 	}
 	if len(first) == 1 && first[0] == '{' {
-		return journal.VerifyJSONL(ctx, br, pub)
+		return journal.VerifyJSONL(ctx, br, keys...)
 	}
 	f.Close()
-	return journal.VerifyFileJournal(ctx, path, name, pub)
+	return journal.VerifyFileJournal(ctx, path, name, keys...)
 }
 
 // summary is verify's one line.
@@ -123,8 +127,8 @@ func problem(p *journal.Problem) string {
 	return s
 }
 
-// loadPublicKey reads an Ed25519 public key from a file or from the value itself: PEM
-// (PUBLIC KEY), or base64 or hex of the 32-byte key or of its PKIX encoding.
+// loadPublicKey reads an Ed25519 public key from a file or from the value itself
+// (journal.ParsePublicKey's encodings).
 func loadPublicKey(v string) (ed25519.PublicKey, error) {
 	if v == "" {
 		return nil, nil
@@ -138,35 +142,9 @@ func loadPublicKey(v string) (ed25519.PublicKey, error) {
 			return nil, err
 		}
 	}
-	text = bytes.TrimSpace(text)
-	if block, _ := pem.Decode(text); block != nil {
-		return parseKeyBytes(block.Bytes)
-	}
-	s := string(text)
-	for _, dec := range []func(string) ([]byte, error){
-		base64.StdEncoding.DecodeString, base64.RawStdEncoding.DecodeString,
-		base64.URLEncoding.DecodeString, base64.RawURLEncoding.DecodeString, hex.DecodeString,
-	} {
-		if b, err := dec(s); err == nil {
-			if pub, err := parseKeyBytes(b); err == nil {
-				return pub, nil
-			}
-		}
-	}
-	return nil, errors.New("not an Ed25519 public key (want a file or a value in PEM, base64 or hex)")
-}
-
-func parseKeyBytes(b []byte) (ed25519.PublicKey, error) {
-	if len(b) == ed25519.PublicKeySize {
-		return ed25519.PublicKey(b), nil
-	}
-	k, err := x509.ParsePKIXPublicKey(b)
+	pub, err := journal.ParsePublicKey(text)
 	if err != nil {
-		return nil, err
-	}
-	pub, ok := k.(ed25519.PublicKey)
-	if !ok {
-		return nil, fmt.Errorf("a %T, not an Ed25519 key", k)
+		return nil, errors.New("not an Ed25519 public key (want a file or a value in PEM, base64 or hex)")
 	}
 	return pub, nil
 }
