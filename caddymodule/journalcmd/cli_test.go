@@ -111,6 +111,10 @@ func TestCLIAgainstAdminAndBackup(t *testing.T) {
 		if code != 0 || !strings.HasPrefix(out, "OK:") {
 			t.Fatalf("verify of the JSONL export: exit %d: %q", code, out)
 		}
+		// No checkpoint yet: the key checked nothing, and the line says so.
+		if !strings.Contains(out, "0 checkpoints (no checkpoint: no signature to check, and a cut tail would not show)") {
+			t.Errorf("verify without checkpoints: %q", out)
+		}
 	})
 
 	t.Run("verify with every key the journal was signed with", func(t *testing.T) {

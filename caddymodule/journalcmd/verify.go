@@ -101,8 +101,11 @@ func verifyFile(ctx context.Context, path, name string, keys []ed25519.PublicKey
 func summary(what string, r *journal.Report) string {
 	if r.OK {
 		sig := "signatures checked"
-		if !r.Signed {
+		switch {
+		case !r.Signed:
 			sig = "signatures not checked: no public key"
+		case r.Checkpoints == 0:
+			sig = "no checkpoint: no signature to check, and a cut tail would not show"
 		}
 		partial := ""
 		if r.Partial {
