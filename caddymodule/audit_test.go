@@ -14,7 +14,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/scimgate/scimgate/caddymodule/change"
 	"github.com/scimgate/scimgate/caddymodule/journal"
 )
@@ -284,6 +286,10 @@ func TestJournalSigningKeyConfig(t *testing.T) {
 		{&JournalConfig{SigningKeyFile: filepath.Join(t.TempDir(), "missing")}, "signing_key_file"},
 		{&JournalConfig{SigningKey: "{env.SCIMGATE_TEST_JKEY}", VerifyKeys: []string{base64.StdEncoding.EncodeToString(want), "not a key"}}, "verify_key 2: not an Ed25519 public key"},
 		{&JournalConfig{VerifyKeys: []string{base64.StdEncoding.EncodeToString(want)}}, "verify_key without signing_key"},
+		// JSON configs: values the Caddyfile refuses were taken as "off".
+		{&JournalConfig{CheckpointEvery: -5}, "checkpoint_every must be positive, or -1 (off), got -5"},
+		{&JournalConfig{CheckpointInterval: caddy.Duration(-time.Minute)}, "checkpoint_interval must be positive"},
+		{&JournalConfig{MaxAge: caddy.Duration(-time.Hour)}, "max_age must be positive"},
 	} {
 		g := &Handler{Tokens: []Token{{Name: "entra", Value: testToken}}, DataDir: t.TempDir(), Journal: tc.jc}
 		err := provisionHandler(t, g)

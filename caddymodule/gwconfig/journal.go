@@ -85,6 +85,15 @@ func (c *JournalConfig) JournalOptions(repl *caddy.Replacer) (journal.Options, [
 	if opts.Name == "" {
 		opts.Name = DefaultJournalName
 	}
+	// The Caddyfile refuses these; a JSON config must not turn them off by accident.
+	switch {
+	case c.CheckpointEvery < -1:
+		return opts, nil, fmt.Errorf("journal: checkpoint_every must be positive, or -1 (off), got %d", c.CheckpointEvery)
+	case c.CheckpointInterval < -1:
+		return opts, nil, fmt.Errorf("journal: checkpoint_interval must be positive, or -1 (off), got %s", time.Duration(c.CheckpointInterval))
+	case c.MaxAge < 0:
+		return opts, nil, fmt.Errorf("journal: max_age must be positive (0: keep records of any age), got %s", time.Duration(c.MaxAge))
+	}
 	switch {
 	case c.CheckpointEvery == 0:
 		opts.CheckpointEvery = DefaultCheckpointEvery
