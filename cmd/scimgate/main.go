@@ -3,7 +3,7 @@
 //	go run ./cmd/scimgate run --config Caddyfile.example
 //
 // Caddy's subcommands work (run, start, stop, reload, adapt, validate, list-modules, and
-// scimgate's journal). reload prints the error of a refused config as plain text, escaped
+// scimgate's journal, reconcile, preview, outbox and store). reload prints the error of a refused config as plain text, escaped
 // once (Caddy's prints the admin endpoint's JSON answer inside its log line). upgrade,
 // add-package and remove-package refuse: they would replace this binary with a Caddy
 // downloaded without the scimgate module; build with xcaddy.sh to add other plugins.
@@ -38,6 +38,9 @@ Run it like Caddy:
 	scimgate validate --config Caddyfile.production   (opens no store: safe while it runs)
 	scimgate reload --config Caddyfile.production      (applies edited mappings and policies)
 	scimgate journal verify|export|backup|tail|watch
+	scimgate reconcile [--fix] | reports | show <id> | fix <id>
+	scimgate preview --policy <dir> | --mapping <file>   (what a change would do)
+	scimgate outbox targets|list|show|retry|drop|pause|resume
 	scimgate store copy --from <file|etcd> --to <file|etcd>   (moves the store to a fleet)
 
 upgrade, add-package and remove-package are not available: they would replace
