@@ -1,6 +1,7 @@
 package legacy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -115,6 +116,10 @@ type walk struct {
 	// full: a page held Size items (or more), so the app honours the size asked for and a
 	// page with fewer is the last. Until then a short page may be the app's own cap.
 	full bool
+	// probe: the page being read follows a short page before any full one: it is read
+	// only to tell the app's cap from the end, and an app that refuses a page past its
+	// last (pastEnd) has said the short page was the last.
+	probe bool
 	// items is the hash of the previous page's list of items (page and offset paging;
 	// listed: there was one).
 	items  uint64
@@ -174,6 +179,9 @@ func (c *Client) Pages(ctx context.Context, r Request, p Paging) iter.Seq2[*Resp
 		read := map[uint64]int{maphash.String(seed, req.Path): 1} // each page's request, by hash: its number
 		for n := 1; ; n++ {
 			resp, err := c.Do(ctx, req)
+			if err != nil && w.probe && pastEnd(resp, err) && p.TotalPath == "" {
+				return // the short page before it was the last (with a total, the count tells)
+			}
 			if err != nil {
 				yield(resp, &PageError{Page: n, Err: err})
 				return
@@ -253,7 +261,9 @@ func (c *Client) nextPath(p Paging, path string, resp *Response, w *walk) (next 
 			return "", false, count, nil // the app gives size items a page: fewer is the last
 		}
 		// A short page before any full one may be the app's cap on its page size (it asks
-		// for 100 and gets 50 a page): the next page tells, and only an empty one ends.
+		// for 100 and gets 50 a page): the next page tells, and only an empty one ends (or
+		// the app's refusal of a page past its last: pastEnd).
+		w.probe = p.Size > 0 && count < p.Size && !w.full
 		w.full = w.full || (p.Size > 0 && count >= p.Size)
 		h := maphash.String(listSeed, items.Raw)
 		if w.listed && w.items == h {
@@ -383,4 +393,23 @@ func splitLinks(v string) []string {
 		}
 	}
 	return append(out, v[start:])
+}
+
+// pastEnd reports whether err is an app's own refusal of a page past its last: 404, 400,
+// 410, 416 or 422, answered in JSON or with no body (APIs that answer an out-of-range page
+// so rather than with an empty list; a proxy's HTML 404 is not one). Pages takes it for
+// the end only for a page read to tell a cap from the end: anywhere else a refused page is
+// a failed listing.
+func pastEnd(resp *Response, err error) bool {
+	var le *Error
+	if !errors.As(err, &le) || le.Kind != KindStatus || resp == nil {
+		return false
+	}
+	switch le.Status {
+	case 400, 404, 410, 416, 422:
+	default:
+		return false
+	}
+	body := bytes.TrimSpace(resp.Body)
+	return len(body) == 0 || ((body[0] == '{' || body[0] == '[') && gjson.ValidBytes(body))
 }

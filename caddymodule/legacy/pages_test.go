@@ -226,6 +226,57 @@ func TestPagesTrustNoShortPageUntilAFullOne(t *testing.T) {
 	}
 }
 
+// TestPagesPastTheEnd: an app with fewer accounts than a page asks for, which refuses the
+// page after its last (404 or 400 in JSON, or with no body) rather than answering an empty
+// list: the short page was the last, and the listing is complete. The same refusal after
+// a full page, a proxy's HTML 404, or a 5xx, is a failed listing; with a total the count
+// decides.
+func TestPagesPastTheEnd(t *testing.T) {
+	for _, tc := range []struct {
+		name, contentType, body string
+		status                  int
+		size                    int
+		total                   bool
+		want                    string // ids, or the error's text
+	}{
+		{"JSON 404", "application/json", `{"error":"page 2 does not exist"}`, 404, 10, false, "[1 2 3]"},
+		{"JSON 400", "application/json", `{"message":"page out of range"}`, 400, 10, false, "[1 2 3]"},
+		{"empty 404", "", "", 404, 10, false, "[1 2 3]"},
+		{"after a full page", "application/json", `{"error":"no page 2"}`, 404, 3, false, "page 2:"},
+		{"proxy HTML 404", "text/html", "<html><body>Not Found</body></html>", 404, 10, false, "page 2:"},
+		{"a 500", "application/json", `{"error":"boom"}`, 500, 10, false, "page 2:"},
+		{"with a total", "application/json", `{"error":"no page 2"}`, 404, 10, true, "page 2:"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv, _ := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Query().Get("page") != "1" {
+					if tc.contentType != "" {
+						w.Header().Set("Content-Type", tc.contentType)
+					}
+					w.WriteHeader(tc.status)
+					_, _ = w.Write([]byte(tc.body))
+					return
+				}
+				w.Header().Set("Content-Type", "application/json")
+				_, _ = w.Write([]byte(`{"data":[{"id":1},{"id":2},{"id":3}],"total":4}`))
+			})
+			c := newTestClient(t, srv.URL, Options{MaxRetries: -1, CircuitFailures: -1})
+			p := Paging{Kind: PageNumber, Param: "page", ItemsPath: "data", Size: tc.size}
+			if tc.total {
+				p.TotalPath = "total"
+			}
+			ids, _, err := collect(t, c, "/items", p)
+			got := fmt.Sprint(ids)
+			if err != nil {
+				got = err.Error()
+			}
+			if !strings.Contains(got, tc.want) || (strings.HasPrefix(tc.want, "[") && err != nil) {
+				t.Errorf("got %s (ids %v), want %s", got, ids, tc.want)
+			}
+		})
+	}
+}
+
 // TestPagesTotal: with TotalPath, page paging ends as soon as its items add up to the
 // app's count (no page past the end is asked for), and a listing that lists more items
 // than the count, or whose count is no whole number, ends with an error naming the page.
