@@ -267,7 +267,7 @@ func (c *Client) nextPath(p Paging, path string, resp *Response, w *walk) (next 
 		w.full = w.full || (p.Size > 0 && count >= p.Size)
 		h := maphash.String(listSeed, items.Raw)
 		if w.listed && w.items == h {
-			return "", false, count, errors.New("legacy: it lists the very items of the page before it: the app's paging does not advance")
+			return "", false, count, errors.New("legacy: it lists the very items of the page before it: the app's paging does not advance (an app that does not page at all answers every page alike: take \"paging\" out of its list call)")
 		}
 		w.items, w.listed = h, true
 		if p.Kind == PageNumber {
