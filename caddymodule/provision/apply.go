@@ -434,6 +434,12 @@ func (e *Engine) deliver(j *job, p *plan, d policy.Decision) (*plan, error) {
 		// The app has the account but the directory could not record it: let Entra's
 		// retry adopt it rather than create a second one.
 		e.listAdoption(j, p)
+	}
+	switch {
+	case err != nil && j.sent:
+		// The calls are over but their outcome is not stored: the intent is closed as soon
+		// as the store takes it, rather than hold the resource until its time bound.
+		e.intentEnded(j.req.ID)
 	case err == nil && p.adopt:
 		e.shared.holdAdoption(e.adoptionKey(p), false)
 	}

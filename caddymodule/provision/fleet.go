@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"sync"
@@ -522,6 +523,89 @@ type sweeper struct {
 	kick chan struct{}          // a pass now (tests)
 	stop context.CancelFunc
 	done chan struct{}
+
+	// ended holds the request ids of this gateway's intents whose calls are over but whose
+	// outcome could not be committed (the store failed after the calls), with when to give
+	// up on each (the intent's bound: other gateways close it from then on). They are
+	// closed every endedRetry until the store takes it.
+	endedMu   sync.Mutex
+	ended     map[string]time.Time
+	endedKick chan struct{}
+}
+
+// endedRetry is how often the sweeper tries again to close this gateway's ended intents
+// while the store refuses: once etcd is back, they close within it.
+const endedRetry = time.Second
+
+// intentEnded tells the sweeper of e's target that request requestID's intent, journaled
+// by this gateway, has no outcome and no calls to come: its commit failed after the calls
+// (etcd lost its quorum, or the gateway was cut off). Other gateways see the intent of a
+// live gateway and hold its resource (a create's retry answers 503 with Retry-After) until
+// the intent's time bound, minutes; closing it at once, as recovery would, lets Entra's
+// retry go on (a create's adopts the account the calls made) once the store is back.
+func (e *Engine) intentEnded(requestID string) {
+	if !e.fleet || requestID == "" {
+		return
+	}
+	e.shared.sweepMu.Lock()
+	w := e.shared.sweepers[e.target.Name]
+	e.shared.sweepMu.Unlock()
+	if w == nil {
+		return
+	}
+	w.endedMu.Lock()
+	if w.ended == nil {
+		w.ended = map[string]time.Time{}
+	}
+	w.ended[requestID] = e.now().Add(e.intentBound())
+	w.endedMu.Unlock()
+	select {
+	case w.endedKick <- struct{}{}:
+	default:
+	}
+}
+
+// closeEnded closes the ended intents it can and reports whether some remain.
+func (w *sweeper) closeEnded(e *Engine) bool {
+	w.endedMu.Lock()
+	ids := make(map[string]time.Time, len(w.ended))
+	maps.Copy(ids, w.ended)
+	w.endedMu.Unlock()
+	if len(ids) == 0 {
+		return false
+	}
+	open, err := e.journal.OpenIntents(e.target.Name)
+	now := e.now()
+	done := map[string]bool{}
+	if err == nil {
+		byRequest := map[string]*journal.Record{}
+		for i := range open {
+			byRequest[open[i].RequestID] = &open[i]
+		}
+		for id := range ids {
+			in := byRequest[id]
+			if in == nil {
+				done[id] = true // closed already: its outcome, or another gateway's recovery
+				continue
+			}
+			if _, err = e.closeIntentAs(in, now, "its gateway could not store the outcome (the store failed after the calls)"); err != nil {
+				break
+			}
+			done[id] = true
+		}
+	}
+	if err != nil {
+		e.logger.Debug("closing an intent whose outcome could not be stored failed; trying again",
+			zap.String("target", e.target.Name), zap.Error(err))
+	}
+	w.endedMu.Lock()
+	defer w.endedMu.Unlock()
+	for id, until := range w.ended {
+		if done[id] || now.After(until) {
+			delete(w.ended, id)
+		}
+	}
+	return len(w.ended) > 0
 }
 
 // startSweeper starts the periodic recovery of e's target on this store, or hands the
@@ -534,7 +618,7 @@ func (s *Shared) startSweeper(e *Engine) {
 		return
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &sweeper{kick: make(chan struct{}, 1), stop: cancel, done: make(chan struct{})}
+	w := &sweeper{kick: make(chan struct{}, 1), endedKick: make(chan struct{}, 1), stop: cancel, done: make(chan struct{})}
 	w.eng.Store(e)
 	if s.sweepers == nil {
 		s.sweepers = map[string]*sweeper{}
@@ -546,8 +630,14 @@ func (s *Shared) startSweeper(e *Engine) {
 // run sweeps every half bound of the current configuration until ctx ends.
 func (w *sweeper) run(ctx context.Context) {
 	defer close(w.done)
+	next := time.Now().Add(max(w.eng.Load().intentBound()/2, minSweepEvery))
+	pending := false
 	for {
-		t := time.NewTimer(max(w.eng.Load().intentBound()/2, minSweepEvery))
+		wait := time.Until(next)
+		if pending {
+			wait = min(wait, endedRetry)
+		}
+		t := time.NewTimer(max(wait, 0))
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -555,8 +645,16 @@ func (w *sweeper) run(ctx context.Context) {
 		case <-t.C:
 		case <-w.kick:
 			t.Stop()
+			next = time.Now() // a test's kick asks for a whole pass
+		case <-w.endedKick:
+			t.Stop()
 		}
 		e := w.eng.Load() // a reload while this pass waited hands it the new configuration
+		pending = w.closeEnded(e)
+		if time.Now().Before(next) {
+			continue
+		}
+		next = time.Now().Add(max(e.intentBound()/2, minSweepEvery))
 		if _, err := e.closeOpenIntents(sweepLimit); err != nil {
 			e.logger.Warn("closing stale intents failed; the next pass tries again",
 				zap.String("target", e.target.Name), zap.Error(err))
@@ -583,6 +681,11 @@ func (s *Shared) stopSweepers() {
 // the intent's outcome, or another gateway's recovery, committed since in was read, it
 // does nothing. It reports whether it closed the intent.
 func (e *Engine) closeIntent(in *journal.Record, now time.Time) (bool, error) {
+	return e.closeIntentAs(in, now, "")
+}
+
+// closeIntentAs is closeIntent with why the intent has no outcome ("": its gateway stopped).
+func (e *Engine) closeIntentAs(in *journal.Record, now time.Time, why string) (bool, error) {
 	t := e.target
 	rec := &journal.Record{
 		RequestID:    in.RequestID,
@@ -592,7 +695,7 @@ func (e *Engine) closeIntent(in *journal.Record, now time.Time) (bool, error) {
 		Subject:      in.Subject,
 		Target:       t.Name,
 		Outcome:      change.Applied,
-		Error:        intentEnd(in, t.Name, e.fleet, now),
+		Error:        intentEnd(in, t.Name, e.fleet, now, why),
 	}
 	prepared, err := e.journal.Prepare(rec)
 	if err != nil {
@@ -626,9 +729,12 @@ func (e *Engine) closeIntent(in *journal.Record, now time.Time) (bool, error) {
 }
 
 // intentEnd is the reconcile record's account of an intent without outcome.
-func intentEnd(in *journal.Record, target string, fleet bool, now time.Time) string {
+func intentEnd(in *journal.Record, target string, fleet bool, now time.Time, why string) string {
 	stopped := "the gateway stopped"
-	if fleet {
+	switch {
+	case why != "":
+		stopped = why
+	case fleet:
 		stopped = fmt.Sprintf("its gateway stopped or gave up (the intent is %s old, longer than a gateway keeps a change's calls open)",
 			now.Sub(in.Time).Round(time.Second))
 	}
