@@ -25,6 +25,8 @@ type tokenBucket struct {
 	tokens  float64
 	last    time.Time
 	waiting int // callers queued for a turn or holding it
+
+	granted func(time.Time) // tests: called with mu held at each token taken, with its time
 }
 
 func newTokenBucket(rate float64, burst int) *tokenBucket {
@@ -46,6 +48,14 @@ func (t *tokenBucket) refill(now time.Time) {
 	}
 }
 
+// take takes a token. Called with mu held, right after refill.
+func (t *tokenBucket) take() {
+	t.tokens--
+	if t.granted != nil {
+		t.granted(t.last)
+	}
+}
+
 // untilToken is how long until a whole token is there. Called with mu held.
 func (t *tokenBucket) untilToken() time.Duration {
 	if t.tokens >= 1 {
@@ -64,7 +74,7 @@ func (t *tokenBucket) wait(ctx context.Context) *Error {
 	t.mu.Lock()
 	t.refill(t.now())
 	if t.waiting == 0 && t.tokens >= 1 {
-		t.tokens--
+		t.take()
 		t.mu.Unlock()
 		return nil
 	}
@@ -93,7 +103,7 @@ func (t *tokenBucket) wait(ctx context.Context) *Error {
 		t.refill(t.now())
 		d := t.untilToken()
 		if d <= 0 {
-			t.tokens--
+			t.take()
 			t.mu.Unlock()
 			return nil
 		}

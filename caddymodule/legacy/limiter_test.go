@@ -46,19 +46,18 @@ func TestTokenBucketAfterStall(t *testing.T) {
 		tb := newTokenBucket(rate, tc.burst)
 		tb.now, tb.sleep = clock.now, clock.sleep
 		tb.tokens, tb.last = 0, clock.now() // the bucket is empty: everyone waits
+		// Each grant's time, taken when the token is: a time read after wait returns may
+		// already hold the next caller's sleep (the race detector's pace made two grants
+		// look simultaneous).
+		var granted []time.Time // under tb.mu
+		tb.granted = func(at time.Time) { granted = append(granted, at) }
 
-		var mu sync.Mutex
-		var granted []time.Time
 		var wg sync.WaitGroup
 		for range tc.callers {
 			wg.Go(func() {
 				if e := tb.wait(context.Background()); e != nil {
 					t.Error(e)
-					return
 				}
-				mu.Lock()
-				granted = append(granted, clock.now())
-				mu.Unlock()
 			})
 		}
 		done := make(chan struct{})
@@ -76,7 +75,10 @@ func TestTokenBucketAfterStall(t *testing.T) {
 			case <-done:
 				finished = true
 			case <-time.After(10 * time.Second):
-				t.Fatalf("burst %d: the callers did not finish (granted %d of %d)", tc.burst, len(granted), tc.callers)
+				tb.mu.Lock()
+				n := len(granted)
+				tb.mu.Unlock()
+				t.Fatalf("burst %d: the callers did not finish (granted %d of %d)", tc.burst, n, tc.callers)
 			}
 		}
 
