@@ -58,6 +58,14 @@ func statusToSCIM(event change.Event, e *Error) (*scim.Error, time.Duration) {
 		return notFoundToSCIM(event, e)
 	case s == http.StatusUnauthorized || s == http.StatusForbidden || s == http.StatusProxyAuthRequired:
 		return outage(e, fmt.Sprintf("the target application rejected the gateway's credentials (HTTP %d); check the gateway's configuration for this application", s))
+	case s == http.StatusPreconditionFailed:
+		// Only a precondition the call sent (an If-Match from the mapping) gives a 412: the
+		// account changed since it was read, the app did nothing, and the retry reads it again.
+		return outage(e, "the target application refused the "+eventNoun(event)+" because the object changed since the gateway read it (HTTP 412, its If-Match precondition failed); nothing was changed; retry later"+suffix(e.Message))
+	case s == http.StatusPreconditionRequired:
+		// The app wants a conditional write (If-Match) the mapping does not send: nothing in
+		// Entra's change is wrong, and nothing was done.
+		return outage(e, "the target application requires a precondition (If-Match, HTTP 428) on the "+eventNoun(event)+" that the gateway's mapping does not send: read the object first in a flow and send its ETag (\"headers\": {\"If-Match\": {\"from\": \"$header.0.ETag\"}}); retry later"+suffix(e.Message))
 	case s == http.StatusRequestTimeout || s >= 500 || s < 400:
 		return outage(e, fmt.Sprintf("the target application failed with HTTP %d; retry later", s))
 	}

@@ -49,6 +49,8 @@ func TestToSCIM(t *testing.T) {
 		{"503 with Retry-After", change.Create, &Error{Kind: KindStatus, Status: 503, RetryAfter: 120 * time.Second}, 503, "", "HTTP 503", 120 * time.Second},
 		{"408", change.Update, st(408, ""), 503, "", "HTTP 408", DefaultOutageRetryAfter},
 		{"unexpected 304", change.Update, st(304, ""), 503, "", "HTTP 304", DefaultOutageRetryAfter},
+		{"412 is an outage: the object changed since it was read", change.Update, st(412, "stale"), 503, "", "changed since the gateway read it", DefaultOutageRetryAfter},
+		{"428 is an outage: the mapping lacks If-Match", change.Deactivate, st(428, ""), 503, "", "If-Match", DefaultOutageRetryAfter},
 		{"other 4xx", change.Update, st(405, "method not allowed"), 400, scim.TypeInvalidValue, "HTTP 405: method not allowed", 0},
 		{"timeout", change.Create, &Error{Kind: KindTimeout}, 503, "", "in time", DefaultOutageRetryAfter},
 		{"refused", change.Delete, &Error{Kind: KindRefused}, 503, "", "unreachable", DefaultOutageRetryAfter},
