@@ -1,6 +1,7 @@
 package mapping
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,24 +30,27 @@ const (
 
 // call is one compiled native call: an event's, or a resource type's lookup.
 type call struct {
-	rule        string
-	rt          string // the resource type
-	event       change.Event
-	method      string
-	path        *template
-	header      http.Header
-	fields      []*field
-	send        sendMode
-	idPath      string        // the body path of id, when the id is in the body
-	id          IDSource      // where the answer gives the native id (create and lookup)
-	form        *formEncoding // nil: a JSON body
-	members     memberMode
-	batchSize   int
-	memberTypes []string
-	idempotent  bool
-	items       string         // lookup and list: the gjson path of the page's items
-	match       []matchRule    // lookup with items: the fields the account's item holds
-	paging      *legacy.Paging // lookup and list: how to follow pages; nil: one page
+	rule   string
+	rt     string // the resource type
+	event  change.Event
+	method string
+	path   *template
+	header http.Header
+	// headerFields are the headers whose value each request computes (an If-Match from
+	// an earlier answer's ETag), set over header.
+	headerFields []*headerField
+	fields       []*field
+	send         sendMode
+	idPath       string        // the body path of id, when the id is in the body
+	id           IDSource      // where the answer gives the native id (create and lookup)
+	form         *formEncoding // nil: a JSON body
+	members      memberMode
+	batchSize    int
+	memberTypes  []string
+	idempotent   bool
+	items        string         // lookup and list: the gjson path of the page's items
+	match        []matchRule    // lookup with items: the fields the account's item holds
+	paging       *legacy.Paging // lookup and list: how to follow pages; nil: one page
 	// read (list): where a listed item holds a field the calls write at another path, by
 	// the field's native path as written; the gjson path in the item (see itemPath)
 	read   map[string]string
@@ -87,7 +91,7 @@ func (c *compiler) compileCall(rt string, event change.Event, rule string, raw j
 	if cl.path, err = compileTemplate(rt, fc.Path, true, c.tables); err != nil {
 		return nil, c.wrap(rule+".path", err)
 	}
-	if cl.header, err = c.compileHeaders(rule+".headers", headers, fc.Headers); err != nil {
+	if err := c.compileCallHeaders(rt, cl, headers, fc.Headers); err != nil {
 		return nil, err
 	}
 	if fc.Body != nil {
@@ -231,6 +235,69 @@ func (c *compiler) compileMemberOptions(cl *call, fc *fileCall) error {
 	return nil
 }
 
+// headerField is a header whose value a request computes, like a body field's.
+type headerField struct {
+	name  string
+	field *field
+}
+
+// compileCallHeaders compiles a call's "headers": a string is a fixed value (its
+// placeholders, such as {env.KEY}, resolved at load, as at the outer levels); an object is
+// a field computed for each request like a body field ({"from": "$header.0.ETag"}: the
+// ETag of the flow's first answer, for an app that wants If-Match on its writes).
+func (c *compiler) compileCallHeaders(rt string, cl *call, outer http.Header, in map[string]json.RawMessage) error {
+	fixed := make(map[string]string, len(in))
+	for _, name := range sortedKeys(in) {
+		raw := in[name]
+		hr := fmt.Sprintf("%s.headers[%q]", cl.rule, name)
+		var v string
+		if json.Unmarshal(raw, &v) == nil {
+			fixed[name] = v
+			continue
+		}
+		if !validHeaderName(name) {
+			return c.errf(hr, "%q is not a valid header name", name)
+		}
+		if raw = bytes.TrimSpace(raw); len(raw) == 0 || raw[0] != '{' {
+			return c.errf(hr, "a header's value is a string (fixed) or a field object such as {\"from\": \"$header.0.ETag\"}")
+		}
+		switch http.CanonicalHeaderKey(name) {
+		case "Content-Type", "Content-Length", "Host", "Transfer-Encoding", "Authorization":
+			return c.errf(hr, "%s is set by the gateway or the target's auth, not from a request's data", http.CanonicalHeaderKey(name))
+		}
+		f, err := c.compileField(rt, hr, "value", raw)
+		if err != nil {
+			return err
+		}
+		cl.headerFields = append(cl.headerFields, &headerField{name: http.CanonicalHeaderKey(name), field: f})
+	}
+	var err error
+	cl.header, err = c.compileHeaders(cl.rule+".headers", outer, fixed)
+	return err
+}
+
+// setHeaders sets the computed headers on h: a value that is absent leaves the header
+// out (the app's own answer says what it misses); one that is not a single line of text
+// fails the request.
+func (cl *call) setHeaders(ev *evalCtx, h http.Header) error {
+	for _, hf := range cl.headerFields {
+		v, ok, err := hf.field.eval(ev)
+		if err != nil {
+			return err
+		}
+		if isEmpty(v, ok) {
+			h.Del(hf.name)
+			continue
+		}
+		text, isText := scalarText(v)
+		if !isText || !validHeaderValue(text) || len(text) > maxTemplateLen {
+			return fmt.Errorf("%s: the value (%s) is not one line of text of at most %d bytes", hf.field.rule, typeName(v), maxTemplateLen)
+		}
+		h.Set(hf.name, text)
+	}
+	return nil
+}
+
 // checkGatewayValues checks that every gateway value a call uses exists for its event, and
 // that member calls have a source for the members' native ids.
 func (c *compiler) checkGatewayValues(cl *call) error {
@@ -241,6 +308,11 @@ func (c *compiler) checkGatewayValues(cl *call) error {
 		for _, f := range cl.fields {
 			if f.uses(reserved) {
 				return f.rule, true
+			}
+		}
+		for _, hf := range cl.headerFields {
+			if hf.field.uses(reserved) {
+				return hf.field.rule, true
 			}
 		}
 		return "", false

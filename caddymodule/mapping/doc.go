@@ -112,6 +112,21 @@
 // load errors never quote resolved values. An empty value removes a header set at an outer
 // level. Content-Type: application/json is added to calls with a body unless set.
 //
+// A call's own header may instead be computed for each request, like a body field (an
+// object with "from", "value", "transforms"): an app with optimistic concurrency, which
+// wants an update's If-Match to be the ETag its GET gave (and answers 428 without it, 412
+// when the account changed since), is mapped with a flow that reads the account first:
+//
+//	"update": [
+//	  {"method": "GET", "path": "/users/{id}"},
+//	  {"method": "PATCH", "path": "/users/{id}", "body": {"title": "title"},
+//	   "headers": {"If-Match": {"from": "$header.0.ETag"}}}]
+//
+// A value that is absent leaves the header out; one that is not a single line of text
+// fails the request. Content-Type, Content-Length, Host, Transfer-Encoding and
+// Authorization cannot be computed. The app's 412 and 428 are outages for Entra (503 with
+// Retry-After: the app did nothing, and the retry reads the account again), never a 400.
+//
 // # URL templates
 //
 // A template starts with "/" and names no scheme or host. Placeholders in braces:

@@ -37,24 +37,24 @@ type fileResource struct {
 }
 
 type fileCall struct {
-	Method      string            `json:"method"`
-	Path        string            `json:"path"`
-	Headers     map[string]string `json:"headers"`
-	Body        *orderedObject    `json:"body"`
-	Send        string            `json:"send"`
-	ID          json.RawMessage   `json:"id"`
-	Encoding    string            `json:"encoding"`
-	FormKeys    string            `json:"form_keys"`
-	Items       string            `json:"items"`
-	Match       map[string]string `json:"match"`
-	Paging      *filePaging       `json:"paging"`
-	Read        map[string]string `json:"read"`
-	Members     string            `json:"members"`
-	BatchSize   int               `json:"batch_size"`
-	MemberTypes []string          `json:"member_types"`
-	Idempotent  *bool             `json:"idempotent"`
-	When        *fileWhen         `json:"when"`
-	Expect      *fileExpect       `json:"expect"`
+	Method      string                     `json:"method"`
+	Path        string                     `json:"path"`
+	Headers     map[string]json.RawMessage `json:"headers"`
+	Body        *orderedObject             `json:"body"`
+	Send        string                     `json:"send"`
+	ID          json.RawMessage            `json:"id"`
+	Encoding    string                     `json:"encoding"`
+	FormKeys    string                     `json:"form_keys"`
+	Items       string                     `json:"items"`
+	Match       map[string]string          `json:"match"`
+	Paging      *filePaging                `json:"paging"`
+	Read        map[string]string          `json:"read"`
+	Members     string                     `json:"members"`
+	BatchSize   int                        `json:"batch_size"`
+	MemberTypes []string                   `json:"member_types"`
+	Idempotent  *bool                      `json:"idempotent"`
+	When        *fileWhen                  `json:"when"`
+	Expect      *fileExpect                `json:"expect"`
 }
 
 type fileField struct {

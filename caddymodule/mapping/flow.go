@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"reflect"
+	"slices"
 
 	"github.com/scimgate/scimgate/caddymodule/change"
 	"github.com/scimgate/scimgate/caddymodule/scim"
@@ -246,7 +247,11 @@ func (c *compiler) checkAnswerRefs(cl *call, step int) error {
 // what their transforms read, and its condition.
 func (cl *call) allSources() []*source {
 	out := cl.path.sources()
-	for _, f := range cl.fields {
+	fields := slices.Clone(cl.fields)
+	for _, hf := range cl.headerFields {
+		fields = append(fields, hf.field)
+	}
+	for _, f := range fields {
 		if f.src != nil {
 			out = append(out, f.src)
 		}

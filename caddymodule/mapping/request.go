@@ -387,6 +387,9 @@ func (cl *call) build(ev *evalCtx, changed []string) (Request, bool, error) {
 		req.Body = body
 	}
 	req.Header = cl.header.Clone()
+	if err := cl.setHeaders(ev, req.Header); err != nil {
+		return Request{}, false, err
+	}
 	if req.Body != nil && cl.form != nil {
 		if req.Body, err = cl.form.encode(req.Body); err != nil {
 			return Request{}, false, dataError("%s: %v", cl.rule+".body", err)
