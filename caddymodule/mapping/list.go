@@ -271,7 +271,7 @@ func yieldItems(page int, body []byte, itemsPath, idPath string, yield func(Acco
 	items.ForEach(func(_, item gjson.Result) bool {
 		n++
 		raw := []byte(item.Raw)
-		id, err := ExtractID(raw, idPath)
+		id, err := extractID(raw, idPath)
 		if err != nil {
 			goOn = yield(Account{}, &legacy.PageError{Page: page, Err: fmt.Errorf("its account %d: %w", n, err)})
 			return goOn
@@ -287,6 +287,9 @@ func yieldItems(page int, body []byte, itemsPath, idPath string, yield func(Acco
 func listAt(body []byte, path string) (gjson.Result, error) {
 	if !gjson.ValidBytes(body) {
 		return gjson.Result{}, errors.New("not valid JSON")
+	}
+	if err := ambiguous(body); err != nil {
+		return gjson.Result{}, err
 	}
 	items := gjson.GetBytes(body, path)
 	switch {
@@ -333,6 +336,9 @@ func (r *Request) FindID(body []byte) (id string, found bool, err error) {
 		if !gjson.ValidBytes(body) {
 			return "", false, errors.New("the lookup's answer is not JSON")
 		}
+		if err := ambiguous(body); err != nil {
+			return "", false, fmt.Errorf("the lookup's answer: %w", err) // never "not found"
+		}
 		id, err := ExtractID(body, r.IDPath)
 		switch {
 		case err == nil:
@@ -352,7 +358,7 @@ func (r *Request) FindID(body []byte) (id string, found bool, err error) {
 				return true
 			}
 		}
-		id, err = ExtractID([]byte(item.Raw), r.IDPath)
+		id, err = extractID([]byte(item.Raw), r.IDPath)
 		if err != nil {
 			err = fmt.Errorf("the lookup's answer lists the account without a usable id: %w", err)
 			return false

@@ -509,13 +509,22 @@ func (f *field) describeSource() string {
 }
 
 // ExtractID reads the native id at path in a response body. The body is validated as
-// JSON first (gjson does not validate); a number is returned as its decimal text, so that
+// JSON first (gjson does not validate), and one that holds a key twice in an object is
+// refused (which of the two is meant is ambiguous); a number is returned as its decimal text, so that
 // 42 and "42" name the same account. Objects, lists, booleans, null, empty strings and
 // non-integral numbers are errors.
 func ExtractID(body []byte, path string) (string, error) {
 	if !gjson.ValidBytes(body) {
 		return "", errors.New("the response is not valid JSON")
 	}
+	if err := ambiguous(body); err != nil {
+		return "", err
+	}
+	return extractID(body, path)
+}
+
+// extractID is ExtractID on a body already validated (an item of a list listAt read).
+func extractID(body []byte, path string) (string, error) {
 	res := gjson.GetBytes(body, path)
 	if !res.Exists() {
 		return "", fmt.Errorf("the response has no native id at %q", path)

@@ -382,3 +382,34 @@ func TestAppWithIfMatch(t *testing.T) {
 		t.Fatalf("the app holds title %q", app.title["u1"])
 	}
 }
+
+// TestAppThatRefusesWith200: an app that answers its refusals 200 {"success": false,
+// "error": ...} (as many RPC-style APIs do) is mapped with a file-wide expectation that a
+// success says so; its refusal is then an outage, never a change taken as made.
+func TestAppThatRefusesWith200(t *testing.T) {
+	var refuse bool
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		if refuse {
+			_, _ = w.Write([]byte(`{"success": false, "error": "title too long"}`))
+			return
+		}
+		_, _ = w.Write([]byte(`{"success": true, "data": {"id": "u1"}}`))
+	}))
+	t.Cleanup(srv.Close)
+	const file = `{"version": 1, "expect": {"equals": {"success": true}}, "users": {"events": {
+      "create": {"method": "POST", "path": "/users", "id": "data.id", "body": {"login": "userName"}},
+      "update": {"method": "POST", "path": "/users/{id}/update", "body": {"title": "title"}}}}}`
+	r := newRig(t, rigOptions{target: newMappedTarget(t, srv.URL, file)})
+	id := r.mustCreate(scim.UserType, user("rpc@contoso.example"))
+	mu.Lock()
+	refuse = true
+	mu.Unlock()
+	res := r.patch(scim.UserType, id, `[{"op":"replace","path":"title","value":"Eng"}]`)
+	if res.Status != http.StatusServiceUnavailable || res.Err == nil || !strings.Contains(res.Err.Error(), `"success"`) {
+		t.Fatalf("a 200 that says the app refused: %d %v, want 503 naming \"success\"", res.Status, res.Err)
+	}
+}
