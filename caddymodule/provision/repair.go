@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 
 	"github.com/scimgate/scimgate/caddymodule/change"
 	"github.com/scimgate/scimgate/caddymodule/policy"
 	"github.com/scimgate/scimgate/caddymodule/scim"
 	"github.com/scimgate/scimgate/caddymodule/store"
+	"go.uber.org/zap"
 )
 
 // RepairKind is what a repair brings back in line.
@@ -251,4 +254,60 @@ func (e *Engine) RepairDrops(ctx context.Context, typ, nativeID string, doc scim
 		return nil, nil
 	}
 	return d.DropAttributes, nil
+}
+
+// Link is a resource's link to its account in the app (the id map).
+type Link struct {
+	SCIMID, NativeID string
+}
+
+// ReleaseGone removes the links of resources of typ to accounts the app no longer has (a
+// reconcile's complete listing did not show them), so that the app may give their ids to
+// new accounts: an app that lost its data counts its ids from the start again, and a
+// create answered with an id still linked to another resource is refused as a reused id
+// (two directory entries must never drive one account). A link that changed since it was
+// read (the resource was linked again) is kept. The resources stay in the directory and
+// keep their marks: a repair or a change that reaches the app makes their accounts again,
+// as for a resource without one. It returns how many links were removed, in one
+// transaction, each resource locked as a change of it is.
+func (e *Engine) ReleaseGone(typ string, links []Link) (int, error) {
+	if e.target == nil || len(links) == 0 {
+		return 0, nil
+	}
+	sorted := slices.Clone(links)
+	slices.SortFunc(sorted, func(a, b Link) int { return strings.Compare(a.SCIMID, b.SCIMID) })
+	sorted = slices.CompactFunc(sorted, func(a, b Link) bool { return a.SCIMID == b.SCIMID })
+	// Resource locks in one order, none waited for while holding a member's: the order
+	// of lockJob.
+	for _, l := range sorted {
+		unlock := e.locks.lock(typ + ":" + l.SCIMID)
+		defer unlock()
+	}
+	key := e.target.mapKey(typ)
+	n := 0
+	err := e.store.Update(func(tx *store.Tx) error {
+		n = 0 // the function may run again (group commit)
+		for _, l := range sorted {
+			native, err := tx.NativeID(key, l.SCIMID)
+			if errors.Is(err, store.ErrNotFound) || (err == nil && native != l.NativeID) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if err := tx.DeleteNativeID(key, l.SCIMID); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	if n > 0 {
+		e.logger.Info("released the links of accounts gone from the app", zap.String("target", e.target.Name),
+			zap.String("resource_type", typ), zap.Int("links", n))
+	}
+	return n, nil
 }

@@ -25,6 +25,9 @@ type run struct {
 	roleGroups map[string][]string
 	// relisted counts, per resource type, the accounts the app listed more than once.
 	relisted map[string]int
+	// seen holds, per resource type listed, the native ids the app listed (nil in the fix
+	// of a stored report, whose listing is old): a fix releases the links to the others.
+	seen map[string]*seenSet
 }
 
 // seenSet holds the native ids the app listed, as 8-byte hashes (seeded per run, so no
@@ -142,6 +145,9 @@ func (rn *run) incomplete(what string, err error) {
 func (rn *run) compare(typ string) error {
 	t := rn.rc.target
 	seen := newSeenSet()
+	if rn.seen != nil {
+		rn.seen[typ] = seen
+	}
 	batch := make([]mapping.Account, 0, rn.rc.opts.Batch)
 	flush := func() error {
 		var groups []groupRef

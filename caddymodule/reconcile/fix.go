@@ -1,6 +1,8 @@
 package reconcile
 
 import (
+	"errors"
+	"fmt"
 	"slices"
 	"strings"
 
@@ -8,6 +10,7 @@ import (
 	"github.com/scimgate/scimgate/caddymodule/mapping"
 	"github.com/scimgate/scimgate/caddymodule/provision"
 	"github.com/scimgate/scimgate/caddymodule/scim"
+	"github.com/scimgate/scimgate/caddymodule/store"
 )
 
 // fix makes the repairs of the report's findings, each through the engine (the policy
@@ -26,6 +29,11 @@ func (rn *run) fix() {
 	}
 	var groups []*memberFix
 	byGroup := map[string]*memberFix{}
+	// The links to accounts the app no longer has go first: a missing account made again
+	// may get the id the app gave a gone one (an app that lost its data counts from 1).
+	if err := rn.releaseGone(); err != nil {
+		rn.addNote("the links to accounts gone from the app were not released (" + err.Error() + "): a create the app answers with the id of a gone account fails as a reused id")
+	}
 	// Missing accounts first: the other repairs may refer to them (a manager's account made
 	// again has a new native id, which a report's update then sends).
 	for i := range r.Findings {
@@ -108,6 +116,14 @@ func (rn *run) done(f *Finding, res *provision.Result) {
 	if res.Record != nil {
 		f.Fix = string(res.Record.Outcome)
 	}
+	if res.Record != nil && (res.Record.Outcome == change.Skipped || res.Record.Outcome == change.DryRun) {
+		// The app got nothing: not fixed. A skip says why (the policy's reasons).
+		if d := res.Record.Decision; d != nil && len(d.Reasons) > 0 && res.Record.Outcome == change.Skipped {
+			f.Fix += ": " + strings.Join(d.Reasons, "; ")
+		}
+		rn.report.Counts.FixSkipped++
+		return
+	}
 	rn.report.Counts.Fixed++
 }
 
@@ -122,4 +138,63 @@ func driftedAttributes(fields []mapping.Difference) []string {
 		}
 	}
 	return out
+}
+
+// releaseGone removes the id map's links to accounts the complete listing of this run did
+// not show (missing accounts, and those of inactive or out-of-scope resources, which are not
+// missing), a batch of the directory at a time, and counts them (Counts.Unlinked). Only a
+// run that listed the app itself does: a stored report's listing is old.
+func (rn *run) releaseGone() error {
+	for _, typ := range []string{scim.UserType, scim.GroupType} {
+		seen := rn.seen[typ]
+		if seen == nil {
+			continue
+		}
+		key := rn.rc.target.IDMapKey(typ)
+		start := ""
+		for {
+			if err := rn.ctx.Err(); err != nil {
+				return err
+			}
+			var gone []provision.Link
+			next, n := "", 0
+			err := rn.rc.store.View(func(tx *store.Tx) error {
+				gone = gone[:0]
+				return tx.ScanFrom(typ, start, func(rec *store.Record) (bool, error) {
+					if n == rn.rc.opts.Batch {
+						next = rec.ID
+						return false, nil
+					}
+					n++
+					native, err := tx.NativeID(key, rec.ID)
+					switch {
+					case errors.Is(err, store.ErrNotFound):
+						return true, nil
+					case err != nil:
+						return false, err
+					}
+					if !seen.has(native) {
+						gone = append(gone, provision.Link{SCIMID: rec.ID, NativeID: native})
+					}
+					return true, nil
+				})
+			})
+			if err != nil {
+				return err
+			}
+			released, err := rn.rc.engine.ReleaseGone(typ, gone)
+			rn.report.Counts.Unlinked += released
+			if err != nil {
+				return err
+			}
+			if next == "" {
+				break
+			}
+			start = next
+		}
+	}
+	if n := rn.report.Counts.Unlinked; n > 0 {
+		rn.addNote(fmt.Sprintf("%d link(s) of the directory to accounts the app no longer lists were released before the repairs (the app may give their ids to new accounts); their resources get accounts again when a repair or a change reaches the app", n))
+	}
+	return nil
 }

@@ -114,7 +114,7 @@ func (rc *Reconciler) Run(ctx context.Context, fix bool, by string) (*Report, er
 	}
 	defer rc.mu.Unlock()
 	r := &Report{Run: "reconcile-" + uuid.NewString(), Target: rc.target.Name, By: by, Fix: fix, Started: time.Now().UTC(), Complete: true, Findings: []Finding{}}
-	rn := &run{rc: rc, ctx: ctx, report: r, relisted: map[string]int{}}
+	rn := &run{rc: rc, ctx: ctx, report: r, relisted: map[string]int{}, seen: map[string]*seenSet{}}
 	for _, typ := range []string{scim.UserType, scim.GroupType} {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -183,6 +183,18 @@ func summaryRecord(r *Report) *journal.Record {
 	count := func(path string, n int) journal.Change {
 		return journal.Change{Path: path, Op: "count", Value: json.RawMessage(strconv.Itoa(n))}
 	}
+	changes := []journal.Change{
+		count("app_users", c.AppUsers), count("app_groups", c.AppGroups),
+		count(string(Orphaned), c.Orphaned), count(string(Missing), c.Missing), count(string(NotDisabled), c.NotDisabled),
+		count(string(Drifted), c.Drifted), count("members_missing", c.MembersMissing), count("members_extra", c.MembersExtra),
+		count("fixed", c.Fixed), count("fix_failed", c.FixFailed),
+	}
+	if c.FixSkipped > 0 {
+		changes = append(changes, count("fix_skipped", c.FixSkipped))
+	}
+	if c.Unlinked > 0 {
+		changes = append(changes, count("unlinked", c.Unlinked))
+	}
 	return &journal.Record{
 		RequestID: r.Run,
 		Client:    "reconcile:" + r.By,
@@ -191,12 +203,7 @@ func summaryRecord(r *Report) *journal.Record {
 		Subject:   "report " + strconv.FormatUint(r.ID, 10),
 		Outcome:   outcome,
 		Error:     detail,
-		Changes: []journal.Change{
-			count("app_users", c.AppUsers), count("app_groups", c.AppGroups),
-			count(string(Orphaned), c.Orphaned), count(string(Missing), c.Missing), count(string(NotDisabled), c.NotDisabled),
-			count(string(Drifted), c.Drifted), count("members_missing", c.MembersMissing), count("members_extra", c.MembersExtra),
-			count("fixed", c.Fixed), count("fix_failed", c.FixFailed),
-		},
+		Changes:   changes,
 	}
 }
 
@@ -256,7 +263,7 @@ func (rc *Reconciler) FixReport(ctx context.Context, id uint64, by string) (*Rep
 	r := &Report{Run: "reconcile-" + uuid.NewString(), Target: old.Target, By: by, Fix: true, Started: time.Now().UTC(), Complete: true,
 		Counts: old.Counts, Findings: old.Findings, Truncated: old.Truncated,
 		Notes: append(old.Notes, fmt.Sprintf("the repairs of report %d (run %s)", old.ID, old.Run))}
-	r.Counts.Fixed, r.Counts.FixFailed = 0, 0
+	r.Counts.Fixed, r.Counts.FixFailed, r.Counts.FixSkipped, r.Counts.Unlinked = 0, 0, 0, 0
 	for i := range r.Findings {
 		r.Findings[i].Fix = ""
 	}

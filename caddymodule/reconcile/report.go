@@ -78,6 +78,12 @@ type Counts struct {
 	MembersExtra   int `json:"members_extra"`
 	Fixed          int `json:"fixed,omitempty"`
 	FixFailed      int `json:"fix_failed,omitempty"`
+	// FixSkipped: repairs that sent the app nothing (the policy skipped them, or the
+	// target is in dry run); neither fixed nor failed.
+	FixSkipped int `json:"fix_skipped,omitempty"`
+	// Unlinked: links of the directory to accounts the app no longer lists, released by
+	// the fix before its repairs (the app may give their ids to new accounts).
+	Unlinked int `json:"unlinked,omitempty"`
 }
 
 // Findings is the number of findings of every kind.
@@ -176,6 +182,12 @@ func (r *Report) WriteTable(w io.Writer) error {
 		c.Orphaned, c.Missing, c.NotDisabled, c.Drifted, c.MembersMissing, c.MembersExtra)
 	if r.Fix {
 		fmt.Fprintf(w, "; fixed %d, fix failed %d", c.Fixed, c.FixFailed)
+		if c.FixSkipped > 0 {
+			fmt.Fprintf(w, ", not fixed %d (skipped by the policy, or dry run)", c.FixSkipped)
+		}
+		if c.Unlinked > 0 {
+			fmt.Fprintf(w, "; links to gone accounts released %d", c.Unlinked)
+		}
 	}
 	fmt.Fprintln(w)
 	if !r.Complete {
