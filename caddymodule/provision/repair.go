@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/scimgate/scimgate/caddymodule/change"
+	"github.com/scimgate/scimgate/caddymodule/kv"
 	"github.com/scimgate/scimgate/caddymodule/policy"
 	"github.com/scimgate/scimgate/caddymodule/scim"
 	"github.com/scimgate/scimgate/caddymodule/store"
@@ -268,8 +269,9 @@ type Link struct {
 // (two directory entries must never drive one account). A link that changed since it was
 // read (the resource was linked again) is kept. The resources stay in the directory and
 // keep their marks: a repair or a change that reaches the app makes their accounts again,
-// as for a resource without one. It returns how many links were removed, in one
-// transaction, each resource locked as a change of it is.
+// as for a resource without one. It returns how many links were removed, in as few
+// transactions as the store takes (a link is two keys), each resource locked as a change
+// of it is while its transaction runs.
 func (e *Engine) ReleaseGone(typ string, links []Link) (int, error) {
 	if e.target == nil || len(links) == 0 {
 		return 0, nil
@@ -277,9 +279,32 @@ func (e *Engine) ReleaseGone(typ string, links []Link) (int, error) {
 	sorted := slices.Clone(links)
 	slices.SortFunc(sorted, func(a, b Link) int { return strings.Compare(a.SCIMID, b.SCIMID) })
 	sorted = slices.CompactFunc(sorted, func(a, b Link) bool { return a.SCIMID == b.SCIMID })
+	chunk := len(sorted)
+	if limit := kv.TxnOpsLimit(e.store.DB()); limit > 0 {
+		chunk = max((limit-16)/2, 1) // the forward and reverse keys of each link
+	}
+	released := 0
+	for len(sorted) > 0 {
+		part := sorted[:min(chunk, len(sorted))]
+		sorted = sorted[len(part):]
+		n, err := e.releaseLinks(typ, part)
+		released += n
+		if err != nil {
+			return released, err
+		}
+	}
+	if released > 0 {
+		e.logger.Info("released the links of accounts gone from the app", zap.String("target", e.target.Name),
+			zap.String("resource_type", typ), zap.Int("links", released))
+	}
+	return released, nil
+}
+
+// releaseLinks is ReleaseGone of links sorted by SCIM id, in one transaction.
+func (e *Engine) releaseLinks(typ string, links []Link) (int, error) {
 	// Resource locks in one order, none waited for while holding a member's: the order
 	// of lockJob.
-	for _, l := range sorted {
+	for _, l := range links {
 		unlock := e.locks.lock(typ + ":" + l.SCIMID)
 		defer unlock()
 	}
@@ -287,7 +312,7 @@ func (e *Engine) ReleaseGone(typ string, links []Link) (int, error) {
 	n := 0
 	err := e.store.Update(func(tx *store.Tx) error {
 		n = 0 // the function may run again (group commit)
-		for _, l := range sorted {
+		for _, l := range links {
 			native, err := tx.NativeID(key, l.SCIMID)
 			if errors.Is(err, store.ErrNotFound) || (err == nil && native != l.NativeID) {
 				continue
@@ -304,10 +329,6 @@ func (e *Engine) ReleaseGone(typ string, links []Link) (int, error) {
 	})
 	if err != nil {
 		return 0, err
-	}
-	if n > 0 {
-		e.logger.Info("released the links of accounts gone from the app", zap.String("target", e.target.Name),
-			zap.String("resource_type", typ), zap.Int("links", n))
 	}
 	return n, nil
 }

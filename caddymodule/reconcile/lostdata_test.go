@@ -18,30 +18,38 @@ import (
 // finds nothing. Before, most creates failed ("the app answered with native id 1, which
 // the gateway already maps to ..."), the accounts they made stayed unlinked in the app,
 // and the next report had them drifted towards other users (a fix would have renamed
-// one user's account into another's).
+// one user's account into another's). With 80 users and the default batch, the links
+// released at once are more than one etcd transaction holds (two keys each), so on etcd
+// (SCIMGATE_TEST_STORE=etcd) they are released in several.
 func TestFixAfterTheAppLostItsData(t *testing.T) {
+	for _, c := range []struct{ users, batch int }{{6, 2}, {80, 0}} {
+		t.Run(fmt.Sprintf("users=%d", c.users), func(t *testing.T) { fixAfterTheAppLostItsData(t, c.users, c.batch) })
+	}
+}
+
+func fixAfterTheAppLostItsData(t *testing.T, n, batch int) {
 	r := newRig(t)
 	var users []string
-	for i := range 6 {
+	for i := range n {
 		users = append(users, r.create(r.eng, scim.UserType, user(fmt.Sprintf("u%03d", i), "Engineer", i != 0)))
 	}
 	r.create(r.eng, scim.GroupType, group("eng", users[1:4]...))
 	r.app.call("POST", "/api/v1/_reset", "", 204)
 
-	rep, err := r.reconciler(Options{Batch: 2}).Run(context.Background(), true, "test")
+	rep, err := r.reconciler(Options{Batch: batch}).Run(context.Background(), true, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Missing: the 5 active users and the group; the inactive u000 is not missing.
-	if rep.Counts.Missing != 6 || rep.Counts.FixFailed != 0 || rep.Counts.Fixed != 6 {
+	// Missing: the n-1 active users and the group; the inactive u000 is not missing.
+	if rep.Counts.Missing != n || rep.Counts.FixFailed != 0 || rep.Counts.Fixed != n {
 		var fixes []string
 		for _, f := range rep.Findings {
 			fixes = append(fixes, findingKey(f)+": "+f.Fix)
 		}
-		t.Fatalf("missing %d, fixed %d, failed %d, want 6 missing all fixed:\n%s", rep.Counts.Missing, rep.Counts.Fixed, rep.Counts.FixFailed, strings.Join(fixes, "\n"))
+		t.Fatalf("missing %d, fixed %d, failed %d, want %d missing all fixed:\n%s", rep.Counts.Missing, rep.Counts.Fixed, rep.Counts.FixFailed, n, strings.Join(fixes, "\n"))
 	}
-	if rep.Counts.Unlinked != 7 {
-		t.Errorf("unlinked %d, want 7 (6 users and the group whose accounts are gone)", rep.Counts.Unlinked)
+	if rep.Counts.Unlinked != n+1 {
+		t.Errorf("unlinked %d, want %d (%d users and the group whose accounts are gone)", rep.Counts.Unlinked, n+1, n)
 	}
 	// The inactive user's stale link is gone too: its id is the app's to give again.
 	if err := r.store.View(func(tx *store.Tx) error {
@@ -57,7 +65,7 @@ func TestFixAfterTheAppLostItsData(t *testing.T) {
 	if again.Counts.Findings() != 0 {
 		t.Fatalf("after the fix: %v, want no findings", keys(again))
 	}
-	if st := r.app.state(); len(st.Accounts) != 5 || len(st.Memberships) != 3 {
-		t.Fatalf("the app holds %d accounts and %d memberships, want 5 and 3", len(st.Accounts), len(st.Memberships))
+	if st := r.app.state(); len(st.Accounts) != n-1 || len(st.Memberships) != 3 {
+		t.Fatalf("the app holds %d accounts and %d memberships, want %d and 3", len(st.Accounts), len(st.Memberships), n-1)
 	}
 }
