@@ -184,17 +184,31 @@ type gwFleet struct {
 	readStaleness time.Duration
 	// together starts every gateway at once on the empty store (set before they start).
 	together bool
-	gws      []*fleetGateway
-	client   *http.Client
+	// proxied puts a proxy (etcdtest.Proxy) between the gateways and each etcd member (set
+	// before they start); proxies holds them, one per member.
+	proxied bool
+	proxies []*etcdtest.Proxy
+	// leaseTTL is the store's lease_ttl (0: 3s), set before the gateways start.
+	leaseTTL time.Duration
+	// requestTimeout is the store's request_timeout (0: fleetRequestTimeout), set before the
+	// gateways start.
+	requestTimeout time.Duration
+	// logs keeps each gateway's log (JSON lines, level INFO) in its logFile instead of
+	// discarding it (set before the gateways start).
+	logs   bool
+	gws    []*fleetGateway
+	client *http.Client
 }
 
 // fleetGateway is one gateway child process. Its address stays the same across restarts.
 type fleetGateway struct {
 	addr      string
 	caddyfile string
-	mu        sync.Mutex
-	cmd       *exec.Cmd
-	stdin     io.WriteCloser
+	// logFile is where the gateway logs (with gwFleet.logs).
+	logFile string
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	stdin   io.WriteCloser
 }
 
 // startFleet starts a three-member etcd cluster, the app, and n gateways on it, with the
@@ -216,6 +230,7 @@ func startFleetOf(t testing.TB, n int, f *gwFleet, bolt bool) *gwFleet {
 	t.Helper()
 	*f = gwFleet{
 		t: t, app: startFleetApp(t), policyDir: f.policyDir, delivery: f.delivery, readStaleness: f.readStaleness, together: f.together,
+		proxied: f.proxied, leaseTTL: f.leaseTTL, logs: f.logs, requestTimeout: f.requestTimeout,
 		client: &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}},
 	}
 	if bolt && n != 1 {
@@ -223,6 +238,11 @@ func startFleetOf(t testing.TB, n int, f *gwFleet, bolt bool) *gwFleet {
 	}
 	if !bolt {
 		f.etcd = etcdtest.Start(t, 3)
+		if f.proxied {
+			for _, ep := range f.etcd.Endpoints() {
+				f.proxies = append(f.proxies, etcdtest.NewProxy(t, ep))
+			}
+		}
 	}
 	mapping, err := filepath.Abs(filepath.Join("..", "mappings", "demoapp.json"))
 	if err != nil {
@@ -231,7 +251,10 @@ func startFleetOf(t testing.TB, n int, f *gwFleet, bolt bool) *gwFleet {
 	for _, addr := range testnet.FreeAddrs(t, n) {
 		g := &fleetGateway{addr: addr}
 		g.caddyfile = filepath.Join(t.TempDir(), "Caddyfile")
-		if err := os.WriteFile(g.caddyfile, []byte(f.caddyfile(g.addr, mapping, t.TempDir(), t.TempDir())), 0o600); err != nil {
+		if f.logs {
+			g.logFile = filepath.Join(t.TempDir(), "gateway.log")
+		}
+		if err := os.WriteFile(g.caddyfile, []byte(f.caddyfile(g, mapping, t.TempDir(), t.TempDir())), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		f.gws = append(f.gws, g)
@@ -255,7 +278,8 @@ func startFleetOf(t testing.TB, n int, f *gwFleet, bolt bool) *gwFleet {
 
 // caddyfile is a gateway's config: the same store block and target on every gateway (on
 // etcd), or the data directory dataDir (without etcd).
-func (f *gwFleet) caddyfile(addr, mapping, storage, dataDir string) string {
+func (f *gwFleet) caddyfile(g *fleetGateway, mapping, storage, dataDir string) string {
+	addr := g.addr
 	policy := ""
 	if f.policyDir != "" {
 		policy = fmt.Sprintf("\t\tpolicy %s {\n\t\t\ttimeout 10s\n\t\t}\n", f.policyDir)
@@ -266,8 +290,27 @@ func (f *gwFleet) caddyfile(addr, mapping, storage, dataDir string) string {
 		if f.readStaleness > 0 {
 			stale = fmt.Sprintf("\t\t\tread_staleness %s\n", f.readStaleness)
 		}
-		store = fmt.Sprintf("\t\tstore etcd {\n\t\t\tendpoints %s\n\t\t\tprefix %s\n\t\t\trequest_timeout %s\n\t\t\tlease_ttl 3s\n%s\t\t}\n",
-			strings.Join(f.etcd.Endpoints(), " "), fleetPrefix, fleetRequestTimeout, stale)
+		endpoints := f.etcd.Endpoints()
+		if f.proxied {
+			endpoints = nil
+			for _, p := range f.proxies {
+				endpoints = append(endpoints, p.URL())
+			}
+		}
+		ttl := f.leaseTTL
+		if ttl == 0 {
+			ttl = 3 * time.Second
+		}
+		timeout := f.requestTimeout
+		if timeout == 0 {
+			timeout = fleetRequestTimeout
+		}
+		store = fmt.Sprintf("\t\tstore etcd {\n\t\t\tendpoints %s\n\t\t\tprefix %s\n\t\t\trequest_timeout %s\n\t\t\tlease_ttl %s\n%s\t\t}\n",
+			strings.Join(endpoints, " "), fleetPrefix, timeout, ttl, stale)
+	}
+	logOutput := "output discard"
+	if g.logFile != "" {
+		logOutput = fmt.Sprintf("output file %s\n\t\tformat json\n\t\tlevel INFO", g.logFile)
 	}
 	delivery := ""
 	if f.delivery != "" {
@@ -279,7 +322,7 @@ func (f *gwFleet) caddyfile(addr, mapping, storage, dataDir string) string {
 	auto_https off
 	storage file_system %s
 	log {
-		output discard
+		%s
 	}
 }
 
@@ -294,7 +337,7 @@ http://%s {
 %s		}
 	}
 }
-`, storage, addr, store, policy, f.app.url, mapping, delivery)
+`, storage, logOutput, addr, store, policy, f.app.url, mapping, delivery)
 }
 
 // start starts gateway i's process and waits until it serves.

@@ -26,8 +26,11 @@ func openStore(sc *storeconfig.Resolved) (*store.Store, error) {
 		TLS:           sc.TLS,
 		DialTimeout:   sc.DialTimeout,
 		CommitTimeout: sc.RequestTimeout,
-		MaxStaleness:  sc.ReadStaleness,
-		Logger:        caddy.Log().Named("scimgate.store"),
+		// request_timeout bounds reads too: a linearizable read that etcd answers within it
+		// must not fail on a shorter bound of its own.
+		BarrierTimeout: sc.RequestTimeout,
+		MaxStaleness:   sc.ReadStaleness,
+		Logger:         caddy.Log().Named("scimgate.store"),
 	})
 	if err != nil {
 		return nil, err

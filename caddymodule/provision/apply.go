@@ -15,6 +15,7 @@ import (
 
 	"github.com/scimgate/scimgate/caddymodule/change"
 	"github.com/scimgate/scimgate/caddymodule/journal"
+	"github.com/scimgate/scimgate/caddymodule/kv"
 	"github.com/scimgate/scimgate/caddymodule/outbox"
 	"github.com/scimgate/scimgate/caddymodule/policy"
 	"github.com/scimgate/scimgate/caddymodule/scim"
@@ -430,6 +431,12 @@ func (e *Engine) deliver(j *job, p *plan, d policy.Decision) (*plan, error) {
 		return e.unlinkLateManager(tx, p2)
 	})
 	switch {
+	case err != nil && res.nativeID != "" && !res.dryRun && (p.before == nil || res.caughtUp) && j.sent && errors.Is(err, kv.ErrUnavailable):
+		// The store just failed this commit: listing the create would wait out the
+		// store's request_timeout again, almost surely in vain. This process adopts it
+		// meanwhile, and closing the intent (intentEnded) lists it once the store takes
+		// writes again.
+		e.shared.holdAdoption(e.adoptionKey(p), true)
 	case err != nil && res.nativeID != "" && !res.dryRun && (p.before == nil || res.caughtUp):
 		// The app has the account but the directory could not record it: let Entra's
 		// retry adopt it rather than create a second one.
@@ -511,6 +518,11 @@ func (e *Engine) sendOnce(j *job, p *plan, d policy.Decision) (*syncResult, erro
 			return e.journal.AppendPrepared(tx.KV(), intent)
 		})
 		if err != nil {
+			if errors.Is(err, kv.ErrUnavailable) {
+				// etcd may have stored the intent all the same (a commit that timed out):
+				// it is closed once the store takes writes again, with no call made.
+				e.intentEnded(j.req.ID)
+			}
 			return nil, err
 		}
 	}

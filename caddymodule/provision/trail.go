@@ -126,6 +126,15 @@ func (e *Engine) fail(req Request, t *Trail, err error) *Result {
 	case se.Status == http.StatusForbidden && t.decision != nil && !t.decision.Allow:
 		outcome = change.Denied
 	}
+	if e.fleet && errors.Is(err, kv.ErrUnavailable) {
+		// The store (etcd) just failed this request: journaling the failure would wait
+		// out its request_timeout again, almost surely in vain, before Entra hears the
+		// 503. Nothing is lost: an intent this request may have stored is closed by its
+		// gateway once the store takes writes again (intentEnded).
+		e.logger.Warn("request failed on the unavailable store; not journaled",
+			zap.String("request_id", req.ID), zap.Int("status", se.Status))
+		return res
+	}
 	rec := e.record(req, t, outcome, se.Status, se.Detail)
 	prepared, jerr := e.journal.Prepare(rec)
 	if jerr == nil {
@@ -175,6 +184,12 @@ func (e *Engine) scimError(req Request, t *Trail, err error) (*scim.Error, time.
 		return scim.Errorf(http.StatusServiceUnavailable, "", "the app answered with native id %q, which the gateway already maps to resource %s of target %s: the app reused an id (did it lose its data?) or merged two accounts; the directory is unchanged; reconcile the target or remove the stale mapping, then retry", taken.NativeID, taken.Owner, taken.Target), storageRetryAfter
 	case errors.Is(err, store.ErrNotFound):
 		return scim.NotFound("resource not found"), 0
+	case (errors.Is(err, kv.ErrUnavailable) || errors.Is(err, kv.ErrConflict)) && t != nil && len(t.calls) > 0:
+		// The calls were made, their outcome could not be stored: Entra's retry finds
+		// what they did (a create adopts the account they made).
+		e.logger.Warn("store unavailable after the change reached the app", zap.String("request_id", req.ID),
+			zap.String("target", t.target), zap.Error(err))
+		return scim.Errorf(http.StatusServiceUnavailable, "", "the change reached %s but the gateway's store is unavailable (%v), so its outcome is not stored; retry later (the retry takes up what the change did)", t.target, err), unavailableRetryAfter
 	case errors.Is(err, kv.ErrUnavailable), errors.Is(err, kv.ErrConflict):
 		// A shared store (etcd) without quorum, or too many gateways writing the same
 		// directory at once: nothing was acknowledged, and Entra retries a 503.

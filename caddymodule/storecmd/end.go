@@ -178,8 +178,11 @@ func openEtcd(ctx context.Context, r *storeconfig.Resolved) (*etcdkv.DB, error) 
 		TLS:           r.TLS,
 		DialTimeout:   r.DialTimeout,
 		CommitTimeout: r.RequestTimeout,
-		Name:          fmt.Sprintf("store-copy@%s:%d", host, os.Getpid()),
-		Logger:        zap.NewNop(),
+		// request_timeout bounds reads too: a linearizable read that etcd answers within it
+		// must not fail on a shorter bound of its own.
+		BarrierTimeout: r.RequestTimeout,
+		Name:           fmt.Sprintf("store-copy@%s:%d", host, os.Getpid()),
+		Logger:         zap.NewNop(),
 	})
 }
 
