@@ -446,7 +446,7 @@ func (e *Engine) deliver(j *job, p *plan, d policy.Decision) (*plan, error) {
 	case err != nil && j.sent:
 		// The calls are over but their outcome is not stored: the intent is closed as soon
 		// as the store takes it, rather than hold the resource until its time bound.
-		e.intentEnded(j.req.ID)
+		e.intentEnded(j.req.ID, endedAfterCalls)
 	case err == nil && p.adopt:
 		e.shared.holdAdoption(e.adoptionKey(p), false)
 	}
@@ -521,7 +521,7 @@ func (e *Engine) sendOnce(j *job, p *plan, d policy.Decision) (*syncResult, erro
 			if errors.Is(err, kv.ErrUnavailable) {
 				// etcd may have stored the intent all the same (a commit that timed out):
 				// it is closed once the store takes writes again, with no call made.
-				e.intentEnded(j.req.ID)
+				e.intentEnded(j.req.ID, endedBeforeCalls)
 			}
 			return nil, err
 		}

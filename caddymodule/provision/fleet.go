@@ -529,7 +529,7 @@ type sweeper struct {
 	// up on each (the intent's bound: other gateways close it from then on). They are
 	// closed every endedRetry until the store takes it.
 	endedMu   sync.Mutex
-	ended     map[string]time.Time
+	ended     map[string]endedIntent
 	endedKick chan struct{}
 }
 
@@ -543,7 +543,7 @@ const endedRetry = time.Second
 // live gateway and hold its resource (a create's retry answers 503 with Retry-After) until
 // the intent's time bound, minutes; closing it at once, as recovery would, lets Entra's
 // retry go on (a create's adopts the account the calls made) once the store is back.
-func (e *Engine) intentEnded(requestID string) {
+func (e *Engine) intentEnded(requestID, why string) {
 	if !e.fleet || requestID == "" {
 		return
 	}
@@ -555,9 +555,9 @@ func (e *Engine) intentEnded(requestID string) {
 	}
 	w.endedMu.Lock()
 	if w.ended == nil {
-		w.ended = map[string]time.Time{}
+		w.ended = map[string]endedIntent{}
 	}
-	w.ended[requestID] = e.now().Add(e.intentBound())
+	w.ended[requestID] = endedIntent{until: e.now().Add(e.intentBound()), why: why}
 	w.endedMu.Unlock()
 	select {
 	case w.endedKick <- struct{}{}:
@@ -565,10 +565,23 @@ func (e *Engine) intentEnded(requestID string) {
 	}
 }
 
+// endedIntent is an intent of this gateway left for its sweeper to close: until the
+// intent's time bound (other gateways' recovery closes it after), with why it has no outcome.
+type endedIntent struct {
+	until time.Time
+	why   string
+}
+
+// The reasons an ended intent is closed with.
+const (
+	endedAfterCalls  = "its gateway could not store the outcome (the store failed after the calls)"
+	endedBeforeCalls = "its own commit failed (the store was unavailable); no call was made"
+)
+
 // closeEnded closes the ended intents it can and reports whether some remain.
 func (w *sweeper) closeEnded(e *Engine) bool {
 	w.endedMu.Lock()
-	ids := make(map[string]time.Time, len(w.ended))
+	ids := make(map[string]endedIntent, len(w.ended))
 	maps.Copy(ids, w.ended)
 	w.endedMu.Unlock()
 	if len(ids) == 0 {
@@ -582,13 +595,13 @@ func (w *sweeper) closeEnded(e *Engine) bool {
 		for i := range open {
 			byRequest[open[i].RequestID] = &open[i]
 		}
-		for id := range ids {
+		for id, ended := range ids {
 			in := byRequest[id]
 			if in == nil {
 				done[id] = true // closed already: its outcome, or another gateway's recovery
 				continue
 			}
-			if _, err = e.closeIntentAs(in, now, "its gateway could not store the outcome (the store failed after the calls)"); err != nil {
+			if _, err = e.closeIntentAs(in, now, ended.why); err != nil {
 				break
 			}
 			done[id] = true
@@ -600,8 +613,8 @@ func (w *sweeper) closeEnded(e *Engine) bool {
 	}
 	w.endedMu.Lock()
 	defer w.endedMu.Unlock()
-	for id, until := range w.ended {
-		if done[id] || now.After(until) {
+	for id, ended := range w.ended {
+		if done[id] || now.After(ended.until) {
 			delete(w.ended, id)
 		}
 	}
