@@ -35,14 +35,14 @@ func (rn *run) fix() {
 		rn.addNote("the links to accounts gone from the app were not released (" + err.Error() + "): a create the app answers with the id of a gone account fails as a reused id")
 	}
 	// Missing accounts first: the other repairs may refer to them (a manager's account made
-	// again has a new native id, which a report's update then sends).
-	for i := range r.Findings {
+	// again has a new native id, which a report's update then sends). A missing manager's
+	// account is made before its missing reports', whose creates then send it.
+	for _, i := range rn.missingInOrder() {
 		if rn.ctx.Err() != nil {
 			return
 		}
-		if f := &r.Findings[i]; f.Kind == Missing {
-			rn.done(f, rn.rc.engine.Repair(req, provision.Repair{Kind: provision.RepairCreate, Type: f.ResourceType, ID: f.SCIMID}))
-		}
+		f := &r.Findings[i]
+		rn.done(f, rn.rc.engine.Repair(req, provision.Repair{Kind: provision.RepairCreate, Type: f.ResourceType, ID: f.SCIMID}))
 	}
 	for i := range r.Findings {
 		if rn.ctx.Err() != nil {
@@ -197,4 +197,68 @@ func (rn *run) releaseGone() error {
 		rn.addNote(fmt.Sprintf("%d link(s) of the directory to accounts the app no longer lists were released before the repairs (the app may give their ids to new accounts); their resources get accounts again when a repair or a change reaches the app", n))
 	}
 	return nil
+}
+
+// managerIndex is the store's index attribute of a user's manager reference.
+const managerIndex = "manager.value"
+
+// missingInOrder returns the indexes of the report's missing findings in the order their
+// accounts are made: each missing user after its manager when the manager is missing too
+// (a report made first would be sent without its manager, whose account the mapping
+// cannot name yet, and need a second fix), otherwise in the report's order. A cycle of
+// managers is cut where it is found. When the directory cannot be read, the report's order.
+func (rn *run) missingInOrder() []int {
+	var missing []int
+	users := map[string]int{} // SCIM id -> finding, of missing users
+	for i, f := range rn.report.Findings {
+		if f.Kind == Missing {
+			missing = append(missing, i)
+			if f.ResourceType == scim.UserType {
+				users[f.SCIMID] = i
+			}
+		}
+	}
+	manager := map[string]string{} // a missing user's missing manager
+	if len(users) > 1 {
+		err := rn.rc.store.View(func(tx *store.Tx) error {
+			for id := range users {
+				rec, err := tx.Get(scim.UserType, id)
+				if errors.Is(err, store.ErrNotFound) {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				for _, e := range rec.Index {
+					if _, ok := users[e.Value]; ok && e.Attr == managerIndex && e.Value != id {
+						manager[id] = e.Value
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return missing
+		}
+	}
+	if len(manager) == 0 {
+		return missing
+	}
+	order := make([]int, 0, len(missing))
+	placed := map[int]bool{}
+	var place func(i int)
+	place = func(i int) {
+		if placed[i] {
+			return
+		}
+		placed[i] = true // before its manager: a cycle ends here
+		if m, ok := manager[rn.report.Findings[i].SCIMID]; ok {
+			place(users[m])
+		}
+		order = append(order, i)
+	}
+	for _, i := range missing {
+		place(i)
+	}
+	return order
 }

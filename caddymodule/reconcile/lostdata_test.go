@@ -69,3 +69,49 @@ func fixAfterTheAppLostItsData(t *testing.T, n, batch int) {
 		t.Fatalf("the app holds %d accounts and %d memberships, want %d and 3", len(st.Accounts), len(st.Memberships), n-1)
 	}
 }
+
+// TestFixMakesManagersFirst: after the app lost its data, the missing reports come before
+// their missing managers in the directory (made first, their manager set later, as
+// Entra's manager pass does). The fix makes each manager's account before its reports',
+// whose creates then send it: the next reconcile finds nothing. Before, a report made
+// first went without its manager (the mapping could not name an account not yet made),
+// drifted, and needed a second fix. Two users managing each other (a cycle) are both made.
+func TestFixMakesManagersFirst(t *testing.T) {
+	r := newRig(t)
+	setManager := func(id, manager string) {
+		r.patch(r.eng, scim.UserType, id, `[{"op":"add","path":"`+scim.EnterpriseUserSchema+`:manager","value":{"value":"`+manager+`"}}]`)
+	}
+	// A chain, reports before managers: u0 reports to u1, u1 to u2.
+	var chain []string
+	for i := range 3 {
+		chain = append(chain, r.create(r.eng, scim.UserType, user(fmt.Sprintf("chain%d", i), "Engineer", true)))
+	}
+	setManager(chain[0], chain[1])
+	setManager(chain[1], chain[2])
+	c1 := r.create(r.eng, scim.UserType, user("cycle1", "Engineer", true))
+	c2 := r.create(r.eng, scim.UserType, user("cycle2", "Engineer", true))
+	setManager(c1, c2)
+	setManager(c2, c1)
+	r.app.call("POST", "/api/v1/_reset", "", 204)
+
+	rep, err := r.reconciler(Options{}).Run(context.Background(), true, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Counts.Missing != 5 || rep.Counts.Fixed != 5 || rep.Counts.FixFailed != 0 {
+		t.Fatalf("missing %d, fixed %d, failed %d; want 5 missing, all fixed: %v", rep.Counts.Missing, rep.Counts.Fixed, rep.Counts.FixFailed, keys(rep))
+	}
+	again, err := r.reconciler(Options{}).Run(context.Background(), false, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range again.Findings {
+		if strings.HasPrefix(f.Subject, "chain") {
+			t.Errorf("after one fix: %s (a report made before its manager)", findingKey(f))
+		}
+	}
+	// The cycle: one of the two was made before the other, so one drifts; no more.
+	if n := len(again.Findings); n > 1 {
+		t.Errorf("after one fix: %v, want at most the one user of the cycle made first", keys(again))
+	}
+}
