@@ -140,6 +140,11 @@ func serveLive(w http.ResponseWriter, r *http.Request, a openJournal) error {
 	w.WriteHeader(http.StatusOK)
 
 	s := &liveStream{w: w, rc: http.NewResponseController(w), filter: lr.filter, sent: lr.after}
+	defer func() {
+		if !s.stalled {
+			clearStallDeadline(s.rc) // else the end of the response would wait for the client again
+		}
+	}()
 	if err := s.write(fmt.Appendf(nil, "retry: %d\n\n", liveRetryMillis)); err != nil {
 		return nil
 	}
@@ -151,11 +156,12 @@ func serveLive(w http.ResponseWriter, r *http.Request, a openJournal) error {
 
 // liveStream writes one client's events.
 type liveStream struct {
-	w      http.ResponseWriter
-	rc     *http.ResponseController
-	filter Filter
-	sent   uint64 // highest sequence number considered (sent or filtered out)
-	buf    bytes.Buffer
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	filter  Filter
+	sent    uint64 // highest sequence number considered (sent or filtered out)
+	buf     bytes.Buffer
+	stalled bool // a write failed: the client stopped reading (or left)
 }
 
 // replay sends the records the client has not seen: those after its Last-Event-ID, or the
@@ -234,11 +240,16 @@ func (s *liveStream) send(e journal.Entry) error {
 	return s.write(s.buf.Bytes())
 }
 
+// write sends p under the stall deadline (stallWrite), the flush included: a client that
+// stops reading is cut off instead of holding the stream (and a replay's share of the
+// retention lock) for as long as it keeps its connection.
 func (s *liveStream) write(p []byte) error {
-	if _, err := s.w.Write(p); err != nil {
-		return err
+	_, err := stallWrite(s.w, s.rc, p)
+	if err == nil {
+		err = s.rc.Flush()
 	}
-	return s.rc.Flush()
+	s.stalled = s.stalled || err != nil
+	return err
 }
 
 // The page: live/watch.html with live/watch.css and live/watch.js inlined.
