@@ -106,7 +106,9 @@ type Event struct {
 //	event: record
 //	data: {record fields..., "hash": "<hex>"}
 //
-// and `event: heartbeat` every liveHeartbeat. It subscribes before reading the backlog, so
+// and `event: heartbeat` every liveHeartbeat. A client that resumes more than MaxBacklog
+// records back first gets `event: gap` with data {"from_seq": a, "to_seq": b}: the records
+// the stream leaves out (an export has them). It subscribes before reading the backlog, so
 // no record falls between the two (duplicates are skipped by sequence number); a
 // Last-Event-ID beyond the head is from another history and resumes from now. It ends when
 // the client goes away or when the journal drops the subscription (a client too slow to
@@ -179,7 +181,15 @@ func (s *liveStream) replay(ctx context.Context, j *journal.Journal, lr liveRequ
 		from = liveFirst(head, lr.backlog)
 	}
 	if head-from >= MaxBacklog {
+		skipped := from
 		from = liveFirst(head, MaxBacklog)
+		if lr.after != 0 {
+			// A resume further back than MaxBacklog: say which records the stream leaves
+			// out, so that a client following the journal never loses some unawares.
+			if err := s.write(fmt.Appendf(nil, "event: gap\ndata: {\"from_seq\":%d,\"to_seq\":%d}\n\n", skipped, from-1)); err != nil {
+				return err
+			}
+		}
 	}
 	return ReadEntries(ctx, func(ctx context.Context, w io.Writer) error {
 		_, err := j.Export(ctx, w, journal.Query{FromSeq: from, ToSeq: head}, journal.FormatJSONL)
