@@ -61,6 +61,11 @@ type Report struct {
 	LastHash string `json:"last_hash,omitempty"`
 	// Signed is true when checkpoint signatures were checked (a public key was given).
 	Signed bool `json:"signed"`
+	// CheckpointSeq is the record the newest verified checkpoint covers (0: none). Records
+	// after it are chained but no checkpoint vouches for them yet: whoever can write the
+	// file can rewrite or append them with recomputed hashes, and only a later checkpoint
+	// (or a copy of it in a log sink) tells.
+	CheckpointSeq uint64 `json:"checkpoint_seq,omitempty"`
 	// Partial is true for a filtered JSONL export: each record was checked against its own
 	// hash, but the links across the records the filter left out could not be.
 	Partial bool `json:"partial,omitempty"`
@@ -162,6 +167,7 @@ func (c *chain) checkpoint(cp Checkpoint) *Problem {
 			cp.Seq, truncate(cp.Hash, 64), cp.Seq)
 	}
 	c.rep.Checkpoints++
+	c.rep.CheckpointSeq = cp.Seq
 	return nil
 }
 

@@ -3,6 +3,8 @@ package journaladmin
 import (
 	"time"
 
+	"github.com/scimgate/scimgate/caddymodule/journal"
+
 	"github.com/scimgate/scimgate/caddymodule/kv"
 )
 
@@ -17,6 +19,25 @@ func SetLiveHeartbeat(d time.Duration) (restore func()) {
 	old := liveHeartbeat
 	liveHeartbeat = d
 	return func() { liveHeartbeat = old }
+}
+
+// SetStreamStall sets how long a streamed response waits for a client that reads nothing
+// before cutting it off, and returns the function that restores it.
+func SetStreamStall(d time.Duration) (restore func()) {
+	old := streamStall
+	streamStall = d
+	return func() { streamStall = old }
+}
+
+// RegisteredJournal is the registered journal called name (nil when none), so a test can
+// append records in bulk and run retention on the running instance's journal.
+func RegisteredJournal(name string) *journal.Journal {
+	for _, a := range journals() {
+		if a.j.Name() == name {
+			return a.j
+		}
+	}
+	return nil
 }
 
 // RegisteredDB is the database of the registered journal called name (nil when none), so

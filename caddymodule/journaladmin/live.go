@@ -106,7 +106,9 @@ type Event struct {
 //	event: record
 //	data: {record fields..., "hash": "<hex>"}
 //
-// and `event: heartbeat` every liveHeartbeat. It subscribes before reading the backlog, so
+// and `event: heartbeat` every liveHeartbeat. A client that resumes more than MaxBacklog
+// records back first gets `event: gap` with data {"from_seq": a, "to_seq": b}: the records
+// the stream leaves out (an export has them). It subscribes before reading the backlog, so
 // no record falls between the two (duplicates are skipped by sequence number); a
 // Last-Event-ID beyond the head is from another history and resumes from now. It ends when
 // the client goes away or when the journal drops the subscription (a client too slow to
@@ -140,6 +142,11 @@ func serveLive(w http.ResponseWriter, r *http.Request, a openJournal) error {
 	w.WriteHeader(http.StatusOK)
 
 	s := &liveStream{w: w, rc: http.NewResponseController(w), filter: lr.filter, sent: lr.after}
+	defer func() {
+		if !s.stalled {
+			clearStallDeadline(s.rc) // else the end of the response would wait for the client again
+		}
+	}()
 	if err := s.write(fmt.Appendf(nil, "retry: %d\n\n", liveRetryMillis)); err != nil {
 		return nil
 	}
@@ -151,11 +158,12 @@ func serveLive(w http.ResponseWriter, r *http.Request, a openJournal) error {
 
 // liveStream writes one client's events.
 type liveStream struct {
-	w      http.ResponseWriter
-	rc     *http.ResponseController
-	filter Filter
-	sent   uint64 // highest sequence number considered (sent or filtered out)
-	buf    bytes.Buffer
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	filter  Filter
+	sent    uint64 // highest sequence number considered (sent or filtered out)
+	buf     bytes.Buffer
+	stalled bool // a write failed: the client stopped reading (or left)
 }
 
 // replay sends the records the client has not seen: those after its Last-Event-ID, or the
@@ -173,7 +181,15 @@ func (s *liveStream) replay(ctx context.Context, j *journal.Journal, lr liveRequ
 		from = liveFirst(head, lr.backlog)
 	}
 	if head-from >= MaxBacklog {
+		skipped := from
 		from = liveFirst(head, MaxBacklog)
+		if lr.after != 0 {
+			// A resume further back than MaxBacklog: say which records the stream leaves
+			// out, so that a client following the journal never loses some unawares.
+			if err := s.write(fmt.Appendf(nil, "event: gap\ndata: {\"from_seq\":%d,\"to_seq\":%d}\n\n", skipped, from-1)); err != nil {
+				return err
+			}
+		}
 	}
 	return ReadEntries(ctx, func(ctx context.Context, w io.Writer) error {
 		_, err := j.Export(ctx, w, journal.Query{FromSeq: from, ToSeq: head}, journal.FormatJSONL)
@@ -234,11 +250,16 @@ func (s *liveStream) send(e journal.Entry) error {
 	return s.write(s.buf.Bytes())
 }
 
+// write sends p under the stall deadline (stallWrite), the flush included: a client that
+// stops reading is cut off instead of holding the stream (and a replay's share of the
+// retention lock) for as long as it keeps its connection.
 func (s *liveStream) write(p []byte) error {
-	if _, err := s.w.Write(p); err != nil {
-		return err
+	_, err := stallWrite(s.w, s.rc, p)
+	if err == nil {
+		err = s.rc.Flush()
 	}
-	return s.rc.Flush()
+	s.stalled = s.stalled || err != nil
+	return err
 }
 
 // The page: live/watch.html with live/watch.css and live/watch.js inlined.

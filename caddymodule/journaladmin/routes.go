@@ -42,7 +42,7 @@ func serveExport(w http.ResponseWriter, r *http.Request, a openJournal) error {
 		return badRequest(err)
 	}
 	w.Header().Set("Trailer", ExportTrailer)
-	lw := &lazyWriter{w: w, header: func(h http.Header) {
+	lw := &lazyWriter{w: w, rc: http.NewResponseController(w), header: func(h http.Header) {
 		h.Set("Content-Type", f.ContentType())
 		h.Set("Content-Disposition", attachment(a.j.Name(), formatExt[f]))
 		h.Set("Cache-Control", "no-store")
@@ -85,7 +85,7 @@ func serveBackup(w http.ResponseWriter, r *http.Request, a openJournal) error {
 	if err := CheckParams(r.URL.Query()); err != nil {
 		return badRequest(err)
 	}
-	lw := &lazyWriter{w: w, header: func(h http.Header) {
+	lw := &lazyWriter{w: w, rc: http.NewResponseController(w), header: func(h http.Header) {
 		h.Set("Content-Type", "application/octet-stream")
 		h.Set("Content-Disposition", attachment(a.j.Name(), "db"))
 		h.Set("Cache-Control", "no-store")
@@ -103,6 +103,7 @@ func finishStream(r *http.Request, lw *lazyWriter, err error, onSuccess func()) 
 		if !lw.started {
 			lw.start()
 		}
+		clearStallDeadline(lw.rc)
 		if onSuccess != nil {
 			onSuccess()
 		}
@@ -118,9 +119,11 @@ func finishStream(r *http.Request, lw *lazyWriter, err error, onSuccess func()) 
 }
 
 // lazyWriter commits the response headers on the first write, so an error found before
-// any output can still answer with a status.
+// any output can still answer with a status. With rc set, it writes under the stall
+// deadline (stallWrite).
 type lazyWriter struct {
 	w       http.ResponseWriter
+	rc      *http.ResponseController
 	header  func(http.Header)
 	started bool
 }
@@ -135,7 +138,50 @@ func (l *lazyWriter) Write(p []byte) (int, error) {
 	if !l.started {
 		l.start()
 	}
-	return l.w.Write(p)
+	if l.rc == nil {
+		return l.w.Write(p)
+	}
+	return stallWrite(l.w, l.rc, p)
+}
+
+// Streamed responses (an export, a backup, the live stream) are written under a deadline
+// that each write of at most stallChunk bytes renews: a client that stops reading for
+// streamStall is cut off. Without it, such a client would hold what the stream holds for
+// as long as it keeps its connection open: an export's share of the retention lock (so
+// retention never runs and the journal grows without bound), a backup's read transaction
+// (so bbolt reuses no page and the file grows), a live stream's goroutine and buffer.
+// A slow client that keeps reading is not cut off: the deadline is per chunk, not per
+// response.
+var streamStall = time.Minute
+
+const stallChunk = 64 << 10
+
+// stallWrite writes p to w in chunks of at most stallChunk bytes, each under a deadline of
+// streamStall from its start. A writer without deadlines (a test recorder) is written to
+// as it is.
+func stallWrite(w io.Writer, rc *http.ResponseController, p []byte) (int, error) {
+	written := 0
+	for len(p) > 0 {
+		chunk := p[:min(len(p), stallChunk)]
+		if err := rc.SetWriteDeadline(time.Now().Add(streamStall)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			return written, err
+		}
+		n, err := w.Write(chunk)
+		written += n
+		if err != nil {
+			return written, err
+		}
+		p = p[n:]
+	}
+	return written, nil
+}
+
+// clearStallDeadline lifts the stall deadline once a stream has ended well, so that the
+// next request on the same connection is not held to it.
+func clearStallDeadline(rc *http.ResponseController) {
+	if rc != nil {
+		_ = rc.SetWriteDeadline(time.Time{})
+	}
 }
 
 // attachment is a Content-Disposition naming the download after the journal and time.

@@ -8,9 +8,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/csv"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -141,6 +145,52 @@ func TestCLIAgainstAdminAndBackup(t *testing.T) {
 		code, out, _ = journaltest.Run(t, "verify", "--file", path, "--public-key", otherB64)
 		if code != journalcmd.ExitNotVerified || !strings.Contains(out, "signature does not verify") {
 			t.Fatalf("verify with a key that signed nothing: exit %d: %q", code, out)
+		}
+	})
+
+	t.Run("verify names the records no checkpoint vouches for", func(t *testing.T) {
+		// An attacker who can write an export appends a record after the newest signed
+		// checkpoint, with its hash recomputed and the end line fixed: the chain holds and
+		// every signature verifies, so verify says OK; it must also say that nothing
+		// vouches for the records after that checkpoint (before, it said "signatures
+		// checked" and nothing else).
+		data, err := os.ReadFile(filepath.Join(dir, "signed.jsonl"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+		var last struct {
+			Seq    uint64          `json:"seq"`
+			Hash   string          `json:"hash"`
+			Record json.RawMessage `json:"record"`
+		}
+		if err := json.Unmarshal([]byte(lines[len(lines)-3]), &last); err != nil || last.Seq == 0 {
+			t.Fatalf("the line before the last checkpoint is not a record: %v %q", err, lines[len(lines)-3])
+		}
+		var rec map[string]any
+		if err := json.Unmarshal(last.Record, &rec); err != nil {
+			t.Fatal(err)
+		}
+		seq := last.Seq + 1
+		rec["seq"], rec["prev_hash"], rec["subject"] = seq, last.Hash, "mallory@example.com"
+		raw, _ := json.Marshal(rec)
+		prev, _ := hex.DecodeString(last.Hash)
+		h := sha256.New()
+		h.Write(prev)
+		_ = binary.Write(h, binary.BigEndian, seq)
+		h.Write(raw)
+		sum := hex.EncodeToString(h.Sum(nil))
+		forged := append(lines[:len(lines)-1:len(lines)-1],
+			fmt.Sprintf(`{"seq":%d,"hash":"%s","record":%s}`, seq, sum, raw),
+			fmt.Sprintf(`{"end":{"records":%d,"last_seq":%d,"last_hash":"%s"}}`, seq, seq, sum))
+		path := filepath.Join(dir, "appended.jsonl")
+		if err := os.WriteFile(path, []byte(strings.Join(forged, "\n")+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		code, out, _ := journaltest.Run(t, "verify", "--file", path, "--public-key", pubB64)
+		want := fmt.Sprintf("records %d to %d follow the newest checkpoint: none vouches for them yet", seq, seq)
+		if code != 0 || !strings.Contains(out, want) {
+			t.Fatalf("exit %d: %q, want OK saying %q", code, out, want)
 		}
 	})
 

@@ -229,7 +229,7 @@ func (a *adminClient) follow(ctx context.Context, name string, backlog int, f jo
 		} else {
 			q.Set("backlog", strconv.Itoa(backlog))
 		}
-		got, err := a.stream(ctx, name, q, func(e journal.Entry) error {
+		got, err := a.stream(ctx, name, q, stderr, func(e journal.Entry) error {
 			last = e.Record.Seq
 			return emit(e)
 		})
@@ -251,9 +251,9 @@ func (a *adminClient) follow(ctx context.Context, name string, backlog int, f jo
 	}
 }
 
-// stream reads one SSE connection, handing record events to fn. got reports whether the
-// connection was established.
-func (a *adminClient) stream(ctx context.Context, name string, q url.Values, fn func(journal.Entry) error) (got bool, err error) {
+// stream reads one SSE connection, handing record events to fn and saying on stderr which
+// records a gap event leaves out. got reports whether the connection was established.
+func (a *adminClient) stream(ctx context.Context, name string, q url.Values, stderr io.Writer, fn func(journal.Entry) error) (got bool, err error) {
 	resp, err := a.do(ctx, http.MethodGet, journaladmin.JournalPath(name, "live"), q)
 	if err != nil {
 		return false, err
@@ -267,6 +267,15 @@ func (a *adminClient) stream(ctx context.Context, name string, q url.Values, fn 
 				return err
 			}
 			return fn(e)
+		case "gap":
+			var g struct {
+				From uint64 `json:"from_seq"`
+				To   uint64 `json:"to_seq"`
+			}
+			if err := json.Unmarshal(data, &g); err != nil {
+				return fmt.Errorf("decoding a gap event: %w", err)
+			}
+			fmt.Fprintf(stderr, "records %d to %d were committed while the stream was away and are not shown: journal export --from-seq %d --to-seq %d has them\n", g.From, g.To, g.From, g.To)
 		case "dropped":
 			return errors.New("the instance dropped the stream")
 		}

@@ -98,6 +98,16 @@ func StartStore(t *testing.T, storeBlock string) *Env {
 	return start(t, bytes.Replace(caddyfile, []byte(dataDir), []byte(storeBlock), 1))
 }
 
+// StartJournal is Start with more settings in the journal block, e.g. "max_records 1000".
+func StartJournal(t *testing.T, settings string) *Env {
+	t.Helper()
+	const last = "checkpoint_interval -1"
+	if !bytes.Contains(caddyfile, []byte(last)) {
+		t.Fatalf("the Caddyfile has no %q line to follow", last)
+	}
+	return start(t, bytes.Replace(caddyfile, []byte(last), []byte(last+"\n"+settings), 1))
+}
+
 // StartTarget is Start with a target: a legacy app on loopback that makes an account per
 // user (its native calls are journaled), and answers 500 to a user whose userName starts
 // with "fail-" (the change fails: pending, then failed) and 422 to one that starts with

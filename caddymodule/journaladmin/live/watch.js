@@ -371,6 +371,9 @@
     });
     es.addEventListener('heartbeat', () => { lastEventAt = Date.now(); });
     es.addEventListener('dropped', () => reconnectSoon(0));
+    // The stream left records out (it resumed further back than it replays): the table's
+    // query reads them.
+    es.addEventListener('gap', () => load(true));
     es.onerror = () => {
       if (es !== source) return;
       if (es.readyState === EventSource.CLOSED) {
