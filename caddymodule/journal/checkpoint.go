@@ -75,7 +75,7 @@ func (c Checkpoint) VerifySignature(name string, keys ...ed25519.PublicKey) erro
 	if err != nil || len(sig) != ed25519.SignatureSize {
 		return fmt.Errorf("checkpoint %d: malformed signature", c.Seq)
 	}
-	keys = Trusted(keys)
+	keys = trusted(keys)
 	if len(keys) == 0 {
 		return fmt.Errorf("checkpoint %d: no public key to verify it with", c.Seq)
 	}
@@ -99,8 +99,8 @@ func (c Checkpoint) VerifySignature(name string, keys ...ed25519.PublicKey) erro
 	return fmt.Errorf("checkpoint %d (key id %q): signature does not verify with any of the %d given public keys", c.Seq, c.KeyID, len(keys))
 }
 
-// Trusted is keys without the nil ones (a caller's "no key").
-func Trusted(keys []ed25519.PublicKey) []ed25519.PublicKey {
+// trusted is keys without the nil ones (a caller's "no key").
+func trusted(keys []ed25519.PublicKey) []ed25519.PublicKey {
 	if !slices.ContainsFunc(keys, func(k ed25519.PublicKey) bool { return k == nil }) {
 		return keys
 	}

@@ -85,7 +85,7 @@ type chain struct {
 }
 
 func newChain(name string, keys []ed25519.PublicKey, anchorSeq uint64, anchorPrev [32]byte) *chain {
-	keys = Trusted(keys)
+	keys = trusted(keys)
 	return &chain{name: name, keys: keys, next: anchorSeq, prev: anchorPrev, rep: Report{Signed: len(keys) > 0}}
 }
 
