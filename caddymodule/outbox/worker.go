@@ -545,6 +545,32 @@ func (w *Worker) dispatch(ctx context.Context) time.Time {
 			}
 		}
 	}
+	// Resources with a task in flight, and those a task in flight refers to: a task that
+	// refers to one of the first, or of one of the second, waits until that attempt ends.
+	// Each delivery reads the other's account (a member's, a group's) before its calls and
+	// acts on what it found at its commit: a group's member add leaves out a member without
+	// an account, for the member's create to send the membership, and that create leaves
+	// out a group whose task is still queued, for the task to send it. Delivered at once
+	// (a user without an account, whose update makes it: its create dropped, or the user
+	// out of scope until then; a dead create retried while the group goes), neither sends
+	// it.
+	busy, busyRef := map[string]bool{}, map[string]bool{}
+	setBusy := func(e *entry) {
+		busy[e.resource] = true
+		for _, r := range e.refs {
+			busyRef[r] = true
+		}
+	}
+	if w.inflight > 0 {
+		for _, e := range w.entries {
+			if e.inFlight {
+				setBusy(e)
+			}
+		}
+	}
+	touchesBusy := func(e *entry) bool {
+		return busyRef[e.resource] || slices.ContainsFunc(e.refs, func(r string) bool { return r != e.resource && busy[r] })
+	}
 	held := map[string]bool{}       // resources with an earlier task (their later ones wait)
 	referenced := map[string]bool{} // resources an earlier task that is not dead refers to (their delete waits)
 	live := map[string]bool{}       // resources with an earlier create or delete that is not dead (references wait)
@@ -563,7 +589,7 @@ func (w *Worker) dispatch(ctx context.Context) time.Time {
 			break
 		}
 		waits := held[e.resource] || slices.ContainsFunc(e.refs, func(r string) bool { return live[r] }) ||
-			e.deletes && referenced[e.resource]
+			e.deletes && referenced[e.resource] || touchesBusy(e)
 		scheduled := inSchedule(e)
 		if !scheduled && !e.dead && (wakeAt.IsZero() || sched.Next(now).Before(wakeAt)) {
 			wakeAt = sched.Next(now)
@@ -598,8 +624,12 @@ func (w *Worker) dispatch(ctx context.Context) time.Time {
 		if wait {
 			continue // the task whose reference waits joins it once that is delivered
 		}
+		if j := slices.IndexFunc(group, touchesBusy); j > 0 {
+			group = group[:j] // a later task that refers to a resource in flight waits for it
+		}
 		for _, g := range group {
 			g.inFlight = true
+			setBusy(g)
 		}
 		if size > 1 {
 			if b == nil {
