@@ -260,13 +260,21 @@ type taskStates struct {
 }
 
 func (w *Worker) states() taskStates {
+	if entries, _, ok := w.stored(); ok {
+		return statesOf(entries) // another gateway delivers: what the store holds
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.takeInbox()
+	return statesOf(w.entries)
+}
+
+// statesOf is the state of each of entries, in sequence order.
+func statesOf(entries []*entry) taskStates {
 	s := taskStates{inFlight: map[uint64]bool{}, behind: map[uint64]uint64{}, waiting: map[uint64]bool{}}
 	dead := map[string]uint64{}
 	held := map[string]bool{}
-	for _, e := range w.entries {
+	for _, e := range entries {
 		switch {
 		case e.inFlight:
 			s.inFlight[e.seq] = true

@@ -334,14 +334,52 @@ type Stats struct {
 	Paused bool
 }
 
-// Stats counts the tasks in the outbox.
+// Stats counts the tasks in the outbox. A gateway of a fleet that does not deliver the
+// target's outbox now has no index of it: it counts what the store holds (none in flight,
+// as far as it knows), and says whether the target is paused as the store does, so that
+// every gateway answers an operator (and its metrics) alike.
 func (w *Worker) Stats() Stats {
+	if entries, paused, ok := w.stored(); ok {
+		return statsOf(entries, paused)
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.takeInbox()
-	s := Stats{Paused: w.paused}
+	return statsOf(w.entries, w.paused)
+}
+
+// stored reads the outbox from the store when this gateway does not deliver it (a shared
+// store, another gateway holding the job): the entries of its tasks, in order, and whether
+// it is paused. ok is false on the holder (its index is the outbox), or when the store
+// cannot be read (logged; the caller uses its index, empty on a gateway that is not the
+// holder).
+func (w *Worker) stored() (entries []*entry, paused, ok bool) {
+	if !w.shared || w.Holding() {
+		return nil, false, false
+	}
+	err := w.store.View(func(tx *store.Tx) error {
+		paused = tx.OutboxPaused(w.target)
+		return tx.Tasks(w.target, 0, func(st store.Task) (bool, error) {
+			t, err := Decode(st.Seq, st.Data)
+			if err != nil {
+				return false, err
+			}
+			entries = append(entries, entryOf(t))
+			return true, nil
+		})
+	})
+	if err != nil {
+		w.logger.Warn("reading the outbox for its counts failed", zap.String("target", w.target), zap.Error(err))
+		return nil, false, false
+	}
+	return entries, paused, true
+}
+
+// statsOf counts entries, in sequence order.
+func statsOf(entries []*entry, paused bool) Stats {
+	s := Stats{Paused: paused}
 	stuck := map[string]bool{} // resources with a dead letter
-	for _, e := range w.entries {
+	for _, e := range entries {
 		switch {
 		case e.dead:
 			s.Dead++
