@@ -140,6 +140,7 @@ func (w *Worker) Retry(seq uint64, by string) error {
 			return fmt.Errorf("%w: task %d is not a dead letter", ErrConflict, seq)
 		}
 		t.Dead, t.NextAttempt = false, time.Time{}
+		t.Failing = time.Time{} // it has max_age again
 		data, err := t.Encode()
 		if err != nil {
 			return err
