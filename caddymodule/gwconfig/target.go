@@ -96,8 +96,10 @@ func (c *TargetConfig) Provision(ctx caddy.Context, repl *caddy.Replacer) (*prov
 	if name == "" {
 		name = strings.TrimSuffix(filepath.Base(mapPath), filepath.Ext(mapPath))
 	}
-	if !validTargetName.MatchString(name) {
-		return nil, fmt.Errorf("target: name %q must be 1-64 letters, digits, '.', '_' or '-'", name)
+	if !validTargetName.MatchString(name) || name == "." || name == ".." {
+		// "." and "..": a path segment of the admin routes (/scimgate/outbox/{target}) that
+		// HTTP servers resolve away, so the target could not be operated.
+		return nil, fmt.Errorf("target: name %q must be 1-64 letters, digits, '.', '_' or '-' (not \".\" or \"..\")", name)
 	}
 	base := repl.ReplaceAll(c.URL, "")
 	u, err := url.Parse(base)

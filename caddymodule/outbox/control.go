@@ -140,6 +140,7 @@ func (w *Worker) Retry(seq uint64, by string) error {
 			return fmt.Errorf("%w: task %d is not a dead letter", ErrConflict, seq)
 		}
 		t.Dead, t.NextAttempt = false, time.Time{}
+		t.Failing = time.Time{} // it has max_age again
 		data, err := t.Encode()
 		if err != nil {
 			return err
@@ -260,13 +261,21 @@ type taskStates struct {
 }
 
 func (w *Worker) states() taskStates {
+	if entries, _, ok := w.stored(); ok {
+		return statesOf(entries) // another gateway delivers: what the store holds
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.takeInbox()
+	return statesOf(w.entries)
+}
+
+// statesOf is the state of each of entries, in sequence order.
+func statesOf(entries []*entry) taskStates {
 	s := taskStates{inFlight: map[uint64]bool{}, behind: map[uint64]uint64{}, waiting: map[uint64]bool{}}
 	dead := map[string]uint64{}
 	held := map[string]bool{}
-	for _, e := range w.entries {
+	for _, e := range entries {
 		switch {
 		case e.inFlight:
 			s.inFlight[e.seq] = true

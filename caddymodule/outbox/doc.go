@@ -12,8 +12,8 @@
 // concurrency bound the calls). Each attempt is made by the Deliverer (the engine), which
 // journals an intent before the calls and commits the outcome with the task's removal or
 // new state. A failed attempt is retried with exponential backoff and jitter, never sooner
-// than the app's Retry-After, while the app is unavailable and the task is younger than
-// Settings.MaxAge; after that, or at once when the app rejects the change, the task becomes
+// than the app's Retry-After, while the app is unavailable and the task has failed for less
+// than Settings.MaxAge (since its first failed attempt); after that, or at once when the app rejects the change, the task becomes
 // a dead letter and its resource's later tasks wait behind it. An unavailable app holds back
 // the whole target until the next attempt, so that a down app gets one probe at a time;
 // a failure while the app takes other tasks' attempts started no earlier (Report.AppUp) is

@@ -256,3 +256,71 @@ func TestFleetOperatorActionsThroughEitherGateway(t *testing.T) {
 		t.Errorf("dropping a delivered task: %v, want ErrNotFound", err)
 	}
 }
+
+// Every gateway of a fleet answers an operator alike: the one that does not deliver the
+// outbox (it has no index of it) counts what the store holds, shows each task's state
+// (held behind a dead letter), and says the target is paused when an operator paused it
+// through the other; a resume through it reaches the holder.
+func TestFleetCountsAndPauseOnEitherGateway(t *testing.T) {
+	st, _, gws := startFleet(t)
+	holder, other := holderOf(t, gws)
+	if err := holder.w.Pause("op"); err != nil {
+		t.Fatal(err)
+	}
+	for i, id := range []string{"u1", "u1", "u2"} {
+		task := &Task{RequestID: fmt.Sprintf("r%d", i), Action: change.ActionPatch, Type: "User", ID: id,
+			Queued: time.Now(), After: []byte(`{}`), Before: []byte(`{}`), Dead: i == 0, Attempts: 1}
+		data, err := task.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Update(func(tx *store.Tx) error {
+			task.Seq, err = tx.Enqueue("app", task.ID, data)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := Stats{Pending: 2, Held: 1, Dead: 1, Paused: true}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		s := holder.w.Stats()
+		s.Oldest = time.Time{}
+		if s == want {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the holder counts %+v, want %+v", s, want)
+		}
+	}
+	s := other.w.Stats()
+	if s.Oldest.IsZero() {
+		t.Error("the other gateway has no oldest task")
+	}
+	if s.Oldest = (time.Time{}); s != want {
+		t.Errorf("the other gateway counts %+v, want %+v (as the holder does)", s, want)
+	}
+	for _, g := range []*fleetGateway{holder, other} {
+		views, err := g.w.List(Filter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var states []string
+		for _, v := range views {
+			states = append(states, fmt.Sprintf("%s%d", v.State, v.Behind))
+		}
+		if got := fmt.Sprint(states); got != fmt.Sprintf("[dead0 held%d pending0]", views[0].Seq) {
+			t.Errorf("states listed through the %s: %s", map[bool]string{true: "holder", false: "other gateway"}[g == holder], got)
+		}
+	}
+	if err := other.w.Resume("op"); err != nil {
+		t.Fatal(err)
+	}
+	if other.w.Stats().Paused {
+		t.Error("the gateway that resumed still says paused")
+	}
+	for deadline := time.Now().Add(10 * time.Second); holder.w.Stats().Paused; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the holder is still paused after the resume through the other gateway")
+		}
+	}
+}

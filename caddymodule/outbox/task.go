@@ -124,7 +124,11 @@ type Task struct {
 	Urgent bool `json:"urgent,omitempty"`
 
 	// Delivery state.
-	Attempts    int       `json:"attempts,omitempty"`
+	Attempts int `json:"attempts,omitempty"`
+	// Failing is when its first failed attempt was (since an operator's retry, which
+	// clears it): MaxAge counts from then, not from when it was queued, which may be long
+	// before (a schedule's window, a pause).
+	Failing     time.Time `json:"failing,omitempty"`
 	NextAttempt time.Time `json:"next_attempt,omitempty"`
 	LastError   string    `json:"last_error,omitempty"`
 	LastStatus  int       `json:"last_status,omitempty"` // the app's status of the last failed attempt (0: no answer)
@@ -162,12 +166,17 @@ type Failure struct {
 
 // Fail records a failed attempt on t at now: a rejection makes it a dead letter at once;
 // an unavailable app makes it wait (exponential backoff from the first attempt, with
-// jitter, and at least the app's Retry-After) until it is older than MaxAge, when it
-// becomes a dead letter. It reports whether t is now dead.
+// jitter, and at least the app's Retry-After) until it has failed for MaxAge (since its
+// first failed attempt: a change that waited for its schedule's window is retried as long
+// as one that went at once), when it becomes a dead letter. It reports whether t is now
+// dead.
 func (s Settings) Fail(t *Task, f Failure, now time.Time) bool {
+	if t.Failing.IsZero() {
+		t.Failing = now
+	}
 	t.Attempts++
 	t.LastError, t.LastStatus = f.Detail, f.Status
-	if f.Rejected || now.Sub(t.Queued) >= s.MaxAge {
+	if f.Rejected || now.Sub(t.Failing) >= s.MaxAge {
 		t.Dead, t.NextAttempt = true, time.Time{}
 		return true
 	}

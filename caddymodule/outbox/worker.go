@@ -334,14 +334,52 @@ type Stats struct {
 	Paused bool
 }
 
-// Stats counts the tasks in the outbox.
+// Stats counts the tasks in the outbox. A gateway of a fleet that does not deliver the
+// target's outbox now has no index of it: it counts what the store holds (none in flight,
+// as far as it knows), and says whether the target is paused as the store does, so that
+// every gateway answers an operator (and its metrics) alike.
 func (w *Worker) Stats() Stats {
+	if entries, paused, ok := w.stored(); ok {
+		return statsOf(entries, paused)
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.takeInbox()
-	s := Stats{Paused: w.paused}
+	return statsOf(w.entries, w.paused)
+}
+
+// stored reads the outbox from the store when this gateway does not deliver it (a shared
+// store, another gateway holding the job): the entries of its tasks, in order, and whether
+// it is paused. ok is false on the holder (its index is the outbox), or when the store
+// cannot be read (logged; the caller uses its index, empty on a gateway that is not the
+// holder).
+func (w *Worker) stored() (entries []*entry, paused, ok bool) {
+	if !w.shared || w.Holding() {
+		return nil, false, false
+	}
+	err := w.store.View(func(tx *store.Tx) error {
+		paused = tx.OutboxPaused(w.target)
+		return tx.Tasks(w.target, 0, func(st store.Task) (bool, error) {
+			t, err := Decode(st.Seq, st.Data)
+			if err != nil {
+				return false, err
+			}
+			entries = append(entries, entryOf(t))
+			return true, nil
+		})
+	})
+	if err != nil {
+		w.logger.Warn("reading the outbox for its counts failed", zap.String("target", w.target), zap.Error(err))
+		return nil, false, false
+	}
+	return entries, paused, true
+}
+
+// statsOf counts entries, in sequence order.
+func statsOf(entries []*entry, paused bool) Stats {
+	s := Stats{Paused: paused}
 	stuck := map[string]bool{} // resources with a dead letter
-	for _, e := range w.entries {
+	for _, e := range entries {
 		switch {
 		case e.dead:
 			s.Dead++
@@ -545,6 +583,32 @@ func (w *Worker) dispatch(ctx context.Context) time.Time {
 			}
 		}
 	}
+	// Resources with a task in flight, and those a task in flight refers to: a task that
+	// refers to one of the first, or of one of the second, waits until that attempt ends.
+	// Each delivery reads the other's account (a member's, a group's) before its calls and
+	// acts on what it found at its commit: a group's member add leaves out a member without
+	// an account, for the member's create to send the membership, and that create leaves
+	// out a group whose task is still queued, for the task to send it. Delivered at once
+	// (a user without an account, whose update makes it: its create dropped, or the user
+	// out of scope until then; a dead create retried while the group goes), neither sends
+	// it.
+	busy, busyRef := map[string]bool{}, map[string]bool{}
+	setBusy := func(e *entry) {
+		busy[e.resource] = true
+		for _, r := range e.refs {
+			busyRef[r] = true
+		}
+	}
+	if w.inflight > 0 {
+		for _, e := range w.entries {
+			if e.inFlight {
+				setBusy(e)
+			}
+		}
+	}
+	touchesBusy := func(e *entry) bool {
+		return busyRef[e.resource] || slices.ContainsFunc(e.refs, func(r string) bool { return r != e.resource && busy[r] })
+	}
 	held := map[string]bool{}       // resources with an earlier task (their later ones wait)
 	referenced := map[string]bool{} // resources an earlier task that is not dead refers to (their delete waits)
 	live := map[string]bool{}       // resources with an earlier create or delete that is not dead (references wait)
@@ -563,7 +627,7 @@ func (w *Worker) dispatch(ctx context.Context) time.Time {
 			break
 		}
 		waits := held[e.resource] || slices.ContainsFunc(e.refs, func(r string) bool { return live[r] }) ||
-			e.deletes && referenced[e.resource]
+			e.deletes && referenced[e.resource] || touchesBusy(e)
 		scheduled := inSchedule(e)
 		if !scheduled && !e.dead && (wakeAt.IsZero() || sched.Next(now).Before(wakeAt)) {
 			wakeAt = sched.Next(now)
@@ -598,8 +662,12 @@ func (w *Worker) dispatch(ctx context.Context) time.Time {
 		if wait {
 			continue // the task whose reference waits joins it once that is delivered
 		}
+		if j := slices.IndexFunc(group, touchesBusy); j > 0 {
+			group = group[:j] // a later task that refers to a resource in flight waits for it
+		}
 		for _, g := range group {
 			g.inFlight = true
+			setBusy(g)
 		}
 		if size > 1 {
 			if b == nil {

@@ -532,8 +532,26 @@ func failureOf(err error) outbox.Failure {
 
 // RecordAction journals an operator's action on the target's outbox, with who did it
 // (outbox.Deliverer): a task's record carries the queued request's id.
+//
+// On a shared store the gateway an operator reaches may not be the one delivering the
+// outbox, and has no index of the attempts in flight: a retry or drop of a task whose
+// delivery has an open intent that is not stale (another gateway is making its calls) is
+// refused (outbox.ErrConflict), as the delivering gateway refuses it; removed under the
+// calls, the task's commit would fail and the account they made would not be mapped.
 func (e *Engine) RecordAction(tx *store.Tx, a outbox.Action) error {
 	rec := &journal.Record{Client: a.By, Target: e.target.Name, Action: a.Kind, Outcome: change.Applied}
+	if t := a.Task; t != nil && e.fleet {
+		in, err := e.journal.OpenIntent(tx.KV(), e.target.Name, t.RequestID)
+		if err != nil {
+			return err
+		}
+		if in != nil {
+			if stale, _ := e.staleIntent(in, e.now()); !stale {
+				return fmt.Errorf("%w: task %d is being delivered (an attempt started at %s); try again when the attempt ends",
+					outbox.ErrConflict, t.Seq, in.Time.UTC().Format(time.RFC3339))
+			}
+		}
+	}
 	if t := a.Task; t != nil {
 		rec.RequestID, rec.ResourceType, rec.SCIMID, rec.Subject, rec.Events = t.RequestID, t.Type, t.ID, t.Subject, t.Events
 	}
