@@ -520,6 +520,9 @@ func (j *Journal) appendPrepared(tx kv.Tx, p *Prepared) (seq uint64, prev [32]by
 	if err := applyMark(b, p.mark, seq); err != nil {
 		return 0, prev, at, fmt.Errorf("journal %s: indexing record %d: %w", j.opts.Name, seq, err)
 	}
+	if err := b.Put(keyOpenThrough, u64(seq)); err != nil {
+		return 0, prev, at, fmt.Errorf("journal %s: indexing record %d: %w", j.opts.Name, seq, err)
+	}
 	tx.OnCommit(func() { j.committed(seq) })
 	return seq, prev, at, nil
 }
