@@ -315,15 +315,29 @@ func (j *Journal) initBuckets(tx kv.Tx) (kv.Bucket, error) {
 
 // checkFormat writes the layout version into a new journal and refuses a newer one.
 func checkFormat(b kv.Bucket) error {
+	if b.Get(keyFormat) == nil {
+		return b.Put(keyFormat, u64(FormatVersion))
+	}
+	if err := readableFormat(b); err != nil {
+		return fmt.Errorf("%w; run that version, or go on with this one from the backup taken before the upgrade", err)
+	}
+	return nil
+}
+
+// readableFormat refuses a journal whose stored format is newer than this binary's: its
+// records may follow rules this binary does not know, so it can neither append to them nor
+// vouch for them (verify) nor label them as its own format (export). A journal without the
+// key (none written yet) is readable.
+func readableFormat(b kv.Bucket) error {
 	v := b.Get(keyFormat)
 	if v == nil {
-		return b.Put(keyFormat, u64(FormatVersion))
+		return nil
 	}
 	if len(v) != 8 {
 		return fmt.Errorf("%w: format key", ErrCorrupt)
 	}
 	if got := binary.BigEndian.Uint64(v); got > FormatVersion {
-		return fmt.Errorf("journal format %d is newer than this binary's %d", got, FormatVersion)
+		return fmt.Errorf("journal format %d is newer than this binary's %d: a newer scimgate wrote it", got, FormatVersion)
 	}
 	return nil
 }
@@ -504,6 +518,9 @@ func (j *Journal) appendPrepared(tx kv.Tx, p *Prepared) (seq uint64, prev [32]by
 		return 0, prev, at, fmt.Errorf("journal %s: storing size: %w", j.opts.Name, err)
 	}
 	if err := applyMark(b, p.mark, seq); err != nil {
+		return 0, prev, at, fmt.Errorf("journal %s: indexing record %d: %w", j.opts.Name, seq, err)
+	}
+	if err := b.Put(keyOpenThrough, u64(seq)); err != nil {
 		return 0, prev, at, fmt.Errorf("journal %s: indexing record %d: %w", j.opts.Name, seq, err)
 	}
 	tx.OnCommit(func() { j.committed(seq) })

@@ -29,6 +29,10 @@ import (
 var (
 	bucketOpen    = []byte("open")
 	keyOpenFormat = []byte("open_format") // present once the index covers the journal
+	// keyOpenThrough is the last record the index has seen, written with each record. A
+	// release from before the index (2026-11-27) appends without it after a rollback, so on
+	// the next open the records beyond it are indexed then.
+	keyOpenThrough = []byte("open_through")
 )
 
 // openIndexWindow bounds the one-time build of the index in a journal written before it:
@@ -80,22 +84,46 @@ func applyMark(b kv.Bucket, m openMark, seq uint64) error {
 }
 
 // initOpenIndex creates the index; in a journal that has records but no index yet it is
-// built from the newest openIndexWindow records, once.
+// built from the newest openIndexWindow records, once. An index that has not seen the newest
+// records (an older release appended them after a rollback) is brought up to the head.
 func initOpenIndex(b kv.Bucket) error {
 	if _, err := b.CreateBucketIfNotExists(bucketOpen); err != nil {
 		return err
-	}
-	if b.Get(keyOpenFormat) != nil {
-		return nil
 	}
 	head, _, err := headOf(b)
 	if err != nil {
 		return err
 	}
 	from := uint64(1)
-	if head > openIndexWindow {
+	if b.Get(keyOpenFormat) != nil {
+		v := b.Get(keyOpenThrough)
+		if v == nil {
+			// Kept by a release from before keyOpenThrough, which maintained the index.
+			return b.Put(keyOpenThrough, u64(head))
+		}
+		if len(v) != 8 {
+			return fmt.Errorf("%w: %s", ErrCorrupt, keyOpenThrough)
+		}
+		through := binary.BigEndian.Uint64(v)
+		if through >= head {
+			return nil
+		}
+		from = through + 1
+	}
+	if head >= openIndexWindow && from < head-openIndexWindow+1 {
 		from = head - openIndexWindow + 1
 	}
+	if err := indexRecords(b, from); err != nil {
+		return err
+	}
+	if err := b.Put(keyOpenFormat, u64(1)); err != nil {
+		return err
+	}
+	return b.Put(keyOpenThrough, u64(head))
+}
+
+// indexRecords applies the records from seq from on to the index.
+func indexRecords(b kv.Bucket, from uint64) error {
 	c := b.Bucket(bucketRecords).Cursor()
 	for k, v := c.Seek(u64(from)); k != nil; k, v = c.Next() {
 		seq, ok := keySeq(k)
@@ -116,7 +144,7 @@ func initOpenIndex(b kv.Bucket) error {
 			return err
 		}
 	}
-	return b.Put(keyOpenFormat, u64(1))
+	return nil
 }
 
 // OpenIntents returns target's intents (records with outcome "pending") that no later

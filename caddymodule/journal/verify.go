@@ -217,6 +217,9 @@ func readSnapshot(db kv.DB, name []byte) (s snapshot, err error) {
 		if err != nil {
 			return err
 		}
+		if err := readableFormat(b); err != nil {
+			return fmt.Errorf("%w; verify or export it with that version", err)
+		}
 		var ok1, ok2 bool
 		s.anchorSeq, s.anchorPrev, ok1 = readAnchor(b)
 		s.head, s.headHash, ok2 = readHead(b)

@@ -35,7 +35,10 @@ import (
 )
 
 // formatVersion is written into a new file and checked on every Open, so that a binary never
-// misreads a file written with a layout it does not know.
+// misreads a file written with a layout it does not know. Every release so far writes 1 and
+// refuses any other value: a layout change that earlier releases would misread must raise it
+// (they then refuse the file, and rollback needs the backup taken before the upgrade); one
+// they can ignore (a new bucket) must not, so that rolling back stays possible.
 const formatVersion uint64 = 1
 
 // defaultTimeout bounds how long Open waits for the file lock. A second gateway (or a config
@@ -158,8 +161,15 @@ func initBuckets(tx kv.Tx) error {
 	if v == nil {
 		return meta.Put(keyFormat, encodeUint64(formatVersion))
 	}
-	if len(v) != 8 || binary.BigEndian.Uint64(v) != formatVersion {
-		return fmt.Errorf("unsupported store format %x (this binary reads format %d)", v, formatVersion)
+	if len(v) != 8 {
+		return fmt.Errorf("%w: the format key holds %x", ErrCorrupt, v)
+	}
+	switch got := binary.BigEndian.Uint64(v); {
+	case got > formatVersion:
+		return fmt.Errorf("unsupported store format %d: newer than this binary's %d (a newer scimgate wrote it); "+
+			"run that version, or go on with this one from the backup taken before the upgrade", got, formatVersion)
+	case got != formatVersion:
+		return fmt.Errorf("unsupported store format %d: this binary reads format %d only", got, formatVersion)
 	}
 	return nil
 }
