@@ -112,6 +112,18 @@ http://%s {
 		t.Fatalf("list:\n%s", out)
 	}
 	seq := strings.Fields(strings.Split(out, "\n")[1])[0]
+	if strings.Contains(out, "there may be more") {
+		t.Fatalf("a whole listing says it may be cut:\n%s", out)
+	}
+	// A listing cut at its limit says so (the table alone would look like the whole outbox).
+	if out, err := run(t, "list", "--admin", admin, "--limit", "1"); err != nil || !strings.Contains(out, "the first 1 changes; there may be more") {
+		t.Fatalf("list --limit 1: %v\n%s", err, out)
+	}
+	for _, bad := range []string{"0", "1001"} {
+		if _, err := run(t, "list", "--admin", admin, "--limit", bad); err == nil || !strings.Contains(err.Error(), "want 1 to 1000") {
+			t.Fatalf("list --limit %s: %v", bad, err)
+		}
+	}
 	if out, err := run(t, "targets", "--admin", admin); err != nil || !strings.Contains(out, "cli ") {
 		t.Fatalf("targets: %v\n%s", err, out)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -42,6 +43,7 @@ func newListCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "list", Short: "Lists the target's queued changes", Args: cobra.NoArgs, RunE: runE(runList)}
 	cmd.Flags().String("state", "", "pending or dead (default: both)")
 	cmd.Flags().String("scim-id", "", "Only the changes of this resource")
+	cmd.Flags().Int("limit", outbox.MaxList, fmt.Sprintf("At most this many changes, oldest first (1 to %d)", outbox.MaxList))
 	cmd.Flags().Bool("json", false, "Print JSON instead of a table")
 	return cmd
 }
@@ -58,6 +60,11 @@ func runList(ctx context.Context, c *env) (int, error) {
 	if id := c.flags.String("scim-id"); id != "" {
 		q.Set("scim_id", id)
 	}
+	limit := c.flags.Int("limit")
+	if limit < 1 || limit > outbox.MaxList {
+		return fail(fmt.Errorf("--limit %d: want 1 to %d", limit, outbox.MaxList))
+	}
+	q.Set("limit", strconv.Itoa(limit))
 	var views []outbox.View
 	if err := c.call(ctx, http.MethodGet, targetPath(target), q, &views); err != nil {
 		return fail(err)
@@ -82,5 +89,12 @@ func runList(ctx context.Context, c *env) (int, error) {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", v.Seq, state, t.Type, t.ID, t.Subject,
 			strings.Join(change.Strings(t.Events), ","), t.Queued.UTC().Format(time.RFC3339), t.Attempts, last)
 	}
-	return 0, tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return 1, err
+	}
+	if len(views) == limit {
+		// The listing stops at the limit: say so, rather than look like the whole outbox.
+		fmt.Fprintf(c.stderr, "the first %d changes; there may be more (`outbox targets` counts them; narrow with --state or --scim-id)\n", limit)
+	}
+	return 0, nil
 }

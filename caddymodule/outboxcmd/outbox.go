@@ -73,6 +73,7 @@ type env struct {
 	flags  caddycmd.Flags
 	args   []string
 	stdout io.Writer
+	stderr io.Writer
 }
 
 type runFunc func(ctx context.Context, c *env) (int, error)
@@ -81,7 +82,7 @@ type runFunc func(ctx context.Context, c *env) (int, error)
 // above 1 into the process's exit code.
 func runE(f runFunc) func(*cobra.Command, []string) error {
 	return journalcmd.RunE(func(ctx context.Context, cmd *cobra.Command, args []string) (int, error) {
-		return f(ctx, &env{flags: caddycmd.Flags{FlagSet: cmd.Flags()}, args: args, stdout: cmd.OutOrStdout()})
+		return f(ctx, &env{flags: caddycmd.Flags{FlagSet: cmd.Flags()}, args: args, stdout: cmd.OutOrStdout(), stderr: cmd.ErrOrStderr()})
 	})
 }
 
