@@ -554,6 +554,58 @@ func TestPolicyReload(t *testing.T) {
 	r.do(t, http.MethodDelete, "/Users/"+id, "").expect(t, http.StatusForbidden)
 }
 
+// TestPolicyReloadKeepsPolicyInForce: a reload whose policy has a type error, calls a
+// builtin the gateway refuses (one that would read the environment, holding this
+// gateway's token and the app's key, or a file through a schema's $ref), or whose
+// directory is gone fails with the file and row, and the policy in force keeps deciding.
+func TestPolicyReloadKeepsPolicyInForce(t *testing.T) {
+	dir := copyShippedPolicies(t, guardrailConfig)
+	r := startPolicyRig(t, dir)
+	extra := filepath.Join(dir, "scimgate", "extra.rego")
+	cases := []struct {
+		name, rego string
+		want       []string
+	}{
+		{"type error", "x := count(1)", []string{extra + ":3:", "rego_type_error"}},
+		{"environment", "x := opa.runtime().env", []string{extra + ":3:", "undefined function opa.runtime", "holds the gateway's secrets"}},
+		{"file through $ref", `x := json.match_schema("\"x\"", {"$ref": "file:///proc/self/environ"})`, []string{extra + ":3:", "undefined function json.match_schema", "read files"}},
+		{"directory gone", "", []string{dir + " does not exist"}},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.rego == "" {
+				moved := dir + ".moved"
+				if err := os.Rename(dir, moved); err != nil {
+					t.Fatal(err)
+				}
+				defer func() {
+					if err := os.Rename(moved, dir); err != nil {
+						t.Fatal(err)
+					}
+				}()
+			} else {
+				if err := os.WriteFile(extra, []byte("package scimgate.extra\n\n"+tc.rego+"\n"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				defer os.Remove(extra)
+			}
+			err := caddy.Load(r.cfgJSON, true)
+			if err == nil {
+				t.Fatal("the reload succeeded")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("reload error does not contain %q:\n%v", w, err)
+				}
+			}
+			r.client.CloseIdleConnections()
+			name := "breakglass-" + strconv.Itoa(i+10) + "@contoso.example"
+			id, _ := r.create(t, "/Users", policyUser(name, ""))
+			r.do(t, http.MethodDelete, "/Users/"+id, "").expect(t, http.StatusForbidden)
+		})
+	}
+}
+
 // TestPolicyFailClosedModes: through the handler, every way a policy can fail to decide
 // changes nothing and reaches no app: a policy that errs answers 403 with a reason (fail
 // closed); a decision not made in time answers 503 with Retry-After and is journaled as

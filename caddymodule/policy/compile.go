@@ -14,22 +14,6 @@ import (
 	"github.com/open-policy-agent/opa/v1/types"
 )
 
-// disabledBuiltins may not be called by scimgate policies: they reach the network or expose
-// the process (opa.runtime returns the environment variables, which hold the gateway's
-// secrets). A decision must depend only on its input and the loaded data, so it is fast,
-// reproducible from the journal and cannot leak credentials.
-var disabledBuiltins = []string{"http.send", "net.lookup_ip_addr", "opa.runtime"}
-
-// capabilities is OPA's builtin set without disabledBuiltins. A policy calling one fails to
-// compile ("undefined function"), so the mistake shows at load time, not per request.
-var capabilities = func() *ast.Capabilities {
-	c := ast.CapabilitiesForThisVersion(ast.CapabilitiesRegoVersion(ast.RegoV1))
-	c.Builtins = slices.DeleteFunc(c.Builtins, func(b *ast.Builtin) bool {
-		return slices.Contains(disabledBuiltins, b.Name)
-	})
-	return c
-}()
-
 // compile parses, type-checks and prepares the policy. It runs once per content hash.
 func compile(query ast.Ref, srcs []source, dir string) (rego.PreparedEvalQuery, *ast.Compiler, error) {
 	var none rego.PreparedEvalQuery
@@ -46,6 +30,9 @@ func compile(query ast.Ref, srcs []source, dir string) (rego.PreparedEvalQuery, 
 		return none, nil, fmt.Errorf("converting policy data: %w", err)
 	}
 	if err := checkGatewayDataFree(data, modules); err != nil {
+		return none, nil, err
+	}
+	if err := checkSchemaRefs(modules); err != nil {
 		return none, nil, err
 	}
 	compiler := ast.NewCompiler().
@@ -263,9 +250,9 @@ func explain(errs ast.Errors) error {
 
 func hint(e *ast.Error) string {
 	msg := e.Message
-	for _, name := range disabledBuiltins {
+	for name, why := range disabledBuiltins {
 		if strings.Contains(msg, "undefined function "+name) {
-			return name + " is disabled in scimgate: policies may not make network calls or read the process environment; put the values they need in a data.json next to the policies"
+			return name + " is disabled in scimgate: " + why
 		}
 	}
 	switch {

@@ -43,10 +43,14 @@
 // ErrUndefined, ErrTimeout, ErrEval or ErrBadDecision (ErrInput when the gateway's input
 // could not be converted).
 //
-// Policies cannot reach the network or the process: http.send, net.lookup_ip_addr and
-// opa.runtime (which exposes environment variables, i.e. the gateway's secrets) are not in
-// the capabilities, so a policy calling them fails to load. print() output goes to
-// Options.Print.
+// Policies cannot reach the network, the disk or the process: http.send,
+// net.lookup_ip_addr, opa.runtime (which exposes environment variables, i.e. the gateway's
+// secrets), json.match_schema and json.verify_schema (a schema's $ref reads files and
+// fetches URLs) and strings.render_template (a Go template the timeout cannot stop) are
+// not in the capabilities (disabledBuiltins), so a policy calling them fails to load with
+// the file, the row and what to do instead. The capabilities allow no host to remote
+// references (allow_net), and a schema annotation may only refer within its schema. print()
+// output goes to Options.Print; trace() output is discarded.
 //
 // # Loading and caching
 //

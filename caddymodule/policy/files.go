@@ -38,7 +38,7 @@ type source struct {
 
 // hashVersion changes whenever the way sources are compiled changes, so a hash never names
 // two different compilations.
-const hashVersion = "scimgate-policy/1 regov1 strict-builtins print no-network-builtins"
+const hashVersion = "scimgate-policy/2 regov1 strict-builtins print sandboxed-builtins no-allow-net local-schema-refs"
 
 // hashSources is the content hash Engine.Hash reports and the compiled-policy cache is keyed
 // by. Every field is length-prefixed so no two different source sets hash alike.
