@@ -173,12 +173,16 @@ func (q *Query) Run(tx *store.Tx, r Renderer) (page []any, total int, err error)
 	want := ComputedFor(q.Proj)
 	more := Computed{Members: want.Members && !match.Members, Groups: want.Groups && !match.Groups}
 	for _, typ := range q.Types {
-		consider := func(rec *store.Record) error {
-			res, err := r.Render(tx, rec, match)
-			if err != nil {
-				return err
-			}
+		// consider takes the record, or only its id (rec nil) when there is no filter: a
+		// resource off the page is then only counted, never read nor decoded (decoding
+		// every user made GET /Users?count=1 cost a decode of the whole directory).
+		consider := func(id string, rec *store.Record) error {
+			var res scim.Resource
 			if q.Filter != nil {
+				var err error
+				if res, err = r.Render(tx, rec, match); err != nil {
+					return err
+				}
 				ok, err := scim.Match(q.Filter, typ, res)
 				if err != nil || !ok {
 					return err
@@ -187,6 +191,17 @@ func (q *Query) Run(tx *store.Tx, r Renderer) (page []any, total int, err error)
 			total++
 			if total < q.StartIndex || len(page) >= q.Count {
 				return nil
+			}
+			if res == nil {
+				var err error
+				if rec == nil {
+					if rec, err = tx.Get(typ, id); err != nil {
+						return err
+					}
+				}
+				if res, err = r.Render(tx, rec, match); err != nil {
+					return err
+				}
 			}
 			if err := r.AddComputed(tx, rec, res, more); err != nil {
 				return err
@@ -250,15 +265,21 @@ func termString(v any) (string, bool) {
 }
 
 // eachCandidate calls consider with every stored resource of typ that f may match, in a
-// stable order: the index's or the id's candidates, or a full scan.
-func eachCandidate(tx *store.Tx, typ string, f scim.Filter, consider func(*store.Record) error) error {
+// stable order: the index's or the id's candidates, or a full scan. Without a filter only
+// ids are read (rec is nil): every resource matches.
+func eachCandidate(tx *store.Tx, typ string, f scim.Filter, consider func(id string, rec *store.Record) error) error {
+	if f == nil {
+		return tx.ScanIDs(typ, func(id string) (bool, error) {
+			return true, consider(id, nil)
+		})
+	}
 	ids, scan, err := candidates(tx, typ, f)
 	if err != nil {
 		return err
 	}
 	if scan {
 		return tx.Scan(typ, func(rec *store.Record) (bool, error) {
-			return true, consider(rec)
+			return true, consider(rec.ID, rec)
 		})
 	}
 	for _, id := range ids {
@@ -269,7 +290,7 @@ func eachCandidate(tx *store.Tx, typ string, f scim.Filter, consider func(*store
 		if err != nil {
 			return err
 		}
-		if err := consider(rec); err != nil {
+		if err := consider(id, rec); err != nil {
 			return err
 		}
 	}

@@ -133,9 +133,13 @@ func TestRunPages(t *testing.T) {
 		{Params{Count: "-3"}, nil},
 		{Params{StartIndex: "99999999999999999999999", Count: "99999999999999999999999"}, nil},
 	} {
-		ids, total, _, _ := run(t, s, "", c.p)
+		ids, total, rendered, _ := run(t, s, "", c.p)
 		if !slices.Equal(ids, c.want) || total != 6 {
 			t.Errorf("%+v: %v of %d, want %v of 6", c.p, ids, total, c.want)
+		}
+		// Without a filter only the page is rendered: the others are counted, not decoded.
+		if rendered != len(c.want) {
+			t.Errorf("%+v: %d rendered for a page of %d", c.p, rendered, len(c.want))
 		}
 	}
 	q, err := Parse("", Params{Count: "1000"}, 3)

@@ -762,6 +762,23 @@ func TestScan(t *testing.T) {
 	if err != nil {
 		t.Error(err)
 	}
+	// ScanIDs: the same order, the ids alone, stopping when asked.
+	var ids []string
+	err = s.View(func(tx *Tx) error {
+		return tx.ScanIDs("User", func(id string) (bool, error) {
+			ids = append(ids, id)
+			return len(ids) < 2, nil
+		})
+	})
+	if err != nil || !reflect.DeepEqual(ids, []string{"a", "b"}) {
+		t.Errorf("ScanIDs stopped after 2: %v, %v; want [a b]", ids, err)
+	}
+	err = s.View(func(tx *Tx) error {
+		return tx.ScanIDs("Unknown", func(string) (bool, error) { t.Error("called"); return true, nil })
+	})
+	if err != nil {
+		t.Error(err)
+	}
 }
 
 // FuzzDecodeRecord checks that no stored bytes make decoding panic, and that whatever encodes

@@ -468,6 +468,26 @@ func (tx *Tx) ScanFrom(typ, start string, fn func(*Record) (bool, error)) error 
 	return nil
 }
 
+// ScanIDs calls fn with the id of every record of typ in id order until fn returns false or
+// an error, without decoding the records (counting or skipping them costs no decode).
+func (tx *Tx) ScanIDs(typ string, fn func(id string) (bool, error)) error {
+	if err := checkName("type", typ); err != nil {
+		return err
+	}
+	b := tx.records(typ)
+	if b == nil {
+		return nil
+	}
+	c := b.Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		more, err := fn(string(k))
+		if err != nil || !more {
+			return err
+		}
+	}
+	return nil
+}
+
 // Count returns the number of records of typ from a counter kept by Put and Delete.
 func (tx *Tx) Count(typ string) (int, error) {
 	if err := checkName("type", typ); err != nil {
