@@ -383,6 +383,27 @@ func TestMembers(t *testing.T) {
 	if !reflect.DeepEqual(groups, []string{"g1", "g2"}) {
 		t.Errorf("GroupsOf(u1) = %v, want [g1 g2]", groups)
 	}
+	// The counts stop at their bound; g1 is not counted among the members of a group
+	// whose id it starts with ("g" holds none).
+	err = s.View(func(tx *Tx) error {
+		for _, c := range []struct {
+			count      func(string, int) (int, error)
+			id         string
+			upTo, want int
+		}{
+			{tx.CountMembers, "g1", 10, 2}, {tx.CountMembers, "g1", 1, 1}, {tx.CountMembers, "g1", 0, 0},
+			{tx.CountMembers, "g", 10, 0}, {tx.CountMembers, "g2", 10, 1},
+			{tx.CountGroupsOf, "u1", 10, 2}, {tx.CountGroupsOf, "u1", 1, 1}, {tx.CountGroupsOf, "u2", 10, 1},
+		} {
+			if n, err := c.count(c.id, c.upTo); err != nil || n != c.want {
+				t.Errorf("count of %s up to %d = %d, %v; want %d", c.id, c.upTo, n, err, c.want)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	mustUpdate(t, s, func(tx *Tx) error {
 		if removed, err := tx.RemoveMember("g1", "u2"); err != nil || !removed {
