@@ -261,7 +261,11 @@ func (g *Handler) get(req *request, typ, id string) {
 			return false, err
 		}
 		found, version = true, rec.Version
-		out, err = g.render(tx, req, rec, query.ComputedFor(proj))
+		c := query.ComputedFor(proj)
+		if err := query.CheckRead(tx, rec, c); err != nil {
+			return true, err
+		}
+		out, err = g.render(tx, req, rec, c)
 		return true, err
 	})
 	if err == nil && !found {

@@ -61,6 +61,14 @@ func ParamsFromBody(body scim.Resource) (Params, error) {
 	return p, nil
 }
 
+// MaxReadMembers is the most members (of groups) and groups (of users) one read renders:
+// in all on the page of a list or search, for one resource read by id, and for each
+// resource a filter naming members or groups is evaluated against. Each member rendered
+// costs about 1.7 KB of memory and 140 bytes of answer, built in memory before it is sent:
+// unbounded, a page of 200 groups of 50,000 members would have been a 1.4 GB answer. Past
+// it the read is 400 tooMany (RFC 7644 §3.12) saying what to ask instead.
+const MaxReadMembers = 100_000
+
 // Query is a parsed list or search over one resource type, or at the root over every type.
 type Query struct {
 	// Types are the resource types covered, in the order results are listed.
@@ -70,13 +78,15 @@ type Query struct {
 	StartIndex int
 	Count      int
 	Proj       scim.Projection
+	// MaxComputed is the bound of MaxReadMembers for this query.
+	MaxComputed int
 }
 
 // Parse reads p for a query on typ's endpoint, or at the root (typ "": every type, RFC 7644
 // §3.4.2, "A query against a server root indicates that all resources within the server
 // SHALL be included, subject to filtering"). A count above maxResults is capped to it.
 func Parse(typ string, p Params, maxResults int) (*Query, error) {
-	q := &Query{Types: Types(typ), StartIndex: 1, Count: maxResults}
+	q := &Query{Types: Types(typ), StartIndex: 1, Count: maxResults, MaxComputed: MaxReadMembers}
 	if p.StartIndex != "" {
 		n, err := pagingInt("startIndex", p.StartIndex)
 		if err != nil {
@@ -172,13 +182,25 @@ func (q *Query) Run(tx *store.Tx, r Renderer) (page []any, total int, err error)
 	match := Computed{Members: mentions(q.Filter, "members"), Groups: mentions(q.Filter, "groups")}
 	want := ComputedFor(q.Proj)
 	more := Computed{Members: want.Members && !match.Members, Groups: want.Groups && !match.Groups}
+	onPage := 0 // members and groups the page holds so far
 	for _, typ := range q.Types {
-		consider := func(rec *store.Record) error {
-			res, err := r.Render(tx, rec, match)
-			if err != nil {
-				return err
-			}
+		// consider takes the record, or only its id (rec nil) when there is no filter: a
+		// resource off the page is then only counted, never read nor decoded (decoding
+		// every user made GET /Users?count=1 cost a decode of the whole directory).
+		consider := func(id string, rec *store.Record) error {
+			var res scim.Resource
 			if q.Filter != nil {
+				n, err := computedCount(tx, rec, match, q.MaxComputed+1)
+				if err != nil {
+					return err
+				}
+				if n > q.MaxComputed {
+					return scim.BadRequest(scim.TypeTooMany, "the filter names %s, and %s %s has more than %d of them, the most the gateway evaluates a filter against; filter on other attributes",
+						computedName(rec.Type), rec.Type, rec.ID, q.MaxComputed)
+				}
+				if res, err = r.Render(tx, rec, match); err != nil {
+					return err
+				}
 				ok, err := scim.Match(q.Filter, typ, res)
 				if err != nil || !ok {
 					return err
@@ -187,6 +209,25 @@ func (q *Query) Run(tx *store.Tx, r Renderer) (page []any, total int, err error)
 			total++
 			if total < q.StartIndex || len(page) >= q.Count {
 				return nil
+			}
+			if rec == nil {
+				var err error
+				if rec, err = tx.Get(typ, id); err != nil {
+					return err
+				}
+			}
+			n, err := computedCount(tx, rec, want, q.MaxComputed-onPage+1)
+			if err != nil {
+				return err
+			}
+			if onPage += n; onPage > q.MaxComputed {
+				return q.tooMany(rec, len(page))
+			}
+			if res == nil {
+				var err error
+				if res, err = r.Render(tx, rec, match); err != nil {
+					return err
+				}
 			}
 			if err := r.AddComputed(tx, rec, res, more); err != nil {
 				return err
@@ -199,6 +240,56 @@ func (q *Query) Run(tx *store.Tx, r Renderer) (page []any, total int, err error)
 		}
 	}
 	return page, total, nil
+}
+
+// computedCount is how many members (a group's) or groups (a user's) rendering rec with c
+// adds, counted up to upTo.
+func computedCount(tx *store.Tx, rec *store.Record, c Computed, upTo int) (int, error) {
+	switch {
+	case rec.Type == scim.GroupType && c.Members:
+		return tx.CountMembers(rec.ID, upTo)
+	case rec.Type == scim.UserType && c.Groups:
+		return tx.CountGroupsOf(rec.ID, upTo)
+	}
+	return 0, nil
+}
+
+// computedName is the computed attribute of a resource type.
+func computedName(typ string) string {
+	if typ == scim.UserType {
+		return "groups"
+	}
+	return "members"
+}
+
+// tooMany is the 400 for a page whose resources, rec the first past the bound, hold more
+// members or groups than MaxComputed.
+func (q *Query) tooMany(rec *store.Record, before int) *scim.Error {
+	name := computedName(rec.Type)
+	if before == 0 {
+		return tooManyOne(rec, q.MaxComputed)
+	}
+	return scim.BadRequest(scim.TypeTooMany, "the resources of this page from startIndex %d on hold more than %d %s in all, the most one answer holds; ask with excludedAttributes=%s (as Entra does), or with count=%d",
+		q.StartIndex, q.MaxComputed, name, name, before)
+}
+
+func tooManyOne(rec *store.Record, limit int) *scim.Error {
+	name := computedName(rec.Type)
+	return scim.BadRequest(scim.TypeTooMany, "%s %s has more than %d %s, the most one answer holds; ask with excludedAttributes=%s (as Entra does)",
+		rec.Type, rec.ID, limit, name, name)
+}
+
+// CheckRead refuses, with 400 tooMany, to answer rec with the computed attributes c when
+// they hold more than MaxReadMembers values (a GET of a group of 200,000 members).
+func CheckRead(tx *store.Tx, rec *store.Record, c Computed) error {
+	n, err := computedCount(tx, rec, c, MaxReadMembers+1)
+	if err != nil {
+		return err
+	}
+	if n > MaxReadMembers {
+		return tooManyOne(rec, MaxReadMembers)
+	}
+	return nil
 }
 
 // indexable maps filter attributes to store indexes, per resource type.
@@ -250,15 +341,21 @@ func termString(v any) (string, bool) {
 }
 
 // eachCandidate calls consider with every stored resource of typ that f may match, in a
-// stable order: the index's or the id's candidates, or a full scan.
-func eachCandidate(tx *store.Tx, typ string, f scim.Filter, consider func(*store.Record) error) error {
+// stable order: the index's or the id's candidates, or a full scan. Without a filter only
+// ids are read (rec is nil): every resource matches.
+func eachCandidate(tx *store.Tx, typ string, f scim.Filter, consider func(id string, rec *store.Record) error) error {
+	if f == nil {
+		return tx.ScanIDs(typ, func(id string) (bool, error) {
+			return true, consider(id, nil)
+		})
+	}
 	ids, scan, err := candidates(tx, typ, f)
 	if err != nil {
 		return err
 	}
 	if scan {
 		return tx.Scan(typ, func(rec *store.Record) (bool, error) {
-			return true, consider(rec)
+			return true, consider(rec.ID, rec)
 		})
 	}
 	for _, id := range ids {
@@ -269,7 +366,7 @@ func eachCandidate(tx *store.Tx, typ string, f scim.Filter, consider func(*store
 		if err != nil {
 			return err
 		}
-		if err := consider(rec); err != nil {
+		if err := consider(id, rec); err != nil {
 			return err
 		}
 	}

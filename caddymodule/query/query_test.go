@@ -133,9 +133,13 @@ func TestRunPages(t *testing.T) {
 		{Params{Count: "-3"}, nil},
 		{Params{StartIndex: "99999999999999999999999", Count: "99999999999999999999999"}, nil},
 	} {
-		ids, total, _, _ := run(t, s, "", c.p)
+		ids, total, rendered, _ := run(t, s, "", c.p)
 		if !slices.Equal(ids, c.want) || total != 6 {
 			t.Errorf("%+v: %v of %d, want %v of 6", c.p, ids, total, c.want)
+		}
+		// Without a filter only the page is rendered: the others are counted, not decoded.
+		if rendered != len(c.want) {
+			t.Errorf("%+v: %d rendered for a page of %d", c.p, rendered, len(c.want))
 		}
 	}
 	q, err := Parse("", Params{Count: "1000"}, 3)
@@ -216,3 +220,71 @@ func TestParamsFromBody(t *testing.T) {
 }
 
 func bytesReader(s string) *strings.Reader { return strings.NewReader(s) }
+
+// TestRunBoundsMembers: a page holds at most MaxComputed members and groups in all, counted
+// in the store before any is rendered; past it the query is 400 tooMany saying what to ask
+// instead (excludedAttributes, a smaller count), and a filter naming members is not
+// evaluated against a group holding more.
+func TestRunBoundsMembers(t *testing.T) {
+	s := directory(t)
+	if err := s.Update(func(tx *store.Tx) error {
+		for _, g := range []string{"g2", "g3"} {
+			if err := tx.Put(&store.Record{Type: scim.GroupType, ID: g, Doc: []byte(`{"displayName":"` + g + `"}`)}); err != nil {
+				return err
+			}
+			for _, u := range []string{"u1", "u2"} { // g1 has none
+				if _, err := tx.AddMember(g, store.Member{ID: u, Type: scim.UserType}); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		typ    string
+		max    int
+		p      Params
+		want   []string // nil with detail set: refused
+		detail string
+	}{
+		{scim.GroupType, 4, Params{}, []string{"g1", "g2", "g3"}, ""},
+		{scim.GroupType, 3, Params{}, nil, "from startIndex 1 on hold more than 3 members in all, the most one answer holds; ask with excludedAttributes=members (as Entra does), or with count=2"},
+		{scim.GroupType, 3, Params{StartIndex: "2", Count: "1"}, []string{"g2"}, ""},
+		{scim.GroupType, 3, Params{ExcludedAttributes: "members"}, []string{"g1", "g2", "g3"}, ""},
+		{scim.GroupType, 3, Params{Attributes: "displayName"}, []string{"g1", "g2", "g3"}, ""},
+		{scim.GroupType, 1, Params{StartIndex: "2"}, nil, "Group g2 has more than 1 members, the most one answer holds; ask with excludedAttributes=members"},
+		{scim.GroupType, 1, Params{Filter: `id eq "g2" and members[value eq "u1"]`, ExcludedAttributes: "members"}, nil, "the filter names members, and Group g2 has more than 1 of them"},
+		{scim.GroupType, 2, Params{Filter: `id eq "g2" and members[value eq "u1"]`, ExcludedAttributes: "members"}, []string{"g2"}, ""},
+		{scim.UserType, 1, Params{Filter: `userName eq "user1@contoso.example"`}, nil, "User u1 has more than 1 groups, the most one answer holds; ask with excludedAttributes=groups"},
+		{scim.UserType, 1, Params{Filter: `userName eq "user1@contoso.example"`, Attributes: "userName"}, []string{"u1"}, ""},
+		{"", 4, Params{Attributes: "id"}, []string{"u1", "u2", "u3", "u4", "u5", "g1", "g2", "g3"}, ""},
+		{"", 7, Params{}, nil, "or with count=7"}, // u1, u2: 2 groups each; g2, g3: 2 members each
+		{"", 8, Params{}, []string{"u1", "u2", "u3", "u4", "u5", "g1", "g2", "g3"}, ""},
+	} {
+		q, err := Parse(c.typ, c.p, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q.MaxComputed = c.max
+		var rendered int
+		var computed []Computed
+		var page []any
+		err = s.View(func(tx *store.Tx) error {
+			page, _, err = q.Run(tx, docRenderer{rendered: &rendered, computed: &computed})
+			return err
+		})
+		var ids []string
+		for _, r := range page {
+			ids = append(ids, r.(map[string]any)["id"].(string))
+		}
+		var se *scim.Error
+		switch {
+		case c.detail == "" && (err != nil || !slices.Equal(ids, c.want)):
+			t.Errorf("%s max %d %+v: %v, %v; want %v", c.typ, c.max, c.p, ids, err, c.want)
+		case c.detail != "" && (!errors.As(err, &se) || se.Status != 400 || se.ScimType != scim.TypeTooMany || !strings.Contains(se.Detail, c.detail)):
+			t.Errorf("%s max %d %+v: %v, %v; want 400 tooMany saying %q", c.typ, c.max, c.p, ids, err, c.detail)
+		}
+	}
+}

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Bounds for filter trees that did not come from ParseFilter (built by hand in Go):
@@ -587,7 +589,7 @@ func filterSubstringMatches(op string, stored, want any, caseExact bool) bool {
 		return false
 	}
 	if !caseExact {
-		s, w = strings.ToLower(s), strings.ToLower(w)
+		s, w = foldCase(s), foldCase(w)
 	}
 	switch op {
 	case OpCo:
@@ -597,6 +599,63 @@ func filterSubstringMatches(op string, stored, want any, caseExact bool) bool {
 	default:
 		return strings.HasSuffix(s, w)
 	}
+}
+
+// foldCase maps each character of s to one representative of its simple case-folding
+// orbit, so that co, sw and ew find exactly what eq (strings.EqualFold) equates: "ſ" and
+// "s", "ς" and "Σ" are one letter, "İ" is not "i". strings.ToLower, used before, made
+// `co "Σ"` miss "ς" and `co "i"` find "İ" (lowered to "i" and a combining dot) while eq
+// said the opposite. The representative is the orbit's ASCII lower-case letter when it has
+// one (lower-case ASCII, the common case, is its own fold and costs no copy), otherwise its
+// smallest rune. Bytes that are not UTF-8 stay as they are.
+func foldCase(s string) string {
+	ascii, folded := true, true
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= utf8.RuneSelf {
+			ascii = false
+			break
+		}
+		if 'A' <= c && c <= 'Z' {
+			folded = false
+		}
+	}
+	if ascii {
+		if folded {
+			return s
+		}
+		b := []byte(s)
+		for i, c := range b {
+			if 'A' <= c && c <= 'Z' {
+				b[i] = c + 'a' - 'A'
+			}
+		}
+		return string(b)
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b.WriteByte(s[i])
+		} else {
+			b.WriteRune(foldRune(r))
+		}
+		i += size
+	}
+	return b.String()
+}
+
+// foldRune is foldCase's representative of r's orbit.
+func foldRune(r rune) rune {
+	m := r
+	for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+		m = min(m, f)
+	}
+	if 'A' <= m && m <= 'Z' {
+		return m + 'a' - 'A'
+	}
+	return m
 }
 
 // filterValuesOrder compares for gt/ge/lt/le: dateTimes as instants, numbers numerically,

@@ -590,6 +590,37 @@ func TestMatch(t *testing.T) {
 	}
 }
 
+// TestMatchSubstringsFoldAsEq: co, sw and ew on a case-insensitive attribute equate
+// exactly the letters eq does (strings.EqualFold's simple folding): the long "ſ" is "s",
+// final "ς" is "Σ", the dotted "İ" is neither "i" nor "I", and "ß" is not "SS".
+func TestMatchSubstringsFoldAsEq(t *testing.T) {
+	for _, c := range []struct {
+		stored, op, value string
+		want              bool
+	}{
+		{"stefan", "sw", "ſt", true}, {"stefan", "eq", "ſtefan", true},
+		{"ας", "co", "Σ", true}, {"ας", "ew", "ΑΣ", true}, {"ας", "eq", "ΑΣ", true},
+		{"ΑΣ", "sw", "ας", true}, {"Kelvin", "sw", "\u212aE", true}, // the Kelvin sign is K
+		{"i", "co", "İ", false}, {"İ", "co", "i", false}, {"İ", "eq", "i", false},
+		{"xİy", "co", "İ", true}, {"STRASSE", "co", "ß", false}, {"straße", "co", "SS", false},
+		{"Straße", "ew", "SSE", false}, {"Straße", "ew", "ẞe", true}, // U+1E9E folds to ß
+		{"Ab\u00ff", "co", "B\u0178", true}, // ÿ and Ÿ
+	} {
+		f, err := ParseFilter(`userName ` + c.op + ` "` + c.value + `"`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored, err := ParseFilter(`x eq "` + c.stored + `"`) // decode the escapes alike
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := Match(f, UserType, Resource{"userName": stored.(*CompareFilter).Value})
+		if err != nil || got != c.want {
+			t.Errorf("userName %s %q on %q: %v, %v; want %v", c.op, c.value, c.stored, got, err, c.want)
+		}
+	}
+}
+
 // TestMatchStringBooleans covers Entra's "True"/"False" strings stored for active.
 func TestMatchStringBooleans(t *testing.T) {
 	for _, stored := range []any{false, "False", "false", "FALSE"} {

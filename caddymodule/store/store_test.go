@@ -383,6 +383,27 @@ func TestMembers(t *testing.T) {
 	if !reflect.DeepEqual(groups, []string{"g1", "g2"}) {
 		t.Errorf("GroupsOf(u1) = %v, want [g1 g2]", groups)
 	}
+	// The counts stop at their bound; g1 is not counted among the members of a group
+	// whose id it starts with ("g" holds none).
+	err = s.View(func(tx *Tx) error {
+		for _, c := range []struct {
+			count      func(string, int) (int, error)
+			id         string
+			upTo, want int
+		}{
+			{tx.CountMembers, "g1", 10, 2}, {tx.CountMembers, "g1", 1, 1}, {tx.CountMembers, "g1", 0, 0},
+			{tx.CountMembers, "g", 10, 0}, {tx.CountMembers, "g2", 10, 1},
+			{tx.CountGroupsOf, "u1", 10, 2}, {tx.CountGroupsOf, "u1", 1, 1}, {tx.CountGroupsOf, "u2", 10, 1},
+		} {
+			if n, err := c.count(c.id, c.upTo); err != nil || n != c.want {
+				t.Errorf("count of %s up to %d = %d, %v; want %d", c.id, c.upTo, n, err, c.want)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	mustUpdate(t, s, func(tx *Tx) error {
 		if removed, err := tx.RemoveMember("g1", "u2"); err != nil || !removed {
@@ -764,6 +785,23 @@ func TestScan(t *testing.T) {
 	}
 	err = s.View(func(tx *Tx) error {
 		return tx.Scan("Unknown", func(*Record) (bool, error) { t.Error("called"); return true, nil })
+	})
+	if err != nil {
+		t.Error(err)
+	}
+	// ScanIDs: the same order, the ids alone, stopping when asked.
+	var ids []string
+	err = s.View(func(tx *Tx) error {
+		return tx.ScanIDs("User", func(id string) (bool, error) {
+			ids = append(ids, id)
+			return len(ids) < 2, nil
+		})
+	})
+	if err != nil || !reflect.DeepEqual(ids, []string{"a", "b"}) {
+		t.Errorf("ScanIDs stopped after 2: %v, %v; want [a b]", ids, err)
+	}
+	err = s.View(func(tx *Tx) error {
+		return tx.ScanIDs("Unknown", func(string) (bool, error) { t.Error("called"); return true, nil })
 	})
 	if err != nil {
 		t.Error(err)

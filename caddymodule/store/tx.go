@@ -468,6 +468,26 @@ func (tx *Tx) ScanFrom(typ, start string, fn func(*Record) (bool, error)) error 
 	return nil
 }
 
+// ScanIDs calls fn with the id of every record of typ in id order until fn returns false or
+// an error, without decoding the records (counting or skipping them costs no decode).
+func (tx *Tx) ScanIDs(typ string, fn func(id string) (bool, error)) error {
+	if err := checkName("type", typ); err != nil {
+		return err
+	}
+	b := tx.records(typ)
+	if b == nil {
+		return nil
+	}
+	c := b.Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		more, err := fn(string(k))
+		if err != nil || !more {
+			return err
+		}
+	}
+	return nil
+}
+
 // Count returns the number of records of typ from a counter kept by Put and Delete.
 func (tx *Tx) Count(typ string) (int, error) {
 	if err := checkName("type", typ); err != nil {
@@ -615,6 +635,36 @@ func (tx *Tx) Members(groupID string, fn func(Member) error) error {
 		}
 	}
 	return nil
+}
+
+// CountMembers counts the direct members of groupID, up to upTo: it stops there, so
+// a caller that only needs to know whether a group holds more than n members walks at most
+// n+1 edges. Nothing is decoded.
+func (tx *Tx) CountMembers(groupID string, upTo int) (int, error) {
+	if err := checkName("group id", groupID); err != nil {
+		return 0, err
+	}
+	return countPrefix(tx.bucket(bucketMembers), groupID, upTo), nil
+}
+
+// CountGroupsOf counts the groups memberID directly belongs to, up to upTo, as
+// CountMembers does.
+func (tx *Tx) CountGroupsOf(memberID string, upTo int) (int, error) {
+	if err := checkName("member id", memberID); err != nil {
+		return 0, err
+	}
+	return countPrefix(tx.bucket(bucketMemberOf), memberID, upTo), nil
+}
+
+// countPrefix counts the edges of id in b, up to upTo.
+func countPrefix(b kv.Bucket, id string, upTo int) int {
+	prefix := append([]byte(id), sep)
+	c := b.Cursor()
+	n := 0
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && n < upTo; k, _ = c.Next() {
+		n++
+	}
+	return n
 }
 
 // GroupsOf calls fn with the id of each group memberID directly belongs to, in id order,
