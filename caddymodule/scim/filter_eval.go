@@ -607,7 +607,9 @@ func filterSubstringMatches(op string, stored, want any, caseExact bool) bool {
 // `co "Σ"` miss "ς" and `co "i"` find "İ" (lowered to "i" and a combining dot) while eq
 // said the opposite. The representative is the orbit's ASCII lower-case letter when it has
 // one (lower-case ASCII, the common case, is its own fold and costs no copy), otherwise its
-// smallest rune. Bytes that are not UTF-8 stay as they are.
+// smallest rune. Bytes that are not UTF-8 stay as they are. The store's index folds by the
+// same orbits (store's fold) but to the smallest rune, upper-case ASCII, which its keys
+// already hold; here lower case is the representative so that the common value costs no copy.
 func foldCase(s string) string {
 	ascii, folded := true, true
 	for i := 0; i < len(s); i++ {
