@@ -179,6 +179,14 @@ type gwFleet struct {
 	// delivery is the target's delivery mode ("" for immediate), set before the gateways
 	// start.
 	delivery string
+	// deliveries, when set, is each gateway's delivery mode in place of delivery ("" for
+	// immediate): a fleet in the middle of a rolling config change.
+	deliveries []string
+	// endpointsOf, when set, picks gateway i's etcd endpoints from the members' (or their
+	// proxies') URLs, in order: a gateway configured with one member only.
+	endpointsOf func(i int, all []string) []string
+	// gatewayExtra is added to every gateway's scim_gateway block (a journal block).
+	gatewayExtra string
 	// readStaleness is the store's read_staleness (0: not set), set before the gateways
 	// start.
 	readStaleness time.Duration
@@ -203,6 +211,7 @@ type gwFleet struct {
 // fleetGateway is one gateway child process. Its address stays the same across restarts.
 type fleetGateway struct {
 	addr      string
+	index     int
 	caddyfile string
 	// logFile is where the gateway logs (with gwFleet.logs).
 	logFile string
@@ -229,7 +238,7 @@ func startFleetWith(t testing.TB, n int, policyDir string, bolt bool) *gwFleet {
 func startFleetOf(t testing.TB, n int, f *gwFleet, bolt bool) *gwFleet {
 	t.Helper()
 	*f = gwFleet{
-		t: t, app: startFleetApp(t), policyDir: f.policyDir, delivery: f.delivery, readStaleness: f.readStaleness, together: f.together,
+		t: t, app: startFleetApp(t), policyDir: f.policyDir, delivery: f.delivery, deliveries: f.deliveries, endpointsOf: f.endpointsOf, gatewayExtra: f.gatewayExtra, readStaleness: f.readStaleness, together: f.together,
 		proxied: f.proxied, leaseTTL: f.leaseTTL, logs: f.logs, requestTimeout: f.requestTimeout,
 		client: &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}},
 	}
@@ -248,8 +257,8 @@ func startFleetOf(t testing.TB, n int, f *gwFleet, bolt bool) *gwFleet {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, addr := range testnet.FreeAddrs(t, n) {
-		g := &fleetGateway{addr: addr}
+	for i, addr := range testnet.FreeAddrs(t, n) {
+		g := &fleetGateway{addr: addr, index: i}
 		g.caddyfile = filepath.Join(t.TempDir(), "Caddyfile")
 		if f.logs {
 			g.logFile = filepath.Join(t.TempDir(), "gateway.log")
@@ -297,6 +306,9 @@ func (f *gwFleet) caddyfile(g *fleetGateway, mapping, storage, dataDir string) s
 				endpoints = append(endpoints, p.URL())
 			}
 		}
+		if f.endpointsOf != nil {
+			endpoints = f.endpointsOf(g.index, endpoints)
+		}
 		ttl := f.leaseTTL
 		if ttl == 0 {
 			ttl = 3 * time.Second
@@ -312,9 +324,12 @@ func (f *gwFleet) caddyfile(g *fleetGateway, mapping, storage, dataDir string) s
 	if g.logFile != "" {
 		logOutput = fmt.Sprintf("output file %s\n\t\tformat json\n\t\tlevel INFO", g.logFile)
 	}
-	delivery := ""
-	if f.delivery != "" {
-		delivery = fmt.Sprintf("\t\t\tdelivery %s\n\t\t\tqueue {\n\t\t\t\tretry_backoff 10ms 200ms\n\t\t\t}\n", f.delivery)
+	delivery, mode := "", f.delivery
+	if f.deliveries != nil {
+		mode = f.deliveries[g.index]
+	}
+	if mode != "" {
+		delivery = fmt.Sprintf("\t\t\tdelivery %s\n\t\t\tqueue {\n\t\t\t\tretry_backoff 10ms 200ms\n\t\t\t}\n", mode)
 	}
 	return fmt.Sprintf(`{
 	admin off
@@ -330,14 +345,14 @@ http://%s {
 	bind 127.0.0.1
 	scim_gateway {
 		token entra {env.SCIMGATE_FLEET_TOKEN}
-%s%s		target demo {
+%s%s%s		target demo {
 			url %s
 			mapping %s
 			header X-Api-Key {env.SCIMGATE_FLEET_DEMO_KEY}
 %s		}
 	}
 }
-`, storage, logOutput, addr, store, policy, f.app.url, mapping, delivery)
+`, storage, logOutput, addr, store, policy, f.gatewayExtra, f.app.url, mapping, delivery)
 }
 
 // start starts gateway i's process and waits until it serves.

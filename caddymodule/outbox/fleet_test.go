@@ -23,10 +23,18 @@ type sharedBolt struct{ *kv.Bolt }
 
 func (sharedBolt) Shared() bool { return true }
 
+// lateWatch is a shared bbolt store whose commits by other gateways reach this process
+// late: as an etcd watch that has not yet delivered them, it does not say when the store
+// changed (only a read of the store shows what others committed).
+type lateWatch struct{ sharedBolt }
+
+func (lateWatch) Changed() <-chan struct{} { return nil }
+
 // appLog is the legacy app of the test: it records every delivery it is sent.
 type appLog struct {
 	mu    sync.Mutex
 	calls map[uint64]int       // task -> deliveries
+	order []uint64             // the tasks delivered, in the order the app got them
 	by    map[string]int       // gateway -> deliveries
 	first map[string]time.Time // gateway -> its first delivery
 }
@@ -47,6 +55,7 @@ func (g *gateway) Deliver(ctx context.Context, tasks []*Task) Report {
 	g.app.mu.Lock()
 	for _, t := range tasks {
 		g.app.calls[t.Seq]++
+		g.app.order = append(g.app.order, t.Seq)
 	}
 	g.app.by[g.name] += len(tasks)
 	if _, ok := g.app.first[g.name]; !ok {
@@ -85,12 +94,18 @@ type fleetGateway struct {
 // startFleet starts two gateways' outbox workers for target "app" on one shared store.
 func startFleet(t *testing.T) (*store.Store, *appLog, []*fleetGateway) {
 	t.Helper()
+	return startFleetOn(t, func(b *kv.Bolt) kv.DB { return sharedBolt{b} })
+}
+
+// startFleetOn is startFleet on the shared store wrap makes of a bbolt file.
+func startFleetOn(t *testing.T, wrap func(*kv.Bolt) kv.DB) (*store.Store, *appLog, []*fleetGateway) {
+	t.Helper()
 	te := etcdtest.Start(t, 1)
 	bolt, err := kv.OpenBolt(filepath.Join(t.TempDir(), "gw.db"), kv.BoltOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.New(sharedBolt{bolt})
+	st, err := store.New(wrap(bolt))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,5 +337,71 @@ func TestFleetCountsAndPauseOnEitherGateway(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("the holder is still paused after the resume through the other gateway")
 		}
+	}
+}
+
+// The gateway that delivers the outbox learns of the tasks it queued itself at once, and of
+// those other gateways queued when it next reads the store. A task it queued behind another
+// gateway's task of the same resource (a group's member remove through one gateway, held
+// behind a member add queued through the other) must still reach the app after that task,
+// whenever its index learns of it: here the store never says it changed (lateWatch), and
+// the earlier tasks of the resource are known only to the store.
+func TestFleetTaskBehindAnotherGatewaysTask(t *testing.T) {
+	st, app, gws := startFleetOn(t, func(b *kv.Bolt) kv.DB { return lateWatch{sharedBolt{b}} })
+	holder, other := holderOf(t, gws)
+	enqueue := func(g *fleetGateway, id string) uint64 {
+		t.Helper()
+		task := &Task{RequestID: fmt.Sprintf("r-%s-%d", id, time.Now().UnixNano()), Action: change.ActionPatch, Type: "Group", ID: id,
+			Queued: time.Now(), After: []byte(`{}`), Before: []byte(`{}`)}
+		data, err := task.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Update(func(tx *store.Tx) error {
+			task.Seq, err = tx.Enqueue("app", task.ID, data)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		g.w.Queued(task)
+		return task.Seq
+	}
+	delivered := func(seq uint64) bool {
+		app.mu.Lock()
+		defer app.mu.Unlock()
+		return app.calls[seq] > 0
+	}
+	// The holder's term has begun and read the store: a task it queued is delivered.
+	first := enqueue(holder, "g0")
+	for deadline := time.Now().Add(10 * time.Second); !delivered(first); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the holder never delivered its own task")
+		}
+	}
+	// g1's tasks, queued alternately through the other gateway and the holder.
+	var seqs []uint64
+	for i := range 4 {
+		g := other
+		if i%2 == 1 {
+			g = holder
+		}
+		seqs = append(seqs, enqueue(g, "g1"))
+	}
+	last := seqs[len(seqs)-1]
+	for deadline := time.Now().Add(10 * time.Second); !delivered(last); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the holder never delivered its last task")
+		}
+	}
+	app.mu.Lock()
+	defer app.mu.Unlock()
+	var got []uint64
+	for _, seq := range app.order {
+		if seq != first {
+			got = append(got, seq)
+		}
+	}
+	if fmt.Sprint(got) != fmt.Sprint(seqs) {
+		t.Fatalf("the app got g1's tasks %v, queued as %v: a task went before an earlier task of its resource", got, seqs)
 	}
 }

@@ -109,6 +109,9 @@ type Worker struct {
 
 	// holding: a term of the job runs (always, with a store of its own).
 	holding atomic.Bool
+	// resyncDue: an attempt found a task the index lacks (errIndexBehind); the index is read
+	// from the store again before the next dispatch.
+	resyncDue atomic.Bool
 
 	mu      sync.Mutex
 	d       Deliverer
@@ -443,6 +446,9 @@ func (w *Worker) serve(ctx context.Context) {
 		var changed <-chan struct{}
 		if w.shared && pending.IsZero() {
 			changed = w.store.DB().Changed()
+		}
+		if w.resyncDue.Swap(false) {
+			pending = time.Now()
 		}
 		if !pending.IsZero() && !time.Now().Before(pending) {
 			changed = w.store.DB().Changed() // before reading: a commit during the read is not missed
@@ -842,6 +848,10 @@ func (w *Worker) settle(group []*entry, n int, rep Report, err error, started ti
 	switch {
 	case errors.Is(err, fleet.ErrNotHolder):
 		// Another gateway delivers the outbox now: the task is left to it.
+	case errors.Is(err, errIndexBehind):
+		// The store holds an earlier task of the resource: the next dispatch, after a
+		// resync, holds this one behind it.
+		w.resyncDue.Store(true)
 	case err != nil:
 		// The task could not be read: try again later rather than lose it.
 		w.logger.Error("reading a task of the outbox failed", zap.String("target", w.target), zap.Uint64("seq", e.seq), zap.Error(err))
@@ -922,8 +932,16 @@ func (w *Worker) read(group []*entry) (tasks []*Task, n int, done *Report, err e
 			}
 			tasks = append(tasks, t)
 		}
+		if w.shared {
+			var err error
+			tasks, err = w.knownPrefix(tx, tasks)
+			return err
+		}
 		return nil
 	})
+	if errors.Is(err, errIndexBehind) {
+		return nil, 0, nil, err
+	}
 	if errors.Is(err, store.ErrNotFound) && len(group) == 1 {
 		return nil, 1, &Report{Done: true}, nil // dropped meanwhile
 	}
@@ -934,6 +952,42 @@ func (w *Worker) read(group []*entry) (tasks []*Task, n int, done *Report, err e
 		return nil, 1, &Report{Dead: true}, nil
 	}
 	return tasks, len(tasks), nil, nil
+}
+
+// errIndexBehind: the store holds a task of a resource, queued through another gateway,
+// that the index does not yet know of and that goes before the task dispatched: the
+// attempt waits for a resync.
+var errIndexBehind = errors.New("the outbox index lacks a task another gateway queued")
+
+// knownPrefix checks, on a shared store, that the tasks read for one attempt (a resource's
+// tasks in order) are its first tasks in the store, none between them: the index learns of
+// another gateway's tasks only when it next reads the store, while this gateway's own are
+// added at once (Queued), so a task this gateway queued behind another gateway's task of the
+// same resource (its change held by the outbox) could otherwise go first, or be coalesced
+// over it, and the app apply the two in the opposite order to the directory's. Task numbers
+// follow the commit order, so the tasks a read finds before the first are all there is.
+// It returns the tasks up to the first one another task of the resource comes before, or
+// errIndexBehind when that is the first. tx is the read's transaction.
+func (w *Worker) knownPrefix(tx *store.Tx, tasks []*Task) ([]*Task, error) {
+	if len(tasks) == 0 {
+		return tasks, nil
+	}
+	n := 0
+	stop := errors.New("stop")
+	err := tx.TasksOf(w.target, tasks[0].ID, func(st store.Task) error {
+		if n < len(tasks) && st.Seq == tasks[n].Seq {
+			n++
+			return nil
+		}
+		return stop
+	})
+	switch {
+	case err != nil && !errors.Is(err, stop):
+		return nil, err
+	case n == 0:
+		return nil, errIndexBehind
+	}
+	return tasks[:n], nil
 }
 
 // remove forgets task seq (delivered or dropped).

@@ -10,7 +10,9 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -40,6 +42,12 @@ type member struct {
 	peer, cli url.URL
 	etcd      *embed.Etcd
 	stopped   bool
+	// initial is the cluster a rejoined member starts with (initial-cluster-state
+	// existing); "" for a member of the cluster as it started.
+	initial string
+	// removed: the member was removed from the cluster (Remove) and its data wiped; Rejoin
+	// adds it back.
+	removed bool
 }
 
 // Start starts an n-member cluster and waits until it has a leader.
@@ -96,6 +104,10 @@ func (c *Cluster) config(m *member) *embed.Config {
 	cfg.ListenClientUrls = []url.URL{m.cli}
 	cfg.AdvertiseClientUrls = []url.URL{m.cli}
 	cfg.InitialCluster = c.initial
+	if m.initial != "" {
+		cfg.InitialCluster = m.initial
+		cfg.ClusterState = embed.ClusterStateFlagExisting
+	}
 	cfg.InitialClusterToken = "etcdtest"
 	cfg.LogLevel = "error"
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
@@ -159,6 +171,10 @@ func (c *Cluster) Restart(i int) {
 		c.mu.Unlock()
 		return
 	}
+	if m.removed {
+		c.mu.Unlock()
+		c.t.Fatalf("member %s was removed from the cluster: Rejoin adds it back", m.name)
+	}
 	e, err := embed.StartEtcd(c.config(m))
 	if err != nil {
 		c.mu.Unlock()
@@ -167,6 +183,141 @@ func (c *Cluster) Restart(i int) {
 	m.etcd, m.stopped = e, false
 	c.mu.Unlock()
 	c.waitReady(m)
+}
+
+// Remove does what operators do when member i's disk dies: the member stops (if it runs), is
+// removed from the cluster (MemberRemove, through the other members) and its data directory
+// is wiped. Its name, ports and client URL stay for Rejoin. The cluster then has one member
+// fewer (a quorum of the rest).
+func (c *Cluster) Remove(i int) {
+	c.t.Helper()
+	c.Stop(i)
+	c.mu.Lock()
+	m := c.members[i]
+	if m.removed {
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	cli := c.clientOf(func(o *member) bool { return o != m })
+	defer cli.Close()
+	list, err := cli.MemberList(ctx)
+	if err != nil {
+		c.t.Fatalf("listing the members to remove %s: %v", m.name, err)
+	}
+	var id uint64
+	for _, mm := range list.Members {
+		if slices.Contains(mm.PeerURLs, m.peer.String()) {
+			id = mm.ID
+		}
+	}
+	if id == 0 {
+		c.t.Fatalf("member %s (%s) is not in the cluster's list", m.name, m.peer.String())
+	}
+	if _, err := cli.MemberRemove(ctx, id); err != nil {
+		c.t.Fatalf("removing member %s: %v", m.name, err)
+	}
+	if err := os.RemoveAll(m.dir); err != nil {
+		c.t.Fatalf("wiping member %s's data: %v", m.name, err)
+	}
+	c.mu.Lock()
+	m.removed = true
+	c.mu.Unlock()
+}
+
+// Rejoin adds the removed member i back as a new member of the cluster (MemberAdd with its
+// peer URL), starts it on its empty data directory with initial-cluster-state existing
+// and the same client URL (the endpoint the gateways were configured with), and waits
+// until it is ready: it has joined and takes requests (it catches up from the leader's
+// log or snapshot).
+func (c *Cluster) Rejoin(i int) {
+	c.t.Helper()
+	c.mu.Lock()
+	m := c.members[i]
+	if !m.removed {
+		c.mu.Unlock()
+		c.t.Fatalf("member %s was not removed", m.name)
+	}
+	c.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	cli := c.clientOf(func(o *member) bool { return o != m })
+	defer cli.Close()
+	// etcd refuses a member add ("unhealthy cluster") until every member has been
+	// connected to the leader for 5 s (its strict reconfiguration check), as after a
+	// removal or a restart: an operator tries again, so does this.
+	var resp *clientv3.MemberAddResponse
+	var err error
+	for {
+		resp, err = cli.MemberAdd(ctx, []string{m.peer.String()})
+		if err == nil || !strings.Contains(err.Error(), "unhealthy cluster") || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err != nil {
+		c.t.Fatalf("adding member %s back: %v", m.name, err)
+	}
+	var initial []string
+	for _, mm := range resp.Members {
+		name := mm.Name
+		if mm.ID == resp.Member.ID {
+			name = m.name // not started yet: it has no name in the list
+		}
+		for _, u := range mm.PeerURLs {
+			initial = append(initial, name+"="+u)
+		}
+	}
+	c.mu.Lock()
+	m.initial = strings.Join(initial, ",")
+	e, err := embed.StartEtcd(c.config(m))
+	if err != nil {
+		c.mu.Unlock()
+		c.t.Fatalf("starting the rejoined member %s: %v", m.name, err)
+	}
+	m.etcd, m.stopped, m.removed = e, false, false
+	c.mu.Unlock()
+	c.waitReady(m)
+}
+
+// Replace is Remove then Rejoin: member i replaced by a new one with an empty disk.
+func (c *Cluster) Replace(i int) {
+	c.t.Helper()
+	c.Remove(i)
+	c.Rejoin(i)
+}
+
+// MemberIDs returns the etcd member id of each running member by index (0: not running).
+func (c *Cluster) MemberIDs() []uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ids := make([]uint64, len(c.members))
+	for i, m := range c.members {
+		if !m.stopped {
+			ids[i] = uint64(m.etcd.Server.MemberID())
+		}
+	}
+	return ids
+}
+
+// clientOf is a client of the running members keep selects, for membership changes.
+func (c *Cluster) clientOf(keep func(*member) bool) *clientv3.Client {
+	c.t.Helper()
+	c.mu.Lock()
+	var eps []string
+	for _, m := range c.members {
+		if !m.stopped && keep(m) {
+			eps = append(eps, m.cli.String())
+		}
+	}
+	c.mu.Unlock()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		c.t.Fatalf("etcd client: %v", err)
+	}
+	return cli
 }
 
 // Leader returns the index of the member running members see as the leader, or -1 if none
