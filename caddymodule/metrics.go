@@ -117,6 +117,17 @@ func metricsEndpoint(rel string) string {
 	return "other"
 }
 
+// metricsMethod is the bounded method label: a client may send any token as its method,
+// before it authenticates, and each new label value is a new series kept for the life of
+// the process.
+func metricsMethod(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions:
+		return m
+	}
+	return "OTHER"
+}
+
 // statusWriter remembers the status code written through it.
 type statusWriter struct {
 	http.ResponseWriter
@@ -144,6 +155,7 @@ func (m *gatewayMetrics) observe(endpoint, method string, status int, start time
 	if m == nil {
 		return
 	}
+	method = metricsMethod(method)
 	m.requests.WithLabelValues(endpoint, method, strconv.Itoa(status)).Inc()
 	m.duration.WithLabelValues(endpoint, method).Observe(time.Since(start).Seconds())
 }

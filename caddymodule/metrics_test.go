@@ -2,8 +2,10 @@ package caddymodule
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
@@ -46,6 +48,47 @@ func TestMetrics(t *testing.T) {
 	}
 	if n, err := testutil.GatherAndCount(reg, "scimgate_request_duration_seconds"); err != nil || n == 0 {
 		t.Fatalf("duration histogram: %d series, %v", n, err)
+	}
+}
+
+// TestMetricsMethodBounded: a client chooses the method token, unauthenticated too; the
+// method label stays one of a few values however many tokens are sent, so that requests
+// cannot grow the registry (each label value is a series kept until the next reload).
+func TestMetricsMethodBounded(t *testing.T) {
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	reg := ctx.GetMetricsRegistry()
+	g := &Handler{Tokens: []Token{{Name: "entra", Value: testToken}}, DataDir: t.TempDir()}
+	if err := g.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = g.Cleanup() })
+	for i := range 20 {
+		serve(t, g, fmt.Sprintf("ALICE%d", i), "/scim/v2/Users", nil, "Authorization", "")
+	}
+	serve(t, g, "GET", "/scim/v2/Users", nil)
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	methods := map[string]bool{}
+	for _, f := range families {
+		if !strings.HasPrefix(f.GetName(), "scimgate_request") {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "method" {
+					methods[l.GetValue()] = true
+				}
+			}
+		}
+	}
+	if len(methods) != 2 || !methods["GET"] || !methods["OTHER"] {
+		t.Errorf("method labels %v, want GET and OTHER", methods)
+	}
+	if got := testutil.ToFloat64(g.metrics.requests.WithLabelValues("Users", "OTHER", "401")); got != 20 {
+		t.Errorf("scimgate_requests_total{Users,OTHER,401} = %v, want 20", got)
 	}
 }
 

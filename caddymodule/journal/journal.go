@@ -425,7 +425,7 @@ var (
 )
 
 // Prepare encodes r for AppendPrepared: it sets r's Version, makes its time UTC and redacts
-// its Changes, as Append does. r is not used afterwards.
+// its Changes (and their redacted values from its Error and reasons), as Append does. r is not used afterwards.
 func (j *Journal) Prepare(r *Record) (*Prepared, error) {
 	r.Version = FormatVersion
 	r.Seq = 0
@@ -435,6 +435,7 @@ func (j *Journal) Prepare(r *Record) (*Prepared, error) {
 	r.PrevHash = zeroPrevHash
 	stamp := r.Time.IsZero()
 	r.Time = r.Time.UTC()
+	scrubRecord(r, j.redact)
 	r.Changes = redactChanges(r.Changes, j.redact)
 	raw, err := marshalRecord(r, maxSpliceGrow)
 	if err != nil {

@@ -239,7 +239,16 @@ func (c *Client) send(ctx context.Context, r Request, target string) (*Response,
 			return nil, e
 		}
 		c.pace.note(resp.Header, c.now())
-		return resp, checkAnswer(r.Expect, resp, c.now())
+		e = checkAnswer(r.Expect, resp, c.now())
+		if e != nil && e.Message != "" {
+			// An app that echoes the request in its error (a debug page, a JSON error with
+			// the headers) would hand the gateway's credentials to Entra and the journal:
+			// they are replaced in the whole body, before the message is cut from it.
+			if secrets := secretsOf(req); len(secrets) > 0 {
+				e.Message = extractMessage(scrubValues(resp.Body, secrets))
+			}
+		}
+		return resp, e
 	}
 }
 

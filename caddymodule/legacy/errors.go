@@ -218,13 +218,15 @@ var messagePaths = []string{
 }
 
 // Message is what an answer's body says, as errors keep it (Error.Message): the app's
-// message at the usual paths, or the compact JSON, bounded, control characters stripped;
-// "" for an HTML page.
+// message at the usual paths, or the compact JSON, bounded, control characters stripped,
+// credential-looking values redacted; "" for an HTML page.
 func Message(body []byte) string { return extractMessage(body) }
 
 // extractMessage finds the native error message in a response body: a string at one of
 // messagePaths, else the compact JSON itself, else plain text. HTML (an error page from a
-// proxy) yields nothing: its markup would be noise in a SCIM detail.
+// proxy) yields nothing: its markup would be noise in a SCIM detail. What looks like a
+// credential is redacted (the client has also replaced the credentials it sent, see
+// Client.send): the message reaches Entra, the journal and the logs.
 func extractMessage(body []byte) string {
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 {
@@ -234,19 +236,19 @@ func extractMessage(body []byte) string {
 	if json.Valid(body) {
 		for _, p := range messagePaths {
 			if v := gjson.GetBytes(body, p); v.Type == gjson.String && strings.TrimSpace(v.Str) != "" {
-				return sanitizeMessage(v.Str)
+				return sanitizeMessage(redactCredentialText(v.Str))
 			}
 		}
 		var compact bytes.Buffer
 		if len(body) <= 4*maxMessageRunes && json.Compact(&compact, body) == nil {
-			return sanitizeMessage(compact.String())
+			return sanitizeMessage(redactCredentialText(compact.String()))
 		}
-		return sanitizeMessage(string(body[:4*maxMessageRunes]))
+		return sanitizeMessage(redactCredentialText(string(body[:4*maxMessageRunes])))
 	}
 	if body[0] == '<' {
 		return ""
 	}
-	return sanitizeMessage(string(body[:min(len(body), 4*maxMessageRunes)]))
+	return sanitizeMessage(redactCredentialText(string(body[:min(len(body), 4*maxMessageRunes)])))
 }
 
 // sanitizeMessage makes untrusted text safe to show and log: valid UTF-8, no control

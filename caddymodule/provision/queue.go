@@ -455,6 +455,7 @@ func (e *Engine) failDelivery(j *job, tasks []*outbox.Task, err error) outbox.Re
 	settings := e.target.Delivery.WithDefaults()
 	now := e.now()
 	f := failureOf(err)
+	f.Detail = e.scrub(j.trail, f.Detail) // kept in the task, shown by the outbox's routes
 	t := tasks[0]
 	var dead bool
 	if f.Rejected && len(tasks) > 1 {

@@ -69,6 +69,13 @@ func (t *Trail) fill(p *plan) {
 	t.nativeID = p.nativeID
 }
 
+// scrub takes out of text (a SCIM error's detail, from an app's answer or a policy) the
+// values of the change that the journal redacts: a password that the app echoed in its
+// error must not reach Entra's provisioning logs, the journal or the gateway's logs.
+func (e *Engine) scrub(t *Trail, text string) string {
+	return e.journal.Scrub(t.changes, text)
+}
+
 // record builds the journal record of a request with the given outcome and status.
 func (e *Engine) record(req Request, t *Trail, outcome change.Outcome, status int, detail string) *journal.Record {
 	rec := &journal.Record{
@@ -115,6 +122,11 @@ func (e *Engine) Fail(req Request, t *Trail, err error) *Result {
 // goes unrecorded.
 func (e *Engine) fail(req Request, t *Trail, err error) *Result {
 	se, retryAfter := e.scimError(req, t, err)
+	if t != nil {
+		if d := e.scrub(t, se.Detail); d != se.Detail {
+			se = &scim.Error{Status: se.Status, ScimType: se.ScimType, Detail: d}
+		}
+	}
 	res := &Result{Status: se.Status, Err: se, RetryAfter: retryAfter}
 	if t == nil {
 		return res
