@@ -298,11 +298,29 @@ var indexable = map[string]map[string]string{
 	scim.GroupType: {"displayname": "displayName", "externalid": "externalId"},
 }
 
-// candidates picks the cheapest way to find the resources a filter can match: one id, an
-// index lookup (O(log n)), or nil with scan=true for a full scan.
-func candidates(tx *store.Tx, typ string, f scim.Filter) (ids []string, scan bool, err error) {
+// access is how the resources of a type that a filter can match are found.
+type access int
+
+const (
+	accessAll   access = iota // no filter: every resource matches, only ids are read
+	accessScan                // every resource of the type is read, decoded and matched
+	accessID                  // the one resource of an id
+	accessIndex               // an index lookup (O(log n))
+	accessNone                // no resource can match (an id the store would refuse)
+)
+
+// plan is the access a query on one type takes, with the index and the value to look up
+// (accessIndex), or the id (accessID, in value).
+type plan struct {
+	access      access
+	attr, value string
+}
+
+// planFor picks the cheapest way to find the resources of typ that f can match, from the
+// filter alone: the store is not read, so it can be decided before a transaction opens.
+func planFor(typ string, f scim.Filter) plan {
 	if f == nil {
-		return nil, true, nil
+		return plan{access: accessAll}
 	}
 	for _, t := range scim.EqualityTerms(f) {
 		if t.Attr.URN != "" && !strings.EqualFold(t.Attr.URN, scim.ResourceTypeByName(typ).Schema) {
@@ -318,16 +336,50 @@ func candidates(tx *store.Tx, typ string, f scim.Filter) (ids []string, scan boo
 		}
 		if name == "id" {
 			if scim.IDProblem(value) != "" {
-				return nil, false, nil // no resource has it; the store would refuse the key
+				return plan{access: accessNone} // no resource has it; the store would refuse the key
 			}
-			return []string{value}, false, nil
+			return plan{access: accessID, value: value}
 		}
 		if attr, ok := indexable[typ][name]; ok {
-			ids, err := tx.Lookup(typ, attr, value)
-			return ids, false, err
+			return plan{access: accessIndex, attr: attr, value: value}
 		}
 	}
-	return nil, true, nil
+	return plan{access: accessScan}
+}
+
+// NeedsScan reports whether a query on typ with filter f reads and decodes every resource
+// of typ: no equality on the id or an indexed attribute narrows it (userName co "x", a
+// pr, a not(...), an or). A nil filter is no scan: its resources are only counted. It is
+// what Run does, decided without the store.
+func NeedsScan(typ string, f scim.Filter) bool {
+	return planFor(typ, f).access == accessScan
+}
+
+// Scans reports whether q scans any of its types in full (NeedsScan).
+func (q *Query) Scans() bool {
+	for _, typ := range q.Types {
+		if NeedsScan(typ, q.Filter) {
+			return true
+		}
+	}
+	return false
+}
+
+// candidates are the resources of typ that a filter f can match, as planFor decides: one
+// id, the ids an index lookup finds, none, or scan=true for a full scan. Without a filter
+// (accessAll) eachCandidate reads the ids itself.
+func candidates(tx *store.Tx, typ string, f scim.Filter) (ids []string, scan bool, err error) {
+	p := planFor(typ, f)
+	switch p.access {
+	case accessScan:
+		return nil, true, nil
+	case accessID:
+		return []string{p.value}, false, nil
+	case accessIndex:
+		ids, err := tx.Lookup(typ, p.attr, p.value)
+		return ids, false, err
+	}
+	return nil, false, nil
 }
 
 func termString(v any) (string, bool) {
