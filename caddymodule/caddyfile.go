@@ -44,6 +44,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    max_json_depth <n>              # default 64
 //	    large_body_size <size>          # default 1MiB: from here a body is large
 //	    max_large_bodies <n>            # large requests at once; default 2, -1 no limit
+//	    max_scans <n>                   # unindexed searches at once; default GOMAXPROCS, -1 no limit
 //	    max_results <n>                 # default 200
 //	    members_replace merge|exact     # default merge
 //	    user_patch_response resource|no_content   # default resource
@@ -172,16 +173,20 @@ func (g *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("large_body_size: want a size from 1KiB, such as 1MiB, got %q", v)
 			}
 			g.LargeBodyBytes = int64(n)
-		case "max_large_bodies":
+		case "max_large_bodies", "max_scans":
 			v, err := gwconfig.OneArg(d)
 			if err != nil {
 				return err
 			}
 			n, err := strconv.Atoi(v)
 			if err != nil || (n <= 0 && n != -1) {
-				return d.Errf("max_large_bodies: want a positive integer, or -1 for no limit, got %q", v)
+				return d.Errf("%s: want a positive integer, or -1 for no limit, got %q", opt, v)
 			}
-			g.MaxLargeBodies = n
+			if opt == "max_scans" {
+				g.MaxScans = n
+			} else {
+				g.MaxLargeBodies = n
+			}
 		case "max_json_depth", "max_results":
 			v, err := gwconfig.OneArg(d)
 			if err != nil {

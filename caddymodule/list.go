@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"errors"
 	"net/http"
 
 	"github.com/scimgate/scimgate/caddymodule/change"
@@ -50,14 +51,27 @@ func (g *Handler) runQuery(req *request, typ string, p query.Params) {
 		g.writeError(req, err)
 		return
 	}
+	// A full scan waits for a slot before its read transaction opens (NeedsScan decides it
+	// from the filter alone) and frees it once the transaction is over.
+	release, err := g.scans.Admit(req.r.Context(), q)
+	if err != nil {
+		g.writeError(req, scanAdmission(req, err))
+		return
+	}
 	var page []any
 	total := 0
 	r := requestRenderer{g: g, req: req}
-	err = g.store.ViewRecentFound(func(tx *store.Tx) (bool, error) {
-		var err error
-		page, total, err = q.Run(tx, r)
-		return total > 0, err
-	})
+	err = func() error {
+		defer release()
+		if g.scanning != nil && q.Scans() {
+			g.scanning()
+		}
+		return g.store.ViewRecentFound(func(tx *store.Tx) (bool, error) {
+			var err error
+			page, total, err = q.Run(tx, r)
+			return total > 0, err
+		})
+	}()
 	if err == nil && req.trail != nil {
 		err = g.engine.Read(req.engineRequest(), req.trail)
 	}
@@ -66,6 +80,16 @@ func (g *Handler) runQuery(req *request, typ string, p query.Params) {
 		return
 	}
 	g.writeJSON(req, http.StatusOK, scim.ListResponse(page, total, q.StartIndex))
+}
+
+// scanAdmission is the answer to a full scan that found no slot: 503 with Retry-After
+// while other scans run, or nothing useful when the client left.
+func scanAdmission(req *request, err error) error {
+	if errors.Is(err, query.ErrScansBusy) {
+		req.w.Header().Set("Retry-After", largeBodyRetryAfter)
+		return err
+	}
+	return scim.BadRequest("", "the request ended while it waited for a turn to search: %v", err)
 }
 
 // requestRenderer renders records for a query as the request's client reads them.

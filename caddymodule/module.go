@@ -7,6 +7,7 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"net/http"
+	"runtime"
 	rtrace "runtime/trace"
 	"strings"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/scimgate/scimgate/caddymodule/journal"
 	"github.com/scimgate/scimgate/caddymodule/policy"
 	"github.com/scimgate/scimgate/caddymodule/provision"
+	"github.com/scimgate/scimgate/caddymodule/query"
 	"github.com/scimgate/scimgate/caddymodule/reconcile"
 	"github.com/scimgate/scimgate/caddymodule/scim"
 	"github.com/scimgate/scimgate/caddymodule/storeconfig"
@@ -101,6 +103,12 @@ type Handler struct {
 	// no limit.
 	MaxLargeBodies int `json:"max_large_bodies,omitempty"`
 
+	// MaxScans is how many lists and searches whose filter no index serves (a full scan
+	// of the type: userName co "x", pr, not(...)) run at once; another waits up to 2 s for
+	// a turn, then answers 503 with Retry-After. Default: GOMAXPROCS (the cores Go uses);
+	// -1 for no limit.
+	MaxScans int `json:"max_scans,omitempty"`
+
 	// MaxResults is the largest page a list or filter query returns (advertised as
 	// filter.maxResults; larger counts are capped). Default: 200.
 	MaxResults int `json:"max_results,omitempty"`
@@ -144,6 +152,10 @@ type Handler struct {
 	audit      *audit // nil without Audit
 	// largeBodies limits the large requests processed at once (nil: no limit).
 	largeBodies largeBodies
+	// scans limits the full scans run at once (nil: no limit).
+	scans *query.ScanLimit
+	// scanning, in tests, is called by a full scan while it holds its slot.
+	scanning func()
 
 	storeCfg    *storeconfig.Resolved
 	storeKey    string // the store file's absolute path, or the etcd cluster and prefix
@@ -226,6 +238,12 @@ func (g *Handler) Provision(ctx caddy.Context) error {
 		g.largeBodies = make(largeBodies, DefaultMaxLargeBodies)
 	case g.MaxLargeBodies > 0:
 		g.largeBodies = make(largeBodies, g.MaxLargeBodies)
+	}
+	switch {
+	case g.MaxScans == 0:
+		g.scans = query.NewScanLimit(runtime.GOMAXPROCS(0), largeBodyWait)
+	case g.MaxScans > 0:
+		g.scans = query.NewScanLimit(g.MaxScans, largeBodyWait)
 	}
 	if g.MaxJSONDepth == 0 {
 		g.MaxJSONDepth = scim.DefaultMaxJSONDepth
@@ -381,6 +399,9 @@ func (g *Handler) Validate() error {
 	}
 	if g.MaxLargeBodies < -1 {
 		return fmt.Errorf("max_large_bodies must be positive, or -1 for no limit; got %d", g.MaxLargeBodies)
+	}
+	if g.MaxScans < -1 {
+		return fmt.Errorf("max_scans must be positive, or -1 for no limit; got %d", g.MaxScans)
 	}
 	if g.MaxJSONDepth < 8 || g.MaxJSONDepth > 1024 {
 		return fmt.Errorf("max_json_depth must be between 8 and 1024, got %d", g.MaxJSONDepth)
