@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/scimgate/scimgate/caddymodule/internal/slots"
 	"github.com/scimgate/scimgate/caddymodule/scim"
 )
 
@@ -25,21 +26,13 @@ const (
 
 var errLargeBodiesBusy = errors.New("too many large requests at once")
 
-// largeBodies is the semaphore of large request bodies (nil: no limit).
-type largeBodies chan struct{}
-
-// acquire takes a slot, waiting at most largeBodyWait; it returns the release.
-func (l largeBodies) acquire(ctx context.Context) (func(), error) {
-	t := time.NewTimer(largeBodyWait)
-	defer t.Stop()
-	select {
-	case l <- struct{}{}:
-		return func() { <-l }, nil
-	case <-t.C:
+// acquireLarge takes one of l's slots, waiting at most its wait; it returns the release.
+func acquireLarge(ctx context.Context, l *slots.Limit) (func(), error) {
+	release, err := l.Acquire(ctx)
+	if errors.Is(err, slots.ErrBusy) {
 		return nil, errLargeBodiesBusy
-	case <-ctx.Done():
-		return nil, ctx.Err()
 	}
+	return release, err
 }
 
 // admitReader passes a body through, taking a large-body slot for the request once more
@@ -74,7 +67,7 @@ func (a *admitReader) Read(p []byte) (int, error) {
 // req, released when the request is done.
 func (g *Handler) admitLarge(req *request) func() error {
 	return func() error {
-		release, err := g.largeBodies.acquire(req.r.Context())
+		release, err := acquireLarge(req.r.Context(), g.largeBodies)
 		if err != nil {
 			return err
 		}

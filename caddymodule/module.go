@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/scimgate/scimgate/caddymodule/gwconfig"
+	"github.com/scimgate/scimgate/caddymodule/internal/slots"
 	"github.com/scimgate/scimgate/caddymodule/journal"
 	"github.com/scimgate/scimgate/caddymodule/policy"
 	"github.com/scimgate/scimgate/caddymodule/provision"
@@ -151,7 +152,7 @@ type Handler struct {
 	publicBase string // PublicURL + BasePath; "" without PublicURL
 	audit      *audit // nil without Audit
 	// largeBodies limits the large requests processed at once (nil: no limit).
-	largeBodies largeBodies
+	largeBodies *slots.Limit
 	// scans limits the full scans run at once (nil: no limit).
 	scans *query.ScanLimit
 	// scanning, in tests, is called by a full scan while it holds its slot.
@@ -235,9 +236,9 @@ func (g *Handler) Provision(ctx caddy.Context) error {
 	}
 	switch {
 	case g.MaxLargeBodies == 0:
-		g.largeBodies = make(largeBodies, DefaultMaxLargeBodies)
+		g.largeBodies = slots.New(DefaultMaxLargeBodies, largeBodyWait)
 	case g.MaxLargeBodies > 0:
-		g.largeBodies = make(largeBodies, g.MaxLargeBodies)
+		g.largeBodies = slots.New(g.MaxLargeBodies, largeBodyWait)
 	}
 	switch {
 	case g.MaxScans == 0:

@@ -2,9 +2,11 @@ package query
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"time"
 
+	"github.com/scimgate/scimgate/caddymodule/internal/slots"
 	"github.com/scimgate/scimgate/caddymodule/scim"
 )
 
@@ -13,10 +15,7 @@ import (
 // clients searching at once could take every core. A ScanLimit lets at most its size run at
 // once; a scan that finds every slot taken waits a short time for one, then is refused with
 // ErrScansBusy (503). Indexed lookups, reads by id and unfiltered lists never take a slot.
-type ScanLimit struct {
-	slots chan struct{}
-	wait  time.Duration
-}
+type ScanLimit struct{ l *slots.Limit }
 
 // ErrScansBusy is the answer to a scan that found no slot in time.
 var ErrScansBusy = scim.Errorf(http.StatusServiceUnavailable, "",
@@ -25,10 +24,11 @@ var ErrScansBusy = scim.Errorf(http.StatusServiceUnavailable, "",
 // NewScanLimit lets n scans run at once, a scan waiting at most wait for a slot. n < 1 is
 // no limit (nil).
 func NewScanLimit(n int, wait time.Duration) *ScanLimit {
-	if n < 1 {
+	l := slots.New(n, wait)
+	if l == nil {
 		return nil
 	}
-	return &ScanLimit{slots: make(chan struct{}, n), wait: wait}
+	return &ScanLimit{l}
 }
 
 // Acquire takes a slot for a scan, waiting at most the limit's wait; it returns the
@@ -38,21 +38,11 @@ func (l *ScanLimit) Acquire(ctx context.Context) (release func(), err error) {
 	if l == nil {
 		return func() {}, nil
 	}
-	select {
-	case l.slots <- struct{}{}:
-		return func() { <-l.slots }, nil
-	default:
-	}
-	t := time.NewTimer(l.wait)
-	defer t.Stop()
-	select {
-	case l.slots <- struct{}{}:
-		return func() { <-l.slots }, nil
-	case <-t.C:
+	release, err = l.l.Acquire(ctx)
+	if errors.Is(err, slots.ErrBusy) {
 		return nil, ErrScansBusy
-	case <-ctx.Done():
-		return nil, ctx.Err()
 	}
+	return release, err
 }
 
 // Admit takes a slot for q when it scans (Scans), as Acquire; a query that does not scan
@@ -69,5 +59,5 @@ func (l *ScanLimit) Slots() int {
 	if l == nil {
 		return 0
 	}
-	return cap(l.slots)
+	return l.l.Size()
 }
