@@ -335,6 +335,15 @@ func (e *Engine) decideView(j *job) (*plan, error) {
 		} else {
 			asIs = e.answeredAsIs(j, p)
 		}
+		if t := e.target; t != nil && !asIs {
+			// Read with the account (its native id, mark and progress) in one transaction: a
+			// task the worker delivers after this read is one this change waits behind, and
+			// one it delivered before is in the account read here. Read apart, a create
+			// delivered in between left the change deciding on no account and no task, and it
+			// made the account a second time.
+			p.queuedSelf = tx.HasTasks(t.Name, p.id)
+			p.queuedRefs = slices.ContainsFunc(refsOf(p), func(id string) bool { return tx.HasTasks(t.Name, id) })
+		}
 		if p.same {
 			p.rec = p.current // read in this transaction
 			// Answered as it is, p is rendered once only: the answer may take its document.

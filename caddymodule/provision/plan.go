@@ -79,6 +79,10 @@ type plan struct {
 	progress   sentCalls     // calls a failed earlier attempt of the change made, not to repeat
 	mark       change.Mark   // the account's mark, as decided on
 	memberRefs policy.Members
+	// queuedSelf, queuedRefs: the resource, or a resource the change refers to, has tasks
+	// in the target's outbox, read with the account's native id, mark and progress (see
+	// deliverOrQueue).
+	queuedSelf, queuedRefs bool
 	// managerKnown: the user's manager, as the change leaves it, was in the directory when
 	// the change was decided (see unlinkLateManager).
 	managerKnown bool

@@ -34,11 +34,7 @@ import (
 // that was sent at once.
 func (e *Engine) deliverOrQueue(j *job, p *plan, d policy.Decision) (*plan, error) {
 	s := e.target.Delivery.WithDefaults()
-	held, err := e.heldByOutbox(p)
-	if err != nil {
-		return nil, err
-	}
-	if held || (s.Mode == outbox.Queued && (s.DeprovisionQueued || !deprovisions(p, d))) {
+	if p.queuedSelf || p.queuedRefs || (s.Mode == outbox.Queued && (s.DeprovisionQueued || !deprovisions(p, d))) {
 		return e.enqueue(j, p, d)
 	}
 	done, err := e.deliver(j, p, d)
@@ -74,30 +70,13 @@ func refsOf(p *plan) []string {
 	return refs
 }
 
-// heldByOutbox reports whether the resource, or one it refers to, has tasks in the outbox.
-func (e *Engine) heldByOutbox(p *plan) (bool, error) {
-	held := false
-	err := e.store.View(func(tx *store.Tx) error {
-		held = tx.HasTasks(e.target.Name, p.id) || slices.ContainsFunc(refsOf(p), func(id string) bool { return tx.HasTasks(e.target.Name, id) })
-		return nil
-	})
-	return held, err
-}
-
 // queueSkip queues a change the policy skipped behind its resource's changes still in the
 // outbox (queued reports that it did): committed at once, the skip would set the account's
 // mark (kept out, or missed a change) before the earlier changes reach the app, and their
 // delivery would then clear it. Queued, it sends nothing and sets the mark after them.
 func (e *Engine) queueSkip(j *job, p *plan, d policy.Decision) (done *plan, queued bool, err error) {
-	if !d.Skip || e.target == nil {
+	if !d.Skip || e.target == nil || !p.queuedSelf {
 		return nil, false, nil
-	}
-	err = e.store.View(func(tx *store.Tx) error {
-		queued = tx.HasTasks(e.target.Name, p.id)
-		return nil
-	})
-	if err != nil || !queued {
-		return nil, false, err
 	}
 	done, err = e.enqueue(j, p, d)
 	return done, true, err
