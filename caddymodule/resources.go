@@ -245,7 +245,7 @@ func (g *Handler) get(req *request, typ, id string) {
 	if g.engine.JournalsReads() {
 		req.trail = &provision.Trail{Action: change.ActionGet, Type: typ, ID: id}
 	}
-	proj, err := scim.ParseProjection(req.r.URL.Query().Get("attributes"), req.r.URL.Query().Get("excludedAttributes"))
+	proj, err := projection(req)
 	if err != nil {
 		g.writeError(req, err)
 		return
@@ -290,21 +290,18 @@ func (g *Handler) get(req *request, typ, id string) {
 	g.writeJSON(req, http.StatusOK, proj.Apply(typ, out))
 }
 
-// readResource reads and prepares a POST or PUT body.
-func (g *Handler) readResource(req *request, typ string) (*scim.Prepared, error) {
+// readResource reads and prepares a POST or PUT body, and the projection of its answer.
+func (g *Handler) readResource(req *request, typ string) (*scim.Prepared, scim.Projection, error) {
+	proj, err := projection(req)
+	if err != nil {
+		return nil, proj, err
+	}
 	body, err := g.readBody(req)
 	if err != nil {
-		return nil, err
+		return nil, proj, err
 	}
-	return scim.PrepareResource(typ, body)
-}
-
-// renderer renders, inside the commit, the resource a write has just stored, with the
-// computed attributes o asks for.
-func (g *Handler) renderer(req *request, o query.Computed) func(*store.Tx, *store.Record, scim.Resource) (any, error) {
-	return func(tx *store.Tx, rec *store.Record, doc scim.Resource) (any, error) {
-		return g.renderWritten(tx, req, rec, doc, o)
-	}
+	p, err := scim.PrepareResource(typ, body)
+	return p, proj, err
 }
 
 // apply hands a write to the engine and answers what it did: the resource (or nothing,
@@ -330,22 +327,42 @@ func (g *Handler) apply(req *request, op *provision.Op) {
 	g.writeJSON(req, res.Status, res.Answer)
 }
 
+// projection is the request's attributes or excludedAttributes, which shape the resource
+// any operation answers (RFC 7644 §3.9), writes included.
+func projection(req *request) (scim.Projection, error) {
+	q := req.r.URL.Query()
+	return scim.ParseProjection(q.Get("attributes"), q.Get("excludedAttributes"))
+}
+
+// projectedRenderer renders, inside the commit, the resource a write has just stored, with
+// the computed attributes proj asks for, and applies proj to it.
+func (g *Handler) projectedRenderer(req *request, typ string, proj scim.Projection) func(*store.Tx, *store.Record, scim.Resource) (any, error) {
+	c := query.ComputedFor(proj)
+	return func(tx *store.Tx, rec *store.Record, doc scim.Resource) (any, error) {
+		out, err := g.renderWritten(tx, req, rec, doc, c)
+		if err != nil {
+			return nil, err
+		}
+		return proj.Apply(typ, out), nil
+	}
+}
+
 func (g *Handler) create(req *request, typ string) {
 	req.trail = &provision.Trail{Action: change.ActionCreate, Type: typ}
-	p, err := g.readResource(req, typ)
+	p, proj, err := g.readResource(req, typ)
 	if err != nil {
 		g.writeError(req, err)
 		return
 	}
 	g.apply(req, &provision.Op{
 		Action: change.ActionCreate, Type: typ, Resource: p, Status: http.StatusCreated,
-		Render: g.renderer(req, query.Computed{Members: true, Groups: true}),
+		Render: g.projectedRenderer(req, typ, proj),
 	})
 }
 
 func (g *Handler) replace(req *request, typ, id string) {
 	req.trail = &provision.Trail{Action: change.ActionReplace, Type: typ, ID: id}
-	p, err := g.readResource(req, typ)
+	p, proj, err := g.readResource(req, typ)
 	if err != nil {
 		g.writeError(req, err)
 		return
@@ -356,7 +373,7 @@ func (g *Handler) replace(req *request, typ, id string) {
 	}
 	g.apply(req, &provision.Op{
 		Action: change.ActionReplace, Type: typ, ID: id, Resource: p, IfMatch: strings.Join(req.r.Header.Values("If-Match"), ","),
-		Status: http.StatusOK, Render: g.renderer(req, query.Computed{Members: true, Groups: true}),
+		Status: http.StatusOK, Render: g.projectedRenderer(req, typ, proj),
 	})
 }
 
@@ -372,7 +389,7 @@ func (g *Handler) patch(req *request, typ, id string) {
 		g.writeError(req, err)
 		return
 	}
-	proj, err := scim.ParseProjection(req.r.URL.Query().Get("attributes"), req.r.URL.Query().Get("excludedAttributes"))
+	proj, err := projection(req)
 	if err != nil {
 		g.writeError(req, err)
 		return
@@ -383,14 +400,7 @@ func (g *Handler) patch(req *request, typ, id string) {
 	}
 	if g.patchWantsBody(req.r, typ) {
 		op.Status = http.StatusOK
-		render := g.renderer(req, query.ComputedFor(proj))
-		op.Render = func(tx *store.Tx, rec *store.Record, doc scim.Resource) (any, error) {
-			out, err := render(tx, rec, doc)
-			if err != nil {
-				return nil, err
-			}
-			return proj.Apply(typ, out.(scim.Resource)), nil
-		}
+		op.Render = g.projectedRenderer(req, typ, proj)
 	}
 	g.apply(req, op)
 }

@@ -309,3 +309,74 @@ func TestSearchEndpointAnyCase(t *testing.T) {
 		})
 	}
 }
+
+// TestProjectionOnWrites: attributes and excludedAttributes shape the resource a POST or
+// PUT answers, as they do for GET and PATCH (RFC 7644 §3.9: "any operation that returns a
+// resource"); they used to be ignored there, and a group POST with
+// excludedAttributes=members answered its members. A malformed one is 400 before anything
+// is written.
+func TestProjectionOnWrites(t *testing.T) {
+	g := newTestGateway(t, nil)
+	uid := createUser(t, g, `{"userName":"member@contoso.example"}`)
+	qualified := url.QueryEscape(scim.UserSchema + ":userName")
+	tests := []struct {
+		name, method, target, body string
+		want                       []string // the attributes the answer has, id and schemas aside
+	}{
+		{"POST user attributes", "POST", "/scim/v2/Users?attributes=userName", `{"userName":"p1@contoso.example","title":"T","name":{"givenName":"P"}}`, []string{"userName"}},
+		{"POST user attributes qualified", "POST", "/scim/v2/Users?attributes=" + qualified, `{"userName":"p2@contoso.example","title":"T"}`, []string{"userName"}},
+		{"POST user excluded", "POST", "/scim/v2/Users?excludedAttributes=meta,name.givenName,title", `{"userName":"p3@contoso.example","title":"T","name":{"givenName":"P","familyName":"F"}}`, []string{"name", "userName"}},
+		{"POST group excluded members", "POST", "/scim/v2/Groups?excludedAttributes=members", `{"displayName":"Sales","members":[{"value":"` + uid + `"}]}`, []string{"displayName", "meta"}},
+		{"PUT user attributes", "PUT", "/scim/v2/Users/" + uid + "?attributes=title", `{"userName":"member@contoso.example","title":"Boss"}`, []string{"title"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := serve(t, g, tt.method, tt.target, tt.body)
+			if w.Code != http.StatusCreated && w.Code != http.StatusOK {
+				t.Fatalf("%d %s", w.Code, w.Body)
+			}
+			res := decodeJSON(t, w)
+			var got []string
+			for k := range res {
+				if k != "id" && k != "schemas" {
+					got = append(got, k)
+				}
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("attributes %v, want %v: %v", got, tt.want, res)
+			}
+			if name, ok := res["name"].(map[string]any); ok && (name["givenName"] != nil || name["familyName"] != "F") {
+				t.Errorf("name %v, want familyName alone", name)
+			}
+			// The projection shapes the answer only: the resource holds all it was sent.
+			location := tt.target[:strings.Index(tt.target, "?")]
+			if tt.method == "POST" {
+				location += "/" + res["id"].(string)
+			}
+			stored := decodeJSON(t, serve(t, g, "GET", location, nil))
+			if stored["meta"] == nil || (stored["userName"] == nil && stored["displayName"] == nil) {
+				t.Errorf("stored resource lost attributes: %v", stored)
+			}
+		})
+	}
+	for _, m := range []struct{ method, target, body string }{
+		{"POST", "/scim/v2/Users?attributes=userName&excludedAttributes=title", `{"userName":"bad1@contoso.example"}`},
+		{"POST", "/scim/v2/Users?attributes=" + url.QueryEscape(`emails[type eq "work"`), `{"userName":"bad2@contoso.example"}`},
+		{"PUT", "/scim/v2/Users/" + uid + "?attributes=userName&excludedAttributes=title", `{"userName":"member@contoso.example","title":"Changed"}`},
+	} {
+		t.Run("malformed "+m.method+" "+m.target, func(t *testing.T) {
+			w := serve(t, g, m.method, m.target, m.body)
+			if w.Code != http.StatusBadRequest {
+				t.Fatalf("%d %s, want 400", w.Code, w.Body)
+			}
+			list := decodeJSON(t, serve(t, g, "GET", "/scim/v2/Users?filter="+url.QueryEscape(`userName sw "bad"`), nil))
+			if list["totalResults"] != float64(0) {
+				t.Errorf("a refused POST created a user: %v", list)
+			}
+			if u := decodeJSON(t, serve(t, g, "GET", "/scim/v2/Users/"+uid, nil)); u["title"] == "Changed" {
+				t.Errorf("a refused PUT changed the user: %v", u)
+			}
+		})
+	}
+}
