@@ -42,7 +42,7 @@ func TestMetrics(t *testing.T) {
 		{"discovery", "GET", "200", 1},
 		{"Users", "GET", "401", 1},
 	} {
-		if got := testutil.ToFloat64(g.metrics.requests.WithLabelValues(c.endpoint, c.method, c.code)); got != c.want {
+		if got := testutil.ToFloat64(g.metrics.Requests.WithLabelValues(c.endpoint, c.method, c.code)); got != c.want {
 			t.Errorf("scimgate_requests_total{%s,%s,%s} = %v, want %v", c.endpoint, c.method, c.code, got, c.want)
 		}
 	}
@@ -87,7 +87,7 @@ func TestMetricsMethodBounded(t *testing.T) {
 	if len(methods) != 2 || !methods["GET"] || !methods["OTHER"] {
 		t.Errorf("method labels %v, want GET and OTHER", methods)
 	}
-	if got := testutil.ToFloat64(g.metrics.requests.WithLabelValues("Users", "OTHER", "401")); got != 20 {
+	if got := testutil.ToFloat64(g.metrics.Requests.WithLabelValues("Users", "OTHER", "401")); got != 20 {
 		t.Errorf("scimgate_requests_total{Users,OTHER,401} = %v, want 20", got)
 	}
 }
@@ -117,7 +117,7 @@ decision := {"allow": true} if {
 	g := newTestGateway(t, func(g *Handler) { g.Policy = &PolicyConfig{Dir: dir} })
 	before := map[string]float64{}
 	for _, r := range []string{"allow", "skip", "deny", "error"} {
-		before[r] = testutil.ToFloat64(g.metrics.decisions.WithLabelValues(r))
+		before[r] = testutil.ToFloat64(g.metrics.Decisions.WithLabelValues(r))
 	}
 	w := serve(t, g, "POST", "/scim/v2/Users", map[string]any{"userName": "in@contoso.example"})
 	id, _ := decodeJSON(t, w)["id"].(string)
@@ -129,7 +129,7 @@ decision := {"allow": true} if {
 		t.Errorf("undecided delete: %d %s", w.Code, w.Body)
 	}
 	for r, want := range map[string]float64{"allow": 1, "skip": 1, "deny": 1, "error": 1} {
-		if got := testutil.ToFloat64(g.metrics.decisions.WithLabelValues(r)) - before[r]; got != want {
+		if got := testutil.ToFloat64(g.metrics.Decisions.WithLabelValues(r)) - before[r]; got != want {
 			t.Errorf("scimgate_policy_decisions_total{result=%q} grew by %v, want %v", r, got, want)
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/scimgate/scimgate/caddymodule/gwconfig"
+	"github.com/scimgate/scimgate/caddymodule/gwmetrics"
 	"github.com/scimgate/scimgate/caddymodule/internal/slots"
 	"github.com/scimgate/scimgate/caddymodule/journal"
 	"github.com/scimgate/scimgate/caddymodule/policy"
@@ -173,7 +174,7 @@ type Handler struct {
 	released  bool         // Cleanup released the store reference (Caddy calls Cleanup once, but be safe)
 	tokens    *tokenSet
 	patchOpts scim.PatchOptions
-	metrics   *gatewayMetrics
+	metrics   *gwmetrics.Metrics
 	engine    *provision.Engine
 	target    *provision.Target // nil without one; Cleanup closes its idle connections
 	policy    *policy.Engine    // nil without one; Cleanup drops this config's reference
@@ -266,7 +267,7 @@ func (g *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("user_patch_response must be resource or no_content, not %q", g.UserPatchResponse)
 	}
 
-	metrics, err := newGatewayMetrics(ctx.GetMetricsRegistry())
+	metrics, err := gwmetrics.New(ctx.GetMetricsRegistry(), outboxCollector{}, etcdCollector{})
 	if err != nil {
 		return fmt.Errorf("registering metrics: %w", err)
 	}
@@ -353,8 +354,8 @@ func (g *Handler) start() error {
 		PatchOptions: g.patchOpts,
 		JournalReads: g.Journal.Reads,
 		Logger:       g.logger,
-		OnDecision:   g.metrics.policyDecision,
-		OnDelivery:   g.metrics.delivery,
+		OnDecision:   g.metrics.PolicyDecision,
+		OnDelivery:   g.metrics.Delivery,
 	})
 	if err != nil {
 		return err // Caddy cleans up a config that failed to start: the store is released
@@ -477,9 +478,9 @@ func (g *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		defer rtrace.StartRegion(r.Context(), RequestTraceRegion).End()
 	}
 	start := time.Now()
-	sw := &statusWriter{ResponseWriter: w}
+	sw := &gwmetrics.StatusWriter{ResponseWriter: w}
 	g.serveSCIM(sw, r, rel)
-	g.metrics.observe(metricsEndpoint(rel), r.Method, sw.status, start)
+	g.metrics.Observe(gwmetrics.Endpoint(rel), r.Method, sw.Status, start)
 	return nil
 }
 

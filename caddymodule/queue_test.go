@@ -160,7 +160,7 @@ func TestOutboxAdminRoutes(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	if got := testutil.ToFloat64(g.metrics.deliveries.WithLabelValues("admin-routes", "dead")); got != 1 {
+	if got := testutil.ToFloat64(g.metrics.Deliveries.WithLabelValues("admin-routes", "dead")); got != 1 {
 		t.Fatalf("scimgate_outbox_deliveries_total{dead} = %v", got)
 	}
 	if got := outboxGauge(t, "scimgate_outbox_dead_letters", "admin-routes"); got != 1 {
@@ -216,7 +216,7 @@ func TestOutboxAdminRoutes(t *testing.T) {
 	if got := outboxGauge(t, "scimgate_outbox_dead_letters", "admin-routes") + outboxGauge(t, "scimgate_outbox_pending", "admin-routes"); got != 0 {
 		t.Fatalf("outbox gauges after delivery: %v", got)
 	}
-	if got := testutil.ToFloat64(g.metrics.deliveries.WithLabelValues("admin-routes", "delivered")); got != 1 {
+	if got := testutil.ToFloat64(g.metrics.Deliveries.WithLabelValues("admin-routes", "delivered")); got != 1 {
 		t.Fatalf("scimgate_outbox_deliveries_total{delivered} = %v", got)
 	}
 	var by []string
