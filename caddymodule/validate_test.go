@@ -190,3 +190,23 @@ func TestOneStoreOneGateway(t *testing.T) {
 		t.Errorf("one block on two ports: %v", err)
 	}
 }
+
+// TestTokenFileHint: a token read from {file.X} that comes out empty says what is wrong
+// with the file (missing, or empty), not to set an environment variable.
+func TestTokenFileHint(t *testing.T) {
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(dir, "missing")
+	for file, want := range map[string]string{
+		missing: "the file cannot be read (stat " + missing + ": no such file or directory)",
+		empty:   "the file " + empty + " is empty: write the token into it",
+	} {
+		_, err := newTokenSet([]Token{{Name: "entra", Value: "{file." + file + "}"}}, caddy.NewReplacer())
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), `token "entra" is empty`) {
+			t.Errorf("{file.%s}: %v, want %q", file, err, want)
+		}
+	}
+}
