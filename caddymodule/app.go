@@ -1,8 +1,11 @@
 package caddymodule
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -35,9 +38,41 @@ func (App) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// add registers a gateway provisioned in this config, to be started with it.
-func (a *App) add(g *Handler) {
+// add registers a gateway provisioned in this config, to be started with it. Two gateways
+// of one config on one store must be one gateway served at more addresses (a site block
+// with two ports makes two handlers of the same settings): one store is one directory, id
+// map, outbox and journal, and two targets, journals or policies on it would provision,
+// reconcile and record each other's users (and `scimgate preview`, reconcile and the
+// reload brake would see only one of them). So their target, journal and policy settings
+// must be the same.
+func (a *App) add(g *Handler) error {
+	for _, o := range a.gateways {
+		if o.storeKey != g.storeKey {
+			continue
+		}
+		if what := storeSettingsDiffer(o, g); what != "" {
+			return fmt.Errorf("the store %s is also the store of the scim_gateway at %s, whose %s settings differ: one store holds one gateway's directory and journal, so give each gateway its own data_dir (or store prefix), or serve both addresses from one scim_gateway block",
+				g.storeKey, strings.Join(o.listen, " "), what)
+		}
+	}
 	a.gateways = append(a.gateways, g)
+	return nil
+}
+
+// storeSettingsDiffer names the part (target, journal or policy) whose configuration
+// differs between gateways a and b, or "" when none does.
+func storeSettingsDiffer(a, b *Handler) string {
+	for _, p := range []struct {
+		name string
+		a, b any
+	}{{"target", a.Target, b.Target}, {"journal", a.Journal, b.Journal}, {"policy", a.Policy, b.Policy}} {
+		ja, errA := json.Marshal(p.a)
+		jb, errB := json.Marshal(p.b)
+		if errA != nil || errB != nil || !bytes.Equal(ja, jb) {
+			return p.name
+		}
+	}
+	return ""
 }
 
 // Start takes the locks of every gateway's listen addresses (see addrLocks) and opens its

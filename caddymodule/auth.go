@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -212,6 +213,13 @@ func setHint(configured string) string {
 	v := strings.TrimSpace(configured)
 	if name, ok := strings.CutPrefix(v, "{env."); ok && strings.HasSuffix(name, "}") && !strings.ContainsAny(name[:len(name)-1], "{}") {
 		return "set it, e.g. export " + name[:len(name)-1] + "=$(openssl rand -hex 32)"
+	}
+	if path, ok := strings.CutPrefix(v, "{file."); ok && strings.HasSuffix(path, "}") && !strings.ContainsAny(path[:len(path)-1], "{}") {
+		path = path[:len(path)-1]
+		if _, err := os.Stat(path); err != nil {
+			return fmt.Sprintf("the file cannot be read (%v): fix the path or create the file with the token", err)
+		}
+		return "the file " + path + " is empty: write the token into it, e.g. openssl rand -hex 32 > " + path
 	}
 	return "set it to a secret of at least 32 bytes from {env.*}, e.g. token <name> {env.SCIM_TOKEN}"
 }

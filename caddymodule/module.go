@@ -327,8 +327,7 @@ func (g *Handler) Provision(ctx caddy.Context) error {
 		return g.start()
 	}
 	g.listen = srv.Listen
-	app.add(g) // the store opens when Caddy starts the config (see App)
-	return nil
+	return app.add(g) // the store opens when Caddy starts the config (see App)
 }
 
 // start opens (or shares) the store and makes the engine on it, then lets requests in.

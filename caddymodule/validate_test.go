@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 
 	"github.com/scimgate/scimgate/caddymodule/store"
 	"github.com/scimgate/scimgate/internal/testnet"
@@ -147,4 +148,65 @@ func TestRequestsWaitForStart(t *testing.T) {
 		t.Fatalf("a request to a gateway that will not start: %d %s", rec.Code, rec.Body)
 	}
 	itCheckErrorBody(t, rec.Code, rec.Header(), rec.Body.Bytes(), http.StatusServiceUnavailable, "")
+}
+
+// TestOneStoreOneGateway: two scim_gateway blocks of one config on the same data_dir with
+// different targets (or journals, or policies) are refused when the config is validated,
+// naming the store and the other block's address: they would share one directory, id map
+// and journal. One block served on two ports (two handlers of the same settings) passes.
+func TestOneStoreOneGateway(t *testing.T) {
+	a := testnet.FreeAddrs(t, 3)
+	dir := filepath.Join(t.TempDir(), "data")
+	mapping := filepath.Join("..", "mappings", "demoapp.json")
+	block := func(target, journal string) string {
+		return "scim_gateway {\n token entra " + testToken + "\n data_dir " + dir +
+			"\n target " + target + " {\n url http://127.0.0.1:1\n mapping " + mapping +
+			"\n }\n journal {\n name " + journal + "\n }\n }\n"
+	}
+	adapt := func(t *testing.T, src string) *caddy.Config {
+		t.Helper()
+		cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte("{\n admin off\n}\n"+src), map[string]any{"filename": "Caddyfile"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return mustConfig(t, cfg)
+	}
+	for _, tt := range []struct{ name, second, want string }{
+		{"targets", block("other", "scimgate"), "whose target settings differ"},
+		{"journals", block("demo", "audit-2"), "whose journal settings differ"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			src := "http://" + a[0] + " {\n" + block("demo", "scimgate") + "}\nhttp://" + a[1] + " {\n" + tt.second + "}\n"
+			err := caddy.Validate(adapt(t, src))
+			for _, w := range []string{tt.want, filepath.Join(dir, storeFileName), "give each gateway its own data_dir"} {
+				if err == nil || !strings.Contains(err.Error(), w) {
+					t.Errorf("error = %v, want it to contain %q", err, w)
+				}
+			}
+		})
+	}
+	two := "http://" + a[0] + ", http://" + a[2] + " {\n" + block("demo", "scimgate") + "}\n"
+	if err := caddy.Validate(adapt(t, two)); err != nil {
+		t.Errorf("one block on two ports: %v", err)
+	}
+}
+
+// TestTokenFileHint: a token read from {file.X} that comes out empty says what is wrong
+// with the file (missing, or empty), not to set an environment variable.
+func TestTokenFileHint(t *testing.T) {
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(dir, "missing")
+	for file, want := range map[string]string{
+		missing: "the file cannot be read (stat " + missing + ": no such file or directory)",
+		empty:   "the file " + empty + " is empty: write the token into it",
+	} {
+		_, err := newTokenSet([]Token{{Name: "entra", Value: "{file." + file + "}"}}, caddy.NewReplacer())
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), `token "entra" is empty`) {
+			t.Errorf("{file.%s}: %v, want %q", file, err, want)
+		}
+	}
 }

@@ -2,7 +2,9 @@ package gwconfig
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -25,6 +27,9 @@ func ParseTarget(d *caddyfile.Dispenser) (*TargetConfig, error) {
 	seen := map[string]bool{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		opt := d.Val()
+		if !slices.Contains(targetOptions, opt) {
+			return nil, unknownOption(d, "target", opt, targetOptions)
+		}
 		if seen[opt] {
 			return nil, d.Errf("target: %s is set twice", opt)
 		}
@@ -146,8 +151,6 @@ func ParseTarget(d *caddyfile.Dispenser) (*TargetConfig, error) {
 				return nil, d.Errf("target: max_response_size: want a size such as 4MiB, got %q", v)
 			}
 			tc.MaxResponseBytes = int64(n)
-		default:
-			return nil, d.Errf("unrecognized target option %q", opt)
 		}
 	}
 	if tc.URL == "" || tc.Mapping == "" {
@@ -191,6 +194,9 @@ func parseAuthBlock(d *caddyfile.Dispenser) (*AuthConfig, error) {
 	seen := map[string]bool{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		opt := d.Val()
+		if !slices.Contains(authOptions, opt) {
+			return nil, unknownOption(d, "auth", opt, authOptions)
+		}
 		if seen[opt] && opt != "param" {
 			return nil, d.Errf("auth: %s is set twice", opt)
 		}
@@ -261,6 +267,9 @@ func ParseJournal(d *caddyfile.Dispenser) (*JournalConfig, error) {
 	seen := map[string]bool{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		opt := d.Val()
+		if !slices.Contains(journalOptions, opt) {
+			return nil, unknownOption(d, "journal", opt, journalOptions)
+		}
 		if seen[opt] && opt != "redact" && opt != "verify_key" {
 			return nil, d.Errf("journal: %s is set twice", opt)
 		}
@@ -332,8 +341,6 @@ func ParseJournal(d *caddyfile.Dispenser) (*JournalConfig, error) {
 				return nil, d.Errf("journal: max_records: want a positive integer, got %q", v)
 			}
 			jc.MaxRecords = n
-		default:
-			return nil, d.Errf("unrecognized journal option %q", opt)
 		}
 	}
 	return jc, nil
@@ -396,6 +403,26 @@ func ParsePolicy(d *caddyfile.Dispenser) (*PolicyConfig, error) {
 		}
 	}
 	return pc, nil
+}
+
+// The options of each block, checked before their arguments: a misspelt option is named
+// as such ("unrecognized target option "headr" (want ...)"), not reported as a wrong count
+// of arguments for the option it was not.
+var (
+	targetOptions = []string{"url", "mapping", "header", "dry_run", "timeout", "max_concurrent", "rate_limit",
+		"max_retries", "max_retry_after", "max_response_size", "auth", "transport", "delivery", "queue", "reconcile"}
+	authOptions = []string{"username", "password", "password_file", "header", "query", "key", "key_file",
+		"token_url", "client_id", "client_secret", "client_secret_file", "client_auth", "scope", "audience",
+		"param", "refresh_before"}
+	journalOptions = []string{"name", "checkpoint_every", "checkpoint_interval", "signing_key", "signing_key_file",
+		"key_id", "verify_key", "redact", "max_age", "max_records", "max_size", "reads"}
+	reconcileOptions = []string{"every", "fix", "orphans", "keep", "max_findings"}
+)
+
+// unknownOption is the error for an option block does not have, listing the ones it has.
+func unknownOption(d *caddyfile.Dispenser, block, opt string, known []string) error {
+	return d.Errf("unrecognized %s option %q (want %s or %s)", block, opt,
+		strings.Join(known[:len(known)-1], ", "), known[len(known)-1])
 }
 
 func OneArg(d *caddyfile.Dispenser) (string, error) {

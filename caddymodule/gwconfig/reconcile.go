@@ -1,6 +1,7 @@
 package gwconfig
 
 import (
+	"slices"
 	"strconv"
 	"time"
 
@@ -58,6 +59,9 @@ func parseReconcileBlock(d *caddyfile.Dispenser) (*ReconcileConfig, error) {
 	seen := map[string]bool{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		opt := d.Val()
+		if !slices.Contains(reconcileOptions, opt) {
+			return nil, unknownOption(d, "reconcile", opt, reconcileOptions)
+		}
 		if seen[opt] {
 			return nil, d.Errf("target: reconcile: %s is set twice", opt)
 		}
@@ -98,8 +102,6 @@ func parseReconcileBlock(d *caddyfile.Dispenser) (*ReconcileConfig, error) {
 			} else {
 				rc.MaxFindings = n
 			}
-		default:
-			return nil, d.Errf("target: unrecognized reconcile option %q", opt)
 		}
 	}
 	return rc, nil

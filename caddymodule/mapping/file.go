@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"strings"
 	"unicode/utf8"
 
@@ -119,6 +120,14 @@ func decodeStrict(data []byte, v any) error {
 			line, col := position(data, se.Offset)
 			return fmt.Errorf("invalid JSON at line %d, column %d: %s", line, col, strings.TrimPrefix(se.Error(), "json: "))
 		}
+		if errors.Is(err, io.EOF) {
+			return errors.New(`the file is empty: a mapping is a JSON object such as {"version": 1, "users": {...}}`)
+		}
+		if strings.HasPrefix(err.Error(), "json: unknown field ") {
+			if known := jsonFields(v); known != "" {
+				return fmt.Errorf("%s (want %s)", strings.TrimPrefix(err.Error(), "json: "), known)
+			}
+		}
 		return jsonError(err)
 	}
 	if _, err := dec.Token(); err == nil {
@@ -140,11 +149,63 @@ func jsonError(err error) error {
 	if errors.As(err, &te) {
 		where := te.Field
 		if where == "" {
-			return fmt.Errorf("expected %s, got a JSON %s", te.Type, te.Value)
+			return fmt.Errorf("expected %s, got a JSON %s", kindName(te.Type), te.Value)
 		}
-		return fmt.Errorf("%q: expected %s, got a JSON %s", where, te.Type, te.Value)
+		return fmt.Errorf("%q: expected %s, got a JSON %s", where, kindName(te.Type), te.Value)
 	}
 	return errors.New(strings.TrimPrefix(err.Error(), "json: "))
+}
+
+// kindName says what JSON a Go type is decoded from, for a person editing the file: "an
+// object", never the decoder's type name (mapping.fileCall).
+func kindName(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == reflect.TypeFor[json.Number]() {
+		return "a number"
+	}
+	switch t.Kind() {
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	case reflect.Slice, reflect.Array:
+		return "a list"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	}
+	return t.String()
+}
+
+// jsonFields lists the keys the object v decodes has ("method, path or body"), for an
+// unknown key's error; "" when v is not a struct.
+func jsonFields(v any) string {
+	t := reflect.TypeOf(v)
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == nil || t.Kind() != reflect.Struct {
+		return ""
+	}
+	var keys []string
+	for f := range t.Fields() {
+		if name, _, _ := strings.Cut(f.Tag.Get("json"), ","); name != "" && name != "-" {
+			keys = append(keys, name)
+		}
+	}
+	switch len(keys) {
+	case 0:
+		return ""
+	case 1:
+		return keys[0]
+	}
+	return strings.Join(keys[:len(keys)-1], ", ") + " or " + keys[len(keys)-1]
 }
 
 // position is the 1-based line and column (in characters) of the byte that made a JSON

@@ -294,7 +294,8 @@ func TestReconcileCaddyfileErrors(t *testing.T) {
 		"reconcile {\n orphans delete\n}":  "orphans: want report or disable",
 		"reconcile {\n keep 0\n}":          "keep: want a positive integer",
 		"reconcile {\n fix\n fix\n}":       "fix is set twice",
-		"reconcile {\n sometimes\n}":       "needs a value",
+		"reconcile {\n every\n}":           "every needs a value",
+		"reconcile {\n sometimes\n}":       `unrecognized reconcile option "sometimes"`,
 		"reconcile {\n sometimes maybe\n}": `unrecognized reconcile option "sometimes"`,
 	} {
 		cf := "http://127.0.0.1:1 {\n scim_gateway {\n token entra " + token + "\n target demo {\n url http://127.0.0.1:2\n mapping m.json\n " + block + "\n }\n }\n}\n"

@@ -7,13 +7,16 @@ package storeconfig
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -142,7 +145,32 @@ func resolveBolt(repl *caddy.Replacer, dataDir string) (*Resolved, error) {
 	if err != nil {
 		return nil, fmt.Errorf("resolving store path in %s: %w", dir, err)
 	}
+	if err := checkDataDir(filepath.Dir(path)); err != nil {
+		return nil, err
+	}
 	return &Resolved{Backend: Bolt, Key: path, Path: path}, nil
+}
+
+// checkDataDir refuses, without creating anything, a data_dir that could never hold the
+// store: one that is a file, or below a file. (The store opens only when the config
+// starts, so `scimgate validate` would otherwise pass a config that fails at its start.)
+func checkDataDir(dir string) error {
+	for p := dir; ; p = filepath.Dir(p) {
+		fi, err := os.Stat(p)
+		switch {
+		case err == nil && fi.IsDir():
+			return nil
+		case err == nil && p == dir:
+			return fmt.Errorf("data_dir %s is a file, not a directory: name a directory for the store (it is created if missing)", dir)
+		case err == nil:
+			return fmt.Errorf("data_dir %s cannot be created: %s is a file, not a directory", dir, p)
+		case !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR):
+			return fmt.Errorf("data_dir %s: %w", dir, err)
+		}
+		if filepath.Dir(p) == p {
+			return nil
+		}
+	}
 }
 
 func (c *Config) resolveEtcd(repl *caddy.Replacer) (*Resolved, error) {

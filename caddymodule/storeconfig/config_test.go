@@ -1,6 +1,7 @@
 package storeconfig
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -127,5 +128,31 @@ func TestBadConfigs(t *testing.T) {
 				t.Fatalf("the error quotes a secret: %v", err)
 			}
 		})
+	}
+}
+
+// TestDataDirThatIsAFile: a data_dir that is a file, or lies below one, is refused when the
+// config is provisioned (so `scimgate validate` says so), naming the file, and nothing is
+// created; a data_dir still to be created below a directory passes.
+func TestDataDirThatIsAFile(t *testing.T) {
+	root := t.TempDir()
+	file := filepath.Join(root, "afile")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for dir, want := range map[string]string{
+		file:                          "data_dir " + file + " is a file, not a directory",
+		filepath.Join(file, "a", "b"): "data_dir " + filepath.Join(file, "a", "b") + " cannot be created: " + file + " is a file",
+	} {
+		if _, err := (*Config)(nil).Resolve(caddy.NewReplacer(), dir); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("data_dir %s: %v, want %q", dir, err, want)
+		}
+	}
+	fresh := filepath.Join(root, "new", "data")
+	if _, err := (*Config)(nil).Resolve(caddy.NewReplacer(), fresh); err != nil {
+		t.Errorf("data_dir to be created: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "new")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("resolving created something: %v", err)
 	}
 }
