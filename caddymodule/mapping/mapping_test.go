@@ -593,6 +593,31 @@ func TestCarries(t *testing.T) {
 	}
 }
 
+// TestReads: the attributes an event's fields are made from, canonical and once each
+// (through transforms too); a changed-only update given them sends every field, an absent
+// attribute as null.
+func TestReads(t *testing.T) {
+	m := mustParse(t, `{"version": 1, "users": {"events": {
+		"create": {"method": "POST", "path": "/u", "id": "id", "body": {"login": "userName"}},
+		"update": [
+			{"method": "PATCH", "path": "/u/{id}", "send": "changed", "body": {"login": "userName", "first": "name.givenName", "dept": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department"}},
+			{"method": "PATCH", "path": "/u/{id}/profile", "send": "changed", "body": {"login": "userName", "title": "title"}}
+		],
+		"deactivate": {"method": "POST", "path": "/u/{id}/suspend"}}}}`)
+	want := []string{"name.givenname", "title", "urn:ietf:params:scim:schemas:extension:enterprise:2.0:user:department", "username"}
+	if got := m.Reads("User", change.Update); !slices.Equal(got, want) {
+		t.Fatalf("Reads(update) = %v, want %v", got, want)
+	}
+	if got := m.Reads("User", change.Deactivate); len(got) != 0 {
+		t.Fatalf("Reads(deactivate) = %v", got)
+	}
+	reqs, err := m.StepRequests(Input{ResourceType: "User", Event: change.Update, NativeID: "7",
+		Resource: resource(t, `{"userName":"ada","name":{"givenName":"Ada"}}`), Changed: want}, 0)
+	if err != nil || len(reqs) != 1 || string(reqs[0].Body) != `{"login":"ada","first":"Ada","dept":null}` {
+		t.Fatalf("update with every attribute read: %v %+v", err, reqs)
+	}
+}
+
 // TestManagerNotInDirectory: a manager the directory does not have (deleted since) is no
 // manager: left out of a create and of a "send": "all" body, null in a "send": "changed"
 // body when the manager changed; a manager in the directory without an account still

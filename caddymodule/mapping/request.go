@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/big"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -183,6 +184,28 @@ func (m *Mapping) Carries(resourceType string, event change.Event, attr string) 
 		}
 	}
 	return false
+}
+
+// Reads returns the SCIM attributes (canonical, lower-case paths, sorted) the fields of
+// the event's calls are made from: as Input.Changed, they make a changed-only update send
+// every field it maps, one whose attribute is absent as the app clears it.
+func (m *Mapping) Reads(resourceType string, event change.Event) []string {
+	rm := m.resource(resourceType)
+	if rm == nil {
+		return nil
+	}
+	var out []string
+	for _, cl := range rm.calls[event] {
+		for _, f := range cl.fields {
+			for _, d := range f.deps {
+				if !slices.Contains(out, d) {
+					out = append(out, d)
+				}
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 func (m *Mapping) resource(resourceType string) *resourceMapping {

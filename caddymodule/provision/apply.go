@@ -362,6 +362,7 @@ func (e *Engine) decideView(j *job) (*plan, error) {
 			_, listed := tx.Adoption(t.Name, p.typ, SubjectOf(p.typ, p.after))
 			p.adopt = listed || stale != nil || e.shared.unrecordedAdoption(e.adoptionKey(p))
 			if p.adopt {
+				p.adoptSent = e.adoptionSent(tx, p, stale == nil)
 				// The calls an unfinished attempt of this create made after the account, not to
 				// be made again when the flow resumes.
 				p.progress = decodeProgress(tx.Progress(t.mapKey(p.typ), progressKey(p)))
@@ -373,6 +374,7 @@ func (e *Engine) decideView(j *job) (*plan, error) {
 			// missed it (an app that changed while it was listed) must not make a second.
 			_, listed := tx.Adoption(t.Name, p.typ, SubjectOf(p.typ, p.after))
 			p.adopt = listed || p.recreate || e.shared.unrecordedAdoption(e.adoptionKey(p))
+			p.adoptSent = e.adoptionSent(tx, p, true)
 		}
 		if e.policy != nil {
 			p.memberRefs = policy.Members{Add: memberRefs(tx, p.added), Remove: memberRefs(tx, p.removed)}
@@ -449,7 +451,7 @@ func (e *Engine) deliver(j *job, p *plan, d policy.Decision) (*plan, error) {
 	case err != nil && res.nativeID != "" && !res.dryRun && (p.before == nil || res.caughtUp):
 		// The app has the account but the directory could not record it: let Entra's
 		// retry adopt it rather than create a second one.
-		e.listAdoption(j, p)
+		e.listAdoption(j, p, res)
 	}
 	switch {
 	case err != nil && j.sent:
@@ -627,7 +629,7 @@ func (e *Engine) shape(j *job, p *plan, d policy.Decision) (*plan, bool, error) 
 		tr.decision = e.journalDecision(d, droppedAttrs, droppedMembers)
 	}
 	p.dropped = droppedMembers
-	np.droppedAttrs = droppedAttrs
+	np.droppedAttrs, np.dropAttributes = droppedAttrs, d.DropAttributes
 	p.deactivates = d.Deactivate && p.typ == scim.UserType && p.after != nil
 	clearsManager := false
 	switch {
@@ -679,7 +681,7 @@ func (e *Engine) afterCalls(j *job, p *plan, res *syncResult, err error, clearsM
 			tr.noteCalls(ne.calls)
 			if (p.before == nil || res.caughtUp) && ne.mayHaveActed {
 				// The app may have made the account: Entra's retry looks it up first.
-				e.listAdoption(j, p)
+				e.listAdoption(j, p, res)
 			}
 			if len(ne.made) > 0 && (p.before != nil || ne.mayHaveActed) {
 				// Part of the flow was made: its retry must not make those calls again (a

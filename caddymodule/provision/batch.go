@@ -427,10 +427,10 @@ func (e *Engine) commitItem(it *batchItem) outbox.Report {
 		}
 		it.err = err
 		if it.res.nativeID != "" {
-			e.listAdoption(it.j, it.p) // the app made the account; the next attempt adopts it
+			e.listAdoption(it.j, it.p, nil) // the app made the account; the next attempt adopts it
 		}
 	} else if it.listed {
-		e.listAdoption(it.j, it.p)
+		e.listAdoption(it.j, it.p, nil)
 	}
 	if it.again {
 		// Not the change's own rejection: it is tried on its own, not made a dead letter.

@@ -40,6 +40,15 @@ type syncResult struct {
 	catchUpFailures []string
 	dryRun          bool
 	sent            sentCalls // the calls made (and those an earlier attempt made), not to repeat
+	// attempted are the calls of the create's flow up to the one that makes the account
+	// that this attempt tried (answered or not), and beyond says it tried another call
+	// too: what an account it may have made holds (sentDigest).
+	attempted []callKey
+	beyond    bool
+	// inLine: the adopted account was brought in line with the resource (an update, the
+	// state), its earlier attempt not being known to have sent what this one would;
+	// notInLine: it could not be (the mapping has no update, nor a call for the state).
+	inLine, notInLine bool
 
 	// Groups as roles (roles.go): the role the group gives after the change and whether to
 	// record it, why it gives none (the change is skipped), what the change did to roles,
@@ -113,7 +122,8 @@ func (e *Engine) syncNative(ctx context.Context, p *plan) (*syncResult, error) {
 	if err != nil {
 		return res, err
 	}
-	for _, ev := range events {
+	for i := 0; i < len(events); i++ {
+		ev := events[i]
 		if !t.Mapping.Has(p.typ, ev) {
 			res.skipped = append(res.skipped, ev)
 			continue
@@ -133,6 +143,9 @@ func (e *Engine) syncNative(ctx context.Context, p *plan) (*syncResult, error) {
 		}
 		if ev == change.Delete {
 			in.Resource = p.before
+		}
+		if ev == change.Update && res.inLine {
+			in.Changed = e.everyAttribute(p) // the adopted account is brought in line
 		}
 		if in.NativeID == "" {
 			in.NativeID = res.nativeID
@@ -162,7 +175,12 @@ func (e *Engine) syncNative(ctx context.Context, p *plan) (*syncResult, error) {
 			if adopted != "" {
 				// An earlier attempt of this create reached the app; take that account, and
 				// make the rest of the create's flow (its calls after the one that made it).
+				// The account holds what that attempt sent: unless it is known to be what
+				// this one would send, it is brought in line with the resource as it is now.
 				res.nativeID, res.adopted, res.repaired = adopted, true, p.recreate
+				if !e.adoptedAsSent(p, in) {
+					events = e.bringInLine(p, events, i, res)
+				}
 			}
 		}
 		if ev != change.Create && in.NativeID == "" {
@@ -173,14 +191,11 @@ func (e *Engine) syncNative(ctx context.Context, p *plan) (*syncResult, error) {
 		}
 		// The event's flow, a call at a time: a later call of a create's flow may use the
 		// native id an earlier one's answer gave.
-		first := 0
+		first, made := 0, accountSteps(t.Mapping, p.typ)
 		if ev == change.Create && (res.adopted || p.batched != "") {
 			// Resume after the call that made the account; without such a call (the
 			// create's answer gives no id), the whole create was made.
-			first = t.Mapping.FlowLen(p.typ, ev)
-			if s := t.Mapping.IDStep(p.typ); s >= 0 {
-				first = s + 1
-			}
+			first = made
 		}
 		in.Answers = make([]mapping.Answer, first)
 		for step := first; step < t.Mapping.FlowLen(p.typ, ev); step++ {
@@ -201,6 +216,11 @@ func (e *Engine) syncNative(ctx context.Context, p *plan) (*syncResult, error) {
 					res.sent.add(r)
 					continue
 				}
+				if ev == change.Create && step < made {
+					res.attempted = append(res.attempted, keyOf(r))
+				} else {
+					res.beyond = true
+				}
 				resp, err := t.call(ctx, r)
 				res.noteCall(r.Method, r.Path, resp, err)
 				if err != nil {
@@ -209,6 +229,12 @@ func (e *Engine) syncNative(ctx context.Context, p *plan) (*syncResult, error) {
 					se, retryAfter := legacy.ToSCIM(ev, resp, err)
 					if se == nil { // e.g. 404 on delete: already gone
 						continue
+					}
+					if res.inLine && ev != change.Create && se.Status == http.StatusNotFound {
+						// The account the lookup just found is gone again: never a 404 for a
+						// create; its retry looks the account up once more.
+						se, retryAfter = scim.Errorf(http.StatusServiceUnavailable, "", "%s answered \"no such object\" to the %s of account %s, which its lookup found for %s %s; retry later",
+							t.Name, ev, res.nativeID, p.typ, p.id), legacy.DefaultOutageRetryAfter
 					}
 					gone := le != nil && le.NotFound && updatesAccount(ev) && p.after != nil && p.nativeID != "" && in.NativeID == p.nativeID
 					return res, res.failure(&nativeError{scim: se, retryAfter: retryAfter, cause: err, mayHaveActed: le != nil && le.MayHaveActed(), gone: gone})
@@ -364,9 +390,9 @@ func syncReasons(target string, res *syncResult) []string {
 	reasons = append(reasons, roleReasons(target, res)...)
 	switch {
 	case res.adopted && res.repaired:
-		reasons = append(reasons, "linked account "+res.nativeID+" that the lookup found in "+target+" (the reconcile's listing did not show it) instead of creating a second one")
+		reasons = append(reasons, "linked account "+res.nativeID+" that the lookup found in "+target+" (the reconcile's listing did not show it) instead of creating a second one"+inLineReason(res))
 	case res.adopted:
-		reasons = append(reasons, "adopted account "+res.nativeID+" that an unfinished earlier attempt of this create left in "+target)
+		reasons = append(reasons, "adopted account "+res.nativeID+" that an unfinished earlier attempt of this create left in "+target+inLineReason(res))
 	}
 	if len(res.outOfScope) > 0 {
 		reasons = append(reasons, "members kept out of "+target+" by policy left out of the member calls: "+listIDs(res.outOfScope))
@@ -375,6 +401,124 @@ func syncReasons(target string, res *syncResult) []string {
 		reasons = append(reasons, "members without an account in "+target+" left out of the member calls (an added member's membership is sent when its account is made): "+listIDs(res.deferred))
 	}
 	return reasons
+}
+
+// inLineReason completes the reason of an adoption: whether the account was brought in
+// line with the resource.
+func inLineReason(res *syncResult) string {
+	switch {
+	case res.inLine:
+		return ", and updated it to the resource's current state (the calls that made it are not known to have sent that state)"
+	case res.notInLine:
+		return "; the calls that made it are not known to have sent the resource's current state, and the mapping has no update to send it (a reconcile reports the difference)"
+	}
+	return " (the calls that made it sent the resource's current state)"
+}
+
+// accountSteps is the number of steps of the create's flow up to the one whose answer
+// gives the account's id (the whole flow when none does): the calls an adopted create does
+// not make again.
+func accountSteps(m *mapping.Mapping, typ string) int {
+	if s := m.IDStep(typ); s >= 0 {
+		return s + 1
+	}
+	return m.FlowLen(typ, change.Create)
+}
+
+// sentDigest is what an attempt's calls sent to an account it may have made (listed for
+// adoption): a digest of the calls of the create's flow up to the one that makes the
+// account, nil when it is not known (no such call tried, or another call of the change
+// tried too, which may have changed the account after).
+func (res *syncResult) sentDigest() []byte {
+	if res == nil || len(res.attempted) == 0 || res.beyond {
+		return nil
+	}
+	return digestOf(res.attempted)
+}
+
+func digestOf(keys []callKey) []byte {
+	h := sha256.New()
+	for _, k := range keys {
+		h.Write(k[:])
+	}
+	return h.Sum(nil)
+}
+
+// adoptedAsSent reports whether the account an earlier attempt of p's create made, which
+// this attempt adopts, holds what this attempt would send: every attempt listed made the
+// calls of the create's flow up to the one that made the account and nothing else, and
+// they are the calls this attempt builds from the resource as it is now (in, the create's
+// input). Only what the gateway sent counts: what the lookup's answer shows of the account
+// may be an index's, not the account.
+func (e *Engine) adoptedAsSent(p *plan, in mapping.Input) bool {
+	if len(p.adoptSent) == 0 {
+		return false
+	}
+	m := e.target.Mapping
+	var keys []callKey
+	in.Answers = nil
+	for step := range accountSteps(m, p.typ) {
+		in.Answers = append(in.Answers, mapping.Answer{})
+		reqs, err := m.StepRequests(in, step)
+		if err != nil {
+			return false
+		}
+		for _, r := range reqs {
+			keys = append(keys, keyOf(r))
+		}
+	}
+	return len(keys) > 0 && string(digestOf(keys)) == string(p.adoptSent)
+}
+
+// bringInLine adds, after the create at events[at] that adopted an account, the events
+// that bring that account in line with the resource as a drift repair does: the update
+// with every attribute (everyAttribute), and for a user whose update does not carry its
+// state, the deactivation or reactivation of that state (unless the change makes it
+// already).
+func (e *Engine) bringInLine(p *plan, events []change.Event, at int, res *syncResult) []change.Event {
+	m := e.target.Mapping
+	if p.after == nil {
+		return events
+	}
+	var add []change.Event
+	if m.Has(p.typ, change.Update) && !change.Has(events, change.Update) {
+		add = append(add, change.Update)
+	}
+	if p.typ == scim.UserType && !m.Carries(p.typ, change.Update, "active") {
+		state := change.Reactivate
+		if !activeOf(p.after) {
+			state = change.Deactivate
+		}
+		if m.Has(p.typ, state) && !change.Has(events, state) {
+			add = append(add, state)
+		}
+	}
+	if len(add) == 0 && !change.Has(events, change.Update) {
+		res.notInLine = true
+		return events
+	}
+	res.inLine = true
+	return slices.Concat(events[:at+1], add, events[at+1:])
+}
+
+// everyAttribute is what the update that brings an adopted account in line sends: every
+// attribute the resource has, and every one the mapping's update reads (one the resource
+// lacks is sent as the mapping sends an absent value: the account may hold what an
+// earlier attempt sent), but those the policy keeps from the app.
+func (e *Engine) everyAttribute(p *plan) []string {
+	out := attributeNames(p.after)
+	for _, a := range e.target.Mapping.Reads(p.typ, change.Update) {
+		if !slices.ContainsFunc(out, func(c string) bool { return strings.EqualFold(c, a) }) {
+			out = append(out, a)
+		}
+	}
+	return slices.DeleteFunc(out, func(c string) bool {
+		short := c
+		if i := strings.LastIndexByte(c, ':'); i >= 0 {
+			short = c[i+1:]
+		}
+		return slices.ContainsFunc(p.dropAttributes, func(d string) bool { return attrWithin(p.typ, c, d) || attrWithin(p.typ, short, d) })
+	})
 }
 
 // startState follows a user's create with its deactivation when the user starts inactive

@@ -75,6 +75,7 @@ type plan struct {
 	nativeID   string        // the resource's account in the app ("" without one)
 	recreate   bool          // a repair of an account the app lost: create it again (repair.go)
 	adopt      bool          // a create listed for adoption: look the account up before creating it
+	adoptSent  []byte        // what the listed create's attempts sent (store AdoptionSent), nil when not known
 	batched    string        // the account a batch create made for this create: its flow resumes after that call
 	progress   sentCalls     // calls a failed earlier attempt of the change made, not to repeat
 	mark       change.Mark   // the account's mark, as decided on
@@ -105,6 +106,9 @@ type plan struct {
 	// droppedAttrs are the attributes the policy's drop_attributes kept from the app (the
 	// shaped plan's, shapeForApp).
 	droppedAttrs []string
+	// dropAttributes is the decision's drop_attributes (the shaped plan's): an account
+	// brought in line after its adoption is not sent those fields, not even to clear them.
+	dropAttributes []string
 
 	// addedKnown are members the change adds that the app was told of (or, queued, will
 	// be), each known to the directory or the app then: its commit refuses the change when

@@ -263,7 +263,7 @@ func (e *Engine) Deliver(ctx context.Context, tasks []*outbox.Task) outbox.Repor
 			return outbox.Report{Done: true, AppUp: res.answered()}
 		}
 		if res.nativeID != "" && !res.dryRun && (p.before == nil || res.caughtUp) {
-			e.listAdoption(j, p) // the app made the account; the next attempt adopts it
+			e.listAdoption(j, p, res) // the app made the account; the next attempt adopts it
 		}
 	}
 	return e.failDelivery(j, tasks, err)
@@ -291,6 +291,7 @@ func (e *Engine) taskPlan(ctx context.Context, t *outbox.Task) (*job, *plan, err
 			// (catchUp): an earlier attempt whose answer was lost left it listed.
 			_, listed := tx.Adoption(e.target.Name, p.typ, SubjectOf(p.typ, p.after))
 			p.adopt = listed || e.shared.unrecordedAdoption(e.adoptionKey(p))
+			p.adoptSent = e.adoptionSent(tx, p, true)
 		}
 		return nil
 	})

@@ -173,15 +173,34 @@ func (e *Engine) adoptionKey(p *plan) string {
 
 // listAdoption lists a create whose outcome in the app is unknown (the call failed in a way
 // that does not say the app refused it, or the commit failed after the app made the
-// account), so that its retry looks the account up instead of creating a second one.
-func (e *Engine) listAdoption(j *job, p *plan) {
+// account), so that its retry looks the account up instead of creating a second one; with
+// what the attempt sent (res, see syncResult.sentDigest), so that a retry that sends the
+// same needs no call to bring the account in line.
+func (e *Engine) listAdoption(j *job, p *plan, res *syncResult) {
 	name := SubjectOf(p.typ, p.after)
-	err := e.store.Update(func(tx *store.Tx) error { return tx.SetAdoption(e.target.Name, p.typ, name, 0) })
+	sent := res.sentDigest()
+	err := e.store.Update(func(tx *store.Tx) error {
+		if sent == nil {
+			return tx.SetAdoption(e.target.Name, p.typ, name, 0)
+		}
+		return tx.SetAdoptionSent(e.target.Name, p.typ, name, sent)
+	})
 	if err != nil {
 		e.shared.holdAdoption(e.adoptionKey(p), true)
 		e.logger.Warn("listing a create for adoption failed; this process still adopts it",
 			zap.String("request_id", j.req.ID), zap.String("target", e.target.Name), zap.Error(err))
 	}
+}
+
+// adoptionSent reads, for a create to adopt, what its listed attempts sent (nil when not
+// known): known only when the listing is all there is (known false: the account may be
+// another attempt's, a stale intent's, whose calls are not known), and not when this
+// process holds a newer attempt that the store could not list.
+func (e *Engine) adoptionSent(tx *store.Tx, p *plan, known bool) []byte {
+	if !known || e.shared.unrecordedAdoption(e.adoptionKey(p)) {
+		return nil
+	}
+	return tx.AdoptionSent(e.target.Name, p.typ, SubjectOf(p.typ, p.after))
 }
 
 // findMoved looks up, with the mapping's lookup, the account of a resource whose mapped

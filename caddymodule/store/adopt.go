@@ -13,8 +13,31 @@ import (
 // try to create. Names are folded like the uniqueness indexes (ada@x and ADA@x are one).
 
 // SetAdoption lists the create of name (a userName or a group's displayName) of resource
-// type typ in target; seq is its intent's journal sequence number (0 when not known).
+// type typ in target; seq is its intent's journal sequence number (0 when not known). What
+// the create sent is not known (AdoptionSent gives nil): the account is brought in line
+// with the resource when it is adopted.
 func (tx *Tx) SetAdoption(target, typ, name string, seq uint64) error {
+	return tx.setAdoption(target, typ, name, binary.BigEndian.AppendUint64(nil, seq))
+}
+
+// SetAdoptionSent lists the create of name as SetAdoption does, with sent: a digest of
+// the calls its attempt made, so that the attempt that adopts the account can tell whether
+// the account holds what it would send (AdoptionSent). A create already listed with
+// another digest, or with none, stays listed with none: the account may be that other
+// attempt's, whose calls are not this one's.
+func (tx *Tx) SetAdoptionSent(target, typ, name string, sent []byte) error {
+	key, err := adoptKey(target, typ, name)
+	if err != nil {
+		return err
+	}
+	v := binary.BigEndian.AppendUint64(nil, 0)
+	if old := tx.bucket(bucketAdopt).Get(key); old == nil || (len(old) > 8 && string(old[8:]) == string(sent)) {
+		v = append(v, sent...)
+	}
+	return tx.setAdoption(target, typ, name, v)
+}
+
+func (tx *Tx) setAdoption(target, typ, name string, v []byte) error {
 	if err := tx.checkWritable(); err != nil {
 		return err
 	}
@@ -22,7 +45,7 @@ func (tx *Tx) SetAdoption(target, typ, name string, seq uint64) error {
 	if err != nil {
 		return err
 	}
-	return tx.bucket(bucketAdopt).Put(key, binary.BigEndian.AppendUint64(nil, seq))
+	return tx.bucket(bucketAdopt).Put(key, v)
 }
 
 // Adoption reports whether the create of name is listed, and its intent's sequence number.
@@ -32,10 +55,23 @@ func (tx *Tx) Adoption(target, typ, name string) (seq uint64, ok bool) {
 		return 0, false
 	}
 	v := tx.bucket(bucketAdopt).Get(key)
-	if len(v) != 8 {
+	if len(v) < 8 {
 		return 0, v != nil
 	}
 	return binary.BigEndian.Uint64(v), true
+}
+
+// AdoptionSent returns the digest SetAdoptionSent listed the create of name with, nil when
+// it is not listed or what its attempts sent is not known.
+func (tx *Tx) AdoptionSent(target, typ, name string) []byte {
+	key, err := adoptKey(target, typ, name)
+	if err != nil {
+		return nil
+	}
+	if v := tx.bucket(bucketAdopt).Get(key); len(v) > 8 {
+		return append([]byte(nil), v[8:]...)
+	}
+	return nil
 }
 
 // DeleteAdoption takes the create of name off the list (no error when it is not listed).

@@ -115,3 +115,49 @@ func TestRoles(t *testing.T) {
 		return nil
 	})
 }
+
+// TestAdoptionSent: a create listed with what its attempt sent keeps it while its attempts
+// send the same; another attempt's other digest, or a listing that does not know what was
+// sent (SetAdoption, a crash's), leaves it unknown; a new listing after the create
+// converged knows again.
+func TestAdoptionSent(t *testing.T) {
+	s := openTest(t)
+	sent := func() (string, bool) {
+		var got []byte
+		var ok bool
+		_ = s.View(func(tx *Tx) error {
+			got = tx.AdoptionSent("app", "User", "ada@contoso.example")
+			_, ok = tx.Adoption("app", "User", "ada@contoso.example")
+			return nil
+		})
+		return string(got), ok
+	}
+	step := func(f func(tx *Tx) error) {
+		t.Helper()
+		if err := s.Update(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	step(func(tx *Tx) error { return tx.SetAdoptionSent("app", "User", "Ada@contoso.example", []byte("A")) })
+	if got, ok := sent(); got != "A" || !ok {
+		t.Fatalf("listed with A: %q %v", got, ok)
+	}
+	step(func(tx *Tx) error { return tx.SetAdoptionSent("app", "User", "ada@contoso.example", []byte("A")) })
+	if got, _ := sent(); got != "A" {
+		t.Fatalf("the same again: %q", got)
+	}
+	step(func(tx *Tx) error { return tx.SetAdoptionSent("app", "User", "ada@contoso.example", []byte("B")) })
+	if got, ok := sent(); got != "" || !ok {
+		t.Fatalf("another attempt's: %q %v, want listed without what was sent", got, ok)
+	}
+	step(func(tx *Tx) error { return tx.SetAdoptionSent("app", "User", "ada@contoso.example", []byte("B")) })
+	if got, _ := sent(); got != "" {
+		t.Fatalf("unknown stays unknown: %q", got)
+	}
+	step(func(tx *Tx) error { return tx.DeleteAdoption("app", "User", "ada@contoso.example") })
+	step(func(tx *Tx) error { return tx.SetAdoptionSent("app", "User", "ada@contoso.example", []byte("C")) })
+	step(func(tx *Tx) error { return tx.SetAdoption("app", "User", "ada@contoso.example", 7) })
+	if got, ok := sent(); got != "" || !ok {
+		t.Fatalf("after SetAdoption: %q %v", got, ok)
+	}
+}

@@ -55,7 +55,7 @@ var (
 	bucketIDMap       = []byte("idmap")       // target \x00 SCIM id -> native id
 	bucketIDMapRev    = []byte("idmapRev")    // target \x00 native id -> SCIM id
 	bucketMarks       = []byte("marks")       // target \x00 SCIM id -> what policy did to the app's account
-	bucketAdopt       = []byte("adopt")       // target \x00 type \x00 folded name -> seq of the create's intent
+	bucketAdopt       = []byte("adopt")       // target \x00 type \x00 folded name -> seq of the create's intent, then what it sent (SetAdoptionSent)
 	bucketProgress    = []byte("progress")    // target \x00 SCIM id -> the calls a failed flow made
 	bucketRoles       = []byte("roles")       // target \x00 group's SCIM id -> the app's role it stands for
 	bucketWithheld    = []byte("withheld")    // target \x00 group \x00 member -> kept out of the role by policy
