@@ -41,6 +41,9 @@ func TestNeedsScanAgreesWithRun(t *testing.T) {
 		{`id eq "u1"`, false, false},
 		{`id eq "a/b"`, false, false},
 		{`externalId eq "e1"`, false, false},
+		{`externalId eq ""`, true, true}, // no empty value is indexed
+		{`emails.value eq ""`, true, true},
+		{`userName eq ""`, false, true},
 		{`emails.value eq "a@contoso.example"`, false, true},
 		{`emails[value eq "a@contoso.example"]`, false, true},
 		{`emails[type eq "work" and value eq "a@contoso.example"]`, false, true},

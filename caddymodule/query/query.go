@@ -298,6 +298,12 @@ var indexable = map[string]map[string]string{
 	scim.GroupType: {"displayname": "displayName", "externalid": "externalId"},
 }
 
+// indexesEmpty says which indexes hold a resource whose value is the empty string: the
+// store indexes a userName and a group's displayName always, an externalId and an
+// emails.value only when not empty (provision.IndexEntries). An externalId eq "" is found
+// by a scan: a lookup of "" would miss the resources that hold it.
+var indexesEmpty = map[string]bool{"userName": true, "displayName": true}
+
 // access is how the resources of a type that a filter can match are found.
 type access int
 
@@ -340,7 +346,7 @@ func planFor(typ string, f scim.Filter) plan {
 			}
 			return plan{access: accessID, value: value}
 		}
-		if attr, ok := indexable[typ][name]; ok {
+		if attr, ok := indexable[typ][name]; ok && (value != "" || indexesEmpty[attr]) {
 			return plan{access: accessIndex, attr: attr, value: value}
 		}
 	}
