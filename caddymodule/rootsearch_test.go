@@ -205,3 +205,29 @@ func TestHandlerRootSearchJournaled(t *testing.T) {
 		t.Errorf("record of GET at the root: %+v", r)
 	}
 }
+
+// TestFilterIndexesOverHTTP: what the index planner decides holds end to end. An or of
+// indexed equalities lists what it matches by id order, each once, whatever the letter
+// case of userName; an empty externalId (kept as written, and not indexed) is found; at
+// the root a group holding an attribute named userName (kept as written) matches a
+// userName filter, which is why Groups are scanned for it there.
+func TestFilterIndexesOverHTTP(t *testing.T) {
+	g := newTestGateway(t, nil)
+	ada := itPostID(t, g, "/Users", map[string]any{"userName": "Ada@contoso.example", "externalId": ""})
+	bob := itPostID(t, g, "/Users", map[string]any{"userName": "bob@contoso.example", "externalId": "b1"})
+	itPostID(t, g, "/Users", map[string]any{"userName": "cy@contoso.example", "externalId": "B1"})
+	grp := itPostID(t, g, "/Groups", map[string]any{"displayName": "Ada's", "userName": "ada@contoso.example"})
+	byID := slices.Sorted(slices.Values([]string{ada, bob}))
+
+	ids, m := itListIDs(t, g, "/Users", itQ(`userName eq "ADA@contoso.example" or externalId eq "b1" or userName eq "bob@CONTOSO.example"`))
+	if !slices.Equal(ids, byID) || m["totalResults"] != 2.0 {
+		t.Errorf("or of indexed equalities: %v %v, want %v", ids, m["totalResults"], byID)
+	}
+	if ids, _ := itListIDs(t, g, "/Users", itQ(`externalId eq ""`)); !slices.Equal(ids, []string{ada}) {
+		t.Errorf(`externalId eq "": %v, want [%s]`, ids, ada)
+	}
+	res, _ := rootSearch(t, g, map[string]any{"filter": `userName eq "ada@contoso.example" or userName eq "nobody@contoso.example"`})
+	if got := rootSearchIDs(res); !slices.Equal(got, []string{ada, grp}) {
+		t.Errorf("root userName filter: %v, want [%s %s]", got, ada, grp)
+	}
+}

@@ -17,8 +17,8 @@ import (
 
 // TestScansAreLimited: with max_scans 1, while one unindexed search holds the slot another
 // (list, .search, at the root) waits, then answers 503 with Retry-After and a detail that
-// says what to filter on; an indexed filter, a read by id and an unfiltered list are
-// answered meanwhile; once the first is answered a scan runs again.
+// says what to filter on; an indexed filter (an or of them too), a read by id and an
+// unfiltered list are answered meanwhile; once the first is answered a scan runs again.
 func TestScansAreLimited(t *testing.T) {
 	g := newTestGateway(t, func(h *Handler) { h.MaxScans = 1 })
 	var uid string
@@ -51,6 +51,14 @@ func TestScansAreLimited(t *testing.T) {
 		if w := serve(t, g, http.MethodGet, target, nil); w.Code != http.StatusOK {
 			t.Fatalf("GET %s while a scan runs: %d %s", target, w.Code, w.Body)
 		}
+	}
+	// An or of indexed equalities is index lookups, not a scan.
+	or := `userName eq "USER0@contoso.example" or userName eq "user2@contoso.example" or id eq "` + uid + `" or externalId eq "none"`
+	if w := serve(t, g, http.MethodGet, "/scim/v2/Users?count=1&filter="+url.QueryEscape(or), nil); w.Code != http.StatusOK || decodeJSON(t, w)["totalResults"] != 2.0 {
+		t.Fatalf("an or of indexed equalities while a scan runs: %d %s", w.Code, w.Body)
+	}
+	if w := serve(t, g, http.MethodPost, "/scim/v2/Users/.search", map[string]any{"filter": or}); w.Code != http.StatusOK || decodeJSON(t, w)["totalResults"] != 2.0 {
+		t.Fatalf(".search with an or of indexed equalities while a scan runs: %d %s", w.Code, w.Body)
 	}
 	busy := []*httptest.ResponseRecorder{
 		serve(t, g, http.MethodGet, scan, nil),

@@ -41,6 +41,9 @@ func TestNeedsScanAgreesWithRun(t *testing.T) {
 		{`id eq "u1"`, false, false},
 		{`id eq "a/b"`, false, false},
 		{`externalId eq "e1"`, false, false},
+		{`externalId eq ""`, true, true}, // no empty value is indexed
+		{`emails.value eq ""`, true, true},
+		{`userName eq ""`, false, true},
 		{`emails.value eq "a@contoso.example"`, false, true},
 		{`emails[value eq "a@contoso.example"]`, false, true},
 		{`emails[type eq "work" and value eq "a@contoso.example"]`, false, true},
@@ -53,7 +56,24 @@ func TestNeedsScanAgreesWithRun(t *testing.T) {
 		{`title eq "x"`, true, true},
 		{`active eq true`, true, true},
 		{`not (userName eq "user1@contoso.example")`, true, true},
-		{`userName eq "user1@contoso.example" or userName eq "user2@contoso.example"`, true, true},
+		// An or whose every branch an index serves is the union of the lookups; Groups
+		// have no userName index (and may hold an attribute of that name), so they scan.
+		{`userName eq "user1@contoso.example" or userName eq "user2@contoso.example"`, false, true},
+		{`externalId eq "e1" or userName eq "user2@contoso.example"`, false, true},
+		{`id eq "u1" or id eq "u2"`, false, false},
+		{`id eq "u1" or id eq "a/b"`, false, false},
+		{`externalId eq "e1" or externalId eq "e2"`, false, false},
+		{`externalId eq "e1" or displayName eq "Sales"`, true, false},
+		{`(userName eq "user1@contoso.example" and active eq true) or (emails.value eq "a@contoso.example" and title pr)`, false, true},
+		{`emails[value eq "a@contoso.example" or value eq "b@contoso.example"]`, false, true},
+		{`emails[type eq "work" and (value eq "a@contoso.example" or value eq "b@contoso.example")]`, false, true},
+		{`active eq true and (userName eq "user1@contoso.example" or id eq "u2")`, false, true},
+		{`userName eq "user1@contoso.example" or active eq true`, true, true},
+		{`userName eq "user1@contoso.example" or not (id eq "u1")`, true, true},
+		{`userName eq "user1@contoso.example" or userName ne "x"`, true, true},
+		{`emails.value eq "" or userName eq "user1@contoso.example"`, true, true},
+		{orOf(MaxIndexedLookups, `userName eq "nobody%d@contoso.example"`), false, true},
+		{orOf(MaxIndexedLookups+1, `userName eq "nobody%d@contoso.example"`), true, true},
 		{`urn:ietf:params:scim:schemas:core:2.0:Group:displayName eq "Sales"`, true, false},
 		{`urn:ietf:params:scim:schemas:core:2.0:User:userName eq "user1@contoso.example"`, false, true},
 	} {
@@ -118,7 +138,8 @@ func TestScanLimit(t *testing.T) {
 	if _, err := NewScanLimit(1, time.Hour).acquireHeld(t).Acquire(cancelled); !errors.Is(err, context.Canceled) {
 		t.Fatalf("a scan whose request ended: %v", err)
 	}
-	for _, f := range []string{"", `userName eq "x"`, `id eq "u1"`} {
+	for _, f := range []string{"", `userName eq "x"`, `id eq "u1"`, `userName eq "x" or userName eq "y"`,
+		`externalId eq "x" or userName eq "y"`, `id eq "1" or id eq "2"`} {
 		q, err := Parse(scim.UserType, Params{Filter: f}, 100)
 		if err != nil {
 			t.Fatal(err)
@@ -144,6 +165,15 @@ func TestScanLimit(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// orOf is the or of n comparisons, format taking the branch's number.
+func orOf(n int, format string) string {
+	parts := make([]string, n)
+	for i := range parts {
+		parts[i] = fmt.Sprintf(format, i)
+	}
+	return strings.Join(parts, " or ")
 }
 
 // acquireHeld is l with its one slot taken until the test ends.

@@ -1,12 +1,13 @@
 // Package query runs a SCIM list or search (RFC 7644 §3.4.2, §3.4.3) over the directory:
 // it reads the paging, projection and filter a client sent, picks the resources the filter
-// can match (one id, an index lookup, or a scan of the type), matches them, and cuts the
+// can match (ids and index lookups, or a scan of the type), matches them, and cuts the
 // page. Turning a stored record into the resource a client reads is the caller's
 // (Renderer): the query knows the directory and the protocol, not the HTTP answer.
 package query
 
 import (
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -298,22 +299,38 @@ var indexable = map[string]map[string]string{
 	scim.GroupType: {"displayname": "displayName", "externalid": "externalId"},
 }
 
+// indexesEmpty says which indexes hold a resource whose value is the empty string: the
+// store indexes a userName and a group's displayName always, an externalId and an
+// emails.value only when not empty (provision.IndexEntries). An externalId eq "" is found
+// by a scan: a lookup of "" would miss the resources that hold it.
+var indexesEmpty = map[string]bool{"userName": true, "displayName": true}
+
+// MaxIndexedLookups is the most index lookups (and reads by id) that find the candidates
+// of one resource type: an or whose every branch an index serves (userName eq "a" or
+// userName eq "b") is one lookup per branch, the union of their ids then matched against
+// the whole filter. A filter that needs more lookups scans, taking a max_scans slot.
+// (The parser allows at most scim.MaxFilterTerms comparisons in a filter.)
+const MaxIndexedLookups = 32
+
 // access is how the resources of a type that a filter can match are found.
 type access int
 
 const (
-	accessAll   access = iota // no filter: every resource matches, only ids are read
-	accessScan                // every resource of the type is read, decoded and matched
-	accessID                  // the one resource of an id
-	accessIndex               // an index lookup (O(log n))
-	accessNone                // no resource can match (an id the store would refuse)
+	accessAll    access = iota // no filter: every resource matches, only ids are read
+	accessScan                 // every resource of the type is read, decoded and matched
+	accessLookup               // the union of index lookups and ids (none: no resource can match)
 )
 
-// plan is the access a query on one type takes, with the index and the value to look up
-// (accessIndex), or the id (accessID, in value).
-type plan struct {
-	access      access
+// lookup is one way to a set of candidates: the ids an index holds for a value, or one id
+// (attr "").
+type lookup struct {
 	attr, value string
+}
+
+// plan is the access a query on one type takes, with its lookups (accessLookup).
+type plan struct {
+	access  access
+	lookups []lookup
 }
 
 // planFor picks the cheapest way to find the resources of typ that f can match, from the
@@ -322,35 +339,100 @@ func planFor(typ string, f scim.Filter) plan {
 	if f == nil {
 		return plan{access: accessAll}
 	}
-	for _, t := range scim.EqualityTerms(f) {
-		if t.Attr.URN != "" && !strings.EqualFold(t.Attr.URN, scim.ResourceTypeByName(typ).Schema) {
-			continue
-		}
-		value, ok := termString(t.Value)
-		if !ok {
-			continue
-		}
-		name := strings.ToLower(t.Attr.Name)
-		if t.Attr.Sub != "" {
-			name += "." + strings.ToLower(t.Attr.Sub)
-		}
-		if name == "id" {
-			if scim.IDProblem(value) != "" {
-				return plan{access: accessNone} // no resource has it; the store would refuse the key
-			}
-			return plan{access: accessID, value: value}
-		}
-		if attr, ok := indexable[typ][name]; ok {
-			return plan{access: accessIndex, attr: attr, value: value}
-		}
+	if l, ok := lookupsFor(typ, f, nil, 0); ok {
+		return plan{access: accessLookup, lookups: l}
 	}
 	return plan{access: accessScan}
 }
 
+// lookupsFor returns lookups whose ids together hold every resource of typ that f can
+// match (more is harmless: Run matches each candidate against the whole filter), or false
+// when none are known or more than MaxIndexedLookups are needed. An equality on the id or
+// an indexed attribute is one lookup (none for an id no resource can have); of an and,
+// the side needing fewer lookups (the left one on a tie); of an or, both sides'. A
+// top-level attr[...] applies to its inner filter re-rooted on attr: an element matching
+// it matches one branch of an inner or and each side of an inner and.
+func lookupsFor(typ string, f scim.Filter, root *scim.AttrPath, depth int) ([]lookup, bool) {
+	if depth > 2*(scim.MaxFilterTerms+scim.MaxFilterDepth) {
+		return nil, false
+	}
+	switch x := f.(type) {
+	case *scim.CompareFilter:
+		if x != nil {
+			return termLookup(typ, x, root)
+		}
+	case *scim.AndFilter:
+		if x != nil {
+			l, lok := lookupsFor(typ, x.Left, root, depth+1)
+			r, rok := lookupsFor(typ, x.Right, root, depth+1)
+			switch {
+			case lok && (!rok || len(l) <= len(r)):
+				return l, true
+			case rok:
+				return r, true
+			}
+		}
+	case *scim.OrFilter:
+		if x != nil {
+			l, ok := lookupsFor(typ, x.Left, root, depth+1)
+			if !ok {
+				return nil, false
+			}
+			r, ok := lookupsFor(typ, x.Right, root, depth+1)
+			if !ok || len(l)+len(r) > MaxIndexedLookups {
+				return nil, false
+			}
+			return append(l[:len(l):len(l)], r...), true
+		}
+	case *scim.ValuePathFilter:
+		if x != nil && root == nil && x.Attr.Sub == "" {
+			return lookupsFor(typ, x.Inner, &x.Attr, depth+1)
+		}
+	}
+	return nil, false
+}
+
+// termLookup is the lookup that finds the resources of typ an equality c (inside root[...]
+// when root is not nil) can match, if one does.
+func termLookup(typ string, c *scim.CompareFilter, root *scim.AttrPath) ([]lookup, bool) {
+	// Numbers are left out: a stored number would not be found under its text in a string
+	// index (as scim.EqualityTerms).
+	value, ok := c.Value.(string)
+	if c.Op != scim.OpEq || !ok {
+		return nil, false
+	}
+	attr := c.Attr
+	if root != nil {
+		if attr.URN != "" || attr.Sub != "" {
+			return nil, false
+		}
+		attr = scim.AttrPath{URN: root.URN, Name: root.Name, Sub: c.Attr.Name}
+	}
+	if attr.URN != "" && !strings.EqualFold(attr.URN, scim.ResourceTypeByName(typ).Schema) {
+		return nil, false
+	}
+	name := strings.ToLower(attr.Name)
+	if attr.Sub != "" {
+		name += "." + strings.ToLower(attr.Sub)
+	}
+	if name == "id" {
+		if scim.IDProblem(value) != "" {
+			return nil, true // no resource has it; the store would refuse the key
+		}
+		return []lookup{{value: value}}, true
+	}
+	index, ok := indexable[typ][name]
+	if !ok || (value == "" && !indexesEmpty[index]) {
+		return nil, false
+	}
+	return []lookup{{attr: index, value: value}}, true
+}
+
 // NeedsScan reports whether a query on typ with filter f reads and decodes every resource
 // of typ: no equality on the id or an indexed attribute narrows it (userName co "x", a
-// pr, a not(...), an or). A nil filter is no scan: its resources are only counted. It is
-// what Run does, decided without the store.
+// pr, a not(...), an or with a branch no index serves, or with more than
+// MaxIndexedLookups branches). A nil filter is no scan: its resources are only counted.
+// It is what Run does, decided without the store.
 func NeedsScan(typ string, f scim.Filter) bool {
 	return planFor(typ, f).access == accessScan
 }
@@ -365,31 +447,33 @@ func (q *Query) Scans() bool {
 	return false
 }
 
-// candidates are the resources of typ that a filter f can match, as planFor decides: one
-// id, the ids an index lookup finds, none, or scan=true for a full scan. Without a filter
-// (accessAll) eachCandidate reads the ids itself.
+// candidates are the resources of typ that a filter f can match, as planFor decides: the
+// ids its lookups find, sorted (the order of a scan) and distinct, or scan=true for a full
+// scan. Without a filter (accessAll) eachCandidate reads the ids itself.
 func candidates(tx *store.Tx, typ string, f scim.Filter) (ids []string, scan bool, err error) {
 	p := planFor(typ, f)
 	switch p.access {
 	case accessScan:
 		return nil, true, nil
-	case accessID:
-		return []string{p.value}, false, nil
-	case accessIndex:
-		ids, err := tx.Lookup(typ, p.attr, p.value)
-		return ids, false, err
+	case accessLookup:
+		for _, l := range p.lookups {
+			if l.attr == "" {
+				ids = append(ids, l.value)
+				continue
+			}
+			found, err := tx.Lookup(typ, l.attr, l.value)
+			if err != nil {
+				return nil, false, err
+			}
+			ids = append(ids, found...)
+		}
+		if len(p.lookups) > 1 {
+			slices.Sort(ids)
+			ids = slices.Compact(ids)
+		}
+		return ids, false, nil
 	}
 	return nil, false, nil
-}
-
-func termString(v any) (string, bool) {
-	switch x := v.(type) {
-	case string:
-		return x, true
-	case interface{ String() string }: // json.Number
-		return x.String(), true
-	}
-	return "", false
 }
 
 // eachCandidate calls consider with every stored resource of typ that f may match, in a

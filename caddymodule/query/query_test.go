@@ -102,7 +102,9 @@ func TestRunPicksCandidates(t *testing.T) {
 		{scim.UserType, `id eq "a/b"`, nil, 0},
 		{scim.UserType, `userName eq "user3@contoso.example" and active eq true`, []string{"u3"}, 1},
 		{scim.UserType, `active eq true`, []string{"u1", "u3", "u5"}, 5},
-		{scim.UserType, `userName eq "user1@contoso.example" or userName eq "user2@contoso.example"`, []string{"u1", "u2"}, 5},
+		{scim.UserType, `userName eq "user1@contoso.example" or userName eq "user2@contoso.example"`, []string{"u1", "u2"}, 2},
+		{scim.UserType, `userName eq "user2@contoso.example" or id eq "u1" or userName eq "USER2@contoso.example"`, []string{"u1", "u2"}, 2},
+		{scim.UserType, `userName eq "user1@contoso.example" or userName eq "user2@contoso.example" and active eq true`, []string{"u1"}, 2},
 		// Another type's URN is not this type's index: the filter matches nothing here.
 		{scim.UserType, `urn:ietf:params:scim:schemas:core:2.0:Group:displayName eq "Sales"`, nil, 5},
 		{scim.GroupType, `displayName eq "sales"`, []string{"g1"}, 1},
