@@ -621,13 +621,12 @@ func (w *sweeper) closeEnded(e *Engine) bool {
 	return len(w.ended) > 0
 }
 
-// startSweeper starts the periodic recovery of e's target on this store, or hands the
-// running one to e (a reload).
+// startSweeper starts the periodic recovery of e's target on this store, unless one runs:
+// that one stays with the configuration in force until e is activated (handSweeper).
 func (s *Shared) startSweeper(e *Engine) {
 	s.sweepMu.Lock()
 	defer s.sweepMu.Unlock()
-	if w := s.sweepers[e.target.Name]; w != nil {
-		w.eng.Store(e)
+	if s.sweepers[e.target.Name] != nil {
 		return
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -638,6 +637,29 @@ func (s *Shared) startSweeper(e *Engine) {
 	}
 	s.sweepers[e.target.Name] = w
 	go w.run(ctx)
+}
+
+// handSweeper hands the target's sweeper, if it has one, to e (the engine in force): a
+// configuration Caddy throws away never sweeps, nor keeps its engine referenced.
+func (s *Shared) handSweeper(target string, e *Engine) {
+	s.sweepMu.Lock()
+	defer s.sweepMu.Unlock()
+	if w := s.sweepers[target]; w != nil {
+		w.eng.Store(e)
+	}
+}
+
+// stopSweeper stops the target's sweeper, if it has one (no configuration names the
+// target any more), and waits for a pass in flight.
+func (s *Shared) stopSweeper(target string) {
+	s.sweepMu.Lock()
+	w := s.sweepers[target]
+	delete(s.sweepers, target)
+	s.sweepMu.Unlock()
+	if w != nil {
+		w.stop()
+		<-w.done
+	}
 }
 
 // run sweeps every half bound of the current configuration until ctx ends.

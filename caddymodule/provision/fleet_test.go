@@ -443,7 +443,7 @@ func TestFleetCreateClaimsItsIntent(t *testing.T) {
 
 // TestFleetSweepWhileRunning: a gateway that keeps running recovers the intents of a
 // gateway that died after it started, once they are stale, through its periodic pass, with
-// the configuration built last (a reload hands the pass over).
+// the configuration in force (a reload hands the pass over once it is activated).
 func TestFleetSweepWhileRunning(t *testing.T) {
 	_, srv := newNativeApp(t)
 	r := newRig(t, rigOptions{})
@@ -458,10 +458,12 @@ func TestFleetSweepWhileRunning(t *testing.T) {
 		return eng
 	}
 	first := build(time.Now)
+	first.Activate()
 	r.appendIntent("died", "ada@contoso.example", time.Time{}) // another gateway's, after this one started
 	clock := &testClock{}
 	clock.skip(first.intentBound() + time.Second)
-	build(clock.now) // a reload: its clock sees the intent stale, the first config's does not
+	build(clock.now).Activate() // a reload: its clock sees the intent stale, the first config's does not
+	first.Release()
 	share.sweepers["native"].kick <- struct{}{}
 	for range 2000 {
 		if len(r.openRequests()) == 0 {

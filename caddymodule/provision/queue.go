@@ -592,12 +592,20 @@ func (e *Engine) Activate() {
 	}
 	s.active[name] = append(slices.DeleteFunc(s.active[name], func(o *Engine) bool { return o == e }), e)
 	e.worker.Configure(e, e.target.Delivery)
+	s.handSweeper(name, e)
 }
 
 // Release says that e's configuration is gone (Caddy cleaned it up): when e delivered its
 // target's outbox, the worker goes back to the engine activated before it that is still in
 // force (a configuration that started and was then thrown away hands it back to the one
 // that keeps serving). Attempts e's worker has in flight finish.
+//
+// When no configuration in force names e's target any more (a reload renamed the target
+// or dropped it, or a configuration that named a new one was thrown away), the target's
+// worker and sweeper stop, as they do when the store closes: attempts in flight are
+// cancelled and the target's queued changes stay in the outbox, delivered once a
+// configuration names the target again. Otherwise every name the open store ever saw
+// kept a worker delivering with a configuration no longer in force.
 func (e *Engine) Release() {
 	if e.worker == nil {
 		return
@@ -608,11 +616,23 @@ func (e *Engine) Release() {
 	list := s.active[name]
 	last := len(list) > 0 && list[len(list)-1] == e
 	list = slices.DeleteFunc(list, func(o *Engine) bool { return o == e })
-	s.active[name] = list
-	if last && len(list) > 0 {
+	if len(list) > 0 {
+		s.active[name] = list
 		prev := list[len(list)-1]
-		e.worker.Configure(prev, prev.target.Delivery)
+		if last {
+			e.worker.Configure(prev, prev.target.Delivery)
+		}
+		s.handSweeper(name, prev)
+		return
 	}
+	delete(s.active, name)
+	if w := s.workers[name]; w == e.worker {
+		// Stopped under workersMu: a configuration naming the target again starts its
+		// worker only once this one's attempts have ended.
+		delete(s.workers, name)
+		w.Stop()
+	}
+	s.stopSweeper(name)
 }
 
 // Close stops the outbox workers and the periodic recoveries (before the store closes);
