@@ -163,10 +163,11 @@ func checkQueryDefined(c *ast.Compiler, query ast.Ref, data *dataDoc, dir string
 }
 
 // checkQueryType rejects a decision the type checker proves can never be an object (a
-// string, a set, a function...): every request would be denied as malformed, which is
-// better caught when the policy loads, so that a reload keeps the policy in force. A
-// decision that may be an object for some input (any, or a choice including an object)
-// is checked per decision instead.
+// string, a set, a function...), or an object it knows is malformed (an unknown key, a
+// key of the wrong type, no allow: see shapeError): every request would be denied as
+// malformed, which is better caught when the policy loads, so that a reload keeps the
+// policy in force. What the checker cannot know (any, an object built at run time) is
+// checked per decision instead.
 func checkQueryType(c *ast.Compiler, query ast.Ref) error {
 	rules := c.GetRules(query)
 	if len(rules) == 0 || c.TypeEnv == nil {
@@ -174,18 +175,26 @@ func checkQueryType(c *ast.Compiler, query ast.Ref) error {
 	}
 	// The first rule in the files (GetRules's order is not stable), so the error names
 	// the same line every time.
-	first := slices.MinFunc(rules, func(a, b *ast.Rule) int {
-		return cmp.Or(cmp.Compare(a.Location.File, b.Location.File), cmp.Compare(a.Location.Row, b.Location.Row), cmp.Compare(a.Location.Col, b.Location.Col))
-	})
+	rules = slices.Clone(rules)
+	first := slices.MinFunc(rules, byLocation)
 	where := first.Location.String()
 	if _, ok := c.TypeEnv.GetByRef(query).(*types.Function); ok || len(first.Head.Args) > 0 {
 		return fmt.Errorf("%s: %s is a function (it takes arguments); it must be an object such as {\"allow\": true}: write `decision := {...}` or `decision := {...} if {...}`", where, query)
 	}
 	t := c.TypeEnv.GetByRef(query)
-	if t == nil || mayBeObject(t) {
+	if t == nil {
 		return nil
 	}
+	if mayBeObject(t) {
+		slices.SortFunc(rules, byLocation)
+		return shapeError(c, query, rules, t)
+	}
 	return fmt.Errorf("%s: %s is always %s; it must be an object such as {\"allow\": true}, or every request is denied", where, query, typeNames(t))
+}
+
+// byLocation orders rules as they appear in the files.
+func byLocation(a, b *ast.Rule) int {
+	return cmp.Or(cmp.Compare(a.Location.File, b.Location.File), cmp.Compare(a.Location.Row, b.Location.Row), cmp.Compare(a.Location.Col, b.Location.Col))
 }
 
 // mayBeObject reports whether a value of type t can be an object.

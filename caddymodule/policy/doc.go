@@ -33,6 +33,9 @@
 //
 // Missing optional keys default to false or empty. Unknown keys are an error, so a
 // misspelt obligation cannot silently let data through.
+// A decision the type checker knows is malformed (never an object, an unknown key, a key
+// of the wrong type, no allow) fails the load with the rule's file and row; what only
+// shows per request is checked per decision.
 //
 // # Fail closed
 //
