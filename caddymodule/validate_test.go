@@ -94,6 +94,7 @@ func TestValidateChecksGatewayConfig(t *testing.T) {
 		{"mapping syntax", []string{"SCIMGATE_IT_MAPPING", badMapping}, "invalid JSON at line 3, column 15"},
 		{"policy syntax", []string{"SCIMGATE_IT_POLICY", badPolicy}, "broken.rego"},
 		{"target url", []string{"SCIMGATE_IT_APP_URL", "ftp://legacy"}, "absolute http or https URL"},
+		{"target url unset", []string{"SCIMGATE_IT_APP_URL", "{env.SCIMGATE_IT_UNSET_URL}/api", "SCIMGATE_IT_UNSET_URL", ""}, `target demo: url "{env.SCIMGATE_IT_UNSET_URL}/api": the placeholder {env.SCIMGATE_IT_UNSET_URL} is empty (is the variable set?)`},
 		{"token unset", []string{"SCIMGATE_IT_TOKEN", ""}, `token "entra" is empty`},
 	}
 	for _, tc := range cases {

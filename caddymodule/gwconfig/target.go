@@ -91,7 +91,10 @@ func (c *TargetConfig) Provision(ctx caddy.Context, repl *caddy.Replacer) (*prov
 	if c.Mapping == "" {
 		return nil, fmt.Errorf("target: mapping is required (the path of the mapping file)")
 	}
-	mapPath := repl.ReplaceAll(c.Mapping, "")
+	mapPath, err := resolveSetting(repl, c.Mapping)
+	if err != nil {
+		return nil, fmt.Errorf("target: mapping %q: %w", c.Mapping, err)
+	}
 	name := c.Name
 	if name == "" {
 		name = strings.TrimSuffix(filepath.Base(mapPath), filepath.Ext(mapPath))
@@ -101,7 +104,10 @@ func (c *TargetConfig) Provision(ctx caddy.Context, repl *caddy.Replacer) (*prov
 		// HTTP servers resolve away, so the target could not be operated.
 		return nil, fmt.Errorf("target: name %q must be 1-64 letters, digits, '.', '_' or '-' (not \".\" or \"..\")", name)
 	}
-	base := repl.ReplaceAll(c.URL, "")
+	base, err := resolveSetting(repl, c.URL)
+	if err != nil {
+		return nil, fmt.Errorf("target %s: url %q: %w", name, c.URL, err)
+	}
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("target %s: url %q must be an absolute http or https URL", name, c.URL)
@@ -164,4 +170,29 @@ func (c *TargetConfig) Provision(ctx caddy.Context, repl *caddy.Replacer) (*prov
 		return nil, fmt.Errorf("target %s: groups as roles (groups.roles in %s) are delivered immediately only: remove delivery %s", name, c.Mapping, delivery.Mode)
 	}
 	return &provision.Target{Name: name, DryRun: c.DryRun, Mapping: m, Client: client, Headers: headers, Delivery: delivery}, nil
+}
+
+// resolveSetting replaces the placeholders in s, refusing one that is unknown or resolves
+// to nothing (an unset variable): the setting would otherwise be refused for what is left,
+// "not an absolute URL", without a word about the variable.
+func resolveSetting(repl *caddy.Replacer, s string) (string, error) {
+	out, err := repl.ReplaceOrErr(s, true, true)
+	if err == nil {
+		return out, nil
+	}
+	for rest := s; ; {
+		i := strings.IndexByte(rest, '{')
+		if i < 0 {
+			return "", err
+		}
+		j := strings.IndexByte(rest[i:], '}')
+		if j < 0 {
+			return "", err
+		}
+		p := rest[i : i+j+1]
+		if v, known := repl.Get(p[1 : len(p)-1]); known && caddy.ToString(v) == "" {
+			return "", fmt.Errorf("the placeholder %s is empty (is the variable set?)", p)
+		}
+		rest = rest[i+j+1:]
+	}
 }

@@ -24,3 +24,24 @@ func TestTargetNames(t *testing.T) {
 		}
 	}
 }
+
+// TestTargetEmptyPlaceholder: a url or mapping whose placeholder resolves to nothing (an
+// unset variable) is refused naming the placeholder, not as "must be an absolute URL" or
+// a target name "." taken from an empty mapping path.
+func TestTargetEmptyPlaceholder(t *testing.T) {
+	t.Setenv("SCIMGATE_TEST_UNSET", "")
+	mapping := filepath.Join(t.TempDir(), "app.json")
+	for _, c := range []struct {
+		cfg  TargetConfig
+		want string
+	}{
+		{TargetConfig{Name: "app", URL: "{env.SCIMGATE_TEST_UNSET}/api", Mapping: mapping}, `target app: url "{env.SCIMGATE_TEST_UNSET}/api": the placeholder {env.SCIMGATE_TEST_UNSET} is empty (is the variable set?)`},
+		{TargetConfig{Name: "app", URL: "http://127.0.0.1:1", Mapping: "{env.SCIMGATE_TEST_UNSET}"}, `target: mapping "{env.SCIMGATE_TEST_UNSET}": the placeholder {env.SCIMGATE_TEST_UNSET} is empty (is the variable set?)`},
+		{TargetConfig{Name: "app", URL: "{envx.NOPE}", Mapping: mapping}, `target app: url "{envx.NOPE}": unrecognized placeholder {envx.NOPE}`},
+	} {
+		_, err := c.cfg.Provision(caddy.Context{}, caddy.NewReplacer())
+		if err == nil || err.Error() != c.want {
+			t.Errorf("%+v: error %v, want %s", c.cfg, err, c.want)
+		}
+	}
+}
