@@ -211,3 +211,42 @@ func TestTokenFileHint(t *testing.T) {
 		}
 	}
 }
+
+// TestUnusedQueueWarned: a target's queue block is read only by queued delivery; with
+// delivery immediate (the default) it would be ignored in silence, so validating (and
+// loading) the config warns, naming the target. With delivery queued it is not warned.
+func TestUnusedQueueWarned(t *testing.T) {
+	a := testnet.FreeAddrs(t, 1)
+	mapping := filepath.Join("..", "mappings", "demoapp.json")
+	for _, tt := range []struct {
+		delivery string
+		warned   bool
+	}{{"", true}, {"delivery immediate", true}, {"delivery queued", false}, {"delivery fallback", false}} {
+		t.Run(tt.delivery, func(t *testing.T) {
+			logFile := filepath.Join(t.TempDir(), "log.json")
+			src := "{\n admin off\n log {\n output file " + logFile + "\n format json\n }\n}\nhttp://" + a[0] + " {\n scim_gateway {\n token entra " + testToken +
+				"\n data_dir " + filepath.Join(t.TempDir(), "data") + "\n target erp {\n url http://127.0.0.1:1\n mapping " + mapping + "\n " + tt.delivery +
+				"\n queue {\n max_age 1h\n }\n }\n }\n}\n"
+			cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(src), map[string]any{"filename": "Caddyfile"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := caddy.Validate(mustConfig(t, cfg)); err != nil {
+				t.Fatal(err)
+			}
+			logs, err := os.ReadFile(logFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var warned bool
+			for line := range strings.SplitSeq(string(logs), "\n") {
+				if strings.Contains(line, `"level":"warn"`) && strings.Contains(line, "queue block is unused") && strings.Contains(line, `"target":"erp"`) {
+					warned = true
+				}
+			}
+			if warned != tt.warned {
+				t.Errorf("warned %v, want %v; log:\n%s", warned, tt.warned, logs)
+			}
+		})
+	}
+}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+	"go.uber.org/zap"
 
 	"github.com/scimgate/scimgate/caddymodule/legacy"
 	"github.com/scimgate/scimgate/caddymodule/mapping"
@@ -168,6 +169,10 @@ func (c *TargetConfig) Provision(ctx caddy.Context, repl *caddy.Replacer) (*prov
 		// users' locks until the commit: a queued delivery, made later, would send lists
 		// of another moment.
 		return nil, fmt.Errorf("target %s: groups as roles (groups.roles in %s) are delivered immediately only: remove delivery %s", name, c.Mapping, delivery.Mode)
+	}
+	if delivery.Mode == outbox.Immediate && c.Queue != nil {
+		ctx.Logger().Warn("the target's queue block is unused: its delivery is immediate, and queue settings apply to delivery queued or fallback only; set the delivery, or remove the block",
+			zap.String("target", name))
 	}
 	return &provision.Target{Name: name, DryRun: c.DryRun, Mapping: m, Client: client, Headers: headers, Delivery: delivery}, nil
 }
