@@ -327,6 +327,9 @@ func (g *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := g.checkPolicyTargets(ctx, app); err != nil {
+		return err
+	}
 	if app == nil {
 		return g.start()
 	}

@@ -250,3 +250,45 @@ func TestUnusedQueueWarned(t *testing.T) {
 		})
 	}
 }
+
+// TestPolicySettingsForUnknownTarget: settings under the policy's targets for a target no
+// scim_gateway of the config has (a misspelt name) would never apply, leaving the real
+// target on the defaults; validating refuses them, naming the data file, the name and the
+// config's targets. Two blocks with different targets sharing one policy directory (one
+// compiled policy) pass with a section for each, whichever block Caddy provisions first.
+func TestPolicySettingsForUnknownTarget(t *testing.T) {
+	a := testnet.FreeAddrs(t, 2)
+	mapping := filepath.Join("..", "mappings", "demoapp.json")
+	block := func(addr, target, policy string) string {
+		return "http://" + addr + " {\n scim_gateway {\n token entra " + testToken + "\n data_dir " + filepath.Join(t.TempDir(), "data") +
+			"\n policy " + policy + "\n target " + target + " {\n url http://127.0.0.1:1\n mapping " + mapping + "\n }\n }\n}\n"
+	}
+	validate := func(t *testing.T, src string) error {
+		t.Helper()
+		cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte("{\n admin off\n}\n"+src), map[string]any{"filename": "Caddyfile"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return caddy.Validate(mustConfig(t, cfg))
+	}
+	section := `{"mass_deprovision": {"max_per_hour": 5}}`
+
+	misspelt := copyShippedPolicies(t, `{"defaults": {}, "targets": {"dmeo": `+section+`}}`)
+	err := validate(t, block(a[0], "demo", misspelt))
+	want := filepath.Join(misspelt, "scimgate", "config", "data.json") + ": scimgate.config.targets.dmeo names no target of this config's gateways (targets: demo)"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("error = %v, want it to contain %q", err, want)
+	}
+
+	shared := copyShippedPolicies(t, `{"defaults": {}, "targets": {"hr": `+section+`, "erp": {}}}`)
+	for range 4 { // the two servers are provisioned in either order
+		if err := validate(t, block(a[0], "hr", shared)+block(a[1], "erp", shared)); err != nil {
+			t.Fatalf("two gateways sharing a policy with a section each: %v", err)
+		}
+	}
+	extra := copyShippedPolicies(t, `{"defaults": {}, "targets": {"hr": {}, "erp": {}, "crm": `+section+`}}`)
+	err = validate(t, block(a[0], "hr", extra)+block(a[1], "erp", extra))
+	if want := "scimgate.config.targets.crm names no target of this config's gateways (targets: erp, hr)"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("error = %v, want it to contain %q", err, want)
+	}
+}

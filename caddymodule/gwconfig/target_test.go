@@ -1,7 +1,9 @@
 package gwconfig
 
 import (
+	"encoding/json"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -43,5 +45,21 @@ func TestTargetEmptyPlaceholder(t *testing.T) {
 		if err == nil || err.Error() != c.want {
 			t.Errorf("%+v: error %v, want %s", c.cfg, err, c.want)
 		}
+	}
+}
+
+// TestGatewayTargets: the targets of scim_gateway handlers still in JSON are found in
+// subroutes too, named as their provisioning would name them (the mapping's base name
+// when the target has no name).
+func TestGatewayTargets(t *testing.T) {
+	t.Setenv("SCIMGATE_TEST_MAP", "erp")
+	raws := []json.RawMessage{
+		[]byte(`{"handler": "subroute", "routes": [{"handle": [{"handler": "scim_gateway", "target": {"mapping": "/m/{env.SCIMGATE_TEST_MAP}.json"}}]}]}`),
+		[]byte(`{"handler": "scim_gateway", "target": {"name": "hr", "mapping": "/m/app.json"}}`),
+		[]byte(`{"handler": "scim_gateway"}`),
+		[]byte(`{"handler": "static_response", "body": "scim_gateway"}`),
+	}
+	if got := gatewayTargets(raws, caddy.NewReplacer()); !slices.Equal(got, []string{"erp", "hr"}) {
+		t.Fatalf("targets = %v, want [erp hr]", got)
 	}
 }

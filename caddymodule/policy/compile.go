@@ -14,26 +14,34 @@ import (
 	"github.com/open-policy-agent/opa/v1/types"
 )
 
+// built is what compile makes of a policy's files.
+type built struct {
+	pq    rego.PreparedEvalQuery // the decision, prepared
+	comp  *ast.Compiler          // the compiled modules pq evaluates (read-only)
+	store storage.Store          // the data pq reads
+	data  *dataDoc               // which data file set each value, for errors
+}
+
 // compile parses, type-checks and prepares the policy. It runs once per content hash.
-func compile(query ast.Ref, srcs []source, dir string) (rego.PreparedEvalQuery, *ast.Compiler, error) {
-	var none rego.PreparedEvalQuery
+func compile(query ast.Ref, srcs []source, dir string) (built, error) {
+	var none built
 	modules, err := parseModules(srcs)
 	if err != nil {
-		return none, nil, err
+		return none, err
 	}
 	data, err := buildData(srcs)
 	if err != nil {
-		return none, nil, err
+		return none, err
 	}
 	dataValue, err := ast.InterfaceToValue(data.root)
 	if err != nil {
-		return none, nil, fmt.Errorf("converting policy data: %w", err)
+		return none, fmt.Errorf("converting policy data: %w", err)
 	}
 	if err := checkGatewayDataFree(data, modules); err != nil {
-		return none, nil, err
+		return none, err
 	}
 	if err := checkSchemaRefs(modules); err != nil {
-		return none, nil, err
+		return none, err
 	}
 	compiler := ast.NewCompiler().
 		WithCapabilities(capabilities).
@@ -42,26 +50,26 @@ func compile(query ast.Ref, srcs []source, dir string) (rego.PreparedEvalQuery, 
 		WithUseTypeCheckAnnotations(true).
 		WithPathConflictsCheck(data.exists)
 	if compiler.Compile(modules); compiler.Failed() {
-		return none, nil, explain(compiler.Errors)
+		return none, explain(compiler.Errors)
 	}
 	if err := checkQueryDefined(compiler, query, data, dir); err != nil {
-		return none, nil, err
+		return none, err
 	}
 	if err := checkQueryType(compiler, query); err != nil {
-		return none, nil, err
+		return none, err
 	}
 	// NewFromASTObject keeps the data as AST values, so reading data.* during evaluation
 	// converts nothing per request.
 	checked, err := checkSettings(compiler, inmem.NewFromASTObject(withGatewayData(dataValue.(ast.Object), false)), query, data)
 	if err != nil {
-		return none, nil, err
+		return none, err
 	}
 	store := inmem.NewFromASTObject(withGatewayData(dataValue.(ast.Object), checked))
 	pq, err := prepare(compiler, store, query, rego.EnablePrintStatements(true), rego.GenerateJSON(keepTerm))
 	if err != nil {
-		return none, nil, fmt.Errorf("preparing query %s: %w", query, err)
+		return none, fmt.Errorf("preparing query %s: %w", query, err)
 	}
-	return pq, compiler, nil
+	return built{pq: pq, comp: compiler, store: store, data: data}, nil
 }
 
 // prepare prepares query on the compiled policy and its data, with strict builtin errors

@@ -55,7 +55,7 @@ func ruleValueType(c *ast.Compiler, r *ast.Rule) types.Type {
 	if _, ok := r.Head.Value.Value.(ast.Object); !ok {
 		return nil
 	}
-	return c.TypeEnv.Get(r.Head.Value)
+	return c.TypeEnv.GetByValue(r.Head.Value.Value)
 }
 
 // shapeProblem says what is wrong with every decision object of type t ("" when nothing
