@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/scimgate/scimgate/caddymodule/gwconfig"
 	"github.com/scimgate/scimgate/caddymodule/scim"
 )
 
@@ -28,6 +30,9 @@ type App struct {
 	// gateways are this config's handlers; Caddy provisions and starts a config in one
 	// goroutine.
 	gateways []*Handler
+	// targets names the targets of the gateways not yet provisioned when the first gateway
+	// asked (see configTargets); nil until then.
+	targets []string
 }
 
 // CaddyModule returns the Caddy module information.
@@ -57,6 +62,45 @@ func (a *App) add(g *Handler) error {
 	}
 	a.gateways = append(a.gateways, g)
 	return nil
+}
+
+// checkPolicyTargets refuses policy settings for a target no gateway of this config has
+// (see policy.Engine.CheckTargets): per gateway, because gateways of different targets
+// may share one policy. app is nil for a handler provisioned on its own.
+func (g *Handler) checkPolicyTargets(ctx caddy.Context, app *App) error {
+	if g.policy == nil || g.target == nil {
+		return nil // without a target no settings of one apply
+	}
+	names := []string{g.target.Name}
+	if app != nil {
+		names = append(names, app.configTargets(ctx)...)
+	}
+	slices.Sort(names)
+	if err := g.policy.CheckTargets(slices.Compact(names)); err != nil {
+		return fmt.Errorf("policy %s: %w", g.Policy.Dir, err)
+	}
+	return nil
+}
+
+// configTargets names the targets of this config's gateways: those provisioned, and those
+// whose JSON is still in the HTTP app's routes (Caddy drops a route's JSON once it has
+// provisioned its handlers; a gateway provisioned before is in a.gateways).
+func (a *App) configTargets(ctx caddy.Context) []string {
+	if a.targets == nil {
+		a.targets = []string{}
+		if m, err := ctx.App("http"); err == nil {
+			if h, ok := m.(*caddyhttp.App); ok {
+				a.targets = gwconfig.UnprovisionedTargets(h, caddy.NewReplacer())
+			}
+		}
+	}
+	names := slices.Clone(a.targets)
+	for _, o := range a.gateways {
+		if o.target != nil {
+			names = append(names, o.target.Name)
+		}
+	}
+	return names
 }
 
 // storeSettingsDiffer names the part (target, journal or policy) whose configuration

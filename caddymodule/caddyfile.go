@@ -149,8 +149,8 @@ func (g *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			n, err := humanize.ParseBytes(v)
-			if err != nil || n == 0 || n > maxMaxBodyBytes {
-				return d.Errf("max_body_size: invalid size %q (e.g. 4MiB)", v)
+			if err != nil || n < minBodyBytes || n > maxMaxBodyBytes {
+				return d.Errf("max_body_size: want a size from 1KiB to 1TiB, such as 4MiB, got %q", v)
 			}
 			g.MaxBodyBytes = int64(n)
 		case "body_timeout":
@@ -192,15 +192,15 @@ func (g *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err != nil {
 				return err
 			}
+			lo, hi, field := minJSONDepth, maxJSONDepth, &g.MaxJSONDepth
+			if opt == "max_results" {
+				lo, hi, field = 1, maxMaxResults, &g.MaxResults
+			}
 			n, err := strconv.Atoi(v)
-			if err != nil || n <= 0 {
-				return d.Errf("%s: want a positive integer, got %q", opt, v)
+			if err != nil || n < lo || n > hi {
+				return d.Errf("%s: want an integer from %d to %d, got %q", opt, lo, hi, v)
 			}
-			if opt == "max_json_depth" {
-				g.MaxJSONDepth = n
-			} else {
-				g.MaxResults = n
-			}
+			*field = n
 		case "members_replace":
 			v, err := gwconfig.OneArg(d)
 			if err != nil {

@@ -118,8 +118,14 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{name: "token without value", input: "scim_gateway {\n token entra\n}", err: "token takes a name and a value"},
 		{name: "duplicate option", input: "scim_gateway {\n data_dir a\n data_dir b\n}", err: "data_dir is set twice"},
 		{name: "unknown option", input: "scim_gateway {\n colour blue\n}", err: `unrecognized scim_gateway option "colour"`},
-		{name: "bad size", input: "scim_gateway {\n max_body_size lots\n}", err: "invalid size"},
-		{name: "bad depth", input: "scim_gateway {\n max_json_depth -1\n}", err: "positive integer"},
+		{name: "bad size", input: "scim_gateway {\n max_body_size lots\n}", err: "want a size from 1KiB"},
+		{name: "bad depth", input: "scim_gateway {\n max_json_depth -1\n}", err: "max_json_depth: want an integer from 8 to 1024"},
+		// Out of range: refused with the Caddyfile's line and option name, not at
+		// provision with the JSON config's.
+		{name: "shallow depth", input: "scim_gateway {\n token entra {env.T}\n max_json_depth 3\n}", err: `max_json_depth: want an integer from 8 to 1024, got "3", at Testfile:3`},
+		{name: "deep depth", input: "scim_gateway {\n max_json_depth 1025\n}", err: `max_json_depth: want an integer from 8 to 1024, got "1025", at Testfile:2`},
+		{name: "too many results", input: "scim_gateway {\n token entra {env.T}\n\n max_results 1000000\n}", err: `max_results: want an integer from 1 to 100000, got "1000000", at Testfile:4`},
+		{name: "small body", input: "scim_gateway {\n max_body_size 100B\n}", err: `max_body_size: want a size from 1KiB to 1TiB, such as 4MiB, got "100B", at Testfile:2`},
 		{name: "bad replace mode", input: "scim_gateway {\n members_replace wipe\n}", err: "merge or exact"},
 		{name: "bad patch response", input: "scim_gateway {\n user_patch_response 202\n}", err: "resource or no_content"},
 		{name: "relative base path", input: "scim_gateway {\n base_path scim\n}", err: "must start with /"},

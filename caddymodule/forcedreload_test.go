@@ -22,7 +22,7 @@ func TestForcedReloadIsWarned(t *testing.T) {
 		dir := copyShippedPolicies(t, config)
 		return newTestGateway(t, func(g *Handler) {
 			g.Policy = &PolicyConfig{Dir: dir, ForceReload: force}
-			g.Target = &TargetConfig{Name: "app", URL: app.URL, Mapping: filepath.Join("..", "mappings", "demoapp.json")}
+			g.Target = &TargetConfig{Name: "demo", URL: app.URL, Mapping: filepath.Join("..", "mappings", "demoapp.json")}
 		})
 	}
 	previous := gateway(previewConfig(wideDomains, "1"), false)

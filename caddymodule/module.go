@@ -52,6 +52,10 @@ const (
 	// maxMaxBodyBytes bounds MaxBodyBytes (the Caddyfile's max_body_size too): past it the
 	// default body_timeout would overflow.
 	maxMaxBodyBytes = 1 << 40
+	// The other bounds Validate checks, which the Caddyfile checks with its line.
+	minBodyBytes               = 1024
+	minJSONDepth, maxJSONDepth = 8, 1024
+	maxMaxResults              = 100000
 )
 
 // Handler is the scim_gateway HTTP handler: it authenticates Entra's provisioning service,
@@ -323,6 +327,9 @@ func (g *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := g.checkPolicyTargets(ctx, app); err != nil {
+		return err
+	}
 	if app == nil {
 		return g.start()
 	}
@@ -389,8 +396,8 @@ func (g *Handler) Validate() error {
 	if g.tokens == nil || len(g.tokens.tokens) == 0 {
 		return fmt.Errorf("scim_gateway needs at least one token")
 	}
-	if g.MaxBodyBytes < 1024 || g.MaxBodyBytes > maxMaxBodyBytes {
-		return fmt.Errorf("max_body_bytes must be between 1024 and %d (1 TiB), got %d", int64(maxMaxBodyBytes), g.MaxBodyBytes)
+	if g.MaxBodyBytes < minBodyBytes || g.MaxBodyBytes > maxMaxBodyBytes {
+		return fmt.Errorf("max_body_bytes must be between %d and %d (1 TiB), got %d", minBodyBytes, int64(maxMaxBodyBytes), g.MaxBodyBytes)
 	}
 	if g.BodyTimeout <= 0 {
 		return fmt.Errorf("body_timeout must be positive, got %s", time.Duration(g.BodyTimeout))
@@ -404,11 +411,11 @@ func (g *Handler) Validate() error {
 	if g.MaxScans < -1 {
 		return fmt.Errorf("max_scans must be positive, or -1 for no limit; got %d", g.MaxScans)
 	}
-	if g.MaxJSONDepth < 8 || g.MaxJSONDepth > 1024 {
-		return fmt.Errorf("max_json_depth must be between 8 and 1024, got %d", g.MaxJSONDepth)
+	if g.MaxJSONDepth < minJSONDepth || g.MaxJSONDepth > maxJSONDepth {
+		return fmt.Errorf("max_json_depth must be between %d and %d, got %d", minJSONDepth, maxJSONDepth, g.MaxJSONDepth)
 	}
-	if g.MaxResults < 1 || g.MaxResults > 100000 {
-		return fmt.Errorf("max_results must be between 1 and 100000, got %d", g.MaxResults)
+	if g.MaxResults < 1 || g.MaxResults > maxMaxResults {
+		return fmt.Errorf("max_results must be between 1 and %d, got %d", maxMaxResults, g.MaxResults)
 	}
 	return nil
 }

@@ -618,9 +618,10 @@ func TestPolicyFailClosedModes(t *testing.T) {
 	}{
 		{"undefined", `decision := {"allow": true} if input.resource_type == "Group"`, "undefined", 403, change.Denied},
 		{"runtime error", `decision := {"allow": regex.match(input.resource.userName, "x")}`, "policy error", 403, change.Denied},
-		// A decision of a type known only per request ("yes" always is refused at load).
+		// Decisions of a type known only per request ("yes" or {"allow": "true"} written
+		// literally is refused at load).
 		{"wrong type", `decision := input.resource.userName`, "policy error", 403, change.Denied},
-		{"allow not a boolean", `decision := {"allow": "true"}`, "policy error", 403, change.Denied},
+		{"allow not a boolean", `decision := {"allow": input.resource.userName}`, "policy error", 403, change.Denied},
 		{"timeout", `decision := {"allow": count([x | some x in numbers.range(1, 100000000)]) > 0}`, "not decided in time", 503, change.Failed},
 	}
 	for _, tc := range cases {

@@ -94,6 +94,7 @@ func TestValidateChecksGatewayConfig(t *testing.T) {
 		{"mapping syntax", []string{"SCIMGATE_IT_MAPPING", badMapping}, "invalid JSON at line 3, column 15"},
 		{"policy syntax", []string{"SCIMGATE_IT_POLICY", badPolicy}, "broken.rego"},
 		{"target url", []string{"SCIMGATE_IT_APP_URL", "ftp://legacy"}, "absolute http or https URL"},
+		{"target url unset", []string{"SCIMGATE_IT_APP_URL", "{env.SCIMGATE_IT_UNSET_URL}/api", "SCIMGATE_IT_UNSET_URL", ""}, `target demo: url "{env.SCIMGATE_IT_UNSET_URL}/api": the placeholder {env.SCIMGATE_IT_UNSET_URL} is empty (is the variable set?)`},
 		{"token unset", []string{"SCIMGATE_IT_TOKEN", ""}, `token "entra" is empty`},
 	}
 	for _, tc := range cases {
@@ -208,5 +209,86 @@ func TestTokenFileHint(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), `token "entra" is empty`) {
 			t.Errorf("{file.%s}: %v, want %q", file, err, want)
 		}
+	}
+}
+
+// TestUnusedQueueWarned: a target's queue block is read only by queued delivery; with
+// delivery immediate (the default) it would be ignored in silence, so validating (and
+// loading) the config warns, naming the target. With delivery queued it is not warned.
+func TestUnusedQueueWarned(t *testing.T) {
+	a := testnet.FreeAddrs(t, 1)
+	mapping := filepath.Join("..", "mappings", "demoapp.json")
+	for _, tt := range []struct {
+		delivery string
+		warned   bool
+	}{{"", true}, {"delivery immediate", true}, {"delivery queued", false}, {"delivery fallback", false}} {
+		t.Run(tt.delivery, func(t *testing.T) {
+			logFile := filepath.Join(t.TempDir(), "log.json")
+			src := "{\n admin off\n log {\n output file " + logFile + "\n format json\n }\n}\nhttp://" + a[0] + " {\n scim_gateway {\n token entra " + testToken +
+				"\n data_dir " + filepath.Join(t.TempDir(), "data") + "\n target erp {\n url http://127.0.0.1:1\n mapping " + mapping + "\n " + tt.delivery +
+				"\n queue {\n max_age 1h\n }\n }\n }\n}\n"
+			cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(src), map[string]any{"filename": "Caddyfile"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := caddy.Validate(mustConfig(t, cfg)); err != nil {
+				t.Fatal(err)
+			}
+			logs, err := os.ReadFile(logFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var warned bool
+			for line := range strings.SplitSeq(string(logs), "\n") {
+				if strings.Contains(line, `"level":"warn"`) && strings.Contains(line, "queue block is unused") && strings.Contains(line, `"target":"erp"`) {
+					warned = true
+				}
+			}
+			if warned != tt.warned {
+				t.Errorf("warned %v, want %v; log:\n%s", warned, tt.warned, logs)
+			}
+		})
+	}
+}
+
+// TestPolicySettingsForUnknownTarget: settings under the policy's targets for a target no
+// scim_gateway of the config has (a misspelt name) would never apply, leaving the real
+// target on the defaults; validating refuses them, naming the data file, the name and the
+// config's targets. Two blocks with different targets sharing one policy directory (one
+// compiled policy) pass with a section for each, whichever block Caddy provisions first.
+func TestPolicySettingsForUnknownTarget(t *testing.T) {
+	a := testnet.FreeAddrs(t, 2)
+	mapping := filepath.Join("..", "mappings", "demoapp.json")
+	block := func(addr, target, policy string) string {
+		return "http://" + addr + " {\n scim_gateway {\n token entra " + testToken + "\n data_dir " + filepath.Join(t.TempDir(), "data") +
+			"\n policy " + policy + "\n target " + target + " {\n url http://127.0.0.1:1\n mapping " + mapping + "\n }\n }\n}\n"
+	}
+	validate := func(t *testing.T, src string) error {
+		t.Helper()
+		cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte("{\n admin off\n}\n"+src), map[string]any{"filename": "Caddyfile"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return caddy.Validate(mustConfig(t, cfg))
+	}
+	section := `{"mass_deprovision": {"max_per_hour": 5}}`
+
+	misspelt := copyShippedPolicies(t, `{"defaults": {}, "targets": {"dmeo": `+section+`}}`)
+	err := validate(t, block(a[0], "demo", misspelt))
+	want := filepath.Join(misspelt, "scimgate", "config", "data.json") + ": scimgate.config.targets.dmeo names no target of this config's gateways (targets: demo)"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("error = %v, want it to contain %q", err, want)
+	}
+
+	shared := copyShippedPolicies(t, `{"defaults": {}, "targets": {"hr": `+section+`, "erp": {}}}`)
+	for range 4 { // the two servers are provisioned in either order
+		if err := validate(t, block(a[0], "hr", shared)+block(a[1], "erp", shared)); err != nil {
+			t.Fatalf("two gateways sharing a policy with a section each: %v", err)
+		}
+	}
+	extra := copyShippedPolicies(t, `{"defaults": {}, "targets": {"hr": {}, "erp": {}, "crm": `+section+`}}`)
+	err = validate(t, block(a[0], "hr", extra)+block(a[1], "erp", extra))
+	if want := "scimgate.config.targets.crm names no target of this config's gateways (targets: erp, hr)"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("error = %v, want it to contain %q", err, want)
 	}
 }

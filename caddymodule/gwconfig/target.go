@@ -1,16 +1,20 @@
 package gwconfig
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+	"go.uber.org/zap"
 
 	"github.com/scimgate/scimgate/caddymodule/legacy"
 	"github.com/scimgate/scimgate/caddymodule/mapping"
@@ -91,17 +95,20 @@ func (c *TargetConfig) Provision(ctx caddy.Context, repl *caddy.Replacer) (*prov
 	if c.Mapping == "" {
 		return nil, fmt.Errorf("target: mapping is required (the path of the mapping file)")
 	}
-	mapPath := repl.ReplaceAll(c.Mapping, "")
-	name := c.Name
-	if name == "" {
-		name = strings.TrimSuffix(filepath.Base(mapPath), filepath.Ext(mapPath))
+	mapPath, err := resolveSetting(repl, c.Mapping)
+	if err != nil {
+		return nil, fmt.Errorf("target: mapping %q: %w", c.Mapping, err)
 	}
+	name := c.name(mapPath)
 	if !validTargetName.MatchString(name) || name == "." || name == ".." {
 		// "." and "..": a path segment of the admin routes (/scimgate/outbox/{target}) that
 		// HTTP servers resolve away, so the target could not be operated.
 		return nil, fmt.Errorf("target: name %q must be 1-64 letters, digits, '.', '_' or '-' (not \".\" or \"..\")", name)
 	}
-	base := repl.ReplaceAll(c.URL, "")
+	base, err := resolveSetting(repl, c.URL)
+	if err != nil {
+		return nil, fmt.Errorf("target %s: url %q: %w", name, c.URL, err)
+	}
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("target %s: url %q must be an absolute http or https URL", name, c.URL)
@@ -163,5 +170,98 @@ func (c *TargetConfig) Provision(ctx caddy.Context, repl *caddy.Replacer) (*prov
 		// of another moment.
 		return nil, fmt.Errorf("target %s: groups as roles (groups.roles in %s) are delivered immediately only: remove delivery %s", name, c.Mapping, delivery.Mode)
 	}
+	if delivery.Mode == outbox.Immediate && c.Queue != nil {
+		ctx.Logger().Warn("the target's queue block is unused: its delivery is immediate, and queue settings apply to delivery queued or fallback only; set the delivery, or remove the block",
+			zap.String("target", name))
+	}
 	return &provision.Target{Name: name, DryRun: c.DryRun, Mapping: m, Client: client, Headers: headers, Delivery: delivery}, nil
+}
+
+// name is the target's name: Name, or the base name of its mapping file mapPath.
+func (c *TargetConfig) name(mapPath string) string {
+	if c.Name != "" {
+		return c.Name
+	}
+	return strings.TrimSuffix(filepath.Base(mapPath), filepath.Ext(mapPath))
+}
+
+// UnprovisionedTargets names the targets of the scim_gateway handlers of h's routes that
+// are not provisioned yet: Caddy keeps a route's handlers as JSON until it provisions
+// them, and a handler may call this while h provisions its servers.
+func UnprovisionedTargets(h *caddyhttp.App, repl *caddy.Replacer) []string {
+	var raws []json.RawMessage
+	for _, srv := range h.Servers {
+		routes := slices.Clone(srv.Routes)
+		if srv.Errors != nil {
+			routes = append(routes, srv.Errors.Routes...)
+		}
+		for _, r := range srv.NamedRoutes {
+			routes = append(routes, *r)
+		}
+		for _, r := range routes {
+			raws = append(raws, r.HandlersRaw...)
+		}
+	}
+	return gatewayTargets(raws, repl)
+}
+
+// gatewayTargets names the targets of the scim_gateway handlers found anywhere in the JSON
+// of raws (handler lists of routes, subroutes included), with placeholders of their mapping
+// paths resolved by repl; a handler whose target cannot be read is left out (its own
+// provisioning says why).
+func gatewayTargets(raws []json.RawMessage, repl *caddy.Replacer) []string {
+	var names []string
+	var walk func(v any)
+	walk = func(v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			if x["handler"] == "scim_gateway" {
+				if t, ok := x["target"].(map[string]any); ok {
+					c := TargetConfig{}
+					c.Name, _ = t["name"].(string)
+					c.Mapping, _ = t["mapping"].(string)
+					names = append(names, c.name(repl.ReplaceAll(c.Mapping, "")))
+				}
+			}
+			for _, child := range x {
+				walk(child)
+			}
+		case []any:
+			for _, child := range x {
+				walk(child)
+			}
+		}
+	}
+	for _, raw := range raws {
+		var v any
+		if json.Unmarshal(raw, &v) == nil {
+			walk(v)
+		}
+	}
+	return names
+}
+
+// resolveSetting replaces the placeholders in s, refusing one that is unknown or resolves
+// to nothing (an unset variable): the setting would otherwise be refused for what is left,
+// "not an absolute URL", without a word about the variable.
+func resolveSetting(repl *caddy.Replacer, s string) (string, error) {
+	out, err := repl.ReplaceOrErr(s, true, true)
+	if err == nil {
+		return out, nil
+	}
+	for rest := s; ; {
+		i := strings.IndexByte(rest, '{')
+		if i < 0 {
+			return "", err
+		}
+		j := strings.IndexByte(rest[i:], '}')
+		if j < 0 {
+			return "", err
+		}
+		p := rest[i : i+j+1]
+		if v, known := repl.Get(p[1 : len(p)-1]); known && caddy.ToString(v) == "" {
+			return "", fmt.Errorf("the placeholder %s is empty (is the variable set?)", p)
+		}
+		rest = rest[i+j+1:]
+	}
 }

@@ -3,19 +3,15 @@ package policy
 import (
 	"fmt"
 	"sync"
-
-	"github.com/open-policy-agent/opa/v1/ast"
-	"github.com/open-policy-agent/opa/v1/rego"
 )
 
 // compiled is one prepared policy shared by every Engine loaded from the same content.
 type compiled struct {
 	hash  string
-	pq    rego.PreparedEvalQuery // safe for concurrent Eval: no lock around it
-	comp  *ast.Compiler          // the compiled modules pq evaluates (read-only)
-	err   error                  // compilation error, for Loads that waited on it
-	ready chan struct{}          // closed once pq or err is set
-	refs  int                    // guarded by cacheMu
+	built               // pq is safe for concurrent Eval: no lock around it
+	err   error         // compilation error, for Loads that waited on it
+	ready chan struct{} // closed once pq or err is set
+	refs  int           // guarded by cacheMu
 
 	invariantOnce sync.Once
 	invariant     *invariance // which rules a preview's users cannot change (see Memo)
@@ -35,7 +31,7 @@ var (
 // acquire returns the compiled policy for hash, building it if no Engine holds it. Loads of
 // the same content that arrive while it compiles wait for that one compilation instead of
 // starting their own; the lock is not held while compiling, so other content is not blocked.
-func acquire(hash string, build func() (rego.PreparedEvalQuery, *ast.Compiler, error)) (*compiled, error) {
+func acquire(hash string, build func() (built, error)) (*compiled, error) {
 	cacheMu.Lock()
 	c, ok := cache[hash]
 	if ok {
@@ -46,7 +42,7 @@ func acquire(hash string, build func() (rego.PreparedEvalQuery, *ast.Compiler, e
 		c = &compiled{hash: hash, ready: make(chan struct{}), refs: 1}
 		cache[hash] = c
 		cacheMu.Unlock()
-		c.pq, c.comp, c.err = buildSafely(build)
+		c.built, c.err = buildSafely(build)
 		close(c.ready)
 	}
 	if c.err != nil {
@@ -58,7 +54,7 @@ func acquire(hash string, build func() (rego.PreparedEvalQuery, *ast.Compiler, e
 
 // buildSafely turns a panic inside OPA's compiler into a load error: a reload must fail
 // cleanly (Caddy keeps the old configuration), and Loads waiting on this entry must not hang.
-func buildSafely(build func() (rego.PreparedEvalQuery, *ast.Compiler, error)) (pq rego.PreparedEvalQuery, comp *ast.Compiler, err error) {
+func buildSafely(build func() (built, error)) (b built, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("compiling policies failed unexpectedly (an OPA bug; please report it): %v", r)

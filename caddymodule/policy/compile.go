@@ -14,26 +14,34 @@ import (
 	"github.com/open-policy-agent/opa/v1/types"
 )
 
+// built is what compile makes of a policy's files.
+type built struct {
+	pq    rego.PreparedEvalQuery // the decision, prepared
+	comp  *ast.Compiler          // the compiled modules pq evaluates (read-only)
+	store storage.Store          // the data pq reads
+	data  *dataDoc               // which data file set each value, for errors
+}
+
 // compile parses, type-checks and prepares the policy. It runs once per content hash.
-func compile(query ast.Ref, srcs []source, dir string) (rego.PreparedEvalQuery, *ast.Compiler, error) {
-	var none rego.PreparedEvalQuery
+func compile(query ast.Ref, srcs []source, dir string) (built, error) {
+	var none built
 	modules, err := parseModules(srcs)
 	if err != nil {
-		return none, nil, err
+		return none, err
 	}
 	data, err := buildData(srcs)
 	if err != nil {
-		return none, nil, err
+		return none, err
 	}
 	dataValue, err := ast.InterfaceToValue(data.root)
 	if err != nil {
-		return none, nil, fmt.Errorf("converting policy data: %w", err)
+		return none, fmt.Errorf("converting policy data: %w", err)
 	}
 	if err := checkGatewayDataFree(data, modules); err != nil {
-		return none, nil, err
+		return none, err
 	}
 	if err := checkSchemaRefs(modules); err != nil {
-		return none, nil, err
+		return none, err
 	}
 	compiler := ast.NewCompiler().
 		WithCapabilities(capabilities).
@@ -42,26 +50,26 @@ func compile(query ast.Ref, srcs []source, dir string) (rego.PreparedEvalQuery, 
 		WithUseTypeCheckAnnotations(true).
 		WithPathConflictsCheck(data.exists)
 	if compiler.Compile(modules); compiler.Failed() {
-		return none, nil, explain(compiler.Errors)
+		return none, explain(compiler.Errors)
 	}
 	if err := checkQueryDefined(compiler, query, data, dir); err != nil {
-		return none, nil, err
+		return none, err
 	}
 	if err := checkQueryType(compiler, query); err != nil {
-		return none, nil, err
+		return none, err
 	}
 	// NewFromASTObject keeps the data as AST values, so reading data.* during evaluation
 	// converts nothing per request.
 	checked, err := checkSettings(compiler, inmem.NewFromASTObject(withGatewayData(dataValue.(ast.Object), false)), query, data)
 	if err != nil {
-		return none, nil, err
+		return none, err
 	}
 	store := inmem.NewFromASTObject(withGatewayData(dataValue.(ast.Object), checked))
 	pq, err := prepare(compiler, store, query, rego.EnablePrintStatements(true), rego.GenerateJSON(keepTerm))
 	if err != nil {
-		return none, nil, fmt.Errorf("preparing query %s: %w", query, err)
+		return none, fmt.Errorf("preparing query %s: %w", query, err)
 	}
-	return pq, compiler, nil
+	return built{pq: pq, comp: compiler, store: store, data: data}, nil
 }
 
 // prepare prepares query on the compiled policy and its data, with strict builtin errors
@@ -163,10 +171,11 @@ func checkQueryDefined(c *ast.Compiler, query ast.Ref, data *dataDoc, dir string
 }
 
 // checkQueryType rejects a decision the type checker proves can never be an object (a
-// string, a set, a function...): every request would be denied as malformed, which is
-// better caught when the policy loads, so that a reload keeps the policy in force. A
-// decision that may be an object for some input (any, or a choice including an object)
-// is checked per decision instead.
+// string, a set, a function...), or an object it knows is malformed (an unknown key, a
+// key of the wrong type, no allow: see shapeError): every request would be denied as
+// malformed, which is better caught when the policy loads, so that a reload keeps the
+// policy in force. What the checker cannot know (any, an object built at run time) is
+// checked per decision instead.
 func checkQueryType(c *ast.Compiler, query ast.Ref) error {
 	rules := c.GetRules(query)
 	if len(rules) == 0 || c.TypeEnv == nil {
@@ -174,18 +183,26 @@ func checkQueryType(c *ast.Compiler, query ast.Ref) error {
 	}
 	// The first rule in the files (GetRules's order is not stable), so the error names
 	// the same line every time.
-	first := slices.MinFunc(rules, func(a, b *ast.Rule) int {
-		return cmp.Or(cmp.Compare(a.Location.File, b.Location.File), cmp.Compare(a.Location.Row, b.Location.Row), cmp.Compare(a.Location.Col, b.Location.Col))
-	})
+	rules = slices.Clone(rules)
+	first := slices.MinFunc(rules, byLocation)
 	where := first.Location.String()
 	if _, ok := c.TypeEnv.GetByRef(query).(*types.Function); ok || len(first.Head.Args) > 0 {
 		return fmt.Errorf("%s: %s is a function (it takes arguments); it must be an object such as {\"allow\": true}: write `decision := {...}` or `decision := {...} if {...}`", where, query)
 	}
 	t := c.TypeEnv.GetByRef(query)
-	if t == nil || mayBeObject(t) {
+	if t == nil {
 		return nil
 	}
+	if mayBeObject(t) {
+		slices.SortFunc(rules, byLocation)
+		return shapeError(c, query, rules, t)
+	}
 	return fmt.Errorf("%s: %s is always %s; it must be an object such as {\"allow\": true}, or every request is denied", where, query, typeNames(t))
+}
+
+// byLocation orders rules as they appear in the files.
+func byLocation(a, b *ast.Rule) int {
+	return cmp.Or(cmp.Compare(a.Location.File, b.Location.File), cmp.Compare(a.Location.Row, b.Location.Row), cmp.Compare(a.Location.Col, b.Location.Col))
 }
 
 // mayBeObject reports whether a value of type t can be an object.

@@ -33,6 +33,9 @@
 //
 // Missing optional keys default to false or empty. Unknown keys are an error, so a
 // misspelt obligation cannot silently let data through.
+// A decision the type checker knows is malformed (never an object, an unknown key, a key
+// of the wrong type, no allow) fails the load with the rule's file and row; what only
+// shows per request is checked per decision.
 //
 // # Fail closed
 //
@@ -65,9 +68,12 @@
 // evaluates it with input {"packages": [every loaded package]} and fails when it holds any
 // {"path": [...], "message": "..."}, naming for each the data file that set the path. The
 // shipped policies check their guardrails' settings this way; a policy without the rule
-// is not checked. When the check ran and found nothing, the data holds
-// data.scimgate_gateway.settings_checked = true (GatewayData; reserved: no data file or
-// package may define it), so the guardrails need not re-check their settings per decision.
+// is not checked. Engine.CheckTargets runs it again, per gateway and outside the shared
+// compiled policy, with input.targets the target names the gateway knows, so that
+// settings for a target it does not have fail that gateway's load. When the check ran
+// and found nothing, the data holds data.scimgate_gateway.settings_checked = true
+// (GatewayData; reserved: no data file or package may define it), so the guardrails need
+// not re-check their settings per decision.
 //
 // Compiled policies are cached by a hash of everything that determines them (Engine.Hash)
 // and reference-counted. Caddy provisions a new configuration before it cleans up the old

@@ -69,7 +69,7 @@ func Load(opts Options) (*Engine, error) {
 		return nil, err
 	}
 	hash := hashSources(opts.Query, srcs)
-	policy, err := acquire(hash, func() (rego.PreparedEvalQuery, *ast.Compiler, error) {
+	policy, err := acquire(hash, func() (built, error) {
 		return compile(query, srcs, opts.Dir)
 	})
 	if err != nil {

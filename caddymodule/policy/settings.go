@@ -35,23 +35,11 @@ const maxSettingsErrors = 20
 // checkSettings evaluates the settings check beside query, when the policy defines one;
 // checked reports that it ran and found nothing.
 func checkSettings(c *ast.Compiler, store storage.Store, query ast.Ref, data *dataDoc) (checked bool, err error) {
-	ref := append(query[:len(query)-1:len(query)-1], ast.StringTerm(SettingsErrorsRule))
+	ref := settingsRef(query)
 	if len(c.GetRules(ref)) == 0 {
 		return false, nil
 	}
-	pq, err := prepare(c, store, ref)
-	if err != nil {
-		return false, fmt.Errorf("preparing the settings check %s: %w", ref, err)
-	}
-	input := map[string]any{"packages": loadedPackages(c)}
-	rs, err := pq.Eval(context.Background(), rego.EvalInput(input))
-	if err != nil {
-		return false, fmt.Errorf("checking the policy settings (%s): %w", ref, err)
-	}
-	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
-		return true, nil // undefined: nothing to report
-	}
-	problems, err := decodeSettingsErrors(ref, rs[0].Expressions[0].Value)
+	problems, err := evalSettings(c, store, ref, map[string]any{"packages": loadedPackages(c)})
 	if err != nil {
 		return false, err
 	}
@@ -59,6 +47,57 @@ func checkSettings(c *ast.Compiler, store storage.Store, query ast.Ref, data *da
 		return true, nil
 	}
 	return false, settingsError(problems, data)
+}
+
+// CheckTargets runs the policy's settings check again with the names of the gateway's
+// targets as input.targets, so that settings for a target the gateway does not have (a
+// misspelt name, which would leave the real target on the defaults, without its stricter
+// guardrails) fail its load, naming the data file and the key. Each gateway runs it with
+// its own targets, outside the compiled policy: gateways of different targets share one.
+// A policy without the check (SettingsErrorsRule) passes.
+func (e *Engine) CheckTargets(targets []string) error {
+	query, err := parseQuery(e.query)
+	if err != nil {
+		return err
+	}
+	c := e.policy
+	ref := settingsRef(query)
+	if len(c.comp.GetRules(ref)) == 0 {
+		return nil
+	}
+	names := make([]any, len(targets))
+	for i, t := range targets {
+		names[i] = t
+	}
+	problems, err := evalSettings(c.comp, c.store, ref, map[string]any{"packages": loadedPackages(c.comp), "targets": names})
+	if err != nil {
+		return err
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	return settingsError(problems, c.data)
+}
+
+// settingsRef is the settings check next to query.
+func settingsRef(query ast.Ref) ast.Ref {
+	return append(query[:len(query)-1:len(query)-1], ast.StringTerm(SettingsErrorsRule))
+}
+
+// evalSettings evaluates the settings check ref with input and returns what it reports.
+func evalSettings(c *ast.Compiler, store storage.Store, ref ast.Ref, input map[string]any) ([]settingsProblem, error) {
+	pq, err := prepare(c, store, ref)
+	if err != nil {
+		return nil, fmt.Errorf("preparing the settings check %s: %w", ref, err)
+	}
+	rs, err := pq.Eval(context.Background(), rego.EvalInput(input))
+	if err != nil {
+		return nil, fmt.Errorf("checking the policy settings (%s): %w", ref, err)
+	}
+	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
+		return nil, nil // undefined: nothing to report
+	}
+	return decodeSettingsErrors(ref, rs[0].Expressions[0].Value)
 }
 
 // withGatewayData is data with the GatewayData document added.

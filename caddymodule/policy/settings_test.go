@@ -154,3 +154,35 @@ func TestGuardrailsCheckSettingsWhenLoadDidNot(t *testing.T) {
 		t.Fatalf("Decide = %+v, %v; want a refusal naming the malformed setting", d, err)
 	}
 }
+
+// TestCheckTargets: settings under scimgate.config.targets for a target the gateway does
+// not have (a misspelt name) would never apply, so that target would keep the defaults
+// without its stricter guardrails. CheckTargets, run per gateway with its targets, refuses
+// them naming the data file, the unknown target and the gateway's targets; the compiled
+// policy stays shared, so two gateways with different targets check the same one.
+func TestCheckTargets(t *testing.T) {
+	dir := policytest.CopyShipped(t, `{"defaults": {}, "targets": {"hr": {}, "erp": {"mass_deprovision": {"max_per_hour": 5}}}}`)
+	e := load(t, Options{Dir: dir})
+	other := load(t, Options{Dir: dir})
+	if other.Hash() != e.Hash() || cacheRefs(e.Hash()) != 2 {
+		t.Fatalf("the two engines do not share the compiled policy")
+	}
+	if err := e.CheckTargets([]string{"erp", "hr"}); err != nil {
+		t.Fatalf("the gateways' own targets: %v", err)
+	}
+	err := other.CheckTargets([]string{"erp", "crm"})
+	file := filepath.Join(dir, "scimgate", "config", "data.json")
+	want := file + ": scimgate.config.targets.hr names no target of this config's gateways (targets: crm, erp); its settings would never apply: use the target's name, or remove the section"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("CheckTargets: %v\nwant an error with %q", err, want)
+	}
+	// The check is not part of the compiled (cached) policy: the first gateway's passes again.
+	if err := e.CheckTargets([]string{"hr", "erp"}); err != nil {
+		t.Fatalf("after another gateway's check: %v", err)
+	}
+	// A policy without the settings check has nothing to say.
+	plain := load(t, Options{Dir: "testdata/trivial"})
+	if err := plain.CheckTargets([]string{"x"}); err != nil {
+		t.Fatalf("a policy without settings_errors: %v", err)
+	}
+}

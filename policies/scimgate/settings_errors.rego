@@ -9,6 +9,12 @@
 # guardrail whose file was removed) is reported too. A guardrail checks its section
 # against its settings_schema; one without a schema (your own, say) keeps its section
 # free-form. Data outside scimgate.config is never checked.
+#
+# The gateway checks again for each gateway (scim_gateway block) with input.targets, the
+# target names of the config's gateways: a section under targets naming none of them (a
+# misspelt target) would never apply, and that target would keep the defaults without its
+# stricter guardrails. Without input.targets (the load-once check, opa eval) targets are
+# not checked.
 package scimgate
 
 import data.scimgate.lib.settings
@@ -36,6 +42,13 @@ settings_errors contains {"path": array.concat(_root, ["targets", t]), "message"
 	is_object(_config.targets)
 	some t, v in _config.targets
 	not is_object(v)
+}
+
+settings_errors contains {"path": array.concat(_root, ["targets", t]), "message": sprintf("names no target of this config's gateways (targets: %s); its settings would never apply: use the target's name, or remove the section", [concat(", ", sort(input.targets))])} if {
+	is_array(input.targets)
+	is_object(_config.targets)
+	some t, _ in _config.targets
+	not t in input.targets
 }
 
 settings_errors contains e if {

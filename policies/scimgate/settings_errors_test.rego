@@ -25,3 +25,14 @@ test_settings_errors_section_of_no_guardrail if {
 test_settings_errors_shipped_config_clean if {
 	count(scimgate.settings_errors) == 0 with input as _packages
 }
+
+test_settings_errors_unknown_target if {
+	cfg := {"defaults": {}, "targets": {"demo": {}, "dmeo": {"mass_deprovision": {"max_per_hour": 5}}}}
+	errs := scimgate.settings_errors with input as {"packages": _packages.packages, "targets": ["demo", "erp"]} with data.scimgate.config as cfg
+	errs == {{"path": ["scimgate", "config", "targets", "dmeo"], "message": "names no target of this config's gateways (targets: demo, erp); its settings would never apply: use the target's name, or remove the section"}}
+}
+
+test_settings_errors_targets_unchecked_without_them if {
+	cfg := {"defaults": {}, "targets": {"dmeo": {}}}
+	count(scimgate.settings_errors) == 0 with input as _packages with data.scimgate.config as cfg
+}
