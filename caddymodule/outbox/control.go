@@ -67,10 +67,14 @@ type View struct {
 	Seq  uint64 `json:"seq"`
 	Task *Task  `json:"task"`
 	// State is pending, in_flight, waiting (behind another task of its resource or of
-	// a resource it refers to), held (behind a dead letter of its resource) or dead.
+	// a resource it refers to), held (behind a dead letter of its resource, or of a
+	// resource whose task frees the name it takes) or dead.
 	State string `json:"state"`
 	// Behind is the dead letter a held task waits behind.
 	Behind uint64 `json:"behind,omitempty"`
+	// Reason says why a task that takes a name waits or is held: the task of another
+	// resource that frees the name in the app first (Task.WaitsFor).
+	Reason string `json:"reason,omitempty"`
 	// Attempts are the journal records of its delivery attempts (Show only).
 	Attempts []journal.Record `json:"attempts,omitempty"`
 }
@@ -107,7 +111,7 @@ func (w *Worker) List(f Filter) ([]View, error) {
 				return false, err
 			}
 			v := View{Seq: t.Seq, Task: t}
-			v.State, v.Behind = states.of(t)
+			v.State, v.Behind, v.Reason = states.of(t)
 			if (f.State == "dead") != (v.State == "dead") && f.State != "" {
 				return true, nil
 			}
@@ -125,7 +129,7 @@ func (w *Worker) Show(ctx context.Context, seq uint64) (View, error) {
 		return View{}, err
 	}
 	v := View{Seq: seq, Task: t}
-	v.State, v.Behind = w.states().of(t)
+	v.State, v.Behind, v.Reason = w.states().of(t)
 	w.mu.Lock()
 	d := w.d
 	w.mu.Unlock()
@@ -258,6 +262,14 @@ type taskStates struct {
 	inFlight map[uint64]bool
 	behind   map[uint64]uint64 // held task -> the dead letter it waits behind
 	waiting  map[uint64]bool
+	// names: a task that waits for another resource's task to free the name it takes ->
+	// that task (the first of the resource's), and that resource
+	names map[uint64]nameWait
+}
+
+type nameWait struct {
+	seq      uint64
+	resource string
 }
 
 func (w *Worker) states() taskStates {
@@ -272,37 +284,61 @@ func (w *Worker) states() taskStates {
 
 // statesOf is the state of each of entries, in sequence order.
 func statesOf(entries []*entry) taskStates {
-	s := taskStates{inFlight: map[uint64]bool{}, behind: map[uint64]uint64{}, waiting: map[uint64]bool{}}
-	dead := map[string]uint64{}
-	held := map[string]bool{}
+	s := taskStates{inFlight: map[uint64]bool{}, behind: map[uint64]uint64{}, waiting: map[uint64]bool{}, names: map[uint64]nameWait{}}
+	dead := map[string]uint64{}  // resource -> the dead letter its later tasks wait behind
+	first := map[string]uint64{} // resource -> its first task
 	for _, e := range entries {
+		var nw nameWait
+		for _, r := range e.waitsFor {
+			if r == e.resource || first[r] == 0 {
+				continue
+			}
+			if nw.seq == 0 || dead[r] != 0 && dead[nw.resource] == 0 {
+				nw = nameWait{seq: first[r], resource: r}
+			}
+		}
+		if nw.seq != 0 {
+			s.names[e.seq] = nw
+			if d := dead[nw.resource]; d != 0 && dead[e.resource] == 0 && !e.dead {
+				dead[e.resource] = d // held behind the dead letter, and so are its later tasks
+			}
+		}
 		switch {
 		case e.inFlight:
 			s.inFlight[e.seq] = true
 		case e.dead:
 		case dead[e.resource] != 0:
 			s.behind[e.seq] = dead[e.resource]
-		case held[e.resource]:
+		case first[e.resource] != 0 || nw.seq != 0:
 			s.waiting[e.seq] = true
 		}
 		if e.dead && dead[e.resource] == 0 {
 			dead[e.resource] = e.seq
 		}
-		held[e.resource] = true
+		if first[e.resource] == 0 {
+			first[e.resource] = e.seq
+		}
 	}
 	return s
 }
 
-func (s taskStates) of(t *Task) (string, uint64) {
+func (s taskStates) of(t *Task) (state string, behind uint64, reason string) {
+	if nw, ok := s.names[t.Seq]; ok && !t.Dead {
+		reason = fmt.Sprintf("takes %s %q, which task %d of %s %s, queued before it, frees in the app (a delete, or a rename away from it): it goes after that resource's queued tasks",
+			strings.ToLower(t.Type), t.Subject, nw.seq, strings.ToLower(t.Type), nw.resource)
+		if d := s.behind[t.Seq]; d != 0 {
+			reason += fmt.Sprintf(", held while task %d is a dead letter (retry or drop it)", d)
+		}
+	}
 	switch {
 	case t.Dead:
-		return "dead", 0
+		return "dead", 0, ""
 	case s.inFlight[t.Seq]:
-		return "in_flight", 0
+		return "in_flight", 0, reason
 	case s.behind[t.Seq] != 0:
-		return "held", s.behind[t.Seq]
+		return "held", s.behind[t.Seq], reason
 	case s.waiting[t.Seq]:
-		return "waiting", 0
+		return "waiting", 0, reason
 	}
-	return "pending", 0
+	return "pending", 0, reason
 }

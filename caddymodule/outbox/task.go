@@ -117,7 +117,14 @@ type Task struct {
 	Removed   []string        `json:"removed,omitempty"`
 	// Refs are other resources (members added, the manager) whose earlier tasks this one
 	// waits for: a membership is not delivered before the member's create.
-	Refs        []string    `json:"refs,omitempty"`
+	Refs []string `json:"refs,omitempty"`
+	// WaitsFor are other resources with tasks queued before this one that free, in the
+	// app, the name this change takes (a userName or a group's displayName: a deleted
+	// resource, or one renamed away from it): the app holds the name for their account
+	// until those tasks reach it (an app refuses a second account with a login it has, or
+	// a lookup by the login finds the old account). The task goes after every task of
+	// theirs queued before it, and is held behind their dead letters.
+	WaitsFor    []string    `json:"waits_for,omitempty"`
 	Obligations Obligations `json:"obligations"`
 	// Urgent: a deprovisioning queued behind earlier changes of its resource; it and they
 	// go outside the schedule (losing access does not wait for a batch or a window).

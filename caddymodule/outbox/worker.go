@@ -76,13 +76,14 @@ type Report struct {
 const maxCoalesce = 100
 
 // coalesceLimit is maxCoalesce, or fewer on a store whose transactions hold at most limit
-// operations (etcd: 128): the delivery's commit deletes each task (two keys) and appends
-// its record (the record, the open-intent entry), besides the journal's head and size.
+// operations (etcd: 128): the delivery's commit deletes each task (two keys, and two more
+// for a task that frees a name: store NoteNameFreed) and appends its record (the record,
+// the open-intent entry), besides the journal's head and size.
 func coalesceLimit(limit int) int {
 	if limit <= 0 {
 		return maxCoalesce
 	}
-	return max(1, min(maxCoalesce, (limit-16)/4))
+	return max(1, min(maxCoalesce, (limit-16)/6))
 }
 
 // Worker delivers one target's outbox: tasks of one resource one at a time in the order
@@ -144,9 +145,12 @@ type Worker struct {
 
 // entry is what the worker knows of one task.
 type entry struct {
-	seq       uint64
-	resource  string
-	refs      []string
+	seq      uint64
+	resource string
+	refs     []string
+	// waitsFor: resources whose tasks queued before this one free the name it takes in
+	// the app (Task.WaitsFor): it waits for all of those, dead letters included.
+	waitsFor  []string
 	dead      bool
 	inFlight  bool
 	notBefore time.Time
@@ -173,7 +177,7 @@ type entry struct {
 }
 
 func entryOf(t *Task) *entry {
-	return &entry{seq: t.Seq, resource: t.ID, refs: t.Refs, dead: t.Dead, notBefore: t.NextAttempt, queued: t.Queued, urgent: t.Urgent,
+	return &entry{seq: t.Seq, resource: t.ID, refs: t.Refs, waitsFor: t.WaitsFor, dead: t.Dead, notBefore: t.NextAttempt, queued: t.Queued, urgent: t.Urgent,
 		made: isNull(t.Before) || isNull(t.After), deletes: isNull(t.After),
 		creates: isNull(t.Before) && !isNull(t.After), typ: t.Type, tried: t.Attempts > 0}
 }
@@ -327,7 +331,8 @@ func (w *Worker) Stop() {
 // Stats is a count of a target's outbox.
 type Stats struct {
 	// Pending tasks are still to be delivered, Held of them wait behind a dead letter of
-	// their resource, InFlight are being delivered.
+	// their resource, or of a resource whose task frees the name they take in the app
+	// (Task.WaitsFor); InFlight are being delivered.
 	Pending, Held, InFlight int
 	// Dead letters wait for an operator to retry or drop them.
 	Dead int
@@ -381,13 +386,14 @@ func (w *Worker) stored() (entries []*entry, paused, ok bool) {
 // statsOf counts entries, in sequence order.
 func statsOf(entries []*entry, paused bool) Stats {
 	s := Stats{Paused: paused}
-	stuck := map[string]bool{} // resources with a dead letter
+	stuck := map[string]bool{} // resources with a dead letter, or held behind another's
 	for _, e := range entries {
 		switch {
 		case e.dead:
 			s.Dead++
 			stuck[e.resource] = true
-		case stuck[e.resource]:
+		case stuck[e.resource] || slices.ContainsFunc(e.waitsFor, func(r string) bool { return stuck[r] }):
+			stuck[e.resource] = true
 			s.Pending++
 			s.Held++
 		default:
@@ -633,7 +639,7 @@ func (w *Worker) dispatch(ctx context.Context) time.Time {
 			break
 		}
 		waits := held[e.resource] || slices.ContainsFunc(e.refs, func(r string) bool { return live[r] }) ||
-			e.deletes && referenced[e.resource] || touchesBusy(e)
+			e.deletes && referenced[e.resource] || touchesBusy(e) || w.nameHeld(e) != nil
 		scheduled := inSchedule(e)
 		if !scheduled && !e.dead && (wakeAt.IsZero() || sched.Next(now).Before(wakeAt)) {
 			wakeAt = sched.Next(now)
@@ -755,9 +761,23 @@ func (w *Worker) group(i int, live, stuck map[string]bool, scheduled func(*entry
 		if slices.ContainsFunc(f.refs, func(r string) bool { return r != e.resource && w.madeBetween(r, e.seq, f.seq) }) {
 			break
 		}
+		if w.nameHeld(f) != nil {
+			break // a rename to a name another resource's task frees first waits for it
+		}
 		group = append(group, f)
 	}
 	return group, wait
+}
+
+// nameHeld returns the first task still in the outbox, queued before e, of a resource
+// that frees the name e takes (entry.waitsFor), or nil: e waits for it; w.mu is held.
+func (w *Worker) nameHeld(e *entry) *entry {
+	for _, r := range e.waitsFor {
+		if list := w.byRes[r]; r != e.resource && len(list) > 0 && list[0].seq < e.seq {
+			return list[0]
+		}
+	}
+	return nil
 }
 
 // madeBetween reports whether resource r has a create or delete that is not dead queued

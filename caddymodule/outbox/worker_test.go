@@ -126,8 +126,8 @@ func TestCoalesceLimit(t *testing.T) {
 	if got := coalesceLimit(0); got != maxCoalesce {
 		t.Errorf("no limit: %d, want %d", got, maxCoalesce)
 	}
-	if got := coalesceLimit(128); got < 1 || 16+4*got > 128 {
-		t.Errorf("etcd's 128 operations: %d tasks, whose commit needs up to %d", got, 16+4*got)
+	if got := coalesceLimit(128); got < 1 || 16+6*got > 128 {
+		t.Errorf("etcd's 128 operations: %d tasks, whose commit needs up to %d", got, 16+6*got)
 	}
 	if got := coalesceLimit(10); got != 1 {
 		t.Errorf("a tiny limit: %d, want 1", got)

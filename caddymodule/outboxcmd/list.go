@@ -83,8 +83,11 @@ func runList(ctx context.Context, c *env) (int, error) {
 		}
 		t := v.Task
 		last := "-"
-		if t.LastError != "" {
+		switch {
+		case t.LastError != "":
 			last = fmt.Sprintf("%d %s", t.LastStatus, t.LastError)
+		case v.Reason != "":
+			last = v.Reason // never tried: why it waits
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", v.Seq, state, t.Type, t.ID, t.Subject,
 			strings.Join(change.Strings(t.Events), ","), t.Queued.UTC().Format(time.RFC3339), t.Attempts, last)

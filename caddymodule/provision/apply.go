@@ -343,6 +343,9 @@ func (e *Engine) decideView(j *job) (*plan, error) {
 			// made the account a second time.
 			p.queuedSelf = tx.HasTasks(t.Name, p.id)
 			p.queuedRefs = slices.ContainsFunc(refsOf(p), func(id string) bool { return tx.HasTasks(t.Name, id) })
+			if p.nameWaits, err = e.nameWaitsOf(tx, p); err != nil {
+				return err
+			}
 		}
 		if p.same {
 			p.rec = p.current // read in this transaction

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -30,6 +31,7 @@ import (
 	"github.com/scimgate/scimgate/caddymodule/journal"
 	"github.com/scimgate/scimgate/caddymodule/legacy"
 	"github.com/scimgate/scimgate/caddymodule/mapping"
+	"github.com/scimgate/scimgate/caddymodule/outbox"
 	"github.com/scimgate/scimgate/caddymodule/policy"
 	"github.com/scimgate/scimgate/caddymodule/scim"
 	"github.com/scimgate/scimgate/caddymodule/store"
@@ -522,10 +524,25 @@ type nativeApp struct {
 	notes        int // POST /accounts/{id}/notes: a call that must not be repeated
 	// refuse lists logins whose account create the app refuses (400: its own validation).
 	refuse map[string]bool
+	// unique: the app refuses (409) an account with a login another account has, and a
+	// role with a name another role has, as real apps do.
+	unique bool
+	// roleNames are the roles' names.
+	roleNames map[string]string
+}
+
+// taken reports whether another account than self has login; a.mu is held.
+func (a *nativeApp) taken(login any, self string) bool {
+	for id, acc := range a.accounts {
+		if l, ok := acc["login"].(string); ok && id != self && strings.EqualFold(l, fmt.Sprint(login)) {
+			return true
+		}
+	}
+	return false
 }
 
 func newNativeApp(t testing.TB) (*nativeApp, *httptest.Server) {
-	a := &nativeApp{accounts: map[string]map[string]any{}, roles: map[string]map[string]bool{}, fail: map[string]int{}, refuse: map[string]bool{}}
+	a := &nativeApp{accounts: map[string]map[string]any{}, roles: map[string]map[string]bool{}, fail: map[string]int{}, refuse: map[string]bool{}, roleNames: map[string]string{}}
 	srv := httptest.NewServer(a)
 	t.Cleanup(srv.Close)
 	return a, srv
@@ -564,6 +581,8 @@ func (a *nativeApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.Method == http.MethodPost && r.URL.Path == "/accounts" && a.refuse[fmt.Sprint(in["login"])]:
 		answer(http.StatusBadRequest, map[string]any{"message": "login rejected by the app's validation"})
+	case r.Method == http.MethodPost && r.URL.Path == "/accounts" && a.unique && a.taken(in["login"], ""):
+		answer(http.StatusConflict, map[string]any{"message": "login already in use"})
 	case r.Method == http.MethodPost && r.URL.Path == "/accounts":
 		a.next++
 		id := fmt.Sprintf("acct-%04d", a.next)
@@ -589,8 +608,8 @@ func (a *nativeApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	case r.Method == http.MethodGet && r.URL.Path == "/accounts":
 		login := r.URL.Query().Get("login")
-		for id, acc := range a.accounts {
-			if acc["login"] == login {
+		for _, id := range slices.Sorted(maps.Keys(a.accounts)) { // the oldest account first
+			if acc := a.accounts[id]; acc["login"] == login {
 				answer(http.StatusOK, map[string]any{"results": []any{map[string]any{"ref": id}}})
 				return
 			}
@@ -600,6 +619,10 @@ func (a *nativeApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		acc := a.accounts[parts[1]]
 		if acc == nil {
 			answer(http.StatusNotFound, map[string]any{"message": "no such account"})
+			return
+		}
+		if login, ok := in["login"]; ok && a.unique && a.taken(login, parts[1]) {
+			answer(http.StatusConflict, map[string]any{"message": "login already in use"})
 			return
 		}
 		for k, v := range in {
@@ -618,6 +641,7 @@ func (a *nativeApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		delete(a.roles, parts[1])
+		delete(a.roleNames, parts[1])
 		w.WriteHeader(http.StatusNoContent)
 	case len(parts) == 2 && parts[0] == "roles" && r.Method == http.MethodPatch:
 		if a.roles[parts[1]] == nil {
@@ -625,10 +649,16 @@ func (a *nativeApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
+	case r.Method == http.MethodPost && r.URL.Path == "/roles" && a.unique && slices.Contains(slices.Collect(maps.Values(a.roleNames)), fmt.Sprint(in["name"])):
+		answer(http.StatusConflict, map[string]any{"message": "role name already in use"})
 	case r.Method == http.MethodPost && r.URL.Path == "/roles":
 		a.next++
 		id := fmt.Sprintf("role-%04d", a.next)
 		a.roles[id] = map[string]bool{}
+		if a.roleNames == nil {
+			a.roleNames = map[string]string{}
+		}
+		a.roleNames[id] = fmt.Sprint(in["name"])
 		answer(http.StatusCreated, map[string]any{"account": map[string]any{"ref": id}})
 	case len(parts) == 4 && parts[0] == "roles" && parts[2] == "holders":
 		if a.roles[parts[1]] == nil {
@@ -1459,6 +1489,31 @@ func TestAppReusedNativeID(t *testing.T) {
 	})
 	if users != 1 || r.nativeID(scim.UserType, first) != "1" || creates.Load() != 2 {
 		t.Fatalf("users %d, first mapped to %q, creates %d: want 1, 1, 2", users, r.nativeID(scim.UserType, first), creates.Load())
+	}
+}
+
+// TestQueuedAppReusedNativeID: in queued delivery, a create the app answers with an id it
+// already gave another account is a dead letter at once that says so, not a storage error
+// retried until max_age.
+func TestQueuedAppReusedNativeID(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusCreated)
+		_, _ = w.Write([]byte(`{"id": 1}`))
+	}))
+	t.Cleanup(srv.Close)
+	target := newMappedTarget(t, srv.URL, `{"version": 1, "users": {"events": {"create": {"method": "POST", "path": "/people", "id": "id", "body": {"name": {"from": "userName"}}}}}}`)
+	target.Name = "native"
+	target.Delivery = withMode(outbox.Queued)
+	r := newRig(t, rigOptions{target: target})
+	first := r.mustCreate(scim.UserType, user("ada@contoso.example"))
+	r.settle()
+	second := r.mustCreate(scim.UserType, user("grace@contoso.example"))
+	r.settle()
+	tasks := r.tasks()
+	if len(tasks) != 1 || tasks[0].ID != second || !tasks[0].Dead || tasks[0].Attempts != 1 ||
+		!strings.Contains(tasks[0].LastError, `native id "1"`) || !strings.Contains(tasks[0].LastError, first) || !strings.Contains(tasks[0].LastError, "reused") {
+		t.Fatalf("tasks: %+v", tasks)
 	}
 }
 

@@ -84,6 +84,9 @@ type plan struct {
 	// in the target's outbox, read with the account's native id, mark and progress (see
 	// deliverOrQueue).
 	queuedSelf, queuedRefs bool
+	// nameWaits: other resources with tasks in the target's outbox that free, in the app,
+	// the name this change takes (nameWaitsOf): the change is queued behind them.
+	nameWaits []freeingTask
 	// managerKnown: the user's manager, as the change leaves it, was in the directory when
 	// the change was decided (see unlinkLateManager).
 	managerKnown bool

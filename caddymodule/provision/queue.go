@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -32,9 +33,17 @@ import (
 // changes reach the app in order. In fallback mode a change the app could not take because
 // it was unavailable is queued instead of failing; so is, in queued mode, a deprovisioning
 // that was sent at once.
+//
+// A change that takes a name (a create, a rename) that another resource's task in the
+// outbox frees in the app (its delete, or a rename away from it) is queued behind that
+// task in every mode too (see nameWaitsOf): sent before it, the app would refuse the name
+// it still holds for the other account, or a lookup by the name would find that account.
 func (e *Engine) deliverOrQueue(j *job, p *plan, d policy.Decision) (*plan, error) {
 	s := e.target.Delivery.WithDefaults()
-	if p.queuedSelf || p.queuedRefs || (s.Mode == outbox.Queued && (s.DeprovisionQueued || !deprovisions(p, d))) {
+	if len(p.nameWaits) > 0 {
+		e.noteReasons(j.trail, e.nameWaitReason(p))
+	}
+	if p.queuedSelf || p.queuedRefs || len(p.nameWaits) > 0 || (s.Mode == outbox.Queued && (s.DeprovisionQueued || !deprovisions(p, d))) {
 		return e.enqueue(j, p, d)
 	}
 	done, err := e.deliver(j, p, d)
@@ -102,12 +111,28 @@ func (e *Engine) enqueue(j *job, p *plan, d policy.Decision) (*plan, error) {
 		if err != nil {
 			return err
 		}
+		if !d.Skip {
+			// Read again in the commit: the tasks the change waits for are those still
+			// queued when it is.
+			waits, err := e.nameWaitsOf(tx, p2)
+			if err != nil {
+				return err
+			}
+			for _, w := range waits {
+				t.WaitsFor = append(t.WaitsFor, w.resource)
+			}
+		}
 		data, err := t.Encode()
 		if err != nil {
 			return err
 		}
 		if t.Seq, err = tx.Enqueue(e.target.Name, p2.id, data); err != nil {
 			return err
+		}
+		if name := nameFreed(p2); name != "" && !d.Skip {
+			if err := tx.NoteNameFreed(e.target.Name, t.Seq, p2.id, p2.typ, name); err != nil {
+				return err
+			}
 		}
 		task = t
 		return nil
@@ -117,6 +142,79 @@ func (e *Engine) enqueue(j *job, p *plan, d policy.Decision) (*plan, error) {
 	}
 	e.worker.Queued(task)
 	return done, nil
+}
+
+// freeingTask is a task of another resource that frees, in the app, the name a change takes.
+type freeingTask struct {
+	seq      uint64
+	resource string
+}
+
+// nameTaken is the name (userName, a group's displayName) that change p gives its
+// resource's account in the app where it had another or none: a create's, a rename's; "".
+func nameTaken(p *plan) string {
+	switch {
+	case p.after == nil:
+		return ""
+	case p.before == nil:
+		return SubjectOf(p.typ, p.after)
+	}
+	return renamed(p.typ, p.before, p.after)
+}
+
+// nameFreed is the name change p takes from its resource's account in the app: a
+// delete's, or a rename's old name; "".
+func nameFreed(p *plan) string {
+	switch {
+	case p.before == nil:
+		return ""
+	case p.after == nil || renamed(p.typ, p.before, p.after) != "":
+		return SubjectOf(p.typ, p.before)
+	}
+	return ""
+}
+
+// nameWaitsOf lists the tasks of other resources in the target's outbox that free, in the
+// app, the name change p takes (store NameFreedBy): a user deleted, or renamed away from
+// the name, whose change has not reached the app yet (queued, a deprovisioning held behind
+// the resource's earlier changes, a fallback after an outage, a dead letter). Until they
+// reach it, the app holds the name for that resource's account: it refuses a second
+// account with the login (409), or makes one beside the account that is still to be
+// deleted, and a lookup by the name finds that account, which the directory still maps to
+// the other resource. The change waits for them (outbox.Task.WaitsFor), the first of each
+// resource's tasks only.
+func (e *Engine) nameWaitsOf(tx *store.Tx, p *plan) ([]freeingTask, error) {
+	name := nameTaken(p)
+	if name == "" || e.target == nil {
+		return nil, nil
+	}
+	var out []freeingTask
+	err := tx.NameFreedBy(e.target.Name, p.typ, name, func(seq uint64, resource string) error {
+		if resource != p.id && !slices.ContainsFunc(out, func(w freeingTask) bool { return w.resource == resource }) {
+			out = append(out, freeingTask{seq: seq, resource: resource})
+		}
+		return nil
+	})
+	return out, err
+}
+
+// nameWaitReason says, for the journal, why change p was queued behind other resources'
+// tasks (p.nameWaits).
+func (e *Engine) nameWaitReason(p *plan) string {
+	tasks := make([]string, 0, len(p.nameWaits))
+	for _, w := range p.nameWaits {
+		tasks = append(tasks, fmt.Sprintf("task %d of %s %s", w.seq, strings.ToLower(p.typ), w.resource))
+	}
+	return fmt.Sprintf("queued behind %s, freeing %s %q in %s first (a delete, or a rename away from it, not yet delivered): until then the app holds the name for that account",
+		strings.Join(tasks, ", "), nameAttr(p.typ), nameTaken(p), e.target.Name)
+}
+
+// nameAttr is the attribute that names a resource of type typ (SubjectOf).
+func nameAttr(typ string) string {
+	if typ == scim.GroupType {
+		return "displayName"
+	}
+	return "userName"
 }
 
 // checkQueuedMembers refuses member adds that name no resource, as immediate delivery does
@@ -488,9 +586,10 @@ func (r *syncResult) answered() bool { return r != nil && !r.dryRun && len(r.cal
 // once) or not (retried), with the app's status and Retry-After.
 func failureOf(err error) outbox.Failure {
 	var (
-		ne *nativeError
-		dn *Denied
-		se *scim.Error
+		ne    *nativeError
+		dn    *Denied
+		se    *scim.Error
+		taken *store.NativeIDTakenError
 	)
 	switch {
 	case errors.As(err, &ne):
@@ -507,6 +606,10 @@ func failureOf(err error) outbox.Failure {
 		return outbox.Failure{Rejected: true, Detail: dn.SCIMError().Detail}
 	case errors.As(err, &se):
 		return outbox.Failure{Rejected: se.Status < 500, Detail: se.Detail}
+	case errors.As(err, &taken):
+		// The app's account is one the directory maps to another resource: trying again
+		// maps it no better, an operator has to say which mapping is stale.
+		return outbox.Failure{Rejected: true, Detail: takenDetail(taken)}
 	}
 	return outbox.Failure{Detail: "the gateway could not deliver the change (" + err.Error() + "); it is tried again"}
 }

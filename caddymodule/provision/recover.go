@@ -104,7 +104,56 @@ func (e *Engine) adoptExisting(ctx context.Context, p *plan, res *syncResult) (s
 		return "", err
 	}
 	what := fmt.Sprintf("the lookup of %s %q (which tells whether an earlier attempt of its create made the account)", strings.ToLower(p.typ), SubjectOf(p.typ, p.after))
-	return e.lookupAccount(ctx, req, what, res)
+	id, err := e.lookupAccount(ctx, req, what, res)
+	if err != nil || id == "" {
+		return id, err
+	}
+	return id, e.othersAccount(p, id, res)
+}
+
+// othersAccount refuses to adopt account id, which the lookup of create p found by its
+// name, when the directory maps it to another resource: that resource's account, which
+// still has the name in the app (its delete, or its rename away from the name, has not
+// reached the app: a dead letter an operator dropped, a delete the policy skipped), is
+// not this create's to take. Taken over, it would drive one account from two directory
+// entries (the commit refuses that), or, once the other's delete reaches the app, leave
+// the new resource without its account; and the other account would stay enabled. The
+// change is refused (409, a dead letter in queued delivery) naming the other resource,
+// for an operator to delete or rename that account in the app, or drop its mapping
+// (reconcile), before Entra's next attempt.
+func (e *Engine) othersAccount(p *plan, id string, res *syncResult) error {
+	var owner string
+	var gone bool
+	err := e.store.View(func(tx *store.Tx) error {
+		o, err := tx.SCIMIDOf(e.target.mapKey(p.typ), id)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		owner = o
+		_, err = tx.TypeOf(o)
+		gone = errors.Is(err, store.ErrNotFound)
+		if gone {
+			err = nil
+		}
+		return err
+	})
+	if err != nil {
+		return res.failure(&nativeError{scim: scim.Errorf(http.StatusServiceUnavailable, "", "reading which resource account %s of %s is mapped to failed (%v); nothing was created; retry later", id, e.target.Name, err),
+			retryAfter: legacy.DefaultOutageRetryAfter, cause: err})
+	}
+	if owner == "" || owner == p.id {
+		return nil
+	}
+	state := "which the directory still has"
+	if gone {
+		state = "deleted from the directory, whose delete has not reached " + e.target.Name + " (see its task in the outbox, or the policy skipped it)"
+	}
+	return res.failure(&nativeError{scim: scim.Conflict(
+		"%s %q is held in %s by account %s of %s %s (%s), which its lookup finds: this create does not take that account over; delete or rename that account in %s (or drop its stale mapping: reconcile), then retry",
+		nameAttr(p.typ), SubjectOf(p.typ, p.after), e.target.Name, id, strings.ToLower(p.typ), owner, state, e.target.Name)})
 }
 
 // lookupAccount makes a lookup call (following its pages until one names the account) and

@@ -193,7 +193,7 @@ func (e *Engine) scimError(req Request, t *Trail, err error) (*scim.Error, time.
 		// operator can tell which mapping is stale.
 		e.logger.Warn("the app reused a native id", zap.String("request_id", req.ID), zap.String("target", taken.Target),
 			zap.String("native_id", taken.NativeID), zap.String("mapped_to", taken.Owner))
-		return scim.Errorf(http.StatusServiceUnavailable, "", "the app answered with native id %q, which the gateway already maps to resource %s of target %s: the app reused an id (did it lose its data?) or merged two accounts; the directory is unchanged; reconcile the target or remove the stale mapping, then retry", taken.NativeID, taken.Owner, taken.Target), storageRetryAfter
+		return scim.Errorf(http.StatusServiceUnavailable, "", "%s", takenDetail(taken)), storageRetryAfter
 	case errors.Is(err, store.ErrNotFound):
 		return scim.NotFound("resource not found"), 0
 	case (errors.Is(err, kv.ErrUnavailable) || errors.Is(err, kv.ErrConflict)) && t != nil && len(t.calls) > 0:
@@ -220,6 +220,12 @@ func (e *Engine) scimError(req Request, t *Trail, err error) (*scim.Error, time.
 	}
 	e.logger.Error("scim request failed", fields...)
 	return scim.Errorf(http.StatusServiceUnavailable, "", "the gateway could not complete the request (storage error); retry later"), storageRetryAfter
+}
+
+// takenDetail says what a native id the app answered with that the directory already maps
+// to another resource (store.NativeIDTakenError) means, and what to do.
+func takenDetail(taken *store.NativeIDTakenError) string {
+	return fmt.Sprintf("the app answered with native id %q, which the gateway already maps to resource %s of target %s: the app reused an id (did it lose its data?) or merged two accounts; the directory is unchanged; reconcile the target or remove the stale mapping, then retry", taken.NativeID, taken.Owner, taken.Target)
 }
 
 // journalDecision is what the journal records of a decision: the verdict, its reasons,

@@ -16,6 +16,8 @@ import (
 //	outbox     target \0 seq (8 bytes, big-endian)      -> resource id length, resource id, data
 //	outboxRes  target \0 resource id \0 seq             -> (empty)
 //	outboxState target                                   -> paused (an operator's pause)
+//	outboxName  target \0 type \0 folded name \0 seq      -> resource id (NoteNameFreed)
+//	outboxNameOf target \0 seq                           -> type \0 folded name
 
 // Task is one queued delivery as the store keeps it.
 type Task struct {
@@ -100,7 +102,83 @@ func (tx *Tx) DeleteTask(target string, seq uint64) error {
 	if err := tx.bucket(bucketOutboxRes).Delete(taskResKey(target, t.Resource, seq)); err != nil {
 		return fmt.Errorf("deleting task %d of %s: %w", seq, target, err)
 	}
+	return tx.forgetNameFreed(target, seq)
+}
+
+// NoteNameFreed records that task seq of target, queued for resource, frees name (a
+// userName, a group's displayName) of resource type typ in the app: the task deletes the
+// resource, or renames it away from the name. Until the task leaves the outbox
+// (DeleteTask), NameFreedBy finds it, so that another resource's change that takes the
+// name can wait for it (the app holds the name for the old account until then). Names are
+// folded as the uniqueness index folds them. An empty name, or one no key can hold, is
+// not recorded (no resource of the directory can take it).
+func (tx *Tx) NoteNameFreed(target string, seq uint64, resource, typ, name string) error {
+	if err := tx.checkWritable(); err != nil {
+		return err
+	}
+	if err := checkOutboxArgs(target, resource); err != nil {
+		return err
+	}
+	if checkName("type", typ) != nil || checkName("name", name) != nil {
+		return nil
+	}
+	folded := fold(name)
+	if err := tx.bucket(bucketOutboxName).Put(nameFreedKey(target, typ, folded, seq), []byte(resource)); err != nil {
+		return fmt.Errorf("indexing task %d of %s: %w", seq, target, err)
+	}
+	if err := tx.bucket(bucketOutboxNameOf).Put(taskKey(target, seq), joinKey(typ, folded)); err != nil {
+		return fmt.Errorf("indexing task %d of %s: %w", seq, target, err)
+	}
 	return nil
+}
+
+// NameFreedBy calls fn with each task of target still in the outbox that frees name of
+// type typ in the app (see NoteNameFreed), in order, until fn returns an error (which
+// NameFreedBy returns).
+func (tx *Tx) NameFreedBy(target, typ, name string, fn func(seq uint64, resource string) error) error {
+	if checkName("target", target) != nil || checkName("type", typ) != nil || checkName("name", name) != nil {
+		return nil
+	}
+	prefix := joinKey(target, typ, fold(name), "")
+	c := tx.bucket(bucketOutboxName).Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		if len(k) != len(prefix)+8 {
+			return fmt.Errorf("%w: outbox name key of %s", ErrCorrupt, target)
+		}
+		seq := binary.BigEndian.Uint64(k[len(prefix):])
+		if tx.bucket(bucketOutbox).Get(taskKey(target, seq)) == nil {
+			continue // removed by a release that kept no such index (a rollback)
+		}
+		if err := fn(seq, string(v)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// forgetNameFreed removes the name task seq frees from the index (DeleteTask).
+func (tx *Tx) forgetNameFreed(target string, seq uint64) error {
+	key := taskKey(target, seq)
+	v := tx.bucket(bucketOutboxNameOf).Get(key)
+	if v == nil {
+		return nil
+	}
+	i := bytes.IndexByte(v, sep)
+	if i < 0 {
+		return fmt.Errorf("%w: outbox name of task %d of %s", ErrCorrupt, seq, target)
+	}
+	typ, name := string(v[:i]), string(v[i+1:])
+	if err := tx.bucket(bucketOutboxName).Delete(nameFreedKey(target, typ, name, seq)); err != nil {
+		return fmt.Errorf("deleting task %d of %s: %w", seq, target, err)
+	}
+	if err := tx.bucket(bucketOutboxNameOf).Delete(key); err != nil {
+		return fmt.Errorf("deleting task %d of %s: %w", seq, target, err)
+	}
+	return nil
+}
+
+func nameFreedKey(target, typ, folded string, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(joinKey(target, typ, folded, ""), seq)
 }
 
 // Tasks calls fn with the tasks of target whose sequence number is greater than after, in

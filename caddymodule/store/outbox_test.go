@@ -102,3 +102,67 @@ func TestOutbox(t *testing.T) {
 		t.Fatalf("enqueue in a read transaction: %v", err)
 	}
 }
+
+// TestOutboxNameFreed: a task that frees a name is found by the name (folded, per target
+// and type) until it is deleted, and its index entries go with it.
+func TestOutboxNameFreed(t *testing.T) {
+	s := openTest(t)
+	var del, other uint64
+	err := s.Update(func(tx *Tx) error {
+		var err error
+		if del, err = tx.Enqueue("app", "u1", []byte("delete u1")); err != nil {
+			return err
+		}
+		if err := tx.NoteNameFreed("app", del, "u1", "User", "Alice@Example.com"); err != nil {
+			return err
+		}
+		if other, err = tx.Enqueue("other", "u2", []byte("delete u2")); err != nil {
+			return err
+		}
+		if err := tx.NoteNameFreed("other", other, "u2", "User", "alice@example.com"); err != nil {
+			return err
+		}
+		return tx.NoteNameFreed("app", del, "u1", "User", "") // no name: nothing recorded
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := func(target, typ, name string) []string {
+		var out []string
+		_ = s.View(func(tx *Tx) error {
+			return tx.NameFreedBy(target, typ, name, func(seq uint64, res string) error {
+				out = append(out, res)
+				return nil
+			})
+		})
+		return out
+	}
+	if got := found("app", "User", "ALICE@example.com"); len(got) != 1 || got[0] != "u1" {
+		t.Fatalf("app's freeing tasks: %v", got)
+	}
+	if got := found("app", "Group", "alice@example.com"); len(got) != 0 {
+		t.Fatalf("another type's: %v", got)
+	}
+	if err := s.Update(func(tx *Tx) error { return tx.DeleteTask("app", del) }); err != nil {
+		t.Fatal(err)
+	}
+	if got := found("app", "User", "alice@example.com"); len(got) != 0 {
+		t.Fatalf("after the delete: %v", got)
+	}
+	if got := found("other", "User", "alice@example.com"); len(got) != 1 {
+		t.Fatalf("another target's: %v", got)
+	}
+	_ = s.View(func(tx *Tx) error {
+		for _, b := range [][]byte{bucketOutboxName, bucketOutboxNameOf} {
+			n := 0
+			c := tx.bucket(b).Cursor()
+			for k, _ := c.First(); k != nil; k, _ = c.Next() {
+				n++
+			}
+			if n != 1 {
+				t.Errorf("bucket %s holds %d keys, want the other target's 1", b, n)
+			}
+		}
+		return nil
+	})
+}

@@ -22,6 +22,8 @@
 //	outbox          target \0 seq                        -> a queued delivery (see outbox.go)
 //	outboxRes       target \0 resource id \0 seq         -> (empty)
 //	outboxState     target                               -> paused by an operator
+//	outboxName      target \0 type \0 folded name \0 seq -> resource id (a task that frees the name)
+//	outboxNameOf    target \0 seq                        -> type \0 folded name
 package store
 
 import (
@@ -46,31 +48,33 @@ const formatVersion uint64 = 1
 const defaultTimeout = time.Second
 
 var (
-	bucketRecords     = []byte("records")
-	bucketIDs         = []byte("ids")
-	bucketIndex       = []byte("index")
-	bucketMembers     = []byte("members")
-	bucketMemberOf    = []byte("memberOf")
-	bucketMeta        = []byte("meta")
-	bucketIDMap       = []byte("idmap")       // target \x00 SCIM id -> native id
-	bucketIDMapRev    = []byte("idmapRev")    // target \x00 native id -> SCIM id
-	bucketMarks       = []byte("marks")       // target \x00 SCIM id -> what policy did to the app's account
-	bucketAdopt       = []byte("adopt")       // target \x00 type \x00 folded name -> seq of the create's intent, then what it sent (SetAdoptionSent)
-	bucketProgress    = []byte("progress")    // target \x00 SCIM id -> the calls a failed flow made
-	bucketRoles       = []byte("roles")       // target \x00 group's SCIM id -> the app's role it stands for
-	bucketWithheld    = []byte("withheld")    // target \x00 group \x00 member -> kept out of the role by policy
-	bucketOutbox      = []byte("outbox")      // target \x00 seq -> a queued delivery (outbox.go)
-	bucketOutboxRes   = []byte("outboxRes")   // target \x00 resource id \x00 seq -> (empty)
-	bucketOutboxState = []byte("outboxState") // target -> paused by an operator
-	bucketReports     = []byte("reports")     // 8-byte seq -> a reconcile report (reports.go)
-	bucketRepSums     = []byte("repsums")     // 8-byte seq -> the report's summary
-	bucketStats       = []byte("stats")       // target \x00 Unix minute -> the policy's counts (stats.go)
+	bucketRecords      = []byte("records")
+	bucketIDs          = []byte("ids")
+	bucketIndex        = []byte("index")
+	bucketMembers      = []byte("members")
+	bucketMemberOf     = []byte("memberOf")
+	bucketMeta         = []byte("meta")
+	bucketIDMap        = []byte("idmap")        // target \x00 SCIM id -> native id
+	bucketIDMapRev     = []byte("idmapRev")     // target \x00 native id -> SCIM id
+	bucketMarks        = []byte("marks")        // target \x00 SCIM id -> what policy did to the app's account
+	bucketAdopt        = []byte("adopt")        // target \x00 type \x00 folded name -> seq of the create's intent, then what it sent (SetAdoptionSent)
+	bucketProgress     = []byte("progress")     // target \x00 SCIM id -> the calls a failed flow made
+	bucketRoles        = []byte("roles")        // target \x00 group's SCIM id -> the app's role it stands for
+	bucketWithheld     = []byte("withheld")     // target \x00 group \x00 member -> kept out of the role by policy
+	bucketOutbox       = []byte("outbox")       // target \x00 seq -> a queued delivery (outbox.go)
+	bucketOutboxRes    = []byte("outboxRes")    // target \x00 resource id \x00 seq -> (empty)
+	bucketOutboxState  = []byte("outboxState")  // target -> paused by an operator
+	bucketOutboxName   = []byte("outboxName")   // target \x00 type \x00 folded name \x00 seq -> resource id (outbox.go)
+	bucketOutboxNameOf = []byte("outboxNameOf") // target \x00 seq -> type \x00 folded name
+	bucketReports      = []byte("reports")      // 8-byte seq -> a reconcile report (reports.go)
+	bucketRepSums      = []byte("repsums")      // 8-byte seq -> the report's summary
+	bucketStats        = []byte("stats")        // target \x00 Unix minute -> the policy's counts (stats.go)
 
 	keyFormat = []byte("format")
 )
 
 // topBuckets are created by Open, so read transactions can rely on them existing.
-var topBuckets = [][]byte{bucketRecords, bucketIDs, bucketIndex, bucketMembers, bucketMemberOf, bucketMeta, bucketIDMap, bucketIDMapRev, bucketMarks, bucketAdopt, bucketProgress, bucketRoles, bucketWithheld, bucketOutbox, bucketOutboxRes, bucketOutboxState, bucketReports, bucketRepSums, bucketStats}
+var topBuckets = [][]byte{bucketRecords, bucketIDs, bucketIndex, bucketMembers, bucketMemberOf, bucketMeta, bucketIDMap, bucketIDMapRev, bucketMarks, bucketAdopt, bucketProgress, bucketRoles, bucketWithheld, bucketOutbox, bucketOutboxRes, bucketOutboxState, bucketOutboxName, bucketOutboxNameOf, bucketReports, bucketRepSums, bucketStats}
 
 // ErrNotFound is returned when a record (or the type holding an id) does not exist.
 var ErrNotFound = errors.New("store: not found")
