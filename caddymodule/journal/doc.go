@@ -124,6 +124,13 @@
 // reach), so that moving the lines cannot keep a rewritten chain from being compared with
 // the checkpoints.
 //
+// Verified with public keys, a record must also be vouched for: covered by a signed
+// checkpoint, which covers the records before it back to the start or to a gap. Records
+// that none covers fail as unvouched, except the tail after the newest checkpoint of a
+// stretch without gaps (a journal's newest records), which the report names
+// (CheckpointSeq, CheckpointTime): nothing in a file can show that its newest checkpoints
+// were not deleted with the records after them.
+//
 // # Export formats
 //
 // JSONL (native, verifiable) — one JSON object per line:
@@ -137,8 +144,11 @@
 //
 // The anchor is the sequence number the export starts from and the hash it continues from,
 // so VerifyJSONL recomputes the chain without the database. A filtered export (time range,
-// SCIM id, subject, outcome) may skip records; its records are each checked against their
-// hash and the report says Partial.
+// SCIM id, subject, outcome) may skip records. The header's "filtered" flag is the file's
+// word: VerifyJSONL takes a gap for deleted records whatever it says; VerifyJSONLWith with
+// Subset accepts the gaps of a filtered export, checks that each record is one the header's
+// query selects and matches its hash, and the report says Partial (a subset cannot show
+// that no record its filter selects was left out).
 //
 // An unfiltered export of a damaged journal carries the damage, so that it does not verify
 // either: its anchor is the record before the span it asked for (a missing first record is

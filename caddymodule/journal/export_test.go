@@ -3,6 +3,7 @@ package journal
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -225,19 +226,23 @@ func TestQueryFilters(t *testing.T) {
 	if err := j.db.Update(func(tx kv.Tx) error { return j.Append(tx, r) }); err != nil {
 		t.Fatal(err)
 	}
+	// Checkpoints follow records 10, 20 and 30: with the key, a subset verifies only when a
+	// signed checkpoint covers each of its records (records after the newest one of a
+	// stretch without gaps excepted); unvouched is the first record none covers.
 	tests := []struct {
-		name string
-		q    Query
-		want []uint64
+		name      string
+		q         Query
+		want      []uint64
+		unvouched uint64
 	}{
-		{"seq range", Query{FromSeq: 5, ToSeq: 8}, []uint64{5, 6, 7, 8}},
-		{"seq from", Query{FromSeq: 29}, []uint64{29, 30, 31}},
-		{"time range", Query{FromTime: baseTime.Add(2 * time.Minute), ToTime: baseTime.Add(5 * time.Minute)}, []uint64{3, 4, 5}},
-		{"scim id", Query{SCIMID: r.SCIMID}, []uint64{5, 31}},
-		{"subject", Query{Subject: "USER4@contoso.example"}, []uint64{5, 31}},
-		{"outcome", Query{Outcome: change.Denied}, []uint64{31}},
-		{"combined", Query{Subject: "user4@contoso.example", ToSeq: 30}, []uint64{5}},
-		{"nothing", Query{SCIMID: "none"}, nil},
+		{"seq range", Query{FromSeq: 5, ToSeq: 8}, []uint64{5, 6, 7, 8}, 5},
+		{"seq from", Query{FromSeq: 29}, []uint64{29, 30, 31}, 0},
+		{"time range", Query{FromTime: baseTime.Add(2 * time.Minute), ToTime: baseTime.Add(5 * time.Minute)}, []uint64{3, 4, 5}, 3},
+		{"scim id", Query{SCIMID: r.SCIMID}, []uint64{5, 31}, 5},
+		{"subject", Query{Subject: "USER4@contoso.example"}, []uint64{5, 31}, 5},
+		{"outcome", Query{Outcome: change.Denied}, []uint64{31}, 31},
+		{"combined", Query{Subject: "user4@contoso.example", ToSeq: 30}, []uint64{5}, 5},
+		{"nothing", Query{SCIMID: "none"}, nil, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -251,10 +256,18 @@ func TestQueryFilters(t *testing.T) {
 			if !slices.Equal(got, tt.want) || n != uint64(len(tt.want)) {
 				t.Fatalf("got %v (n=%d), want %v", got, n, tt.want)
 			}
-			rep, err := VerifyJSONL(context.Background(), bytes.NewReader(out), pub)
+			rep, err := VerifyJSONLWith(context.Background(), bytes.NewReader(out), JSONLOptions{Subset: true})
 			wantOK(t, rep, err)
 			if rep.Records != n {
 				t.Errorf("verified %d of %d", rep.Records, n)
+			}
+			rep, err = VerifyJSONLWith(context.Background(), bytes.NewReader(out), JSONLOptions{Subset: true, Keys: []ed25519.PublicKey{pub}})
+			if tt.unvouched == 0 {
+				wantOK(t, rep, err)
+			} else if err != nil {
+				t.Fatal(err)
+			} else {
+				wantProblem(t, rep, KindUnvouched, tt.unvouched)
 			}
 		})
 	}

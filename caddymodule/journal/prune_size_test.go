@@ -51,6 +51,9 @@ func TestPruneBySize(t *testing.T) {
 	if last := entries[len(entries)-1].Record; last.Action != change.ActionPrune {
 		t.Fatalf("no prune record: %+v", last)
 	}
+	if _, err := j.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
 	rep, err := j.Verify(context.Background(), pub)
 	wantOK(t, rep, err)
 	if rep.FirstSeq != removed+1 {

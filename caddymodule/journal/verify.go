@@ -37,6 +37,12 @@ const (
 	KindTruncated = "truncated"
 	// KindMalformed: a JSONL export line at or after Seq is not what the format defines.
 	KindMalformed = "malformed"
+	// KindUnvouched: verified with public keys, records from Seq on are covered by no
+	// signed checkpoint, and not as the tail after the newest checkpoint of a stretch of
+	// records without gaps: the file holds no checkpoint (or none of theirs), so whoever can
+	// write it could have rewritten them with recomputed hashes, and nothing signed shows
+	// otherwise.
+	KindUnvouched = "unvouched"
 )
 
 // Problem is the first thing verification found wrong: Seq is the first bad sequence number.
@@ -66,6 +72,16 @@ type Report struct {
 	// file can rewrite or append them with recomputed hashes, and only a later checkpoint
 	// (or a copy of it in a log sink) tells.
 	CheckpointSeq uint64 `json:"checkpoint_seq,omitempty"`
+	// CheckpointTime is when the newest verified checkpoint was made: with a public key,
+	// the signed time. Whoever can write the file can delete the newest checkpoints with
+	// the records after them: compare it with when the file was made, and with the
+	// checkpoints in your log sink.
+	CheckpointTime *time.Time `json:"checkpoint_time,omitempty"`
+	// Vouched counts the records a signed checkpoint covers (verified with public keys
+	// only): a checkpoint covers the records before it back to the start or to a gap.
+	Vouched uint64 `json:"vouched,omitempty"`
+	// Journal is the name of the journal verified (a JSONL export's header names it).
+	Journal string `json:"journal,omitempty"`
 	// Partial is true for a filtered JSONL export: each record was checked against its own
 	// hash, but the links across the records the filter left out could not be.
 	Partial bool `json:"partial,omitempty"`
@@ -82,11 +98,33 @@ type chain struct {
 	next uint64              // expected sequence number
 	prev [32]byte            // hash of next-1
 	rep  Report
+
+	// What signed checkpoints cover (with keys): the records since the newest verified
+	// checkpoint of the current run (a stretch without gaps), whether the run has one, and
+	// the first records that no checkpoint covers other than as such a run's tail.
+	pending, pendingFrom     uint64
+	runVouched               bool
+	strandedFrom, strandedTo uint64
 }
 
 func newChain(name string, keys []ed25519.PublicKey, anchorSeq uint64, anchorPrev [32]byte) *chain {
 	keys = trusted(keys)
-	return &chain{name: name, keys: keys, next: anchorSeq, prev: anchorPrev, rep: Report{Signed: len(keys) > 0}}
+	return &chain{name: name, keys: keys, next: anchorSeq, prev: anchorPrev, rep: Report{Signed: len(keys) > 0, Journal: name}}
+}
+
+// gap ends the current run where the records skip to another sequence number (a subset):
+// the checkpoints after the gap do not cover the records before it.
+func (c *chain) gap() {
+	c.strand()
+	c.runVouched = false
+}
+
+// strand records the records since the newest checkpoint as covered by none.
+func (c *chain) strand() {
+	if c.pending > 0 && c.strandedFrom == 0 {
+		c.strandedFrom, c.strandedTo = c.pendingFrom, c.next-1
+	}
+	c.pending = 0
 }
 
 func (c *chain) fail(seq uint64, kind, format string, args ...any) *Problem {
@@ -135,6 +173,10 @@ func (c *chain) accept(seq uint64, h [32]byte) {
 	}
 	c.rep.Records++
 	c.rep.LastSeq = seq
+	if c.pending == 0 {
+		c.pendingFrom = seq
+	}
+	c.pending++
 	c.prev = h
 	c.next = seq + 1
 }
@@ -168,11 +210,36 @@ func (c *chain) checkpoint(cp Checkpoint) *Problem {
 	}
 	c.rep.Checkpoints++
 	c.rep.CheckpointSeq = cp.Seq
+	t := cp.Time
+	c.rep.CheckpointTime = &t
+	if c.rep.Signed {
+		c.rep.Vouched += c.pending
+		c.pending, c.runVouched = 0, true
+	}
 	return nil
 }
 
-// finish completes the report.
+// finish completes the report. Verified with keys, records that no signed checkpoint
+// covers fail it, except the tail after the newest checkpoint of a run without gaps (a
+// journal's newest records, not checkpointed yet, which the report names).
 func (c *chain) finish() *Report {
+	if c.rep.FirstBad == nil && c.rep.Signed {
+		if !c.runVouched || c.rep.Vouched == 0 {
+			// A checkpoint before all the records (of the anchor's record) covers none.
+			c.strand()
+		}
+		if c.strandedFrom != 0 {
+			hint := "an export or a backup proves its records only up to a signed checkpoint it holds; " +
+				"a journal has none before its first checkpoint, which POST .../checkpoint writes"
+			if c.rep.Partial {
+				hint = "a filtered export proves a record only when the records from it up to a checkpoint come with it; " +
+					"verify an unfiltered export to prove them"
+			}
+			c.fail(c.strandedFrom, KindUnvouched,
+				"no signed checkpoint vouches for records %d to %d: whoever can write the file could have rewritten them with recomputed hashes (%s)",
+				c.strandedFrom, c.strandedTo, hint)
+		}
+	}
 	c.rep.OK = c.rep.FirstBad == nil
 	if c.rep.Records > 0 {
 		c.rep.LastHash = hex.EncodeToString(c.prev[:])

@@ -11,19 +11,42 @@ import (
 	"io"
 
 	"github.com/tidwall/gjson"
+
+	"github.com/scimgate/scimgate/caddymodule/change"
 )
 
 // maxJSONLLine bounds one line of a JSONL export: a record line is at most a record
 // (MaxRecordBytes) plus its envelope.
 const maxJSONLLine = MaxRecordBytes + 4096
 
-// VerifyJSONL re-verifies a JSONL export: it recomputes the hash chain from the header's
-// anchor over the embedded record bytes, checks the checkpoint lines (and their signatures,
-// each made by one of keys, when any is given) and the end line, and names the first bad
-// sequence number. For a filtered export (header "filtered": true) gaps are allowed: each
-// record is still checked against its hash, and Report.Partial says the links across gaps
-// could not be.
+// JSONLOptions is what an auditor expects of a JSONL export.
+type JSONLOptions struct {
+	// Keys are the public keys trusted to sign checkpoints (none: signatures are not
+	// checked, and nothing is said about what they cover).
+	Keys []ed25519.PublicKey
+	// Subset accepts a filtered export (header "filtered": true, with the query that
+	// selected its records): gaps in its sequence numbers are then the records its filter
+	// left out. The header is the file's word, which anyone can edit: without Subset a gap
+	// is a deleted record, whatever the header says.
+	Subset bool
+	// Journal, when set, is the journal the export must be of.
+	Journal string
+}
+
+// VerifyJSONL re-verifies a whole JSONL export: it recomputes the hash chain from the
+// header's anchor over the embedded record bytes, checks the checkpoint lines (and their
+// signatures, each made by one of keys, when any is given) and the end line, and names the
+// first bad sequence number. A gap in the sequence numbers is a deleted record, also in an
+// export whose header says it is filtered (see VerifyJSONLWith and JSONLOptions.Subset).
 func VerifyJSONL(ctx context.Context, r io.Reader, keys ...ed25519.PublicKey) (*Report, error) {
+	return VerifyJSONLWith(ctx, r, JSONLOptions{Keys: keys})
+}
+
+// VerifyJSONLWith is VerifyJSONL with options. For a subset (o.Subset and a filtered
+// export) gaps are allowed: each record must still match the header's filter and its own
+// hash, the records up to a checkpoint are checked against it, and Report.Partial says the
+// links across gaps could not be: a subset cannot show that no record was left out.
+func VerifyJSONLWith(ctx context.Context, r io.Reader, o JSONLOptions) (*Report, error) {
 	lr := newLineReader(r)
 	first, err := lr.next()
 	if err != nil {
@@ -31,12 +54,22 @@ func VerifyJSONL(ctx context.Context, r io.Reader, keys ...ed25519.PublicKey) (*
 	}
 	var hdr jsonlHeader
 	if err := json.Unmarshal(first, &hdr); err != nil || hdr.Format != JSONLFormatName {
+		if gjson.GetBytes(first, "class_uid").Exists() {
+			return nil, fmt.Errorf("an OCSF export cannot be verified (it does not carry the stored records and checkpoints): verify a JSONL export or a backup")
+		}
 		return nil, fmt.Errorf("not a scimgate journal JSONL export: the first line is not its header")
 	}
 	if hdr.Version > FormatVersion {
 		return nil, fmt.Errorf("export format %d is newer than this binary's %d", hdr.Version, FormatVersion)
 	}
-	v := &jsonlVerifier{lr: lr, filtered: hdr.Filtered}
+	if o.Journal != "" && hdr.Journal != o.Journal {
+		return nil, fmt.Errorf("the export is of journal %q, not %q", truncate(hdr.Journal, 100), truncate(o.Journal, 100))
+	}
+	v := &jsonlVerifier{lr: lr, flagged: hdr.Filtered}
+	if hdr.Filtered && o.Subset {
+		v.subset = true
+		v.q = hdr.Query.query()
+	}
 	var anchorPrev [32]byte
 	anchorSeq := uint64(1)
 	missingPrev := false
@@ -49,7 +82,7 @@ func VerifyJSONL(ctx context.Context, r io.Reader, keys ...ed25519.PublicKey) (*
 			return nil, fmt.Errorf("header anchor: %w", err)
 		}
 	}
-	v.c = newChain(hdr.Journal, keys, anchorSeq, anchorPrev)
+	v.c = newChain(hdr.Journal, o.Keys, anchorSeq, anchorPrev)
 	if missingPrev {
 		v.c.fail(anchorSeq-1, KindDeleted,
 			"the export starts at record %d, but the journal it came from had no record %d to continue from", anchorSeq, anchorSeq-1)
@@ -61,13 +94,30 @@ func VerifyJSONL(ctx context.Context, r io.Reader, keys ...ed25519.PublicKey) (*
 	return v.c.finish(), nil
 }
 
+// query is the filter a filtered export's header says selected its records.
+func (jq *jsonlQuery) query() Query {
+	if jq == nil {
+		return Query{}
+	}
+	q := Query{FromSeq: jq.FromSeq, ToSeq: jq.ToSeq, SCIMID: jq.SCIMID, Subject: jq.Subject, Outcome: change.Outcome(jq.Outcome)}
+	if jq.FromTime != nil {
+		q.FromTime = *jq.FromTime
+	}
+	if jq.ToTime != nil {
+		q.ToTime = *jq.ToTime
+	}
+	return q
+}
+
 // jsonlVerifier walks the lines after the header.
 type jsonlVerifier struct {
-	lr       *lineReader
-	c        *chain
-	filtered bool
-	lines    uint64 // record lines seen
-	lastSeq  uint64
+	lr      *lineReader
+	c       *chain
+	flagged bool   // the header says filtered
+	subset  bool   // flagged, and verified as a subset: gaps allowed
+	q       Query  // a subset's filter, from its header
+	lines   uint64 // record lines seen
+	lastSeq uint64
 }
 
 func (v *jsonlVerifier) run(ctx context.Context) error {
@@ -115,6 +165,14 @@ func (v *jsonlVerifier) record(line []byte, rec gjson.Result) {
 	}
 	raw := []byte(rec.Raw)
 	v.lines++
+	if v.subset && !v.q.filtered() {
+		v.c.fail(seq, KindMalformed, "the header says the export is filtered but names no filter")
+		return
+	}
+	if v.subset && (!v.q.matches(raw) || v.q.FromSeq != 0 && seq < v.q.FromSeq || v.q.ToSeq != 0 && seq > v.q.ToSeq) {
+		v.c.fail(seq, KindMalformed, "record %d is not one the export's filter selects", seq)
+		return
+	}
 	if !v.inSequence(seq, raw) {
 		return
 	}
@@ -132,19 +190,25 @@ func (v *jsonlVerifier) inSequence(seq uint64, raw []byte) bool {
 	case seq < c.next:
 		c.fail(seq, KindReordered, "record %d appears after record %d", seq, v.lastSeq)
 		return false
-	case v.filtered:
+	case v.subset:
 		prev, err := decodeHash(gjson.GetBytes(raw, "prev_hash").Str)
 		if err != nil {
 			c.fail(seq, KindModified, "record %d has no valid prev_hash", seq)
 			return false
 		}
+		c.gap()
 		c.next, c.prev, c.rep.Partial = seq, prev, true
 		return true
 	case v.lr.peekSeq() == c.next:
 		c.fail(c.next, KindReordered, "record %d comes after record %d", c.next, seq)
 		return false
 	default:
-		c.fail(c.next, KindDeleted, "records %d to %d are missing", c.next, seq-1)
+		note := ""
+		if v.flagged {
+			note = "; the header says the export is filtered: if you asked for a filtered export, verify it as a subset (--subset), " +
+				"which cannot show that no record was left out"
+		}
+		c.fail(c.next, KindDeleted, "records %d to %d are missing%s", c.next, seq-1, note)
 		return false
 	}
 }

@@ -62,9 +62,14 @@ func TestAdminJournalRoutes(t *testing.T) {
 		if uint64(len(recs)) != head || recs[0].Seq != 1 || recs[len(recs)-1].Seq != head {
 			t.Fatalf("export has %d records, want 1..%d", len(recs), head)
 		}
-		rep, err := journal.VerifyJSONL(context.Background(), bytes.NewReader(body), e.Pub)
+		rep, err := journal.VerifyJSONL(context.Background(), bytes.NewReader(body))
 		if err != nil || !rep.OK || rep.Records != head {
 			t.Fatalf("VerifyJSONL = %+v, %v", rep, err)
+		}
+		// No checkpoint yet: with the key, nothing signed vouches for the records.
+		rep, err = journal.VerifyJSONL(context.Background(), bytes.NewReader(body), e.Pub)
+		if err != nil || rep.OK || rep.FirstBad.Kind != journal.KindUnvouched || rep.FirstBad.Seq != 1 {
+			t.Fatalf("VerifyJSONL with the key, before any checkpoint = %+v, %v", rep, err)
 		}
 	})
 

@@ -172,7 +172,7 @@ func (a *adminClient) verifyHere(ctx context.Context, name string, keys []ed2551
 		return nil, err
 	}
 	defer resp.Body.Close()
-	return journal.VerifyJSONL(ctx, resp.Body, keys...)
+	return journal.VerifyJSONLWith(ctx, resp.Body, journal.JSONLOptions{Keys: keys, Journal: name})
 }
 
 // export streams an export into w and checks it arrived whole.

@@ -36,6 +36,7 @@ func TestCLIAgainstAGatewayOnEtcd(t *testing.T) {
 	var printed []string
 	dir := t.TempDir()
 
+	e.Checkpoint(t)
 	code, out, stderr := journaltest.Run(t, "verify", "--admin", e.Admin)
 	printed = append(printed, out, stderr)
 	if code != 0 || !strings.HasPrefix(out, "OK: journal audit in "+storeName+" verifies: "+fmt.Sprint(head)+" records") {
@@ -53,7 +54,7 @@ func TestCLIAgainstAGatewayOnEtcd(t *testing.T) {
 		t.Fatalf("the backup: %+v, %v (head %d)", rep, err, head)
 	}
 	code, out, _ = journaltest.Run(t, "verify", "--file", backup)
-	if code != 0 || !strings.HasPrefix(out, "OK: "+backup+" verifies") {
+	if code != 0 || !strings.HasPrefix(out, "OK: journal "+journaltest.JournalName+" in "+backup+" verifies") {
 		t.Fatalf("verify --file: exit %d: %q", code, out)
 	}
 

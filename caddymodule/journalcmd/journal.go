@@ -31,7 +31,7 @@ Works on the audit journal of a running scimgate through its admin endpoint
 (--admin, default ` + caddy.DefaultAdminListen + `), or on a backup file (--file),
 read-only. The live database is never opened: the running instance holds it.
 
-  journal verify  [--public-key <file|base64>]...
+  journal verify  [--public-key <file|base64>]... [--subset]
       Checks the hash chain and the checkpoints, prints one line and exits 0
       when the journal verifies, ` + strconv.Itoa(ExitNotVerified) + ` when it does not (naming the
       first bad sequence number), 1 when it could not be checked. Through
@@ -39,7 +39,10 @@ read-only. The live database is never opened: the running instance holds it.
       keys; with --public-key the journal is exported and verified here, with
       your copy of the key. Repeat --public-key for each key that signed
       checkpoints (a rotated key): each checkpoint must verify with one of
-      them. --file takes a backup or a JSONL export.
+      them. With a public key, records that no signed checkpoint covers do not
+      verify (unvouched), except the newest ones after the last checkpoint,
+      which the line names. --file takes a backup or a JSONL export; give
+      --subset to verify a filtered export as the subset it is.
 
   journal export  [--format jsonl|csv|ocsf] [--from <RFC 3339>] [--to <RFC 3339>]
                   [--from-seq <n>] [--to-seq <n>] [--scim-id <id>]

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -22,12 +24,13 @@ const ExitNotVerified = 65
 
 func newVerifyCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "verify [--admin <host:port> | --file <path>] [--public-key <file|base64>]",
+		Use:   "verify [--admin <host:port> | --file <path>] [--public-key <file|base64>] [--subset]",
 		Short: "Verifies the journal's hash chain and checkpoints",
 		Args:  cobra.NoArgs,
 		RunE:  runE(runVerify),
 	}
 	cmd.Flags().StringArray("public-key", nil, "Ed25519 public key that signs the checkpoints: a file (PEM or base64) or base64; repeat it for every key the journal was signed with (a rotated key)")
+	cmd.Flags().Bool("subset", false, "Accept a filtered JSONL export (one you asked for with --from, --to, --scim-id, --user-name or --outcome): records its filter left out are not an error, and cannot be checked")
 	return cmd
 }
 
@@ -49,7 +52,10 @@ func runVerify(ctx context.Context, c *env) (int, error) {
 	var what string
 	if path := c.source(); path != "" {
 		what = path
-		rep, err = verifyFile(ctx, path, c.flags.String("journal"), keys)
+		rep, err = verifyFile(ctx, path, c.flags.String("journal"), journal.JSONLOptions{Keys: keys, Subset: c.flags.Bool("subset")})
+		if err == nil && rep.Journal != "" {
+			what = "journal " + rep.Journal + " in " + path
+		}
 	} else {
 		var a *adminClient
 		if a, err = c.admin(); err != nil {
@@ -78,24 +84,31 @@ func runVerify(ctx context.Context, c *env) (int, error) {
 }
 
 // verifyFile verifies journal name (the only one when empty) of a backup file, or a JSONL
-// export (recognised by its first byte).
-func verifyFile(ctx context.Context, path, name string, keys []ed25519.PublicKey) (*journal.Report, error) {
+// export (recognised by its first byte), which must then be of journal name when given.
+func verifyFile(ctx context.Context, path, name string, o journal.JSONLOptions) (*journal.Report, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
 	br := bufio.NewReader(f)
-	first, err := br.Peek(1)
+	first, err := br.Peek(len(csvStart))
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, err
 	}
-	if len(first) == 1 && first[0] == '{' {
-		return journal.VerifyJSONL(ctx, br, keys...)
+	switch {
+	case len(first) > 0 && first[0] == '{':
+		o.Journal = name
+		return journal.VerifyJSONLWith(ctx, br, o)
+	case string(first) == csvStart:
+		return nil, errors.New("a CSV export cannot be verified (it does not carry the stored records and checkpoints): verify a JSONL export or a backup")
 	}
 	f.Close()
-	return journal.VerifyFileJournal(ctx, path, name, keys...)
+	return journal.VerifyFileJournal(ctx, path, name, o.Keys...)
 }
+
+// csvStart is how a CSV export begins (journal.CSVHeader).
+var csvStart = strings.Join(journal.CSVHeader[:2], ",") + ","
 
 // summary is verify's one line.
 func summary(what string, r *journal.Report) string {
@@ -106,10 +119,17 @@ func summary(what string, r *journal.Report) string {
 			sig = "signatures not checked: no public key"
 		case r.Checkpoints == 0:
 			sig = "no checkpoint: no signature to check, and a cut tail would not show"
+		case r.CheckpointTime != nil:
+			// Whoever can write the file can drop the newest checkpoints with the records
+			// after them: the signed time of the newest one left tells how old it is.
+			sig += fmt.Sprintf(", the newest signed at %s", r.CheckpointTime.UTC().Format(time.RFC3339))
 		}
 		partial := ""
-		if r.Partial {
-			partial = "; a filtered export: links across left-out records not checked"
+		switch {
+		case r.Partial && r.Signed:
+			partial = "; a filtered subset: signed checkpoints vouch for its records, but it cannot show that none its filter selects was left out"
+		case r.Partial:
+			partial = "; a filtered subset: links across left-out records not checked, and it cannot show that none its filter selects was left out"
 		}
 		tail := ""
 		if r.Checkpoints > 0 && r.LastSeq > r.CheckpointSeq {

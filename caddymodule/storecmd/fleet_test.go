@@ -51,6 +51,7 @@ func TestMoveAGatewayToEtcd(t *testing.T) {
 	if got := fleet.Head(t); got != head+2 {
 		t.Errorf("head %d on etcd, want %d (the copied %d, a conflict and a create)", got, head+2, head)
 	}
+	fleet.Checkpoint(t)
 	code, vout, _ := journaltest.Run(t, "verify", "--admin", fleet.Admin)
 	if code != 0 || !strings.HasPrefix(vout, "OK: journal audit in etcd "+c.Endpoints()[0]+" prefix /fleet/ verifies") {
 		t.Fatalf("verify on etcd: exit %d: %q", code, vout)

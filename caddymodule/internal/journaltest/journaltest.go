@@ -296,6 +296,16 @@ func UserBody(userName string) string {
 	return fmt.Sprintf(`{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":%q,"active":true,"externalId":%q}`, userName, "ext-"+userName)
 }
 
+// Checkpoint writes a signed checkpoint of the journal's head through the admin route, so
+// that a verification with the public key has one to vouch for the records.
+func (e *Env) Checkpoint(t *testing.T) {
+	t.Helper()
+	resp, body := e.Do(t, http.MethodPost, journaladmin.JournalPath(JournalName, "checkpoint"))
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("checkpoint: %d %s", resp.StatusCode, body)
+	}
+}
+
 // Head returns the head sequence number reported by the list route.
 func (e *Env) Head(t *testing.T) uint64 {
 	t.Helper()
