@@ -265,6 +265,18 @@ func (j *Journal) checkpoints(ctx context.Context) {
 	if shared {
 		seen, _ = j.headSeq()
 	}
+	if j.needsFirstCheckpoint() {
+		if shared {
+			j.backgroundCheckpoint()
+		} else {
+			// Through the request channel, where the first record's own request (committed)
+			// coalesces with this one: one checkpoint, not a second at a later head.
+			select {
+			case j.checkpointReq <- struct{}{}:
+			default:
+			}
+		}
+	}
 	for {
 		var changed <-chan struct{}
 		if shared {
@@ -284,6 +296,8 @@ func (j *Journal) checkpoints(ctx context.Context) {
 				continue
 			}
 			if head/every > seen/every {
+				j.backgroundCheckpoint()
+			} else if seen == 0 && head > 0 && j.needsFirstCheckpoint() {
 				j.backgroundCheckpoint()
 			}
 			seen = head
@@ -319,6 +333,33 @@ func (j *Journal) retain(ctx context.Context) {
 			j.backgroundPrune(ctx, now)
 		}
 	}
+}
+
+// needsFirstCheckpoint reports whether a signed journal has records but no checkpoint (a
+// new journal, or signing just turned on): with a public key, verify refuses records no
+// signed checkpoint covers, so such a journal is checkpointed at once rather than fail
+// verification until its first checkpoint_every or checkpoint_interval (see committed).
+func (j *Journal) needsFirstCheckpoint() bool {
+	if j.opts.SigningKey == nil {
+		return false
+	}
+	needs := false
+	if err := j.db.View(func(tx kv.Tx) error {
+		b, err := journalBucket(tx, j.name)
+		if err != nil {
+			return err
+		}
+		seq, _, err := headOf(b)
+		if err != nil {
+			return err
+		}
+		k, _ := b.Bucket(bucketCheckpoints).Cursor().Last()
+		needs = seq > 0 && k == nil
+		return nil
+	}); err != nil {
+		j.log.Error("reading the journal's checkpoints", zap.Error(err))
+	}
+	return needs
 }
 
 func (j *Journal) backgroundCheckpoint() {

@@ -33,9 +33,10 @@ func TestCheckpointEveryN(t *testing.T) {
 	var cp Checkpoint
 	for i := range 12 {
 		appendN(t, j, i, 1)
-		if seq := uint64(i + 1); seq%5 == 0 {
+		if seq := uint64(i + 1); seq%5 == 0 || seq == 1 {
 			// The checkpoint runs after the commit, outside Append: wait for it so that it
-			// covers exactly this head.
+			// covers exactly this head. A signed journal's first record is checkpointed at
+			// once (firstCheckpoint).
 			if cp = waitCheckpoint(t, got); cp.Seq != seq {
 				t.Fatalf("checkpoint at %d, want %d", cp.Seq, seq)
 			}
@@ -57,7 +58,7 @@ func TestCheckpointEveryN(t *testing.T) {
 	}
 	rep, err := j.Verify(context.Background(), pub)
 	wantOK(t, rep, err)
-	if rep.Checkpoints != 2 || !rep.Signed {
+	if rep.Checkpoints != 3 || !rep.Signed {
 		t.Errorf("report %+v", rep)
 	}
 }
@@ -153,5 +154,44 @@ func TestSignedBytesUnambiguous(t *testing.T) {
 	}
 	if _, err := (Checkpoint{Hash: "zz"}).SignedBytes("j"); err == nil {
 		t.Error("malformed hash accepted")
+	}
+}
+
+// TestFirstRecordsVouched: with a public key, verify refuses records no signed checkpoint
+// covers, so a signed journal's first records are checkpointed at once instead of at its
+// first checkpoint_every or checkpoint_interval (here 1,000 records and an hour): a new
+// gateway's journal, and one whose signing was just turned on, verify with the key from
+// the start, and its checkpoints are still written on their schedule after that.
+func TestFirstRecordsVouched(t *testing.T) {
+	db, _ := openDB(t)
+	pub, priv := testKey()
+	got, on := checkpointSink()
+	opts := Options{CheckpointEvery: 1000, CheckpointInterval: time.Hour, SigningKey: priv, KeyID: "k1", OnCheckpoint: on}
+	j := openJournal(t, db, opts)
+	appendN(t, j, 0, 1)
+	if cp := waitCheckpoint(t, got); cp.Seq != 1 || cp.Signature == "" {
+		t.Fatalf("first checkpoint %+v", cp)
+	}
+	appendN(t, j, 1, 3)
+	rep, err := j.Verify(context.Background(), pub)
+	wantOK(t, rep, err)
+	if rep.Checkpoints != 1 || rep.CheckpointSeq != 1 {
+		t.Errorf("report %+v", rep)
+	}
+	select {
+	case cp := <-got:
+		t.Fatalf("a checkpoint off its schedule: %+v", cp)
+	case <-time.After(20 * time.Millisecond):
+	}
+	j.Close()
+
+	// Records written unsigned, then signing turned on: checkpointed when the job starts.
+	db2, _ := openDB(t)
+	unsigned := openJournal(t, db2, Options{})
+	appendN(t, unsigned, 0, 5)
+	unsigned.Close()
+	openJournal(t, db2, opts)
+	if cp := waitCheckpoint(t, got); cp.Seq != 5 || cp.Signature == "" {
+		t.Fatalf("checkpoint when signing is turned on: %+v", cp)
 	}
 }

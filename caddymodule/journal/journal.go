@@ -528,10 +528,12 @@ func (j *Journal) appendPrepared(tx kv.Tx, p *Prepared) (seq uint64, prev [32]by
 	return seq, prev, at, nil
 }
 
-// committed runs after a transaction holding record seq commits.
+// committed runs after a transaction holding record seq commits: every CheckpointEvery
+// records, and a signed journal's first record (needsFirstCheckpoint), ask for a
+// checkpoint.
 func (j *Journal) committed(seq uint64) {
 	j.pub.wake()
-	if n := j.opts.CheckpointEvery; n > 0 && seq%n == 0 {
+	if n := j.opts.CheckpointEvery; (n > 0 && seq%n == 0) || (seq == 1 && j.opts.SigningKey != nil) {
 		select {
 		case j.checkpointReq <- struct{}{}:
 		default:
