@@ -246,3 +246,27 @@ func BenchmarkInTransaction(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkCheckpoint is a signed checkpoint with 1,000 records since the previous one
+// (checkpoint_every's default): it verifies those records, then signs and stores the head.
+// The appends between checkpoints are not timed.
+func BenchmarkCheckpoint(b *testing.B) {
+	db, _ := openDB(b)
+	_, priv := testKey()
+	j := openJournal(b, db, Options{SigningKey: priv, KeyID: "k1"})
+	appendN(b, j, 0, 1000)
+	if _, err := j.Checkpoint(); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		b.StopTimer()
+		appendN(b, j, 1000*(i+1), 1000)
+		b.StartTimer()
+		cp, err := j.Checkpoint()
+		if err != nil || cp.Seq != uint64(1000*(i+2)) {
+			b.Fatalf("checkpoint %+v %v", cp, err)
+		}
+	}
+}

@@ -1,7 +1,6 @@
 package journal
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/binary"
@@ -126,18 +125,33 @@ func truncate(s string, n int) string {
 	return s[:n] + "..."
 }
 
-// Checkpoint writes a checkpoint of the current head (signed when the journal has a key) in
-// its own write transaction and returns it. When the newest checkpoint already covers the
-// head it is returned unchanged. An empty journal returns ErrEmpty.
+// Checkpoint writes a checkpoint of the head (signed when the journal has a key) in its own
+// write transaction and returns it. It first verifies the records since the newest stored
+// checkpoint, in read transactions of their own (verifyTail): when they do not verify it
+// writes nothing and returns a *TailError (ErrTailUnverified) naming the first bad record.
+// The checkpoint covers the head as of that check (records appended meanwhile wait for the
+// next one). When the newest checkpoint already covers it, it is returned unchanged. An
+// empty journal returns ErrEmpty.
 func (j *Journal) Checkpoint() (*Checkpoint, error) {
 	if j.closed.Load() {
 		return nil, ErrClosed
 	}
+	// Shared: retention does not remove the records being checked, or move the anchor,
+	// until the checkpoint is stored.
+	j.pruneMu.RLock()
+	defer j.pruneMu.RUnlock()
+	seq, h, err := j.verifyTail(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	if seq == 0 {
+		return nil, ErrEmpty
+	}
 	var cp Checkpoint
 	var created bool
-	err := j.db.Batch(func(tx kv.Tx) error {
+	err = j.db.Batch(func(tx kv.Tx) error {
 		var err error
-		cp, created, err = j.checkpointTx(tx, time.Now())
+		cp, created, err = j.checkpointTx(tx, time.Now(), seq, h)
 		return err
 	})
 	if err != nil {
@@ -153,28 +167,41 @@ func (j *Journal) Checkpoint() (*Checkpoint, error) {
 	return &cp, nil
 }
 
-// checkpointTx builds and stores the checkpoint of the head in tx. It is rerun safely by
-// db.Batch: the key is the head's sequence number, so a rerun overwrites its own write.
-func (j *Journal) checkpointTx(tx kv.Tx, now time.Time) (cp Checkpoint, created bool, err error) {
+// checkpointTx stores in tx the checkpoint of record seq, whose verified hash is h. It is
+// rerun safely by db.Batch: the key is the sequence number, so a rerun overwrites its own
+// write. A newest checkpoint at or past seq (written meanwhile) is returned instead.
+func (j *Journal) checkpointTx(tx kv.Tx, now time.Time, seq uint64, h [32]byte) (cp Checkpoint, created bool, err error) {
 	b, err := journalBucket(tx, j.name)
 	if err != nil {
 		return cp, false, err
 	}
-	seq, h, err := headOf(b)
+	cb := b.Bucket(bucketCheckpoints)
+	if k, v := cb.Cursor().Last(); k != nil {
+		if last, ok := keySeq(k); ok && last >= seq {
+			if err := json.Unmarshal(v, &cp); err != nil {
+				return cp, false, errCorruptSeq(last)
+			}
+			return cp, false, nil
+		}
+	}
+	// What was verified is still what is stored (on a shared store, another gateway's
+	// retention or a writer of the store could have changed it since).
+	head, headHash, err := headOf(b)
 	if err != nil {
 		return cp, false, err
 	}
-	if seq == 0 {
-		return cp, false, ErrEmpty
-	}
-	cb := b.Bucket(bucketCheckpoints)
-	if k, v := cb.Cursor().Last(); k != nil && bytes.Equal(k, u64(seq)) {
-		if err := json.Unmarshal(v, &cp); err != nil {
-			return cp, false, errCorruptSeq(seq)
+	stored := headHash
+	if head != seq {
+		v := b.Bucket(bucketRecords).Get(u64(seq))
+		var ok bool
+		if stored, _, ok = splitValue(v); !ok {
+			return cp, false, fmt.Errorf("journal %s: record %d changed while it was verified for a checkpoint", j.opts.Name, seq)
 		}
-		return cp, false, nil
 	}
-	cp = Checkpoint{Seq: seq, Hash: hex.EncodeToString(h[:]), Time: now.UTC(), KeyID: j.opts.KeyID}
+	if stored != h {
+		return cp, false, fmt.Errorf("journal %s: record %d changed while it was verified for a checkpoint", j.opts.Name, seq)
+	}
+	cp = Checkpoint{Seq: seq, Hash: hexHash(h), Time: now.UTC(), KeyID: j.opts.KeyID}
 	if j.opts.SigningKey != nil {
 		msg, err := cp.SignedBytes(j.opts.Name)
 		if err != nil {
@@ -261,6 +288,7 @@ func (j *Journal) checkpoints(ctx context.Context) {
 	}
 	every := j.opts.CheckpointEvery
 	shared := j.db.Shared() && every > 0
+	j.checkTailAtStart(ctx)
 	var seen uint64 // the head when last looked (shared)
 	if shared {
 		seen, _ = j.headSeq()
@@ -363,7 +391,12 @@ func (j *Journal) needsFirstCheckpoint() bool {
 }
 
 func (j *Journal) backgroundCheckpoint() {
-	if _, err := j.Checkpoint(); err != nil && !errors.Is(err, ErrEmpty) && !errors.Is(err, ErrClosed) {
+	_, err := j.Checkpoint()
+	var te *TailError
+	switch {
+	case errors.As(err, &te):
+		j.logRefusal(te)
+	case err != nil && !errors.Is(err, ErrEmpty) && !errors.Is(err, ErrClosed):
 		j.log.Error("writing journal checkpoint", zap.Error(err))
 	}
 }

@@ -273,6 +273,13 @@ func TestAdminJournalTampered(t *testing.T) {
 	if code != journalcmd.ExitNotVerified || !strings.Contains(out, "first bad sequence number 3") {
 		t.Errorf("journal verify: exit %d, output %q", code, out)
 	}
+
+	// No checkpoint signs the tampered records (they follow the newest checkpoint).
+	resp, body = e.Do(t, http.MethodPost, journaladmin.Prefix+"/audit/checkpoint")
+	journaltest.WantStatus(t, resp, body, http.StatusConflict)
+	if !strings.Contains(string(body), "seq 3: modified") {
+		t.Errorf("checkpoint refusal %s does not name record 3", body)
+	}
 }
 
 // liveDB is the bbolt database of the running gateway's journal.

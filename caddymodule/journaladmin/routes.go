@@ -75,6 +75,10 @@ func serveCheckpoint(w http.ResponseWriter, r *http.Request, a openJournal) erro
 	if errors.Is(err, journal.ErrEmpty) {
 		return apiError(http.StatusConflict, fmt.Errorf("journal %s has no records yet, so there is nothing to checkpoint", a.j.Name()))
 	}
+	if errors.Is(err, journal.ErrTailUnverified) {
+		// The records since the newest checkpoint do not verify: nothing was signed.
+		return apiError(http.StatusConflict, err)
+	}
 	if err != nil {
 		return apiError(http.StatusInternalServerError, fmt.Errorf("writing a checkpoint of journal %s: %w", a.j.Name(), err))
 	}
