@@ -78,7 +78,9 @@ const maxCoalesce = 100
 // coalesceLimit is maxCoalesce, or fewer on a store whose transactions hold at most limit
 // operations (etcd: 128): the delivery's commit deletes each task (two keys, and two more
 // for a task that frees a name: store NoteNameFreed) and appends its record (the record,
-// the open-intent entry), besides the journal's head and size.
+// the open-intent entry), besides the journal's head and size and what the change writes
+// of the account (its id map entry, mark, role and progress, and a deleted account's
+// retirement, store.RetireNativeID: at most 10 in all).
 func coalesceLimit(limit int) int {
 	if limit <= 0 {
 		return maxCoalesce

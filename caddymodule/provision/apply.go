@@ -875,6 +875,9 @@ func (e *Engine) updateAccount(tx *store.Tx, p, p2 *plan) error {
 	if !p.skipped {
 		switch {
 		case p2.after == nil:
+			if err := e.retireAccount(tx, key, p2); err != nil {
+				return err
+			}
 			if err := tx.DeleteNativeID(key, p2.id); err != nil {
 				return err
 			}

@@ -529,6 +529,9 @@ type nativeApp struct {
 	unique bool
 	// roleNames are the roles' names.
 	roleNames map[string]string
+	// softDelete: DELETE /accounts/{id} only deactivates the account (enabled false,
+	// deleted true) and keeps it, with its login, as legacy apps often do.
+	softDelete bool
 }
 
 // taken reports whether another account than self has login; a.mu is held.
@@ -632,6 +635,11 @@ func (a *nativeApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case len(parts) == 3 && parts[0] == "accounts" && parts[2] == "notes" && r.Method == http.MethodPost:
 		a.notes++
 		answer(http.StatusCreated, map[string]any{"note": a.notes})
+	case len(parts) == 2 && parts[0] == "accounts" && r.Method == http.MethodDelete && a.softDelete:
+		if acc := a.accounts[parts[1]]; acc != nil {
+			acc["enabled"], acc["deleted"] = false, true
+		}
+		w.WriteHeader(http.StatusNoContent)
 	case len(parts) == 2 && parts[0] == "accounts" && r.Method == http.MethodDelete:
 		delete(a.accounts, parts[1])
 		w.WriteHeader(http.StatusNoContent)

@@ -20,8 +20,9 @@ import (
 // 1.5 MiB) in one. A part's transaction writes at most 3 keys per edge (the edge, its
 // reverse, a role's withheld mark: 75), the group's record and its index entries (at most
 // 10), the journal's record, head, size, open-intent entry and a checkpoint (at most 6), the
-// account's id map entry, mark, role, progress and adoption (at most 5) and a queued task (at
-// most 4): about 100 in all. A change of MemberChunk edges or fewer is one transaction, as
+// account's id map entry, mark, role, progress and adoption (at most 5), a deleted account's
+// retirement (store.RetireNativeID: at most 5) and a queued task (at most 4): about 105 in
+// all. A change of MemberChunk edges or fewer is one transaction, as
 // any other change.
 //
 // MemberChunk is the part size on etcd with its default limit (a store with another limit

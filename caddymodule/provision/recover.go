@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -108,7 +109,58 @@ func (e *Engine) adoptExisting(ctx context.Context, p *plan, res *syncResult) (s
 	if err != nil || id == "" {
 		return id, err
 	}
-	return id, e.othersAccount(p, id, res)
+	if err := e.othersAccount(p, id, res); err != nil {
+		return "", err
+	}
+	return id, e.retiredAccount(p, id, res)
+}
+
+// retireAccount retires, in the commit of resource p's delete, the account the id map
+// links it to (store.RetireNativeID): an app whose delete only deactivates the account
+// keeps it with its login, and a later resource with the same name must not get it
+// through a lookup (retiredAccount). A group that stands for one of the app's roles has
+// no account of its own to retire.
+func (e *Engine) retireAccount(tx *store.Tx, key string, p *plan) error {
+	if p.typ == scim.GroupType && e.rolesOf() != nil {
+		return nil
+	}
+	native, err := tx.NativeID(key, p.id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return tx.RetireNativeID(key, native, store.RetiredAccount{SCIMID: p.id, Name: SubjectOf(p.typ, p.before), At: e.now()})
+}
+
+// retiredAccount refuses account id, which the lookup of p's name found, when it belonged
+// to a resource deleted less than store.RetiredFor ago: the app kept that account when
+// its delete came (it deactivates instead of deleting, and keeps the login), and p is
+// another resource that reuses the name (a recycled login). Adopted or linked, p would
+// get the deleted resource's account, with whatever the app attached to it (its history,
+// data, roles). The change is refused (409, a dead letter in queued delivery) naming the
+// deleted resource, for an operator to delete or rename that account in the app.
+func (e *Engine) retiredAccount(p *plan, id string, res *syncResult) error {
+	var who store.RetiredAccount
+	var retired bool
+	err := e.store.View(func(tx *store.Tx) error {
+		var err error
+		who, retired, err = tx.Retired(e.target.mapKey(p.typ), id, e.now())
+		return err
+	})
+	if err != nil {
+		return res.failure(&nativeError{scim: scim.Errorf(http.StatusServiceUnavailable, "", "reading whether account %s of %s belonged to a deleted resource failed (%v); nothing was created; retry later", id, e.target.Name, err),
+			retryAfter: legacy.DefaultOutageRetryAfter, cause: err})
+	}
+	if !retired || who.SCIMID == p.id {
+		return nil
+	}
+	typ := strings.ToLower(p.typ)
+	return res.failure(&nativeError{scim: scim.Conflict(
+		"%s %q is held in %s by account %s, which belonged to deleted %s %s (%q, deleted %s): %s kept that account when the %s was deleted, and its lookup finds it by the name; %s %s is another %s and does not take that account over; delete or rename that account in %s, then retry",
+		nameAttr(p.typ), SubjectOf(p.typ, p.after), e.target.Name, id, typ, who.SCIMID, who.Name, who.At.Format(time.DateOnly),
+		e.target.Name, typ, typ, p.id, typ, e.target.Name)})
 }
 
 // othersAccount refuses to adopt account id, which the lookup of create p found by its
@@ -275,6 +327,9 @@ func (e *Engine) findMoved(j *job, p *plan, ne *nativeError) (string, error) {
 		err = res.failure(&nativeError{scim: scim.Errorf(http.StatusServiceUnavailable, "",
 			"%s answered \"no such object\" for account %s of %s %s, and its lookup finds that account; retry later", t.Name, found, p.typ, p.id),
 			retryAfter: legacy.DefaultOutageRetryAfter})
+	}
+	if err == nil && found != "" {
+		err = e.retiredAccount(p, found, res) // a deleted resource's account, which the app kept
 	}
 	if err != nil {
 		var le *nativeError

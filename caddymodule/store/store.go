@@ -24,6 +24,8 @@
 //	outboxState     target                               -> paused by an operator
 //	outboxName      target \0 type \0 folded name \0 seq -> resource id (a task that frees the name)
 //	outboxNameOf    target \0 seq                        -> type \0 folded name
+//	retired         target \0 native id                  -> when, the deleted resource's SCIM id and name (retired.go)
+//	retiredAt       target \0 when \0 native id           -> (empty)
 package store
 
 import (
@@ -69,12 +71,14 @@ var (
 	bucketReports      = []byte("reports")      // 8-byte seq -> a reconcile report (reports.go)
 	bucketRepSums      = []byte("repsums")      // 8-byte seq -> the report's summary
 	bucketStats        = []byte("stats")        // target \x00 Unix minute -> the policy's counts (stats.go)
+	bucketRetired      = []byte("retired")      // target \x00 native id -> a deleted resource's account (retired.go)
+	bucketRetiredAt    = []byte("retiredAt")    // target \x00 when \x00 native id -> (empty)
 
 	keyFormat = []byte("format")
 )
 
 // topBuckets are created by Open, so read transactions can rely on them existing.
-var topBuckets = [][]byte{bucketRecords, bucketIDs, bucketIndex, bucketMembers, bucketMemberOf, bucketMeta, bucketIDMap, bucketIDMapRev, bucketMarks, bucketAdopt, bucketProgress, bucketRoles, bucketWithheld, bucketOutbox, bucketOutboxRes, bucketOutboxState, bucketOutboxName, bucketOutboxNameOf, bucketReports, bucketRepSums, bucketStats}
+var topBuckets = [][]byte{bucketRecords, bucketIDs, bucketIndex, bucketMembers, bucketMemberOf, bucketMeta, bucketIDMap, bucketIDMapRev, bucketMarks, bucketAdopt, bucketProgress, bucketRoles, bucketWithheld, bucketOutbox, bucketOutboxRes, bucketOutboxState, bucketOutboxName, bucketOutboxNameOf, bucketReports, bucketRepSums, bucketStats, bucketRetired, bucketRetiredAt}
 
 // ErrNotFound is returned when a record (or the type holding an id) does not exist.
 var ErrNotFound = errors.New("store: not found")
