@@ -665,6 +665,11 @@ func (s *Shared) startWorker(e *Engine) (*outbox.Worker, error) {
 	if w := s.workers[t.Name]; w != nil {
 		return w, nil
 	}
+	// Before this gateway delivers anything of the target: the tasks an earlier release
+	// queued are indexed by the names they free, and those that take such a name wait.
+	if _, err := e.indexNames(); err != nil {
+		return nil, err
+	}
 	w, err := outbox.Start(t.Name, e.store, e, t.Delivery, s.elector, e.logger.Named("outbox"))
 	if err != nil {
 		return nil, fmt.Errorf("loading the outbox of %s: %w", t.Name, err)

@@ -177,6 +177,79 @@ func (tx *Tx) forgetNameFreed(target string, seq uint64) error {
 	return nil
 }
 
+// NameFreedNoted reports whether task seq of target is in the name index (NoteNameFreed).
+func (tx *Tx) NameFreedNoted(target string, seq uint64) bool {
+	if checkName("target", target) != nil {
+		return false
+	}
+	return tx.bucket(bucketOutboxNameOf).Get(taskKey(target, seq)) != nil
+}
+
+// PruneNamesFreed removes from target's name index the entries of tasks no longer in the
+// outbox: a release that kept no such index (a rollback) delivered or dropped them. It
+// looks at the entries of tasks numbered after after, at most scan of them, and removes at
+// most remove (two writes each); it returns the number of the last task it looked at (after
+// when none), how many it removed and whether it got to the end of the index.
+func (tx *Tx) PruneNamesFreed(target string, after uint64, scan, remove int) (last uint64, removed int, end bool, err error) {
+	if err := tx.checkWritable(); err != nil {
+		return after, 0, false, err
+	}
+	if err := checkName("target", target); err != nil {
+		return after, 0, false, err
+	}
+	prefix := append([]byte(target), sep)
+	last, end = after, true
+	var gone []uint64
+	c := tx.bucket(bucketOutboxNameOf).Cursor()
+	for k, _ := c.Seek(taskKey(target, after+1)); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		if len(k) != len(prefix)+8 {
+			return after, 0, false, fmt.Errorf("%w: outbox name key of %s", ErrCorrupt, target)
+		}
+		if scan <= 0 || len(gone) >= remove {
+			end = false
+			break
+		}
+		scan--
+		last = binary.BigEndian.Uint64(k[len(prefix):])
+		if tx.bucket(bucketOutbox).Get(k) == nil {
+			gone = append(gone, last)
+		}
+	}
+	for _, seq := range gone { // after the walk: a cursor does not follow writes (kv.Cursor)
+		if err := tx.forgetNameFreed(target, seq); err != nil {
+			return after, 0, false, err
+		}
+	}
+	return last, len(gone), end, nil
+}
+
+// OutboxNamesVersion is the version of the name index that target's outbox was brought to
+// (SetOutboxNamesVersion), 0 when none was recorded.
+func (tx *Tx) OutboxNamesVersion(target string) uint64 {
+	if checkName("target", target) != nil {
+		return 0
+	}
+	v := tx.bucket(bucketMeta).Get(outboxNamesKey(target))
+	if len(v) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(v)
+}
+
+// SetOutboxNamesVersion records that every task in target's outbox is in the name index as
+// version v of its builder has it (the tasks queued before the index existed, indexed once).
+func (tx *Tx) SetOutboxNamesVersion(target string, v uint64) error {
+	if err := tx.checkWritable(); err != nil {
+		return err
+	}
+	if err := checkName("target", target); err != nil {
+		return err
+	}
+	return tx.bucket(bucketMeta).Put(outboxNamesKey(target), encodeUint64(v))
+}
+
+func outboxNamesKey(target string) []byte { return joinKey("outboxNames", target) }
+
 func nameFreedKey(target, typ, folded string, seq uint64) []byte {
 	return binary.BigEndian.AppendUint64(joinKey(target, typ, folded, ""), seq)
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 )
 
@@ -165,4 +166,92 @@ func TestOutboxNameFreed(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestPruneNamesFreed: entries of tasks gone without DeleteTask (a release that kept no
+// name index delivered them) are removed, in parts of the size asked for, and the others
+// stay; the version of the index is recorded per target.
+func TestPruneNamesFreed(t *testing.T) {
+	s := openTest(t)
+	var seqs []uint64
+	err := s.Update(func(tx *Tx) error {
+		for i := range 5 {
+			res := fmt.Sprintf("u%d", i)
+			seq, err := tx.Enqueue("app", res, []byte("delete"))
+			if err != nil {
+				return err
+			}
+			if err := tx.NoteNameFreed("app", seq, res, "User", res+"@example.com"); err != nil {
+				return err
+			}
+			seqs = append(seqs, seq)
+		}
+		for _, i := range []int{0, 2, 3} { // as a release without the index deletes a task
+			if err := tx.bucket(bucketOutbox).Delete(taskKey("app", seqs[i])); err != nil {
+				return err
+			}
+			if err := tx.bucket(bucketOutboxRes).Delete(taskResKey("app", fmt.Sprintf("u%d", i), seqs[i])); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	removed, rounds := 0, 0
+	for after := uint64(0); rounds < 20; rounds++ {
+		var last uint64
+		var n int
+		var end bool
+		if err := s.Update(func(tx *Tx) (err error) {
+			last, n, end, err = tx.PruneNamesFreed("app", after, 2, 1)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		removed += n
+		if n > 1 {
+			t.Fatalf("removed %d entries in one call, asked for at most 1", n)
+		}
+		if end {
+			break
+		}
+		after = last
+	}
+	if removed != 3 || rounds < 2 {
+		t.Fatalf("removed %d entries in %d rounds, want 3 in several", removed, rounds+1)
+	}
+	_ = s.View(func(tx *Tx) error {
+		for i, seq := range seqs {
+			kept := i == 1 || i == 4
+			if tx.NameFreedNoted("app", seq) != kept {
+				t.Errorf("task %d indexed: %v, want %v", seq, !kept, kept)
+			}
+		}
+		n := 0
+		c := tx.bucket(bucketOutboxName).Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			n++
+		}
+		if n != 2 {
+			t.Errorf("%d name entries left, want 2", n)
+		}
+		if v := tx.OutboxNamesVersion("app"); v != 0 {
+			t.Errorf("version before any is set: %d", v)
+		}
+		return nil
+	})
+	if err := s.Update(func(tx *Tx) error { return tx.SetOutboxNamesVersion("app", 3) }); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.View(func(tx *Tx) error {
+		if a, o := tx.OutboxNamesVersion("app"), tx.OutboxNamesVersion("other"); a != 3 || o != 0 {
+			t.Errorf("versions: app %d, other %d", a, o)
+		}
+		return nil
+	})
+	if err := s.View(func(tx *Tx) error { _, _, _, err := tx.PruneNamesFreed("app", 0, 1, 1); return err }); !errors.Is(err, ErrReadOnly) {
+		t.Fatalf("prune in a read transaction: %v", err)
+	}
 }

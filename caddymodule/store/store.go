@@ -16,6 +16,7 @@
 //	memberOf        memberID \0 groupID                  -> (empty)
 //	meta            "format"                             -> format version
 //	                "count" \0 type                      -> number of records of type
+//	                "outboxNames" \0 target              -> version its outbox's name index was built to
 //	idmap           target \0 SCIM id                    -> native id
 //	idmapRev        target \0 native id                  -> SCIM id
 //	marks           target \0 SCIM id                    -> what policy did to the app's account
