@@ -64,9 +64,11 @@ func (a *App) add(g *Handler) error {
 	return nil
 }
 
-// checkPolicyTargets refuses policy settings for a target no gateway of this config has
+// checkPolicyTargets reports policy settings for a target no gateway of this config has
 // (see policy.Engine.CheckTargets): per gateway, because gateways of different targets
-// may share one policy. app is nil for a handler provisioned on its own.
+// may share one policy. Provision warns of them rather than refuse the config: one policy
+// bundle is also deployed to separate gateways of different targets, each of which sees
+// the others' sections. app is nil for a handler provisioned on its own.
 func (g *Handler) checkPolicyTargets(ctx caddy.Context, app *App) error {
 	if g.policy == nil || g.target == nil {
 		return nil // without a target no settings of one apply

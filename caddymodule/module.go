@@ -328,7 +328,7 @@ func (g *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	if err := g.checkPolicyTargets(ctx, app); err != nil {
-		return err
+		g.logger.Warn("policy settings for a target no gateway of this config has never apply", zap.Error(err))
 	}
 	if app == nil {
 		return g.start()

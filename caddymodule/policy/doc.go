@@ -70,7 +70,7 @@
 // shipped policies check their guardrails' settings this way; a policy without the rule
 // is not checked. Engine.CheckTargets runs it again, per gateway and outside the shared
 // compiled policy, with input.targets the target names the gateway knows, so that
-// settings for a target it does not have fail that gateway's load. When the check ran
+// settings for a target it does not have are reported (the gateway logs a warning). When the check ran
 // and found nothing, the data holds data.scimgate_gateway.settings_checked = true
 // (GatewayData; reserved: no data file or package may define it), so the guardrails need
 // not re-check their settings per decision.
