@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // fleetBenchConcurrency is Entra-facing requests in flight, spread over a rig's gateways.
@@ -118,6 +120,91 @@ func BenchmarkFleet(b *testing.B) {
 				}
 			})
 		}
+	}
+	benchEtcdAlone(b, rigs[2].f.etcd.Client())
+}
+
+// benchEtcdAlone is the store's own floor for writes, measured like the rigs (32 in flight)
+// on the etcd3-3gw rig's cluster with no gateway and no app: what etcd alone does with one
+// write of a stored user's size per change.
+//
+//	create/etcd3-alone-put    a put under a new key: etcd's best case, its concurrent
+//	                          proposals batched into one Raft entry and one fsync per member
+//	create/etcd3-alone-chain  the same put in a transaction guarded by the revision of one
+//	                          head key that it also moves (issue 20's one linear journal,
+//	                          each change its own commit; a lost race reads the head again
+//	                          and retries)
+//
+// A gateway's write does more than either (its intent before the app's call, its outcome
+// after, the indexes and the id map), so its rate over bolt-1gw's cannot pass these over
+// bolt-1gw's unless it puts several changes in one commit.
+func benchEtcdAlone(b *testing.B, cli *clientv3.Client) {
+	value := strings.Repeat("x", benchStoredUserSize(b))
+	var runs atomic.Int64
+	for _, chain := range []bool{false, true} {
+		name := "create/etcd3-alone-put"
+		if chain {
+			name = "create/etcd3-alone-chain"
+		}
+		b.Run(name, func(b *testing.B) {
+			run := runs.Add(1)
+			head := fmt.Sprintf("bench-alone/%d/head", run)
+			var next, retries atomic.Int64
+			var failed atomic.Value
+			var wg sync.WaitGroup
+			b.ResetTimer()
+			for range fleetBenchConcurrency {
+				wg.Go(func() {
+					for {
+						i := int(next.Add(1)) - 1
+						if i >= b.N {
+							return
+						}
+						if err := etcdAloneWrite(cli, head, fmt.Sprintf("bench-alone/%d/%d", run, i), value, chain, &retries); err != nil {
+							failed.CompareAndSwap(nil, err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			b.StopTimer()
+			if err, _ := failed.Load().(error); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+			b.ReportMetric(float64(retries.Load())/float64(b.N), "retries/op")
+		})
+	}
+}
+
+// etcdAloneWrite puts value under key, with chain in a transaction guarded by head's
+// revision (read again and retried, counted in retries, when another write moved it).
+func etcdAloneWrite(cli *clientv3.Client, head, key, value string, chain bool, retries *atomic.Int64) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if !chain {
+		_, err := cli.Put(ctx, key, value)
+		return err
+	}
+	for {
+		got, err := cli.Get(ctx, head)
+		if err != nil {
+			return err
+		}
+		rev := int64(0)
+		if len(got.Kvs) > 0 {
+			rev = got.Kvs[0].ModRevision
+		}
+		resp, err := cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(head), "=", rev)).
+			Then(clientv3.OpPut(head, key), clientv3.OpPut(key, value)).Commit()
+		if err != nil {
+			return err
+		}
+		if resp.Succeeded {
+			return nil
+		}
+		retries.Add(1)
 	}
 }
 
