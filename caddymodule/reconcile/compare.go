@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"slices"
 	"strings"
 
@@ -28,71 +27,6 @@ type run struct {
 	// seen holds, per resource type listed, the native ids the app listed (nil in the fix
 	// of a stored report, whose listing is old): a fix releases the links to the others.
 	seen map[string]*seenSet
-}
-
-// seenSet holds the native ids the app listed, as 8-byte hashes (seeded per run, so no
-// one can choose ids that collide): a sorted list, and the hashes added since it was last
-// merged in a small set. 8 bytes per account is the only memory a reconcile spends per
-// account of the app. An account listed a second time (pages that overlapped because the
-// app changed while it was listed) is found as it arrives, and counted and compared once.
-type seenSet struct {
-	seed   maphash.Seed
-	sorted []uint64            // merged, in order
-	recent map[uint64]struct{} // added since the last merge, at most seenRecent
-}
-
-// seenRecent is how many hashes wait in the set before they are merged into the list: a
-// merge costs one pass over the list, so 100,000 accounts cost 25 passes.
-const seenRecent = 4096
-
-func newSeenSet() *seenSet { return &seenSet{seed: maphash.MakeSeed()} }
-
-// add adds id; false when it was there already.
-func (s *seenSet) add(id string) bool {
-	h := maphash.String(s.seed, id)
-	if s.contains(h) {
-		return false
-	}
-	if s.recent == nil {
-		s.recent = make(map[uint64]struct{}, seenRecent)
-	}
-	s.recent[h] = struct{}{}
-	if len(s.recent) >= seenRecent {
-		s.merge()
-	}
-	return true
-}
-
-func (s *seenSet) has(id string) bool { return s.contains(maphash.String(s.seed, id)) }
-
-func (s *seenSet) contains(h uint64) bool {
-	if _, ok := s.recent[h]; ok {
-		return true
-	}
-	_, found := slices.BinarySearch(s.sorted, h)
-	return found
-}
-
-// merge moves the recent hashes into the sorted list, merging from its end in place.
-func (s *seenSet) merge() {
-	add := make([]uint64, 0, len(s.recent))
-	for h := range s.recent {
-		add = append(add, h)
-	}
-	slices.Sort(add)
-	n := len(s.sorted)
-	s.sorted = slices.Grow(s.sorted, len(add))[:n+len(add)]
-	i, j := n-1, len(add)-1
-	for k := len(s.sorted) - 1; j >= 0; k-- {
-		if i >= 0 && s.sorted[i] > add[j] {
-			s.sorted[k] = s.sorted[i]
-			i--
-		} else {
-			s.sorted[k] = add[j]
-			j--
-		}
-	}
-	clear(s.recent)
 }
 
 // groupRef is a group of the app linked to one of the directory, whose members are
@@ -207,7 +141,9 @@ func (rn *run) checkAccounts(tx *store.Tx, typ string, batch []mapping.Account, 
 			return nil, err
 		}
 		acc.NativeID = native
-		if !seen.add(acc.NativeID) {
+		if added, err := seen.add(acc.NativeID); err != nil {
+			return nil, err
+		} else if !added {
 			rn.relisted[typ]++ // listed on an earlier page already: counted and compared there
 			continue
 		}
@@ -408,11 +344,13 @@ func (rn *run) checkDirectory(tx *store.Tx, key string, rec *store.Record, seen 
 		return nil // out of scope: no account on purpose
 	}
 	native, err := tx.NativeID(key, rec.ID)
-	switch {
-	case err == nil && seen.has(native):
-		return nil
-	case err != nil && !errors.Is(err, store.ErrNotFound):
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err
+	}
+	if err == nil {
+		if listed, err := seen.has(native); err != nil || listed {
+			return err
+		}
 	}
 	doc, err := provision.DecodeDoc(rec)
 	if err != nil {
@@ -436,12 +374,15 @@ func (rn *run) compareMembers(g groupRef) error {
 	t := rn.rc.target
 	userKey := t.IDMapKey(scim.UserType)
 	seen := newSeenSet()
+	defer seen.close()
 	batch := make([]mapping.Account, 0, rn.rc.opts.Batch)
 	flush := func() error {
 		err := rn.rc.store.View(func(tx *store.Tx) error {
 			for _, m := range batch {
 				scimID, native, err := linkedID(tx, userKey, m.NativeID)
-				if !seen.add(native) {
+				if added, serr := seen.add(native); serr != nil {
+					return serr
+				} else if !added {
 					continue // listed on an earlier page already
 				}
 				member := &Member{NativeID: native, Subject: t.Mapping.Subject(scim.UserType, m.Item)}
@@ -493,8 +434,11 @@ func (rn *run) compareMembers(g groupRef) error {
 				return nil
 			}
 			native, err := tx.NativeID(userKey, m.ID)
-			if err != nil || seen.has(native) {
+			if err != nil {
 				return nil // a member without an account is not a membership the app can have
+			}
+			if listed, err := seen.has(native); err != nil || listed {
+				return err
 			}
 			rn.note(Finding{Kind: MemberMissing, ResourceType: scim.GroupType, SCIMID: g.scimID, NativeID: g.nativeID, Subject: g.subject,
 				Reason: "a member in the directory's group, not in the app", Member: &Member{SCIMID: m.ID, NativeID: native, Subject: subjectIn(tx, scim.UserType, m.ID, m.Display)}})

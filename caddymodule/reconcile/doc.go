@@ -35,8 +35,11 @@
 // listed accounts (Options.Batch, default 500) is looked up in one short read transaction
 // (the reverse id map, the record, its mark), and the missing ones are found by scanning
 // the directory in id order in batches of read transactions against a seen set of the
-// native ids the app listed, kept as 8-byte hashes (0.8 MB per 100,000 accounts; a
-// group's members likewise, per group). The same set finds an account listed a second
+// native ids the app listed, kept as 8-byte hashes: at most 8,192 of them sorted and
+// 4,096 newer ones in memory, the rest written out in sorted runs to temporary files (a
+// lookup reads one 4 KB block of each; runs of like size are merged, so there are at most
+// log2(accounts / 8,192) of them), so the memory a run holds does not grow with the app
+// (a group's members likewise, per group). The same set finds an account listed a second
 // time (pages that overlap because the app changed while it was read): it is counted and
 // compared once, and the report's notes say so. No write transaction is held while the app is
 // read: the report is written at the end in one short transaction. The findings a report

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/bits"
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -332,24 +334,122 @@ func TestReconcileOverlappingPages(t *testing.T) {
 }
 
 // TestSeenSetAcrossMerges: the seen set finds every id it holds, before and after its
-// recent hashes are merged into its list, and refuses each a second time.
+// recent hashes are merged into its list and its list is written out to runs on disk
+// (merged as they pile up), and refuses each a second time; what it keeps in memory stays
+// under its bounds.
 func TestSeenSetAcrossMerges(t *testing.T) {
+	for _, spillAt := range []int{seenSpill, seenRecent, 5} {
+		t.Run(fmt.Sprint(spillAt), func(t *testing.T) {
+			s := newSeenSet()
+			defer s.close()
+			s.spillAt = spillAt
+			n := min(9*seenRecent, 1000*spillAt) + 17
+			for i := range n {
+				if added, err := s.add(strconv.Itoa(i)); err != nil || !added {
+					t.Fatalf("id %d: already there (%v)", i, err)
+				}
+				if i%997 == 0 {
+					if added, err := s.add(strconv.Itoa(i / 2)); err != nil || added {
+						t.Fatalf("id %d added twice (%v)", i/2, err)
+					}
+				}
+				if len(s.sorted) > max(spillAt, seenRecent)+seenRecent || len(s.recent) > seenRecent {
+					t.Fatalf("%d sorted, %d recent in memory", len(s.sorted), len(s.recent))
+				}
+			}
+			for i := range n {
+				has, err := s.has(strconv.Itoa(i))
+				added, aerr := s.add(strconv.Itoa(i))
+				if err != nil || aerr != nil || !has || added {
+					t.Fatalf("id %d lost: %v %v", i, err, aerr)
+				}
+			}
+			onDisk := 0
+			for i, r := range s.runs {
+				onDisk += r.n
+				if i > 0 && s.runs[i-1].n <= 2*r.n {
+					t.Errorf("runs %d and %d (%d, %d hashes) not merged", i-1, i, s.runs[i-1].n, r.n)
+				}
+				if got := len(r.fences); got != (r.n+seenBlock-1)/seenBlock {
+					t.Errorf("run %d: %d fences for %d hashes", i, got, r.n)
+				}
+				var prev uint64
+				rr := r.reader()
+				for k := range r.n {
+					h, ok, err := rr.next()
+					if err != nil || !ok || (k > 0 && h <= prev) {
+						t.Fatalf("run %d, hash %d: %x after %x, %v %v", i, k, h, prev, ok, err)
+					}
+					prev = h
+				}
+			}
+			if has, err := s.has("x"); err != nil || has || !slices.IsSorted(s.sorted) || len(s.sorted)+len(s.recent)+onDisk != n {
+				t.Fatalf("%d sorted + %d recent + %d on disk, want %d (%v)", len(s.sorted), len(s.recent), onDisk, n, err)
+			}
+			if spillAt < n && len(s.runs) == 0 {
+				t.Fatal("nothing written out")
+			}
+			if len(s.runs) > 1+bits.Len(uint(n/spillAt)) {
+				t.Errorf("%d runs for %d hashes", len(s.runs), n)
+			}
+		})
+	}
+}
+
+// TestSeenSetFailsWithoutItsFiles: a seen set that cannot write its run fails every call
+// from then on, rather than taking an account for listed or not (a reconcile then fails:
+// see TestReconcileFailsWithoutTemporaryFiles).
+func TestSeenSetFailsWithoutItsFiles(t *testing.T) {
+	t.Setenv("TMPDIR", filepath.Join(t.TempDir(), "gone"))
 	s := newSeenSet()
-	const n = 3*seenRecent + 17
-	for i := range n {
-		if !s.add(strconv.Itoa(i)) {
-			t.Fatalf("id %d: already there", i)
-		}
-		if i%997 == 0 && s.add(strconv.Itoa(i/2)) {
-			t.Fatalf("id %d added twice", i/2)
-		}
+	defer s.close()
+	s.spillAt = 1
+	var err error
+	for i := 0; i < 2*seenRecent && err == nil; i++ {
+		_, err = s.add(strconv.Itoa(i))
 	}
-	for i := range n {
-		if !s.has(strconv.Itoa(i)) || s.add(strconv.Itoa(i)) {
-			t.Fatalf("id %d lost", i)
-		}
+	if err == nil || !strings.Contains(err.Error(), "temporary file") {
+		t.Fatalf("add: %v", err)
 	}
-	if s.has("x") || !slices.IsSorted(s.sorted) || len(s.sorted)+len(s.recent) != n {
-		t.Fatalf("%d sorted + %d recent, want %d", len(s.sorted), len(s.recent), n)
+	if has, err := s.has("0"); err == nil || has {
+		t.Fatalf("has after the failure: %v, %v", has, err)
+	}
+}
+
+// TestReconcileWithTheListOnDisk: with every hash of the seen sets written out as it
+// arrives (runs on disk, merged as they pile up), a reconcile of the seeded app reports
+// exactly what it reports with them in memory.
+func TestReconcileWithTheListOnDisk(t *testing.T) {
+	seenSpillAt = 1
+	t.Cleanup(func() { seenSpillAt = seenSpill })
+	s := seed(t)
+	rep, err := s.reconciler(Options{Batch: 7}).Run(context.Background(), false, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := keys(rep); !slices.Equal(got, s.want) {
+		t.Fatalf("findings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(s.want, "\n"))
+	}
+	if c := rep.Counts; c.AppUsers != 103 || c.DirUsers != 104 {
+		t.Errorf("counts %+v", c)
+	}
+}
+
+// TestReconcileFailsWithoutTemporaryFiles: when the seen set cannot write its list out, the
+// reconcile fails with that reason; it reports no account missing and fixes nothing (a
+// guess would create accounts the app has, or skip ones it lacks).
+func TestReconcileFailsWithoutTemporaryFiles(t *testing.T) {
+	seenSpillAt = 1
+	t.Cleanup(func() { seenSpillAt = seenSpill })
+	s := seed(t)
+	before := s.app.state()
+	t.Setenv("TMPDIR", filepath.Join(t.TempDir(), "gone"))
+	rep, err := s.reconciler(Options{}).Run(context.Background(), true, "test")
+	if err == nil || !strings.Contains(err.Error(), "temporary file") {
+		t.Fatalf("report %+v, error %v", rep, err)
+	}
+	after := s.app.state()
+	if !reflect.DeepEqual(before.Accounts, after.Accounts) || !reflect.DeepEqual(before.Teams, after.Teams) || !reflect.DeepEqual(before.Memberships, after.Memberships) {
+		t.Errorf("the app changed: %d accounts, %d memberships before; %d, %d after", len(before.Accounts), len(before.Memberships), len(after.Accounts), len(after.Memberships))
 	}
 }

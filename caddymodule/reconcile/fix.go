@@ -173,10 +173,11 @@ func (rn *run) releaseGone() error {
 					case err != nil:
 						return false, err
 					}
-					if !seen.has(native) {
+					listed, err := seen.has(native)
+					if err == nil && !listed {
 						gone = append(gone, provision.Link{SCIMID: rec.ID, NativeID: native})
 					}
-					return true, nil
+					return err == nil, err
 				})
 			})
 			if err != nil {

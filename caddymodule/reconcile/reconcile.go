@@ -105,7 +105,9 @@ var ErrBusy = errors.New("a reconcile of this target is already running")
 // is stored and a summary record journaled; both carry the run's id.
 //
 // Memory: one page of the app and one batch of the directory are held at a time, plus
-// 8 bytes per account of the app (the seen set: 800 KB for 100,000 accounts), plus the findings listed (at most MaxFindings). No write transaction
+// the newest of the app's accounts listed (the seen set: at most about 100 KB of 8-byte
+// hashes, the rest in temporary files, with 8 bytes per 512 of them in memory), plus the
+// findings listed (at most MaxFindings). No write transaction
 // is held while the app is read: the directory is read in short read transactions, and
 // the report is written in one short transaction at the end.
 func (rc *Reconciler) Run(ctx context.Context, fix bool, by string) (*Report, error) {
@@ -115,6 +117,11 @@ func (rc *Reconciler) Run(ctx context.Context, fix bool, by string) (*Report, er
 	defer rc.mu.Unlock()
 	r := &Report{Run: "reconcile-" + uuid.NewString(), Target: rc.target.Name, By: by, Fix: fix, Started: time.Now().UTC(), Complete: true, Findings: []Finding{}}
 	rn := &run{rc: rc, ctx: ctx, report: r, relisted: map[string]int{}, seen: map[string]*seenSet{}}
+	defer func() {
+		for _, s := range rn.seen {
+			s.close()
+		}
+	}()
 	for _, typ := range []string{scim.UserType, scim.GroupType} {
 		if err := ctx.Err(); err != nil {
 			return nil, err
