@@ -166,6 +166,9 @@ type seenRun struct {
 	n      int
 	fences []uint64
 	buf    []byte
+	// linked is set when the file could not be removed while open (on systems that do not
+	// allow it): close removes it.
+	linked bool
 }
 
 // runWriter writes hashes, in order, to a new run.
@@ -182,8 +185,8 @@ func newRunWriter() (*runWriter, error) {
 	}
 	// Gone from the directory at once where the system allows it (the open file stays):
 	// nothing is left behind by a process that dies; elsewhere close removes it.
-	_ = os.Remove(f.Name())
-	return &runWriter{r: &seenRun{f: f}, w: bufio.NewWriterSize(f, 64<<10)}, nil
+	linked := os.Remove(f.Name()) != nil
+	return &runWriter{r: &seenRun{f: f, linked: linked}, w: bufio.NewWriterSize(f, 64<<10)}, nil
 }
 
 func (w *runWriter) put(h uint64) error {
@@ -290,7 +293,9 @@ func (r *seenRun) contains(h uint64) (bool, error) {
 func (r *seenRun) close() {
 	if r.f != nil {
 		_ = r.f.Close()
-		_ = os.Remove(r.f.Name())
+		if r.linked {
+			_ = os.Remove(r.f.Name())
+		}
 		r.f = nil
 	}
 }
