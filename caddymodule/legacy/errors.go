@@ -181,17 +181,21 @@ func statusError(status int, header http.Header, body []byte, now time.Time) *Er
 const maxRetryAfterHeader = 24 * time.Hour
 
 // parseRetryAfter reads a Retry-After header: delay-seconds or an HTTP-date (RFC 9110
-// §10.2.3). A date in the past is 0; ok is false when the header is absent or unreadable.
+// §10.2.3), at most maxRetryAfterHeader. A date in the past is 0; ok is false when the
+// header is absent or unreadable.
 func parseRetryAfter(v string, now time.Time) (d time.Duration, ok bool) {
 	v = strings.TrimSpace(v)
 	if v == "" {
 		return 0, false
 	}
-	if n, err := strconv.ParseUint(v, 10, 64); err == nil {
-		if n > uint64(maxRetryAfterHeader/time.Second) {
-			return maxRetryAfterHeader, true
-		}
+	n, err := strconv.ParseUint(v, 10, 64)
+	switch {
+	case err == nil && n <= uint64(maxRetryAfterHeader/time.Second):
 		return time.Duration(n) * time.Second, true
+	case err == nil || errors.Is(err, strconv.ErrRange):
+		// delay-seconds past the bound, even past what 64 bits hold: the app asks for
+		// the longest wait there is.
+		return maxRetryAfterHeader, true
 	}
 	t, err := http.ParseTime(v)
 	if err != nil {
