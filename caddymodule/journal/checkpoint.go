@@ -290,7 +290,12 @@ func (j *Journal) checkpoints(ctx context.Context) {
 	shared := j.db.Shared() && every > 0
 	j.checkTailAtStart(ctx)
 	var seen uint64 // the head when last looked (shared)
+	var changed <-chan struct{}
 	if shared {
+		// The wait is taken before the head is read, here and after each wake-up: a commit
+		// made after the read (while a checkpoint runs, say) then wakes the loop again
+		// instead of going unseen until the next one.
+		changed = j.db.Changed()
 		seen, _ = j.headSeq()
 	}
 	if j.needsFirstCheckpoint() {
@@ -306,10 +311,6 @@ func (j *Journal) checkpoints(ctx context.Context) {
 		}
 	}
 	for {
-		var changed <-chan struct{}
-		if shared {
-			changed = j.db.Changed()
-		}
 		select {
 		case <-ctx.Done():
 			return
@@ -318,6 +319,7 @@ func (j *Journal) checkpoints(ctx context.Context) {
 				j.backgroundCheckpoint()
 			}
 		case <-changed:
+			changed = j.db.Changed()
 			head, err := j.headSeq()
 			if err != nil {
 				j.log.Error("reading the journal head", zap.Error(err))
