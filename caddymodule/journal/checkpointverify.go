@@ -66,14 +66,8 @@ func (j *Journal) verifyTail(ctx context.Context) (head uint64, headHash [32]byt
 		if err != nil {
 			return err
 		}
-		var ok1, ok2 bool
-		s.anchorSeq, s.anchorPrev, ok1 = readAnchor(b)
-		s.head, s.headHash, ok2 = readHead(b)
-		if !ok1 || !ok2 {
-			return fmt.Errorf("%w: head or anchor", ErrCorrupt)
-		}
-		if k, _ := b.Bucket(bucketRecords).Cursor().Last(); k != nil {
-			s.lastRecord, _ = keySeq(k)
+		if err := s.readEnds(b); err != nil {
+			return err
 		}
 		st, bad = tailFrom(b, &s)
 		return nil

@@ -278,6 +278,20 @@ func (s snapshot) span(q Query) (from, to uint64) {
 	return from, to
 }
 
+// readEnds reads the journal's anchor, head and newest stored record from its bucket b.
+func (s *snapshot) readEnds(b kv.Bucket) error {
+	var ok1, ok2 bool
+	s.anchorSeq, s.anchorPrev, ok1 = readAnchor(b)
+	s.head, s.headHash, ok2 = readHead(b)
+	if !ok1 || !ok2 {
+		return fmt.Errorf("%w: head or anchor", ErrCorrupt)
+	}
+	if k, _ := b.Bucket(bucketRecords).Cursor().Last(); k != nil {
+		s.lastRecord, _ = keySeq(k)
+	}
+	return nil
+}
+
 func readSnapshot(db kv.DB, name []byte) (s snapshot, err error) {
 	err = db.View(func(tx kv.Tx) error {
 		b, err := journalBucket(tx, name)
@@ -287,14 +301,8 @@ func readSnapshot(db kv.DB, name []byte) (s snapshot, err error) {
 		if err := readableFormat(b); err != nil {
 			return fmt.Errorf("%w; verify or export it with that version", err)
 		}
-		var ok1, ok2 bool
-		s.anchorSeq, s.anchorPrev, ok1 = readAnchor(b)
-		s.head, s.headHash, ok2 = readHead(b)
-		if !ok1 || !ok2 {
-			return fmt.Errorf("%w: head or anchor", ErrCorrupt)
-		}
-		if k, _ := b.Bucket(bucketRecords).Cursor().Last(); k != nil {
-			s.lastRecord, _ = keySeq(k)
+		if err := s.readEnds(b); err != nil {
+			return err
 		}
 		if k, _ := b.Bucket(bucketCheckpoints).Cursor().Last(); k != nil {
 			s.lastCP, _ = keySeq(k)
