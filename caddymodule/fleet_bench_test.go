@@ -83,29 +83,17 @@ func BenchmarkFleet(b *testing.B) {
 			b.Run(k.name+"/"+rig.name, func(b *testing.B) {
 				runs.Add(1)
 				rev0, fsyncs0 := fleetEtcdCounters(b, rig.f)
-				var next atomic.Int64
 				var failed atomic.Int64
-				var wg sync.WaitGroup
-				b.ResetTimer()
-				for range fleetBenchConcurrency {
-					wg.Go(func() {
-						for {
-							i := int(next.Add(1)) - 1
-							if i >= b.N {
-								return
-							}
-							method, path, body, want := k.req(rig.f, ids[r], i)
-							resp := rig.f.do(i%len(rig.f.gws), method, path, body)
-							if resp.status != want && !(want == http.StatusOK && resp.status == http.StatusNoContent) {
-								if failed.Add(1) == 1 {
-									b.Errorf("%s %s: %d %v %s", method, path, resp.status, resp.err, resp.body)
-								}
-							}
+				fleetLoad(b, func(i int) bool {
+					method, path, body, want := k.req(rig.f, ids[r], i)
+					resp := rig.f.do(i%len(rig.f.gws), method, path, body)
+					if resp.status != want && !(want == http.StatusOK && resp.status == http.StatusNoContent) {
+						if failed.Add(1) == 1 {
+							b.Errorf("%s %s: %d %v %s", method, path, resp.status, resp.err, resp.body)
 						}
-					})
-				}
-				wg.Wait()
-				b.StopTimer()
+					}
+					return true
+				})
 				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
 				if rig.f.etcd != nil {
 					// What the store did per request: commits (etcd revisions) and WAL
@@ -149,26 +137,15 @@ func benchEtcdAlone(b *testing.B, cli *clientv3.Client) {
 		b.Run(name, func(b *testing.B) {
 			run := runs.Add(1)
 			head := fmt.Sprintf("bench-alone/%d/head", run)
-			var next, retries atomic.Int64
+			var retries atomic.Int64
 			var failed atomic.Value
-			var wg sync.WaitGroup
-			b.ResetTimer()
-			for range fleetBenchConcurrency {
-				wg.Go(func() {
-					for {
-						i := int(next.Add(1)) - 1
-						if i >= b.N {
-							return
-						}
-						if err := etcdAloneWrite(cli, head, fmt.Sprintf("bench-alone/%d/%d", run, i), value, chain, &retries); err != nil {
-							failed.CompareAndSwap(nil, err)
-							return
-						}
-					}
-				})
-			}
-			wg.Wait()
-			b.StopTimer()
+			fleetLoad(b, func(i int) bool {
+				err := etcdAloneWrite(cli, head, fmt.Sprintf("bench-alone/%d/%d", run, i), value, chain, &retries)
+				if err != nil {
+					failed.CompareAndSwap(nil, err)
+				}
+				return err == nil
+			})
 			if err, _ := failed.Load().(error); err != nil {
 				b.Fatal(err)
 			}
@@ -206,6 +183,25 @@ func etcdAloneWrite(cli *clientv3.Client, head, key, value string, chain bool, r
 		}
 		retries.Add(1)
 	}
+}
+
+// fleetLoad runs op for 0..b.N-1 from fleetBenchConcurrency goroutines, timed, with the
+// timer stopped after; a goroutine stops early when op returns false.
+func fleetLoad(b *testing.B, op func(i int) bool) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	for range fleetBenchConcurrency {
+		wg.Go(func() {
+			for i := int(next.Add(1)) - 1; i < b.N; i = int(next.Add(1)) - 1 {
+				if !op(i) {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.StopTimer()
 }
 
 // fleetEtcdCounters reads the fleet's etcd revision and the WAL fsyncs of every etcd member
