@@ -55,6 +55,7 @@ var kinds = []kind{
 	{name: "update", build: func(s *side, level, i int) request {
 		return s.api.update(s.users[i%len(s.users)], fmt.Sprintf("Title %d-%d", level, i))
 	}},
+	{name: unchangedKind, build: func(s *side, _, i int) request { return s.api.unchanged(s.users[i%len(s.users)]) }},
 	{name: "member_add", once: true, build: func(s *side, _, i int) request {
 		return s.api.addMember(s.groups[i%len(s.groups)], s.users[i])
 	}},

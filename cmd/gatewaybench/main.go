@@ -19,6 +19,8 @@
 //	lookup      GET /Users?filter=userName eq "..."      GET /api/v1/accounts?login=...
 //	get         GET /Users/{id}                          GET /api/v1/accounts/{id}
 //	update      PATCH /Users/{id} (replace title)        PATCH /api/v1/accounts/{id}
+//	unchanged   PATCH /Users/{id} (active "True" to an   GET /api/v1/accounts/{id} (the gateway
+//	            active user: Entra's periodic re-send)   sends the app nothing for it)
 //	member_add  PATCH /Groups/{id} (add one member)      POST /api/v1/teams/{id}/members:batch
 //	disable     PATCH /Users/{id} (active "False")       POST /api/v1/accounts/{id}/lock
 //
@@ -33,7 +35,8 @@
 // the client saw them) for the gateway and for the proxy; "ratio" is gateway/proxy
 // throughput; "+p50"/"+p99" are the gateway's latency minus the proxy's. The targets column
 // marks issue 18's targets where they apply (README.md lists them: with an app latency,
-// write throughput and added latency; in memory, CPU per write). A missed target is
+// write throughput and added latency; in memory, CPU per write; with any app, the
+// unchanged PATCH against the gateway's own GET by id). A missed target is
 // reported, not a failure: the command exits 1 only when a request got an unexpected status
 // or failed, 2 on a usage error.
 //

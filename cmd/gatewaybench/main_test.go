@@ -72,7 +72,8 @@ func TestRunSmall(t *testing.T) {
 
 // TestRunWithAppLatency: -app-latency reaches both demo apps: no write on either side is
 // answered sooner than the apps' latency (a lower bound: timers never fire early), while the
-// gateway's reads, answered from its store, do not wait for the app. The run is traced
+// gateway's reads, answered from its store, do not wait for the app, nor does its unchanged
+// PATCH, which sends the app nothing (its proxy side is a read of the app). The run is traced
 // (-trace): the trace holds a region for each gateway request (what writetail -waits reads).
 func TestRunWithAppLatency(t *testing.T) {
 	cfg := smallConfig()
@@ -91,7 +92,12 @@ func TestRunWithAppLatency(t *testing.T) {
 		if r.Proxy.P50Ms < 15 {
 			t.Errorf("%s: the proxied app answered in %.2f ms, below its latency", r.Kind, r.Proxy.P50Ms)
 		}
-		if !r.Read && r.Gateway.P50Ms < 15 {
+		switch {
+		case r.Kind == unchangedKind:
+			if r.Gateway.Requests == 0 || r.Gateway.P50Ms >= 15 {
+				t.Errorf("%s: %d requests, p50 %.2f ms: the gateway waited for the app on a change that changes nothing", r.Kind, r.Gateway.Requests, r.Gateway.P50Ms)
+			}
+		case !r.Read && r.Gateway.P50Ms < 15:
 			t.Errorf("%s: the gateway's write was answered in %.2f ms, below the app's latency", r.Kind, r.Gateway.P50Ms)
 		}
 	}
@@ -276,6 +282,7 @@ func TestEvaluate(t *testing.T) {
 			{Concurrency: 1, Kind: "create", Gateway: cell(10, 30, 40, 500), Proxy: cell(900, 21, 22, 150)},
 			{Concurrency: 8, Kind: "get", Read: true, Gateway: cell(800, 1, 2, 100), Proxy: cell(900, 1, 1, 100)},
 			{Concurrency: 8, Kind: "update", Gateway: cell(850, 22, 24, 280), Proxy: cell(900, 21, 22, 150)},
+			{Concurrency: 8, Kind: "unchanged", Gateway: cell(600, 2, 3, 900), Proxy: cell(900, 1, 1, 100)},
 			{Concurrency: 8, Kind: "disable", Gateway: cell(850, 26, 30, 320), Proxy: cell(900, 21, 22, 150)},
 			{Concurrency: 32, Kind: "update", Gateway: cell(1000, 25, 50, 200), Proxy: cell(1000, 21, 40, 150)},
 			{Concurrency: 32, Kind: "member_add", Gateway: cell(700, 25, 50, 200), Proxy: cell(1000, 21, 40, 150)},
@@ -308,23 +315,26 @@ func TestEvaluate(t *testing.T) {
 			"create@1":      "",
 			"get@8":         ">=1.0x MISSED",
 			"update@8":      ">=0.9x met, +p50<=3ms met, +p99<=5ms met",
+			"unchanged@8":   "", // not a write: judged against the gateway's GET (600 / 800: 0.75x)
 			"disable@8":     ">=0.9x met, +p50<=3ms MISSED, +p99<=5ms MISSED",
 			"update@32":     ">=0.9x met",
 			"member_add@32": ">=0.9x MISSED",
 			"disable@32":    "",
-		}, []TargetResult{{Rows: 2, Met: false}, {Rows: 4, Met: false}, {Rows: 2, Met: false}, {Rows: 2, Met: false}, {Rows: 0, Met: false}, {Rows: 1, Met: false}})
+		}, []TargetResult{{Rows: 2, Met: false}, {Rows: 4, Met: false}, {Rows: 2, Met: false}, {Rows: 2, Met: false}, {Rows: 0, Met: false}, {Rows: 1, Met: false}, {Rows: 1, Met: false}})
 	})
 	t.Run("in memory", func(t *testing.T) {
 		rep := &Report{Rows: rows(), InMemory: true}
-		rep.Rows[6].Gateway.RequestsPerSecond = 900 // member_add 0.9x update: met
+		rep.Rows[7].Gateway.RequestsPerSecond = 900 // member_add 0.9x update: met
+		rep.Rows[4].Gateway.RequestsPerSecond = 640 // unchanged 0.8x get: met
 		rep.evaluate()
 		check(t, rep, map[key]string{
 			"lookup@1":      ">=1.0x met",
 			"create@1":      "cpu<=2.0x MISSED",
 			"update@8":      "cpu<=2.0x met",
+			"unchanged@8":   "", // its CPU (9x the proxied read's) is not a write's
 			"disable@8":     "cpu<=2.0x MISSED",
 			"member_add@32": "cpu<=2.0x met",
-		}, []TargetResult{{Rows: 2, Met: false}, {Rows: 0, Met: false}, {Rows: 0, Met: false}, {Rows: 0, Met: false}, {Rows: 5, Met: false}, {Rows: 1, Met: true}})
+		}, []TargetResult{{Rows: 2, Met: false}, {Rows: 0, Met: false}, {Rows: 0, Met: false}, {Rows: 0, Met: false}, {Rows: 5, Met: false}, {Rows: 1, Met: true}, {Rows: 1, Met: true}})
 	})
 	none := &Report{}
 	none.evaluate()

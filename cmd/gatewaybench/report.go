@@ -23,6 +23,11 @@ const (
 	memberRatioTarget   = 0.8 // gateway member_add / update throughput at memberTargetLevel
 	memberTargetLevel   = 32
 	memberKind, updKind = "member_add", "update"
+	// unchangedRatioTarget: gateway throughput of a PATCH that changes nothing / of a GET by
+	// id, at unchangedTargetLevel, every app (the no-op sends the app nothing).
+	unchangedRatioTarget   = 0.8
+	unchangedTargetLevel   = 8
+	unchangedKind, getKind = "unchanged", "get"
 )
 
 // writeTargetLevels are the levels the write throughput target applies to.
@@ -80,7 +85,8 @@ func (rep *Report) evaluate() {
 	p99 := TargetResult{Target: fmt.Sprintf("write p99 added latency <= %.0f ms at concurrency %d (app with latency)", addedP99TargetMs, latencyTargetLevel), Met: true}
 	cpu := TargetResult{Target: fmt.Sprintf("gateway CPU per write <= %.1fx a proxied request's (in memory)", cpuRatioTarget), Met: true}
 	member := TargetResult{Target: fmt.Sprintf("gateway %s throughput >= %.1fx its %s throughput at concurrency %d", memberKind, memberRatioTarget, updKind, memberTargetLevel), Met: true}
-	var memberRPS, updateRPS float64
+	unchanged := TargetResult{Target: fmt.Sprintf("gateway %s PATCH throughput >= %.1fx its %s by id throughput at concurrency %d", unchangedKind, unchangedRatioTarget, getKind, unchangedTargetLevel), Met: true}
+	var memberRPS, updateRPS, unchangedRPS, getRPS float64
 	for i := range rep.Rows {
 		r := &rep.Rows[i]
 		if r.Concurrency == memberTargetLevel && r.Gateway.Requests > 0 {
@@ -89,6 +95,14 @@ func (rep *Report) evaluate() {
 				memberRPS = r.Gateway.RequestsPerSecond
 			case updKind:
 				updateRPS = r.Gateway.RequestsPerSecond
+			}
+		}
+		if r.Concurrency == unchangedTargetLevel && r.Gateway.Requests > 0 {
+			switch r.Kind {
+			case unchangedKind:
+				unchangedRPS = r.Gateway.RequestsPerSecond
+			case getKind:
+				getRPS = r.Gateway.RequestsPerSecond
 			}
 		}
 		if r.Gateway.Requests == 0 || r.Proxy.Requests == 0 || r.Proxy.RequestsPerSecond == 0 {
@@ -103,6 +117,9 @@ func (rep *Report) evaluate() {
 		if r.Read {
 			r.add(&read, fmt.Sprintf(">=%.1fx", readRatioTarget), r.ThroughputRatio >= readRatioTarget)
 			continue
+		}
+		if r.Kind == unchangedKind {
+			continue // not a write: judged against the gateway's own GET, below
 		}
 		if rep.InMemory {
 			if r.CPURatio > 0 {
@@ -123,7 +140,12 @@ func (rep *Report) evaluate() {
 		member.Met = memberRPS/updateRPS >= memberRatioTarget
 		member.Target += fmt.Sprintf(" (measured %.2fx)", memberRPS/updateRPS)
 	}
-	rep.Targets = []TargetResult{read, write, p50, p99, cpu, member}
+	if unchangedRPS > 0 && getRPS > 0 {
+		unchanged.Rows = 1
+		unchanged.Met = unchangedRPS/getRPS >= unchangedRatioTarget
+		unchanged.Target += fmt.Sprintf(" (measured %.2fx)", unchangedRPS/getRPS)
+	}
+	rep.Targets = []TargetResult{read, write, p50, p99, cpu, member, unchanged}
 	for i := range rep.Targets {
 		rep.Targets[i].Met = rep.Targets[i].Met && rep.Targets[i].Rows > 0
 	}

@@ -63,6 +63,7 @@ type api interface {
 	lookup(u ref) request
 	get(u ref) request
 	update(u ref, title string) request
+	unchanged(u ref) request
 	disable(u ref) request
 	createGroup(name string) request
 	addMember(group, user ref) request
@@ -123,6 +124,13 @@ func (scimAPI) get(u ref) request {
 func (scimAPI) update(u ref, title string) request {
 	return request{method: http.MethodPatch, path: "/Users/" + url.PathEscape(u.id), want: []int{http.StatusOK, http.StatusNoContent},
 		body: patch(map[string]any{"op": "Replace", "path": "title", "value": title})}
+}
+
+// unchanged is Entra's periodic re-send of a value the user already holds: "active" to an
+// active user. The gateway answers it from a read; nothing goes to the app.
+func (scimAPI) unchanged(u ref) request {
+	return request{method: http.MethodPatch, path: "/Users/" + url.PathEscape(u.id), want: []int{http.StatusOK, http.StatusNoContent},
+		body: patch(map[string]any{"op": "Replace", "path": "active", "value": "True"}), check: wantID(u.id)}
 }
 
 func (scimAPI) disable(u ref) request {
@@ -190,6 +198,11 @@ func (nativeAPI) update(u ref, title string) request {
 	return request{method: http.MethodPatch, path: "/api/v1/accounts/" + u.id, want: []int{http.StatusOK},
 		body: mustJSON(map[string]any{"org": map[string]any{"title": title}})}
 }
+
+// unchanged, through the proxy, reads the account: the gateway sends the app nothing for
+// such a change, so the app's cheapest call is the comparison; the kind's target is the
+// gateway's own GET by id (see report.go).
+func (a nativeAPI) unchanged(u ref) request { return a.get(u) }
 
 func (nativeAPI) disable(u ref) request {
 	return request{method: http.MethodPost, path: "/api/v1/accounts/" + u.id + "/lock", want: []int{http.StatusOK}}
