@@ -136,6 +136,12 @@ func (j *Journal) Checkpoint() (*Checkpoint, error) {
 	if j.closed.Load() {
 		return nil, ErrClosed
 	}
+	return j.checkpoint()
+}
+
+// checkpoint is Checkpoint without the check that the journal is open: Close's last
+// checkpoint (see checkpoints) runs after the journal is marked closed.
+func (j *Journal) checkpoint() (*Checkpoint, error) {
 	// Shared: retention does not remove the records being checked, or move the anchor,
 	// until the checkpoint is stored.
 	j.pruneMu.RLock()
@@ -313,6 +319,7 @@ func (j *Journal) checkpoints(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
+			j.closingCheckpoint()
 			return
 		case <-j.checkpointReq:
 			if !shared {
@@ -390,6 +397,30 @@ func (j *Journal) needsFirstCheckpoint() bool {
 		j.log.Error("reading the journal's checkpoints", zap.Error(err))
 	}
 	return needs
+}
+
+// closingCheckpoint writes, when the journal is being closed (not when the job was lost to
+// another gateway), a checkpoint of the head if the newest one does not cover it: the
+// records since the last checkpoint_every or checkpoint_interval are vouched for, signed
+// when the journal has a key, while the gateway is down and its store file may be copied or
+// backed up. A journal whose checkpoints are off (neither setting) has no such job and
+// writes none.
+func (j *Journal) closingCheckpoint() {
+	select {
+	case <-j.stop:
+	default:
+		return // the job was lost: the next holder checkpoints
+	}
+	cp, err := j.checkpoint()
+	var te *TailError
+	switch {
+	case errors.As(err, &te):
+		j.logRefusal(te)
+	case err != nil && !errors.Is(err, ErrEmpty):
+		j.log.Error("writing the journal's checkpoint at close", zap.Error(err))
+	case err == nil:
+		j.log.Info("journal closed at a checkpoint", zap.String("journal", j.opts.Name), zap.Uint64("seq", cp.Seq), zap.String("hash", cp.Hash))
+	}
 }
 
 func (j *Journal) backgroundCheckpoint() {

@@ -184,6 +184,9 @@ func TestFirstRecordsVouched(t *testing.T) {
 	case <-time.After(20 * time.Millisecond):
 	}
 	j.Close()
+	if cp := waitCheckpoint(t, got); cp.Seq != 4 || cp.Signature == "" {
+		t.Fatalf("checkpoint at close %+v, want the head (4), signed", cp)
+	}
 
 	// Records written unsigned, then signing turned on: checkpointed when the job starts.
 	db2, _ := openDB(t)
@@ -193,5 +196,64 @@ func TestFirstRecordsVouched(t *testing.T) {
 	openJournal(t, db2, opts)
 	if cp := waitCheckpoint(t, got); cp.Seq != 5 || cp.Signature == "" {
 		t.Fatalf("checkpoint when signing is turned on: %+v", cp)
+	}
+}
+
+// TestCheckpointAtClose: closing a journal whose checkpoints are on writes a checkpoint of
+// the head when the newest one does not cover it (signed with the journal's key), so the
+// records since the last checkpoint_every are vouched for while the gateway is down; a
+// journal whose checkpoints are off writes none, and a head already covered gets no second.
+func TestCheckpointAtClose(t *testing.T) {
+	pub, priv := testKey()
+	db, _ := openDB(t)
+	got, on := checkpointSink()
+	opts := Options{CheckpointEvery: 1000, SigningKey: priv, KeyID: "k1", OnCheckpoint: on}
+	j := openJournal(t, db, opts)
+	appendN(t, j, 0, 1)
+	if cp := waitCheckpoint(t, got); cp.Seq != 1 {
+		t.Fatalf("first checkpoint %+v", cp) // a signed journal vouches for its first record at once
+	}
+	appendN(t, j, 1, 6)
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cp := waitCheckpoint(t, got)
+	if cp.Seq != 7 || cp.KeyID != "k1" {
+		t.Fatalf("checkpoint at close %+v, want the head (7) under k1", cp)
+	}
+	if err := cp.VerifySignature("main", pub); err != nil {
+		t.Fatal(err)
+	}
+
+	// Open again and close without a record: the head is covered, nothing is written.
+	j = openJournal(t, db, opts)
+	rep, err := j.Verify(context.Background(), pub)
+	wantOK(t, rep, err)
+	if rep.Checkpoints != 2 || rep.CheckpointSeq != 7 {
+		t.Errorf("after reopening: %+v, want 2 checkpoints, the newest at 7", rep)
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case cp := <-got:
+		t.Fatalf("a second checkpoint of a covered head: %+v", cp)
+	case <-time.After(20 * time.Millisecond):
+	}
+
+	// Checkpoints off: none at close either.
+	db2, _ := openDB(t)
+	off := openJournal(t, db2, Options{})
+	appendN(t, off, 0, 3)
+	if err := off.Close(); err != nil {
+		t.Fatal(err)
+	}
+	off = openJournal(t, db2, Options{})
+	info, err := off.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.LatestCheckpoint != nil {
+		t.Errorf("a journal without checkpoints wrote one at close: %+v", info.LatestCheckpoint)
 	}
 }
