@@ -2,7 +2,6 @@ package demoapp
 
 import (
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -13,6 +12,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
+
+	"github.com/scimgate/scimgate/internal/testnet"
 )
 
 // TestRealCaddy runs the app in a real Caddy from testdata/Caddyfile, over the network,
@@ -121,16 +122,8 @@ func adaptTestCaddyfile(t *testing.T) []byte {
 	return cfg
 }
 
-// freeLoopbackAddr returns a loopback address with a port that was free a moment ago.
+// freeLoopbackAddr returns a free loopback address, claimed for the test (testnet.FreeAddr).
 func freeLoopbackAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
+	return testnet.FreeAddr(t)
 }

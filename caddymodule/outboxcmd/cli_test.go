@@ -23,6 +23,7 @@ import (
 
 	_ "github.com/scimgate/scimgate/caddymodule"
 	"github.com/scimgate/scimgate/caddymodule/internal/journaltest"
+	"github.com/scimgate/scimgate/internal/testnet"
 )
 
 const mapping = `{"version": 1, "users": {"events": {
@@ -62,7 +63,8 @@ func TestOutboxCommand(t *testing.T) {
 	if err := os.WriteFile(mapFile, []byte(mapping), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	admin, addr := journaltest.FreeLoopbackAddr(t), journaltest.FreeLoopbackAddr(t)
+	addrs := testnet.FreeAddrs(t, 2)
+	admin, addr := addrs[0], addrs[1]
 	caddyfile := fmt.Sprintf(`{
 	admin %s
 	auto_https off

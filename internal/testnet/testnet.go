@@ -3,8 +3,14 @@ package testnet
 
 import (
 	"net"
+	"os"
+	"path/filepath"
 	"testing"
 )
+
+// maxSkipped bounds how many ports FreeAddrs passes over because another test process
+// claimed them, so that a broken lock directory fails the test instead of looping.
+const maxSkipped = 256
 
 // FreeAddr returns a free loopback address (127.0.0.1:port).
 func FreeAddr(t testing.TB) string {
@@ -12,20 +18,64 @@ func FreeAddr(t testing.TB) string {
 	return FreeAddrs(t, 1)[0]
 }
 
-// FreeAddrs returns n distinct free loopback addresses. Their listeners are all open before
-// any is closed, so the kernel cannot hand the same port out twice, as it may when one
-// listener is closed before the next opens (seen in CI: two servers of one test given the
-// same port). Take every address a test needs together in one call.
+// FreeAddrs returns n distinct free loopback addresses, claimed for this test until it
+// ends. Their listeners are all open before any is closed, so the kernel cannot hand the
+// same port out twice, as it may when one listener is closed before the next opens (seen
+// in CI: two servers of one test given the same port).
+//
+// A claim is an advisory lock on a file named for the port (in the temporary directory),
+// which other test processes that use FreeAddrs respect: `go test ./...` runs packages in
+// parallel processes, and Caddy binds with SO_REUSEPORT, so two of them handed the same
+// port would both bind it and the kernel would split the connections between them (seen in
+// CI: an admin request answered 200 with an empty body by another package's Caddy).
+// Take every address a test needs together in one call.
 func FreeAddrs(t testing.TB, n int) []string {
 	t.Helper()
-	addrs := make([]string, n)
-	for i := range addrs {
+	addrs := make([]string, 0, n)
+	skipped := 0
+	for len(addrs) < n {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatalf("finding a free loopback port: %v", err)
 		}
 		defer l.Close()
-		addrs[i] = l.Addr().String()
+		addr := l.Addr().String()
+		if !claim(t, addr) {
+			if skipped++; skipped > maxSkipped {
+				t.Fatalf("finding a free loopback port: %d ports in a row are claimed by other test processes", skipped)
+			}
+			continue
+		}
+		addrs = append(addrs, addr)
 	}
 	return addrs
+}
+
+// claim takes addr's lock for the rest of the test; false when another process holds it.
+// Where locks are not supported, every claim succeeds.
+func claim(t testing.TB, addr string) bool {
+	t.Helper()
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatalf("claiming %s: %v", addr, err)
+	}
+	dir := filepath.Join(os.TempDir(), "scimgate-test-ports")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatalf("claiming %s: %v", addr, err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, port), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatalf("claiming %s: %v", addr, err)
+	}
+	ok, err := tryLock(f)
+	if err != nil {
+		_ = f.Close()
+		t.Fatalf("claiming %s: %v", addr, err)
+	}
+	if !ok {
+		_ = f.Close()
+		return false
+	}
+	t.Cleanup(func() { _ = f.Close() }) // closing the file releases the lock
+	return true
 }

@@ -26,3 +26,21 @@ func TestFreeAddrsAreDistinctAndFree(t *testing.T) {
 		defer l.Close()
 	}
 }
+
+// TestClaimedPortsAreSkipped: a port claimed by another holder (here a second open file
+// description of its lock, as another test process would have) is not handed out, and a
+// claim is released when the test that took it ends.
+func TestClaimedPortsAreSkipped(t *testing.T) {
+	var addr string
+	t.Run("holder", func(t *testing.T) {
+		addr = FreeAddr(t)
+		if claim(t, addr) {
+			t.Fatalf("%s claimed twice while its first claim is held", addr)
+		}
+	})
+	t.Run("after", func(t *testing.T) {
+		if !claim(t, addr) {
+			t.Fatalf("%s still claimed after the test that claimed it ended", addr)
+		}
+	})
+}

@@ -16,7 +16,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -36,6 +35,7 @@ import (
 	"github.com/scimgate/scimgate/caddymodule/journal"
 	"github.com/scimgate/scimgate/caddymodule/journaladmin"
 	"github.com/scimgate/scimgate/caddymodule/outbox"
+	"github.com/scimgate/scimgate/internal/testnet"
 )
 
 const (
@@ -177,13 +177,14 @@ func start(t *testing.T, caddyfile []byte) *Env {
 	if _, err := rand.Read(seed); err != nil {
 		t.Fatal(err)
 	}
+	addrs := testnet.FreeAddrs(t, 2)
 	e := &Env{
-		Admin:   FreeLoopbackAddr(t),
+		Admin:   addrs[0],
 		DataDir: t.TempDir(),
 		Pub:     ed25519.NewKeyFromSeed(seed).Public().(ed25519.PublicKey),
 		Client:  &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{}},
 	}
-	addr := FreeLoopbackAddr(t)
+	addr := addrs[1]
 	e.SCIM = "http://" + addr + "/scim/v2"
 	t.Setenv("SCIMGATE_ADM_ADMIN", e.Admin)
 	t.Setenv("SCIMGATE_ADM_ADDR", addr)
@@ -212,18 +213,10 @@ func start(t *testing.T, caddyfile []byte) *Env {
 	return e
 }
 
-// FreeLoopbackAddr returns a loopback address with a port that was free a moment ago.
+// FreeLoopbackAddr returns a free loopback address, claimed for the test (testnet.FreeAddr).
 func FreeLoopbackAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
+	return testnet.FreeAddr(t)
 }
 
 // Do sends a request to the admin endpoint as a script would (no Origin header) and
