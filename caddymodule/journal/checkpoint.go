@@ -419,7 +419,7 @@ func (j *Journal) closingCheckpoint() {
 	case err != nil && !errors.Is(err, ErrEmpty):
 		j.log.Error("writing the journal's checkpoint at close", zap.Error(err))
 	case err == nil:
-		j.log.Info("journal closed at a checkpoint", zap.String("journal", j.opts.Name), zap.Uint64("seq", cp.Seq), zap.String("hash", cp.Hash))
+		j.log.Info("journal closed at a checkpoint", zap.Uint64("seq", cp.Seq), zap.String("hash", cp.Hash))
 	}
 }
 
