@@ -199,10 +199,13 @@ func findMapping(flagValue string) (string, error) {
 	return "", errors.New("no " + defaultMapping + " in the working directory or its parents: run from the repository or pass -mapping")
 }
 
-// freeAddrs picks n distinct free loopback ports. They are released before Caddy binds
+// freeAddrs picks n distinct free loopback ports (the tests claim them: ports_test.go).
+var freeAddrs = pickFreeAddrs
+
+// pickFreeAddrs picks n distinct free loopback ports. They are released before Caddy binds
 // them; on a busy host another process could take one, and Caddy's start then fails with
 // a clear error.
-func freeAddrs(n int) ([]string, error) {
+func pickFreeAddrs(n int) ([]string, error) {
 	out := make([]string, 0, n)
 	for range n {
 		l, err := net.Listen("tcp", "127.0.0.1:0")

@@ -2,9 +2,11 @@
 package testnet
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 )
 
@@ -52,30 +54,75 @@ func FreeAddrs(t testing.TB, n int) []string {
 }
 
 // claim takes addr's lock for the rest of the test; false when another process holds it.
-// Where locks are not supported, every claim succeeds.
 func claim(t testing.TB, addr string) bool {
 	t.Helper()
-	_, port, err := net.SplitHostPort(addr)
+	f, err := claimFile(addr)
 	if err != nil {
 		t.Fatalf("claiming %s: %v", addr, err)
 	}
-	dir := filepath.Join(os.TempDir(), "scimgate-test-ports")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatalf("claiming %s: %v", addr, err)
-	}
-	f, err := os.OpenFile(filepath.Join(dir, port), os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		t.Fatalf("claiming %s: %v", addr, err)
-	}
-	ok, err := tryLock(f)
-	if err != nil {
-		_ = f.Close()
-		t.Fatalf("claiming %s: %v", addr, err)
-	}
-	if !ok {
-		_ = f.Close()
+	if f == nil {
 		return false
 	}
 	t.Cleanup(func() { _ = f.Close() }) // closing the file releases the lock
 	return true
+}
+
+// FreeAddrsHeld is FreeAddrs for code without a test to end the claims (a command's rig,
+// run by its package's tests): the claims are held until the process exits.
+func FreeAddrsHeld(n int) ([]string, error) {
+	addrs := make([]string, 0, n)
+	skipped := 0
+	for len(addrs) < n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("finding a free loopback port: %w", err)
+		}
+		defer l.Close()
+		addr := l.Addr().String()
+		f, err := claimFile(addr)
+		if err != nil {
+			return nil, fmt.Errorf("claiming %s: %w", addr, err)
+		}
+		if f == nil {
+			if skipped++; skipped > maxSkipped {
+				return nil, fmt.Errorf("finding a free loopback port: %d ports in a row are claimed by other test processes", skipped)
+			}
+			continue
+		}
+		heldMu.Lock()
+		held = append(held, f) // kept open: the lock lasts as long as the process
+		heldMu.Unlock()
+		addrs = append(addrs, addr)
+	}
+	return addrs, nil
+}
+
+// held keeps FreeAddrsHeld's lock files open (their locks) for the life of the process.
+var (
+	heldMu sync.Mutex
+	held   []*os.File
+)
+
+// claimFile locks the file named for addr's port: the open file while it holds the lock,
+// nil when another open file holds it. Where locks are not supported, every claim
+// succeeds.
+func claimFile(addr string) (*os.File, error) {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(os.TempDir(), "scimgate-test-ports")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(dir, port), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	ok, err := tryLock(f)
+	if err != nil || !ok {
+		_ = f.Close()
+		return nil, err
+	}
+	return f, nil
 }

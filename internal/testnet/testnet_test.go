@@ -44,3 +44,21 @@ func TestClaimedPortsAreSkipped(t *testing.T) {
 		}
 	})
 }
+
+// TestHeldClaims: FreeAddrsHeld's ports are distinct and stay claimed after it returns.
+func TestHeldClaims(t *testing.T) {
+	addrs, err := FreeAddrsHeld(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, a := range addrs {
+		if seen[a] {
+			t.Fatalf("%s returned twice", a)
+		}
+		seen[a] = true
+		if claim(t, a) {
+			t.Errorf("%s is not held", a)
+		}
+	}
+}
