@@ -9,7 +9,6 @@ package teststore
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/scimgate/scimgate/caddymodule/kv/etcdkv"
 	"github.com/scimgate/scimgate/caddymodule/store"
+	"github.com/scimgate/scimgate/internal/testnet"
 )
 
 // Etcd reports whether tests run on etcd (SCIMGATE_TEST_STORE=etcd).
@@ -82,7 +82,13 @@ func start() (string, error) {
 	cfg := embed.NewConfig()
 	cfg.Name = "test"
 	cfg.Dir = dir
-	cli, peer := url.URL{Scheme: "http", Host: freeAddr()}, url.URL{Scheme: "http", Host: freeAddr()}
+	// Claimed for the process (the member's life), both in one call: two ports picked one
+	// after the other may be the same, and another test process's Caddy may be handed one.
+	addrs, err := testnet.FreeAddrsHeld(2)
+	if err != nil {
+		return "", err
+	}
+	cli, peer := url.URL{Scheme: "http", Host: addrs[0]}, url.URL{Scheme: "http", Host: addrs[1]}
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{cli}, []url.URL{cli}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
 	cfg.InitialCluster = cfg.Name + "=" + peer.String()
@@ -97,13 +103,4 @@ func start() (string, error) {
 		return "", fmt.Errorf("etcd not ready within a minute")
 	}
 	return cli.String(), nil
-}
-
-func freeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
