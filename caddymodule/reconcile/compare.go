@@ -78,7 +78,7 @@ func (rn *run) incomplete(what string, err error) {
 // resources the app lacks.
 func (rn *run) compare(typ string) error {
 	t := rn.rc.target
-	seen := newSeenSet()
+	seen := newSeenSet(rn.rc.opts.TempDir)
 	if rn.seen != nil {
 		rn.seen[typ] = seen
 	}
@@ -373,7 +373,7 @@ func (rn *run) checkDirectory(tx *store.Tx, key string, rec *store.Record, seen 
 func (rn *run) compareMembers(g groupRef) error {
 	t := rn.rc.target
 	userKey := t.IDMapKey(scim.UserType)
-	seen := newSeenSet()
+	seen := newSeenSet(rn.rc.opts.TempDir)
 	defer seen.close()
 	batch := make([]mapping.Account, 0, rn.rc.opts.Batch)
 	flush := func() error {

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/scimgate/scimgate/caddymodule/change"
+	"github.com/scimgate/scimgate/caddymodule/internal/teststore"
 	"github.com/scimgate/scimgate/caddymodule/mapping"
 	"github.com/scimgate/scimgate/caddymodule/policy"
 	"github.com/scimgate/scimgate/caddymodule/provision"
@@ -340,7 +341,7 @@ func TestReconcileOverlappingPages(t *testing.T) {
 func TestSeenSetAcrossMerges(t *testing.T) {
 	for _, spillAt := range []int{seenSpill, seenRecent, 5} {
 		t.Run(fmt.Sprint(spillAt), func(t *testing.T) {
-			s := newSeenSet()
+			s := newSeenSet(t.TempDir())
 			defer s.close()
 			s.spillAt = spillAt
 			n := min(9*seenRecent, 1000*spillAt) + 17
@@ -400,8 +401,7 @@ func TestSeenSetAcrossMerges(t *testing.T) {
 // from then on, rather than taking an account for listed or not (a reconcile then fails:
 // see TestReconcileFailsWithoutTemporaryFiles).
 func TestSeenSetFailsWithoutItsFiles(t *testing.T) {
-	t.Setenv("TMPDIR", filepath.Join(t.TempDir(), "gone"))
-	s := newSeenSet()
+	s := newSeenSet(filepath.Join(t.TempDir(), "gone"))
 	defer s.close()
 	s.spillAt = 1
 	var err error
@@ -418,11 +418,16 @@ func TestSeenSetFailsWithoutItsFiles(t *testing.T) {
 
 // TestReconcileWithTheListOnDisk: with every hash of the seen sets written out as it
 // arrives (runs on disk, merged as they pile up), a reconcile of the seeded app reports
-// exactly what it reports with them in memory.
+// exactly what it reports with them in memory; on a store file, they are written next to it.
 func TestReconcileWithTheListOnDisk(t *testing.T) {
 	seenSpillAt = 1
 	t.Cleanup(func() { seenSpillAt = seenSpill })
 	s := seed(t)
+	if !teststore.Etcd() {
+		// The list goes next to the store's file (Options.TempDir's default), not to a
+		// system temporary directory that may be small or in memory.
+		t.Setenv("TMPDIR", filepath.Join(t.TempDir(), "gone"))
+	}
 	rep, err := s.reconciler(Options{Batch: 7}).Run(context.Background(), false, "test")
 	if err != nil {
 		t.Fatal(err)
@@ -443,8 +448,7 @@ func TestReconcileFailsWithoutTemporaryFiles(t *testing.T) {
 	t.Cleanup(func() { seenSpillAt = seenSpill })
 	s := seed(t)
 	before := s.app.state()
-	t.Setenv("TMPDIR", filepath.Join(t.TempDir(), "gone"))
-	rep, err := s.reconciler(Options{}).Run(context.Background(), true, "test")
+	rep, err := s.reconciler(Options{TempDir: filepath.Join(t.TempDir(), "gone")}).Run(context.Background(), true, "test")
 	if err == nil || !strings.Contains(err.Error(), "temporary file") {
 		t.Fatalf("report %+v, error %v", rep, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
@@ -45,6 +46,12 @@ type Options struct {
 	// Orphans is what --fix does with orphaned accounts: OrphansReport (default) or
 	// OrphansDisable.
 	Orphans string
+	// TempDir is where a run writes the list of the accounts it has seen once it passes
+	// 8,192 (sorted runs of 8-byte hashes, unlinked as they are made, so a run's memory
+	// stays bounded whatever the app's size). Default: the directory of the store's file,
+	// which is sized for the directory's data, unlike a /tmp that may be small or in
+	// memory; on a store without a file (etcd), the system's temporary directory.
+	TempDir string
 }
 
 // Reconciler compares one target's app with the directory and, on request, repairs it.
@@ -73,6 +80,9 @@ func New(s *store.Store, j *journal.Journal, eng *provision.Engine, t *provision
 	}
 	if opts.Batch <= 0 {
 		opts.Batch = DefaultBatch
+	}
+	if f, ok := s.DB().(interface{ Path() string }); ok && opts.TempDir == "" {
+		opts.TempDir = filepath.Dir(f.Path())
 	}
 	if opts.MaxFindings <= 0 {
 		opts.MaxFindings = DefaultMaxFindings

@@ -15,7 +15,7 @@ import (
 // seenSet holds the native ids the app listed, as 8-byte hashes (seeded per run, so no
 // one can choose ids that collide): the hashes added lately in a small set, merged now and
 // then into a sorted list in memory, which, once it holds seenSpill hashes, is written out
-// as a sorted run to a temporary file. So a reconcile holds at most about 100 KB of them in
+// as a sorted run to a temporary file in dir (Options.TempDir). So a reconcile holds at most about 100 KB of them in
 // memory whatever the app's size, plus a fence (8 bytes) per seenBlock hashes on disk;
 // runs are merged as they pile up (two of like size into one), so that a lookup reads one
 // block from each of at most log2(accounts / seenSpill) files. An account listed a second
@@ -33,7 +33,9 @@ type seenSet struct {
 	// spillAt is how many hashes the list holds before it is written out (seenSpill; tests
 	// make it small).
 	spillAt int
-	err     error
+	// dir is where the runs are written ("": the system's temporary directory).
+	dir string
+	err error
 }
 
 // seenRecent is how many hashes wait in the set before they are merged into the list: a
@@ -49,7 +51,9 @@ var seenSpillAt = seenSpill
 // seenBlock is how many hashes of a run one lookup reads (4 KB), found by the run's fences.
 const seenBlock = 512
 
-func newSeenSet() *seenSet { return &seenSet{seed: maphash.MakeSeed(), spillAt: seenSpillAt} }
+func newSeenSet(dir string) *seenSet {
+	return &seenSet{seed: maphash.MakeSeed(), spillAt: seenSpillAt, dir: dir}
+}
 
 // add adds id; false when it was there already.
 func (s *seenSet) add(id string) (bool, error) {
@@ -122,7 +126,7 @@ func (s *seenSet) merge() {
 // spill writes the sorted list out as a run and merges the newest runs while the one
 // before the newest is at most twice its size.
 func (s *seenSet) spill() {
-	r, err := writeRun(s.sorted)
+	r, err := writeRun(s.dir, s.sorted)
 	if err != nil {
 		s.fail(err)
 		return
@@ -134,7 +138,7 @@ func (s *seenSet) spill() {
 		if a.n > 2*b.n {
 			return
 		}
-		m, err := mergeRuns(a, b)
+		m, err := mergeRuns(s.dir, a, b)
 		if err != nil {
 			s.fail(err)
 			return
@@ -178,8 +182,8 @@ type runWriter struct {
 	b [8]byte
 }
 
-func newRunWriter() (*runWriter, error) {
-	f, err := os.CreateTemp("", "scimgate-reconcile-*.seen")
+func newRunWriter(dir string) (*runWriter, error) {
+	f, err := os.CreateTemp(dir, "scimgate-reconcile-*.seen")
 	if err != nil {
 		return nil, err
 	}
@@ -207,8 +211,8 @@ func (w *runWriter) finish() (*seenRun, error) {
 	return w.r, nil
 }
 
-func writeRun(hs []uint64) (*seenRun, error) {
-	w, err := newRunWriter()
+func writeRun(dir string, hs []uint64) (*seenRun, error) {
+	w, err := newRunWriter(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -222,8 +226,8 @@ func writeRun(hs []uint64) (*seenRun, error) {
 }
 
 // mergeRuns writes the hashes of a and b, in order, to a new run.
-func mergeRuns(a, b *seenRun) (*seenRun, error) {
-	w, err := newRunWriter()
+func mergeRuns(dir string, a, b *seenRun) (*seenRun, error) {
+	w, err := newRunWriter(dir)
 	if err != nil {
 		return nil, err
 	}
