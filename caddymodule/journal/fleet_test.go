@@ -31,6 +31,7 @@ func TestJournalOfAFleet(t *testing.T) {
 		el          *fleet.Etcd
 		j           *Journal
 		checkpoints atomic.Int32
+		last        atomic.Uint64 // the newest checkpoint's seq
 	}
 	var gws []*gw
 	for _, id := range []string{"a", "b"} {
@@ -41,7 +42,7 @@ func TestJournalOfAFleet(t *testing.T) {
 		t.Cleanup(func() { el.Close() })
 		g := &gw{el: el}
 		g.j = openJournal(t, db, Options{Name: "audit", CheckpointEvery: 10, Elector: el,
-			OnCheckpoint: func(Checkpoint) { g.checkpoints.Add(1) }})
+			OnCheckpoint: func(cp Checkpoint) { g.checkpoints.Add(1); g.last.Store(cp.Seq) }})
 		gws = append(gws, g)
 	}
 	var holder, other *gw
@@ -93,6 +94,26 @@ func TestJournalOfAFleet(t *testing.T) {
 	if holder.checkpoints.Load() == 0 || other.checkpoints.Load() != 0 {
 		t.Errorf("checkpoints written: %d by the holder, %d by the other gateway; want some, none",
 			holder.checkpoints.Load(), other.checkpoints.Load())
+	}
+
+	// Records past the last multiple of checkpoint_every: closing the gateway that does not
+	// hold the job writes no checkpoint; closing the holder checkpoints the head.
+	for i := n + 1; i <= n+3; i++ {
+		if err := db.Update(func(tx kv.Tx) error { return other.j.Append(tx, sampleRecord(i)) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := other.j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := holder.j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := holder.last.Load(); got != n+3 {
+		t.Errorf("closing the holder left the newest checkpoint at %d, want the head %d", got, n+3)
+	}
+	if c := other.checkpoints.Load(); c != 0 {
+		t.Errorf("the gateway without the job wrote %d checkpoints at close", c)
 	}
 }
 
