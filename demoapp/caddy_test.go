@@ -19,7 +19,7 @@ import (
 // TestRealCaddy runs the app in a real Caddy from testdata/Caddyfile, over the network,
 // and checks that a reload keeps the data and applies new limits.
 func TestRealCaddy(t *testing.T) {
-	addr := freeLoopbackAddr(t)
+	addr := testnet.FreeAddr(t)
 	t.Setenv("DEMOAPP_IT_ADDR", addr)
 	t.Setenv("DEMOAPP_IT_STORAGE", t.TempDir())
 	t.Setenv("DEMOAPP_IT_KEY", "it-key-secret")
@@ -120,10 +120,4 @@ func adaptTestCaddyfile(t *testing.T) []byte {
 		t.Logf("Caddyfile warning: %s", w.String())
 	}
 	return cfg
-}
-
-// freeLoopbackAddr returns a free loopback address, claimed for the test (testnet.FreeAddr).
-func freeLoopbackAddr(t *testing.T) string {
-	t.Helper()
-	return testnet.FreeAddr(t)
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/scimgate/scimgate/caddymodule/journaladmin"
 	"github.com/scimgate/scimgate/caddymodule/journalcmd"
 	"github.com/scimgate/scimgate/caddymodule/kv"
+	"github.com/scimgate/scimgate/internal/testnet"
 )
 
 func TestCLIAgainstAdminAndBackup(t *testing.T) {
@@ -258,7 +259,7 @@ func TestCLIAgainstAdminAndBackup(t *testing.T) {
 			{[]string{"export", "--admin", e.Admin, "--format", "xml"}, "--format"},
 			{[]string{"verify", "--admin", e.Admin, "--public-key", "nope"}, "--public-key"},
 			{[]string{"verify", "--admin", e.Admin, "--journal", "nosuch"}, "no journal named"},
-			{[]string{"verify", "--admin", journaltest.FreeLoopbackAddr(t)}, "is scimgate running"},
+			{[]string{"verify", "--admin", testnet.FreeAddr(t)}, "is scimgate running"},
 			{[]string{"backup", "--file", backup, "--output", "x"}, "copy it"},
 			{[]string{"backup", "--admin", e.Admin}, "--output is required"},
 			{[]string{"tail", "--file", backup, "-n", "-1"}, "-n"},

@@ -13,6 +13,7 @@ import (
 
 	"github.com/scimgate/scimgate/caddymodule/internal/journaltest"
 	"github.com/scimgate/scimgate/caddymodule/journaladmin"
+	"github.com/scimgate/scimgate/internal/testnet"
 )
 
 // TestCLIWatchProxy runs `journal watch` against a real admin endpoint: a URL typed into a
@@ -188,7 +189,7 @@ func TestCLIWatchBadInput(t *testing.T) {
 	}
 	for _, args := range [][]string{
 		{"watch", "--file", "backup.db"},
-		{"watch", "--admin", journaltest.FreeLoopbackAddr(t)},
+		{"watch", "--admin", testnet.FreeAddr(t)},
 	} {
 		if err := journaltest.Err(t, args...); err == nil {
 			t.Errorf("%q: no error", args)

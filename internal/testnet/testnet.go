@@ -33,22 +33,11 @@ func FreeAddr(t testing.TB) string {
 // Take every address a test needs together in one call.
 func FreeAddrs(t testing.TB, n int) []string {
 	t.Helper()
-	addrs := make([]string, 0, n)
-	skipped := 0
-	for len(addrs) < n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("finding a free loopback port: %v", err)
-		}
-		defer l.Close()
-		addr := l.Addr().String()
-		if !claim(t, addr) {
-			if skipped++; skipped > maxSkipped {
-				t.Fatalf("finding a free loopback port: %d ports in a row are claimed by other test processes", skipped)
-			}
-			continue
-		}
-		addrs = append(addrs, addr)
+	addrs, err := pick(n, func(f *os.File) {
+		t.Cleanup(func() { _ = f.Close() }) // closing the file releases the lock
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	return addrs
 }
@@ -63,13 +52,24 @@ func claim(t testing.TB, addr string) bool {
 	if f == nil {
 		return false
 	}
-	t.Cleanup(func() { _ = f.Close() }) // closing the file releases the lock
+	t.Cleanup(func() { _ = f.Close() })
 	return true
 }
 
 // FreeAddrsHeld is FreeAddrs for code without a test to end the claims (a command's rig,
 // run by its package's tests): the claims are held until the process exits.
 func FreeAddrsHeld(n int) ([]string, error) {
+	return pick(n, func(f *os.File) {
+		heldMu.Lock()
+		held = append(held, f) // kept open: the lock lasts as long as the process
+		heldMu.Unlock()
+	})
+}
+
+// pick returns n distinct free loopback addresses, each claimed (keep takes its lock
+// file), passing over ports other processes claimed. The listeners stay open until it
+// returns, so the kernel does not hand a port out twice.
+func pick(n int, keep func(*os.File)) ([]string, error) {
 	addrs := make([]string, 0, n)
 	skipped := 0
 	for len(addrs) < n {
@@ -89,9 +89,7 @@ func FreeAddrsHeld(n int) ([]string, error) {
 			}
 			continue
 		}
-		heldMu.Lock()
-		held = append(held, f) // kept open: the lock lasts as long as the process
-		heldMu.Unlock()
+		keep(f)
 		addrs = append(addrs, addr)
 	}
 	return addrs, nil

@@ -27,9 +27,11 @@ func TestFreeAddrsAreDistinctAndFree(t *testing.T) {
 	}
 }
 
-// TestClaimedPortsAreSkipped: a port claimed by another holder (here a second open file
-// description of its lock, as another test process would have) is not handed out, and a
-// claim is released when the test that took it ends.
+// TestClaimedPortsAreSkipped: a port FreeAddr handed out cannot be claimed again (here
+// through a second open file description of its lock, as another test process would try)
+// while the test that took it runs, and is free to claim once that test ends. (That pick
+// passes over such a port is its loop's first branch; the kernel cannot be made to offer
+// a given port, so it is not driven here.)
 func TestClaimedPortsAreSkipped(t *testing.T) {
 	var addr string
 	t.Run("holder", func(t *testing.T) {

@@ -213,12 +213,6 @@ func start(t *testing.T, caddyfile []byte) *Env {
 	return e
 }
 
-// FreeLoopbackAddr returns a free loopback address, claimed for the test (testnet.FreeAddr).
-func FreeLoopbackAddr(t *testing.T) string {
-	t.Helper()
-	return testnet.FreeAddr(t)
-}
-
 // Do sends a request to the admin endpoint as a script would (no Origin header) and
 // returns the response with its body read. headers are name/value pairs.
 func (e *Env) Do(t *testing.T, method, path string, headers ...string) (*http.Response, []byte) {
