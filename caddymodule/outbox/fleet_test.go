@@ -405,3 +405,78 @@ func TestFleetTaskBehindAnotherGatewaysTask(t *testing.T) {
 		t.Fatalf("the app got g1's tasks %v, queued as %v: a task went before an earlier task of its resource", got, seqs)
 	}
 }
+
+// A gateway that has just become the holder of a shared store's outbox has not yet read
+// its index from the store: until it has, its counts and listings are the store's (here
+// three tasks, one of them a dead letter), not the empty index's.
+func TestNewHolderCountsBeforeItsIndexIsRead(t *testing.T) {
+	te := etcdtest.Start(t, 1)
+	bolt, err := kv.OpenBolt(filepath.Join(t.TempDir(), "gw.db"), kv.BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.New(sharedBolt{bolt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	for i, id := range []string{"u1", "u1", "u2"} {
+		task := &Task{RequestID: fmt.Sprintf("r%d", i), Action: change.ActionPatch, Type: "User", ID: id,
+			Queued: time.Now(), After: []byte(`{}`), Before: []byte(`{}`), Dead: i == 0, Attempts: 1}
+		data, err := task.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Update(func(tx *store.Tx) error {
+			if err := tx.SetOutboxPaused("app", true); err != nil {
+				return err
+			}
+			_, err := tx.Enqueue("app", task.ID, data)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	started, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	testHookTermStarts = func() {
+		once.Do(func() { close(started) })
+		<-release
+	}
+	t.Cleanup(func() { testHookTermStarts = nil })
+	el, err := fleet.NewEtcd(te.Client(), "/scimgate/test/h/", fleet.EtcdOptions{TTL: 2 * time.Second, ID: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := &appLog{calls: map[uint64]int{}, by: map[string]int{}, first: map[string]time.Time{}}
+	w, err := Start("app", st, &gateway{name: "a", store: st, app: app}, Settings{MaxConcurrent: 4}, el, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { el.Close() })
+	t.Cleanup(w.Stop)
+	t.Cleanup(func() { once.Do(func() {}); close(release) })
+	select {
+	case <-started:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the worker's term did not start")
+	}
+	if !w.Holding() {
+		t.Fatal("the worker whose term started does not say it holds the job")
+	}
+	want := Stats{Pending: 2, Held: 1, Dead: 1, Paused: true}
+	s := w.Stats()
+	if s.Oldest.IsZero() {
+		t.Error("no oldest task")
+	}
+	if s.Oldest = (time.Time{}); s != want {
+		t.Errorf("the new holder counts %+v before reading its index, want %+v", s, want)
+	}
+	views, err := w.List(Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(views) != 3 {
+		t.Errorf("the new holder lists %d tasks before reading its index, want 3", len(views))
+	}
+}

@@ -112,6 +112,10 @@ type Worker struct {
 
 	// holding: a term of the job runs (always, with a store of its own).
 	holding atomic.Bool
+	// indexed: on a shared store, the index has been read from the store in this term;
+	// until then the counts and listings read the store, as a gateway that does not hold
+	// the job does (the holder's empty index would say the outbox is empty).
+	indexed atomic.Bool
 	// resyncDue: an attempt found a task the index lacks (errIndexBehind); the index is read
 	// from the store again before the next dispatch.
 	resyncDue atomic.Bool
@@ -358,13 +362,13 @@ func (w *Worker) Stats() Stats {
 	return statsOf(w.entries, w.paused)
 }
 
-// stored reads the outbox from the store when this gateway does not deliver it (a shared
-// store, another gateway holding the job): the entries of its tasks, in order, and whether
-// it is paused. ok is false on the holder (its index is the outbox), or when the store
-// cannot be read (logged; the caller uses its index, empty on a gateway that is not the
-// holder).
+// stored reads the outbox from the store when this gateway's index is not the outbox (a
+// shared store, another gateway holding the job, or this one's term not yet having read
+// it): the entries of its tasks, in order, and whether it is paused. ok is false on the
+// holder once its index is read, or when the store cannot be read (logged; the caller
+// uses its index, empty on a gateway that is not the holder).
 func (w *Worker) stored() (entries []*entry, paused, ok bool) {
-	if !w.shared || w.Holding() {
+	if !w.shared || w.Holding() && w.indexed.Load() {
 		return nil, false, false
 	}
 	err := w.store.View(func(tx *store.Tx) error {
@@ -425,6 +429,9 @@ func (w *Worker) run() {
 	}
 }
 
+// testHookTermStarts, when set, runs as a term of the job starts, before the index is read.
+var testHookTermStarts func()
+
 // resyncMin is the shortest time between two resyncs of the index with a shared store:
 // every commit of any gateway (this one's deliveries too) asks for one.
 const resyncMin = 500 * time.Millisecond
@@ -434,6 +441,9 @@ const resyncMin = 500 * time.Millisecond
 // so this gateway never campaigns again with calls of an earlier term in flight.
 func (w *Worker) serve(ctx context.Context) {
 	w.holding.Store(true)
+	if testHookTermStarts != nil {
+		testHookTermStarts()
+	}
 	defer func() {
 		w.wg.Wait()
 		w.holding.Store(false)
@@ -556,6 +566,7 @@ func (w *Worker) resync() error {
 	slices.SortFunc(out, func(a, b *entry) int { return cmpSeq(a.seq, b.seq) })
 	w.entries = out
 	w.reindex()
+	w.indexed.Store(true)
 	return nil
 }
 
@@ -568,6 +579,7 @@ func (w *Worker) dropIndex() {
 	w.inbox = nil
 	w.inboxMu.Unlock()
 	w.entries, w.byRes = nil, nil
+	w.indexed.Store(false)
 }
 
 // dispatch starts every task that may go now, and returns when it should look again
