@@ -25,6 +25,7 @@ const (
 const (
 	sideGateway = "gateway"
 	sideProxy   = "proxy"
+	sideFloor   = "floor"
 )
 
 // side is one path under test: where its requests go, how they are spelled, and what it
@@ -45,6 +46,10 @@ type kind struct {
 	once  bool
 	build func(s *side, level, i int) request
 }
+
+// write reports whether k is a write the gateway journals and sends to the app: the kinds
+// its write targets judge, and the floor measures.
+func (k kind) write() bool { return !k.read && k.name != unchangedKind }
 
 // kinds is the workload, in the order a level runs it: create first (it makes the users
 // the others use), disable last (a disabled user stays readable, but nothing follows it).
@@ -77,18 +82,27 @@ func measure(ctx context.Context, r *rig, cfg config) *Report {
 	b := &bench{cfg: cfg, client: r.client}
 	gw := &side{name: sideGateway, base: r.gateway, api: scimAPI{token: r.token}}
 	px := &side{name: sideProxy, base: r.proxy, api: nativeAPI{apiKey: r.apiKey}}
+	sides := []*side{gw, px}
+	var fl *side
+	if !cfg.NoFloor {
+		fl = &side{name: sideFloor, base: r.floor, api: nativeAPI{apiKey: r.apiKey}}
+		sides = append(sides, fl)
+	}
 	start := time.Now()
 	rep := &Report{Users: cfg.Users, Groups: cfg.Groups, CellDuration: cfg.Duration.String(), CellRequests: cfg.Requests,
 		AppLatency: cfg.AppLatency.String(), InMemory: cfg.AppLatency == latency{},
 		Journal: "durable (bbolt, fsync per commit) in " + r.dataDir}
 	for _, level := range cfg.Concurrency {
-		for _, s := range []*side{gw, px} {
+		for _, s := range sides {
 			b.setUp(ctx, s, level)
 		}
 		for _, k := range cfg.Kinds {
 			row := Row{Concurrency: level, Kind: k.name, Read: k.read}
 			row.Gateway = b.runKind(ctx, gw, k, level)
 			row.Proxy = b.runKind(ctx, px, k, level)
+			if fl != nil && k.write() {
+				row.Floor = &FloorStats{CellStats: b.runKind(ctx, fl, k, level)}
+			}
 			rep.Rows = append(rep.Rows, row)
 		}
 		if ctx.Err() != nil {

@@ -7,12 +7,14 @@
 //	go run ./cmd/gatewaybench -app-latency 20ms  # both demo apps answer after 20 ms (or 10ms..100ms)
 //
 // In one run it starts one in-process Caddy (admin off, loopback ports, a temporary data
-// directory) with three sites: (a) the scim_gateway in front of demo app instance A, through
-// the repository's mappings/demoapp.json, with its journal durable (bbolt fsyncs every
-// commit); (b) a bare reverse_proxy in front of demo app instance B; and the two demo apps.
-// For each concurrency level it drives the same workload through both, kind by kind, the
-// gateway as Entra would (SCIM) and the proxy with the native calls the mapping makes for
-// the same change:
+// directory) with three sites and their demo apps: (a) the scim_gateway in front of demo
+// app instance A, through the repository's mappings/demoapp.json, with its journal durable
+// (bbolt fsyncs every commit); (b) a bare reverse_proxy in front of instance B; (c) the
+// floor: the same proxy in front of instance C with two durable commits around each write,
+// the least a gateway that journals before and after each call does (floor.go). For each
+// concurrency level it drives the same workload through the gateway and the proxy (and its
+// writes through the floor, unless -no-floor), kind by kind, the gateway as Entra would
+// (SCIM) and the proxy with the native calls the mapping makes for the same change:
 //
 //	kind        gateway (SCIM)                           proxy (native, via the mapping)
 //	create      POST /Users                              POST /api/v1/accounts
@@ -86,6 +88,7 @@ type config struct {
 	CPUProfile  string        // file for a CPU profile of the run, "" for none
 	Trace       string        // file for an execution trace of the run, "" for none
 	AppLatency  latency       // how long both demo apps take to answer
+	NoFloor     bool          // skip the floor's cells (floor.go)
 }
 
 // latency is the demo apps' delay: fixed (Max 0) or uniform in [Min, Max].
@@ -147,6 +150,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, "stop the whole run after this long")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
 	fs.StringVar(&cfg.Trace, "trace", "", "write an execution trace of the whole run to this file (go run ./cmd/writetail -waits FILE splits the gateway requests' time by what they waited on)")
+	fs.BoolVar(&cfg.NoFloor, "no-floor", false, "skip the floor: the proxy with two durable commits per write (measured by default, on writes)")
 	appLatency := fs.String("app-latency", "0", "how long both demo apps take to answer: a duration (20ms) or a uniform range (10ms..100ms); 0 answers at once")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err

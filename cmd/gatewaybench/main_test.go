@@ -51,6 +51,13 @@ func TestRunSmall(t *testing.T) {
 				t.Errorf("c%d %s: CPU per request gateway %v proxy %v, cores %v %v", r.Concurrency, r.Kind, r.Gateway.CPUPerRequestUs, r.Proxy.CPUPerRequestUs, r.Gateway.CPUCores, r.Proxy.CPUCores)
 			}
 			cpu += r.Gateway.CPUPerRequestUs + r.Proxy.CPUPerRequestUs
+			k := kinds[slices.IndexFunc(kinds, func(k kind) bool { return k.name == r.Kind })]
+			switch {
+			case !k.write() && r.Floor != nil:
+				t.Errorf("c%d %s: the floor measured a kind that is not a write", r.Concurrency, r.Kind)
+			case k.write() && (r.Floor == nil || r.Floor.Requests != cfg.Requests || r.Floor.ThroughputRatio <= 0 || r.Floor.GatewayRatio <= 0):
+				t.Errorf("c%d %s: the floor's cell %+v, want %d requests and its ratios", r.Concurrency, r.Kind, r.Floor, cfg.Requests)
+			}
 		}
 		if _, ok := processCPU(); ok && cpu == 0 {
 			t.Error("no cell measured any CPU time")
@@ -62,7 +69,8 @@ func TestRunSmall(t *testing.T) {
 			}
 			continue
 		}
-		for _, want := range []string{"gw req/s", "gw cpu/req", "lookup", "member_add", "target: read throughput", "0 unexpected responses"} {
+		for _, want := range []string{"gw req/s", "gw cpu/req", "lookup", "member_add", "target: read throughput", "0 unexpected responses",
+			"floor req/s", "gw/floor", "; the floor: "} {
 			if !strings.Contains(out.String(), want) {
 				t.Errorf("output lacks %q:\n%s", want, out.String())
 			}
@@ -159,12 +167,17 @@ func testNativeCallsAreEquivalent(t *testing.T, policy string) {
 	if rep.Unexpected != 0 {
 		t.Fatalf("%d unexpected responses: %v", rep.Unexpected, rep.UnexpectedSamples)
 	}
-	a, b := snapshot(t, r, r.appA), snapshot(t, r, r.appB)
+	a, b, c := snapshot(t, r, r.appA), snapshot(t, r, r.appB), snapshot(t, r, r.appC)
 	if len(a.Accounts) == 0 || len(a.Memberships) == 0 {
 		t.Fatalf("demo app A is nearly empty: %d accounts, %d memberships", len(a.Accounts), len(a.Memberships))
 	}
 	if ga, gb := comparable(a), comparable(b); !slices.Equal(ga, gb) {
 		t.Errorf("the apps differ:\nvia the gateway: %v\nvia the proxy:   %v", ga, gb)
+	}
+	// The floor passes the same native writes (their bodies read before its first commit)
+	// to demo app C.
+	if gb, gc := comparable(b), comparable(c); !slices.Equal(gb, gc) {
+		t.Errorf("the apps differ:\nvia the proxy: %v\nvia the floor: %v", gb, gc)
 	}
 }
 
@@ -335,6 +348,42 @@ func TestEvaluate(t *testing.T) {
 			"disable@8":     "cpu<=2.0x MISSED",
 			"member_add@32": "cpu<=2.0x met",
 		}, []TargetResult{{Rows: 2, Met: false}, {Rows: 0, Met: false}, {Rows: 0, Met: false}, {Rows: 0, Met: false}, {Rows: 5, Met: false}, {Rows: 1, Met: true}, {Rows: 1, Met: true}})
+	})
+	t.Run("floor", func(t *testing.T) {
+		rep := &Report{Rows: rows()}
+		rep.Rows[3].Floor = &FloorStats{CellStats: cell(880, 22, 30, 250)} // update@8: 0.98x, +1, +8
+		rep.Rows[6].Floor = &FloorStats{CellStats: cell(850, 23, 41, 250)} // update@32: 0.85x
+		rep.Rows[8].Floor = &FloorStats{CellStats: cell(850, 23, 41, 250)} // disable@32: no proxy cell
+		rep.evaluate()
+		f := rep.Rows[3].Floor
+		if f.ThroughputRatio != 0.98 || f.AddedP50Ms != 1 || f.AddedP99Ms != 8 || f.CPURatio != 1.67 || f.GatewayRatio != 0.97 {
+			t.Errorf("update@8's floor: %+v", f)
+		}
+		if got := verdicts(f.Verdicts); got != ">=0.9x met, +p50<=3ms met, +p99<=5ms MISSED" {
+			t.Errorf("update@8's floor verdicts: %q", got)
+		}
+		if got := verdicts(rep.Rows[6].Floor.Verdicts); got != ">=0.9x MISSED" {
+			t.Errorf("update@32's floor verdicts: %q", got)
+		}
+		if got := rep.Rows[8].Floor; got.ThroughputRatio != 0 || len(got.Verdicts) != 0 {
+			t.Errorf("a floor cell without the proxy's was judged: %+v", got)
+		}
+		for i, w := range []struct {
+			rows, floorRows int
+			floorMet        bool
+		}{{2, 0, false}, {4, 2, false}, {2, 1, true}, {2, 1, false}, {0, 0, false}} {
+			if g := rep.Targets[i]; g.Rows != w.rows || g.FloorRows != w.floorRows || g.FloorMet != w.floorMet {
+				t.Errorf("target %q: %d rows, %d floor rows (met %v); want %d, %d (met %v)", g.Target, g.Rows, g.FloorRows, g.FloorMet, w.rows, w.floorRows, w.floorMet)
+			}
+		}
+		rep.Rows[6].Floor.RequestsPerSecond = 950
+		rep.Rows[3].Floor.P99Ms = 26
+		rep.evaluate()
+		for i := 1; i <= 3; i++ {
+			if g := rep.Targets[i]; !g.FloorMet {
+				t.Errorf("target %q: the floor meets it in every row it applies to, reported %+v", g.Target, g)
+			}
+		}
 	})
 	none := &Report{}
 	none.evaluate()

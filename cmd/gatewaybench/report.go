@@ -51,6 +51,22 @@ type Row struct {
 	AddedP99Ms      float64   `json:"added_p99_ms"`
 	CPURatio        float64   `json:"cpu_ratio,omitempty"` // gateway/proxy CPU per request
 	Verdicts        []Verdict `json:"verdicts,omitempty"`
+	// Floor is the same native write through the floor (floor.go), on writes when the run
+	// measures it: the targets the gateway's write is judged on, judged on the floor too.
+	Floor *FloorStats `json:"floor,omitempty"`
+}
+
+// FloorStats is the floor's cell of a row, compared with the proxy's as the gateway's is.
+type FloorStats struct {
+	CellStats
+	ThroughputRatio float64   `json:"throughput_ratio"` // floor/proxy
+	AddedP50Ms      float64   `json:"added_p50_ms"`
+	AddedP99Ms      float64   `json:"added_p99_ms"`
+	CPURatio        float64   `json:"cpu_ratio,omitempty"` // floor/proxy CPU per request
+	Verdicts        []Verdict `json:"verdicts,omitempty"`
+	// GatewayRatio is the gateway's throughput over the floor's: how much of what the floor
+	// allows the gateway gets.
+	GatewayRatio float64 `json:"gateway_ratio"`
 }
 
 // TargetResult is the verdict on one of the issue's targets over every row it applies to.
@@ -58,6 +74,11 @@ type TargetResult struct {
 	Target string `json:"target"`
 	Rows   int    `json:"rows"` // rows it applied to; 0: the run did not measure it
 	Met    bool   `json:"met"`
+	// FloorRows and FloorMet: the same target judged on the floor's cells (write targets,
+	// when the run measures the floor). A target the floor misses is beyond this machine
+	// for any gateway that journals before and after each call.
+	FloorRows int  `json:"floor_rows,omitempty"`
+	FloorMet  bool `json:"floor_met,omitempty"`
 }
 
 // Report is what a run prints; -json prints it as is.
@@ -76,17 +97,68 @@ type Report struct {
 	UnexpectedSamples []string       `json:"unexpected_samples,omitempty"`
 }
 
+// writeTargets are the targets on a write's cell against the proxy's, by app.
+type writeTargets struct {
+	write, p50, p99, cpu *TargetResult
+}
+
+// judge applies the write targets that apply to a cell of a row at level (its ratios to
+// the proxy's cell given), adding to t (or, for the floor, to the targets' floor counts).
+func (wt writeTargets) judge(inMemory, floor bool, level int, ratio, addedP50, addedP99, cpuRatio float64) []Verdict {
+	var out []Verdict
+	add := func(t *TargetResult, label string, met bool) {
+		if floor {
+			t.FloorRows++
+			t.FloorMet = t.FloorMet && met
+		} else {
+			t.Rows++
+			t.Met = t.Met && met
+		}
+		out = append(out, Verdict{Target: label, Met: met})
+	}
+	if inMemory {
+		if cpuRatio > 0 {
+			add(wt.cpu, fmt.Sprintf("cpu<=%.1fx", cpuRatioTarget), cpuRatio <= cpuRatioTarget)
+		}
+		return out
+	}
+	if slices.Contains(writeTargetLevels, level) {
+		add(wt.write, fmt.Sprintf(">=%.1fx", writeRatioTarget), ratio >= writeRatioTarget)
+	}
+	if level == latencyTargetLevel {
+		add(wt.p50, fmt.Sprintf("+p50<=%.0fms", addedP50TargetMs), addedP50 <= addedP50TargetMs)
+		add(wt.p99, fmt.Sprintf("+p99<=%.0fms", addedP99TargetMs), addedP99 <= addedP99TargetMs)
+	}
+	return out
+}
+
 // evaluate fills the ratios and verdicts. A row with an empty cell on either side gets no
 // verdict: there is nothing to compare.
 func (rep *Report) evaluate() {
 	read := TargetResult{Target: fmt.Sprintf("read throughput >= %.1fx the proxy's (every level)", readRatioTarget), Met: true}
-	write := TargetResult{Target: fmt.Sprintf("write throughput >= %.1fx the proxy's at concurrency %v (app with latency)", writeRatioTarget, writeTargetLevels), Met: true}
-	p50 := TargetResult{Target: fmt.Sprintf("write p50 added latency <= %.0f ms at concurrency %d (app with latency)", addedP50TargetMs, latencyTargetLevel), Met: true}
-	p99 := TargetResult{Target: fmt.Sprintf("write p99 added latency <= %.0f ms at concurrency %d (app with latency)", addedP99TargetMs, latencyTargetLevel), Met: true}
-	cpu := TargetResult{Target: fmt.Sprintf("gateway CPU per write <= %.1fx a proxied request's (in memory)", cpuRatioTarget), Met: true}
+	write := TargetResult{Target: fmt.Sprintf("write throughput >= %.1fx the proxy's at concurrency %v (app with latency)", writeRatioTarget, writeTargetLevels), Met: true, FloorMet: true}
+	p50 := TargetResult{Target: fmt.Sprintf("write p50 added latency <= %.0f ms at concurrency %d (app with latency)", addedP50TargetMs, latencyTargetLevel), Met: true, FloorMet: true}
+	p99 := TargetResult{Target: fmt.Sprintf("write p99 added latency <= %.0f ms at concurrency %d (app with latency)", addedP99TargetMs, latencyTargetLevel), Met: true, FloorMet: true}
+	cpu := TargetResult{Target: fmt.Sprintf("gateway CPU per write <= %.1fx a proxied request's (in memory)", cpuRatioTarget), Met: true, FloorMet: true}
+	wt := writeTargets{write: &write, p50: &p50, p99: &p99, cpu: &cpu}
 	for i := range rep.Rows {
 		r := &rep.Rows[i]
-		if r.Gateway.Requests == 0 || r.Proxy.Requests == 0 || r.Proxy.RequestsPerSecond == 0 {
+		if r.Proxy.Requests == 0 || r.Proxy.RequestsPerSecond == 0 {
+			continue
+		}
+		if f := r.Floor; f != nil && f.Requests > 0 {
+			f.ThroughputRatio = round(f.RequestsPerSecond/r.Proxy.RequestsPerSecond, 2)
+			f.AddedP50Ms = round(f.P50Ms-r.Proxy.P50Ms, 3)
+			f.AddedP99Ms = round(f.P99Ms-r.Proxy.P99Ms, 3)
+			if r.Proxy.CPUPerRequestUs > 0 {
+				f.CPURatio = round(f.CPUPerRequestUs/r.Proxy.CPUPerRequestUs, 2)
+			}
+			if f.RequestsPerSecond > 0 {
+				f.GatewayRatio = round(r.Gateway.RequestsPerSecond/f.RequestsPerSecond, 2)
+			}
+			f.Verdicts = wt.judge(rep.InMemory, true, r.Concurrency, f.ThroughputRatio, f.AddedP50Ms, f.AddedP99Ms, f.CPURatio)
+		}
+		if r.Gateway.Requests == 0 {
 			continue
 		}
 		r.ThroughputRatio = round(r.Gateway.RequestsPerSecond/r.Proxy.RequestsPerSecond, 2)
@@ -95,32 +167,22 @@ func (rep *Report) evaluate() {
 		if r.Proxy.CPUPerRequestUs > 0 {
 			r.CPURatio = round(r.Gateway.CPUPerRequestUs/r.Proxy.CPUPerRequestUs, 2)
 		}
-		if r.Read {
+		switch {
+		case r.Read:
 			r.add(&read, fmt.Sprintf(">=%.1fx", readRatioTarget), r.ThroughputRatio >= readRatioTarget)
-			continue
-		}
-		if r.Kind == unchangedKind {
-			continue // not a write: judged against the gateway's own GET, below
-		}
-		if rep.InMemory {
-			if r.CPURatio > 0 {
-				r.add(&cpu, fmt.Sprintf("cpu<=%.1fx", cpuRatioTarget), r.CPURatio <= cpuRatioTarget)
-			}
-			continue
-		}
-		if slices.Contains(writeTargetLevels, r.Concurrency) {
-			r.add(&write, fmt.Sprintf(">=%.1fx", writeRatioTarget), r.ThroughputRatio >= writeRatioTarget)
-		}
-		if r.Concurrency == latencyTargetLevel {
-			r.add(&p50, fmt.Sprintf("+p50<=%.0fms", addedP50TargetMs), r.AddedP50Ms <= addedP50TargetMs)
-			r.add(&p99, fmt.Sprintf("+p99<=%.0fms", addedP99TargetMs), r.AddedP99Ms <= addedP99TargetMs)
+		case r.Kind == unchangedKind:
+			// not a write: judged against the gateway's own GET, below
+		default:
+			r.Verdicts = wt.judge(rep.InMemory, false, r.Concurrency, r.ThroughputRatio, r.AddedP50Ms, r.AddedP99Ms, r.CPURatio)
 		}
 	}
 	member := kindRatio{kind: memberKind, base: updKind, level: memberTargetLevel, min: memberRatioTarget}.judge(rep.Rows)
 	unchanged := kindRatio{kind: unchangedKind, base: getKind, level: unchangedTargetLevel, min: unchangedRatioTarget}.judge(rep.Rows)
 	rep.Targets = []TargetResult{read, write, p50, p99, cpu, member, unchanged}
 	for i := range rep.Targets {
-		rep.Targets[i].Met = rep.Targets[i].Met && rep.Targets[i].Rows > 0
+		t := &rep.Targets[i]
+		t.Met = t.Met && t.Rows > 0
+		t.FloorMet = t.FloorMet && t.FloorRows > 0
 	}
 }
 
@@ -191,15 +253,29 @@ func (rep *Report) writeText(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	for _, t := range rep.Targets {
-		state := "not measured"
-		if t.Rows > 0 {
-			state = "MET"
-			if !t.Met {
-				state = "NOT MET"
+	if slices.ContainsFunc(rep.Rows, func(r Row) bool { return r.Floor != nil }) {
+		fmt.Fprintln(w, "floor: the proxy with the two durable commits a journaled write needs (before the call, after it), same app; ratios against the proxy's cells above")
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "conc\tkind\tfloor req/s\tratio\tfloor p50\tfloor p99\t+p50 ms\t+p99 ms\tfloor cpu/req\tcpu ratio\tfloor cores\tgw/floor\t targets")
+		for _, r := range rep.Rows {
+			f := r.Floor
+			if f == nil || f.Requests == 0 {
+				continue
 			}
+			fmt.Fprintf(tw, "%d\t%s\t%.0f\t%.2fx\t%.2f\t%.2f\t%+.2f\t%+.2f\t%.0f\t%.2fx\t%.2f\t%.2fx\t %s\n",
+				r.Concurrency, r.Kind, f.RequestsPerSecond, f.ThroughputRatio, f.P50Ms, f.P99Ms, f.AddedP50Ms, f.AddedP99Ms,
+				f.CPUPerRequestUs, f.CPURatio, f.CPUCores, f.GatewayRatio, verdicts(f.Verdicts))
 		}
-		fmt.Fprintf(w, "target: %s: %s (%d rows)\n", t.Target, state, t.Rows)
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	for _, t := range rep.Targets {
+		floor := ""
+		if t.FloorRows > 0 {
+			floor = fmt.Sprintf("; the floor: %s (%d rows)", state(t.FloorRows, t.FloorMet), t.FloorRows)
+		}
+		fmt.Fprintf(w, "target: %s: %s (%d rows)%s\n", t.Target, state(t.Rows, t.Met), t.Rows, floor)
 	}
 	fmt.Fprintf(w, "total: %.1fs; %d unexpected responses\n", rep.Seconds, rep.Unexpected)
 	for _, s := range rep.UnexpectedSamples {
@@ -209,6 +285,17 @@ func (rep *Report) writeText(w io.Writer) error {
 		fmt.Fprintf(w, "unexpected: ... and %d more\n", extra)
 	}
 	return nil
+}
+
+// state is a target's verdict over rows.
+func state(rows int, met bool) string {
+	switch {
+	case rows == 0:
+		return "not measured"
+	case met:
+		return "MET"
+	}
+	return "NOT MET"
 }
 
 func ratio(r Row) string {

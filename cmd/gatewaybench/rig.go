@@ -27,12 +27,15 @@ const (
 	maxParentDirs  = 6
 )
 
-// rig is one in-process Caddy serving the gateway, the bare proxy and the two demo apps.
+// rig is one in-process Caddy serving the gateway, the bare proxy, the floor (floor.go)
+// and their three demo apps.
 type rig struct {
 	gateway string // the gateway's SCIM root, http://127.0.0.1:p/scim/v2
 	proxy   string // the proxy site, http://127.0.0.1:p (paths /api/v1/... reach demo app B)
+	floor   string // the floor site: the proxy with two durable commits per write, to demo app C
 	appA    string // demo app A (the gateway's target), for inspection
 	appB    string // demo app B (behind the proxy), for inspection
+	appC    string // demo app C (behind the floor), for inspection
 	token   string // the SCIM bearer token
 	apiKey  string // both demo apps' X-Api-Key
 	dataDir string // the gateway's store and journal
@@ -56,14 +59,15 @@ func startRig(mappingPath, policyDir string, lat latency) (*rig, error) {
 		return nil, fmt.Errorf("creating the temporary directory: %w", err)
 	}
 	r := &rig{tmp: tmp, dataDir: filepath.Join(tmp, "data"), token: randomHex(32), apiKey: randomHex(16)}
-	addrs, err := freeAddrs(4)
+	addrs, err := freeAddrs(6)
 	if err != nil {
 		r.cleanup()
 		return nil, err
 	}
-	gw, px, a, b := addrs[0], addrs[1], addrs[2], addrs[3]
+	gw, px, a, b, fl, c := addrs[0], addrs[1], addrs[2], addrs[3], addrs[4], addrs[5]
 	r.gateway, r.proxy, r.appA, r.appB = "http://"+gw+"/scim/v2", "http://"+px, "http://"+a, "http://"+b
-	if err := loadCaddyfile(caddyfileFor(r, mp, policyDir, lat, gw, px, a, b)); err != nil {
+	r.floor, r.appC = "http://"+fl, "http://"+c
+	if err := loadCaddyfile(caddyfileFor(r, mp, policyDir, lat, gw, px, a, b) + floorSites(r, lat, fl, c)); err != nil {
 		r.cleanup()
 		return nil, err
 	}
@@ -84,7 +88,7 @@ func loadCaddyfile(src string) error {
 }
 
 // caddyfileFor writes the rig's config. The credentials are literals: they are random per
-// run and the config never leaves the process. Both demo apps get the same options, so the
+// run and the config never leaves the process. The demo apps all get the same options, so the
 // only difference between the two paths is the gateway versus reverse_proxy (both apps
 // answer after the same latency, and the target lets as many calls through at once as the
 // highest level sends: the proxy has no such limit, and the target's default of 16 would
@@ -146,6 +150,30 @@ http://%[9]s {
 	}
 }
 `, filepath.Join(r.tmp, "caddy"), gw, r.token, r.dataDir, a, mappingPath, r.apiKey, px, b, policy, lat.caddyfile(), maxConcurrency)
+}
+
+// floorSites is the floor's site (floor.go) and its demo app, configured as the proxy's.
+func floorSites(r *rig, lat latency, fl, c string) string {
+	return fmt.Sprintf(`
+http://%[1]s {
+	bind 127.0.0.1
+	route {
+		gatewaybench_floor {
+			file %[3]q
+		}
+		reverse_proxy %[2]s
+	}
+}
+
+http://%[2]s {
+	bind 127.0.0.1
+	scimgate_demo_app {
+		api_key %[4]s
+		name gatewaybench-c
+		%[5]s
+	}
+}
+`, fl, c, filepath.Join(r.tmp, "floor", "floor.db"), r.apiKey, lat.caddyfile())
 }
 
 // stop stops Caddy and removes the temporary directory.
