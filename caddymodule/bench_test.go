@@ -369,9 +369,11 @@ func BenchmarkPostUser(b *testing.B) {
 				_, err := benchDo(g, http.MethodPost, benchUsersPath, benchUserBody("c", int(seq.Add(1))), http.StatusCreated)
 				return err
 			}
-			start := g.store.Commits()
+			start, pages := g.store.Commits(), benchPagesWritten(b, g.store.DB())
 			benchRun(b, conc, post)
-			b.ReportMetric(float64(g.store.Commits()-start)/float64(b.N), "commits/req")
+			commits := g.store.Commits() - start
+			b.ReportMetric(float64(commits)/float64(b.N), "commits/req")
+			b.ReportMetric(float64(pages())/float64(max(commits, 1)), "pages/commit")
 			benchReportRate(b, "req/s")
 		})
 	}
@@ -421,8 +423,10 @@ func BenchmarkBaselineBoltBatch(b *testing.B) {
 					return tx.Bucket(bucket).Put(key, value)
 				})
 			}
+			pages := benchPagesWritten(b, kv.NewBolt(db))
 			benchRun(b, conc, put)
 			b.ReportMetric(float64(commits.Load())/float64(b.N), "commits/op")
+			b.ReportMetric(float64(pages())/float64(max(commits.Load(), 1)), "pages/commit")
 			benchReportRate(b, "ops/s")
 		})
 	}
@@ -442,6 +446,23 @@ func BenchmarkBaselineBoltUpdate(b *testing.B) {
 		}
 	}
 	benchReportRate(b, "ops/s")
+}
+
+// benchPagesWritten returns a function that reports how many pages the bbolt file behind
+// db has written since benchPagesWritten was called (bbolt's TxStats: the dirty pages of
+// every commit, its meta page included): what each commit's fsyncs have to make durable.
+func benchPagesWritten(b *testing.B, db kv.DB) func() int64 {
+	b.Helper()
+	bolt, ok := db.(*kv.Bolt)
+	if !ok {
+		b.Fatalf("the store is %T, not a bbolt file", db)
+	}
+	written := func() int64 {
+		st := bolt.Bolt().Stats()
+		return st.TxStats.GetWrite()
+	}
+	start := written()
+	return func() int64 { return written() - start }
 }
 
 // benchBareBolt opens a fresh bbolt file with the options the gateway's store uses and
