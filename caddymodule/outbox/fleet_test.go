@@ -282,20 +282,7 @@ func TestFleetCountsAndPauseOnEitherGateway(t *testing.T) {
 	if err := holder.w.Pause("op"); err != nil {
 		t.Fatal(err)
 	}
-	for i, id := range []string{"u1", "u1", "u2"} {
-		task := &Task{RequestID: fmt.Sprintf("r%d", i), Action: change.ActionPatch, Type: "User", ID: id,
-			Queued: time.Now(), After: []byte(`{}`), Before: []byte(`{}`), Dead: i == 0, Attempts: 1}
-		data, err := task.Encode()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := st.Update(func(tx *store.Tx) error {
-			task.Seq, err = tx.Enqueue("app", task.ID, data)
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	queueDeadAndHeld(t, st)
 	want := Stats{Pending: 2, Held: 1, Dead: 1, Paused: true}
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		s := holder.w.Stats()
@@ -406,6 +393,26 @@ func TestFleetTaskBehindAnotherGatewaysTask(t *testing.T) {
 	}
 }
 
+// queueDeadAndHeld queues three tasks for target "app": u1's dead letter, u1's next task
+// (held behind it) and u2's (pending).
+func queueDeadAndHeld(t *testing.T, st *store.Store) {
+	t.Helper()
+	for i, id := range []string{"u1", "u1", "u2"} {
+		task := &Task{RequestID: fmt.Sprintf("r%d", i), Action: change.ActionPatch, Type: "User", ID: id,
+			Queued: time.Now(), After: []byte(`{}`), Before: []byte(`{}`), Dead: i == 0, Attempts: 1}
+		data, err := task.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Update(func(tx *store.Tx) error {
+			task.Seq, err = tx.Enqueue("app", task.ID, data)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // A gateway that has just become the holder of a shared store's outbox has not yet read
 // its index from the store: until it has, its counts and listings are the store's (here
 // three tasks, one of them a dead letter), not the empty index's.
@@ -420,23 +427,10 @@ func TestNewHolderCountsBeforeItsIndexIsRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	for i, id := range []string{"u1", "u1", "u2"} {
-		task := &Task{RequestID: fmt.Sprintf("r%d", i), Action: change.ActionPatch, Type: "User", ID: id,
-			Queued: time.Now(), After: []byte(`{}`), Before: []byte(`{}`), Dead: i == 0, Attempts: 1}
-		data, err := task.Encode()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := st.Update(func(tx *store.Tx) error {
-			if err := tx.SetOutboxPaused("app", true); err != nil {
-				return err
-			}
-			_, err := tx.Enqueue("app", task.ID, data)
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
+	if err := st.Update(func(tx *store.Tx) error { return tx.SetOutboxPaused("app", true) }); err != nil {
+		t.Fatal(err)
 	}
+	queueDeadAndHeld(t, st)
 	started, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
 	testHookTermStarts = func() {
