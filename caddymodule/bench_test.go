@@ -556,12 +556,16 @@ func BenchmarkPatchUserTarget(b *testing.B) {
 			}
 			var seq atomic.Int64
 			b.ReportAllocs()
+			start, pages := g.store.Commits(), benchPagesWritten(b, g.store.DB())
 			benchRun(b, conc, func() error {
 				i := seq.Add(1)
 				body := fmt.Appendf(nil, `{"schemas":[%q],"Operations":[{"op":"Replace","path":"title","value":"Title %d"}]}`, benchPatchOp, i)
 				_, err := benchDo(g, http.MethodPatch, benchUsersPath+"/"+ids[(int(i)*benchPrime)%n], body, http.StatusOK)
 				return err
 			})
+			commits := g.store.Commits() - start
+			b.ReportMetric(float64(commits)/float64(b.N), "commits/req")
+			b.ReportMetric(float64(pages())/float64(max(commits, 1)), "pages/commit")
 			benchReportRate(b, "req/s")
 		})
 	}
