@@ -1,7 +1,7 @@
 // Command gatewaybench measures what the scimgate gateway costs compared with a bare Caddy
 // reverse proxy in front of the same kind of legacy app (issue 4's benchmark harness):
 //
-//	go run ./cmd/gatewaybench                # levels 1, 8, 32: about a minute on 2 cores
+//	go run ./cmd/gatewaybench                # levels 1, 8, 32: about 70 s on 2 cores
 //	go run ./cmd/gatewaybench -users 2000 -concurrency 1,8,32 -duration 3s -json
 //	go run ./cmd/gatewaybench -policy DIR  # every gateway write decided by the policies in DIR
 //	go run ./cmd/gatewaybench -app-latency 20ms  # both demo apps answer after 20 ms (or 10ms..100ms)
