@@ -154,17 +154,7 @@ func TestWorkersOfAFleetDeliverEachTaskOnce(t *testing.T) {
 			g := gws[queued%2] // Entra's requests reach either gateway
 			task := &Task{RequestID: fmt.Sprintf("r%d", queued), Action: change.ActionPatch, Type: "User",
 				ID: fmt.Sprintf("u%d", queued%7), Queued: time.Now(), After: []byte(`{}`), Before: []byte(`{}`)}
-			data, err := task.Encode()
-			if err != nil {
-				t.Fatal(err)
-			}
-			err = st.Update(func(tx *store.Tx) error {
-				task.Seq, err = tx.Enqueue("app", task.ID, data)
-				return err
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
+			enqueueTask(t, st, task)
 			g.w.Queued(task) // only the gateway that queued it is told
 			queued++
 			if i%10 == 9 {
@@ -229,16 +219,7 @@ func TestFleetOperatorActionsThroughEitherGateway(t *testing.T) {
 	for i := range 2 {
 		task := &Task{RequestID: fmt.Sprintf("r%d", i), Action: change.ActionPatch, Type: "User", ID: fmt.Sprintf("u%d", i),
 			Queued: time.Now(), After: []byte(`{}`), Before: []byte(`{}`), Dead: true, Attempts: 1, LastError: "rejected"}
-		data, err := task.Encode()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := st.Update(func(tx *store.Tx) error {
-			task.Seq, err = tx.Enqueue("app", task.ID, data)
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
+		enqueueTask(t, st, task)
 		seqs = append(seqs, task.Seq)
 	}
 	// The holder picks the dead letters up from the store.
@@ -340,16 +321,7 @@ func TestFleetTaskBehindAnotherGatewaysTask(t *testing.T) {
 		t.Helper()
 		task := &Task{RequestID: fmt.Sprintf("r-%s-%d", id, time.Now().UnixNano()), Action: change.ActionPatch, Type: "Group", ID: id,
 			Queued: time.Now(), After: []byte(`{}`), Before: []byte(`{}`)}
-		data, err := task.Encode()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := st.Update(func(tx *store.Tx) error {
-			task.Seq, err = tx.Enqueue("app", task.ID, data)
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
+		enqueueTask(t, st, task)
 		g.w.Queued(task)
 		return task.Seq
 	}
@@ -393,6 +365,21 @@ func TestFleetTaskBehindAnotherGatewaysTask(t *testing.T) {
 	}
 }
 
+// enqueueTask commits task to the outbox of target "app" and sets its sequence number.
+func enqueueTask(t *testing.T, st *store.Store, task *Task) {
+	t.Helper()
+	data, err := task.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Update(func(tx *store.Tx) error {
+		task.Seq, err = tx.Enqueue("app", task.ID, data)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // queueDeadAndHeld queues three tasks for target "app": u1's dead letter, u1's next task
 // (held behind it) and u2's (pending).
 func queueDeadAndHeld(t *testing.T, st *store.Store) {
@@ -400,16 +387,7 @@ func queueDeadAndHeld(t *testing.T, st *store.Store) {
 	for i, id := range []string{"u1", "u1", "u2"} {
 		task := &Task{RequestID: fmt.Sprintf("r%d", i), Action: change.ActionPatch, Type: "User", ID: id,
 			Queued: time.Now(), After: []byte(`{}`), Before: []byte(`{}`), Dead: i == 0, Attempts: 1}
-		data, err := task.Encode()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := st.Update(func(tx *store.Tx) error {
-			task.Seq, err = tx.Enqueue("app", task.ID, data)
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
+		enqueueTask(t, st, task)
 	}
 }
 

@@ -41,29 +41,41 @@ type Verdict struct {
 
 // Row compares the two sides on one kind at one level.
 type Row struct {
-	Concurrency     int       `json:"concurrency"`
-	Kind            string    `json:"kind"`
-	Read            bool      `json:"read"`
-	Gateway         CellStats `json:"gateway"`
-	Proxy           CellStats `json:"proxy"`
-	ThroughputRatio float64   `json:"throughput_ratio"`
-	AddedP50Ms      float64   `json:"added_p50_ms"`
-	AddedP99Ms      float64   `json:"added_p99_ms"`
-	CPURatio        float64   `json:"cpu_ratio,omitempty"` // gateway/proxy CPU per request
-	Verdicts        []Verdict `json:"verdicts,omitempty"`
+	Concurrency int       `json:"concurrency"`
+	Kind        string    `json:"kind"`
+	Read        bool      `json:"read"`
+	Gateway     CellStats `json:"gateway"`
+	Proxy       CellStats `json:"proxy"`
+	VsProxy               // the gateway's cell against the proxy's
 	// Floor is the same native write through the floor (floor.go), on writes when the run
 	// measures it: the targets the gateway's write is judged on, judged on the floor too.
 	Floor *FloorStats `json:"floor,omitempty"`
 }
 
+// VsProxy is a cell (the gateway's or the floor's) against the proxy's cell of its row,
+// and the verdicts of the targets that apply to it.
+type VsProxy struct {
+	ThroughputRatio float64   `json:"throughput_ratio"`
+	AddedP50Ms      float64   `json:"added_p50_ms"`
+	AddedP99Ms      float64   `json:"added_p99_ms"`
+	CPURatio        float64   `json:"cpu_ratio,omitempty"` // CPU per request over the proxy's
+	Verdicts        []Verdict `json:"verdicts,omitempty"`
+}
+
+// vsProxy compares c with the proxy's cell px (which has requests).
+func vsProxy(c, px CellStats) VsProxy {
+	v := VsProxy{ThroughputRatio: round(c.RequestsPerSecond/px.RequestsPerSecond, 2),
+		AddedP50Ms: round(c.P50Ms-px.P50Ms, 3), AddedP99Ms: round(c.P99Ms-px.P99Ms, 3)}
+	if px.CPUPerRequestUs > 0 {
+		v.CPURatio = round(c.CPUPerRequestUs/px.CPUPerRequestUs, 2)
+	}
+	return v
+}
+
 // FloorStats is the floor's cell of a row, compared with the proxy's as the gateway's is.
 type FloorStats struct {
 	CellStats
-	ThroughputRatio float64   `json:"throughput_ratio"` // floor/proxy
-	AddedP50Ms      float64   `json:"added_p50_ms"`
-	AddedP99Ms      float64   `json:"added_p99_ms"`
-	CPURatio        float64   `json:"cpu_ratio,omitempty"` // floor/proxy CPU per request
-	Verdicts        []Verdict `json:"verdicts,omitempty"`
+	VsProxy
 	// GatewayRatio is the gateway's throughput over the floor's: how much of what the floor
 	// allows the gateway gets.
 	GatewayRatio float64 `json:"gateway_ratio"`
@@ -102,9 +114,10 @@ type writeTargets struct {
 	write, p50, p99, cpu *TargetResult
 }
 
-// judge applies the write targets that apply to a cell of a row at level (its ratios to
-// the proxy's cell given), adding to t (or, for the floor, to the targets' floor counts).
-func (wt writeTargets) judge(inMemory, floor bool, level int, ratio, addedP50, addedP99, cpuRatio float64) []Verdict {
+// judge applies the write targets that apply to a cell of a row at level (v: the cell
+// against the proxy's), adding to the targets' counts (or, for the floor, their floor
+// counts).
+func (wt writeTargets) judge(inMemory, floor bool, level int, v VsProxy) []Verdict {
 	var out []Verdict
 	add := func(t *TargetResult, label string, met bool) {
 		if floor {
@@ -117,17 +130,17 @@ func (wt writeTargets) judge(inMemory, floor bool, level int, ratio, addedP50, a
 		out = append(out, Verdict{Target: label, Met: met})
 	}
 	if inMemory {
-		if cpuRatio > 0 {
-			add(wt.cpu, fmt.Sprintf("cpu<=%.1fx", cpuRatioTarget), cpuRatio <= cpuRatioTarget)
+		if v.CPURatio > 0 {
+			add(wt.cpu, fmt.Sprintf("cpu<=%.1fx", cpuRatioTarget), v.CPURatio <= cpuRatioTarget)
 		}
 		return out
 	}
 	if slices.Contains(writeTargetLevels, level) {
-		add(wt.write, fmt.Sprintf(">=%.1fx", writeRatioTarget), ratio >= writeRatioTarget)
+		add(wt.write, fmt.Sprintf(">=%.1fx", writeRatioTarget), v.ThroughputRatio >= writeRatioTarget)
 	}
 	if level == latencyTargetLevel {
-		add(wt.p50, fmt.Sprintf("+p50<=%.0fms", addedP50TargetMs), addedP50 <= addedP50TargetMs)
-		add(wt.p99, fmt.Sprintf("+p99<=%.0fms", addedP99TargetMs), addedP99 <= addedP99TargetMs)
+		add(wt.p50, fmt.Sprintf("+p50<=%.0fms", addedP50TargetMs), v.AddedP50Ms <= addedP50TargetMs)
+		add(wt.p99, fmt.Sprintf("+p99<=%.0fms", addedP99TargetMs), v.AddedP99Ms <= addedP99TargetMs)
 	}
 	return out
 }
@@ -147,33 +160,23 @@ func (rep *Report) evaluate() {
 			continue
 		}
 		if f := r.Floor; f != nil && f.Requests > 0 {
-			f.ThroughputRatio = round(f.RequestsPerSecond/r.Proxy.RequestsPerSecond, 2)
-			f.AddedP50Ms = round(f.P50Ms-r.Proxy.P50Ms, 3)
-			f.AddedP99Ms = round(f.P99Ms-r.Proxy.P99Ms, 3)
-			if r.Proxy.CPUPerRequestUs > 0 {
-				f.CPURatio = round(f.CPUPerRequestUs/r.Proxy.CPUPerRequestUs, 2)
-			}
+			f.VsProxy = vsProxy(f.CellStats, r.Proxy)
 			if f.RequestsPerSecond > 0 {
 				f.GatewayRatio = round(r.Gateway.RequestsPerSecond/f.RequestsPerSecond, 2)
 			}
-			f.Verdicts = wt.judge(rep.InMemory, true, r.Concurrency, f.ThroughputRatio, f.AddedP50Ms, f.AddedP99Ms, f.CPURatio)
+			f.Verdicts = wt.judge(rep.InMemory, true, r.Concurrency, f.VsProxy)
 		}
 		if r.Gateway.Requests == 0 {
 			continue
 		}
-		r.ThroughputRatio = round(r.Gateway.RequestsPerSecond/r.Proxy.RequestsPerSecond, 2)
-		r.AddedP50Ms = round(r.Gateway.P50Ms-r.Proxy.P50Ms, 3)
-		r.AddedP99Ms = round(r.Gateway.P99Ms-r.Proxy.P99Ms, 3)
-		if r.Proxy.CPUPerRequestUs > 0 {
-			r.CPURatio = round(r.Gateway.CPUPerRequestUs/r.Proxy.CPUPerRequestUs, 2)
-		}
+		r.VsProxy = vsProxy(r.Gateway, r.Proxy)
 		switch {
 		case r.Read:
 			r.add(&read, fmt.Sprintf(">=%.1fx", readRatioTarget), r.ThroughputRatio >= readRatioTarget)
 		case r.Kind == unchangedKind:
 			// not a write: judged against the gateway's own GET, below
 		default:
-			r.Verdicts = wt.judge(rep.InMemory, false, r.Concurrency, r.ThroughputRatio, r.AddedP50Ms, r.AddedP99Ms, r.CPURatio)
+			r.Verdicts = wt.judge(rep.InMemory, false, r.Concurrency, r.VsProxy)
 		}
 	}
 	member := kindRatio{kind: memberKind, base: updKind, level: memberTargetLevel, min: memberRatioTarget}.judge(rep.Rows)
