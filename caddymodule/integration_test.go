@@ -797,6 +797,42 @@ func itWaitAnswered(t *testing.T, s *itServer) {
 	}
 }
 
+// createdAfterReload POSTs body to /Users, on a new connection each time, until the answer
+// is 201 Created; an answer of the old config (a connection closed unanswered, or 403 from
+// the policy the reload replaced) is sent again, anything else fails the test, as does no
+// 201 within 5 s.
+func createdAfterReload(t *testing.T, s *itServer, body string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s.client.CloseIdleConnections()
+		req, err := http.NewRequest(http.MethodPost, s.base+"/Users", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		req.Header.Set("Content-Type", "application/scim+json; charset=utf-8")
+		resp, err := s.client.Do(req)
+		status, detail := 0, ""
+		if err == nil {
+			data, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			status, detail = resp.StatusCode, string(data)
+			switch status {
+			case http.StatusCreated:
+				return
+			case http.StatusForbidden:
+			default:
+				t.Fatalf("POST /Users after the reload: %d %s", status, detail)
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the reloaded policy did not answer within 5 s: last %d %s (error %v)", status, detail, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // tagConfig returns cfg (a Caddy JSON config) with a first route on every HTTP server that
 // sets the response header X-Test-Config to tag, so that a test can tell which config
 // answered: after caddy.Load returns, Caddy has only begun to shut the old servers down

@@ -537,9 +537,7 @@ func TestPolicyReload(t *testing.T) {
 	}
 
 	// The last reload required only userName: a user without emails is created.
-	r.client.CloseIdleConnections()
-	itWaitAnswered(t, r.itServer)
-	r.create(t, "/Users", `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"noemail-1@contoso.example"}`)
+	createdAfterReload(t, r.itServer, `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"noemail-1@contoso.example"}`)
 
 	// A broken policy fails the reload; the previous policy stays in force.
 	if err := os.WriteFile(filepath.Join(dir, "scimgate", "broken.rego"), []byte("package scimgate\n\ndecision := {\"allow\": true\n"), 0o600); err != nil {
