@@ -31,6 +31,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    max_teams <n>            # default 100000
 //	    max_memberships <n>      # default 1000000
 //	    latency <d> [<max>]      # answer after d, or after a uniform time in [d, max]; default 0
+//	    state_file <path>        # keep the state in this file across restarts; default memory only
 //	}
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -85,8 +86,14 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					a.LatencyMax = caddy.Duration(dur)
 				}
 			}
+		case "state_file":
+			v, err := oneArg(d)
+			if err != nil {
+				return err
+			}
+			a.StateFile = v
 		default:
-			return d.Errf("unknown option %q (want api_key, name, max_accounts, max_teams, max_memberships or latency)", opt)
+			return d.Errf("unknown option %q (want api_key, name, max_accounts, max_teams, max_memberships, latency or state_file)", opt)
 		}
 	}
 	return nil

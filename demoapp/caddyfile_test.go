@@ -12,6 +12,7 @@ import (
 )
 
 func TestUnmarshalCaddyfile(t *testing.T) {
+	t.Setenv("SCIMGATE_DATA", "./scimgate-data") // {$SCIMGATE_DATA:...} is replaced as the Caddyfile is read
 	cases := []struct {
 		name, input string
 		want        App
@@ -25,9 +26,11 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				max_accounts 500
 				max_teams 20
 				max_memberships 1000
+				state_file {$SCIMGATE_DATA:./scimgate-data}/demoapp-state.json
 			}`,
-			want: App{APIKey: "{env.SCIMGATE_DEMO_KEY}", Name: "demo", MaxAccounts: 500, MaxTeams: 20, MaxMemberships: 1000},
+			want: App{APIKey: "{env.SCIMGATE_DEMO_KEY}", Name: "demo", MaxAccounts: 500, MaxTeams: 20, MaxMemberships: 1000, StateFile: "./scimgate-data/demoapp-state.json"},
 		},
+		{name: "state_file without a path", input: "scimgate_demo_app {\n state_file\n}", err: "wrong argument count"},
 		{name: "minimal", input: "scimgate_demo_app {\n api_key k\n}", want: App{APIKey: "k"}},
 		{name: "no block", input: "scimgate_demo_app", want: App{}},
 		{name: "argument", input: "scimgate_demo_app extra {\n api_key k\n}", err: "wrong argument count"},

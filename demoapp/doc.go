@@ -5,7 +5,7 @@
 //
 // It is built into cmd/scimgate but not into the xcaddy.sh production build (which pulls in
 // caddymodule only); caddymodule must never import it. It is a test fixture: state lives in
-// memory and is lost when the process exits.
+// memory and is lost when the process exits, unless state_file names a file to keep it in.
 //
 // # Why it looks the way it does
 //
@@ -86,6 +86,16 @@
 // and request bodies by 1 MiB. States are pooled by name (default "default") in a
 // caddy.UsagePool: a config reload keeps the data, and two handlers with the same name share
 // it. Requests outside /api/v1 are passed to the next handler.
+//
+// With `state_file <path>` (Caddyfile.example keeps it beside the gateway's store) the state
+// is read from the file when it is created, and written a quarter of a second after each
+// burst of changes (then not again for four times what that write took) and when its last
+// handler goes: a new file, synced and renamed over the old one, readable by its owner only.
+// A restart then finds the accounts, teams and next ids as they were, so the gateway's
+// directory and the app still agree; a process killed outright loses the changes of its
+// last moment, as a real app's outage may. A file the app could not have written (another
+// format, a duplicate login, a manager or member that does not exist) fails provisioning,
+// naming the file, and is left as it is.
 //
 // # Latency
 //

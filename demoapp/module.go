@@ -61,6 +61,13 @@ type App struct {
 	// LatencyMax is the upper bound of a distributed delay; 0 means a fixed Latency.
 	LatencyMax caddy.Duration `json:"latency_max,omitempty"`
 
+	// StateFile keeps the state in this file, so that the app still holds its accounts
+	// and teams after a restart, as the gateway's store holds what it provisioned. It is
+	// read when the state is created and written a moment after each burst of changes
+	// (a new file renamed over the old one) and when the last handler of the state goes.
+	// Placeholders are resolved. Default: none, the state lives in memory only.
+	StateFile string `json:"state_file,omitempty"`
+
 	keyHash [sha256.Size]byte
 	limits  limits
 	state   *state
@@ -96,7 +103,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.MaxMemberships = DefaultMaxMemberships
 	}
 	a.limits = limits{accounts: a.MaxAccounts, teams: a.MaxTeams, memberships: a.MaxMemberships}
-	st, err := acquireState(a.Name)
+	file := caddy.NewReplacer().ReplaceKnown(a.StateFile, "")
+	if a.StateFile != "" && file == "" {
+		return errors.New("state_file is empty after resolving placeholders")
+	}
+	st, err := acquireState(a.Name, file, a.logger)
 	if err != nil {
 		return err
 	}
@@ -153,6 +164,9 @@ func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		return nil // the client went away
 	}
 	rep, err := a.dispatch(w, r)
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		a.state.changed()
+	}
 	if err != nil {
 		a.writeError(w, err)
 		return nil

@@ -34,6 +34,8 @@ type state struct {
 	memberships int
 
 	calls int64 // API calls answered since the start or the last reset (not _state, _reset)
+
+	persist *persister // keeps the state in its state_file; nil without one
 }
 
 // teamRecord is a team with its members, kept sorted so that pages walk in id order and
@@ -472,6 +474,11 @@ func (s *state) removeMemberLocked(t *teamRecord, id int64) bool {
 func (s *state) snapshot() Snapshot {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	return s.snapshotLocked()
+}
+
+// snapshotLocked is snapshot with s.mu held.
+func (s *state) snapshotLocked() Snapshot {
 	snap := Snapshot{
 		Accounts:    make([]Account, 0, len(s.accountIDs)),
 		Teams:       make([]Team, 0, len(s.teamIDs)),
