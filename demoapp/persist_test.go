@@ -1,7 +1,6 @@
 package demoapp
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -11,24 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 )
-
-// provisionApp provisions an App with mods applied and returns it, or the error of its
-// provisioning. The caller cleans it up.
-func provisionApp(t *testing.T, mods ...func(*App)) (*App, error) {
-	t.Helper()
-	a := &App{APIKey: testKey, Name: t.Name()}
-	for _, m := range mods {
-		m(a)
-	}
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	t.Cleanup(cancel)
-	if err := a.Provision(ctx); err != nil {
-		return nil, err
-	}
-	return a, nil
-}
 
 func withStateFile(path string) func(*App) { return func(a *App) { a.StateFile = path } }
 

@@ -22,13 +22,8 @@ var fixedClock = func() time.Time { return time.Date(2025, 3, 1, 12, 0, 0, 0, ti
 // when the test ends. mods change the config before provisioning.
 func newTestApp(t *testing.T, mods ...func(*App)) *App {
 	t.Helper()
-	a := &App{APIKey: testKey, Name: t.Name()}
-	for _, m := range mods {
-		m(a)
-	}
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	t.Cleanup(cancel)
-	if err := a.Provision(ctx); err != nil {
+	a, err := provisionApp(t, mods...)
+	if err != nil {
 		t.Fatalf("provisioning: %v", err)
 	}
 	if err := a.Validate(); err != nil {
@@ -43,6 +38,22 @@ func newTestApp(t *testing.T, mods ...func(*App)) *App {
 	a.state.now = fixedClock
 	a.state.mu.Unlock()
 	return a
+}
+
+// provisionApp provisions an App with mods applied and returns it, or the error of its
+// provisioning. The caller cleans it up.
+func provisionApp(t *testing.T, mods ...func(*App)) (*App, error) {
+	t.Helper()
+	a := &App{APIKey: testKey, Name: t.Name()}
+	for _, m := range mods {
+		m(a)
+	}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(cancel)
+	if err := a.Provision(ctx); err != nil {
+		return nil, err
+	}
+	return a, nil
 }
 
 // nextHandler records that a request was passed on.
