@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
 )
 
 func withStateFile(path string) func(*App) { return func(a *App) { a.StateFile = path } }
