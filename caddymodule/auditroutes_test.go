@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/scimgate/scimgate/caddymodule/journal"
@@ -202,4 +203,63 @@ func TestAuditConfig(t *testing.T) {
 			t.Errorf("accepted %q", bad)
 		}
 	}
+}
+
+// TestAuditLiveEndsWhenItsServerStops: an auditor's live stream on the site never ends by
+// itself, and Caddy's servers shut down with an eternal grace period by default: a stream
+// that outlived its server would keep a stopping gateway from exiting (SIGTERM waited for
+// the auditor to close the page) and keep a reloaded config's old server serving. When its
+// server begins to shut down the stream tells the client to reconnect and ends, so the
+// shutdown completes; the client reconnects to the new config.
+func TestAuditLiveEndsWhenItsServerStops(t *testing.T) {
+	t.Setenv("SCIMGATE_IT_AUDIT_TOKEN", testAuditToken)
+	s := itStartCaddyfile(t, filepath.Join("testdata", "audit", "Caddyfile"))
+	addr := strings.TrimSuffix(strings.TrimPrefix(s.base, "http://"), "/scim/v2")
+	open := func(name string) *bufio.Reader {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		t.Cleanup(cancel)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+DefaultAuditPath+"/live?backlog=0", nil)
+		req.Header.Set("Authorization", "Bearer "+testAuditToken)
+		live, err := s.client.Do(req)
+		if err != nil || live.StatusCode != http.StatusOK {
+			t.Fatalf("live: %v %v", err, live)
+		}
+		t.Cleanup(func() { live.Body.Close() })
+		s.create(t, "/Users", `{"userName":"`+name+`"}`)
+		rd := bufio.NewReader(live.Body)
+		for {
+			line, err := rd.ReadString('\n')
+			if err != nil {
+				t.Fatalf("the live stream ended before the record of %s: %v", name, err)
+			}
+			if strings.Contains(line, name) {
+				return rd
+			}
+		}
+	}
+	rd := open("before-reload@contoso.example")
+
+	start := time.Now()
+	if err := caddy.Load(s.cfgJSON, true); err != nil { // a reload: the old server shuts down
+		t.Fatal(err)
+	}
+	var rest strings.Builder
+	for {
+		line, err := rd.ReadString('\n')
+		rest.WriteString(line)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("reading the stream after the reload: %v (%.2fs after it); it sent %q", err, time.Since(start).Seconds(), rest.String())
+		}
+	}
+	if !strings.HasSuffix(rest.String(), "event: dropped\ndata: {\"reconnect\":true}\n\n") {
+		t.Errorf("the stream ended with %q, want a dropped event that asks the client to reconnect", rest.String())
+	}
+	// The client reconnects, to the new config's server.
+	s.client.CloseIdleConnections()
+	itWaitAnswered(t, s)
+	open("after-reload@contoso.example")
 }

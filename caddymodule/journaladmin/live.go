@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/scimgate/scimgate/caddymodule/journal"
@@ -93,6 +94,9 @@ func parseLiveRequest(r *http.Request) (liveRequest, error) {
 	return lr, nil
 }
 
+// liveDropped ends a stream the client should open again (with Last-Event-ID).
+const liveDropped = "event: dropped\ndata: {\"reconnect\":true}\n\n"
+
 // Event is a record as the stream, the page and `journal tail --json` show it: the
 // record's fields with the hash that chains it, hex-encoded.
 type Event struct {
@@ -111,9 +115,9 @@ type Event struct {
 // the stream leaves out (an export has them). It subscribes before reading the backlog, so
 // no record falls between the two (duplicates are skipped by sequence number); a
 // Last-Event-ID beyond the head is from another history and resumes from now. It ends when
-// the client goes away or when the journal drops the subscription (a client too slow to
-// keep up, or the store closing), after an `event: dropped` that tells the client to
-// reconnect with Last-Event-ID.
+// the client goes away, when the journal drops the subscription (a client too slow to keep
+// up, or the store closing) or when its server begins to shut down (a reload, a stop), the
+// last two after an `event: dropped` that tells the client to reconnect with Last-Event-ID.
 func serveLive(w http.ResponseWriter, r *http.Request, a openJournal) error {
 	lr, err := parseLiveRequest(r)
 	if err != nil {
@@ -153,7 +157,36 @@ func serveLive(w http.ResponseWriter, r *http.Request, a openJournal) error {
 	if err := s.replay(r.Context(), a.j, lr); err != nil {
 		return nil // the client is gone, or the journal closed: either way the stream is over
 	}
-	return s.follow(r.Context(), sub)
+	return s.follow(r.Context(), sub, serverStopping(r))
+}
+
+// serverStops holds, for each server that served a live stream, a channel closed when the
+// server begins to shut down (*http.Server -> chan struct{}).
+var serverStops sync.Map
+
+// serverStopping returns a channel closed when the server that received r begins to shut
+// down (nil if r came through none). A live stream never ends by itself and Caddy's
+// servers shut down with an eternal grace period by default: a stream that did not end
+// with its server would keep a stopping gateway from exiting until the auditor closed the
+// page, and a reloaded config's old server open for as long.
+func serverStopping(r *http.Request) <-chan struct{} {
+	srv, _ := r.Context().Value(http.ServerContextKey).(*http.Server)
+	if srv == nil {
+		return nil
+	}
+	if c, ok := serverStops.Load(srv); ok {
+		return c.(chan struct{})
+	}
+	c := make(chan struct{})
+	if prev, loaded := serverStops.LoadOrStore(srv, c); loaded {
+		return prev.(chan struct{})
+	}
+	// Shutdown may be called more than once, and runs every registered function each time.
+	srv.RegisterOnShutdown(sync.OnceFunc(func() {
+		serverStops.CompareAndDelete(srv, c)
+		close(c)
+	}))
+	return c
 }
 
 // liveStream writes one client's events.
@@ -205,17 +238,21 @@ func liveFirst(head, n uint64) uint64 {
 	return head - n + 1
 }
 
-// follow sends committed records until the client leaves or the subscription is dropped.
-func (s *liveStream) follow(ctx context.Context, sub *journal.Subscription) error {
+// follow sends committed records until the client leaves, the subscription is dropped or
+// stopping is closed (the server shuts down); the last two tell the client to reconnect.
+func (s *liveStream) follow(ctx context.Context, sub *journal.Subscription, stopping <-chan struct{}) error {
 	tick := time.NewTicker(liveHeartbeat)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-stopping:
+			_ = s.write([]byte(liveDropped))
+			return nil
 		case e, ok := <-sub.C:
 			if !ok {
-				_ = s.write([]byte("event: dropped\ndata: {\"reconnect\":true}\n\n"))
+				_ = s.write([]byte(liveDropped))
 				return nil
 			}
 			if err := s.send(e); err != nil {
