@@ -168,7 +168,10 @@ var serverStops sync.Map
 // down (nil if r came through none). A live stream never ends by itself and Caddy's
 // servers shut down with an eternal grace period by default: a stream that did not end
 // with its server would keep a stopping gateway from exiting until the auditor closed the
-// page, and a reloaded config's old server open for as long.
+// page, and a reloaded config's old server open for as long. (The server runs these
+// functions once, as its shutdown begins: the first stream of a server whose request was
+// read after that is not ended this way. The listener is closed by then, so it would take
+// a request sent on a kept-alive connection in that instant.)
 func serverStopping(r *http.Request) <-chan struct{} {
 	srv, _ := r.Context().Value(http.ServerContextKey).(*http.Server)
 	if srv == nil {
