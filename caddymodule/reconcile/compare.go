@@ -170,6 +170,11 @@ func (rn *run) checkAccounts(tx *store.Tx, typ string, batch []mapping.Account, 
 			return nil, err
 		}
 		doc["id"] = scimID
+		if _, ok := scim.Get(doc, "active"); !ok && typ == scim.UserType {
+			// Absent is active, as the engine reads it: the account's state fields are
+			// expected as for an active user, not as unset.
+			doc["active"] = true
+		}
 		subject = provision.SubjectOf(typ, doc)
 		mark := tx.Mark(key, scimID)
 		outOfScope := mark == change.MarkSkipped || mark == change.MarkDeactivated

@@ -322,3 +322,36 @@ func TestReconcileMissingGroup(t *testing.T) {
 		t.Fatalf("a second reconcile finds %v", keys(again))
 	}
 }
+
+// TestReconcileAbsentActiveIsActive: a user created without active (SCIM leaves it to the
+// server; the engine reads it as active, and Entra always sends it but other clients need
+// not) whose account the app keeps unlocked is no finding: the mapping's state fields are
+// expected as for an active user, not as absent (locked: false, not null). Once the app
+// locks that account, it is drifted, active in the directory and inactive in the app, and
+// --fix unlocks it.
+func TestReconcileAbsentActiveIsActive(t *testing.T) {
+	r := newRig(t)
+	doc := user("noactive", "Engineer", true)
+	delete(doc, "active")
+	id := r.create(r.eng, scim.UserType, doc)
+	rep, err := r.reconciler(Options{}).Run(context.Background(), false, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Findings) != 0 {
+		t.Fatalf("findings for an unlocked account of a user without active: %v", keys(rep))
+	}
+
+	native := r.nativeID(scim.UserType, id)
+	r.app.call("POST", "/api/v1/accounts/"+native+"/lock", "", 200)
+	rep, err = r.reconciler(Options{}).Run(context.Background(), true, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Findings) != 1 || rep.Findings[0].Kind != Drifted || !strings.HasPrefix(rep.Findings[0].Reason, "active in the directory, inactive in the app") {
+		t.Fatalf("findings for a locked account of a user without active: %+v", rep.Findings)
+	}
+	if s := r.app.state(); len(s.Accounts) != 1 || s.Accounts[0].Locked {
+		t.Errorf("after --fix the account is %+v, want it unlocked", s.Accounts)
+	}
+}
