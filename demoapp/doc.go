@@ -88,14 +88,15 @@
 // it. Requests outside /api/v1 are passed to the next handler.
 //
 // With `state_file <path>` (Caddyfile.example keeps it beside the gateway's store) the state
-// is read from the file when it is created, and written a quarter of a second after each
-// burst of changes (then not again for four times what that write took) and when its last
-// handler goes: a new file, synced and renamed over the old one, readable by its owner only.
-// A restart then finds the accounts, teams and next ids as they were, so the gateway's
-// directory and the app still agree; a process killed outright loses the changes of its
-// last moment, as a real app's outage may. A file the app could not have written (another
-// format, a duplicate login, a manager or member that does not exist) fails provisioning,
-// naming the file, and is left as it is.
+// survives restarts and crashes, as a real app's database does: each change the app answers
+// with success is appended to a log and synced before the answer is sent, and a snapshot
+// beside it is rewritten (a new file, synced and renamed over the old one, readable by its
+// owner only) when the log outgrows it and when the state's last handler goes. A restart,
+// or a kill -9, then finds every change the app answered, with its ids and timestamps, so
+// the gateway's directory and the app still agree; a change it never answered is not there.
+// Files the app could not have written (another format, a duplicate login, a manager or
+// member that does not exist, a logged change that does not apply again) fail provisioning,
+// naming the file, and are left as they are. persist.go has the layout.
 //
 // # Latency
 //

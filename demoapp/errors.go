@@ -26,6 +26,7 @@ const (
 	CodeUnknownManager       = "UNKNOWN_MANAGER"        // 422: org.manager_id names no account
 	CodeInvalidManager       = "INVALID_MANAGER"        // 422: an account cannot manage itself
 	CodeLimitReached         = "LIMIT_REACHED"          // 507: max_accounts, max_teams or max_memberships reached
+	CodeStorage              = "STORAGE_UNAVAILABLE"    // 503: a change could not be kept in the state_file
 )
 
 // apiError is an error answered in the app's own format:

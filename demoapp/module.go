@@ -61,11 +61,10 @@ type App struct {
 	// LatencyMax is the upper bound of a distributed delay; 0 means a fixed Latency.
 	LatencyMax caddy.Duration `json:"latency_max,omitempty"`
 
-	// StateFile keeps the state in this file, so that the app still holds its accounts
-	// and teams after a restart, as the gateway's store holds what it provisioned. It is
-	// read when the state is created and written a moment after each burst of changes
-	// (a new file renamed over the old one) and when the last handler of the state goes.
-	// Placeholders are resolved. Default: none, the state lives in memory only.
+	// StateFile keeps the state in this file and logs beside it, so that the app still
+	// holds its accounts and teams after a restart or a crash, as the gateway's store holds
+	// what it provisioned: each change is logged and synced before it is answered (see
+	// persist.go). Placeholders are resolved. Default: none, the state lives in memory only.
 	StateFile string `json:"state_file,omitempty"`
 
 	keyHash [sha256.Size]byte
@@ -163,9 +162,12 @@ func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	if !a.wait(r) {
 		return nil // the client went away
 	}
-	rep, err := a.dispatch(w, r)
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		a.state.changed()
+	var rep reply
+	var err *apiError
+	if p := a.state.persist; p != nil && r.Method != http.MethodGet && r.Method != http.MethodHead {
+		rep, err = p.change(a, w, r) // logged before it is answered
+	} else {
+		rep, err = a.dispatch(w, r)
 	}
 	if err != nil {
 		a.writeError(w, err)

@@ -2,11 +2,15 @@ package demoapp
 
 import (
 	"encoding/json"
+	"errors"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -74,37 +78,186 @@ func TestStateFileKeepsStateAcrossRestarts(t *testing.T) {
 	}
 }
 
-// TestStateFileSavedWhileRunning: a change reaches the file shortly after it is answered,
-// without waiting for the app to stop (a process killed later keeps it), and a reset
-// empties the file's state too.
-func TestStateFileSavedWhileRunning(t *testing.T) {
-	file := filepath.Join(t.TempDir(), "state.json")
-	a, err := provisionApp(t, withStateFile(file))
+// crashCopy copies the state file's directory as a process killed at this instant leaves
+// it (every answered change is synced: the page cache is what the disk will hold) and
+// returns the state file's path in the copy. Temporary snapshots are left out: a crash
+// leaves them, and nothing reads them.
+func crashCopy(t *testing.T, file string) string {
+	t.Helper()
+	dir := t.TempDir()
+	entries, err := os.ReadDir(filepath.Dir(file))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer a.Cleanup()
-	must(t, a, http.StatusCreated, "POST", "/api/v1/accounts", `{"login":"ada@contoso.example"}`)
-	waitSaved(t, file, func(s savedState) bool { return len(s.Accounts) == 1 && s.Accounts[0].Login == "ada@contoso.example" })
-	must(t, a, http.StatusNoContent, "POST", "/api/v1/_reset", "")
-	waitSaved(t, file, func(s savedState) bool { return len(s.Accounts) == 0 && s.NextAccount == 1 })
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".tmp") {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(filepath.Dir(file), e.Name()))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // a log a compaction removed after the listing: the snapshot has it
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, e.Name()), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return filepath.Join(dir, filepath.Base(file))
 }
 
-// waitSaved waits up to 5 s for the file to hold a state ok accepts.
-func waitSaved(t *testing.T, file string, ok func(savedState) bool) {
+// reopen provisions an app of its own on the state file at path and returns its _state.
+func reopen(t *testing.T, path string) (Snapshot, error) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		var s savedState
-		data, err := os.ReadFile(file)
-		if err == nil && json.Unmarshal(data, &s) == nil && ok(s) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the state file does not hold the expected state after 5 s: %v %s", err, data)
-		}
-		time.Sleep(20 * time.Millisecond)
+	b, err := provisionApp(t, withStateFile(path), func(a *App) { a.Name = t.Name() + "-" + path })
+	if err != nil {
+		return Snapshot{}, err
 	}
+	defer b.Cleanup()
+	return dump(t, b), nil
+}
+
+// changes are the requests the crash tests make, each answered with success.
+var changes = []struct{ method, path, body string }{
+	{"POST", "/api/v1/accounts", `{"login":"ada@contoso.example","person":{"first":"Ada"}}`},
+	{"POST", "/api/v1/accounts", `{"login":"grace@contoso.example","org":{"manager_id":1}}`},
+	{"POST", "/api/v1/teams", `{"name":"Engineering"}`},
+	{"PUT", "/api/v1/teams/1/members/1", ""},
+	{"PUT", "/api/v1/teams/1/members/2", ""},
+	{"POST", "/api/v1/accounts/2/lock", ""},
+	{"PATCH", "/api/v1/accounts/1", `{"org":{"title":"Analyst"}}`},
+	{"POST", "/api/v1/accounts:batch", `{"accounts":[{"login":"a@x.example"},{"login":"ADA@contoso.example"},{"login":"b@x.example"}]}`},
+	{"POST", "/api/v1/teams/1/members:batch", `{"add":[3,4],"remove":[1]}`},
+	{"DELETE", "/api/v1/accounts/1", ""},
+	{"PUT", "/api/v1/teams/1", `{"name":"R&D","description":"<lab>"}`},
+	{"POST", "/api/v1/accounts/2/unlock", ""},
+	{"DELETE", "/api/v1/teams/1/members/3", ""},
+	{"POST", "/api/v1/teams:batch", `{"teams":[{"name":"Sales"},{"name":"r&d"}]}`},
+	{"POST", "/api/v1/_reset", ""},
+	{"POST", "/api/v1/accounts", `{"login":"after-reset@contoso.example"}`},
+}
+
+// change makes one of changes and fails the test unless the app answers 2xx.
+func change(t *testing.T, a *App, method, path, body string) {
+	t.Helper()
+	rec := do(t, a, method, path, body)
+	if rec.Code < 200 || rec.Code > 299 {
+		t.Fatalf("%s %s: %d %s", method, path, rec.Code, rec.Body)
+	}
+}
+
+// TestStateFileSurvivesACrash: a process killed right after the app answered finds every
+// change it answered (the log is synced before the answer), with the same ids and
+// timestamps, however the files were left: between two changes, with a last record cut
+// short (never answered), or in the middle of a compaction (a new log started and no
+// snapshot naming it yet, or the snapshot renamed and the older logs not yet removed).
+func TestStateFileSurvivesACrash(t *testing.T) {
+	t.Run("between changes", func(t *testing.T) {
+		file := filepath.Join(t.TempDir(), "state.json")
+		a, err := provisionApp(t, withStateFile(file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a.Cleanup()
+		for i, c := range changes {
+			change(t, a, c.method, c.path, c.body)
+			want := dump(t, a)
+			got, err := reopen(t, crashCopy(t, file))
+			if err != nil {
+				t.Fatalf("after change %d: %v", i, err)
+			}
+			if !sameState(got, want) {
+				t.Fatalf("after change %d (%s %s) the crashed app holds\n%+v\nwant\n%+v", i, c.method, c.path, got, want)
+			}
+		}
+		// A record cut short by the crash is left out; one in the middle of a log is not.
+		cp := crashCopy(t, file)
+		logs, err := listLogs(cp)
+		if err != nil || len(logs) == 0 {
+			t.Fatalf("logs %v %v", logs, err)
+		}
+		newest := logPath(cp, logs[len(logs)-1])
+		f, err := os.OpenFile(newest, os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = f.WriteString(`{"time":"2026-01-01T00:00:00Z","method":"POST","path":"/api/v1/acc`)
+		f.Close()
+		if got, err := reopen(t, cp); err != nil || !sameState(got, dump(t, a)) {
+			t.Fatalf("a torn last record: %v, %+v", err, got)
+		}
+		cp = crashCopy(t, file)
+		data, _ := os.ReadFile(logPath(cp, logs[len(logs)-1]))
+		if err := os.WriteFile(logPath(cp, logs[len(logs)-1]), append([]byte("{not json}\n"), data...), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := reopen(t, cp); err == nil || !strings.Contains(err.Error(), "record 1 is not a change of the app") || !strings.Contains(err.Error(), cp) {
+			t.Fatalf("a broken record in the middle of the log: %v", err)
+		}
+	})
+
+	t.Run("during compactions", func(t *testing.T) {
+		old, oldSpacing := minCompactBytes, compactSpacing
+		minCompactBytes, compactSpacing = 1, 0 // compact after every change
+		file := filepath.Join(t.TempDir(), "state.json")
+		var (
+			mu     sync.Mutex
+			copies []string
+		)
+		testHookCompact = func(string) {
+			mu.Lock()
+			copies = append(copies, crashCopy(t, file))
+			mu.Unlock()
+		}
+		t.Cleanup(func() { testHookCompact, minCompactBytes, compactSpacing = nil, old, oldSpacing })
+		a, err := provisionApp(t, withStateFile(file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		states := []Snapshot{dump(t, a)}
+		for _, c := range changes {
+			change(t, a, c.method, c.path, c.body)
+			states = append(states, dump(t, a))
+			time.Sleep(5 * time.Millisecond) // let the compaction of this change run beside the next
+		}
+		if err := a.Cleanup(); err != nil {
+			t.Fatal(err)
+		}
+		testHookCompact = nil
+		mu.Lock()
+		defer mu.Unlock()
+		if len(copies) < 4 {
+			t.Fatalf("only %d copies taken in compactions", len(copies))
+		}
+		t.Logf("%d copies taken in compactions", len(copies))
+		// Each copy holds the state after some change, whole: none lost, none half made.
+		last := 0
+		for i, cp := range copies {
+			got, err := reopen(t, cp)
+			if err != nil {
+				t.Fatalf("copy %d: %v", i, err)
+			}
+			j := slices.IndexFunc(states, func(s Snapshot) bool { return sameState(s, got) })
+			if j < 0 {
+				t.Fatalf("copy %d holds a state the app never answered:\n%+v", i, got)
+			}
+			if j < last {
+				t.Fatalf("copy %d holds the state after change %d, an earlier copy the one after %d", i, j, last)
+			}
+			last = j
+		}
+		if last != len(changes) {
+			t.Errorf("the last compaction's copy holds the state after change %d of %d", last, len(changes))
+		}
+	})
+}
+
+// sameState compares two dumps.
+func sameState(a, b Snapshot) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return string(x) == string(y)
 }
 
 // TestStateFileRefused: a state file the app could not have written is refused at

@@ -36,6 +36,7 @@ type state struct {
 	calls int64 // API calls answered since the start or the last reset (not _state, _reset)
 
 	persist *persister // keeps the state in its state_file; nil without one
+	pinned  time.Time  // when set, the time of every timestamp (a change being logged or replayed)
 }
 
 // teamRecord is a team with its members, kept sorted so that pages walk in id order and
@@ -80,6 +81,9 @@ func (s *state) reset() {
 
 // timestamp is the app's time format: UTC, millisecond precision, fixed width.
 func (s *state) timestamp() string {
+	if !s.pinned.IsZero() {
+		return s.pinned.UTC().Format("2006-01-02T15:04:05.000Z")
+	}
 	return s.now().UTC().Format("2006-01-02T15:04:05.000Z")
 }
 
