@@ -461,8 +461,8 @@ func (g *Handler) Cleanup() error {
 func (g *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	if g.audit != nil {
 		if route, ok := g.audit.route(r.URL.Path); ok {
-			// Not counted in g.requests: an auditor's live stream lasts until the journal
-			// closes, and a read the store closed under only fails.
+			// Not counted in g.requests: an auditor's live stream lasts until its server
+			// shuts down or the journal closes, and a read the store closed under only fails.
 			if g.awaitStart(w, r) {
 				g.serveAudit(w, r, route)
 			}
