@@ -159,6 +159,9 @@ func openState(path string, clock func() time.Time, logger *zap.Logger) (*state,
 	p := &persister{path: path, logger: logger, logSeq: last,
 		grown: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
 	if err := p.compact(s); err != nil {
+		if p.log != nil {
+			_ = p.log.Close()
+		}
 		return nil, nil, fmt.Errorf("state_file %s: %w", path, err)
 	}
 	return s, p, nil
