@@ -355,3 +355,29 @@ func TestStateFileRefused(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestStateFileUnwritable: a change whose record cannot be written is answered 503 in the
+// app's error format (the client sends it again), and so is every later change, since the
+// file would no longer hold what the app answered; reads go on.
+func TestStateFileUnwritable(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "state.json")
+	a, err := provisionApp(t, withStateFile(file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Cleanup()
+	must(t, a, http.StatusCreated, "POST", "/api/v1/accounts", `{"login":"ada@contoso.example"}`)
+	p := a.state.persist
+	p.mu.Lock()
+	_ = p.log.Close() // every later write of the log fails
+	p.mu.Unlock()
+	for _, login := range []string{"grace", "linus"} {
+		rec := must(t, a, http.StatusServiceUnavailable, "POST", "/api/v1/accounts", `{"login":"`+login+`@contoso.example"}`)
+		if code := errorCode(t, rec); code != CodeStorage {
+			t.Errorf("%s: code %s", login, code)
+		}
+	}
+	if n := len(dump(t, a).Accounts); n != 2 {
+		t.Errorf("%d accounts: want ada and grace (made, not kept), not linus (refused)", n)
+	}
+}
