@@ -184,38 +184,67 @@ func TestQueuedMembershipWaitsForMember(t *testing.T) {
 }
 
 // TestDeadLetter: a change the app rejects (400) is a dead letter at once, kept with the
-// app's answer; the resource's later changes wait behind it, other resources' do not.
+// app's answer; the resource's later changes wait behind it, other resources' do not. When
+// the rejected change went coalesced with a later one, the first is tried again at once on
+// its own, so that the dead letter is the change the app refused and the later one waits
+// untried. (Which of the two happens depends on whether the second change is queued before
+// the first one's delivery starts; each is made certain here.)
 func TestDeadLetter(t *testing.T) {
-	app, srv := newNativeApp(t)
-	r := queuedRig(t, srv.URL, withMode(outbox.Queued))
-	uid := r.mustCreate(scim.UserType, user("ada@contoso.example"))
-	r.settle()
-	n := r.nativeID(scim.UserType, uid)
-	app.set(func(a *nativeApp) { a.fail["PATCH /accounts/"+n] = http.StatusBadRequest })
-	r.patch(scim.UserType, uid, `[{"op":"replace","path":"title","value":"Refused"}]`)
-	r.patch(scim.UserType, uid, `[{"op":"replace","path":"title","value":"Later"}]`)
-	other := r.mustCreate(scim.UserType, user("bob@contoso.example"))
-	r.settle()
-	tasks := r.tasks()
-	if len(tasks) != 2 || !tasks[0].Dead || tasks[0].Attempts != 1 || tasks[0].LastStatus != http.StatusBadRequest || tasks[1].Dead || tasks[1].Attempts != 0 {
-		t.Fatalf("tasks: %+v", tasks)
+	for _, coalesced := range []bool{false, true} {
+		t.Run(map[bool]string{false: "alone", true: "coalesced"}[coalesced], func(t *testing.T) {
+			app, srv := newNativeApp(t)
+			r := queuedRig(t, srv.URL, withMode(outbox.Queued))
+			uid := r.mustCreate(scim.UserType, user("ada@contoso.example"))
+			r.settle()
+			n := r.nativeID(scim.UserType, uid)
+			app.set(func(a *nativeApp) {
+				a.fail["PATCH /accounts/"+n] = http.StatusBadRequest
+				a.calls = nil
+			})
+			if coalesced {
+				if err := r.eng.Worker().Pause("test"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r.patch(scim.UserType, uid, `[{"op":"replace","path":"title","value":"Refused"}]`)
+			if !coalesced {
+				r.settle() // delivered (and refused) before the next change is queued
+			}
+			r.patch(scim.UserType, uid, `[{"op":"replace","path":"title","value":"Later"}]`)
+			if coalesced {
+				if err := r.eng.Worker().Resume("test"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			other := r.mustCreate(scim.UserType, user("bob@contoso.example"))
+			r.settle()
+			attempts := map[bool]int{false: 1, true: 2}[coalesced]
+			tasks := r.tasks()
+			app.mu.Lock()
+			calls := slices.Clone(app.calls)
+			app.mu.Unlock()
+			patches := slices.DeleteFunc(slices.Clone(calls), func(c string) bool { return !strings.HasPrefix(c, "PATCH ") })
+			if len(tasks) != 2 || !tasks[0].Dead || tasks[0].Attempts != attempts || tasks[0].LastStatus != http.StatusBadRequest || tasks[1].Dead || tasks[1].Attempts != 0 || len(patches) != attempts {
+				t.Fatalf("tasks (want the first dead after %d attempts, the second untried): %s\ncalls: %v", attempts, showTasks(tasks), calls)
+			}
+			if r.nativeID(scim.UserType, other) == "" {
+				t.Fatal("another resource's task waited behind the dead letter")
+			}
+			if s := r.eng.Worker().Stats(); s.Pending != 1 || s.Held != 1 || s.Dead != 1 {
+				t.Fatalf("stats: %+v", s)
+			}
+			var dead journal.Record
+			for _, rec := range r.records() {
+				if rec.Outcome == change.Dead {
+					dead = rec
+				}
+			}
+			if dead.Backend == nil || dead.Backend.Status != http.StatusBadRequest || !strings.Contains(dead.Error, "refused with 400") {
+				t.Fatalf("dead letter record: %+v", dead)
+			}
+			r.verify()
+		})
 	}
-	if r.nativeID(scim.UserType, other) == "" {
-		t.Fatal("another resource's task waited behind the dead letter")
-	}
-	if s := r.eng.Worker().Stats(); s.Pending != 1 || s.Held != 1 || s.Dead != 1 {
-		t.Fatalf("stats: %+v", s)
-	}
-	var dead journal.Record
-	for _, rec := range r.records() {
-		if rec.Outcome == change.Dead {
-			dead = rec
-		}
-	}
-	if dead.Backend == nil || dead.Backend.Status != http.StatusBadRequest || !strings.Contains(dead.Error, "refused with 400") {
-		t.Fatalf("dead letter record: %+v", dead)
-	}
-	r.verify()
 }
 
 // TestDeadAfterMaxAge: an app that stays unavailable makes a task a dead letter once it is
@@ -793,4 +822,13 @@ func TestCoalescingManyChanges(t *testing.T) {
 	if posts != 1 || len(calls) > changes/2 {
 		t.Errorf("%d calls to the app (%d creates) for %d coalescible changes: %v", len(calls), posts, changes, calls)
 	}
+}
+
+// showTasks prints tasks for a failure message.
+func showTasks(tasks []*outbox.Task) string {
+	var b strings.Builder
+	for _, tk := range tasks {
+		fmt.Fprintf(&b, "\n  %+v", *tk)
+	}
+	return b.String()
 }
