@@ -70,7 +70,10 @@
 //
 // A deactivation maps either to a dedicated call ("deactivate": POST .../lock, no body)
 // or to an update of a field, with a body such as
-// "locked": {"from": "active", "transforms": ["not"]}.
+// "locked": {"from": "active", "transforms": ["not"]}. A user without active is given to
+// the mapping as active (SCIM leaves the default to the server; the engine reads it so), so
+// such a create sends an active account's state, not nothing; unless the policy keeps
+// active from the app (drop_attributes).
 //
 // # Flows
 //

@@ -239,6 +239,13 @@ func displayOf(rec *store.Record) string {
 // the attributes and members actually dropped (for the journal).
 func shapeForApp(p *plan, d policy.Decision) (*plan, []string, []string, error) {
 	np := *p
+	if p.typ == scim.UserType {
+		// A user without active is active, as the engine reads it (SCIM leaves the default
+		// to the server; Entra always sends it): the app gets an active account's state,
+		// not its own default for an unset field, which may be disabled. Before the drops,
+		// so that a policy that keeps active from the app still does.
+		np.after, np.before = withActive(p.after), withActive(p.before)
+	}
 	var droppedAttrs, droppedMembers []string
 	if len(d.DropAttributes) > 0 {
 		after, dropped, err := scim.DropAttributes(p.typ, p.after, d.DropAttributes)
@@ -305,4 +312,23 @@ func attrWithin(typ, c, outer string) bool {
 	}
 	c, outer = norm(c), norm(outer)
 	return c == outer || (strings.HasPrefix(c, outer) && (c[len(outer)] == '.' || c[len(outer)] == ':'))
+}
+
+// withActive returns doc with active true when it has no active (a shallow copy), and doc
+// itself otherwise (nil stays nil).
+func withActive(doc scim.Resource) scim.Resource {
+	if doc == nil {
+		return nil
+	}
+	if v, ok := scim.Get(doc, "active"); ok && v != nil {
+		return doc
+	}
+	out := make(scim.Resource, len(doc)+1)
+	for k, v := range doc {
+		if !strings.EqualFold(k, "active") {
+			out[k] = v
+		}
+	}
+	out["active"] = true
+	return out
 }
