@@ -184,7 +184,7 @@ func (e *Engine) previewMembers(tx *store.Tx, rec *store.Record) ([]mapping.Memb
 // members added, its deletion.
 func previewInput(typ string, ev change.Event, doc scim.Resource, nativeID string, members []mapping.Member, nativeIDOf func(string) (string, mapping.RefState)) mapping.Input {
 	if typ == scim.UserType {
-		doc = withActive(doc) // as shapeForApp sends it
+		doc = WithActive(doc) // as shapeForApp sends it
 	}
 	in := mapping.Input{ResourceType: typ, Event: ev, Resource: doc, Previous: doc, NativeID: nativeID, NativeIDOf: nativeIDOf}
 	switch ev {

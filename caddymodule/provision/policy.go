@@ -244,7 +244,7 @@ func shapeForApp(p *plan, d policy.Decision) (*plan, []string, []string, error) 
 		// to the server; Entra always sends it): the app gets an active account's state,
 		// not its own default for an unset field, which may be disabled. Before the drops,
 		// so that a policy that keeps active from the app still does.
-		np.after, np.before = withActive(p.after), withActive(p.before)
+		np.after, np.before = WithActive(p.after), WithActive(p.before)
 	}
 	var droppedAttrs, droppedMembers []string
 	if len(d.DropAttributes) > 0 {
@@ -314,9 +314,10 @@ func attrWithin(typ, c, outer string) bool {
 	return c == outer || (strings.HasPrefix(c, outer) && (c[len(outer)] == '.' || c[len(outer)] == ':'))
 }
 
-// withActive returns doc with active true when it has no active (a shallow copy), and doc
-// itself otherwise (nil stays nil).
-func withActive(doc scim.Resource) scim.Resource {
+// WithActive returns doc with active true when it has no active (a shallow copy), and doc
+// itself otherwise (nil stays nil): a user as the app gets it (shapeForApp), and as
+// reconcile expects the app to hold it.
+func WithActive(doc scim.Resource) scim.Resource {
 	if doc == nil {
 		return nil
 	}

@@ -170,10 +170,10 @@ func (rn *run) checkAccounts(tx *store.Tx, typ string, batch []mapping.Account, 
 			return nil, err
 		}
 		doc["id"] = scimID
-		if _, ok := scim.Get(doc, "active"); !ok && typ == scim.UserType {
-			// Absent is active, as the engine reads it: the account's state fields are
+		if typ == scim.UserType {
+			// Absent is active, as the engine sends it: the account's state fields are
 			// expected as for an active user, not as unset.
-			doc["active"] = true
+			doc = provision.WithActive(doc)
 		}
 		subject = provision.SubjectOf(typ, doc)
 		mark := tx.Mark(key, scimID)
