@@ -101,14 +101,11 @@ var (
 	errFileUsed = errors.New("is already the state file of another demo app state")
 )
 
-// loadState returns the state kept in path (a new, empty one if there is none yet) with a
-// persister that keeps it there. Files that cannot be read or hold a state the app could
-// not have produced are an error, and are left as they are for the user to look at.
-func loadState(name, path string, clock func() time.Time, logger *zap.Logger) (*state, error) {
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return nil, fmt.Errorf("state_file %q: %w", path, err)
-	}
+// loadState returns the state kept in abs (an absolute path; a new, empty state if there is
+// none yet) with a persister that keeps it there. Files that cannot be read or hold a state
+// the app could not have produced are an error, and are left as they are for the user to
+// look at.
+func loadState(name, abs string, clock func() time.Time, logger *zap.Logger) (*state, error) {
 	filesMu.Lock()
 	if other, ok := filesInUse[abs]; ok {
 		filesMu.Unlock()
@@ -525,7 +522,7 @@ func (s *state) restore(saved *savedState) error {
 // checkTimes checks a record's timestamps have the app's format.
 func checkTimes(created, updated string) error {
 	for _, ts := range []string{created, updated} {
-		if _, err := time.Parse("2006-01-02T15:04:05.000Z", ts); err != nil {
+		if _, err := time.Parse(timeFormat, ts); err != nil {
 			return fmt.Errorf("timestamp %q is not the app's format", ts)
 		}
 	}

@@ -32,6 +32,13 @@ func (s sharedState) Destruct() error {
 // holds, or a new one, read from file when file is set. A state is kept in one file for its
 // whole life: a handler naming another file than the state's is an error.
 func acquireState(name, file string, logger *zap.Logger) (*state, error) {
+	if file != "" {
+		abs, err := filepath.Abs(file)
+		if err != nil {
+			return nil, fmt.Errorf("state_file %q: %w", file, err)
+		}
+		file = abs
+	}
 	v, _, err := states.LoadOrNew(name, func() (caddy.Destructor, error) {
 		if file == "" {
 			return sharedState{newState(now)}, nil
@@ -50,13 +57,7 @@ func acquireState(name, file string, logger *zap.Logger) (*state, error) {
 	if s.persist != nil {
 		kept = s.persist.path
 	}
-	want := file
-	if want != "" {
-		if abs, err := filepath.Abs(want); err == nil {
-			want = abs
-		}
-	}
-	if kept != want {
+	if kept != file {
 		_ = releaseState(name)
 		if kept == "" {
 			kept = "memory only"

@@ -79,12 +79,16 @@ func (s *state) reset() {
 	s.resetLocked()
 }
 
-// timestamp is the app's time format: UTC, millisecond precision, fixed width.
+// timeFormat is the app's time format: UTC, millisecond precision, fixed width.
+const timeFormat = "2006-01-02T15:04:05.000Z"
+
+// timestamp is the time now (or the pinned time) in the app's format.
 func (s *state) timestamp() string {
-	if !s.pinned.IsZero() {
-		return s.pinned.UTC().Format("2006-01-02T15:04:05.000Z")
+	t := s.pinned
+	if t.IsZero() {
+		t = s.now()
 	}
-	return s.now().UTC().Format("2006-01-02T15:04:05.000Z")
+	return t.UTC().Format(timeFormat)
 }
 
 // ---- accounts ----
