@@ -42,20 +42,6 @@ func FreeAddrs(t testing.TB, n int) []string {
 	return addrs
 }
 
-// claim takes addr's lock for the rest of the test; false when another process holds it.
-func claim(t testing.TB, addr string) bool {
-	t.Helper()
-	f, err := claimFile(addr)
-	if err != nil {
-		t.Fatalf("claiming %s: %v", addr, err)
-	}
-	if f == nil {
-		return false
-	}
-	t.Cleanup(func() { _ = f.Close() })
-	return true
-}
-
 // FreeAddrsHeld is FreeAddrs for code without a test to end the claims (a command's rig,
 // run by its package's tests): the claims are held until the process exits.
 func FreeAddrsHeld(n int) ([]string, error) {

@@ -64,3 +64,18 @@ func TestHeldClaims(t *testing.T) {
 		}
 	}
 }
+
+// claim takes addr's lock for the rest of the test, as another test process would; false
+// when another holder has it.
+func claim(t testing.TB, addr string) bool {
+	t.Helper()
+	f, err := claimFile(addr)
+	if err != nil {
+		t.Fatalf("claiming %s: %v", addr, err)
+	}
+	if f == nil {
+		return false
+	}
+	t.Cleanup(func() { _ = f.Close() })
+	return true
+}
